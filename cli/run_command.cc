@@ -1,0 +1,200 @@
+#include "cli/run_command.h"
+
+#include <getopt.h>
+#include <unistd.h>
+
+#include <climits>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+
+#include "vmm/base/error.h"
+#include "vmm/base/log.h"
+#include "vmm/kvm/kvm.h"
+#include "vmm/machine/machine.h"
+
+namespace wisp {
+namespace {
+
+constexpr const char* kUsage = R"(Usage: wisp run [OPTIONS]
+
+Boot a Linux kernel in a microVM with a serial console.
+
+Options:
+  --kernel PATH    ELF vmlinux or bzImage (default: the default guest built by make,
+                   <wisp>/../guest/vmlinux)
+  --initrd PATH    initramfs to load (default: <wisp>/../guest/initramfs.cpio.gz when the
+                   kernel is the default one; none otherwise)
+  --no-initrd      boot without an initrd
+  --cmdline STR    extra kernel command line, appended to wisp's microVM defaults:
+                   "%s"
+  --raw-cmdline    use --cmdline as the whole command line (no defaults)
+  --mem MIB        guest RAM in MiB (default 128, at least 16)
+  --vcpus N        number of vCPUs (default 1)
+  --console MODE   stdio (default): guest console on stdout, keyboard on stdin;
+                   none: discard; FILE: write the console to FILE
+  --timings        print a JSON line of boot timings to stderr at exit
+  -v, --verbose    log VMM diagnostics to stderr (twice: debug)
+  -h, --help       show this help
+
+Interactive console: Ctrl-A x ends the VM.
+
+Exit status:
+  0  the guest powered off or rebooted
+  1  error: unreadable or malformed kernel/initrd, memory too small, VMM failure
+  2  usage error
+  3  the guest kernel panicked
+  4  no usable KVM: /dev/kvm is missing, or is kvm_pvm (cannot boot Linux guests)
+)";
+
+std::string self_dir() {
+  char buf[PATH_MAX];
+  ssize_t n = readlink("/proc/self/exe", buf, sizeof(buf) - 1);
+  if (n <= 0) return ".";
+  buf[n] = 0;
+  std::string path(buf);
+  return path.substr(0, path.rfind('/'));
+}
+
+bool parse_u32(const char* s, uint32_t* out) {
+  char* end = nullptr;
+  errno = 0;
+  unsigned long v = std::strtoul(s, &end, 10);
+  if (errno || end == s || *end || v > UINT32_MAX || s[0] == '-') return false;
+  *out = static_cast<uint32_t>(v);
+  return true;
+}
+
+int usage_error(const std::string& msg) {
+  std::fprintf(stderr, "wisp run: %s\nTry 'wisp run --help'.\n", msg.c_str());
+  return kExitUsage;
+}
+
+// Refuses hosts whose KVM cannot boot Linux, before anything else is attempted: on kvm_pvm a
+// guest kernel dies in the instruction emulator or crawls, which looks like a hang.
+int check_kvm() {
+  KvmFlavor f = detect_kvm_flavor();
+  if (f == KvmFlavor::kNone) {
+    std::fprintf(stderr,
+                 "wisp: /dev/kvm does not exist: this host has no KVM. Load kvm_intel or kvm_amd "
+                 "(hardware virtualization must be enabled), or run inside a VM with nested "
+                 "virtualization.\n");
+    return kExitNoKvm;
+  }
+  if (f == KvmFlavor::kPvm) {
+    std::fprintf(stderr,
+                 "wisp: /dev/kvm here is kvm_pvm (software-assisted, no VMX/SVM), which cannot "
+                 "boot Linux guests. wisp needs kvm_intel or kvm_amd. On this machine use the "
+                 "nested-KVM testbed: tests/testbed/run -- build/bin/wisp run ...\n");
+    return kExitNoKvm;
+  }
+  return 0;
+}
+
+}  // namespace
+
+int run_command(int argc, char** argv, unsigned long long t0_ns) {
+  MachineConfig cfg;
+  std::string extra_cmdline;
+  bool raw_cmdline = false, no_initrd = false, timings = false, kernel_given = false;
+  bool initrd_given = false;
+  int verbose = 0;
+  uint32_t mem_mib = 128;
+
+  enum { kKernel = 256, kInitrd, kNoInitrd, kCmdline, kRawCmdline, kMem, kVcpus, kConsole, kTimings };
+  static const option kOptions[] = {
+      {"kernel", required_argument, nullptr, kKernel},
+      {"initrd", required_argument, nullptr, kInitrd},
+      {"no-initrd", no_argument, nullptr, kNoInitrd},
+      {"cmdline", required_argument, nullptr, kCmdline},
+      {"raw-cmdline", no_argument, nullptr, kRawCmdline},
+      {"mem", required_argument, nullptr, kMem},
+      {"vcpus", required_argument, nullptr, kVcpus},
+      {"console", required_argument, nullptr, kConsole},
+      {"timings", no_argument, nullptr, kTimings},
+      {"verbose", no_argument, nullptr, 'v'},
+      {"help", no_argument, nullptr, 'h'},
+      {nullptr, 0, nullptr, 0},
+  };
+  optind = 1;
+  opterr = 0;
+  int c;
+  while ((c = getopt_long(argc, argv, "+vh", kOptions, nullptr)) != -1) {
+    switch (c) {
+      case kKernel: cfg.kernel_path = optarg; kernel_given = true; break;
+      case kInitrd: cfg.initrd_path = optarg; initrd_given = true; break;
+      case kNoInitrd: no_initrd = true; break;
+      case kCmdline: extra_cmdline = optarg; break;
+      case kRawCmdline: raw_cmdline = true; break;
+      case kMem:
+        if (!parse_u32(optarg, &mem_mib) || mem_mib < 16 || mem_mib > 64 * 1024)
+          return usage_error(std::string("--mem ") + optarg + ": expected MiB between 16 and 65536");
+        break;
+      case kVcpus:
+        if (!parse_u32(optarg, &cfg.vcpus) || cfg.vcpus == 0)
+          return usage_error(std::string("--vcpus ") + optarg + ": expected a positive integer");
+        break;
+      case kConsole: {
+        std::string m = optarg;
+        if (m == "stdio") cfg.console = MachineConfig::Console::kStdio;
+        else if (m == "none") cfg.console = MachineConfig::Console::kNone;
+        else if (m.empty()) return usage_error("--console: empty value");
+        else { cfg.console = MachineConfig::Console::kFile; cfg.console_file = m; }
+        break;
+      }
+      case kTimings: timings = true; break;
+      case 'v': ++verbose; break;
+      case 'h': std::printf(kUsage, default_kernel_cmdline().c_str()); return kExitOk;
+      default:
+        return usage_error(std::string("unknown or incomplete option '") + argv[optind - 1] + "'");
+    }
+  }
+  if (optind < argc) return usage_error(std::string("unexpected argument '") + argv[optind] + "'");
+  if (no_initrd && initrd_given) return usage_error("--initrd and --no-initrd conflict");
+  set_log_level(verbose >= 2 ? LogLevel::kDebug : verbose == 1 ? LogLevel::kInfo : LogLevel::kWarn);
+
+  if (!kernel_given) {
+    cfg.kernel_path = self_dir() + "/../guest/vmlinux";
+    if (!initrd_given && !no_initrd) cfg.initrd_path = self_dir() + "/../guest/initramfs.cpio.gz";
+  }
+  if (no_initrd) cfg.initrd_path.clear();
+  cfg.mem_bytes = uint64_t{mem_mib} << 20;
+  cfg.cmdline = raw_cmdline ? extra_cmdline
+                            : default_kernel_cmdline() + (extra_cmdline.empty() ? "" : " " + extra_cmdline);
+
+  if (int rc = check_kvm()) return rc;
+  RunResult r;
+  try {
+    Kvm kvm = Kvm::open();
+    auto machine = Machine::create(cfg, kvm, t0_ns);
+    LOG_INFO("booting %s (%u vCPU, %u MiB)", cfg.kernel_path.c_str(), cfg.vcpus, mem_mib);
+    r = machine->run();
+  } catch (const Error& e) {
+    std::fprintf(stderr, "wisp: %s\n", e.what());
+    return kExitError;
+  }
+  if (timings) {
+    std::fprintf(stderr,
+                 "{\"first_kvm_run_ms\":%.3f,\"exit_ms\":%.3f,\"stop\":\"%s\",\"io_exits\":%llu,"
+                 "\"mmio_exits\":%llu,\"unhandled_io\":%llu}\n",
+                 static_cast<double>(r.first_run_us) / 1000.0, static_cast<double>(r.exit_us) / 1000.0,
+                 stop_reason_name(r.reason), static_cast<unsigned long long>(r.io_exits),
+                 static_cast<unsigned long long>(r.mmio_exits),
+                 static_cast<unsigned long long>(r.unhandled_io));
+  }
+  switch (r.reason) {
+    case StopReason::kPowerOff:
+    case StopReason::kReset:
+      LOG_INFO("guest stopped: %s", stop_reason_name(r.reason));
+      return kExitOk;
+    case StopReason::kCrash:
+      std::fprintf(stderr, "wisp: guest panicked: %s\n",
+                   r.detail.empty() ? "KVM reported a guest crash" : r.detail.c_str());
+      return kExitGuestPanic;
+    default:
+      std::fprintf(stderr, "wisp: VM failed: %s\n", r.detail.empty() ? "unknown" : r.detail.c_str());
+      return kExitError;
+  }
+}
+
+}  // namespace wisp

@@ -1,0 +1,17 @@
+// `wisp run`: boot a kernel with a console, like `lkvm run` or `firectl`.
+#pragma once
+
+namespace wisp {
+
+// Exit codes shared by every wisp command (documented in --help).
+enum ExitCode : int {
+  kExitOk = 0,          // guest powered off or rebooted
+  kExitError = 1,       // bad input file, VMM failure
+  kExitUsage = 2,       // bad command line
+  kExitGuestPanic = 3,  // the guest kernel panicked or crashed
+  kExitNoKvm = 4,       // no /dev/kvm, or one that cannot run Linux guests (kvm_pvm)
+};
+
+int run_command(int argc, char** argv, unsigned long long t0_ns);
+
+}  // namespace wisp

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs every Debian package wisp needs to build, test and benchmark.
+# Idempotent: when everything is present it only runs dpkg-query and returns.
+set -euo pipefail
+
+PACKAGES=(
+  # C++ build
+  build-essential cmake pkg-config clang clang-format lld libclang-rt-dev
+  linux-libc-dev libgtest-dev libgmock-dev libbenchmark-dev
+  capnproto libcapnp-dev libseccomp-dev libcap-dev
+  # guest kernel build (from Debian's linux-source-6.1)
+  linux-source-6.1 bc bison flex libelf-dev libssl-dev dwarves xz-utils cpio kmod
+  # guest userland
+  busybox-static
+  # testbed (QEMU TCG with an emulated SVM CPU) and the perf suite's peer
+  qemu-system-x86 python3 e2fsprogs
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+    missing+=("$p")
+  fi
+done
+
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+fi

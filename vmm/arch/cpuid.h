@@ -1,0 +1,17 @@
+// The CPUID a vCPU sees: what KVM supports on this host, with the VMM's edits: the hypervisor
+// bit, this vCPU's APIC id, and a topology of `vcpus` single-thread cores in one package, for
+// both Intel (leaves 0x4, 0xB, 0x1F) and AMD (0x80000001, 0x80000008, 0x8000001E) readers.
+#pragma once
+
+#include <cstdint>
+
+#include "vmm/kvm/cpu_types.h"
+
+namespace wisp {
+
+CpuidEntries vcpu_cpuid(const CpuidEntries& supported, uint32_t vcpu_id, uint32_t vcpus);
+
+// Looks up leaf/subleaf in a list (nullptr if absent). Handy for tests and for checks.
+const CpuidEntry* find_cpuid(const CpuidEntries& entries, uint32_t function, uint32_t index = 0);
+
+}  // namespace wisp

@@ -1,0 +1,27 @@
+// Puts a kernel, an initrd, the command line, the zero page and the MP table into guest memory,
+// from files the user named. Every failure names the file and what is wrong with it.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "vmm/boot/kernel_image.h"
+#include "vmm/memory/guest_memory.h"
+
+namespace wisp {
+
+struct BootSetup {
+  std::string kernel_path;
+  std::string initrd_path;  // may be empty
+  std::string cmdline;
+  uint32_t vcpus = 1;
+};
+
+struct LoadedKernel {
+  KernelImage image;
+  uint64_t boot_params_addr = 0;
+};
+
+LoadedKernel load_boot_image(const GuestMemory& mem, const BootSetup& setup);
+
+}  // namespace wisp

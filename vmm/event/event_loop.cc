@@ -1,0 +1,84 @@
+#include "vmm/event/event_loop.h"
+
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+#include "vmm/base/error.h"
+
+namespace wisp {
+
+EventLoop::EventLoop()
+    : epoll_(epoll_create1(EPOLL_CLOEXEC)), wake_(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
+  if (!epoll_) throw_errno("epoll_create1");
+  if (!wake_) throw_errno("eventfd for the event loop");
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.fd = wake_.get();
+  if (epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, wake_.get(), &ev) != 0) throw_errno("epoll_ctl");
+}
+
+void EventLoop::add(int fd, Handler handler, uint32_t events) {
+  epoll_event ev{};
+  ev.events = events;
+  ev.data.fd = fd;
+  if (epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &ev) != 0) throw_errno("epoll_ctl add");
+  handlers_[fd] = std::make_shared<Handler>(std::move(handler));
+}
+
+void EventLoop::remove(int fd) {
+  epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd, nullptr);
+  handlers_.erase(fd);
+}
+
+void EventLoop::add_timer(uint64_t ms, std::function<void()> fn) {
+  auto tfd = std::make_shared<UniqueFd>(timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));
+  if (!*tfd) throw_errno("timerfd_create");
+  itimerspec its{};
+  its.it_value.tv_sec = static_cast<time_t>(ms / 1000);
+  its.it_value.tv_nsec = static_cast<long>((ms % 1000) * 1000000);
+  if (its.it_value.tv_sec == 0 && its.it_value.tv_nsec == 0) its.it_value.tv_nsec = 1;
+  if (timerfd_settime(tfd->get(), 0, &its, nullptr) != 0) throw_errno("timerfd_settime");
+  int fd = tfd->get();
+  add(fd, [this, tfd, fd, fn = std::move(fn)](uint32_t) {
+    remove(fd);  // drops this handler's copy; `tfd` and `fn` live until we return
+    fn();
+  });
+}
+
+int EventLoop::run() {
+  epoll_event events[16];
+  while (true) {
+    int n = epoll_wait(epoll_.get(), events, 16, -1);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      throw_errno("epoll_wait");
+    }
+    for (int i = 0; i < n; ++i) {
+      int fd = events[i].data.fd;
+      if (fd == wake_.get()) {
+        uint64_t v;
+        [[maybe_unused]] ssize_t r = ::read(wake_.get(), &v, sizeof(v));
+        continue;
+      }
+      auto it = handlers_.find(fd);
+      if (it == handlers_.end()) continue;
+      auto keep = it->second;  // the handler may remove itself
+      (*keep)(events[i].events);
+    }
+    int64_t code = stop_code_.load();
+    if (code != kRunning) return static_cast<int>(code);
+  }
+}
+
+void EventLoop::stop(int code) {
+  int64_t expected = kRunning;
+  stop_code_.compare_exchange_strong(expected, code);
+  uint64_t one = 1;
+  [[maybe_unused]] ssize_t r = ::write(wake_.get(), &one, sizeof(one));
+}
+
+}  // namespace wisp

@@ -1,0 +1,99 @@
+// RAII wrappers for the three KVM file descriptors: the system (/dev/kvm), a VM and a vCPU
+// (with its kvm_run mapping). These are the only types that issue KVM ioctls.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "vmm/base/unique_fd.h"
+#include "vmm/kvm/cpu_types.h"
+#include "vmm/kvm/vcpu_exit.h"
+
+namespace wisp {
+
+// What provides /dev/kvm on this host. Only hardware-assisted KVM can boot stock Linux guests.
+enum class KvmFlavor { kNone, kIntel, kAmd, kPvm, kUnknown };
+KvmFlavor detect_kvm_flavor(const std::string& sysfs_module_dir = "/sys/module",
+                            const std::string& dev_kvm = "/dev/kvm");
+const char* kvm_flavor_name(KvmFlavor f);
+
+class Vm;
+
+class Kvm {
+ public:
+  // Opens /dev/kvm and checks the API version and the capabilities wisp relies on.
+  static Kvm open(const std::string& path = "/dev/kvm");
+
+  int fd() const { return fd_.get(); }
+  int vcpu_mmap_size() const { return vcpu_mmap_size_; }
+  int max_vcpus() const { return max_vcpus_; }
+  CpuidEntries supported_cpuid() const;
+  bool has_extension(long cap) const;
+
+  Vm create_vm() const;
+
+ private:
+  explicit Kvm(UniqueFd fd) : fd_(std::move(fd)) {}
+  UniqueFd fd_;
+  int vcpu_mmap_size_ = 0;
+  int max_vcpus_ = 0;
+};
+
+class Vcpu;
+
+class Vm {
+ public:
+  int fd() const { return fd_.get(); }
+
+  // x86 prerequisites for an in-kernel irqchip: TSS and identity-map pages below 4 GiB.
+  void set_tss_address(uint64_t addr);
+  void set_identity_map_address(uint64_t addr);
+  void create_irqchip();  // PIC (master/slave) + IOAPIC + per-vCPU LAPIC, in the kernel
+  void create_pit();      // i8254 PIT in the kernel (speaker port dummy)
+  void set_memory_region(uint32_t slot, uint64_t guest_addr, uint64_t size, void* host);
+  // Routes writes to `eventfd` into an edge on `gsi` (irqfd).
+  void register_irqfd(int eventfd, uint32_t gsi);
+  void set_irq_line(uint32_t irq, bool level);
+  // `mmap_size` comes from Kvm::vcpu_mmap_size().
+  Vcpu create_vcpu(uint32_t id, int mmap_size) const;
+
+ private:
+  friend class Kvm;
+  explicit Vm(UniqueFd fd) : fd_(std::move(fd)) {}
+  UniqueFd fd_;
+};
+
+class Vcpu {
+ public:
+  Vcpu(Vcpu&&) noexcept;
+  Vcpu& operator=(Vcpu&&) = delete;
+  Vcpu(const Vcpu&) = delete;
+  ~Vcpu();
+
+  uint32_t id() const { return id_; }
+
+  void set_cpuid(const CpuidEntries& entries);
+  void set_msrs(const std::vector<MsrEntry>& msrs);
+  void set_long_mode_entry(const LongModeEntry& entry);
+  void init_fpu();
+  // LAPIC LINT0 = ExtINT (legacy PIC through the LAPIC), LINT1 = NMI, as a BIOS leaves them.
+  void init_lapic_lints();
+
+  // Runs until the next exit and decodes it. Never throws for guest-caused exits.
+  VcpuExit run();
+  // Makes the current or next run() return kInterrupted. Safe from any thread when followed by
+  // a signal to the vCPU thread (see Machine).
+  void set_immediate_exit(bool on);
+
+ private:
+  friend class Vm;
+  Vcpu(uint32_t id, UniqueFd fd, void* run, int run_size)
+      : id_(id), fd_(std::move(fd)), run_(run), run_size_(run_size) {}
+  uint32_t id_;
+  UniqueFd fd_;
+  void* run_;  // struct kvm_run mapping
+  int run_size_;
+};
+
+}  // namespace wisp

@@ -1,0 +1,279 @@
+#include "vmm/machine/machine.h"
+
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstring>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "vmm/arch/cpuid.h"
+#include "vmm/arch/msrs.h"
+#include "vmm/base/error.h"
+#include "vmm/base/log.h"
+#include "vmm/boot/kernel_loader.h"
+#include "vmm/boot/layout.h"
+#include "vmm/boot/long_mode.h"
+#include "vmm/boot/mptable.h"
+#include "vmm/bus/io_bus.h"
+#include "vmm/devices/i8042.h"
+#include "vmm/devices/irq_line.h"
+#include "vmm/devices/serial.h"
+#include "vmm/event/event_loop.h"
+#include "vmm/machine/console_watch.h"
+#include "vmm/machine/terminal.h"
+#include "vmm/memory/guest_memory.h"
+
+namespace wisp {
+
+std::string default_kernel_cmdline() {
+  // console: the 8250 on COM1. reboot=k: reboot through the i8042 (an exit we see).
+  // panic=-1: reboot at once on panic. pci=off, i8042.*: nothing to probe. io_delay=none and
+  // tsc/no_timer_check: skip port-0x80 delays and timer checks a VM does not need.
+  return "console=ttyS0 reboot=k panic=-1 pci=off nomodule 8250.nr_uarts=1 "
+         "i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd io_delay=none "
+         "tsc=reliable no_timer_check";
+}
+
+namespace {
+
+// Interrupts a vCPU blocked in KVM_RUN (SIGRTMIN is not a constant in glibc).
+int kick_signal() { return SIGRTMIN + 1; }
+
+uint64_t now_ns() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+void write_all(int fd, std::span<const uint8_t> data) {
+  size_t done = 0;
+  while (done < data.size()) {
+    ssize_t n = ::write(fd, data.data() + done, data.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return;  // console gone (closed pipe): the guest keeps running regardless
+    done += static_cast<size_t>(n);
+  }
+}
+
+class MachineImpl final : public Machine {
+ public:
+  MachineImpl(const MachineConfig& config, const Kvm& kvm, uint64_t t0_ns);
+  RunResult run() override;
+
+ private:
+  void on_console_output(std::span<const uint8_t> bytes);
+  void on_stdin(uint32_t events);
+  void request_stop(StopReason reason, std::string detail);
+  void vcpu_thread(size_t index);
+
+  MachineConfig config_;
+  uint64_t t0_ns_;
+  GuestMemory mem_;
+  Vm vm_;
+  std::vector<Vcpu> vcpus_;
+  IoBus pio_{"port I/O"};
+  IoBus mmio_{"MMIO"};
+  EventLoop loop_;
+  EventFdIrq serial_irq_;
+  std::shared_ptr<Serial> serial_;
+  UniqueFd console_fd_;  // for Console::kFile
+  ConsoleWatch watch_;   // touched only under serial's lock (the sink runs there)
+  ExitCounters counters_;
+
+  std::mutex stop_mu_;
+  StopReason stop_reason_ = StopReason::kNone;
+  std::string stop_detail_;
+  bool panicked_ = false;
+  std::atomic<bool> stopping_{false};
+  std::atomic<uint64_t> first_run_ns_{0};
+  uint8_t escape_state_ = 0;  // Ctrl-A seen on the console input
+};
+
+MachineImpl::MachineImpl(const MachineConfig& config, const Kvm& kvm, uint64_t t0_ns)
+    : config_(config),
+      t0_ns_(t0_ns),
+      mem_(GuestMemory::create(config.mem_bytes)),
+      vm_(kvm.create_vm()) {
+  vm_.set_identity_map_address(layout::kKvmIdentityMapAddr);
+  vm_.set_tss_address(layout::kKvmTssAddr);
+  vm_.create_irqchip();
+  vm_.create_pit();
+  uint32_t slot = 0;
+  for (const auto& r : mem_.regions())
+    vm_.set_memory_region(slot++, r.guest_base.value(), r.size, r.host);
+
+  BootSetup boot{config.kernel_path, config.initrd_path, config.cmdline, config.vcpus};
+  LoadedKernel kernel = load_boot_image(mem_, boot);
+
+  if (config.console == MachineConfig::Console::kFile) {
+    console_fd_ = UniqueFd(::open(config.console_file.c_str(),
+                                  O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+    if (!console_fd_) throw Error(errno_message("console file " + config.console_file));
+  }
+  serial_ = std::make_shared<Serial>(serial_irq_,
+                                     [this](std::span<const uint8_t> b) { on_console_output(b); });
+  vm_.register_irqfd(serial_irq_.fd(), Serial::kCom1Irq);
+  pio_.insert(Serial::kCom1Base, Serial::kPortCount, serial_);
+  pio_.insert(I8042::kDataPort, I8042::kRangeLength, std::make_shared<I8042>([this] {
+                request_stop(StopReason::kReset, "i8042 reset");
+              }));
+
+  CpuidEntries supported = kvm.supported_cpuid();
+  LongModeEntry entry = setup_long_mode(mem_, kernel.image.entry, kernel.boot_params_addr);
+  for (uint32_t id = 0; id < config.vcpus; ++id) {
+    Vcpu vcpu = vm_.create_vcpu(id, kvm.vcpu_mmap_size());
+    vcpu.set_cpuid(vcpu_cpuid(supported, id, config.vcpus));
+    vcpu.set_msrs(boot_msrs());
+    vcpu.init_fpu();
+    vcpu.init_lapic_lints();
+    // Application processors wait in KVM for INIT/SIPI from the boot CPU; only it needs
+    // registers.
+    if (id == 0) vcpu.set_long_mode_entry(entry);
+    vcpus_.push_back(std::move(vcpu));
+  }
+}
+
+void MachineImpl::on_console_output(std::span<const uint8_t> bytes) {
+  if (config_.console == MachineConfig::Console::kStdio) write_all(STDOUT_FILENO, bytes);
+  if (console_fd_) write_all(console_fd_.get(), bytes);
+  switch (watch_.feed(bytes)) {
+    case ConsoleWatch::Event::kPanic: {
+      std::lock_guard lock(stop_mu_);
+      panicked_ = true;
+      stop_detail_ = watch_.panic_line();
+      break;
+    }
+    case ConsoleWatch::Event::kPanicEnd:
+      request_stop(StopReason::kCrash, watch_.panic_line());
+      break;
+    case ConsoleWatch::Event::kHalt:
+      request_stop(StopReason::kPowerOff, "guest halted");
+      break;
+    case ConsoleWatch::Event::kNone:
+      break;
+  }
+}
+
+void MachineImpl::request_stop(StopReason reason, std::string detail) {
+  {
+    std::lock_guard lock(stop_mu_);
+    if (stop_reason_ == StopReason::kNone) {
+      stop_reason_ = reason;
+      if (!panicked_) stop_detail_ = std::move(detail);
+    }
+  }
+  stopping_.store(true);
+  loop_.stop();
+}
+
+void MachineImpl::on_stdin(uint32_t) {
+  uint8_t buf[256];
+  ssize_t n = ::read(STDIN_FILENO, buf, sizeof(buf));
+  if (n <= 0) {
+    // End of input (or an error): the guest keeps running, we just stop listening.
+    loop_.remove(STDIN_FILENO);
+    return;
+  }
+  // Ctrl-A x ends the VM from an interactive console, as in QEMU.
+  for (ssize_t i = 0; i < n; ++i) {
+    if (escape_state_ && (buf[i] == 'x' || buf[i] == 'X')) {
+      request_stop(StopReason::kPowerOff, "Ctrl-A x on the console");
+      return;
+    }
+    escape_state_ = buf[i] == 0x01;
+  }
+  serial_->enqueue_input(std::span<const uint8_t>(buf, static_cast<size_t>(n)));
+}
+
+void MachineImpl::vcpu_thread(size_t index) {
+  Vcpu& vcpu = vcpus_[index];
+  if (index == 0) {
+    uint64_t expected = 0;
+    first_run_ns_.compare_exchange_strong(expected, now_ns());
+  }
+  while (!stopping_.load(std::memory_order_relaxed)) {
+    VcpuExit exit;
+    try {
+      exit = vcpu.run();
+    } catch (const Error& e) {
+      request_stop(StopReason::kError, e.what());
+      return;
+    }
+    ExitVerdict v = handle_exit(exit, pio_, mmio_, counters_);
+    if (!v.keep_running) {
+      request_stop(v.reason, v.detail.empty() ? std::string(stop_reason_name(v.reason))
+                                              : "vCPU " + std::to_string(index) + ": " + v.detail);
+      return;
+    }
+  }
+}
+
+RunResult MachineImpl::run() {
+  // A handler that does nothing: its only job is to make KVM_RUN return EINTR.
+  struct sigaction sa {};
+  sa.sa_handler = [](int) {};
+  sigemptyset(&sa.sa_mask);
+  sigaction(kick_signal(), &sa, nullptr);
+
+  std::unique_ptr<RawTerminal> term;
+  if (config_.console == MachineConfig::Console::kStdio) {
+    term = std::make_unique<RawTerminal>(STDIN_FILENO);
+    int fl = fcntl(STDIN_FILENO, F_GETFL);
+    if (fl >= 0 && fcntl(STDIN_FILENO, F_SETFL, fl | O_NONBLOCK) == 0) {
+      try {
+        loop_.add(STDIN_FILENO, [this](uint32_t ev) { on_stdin(ev); });
+      } catch (const Error&) {
+        // stdin is a regular file or /dev/null (epoll refuses those): no console input.
+      }
+      fcntl(STDIN_FILENO, F_SETFL, fl);
+    }
+  }
+
+  std::vector<std::thread> threads;
+  for (size_t i = 0; i < vcpus_.size(); ++i) threads.emplace_back([this, i] { vcpu_thread(i); });
+  loop_.run();
+
+  stopping_.store(true);
+  for (size_t i = 0; i < threads.size(); ++i) {
+    vcpus_[i].set_immediate_exit(true);
+    pthread_kill(threads[i].native_handle(), kick_signal());
+  }
+  for (auto& t : threads) t.join();
+  uint64_t end = now_ns();
+  term.reset();
+
+  RunResult r;
+  {
+    std::lock_guard lock(stop_mu_);
+    r.reason = stop_reason_;
+    r.detail = stop_detail_;
+    r.panicked = panicked_;
+  }
+  if (r.panicked) r.reason = StopReason::kCrash;
+  uint64_t first = first_run_ns_.load();
+  r.first_run_us = first > t0_ns_ ? (first - t0_ns_) / 1000 : 0;
+  r.exit_us = (end - t0_ns_) / 1000;
+  r.io_exits = counters_.io_exits.load();
+  r.mmio_exits = counters_.mmio_exits.load();
+  r.unhandled_io = counters_.unhandled_io.load();
+  return r;
+}
+
+}  // namespace
+
+std::unique_ptr<Machine> Machine::create(const MachineConfig& config, const Kvm& kvm,
+                                         uint64_t t0_ns) {
+  uint32_t max = std::min<uint32_t>(static_cast<uint32_t>(kvm.max_vcpus()), kMpTableMaxCpus);
+  if (config.vcpus == 0 || config.vcpus > max)
+    throw Error("--vcpus " + std::to_string(config.vcpus) + ": must be between 1 and " +
+                std::to_string(max) + " on this host");
+  return std::make_unique<MachineImpl>(config, kvm, t0_ns);
+}
+
+}  // namespace wisp

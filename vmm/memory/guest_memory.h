@@ -1,0 +1,76 @@
+// Guest RAM: one memfd mapped MAP_SHARED into the VMM, split into KVM memory slots around the
+// 32-bit MMIO hole. All guest-physical access goes through checked calls here; nothing else in
+// the VMM turns a guest address into a host pointer.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "vmm/base/unique_fd.h"
+#include "vmm/memory/guest_address.h"
+
+namespace wisp {
+
+struct MemoryRegion {
+  GuestAddress guest_base;
+  uint64_t size = 0;
+  uint64_t file_offset = 0;  // offset of this region in the backing memfd
+  uint8_t* host = nullptr;   // mapping of this region in the VMM (non-owning view)
+};
+
+class GuestMemory {
+ public:
+  // Start of the 32-bit MMIO hole (devices live here); RAM above it continues at 4 GiB.
+  static constexpr uint64_t kMmioHoleStart = 0xC000'0000;
+  static constexpr uint64_t kMmioHoleEnd = 0x1'0000'0000;
+
+  // Creates `size` bytes of zeroed guest RAM backed by an anonymous memfd.
+  static GuestMemory create(uint64_t size);
+
+  // Region layout for a given RAM size (pure; unit-tested).
+  static std::vector<MemoryRegion> layout(uint64_t size);
+
+  GuestMemory(GuestMemory&&) noexcept;
+  GuestMemory& operator=(GuestMemory&&) noexcept;
+  GuestMemory(const GuestMemory&) = delete;
+  GuestMemory& operator=(const GuestMemory&) = delete;
+  ~GuestMemory();
+
+  uint64_t size() const { return size_; }
+  const std::vector<MemoryRegion>& regions() const { return regions_; }
+  int memfd() const { return memfd_.get(); }
+
+  // Host view of [addr, addr+len) if it lies entirely inside one region, else an empty span.
+  // Guest-controlled addresses must go through this (or read/write) and handle failure.
+  std::span<uint8_t> slice(GuestAddress addr, uint64_t len) const;
+
+  // Checked copies; return false (touching nothing) when the range is not all RAM.
+  bool read(GuestAddress addr, std::span<uint8_t> out) const;
+  bool write(GuestAddress addr, std::span<const uint8_t> in) const;
+
+  template <typename T>
+  bool read_obj(GuestAddress addr, T* out) const {
+    return read(addr, std::span<uint8_t>(reinterpret_cast<uint8_t*>(out), sizeof(T)));
+  }
+  template <typename T>
+  bool write_obj(GuestAddress addr, const T& in) const {
+    return write(addr, std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(&in), sizeof(T)));
+  }
+
+  // For VMM-chosen addresses during setup: throws Error naming `what` if out of range.
+  std::span<uint8_t> slice_or_throw(GuestAddress addr, uint64_t len, const std::string& what) const;
+
+ private:
+  GuestMemory() = default;
+
+  uint64_t size_ = 0;
+  UniqueFd memfd_;
+  uint8_t* mapping_ = nullptr;
+  uint64_t mapping_size_ = 0;
+  std::vector<MemoryRegion> regions_;
+};
+
+}  // namespace wisp
