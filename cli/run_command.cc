@@ -72,13 +72,20 @@ int usage_error(const std::string& msg) {
 
 // Refuses hosts whose KVM cannot boot Linux, before anything else is attempted: on kvm_pvm a
 // guest kernel dies in the instruction emulator or crawls, which looks like a hang.
-int check_kvm() {
-  KvmFlavor f = detect_kvm_flavor();
+// WISP_DEV_KVM and WISP_SYSFS_MODULE_DIR point these checks elsewhere (used by tests).
+std::string env_or(const char* name, const char* fallback) {
+  const char* v = std::getenv(name);
+  return v && *v ? v : fallback;
+}
+
+int check_kvm(const std::string& dev_kvm) {
+  KvmFlavor f = detect_kvm_flavor(env_or("WISP_SYSFS_MODULE_DIR", "/sys/module"), dev_kvm);
   if (f == KvmFlavor::kNone) {
     std::fprintf(stderr,
-                 "wisp: /dev/kvm does not exist: this host has no KVM. Load kvm_intel or kvm_amd "
+                 "wisp: %s does not exist: this host has no KVM. Load kvm_intel or kvm_amd "
                  "(hardware virtualization must be enabled), or run inside a VM with nested "
-                 "virtualization.\n");
+                 "virtualization.\n",
+                 dev_kvm.c_str());
     return kExitNoKvm;
   }
   if (f == KvmFlavor::kPvm) {
@@ -101,7 +108,17 @@ int run_command(int argc, char** argv, unsigned long long t0_ns) {
   int verbose = 0;
   uint32_t mem_mib = 128;
 
-  enum { kKernel = 256, kInitrd, kNoInitrd, kCmdline, kRawCmdline, kMem, kVcpus, kConsole, kTimings };
+  enum {
+    kKernel = 256,
+    kInitrd,
+    kNoInitrd,
+    kCmdline,
+    kRawCmdline,
+    kMem,
+    kVcpus,
+    kConsole,
+    kTimings
+  };
   static const option kOptions[] = {
       {"kernel", required_argument, nullptr, kKernel},
       {"initrd", required_argument, nullptr, kInitrd},
@@ -121,14 +138,27 @@ int run_command(int argc, char** argv, unsigned long long t0_ns) {
   int c;
   while ((c = getopt_long(argc, argv, "+vh", kOptions, nullptr)) != -1) {
     switch (c) {
-      case kKernel: cfg.kernel_path = optarg; kernel_given = true; break;
-      case kInitrd: cfg.initrd_path = optarg; initrd_given = true; break;
-      case kNoInitrd: no_initrd = true; break;
-      case kCmdline: extra_cmdline = optarg; break;
-      case kRawCmdline: raw_cmdline = true; break;
+      case kKernel:
+        cfg.kernel_path = optarg;
+        kernel_given = true;
+        break;
+      case kInitrd:
+        cfg.initrd_path = optarg;
+        initrd_given = true;
+        break;
+      case kNoInitrd:
+        no_initrd = true;
+        break;
+      case kCmdline:
+        extra_cmdline = optarg;
+        break;
+      case kRawCmdline:
+        raw_cmdline = true;
+        break;
       case kMem:
         if (!parse_u32(optarg, &mem_mib) || mem_mib < 16 || mem_mib > 64 * 1024)
-          return usage_error(std::string("--mem ") + optarg + ": expected MiB between 16 and 65536");
+          return usage_error(std::string("--mem ") + optarg +
+                             ": expected MiB between 16 and 65536");
         break;
       case kVcpus:
         if (!parse_u32(optarg, &cfg.vcpus) || cfg.vcpus == 0)
@@ -136,15 +166,27 @@ int run_command(int argc, char** argv, unsigned long long t0_ns) {
         break;
       case kConsole: {
         std::string m = optarg;
-        if (m == "stdio") cfg.console = MachineConfig::Console::kStdio;
-        else if (m == "none") cfg.console = MachineConfig::Console::kNone;
-        else if (m.empty()) return usage_error("--console: empty value");
-        else { cfg.console = MachineConfig::Console::kFile; cfg.console_file = m; }
+        if (m == "stdio")
+          cfg.console = MachineConfig::Console::kStdio;
+        else if (m == "none")
+          cfg.console = MachineConfig::Console::kNone;
+        else if (m.empty())
+          return usage_error("--console: empty value");
+        else {
+          cfg.console = MachineConfig::Console::kFile;
+          cfg.console_file = m;
+        }
         break;
       }
-      case kTimings: timings = true; break;
-      case 'v': ++verbose; break;
-      case 'h': std::printf(kUsage, default_kernel_cmdline().c_str()); return kExitOk;
+      case kTimings:
+        timings = true;
+        break;
+      case 'v':
+        ++verbose;
+        break;
+      case 'h':
+        std::printf(kUsage, default_kernel_cmdline().c_str());
+        return kExitOk;
       default:
         return usage_error(std::string("unknown or incomplete option '") + argv[optind - 1] + "'");
     }
@@ -159,13 +201,15 @@ int run_command(int argc, char** argv, unsigned long long t0_ns) {
   }
   if (no_initrd) cfg.initrd_path.clear();
   cfg.mem_bytes = uint64_t{mem_mib} << 20;
-  cfg.cmdline = raw_cmdline ? extra_cmdline
-                            : default_kernel_cmdline() + (extra_cmdline.empty() ? "" : " " + extra_cmdline);
+  cfg.cmdline = raw_cmdline
+                    ? extra_cmdline
+                    : default_kernel_cmdline() + (extra_cmdline.empty() ? "" : " " + extra_cmdline);
 
-  if (int rc = check_kvm()) return rc;
+  std::string dev_kvm = env_or("WISP_DEV_KVM", "/dev/kvm");
+  if (int rc = check_kvm(dev_kvm)) return rc;
   RunResult r;
   try {
-    Kvm kvm = Kvm::open();
+    Kvm kvm = Kvm::open(dev_kvm);
     auto machine = Machine::create(cfg, kvm, t0_ns);
     LOG_INFO("booting %s (%u vCPU, %u MiB)", cfg.kernel_path.c_str(), cfg.vcpus, mem_mib);
     r = machine->run();
@@ -177,8 +221,9 @@ int run_command(int argc, char** argv, unsigned long long t0_ns) {
     std::fprintf(stderr,
                  "{\"first_kvm_run_ms\":%.3f,\"exit_ms\":%.3f,\"stop\":\"%s\",\"io_exits\":%llu,"
                  "\"mmio_exits\":%llu,\"unhandled_io\":%llu}\n",
-                 static_cast<double>(r.first_run_us) / 1000.0, static_cast<double>(r.exit_us) / 1000.0,
-                 stop_reason_name(r.reason), static_cast<unsigned long long>(r.io_exits),
+                 static_cast<double>(r.first_run_us) / 1000.0,
+                 static_cast<double>(r.exit_us) / 1000.0, stop_reason_name(r.reason),
+                 static_cast<unsigned long long>(r.io_exits),
                  static_cast<unsigned long long>(r.mmio_exits),
                  static_cast<unsigned long long>(r.unhandled_io));
   }
@@ -192,7 +237,8 @@ int run_command(int argc, char** argv, unsigned long long t0_ns) {
                    r.detail.empty() ? "KVM reported a guest crash" : r.detail.c_str());
       return kExitGuestPanic;
     default:
-      std::fprintf(stderr, "wisp: VM failed: %s\n", r.detail.empty() ? "unknown" : r.detail.c_str());
+      std::fprintf(stderr, "wisp: VM failed: %s\n",
+                   r.detail.empty() ? "unknown" : r.detail.c_str());
       return kExitError;
   }
 }

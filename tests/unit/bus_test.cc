@@ -1,10 +1,9 @@
-#include "vmm/bus/io_bus.h"
-
 #include <gtest/gtest.h>
 
 #include <vector>
 
 #include "vmm/base/error.h"
+#include "vmm/bus/io_bus.h"
 
 namespace wisp {
 namespace {

@@ -42,7 +42,7 @@ TEST_F(SerialTest, DivisorLatchDoesNotTransmit) {
 }
 
 TEST_F(SerialTest, LoopbackProbePattern) {
-  put(4, 0x10 | 0x0a);  // LOOP | RTS | OUT2
+  put(4, 0x10 | 0x0a);            // LOOP | RTS | OUT2
   EXPECT_EQ(in(6) & 0xf0, 0x90);  // CTS | DCD
 }
 

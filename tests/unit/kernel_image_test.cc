@@ -85,8 +85,8 @@ TEST(ElfKernel, RejectsMalformedHeaders) {
     auto f = make_elf();
     c.mutate(f);
     std::string err = error_of(f, f.size());
-    EXPECT_NE(err.find(c.expect), std::string::npos) << "expected '" << c.expect << "', got '"
-                                                     << err << "'";
+    EXPECT_NE(err.find(c.expect), std::string::npos)
+        << "expected '" << c.expect << "', got '" << err << "'";
   }
 }
 
@@ -145,7 +145,8 @@ TEST(BzImage, RejectsMalformedHeaders) {
       {"LOADED_HIGH", [](auto& f) { f[0x211] = 0; }},
       {"no protected-mode kernel", [](auto& f) { f[0x1f1] = 200; }},
       {"beyond 3 GiB", [](auto& f) { f[0x263] = 0xff; }},
-      {"below 1 MiB", [](auto& f) {
+      {"below 1 MiB",
+       [](auto& f) {
          f[0x234] = 0;
          std::memset(&f[0x258], 0, 8);
        }},
@@ -154,8 +155,8 @@ TEST(BzImage, RejectsMalformedHeaders) {
     auto f = make_bzimage();
     c.mutate(f);
     std::string err = error_of(f, f.size());
-    EXPECT_NE(err.find(c.expect), std::string::npos) << "expected '" << c.expect << "', got '"
-                                                     << err << "'";
+    EXPECT_NE(err.find(c.expect), std::string::npos)
+        << "expected '" << c.expect << "', got '" << err << "'";
   }
 }
 

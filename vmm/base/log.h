@@ -17,10 +17,10 @@ void log_message(LogLevel level, const char* fmt, ...) __attribute__((format(pri
 
 }  // namespace wisp
 
-#define WISP_LOG(level, ...)                                         \
-  do {                                                               \
+#define WISP_LOG(level, ...)                                              \
+  do {                                                                    \
     if (static_cast<int>(level) <= static_cast<int>(::wisp::log_level())) \
-      ::wisp::log_message(level, __VA_ARGS__);                       \
+      ::wisp::log_message(level, __VA_ARGS__);                            \
   } while (0)
 #define LOG_ERROR(...) WISP_LOG(::wisp::LogLevel::kError, __VA_ARGS__)
 #define LOG_WARN(...) WISP_LOG(::wisp::LogLevel::kWarn, __VA_ARGS__)

@@ -24,11 +24,11 @@ struct KernelImage {
   enum class Format { kElf, kBzImage };
   Format format = Format::kElf;
   std::vector<LoadSegment> segments;
-  uint64_t entry = 0;             // guest-physical 64-bit entry point
-  uint64_t kernel_end = 0;        // first byte after everything the kernel may use at boot
+  uint64_t entry = 0;       // guest-physical 64-bit entry point
+  uint64_t kernel_end = 0;  // first byte after everything the kernel may use at boot
   // bzImage only: the setup header bytes (from offset 0x1f1) to copy into boot_params.
   std::vector<uint8_t> setup_header;
-  uint32_t cmdline_max = 2048;    // bytes, including the terminating NUL
+  uint32_t cmdline_max = 2048;  // bytes, including the terminating NUL
   uint64_t initrd_addr_max = 0x37ffffff;
 };
 

@@ -60,8 +60,9 @@ LoadedKernel load_boot_image(const GuestMemory& mem, const BootSetup& setup) {
   const KernelImage& img = out.image;
   if (img.kernel_end > mem.size())
     throw Error("memory too small for the kernel: " + setup.kernel_path + " needs " +
-                std::to_string((img.kernel_end + (1 << 20) - 1) >> 20) + " MiB of guest RAM, the VM has " +
-                std::to_string(mem.size() >> 20) + " MiB (raise --mem)");
+                std::to_string((img.kernel_end + (1 << 20) - 1) >> 20) +
+                " MiB of guest RAM, the VM has " + std::to_string(mem.size() >> 20) +
+                " MiB (raise --mem)");
   for (const auto& seg : img.segments) {
     auto dst = mem.slice_or_throw(GuestAddress(seg.guest_addr), seg.mem_size,
                                   "kernel " + setup.kernel_path + " segment");

@@ -8,15 +8,15 @@
 namespace wisp::layout {
 
 constexpr uint64_t kGdtAddr = 0x500;
-constexpr uint64_t kZeroPageAddr = 0x7000;     // struct boot_params
-constexpr uint64_t kBootStackTop = 0x8ff0;     // grows down towards the zero page's end
+constexpr uint64_t kZeroPageAddr = 0x7000;  // struct boot_params
+constexpr uint64_t kBootStackTop = 0x8ff0;  // grows down towards the zero page's end
 constexpr uint64_t kPml4Addr = 0x9000;
 constexpr uint64_t kPdptAddr = 0xa000;
-constexpr uint64_t kPdAddr = 0xb000;           // one PD: identity-maps 1 GiB with 2 MiB pages
+constexpr uint64_t kPdAddr = 0xb000;  // one PD: identity-maps 1 GiB with 2 MiB pages
 constexpr uint64_t kCmdlineAddr = 0x20000;
-constexpr uint64_t kCmdlineMax = 0x10000;      // hard cap, before the kernel's own limit
-constexpr uint64_t kEbdaStart = 0x9fc00;       // MP table lives here
-constexpr uint64_t kHighMemStart = 0x100000;   // 1 MiB: RAM above the legacy hole
+constexpr uint64_t kCmdlineMax = 0x10000;           // hard cap, before the kernel's own limit
+constexpr uint64_t kEbdaStart = 0x9fc00;            // MP table lives here
+constexpr uint64_t kHighMemStart = 0x100000;        // 1 MiB: RAM above the legacy hole
 constexpr uint64_t kDefaultKernelLoad = 0x1000000;  // 16 MiB
 
 // KVM's x86 in-kernel irqchip needs three pages for a TSS and one for an identity map,

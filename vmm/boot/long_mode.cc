@@ -33,8 +33,8 @@ Segment flat(uint16_t selector, uint8_t type, bool code) {
 uint64_t gdt_descriptor(const Segment& s) {
   uint64_t limit = s.limit & 0xfffff;
   uint64_t base = s.base & 0xffffffff;
-  uint64_t access = uint64_t{s.type} | uint64_t{s.s} << 4 | uint64_t{s.dpl} << 5 |
-                    uint64_t{s.present} << 7;
+  uint64_t access =
+      uint64_t{s.type} | uint64_t{s.s} << 4 | uint64_t{s.dpl} << 5 | uint64_t{s.present} << 7;
   uint64_t flags = uint64_t{s.avl} | uint64_t{s.l} << 1 | uint64_t{s.db} << 2 | uint64_t{s.g} << 3;
   return (limit & 0xffff) | (base & 0xffffff) << 16 | access << 40 | (limit >> 16) << 48 |
          flags << 52 | (base >> 24) << 56;
@@ -42,7 +42,7 @@ uint64_t gdt_descriptor(const Segment& s) {
 
 LongModeEntry setup_long_mode(const GuestMemory& mem, uint64_t entry, uint64_t boot_params) {
   LongModeEntry e;
-  e.code = flat(0x10, 0xb, true);  // execute/read, accessed
+  e.code = flat(0x10, 0xb, true);   // execute/read, accessed
   e.data = flat(0x18, 0x3, false);  // read/write, accessed
   // A TSS descriptor so TR is valid until the kernel loads its own.
   e.tss.base = 0;
@@ -66,8 +66,8 @@ LongModeEntry setup_long_mode(const GuestMemory& mem, uint64_t entry, uint64_t b
   put(layout::kPml4Addr, 0, layout::kPdptAddr | kPtePresent | kPteWrite);
   put(layout::kPdptAddr, 0, layout::kPdAddr | kPtePresent | kPteWrite);
   for (int i = 0; i < 512; ++i)
-    put(layout::kPdAddr, i, (uint64_t{static_cast<unsigned>(i)} << 21) | kPtePresent | kPteWrite |
-                                kPtePageSize);
+    put(layout::kPdAddr, i,
+        (uint64_t{static_cast<unsigned>(i)} << 21) | kPtePresent | kPteWrite | kPtePageSize);
 
   e.cr0 = kCr0Pe | kCr0Mp | kCr0Et | kCr0Ne | kCr0Wp | kCr0Pg;
   e.cr3 = layout::kPml4Addr;

@@ -55,7 +55,7 @@ struct __attribute__((packed)) IoApicEntry {
   uint32_t addr;
 };
 struct __attribute__((packed)) InterruptEntry {
-  uint8_t type;  // 3 = I/O interrupt, 4 = local interrupt
+  uint8_t type;      // 3 = I/O interrupt, 4 = local interrupt
   uint8_t irq_type;  // 0 INT, 1 NMI, 2 SMI, 3 ExtINT
   uint16_t flags;    // 0: polarity and trigger conform to the bus (ISA: active-high, edge)
   uint8_t src_bus;
@@ -98,8 +98,8 @@ std::vector<uint8_t> build_mptable(uint64_t base, uint32_t num_cpus) {
     p.apic_id = static_cast<uint8_t>(cpu);
     p.apic_version = kApicVersion;
     p.flags = static_cast<uint8_t>(1 | (cpu == 0 ? 2 : 0));
-    p.signature = 0x600;     // family 6: only informational
-    p.features = 0x201;      // FPU + APIC
+    p.signature = 0x600;  // family 6: only informational
+    p.features = 0x201;   // FPU + APIC
     append(body, p);
   }
   BusEntry bus{1, 0, {'I', 'S', 'A', ' ', ' ', ' '}};

@@ -37,13 +37,24 @@ void I8042::write(uint64_t offset, std::span<const uint8_t> data) {
     std::lock_guard lock(mu_);
     if (offset == kCommandPort - kDataPort) {
       switch (v) {
-        case kCmdReadConfig: out_.push_back(control_); break;
+        case kCmdReadConfig:
+          out_.push_back(control_);
+          break;
         case kCmdWriteConfig:
-        case kCmdWriteAux: pending_cmd_ = v; break;
-        case kCmdSelfTest: out_.push_back(kSelfTestOk); break;
-        case kCmdPortTest: out_.push_back(0x00); break;
-        case kCmdPulseReset: reset = true; break;
-        default: break;  // enable/disable ports and the like: nothing to model
+        case kCmdWriteAux:
+          pending_cmd_ = v;
+          break;
+        case kCmdSelfTest:
+          out_.push_back(kSelfTestOk);
+          break;
+        case kCmdPortTest:
+          out_.push_back(0x00);
+          break;
+        case kCmdPulseReset:
+          reset = true;
+          break;
+        default:
+          break;  // enable/disable ports and the like: nothing to model
       }
     } else if (offset == 0) {
       if (pending_cmd_ == kCmdWriteConfig) {

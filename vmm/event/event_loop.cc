@@ -35,7 +35,8 @@ void EventLoop::remove(int fd) {
 }
 
 void EventLoop::add_timer(uint64_t ms, std::function<void()> fn) {
-  auto tfd = std::make_shared<UniqueFd>(timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));
+  auto tfd =
+      std::make_shared<UniqueFd>(timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));
   if (!*tfd) throw_errno("timerfd_create");
   itimerspec its{};
   its.it_value.tv_sec = static_cast<time_t>(ms / 1000);

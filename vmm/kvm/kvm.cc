@@ -61,11 +61,16 @@ KvmFlavor detect_kvm_flavor(const std::string& sysfs, const std::string& dev_kvm
 
 const char* kvm_flavor_name(KvmFlavor f) {
   switch (f) {
-    case KvmFlavor::kNone: return "none";
-    case KvmFlavor::kIntel: return "kvm_intel";
-    case KvmFlavor::kAmd: return "kvm_amd";
-    case KvmFlavor::kPvm: return "kvm_pvm";
-    case KvmFlavor::kUnknown: return "unknown";
+    case KvmFlavor::kNone:
+      return "none";
+    case KvmFlavor::kIntel:
+      return "kvm_intel";
+    case KvmFlavor::kAmd:
+      return "kvm_amd";
+    case KvmFlavor::kPvm:
+      return "kvm_pvm";
+    case KvmFlavor::kUnknown:
+      return "unknown";
   }
   return "?";
 }
@@ -83,10 +88,14 @@ Kvm Kvm::open(const std::string& path) {
     const char* name;
   };
   static constexpr Needed kNeeded[] = {
-      {KVM_CAP_IRQCHIP, "KVM_CAP_IRQCHIP"},       {KVM_CAP_USER_MEMORY, "KVM_CAP_USER_MEMORY"},
-      {KVM_CAP_SET_TSS_ADDR, "KVM_CAP_SET_TSS_ADDR"}, {KVM_CAP_PIT2, "KVM_CAP_PIT2"},
-      {KVM_CAP_IRQFD, "KVM_CAP_IRQFD"},           {KVM_CAP_IOEVENTFD, "KVM_CAP_IOEVENTFD"},
-      {KVM_CAP_IMMEDIATE_EXIT, "KVM_CAP_IMMEDIATE_EXIT"}, {KVM_CAP_EXT_CPUID, "KVM_CAP_EXT_CPUID"},
+      {KVM_CAP_IRQCHIP, "KVM_CAP_IRQCHIP"},
+      {KVM_CAP_USER_MEMORY, "KVM_CAP_USER_MEMORY"},
+      {KVM_CAP_SET_TSS_ADDR, "KVM_CAP_SET_TSS_ADDR"},
+      {KVM_CAP_PIT2, "KVM_CAP_PIT2"},
+      {KVM_CAP_IRQFD, "KVM_CAP_IRQFD"},
+      {KVM_CAP_IOEVENTFD, "KVM_CAP_IOEVENTFD"},
+      {KVM_CAP_IMMEDIATE_EXIT, "KVM_CAP_IMMEDIATE_EXIT"},
+      {KVM_CAP_EXT_CPUID, "KVM_CAP_EXT_CPUID"},
   };
   for (const auto& n : kNeeded)
     if (!kvm.has_extension(n.cap)) throw Error(path + ": KVM lacks " + n.name);
@@ -174,14 +183,17 @@ Vcpu Vm::create_vcpu(uint32_t id, int mmap_size) const {
   int fd = ioctl(this->fd(), KVM_CREATE_VCPU, static_cast<unsigned long>(id));
   if (fd < 0) throw_errno("KVM_CREATE_VCPU " + std::to_string(id));
   UniqueFd owned(fd);
-  void* run = mmap(nullptr, static_cast<size_t>(mmap_size), PROT_READ | PROT_WRITE, MAP_SHARED,
-                   fd, 0);
+  void* run =
+      mmap(nullptr, static_cast<size_t>(mmap_size), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
   if (run == MAP_FAILED) throw_errno("mapping kvm_run of vCPU " + std::to_string(id));
   return Vcpu(id, std::move(owned), run, mmap_size);
 }
 
 Vcpu::Vcpu(Vcpu&& o) noexcept
-    : id_(o.id_), fd_(std::move(o.fd_)), run_(std::exchange(o.run_, nullptr)), run_size_(o.run_size_) {}
+    : id_(o.id_),
+      fd_(std::move(o.fd_)),
+      run_(std::exchange(o.run_, nullptr)),
+      run_size_(o.run_size_) {}
 
 Vcpu::~Vcpu() {
   if (run_) munmap(run_, static_cast<size_t>(run_size_));
@@ -268,9 +280,7 @@ void Vcpu::init_lapic_lints() {
   if (ioctl(fd_.get(), KVM_SET_LAPIC, &lapic) < 0) throw_errno("KVM_SET_LAPIC");
 }
 
-void Vcpu::set_immediate_exit(bool on) {
-  static_cast<kvm_run*>(run_)->immediate_exit = on ? 1 : 0;
-}
+void Vcpu::set_immediate_exit(bool on) { static_cast<kvm_run*>(run_)->immediate_exit = on ? 1 : 0; }
 
 VcpuExit Vcpu::run() {
   VcpuExit out;

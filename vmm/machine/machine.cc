@@ -112,17 +112,16 @@ MachineImpl::MachineImpl(const MachineConfig& config, const Kvm& kvm, uint64_t t
   LoadedKernel kernel = load_boot_image(mem_, boot);
 
   if (config.console == MachineConfig::Console::kFile) {
-    console_fd_ = UniqueFd(::open(config.console_file.c_str(),
-                                  O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+    console_fd_ = UniqueFd(
+        ::open(config.console_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
     if (!console_fd_) throw Error(errno_message("console file " + config.console_file));
   }
   serial_ = std::make_shared<Serial>(serial_irq_,
                                      [this](std::span<const uint8_t> b) { on_console_output(b); });
   vm_.register_irqfd(serial_irq_.fd(), Serial::kCom1Irq);
   pio_.insert(Serial::kCom1Base, Serial::kPortCount, serial_);
-  pio_.insert(I8042::kDataPort, I8042::kRangeLength, std::make_shared<I8042>([this] {
-                request_stop(StopReason::kReset, "i8042 reset");
-              }));
+  pio_.insert(I8042::kDataPort, I8042::kRangeLength,
+              std::make_shared<I8042>([this] { request_stop(StopReason::kReset, "i8042 reset"); }));
 
   CpuidEntries supported = kvm.supported_cpuid();
   LongModeEntry entry = setup_long_mode(mem_, kernel.image.entry, kernel.boot_params_addr);

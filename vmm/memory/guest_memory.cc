@@ -19,15 +19,16 @@ std::vector<MemoryRegion> GuestMemory::layout(uint64_t size) {
 }
 
 GuestMemory GuestMemory::create(uint64_t size) {
-  if (size == 0 || size % 4096 != 0) throw Error("guest memory size must be a non-zero multiple of 4 KiB");
+  if (size == 0 || size % 4096 != 0)
+    throw Error("guest memory size must be a non-zero multiple of 4 KiB");
   GuestMemory mem;
   mem.memfd_ = UniqueFd(memfd_create("wisp-guest-ram", MFD_CLOEXEC));
   if (!mem.memfd_) throw_errno("memfd_create for guest RAM");
   if (ftruncate(mem.memfd_.get(), static_cast<off_t>(size)) != 0)
     throw_errno("sizing guest RAM memfd to " + std::to_string(size) + " bytes");
   // MAP_NORESERVE: guest RAM is committed page by page as the guest touches it.
-  void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE,
-                 mem.memfd_.get(), 0);
+  void* p =
+      mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, mem.memfd_.get(), 0);
   if (p == MAP_FAILED) throw_errno("mapping guest RAM");
   mem.mapping_ = static_cast<uint8_t*>(p);
   mem.mapping_size_ = size;
@@ -87,7 +88,8 @@ std::span<uint8_t> GuestMemory::slice_or_throw(GuestAddress addr, uint64_t len,
   auto s = slice(addr, len);
   if (s.size() != len || len == 0) {
     char buf[160];
-    snprintf(buf, sizeof(buf), " does not fit in guest RAM (needs [0x%llx, 0x%llx), RAM is %llu MiB)",
+    snprintf(buf, sizeof(buf),
+             " does not fit in guest RAM (needs [0x%llx, 0x%llx), RAM is %llu MiB)",
              static_cast<unsigned long long>(addr.value()),
              static_cast<unsigned long long>(addr.value() + len),
              static_cast<unsigned long long>(size_ >> 20));

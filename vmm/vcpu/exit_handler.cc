@@ -6,11 +6,16 @@ namespace wisp {
 
 const char* stop_reason_name(StopReason r) {
   switch (r) {
-    case StopReason::kNone: return "none";
-    case StopReason::kReset: return "reboot";
-    case StopReason::kPowerOff: return "poweroff";
-    case StopReason::kCrash: return "crash";
-    case StopReason::kError: return "error";
+    case StopReason::kNone:
+      return "none";
+    case StopReason::kReset:
+      return "reboot";
+    case StopReason::kPowerOff:
+      return "poweroff";
+    case StopReason::kCrash:
+      return "crash";
+    case StopReason::kError:
+      return "error";
   }
   return "?";
 }
@@ -53,7 +58,8 @@ ExitVerdict handle_exit(const VcpuExit& exit, const IoBus& pio, const IoBus& mmi
       counters.mmio_exits.fetch_add(1, std::memory_order_relaxed);
       if (exit.size == 0 || exit.size > 8 || exit.data.size() != exit.size)
         return stop(StopReason::kError, "malformed MMIO exit at " + hex(exit.addr));
-      bool owned = exit.is_write ? mmio.write(exit.addr, exit.data) : mmio.read(exit.addr, exit.data);
+      bool owned =
+          exit.is_write ? mmio.write(exit.addr, exit.data) : mmio.read(exit.addr, exit.data);
       if (!owned) counters.unhandled_mmio.fetch_add(1, std::memory_order_relaxed);
       return {};
     }

@@ -1,0 +1,57 @@
+# wisp: the entry point for building, testing and benchmarking. `make test` on a fresh machine
+# installs what it needs (scripts/setup.sh), builds everything and runs every test.
+SHELL := /bin/bash
+.DEFAULT_GOAL := all
+
+BUILD      := build
+CMAKE_DIR  := $(BUILD)/cmake
+ASAN_DIR   := $(BUILD)/asan
+GUEST_DIR  := $(BUILD)/guest
+JOBS       ?= $(shell nproc)
+# Integration tests and benchmarks boot guests: directly on a host with kvm_intel/kvm_amd,
+# otherwise inside the nested-KVM testbed (tests/testbed/README.md).
+IN_KVM     := tests/integration/in-kvm
+
+.PHONY: all setup wisp guest unit-test integration-test test perf demo lint format fuzz clean
+
+all: wisp guest
+
+setup:
+	@scripts/setup.sh
+
+wisp: setup
+	@cmake -S . -B $(CMAKE_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DWISP_BIN_DIR=$(CURDIR)/$(BUILD)/bin >/dev/null
+	@$(MAKE) --no-print-directory -C $(CMAKE_DIR) -j$(JOBS)
+
+guest: setup
+	@guest/build-kernel.sh $(GUEST_DIR)
+	@guest/build-initramfs.sh $(GUEST_DIR)/initramfs.cpio.gz
+
+# Unit tests run on the host under AddressSanitizer + UBSan.
+unit-test: setup
+	@cmake -S . -B $(ASAN_DIR) -DCMAKE_BUILD_TYPE=Debug -DWISP_SANITIZE=ON -DWISP_BIN_DIR=$(CURDIR)/$(ASAN_DIR)/bin >/dev/null
+	@$(MAKE) --no-print-directory -C $(ASAN_DIR) -j$(JOBS) wisp_unit_tests
+	@cd $(ASAN_DIR) && ctest -L unit --output-on-failure -j$(JOBS)
+
+integration-test: all
+	@tests/integration/fetch-cloud-kernel.sh $(GUEST_DIR)/cloud
+	@$(IN_KVM) ctest --test-dir $(CMAKE_DIR) -L integration --output-on-failure
+
+test: unit-test all
+	@tests/integration/fetch-cloud-kernel.sh $(GUEST_DIR)/cloud
+	@$(IN_KVM) tests/integration/run-all.sh
+
+perf: all
+	@$(IN_KVM) perf/boot_bench.py --runs 20 --out $(BUILD)/perf/boot.json
+
+demo: all
+	@$(IN_KVM) scripts/demo.sh
+
+lint:
+	@scripts/lint.sh
+
+format:
+	@git ls-files '*.cc' '*.h' | xargs clang-format -i
+
+clean:
+	rm -rf $(BUILD)

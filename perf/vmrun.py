@@ -1,0 +1,86 @@
+"""Launch one VMM process (wisp or a peer), time it, and sample its memory.
+
+Shared by the boot benchmark and the demo. Times are taken on the host side: t0 just before
+the process is spawned, then the moment a marker line appears on the guest console (its
+stdout) and the moment the process exits.
+"""
+import os
+import selectors
+import subprocess
+import time
+
+
+def environment_name():
+    """Which KVM the numbers come from; goes into every result."""
+    if os.environ.get("WISP_TESTBED") == "1":
+        return "testbed (KVM inside QEMU TCG with emulated SVM; times are emulator times)"
+    mods = [m for m in ("kvm_intel", "kvm_amd") if os.path.isdir(f"/sys/module/{m}")]
+    return f"hardware KVM ({mods[0]})" if mods else "unknown KVM"
+
+
+def read_rss(pid):
+    """VmRSS split into anonymous, file and shared-memory pages, in KiB.
+
+    Guest RAM is a memfd (wisp) or shared anonymous memory (QEMU), both counted in RssShmem,
+    so RssAnon + RssFile is the VMM's own footprint without the guest's touched pages.
+    """
+    out = {}
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                key, _, val = line.partition(":")
+                if key in ("VmRSS", "RssAnon", "RssFile", "RssShmem"):
+                    out[key] = int(val.split()[0])
+    except OSError:
+        pass
+    return out
+
+
+def run_vm(argv, marker, timeout=300, echo=None):
+    """Runs argv; returns dict(marker_ms, exit_ms, rc, stdout, stderr, rss_kib, own_rss_kib).
+
+    `echo` (a writable binary file) receives the console output as it arrives.
+    """
+    t0 = time.monotonic()
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    sel = selectors.DefaultSelector()
+    sel.register(proc.stdout, selectors.EVENT_READ, "out")
+    sel.register(proc.stderr, selectors.EVENT_READ, "err")
+    out, err = bytearray(), bytearray()
+    marker_b = marker.encode()
+    marker_ms, rss = None, {}
+    open_streams = 2
+    while open_streams:
+        left = timeout - (time.monotonic() - t0)
+        if left <= 0:
+            proc.kill()
+            break
+        for key, _ in sel.select(timeout=left):
+            chunk = os.read(key.fileobj.fileno(), 65536)
+            if not chunk:
+                sel.unregister(key.fileobj)
+                open_streams -= 1
+                continue
+            if key.data == "out":
+                out += chunk
+                if echo is not None:
+                    echo.write(chunk)
+                    echo.flush()
+                if marker_ms is None and marker_b in out:
+                    marker_ms = (time.monotonic() - t0) * 1000
+                    rss = read_rss(proc.pid)
+            else:
+                err += chunk
+    rc = proc.wait()
+    exit_ms = (time.monotonic() - t0) * 1000
+    own = rss.get("RssAnon", 0) + rss.get("RssFile", 0) if rss else None
+    return {
+        "marker_ms": marker_ms,
+        "exit_ms": exit_ms,
+        "rc": rc,
+        "stdout": out.decode(errors="replace"),
+        "stderr": err.decode(errors="replace"),
+        "rss_kib": rss,
+        "own_rss_kib": own,
+    }

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# wisp's demo: boot the default guest with its console on this terminal, run a few commands
+# in it, and report how long the boot took. (Later: template -> snapshot -> warm invoke.)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+exec python3 - <<'PY'
+import os, sys
+sys.path.insert(0, "perf")
+from vmrun import environment_name, run_vm
+cmd = ('echo; echo "hello from the wisp guest: $(uname -sr), $(nproc) vCPUs, '
+       '$(free -m | awk \'/Mem:/{print $2}\') MiB"; cat /proc/cmdline')
+argv = ["build/bin/wisp", "run", "--vcpus", "2", "--timings", "--cmdline",
+        f'wisp_action=cmd wisp_cmd="{cmd}"']
+print("demo: " + " ".join(argv), file=sys.stderr)
+r = run_vm(argv, "wisp-guest: init ready", timeout=300, echo=sys.stdout.buffer)
+sys.stderr.write(r["stderr"])
+if r["rc"] != 0 or r["marker_ms"] is None:
+    print(f"demo: the VM failed (exit {r['rc']})", file=sys.stderr)
+    sys.exit(1)
+print(f"\ndemo: on {environment_name()}:")
+print(f"  process start -> guest init ready: {r['marker_ms']:.0f} ms")
+print(f"  process start -> VM exit:          {r['exit_ms']:.0f} ms")
+print(f"  VMM RSS without guest memory:      {r['own_rss_kib']} KiB")
+PY

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Everything of `make test` that needs a KVM that boots Linux guests, in one go (so the testbed
+# boots once): the integration tests, then the boot benchmark.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+ctest --test-dir build/cmake -L integration --output-on-failure
+perf/boot_bench.py --runs "${WISP_BENCH_RUNS:-20}" --out build/perf/boot.json
