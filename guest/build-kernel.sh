@@ -182,10 +182,13 @@ secs=$(echo "$(date +%s.%N) - $t0" | bc)
   printf 'release %s\n' "$(cat "$src/include/config/kernel.release")"
 } >"$tmp/out/build-info"
 
+release=$(cat "$src/include/config/kernel.release")
 log "stage: store in cache"
 sync "$tmp/out"/* "$tmp/out"
 mv -T "$tmp/out" "$entry"
 sync "$kcache"
 install_from "$entry"
-log "kernel $(cat "$src/include/config/kernel.release"): vmlinux $(stat -c %s "$out/vmlinux") B, bzImage $(stat -c %s "$out/bzImage") B -> $out"
-log "built in $(printf '%.0f' "$secs") s"
+log "stage: remove the build tree"
+rm -rf "$tmp"
+log "kernel $release: vmlinux $(stat -c %s "$out/vmlinux") B, bzImage $(stat -c %s "$out/bzImage") B -> $out"
+log "built in $(printf '%.0f' "$(echo "$(date +%s.%N) - $t0" | bc)") s (configure + make: $(printf '%.0f' "$secs") s)"

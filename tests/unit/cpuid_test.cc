@@ -29,6 +29,13 @@ TEST(Cpuid, HypervisorBitAndApicId) {
   EXPECT_TRUE(l1->edx & (1u << 28));
 }
 
+TEST(Cpuid, TscDeadlineIsAdvertisedOnlyWhenKvmEmulatesIt) {
+  EXPECT_FALSE(find_cpuid(vcpu_cpuid(host(), 0, 1), 1)->ecx & (1u << 24));
+  CpuidOptions o;
+  o.tsc_deadline_timer = true;
+  EXPECT_TRUE(find_cpuid(vcpu_cpuid(host(), 0, 1, o), 1)->ecx & (1u << 24));
+}
+
 TEST(Cpuid, SingleVcpuHasNoHtt) {
   auto c = vcpu_cpuid(host(), 0, 1);
   EXPECT_FALSE(find_cpuid(c, 1)->edx & (1u << 28));

@@ -6,6 +6,9 @@ namespace wisp {
 namespace {
 
 constexpr uint32_t kLeaf1EcxHypervisor = 1u << 31;
+// Without it Linux calibrates the LAPIC timer against the PIT, which fails verification on a
+// slow or noisy host and leaves the guest without a working per-CPU timer.
+constexpr uint32_t kLeaf1EcxTscDeadline = 1u << 24;
 constexpr uint32_t kLeaf1EdxHtt = 1u << 28;
 constexpr uint32_t kAmdCmpLegacy = 1u << 1;  // 0x80000001 ECX: core multi-processing legacy mode
 constexpr uint32_t kCpuidFlagIndexed = 1;    // KVM_CPUID_FLAG_SIGNIFCANT_INDEX
@@ -43,12 +46,14 @@ const CpuidEntry* find_cpuid(const CpuidEntries& entries, uint32_t function, uin
   return nullptr;
 }
 
-CpuidEntries vcpu_cpuid(const CpuidEntries& supported, uint32_t vcpu_id, uint32_t vcpus) {
+CpuidEntries vcpu_cpuid(const CpuidEntries& supported, uint32_t vcpu_id, uint32_t vcpus,
+                        const CpuidOptions& options) {
   CpuidEntries out = supported;
   for (auto& e : out) {
     switch (e.function) {
       case 0x1:
         e.ecx |= kLeaf1EcxHypervisor;
+        if (options.tsc_deadline_timer) e.ecx |= kLeaf1EcxTscDeadline;
         // EBX: [31:24] initial APIC id, [23:16] logical processors per package.
         e.ebx = (e.ebx & 0xffff) | (vcpu_id << 24) | ((vcpus & 0xff) << 16);
         if (vcpus > 1)

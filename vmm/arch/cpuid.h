@@ -9,7 +9,14 @@
 
 namespace wisp {
 
-CpuidEntries vcpu_cpuid(const CpuidEntries& supported, uint32_t vcpu_id, uint32_t vcpus);
+// What the host's KVM can do beyond KVM_GET_SUPPORTED_CPUID: KVM emulates the LAPIC's
+// TSC-deadline mode itself and leaves it to the VMM to advertise it (KVM_CAP_TSC_DEADLINE_TIMER).
+struct CpuidOptions {
+  bool tsc_deadline_timer = false;
+};
+
+CpuidEntries vcpu_cpuid(const CpuidEntries& supported, uint32_t vcpu_id, uint32_t vcpus,
+                        const CpuidOptions& options = {});
 
 // Looks up leaf/subleaf in a list (nullptr if absent). Handy for tests and for checks.
 const CpuidEntry* find_cpuid(const CpuidEntries& entries, uint32_t function, uint32_t index = 0);

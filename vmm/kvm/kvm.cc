@@ -8,13 +8,47 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <memory>
+#include <vector>
 
 #include "vmm/base/error.h"
 
 namespace wisp {
 namespace {
+
+// The UAPI headers declare kvm_cpuid2's and kvm_msrs's trailing arrays with
+// __DECLARE_FLEX_ARRAY, whose empty struct has size 1 in C++: that moves `entries` and changes
+// the ioctl numbers. So wisp uses its own headers with the C layout (8 bytes, entries right after)
+// and its own ioctl numbers for the three ioctls that take them.
+struct CpuidHeader {
+  uint32_t nent;
+  uint32_t padding;
+};
+struct MsrsHeader {
+  uint32_t nmsrs;
+  uint32_t pad;
+};
+constexpr unsigned long kGetSupportedCpuid = _IOWR(KVMIO, 0x05, CpuidHeader);
+constexpr unsigned long kSetCpuid2 = _IOW(KVMIO, 0x90, CpuidHeader);
+constexpr unsigned long kSetMsrs = _IOW(KVMIO, 0x89, MsrsHeader);
+static_assert(sizeof(CpuidHeader) == 8 && sizeof(MsrsHeader) == 8);
+
+// A header followed by `n` entries, laid out as the kernel expects.
+template <typename Header, typename Entry>
+class FlexBuffer {
+ public:
+  explicit FlexBuffer(size_t n) : words_((sizeof(Header) + n * sizeof(Entry) + 7) / 8, 0) {}
+  Header* header() { return reinterpret_cast<Header*>(words_.data()); }
+  Entry* entries() {
+    return reinterpret_cast<Entry*>(reinterpret_cast<uint8_t*>(words_.data()) + sizeof(Header));
+  }
+  void* data() { return words_.data(); }
+
+ private:
+  std::vector<uint64_t> words_;  // zeroed, 8-byte aligned
+};
 
 static_assert(VcpuExit::kEventShutdown == KVM_SYSTEM_EVENT_SHUTDOWN);
 static_assert(VcpuExit::kEventReset == KVM_SYSTEM_EVENT_RESET);
@@ -23,13 +57,6 @@ static_assert(VcpuExit::kEventCrash == KVM_SYSTEM_EVENT_CRASH);
 bool exists(const std::string& path) {
   struct stat st;
   return ::stat(path.c_str(), &st) == 0;
-}
-
-template <typename T>
-std::unique_ptr<T, void (*)(T*)> alloc_flex(size_t bytes) {
-  T* p = static_cast<T*>(calloc(1, bytes));
-  if (!p) throw Error("out of memory");
-  return {p, [](T* q) { free(q); }};
 }
 
 kvm_segment to_kvm(const Segment& s) {
@@ -110,14 +137,16 @@ Kvm Kvm::open(const std::string& path) {
 
 bool Kvm::has_extension(long cap) const { return ioctl(fd(), KVM_CHECK_EXTENSION, cap) > 0; }
 
+bool Kvm::has_tsc_deadline_timer() const { return has_extension(KVM_CAP_TSC_DEADLINE_TIMER); }
+
 CpuidEntries Kvm::supported_cpuid() const {
   for (uint32_t n = 128; n <= 4096; n *= 2) {
-    auto buf = alloc_flex<kvm_cpuid2>(sizeof(kvm_cpuid2) + n * sizeof(kvm_cpuid_entry2));
-    buf->nent = n;
-    if (ioctl(fd(), KVM_GET_SUPPORTED_CPUID, buf.get()) == 0) {
+    FlexBuffer<CpuidHeader, kvm_cpuid_entry2> buf(n);
+    buf.header()->nent = n;
+    if (ioctl(fd(), kGetSupportedCpuid, buf.data()) == 0) {
       CpuidEntries out;
-      for (uint32_t i = 0; i < buf->nent; ++i) {
-        const auto& e = buf->entries[i];
+      for (uint32_t i = 0; i < buf.header()->nent && i < n; ++i) {
+        const auto& e = buf.entries()[i];
         out.push_back({e.function, e.index, e.flags, e.eax, e.ebx, e.ecx, e.edx});
       }
       return out;
@@ -172,6 +201,24 @@ void Vm::register_irqfd(int eventfd, uint32_t gsi) {
   if (ioctl(fd(), KVM_IRQFD, &f) < 0) throw_errno("KVM_IRQFD for GSI " + std::to_string(gsi));
 }
 
+void Vm::register_ioeventfd(int eventfd, uint64_t addr, uint32_t len,
+                            std::optional<uint64_t> datamatch) {
+  kvm_ioeventfd io{};
+  io.addr = addr;
+  io.len = len;
+  io.fd = eventfd;
+  if (datamatch) {
+    io.flags |= KVM_IOEVENTFD_FLAG_DATAMATCH;
+    io.datamatch = *datamatch;
+  }
+  if (ioctl(fd(), KVM_IOEVENTFD, &io) < 0) {
+    char where[64];
+    snprintf(where, sizeof(where), "KVM_IOEVENTFD at 0x%llx",
+             static_cast<unsigned long long>(addr));
+    throw_errno(where);
+  }
+}
+
 void Vm::set_irq_line(uint32_t irq, bool level) {
   kvm_irq_level l{};
   l.irq = irq;
@@ -200,10 +247,10 @@ Vcpu::~Vcpu() {
 }
 
 void Vcpu::set_cpuid(const CpuidEntries& entries) {
-  auto buf = alloc_flex<kvm_cpuid2>(sizeof(kvm_cpuid2) + entries.size() * sizeof(kvm_cpuid_entry2));
-  buf->nent = static_cast<uint32_t>(entries.size());
+  FlexBuffer<CpuidHeader, kvm_cpuid_entry2> buf(entries.size());
+  buf.header()->nent = static_cast<uint32_t>(entries.size());
   for (size_t i = 0; i < entries.size(); ++i) {
-    auto& k = buf->entries[i];
+    auto& k = buf.entries()[i];
     const auto& e = entries[i];
     k.function = e.function;
     k.index = e.index;
@@ -213,17 +260,17 @@ void Vcpu::set_cpuid(const CpuidEntries& entries) {
     k.ecx = e.ecx;
     k.edx = e.edx;
   }
-  if (ioctl(fd_.get(), KVM_SET_CPUID2, buf.get()) < 0) throw_errno("KVM_SET_CPUID2");
+  if (ioctl(fd_.get(), kSetCpuid2, buf.data()) < 0) throw_errno("KVM_SET_CPUID2");
 }
 
 void Vcpu::set_msrs(const std::vector<MsrEntry>& msrs) {
-  auto buf = alloc_flex<kvm_msrs>(sizeof(kvm_msrs) + msrs.size() * sizeof(kvm_msr_entry));
-  buf->nmsrs = static_cast<uint32_t>(msrs.size());
+  FlexBuffer<MsrsHeader, kvm_msr_entry> buf(msrs.size());
+  buf.header()->nmsrs = static_cast<uint32_t>(msrs.size());
   for (size_t i = 0; i < msrs.size(); ++i) {
-    buf->entries[i].index = msrs[i].index;
-    buf->entries[i].data = msrs[i].value;
+    buf.entries()[i].index = msrs[i].index;
+    buf.entries()[i].data = msrs[i].value;
   }
-  int n = ioctl(fd_.get(), KVM_SET_MSRS, buf.get());
+  int n = ioctl(fd_.get(), kSetMsrs, buf.data());
   if (n < 0) throw_errno("KVM_SET_MSRS");
   if (static_cast<size_t>(n) != msrs.size()) {
     char hex[16];

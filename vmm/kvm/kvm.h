@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -30,6 +31,7 @@ class Kvm {
   int max_vcpus() const { return max_vcpus_; }
   CpuidEntries supported_cpuid() const;
   bool has_extension(long cap) const;
+  bool has_tsc_deadline_timer() const;
 
   Vm create_vm() const;
 
@@ -54,6 +56,11 @@ class Vm {
   void set_memory_region(uint32_t slot, uint64_t guest_addr, uint64_t size, void* host);
   // Routes writes to `eventfd` into an edge on `gsi` (irqfd).
   void register_irqfd(int eventfd, uint32_t gsi);
+  // Makes a guest MMIO write of `len` bytes (1, 2, 4 or 8) at `addr` signal `eventfd` inside
+  // KVM instead of exiting to userspace (ioeventfd). With `datamatch`, only writes of that
+  // value do; others still exit as ordinary MMIO writes.
+  void register_ioeventfd(int eventfd, uint64_t addr, uint32_t len,
+                          std::optional<uint64_t> datamatch);
   void set_irq_line(uint32_t irq, bool level);
   // `mmap_size` comes from Kvm::vcpu_mmap_size().
   Vcpu create_vcpu(uint32_t id, int mmap_size) const;

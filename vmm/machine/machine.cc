@@ -124,10 +124,12 @@ MachineImpl::MachineImpl(const MachineConfig& config, const Kvm& kvm, uint64_t t
               std::make_shared<I8042>([this] { request_stop(StopReason::kReset, "i8042 reset"); }));
 
   CpuidEntries supported = kvm.supported_cpuid();
+  CpuidOptions cpuid_options;
+  cpuid_options.tsc_deadline_timer = kvm.has_tsc_deadline_timer();
   LongModeEntry entry = setup_long_mode(mem_, kernel.image.entry, kernel.boot_params_addr);
   for (uint32_t id = 0; id < config.vcpus; ++id) {
     Vcpu vcpu = vm_.create_vcpu(id, kvm.vcpu_mmap_size());
-    vcpu.set_cpuid(vcpu_cpuid(supported, id, config.vcpus));
+    vcpu.set_cpuid(vcpu_cpuid(supported, id, config.vcpus, cpuid_options));
     vcpu.set_msrs(boot_msrs());
     vcpu.init_fpu();
     vcpu.init_lapic_lints();
@@ -205,6 +207,10 @@ void MachineImpl::vcpu_thread(size_t index) {
       return;
     }
     ExitVerdict v = handle_exit(exit, pio_, mmio_, counters_);
+    if (exit.kind == VcpuExit::Kind::kIo && exit.addr != Serial::kCom1Base)
+      LOG_DEBUG("vCPU %zu: %s port 0x%llx size %u -> 0x%x", index, exit.is_write ? "out" : "in",
+                static_cast<unsigned long long>(exit.addr), exit.size,
+                exit.data.empty() ? 0u : exit.data[0]);
     if (!v.keep_running) {
       request_stop(v.reason, v.detail.empty() ? std::string(stop_reason_name(v.reason))
                                               : "vCPU " + std::to_string(index) + ": " + v.detail);

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Builds the libFuzzer targets (tests/fuzz/*_fuzz.cc) with clang++, ASan and UBSan in build/fuzz,
+# then runs each for SECONDS (default 60), keeping its corpus in build/fuzz/corpus/<target> so
+# later runs start where earlier ones stopped. Fails on the first crash or sanitizer report;
+# the reproducer is left in build/fuzz/artifacts/<target>/.
+#   usage: scripts/fuzz.sh [SECONDS]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds=${1:-60}
+[[ "$seconds" =~ ^[0-9]+$ ]] || { echo "usage: $0 [SECONDS]" >&2; exit 2; }
+build=build/fuzz
+
+command -v clang++ >/dev/null || { echo "fuzz: clang++ not found (apt-get install clang)" >&2; exit 1; }
+cmake -S . -B "$build" -DWISP_FUZZ=ON -DCMAKE_CXX_COMPILER=clang++ \
+  -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+nice make --no-print-directory -C "$build" -j"$(nproc)" wisp_fuzz_targets >/dev/null
+
+status=0
+for src in tests/fuzz/*_fuzz.cc; do
+  name=$(basename "$src" .cc)
+  corpus="$build/corpus/$name"
+  artifacts="$build/artifacts/$name"
+  mkdir -p "$corpus" "$artifacts"
+  echo "fuzz: $name for ${seconds}s (corpus $corpus)"
+  if nice "$build/tests/fuzz/$name" "$corpus" -max_total_time="$seconds" -max_len=9000 \
+      -artifact_prefix="$artifacts/" -print_final_stats=1 >"$build/$name.log" 2>&1; then
+    runs=$(grep -m1 '^stat::number_of_executed_units' "$build/$name.log" | awk '{print $2}')
+    echo "fuzz: $name ok: ${runs:-?} runs, $(ls "$corpus" | wc -l) corpus entries"
+  else
+    echo "fuzz: $name FAILED; log: $build/$name.log" >&2
+    grep -E 'ERROR|SUMMARY|runtime error|deadly signal' "$build/$name.log" | head -20 >&2 || true
+    status=1
+  fi
+done
+exit $status

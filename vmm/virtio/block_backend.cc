@@ -1,0 +1,113 @@
+#include "vmm/virtio/block_backend.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cinttypes>
+#include <cstdio>
+
+#include "vmm/base/error.h"
+#include "vmm/base/log.h"
+
+namespace wisp {
+
+DriveSpec parse_drive_spec(const std::string& spec) {
+  auto fail = [&](const std::string& why) -> DriveSpec {
+    throw Error("--drive \"" + spec + "\": " + why + " (expected PATH or PATH,ro)");
+  };
+  size_t comma = spec.find(',');
+  DriveSpec out;
+  out.path = spec.substr(0, comma);
+  if (out.path.empty()) return fail("the image path is empty");
+  bool seen_mode = false;
+  while (comma != std::string::npos) {
+    size_t next = spec.find(',', comma + 1);
+    std::string opt = spec.substr(comma + 1, next == std::string::npos ? next : next - comma - 1);
+    if (opt == "ro" || opt == "rw") {
+      if (seen_mode) return fail("\"ro\"/\"rw\" given twice");
+      seen_mode = true;
+      out.read_only = opt == "ro";
+    } else if (opt.empty()) {
+      return fail("empty option after ','");
+    } else {
+      return fail("unknown option \"" + opt + "\" (paths containing ',' are not supported)");
+    }
+    comma = next;
+  }
+  return out;
+}
+
+std::unique_ptr<RawFileBackend> RawFileBackend::open(const DriveSpec& spec) {
+  std::unique_ptr<RawFileBackend> b(new RawFileBackend());
+  b->read_only_ = spec.read_only;
+  b->fd_ = UniqueFd(::open(spec.path.c_str(), (spec.read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC));
+  if (!b->fd_) {
+    int e = errno;
+    std::string msg = errno_message("drive " + spec.path);
+    if (!spec.read_only && (e == EACCES || e == EROFS || e == EPERM))
+      msg += " (add \",ro\" to attach it read-only)";
+    throw Error(msg);
+  }
+  struct stat st;
+  if (fstat(b->fd_.get(), &st) != 0) throw_errno("drive " + spec.path + ": fstat");
+  if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))
+    throw Error("drive " + spec.path + ": not a regular file or block device");
+  // Shared lock for readers, exclusive for a writer: a second writer (or a reader next to a
+  // writer) is refused instead of corrupting the image or reading torn data.
+  if (flock(b->fd_.get(), (spec.read_only ? LOCK_SH : LOCK_EX) | LOCK_NB) != 0) {
+    if (errno == EWOULDBLOCK)
+      throw Error("drive " + spec.path +
+                  " is in use by another process; share an image only with \",ro\" everywhere");
+    throw_errno("drive " + spec.path + ": flock");
+  }
+  off_t end = lseek(b->fd_.get(), 0, SEEK_END);  // works for block devices too
+  if (end < 0) throw_errno("drive " + spec.path + ": size");
+  b->size_ = static_cast<uint64_t>(end);
+  if (b->size_ % 512 != 0)
+    LOG_WARN("drive %s: size %" PRIu64 " is not a multiple of 512; the last %" PRIu64
+             " bytes are not visible to the guest",
+             spec.path.c_str(), b->size_, b->size_ % 512);
+  // Device and inode: stable for the file, distinct between files on one host.
+  char id[32];
+  snprintf(id, sizeof(id), "%" PRIx64 "-%" PRIx64, static_cast<uint64_t>(st.st_dev),
+           static_cast<uint64_t>(st.st_ino));
+  b->id_ = std::string(id).substr(0, kIdBytes);
+  return b;
+}
+
+int RawFileBackend::read_at(uint64_t offset, std::span<uint8_t> out) {
+  size_t done = 0;
+  while (done < out.size()) {
+    ssize_t n =
+        pread(fd_.get(), out.data() + done, out.size() - done, static_cast<off_t>(offset + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return errno;
+    if (n == 0) return EIO;  // end of file inside the disk: the image shrank
+    done += static_cast<size_t>(n);
+  }
+  return 0;
+}
+
+int RawFileBackend::write_at(uint64_t offset, std::span<const uint8_t> in) {
+  if (read_only_) return EROFS;
+  size_t done = 0;
+  while (done < in.size()) {
+    ssize_t n =
+        pwrite(fd_.get(), in.data() + done, in.size() - done, static_cast<off_t>(offset + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return errno;
+    if (n == 0) return EIO;
+    done += static_cast<size_t>(n);
+  }
+  return 0;
+}
+
+int RawFileBackend::flush() {
+  if (read_only_) return 0;
+  return fdatasync(fd_.get()) == 0 ? 0 : errno;
+}
+
+}  // namespace wisp

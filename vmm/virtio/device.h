@@ -1,0 +1,126 @@
+// What a virtio device is to its transport (VirtioDevice), what the transport gives a device to
+// reach the driver outside the rings (VirtioSignals), and a base class carrying the state every
+// device has (VirtioDeviceBase). Devices never see transport registers; the transport never
+// knows what a device does with its queues (DESIGN.md rule 4).
+//
+// Threads. The transport calls activate(), reset(), read_config() and write_config() on a vCPU
+// thread (the guest's register accesses) with the transport's lock held; queue_notify() and a
+// device's own back-end handlers run on the event-loop thread. VirtioDeviceBase serialises the
+// two with one device mutex, so reset() returns only once the loop has stopped touching the
+// rings. Lock order: transport lock, then device lock. VirtioSignals is lock-free, so a device
+// may call it with its own lock held.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <mutex>
+#include <span>
+#include <vector>
+
+#include "vmm/memory/guest_memory.h"
+#include "vmm/virtio/queue.h"
+
+namespace wisp {
+
+// Implemented by the transport. Callable from any thread; never blocks.
+class VirtioSignals {
+ public:
+  virtual ~VirtioSignals() = default;
+  // Used buffers are in `queue`: sets the used-buffer interrupt bit and raises the IRQ. Call it
+  // when Queue::needs_notification() says so.
+  virtual void signal_used_queue(uint16_t queue) = 0;
+  // The device configuration changed: bumps ConfigGeneration and raises the config interrupt.
+  virtual void signal_config_change() = 0;
+  // The device cannot go on without a reset (e.g. a broken ring): sets DEVICE_NEEDS_RESET in
+  // the status register and tells the driver with a config-change interrupt.
+  virtual void set_needs_reset() = 0;
+};
+
+// Everything a device gets when the driver sets DRIVER_OK.
+struct ActivateArgs {
+  const GuestMemory& memory;
+  std::vector<Queue> queues;  // one per num_queues(), in order; some may be not ready()
+  uint64_t acked_features;    // what the driver accepted (transport bits included)
+  VirtioSignals& signals;
+};
+
+class VirtioDevice {
+ public:
+  virtual ~VirtioDevice() = default;
+
+  virtual const char* name() const = 0;          // for logs: "virtio-blk"
+  virtual uint32_t device_type() const = 0;      // virtio device id (virtio_spec.h)
+  virtual uint64_t device_features() const = 0;  // device-specific bits; the transport adds
+                                                 // VERSION_1 and the ring features
+  virtual uint16_t num_queues() const = 0;
+  virtual uint16_t queue_max_size(uint16_t index) const = 0;  // a power of two
+
+  // Device configuration space (offset 0 = transport offset 0x100). Reads past the end of the
+  // device's config see zeros; writes there are ignored.
+  virtual void read_config(uint64_t offset, std::span<uint8_t> data) = 0;
+  virtual void write_config(uint64_t offset, std::span<const uint8_t> data) = 0;
+
+  // The driver set DRIVER_OK. Returns false when the device cannot run with what it was given
+  // (the transport then sets NEEDS_RESET). Must not block: it runs on a vCPU thread.
+  virtual bool activate(ActivateArgs args) = 0;
+  // The driver wrote 0 to Status. Afterwards the device touches neither guest memory nor the
+  // signals until the next activate().
+  virtual void reset() = 0;
+  // The driver kicked queue `index` (event-loop thread). Ignored while not active.
+  virtual void queue_notify(uint16_t index) = 0;
+};
+
+// The shape every wisp device shares: one mutex, the queues and memory handed over at
+// activation, and counters for what the guest got wrong. A device implements the pure virtual
+// members plus process_queue(); the hooks run with the device lock held.
+class VirtioDeviceBase : public VirtioDevice {
+ public:
+  bool activate(ActivateArgs args) final;
+  void reset() final;
+  void queue_notify(uint16_t index) final;
+
+  bool is_active() const;
+  // Requests the guest got wrong (malformed chains, bad headers), counted over the device's life.
+  uint64_t bad_requests() const { return bad_requests_.load(std::memory_order_relaxed); }
+
+ protected:
+  // Lock held, just activated: may refuse (false). Default: accept.
+  virtual bool on_activate() { return true; }
+  // Lock held, queues about to be dropped.
+  virtual void on_reset() {}
+  // Lock held, device active: drain queue `index`.
+  virtual void process_queue(uint16_t index) = 0;
+
+  // For a device's own event-loop handlers (e.g. a back-end socket became readable): take the
+  // lock, then check is_active_locked() before touching queues.
+  std::unique_lock<std::mutex> lock_state() { return std::unique_lock(mu_); }
+  bool is_active_locked() const { return active_; }
+
+  // Valid only with the lock held while active.
+  Queue& queue(uint16_t index) { return queues_[index]; }
+  const GuestMemory& memory() const { return *memory_; }
+  VirtioSignals& signals() { return *signals_; }
+  uint64_t acked_features() const { return acked_features_; }
+
+  // Counts a guest mistake and logs the first few (a hostile guest must not flood the log).
+  void count_bad_request(const char* fmt, ...) __attribute__((format(printf, 2, 3)));
+  // Gives a malformed chain back to the driver with nothing written, and counts it.
+  void discard_chain(uint16_t index, const DescriptorChain& chain);
+  // Raises the used-buffer interrupt for `index` if the driver wants one now.
+  void notify_if_needed(uint16_t index);
+
+ private:
+  mutable std::mutex mu_;
+  bool active_ = false;
+  const GuestMemory* memory_ = nullptr;
+  VirtioSignals* signals_ = nullptr;
+  uint64_t acked_features_ = 0;
+  std::vector<Queue> queues_;
+  std::atomic<uint64_t> bad_requests_{0};
+};
+
+// Copies the part of `config` at [offset, offset + data.size()) into `data`, zeros elsewhere:
+// read_config() for devices whose configuration is a plain byte image.
+void read_config_bytes(std::span<const uint8_t> config, uint64_t offset, std::span<uint8_t> data);
+
+}  // namespace wisp
