@@ -45,6 +45,7 @@ Exit status:
   2  usage error
   3  the guest kernel panicked
   4  no usable KVM: /dev/kvm is missing, or is kvm_pvm (cannot boot Linux guests)
+  128+N  stopped by signal N (SIGINT, SIGTERM, SIGHUP)
 )";
 
 std::string self_dir() {
@@ -232,6 +233,9 @@ int run_command(int argc, char** argv, unsigned long long t0_ns) {
     case StopReason::kReset:
       LOG_INFO("guest stopped: %s", stop_reason_name(r.reason));
       return kExitOk;
+    case StopReason::kSignal:
+      std::fprintf(stderr, "wisp: %s; the VM was stopped\n", r.detail.c_str());
+      return 128 + r.signal;
     case StopReason::kCrash:
       std::fprintf(stderr, "wisp: guest panicked: %s\n",
                    r.detail.empty() ? "KVM reported a guest crash" : r.detail.c_str());

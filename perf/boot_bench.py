@@ -52,7 +52,9 @@ def main():
     ap.add_argument("--out", default=os.path.join(ROOT, "build/perf/boot.json"))
     args = ap.parse_args()
 
-    cmdline = wisp_cmdline(args.wisp) + " quiet wisp_action=reboot"
+    # reboot=t (triple fault): QEMU's microvm has no i8042, so reboot=k would spin there.
+    cmdline = (wisp_cmdline(args.wisp).replace("reboot=k", "reboot=t") +
+               " quiet wisp_action=reboot")
     wisp_argv = [args.wisp, "run", "--kernel", args.kernel, "--initrd", args.initrd,
                  "--mem", str(args.mem), "--vcpus", str(args.vcpus), "--raw-cmdline",
                  "--cmdline", cmdline, "--timings"]

@@ -331,6 +331,15 @@ TEST_F(QueueTest, LongestIndirectTableIsAccepted) {
   EXPECT_EQ(c.readable_bytes(), Queue::kMaxIndirectEntries);
 }
 
+TEST_F(QueueTest, UndoPopReturnsTheSameChainAgain) {
+  Queue q = mq.make_queue();
+  uint16_t head = mq.add_chain({writable(mq.alloc(4), 4)});
+  EXPECT_EQ(pop_one(q).head(), head);
+  q.undo_pop();
+  EXPECT_EQ(pop_one(q).head(), head);
+  EXPECT_FALSE(q.pop(mem).has_value());
+}
+
 // ---- indexes ----------------------------------------------------------------------------------
 
 TEST_F(QueueTest, IndexesWrapAround16Bits) {

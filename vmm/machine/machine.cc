@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/signalfd.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -90,6 +91,7 @@ class MachineImpl final : public Machine {
   StopReason stop_reason_ = StopReason::kNone;
   std::string stop_detail_;
   bool panicked_ = false;
+  int signal_ = 0;
   std::atomic<bool> stopping_{false};
   std::atomic<uint64_t> first_run_ns_{0};
   uint8_t escape_state_ = 0;  // Ctrl-A seen on the console input
@@ -240,6 +242,25 @@ RunResult MachineImpl::run() {
     }
   }
 
+  // SIGINT/SIGTERM/SIGHUP end the VM cleanly (terminal restored, exit status says why). They
+  // are blocked in every thread (vCPU threads inherit the mask) and read on the loop thread.
+  sigset_t stop_signals, old_mask;
+  sigemptyset(&stop_signals);
+  for (int s : {SIGINT, SIGTERM, SIGHUP}) sigaddset(&stop_signals, s);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, &old_mask);
+  UniqueFd sigfd(signalfd(-1, &stop_signals, SFD_CLOEXEC | SFD_NONBLOCK));
+  if (!sigfd) throw_errno("signalfd");
+  loop_.add(sigfd.get(), [this, fd = sigfd.get()](uint32_t) {
+    signalfd_siginfo info{};
+    if (::read(fd, &info, sizeof(info)) == sizeof(info)) {
+      {
+        std::lock_guard lock(stop_mu_);
+        signal_ = static_cast<int>(info.ssi_signo);
+      }
+      request_stop(StopReason::kSignal, std::string("stopped by ") + strsignal(signal_));
+    }
+  });
+
   std::vector<std::thread> threads;
   for (size_t i = 0; i < vcpus_.size(); ++i) threads.emplace_back([this, i] { vcpu_thread(i); });
   loop_.run();
@@ -252,6 +273,8 @@ RunResult MachineImpl::run() {
   for (auto& t : threads) t.join();
   uint64_t end = now_ns();
   term.reset();
+  loop_.remove(sigfd.get());
+  pthread_sigmask(SIG_SETMASK, &old_mask, nullptr);
 
   RunResult r;
   {
@@ -259,6 +282,7 @@ RunResult MachineImpl::run() {
     r.reason = stop_reason_;
     r.detail = stop_detail_;
     r.panicked = panicked_;
+    r.signal = signal_;
   }
   if (r.panicked) r.reason = StopReason::kCrash;
   uint64_t first = first_run_ns_.load();

@@ -25,6 +25,7 @@ struct RunResult {
   StopReason reason = StopReason::kNone;
   bool panicked = false;  // the guest kernel panicked (reason is then kCrash)
   std::string detail;     // panic line or error text
+  int signal = 0;         // for kSignal: which one
   // Microseconds since the process's start reference (see Machine::create's `t0_ns`).
   uint64_t first_run_us = 0;
   uint64_t exit_us = 0;

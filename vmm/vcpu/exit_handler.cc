@@ -16,6 +16,8 @@ const char* stop_reason_name(StopReason r) {
       return "crash";
     case StopReason::kError:
       return "error";
+    case StopReason::kSignal:
+      return "signal";
   }
   return "?";
 }

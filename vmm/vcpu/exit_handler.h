@@ -18,6 +18,7 @@ enum class StopReason {
   kPowerOff,  // guest power-off request
   kCrash,     // KVM reported a guest crash
   kError,     // the VMM could not continue (internal error, failed entry, unknown exit)
+  kSignal,    // the host asked the VMM to stop (SIGINT/SIGTERM/SIGHUP)
 };
 const char* stop_reason_name(StopReason r);
 

@@ -40,7 +40,7 @@ class VirtioBlock final : public VirtioDeviceBase {
   // Data segments per request we announce (SEG_MAX); with header and status a direct chain
   // still fits the queue, and Linux then builds requests up to 512 KiB.
   static constexpr uint32_t kSegMax = 128;
-  // Offset and size of the config fields we fill (struct virtio_blk_config up to num_queues).
+  // Bytes of config space we answer (struct virtio_blk_config up to num_queues); beyond: 0.
   static constexpr size_t kConfigBytes = 36;
 
   explicit VirtioBlock(std::unique_ptr<BlockBackend> backend);

@@ -128,6 +128,10 @@ class Queue {
   // from the ring and counted; the device should return it with add_used(head, 0).
   std::optional<DescriptorChain> pop(const GuestMemory& mem);
 
+  // Puts the chain the last pop() took back on the ring, for a device that found it cannot
+  // serve it yet (e.g. vsock with no data to deliver): the next pop() returns it again.
+  void undo_pop() { state_.next_avail = static_cast<uint16_t>(state_.next_avail - 1); }
+
   // Returns `head` to the driver with `len` bytes written into its device-writable buffers.
   // Returns false (and counts it) when `head` is not a valid descriptor index.
   bool add_used(const GuestMemory& mem, uint16_t head, uint32_t len);

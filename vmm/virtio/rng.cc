@@ -57,7 +57,6 @@ uint32_t VirtioRng::fill(const DescriptorChain& chain, uint32_t len) {
     }
     filled += static_cast<uint32_t>(view.size());
   }
-  bytes_given_ += filled;
   return filled;
 }
 

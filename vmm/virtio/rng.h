@@ -24,15 +24,12 @@ class VirtioRng final : public VirtioDeviceBase {
   void read_config(uint64_t, std::span<uint8_t> data) override;  // no config space
   void write_config(uint64_t, std::span<const uint8_t>) override {}
 
-  uint64_t bytes_given() const { return bytes_given_; }  // with the device lock (tests)
-
  protected:
   void process_queue(uint16_t index) override;
 
  private:
   // Fills `len` bytes of the chain's writable buffers; returns how many were filled.
   uint32_t fill(const DescriptorChain& chain, uint32_t len);
-  uint64_t bytes_given_ = 0;
 };
 
 }  // namespace wisp
