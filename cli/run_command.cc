@@ -12,6 +12,7 @@
 #include "vmm/base/log.h"
 #include "vmm/kvm/kvm.h"
 #include "vmm/machine/machine.h"
+#include "vmm/virtio/block_backend.h"
 
 namespace wisp {
 namespace {
@@ -33,6 +34,9 @@ Options:
   --vcpus N        number of vCPUs (default 1)
   --console MODE   stdio (default): guest console on stdout, keyboard on stdin;
                    none: discard; FILE: write the console to FILE
+  --drive PATH[,ro]  attach a raw disk image as virtio-blk (repeatable: /dev/vda, /dev/vdb,
+                   ...); ",ro" makes it read-only
+  --no-rng         no virtio-rng device (default: one, fed from the host's getrandom)
   --timings        print a JSON line of boot timings to stderr at exit
   -v, --verbose    log VMM diagnostics to stderr (twice: debug)
   -h, --help       show this help
@@ -118,7 +122,9 @@ int run_command(int argc, char** argv, unsigned long long t0_ns) {
     kMem,
     kVcpus,
     kConsole,
-    kTimings
+    kTimings,
+    kDrive,
+    kNoRng,
   };
   static const option kOptions[] = {
       {"kernel", required_argument, nullptr, kKernel},
@@ -130,6 +136,8 @@ int run_command(int argc, char** argv, unsigned long long t0_ns) {
       {"vcpus", required_argument, nullptr, kVcpus},
       {"console", required_argument, nullptr, kConsole},
       {"timings", no_argument, nullptr, kTimings},
+      {"drive", required_argument, nullptr, kDrive},
+      {"no-rng", no_argument, nullptr, kNoRng},
       {"verbose", no_argument, nullptr, 'v'},
       {"help", no_argument, nullptr, 'h'},
       {nullptr, 0, nullptr, 0},
@@ -179,6 +187,16 @@ int run_command(int argc, char** argv, unsigned long long t0_ns) {
         }
         break;
       }
+      case kDrive:
+        try {
+          cfg.virtio.drives.push_back(parse_drive_spec(optarg));
+        } catch (const Error& e) {
+          return usage_error(std::string("--drive ") + optarg + ": " + e.what());
+        }
+        break;
+      case kNoRng:
+        cfg.virtio.rng = false;
+        break;
       case kTimings:
         timings = true;
         break;

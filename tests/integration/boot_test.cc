@@ -50,6 +50,18 @@ TEST(Boot, StockDebianCloudKernelBootsToAConsole) {
   EXPECT_NE(r.out.find("wisp-guest: nproc=2"), std::string::npos) << describe(r);
 }
 
+TEST(Boot, StockKernelPowersOffThroughAcpi) {
+  // The stock kernel finds wisp's ACPI tables: poweroff -f writes S5 to the sleep control
+  // register, which ends the VM as a power-off (not a reset).
+  auto r = run_wisp(
+      {"--kernel", guest_file("cloud/vmlinuz"), "--initrd", guest_file("initramfs.cpio.gz"),
+       "--mem", "512", "--timings", "--cmdline", "quiet wisp_action=cmd wisp_cmd=\"poweroff -f\""},
+      400);
+  EXPECT_EQ(r.exit_code, 0) << describe(r);
+  EXPECT_NE(r.err.find("\"stop\":\"poweroff\""), std::string::npos) << describe(r);
+  EXPECT_NE(r.out.find("reboot: Power down"), std::string::npos) << describe(r);
+}
+
 TEST(Boot, InteractiveShellOnTheSerialConsole) {
   // Input goes in only once the shell has printed its prompt: the driver clears the UART's
   // FIFO when it opens the port, like real hardware.

@@ -198,7 +198,20 @@ TEST(AcpiTables, DsdtNamesS5WithThePmControlSleepType) {
   EXPECT_EQ(uint8_t(aml[at + 7]), 4) << "four elements";
   EXPECT_EQ(uint8_t(aml[at + 8]), 0x0a) << "BytePrefix";
   EXPECT_EQ(uint8_t(aml[at + 9]), PmControl::kS5SleepType);
-  EXPECT_EQ(at + 6 + uint8_t(aml[at + 6]), aml.size()) << "PkgLength covers the package";
+  EXPECT_LE(at + 6 + uint8_t(aml[at + 6]), aml.size()) << "PkgLength stays inside the DSDT";
+  EXPECT_EQ(uint8_t(aml[at + 6]), 7) << "PkgLength covers the 4-element package";
+}
+
+TEST(AcpiTables, DsdtDescribesCom1WithItsIrq) {
+  AcpiBlob blob(config_for(2));
+  const uint8_t* d = blob.dsdt();
+  ASSERT_NE(d, nullptr);
+  std::string aml(reinterpret_cast<const char*>(d + 36), get<uint32_t>(d, 4) - 36);
+  EXPECT_NE(aml.find(std::string("\x0c\x41\xd0\x05\x01", 5)), std::string::npos)
+      << "EisaId(PNP0501)";
+  EXPECT_NE(aml.find(std::string("\x47\x01\xf8\x03\xf8\x03\x00\x08", 8)), std::string::npos)
+      << "IO 0x3f8, 8 ports";
+  EXPECT_NE(aml.find(std::string("\x22\x10\x00\x79", 4)), std::string::npos) << "IRQ 4";
 }
 
 TEST(AcpiTables, RejectsBadConfigs) {

@@ -116,7 +116,7 @@ constexpr uint32_t kFadtSleepButton = 1u << 5;   // set: no fixed sleep button
 constexpr uint32_t kFadtResetRegSup = 1u << 10;  // RESET_REG is valid
 constexpr uint32_t kFadtHwReducedAcpi = 1u << 20;
 // IA-PC boot architecture flags (5.2.9.3).
-constexpr uint16_t kBootLegacyDevices = 1u << 0;  // ISA devices (COM1, i8042) not in the DSDT
+constexpr uint16_t kBootLegacyDevices = 1u << 0;  // ISA devices the DSDT may not list (i8042)
 constexpr uint16_t kBoot8042 = 1u << 1;
 constexpr uint16_t kBootNoVga = 1u << 2;
 constexpr uint16_t kBootNoCmosRtc = 1u << 5;
@@ -145,6 +145,29 @@ constexpr uint8_t kDsdtAml[] = {
 };
 // clang-format on
 static_assert(sizeof(kDsdtAml) == 13 && kDsdtAml[6] == sizeof(kDsdtAml) - 6);
+
+// COM1 as an ACPI device. Under hardware-reduced ACPI Linux sets up no legacy PIC and no ISA
+// IRQ mappings, so the 8250 only gets a working interrupt when the port comes from ACPI PnP
+// with its IRQ in _CRS (acpi_register_gsi maps IOAPIC pin 4). Without this the console prints
+// kernel messages (polled) but user-space output (interrupt-driven) never leaves the guest.
+//   Scope (\_SB_) { Device (COM1) { Name (_HID, EisaId ("PNP0501")) Name (_UID, 1)
+//     Name (_CRS, ResourceTemplate () { IO (Decode16, 0x3F8, 0x3F8, 0, 8) IRQNoFlags () {4} }) } }
+// clang-format off
+constexpr uint8_t kCom1Aml[] = {
+    0x10, 0x32, '_', 'S', 'B', '_',           // ScopeOp, PkgLength 50, \_SB_
+    0x5b, 0x82, 0x2b, 'C', 'O', 'M', '1',     // DeviceOp, PkgLength 43, COM1
+    0x08, '_', 'H', 'I', 'D',                 // Name (_HID,
+    0x0c, 0x41, 0xd0, 0x05, 0x01,             //   DWordPrefix EisaId("PNP0501"))
+    0x08, '_', 'U', 'I', 'D', 0x01,           // Name (_UID, One)
+    0x08, '_', 'C', 'R', 'S',                 // Name (_CRS,
+    0x11, 0x10, 0x0a, 0x0d,                   //   BufferOp, PkgLength 16, size 13:
+    0x47, 0x01, 0xf8, 0x03, 0xf8, 0x03, 0x00, 0x08,  // IO: decode16, 0x3f8..0x3f8, align 0, len 8
+    0x22, 0x10, 0x00,                         //   IRQNoFlags: mask bit 4 (edge, active-high)
+    0x79, 0x00,                               //   end tag
+};
+// clang-format on
+static_assert(sizeof(kCom1Aml) == 51 && kCom1Aml[1] == sizeof(kCom1Aml) - 1 &&
+              kCom1Aml[8] == sizeof(kCom1Aml) - 8);
 
 uint8_t checksum(const uint8_t* p, size_t n) {
   uint8_t sum = 0;
@@ -185,6 +208,7 @@ std::vector<uint8_t> build_dsdt() {
   std::vector<uint8_t> t;
   append(t, make_header("DSDT", 2, "WISPDSDT"));  // revision 2: AML integers are 64-bit
   t.insert(t.end(), std::begin(kDsdtAml), std::end(kDsdtAml));
+  t.insert(t.end(), std::begin(kCom1Aml), std::end(kCom1Aml));
   seal(t);
   return t;
 }

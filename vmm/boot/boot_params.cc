@@ -60,6 +60,8 @@ std::vector<uint8_t> build_boot_params(const BootParamsInput& in) {
   bp.hdr.ramdisk_size = static_cast<uint32_t>(in.initrd_size);
   bp.ext_ramdisk_size = static_cast<uint32_t>(in.initrd_size >> 32);
 
+  bp.acpi_rsdp_addr = in.acpi_rsdp_addr;
+
   auto map = build_e820(in.mem_size);
   bp.e820_entries = static_cast<uint8_t>(map.size());
   for (size_t i = 0; i < map.size(); ++i) {

@@ -27,6 +27,7 @@ struct BootParamsInput {
   uint32_t cmdline_size = 0;  // without the NUL
   uint64_t initrd_addr = 0;
   uint64_t initrd_size = 0;
+  uint64_t acpi_rsdp_addr = 0;  // 0: none (the kernel then scans the BIOS area)
 };
 
 // Returns the 4096-byte zero page.

@@ -13,6 +13,7 @@
 #include <thread>
 #include <vector>
 
+#include "vmm/acpi/pm_control.h"
 #include "vmm/arch/cpuid.h"
 #include "vmm/arch/msrs.h"
 #include "vmm/base/error.h"
@@ -86,6 +87,8 @@ class MachineImpl final : public Machine {
   UniqueFd console_fd_;  // for Console::kFile
   ConsoleWatch watch_;   // touched only under serial's lock (the sink runs there)
   ExitCounters counters_;
+  // After mmio_ and loop_: destroyed before the bus and loop that refer to them.
+  std::vector<AttachedVirtioDevice> virtio_;
 
   std::mutex stop_mu_;
   StopReason stop_reason_ = StopReason::kNone;
@@ -110,7 +113,11 @@ MachineImpl::MachineImpl(const MachineConfig& config, const Kvm& kvm, uint64_t t
   for (const auto& r : mem_.regions())
     vm_.set_memory_region(slot++, r.guest_base.value(), r.size, r.host);
 
-  BootSetup boot{config.kernel_path, config.initrd_path, config.cmdline, config.vcpus};
+  virtio_ = attach_virtio_devices(vm_, mmio_, loop_, mem_, create_virtio_devices(config.virtio));
+  // Devices go first so they stay ahead of a user's "--" (arguments for init).
+  std::string cmdline = config.cmdline;
+  if (std::string v = virtio_kernel_cmdline(virtio_); !v.empty()) cmdline = v + " " + cmdline;
+  BootSetup boot{config.kernel_path, config.initrd_path, cmdline, config.vcpus};
   LoadedKernel kernel = load_boot_image(mem_, boot);
 
   if (config.console == MachineConfig::Console::kFile) {
@@ -122,6 +129,9 @@ MachineImpl::MachineImpl(const MachineConfig& config, const Kvm& kvm, uint64_t t
                                      [this](std::span<const uint8_t> b) { on_console_output(b); });
   vm_.register_irqfd(serial_irq_.fd(), Serial::kCom1Irq);
   pio_.insert(Serial::kCom1Base, Serial::kPortCount, serial_);
+  pio_.insert(PmControl::kBasePort, PmControl::kRangeLength, std::make_shared<PmControl>([this] {
+                request_stop(StopReason::kPowerOff, "ACPI S5 (power off)");
+              }));
   pio_.insert(I8042::kDataPort, I8042::kRangeLength,
               std::make_shared<I8042>([this] { request_stop(StopReason::kReset, "i8042 reset"); }));
 

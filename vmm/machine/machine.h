@@ -7,6 +7,7 @@
 #include <string>
 
 #include "vmm/kvm/kvm.h"
+#include "vmm/machine/virtio_wiring.h"
 #include "vmm/vcpu/exit_handler.h"
 
 namespace wisp {
@@ -19,6 +20,7 @@ struct MachineConfig {
   uint32_t vcpus = 1;
   enum class Console { kStdio, kNone, kFile } console = Console::kStdio;
   std::string console_file;  // for kFile
+  VirtioConfig virtio;       // drives and rng
 };
 
 struct RunResult {
