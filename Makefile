@@ -47,6 +47,11 @@ perf: all
 demo: all
 	@$(IN_KVM) scripts/demo.sh
 
+# libFuzzer targets (clang, ASan + UBSan), each for FUZZ_SECONDS.
+FUZZ_SECONDS ?= 60
+fuzz: setup
+	@scripts/fuzz.sh $(FUZZ_SECONDS)
+
 lint:
 	@scripts/lint.sh
 

@@ -5,6 +5,7 @@
 
 #include "vmm/virtio/block.h"
 #include "vmm/virtio/rng.h"
+#include "vmm/virtio/vsock.h"
 
 namespace wisp {
 
@@ -13,6 +14,7 @@ std::vector<std::shared_ptr<VirtioDevice>> create_virtio_devices(const VirtioCon
   for (const DriveSpec& d : config.drives)
     out.push_back(std::make_shared<VirtioBlock>(RawFileBackend::open(d)));
   if (config.rng) out.push_back(std::make_shared<VirtioRng>());
+  if (config.vsock) out.push_back(std::make_shared<VirtioVsock>(*config.vsock));
   return out;
 }
 
@@ -33,6 +35,10 @@ std::vector<AttachedVirtioDevice> attach_virtio_devices(
     for (uint16_t q = 0; q < t->num_queues(); ++q) {
       vm.register_ioeventfd(t->queue_eventfd(q), a.slot.base + virtio_mmio::kQueueNotify, 4, q);
       loop.add(t->queue_eventfd(q), [t, q](uint32_t) { t->handle_queue_event(q); });
+    }
+    if (auto* vsock = dynamic_cast<VirtioVsock*>(devices[i].get())) {
+      // Owned by the transport in `out`, like `t` above.
+      loop.add(vsock->backend_fd(), [vsock](uint32_t) { vsock->handle_backend_event(); });
     }
     out.push_back(std::move(a));
   }

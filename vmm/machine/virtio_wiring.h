@@ -5,6 +5,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -17,16 +18,18 @@
 #include "vmm/virtio/device.h"
 #include "vmm/virtio/mmio_layout.h"
 #include "vmm/virtio/mmio_transport.h"
+#include "vmm/virtio/vsock_muxer.h"
 
 namespace wisp {
 
 struct VirtioConfig {
   std::vector<DriveSpec> drives;  // --drive PATH[,ro], in order: the first is /dev/vda
   bool rng = true;                // virtio-rng: guest entropy from the host
+  std::optional<VsockConfig> vsock;  // --vsock-uds PATH [--vsock-cid N]
 };
 
-// One virtio-blk per drive, in order, then virtio-rng. Opens the images: throws Error naming
-// a drive that cannot be used.
+// One virtio-blk per drive, in order, then virtio-rng, then virtio-vsock. Opens the images and
+// binds the vsock socket: throws Error naming a drive or socket that cannot be used.
 std::vector<std::shared_ptr<VirtioDevice>> create_virtio_devices(const VirtioConfig& config);
 
 // A device placed on the machine. The machine keeps these alive while vCPUs and the event loop
@@ -39,8 +42,10 @@ struct AttachedVirtioDevice {
 
 // Gives device i the slot virtio_mmio_slot(i): inserts its transport on `mmio`, registers the
 // irqfd (GSI = slot IRQ) and one ioeventfd per queue (base + 0x50, 4 bytes, datamatch = queue
-// index) with `vm`, and adds each queue eventfd to `loop`. Must run before `loop` runs (the
-// loop is not thread-safe to add to). Throws Error on a KVM or layout failure.
+// index) with `vm`, and adds each queue eventfd to `loop`, plus a vsock device's back-end fd
+// (its connections then come and go inside the device's own epoll set, never touching `loop`).
+// Must run before `loop` runs (the loop is not thread-safe to add to). Throws Error on a KVM
+// or layout failure.
 std::vector<AttachedVirtioDevice> attach_virtio_devices(
     Vm& vm, IoBus& mmio, EventLoop& loop, const GuestMemory& mem,
     const std::vector<std::shared_ptr<VirtioDevice>>& devices);

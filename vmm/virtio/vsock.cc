@@ -1,0 +1,165 @@
+#include "vmm/virtio/vsock.h"
+
+#include <algorithm>
+#include <cstring>
+
+namespace wisp {
+
+VirtioVsock::VirtioVsock(const VsockConfig& config)
+    : guest_cid_(config.guest_cid), muxer_(config), backend_fd_(muxer_.epoll_fd()) {}
+
+void VirtioVsock::read_config(uint64_t offset, std::span<uint8_t> data) {
+  uint8_t config[8];
+  std::memcpy(config, &guest_cid_, sizeof(config));  // struct virtio_vsock_config, le64
+  read_config_bytes(config, offset, data);
+}
+
+size_t VirtioVsock::connection_count() {
+  auto lock = lock_state();
+  return muxer_.connection_count();
+}
+
+void VirtioVsock::process_queue(uint16_t index) {
+  switch (index) {
+    case kRxQueue:
+      // New buffers: fill them, and take TX again if it waited for RX room.
+      process_rx();
+      if (tx_throttled_) {
+        process_tx();
+        process_rx();
+      }
+      break;
+    case kTxQueue:
+      process_tx();
+      process_rx();  // replies, credit updates, data the packets unblocked
+      break;
+    case kEventQueue:
+      if (event_pending_) deliver_event();
+      break;
+  }
+}
+
+void VirtioVsock::on_reset() {
+  // The driver is gone: so are its sockets. Unix sides close; the listener stays.
+  muxer_.reset_all();
+  tx_throttled_ = false;
+  event_pending_ = false;
+}
+
+void VirtioVsock::handle_backend_event() {
+  auto lock = lock_state();
+  muxer_.handle_events();
+  if (!is_active_locked()) return;
+  if (tx_throttled_) process_tx();
+  process_rx();
+}
+
+void VirtioVsock::process_tx() {
+  Queue& q = queue(kTxQueue);
+  if (!q.ready()) return;
+  tx_throttled_ = false;
+  do {
+    q.disable_notification(memory());
+    while (true) {
+      if (muxer_.backlog_full()) {
+        // Leave the rest on the ring, notifications off: RX progress resumes us. This bounds
+        // what a guest flooding us with packets for unknown ports can queue.
+        tx_throttled_ = true;
+        notify_if_needed(kTxQueue);
+        return;
+      }
+      auto chain = q.pop(memory());
+      if (!chain) break;
+      if (!chain->ok()) {
+        discard_chain(kTxQueue, *chain);
+        continue;
+      }
+      TxPacket p = parse_tx_packet(memory(), *chain, guest_cid_);
+      if (p.error != PacketError::kNone)
+        count_bad_request("tx packet at head %u: %s (op %u, %u -> %u)", chain->head(),
+                          packet_error_name(p.error), p.hdr.op, p.hdr.src_port, p.hdr.dst_port);
+      if (!muxer_.on_guest_packet(p) && p.error == PacketError::kNone)
+        count_bad_request("tx packet at head %u: op %u breaks the protocol on %u -> %u; reset",
+                          chain->head(), p.hdr.op, p.hdr.src_port, p.hdr.dst_port);
+      // The payload has been written out or copied: the buffers go back now.
+      q.add_used(memory(), chain->head(), 0);
+    }
+  } while (q.enable_notification(memory()));
+  notify_if_needed(kTxQueue);
+}
+
+void VirtioVsock::process_rx() {
+  Queue& q = queue(kRxQueue);
+  if (!q.ready()) return;
+  bool filled = false;
+  bool out_of_buffers;
+  do {
+    out_of_buffers = false;
+    while (muxer_.has_rx()) {
+      auto chain = q.pop(memory());
+      if (!chain) {
+        out_of_buffers = true;
+        break;
+      }
+      if (!chain->ok()) {
+        discard_chain(kRxQueue, *chain);
+        continue;
+      }
+      if (!chain->readable().empty() || chain->writable_bytes() < vsock::kHeaderBytes) {
+        count_bad_request("rx buffer at head %u is not a writable buffer of >= 44 bytes",
+                          chain->head());
+        q.add_used(memory(), chain->head(), 0);
+        continue;
+      }
+      uint64_t room = std::min<uint64_t>(chain->writable_bytes() - vsock::kHeaderBytes,
+                                         vsock::kMaxPayload);
+      auto data = chain->writable_views(memory(), vsock::kHeaderBytes, room);
+      VsockHeader hdr;
+      if (!muxer_.next_rx(&hdr, data)) {
+        q.undo_pop();  // nothing to send after all: the buffer stays the guest's
+        break;
+      }
+      // Payload first (already read into the buffer), header last, then the used entry.
+      uint8_t raw[vsock::kHeaderBytes];
+      encode_vsock_header(hdr, raw);
+      chain->write(memory(), 0, raw);
+      q.add_used(memory(), chain->head(), vsock::kHeaderBytes + hdr.len);
+      filled = true;
+    }
+    // Out of buffers with more to send: ask for a kick when the guest adds some, and look
+    // again in case it did meanwhile.
+  } while (out_of_buffers && q.enable_notification(memory()));
+  if (filled) notify_if_needed(kRxQueue);
+}
+
+void VirtioVsock::deliver_event() {
+  Queue& q = queue(kEventQueue);
+  if (!q.ready()) return;
+  while (auto chain = q.pop(memory())) {
+    if (!chain->ok()) {
+      discard_chain(kEventQueue, *chain);
+      continue;
+    }
+    uint32_t id = vsock::kEventTransportReset;  // struct virtio_vsock_event, le32
+    if (chain->writable_bytes() < vsock::kEventBytes) {
+      count_bad_request("event buffer at head %u is shorter than 4 bytes", chain->head());
+      q.add_used(memory(), chain->head(), 0);
+      continue;
+    }
+    chain->write(memory(), 0, {reinterpret_cast<const uint8_t*>(&id), sizeof(id)});
+    q.add_used(memory(), chain->head(), vsock::kEventBytes);
+    event_pending_ = false;
+    break;
+  }
+  notify_if_needed(kEventQueue);
+}
+
+void VirtioVsock::send_transport_reset() {
+  auto lock = lock_state();
+  muxer_.reset_all();
+  tx_throttled_ = false;
+  event_pending_ = true;
+  if (is_active_locked()) deliver_event();
+}
+
+}  // namespace wisp

@@ -1,0 +1,69 @@
+// virtio-vsock (device id 19, spec 5.10): stream sockets between the guest and host processes,
+// bridged to Unix sockets by a VsockMuxer. Three queues: RX (buffers the guest posts for us to
+// fill), TX (packets from the guest), event (buffers for TRANSPORT_RESET). Config space: the
+// guest's CID (le64).
+//
+// RX is filled whenever there is both something to send and a buffer: after TX packets (which
+// cause replies), on RX kicks (new buffers) and when a Unix socket becomes readable. Each pass
+// fills as many buffers as it can and raises at most one interrupt.
+//
+// Threads: queue work and backend events run on the event-loop thread under the device lock;
+// send_transport_reset() may be called from any thread.
+#pragma once
+
+#include <cstdint>
+
+#include "vmm/virtio/device.h"
+#include "vmm/virtio/virtio_spec.h"
+#include "vmm/virtio/vsock_muxer.h"
+
+namespace wisp {
+
+class VirtioVsock final : public VirtioDeviceBase {
+ public:
+  static constexpr uint16_t kRxQueue = 0;
+  static constexpr uint16_t kTxQueue = 1;
+  static constexpr uint16_t kEventQueue = 2;
+  static constexpr uint16_t kQueueSize = 256;
+
+  // Listens on config.uds_path at once. Throws Error (bad config, path in use).
+  explicit VirtioVsock(const VsockConfig& config);
+
+  const char* name() const override { return "virtio-vsock"; }
+  uint32_t device_type() const override { return virtio::kDeviceIdVsock; }
+  uint64_t device_features() const override { return 0; }  // STREAM only: no SEQPACKET
+  uint16_t num_queues() const override { return 3; }
+  uint16_t queue_max_size(uint16_t) const override { return kQueueSize; }
+  void read_config(uint64_t offset, std::span<uint8_t> data) override;
+  void write_config(uint64_t, std::span<const uint8_t>) override {}  // read-only
+
+  // The Unix-socket back-end's fd: watch it for EPOLLIN on the event loop (at attach time)
+  // and call handle_backend_event() on the loop thread when it fires.
+  int backend_fd() const { return backend_fd_; }
+  void handle_backend_event();
+
+  // Drops every connection (their Unix sockets close) and posts TRANSPORT_RESET on the event
+  // queue (when the guest has given us a buffer; else as soon as it does). For snapshots: a
+  // restored guest must forget connections whose host ends no longer exist.
+  void send_transport_reset();
+
+  uint64_t guest_cid() const { return guest_cid_; }
+  size_t connection_count();
+
+ protected:
+  void process_queue(uint16_t index) override;
+  void on_reset() override;
+
+ private:
+  void process_tx();
+  void process_rx();
+  void deliver_event();
+
+  const uint64_t guest_cid_;
+  VsockMuxer muxer_;  // guarded by the device lock
+  const int backend_fd_;
+  bool tx_throttled_ = false;   // TX left unread until the RST backlog drains
+  bool event_pending_ = false;  // TRANSPORT_RESET not yet delivered
+};
+
+}  // namespace wisp

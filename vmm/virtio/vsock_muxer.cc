@@ -1,0 +1,429 @@
+#include "vmm/virtio/vsock_muxer.h"
+
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/timerfd.h>
+#include <sys/uio.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <cstring>
+
+#include "vmm/base/error.h"
+#include "vmm/base/log.h"
+
+namespace wisp {
+
+using namespace vsock;  // NOLINT: op codes
+
+namespace {
+
+uint64_t now_ms() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000 + static_cast<uint64_t>(ts.tv_nsec) / 1000000;
+}
+
+// A connected Unix stream socket (non-blocking) as a connection's host end.
+class UnixStream final : public VsockStream {
+ public:
+  explicit UnixStream(UniqueFd fd) : fd_(std::move(fd)) {}
+
+  ssize_t read(std::span<const std::span<uint8_t>> bufs) override {
+    iovec iov[64];
+    size_t n = to_iov(bufs, iov);
+    ssize_t r = ::readv(fd_.get(), iov, static_cast<int>(n));
+    return r < 0 ? -errno : r;
+  }
+  ssize_t write(std::span<const std::span<const uint8_t>> bufs) override {
+    iovec iov[64];
+    msghdr msg{};
+    msg.msg_iov = iov;
+    msg.msg_iovlen = to_iov(bufs, iov);
+    // MSG_NOSIGNAL: a host process that went away must give us EPIPE, not SIGPIPE.
+    ssize_t r = ::sendmsg(fd_.get(), &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+    return r < 0 ? -errno : r;
+  }
+  void shutdown_write() override { ::shutdown(fd_.get(), SHUT_WR); }
+  int fd() const override { return fd_.get(); }
+
+ private:
+  // At most 64 pieces per call: the rest is simply a short transfer.
+  template <typename T>
+  static size_t to_iov(std::span<const std::span<T>> bufs, iovec (&iov)[64]) {
+    size_t n = std::min<size_t>(bufs.size(), 64);
+    for (size_t i = 0; i < n; ++i)
+      iov[i] = {const_cast<uint8_t*>(bufs[i].data()), bufs[i].size()};
+    return n;
+  }
+
+  UniqueFd fd_;
+};
+
+bool make_address(const std::string& path, sockaddr_un* addr) {
+  *addr = {};
+  addr->sun_family = AF_UNIX;
+  if (path.empty() || path.size() >= sizeof(addr->sun_path)) return false;
+  std::memcpy(addr->sun_path, path.c_str(), path.size() + 1);
+  return true;
+}
+
+// A socket file that nobody listens on any more (a VMM that died): safe to replace.
+bool is_stale_socket(const std::string& path) {
+  struct stat st;
+  if (lstat(path.c_str(), &st) != 0 || !S_ISSOCK(st.st_mode)) return false;
+  sockaddr_un addr;
+  if (!make_address(path, &addr)) return false;
+  UniqueFd probe(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!probe) return false;
+  return connect(probe.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 &&
+         errno == ECONNREFUSED;
+}
+
+}  // namespace
+
+// ---- Configuration helpers ------------------------------------------------------------------
+
+uint64_t parse_vsock_cid(std::string_view text) {
+  uint64_t cid = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), cid);
+  if (text.empty() || ec != std::errc() || end != text.data() + text.size())
+    throw Error("--vsock-cid: '" + std::string(text) + "' is not a decimal number");
+  if (cid < kMinGuestCid || cid > kMaxGuestCid)
+    throw Error("--vsock-cid: " + std::string(text) +
+                " is reserved or out of range: use 3 to 4294967294 (0-2 are the hypervisor, "
+                "local and host CIDs)");
+  return cid;
+}
+
+void validate_vsock_config(const VsockConfig& config) {
+  sockaddr_un addr;
+  if (config.uds_path.empty()) throw Error("--vsock-uds: the socket path is empty");
+  // PATH_<port> must fit too, for guest-initiated connections (up to 10 digits).
+  if (config.uds_path.size() + 11 >= sizeof(addr.sun_path))
+    throw Error("--vsock-uds: '" + config.uds_path + "' is too long for a Unix socket (at most " +
+                std::to_string(sizeof(addr.sun_path) - 12) + " bytes, to leave room for _PORT)");
+  if (config.guest_cid < kMinGuestCid || config.guest_cid > kMaxGuestCid)
+    throw Error("vsock: guest CID " + std::to_string(config.guest_cid) + " is reserved or too big");
+}
+
+std::optional<uint32_t> parse_connect_line(std::string_view line) {
+  if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+  constexpr std::string_view kVerb = "CONNECT ";
+  if (!line.starts_with(kVerb)) return std::nullopt;
+  std::string_view digits = line.substr(kVerb.size());
+  if (digits.empty() || digits.size() > 10 ||
+      !std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; }))
+    return std::nullopt;
+  uint64_t port = 0;
+  std::from_chars(digits.data(), digits.data() + digits.size(), port);
+  if (port >= 0xffff'ffffull) return std::nullopt;  // VMADDR_PORT_ANY and beyond: no listener
+  return static_cast<uint32_t>(port);
+}
+
+// ---- Construction ---------------------------------------------------------------------------
+
+VsockMuxer::VsockMuxer(const VsockConfig& config)
+    : uds_path_(config.uds_path), guest_cid_(config.guest_cid) {
+  validate_vsock_config(config);
+  epoll_ = UniqueFd(epoll_create1(EPOLL_CLOEXEC));
+  if (!epoll_) throw_errno("vsock: epoll_create1");
+  timer_ = UniqueFd(timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC));
+  if (!timer_) throw_errno("vsock: timerfd_create");
+  listener_ = UniqueFd(socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  if (!listener_) throw_errno("vsock: socket");
+  sockaddr_un addr;
+  make_address(uds_path_, &addr);
+  if (bind(listener_.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    if (errno != EADDRINUSE || !is_stale_socket(uds_path_))
+      throw Error(errno_message("vsock: cannot bind " + uds_path_ +
+                                " (remove it if no VMM uses it, or pick another --vsock-uds)"));
+    ::unlink(uds_path_.c_str());
+    if (bind(listener_.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0)
+      throw_errno("vsock: bind " + uds_path_);
+  }
+  if (listen(listener_.get(), 128) != 0) throw_errno("vsock: listen on " + uds_path_);
+  for (int fd : {listener_.get(), timer_.get()}) {
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.fd = fd;
+    if (epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &ev) != 0) throw_errno("vsock: epoll_ctl");
+  }
+}
+
+VsockMuxer::~VsockMuxer() {
+  if (listener_) ::unlink(uds_path_.c_str());
+}
+
+// ---- Backend events -------------------------------------------------------------------------
+
+void VsockMuxer::handle_events() {
+  epoll_event events[64];
+  int n = epoll_wait(epoll_.get(), events, 64, 0);
+  uint64_t now = now_ms();
+  for (int i = 0; i < n; ++i) {
+    int fd = events[i].data.fd;
+    if (fd == listener_.get()) {
+      accept_host_connections();
+    } else if (fd == timer_.get()) {
+      on_timer();
+    } else if (pending_.count(fd)) {
+      on_pending_readable(fd);
+    } else if (auto it = by_fd_.find(fd); it != by_fd_.end()) {
+      Key key = it->second;
+      conns_.at(key).conn->on_stream_events(events[i].events, now);
+      refresh(key);
+    }
+  }
+}
+
+void VsockMuxer::accept_host_connections() {
+  for (int i = 0; i < 16; ++i) {  // bounded: the loop comes back while more are waiting
+    UniqueFd fd(accept4(listener_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
+    if (!fd) return;
+    if (at_capacity()) {
+      LOG_WARN("vsock: %zu connections open; refusing a host connection", conns_.size());
+      continue;  // closed: the host process sees end of file
+    }
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.fd = fd.get();
+    if (epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd.get(), &ev) != 0) continue;
+    int raw = fd.get();
+    pending_[raw].fd = std::move(fd);
+  }
+}
+
+void VsockMuxer::on_pending_readable(int fd) {
+  PendingHost& p = pending_.at(fd);
+  char buf[kMaxConnectLine];
+  size_t room = kMaxConnectLine - p.line.size();
+  // Peek first: bytes after the newline already belong to the stream and must stay queued.
+  ssize_t n = recv(fd, buf, room, MSG_PEEK);
+  if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
+  const char* nl = n > 0 ? static_cast<const char*>(std::memchr(buf, '\n', n)) : nullptr;
+  size_t take = nl ? static_cast<size_t>(nl - buf) + 1 : static_cast<size_t>(std::max<ssize_t>(n, 0));
+  if (n > 0 && recv(fd, buf, take, 0) != static_cast<ssize_t>(take)) n = -1;
+  if (n > 0) p.line.append(buf, nl ? take - 1 : take);
+  std::optional<uint32_t> port;
+  if (nl && n > 0) port = parse_connect_line(p.line);
+  if (n > 0 && !nl && p.line.size() < kMaxConnectLine) return;  // line not complete yet
+  // Complete (or broken): leave the pending set either way.
+  epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd, nullptr);
+  UniqueFd owned = std::move(p.fd);
+  std::string line = std::move(p.line);
+  pending_.erase(fd);
+  if (!port) {
+    LOG_DEBUG("vsock: closing a host connection: bad CONNECT line '%.32s'", line.c_str());
+    return;  // `owned` closes it
+  }
+  start_host_connection(std::move(owned), *port);
+}
+
+void VsockMuxer::start_host_connection(UniqueFd fd, uint32_t guest_port) {
+  uint32_t port = allocate_host_port();
+  Key key = key_of(port, guest_port);
+  host_ports_in_use_.insert(port);
+  Entry& e = conns_[key];
+  e.conn = VsockConnection::host_initiated(port, guest_port,
+                                           std::make_unique<UnixStream>(std::move(fd)));
+  refresh(key);
+}
+
+uint32_t VsockMuxer::allocate_host_port() {
+  // At most kMaxConnections ports are in use, so this ends quickly.
+  while (true) {
+    uint32_t p = next_host_port_;
+    next_host_port_ = p >= 0xffff'fffeu ? kFirstHostPort : p + 1;
+    if (!host_ports_in_use_.count(p)) return p;
+  }
+}
+
+// ---- Guest packets --------------------------------------------------------------------------
+
+bool VsockMuxer::on_guest_packet(const TxPacket& p) {
+  const VsockHeader& h = p.hdr;
+  Key key = key_of(h.dst_port, h.src_port);
+  auto it = conns_.find(key);
+  if (p.error != PacketError::kNone) {
+    if (packet_error_wants_rst(p.error)) {
+      if (it != conns_.end()) {
+        it->second.conn->kill();
+        refresh(key);
+      } else if (h.op != kOpRst) {
+        queue_rst(h);
+      }
+    }
+    return false;
+  }
+  if (it == conns_.end()) {
+    if (h.op == kOpRequest) {
+      connect_to_host(h);
+    } else if (h.op != kOpRst) {
+      queue_rst(h);  // e.g. a connection we already dropped: tell the guest it is gone
+    }
+    return true;
+  }
+  bool ok = it->second.conn->on_guest_packet(h, p.payload, now_ms());
+  refresh(key);
+  return ok;
+}
+
+void VsockMuxer::connect_to_host(const VsockHeader& request) {
+  if (at_capacity()) {
+    LOG_WARN("vsock: %zu connections open; refusing the guest's connection to port %u",
+             conns_.size(), request.dst_port);
+    queue_rst(request);
+    return;
+  }
+  std::string path = uds_path_ + "_" + std::to_string(request.dst_port);
+  sockaddr_un addr;
+  UniqueFd fd(socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  // Non-blocking: a Unix connect completes at once or fails (EAGAIN: the backlog is full);
+  // the event loop never waits on a host listener.
+  if (!fd || !make_address(path, &addr) ||
+      connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    LOG_DEBUG("vsock: guest connection to port %u: %s: %s", request.dst_port, path.c_str(),
+              std::strerror(errno));
+    queue_rst(request);
+    return;
+  }
+  Key key = key_of(request.dst_port, request.src_port);
+  Entry& e = conns_[key];
+  e.conn = VsockConnection::guest_initiated(request, std::make_unique<UnixStream>(std::move(fd)));
+  refresh(key);
+}
+
+void VsockMuxer::queue_rst(const VsockHeader& to_answer) {
+  // Bounded by the device, which stops taking TX packets while this is full; dropping here is
+  // the last resort (the guest times the connection out instead).
+  if (control_.size() >= kMaxControlBacklog) return;
+  control_.push_back(make_rx_header(guest_cid_, to_answer.dst_port, to_answer.src_port, kOpRst));
+}
+
+// ---- Bookkeeping ----------------------------------------------------------------------------
+
+void VsockMuxer::refresh(Key key) {
+  auto it = conns_.find(key);
+  if (it == conns_.end()) return;
+  Entry& e = it->second;
+  VsockConnection& c = *e.conn;
+  int fd = c.watched_fd();
+  uint32_t want = fd >= 0 ? c.epoll_events() : 0;
+  if (e.fd != fd) {
+    if (e.fd >= 0) {
+      // Fails harmlessly when the connection already closed it (close removes it from epoll).
+      epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, e.fd, nullptr);
+      by_fd_.erase(e.fd);
+      e.fd = -1;
+    }
+    if (fd >= 0) {
+      epoll_event ev{};
+      ev.events = want;  // 0 still reports HUP and ERR: how we learn the host went away
+      ev.data.fd = fd;
+      if (epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &ev) == 0) {
+        e.fd = fd;
+        e.events = want;
+        by_fd_[fd] = key;
+      } else {
+        c.kill();
+      }
+    }
+  } else if (fd >= 0 && want != e.events) {
+    epoll_event ev{};
+    ev.events = want;
+    ev.data.fd = fd;
+    epoll_ctl(epoll_.get(), EPOLL_CTL_MOD, fd, &ev);
+    e.events = want;
+  }
+  if (c.finished()) {
+    forget(key);
+    return;
+  }
+  if (!e.queued && c.has_rx()) {
+    rx_order_.push_back(key);
+    e.queued = true;
+  }
+  if (c.deadline_ms() != 0) arm_timer(c.deadline_ms());
+}
+
+void VsockMuxer::forget(Key key) {
+  auto it = conns_.find(key);
+  if (it == conns_.end()) return;
+  if (it->second.fd >= 0) {
+    epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, it->second.fd, nullptr);
+    by_fd_.erase(it->second.fd);
+  }
+  uint32_t port = it->second.conn->host_port();
+  if (port >= kFirstHostPort) host_ports_in_use_.erase(port);
+  conns_.erase(it);  // a stale key left in rx_order_ is skipped
+}
+
+void VsockMuxer::arm_timer(uint64_t deadline_ms) {
+  if (timer_deadline_ms_ != 0 && timer_deadline_ms_ <= deadline_ms) return;
+  itimerspec its{};
+  its.it_value.tv_sec = static_cast<time_t>(deadline_ms / 1000);
+  its.it_value.tv_nsec = static_cast<long>(deadline_ms % 1000) * 1000000;
+  if (timerfd_settime(timer_.get(), TFD_TIMER_ABSTIME, &its, nullptr) == 0)
+    timer_deadline_ms_ = deadline_ms;
+}
+
+void VsockMuxer::on_timer() {
+  uint64_t expirations;
+  [[maybe_unused]] ssize_t r = ::read(timer_.get(), &expirations, sizeof(expirations));
+  timer_deadline_ms_ = 0;
+  uint64_t now = now_ms();
+  std::vector<Key> due;
+  for (auto& [key, e] : conns_)
+    if (e.conn->deadline_ms() != 0) due.push_back(key);
+  // Each refresh re-arms the timer for deadlines still ahead.
+  for (Key key : due) {
+    conns_.at(key).conn->on_timer(now);
+    refresh(key);
+  }
+}
+
+bool VsockMuxer::next_rx(VsockHeader* hdr, std::span<const std::span<uint8_t>> data) {
+  if (!control_.empty()) {
+    *hdr = control_.front();
+    control_.pop_front();
+    return true;
+  }
+  uint64_t now = now_ms();
+  // Round robin: a connection that sent something goes to the back if it has more.
+  for (size_t tries = rx_order_.size(); tries > 0 && !rx_order_.empty(); --tries) {
+    Key key = rx_order_.front();
+    rx_order_.pop_front();
+    auto it = conns_.find(key);
+    if (it == conns_.end()) continue;
+    it->second.queued = false;
+    bool got = it->second.conn->next_rx(hdr, data, now);
+    refresh(key);
+    if (got) {
+      hdr->src_cid = kHostCid;
+      hdr->dst_cid = guest_cid_;
+      return true;
+    }
+  }
+  return false;
+}
+
+void VsockMuxer::reset_all() {
+  // Destroying the streams closes their fds, which also takes them out of epoll_.
+  conns_.clear();
+  by_fd_.clear();
+  pending_.clear();
+  host_ports_in_use_.clear();
+  rx_order_.clear();
+  control_.clear();
+  itimerspec off{};
+  timerfd_settime(timer_.get(), 0, &off, nullptr);
+  timer_deadline_ms_ = 0;
+}
+
+}  // namespace wisp
