@@ -21,6 +21,13 @@ for src in tests/fuzz/*_fuzz.cc; do
   corpus="$build/corpus/$name"
   artifacts="$build/artifacts/$name"
   mkdir -p "$corpus" "$artifacts"
+  # Seed the kernel parser with real headers (8 bytes of claimed size, then the file's head),
+  # so it starts past the magic numbers.
+  if [ "$name" = kernel_image_fuzz ]; then
+    for k in build/guest/vmlinux build/guest/bzImage; do
+      [ -f "$k" ] && { printf '\0\0\0\0\0\0\0\0'; head -c 8192 "$k"; } > "$corpus/seed-$(basename "$k")"
+    done
+  fi
   echo "fuzz: $name for ${seconds}s (corpus $corpus)"
   if nice "$build/tests/fuzz/$name" "$corpus" -max_total_time="$seconds" -max_len=9000 \
       -artifact_prefix="$artifacts/" -print_final_stats=1 >"$build/$name.log" 2>&1; then

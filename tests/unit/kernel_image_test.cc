@@ -145,7 +145,7 @@ TEST(BzImage, RejectsMalformedHeaders) {
       {"LOADED_HIGH", [](auto& f) { f[0x211] = 0; }},
       {"no protected-mode kernel", [](auto& f) { f[0x1f1] = 200; }},
       {"beyond 3 GiB", [](auto& f) { f[0x263] = 0xff; }},
-      {"below 1 MiB",
+      {"outside [1 MiB, 3 GiB)",
        [](auto& f) {
          f[0x234] = 0;
          std::memset(&f[0x258], 0, 8);
@@ -165,6 +165,18 @@ TEST(BzImage, RelocatableKernelWithLowPrefAddressGoesTo16MiB) {
   std::memset(&f[0x258], 0, 8);
   auto img = parse_kernel(f, f.size());
   EXPECT_EQ(img.segments[0].guest_addr, 0x1000000u);
+}
+
+TEST(BzImage, HugePrefAddressCannotWrapTheRangeCheck) {
+  // Found by kernel_image_fuzz: pref_address near 2^64 made load + init_size wrap.
+  auto f = make_bzimage();
+  uint64_t pref = 0xffffffff07ff0021ull;
+  std::memcpy(&f[0x258], &pref, 8);
+  uint32_t init = 0xffffffff;
+  std::memcpy(&f[0x260], &init, 4);
+  EXPECT_NE(error_of(f, f.size()).find("beyond 3 GiB"), std::string::npos);
+  f[0x234] = 0;  // not relocatable: the address itself is refused
+  EXPECT_NE(error_of(f, f.size()).find("outside [1 MiB, 3 GiB)"), std::string::npos);
 }
 
 TEST(KernelImage, UnknownFormatIsNamed) {

@@ -34,6 +34,21 @@ TEST(VirtioWiring, MissingDriveIsAnError) {
   EXPECT_THROW(create_virtio_devices(cfg), Error);
 }
 
+TEST(VirtioWiring, VsockComesLast) {
+  char dir[] = "/tmp/wisp-wiring-XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  VirtioConfig cfg;
+  cfg.vsock = VsockConfig{std::string(dir) + "/v.sock", 42};
+  {
+    auto devs = create_virtio_devices(cfg);
+    ASSERT_EQ(devs.size(), 2u);
+    EXPECT_EQ(devs[1]->device_type(), virtio::kDeviceIdVsock);
+  }
+  ::rmdir(dir);  // the device removed its socket
+  cfg.vsock->guest_cid = 2;
+  EXPECT_THROW(create_virtio_devices(cfg), Error);
+}
+
 TEST(VirtioWiring, KernelCommandLineListsEverySlot) {
   std::vector<AttachedVirtioDevice> devs(2);
   devs[0].slot = virtio_mmio_slot(0);

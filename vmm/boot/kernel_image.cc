@@ -106,15 +106,16 @@ KernelImage parse_bzimage(std::span<const uint8_t> head, uint64_t file_size) {
   uint64_t load = load_le<uint64_t>(head, kPrefAddress);
   uint32_t align = load_le<uint32_t>(head, kKernelAlign);
   bool relocatable = head[kRelocatable] != 0;
-  if (load < layout::kHighMemStart) {
-    if (!relocatable) throw Error("bzImage: pref_address " + hex(load) + " below 1 MiB");
-    load = layout::kDefaultKernelLoad;
+  if (load < layout::kHighMemStart || load >= kMaxKernelAddr) {
+    if (!relocatable) throw Error("bzImage: pref_address " + hex(load) + " outside [1 MiB, 3 GiB)");
+    load = layout::kDefaultKernelLoad;  // a relocatable kernel runs wherever we put it
   }
+  // Both below 2^32 here, so the rounding cannot wrap.
   if (relocatable && align != 0 && (align & (align - 1)) == 0 && load % align != 0)
     load = (load + align - 1) & ~uint64_t{align - 1};
   uint64_t init_size = load_le<uint32_t>(head, kInitSize);
   uint64_t need = std::max(init_size, pm_size);
-  if (load + need > kMaxKernelAddr)
+  if (load >= kMaxKernelAddr || need > kMaxKernelAddr - load)
     throw Error("bzImage: kernel needs [" + hex(load) + ", +" + hex(need) + ") beyond 3 GiB");
 
   KernelImage img;

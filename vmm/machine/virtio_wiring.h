@@ -23,8 +23,8 @@
 namespace wisp {
 
 struct VirtioConfig {
-  std::vector<DriveSpec> drives;  // --drive PATH[,ro], in order: the first is /dev/vda
-  bool rng = true;                // virtio-rng: guest entropy from the host
+  std::vector<DriveSpec> drives;     // --drive PATH[,ro], in order: the first is /dev/vda
+  bool rng = true;                   // virtio-rng: guest entropy from the host
   std::optional<VsockConfig> vsock;  // --vsock-uds PATH [--vsock-cid N]
 };
 

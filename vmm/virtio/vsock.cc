@@ -111,8 +111,8 @@ void VirtioVsock::process_rx() {
         q.add_used(memory(), chain->head(), 0);
         continue;
       }
-      uint64_t room = std::min<uint64_t>(chain->writable_bytes() - vsock::kHeaderBytes,
-                                         vsock::kMaxPayload);
+      uint64_t room =
+          std::min<uint64_t>(chain->writable_bytes() - vsock::kHeaderBytes, vsock::kMaxPayload);
       auto data = chain->writable_views(memory(), vsock::kHeaderBytes, room);
       VsockHeader hdr;
       if (!muxer_.next_rx(&hdr, data)) {

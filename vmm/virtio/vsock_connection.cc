@@ -336,7 +336,7 @@ bool VsockConnection::read_data(VsockHeader* hdr, std::span<const std::span<uint
   }
   if (total == 0) return false;
   ssize_t n = stream_->read({trimmed, count});
-  if (n == -EAGAIN || n == -EINTR) {
+  if ((n == -EAGAIN || n == -EINTR) && !host_hup_) {
     data_ready_ = false;
     return false;
   }
@@ -351,7 +351,8 @@ bool VsockConnection::read_data(VsockHeader* hdr, std::span<const std::span<uint
     return false;
   }
   // A short read means the socket is drained for now; epoll tells us when there is more.
-  if (static_cast<uint64_t>(n) < total) data_ready_ = false;
+  // After a hang-up epoll no longer watches it: read on until end of file.
+  if (static_cast<uint64_t>(n) < total && !host_hup_) data_ready_ = false;
   fill_common(hdr, kOpRw);
   hdr->len = static_cast<uint32_t>(n);
   sent_to_guest_ += static_cast<uint32_t>(n);

@@ -144,8 +144,8 @@ class VsockConnection {
   bool response_owed_ = false;
   bool rst_owed_ = false;
   bool credit_update_owed_ = false;
-  bool credit_requested_ = false;   // CREDIT_REQUEST sent, no credit since
-  uint32_t shutdown_owed_ = 0;      // SHUTDOWN flags to tell the guest (cumulative)
+  bool credit_requested_ = false;  // CREDIT_REQUEST sent, no credit since
+  uint32_t shutdown_owed_ = 0;     // SHUTDOWN flags to tell the guest (cumulative)
   uint32_t shutdown_sent_ = 0;
 
   // The host side.

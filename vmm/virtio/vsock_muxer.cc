@@ -57,8 +57,7 @@ class UnixStream final : public VsockStream {
   template <typename T>
   static size_t to_iov(std::span<const std::span<T>> bufs, iovec (&iov)[64]) {
     size_t n = std::min<size_t>(bufs.size(), 64);
-    for (size_t i = 0; i < n; ++i)
-      iov[i] = {const_cast<uint8_t*>(bufs[i].data()), bufs[i].size()};
+    for (size_t i = 0; i < n; ++i) iov[i] = {const_cast<uint8_t*>(bufs[i].data()), bufs[i].size()};
     return n;
   }
 
@@ -207,7 +206,8 @@ void VsockMuxer::on_pending_readable(int fd) {
   ssize_t n = recv(fd, buf, room, MSG_PEEK);
   if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
   const char* nl = n > 0 ? static_cast<const char*>(std::memchr(buf, '\n', n)) : nullptr;
-  size_t take = nl ? static_cast<size_t>(nl - buf) + 1 : static_cast<size_t>(std::max<ssize_t>(n, 0));
+  size_t take =
+      nl ? static_cast<size_t>(nl - buf) + 1 : static_cast<size_t>(std::max<ssize_t>(n, 0));
   if (n > 0 && recv(fd, buf, take, 0) != static_cast<ssize_t>(take)) n = -1;
   if (n > 0) p.line.append(buf, nl ? take - 1 : take);
   std::optional<uint32_t> port;

@@ -131,7 +131,7 @@ class VsockMuxer {
   std::unordered_map<int, PendingHost> pending_;
   std::unordered_set<uint32_t> host_ports_in_use_;
   uint32_t next_host_port_ = kFirstHostPort;
-  std::deque<Key> rx_order_;          // connections with something to send, round robin
+  std::deque<Key> rx_order_;         // connections with something to send, round robin
   std::deque<VsockHeader> control_;  // RSTs not tied to a live connection
 };
 

@@ -79,8 +79,8 @@ const char* packet_error_name(PacketError e);
 // Whether the guest should hear an RST for a refused packet: only when its addressing was
 // sound (our CIDs), so the reply reaches the socket that sent it and cannot be aimed elsewhere.
 inline bool packet_error_wants_rst(PacketError e) {
-  return e == PacketError::kBadType || e == PacketError::kBadOp ||
-         e == PacketError::kLenTooLarge || e == PacketError::kLenPastChain;
+  return e == PacketError::kBadType || e == PacketError::kBadOp || e == PacketError::kLenTooLarge ||
+         e == PacketError::kLenPastChain;
 }
 
 // Checks a decoded TX header against the guest's CID and the payload bytes the chain holds.
