@@ -37,7 +37,7 @@ integration-test: all
 	@tests/integration/fetch-cloud-kernel.sh $(GUEST_DIR)/cloud
 	@$(IN_KVM) ctest --test-dir $(CMAKE_DIR) -L integration --output-on-failure
 
-test: unit-test all
+test: unit-test all fuzz
 	@tests/integration/fetch-cloud-kernel.sh $(GUEST_DIR)/cloud
 	@$(IN_KVM) tests/integration/run-all.sh
 

@@ -22,7 +22,7 @@ readonly APPLETS=(
   xargs tee dd od hexdump sha256sum md5sum dmesg ps kill free uptime uname hostname id
   date ip ifconfig ping nc wget vi less more mountpoint realpath readlink basename dirname
   seq timeout time watch which unshare nsenter chroot switch_root pivot_root setpriv
-  taskset mkfifo mktemp yes
+  taskset mkfifo mktemp yes blockdev cmp
 )
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
