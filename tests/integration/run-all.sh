@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Everything of `make test` that needs a KVM that boots Linux guests, in one go (so the testbed
-# boots once): the integration tests, then the boot benchmark.
+# boots once): the integration tests, then the benchmarks.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ctest --test-dir build/cmake -L integration --output-on-failure
 perf/boot_bench.py --runs "${WISP_BENCH_RUNS:-20}" --out build/perf/boot.json
+perf/blk_bench.py --runs "${WISP_BENCH_RUNS_BLK:-5}" --out build/perf/blk.json
