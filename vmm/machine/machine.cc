@@ -97,6 +97,7 @@ class MachineImpl final : public Machine {
   int signal_ = 0;
   std::atomic<bool> stopping_{false};
   std::atomic<uint64_t> first_run_ns_{0};
+  uint64_t kernel_loaded_ns_ = 0;
   uint8_t escape_state_ = 0;  // Ctrl-A seen on the console input
 };
 
@@ -119,6 +120,7 @@ MachineImpl::MachineImpl(const MachineConfig& config, const Kvm& kvm, uint64_t t
   if (std::string v = virtio_kernel_cmdline(virtio_); !v.empty()) cmdline = v + " " + cmdline;
   BootSetup boot{config.kernel_path, config.initrd_path, cmdline, config.vcpus};
   LoadedKernel kernel = load_boot_image(mem_, boot);
+  kernel_loaded_ns_ = now_ns();
 
   if (config.console == MachineConfig::Console::kFile) {
     console_fd_ = UniqueFd(
@@ -297,6 +299,7 @@ RunResult MachineImpl::run() {
   if (r.panicked) r.reason = StopReason::kCrash;
   uint64_t first = first_run_ns_.load();
   r.first_run_us = first > t0_ns_ ? (first - t0_ns_) / 1000 : 0;
+  r.kernel_loaded_us = (kernel_loaded_ns_ - t0_ns_) / 1000;
   r.exit_us = (end - t0_ns_) / 1000;
   r.io_exits = counters_.io_exits.load();
   r.mmio_exits = counters_.mmio_exits.load();

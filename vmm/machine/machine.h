@@ -29,6 +29,7 @@ struct RunResult {
   std::string detail;     // panic line or error text
   int signal = 0;         // for kSignal: which one
   // Microseconds since the process's start reference (see Machine::create's `t0_ns`).
+  uint64_t kernel_loaded_us = 0;  // kernel, initrd and tables are in guest memory
   uint64_t first_run_us = 0;
   uint64_t exit_us = 0;
   uint64_t io_exits = 0, mmio_exits = 0, unhandled_io = 0;
