@@ -42,7 +42,8 @@ test: unit-test all fuzz
 	@$(IN_KVM) tests/integration/run-all.sh
 
 perf: all
-	@$(IN_KVM) perf/boot_bench.py --runs 20 --out $(BUILD)/perf/boot.json
+	@$(IN_KVM) sh -c 'perf/boot_bench.py --runs 20 --out $(BUILD)/perf/boot.json && \
+	  perf/blk_bench.py --runs 5 --out $(BUILD)/perf/blk.json'
 
 demo: all
 	@$(IN_KVM) scripts/demo.sh
