@@ -46,8 +46,9 @@ TEST(VirtioBlk, Ext4WrittenInTheGuestReadsBackAfterReboot) {
   std::string sum = w.out.substr(sum_at - 32, 32);
 
   // Second boot, read-only: the data is there and identical.
-  auto r = run_cmd({img + ",ro"}, "mkdir -p /mnt && mount -t ext4 -o ro /dev/vda /mnt && "
-                                  "md5sum /mnt/numbers && umount /mnt");
+  auto r = run_cmd({img + ",ro"},
+                   "mkdir -p /mnt && mount -t ext4 -o ro /dev/vda /mnt && "
+                   "md5sum /mnt/numbers && umount /mnt");
   ASSERT_EQ(r.exit_code, 0) << describe(r);
   EXPECT_NE(r.out.find(sum + "  /mnt/numbers"), std::string::npos) << describe(r);
   EXPECT_NE(r.out.find("cmd exit=0"), std::string::npos) << describe(r);
@@ -65,7 +66,7 @@ TEST(VirtioBlk, ReadOnlyDriveRefusesWrites) {
                    "&& echo WRITE-OK || echo WRITE-REFUSED");
   ASSERT_EQ(r.exit_code, 0) << describe(r);
   EXPECT_NE(r.out.find("\n1\r\n"), std::string::npos) << "guest sees a read-only disk\n"
-                                                       << describe(r);
+                                                      << describe(r);
   EXPECT_NE(r.out.find("WRITE-REFUSED"), std::string::npos) << describe(r);
   EXPECT_EQ(r.out.find("WRITE-OK"), std::string::npos) << describe(r);
   std::string after = "md5sum < " + img + " | cmp -s - " + img + ".md5";
@@ -87,8 +88,9 @@ TEST(VirtioBlk, MissingImageIsABadInputError) {
 }
 
 TEST(VirtioRng, HwrngYieldsBytes) {
-  auto r = run_cmd({}, "cat /sys/class/misc/hw_random/rng_current; "
-                       "head -c 4096 /dev/hwrng | wc -c; head -c 64 /dev/hwrng | od -An -tx1");
+  auto r = run_cmd({},
+                   "cat /sys/class/misc/hw_random/rng_current; "
+                   "head -c 4096 /dev/hwrng | wc -c; head -c 64 /dev/hwrng | od -An -tx1");
   ASSERT_EQ(r.exit_code, 0) << describe(r);
   EXPECT_NE(r.out.find("virtio_rng"), std::string::npos) << describe(r);
   EXPECT_NE(r.out.find("4096"), std::string::npos) << describe(r);
