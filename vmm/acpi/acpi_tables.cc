@@ -6,6 +6,7 @@
 #include <string>
 
 #include "vmm/base/error.h"
+#include "vmm/boot/firmware_table.h"
 
 namespace wisp {
 namespace {
@@ -169,18 +170,6 @@ constexpr uint8_t kCom1Aml[] = {
 static_assert(sizeof(kCom1Aml) == 51 && kCom1Aml[1] == sizeof(kCom1Aml) - 1 &&
               kCom1Aml[8] == sizeof(kCom1Aml) - 8);
 
-uint8_t checksum(const uint8_t* p, size_t n) {
-  uint8_t sum = 0;
-  for (size_t i = 0; i < n; ++i) sum = static_cast<uint8_t>(sum + p[i]);
-  return static_cast<uint8_t>(-sum);
-}
-
-template <typename T>
-void append(std::vector<uint8_t>& out, const T& v) {
-  auto p = reinterpret_cast<const uint8_t*>(&v);
-  out.insert(out.end(), p, p + sizeof(T));
-}
-
 SdtHeader make_header(const char (&signature)[5], uint8_t revision, const char (&table_id)[9]) {
   SdtHeader h{};
   std::memcpy(h.signature, signature, 4);
@@ -199,14 +188,14 @@ void seal(std::vector<uint8_t>& table) {
   uint32_t length = static_cast<uint32_t>(table.size());
   std::memcpy(table.data() + offsetof(SdtHeader, length), &length, sizeof(length));
   table[offsetof(SdtHeader, checksum)] = 0;
-  table[offsetof(SdtHeader, checksum)] = checksum(table.data(), table.size());
+  table[offsetof(SdtHeader, checksum)] = table_checksum(table.data(), table.size());
 }
 
 Gas io_register(uint16_t port) { return Gas{kSpaceSystemIo, 8, 0, kAccessByte, port}; }
 
 std::vector<uint8_t> build_dsdt() {
   std::vector<uint8_t> t;
-  append(t, make_header("DSDT", 2, "WISPDSDT"));  // revision 2: AML integers are 64-bit
+  append_bytes(t, make_header("DSDT", 2, "WISPDSDT"));  // revision 2: AML integers are 64-bit
   t.insert(t.end(), std::begin(kDsdtAml), std::end(kDsdtAml));
   t.insert(t.end(), std::begin(kCom1Aml), std::end(kCom1Aml));
   seal(t);
@@ -215,17 +204,17 @@ std::vector<uint8_t> build_dsdt() {
 
 std::vector<uint8_t> build_madt(const AcpiConfig& c) {
   std::vector<uint8_t> t;
-  append(t, MadtHeader{make_header("APIC", 5, "WISPAPIC"), c.lapic_addr, kMadtPcatCompat});
+  append_bytes(t, MadtHeader{make_header("APIC", 5, "WISPAPIC"), c.lapic_addr, kMadtPcatCompat});
   for (uint32_t cpu = 0; cpu < c.num_cpus; ++cpu) {
     auto id = static_cast<uint8_t>(cpu);
-    append(t, MadtLapic{0, sizeof(MadtLapic), id, id, kMadtLapicEnabled});
+    append_bytes(t, MadtLapic{0, sizeof(MadtLapic), id, id, kMadtLapicEnabled});
   }
-  append(t, MadtIoApic{1, sizeof(MadtIoApic), c.ioapic_id, 0, c.ioapic_addr, 0});
+  append_bytes(t, MadtIoApic{1, sizeof(MadtIoApic), c.ioapic_id, 0, c.ioapic_addr, 0});
   // KVM's default GSI routing wires the PIT (ISA IRQ 0) to IOAPIC pin 2, as on a PC; every
   // other ISA IRQ n is GSI n, which the guest assumes without an entry.
-  append(t, MadtIntOverride{2, sizeof(MadtIntOverride), 0, 0, 2, kIntiActiveHighEdge});
+  append_bytes(t, MadtIntOverride{2, sizeof(MadtIntOverride), 0, 0, 2, kIntiActiveHighEdge});
   // NMIs arrive on LINT1 of every LAPIC (the vCPU setup programs LINT1 as NMI).
-  append(t, MadtLapicNmi{4, sizeof(MadtLapicNmi), 0xff, 0, 1});
+  append_bytes(t, MadtLapicNmi{4, sizeof(MadtLapicNmi), 0xff, 0, 1});
   seal(t);
   return t;
 }
@@ -249,15 +238,15 @@ std::vector<uint8_t> build_fadt(const AcpiConfig& c, uint64_t dsdt_addr) {
   std::memcpy(f.hypervisor_vendor_id, "WISP    ", 8);
 
   std::vector<uint8_t> t;
-  append(t, f);
+  append_bytes(t, f);
   seal(t);
   return t;
 }
 
 std::vector<uint8_t> build_xsdt(std::initializer_list<uint64_t> tables) {
   std::vector<uint8_t> t;
-  append(t, make_header("XSDT", 1, "WISPXSDT"));
-  for (uint64_t addr : tables) append(t, addr);
+  append_bytes(t, make_header("XSDT", 1, "WISPXSDT"));
+  for (uint64_t addr : tables) append_bytes(t, addr);
   seal(t);
   return t;
 }
@@ -271,10 +260,10 @@ std::vector<uint8_t> build_rsdp(uint64_t xsdt_addr) {
   r.length = sizeof(Rsdp);
   r.xsdt_addr = xsdt_addr;
   auto p = reinterpret_cast<uint8_t*>(&r);
-  r.checksum = checksum(p, offsetof(Rsdp, length));
-  r.extended_checksum = checksum(p, sizeof(Rsdp));
+  r.checksum = table_checksum(p, offsetof(Rsdp, length));
+  r.extended_checksum = table_checksum(p, sizeof(Rsdp));
   std::vector<uint8_t> t;
-  append(t, r);
+  append_bytes(t, r);
   return t;
 }
 

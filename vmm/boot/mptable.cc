@@ -4,6 +4,7 @@
 #include <string>
 
 #include "vmm/base/error.h"
+#include "vmm/boot/firmware_table.h"
 #include "vmm/boot/layout.h"
 
 namespace wisp {
@@ -70,18 +71,6 @@ static_assert(sizeof(IoApicEntry) == 8 && sizeof(InterruptEntry) == 8);
 constexpr uint8_t kApicVersion = 0x14, kIoApicVersion = 0x11;
 constexpr uint8_t kIntInt = 0, kIntNmi = 1, kIntExt = 3;
 
-uint8_t checksum(const uint8_t* p, size_t n) {
-  uint8_t sum = 0;
-  for (size_t i = 0; i < n; ++i) sum = static_cast<uint8_t>(sum + p[i]);
-  return static_cast<uint8_t>(-sum);
-}
-
-template <typename T>
-void append(std::vector<uint8_t>& out, const T& v) {
-  auto p = reinterpret_cast<const uint8_t*>(&v);
-  out.insert(out.end(), p, p + sizeof(T));
-}
-
 }  // namespace
 
 std::vector<uint8_t> build_mptable(uint64_t base, uint32_t num_cpus) {
@@ -100,17 +89,17 @@ std::vector<uint8_t> build_mptable(uint64_t base, uint32_t num_cpus) {
     p.flags = static_cast<uint8_t>(1 | (cpu == 0 ? 2 : 0));
     p.signature = 0x600;  // family 6: only informational
     p.features = 0x201;   // FPU + APIC
-    append(body, p);
+    append_bytes(body, p);
   }
   BusEntry bus{1, 0, {'I', 'S', 'A', ' ', ' ', ' '}};
-  append(body, bus);
+  append_bytes(body, bus);
   ++count;
   IoApicEntry io{2, ioapic_id, kIoApicVersion, 1, static_cast<uint32_t>(layout::kIoapicAddr)};
-  append(body, io);
+  append_bytes(body, io);
   ++count;
   // ISA IRQs as on a PC: the PIC's ExtINT on pin 0, the timer (IRQ 0) on pin 2, IRQ n on pin n.
   // This matches KVM's default GSI routing, where GSI 0 drives IOAPIC pin 2.
-  append(body, InterruptEntry{3, kIntExt, 0, 0, 0, ioapic_id, 0});
+  append_bytes(body, InterruptEntry{3, kIntExt, 0, 0, 0, ioapic_id, 0});
   ++count;
   for (uint8_t irq = 0; irq < 16; ++irq, ++count) {
     if (irq == 2) {  // the cascade: IRQ 2 does not exist on the ISA bus; pin 2 is the timer
@@ -118,11 +107,11 @@ std::vector<uint8_t> build_mptable(uint64_t base, uint32_t num_cpus) {
       continue;
     }
     uint8_t pin = irq == 0 ? 2 : irq;
-    append(body, InterruptEntry{3, kIntInt, 0, 0, irq, ioapic_id, pin});
+    append_bytes(body, InterruptEntry{3, kIntInt, 0, 0, irq, ioapic_id, pin});
   }
   // Local interrupts: LINT0 = ExtINT, LINT1 = NMI on every LAPIC (0xff = all).
-  append(body, InterruptEntry{4, kIntExt, 0, 0, 0, 0xff, 0});
-  append(body, InterruptEntry{4, kIntNmi, 0, 0, 0, 0xff, 1});
+  append_bytes(body, InterruptEntry{4, kIntExt, 0, 0, 0, 0xff, 0});
+  append_bytes(body, InterruptEntry{4, kIntNmi, 0, 0, 0, 0xff, 1});
   count += 2;
 
   ConfigHeader hdr{};
@@ -135,19 +124,19 @@ std::vector<uint8_t> build_mptable(uint64_t base, uint32_t num_cpus) {
   hdr.lapic_addr = static_cast<uint32_t>(layout::kLapicAddr);
 
   std::vector<uint8_t> config;
-  append(config, hdr);
+  append_bytes(config, hdr);
   config.insert(config.end(), body.begin(), body.end());
-  config[offsetof(ConfigHeader, checksum)] = checksum(config.data(), config.size());
+  config[offsetof(ConfigHeader, checksum)] = table_checksum(config.data(), config.size());
 
   FloatingPointer fp{};
   std::memcpy(fp.signature, "_MP_", 4);
   fp.config_table = static_cast<uint32_t>(base + sizeof(FloatingPointer));
   fp.length = 1;
   fp.spec_rev = 4;
-  fp.checksum = checksum(reinterpret_cast<const uint8_t*>(&fp), sizeof(fp));
+  fp.checksum = table_checksum(reinterpret_cast<const uint8_t*>(&fp), sizeof(fp));
 
   std::vector<uint8_t> out;
-  append(out, fp);
+  append_bytes(out, fp);
   out.insert(out.end(), config.begin(), config.end());
   return out;
 }
