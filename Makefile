@@ -26,6 +26,10 @@ wisp: setup
 guest: setup
 	@guest/build-kernel.sh $(GUEST_DIR)
 	@guest/build-initramfs.sh $(GUEST_DIR)/initramfs.cpio.gz
+	@guest/tools/build.sh $(GUEST_DIR)/tools >/dev/null
+	@guest/build-initramfs.sh $(GUEST_DIR)/test-initramfs.cpio.gz \
+	  --add $(GUEST_DIR)/tools/vsock_tool:/bin/vsock_tool \
+	  --add guest/tools/actions/vsocktest:/etc/wisp/actions/vsocktest
 
 # Unit tests run on the host under AddressSanitizer + UBSan.
 unit-test: setup

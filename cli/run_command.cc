@@ -6,6 +6,7 @@
 #include <climits>
 #include <cstdio>
 #include <cstdlib>
+#include <optional>
 #include <string>
 
 #include "vmm/base/error.h"
@@ -13,6 +14,7 @@
 #include "vmm/kvm/kvm.h"
 #include "vmm/machine/machine.h"
 #include "vmm/virtio/block_backend.h"
+#include "vmm/virtio/vsock_muxer.h"
 
 namespace wisp {
 namespace {
@@ -36,6 +38,11 @@ Options:
                    none: discard; FILE: write the console to FILE
   --drive PATH[,ro]  attach a raw disk image as virtio-blk (repeatable: /dev/vda, /dev/vdb,
                    ...); ",ro" makes it read-only
+  --vsock-uds PATH virtio-vsock, bridged to Unix sockets as Firecracker does: a host process
+                   connects to PATH and writes "CONNECT <port>\n" to reach the guest's listener
+                   on that port (answer: "OK <host_port>\n", then the byte stream); guest
+                   connections to CID 2 port P are forwarded to the Unix socket PATH_P
+  --vsock-cid N    the guest's vsock CID (default 3; 3..4294967294)
   --no-rng         no virtio-rng device (default: one, fed from the host's getrandom)
   --timings        print a JSON line to stderr at exit: milliseconds from process start to
                    kernel loaded, first KVM_RUN and exit; why it stopped; exit counts
@@ -112,6 +119,7 @@ int run_command(int argc, char** argv, unsigned long long t0_ns) {
   bool raw_cmdline = false, no_initrd = false, timings = false, kernel_given = false;
   bool initrd_given = false;
   int verbose = 0;
+  std::optional<uint64_t> vsock_cid;
   uint32_t mem_mib = 128;
 
   enum {
@@ -126,6 +134,8 @@ int run_command(int argc, char** argv, unsigned long long t0_ns) {
     kTimings,
     kDrive,
     kNoRng,
+    kVsockUds,
+    kVsockCid,
   };
   static const option kOptions[] = {
       {"kernel", required_argument, nullptr, kKernel},
@@ -139,6 +149,8 @@ int run_command(int argc, char** argv, unsigned long long t0_ns) {
       {"timings", no_argument, nullptr, kTimings},
       {"drive", required_argument, nullptr, kDrive},
       {"no-rng", no_argument, nullptr, kNoRng},
+      {"vsock-uds", required_argument, nullptr, kVsockUds},
+      {"vsock-cid", required_argument, nullptr, kVsockCid},
       {"verbose", no_argument, nullptr, 'v'},
       {"help", no_argument, nullptr, 'h'},
       {nullptr, 0, nullptr, 0},
@@ -195,6 +207,17 @@ int run_command(int argc, char** argv, unsigned long long t0_ns) {
           return usage_error(std::string("--drive ") + optarg + ": " + e.what());
         }
         break;
+      case kVsockUds:
+        if (!cfg.virtio.vsock) cfg.virtio.vsock.emplace();
+        cfg.virtio.vsock->uds_path = optarg;
+        break;
+      case kVsockCid:
+        try {
+          vsock_cid = parse_vsock_cid(optarg);
+        } catch (const Error& e) {
+          return usage_error(std::string("--vsock-cid ") + optarg + ": " + e.what());
+        }
+        break;
       case kNoRng:
         cfg.virtio.rng = false;
         break;
@@ -213,6 +236,15 @@ int run_command(int argc, char** argv, unsigned long long t0_ns) {
   }
   if (optind < argc) return usage_error(std::string("unexpected argument '") + argv[optind] + "'");
   if (no_initrd && initrd_given) return usage_error("--initrd and --no-initrd conflict");
+  if (vsock_cid && !cfg.virtio.vsock) return usage_error("--vsock-cid needs --vsock-uds");
+  if (cfg.virtio.vsock) {
+    if (vsock_cid) cfg.virtio.vsock->guest_cid = *vsock_cid;
+    try {
+      validate_vsock_config(*cfg.virtio.vsock);
+    } catch (const Error& e) {
+      return usage_error(std::string("--vsock-uds: ") + e.what());
+    }
+  }
   set_log_level(verbose >= 2 ? LogLevel::kDebug : verbose == 1 ? LogLevel::kInfo : LogLevel::kWarn);
 
   if (!kernel_given) {
