@@ -29,7 +29,8 @@ guest: setup
 	@guest/tools/build.sh $(GUEST_DIR)/tools >/dev/null
 	@guest/build-initramfs.sh $(GUEST_DIR)/test-initramfs.cpio.gz \
 	  --add $(GUEST_DIR)/tools/vsock_tool:/bin/vsock_tool \
-	  --add guest/tools/actions/vsocktest:/etc/wisp/actions/vsocktest
+	  --add guest/tools/actions/vsocktest:/etc/wisp/actions/vsocktest \
+	  --add guest/tools/actions/vsockbench:/etc/wisp/actions/vsockbench
 
 # Unit tests run on the host under AddressSanitizer + UBSan.
 unit-test: setup
@@ -47,7 +48,8 @@ test: unit-test all fuzz
 
 perf: all
 	@$(IN_KVM) sh -c 'perf/boot_bench.py --runs 20 --out $(BUILD)/perf/boot.json && \
-	  perf/blk_bench.py --runs 5 --out $(BUILD)/perf/blk.json'
+	  perf/blk_bench.py --runs 5 --out $(BUILD)/perf/blk.json && \
+	  perf/vsock_bench.py --runs 3 --out $(BUILD)/perf/vsock.json'
 
 demo: all
 	@$(IN_KVM) scripts/demo.sh

@@ -7,6 +7,7 @@
 //       sink        read until EOF, answer "N SHA256\n"           -> "sink bytes=N sha256=H"
 //       source N    write N pattern bytes, then close             -> "source bytes=N sha256=H"
 //       abort N     write N pattern bytes, close without reading  (mid-stream close)
+//       discard     read until EOF without hashing, answer "N\n"   (throughput benchmarks)
 //     -n COUNT: exit (status 0 if all went well) after COUNT connections.
 //   vsock_tool send-to-host PORT NBYTES [CONNS]   connect to host CID 2, send NBYTES, half-close,
 //       read the reply until EOF                  -> "send bytes=N sha256=H reply=... match=0|1"
@@ -187,6 +188,19 @@ static int serve(int fd, const char* mode, uint64_t n) {
     int len = snprintf(reply, sizeof(reply), "%lld %s\n", (long long)got, hex);
     write_all(fd, (const uint8_t*)reply, (size_t)len);
     printf("sink bytes=%lld sha256=%s\n", (long long)got, hex);
+    return 0;
+  }
+  if (!strcmp(mode, "discard")) {  // for throughput benchmarks: no hashing in the way
+    int64_t total = 0;
+    for (;;) {
+      ssize_t r = read(fd, g_buf, sizeof(g_buf));
+      if (r < 0 && errno == EINTR) continue;
+      if (r <= 0) break;
+      total += r;
+    }
+    char reply[32];
+    int len = snprintf(reply, sizeof(reply), "%lld\n", (long long)total);
+    write_all(fd, (const uint8_t*)reply, (size_t)len);
     return 0;
   }
   if (!strcmp(mode, "source") || !strcmp(mode, "abort")) {

@@ -6,3 +6,4 @@ cd "$(dirname "$0")/../.."
 ctest --test-dir build/cmake -L integration --output-on-failure
 perf/boot_bench.py --runs "${WISP_BENCH_RUNS:-20}" --out build/perf/boot.json
 perf/blk_bench.py --runs "${WISP_BENCH_RUNS_BLK:-5}" --out build/perf/blk.json
+perf/vsock_bench.py --runs "${WISP_BENCH_RUNS_VSOCK:-3}" --out build/perf/vsock.json
