@@ -12,9 +12,9 @@ JOBS       ?= $(shell nproc)
 # otherwise inside the nested-KVM testbed (tests/testbed/README.md).
 IN_KVM     := tests/integration/in-kvm
 
-.PHONY: all setup wisp guest unit-test integration-test test perf demo lint format fuzz clean
+.PHONY: all setup wisp guest agent-guest unit-test integration-test test perf demo lint format fuzz clean
 
-all: wisp guest
+all: wisp guest agent-guest
 
 setup:
 	@scripts/setup.sh
@@ -31,6 +31,10 @@ guest: setup
 	  --add $(GUEST_DIR)/tools/vsock_tool:/bin/vsock_tool \
 	  --add guest/tools/actions/vsocktest:/etc/wisp/actions/vsocktest \
 	  --add guest/tools/actions/vsockbench:/etc/wisp/actions/vsockbench
+
+# The function guest: wisp-agent as PID 1 (it is built with wisp), handler runtimes, busybox.
+agent-guest: wisp guest
+	@guest/build-agent-initramfs.sh $(GUEST_DIR)/agent-initramfs.cpio.gz
 
 # Unit tests run on the host under AddressSanitizer + UBSan.
 unit-test: setup
@@ -49,7 +53,8 @@ test: unit-test all fuzz
 perf: all
 	@$(IN_KVM) sh -c 'perf/boot_bench.py --runs 20 --out $(BUILD)/perf/boot.json && \
 	  perf/blk_bench.py --runs 5 --out $(BUILD)/perf/blk.json && \
-	  perf/vsock_bench.py --runs 3 --out $(BUILD)/perf/vsock.json'
+	  perf/vsock_bench.py --runs 3 --out $(BUILD)/perf/vsock.json && \
+	  perf/agent_bench.py --runs 10 --out $(BUILD)/perf/agent.json'
 
 demo: all
 	@$(IN_KVM) scripts/demo.sh

@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "cli/exec_command.h"
 #include "cli/run_command.h"
 
 namespace {
@@ -12,6 +13,7 @@ constexpr const char* kUsage = R"(Usage: wisp COMMAND [OPTIONS]
 
 Commands:
   run      boot a kernel in a microVM with a serial console
+  exec     run a command in a fresh microVM's sandbox (stdin in, stdout/stderr out)
   version  print the version
 
 'wisp COMMAND --help' describes a command.
@@ -42,6 +44,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (!std::strcmp(cmd, "run")) return wisp::run_command(argc - 1, argv + 1, t0);
+  if (!std::strcmp(cmd, "exec")) return wisp::exec_command(argc - 1, argv + 1, t0);
   std::fprintf(stderr, "wisp: unknown command '%s'\n%s", cmd, kUsage);
   return wisp::kExitUsage;
 }

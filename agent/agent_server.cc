@@ -1,0 +1,213 @@
+#include "agent/agent_server.h"
+
+#include <fcntl.h>
+#include <kj/debug.h>
+#include <linux/random.h>
+#include <sys/ioctl.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "agent/exec_invocation.h"
+
+namespace wisp::agent {
+namespace {
+
+// The reply must fit in one message under Agent.maxMessageBytes with stderr and headroom.
+constexpr uint64_t kMaxOutputCapBytes = 32ull << 20;
+constexpr size_t kMaxArgs = 4096;
+constexpr size_t kMaxEntropyBytes = 4096;
+constexpr uint64_t kMaxTimeoutMs = 24ull * 3600 * 1000;
+constexpr uint64_t kMinMemoryBytes = 1ull << 20;
+
+uint64_t BootTimeNs() {
+  timespec ts;
+  clock_gettime(CLOCK_BOOTTIME, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+std::string ReadSmallFile(const char* path) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return "";
+  char buf[128];
+  ssize_t n = read(fd, buf, sizeof(buf));
+  close(fd);
+  std::string s(buf, n > 0 ? static_cast<size_t>(n) : 0);
+  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+  return s;
+}
+
+std::vector<std::string> TextList(capnp::List<capnp::Text>::Reader list, const char* what) {
+  KJ_REQUIRE(list.size() <= kMaxArgs, "too many entries", what, list.size());
+  std::vector<std::string> out;
+  out.reserve(list.size());
+  for (auto t : list) {
+    std::string s(t.cStr(), t.size());
+    KJ_REQUIRE(s.find('\0') == std::string::npos, "NUL byte in", what);
+    out.push_back(kj::mv(s));
+  }
+  return out;
+}
+
+capnp::Data::Reader AsData(const std::string& s) {
+  return capnp::Data::Reader(reinterpret_cast<const kj::byte*>(s.data()), s.size());
+}
+
+void FillResult(const InvocationResult& r, api::InvokeResult::Builder out) {
+  out.setStdout(AsData(r.stdout_data.data));
+  out.setStderr(AsData(r.stderr_data.data));
+  if (r.signaled) {
+    out.setSignal(r.status);
+  } else {
+    out.setExitCode(r.status);
+  }
+  out.setTimedOut(r.timed_out);
+  out.setOutputTruncated(r.stdout_data.truncated || r.stderr_data.truncated);
+  out.setLimitExceeded(r.limit_exceeded);
+  out.setDurationNs(r.duration_ns);
+  out.setPeakMemoryBytes(r.peak_memory_bytes);
+  out.setCpuTimeNs(r.cpu_time_ns);
+  out.setError(r.error);
+}
+
+}  // namespace
+
+HandlerConfig HandlerConfigFromWire(api::Handler::Reader handler) {
+  HandlerConfig c;
+  c.name = handler.getName();
+  c.sandbox.argv = TextList(handler.getArgv(), "argv");
+  KJ_REQUIRE(!c.sandbox.argv.empty() && !c.sandbox.argv[0].empty(), "handler argv is empty");
+  c.sandbox.env = TextList(handler.getEnv(), "env");
+  c.sandbox.network = handler.getNetwork();
+  auto limits = handler.getLimits();
+  KJ_REQUIRE(limits.getMemoryBytes() >= kMinMemoryBytes, "limits.memoryBytes too small");
+  KJ_REQUIRE(limits.getPids() >= 1, "limits.pids must be at least 1");
+  KJ_REQUIRE(limits.getOpenFiles() >= 3, "limits.openFiles must be at least 3");
+  c.cgroup.memory_bytes = limits.getMemoryBytes();
+  c.cgroup.pids = limits.getPids();
+  c.sandbox.cpu_time_ms = limits.getCpuTimeMs();
+  c.sandbox.open_files = limits.getOpenFiles();
+  // tmpfs pages are charged to the handler's cgroup, so memory.max bounds the scratch dir too.
+  c.sandbox.scratch_bytes = limits.getMemoryBytes();
+  c.max_output_bytes = std::min(limits.getMaxOutputBytes(), kMaxOutputCapBytes);
+  return c;
+}
+
+AgentImpl::AgentImpl(AgentServices& services, const AgentTimes& times,
+                     kj::Function<void()> power_off)
+    : services_(services), times_(times), power_off_(kj::mv(power_off)) {}
+
+AgentImpl::~AgentImpl() {
+  for (auto& [name, worker] : workers_) worker->Stop();
+}
+
+kj::Promise<void> AgentImpl::ping(PingContext context) {
+  auto info = context.getResults().initInfo();
+  info.setProtocolVersion(api::PROTOCOL_VERSION);
+  info.setAgentVersion(kAgentVersion);
+  info.setBootId(ReadSmallFile("/proc/sys/kernel/random/boot_id"));
+  info.setUptimeNs(BootTimeNs());
+  info.setStartedNs(times_.started_ns);
+  info.setReadyNs(times_.ready_ns);
+  size_t alive = 0;
+  for (auto& [name, worker] : workers_) alive += worker->alive() ? 1 : 0;
+  auto names = info.initWorkers(static_cast<unsigned>(alive));
+  unsigned i = 0;
+  for (auto& [name, worker] : workers_) {
+    if (worker->alive()) names.set(i++, name);
+  }
+  return kj::READY_NOW;
+}
+
+kj::Promise<void> AgentImpl::invoke(InvokeContext context) {
+  KJ_REQUIRE(!shutting_down_, "the agent is shutting down");
+  auto request = context.getParams().getRequest();
+  uint64_t timeout_ms = std::clamp<uint64_t>(request.getTimeoutMs(), 1, kMaxTimeoutMs);
+  kj::ArrayPtr<const kj::byte> payload = request.getPayload();
+  kj::Promise<InvocationResult> run = nullptr;
+  if (request.getMode() == api::InvokeRequest::Mode::WORKER) {
+    std::string name = request.getHandler().getName();
+    auto it = workers_.find(name);
+    if (it == workers_.end()) {
+      InvocationResult r;
+      r.status = -1;
+      r.error = "no worker named '" + name + "': call startWorker first";
+      FillResult(r, context.getResults().initResult());
+      return kj::READY_NOW;
+    }
+    run = it->second->Invoke(payload, timeout_ms);
+  } else {
+    HandlerConfig config = HandlerConfigFromWire(request.getHandler());
+    run = RunExecInvocation(services_, config, payload, timeout_ms);
+  }
+  // `context` keeps the request (and so `payload`) alive until the call returns.
+  return run.then(
+      [context](InvocationResult r) mutable { FillResult(r, context.getResults().initResult()); });
+}
+
+kj::Promise<void> AgentImpl::startWorker(StartWorkerContext context) {
+  KJ_REQUIRE(!shutting_down_, "the agent is shutting down");
+  HandlerConfig config = HandlerConfigFromWire(context.getParams().getHandler());
+  KJ_REQUIRE(!config.name.empty(), "a worker needs a handler name");
+  auto it = workers_.find(config.name);
+  if (it != workers_.end()) {
+    if (it->second->alive()) return kj::READY_NOW;  // idempotent
+    workers_.erase(it);                             // dead: restart it
+  }
+  std::string name = config.name;
+  workers_.emplace(name, kj::refcounted<Worker>(services_, kj::mv(config)));
+  return kj::READY_NOW;
+}
+
+kj::Promise<void> AgentImpl::stopWorker(StopWorkerContext context) {
+  std::string name = context.getParams().getName();
+  auto it = workers_.find(name);
+  if (it != workers_.end()) {
+    it->second->Stop();
+    workers_.erase(it);
+  }
+  return kj::READY_NOW;
+}
+
+kj::Promise<void> AgentImpl::prepareSnapshot(PrepareSnapshotContext) {
+  // Nothing of the agent's own runs on timers between calls; flush what the guest buffers.
+  sync();
+  return kj::READY_NOW;
+}
+
+kj::Promise<void> AgentImpl::resumed(ResumedContext context) {
+  auto params = context.getParams();
+  auto entropy = params.getEntropy();
+  KJ_REQUIRE(entropy.size() <= kMaxEntropyBytes, "entropy too large", entropy.size());
+  if (entropy.size() > 0) {
+    // Credited, not just mixed in: a restored clone must not wait for (or reuse) entropy.
+    std::vector<char> buf(sizeof(rand_pool_info) + entropy.size());
+    auto* info = reinterpret_cast<rand_pool_info*>(buf.data());
+    info->entropy_count = static_cast<int>(entropy.size() * 8);
+    info->buf_size = static_cast<int>(entropy.size());
+    memcpy(info->buf, entropy.begin(), entropy.size());
+    int fd;
+    KJ_SYSCALL(fd = open("/dev/urandom", O_WRONLY | O_CLOEXEC));
+    kj::AutoCloseFd owned(fd);
+    KJ_SYSCALL(ioctl(fd, RNDADDENTROPY, info), "RNDADDENTROPY");
+  }
+  int64_t wall = params.getWallClockUnixNs();
+  if (wall > 0) {
+    timespec ts{static_cast<time_t>(wall / 1000000000), static_cast<long>(wall % 1000000000)};
+    KJ_SYSCALL(clock_settime(CLOCK_REALTIME, &ts), "set the wall clock");
+  }
+  return kj::READY_NOW;
+}
+
+kj::Promise<void> AgentImpl::shutdown(ShutdownContext) {
+  shutting_down_ = true;
+  // Power off from a timer so this reply is on its way first.
+  services_.background.add(
+      services_.timer.afterDelay(20 * kj::MILLISECONDS).then([this]() { power_off_(); }));
+  return kj::READY_NOW;
+}
+
+}  // namespace wisp::agent

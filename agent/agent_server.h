@@ -1,0 +1,50 @@
+// The Agent RPC interface (api/agent.capnp) as served inside the guest.
+#pragma once
+
+#include <kj/function.h>
+
+#include <map>
+#include <string>
+
+#include "agent/invocation.h"
+#include "agent/worker.h"
+#include "api/agent.capnp.h"
+
+namespace wisp::agent {
+
+inline constexpr char kAgentVersion[] = "0.1.0";
+
+struct AgentTimes {
+  uint64_t started_ns = 0;  // CLOCK_BOOTTIME at main()
+  uint64_t mounted_ns = 0;  // early mounts done
+  uint64_t cgroups_ns = 0;  // cgroup controllers enabled
+  uint64_t ready_ns = 0;    // CLOCK_BOOTTIME when the vsock listener was up
+};
+
+class AgentImpl final : public api::Agent::Server {
+ public:
+  // `power_off` ends the VM; it is called from a timer shortly after shutdown() replied.
+  AgentImpl(AgentServices& services, const AgentTimes& times, kj::Function<void()> power_off);
+  ~AgentImpl();
+
+ protected:
+  kj::Promise<void> ping(PingContext context) override;
+  kj::Promise<void> invoke(InvokeContext context) override;
+  kj::Promise<void> startWorker(StartWorkerContext context) override;
+  kj::Promise<void> stopWorker(StopWorkerContext context) override;
+  kj::Promise<void> prepareSnapshot(PrepareSnapshotContext context) override;
+  kj::Promise<void> resumed(ResumedContext context) override;
+  kj::Promise<void> shutdown(ShutdownContext context) override;
+
+ private:
+  AgentServices& services_;
+  const AgentTimes& times_;
+  kj::Function<void()> power_off_;
+  std::map<std::string, kj::Own<Worker>> workers_;
+  bool shutting_down_ = false;
+};
+
+// Converts and validates a Handler from the wire (throws kj::Exception on bad input).
+HandlerConfig HandlerConfigFromWire(api::Handler::Reader handler);
+
+}  // namespace wisp::agent

@@ -1,0 +1,110 @@
+#include "agent/exec_invocation.h"
+
+#include <kj/debug.h>
+#include <signal.h>
+
+namespace wisp::agent {
+namespace {
+
+constexpr uint kFdFlags =
+    kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP | kj::LowLevelAsyncIoProvider::ALREADY_CLOEXEC;
+
+// Everything one invocation owns; lives until its promise resolves or is cancelled.
+struct ExecRun {
+  explicit ExecRun(AgentServices& s) : services(s) {}
+  ~ExecRun() {
+    // Cancelled (e.g. the host hung up): do not leave the tree running.
+    if (!exited && cgroup && pid > 0) {
+      kill(pid, SIGKILL);
+      cgroup->KillAll();
+      services.background.add(services.reaper.OnExit(pid).ignoreResult().attach(kj::mv(cgroup)));
+    }
+  }
+  KJ_DISALLOW_COPY(ExecRun);
+
+  void KillTree() {
+    if (pid > 0)
+      kill(pid, SIGKILL);  // the pid namespace's init: its death takes the namespace with it
+    cgroup->KillAll();
+  }
+
+  AgentServices& services;
+  kj::Own<Cgroup> cgroup;
+  pid_t pid = -1;
+  bool exited = false;
+  ExitInfo exit;
+  kj::Maybe<int> handler_status;
+  kj::Own<kj::AsyncInputStream> status_stream;
+  uint64_t start_ns = 0;
+  kj::Own<kj::AsyncOutputStream> stdin_stream;
+  kj::Own<kj::AsyncInputStream> stdout_stream;
+  kj::Own<kj::AsyncInputStream> stderr_stream;
+  kj::Promise<void> stdin_task = nullptr;
+  kj::Promise<void> timeout_task = nullptr;
+  InvocationResult result;
+};
+
+}  // namespace
+
+kj::Promise<InvocationResult> RunExecInvocation(AgentServices& services,
+                                                const HandlerConfig& config,
+                                                kj::ArrayPtr<const kj::byte> payload,
+                                                uint64_t timeout_ms) {
+  auto run = kj::heap<ExecRun>(services);
+  ExecRun* r = run.get();
+  r->start_ns = MonotonicNowNs();
+  r->cgroup = kj::heap<Cgroup>(services.NextCgroupName("exec"), config.cgroup);
+  SandboxedProcess proc = SpawnSandboxed(config.sandbox, r->cgroup->dir_fd());
+  r->pid = proc.pid;
+  auto& io = services.io;
+  r->status_stream = io.wrapInputFd(proc.status_fd.release(), kFdFlags);
+  auto exited = services.reaper.OnExit(proc.pid)
+                    .then([r](ExitInfo e) {
+                      r->exit = e;
+                      r->exited = true;
+                      return ReadHandlerStatus(*r->status_stream);
+                    })
+                    .then([r](kj::Maybe<int> status) { r->handler_status = status; });
+
+  r->stdin_stream = io.wrapOutputFd(proc.stdin_fd.release(), kFdFlags);
+  r->stdout_stream = io.wrapInputFd(proc.stdout_fd.release(), kFdFlags);
+  r->stderr_stream = io.wrapInputFd(proc.stderr_fd.release(), kFdFlags);
+
+  // A handler that ignores its stdin makes this write fail with EPIPE: not an error.
+  r->stdin_task = r->stdin_stream->write(payload.begin(), payload.size())
+                      .then([r]() { r->stdin_stream = nullptr; },
+                            [r](kj::Exception&&) { r->stdin_stream = nullptr; })
+                      .eagerlyEvaluate(nullptr);
+  r->timeout_task = services.timer.afterDelay(timeout_ms * kj::MILLISECONDS)
+                        .then([r]() {
+                          r->result.timed_out = true;
+                          r->KillTree();
+                        })
+                        .eagerlyEvaluate(nullptr);
+
+  auto out = ReadCapped(*r->stdout_stream, r->result.stdout_data, config.max_output_bytes,
+                        /*keep_draining=*/false, [r]() {
+                          r->result.limit_exceeded = "output";
+                          r->KillTree();
+                        });
+  auto err = ReadCapped(*r->stderr_stream, r->result.stderr_data, kStderrCapBytes,
+                        /*keep_draining=*/true, []() {});
+
+  auto parts = kj::heapArrayBuilder<kj::Promise<void>>(3);
+  parts.add(kj::mv(exited));
+  parts.add(kj::mv(out));
+  parts.add(kj::mv(err));
+  return kj::joinPromises(parts.finish())
+      .then([r]() {
+        r->timeout_task = nullptr;
+        r->stdin_task = nullptr;
+        r->stdin_stream = nullptr;
+        r->result.duration_ns = MonotonicNowNs() - r->start_ns;
+        ApplyExit(r->exit, r->handler_status, r->result);
+        ApplyStats(r->cgroup->ReadStats(), &r->exit, r->result);
+        return kj::mv(r->result);
+      })
+      .attach(kj::mv(run));
+}
+
+}  // namespace wisp::agent

@@ -1,0 +1,66 @@
+// Plain types shared by the two handler modes (exec_invocation.h, worker.h) and the RPC layer,
+// which converts them from and to api/agent.capnp.
+#pragma once
+
+#include <kj/async-io.h>
+#include <kj/timer.h>
+
+#include <cstdint>
+#include <string>
+
+#include "agent/cgroup.h"
+#include "agent/child_reaper.h"
+#include "agent/output_capture.h"
+#include "agent/sandbox.h"
+
+namespace wisp::agent {
+
+struct HandlerConfig {
+  std::string name;
+  SandboxSpec sandbox;
+  CgroupLimits cgroup;
+  uint64_t max_output_bytes = 0;
+};
+
+struct InvocationResult {
+  CapturedOutput stdout_data;
+  CapturedOutput stderr_data;
+  bool signaled = false;  // true: `status` is a signal number, else an exit code
+  int status = 0;
+  bool timed_out = false;
+  std::string limit_exceeded;  // "", "memory", "pids", "output"
+  uint64_t duration_ns = 0;
+  uint64_t peak_memory_bytes = 0;
+  uint64_t cpu_time_ns = 0;
+  std::string error;
+};
+
+// What handler code needs from the agent: the event loop's I/O and timer, the reaper, and a
+// task set for clean-ups that outlive a call.
+struct AgentServices {
+  kj::LowLevelAsyncIoProvider& io;
+  kj::Timer& timer;
+  ChildReaper& reaper;
+  kj::TaskSet& background;
+  uint64_t next_id = 0;
+
+  // A fresh cgroup name such as "exec-17".
+  std::string NextCgroupName(const char* kind) {
+    return std::string(kind) + "-" + std::to_string(++next_id);
+  }
+};
+
+uint64_t MonotonicNowNs();
+
+// Reads the handler's wait status from the sandbox's status pipe (sandbox.h); nullptr when
+// the handler never started.
+kj::Promise<kj::Maybe<int>> ReadHandlerStatus(kj::AsyncInputStream& status_pipe);
+
+// Fills status/signaled from the handler's wait status, or from the namespace init's exit
+// when there is none (the sandbox failed before the handler ran).
+void ApplyExit(const ExitInfo& init_exit, kj::Maybe<int> handler_status, InvocationResult& result);
+// Fills memory and CPU figures from the cgroup (falling back to the rusage) and names the
+// limit that ended the run, unless one is already set.
+void ApplyStats(const CgroupStats& stats, const ExitInfo* exit, InvocationResult& result);
+
+}  // namespace wisp::agent

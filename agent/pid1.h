@@ -1,0 +1,27 @@
+// What wisp-agent does because it is the guest's PID 1: early mounts, the console, the
+// power-off path, and boot-time bookkeeping.
+#pragma once
+
+#include <cstdint>
+
+namespace wisp::agent {
+
+// Mounts proc, sysfs, devtmpfs, devpts, tmpfs on /tmp, /run and /dev/shm, and cgroup2; a
+// filesystem already mounted there is fine. Makes sure fds 0-2 are the console.
+void SetUpPid1();
+
+// Ends the VM: kills every other process, syncs, then powers off when the guest has ACPI and
+// otherwise reboots, which a microVM VMM (wisp, Firecracker) treats as the VM exiting.
+[[noreturn]] void PowerOff();
+
+// CLOCK_BOOTTIME in nanoseconds.
+uint64_t BootTimeNs();
+
+// When the kernel printed "Run /init as init process" (printk clock, ns since boot), read
+// from /dev/kmsg; 0 if it is not there.
+uint64_t InitHandoverNs();
+
+// Writes "wisp-agent: <message>\n" to the console.
+void ConsoleLog(const char* format, ...) __attribute__((format(printf, 1, 2)));
+
+}  // namespace wisp::agent

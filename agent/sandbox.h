@@ -1,0 +1,51 @@
+// Starts a handler process inside its sandbox. The child (`pid`, the init of the handler's
+// pid namespace, which forks the handler and reaps) is created by clone3 directly in its
+// cgroup and in new pid/mount/ipc/uts(/net) namespaces; before exec it remounts the root
+// read-only, gets a fresh /proc, a minimal /dev and a private tmpfs /tmp (its scratch dir and
+// working directory, the only writable place), sets rlimits, drops to an unprivileged uid/gid
+// with every capability gone (bounding and ambient too), sets no_new_privs and loads the
+// seccomp filter (seccomp_policy.h).
+//
+// A failure inside the child before exec is written to the handler's stderr as
+// "wisp-agent sandbox: <step>: <error>" and ends it with status 126 (127: exec failed).
+#pragma once
+
+#include <kj/io.h>
+#include <sys/types.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace wisp::agent {
+
+inline constexpr uid_t kHandlerUid = 65534;  // nobody
+inline constexpr gid_t kHandlerGid = 65534;  // nogroup
+inline constexpr int kSandboxSetupFailed = 126;
+inline constexpr int kSandboxExecFailed = 127;
+
+struct SandboxSpec {
+  std::vector<std::string> argv;  // argv[0] is looked up in PATH inside the sandbox
+  std::vector<std::string> env;   // KEY=value; PATH and HOME get defaults when missing
+  bool network = false;           // true: share the guest's network namespace
+  uint64_t cpu_time_ms = 0;       // RLIMIT_CPU (rounded up to seconds); 0 = none
+  uint32_t open_files = 256;      // RLIMIT_NOFILE
+  uint64_t scratch_bytes = 0;     // size of the private /tmp tmpfs
+};
+
+struct SandboxedProcess {
+  pid_t pid = -1;
+  kj::AutoCloseFd stdin_fd;   // write end of the handler's stdin
+  kj::AutoCloseFd stdout_fd;  // read end of its stdout
+  kj::AutoCloseFd stderr_fd;  // read end of its stderr
+  // Read end of the status pipe: the namespace init writes the handler's wait status (an int,
+  // 4 bytes) there when it ends. Empty when the sandbox failed before the handler started;
+  // then the exit status of `pid` itself tells (kSandboxSetupFailed).
+  kj::AutoCloseFd status_fd;
+};
+
+// Spawns the process in the cgroup open as `cgroup_fd`. Throws kj::Exception when the agent
+// itself cannot create it (pipes, clone3).
+SandboxedProcess SpawnSandboxed(const SandboxSpec& spec, int cgroup_fd);
+
+}  // namespace wisp::agent

@@ -1,0 +1,65 @@
+// worker mode: one long-lived sandboxed process per handler name that has done its expensive
+// initialisation once and then answers framed requests on stdin/stdout
+// (api/worker_protocol.md). Calls to one worker are serialized. A worker that dies, overruns
+// its timeout or its output cap is killed and stays dead until startWorker runs again.
+#pragma once
+
+#include <kj/async.h>
+#include <kj/common.h>
+#include <kj/refcount.h>
+
+#include "agent/invocation.h"
+
+namespace wisp::agent {
+
+class Worker final : public kj::Refcounted {
+ public:
+  // Spawns the process now; throws kj::Exception when that is impossible.
+  Worker(AgentServices& services, HandlerConfig config);
+  ~Worker();
+  KJ_DISALLOW_COPY(Worker);
+
+  const HandlerConfig& config() const { return config_; }
+  bool alive() const { return exit_->alive; }
+  // Kills the process; pending and later calls fail with an error.
+  void Stop() { Kill(); }
+
+  // Queues one call. `payload` must stay valid until the promise resolves or is dropped. The
+  // promise holds a reference, so stopWorker during a call is safe (the call fails).
+  kj::Promise<InvocationResult> Invoke(kj::ArrayPtr<const kj::byte> payload, uint64_t timeout_ms);
+
+ private:
+  struct Call;
+  kj::Promise<InvocationResult> InvokeNow(kj::ArrayPtr<const kj::byte> payload,
+                                          uint64_t timeout_ms);
+  kj::Promise<void> ExchangeFrames(Call& call);
+  // Kills the tree, waits for the exit, and finishes `call` as a failure with `error`.
+  kj::Promise<InvocationResult> FailCall(kj::Own<Call> call, std::string error);
+  kj::Promise<void> PumpStderr();
+  void Kill();
+
+  AgentServices& services_;
+  HandlerConfig config_;
+  kj::Own<Cgroup> cgroup_;
+  pid_t pid_ = -1;
+  // Written when the process ends, which may be after this Worker is gone: shared with the
+  // exit continuation.
+  struct ExitState : public kj::Refcounted {
+    bool alive = true;
+    ExitInfo exit;
+    kj::Maybe<int> handler_status;
+    kj::Own<kj::AsyncInputStream> status_pipe;
+  };
+  kj::Own<ExitState> exit_;
+  kj::ForkedPromise<void> exited_;
+  kj::Own<kj::AsyncOutputStream> stdin_;
+  kj::Own<kj::AsyncInputStream> stdout_;
+  kj::Own<kj::AsyncInputStream> stderr_;
+  CapturedOutput* call_stderr_ = nullptr;  // where stderr goes during a call
+  kj::Array<kj::byte> stderr_buffer_;
+  kj::Promise<void> stderr_task_ = nullptr;
+  kj::Promise<void> queue_tail_ = kj::READY_NOW;  // resolves when the last queued call ends
+  bool in_call_ = false;  // a call is exchanging frames (cancelling it desynchronizes them)
+};
+
+}  // namespace wisp::agent

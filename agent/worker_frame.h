@@ -1,0 +1,30 @@
+// The framing between wisp-agent and a warm worker (api/worker_protocol.md): plain byte
+// layouts, no I/O, so they can be tested on their own.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+
+namespace wisp::agent {
+
+// Request: u32 little-endian payload length, then the payload.
+inline constexpr size_t kRequestHeaderBytes = 4;
+// Response: u32 little-endian result length, u8 status, then the result.
+inline constexpr size_t kResponseHeaderBytes = 5;
+// Status 0 means success; anything else is the handler's own error code.
+inline constexpr uint8_t kWorkerStatusOk = 0;
+
+std::array<uint8_t, kRequestHeaderBytes> EncodeRequestHeader(uint32_t payload_length);
+
+struct ResponseHeader {
+  uint32_t length;
+  uint8_t status;
+};
+ResponseHeader DecodeResponseHeader(const std::array<uint8_t, kResponseHeaderBytes>& bytes);
+
+// The other directions, for workers written in C++ and for tests.
+std::array<uint8_t, kResponseHeaderBytes> EncodeResponseHeader(ResponseHeader header);
+uint32_t DecodeRequestHeader(const std::array<uint8_t, kRequestHeaderBytes>& bytes);
+
+}  // namespace wisp::agent

@@ -1,0 +1,95 @@
+# The protocol between the host and wisp-agent, the in-guest agent (PID 1 of a function guest).
+# Cap'n Proto RPC, two-party vat network, over one vsock byte stream: the agent listens on
+# guest vsock port Agent.port; the host reaches it through the VMM's Unix-socket bridge
+# ("CONNECT <port>\n" / "OK <host_port>\n"), then the bootstrap capability is an Agent.
+#
+# Versioning: `protocolVersion` is bumped on any incompatible change; fields are only ever
+# added (Cap'n Proto keeps old readers working). Both sides check ping().protocolVersion.
+#
+# Limits: the agent reads messages with a traversal limit and a size cap (Agent.maxMessageBytes)
+# and answers oversized or malformed requests with an exception, never by crashing.
+
+@0xb8c964ca7be465fc;
+
+using Cxx = import "/capnp/c++.capnp";
+$Cxx.namespace("wisp::api");
+
+const protocolVersion :UInt32 = 1;
+
+interface Agent {
+  const port :UInt32 = 1024;               # guest vsock port the agent listens on
+  const maxMessageBytes :UInt64 = 67108864;  # 64 MiB: payloads up to 16 MiB each way fit
+
+  ping @0 () -> (info :AgentInfo);
+
+  # Runs one invocation. exec mode: a fresh process per call, payload on stdin, stdout is the
+  # result. worker mode: the call goes to the handler's warm worker (startWorker first).
+  invoke @1 (request :InvokeRequest) -> (result :InvokeResult);
+
+  # Starts the long-lived worker for `handler` (its initialisation runs now, once) and keeps it
+  # for later invokes with mode = worker. Idempotent for the same handler name.
+  startWorker @2 (handler :Handler) -> ();
+  stopWorker @3 (name :Text) -> ();
+
+  # Quiesce before a snapshot: sync filesystems, flush, stop agent timers. The host pauses
+  # the VM after this returns.
+  prepareSnapshot @4 () -> ();
+
+  # After a restore: credit `entropy` to the guest kernel's RNG and set the wall clock, so that
+  # clones of one snapshot are unique and see the current time.
+  resumed @5 (entropy :Data, wallClockUnixNs :Int64) -> ();
+
+  # Powers the VM off after replying.
+  shutdown @6 () -> ();
+}
+
+struct AgentInfo {
+  protocolVersion @0 :UInt32;
+  agentVersion @1 :Text;
+  bootId @2 :Text;              # /proc/sys/kernel/random/boot_id
+  uptimeNs @3 :UInt64;          # CLOCK_BOOTTIME
+  workers @4 :List(Text);       # names of running warm workers
+  startedNs @5 :UInt64;         # CLOCK_BOOTTIME when wisp-agent's main() began
+  readyNs @6 :UInt64;           # CLOCK_BOOTTIME when it first listened on vsock
+}
+
+struct Handler {
+  name @0 :Text;                # identifies a worker; for exec mode informational
+  argv @1 :List(Text);          # argv[0] resolved through PATH inside the sandbox
+  env @2 :List(Text);           # "KEY=value"
+  limits @3 :Limits;
+  network @4 :Bool = false;     # no network namespace isolation when true
+}
+
+struct Limits {
+  memoryBytes @0 :UInt64 = 268435456;   # cgroup memory.max (256 MiB)
+  pids @1 :UInt32 = 64;                 # cgroup pids.max
+  cpuTimeMs @2 :UInt64 = 0;             # RLIMIT_CPU; 0 = none
+  maxOutputBytes @3 :UInt64 = 16777216; # stdout (result) cap; stderr is capped at 1 MiB
+  openFiles @4 :UInt32 = 256;           # RLIMIT_NOFILE
+}
+
+struct InvokeRequest {
+  enum Mode { exec @0; worker @1; }
+  mode @0 :Mode;
+  handler @1 :Handler;          # exec: what to run; worker: only `name` is used
+  payload @2 :Data;
+  timeoutMs @3 :UInt64 = 30000; # wall clock; the whole process tree is killed after it
+}
+
+struct InvokeResult {
+  stdout @0 :Data;              # the result
+  stderr @1 :Data;
+  union {
+    exitCode @2 :Int32;
+    signal @3 :Int32;
+  }
+  timedOut @4 :Bool;
+  outputTruncated @5 :Bool;     # stdout or stderr hit its cap
+  limitExceeded @6 :Text;       # "" or which limit ended it ("memory", "pids", "output")
+  durationNs @7 :UInt64;
+  peakMemoryBytes @8 :UInt64;   # cgroup memory.peak (6.1 has it; else ru_maxrss)
+  cpuTimeNs @9 :UInt64;         # user + system of the whole tree
+  error @10 :Text;              # "" or why the handler could not run to completion on the
+                                # agent's side (worker died, worker not started, bad frame)
+}

@@ -1,0 +1,323 @@
+#include "api/agent_client.h"
+
+#include <capnp/message.h>
+#include <capnp/rpc-twoparty.h>
+#include <kj/async-io.h>
+#include <kj/debug.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <thread>
+#include <utility>
+
+#include "api/agent.capnp.h"
+
+namespace wisp::client {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+kj::ArrayPtr<const capnp::byte> bytes_of(const std::string& s) {
+  return kj::arrayPtr(reinterpret_cast<const capnp::byte*>(s.data()), s.size());
+}
+
+std::string string_of(capnp::Data::Reader d) {
+  return std::string(reinterpret_cast<const char*>(d.begin()), d.size());
+}
+
+std::string string_of(capnp::Text::Reader t) { return std::string(t.cStr(), t.size()); }
+
+// The fd is closed when this goes out of scope unless released.
+class FdGuard {
+ public:
+  explicit FdGuard(int fd) : fd_(fd) {}
+  ~FdGuard() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  int release() { return std::exchange(fd_, -1); }
+  int get() const { return fd_; }
+
+ private:
+  int fd_;
+};
+
+void fill_handler(api::Handler::Builder b, const Handler& h) {
+  b.setName(h.name);
+  auto argv = b.initArgv(static_cast<unsigned>(h.argv.size()));
+  for (size_t i = 0; i < h.argv.size(); ++i) argv.set(static_cast<unsigned>(i), h.argv[i]);
+  auto env = b.initEnv(static_cast<unsigned>(h.env.size()));
+  for (size_t i = 0; i < h.env.size(); ++i) env.set(static_cast<unsigned>(i), h.env[i]);
+  auto l = b.initLimits();
+  l.setMemoryBytes(h.limits.memory_bytes);
+  l.setPids(h.limits.pids);
+  l.setCpuTimeMs(h.limits.cpu_time_ms);
+  l.setMaxOutputBytes(h.limits.max_output_bytes);
+  l.setOpenFiles(h.limits.open_files);
+  b.setNetwork(h.network);
+}
+
+InvokeResult convert(api::InvokeResult::Reader r) {
+  InvokeResult out;
+  out.out = string_of(r.getStdout());
+  out.err = string_of(r.getStderr());
+  if (r.isSignal()) {
+    out.signaled = true;
+    out.signal = r.getSignal();
+  } else {
+    out.exit_code = r.getExitCode();
+  }
+  out.timed_out = r.getTimedOut();
+  out.output_truncated = r.getOutputTruncated();
+  out.limit_exceeded = string_of(r.getLimitExceeded());
+  out.duration_ns = r.getDurationNs();
+  out.peak_memory_bytes = r.getPeakMemoryBytes();
+  out.cpu_time_ns = r.getCpuTimeNs();
+  return out;
+}
+
+// Refuses a request the agent would reject anyway, before copying it into a message.
+void check_request_size(const InvokeRequest& r) {
+  uint64_t cap = max_message_bytes();
+  if (r.payload.size() + (1u << 20) > cap)
+    throw Error("invoke: the payload is " + std::to_string(r.payload.size()) +
+                " bytes; the agent accepts messages up to " + std::to_string(cap) +
+                " bytes (api/agent.capnp Agent.maxMessageBytes), so pass large inputs another way");
+}
+
+// KJ allows one event loop per thread: every AgentClient of a thread shares it, and it goes
+// away with the last of them.
+struct ThreadIo {
+  kj::AsyncIoContext io = kj::setupAsyncIo();
+};
+
+std::shared_ptr<ThreadIo> thread_io() {
+  thread_local std::weak_ptr<ThreadIo> current;
+  std::shared_ptr<ThreadIo> io = current.lock();
+  if (!io) {
+    io = std::make_shared<ThreadIo>();
+    current = io;
+  }
+  return io;
+}
+
+}  // namespace
+
+uint32_t agent_port() { return api::Agent::PORT; }
+uint32_t protocol_version() { return api::PROTOCOL_VERSION; }
+uint64_t max_message_bytes() { return api::Agent::MAX_MESSAGE_BYTES; }
+
+int vsock_uds_connect(const std::string& uds_path, uint32_t port, milliseconds timeout,
+                      std::string* why) {
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (uds_path.size() >= sizeof(addr.sun_path))
+    throw Error("vsock socket path '" + uds_path + "' is too long for a Unix socket");
+  std::memcpy(addr.sun_path, uds_path.c_str(), uds_path.size() + 1);
+  FdGuard fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (fd.get() < 0) throw_errno("socket(AF_UNIX)");
+  if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    // Not there yet (the VMM has not bound it) or not listening: the caller retries.
+    *why = errno_message("connect to " + uds_path);
+    return -1;
+  }
+  std::string line = "CONNECT " + std::to_string(port) + "\n";
+  if (::send(fd.get(), line.data(), line.size(), MSG_NOSIGNAL) !=
+      static_cast<ssize_t>(line.size())) {
+    *why = errno_message("send CONNECT to " + uds_path);
+    return -1;
+  }
+  // Byte by byte: whatever follows the reply line is already the guest's stream.
+  std::string reply;
+  auto end = Clock::now() + timeout;
+  while (reply.empty() || reply.back() != '\n') {
+    auto left = std::chrono::duration_cast<milliseconds>(end - Clock::now()).count();
+    pollfd p{fd.get(), POLLIN, 0};
+    if (left <= 0 || ::poll(&p, 1, static_cast<int>(left)) == 0) {
+      *why = "no reply to CONNECT " + std::to_string(port) + " within " +
+             std::to_string(timeout.count()) + " ms";
+      return -1;
+    }
+    char c;
+    ssize_t n = ::recv(fd.get(), &c, 1, 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      *why = "nothing listens on guest vsock port " + std::to_string(port) + " yet";
+      return -1;
+    }
+    reply.push_back(c);
+    if (reply.size() > 32) break;
+  }
+  if (!reply.starts_with("OK ") || reply.back() != '\n')
+    throw Error("vsock bridge at " + uds_path + " answered CONNECT with '" + reply.substr(0, 32) +
+                "' instead of 'OK <port>': is it a wisp VM's --vsock-uds?");
+  return fd.release();
+}
+
+struct AgentClient::Impl {
+  // Declaration order is teardown order reversed: the capability and RPC system go before the
+  // stream they write to, and the event loop goes last.
+  std::shared_ptr<ThreadIo> thread = thread_io();
+  kj::AsyncIoContext& io = thread->io;
+  kj::Own<kj::AsyncIoStream> stream;
+  kj::Own<capnp::TwoPartyVatNetwork> network;
+  kj::Own<capnp::RpcSystem<capnp::rpc::twoparty::VatId>> rpc;
+  api::Agent::Client agent = nullptr;
+  milliseconds grace{10000};
+
+  // Runs the loop until `p` resolves, at most `limit`; maps KJ failures to AgentError.
+  template <typename T>
+  T wait(kj::Promise<T>&& p, milliseconds limit, const char* what) {
+    auto timed = io.provider->getTimer().timeoutAfter(
+        static_cast<int64_t>(limit.count()) * kj::MILLISECONDS, kj::mv(p));
+    try {
+      return timed.wait(io.waitScope);
+    } catch (const kj::Exception& e) {
+      std::string desc(e.getDescription().cStr());
+      if (e.getType() == kj::Exception::Type::DISCONNECTED)
+        throw AgentError(
+            AgentError::Kind::kDisconnected,
+            std::string("agent ") + what +
+                ": the connection to the guest agent dropped (did the VM stop?): " + desc);
+      if (e.getType() == kj::Exception::Type::OVERLOADED && desc == "operation timed out")
+        throw AgentError(AgentError::Kind::kTimeout,
+                         std::string("agent ") + what + ": no answer from the guest agent within " +
+                             std::to_string(limit.count()) + " ms");
+      throw AgentError(AgentError::Kind::kRemote,
+                       std::string("agent ") + what + " failed: " + desc);
+    }
+  }
+};
+
+AgentClient::AgentClient(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+AgentClient::~AgentClient() = default;
+
+std::unique_ptr<AgentClient> AgentClient::from_fd(int fd, milliseconds call_grace) {
+  auto impl = std::make_unique<Impl>();
+  impl->grace = call_grace;
+  impl->stream =
+      impl->io.lowLevelProvider->wrapSocketFd(fd, kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP);
+  // Bounded reads: a lying agent cannot make the host allocate or traverse more than the
+  // protocol's message cap.
+  capnp::ReaderOptions opts;
+  opts.traversalLimitInWords = max_message_bytes() / sizeof(capnp::word);
+  opts.nestingLimit = 32;
+  impl->network =
+      kj::heap<capnp::TwoPartyVatNetwork>(*impl->stream, capnp::rpc::twoparty::Side::CLIENT, opts);
+  impl->rpc =
+      kj::heap<capnp::RpcSystem<capnp::rpc::twoparty::VatId>>(capnp::makeRpcClient(*impl->network));
+  capnp::word scratch[4];
+  std::memset(scratch, 0, sizeof(scratch));
+  capnp::MallocMessageBuilder message(scratch);
+  auto server_id = message.getRoot<capnp::rpc::twoparty::VatId>();
+  server_id.setSide(capnp::rpc::twoparty::Side::SERVER);
+  impl->agent = impl->rpc->bootstrap(server_id).castAs<api::Agent>();
+  return std::unique_ptr<AgentClient>(new AgentClient(std::move(impl)));
+}
+
+std::unique_ptr<AgentClient> AgentClient::connect(const ConnectOptions& o) {
+  uint32_t port = o.port ? o.port : agent_port();
+  auto deadline = Clock::now() + o.deadline;
+  std::string why = "not tried";
+  while (true) {
+    auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now());
+    if (left.count() <= 0) break;
+    int fd = vsock_uds_connect(o.uds_path, port, std::min(left, milliseconds(2000)), &why);
+    if (fd >= 0) return from_fd(fd, o.call_grace);
+    if (o.keep_trying && !o.keep_trying())
+      throw AgentError(AgentError::Kind::kUnreachable,
+                       "the VM stopped before its agent answered on vsock port " +
+                           std::to_string(port) + " (last attempt: " + why + ")");
+    // The guest is booting: a refused attempt costs the VMM one RST, so poll briskly.
+    std::this_thread::sleep_for(milliseconds(5));
+  }
+  throw AgentError(AgentError::Kind::kUnreachable,
+                   "no guest agent answered on vsock port " + std::to_string(port) + " via " +
+                       o.uds_path + " within " + std::to_string(o.deadline.count()) +
+                       " ms (last attempt: " + why +
+                       "). Does the guest run wisp-agent (build/guest/agent-initramfs.cpio.gz)?");
+}
+
+AgentInfo AgentClient::ping() {
+  auto resp = impl_->wait(
+      impl_->agent.pingRequest().send().then([](capnp::Response<api::Agent::PingResults>&& r) {
+        auto i = r.getInfo();
+        AgentInfo info;
+        info.protocol_version = i.getProtocolVersion();
+        info.agent_version = string_of(i.getAgentVersion());
+        info.boot_id = string_of(i.getBootId());
+        info.uptime_ns = i.getUptimeNs();
+        for (auto w : i.getWorkers()) info.workers.push_back(string_of(w));
+        return info;
+      }),
+      impl_->grace, "ping");
+  return resp;
+}
+
+InvokeResult AgentClient::invoke(const InvokeRequest& request) {
+  return std::move(invoke_many({request}).front());
+}
+
+std::vector<InvokeResult> AgentClient::invoke_many(const std::vector<InvokeRequest>& requests) {
+  uint64_t longest = 0;
+  kj::Vector<kj::Promise<InvokeResult>> calls;
+  for (const auto& r : requests) {
+    check_request_size(r);
+    longest = std::max(longest, r.timeout_ms);
+    auto req = impl_->agent.invokeRequest();
+    auto b = req.initRequest();
+    b.setMode(r.mode == InvokeMode::kWorker ? api::InvokeRequest::Mode::WORKER
+                                            : api::InvokeRequest::Mode::EXEC);
+    fill_handler(b.initHandler(), r.handler);
+    b.setPayload(bytes_of(r.payload));
+    b.setTimeoutMs(r.timeout_ms);
+    calls.add(req.send().then([](capnp::Response<api::Agent::InvokeResults>&& resp) {
+      return convert(resp.getResult());
+    }));
+  }
+  // The agent enforces each timeout itself; the grace covers its kill, reap and reply.
+  auto all = impl_->wait(kj::joinPromises(calls.releaseAsArray()),
+                         milliseconds(longest) + impl_->grace, "invoke");
+  return std::vector<InvokeResult>(std::make_move_iterator(all.begin()),
+                                   std::make_move_iterator(all.end()));
+}
+
+void AgentClient::start_worker(const Handler& handler) {
+  auto req = impl_->agent.startWorkerRequest();
+  fill_handler(req.initHandler(), handler);
+  impl_->wait(req.send().ignoreResult(), impl_->grace, "startWorker");
+}
+
+void AgentClient::stop_worker(const std::string& name) {
+  auto req = impl_->agent.stopWorkerRequest();
+  req.setName(name);
+  impl_->wait(req.send().ignoreResult(), impl_->grace, "stopWorker");
+}
+
+void AgentClient::prepare_snapshot() {
+  impl_->wait(impl_->agent.prepareSnapshotRequest().send().ignoreResult(), impl_->grace,
+              "prepareSnapshot");
+}
+
+void AgentClient::resumed(const std::string& entropy, int64_t wall_clock_unix_ns) {
+  auto req = impl_->agent.resumedRequest();
+  req.setEntropy(bytes_of(entropy));
+  req.setWallClockUnixNs(wall_clock_unix_ns);
+  impl_->wait(req.send().ignoreResult(), impl_->grace, "resumed");
+}
+
+void AgentClient::shutdown() {
+  try {
+    impl_->wait(impl_->agent.shutdownRequest().send().ignoreResult(), impl_->grace, "shutdown");
+  } catch (const AgentError& e) {
+    if (e.kind() != AgentError::Kind::kDisconnected) throw;
+  }
+}
+
+}  // namespace wisp::client

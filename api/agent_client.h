@@ -1,0 +1,137 @@
+// The host side of api/agent.capnp: a synchronous client for the in-guest wisp-agent, reached
+// through a VM's vsock Unix socket (the VMM's "CONNECT <port>\n" bridge). Callers see plain C++
+// structs, never Cap'n Proto types, so the CLI and tests do not depend on the generated code.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "vmm/base/error.h"
+
+namespace wisp::client {
+
+// Mirrors of the schema's structs (which live in wisp::api); defaults are the schema's.
+struct Limits {
+  uint64_t memory_bytes = 256ull << 20;
+  uint32_t pids = 64;
+  uint64_t cpu_time_ms = 0;  // 0 = no RLIMIT_CPU
+  uint64_t max_output_bytes = 16ull << 20;
+  uint32_t open_files = 256;
+};
+
+struct Handler {
+  std::string name;
+  std::vector<std::string> argv;
+  std::vector<std::string> env;  // "KEY=value"
+  Limits limits;
+  bool network = false;
+};
+
+enum class InvokeMode { kExec, kWorker };
+
+struct InvokeRequest {
+  InvokeMode mode = InvokeMode::kExec;
+  Handler handler;  // worker mode: only `name` is used
+  std::string payload;
+  uint64_t timeout_ms = 30000;
+};
+
+struct InvokeResult {
+  std::string out;  // the handler's stdout: the result
+  std::string err;
+  bool signaled = false;  // true: `signal` ended it; false: it exited with `exit_code`
+  int exit_code = 0;
+  int signal = 0;
+  bool timed_out = false;
+  bool output_truncated = false;
+  std::string limit_exceeded;  // "" or which limit ended it ("memory", "pids", "output")
+  uint64_t duration_ns = 0;
+  uint64_t peak_memory_bytes = 0;
+  uint64_t cpu_time_ns = 0;
+};
+
+struct AgentInfo {
+  uint32_t protocol_version = 0;
+  std::string agent_version;
+  std::string boot_id;
+  uint64_t uptime_ns = 0;
+  std::vector<std::string> workers;
+  uint64_t started_ns = 0;  // CLOCK_BOOTTIME when wisp-agent's main() began (0: not reported)
+  uint64_t ready_ns = 0;    // CLOCK_BOOTTIME when it first listened on vsock
+};
+
+// The schema constants, so callers need not include the generated header.
+uint32_t agent_port();
+uint32_t protocol_version();
+uint64_t max_message_bytes();
+
+// Why a call failed; wisp exec maps these to exit codes.
+class AgentError : public Error {
+ public:
+  enum class Kind {
+    kUnreachable,   // no agent answered before the deadline (VM not up, agent not listening)
+    kDisconnected,  // the connection dropped mid-call (VM died or powered off)
+    kTimeout,       // the agent did not answer a call in time
+    kRemote,        // the agent answered with an exception (bad request, handler not found)
+  };
+  AgentError(Kind kind, const std::string& msg) : Error(msg), kind_(kind) {}
+  Kind kind() const { return kind_; }
+
+ private:
+  Kind kind_;
+};
+
+struct ConnectOptions {
+  std::string uds_path;  // the VM's --vsock-uds socket
+  uint32_t port = 0;     // 0: agent_port()
+  // The guest may still be booting: connect and CONNECT are retried until this passes.
+  std::chrono::milliseconds deadline{30000};
+  // Called between attempts; returning false gives up early (e.g. the VMM process exited).
+  std::function<bool()> keep_trying;
+  // Every call other than invoke must answer within this; invoke gets its timeout plus this.
+  std::chrono::milliseconds call_grace{10000};
+};
+
+// One RPC connection to one agent. Synchronous: each method runs the calling thread's KJ event
+// loop (shared by all AgentClients of that thread, created with the first; so the thread must
+// not run another KJ loop) until the answer arrives. An AgentClient belongs to the thread that
+// created it: for concurrent calls use one per thread, or invoke_many on one connection.
+class AgentClient {
+ public:
+  // Throws AgentError(kUnreachable) if the agent did not accept a connection by the deadline.
+  static std::unique_ptr<AgentClient> connect(const ConnectOptions& options);
+  // Wraps an already connected byte stream (after any CONNECT handshake); takes the fd.
+  static std::unique_ptr<AgentClient> from_fd(int fd, std::chrono::milliseconds call_grace);
+  ~AgentClient();
+  AgentClient(const AgentClient&) = delete;
+  AgentClient& operator=(const AgentClient&) = delete;
+
+  AgentInfo ping();
+  InvokeResult invoke(const InvokeRequest& request);
+  // Sends all requests at once on this connection and waits for every answer (in order).
+  std::vector<InvokeResult> invoke_many(const std::vector<InvokeRequest>& requests);
+  void start_worker(const Handler& handler);
+  void stop_worker(const std::string& name);
+  void prepare_snapshot();
+  void resumed(const std::string& entropy, int64_t wall_clock_unix_ns);
+  // The agent replies, then powers the VM off. A connection dropped by the power-off before
+  // the reply arrives counts as success.
+  void shutdown();
+
+ private:
+  struct Impl;
+  explicit AgentClient(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// Connects to `uds_path` and does the "CONNECT <port>\n" / "OK <n>\n" handshake once, waiting
+// at most `timeout` for the reply. Returns the connected fd (the guest stream), or -1 with
+// `why` set when there is no listener yet. Throws Error on a malformed reply.
+int vsock_uds_connect(const std::string& uds_path, uint32_t port, std::chrono::milliseconds timeout,
+                      std::string* why);
+
+}  // namespace wisp::client

@@ -1,0 +1,402 @@
+// The guest agent end to end: `wisp exec` as a user runs it, and the host client library
+// against one long-running agent VM (one boot for the whole suite: under the nested-KVM testbed
+// a boot costs seconds). Needs build/guest/agent-initramfs.cpio.gz (the wisp-agent guest).
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <thread>
+
+#include "api/agent_client.h"
+#include "tests/integration/wisp_runner.h"
+
+extern char** environ;
+
+namespace wisp::testing {
+namespace {
+
+using client::AgentClient;
+using client::InvokeRequest;
+using client::InvokeResult;
+using std::chrono::milliseconds;
+
+// A stateful worker in busybox sh speaking api/ worker framing: request = u32 LE length +
+// payload; response = u32 LE length + u8 status + result. It answers with a call counter, so
+// the count shows that state survives between invocations.
+constexpr const char* kCountingWorker = R"(n=0
+while :; do
+  len=$(dd bs=1 count=4 2>/dev/null | od -An -tu4 | tr -d ' ')
+  [ -n "$len" ] || exit 0
+  [ "$len" -gt 0 ] && dd bs=1 count="$len" of=/dev/null 2>/dev/null
+  n=$((n+1)); l=${#n}
+  printf "\\$(printf %o "$l")\\000\\000\\000\\000%s" "$n"
+done)";
+
+// WISP_AGENT_INITRD overrides the guest (e.g. an agent build under test).
+std::string agent_initrd() {
+  const char* p = std::getenv("WISP_AGENT_INITRD");
+  return p && *p ? p : guest_file("agent-initramfs.cpio.gz");
+}
+
+bool exists(const std::string& p) {
+  struct stat st;
+  return stat(p.c_str(), &st) == 0;
+}
+
+std::string describe(const InvokeResult& r) {
+  std::ostringstream s;
+  s << "exit=" << r.exit_code << " signaled=" << r.signaled << " signal=" << r.signal
+    << " timed_out=" << r.timed_out << " truncated=" << r.output_truncated << " limit='"
+    << r.limit_exceeded << "' out(" << r.out.size() << ")='" << r.out.substr(0, 400) << "' err='"
+    << r.err.substr(0, 400) << "'";
+  return s.str();
+}
+
+std::string describe(const ProcessResult& r) {
+  return "exit=" + std::to_string(r.exit_code) + (r.timed_out ? " (TIMED OUT)" : "") +
+         "\n--- stdout ---\n" + r.out.substr(0, 2000) + "\n--- stderr ---\n" + r.err;
+}
+
+InvokeRequest exec_request(std::vector<std::string> argv, std::string payload = "",
+                           uint64_t timeout_ms = 30000) {
+  InvokeRequest r;
+  r.handler.name = argv.empty() ? "" : argv[0];
+  r.handler.argv = std::move(argv);
+  r.payload = std::move(payload);
+  r.timeout_ms = timeout_ms;
+  return r;
+}
+
+InvokeRequest shell(const std::string& script, std::string payload = "",
+                    uint64_t timeout_ms = 30000) {
+  return exec_request({"sh", "-c", script}, std::move(payload), timeout_ms);
+}
+
+std::string random_bytes(size_t n, unsigned seed) {
+  std::mt19937_64 rng(seed);
+  std::string s(n, '\0');
+  for (size_t i = 0; i + 8 <= n; i += 8) {
+    uint64_t v = rng();
+    std::memcpy(&s[i], &v, 8);
+  }
+  return s;
+}
+
+// True when the peer closes the connection within 30 s (it may send an RPC Abort first).
+bool closed_by_peer(int fd) {
+  timeval tv{30, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  char buf[4096];
+  while (true) {
+    ssize_t n = recv(fd, buf, sizeof(buf), 0);
+    if (n == 0 || (n < 0 && errno == ECONNRESET)) return true;
+    if (n < 0) return false;  // timed out: still open
+  }
+}
+
+// ---- wisp exec, as a person at a terminal uses it ----------------------------------------
+
+class ExecCli : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(exists(agent_initrd()))
+        << agent_initrd() << " is missing: build the agent guest (make guest)";
+  }
+  ProcessResult exec(const std::vector<std::string>& args, const std::string& input = "") {
+    std::vector<std::string> argv = {wisp_binary(), "exec", "--initrd", agent_initrd()};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return run_process(argv, {{"", input}}, 300);
+  }
+};
+
+TEST(ExecCliUsage, NoCommandIsAUsageError) {
+  auto r = run_process({wisp_binary(), "exec", "--timeout", "1"}, {}, 30);
+  EXPECT_EQ(r.exit_code, 2) << describe(r);
+  EXPECT_NE(r.err.find("no command"), std::string::npos) << describe(r);
+}
+
+TEST(ExecCliUsage, MissingGuestIsAVmFailure) {
+  auto r = run_process({wisp_binary(), "exec", "--initrd", "/nonexistent.cpio.gz", "--", "true"},
+                       {}, 30);
+  EXPECT_EQ(r.exit_code, 126) << describe(r);
+  EXPECT_NE(r.err.find("/nonexistent.cpio.gz"), std::string::npos) << describe(r);
+}
+
+TEST_F(ExecCli, EchoHiThroughCat) {
+  auto r = exec({"--", "cat"}, "hi\n");
+  EXPECT_EQ(r.exit_code, 0) << describe(r);
+  EXPECT_EQ(r.out, "hi\n") << describe(r);
+}
+
+TEST_F(ExecCli, ExitCodeAndStderrComeBack) {
+  auto r = exec({"--", "sh", "-c", "echo to-err >&2; echo to-out; exit 7"});
+  EXPECT_EQ(r.exit_code, 7) << describe(r);
+  EXPECT_EQ(r.out, "to-out\n") << describe(r);
+  EXPECT_NE(r.err.find("to-err"), std::string::npos) << describe(r);
+}
+
+TEST_F(ExecCli, TimeoutExitsWith124) {
+  auto r = exec({"--timeout", "2", "--", "sleep", "60"});
+  EXPECT_EQ(r.exit_code, 124) << describe(r);
+  EXPECT_NE(r.err.find("timeout"), std::string::npos) << describe(r);
+}
+
+TEST_F(ExecCli, SignalExitsWith128PlusN) {
+  auto r = exec({"--", "sh", "-c", "kill -9 $$"});
+  EXPECT_EQ(r.exit_code, 128 + 9) << describe(r);
+}
+
+// ---- the client library against one agent VM ---------------------------------------------
+
+class AgentVm : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    if (!exists(agent_initrd())) return;
+    char dir[] = "/tmp/wisp-agent-test-XXXXXX";
+    ASSERT_NE(mkdtemp(dir), nullptr);
+    dir_ = dir;
+    sock_ = dir_ + "/vm.sock";
+    std::vector<std::string> args = {
+        wisp_binary(), "run", "--initrd",  agent_initrd(),        "--mem",     "512",
+        "--vsock-uds", sock_, "--console", dir_ + "/console.log", "--cmdline", "quiet"};
+    std::vector<char*> cargs;
+    for (auto& a : args) cargs.push_back(a.data());
+    cargs.push_back(nullptr);
+    ASSERT_EQ(posix_spawn(&vmm_, cargs[0], nullptr, nullptr, cargs.data(), environ), 0);
+  }
+  static void TearDownTestSuite() {
+    if (vmm_ <= 0) return;
+    try {
+      connect()->shutdown();
+    } catch (const std::exception&) {
+    }
+    for (int i = 0; i < 1000 && waitpid(vmm_, nullptr, WNOHANG) == 0; ++i)
+      std::this_thread::sleep_for(milliseconds(10));
+    kill(vmm_, SIGKILL);
+    waitpid(vmm_, nullptr, 0);
+    vmm_ = 0;
+    std::system(("rm -rf " + dir_).c_str());
+  }
+  void SetUp() override {
+    ASSERT_TRUE(exists(agent_initrd()))
+        << agent_initrd() << " is missing: build the agent guest (make guest)";
+    ASSERT_GT(vmm_, 0);
+    agent_ = connect();
+  }
+  static std::unique_ptr<AgentClient> connect() {
+    client::ConnectOptions o;
+    o.uds_path = sock_;
+    o.deadline = milliseconds(180000);
+    pid_t pid = vmm_;
+    o.keep_trying = [pid] { return kill(pid, 0) == 0 && waitpid(pid, nullptr, WNOHANG) == 0; };
+    return AgentClient::connect(o);
+  }
+  std::string console() {
+    std::ifstream f(dir_ + "/console.log");
+    std::stringstream s;
+    s << f.rdbuf();
+    return s.str();
+  }
+  // The agent survived whatever the previous call did: same boot, still answering.
+  void expect_agent_alive(const std::string& boot_id) {
+    auto fresh = connect();
+    auto info = fresh->ping();
+    EXPECT_EQ(info.boot_id, boot_id) << "the guest rebooted; console:\n" << console();
+    auto r = fresh->invoke(shell("echo still-here"));
+    EXPECT_EQ(r.out, "still-here\n") << describe(r);
+  }
+
+  static inline std::string dir_, sock_;
+  static inline pid_t vmm_ = 0;
+  std::unique_ptr<AgentClient> agent_;
+};
+
+TEST_F(AgentVm, PingReportsVersionAndBoot) {
+  auto info = agent_->ping();
+  EXPECT_EQ(info.protocol_version, client::protocol_version());
+  EXPECT_FALSE(info.agent_version.empty());
+  EXPECT_EQ(info.boot_id.size(), 36u) << info.boot_id;
+  EXPECT_GT(info.uptime_ns, 0u);
+}
+
+TEST_F(AgentVm, SixteenMibPayloadBothWaysIntact) {
+  std::string payload = random_bytes(16 << 20, 1);
+  auto r = agent_->invoke(exec_request({"cat"}, payload, 120000));
+  EXPECT_EQ(r.exit_code, 0) << describe(r);
+  EXPECT_FALSE(r.output_truncated);
+  EXPECT_TRUE(r.out == payload) << "got " << r.out.size() << " bytes back";
+}
+
+TEST_F(AgentVm, TwoHundredSequentialInvocations) {
+  for (int i = 0; i < 200; ++i) {
+    auto r = agent_->invoke(exec_request({"cat"}, "call " + std::to_string(i)));
+    ASSERT_EQ(r.out, "call " + std::to_string(i)) << "call " << i << ": " << describe(r);
+    ASSERT_EQ(r.exit_code, 0) << describe(r);
+  }
+}
+
+TEST_F(AgentVm, EightConcurrentOnEightConnections) {
+  std::vector<std::thread> threads;
+  std::vector<std::string> outs(8), errors(8);
+  for (int i = 0; i < 8; ++i)
+    threads.emplace_back([&, i] {
+      try {
+        auto c = connect();
+        outs[i] = c->invoke(shell("sleep 1; cat", "conn " + std::to_string(i))).out;
+      } catch (const std::exception& e) {
+        errors[i] = e.what();
+      }
+    });
+  for (auto& t : threads) t.join();
+  for (int i = 0; i < 8; ++i) {
+    EXPECT_EQ(errors[i], "") << "connection " << i;
+    EXPECT_EQ(outs[i], "conn " + std::to_string(i));
+  }
+}
+
+TEST_F(AgentVm, EightConcurrentOnOneConnection) {
+  std::vector<InvokeRequest> reqs;
+  for (int i = 0; i < 8; ++i) reqs.push_back(shell("sleep 1; cat", "req " + std::to_string(i)));
+  auto start = std::chrono::steady_clock::now();
+  auto results = agent_->invoke_many(reqs);
+  double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  ASSERT_EQ(results.size(), 8u);
+  for (int i = 0; i < 8; ++i) EXPECT_EQ(results[i].out, "req " + std::to_string(i));
+  // Run one after another they would take 8 s; the agent must overlap them.
+  EXPECT_LT(s, 7.0) << "8 calls of 1 s each took " << s << " s: not concurrent";
+}
+
+TEST_F(AgentVm, WorkerKeepsStateBetweenInvocations) {
+  client::Handler h;
+  h.name = "counter";
+  h.argv = {"sh", "-c", kCountingWorker};
+  agent_->start_worker(h);
+  InvokeRequest req;
+  req.mode = client::InvokeMode::kWorker;
+  req.handler.name = "counter";
+  for (int i = 1; i <= 3; ++i) {
+    req.payload = "x";
+    auto r = agent_->invoke(req);
+    EXPECT_EQ(r.out, std::to_string(i)) << describe(r);
+  }
+  EXPECT_EQ(agent_->ping().workers, std::vector<std::string>{"counter"});
+  agent_->stop_worker("counter");
+}
+
+TEST_F(AgentVm, TimeoutKillsTheTreeAndTheNextCallWorks) {
+  auto boot = agent_->ping().boot_id;
+  auto start = std::chrono::steady_clock::now();
+  auto r = agent_->invoke(shell("sleep 100 & sleep 100; echo never", "", 1000));
+  double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  EXPECT_TRUE(r.timed_out) << describe(r);
+  EXPECT_EQ(r.out.find("never"), std::string::npos);
+  EXPECT_LT(s, 20.0);
+  expect_agent_alive(boot);
+}
+
+TEST_F(AgentVm, ForkBombIsContained) {
+  auto boot = agent_->ping().boot_id;
+  auto req = shell("b() { b | b & }; b; sleep 5", "", 10000);
+  req.handler.limits.pids = 32;
+  auto r = agent_->invoke(req);
+  EXPECT_TRUE(r.limit_exceeded == "pids" || r.timed_out) << describe(r);
+  expect_agent_alive(boot);
+}
+
+TEST_F(AgentVm, MemoryHogIsContained) {
+  auto boot = agent_->ping().boot_id;
+  auto req = shell("x=0123456789abcdef; while :; do x=$x$x; done", "", 30000);
+  req.handler.limits.memory_bytes = 32 << 20;
+  auto r = agent_->invoke(req);
+  EXPECT_EQ(r.limit_exceeded, "memory") << describe(r);
+  EXPECT_LE(r.peak_memory_bytes, uint64_t{40} << 20) << describe(r);
+  expect_agent_alive(boot);
+}
+
+TEST_F(AgentVm, OneGibStdoutIsCappedAndReported) {
+  auto boot = agent_->ping().boot_id;
+  auto req = shell("head -c 1073741824 /dev/zero", "", 120000);
+  req.handler.limits.max_output_bytes = 1 << 20;
+  auto r = agent_->invoke(req);
+  EXPECT_TRUE(r.output_truncated) << describe(r);
+  EXPECT_EQ(r.limit_exceeded, "output") << describe(r);
+  EXPECT_LE(r.out.size(), size_t{1} << 20);
+  expect_agent_alive(boot);
+}
+
+TEST_F(AgentVm, HandlerIsUnprivileged) {
+  auto r =
+      agent_->invoke(shell("id -u; grep -E '^(CapEff|NoNewPrivs|Seccomp):' /proc/self/status"));
+  EXPECT_EQ(r.exit_code, 0) << describe(r);
+  std::istringstream lines(r.out);
+  std::string uid;
+  std::getline(lines, uid);
+  EXPECT_NE(uid, "0") << describe(r);
+  EXPECT_FALSE(uid.empty()) << describe(r);
+  EXPECT_NE(r.out.find("CapEff:\t0000000000000000"), std::string::npos) << describe(r);
+  EXPECT_NE(r.out.find("NoNewPrivs:\t1"), std::string::npos) << describe(r);
+  EXPECT_NE(r.out.find("Seccomp:\t2"), std::string::npos) << describe(r);
+}
+
+TEST_F(AgentVm, PtraceMountAndSetuidFailAndPid1Survives) {
+  std::ifstream f(WISP_SANDBOX_PROBE, std::ios::binary);
+  ASSERT_TRUE(f) << WISP_SANDBOX_PROBE << " missing: build wisp_sandbox_probe";
+  std::string probe((std::istreambuf_iterator<char>(f)), {});
+  auto boot = agent_->ping().boot_id;
+  // The probe arrives as the payload and runs from the first writable directory.
+  auto r = agent_->invoke(
+      shell("for d in \"$PWD\" \"$TMPDIR\" /tmp; do cat > \"$d/probe\" 2>/dev/null && break; done; "
+            "chmod 700 \"$d/probe\" && \"$d/probe\"; kill -9 1; echo done",
+            probe));
+  EXPECT_NE(r.out.find("done"), std::string::npos) << describe(r);
+  EXPECT_EQ(r.out.find("uid: 0\n"), std::string::npos) << describe(r);
+  EXPECT_NE(r.out.find("uid: "), std::string::npos) << describe(r);
+  for (const char* call : {"ptrace", "mount", "setuid0"})
+    EXPECT_EQ(r.out.find(std::string(call) + ": allowed"), std::string::npos)
+        << call << " was allowed: " << describe(r);
+  expect_agent_alive(boot);
+}
+
+TEST_F(AgentVm, GarbageAfterConnectIsRejectedAndTheAgentStillAnswers) {
+  auto boot = agent_->ping().boot_id;
+  std::string why;
+  int fd = client::vsock_uds_connect(sock_, client::agent_port(), milliseconds(10000), &why);
+  ASSERT_GE(fd, 0) << why;
+  std::string garbage = random_bytes(64 << 10, 7);
+  [[maybe_unused]] ssize_t n = send(fd, garbage.data(), garbage.size(), MSG_NOSIGNAL);
+  EXPECT_TRUE(closed_by_peer(fd)) << "the agent kept a garbage connection open";
+  close(fd);
+  expect_agent_alive(boot);
+}
+
+TEST_F(AgentVm, OversizedFrameIsRejectedAndTheAgentStillAnswers) {
+  auto boot = agent_->ping().boot_id;
+  std::string why;
+  int fd = client::vsock_uds_connect(sock_, client::agent_port(), milliseconds(10000), &why);
+  ASSERT_GE(fd, 0) << why;
+  // A Cap'n Proto frame header: one segment of 2^28 words (2 GiB), far over the agent's cap.
+  uint32_t header[2] = {0, 1u << 28};
+  [[maybe_unused]] ssize_t n = send(fd, header, sizeof(header), MSG_NOSIGNAL);
+  EXPECT_TRUE(closed_by_peer(fd)) << "the agent kept an oversized message's connection open";
+  close(fd);
+  expect_agent_alive(boot);
+}
+
+TEST_F(AgentVm, OversizedPayloadIsRefusedByTheClient) {
+  InvokeRequest r = exec_request({"cat"}, std::string(client::max_message_bytes(), 'x'));
+  EXPECT_THROW(agent_->invoke(r), Error);
+  EXPECT_EQ(agent_->invoke(exec_request({"cat"}, "ok")).out, "ok");
+}
+
+}  // namespace
+}  // namespace wisp::testing
