@@ -62,11 +62,6 @@ std::string describe(const InvokeResult& r) {
   return s.str();
 }
 
-std::string describe(const ProcessResult& r) {
-  return "exit=" + std::to_string(r.exit_code) + (r.timed_out ? " (TIMED OUT)" : "") +
-         "\n--- stdout ---\n" + r.out.substr(0, 2000) + "\n--- stderr ---\n" + r.err;
-}
-
 InvokeRequest exec_request(std::vector<std::string> argv, std::string payload = "",
                            uint64_t timeout_ms = 30000) {
   InvokeRequest r;

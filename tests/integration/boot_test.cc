@@ -13,12 +13,6 @@ namespace {
 
 constexpr const char* kMarker = "wisp-guest: init ready";
 
-std::string describe(const ProcessResult& r) {
-  return "exit=" + std::to_string(r.exit_code) + (r.timed_out ? " (TIMED OUT)" : "") +
-         "\n--- stdout ---\n" + r.out.substr(r.out.size() > 4000 ? r.out.size() - 4000 : 0) +
-         "\n--- stderr ---\n" + r.err;
-}
-
 TEST(Boot, DefaultGuestReachesInitAndPowersOff) {
   auto r = run_wisp({"--console", "stdio", "--cmdline", "wisp_action=poweroff"});
   EXPECT_EQ(r.exit_code, 0) << describe(r);

@@ -11,12 +11,6 @@
 namespace wisp::testing {
 namespace {
 
-std::string describe(const ProcessResult& r) {
-  return "exit=" + std::to_string(r.exit_code) + (r.timed_out ? " (TIMED OUT)" : "") +
-         "\n--- stdout ---\n" + r.out.substr(r.out.size() > 4000 ? r.out.size() - 4000 : 0) +
-         "\n--- stderr ---\n" + r.err;
-}
-
 // A fresh ext4 image made on the host with mkfs.ext4 (e2fsprogs).
 std::string make_ext4(const std::string& name, int mib) {
   std::string path = ::testing::TempDir() + "/" + name;

@@ -26,6 +26,12 @@ std::string build_root() {
 
 }  // namespace
 
+std::string describe(const ProcessResult& r) {
+  return "exit=" + std::to_string(r.exit_code) + (r.timed_out ? " (TIMED OUT)" : "") +
+         "\n--- stdout ---\n" + r.out.substr(r.out.size() > 4000 ? r.out.size() - 4000 : 0) +
+         "\n--- stderr ---\n" + r.err;
+}
+
 std::string wisp_binary() { return build_root() + "/bin/wisp"; }
 std::string guest_file(const std::string& name) { return build_root() + "/guest/" + name; }
 

@@ -24,6 +24,9 @@ struct Step {
 ProcessResult run_process(const std::vector<std::string>& argv, const std::vector<Step>& steps,
                           double timeout_s, const std::vector<std::string>& env = {});
 
+// Exit status, the last 4000 bytes of stdout and all of stderr: for assertion messages.
+std::string describe(const ProcessResult& r);
+
 // Paths into the build tree, from the environment CTest sets (WISP_BUILD_ROOT) or defaults.
 std::string wisp_binary();
 std::string guest_file(const std::string& name);  // build/guest/<name>

@@ -39,27 +39,17 @@ void VirtioBlock::read_config(uint64_t offset, std::span<uint8_t> data) {
 }
 
 void VirtioBlock::process_queue(uint16_t index) {
-  Queue& q = queue(index);
-  do {
-    q.disable_notification(memory());
-    while (auto chain = q.pop(memory())) {
-      if (!chain->ok()) {
-        discard_chain(index, *chain);
-        continue;
-      }
-      if (chain->writable_bytes() == 0) {
-        count_bad_request("queue %u: request at head %u has no status byte", index, chain->head());
-        q.add_used(memory(), chain->head(), 0);
-        continue;
-      }
-      Outcome out = execute(index, *chain);
-      // The status byte is the last writable byte, and it is written last: once the driver
-      // sees it (with the used entry), the data is in place.
-      chain->write(memory(), chain->writable_bytes() - 1, {&out.status, 1});
-      q.add_used(memory(), chain->head(), out.data_written + 1);
+  drain_queue(index, [&](const DescriptorChain& chain) -> uint32_t {
+    if (chain.writable_bytes() == 0) {
+      count_bad_request("queue %u: request at head %u has no status byte", index, chain.head());
+      return 0;
     }
-  } while (q.enable_notification(memory()));
-  notify_if_needed(index);
+    Outcome out = execute(index, chain);
+    // The status byte is the last writable byte, and it is written last: once the driver
+    // sees it (with the used entry), the data is in place.
+    chain.write(memory(), chain.writable_bytes() - 1, {&out.status, 1});
+    return out.data_written + 1;
+  });
 }
 
 VirtioBlock::Outcome VirtioBlock::execute(uint16_t index, const DescriptorChain& chain) {

@@ -109,6 +109,27 @@ class VirtioDeviceBase : public VirtioDevice {
   // Raises the used-buffer interrupt for `index` if the driver wants one now.
   void notify_if_needed(uint16_t index);
 
+  // The request loop every simple device runs on a kick: pops chains until the ring is empty
+  // (with notifications suppressed while draining, then re-checked, so no kick is lost),
+  // returns malformed chains empty, and gives each good one to `serve`, whose result is the
+  // number of bytes written into the chain for the used ring. One interrupt at the end, if
+  // the driver wants it. Call with the state lock held while active.
+  template <typename Serve>
+  void drain_queue(uint16_t index, Serve&& serve) {
+    Queue& q = queue(index);
+    do {
+      q.disable_notification(memory());
+      while (auto chain = q.pop(memory())) {
+        if (!chain->ok()) {
+          discard_chain(index, *chain);
+          continue;
+        }
+        q.add_used(memory(), chain->head(), serve(*chain));
+      }
+    } while (q.enable_notification(memory()));
+    notify_if_needed(index);
+  }
+
  private:
   mutable std::mutex mu_;
   bool active_ = false;

@@ -14,30 +14,19 @@ void VirtioRng::read_config(uint64_t, std::span<uint8_t> data) {
 }
 
 void VirtioRng::process_queue(uint16_t index) {
-  Queue& q = queue(index);
-  do {
-    q.disable_notification(memory());
-    while (auto chain = q.pop(memory())) {
-      if (!chain->ok()) {
-        discard_chain(index, *chain);
-        continue;
-      }
-      // The driver only hands over buffers for us to fill; one we should read is a request
-      // in the wrong direction.
-      if (!chain->readable().empty() || chain->writable_bytes() == 0) {
-        count_bad_request(
-            "queue %u: request at head %u has no device-writable buffer or a "
-            "device-readable one",
-            index, chain->head());
-        q.add_used(memory(), chain->head(), 0);
-        continue;
-      }
-      uint32_t want =
-          static_cast<uint32_t>(std::min<uint64_t>(chain->writable_bytes(), kMaxBytesPerRequest));
-      q.add_used(memory(), chain->head(), fill(*chain, want));
+  drain_queue(index, [&](const DescriptorChain& chain) -> uint32_t {
+    // The driver only hands over buffers for us to fill; one we should read is a request
+    // in the wrong direction.
+    if (!chain.readable().empty() || chain.writable_bytes() == 0) {
+      count_bad_request(
+          "queue %u: request at head %u has no device-writable buffer or a "
+          "device-readable one",
+          index, chain.head());
+      return 0;
     }
-  } while (q.enable_notification(memory()));
-  notify_if_needed(index);
+    return fill(chain, static_cast<uint32_t>(
+                           std::min<uint64_t>(chain.writable_bytes(), kMaxBytesPerRequest)));
+  });
 }
 
 uint32_t VirtioRng::fill(const DescriptorChain& chain, uint32_t len) {
