@@ -47,8 +47,12 @@ GuestMemory::GuestMemory(GuestMemory&& o) noexcept
 
 GuestMemory& GuestMemory::operator=(GuestMemory&& o) noexcept {
   if (this != &o) {
-    this->~GuestMemory();
-    new (this) GuestMemory(std::move(o));
+    if (mapping_) munmap(mapping_, mapping_size_);
+    size_ = std::exchange(o.size_, 0);
+    memfd_ = std::move(o.memfd_);
+    mapping_ = std::exchange(o.mapping_, nullptr);
+    mapping_size_ = std::exchange(o.mapping_size_, 0);
+    regions_ = std::move(o.regions_);
   }
   return *this;
 }
