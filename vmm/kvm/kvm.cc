@@ -14,41 +14,10 @@
 #include <vector>
 
 #include "vmm/base/error.h"
+#include "vmm/kvm/kvm_abi.h"
 
 namespace wisp {
 namespace {
-
-// The UAPI headers declare kvm_cpuid2's and kvm_msrs's trailing arrays with
-// __DECLARE_FLEX_ARRAY, whose empty struct has size 1 in C++: that moves `entries` and changes
-// the ioctl numbers. So wisp uses its own headers with the C layout (8 bytes, entries right after)
-// and its own ioctl numbers for the three ioctls that take them.
-struct CpuidHeader {
-  uint32_t nent;
-  uint32_t padding;
-};
-struct MsrsHeader {
-  uint32_t nmsrs;
-  uint32_t pad;
-};
-constexpr unsigned long kGetSupportedCpuid = _IOWR(KVMIO, 0x05, CpuidHeader);
-constexpr unsigned long kSetCpuid2 = _IOW(KVMIO, 0x90, CpuidHeader);
-constexpr unsigned long kSetMsrs = _IOW(KVMIO, 0x89, MsrsHeader);
-static_assert(sizeof(CpuidHeader) == 8 && sizeof(MsrsHeader) == 8);
-
-// A header followed by `n` entries, laid out as the kernel expects.
-template <typename Header, typename Entry>
-class FlexBuffer {
- public:
-  explicit FlexBuffer(size_t n) : words_((sizeof(Header) + n * sizeof(Entry) + 7) / 8, 0) {}
-  Header* header() { return reinterpret_cast<Header*>(words_.data()); }
-  Entry* entries() {
-    return reinterpret_cast<Entry*>(reinterpret_cast<uint8_t*>(words_.data()) + sizeof(Header));
-  }
-  void* data() { return words_.data(); }
-
- private:
-  std::vector<uint64_t> words_;  // zeroed, 8-byte aligned
-};
 
 static_assert(VcpuExit::kEventShutdown == KVM_SYSTEM_EVENT_SHUTDOWN);
 static_assert(VcpuExit::kEventReset == KVM_SYSTEM_EVENT_RESET);
@@ -132,6 +101,7 @@ Kvm Kvm::open(const std::string& path) {
   int max = ioctl(kvm.fd(), KVM_CHECK_EXTENSION, KVM_CAP_MAX_VCPUS);
   if (max <= 0) max = ioctl(kvm.fd(), KVM_CHECK_EXTENSION, KVM_CAP_NR_VCPUS);
   kvm.max_vcpus_ = max > 0 ? max : 1;
+  kvm.state_support_ = query_state_support(kvm.fd());
   return kvm;
 }
 
@@ -162,7 +132,7 @@ Vm Kvm::create_vm() const {
     fd = ioctl(this->fd(), KVM_CREATE_VM, 0);
   } while (fd < 0 && errno == EINTR);
   if (fd < 0) throw_errno("KVM_CREATE_VM");
-  return Vm(UniqueFd(fd));
+  return Vm(UniqueFd(fd), state_support_);
 }
 
 void Vm::set_tss_address(uint64_t addr) {
@@ -233,14 +203,15 @@ Vcpu Vm::create_vcpu(uint32_t id, int mmap_size) const {
   void* run =
       mmap(nullptr, static_cast<size_t>(mmap_size), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
   if (run == MAP_FAILED) throw_errno("mapping kvm_run of vCPU " + std::to_string(id));
-  return Vcpu(id, std::move(owned), run, mmap_size);
+  return Vcpu(id, std::move(owned), run, mmap_size, support_);
 }
 
 Vcpu::Vcpu(Vcpu&& o) noexcept
     : id_(o.id_),
       fd_(std::move(o.fd_)),
       run_(std::exchange(o.run_, nullptr)),
-      run_size_(o.run_size_) {}
+      run_size_(o.run_size_),
+      support_(std::move(o.support_)) {}
 
 Vcpu::~Vcpu() {
   if (run_) munmap(run_, static_cast<size_t>(run_size_));

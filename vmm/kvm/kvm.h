@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -10,6 +11,7 @@
 #include "vmm/base/unique_fd.h"
 #include "vmm/kvm/cpu_types.h"
 #include "vmm/kvm/vcpu_exit.h"
+#include "vmm/kvm/vcpu_state.h"
 
 namespace wisp {
 
@@ -20,6 +22,17 @@ KvmFlavor detect_kvm_flavor(const std::string& sysfs_module_dir = "/sys/module",
 const char* kvm_flavor_name(KvmFlavor f);
 
 class Vm;
+
+// What saving and restoring vCPU state needs to know about this host's KVM; found once by
+// Kvm::open and shared (read-only) with every Vm and Vcpu made from it.
+struct KvmStateSupport {
+  size_t xsave_size = KvmImageSize::kXsaveMin;  // bytes KVM_GET_XSAVE2 / KVM_SET_XSAVE move
+  bool has_xsave2 = false;
+  bool has_xcrs = false;
+  bool has_tsc_control = false;       // KVM_SET_TSC_KHZ works
+  std::vector<uint32_t> msr_indices;  // KVM_GET_MSR_INDEX_LIST ∩ should_save_msr, ascending
+  std::string msr_list_error;         // why msr_indices is unknown; save_state then throws
+};
 
 class Kvm {
  public:
@@ -34,10 +47,13 @@ class Kvm {
   bool has_tsc_deadline_timer() const;
 
   Vm create_vm() const;
+  const KvmStateSupport& state_support() const { return *state_support_; }
 
  private:
   explicit Kvm(UniqueFd fd) : fd_(std::move(fd)) {}
+  static std::shared_ptr<const KvmStateSupport> query_state_support(int kvm_fd);
   UniqueFd fd_;
+  std::shared_ptr<const KvmStateSupport> state_support_;
   int vcpu_mmap_size_ = 0;
   int max_vcpus_ = 0;
 };
@@ -65,10 +81,19 @@ class Vm {
   // `mmap_size` comes from Kvm::vcpu_mmap_size().
   Vcpu create_vcpu(uint32_t id, int mmap_size) const;
 
+  // In-kernel irqchip (PIC master/slave, IOAPIC), PIT and KVM clock. The VM must have them
+  // (create_irqchip, create_pit) and every vCPU must be out of KVM_RUN.
+  VmState save_state() const;
+  // Validates `s` first (untrusted). Before any vCPU runs; Firecracker restores the VM before
+  // the vCPUs.
+  void restore_state(const VmState& s);
+
  private:
   friend class Kvm;
-  explicit Vm(UniqueFd fd) : fd_(std::move(fd)) {}
+  Vm(UniqueFd fd, std::shared_ptr<const KvmStateSupport> support)
+      : fd_(std::move(fd)), support_(std::move(support)) {}
   UniqueFd fd_;
+  std::shared_ptr<const KvmStateSupport> support_;
 };
 
 class Vcpu {
@@ -93,14 +118,32 @@ class Vcpu {
   // a signal to the vCPU thread (see Machine).
   void set_immediate_exit(bool on);
 
+  // Snapshotting. The vCPU must be out of KVM_RUN (paused, on the calling thread or stopped
+  // by the caller), and every vCPU of the VM must be, since KVM_{GET,SET}_VCPU_EVENTS race
+  // with running siblings. After an I/O or MMIO exit, call complete_pending_io() before
+  // save_state(): KVM finishes that instruction only on the next KVM_RUN, and the unfinished
+  // part is not in any state userspace can read (a restored guest would redo the OUT).
+  void complete_pending_io();
+  // Tells the guest's kvmclock it was paused (avoids soft-lockup warnings). Optional; returns
+  // false if the guest has no kvmclock or KVM lacks KVM_CAP_KVMCLOCK_CTRL.
+  bool kvmclock_ctrl();
+  VcpuState save_state() const;
+  // Validates `s` first (untrusted). CPUID must already be set (set_cpuid), and the VM's
+  // irqchip created. Order follows Firecracker (see kvm_state.cc).
+  void restore_state(const VcpuState& s);
+
  private:
   friend class Vm;
-  Vcpu(uint32_t id, UniqueFd fd, void* run, int run_size)
-      : id_(id), fd_(std::move(fd)), run_(run), run_size_(run_size) {}
+  Vcpu(uint32_t id, UniqueFd fd, void* run, int run_size,
+       std::shared_ptr<const KvmStateSupport> support)
+      : id_(id), fd_(std::move(fd)), run_(run), run_size_(run_size), support_(std::move(support)) {}
+  std::vector<MsrEntry> get_msrs(const std::vector<uint32_t>& indices) const;
+  void fix_tsc_after_restore(const VcpuState& s);
   uint32_t id_;
   UniqueFd fd_;
   void* run_;  // struct kvm_run mapping
   int run_size_;
+  std::shared_ptr<const KvmStateSupport> support_;
 };
 
 }  // namespace wisp

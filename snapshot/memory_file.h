@@ -1,0 +1,56 @@
+// The memory file of a snapshot: guest RAM regions back to back as the state's memory layout
+// says, sparse (all-zero 4 KiB pages are holes), so restore can mmap it MAP_PRIVATE and clones
+// share its clean pages through the page cache.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "snapshot/snapshot_state.h"
+
+namespace wisp::snapshot {
+
+// One region's layout and the guest bytes it holds now (bytes.size() == region.size).
+struct RegionContents {
+  MemoryRegion region;
+  std::span<const uint8_t> bytes;
+};
+
+struct MemoryWriteStats {
+  uint64_t file_bytes = 0;  // logical size
+  uint64_t data_bytes = 0;  // bytes actually written (non-zero pages)
+};
+
+// Creates `path` (it must not exist), writes every non-zero page at its region's file offset and
+// sizes the file to the layout's end; fsyncs. Throws wisp::Error naming the file.
+MemoryWriteStats write_memory_file(const std::string& path,
+                                   std::span<const RegionContents> regions);
+
+// A private (copy-on-write) read-write mapping of a memory file; unmapped on destruction.
+class MappedMemoryFile {
+ public:
+  MappedMemoryFile() = default;
+  MappedMemoryFile(uint8_t* data, uint64_t size) : data_(data), size_(size) {}
+  ~MappedMemoryFile();
+  MappedMemoryFile(MappedMemoryFile&& other) noexcept;
+  MappedMemoryFile& operator=(MappedMemoryFile&& other) noexcept;
+  MappedMemoryFile(const MappedMemoryFile&) = delete;
+  MappedMemoryFile& operator=(const MappedMemoryFile&) = delete;
+
+  uint8_t* data() const { return data_; }
+  uint64_t size() const { return size_; }
+  // The host bytes of one region of the layout the file was checked against.
+  std::span<uint8_t> region(const MemoryRegion& r) const { return {data_ + r.file_offset, r.size}; }
+
+ private:
+  uint8_t* data_ = nullptr;
+  uint64_t size_ = 0;
+};
+
+// Maps `path` MAP_PRIVATE after checking its size matches `regions` (which must already be
+// validated, e.g. from read_state_file). Throws wisp::Error naming the file.
+MappedMemoryFile map_memory_file(const std::string& path, const std::vector<MemoryRegion>& regions);
+
+}  // namespace wisp::snapshot

@@ -1,0 +1,129 @@
+#include "snapshot/snapshot_dir.h"
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <vector>
+
+#include "vmm/base/error.h"
+#include "vmm/base/unique_fd.h"
+
+namespace wisp::snapshot {
+namespace {
+
+std::string parent_of(const std::string& path) {
+  size_t slash = path.find_last_of('/');
+  if (slash == std::string::npos) return ".";
+  if (slash == 0) return "/";
+  return path.substr(0, slash);
+}
+
+std::string base_of(const std::string& path) {
+  size_t slash = path.find_last_of('/');
+  return slash == std::string::npos ? path : path.substr(slash + 1);
+}
+
+void fsync_dir(const std::string& dir) {
+  UniqueFd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!fd) throw_errno("open directory " + dir);
+  if (::fsync(fd.get()) != 0) throw_errno("fsync directory " + dir);
+}
+
+// Removes the temp directory (and the two files it can hold) unless dismissed.
+class TempDirGuard {
+ public:
+  explicit TempDirGuard(std::string dir) : dir_(std::move(dir)) {}
+  ~TempDirGuard() {
+    if (dir_.empty()) return;
+    for (const char* name : {kStateFileName, kMemoryFileName}) {
+      ::unlink((dir_ + "/" + name).c_str());
+    }
+    ::rmdir(dir_.c_str());
+  }
+  TempDirGuard(const TempDirGuard&) = delete;
+  TempDirGuard& operator=(const TempDirGuard&) = delete;
+  void dismiss() { dir_.clear(); }
+
+ private:
+  std::string dir_;
+};
+
+void check_contents_match(const SnapshotState& state, std::span<const RegionContents> regions,
+                          const std::string& dir) {
+  bool same = regions.size() == state.memory.size();
+  for (size_t i = 0; same && i < regions.size(); ++i) same = regions[i].region == state.memory[i];
+  if (!same) throw Error(dir + ": guest memory regions do not match the state's memory layout");
+}
+
+}  // namespace
+
+void write_snapshot_dir(const std::string& dir, const SnapshotState& state,
+                        std::span<const RegionContents> regions,
+                        const SnapshotWriteOptions& options) {
+  validate_state(state, dir + " (state being saved)");
+  check_contents_match(state, regions, dir);
+  auto step = [&](std::string_view name) {
+    if (options.before_step) options.before_step(name);
+  };
+  struct stat st;
+  if (::lstat(dir.c_str(), &st) == 0) throw Error(dir + ": snapshot target already exists");
+  std::string parent = parent_of(dir);
+  std::string tmpl = parent + "/." + base_of(dir) + ".tmp-XXXXXX";
+  std::vector<char> buf(tmpl.begin(), tmpl.end());
+  buf.push_back('\0');
+  if (::mkdtemp(buf.data()) == nullptr) throw_errno("create temp directory in " + parent);
+  std::string tmp(buf.data());
+  TempDirGuard guard(tmp);
+
+  step("state");
+  write_state_file(tmp + "/" + kStateFileName, state);
+  step("memory");
+  write_memory_file(tmp + "/" + kMemoryFileName, regions);
+  step("sync");
+  fsync_dir(tmp);
+  step("rename");
+  // RENAME_NOREPLACE: never replace a snapshot someone else put there meanwhile.
+  if (::renameat2(AT_FDCWD, tmp.c_str(), AT_FDCWD, dir.c_str(), RENAME_NOREPLACE) != 0) {
+    throw_errno("rename " + tmp + " to " + dir);
+  }
+  guard.dismiss();
+  fsync_dir(parent);
+}
+
+SnapshotReport verify_snapshot(const std::string& dir) {
+  struct stat st;
+  if (::stat(dir.c_str(), &st) != 0) throw_errno("snapshot " + dir);
+  if (!S_ISDIR(st.st_mode)) throw Error(dir + ": not a snapshot directory");
+  SnapshotReport report;
+  SnapshotState state = read_state_file(dir + "/" + kStateFileName, &report.format);
+  std::string memory = dir + "/" + kMemoryFileName;
+  if (::stat(memory.c_str(), &st) != 0) throw_errno("memory file " + memory);
+  if (!S_ISREG(st.st_mode)) throw Error(memory + ": memory file is not a regular file");
+  check_memory_file_size(state.memory, static_cast<uint64_t>(st.st_size), memory);
+  report.creator_version = state.metadata.creator_version;
+  report.cpu_vendor = state.metadata.cpu_vendor;
+  report.vcpus = state.vcpus.size();
+  report.regions = state.memory.size();
+  report.devices = state.devices.size();
+  for (const MemoryRegion& r : state.memory) report.guest_memory_bytes += r.size;
+  report.memory_file_bytes = static_cast<uint64_t>(st.st_size);
+  report.memory_disk_bytes = static_cast<uint64_t>(st.st_blocks) * 512;
+  return report;
+}
+
+std::string SnapshotReport::to_string() const {
+  return "format " + std::to_string(format.major) + "." + std::to_string(format.minor) +
+         ", state " + std::to_string(format.file_bytes) + " bytes, created by wisp " +
+         (creator_version.empty() ? "?" : creator_version) + " on " +
+         (cpu_vendor.empty() ? "?" : cpu_vendor) + "\n" + std::to_string(vcpus) + " vCPU(s), " +
+         std::to_string(devices) + " device(s), " + std::to_string(regions) +
+         " memory region(s), " + std::to_string(guest_memory_bytes) + " bytes of guest memory\n" +
+         "memory file " + std::to_string(memory_file_bytes) + " bytes, " +
+         std::to_string(memory_disk_bytes) + " allocated on disk\n";
+}
+
+}  // namespace wisp::snapshot

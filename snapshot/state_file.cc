@@ -1,0 +1,141 @@
+#include "snapshot/state_file.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+
+#include "snapshot/crc64.h"
+#include "snapshot/state_codec.h"
+#include "vmm/base/error.h"
+#include "vmm/base/unique_fd.h"
+
+namespace wisp::snapshot {
+namespace {
+
+constexpr uint64_t kMaxFileBytes = kStateHeaderBytes + kMaxPayloadBytes + kStateTrailerBytes;
+
+uint64_t load_le(const uint8_t* p, int n) {
+  uint64_t v = 0;
+  for (int i = n - 1; i >= 0; --i) v = (v << 8) | p[i];
+  return v;
+}
+
+void store_le(uint8_t* p, uint64_t v, int n) {
+  for (int i = 0; i < n; ++i) p[i] = static_cast<uint8_t>(v >> (8 * i));
+}
+
+std::string hex(uint64_t v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "0x%016llx", static_cast<unsigned long long>(v));
+  return buf;
+}
+
+[[noreturn]] void reject(const std::string& file, const std::string& what) {
+  throw Error(file + ": " + what);
+}
+
+}  // namespace
+
+Bytes encode_state_file(const SnapshotState& state) {
+  Bytes payload = encode_state_payload(state);
+  Bytes out(kStateHeaderBytes + payload.size() + kStateTrailerBytes);
+  std::memcpy(out.data(), kStateMagic, sizeof kStateMagic);
+  store_le(&out[8], kFormatMajor, 2);
+  store_le(&out[10], kFormatMinor, 2);
+  store_le(&out[16], payload.size(), 8);
+  std::memcpy(&out[kStateHeaderBytes], payload.data(), payload.size());
+  size_t body = kStateHeaderBytes + payload.size();
+  store_le(&out[body], crc64(std::span(out.data(), body)), 8);
+  return out;
+}
+
+SnapshotState decode_state_file(std::span<const uint8_t> bytes, const std::string& file,
+                                StateFileInfo* info) {
+  if (bytes.size() < kStateHeaderBytes) {
+    reject(file, "truncated state file: " + std::to_string(bytes.size()) +
+                     " bytes, shorter than the " + std::to_string(kStateHeaderBytes) +
+                     "-byte header");
+  }
+  if (std::memcmp(bytes.data(), kStateMagic, sizeof kStateMagic) != 0) {
+    reject(file, "not a wisp snapshot state file (bad magic)");
+  }
+  StateFileInfo header;
+  header.major = static_cast<uint16_t>(load_le(&bytes[8], 2));
+  header.minor = static_cast<uint16_t>(load_le(&bytes[10], 2));
+  header.payload_bytes = load_le(&bytes[16], 8);
+  header.file_bytes = bytes.size();
+  if (header.major != kFormatMajor) {
+    reject(file, "unsupported snapshot format version " + std::to_string(header.major) + "." +
+                     std::to_string(header.minor) + " (this wisp reads " +
+                     std::to_string(kFormatMajor) + ".x)");
+  }
+  if (header.payload_bytes > kMaxPayloadBytes) {
+    reject(file, "state payload length " + std::to_string(header.payload_bytes) +
+                     " exceeds the limit of " + std::to_string(kMaxPayloadBytes) + " bytes");
+  }
+  uint64_t expected = kStateHeaderBytes + header.payload_bytes + kStateTrailerBytes;
+  if (bytes.size() < expected) {
+    reject(file, "truncated state file: " + std::to_string(bytes.size()) + " bytes, header says " +
+                     std::to_string(expected));
+  }
+  if (bytes.size() > expected) {
+    reject(file, "trailing data: " + std::to_string(bytes.size()) + " bytes, header says " +
+                     std::to_string(expected));
+  }
+  size_t body = kStateHeaderBytes + header.payload_bytes;
+  uint64_t stored = load_le(&bytes[body], 8);
+  uint64_t actual = crc64(bytes.first(body));
+  if (stored != actual) {
+    reject(file, "checksum mismatch (stored " + hex(stored) + ", computed " + hex(actual) +
+                     "): the file is corrupt");
+  }
+  SnapshotState state =
+      decode_state_payload(bytes.subspan(kStateHeaderBytes, header.payload_bytes), file);
+  validate_state(state, file);
+  if (info) *info = header;
+  return state;
+}
+
+void write_state_file(const std::string& path, const SnapshotState& state) {
+  Bytes bytes = encode_state_file(state);
+  UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
+  if (!fd) throw_errno("create state file " + path);
+  size_t done = 0;
+  while (done < bytes.size()) {
+    ssize_t n = ::write(fd.get(), bytes.data() + done, bytes.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) throw_errno("write state file " + path);
+    done += static_cast<size_t>(n);
+  }
+  if (::fsync(fd.get()) != 0) throw_errno("fsync state file " + path);
+}
+
+SnapshotState read_state_file(const std::string& path, StateFileInfo* info) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) throw_errno("open state file " + path);
+  struct stat st;
+  if (::fstat(fd.get(), &st) != 0) throw_errno("stat state file " + path);
+  if (!S_ISREG(st.st_mode)) reject(path, "state file is not a regular file");
+  // The cap comes before the allocation: a huge file is refused without reading it.
+  if (static_cast<uint64_t>(st.st_size) > kMaxFileBytes) {
+    reject(path, "state file is " + std::to_string(st.st_size) + " bytes, over the limit of " +
+                     std::to_string(kMaxFileBytes));
+  }
+  Bytes bytes(static_cast<size_t>(st.st_size));
+  size_t done = 0;
+  while (done < bytes.size()) {
+    ssize_t n = ::read(fd.get(), bytes.data() + done, bytes.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) throw_errno("read state file " + path);
+    if (n == 0) break;  // shrank under us: decode reports it as truncated
+    done += static_cast<size_t>(n);
+  }
+  bytes.resize(done);
+  return decode_state_file(bytes, path, info);
+}
+
+}  // namespace wisp::snapshot

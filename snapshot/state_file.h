@@ -1,0 +1,52 @@
+// The state file of a snapshot: a frame around the Cap'n Proto-encoded SnapshotState.
+//
+//   offset  size  field
+//        0     8  magic "WISPSNAP"
+//        8     2  format major (little-endian); readers reject any major but kFormatMajor
+//       10     2  format minor; newer minors only add schema fields, so they are accepted
+//       12     4  reserved, zero
+//       16     8  payload length in bytes (<= kMaxPayloadBytes, a multiple of 8)
+//       24     n  payload (state.capnp VmState, flat-array serialization)
+//     24+n     8  CRC-64/XZ of bytes [0, 24+n)
+//
+// The format version is independent of wisp's release version. Every rejection is a wisp::Error
+// whose message names the file and what is wrong.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+
+#include "snapshot/snapshot_state.h"
+
+namespace wisp::snapshot {
+
+constexpr char kStateMagic[8] = {'W', 'I', 'S', 'P', 'S', 'N', 'A', 'P'};
+constexpr uint16_t kFormatMajor = 1;
+constexpr uint16_t kFormatMinor = 0;
+constexpr uint64_t kMaxPayloadBytes = 64ull << 20;
+constexpr size_t kStateHeaderBytes = 24;
+constexpr size_t kStateTrailerBytes = 8;
+
+struct StateFileInfo {
+  uint16_t major = 0;
+  uint16_t minor = 0;
+  uint64_t payload_bytes = 0;
+  uint64_t file_bytes = 0;
+};
+
+// Frames `state` (header, payload, CRC64). Does not validate it.
+Bytes encode_state_file(const SnapshotState& state);
+
+// Checks the frame (size, magic, version, length, checksum), parses the payload and validates
+// the state. `file` names the source in error messages. `info` (optional) gets the header.
+SnapshotState decode_state_file(std::span<const uint8_t> bytes, const std::string& file,
+                                StateFileInfo* info = nullptr);
+
+// Creates `path` (it must not exist), writes the framed state and fsyncs it.
+void write_state_file(const std::string& path, const SnapshotState& state);
+
+// Reads and decodes `path`; its size is checked against the cap before anything is allocated.
+SnapshotState read_state_file(const std::string& path, StateFileInfo* info = nullptr);
+
+}  // namespace wisp::snapshot

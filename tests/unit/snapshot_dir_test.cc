@@ -1,0 +1,166 @@
+#include "snapshot/snapshot_dir.h"
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include "snapshot/memory_file.h"
+#include "tests/unit/snapshot_test_state.h"
+#include "vmm/base/error.h"
+
+namespace wisp::snapshot {
+namespace {
+
+namespace fs = std::filesystem;
+using testing::sample_state;
+
+class SnapshotDirTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    root_ = fs::path(::testing::TempDir()) /
+            ("wisp-snapdir-" + std::to_string(getpid()) + "-" +
+             ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(root_);
+    fs::create_directories(root_);
+    state_ = sample_state();
+    // Guest memory: mostly zero, a few written pages.
+    for (const MemoryRegion& r : state_.memory) ram_.emplace_back(r.size, 0);
+    std::memset(ram_[0].data() + 0x3000, 0xab, kPageSize);
+    std::memset(ram_[0].data() + 0x10000, 0xcd, 3 * kPageSize);
+    ram_[0][0xfffff] = 1;  // last byte of region 0
+    ram_[1][5] = 2;
+    for (size_t i = 0; i < ram_.size(); ++i) contents_.push_back({state_.memory[i], ram_[i]});
+  }
+  void TearDown() override { fs::remove_all(root_); }
+
+  std::vector<std::string> entries() const {
+    std::vector<std::string> out;
+    for (const auto& e : fs::directory_iterator(root_)) out.push_back(e.path().filename());
+    return out;
+  }
+
+  fs::path root_;
+  SnapshotState state_;
+  std::vector<Bytes> ram_;
+  std::vector<RegionContents> contents_;
+};
+
+TEST_F(SnapshotDirTest, RoundTripsStateAndMemory) {
+  std::string dir = root_ / "snap";
+  write_snapshot_dir(dir, state_, contents_);
+  EXPECT_EQ(entries(), std::vector<std::string>{"snap"});
+  SnapshotReport report = verify_snapshot(dir);
+  EXPECT_EQ(report.vcpus, 2u);
+  EXPECT_EQ(report.regions, 2u);
+  EXPECT_EQ(report.devices, 2u);
+  EXPECT_EQ(report.memory_file_bytes, memory_file_size(state_.memory));
+  EXPECT_NE(report.to_string().find("2 vCPU(s)"), std::string::npos);
+
+  SnapshotState back = read_state_file(dir + "/" + kStateFileName);
+  EXPECT_EQ(back, state_);
+  MappedMemoryFile mem = map_memory_file(dir + "/" + kMemoryFileName, back.memory);
+  for (size_t i = 0; i < back.memory.size(); ++i) {
+    auto bytes = mem.region(back.memory[i]);
+    ASSERT_EQ(bytes.size(), ram_[i].size());
+    EXPECT_EQ(std::memcmp(bytes.data(), ram_[i].data(), bytes.size()), 0) << "region " << i;
+  }
+  // MAP_PRIVATE: writes stay in this mapping.
+  mem.data()[0] = 0x55;
+  MappedMemoryFile again = map_memory_file(dir + "/" + kMemoryFileName, back.memory);
+  EXPECT_EQ(again.data()[0], 0);
+}
+
+TEST_F(SnapshotDirTest, ZeroPagesAreHoles) {
+  std::string dir = root_ / "snap";
+  write_snapshot_dir(dir, state_, contents_);
+  struct stat st;
+  ASSERT_EQ(::stat((dir + "/" + kMemoryFileName).c_str(), &st), 0);
+  EXPECT_EQ(static_cast<uint64_t>(st.st_size), memory_file_size(state_.memory));
+  // 6 non-zero pages written; allow filesystem slack (indirect blocks, preallocation), but far
+  // below the 272 pages of the logical size.
+  EXPECT_LE(static_cast<uint64_t>(st.st_blocks) * 512, 32 * kPageSize);
+  EXPECT_GE(static_cast<uint64_t>(st.st_blocks) * 512, 6 * kPageSize);
+  // A hole right at the start (page 0 is zero) where SEEK_DATA finds the first written page.
+  int fd = ::open((dir + "/" + kMemoryFileName).c_str(), O_RDONLY);
+  ASSERT_GE(fd, 0);
+  EXPECT_EQ(::lseek(fd, 0, SEEK_DATA), 0x3000);
+  ::close(fd);
+}
+
+TEST_F(SnapshotDirTest, MemoryWriteStatsCountOnlyData) {
+  std::string path = root_ / "mem";
+  MemoryWriteStats stats = write_memory_file(path, contents_);
+  EXPECT_EQ(stats.file_bytes, memory_file_size(state_.memory));
+  EXPECT_EQ(stats.data_bytes, 6 * kPageSize);
+}
+
+TEST_F(SnapshotDirTest, RefusesAnExistingTarget) {
+  std::string dir = root_ / "snap";
+  fs::create_directory(dir);
+  EXPECT_THROW(write_snapshot_dir(dir, state_, contents_), Error);
+  EXPECT_EQ(entries(), std::vector<std::string>{"snap"});
+}
+
+TEST_F(SnapshotDirTest, LeavesNothingOnFailureAtAnyStep) {
+  for (const char* failing : {"state", "memory", "sync", "rename"}) {
+    std::string dir = root_ / "snap";
+    SnapshotWriteOptions options;
+    options.before_step = [&](std::string_view step) {
+      if (step == failing) throw Error(std::string("injected failure at ") + failing);
+    };
+    EXPECT_THROW(write_snapshot_dir(dir, state_, contents_, options), Error) << failing;
+    EXPECT_TRUE(entries().empty()) << "after a failure at " << failing;
+  }
+}
+
+TEST_F(SnapshotDirTest, RefusesMemoryThatDoesNotMatchTheLayout) {
+  contents_.pop_back();
+  EXPECT_THROW(write_snapshot_dir(root_ / "snap", state_, contents_), Error);
+  EXPECT_TRUE(entries().empty());
+}
+
+TEST_F(SnapshotDirTest, VerifyRejectsAMemoryFileOfTheWrongSize) {
+  std::string dir = root_ / "snap";
+  write_snapshot_dir(dir, state_, contents_);
+  std::string mem = dir + "/" + kMemoryFileName;
+  ASSERT_EQ(::truncate(mem.c_str(), 4096), 0);
+  try {
+    verify_snapshot(dir);
+    ADD_FAILURE() << "accepted a truncated memory file";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(mem + ": memory file is 4096 bytes"), std::string::npos)
+        << e.what();
+  }
+  EXPECT_THROW(map_memory_file(mem, state_.memory), Error);
+}
+
+TEST_F(SnapshotDirTest, VerifyRejectsACorruptStateFile) {
+  std::string dir = root_ / "snap";
+  write_snapshot_dir(dir, state_, contents_);
+  std::string state = dir + "/" + kStateFileName;
+  {
+    std::fstream f(state, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(100);
+    f.put('\x7f');
+  }
+  try {
+    verify_snapshot(dir);
+    ADD_FAILURE() << "accepted a corrupt state file";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(state + ": checksum mismatch"), std::string::npos)
+        << e.what();
+  }
+  fs::remove(state);
+  EXPECT_THROW(verify_snapshot(dir), Error);
+  EXPECT_THROW(verify_snapshot(root_ / "absent"), Error);
+}
+
+}  // namespace
+}  // namespace wisp::snapshot

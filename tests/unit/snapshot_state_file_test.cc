@@ -1,0 +1,176 @@
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <string>
+
+#include "snapshot/crc64.h"
+#include "snapshot/state_codec.h"
+#include "snapshot/state_file.h"
+#include "tests/unit/snapshot_test_state.h"
+#include "vmm/base/error.h"
+
+namespace wisp::snapshot {
+namespace {
+
+using testing::sample_state;
+
+// Runs `fn`, expects a wisp::Error whose message contains every one of `parts`.
+template <typename Fn>
+void expect_error(Fn fn, std::initializer_list<std::string> parts) {
+  try {
+    fn();
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    std::string msg = e.what();
+    for (const std::string& p : parts) EXPECT_NE(msg.find(p), std::string::npos) << msg;
+  }
+}
+
+void store_le(Bytes& b, size_t at, uint64_t v, int n) {
+  for (int i = 0; i < n; ++i) b[at + i] = static_cast<uint8_t>(v >> (8 * i));
+}
+
+// Re-seals a frame after the test edited it, so the checksum is not what rejects it.
+void reseal(Bytes& b) {
+  size_t body = b.size() - kStateTrailerBytes;
+  store_le(b, body, crc64(std::span(b.data(), body)), 8);
+}
+
+TEST(SnapshotCrc64, MatchesTheCheckValue) {
+  std::string check = "123456789";
+  EXPECT_EQ(crc64({reinterpret_cast<const uint8_t*>(check.data()), check.size()}),
+            0x995dc9bbdf1939faull);
+  EXPECT_EQ(crc64({}), 0u);
+  auto* p = reinterpret_cast<const uint8_t*>(check.data());
+  EXPECT_EQ(crc64({p + 4, 5}, crc64({p, 4})), 0x995dc9bbdf1939faull);
+}
+
+TEST(SnapshotStateFile, RoundTripsInMemory) {
+  SnapshotState s = sample_state();
+  Bytes file = encode_state_file(s);
+  StateFileInfo info;
+  EXPECT_EQ(decode_state_file(file, "mem", &info), s);
+  EXPECT_EQ(info.major, kFormatMajor);
+  EXPECT_EQ(info.minor, kFormatMinor);
+  EXPECT_EQ(info.file_bytes, file.size());
+  EXPECT_EQ(std::string(file.begin(), file.begin() + 8), "WISPSNAP");
+}
+
+TEST(SnapshotStateFile, RoundTripsThroughAFile) {
+  std::string path = ::testing::TempDir() + "wisp-state-" + std::to_string(getpid());
+  std::remove(path.c_str());
+  SnapshotState s = sample_state(3);
+  write_state_file(path, s);
+  EXPECT_EQ(read_state_file(path), s);
+  expect_error([&] { write_state_file(path, s); }, {path, "File exists"});
+  std::remove(path.c_str());
+  expect_error([&] { read_state_file(path); }, {path, "No such file"});
+}
+
+TEST(SnapshotStateFile, RejectsTruncationAtEveryLength) {
+  SnapshotState s = sample_state(1);
+  s.vcpus[0].xsave.resize(64);  // keep the file small: every prefix is tried
+  Bytes file = encode_state_file(s);
+  for (size_t n = 0; n < file.size(); ++n) {
+    Bytes cut(file.begin(), file.begin() + n);
+    expect_error([&] { decode_state_file(cut, "cut.state"); }, {"cut.state", "truncated"});
+  }
+}
+
+TEST(SnapshotStateFile, RejectsEveryFlippedBit) {
+  SnapshotState s = sample_state(1);
+  s.vcpus[0].xsave.resize(64);
+  Bytes file = encode_state_file(s);
+  for (size_t bit = 0; bit < file.size() * 8; ++bit) {
+    Bytes bad = file;
+    bad[bit / 8] ^= static_cast<uint8_t>(1u << (bit % 8));
+    expect_error([&] { decode_state_file(bad, "flip.state"); }, {"flip.state"});
+  }
+  Bytes bad = file;
+  bad[kStateHeaderBytes + 40] ^= 0x10;
+  expect_error([&] { decode_state_file(bad, "flip.state"); }, {"checksum mismatch", "corrupt"});
+}
+
+TEST(SnapshotStateFile, RejectsWrongMagic) {
+  Bytes file = encode_state_file(sample_state());
+  file[0] = 'X';
+  expect_error([&] { decode_state_file(file, "m.state"); }, {"m.state", "bad magic"});
+}
+
+TEST(SnapshotStateFile, RejectsAnotherMajorVersionNamingBoth) {
+  Bytes file = encode_state_file(sample_state());
+  store_le(file, 8, 2, 2);
+  store_le(file, 10, 3, 2);
+  reseal(file);
+  expect_error([&] { decode_state_file(file, "v2.state"); },
+               {"v2.state", "unsupported snapshot format version 2.3", "reads 1.x"});
+}
+
+TEST(SnapshotStateFile, AcceptsANewerMinorVersion) {
+  SnapshotState s = sample_state();
+  Bytes file = encode_state_file(s);
+  store_le(file, 10, 7, 2);
+  reseal(file);
+  StateFileInfo info;
+  EXPECT_EQ(decode_state_file(file, "v1.7", &info), s);
+  EXPECT_EQ(info.minor, 7);
+}
+
+TEST(SnapshotStateFile, RejectsAnOversizeLengthBeforeReading) {
+  Bytes file = encode_state_file(sample_state());
+  store_le(file, 16, kMaxPayloadBytes + 8, 8);
+  expect_error([&] { decode_state_file(file, "big.state"); }, {"big.state", "exceeds the limit"});
+  store_le(file, 16, ~0ull, 8);
+  expect_error([&] { decode_state_file(file, "big.state"); }, {"exceeds the limit"});
+}
+
+TEST(SnapshotStateFile, RejectsAnOversizeFileBeforeAllocating) {
+  std::string path = ::testing::TempDir() + "wisp-big-" + std::to_string(getpid());
+  std::remove(path.c_str());
+  { std::ofstream(path) << "WISPSNAP"; }
+  ASSERT_EQ(::truncate(path.c_str(), 1ll << 40), 0);  // sparse: costs nothing
+  expect_error([&] { read_state_file(path); }, {path, "over the limit"});
+  std::remove(path.c_str());
+}
+
+TEST(SnapshotStateFile, RejectsTrailingData) {
+  Bytes file = encode_state_file(sample_state());
+  file.push_back(0);
+  expect_error([&] { decode_state_file(file, "t.state"); }, {"t.state", "trailing data"});
+}
+
+TEST(SnapshotStateFile, RejectsAMalformedPayloadWithAGoodChecksum) {
+  Bytes file = encode_state_file(sample_state());
+  // Point the root pointer far outside the message.
+  store_le(file, kStateHeaderBytes + 8, (1ull << 32) | (0x1000000ull << 2), 8);
+  reseal(file);
+  expect_error([&] { decode_state_file(file, "bad.state"); },
+               {"bad.state", "malformed state payload"});
+  Bytes odd(kStateHeaderBytes + 5 + kStateTrailerBytes);
+  std::memcpy(odd.data(), kStateMagic, 8);
+  store_le(odd, 8, 1, 2);
+  store_le(odd, 16, 5, 8);
+  reseal(odd);
+  expect_error([&] { decode_state_file(odd, "odd.state"); }, {"not a multiple of 8"});
+}
+
+TEST(SnapshotStateFile, RefusesHugeListsBeforeDecodingThem) {
+  SnapshotState s = sample_state(1);
+  s.vcpus.resize(kMaxVcpus + 1);  // invalid, so build the payload past validation
+  Bytes file = encode_state_file(s);
+  expect_error([&] { decode_state_file(file, "many.state"); },
+               {"many.state", std::to_string(kMaxVcpus + 1) + " vCPUs"});
+}
+
+TEST(SnapshotStateFile, ValidatesTheDecodedState) {
+  SnapshotState s = sample_state();
+  s.vcpus[1].lapic.resize(10);
+  Bytes file = encode_state_file(s);
+  expect_error([&] { decode_state_file(file, "v.state"); }, {"v.state", "vCPU 1", "LAPIC"});
+}
+
+}  // namespace
+}  // namespace wisp::snapshot
