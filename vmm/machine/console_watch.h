@@ -1,8 +1,9 @@
 // Reads the guest console as it goes by and recognises the kernel's last words: a panic, or a
-// halt/power-off. Without ACPI a Linux guest cannot tell the VMM "power me off": it prints
-// "reboot: System halted" (or "Power down") and halts every CPU inside KVM, where the VMM never
-// sees an exit. The console line is the one signal there is, so the VMM acts on it.
-// TODO(acpi): a minimal ACPI PM1 control register would make power-off an explicit exit.
+// halt/power-off. A kernel with ACPI powers off through the S5 sleep register (PmControl), an
+// explicit exit; a kernel without ACPI (wisp's own guest) cannot: it prints "reboot: System
+// halted" and halts every CPU inside KVM, where the VMM never sees an exit. For those the
+// console line is the one signal there is, so the VMM acts on it. A panic is recognised the
+// same way. TODO(pvpanic): an explicit panic device would not depend on the console.
 #pragma once
 
 #include <cstdint>

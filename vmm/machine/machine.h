@@ -50,7 +50,8 @@ class Machine {
 };
 
 // The microVM command-line parameters wisp adds in front of the user's, chosen to keep boot
-// fast and quiet on a machine with no PCI, no ACPI, no RTC and no keyboard.
+// fast and quiet on a machine with no PCI, no RTC and no keyboard (ACPI, where the kernel has
+// it, describes only CPUs, interrupts, COM1 and power-off).
 std::string default_kernel_cmdline();
 
 }  // namespace wisp
