@@ -142,11 +142,13 @@ size_t DescriptorChain::write(const GuestMemory& mem, uint64_t offset,
       }));
 }
 
-std::vector<std::span<const uint8_t>> DescriptorChain::readable_views(const GuestMemory& mem,
-                                                                      uint64_t offset,
-                                                                      uint64_t len) const {
-  std::vector<std::span<const uint8_t>> out;
-  uint64_t got = for_each_piece(readable_, offset, len, [&](GuestAddress a, uint64_t n) {
+namespace {
+
+// Host views of [offset, offset + len) of a chain's buffers; empty unless all of it is RAM.
+std::vector<std::span<uint8_t>> guest_views(const std::vector<GuestRange>& ranges,
+                                            const GuestMemory& mem, uint64_t offset, uint64_t len) {
+  std::vector<std::span<uint8_t>> out;
+  uint64_t got = for_each_piece(ranges, offset, len, [&](GuestAddress a, uint64_t n) {
     auto s = mem.slice(a, n);
     if (s.size() != n) return false;
     out.push_back(s);
@@ -156,18 +158,19 @@ std::vector<std::span<const uint8_t>> DescriptorChain::readable_views(const Gues
   return out;
 }
 
+}  // namespace
+
+std::vector<std::span<const uint8_t>> DescriptorChain::readable_views(const GuestMemory& mem,
+                                                                      uint64_t offset,
+                                                                      uint64_t len) const {
+  auto views = guest_views(readable_, mem, offset, len);
+  return {views.begin(), views.end()};
+}
+
 std::vector<std::span<uint8_t>> DescriptorChain::writable_views(const GuestMemory& mem,
                                                                 uint64_t offset,
                                                                 uint64_t len) const {
-  std::vector<std::span<uint8_t>> out;
-  uint64_t got = for_each_piece(writable_, offset, len, [&](GuestAddress a, uint64_t n) {
-    auto s = mem.slice(a, n);
-    if (s.size() != n) return false;
-    out.push_back(s);
-    return true;
-  });
-  if (got != len) out.clear();
-  return out;
+  return guest_views(writable_, mem, offset, len);
 }
 
 // ---- Queue: validation and state ------------------------------------------------------------
