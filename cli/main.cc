@@ -6,6 +6,8 @@
 
 #include "cli/exec_command.h"
 #include "cli/run_command.h"
+#include "cli/snapshot_command.h"
+#include "cli/template_command.h"
 
 namespace {
 
@@ -14,6 +16,9 @@ constexpr const char* kUsage = R"(Usage: wisp COMMAND [OPTIONS]
 Commands:
   run      boot a kernel in a microVM with a serial console
   exec     run a command in a fresh microVM's sandbox (stdin in, stdout/stderr out)
+  snapshot create, restore or verify a snapshot of one VM
+  template create, list or remove function templates (warmed snapshots)
+  invoke   call a template's handler once on a fresh clone restored from its snapshot
   version  print the version
 
 'wisp COMMAND --help' describes a command.
@@ -45,6 +50,9 @@ int main(int argc, char** argv) {
   }
   if (!std::strcmp(cmd, "run")) return wisp::run_command(argc - 1, argv + 1, t0);
   if (!std::strcmp(cmd, "exec")) return wisp::exec_command(argc - 1, argv + 1, t0);
+  if (!std::strcmp(cmd, "template")) return wisp::template_command(argc - 1, argv + 1, t0);
+  if (!std::strcmp(cmd, "invoke")) return wisp::invoke_command(argc - 1, argv + 1, t0);
+  if (!std::strcmp(cmd, "snapshot")) return wisp::snapshot_command(argc - 1, argv + 1, t0);
   std::fprintf(stderr, "wisp: unknown command '%s'\n%s", cmd, kUsage);
   return wisp::kExitUsage;
 }

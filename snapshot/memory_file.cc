@@ -34,7 +34,8 @@ void pwrite_all(int fd, const uint8_t* p, size_t n, uint64_t offset, const std::
 }  // namespace
 
 MemoryWriteStats write_memory_file(const std::string& path,
-                                   std::span<const RegionContents> regions) {
+                                   std::span<const RegionContents> regions,
+                                   const std::vector<bool>* pages_wanted) {
   MemoryWriteStats stats;
   for (const RegionContents& rc : regions) {
     if (rc.bytes.size() != rc.region.size || rc.region.size % kPageSize != 0) {
@@ -53,13 +54,22 @@ MemoryWriteStats write_memory_file(const std::string& path,
   for (const RegionContents& rc : regions) {
     const uint8_t* base = rc.bytes.data();
     uint64_t page = 0, pages = rc.region.size / kPageSize;
+    const uint64_t first_file_page = rc.region.file_offset / kPageSize;
+    auto wanted = [&](uint64_t p) {
+      if (!pages_wanted) return true;
+      uint64_t i = first_file_page + p;
+      return i < pages_wanted->size() && (*pages_wanted)[i];
+    };
+    auto data_page = [&](uint64_t p) {
+      return wanted(p) && !is_zero_page(base + p * kPageSize, kPageSize);
+    };
     while (page < pages) {
-      if (is_zero_page(base + page * kPageSize, kPageSize)) {
+      if (!data_page(page)) {
         ++page;
         continue;
       }
       uint64_t run = page;
-      while (run < pages && !is_zero_page(base + run * kPageSize, kPageSize)) ++run;
+      while (run < pages && data_page(run)) ++run;
       uint64_t len = (run - page) * kPageSize;
       pwrite_all(fd.get(), base + page * kPageSize, len, rc.region.file_offset + page * kPageSize,
                  path);

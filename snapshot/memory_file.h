@@ -25,8 +25,11 @@ struct MemoryWriteStats {
 
 // Creates `path` (it must not exist), writes every non-zero page at its region's file offset and
 // sizes the file to the layout's end; fsyncs. Throws wisp::Error naming the file.
+// `pages` (optional, indexed by memory file page) limits the pages considered: the others are
+// left as holes without being read.
 MemoryWriteStats write_memory_file(const std::string& path,
-                                   std::span<const RegionContents> regions);
+                                   std::span<const RegionContents> regions,
+                                   const std::vector<bool>* pages = nullptr);
 
 // A private (copy-on-write) read-write mapping of a memory file; unmapped on destruction.
 class MappedMemoryFile {

@@ -61,9 +61,9 @@ void check_contents_match(const SnapshotState& state, std::span<const RegionCont
 
 }  // namespace
 
-void write_snapshot_dir(const std::string& dir, const SnapshotState& state,
-                        std::span<const RegionContents> regions,
-                        const SnapshotWriteOptions& options) {
+MemoryWriteStats write_snapshot_dir(const std::string& dir, const SnapshotState& state,
+                                    std::span<const RegionContents> regions,
+                                    const SnapshotWriteOptions& options) {
   validate_state(state, dir + " (state being saved)");
   check_contents_match(state, regions, dir);
   auto step = [&](std::string_view name) {
@@ -82,7 +82,17 @@ void write_snapshot_dir(const std::string& dir, const SnapshotState& state,
   step("state");
   write_state_file(tmp + "/" + kStateFileName, state);
   step("memory");
-  write_memory_file(tmp + "/" + kMemoryFileName, regions);
+  std::vector<bool> pages;
+  if (options.data_pages) pages = *options.data_pages;
+  if (state.is_diff()) {
+    uint64_t n = state.diff.pages.size() * 8;
+    if (pages.empty()) pages.assign(n, true);
+    pages.resize(n);
+    for (uint64_t i = 0; i < n; ++i)
+      pages[i] = pages[i] && ((state.diff.pages[i / 8] >> (i % 8)) & 1);
+  }
+  MemoryWriteStats stats = write_memory_file(tmp + "/" + kMemoryFileName, regions,
+                                             pages.empty() && !state.is_diff() ? nullptr : &pages);
   step("sync");
   fsync_dir(tmp);
   step("rename");
@@ -92,6 +102,7 @@ void write_snapshot_dir(const std::string& dir, const SnapshotState& state,
   }
   guard.dismiss();
   fsync_dir(parent);
+  return stats;
 }
 
 SnapshotReport verify_snapshot(const std::string& dir) {

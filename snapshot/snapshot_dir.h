@@ -22,13 +22,16 @@ constexpr const char* kMemoryFileName = "memory";
 struct SnapshotWriteOptions {
   // Test hook: called before each step ("state", "memory", "sync", "rename"); may throw.
   std::function<void(std::string_view step)> before_step;
+  // Memory file pages worth reading (nullptr: all); others are written as holes. For a diff
+  // snapshot the writer also skips pages outside state.diff.pages.
+  const std::vector<bool>* data_pages = nullptr;
 };
 
 // Writes `state` and the guest memory `regions` (whose layouts must equal state.memory) as the
 // snapshot directory `dir`, which must not exist. Validates `state` first.
-void write_snapshot_dir(const std::string& dir, const SnapshotState& state,
-                        std::span<const RegionContents> regions,
-                        const SnapshotWriteOptions& options = {});
+MemoryWriteStats write_snapshot_dir(const std::string& dir, const SnapshotState& state,
+                                    std::span<const RegionContents> regions,
+                                    const SnapshotWriteOptions& options = {});
 
 struct SnapshotReport {
   StateFileInfo format;

@@ -112,6 +112,38 @@ void check_devices(const std::vector<DeviceState>& devices, const std::string& f
 
 }  // namespace
 
+// The machine description must agree with the memory layout, and a diff's bitmap must cover
+// exactly the memory file's pages.
+static void check_machine(const SnapshotState& state, const std::string& file) {
+  const MachineConfigState& m = state.machine;
+  uint64_t total = 0;
+  for (const MemoryRegion& r : state.memory) total += r.size;
+  if (m.mem_bytes != total) {
+    reject(file, "machine memory size " + std::to_string(m.mem_bytes) +
+                     " does not match the memory layout's " + std::to_string(total) + " bytes");
+  }
+  if (m.drives.size() > kMaxDrives) reject(file, "too many drives");
+  for (const DriveConfig& d : m.drives) {
+    if (d.path.empty() || d.path.size() > kMaxPathBytes || d.path.find('\0') != std::string::npos)
+      reject(file, "a drive has an empty, over-long or malformed path");
+  }
+  if (m.vsock && (m.vsock_cid < 3 || m.vsock_cid >= 0xffffffffull))
+    reject(file, "vsock guest CID " + std::to_string(m.vsock_cid) + " is reserved or too large");
+  if (state.id.size() > kMaxNameBytes) reject(file, "snapshot id too long");
+  if (state.is_diff()) {
+    if (state.diff.parent_id.size() > kMaxNameBytes || state.diff.parent_dir.empty() ||
+        state.diff.parent_dir.size() > kMaxPathBytes)
+      reject(file, "diff snapshot with a malformed parent reference");
+    uint64_t pages = memory_file_size(state.memory) / kPageSize;
+    if (state.diff.pages.size() != (pages + 7) / 8) {
+      reject(file, "diff page bitmap has " + std::to_string(state.diff.pages.size()) +
+                       " bytes, the memory layout needs " + std::to_string((pages + 7) / 8));
+    }
+  } else if (!state.diff.pages.empty() || !state.diff.parent_dir.empty()) {
+    reject(file, "diff fields set on a full snapshot (no parent id)");
+  }
+}
+
 void validate_state(const SnapshotState& state, const std::string& file) {
   if (state.metadata.cpuid.size() > kMaxCpuidLeaves) {
     reject(file, std::to_string(state.metadata.cpuid.size()) + " CPUID leaves (limit " +
@@ -126,6 +158,7 @@ void validate_state(const SnapshotState& state, const std::string& file) {
                             {&state.pit, "PIT"}}) {
     check_blob(*blob, name, file);
   }
+  check_machine(state, file);
 }
 
 uint64_t memory_file_size(const std::vector<MemoryRegion>& regions) {

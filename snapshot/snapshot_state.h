@@ -79,6 +79,33 @@ struct DeviceState {
   bool operator==(const DeviceState&) const = default;
 };
 
+struct DriveConfig {
+  std::string path;
+  bool read_only = false;
+  bool operator==(const DriveConfig&) const = default;
+};
+
+struct MachineConfigState {
+  uint64_t mem_bytes = 0;
+  std::vector<DriveConfig> drives;
+  bool rng = false;
+  bool vsock = false;
+  uint64_t vsock_cid = 0;
+  bool operator==(const MachineConfigState&) const = default;
+};
+
+// Empty parent_id: a full snapshot.
+struct DiffInfo {
+  std::string parent_dir;
+  std::string parent_id;
+  Bytes pages;  // bitmap over memory file pages, LSB first
+  bool operator==(const DiffInfo&) const = default;
+};
+
+constexpr size_t kMaxDrives = 16;
+constexpr size_t kMaxPathBytes = 4096;
+constexpr uint32_t kMaxDiffDepth = 16;
+
 struct SnapshotState {
   Metadata metadata;
   std::vector<MemoryRegion> memory;
@@ -88,6 +115,10 @@ struct SnapshotState {
   ClockState clock;
   std::vector<DeviceState> devices;
   uint32_t tsc_khz = 0;
+  MachineConfigState machine;
+  std::string id;
+  DiffInfo diff;
+  bool is_diff() const { return !diff.parent_id.empty(); }
   bool operator==(const SnapshotState&) const = default;
 };
 

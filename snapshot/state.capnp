@@ -20,6 +20,30 @@ struct VmState {
   clock @5 :ClockState;
   devices @6 :List(DeviceState);
   tscKhz @7 :UInt32;             # guest TSC frequency; restore refuses a host that cannot match
+  machine @8 :MachineConfig;     # what hardware to rebuild before restoring its state
+  id @9 :Text;                   # random, unique per snapshot: a diff names its parent by it
+  diff @10 :DiffInfo;            # set for a diff snapshot (parentId non-empty)
+}
+
+struct MachineConfig {
+  memBytes @0 :UInt64;
+  drives @1 :List(Drive);        # virtio-blk devices, in MMIO slot order
+  rng @2 :Bool;                  # then virtio-rng
+  vsock @3 :Bool;                # then virtio-vsock
+  vsockCid @4 :UInt64;
+}
+
+struct Drive {
+  path @0 :Text;                 # the image, reopened on restore (it must be unchanged)
+  readOnly @1 :Bool;
+}
+
+# A diff snapshot's memory file holds only the pages written since its parent was restored;
+# the others come from the parent (recursively).
+struct DiffInfo {
+  parentDir @0 :Text;            # as given when the diff was made (absolute)
+  parentId @1 :Text;             # the parent's VmState.id: restore refuses another parent
+  pages @2 :Data;                # bitmap, bit i (LSB first) = memory file page i is in this layer
 }
 
 struct Metadata {

@@ -113,6 +113,16 @@ SnapshotState decode(s::VmState::Reader in, const std::string& file) {
     st.devices.push_back({text(d.getKind()), text(d.getName()), bytes(d.getData())});
   }
   st.tsc_khz = in.getTscKhz();
+  auto m = in.getMachine();
+  st.machine.mem_bytes = m.getMemBytes();
+  check_count(m.getDrives().size(), kMaxDrives, "drives", file);
+  for (auto d : m.getDrives()) st.machine.drives.push_back({text(d.getPath()), d.getReadOnly()});
+  st.machine.rng = m.getRng();
+  st.machine.vsock = m.getVsock();
+  st.machine.vsock_cid = m.getVsockCid();
+  st.id = text(in.getId());
+  st.diff = {text(in.getDiff().getParentDir()), text(in.getDiff().getParentId()),
+             bytes(in.getDiff().getPages())};
   return st;
 }
 
@@ -144,6 +154,21 @@ Bytes encode_state_payload(const SnapshotState& st) {
     devices[i].setData(data(st.devices[i].data));
   }
   root.setTscKhz(st.tsc_khz);
+  auto m = root.initMachine();
+  m.setMemBytes(st.machine.mem_bytes);
+  auto drives = m.initDrives(st.machine.drives.size());
+  for (size_t i = 0; i < st.machine.drives.size(); ++i) {
+    drives[i].setPath(st.machine.drives[i].path);
+    drives[i].setReadOnly(st.machine.drives[i].read_only);
+  }
+  m.setRng(st.machine.rng);
+  m.setVsock(st.machine.vsock);
+  m.setVsockCid(st.machine.vsock_cid);
+  root.setId(st.id);
+  auto diff = root.initDiff();
+  diff.setParentDir(st.diff.parent_dir);
+  diff.setParentId(st.diff.parent_id);
+  diff.setPages(data(st.diff.pages));
   kj::Array<capnp::word> words = capnp::messageToFlatArray(message);
   auto raw = words.asBytes();
   return Bytes(raw.begin(), raw.end());

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <condition_variable>
 #include <cstring>
 #include <mutex>
 #include <thread>
@@ -28,6 +29,7 @@
 #include "vmm/devices/serial.h"
 #include "vmm/event/event_loop.h"
 #include "vmm/machine/console_watch.h"
+#include "vmm/machine/control_socket.h"
 #include "vmm/machine/terminal.h"
 #include "vmm/memory/guest_memory.h"
 
@@ -65,10 +67,21 @@ void write_all(int fd, std::span<const uint8_t> data) {
 
 class MachineImpl final : public Machine {
  public:
-  MachineImpl(const MachineConfig& config, const Kvm& kvm, uint64_t t0_ns);
+  // Boots from config.kernel_path (state == nullptr) or rebuilds from `state` over `memory`.
+  MachineImpl(const MachineConfig& config, const Kvm& kvm, uint64_t t0_ns, GuestMemory memory,
+              const MachineState* state);
   RunResult run() override;
+  void pause() override;
+  void resume() override;
+  bool paused() const override { return paused_; }
+  MachineState save_state() override;
+  const GuestMemory& memory() const override { return mem_; }
 
  private:
+  void boot(const Kvm& kvm);
+  void restore_from(const Kvm& kvm, const MachineState& state);
+  CpuidEntries cpuid_for(const Kvm& kvm, uint32_t id) const;
+  void park(size_t index);
   void on_console_output(std::span<const uint8_t> bytes);
   void on_stdin(uint32_t events);
   void request_stop(StopReason reason, std::string detail);
@@ -99,13 +112,22 @@ class MachineImpl final : public Machine {
   std::atomic<uint64_t> first_run_ns_{0};
   uint64_t kernel_loaded_ns_ = 0;
   uint8_t escape_state_ = 0;  // Ctrl-A seen on the console input
+
+  // Pausing (control socket): the loop thread sets pause_requested_ and kicks the vCPUs; each
+  // parks in park() until resume. parked_ counts parked vCPUs. Guarded by pause_mu_.
+  std::mutex pause_mu_;
+  std::condition_variable pause_cv_;
+  std::atomic<bool> pause_requested_{false};
+  size_t parked_ = 0;
+  bool paused_ = false;  // loop thread only
+  std::vector<pthread_t> vcpu_threads_;
+  CpuidEntries boot_cpuid_;  // vCPU 0's, saved with the state
+  std::unique_ptr<ControlSocket> control_;
 };
 
-MachineImpl::MachineImpl(const MachineConfig& config, const Kvm& kvm, uint64_t t0_ns)
-    : config_(config),
-      t0_ns_(t0_ns),
-      mem_(GuestMemory::create(config.mem_bytes)),
-      vm_(kvm.create_vm()) {
+MachineImpl::MachineImpl(const MachineConfig& config, const Kvm& kvm, uint64_t t0_ns,
+                         GuestMemory memory, const MachineState* state)
+    : config_(config), t0_ns_(t0_ns), mem_(std::move(memory)), vm_(kvm.create_vm()) {
   vm_.set_identity_map_address(layout::kKvmIdentityMapAddr);
   vm_.set_tss_address(layout::kKvmTssAddr);
   vm_.create_irqchip();
@@ -114,13 +136,16 @@ MachineImpl::MachineImpl(const MachineConfig& config, const Kvm& kvm, uint64_t t
   for (const auto& r : mem_.regions())
     vm_.set_memory_region(slot++, r.guest_base.value(), r.size, r.host);
 
-  virtio_ = attach_virtio_devices(vm_, mmio_, loop_, mem_, create_virtio_devices(config.virtio));
-  // Devices go first so they stay ahead of a user's "--" (arguments for init).
-  std::string cmdline = config.cmdline;
-  if (std::string v = virtio_kernel_cmdline(virtio_); !v.empty()) cmdline = v + " " + cmdline;
-  BootSetup boot{config.kernel_path, config.initrd_path, cmdline, config.vcpus};
-  LoadedKernel kernel = load_boot_image(mem_, boot);
-  kernel_loaded_ns_ = now_ns();
+  std::vector<std::shared_ptr<VirtioDevice>> devices = create_virtio_devices(config.virtio);
+  if (state) {
+    // Device state first: a device must know its saved identity (capacity, vsock CID) before
+    // the transport re-activates it.
+    if (devices.size() != state->virtio.size())
+      throw Error("snapshot has " + std::to_string(state->virtio.size()) +
+                  " virtio devices, the restored machine " + std::to_string(devices.size()));
+    for (size_t i = 0; i < devices.size(); ++i) devices[i]->restore_state(state->virtio[i].device);
+  }
+  virtio_ = attach_virtio_devices(vm_, mmio_, loop_, mem_, devices);
 
   if (config.console == MachineConfig::Console::kFile) {
     console_fd_ = UniqueFd(
@@ -137,13 +162,41 @@ MachineImpl::MachineImpl(const MachineConfig& config, const Kvm& kvm, uint64_t t
   pio_.insert(I8042::kDataPort, I8042::kRangeLength,
               std::make_shared<I8042>([this] { request_stop(StopReason::kReset, "i8042 reset"); }));
 
-  CpuidEntries supported = kvm.supported_cpuid();
+  if (state)
+    restore_from(kvm, *state);
+  else
+    boot(kvm);
+
+  if (!config.control_socket.empty()) {
+    ControlHandler handler = config.control_handler;
+    control_ = std::make_unique<ControlSocket>(
+        config.control_socket, loop_, [this, handler](const std::string& line) -> std::string {
+          if (!handler) return "error this VMM answers no control commands";
+          return handler(*this, line);
+        });
+  }
+}
+
+CpuidEntries MachineImpl::cpuid_for(const Kvm& kvm, uint32_t id) const {
   CpuidOptions cpuid_options;
   cpuid_options.tsc_deadline_timer = kvm.has_tsc_deadline_timer();
+  return vcpu_cpuid(kvm.supported_cpuid(), id, config_.vcpus, cpuid_options);
+}
+
+void MachineImpl::boot(const Kvm& kvm) {
+  // Devices go first so they stay ahead of a user's "--" (arguments for init).
+  std::string cmdline = config_.cmdline;
+  if (std::string v = virtio_kernel_cmdline(virtio_); !v.empty()) cmdline = v + " " + cmdline;
+  BootSetup boot{config_.kernel_path, config_.initrd_path, cmdline, config_.vcpus};
+  LoadedKernel kernel = load_boot_image(mem_, boot);
+  kernel_loaded_ns_ = now_ns();
+
   LongModeEntry entry = setup_long_mode(mem_, kernel.image.entry, kernel.boot_params_addr);
-  for (uint32_t id = 0; id < config.vcpus; ++id) {
+  for (uint32_t id = 0; id < config_.vcpus; ++id) {
     Vcpu vcpu = vm_.create_vcpu(id, kvm.vcpu_mmap_size());
-    vcpu.set_cpuid(vcpu_cpuid(supported, id, config.vcpus, cpuid_options));
+    CpuidEntries cpuid = cpuid_for(kvm, id);
+    vcpu.set_cpuid(cpuid);
+    if (id == 0) boot_cpuid_ = cpuid;
     vcpu.set_msrs(boot_msrs());
     vcpu.init_fpu();
     vcpu.init_lapic_lints();
@@ -152,6 +205,29 @@ MachineImpl::MachineImpl(const MachineConfig& config, const Kvm& kvm, uint64_t t
     if (id == 0) vcpu.set_long_mode_entry(entry);
     vcpus_.push_back(std::move(vcpu));
   }
+}
+
+void MachineImpl::restore_from(const Kvm& kvm, const MachineState& state) {
+  if (state.vcpus.size() != config_.vcpus)
+    throw Error("snapshot has " + std::to_string(state.vcpus.size()) + " vCPUs, expected " +
+                std::to_string(config_.vcpus));
+  // Order after Firecracker: the VM's irqchip, PIT and clock, then each vCPU (CPUID before
+  // its registers, so KVM accepts the saved XSAVE and MSRs), then the devices.
+  vm_.restore_state(state.vm);
+  for (uint32_t id = 0; id < config_.vcpus; ++id) {
+    Vcpu vcpu = vm_.create_vcpu(id, kvm.vcpu_mmap_size());
+    CpuidEntries cpuid = cpuid_for(kvm, id);
+    vcpu.set_cpuid(cpuid);
+    if (id == 0) boot_cpuid_ = cpuid;
+    if (state.vcpus[id].id != id)
+      throw Error("snapshot vCPU " + std::to_string(id) + " has id " +
+                  std::to_string(state.vcpus[id].id));
+    vcpu.restore_state(state.vcpus[id]);
+    vcpus_.push_back(std::move(vcpu));
+  }
+  serial_->restore(state.serial);
+  for (size_t i = 0; i < virtio_.size(); ++i) virtio_[i].transport->restore(state.virtio[i].transport);
+  kernel_loaded_ns_ = now_ns();
 }
 
 void MachineImpl::on_console_output(std::span<const uint8_t> bytes) {
@@ -206,6 +282,72 @@ void MachineImpl::on_stdin(uint32_t) {
   serial_->enqueue_input(std::span<const uint8_t>(buf, static_cast<size_t>(n)));
 }
 
+void MachineImpl::park(size_t index) {
+  Vcpu& vcpu = vcpus_[index];
+  try {
+    // An I/O exit is finished by the next KVM_RUN; with immediate_exit set that run returns
+    // at once, so the saved registers are past the instruction (see Vcpu::save_state).
+    vcpu.complete_pending_io();
+  } catch (const Error& e) {
+    request_stop(StopReason::kError, e.what());
+  }
+  std::unique_lock lock(pause_mu_);
+  ++parked_;
+  pause_cv_.notify_all();
+  pause_cv_.wait(lock, [this] { return !pause_requested_.load() || stopping_.load(); });
+  --parked_;
+}
+
+void MachineImpl::pause() {
+  if (paused_) return;
+  {
+    std::lock_guard lock(pause_mu_);
+    pause_requested_.store(true);
+  }
+  for (size_t i = 0; i < vcpus_.size(); ++i) {
+    vcpus_[i].set_immediate_exit(true);
+    if (i < vcpu_threads_.size()) pthread_kill(vcpu_threads_[i], kick_signal());
+  }
+  std::unique_lock lock(pause_mu_);
+  // A vCPU that already left its loop (stopping) never parks; do not wait for it then.
+  pause_cv_.wait(lock, [this] { return parked_ == vcpus_.size() || stopping_.load(); });
+  if (stopping_.load() && parked_ != vcpus_.size()) {
+    pause_requested_.store(false);
+    pause_cv_.notify_all();
+    throw Error("the VM is stopping");
+  }
+  for (auto& v : vcpus_) v.kvmclock_ctrl();
+  paused_ = true;
+}
+
+void MachineImpl::resume() {
+  if (!paused_) return;
+  for (auto& v : vcpus_) v.set_immediate_exit(false);
+  {
+    std::lock_guard lock(pause_mu_);
+    pause_requested_.store(false);
+  }
+  pause_cv_.notify_all();
+  paused_ = false;
+}
+
+MachineState MachineImpl::save_state() {
+  if (!paused_) throw Error("the VM must be paused to save its state");
+  MachineState s;
+  s.mem_bytes = mem_.size();
+  for (const DriveSpec& d : config_.virtio.drives) s.devices.drives.push_back(d);
+  s.devices.rng = config_.virtio.rng;
+  s.devices.vsock = config_.virtio.vsock.has_value();
+  if (config_.virtio.vsock) s.devices.vsock_cid = config_.virtio.vsock->guest_cid;
+  s.cpuid = boot_cpuid_;
+  s.vm = vm_.save_state();
+  for (const Vcpu& v : vcpus_) s.vcpus.push_back(v.save_state());
+  s.serial = serial_->save();
+  for (const auto& a : virtio_)
+    s.virtio.push_back(VirtioSlotState{a.transport->save(), a.transport->device().save_state()});
+  return s;
+}
+
 void MachineImpl::vcpu_thread(size_t index) {
   Vcpu& vcpu = vcpus_[index];
   if (index == 0) {
@@ -213,6 +355,10 @@ void MachineImpl::vcpu_thread(size_t index) {
     first_run_ns_.compare_exchange_strong(expected, now_ns());
   }
   while (!stopping_.load(std::memory_order_relaxed)) {
+    if (pause_requested_.load()) {
+      park(index);
+      continue;
+    }
     VcpuExit exit;
     try {
       exit = vcpu.run();
@@ -274,10 +420,17 @@ RunResult MachineImpl::run() {
   });
 
   std::vector<std::thread> threads;
-  for (size_t i = 0; i < vcpus_.size(); ++i) threads.emplace_back([this, i] { vcpu_thread(i); });
+  for (size_t i = 0; i < vcpus_.size(); ++i) {
+    threads.emplace_back([this, i] { vcpu_thread(i); });
+    vcpu_threads_.push_back(threads.back().native_handle());
+  }
   loop_.run();
 
-  stopping_.store(true);
+  {
+    std::lock_guard lock(pause_mu_);
+    stopping_.store(true);
+  }
+  pause_cv_.notify_all();
   for (size_t i = 0; i < threads.size(); ++i) {
     vcpus_[i].set_immediate_exit(true);
     pthread_kill(threads[i].native_handle(), kick_signal());
@@ -315,7 +468,23 @@ std::unique_ptr<Machine> Machine::create(const MachineConfig& config, const Kvm&
   if (config.vcpus == 0 || config.vcpus > max)
     throw Error("--vcpus " + std::to_string(config.vcpus) + ": must be between 1 and " +
                 std::to_string(max) + " on this host");
-  return std::make_unique<MachineImpl>(config, kvm, t0_ns);
+  return std::make_unique<MachineImpl>(config, kvm, t0_ns, GuestMemory::create(config.mem_bytes),
+                                       nullptr);
+}
+
+std::unique_ptr<Machine> Machine::restore(const MachineConfig& config, const MachineState& state,
+                                          GuestMemory memory, const Kvm& kvm, uint64_t t0_ns) {
+  uint32_t max = std::min<uint32_t>(static_cast<uint32_t>(kvm.max_vcpus()), kMpTableMaxCpus);
+  if (state.vcpus.empty() || state.vcpus.size() > max)
+    throw Error("snapshot has " + std::to_string(state.vcpus.size()) +
+                " vCPUs: must be between 1 and " + std::to_string(max) + " on this host");
+  if (memory.size() != state.mem_bytes)
+    throw Error("snapshot memory is " + std::to_string(memory.size()) + " bytes, its state says " +
+                std::to_string(state.mem_bytes));
+  MachineConfig c = config;
+  c.vcpus = static_cast<uint32_t>(state.vcpus.size());
+  c.mem_bytes = state.mem_bytes;
+  return std::make_unique<MachineImpl>(c, kvm, t0_ns, std::move(memory), &state);
 }
 
 }  // namespace wisp

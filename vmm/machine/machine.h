@@ -3,14 +3,23 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
 #include "vmm/kvm/kvm.h"
+#include "vmm/machine/machine_state.h"
 #include "vmm/machine/virtio_wiring.h"
+#include "vmm/memory/guest_memory.h"
 #include "vmm/vcpu/exit_handler.h"
 
 namespace wisp {
+
+class Machine;
+
+// Answers one command line read from the control socket with one reply line (without the
+// newline). Runs on the event-loop thread, so it may pause, save and resume the machine.
+using ControlHandler = std::function<std::string(Machine& machine, const std::string& command)>;
 
 struct MachineConfig {
   std::string kernel_path;
@@ -21,6 +30,9 @@ struct MachineConfig {
   enum class Console { kStdio, kNone, kFile } console = Console::kStdio;
   std::string console_file;  // for kFile
   VirtioConfig virtio;       // drives and rng
+  // A Unix socket path to listen on for control commands ("" = none), and who answers them.
+  std::string control_socket;
+  ControlHandler control_handler;
 };
 
 struct RunResult {
@@ -42,11 +54,28 @@ class Machine {
   // the caller counts from (process start) for RunResult's timestamps.
   static std::unique_ptr<Machine> create(const MachineConfig& config, const Kvm& kvm,
                                          uint64_t t0_ns);
+  // Rebuilds a machine from saved state over `memory` (a snapshot's memory file, mapped
+  // privately). `config` supplies what is not guest state: console, control socket, the new
+  // vsock Unix socket; its kernel, initrd and command line are unused, and its memory size and
+  // devices must match `state` (the caller builds them from it). Each component validates its
+  // part of the (untrusted) state; throws Error naming what is wrong. The vCPUs start running
+  // where they were paused when run() is called.
+  static std::unique_ptr<Machine> restore(const MachineConfig& config, const MachineState& state,
+                                          GuestMemory memory, const Kvm& kvm, uint64_t t0_ns);
   virtual ~Machine() = default;
 
   // Runs the guest until it powers off, reboots, panics or fails. Owns the calling thread (it
   // becomes the event loop) and the terminal while it runs.
   virtual RunResult run() = 0;
+
+  // For the control handler (event-loop thread, during run()). pause() returns once every
+  // vCPU is out of KVM_RUN with its pending I/O completed; nothing touches guest memory until
+  // resume() except the caller. save_state() needs the machine paused.
+  virtual void pause() = 0;
+  virtual void resume() = 0;
+  virtual bool paused() const = 0;
+  virtual MachineState save_state() = 0;
+  virtual const GuestMemory& memory() const = 0;
 };
 
 // The microVM command-line parameters wisp adds in front of the user's, chosen to keep boot

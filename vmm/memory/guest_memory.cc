@@ -1,8 +1,10 @@
 #include "vmm/memory/guest_memory.h"
 
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <utility>
 
@@ -38,12 +40,115 @@ GuestMemory GuestMemory::create(uint64_t size) {
   return mem;
 }
 
+GuestMemory GuestMemory::map_file_private(UniqueFd fd, uint64_t size) {
+  if (size == 0 || size % 4096 != 0)
+    throw Error("guest memory size must be a non-zero multiple of 4 KiB");
+  GuestMemory mem;
+  mem.memfd_ = std::move(fd);
+  // No MAP_POPULATE: the point is that a clone faults in only the pages it uses.
+  void* p =
+      mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_NORESERVE, mem.memfd_.get(), 0);
+  if (p == MAP_FAILED) throw_errno("mapping the snapshot memory file");
+  mem.mapping_ = static_cast<uint8_t*>(p);
+  mem.mapping_size_ = size;
+  mem.size_ = size;
+  mem.regions_ = layout(size);
+  for (auto& r : mem.regions_) r.host = mem.mapping_ + r.file_offset;
+  mem.private_file_ = true;
+  return mem;
+}
+
+void GuestMemory::overlay_file_pages(int fd, uint64_t first_page, uint64_t count) {
+  if (!private_file_) throw Error("overlaying pages needs memory mapped from a snapshot file");
+  if (count == 0 || first_page > page_count() || count > page_count() - first_page)
+    throw Error("page range outside guest memory");
+  uint64_t off = first_page * 4096;
+  void* p = mmap(mapping_ + off, count * 4096, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_NORESERVE | MAP_FIXED, fd, static_cast<off_t>(off));
+  if (p == MAP_FAILED) throw_errno("mapping a diff snapshot's pages");
+  overlays_.emplace_back(first_page, count);
+}
+
+namespace {
+
+// /proc/self/pagemap: one u64 per virtual page. Bit 63: present; bit 62: swapped; bit 61:
+// file-backed or shared anonymous page (clear for a private copy made by a write).
+constexpr uint64_t kPagemapPresent = 1ull << 63;
+constexpr uint64_t kPagemapSwapped = 1ull << 62;
+constexpr uint64_t kPagemapFile = 1ull << 61;
+
+std::vector<uint64_t> read_pagemap(const uint8_t* start, uint64_t pages) {
+  UniqueFd fd(::open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC));
+  if (!fd) throw_errno("opening /proc/self/pagemap");
+  std::vector<uint64_t> out(pages);
+  uint64_t vpage = reinterpret_cast<uintptr_t>(start) / 4096;
+  size_t done = 0;
+  while (done < pages) {
+    size_t want = std::min<size_t>(pages - done, 65536);
+    ssize_t n = pread(fd.get(), out.data() + done, want * 8,
+                      static_cast<off_t>((vpage + done) * 8));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0 || n % 8 != 0) throw_errno("reading /proc/self/pagemap");
+    done += static_cast<size_t>(n) / 8;
+  }
+  return out;
+}
+
+}  // namespace
+
+std::vector<bool> GuestMemory::resident_pages() const {
+  std::vector<uint64_t> map = read_pagemap(mapping_, page_count());
+  std::vector<bool> out(map.size());
+  for (size_t i = 0; i < map.size(); ++i)
+    out[i] = (map[i] & (kPagemapPresent | kPagemapSwapped)) != 0;
+  return out;
+}
+
+std::vector<bool> GuestMemory::written_pages() const {
+  if (!private_file_) return std::vector<bool>(page_count(), true);
+  std::vector<uint64_t> map = read_pagemap(mapping_, page_count());
+  std::vector<bool> out(map.size());
+  // A swapped-out page of a private file mapping is always a private copy (clean file pages
+  // are dropped, not swapped).
+  for (size_t i = 0; i < map.size(); ++i)
+    out[i] = (map[i] & kPagemapSwapped) != 0 ||
+             ((map[i] & kPagemapPresent) != 0 && (map[i] & kPagemapFile) == 0);
+  return out;
+}
+
+std::vector<bool> GuestMemory::data_pages() const {
+  // A private mapping's written pages are data wherever the file has holes; a diff layer
+  // mapped over the base (overlay_file_pages) is another file, so count those as written too.
+  std::vector<bool> out = private_file_ ? written_pages() : std::vector<bool>(page_count());
+  const off_t end = static_cast<off_t>(mapping_size_);
+  off_t pos = 0;
+  while (pos < end) {
+    off_t data = lseek(memfd_.get(), pos, SEEK_DATA);
+    if (data < 0) {
+      if (errno == ENXIO) break;  // no data after pos
+      throw_errno("finding data in guest memory's backing file");
+    }
+    if (data >= end) break;
+    off_t hole = lseek(memfd_.get(), data, SEEK_HOLE);
+    if (hole < 0) throw_errno("finding holes in guest memory's backing file");
+    hole = std::min(hole, end);
+    for (uint64_t p = static_cast<uint64_t>(data) / 4096; p < (static_cast<uint64_t>(hole) + 4095) / 4096; ++p)
+      out[p] = true;
+    pos = hole;
+  }
+  for (const auto& [first, count] : overlays_)
+    for (uint64_t p = first; p < first + count; ++p) out[p] = true;
+  return out;
+}
+
 GuestMemory::GuestMemory(GuestMemory&& o) noexcept
     : size_(std::exchange(o.size_, 0)),
       memfd_(std::move(o.memfd_)),
       mapping_(std::exchange(o.mapping_, nullptr)),
       mapping_size_(std::exchange(o.mapping_size_, 0)),
-      regions_(std::move(o.regions_)) {}
+      regions_(std::move(o.regions_)),
+      private_file_(std::exchange(o.private_file_, false)),
+      overlays_(std::move(o.overlays_)) {}
 
 GuestMemory& GuestMemory::operator=(GuestMemory&& o) noexcept {
   if (this != &o) {
@@ -53,6 +158,8 @@ GuestMemory& GuestMemory::operator=(GuestMemory&& o) noexcept {
     mapping_ = std::exchange(o.mapping_, nullptr);
     mapping_size_ = std::exchange(o.mapping_size_, 0);
     regions_ = std::move(o.regions_);
+    private_file_ = std::exchange(o.private_file_, false);
+    overlays_ = std::move(o.overlays_);
   }
   return *this;
 }

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "vmm/base/unique_fd.h"
@@ -30,6 +31,11 @@ class GuestMemory {
   // Creates `size` bytes of zeroed guest RAM backed by an anonymous memfd.
   static GuestMemory create(uint64_t size);
 
+  // Guest RAM of `size` bytes restored from a snapshot's memory file `fd` (laid out as
+  // layout(size) says, file offset = region's file_offset): mapped MAP_PRIVATE, so pages load
+  // lazily from the page cache, clones of one file share its clean pages, and the guest's
+  // writes are private copies. Takes the fd. The caller checked the file's size.
+  static GuestMemory map_file_private(UniqueFd fd, uint64_t size);
   // Region layout for a given RAM size (pure; unit-tested).
   static std::vector<MemoryRegion> layout(uint64_t size);
 
@@ -60,6 +66,27 @@ class GuestMemory {
     return write(addr, std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(&in), sizeof(T)));
   }
 
+  // Replaces pages [first_page, first_page + count) (page = 4 KiB of the backing file's offset
+  // space) with the same offsets of `fd`, privately: a diff snapshot's layer over its parent.
+  // Only for memory from map_file_private. Throws Error.
+  void overlay_file_pages(int fd, uint64_t first_page, uint64_t count);
+
+  // Pages of the backing file's offset space, 4 KiB each.
+  uint64_t page_count() const { return mapping_size_ / 4096; }
+  // Per page: whether this process has it mapped (the guest or the VMM touched it). From
+  // /proc/self/pagemap; throws Error if it cannot be read.
+  std::vector<bool> resident_pages() const;
+  // Per page: whether it holds a private copy, i.e. was written since the file was mapped
+  // (by the guest through KVM or by a device in the VMM). All pages for memfd-backed RAM
+  // (there is no file to differ from).
+  std::vector<bool> written_pages() const;
+  // Per page: whether it may hold non-zero bytes. Pages the backing file (memfd or snapshot
+  // memory file) has no data for are known to be zero unless written since; lets a snapshot
+  // skip them without reading (reading a memfd hole would allocate it). Throws Error.
+  std::vector<bool> data_pages() const;
+  // True for memory from map_file_private.
+  bool is_file_private() const { return private_file_; }
+
   // For VMM-chosen addresses during setup: throws Error naming `what` if out of range.
   std::span<uint8_t> slice_or_throw(GuestAddress addr, uint64_t len, const std::string& what) const;
 
@@ -71,6 +98,8 @@ class GuestMemory {
   uint8_t* mapping_ = nullptr;
   uint64_t mapping_size_ = 0;
   std::vector<MemoryRegion> regions_;
+  bool private_file_ = false;
+  std::vector<std::pair<uint64_t, uint64_t>> overlays_;  // (first page, count) from other files
 };
 
 }  // namespace wisp

@@ -1,0 +1,181 @@
+#include "cli/template_store.h"
+
+#include <dirent.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+
+#include "vmm/base/error.h"
+
+namespace wisp {
+
+std::string wisp_home() {
+  const char* h = std::getenv("WISP_HOME");
+  return h && *h ? h : "/var/lib/wisp";
+}
+
+std::string templates_dir() { return wisp_home() + "/templates"; }
+
+void check_template_name(const std::string& name) {
+  bool ok = !name.empty() && name.size() <= 64 && name[0] != '.';
+  for (char c : name)
+    ok = ok && (std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-');
+  if (!ok)
+    throw Error("template name \"" + name +
+                "\": use 1 to 64 letters, digits, '.', '_' or '-', not starting with '.'");
+}
+
+std::string format_template_info(const TemplateInfo& t) {
+  std::ostringstream o;
+  auto line = [&](const std::string& k, const std::string& v) {
+    if (v.find('\n') != std::string::npos)
+      throw Error("template " + t.name + ": " + k + " must not contain a newline");
+    o << k << ' ' << v << '\n';
+  };
+  line("name", t.name);
+  line("mode", t.mode);
+  for (const auto& a : t.argv) line("arg", a);
+  for (const auto& e : t.env) line("env", e);
+  line("mem_mib", std::to_string(t.mem_mib));
+  line("vcpus", std::to_string(t.vcpus));
+  line("guest", t.guest);
+  line("warmup", std::to_string(t.warmup));
+  line("created_unix", std::to_string(t.created_unix));
+  line("snapshot_ms", std::to_string(t.snapshot_ms));
+  line("memory_file_bytes", std::to_string(t.memory_file_bytes));
+  line("memory_disk_bytes", std::to_string(t.memory_disk_bytes));
+  return o.str();
+}
+
+TemplateInfo parse_template_info(const std::string& text, const std::string& file) {
+  TemplateInfo t;
+  std::istringstream in(text);
+  std::string line;
+  int n = 0;
+  auto number = [&](const std::string& v, const std::string& k) -> uint64_t {
+    char* end = nullptr;
+    errno = 0;
+    unsigned long long x = std::strtoull(v.c_str(), &end, 10);
+    if (v.empty() || *end || errno || v[0] == '-')
+      throw Error(file + ":" + std::to_string(n) + ": " + k + ": expected a number, got \"" + v + "\"");
+    return x;
+  };
+  while (std::getline(in, line)) {
+    ++n;
+    if (line.empty()) continue;
+    size_t sp = line.find(' ');
+    std::string k = line.substr(0, sp), v = sp == std::string::npos ? "" : line.substr(sp + 1);
+    if (k == "name") t.name = v;
+    else if (k == "mode") t.mode = v;
+    else if (k == "arg") t.argv.push_back(v);
+    else if (k == "env") t.env.push_back(v);
+    else if (k == "mem_mib") t.mem_mib = number(v, k);
+    else if (k == "vcpus") t.vcpus = static_cast<uint32_t>(number(v, k));
+    else if (k == "guest") t.guest = v;
+    else if (k == "warmup") t.warmup = static_cast<uint32_t>(number(v, k));
+    else if (k == "created_unix") t.created_unix = static_cast<int64_t>(number(v, k));
+    else if (k == "snapshot_ms") t.snapshot_ms = std::strtod(v.c_str(), nullptr);
+    else if (k == "memory_file_bytes") t.memory_file_bytes = number(v, k);
+    else if (k == "memory_disk_bytes") t.memory_disk_bytes = number(v, k);
+    // Unknown keys are from a newer wisp: ignored, so old readers keep working.
+  }
+  if (t.mode != "exec" && t.mode != "worker")
+    throw Error(file + ": mode \"" + t.mode + "\": expected exec or worker");
+  if (t.argv.empty()) throw Error(file + ": no handler command (arg lines)");
+  return t;
+}
+
+TemplateInfo read_template(const std::string& name) {
+  check_template_name(name);
+  std::string dir = templates_dir() + "/" + name;
+  std::string file = dir + "/template.info";
+  std::ifstream in(file);
+  if (!in) {
+    struct stat st;
+    if (::stat(dir.c_str(), &st) != 0)
+      throw Error("template " + name + ": not found in " + templates_dir() +
+                  " (wisp template ls lists them; WISP_HOME sets the store)");
+    throw Error("template " + name + ": cannot read " + file);
+  }
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return parse_template_info(ss.str(), file);
+}
+
+std::vector<std::string> split_command(const std::string& text) {
+  std::vector<std::string> out;
+  std::string cur;
+  bool in_word = false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    char c = text[i];
+    if (c == '\'' ) {
+      size_t end = text.find('\'', i + 1);
+      if (end == std::string::npos) throw Error("unterminated ' in \"" + text + "\"");
+      cur += text.substr(i + 1, end - i - 1);
+      in_word = true;
+      i = end;
+    } else if (c == '"') {
+      size_t j = i + 1;
+      for (; j < text.size() && text[j] != '"'; ++j) {
+        if (text[j] == '\\' && j + 1 < text.size() &&
+            (text[j + 1] == '"' || text[j + 1] == '\\' || text[j + 1] == '$' || text[j + 1] == '`'))
+          ++j;
+        cur += text[j];
+      }
+      if (j >= text.size()) throw Error("unterminated \" in \"" + text + "\"");
+      in_word = true;
+      i = j;
+    } else if (c == '\\') {
+      if (i + 1 < text.size()) cur += text[++i];
+      in_word = true;
+    } else if (c == ' ' || c == '\t' || c == '\n') {
+      if (in_word) out.push_back(cur);
+      cur.clear();
+      in_word = false;
+    } else {
+      cur += c;
+      in_word = true;
+    }
+  }
+  if (in_word) out.push_back(cur);
+  return out;
+}
+
+void make_dirs(const std::string& path) {
+  for (size_t pos = 1; pos <= path.size(); ++pos) {
+    if (pos != path.size() && path[pos] != '/') continue;
+    std::string p = path.substr(0, pos);
+    if (::mkdir(p.c_str(), 0755) != 0 && errno != EEXIST) throw_errno("create directory " + p);
+  }
+}
+
+void remove_tree(const std::string& path) {
+  struct stat st;
+  if (::lstat(path.c_str(), &st) != 0) {
+    if (errno == ENOENT) return;
+    throw_errno("remove " + path);
+  }
+  if (S_ISDIR(st.st_mode)) {
+    DIR* d = ::opendir(path.c_str());
+    if (!d) throw_errno("open directory " + path);
+    while (dirent* e = ::readdir(d)) {
+      std::string n = e->d_name;
+      if (n == "." || n == "..") continue;
+      try {
+        remove_tree(path + "/" + n);
+      } catch (...) {
+        ::closedir(d);
+        throw;
+      }
+    }
+    ::closedir(d);
+    if (::rmdir(path.c_str()) != 0) throw_errno("remove directory " + path);
+  } else if (::unlink(path.c_str()) != 0) {
+    throw_errno("remove " + path);
+  }
+}
+
+}  // namespace wisp

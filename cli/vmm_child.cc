@@ -1,0 +1,131 @@
+#include "cli/vmm_child.h"
+
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "vmm/base/error.h"
+
+extern char** environ;
+
+namespace wisp {
+
+std::string self_exe() {
+  char buf[PATH_MAX];
+  ssize_t n = readlink("/proc/self/exe", buf, sizeof(buf) - 1);
+  if (n <= 0) throw_errno("readlink /proc/self/exe");
+  return std::string(buf, static_cast<size_t>(n));
+}
+
+VmmChild::VmmChild(const std::vector<std::string>& args, const std::string& log, bool ready_pipe)
+    : log_(log) {
+  std::string self = self_exe();
+  std::vector<std::string> argv = {self};
+  argv.insert(argv.end(), args.begin(), args.end());
+  int pipefd[2] = {-1, -1};
+  if (ready_pipe) {
+    if (pipe2(pipefd, O_CLOEXEC) != 0) throw_errno("pipe");
+    ready_ = UniqueFd(pipefd[0]);
+    // The write end is dup'ed to a fixed number in the child (without CLOEXEC).
+    argv.insert(argv.end(), {"--ready-fd", "3"});
+  }
+  std::vector<char*> cargs;
+  for (auto& a : argv) cargs.push_back(a.data());
+  cargs.push_back(nullptr);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+  posix_spawn_file_actions_addopen(&fa, 2, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  if (ready_pipe) posix_spawn_file_actions_adddup2(&fa, pipefd[1], 3);
+  int rc = posix_spawn(&pid_, self.c_str(), &fa, nullptr, cargs.data(), environ);
+  posix_spawn_file_actions_destroy(&fa);
+  if (ready_pipe) ::close(pipefd[1]);
+  if (rc != 0) {
+    pid_ = -1;
+    errno = rc;
+    throw_errno("starting the VMM (" + self + ")");
+  }
+}
+
+VmmChild::~VmmChild() { kill_now(); }
+
+bool VmmChild::alive() {
+  if (pid_ <= 0) return false;
+  pid_t r = waitpid(pid_, &status_, WNOHANG);
+  if (r == pid_) {
+    pid_ = -1;
+    return false;
+  }
+  return true;
+}
+
+std::string VmmChild::wait_ready(std::chrono::milliseconds timeout) {
+  if (!ready_) throw Error("VMM started without a ready pipe");
+  std::string line;
+  auto end = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(end - std::chrono::steady_clock::now());
+    if (left.count() <= 0) throw Error("the VMM did not get ready in time\n" + log_tail());
+    pollfd p{ready_.get(), POLLIN, 0};
+    int n = ::poll(&p, 1, static_cast<int>(left.count()));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) continue;
+    char buf[256];
+    ssize_t r = ::read(ready_.get(), buf, sizeof(buf));
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) {
+      // Closed without a line: the child failed before it was ready.
+      wait_or_kill(std::chrono::milliseconds(2000));
+      throw Error("the VMM failed:\n" + log_tail());
+    }
+    line.append(buf, static_cast<size_t>(r));
+    size_t nl = line.find('\n');
+    if (nl != std::string::npos) return line.substr(0, nl);
+  }
+}
+
+void VmmChild::kill_now() {
+  if (pid_ <= 0) return;
+  ::kill(pid_, SIGKILL);
+  while (waitpid(pid_, &status_, 0) < 0 && errno == EINTR) {
+  }
+  pid_ = -1;
+}
+
+int VmmChild::wait_or_kill(std::chrono::milliseconds grace) {
+  auto end = std::chrono::steady_clock::now() + grace;
+  while (pid_ > 0) {
+    pid_t r = waitpid(pid_, &status_, WNOHANG);
+    if (r == pid_) {
+      pid_ = -1;
+      break;
+    }
+    if (std::chrono::steady_clock::now() >= end) {
+      kill_now();
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  return status_;
+}
+
+std::string VmmChild::log_tail(size_t n) const {
+  std::ifstream in(log_);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  std::string s = ss.str();
+  return s.size() > n ? s.substr(s.size() - n) : s;
+}
+
+}  // namespace wisp

@@ -1,0 +1,58 @@
+// Save and restore of a whole microVM, between vmm/'s plain MachineState + GuestMemory and a
+// snapshot directory. The only place that joins the two: vmm/ never sees the file format, and
+// the format code below this never sees a device.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "vmm/kvm/cpu_types.h"
+#include "vmm/machine/machine_state.h"
+#include "vmm/memory/guest_memory.h"
+
+namespace wisp::snapshot {
+
+struct SaveOptions {
+  // A diff snapshot: only pages written since the VM was restored from `parent_dir` (whose
+  // snapshot id is `parent_id`) are stored; the rest come from the parent.
+  bool diff = false;
+  std::string parent_dir;
+  std::string parent_id;
+  std::string creator_version;
+};
+
+struct SaveResult {
+  std::string id;
+  uint64_t memory_file_bytes = 0;  // logical size
+  uint64_t memory_disk_bytes = 0;  // allocated (sparse)
+  uint64_t pages_written = 0;      // pages of data in the memory file
+  uint64_t pages_in_layer = 0;     // diff: pages this layer covers (data or zero)
+  double state_ms = 0, memory_ms = 0;
+};
+
+// Writes `state` and `memory` as the snapshot directory `dir` (atomically; it must not
+// exist). The machine must be paused. Throws Error naming the file and the problem.
+SaveResult save_machine_snapshot(const std::string& dir, const MachineState& state,
+                                 const GuestMemory& memory, const SaveOptions& options);
+
+struct LoadedSnapshot {
+  MachineState state;
+  GuestMemory memory;  // the memory file(s) mapped MAP_PRIVATE, diff layers over their parents
+  std::string id;
+  uint32_t layers = 1;  // 1 for a full snapshot, 1 + diffs above it
+};
+
+// What this host would give vCPU 0 of a machine with `vcpus` vCPUs (vmm/arch's vcpu_cpuid over
+// KVM's supported CPUID), to compare with the snapshot's.
+using HostCpuid = std::function<CpuidEntries(uint32_t vcpus)>;
+
+// Reads, validates and maps the snapshot at `dir` (following a diff's parents). Refuses a
+// snapshot from another CPU feature set, a memory file that does not match, a parent that is
+// not the one the diff was made on. Throws Error naming the file and what is wrong.
+LoadedSnapshot load_machine_snapshot(const std::string& dir, const HostCpuid& host_cpuid);
+
+// The vendor string of CPUID leaf 0 ("GenuineIntel"), or "" when the leaf is missing.
+std::string cpu_vendor(const CpuidEntries& cpuid);
+
+}  // namespace wisp::snapshot
