@@ -43,6 +43,9 @@ class FakeDevice : public VirtioDeviceBase {
     if (offset + data.size() <= config.size())
       std::memcpy(config.data() + offset, data.data(), data.size());
   }
+  // Nothing to keep (snapshots are tested in virtio_snapshot_test.cc).
+  VirtioDeviceState save_state() const override { return RngState{}; }
+  void restore_state(const VirtioDeviceState&) override {}
   // Test hooks, called like a back-end event handler would.
   void change_config() {
     auto lock = lock_state();

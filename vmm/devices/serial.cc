@@ -1,5 +1,10 @@
 #include "vmm/devices/serial.h"
 
+#include <cstdio>
+#include <string>
+
+#include "vmm/base/error.h"
+
 namespace wisp {
 namespace {
 // Register offsets (DLAB = divisor latch access bit in LCR selects DLL/DLM at 0/1).
@@ -10,6 +15,15 @@ constexpr uint8_t kIirNone = 0x01, kIirThrEmpty = 0x02, kIirRxData = 0x04, kIirF
 constexpr uint8_t kLsrDataReady = 0x01, kLsrThrEmpty = 0x20, kLsrIdle = 0x40;
 constexpr uint8_t kMcrDtr = 0x01, kMcrRts = 0x02, kMcrOut1 = 0x04, kMcrOut2 = 0x08, kMcrLoop = 0x10;
 constexpr uint8_t kMsrCts = 0x10, kMsrDsr = 0x20, kMsrRi = 0x40, kMsrDcd = 0x80;
+// Bits a register can hold (writes mask the rest away), for restore's validation.
+constexpr uint8_t kIerMask = 0x0f, kMcrMask = 0x1f;
+
+std::string bad_bits(const char* field, uint8_t value, uint8_t mask) {
+  char buf[96];
+  std::snprintf(buf, sizeof buf, "serial state: %s = 0x%02x has bits outside 0x%02x", field, value,
+                mask);
+  return buf;
+}
 }  // namespace
 
 // Interrupt model: ISA IRQ 4 is edge-triggered, so we send one edge each time "an enabled
@@ -99,7 +113,7 @@ void Serial::write_register(uint64_t offset, uint8_t value) {
       // Enabling THRE while the register is empty raises the interrupt at once (8250 semantics
       // the driver's start_tx relies on).
       if ((value & kIerThrEmpty) && !(ier_ & kIerThrEmpty)) thr_empty_pending_ = true;
-      ier_ = value & 0x0f;
+      ier_ = value & kIerMask;
       return;
     case kIir:  // FCR on write
       fifo_enabled_ = value & 0x01;
@@ -109,7 +123,7 @@ void Serial::write_register(uint64_t offset, uint8_t value) {
       lcr_ = value;
       return;
     case kMcr:
-      mcr_ = value & 0x1f;
+      mcr_ = value & kMcrMask;
       return;
     case kScr:
       scr_ = value;
@@ -125,6 +139,41 @@ void Serial::enqueue_input(std::span<const uint8_t> bytes) {
     if (rx_.size() >= kMaxPendingInput) break;
     rx_.push_back(b);
   }
+  update_interrupt();
+}
+
+SerialState Serial::save() const {
+  std::lock_guard lock(mu_);
+  return SerialState{ier_,
+                     lcr_,
+                     mcr_,
+                     scr_,
+                     dll_,
+                     dlm_,
+                     fifo_enabled_,
+                     thr_empty_pending_,
+                     std::vector<uint8_t>(rx_.begin(), rx_.end())};
+}
+
+void Serial::restore(const SerialState& s) {
+  if (s.ier & ~kIerMask) throw Error(bad_bits("ier", s.ier, kIerMask));
+  if (s.mcr & ~kMcrMask) throw Error(bad_bits("mcr", s.mcr, kMcrMask));
+  if (s.rx.size() > kMaxPendingInput)
+    throw Error("serial state: rx holds " + std::to_string(s.rx.size()) +
+                " pending input bytes (limit " + std::to_string(kMaxPendingInput) + ")");
+  std::lock_guard lock(mu_);
+  ier_ = s.ier;
+  lcr_ = s.lcr;
+  mcr_ = s.mcr;
+  scr_ = s.scr;
+  dll_ = s.dll;
+  dlm_ = s.dlm;
+  fifo_enabled_ = s.fifo_enabled;
+  thr_empty_pending_ = s.thr_empty_pending;
+  rx_.assign(s.rx.begin(), s.rx.end());
+  // The edge sent before the snapshot may or may not have reached the guest's handler; one
+  // more is at worst a spurious interrupt (the handler finds IIR "none"), one fewer a hang.
+  irq_asserted_ = false;
   update_interrupt();
 }
 

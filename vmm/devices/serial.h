@@ -9,11 +9,28 @@
 #include <functional>
 #include <mutex>
 #include <span>
+#include <vector>
 
 #include "vmm/bus/io_bus.h"
 #include "vmm/devices/irq_line.h"
 
 namespace wisp {
+
+// A UART's saved state: plain data, untrusted when it comes from a snapshot (Serial::restore
+// validates it). LSR and MSR are not stored: this model derives them from the pending input and
+// MCR. IIR is derived too, from IER, the input and the latched THRE interrupt.
+struct SerialState {
+  uint8_t ier = 0;  // only the low 4 bits exist
+  uint8_t lcr = 0;
+  uint8_t mcr = 0x08;  // only the low 5 bits exist
+  uint8_t scr = 0;
+  uint8_t dll = 0x0c;
+  uint8_t dlm = 0;
+  bool fifo_enabled = false;       // FCR bit 0, the only FCR bit that is kept (IIR reports it)
+  bool thr_empty_pending = false;  // the THRE interrupt is latched (until IIR read or THR write)
+  std::vector<uint8_t> rx;         // input the guest has not read yet, oldest first
+  bool operator==(const SerialState&) const = default;
+};
 
 class Serial final : public BusDevice {
  public:
@@ -32,6 +49,13 @@ class Serial final : public BusDevice {
   // Called by the event loop with bytes typed on the host side.
   void enqueue_input(std::span<const uint8_t> bytes);
 
+  // Snapshots. save() while the vCPUs are paused. restore() on a fresh Serial before any vCPU
+  // runs: throws Error naming the field when `s` is impossible (bits no register has, more
+  // input than kMaxPendingInput); sends an edge when an interrupt is pending afterwards, so a
+  // guest that was about to read IIR is not left waiting.
+  SerialState save() const;
+  void restore(const SerialState& s);
+
  private:
   uint8_t read_register(uint64_t offset);
   void write_register(uint64_t offset, uint8_t value);
@@ -39,7 +63,7 @@ class Serial final : public BusDevice {
   // Sends an edge when an enabled condition becomes pending (see .cc).
   void update_interrupt();
 
-  std::mutex mu_;
+  mutable std::mutex mu_;
   IrqLine& irq_;
   Sink sink_;
   std::deque<uint8_t> rx_;

@@ -3,6 +3,7 @@
 #include <cinttypes>
 #include <cstring>
 
+#include "vmm/base/error.h"
 #include "vmm/base/log.h"
 
 namespace wisp {
@@ -32,6 +33,27 @@ VirtioBlock::VirtioBlock(std::unique_ptr<BlockBackend> backend)
 
 uint64_t VirtioBlock::device_features() const {
   return kFeatureSegMax | kFeatureFlush | (backend_->read_only() ? kFeatureRo : 0);
+}
+
+VirtioDeviceState VirtioBlock::save_state() const {
+  return BlockState{capacity_, backend_->read_only(), kSegMax};
+}
+
+void VirtioBlock::restore_state(const VirtioDeviceState& s) {
+  // Nothing to adopt: the disk is the configuration. Only check that the guest, which read
+  // capacity, seg_max and the RO feature at probe time, still sees the same disk.
+  const auto& saved = expect_device_state<BlockState>(s, name());
+  if (saved.capacity_sectors != capacity_)
+    throw Error("virtio-blk: the snapshot's disk had " + std::to_string(saved.capacity_sectors) +
+                " sectors, this image has " + std::to_string(capacity_) +
+                " (capacity_sectors differs: not the same disk image)");
+  if (saved.read_only != backend_->read_only())
+    throw Error(std::string("virtio-blk: the snapshot's disk was ") +
+                (saved.read_only ? "read-only" : "writable") + ", this one is " +
+                (backend_->read_only() ? "read-only" : "writable") + " (read_only differs)");
+  if (saved.seg_max != kSegMax)
+    throw Error("virtio-blk: the snapshot's seg_max is " + std::to_string(saved.seg_max) +
+                ", this VMM announces " + std::to_string(kSegMax));
 }
 
 void VirtioBlock::read_config(uint64_t offset, std::span<uint8_t> data) {

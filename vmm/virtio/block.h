@@ -53,6 +53,10 @@ class VirtioBlock final : public VirtioDeviceBase {
   void read_config(uint64_t offset, std::span<uint8_t> data) override;
   void write_config(uint64_t, std::span<const uint8_t>) override {}  // nothing writable
 
+  // BlockState; restore_state refuses a disk whose size or writability differs from the saved.
+  VirtioDeviceState save_state() const override;
+  void restore_state(const VirtioDeviceState& s) override;
+
   uint64_t capacity_sectors() const { return capacity_; }
   // Host-side I/O failures reported to the guest as IOERR.
   uint64_t io_errors() const { return io_errors_.load(std::memory_order_relaxed); }

@@ -45,6 +45,14 @@ bool VirtioDeviceBase::is_active() const {
   return active_;
 }
 
+std::optional<std::vector<QueueState>> VirtioDeviceBase::save_queues() const {
+  std::lock_guard lock(mu_);
+  if (!active_) return std::nullopt;
+  std::vector<QueueState> states;
+  for (const Queue& q : queues_) states.push_back(q.save());
+  return states;
+}
+
 void VirtioDeviceBase::queue_notify(uint16_t index) {
   std::lock_guard lock(mu_);
   if (!active_ || index >= queues_.size() || !queues_[index].ready()) return;

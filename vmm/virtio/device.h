@@ -14,10 +14,12 @@
 #include <atomic>
 #include <cstdint>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <vector>
 
 #include "vmm/memory/guest_memory.h"
+#include "vmm/virtio/device_state.h"
 #include "vmm/virtio/queue.h"
 
 namespace wisp {
@@ -68,6 +70,18 @@ class VirtioDevice {
   virtual void reset() = 0;
   // The driver kicked queue `index` (event-loop thread). Ignored while not active.
   virtual void queue_notify(uint16_t index) = 0;
+
+  // Snapshots (DESIGN.md rule 1). save_state() runs while the vCPUs are paused, on the
+  // event-loop thread. restore_state() runs on a device freshly built from the same
+  // configuration, before it is activated (the transport's restore does that): it throws Error
+  // when `s` is another device's state or does not match this device (e.g. a disk of another
+  // size), and otherwise adopts what the guest already knows.
+  virtual VirtioDeviceState save_state() const = 0;
+  virtual void restore_state(const VirtioDeviceState& s) = 0;
+  // The live queues, ring positions included, while the device is active; nullopt while it is
+  // not. For the transport's save(): after activation the device, not the transport, knows
+  // how far it got in each ring.
+  virtual std::optional<std::vector<QueueState>> save_queues() const = 0;
 };
 
 // The shape every wisp device shares: one mutex, the queues and memory handed over at
@@ -78,6 +92,7 @@ class VirtioDeviceBase : public VirtioDevice {
   bool activate(ActivateArgs args) final;
   void reset() final;
   void queue_notify(uint16_t index) final;
+  std::optional<std::vector<QueueState>> save_queues() const final;
 
   bool is_active() const;
   // Requests the guest got wrong (malformed chains, bad headers), counted over the device's life.

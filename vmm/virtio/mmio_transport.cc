@@ -20,8 +20,6 @@ using namespace virtio_mmio;  // NOLINT: register offsets
 
 // A guest can violate the protocol in a loop; log only the first few.
 constexpr uint64_t kLoggedViolations = 10;
-// More queues than any device wisp has; a bound so a device bug cannot make thousands of fds.
-constexpr uint16_t kMaxQueues = 64;
 
 uint64_t set_low(uint64_t v, uint32_t low) { return (v & ~0xffff'ffffull) | low; }
 uint64_t set_high(uint64_t v, uint32_t high) {
@@ -259,9 +257,9 @@ void MmioTransport::set_queue_ready(QueueState& q, uint32_t v) {
 
 // ---- status state machine --------------------------------------------------------------------
 
-bool MmioTransport::features_acceptable() const {
+bool MmioTransport::features_acceptable(uint64_t features) const {
   // Only what we offered, and VERSION_1: a version-2 transport has no legacy mode.
-  return (driver_features_ & ~device_features_) == 0 && (driver_features_ & kFeatureVersion1);
+  return (features & ~device_features_) == 0 && (features & kFeatureVersion1);
 }
 
 void MmioTransport::write_status(uint32_t v) {
@@ -279,7 +277,7 @@ void MmioTransport::write_status(uint32_t v) {
     v &= ~kStatusNeedsReset;
   }
   uint32_t added = v & ~old;
-  if ((added & kStatusFeaturesOk) && !features_acceptable()) {
+  if ((added & kStatusFeaturesOk) && !features_acceptable(driver_features_)) {
     // Leaving FEATURES_OK clear is how the device says no; the driver reads it back.
     violation(false, "driver features 0x%llx refused (offered 0x%llx)",
               static_cast<unsigned long long>(driver_features_),
@@ -314,6 +312,10 @@ void MmioTransport::activate() {
     }
     live.push_back(std::move(*q));
   }
+  if (!activate_device(std::move(live))) violation(true, "device refused activation");
+}
+
+bool MmioTransport::activate_device(std::vector<Queue> live) {
   bool ok = false;
   try {
     ok = device_->activate(ActivateArgs{memory_, std::move(live), driver_features_, *this});
@@ -321,13 +323,11 @@ void MmioTransport::activate() {
     // A host-side failure; we are on a vCPU thread and must not unwind into it.
     LOG_ERROR("%s: activation failed: %s", label_.c_str(), e.what());
   }
-  if (!ok) {
-    violation(true, "device refused activation");
-    return;
-  }
+  if (!ok) return false;
   // Chains queued before DRIVER_OK got no kick that a device could act on: look now, on the
   // event-loop thread like every other kick.
   for (uint16_t i = 0; i < queues_.size(); ++i) kick(i);
+  return true;
 }
 
 void MmioTransport::reset() {
@@ -340,6 +340,99 @@ void MmioTransport::reset() {
   for (auto& q : queues_) q = QueueState{};
   interrupt_status_.store(0);
   needs_reset_.store(false);
+}
+
+// ---- snapshots ---------------------------------------------------------------------------------
+
+MmioTransportState MmioTransport::save() const {
+  std::lock_guard lock(mu_);
+  MmioTransportState s;
+  s.status = status_;
+  s.device_features_sel = device_features_sel_;
+  s.driver_features_sel = driver_features_sel_;
+  s.driver_features = driver_features_;
+  s.queue_sel = queue_sel_;
+  s.interrupt_status = interrupt_status_.load();
+  s.config_generation = config_generation_.load();
+  s.needs_reset = needs_reset_.load();
+  s.queues = queues_;
+  if (auto live = device_->save_queues()) {
+    s.device_activated = true;
+    s.queues = std::move(*live);
+  }
+  return s;
+}
+
+void MmioTransport::validate_state(const MmioTransportState& s) const {
+  auto fail = [&](const std::string& why) { return Error(label_ + ": transport state: " + why); };
+  auto hex = [](uint64_t v) {
+    char buf[24];
+    std::snprintf(buf, sizeof buf, "0x%llx", static_cast<unsigned long long>(v));
+    return std::string(buf);
+  };
+  constexpr uint32_t kDriverStatusBits =
+      kStatusAcknowledge | kStatusDriver | kStatusDriverOk | kStatusFeaturesOk | kStatusFailed;
+  if (s.status & ~kDriverStatusBits) throw fail("status " + hex(s.status) + " has unknown bits");
+  if ((s.status & kStatusDriverOk) && !(s.status & kStatusFeaturesOk))
+    throw fail("status " + hex(s.status) + " has DRIVER_OK without FEATURES_OK");
+  if (s.driver_features & ~device_features_)
+    throw fail("driver_features " + hex(s.driver_features) + " include bits not offered (" +
+               hex(device_features_) + ")");
+  if ((s.status & kStatusFeaturesOk) && !features_acceptable(s.driver_features))
+    throw fail("FEATURES_OK with driver_features " + hex(s.driver_features) + " lacking VERSION_1");
+  if (s.interrupt_status & ~(kInterruptUsedBuffer | kInterruptConfigChange))
+    throw fail("interrupt_status " + hex(s.interrupt_status) + " has unknown bits");
+  if (s.device_activated && !(s.status & kStatusDriverOk))
+    throw fail("device_activated without DRIVER_OK in status");
+  // DRIVER_OK with the device stopped happens only when the device refused or broke, which
+  // always asks the driver for a reset.
+  if ((s.status & kStatusDriverOk) && !s.device_activated && !s.needs_reset)
+    throw fail("DRIVER_OK but the device was neither running nor waiting for a reset");
+  if (s.queues.size() != queues_.size())
+    throw fail(std::to_string(s.queues.size()) + " queues, the device has " +
+               std::to_string(queues_.size()));
+  bool event_idx = s.driver_features & kFeatureEventIdx;
+  for (uint16_t i = 0; i < queues_.size(); ++i) {
+    const QueueState& q = s.queues[i];
+    std::string why = Queue::validate(q, device_->queue_max_size(i), memory_);
+    if (!why.empty()) throw fail("queue " + std::to_string(i) + ": " + why);
+    if (s.device_activated && q.event_idx != event_idx)
+      throw fail("queue " + std::to_string(i) + ": event_idx disagrees with driver_features");
+  }
+}
+
+void MmioTransport::restore(const MmioTransportState& s) {
+  std::lock_guard lock(mu_);
+  if (status_ != 0 || device_->save_queues())
+    throw Error(label_ + ": restore into a transport the guest has already set up");
+  validate_state(s);
+  std::vector<Queue> live;
+  if (s.device_activated) {
+    for (uint16_t i = 0; i < queues_.size(); ++i)
+      live.push_back(*Queue::restore(s.queues[i], device_->queue_max_size(i), memory_));
+  }
+  status_ = s.status;
+  device_features_sel_ = s.device_features_sel;
+  driver_features_sel_ = s.driver_features_sel;
+  driver_features_ = s.driver_features;
+  queue_sel_ = s.queue_sel;
+  for (uint16_t i = 0; i < queues_.size(); ++i) {
+    // The transport keeps the driver's configuration only; ring positions live in the device.
+    QueueState config = s.queues[i];
+    config.next_avail = config.next_used = 0;
+    config.event_idx = false;
+    queues_[i] = config;
+  }
+  interrupt_status_.store(s.interrupt_status);
+  config_generation_.store(s.config_generation);
+  needs_reset_.store(s.needs_reset);
+  if (s.device_activated && !activate_device(std::move(live))) {
+    reset();
+    throw Error(label_ + ": " + device_->name() + " refused activation on restore");
+  }
+  // The edge sent before the snapshot may not have reached the guest's handler; a spare one is
+  // at worst a spurious interrupt (the handler finds nothing new).
+  if (s.interrupt_status != 0) irq_.trigger();
 }
 
 // ---- notifications and interrupts ------------------------------------------------------------

@@ -68,11 +68,33 @@ constexpr uint32_t kVendor = 0x50534957;  // "WISP"
 constexpr uint64_t kWindowSize = 0x1000;
 }  // namespace virtio_mmio
 
+// A transport's saved state: the driver's register view plus each queue's configuration and
+// ring positions. Plain data, untrusted when read from a snapshot (MmioTransport::restore
+// validates it against the device and guest memory).
+struct MmioTransportState {
+  uint32_t status = 0;  // the driver's status bits (DEVICE_NEEDS_RESET is `needs_reset`)
+  uint32_t device_features_sel = 0;
+  uint32_t driver_features_sel = 0;
+  uint64_t driver_features = 0;  // what the driver accepted
+  uint32_t queue_sel = 0;
+  uint32_t interrupt_status = 0;  // not yet acknowledged by the driver
+  uint32_t config_generation = 0;
+  bool needs_reset = false;       // the device asked the driver for a reset
+  bool device_activated = false;  // the device was running (DRIVER_OK accepted)
+  // One per device queue. While the device runs, the live queues (next_avail/next_used and
+  // event_idx included); otherwise the driver's configuration.
+  std::vector<QueueState> queues;
+  bool operator==(const MmioTransportState&) const = default;
+};
+
 class MmioTransport final : public BusDevice, private VirtioSignals {
  public:
   // Ring features every wisp queue implements; offered on top of the device's own.
   static constexpr uint64_t kTransportFeatures =
       virtio::kFeatureVersion1 | virtio::kFeatureIndirectDesc | virtio::kFeatureEventIdx;
+  // More queues than any device wisp has; a bound so a device bug cannot make thousands of fds
+  // (and a saved state cannot describe thousands of queues).
+  static constexpr uint16_t kMaxQueues = 64;
 
   // `memory` and `irq` must outlive the transport. `label` names it in logs (e.g.
   // "virtio-blk@0xd0000000"); empty means the device's name. Throws Error when the device
@@ -97,6 +119,15 @@ class MmioTransport final : public BusDevice, private VirtioSignals {
   VirtioDevice& device() { return *device_; }
   const std::string& label() const { return label_; }
 
+  // Snapshots. save() while the vCPUs are paused, on the event-loop thread (no queue work runs
+  // meanwhile). restore() on a fresh transport (nothing written by a guest yet), after the
+  // device's restore_state() and before any vCPU runs: validates `s` against the device (queue
+  // count and sizes, offered features) and guest memory, and throws Error naming what is wrong.
+  // A device that was running is activated again with its queues where they were, as at
+  // DRIVER_OK; an interrupt that was pending is raised again.
+  MmioTransportState save() const;
+  void restore(const MmioTransportState& s);
+
   // Guest misbehaviour the transport contained. Read from any thread.
   uint64_t protocol_violations() const { return violations_.load(std::memory_order_relaxed); }
 
@@ -106,7 +137,9 @@ class MmioTransport final : public BusDevice, private VirtioSignals {
   void write_status(uint32_t value);
   void write_queue_field(uint64_t offset, uint32_t value);
   void set_queue_ready(QueueState& q, uint32_t value);
-  bool features_acceptable() const;
+  bool features_acceptable(uint64_t features) const;
+  void validate_state(const MmioTransportState& s) const;
+  bool activate_device(std::vector<Queue> queues);
   void activate();
   void reset();
   void kick(uint16_t index);
@@ -126,7 +159,7 @@ class MmioTransport final : public BusDevice, private VirtioSignals {
   const uint64_t device_features_;  // device's bits | kTransportFeatures
   std::vector<UniqueFd> queue_events_;
 
-  std::mutex mu_;  // guards everything below except the atomics
+  mutable std::mutex mu_;  // guards everything below except the atomics
   uint32_t status_ = 0;
   uint32_t device_features_sel_ = 0;
   uint32_t driver_features_sel_ = 0;

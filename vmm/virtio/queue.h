@@ -90,6 +90,7 @@ struct QueueState {
   uint16_t next_avail = 0;  // next available-ring slot the device will read (free-running)
   uint16_t next_used = 0;   // next used-ring slot the device will write (free-running)
   bool event_idx = false;   // VIRTIO_RING_F_EVENT_IDX was negotiated
+  bool operator==(const QueueState&) const = default;
 };
 
 class Queue {

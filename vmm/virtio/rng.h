@@ -24,6 +24,12 @@ class VirtioRng final : public VirtioDeviceBase {
   void read_config(uint64_t, std::span<uint8_t> data) override;  // no config space
   void write_config(uint64_t, std::span<const uint8_t>) override {}
 
+  // RngState: nothing but the kind to check.
+  VirtioDeviceState save_state() const override { return RngState{}; }
+  void restore_state(const VirtioDeviceState& s) override {
+    expect_device_state<RngState>(s, name());
+  }
+
  protected:
   void process_queue(uint16_t index) override;
 

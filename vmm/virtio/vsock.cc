@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cstring>
 
+#include "vmm/base/error.h"
+
 namespace wisp {
 
 VirtioVsock::VirtioVsock(const VsockConfig& config)
@@ -10,7 +12,8 @@ VirtioVsock::VirtioVsock(const VsockConfig& config)
 
 void VirtioVsock::read_config(uint64_t offset, std::span<uint8_t> data) {
   uint8_t config[8];
-  std::memcpy(config, &guest_cid_, sizeof(config));  // struct virtio_vsock_config, le64
+  uint64_t cid = guest_cid();
+  std::memcpy(config, &cid, sizeof(config));  // struct virtio_vsock_config, le64
   read_config_bytes(config, offset, data);
 }
 
@@ -37,6 +40,26 @@ void VirtioVsock::process_queue(uint16_t index) {
       if (event_pending_) deliver_event();
       break;
   }
+}
+
+VirtioDeviceState VirtioVsock::save_state() const { return VsockState{guest_cid()}; }
+
+void VirtioVsock::restore_state(const VirtioDeviceState& s) {
+  const auto& saved = expect_device_state<VsockState>(s, name());
+  auto lock = lock_state();
+  if (is_active_locked()) throw Error("virtio-vsock: restore_state on a device already in use");
+  muxer_.set_guest_cid(saved.guest_cid);  // validates it
+  guest_cid_.store(saved.guest_cid, std::memory_order_relaxed);
+  muxer_.reset_all();
+  tx_throttled_ = false;
+  event_pending_ = true;  // delivered by on_activate, or when the guest posts an event buffer
+}
+
+bool VirtioVsock::on_activate() {
+  // A TRANSPORT_RESET requested before activation (restore) goes out at once if the guest has
+  // an event buffer posted, without waiting for the activation kick.
+  if (event_pending_) deliver_event();
+  return true;
 }
 
 void VirtioVsock::on_reset() {
@@ -74,7 +97,7 @@ void VirtioVsock::process_tx() {
         discard_chain(kTxQueue, *chain);
         continue;
       }
-      TxPacket p = parse_tx_packet(memory(), *chain, guest_cid_);
+      TxPacket p = parse_tx_packet(memory(), *chain, guest_cid());
       if (p.error != PacketError::kNone)
         count_bad_request("tx packet at head %u: %s (op %u, %u -> %u)", chain->head(),
                           packet_error_name(p.error), p.hdr.op, p.hdr.src_port, p.hdr.dst_port);

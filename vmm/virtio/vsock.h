@@ -11,6 +11,7 @@
 // send_transport_reset() may be called from any thread.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 
 #include "vmm/virtio/device.h"
@@ -37,6 +38,13 @@ class VirtioVsock final : public VirtioDeviceBase {
   void read_config(uint64_t offset, std::span<uint8_t> data) override;
   void write_config(uint64_t, std::span<const uint8_t>) override {}  // read-only
 
+  // VsockState: only the guest's CID; connections are not saved. restore_state (before
+  // activation) adopts the saved CID, whatever the configuration said, and arranges for a
+  // TRANSPORT_RESET at activation: the restored guest's connections have no host ends, so it
+  // must drop them; its listeners stay and the host dials again.
+  VirtioDeviceState save_state() const override;
+  void restore_state(const VirtioDeviceState& s) override;
+
   // The Unix-socket back-end's fd: watch it for EPOLLIN on the event loop (at attach time)
   // and call handle_backend_event() on the loop thread when it fires.
   int backend_fd() const { return backend_fd_; }
@@ -47,11 +55,12 @@ class VirtioVsock final : public VirtioDeviceBase {
   // restored guest must forget connections whose host ends no longer exist.
   void send_transport_reset();
 
-  uint64_t guest_cid() const { return guest_cid_; }
+  uint64_t guest_cid() const { return guest_cid_.load(std::memory_order_relaxed); }
   size_t connection_count();
 
  protected:
   void process_queue(uint16_t index) override;
+  bool on_activate() override;
   void on_reset() override;
 
  private:
@@ -59,7 +68,8 @@ class VirtioVsock final : public VirtioDeviceBase {
   void process_rx();
   void deliver_event();
 
-  const uint64_t guest_cid_;
+  // Fixed but for restore_state; atomic because read_config reads it without the device lock.
+  std::atomic<uint64_t> guest_cid_;
   VsockMuxer muxer_;  // guarded by the device lock
   const int backend_fd_;
   bool tx_throttled_ = false;   // TX left unread until the RST backlog drains

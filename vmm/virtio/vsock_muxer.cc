@@ -125,6 +125,12 @@ std::optional<uint32_t> parse_connect_line(std::string_view line) {
   return static_cast<uint32_t>(port);
 }
 
+void VsockMuxer::set_guest_cid(uint64_t cid) {
+  if (cid < kMinGuestCid || cid > kMaxGuestCid)
+    throw Error("vsock: guest CID " + std::to_string(cid) + " is reserved or too big");
+  guest_cid_ = cid;
+}
+
 // ---- Construction ---------------------------------------------------------------------------
 
 VsockMuxer::VsockMuxer(const VsockConfig& config)

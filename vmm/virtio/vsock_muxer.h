@@ -85,6 +85,9 @@ class VsockMuxer {
   void reset_all();
 
   uint64_t guest_cid() const { return guest_cid_; }
+  // For snapshot restore: the guest keeps the CID it had. Throws Error for a reserved or
+  // out-of-range CID (as validate_vsock_config does).
+  void set_guest_cid(uint64_t cid);
   size_t connection_count() const { return conns_.size(); }
   size_t pending_host_count() const { return pending_.size(); }
 
@@ -120,7 +123,7 @@ class VsockMuxer {
   bool at_capacity() const { return conns_.size() + pending_.size() >= kMaxConnections; }
 
   const std::string uds_path_;
-  const uint64_t guest_cid_;
+  uint64_t guest_cid_;
   UniqueFd listener_;
   UniqueFd epoll_;
   UniqueFd timer_;
