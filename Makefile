@@ -12,9 +12,9 @@ JOBS       ?= $(shell nproc)
 # otherwise inside the nested-KVM testbed (tests/testbed/README.md).
 IN_KVM     := tests/integration/in-kvm
 
-.PHONY: all setup wisp guest agent-guest unit-test integration-test test perf demo lint format fuzz clean
+.PHONY: all setup wisp guest agent-guest rootfs unit-test integration-test test perf demo lint format fuzz clean
 
-all: wisp guest agent-guest
+all: wisp guest agent-guest rootfs
 
 setup:
 	@scripts/setup.sh
@@ -35,6 +35,11 @@ guest: setup
 # The function guest: wisp-agent as PID 1 (it is built with wisp), handler runtimes, busybox.
 agent-guest: wisp guest
 	@guest/build-agent-initramfs.sh $(GUEST_DIR)/agent-initramfs.cpio.gz
+
+# The Python function guest: Debian bookworm + python3 (debootstrap, cached in ~/.cache/wisp)
+# with wisp-agent as init, an ext4 image booted read-only by `wisp run/exec --rootfs`.
+rootfs: wisp
+	@guest/build-rootfs.sh $(GUEST_DIR)/python-rootfs.ext4
 
 # Unit tests run on the host under AddressSanitizer + UBSan.
 unit-test: setup

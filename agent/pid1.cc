@@ -14,6 +14,8 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "agent/root_overlay.h"
+
 namespace wisp::agent {
 namespace {
 
@@ -50,6 +52,7 @@ void EnsureConsole() {
 
 void SetUpPid1() {
   umask(022);
+  MountRootOverlay();
   for (const EarlyMount& m : kEarlyMounts) {
     mkdir(m.target, 0755);
     if (mount(m.source, m.target, m.type, m.flags, m.options) < 0 && errno != EBUSY) {
@@ -91,7 +94,11 @@ uint64_t InitHandoverNs() {
     record[n] = '\0';
     // "<prio>,<seq>,<usec>,<flags>;<text>"
     const char* text = strchr(record, ';');
-    if (text == nullptr || strstr(text, "Run /init") == nullptr) continue;
+    // "Run /init as init process" (initramfs), "Run /usr/sbin/wisp-agent as init process"
+    // (a root filesystem booted with init=).
+    if (text == nullptr || strstr(text, "Run /") == nullptr ||
+        strstr(text, " as init process") == nullptr)
+      continue;
     const char* p = strchr(record, ',');
     if (p != nullptr) p = strchr(p + 1, ',');
     if (p != nullptr) found = strtoull(p + 1, nullptr, 10) * 1000;

@@ -6,8 +6,10 @@
 
 namespace wisp::agent {
 
-// Mounts proc, sysfs, devtmpfs, devpts, tmpfs on /tmp, /run and /dev/shm, and cgroup2; a
-// filesystem already mounted there is fine. Makes sure fds 0-2 are the console.
+// On a read-only root (a root filesystem image), first switches into a tmpfs overlay of it
+// (root_overlay.h). Then mounts proc, sysfs, devtmpfs, devpts, tmpfs on /tmp, /run and
+// /dev/shm, and cgroup2; a filesystem already mounted there is fine. Makes sure fds 0-2 are
+// the console.
 void SetUpPid1();
 
 // Ends the VM: kills every other process, syncs, then powers off when the guest has ACPI and
@@ -17,8 +19,8 @@ void SetUpPid1();
 // CLOCK_BOOTTIME in nanoseconds.
 uint64_t BootTimeNs();
 
-// When the kernel printed "Run /init as init process" (printk clock, ns since boot), read
-// from /dev/kmsg; 0 if it is not there.
+// When the kernel printed "Run /init as init process" (or "Run <init=> as init process" for a
+// root filesystem), printk clock, ns since boot, read from /dev/kmsg; 0 if it is not there.
 uint64_t InitHandoverNs();
 
 // Writes "wisp-agent: <message>\n" to the console.

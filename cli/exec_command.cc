@@ -53,7 +53,10 @@ Options:
   --repeat N         invoke CMD N times with the same stdin (for benchmarks); the last call's
                      output and status count; with --timings, prints each call's round trip
   --initrd PATH      the guest initramfs (default: <wisp>/../guest/agent-initramfs.cpio.gz,
-                     which runs wisp-agent as PID 1)
+                     which runs wisp-agent as PID 1; none with --rootfs)
+  --rootfs IMAGE     boot the agent from an ext4 root filesystem image instead (e.g.
+                     <wisp>/../guest/python-rootfs.ext4, Debian with python3; see wisp run
+                     --help): attached read-only, writes go to a per-VM tmpfs overlay
   -h, --help         show this help
 
 VM options, passed to the VMM (see wisp run --help): --kernel PATH, --cmdline STR (appended
@@ -88,7 +91,7 @@ struct ExecOptions {
   std::vector<std::string> env;
   uint64_t handler_mem_mib = 256;
   uint32_t handler_pids = 64;
-  std::string initrd, console = "none", cmdline;
+  std::string initrd, console = "none", cmdline, rootfs;
   std::vector<std::string> run_args;  // passed through to `wisp run`
   std::vector<std::string> command;
 };
@@ -201,6 +204,8 @@ int parse_options(int argc, char** argv, ExecOptions* o, bool* help) {
       o->timings = true;
     } else if (a == "--initrd") {
       if (!next(&o->initrd)) return usage_error("--initrd: expected a path");
+    } else if (a == "--rootfs") {
+      if (!next(&o->rootfs) || o->rootfs.empty()) return usage_error("--rootfs: expected a path");
     } else if (a == "--cmdline") {
       if (!next(&o->cmdline)) return usage_error("--cmdline: expected a string");
     } else if (a == "--console") {
@@ -286,8 +291,9 @@ void write_all(int fd, const std::string& data) {
 // Spawns `wisp run` for the agent guest; its console and stderr go to files in the temp dir.
 pid_t spawn_vmm(const ExecOptions& o, const std::string& sock, const std::string& log) {
   std::string self = self_path();
-  std::vector<std::string> args = {self,          "run", "--initrd",  o.initrd,
-                                   "--vsock-uds", sock,  "--console", o.console};
+  std::vector<std::string> args = {self, "run", "--vsock-uds", sock, "--console", o.console};
+  if (!o.initrd.empty()) args.insert(args.end(), {"--initrd", o.initrd});
+  if (!o.rootfs.empty()) args.insert(args.end(), {"--rootfs", o.rootfs});
   args.insert(args.end(), o.run_args.begin(), o.run_args.end());
   // quiet: each console byte is a VM exit, and nobody reads this console by default.
   std::string cmdline =
@@ -437,12 +443,18 @@ int exec_command(int argc, char** argv, unsigned long long t0_ns) {
     std::fputs(kUsage, stdout);
     return kExitOk;
   }
-  if (o.initrd.empty()) {
+  if (o.initrd.empty() && o.rootfs.empty()) {
     std::string self = self_path();
     o.initrd = self.substr(0, self.rfind('/')) + "/../guest/agent-initramfs.cpio.gz";
   }
   struct stat st;
-  if (o.attach.empty() && stat(o.initrd.c_str(), &st) != 0) {
+  if (o.attach.empty() && !o.rootfs.empty() && stat(o.rootfs.c_str(), &st) != 0) {
+    std::fprintf(
+        stderr, "wisp exec: the root filesystem image %s is missing: build it with 'make rootfs'\n",
+        o.rootfs.c_str());
+    return kExecVmFailed;
+  }
+  if (o.attach.empty() && !o.initrd.empty() && stat(o.initrd.c_str(), &st) != 0) {
     std::fprintf(stderr,
                  "wisp exec: the agent guest initramfs %s is missing: build it with 'make guest' "
                  "or pass --initrd\n",

@@ -9,6 +9,7 @@
 #include <optional>
 #include <string>
 
+#include "cli/rootfs_boot.h"
 #include "vmm/base/error.h"
 #include "vmm/base/log.h"
 #include "vmm/kvm/kvm.h"
@@ -27,11 +28,17 @@ Options:
   --kernel PATH    ELF vmlinux or bzImage (default: the default guest built by make,
                    <wisp>/../guest/vmlinux)
   --initrd PATH    initramfs to load (default: <wisp>/../guest/initramfs.cpio.gz when the
-                   kernel is the default one; none otherwise)
+                   kernel is the default one and there is no --rootfs; none otherwise)
   --no-initrd      boot without an initrd
   --cmdline STR    extra kernel command line, appended to wisp's microVM defaults:
                    "%s"
-  --raw-cmdline    use --cmdline as the whole command line (no defaults)
+  --raw-cmdline    use --cmdline as the whole command line (no defaults, no --rootfs arguments)
+  --rootfs IMAGE   boot wisp-agent from an ext4 root filesystem image (guest/build-rootfs.sh):
+                   IMAGE becomes the first drive (/dev/vda), read-only, the command line gets
+                   "%s"
+                   (before --cmdline), and no initrd is loaded unless --initrd is given; the
+                   agent keeps every write in a tmpfs overlay, so IMAGE is never written and
+                   may be shared by many VMs
   --mem MIB        guest RAM in MiB (default 128, at least 16)
   --vcpus N        number of vCPUs (default 1)
   --console MODE   stdio (default): guest console on stdout, keyboard on stdin;
@@ -115,7 +122,7 @@ int check_kvm(const std::string& dev_kvm) {
 
 int run_command(int argc, char** argv, unsigned long long t0_ns) {
   MachineConfig cfg;
-  std::string extra_cmdline;
+  std::string extra_cmdline, rootfs;
   bool raw_cmdline = false, no_initrd = false, timings = false, kernel_given = false;
   bool initrd_given = false;
   int verbose = 0;
@@ -136,6 +143,7 @@ int run_command(int argc, char** argv, unsigned long long t0_ns) {
     kNoRng,
     kVsockUds,
     kVsockCid,
+    kRootfs,
   };
   static const option kOptions[] = {
       {"kernel", required_argument, nullptr, kKernel},
@@ -151,6 +159,7 @@ int run_command(int argc, char** argv, unsigned long long t0_ns) {
       {"no-rng", no_argument, nullptr, kNoRng},
       {"vsock-uds", required_argument, nullptr, kVsockUds},
       {"vsock-cid", required_argument, nullptr, kVsockCid},
+      {"rootfs", required_argument, nullptr, kRootfs},
       {"verbose", no_argument, nullptr, 'v'},
       {"help", no_argument, nullptr, 'h'},
       {nullptr, 0, nullptr, 0},
@@ -218,6 +227,10 @@ int run_command(int argc, char** argv, unsigned long long t0_ns) {
           return usage_error(std::string("--vsock-cid ") + optarg + ": " + e.what());
         }
         break;
+      case kRootfs:
+        if (!*optarg) return usage_error("--rootfs: expected an image path");
+        rootfs = optarg;
+        break;
       case kNoRng:
         cfg.virtio.rng = false;
         break;
@@ -228,7 +241,7 @@ int run_command(int argc, char** argv, unsigned long long t0_ns) {
         ++verbose;
         break;
       case 'h':
-        std::printf(kUsage, default_kernel_cmdline().c_str());
+        std::printf(kUsage, default_kernel_cmdline().c_str(), rootfs_kernel_args().c_str());
         return kExitOk;
       default:
         return usage_error(std::string("unknown or incomplete option '") + argv[optind - 1] + "'");
@@ -249,13 +262,18 @@ int run_command(int argc, char** argv, unsigned long long t0_ns) {
 
   if (!kernel_given) {
     cfg.kernel_path = self_dir() + "/../guest/vmlinux";
-    if (!initrd_given && !no_initrd) cfg.initrd_path = self_dir() + "/../guest/initramfs.cpio.gz";
+    if (!initrd_given && !no_initrd && rootfs.empty())
+      cfg.initrd_path = self_dir() + "/../guest/initramfs.cpio.gz";
   }
   if (no_initrd) cfg.initrd_path.clear();
   cfg.mem_bytes = uint64_t{mem_mib} << 20;
-  cfg.cmdline = raw_cmdline
-                    ? extra_cmdline
+  if (!rootfs.empty()) {
+    apply_rootfs(rootfs, default_kernel_cmdline(), extra_cmdline, raw_cmdline, &cfg);
+  } else {
+    cfg.cmdline =
+        raw_cmdline ? extra_cmdline
                     : default_kernel_cmdline() + (extra_cmdline.empty() ? "" : " " + extra_cmdline);
+  }
 
   std::string dev_kvm = env_or("WISP_DEV_KVM", "/dev/kvm");
   if (int rc = check_kvm(dev_kvm)) return rc;

@@ -10,8 +10,8 @@ PACKAGES=(
   capnproto libcapnp-dev libseccomp-dev libcap-dev
   # guest kernel build (from Debian's linux-source-6.1)
   linux-source-6.1 bc bison flex libelf-dev libssl-dev dwarves xz-utils cpio kmod
-  # guest userland
-  busybox-static
+  # guest userland; the Python guest's root filesystem (guest/build-rootfs.sh)
+  busybox-static debootstrap
   # testbed (QEMU TCG with an emulated SVM CPU) and the perf suite's peer
   qemu-system-x86 python3 e2fsprogs
 )

@@ -1,0 +1,51 @@
+// `wisp run --rootfs IMAGE`: the image becomes the first drive, read-only, and the kernel
+// command line gets the arguments that mount it as / and run wisp-agent from it.
+#include "cli/rootfs_boot.h"
+
+#include <gtest/gtest.h>
+
+namespace wisp {
+namespace {
+
+TEST(RootfsBoot, KernelArgsMountTheFirstDriveReadOnlyAndRunTheAgent) {
+  EXPECT_EQ(rootfs_kernel_args(), "root=/dev/vda ro rootfstype=ext4 init=/usr/sbin/wisp-agent");
+}
+
+TEST(RootfsBoot, ImageIsTheFirstDriveAndReadOnly) {
+  MachineConfig cfg;
+  cfg.virtio.drives.push_back(DriveSpec{"data.img", false});
+  apply_rootfs("root.ext4", "console=ttyS0", "", false, &cfg);
+  ASSERT_EQ(cfg.virtio.drives.size(), 2u);
+  EXPECT_EQ(cfg.virtio.drives[0].path, "root.ext4");
+  EXPECT_TRUE(cfg.virtio.drives[0].read_only);
+  EXPECT_EQ(cfg.virtio.drives[1].path, "data.img");  // now /dev/vdb
+  EXPECT_FALSE(cfg.virtio.drives[1].read_only);
+}
+
+TEST(RootfsBoot, ArgsGoBetweenDefaultsAndTheUsersExtra) {
+  MachineConfig cfg;
+  apply_rootfs("r.ext4", "console=ttyS0 panic=-1", "quiet init=/bin/sh", false, &cfg);
+  // The user's init= comes last, so it wins.
+  EXPECT_EQ(cfg.cmdline,
+            "console=ttyS0 panic=-1 root=/dev/vda ro rootfstype=ext4 init=/usr/sbin/wisp-agent "
+            "quiet init=/bin/sh");
+}
+
+TEST(RootfsBoot, NoExtraNoTrailingSpace) {
+  MachineConfig cfg;
+  apply_rootfs("r.ext4", "console=ttyS0", "", false, &cfg);
+  EXPECT_EQ(cfg.cmdline, "console=ttyS0 " + rootfs_kernel_args());
+  apply_rootfs("r.ext4", "", "", false, &cfg);
+  EXPECT_EQ(cfg.cmdline, rootfs_kernel_args());
+}
+
+TEST(RootfsBoot, RawCmdlineIsTheWholeLine) {
+  MachineConfig cfg;
+  apply_rootfs("r.ext4", "console=ttyS0", "root=/dev/vda init=/x", true, &cfg);
+  EXPECT_EQ(cfg.cmdline, "root=/dev/vda init=/x");
+  ASSERT_EQ(cfg.virtio.drives.size(), 1u);
+  EXPECT_TRUE(cfg.virtio.drives[0].read_only);
+}
+
+}  // namespace
+}  // namespace wisp
