@@ -9,6 +9,7 @@
 #include <optional>
 #include <string>
 
+#include "cli/control_handler.h"
 #include "cli/rootfs_boot.h"
 #include "vmm/base/error.h"
 #include "vmm/base/log.h"
@@ -50,6 +51,9 @@ Options:
                    on that port (answer: "OK <host_port>\n", then the byte stream); guest
                    connections to CID 2 port P are forwarded to the Unix socket PATH_P
   --vsock-cid N    the guest's vsock CID (default 3; 3..4294967294)
+  --control-socket PATH
+                   listen on the Unix socket PATH for control commands (wisp snapshot create
+                   uses it): ping, pause, resume, snapshot [--diff] DIR, stats
   --no-rng         no virtio-rng device (default: one, fed from the host's getrandom)
   --timings        print a JSON line to stderr at exit: milliseconds from process start to
                    kernel loaded, first KVM_RUN and exit; why it stopped; exit counts
@@ -120,6 +124,30 @@ int check_kvm(const std::string& dev_kvm) {
 
 }  // namespace
 
+int exit_code_for(const RunResult& r) {
+  switch (r.reason) {
+    case StopReason::kPowerOff:
+    case StopReason::kReset:
+      LOG_INFO("guest stopped: %s", stop_reason_name(r.reason));
+      return kExitOk;
+    case StopReason::kSignal:
+      std::fprintf(stderr, "wisp: %s; the VM was stopped\n", r.detail.c_str());
+      return 128 + r.signal;
+    case StopReason::kCrash:
+      std::fprintf(stderr, "wisp: guest panicked: %s\n",
+                   r.detail.empty() ? "KVM reported a guest crash" : r.detail.c_str());
+      return kExitGuestPanic;
+    default:
+      std::fprintf(stderr, "wisp: VM failed: %s\n",
+                   r.detail.empty() ? "unknown" : r.detail.c_str());
+      return kExitError;
+  }
+}
+
+int check_kvm_usable() { return check_kvm(env_or("WISP_DEV_KVM", "/dev/kvm")); }
+
+std::string dev_kvm_path() { return env_or("WISP_DEV_KVM", "/dev/kvm"); }
+
 int run_command(int argc, char** argv, unsigned long long t0_ns) {
   MachineConfig cfg;
   std::string extra_cmdline, rootfs;
@@ -144,6 +172,7 @@ int run_command(int argc, char** argv, unsigned long long t0_ns) {
     kVsockUds,
     kVsockCid,
     kRootfs,
+    kControlSocket,
   };
   static const option kOptions[] = {
       {"kernel", required_argument, nullptr, kKernel},
@@ -160,6 +189,7 @@ int run_command(int argc, char** argv, unsigned long long t0_ns) {
       {"vsock-uds", required_argument, nullptr, kVsockUds},
       {"vsock-cid", required_argument, nullptr, kVsockCid},
       {"rootfs", required_argument, nullptr, kRootfs},
+      {"control-socket", required_argument, nullptr, kControlSocket},
       {"verbose", no_argument, nullptr, 'v'},
       {"help", no_argument, nullptr, 'h'},
       {nullptr, 0, nullptr, 0},
@@ -231,6 +261,11 @@ int run_command(int argc, char** argv, unsigned long long t0_ns) {
         if (!*optarg) return usage_error("--rootfs: expected an image path");
         rootfs = optarg;
         break;
+      case kControlSocket:
+        if (!*optarg) return usage_error("--control-socket: expected a socket path");
+        cfg.control_socket = optarg;
+        cfg.control_handler = make_control_handler({});
+        break;
       case kNoRng:
         cfg.virtio.rng = false;
         break;
@@ -298,23 +333,7 @@ int run_command(int argc, char** argv, unsigned long long t0_ns) {
                  static_cast<unsigned long long>(r.mmio_exits),
                  static_cast<unsigned long long>(r.unhandled_io));
   }
-  switch (r.reason) {
-    case StopReason::kPowerOff:
-    case StopReason::kReset:
-      LOG_INFO("guest stopped: %s", stop_reason_name(r.reason));
-      return kExitOk;
-    case StopReason::kSignal:
-      std::fprintf(stderr, "wisp: %s; the VM was stopped\n", r.detail.c_str());
-      return 128 + r.signal;
-    case StopReason::kCrash:
-      std::fprintf(stderr, "wisp: guest panicked: %s\n",
-                   r.detail.empty() ? "KVM reported a guest crash" : r.detail.c_str());
-      return kExitGuestPanic;
-    default:
-      std::fprintf(stderr, "wisp: VM failed: %s\n",
-                   r.detail.empty() ? "unknown" : r.detail.c_str());
-      return kExitError;
-  }
+  return exit_code_for(r);
 }
 
 }  // namespace wisp

@@ -1,6 +1,8 @@
 // `wisp run`: boot a kernel with a console, like `lkvm run` or `firectl`.
 #pragma once
 
+#include <string>
+
 namespace wisp {
 
 // Exit codes shared by every wisp command (documented in --help).
@@ -13,5 +15,13 @@ enum ExitCode : int {
 };
 
 int run_command(int argc, char** argv, unsigned long long t0_ns);
+
+struct RunResult;
+// The exit status for how a VM ended (see the table above), with a message on stderr for
+// failures. Shared by `wisp run` and `wisp snapshot restore`.
+int exit_code_for(const RunResult& r);
+// 0 when /dev/kvm (or $WISP_DEV_KVM) can boot Linux guests, else kExitNoKvm after explaining.
+int check_kvm_usable();
+std::string dev_kvm_path();
 
 }  // namespace wisp

@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <utility>
 
 #include "cli/control_handler.h"
 #include "cli/run_command.h"
@@ -42,10 +43,12 @@ constexpr const char* kUsage = R"(Usage: wisp snapshot COMMAND ...
       virtio-vsock needs --vsock-uds (each clone its own socket); drives are reopened
       from the paths in the snapshot. --ready-fd N: write "ready LOADED_MS RESTORED_MS"
       to descriptor N once the VM is rebuilt, just before its vCPUs run.
-  verify DIR
+  verify DIR [--memory-digest]
       Check a snapshot completely (state file frame, checksum, schema and values; the
       memory file against the layout; a diff's parents) and describe it. Exit 0 when
-      valid, 1 with the reason otherwise.
+      valid, 1 with the reason otherwise. --memory-digest also prints a checksum of the
+      guest memory it restores to (diff layers applied): a diff and a full snapshot of the
+      same paused VM have the same digest.
 )";
 
 int usage_error(const std::string& msg) {
@@ -107,7 +110,12 @@ int verify(int argc, char** argv) {
     std::fputs(kUsage, stdout);
     return kExitOk;
   }
-  if (argc != 2) return usage_error("verify: expected one snapshot directory");
+  bool digest = argc == 3 && !std::strcmp(argv[2], "--memory-digest");
+  if (argc == 3 && !std::strcmp(argv[1], "--memory-digest")) {
+    digest = true;
+    std::swap(argv[1], argv[2]);
+  }
+  if (argc != 2 && !digest) return usage_error("verify: expected one snapshot directory");
   std::string dir = argv[1];
   try {
     // Follow a diff's chain: each layer must verify, and name the parent it was made on.
@@ -128,6 +136,9 @@ int verify(int argc, char** argv) {
       std::printf("diff layer over %s\n", st.diff.parent_dir.c_str());
       current = st.diff.parent_dir;
     }
+    if (digest)
+      std::printf("memory digest %016llx\n",
+                  static_cast<unsigned long long>(snapshot::memory_digest(dir)));
   } catch (const Error& e) {
     std::fprintf(stderr, "wisp snapshot verify: %s\n", e.what());
     return kExitError;

@@ -5,10 +5,12 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <vector>
 
+#include "snapshot/crc64.h"
 #include "snapshot/device_codec.h"
 #include "snapshot/snapshot_dir.h"
 #include "vmm/base/error.h"
@@ -211,7 +213,11 @@ SaveResult save_machine_snapshot(const std::string& dir, const MachineState& sta
   return result;
 }
 
-LoadedSnapshot load_machine_snapshot(const std::string& dir, const HostCpuid& host_cpuid) {
+namespace {
+
+// Reads a snapshot and, for a diff, its parents: each layer's state validated, its memory file
+// opened and checked, and each parent the one its child was made on.
+std::vector<Layer> read_chain(const std::string& dir) {
   std::vector<Layer> chain;
   std::string current = dir;
   for (;;) {
@@ -235,6 +241,37 @@ LoadedSnapshot load_machine_snapshot(const std::string& dir, const HostCpuid& ho
     current = next;
   }
 
+  return chain;
+}
+
+// Maps the base memory file privately and each diff layer's pages over it.
+GuestMemory map_chain(std::vector<Layer>& chain) {
+  const SnapshotState& top = chain.front().state;
+  GuestMemory memory =
+      GuestMemory::map_file_private(std::move(chain.back().memory), top.machine.mem_bytes);
+  // Layers from the one just above the base up to the top: each covers its pages.
+  for (size_t li = chain.size() - 1; li-- > 0;) {
+    const Layer& layer = chain[li];
+    const Bytes& bitmap = layer.state.diff.pages;
+    uint64_t n = memory.page_count();
+    for (uint64_t p = 0; p < n;) {
+      if (!bit(bitmap, p)) {
+        ++p;
+        continue;
+      }
+      uint64_t run = p;
+      while (run < n && bit(bitmap, run)) ++run;
+      memory.overlay_file_pages(layer.memory.get(), p, run - p);
+      p = run;
+    }
+  }
+  return memory;
+}
+
+}  // namespace
+
+LoadedSnapshot load_machine_snapshot(const std::string& dir, const HostCpuid& host_cpuid) {
+  std::vector<Layer> chain = read_chain(dir);
   const Layer& top = chain.front();
   const std::string top_file = top.dir + "/" + kStateFileName;
   MachineState machine = from_file(top.state, top_file);
@@ -249,27 +286,30 @@ LoadedSnapshot load_machine_snapshot(const std::string& dir, const HostCpuid& ho
   std::string why = cpu_mismatch(top.state.metadata, cpu_vendor(host), to_leaves(host));
   if (!why.empty()) throw Error(top_file + ": snapshot is from another CPU: " + why);
 
-  Layer& base = chain.back();
-  LoadedSnapshot out{std::move(machine),
-                     GuestMemory::map_file_private(std::move(base.memory), top.state.machine.mem_bytes),
-                     top.state.id, static_cast<uint32_t>(chain.size())};
-  // Layers from the one just above the base up to the top: each covers its pages.
-  for (size_t li = chain.size() - 1; li-- > 0;) {
-    const Layer& layer = chain[li];
-    const Bytes& bitmap = layer.state.diff.pages;
-    uint64_t n = out.memory.page_count();
-    for (uint64_t p = 0; p < n;) {
-      if (!bit(bitmap, p)) {
-        ++p;
-        continue;
-      }
-      uint64_t run = p;
-      while (run < n && bit(bitmap, run)) ++run;
-      out.memory.overlay_file_pages(layer.memory.get(), p, run - p);
-      p = run;
+  LoadedSnapshot out{std::move(machine), map_chain(chain), top.state.id,
+                     static_cast<uint32_t>(chain.size())};
+  return out;
+}
+
+uint64_t memory_digest(const std::string& dir) {
+  std::vector<Layer> chain = read_chain(dir);
+  GuestMemory memory = map_chain(chain);
+  std::vector<bool> pages = memory.data_pages();
+  const auto& regions = memory.regions();
+  uint64_t crc = 0;
+  for (const wisp::MemoryRegion& r : regions) {
+    for (uint64_t off = 0; off < r.size; off += kPageSize) {
+      uint64_t page = (r.file_offset + off) / kPageSize;
+      if (!pages[page]) continue;
+      std::span<const uint8_t> bytes(r.host + off, kPageSize);
+      if (std::all_of(bytes.begin(), bytes.end(), [](uint8_t b) { return b == 0; })) continue;
+      uint8_t index[8];
+      std::memcpy(index, &page, sizeof(index));
+      crc = crc64(index, crc);
+      crc = crc64(bytes, crc);
     }
   }
-  return out;
+  return crc;
 }
 
 }  // namespace wisp::snapshot

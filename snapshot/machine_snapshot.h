@@ -52,6 +52,11 @@ using HostCpuid = std::function<CpuidEntries(uint32_t vcpus)>;
 // not the one the diff was made on. Throws Error naming the file and what is wrong.
 LoadedSnapshot load_machine_snapshot(const std::string& dir, const HostCpuid& host_cpuid);
 
+// A checksum of the guest memory a snapshot restores to (diff layers applied): CRC-64 over
+// (page index, bytes) of every non-zero page. Equal for a diff and a full snapshot of one
+// paused VM. Needs no KVM. Throws Error like load_machine_snapshot.
+uint64_t memory_digest(const std::string& dir);
+
 // The vendor string of CPUID leaf 0 ("GenuineIntel"), or "" when the leaf is missing.
 std::string cpu_vendor(const CpuidEntries& cpuid);
 
