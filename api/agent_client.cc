@@ -4,6 +4,7 @@
 #include <capnp/rpc-twoparty.h>
 #include <kj/async-io.h>
 #include <kj/debug.h>
+#include <linux/vm_sockets.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -13,6 +14,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <string_view>
 #include <thread>
 #include <utility>
 
@@ -160,6 +162,64 @@ int vsock_uds_connect(const std::string& uds_path, uint32_t port, milliseconds t
   return fd.release();
 }
 
+int vsock_cid_connect(uint32_t cid, uint32_t port, milliseconds timeout, std::string* why) {
+  std::string peer = "vsock CID " + std::to_string(cid) + " port " + std::to_string(port);
+  FdGuard fd(::socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+  if (fd.get() < 0)
+    throw_errno("socket(AF_VSOCK) (is the vsock module loaded? modprobe vhost_vsock)");
+  sockaddr_vm addr{};
+  addr.svm_family = AF_VSOCK;
+  addr.svm_cid = cid;
+  addr.svm_port = port;
+  if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    if (errno != EINPROGRESS) {
+      // ENODEV/EHOSTUNREACH: no VM with that CID yet; ECONNRESET: nothing listens yet.
+      *why = errno_message("connect to " + peer);
+      return -1;
+    }
+    pollfd p{fd.get(), POLLOUT, 0};
+    int n;
+    do {
+      n = ::poll(&p, 1, static_cast<int>(timeout.count()));
+    } while (n < 0 && errno == EINTR);
+    if (n <= 0) {
+      *why = "no answer from " + peer + " within " + std::to_string(timeout.count()) + " ms";
+      return -1;
+    }
+    int err = 0;
+    socklen_t len = sizeof(err);
+    if (::getsockopt(fd.get(), SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
+    if (err != 0) {
+      errno = err;
+      *why = errno_message("connect to " + peer);
+      return -1;
+    }
+  }
+  return fd.release();
+}
+
+void parse_agent_address(const std::string& address, ConnectOptions* options) {
+  constexpr std::string_view kPrefix = "vsock:";
+  if (!address.starts_with(kPrefix)) {
+    options->uds_path = address;
+    options->vsock_cid = 0;
+    return;
+  }
+  std::string digits = address.substr(kPrefix.size());
+  unsigned long long cid = 0;
+  bool ok = !digits.empty() && digits.size() <= 10;
+  for (char c : digits) {
+    if (c < '0' || c > '9') ok = false;
+    if (ok) cid = cid * 10 + static_cast<unsigned>(c - '0');
+  }
+  // 0 is the hypervisor, 1 local loopback, 2 the host; -1 is VMADDR_CID_ANY.
+  if (!ok || cid < 3 || cid >= VMADDR_CID_ANY)
+    throw Error("'" + address + "' is not a guest vsock address: expected vsock:CID with CID " +
+                "a guest's context id (3 to 4294967294)");
+  options->vsock_cid = static_cast<uint32_t>(cid);
+  options->uds_path.clear();
+}
+
 struct AgentClient::Impl {
   // Declaration order is teardown order reversed: the capability and RPC system go before the
   // stream they write to, and the event loop goes last.
@@ -228,8 +288,20 @@ std::unique_ptr<AgentClient> AgentClient::connect(const ConnectOptions& o) {
   while (true) {
     auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now());
     if (left.count() <= 0) break;
-    int fd = vsock_uds_connect(o.uds_path, port, std::min(left, milliseconds(2000)), &why);
-    if (fd >= 0) return from_fd(fd, o.call_grace);
+    auto attempt = std::min(left, milliseconds(2000));
+    int fd = o.vsock_cid ? vsock_cid_connect(o.vsock_cid, port, attempt, &why)
+                         : vsock_uds_connect(o.uds_path, port, attempt, &why);
+    if (fd >= 0) {
+      auto client = from_fd(fd, o.call_grace);
+      if (!o.confirm) return client;
+      try {
+        client->ping();
+        return client;
+      } catch (const AgentError& e) {
+        if (e.kind() != AgentError::Kind::kDisconnected) throw;
+        why = e.what();
+      }
+    }
     if (o.keep_trying && !o.keep_trying())
       throw AgentError(AgentError::Kind::kUnreachable,
                        "the VM stopped before its agent answered on vsock port " +
@@ -239,7 +311,8 @@ std::unique_ptr<AgentClient> AgentClient::connect(const ConnectOptions& o) {
   }
   throw AgentError(AgentError::Kind::kUnreachable,
                    "no guest agent answered on vsock port " + std::to_string(port) + " via " +
-                       o.uds_path + " within " + std::to_string(o.deadline.count()) +
+                       (o.vsock_cid ? "vsock CID " + std::to_string(o.vsock_cid) : o.uds_path) +
+                       " within " + std::to_string(o.deadline.count()) +
                        " ms (last attempt: " + why +
                        "). Does the guest run wisp-agent (build/guest/agent-initramfs.cpio.gz)?");
 }

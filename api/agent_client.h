@@ -87,13 +87,20 @@ class AgentError : public Error {
 
 struct ConnectOptions {
   std::string uds_path;  // the VM's --vsock-uds socket
-  uint32_t port = 0;     // 0: agent_port()
+  // Non-zero: connect over AF_VSOCK to this guest CID instead (a VM whose vsock is the host
+  // kernel's vhost-vsock, e.g. QEMU's vhost-vsock-device; used by the perf suite's peer).
+  uint32_t vsock_cid = 0;
+  uint32_t port = 0;  // 0: agent_port()
   // The guest may still be booting: connect and CONNECT are retried until this passes.
   std::chrono::milliseconds deadline{30000};
   // Called between attempts; returning false gives up early (e.g. the VMM process exited).
   std::function<bool()> keep_trying;
   // Every call other than invoke must answer within this; invoke gets its timeout plus this.
   std::chrono::milliseconds call_grace{10000};
+  // Ping after connecting, and connect again if the connection drops before the answer: a VM
+  // just restored from a snapshot resets its vsock transport once it runs, which drops
+  // connections made while it was still resuming (QEMU's vhost-vsock does so).
+  bool confirm = false;
 };
 
 // One RPC connection to one agent. Synchronous: each method runs the calling thread's KJ event
@@ -133,5 +140,15 @@ class AgentClient {
 // `why` set when there is no listener yet. Throws Error on a malformed reply.
 int vsock_uds_connect(const std::string& uds_path, uint32_t port, std::chrono::milliseconds timeout,
                       std::string* why);
+
+// Connects over AF_VSOCK to guest `cid`, `port`, waiting at most `timeout`. Returns the
+// connected fd, or -1 with `why` set when the guest is not there or not listening yet.
+int vsock_cid_connect(uint32_t cid, uint32_t port, std::chrono::milliseconds timeout,
+                      std::string* why);
+
+// An agent address as a person writes it: "vsock:CID" is a guest CID reached over AF_VSOCK
+// (sets options->vsock_cid), anything else a VM's --vsock-uds path (sets options->uds_path).
+// Throws Error on a malformed "vsock:" address.
+void parse_agent_address(const std::string& address, ConnectOptions* options);
 
 }  // namespace wisp::client

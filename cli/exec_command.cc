@@ -49,7 +49,11 @@ Options:
                      guest_agent_main/listening_ms when wisp-agent started and listened),
                      invocation done, VMM exited
   --attach PATH      run CMD in an already running VM (its --vsock-uds socket) instead of
-                     booting one; that VM is left running
+                     booting one; that VM is left running. vsock:CID attaches over AF_VSOCK
+                     to guest CID (a VM on the kernel's vhost-vsock, e.g. QEMU's)
+  --resumed          before CMD, tell the agent it was just restored from a snapshot (fresh
+                     entropy and wall clock, as wisp does after a restore)
+  --keep-worker      with --mode worker: leave the warm worker running afterwards
   --repeat N         invoke CMD N times with the same stdin (for benchmarks); the last call's
                      output and status count; with --timings, prints each call's round trip
   --initrd PATH      the guest initramfs (default: <wisp>/../guest/agent-initramfs.cpio.gz,
@@ -86,6 +90,7 @@ struct ExecOptions {
   bool network = false;
   bool verbose = false;
   bool raw_cmdline = false;
+  bool resumed = false, keep_worker = false;
   uint64_t repeat = 1;
   std::string attach;
   std::vector<std::string> env;
@@ -195,6 +200,16 @@ int parse_options(int argc, char** argv, ExecOptions* o, bool* help) {
       o->handler_pids = static_cast<uint32_t>(n);
     } else if (a == "--attach") {
       if (!next(&o->attach) || o->attach.empty()) return usage_error("--attach: expected a path");
+      try {
+        client::ConnectOptions probe;
+        client::parse_agent_address(o->attach, &probe);
+      } catch (const Error& e) {
+        return usage_error(std::string("--attach: ") + e.what());
+      }
+    } else if (a == "--resumed") {
+      o->resumed = true;
+    } else if (a == "--keep-worker") {
+      o->keep_worker = true;
     } else if (a == "--repeat") {
       if (!next(&v) || !parse_uint(v, 1 << 24, &o->repeat))
         return usage_error("--repeat: expected a count > 0");
@@ -371,7 +386,8 @@ int run_in_vm(const ExecOptions& o, unsigned long long t0_ns, Timings* t, pid_t 
   // Read the payload while the guest boots.
   std::string payload = read_all_fd(0);
   client::ConnectOptions co;
-  co.uds_path = o.attach.empty() ? g_cleanup.sock : o.attach;
+  client::parse_agent_address(o.attach.empty() ? g_cleanup.sock : o.attach, &co);
+  co.confirm = o.resumed;
   co.deadline = std::chrono::milliseconds(static_cast<int64_t>(o.boot_timeout_s * 1000));
   if (vmm > 0)
     co.keep_trying = [vmm] {
@@ -392,6 +408,13 @@ int run_in_vm(const ExecOptions& o, unsigned long long t0_ns, Timings* t, pid_t 
                    "wisp exec: warning: the guest agent speaks protocol %u, this wisp %u; "
                    "rebuild the guest (make guest) if calls fail\n",
                    info.protocol_version, client::protocol_version());
+    if (o.resumed) {
+      std::string entropy(32, '\0');
+      if (getentropy(entropy.data(), entropy.size()) != 0) throw_errno("getentropy");
+      timespec now;
+      clock_gettime(CLOCK_REALTIME, &now);
+      agent->resumed(entropy, now.tv_sec * 1000000000ll + now.tv_nsec);
+    }
     client::Handler h;
     h.name = o.command[0];
     h.argv = o.command;
@@ -419,7 +442,7 @@ int run_in_vm(const ExecOptions& o, unsigned long long t0_ns, Timings* t, pid_t 
     write_all(1, r.out);
     write_all(2, r.err);
     int rc = exit_status_of(r, o.timeout_s);
-    if (o.worker) agent->stop_worker(h.name);
+    if (o.worker && !o.keep_worker) agent->stop_worker(h.name);
     if (vmm > 0) agent->shutdown();
     return rc;
   } catch (const client::AgentError& e) {
