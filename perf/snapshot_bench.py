@@ -498,10 +498,10 @@ def bench_handler(args, name, h, tmp):
         log(f"[{name}] QEMU: boot, warm up, stop, migrate to {path}")
         res["qemu_save"] = qemu_save(args, h, tmp, path)
         runs = []
-        for i in range(args.runs):
+        for i in range(args.qemu_runs):
             runs.append(qemu_restore(args, h, tmp, path))
-            if (i + 1) % 10 == 0 or i + 1 == args.runs:
-                log(f"[{name}] QEMU restore {i + 1}/{args.runs}: "
+            if (i + 1) % 10 == 0 or i + 1 == args.qemu_runs:
+                log(f"[{name}] QEMU restore {i + 1}/{args.qemu_runs}: "
                     f"{runs[-1]['first_result_ms']:.1f} ms")
         res["qemu_restore"] = {k: summarize([r[k] for r in runs]) for k in
                                ("first_result_ms", "running_ms", "connected_ms",
@@ -587,10 +587,31 @@ def mib(b):
     return "-" if b is None else f"{b / (1 << 20):.1f}"
 
 
+def stage_files(args, tmp):
+    """Copies wisp and the guest files to the testbed's tmpfs. In the nested testbed the
+    checkout is a 9p share without a lasting page cache: every first touch of a page of the
+    wisp binary or an image is a 9p round trip, which a host with local disks never pays (QEMU
+    comes from the host root, which is cached). Both VMMs then read the same staged files."""
+    for d in ("bin", "guest"):
+        os.makedirs(os.path.join(tmp, d), exist_ok=True)
+    staged = {}
+    for attr, sub in (("wisp", "bin"), ("kernel", "guest"), ("initrd", "guest"), ("rootfs", "guest")):
+        src = getattr(args, attr)
+        if not os.path.exists(src):
+            continue
+        dst = os.path.join(tmp, sub, os.path.basename(src))
+        shutil.copy(src, dst)
+        setattr(args, attr, dst)
+        staged[attr] = dst
+    log(f"snapshot_bench: staged {', '.join(staged)} in {tmp} (testbed: off the 9p share)")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=50, help="restores per handler and VMM")
     ap.add_argument("--cold-runs", type=int, default=10, help="cold starts per handler")
+    ap.add_argument("--qemu-runs", type=int, default=None,
+                    help="QEMU restores per handler (default: --runs)")
     ap.add_argument("--clones", type=int, default=20, help="concurrent clones (0: skip)")
     ap.add_argument("--warmup", type=int, default=3, help="handler calls before the snapshot")
     ap.add_argument("--handlers", default="exec,python",
@@ -608,7 +629,11 @@ def main():
                     "not found under WISP_HOME")
     ap.add_argument("--tmp", help="work directory (default: a new one in TMPDIR)")
     ap.add_argument("--out", default=os.path.join(ROOT, "build/perf/snapshot.json"))
+    ap.add_argument("--no-stage", action="store_true",
+                    help="in the testbed, run wisp and the guest files from the checkout")
     args = ap.parse_args()
+    if args.qemu_runs is None:
+        args.qemu_runs = args.runs
 
     for path, what in ((args.wisp, "wisp (make)"), (args.kernel, "guest kernel (make guest)"),
                        (args.initrd, "agent initramfs (make guest)")):
@@ -646,6 +671,9 @@ def main():
               "initrd": args.initrd, "rootfs": args.rootfs, "out": args.out, "handlers": {}}
     tmp = args.tmp or tempfile.mkdtemp(prefix="wisp-snapshot-bench-")
     os.makedirs(tmp, exist_ok=True)
+    if os.environ.get("WISP_TESTBED") and not args.no_stage:
+        stage_files(args, tmp)
+        report["staged"] = tmp
     rc = 0
     try:
         for name in names:

@@ -1,6 +1,8 @@
 #include "snapshot/machine_snapshot.h"
 
 #include <fcntl.h>
+#include <limits.h>
+#include <stdlib.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -77,6 +79,29 @@ wisp::VcpuState from_file(const snapshot::VcpuState& v, uint32_t vm_tsc_khz) {
   return o;
 }
 
+// A drive as the snapshot records it: absolute path (a clone may run from another directory)
+// and the image's size and modification time, so a changed image is noticed at restore.
+DriveConfig describe_drive(const DriveSpec& d) {
+  char real[PATH_MAX];
+  if (!::realpath(d.path.c_str(), real)) throw_errno("drive " + d.path);
+  struct stat st;
+  if (::stat(real, &st) != 0) throw_errno("drive " + d.path);
+  return {real, d.read_only, static_cast<uint64_t>(st.st_size),
+          static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec};
+}
+
+// Refuses a drive image that is not the one the snapshot was taken with.
+void check_drive(const DriveConfig& d, const std::string& file) {
+  struct stat st;
+  if (::stat(d.path.c_str(), &st) != 0)
+    throw Error(file + ": drive " + d.path + ": " + std::strerror(errno));
+  int64_t mtime = static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
+  if (static_cast<uint64_t>(st.st_size) != d.size_bytes || mtime != d.mtime_ns)
+    throw Error(file + ": drive " + d.path +
+                " changed since the snapshot (size or modification time differs); the "
+                "guest's cached blocks would not match it");
+}
+
 SnapshotState to_file(const MachineState& m, const GuestMemory& mem, const SaveOptions& options) {
   SnapshotState s;
   s.metadata.creator_version = options.creator_version;
@@ -97,7 +122,7 @@ SnapshotState to_file(const MachineState& m, const GuestMemory& mem, const SaveO
                          encode_virtio({m.virtio[i].transport, m.virtio[i].device})});
   s.tsc_khz = m.vcpus.empty() ? 0 : m.vcpus[0].tsc_khz;
   s.machine.mem_bytes = m.mem_bytes;
-  for (const DriveSpec& d : m.devices.drives) s.machine.drives.push_back({d.path, d.read_only});
+  for (const DriveSpec& d : m.devices.drives) s.machine.drives.push_back(describe_drive(d));
   s.machine.rng = m.devices.rng;
   s.machine.vsock = m.devices.vsock;
   s.machine.vsock_cid = m.devices.vsock_cid;
@@ -108,7 +133,10 @@ SnapshotState to_file(const MachineState& m, const GuestMemory& mem, const SaveO
 MachineState from_file(const SnapshotState& s, const std::string& file) {
   MachineState m;
   m.mem_bytes = s.machine.mem_bytes;
-  for (const DriveConfig& d : s.machine.drives) m.devices.drives.push_back({d.path, d.read_only});
+  for (const DriveConfig& d : s.machine.drives) {
+    check_drive(d, file);
+    m.devices.drives.push_back({d.path, d.read_only});
+  }
   m.devices.rng = s.machine.rng;
   m.devices.vsock = s.machine.vsock;
   m.devices.vsock_cid = s.machine.vsock_cid;

@@ -82,6 +82,8 @@ struct DeviceState {
 struct DriveConfig {
   std::string path;
   bool read_only = false;
+  uint64_t size_bytes = 0;
+  int64_t mtime_ns = 0;
   bool operator==(const DriveConfig&) const = default;
 };
 

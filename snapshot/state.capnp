@@ -34,8 +34,10 @@ struct MachineConfig {
 }
 
 struct Drive {
-  path @0 :Text;                 # the image, reopened on restore (it must be unchanged)
+  path @0 :Text;                 # the image (absolute), reopened on restore
   readOnly @1 :Bool;
+  sizeBytes @2 :UInt64;          # the image as it was at the snapshot: a clone's page cache
+  mtimeNs @3 :Int64;             # holds its blocks, so restore refuses a changed image
 }
 
 # A diff snapshot's memory file holds only the pages written since its parent was restored;

@@ -17,7 +17,15 @@ namespace s = schema;
 
 capnp::Data::Reader data(const Bytes& b) { return capnp::Data::Reader(b.data(), b.size()); }
 Bytes bytes(capnp::Data::Reader d) { return Bytes(d.begin(), d.end()); }
-std::string text(capnp::Text::Reader t) { return std::string(t.cStr(), t.size()); }
+// Refuses a NUL inside the text: the encoder writes strings as C strings, so it would cut one
+// short and the state would not survive a save.
+std::string text(capnp::Text::Reader t) {
+  if (std::memchr(t.cStr(), '\0', t.size()) != nullptr) {
+    throw kj::Exception(kj::Exception::Type::FAILED, __FILE__, __LINE__,
+                        kj::str("a text field contains a NUL byte"));
+  }
+  return std::string(t.cStr(), t.size());
+}
 
 void encode_metadata(const Metadata& m, s::Metadata::Builder out) {
   out.setCreatorVersion(m.creator_version);
@@ -116,7 +124,9 @@ SnapshotState decode(s::VmState::Reader in, const std::string& file) {
   auto m = in.getMachine();
   st.machine.mem_bytes = m.getMemBytes();
   check_count(m.getDrives().size(), kMaxDrives, "drives", file);
-  for (auto d : m.getDrives()) st.machine.drives.push_back({text(d.getPath()), d.getReadOnly()});
+  for (auto d : m.getDrives())
+    st.machine.drives.push_back(
+        {text(d.getPath()), d.getReadOnly(), d.getSizeBytes(), d.getMtimeNs()});
   st.machine.rng = m.getRng();
   st.machine.vsock = m.getVsock();
   st.machine.vsock_cid = m.getVsockCid();
@@ -160,6 +170,8 @@ Bytes encode_state_payload(const SnapshotState& st) {
   for (size_t i = 0; i < st.machine.drives.size(); ++i) {
     drives[i].setPath(st.machine.drives[i].path);
     drives[i].setReadOnly(st.machine.drives[i].read_only);
+    drives[i].setSizeBytes(st.machine.drives[i].size_bytes);
+    drives[i].setMtimeNs(st.machine.drives[i].mtime_ns);
   }
   m.setRng(st.machine.rng);
   m.setVsock(st.machine.vsock);
