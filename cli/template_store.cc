@@ -60,7 +60,8 @@ TemplateInfo parse_template_info(const std::string& text, const std::string& fil
     errno = 0;
     unsigned long long x = std::strtoull(v.c_str(), &end, 10);
     if (v.empty() || *end || errno || v[0] == '-')
-      throw Error(file + ":" + std::to_string(n) + ": " + k + ": expected a number, got \"" + v + "\"");
+      throw Error(file + ":" + std::to_string(n) + ": " + k + ": expected a number, got \"" + v +
+                  "\"");
     return x;
   };
   while (std::getline(in, line)) {
@@ -68,18 +69,30 @@ TemplateInfo parse_template_info(const std::string& text, const std::string& fil
     if (line.empty()) continue;
     size_t sp = line.find(' ');
     std::string k = line.substr(0, sp), v = sp == std::string::npos ? "" : line.substr(sp + 1);
-    if (k == "name") t.name = v;
-    else if (k == "mode") t.mode = v;
-    else if (k == "arg") t.argv.push_back(v);
-    else if (k == "env") t.env.push_back(v);
-    else if (k == "mem_mib") t.mem_mib = number(v, k);
-    else if (k == "vcpus") t.vcpus = static_cast<uint32_t>(number(v, k));
-    else if (k == "guest") t.guest = v;
-    else if (k == "warmup") t.warmup = static_cast<uint32_t>(number(v, k));
-    else if (k == "created_unix") t.created_unix = static_cast<int64_t>(number(v, k));
-    else if (k == "snapshot_ms") t.snapshot_ms = std::strtod(v.c_str(), nullptr);
-    else if (k == "memory_file_bytes") t.memory_file_bytes = number(v, k);
-    else if (k == "memory_disk_bytes") t.memory_disk_bytes = number(v, k);
+    if (k == "name")
+      t.name = v;
+    else if (k == "mode")
+      t.mode = v;
+    else if (k == "arg")
+      t.argv.push_back(v);
+    else if (k == "env")
+      t.env.push_back(v);
+    else if (k == "mem_mib")
+      t.mem_mib = number(v, k);
+    else if (k == "vcpus")
+      t.vcpus = static_cast<uint32_t>(number(v, k));
+    else if (k == "guest")
+      t.guest = v;
+    else if (k == "warmup")
+      t.warmup = static_cast<uint32_t>(number(v, k));
+    else if (k == "created_unix")
+      t.created_unix = static_cast<int64_t>(number(v, k));
+    else if (k == "snapshot_ms")
+      t.snapshot_ms = std::strtod(v.c_str(), nullptr);
+    else if (k == "memory_file_bytes")
+      t.memory_file_bytes = number(v, k);
+    else if (k == "memory_disk_bytes")
+      t.memory_disk_bytes = number(v, k);
     // Unknown keys are from a newer wisp: ignored, so old readers keep working.
   }
   if (t.mode != "exec" && t.mode != "worker")
@@ -111,7 +124,7 @@ std::vector<std::string> split_command(const std::string& text) {
   bool in_word = false;
   for (size_t i = 0; i < text.size(); ++i) {
     char c = text[i];
-    if (c == '\'' ) {
+    if (c == '\'') {
       size_t end = text.find('\'', i + 1);
       if (end == std::string::npos) throw Error("unterminated ' in \"" + text + "\"");
       cur += text.substr(i + 1, end - i - 1);
@@ -150,6 +163,10 @@ void make_dirs(const std::string& path) {
     std::string p = path.substr(0, pos);
     if (::mkdir(p.c_str(), 0755) != 0 && errno != EEXIST) throw_errno("create directory " + p);
   }
+  // EEXIST also covers a file where the last directory should be.
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) throw_errno("create directory " + path);
+  if (!S_ISDIR(st.st_mode)) throw Error("create directory " + path + ": a file is in the way");
 }
 
 void remove_tree(const std::string& path) {

@@ -1,6 +1,12 @@
 #include "vmm/memory/guest_memory.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <string>
+#include <vector>
 
 #include "vmm/base/error.h"
 
@@ -56,6 +62,112 @@ TEST(GuestMemory, SliceOrThrowNamesWhat) {
 TEST(GuestMemory, RejectsBadSizes) {
   EXPECT_THROW(GuestMemory::create(0), Error);
   EXPECT_THROW(GuestMemory::create(4095), Error);
+}
+
+// A snapshot-like memory file of `pages` pages with data only where `data` says (a page of
+// `fill` bytes each), the rest a hole. Unlinked at once: the fd keeps it.
+UniqueFd memory_file(uint64_t pages, const std::vector<uint64_t>& data, uint8_t fill) {
+  std::string path = ::testing::TempDir() + "wisp-guestmem-XXXXXX";
+  int fd = ::mkstemp(path.data());
+  if (fd < 0) throw_errno("mkstemp " + path);
+  ::unlink(path.c_str());
+  UniqueFd out(fd);
+  if (::ftruncate(fd, static_cast<off_t>(pages * 4096)) != 0) throw_errno("ftruncate");
+  std::vector<uint8_t> page(4096, fill);
+  for (uint64_t p : data) {
+    if (::pwrite(fd, page.data(), page.size(), static_cast<off_t>(p * 4096)) != 4096)
+      throw_errno("pwrite");
+  }
+  if (::fsync(fd) != 0) throw_errno("fsync");
+  return out;
+}
+
+std::vector<uint64_t> set_pages(const std::vector<bool>& pages) {
+  std::vector<uint64_t> out;
+  for (size_t i = 0; i < pages.size(); ++i)
+    if (pages[i]) out.push_back(i);
+  return out;
+}
+
+TEST(GuestMemoryFilePrivate, TracksWrittenResidentAndDataPages) {
+  auto mem = GuestMemory::map_file_private(memory_file(64, {3, 10}, 0xaa), 64 * 4096);
+  EXPECT_TRUE(mem.is_file_private());
+  EXPECT_EQ(mem.page_count(), 64u);
+  EXPECT_GE(mem.memfd(), 0);
+  EXPECT_EQ(set_pages(mem.written_pages()), std::vector<uint64_t>{});
+  EXPECT_EQ(set_pages(mem.data_pages()), (std::vector<uint64_t>{3, 10}));
+
+  // Reading maps file pages (resident) without making private copies.
+  uint8_t b = 0;
+  EXPECT_TRUE(mem.read_obj(GuestAddress(3 * 4096 + 5), &b));
+  EXPECT_EQ(b, 0xaa);
+  EXPECT_TRUE(mem.read_obj(GuestAddress(20 * 4096), &b));
+  EXPECT_EQ(b, 0);
+  std::vector<bool> resident = mem.resident_pages();
+  EXPECT_TRUE(resident[3]);
+  EXPECT_TRUE(resident[20]);
+  EXPECT_FALSE(resident[40]);
+  EXPECT_EQ(set_pages(mem.written_pages()), std::vector<uint64_t>{});
+
+  // Writing a hole page and a data page makes private copies; the file keeps its bytes.
+  EXPECT_TRUE(mem.write_obj(GuestAddress(30 * 4096 + 1), uint8_t{7}));
+  EXPECT_TRUE(mem.write_obj(GuestAddress(10 * 4096), uint8_t{8}));
+  EXPECT_EQ(set_pages(mem.written_pages()), (std::vector<uint64_t>{10, 30}));
+  EXPECT_TRUE(mem.resident_pages()[30]);
+  EXPECT_EQ(set_pages(mem.data_pages()), (std::vector<uint64_t>{3, 10, 30}));
+  uint8_t in_file = 0;
+  EXPECT_EQ(::pread(mem.memfd(), &in_file, 1, 10 * 4096), 1);
+  EXPECT_EQ(in_file, 0xaa);
+}
+
+TEST(GuestMemoryFilePrivate, OverlaysAnotherFilesPages) {
+  auto mem = GuestMemory::map_file_private(memory_file(64, {20, 21, 22}, 0x11), 64 * 4096);
+  UniqueFd layer = memory_file(64, {20, 40}, 0x22);  // page 21 of the layer is a hole
+  mem.overlay_file_pages(layer.get(), 20, 2);
+  layer.reset();  // the mapping keeps the file
+  uint8_t b = 0;
+  EXPECT_TRUE(mem.read_obj(GuestAddress(20 * 4096), &b));
+  EXPECT_EQ(b, 0x22);
+  EXPECT_TRUE(mem.read_obj(GuestAddress(21 * 4096 + 100), &b));
+  EXPECT_EQ(b, 0);  // the layer's hole masks the base's data
+  EXPECT_TRUE(mem.read_obj(GuestAddress(22 * 4096), &b));
+  EXPECT_EQ(b, 0x11);
+  EXPECT_TRUE(mem.read_obj(GuestAddress(40 * 4096), &b));
+  EXPECT_EQ(b, 0);  // outside the overlaid range
+  // Overlaid pages are file pages until written; they count as data.
+  EXPECT_EQ(set_pages(mem.written_pages()), std::vector<uint64_t>{});
+  EXPECT_EQ(set_pages(mem.data_pages()), (std::vector<uint64_t>{20, 21, 22}));
+  EXPECT_TRUE(mem.write_obj(GuestAddress(21 * 4096), uint8_t{1}));
+  EXPECT_EQ(set_pages(mem.written_pages()), std::vector<uint64_t>{21});
+
+  UniqueFd other = memory_file(64, {}, 0);
+  EXPECT_THROW(mem.overlay_file_pages(other.get(), 63, 2), Error);
+  EXPECT_THROW(mem.overlay_file_pages(other.get(), 65, 1), Error);
+  EXPECT_THROW(mem.overlay_file_pages(other.get(), 0, 0), Error);
+  EXPECT_THROW(mem.overlay_file_pages(other.get(), 1, ~0ull), Error);
+  EXPECT_NO_THROW(mem.overlay_file_pages(other.get(), 63, 1));
+}
+
+TEST(GuestMemoryFilePrivate, MemfdRamIsAllWrittenAndDataWhereTouched) {
+  auto mem = GuestMemory::create(64 * 4096);
+  EXPECT_FALSE(mem.is_file_private());
+  EXPECT_EQ(set_pages(mem.written_pages()).size(), 64u);
+  EXPECT_EQ(set_pages(mem.data_pages()), std::vector<uint64_t>{});
+  EXPECT_TRUE(mem.write_obj(GuestAddress(5 * 4096 + 9), uint32_t{1}));
+  EXPECT_EQ(set_pages(mem.data_pages()), std::vector<uint64_t>{5});
+  UniqueFd other = memory_file(64, {}, 0);
+  EXPECT_THROW(mem.overlay_file_pages(other.get(), 0, 1), Error);
+}
+
+TEST(GuestMemoryFilePrivate, MovedFromMemoryGivesUpTheMapping) {
+  auto mem = GuestMemory::map_file_private(memory_file(8, {1}, 0x33), 8 * 4096);
+  GuestMemory moved = std::move(mem);
+  EXPECT_TRUE(moved.is_file_private());
+  uint8_t b = 0;
+  EXPECT_TRUE(moved.read_obj(GuestAddress(4096), &b));
+  EXPECT_EQ(b, 0x33);
+  mem = GuestMemory::create(4096);
+  EXPECT_EQ(mem.size(), 4096u);
 }
 
 TEST(GuestAddress, CheckedAddDetectsWrap) {

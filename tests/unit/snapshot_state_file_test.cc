@@ -15,6 +15,7 @@
 namespace wisp::snapshot {
 namespace {
 
+using testing::pattern;
 using testing::sample_state;
 
 // Runs `fn`, expects a wisp::Error whose message contains every one of `parts`.
@@ -57,6 +58,31 @@ TEST(SnapshotStateFile, RoundTripsInMemory) {
   EXPECT_EQ(info.minor, kFormatMinor);
   EXPECT_EQ(info.file_bytes, file.size());
   EXPECT_EQ(std::string(file.begin(), file.begin() + 8), "WISPSNAP");
+}
+
+TEST(SnapshotStateFile, RoundTripsTheMachineAndDiffFields) {
+  SnapshotState s = sample_state();
+  s.machine.drives.push_back({"/images/rootfs.ext4", false, 1ull << 40, -1700000000123456789});
+  s.machine.rng = false;
+  s.machine.vsock_cid = 0xfffffffe;
+  s.id = "id-" + std::string(100, 'x');
+  s.diff.parent_dir = "/snapshots/parent";
+  s.diff.parent_id = "parent-id";
+  s.diff.pages = pattern((memory_file_size(s.memory) / kPageSize + 7) / 8, 42);
+  SnapshotState back = decode_state_file(encode_state_file(s), "diff.state");
+  EXPECT_EQ(back, s);
+  EXPECT_TRUE(back.is_diff());
+  EXPECT_EQ(back.machine.drives.size(), 2u);
+  EXPECT_EQ(back.machine.drives[1].path, "/images/rootfs.ext4");
+  EXPECT_FALSE(back.machine.drives[1].read_only);
+  EXPECT_EQ(back.machine.drives[1].size_bytes, 1ull << 40);
+  EXPECT_EQ(back.machine.drives[1].mtime_ns, -1700000000123456789);
+  EXPECT_TRUE(back.machine.drives[0].read_only);
+  EXPECT_EQ(back.machine.vsock_cid, 0xfffffffeu);
+  EXPECT_EQ(back.diff.pages, s.diff.pages);
+  // A full snapshot comes back without diff fields.
+  SnapshotState full = sample_state();
+  EXPECT_EQ(decode_state_file(encode_state_file(full), "full.state").diff, DiffInfo{});
 }
 
 TEST(SnapshotStateFile, RoundTripsThroughAFile) {
@@ -163,6 +189,21 @@ TEST(SnapshotStateFile, RefusesHugeListsBeforeDecodingThem) {
   Bytes file = encode_state_file(s);
   expect_error([&] { decode_state_file(file, "many.state"); },
                {"many.state", std::to_string(kMaxVcpus + 1) + " vCPUs"});
+}
+
+// The encoder writes text as C strings: a NUL inside one would not survive a save, so the
+// decoder refuses it (found by tests/fuzz/snapshot_state_fuzz.cc).
+TEST(SnapshotStateFile, RefusesANulInsideText) {
+  SnapshotState s = sample_state(1);
+  s.devices[0].name = "nulXname";
+  Bytes file = encode_state_file(s);
+  std::string text(file.begin(), file.end());
+  size_t at = text.find("nulXname");
+  ASSERT_NE(at, std::string::npos);
+  file[at + 3] = 0;
+  reseal(file);
+  expect_error([&] { decode_state_file(file, "nul.state"); },
+               {"nul.state", "malformed state payload", "NUL byte"});
 }
 
 TEST(SnapshotStateFile, ValidatesTheDecodedState) {

@@ -13,7 +13,8 @@ inline Bytes pattern(size_t n, uint8_t seed) {
   return b;
 }
 
-// Two regions (1 MiB at 0, 64 KiB at 4 GiB), packed back to back in the memory file.
+// Two regions (1 MiB at 0, 64 KiB at 4 GiB), packed back to back in the memory file; a full
+// snapshot of a machine with one drive, rng and vsock (CID 3).
 inline SnapshotState sample_state(uint32_t vcpus = 2) {
   SnapshotState s;
   s.metadata = {"0.1.0-test",
@@ -43,6 +44,8 @@ inline SnapshotState sample_state(uint32_t vcpus = 2) {
   s.devices = {{"serial", "ttyS0", pattern(40, 13)},
                {"virtio-vsock", "mmio@0xd0000000", pattern(300, 14)}};
   s.tsc_khz = 2400000;
+  s.machine = {(1 << 20) + (64 << 10), {{"/var/lib/wisp/disk.img", true}}, true, true, 3};
+  s.id = "0123456789abcdef0123456789abcdef";
   return s;
 }
 

@@ -1,6 +1,7 @@
 #include "vmm/machine/control_socket.h"
 
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -36,7 +37,13 @@ ControlSocket::ControlSocket(std::string path, EventLoop& loop, Handler handler)
   std::memcpy(addr.sun_path, path_.data(), path_.size());
   listen_fd_ = UniqueFd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
   if (!listen_fd_) throw_errno("control socket " + path_);
-  ::unlink(path_.c_str());
+  // Replace a socket left behind by a VMM that died, but never delete anything else.
+  struct stat st;
+  if (::lstat(path_.c_str(), &st) == 0) {
+    if (!S_ISSOCK(st.st_mode))
+      throw Error("control socket " + path_ + ": a file that is not a socket is in the way");
+    ::unlink(path_.c_str());
+  }
   if (::bind(listen_fd_.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0)
     throw_errno("control socket " + path_ + ": bind");
   if (::listen(listen_fd_.get(), 4) != 0) throw_errno("control socket " + path_ + ": listen");
@@ -76,6 +83,7 @@ void ControlSocket::on_client(int fd) {
   pending.append(buf, static_cast<size_t>(n));
   size_t nl;
   while ((nl = pending.find('\n')) != std::string::npos) {
+    if (nl > kMaxLineBytes) break;  // refused below, however the bytes arrived
     std::string line = pending.substr(0, nl);
     pending.erase(0, nl + 1);
     if (!line.empty() && line.back() == '\r') line.pop_back();

@@ -1,0 +1,380 @@
+// save_machine_snapshot / load_machine_snapshot without KVM: a hand-built MachineState and
+// GuestMemory go to disk and come back; diff snapshots layer over their parent.
+#include "snapshot/machine_snapshot.h"
+
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "snapshot/snapshot_dir.h"
+#include "vmm/base/error.h"
+
+namespace wisp::snapshot {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr uint64_t kMem = 16 << 20;
+constexpr uint64_t kPages = kMem / kPageSize;
+// Pages the tests fill with a non-zero pattern before the first snapshot.
+const std::vector<uint64_t> kDataPages = {0, 1, 17, 1000, kPages - 1};
+
+Bytes fill(size_t n, uint8_t seed) {
+  Bytes b(n);
+  for (size_t i = 0; i < n; ++i) b[i] = static_cast<uint8_t>(seed + i * 13);
+  return b;
+}
+
+// Leaf 0 says "GenuineIntel" (EBX, EDX, ECX), leaf 1 a feature set.
+CpuidEntries intel_cpuid() {
+  return {{0, 0, 0, 0xd, 0x756e6547, 0x6c65746e, 0x49656e69},
+          {1, 0, 0, 0x806c1, 0x800, 0xfeda3203, 0x178bfbff}};
+}
+
+HostCpuid host_with(CpuidEntries cpuid) {
+  return [cpuid](uint32_t vcpus) {
+    EXPECT_EQ(vcpus, 1u);
+    return cpuid;
+  };
+}
+
+MachineState sample_machine() {
+  MachineState m;
+  m.mem_bytes = kMem;
+  m.devices.rng = true;
+  m.cpuid = intel_cpuid();
+  m.vm.pic_master = fill(KvmImageSize::kIrqchip, 1);
+  m.vm.pic_slave = fill(KvmImageSize::kIrqchip, 2);
+  m.vm.ioapic = fill(KvmImageSize::kIrqchip, 3);
+  m.vm.pit = fill(KvmImageSize::kPit, 4);
+  m.vm.clock_ns = 123456789;
+  m.vm.clock_flags = 2;
+  wisp::VcpuState v;
+  v.regs = fill(KvmImageSize::kRegs, 5);
+  v.sregs = fill(KvmImageSize::kSregs, 6);
+  v.fpu = fill(KvmImageSize::kFpu, 7);
+  v.xsave = Bytes(KvmImageSize::kXsaveMin, 0);
+  v.xcrs = fill(KvmImageSize::kXcrs, 8);
+  v.lapic = fill(KvmImageSize::kLapic, 9);
+  v.vcpu_events = fill(KvmImageSize::kVcpuEvents, 10);
+  v.debug_regs = Bytes(KvmImageSize::kDebugRegs, 0);
+  v.mp_state = 0;
+  v.msrs = {{0x10, 0x123456789}, {0xc0000080, 0xd01}};
+  v.tsc_khz = 2400000;
+  m.vcpus.push_back(v);
+  m.serial.ier = 1;
+  m.serial.rx = {'h', 'i'};
+  wisp::VirtioSlotState rng;
+  rng.transport.status = 0xf;
+  rng.transport.driver_features = 1ull << 32;
+  rng.transport.device_activated = true;
+  rng.transport.queues.push_back({256, true, 0x10000, 0x11000, 0x12000, 7, 7, true});
+  rng.device = RngState{};
+  m.virtio.push_back(rng);
+  return m;
+}
+
+void expect_same(const MachineState& a, const MachineState& b) {
+  EXPECT_EQ(a.mem_bytes, b.mem_bytes);
+  ASSERT_EQ(a.devices.drives.size(), b.devices.drives.size());
+  for (size_t i = 0; i < a.devices.drives.size(); ++i) {
+    EXPECT_EQ(a.devices.drives[i].path, b.devices.drives[i].path);
+    EXPECT_EQ(a.devices.drives[i].read_only, b.devices.drives[i].read_only);
+  }
+  EXPECT_EQ(a.devices.rng, b.devices.rng);
+  EXPECT_EQ(a.devices.vsock, b.devices.vsock);
+  EXPECT_EQ(a.devices.vsock_cid, b.devices.vsock_cid);
+  ASSERT_EQ(a.cpuid.size(), b.cpuid.size());
+  for (size_t i = 0; i < a.cpuid.size(); ++i) {
+    const CpuidEntry &x = a.cpuid[i], &y = b.cpuid[i];
+    EXPECT_EQ(std::vector<uint32_t>({x.function, x.index, x.eax, x.ebx, x.ecx, x.edx}),
+              std::vector<uint32_t>({y.function, y.index, y.eax, y.ebx, y.ecx, y.edx}));
+  }
+  EXPECT_EQ(a.vm.pic_master, b.vm.pic_master);
+  EXPECT_EQ(a.vm.pic_slave, b.vm.pic_slave);
+  EXPECT_EQ(a.vm.ioapic, b.vm.ioapic);
+  EXPECT_EQ(a.vm.pit, b.vm.pit);
+  EXPECT_EQ(a.vm.clock_ns, b.vm.clock_ns);
+  EXPECT_EQ(a.vm.clock_flags, b.vm.clock_flags);
+  ASSERT_EQ(a.vcpus.size(), b.vcpus.size());
+  for (size_t i = 0; i < a.vcpus.size(); ++i) {
+    const wisp::VcpuState &x = a.vcpus[i], &y = b.vcpus[i];
+    EXPECT_EQ(x.id, y.id);
+    EXPECT_EQ(x.regs, y.regs);
+    EXPECT_EQ(x.sregs, y.sregs);
+    EXPECT_EQ(x.fpu, y.fpu);
+    EXPECT_EQ(x.xsave, y.xsave);
+    EXPECT_EQ(x.xcrs, y.xcrs);
+    EXPECT_EQ(x.lapic, y.lapic);
+    EXPECT_EQ(x.vcpu_events, y.vcpu_events);
+    EXPECT_EQ(x.debug_regs, y.debug_regs);
+    EXPECT_EQ(x.mp_state, y.mp_state);
+    EXPECT_EQ(x.tsc_khz, y.tsc_khz);
+    ASSERT_EQ(x.msrs.size(), y.msrs.size());
+    for (size_t j = 0; j < x.msrs.size(); ++j) {
+      EXPECT_EQ(x.msrs[j].index, y.msrs[j].index);
+      EXPECT_EQ(x.msrs[j].value, y.msrs[j].value);
+    }
+  }
+  EXPECT_EQ(a.serial, b.serial);
+  ASSERT_EQ(a.virtio.size(), b.virtio.size());
+  for (size_t i = 0; i < a.virtio.size(); ++i) {
+    EXPECT_EQ(a.virtio[i].transport, b.virtio[i].transport);
+    EXPECT_EQ(a.virtio[i].device, b.virtio[i].device);
+  }
+}
+
+// Runs `fn`, expects a wisp::Error whose message contains every one of `parts`.
+template <typename Fn>
+void expect_error(Fn fn, std::initializer_list<std::string> parts) {
+  try {
+    fn();
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    std::string msg = e.what();
+    for (const std::string& p : parts) EXPECT_NE(msg.find(p), std::string::npos) << msg;
+  }
+}
+
+uint8_t* page_ptr(const GuestMemory& mem, uint64_t page) {
+  return mem.regions()[0].host + page * kPageSize;
+}
+
+bool same_bytes(const GuestMemory& a, const GuestMemory& b) {
+  return a.size() == b.size() && std::memcmp(page_ptr(a, 0), page_ptr(b, 0), a.size()) == 0;
+}
+
+uint64_t count(const std::vector<bool>& pages) {
+  uint64_t n = 0;
+  for (bool p : pages) n += p;
+  return n;
+}
+
+class MachineSnapshotTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    root_ = fs::path(::testing::TempDir()) /
+            ("wisp-machsnap-" + std::to_string(getpid()) + "-" +
+             ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(root_);
+    fs::create_directories(root_);
+    for (uint64_t p : kDataPages) {
+      Bytes b = fill(kPageSize, static_cast<uint8_t>(p + 1));
+      ASSERT_TRUE(memory_.write(GuestAddress(p * kPageSize), b));
+    }
+  }
+  void TearDown() override { fs::remove_all(root_); }
+
+  std::string path(const std::string& name) const { return root_ / name; }
+
+  fs::path root_;
+  MachineState machine_ = sample_machine();
+  GuestMemory memory_ = GuestMemory::create(kMem);
+};
+
+TEST_F(MachineSnapshotTest, RoundTripsStateAndMemory) {
+  std::string dir = path("snap");
+  SaveOptions options;
+  options.creator_version = "test";
+  SaveResult r = save_machine_snapshot(dir, machine_, memory_, options);
+  EXPECT_EQ(r.id.size(), 32u);
+  EXPECT_EQ(r.memory_file_bytes, kMem);
+  EXPECT_EQ(r.pages_written, kDataPages.size());
+  EXPECT_EQ(r.pages_in_layer, 0u);
+
+  // Sparse: only the written pages take space.
+  struct stat st;
+  ASSERT_EQ(::stat((dir + "/" + kMemoryFileName).c_str(), &st), 0);
+  EXPECT_EQ(static_cast<uint64_t>(st.st_size), kMem);
+  EXPECT_EQ(r.memory_disk_bytes, static_cast<uint64_t>(st.st_blocks) * 512);
+  EXPECT_LT(r.memory_disk_bytes, kMem / 16);
+  EXPECT_EQ(verify_snapshot(dir).cpu_vendor, "GenuineIntel");
+
+  LoadedSnapshot loaded = load_machine_snapshot(dir, host_with(intel_cpuid()));
+  EXPECT_EQ(loaded.id, r.id);
+  EXPECT_EQ(loaded.layers, 1u);
+  expect_same(loaded.state, machine_);
+  EXPECT_TRUE(loaded.memory.is_file_private());
+  EXPECT_TRUE(same_bytes(loaded.memory, memory_));
+  // Reading does not make private copies.
+  EXPECT_EQ(count(loaded.memory.written_pages()), 0u);
+}
+
+TEST_F(MachineSnapshotTest, SnapshotsGetDistinctIds) {
+  SaveResult a = save_machine_snapshot(path("a"), machine_, memory_, {});
+  SaveResult b = save_machine_snapshot(path("b"), machine_, memory_, {});
+  EXPECT_NE(a.id, b.id);
+  expect_error([&] { save_machine_snapshot(path("a"), machine_, memory_, {}); },
+               {path("a"), "already exists"});
+}
+
+TEST_F(MachineSnapshotTest, RefusesAnotherCpu) {
+  std::string dir = path("snap");
+  save_machine_snapshot(dir, machine_, memory_, {});
+  std::string state = dir + "/" + kStateFileName;
+
+  CpuidEntries host = intel_cpuid();
+  host[1].ecx &= ~(1u << 28);  // no AVX
+  expect_error([&] { load_machine_snapshot(dir, host_with(host)); },
+               {state, "another CPU", "CPUID leaf 0x1.0 differs"});
+
+  host = intel_cpuid();
+  host[0].ebx = 0x68747541;  // "AuthenticAMD"
+  host[0].edx = 0x69746e65;
+  host[0].ecx = 0x444d4163;
+  expect_error([&] { load_machine_snapshot(dir, host_with(host)); },
+               {state, "vendor \"GenuineIntel\", host \"AuthenticAMD\""});
+
+  host = intel_cpuid();
+  host.pop_back();
+  expect_error([&] { load_machine_snapshot(dir, host_with(host)); }, {state, "missing"});
+}
+
+TEST_F(MachineSnapshotTest, RefusesATruncatedMemoryFile) {
+  std::string dir = path("snap");
+  save_machine_snapshot(dir, machine_, memory_, {});
+  std::string memory = dir + "/" + kMemoryFileName;
+  ASSERT_EQ(::truncate(memory.c_str(), kMem - kPageSize), 0);
+  expect_error([&] { load_machine_snapshot(dir, host_with(intel_cpuid())); },
+               {memory, "truncated"});
+  expect_error([&] { memory_digest(dir); }, {memory, "truncated"});
+}
+
+TEST_F(MachineSnapshotTest, RefusesADeviceSetThatDisagreesWithTheDescription) {
+  machine_.devices.vsock = true;  // described, but no slot saved for it
+  machine_.devices.vsock_cid = 3;
+  std::string dir = path("snap");
+  save_machine_snapshot(dir, machine_, memory_, {});
+  expect_error([&] { load_machine_snapshot(dir, host_with(intel_cpuid())); },
+               {dir + "/" + kStateFileName, "1 virtio devices saved", "description has 2"});
+}
+
+TEST_F(MachineSnapshotTest, RecordsDrivesAndRefusesAChangedImage) {
+  std::string image = path("disk.img");
+  std::ofstream(image) << std::string(8192, 'd');
+  machine_.devices.drives.push_back({image, true});
+  wisp::VirtioSlotState blk;
+  blk.transport.queues.resize(1);
+  blk.device = BlockState{16, true, 128};
+  machine_.virtio.insert(machine_.virtio.begin(), blk);  // drives come first
+  std::string dir = path("snap");
+  save_machine_snapshot(dir, machine_, memory_, {});
+  LoadedSnapshot loaded = load_machine_snapshot(dir, host_with(intel_cpuid()));
+  expect_same(loaded.state, machine_);
+
+  std::ofstream(image, std::ios::app) << "more";
+  expect_error([&] { load_machine_snapshot(dir, host_with(intel_cpuid())); },
+               {dir + "/" + kStateFileName, "drive " + image, "changed since the snapshot"});
+  fs::remove(image);
+  expect_error([&] { load_machine_snapshot(dir, host_with(intel_cpuid())); },
+               {"drive " + image, "No such file"});
+}
+
+TEST_F(MachineSnapshotTest, ADiffHoldsOnlyTheWrittenPagesAndRestoresLikeAFullSnapshot) {
+  std::string base = path("base"), diff = path("diff"), full = path("full");
+  SaveResult base_result = save_machine_snapshot(base, machine_, memory_, {});
+  LoadedSnapshot vm = load_machine_snapshot(base, host_with(intel_cpuid()));
+  ASSERT_EQ(vm.id, base_result.id);
+
+  // The "guest" writes three pages: one that had data, two that were zero.
+  const std::vector<uint64_t> written = {1, 2000, 3000};
+  for (uint64_t p : written)
+    std::memset(page_ptr(vm.memory, p), static_cast<int>(0x40 + p % 7), kPageSize);
+  std::vector<bool> w = vm.memory.written_pages();
+  EXPECT_EQ(count(w), written.size());
+  for (uint64_t p : written) EXPECT_TRUE(w[p]) << p;
+
+  SaveOptions options;
+  options.diff = true;
+  options.parent_dir = base;
+  options.parent_id = vm.id;
+  SaveResult d = save_machine_snapshot(diff, machine_, vm.memory, options);
+  EXPECT_EQ(d.pages_in_layer, written.size());
+  EXPECT_EQ(d.pages_written, written.size());
+  EXPECT_EQ(d.memory_file_bytes, kMem);
+  SaveResult f = save_machine_snapshot(full, machine_, vm.memory, {});
+  EXPECT_EQ(f.pages_written, kDataPages.size() + 2);  // page 1 was data already
+
+  EXPECT_EQ(memory_digest(diff), memory_digest(full));
+  EXPECT_NE(memory_digest(diff), memory_digest(base));
+
+  LoadedSnapshot from_diff = load_machine_snapshot(diff, host_with(intel_cpuid()));
+  LoadedSnapshot from_full = load_machine_snapshot(full, host_with(intel_cpuid()));
+  EXPECT_EQ(from_diff.layers, 2u);
+  EXPECT_EQ(from_diff.id, d.id);
+  expect_same(from_diff.state, machine_);
+  EXPECT_TRUE(same_bytes(from_diff.memory, from_full.memory));
+  EXPECT_TRUE(same_bytes(from_diff.memory, vm.memory));
+  // The diff's pages come from its own file, not as private copies; they count as data.
+  EXPECT_EQ(count(from_diff.memory.written_pages()), 0u);
+  std::vector<bool> data = from_diff.memory.data_pages();
+  for (uint64_t p : written) EXPECT_TRUE(data[p]) << p;
+  for (uint64_t p : kDataPages) EXPECT_TRUE(data[p]) << p;
+  EXPECT_FALSE(data[2500]);
+
+  // A diff of the diff: three layers, still the same memory as a full snapshot of it.
+  std::memset(page_ptr(from_diff.memory, 2000), 0, kPageSize);  // zeroed: must mask the parent
+  std::memset(page_ptr(from_diff.memory, 5), 0x55, kPageSize);
+  options.parent_dir = diff;
+  options.parent_id = from_diff.id;
+  SaveResult d2 = save_machine_snapshot(path("diff2"), machine_, from_diff.memory, options);
+  EXPECT_EQ(d2.pages_in_layer, 2u);
+  EXPECT_EQ(d2.pages_written, 1u);
+  save_machine_snapshot(path("full2"), machine_, from_diff.memory, {});
+  EXPECT_EQ(memory_digest(path("diff2")), memory_digest(path("full2")));
+  LoadedSnapshot top = load_machine_snapshot(path("diff2"), host_with(intel_cpuid()));
+  EXPECT_EQ(top.layers, 3u);
+  EXPECT_TRUE(same_bytes(top.memory, from_diff.memory));
+  EXPECT_EQ(page_ptr(top.memory, 2000)[17], 0);
+}
+
+TEST_F(MachineSnapshotTest, RefusesADiffWhoseParentWasReplaced) {
+  std::string base = path("base"), diff = path("diff");
+  save_machine_snapshot(base, machine_, memory_, {});
+  LoadedSnapshot vm = load_machine_snapshot(base, host_with(intel_cpuid()));
+  page_ptr(vm.memory, 9)[0] = 1;
+  SaveOptions options;
+  options.diff = true;
+  options.parent_dir = base;
+  options.parent_id = vm.id;
+  save_machine_snapshot(diff, machine_, vm.memory, options);
+
+  fs::remove_all(base);
+  SaveResult other = save_machine_snapshot(base, machine_, memory_, {});
+  for (auto fn :
+       {std::function<void()>([&] { load_machine_snapshot(diff, host_with(intel_cpuid())); }),
+        std::function<void()>([&] { memory_digest(diff); })}) {
+    expect_error(fn, {diff + "/" + kStateFileName, "parent " + base, other.id,
+                      "the diff was made on " + vm.id});
+  }
+
+  fs::remove_all(base);
+  expect_error([&] { load_machine_snapshot(diff, host_with(intel_cpuid())); },
+               {base + "/" + kStateFileName});
+}
+
+TEST_F(MachineSnapshotTest, RefusesADiffOfMemoryThatWasNotRestored) {
+  save_machine_snapshot(path("base"), machine_, memory_, {});
+  SaveOptions options;
+  options.diff = true;
+  options.parent_dir = path("base");
+  options.parent_id = "whatever";
+  expect_error([&] { save_machine_snapshot(path("diff"), machine_, memory_, options); },
+               {"diff snapshot needs a VM restored from a snapshot"});
+  EXPECT_FALSE(fs::exists(path("diff")));
+}
+
+TEST(MachineSnapshotCpu, VendorComesFromLeafZero) {
+  EXPECT_EQ(cpu_vendor(intel_cpuid()), "GenuineIntel");
+  EXPECT_EQ(cpu_vendor({intel_cpuid()[1]}), "");
+  EXPECT_EQ(cpu_vendor({}), "");
+}
+
+}  // namespace
+}  // namespace wisp::snapshot

@@ -1,0 +1,240 @@
+#include "cli/template_store.h"
+
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "vmm/base/error.h"
+
+namespace wisp {
+namespace {
+
+namespace fs = std::filesystem;
+using Words = std::vector<std::string>;
+
+// Runs `fn`, expects a wisp::Error whose message contains every one of `parts`.
+template <typename Fn>
+void expect_error(Fn fn, std::initializer_list<std::string> parts) {
+  try {
+    fn();
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    std::string msg = e.what();
+    for (const std::string& p : parts) EXPECT_NE(msg.find(p), std::string::npos) << msg;
+  }
+}
+
+TEST(SplitCommand, SplitsOnWhitespace) {
+  EXPECT_EQ(split_command("python3 -c pass"), (Words{"python3", "-c", "pass"}));
+  EXPECT_EQ(split_command("  a\t b\n c  "), (Words{"a", "b", "c"}));
+  EXPECT_EQ(split_command(""), Words{});
+  EXPECT_EQ(split_command(" \t\n"), Words{});
+}
+
+TEST(SplitCommand, Quotes) {
+  EXPECT_EQ(split_command("echo 'a b' \"c d\""), (Words{"echo", "a b", "c d"}));
+  EXPECT_EQ(split_command("x'y z'w"), Words{"xy zw"});   // quotes join with the word around them
+  EXPECT_EQ(split_command("'' \"\""), (Words{"", ""}));  // empty quoted words are words
+  EXPECT_EQ(split_command("'a \"b\" \\c'"), Words{"a \"b\" \\c"});  // nothing special in '...'
+  EXPECT_EQ(split_command("\"it's\""), Words{"it's"});
+}
+
+TEST(SplitCommand, Escapes) {
+  EXPECT_EQ(split_command("a\\ b c"), (Words{"a b", "c"}));
+  EXPECT_EQ(split_command("\\'x\\\""), Words{"'x\""});
+  EXPECT_EQ(split_command("\\\\"), Words{"\\"});
+  // Inside "...", backslash escapes only " \ $ and `; before anything else it stays.
+  EXPECT_EQ(split_command("\"a\\\"b\\\\c\\$d\\`e\\nf\""), Words{"a\"b\\c$d`e\\nf"});
+}
+
+TEST(SplitCommand, RefusesUnterminatedQuotes) {
+  expect_error([] { split_command("echo 'abc"); }, {"unterminated '", "echo 'abc"});
+  expect_error([] { split_command("echo \"abc"); }, {"unterminated \""});
+  expect_error([] { split_command("\"abc\\\""); }, {"unterminated \""});  // the quote is escaped
+  expect_error([] { split_command("\"abc\\"); }, {"unterminated \""});
+}
+
+TemplateInfo sample_info() {
+  TemplateInfo t;
+  t.name = "py-hello";
+  t.mode = "worker";
+  t.argv = {"python3", "-c", "print('a b')", ""};
+  t.env = {"A=1", "EMPTY=", "SPACES=x y"};
+  t.mem_mib = 256;
+  t.vcpus = 2;
+  t.guest = "build/guest/bzImage + build/guest/python-rootfs.ext4";
+  t.warmup = 3;
+  t.created_unix = 1700000000;
+  t.snapshot_ms = 12.5;
+  t.memory_file_bytes = 256ull << 20;
+  t.memory_disk_bytes = 40ull << 20;
+  return t;
+}
+
+void expect_same(const TemplateInfo& a, const TemplateInfo& b) {
+  EXPECT_EQ(a.name, b.name);
+  EXPECT_EQ(a.mode, b.mode);
+  EXPECT_EQ(a.argv, b.argv);
+  EXPECT_EQ(a.env, b.env);
+  EXPECT_EQ(a.mem_mib, b.mem_mib);
+  EXPECT_EQ(a.vcpus, b.vcpus);
+  EXPECT_EQ(a.guest, b.guest);
+  EXPECT_EQ(a.warmup, b.warmup);
+  EXPECT_EQ(a.created_unix, b.created_unix);
+  EXPECT_DOUBLE_EQ(a.snapshot_ms, b.snapshot_ms);
+  EXPECT_EQ(a.memory_file_bytes, b.memory_file_bytes);
+  EXPECT_EQ(a.memory_disk_bytes, b.memory_disk_bytes);
+}
+
+TEST(TemplateInfo, RoundTrips) {
+  TemplateInfo t = sample_info();
+  std::string text = format_template_info(t);
+  EXPECT_NE(text.find("name py-hello\n"), std::string::npos);
+  EXPECT_NE(text.find("arg python3\narg -c\narg print('a b')\narg \n"), std::string::npos);
+  expect_same(parse_template_info(text, "t.info"), t);
+  t.mode = "exec";
+  t.env.clear();
+  t.guest.clear();
+  expect_same(parse_template_info(format_template_info(t), "t.info"), t);
+}
+
+TEST(TemplateInfo, RefusesNewlinesInValues) {
+  TemplateInfo t = sample_info();
+  t.argv.push_back("two\nlines");
+  expect_error([&] { format_template_info(t); }, {"template py-hello", "arg", "newline"});
+}
+
+TEST(TemplateInfo, ParseErrorsNameTheFileAndLine) {
+  expect_error([] { parse_template_info("arg x\nmem_mib 12x\n", "/t/template.info"); },
+               {"/t/template.info:2: mem_mib: expected a number, got \"12x\""});
+  expect_error([] { parse_template_info("arg x\n\nvcpus\n", "f"); }, {"f:3: vcpus"});
+  expect_error([] { parse_template_info("warmup -1\narg x\n", "f"); }, {"f:1: warmup"});
+  expect_error([] { parse_template_info("memory_file_bytes 99999999999999999999999\n", "f"); },
+               {"f:1: memory_file_bytes"});
+}
+
+TEST(TemplateInfo, IgnoresUnknownKeysAndBlankLines) {
+  TemplateInfo t =
+      parse_template_info("name n\nfrom_the_future 1 2 3\n\narg run\nmode exec\nlonely_key\n", "f");
+  EXPECT_EQ(t.name, "n");
+  EXPECT_EQ(t.argv, Words{"run"});
+  EXPECT_EQ(t.mode, "exec");
+  EXPECT_EQ(t.vcpus, 1u);  // defaults where a key is absent
+  EXPECT_EQ(t.mem_mib, 0u);
+}
+
+TEST(TemplateInfo, RefusesABadModeAndAMissingCommand) {
+  expect_error([] { parse_template_info("arg x\nmode fork\n", "f.info"); },
+               {"f.info", "mode \"fork\"", "exec or worker"});
+  expect_error([] { parse_template_info("arg x\nmode\n", "f.info"); }, {"mode \"\""});
+  expect_error([] { parse_template_info("name n\nmode exec\n", "f.info"); },
+               {"f.info", "no handler command"});
+  expect_error([] { parse_template_info("", "f.info"); }, {"no handler command"});
+}
+
+TEST(TemplateName, AcceptsAndRejects) {
+  for (const std::string& ok : Words{"a", "py-hello", "v1.2_x", "A9", "a.", std::string(64, 'n')})
+    EXPECT_NO_THROW(check_template_name(ok)) << ok;
+  for (const std::string& bad : Words{"", ".hidden", "..", ".", "a/b", "../x", "a b", "é", "a\nb",
+                                      std::string("x\0y", 3), std::string(65, 'n')}) {
+    expect_error([&] { check_template_name(bad); }, {"template name"});
+  }
+}
+
+// Sets an environment variable for one scope, restoring the old value after.
+class ScopedEnv {
+ public:
+  ScopedEnv(const char* name, const char* value) : name_(name) {
+    if (const char* old = std::getenv(name)) old_ = old;
+    if (value)
+      ::setenv(name, value, 1);
+    else
+      ::unsetenv(name);
+  }
+  ~ScopedEnv() {
+    if (old_)
+      ::setenv(name_, old_->c_str(), 1);
+    else
+      ::unsetenv(name_);
+  }
+
+ private:
+  const char* name_;
+  std::optional<std::string> old_;
+};
+
+TEST(TemplateStore, HomeComesFromWispHome) {
+  {
+    ScopedEnv env("WISP_HOME", "/srv/wisp");
+    EXPECT_EQ(wisp_home(), "/srv/wisp");
+    EXPECT_EQ(templates_dir(), "/srv/wisp/templates");
+  }
+  {
+    ScopedEnv env("WISP_HOME", "");
+    EXPECT_EQ(wisp_home(), "/var/lib/wisp");
+  }
+  ScopedEnv env("WISP_HOME", nullptr);
+  EXPECT_EQ(wisp_home(), "/var/lib/wisp");
+  EXPECT_EQ(templates_dir(), "/var/lib/wisp/templates");
+}
+
+class TemplateStoreDirTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    root_ = fs::path(::testing::TempDir()) /
+            ("wisp-templates-" + std::to_string(getpid()) + "-" +
+             ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(root_);
+  }
+  void TearDown() override { fs::remove_all(root_); }
+  fs::path root_;
+};
+
+TEST_F(TemplateStoreDirTest, MakeDirsAndRemoveTree) {
+  std::string deep = root_ / "a/b/c";
+  make_dirs(deep);
+  EXPECT_TRUE(fs::is_directory(deep));
+  make_dirs(deep);  // already there: fine
+  make_dirs(deep + "/");
+  std::ofstream(deep + "/file") << "x";
+  fs::create_symlink("/", root_ / "a/link-to-root");
+  ASSERT_EQ(::mkfifo((root_ / "a/b/fifo").c_str(), 0600), 0);
+  remove_tree(root_ / "a");
+  EXPECT_FALSE(fs::exists(root_ / "a"));
+  EXPECT_TRUE(fs::exists("/"));    // the symlink went, not what it pointed at
+  remove_tree(root_ / "missing");  // nothing to do
+  remove_tree(root_);
+  EXPECT_FALSE(fs::exists(root_));
+}
+
+TEST_F(TemplateStoreDirTest, MakeDirsRefusesAFileInTheWay) {
+  make_dirs(root_);
+  std::ofstream(root_ / "file") << "x";
+  expect_error([&] { make_dirs(root_ / "file/sub"); }, {"create directory", "file/sub"});
+  expect_error([&] { make_dirs(root_ / "file"); }, {"file"});
+}
+
+TEST_F(TemplateStoreDirTest, ReadTemplateFindsTheStore) {
+  ScopedEnv env("WISP_HOME", root_.c_str());
+  expect_error([] { read_template("nope"); },
+               {"template nope: not found in " + (root_ / "templates").string()});
+  expect_error([] { read_template("../etc"); }, {"template name"});
+  TemplateInfo t = sample_info();
+  make_dirs(root_ / "templates/py-hello");
+  std::ofstream(root_ / "templates/py-hello/template.info") << format_template_info(t);
+  expect_same(read_template("py-hello"), t);
+  make_dirs(root_ / "templates/broken");
+  std::ofstream(root_ / "templates/broken/template.info") << "arg x\nvcpus many\n";
+  expect_error([&] { read_template("broken"); },
+               {(root_ / "templates/broken/template.info").string() + ":2: vcpus"});
+}
+
+}  // namespace
+}  // namespace wisp
