@@ -124,6 +124,19 @@ int check_kvm(const std::string& dev_kvm) {
 
 }  // namespace
 
+bool set_console(const std::string& mode, MachineConfig* cfg) {
+  if (mode.empty()) return false;
+  if (mode == "stdio") {
+    cfg->console = MachineConfig::Console::kStdio;
+  } else if (mode == "none") {
+    cfg->console = MachineConfig::Console::kNone;
+  } else {
+    cfg->console = MachineConfig::Console::kFile;
+    cfg->console_file = mode;
+  }
+  return true;
+}
+
 int exit_code_for(const RunResult& r) {
   switch (r.reason) {
     case StopReason::kPowerOff:
@@ -225,20 +238,9 @@ int run_command(int argc, char** argv, unsigned long long t0_ns) {
         if (!parse_u32(optarg, &cfg.vcpus) || cfg.vcpus == 0)
           return usage_error(std::string("--vcpus ") + optarg + ": expected a positive integer");
         break;
-      case kConsole: {
-        std::string m = optarg;
-        if (m == "stdio")
-          cfg.console = MachineConfig::Console::kStdio;
-        else if (m == "none")
-          cfg.console = MachineConfig::Console::kNone;
-        else if (m.empty())
-          return usage_error("--console: empty value");
-        else {
-          cfg.console = MachineConfig::Console::kFile;
-          cfg.console_file = m;
-        }
+      case kConsole:
+        if (!set_console(optarg, &cfg)) return usage_error("--console: empty value");
         break;
-      }
       case kDrive:
         try {
           cfg.virtio.drives.push_back(parse_drive_spec(optarg));

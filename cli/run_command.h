@@ -17,6 +17,9 @@ enum ExitCode : int {
 int run_command(int argc, char** argv, unsigned long long t0_ns);
 
 struct RunResult;
+struct MachineConfig;
+// --console MODE: stdio, none or a file path. False for an empty MODE.
+bool set_console(const std::string& mode, MachineConfig* cfg);
 // The exit status for how a VM ended (see the table above), with a message on stderr for
 // failures. Shared by `wisp run` and `wisp snapshot restore`.
 int exit_code_for(const RunResult& r);

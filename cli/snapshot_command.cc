@@ -80,18 +80,22 @@ int create(int argc, char** argv) {
   opterr = 0;
   int c;
   while ((c = getopt_long(argc, argv, "h", kOptions, nullptr)) != -1) {
-    if (c == 'c') control = optarg;
-    else if (c == 'd') diff = true;
+    if (c == 'c')
+      control = optarg;
+    else if (c == 'd')
+      diff = true;
     else if (c == 'h') {
       std::fputs(kUsage, stdout);
       return kExitOk;
-    } else return usage_error(std::string("create: unknown or incomplete option '") + argv[optind - 1] + "'");
+    } else
+      return usage_error(std::string("create: unknown or incomplete option '") + argv[optind - 1] +
+                         "'");
   }
   if (control.empty()) return usage_error("create: --control-socket PATH is required");
   if (optind + 1 != argc) return usage_error("create: expected one snapshot directory");
   try {
-    std::string reply =
-        control_request(control, std::string("snapshot ") + (diff ? "--diff " : "") + absolute(argv[optind]));
+    std::string reply = control_request(
+        control, std::string("snapshot ") + (diff ? "--diff " : "") + absolute(argv[optind]));
     if (reply.rfind("ok", 0) != 0) {
       std::fprintf(stderr, "wisp snapshot create: %s\n",
                    reply.rfind("error ", 0) == 0 ? reply.c_str() + 6 : reply.c_str());
@@ -131,8 +135,8 @@ int verify(int argc, char** argv) {
           snapshot::read_state_file(st.diff.parent_dir + "/" + snapshot::kStateFileName);
       if (parent.id != st.diff.parent_id)
         throw Error(current + "/" + snapshot::kStateFileName + ": its parent " +
-                    st.diff.parent_dir + " is another snapshot (id " + parent.id +
-                    ", expected " + st.diff.parent_id + ")");
+                    st.diff.parent_dir + " is another snapshot (id " + parent.id + ", expected " +
+                    st.diff.parent_id + ")");
       std::printf("diff layer over %s\n", st.diff.parent_dir.c_str());
       current = st.diff.parent_dir;
     }
@@ -167,24 +171,17 @@ int restore(int argc, char** argv, unsigned long long t0_ns) {
       case 'u':
         vsock_uds = optarg;
         break;
-      case 'C': {
-        std::string m = optarg;
-        if (m == "stdio") cfg.console = MachineConfig::Console::kStdio;
-        else if (m == "none") cfg.console = MachineConfig::Console::kNone;
-        else if (m.empty()) return usage_error("--console: empty value");
-        else {
-          cfg.console = MachineConfig::Console::kFile;
-          cfg.console_file = m;
-        }
+      case 'C':
+        if (!set_console(optarg, &cfg)) return usage_error("--console: empty value");
         break;
-      }
       case 'c':
         cfg.control_socket = optarg;
         break;
       case 'r': {
         char* end = nullptr;
         long v = std::strtol(optarg, &end, 10);
-        if (!*optarg || *end || v < 3 || v > 1024) return usage_error("--ready-fd: expected a descriptor number >= 3");
+        if (!*optarg || *end || v < 3 || v > 1024)
+          return usage_error("--ready-fd: expected a descriptor number >= 3");
         ready_fd = static_cast<int>(v);
         break;
       }
@@ -198,7 +195,8 @@ int restore(int argc, char** argv, unsigned long long t0_ns) {
         std::fputs(kUsage, stdout);
         return kExitOk;
       default:
-        return usage_error(std::string("restore: unknown or incomplete option '") + argv[optind - 1] + "'");
+        return usage_error(std::string("restore: unknown or incomplete option '") +
+                           argv[optind - 1] + "'");
     }
   }
   if (optind + 1 != argc) return usage_error("restore: expected one snapshot directory");
@@ -222,22 +220,24 @@ int restore(int argc, char** argv, unsigned long long t0_ns) {
     cfg.virtio.rng = d.rng;
     if (d.vsock) {
       if (vsock_uds.empty())
-        throw Error(dir + ": the snapshot has virtio-vsock: give the clone a socket with --vsock-uds PATH");
+        throw Error(
+            dir + ": the snapshot has virtio-vsock: give the clone a socket with --vsock-uds PATH");
       cfg.virtio.vsock = VsockConfig{vsock_uds, d.vsock_cid};
       validate_vsock_config(*cfg.virtio.vsock);
     } else if (!vsock_uds.empty()) {
       throw Error(dir + ": --vsock-uds given but the snapshot has no virtio-vsock device");
     }
-    if (!cfg.control_socket.empty())
-      cfg.control_handler = make_control_handler({dir, snap.id});
+    if (!cfg.control_socket.empty()) cfg.control_handler = make_control_handler({dir, snap.id});
     auto machine = Machine::restore(cfg, snap.state, std::move(snap.memory), kvm, t0_ns);
     ready_ns = now_ns();
     if (ready_fd >= 0) {
       // The manager (wisp invoke) times the restore by this line; the vCPUs start next.
       char line[96];
-      int n = snprintf(line, sizeof(line), "ready %.3f %.3f\n", static_cast<double>(loaded_ns - t0_ns) / 1e6,
+      int n = snprintf(line, sizeof(line), "ready %.3f %.3f\n",
+                       static_cast<double>(loaded_ns - t0_ns) / 1e6,
                        static_cast<double>(ready_ns - t0_ns) / 1e6);
-      if (::write(ready_fd, line, static_cast<size_t>(n)) != n) LOG_WARN("--ready-fd: write failed");
+      if (::write(ready_fd, line, static_cast<size_t>(n)) != n)
+        LOG_WARN("--ready-fd: write failed");
       ::close(ready_fd);
     }
     LOG_INFO("restored %s (%u layer(s))", dir.c_str(), snap.layers);
@@ -247,14 +247,13 @@ int restore(int argc, char** argv, unsigned long long t0_ns) {
     return kExitError;
   }
   if (timings) {
-    std::fprintf(stderr,
-                 "{\"kvm_open_ms\":%.3f,\"snapshot_loaded_ms\":%.3f,\"restored_ms\":%.3f,"
-                 "\"first_kvm_run_ms\":%.3f,\"exit_ms\":%.3f,\"stop\":\"%s\"}\n",
-                 static_cast<double>(kvm_ns - t0_ns) / 1e6,
-                 static_cast<double>(loaded_ns - t0_ns) / 1e6,
-                 static_cast<double>(ready_ns - t0_ns) / 1e6,
-                 static_cast<double>(r.first_run_us) / 1000.0,
-                 static_cast<double>(r.exit_us) / 1000.0, stop_reason_name(r.reason));
+    std::fprintf(
+        stderr,
+        "{\"kvm_open_ms\":%.3f,\"snapshot_loaded_ms\":%.3f,\"restored_ms\":%.3f,"
+        "\"first_kvm_run_ms\":%.3f,\"exit_ms\":%.3f,\"stop\":\"%s\"}\n",
+        static_cast<double>(kvm_ns - t0_ns) / 1e6, static_cast<double>(loaded_ns - t0_ns) / 1e6,
+        static_cast<double>(ready_ns - t0_ns) / 1e6, static_cast<double>(r.first_run_us) / 1000.0,
+        static_cast<double>(r.exit_us) / 1000.0, stop_reason_name(r.reason));
   }
   return exit_code_for(r);
 }

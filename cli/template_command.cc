@@ -49,7 +49,8 @@ constexpr const char* kUsage = R"(Usage: wisp template COMMAND ...
 The store is $WISP_HOME/templates (WISP_HOME defaults to /var/lib/wisp).
 )";
 
-constexpr const char* kInvokeUsage = R"(Usage: wisp invoke NAME [--payload FILE|-] [--timeout S] [--timings]
+constexpr const char* kInvokeUsage =
+    R"(Usage: wisp invoke NAME [--payload FILE|-] [--timeout S] [--timings]
 
 Restore a fresh clone of template NAME (wisp template create), invoke its handler once with
 the payload (default: none; - reads stdin), print the result (the handler's stdout) on
@@ -182,7 +183,8 @@ int create(int argc, char** argv, unsigned long long t0_ns) {
       return argv[++i];
     };
     try {
-      if (a == "--handler") handler = value();
+      if (a == "--handler")
+        handler = value();
       else if (a == "--mode") {
         t.mode = value();
         if (t.mode != "exec" && t.mode != "worker") throw Error("--mode: expected exec or worker");
@@ -192,25 +194,34 @@ int create(int argc, char** argv, unsigned long long t0_ns) {
         long n = std::strtol(v.c_str(), &end, 10);
         if (v.empty() || *end || n < 0 || n > 10000) throw Error("--warmup: expected 0..10000");
         t.warmup = static_cast<uint32_t>(n);
-      } else if (a == "--warmup-payload") warmup_payload_file = value();
+      } else if (a == "--warmup-payload")
+        warmup_payload_file = value();
       else if (a == "--env") {
         std::string v = value();
-        if (v.find('=') == std::string::npos || v[0] == '=') throw Error("--env: expected KEY=VALUE");
+        if (v.find('=') == std::string::npos || v[0] == '=')
+          throw Error("--env: expected KEY=VALUE");
         t.env.push_back(v);
       } else if (a == "--boot-timeout") {
         boot_timeout_s = std::strtod(value().c_str(), nullptr);
         if (boot_timeout_s <= 0) throw Error("--boot-timeout: expected seconds > 0");
-      } else if (a == "--timings") timings = true;
-      else if (a == "--kernel") kernel = value();
-      else if (a == "--initrd") initrd = value();
-      else if (a == "--rootfs") rootfs = value();
-      else if (a == "--cmdline") cmdline = value();
-      else if (a == "--console") console = value();
+      } else if (a == "--timings")
+        timings = true;
+      else if (a == "--kernel")
+        kernel = value();
+      else if (a == "--initrd")
+        initrd = value();
+      else if (a == "--rootfs")
+        rootfs = value();
+      else if (a == "--cmdline")
+        cmdline = value();
+      else if (a == "--console")
+        console = value();
       else if (a == "--mem") {
         std::string v = value();
         char* end = nullptr;
         long n = std::strtol(v.c_str(), &end, 10);
-        if (v.empty() || *end || n < 16 || n > 65536) throw Error("--mem: expected MiB between 16 and 65536");
+        if (v.empty() || *end || n < 16 || n > 65536)
+          throw Error("--mem: expected MiB between 16 and 65536");
         t.mem_mib = static_cast<uint64_t>(n);
       } else if (a == "--vcpus") {
         std::string v = value();
@@ -218,9 +229,12 @@ int create(int argc, char** argv, unsigned long long t0_ns) {
         long n = std::strtol(v.c_str(), &end, 10);
         if (v.empty() || *end || n < 1 || n > 254) throw Error("--vcpus: expected 1..254");
         t.vcpus = static_cast<uint32_t>(n);
-      } else if (a == "--drive") run_args.insert(run_args.end(), {a, value()});
-      else if (a == "--no-rng") run_args.push_back(a);
-      else throw Error("unknown option '" + a + "'");
+      } else if (a == "--drive")
+        run_args.insert(run_args.end(), {a, value()});
+      else if (a == "--no-rng")
+        run_args.push_back(a);
+      else
+        throw Error("unknown option '" + a + "'");
     } catch (const Error& e) {
       return usage_error("template", std::string("create: ") + e.what());
     }
@@ -239,8 +253,8 @@ int create(int argc, char** argv, unsigned long long t0_ns) {
   for (const std::string* f : {&initrd, &rootfs, &kernel}) {
     struct stat st;
     if (!f->empty() && ::stat(f->c_str(), &st) != 0) {
-      std::fprintf(stderr, "wisp template create: %s: %s (build the guest with make)\n",
-                   f->c_str(), std::strerror(errno));
+      std::fprintf(stderr, "wisp template create: %s: %s (build the guest with make)\n", f->c_str(),
+                   std::strerror(errno));
       return kExitError;
     }
   }
@@ -268,9 +282,17 @@ int create(int argc, char** argv, unsigned long long t0_ns) {
   try {
     RuntimeDir rt("wisp-template");
     std::string sock = rt.path() + "/vsock.sock", ctl = rt.path() + "/control.sock";
-    std::vector<std::string> args = {"run", "--vsock-uds", sock, "--control-socket", ctl,
-                                     "--console", console, "--mem", std::to_string(t.mem_mib),
-                                     "--vcpus", std::to_string(t.vcpus)};
+    std::vector<std::string> args = {"run",
+                                     "--vsock-uds",
+                                     sock,
+                                     "--control-socket",
+                                     ctl,
+                                     "--console",
+                                     console,
+                                     "--mem",
+                                     std::to_string(t.mem_mib),
+                                     "--vcpus",
+                                     std::to_string(t.vcpus)};
     if (!kernel.empty()) args.insert(args.end(), {"--kernel", kernel});
     if (!initrd.empty()) args.insert(args.end(), {"--initrd", initrd});
     if (!rootfs.empty()) args.insert(args.end(), {"--rootfs", rootfs});
@@ -399,7 +421,8 @@ int remove(int argc, char** argv) {
     check_template_name(argv[1]);
     std::string dir = templates_dir() + "/" + argv[1];
     struct stat st;
-    if (::stat(dir.c_str(), &st) != 0) throw Error("template " + std::string(argv[1]) + ": not found");
+    if (::stat(dir.c_str(), &st) != 0)
+      throw Error("template " + std::string(argv[1]) + ": not found");
     // Rename first so a concurrent invoke sees it either whole or gone.
     std::string doomed = templates_dir() + "/." + argv[1] + ".rm-" + std::to_string(::getpid());
     if (::rename(dir.c_str(), doomed.c_str()) != 0) throw_errno("rename " + dir);
@@ -452,8 +475,10 @@ int invoke_command(int argc, char** argv, unsigned long long t0_ns) {
   std::string payload;
   try {
     t = read_template(name);
-    if (payload_arg == "-") payload = read_stdin();
-    else if (!payload_arg.empty()) payload = read_file(payload_arg);
+    if (payload_arg == "-")
+      payload = read_stdin();
+    else if (!payload_arg.empty())
+      payload = read_file(payload_arg);
   } catch (const Error& e) {
     std::fprintf(stderr, "wisp invoke: %s\n", e.what());
     return kExitError;
@@ -464,8 +489,9 @@ int invoke_command(int argc, char** argv, unsigned long long t0_ns) {
   try {
     RuntimeDir rt("wisp-invoke");
     std::string sock = rt.path() + "/vsock.sock", ctl = rt.path() + "/control.sock";
-    std::vector<std::string> args = {"snapshot", "restore", templates_dir() + "/" + name + "/snapshot",
-                                     "--vsock-uds", sock, "--console", "none"};
+    std::vector<std::string> args = {
+        "snapshot",  "restore", templates_dir() + "/" + name + "/snapshot", "--vsock-uds", sock,
+        "--console", "none"};
     if (timings) args.insert(args.end(), {"--control-socket", ctl});
     VmmChild vmm(args, rt.path() + "/vmm.log", true);
     try {
@@ -484,7 +510,8 @@ int invoke_command(int argc, char** argv, unsigned long long t0_ns) {
       clock_gettime(CLOCK_REALTIME, &now);
       agent->resumed(entropy, now.tv_sec * 1000000000ll + now.tv_nsec);
       reconnect_ms = ms_since(t0_ns) - restore_ms;
-      r = agent->invoke(request_for(t, std::move(payload), static_cast<uint64_t>(timeout_s * 1000)));
+      r = agent->invoke(
+          request_for(t, std::move(payload), static_cast<uint64_t>(timeout_s * 1000)));
       total_ms = ms_since(t0_ns);
       invoke_ms = total_ms - restore_ms - reconnect_ms;
     } catch (const Error& e) {

@@ -74,8 +74,8 @@ std::string VmmChild::wait_ready(std::chrono::milliseconds timeout) {
   std::string line;
   auto end = std::chrono::steady_clock::now() + timeout;
   for (;;) {
-    auto left =
-        std::chrono::duration_cast<std::chrono::milliseconds>(end - std::chrono::steady_clock::now());
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        end - std::chrono::steady_clock::now());
     if (left.count() <= 0) throw Error("the VMM did not get ready in time\n" + log_tail());
     pollfd p{ready_.get(), POLLIN, 0};
     int n = ::poll(&p, 1, static_cast<int>(left.count()));

@@ -41,7 +41,8 @@ std::string random_id() {
 
 std::vector<CpuidLeaf> to_leaves(const CpuidEntries& entries) {
   std::vector<CpuidLeaf> out;
-  for (const CpuidEntry& e : entries) out.push_back({e.function, e.index, e.eax, e.ebx, e.ecx, e.edx});
+  for (const CpuidEntry& e : entries)
+    out.push_back({e.function, e.index, e.eax, e.ebx, e.ecx, e.edx});
   return out;
 }
 
@@ -162,11 +163,12 @@ MachineState from_file(const SnapshotState& s, const std::string& file) {
       throw Error(what + ": unknown device kind");
     }
   }
-  if (serials != 1) throw Error(file + ": expected one serial port, found " + std::to_string(serials));
+  if (serials != 1)
+    throw Error(file + ": expected one serial port, found " + std::to_string(serials));
   size_t expected = s.machine.drives.size() + (s.machine.rng ? 1 : 0) + (s.machine.vsock ? 1 : 0);
   if (m.virtio.size() != expected)
-    throw Error(file + ": " + std::to_string(m.virtio.size()) + " virtio devices saved, the machine description has " +
-                std::to_string(expected));
+    throw Error(file + ": " + std::to_string(m.virtio.size()) +
+                " virtio devices saved, the machine description has " + std::to_string(expected));
   return m;
 }
 

@@ -33,8 +33,7 @@ void pwrite_all(int fd, const uint8_t* p, size_t n, uint64_t offset, const std::
 
 }  // namespace
 
-MemoryWriteStats write_memory_file(const std::string& path,
-                                   std::span<const RegionContents> regions,
+MemoryWriteStats write_memory_file(const std::string& path, std::span<const RegionContents> regions,
                                    const std::vector<bool>* pages_wanted) {
   MemoryWriteStats stats;
   for (const RegionContents& rc : regions) {

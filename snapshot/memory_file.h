@@ -27,8 +27,7 @@ struct MemoryWriteStats {
 // sizes the file to the layout's end; fsyncs. Throws wisp::Error naming the file.
 // `pages` (optional, indexed by memory file page) limits the pages considered: the others are
 // left as holes without being read.
-MemoryWriteStats write_memory_file(const std::string& path,
-                                   std::span<const RegionContents> regions,
+MemoryWriteStats write_memory_file(const std::string& path, std::span<const RegionContents> regions,
                                    const std::vector<bool>* pages = nullptr);
 
 // A private (copy-on-write) read-write mapping of a memory file; unmapped on destruction.

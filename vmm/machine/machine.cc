@@ -226,7 +226,8 @@ void MachineImpl::restore_from(const Kvm& kvm, const MachineState& state) {
     vcpus_.push_back(std::move(vcpu));
   }
   serial_->restore(state.serial);
-  for (size_t i = 0; i < virtio_.size(); ++i) virtio_[i].transport->restore(state.virtio[i].transport);
+  for (size_t i = 0; i < virtio_.size(); ++i)
+    virtio_[i].transport->restore(state.virtio[i].transport);
   kernel_loaded_ns_ = now_ns();
 }
 

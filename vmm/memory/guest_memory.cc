@@ -85,8 +85,8 @@ std::vector<uint64_t> read_pagemap(const uint8_t* start, uint64_t pages) {
   size_t done = 0;
   while (done < pages) {
     size_t want = std::min<size_t>(pages - done, 65536);
-    ssize_t n = pread(fd.get(), out.data() + done, want * 8,
-                      static_cast<off_t>((vpage + done) * 8));
+    ssize_t n =
+        pread(fd.get(), out.data() + done, want * 8, static_cast<off_t>((vpage + done) * 8));
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0 || n % 8 != 0) throw_errno("reading /proc/self/pagemap");
     done += static_cast<size_t>(n) / 8;
@@ -132,7 +132,8 @@ std::vector<bool> GuestMemory::data_pages() const {
     off_t hole = lseek(memfd_.get(), data, SEEK_HOLE);
     if (hole < 0) throw_errno("finding holes in guest memory's backing file");
     hole = std::min(hole, end);
-    for (uint64_t p = static_cast<uint64_t>(data) / 4096; p < (static_cast<uint64_t>(hole) + 4095) / 4096; ++p)
+    for (uint64_t p = static_cast<uint64_t>(data) / 4096;
+         p < (static_cast<uint64_t>(hole) + 4095) / 4096; ++p)
       out[p] = true;
     pos = hole;
   }
