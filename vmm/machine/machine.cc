@@ -422,7 +422,12 @@ RunResult MachineImpl::run() {
 
   std::vector<std::thread> threads;
   for (size_t i = 0; i < vcpus_.size(); ++i) {
-    threads.emplace_back([this, i] { vcpu_thread(i); });
+    threads.emplace_back([this, i] {
+      vcpu_thread(i);
+      // A vCPU that stops (guest power-off, error) never parks: wake a pause() waiting for it.
+      std::lock_guard lock(pause_mu_);
+      pause_cv_.notify_all();
+    });
     vcpu_threads_.push_back(threads.back().native_handle());
   }
   loop_.run();
