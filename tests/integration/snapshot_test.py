@@ -86,9 +86,10 @@ class SnapshotTest(unittest.TestCase):
     def path(self, name):
         return os.path.join(self.tmp, name)
 
-    def start_counter(self, tag):
+    def start_counter(self, tag, vcpus=1):
         console, ctl = self.path(tag + ".console"), self.path(tag + ".ctl")
-        vm = subprocess.Popen([self.wisp, "run", "--mem", "128", "--console", console,
+        vm = subprocess.Popen([self.wisp, "run", "--mem", "128", "--vcpus", str(vcpus),
+                               "--console", console,
                                "--control-socket", ctl, "--cmdline",
                                'quiet wisp_action=cmd wisp_cmd="%s"' % COUNTER])
         self.addCleanup(vm.kill)
@@ -103,7 +104,8 @@ class SnapshotTest(unittest.TestCase):
         return vm, console, ctl
 
     def test_counter_continues_after_restore(self):
-        vm, console, ctl = self.start_counter("boot")
+        # Two vCPUs: pausing parks both, and both come back (the counter may run on either).
+        vm, console, ctl = self.start_counter("boot", vcpus=2)
         snap = self.path("counter-snap")
         reply = self.run_wisp("snapshot", "create", "--control-socket", ctl, snap).stdout
         self.assertIn('"id"', reply)
