@@ -20,14 +20,13 @@ import argparse
 import json
 import os
 import re
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from vmrun import environment_name  # noqa: E402
+from vmrun import environment_name, json_lines, pct, summarize  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # An empty warm worker in busybox sh with no fork per call: `read -n 5` consumes one frame
@@ -36,29 +35,7 @@ EMPTY_WORKER = r"while read -r -n 5 x; do printf '\0\0\0\0\0'; done"
 WORKER_PAYLOAD = b"ping"
 
 
-def pct(values, p):
-    s = sorted(values)
-    return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
 
-
-def summarize(vals):
-    vals = [v for v in vals if v is not None]
-    if not vals:
-        return None
-    return {"median": statistics.median(vals), "p50": pct(vals, 50), "p90": pct(vals, 90),
-            "p99": pct(vals, 99), "min": min(vals), "max": max(vals), "n": len(vals)}
-
-
-def json_lines(text):
-    out = {}
-    for line in text.splitlines():
-        line = line.strip()
-        if line.startswith("{") and line.endswith("}"):
-            try:
-                out.update(json.loads(line))
-            except ValueError:
-                pass
-    return out
 
 
 def agent_console_line(console):

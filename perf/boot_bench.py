@@ -13,7 +13,7 @@ import statistics
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from vmrun import environment_name, run_vm  # noqa: E402
+from vmrun import environment_name, pct, run_vm  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MARKER = "wisp-guest: init ready"
@@ -26,10 +26,6 @@ def wisp_cmdline(wisp):
     start = helptext.index('"', helptext.index("--cmdline STR")) + 1
     return helptext[start:helptext.index('"', start)]
 
-
-def pct(values, p):
-    s = sorted(values)
-    return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
 
 
 def summarize(samples, key):

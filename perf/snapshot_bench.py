@@ -36,7 +36,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from vmrun import environment_name  # noqa: E402
+from vmrun import environment_name, json_lines, pct, summarize  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ROOTFS_ARGS = "root=/dev/vda ro rootfstype=ext4 init=/usr/sbin/wisp-agent"  # cli/rootfs_boot.h
@@ -61,30 +61,7 @@ def log(msg):
     print(msg, file=sys.stderr, flush=True)
 
 
-def pct(values, p):
-    s = sorted(values)
-    return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
 
-
-def summarize(vals):
-    vals = [v for v in vals if v is not None]
-    if not vals:
-        return None
-    return {"median": statistics.median(vals), "p50": pct(vals, 50), "p90": pct(vals, 90),
-            "p99": pct(vals, 99), "min": min(vals), "max": max(vals), "n": len(vals)}
-
-
-def json_lines(text):
-    """Merges every JSON object line of a --timings stderr."""
-    out = {}
-    for line in text.splitlines():
-        line = line.strip()
-        if line.startswith("{") and line.endswith("}"):
-            try:
-                out.update(json.loads(line))
-            except ValueError:
-                pass
-    return out
 
 
 def run(argv, payload=b"", timeout=600, env=None, what=None):

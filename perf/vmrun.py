@@ -1,13 +1,43 @@
 """Launch one VMM process (wisp or a peer), time it, and sample its memory.
 
-Shared by the boot benchmark and the demo. Times are taken on the host side: t0 just before
+Shared by the benchmarks and the demo, with the statistics helpers they all use. Times are taken on the host side: t0 just before
 the process is spawned, then the moment a marker line appears on the guest console (its
 stdout) and the moment the process exits.
 """
+import json
 import os
 import selectors
+import statistics
 import subprocess
 import time
+
+
+def pct(values, p):
+    """The p-th percentile by nearest rank."""
+    s = sorted(values)
+    return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
+
+
+def summarize(vals):
+    """Median, percentiles and range of the values that are not None (None if there are none)."""
+    vals = [v for v in vals if v is not None]
+    if not vals:
+        return None
+    return {"median": statistics.median(vals), "p50": pct(vals, 50), "p90": pct(vals, 90),
+            "p99": pct(vals, 99), "min": min(vals), "max": max(vals), "n": len(vals)}
+
+
+def json_lines(text):
+    """Merges every JSON object line of a --timings stderr."""
+    out = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("{") and line.endswith("}"):
+            try:
+                out.update(json.loads(line))
+            except ValueError:
+                pass
+    return out
 
 
 def environment_name():

@@ -17,7 +17,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from vmrun import environment_name  # noqa: E402
+from vmrun import environment_name, pct  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SINK_PORT, ECHO_PORT = 60, 61
@@ -101,10 +101,6 @@ def wait_for(path, text, proc, timeout=300):
         time.sleep(0.2)
     raise RuntimeError("guest did not print %r" % text)
 
-
-def pct(v, p):
-    s = sorted(v)
-    return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
 
 
 def main():
