@@ -16,7 +16,6 @@
 #include "cli/run_command.h"
 #include "snapshot/machine_snapshot.h"
 #include "snapshot/snapshot_dir.h"
-#include "vmm/arch/cpuid.h"
 #include "vmm/base/error.h"
 #include "vmm/base/log.h"
 #include "vmm/kvm/kvm.h"
@@ -122,23 +121,20 @@ int verify(int argc, char** argv) {
   if (argc != 2 && !digest) return usage_error("verify: expected one snapshot directory");
   std::string dir = argv[1];
   try {
-    // Follow a diff's chain: each layer must verify, and name the parent it was made on.
-    std::string current = dir;
+    // Follow a diff's chain: each layer must verify, and be the parent its child was made on.
+    std::string current = dir, expected_id, child;
     for (uint32_t depth = 0;; ++depth) {
       if (depth > snapshot::kMaxDiffDepth) throw Error(dir + ": too many diff layers");
       snapshot::SnapshotReport report = snapshot::verify_snapshot(current);
+      if (!child.empty() && report.id != expected_id)
+        throw Error(child + "/" + snapshot::kStateFileName + ": its parent " + current +
+                    " is another snapshot (id " + report.id + ", expected " + expected_id + ")");
       std::printf("%s: ok\n%s", current.c_str(), report.to_string().c_str());
-      snapshot::SnapshotState st =
-          snapshot::read_state_file(current + "/" + snapshot::kStateFileName);
-      if (!st.is_diff()) break;
-      snapshot::SnapshotState parent =
-          snapshot::read_state_file(st.diff.parent_dir + "/" + snapshot::kStateFileName);
-      if (parent.id != st.diff.parent_id)
-        throw Error(current + "/" + snapshot::kStateFileName + ": its parent " +
-                    st.diff.parent_dir + " is another snapshot (id " + parent.id + ", expected " +
-                    st.diff.parent_id + ")");
-      std::printf("diff layer over %s\n", st.diff.parent_dir.c_str());
-      current = st.diff.parent_dir;
+      if (report.parent_id.empty()) break;
+      std::printf("diff layer over %s\n", report.parent_dir.c_str());
+      child = current;
+      expected_id = report.parent_id;
+      current = report.parent_dir;
     }
     if (digest)
       std::printf("memory digest %016llx\n",
@@ -209,11 +205,8 @@ int restore(int argc, char** argv, unsigned long long t0_ns) {
   try {
     Kvm kvm = Kvm::open(dev_kvm_path());
     kvm_ns = now_ns();
-    snapshot::LoadedSnapshot snap = snapshot::load_machine_snapshot(dir, [&](uint32_t vcpus) {
-      CpuidOptions options;
-      options.tsc_deadline_timer = kvm.has_tsc_deadline_timer();
-      return vcpu_cpuid(kvm.supported_cpuid(), 0, vcpus, options);
-    });
+    snapshot::LoadedSnapshot snap = snapshot::load_machine_snapshot(
+        dir, [&](uint32_t vcpus) { return guest_cpuid(kvm, 0, vcpus); });
     loaded_ns = now_ns();
     const MachineDevices& d = snap.state.devices;
     cfg.virtio.drives = d.drives;

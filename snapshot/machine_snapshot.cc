@@ -210,17 +210,18 @@ SaveResult save_machine_snapshot(const std::string& dir, const MachineState& sta
                                  const GuestMemory& memory, const SaveOptions& options) {
   auto t0 = std::chrono::steady_clock::now();
   SnapshotState s = to_file(state, memory, options);
-  std::vector<bool> pages = memory.data_pages();
+  if (options.diff && !memory.is_file_private())
+    throw Error("a diff snapshot needs a VM restored from a snapshot (this one was booted)");
+  // The pages worth reading: a diff's layer is exactly the written pages; a full snapshot
+  // skips what the backing file has no data for.
+  std::vector<bool> pages = options.diff ? memory.written_pages() : memory.data_pages();
   SaveResult result;
   if (options.diff) {
-    if (!memory.is_file_private())
-      throw Error("a diff snapshot needs a VM restored from a snapshot (this one was booted)");
-    std::vector<bool> written = memory.written_pages();
     s.diff.parent_dir = options.parent_dir;
     s.diff.parent_id = options.parent_id;
-    s.diff.pages.assign((written.size() + 7) / 8, 0);
-    for (size_t i = 0; i < written.size(); ++i)
-      if (written[i]) {
+    s.diff.pages.assign((pages.size() + 7) / 8, 0);
+    for (size_t i = 0; i < pages.size(); ++i)
+      if (pages[i]) {
         s.diff.pages[i / 8] |= static_cast<uint8_t>(1u << (i % 8));
         ++result.pages_in_layer;
       }

@@ -123,6 +123,9 @@ SnapshotReport verify_snapshot(const std::string& dir) {
   for (const MemoryRegion& r : state.memory) report.guest_memory_bytes += r.size;
   report.memory_file_bytes = static_cast<uint64_t>(st.st_size);
   report.memory_disk_bytes = static_cast<uint64_t>(st.st_blocks) * 512;
+  report.id = state.id;
+  report.parent_dir = state.diff.parent_dir;
+  report.parent_id = state.diff.parent_id;
   return report;
 }
 

@@ -43,6 +43,8 @@ struct SnapshotReport {
   uint64_t guest_memory_bytes = 0;  // sum of region sizes
   uint64_t memory_file_bytes = 0;   // logical size
   uint64_t memory_disk_bytes = 0;   // allocated on disk (st_blocks): zero pages are holes
+  std::string id;
+  std::string parent_dir, parent_id;  // a diff's parent; empty for a full snapshot
 
   std::string to_string() const;  // a few human-readable lines for `wisp snapshot verify`
 };

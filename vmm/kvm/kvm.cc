@@ -102,6 +102,7 @@ Kvm Kvm::open(const std::string& path) {
   if (max <= 0) max = ioctl(kvm.fd(), KVM_CHECK_EXTENSION, KVM_CAP_NR_VCPUS);
   kvm.max_vcpus_ = max > 0 ? max : 1;
   kvm.state_support_ = query_state_support(kvm.fd());
+  kvm.supported_cpuid_ = query_supported_cpuid(kvm.fd());
   return kvm;
 }
 
@@ -109,11 +110,11 @@ bool Kvm::has_extension(long cap) const { return ioctl(fd(), KVM_CHECK_EXTENSION
 
 bool Kvm::has_tsc_deadline_timer() const { return has_extension(KVM_CAP_TSC_DEADLINE_TIMER); }
 
-CpuidEntries Kvm::supported_cpuid() const {
+CpuidEntries Kvm::query_supported_cpuid(int kvm_fd) {
   for (uint32_t n = 128; n <= 4096; n *= 2) {
     FlexBuffer<CpuidHeader, kvm_cpuid_entry2> buf(n);
     buf.header()->nent = n;
-    if (ioctl(fd(), kGetSupportedCpuid, buf.data()) == 0) {
+    if (ioctl(kvm_fd, kGetSupportedCpuid, buf.data()) == 0) {
       CpuidEntries out;
       for (uint32_t i = 0; i < buf.header()->nent && i < n; ++i) {
         const auto& e = buf.entries()[i];

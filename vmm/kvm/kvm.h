@@ -42,7 +42,8 @@ class Kvm {
   int fd() const { return fd_.get(); }
   int vcpu_mmap_size() const { return vcpu_mmap_size_; }
   int max_vcpus() const { return max_vcpus_; }
-  CpuidEntries supported_cpuid() const;
+  // KVM_GET_SUPPORTED_CPUID, read once by open(): every vCPU's CPUID starts from it.
+  const CpuidEntries& supported_cpuid() const { return supported_cpuid_; }
   bool has_extension(long cap) const;
   bool has_tsc_deadline_timer() const;
 
@@ -52,10 +53,12 @@ class Kvm {
  private:
   explicit Kvm(UniqueFd fd) : fd_(std::move(fd)) {}
   static std::shared_ptr<const KvmStateSupport> query_state_support(int kvm_fd);
+  static CpuidEntries query_supported_cpuid(int kvm_fd);
   UniqueFd fd_;
   std::shared_ptr<const KvmStateSupport> state_support_;
   int vcpu_mmap_size_ = 0;
   int max_vcpus_ = 0;
+  CpuidEntries supported_cpuid_;
 };
 
 class Vcpu;

@@ -35,6 +35,12 @@
 
 namespace wisp {
 
+CpuidEntries guest_cpuid(const Kvm& kvm, uint32_t id, uint32_t vcpus) {
+  CpuidOptions options;
+  options.tsc_deadline_timer = kvm.has_tsc_deadline_timer();
+  return vcpu_cpuid(kvm.supported_cpuid(), id, vcpus, options);
+}
+
 std::string default_kernel_cmdline() {
   // console: the 8250 on COM1. reboot=k: reboot through the i8042 (an exit we see).
   // panic=-1: reboot at once on panic. pci=off, i8042.*: nothing to probe. io_delay=none and
@@ -80,7 +86,6 @@ class MachineImpl final : public Machine {
  private:
   void boot(const Kvm& kvm);
   void restore_from(const Kvm& kvm, const MachineState& state);
-  CpuidEntries cpuid_for(const Kvm& kvm, uint32_t id) const;
   void park(size_t index);
   void on_console_output(std::span<const uint8_t> bytes);
   void on_stdin(uint32_t events);
@@ -177,12 +182,6 @@ MachineImpl::MachineImpl(const MachineConfig& config, const Kvm& kvm, uint64_t t
   }
 }
 
-CpuidEntries MachineImpl::cpuid_for(const Kvm& kvm, uint32_t id) const {
-  CpuidOptions cpuid_options;
-  cpuid_options.tsc_deadline_timer = kvm.has_tsc_deadline_timer();
-  return vcpu_cpuid(kvm.supported_cpuid(), id, config_.vcpus, cpuid_options);
-}
-
 void MachineImpl::boot(const Kvm& kvm) {
   // Devices go first so they stay ahead of a user's "--" (arguments for init).
   std::string cmdline = config_.cmdline;
@@ -194,7 +193,7 @@ void MachineImpl::boot(const Kvm& kvm) {
   LongModeEntry entry = setup_long_mode(mem_, kernel.image.entry, kernel.boot_params_addr);
   for (uint32_t id = 0; id < config_.vcpus; ++id) {
     Vcpu vcpu = vm_.create_vcpu(id, kvm.vcpu_mmap_size());
-    CpuidEntries cpuid = cpuid_for(kvm, id);
+    CpuidEntries cpuid = guest_cpuid(kvm, id, config_.vcpus);
     vcpu.set_cpuid(cpuid);
     if (id == 0) boot_cpuid_ = cpuid;
     vcpu.set_msrs(boot_msrs());
@@ -216,7 +215,7 @@ void MachineImpl::restore_from(const Kvm& kvm, const MachineState& state) {
   vm_.restore_state(state.vm);
   for (uint32_t id = 0; id < config_.vcpus; ++id) {
     Vcpu vcpu = vm_.create_vcpu(id, kvm.vcpu_mmap_size());
-    CpuidEntries cpuid = cpuid_for(kvm, id);
+    CpuidEntries cpuid = guest_cpuid(kvm, id, config_.vcpus);
     vcpu.set_cpuid(cpuid);
     if (id == 0) boot_cpuid_ = cpuid;
     if (state.vcpus[id].id != id)

@@ -78,6 +78,10 @@ class Machine {
   virtual const GuestMemory& memory() const = 0;
 };
 
+// The CPUID wisp gives vCPU `id` of a machine with `vcpus` vCPUs on this host. A restore
+// compares it with the snapshot's: the guest kernel chose its code paths from it.
+CpuidEntries guest_cpuid(const Kvm& kvm, uint32_t id, uint32_t vcpus);
+
 // The microVM command-line parameters wisp adds in front of the user's, chosen to keep boot
 // fast and quiet on a machine with no PCI, no RTC and no keyboard (ACPI, where the kernel has
 // it, describes only CPUs, interrupts, COM1 and power-off).
