@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "api/agent_client.h"
+#include "cli/cli_util.h"
 #include "cli/run_command.h"
 #include "vmm/base/error.h"
 
@@ -100,22 +101,6 @@ struct ExecOptions {
   std::vector<std::string> run_args;  // passed through to `wisp run`
   std::vector<std::string> command;
 };
-
-double ms_since(unsigned long long t0_ns) {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  unsigned long long now = static_cast<unsigned long long>(ts.tv_sec) * 1000000000ull +
-                           static_cast<unsigned long long>(ts.tv_nsec);
-  return static_cast<double>(now - t0_ns) / 1e6;
-}
-
-std::string self_path() {
-  char buf[PATH_MAX];
-  ssize_t n = readlink("/proc/self/exe", buf, sizeof(buf) - 1);
-  if (n <= 0) return "/proc/self/exe";
-  buf[n] = 0;
-  return buf;
-}
 
 int usage_error(const std::string& msg) {
   std::fprintf(stderr, "wisp exec: %s\nTry 'wisp exec --help'.\n", msg.c_str());
@@ -273,18 +258,6 @@ void copy_path(char (&dst)[PATH_MAX], const std::string& src) {
   std::snprintf(dst, sizeof(dst), "%s", src.c_str());
 }
 
-std::string read_all_fd(int fd) {
-  std::string data;
-  char buf[65536];
-  while (true) {
-    ssize_t n = read(fd, buf, sizeof(buf));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    data.append(buf, static_cast<size_t>(n));
-  }
-  return data;
-}
-
 std::string read_file(const std::string& path) {
   int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return "";
@@ -305,7 +278,7 @@ void write_all(int fd, const std::string& data) {
 
 // Spawns `wisp run` for the agent guest; its console and stderr go to files in the temp dir.
 pid_t spawn_vmm(const ExecOptions& o, const std::string& sock, const std::string& log) {
-  std::string self = self_path();
+  std::string self = self_exe();
   std::vector<std::string> args = {self, "run", "--vsock-uds", sock, "--console", o.console};
   if (!o.initrd.empty()) args.insert(args.end(), {"--initrd", o.initrd});
   if (!o.rootfs.empty()) args.insert(args.end(), {"--rootfs", o.rootfs});
@@ -467,7 +440,7 @@ int exec_command(int argc, char** argv, unsigned long long t0_ns) {
     return kExitOk;
   }
   if (o.initrd.empty() && o.rootfs.empty()) {
-    std::string self = self_path();
+    std::string self = self_exe();
     o.initrd = self.substr(0, self.rfind('/')) + "/../guest/agent-initramfs.cpio.gz";
   }
   struct stat st;

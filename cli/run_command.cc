@@ -9,6 +9,7 @@
 #include <optional>
 #include <string>
 
+#include "cli/cli_util.h"
 #include "cli/control_handler.h"
 #include "cli/rootfs_boot.h"
 #include "vmm/base/error.h"
@@ -70,15 +71,6 @@ Exit status:
   4  no usable KVM: /dev/kvm is missing, or is kvm_pvm (cannot boot Linux guests)
   128+N  stopped by signal N (SIGINT, SIGTERM, SIGHUP)
 )";
-
-std::string self_dir() {
-  char buf[PATH_MAX];
-  ssize_t n = readlink("/proc/self/exe", buf, sizeof(buf) - 1);
-  if (n <= 0) return ".";
-  buf[n] = 0;
-  std::string path(buf);
-  return path.substr(0, path.rfind('/'));
-}
 
 bool parse_u32(const char* s, uint32_t* out) {
   char* end = nullptr;

@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "api/agent_client.h"
+#include "cli/cli_util.h"
 #include "cli/control_handler.h"
 #include "cli/run_command.h"
 #include "cli/template_store.h"
@@ -75,32 +76,12 @@ int usage_error(const char* cmd, const std::string& msg) {
   return kExitUsage;
 }
 
-double ms_since(unsigned long long t0_ns) {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  unsigned long long now = static_cast<unsigned long long>(ts.tv_sec) * 1000000000ull +
-                           static_cast<unsigned long long>(ts.tv_nsec);
-  return static_cast<double>(now - t0_ns) / 1e6;
-}
-
 std::string read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw Error("cannot read " + path);
   std::stringstream ss;
   ss << in.rdbuf();
   return ss.str();
-}
-
-std::string read_stdin() {
-  std::string out;
-  char buf[65536];
-  for (;;) {
-    ssize_t n = ::read(0, buf, sizeof(buf));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    out.append(buf, static_cast<size_t>(n));
-  }
-  return out;
 }
 
 // A number from a flat JSON object line (our own control replies).
@@ -133,11 +114,6 @@ class RuntimeDir {
  private:
   std::string path_;
 };
-
-std::string self_dir() {
-  std::string s = self_exe();
-  return s.substr(0, s.rfind('/'));
-}
 
 client::InvokeRequest request_for(const TemplateInfo& t, std::string payload, uint64_t timeout_ms) {
   client::InvokeRequest req;
@@ -476,7 +452,7 @@ int invoke_command(int argc, char** argv, unsigned long long t0_ns) {
   try {
     t = read_template(name);
     if (payload_arg == "-")
-      payload = read_stdin();
+      payload = read_all_fd(0);
     else if (!payload_arg.empty())
       payload = read_file(payload_arg);
   } catch (const Error& e) {

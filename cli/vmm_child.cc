@@ -13,18 +13,12 @@
 #include <sstream>
 #include <thread>
 
+#include "cli/cli_util.h"
 #include "vmm/base/error.h"
 
 extern char** environ;
 
 namespace wisp {
-
-std::string self_exe() {
-  char buf[PATH_MAX];
-  ssize_t n = readlink("/proc/self/exe", buf, sizeof(buf) - 1);
-  if (n <= 0) throw_errno("readlink /proc/self/exe");
-  return std::string(buf, static_cast<size_t>(n));
-}
 
 VmmChild::VmmChild(const std::vector<std::string>& args, const std::string& log, bool ready_pipe)
     : log_(log) {

@@ -44,7 +44,4 @@ class VmmChild {
   UniqueFd ready_;
 };
 
-// Absolute path of this executable.
-std::string self_exe();
-
 }  // namespace wisp
