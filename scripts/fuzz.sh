@@ -2,7 +2,8 @@
 # Builds the libFuzzer targets (tests/fuzz/*_fuzz.cc) with clang++, ASan and UBSan in build/fuzz,
 # then runs each for SECONDS (default 60), keeping its corpus in build/fuzz/corpus/<target> so
 # later runs start where earlier ones stopped. Fails on the first crash or sanitizer report;
-# the reproducer is left in build/fuzz/artifacts/<target>/.
+# the reproducer is left in build/fuzz/artifacts/<target>/. One input running over 25 s is a
+# failure too (a hang a guest could cause), reported with its reproducer.
 #   usage: scripts/fuzz.sh [SECONDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,7 +30,7 @@ for src in tests/fuzz/*_fuzz.cc; do
     done
   fi
   echo "fuzz: $name for ${seconds}s (corpus $corpus)"
-  if nice "$build/tests/fuzz/$name" "$corpus" -max_total_time="$seconds" -max_len=9000 \
+  if nice "$build/tests/fuzz/$name" "$corpus" -max_total_time="$seconds" -timeout=25 -max_len=9000 \
       -artifact_prefix="$artifacts/" -print_final_stats=1 >"$build/$name.log" 2>&1; then
     runs=$(grep -m1 '^stat::number_of_executed_units' "$build/$name.log" | awk '{print $2}')
     echo "fuzz: $name ok: ${runs:-?} runs, $(ls "$corpus" | wc -l) corpus entries"

@@ -41,6 +41,7 @@ struct NullSignals : VirtioSignals {
   void signal_used_queue(uint16_t) override {}
   void signal_config_change() override {}
   void set_needs_reset() override {}
+  void requeue(uint16_t) override {}
 };
 
 void fuzz_ring(const uint8_t* data, size_t size) {

@@ -172,7 +172,9 @@ struct RecordingSignals : VirtioSignals {
   std::vector<uint16_t> used;
   int config_changes = 0;
   int needs_reset = 0;
+  std::vector<uint16_t> requeued;
   void signal_used_queue(uint16_t q) override { used.push_back(q); }
+  void requeue(uint16_t q) override { requeued.push_back(q); }
   void signal_config_change() override { ++config_changes; }
   void set_needs_reset() override { ++needs_reset; }
 };

@@ -81,6 +81,17 @@ TEST_F(QueueTest, ValidateRejectsRingsOutsideRam) {
   EXPECT_FALSE(why.empty());
 }
 
+// The device writes the used ring: aliasing it with what the driver posts would let the
+// device's own writes look like new requests (device_state_fuzz found such a hang).
+TEST_F(QueueTest, ValidateRejectsAUsedRingAliasingTheDriversRings) {
+  QueueState s = mq.state();
+  s.used_ring = s.avail_ring & ~3ull;
+  EXPECT_NE(Queue::validate(s, 256, mem).find("overlaps the available ring"), std::string::npos);
+  s = mq.state();
+  s.used_ring = s.desc_table + 16;
+  EXPECT_NE(Queue::validate(s, 256, mem).find("overlaps the descriptor table"), std::string::npos);
+}
+
 TEST_F(QueueTest, SaveRestoreRoundTrip) {
   Queue q = mq.make_queue(true);
   mq.add_chain({readable(mq.alloc(8), 8)});

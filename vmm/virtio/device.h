@@ -36,6 +36,9 @@ class VirtioSignals {
   // The device cannot go on without a reset (e.g. a broken ring): sets DEVICE_NEEDS_RESET in
   // the status register and tells the driver with a config-change interrupt.
   virtual void set_needs_reset() = 0;
+  // Queue `queue` still has work but the device yields the event loop: process it again soon,
+  // after the loop's other events (a kick to itself).
+  virtual void requeue(uint16_t queue) = 0;
 };
 
 // Everything a device gets when the driver sets DRIVER_OK.
@@ -128,22 +131,39 @@ class VirtioDeviceBase : public VirtioDevice {
   // (with notifications suppressed while draining, then re-checked, so no kick is lost),
   // returns malformed chains empty, and gives each good one to `serve`, whose result is the
   // number of bytes written into the chain for the used ring. One interrupt at the end, if
-  // the driver wants it. Call with the state lock held while active.
+  // the driver wants it. At most one ring's worth of work per call (kick_budget()): then it
+  // requeues itself and returns, so a guest that refills its ring as fast as it is served, or
+  // whose buffers overlap its own avail ring, cannot hold the event loop. Call with the state
+  // lock held while active.
   template <typename Serve>
   void drain_queue(uint16_t index, Serve&& serve) {
     Queue& q = queue(index);
-    do {
+    if (!q.ready()) return;
+    uint32_t budget = kick_budget(q);
+    for (;;) {
       q.disable_notification(memory());
-      while (auto chain = q.pop(memory())) {
+      while (budget > 0) {
+        auto chain = q.pop(memory());
+        if (!chain) break;
+        --budget;
         if (!chain->ok()) {
           discard_chain(index, *chain);
           continue;
         }
         q.add_used(memory(), chain->head(), serve(*chain));
       }
-    } while (q.enable_notification(memory()));
+      if (budget == 0) {
+        signals().requeue(index);
+        break;
+      }
+      if (!q.enable_notification(memory())) break;
+      --budget;  // a re-check that finds more work counts too, or a ring could spin here
+    }
     notify_if_needed(index);
   }
+
+  // How many chains one kick serves before the device yields (drain_queue, vsock TX).
+  static uint32_t kick_budget(const Queue& q) { return q.size(); }
 
  private:
   mutable std::mutex mu_;

@@ -150,6 +150,7 @@ class MmioTransport final : public BusDevice, private VirtioSignals {
   void signal_used_queue(uint16_t queue) override;
   void signal_config_change() override;
   void set_needs_reset() override;
+  void requeue(uint16_t queue) override { kick(queue); }
   void raise(uint32_t interrupt_bits);
 
   const std::shared_ptr<VirtioDevice> device_;

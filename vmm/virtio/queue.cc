@@ -194,6 +194,16 @@ std::string Queue::validate(const QueueState& s, uint16_t max_size, const GuestM
     return range_message("available ring", s.avail_ring, avail_ring_bytes(s.size));
   if (!in_ram(mem, s.used_ring, used_ring_bytes(s.size)))
     return range_message("used ring", s.used_ring, used_ring_bytes(s.size));
+  // The used ring is the one area the device writes. Aliasing the available ring or the
+  // descriptors with it would let the device's own writes post "new" requests to itself:
+  // serving them writes again, and the device never finishes (a guest-made hang).
+  auto overlaps = [](uint64_t a, uint64_t alen, uint64_t b, uint64_t blen) {
+    return a < b + blen && b < a + alen;  // all in RAM (checked above): no wrap-around
+  };
+  if (overlaps(s.used_ring, used_ring_bytes(s.size), s.avail_ring, avail_ring_bytes(s.size)))
+    return "used ring overlaps the available ring";
+  if (overlaps(s.used_ring, used_ring_bytes(s.size), s.desc_table, desc_table_bytes(s.size)))
+    return "used ring overlaps the descriptor table";
   return "";
 }
 

@@ -81,9 +81,16 @@ void VirtioVsock::process_tx() {
   Queue& q = queue(kTxQueue);
   if (!q.ready()) return;
   tx_throttled_ = false;
+  uint32_t budget = kick_budget(q);
   do {
     q.disable_notification(memory());
     while (true) {
+      if (budget == 0) {
+        // A ring's worth served: yield the loop and come back (see drain_queue).
+        signals().requeue(kTxQueue);
+        notify_if_needed(kTxQueue);
+        return;
+      }
       if (muxer_.backlog_full()) {
         // Leave the rest on the ring, notifications off: RX progress resumes us. This bounds
         // what a guest flooding us with packets for unknown ports can queue.
@@ -93,6 +100,7 @@ void VirtioVsock::process_tx() {
       }
       auto chain = q.pop(memory());
       if (!chain) break;
+      --budget;
       if (!chain->ok()) {
         discard_chain(kTxQueue, *chain);
         continue;
