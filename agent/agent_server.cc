@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "agent/exec_invocation.h"
+#include "base/clock.h"
 
 namespace wisp::agent {
 namespace {
@@ -22,12 +23,6 @@ constexpr size_t kMaxArgs = 4096;
 constexpr size_t kMaxEntropyBytes = 4096;
 constexpr uint64_t kMaxTimeoutMs = 24ull * 3600 * 1000;
 constexpr uint64_t kMinMemoryBytes = 1ull << 20;
-
-uint64_t BootTimeNs() {
-  timespec ts;
-  clock_gettime(CLOCK_BOOTTIME, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
-}
 
 std::string ReadSmallFile(const char* path) {
   int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -109,7 +104,7 @@ kj::Promise<void> AgentImpl::ping(PingContext context) {
   info.setProtocolVersion(api::PROTOCOL_VERSION);
   info.setAgentVersion(kAgentVersion);
   info.setBootId(ReadSmallFile("/proc/sys/kernel/random/boot_id"));
-  info.setUptimeNs(BootTimeNs());
+  info.setUptimeNs(boot_time_ns());
   info.setStartedNs(times_.started_ns);
   info.setReadyNs(times_.ready_ns);
   size_t alive = 0;

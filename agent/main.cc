@@ -13,6 +13,7 @@
 #include "agent/child_reaper.h"
 #include "agent/pid1.h"
 #include "agent/vsock_listener.h"
+#include "base/clock.h"
 
 namespace wisp::agent {
 namespace {
@@ -40,7 +41,7 @@ void Serve(AgentTimes& times, bool pid1) {
   AgentServices services{*io.lowLevelProvider, io.provider->getTimer(), reaper, background};
 
   auto listener = ListenVsock(*io.lowLevelProvider, api::Agent::PORT);
-  times.ready_ns = BootTimeNs();
+  times.ready_ns = wisp::boot_time_ns();
   uint64_t handover = pid1 ? InitHandoverNs() : 0;
   ConsoleLog(
       "ready on vsock port %u: main at %.3f ms, listening at %.3f ms (boottime; mounts %.3f, "
@@ -66,17 +67,17 @@ void Serve(AgentTimes& times, bool pid1) {
 int main() {
   using namespace wisp::agent;
   AgentTimes times;
-  times.started_ns = BootTimeNs();
+  times.started_ns = wisp::boot_time_ns();
   bool pid1 = getpid() == 1;
   signal(SIGPIPE, SIG_IGN);
   if (pid1) SetUpPid1();
-  times.mounted_ns = BootTimeNs();
+  times.mounted_ns = wisp::boot_time_ns();
   try {
     SetUpCgroupParent();
   } catch (const kj::Exception& e) {
     ConsoleLog("cgroups unavailable, handlers cannot run: %s", e.getDescription().cStr());
   }
-  times.cgroups_ns = BootTimeNs();
+  times.cgroups_ns = wisp::boot_time_ns();
   try {
     Serve(times, pid1);
   } catch (const kj::Exception& e) {

@@ -16,9 +16,6 @@ void SetUpPid1();
 // otherwise reboots, which a microVM VMM (wisp, Firecracker) treats as the VM exiting.
 [[noreturn]] void PowerOff();
 
-// CLOCK_BOOTTIME in nanoseconds.
-uint64_t BootTimeNs();
-
 // When the kernel printed "Run /init as init process" (or "Run <init=> as init process" for a
 // root filesystem), printk clock, ns since boot, read from /dev/kmsg; 0 if it is not there.
 uint64_t InitHandoverNs();

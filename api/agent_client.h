@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "vmm/base/error.h"
+#include "base/error.h"
 
 namespace wisp::client {
 

@@ -20,7 +20,7 @@
 #include "api/agent_client.h"
 #include "cli/cli_util.h"
 #include "cli/run_command.h"
-#include "vmm/base/error.h"
+#include "base/error.h"
 
 extern char** environ;
 

@@ -21,7 +21,7 @@
 #include "cli/run_command.h"
 #include "cli/template_store.h"
 #include "cli/vmm_child.h"
-#include "vmm/base/error.h"
+#include "base/error.h"
 
 namespace wisp {
 namespace {

@@ -8,7 +8,7 @@
 #include <fstream>
 #include <sstream>
 
-#include "vmm/base/error.h"
+#include "base/error.h"
 
 namespace wisp {
 

@@ -14,7 +14,7 @@
 #include <thread>
 
 #include "cli/cli_util.h"
-#include "vmm/base/error.h"
+#include "base/error.h"
 
 extern char** environ;
 

@@ -7,7 +7,7 @@
 #include <cstring>
 
 #include "snapshot/devices.capnp.h"
-#include "vmm/base/error.h"
+#include "base/error.h"
 
 namespace wisp::snapshot {
 namespace {

@@ -15,7 +15,8 @@
 #include "snapshot/crc64.h"
 #include "snapshot/device_codec.h"
 #include "snapshot/snapshot_dir.h"
-#include "vmm/base/error.h"
+#include "base/error.h"
+#include "base/hex.h"
 
 namespace wisp::snapshot {
 namespace {
@@ -30,13 +31,7 @@ double ms_since(std::chrono::steady_clock::time_point t) {
 std::string random_id() {
   uint8_t b[16];
   if (getrandom(b, sizeof(b), 0) != static_cast<ssize_t>(sizeof(b))) throw_errno("getrandom");
-  static const char* hex = "0123456789abcdef";
-  std::string out;
-  for (uint8_t c : b) {
-    out += hex[c >> 4];
-    out += hex[c & 15];
-  }
-  return out;
+  return hex_bytes(b);
 }
 
 std::vector<CpuidLeaf> to_leaves(const CpuidEntries& entries) {

@@ -9,8 +9,8 @@
 #include <cstdlib>
 #include <vector>
 
-#include "vmm/base/error.h"
-#include "vmm/base/unique_fd.h"
+#include "base/error.h"
+#include "base/unique_fd.h"
 
 namespace wisp::snapshot {
 namespace {

@@ -5,16 +5,12 @@
 #include <set>
 #include <utility>
 
-#include "vmm/base/error.h"
+#include "base/error.h"
+#include "base/hex.h"
 
 namespace wisp::snapshot {
 namespace {
 
-std::string hex(uint64_t v) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "0x%llx", static_cast<unsigned long long>(v));
-  return buf;
-}
 
 [[noreturn]] void reject(const std::string& file, const std::string& what) {
   throw Error(file + ": invalid snapshot state: " + what);

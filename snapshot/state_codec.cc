@@ -8,7 +8,7 @@
 #include <string>
 
 #include "snapshot/state.capnp.h"
-#include "vmm/base/error.h"
+#include "base/error.h"
 
 namespace wisp::snapshot {
 namespace {

@@ -10,8 +10,9 @@
 
 #include "snapshot/crc64.h"
 #include "snapshot/state_codec.h"
-#include "vmm/base/error.h"
-#include "vmm/base/unique_fd.h"
+#include "base/error.h"
+#include "base/unique_fd.h"
+#include "base/hex.h"
 
 namespace wisp::snapshot {
 namespace {
@@ -28,11 +29,6 @@ void store_le(uint8_t* p, uint64_t v, int n) {
   for (int i = 0; i < n; ++i) p[i] = static_cast<uint8_t>(v >> (8 * i));
 }
 
-std::string hex(uint64_t v) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "0x%016llx", static_cast<unsigned long long>(v));
-  return buf;
-}
 
 [[noreturn]] void reject(const std::string& file, const std::string& what) {
   throw Error(file + ": " + what);

@@ -16,8 +16,8 @@
 #include <span>
 
 #include "snapshot/device_codec.h"
-#include "vmm/base/error.h"
-#include "vmm/base/log.h"
+#include "base/error.h"
+#include "base/log.h"
 #include "vmm/devices/serial.h"
 #include "vmm/memory/guest_memory.h"
 #include "vmm/virtio/mmio_transport.h"

@@ -6,7 +6,7 @@
 #include <cstdlib>
 #include <span>
 
-#include "vmm/base/error.h"
+#include "base/error.h"
 #include "vmm/boot/kernel_image.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

@@ -17,7 +17,7 @@
 #include "snapshot/state_codec.h"
 #include "snapshot/state_file.h"
 #include "tests/unit/snapshot_test_state.h"
-#include "vmm/base/error.h"
+#include "base/error.h"
 
 namespace {
 

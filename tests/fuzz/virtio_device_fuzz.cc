@@ -10,7 +10,7 @@
 #include <memory>
 #include <vector>
 
-#include "vmm/base/log.h"
+#include "base/log.h"
 #include "vmm/memory/guest_memory.h"
 #include "vmm/virtio/block.h"
 #include "vmm/virtio/mmio_transport.h"

@@ -17,7 +17,7 @@
 #include <string>
 #include <vector>
 
-#include "vmm/base/log.h"
+#include "base/log.h"
 #include "vmm/memory/guest_memory.h"
 #include "vmm/virtio/queue.h"
 #include "vmm/virtio/vsock.h"

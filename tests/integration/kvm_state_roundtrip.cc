@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "vmm/base/error.h"
+#include "base/error.h"
 #include "vmm/boot/layout.h"
 #include "vmm/boot/long_mode.h"
 #include "vmm/kvm/kvm.h"

@@ -8,7 +8,7 @@
 
 #include "vmm/acpi/acpi_tables.h"
 #include "vmm/acpi/pm_control.h"
-#include "vmm/base/error.h"
+#include "base/error.h"
 
 namespace wisp {
 namespace {

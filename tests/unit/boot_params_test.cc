@@ -5,7 +5,7 @@
 
 #include <cstring>
 
-#include "vmm/base/error.h"
+#include "base/error.h"
 #include "vmm/boot/layout.h"
 #include "vmm/memory/guest_memory.h"
 

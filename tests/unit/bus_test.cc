@@ -2,7 +2,7 @@
 
 #include <vector>
 
-#include "vmm/base/error.h"
+#include "base/error.h"
 #include "vmm/bus/io_bus.h"
 
 namespace wisp {

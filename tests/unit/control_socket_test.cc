@@ -16,8 +16,8 @@
 #include <thread>
 #include <vector>
 
-#include "vmm/base/error.h"
-#include "vmm/base/unique_fd.h"
+#include "base/error.h"
+#include "base/unique_fd.h"
 #include "vmm/event/event_loop.h"
 
 namespace wisp {

@@ -7,7 +7,7 @@
 #include <random>
 #include <string>
 
-#include "vmm/base/error.h"
+#include "base/error.h"
 
 namespace wisp::snapshot {
 namespace {

@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "vmm/base/error.h"
+#include "base/error.h"
 
 namespace wisp {
 namespace {

@@ -6,7 +6,7 @@
 #include <cstring>
 #include <vector>
 
-#include "vmm/base/error.h"
+#include "base/error.h"
 
 namespace wisp {
 namespace {

@@ -3,7 +3,7 @@
 
 #include <string>
 
-#include "vmm/base/error.h"
+#include "base/error.h"
 #include "vmm/kvm/vcpu_state.h"
 
 namespace wisp {

@@ -13,7 +13,8 @@
 #include <vector>
 
 #include "snapshot/snapshot_dir.h"
-#include "vmm/base/error.h"
+#include "base/error.h"
+#include "tests/unit/expect_error.h"
 
 namespace wisp::snapshot {
 namespace {
@@ -130,17 +131,7 @@ void expect_same(const MachineState& a, const MachineState& b) {
   }
 }
 
-// Runs `fn`, expects a wisp::Error whose message contains every one of `parts`.
-template <typename Fn>
-void expect_error(Fn fn, std::initializer_list<std::string> parts) {
-  try {
-    fn();
-    ADD_FAILURE() << "no error";
-  } catch (const Error& e) {
-    std::string msg = e.what();
-    for (const std::string& p : parts) EXPECT_NE(msg.find(p), std::string::npos) << msg;
-  }
-}
+using wisp::testutil::expect_error;
 
 uint8_t* page_ptr(const GuestMemory& mem, uint64_t page) {
   return mem.regions()[0].host + page * kPageSize;

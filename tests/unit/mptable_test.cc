@@ -4,7 +4,7 @@
 
 #include <cstring>
 
-#include "vmm/base/error.h"
+#include "base/error.h"
 #include "vmm/boot/layout.h"
 
 namespace wisp {

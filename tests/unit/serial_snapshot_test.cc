@@ -4,7 +4,7 @@
 
 #include <string>
 
-#include "vmm/base/error.h"
+#include "base/error.h"
 #include "vmm/devices/serial.h"
 
 namespace wisp {

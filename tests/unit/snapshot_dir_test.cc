@@ -13,7 +13,7 @@
 
 #include "snapshot/memory_file.h"
 #include "tests/unit/snapshot_test_state.h"
-#include "vmm/base/error.h"
+#include "base/error.h"
 
 namespace wisp::snapshot {
 namespace {

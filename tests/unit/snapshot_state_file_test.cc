@@ -10,7 +10,8 @@
 #include "snapshot/state_codec.h"
 #include "snapshot/state_file.h"
 #include "tests/unit/snapshot_test_state.h"
-#include "vmm/base/error.h"
+#include "base/error.h"
+#include "tests/unit/expect_error.h"
 
 namespace wisp::snapshot {
 namespace {
@@ -18,17 +19,7 @@ namespace {
 using testing::pattern;
 using testing::sample_state;
 
-// Runs `fn`, expects a wisp::Error whose message contains every one of `parts`.
-template <typename Fn>
-void expect_error(Fn fn, std::initializer_list<std::string> parts) {
-  try {
-    fn();
-    ADD_FAILURE() << "no error";
-  } catch (const Error& e) {
-    std::string msg = e.what();
-    for (const std::string& p : parts) EXPECT_NE(msg.find(p), std::string::npos) << msg;
-  }
-}
+using wisp::testutil::expect_error;
 
 void store_le(Bytes& b, size_t at, uint64_t v, int n) {
   for (int i = 0; i < n; ++i) b[at + i] = static_cast<uint8_t>(v >> (8 * i));

@@ -5,7 +5,7 @@
 #include <string>
 
 #include "tests/unit/snapshot_test_state.h"
-#include "vmm/base/error.h"
+#include "base/error.h"
 
 namespace wisp::snapshot {
 namespace {

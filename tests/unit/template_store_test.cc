@@ -11,7 +11,8 @@
 #include <string>
 #include <vector>
 
-#include "vmm/base/error.h"
+#include "base/error.h"
+#include "tests/unit/expect_error.h"
 
 namespace wisp {
 namespace {
@@ -19,17 +20,7 @@ namespace {
 namespace fs = std::filesystem;
 using Words = std::vector<std::string>;
 
-// Runs `fn`, expects a wisp::Error whose message contains every one of `parts`.
-template <typename Fn>
-void expect_error(Fn fn, std::initializer_list<std::string> parts) {
-  try {
-    fn();
-    ADD_FAILURE() << "no error";
-  } catch (const Error& e) {
-    std::string msg = e.what();
-    for (const std::string& p : parts) EXPECT_NE(msg.find(p), std::string::npos) << msg;
-  }
-}
+using wisp::testutil::expect_error;
 
 TEST(SplitCommand, SplitsOnWhitespace) {
   EXPECT_EQ(split_command("python3 -c pass"), (Words{"python3", "-c", "pass"}));

@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "tests/unit/virtio_mock_driver.h"
-#include "vmm/base/error.h"
+#include "base/error.h"
 #include "vmm/virtio/block.h"
 #include "vmm/virtio/block_backend.h"
 

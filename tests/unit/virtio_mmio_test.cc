@@ -4,7 +4,7 @@
 #include <thread>
 
 #include "tests/unit/virtio_mock_driver.h"
-#include "vmm/base/error.h"
+#include "base/error.h"
 #include "vmm/event/event_loop.h"
 #include "vmm/virtio/mmio_layout.h"
 #include "vmm/virtio/mmio_transport.h"

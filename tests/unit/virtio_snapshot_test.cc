@@ -11,7 +11,7 @@
 #include <string>
 
 #include "tests/unit/virtio_mock_driver.h"
-#include "vmm/base/error.h"
+#include "base/error.h"
 #include "vmm/virtio/block.h"
 #include "vmm/virtio/mmio_transport.h"
 #include "vmm/virtio/rng.h"

@@ -5,7 +5,7 @@
 
 #include <cstdlib>
 
-#include "vmm/base/error.h"
+#include "base/error.h"
 
 namespace wisp {
 namespace {

@@ -6,7 +6,7 @@
 #include <string>
 
 #include "tests/unit/virtio_mock_driver.h"
-#include "vmm/base/error.h"
+#include "base/error.h"
 #include "vmm/virtio/vsock_muxer.h"
 
 namespace wisp {

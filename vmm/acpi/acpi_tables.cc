@@ -5,7 +5,7 @@
 #include <initializer_list>
 #include <string>
 
-#include "vmm/base/error.h"
+#include "base/error.h"
 #include "vmm/boot/firmware_table.h"
 
 namespace wisp {

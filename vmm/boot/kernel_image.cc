@@ -4,8 +4,9 @@
 
 #include <cstring>
 
-#include "vmm/base/error.h"
+#include "base/error.h"
 #include "vmm/boot/layout.h"
+#include "base/hex.h"
 
 namespace wisp {
 namespace {
@@ -17,11 +18,6 @@ T load_le(std::span<const uint8_t> b, size_t off) {
   return v;
 }
 
-std::string hex(uint64_t v) {
-  char buf[24];
-  snprintf(buf, sizeof(buf), "0x%llx", static_cast<unsigned long long>(v));
-  return buf;
-}
 
 bool add_overflows(uint64_t a, uint64_t b) {
   uint64_t r;

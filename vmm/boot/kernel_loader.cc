@@ -8,8 +8,8 @@
 #include <vector>
 
 #include "vmm/acpi/acpi_tables.h"
-#include "vmm/base/error.h"
-#include "vmm/base/unique_fd.h"
+#include "base/error.h"
+#include "base/unique_fd.h"
 #include "vmm/boot/boot_params.h"
 #include "vmm/boot/layout.h"
 #include "vmm/boot/mptable.h"

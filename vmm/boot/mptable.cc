@@ -3,7 +3,7 @@
 #include <cstring>
 #include <string>
 
-#include "vmm/base/error.h"
+#include "base/error.h"
 #include "vmm/boot/firmware_table.h"
 #include "vmm/boot/layout.h"
 

@@ -3,7 +3,7 @@
 #include <cstdio>
 #include <cstring>
 
-#include "vmm/base/error.h"
+#include "base/error.h"
 
 namespace wisp {
 

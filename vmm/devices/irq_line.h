@@ -7,8 +7,8 @@
 
 #include <cstdint>
 
-#include "vmm/base/error.h"
-#include "vmm/base/unique_fd.h"
+#include "base/error.h"
+#include "base/unique_fd.h"
 
 namespace wisp {
 

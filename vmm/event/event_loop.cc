@@ -7,7 +7,7 @@
 
 #include <cerrno>
 
-#include "vmm/base/error.h"
+#include "base/error.h"
 
 namespace wisp {
 

@@ -9,7 +9,7 @@
 #include <map>
 #include <memory>
 
-#include "vmm/base/unique_fd.h"
+#include "base/unique_fd.h"
 
 namespace wisp {
 

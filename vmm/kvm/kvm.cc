@@ -13,7 +13,7 @@
 #include <memory>
 #include <vector>
 
-#include "vmm/base/error.h"
+#include "base/error.h"
 #include "vmm/kvm/kvm_abi.h"
 
 namespace wisp {

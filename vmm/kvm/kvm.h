@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "vmm/base/unique_fd.h"
+#include "base/unique_fd.h"
 #include "vmm/kvm/cpu_types.h"
 #include "vmm/kvm/vcpu_exit.h"
 #include "vmm/kvm/vcpu_state.h"

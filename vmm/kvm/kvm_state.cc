@@ -8,8 +8,8 @@
 #include <cstring>
 #include <string>
 
-#include "vmm/base/error.h"
-#include "vmm/base/log.h"
+#include "base/error.h"
+#include "base/log.h"
 #include "vmm/kvm/kvm.h"
 #include "vmm/kvm/kvm_abi.h"
 

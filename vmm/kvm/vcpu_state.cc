@@ -4,7 +4,7 @@
 #include <string>
 #include <unordered_set>
 
-#include "vmm/base/error.h"
+#include "base/error.h"
 
 namespace wisp {
 namespace {

@@ -7,8 +7,8 @@
 
 #include <cstring>
 
-#include "vmm/base/error.h"
-#include "vmm/base/log.h"
+#include "base/error.h"
+#include "base/log.h"
 
 namespace wisp {
 

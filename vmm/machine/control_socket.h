@@ -8,7 +8,7 @@
 #include <map>
 #include <string>
 
-#include "vmm/base/unique_fd.h"
+#include "base/unique_fd.h"
 #include "vmm/event/event_loop.h"
 
 namespace wisp {

@@ -17,8 +17,8 @@
 #include "vmm/acpi/pm_control.h"
 #include "vmm/arch/cpuid.h"
 #include "vmm/arch/msrs.h"
-#include "vmm/base/error.h"
-#include "vmm/base/log.h"
+#include "base/error.h"
+#include "base/log.h"
 #include "vmm/boot/kernel_loader.h"
 #include "vmm/boot/layout.h"
 #include "vmm/boot/long_mode.h"
@@ -32,6 +32,7 @@
 #include "vmm/machine/control_socket.h"
 #include "vmm/machine/terminal.h"
 #include "vmm/memory/guest_memory.h"
+#include "base/clock.h"
 
 namespace wisp {
 
@@ -55,11 +56,6 @@ namespace {
 // Interrupts a vCPU blocked in KVM_RUN (SIGRTMIN is not a constant in glibc).
 int kick_signal() { return SIGRTMIN + 1; }
 
-uint64_t now_ns() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
-}
 
 void write_all(int fd, std::span<const uint8_t> data) {
   size_t done = 0;

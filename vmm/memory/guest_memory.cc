@@ -8,7 +8,7 @@
 #include <cstring>
 #include <utility>
 
-#include "vmm/base/error.h"
+#include "base/error.h"
 
 namespace wisp {
 

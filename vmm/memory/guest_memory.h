@@ -10,7 +10,7 @@
 #include <utility>
 #include <vector>
 
-#include "vmm/base/unique_fd.h"
+#include "base/unique_fd.h"
 #include "vmm/memory/guest_address.h"
 
 namespace wisp {

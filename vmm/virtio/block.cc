@@ -3,8 +3,8 @@
 #include <cinttypes>
 #include <cstring>
 
-#include "vmm/base/error.h"
-#include "vmm/base/log.h"
+#include "base/error.h"
+#include "base/log.h"
 
 namespace wisp {
 

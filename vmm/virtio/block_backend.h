@@ -8,7 +8,7 @@
 #include <span>
 #include <string>
 
-#include "vmm/base/unique_fd.h"
+#include "base/unique_fd.h"
 
 namespace wisp {
 

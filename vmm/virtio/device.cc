@@ -4,7 +4,7 @@
 #include <cstdio>
 #include <cstring>
 
-#include "vmm/base/log.h"
+#include "base/log.h"
 
 namespace wisp {
 namespace {

@@ -9,7 +9,7 @@
 #include <string>
 #include <variant>
 
-#include "vmm/base/error.h"
+#include "base/error.h"
 
 namespace wisp {
 

@@ -3,7 +3,7 @@
 #include <cinttypes>
 #include <cstdio>
 
-#include "vmm/base/error.h"
+#include "base/error.h"
 #include "vmm/boot/layout.h"
 #include "vmm/memory/guest_memory.h"
 

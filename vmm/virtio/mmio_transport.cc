@@ -9,8 +9,8 @@
 #include <cstring>
 #include <exception>
 
-#include "vmm/base/error.h"
-#include "vmm/base/log.h"
+#include "base/error.h"
+#include "base/log.h"
 
 namespace wisp {
 namespace {

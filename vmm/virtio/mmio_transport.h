@@ -19,7 +19,7 @@
 #include <string>
 #include <vector>
 
-#include "vmm/base/unique_fd.h"
+#include "base/unique_fd.h"
 #include "vmm/bus/io_bus.h"
 #include "vmm/devices/irq_line.h"
 #include "vmm/memory/guest_memory.h"

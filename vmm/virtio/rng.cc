@@ -5,7 +5,7 @@
 #include <cerrno>
 #include <cstring>
 
-#include "vmm/base/log.h"
+#include "base/log.h"
 
 namespace wisp {
 

@@ -14,8 +14,8 @@
 #include <charconv>
 #include <cstring>
 
-#include "vmm/base/error.h"
-#include "vmm/base/log.h"
+#include "base/error.h"
+#include "base/log.h"
 
 namespace wisp {
 

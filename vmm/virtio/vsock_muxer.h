@@ -23,7 +23,7 @@
 #include <unordered_set>
 #include <vector>
 
-#include "vmm/base/unique_fd.h"
+#include "base/unique_fd.h"
 #include "vmm/virtio/vsock_connection.h"
 #include "vmm/virtio/vsock_packet.h"
 

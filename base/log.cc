@@ -1,4 +1,4 @@
-#include "vmm/base/log.h"
+#include "base/log.h"
 
 #include <cstdarg>
 
