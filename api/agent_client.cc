@@ -19,6 +19,7 @@
 #include <utility>
 
 #include "api/agent.capnp.h"
+#include "api/thread_io.h"
 
 namespace wisp::client {
 namespace {
@@ -91,22 +92,6 @@ void check_request_size(const InvokeRequest& r) {
     throw Error("invoke: the payload is " + std::to_string(r.payload.size()) +
                 " bytes; the agent accepts messages up to " + std::to_string(cap) +
                 " bytes (api/agent.capnp Agent.maxMessageBytes), so pass large inputs another way");
-}
-
-// KJ allows one event loop per thread: every AgentClient of a thread shares it, and it goes
-// away with the last of them.
-struct ThreadIo {
-  kj::AsyncIoContext io = kj::setupAsyncIo();
-};
-
-std::shared_ptr<ThreadIo> thread_io() {
-  thread_local std::weak_ptr<ThreadIo> current;
-  std::shared_ptr<ThreadIo> io = current.lock();
-  if (!io) {
-    io = std::make_shared<ThreadIo>();
-    current = io;
-  }
-  return io;
 }
 
 }  // namespace

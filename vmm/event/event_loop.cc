@@ -63,6 +63,7 @@ int EventLoop::run() {
       if (fd == wake_.get()) {
         uint64_t v;
         [[maybe_unused]] ssize_t r = ::read(wake_.get(), &v, sizeof(v));
+        run_calls();
         continue;
       }
       auto it = handlers_.find(fd);
@@ -71,8 +72,49 @@ int EventLoop::run() {
       (*keep)(events[i].events);
     }
     int64_t code = stop_code_.load();
-    if (code != kRunning) return static_cast<int>(code);
+    if (code != kRunning) {
+      cancel_calls();
+      return static_cast<int>(code);
+    }
   }
+}
+
+bool EventLoop::run_on_loop(const std::function<void()>& fn) {
+  Call call{&fn};
+  std::unique_lock lock(calls_mu_);
+  if (calls_closed_ || stop_code_.load() != kRunning) return false;
+  calls_.push_back(&call);
+  uint64_t one = 1;
+  [[maybe_unused]] ssize_t r = ::write(wake_.get(), &one, sizeof(one));
+  calls_cv_.wait(lock, [&] { return call.done; });
+  if (call.error) std::rethrow_exception(call.error);
+  return call.ran;
+}
+
+void EventLoop::run_calls() {
+  std::unique_lock lock(calls_mu_);
+  while (!calls_.empty()) {
+    Call* call = calls_.front();
+    calls_.pop_front();
+    lock.unlock();
+    try {
+      (*call->fn)();
+    } catch (...) {
+      call->error = std::current_exception();
+    }
+    lock.lock();
+    call->ran = true;
+    call->done = true;
+    calls_cv_.notify_all();
+  }
+}
+
+void EventLoop::cancel_calls() {
+  std::lock_guard lock(calls_mu_);
+  calls_closed_ = true;
+  for (Call* call : calls_) call->done = true;
+  calls_.clear();
+  calls_cv_.notify_all();
 }
 
 void EventLoop::stop(int code) {

@@ -1,13 +1,18 @@
 // The VMM's one event loop (epoll): console input, device back-ends, control channels and timers
-// register fds here and are called on the loop's thread. Other threads only call stop().
+// register fds here and are called on the loop's thread. Other threads only call stop() and
+// run_on_loop().
 #pragma once
 
 #include <atomic>
 #include <climits>
+#include <condition_variable>
 #include <cstdint>
+#include <deque>
+#include <exception>
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 
 #include "base/unique_fd.h"
 
@@ -34,12 +39,33 @@ class EventLoop {
   // Runs `fn` on the loop thread after `ms` milliseconds (once).
   void add_timer(uint64_t ms, std::function<void()> fn);
 
+  // Thread-safe, for threads other than the loop's (the control channel's): runs `fn` on the
+  // loop thread between two events and waits until it has run; an exception it throws is
+  // rethrown here. Returns false without running it when the loop has finished, or finishes
+  // before getting to it, or cancel_calls() was called.
+  bool run_on_loop(const std::function<void()>& fn);
+  // Thread-safe: fails every waiting and every later run_on_loop() call.
+  void cancel_calls();
+
  private:
+  struct Call {
+    const std::function<void()>* fn;
+    bool done = false;
+    bool ran = false;
+    std::exception_ptr error;
+  };
+  void run_calls();
+
   UniqueFd epoll_;
   UniqueFd wake_;  // eventfd written by stop()
   std::map<int, std::shared_ptr<Handler>> handlers_;
   static constexpr int64_t kRunning = INT64_MIN;
   std::atomic<int64_t> stop_code_{kRunning};  // written by any thread, first stop() wins
+  // run_on_loop() requests: queued by their threads, run and marked done by the loop thread.
+  std::mutex calls_mu_;
+  std::condition_variable calls_cv_;
+  std::deque<Call*> calls_;    // each points into a waiting run_on_loop() frame
+  bool calls_closed_ = false;  // the loop has finished: no call will run
 };
 
 }  // namespace wisp

@@ -1,0 +1,51 @@
+# The control channel between a manager (the wisp CLI, later `wisp serve`) and one wisp-vmm
+# process: Cap'n Proto RPC, two-party vat network, over the VMM's control Unix socket
+# (`--control-socket PATH`); the bootstrap capability is a Vmm.
+#
+# Every call runs on the VMM's event-loop thread, between device events, so a snapshot sees no
+# device touching guest memory while it is written. A failed call is an exception whose
+# description says what went wrong; the VM keeps running.
+
+@0xc54ba2441dfd6d27;
+
+using Cxx = import "/capnp/c++.capnp";
+$Cxx.namespace("wisp::api");
+
+interface Vmm {
+  const maxMessageBytes :UInt64 = 65536;  # the VMM reads no larger request
+
+  # Answers when the VMM's event loop is serving calls.
+  ping @0 () -> ();
+
+  # Stops every vCPU (each leaves KVM_RUN with its pending I/O completed) and keeps them stopped
+  # until resume. Pausing a paused VM, or resuming a running one, does nothing.
+  pause @1 () -> ();
+  resume @2 () -> ();
+
+  # Writes the VM's state and memory as the new snapshot directory `dir` (absolute; it must not
+  # exist). `diff`: only pages written since the VM was restored from its snapshot. The VM is
+  # paused for the save and resumed afterwards unless it was paused before.
+  snapshot @3 (dir :Text, diff :Bool) -> (report :SnapshotReport);
+
+  # Guest memory pages: in this process's page tables, and written since a restore.
+  stats @4 () -> (stats :MemoryStats);
+}
+
+struct SnapshotReport {
+  id @0 :Text;
+  diff @1 :Bool;
+  pauseMs @2 :Float64;
+  stateMs @3 :Float64;
+  memoryMs @4 :Float64;
+  totalMs @5 :Float64;
+  memoryFileBytes @6 :UInt64;   # logical size of the memory file
+  memoryDiskBytes @7 :UInt64;   # allocated on disk (sparse)
+  pagesWritten @8 :UInt64;      # pages of data in the memory file
+  pagesInLayer @9 :UInt64;      # a diff: pages this layer covers (data or zero)
+}
+
+struct MemoryStats {
+  residentPages @0 :UInt64;
+  writtenPages @1 :UInt64;
+  pages @2 :UInt64;
+}

@@ -1,0 +1,118 @@
+#include "api/vmm_client.h"
+
+#include <capnp/rpc-twoparty.h>
+#include <kj/async-io.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "api/thread_io.h"
+#include "api/vmm.capnp.h"
+#include "base/error.h"
+#include "base/unique_fd.h"
+
+namespace wisp::client {
+namespace {
+
+UniqueFd connect_unix(const std::string& path) {
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (path.empty() || path.size() >= sizeof(addr.sun_path))
+    throw Error("control socket '" + path + "': path empty or too long for a Unix socket");
+  std::memcpy(addr.sun_path, path.data(), path.size());
+  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!fd) throw_errno("socket(AF_UNIX)");
+  if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0)
+    throw_errno("control socket " + path + " (is the VM running with --control-socket?)");
+  return fd;
+}
+
+control::SnapshotReport report_of(api::SnapshotReport::Reader r) {
+  control::SnapshotReport o;
+  o.id = r.getId().cStr();
+  o.diff = r.getDiff();
+  o.pause_ms = r.getPauseMs();
+  o.state_ms = r.getStateMs();
+  o.memory_ms = r.getMemoryMs();
+  o.total_ms = r.getTotalMs();
+  o.memory_file_bytes = r.getMemoryFileBytes();
+  o.memory_disk_bytes = r.getMemoryDiskBytes();
+  o.pages_written = r.getPagesWritten();
+  o.pages_in_layer = r.getPagesInLayer();
+  return o;
+}
+
+}  // namespace
+
+struct VmmClient::Impl {
+  // Declaration order is teardown order reversed: the capability and RPC system go before the
+  // stream they write to, and the event loop goes last.
+  std::shared_ptr<ThreadIo> thread = thread_io();
+  kj::AsyncIoContext& io = thread->io;
+  std::string path;
+  std::chrono::milliseconds timeout{0};
+  kj::Own<kj::AsyncIoStream> stream;
+  kj::Own<capnp::TwoPartyClient> rpc;
+  api::Vmm::Client vmm = nullptr;
+
+  // Runs the loop until `p` resolves, at most `timeout`; KJ failures become wisp::Error.
+  template <typename T>
+  T wait(kj::Promise<T>&& p, const char* what) {
+    auto timed = io.provider->getTimer().timeoutAfter(
+        static_cast<int64_t>(timeout.count()) * kj::MILLISECONDS, kj::mv(p));
+    try {
+      return timed.wait(io.waitScope);
+    } catch (const kj::Exception& e) {
+      std::string desc(e.getDescription().cStr());
+      if (e.getType() == kj::Exception::Type::DISCONNECTED)
+        throw Error("control socket " + path + ": " + what + ": the VMM closed the connection (" +
+                    desc + ")");
+      // A VMM's own refusal arrives as "remote exception: <its message>".
+      const std::string prefix = "remote exception: ";
+      if (desc.rfind(prefix, 0) == 0) desc.erase(0, prefix.size());
+      throw Error(std::string(what) + ": " + desc);
+    }
+  }
+};
+
+VmmClient::VmmClient(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+VmmClient::~VmmClient() = default;
+
+std::unique_ptr<VmmClient> VmmClient::connect(const std::string& socket_path,
+                                              std::chrono::milliseconds call_timeout) {
+  auto impl = std::make_unique<Impl>();
+  impl->path = socket_path;
+  impl->timeout = call_timeout;
+  UniqueFd fd = connect_unix(socket_path);
+  impl->stream = impl->io.lowLevelProvider->wrapSocketFd(
+      fd.release(), kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP);
+  impl->rpc = kj::heap<capnp::TwoPartyClient>(*impl->stream);
+  impl->vmm = impl->rpc->bootstrap().castAs<api::Vmm>();
+  return std::unique_ptr<VmmClient>(new VmmClient(std::move(impl)));
+}
+
+void VmmClient::ping() { impl_->wait(impl_->vmm.pingRequest().send().ignoreResult(), "ping"); }
+
+void VmmClient::pause() { impl_->wait(impl_->vmm.pauseRequest().send().ignoreResult(), "pause"); }
+
+void VmmClient::resume() {
+  impl_->wait(impl_->vmm.resumeRequest().send().ignoreResult(), "resume");
+}
+
+control::SnapshotReport VmmClient::snapshot(const control::SnapshotRequest& request) {
+  auto req = impl_->vmm.snapshotRequest();
+  req.setDir(request.dir);
+  req.setDiff(request.diff);
+  auto response = impl_->wait(req.send(), "snapshot");
+  return report_of(response.getReport());
+}
+
+control::MemoryStats VmmClient::stats() {
+  auto response = impl_->wait(impl_->vmm.statsRequest().send(), "stats");
+  auto s = response.getStats();
+  return {s.getResidentPages(), s.getWrittenPages(), s.getPages()};
+}
+
+}  // namespace wisp::client

@@ -1,0 +1,38 @@
+// The manager's side of api/vmm.capnp: a synchronous client for one wisp-vmm's control socket.
+// Callers see api/vmm_control.h's plain structs, never Cap'n Proto types.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include "api/vmm_control.h"
+
+namespace wisp::client {
+
+// One RPC connection to one VMM. Synchronous: each method runs the calling thread's KJ event
+// loop (shared with the thread's AgentClients, see api/thread_io.h) until the answer arrives,
+// at most `call_timeout`. Belongs to the thread that created it. Every failure throws
+// wisp::Error naming the socket and what went wrong.
+class VmmClient {
+ public:
+  static std::unique_ptr<VmmClient> connect(
+      const std::string& socket_path,
+      std::chrono::milliseconds call_timeout = std::chrono::milliseconds(120000));
+  ~VmmClient();
+  VmmClient(const VmmClient&) = delete;
+  VmmClient& operator=(const VmmClient&) = delete;
+
+  void ping();
+  void pause();
+  void resume();
+  control::SnapshotReport snapshot(const control::SnapshotRequest& request);
+  control::MemoryStats stats();
+
+ private:
+  struct Impl;
+  explicit VmmClient(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace wisp::client

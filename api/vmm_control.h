@@ -1,0 +1,44 @@
+// The control channel's requests and answers as plain C++ values (mirrors of api/vmm.capnp's
+// structs), shared by the VMM side (vmm/control/) and the client (api/vmm_client.h), so neither
+// callers nor the VMM's service code depend on generated Cap'n Proto types.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace wisp::control {
+
+struct SnapshotRequest {
+  std::string dir;  // absolute; must not exist
+  bool diff = false;
+};
+
+struct SnapshotReport {
+  std::string id;
+  bool diff = false;
+  double pause_ms = 0, state_ms = 0, memory_ms = 0, total_ms = 0;
+  uint64_t memory_file_bytes = 0;
+  uint64_t memory_disk_bytes = 0;
+  uint64_t pages_written = 0;
+  uint64_t pages_in_layer = 0;
+};
+
+struct MemoryStats {
+  uint64_t resident_pages = 0;
+  uint64_t written_pages = 0;
+  uint64_t pages = 0;
+};
+
+// What a VMM does for its control channel's calls. Implemented by the VMM process (it joins
+// the machine and the snapshot writer); every method runs on the VMM's event-loop thread and
+// throws wisp::Error with a message for the caller when it cannot do what was asked.
+class Service {
+ public:
+  virtual ~Service() = default;
+  virtual void pause() = 0;
+  virtual void resume() = 0;
+  virtual SnapshotReport snapshot(const SnapshotRequest& request) = 0;
+  virtual MemoryStats stats() = 0;
+};
+
+}  // namespace wisp::control

@@ -1,0 +1,40 @@
+// The VMM's control socket: serves api/vmm.capnp (Cap'n Proto RPC, two-party) on a Unix socket
+// for the manager (`wisp snapshot create`, `wisp template create`, later `wisp serve`).
+//
+// Threads: RPC runs on a thread of its own with a KJ event loop, born with every signal blocked
+// (stop signals belong to the VMM's signalfd, the vCPU kick to the vCPU threads). Each call is
+// handed to the VMM's event loop with EventLoop::run_on_loop and runs there, between device
+// events, so a pause or a snapshot never races a device writing guest memory. Calls are served
+// one at a time; a call made while the VM is stopping fails with "the VM is stopping".
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "api/vmm_control.h"
+#include "vmm/event/event_loop.h"
+
+namespace wisp {
+
+class ControlServer {
+ public:
+  // At most this many connections at once; more are closed as they arrive.
+  static constexpr size_t kMaxClients = 8;
+
+  // Binds and listens on `path` (a stale socket file there is replaced; the new one is
+  // owner-only, 0600) and starts serving. `loop` and `service` must outlive this. Throws Error
+  // naming the path when it cannot listen.
+  ControlServer(std::string path, EventLoop& loop, control::Service& service);
+  // Stops serving (calls waiting for the loop fail), joins the thread, removes the socket file.
+  ~ControlServer();
+  ControlServer(const ControlServer&) = delete;
+  ControlServer& operator=(const ControlServer&) = delete;
+
+ private:
+  struct Thread;
+  std::string path_;
+  EventLoop& loop_;
+  std::unique_ptr<Thread> thread_;
+};
+
+}  // namespace wisp
