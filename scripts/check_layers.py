@@ -1,0 +1,75 @@
+#!/usr/bin/env python3
+"""Checks that every C++ file includes only what its layer may see.
+
+The layers are the CMake targets (see the top-level CMakeLists.txt); a folder belongs to one of
+them. A file may include headers of its own layer and of the layers it depends on, nothing
+else. The table below is the one place this is written down; the CMake targets link the same
+graph, so a forbidden include is caught here even when the linker would not notice (a header
+only include). Exits 1 listing each offending include, 0 otherwise.
+"""
+import pathlib
+import re
+import subprocess
+import sys
+
+# Layer: (folders it owns, layers it may include). Longest folder prefix wins.
+LAYERS = {
+    "base": (["base/"], []),
+    "kvm": (["vmm/kvm/"], ["base"]),
+    "devices": (["vmm/bus/", "vmm/devices/", "vmm/event/"], ["base"]),
+    "boot": (["vmm/memory/", "vmm/arch/", "vmm/boot/", "vmm/acpi/"], ["base", "kvm", "devices"]),
+    "virtio": (["vmm/virtio/"], ["base", "devices", "boot"]),
+    "api": (["api/"], ["base"]),
+    "machine": (["vmm/machine/", "vmm/vcpu/", "vmm/control/"],
+                ["base", "kvm", "devices", "boot", "virtio", "api", "machine-state"]),
+    # The snapshot format sees each component's State types (header-only plain data), never a
+    # live machine.
+    "snapshot": (["snapshot/"], ["base", "kvm", "devices", "boot", "virtio", "machine-state"]),
+    "machine-state": (["vmm/machine/machine_state.h"], ["base", "kvm", "devices", "boot", "virtio"]),
+    "vmm-main": (["vmm/main/"], ["base", "kvm", "devices", "boot", "virtio", "machine", "api",
+                                 "snapshot", "machine-state"]),
+    "manager": (["manager/"], ["base", "api", "snapshot", "machine-state"]),
+    "cli": (["cli/"], ["base", "api", "manager"]),
+    "agent": (["agent/"], ["base", "api"]),
+}
+
+
+def layer_of(path):
+    best, best_len = None, -1
+    for name, (folders, _) in LAYERS.items():
+        for f in folders:
+            if path.startswith(f) and len(f) > best_len:
+                best, best_len = name, len(f)
+    return best
+
+
+def main():
+    root = pathlib.Path(__file__).resolve().parent.parent
+    files = subprocess.run(["git", "ls-files", "*.cc", "*.h"], cwd=root, check=True,
+                           capture_output=True, text=True).stdout.split()
+    include = re.compile(r'^\s*#\s*include\s+"([^"]+)"')
+    bad = []
+    for f in files:
+        layer = layer_of(f)
+        if layer is None:
+            continue  # tests, guest tools: may include anything
+        allowed = {layer, *LAYERS[layer][1]}
+        for n, line in enumerate((root / f).read_text().splitlines(), 1):
+            m = include.match(line)
+            if not m:
+                continue
+            target = layer_of(m.group(1))
+            if target is not None and target not in allowed:
+                bad.append(f"{f}:{n}: layer '{layer}' includes {m.group(1)} (layer '{target}')")
+    for b in bad:
+        print(b)
+    if bad:
+        print(f"check_layers: {len(bad)} include(s) cross a layer boundary "
+              "(scripts/check_layers.py lists what each layer may see)")
+        return 1
+    print(f"check_layers: {len(files)} files, every include within its layer's reach")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
