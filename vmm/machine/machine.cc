@@ -14,13 +14,14 @@
 #include <thread>
 #include <vector>
 
+#include "vmm/acpi/acpi_tables.h"
 #include "vmm/acpi/pm_control.h"
 #include "vmm/arch/cpuid.h"
 #include "vmm/arch/msrs.h"
 #include "base/error.h"
 #include "base/log.h"
 #include "vmm/boot/kernel_loader.h"
-#include "vmm/boot/layout.h"
+#include "vmm/arch/layout.h"
 #include "vmm/boot/long_mode.h"
 #include "vmm/boot/mptable.h"
 #include "vmm/bus/io_bus.h"
@@ -182,8 +183,10 @@ void MachineImpl::boot(const Kvm& kvm) {
   // Devices go first so they stay ahead of a user's "--" (arguments for init).
   std::string cmdline = config_.cmdline;
   if (std::string v = virtio_kernel_cmdline(virtio_); !v.empty()) cmdline = v + " " + cmdline;
-  BootSetup boot{config_.kernel_path, config_.initrd_path, cmdline, config_.vcpus};
+  BootSetup boot{config_.kernel_path, config_.initrd_path, cmdline, config_.vcpus,
+                 layout::kAcpiTablesAddr};
   LoadedKernel kernel = load_boot_image(mem_, boot);
+  write_acpi_tables(mem_, config_.vcpus);
   kernel_loaded_ns_ = now_ns();
 
   LongModeEntry entry = setup_long_mode(mem_, kernel.image.entry, kernel.boot_params_addr);
