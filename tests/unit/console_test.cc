@@ -73,7 +73,8 @@ class ConsoleTest : public ::testing::Test {
   }
   // Typed input reaches `to_guest` only once input has started (on a pipe: no terminal).
   void start(Console& console) {
-    console.start_input(loop, [this](std::span<const uint8_t> b) { to_guest.append(b.begin(), b.end()); });
+    console.start_input(
+        loop, [this](std::span<const uint8_t> b) { to_guest.append(b.begin(), b.end()); });
   }
 
   Pipe in, out;
@@ -143,8 +144,8 @@ TEST_F(ConsoleTest, TypedBytesGoToTheGuestCtrlAIncluded) {
   console.input(bytes("before start"));
   start(console);
   console.input(bytes("ls\r"));
-  console.input(bytes("\x01" "a"));
-  EXPECT_EQ(to_guest, "ls\r\x01" "a");
+  console.input(bytes("\001a"));
+  EXPECT_EQ(to_guest, "ls\r\001a");
   EXPECT_EQ(requests, 0);
   console.stop_input();
 }

@@ -66,8 +66,7 @@ RawTerminal::~RawTerminal() {
 
 Console::Console(const ConsoleConfig& config, StopRequest& stop) : config_(config), stop_(stop) {
   if (config.output == ConsoleOutput::kFile) {
-    file_ =
-        UniqueFd(::open(config.file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+    file_ = UniqueFd(::open(config.file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
     if (!file_) throw Error(errno_message("console file " + config.file));
   }
 }

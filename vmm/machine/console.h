@@ -106,7 +106,7 @@ class Console {
 
   const ConsoleConfig config_;
   StopRequest& stop_;
-  UniqueFd file_;   // for kFile
+  UniqueFd file_;       // for kFile
   ConsoleWatch watch_;  // under the serial port's lock (see the thread rules)
   ToGuest to_guest_;
   std::unique_ptr<RawTerminal> terminal_;

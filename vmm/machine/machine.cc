@@ -82,10 +82,9 @@ MachineImpl::MachineImpl(const MachineConfig& config, uint64_t t0_ns, GuestMemor
         vcpus_.request_stop();
         loop_.stop();
       }),
-      vcpus_(pio_, mmio_,
-             [this](StopReason reason, std::string detail) {
-               stop_.request(reason, std::move(detail));
-             }) {}
+      vcpus_(pio_, mmio_, [this](StopReason reason, std::string detail) {
+        stop_.request(reason, std::move(detail));
+      }) {}
 
 RunResult MachineImpl::run() {
   console_->start_input(loop_, [this](std::span<const uint8_t> b) { serial_->enqueue_input(b); });

@@ -145,11 +145,13 @@ void MachineBuilder::add_control_socket() {
   if (m.config_.control_socket.empty()) return;
   ControlHandler handler = m.config_.control_handler;
   Machine* machine = &m;
-  m.control_ = std::make_unique<ControlSocket>(
-      m.config_.control_socket, m.loop_, [machine, handler](const std::string& line) -> std::string {
-        if (!handler) return "error this VMM answers no control commands";
-        return handler(*machine, line);
-      });
+  m.control_ =
+      std::make_unique<ControlSocket>(m.config_.control_socket, m.loop_,
+                                      [machine, handler](const std::string& line) -> std::string {
+                                        if (!handler)
+                                          return "error this VMM answers no control commands";
+                                        return handler(*machine, line);
+                                      });
 }
 
 }  // namespace wisp
