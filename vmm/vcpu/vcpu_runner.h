@@ -23,12 +23,14 @@ namespace wisp {
 
 // Thread rules: add(), start(), pause(), resume(), paused(), stop() and vcpus() belong to one
 // controlling thread (the event loop); request_stop() and the counters may be used from any.
-// Each vCPU thread touches only its own Vcpu, the buses (whose devices lock themselves), the
-// atomic counters and the gate. `on_stop` runs on the vCPU thread that saw the reason to stop.
+// Each vCPU thread touches only its own Vcpu (and the controller only that Vcpu's
+// immediate_exit flag while it runs), the buses (whose devices lock themselves), the atomic
+// counters and the gate. `on_stop` runs on the vCPU thread that saw the reason to stop.
 class VcpuRunner {
  public:
-  // Asked to stop the machine (the runner's own threads end by themselves; the callee stops
-  // the rest, e.g. the event loop).
+  // Called when a vCPU finds a reason to stop the machine (an exit verdict, a KVM error); that
+  // vCPU's thread then ends. The callee stops the rest: the other vCPUs (request_stop()) and
+  // whatever else runs, such as the event loop.
   using StopFn = std::function<void(StopReason reason, std::string detail)>;
 
   VcpuRunner(const IoBus& pio, const IoBus& mmio, StopFn on_stop);
