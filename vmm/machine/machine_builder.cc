@@ -36,6 +36,12 @@ VirtioDevices MachineBuilder::restore_devices(const MachineState& state) const {
   return devices;
 }
 
+// Each device on its transport: MMIO slot, irqfd, queue ioeventfds, event-loop handlers.
+void MachineBuilder::attach_devices(const VirtioDevices& devices) {
+  MachineImpl& m = *machine_;
+  m.virtio_ = attach_virtio_devices(m.vm_, m.mmio_, m.loop_, m.mem_, devices);
+}
+
 // After the VM's and the vCPUs' state: a transport may raise its interrupt.
 void MachineBuilder::restore_transports(const MachineState& state) {
   MachineImpl& m = *machine_;
@@ -54,7 +60,7 @@ void MachineBuilder::build_common(const VirtioDevices& devices) {
   uint32_t slot = 0;
   for (const auto& r : m.mem_.regions())
     m.vm_.set_memory_region(slot++, r.guest_base.value(), r.size, r.host);
-  m.virtio_ = attach_virtio_devices(m.vm_, m.mmio_, m.loop_, m.mem_, devices);
+  attach_devices(devices);
   add_console_and_legacy_devices();
 }
 

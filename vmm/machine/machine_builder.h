@@ -43,6 +43,7 @@ class MachineBuilder {
   std::unique_ptr<Machine> finish();
 
  private:
+  void attach_devices(const VirtioDevices& devices);
   void add_console_and_legacy_devices();
   // A vCPU with the CPUID wisp gives it (vCPU 0's is kept for the snapshot).
   Vcpu create_vcpu(uint32_t id);
