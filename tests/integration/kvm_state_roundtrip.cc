@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "base/error.h"
-#include "vmm/boot/layout.h"
+#include "vmm/arch/layout.h"
 #include "vmm/boot/long_mode.h"
 #include "vmm/kvm/kvm.h"
 #include "vmm/memory/guest_memory.h"

@@ -6,14 +6,14 @@
 #include <cstring>
 #include <string>
 
+#include "base/error.h"
 #include "vmm/acpi/acpi_tables.h"
 #include "vmm/acpi/pm_control.h"
-#include "base/error.h"
 
 namespace wisp {
 namespace {
 
-constexpr uint64_t kBase = kAcpiTablesAddr;
+constexpr uint64_t kBase = layout::kAcpiTablesAddr;
 
 uint8_t sum(const uint8_t* p, size_t n) {
   uint8_t s = 0;
@@ -219,6 +219,21 @@ TEST(AcpiTables, RejectsBadConfigs) {
   EXPECT_THROW(build_acpi_tables(kBase, config_for(kAcpiMaxCpus + 1)), Error);
   EXPECT_THROW(build_acpi_tables(kBase + 8, config_for(1)), Error);
   EXPECT_THROW(build_acpi_tables(uint64_t{1} << 32, config_for(1)), Error);
+}
+
+TEST(AcpiTables, WrittenWhereTheZeroPagePointsWithTheMpTablesIoapicId) {
+  GuestMemory mem = GuestMemory::create(2 << 20);
+  write_acpi_tables(mem, 3);
+  AcpiConfig config;
+  config.num_cpus = 3;
+  config.ioapic_id = layout::ioapic_id(3);
+  std::vector<uint8_t> expected = build_acpi_tables(layout::kAcpiTablesAddr, config);
+  std::vector<uint8_t> in_guest(expected.size());
+  ASSERT_TRUE(mem.read(GuestAddress(layout::kAcpiTablesAddr), in_guest));
+  EXPECT_EQ(in_guest, expected);
+  EXPECT_EQ(layout::ioapic_id(3), 3) << "the id after the last CPU, as build_mptable gives it";
+  EXPECT_THROW(write_acpi_tables(GuestMemory::create(512 << 10), 1), Error)
+      << "memory that ends below the BIOS area";
 }
 
 class AcpiPmControlTest : public ::testing::Test {

@@ -6,7 +6,7 @@
 #include <cstring>
 
 #include "base/error.h"
-#include "vmm/boot/layout.h"
+#include "vmm/arch/layout.h"
 #include "vmm/memory/guest_memory.h"
 
 namespace wisp {

@@ -5,7 +5,7 @@
 #include <cstring>
 
 #include "base/error.h"
-#include "vmm/boot/layout.h"
+#include "vmm/arch/layout.h"
 
 namespace wisp {
 namespace {

@@ -6,7 +6,7 @@
 #include <string>
 
 #include "base/error.h"
-#include "vmm/boot/firmware_table.h"
+#include "vmm/arch/firmware_table.h"
 
 namespace wisp {
 namespace {
@@ -313,6 +313,16 @@ std::vector<uint8_t> build_acpi_tables(uint64_t base, const AcpiConfig& config) 
   put(blob, base, madt_addr, madt);
   put(blob, base, dsdt_addr, dsdt);
   return blob;
+}
+
+void write_acpi_tables(const GuestMemory& mem, uint32_t num_cpus) {
+  AcpiConfig acpi;
+  acpi.num_cpus = num_cpus;
+  acpi.ioapic_id = layout::ioapic_id(num_cpus);
+  auto tables = build_acpi_tables(layout::kAcpiTablesAddr, acpi);
+  auto dst =
+      mem.slice_or_throw(GuestAddress(layout::kAcpiTablesAddr), tables.size(), "ACPI tables");
+  std::memcpy(dst.data(), tables.data(), tables.size());
 }
 
 }  // namespace wisp

@@ -11,17 +11,14 @@
 #include <vector>
 
 #include "vmm/acpi/pm_control.h"
-#include "vmm/boot/layout.h"
+#include "vmm/arch/layout.h"
 #include "vmm/devices/i8042.h"
+#include "vmm/memory/guest_memory.h"
 
 namespace wisp {
 
 // Same limit as the MP table: 8-bit xAPIC ids, and 255 is the MADT's "all processors".
-constexpr uint32_t kAcpiMaxCpus = 254;
-
-// Where the tables go: the BIOS read-only area that Linux scans for "RSD PTR " (16-byte steps
-// through 0xE0000-0xFFFFF), inside the e820-reserved [kEbdaStart, kHighMemStart).
-constexpr uint64_t kAcpiTablesAddr = 0xe0000;
+constexpr uint32_t kAcpiMaxCpus = layout::kMaxCpus;
 
 struct AcpiConfig {
   uint32_t num_cpus = 1;  // Local APIC ids 0..num_cpus-1, CPU 0 the boot processor
@@ -45,5 +42,10 @@ struct AcpiConfig {
 // (the RSDP scan only looks there), or when the blob would reach above 4 GiB (the FADT's DSDT
 // pointer is 32-bit).
 std::vector<uint8_t> build_acpi_tables(uint64_t base, const AcpiConfig& config);
+
+// Builds the tables for a machine of `num_cpus` vCPUs (IOAPIC id as in the MP table) and copies
+// them to layout::kAcpiTablesAddr, the address boot_params.acpi_rsdp_addr then names. Throws
+// Error as build_acpi_tables does, or when guest memory does not reach that far.
+void write_acpi_tables(const GuestMemory& mem, uint32_t num_cpus);
 
 }  // namespace wisp

@@ -2,7 +2,7 @@
 // one I/O port each. This is how a guest with the DSDT from acpi_tables.cc powers the machine
 // off: Linux's acpi_hw_extended_sleep() writes (SLP_TYP << 2) | SLP_EN to the control port,
 // SLP_TYP being the first integer of the DSDT's \_S5_ package. Without it the guest can only
-// halt, and the VMM has to guess from the console (see console_watch.h).
+// halt, and the VMM has to guess from the console (see ConsoleWatch in vmm/machine/console.h).
 #pragma once
 
 #include <cstdint>

@@ -5,8 +5,8 @@
 #include <cstring>
 
 #include "base/error.h"
-#include "vmm/boot/layout.h"
 #include "base/hex.h"
+#include "vmm/arch/layout.h"
 
 namespace wisp {
 namespace {
@@ -17,7 +17,6 @@ T load_le(std::span<const uint8_t> b, size_t off) {
   std::memcpy(&v, b.data() + off, sizeof(T));
   return v;
 }
-
 
 bool add_overflows(uint64_t a, uint64_t b) {
   uint64_t r;

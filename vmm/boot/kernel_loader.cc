@@ -7,11 +7,10 @@
 #include <cstring>
 #include <vector>
 
-#include "vmm/acpi/acpi_tables.h"
 #include "base/error.h"
 #include "base/unique_fd.h"
+#include "vmm/arch/layout.h"
 #include "vmm/boot/boot_params.h"
-#include "vmm/boot/layout.h"
 #include "vmm/boot/mptable.h"
 
 namespace wisp {
@@ -87,18 +86,11 @@ LoadedKernel load_boot_image(const GuestMemory& mem, const BootSetup& setup) {
                                 "kernel command line");
   std::memcpy(cmd.data(), setup.cmdline.c_str(), setup.cmdline.size() + 1);
 
-  // Two descriptions of the CPUs and interrupt wiring: the MP table for kernels without ACPI
-  // (wisp's own), ACPI for distribution kernels (which may lack MP table support) and for
-  // power-off. Both say the same thing.
+  // The MP table describes the CPUs and interrupt wiring to kernels without ACPI (wisp's own);
+  // the caller's ACPI tables say the same to distribution kernels.
   auto mp = build_mptable(layout::kEbdaStart, setup.vcpus);
   auto mpd = mem.slice_or_throw(GuestAddress(layout::kEbdaStart), mp.size(), "MP table");
   std::memcpy(mpd.data(), mp.data(), mp.size());
-  AcpiConfig acpi;
-  acpi.num_cpus = setup.vcpus;
-  acpi.ioapic_id = static_cast<uint8_t>(setup.vcpus);
-  auto tables = build_acpi_tables(kAcpiTablesAddr, acpi);
-  auto ad = mem.slice_or_throw(GuestAddress(kAcpiTablesAddr), tables.size(), "ACPI tables");
-  std::memcpy(ad.data(), tables.data(), tables.size());
 
   BootParamsInput bp;
   bp.kernel = &img;
@@ -107,7 +99,7 @@ LoadedKernel load_boot_image(const GuestMemory& mem, const BootSetup& setup) {
   bp.cmdline_size = static_cast<uint32_t>(setup.cmdline.size());
   bp.initrd_addr = initrd_addr;
   bp.initrd_size = initrd_size;
-  bp.acpi_rsdp_addr = kAcpiTablesAddr;
+  bp.acpi_rsdp_addr = setup.acpi_rsdp_addr;
   auto zero_page = build_boot_params(bp);
   auto zp = mem.slice_or_throw(GuestAddress(layout::kZeroPageAddr), zero_page.size(), "zero page");
   std::memcpy(zp.data(), zero_page.data(), zero_page.size());

@@ -1,5 +1,6 @@
 // Puts a kernel, an initrd, the command line, the zero page and the MP table into guest memory,
-// from files the user named. Every failure names the file and what is wrong with it.
+// from files the user named. Every failure names the file and what is wrong with it. ACPI tables
+// are the caller's (acpi/): the zero page only points at them.
 #pragma once
 
 #include <cstdint>
@@ -15,6 +16,7 @@ struct BootSetup {
   std::string initrd_path;  // may be empty
   std::string cmdline;
   uint32_t vcpus = 1;
+  uint64_t acpi_rsdp_addr = 0;  // where the caller puts the ACPI tables; 0: none
 };
 
 struct LoadedKernel {

@@ -3,7 +3,7 @@
 #include <array>
 #include <cstring>
 
-#include "vmm/boot/layout.h"
+#include "vmm/arch/layout.h"
 
 namespace wisp {
 namespace {

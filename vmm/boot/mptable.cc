@@ -4,8 +4,8 @@
 #include <string>
 
 #include "base/error.h"
-#include "vmm/boot/firmware_table.h"
-#include "vmm/boot/layout.h"
+#include "vmm/arch/firmware_table.h"
+#include "vmm/arch/layout.h"
 
 namespace wisp {
 namespace {
@@ -77,7 +77,7 @@ std::vector<uint8_t> build_mptable(uint64_t base, uint32_t num_cpus) {
   if (num_cpus == 0 || num_cpus > kMpTableMaxCpus)
     throw Error("MP table: " + std::to_string(num_cpus) + " vCPUs; must be 1.." +
                 std::to_string(kMpTableMaxCpus));
-  const uint8_t ioapic_id = static_cast<uint8_t>(num_cpus);
+  const uint8_t ioapic_id = layout::ioapic_id(num_cpus);
 
   std::vector<uint8_t> body;  // entries after the config header
   uint16_t count = 0;

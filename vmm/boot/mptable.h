@@ -5,11 +5,13 @@
 #include <cstdint>
 #include <vector>
 
+#include "vmm/arch/layout.h"
+
 namespace wisp {
 
 // Max vCPUs the table can describe: APIC ids are 8 bits and the IOAPIC takes the id after the
 // last CPU.
-constexpr uint32_t kMpTableMaxCpus = 254;
+constexpr uint32_t kMpTableMaxCpus = layout::kMaxCpus;
 
 // Returns the bytes to place at guest-physical `base` (floating pointer, then config table).
 // Throws Error when `num_cpus` is 0 or above kMpTableMaxCpus.

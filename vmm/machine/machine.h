@@ -1,5 +1,6 @@
 // A microVM: guest memory, the KVM VM and its vCPUs, the legacy devices, and the event loop,
-// wired explicitly by Machine::create (the builder) and driven by Machine::run.
+// wired explicitly by MachineBuilder (machine_builder.h) for Machine::create and
+// Machine::restore, and driven by Machine::run.
 #pragma once
 
 #include <cstdint>
@@ -8,6 +9,7 @@
 #include <string>
 
 #include "vmm/kvm/kvm.h"
+#include "vmm/machine/console.h"
 #include "vmm/machine/machine_state.h"
 #include "vmm/machine/virtio_wiring.h"
 #include "vmm/memory/guest_memory.h"
@@ -27,7 +29,8 @@ struct MachineConfig {
   std::string cmdline;
   uint64_t mem_bytes = 128ull << 20;
   uint32_t vcpus = 1;
-  enum class Console { kStdio, kNone, kFile } console = Console::kStdio;
+  using Console = ConsoleOutput;  // kStdio, kNone or kFile
+  Console console = Console::kStdio;
   std::string console_file;  // for kFile
   VirtioConfig virtio;       // drives and rng
   // A Unix socket path to listen on for control commands ("" = none), and who answers them.

@@ -1,6 +1,6 @@
 #include "vmm/vcpu/exit_handler.h"
 
-#include <cstdio>
+#include "base/hex.h"
 
 namespace wisp {
 
@@ -26,12 +26,6 @@ namespace {
 
 ExitVerdict stop(StopReason reason, std::string detail = {}) {
   return ExitVerdict{false, reason, std::move(detail)};
-}
-
-std::string hex(uint64_t v) {
-  char buf[24];
-  snprintf(buf, sizeof(buf), "0x%llx", static_cast<unsigned long long>(v));
-  return buf;
 }
 
 void handle_io(const VcpuExit& exit, const IoBus& pio, ExitCounters& counters) {

@@ -4,7 +4,7 @@
 #include <cstdio>
 
 #include "base/error.h"
-#include "vmm/boot/layout.h"
+#include "vmm/arch/layout.h"
 #include "vmm/memory/guest_memory.h"
 
 namespace wisp {

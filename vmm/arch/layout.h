@@ -1,6 +1,8 @@
-// Where the VMM puts things in guest-physical memory at boot (x86_64). Everything below 1 MiB
-// is chosen to stay clear of what Linux reserves early: the zero page, command line, GDT and
-// boot page tables are in the first 640 KiB; the MP table sits at the start of the EBDA.
+// Where the VMM puts things in guest-physical memory at boot (x86_64), and the interrupt
+// controllers' addresses and ids that the boot code and both firmware tables (MP table in boot/,
+// ACPI in acpi/) must agree on. Everything below 1 MiB is chosen to stay clear of what Linux
+// reserves early: the zero page, command line, GDT and boot page tables are in the first
+// 640 KiB; the MP table sits at the start of the EBDA, the ACPI tables in the BIOS area.
 #pragma once
 
 #include <cstdint>
@@ -19,6 +21,10 @@ constexpr uint64_t kEbdaStart = 0x9fc00;            // MP table lives here
 constexpr uint64_t kHighMemStart = 0x100000;        // 1 MiB: RAM above the legacy hole
 constexpr uint64_t kDefaultKernelLoad = 0x1000000;  // 16 MiB
 
+// The BIOS read-only area that Linux scans for "RSD PTR " (16-byte steps through
+// 0xE0000-0xFFFFF), inside the e820-reserved [kEbdaStart, kHighMemStart).
+constexpr uint64_t kAcpiTablesAddr = 0xe0000;
+
 // KVM's x86 in-kernel irqchip needs three pages for a TSS and one for an identity map,
 // inside the 32-bit MMIO hole where no RAM is.
 constexpr uint64_t kKvmIdentityMapAddr = 0xfeffc000;
@@ -26,5 +32,10 @@ constexpr uint64_t kKvmTssAddr = 0xfeffd000;
 
 constexpr uint64_t kIoapicAddr = 0xfec00000;
 constexpr uint64_t kLapicAddr = 0xfee00000;
+
+// xAPIC ids are 8 bits: CPU n has id n, the IOAPIC takes the id after the last CPU, and 255
+// means "all processors". So the firmware tables describe at most 254 vCPUs.
+constexpr uint32_t kMaxCpus = 254;
+constexpr uint8_t ioapic_id(uint32_t num_cpus) { return static_cast<uint8_t>(num_cpus); }
 
 }  // namespace wisp::layout

@@ -1,0 +1,67 @@
+// The running microVM behind the Machine interface: the parts MachineBuilder assembled, driven by
+// run() on the calling thread, which becomes the event loop. Internal to vmm/machine/.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "vmm/bus/io_bus.h"
+#include "vmm/devices/irq_line.h"
+#include "vmm/devices/serial.h"
+#include "vmm/event/event_loop.h"
+#include "vmm/kvm/kvm.h"
+#include "vmm/machine/console.h"
+#include "vmm/machine/control_socket.h"
+#include "vmm/machine/machine.h"
+#include "vmm/machine/stop_request.h"
+#include "vmm/machine/virtio_wiring.h"
+#include "vmm/memory/guest_memory.h"
+#include "vmm/vcpu/vcpu_runner.h"
+
+namespace wisp {
+
+// Thread rules: run() owns the calling thread; pause(), resume(), paused() and save_state() run
+// on that thread while run() does (the control handler calls them), never elsewhere. Devices,
+// the console and the stop request follow their own rules (see their headers); vCPU threads
+// reach the machine only through the buses and stop_.
+class MachineImpl final : public Machine {
+ public:
+  // Takes the memory and the VM; everything else is MachineBuilder's to add.
+  MachineImpl(const MachineConfig& config, uint64_t t0_ns, GuestMemory memory, Vm vm);
+
+  RunResult run() override;
+  void pause() override { vcpus_.pause(); }
+  void resume() override { vcpus_.resume(); }
+  bool paused() const override { return vcpus_.paused(); }
+  MachineState save_state() override;
+  const GuestMemory& memory() const override { return mem_; }
+
+ private:
+  friend class MachineBuilder;
+
+  // The device part of save_state(); its restore counterparts are MachineBuilder's.
+  void save_devices(MachineState& s) const;
+  RunResult result(uint64_t end_ns) const;
+
+  // Declared in dependency order, so destruction runs from the control socket and the vCPU
+  // threads (joined) down to the devices they reach, the VM and guest memory.
+  const MachineConfig config_;
+  const uint64_t t0_ns_;
+  GuestMemory mem_;
+  Vm vm_;
+  IoBus pio_{"port I/O"};
+  IoBus mmio_{"MMIO"};
+  EventLoop loop_;
+  StopRequest stop_;  // stops the event loop and the vCPU loops
+  EventFdIrq serial_irq_;
+  std::unique_ptr<Console> console_;
+  std::shared_ptr<Serial> serial_;
+  std::vector<AttachedVirtioDevice> virtio_;
+  CpuidEntries boot_cpuid_;  // vCPU 0's, saved with the state
+  uint64_t kernel_loaded_ns_ = 0;
+  VcpuRunner vcpus_;
+  std::unique_ptr<ControlSocket> control_;
+};
+
+}  // namespace wisp
