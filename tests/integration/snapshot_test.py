@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Snapshots on a real KVM (issue 5): a counting guest continues after restore; diff and full
+"""Snapshots on a real KVM: a counting guest continues after restore; diff and full
 snapshots of one paused VM restore to the same memory; malformed snapshots are refused with a
 message naming the file; templates: 50 restores in a row all answer, clones get fresh entropy
 and the current wall clock, a warm Python worker answers without re-importing.
