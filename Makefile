@@ -56,11 +56,7 @@ test: unit-test all fuzz
 	@$(IN_KVM) tests/integration/run-all.sh
 
 perf: all
-	@$(IN_KVM) sh -c 'perf/boot_bench.py --runs 20 --out $(BUILD)/perf/boot.json && \
-	  perf/blk_bench.py --runs 5 --out $(BUILD)/perf/blk.json && \
-	  perf/vsock_bench.py --runs 3 --out $(BUILD)/perf/vsock.json && \
-	  perf/agent_bench.py --runs 10 --out $(BUILD)/perf/agent.json && \
-	  perf/snapshot_bench.py --runs 50 --qemu-runs 20 --cold-runs 5 --out $(BUILD)/perf/snapshot.json'
+	@$(IN_KVM) env WISP_BENCH_RUNS_SNAPSHOT_QEMU=20 WISP_BENCH_RUNS_SNAPSHOT_COLD=5 perf/run-all.sh
 
 demo: all
 	@$(IN_KVM) scripts/demo.sh
