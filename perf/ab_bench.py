@@ -74,6 +74,7 @@ class Build:
             if path and not os.path.isfile(path):
                 raise BenchError(f"build {name}: {path} is missing (make guest agent-guest)")
         self.env = dict(os.environ, WISP_HOME=os.path.join(self.work, "home"))
+        self.boot_argv = None  # set once the paths are final (after stage())
 
     def stage(self):
         """Copies the binaries and guest files into this build's work dir (vmrun.stage)."""
@@ -90,7 +91,7 @@ class Build:
         p = subprocess.run([self.wisp, "--version"], capture_output=True, text=True)
         return {"root": self.root, "wisp": self.wisp, "version": p.stdout.strip() or None,
                 "kernel": self.kernel, "initrd": self.initrd, "agent_initrd": self.agent_initrd,
-                "rootfs": self.rootfs}
+                "rootfs": self.rootfs, "boot_argv": self.boot_argv}
 
     def vm_args(self, mem):
         disk = ["--rootfs", self.rootfs] if self.rootfs else ["--initrd", self.agent_initrd]
@@ -108,8 +109,8 @@ def build_agent_initrd(agent, work):
     return out
 
 
-def measure_boot(b, args):
-    s = boot(boot_argv(b.wisp, b.kernel, b.initrd, args.boot_mem), f"build {b.name}")
+def measure_boot(b):
+    s = boot(b.boot_argv, f"build {b.name}")
     return {"boot_ms": s["marker_ms"], "boot_exit_ms": s["exit_ms"],
             "first_kvm_run_ms": s["first_kvm_run_ms"]}
 
@@ -124,7 +125,7 @@ def measure_invoke(b, handler):
 def interleave(builds, args, handler, samples):
     """Warm-up rounds (not kept), then --runs rounds of boot and invoke, A then B in each."""
     for i in range(-args.warmup_runs, args.runs):
-        for step in (lambda b: measure_boot(b, args), lambda b: measure_invoke(b, handler)):
+        for step in (measure_boot, lambda b: measure_invoke(b, handler)):
             for b in builds:
                 row = step(b)
                 if i >= 0:
@@ -205,6 +206,8 @@ def main():
         if os.environ.get("WISP_TESTBED") and not args.no_stage:
             for b in builds:
                 b.stage()
+        for b in builds:
+            b.boot_argv = boot_argv(b.wisp, b.kernel, b.initrd, args.boot_mem)
         report["builds"] = {b.name: b.describe() for b in builds}
         log(f"ab_bench: {args.runs} interleaved runs (+{args.warmup_runs} warm-up) of A and B, "
             f"on {env}")
