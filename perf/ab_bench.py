@@ -123,10 +123,12 @@ def measure_invoke(b, handler):
 
 
 def interleave(builds, args, handler, samples):
-    """Warm-up rounds (not kept), then --runs rounds of boot and invoke, A then B in each."""
+    """Warm-up rounds (not kept), then --runs rounds of boot and invoke, A then B in each
+    (--order abba: B then A in every other round, so a steady drift favours neither)."""
     for i in range(-args.warmup_runs, args.runs):
+        order = builds[::-1] if args.order == "abba" and i % 2 else builds
         for step in (measure_boot, lambda b: measure_invoke(b, handler)):
-            for b in builds:
+            for b in order:
                 row = step(b)
                 if i >= 0:
                     samples[b.name][i].update(row)
@@ -179,6 +181,8 @@ def main():
     ap.add_argument("--guest", help="guest dir for a build root without its own guest/")
     ap.add_argument("--runs", type=int, default=10, help="interleaved runs per build")
     ap.add_argument("--warmup-runs", type=int, default=1, help="rounds run first, not kept")
+    ap.add_argument("--order", choices=("ab", "abba"), default="ab",
+                    help="ab: A then B in every round; abba: the order flips every round")
     ap.add_argument("--handler", default="exec", choices=sorted(HANDLERS),
                     help="the template's handler (snapshot_bench's)")
     ap.add_argument("--warmup", type=int, default=2, help="template warm-up calls")
@@ -198,7 +202,7 @@ def main():
     report = {"benchmark": "ab", "environment": env, "runs": args.runs,
               "warmup_runs": args.warmup_runs, "handler": args.handler,
               "boot_mem_mib": args.boot_mem, "template_mem_mib": args.mem,
-              "tolerance": args.tolerance, "out": args.out, "order": "A, B per step and run"}
+              "tolerance": args.tolerance, "out": args.out, "order": args.order}
     samples = {"A": [{} for _ in range(args.runs)], "B": [{} for _ in range(args.runs)]}
     rc = 0
     try:
