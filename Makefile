@@ -12,7 +12,7 @@ JOBS       ?= $(shell nproc)
 # otherwise inside the nested-KVM testbed (tests/testbed/README.md).
 IN_KVM     := tests/integration/in-kvm
 
-.PHONY: all setup wisp guest agent-guest rootfs unit-test integration-test test perf demo lint format fuzz clean
+.PHONY: all setup wisp guest agent-guest rootfs unit-test check integration-test test perf demo lint format fuzz clean
 
 all: wisp guest agent-guest rootfs
 
@@ -42,10 +42,22 @@ rootfs: wisp
 	@guest/build-rootfs.sh $(GUEST_DIR)/python-rootfs.ext4
 
 # Unit tests run on the host under AddressSanitizer + UBSan.
+ASAN_CMAKE := cmake -S . -B $(ASAN_DIR) -DCMAKE_BUILD_TYPE=Debug -DWISP_SANITIZE=ON -DWISP_BIN_DIR=$(CURDIR)/$(ASAN_DIR)/bin
+UNIT_CTEST := cd $(ASAN_DIR) && ctest -L unit --output-on-failure -j$(JOBS)
+
 unit-test: setup
-	@cmake -S . -B $(ASAN_DIR) -DCMAKE_BUILD_TYPE=Debug -DWISP_SANITIZE=ON -DWISP_BIN_DIR=$(CURDIR)/$(ASAN_DIR)/bin >/dev/null
+	@$(ASAN_CMAKE) >/dev/null
 	@$(MAKE) --no-print-directory -C $(ASAN_DIR) -j$(JOBS) wisp_unit_tests
-	@cd $(ASAN_DIR) && ctest -L unit --output-on-failure -j$(JOBS)
+	@$(UNIT_CTEST)
+
+# The fast check before a commit: every target of the build (the binaries, the unit and
+# integration test programs) under ASan + UBSan, the unit tests and lint. Boots no guest and
+# builds no kernel or root filesystem.
+check: setup
+	@$(ASAN_CMAKE) >/dev/null
+	@$(MAKE) --no-print-directory -C $(ASAN_DIR) -j$(JOBS) all
+	@$(UNIT_CTEST)
+	@scripts/lint.sh
 
 integration-test: all
 	@tests/integration/fetch-cloud-kernel.sh $(GUEST_DIR)/cloud
@@ -56,11 +68,7 @@ test: unit-test all fuzz
 	@$(IN_KVM) tests/integration/run-all.sh
 
 perf: all
-	@$(IN_KVM) sh -c 'perf/boot_bench.py --runs 20 --out $(BUILD)/perf/boot.json && \
-	  perf/blk_bench.py --runs 5 --out $(BUILD)/perf/blk.json && \
-	  perf/vsock_bench.py --runs 3 --out $(BUILD)/perf/vsock.json && \
-	  perf/agent_bench.py --runs 10 --out $(BUILD)/perf/agent.json && \
-	  perf/snapshot_bench.py --runs 50 --qemu-runs 20 --cold-runs 5 --out $(BUILD)/perf/snapshot.json'
+	@$(IN_KVM) env WISP_BENCH_RUNS_SNAPSHOT_QEMU=20 WISP_BENCH_RUNS_SNAPSHOT_COLD=5 perf/run-all.sh
 
 demo: all
 	@$(IN_KVM) scripts/demo.sh

@@ -13,6 +13,7 @@
 
 #include "agent/exec_invocation.h"
 #include "base/clock.h"
+#include "base/version.h"
 
 namespace wisp::agent {
 namespace {
@@ -24,7 +25,7 @@ constexpr size_t kMaxEntropyBytes = 4096;
 constexpr uint64_t kMaxTimeoutMs = 24ull * 3600 * 1000;
 constexpr uint64_t kMinMemoryBytes = 1ull << 20;
 
-std::string ReadSmallFile(const char* path) {
+std::string read_small_file(const char* path) {
   int fd = open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) return "";
   char buf[128];
@@ -35,7 +36,7 @@ std::string ReadSmallFile(const char* path) {
   return s;
 }
 
-std::vector<std::string> TextList(capnp::List<capnp::Text>::Reader list, const char* what) {
+std::vector<std::string> text_list(capnp::List<capnp::Text>::Reader list, const char* what) {
   KJ_REQUIRE(list.size() <= kMaxArgs, "too many entries", what, list.size());
   std::vector<std::string> out;
   out.reserve(list.size());
@@ -47,13 +48,13 @@ std::vector<std::string> TextList(capnp::List<capnp::Text>::Reader list, const c
   return out;
 }
 
-capnp::Data::Reader AsData(const std::string& s) {
+capnp::Data::Reader as_data(const std::string& s) {
   return capnp::Data::Reader(reinterpret_cast<const kj::byte*>(s.data()), s.size());
 }
 
-void FillResult(const InvocationResult& r, api::InvokeResult::Builder out) {
-  out.setStdout(AsData(r.stdout_data.data));
-  out.setStderr(AsData(r.stderr_data.data));
+void fill_result(const InvocationResult& r, api::InvokeResult::Builder out) {
+  out.setStdout(as_data(r.stdout_data.data));
+  out.setStderr(as_data(r.stderr_data.data));
   if (r.signaled) {
     out.setSignal(r.status);
   } else {
@@ -70,12 +71,12 @@ void FillResult(const InvocationResult& r, api::InvokeResult::Builder out) {
 
 }  // namespace
 
-HandlerConfig HandlerConfigFromWire(api::Handler::Reader handler) {
+HandlerConfig handler_config_from_wire(api::Handler::Reader handler) {
   HandlerConfig c;
   c.name = handler.getName();
-  c.sandbox.argv = TextList(handler.getArgv(), "argv");
+  c.sandbox.argv = text_list(handler.getArgv(), "argv");
   KJ_REQUIRE(!c.sandbox.argv.empty() && !c.sandbox.argv[0].empty(), "handler argv is empty");
-  c.sandbox.env = TextList(handler.getEnv(), "env");
+  c.sandbox.env = text_list(handler.getEnv(), "env");
   c.sandbox.network = handler.getNetwork();
   auto limits = handler.getLimits();
   KJ_REQUIRE(limits.getMemoryBytes() >= kMinMemoryBytes, "limits.memoryBytes too small");
@@ -96,14 +97,14 @@ AgentImpl::AgentImpl(AgentServices& services, const AgentTimes& times,
     : services_(services), times_(times), power_off_(kj::mv(power_off)) {}
 
 AgentImpl::~AgentImpl() {
-  for (auto& [name, worker] : workers_) worker->Stop();
+  for (auto& [name, worker] : workers_) worker->stop();
 }
 
 kj::Promise<void> AgentImpl::ping(PingContext context) {
   auto info = context.getResults().initInfo();
   info.setProtocolVersion(api::PROTOCOL_VERSION);
-  info.setAgentVersion(kAgentVersion);
-  info.setBootId(ReadSmallFile("/proc/sys/kernel/random/boot_id"));
+  info.setAgentVersion(kWispVersion);
+  info.setBootId(read_small_file("/proc/sys/kernel/random/boot_id"));
   info.setUptimeNs(boot_time_ns());
   info.setStartedNs(times_.started_ns);
   info.setReadyNs(times_.ready_ns);
@@ -130,22 +131,22 @@ kj::Promise<void> AgentImpl::invoke(InvokeContext context) {
       InvocationResult r;
       r.status = -1;
       r.error = "no worker named '" + name + "': call startWorker first";
-      FillResult(r, context.getResults().initResult());
+      fill_result(r, context.getResults().initResult());
       return kj::READY_NOW;
     }
-    run = it->second->Invoke(payload, timeout_ms);
+    run = it->second->invoke(payload, timeout_ms);
   } else {
-    HandlerConfig config = HandlerConfigFromWire(request.getHandler());
-    run = RunExecInvocation(services_, config, payload, timeout_ms);
+    HandlerConfig config = handler_config_from_wire(request.getHandler());
+    run = run_exec_invocation(services_, config, payload, timeout_ms);
   }
   // `context` keeps the request (and so `payload`) alive until the call returns.
   return run.then(
-      [context](InvocationResult r) mutable { FillResult(r, context.getResults().initResult()); });
+      [context](InvocationResult r) mutable { fill_result(r, context.getResults().initResult()); });
 }
 
 kj::Promise<void> AgentImpl::startWorker(StartWorkerContext context) {
   KJ_REQUIRE(!shutting_down_, "the agent is shutting down");
-  HandlerConfig config = HandlerConfigFromWire(context.getParams().getHandler());
+  HandlerConfig config = handler_config_from_wire(context.getParams().getHandler());
   KJ_REQUIRE(!config.name.empty(), "a worker needs a handler name");
   auto it = workers_.find(config.name);
   if (it != workers_.end()) {
@@ -161,7 +162,7 @@ kj::Promise<void> AgentImpl::stopWorker(StopWorkerContext context) {
   std::string name = context.getParams().getName();
   auto it = workers_.find(name);
   if (it != workers_.end()) {
-    it->second->Stop();
+    it->second->stop();
     workers_.erase(it);
   }
   return kj::READY_NOW;

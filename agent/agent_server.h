@@ -12,8 +12,6 @@
 
 namespace wisp::agent {
 
-inline constexpr char kAgentVersion[] = "0.1.0";
-
 struct AgentTimes {
   uint64_t started_ns = 0;  // CLOCK_BOOTTIME at main()
   uint64_t mounted_ns = 0;  // early mounts done
@@ -45,6 +43,6 @@ class AgentImpl final : public api::Agent::Server {
 };
 
 // Converts and validates a Handler from the wire (throws kj::Exception on bad input).
-HandlerConfig HandlerConfigFromWire(api::Handler::Reader handler);
+HandlerConfig handler_config_from_wire(api::Handler::Reader handler);
 
 }  // namespace wisp::agent

@@ -14,7 +14,7 @@
 namespace wisp::agent {
 namespace {
 
-void WriteString(const std::string& path, const std::string& value) {
+void write_string(const std::string& path, const std::string& value) {
   int fd;
   KJ_SYSCALL(fd = open(path.c_str(), O_WRONLY | O_CLOEXEC), path);
   kj::AutoCloseFd owned(fd);
@@ -23,7 +23,7 @@ void WriteString(const std::string& path, const std::string& value) {
 }
 
 // Returns "" when the file does not exist (e.g. memory.peak on an older kernel).
-std::string ReadString(const std::string& path) {
+std::string read_string(const std::string& path) {
   int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return "";
   kj::AutoCloseFd owned(fd);
@@ -38,7 +38,7 @@ std::string ReadString(const std::string& path) {
 }
 
 // Finds "key value" in a flat-keyed file such as memory.events or cpu.stat.
-uint64_t KeyedValue(const std::string& text, const char* key) {
+uint64_t keyed_value(const std::string& text, const char* key) {
   std::string needle = std::string(key) + " ";
   size_t pos = 0;
   while ((pos = text.find(needle, pos)) != std::string::npos) {
@@ -52,13 +52,13 @@ uint64_t KeyedValue(const std::string& text, const char* key) {
 
 }  // namespace
 
-void SetUpCgroupParent() {
+void set_up_cgroup_parent() {
   // The root cgroup may hold processes (the agent) and still delegate controllers.
-  WriteString(std::string(kCgroupRoot) + "/cgroup.subtree_control", "+memory +pids +cpu");
+  write_string(std::string(kCgroupRoot) + "/cgroup.subtree_control", "+memory +pids +cpu");
   if (mkdir(kCgroupParent, 0755) < 0 && errno != EEXIST) {
     KJ_FAIL_SYSCALL("mkdir", errno, kCgroupParent);
   }
-  WriteString(std::string(kCgroupParent) + "/cgroup.subtree_control", "+memory +pids +cpu");
+  write_string(std::string(kCgroupParent) + "/cgroup.subtree_control", "+memory +pids +cpu");
 }
 
 Cgroup::Cgroup(std::string name, const CgroupLimits& limits)
@@ -71,13 +71,13 @@ Cgroup::Cgroup(std::string name, const CgroupLimits& limits)
     KJ_FAIL_SYSCALL("open", err, path_);
   }
   dir_ = kj::AutoCloseFd(fd);
-  WriteFile("memory.max", std::to_string(limits.memory_bytes));
-  WriteFile("pids.max", std::to_string(limits.pids));
+  write_file("memory.max", std::to_string(limits.memory_bytes));
+  write_file("pids.max", std::to_string(limits.pids));
   // On OOM, kill the whole tree, not just the largest process: tmpfs pages in the private
   // /tmp belong to no process, so the pick would otherwise be arbitrary.
-  if (faccessat(dir_.get(), "memory.oom.group", W_OK, 0) == 0) WriteFile("memory.oom.group", "1");
+  if (faccessat(dir_.get(), "memory.oom.group", W_OK, 0) == 0) write_file("memory.oom.group", "1");
   // No swap in wisp guests today; if a rootfs adds some, the limit must still hold.
-  if (faccessat(dir_.get(), "memory.swap.max", W_OK, 0) == 0) WriteFile("memory.swap.max", "0");
+  if (faccessat(dir_.get(), "memory.swap.max", W_OK, 0) == 0) write_file("memory.swap.max", "0");
 }
 
 Cgroup::~Cgroup() {
@@ -101,22 +101,22 @@ Cgroup::~Cgroup() {
   KJ_LOG(WARNING, "could not remove handler cgroup", path_, strerror(errno));
 }
 
-void Cgroup::KillAll() { WriteFile("cgroup.kill", "1"); }
+void Cgroup::kill_all() { write_file("cgroup.kill", "1"); }
 
-CgroupStats Cgroup::ReadStats() const {
+CgroupStats Cgroup::read_stats() const {
   CgroupStats s;
-  std::string peak = ReadFile("memory.peak");
+  std::string peak = read_file("memory.peak");
   if (!peak.empty()) s.peak_memory_bytes = strtoull(peak.c_str(), nullptr, 10);
-  s.cpu_time_ns = KeyedValue(ReadFile("cpu.stat"), "usage_usec") * 1000;
-  s.oom_killed = KeyedValue(ReadFile("memory.events"), "oom_kill") > 0;
-  s.pids_limited = KeyedValue(ReadFile("pids.events"), "max") > 0;
+  s.cpu_time_ns = keyed_value(read_file("cpu.stat"), "usage_usec") * 1000;
+  s.oom_killed = keyed_value(read_file("memory.events"), "oom_kill") > 0;
+  s.pids_limited = keyed_value(read_file("pids.events"), "max") > 0;
   return s;
 }
 
-std::string Cgroup::ReadFile(const char* file) const { return ReadString(path_ + "/" + file); }
+std::string Cgroup::read_file(const char* file) const { return read_string(path_ + "/" + file); }
 
-void Cgroup::WriteFile(const char* file, const std::string& value) const {
-  WriteString(path_ + "/" + file, value);
+void Cgroup::write_file(const char* file, const std::string& value) const {
+  write_string(path_ + "/" + file, value);
 }
 
 }  // namespace wisp::agent

@@ -13,7 +13,7 @@ inline constexpr char kCgroupParent[] = "/sys/fs/cgroup/wisp";
 
 // Enables the memory, pids and cpu controllers for /sys/fs/cgroup/wisp's children and creates
 // that parent. Called once by PID 1 after mounting cgroup2. Throws kj::Exception.
-void SetUpCgroupParent();
+void set_up_cgroup_parent();
 
 struct CgroupLimits {
   uint64_t memory_bytes;  // memory.max (and memory.swap.max = 0)
@@ -37,12 +37,12 @@ class Cgroup {
   // An O_DIRECTORY fd for clone3(CLONE_INTO_CGROUP).
   int dir_fd() const { return dir_.get(); }
   // SIGKILLs every process in the cgroup (cgroup.kill).
-  void KillAll();
-  CgroupStats ReadStats() const;
+  void kill_all();
+  CgroupStats read_stats() const;
 
  private:
-  std::string ReadFile(const char* file) const;
-  void WriteFile(const char* file, const std::string& value) const;
+  std::string read_file(const char* file) const;
+  void write_file(const char* file, const std::string& value) const;
 
   std::string path_;
   kj::AutoCloseFd dir_;

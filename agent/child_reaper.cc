@@ -8,20 +8,20 @@ namespace wisp::agent {
 
 ChildReaper::ChildReaper(kj::UnixEventPort& port) : port_(port) {}
 
-kj::Promise<ExitInfo> ChildReaper::OnExit(pid_t pid) {
+kj::Promise<ExitInfo> ChildReaper::wait_for_exit(pid_t pid) {
   auto paf = kj::newPromiseAndFulfiller<ExitInfo>();
   waiting_[pid] = kj::mv(paf.fulfiller);
   return kj::mv(paf.promise);
 }
 
-kj::Promise<void> ChildReaper::Run() {
+kj::Promise<void> ChildReaper::run() {
   return port_.onSignal(SIGCHLD).then([this](siginfo_t) {
-    ReapAll();
-    return Run();
+    reap_all();
+    return run();
   });
 }
 
-void ChildReaper::ReapAll() {
+void ChildReaper::reap_all() {
   for (;;) {
     ExitInfo info;
     pid_t pid = wait4(-1, &info.wait_status, WNOHANG, &info.usage);

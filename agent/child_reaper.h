@@ -24,13 +24,13 @@ class ChildReaper {
 
   // Resolves when `pid` (a child of this process) has exited and been reaped. Call it right
   // after spawning, before returning to the event loop.
-  kj::Promise<ExitInfo> OnExit(pid_t pid);
+  kj::Promise<ExitInfo> wait_for_exit(pid_t pid);
 
   // Runs forever: on each SIGCHLD, reaps all exited children.
-  kj::Promise<void> Run();
+  kj::Promise<void> run();
 
  private:
-  void ReapAll();
+  void reap_all();
 
   kj::UnixEventPort& port_;
   std::map<pid_t, kj::Own<kj::PromiseFulfiller<ExitInfo>>> waiting_;

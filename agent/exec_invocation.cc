@@ -3,6 +3,8 @@
 #include <kj/debug.h>
 #include <signal.h>
 
+#include "base/clock.h"
+
 namespace wisp::agent {
 namespace {
 
@@ -16,16 +18,17 @@ struct ExecRun {
     // Cancelled (e.g. the host hung up): do not leave the tree running.
     if (!exited && cgroup && pid > 0) {
       kill(pid, SIGKILL);
-      cgroup->KillAll();
-      services.background.add(services.reaper.OnExit(pid).ignoreResult().attach(kj::mv(cgroup)));
+      cgroup->kill_all();
+      services.background.add(
+          services.reaper.wait_for_exit(pid).ignoreResult().attach(kj::mv(cgroup)));
     }
   }
   KJ_DISALLOW_COPY(ExecRun);
 
-  void KillTree() {
+  void kill_tree() {
     if (pid > 0)
       kill(pid, SIGKILL);  // the pid namespace's init: its death takes the namespace with it
-    cgroup->KillAll();
+    cgroup->kill_all();
   }
 
   AgentServices& services;
@@ -46,23 +49,23 @@ struct ExecRun {
 
 }  // namespace
 
-kj::Promise<InvocationResult> RunExecInvocation(AgentServices& services,
-                                                const HandlerConfig& config,
-                                                kj::ArrayPtr<const kj::byte> payload,
-                                                uint64_t timeout_ms) {
+kj::Promise<InvocationResult> run_exec_invocation(AgentServices& services,
+                                                  const HandlerConfig& config,
+                                                  kj::ArrayPtr<const kj::byte> payload,
+                                                  uint64_t timeout_ms) {
   auto run = kj::heap<ExecRun>(services);
   ExecRun* r = run.get();
-  r->start_ns = MonotonicNowNs();
-  r->cgroup = kj::heap<Cgroup>(services.NextCgroupName("exec"), config.cgroup);
-  SandboxedProcess proc = SpawnSandboxed(config.sandbox, r->cgroup->dir_fd());
+  r->start_ns = now_ns();
+  r->cgroup = kj::heap<Cgroup>(services.next_cgroup_name("exec"), config.cgroup);
+  SandboxedProcess proc = spawn_sandboxed(config.sandbox, r->cgroup->dir_fd());
   r->pid = proc.pid;
   auto& io = services.io;
   r->status_stream = io.wrapInputFd(proc.status_fd.release(), kFdFlags);
-  auto exited = services.reaper.OnExit(proc.pid)
+  auto exited = services.reaper.wait_for_exit(proc.pid)
                     .then([r](ExitInfo e) {
                       r->exit = e;
                       r->exited = true;
-                      return ReadHandlerStatus(*r->status_stream);
+                      return read_handler_status(*r->status_stream);
                     })
                     .then([r](kj::Maybe<int> status) { r->handler_status = status; });
 
@@ -78,17 +81,17 @@ kj::Promise<InvocationResult> RunExecInvocation(AgentServices& services,
   r->timeout_task = services.timer.afterDelay(timeout_ms * kj::MILLISECONDS)
                         .then([r]() {
                           r->result.timed_out = true;
-                          r->KillTree();
+                          r->kill_tree();
                         })
                         .eagerlyEvaluate(nullptr);
 
-  auto out = ReadCapped(*r->stdout_stream, r->result.stdout_data, config.max_output_bytes,
-                        /*keep_draining=*/false, [r]() {
-                          r->result.limit_exceeded = "output";
-                          r->KillTree();
-                        });
-  auto err = ReadCapped(*r->stderr_stream, r->result.stderr_data, kStderrCapBytes,
-                        /*keep_draining=*/true, []() {});
+  auto out = read_capped(*r->stdout_stream, r->result.stdout_data, config.max_output_bytes,
+                         /*keep_draining=*/false, [r]() {
+                           r->result.limit_exceeded = "output";
+                           r->kill_tree();
+                         });
+  auto err = read_capped(*r->stderr_stream, r->result.stderr_data, kStderrCapBytes,
+                         /*keep_draining=*/true, []() {});
 
   auto parts = kj::heapArrayBuilder<kj::Promise<void>>(3);
   parts.add(kj::mv(exited));
@@ -99,9 +102,9 @@ kj::Promise<InvocationResult> RunExecInvocation(AgentServices& services,
         r->timeout_task = nullptr;
         r->stdin_task = nullptr;
         r->stdin_stream = nullptr;
-        r->result.duration_ns = MonotonicNowNs() - r->start_ns;
-        ApplyExit(r->exit, r->handler_status, r->result);
-        ApplyStats(r->cgroup->ReadStats(), &r->exit, r->result);
+        r->result.duration_ns = now_ns() - r->start_ns;
+        apply_exit(r->exit, r->handler_status, r->result);
+        apply_stats(r->cgroup->read_stats(), &r->exit, r->result);
         return kj::mv(r->result);
       })
       .attach(kj::mv(run));

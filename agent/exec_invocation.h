@@ -12,9 +12,9 @@ namespace wisp::agent {
 
 // `payload` must stay valid until the returned promise resolves or is dropped. Throws (in the
 // promise) only when the agent cannot start the process at all; handler failures are results.
-kj::Promise<InvocationResult> RunExecInvocation(AgentServices& services,
-                                                const HandlerConfig& config,
-                                                kj::ArrayPtr<const kj::byte> payload,
-                                                uint64_t timeout_ms);
+kj::Promise<InvocationResult> run_exec_invocation(AgentServices& services,
+                                                  const HandlerConfig& config,
+                                                  kj::ArrayPtr<const kj::byte> payload,
+                                                  uint64_t timeout_ms);
 
 }  // namespace wisp::agent

@@ -2,17 +2,10 @@
 
 #include <kj/debug.h>
 #include <sys/wait.h>
-#include <time.h>
 
 namespace wisp::agent {
 
-uint64_t MonotonicNowNs() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
-}
-
-kj::Promise<kj::Maybe<int>> ReadHandlerStatus(kj::AsyncInputStream& status_pipe) {
+kj::Promise<kj::Maybe<int>> read_handler_status(kj::AsyncInputStream& status_pipe) {
   auto buffer = kj::heap<int>(0);
   int* status = buffer.get();
   return status_pipe.tryRead(status, sizeof(int), sizeof(int))
@@ -23,7 +16,8 @@ kj::Promise<kj::Maybe<int>> ReadHandlerStatus(kj::AsyncInputStream& status_pipe)
       .attach(kj::mv(buffer));
 }
 
-void ApplyExit(const ExitInfo& init_exit, kj::Maybe<int> handler_status, InvocationResult& result) {
+void apply_exit(const ExitInfo& init_exit, kj::Maybe<int> handler_status,
+                InvocationResult& result) {
   int wait_status = init_exit.wait_status;
   KJ_IF_MAYBE (s, handler_status) {
     wait_status = *s;
@@ -37,7 +31,7 @@ void ApplyExit(const ExitInfo& init_exit, kj::Maybe<int> handler_status, Invocat
   }
 }
 
-void ApplyStats(const CgroupStats& stats, const ExitInfo* exit, InvocationResult& result) {
+void apply_stats(const CgroupStats& stats, const ExitInfo* exit, InvocationResult& result) {
   result.peak_memory_bytes = stats.peak_memory_bytes;
   result.cpu_time_ns = stats.cpu_time_ns;
   if (exit != nullptr) {

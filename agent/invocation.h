@@ -45,22 +45,20 @@ struct AgentServices {
   uint64_t next_id = 0;
 
   // A fresh cgroup name such as "exec-17".
-  std::string NextCgroupName(const char* kind) {
+  std::string next_cgroup_name(const char* kind) {
     return std::string(kind) + "-" + std::to_string(++next_id);
   }
 };
 
-uint64_t MonotonicNowNs();
-
 // Reads the handler's wait status from the sandbox's status pipe (sandbox.h); nullptr when
 // the handler never started.
-kj::Promise<kj::Maybe<int>> ReadHandlerStatus(kj::AsyncInputStream& status_pipe);
+kj::Promise<kj::Maybe<int>> read_handler_status(kj::AsyncInputStream& status_pipe);
 
 // Fills status/signaled from the handler's wait status, or from the namespace init's exit
 // when there is none (the sandbox failed before the handler ran).
-void ApplyExit(const ExitInfo& init_exit, kj::Maybe<int> handler_status, InvocationResult& result);
+void apply_exit(const ExitInfo& init_exit, kj::Maybe<int> handler_status, InvocationResult& result);
 // Fills memory and CPU figures from the cgroup (falling back to the rusage) and names the
 // limit that ended the run, unless one is already set.
-void ApplyStats(const CgroupStats& stats, const ExitInfo* exit, InvocationResult& result);
+void apply_stats(const CgroupStats& stats, const ExitInfo* exit, InvocationResult& result);
 
 }  // namespace wisp::agent

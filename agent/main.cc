@@ -21,18 +21,18 @@ namespace {
 class LogErrors final : public kj::TaskSet::ErrorHandler {
  public:
   void taskFailed(kj::Exception&& e) override {
-    ConsoleLog("background task failed: %s", e.getDescription().cStr());
+    console_log("background task failed: %s", e.getDescription().cStr());
   }
 };
 
-capnp::ReaderOptions BoundedReaderOptions() {
+capnp::ReaderOptions bounded_reader_options() {
   capnp::ReaderOptions options;
   options.traversalLimitInWords = api::Agent::MAX_MESSAGE_BYTES / sizeof(capnp::word);
   options.nestingLimit = 32;
   return options;
 }
 
-void Serve(AgentTimes& times, bool pid1) {
+void serve(AgentTimes& times, bool pid1) {
   kj::UnixEventPort::captureSignal(SIGCHLD);
   auto io = kj::setupAsyncIo();
   ChildReaper reaper(io.unixEventPort);
@@ -40,10 +40,10 @@ void Serve(AgentTimes& times, bool pid1) {
   kj::TaskSet background(log_errors);
   AgentServices services{*io.lowLevelProvider, io.provider->getTimer(), reaper, background};
 
-  auto listener = ListenVsock(*io.lowLevelProvider, api::Agent::PORT);
+  auto listener = listen_vsock(*io.lowLevelProvider, api::Agent::PORT);
   times.ready_ns = wisp::boot_time_ns();
-  uint64_t handover = pid1 ? InitHandoverNs() : 0;
-  ConsoleLog(
+  uint64_t handover = pid1 ? init_handover_ns() : 0;
+  console_log(
       "ready on vsock port %u: main at %.3f ms, listening at %.3f ms (boottime; mounts %.3f, "
       "cgroups %.3f, event loop + listen %.3f ms)%s%.3f%s",
       api::Agent::PORT, times.started_ns / 1e6, times.ready_ns / 1e6,
@@ -52,13 +52,13 @@ void Serve(AgentTimes& times, bool pid1) {
       handover ? handover / 1e6 : 0.0, handover ? " ms (printk clock)" : "");
 
   capnp::Capability::Client agent = kj::heap<AgentImpl>(services, times, [pid1]() {
-    if (pid1) PowerOff();
+    if (pid1) power_off();
     _exit(0);
   });
-  AgentListener server(kj::mv(listener), kj::mv(agent), BoundedReaderOptions());
-  auto reaping = reaper.Run().eagerlyEvaluate(
-      [](kj::Exception&& e) { ConsoleLog("child reaper failed: %s", e.getDescription().cStr()); });
-  server.Run().wait(io.waitScope);
+  AgentListener server(kj::mv(listener), kj::mv(agent), bounded_reader_options());
+  auto reaping = reaper.run().eagerlyEvaluate(
+      [](kj::Exception&& e) { console_log("child reaper failed: %s", e.getDescription().cStr()); });
+  server.run().wait(io.waitScope);
 }
 
 }  // namespace
@@ -70,20 +70,20 @@ int main() {
   times.started_ns = wisp::boot_time_ns();
   bool pid1 = getpid() == 1;
   signal(SIGPIPE, SIG_IGN);
-  if (pid1) SetUpPid1();
+  if (pid1) set_up_pid1();
   times.mounted_ns = wisp::boot_time_ns();
   try {
-    SetUpCgroupParent();
+    set_up_cgroup_parent();
   } catch (const kj::Exception& e) {
-    ConsoleLog("cgroups unavailable, handlers cannot run: %s", e.getDescription().cStr());
+    console_log("cgroups unavailable, handlers cannot run: %s", e.getDescription().cStr());
   }
   times.cgroups_ns = wisp::boot_time_ns();
   try {
-    Serve(times, pid1);
+    serve(times, pid1);
   } catch (const kj::Exception& e) {
-    ConsoleLog("fatal: %s", e.getDescription().cStr());
+    console_log("fatal: %s", e.getDescription().cStr());
   }
   // PID 1 must not return (the kernel would panic): end the VM instead.
-  if (pid1) PowerOff();
+  if (pid1) power_off();
   return 1;
 }

@@ -18,7 +18,7 @@ struct ReadState {
   kj::Array<kj::byte> buffer = kj::heapArray<kj::byte>(kChunk);
 };
 
-kj::Promise<void> ReadLoop(ReadState& s) {
+kj::Promise<void> read_loop(ReadState& s) {
   return s.in.tryRead(s.buffer.begin(), 1, s.buffer.size())
       .then([&s](size_t n) -> kj::Promise<void> {
         if (n == 0) return kj::READY_NOW;
@@ -30,20 +30,20 @@ kj::Promise<void> ReadLoop(ReadState& s) {
           s.on_overflow();
           if (!s.keep_draining) return kj::READY_NOW;
         }
-        return ReadLoop(s);
+        return read_loop(s);
       });
 }
 
 }  // namespace
 
-kj::Promise<void> ReadCapped(kj::AsyncInputStream& in, CapturedOutput& out, size_t cap,
-                             bool keep_draining, kj::Function<void()> on_overflow) {
+kj::Promise<void> read_capped(kj::AsyncInputStream& in, CapturedOutput& out, size_t cap,
+                              bool keep_draining, kj::Function<void()> on_overflow) {
   auto state = kj::heap<ReadState>(ReadState{in, out, cap, keep_draining, kj::mv(on_overflow)});
-  auto promise = ReadLoop(*state);
+  auto promise = read_loop(*state);
   return promise.attach(kj::mv(state));
 }
 
-kj::Promise<void> ReadExactly(kj::AsyncInputStream& in, void* buffer, size_t size) {
+kj::Promise<void> read_exactly(kj::AsyncInputStream& in, void* buffer, size_t size) {
   if (size == 0) return kj::READY_NOW;
   return in.tryRead(buffer, size, size).then([size](size_t n) {
     KJ_REQUIRE(n == size, "worker closed its stdout mid-frame", n, size);

@@ -19,10 +19,10 @@ struct CapturedOutput {
 // Reads `in` until EOF into `out`, keeping at most `cap` bytes. The first time more arrives,
 // sets out.truncated and calls `on_overflow` once; with `keep_draining` the rest is read and
 // discarded (so the writer never blocks on a full pipe), otherwise reading stops there.
-kj::Promise<void> ReadCapped(kj::AsyncInputStream& in, CapturedOutput& out, size_t cap,
-                             bool keep_draining, kj::Function<void()> on_overflow);
+kj::Promise<void> read_capped(kj::AsyncInputStream& in, CapturedOutput& out, size_t cap,
+                              bool keep_draining, kj::Function<void()> on_overflow);
 
 // Reads exactly `size` bytes; fails with a kj::Exception on early EOF.
-kj::Promise<void> ReadExactly(kj::AsyncInputStream& in, void* buffer, size_t size);
+kj::Promise<void> read_exactly(kj::AsyncInputStream& in, void* buffer, size_t size);
 
 }  // namespace wisp::agent

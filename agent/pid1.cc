@@ -38,7 +38,7 @@ constexpr EarlyMount kEarlyMounts[] = {
     {"cgroup2", "/sys/fs/cgroup", "cgroup2", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr},
 };
 
-void EnsureConsole() {
+void ensure_console() {
   if (fcntl(STDERR_FILENO, F_GETFD) >= 0) return;
   int fd = open("/dev/console", O_RDWR | O_NOCTTY);
   if (fd < 0) return;
@@ -50,23 +50,23 @@ void EnsureConsole() {
 
 }  // namespace
 
-void SetUpPid1() {
+void set_up_pid1() {
   umask(022);
-  MountRootOverlay();
+  mount_root_overlay();
   for (const EarlyMount& m : kEarlyMounts) {
     mkdir(m.target, 0755);
     if (mount(m.source, m.target, m.type, m.flags, m.options) < 0 && errno != EBUSY) {
       // Keep going: a missing /dev/shm is no reason to lose the VM.
-      if (m.target[1] != 'p') EnsureConsole();
-      ConsoleLog("mount %s on %s: %s", m.type, m.target, strerror(errno));
+      if (m.target[1] != 'p') ensure_console();
+      console_log("mount %s on %s: %s", m.type, m.target, strerror(errno));
     }
-    if (strcmp(m.target, "/dev") == 0) EnsureConsole();
+    if (strcmp(m.target, "/dev") == 0) ensure_console();
   }
   setenv("PATH", "/bin:/sbin:/usr/bin:/usr/sbin", 1);
 }
 
-void PowerOff() {
-  ConsoleLog("poweroff");
+void power_off() {
+  console_log("poweroff");
   kill(-1, SIGKILL);
   sync();
   struct stat st;
@@ -76,8 +76,7 @@ void PowerOff() {
   _exit(0);
 }
 
-
-uint64_t InitHandoverNs() {
+uint64_t init_handover_ns() {
   int fd = open("/dev/kmsg", O_RDONLY | O_NONBLOCK | O_CLOEXEC);
   if (fd < 0) return 0;
   char record[2048];
@@ -103,7 +102,7 @@ uint64_t InitHandoverNs() {
   return found;
 }
 
-void ConsoleLog(const char* format, ...) {
+void console_log(const char* format, ...) {
   char line[512];
   int prefix = snprintf(line, sizeof(line), "wisp-agent: ");
   va_list args;

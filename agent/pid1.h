@@ -10,17 +10,17 @@ namespace wisp::agent {
 // (root_overlay.h). Then mounts proc, sysfs, devtmpfs, devpts, tmpfs on /tmp, /run and
 // /dev/shm, and cgroup2; a filesystem already mounted there is fine. Makes sure fds 0-2 are
 // the console.
-void SetUpPid1();
+void set_up_pid1();
 
 // Ends the VM: kills every other process, syncs, then powers off when the guest has ACPI and
 // otherwise reboots, which a microVM VMM (wisp, Firecracker) treats as the VM exiting.
-[[noreturn]] void PowerOff();
+[[noreturn]] void power_off();
 
 // When the kernel printed "Run /init as init process" (or "Run <init=> as init process" for a
 // root filesystem), printk clock, ns since boot, read from /dev/kmsg; 0 if it is not there.
-uint64_t InitHandoverNs();
+uint64_t init_handover_ns();
 
 // Writes "wisp-agent: <message>\n" to the console.
-void ConsoleLog(const char* format, ...) __attribute__((format(printf, 1, 2)));
+void console_log(const char* format, ...) __attribute__((format(printf, 1, 2)));
 
 }  // namespace wisp::agent

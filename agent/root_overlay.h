@@ -14,6 +14,6 @@ namespace wisp::agent {
 // layer). Call first thing as PID 1, before the other mounts (they are made in the new root).
 // Returns true when the root is now the overlay; false when "/" was writable or a step failed
 // (logged on the console; the guest then keeps running on the read-only root).
-bool MountRootOverlay();
+bool mount_root_overlay();
 
 }  // namespace wisp::agent

@@ -40,20 +40,20 @@ struct ChildPlan {
 };
 
 // Child side: report and exit. Only async-signal-safe calls.
-[[noreturn]] void Fail(const char* step, int err, int status = kSandboxSetupFailed) {
+[[noreturn]] void fail(const char* step, int err, int status = kSandboxSetupFailed) {
   const char* msg = strerror(err);
   const char* parts[] = {"wisp-agent sandbox: ", step, ": ", msg, "\n"};
   for (const char* p : parts) (void)!write(STDERR_FILENO, p, strlen(p));
   _exit(status);
 }
 
-void Check(int rc, const char* step) {
-  if (rc < 0) Fail(step, errno);
+void check(int rc, const char* step) {
+  if (rc < 0) fail(step, errno);
 }
 
 // Detaches a mount the agent has there (proc, sysfs, devtmpfs, the agent's /tmp and /run).
-void Detach(const char* path) {
-  if (umount2(path, MNT_DETACH) < 0 && errno != EINVAL && errno != ENOENT) Fail(path, errno);
+void detach(const char* path) {
+  if (umount2(path, MNT_DETACH) < 0 && errno != EINVAL && errno != ENOENT) fail(path, errno);
 }
 
 struct DevNode {
@@ -65,35 +65,35 @@ constexpr DevNode kDevNodes[] = {
     {"/dev/random", 1, 8}, {"/dev/urandom", 1, 9},
 };
 
-void SetUpFilesystem(const ChildPlan& plan) {
-  Check(mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr), "make mounts private");
-  for (const char* path : {"/sys", "/run", "/tmp", "/dev", "/proc"}) Detach(path);
+void set_up_filesystem(const ChildPlan& plan) {
+  check(mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr), "make mounts private");
+  for (const char* path : {"/sys", "/run", "/tmp", "/dev", "/proc"}) detach(path);
   // A /proc for the new pid namespace: the handler sees only its own tree.
-  Check(mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr), "mount /proc");
+  check(mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr), "mount /proc");
   // A minimal /dev: no vsock, no console, no block devices.
-  Check(mount("tmpfs", "/dev", "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=755,size=64k"), "mount /dev");
+  check(mount("tmpfs", "/dev", "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=755,size=64k"), "mount /dev");
   for (const DevNode& n : kDevNodes) {
-    Check(mknod(n.name, S_IFCHR | 0666, makedev(n.major, n.minor)), n.name);
-    Check(chmod(n.name, 0666), n.name);  // mknod honours the umask
+    check(mknod(n.name, S_IFCHR | 0666, makedev(n.major, n.minor)), n.name);
+    check(chmod(n.name, 0666), n.name);  // mknod honours the umask
   }
-  Check(symlink("/proc/self/fd", "/dev/fd"), "/dev/fd");
-  Check(symlink("/proc/self/fd/0", "/dev/stdin"), "/dev/stdin");
-  Check(symlink("/proc/self/fd/1", "/dev/stdout"), "/dev/stdout");
-  Check(symlink("/proc/self/fd/2", "/dev/stderr"), "/dev/stderr");
-  Check(mkdir("/dev/shm", 01777), "/dev/shm");
-  Check(mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=1777,size=16m"),
+  check(symlink("/proc/self/fd", "/dev/fd"), "/dev/fd");
+  check(symlink("/proc/self/fd/0", "/dev/stdin"), "/dev/stdin");
+  check(symlink("/proc/self/fd/1", "/dev/stdout"), "/dev/stdout");
+  check(symlink("/proc/self/fd/2", "/dev/stderr"), "/dev/stderr");
+  check(mkdir("/dev/shm", 01777), "/dev/shm");
+  check(mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=1777,size=16m"),
         "mount /dev/shm");
-  Check(mount(nullptr, "/dev", nullptr, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NOEXEC,
+  check(mount(nullptr, "/dev", nullptr, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NOEXEC,
               nullptr),
         "remount /dev read-only");
   // The scratch dir: a private tmpfs, gone with the mount namespace.
-  Check(mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, plan.tmp_options.c_str()),
+  check(mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, plan.tmp_options.c_str()),
         "mount /tmp");
-  Check(mount(nullptr, "/", nullptr, MS_REMOUNT | MS_BIND | MS_RDONLY, nullptr),
+  check(mount(nullptr, "/", nullptr, MS_REMOUNT | MS_BIND | MS_RDONLY, nullptr),
         "remount / read-only");
 }
 
-void BringUpLoopback() {
+void bring_up_loopback() {
   int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return;
   ifreq ifr{};
@@ -103,43 +103,43 @@ void BringUpLoopback() {
   close(fd);
 }
 
-void SetLimits(const SandboxSpec& spec) {
+void set_limits(const SandboxSpec& spec) {
   rlimit nofile{spec.open_files, spec.open_files};
-  Check(setrlimit(RLIMIT_NOFILE, &nofile), "RLIMIT_NOFILE");
+  check(setrlimit(RLIMIT_NOFILE, &nofile), "RLIMIT_NOFILE");
   rlimit core{0, 0};
-  Check(setrlimit(RLIMIT_CORE, &core), "RLIMIT_CORE");
+  check(setrlimit(RLIMIT_CORE, &core), "RLIMIT_CORE");
   if (spec.cpu_time_ms > 0) {
     rlim_t secs = (spec.cpu_time_ms + 999) / 1000;
     rlimit cpu{secs, secs + 1};  // SIGXCPU at the soft limit, SIGKILL a second later
-    Check(setrlimit(RLIMIT_CPU, &cpu), "RLIMIT_CPU");
+    check(setrlimit(RLIMIT_CPU, &cpu), "RLIMIT_CPU");
   }
 }
 
-void DropPrivileges() {
+void drop_privileges() {
   for (int cap = 0; cap <= CAP_LAST_CAP; ++cap) {
-    if (cap_drop_bound(cap) < 0 && errno != EINVAL) Fail("drop bounding set", errno);
+    if (cap_drop_bound(cap) < 0 && errno != EINVAL) fail("drop bounding set", errno);
   }
-  Check(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs");
-  Check(setgroups(0, nullptr), "setgroups");
-  Check(setresgid(kHandlerGid, kHandlerGid, kHandlerGid), "setresgid");
-  Check(setresuid(kHandlerUid, kHandlerUid, kHandlerUid), "setresuid");
+  check(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs");
+  check(setgroups(0, nullptr), "setgroups");
+  check(setresgid(kHandlerGid, kHandlerGid, kHandlerGid), "setresgid");
+  check(setresuid(kHandlerUid, kHandlerUid, kHandlerUid), "setresuid");
   // setresuid away from 0 already cleared the sets; make it explicit and cover ambient.
   cap_t none = cap_init();
-  if (none == nullptr) Fail("cap_init", errno);
-  Check(cap_set_proc(none), "cap_set_proc");
+  if (none == nullptr) fail("cap_init", errno);
+  check(cap_set_proc(none), "cap_set_proc");
   cap_free(none);
-  Check(cap_reset_ambient(), "cap_reset_ambient");
+  check(cap_reset_ambient(), "cap_reset_ambient");
 }
 
-[[noreturn]] void ExecHandler(const ChildPlan& plan) {
+[[noreturn]] void exec_handler(const ChildPlan& plan) {
   close(plan.status_w);
-  SetLimits(*plan.spec);
-  DropPrivileges();
-  int rc = LoadHandlerSeccompFilter();
-  if (rc < 0) Fail("seccomp", -rc);
+  set_limits(*plan.spec);
+  drop_privileges();
+  int rc = load_handler_seccomp_filter();
+  if (rc < 0) fail("seccomp", -rc);
   environ = const_cast<char**>(plan.envp.data());
   execvp(plan.argv[0], plan.argv.data());
-  Fail(plan.argv[0], errno, kSandboxExecFailed);
+  fail(plan.argv[0], errno, kSandboxExecFailed);
 }
 
 // The pid namespace's init: reaps everything, reports the handler's wait status on the status
@@ -147,13 +147,13 @@ void DropPrivileges() {
 // separate process keeps the handler an ordinary process (signals it sends itself work) and
 // the namespace free of zombies. It runs unprivileged and filtered like the handler, holds no
 // stdio, and as namespace init ignores every signal the handler can send it.
-[[noreturn]] void RunNamespaceInit(const ChildPlan& plan, pid_t handler) {
+[[noreturn]] void run_namespace_init(const ChildPlan& plan, pid_t handler) {
   prctl(PR_SET_NAME, "wisp-ns-init", 0, 0, 0);
   int null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
   for (int fd = 0; fd <= 2; ++fd) dup2(null_fd, fd);
   close(null_fd);
-  DropPrivileges();
-  int rc = LoadHandlerSeccompFilter();
+  drop_privileges();
+  int rc = load_handler_seccomp_filter();
   if (rc < 0) _exit(kSandboxSetupFailed);
   for (;;) {
     int status;
@@ -167,7 +167,7 @@ void DropPrivileges() {
   }
 }
 
-[[noreturn]] void RunChild(ChildPlan& plan) {
+[[noreturn]] void run_child(ChildPlan& plan) {
   // The agent blocks the signals KJ captures and ignores SIGPIPE; the handler gets defaults.
   sigset_t none;
   sigemptyset(&none);
@@ -179,24 +179,24 @@ void DropPrivileges() {
     _exit(kSandboxSetupFailed);
   }
   int status_fd = plan.status_w;
-  Check(dup2(status_fd, 3), "dup2 status");
+  check(dup2(status_fd, 3), "dup2 status");
   plan.status_w = 3;
-  Check(static_cast<int>(syscall(SYS_close_range, 4, ~0U, 0)), "close_range");
-  Check(fcntl(3, F_SETFD, FD_CLOEXEC), "status fd");
-  Check(setsid(), "setsid");
+  check(static_cast<int>(syscall(SYS_close_range, 4, ~0U, 0)), "close_range");
+  check(fcntl(3, F_SETFD, FD_CLOEXEC), "status fd");
+  check(setsid(), "setsid");
 
-  SetUpFilesystem(plan);
-  Check(sethostname("sandbox", 7), "sethostname");
-  if (!plan.spec->network) BringUpLoopback();
-  Check(chdir("/tmp"), "chdir /tmp");
+  set_up_filesystem(plan);
+  check(sethostname("sandbox", 7), "sethostname");
+  if (!plan.spec->network) bring_up_loopback();
+  check(chdir("/tmp"), "chdir /tmp");
 
   pid_t handler = fork();
-  if (handler < 0) Fail("fork handler", errno);
-  if (handler == 0) ExecHandler(plan);
-  RunNamespaceInit(plan, handler);
+  if (handler < 0) fail("fork handler", errno);
+  if (handler == 0) exec_handler(plan);
+  run_namespace_init(plan, handler);
 }
 
-bool HasEnv(const std::vector<std::string>& env, const char* key) {
+bool has_env(const std::vector<std::string>& env, const char* key) {
   size_t n = strlen(key);
   for (const auto& e : env) {
     if (e.size() > n && e.compare(0, n, key) == 0 && e[n] == '=') return true;
@@ -208,7 +208,7 @@ struct Pipe {
   kj::AutoCloseFd read_end, write_end;
 };
 
-Pipe MakePipe() {
+Pipe make_pipe() {
   int fds[2];
   KJ_SYSCALL(pipe2(fds, O_CLOEXEC));
   return Pipe{kj::AutoCloseFd(fds[0]), kj::AutoCloseFd(fds[1])};
@@ -216,20 +216,20 @@ Pipe MakePipe() {
 
 }  // namespace
 
-SandboxedProcess SpawnSandboxed(const SandboxSpec& spec, int cgroup_fd) {
+SandboxedProcess spawn_sandboxed(const SandboxSpec& spec, int cgroup_fd) {
   KJ_REQUIRE(!spec.argv.empty(), "handler argv is empty");
   ChildPlan plan;
   plan.spec = &spec;
   for (const auto& a : spec.argv) plan.argv.push_back(const_cast<char*>(a.c_str()));
   plan.argv.push_back(nullptr);
   plan.env_storage = spec.env;
-  if (!HasEnv(spec.env, "PATH")) plan.env_storage.push_back("PATH=/bin:/usr/bin:/sbin:/usr/sbin");
-  if (!HasEnv(spec.env, "HOME")) plan.env_storage.push_back("HOME=/tmp");
+  if (!has_env(spec.env, "PATH")) plan.env_storage.push_back("PATH=/bin:/usr/bin:/sbin:/usr/sbin");
+  if (!has_env(spec.env, "HOME")) plan.env_storage.push_back("HOME=/tmp");
   for (auto& e : plan.env_storage) plan.envp.push_back(e.data());
   plan.envp.push_back(nullptr);
   plan.tmp_options = "mode=1777,size=" + std::to_string(spec.scratch_bytes);
 
-  Pipe in = MakePipe(), out = MakePipe(), err = MakePipe(), status = MakePipe();
+  Pipe in = make_pipe(), out = make_pipe(), err = make_pipe(), status = make_pipe();
   (void)fcntl(in.write_end.get(), F_SETPIPE_SZ, kPipeBytes);
   (void)fcntl(out.write_end.get(), F_SETPIPE_SZ, kPipeBytes);
   plan.stdin_r = in.read_end.get();
@@ -245,7 +245,7 @@ SandboxedProcess SpawnSandboxed(const SandboxSpec& spec, int cgroup_fd) {
   args.cgroup = static_cast<uint64_t>(cgroup_fd);
   long pid = syscall(SYS_clone3, &args, sizeof(args));
   if (pid < 0) KJ_FAIL_SYSCALL("clone3 (handler sandbox)", errno);
-  if (pid == 0) RunChild(plan);
+  if (pid == 0) run_child(plan);
 
   SandboxedProcess p;
   p.pid = static_cast<pid_t>(pid);

@@ -46,6 +46,6 @@ struct SandboxedProcess {
 
 // Spawns the process in the cgroup open as `cgroup_fd`. Throws kj::Exception when the agent
 // itself cannot create it (pipes, clone3).
-SandboxedProcess SpawnSandboxed(const SandboxSpec& spec, int cgroup_fd);
+SandboxedProcess spawn_sandboxed(const SandboxSpec& spec, int cgroup_fd);
 
 }  // namespace wisp::agent

@@ -67,9 +67,9 @@ constexpr std::array kDenied = {
 
 }  // namespace
 
-std::span<const DeniedSyscall> DeniedSyscalls() { return kDenied; }
+std::span<const DeniedSyscall> denied_syscalls() { return kDenied; }
 
-int LoadHandlerSeccompFilter() {
+int load_handler_seccomp_filter() {
   scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
   if (ctx == nullptr) return -ENOMEM;
   int rc = 0;

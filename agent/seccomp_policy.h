@@ -13,12 +13,12 @@ struct DeniedSyscall {
 };
 
 // Syscalls denied outright with EPERM.
-std::span<const DeniedSyscall> DeniedSyscalls();
+std::span<const DeniedSyscall> denied_syscalls();
 
 // Builds the filter (deny list plus argument rules: no AF_VSOCK sockets, no new user
 // namespaces through clone, clone3 answered ENOSYS so libc falls back to clone) and loads it
 // into the calling thread. Needs no_new_privs (or CAP_SYS_ADMIN). Returns 0 or -errno; it
 // runs in a freshly cloned child, so it neither throws nor logs.
-int LoadHandlerSeccompFilter();
+int load_handler_seccomp_filter();
 
 }  // namespace wisp::agent

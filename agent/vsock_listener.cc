@@ -25,7 +25,7 @@ struct Session {
 
 }  // namespace
 
-kj::Own<kj::ConnectionReceiver> ListenVsock(kj::LowLevelAsyncIoProvider& io, uint32_t port) {
+kj::Own<kj::ConnectionReceiver> listen_vsock(kj::LowLevelAsyncIoProvider& io, uint32_t port) {
   int fd;
   KJ_SYSCALL(fd = socket(AF_VSOCK, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), "vsock");
   kj::AutoCloseFd owned(fd);
@@ -47,18 +47,18 @@ AgentListener::AgentListener(kj::Own<kj::ConnectionReceiver> listener,
       options_(options),
       tasks_(*this) {}
 
-kj::Promise<void> AgentListener::Run() {
+kj::Promise<void> AgentListener::run() {
   return listener_->accept().then([this](kj::Own<kj::AsyncIoStream> stream) {
     if (sessions_ >= kMaxSessions) {
       KJ_LOG(WARNING, "too many agent connections; refusing one");
-      return Run();  // dropping `stream` closes it
+      return run();  // dropping `stream` closes it
     }
     ++sessions_;
     auto session = kj::heap<Session>(kj::mv(stream), bootstrap_, options_);
     tasks_.add(session->network.onDisconnect().attach(kj::mv(session)).attach(kj::defer([this]() {
       --sessions_;
     })));
-    return Run();
+    return run();
   });
 }
 

@@ -12,7 +12,7 @@
 namespace wisp::agent {
 
 // Creates, binds and listens on an AF_VSOCK stream socket (any CID). Throws kj::Exception.
-kj::Own<kj::ConnectionReceiver> ListenVsock(kj::LowLevelAsyncIoProvider& io, uint32_t port);
+kj::Own<kj::ConnectionReceiver> listen_vsock(kj::LowLevelAsyncIoProvider& io, uint32_t port);
 
 inline constexpr int kMaxSessions = 16;
 
@@ -23,7 +23,7 @@ class AgentListener final : private kj::TaskSet::ErrorHandler {
   KJ_DISALLOW_COPY(AgentListener);
 
   // Accepts forever. `options` bounds every incoming message.
-  kj::Promise<void> Run();
+  kj::Promise<void> run();
 
  private:
   void taskFailed(kj::Exception&& exception) override;

@@ -6,6 +6,7 @@
 #include <algorithm>
 
 #include "agent/worker_frame.h"
+#include "base/clock.h"
 
 namespace wisp::agent {
 namespace {
@@ -26,16 +27,16 @@ struct Worker::Call {
 
 Worker::Worker(AgentServices& services, HandlerConfig config)
     : services_(services), config_(kj::mv(config)), exited_(nullptr) {
-  cgroup_ = kj::heap<Cgroup>(services_.NextCgroupName("worker"), config_.cgroup);
-  SandboxedProcess proc = SpawnSandboxed(config_.sandbox, cgroup_->dir_fd());
+  cgroup_ = kj::heap<Cgroup>(services_.next_cgroup_name("worker"), config_.cgroup);
+  SandboxedProcess proc = spawn_sandboxed(config_.sandbox, cgroup_->dir_fd());
   pid_ = proc.pid;
   exit_ = kj::refcounted<ExitState>();
   exit_->status_pipe = services_.io.wrapInputFd(proc.status_fd.release(), kFdFlags);
-  exited_ = services_.reaper.OnExit(pid_)
+  exited_ = services_.reaper.wait_for_exit(pid_)
                 .then([state = kj::addRef(*exit_)](ExitInfo e) mutable {
                   state->exit = e;
                   state->alive = false;
-                  return ReadHandlerStatus(*state->status_pipe)
+                  return read_handler_status(*state->status_pipe)
                       .then([state = kj::mv(state)](kj::Maybe<int> status) mutable {
                         state->handler_status = status;
                       });
@@ -45,21 +46,21 @@ Worker::Worker(AgentServices& services, HandlerConfig config)
   stdout_ = services_.io.wrapInputFd(proc.stdout_fd.release(), kFdFlags);
   stderr_ = services_.io.wrapInputFd(proc.stderr_fd.release(), kFdFlags);
   stderr_buffer_ = kj::heapArray<kj::byte>(64 * 1024);
-  stderr_task_ = PumpStderr().eagerlyEvaluate([](kj::Exception&&) {});
+  stderr_task_ = pump_stderr().eagerlyEvaluate([](kj::Exception&&) {});
 }
 
 Worker::~Worker() {
-  Kill();
+  kill_tree();
   // The cgroup can go once the process is reaped; that may be after this object is gone.
   services_.background.add(exited_.addBranch().attach(kj::mv(cgroup_)));
 }
 
-void Worker::Kill() {
+void Worker::kill_tree() {
   if (exit_->alive && pid_ > 0) kill(pid_, SIGKILL);
-  if (cgroup_) cgroup_->KillAll();
+  if (cgroup_) cgroup_->kill_all();
 }
 
-kj::Promise<void> Worker::PumpStderr() {
+kj::Promise<void> Worker::pump_stderr() {
   return stderr_->tryRead(stderr_buffer_.begin(), 1, stderr_buffer_.size())
       .then([this](size_t n) -> kj::Promise<void> {
         if (n == 0) return kj::READY_NOW;
@@ -70,11 +71,11 @@ kj::Promise<void> Worker::PumpStderr() {
           out.data.append(reinterpret_cast<const char*>(stderr_buffer_.begin()), keep);
           if (keep < n) out.truncated = true;
         }
-        return PumpStderr();
+        return pump_stderr();
       });
 }
 
-kj::Promise<InvocationResult> Worker::Invoke(kj::ArrayPtr<const kj::byte> payload,
+kj::Promise<InvocationResult> Worker::invoke(kj::ArrayPtr<const kj::byte> payload,
                                              uint64_t timeout_ms) {
   auto done = kj::newPromiseAndFulfiller<void>();
   auto previous = kj::mv(queue_tail_);
@@ -84,14 +85,14 @@ kj::Promise<InvocationResult> Worker::Invoke(kj::ArrayPtr<const kj::byte> payloa
     call_stderr_ = nullptr;
     if (in_call_) {  // cancelled mid-exchange: the frames are out of step for good
       in_call_ = false;
-      Kill();
+      kill_tree();
     }
     f->fulfill();
   });
   return previous
       .then([this, payload, timeout_ms]() {
         in_call_ = true;
-        return InvokeNow(payload, timeout_ms);
+        return invoke_now(payload, timeout_ms);
       })
       .then([this](InvocationResult r) {
         in_call_ = false;
@@ -101,18 +102,18 @@ kj::Promise<InvocationResult> Worker::Invoke(kj::ArrayPtr<const kj::byte> payloa
       .attach(kj::addRef(*this));  // outermost: released after `release` ran
 }
 
-kj::Promise<InvocationResult> Worker::InvokeNow(kj::ArrayPtr<const kj::byte> payload,
-                                                uint64_t timeout_ms) {
+kj::Promise<InvocationResult> Worker::invoke_now(kj::ArrayPtr<const kj::byte> payload,
+                                                 uint64_t timeout_ms) {
   auto call = kj::heap<Call>();
   call->payload = payload;
-  call->start_ns = MonotonicNowNs();
-  call->cpu_start_ns = cgroup_->ReadStats().cpu_time_ns;
-  if (!exit_->alive) return FailCall(kj::mv(call), "worker " + config_.name + " is not running");
-  if (payload.size() > UINT32_MAX) return FailCall(kj::mv(call), "payload too large for a frame");
+  call->start_ns = now_ns();
+  call->cpu_start_ns = cgroup_->read_stats().cpu_time_ns;
+  if (!exit_->alive) return fail_call(kj::mv(call), "worker " + config_.name + " is not running");
+  if (payload.size() > UINT32_MAX) return fail_call(kj::mv(call), "payload too large for a frame");
   call_stderr_ = &call->result.stderr_data;
 
   Call* c = call.get();
-  auto exchange = ExchangeFrames(*c).then(
+  auto exchange = exchange_frames(*c).then(
       []() { return kj::Maybe<std::string>(nullptr); },
       [](kj::Exception&& e) {
         return kj::Maybe<std::string>(std::string(e.getDescription().cStr()));
@@ -125,29 +126,29 @@ kj::Promise<InvocationResult> Worker::InvokeNow(kj::ArrayPtr<const kj::byte> pay
       .then([this, call = kj::mv(call)](
                 kj::Maybe<std::string> failure) mutable -> kj::Promise<InvocationResult> {
         KJ_IF_MAYBE (message, failure) {
-          return FailCall(kj::mv(call), kj::mv(*message));
+          return fail_call(kj::mv(call), kj::mv(*message));
         }
         call_stderr_ = nullptr;
         Call& c = *call;
-        c.result.duration_ns = MonotonicNowNs() - c.start_ns;
-        CgroupStats stats = cgroup_->ReadStats();
+        c.result.duration_ns = now_ns() - c.start_ns;
+        CgroupStats stats = cgroup_->read_stats();
         stats.cpu_time_ns -= std::min(stats.cpu_time_ns, c.cpu_start_ns);
-        ApplyStats(stats, nullptr, c.result);
+        apply_stats(stats, nullptr, c.result);
         return kj::mv(c.result);
       });
 }
 
-kj::Promise<void> Worker::ExchangeFrames(Call& c) {
-  c.request_header = EncodeRequestHeader(static_cast<uint32_t>(c.payload.size()));
+kj::Promise<void> Worker::exchange_frames(Call& c) {
+  c.request_header = encode_request_header(static_cast<uint32_t>(c.payload.size()));
   auto header = kj::arrayPtr(reinterpret_cast<const kj::byte*>(c.request_header.data()),
                              c.request_header.size());
   return stdin_->write(header.begin(), header.size())
       .then([this, &c]() { return stdin_->write(c.payload.begin(), c.payload.size()); })
       .then([this, &c]() {
-        return ReadExactly(*stdout_, c.response_header.data(), c.response_header.size());
+        return read_exactly(*stdout_, c.response_header.data(), c.response_header.size());
       })
       .then([this, &c]() -> kj::Promise<void> {
-        ResponseHeader h = DecodeResponseHeader(c.response_header);
+        ResponseHeader h = decode_response_header(c.response_header);
         c.result.status = h.status;
         if (h.length > config_.max_output_bytes) {
           c.result.limit_exceeded = "output";
@@ -155,22 +156,22 @@ kj::Promise<void> Worker::ExchangeFrames(Call& c) {
           return KJ_EXCEPTION(FAILED, "worker result exceeds maxOutputBytes", h.length);
         }
         c.result.stdout_data.data.resize(h.length);
-        return ReadExactly(*stdout_, c.result.stdout_data.data.data(), h.length);
+        return read_exactly(*stdout_, c.result.stdout_data.data.data(), h.length);
       });
 }
 
-kj::Promise<InvocationResult> Worker::FailCall(kj::Own<Call> call, std::string error) {
-  Kill();
+kj::Promise<InvocationResult> Worker::fail_call(kj::Own<Call> call, std::string error) {
+  kill_tree();
   return exited_.addBranch().then([this, call = kj::mv(call), error = kj::mv(error)]() mutable {
     call_stderr_ = nullptr;
     InvocationResult& r = call->result;
     r.error = kj::mv(error);
     r.stdout_data.data.clear();
-    r.duration_ns = MonotonicNowNs() - call->start_ns;
-    ApplyExit(exit_->exit, exit_->handler_status, r);
-    CgroupStats stats = cgroup_->ReadStats();
+    r.duration_ns = now_ns() - call->start_ns;
+    apply_exit(exit_->exit, exit_->handler_status, r);
+    CgroupStats stats = cgroup_->read_stats();
     stats.cpu_time_ns -= std::min(stats.cpu_time_ns, call->cpu_start_ns);
-    ApplyStats(stats, &exit_->exit, r);
+    apply_stats(stats, &exit_->exit, r);
     return kj::mv(r);
   });
 }

@@ -22,21 +22,21 @@ class Worker final : public kj::Refcounted {
   const HandlerConfig& config() const { return config_; }
   bool alive() const { return exit_->alive; }
   // Kills the process; pending and later calls fail with an error.
-  void Stop() { Kill(); }
+  void stop() { kill_tree(); }
 
   // Queues one call. `payload` must stay valid until the promise resolves or is dropped. The
   // promise holds a reference, so stopWorker during a call is safe (the call fails).
-  kj::Promise<InvocationResult> Invoke(kj::ArrayPtr<const kj::byte> payload, uint64_t timeout_ms);
+  kj::Promise<InvocationResult> invoke(kj::ArrayPtr<const kj::byte> payload, uint64_t timeout_ms);
 
  private:
   struct Call;
-  kj::Promise<InvocationResult> InvokeNow(kj::ArrayPtr<const kj::byte> payload,
-                                          uint64_t timeout_ms);
-  kj::Promise<void> ExchangeFrames(Call& call);
+  kj::Promise<InvocationResult> invoke_now(kj::ArrayPtr<const kj::byte> payload,
+                                           uint64_t timeout_ms);
+  kj::Promise<void> exchange_frames(Call& call);
   // Kills the tree, waits for the exit, and finishes `call` as a failure with `error`.
-  kj::Promise<InvocationResult> FailCall(kj::Own<Call> call, std::string error);
-  kj::Promise<void> PumpStderr();
-  void Kill();
+  kj::Promise<InvocationResult> fail_call(kj::Own<Call> call, std::string error);
+  kj::Promise<void> pump_stderr();
+  void kill_tree();
 
   AgentServices& services_;
   HandlerConfig config_;

@@ -15,16 +15,16 @@ inline constexpr size_t kResponseHeaderBytes = 5;
 // Status 0 means success; anything else is the handler's own error code.
 inline constexpr uint8_t kWorkerStatusOk = 0;
 
-std::array<uint8_t, kRequestHeaderBytes> EncodeRequestHeader(uint32_t payload_length);
+std::array<uint8_t, kRequestHeaderBytes> encode_request_header(uint32_t payload_length);
 
 struct ResponseHeader {
   uint32_t length;
   uint8_t status;
 };
-ResponseHeader DecodeResponseHeader(const std::array<uint8_t, kResponseHeaderBytes>& bytes);
+ResponseHeader decode_response_header(const std::array<uint8_t, kResponseHeaderBytes>& bytes);
 
 // The other directions, for workers written in C++ and for tests.
-std::array<uint8_t, kResponseHeaderBytes> EncodeResponseHeader(ResponseHeader header);
-uint32_t DecodeRequestHeader(const std::array<uint8_t, kRequestHeaderBytes>& bytes);
+std::array<uint8_t, kResponseHeaderBytes> encode_response_header(ResponseHeader header);
+uint32_t decode_request_header(const std::array<uint8_t, kRequestHeaderBytes>& bytes);
 
 }  // namespace wisp::agent

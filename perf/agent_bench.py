@@ -17,7 +17,6 @@ Round trips are measured by `wisp exec --attach --repeat N --timings` (client-si
 Writes JSON and names the environment (hardware KVM or the nested testbed).
 """
 import argparse
-import json
 import os
 import re
 import subprocess
@@ -26,16 +25,13 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from vmrun import environment_name, json_lines, pct, summarize  # noqa: E402
+from vmrun import environment_name, json_lines, summarize, write_json  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # An empty warm worker in busybox sh with no fork per call: `read -n 5` consumes one frame
 # (u32 LE length 4, skipped NULs, 4 payload bytes), printf answers length 0, status 0.
 EMPTY_WORKER = r"while read -r -n 5 x; do printf '\0\0\0\0\0'; done"
 WORKER_PAYLOAD = b"ping"
-
-
-
 
 
 def agent_console_line(console):
@@ -148,9 +144,7 @@ def main():
               "agent_console_line": next((c["agent_console_line"] for c in cold
                                           if c["agent_console_line"]), None),
               "summary": summary, "samples": {"cold": cold, "rtt_us": rtt}}
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(report, f, indent=2)
+    write_json(args.out, report)
 
     print(f"\nagent on {env}")
     print(f"  cold `wisp exec -- true`, median (p90) of {args.runs} runs")

@@ -6,7 +6,6 @@ The image (random data, in tmpfs so both VMMs read from memory) is read inside t
 the elapsed time with its own clock. Runs interleaved, medians and the ratio, JSON out.
 """
 import argparse
-import json
 import os
 import re
 import statistics
@@ -14,10 +13,10 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from vmrun import environment_name, run_vm  # noqa: E402
+from vmrun import environment_name, qemu_microvm_argv, run_vm, write_json  # noqa: E402
+from wisp_cli import BOOT_MARKER  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MARKER = "wisp-guest: init ready"
 # Guest side: time the read with the guest's monotonic clock (busybox date has no %N; use
 # /proc/uptime, 10 ms resolution, fine for reads of hundreds of MiB).
 GUEST_CMD = ("read a _ < /proc/uptime; dd if=/dev/vda of=/dev/null bs=1M iflag=direct "
@@ -51,23 +50,19 @@ def main():
     wisp_argv = [args.wisp, "run", "--kernel", args.kernel, "--initrd", args.initrd,
                  "--mem", "256", "--drive", image + ",ro", "--no-rng", "--raw-cmdline",
                  "--cmdline", base]
-    # acpi=off: QEMU then lists its virtio-mmio devices on the kernel command line, which is
-    # how wisp's guest kernel (no ACPI) finds them, as it does under wisp.
-    qemu_argv = [args.qemu, "-M", "microvm,x-option-roms=off,isa-serial=on,acpi=off",
-                 "-enable-kvm",
-                 "-cpu", "host", "-m", "256", "-smp", "1", "-nodefaults", "-no-user-config",
-                 "-display", "none", "-serial", "stdio", "-no-reboot",
-                 "-kernel", args.kernel, "-initrd", args.initrd,
-                 "-drive", f"file={image},if=none,id=d0,format=raw,readonly=on",
-                 "-device", "virtio-blk-device,drive=d0",
-                 "-append", base]
+    # acpi=False: wisp's guest kernel (no ACPI) finds QEMU's devices on its command line.
+    qemu_argv = qemu_microvm_argv(args.qemu, args.kernel, 256, acpi=False) + [
+        "-initrd", args.initrd,
+        "-drive", f"file={image},if=none,id=d0,format=raw,readonly=on",
+        "-device", "virtio-blk-device,drive=d0",
+        "-append", base]
     env = environment_name()
     print(f"blk_bench: {args.runs} runs each, {args.size_mib} MiB image, on {env}", file=sys.stderr)
     results = {"wisp": [], "qemu": []}
     try:
         for i in range(args.runs):
             for name, argv in (("wisp", wisp_argv), ("qemu", qemu_argv)):
-                r = run_vm(argv, MARKER, timeout=600)
+                r = run_vm(argv, BOOT_MARKER, timeout=600)
                 secs = parse_seconds(r["stdout"])
                 if r["rc"] != 0 or not secs:
                     print(f"blk_bench: {name} run {i} failed (rc={r['rc']}):\n"
@@ -85,9 +80,7 @@ def main():
     report = {"benchmark": "blk_seq_read", "environment": env, "runs": args.runs,
               "image_mib": args.size_mib, "median_mib_s": med, "ratio_wisp_over_qemu": ratio,
               "samples_mib_s": results}
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(report, f, indent=2)
+    write_json(args.out, report)
     print(f"\nvirtio-blk sequential read (dd bs=1M iflag=direct, {args.size_mib} MiB) on {env}")
     print(f"  wisp {med['wisp']:.1f} MiB/s, qemu microvm {med['qemu']:.1f} MiB/s, "
           f"ratio wisp/qemu {ratio:.2f}x (median of {args.runs})")

@@ -7,33 +7,14 @@ VMM's exit after the guest resets. Reports medians, p90, the ratio wisp/QEMU, wi
 "process start -> first KVM_RUN", and each VMM's RSS without guest memory. Writes JSON.
 """
 import argparse
-import json
 import os
-import statistics
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from vmrun import environment_name, pct, run_vm  # noqa: E402
+from vmrun import environment_name, qemu_microvm_argv, summarize, write_json  # noqa: E402
+from wisp_cli import BenchError, boot, boot_argv  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MARKER = "wisp-guest: init ready"
-
-
-def wisp_cmdline(wisp):
-    """wisp's own default microVM parameters, so QEMU's guest gets exactly the same line."""
-    import subprocess
-    helptext = subprocess.run([wisp, "run", "--help"], capture_output=True, text=True).stdout
-    start = helptext.index('"', helptext.index("--cmdline STR")) + 1
-    return helptext[start:helptext.index('"', start)]
-
-
-
-def summarize(samples, key):
-    vals = [s[key] for s in samples if s.get(key) is not None]
-    if not vals:
-        return None
-    return {"median": statistics.median(vals), "p90": pct(vals, 90), "min": min(vals),
-            "max": max(vals), "n": len(vals)}
 
 
 def main():
@@ -48,16 +29,11 @@ def main():
     ap.add_argument("--out", default=os.path.join(ROOT, "build/perf/boot.json"))
     args = ap.parse_args()
 
-    # reboot=t (triple fault): QEMU's microvm has no i8042, so reboot=k would spin there.
-    cmdline = (wisp_cmdline(args.wisp).replace("reboot=k", "reboot=t") +
-               " quiet wisp_action=reboot")
-    wisp_argv = [args.wisp, "run", "--kernel", args.kernel, "--initrd", args.initrd,
-                 "--mem", str(args.mem), "--vcpus", str(args.vcpus), "--raw-cmdline",
-                 "--cmdline", cmdline, "--timings"]
-    qemu_argv = [args.qemu, "-M", "microvm,x-option-roms=off,isa-serial=on", "-enable-kvm",
-                 "-cpu", "host", "-m", str(args.mem), "-smp", str(args.vcpus), "-nodefaults",
-                 "-no-user-config", "-display", "none", "-serial", "stdio", "-no-reboot",
-                 "-kernel", args.kernel, "-initrd", args.initrd, "-append", cmdline]
+    # Both VMMs boot the guest with the same kernel line: wisp's own.
+    wisp_argv = boot_argv(args.wisp, args.kernel, args.initrd, args.mem, args.vcpus)
+    cmdline = wisp_argv[wisp_argv.index("--cmdline") + 1]
+    qemu_argv = qemu_microvm_argv(args.qemu, args.kernel, args.mem, args.vcpus) + [
+        "-initrd", args.initrd, "-append", cmdline]
 
     env = environment_name()
     print(f"boot_bench: {args.runs} runs each, {args.mem} MiB, {args.vcpus} vCPU, on {env}",
@@ -65,22 +41,15 @@ def main():
     results = {"wisp": [], "qemu": []}
     for i in range(args.runs):
         for name, argv in (("wisp", wisp_argv), ("qemu", qemu_argv)):
-            r = run_vm(argv, MARKER, timeout=300)
-            if r["rc"] != 0 or r["marker_ms"] is None:
-                print(f"boot_bench: {name} run {i} failed (rc={r['rc']}):\n{r['stdout'][-2000:]}"
-                      f"\n{r['stderr'][-2000:]}", file=sys.stderr)
+            try:
+                results[name].append(boot(argv, f"{name} run {i}"))
+            except BenchError as e:
+                print(f"boot_bench: {e}", file=sys.stderr)
                 return 1
-            sample = {"marker_ms": r["marker_ms"], "exit_ms": r["exit_ms"],
-                      "own_rss_kib": r["own_rss_kib"], "rss_kib": r["rss_kib"]}
-            if name == "wisp":
-                timings = [l for l in r["stderr"].splitlines() if l.startswith("{")]
-                if timings:
-                    sample["first_kvm_run_ms"] = json.loads(timings[-1])["first_kvm_run_ms"]
-            results[name].append(sample)
         print(f"  run {i + 1}/{args.runs}: wisp {results['wisp'][-1]['marker_ms']:.0f} ms, "
               f"qemu {results['qemu'][-1]['marker_ms']:.0f} ms to init", file=sys.stderr)
 
-    summary = {name: {k: summarize(s, k) for k in
+    summary = {name: {k: summarize([sample.get(k) for sample in s]) for k in
                       ("marker_ms", "exit_ms", "own_rss_kib", "first_kvm_run_ms")}
                for name, s in results.items()}
     w, q = summary["wisp"], summary["qemu"]
@@ -92,9 +61,7 @@ def main():
               "ratio_wisp_over_qemu": {"boot_to_init_marker": ratio_marker,
                                        "boot_to_exit": ratio_exit},
               "samples": results}
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(report, f, indent=2)
+    write_json(args.out, report)
 
     def fmt(s, unit="ms"):
         return f"{s['median']:8.1f} {unit} (p90 {s['p90']:.1f})" if s else "     n/a"

@@ -36,7 +36,10 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from vmrun import environment_name, json_lines, pct, summarize  # noqa: E402
+from vmrun import (environment_name, json_lines, log, qemu_microvm_argv, stage,  # noqa: E402
+                   summarize, write_json)
+from wisp_cli import (BenchError, check_result, disk_bytes, invoke, peer_cmdline,  # noqa: E402
+                      run, template_create)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ROOTFS_ARGS = "root=/dev/vda ro rootfstype=ext4 init=/usr/sbin/wisp-agent"  # cli/rootfs_boot.h
@@ -53,48 +56,9 @@ HANDLERS = {
 }
 
 
-class BenchError(Exception):
-    pass
-
-
-def log(msg):
-    print(msg, file=sys.stderr, flush=True)
-
-
-
-
-
-def run(argv, payload=b"", timeout=600, env=None, what=None):
-    p = subprocess.run(argv, input=payload, capture_output=True, timeout=timeout, env=env)
-    if p.returncode != 0:
-        raise BenchError(f"{what or shlex.join(argv)} failed (rc={p.returncode}):\n"
-                         f"{p.stderr.decode(errors='replace')[-3000:]}")
-    return p
-
-
-def check_result(what, out, expect):
-    if out != expect:
-        raise BenchError(f"{what}: the handler answered {out[:200]!r}, expected {expect!r}")
-
-
-def disk_bytes(path):
-    """Bytes a file or directory tree occupies on disk (sparse holes excluded)."""
-    if os.path.isfile(path):
-        return os.stat(path).st_blocks * 512
-    total = 0
-    for d, _, files in os.walk(path):
-        for f in files:
-            total += os.lstat(os.path.join(d, f)).st_blocks * 512
-    return total
-
-
 def wisp_cmdline(wisp, rootfs):
-    """wisp's default kernel line (from `wisp run --help`), so QEMU's guest gets the same one."""
-    text = subprocess.run([wisp, "run", "--help"], capture_output=True, text=True).stdout
-    start = text.index('"', text.index("--cmdline STR")) + 1
-    line = text[start:text.index('"', start)]
-    # reboot=t (triple fault): QEMU's microvm has no i8042, so reboot=k would spin there.
-    line = line.replace("reboot=k", "reboot=t") + " quiet"
+    """wisp's default kernel line, so QEMU's guest gets the same one."""
+    line = peer_cmdline(wisp)
     return line + " " + ROOTFS_ARGS if rootfs else line
 
 
@@ -121,14 +85,10 @@ def vm_args(args, h):
 
 
 def wisp_template(args, env, name, h):
-    argv = [args.wisp, "template", "create", name, "--handler", shlex.join(h["argv"]),
-            "--mode", h["mode"], "--warmup", str(args.warmup), "--timings", *vm_args(args, h)]
-    t0 = time.monotonic()
-    p = run(argv, env=env, timeout=900, what="wisp template create")
-    wall = (time.monotonic() - t0) * 1000
-    t = json_lines(p.stderr.decode(errors="replace"))
+    r = template_create(args.wisp, env, name, h["argv"], h["mode"], args.warmup, vm_args(args, h))
+    t = r["timings"]
     tdir = find_template_dir(env["WISP_HOME"], name, args.template_dir)
-    return {"create_wall_ms": wall, "snapshot_ms": t.get("snapshot_ms"),
+    return {"create_wall_ms": r["create_wall_ms"], "snapshot_ms": t.get("snapshot_ms"),
             "memory_file_bytes": t.get("memory_file_bytes"),
             "memory_disk_bytes": t.get("memory_disk_bytes"),
             "dir": tdir, "dir_disk_bytes": disk_bytes(tdir) if tdir else None, "timings": t}
@@ -144,20 +104,6 @@ def find_template_dir(home, name, override):
             if any("mem" in f for f in files) and (best is None or len(d) > len(best)):
                 best = d
     return best
-
-
-def wisp_invoke(args, env, name, h):
-    argv = [args.wisp, "invoke", name, "--payload", "-", "--timings", "--timeout", "60"]
-    t0 = time.monotonic()
-    p = run(argv, PAYLOAD, env=env, timeout=300, what="wisp invoke")
-    wall = (time.monotonic() - t0) * 1000
-    check_result("wisp invoke", p.stdout, h["expect"])
-    t = json_lines(p.stderr.decode(errors="replace"))
-    if "total_ms" not in t:
-        raise BenchError("wisp invoke --timings printed no total_ms:\n" +
-                         p.stderr.decode(errors="replace")[-2000:])
-    t["wall_ms"] = wall
-    return t
 
 
 def wisp_cold(args, h):
@@ -311,11 +257,10 @@ class Qmp:
 
 def qemu_argv(args, h, tmp, extra):
     console = os.path.join(tmp, "qemu-console.log")
-    argv = [args.qemu, "-M", "microvm,x-option-roms=off,isa-serial=on,acpi=off", "-enable-kvm",
-            "-cpu", "host", "-m", str(args.mem), "-smp", "1", "-nodefaults", "-no-user-config",
-            "-display", "none", "-serial", "file:" + console, "-no-reboot",
-            "-kernel", args.kernel, "-append", wisp_cmdline(args.wisp, h["rootfs"]),
-            "-device", f"vhost-vsock-device,guest-cid={args.qemu_cid}",
+    argv = qemu_microvm_argv(args.qemu, args.kernel, args.mem, serial="file:" + console,
+                             acpi=False)
+    argv += ["-append", wisp_cmdline(args.wisp, h["rootfs"]),
+             "-device", f"vhost-vsock-device,guest-cid={args.qemu_cid}",
             # The saved run state is not sent: the destination runs as soon as it has loaded
             # the migration stream (autostart), with no monitor round trip for `cont`.
             "-global", "migration.store-global-state=off"]
@@ -446,7 +391,7 @@ def bench_handler(args, name, h, tmp):
         res["template"] = wisp_template(args, env, tname, h)
         runs = []
         for i in range(args.runs):
-            runs.append(wisp_invoke(args, env, tname, h))
+            runs.append(invoke(args.wisp, env, tname, PAYLOAD, h["expect"]))
             if (i + 1) % 10 == 0 or i + 1 == args.runs:
                 log(f"[{name}] wisp invoke {i + 1}/{args.runs}: "
                     f"total {runs[-1]['total_ms']:.1f} ms")
@@ -565,22 +510,16 @@ def mib(b):
 
 
 def stage_files(args, tmp):
-    """Copies wisp and the guest files to the testbed's tmpfs. In the nested testbed the
-    checkout is a 9p share without a lasting page cache: every first touch of a page of the
-    wisp binary or an image is a 9p round trip, which a host with local disks never pays (QEMU
-    comes from the host root, which is cached). Both VMMs then read the same staged files."""
-    for d in ("bin", "guest"):
-        os.makedirs(os.path.join(tmp, d), exist_ok=True)
-    staged = {}
-    for attr, sub in (("wisp", "bin"), ("kernel", "guest"), ("initrd", "guest"), ("rootfs", "guest")):
-        src = getattr(args, attr)
-        if not os.path.exists(src):
-            continue
-        dst = os.path.join(tmp, sub, os.path.basename(src))
-        shutil.copy(src, dst)
-        setattr(args, attr, dst)
-        staged[attr] = dst
-    log(f"snapshot_bench: staged {', '.join(staged)} in {tmp} (testbed: off the 9p share)")
+    """Copies wisp (with its bin/ siblings) and the guest files off the testbed's 9p share
+    (vmrun.stage). QEMU comes from the host root, which is cached; both VMMs then read the
+    same staged files."""
+    files = {attr: getattr(args, attr) for attr in ("kernel", "initrd", "rootfs")}
+    bin_dir = stage(os.path.dirname(os.path.abspath(args.wisp)), files.values(), tmp)
+    args.wisp = os.path.join(bin_dir, os.path.basename(args.wisp))
+    staged = [attr for attr, src in files.items() if os.path.isfile(src)]
+    for attr in staged:
+        setattr(args, attr, os.path.join(tmp, "guest", os.path.basename(files[attr])))
+    log(f"snapshot_bench: staged wisp and {', '.join(staged)} in {tmp} (testbed: off the 9p share)")
 
 
 def main():
@@ -670,9 +609,7 @@ def main():
     finally:
         if not args.tmp:
             shutil.rmtree(tmp, ignore_errors=True)
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(report, f, indent=2)
+    write_json(args.out, report)
     print_table(report)
     return rc
 

@@ -1,14 +1,17 @@
 """Launch one VMM process (wisp or a peer), time it, and sample its memory.
 
-Shared by the benchmarks and the demo, with the statistics helpers they all use. Times are taken on the host side: t0 just before
-the process is spawned, then the moment a marker line appears on the guest console (its
-stdout) and the moment the process exits.
+Shared by the benchmarks, the demo and the integration tests, with the statistics, staging and
+result-file helpers they all use. Times are taken on the host side: t0 just before the process
+is spawned, then the moment a marker line appears on the guest console (its stdout) and the
+moment the process exits.
 """
 import json
 import os
 import selectors
+import shutil
 import statistics
 import subprocess
+import sys
 import time
 
 
@@ -38,6 +41,50 @@ def json_lines(text):
             except ValueError:
                 pass
     return out
+
+
+def log(msg):
+    """A progress line on stderr (stdout is for results)."""
+    print(msg, file=sys.stderr, flush=True)
+
+
+def write_json(path, report):
+    """Writes a benchmark's report to `path`, creating its directory."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(report, f, indent=2)
+
+
+def stage(bin_dir, guest_files, dest):
+    """Copies every file of a build's `bin_dir` (wisp and the binaries it runs beside itself)
+    into dest/bin and each of `guest_files` that exists into dest/guest; returns dest/bin.
+
+    In the nested testbed the checkout is a 9p share without a lasting page cache: every first
+    touch of a page of a binary or an image is a 9p round trip, which a host with the files on
+    a local disk never pays. wisp finds its default guest in <wisp>/../guest, as in build/.
+    """
+    out_bin, out_guest = os.path.join(dest, "bin"), os.path.join(dest, "guest")
+    os.makedirs(out_bin, exist_ok=True)
+    os.makedirs(out_guest, exist_ok=True)
+    for name in os.listdir(bin_dir):
+        src = os.path.join(bin_dir, name)
+        if os.path.isfile(src):
+            shutil.copy2(src, out_bin)
+    for src in guest_files:
+        if src and os.path.isfile(src):
+            shutil.copy(src, out_guest)
+    return out_bin
+
+
+def qemu_microvm_argv(qemu, kernel, mem, vcpus=1, serial="stdio", acpi=True):
+    """QEMU's microvm machine with KVM, the peer every benchmark compares wisp with: no
+    firmware, no default devices, the console on `serial`. Callers add -initrd, -append and
+    devices. acpi=False makes QEMU list its virtio-mmio devices on the kernel command line,
+    which is how a guest kernel without ACPI finds them."""
+    machine = "microvm,x-option-roms=off,isa-serial=on" + ("" if acpi else ",acpi=off")
+    return [qemu, "-M", machine, "-enable-kvm", "-cpu", "host", "-m", str(mem),
+            "-smp", str(vcpus), "-nodefaults", "-no-user-config", "-display", "none",
+            "-serial", serial, "-no-reboot", "-kernel", kernel]
 
 
 def environment_name():

@@ -7,7 +7,6 @@ byte count (MiB/s from the host's clock, connect excluded). Round trip: 64-byte 
 guest echo listener, p50/p99 in microseconds. Medians over --runs VMs of each; JSON out.
 """
 import argparse
-import json
 import os
 import socket
 import statistics
@@ -16,27 +15,20 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from vmrun import environment_name, pct  # noqa: E402
-
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "tests/integration"))
+from vmrun import environment_name, pct, qemu_microvm_argv, write_json  # noqa: E402
+from vsock_host import handshake  # noqa: E402
+
 SINK_PORT, ECHO_PORT = 60, 61
 GUEST_CID = 3
 CHUNK = bytes(256 * 1024)
 
 
 def wisp_connect(uds, port):
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.connect(uds)
-    s.sendall(b"CONNECT %d\n" % port)
-    line = b""
-    while not line.endswith(b"\n"):
-        c = s.recv(1)
-        if not c:
-            raise ConnectionError("wisp refused CONNECT %d" % port)
-        line += c
-    if not line.startswith(b"OK "):
-        raise ConnectionError("bad reply %r" % line)
+    s, _ = handshake(uds, port, timeout=60)
+    s.settimeout(None)  # blocking, as the vhost-vsock socket it is compared with
     return s
 
 
@@ -124,11 +116,10 @@ def main():
         "wisp": ([args.wisp, "run", "--kernel", args.kernel, "--initrd", args.initrd, "--mem",
                   "256", "--no-rng", "--vsock-uds", uds, "--console", console, "--raw-cmdline",
                   "--cmdline", cmdline], wisp_connect, uds),
-        "qemu": ([args.qemu, "-M", "microvm,x-option-roms=off,isa-serial=on,acpi=off",
-                  "-enable-kvm", "-cpu", "host", "-m", "256", "-smp", "1", "-nodefaults",
-                  "-no-user-config", "-display", "none", "-serial", "file:" + console,
-                  "-no-reboot", "-kernel", args.kernel, "-initrd", args.initrd,
-                  "-device", "vhost-vsock-device,guest-cid=%d" % GUEST_CID, "-append", cmdline],
+        "qemu": (qemu_microvm_argv(args.qemu, args.kernel, 256, serial="file:" + console,
+                                   acpi=False) +
+                 ["-initrd", args.initrd, "-device", "vhost-vsock-device,guest-cid=%d" % GUEST_CID,
+                  "-append", cmdline],
                  vhost_connect, None),
     }
     env = environment_name()
@@ -162,9 +153,7 @@ def main():
     report = {"benchmark": "vsock", "environment": env, "runs": args.runs, "mib": args.mib,
               "rtts": args.rtts, "summary": summary, "ratios": ratios,
               "samples_mib_s": {k: v["mib_s"] for k, v in res.items()}}
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(report, f, indent=2)
+    write_json(args.out, report)
     print(f"\nvirtio-vsock on {env}")
     print(f"  {'':22} {'wisp (user space)':>20} {'qemu vhost-vsock':>20}")
     print(f"  {'throughput host->guest':22} {w['mib_s_median']:>14.1f} MiB/s {q['mib_s_median']:>14.1f} MiB/s")

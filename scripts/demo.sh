@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 exec python3 - <<'PY'
 import os, sys
 sys.path.insert(0, "perf")
-from vmrun import environment_name, run_vm
+from vmrun import environment_name, run_vm, stage
 # The kernel command line allows one level of double quotes, so the guest command has none.
 cmd = "echo hello from the wisp guest; uname -sr; nproc; free -m; ls /sys/bus/virtio/devices"
 argv = ["build/bin/wisp", "run", "--vcpus", "2", "--timings", "--cmdline",
@@ -48,12 +48,8 @@ import json, shutil, tempfile
 work = tempfile.mkdtemp(prefix="wisp-demo-")
 wisp = "build/bin/wisp"
 if os.environ.get("WISP_TESTBED"):
-    for d in ("bin", "guest"):
-        os.makedirs(os.path.join(work, d))
-    shutil.copy(wisp, os.path.join(work, "bin"))
-    for f in ("vmlinux", "agent-initramfs.cpio.gz"):
-        shutil.copy(os.path.join("build/guest", f), os.path.join(work, "guest"))
-    wisp = os.path.join(work, "bin/wisp")
+    guest = [os.path.join("build/guest", f) for f in ("vmlinux", "agent-initramfs.cpio.gz")]
+    wisp = os.path.join(stage("build/bin", guest, work), "wisp")
 env = dict(os.environ)
 env.setdefault("WISP_HOME", os.path.join(work, "home"))
 handler = "sh -c 'echo \"handler got: $(cat)\"; head -c 4 /dev/urandom | od -An -tx1'"

@@ -4,9 +4,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ctest --test-dir build/cmake -L integration --output-on-failure
-perf/boot_bench.py --runs "${WISP_BENCH_RUNS:-20}" --out build/perf/boot.json
-perf/blk_bench.py --runs "${WISP_BENCH_RUNS_BLK:-5}" --out build/perf/blk.json
-perf/vsock_bench.py --runs "${WISP_BENCH_RUNS_VSOCK:-3}" --out build/perf/vsock.json
-perf/agent_bench.py --runs "${WISP_BENCH_RUNS_AGENT:-10}" --calls 200 --out build/perf/agent.json
-perf/snapshot_bench.py --runs "${WISP_BENCH_RUNS_SNAPSHOT:-50}" --qemu-runs "${WISP_BENCH_RUNS_SNAPSHOT_QEMU:-10}" \
-  --cold-runs "${WISP_BENCH_RUNS_SNAPSHOT_COLD:-3}" --out build/perf/snapshot.json
+perf/run-all.sh

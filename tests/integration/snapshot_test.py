@@ -1,13 +1,14 @@
 #!/usr/bin/env python3
-"""Snapshots on a real KVM (issue 5): a counting guest continues after restore; diff and full
+"""Snapshots on a real KVM: a counting guest continues after restore; diff and full
 snapshots of one paused VM restore to the same memory; malformed snapshots are refused with a
 message naming the file; templates: 50 restores in a row all answer, clones get fresh entropy
 and the current wall clock, a warm Python worker answers without re-importing.
 
 Run by ctest (label integration) inside KVM. Uses build/bin/wisp and the guest images that
-`make all` builds. The wisp binary and the images are copied to a temp dir first: in the
-nested testbed the checkout is a 9p share, where every first touch of a binary page costs a
-9p round trip, which a host with the files on a local disk does not pay.
+`make all` builds. The build's binaries and the images are copied to a temp dir first
+(perf/vmrun.py's stage): in the nested testbed the checkout is a 9p share, where every first
+touch of a binary page costs a 9p round trip, which a host with the files on a local disk does
+not pay.
 """
 import os
 import re
@@ -15,10 +16,14 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import sys
 import time
 import unittest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "perf"))
+from vmrun import stage  # noqa: E402
+
 BUILD = os.path.join(ROOT, "build")
 PY_ROOTFS = os.path.join(BUILD, "guest/python-rootfs.ext4")
 
@@ -63,13 +68,11 @@ class SnapshotTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.tmp = tempfile.mkdtemp(prefix="wisp-snap-")
-        os.makedirs(os.path.join(cls.tmp, "bin"))
-        os.makedirs(os.path.join(cls.tmp, "guest"))
-        shutil.copy(os.environ.get("WISP_BIN", os.path.join(BUILD, "bin/wisp")),
-                    os.path.join(cls.tmp, "bin/wisp"))
-        for f in ["vmlinux", "initramfs.cpio.gz", "agent-initramfs.cpio.gz"]:
-            shutil.copy(os.path.join(BUILD, "guest", f), os.path.join(cls.tmp, "guest"))
-        cls.wisp = os.path.join(cls.tmp, "bin/wisp")
+        wisp = os.environ.get("WISP_BIN", os.path.join(BUILD, "bin/wisp"))
+        guest = [os.path.join(BUILD, "guest", f)
+                 for f in ["vmlinux", "initramfs.cpio.gz", "agent-initramfs.cpio.gz"]]
+        cls.wisp = os.path.join(stage(os.path.dirname(wisp), guest, cls.tmp),
+                                os.path.basename(wisp))
         cls.env = dict(os.environ, WISP_HOME=os.path.join(cls.tmp, "home"))
 
     @classmethod

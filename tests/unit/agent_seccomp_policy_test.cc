@@ -17,7 +17,7 @@ namespace {
 
 TEST(SeccompPolicy, EveryDeniedSyscallIsKnownOnceWithAReason) {
   std::set<std::string> seen;
-  for (const DeniedSyscall& s : DeniedSyscalls()) {
+  for (const DeniedSyscall& s : denied_syscalls()) {
     EXPECT_NE(seccomp_syscall_resolve_name(s.name), __NR_SCMP_ERROR) << s.name;
     EXPECT_TRUE(seen.insert(s.name).second) << "listed twice: " << s.name;
     EXPECT_GT(std::string(s.why).size(), 5u) << s.name;
@@ -34,7 +34,7 @@ TEST(SeccompPolicy, FilterDeniesVsockNamespacesAndPtrace) {
   ASSERT_GE(pid, 0);
   if (pid == 0) {
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) _exit(10);
-    if (LoadHandlerSeccompFilter() < 0) _exit(11);
+    if (load_handler_seccomp_filter() < 0) _exit(11);
     if (socket(AF_VSOCK, SOCK_STREAM, 0) >= 0 || errno != EPERM) _exit(12);
     if (unshare(CLONE_NEWNS) == 0 || errno != EPERM) _exit(13);
     if (prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0) != 1) _exit(14);

@@ -6,20 +6,20 @@ namespace wisp::agent {
 namespace {
 
 TEST(WorkerFrame, RequestHeaderIsLittleEndianLength) {
-  auto h = EncodeRequestHeader(0x01020304);
+  auto h = encode_request_header(0x01020304);
   EXPECT_EQ(h, (std::array<uint8_t, 4>{0x04, 0x03, 0x02, 0x01}));
-  EXPECT_EQ(DecodeRequestHeader(h), 0x01020304u);
-  EXPECT_EQ(DecodeRequestHeader(EncodeRequestHeader(0)), 0u);
-  EXPECT_EQ(DecodeRequestHeader(EncodeRequestHeader(UINT32_MAX)), UINT32_MAX);
+  EXPECT_EQ(decode_request_header(h), 0x01020304u);
+  EXPECT_EQ(decode_request_header(encode_request_header(0)), 0u);
+  EXPECT_EQ(decode_request_header(encode_request_header(UINT32_MAX)), UINT32_MAX);
 }
 
 TEST(WorkerFrame, ResponseHeaderCarriesLengthThenStatus) {
   std::array<uint8_t, 5> wire{0x10, 0x00, 0x00, 0x00, 0x07};
-  ResponseHeader h = DecodeResponseHeader(wire);
+  ResponseHeader h = decode_response_header(wire);
   EXPECT_EQ(h.length, 16u);
   EXPECT_EQ(h.status, 7);
-  EXPECT_EQ(EncodeResponseHeader(h), wire);
-  ResponseHeader big = DecodeResponseHeader(EncodeResponseHeader({0xfffffffe, 255}));
+  EXPECT_EQ(encode_response_header(h), wire);
+  ResponseHeader big = decode_response_header(encode_response_header({0xfffffffe, 255}));
   EXPECT_EQ(big.length, 0xfffffffeu);
   EXPECT_EQ(big.status, 255);
 }
