@@ -16,8 +16,8 @@
 #include "base/log.h"
 #include "vmm/kvm/kvm.h"
 #include "vmm/machine/machine.h"
-#include "vmm/virtio/block_backend.h"
-#include "vmm/virtio/vsock_muxer.h"
+#include "vmm/virtio/block/block_backend.h"
+#include "vmm/virtio/vsock/vsock_muxer.h"
 
 namespace wisp {
 namespace {

@@ -20,7 +20,7 @@
 #include "base/log.h"
 #include "vmm/kvm/kvm.h"
 #include "vmm/machine/machine.h"
-#include "vmm/virtio/vsock_muxer.h"
+#include "vmm/virtio/vsock/vsock_muxer.h"
 
 namespace wisp {
 namespace {

@@ -20,9 +20,9 @@
 #include "base/log.h"
 #include "vmm/memory/guest_memory.h"
 #include "vmm/virtio/queue.h"
-#include "vmm/virtio/vsock.h"
-#include "vmm/virtio/vsock_connection.h"
-#include "vmm/virtio/vsock_packet.h"
+#include "vmm/virtio/vsock/vsock.h"
+#include "vmm/virtio/vsock/vsock_connection.h"
+#include "vmm/virtio/vsock/vsock_packet.h"
 
 namespace {
 

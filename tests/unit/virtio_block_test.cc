@@ -9,8 +9,8 @@
 
 #include "tests/unit/virtio_mock_driver.h"
 #include "base/error.h"
-#include "vmm/virtio/block.h"
-#include "vmm/virtio/block_backend.h"
+#include "vmm/virtio/block/block.h"
+#include "vmm/virtio/block/block_backend.h"
 
 namespace wisp {
 namespace {

@@ -12,10 +12,10 @@
 
 #include "tests/unit/virtio_mock_driver.h"
 #include "base/error.h"
-#include "vmm/virtio/block.h"
+#include "vmm/virtio/block/block.h"
 #include "vmm/virtio/mmio_transport.h"
-#include "vmm/virtio/rng.h"
-#include "vmm/virtio/vsock.h"
+#include "vmm/virtio/rng/rng.h"
+#include "vmm/virtio/vsock/vsock.h"
 
 namespace wisp {
 namespace {

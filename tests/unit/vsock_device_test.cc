@@ -17,7 +17,7 @@
 
 #include "tests/unit/virtio_mock_driver.h"
 #include "base/error.h"
-#include "vmm/virtio/vsock.h"
+#include "vmm/virtio/vsock/vsock.h"
 
 namespace wisp {
 namespace {

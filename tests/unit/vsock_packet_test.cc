@@ -1,4 +1,4 @@
-#include "vmm/virtio/vsock_packet.h"
+#include "vmm/virtio/vsock/vsock_packet.h"
 
 #include <gtest/gtest.h>
 
@@ -7,7 +7,7 @@
 
 #include "tests/unit/virtio_mock_driver.h"
 #include "base/error.h"
-#include "vmm/virtio/vsock_muxer.h"
+#include "vmm/virtio/vsock/vsock_muxer.h"
 
 namespace wisp {
 namespace {

@@ -12,7 +12,7 @@
 #include "vmm/devices/serial.h"
 #include "vmm/kvm/cpu_types.h"
 #include "vmm/kvm/vcpu_state.h"
-#include "vmm/virtio/block_backend.h"
+#include "vmm/virtio/block/block_backend.h"
 #include "vmm/virtio/device_state.h"
 #include "vmm/virtio/mmio_transport.h"
 

@@ -3,9 +3,9 @@
 #include <cinttypes>
 #include <cstdio>
 
-#include "vmm/virtio/block.h"
-#include "vmm/virtio/rng.h"
-#include "vmm/virtio/vsock.h"
+#include "vmm/virtio/block/block.h"
+#include "vmm/virtio/rng/rng.h"
+#include "vmm/virtio/vsock/vsock.h"
 
 namespace wisp {
 

@@ -14,11 +14,11 @@
 #include "vmm/event/event_loop.h"
 #include "vmm/kvm/kvm.h"
 #include "vmm/memory/guest_memory.h"
-#include "vmm/virtio/block_backend.h"
+#include "vmm/virtio/block/block_backend.h"
 #include "vmm/virtio/device.h"
 #include "vmm/virtio/mmio_layout.h"
 #include "vmm/virtio/mmio_transport.h"
-#include "vmm/virtio/vsock_muxer.h"
+#include "vmm/virtio/vsock/vsock_muxer.h"
 
 namespace wisp {
 

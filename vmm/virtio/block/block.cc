@@ -1,4 +1,4 @@
-#include "vmm/virtio/block.h"
+#include "vmm/virtio/block/block.h"
 
 #include <cinttypes>
 #include <cstring>

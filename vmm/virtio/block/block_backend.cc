@@ -1,4 +1,4 @@
-#include "vmm/virtio/block_backend.h"
+#include "vmm/virtio/block/block_backend.h"
 
 #include <fcntl.h>
 #include <sys/file.h>

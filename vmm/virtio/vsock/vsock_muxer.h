@@ -24,8 +24,8 @@
 #include <vector>
 
 #include "base/unique_fd.h"
-#include "vmm/virtio/vsock_connection.h"
-#include "vmm/virtio/vsock_packet.h"
+#include "vmm/virtio/vsock/vsock_connection.h"
+#include "vmm/virtio/vsock/vsock_packet.h"
 
 namespace wisp {
 

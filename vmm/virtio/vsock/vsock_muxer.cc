@@ -1,4 +1,4 @@
-#include "vmm/virtio/vsock_muxer.h"
+#include "vmm/virtio/vsock/vsock_muxer.h"
 
 #include <sys/epoll.h>
 #include <sys/socket.h>

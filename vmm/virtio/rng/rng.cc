@@ -1,4 +1,4 @@
-#include "vmm/virtio/rng.h"
+#include "vmm/virtio/rng/rng.h"
 
 #include <sys/random.h>
 

@@ -16,7 +16,7 @@
 
 #include "vmm/virtio/device.h"
 #include "vmm/virtio/virtio_spec.h"
-#include "vmm/virtio/vsock_muxer.h"
+#include "vmm/virtio/vsock/vsock_muxer.h"
 
 namespace wisp {
 

@@ -1,4 +1,4 @@
-#include "vmm/virtio/vsock.h"
+#include "vmm/virtio/vsock/vsock.h"
 
 #include <algorithm>
 #include <cstring>
