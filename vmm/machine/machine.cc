@@ -137,7 +137,7 @@ MachineImpl::MachineImpl(const MachineConfig& config, const Kvm& kvm, uint64_t t
   for (const auto& r : mem_.regions())
     vm_.set_memory_region(slot++, r.guest_base.value(), r.size, r.host);
 
-  std::vector<std::shared_ptr<VirtioDevice>> devices = create_virtio_devices(config.virtio);
+  std::vector<std::shared_ptr<VirtioDevice>> devices = create_virtio_devices(config.devices);
   if (state) {
     // Device state first: a device must know its saved identity (capacity, vsock CID) before
     // the transport re-activates it.
@@ -331,16 +331,13 @@ MachineState MachineImpl::save_state() {
   if (!paused_) throw Error("the VM must be paused to save its state");
   MachineState s;
   s.mem_bytes = mem_.size();
-  for (const DriveSpec& d : config_.virtio.drives) s.devices.drives.push_back(d);
-  s.devices.rng = config_.virtio.rng;
-  s.devices.vsock = config_.virtio.vsock.has_value();
-  if (config_.virtio.vsock) s.devices.vsock_cid = config_.virtio.vsock->guest_cid;
   s.cpuid = boot_cpuid_;
   s.vm = vm_.save_state();
   for (const Vcpu& v : vcpus_) s.vcpus.push_back(v.save_state());
   s.serial = serial_->save();
-  for (const auto& a : virtio_)
-    s.virtio.push_back(VirtioSlotState{a.transport->save(), a.transport->device().save_state()});
+  for (size_t i = 0; i < virtio_.size(); ++i)
+    s.virtio.push_back({config_.devices[i], virtio_[i].transport->save(),
+                        virtio_[i].transport->device().save_state()});
   return s;
 }
 

@@ -6,6 +6,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "vmm/kvm/kvm.h"
 #include "vmm/machine/machine_state.h"
@@ -29,7 +30,8 @@ struct MachineConfig {
   uint32_t vcpus = 1;
   enum class Console { kStdio, kNone, kFile } console = Console::kStdio;
   std::string console_file;  // for kFile
-  VirtioConfig virtio;       // drives and rng
+  // The virtio devices, in slot order (the first virtio-blk is /dev/vda).
+  std::vector<DeviceSpec> devices;
   // A Unix socket path to listen on for control commands ("" = none), and who answers them.
   std::string control_socket;
   ControlHandler control_handler;

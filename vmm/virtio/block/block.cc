@@ -23,6 +23,10 @@ constexpr uint64_t kLoggedIoErrors = 10;
 
 }  // namespace
 
+std::shared_ptr<VirtioDevice> BlockKind::create(const BlockSpec& spec) {
+  return std::make_shared<VirtioBlock>(RawFileBackend::open(spec));
+}
+
 VirtioBlock::VirtioBlock(std::unique_ptr<BlockBackend> backend)
     : backend_(std::move(backend)), capacity_(backend_->size_bytes() / kSectorSize) {
   // Config layout (spec 5.2.4): capacity at 0, seg_max at 12; the rest stays zero.

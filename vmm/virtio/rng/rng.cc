@@ -9,6 +9,10 @@
 
 namespace wisp {
 
+std::shared_ptr<VirtioDevice> RngKind::create(const RngSpec&) {
+  return std::make_shared<VirtioRng>();
+}
+
 void VirtioRng::read_config(uint64_t, std::span<uint8_t> data) {
   std::memset(data.data(), 0, data.size());
 }
