@@ -200,7 +200,7 @@ SerialState decode_serial(s::SerialState::Reader in) {
   return st;
 }
 
-std::vector<uint8_t> encode_serial(const SerialState& state) {
+Bytes encode_serial(const SerialState& state) {
   capnp::MallocMessageBuilder message;
   encode_serial(state, message.initRoot<s::SerialState>());
   return message_bytes(message);
@@ -226,7 +226,7 @@ VirtioSlotState decode_virtio(s::VirtioDevice::Reader in) {
   return slot;
 }
 
-std::vector<uint8_t> encode_virtio(const VirtioSlotState& slot) {
+Bytes encode_virtio(const VirtioSlotState& slot) {
   capnp::MallocMessageBuilder message;
   encode_virtio(slot, message.initRoot<s::VirtioDevice>());
   return message_bytes(message);

@@ -15,9 +15,9 @@
 #include <cstdint>
 #include <span>
 #include <string>
-#include <vector>
 
 #include "snapshot/devices.capnp.h"
+#include "snapshot/snapshot_state.h"
 #include "vmm/devices/serial.h"
 #include "vmm/machine/machine_state.h"
 
@@ -32,9 +32,9 @@ void encode_virtio(const VirtioSlotState& slot, device_schema::VirtioDevice::Bui
 VirtioSlotState decode_virtio(device_schema::VirtioDevice::Reader in);
 
 // One message each. Decoding throws Error("<what>: malformed <serial|virtio-mmio> state: ...").
-std::vector<uint8_t> encode_serial(const SerialState& state);
+Bytes encode_serial(const SerialState& state);
 SerialState decode_serial(std::span<const uint8_t> data, const std::string& what);
-std::vector<uint8_t> encode_virtio(const VirtioSlotState& slot);
+Bytes encode_virtio(const VirtioSlotState& slot);
 VirtioSlotState decode_virtio(std::span<const uint8_t> data, const std::string& what);
 
 }  // namespace wisp::snapshot

@@ -268,7 +268,7 @@ TEST(RawFileBackend, WritersAreExclusive) {
 }
 
 TEST(DriveSpec, Parses) {
-  DriveSpec d = parse_drive_spec("/images/root.img");
+  BlockSpec d = parse_drive_spec("/images/root.img");
   EXPECT_EQ(d.path, "/images/root.img");
   EXPECT_FALSE(d.read_only);
   d = parse_drive_spec("root.img,ro");
