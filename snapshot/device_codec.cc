@@ -39,16 +39,13 @@ capnp::DynamicValue::Reader dynamic_value(const std::string& v) {
   return capnp::Text::Reader(v.c_str(), v.size());
 }
 template <typename T>
-  requires std::is_arithmetic_v<T>
-capnp::DynamicValue::Reader dynamic_value(T v) {
-  return v;
-}
+requires std::is_arithmetic_v<T> capnp::DynamicValue::Reader dynamic_value(T v) { return v; }
 
 void read_value(capnp::DynamicValue::Reader in, std::string& out) {
   out = read_text(in.as<capnp::Text>());
 }
 template <typename T>
-  requires std::is_arithmetic_v<T>
+requires std::is_arithmetic_v<T>
 void read_value(capnp::DynamicValue::Reader in, T& out) {
   out = in.as<T>();  // range-checked against the schema's type
 }
@@ -78,20 +75,20 @@ void encode_kind(const VirtioSlotState& slot, s::VirtioDevice::Builder out) {
                 kind_name(slot.device) + "'s state");
   capnp::DynamicStruct::Builder dyn = capnp::toDynamic(out);
   auto encode = [&](const auto& spec) {
-        using Kind = VirtioKinds::KindOf<decltype(spec)>;
-        std::string member = schema_name(Kind::kName);
-        auto entry = dyn.init(kj::StringPtr(member.c_str(), member.size()))
-                         .template as<capnp::DynamicStruct>();
-        write_fields(spec, entry.init("spec").template as<capnp::DynamicStruct>());
-        write_fields(std::get<typename Kind::State>(slot.device),
-                     entry.init("state").template as<capnp::DynamicStruct>());
+    using Kind = VirtioKinds::KindOf<decltype(spec)>;
+    std::string member = schema_name(Kind::kName);
+    auto entry =
+        dyn.init(kj::StringPtr(member.c_str(), member.size())).template as<capnp::DynamicStruct>();
+    write_fields(spec, entry.init("spec").template as<capnp::DynamicStruct>());
+    write_fields(std::get<typename Kind::State>(slot.device),
+                 entry.init("state").template as<capnp::DynamicStruct>());
   };
   try {
     std::visit(encode, slot.spec);
   } catch (const kj::Exception& e) {
     // Only a kind whose fields() and schema struct disagree gets here: a bug, not bad input.
-    throw Error(std::string(kind_name(slot.spec)) + ": cannot encode: " +
-                e.getDescription().cStr());
+    throw Error(std::string(kind_name(slot.spec)) +
+                ": cannot encode: " + e.getDescription().cStr());
   }
 }
 
@@ -105,8 +102,7 @@ void decode_kind(s::VirtioDevice::Reader in, VirtioSlotState& slot) {
     if (member.empty() || member != schema_name(Kind::kName)) return false;
     auto entry = dyn.get(kj::StringPtr(member.c_str(), member.size())).as<capnp::DynamicStruct>();
     slot.spec = read_fields<typename Kind::Spec>(entry.get("spec").as<capnp::DynamicStruct>());
-    slot.device =
-        read_fields<typename Kind::State>(entry.get("state").as<capnp::DynamicStruct>());
+    slot.device = read_fields<typename Kind::State>(entry.get("state").as<capnp::DynamicStruct>());
     return true;
   });
   // A newer wisp's device, or garbage.
@@ -207,9 +203,9 @@ Bytes encode_serial(const SerialState& state) {
 }
 
 SerialState decode_serial(std::span<const uint8_t> data, const std::string& what) {
-  return read_message<s::SerialState>(data, kMaxDeviceMessageBytes,
-                                      what + ": malformed serial state: ",
-                                      [](auto in) { return decode_serial(in); });
+  return read_message<s::SerialState>(
+      data, kMaxDeviceMessageBytes,
+      what + ": malformed serial state: ", [](auto in) { return decode_serial(in); });
 }
 
 // ---- virtio-mmio slot -----------------------------------------------------------------------
@@ -233,9 +229,9 @@ Bytes encode_virtio(const VirtioSlotState& slot) {
 }
 
 VirtioSlotState decode_virtio(std::span<const uint8_t> data, const std::string& what) {
-  return read_message<s::VirtioDevice>(data, kMaxDeviceMessageBytes,
-                                       what + ": malformed virtio-mmio state: ",
-                                       [](auto in) { return decode_virtio(in); });
+  return read_message<s::VirtioDevice>(
+      data, kMaxDeviceMessageBytes,
+      what + ": malformed virtio-mmio state: ", [](auto in) { return decode_virtio(in); });
 }
 
 }  // namespace wisp::snapshot

@@ -10,11 +10,11 @@
 #include <cstring>
 #include <vector>
 
-#include "snapshot/crc64.h"
-#include "snapshot/snapshot_dir.h"
 #include "base/clock.h"
 #include "base/error.h"
 #include "base/hex.h"
+#include "snapshot/crc64.h"
+#include "snapshot/snapshot_dir.h"
 #include "vmm/virtio/device_kinds.h"
 
 namespace wisp::snapshot {

@@ -116,7 +116,8 @@ MachineState decode_machine(s::Machine::Reader in) {
 
 SnapshotState decode(s::SnapshotState::Reader in) {
   SnapshotState st;
-  st.metadata = {read_text(in.getMetadata().getCreatorVersion()), in.getMetadata().getCreatedUnixNs()};
+  st.metadata = {read_text(in.getMetadata().getCreatorVersion()),
+                 in.getMetadata().getCreatedUnixNs()};
   check_count(in.getMemory().size(), kMaxRegions, "memory regions");
   for (auto r : in.getMemory())
     st.memory.push_back({r.getGuestBase(), r.getSize(), r.getFileOffset()});
@@ -150,9 +151,9 @@ Bytes encode_state_payload(const SnapshotState& st) {
 }
 
 SnapshotState decode_state_payload(std::span<const uint8_t> payload, const std::string& file) {
-  return read_message<s::SnapshotState>(payload, kMaxPayloadBytes,
-                                        file + ": malformed state payload: ",
-                                        [](auto in) { return decode(in); });
+  return read_message<s::SnapshotState>(
+      payload, kMaxPayloadBytes,
+      file + ": malformed state payload: ", [](auto in) { return decode(in); });
 }
 
 }  // namespace wisp::snapshot

@@ -8,11 +8,11 @@
 #include <cstdio>
 #include <cstring>
 
+#include "base/error.h"
+#include "base/hex.h"
+#include "base/unique_fd.h"
 #include "snapshot/crc64.h"
 #include "snapshot/state_codec.h"
-#include "base/error.h"
-#include "base/unique_fd.h"
-#include "base/hex.h"
 
 namespace wisp::snapshot {
 namespace {

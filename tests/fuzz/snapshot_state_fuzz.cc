@@ -14,11 +14,11 @@
 #include <cstring>
 #include <span>
 
+#include "base/error.h"
 #include "snapshot/crc64.h"
 #include "snapshot/state_codec.h"
 #include "snapshot/state_file.h"
 #include "tests/unit/snapshot_test_state.h"
-#include "base/error.h"
 
 namespace {
 

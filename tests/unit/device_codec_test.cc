@@ -104,8 +104,9 @@ TEST(DeviceCodec, AnUnknownKindIsRefused) {
   // union's discriminant: make it one this wisp does not know, as a newer one might write.
   b[16] = 0x3f;
   b[17] = 0;
-  EXPECT_NE(error_of([&] { decode_virtio(b, "dev/mmio0"); })
-                .find("dev/mmio0: malformed virtio-mmio state: unknown virtio device kind"),
+  EXPECT_NE(error_of([&] {
+              decode_virtio(b, "dev/mmio0");
+            }).find("dev/mmio0: malformed virtio-mmio state: unknown virtio device kind"),
             std::string::npos);
 }
 

@@ -95,8 +95,11 @@ TEST(DeviceKinds, BlockSpecValidateRefusesBadPaths) {
 TEST(DeviceKinds, BlockStateValidateRefusesImpossibleDisks) {
   EXPECT_NO_THROW((BlockState{1 << 20, true, 128}.validate()));
   EXPECT_NO_THROW((BlockState{UINT64_MAX / 512, false, 32768}.validate()));
-  expect_error([] { BlockState{UINT64_MAX / 512 + 1, false, 128}.validate(); },
-               {"virtio-blk state: capacity_sectors"});
+  expect_error(
+      [] {
+        BlockState{UINT64_MAX / 512 + 1, false, 128}.validate();
+      },
+      {"virtio-blk state: capacity_sectors"});
   expect_error([] { BlockState{8, false, 0}.validate(); }, {"seg_max 0"});
   expect_error([] { BlockState{8, false, 32769}.validate(); }, {"seg_max 32769"});
   expect_error([] { validate(VirtioDeviceState{BlockState{}}); }, {"seg_max 0"});
@@ -109,8 +112,11 @@ TEST(DeviceKinds, VsockValidateRefusesReservedCidsAndLongPaths) {
   }
   EXPECT_NO_THROW((VsockSpec{"", 3}.validate()));  // a snapshot's: the path comes at restore
   EXPECT_NO_THROW((VsockState{0xfffffffe}.validate()));
-  expect_error([] { VsockSpec{"/tmp/" + std::string(100, 'a'), 3}.validate(); },
-               {"too long for a Unix socket"});
+  expect_error(
+      [] {
+        VsockSpec{"/tmp/" + std::string(100, 'a'), 3}.validate();
+      },
+      {"too long for a Unix socket"});
 }
 
 TEST(DeviceKinds, RngHasNothingToRefuse) {

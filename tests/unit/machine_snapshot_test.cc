@@ -12,8 +12,8 @@
 #include <string>
 #include <vector>
 
-#include "snapshot/snapshot_dir.h"
 #include "base/error.h"
+#include "snapshot/snapshot_dir.h"
 #include "tests/unit/expect_error.h"
 
 namespace wisp::snapshot {

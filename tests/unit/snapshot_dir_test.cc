@@ -11,9 +11,9 @@
 #include <fstream>
 #include <string>
 
+#include "base/error.h"
 #include "snapshot/memory_file.h"
 #include "tests/unit/snapshot_test_state.h"
-#include "base/error.h"
 
 namespace wisp::snapshot {
 namespace {

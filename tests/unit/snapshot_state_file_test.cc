@@ -6,10 +6,10 @@
 #include <fstream>
 #include <string>
 
+#include "base/error.h"
 #include "snapshot/crc64.h"
 #include "snapshot/state_codec.h"
 #include "snapshot/state_file.h"
-#include "base/error.h"
 #include "tests/unit/expect_error.h"
 #include "tests/unit/snapshot_test_state.h"
 #include "vmm/boot/mptable.h"
@@ -54,9 +54,9 @@ TEST(SnapshotStateFile, RoundTripsInMemory) {
 
 TEST(SnapshotStateFile, RoundTripsTheMachineAndDiffFields) {
   SnapshotState s = sample_state();
-  s.machine.virtio.push_back({BlockSpec{"/images/rootfs.ext4", false, 1ull << 40,
-                                        -1700000000123456789},
-                              testing::running_transport(1), BlockState{1ull << 31, false, 128}});
+  s.machine.virtio.push_back(
+      {BlockSpec{"/images/rootfs.ext4", false, 1ull << 40, -1700000000123456789},
+       testing::running_transport(1), BlockState{1ull << 31, false, 128}});
   std::get<VsockSpec>(s.machine.virtio[2].spec).guest_cid = 0xfffffffe;
   s.machine.cpuid[0].flags = 7;
   s.id = "id-" + std::string(100, 'x');
@@ -156,8 +156,8 @@ TEST(SnapshotStateFile, RefusesAnOlderFormatSayingToRecreateIt) {
   store_le(file, 10, 0, 2);
   reseal(file);
   expect_error([&] { decode_state_file(file, "v1.state"); },
-               {"v1.state", "snapshot format version 1.0 was written by an older wisp",
-                "reads 2.x", "re-create the snapshot"});
+               {"v1.state", "snapshot format version 1.0 was written by an older wisp", "reads 2.x",
+                "re-create the snapshot"});
 }
 
 TEST(SnapshotStateFile, AcceptsANewerMinorVersion) {

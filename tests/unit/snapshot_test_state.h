@@ -54,8 +54,12 @@ inline SnapshotState sample_state(uint32_t vcpus = 2) {
   m.cpuid = {{0, 0, 0, 0xd, 0x756e6547, 0x6c65746e, 0x49656e69},
              {1, 0, 0, 0x806c1, 0, 0xfeda3203, 0x178bfbff},
              {7, 0, 1, 0, 0x219c07ab, 0, 0}};
-  m.vm = {pattern(KvmImageSize::kIrqchip, 9), pattern(KvmImageSize::kIrqchip, 10),
-          pattern(KvmImageSize::kIrqchip, 11), pattern(KvmImageSize::kPit, 12), 987654321, 2};
+  m.vm = {pattern(KvmImageSize::kIrqchip, 9),
+          pattern(KvmImageSize::kIrqchip, 10),
+          pattern(KvmImageSize::kIrqchip, 11),
+          pattern(KvmImageSize::kPit, 12),
+          987654321,
+          2};
   for (uint32_t i = 0; i < vcpus; ++i) m.vcpus.push_back(sample_vcpu(i));
   m.serial.ier = 1;
   m.serial.rx = {'l', 's'};

@@ -7,8 +7,8 @@
 #include <string>
 #include <vector>
 
-#include "tests/unit/virtio_mock_driver.h"
 #include "base/error.h"
+#include "tests/unit/virtio_mock_driver.h"
 #include "vmm/virtio/block/block.h"
 #include "vmm/virtio/block/block_backend.h"
 

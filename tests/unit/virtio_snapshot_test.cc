@@ -10,8 +10,8 @@
 #include <functional>
 #include <string>
 
-#include "tests/unit/virtio_mock_driver.h"
 #include "base/error.h"
+#include "tests/unit/virtio_mock_driver.h"
 #include "vmm/virtio/block/block.h"
 #include "vmm/virtio/mmio_transport.h"
 #include "vmm/virtio/rng/rng.h"

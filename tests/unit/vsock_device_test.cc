@@ -15,8 +15,8 @@
 #include <map>
 #include <string>
 
-#include "tests/unit/virtio_mock_driver.h"
 #include "base/error.h"
+#include "tests/unit/virtio_mock_driver.h"
 #include "vmm/virtio/vsock/vsock.h"
 
 namespace wisp {

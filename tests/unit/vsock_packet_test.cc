@@ -5,8 +5,8 @@
 #include <cstring>
 #include <string>
 
-#include "tests/unit/virtio_mock_driver.h"
 #include "base/error.h"
+#include "tests/unit/virtio_mock_driver.h"
 #include "vmm/virtio/vsock/vsock_muxer.h"
 
 namespace wisp {

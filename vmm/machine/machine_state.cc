@@ -25,8 +25,7 @@ void within(const std::string& where, Check&& check) {
 
 void VirtioSlotState::validate() const {
   if (spec.index() != device.index())
-    throw Error(std::string("a ") + kind_name(spec) + " holds a " + kind_name(device) +
-                "'s state");
+    throw Error(std::string("a ") + kind_name(spec) + " holds a " + kind_name(device) + "'s state");
   wisp::validate(spec);
   wisp::validate(device);
   transport.validate();
