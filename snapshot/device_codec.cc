@@ -3,6 +3,7 @@
 #include <capnp/dynamic.h>
 
 #include <cctype>
+#include <concepts>
 #include <string_view>
 #include <type_traits>
 
@@ -38,16 +39,13 @@ std::string schema_name(std::string_view name) {
 capnp::DynamicValue::Reader dynamic_value(const std::string& v) {
   return capnp::Text::Reader(v.c_str(), v.size());
 }
-template <typename T>
-requires std::is_arithmetic_v<T> capnp::DynamicValue::Reader dynamic_value(T v) { return v; }
+capnp::DynamicValue::Reader dynamic_value(std::integral auto v) { return v; }
 
 void read_value(capnp::DynamicValue::Reader in, std::string& out) {
   out = read_text(in.as<capnp::Text>());
 }
-template <typename T>
-requires std::is_arithmetic_v<T>
-void read_value(capnp::DynamicValue::Reader in, T& out) {
-  out = in.as<T>();  // range-checked against the schema's type
+void read_value(capnp::DynamicValue::Reader in, std::integral auto& out) {
+  out = in.as<std::remove_reference_t<decltype(out)>>();  // range-checked against the schema
 }
 
 template <typename T>

@@ -13,8 +13,8 @@
 // Spec and State each have `void validate() const` (throws Error naming the field that is
 // wrong) and `template <typename Self, typename F> static void fields(Self& self, F&& f)`, which
 // calls f(name, member) for every field a snapshot stores, in order (snake_case names; the
-// snapshot codec maps them onto the kind's schema by name). Field types: integers, bool,
-// std::string.
+// snapshot codec maps them onto the kind's schema by name). Field types: integers (bool
+// included) and std::string.
 #pragma once
 
 #include <type_traits>
