@@ -11,7 +11,7 @@ std::string rootfs_kernel_args() {
 
 void apply_rootfs(const std::string& image, const std::string& defaults, const std::string& extra,
                   bool raw_cmdline, MachineConfig* cfg) {
-  cfg->virtio.drives.insert(cfg->virtio.drives.begin(), DriveSpec{image, /*read_only=*/true});
+  cfg->devices.insert(cfg->devices.begin(), BlockSpec{image, /*read_only=*/true});
   if (raw_cmdline) {
     cfg->cmdline = extra;
     return;

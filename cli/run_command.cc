@@ -16,8 +16,8 @@
 #include "base/log.h"
 #include "vmm/kvm/kvm.h"
 #include "vmm/machine/machine.h"
-#include "vmm/virtio/block_backend.h"
-#include "vmm/virtio/vsock_muxer.h"
+#include "vmm/virtio/block/block_backend.h"
+#include "vmm/virtio/vsock/vsock_muxer.h"
 
 namespace wisp {
 namespace {
@@ -161,6 +161,10 @@ int run_command(int argc, char** argv, unsigned long long t0_ns) {
   int verbose = 0;
   std::optional<uint64_t> vsock_cid;
   uint32_t mem_mib = 128;
+  // The devices, gathered by kind; cfg.devices lists them in slot order once parsing is done.
+  std::vector<BlockSpec> drives;
+  bool rng = true;
+  std::optional<VsockSpec> vsock;
 
   enum {
     kKernel = 256,
@@ -235,14 +239,14 @@ int run_command(int argc, char** argv, unsigned long long t0_ns) {
         break;
       case kDrive:
         try {
-          cfg.virtio.drives.push_back(parse_drive_spec(optarg));
+          drives.push_back(parse_drive_spec(optarg));
         } catch (const Error& e) {
           return usage_error(std::string("--drive ") + optarg + ": " + e.what());
         }
         break;
       case kVsockUds:
-        if (!cfg.virtio.vsock) cfg.virtio.vsock.emplace();
-        cfg.virtio.vsock->uds_path = optarg;
+        if (!vsock) vsock.emplace();
+        vsock->uds_path = optarg;
         break;
       case kVsockCid:
         try {
@@ -261,7 +265,7 @@ int run_command(int argc, char** argv, unsigned long long t0_ns) {
         cfg.control_handler = make_control_handler({});
         break;
       case kNoRng:
-        cfg.virtio.rng = false;
+        rng = false;
         break;
       case kTimings:
         timings = true;
@@ -278,15 +282,19 @@ int run_command(int argc, char** argv, unsigned long long t0_ns) {
   }
   if (optind < argc) return usage_error(std::string("unexpected argument '") + argv[optind] + "'");
   if (no_initrd && initrd_given) return usage_error("--initrd and --no-initrd conflict");
-  if (vsock_cid && !cfg.virtio.vsock) return usage_error("--vsock-cid needs --vsock-uds");
-  if (cfg.virtio.vsock) {
-    if (vsock_cid) cfg.virtio.vsock->guest_cid = *vsock_cid;
+  if (vsock_cid && !vsock) return usage_error("--vsock-cid needs --vsock-uds");
+  if (vsock) {
+    if (vsock_cid) vsock->guest_cid = *vsock_cid;
     try {
-      validate_vsock_config(*cfg.virtio.vsock);
+      validate_vsock_config(*vsock);
     } catch (const Error& e) {
       return usage_error(std::string("--vsock-uds: ") + e.what());
     }
   }
+  // Drives in order (the first is /dev/vda), then rng, then vsock.
+  cfg.devices.assign(drives.begin(), drives.end());
+  if (rng) cfg.devices.push_back(RngSpec{});
+  if (vsock) cfg.devices.push_back(*vsock);
   set_log_level(verbose >= 2 ? LogLevel::kDebug : verbose == 1 ? LogLevel::kInfo : LogLevel::kWarn);
 
   if (!kernel_given) {

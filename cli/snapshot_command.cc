@@ -20,7 +20,7 @@
 #include "base/log.h"
 #include "vmm/kvm/kvm.h"
 #include "vmm/machine/machine.h"
-#include "vmm/virtio/vsock_muxer.h"
+#include "vmm/virtio/vsock/vsock_muxer.h"
 
 namespace wisp {
 namespace {
@@ -208,18 +208,21 @@ int restore(int argc, char** argv, unsigned long long t0_ns) {
     snapshot::LoadedSnapshot snap = snapshot::load_machine_snapshot(
         dir, [&](uint32_t vcpus) { return guest_cpuid(kvm, 0, vcpus); });
     loaded_ns = now_ns();
-    const MachineDevices& d = snap.state.devices;
-    cfg.virtio.drives = d.drives;
-    cfg.virtio.rng = d.rng;
-    if (d.vsock) {
-      if (vsock_uds.empty())
-        throw Error(
-            dir + ": the snapshot has virtio-vsock: give the clone a socket with --vsock-uds PATH");
-      cfg.virtio.vsock = VsockConfig{vsock_uds, d.vsock_cid};
-      validate_vsock_config(*cfg.virtio.vsock);
-    } else if (!vsock_uds.empty()) {
-      throw Error(dir + ": --vsock-uds given but the snapshot has no virtio-vsock device");
+    bool has_vsock = false;
+    for (const VirtioSlotState& slot : snap.state.virtio) {
+      cfg.devices.push_back(slot.spec);
+      if (auto* vsock = std::get_if<VsockSpec>(&cfg.devices.back())) {
+        if (vsock_uds.empty())
+          throw Error(dir +
+                      ": the snapshot has virtio-vsock: give the clone a socket with --vsock-uds "
+                      "PATH");
+        vsock->uds_path = vsock_uds;
+        validate_vsock_config(*vsock);
+        has_vsock = true;
+      }
     }
+    if (!has_vsock && !vsock_uds.empty())
+      throw Error(dir + ": --vsock-uds given but the snapshot has no virtio-vsock device");
     if (!cfg.control_socket.empty()) cfg.control_handler = make_control_handler({dir, snap.id});
     auto machine = Machine::restore(cfg, snap.state, std::move(snap.memory), kvm, t0_ns);
     ready_ns = now_ns();

@@ -1,55 +1,113 @@
 #include "snapshot/device_codec.h"
 
-#include <capnp/message.h>
-#include <capnp/serialize.h>
-#include <kj/exception.h>
+#include <capnp/dynamic.h>
 
-#include <cstring>
+#include <cctype>
+#include <concepts>
+#include <string_view>
+#include <type_traits>
 
-#include "snapshot/devices.capnp.h"
 #include "base/error.h"
+#include "snapshot/capnp_message.h"
+#include "vmm/virtio/device_kinds.h"
 
 namespace wisp::snapshot {
 namespace {
 
 namespace s = device_schema;
 
-Bytes to_bytes(capnp::MallocMessageBuilder& message) {
-  kj::Array<capnp::word> words = capnp::messageToFlatArray(message);
-  auto raw = words.asBytes();
-  return Bytes(raw.begin(), raw.end());
+// A device message alone (tests, fuzzers) is small; a serial port's pending input is the most.
+constexpr uint64_t kMaxDeviceMessageBytes = 1 << 20;
+
+// ---- a kind's Spec and State, by their fields() ----------------------------------------------
+
+// "virtio-blk" -> "virtioBlk", "capacity_sectors" -> "capacitySectors": the schema's names.
+std::string schema_name(std::string_view name) {
+  std::string out;
+  bool upper = false;
+  for (char c : name) {
+    if (c == '-' || c == '_') {
+      upper = true;
+      continue;
+    }
+    out += upper ? static_cast<char>(std::toupper(static_cast<unsigned char>(c))) : c;
+    upper = false;
+  }
+  return out;
 }
 
-// Parses `data` as one message with root `Root` and hands the reader to `decode`, turning
-// whatever Cap'n Proto refuses into Error("<what>: malformed <kind>: ..."). The message is
-// copied into word-aligned storage: a DeviceState's bytes sit at any offset.
-template <typename Root, typename Decode>
-auto parse(std::span<const uint8_t> data, const std::string& what, const char* kind,
-           Decode&& decode) {
-  auto fail = [&](const std::string& why) {
-    return Error(what + ": malformed " + kind + ": " + why);
+capnp::DynamicValue::Reader dynamic_value(const std::string& v) {
+  return capnp::Text::Reader(v.c_str(), v.size());
+}
+capnp::DynamicValue::Reader dynamic_value(std::integral auto v) { return v; }
+
+void read_value(capnp::DynamicValue::Reader in, std::string& out) {
+  out = read_text(in.as<capnp::Text>());
+}
+void read_value(capnp::DynamicValue::Reader in, std::integral auto& out) {
+  out = in.as<std::remove_reference_t<decltype(out)>>();  // range-checked against the schema
+}
+
+template <typename T>
+void write_fields(const T& value, capnp::DynamicStruct::Builder out) {
+  T::fields(value, [&](const char* name, const auto& field) {
+    std::string key = schema_name(name);
+    out.set(kj::StringPtr(key.c_str(), key.size()), dynamic_value(field));
+  });
+}
+
+template <typename T>
+T read_fields(capnp::DynamicStruct::Reader in) {
+  T value;
+  T::fields(value, [&](const char* name, auto& field) {
+    std::string key = schema_name(name);
+    read_value(in.get(kj::StringPtr(key.c_str(), key.size())), field);
+  });
+  return value;
+}
+
+// The slot's kind as the union member named after it, holding `spec` and `state`.
+void encode_kind(const VirtioSlotState& slot, s::VirtioDevice::Builder out) {
+  if (slot.spec.index() != slot.device.index())
+    throw Error(std::string("a ") + kind_name(slot.spec) + " slot holds a " +
+                kind_name(slot.device) + "'s state");
+  capnp::DynamicStruct::Builder dyn = capnp::toDynamic(out);
+  auto encode = [&](const auto& spec) {
+    using Kind = VirtioKinds::KindOf<decltype(spec)>;
+    std::string member = schema_name(Kind::kName);
+    auto entry =
+        dyn.init(kj::StringPtr(member.c_str(), member.size())).template as<capnp::DynamicStruct>();
+    write_fields(spec, entry.init("spec").template as<capnp::DynamicStruct>());
+    write_fields(std::get<typename Kind::State>(slot.device),
+                 entry.init("state").template as<capnp::DynamicStruct>());
   };
-  if (data.size() > kMaxBlobBytes)
-    throw fail(std::to_string(data.size()) + " bytes (limit " + std::to_string(kMaxBlobBytes) +
-               ")");
-  if (data.size() % sizeof(capnp::word) != 0)
-    throw fail("length " + std::to_string(data.size()) + " is not a multiple of 8");
-  auto words = kj::heapArray<capnp::word>(data.size() / sizeof(capnp::word));
-  if (!data.empty()) std::memcpy(words.begin(), data.data(), data.size());
-  capnp::ReaderOptions options;
-  // Each word is visited about once; the slack covers the segment table and small messages.
-  options.traversalLimitInWords = 2 * words.size() + 1024;
-  options.nestingLimit = 8;
   try {
-    capnp::FlatArrayMessageReader reader(words, options);
-    if (reader.getEnd() != words.end()) throw fail("trailing bytes after the message");
-    return decode(reader.getRoot<Root>(), fail);
+    std::visit(encode, slot.spec);
   } catch (const kj::Exception& e) {
-    throw fail(e.getDescription().cStr());
+    // Only a kind whose fields() and schema struct disagree gets here: a bug, not bad input.
+    throw Error(std::string(kind_name(slot.spec)) +
+                ": cannot encode: " + e.getDescription().cStr());
   }
 }
 
-// ---- virtio ---------------------------------------------------------------------------------
+void decode_kind(s::VirtioDevice::Reader in, VirtioSlotState& slot) {
+  capnp::DynamicStruct::Reader dyn = capnp::toDynamic(in);
+  std::string member;
+  KJ_IF_MAYBE (field, dyn.which()) {
+    member = field->getProto().getName().cStr();
+  }
+  bool known = VirtioKinds::find([&]<typename Kind>() {
+    if (member.empty() || member != schema_name(Kind::kName)) return false;
+    auto entry = dyn.get(kj::StringPtr(member.c_str(), member.size())).as<capnp::DynamicStruct>();
+    slot.spec = read_fields<typename Kind::Spec>(entry.get("spec").as<capnp::DynamicStruct>());
+    slot.device = read_fields<typename Kind::State>(entry.get("state").as<capnp::DynamicStruct>());
+    return true;
+  });
+  // A newer wisp's device, or garbage.
+  if (!known) throw Error("unknown virtio device kind" + (member.empty() ? "" : " " + member));
+}
+
+// ---- the transport --------------------------------------------------------------------------
 
 void encode_queue(const QueueState& q, s::QueueState::Builder out) {
   out.setSize(q.size);
@@ -89,8 +147,7 @@ void encode_transport(const MmioTransportState& t, s::MmioTransportState::Builde
   for (size_t i = 0; i < t.queues.size(); ++i) encode_queue(t.queues[i], queues[i]);
 }
 
-template <typename Fail>
-MmioTransportState decode_transport(s::MmioTransportState::Reader in, const Fail& fail) {
+MmioTransportState decode_transport(s::MmioTransportState::Reader in) {
   MmioTransportState t;
   t.status = in.getStatus();
   t.device_features_sel = in.getDeviceFeaturesSel();
@@ -101,97 +158,78 @@ MmioTransportState decode_transport(s::MmioTransportState::Reader in, const Fail
   t.config_generation = in.getConfigGeneration();
   t.needs_reset = in.getNeedsReset();
   t.device_activated = in.getDeviceActivated();
-  auto queues = in.getQueues();
-  if (queues.size() > MmioTransport::kMaxQueues)
-    throw fail(std::to_string(queues.size()) + " queues (limit " +
-               std::to_string(MmioTransport::kMaxQueues) + ")");
-  for (auto q : queues) t.queues.push_back(decode_queue(q));
+  check_count(in.getQueues().size(), MmioTransport::kMaxQueues, "queues");
+  for (auto q : in.getQueues()) t.queues.push_back(decode_queue(q));
   return t;
-}
-
-void encode_device(const VirtioDeviceState& d, s::VirtioSlot::Device::Builder out) {
-  if (const auto* b = std::get_if<BlockState>(&d)) {
-    auto block = out.initBlock();
-    block.setCapacitySectors(b->capacity_sectors);
-    block.setReadOnly(b->read_only);
-    block.setSegMax(b->seg_max);
-  } else if (const auto* v = std::get_if<VsockState>(&d)) {
-    out.initVsock().setGuestCid(v->guest_cid);
-  } else {
-    out.setRng();
-  }
-}
-
-template <typename Fail>
-VirtioDeviceState decode_device(s::VirtioSlot::Device::Reader in, const Fail& fail) {
-  switch (in.which()) {
-    case s::VirtioSlot::Device::BLOCK: {
-      auto b = in.getBlock();
-      return BlockState{b.getCapacitySectors(), b.getReadOnly(), b.getSegMax()};
-    }
-    case s::VirtioSlot::Device::RNG:
-      return RngState{};
-    case s::VirtioSlot::Device::VSOCK:
-      return VsockState{in.getVsock().getGuestCid()};
-  }
-  // A newer wisp's device, or garbage.
-  throw fail("unknown virtio device kind " + std::to_string(static_cast<unsigned>(in.which())));
 }
 
 }  // namespace
 
 // ---- serial ---------------------------------------------------------------------------------
 
-Bytes encode_serial(const SerialState& st) {
+void encode_serial(const SerialState& st, s::SerialState::Builder out) {
+  out.setIer(st.ier);
+  out.setLcr(st.lcr);
+  out.setMcr(st.mcr);
+  out.setScr(st.scr);
+  out.setDll(st.dll);
+  out.setDlm(st.dlm);
+  out.setFifoEnabled(st.fifo_enabled);
+  out.setThrEmptyPending(st.thr_empty_pending);
+  out.setRx(capnp::Data::Reader(st.rx.data(), st.rx.size()));
+}
+
+SerialState decode_serial(s::SerialState::Reader in) {
+  SerialState st;
+  st.ier = in.getIer();
+  st.lcr = in.getLcr();
+  st.mcr = in.getMcr();
+  st.scr = in.getScr();
+  st.dll = in.getDll();
+  st.dlm = in.getDlm();
+  st.fifo_enabled = in.getFifoEnabled();
+  st.thr_empty_pending = in.getThrEmptyPending();
+  auto rx = in.getRx();
+  st.rx.assign(rx.begin(), rx.end());
+  return st;
+}
+
+Bytes encode_serial(const SerialState& state) {
   capnp::MallocMessageBuilder message;
-  auto root = message.initRoot<s::SerialState>();
-  root.setIer(st.ier);
-  root.setLcr(st.lcr);
-  root.setMcr(st.mcr);
-  root.setScr(st.scr);
-  root.setDll(st.dll);
-  root.setDlm(st.dlm);
-  root.setFifoEnabled(st.fifo_enabled);
-  root.setThrEmptyPending(st.thr_empty_pending);
-  root.setRx(capnp::Data::Reader(st.rx.data(), st.rx.size()));
-  return to_bytes(message);
+  encode_serial(state, message.initRoot<s::SerialState>());
+  return message_bytes(message);
 }
 
 SerialState decode_serial(std::span<const uint8_t> data, const std::string& what) {
-  return parse<s::SerialState>(data, what, "serial state", [](auto in, const auto& fail) {
-    SerialState st;
-    st.ier = in.getIer();
-    st.lcr = in.getLcr();
-    st.mcr = in.getMcr();
-    st.scr = in.getScr();
-    st.dll = in.getDll();
-    st.dlm = in.getDlm();
-    st.fifo_enabled = in.getFifoEnabled();
-    st.thr_empty_pending = in.getThrEmptyPending();
-    auto rx = in.getRx();
-    if (rx.size() > Serial::kMaxPendingInput)
-      throw fail(std::to_string(rx.size()) + " pending input bytes (limit " +
-                 std::to_string(Serial::kMaxPendingInput) + ")");
-    st.rx.assign(rx.begin(), rx.end());
-    return st;
-  });
+  return read_message<s::SerialState>(
+      data, kMaxDeviceMessageBytes,
+      what + ": malformed serial state: ", [](auto in) { return decode_serial(in); });
 }
 
 // ---- virtio-mmio slot -----------------------------------------------------------------------
 
-Bytes encode_virtio(const VirtioSlotState& st) {
+void encode_virtio(const VirtioSlotState& slot, s::VirtioDevice::Builder out) {
+  encode_transport(slot.transport, out.initTransport());
+  encode_kind(slot, out);
+}
+
+VirtioSlotState decode_virtio(s::VirtioDevice::Reader in) {
+  VirtioSlotState slot;
+  slot.transport = decode_transport(in.getTransport());
+  decode_kind(in, slot);
+  return slot;
+}
+
+Bytes encode_virtio(const VirtioSlotState& slot) {
   capnp::MallocMessageBuilder message;
-  auto root = message.initRoot<s::VirtioSlot>();
-  encode_transport(st.transport, root.initTransport());
-  encode_device(st.device, root.initDevice());
-  return to_bytes(message);
+  encode_virtio(slot, message.initRoot<s::VirtioDevice>());
+  return message_bytes(message);
 }
 
 VirtioSlotState decode_virtio(std::span<const uint8_t> data, const std::string& what) {
-  return parse<s::VirtioSlot>(data, what, "virtio-mmio state", [](auto in, const auto& fail) {
-    return VirtioSlotState{decode_transport(in.getTransport(), fail),
-                           decode_device(in.getDevice(), fail)};
-  });
+  return read_message<s::VirtioDevice>(
+      data, kMaxDeviceMessageBytes,
+      what + ": malformed virtio-mmio state: ", [](auto in) { return decode_virtio(in); });
 }
 
 }  // namespace wisp::snapshot

@@ -1,11 +1,14 @@
-# The saved state of wisp's devices: the `data` of a DeviceState entry in state.capnp, one
-# message per device, chosen by its `kind` ("serial" -> SerialState, "virtio-mmio" ->
-# VirtioSlot). Only snapshot/device_codec.cc reads or writes it; it mirrors the plain State
-# structs of vmm/devices/serial.h, vmm/virtio/mmio_transport.h and vmm/virtio/device_state.h.
+# The saved state of wisp's devices, as parts of a snapshot's machine (state.capnp Machine): the
+# serial port and each virtio-mmio slot. Only snapshot/device_codec.cc reads or writes them. They
+# are vmm/'s State types as they are: SerialState (vmm/devices/serial.h), MmioTransportState and
+# QueueState (vmm/virtio/), and each virtio kind's Spec and State (vmm/virtio/<kind>/).
 #
-# Everything here is untrusted when read back: the codec bounds list and byte sizes, and the
-# devices validate the values on restore. Extending: add fields (never renumber or retype); a new
-# virtio device is a new member of VirtioSlot.device.
+# Untrusted when read back: the codec bounds lists before decoding them, then each State's
+# validate() checks the values. Extending: add fields (never renumber or retype). A new virtio
+# kind is a new member of VirtioDevice's union, named after its kName in camelCase
+# ("virtio-net" -> virtioNet), holding a `spec` and a `state` struct whose fields are the ones
+# its Spec and State list in fields(), camelCased ("guest_cid" -> guestCid). The codec finds
+# them by those names: it has no code per kind.
 
 @0xcf091eea3cb4217b;
 
@@ -51,22 +54,49 @@ struct MmioTransportState {
   queues @9 :List(QueueState);
 }
 
-struct BlockState {
-  capacitySectors @0 :UInt64;
-  readOnly @1 :Bool;
-  segMax @2 :UInt32;
-}
-
-struct VsockState {
-  guestCid @0 :UInt64;
-}
-
-# One virtio-mmio slot: the transport and the device behind it.
-struct VirtioSlot {
+# One virtio-mmio slot: the transport, and the device behind it (its kind is the union member).
+struct VirtioDevice {
   transport @0 :MmioTransportState;
-  device :union {
-    block @1 :BlockState;
-    rng @2 :Void;
-    vsock @3 :VsockState;
+  union {
+    virtioBlk @1 :VirtioBlk;
+    virtioRng @2 :VirtioRng;
+    virtioVsock @3 :VirtioVsock;
+  }
+}
+
+struct VirtioBlk {
+  spec @0 :Spec;
+  state @1 :State;
+
+  struct Spec {
+    path @0 :Text;               # the image (absolute), reopened on restore
+    readOnly @1 :Bool;
+    sizeBytes @2 :UInt64;        # the image as it was at the snapshot: a clone's page cache
+    mtimeNs @3 :Int64;           # holds its blocks, so restore refuses a changed image
+  }
+  struct State {
+    capacitySectors @0 :UInt64;
+    readOnly @1 :Bool;
+    segMax @2 :UInt32;
+  }
+}
+
+struct VirtioRng {
+  spec @0 :Spec;
+  state @1 :State;
+
+  struct Spec {}
+  struct State {}
+}
+
+struct VirtioVsock {
+  spec @0 :Spec;
+  state @1 :State;
+
+  struct Spec {
+    guestCid @0 :UInt64;         # the socket path is the restoring VMM's, not the snapshot's
+  }
+  struct State {
+    guestCid @0 :UInt64;
   }
 }

@@ -1,8 +1,6 @@
 #include "snapshot/machine_snapshot.h"
 
 #include <fcntl.h>
-#include <limits.h>
-#include <stdlib.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -12,21 +10,15 @@
 #include <cstring>
 #include <vector>
 
-#include "snapshot/crc64.h"
-#include "snapshot/device_codec.h"
-#include "snapshot/snapshot_dir.h"
+#include "base/clock.h"
 #include "base/error.h"
 #include "base/hex.h"
+#include "snapshot/crc64.h"
+#include "snapshot/snapshot_dir.h"
+#include "vmm/virtio/device_kinds.h"
 
 namespace wisp::snapshot {
 namespace {
-
-constexpr const char* kSerialKind = "serial";
-constexpr const char* kVirtioKind = "virtio-mmio";
-
-double ms_since(std::chrono::steady_clock::time_point t) {
-  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t).count();
-}
 
 std::string random_id() {
   uint8_t b[16];
@@ -34,137 +26,36 @@ std::string random_id() {
   return hex_bytes(b);
 }
 
-std::vector<CpuidLeaf> to_leaves(const CpuidEntries& entries) {
-  std::vector<CpuidLeaf> out;
-  for (const CpuidEntry& e : entries)
-    out.push_back({e.function, e.index, e.eax, e.ebx, e.ecx, e.edx});
+std::vector<MemoryFileRegion> file_layout(const std::vector<wisp::MemoryRegion>& regions) {
+  std::vector<MemoryFileRegion> out;
+  for (const wisp::MemoryRegion& r : regions)
+    out.push_back({r.guest_base.value(), r.size, r.file_offset});
   return out;
 }
 
-snapshot::VcpuState to_file(const wisp::VcpuState& v) {
-  snapshot::VcpuState o;
-  o.id = v.id;
-  o.regs = v.regs;
-  o.sregs = v.sregs;
-  o.fpu = v.fpu;
-  o.xsave = v.xsave;
-  o.xcrs = v.xcrs;
-  for (const MsrEntry& m : v.msrs) o.msrs.push_back({m.index, m.value});
-  o.lapic = v.lapic;
-  o.events = v.vcpu_events;
-  o.debugregs = v.debug_regs;
-  o.mp_state = v.mp_state;
-  o.tsc_khz = v.tsc_khz;
-  return o;
-}
-
-wisp::VcpuState from_file(const snapshot::VcpuState& v, uint32_t vm_tsc_khz) {
-  wisp::VcpuState o;
-  o.id = v.id;
-  o.regs = v.regs;
-  o.sregs = v.sregs;
-  o.fpu = v.fpu;
-  o.xsave = v.xsave;
-  o.xcrs = v.xcrs;
-  for (const Msr& m : v.msrs) o.msrs.push_back({m.index, m.value});
-  o.lapic = v.lapic;
-  o.vcpu_events = v.events;
-  o.debug_regs = v.debugregs;
-  o.mp_state = v.mp_state;
-  o.tsc_khz = v.tsc_khz ? v.tsc_khz : vm_tsc_khz;
-  return o;
-}
-
-// A drive as the snapshot records it: absolute path (a clone may run from another directory)
-// and the image's size and modification time, so a changed image is noticed at restore.
-DriveConfig describe_drive(const DriveSpec& d) {
-  char real[PATH_MAX];
-  if (!::realpath(d.path.c_str(), real)) throw_errno("drive " + d.path);
-  struct stat st;
-  if (::stat(real, &st) != 0) throw_errno("drive " + d.path);
-  return {real, d.read_only, static_cast<uint64_t>(st.st_size),
-          static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec};
-}
-
-// Refuses a drive image that is not the one the snapshot was taken with.
-void check_drive(const DriveConfig& d, const std::string& file) {
-  struct stat st;
-  if (::stat(d.path.c_str(), &st) != 0)
-    throw Error(file + ": drive " + d.path + ": " + std::strerror(errno));
-  int64_t mtime = static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
-  if (static_cast<uint64_t>(st.st_size) != d.size_bytes || mtime != d.mtime_ns)
-    throw Error(file + ": drive " + d.path +
-                " changed since the snapshot (size or modification time differs); the "
-                "guest's cached blocks would not match it");
-}
-
-SnapshotState to_file(const MachineState& m, const GuestMemory& mem, const SaveOptions& options) {
+SnapshotState describe(const MachineState& m, const GuestMemory& mem, const SaveOptions& options) {
   SnapshotState s;
   s.metadata.creator_version = options.creator_version;
   s.metadata.created_unix_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
                                    std::chrono::system_clock::now().time_since_epoch())
                                    .count();
-  s.metadata.cpu_vendor = cpu_vendor(m.cpuid);
-  s.metadata.cpuid = to_leaves(m.cpuid);
-  for (const wisp::MemoryRegion& r : mem.regions())
-    s.memory.push_back({r.guest_base.value(), r.size, r.file_offset});
-  for (const wisp::VcpuState& v : m.vcpus) s.vcpus.push_back(to_file(v));
-  s.irqchip = {m.vm.pic_master, m.vm.pic_slave, m.vm.ioapic};
-  s.pit = m.vm.pit;
-  s.clock = {m.vm.clock_ns, m.vm.clock_flags};
-  s.devices.push_back({kSerialKind, "com1", encode_serial(m.serial)});
-  for (size_t i = 0; i < m.virtio.size(); ++i)
-    s.devices.push_back({kVirtioKind, "slot" + std::to_string(i),
-                         encode_virtio({m.virtio[i].transport, m.virtio[i].device})});
-  s.tsc_khz = m.vcpus.empty() ? 0 : m.vcpus[0].tsc_khz;
-  s.machine.mem_bytes = m.mem_bytes;
-  for (const DriveSpec& d : m.devices.drives) s.machine.drives.push_back(describe_drive(d));
-  s.machine.rng = m.devices.rng;
-  s.machine.vsock = m.devices.vsock;
-  s.machine.vsock_cid = m.devices.vsock_cid;
+  s.memory = file_layout(mem.regions());
+  s.machine = m;
+  // What the devices depend on outside the VM (a drive's image), as it is now: a restore
+  // refuses a resource that changed since.
+  for (VirtioSlotState& slot : s.machine.virtio) slot.spec = record_identity(slot.spec);
   s.id = random_id();
   return s;
 }
 
-MachineState from_file(const SnapshotState& s, const std::string& file) {
-  MachineState m;
-  m.mem_bytes = s.machine.mem_bytes;
-  for (const DriveConfig& d : s.machine.drives) {
-    check_drive(d, file);
-    m.devices.drives.push_back({d.path, d.read_only});
-  }
-  m.devices.rng = s.machine.rng;
-  m.devices.vsock = s.machine.vsock;
-  m.devices.vsock_cid = s.machine.vsock_cid;
-  for (const CpuidLeaf& l : s.metadata.cpuid)
-    m.cpuid.push_back({l.function, l.index, 0, l.eax, l.ebx, l.ecx, l.edx});
-  m.vm.pic_master = s.irqchip.pic_master;
-  m.vm.pic_slave = s.irqchip.pic_slave;
-  m.vm.ioapic = s.irqchip.ioapic;
-  m.vm.pit = s.pit;
-  m.vm.clock_ns = s.clock.clock_ns;
-  m.vm.clock_flags = s.clock.flags;
-  for (const snapshot::VcpuState& v : s.vcpus) m.vcpus.push_back(from_file(v, s.tsc_khz));
-  size_t serials = 0;
-  for (const DeviceState& d : s.devices) {
-    std::string what = file + ": device " + d.kind + " \"" + d.name + "\"";
-    if (d.kind == kSerialKind) {
-      m.serial = decode_serial(d.data, what);
-      ++serials;
-    } else if (d.kind == kVirtioKind) {
-      auto slot = decode_virtio(d.data, what);
-      m.virtio.push_back(wisp::VirtioSlotState{slot.transport, slot.device});
-    } else {
-      throw Error(what + ": unknown device kind");
-    }
-  }
-  if (serials != 1)
-    throw Error(file + ": expected one serial port, found " + std::to_string(serials));
-  size_t expected = s.machine.drives.size() + (s.machine.rng ? 1 : 0) + (s.machine.vsock ? 1 : 0);
-  if (m.virtio.size() != expected)
-    throw Error(file + ": " + std::to_string(m.virtio.size()) +
-                " virtio devices saved, the machine description has " + std::to_string(expected));
-  return m;
+// The machine a diff layer and its parent describe must be the same: memory and devices.
+bool same_hardware(const SnapshotState& a, const SnapshotState& b) {
+  if (a.memory != b.memory || a.machine.mem_bytes != b.machine.mem_bytes ||
+      a.machine.virtio.size() != b.machine.virtio.size())
+    return false;
+  for (size_t i = 0; i < a.machine.virtio.size(); ++i)
+    if (a.machine.virtio[i].spec != b.machine.virtio[i].spec) return false;
+  return true;
 }
 
 bool bit(const Bytes& bitmap, uint64_t i) { return (bitmap[i / 8] >> (i % 8)) & 1; }
@@ -189,22 +80,10 @@ UniqueFd open_memory(const std::string& dir, const SnapshotState& state) {
 
 }  // namespace
 
-std::string cpu_vendor(const CpuidEntries& cpuid) {
-  for (const CpuidEntry& e : cpuid) {
-    if (e.function != 0) continue;
-    char v[13] = {};
-    std::memcpy(v, &e.ebx, 4);
-    std::memcpy(v + 4, &e.edx, 4);
-    std::memcpy(v + 8, &e.ecx, 4);
-    return v;
-  }
-  return "";
-}
-
 SaveResult save_machine_snapshot(const std::string& dir, const MachineState& state,
                                  const GuestMemory& memory, const SaveOptions& options) {
-  auto t0 = std::chrono::steady_clock::now();
-  SnapshotState s = to_file(state, memory, options);
+  uint64_t t0 = now_ns();
+  SnapshotState s = describe(state, memory, options);
   if (options.diff && !memory.is_file_private())
     throw Error("a diff snapshot needs a VM restored from a snapshot (this one was booted)");
   // The pages worth reading: a diff's layer is exactly the written pages; a full snapshot
@@ -225,7 +104,7 @@ SaveResult save_machine_snapshot(const std::string& dir, const MachineState& sta
   for (const wisp::MemoryRegion& r : memory.regions())
     regions.push_back({{r.guest_base.value(), r.size, r.file_offset}, {r.host, r.size}});
   result.state_ms = ms_since(t0);
-  auto t1 = std::chrono::steady_clock::now();
+  uint64_t t1 = now_ns();
   SnapshotWriteOptions write_options;
   write_options.data_pages = &pages;
   MemoryWriteStats stats = write_snapshot_dir(dir, s, regions, write_options);
@@ -256,7 +135,7 @@ std::vector<Layer> read_chain(const std::string& dir) {
       if (st.id != child.state.diff.parent_id)
         throw Error(child.dir + "/" + kStateFileName + ": parent " + current + " has snapshot id " +
                     st.id + ", the diff was made on " + child.state.diff.parent_id);
-      if (!(st.memory == child.state.memory) || !(st.machine == child.state.machine))
+      if (!same_hardware(st, child.state))
         throw Error(child.dir + "/" + kStateFileName + ": machine differs from its parent's in " +
                     current);
     }
@@ -300,20 +179,23 @@ LoadedSnapshot load_machine_snapshot(const std::string& dir, const HostCpuid& ho
   std::vector<Layer> chain = read_chain(dir);
   const Layer& top = chain.front();
   const std::string top_file = top.dir + "/" + kStateFileName;
-  MachineState machine = from_file(top.state, top_file);
+  const MachineState& machine = top.state.machine;
+  for (const VirtioSlotState& slot : machine.virtio) {
+    try {
+      check_identity(slot.spec);
+    } catch (const Error& e) {
+      throw Error(top_file + ": " + e.what());
+    }
+  }
   // Restore maps the file as guest RAM directly: its layout must be the one wisp builds.
-  std::vector<MemoryRegion> expected;
-  for (const wisp::MemoryRegion& r : GuestMemory::layout(top.state.machine.mem_bytes))
-    expected.push_back({r.guest_base.value(), r.size, r.file_offset});
-  if (!(expected == top.state.memory))
+  if (file_layout(GuestMemory::layout(machine.mem_bytes)) != top.state.memory)
     throw Error(top_file + ": memory layout is not the one wisp uses for " +
-                std::to_string(top.state.machine.mem_bytes) + " bytes of RAM");
-  CpuidEntries host = host_cpuid(static_cast<uint32_t>(top.state.vcpus.size()));
-  std::string why = cpu_mismatch(top.state.metadata, cpu_vendor(host), to_leaves(host));
+                std::to_string(machine.mem_bytes) + " bytes of RAM");
+  CpuidEntries host = host_cpuid(static_cast<uint32_t>(machine.vcpus.size()));
+  std::string why = cpu_mismatch(machine.cpuid, host);
   if (!why.empty()) throw Error(top_file + ": snapshot is from another CPU: " + why);
 
-  LoadedSnapshot out{std::move(machine), map_chain(chain), top.state.id,
-                     static_cast<uint32_t>(chain.size())};
+  LoadedSnapshot out{machine, map_chain(chain), top.state.id, static_cast<uint32_t>(chain.size())};
   return out;
 }
 

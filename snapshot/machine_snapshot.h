@@ -1,12 +1,13 @@
 // Save and restore of a whole microVM, between vmm/'s plain MachineState + GuestMemory and a
 // snapshot directory. The only place that joins the two: vmm/ never sees the file format, and
-// the format code below this never sees a device.
+// the format code below this sees States, never a live device.
 #pragma once
 
 #include <cstdint>
 #include <functional>
 #include <string>
 
+#include "snapshot/snapshot_state.h"
 #include "vmm/kvm/cpu_types.h"
 #include "vmm/machine/machine_state.h"
 #include "vmm/memory/guest_memory.h"
@@ -32,7 +33,8 @@ struct SaveResult {
 };
 
 // Writes `state` and `memory` as the snapshot directory `dir` (atomically; it must not
-// exist). The machine must be paused. Throws Error naming the file and the problem.
+// exist), recording each device's host resource as it is now (record_identity). The machine
+// must be paused. Throws Error naming the file and the problem.
 SaveResult save_machine_snapshot(const std::string& dir, const MachineState& state,
                                  const GuestMemory& memory, const SaveOptions& options);
 
@@ -48,16 +50,16 @@ struct LoadedSnapshot {
 using HostCpuid = std::function<CpuidEntries(uint32_t vcpus)>;
 
 // Reads, validates and maps the snapshot at `dir` (following a diff's parents). Refuses a
-// snapshot from another CPU feature set, a memory file that does not match, a parent that is
-// not the one the diff was made on. Throws Error naming the file and what is wrong.
+// snapshot from another CPU feature set, a device resource that changed (check_identity), a
+// memory file that does not match, a parent that is not the one the diff was made on. Throws
+// Error naming the file and what is wrong. The state's devices are the ones to rebuild, in
+// order; a caller gives each its per-process resources (a vsock's socket path) before
+// Machine::restore.
 LoadedSnapshot load_machine_snapshot(const std::string& dir, const HostCpuid& host_cpuid);
 
 // A checksum of the guest memory a snapshot restores to (diff layers applied): CRC-64 over
 // (page index, bytes) of every non-zero page. Equal for a diff and a full snapshot of one
 // paused VM. Needs no KVM. Throws Error like load_machine_snapshot.
 uint64_t memory_digest(const std::string& dir);
-
-// The vendor string of CPUID leaf 0 ("GenuineIntel"), or "" when the leaf is missing.
-std::string cpu_vendor(const CpuidEntries& cpuid);
 
 }  // namespace wisp::snapshot

@@ -97,7 +97,7 @@ MappedMemoryFile& MappedMemoryFile::operator=(MappedMemoryFile&& other) noexcept
 }
 
 MappedMemoryFile map_memory_file(const std::string& path,
-                                 const std::vector<MemoryRegion>& regions) {
+                                 const std::vector<MemoryFileRegion>& regions) {
   UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd) throw_errno("open memory file " + path);
   struct stat st;

@@ -14,7 +14,7 @@ namespace wisp::snapshot {
 
 // One region's layout and the guest bytes it holds now (bytes.size() == region.size).
 struct RegionContents {
-  MemoryRegion region;
+  MemoryFileRegion region;
   std::span<const uint8_t> bytes;
 };
 
@@ -44,7 +44,9 @@ class MappedMemoryFile {
   uint8_t* data() const { return data_; }
   uint64_t size() const { return size_; }
   // The host bytes of one region of the layout the file was checked against.
-  std::span<uint8_t> region(const MemoryRegion& r) const { return {data_ + r.file_offset, r.size}; }
+  std::span<uint8_t> region(const MemoryFileRegion& r) const {
+    return {data_ + r.file_offset, r.size};
+  }
 
  private:
   uint8_t* data_ = nullptr;
@@ -53,6 +55,7 @@ class MappedMemoryFile {
 
 // Maps `path` MAP_PRIVATE after checking its size matches `regions` (which must already be
 // validated, e.g. from read_state_file). Throws wisp::Error naming the file.
-MappedMemoryFile map_memory_file(const std::string& path, const std::vector<MemoryRegion>& regions);
+MappedMemoryFile map_memory_file(const std::string& path,
+                                 const std::vector<MemoryFileRegion>& regions);
 
 }  // namespace wisp::snapshot

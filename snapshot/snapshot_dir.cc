@@ -116,11 +116,11 @@ SnapshotReport verify_snapshot(const std::string& dir) {
   if (!S_ISREG(st.st_mode)) throw Error(memory + ": memory file is not a regular file");
   check_memory_file_size(state.memory, static_cast<uint64_t>(st.st_size), memory);
   report.creator_version = state.metadata.creator_version;
-  report.cpu_vendor = state.metadata.cpu_vendor;
-  report.vcpus = state.vcpus.size();
+  report.cpu_vendor = cpu_vendor(state.machine.cpuid);
+  report.vcpus = state.machine.vcpus.size();
   report.regions = state.memory.size();
-  report.devices = state.devices.size();
-  for (const MemoryRegion& r : state.memory) report.guest_memory_bytes += r.size;
+  report.devices = 1 + state.machine.virtio.size();  // the serial port and the virtio slots
+  for (const MemoryFileRegion& r : state.memory) report.guest_memory_bytes += r.size;
   report.memory_file_bytes = static_cast<uint64_t>(st.st_size);
   report.memory_disk_bytes = static_cast<uint64_t>(st.st_blocks) * 512;
   report.id = state.id;

@@ -8,11 +8,11 @@
 #include <cstdio>
 #include <cstring>
 
+#include "base/error.h"
+#include "base/hex.h"
+#include "base/unique_fd.h"
 #include "snapshot/crc64.h"
 #include "snapshot/state_codec.h"
-#include "base/error.h"
-#include "base/unique_fd.h"
-#include "base/hex.h"
 
 namespace wisp::snapshot {
 namespace {
@@ -28,7 +28,6 @@ uint64_t load_le(const uint8_t* p, int n) {
 void store_le(uint8_t* p, uint64_t v, int n) {
   for (int i = 0; i < n; ++i) p[i] = static_cast<uint8_t>(v >> (8 * i));
 }
-
 
 [[noreturn]] void reject(const std::string& file, const std::string& what) {
   throw Error(file + ": " + what);
@@ -65,9 +64,13 @@ SnapshotState decode_state_file(std::span<const uint8_t> bytes, const std::strin
   header.payload_bytes = load_le(&bytes[16], 8);
   header.file_bytes = bytes.size();
   if (header.major != kFormatMajor) {
-    reject(file, "unsupported snapshot format version " + std::to_string(header.major) + "." +
-                     std::to_string(header.minor) + " (this wisp reads " +
-                     std::to_string(kFormatMajor) + ".x)");
+    std::string version = std::to_string(header.major) + "." + std::to_string(header.minor);
+    std::string reads = "this wisp reads " + std::to_string(kFormatMajor) + ".x";
+    if (header.major < kFormatMajor)
+      reject(file, "snapshot format version " + version + " was written by an older wisp (" +
+                       reads + "): re-create the snapshot with this wisp");
+    reject(file, "unsupported snapshot format version " + version + " (" + reads +
+                     "; written by a newer wisp?)");
   }
   if (header.payload_bytes > kMaxPayloadBytes) {
     reject(file, "state payload length " + std::to_string(header.payload_bytes) +

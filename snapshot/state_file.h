@@ -6,11 +6,13 @@
 //       10     2  format minor; newer minors only add schema fields, so they are accepted
 //       12     4  reserved, zero
 //       16     8  payload length in bytes (<= kMaxPayloadBytes, a multiple of 8)
-//       24     n  payload (state.capnp VmState, flat-array serialization)
+//       24     n  payload (state.capnp SnapshotState, flat-array serialization)
 //     24+n     8  CRC-64/XZ of bytes [0, 24+n)
 //
-// The format version is independent of wisp's release version. Every rejection is a wisp::Error
-// whose message names the file and what is wrong.
+// The format version is independent of wisp's release version. Major 2 stores vmm's State
+// types as they are (one machine, its devices as an ordered list of kind, spec and state); a
+// major-1 file, from an older wisp, is refused with a message saying to re-create the snapshot.
+// Every rejection is a wisp::Error whose message names the file and what is wrong.
 #pragma once
 
 #include <cstdint>
@@ -22,7 +24,7 @@
 namespace wisp::snapshot {
 
 constexpr char kStateMagic[8] = {'W', 'I', 'S', 'P', 'S', 'N', 'A', 'P'};
-constexpr uint16_t kFormatMajor = 1;
+constexpr uint16_t kFormatMajor = 2;
 constexpr uint16_t kFormatMinor = 0;
 constexpr uint64_t kMaxPayloadBytes = 64ull << 20;
 constexpr size_t kStateHeaderBytes = 24;

@@ -1,9 +1,10 @@
 // libFuzzer target for device snapshot state (snapshot/device_codec.h) as restore meets it: bytes
 // from a state file decoded, then handed to a fresh device. The first input byte picks:
 //  - 0: the rest is a serial state message; decoded, then restored into a fresh Serial.
-//  - 1: the rest is a virtio-mmio slot message; decoded, then restored into a fresh transport
-//    and fake device over a small guest memory (filled with the input, repeated), and kicked,
-//    so a restored queue's rings get walked.
+//  - 1: the rest is a virtio-mmio slot message (transport, device kind, spec and state);
+//    decoded, validated, then its transport restored into a fresh transport and fake device
+//    over a small guest memory (filled with the input, repeated), and kicked, so a restored
+//    queue's rings get walked.
 //  - 2, 3: the same, but the State is built field by field from the rest of the input and
 //    encoded first: random bytes rarely make a valid message, and this way the restore checks
 //    see states that are almost right.
@@ -15,9 +16,9 @@
 #include <memory>
 #include <span>
 
-#include "snapshot/device_codec.h"
 #include "base/error.h"
 #include "base/log.h"
+#include "snapshot/device_codec.h"
 #include "vmm/devices/serial.h"
 #include "vmm/memory/guest_memory.h"
 #include "vmm/virtio/mmio_transport.h"
@@ -98,7 +99,7 @@ snapshot::Bytes made_serial(std::span<const uint8_t> data) {
 // time; features, status and queue count near what a real driver leaves.
 snapshot::Bytes made_virtio(std::span<const uint8_t> data) {
   Fields f(data);
-  snapshot::VirtioSlotState st;
+  VirtioSlotState st;
   MmioTransportState& t = st.transport;
   t.status = static_cast<uint32_t>(f.next(1));
   t.driver_features = f.flag() ? f.next(8) : (virtio::kFeatureVersion1 | (f.next(1) << 28));
@@ -122,13 +123,23 @@ snapshot::Bytes made_virtio(std::span<const uint8_t> data) {
     q.event_idx = f.flag();
   }
   switch (f.next(1) % 3) {
-    case 0:
+    case 0: {
+      BlockSpec spec;
+      spec.path.resize(f.next(1) % 8);
+      for (char& c : spec.path) c = static_cast<char>(f.next(1));
+      spec.read_only = f.flag();
+      spec.size_bytes = f.next(8);
+      spec.mtime_ns = static_cast<int64_t>(f.next(8));
+      st.spec = spec;
       st.device = BlockState{f.next(8), f.flag(), static_cast<uint32_t>(f.next(4))};
       break;
+    }
     case 1:
+      st.spec = RngSpec{};
       st.device = RngState{};
       break;
     default:
+      st.spec = VsockSpec{"", f.next(8)};
       st.device = VsockState{f.next(8)};
   }
   return snapshot::encode_virtio(st);
@@ -156,13 +167,18 @@ void fuzz_serial(std::span<const uint8_t> data) {
 
 // `data` is the message; `ram` fills guest memory (repeated).
 void fuzz_virtio_over(std::span<const uint8_t> data, std::span<const uint8_t> ram_fill) {
-  snapshot::VirtioSlotState st;
+  VirtioSlotState st;
   try {
     st = snapshot::decode_virtio(data, "fuzz");
   } catch (const Error&) {
     return;
   }
   check(snapshot::decode_virtio(snapshot::encode_virtio(st), "fuzz") == st);
+  try {
+    st.validate();
+  } catch (const Error&) {
+    // The transport's restore below validates its part again, with its device.
+  }
   GuestMemory mem = GuestMemory::create(kMemBytes);
   // Rings and buffers: the input repeated over guest RAM, so restored rings hold something.
   auto ram = mem.slice(GuestAddress(0), kMemBytes);

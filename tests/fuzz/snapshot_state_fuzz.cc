@@ -7,17 +7,18 @@
 //  - 2, 3: the rest edits the payload of a valid state (2: a full snapshot, 3: a diff), three
 //    bytes per edit (16-bit offset, XOR mask), then it is framed as in 1. A valid state is too
 //    big for the fuzzer to find from nothing; this way it explores the values validate_state
-//    and the decoder see, accepted and refused.
+//    (and each State's validate() behind it) and the decoder see, accepted and refused,
+//    device kinds and their fields included.
 // Whatever is accepted must survive an encode/decode round trip unchanged.
 #include <cstdint>
 #include <cstring>
 #include <span>
 
+#include "base/error.h"
 #include "snapshot/crc64.h"
 #include "snapshot/state_codec.h"
 #include "snapshot/state_file.h"
 #include "tests/unit/snapshot_test_state.h"
-#include "base/error.h"
 
 namespace {
 
@@ -39,10 +40,9 @@ Bytes frame(std::span<const uint8_t> payload) {
   return out;
 }
 
-// Payloads of a small valid state, full and diff (xsave shrunk to keep the inputs short).
+// Payloads of a small valid state (one vCPU, one device of each kind), full and diff.
 Bytes valid_payload(bool diff) {
   SnapshotState s = testing::sample_state(1);
-  s.vcpus[0].xsave.resize(64);
   if (diff) {
     s.diff.parent_dir = "/snapshots/parent";
     s.diff.parent_id = "0123456789abcdef";

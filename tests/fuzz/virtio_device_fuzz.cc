@@ -12,9 +12,9 @@
 
 #include "base/log.h"
 #include "vmm/memory/guest_memory.h"
-#include "vmm/virtio/block.h"
+#include "vmm/virtio/block/block.h"
 #include "vmm/virtio/mmio_transport.h"
-#include "vmm/virtio/rng.h"
+#include "vmm/virtio/rng/rng.h"
 
 namespace {
 

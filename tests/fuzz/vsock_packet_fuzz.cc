@@ -20,9 +20,9 @@
 #include "base/log.h"
 #include "vmm/memory/guest_memory.h"
 #include "vmm/virtio/queue.h"
-#include "vmm/virtio/vsock.h"
-#include "vmm/virtio/vsock_connection.h"
-#include "vmm/virtio/vsock_packet.h"
+#include "vmm/virtio/vsock/vsock.h"
+#include "vmm/virtio/vsock/vsock_connection.h"
+#include "vmm/virtio/vsock/vsock_packet.h"
 
 namespace {
 
@@ -48,7 +48,7 @@ void fuzz_ring(const uint8_t* data, size_t size) {
   static GuestMemory mem = GuestMemory::create(kMemBytes);
   static std::unique_ptr<VirtioVsock> dev = [] {
     std::string path = "/tmp/wisp-vsock-fuzz-" + std::to_string(getpid()) + ".sock";
-    return std::make_unique<VirtioVsock>(VsockConfig{path, kCid});
+    return std::make_unique<VirtioVsock>(VsockSpec{path, kCid});
   }();
   auto ram = mem.slice(GuestAddress(0), kMemBytes);
   std::memset(ram.data(), 0, ram.size());

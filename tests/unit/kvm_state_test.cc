@@ -44,8 +44,9 @@ std::string error_of(F f) {
 }
 
 TEST(KvmStateTest, AcceptsWellFormedState) {
-  EXPECT_NO_THROW(validate(good_vcpu(), KvmImageSize::kXsaveMin));
-  EXPECT_NO_THROW(validate(good_vm()));
+  EXPECT_NO_THROW(good_vcpu().validate());
+  EXPECT_NO_THROW(good_vcpu().check_xsave_fits(KvmImageSize::kXsaveMin));
+  EXPECT_NO_THROW(good_vm().validate());
 }
 
 TEST(KvmStateTest, NamesTheWrongVcpuField) {
@@ -67,50 +68,51 @@ TEST(KvmStateTest, NamesTheWrongVcpuField) {
       VcpuState s = good_vcpu();
       auto& image = s.*c.member;
       image.resize(delta ? image.size() + delta : 0);
-      std::string msg = error_of([&] { validate(s, KvmImageSize::kXsaveMin); });
+      std::string msg = error_of([&] { s.validate(); });
       EXPECT_NE(msg.find(std::string(c.field) + " image"), std::string::npos) << msg;
     }
   }
 }
 
-TEST(KvmStateTest, ChecksXsaveAgainstHost) {
+TEST(KvmStateTest, ChecksXsaveSizeAndAgainstHost) {
   VcpuState s = good_vcpu();
   s.xsave.resize(100);
-  EXPECT_NE(error_of([&] { validate(s, 8192); }).find("xsave"), std::string::npos);
+  EXPECT_NE(error_of([&] { s.validate(); }).find("xsave"), std::string::npos);
   s.xsave.resize(4097);
-  EXPECT_NE(error_of([&] { validate(s, 8192); }).find("xsave"), std::string::npos);
+  EXPECT_NE(error_of([&] { s.validate(); }).find("xsave"), std::string::npos);
   s.xsave.resize(8192);
-  EXPECT_NO_THROW(validate(s, 8192));
+  EXPECT_NO_THROW(s.validate());
+  EXPECT_NO_THROW(s.check_xsave_fits(8192));
   // Saved with AMX state, restored where KVM has only the 4 KiB area: refused.
-  EXPECT_NE(error_of([&] { validate(s, 4096); }).find("features this host lacks"),
+  EXPECT_NE(error_of([&] { s.check_xsave_fits(4096); }).find("features this host lacks"),
             std::string::npos);
   s.xsave.resize(2 << 20);
-  EXPECT_NE(error_of([&] { validate(s, 4 << 20); }).find("xsave"), std::string::npos);
+  EXPECT_NE(error_of([&] { s.validate(); }).find("xsave"), std::string::npos);
 }
 
 TEST(KvmStateTest, ChecksMpStateAndMsrs) {
   VcpuState s = good_vcpu();
   s.mp_state = 77;
-  EXPECT_NE(error_of([&] { validate(s, 4096); }).find("mp_state"), std::string::npos);
+  EXPECT_NE(error_of([&] { s.validate(); }).find("mp_state"), std::string::npos);
   s = good_vcpu();
   s.msrs.push_back({0x10, 5});
-  EXPECT_NE(error_of([&] { validate(s, 4096); }).find("MSR 0x10 twice"), std::string::npos);
+  EXPECT_NE(error_of([&] { s.validate(); }).find("MSR 0x10 twice"), std::string::npos);
   s = good_vcpu();
   s.msrs.clear();
   for (uint32_t i = 0; i <= KvmImageSize::kMaxMsrs; ++i) s.msrs.push_back({i, 0});
-  EXPECT_NE(error_of([&] { validate(s, 4096); }).find("msrs has"), std::string::npos);
+  EXPECT_NE(error_of([&] { s.validate(); }).find("msrs has"), std::string::npos);
 }
 
 TEST(KvmStateTest, NamesTheWrongVmField) {
   VmState s = good_vm();
   s.ioapic.resize(511);
-  EXPECT_NE(error_of([&] { validate(s); }).find("ioapic image is 511 bytes"), std::string::npos);
+  EXPECT_NE(error_of([&] { s.validate(); }).find("ioapic image is 511 bytes"), std::string::npos);
   s = good_vm();
   s.pit.clear();
-  EXPECT_NE(error_of([&] { validate(s); }).find("pit image"), std::string::npos);
+  EXPECT_NE(error_of([&] { s.validate(); }).find("pit image"), std::string::npos);
   s = good_vm();
   s.pic_slave.resize(4096);
-  EXPECT_NE(error_of([&] { validate(s); }).find("pic_slave"), std::string::npos);
+  EXPECT_NE(error_of([&] { s.validate(); }).find("pic_slave"), std::string::npos);
 }
 
 TEST(KvmStateTest, SavesGuestMsrsNotHostProperties) {

@@ -13,13 +13,14 @@ TEST(RootfsBoot, KernelArgsMountTheFirstDriveReadOnlyAndRunTheAgent) {
 
 TEST(RootfsBoot, ImageIsTheFirstDriveAndReadOnly) {
   MachineConfig cfg;
-  cfg.virtio.drives.push_back(DriveSpec{"data.img", false});
+  cfg.devices = {BlockSpec{"data.img", false}, RngSpec{}};
   apply_rootfs("root.ext4", "console=ttyS0", "", false, &cfg);
-  ASSERT_EQ(cfg.virtio.drives.size(), 2u);
-  EXPECT_EQ(cfg.virtio.drives[0].path, "root.ext4");
-  EXPECT_TRUE(cfg.virtio.drives[0].read_only);
-  EXPECT_EQ(cfg.virtio.drives[1].path, "data.img");  // now /dev/vdb
-  EXPECT_FALSE(cfg.virtio.drives[1].read_only);
+  ASSERT_EQ(cfg.devices.size(), 3u);
+  EXPECT_EQ(std::get<BlockSpec>(cfg.devices[0]).path, "root.ext4");
+  EXPECT_TRUE(std::get<BlockSpec>(cfg.devices[0]).read_only);
+  EXPECT_EQ(std::get<BlockSpec>(cfg.devices[1]).path, "data.img");  // now /dev/vdb
+  EXPECT_FALSE(std::get<BlockSpec>(cfg.devices[1]).read_only);
+  EXPECT_TRUE(std::holds_alternative<RngSpec>(cfg.devices[2]));
 }
 
 TEST(RootfsBoot, ArgsGoBetweenDefaultsAndTheUsersExtra) {
@@ -43,8 +44,8 @@ TEST(RootfsBoot, RawCmdlineIsTheWholeLine) {
   MachineConfig cfg;
   apply_rootfs("r.ext4", "console=ttyS0", "root=/dev/vda init=/x", true, &cfg);
   EXPECT_EQ(cfg.cmdline, "root=/dev/vda init=/x");
-  ASSERT_EQ(cfg.virtio.drives.size(), 1u);
-  EXPECT_TRUE(cfg.virtio.drives[0].read_only);
+  ASSERT_EQ(cfg.devices.size(), 1u);
+  EXPECT_TRUE(std::get<BlockSpec>(cfg.devices[0]).read_only);
 }
 
 }  // namespace

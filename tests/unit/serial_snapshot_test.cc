@@ -5,6 +5,7 @@
 #include <string>
 
 #include "base/error.h"
+#include "tests/unit/expect_error.h"
 #include "vmm/devices/serial.h"
 
 namespace wisp {
@@ -114,6 +115,20 @@ TEST(SerialSnapshot, RefusesImpossibleStates) {
   EXPECT_NE(error_of(b.dev, s).find("rx"), std::string::npos);
   s.rx.resize(Serial::kMaxPendingInput);
   EXPECT_EQ(error_of(b.dev, s), "");
+}
+
+TEST(SerialSnapshot, ValidateNamesTheField) {
+  using testutil::expect_error;
+  EXPECT_NO_THROW(SerialState{}.validate());
+  SerialState s;
+  s.ier = 0x10;
+  expect_error([&] { s.validate(); }, {"serial state: ier = 0x10"});
+  s = {};
+  s.mcr = 0x20;
+  expect_error([&] { s.validate(); }, {"serial state: mcr = 0x20"});
+  s = {};
+  s.rx.assign(Serial::kMaxPendingInput + 1, 'x');
+  expect_error([&] { s.validate(); }, {"serial state: rx holds"});
 }
 
 }  // namespace

@@ -11,9 +11,9 @@
 #include <fstream>
 #include <string>
 
+#include "base/error.h"
 #include "snapshot/memory_file.h"
 #include "tests/unit/snapshot_test_state.h"
-#include "base/error.h"
 
 namespace wisp::snapshot {
 namespace {
@@ -31,7 +31,7 @@ class SnapshotDirTest : public ::testing::Test {
     fs::create_directories(root_);
     state_ = sample_state();
     // Guest memory: mostly zero, a few written pages.
-    for (const MemoryRegion& r : state_.memory) ram_.emplace_back(r.size, 0);
+    for (const MemoryFileRegion& r : state_.memory) ram_.emplace_back(r.size, 0);
     std::memset(ram_[0].data() + 0x3000, 0xab, kPageSize);
     std::memset(ram_[0].data() + 0x10000, 0xcd, 3 * kPageSize);
     ram_[0][0xfffff] = 1;  // last byte of region 0
@@ -59,7 +59,7 @@ TEST_F(SnapshotDirTest, RoundTripsStateAndMemory) {
   SnapshotReport report = verify_snapshot(dir);
   EXPECT_EQ(report.vcpus, 2u);
   EXPECT_EQ(report.regions, 2u);
-  EXPECT_EQ(report.devices, 2u);
+  EXPECT_EQ(report.devices, 4u);  // the serial port and three virtio slots
   EXPECT_EQ(report.memory_file_bytes, memory_file_size(state_.memory));
   EXPECT_NE(report.to_string().find("2 vCPU(s)"), std::string::npos);
 

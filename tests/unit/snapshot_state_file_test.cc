@@ -6,12 +6,13 @@
 #include <fstream>
 #include <string>
 
+#include "base/error.h"
 #include "snapshot/crc64.h"
 #include "snapshot/state_codec.h"
 #include "snapshot/state_file.h"
-#include "tests/unit/snapshot_test_state.h"
-#include "base/error.h"
 #include "tests/unit/expect_error.h"
+#include "tests/unit/snapshot_test_state.h"
+#include "vmm/boot/mptable.h"
 
 namespace wisp::snapshot {
 namespace {
@@ -53,9 +54,11 @@ TEST(SnapshotStateFile, RoundTripsInMemory) {
 
 TEST(SnapshotStateFile, RoundTripsTheMachineAndDiffFields) {
   SnapshotState s = sample_state();
-  s.machine.drives.push_back({"/images/rootfs.ext4", false, 1ull << 40, -1700000000123456789});
-  s.machine.rng = false;
-  s.machine.vsock_cid = 0xfffffffe;
+  s.machine.virtio.push_back(
+      {BlockSpec{"/images/rootfs.ext4", false, 1ull << 40, -1700000000123456789},
+       testing::running_transport(1), BlockState{1ull << 31, false, 128}});
+  std::get<VsockSpec>(s.machine.virtio[2].spec).guest_cid = 0xfffffffe;
+  s.machine.cpuid[0].flags = 7;
   s.id = "id-" + std::string(100, 'x');
   s.diff.parent_dir = "/snapshots/parent";
   s.diff.parent_id = "parent-id";
@@ -63,17 +66,36 @@ TEST(SnapshotStateFile, RoundTripsTheMachineAndDiffFields) {
   SnapshotState back = decode_state_file(encode_state_file(s), "diff.state");
   EXPECT_EQ(back, s);
   EXPECT_TRUE(back.is_diff());
-  EXPECT_EQ(back.machine.drives.size(), 2u);
-  EXPECT_EQ(back.machine.drives[1].path, "/images/rootfs.ext4");
-  EXPECT_FALSE(back.machine.drives[1].read_only);
-  EXPECT_EQ(back.machine.drives[1].size_bytes, 1ull << 40);
-  EXPECT_EQ(back.machine.drives[1].mtime_ns, -1700000000123456789);
-  EXPECT_TRUE(back.machine.drives[0].read_only);
-  EXPECT_EQ(back.machine.vsock_cid, 0xfffffffeu);
+  ASSERT_EQ(back.machine.virtio.size(), 4u);
+  const auto& drive = std::get<BlockSpec>(back.machine.virtio[3].spec);
+  EXPECT_EQ(drive.path, "/images/rootfs.ext4");
+  EXPECT_FALSE(drive.read_only);
+  EXPECT_EQ(drive.size_bytes, 1ull << 40);
+  EXPECT_EQ(drive.mtime_ns, -1700000000123456789);
+  EXPECT_TRUE(std::get<BlockSpec>(back.machine.virtio[0].spec).read_only);
+  EXPECT_EQ(std::get<VsockSpec>(back.machine.virtio[2].spec).guest_cid, 0xfffffffeu);
+  EXPECT_EQ(back.machine.cpuid[0].flags, 7u);  // nothing is lost on the way
   EXPECT_EQ(back.diff.pages, s.diff.pages);
   // A full snapshot comes back without diff fields.
   SnapshotState full = sample_state();
   EXPECT_EQ(decode_state_file(encode_state_file(full), "full.state").diff, DiffInfo{});
+}
+
+// Every device kind, with the transport in front of it, survives the codec unchanged.
+TEST(SnapshotStateFile, RoundTripsEachDeviceKind) {
+  SnapshotState s = sample_state(1);
+  ASSERT_EQ(s.machine.virtio.size(), std::variant_size_v<DeviceSpec>);
+  for (size_t kind = 0; kind < s.machine.virtio.size(); ++kind) {
+    EXPECT_EQ(s.machine.virtio[kind].spec.index(), kind);
+    SnapshotState one = s;
+    one.machine.virtio = {s.machine.virtio[kind]};
+    EXPECT_EQ(decode_state_file(encode_state_file(one), "one.state"), one)
+        << kind_name(one.machine.virtio[0].spec);
+  }
+  // The socket path belongs to one VMM process: the snapshot does not keep it.
+  std::get<VsockSpec>(s.machine.virtio[2].spec).uds_path = "/run/vm1.sock";
+  SnapshotState back = decode_state_file(encode_state_file(s), "vsock.state");
+  EXPECT_EQ(std::get<VsockSpec>(back.machine.virtio[2].spec), (VsockSpec{"", 3}));
 }
 
 TEST(SnapshotStateFile, RoundTripsThroughAFile) {
@@ -89,7 +111,7 @@ TEST(SnapshotStateFile, RoundTripsThroughAFile) {
 
 TEST(SnapshotStateFile, RejectsTruncationAtEveryLength) {
   SnapshotState s = sample_state(1);
-  s.vcpus[0].xsave.resize(64);  // keep the file small: every prefix is tried
+  s.machine.vcpus[0].xsave.resize(64);  // keep the file small: every prefix is tried
   Bytes file = encode_state_file(s);
   for (size_t n = 0; n < file.size(); ++n) {
     Bytes cut(file.begin(), file.begin() + n);
@@ -99,7 +121,7 @@ TEST(SnapshotStateFile, RejectsTruncationAtEveryLength) {
 
 TEST(SnapshotStateFile, RejectsEveryFlippedBit) {
   SnapshotState s = sample_state(1);
-  s.vcpus[0].xsave.resize(64);
+  s.machine.vcpus[0].xsave.resize(64);  // the frame refuses each flip before validation
   Bytes file = encode_state_file(s);
   for (size_t bit = 0; bit < file.size() * 8; ++bit) {
     Bytes bad = file;
@@ -117,13 +139,25 @@ TEST(SnapshotStateFile, RejectsWrongMagic) {
   expect_error([&] { decode_state_file(file, "m.state"); }, {"m.state", "bad magic"});
 }
 
-TEST(SnapshotStateFile, RejectsAnotherMajorVersionNamingBoth) {
+TEST(SnapshotStateFile, RejectsANewerMajorVersionNamingBoth) {
   Bytes file = encode_state_file(sample_state());
-  store_le(file, 8, 2, 2);
-  store_le(file, 10, 3, 2);
+  store_le(file, 8, 3, 2);
+  store_le(file, 10, 1, 2);
   reseal(file);
-  expect_error([&] { decode_state_file(file, "v2.state"); },
-               {"v2.state", "unsupported snapshot format version 2.3", "reads 1.x"});
+  expect_error([&] { decode_state_file(file, "v3.state"); },
+               {"v3.state", "unsupported snapshot format version 3.1", "reads 2.x", "newer wisp"});
+}
+
+// Format 1 (wisp before the one state model) laid the machine out differently; such a snapshot
+// is refused before its payload is read, with what to do about it.
+TEST(SnapshotStateFile, RefusesAnOlderFormatSayingToRecreateIt) {
+  Bytes file = encode_state_file(sample_state());
+  store_le(file, 8, 1, 2);
+  store_le(file, 10, 0, 2);
+  reseal(file);
+  expect_error([&] { decode_state_file(file, "v1.state"); },
+               {"v1.state", "snapshot format version 1.0 was written by an older wisp", "reads 2.x",
+                "re-create the snapshot"});
 }
 
 TEST(SnapshotStateFile, AcceptsANewerMinorVersion) {
@@ -132,7 +166,7 @@ TEST(SnapshotStateFile, AcceptsANewerMinorVersion) {
   store_le(file, 10, 7, 2);
   reseal(file);
   StateFileInfo info;
-  EXPECT_EQ(decode_state_file(file, "v1.7", &info), s);
+  EXPECT_EQ(decode_state_file(file, "v2.7", &info), s);
   EXPECT_EQ(info.minor, 7);
 }
 
@@ -168,7 +202,7 @@ TEST(SnapshotStateFile, RejectsAMalformedPayloadWithAGoodChecksum) {
                {"bad.state", "malformed state payload"});
   Bytes odd(kStateHeaderBytes + 5 + kStateTrailerBytes);
   std::memcpy(odd.data(), kStateMagic, 8);
-  store_le(odd, 8, 1, 2);
+  store_le(odd, 8, kFormatMajor, 2);
   store_le(odd, 16, 5, 8);
   reseal(odd);
   expect_error([&] { decode_state_file(odd, "odd.state"); }, {"not a multiple of 8"});
@@ -176,17 +210,17 @@ TEST(SnapshotStateFile, RejectsAMalformedPayloadWithAGoodChecksum) {
 
 TEST(SnapshotStateFile, RefusesHugeListsBeforeDecodingThem) {
   SnapshotState s = sample_state(1);
-  s.vcpus.resize(kMaxVcpus + 1);  // invalid, so build the payload past validation
+  s.machine.vcpus.resize(kMpTableMaxCpus + 1);  // invalid: encode_state_file does not validate
   Bytes file = encode_state_file(s);
   expect_error([&] { decode_state_file(file, "many.state"); },
-               {"many.state", std::to_string(kMaxVcpus + 1) + " vCPUs"});
+               {"many.state", std::to_string(kMpTableMaxCpus + 1) + " vCPUs (limit"});
 }
 
 // The encoder writes text as C strings: a NUL inside one would not survive a save, so the
 // decoder refuses it (found by tests/fuzz/snapshot_state_fuzz.cc).
 TEST(SnapshotStateFile, RefusesANulInsideText) {
   SnapshotState s = sample_state(1);
-  s.devices[0].name = "nulXname";
+  std::get<BlockSpec>(s.machine.virtio[0].spec).path = "/nulXname";
   Bytes file = encode_state_file(s);
   std::string text(file.begin(), file.end());
   size_t at = text.find("nulXname");
@@ -199,9 +233,9 @@ TEST(SnapshotStateFile, RefusesANulInsideText) {
 
 TEST(SnapshotStateFile, ValidatesTheDecodedState) {
   SnapshotState s = sample_state();
-  s.vcpus[1].lapic.resize(10);
+  s.machine.vcpus[1].lapic.resize(10);
   Bytes file = encode_state_file(s);
-  expect_error([&] { decode_state_file(file, "v.state"); }, {"v.state", "vCPU 1", "LAPIC"});
+  expect_error([&] { decode_state_file(file, "v.state"); }, {"v.state", "vCPU 1", "lapic"});
 }
 
 }  // namespace

@@ -4,8 +4,10 @@
 
 #include <string>
 
-#include "tests/unit/snapshot_test_state.h"
 #include "base/error.h"
+#include "tests/unit/snapshot_test_state.h"
+#include "vmm/boot/mptable.h"
+#include "vmm/virtio/mmio_layout.h"
 
 namespace wisp::snapshot {
 namespace {
@@ -25,30 +27,46 @@ TEST(SnapshotStateValidation, AcceptsTheSample) { EXPECT_EQ(rejection(sample_sta
 
 TEST(SnapshotStateValidation, BoundsTheVcpuCount) {
   SnapshotState s = sample_state();
-  s.vcpus.clear();
-  EXPECT_NE(rejection(s).find("x.state: invalid snapshot state: 0 vCPUs"), std::string::npos);
-  s = sample_state(kMaxVcpus);
+  s.machine.vcpus.clear();
+  EXPECT_NE(rejection(s).find("x.state: invalid snapshot state: machine state: 0 vCPUs"),
+            std::string::npos);
+  s = sample_state(kMpTableMaxCpus);
   EXPECT_EQ(rejection(s), "");
-  s.vcpus.push_back(s.vcpus.back());
-  s.vcpus.back().id = kMaxVcpus;
+  s.machine.vcpus.push_back(s.machine.vcpus.back());
+  s.machine.vcpus.back().id = kMpTableMaxCpus;
   EXPECT_NE(rejection(s).find("255 vCPUs"), std::string::npos);
 }
 
 TEST(SnapshotStateValidation, ChecksVcpuIds) {
   SnapshotState s = sample_state(2);
-  s.vcpus[1].id = 0;
-  EXPECT_NE(rejection(s).find("vCPU 0: duplicate id"), std::string::npos);
-  s.vcpus[1].id = 2;
-  EXPECT_NE(rejection(s).find("vCPU 2: id out of range"), std::string::npos);
+  s.machine.vcpus[1].id = 0;
+  EXPECT_NE(rejection(s).find("vCPU 1 has id 0"), std::string::npos);
+  s.machine.vcpus[1].id = 2;
+  EXPECT_NE(rejection(s).find("vCPU 1 has id 2"), std::string::npos);
 }
 
-TEST(SnapshotStateValidation, ChecksBlobSizes) {
+TEST(SnapshotStateValidation, ChecksEachVcpusImages) {
   SnapshotState s = sample_state();
-  s.vcpus[0].xsave.resize(kMaxBlobBytes + 1);
-  EXPECT_NE(rejection(s).find("vCPU 0 xsave"), std::string::npos);
+  s.machine.vcpus[1].lapic.resize(10);
+  EXPECT_NE(rejection(s).find("vCPU 1: vCPU state: lapic image is 10 bytes"), std::string::npos);
   s = sample_state();
-  s.vcpus[0].msrs.resize(kMaxMsrsPerVcpu + 1);
-  EXPECT_NE(rejection(s).find("MSRs"), std::string::npos);
+  s.machine.vcpus[0].xsave.resize(KvmImageSize::kXsaveMax + 4);
+  EXPECT_NE(rejection(s).find("vCPU 0: vCPU state: xsave"), std::string::npos);
+  s = sample_state();
+  s.machine.vcpus[0].msrs.resize(KvmImageSize::kMaxMsrs + 1);
+  EXPECT_NE(rejection(s).find("msrs has"), std::string::npos);
+}
+
+TEST(SnapshotStateValidation, ChecksTheVmSerialAndCpuid) {
+  SnapshotState s = sample_state();
+  s.machine.vm.pit.clear();
+  EXPECT_NE(rejection(s).find("machine state: VM state: pit image"), std::string::npos);
+  s = sample_state();
+  s.machine.serial.mcr = 0xff;
+  EXPECT_NE(rejection(s).find("machine state: serial state: mcr"), std::string::npos);
+  s = sample_state();
+  s.machine.cpuid.resize(MachineState::kMaxCpuidEntries + 1);
+  EXPECT_NE(rejection(s).find("513 CPUID entries"), std::string::npos);
 }
 
 TEST(SnapshotStateValidation, ChecksRegions) {
@@ -73,11 +91,19 @@ TEST(SnapshotStateValidation, ChecksRegions) {
 
 TEST(SnapshotStateValidation, ChecksDevices) {
   SnapshotState s = sample_state();
-  s.devices.push_back(s.devices[0]);
-  EXPECT_NE(rejection(s).find("device serial \"ttyS0\": listed twice"), std::string::npos);
+  s.machine.virtio[1].device = VsockState{3};  // an rng slot with a vsock's state
+  EXPECT_NE(rejection(s).find("virtio slot 1: a virtio-rng holds a virtio-vsock's state"),
+            std::string::npos);
   s = sample_state();
-  s.devices[0].kind.clear();
-  EXPECT_NE(rejection(s).find("missing or overlong"), std::string::npos);
+  s.machine.virtio[2].transport.status |= 0x20;
+  EXPECT_NE(rejection(s).find("virtio slot 2: transport state: status"), std::string::npos);
+  s = sample_state();
+  std::get<BlockState>(s.machine.virtio[0].device).seg_max = 0;
+  EXPECT_NE(rejection(s).find("virtio slot 0: virtio-blk state: seg_max 0"), std::string::npos);
+  s = sample_state();
+  while (s.machine.virtio.size() <= kMaxVirtioMmioDevices)
+    s.machine.virtio.push_back(s.machine.virtio[1]);
+  EXPECT_NE(rejection(s).find("12 virtio devices"), std::string::npos);
 }
 
 TEST(SnapshotStateValidation, MachineMemoryMustMatchTheLayout) {
@@ -88,38 +114,37 @@ TEST(SnapshotStateValidation, MachineMemoryMustMatchTheLayout) {
                               std::to_string(s.machine.mem_bytes + kPageSize) + " bytes"),
             std::string::npos);
   s.machine.mem_bytes = 0;
-  EXPECT_NE(rejection(s).find("machine memory size 0"), std::string::npos);
+  EXPECT_NE(rejection(s).find("memory size 0 is not a whole number of pages"), std::string::npos);
 }
 
 TEST(SnapshotStateValidation, ChecksDrives) {
   SnapshotState s = sample_state();
-  s.machine.drives[0].path.clear();
-  EXPECT_NE(rejection(s).find("drive has an empty, over-long or malformed path"),
-            std::string::npos);
-  s.machine.drives[0].path = std::string("disk\0.img", 9);
-  EXPECT_NE(rejection(s).find("malformed path"), std::string::npos);
-  s.machine.drives[0].path = std::string(kMaxPathBytes + 1, 'a');
-  EXPECT_NE(rejection(s).find("malformed path"), std::string::npos);
-  s.machine.drives[0].path = std::string(kMaxPathBytes, 'a');
+  auto& drive = std::get<BlockSpec>(s.machine.virtio[0].spec);
+  drive.path.clear();
+  EXPECT_NE(rejection(s).find("virtio-blk spec: path is empty"), std::string::npos);
+  drive.path = std::string("disk\0.img", 9);
+  EXPECT_NE(rejection(s).find("path contains a NUL byte"), std::string::npos);
+  drive.path = std::string(BlockSpec::kMaxPathBytes + 1, 'a');
+  EXPECT_NE(rejection(s).find("path is 4097 bytes"), std::string::npos);
+  drive.path = std::string(BlockSpec::kMaxPathBytes, 'a');
   EXPECT_EQ(rejection(s), "");
-  s.machine.drives.assign(kMaxDrives, {"d.img", false});
-  EXPECT_EQ(rejection(s), "");
-  s.machine.drives.push_back({"d.img", false});
-  EXPECT_NE(rejection(s).find("too many drives"), std::string::npos);
 }
 
 TEST(SnapshotStateValidation, RefusesReservedVsockCids) {
-  SnapshotState s = sample_state();
   for (uint64_t cid : {0ull, 1ull, 2ull, 0xffffffffull, 1ull << 32}) {
-    s.machine.vsock_cid = cid;
-    EXPECT_NE(rejection(s).find("vsock guest CID " + std::to_string(cid) + " is reserved"),
+    SnapshotState s = sample_state();
+    std::get<VsockSpec>(s.machine.virtio[2].spec).guest_cid = cid;
+    EXPECT_NE(rejection(s).find("guest CID " + std::to_string(cid) + " is reserved"),
+              std::string::npos)
+        << cid;
+    s = sample_state();
+    std::get<VsockState>(s.machine.virtio[2].device).guest_cid = cid;
+    EXPECT_NE(rejection(s).find("guest CID " + std::to_string(cid) + " is reserved"),
               std::string::npos)
         << cid;
   }
-  s.machine.vsock_cid = 0xfffffffe;
-  EXPECT_EQ(rejection(s), "");
-  s.machine.vsock = false;  // no vsock: the CID means nothing
-  s.machine.vsock_cid = 0;
+  SnapshotState s = sample_state();
+  std::get<VsockSpec>(s.machine.virtio[2].spec).guest_cid = 0xfffffffe;
   EXPECT_EQ(rejection(s), "");
 }
 
@@ -197,14 +222,23 @@ TEST(SnapshotMemoryLayout, FileSizeMustMatchExactly) {
 }
 
 TEST(SnapshotCpu, ReportsADifferentFeatureSet) {
-  Metadata m = sample_state().metadata;
-  EXPECT_EQ(cpu_mismatch(m, "GenuineIntel", m.cpuid), "");
-  EXPECT_NE(cpu_mismatch(m, "AuthenticAMD", m.cpuid).find("vendor"), std::string::npos);
-  auto host = m.cpuid;
+  CpuidEntries saved = sample_state().machine.cpuid;
+  EXPECT_EQ(cpu_vendor(saved), "GenuineIntel");
+  EXPECT_EQ(cpu_mismatch(saved, saved), "");
+  auto host = saved;
+  host[2].flags = 0;  // how KVM indexes the entry, not what the guest sees
+  EXPECT_EQ(cpu_mismatch(saved, host), "");
+  host[0].ebx = 0x68747541;  // "AuthenticAMD"
+  host[0].edx = 0x69746e65;
+  host[0].ecx = 0x444d4163;
+  EXPECT_NE(cpu_mismatch(saved, host).find("vendor \"GenuineIntel\", host \"AuthenticAMD\""),
+            std::string::npos);
+  host = saved;
   host[1].ecx &= ~(1u << 28);  // no AVX on the host
-  EXPECT_NE(cpu_mismatch(m, "GenuineIntel", host).find("0x1.0 differs"), std::string::npos);
+  EXPECT_NE(cpu_mismatch(saved, host).find("0x1.0 differs"), std::string::npos);
+  host = saved;
   host.pop_back();
-  EXPECT_NE(cpu_mismatch(m, "GenuineIntel", host).find("missing"), std::string::npos);
+  EXPECT_NE(cpu_mismatch(saved, host).find("0x7.0 is missing"), std::string::npos);
 }
 
 }  // namespace

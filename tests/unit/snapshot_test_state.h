@@ -1,4 +1,4 @@
-// A small, valid SnapshotState for the snapshot/ unit tests.
+// A small, valid SnapshotState for the snapshot/ unit tests and fuzzers.
 #pragma once
 
 #include <cstdint>
@@ -13,38 +13,60 @@ inline Bytes pattern(size_t n, uint8_t seed) {
   return b;
 }
 
+inline VcpuState sample_vcpu(uint32_t id) {
+  VcpuState v;
+  v.id = id;
+  v.regs = pattern(KvmImageSize::kRegs, 1 + id);
+  v.sregs = pattern(KvmImageSize::kSregs, 2 + id);
+  v.fpu = pattern(KvmImageSize::kFpu, 3);
+  v.xsave = pattern(KvmImageSize::kXsaveMin, 4);
+  v.xcrs = pattern(KvmImageSize::kXcrs, 5);
+  v.lapic = pattern(KvmImageSize::kLapic, 6 + id);
+  v.vcpu_events = pattern(KvmImageSize::kVcpuEvents, 7);
+  v.debug_regs = pattern(KvmImageSize::kDebugRegs, 8);
+  v.mp_state = id == 0 ? 0 : 1;
+  v.msrs = {{0x10, 123456789 + id}, {0x4b564d01, 0x1000 | 1}, {0xc0000080, 0xd01}};
+  v.tsc_khz = 2400000;
+  return v;
+}
+
+// A running transport with `queues` queues (VERSION_1 and EVENT_IDX accepted).
+inline MmioTransportState running_transport(uint16_t queues) {
+  MmioTransportState t;
+  t.status = 0xf;
+  t.driver_features = (1ull << 32) | (1ull << 29);
+  t.device_activated = true;
+  for (uint16_t i = 0; i < queues; ++i) {
+    uint64_t base = 0x10000 * (i + 1);
+    t.queues.push_back({256, true, base, base + 0x1000, base + 0x2000, 7, 7, true});
+  }
+  return t;
+}
+
 // Two regions (1 MiB at 0, 64 KiB at 4 GiB), packed back to back in the memory file; a full
 // snapshot of a machine with one drive, rng and vsock (CID 3).
 inline SnapshotState sample_state(uint32_t vcpus = 2) {
   SnapshotState s;
-  s.metadata = {"0.1.0-test",
-                1700000000000000000,
-                "GenuineIntel",
-                {{0, 0, 0xd, 0x756e6547, 0x6c65746e, 0x49656e69},
-                 {1, 0, 0x806c1, 0, 0xfeda3203, 0x178bfbff}}};
+  s.metadata = {"0.1.0-test", 1700000000000000000};
   s.memory = pack_regions({{0, 1 << 20}, {1ull << 32, 64 << 10}});
-  for (uint32_t i = 0; i < vcpus; ++i) {
-    VcpuState v;
-    v.id = i;
-    v.regs = pattern(144, 1 + i);
-    v.sregs = pattern(312, 2 + i);
-    v.fpu = pattern(416, 3);
-    v.xsave = pattern(4096, 4);
-    v.xcrs = pattern(392, 5);
-    v.msrs = {{0x10, 123456789 + i}, {0x4b564d01, 0x1000 | 1}, {0xc0000080, 0xd01}};
-    v.lapic = pattern(kLapicBytes, 6 + i);
-    v.events = pattern(64, 7);
-    v.debugregs = pattern(128, 8);
-    v.mp_state = i == 0 ? 0 : 1;
-    s.vcpus.push_back(std::move(v));
-  }
-  s.irqchip = {pattern(512, 9), pattern(512, 10), pattern(512, 11)};
-  s.pit = pattern(112, 12);
-  s.clock = {987654321, 2};
-  s.devices = {{"serial", "ttyS0", pattern(40, 13)},
-               {"virtio-vsock", "mmio@0xd0000000", pattern(300, 14)}};
-  s.tsc_khz = 2400000;
-  s.machine = {(1 << 20) + (64 << 10), {{"/var/lib/wisp/disk.img", true}}, true, true, 3};
+  MachineState& m = s.machine;
+  m.mem_bytes = (1 << 20) + (64 << 10);
+  m.cpuid = {{0, 0, 0, 0xd, 0x756e6547, 0x6c65746e, 0x49656e69},
+             {1, 0, 0, 0x806c1, 0, 0xfeda3203, 0x178bfbff},
+             {7, 0, 1, 0, 0x219c07ab, 0, 0}};
+  m.vm = {pattern(KvmImageSize::kIrqchip, 9),
+          pattern(KvmImageSize::kIrqchip, 10),
+          pattern(KvmImageSize::kIrqchip, 11),
+          pattern(KvmImageSize::kPit, 12),
+          987654321,
+          2};
+  for (uint32_t i = 0; i < vcpus; ++i) m.vcpus.push_back(sample_vcpu(i));
+  m.serial.ier = 1;
+  m.serial.rx = {'l', 's'};
+  m.virtio.push_back({BlockSpec{"/var/lib/wisp/disk.img", true, 1 << 20, 1700000000123456789},
+                      running_transport(1), BlockState{2048, true, 128}});
+  m.virtio.push_back({RngSpec{}, running_transport(1), RngState{}});
+  m.virtio.push_back({VsockSpec{"", 3}, running_transport(3), VsockState{3}});
   s.id = "0123456789abcdef0123456789abcdef";
   return s;
 }

@@ -7,10 +7,10 @@
 #include <string>
 #include <vector>
 
-#include "tests/unit/virtio_mock_driver.h"
 #include "base/error.h"
-#include "vmm/virtio/block.h"
-#include "vmm/virtio/block_backend.h"
+#include "tests/unit/virtio_mock_driver.h"
+#include "vmm/virtio/block/block.h"
+#include "vmm/virtio/block/block_backend.h"
 
 namespace wisp {
 namespace {
@@ -268,7 +268,7 @@ TEST(RawFileBackend, WritersAreExclusive) {
 }
 
 TEST(DriveSpec, Parses) {
-  DriveSpec d = parse_drive_spec("/images/root.img");
+  BlockSpec d = parse_drive_spec("/images/root.img");
   EXPECT_EQ(d.path, "/images/root.img");
   EXPECT_FALSE(d.read_only);
   d = parse_drive_spec("root.img,ro");

@@ -3,8 +3,8 @@
 
 #include <thread>
 
-#include "tests/unit/virtio_mock_driver.h"
 #include "base/error.h"
+#include "tests/unit/virtio_mock_driver.h"
 #include "vmm/event/event_loop.h"
 #include "vmm/virtio/mmio_layout.h"
 #include "vmm/virtio/mmio_transport.h"

@@ -3,7 +3,7 @@
 #include <algorithm>
 
 #include "tests/unit/virtio_mock_driver.h"
-#include "vmm/virtio/rng.h"
+#include "vmm/virtio/rng/rng.h"
 
 namespace wisp {
 namespace {

@@ -10,12 +10,12 @@
 #include <functional>
 #include <string>
 
-#include "tests/unit/virtio_mock_driver.h"
 #include "base/error.h"
-#include "vmm/virtio/block.h"
+#include "tests/unit/virtio_mock_driver.h"
+#include "vmm/virtio/block/block.h"
 #include "vmm/virtio/mmio_transport.h"
-#include "vmm/virtio/rng.h"
-#include "vmm/virtio/vsock.h"
+#include "vmm/virtio/rng/rng.h"
+#include "vmm/virtio/vsock/vsock.h"
 
 namespace wisp {
 namespace {
@@ -200,7 +200,7 @@ TEST_F(TransportSnapshotTest, RefusesImpossibleStates) {
     std::function<void(MmioTransportState&)> spoil;
   };
   const Case cases[] = {
-      {"2 queues", [](auto& s) { s.queues.push_back({}); }},
+      {"2 queues", [](auto& s) { s.queues.push_back(s.queues[0]); }},
       {"0 queues", [](auto& s) { s.queues.clear(); }},
       {"queue 0: queue size 32", [](auto& s) { s.queues[0].size = 32; }},
       {"queue 0: used ring", [](auto& s) { s.queues[0].used_ring = 1ull << 40; }},
@@ -227,6 +227,41 @@ TEST_F(TransportSnapshotTest, RefusesImpossibleStates) {
   }
   Slot b(mem);
   EXPECT_EQ(restore_error(b, good), "");
+}
+
+// What validate() refuses without a device: a register view no driver can leave behind.
+TEST(TransportState, ValidateRefusesImpossibleRegisterViews) {
+  MmioTransportState good;
+  good.status = 0xf;
+  good.driver_features = virtio::kFeatureVersion1 | virtio::kFeatureEventIdx;
+  good.device_activated = true;
+  good.queues.push_back({16, true, 0x1000, 0x2000, 0x3000, 0, 0, true});
+  EXPECT_NO_THROW(good.validate());
+  struct Case {
+    const char* expect;
+    std::function<void(MmioTransportState&)> spoil;
+  };
+  const Case cases[] = {
+      {"status 0x2f has unknown bits", [](auto& s) { s.status |= 0x20; }},
+      {"DRIVER_OK without FEATURES_OK", [](auto& s) { s.status &= ~kStatusFeaturesOk; }},
+      {"lacking VERSION_1", [](auto& s) { s.driver_features &= ~virtio::kFeatureVersion1; }},
+      {"interrupt_status 0x4", [](auto& s) { s.interrupt_status = 4; }},
+      {"device_activated without DRIVER_OK", [](auto& s) { s.status = 3; }},
+      {"neither running", [](auto& s) { s.device_activated = false; }},
+      {"queue 0: event_idx", [](auto& s) { s.queues[0].event_idx = false; }},
+      {"65 queues (limit 64)", [](auto& s) { s = {}, s.queues.resize(65); }},
+  };
+  for (const Case& c : cases) {
+    MmioTransportState bad = good;
+    c.spoil(bad);
+    try {
+      bad.validate();
+      ADD_FAILURE() << "accepted: " << c.expect;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(c.expect), std::string::npos) << e.what();
+      EXPECT_EQ(std::string(e.what()).rfind("transport state: ", 0), 0u) << e.what();
+    }
+  }
 }
 
 TEST_F(TransportSnapshotTest, RefusesATransportAlreadyInUse) {
@@ -301,7 +336,7 @@ class VsockSnapshotTest : public ::testing::Test {
   // Each device gets its own socket, as each clone does.
   std::shared_ptr<VirtioVsock> make(uint64_t cid) {
     return std::make_shared<VirtioVsock>(
-        VsockConfig{dir_ + "/v" + std::to_string(++sockets_) + ".sock", cid});
+        VsockSpec{dir_ + "/v" + std::to_string(++sockets_) + ".sock", cid});
   }
 
   GuestMemory mem = GuestMemory::create(1 << 20);

@@ -6,6 +6,7 @@
 #include <cstdlib>
 
 #include "base/error.h"
+#include "vmm/virtio/block/block_backend.h"
 
 namespace wisp {
 namespace {
@@ -13,40 +14,41 @@ namespace {
 // attach_virtio_devices needs a KVM VM; it is covered by the integration tests. What does not
 // need one is checked here.
 
-TEST(VirtioWiring, DrivesComeFirstThenRng) {
+TEST(VirtioWiring, OneDevicePerSpecInOrder) {
   char tmpl[] = "/tmp/wisp-wiring-XXXXXX";
   int fd = mkstemp(tmpl);
   ASSERT_GE(fd, 0);
   ASSERT_EQ(ftruncate(fd, 4096), 0);
   ::close(fd);
-  VirtioConfig cfg;
-  cfg.drives.push_back(parse_drive_spec(std::string(tmpl) + ",ro"));
-  auto devs = create_virtio_devices(cfg);
+  char dir[] = "/tmp/wisp-wiring-XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  std::vector<DeviceSpec> specs = {parse_drive_spec(std::string(tmpl) + ",ro"), RngSpec{},
+                                   VsockSpec{std::string(dir) + "/v.sock", 42}};
+  {
+    auto devs = create_virtio_devices(specs);
+    ASSERT_EQ(devs.size(), 3u);
+    EXPECT_EQ(devs[0]->device_type(), virtio::kDeviceIdBlock);
+    EXPECT_EQ(devs[1]->device_type(), virtio::kDeviceIdRng);
+    EXPECT_EQ(devs[2]->device_type(), virtio::kDeviceIdVsock);
+    // Only vsock has a back-end for the event loop to watch.
+    EXPECT_TRUE(devs[0]->backend_fds().empty());
+    EXPECT_TRUE(devs[1]->backend_fds().empty());
+    ASSERT_EQ(devs[2]->backend_fds().size(), 1u);
+    EXPECT_GE(devs[2]->backend_fds()[0].fd, 0);
+  }
   ::unlink(tmpl);
-  ASSERT_EQ(devs.size(), 2u);
-  EXPECT_EQ(devs[0]->device_type(), virtio::kDeviceIdBlock);
-  EXPECT_EQ(devs[1]->device_type(), virtio::kDeviceIdRng);
+  ::rmdir(dir);  // the device removed its socket
 }
 
 TEST(VirtioWiring, MissingDriveIsAnError) {
-  VirtioConfig cfg;
-  cfg.drives.push_back({"/nonexistent/wisp.img", false});
-  EXPECT_THROW(create_virtio_devices(cfg), Error);
+  EXPECT_THROW(create_virtio_devices({BlockSpec{"/nonexistent/wisp.img", false}}), Error);
 }
 
-TEST(VirtioWiring, VsockComesLast) {
+TEST(VirtioWiring, BadVsockSpecIsAnError) {
   char dir[] = "/tmp/wisp-wiring-XXXXXX";
   ASSERT_NE(mkdtemp(dir), nullptr);
-  VirtioConfig cfg;
-  cfg.vsock = VsockConfig{std::string(dir) + "/v.sock", 42};
-  {
-    auto devs = create_virtio_devices(cfg);
-    ASSERT_EQ(devs.size(), 2u);
-    EXPECT_EQ(devs[1]->device_type(), virtio::kDeviceIdVsock);
-  }
-  ::rmdir(dir);  // the device removed its socket
-  cfg.vsock->guest_cid = 2;
-  EXPECT_THROW(create_virtio_devices(cfg), Error);
+  EXPECT_THROW(create_virtio_devices({VsockSpec{std::string(dir) + "/v.sock", 2}}), Error);
+  ::rmdir(dir);
 }
 
 TEST(VirtioWiring, KernelCommandLineListsEverySlot) {

@@ -15,9 +15,9 @@
 #include <map>
 #include <string>
 
-#include "tests/unit/virtio_mock_driver.h"
 #include "base/error.h"
-#include "vmm/virtio/vsock.h"
+#include "tests/unit/virtio_mock_driver.h"
+#include "vmm/virtio/vsock/vsock.h"
 
 namespace wisp {
 namespace {
@@ -81,7 +81,7 @@ class VsockDeviceTest : public ::testing::Test {
     ASSERT_NE(mkdtemp(tmpl), nullptr);
     dir_ = tmpl;
     path_ = dir_ + "/v.sock";
-    dev_ = std::make_unique<VirtioVsock>(VsockConfig{path_, kCid});
+    dev_ = std::make_unique<VirtioVsock>(VsockSpec{path_, kCid});
     h_ = std::make_unique<DeviceHarness>(*dev_);
     ASSERT_TRUE(h_->activated());
     post_rx(16);
@@ -167,11 +167,14 @@ class VsockDeviceTest : public ::testing::Test {
   }
 
   // Host side ----------------------------------------------------------------------------
+  // What the event loop does with the device's back-end fd.
   void pump() {
+    std::vector<BackendFd> backend = dev_->backend_fds();
+    ASSERT_EQ(backend.size(), 1u);
     for (int i = 0; i < 100; ++i) {
-      pollfd p{dev_->backend_fd(), POLLIN, 0};
+      pollfd p{backend[0].fd, POLLIN, 0};
       if (poll(&p, 1, 0) <= 0) return;
-      dev_->handle_backend_event();
+      backend[0].on_readable();
     }
   }
   // A host process connects to the VM's socket and asks for `port`; returns the fd and the
@@ -473,13 +476,13 @@ TEST(VsockDevice, SocketPathInUseIsAnError) {
   ASSERT_NE(mkdtemp(tmpl), nullptr);
   std::string path = std::string(tmpl) + "/v.sock";
   {
-    VirtioVsock a(VsockConfig{path, 3});
-    EXPECT_THROW(VirtioVsock(VsockConfig{path, 3}), Error);
+    VirtioVsock a(VsockSpec{path, 3});
+    EXPECT_THROW(VirtioVsock(VsockSpec{path, 3}), Error);
   }
   // A stale socket file (its VMM gone) is replaced.
   int fd = unix_listen(path);
   ::close(fd);
-  EXPECT_NO_THROW(VirtioVsock(VsockConfig{path, 3}));
+  EXPECT_NO_THROW(VirtioVsock(VsockSpec{path, 3}));
   std::filesystem::remove_all(tmpl);
 }
 

@@ -1,13 +1,13 @@
-#include "vmm/virtio/vsock_packet.h"
+#include "vmm/virtio/vsock/vsock_packet.h"
 
 #include <gtest/gtest.h>
 
 #include <cstring>
 #include <string>
 
-#include "tests/unit/virtio_mock_driver.h"
 #include "base/error.h"
-#include "vmm/virtio/vsock_muxer.h"
+#include "tests/unit/virtio_mock_driver.h"
+#include "vmm/virtio/vsock/vsock_muxer.h"
 
 namespace wisp {
 namespace {

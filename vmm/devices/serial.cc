@@ -15,7 +15,7 @@ constexpr uint8_t kIirNone = 0x01, kIirThrEmpty = 0x02, kIirRxData = 0x04, kIirF
 constexpr uint8_t kLsrDataReady = 0x01, kLsrThrEmpty = 0x20, kLsrIdle = 0x40;
 constexpr uint8_t kMcrDtr = 0x01, kMcrRts = 0x02, kMcrOut1 = 0x04, kMcrOut2 = 0x08, kMcrLoop = 0x10;
 constexpr uint8_t kMsrCts = 0x10, kMsrDsr = 0x20, kMsrRi = 0x40, kMsrDcd = 0x80;
-// Bits a register can hold (writes mask the rest away), for restore's validation.
+// Bits a register can hold (writes mask the rest away), for SerialState::validate.
 constexpr uint8_t kIerMask = 0x0f, kMcrMask = 0x1f;
 
 std::string bad_bits(const char* field, uint8_t value, uint8_t mask) {
@@ -155,12 +155,16 @@ SerialState Serial::save() const {
                      std::vector<uint8_t>(rx_.begin(), rx_.end())};
 }
 
+void SerialState::validate() const {
+  if (ier & ~kIerMask) throw Error(bad_bits("ier", ier, kIerMask));
+  if (mcr & ~kMcrMask) throw Error(bad_bits("mcr", mcr, kMcrMask));
+  if (rx.size() > Serial::kMaxPendingInput)
+    throw Error("serial state: rx holds " + std::to_string(rx.size()) +
+                " pending input bytes (limit " + std::to_string(Serial::kMaxPendingInput) + ")");
+}
+
 void Serial::restore(const SerialState& s) {
-  if (s.ier & ~kIerMask) throw Error(bad_bits("ier", s.ier, kIerMask));
-  if (s.mcr & ~kMcrMask) throw Error(bad_bits("mcr", s.mcr, kMcrMask));
-  if (s.rx.size() > kMaxPendingInput)
-    throw Error("serial state: rx holds " + std::to_string(s.rx.size()) +
-                " pending input bytes (limit " + std::to_string(kMaxPendingInput) + ")");
+  s.validate();
   std::lock_guard lock(mu_);
   ier_ = s.ier;
   lcr_ = s.lcr;

@@ -16,9 +16,10 @@
 
 namespace wisp {
 
-// A UART's saved state: plain data, untrusted when it comes from a snapshot (Serial::restore
-// validates it). LSR and MSR are not stored: this model derives them from the pending input and
-// MCR. IIR is derived too, from IER, the input and the latched THRE interrupt.
+// A UART's saved state: plain data, untrusted when it comes from a snapshot until validate()
+// accepted it (Serial::restore calls it). LSR and MSR are not stored: this model derives them
+// from the pending input and MCR. IIR is derived too, from IER, the input and the latched THRE
+// interrupt.
 struct SerialState {
   uint8_t ier = 0;  // only the low 4 bits exist
   uint8_t lcr = 0;
@@ -30,6 +31,10 @@ struct SerialState {
   bool thr_empty_pending = false;  // the THRE interrupt is latched (until IIR read or THR write)
   std::vector<uint8_t> rx;         // input the guest has not read yet, oldest first
   bool operator==(const SerialState&) const = default;
+
+  // Throws Error("serial state: <field> ...") for bits no register has or more pending input
+  // than Serial::kMaxPendingInput.
+  void validate() const;
 };
 
 class Serial final : public BusDevice {
@@ -50,9 +55,8 @@ class Serial final : public BusDevice {
   void enqueue_input(std::span<const uint8_t> bytes);
 
   // Snapshots. save() while the vCPUs are paused. restore() on a fresh Serial before any vCPU
-  // runs: throws Error naming the field when `s` is impossible (bits no register has, more
-  // input than kMaxPendingInput); sends an edge when an interrupt is pending afterwards, so a
-  // guest that was about to read IIR is not left waiting.
+  // runs: throws what s.validate() throws; sends an edge when an interrupt is pending
+  // afterwards, so a guest that was about to read IIR is not left waiting.
   SerialState save() const;
   void restore(const SerialState& s);
 

@@ -12,12 +12,14 @@ struct CpuidEntry {
   uint32_t index = 0;
   uint32_t flags = 0;  // KVM_CPUID_FLAG_* (bit 0: the entry depends on `index`)
   uint32_t eax = 0, ebx = 0, ecx = 0, edx = 0;
+  bool operator==(const CpuidEntry&) const = default;
 };
 using CpuidEntries = std::vector<CpuidEntry>;
 
 struct MsrEntry {
   uint32_t index = 0;
   uint64_t value = 0;
+  bool operator==(const MsrEntry&) const = default;
 };
 
 struct Segment {

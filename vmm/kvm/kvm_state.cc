@@ -159,7 +159,8 @@ VcpuState Vcpu::save_state() const {
 //   the MSRs, TSC (0x10) precedes TSC_DEADLINE (0x6e0) because they are sorted.
 // - SET_FPU before SET_XSAVE, which holds the same registers and wins.
 void Vcpu::restore_state(const VcpuState& s) {
-  validate(s, support_->xsave_size);
+  s.validate();
+  s.check_xsave_fits(support_->xsave_size);
   const int fd = fd_.get();
   if (s.tsc_khz != 0) {
     int khz = ioctl(fd, KVM_GET_TSC_KHZ, 0);
@@ -258,7 +259,7 @@ VmState Vm::save_state() const {
 }
 
 void Vm::restore_state(const VmState& s) {
-  validate(s);
+  s.validate();
   const int fd = fd_.get();
   set_irqchip(fd, KVM_IRQCHIP_PIC_MASTER, s.pic_master, "PIC master");
   set_irqchip(fd, KVM_IRQCHIP_PIC_SLAVE, s.pic_slave, "PIC slave");

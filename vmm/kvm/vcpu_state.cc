@@ -1,10 +1,10 @@
 #include "vmm/kvm/vcpu_state.h"
 
-#include <cstdio>
 #include <string>
 #include <unordered_set>
 
 #include "base/error.h"
+#include "base/hex.h"
 
 namespace wisp {
 namespace {
@@ -42,45 +42,45 @@ bool should_save_msr(uint32_t index) {
   return false;
 }
 
-void validate(const VcpuState& s, size_t host_xsave_size) {
+void VcpuState::validate() const {
   constexpr const char* kWhat = "vCPU state";
-  check_size(kWhat, "regs", s.regs, KvmImageSize::kRegs);
-  check_size(kWhat, "sregs", s.sregs, KvmImageSize::kSregs);
-  check_size(kWhat, "fpu", s.fpu, KvmImageSize::kFpu);
-  if (s.xsave.size() < KvmImageSize::kXsaveMin || s.xsave.size() > KvmImageSize::kXsaveMax ||
-      s.xsave.size() % 4 != 0)
-    throw Error(std::string(kWhat) + ": xsave image is " + std::to_string(s.xsave.size()) +
+  check_size(kWhat, "regs", regs, KvmImageSize::kRegs);
+  check_size(kWhat, "sregs", sregs, KvmImageSize::kSregs);
+  check_size(kWhat, "fpu", fpu, KvmImageSize::kFpu);
+  if (xsave.size() < KvmImageSize::kXsaveMin || xsave.size() > KvmImageSize::kXsaveMax ||
+      xsave.size() % 4 != 0)
+    throw Error(std::string(kWhat) + ": xsave image is " + std::to_string(xsave.size()) +
                 " bytes, expected a multiple of 4 from " + std::to_string(KvmImageSize::kXsaveMin));
-  if (s.xsave.size() > host_xsave_size)
-    throw Error(std::string(kWhat) + ": xsave image is " + std::to_string(s.xsave.size()) +
-                " bytes but this host's KVM takes " + std::to_string(host_xsave_size) +
-                " (saved on a CPU with XSAVE features this host lacks)");
-  check_size(kWhat, "xcrs", s.xcrs, KvmImageSize::kXcrs);
-  check_size(kWhat, "lapic", s.lapic, KvmImageSize::kLapic);
-  check_size(kWhat, "vcpu_events", s.vcpu_events, KvmImageSize::kVcpuEvents);
-  check_size(kWhat, "debug_regs", s.debug_regs, KvmImageSize::kDebugRegs);
-  if (s.mp_state > kMaxX86MpState)
-    throw Error(std::string(kWhat) + ": mp_state " + std::to_string(s.mp_state) +
+  check_size(kWhat, "xcrs", xcrs, KvmImageSize::kXcrs);
+  check_size(kWhat, "lapic", lapic, KvmImageSize::kLapic);
+  check_size(kWhat, "vcpu_events", vcpu_events, KvmImageSize::kVcpuEvents);
+  check_size(kWhat, "debug_regs", debug_regs, KvmImageSize::kDebugRegs);
+  if (mp_state > kMaxX86MpState)
+    throw Error(std::string(kWhat) + ": mp_state " + std::to_string(mp_state) +
                 " is not a valid x86 KVM_MP_STATE");
-  if (s.msrs.size() > KvmImageSize::kMaxMsrs)
-    throw Error(std::string(kWhat) + ": msrs has " + std::to_string(s.msrs.size()) +
+  if (msrs.size() > KvmImageSize::kMaxMsrs)
+    throw Error(std::string(kWhat) + ": msrs has " + std::to_string(msrs.size()) +
                 " entries, at most " + std::to_string(KvmImageSize::kMaxMsrs) + " allowed");
   std::unordered_set<uint32_t> seen;
-  for (const auto& m : s.msrs) {
-    if (!seen.insert(m.index).second) {
-      char hex[16];
-      snprintf(hex, sizeof(hex), "0x%x", m.index);
-      throw Error(std::string(kWhat) + ": msrs lists MSR " + hex + " twice");
-    }
+  for (const auto& m : msrs) {
+    if (!seen.insert(m.index).second)
+      throw Error(std::string(kWhat) + ": msrs lists MSR " + hex(m.index) + " twice");
   }
 }
 
-void validate(const VmState& s) {
+void VcpuState::check_xsave_fits(size_t host_xsave_size) const {
+  if (xsave.size() > host_xsave_size)
+    throw Error("vCPU state: xsave image is " + std::to_string(xsave.size()) +
+                " bytes but this host's KVM takes " + std::to_string(host_xsave_size) +
+                " (saved on a CPU with XSAVE features this host lacks)");
+}
+
+void VmState::validate() const {
   constexpr const char* kWhat = "VM state";
-  check_size(kWhat, "pic_master", s.pic_master, KvmImageSize::kIrqchip);
-  check_size(kWhat, "pic_slave", s.pic_slave, KvmImageSize::kIrqchip);
-  check_size(kWhat, "ioapic", s.ioapic, KvmImageSize::kIrqchip);
-  check_size(kWhat, "pit", s.pit, KvmImageSize::kPit);
+  check_size(kWhat, "pic_master", pic_master, KvmImageSize::kIrqchip);
+  check_size(kWhat, "pic_slave", pic_slave, KvmImageSize::kIrqchip);
+  check_size(kWhat, "ioapic", ioapic, KvmImageSize::kIrqchip);
+  check_size(kWhat, "pit", pit, KvmImageSize::kPit);
 }
 
 }  // namespace wisp

@@ -1,7 +1,8 @@
 // Saved KVM state of a vCPU and of a VM (in-kernel irqchip, PIT, KVM clock) as plain data:
 // byte images of KVM's x86 structures plus a few integers. No fds, no host pointers, no
-// <linux/kvm.h> (DESIGN.md rules 1 and 5). A State read from disk is untrusted: restore paths
-// call validate() first, and it throws wisp::Error naming the field that is wrong.
+// <linux/kvm.h> (DESIGN.md rules 1 and 5). A State read from disk is untrusted: its validate()
+// checks every limit, throwing wisp::Error naming the field that is wrong, and restore paths
+// call it first.
 //
 // The images are in KVM's x86_64 ABI layout (fixed by the kernel's UAPI, checked against
 // <linux/kvm.h> by static_asserts in kvm_state.cc). Only vmm/kvm/ interprets them.
@@ -48,6 +49,16 @@ struct VcpuState {
   // In the order they are restored: ascending index, so TSC (0x10) precedes TSC_DEADLINE.
   std::vector<MsrEntry> msrs;
   uint32_t tsc_khz = 0;  // 0: the host could not tell (then no scaling on restore)
+  bool operator==(const VcpuState&) const = default;
+
+  // Throws Error("vCPU state: <field> ...") unless every image has the size KVM expects, the
+  // MP state is an x86 one and no MSR is listed twice.
+  void validate() const;
+  // Throws Error unless this host's KVM can take the xsave image: `host_xsave_size` is what it
+  // reads for KVM_SET_XSAVE (Kvm::xsave_size()). A smaller saved image is zero-padded (its
+  // XSTATE_BV says which parts it has); a larger one is from a CPU with features this host
+  // lacks.
+  void check_xsave_fits(size_t host_xsave_size) const;
 };
 
 struct VmState {
@@ -57,6 +68,10 @@ struct VmState {
   std::vector<uint8_t> pit;         // kvm_pit_state2
   uint64_t clock_ns = 0;            // KVM_GET_CLOCK: kvmclock nanoseconds at save time
   uint32_t clock_flags = 0;         // KVM_CLOCK_* flags reported at save time (informational)
+  bool operator==(const VmState&) const = default;
+
+  // Throws Error("VM state: <field> ...") unless every image has the size KVM expects.
+  void validate() const;
 };
 
 // Whether wisp saves MSR `index` (when KVM lists it in KVM_GET_MSR_INDEX_LIST). An allowlist:
@@ -65,12 +80,5 @@ struct VmState {
 // time, PV EOI, poll control). EFER, FS/GS base and APIC base travel in sregs; feature and
 // machine-check MSRs are host properties, not guest state.
 bool should_save_msr(uint32_t index);
-
-// Throws Error("vCPU state: <field> ...") unless every image has the size KVM expects.
-// `host_xsave_size` is what this host's KVM reads for KVM_SET_XSAVE (Kvm::xsave_size()); a
-// smaller saved image is zero-padded (its XSTATE_BV says which parts it has), a larger one is
-// from a CPU with features this host lacks and is refused.
-void validate(const VcpuState& s, size_t host_xsave_size);
-void validate(const VmState& s);
 
 }  // namespace wisp

@@ -132,12 +132,9 @@ MachineState MachineImpl::save_state() {
 
 // The device part of the saved state; MachineBuilder's device section restores it.
 void MachineImpl::save_devices(MachineState& s) const {
-  for (const DriveSpec& d : config_.virtio.drives) s.devices.drives.push_back(d);
-  s.devices.rng = config_.virtio.rng;
-  s.devices.vsock = config_.virtio.vsock.has_value();
-  if (config_.virtio.vsock) s.devices.vsock_cid = config_.virtio.vsock->guest_cid;
-  for (const auto& a : virtio_)
-    s.virtio.push_back(VirtioSlotState{a.transport->save(), a.transport->device().save_state()});
+  for (size_t i = 0; i < virtio_.size(); ++i)
+    s.virtio.push_back({config_.devices[i], virtio_[i].transport->save(),
+                        virtio_[i].transport->device().save_state()});
 }
 
 std::unique_ptr<Machine> Machine::create(const MachineConfig& config, const Kvm& kvm,
@@ -154,6 +151,7 @@ std::unique_ptr<Machine> Machine::create(const MachineConfig& config, const Kvm&
 
 std::unique_ptr<Machine> Machine::restore(const MachineConfig& config, const MachineState& state,
                                           GuestMemory memory, const Kvm& kvm, uint64_t t0_ns) {
+  state.validate();  // it may come from a file: each part checks its own limits
   uint32_t max = max_vcpus(kvm);
   if (state.vcpus.empty() || state.vcpus.size() > max)
     throw Error("snapshot has " + std::to_string(state.vcpus.size()) +

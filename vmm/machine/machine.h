@@ -7,6 +7,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "vmm/kvm/kvm.h"
 #include "vmm/machine/console.h"
@@ -32,7 +33,8 @@ struct MachineConfig {
   using Console = ConsoleOutput;  // kStdio, kNone or kFile
   Console console = Console::kStdio;
   std::string console_file;  // for kFile
-  VirtioConfig virtio;       // drives and rng
+  // The virtio devices, in slot order (the first virtio-blk is /dev/vda).
+  std::vector<DeviceSpec> devices;
   // A Unix socket path to listen on for control commands ("" = none), and who answers them.
   std::string control_socket;
   ControlHandler control_handler;

@@ -22,11 +22,11 @@ MachineBuilder::MachineBuilder(const MachineConfig& config, const Kvm& kvm, uint
 // (save_state's part is MachineImpl::save_devices.)
 
 VirtioDevices MachineBuilder::create_devices() const {
-  return create_virtio_devices(machine_->config_.virtio);
+  return create_virtio_devices(machine_->config_.devices);
 }
 
 VirtioDevices MachineBuilder::restore_devices(const MachineState& state) const {
-  VirtioDevices devices = create_virtio_devices(machine_->config_.virtio);
+  VirtioDevices devices = create_virtio_devices(machine_->config_.devices);
   // Device state first: a device must know its saved identity (capacity, vsock CID) before
   // the transport re-activates it.
   if (devices.size() != state.virtio.size())
@@ -119,9 +119,6 @@ void MachineBuilder::restore(const MachineState& state) {
   m.vm_.restore_state(state.vm);
   for (uint32_t id = 0; id < count; ++id) {
     Vcpu vcpu = create_vcpu(id);
-    if (state.vcpus[id].id != id)
-      throw Error("snapshot vCPU " + std::to_string(id) + " has id " +
-                  std::to_string(state.vcpus[id].id));
     vcpu.restore_state(state.vcpus[id]);
     m.vcpus_.add(std::move(vcpu));
   }

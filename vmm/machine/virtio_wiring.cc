@@ -3,18 +3,12 @@
 #include <cinttypes>
 #include <cstdio>
 
-#include "vmm/virtio/block.h"
-#include "vmm/virtio/rng.h"
-#include "vmm/virtio/vsock.h"
-
 namespace wisp {
 
-std::vector<std::shared_ptr<VirtioDevice>> create_virtio_devices(const VirtioConfig& config) {
+std::vector<std::shared_ptr<VirtioDevice>> create_virtio_devices(
+    const std::vector<DeviceSpec>& specs) {
   std::vector<std::shared_ptr<VirtioDevice>> out;
-  for (const DriveSpec& d : config.drives)
-    out.push_back(std::make_shared<VirtioBlock>(RawFileBackend::open(d)));
-  if (config.rng) out.push_back(std::make_shared<VirtioRng>());
-  if (config.vsock) out.push_back(std::make_shared<VirtioVsock>(*config.vsock));
+  for (const DeviceSpec& spec : specs) out.push_back(create_virtio_device(spec));
   return out;
 }
 
@@ -36,10 +30,9 @@ std::vector<AttachedVirtioDevice> attach_virtio_devices(
       vm.register_ioeventfd(t->queue_eventfd(q), a.slot.base + virtio_mmio::kQueueNotify, 4, q);
       loop.add(t->queue_eventfd(q), [t, q](uint32_t) { t->handle_queue_event(q); });
     }
-    if (auto* vsock = dynamic_cast<VirtioVsock*>(devices[i].get())) {
-      // Owned by the transport in `out`, like `t` above.
-      loop.add(vsock->backend_fd(), [vsock](uint32_t) { vsock->handle_backend_event(); });
-    }
+    // The device is owned by the transport in `out`, like `t` above.
+    for (BackendFd& b : devices[i]->backend_fds())
+      loop.add(b.fd, [handler = std::move(b.on_readable)](uint32_t) { handler(); });
     out.push_back(std::move(a));
   }
   return out;

@@ -5,7 +5,6 @@
 #pragma once
 
 #include <memory>
-#include <optional>
 #include <string>
 #include <vector>
 
@@ -14,23 +13,17 @@
 #include "vmm/event/event_loop.h"
 #include "vmm/kvm/kvm.h"
 #include "vmm/memory/guest_memory.h"
-#include "vmm/virtio/block_backend.h"
 #include "vmm/virtio/device.h"
+#include "vmm/virtio/device_kinds.h"
 #include "vmm/virtio/mmio_layout.h"
 #include "vmm/virtio/mmio_transport.h"
-#include "vmm/virtio/vsock_muxer.h"
 
 namespace wisp {
 
-struct VirtioConfig {
-  std::vector<DriveSpec> drives;     // --drive PATH[,ro], in order: the first is /dev/vda
-  bool rng = true;                   // virtio-rng: guest entropy from the host
-  std::optional<VsockConfig> vsock;  // --vsock-uds PATH [--vsock-cid N]
-};
-
-// One virtio-blk per drive, in order, then virtio-rng, then virtio-vsock. Opens the images and
-// binds the vsock socket: throws Error naming a drive or socket that cannot be used.
-std::vector<std::shared_ptr<VirtioDevice>> create_virtio_devices(const VirtioConfig& config);
+// One device per spec, in order (create_virtio_device): opens the images and binds the vsock
+// socket. Throws Error naming a drive or socket that cannot be used.
+std::vector<std::shared_ptr<VirtioDevice>> create_virtio_devices(
+    const std::vector<DeviceSpec>& specs);
 
 // A device placed on the machine. The machine keeps these alive while vCPUs and the event loop
 // run (the transport's irq reference points into `irq`).
@@ -42,8 +35,7 @@ struct AttachedVirtioDevice {
 
 // Gives device i the slot virtio_mmio_slot(i): inserts its transport on `mmio`, registers the
 // irqfd (GSI = slot IRQ) and one ioeventfd per queue (base + 0x50, 4 bytes, datamatch = queue
-// index) with `vm`, and adds each queue eventfd to `loop`, plus a vsock device's back-end fd
-// (its connections then come and go inside the device's own epoll set, never touching `loop`).
+// index) with `vm`, and adds each queue eventfd to `loop`, plus the device's backend_fds().
 // Must run before `loop` runs (the loop is not thread-safe to add to). Throws Error on a KVM
 // or layout failure.
 std::vector<AttachedVirtioDevice> attach_virtio_devices(

@@ -13,13 +13,14 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <mutex>
 #include <optional>
 #include <span>
 #include <vector>
 
 #include "vmm/memory/guest_memory.h"
-#include "vmm/virtio/device_state.h"
+#include "vmm/virtio/device_kinds.h"
 #include "vmm/virtio/queue.h"
 
 namespace wisp {
@@ -39,6 +40,13 @@ class VirtioSignals {
   // Queue `queue` still has work but the device yields the event loop: process it again soon,
   // after the loop's other events (a kick to itself).
   virtual void requeue(uint16_t queue) = 0;
+};
+
+// An fd of a device's back-end that the event loop watches for input, and what the loop thread
+// then calls (e.g. vsock's Unix-socket side).
+struct BackendFd {
+  int fd = -1;
+  std::function<void()> on_readable;
 };
 
 // Everything a device gets when the driver sets DRIVER_OK.
@@ -85,6 +93,11 @@ class VirtioDevice {
   // not. For the transport's save(): after activation the device, not the transport, knows
   // how far it got in each ring.
   virtual std::optional<std::vector<QueueState>> save_queues() const = 0;
+
+  // The back-end fds to watch, asked once when the machine attaches the device (before the
+  // event loop runs). The fds stay the device's; the handlers run on the event-loop thread
+  // while the device lives. Default: none.
+  virtual std::vector<BackendFd> backend_fds() { return {}; }
 };
 
 // The shape every wisp device shares: one mutex, the queues and memory handed over at

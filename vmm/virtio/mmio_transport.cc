@@ -10,6 +10,7 @@
 #include <exception>
 
 #include "base/error.h"
+#include "base/hex.h"
 #include "base/log.h"
 
 namespace wisp {
@@ -363,41 +364,44 @@ MmioTransportState MmioTransport::save() const {
   return s;
 }
 
-void MmioTransport::validate_state(const MmioTransportState& s) const {
-  auto fail = [&](const std::string& why) { return Error(label_ + ": transport state: " + why); };
-  auto hex = [](uint64_t v) {
-    char buf[24];
-    std::snprintf(buf, sizeof buf, "0x%llx", static_cast<unsigned long long>(v));
-    return std::string(buf);
-  };
+void MmioTransportState::validate() const {
+  auto fail = [](const std::string& why) { return Error("transport state: " + why); };
   constexpr uint32_t kDriverStatusBits =
       kStatusAcknowledge | kStatusDriver | kStatusDriverOk | kStatusFeaturesOk | kStatusFailed;
-  if (s.status & ~kDriverStatusBits) throw fail("status " + hex(s.status) + " has unknown bits");
-  if ((s.status & kStatusDriverOk) && !(s.status & kStatusFeaturesOk))
-    throw fail("status " + hex(s.status) + " has DRIVER_OK without FEATURES_OK");
-  if (s.driver_features & ~device_features_)
-    throw fail("driver_features " + hex(s.driver_features) + " include bits not offered (" +
-               hex(device_features_) + ")");
-  if ((s.status & kStatusFeaturesOk) && !features_acceptable(s.driver_features))
-    throw fail("FEATURES_OK with driver_features " + hex(s.driver_features) + " lacking VERSION_1");
-  if (s.interrupt_status & ~(kInterruptUsedBuffer | kInterruptConfigChange))
-    throw fail("interrupt_status " + hex(s.interrupt_status) + " has unknown bits");
-  if (s.device_activated && !(s.status & kStatusDriverOk))
+  if (status & ~kDriverStatusBits) throw fail("status " + hex(status) + " has unknown bits");
+  if ((status & kStatusDriverOk) && !(status & kStatusFeaturesOk))
+    throw fail("status " + hex(status) + " has DRIVER_OK without FEATURES_OK");
+  if ((status & kStatusFeaturesOk) && !(driver_features & kFeatureVersion1))
+    throw fail("FEATURES_OK with driver_features " + hex(driver_features) + " lacking VERSION_1");
+  if (interrupt_status & ~(kInterruptUsedBuffer | kInterruptConfigChange))
+    throw fail("interrupt_status " + hex(interrupt_status) + " has unknown bits");
+  if (device_activated && !(status & kStatusDriverOk))
     throw fail("device_activated without DRIVER_OK in status");
   // DRIVER_OK with the device stopped happens only when the device refused or broke, which
   // always asks the driver for a reset.
-  if ((s.status & kStatusDriverOk) && !s.device_activated && !s.needs_reset)
+  if ((status & kStatusDriverOk) && !device_activated && !needs_reset)
     throw fail("DRIVER_OK but the device was neither running nor waiting for a reset");
+  if (queues.size() > MmioTransport::kMaxQueues)
+    throw fail(std::to_string(queues.size()) + " queues (limit " +
+               std::to_string(MmioTransport::kMaxQueues) + ")");
+  bool event_idx = driver_features & kFeatureEventIdx;
+  for (size_t i = 0; i < queues.size(); ++i) {
+    if (device_activated && queues[i].event_idx != event_idx)
+      throw fail("queue " + std::to_string(i) + ": event_idx disagrees with driver_features");
+  }
+}
+
+void MmioTransport::check_fits(const MmioTransportState& s) const {
+  auto fail = [&](const std::string& why) { return Error(label_ + ": transport state: " + why); };
+  if (s.driver_features & ~device_features_)
+    throw fail("driver_features " + hex(s.driver_features) + " include bits not offered (" +
+               hex(device_features_) + ")");
   if (s.queues.size() != queues_.size())
     throw fail(std::to_string(s.queues.size()) + " queues, the device has " +
                std::to_string(queues_.size()));
-  bool event_idx = s.driver_features & kFeatureEventIdx;
   for (uint16_t i = 0; i < queues_.size(); ++i) {
-    const QueueState& q = s.queues[i];
-    std::string why = Queue::validate(q, device_->queue_max_size(i), memory_);
+    std::string why = Queue::validate(s.queues[i], device_->queue_max_size(i), memory_);
     if (!why.empty()) throw fail("queue " + std::to_string(i) + ": " + why);
-    if (s.device_activated && q.event_idx != event_idx)
-      throw fail("queue " + std::to_string(i) + ": event_idx disagrees with driver_features");
   }
 }
 
@@ -405,7 +409,12 @@ void MmioTransport::restore(const MmioTransportState& s) {
   std::lock_guard lock(mu_);
   if (status_ != 0 || device_->save_queues())
     throw Error(label_ + ": restore into a transport the guest has already set up");
-  validate_state(s);
+  try {
+    s.validate();
+  } catch (const Error& e) {
+    throw Error(label_ + ": " + e.what());
+  }
+  check_fits(s);
   std::vector<Queue> live;
   if (s.device_activated) {
     for (uint16_t i = 0; i < queues_.size(); ++i)

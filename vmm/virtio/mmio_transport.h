@@ -69,8 +69,8 @@ constexpr uint64_t kWindowSize = 0x1000;
 }  // namespace virtio_mmio
 
 // A transport's saved state: the driver's register view plus each queue's configuration and
-// ring positions. Plain data, untrusted when read from a snapshot (MmioTransport::restore
-// validates it against the device and guest memory).
+// ring positions. Plain data, untrusted when read from a snapshot: validate() checks what holds
+// for any device, MmioTransport::restore also checks it against its device and guest memory.
 struct MmioTransportState {
   uint32_t status = 0;  // the driver's status bits (DEVICE_NEEDS_RESET is `needs_reset`)
   uint32_t device_features_sel = 0;
@@ -85,6 +85,12 @@ struct MmioTransportState {
   // event_idx included); otherwise the driver's configuration.
   std::vector<QueueState> queues;
   bool operator==(const MmioTransportState&) const = default;
+
+  // Throws Error("transport state: ...") for a register view no driver can leave behind (unknown
+  // status or interrupt bits, DRIVER_OK without FEATURES_OK, FEATURES_OK without VERSION_1, a
+  // running device without DRIVER_OK, queues disagreeing with EVENT_IDX) or more queues than
+  // MmioTransport::kMaxQueues.
+  void validate() const;
 };
 
 class MmioTransport final : public BusDevice, private VirtioSignals {
@@ -138,7 +144,8 @@ class MmioTransport final : public BusDevice, private VirtioSignals {
   void write_queue_field(uint64_t offset, uint32_t value);
   void set_queue_ready(QueueState& q, uint32_t value);
   bool features_acceptable(uint64_t features) const;
-  void validate_state(const MmioTransportState& s) const;
+  // Throws unless `s` (already validated) fits this device and guest memory.
+  void check_fits(const MmioTransportState& s) const;
   bool activate_device(std::vector<Queue> queues);
   void activate();
   void reset();

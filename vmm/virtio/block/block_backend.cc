@@ -1,6 +1,8 @@
-#include "vmm/virtio/block_backend.h"
+#include "vmm/virtio/block/block_backend.h"
 
 #include <fcntl.h>
+#include <limits.h>
+#include <stdlib.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -8,18 +10,19 @@
 #include <cerrno>
 #include <cinttypes>
 #include <cstdio>
+#include <cstring>
 
 #include "base/error.h"
 #include "base/log.h"
 
 namespace wisp {
 
-DriveSpec parse_drive_spec(const std::string& spec) {
-  auto fail = [&](const std::string& why) -> DriveSpec {
+BlockSpec parse_drive_spec(const std::string& spec) {
+  auto fail = [&](const std::string& why) -> BlockSpec {
     throw Error("--drive \"" + spec + "\": " + why + " (expected PATH or PATH,ro)");
   };
   size_t comma = spec.find(',');
-  DriveSpec out;
+  BlockSpec out;
   out.path = spec.substr(0, comma);
   if (out.path.empty()) return fail("the image path is empty");
   bool seen_mode = false;
@@ -40,7 +43,7 @@ DriveSpec parse_drive_spec(const std::string& spec) {
   return out;
 }
 
-std::unique_ptr<RawFileBackend> RawFileBackend::open(const DriveSpec& spec) {
+std::unique_ptr<RawFileBackend> RawFileBackend::open(const BlockSpec& spec) {
   std::unique_ptr<RawFileBackend> b(new RawFileBackend());
   b->read_only_ = spec.read_only;
   b->fd_ = UniqueFd(::open(spec.path.c_str(), (spec.read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC));
@@ -76,6 +79,36 @@ std::unique_ptr<RawFileBackend> RawFileBackend::open(const DriveSpec& spec) {
            static_cast<uint64_t>(st.st_ino));
   b->id_ = std::string(id).substr(0, kIdBytes);
   return b;
+}
+
+namespace {
+
+int64_t mtime_ns(const struct stat& st) {
+  return static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
+}
+
+}  // namespace
+
+BlockSpec BlockKind::record_identity(const BlockSpec& spec) {
+  char real[PATH_MAX];
+  if (!::realpath(spec.path.c_str(), real)) throw_errno("drive " + spec.path);
+  struct stat st;
+  if (::stat(real, &st) != 0) throw_errno("drive " + spec.path);
+  BlockSpec out = spec;
+  out.path = real;
+  out.size_bytes = static_cast<uint64_t>(st.st_size);
+  out.mtime_ns = mtime_ns(st);
+  return out;
+}
+
+void BlockKind::check_identity(const BlockSpec& spec) {
+  struct stat st;
+  if (::stat(spec.path.c_str(), &st) != 0)
+    throw Error("drive " + spec.path + ": " + std::strerror(errno));
+  if (static_cast<uint64_t>(st.st_size) != spec.size_bytes || mtime_ns(st) != spec.mtime_ns)
+    throw Error("drive " + spec.path +
+                " changed since the snapshot (size or modification time differs); the "
+                "guest's cached blocks would not match it");
 }
 
 int RawFileBackend::read_at(uint64_t offset, std::span<uint8_t> out) {

@@ -16,7 +16,7 @@
 
 #include "vmm/virtio/device.h"
 #include "vmm/virtio/virtio_spec.h"
-#include "vmm/virtio/vsock_muxer.h"
+#include "vmm/virtio/vsock/vsock_muxer.h"
 
 namespace wisp {
 
@@ -28,7 +28,7 @@ class VirtioVsock final : public VirtioDeviceBase {
   static constexpr uint16_t kQueueSize = 256;
 
   // Listens on config.uds_path at once. Throws Error (bad config, path in use).
-  explicit VirtioVsock(const VsockConfig& config);
+  explicit VirtioVsock(const VsockSpec& config);
 
   const char* name() const override { return "virtio-vsock"; }
   uint32_t device_type() const override { return virtio::kDeviceIdVsock; }
@@ -45,9 +45,9 @@ class VirtioVsock final : public VirtioDeviceBase {
   VirtioDeviceState save_state() const override;
   void restore_state(const VirtioDeviceState& s) override;
 
-  // The Unix-socket back-end's fd: watch it for EPOLLIN on the event loop (at attach time)
-  // and call handle_backend_event() on the loop thread when it fires.
-  int backend_fd() const { return backend_fd_; }
+  // The Unix-socket back-end: one fd (the muxer's own epoll set, so connections come and go
+  // without touching the event loop) whose handler runs handle_backend_event().
+  std::vector<BackendFd> backend_fds() override;
   void handle_backend_event();
 
   // Drops every connection (their Unix sockets close) and posts TRANSPORT_RESET on the event

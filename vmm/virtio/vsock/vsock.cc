@@ -1,4 +1,4 @@
-#include "vmm/virtio/vsock.h"
+#include "vmm/virtio/vsock/vsock.h"
 
 #include <algorithm>
 #include <cstring>
@@ -7,8 +7,16 @@
 
 namespace wisp {
 
-VirtioVsock::VirtioVsock(const VsockConfig& config)
+std::shared_ptr<VirtioDevice> VsockKind::create(const VsockSpec& spec) {
+  return std::make_shared<VirtioVsock>(spec);
+}
+
+VirtioVsock::VirtioVsock(const VsockSpec& config)
     : guest_cid_(config.guest_cid), muxer_(config), backend_fd_(muxer_.epoll_fd()) {}
+
+std::vector<BackendFd> VirtioVsock::backend_fds() {
+  return {{backend_fd_, [this] { handle_backend_event(); }}};
+}
 
 void VirtioVsock::read_config(uint64_t offset, std::span<uint8_t> data) {
   uint8_t config[8];

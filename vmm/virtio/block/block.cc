@@ -1,4 +1,4 @@
-#include "vmm/virtio/block.h"
+#include "vmm/virtio/block/block.h"
 
 #include <cinttypes>
 #include <cstring>
@@ -22,6 +22,10 @@ static_assert(sizeof(RequestHeader) == kHeaderBytes);
 constexpr uint64_t kLoggedIoErrors = 10;
 
 }  // namespace
+
+std::shared_ptr<VirtioDevice> BlockKind::create(const BlockSpec& spec) {
+  return std::make_shared<VirtioBlock>(RawFileBackend::open(spec));
+}
 
 VirtioBlock::VirtioBlock(std::unique_ptr<BlockBackend> backend)
     : backend_(std::move(backend)), capacity_(backend_->size_bytes() / kSectorSize) {

@@ -24,22 +24,17 @@
 #include <vector>
 
 #include "base/unique_fd.h"
-#include "vmm/virtio/vsock_connection.h"
-#include "vmm/virtio/vsock_packet.h"
+#include "vmm/virtio/vsock/vsock_connection.h"
+#include "vmm/virtio/vsock/vsock_packet.h"
+#include "vmm/virtio/vsock/vsock_state.h"
 
 namespace wisp {
-
-// --vsock-uds PATH --vsock-cid N.
-struct VsockConfig {
-  std::string uds_path;
-  uint64_t guest_cid = 3;
-};
 
 // Parses a guest CID in decimal: throws Error for garbage, 0, 1, 2 (reserved) and values
 // >= 2^32 - 1 (VMADDR_CID_ANY and beyond).
 uint64_t parse_vsock_cid(std::string_view text);
-// Throws Error when `config` cannot work (empty or over-long path, bad CID).
-void validate_vsock_config(const VsockConfig& config);
+// Throws Error when `config` cannot work: what config.validate() refuses, or an empty path.
+void validate_vsock_config(const VsockSpec& config);
 
 // "CONNECT <port>" (the line without its '\n'; a trailing '\r' is tolerated): the port, or
 // nullopt for anything else.
@@ -59,7 +54,7 @@ class VsockMuxer {
 
   // Binds and listens on config.uds_path (a stale socket file nobody listens on is replaced).
   // Throws Error.
-  explicit VsockMuxer(const VsockConfig& config);
+  explicit VsockMuxer(const VsockSpec& config);
   ~VsockMuxer();
   VsockMuxer(const VsockMuxer&) = delete;
   VsockMuxer& operator=(const VsockMuxer&) = delete;
@@ -86,7 +81,7 @@ class VsockMuxer {
 
   uint64_t guest_cid() const { return guest_cid_; }
   // For snapshot restore: the guest keeps the CID it had. Throws Error for a reserved or
-  // out-of-range CID (as validate_vsock_config does).
+  // out-of-range CID (as VsockState::validate does).
   void set_guest_cid(uint64_t cid);
   size_t connection_count() const { return conns_.size(); }
   size_t pending_host_count() const { return pending_.size(); }

@@ -1,6 +1,6 @@
 // Block storage behind a virtio-blk front-end, knowing nothing of virtio: a byte-addressed disk
 // that can be read, written (unless read-only), flushed and identified. RawFileBackend is a raw
-// image file (or block device). DriveSpec is the user's `--drive PATH[,ro]`.
+// image file (or block device), described by a BlockSpec (the user's `--drive PATH[,ro]`).
 #pragma once
 
 #include <cstdint>
@@ -9,17 +9,13 @@
 #include <string>
 
 #include "base/unique_fd.h"
+#include "vmm/virtio/block/block_state.h"
 
 namespace wisp {
 
-struct DriveSpec {
-  std::string path;
-  bool read_only = false;
-};
-
 // Parses "PATH" or "PATH,ro" (also "PATH,rw"). Throws Error with a message naming the spec and
 // what is wrong (empty path, unknown or repeated option). Paths containing ',' are not supported.
-DriveSpec parse_drive_spec(const std::string& spec);
+BlockSpec parse_drive_spec(const std::string& spec);
 
 class BlockBackend {
  public:
@@ -43,7 +39,7 @@ class RawFileBackend final : public BlockBackend {
   // Opens the image (read-only when spec.read_only) and takes a lock on it: shared for
   // read-only, exclusive otherwise, so two VMs never write one image. Throws Error naming the
   // file and the fix.
-  static std::unique_ptr<RawFileBackend> open(const DriveSpec& spec);
+  static std::unique_ptr<RawFileBackend> open(const BlockSpec& spec);
 
   uint64_t size_bytes() const override { return size_; }
   bool read_only() const override { return read_only_; }

@@ -1,4 +1,4 @@
-#include "vmm/virtio/vsock_muxer.h"
+#include "vmm/virtio/vsock/vsock_muxer.h"
 
 #include <sys/epoll.h>
 #include <sys/socket.h>
@@ -100,15 +100,9 @@ uint64_t parse_vsock_cid(std::string_view text) {
   return cid;
 }
 
-void validate_vsock_config(const VsockConfig& config) {
-  sockaddr_un addr;
+void validate_vsock_config(const VsockSpec& config) {
   if (config.uds_path.empty()) throw Error("--vsock-uds: the socket path is empty");
-  // PATH_<port> must fit too, for guest-initiated connections (up to 10 digits).
-  if (config.uds_path.size() + 11 >= sizeof(addr.sun_path))
-    throw Error("--vsock-uds: '" + config.uds_path + "' is too long for a Unix socket (at most " +
-                std::to_string(sizeof(addr.sun_path) - 12) + " bytes, to leave room for _PORT)");
-  if (config.guest_cid < kMinGuestCid || config.guest_cid > kMaxGuestCid)
-    throw Error("vsock: guest CID " + std::to_string(config.guest_cid) + " is reserved or too big");
+  config.validate();
 }
 
 std::optional<uint32_t> parse_connect_line(std::string_view line) {
@@ -126,14 +120,13 @@ std::optional<uint32_t> parse_connect_line(std::string_view line) {
 }
 
 void VsockMuxer::set_guest_cid(uint64_t cid) {
-  if (cid < kMinGuestCid || cid > kMaxGuestCid)
-    throw Error("vsock: guest CID " + std::to_string(cid) + " is reserved or too big");
+  VsockState{cid}.validate();
   guest_cid_ = cid;
 }
 
 // ---- Construction ---------------------------------------------------------------------------
 
-VsockMuxer::VsockMuxer(const VsockConfig& config)
+VsockMuxer::VsockMuxer(const VsockSpec& config)
     : uds_path_(config.uds_path), guest_cid_(config.guest_cid) {
   validate_vsock_config(config);
   epoll_ = UniqueFd(epoll_create1(EPOLL_CLOEXEC));

@@ -1,4 +1,4 @@
-#include "vmm/virtio/vsock_connection.h"
+#include "vmm/virtio/vsock/vsock_connection.h"
 
 #include <sys/epoll.h>
 

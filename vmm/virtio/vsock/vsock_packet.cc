@@ -1,4 +1,4 @@
-#include "vmm/virtio/vsock_packet.h"
+#include "vmm/virtio/vsock/vsock_packet.h"
 
 #include <bit>
 #include <cstring>

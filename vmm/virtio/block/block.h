@@ -11,7 +11,7 @@
 #include <cstdint>
 #include <memory>
 
-#include "vmm/virtio/block_backend.h"
+#include "vmm/virtio/block/block_backend.h"
 #include "vmm/virtio/device.h"
 #include "vmm/virtio/virtio_spec.h"
 

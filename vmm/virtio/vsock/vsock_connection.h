@@ -22,7 +22,7 @@
 #include <span>
 #include <vector>
 
-#include "vmm/virtio/vsock_packet.h"
+#include "vmm/virtio/vsock/vsock_packet.h"
 
 namespace wisp {
 

@@ -1,4 +1,4 @@
-#include "vmm/virtio/rng.h"
+#include "vmm/virtio/rng/rng.h"
 
 #include <sys/random.h>
 
@@ -8,6 +8,10 @@
 #include "base/log.h"
 
 namespace wisp {
+
+std::shared_ptr<VirtioDevice> RngKind::create(const RngSpec&) {
+  return std::make_shared<VirtioRng>();
+}
 
 void VirtioRng::read_config(uint64_t, std::span<uint8_t> data) {
   std::memset(data.data(), 0, data.size());

@@ -1,0 +1,29 @@
+#include "vmm/virtio/block/block_state.h"
+
+#include <string>
+
+#include "base/error.h"
+#include "vmm/virtio/block/block.h"
+#include "vmm/virtio/queue.h"
+
+namespace wisp {
+
+void BlockSpec::validate() const {
+  if (path.empty()) throw Error("virtio-blk spec: path is empty");
+  if (path.size() > kMaxPathBytes)
+    throw Error("virtio-blk spec: path is " + std::to_string(path.size()) + " bytes (limit " +
+                std::to_string(kMaxPathBytes) + ")");
+  if (path.find('\0') != std::string::npos)
+    throw Error("virtio-blk spec: path contains a NUL byte");
+}
+
+void BlockState::validate() const {
+  if (capacity_sectors > UINT64_MAX / virtio_blk::kSectorSize)
+    throw Error("virtio-blk state: capacity_sectors " + std::to_string(capacity_sectors) +
+                " is more bytes than 64 bits hold");
+  if (seg_max == 0 || seg_max > Queue::kMaxSize)
+    throw Error("virtio-blk state: seg_max " + std::to_string(seg_max) + " is not in 1.." +
+                std::to_string(Queue::kMaxSize));
+}
+
+}  // namespace wisp

@@ -1,0 +1,77 @@
+// virtio-blk in the persist shape: what a machine description says about a disk (BlockSpec),
+// what a snapshot keeps of a running one (BlockState), and the kind's entry in the table of
+// device kinds (BlockKind; vmm/virtio/kind_list.h says what an entry holds). Plain data, no
+// fds: the image is opened by BlockKind::create. A Spec or State read from a snapshot is
+// untrusted until its validate() accepted it.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+namespace wisp {
+
+class VirtioDevice;
+
+// One disk: the user's `--drive PATH[,ro]` (parse_drive_spec), plus, in a snapshot, the image's
+// identity when the snapshot was taken.
+struct BlockSpec {
+  // Bounds an untrusted path (PATH_MAX).
+  static constexpr size_t kMaxPathBytes = 4096;
+
+  std::string path;
+  bool read_only = false;
+  // The image's size and modification time at the snapshot (0 in a boot description): a
+  // clone's page cache holds the image's blocks, so restore refuses an image that changed.
+  uint64_t size_bytes = 0;
+  int64_t mtime_ns = 0;
+  bool operator==(const BlockSpec&) const = default;
+
+  // Throws Error("virtio-blk spec: path ...") for an empty, over-long or NUL-holding path.
+  void validate() const;
+
+  template <typename Self, typename F>
+  static void fields(Self& self, F&& f) {
+    f("path", self.path);
+    f("read_only", self.read_only);
+    f("size_bytes", self.size_bytes);
+    f("mtime_ns", self.mtime_ns);
+  }
+};
+
+// The guest read these from the config space and feature bits at probe time: a restored disk
+// must show the same, or the guest's idea of the disk is wrong.
+struct BlockState {
+  uint64_t capacity_sectors = 0;
+  bool read_only = false;
+  uint32_t seg_max = 0;  // config space seg_max (VIRTIO_BLK_F_SEG_MAX)
+  bool operator==(const BlockState&) const = default;
+
+  // Throws Error("virtio-blk state: ...") for a capacity whose byte size overflows 64 bits or
+  // a seg_max no queue could carry (0 or above the largest queue size).
+  void validate() const;
+
+  template <typename Self, typename F>
+  static void fields(Self& self, F&& f) {
+    f("capacity_sectors", self.capacity_sectors);
+    f("read_only", self.read_only);
+    f("seg_max", self.seg_max);
+  }
+};
+
+struct BlockKind {
+  static constexpr const char* kName = "virtio-blk";
+  using Spec = BlockSpec;
+  using State = BlockState;
+
+  // Opens the image (RawFileBackend::open) and builds the device. Throws Error naming the drive.
+  static std::shared_ptr<VirtioDevice> create(const BlockSpec& spec);
+  // `spec` as a snapshot records it: the absolute path (a clone may run from another
+  // directory) and the image's size and modification time now. Throws Error naming the drive.
+  static BlockSpec record_identity(const BlockSpec& spec);
+  // Throws Error("drive PATH ...") unless the image at spec.path still has the recorded size
+  // and modification time.
+  static void check_identity(const BlockSpec& spec);
+};
+
+}  // namespace wisp
