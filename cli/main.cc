@@ -1,13 +1,12 @@
-// wisp: the command-line front end. Subcommands live in their own files.
-#include <time.h>
-
+// wisp: the command-line front end. Each command lives in its own file (cli/commands.h) and
+// calls the manager library; the VMM itself is the sibling binary wisp-vmm.
 #include <cstdio>
 #include <cstring>
 
-#include "cli/exec_command.h"
-#include "cli/run_command.h"
-#include "cli/snapshot_command.h"
-#include "cli/template_command.h"
+#include "base/clock.h"
+#include "base/exit_codes.h"
+#include "base/version.h"
+#include "cli/commands.h"
 
 namespace {
 
@@ -24,17 +23,10 @@ Commands:
 'wisp COMMAND --help' describes a command.
 )";
 
-unsigned long long monotonic_ns() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<unsigned long long>(ts.tv_sec) * 1000000000ull +
-         static_cast<unsigned long long>(ts.tv_nsec);
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
-  unsigned long long t0 = monotonic_ns();
+  uint64_t t0 = wisp::now_ns();
   if (argc < 2) {
     std::fputs(kUsage, stderr);
     return wisp::kExitUsage;
@@ -42,17 +34,18 @@ int main(int argc, char** argv) {
   const char* cmd = argv[1];
   if (!std::strcmp(cmd, "-h") || !std::strcmp(cmd, "--help") || !std::strcmp(cmd, "help")) {
     std::fputs(kUsage, stdout);
-    return 0;
+    return wisp::kExitOk;
   }
   if (!std::strcmp(cmd, "version") || !std::strcmp(cmd, "--version")) {
-    std::puts("wisp 0.1.0");
-    return 0;
+    std::printf("wisp %s\n", wisp::kWispVersion);
+    return wisp::kExitOk;
   }
-  if (!std::strcmp(cmd, "run")) return wisp::run_command(argc - 1, argv + 1, t0);
-  if (!std::strcmp(cmd, "exec")) return wisp::exec_command(argc - 1, argv + 1, t0);
-  if (!std::strcmp(cmd, "template")) return wisp::template_command(argc - 1, argv + 1, t0);
-  if (!std::strcmp(cmd, "invoke")) return wisp::invoke_command(argc - 1, argv + 1, t0);
-  if (!std::strcmp(cmd, "snapshot")) return wisp::snapshot_command(argc - 1, argv + 1, t0);
+  using namespace wisp::cli;
+  if (!std::strcmp(cmd, "run")) return run_command(argc - 1, argv + 1, t0);
+  if (!std::strcmp(cmd, "exec")) return exec_command(argc - 1, argv + 1, t0);
+  if (!std::strcmp(cmd, "template")) return template_command(argc - 1, argv + 1, t0);
+  if (!std::strcmp(cmd, "invoke")) return invoke_command(argc - 1, argv + 1, t0);
+  if (!std::strcmp(cmd, "snapshot")) return snapshot_command(argc - 1, argv + 1, t0);
   std::fprintf(stderr, "wisp: unknown command '%s'\n%s", cmd, kUsage);
   return wisp::kExitUsage;
 }
