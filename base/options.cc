@@ -219,7 +219,10 @@ void OptionParser::apply_value(const Spec& spec, const std::string& value) const
   } catch (const UsageError&) {
     throw;
   } catch (const Error& e) {
-    throw UsageError(option_value("--" + spec.name, value) + ": " + e.what());
+    // A message that already names the option only needs the value in front.
+    std::string what = e.what(), name = "--" + spec.name;
+    if (what.starts_with(name + ": ")) what.erase(0, name.size() + 2);
+    throw UsageError(option_value(name, value) + ": " + what);
   }
 }
 

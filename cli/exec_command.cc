@@ -39,7 +39,8 @@ Options:
   --mode MODE        exec (default): a fresh process for this call; worker: start CMD as a warm
                      worker speaking the framing of api/ and send it one invocation
   --env KEY=VALUE    set a variable in CMD's environment (repeatable)
-  --handler-mem SIZE CMD's memory limit (cgroup memory.max): MiB, or with M or G (default 256)
+  --handler-mem SIZE
+                     CMD's memory limit (cgroup memory.max): MiB, or with M or G (default 256)
   --handler-pids N   CMD's process limit (cgroup pids.max; default 64)
   --network          give CMD the guest's network (default: its own empty network namespace)
   --boot-timeout S   how long to wait for the guest agent to answer (default 120)

@@ -137,14 +137,14 @@ OptionParser parser(Parsed* p) {
 
 TEST(OptionParser, StoresEachKindInBothSpellings) {
   Parsed p;
-  auto r = parser(&p).parse(Args{"--flag", "--text", "hello", "--count=8", "--size", "2G",
+  auto r = parser(&p).parse(Args{"--flag", "--text", "hello", "--count=8", "--size", "1G",
                                  "--duration=1.5", "--list", "a", "--list=b", "-vv", "-v"});
   EXPECT_FALSE(r.help);
   EXPECT_TRUE(p.flag);
   EXPECT_EQ(p.verbose, 3);
   EXPECT_EQ(p.text, "hello");
   EXPECT_EQ(p.count, 8u);
-  EXPECT_EQ(p.size, 2048 * kMiB);
+  EXPECT_EQ(p.size, 1024 * kMiB);
   EXPECT_EQ(p.duration, milliseconds(1500));
   EXPECT_EQ(p.list, (Args{"a", "b"}));
 }

@@ -114,7 +114,8 @@ TEST(VmmControl, TypedCallsOverOneConnection) {
 
 TEST(VmmControl, ErrorsCarryTheVmmReasonOrThePath) {
   {
-    FakeVmm vmm({{"snapshot /x", "error snapshot --diff: this VM was booted, not restored"}});
+    FakeVmm vmm(
+        {{"snapshot /x", "error snapshot --diff: this VM was booted, not restored"}, {"", ""}});
     VmmControl control = VmmControl::connect(vmm.path());
     expect_error([&] { control.snapshot("/x", false); }, {"this VM was booted"});
   }

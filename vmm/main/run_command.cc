@@ -43,7 +43,7 @@ Options:
                    agent keeps every write in a tmpfs overlay, so IMAGE is never written and
                    may be shared by many VMs
   --mem SIZE       guest RAM: MiB, or with a suffix M or G (default 128, 16 MiB to 64 GiB)
-  --vcpus N        number of vCPUs (default 1)
+  --vcpus N        number of vCPUs (default 1, at most 254)
   --console MODE   stdio (default): guest console on stdout, keyboard on stdin;
                    none: discard; FILE: write the console to FILE
   --drive PATH[,ro]  attach a raw disk image as virtio-blk (repeatable: /dev/vda, /dev/vdb,
@@ -100,7 +100,7 @@ OptionParser run_parser(RunOptions* o) {
       .text("cmdline", &o->extra_cmdline, /*allow_empty=*/true)
       .flag("raw-cmdline", &o->raw_cmdline)
       .size("mem", &o->mem_bytes, 1ull << 20, kMinGuestMemBytes, kMaxGuestMemBytes)
-      .count("vcpus", &cfg->vcpus, 1, UINT32_MAX)
+      .count("vcpus", &cfg->vcpus, 1, kMaxGuestVcpus)
       .value("drive",
              [cfg](const std::string& v) { cfg->virtio.drives.push_back(parse_drive_spec(v)); })
       .value("vsock-uds",
