@@ -580,6 +580,9 @@ def stage_files(args, tmp):
         shutil.copy(src, dst)
         setattr(args, attr, dst)
         staged[attr] = dst
+        vmm = os.path.join(os.path.dirname(src), "wisp-vmm")  # wisp runs its sibling VMM
+        if attr == "wisp" and os.path.exists(vmm):
+            shutil.copy(vmm, os.path.join(tmp, sub))
     log(f"snapshot_bench: staged {', '.join(staged)} in {tmp} (testbed: off the 9p share)")
 
 

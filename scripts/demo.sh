@@ -51,6 +51,7 @@ if os.environ.get("WISP_TESTBED"):
     for d in ("bin", "guest"):
         os.makedirs(os.path.join(work, d))
     shutil.copy(wisp, os.path.join(work, "bin"))
+    shutil.copy("build/bin/wisp-vmm", os.path.join(work, "bin"))  # the VMM wisp runs
     for f in ("vmlinux", "agent-initramfs.cpio.gz"):
         shutil.copy(os.path.join("build/guest", f), os.path.join(work, "guest"))
     wisp = os.path.join(work, "bin/wisp")

@@ -65,8 +65,9 @@ class SnapshotTest(unittest.TestCase):
         cls.tmp = tempfile.mkdtemp(prefix="wisp-snap-")
         os.makedirs(os.path.join(cls.tmp, "bin"))
         os.makedirs(os.path.join(cls.tmp, "guest"))
-        shutil.copy(os.environ.get("WISP_BIN", os.path.join(BUILD, "bin/wisp")),
-                    os.path.join(cls.tmp, "bin/wisp"))
+        wisp = os.environ.get("WISP_BIN", os.path.join(BUILD, "bin/wisp"))
+        shutil.copy(wisp, os.path.join(cls.tmp, "bin/wisp"))
+        shutil.copy(os.path.join(os.path.dirname(wisp), "wisp-vmm"), os.path.join(cls.tmp, "bin"))
         for f in ["vmlinux", "initramfs.cpio.gz", "agent-initramfs.cpio.gz"]:
             shutil.copy(os.path.join(BUILD, "guest", f), os.path.join(cls.tmp, "guest"))
         cls.wisp = os.path.join(cls.tmp, "bin/wisp")
@@ -77,6 +78,8 @@ class SnapshotTest(unittest.TestCase):
         shutil.rmtree(cls.tmp, ignore_errors=True)
 
     def run_wisp(self, *args, timeout=300, check=True, **kw):
+        # No payload unless a test gives one: wisp invoke reads a stdin that is not a terminal.
+        kw.setdefault("stdin", subprocess.DEVNULL)
         p = subprocess.run([self.wisp, *args], capture_output=True, text=True, timeout=timeout,
                            env=self.env, **kw)
         if check and p.returncode != 0:
