@@ -84,8 +84,8 @@ uint64_t parse_count(const std::string& option, const std::string& text, uint64_
   return n;
 }
 
-uint64_t parse_size(const std::string& option, const std::string& text, uint64_t unit,
-                    uint64_t min, uint64_t max) {
+uint64_t parse_size(const std::string& option, const std::string& text, uint64_t unit, uint64_t min,
+                    uint64_t max) {
   size_t digits = 0;
   while (digits < text.size() && text[digits] >= '0' && text[digits] <= '9') ++digits;
   uint64_t n = 0;
@@ -109,12 +109,12 @@ std::chrono::milliseconds parse_duration(const std::string& option, const std::s
   size_t end = 0;
   while (end < text.size() && ((text[end] >= '0' && text[end] <= '9') || text[end] == '.')) ++end;
   std::string number = text.substr(0, end), suffix = lower(text.substr(end));
-  double factor = suffix == "ms" ? 1 : suffix.empty() || suffix == "s" ? 1e3
-                                   : suffix == "m" || suffix == "min"  ? 60e3
-                                   : suffix == "h"                     ? 3600e3
-                                                                       : 0;
-  bool ok = factor > 0 && !number.empty() && number != "." &&
-            number.find('.') == number.rfind('.');
+  double factor = suffix == "ms"                     ? 1
+                  : suffix.empty() || suffix == "s"  ? 1e3
+                  : suffix == "m" || suffix == "min" ? 60e3
+                  : suffix == "h"                    ? 3600e3
+                                                     : 0;
+  bool ok = factor > 0 && !number.empty() && number != "." && number.find('.') == number.rfind('.');
   double ms = ok ? std::strtod(number.c_str(), nullptr) * factor : 0;
   ok = ok && std::isfinite(ms) && ms < 1e18;
   auto rounded = std::chrono::milliseconds(ok ? std::llround(ms) : 0);
@@ -157,7 +157,8 @@ OptionParser& OptionParser::flag(const std::string& name, std::function<void()> 
 }
 
 OptionParser& OptionParser::flag(const std::string& name, bool* out, char short_name) {
-  return flag(name, [out] { *out = true; }, short_name);
+  return flag(
+      name, [out] { *out = true; }, short_name);
 }
 
 OptionParser& OptionParser::value(const std::string& name,
@@ -194,8 +195,7 @@ OptionParser& OptionParser::size(const std::string& name, uint64_t* out, uint64_
 }
 
 OptionParser& OptionParser::duration(const std::string& name, std::chrono::milliseconds* out,
-                                     std::chrono::milliseconds min,
-                                     std::chrono::milliseconds max) {
+                                     std::chrono::milliseconds min, std::chrono::milliseconds max) {
   return value(name, [name, out, min, max](const std::string& v) {
     *out = parse_duration("--" + name, v, min, max);
   });

@@ -32,8 +32,8 @@ uint64_t parse_count(const std::string& option, const std::string& text, uint64_
 // A size in bytes, a whole multiple of `unit` in [min, max]. A plain number counts in `unit`
 // (1 << 20: "--mem 256" is 256 MiB); a suffix K, M, G or T (powers of 1024, optionally
 // followed by "iB" or "B") gives its own unit: "--mem 2G". Throws UsageError naming `option`.
-uint64_t parse_size(const std::string& option, const std::string& text, uint64_t unit,
-                    uint64_t min, uint64_t max);
+uint64_t parse_size(const std::string& option, const std::string& text, uint64_t unit, uint64_t min,
+                    uint64_t max);
 
 // A duration in [min, max]: a plain number is seconds (fractions allowed: "1.5"), or a number
 // with a suffix ms, s, m or h ("500ms", "2m"). Rounded to milliseconds. Throws UsageError.

@@ -34,11 +34,13 @@ void add_vm_options(OptionParser& parser, manager::VmSpec* vm) {
       .value("console",
              [vm](const std::string& v) {
                if (v.empty() || v == "stdio")
-                 throw UsageError("--console: expected none or FILE (stdio would mix with "
-                                  "the command's output)");
+                 throw UsageError(
+                     "--console: expected none or FILE (stdio would mix with "
+                     "the command's output)");
                vm->console = v;
              })
-      .flag("verbose", [vm] { ++vm->verbose; }, 'v');
+      .flag(
+          "verbose", [vm] { ++vm->verbose; }, 'v');
   // wisp sets these itself for the VM it boots.
   auto refuse = [](const std::string& name) { throw UsageError("--" + name + " is set by wisp"); };
   parser.value("vsock-uds", [refuse](const std::string&) { refuse("vsock-uds"); })

@@ -90,11 +90,12 @@ bool parse(int argc, char** argv, ExecOptions* o) {
       .size("handler-mem", &s.handler.limits.memory_bytes, 1 << 20, 1 << 20, 1ull << 40)
       .count("handler-pids", &s.handler.limits.pids, 1, 1 << 22)
       .count("repeat", &s.repeat, 1, 1 << 24)
-      .value("attach", [&s](const std::string& v) {
-        client::ConnectOptions probe;
-        client::parse_agent_address(v, &probe);
-        s.attach = v;
-      })
+      .value("attach",
+             [&s](const std::string& v) {
+               client::ConnectOptions probe;
+               client::parse_agent_address(v, &probe);
+               s.attach = v;
+             })
       .flag("network", &s.handler.network)
       .flag("resumed", &s.resumed)
       .flag("keep-worker", &s.keep_worker)
@@ -122,9 +123,9 @@ void print_vmm_log(const manager::ExecOutcome& out, bool verbose, bool timings) 
       std::fprintf(stderr, "wisp exec: the VMM exited with status %d\n",
                    WEXITSTATUS(out.vmm_status));
     if (!out.vmm_log.empty())
-      std::fprintf(stderr, "wisp exec: VMM log:\n%s",
-                   out.vmm_log.substr(out.vmm_log.size() > 4000 ? out.vmm_log.size() - 4000 : 0)
-                       .c_str());
+      std::fprintf(
+          stderr, "wisp exec: VMM log:\n%s",
+          out.vmm_log.substr(out.vmm_log.size() > 4000 ? out.vmm_log.size() - 4000 : 0).c_str());
   } else if (timings) {
     for (size_t p = 0; (p = out.vmm_log.find('{', p)) != std::string::npos;) {
       size_t e = out.vmm_log.find('\n', p);
@@ -170,7 +171,9 @@ int exec_command(int argc, char** argv, uint64_t t0_ns) {
     write_all(2, r.err);
     rc = handler_exit_status(kCommand, r, o.spec.timeout);
   };
-  o.spec.progress = [](const std::string& m) { std::fprintf(stderr, "wisp exec: %s\n", m.c_str()); };
+  o.spec.progress = [](const std::string& m) {
+    std::fprintf(stderr, "wisp exec: %s\n", m.c_str());
+  };
   manager::ExecOutcome out = manager::run_exec(o.spec, t0_ns, &cancel);
   if (watch.signal()) return kExitSignalBase + watch.signal();
   if (out.vm_failed) {

@@ -16,7 +16,8 @@ namespace {
 using std::chrono::milliseconds;
 
 constexpr const char* kCommand = "wisp invoke";
-constexpr const char* kUsage = R"(Usage: wisp invoke NAME [--payload FILE|-] [-n] [--timeout S] [--timings]
+constexpr const char* kUsage =
+    R"(Usage: wisp invoke NAME [--payload FILE|-] [-n] [--timeout S] [--timings]
 
 Restore a fresh clone of template NAME (wisp template create), invoke its handler once with
 the payload, print the result (the handler's stdout) on stdout and its stderr on stderr, and

@@ -16,7 +16,9 @@
 
 namespace wisp::cli {
 
-int run_command(int argc, char** argv, uint64_t t0_ns) { return exec_vmm("run", argc, argv, t0_ns); }
+int run_command(int argc, char** argv, uint64_t t0_ns) {
+  return exec_vmm("run", argc, argv, t0_ns);
+}
 
 int exec_vmm(const char* command, int argc, char** argv, uint64_t t0_ns) {
   std::string exe = manager::vmm_executable();

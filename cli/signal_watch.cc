@@ -42,7 +42,8 @@ SignalWatch::SignalWatch(std::function<void(int)> on_signal, std::chrono::millis
   if (!signal_fd_) throw_errno("signalfd");
   stop_fd_ = make_eventfd();
   cancel_fd_ = make_eventfd();
-  thread_ = std::thread([this, on_signal = std::move(on_signal), grace] { watch(on_signal, grace); });
+  thread_ =
+      std::thread([this, on_signal = std::move(on_signal), grace] { watch(on_signal, grace); });
 }
 
 SignalWatch::~SignalWatch() {

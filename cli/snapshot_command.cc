@@ -48,13 +48,12 @@ bool parse_one_dir(OptionParser& p, int argc, char** argv, std::string* dir) {
 }
 
 void print_json(const manager::SnapshotInfo& s) {
-  std::printf("{\"pause_ms\":%.3f,\"state_ms\":%.3f,\"memory_ms\":%.3f,\"total_ms\":%.3f,"
-              "\"memory_file_bytes\":%" PRIu64 ",\"memory_disk_bytes\":%" PRIu64
-              ",\"pages_written\":%" PRIu64 ",\"pages_in_layer\":%" PRIu64
-              ",\"diff\":%s,\"id\":\"%s\"}\n",
-              s.pause_ms, s.state_ms, s.memory_ms, s.total_ms, s.memory_file_bytes,
-              s.memory_disk_bytes, s.pages_written, s.pages_in_layer, s.diff ? "true" : "false",
-              s.id.c_str());
+  std::printf(
+      "{\"pause_ms\":%.3f,\"state_ms\":%.3f,\"memory_ms\":%.3f,\"total_ms\":%.3f,"
+      "\"memory_file_bytes\":%" PRIu64 ",\"memory_disk_bytes\":%" PRIu64
+      ",\"pages_written\":%" PRIu64 ",\"pages_in_layer\":%" PRIu64 ",\"diff\":%s,\"id\":\"%s\"}\n",
+      s.pause_ms, s.state_ms, s.memory_ms, s.total_ms, s.memory_file_bytes, s.memory_disk_bytes,
+      s.pages_written, s.pages_in_layer, s.diff ? "true" : "false", s.id.c_str());
 }
 
 int create(int argc, char** argv) {
@@ -92,8 +91,7 @@ int verify(int argc, char** argv) {
       std::printf("%s: ok\n%s", layer.dir.c_str(), layer.description.c_str());
       if (!layer.parent_dir.empty()) std::printf("diff layer over %s\n", layer.parent_dir.c_str());
     });
-    if (digest)
-      std::printf("memory digest %016" PRIx64 "\n", manager::snapshot_memory_digest(dir));
+    if (digest) std::printf("memory digest %016" PRIx64 "\n", manager::snapshot_memory_digest(dir));
   } catch (const Error& e) {
     std::fprintf(stderr, "wisp snapshot verify: %s\n", e.what());
     return kExitError;

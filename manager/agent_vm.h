@@ -54,8 +54,7 @@ class AgentVm {
 
  private:
   AgentVm(const char* prefix,
-          const std::function<std::vector<std::string>(const RuntimeDir&)>& args,
-          bool ready_pipe);
+          const std::function<std::vector<std::string>(const RuntimeDir&)>& args, bool ready_pipe);
 
   RuntimeDir dir_;  // declared before vmm_: the VMM dies before its directory goes
   VmmChild vmm_;

@@ -65,8 +65,8 @@ client::InvokeResult call(client::AgentClient& agent, const ExecSpec& spec, std:
   return r;
 }
 
-void talk_to_agent(const ExecSpec& spec, AgentVm* vm, uint64_t start_ns,
-                   Cancellation* cancellation, ExecOutcome* out) {
+void talk_to_agent(const ExecSpec& spec, AgentVm* vm, uint64_t start_ns, Cancellation* cancellation,
+                   ExecOutcome* out) {
   // Read while the guest boots.
   std::string payload = spec.payload ? spec.payload() : "";
   std::unique_ptr<client::AgentClient> agent = connect(spec, vm, cancellation);

@@ -21,7 +21,7 @@ struct ExecSpec {
   // An agent address (client::parse_agent_address) to use instead of booting a VM; that VM
   // is left running.
   std::string attach;
-  client::Handler handler;  // argv, env, limits, network
+  client::Handler handler;   // argv, env, limits, network
   bool worker = false;       // start the handler as a warm worker and invoke it
   bool keep_worker = false;  // leave that worker running afterwards
   bool resumed = false;      // tell the agent it was just restored first (fresh entropy, clock)
@@ -39,9 +39,9 @@ struct ExecSpec {
 // Milliseconds from `start_ns`; -1 for a step that did not happen.
 struct ExecTimings {
   double spawned = -1, connected = -1, ready = -1, invoked = -1, vmm_exit = -1;
-  double guest_uptime = -1;           // the guest kernel's uptime when the agent answered
+  double guest_uptime = -1;  // the guest kernel's uptime when the agent answered
   double agent_main = -1, agent_listening = -1;  // guest CLOCK_BOOTTIME of wisp-agent's start
-  std::vector<double> rtt_us;         // with repeat > 1: each call's round trip
+  std::vector<double> rtt_us;                    // with repeat > 1: each call's round trip
 };
 
 struct ExecOutcome {
@@ -50,8 +50,8 @@ struct ExecOutcome {
   bool has_result = false;
   client::InvokeResult result;  // the last invocation's
   ExecTimings timings;
-  int vmm_status = 0;    // the VMM's wait status (a booted VM)
-  std::string vmm_log;   // its stderr: diagnostics, and its --timings line
+  int vmm_status = 0;   // the VMM's wait status (a booted VM)
+  std::string vmm_log;  // its stderr: diagnostics, and its --timings line
 };
 
 // Runs `spec`; timings count from `start_ns` (CLOCK_MONOTONIC; the caller's start). Does not

@@ -9,8 +9,8 @@ constexpr std::chrono::milliseconds kRestoreTimeout{30000};
 constexpr std::chrono::milliseconds kConnectTimeout{30000};
 
 // Calls the clone's agent: reconnect, fresh entropy and clock, the invocation.
-void call_clone(AgentVm& clone, const TemplateInfo& t, const InvokeRequest& request,
-                uint64_t t0, InvokeOutcome* out) {
+void call_clone(AgentVm& clone, const TemplateInfo& t, const InvokeRequest& request, uint64_t t0,
+                InvokeOutcome* out) {
   // confirm: the clone resets its vsock transport as it resumes.
   auto agent = clone.connect_agent(kConnectTimeout, /*confirm=*/true);
   out->connect_ms = ms_since(t0) - out->restore_ms;
@@ -42,8 +42,8 @@ InvokeOutcome invoke(const std::string& template_name, const InvokeRequest& requ
   uint64_t t0 = request.start_ns ? request.start_ns : now_ns();
   TemplateInfo t = read_template(template_name);
   InvokeOutcome out;
-  std::unique_ptr<AgentVm> clone = AgentVm::restore(template_snapshot_dir(template_name),
-                                                    request.count_pages, kRestoreTimeout);
+  std::unique_ptr<AgentVm> clone =
+      AgentVm::restore(template_snapshot_dir(template_name), request.count_pages, kRestoreTimeout);
   out.restore_ms = ms_since(t0);
   try {
     call_clone(*clone, t, request, t0, &out);

@@ -23,11 +23,11 @@ struct InvokeRequest {
 // The result and the timings JSON's fields (milliseconds from start_ns).
 struct InvokeOutcome {
   client::InvokeResult result;
-  double restore_ms = 0;    // until the clone's VMM was rebuilt and about to run
-  double connect_ms = 0;    // from then until the agent accepted the connection
-  double reconnect_ms = 0;  // from then until it also took the fresh entropy and clock
-  double invoke_ms = 0;     // the call
-  double total_ms = 0;      // start to result
+  double restore_ms = 0;       // until the clone's VMM was rebuilt and about to run
+  double connect_ms = 0;       // from then until the agent accepted the connection
+  double reconnect_ms = 0;     // from then until it also took the fresh entropy and clock
+  double invoke_ms = 0;        // the call
+  double total_ms = 0;         // start to result
   int64_t pages_touched = -1;  // guest pages the clone mapped (count_pages; -1: unknown)
 };
 

@@ -20,8 +20,7 @@ std::string absolute(const std::string& path) {
 
 }  // namespace
 
-SnapshotInfo create_snapshot(const std::string& control_socket, const std::string& dir,
-                             bool diff) {
+SnapshotInfo create_snapshot(const std::string& control_socket, const std::string& dir, bool diff) {
   return VmmControl::connect(control_socket).snapshot(absolute(dir), diff);
 }
 

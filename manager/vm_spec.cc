@@ -52,8 +52,8 @@ std::vector<std::string> vmm_run_args(const VmSpec& spec, const std::string& vso
   if (!spec.rng) args.push_back("--no-rng");
   if (!spec.vsock_cid.empty()) args.insert(args.end(), {"--vsock-cid", spec.vsock_cid});
   // quiet: each console byte is a VM exit, and nobody reads this console by default.
-  std::string cmdline = spec.raw_cmdline ? spec.cmdline
-                                         : "quiet" + (spec.cmdline.empty() ? "" : " " + spec.cmdline);
+  std::string cmdline =
+      spec.raw_cmdline ? spec.cmdline : "quiet" + (spec.cmdline.empty() ? "" : " " + spec.cmdline);
   if (spec.raw_cmdline) args.push_back("--raw-cmdline");
   if (!cmdline.empty()) args.insert(args.end(), {"--cmdline", cmdline});
   for (int i = 0; i < spec.verbose; ++i) args.push_back("--verbose");

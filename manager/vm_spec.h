@@ -15,19 +15,19 @@ using ::wisp::kMaxGuestVcpus;
 using ::wisp::kMinGuestMemBytes;
 
 struct VmSpec {
-  std::string kernel;    // "": wisp-vmm's default kernel (<wisp>/../guest/vmlinux)
-  std::string initrd;    // "" and no rootfs: the agent initramfs (default_agent_initrd())
-  std::string rootfs;    // an ext4 image with wisp-agent as init, attached read-only
-  std::string cmdline;   // appended to "quiet" (after wisp-vmm's own defaults)
-  bool raw_cmdline = false;         // `cmdline` is the whole kernel command line
-  uint64_t mem_bytes = 0;           // 0: wisp-vmm's default
-  uint32_t vcpus = 0;               // 0: wisp-vmm's default
+  std::string kernel;        // "": wisp-vmm's default kernel (<wisp>/../guest/vmlinux)
+  std::string initrd;        // "" and no rootfs: the agent initramfs (default_agent_initrd())
+  std::string rootfs;        // an ext4 image with wisp-agent as init, attached read-only
+  std::string cmdline;       // appended to "quiet" (after wisp-vmm's own defaults)
+  bool raw_cmdline = false;  // `cmdline` is the whole kernel command line
+  uint64_t mem_bytes = 0;    // 0: wisp-vmm's default
+  uint32_t vcpus = 0;        // 0: wisp-vmm's default
   std::vector<std::string> drives;  // "PATH[,ro]" as `wisp run --drive` takes them, in order
   bool rng = true;
-  std::string vsock_cid;    // "": wisp-vmm's default (3)
-  std::string console = "none";     // none or a file to write the console to
-  int verbose = 0;          // VMM diagnostics in its log (1: info, 2: debug)
-  bool timings = false;     // the VMM's --timings line in its log
+  std::string vsock_cid;         // "": wisp-vmm's default (3)
+  std::string console = "none";  // none or a file to write the console to
+  int verbose = 0;               // VMM diagnostics in its log (1: info, 2: debug)
+  bool timings = false;          // the VMM's --timings line in its log
 };
 
 // <wisp>/../guest/agent-initramfs.cpio.gz: the agent guest `make` builds.

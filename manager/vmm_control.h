@@ -15,10 +15,10 @@ namespace wisp::manager {
 // What the VMM reports for a snapshot it has written.
 struct SnapshotInfo {
   std::string id;
-  double pause_ms = 0;   // until every vCPU was out of KVM_RUN
-  double state_ms = 0;   // collecting and writing the state file
-  double memory_ms = 0;  // writing the memory file
-  double total_ms = 0;   // pause to resume
+  double pause_ms = 0;             // until every vCPU was out of KVM_RUN
+  double state_ms = 0;             // collecting and writing the state file
+  double memory_ms = 0;            // writing the memory file
+  double total_ms = 0;             // pause to resume
   uint64_t memory_file_bytes = 0;  // logical size
   uint64_t memory_disk_bytes = 0;  // allocated (sparse)
   uint64_t pages_written = 0;      // pages of data in the memory file

@@ -123,7 +123,8 @@ struct Parsed {
 OptionParser parser(Parsed* p) {
   OptionParser o("wisp test");
   o.flag("flag", &p->flag)
-      .flag("verbose", [p] { ++p->verbose; }, 'v')
+      .flag(
+          "verbose", [p] { ++p->verbose; }, 'v')
       .text("text", &p->text)
       .count("count", &p->count, 1, 254)
       .size("size", &p->size, kMiB, 16 * kMiB, 1ull << 30)
@@ -184,15 +185,24 @@ TEST(OptionParser, RefusesUnknownOptionsAndMissingValues) {
 
 TEST(OptionParser, BadValuesNameTheOption) {
   Parsed p;
-  expect_usage_error([&] { parser(&p).parse(Args{"--count", "0"}); },
-                     {"--count 0: expected a count from 1 to 254"});
+  expect_usage_error(
+      [&] {
+        parser(&p).parse(Args{"--count", "0"});
+      },
+      {"--count 0: expected a count from 1 to 254"});
   expect_usage_error([&] { parser(&p).parse(Args{"--size=8"}); },
                      {"--size 8: expected a size from 16 MiB to 1 GiB"});
-  expect_usage_error([&] { parser(&p).parse(Args{"--duration", "2m"}); },
-                     {"--duration 2m: expected a duration from 1 ms to 1 min"});
+  expect_usage_error(
+      [&] {
+        parser(&p).parse(Args{"--duration", "2m"});
+      },
+      {"--duration 2m: expected a duration from 1 ms to 1 min"});
   // A plain Error from a value's own check becomes a UsageError naming the option and value.
-  expect_usage_error([&] { parser(&p).parse(Args{"--list", "bad"}); },
-                     {"--list bad: not a good item"});
+  expect_usage_error(
+      [&] {
+        parser(&p).parse(Args{"--list", "bad"});
+      },
+      {"--list bad: not a good item"});
 }
 
 TEST(UsageErrorReport, PrintsTheCommandAndTheHelpHint) {

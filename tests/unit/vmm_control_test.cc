@@ -80,14 +80,15 @@ class FakeVmm {
 };
 
 TEST(VmmControl, TypedCallsOverOneConnection) {
-  FakeVmm vmm({{"ping", "ok"},
-                 {"pause", "ok"},
-                 {"resume", "ok"},
-                 {"stats", "ok {\"resident_pages\":12,\"written_pages\":3,\"pages\":32768}"},
-                 {"snapshot --diff /s/d",
-                  "ok {\"pause_ms\":1.250,\"state_ms\":2.000,\"memory_ms\":30.500,"
-                  "\"total_ms\":34.000,\"memory_file_bytes\":134217728,\"memory_disk_bytes\":"
-                  "4096,\"pages_written\":1,\"pages_in_layer\":7,\"diff\":true,\"id\":\"ab\\\"c\"}"}});
+  FakeVmm vmm(
+      {{"ping", "ok"},
+       {"pause", "ok"},
+       {"resume", "ok"},
+       {"stats", "ok {\"resident_pages\":12,\"written_pages\":3,\"pages\":32768}"},
+       {"snapshot --diff /s/d",
+        "ok {\"pause_ms\":1.250,\"state_ms\":2.000,\"memory_ms\":30.500,"
+        "\"total_ms\":34.000,\"memory_file_bytes\":134217728,\"memory_disk_bytes\":"
+        "4096,\"pages_written\":1,\"pages_in_layer\":7,\"diff\":true,\"id\":\"ab\\\"c\"}"}});
   {
     VmmControl control = VmmControl::connect(vmm.path());
     control.ping();

@@ -1,5 +1,6 @@
 // The commands a running wisp VMM answers on its control socket (`wisp-vmm run|restore
-// --control-socket`); the manager's client side is manager/vmm_control.h. One command per line, one reply line:
+// --control-socket`); the manager's client side is manager/vmm_control.h. One command per line, one
+// reply line:
 //
 //   ping                       -> ok
 //   pause | resume             -> ok

@@ -87,10 +87,11 @@ struct RunOptions {
 OptionParser run_parser(RunOptions* o) {
   MachineConfig* cfg = &o->cfg;
   OptionParser p(kCommand);
-  p.value("kernel", [o](const std::string& v) {
-     o->cfg.kernel_path = v;
-     o->kernel_given = true;
-   })
+  p.value("kernel",
+          [o](const std::string& v) {
+            o->cfg.kernel_path = v;
+            o->kernel_given = true;
+          })
       .value("initrd",
              [o](const std::string& v) {
                o->cfg.initrd_path = v;

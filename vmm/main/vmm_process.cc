@@ -53,7 +53,8 @@ void add_console_options(OptionParser& parser, MachineConfig* cfg) {
 }
 
 void add_verbose_option(OptionParser& parser, int* verbose) {
-  parser.flag("verbose", [verbose] { ++*verbose; }, 'v');
+  parser.flag(
+      "verbose", [verbose] { ++*verbose; }, 'v');
 }
 
 void apply_verbosity(int verbose) {
