@@ -72,6 +72,25 @@ int usage_error(const std::string& command, const std::string& message) {
   return kExitUsage;
 }
 
+int run_subcommand(const std::string& program, const std::string& usage, int argc, char** argv,
+                   const std::vector<Subcommand>& subcommands, const char* version) {
+  std::string name = argc < 2 ? "" : argv[1];
+  if (name.empty() || name == "-h" || name == "--help" || name == "help") {
+    std::fputs(usage.c_str(), name.empty() ? stderr : stdout);
+    return name.empty() ? kExitUsage : kExitOk;
+  }
+  if (version && (name == "version" || name == "--version")) {
+    std::printf("%s %s\n", program.c_str(), version);
+    return kExitOk;
+  }
+  std::string known;
+  for (const Subcommand& s : subcommands) {
+    if (s.name == name) return s.run(argc - 1, argv + 1);
+    known += (known.empty() ? "" : ", ") + s.name;
+  }
+  return usage_error(program, "unknown command '" + name + "' (" + known + ")");
+}
+
 uint64_t parse_count(const std::string& option, const std::string& text, uint64_t min,
                      uint64_t max) {
   uint64_t n = 0;

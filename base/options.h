@@ -24,6 +24,19 @@ class UsageError : public Error {
 // Prints "COMMAND: MESSAGE" and "Try 'COMMAND --help'." on stderr. Returns kExitUsage.
 int usage_error(const std::string& command, const std::string& message);
 
+// One subcommand of a command that has several ("wisp template create"): its name and what
+// runs it, with argv[0] being that name.
+struct Subcommand {
+  std::string name;
+  std::function<int(int argc, char** argv)> run;
+};
+
+// Runs the subcommand argv[1] names. No argument prints `usage` on stderr (kExitUsage);
+// -h, --help or help print it on stdout; with `version` given, "version" and "--version" print
+// "PROGRAM VERSION". An unknown name is a usage error listing the known ones.
+int run_subcommand(const std::string& program, const std::string& usage, int argc, char** argv,
+                   const std::vector<Subcommand>& subcommands, const char* version = nullptr);
+
 // A whole decimal number in [min, max]. Throws UsageError naming `option`, e.g.
 // "--vcpus 0: expected a count from 1 to 254".
 uint64_t parse_count(const std::string& option, const std::string& text, uint64_t min,

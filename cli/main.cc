@@ -1,10 +1,7 @@
 // wisp: the command-line front end. Each command lives in its own file (cli/commands.h) and
 // calls the manager library; the VMM itself is the sibling binary wisp-vmm.
-#include <cstdio>
-#include <cstring>
-
 #include "base/clock.h"
-#include "base/exit_codes.h"
+#include "base/options.h"
 #include "base/version.h"
 #include "cli/commands.h"
 
@@ -27,25 +24,15 @@ Commands:
 
 int main(int argc, char** argv) {
   uint64_t t0 = wisp::now_ns();
-  if (argc < 2) {
-    std::fputs(kUsage, stderr);
-    return wisp::kExitUsage;
-  }
-  const char* cmd = argv[1];
-  if (!std::strcmp(cmd, "-h") || !std::strcmp(cmd, "--help") || !std::strcmp(cmd, "help")) {
-    std::fputs(kUsage, stdout);
-    return wisp::kExitOk;
-  }
-  if (!std::strcmp(cmd, "version") || !std::strcmp(cmd, "--version")) {
-    std::printf("wisp %s\n", wisp::kWispVersion);
-    return wisp::kExitOk;
-  }
   using namespace wisp::cli;
-  if (!std::strcmp(cmd, "run")) return run_command(argc - 1, argv + 1, t0);
-  if (!std::strcmp(cmd, "exec")) return exec_command(argc - 1, argv + 1, t0);
-  if (!std::strcmp(cmd, "template")) return template_command(argc - 1, argv + 1, t0);
-  if (!std::strcmp(cmd, "invoke")) return invoke_command(argc - 1, argv + 1, t0);
-  if (!std::strcmp(cmd, "snapshot")) return snapshot_command(argc - 1, argv + 1, t0);
-  std::fprintf(stderr, "wisp: unknown command '%s'\n%s", cmd, kUsage);
-  return wisp::kExitUsage;
+  auto with_t0 = [t0](int (*command)(int, char**, uint64_t)) {
+    return [t0, command](int n, char** a) { return command(n, a, t0); };
+  };
+  return wisp::run_subcommand("wisp", kUsage, argc, argv,
+                              {{"run", with_t0(run_command)},
+                               {"exec", with_t0(exec_command)},
+                               {"snapshot", with_t0(snapshot_command)},
+                               {"template", with_t0(template_command)},
+                               {"invoke", with_t0(invoke_command)}},
+                              wisp::kWispVersion);
 }

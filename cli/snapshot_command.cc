@@ -102,15 +102,9 @@ int verify(int argc, char** argv) {
 }  // namespace
 
 int snapshot_command(int argc, char** argv, uint64_t t0_ns) {
-  std::string sub = argc < 2 ? "" : argv[1];
-  if (sub.empty() || sub == "-h" || sub == "--help") {
-    std::fputs(kUsage, sub.empty() ? stderr : stdout);
-    return sub.empty() ? kExitUsage : kExitOk;
-  }
-  if (sub == "create") return create(argc - 1, argv + 1);
-  if (sub == "restore") return exec_vmm("restore", argc - 1, argv + 1, t0_ns);
-  if (sub == "verify") return verify(argc - 1, argv + 1);
-  return usage_error(kCommand, "unknown command '" + sub + "' (create, restore, verify)");
+  auto restore = [t0_ns](int n, char** a) { return exec_vmm("restore", n, a, t0_ns); };
+  return run_subcommand(kCommand, kUsage, argc, argv,
+                        {{"create", create}, {"restore", restore}, {"verify", verify}});
 }
 
 }  // namespace wisp::cli

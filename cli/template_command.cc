@@ -39,7 +39,7 @@ constexpr const char* kUsage = R"(Usage: wisp template COMMAND ...
 
 The store is $WISP_HOME/templates (WISP_HOME defaults to /var/lib/wisp).
 
-%s)";
+)";
 
 int create(int argc, char** argv, uint64_t t0_ns) {
   manager::TemplateSpec spec;
@@ -57,7 +57,7 @@ int create(int argc, char** argv, uint64_t t0_ns) {
         .flag("timings", &timings);
     OptionParser::Result args = p.parse(argc, argv);
     if (args.help) {
-      std::printf(kUsage, kVmOptionsHelp);
+      std::printf("%s%s", kUsage, kVmOptionsHelp);
       return kExitOk;
     }
     if (args.operands.size() != 1 || args.dashdash) throw UsageError("expected a template NAME");
@@ -116,7 +116,7 @@ int list() {
   return kExitOk;
 }
 
-int remove(int argc, char** argv) {
+int remove_template(int argc, char** argv) {
   if (argc != 2) return usage_error("wisp template rm", "expected one template NAME");
   try {
     manager::remove_template(argv[1]);
@@ -130,15 +130,12 @@ int remove(int argc, char** argv) {
 }  // namespace
 
 int template_command(int argc, char** argv, uint64_t t0_ns) {
-  std::string sub = argc < 2 ? "" : argv[1];
-  if (sub.empty() || sub == "-h" || sub == "--help") {
-    std::fprintf(sub.empty() ? stderr : stdout, kUsage, kVmOptionsHelp);
-    return sub.empty() ? kExitUsage : kExitOk;
-  }
-  if (sub == "create") return create(argc - 1, argv + 1, t0_ns);
-  if (sub == "ls" || sub == "list") return list();
-  if (sub == "rm") return remove(argc - 1, argv + 1);
-  return usage_error(kCommand, "unknown command '" + sub + "' (create, ls, rm)");
+  std::string usage = std::string(kUsage) + kVmOptionsHelp;
+  return run_subcommand(kCommand, usage, argc, argv,
+                        {{"create", [t0_ns](int n, char** a) { return create(n, a, t0_ns); }},
+                         {"ls", [](int, char**) { return list(); }},
+                         {"list", [](int, char**) { return list(); }},
+                         {"rm", remove_template}});
 }
 
 }  // namespace wisp::cli
