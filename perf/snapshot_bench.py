@@ -39,7 +39,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from vmrun import environment_name, json_lines, pct, summarize  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ROOTFS_ARGS = "root=/dev/vda ro rootfstype=ext4 init=/usr/sbin/wisp-agent"  # cli/rootfs_boot.h
+ROOTFS_ARGS = "root=/dev/vda ro rootfstype=ext4 init=/usr/sbin/wisp-agent"  # vmm/main/rootfs_boot.h
 PAYLOAD = b"hello snapshot\n"
 
 # name -> how the handler is run and what its first result must be.

@@ -212,5 +212,32 @@ TEST(UsageErrorReport, PrintsTheCommandAndTheHelpHint) {
             "wisp run: --mem 8: expected a size\nTry 'wisp run --help'.\n");
 }
 
+TEST(RunSubcommand, DispatchesHelpVersionAndUnknownNames) {
+  std::vector<std::string> seen;
+  std::vector<Subcommand> subs = {{"create", [&](int argc, char** argv) {
+                                     for (int i = 0; i < argc; ++i) seen.push_back(argv[i]);
+                                     return 7;
+                                   }}};
+  auto run = [&](std::vector<std::string> args, const char* version = nullptr) {
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    return run_subcommand("wisp thing", "USAGE\n", static_cast<int>(argv.size()), argv.data(), subs,
+                          version);
+  };
+  EXPECT_EQ(run({"thing", "create", "x", "--y"}), 7);
+  EXPECT_EQ(seen, (Args{"create", "x", "--y"}));
+  ::testing::internal::CaptureStdout();
+  EXPECT_EQ(run({"thing", "--help"}), 0);
+  EXPECT_EQ(run({"thing", "version"}, "1.2"), 0);
+  EXPECT_EQ(::testing::internal::GetCapturedStdout(), "USAGE\nwisp thing 1.2\n");
+  ::testing::internal::CaptureStderr();
+  EXPECT_EQ(run({"thing"}), 2);
+  EXPECT_EQ(run({"thing", "version"}), 2);  // no version for this one
+  EXPECT_EQ(run({"thing", "bogus"}), 2);
+  std::string err = ::testing::internal::GetCapturedStderr();
+  EXPECT_NE(err.find("USAGE"), std::string::npos) << err;
+  EXPECT_NE(err.find("wisp thing: unknown command 'bogus' (create)"), std::string::npos) << err;
+}
+
 }  // namespace
 }  // namespace wisp
