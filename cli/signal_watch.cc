@@ -49,7 +49,9 @@ SignalWatch::SignalWatch(std::function<void(int)> on_signal, std::chrono::millis
 SignalWatch::~SignalWatch() {
   notify(stop_fd_.get());
   thread_.join();
-  pthread_sigmask(SIG_SETMASK, &old_mask_, nullptr);
+  // After a signal the command is ending with 128+N: a repeated one (a second Ctrl-C) stays
+  // blocked instead of turning that exit into a death by signal.
+  if (!signal_) pthread_sigmask(SIG_SETMASK, &old_mask_, nullptr);
 }
 
 void SignalWatch::watch(std::function<void(int)> on_signal, std::chrono::milliseconds grace) {

@@ -21,7 +21,7 @@ namespace wisp::cli {
 class SignalWatch {
  public:
   SignalWatch(std::function<void(int signal)> on_signal, std::chrono::milliseconds grace);
-  // Stops the watcher and unblocks the signals again.
+  // Stops the watcher and unblocks the signals again, unless one arrived.
   ~SignalWatch();
   SignalWatch(const SignalWatch&) = delete;
   SignalWatch& operator=(const SignalWatch&) = delete;
