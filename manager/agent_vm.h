@@ -1,7 +1,8 @@
 // A function VM under the manager's control: a wisp-vmm child running the agent guest, booted
 // or restored in its own runtime directory (vsock socket, control socket, VMM log), and the
 // pieces every operation on it shares (connecting to its agent, its control channel, the
-// errors that carry its log). Destruction kills the VMM, then removes the directory.
+// errors that carry its log). Destruction kills the VMM, then removes the directory. One
+// thread owns an AgentVm (its agent clients belong to that thread's KJ event loop).
 #pragma once
 
 #include <chrono>
@@ -60,8 +61,8 @@ class AgentVm {
   VmmChild vmm_;
 };
 
-// 32 bytes from getentropy and the host's wall clock, handed to a clone's agent
-// (agent.resumed) so that no two clones share RNG state or a stale clock.
+// `bytes` of fresh entropy and the host's wall clock, handed to a clone's agent
+// (agent.resumed) so that no two clones share RNG state or a stale clock. Throws Error.
 void send_fresh_entropy(client::AgentClient& agent, size_t bytes);
 
 }  // namespace wisp::manager
