@@ -1,13 +1,9 @@
-// wisp: the command-line front end. Subcommands live in their own files.
-#include <time.h>
-
-#include <cstdio>
-#include <cstring>
-
-#include "cli/exec_command.h"
-#include "cli/run_command.h"
-#include "cli/snapshot_command.h"
-#include "cli/template_command.h"
+// wisp: the command-line front end. Each command lives in its own file (cli/commands.h) and
+// calls the manager library; the VMM itself is the sibling binary wisp-vmm.
+#include "base/clock.h"
+#include "base/options.h"
+#include "base/version.h"
+#include "cli/commands.h"
 
 namespace {
 
@@ -24,35 +20,19 @@ Commands:
 'wisp COMMAND --help' describes a command.
 )";
 
-unsigned long long monotonic_ns() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<unsigned long long>(ts.tv_sec) * 1000000000ull +
-         static_cast<unsigned long long>(ts.tv_nsec);
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
-  unsigned long long t0 = monotonic_ns();
-  if (argc < 2) {
-    std::fputs(kUsage, stderr);
-    return wisp::kExitUsage;
-  }
-  const char* cmd = argv[1];
-  if (!std::strcmp(cmd, "-h") || !std::strcmp(cmd, "--help") || !std::strcmp(cmd, "help")) {
-    std::fputs(kUsage, stdout);
-    return 0;
-  }
-  if (!std::strcmp(cmd, "version") || !std::strcmp(cmd, "--version")) {
-    std::puts("wisp 0.1.0");
-    return 0;
-  }
-  if (!std::strcmp(cmd, "run")) return wisp::run_command(argc - 1, argv + 1, t0);
-  if (!std::strcmp(cmd, "exec")) return wisp::exec_command(argc - 1, argv + 1, t0);
-  if (!std::strcmp(cmd, "template")) return wisp::template_command(argc - 1, argv + 1, t0);
-  if (!std::strcmp(cmd, "invoke")) return wisp::invoke_command(argc - 1, argv + 1, t0);
-  if (!std::strcmp(cmd, "snapshot")) return wisp::snapshot_command(argc - 1, argv + 1, t0);
-  std::fprintf(stderr, "wisp: unknown command '%s'\n%s", cmd, kUsage);
-  return wisp::kExitUsage;
+  uint64_t t0 = wisp::now_ns();
+  using namespace wisp::cli;
+  auto with_t0 = [t0](int (*command)(int, char**, uint64_t)) {
+    return [t0, command](int n, char** a) { return command(n, a, t0); };
+  };
+  return wisp::run_subcommand("wisp", kUsage, argc, argv,
+                              {{"run", with_t0(run_command)},
+                               {"exec", with_t0(exec_command)},
+                               {"snapshot", with_t0(snapshot_command)},
+                               {"template", with_t0(template_command)},
+                               {"invoke", with_t0(invoke_command)}},
+                              wisp::kWispVersion);
 }

@@ -30,7 +30,7 @@ readonly SUITE=bookworm
 readonly VARIANT=minbase
 readonly PACKAGES=python3-minimal,python3
 readonly MIRROR=${WISP_DEBIAN_MIRROR:-http://deb.debian.org/debian}
-# Where the pieces go in the image; cli/rootfs_boot.h must agree on the agent's path.
+# Where the pieces go in the image; vmm/main/rootfs_boot.h must agree on the agent's path.
 readonly AGENT_DEST=usr/sbin/wisp-agent
 readonly SHELL_WORKER_DEST=usr/bin/wisp-shell-worker
 readonly PYTHON_WORKER_DEST=usr/lib/wisp/python_worker.py

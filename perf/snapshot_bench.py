@@ -42,7 +42,7 @@ from wisp_cli import (BenchError, check_result, disk_bytes, invoke, peer_cmdline
                       run, template_create)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ROOTFS_ARGS = "root=/dev/vda ro rootfstype=ext4 init=/usr/sbin/wisp-agent"  # cli/rootfs_boot.h
+ROOTFS_ARGS = "root=/dev/vda ro rootfstype=ext4 init=/usr/sbin/wisp-agent"  # vmm/main/rootfs_boot.h
 PAYLOAD = b"hello snapshot\n"
 
 # name -> how the handler is run and what its first result must be.

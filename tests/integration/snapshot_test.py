@@ -80,6 +80,8 @@ class SnapshotTest(unittest.TestCase):
         shutil.rmtree(cls.tmp, ignore_errors=True)
 
     def run_wisp(self, *args, timeout=300, check=True, **kw):
+        # No payload unless a test gives one: wisp invoke reads a stdin that is not a terminal.
+        kw.setdefault("stdin", subprocess.DEVNULL)
         p = subprocess.run([self.wisp, *args], capture_output=True, text=True, timeout=timeout,
                            env=self.env, **kw)
         if check and p.returncode != 0:

@@ -1,6 +1,6 @@
 // `wisp run --rootfs IMAGE`: the image becomes the first drive, read-only, and the kernel
 // command line gets the arguments that mount it as / and run wisp-agent from it.
-#include "cli/rootfs_boot.h"
+#include "vmm/main/rootfs_boot.h"
 
 #include <gtest/gtest.h>
 

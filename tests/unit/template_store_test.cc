@@ -1,4 +1,4 @@
-#include "cli/template_store.h"
+#include "manager/template_store.h"
 
 #include <gtest/gtest.h>
 #include <sys/stat.h>
@@ -12,9 +12,10 @@
 #include <vector>
 
 #include "base/error.h"
+#include "manager/runtime_dir.h"
 #include "tests/unit/expect_error.h"
 
-namespace wisp {
+namespace wisp::manager {
 namespace {
 
 namespace fs = std::filesystem;
@@ -227,5 +228,43 @@ TEST_F(TemplateStoreDirTest, ReadTemplateFindsTheStore) {
                {(root_ / "templates/broken/template.info").string() + ":2: vcpus"});
 }
 
+TEST_F(TemplateStoreDirTest, StagingBecomesTheTemplateOnlyWhenCommitted) {
+  ScopedEnv env("WISP_HOME", root_.c_str());
+  TemplateInfo t = sample_info();
+  {
+    TemplateStaging abandoned(t.name);
+    make_dirs(abandoned.snapshot_dir());
+    EXPECT_EQ(template_names(), Words{});  // hidden while it is being made
+  }
+  EXPECT_TRUE(fs::is_empty(root_ / "templates"));  // removed
+  {
+    TemplateStaging staging(t.name);
+    make_dirs(staging.snapshot_dir());
+    staging.commit(t);
+  }
+  EXPECT_EQ(template_names(), Words{t.name});
+  expect_same(read_template(t.name), t);
+  EXPECT_TRUE(fs::is_directory(template_snapshot_dir(t.name)));
+  expect_error([&] { TemplateStaging again(t.name); }, {"already exists"});
+  remove_template(t.name);
+  EXPECT_EQ(template_names(), Words{});
+  expect_error([&] { remove_template(t.name); }, {"not found"});
+  expect_error([] { remove_template("../x"); }, {"template name"});
+}
+
+TEST(RuntimeDir, IsPrivateAndRemovedWithItsFiles) {
+  std::string path;
+  {
+    RuntimeDir dir("wisp-test");
+    path = dir.path();
+    struct stat st;
+    ASSERT_EQ(::stat(path.c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 0777, 0700u);
+    EXPECT_EQ(dir.file("vmm.log"), path + "/vmm.log");
+    std::ofstream(dir.file("vmm.log")) << "x";
+  }
+  EXPECT_FALSE(fs::exists(path));
+}
+
 }  // namespace
-}  // namespace wisp
+}  // namespace wisp::manager

@@ -1,29 +1,53 @@
-#include "cli/vmm_child.h"
+#include "manager/vmm_child.h"
 
 #include <fcntl.h>
-#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <cstring>
-#include <fstream>
-#include <sstream>
+#include <cerrno>
 #include <thread>
 
-#include "cli/cli_util.h"
 #include "base/error.h"
+#include "base/file_io.h"
+#include "base/self_exe.h"
 
 extern char** environ;
 
-namespace wisp {
+namespace wisp::manager {
+namespace {
+
+// Spawn attributes: an empty signal mask in the child, whatever the caller blocks (the CLI
+// blocks SIGINT/SIGTERM/SIGHUP to read them from a signalfd; the VMM handles its own).
+class SpawnAttr {
+ public:
+  SpawnAttr() {
+    posix_spawnattr_init(&attr_);
+    sigset_t none;
+    sigemptyset(&none);
+    posix_spawnattr_setsigmask(&attr_, &none);
+    posix_spawnattr_setflags(&attr_, POSIX_SPAWN_SETSIGMASK);
+  }
+  ~SpawnAttr() { posix_spawnattr_destroy(&attr_); }
+  SpawnAttr(const SpawnAttr&) = delete;
+  SpawnAttr& operator=(const SpawnAttr&) = delete;
+  const posix_spawnattr_t* get() const { return &attr_; }
+
+ private:
+  posix_spawnattr_t attr_;
+};
+
+}  // namespace
+
+std::string vmm_executable() { return sibling_executable("wisp-vmm"); }
 
 VmmChild::VmmChild(const std::vector<std::string>& args, const std::string& log, bool ready_pipe)
     : log_(log) {
-  std::string self = self_exe();
-  std::vector<std::string> argv = {self};
+  std::string exe = vmm_executable();
+  std::vector<std::string> argv = {exe};
   argv.insert(argv.end(), args.begin(), args.end());
   int pipefd[2] = {-1, -1};
   if (ready_pipe) {
@@ -41,14 +65,16 @@ VmmChild::VmmChild(const std::vector<std::string>& args, const std::string& log,
   posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
   posix_spawn_file_actions_addopen(&fa, 2, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
   if (ready_pipe) posix_spawn_file_actions_adddup2(&fa, pipefd[1], 3);
-  int rc = posix_spawn(&pid_, self.c_str(), &fa, nullptr, cargs.data(), environ);
+  SpawnAttr attr;
+  int rc = posix_spawn(&pid_, exe.c_str(), &fa, attr.get(), cargs.data(), environ);
   posix_spawn_file_actions_destroy(&fa);
   if (ready_pipe) ::close(pipefd[1]);
   if (rc != 0) {
     pid_ = -1;
     errno = rc;
-    throw_errno("starting the VMM (" + self + ")");
+    throw_errno("starting the VMM (" + exe + ")");
   }
+  pidfd_ = UniqueFd(static_cast<int>(::syscall(SYS_pidfd_open, pid_, 0)));
 }
 
 VmmChild::~VmmChild() { kill_now(); }
@@ -114,12 +140,18 @@ int VmmChild::wait_or_kill(std::chrono::milliseconds grace) {
   return status_;
 }
 
+void VmmChild::terminate() {
+  if (pidfd_) ::syscall(SYS_pidfd_send_signal, pidfd_.get(), SIGKILL, nullptr, 0);
+}
+
 std::string VmmChild::log_tail(size_t n) const {
-  std::ifstream in(log_);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  std::string s = ss.str();
+  std::string s;
+  try {
+    s = read_file(log_);
+  } catch (const Error&) {
+    return "";
+  }
   return s.size() > n ? s.substr(s.size() - n) : s;
 }
 
-}  // namespace wisp
+}  // namespace wisp::manager

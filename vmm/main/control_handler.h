@@ -1,5 +1,6 @@
-// The commands a running wisp VMM answers on its control socket (`wisp run --control-socket`,
-// `wisp snapshot restore --control-socket`). One command per line, one reply line:
+// The commands a running wisp VMM answers on its control socket (`wisp-vmm run|restore
+// --control-socket`); the manager's client side is manager/vmm_control.h. One command per line, one
+// reply line:
 //
 //   ping                       -> ok
 //   pause | resume             -> ok
@@ -24,9 +25,5 @@ struct ControlContext {
 };
 
 ControlHandler make_control_handler(ControlContext context);
-
-// Sends `command` to the control socket at `path` and returns the reply line. Throws Error
-// when the socket cannot be reached or closes without a reply.
-std::string control_request(const std::string& path, const std::string& command);
 
 }  // namespace wisp

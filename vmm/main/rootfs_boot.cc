@@ -1,4 +1,4 @@
-#include "cli/rootfs_boot.h"
+#include "vmm/main/rootfs_boot.h"
 
 namespace wisp {
 

@@ -1,24 +1,14 @@
-#include "cli/control_handler.h"
+#include "vmm/main/control_handler.h"
 
-#include <sys/socket.h>
-#include <sys/un.h>
-#include <unistd.h>
-
-#include <chrono>
 #include <cinttypes>
 #include <cstdio>
-#include <cstring>
 
+#include "base/clock.h"
+#include "base/version.h"
 #include "snapshot/machine_snapshot.h"
-#include "base/error.h"
-#include "base/unique_fd.h"
 
 namespace wisp {
 namespace {
-
-double ms_since(std::chrono::steady_clock::time_point t) {
-  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t).count();
-}
 
 size_t count(const std::vector<bool>& v) {
   size_t n = 0;
@@ -47,19 +37,19 @@ std::string take_snapshot(Machine& machine, const ControlContext& ctx, std::stri
   if (diff && ctx.restored_from_dir.empty())
     return "error snapshot --diff: this VM was booted, not restored; a diff needs a parent";
   bool was_paused = machine.paused();
-  auto t0 = std::chrono::steady_clock::now();
+  uint64_t t0 = now_ns();
   machine.pause();
   double pause_ms = ms_since(t0);
   snapshot::SaveResult r;
   try {
-    auto t1 = std::chrono::steady_clock::now();
+    uint64_t t1 = now_ns();
     MachineState state = machine.save_state();
     double collect_ms = ms_since(t1);
     snapshot::SaveOptions options;
     options.diff = diff;
     options.parent_dir = ctx.restored_from_dir;
     options.parent_id = ctx.restored_from_id;
-    options.creator_version = "0.1.0";
+    options.creator_version = kWispVersion;
     r = snapshot::save_machine_snapshot(dir, state, machine.memory(), options);
     r.state_ms += collect_ms;
   } catch (...) {
@@ -104,31 +94,6 @@ ControlHandler make_control_handler(ControlContext context) {
     }
     return "error unknown command '" + cmd + "' (ping, pause, resume, snapshot, stats)";
   };
-}
-
-std::string control_request(const std::string& path, const std::string& command) {
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  if (path.empty() || path.size() >= sizeof(addr.sun_path))
-    throw Error("control socket " + path + ": path too long or empty");
-  std::memcpy(addr.sun_path, path.data(), path.size());
-  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  if (!fd) throw_errno("socket");
-  if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0)
-    throw_errno("control socket " + path + " (is the VM running with --control-socket?)");
-  std::string out = command + "\n";
-  if (::send(fd.get(), out.data(), out.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(out.size()))
-    throw_errno("control socket " + path + ": send");
-  std::string reply;
-  char buf[512];
-  for (;;) {
-    ssize_t n = ::read(fd.get(), buf, sizeof(buf));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) throw Error("control socket " + path + ": closed without a reply");
-    reply.append(buf, static_cast<size_t>(n));
-    size_t nl = reply.find('\n');
-    if (nl != std::string::npos) return reply.substr(0, nl);
-  }
 }
 
 }  // namespace wisp

@@ -1,16 +1,21 @@
-#include "cli/template_store.h"
+#include "manager/template_store.h"
 
 #include <dirent.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
 
 #include "base/error.h"
+#include "base/unique_fd.h"
+#include "manager/runtime_dir.h"
 
-namespace wisp {
+namespace wisp::manager {
 
 std::string wisp_home() {
   const char* h = std::getenv("WISP_HOME");
@@ -157,42 +162,62 @@ std::vector<std::string> split_command(const std::string& text) {
   return out;
 }
 
-void make_dirs(const std::string& path) {
-  for (size_t pos = 1; pos <= path.size(); ++pos) {
-    if (pos != path.size() && path[pos] != '/') continue;
-    std::string p = path.substr(0, pos);
-    if (::mkdir(p.c_str(), 0755) != 0 && errno != EEXIST) throw_errno("create directory " + p);
-  }
-  // EEXIST also covers a file where the last directory should be.
-  struct stat st;
-  if (::stat(path.c_str(), &st) != 0) throw_errno("create directory " + path);
-  if (!S_ISDIR(st.st_mode)) throw Error("create directory " + path + ": a file is in the way");
+std::vector<std::string> template_names() {
+  std::vector<std::string> names;
+  DIR* d = ::opendir(templates_dir().c_str());
+  if (!d) return names;
+  while (dirent* e = ::readdir(d))
+    if (e->d_name[0] != '.') names.push_back(e->d_name);
+  ::closedir(d);
+  std::sort(names.begin(), names.end());
+  return names;
 }
 
-void remove_tree(const std::string& path) {
+void remove_template(const std::string& name) {
+  check_template_name(name);
+  std::string dir = templates_dir() + "/" + name;
   struct stat st;
-  if (::lstat(path.c_str(), &st) != 0) {
-    if (errno == ENOENT) return;
-    throw_errno("remove " + path);
-  }
-  if (S_ISDIR(st.st_mode)) {
-    DIR* d = ::opendir(path.c_str());
-    if (!d) throw_errno("open directory " + path);
-    while (dirent* e = ::readdir(d)) {
-      std::string n = e->d_name;
-      if (n == "." || n == "..") continue;
-      try {
-        remove_tree(path + "/" + n);
-      } catch (...) {
-        ::closedir(d);
-        throw;
-      }
-    }
-    ::closedir(d);
-    if (::rmdir(path.c_str()) != 0) throw_errno("remove directory " + path);
-  } else if (::unlink(path.c_str()) != 0) {
-    throw_errno("remove " + path);
+  if (::stat(dir.c_str(), &st) != 0) throw Error("template " + name + ": not found");
+  std::string doomed = templates_dir() + "/." + name + ".rm-" + std::to_string(::getpid());
+  if (::rename(dir.c_str(), doomed.c_str()) != 0) throw_errno("rename " + dir);
+  remove_tree(doomed);
+}
+
+std::string template_snapshot_dir(const std::string& name) {
+  return templates_dir() + "/" + name + "/snapshot";
+}
+
+TemplateStaging::TemplateStaging(const std::string& name) : name_(name) {
+  check_template_name(name);
+  struct stat st;
+  if (::stat((templates_dir() + "/" + name).c_str(), &st) == 0)
+    throw Error("template " + name + " already exists (wisp template rm " + name + ")");
+  make_dirs(templates_dir());
+  dir_ = make_temp_dir(templates_dir() + "/." + name + ".tmp-XXXXXX");
+}
+
+TemplateStaging::~TemplateStaging() {
+  if (dir_.empty()) return;
+  try {
+    remove_tree(dir_);
+  } catch (const Error&) {
+    // A leftover hidden directory is ignored by the store.
   }
 }
 
-}  // namespace wisp
+void TemplateStaging::commit(const TemplateInfo& info) {
+  std::string info_path = dir_ + "/template.info";
+  {
+    std::ofstream out(info_path);
+    out << format_template_info(info);
+    if (!out.flush()) throw Error("cannot write " + info_path);
+  }
+  UniqueFd fd(::open(info_path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (fd) ::fsync(fd.get());
+  std::string final_dir = templates_dir() + "/" + name_;
+  if (::renameat2(AT_FDCWD, dir_.c_str(), AT_FDCWD, final_dir.c_str(), RENAME_NOREPLACE) != 0)
+    throw_errno("rename " + dir_ + " to " + final_dir);
+  dir_.clear();
+}
+
+}  // namespace wisp::manager

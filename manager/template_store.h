@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-namespace wisp {
+namespace wisp::manager {
 
 struct TemplateInfo {
   std::string name;
@@ -42,9 +42,33 @@ TemplateInfo read_template(const std::string& name);  // throws Error "template 
 // quote, backslash escapes (outside single quotes). Throws Error on an unterminated quote.
 std::vector<std::string> split_command(const std::string& text);
 
-// Creates every missing directory of `path` (mode 0755). Throws Error.
-void make_dirs(const std::string& path);
-// Removes `path` and everything below it. Throws Error.
-void remove_tree(const std::string& path);
+// The names in the store, sorted (entries starting with '.' are work in progress).
+std::vector<std::string> template_names();
+// Deletes template `name`: renamed away first, so a concurrent invoke sees it whole or gone.
+// Throws Error "template NAME: not found" or naming what could not be removed.
+void remove_template(const std::string& name);
+// templates_dir()/NAME/snapshot: the snapshot a clone of template `name` is restored from.
+std::string template_snapshot_dir(const std::string& name);
 
-}  // namespace wisp
+// A template being created: a hidden directory in the store that becomes templates_dir()/NAME
+// only when commit() renames it there complete, so a template is either whole or absent.
+// Removed on destruction unless committed.
+class TemplateStaging {
+ public:
+  // Throws Error if template `name` exists or the store cannot be written.
+  explicit TemplateStaging(const std::string& name);
+  ~TemplateStaging();
+  TemplateStaging(const TemplateStaging&) = delete;
+  TemplateStaging& operator=(const TemplateStaging&) = delete;
+
+  // Where the snapshot goes (it must not exist yet: the snapshot writer creates it).
+  std::string snapshot_dir() const { return dir_ + "/snapshot"; }
+  // Writes template.info (synced) and renames the directory into place. Throws Error.
+  void commit(const TemplateInfo& info);
+
+ private:
+  std::string name_;
+  std::string dir_;  // "" once committed
+};
+
+}  // namespace wisp::manager

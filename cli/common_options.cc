@@ -1,0 +1,66 @@
+#include "cli/common_options.h"
+
+namespace wisp::cli {
+
+const char kVmOptionsHelp[] = R"(VM options, passed to the VMM (see wisp run --help):
+  --kernel PATH      the guest kernel (default: <wisp>/../guest/vmlinux)
+  --initrd PATH      the guest initramfs (default: <wisp>/../guest/agent-initramfs.cpio.gz,
+                     which runs wisp-agent as PID 1; none with --rootfs)
+  --rootfs IMAGE     boot the agent from an ext4 root filesystem image instead (e.g.
+                     <wisp>/../guest/python-rootfs.ext4, Debian with python3): attached
+                     read-only, writes go to a per-VM tmpfs overlay
+  --mem SIZE         guest RAM: MiB, or with a suffix M or G (16 MiB to 64 GiB)
+  --vcpus N          vCPUs (1 to 254)
+  --cmdline STR      appended to the kernel command line after "quiet"
+  --raw-cmdline      --cmdline is the whole kernel command line
+  --drive PATH[,ro]  a virtio-blk disk (repeatable); --no-rng: no virtio-rng
+  --vsock-cid N      the guest's vsock CID (default 3)
+  --console MODE     none (default) or FILE: where the guest console goes
+  -v, --verbose      VMM diagnostics on stderr (twice: debug)
+)";
+
+void add_vm_options(OptionParser& parser, manager::VmSpec* vm) {
+  using manager::kMaxGuestMemBytes, manager::kMaxGuestVcpus, manager::kMinGuestMemBytes;
+  parser.text("kernel", &vm->kernel)
+      .text("initrd", &vm->initrd, /*allow_empty=*/true)
+      .text("rootfs", &vm->rootfs)
+      .text("cmdline", &vm->cmdline, /*allow_empty=*/true)
+      .flag("raw-cmdline", &vm->raw_cmdline)
+      .size("mem", &vm->mem_bytes, 1ull << 20, kMinGuestMemBytes, kMaxGuestMemBytes)
+      .count("vcpus", &vm->vcpus, 1, kMaxGuestVcpus)
+      .value("drive", [vm](const std::string& v) { vm->drives.push_back(v); })
+      .flag("no-rng", [vm] { vm->rng = false; })
+      .text("vsock-cid", &vm->vsock_cid)
+      .value("console",
+             [vm](const std::string& v) {
+               if (v.empty() || v == "stdio")
+                 throw UsageError(
+                     "--console: expected none or FILE (stdio would mix with "
+                     "the command's output)");
+               vm->console = v;
+             })
+      .flag(
+          "verbose", [vm] { ++vm->verbose; }, 'v');
+  // wisp sets these itself for the VM it boots.
+  auto refuse = [](const std::string& name) { throw UsageError("--" + name + " is set by wisp"); };
+  parser.value("vsock-uds", [refuse](const std::string&) { refuse("vsock-uds"); })
+      .value("control-socket", [refuse](const std::string&) { refuse("control-socket"); })
+      .flag("no-initrd", [refuse] { refuse("no-initrd"); });
+}
+
+void add_env_option(OptionParser& parser, std::vector<std::string>* env) {
+  parser.value("env", [env](const std::string& v) {
+    if (v.find('=') == std::string::npos || v[0] == '=')
+      throw UsageError("--env " + v + ": expected KEY=VALUE");
+    env->push_back(v);
+  });
+}
+
+void add_mode_option(OptionParser& parser, std::string* mode) {
+  parser.value("mode", [mode](const std::string& v) {
+    if (v != "exec" && v != "worker") throw UsageError("--mode " + v + ": expected exec or worker");
+    *mode = v;
+  });
+}
+
+}  // namespace wisp::cli

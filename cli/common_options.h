@@ -1,0 +1,26 @@
+// The options several commands share, declared once: the VM a function runs in (`wisp exec`,
+// `wisp template create`: passed on to wisp-vmm run), the handler's environment and mode.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "base/options.h"
+#include "manager/vm_spec.h"
+
+namespace wisp::cli {
+
+// --kernel, --initrd, --rootfs, --cmdline, --raw-cmdline, --mem, --vcpus, --drive, --no-rng,
+// --vsock-cid, --console none|FILE and -v/--verbose, into `vm`.
+void add_vm_options(OptionParser& parser, manager::VmSpec* vm);
+
+// The help text for add_vm_options' options.
+extern const char kVmOptionsHelp[];
+
+// --env KEY=VALUE (repeatable), appended to `env`.
+void add_env_option(OptionParser& parser, std::vector<std::string>* env);
+
+// --mode exec|worker; `worker` is set for worker.
+void add_mode_option(OptionParser& parser, std::string* mode);
+
+}  // namespace wisp::cli

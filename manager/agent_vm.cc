@@ -1,0 +1,68 @@
+#include "manager/agent_vm.h"
+
+#include <time.h>
+#include <unistd.h>
+
+namespace wisp::manager {
+namespace {
+
+std::string control_path(const RuntimeDir& dir, bool control) {
+  return control ? dir.file("control.sock") : "";
+}
+
+}  // namespace
+
+AgentVm::AgentVm(const char* prefix,
+                 const std::function<std::vector<std::string>(const RuntimeDir&)>& args,
+                 bool ready_pipe)
+    : dir_(prefix), vmm_(args(dir_), dir_.file("vmm.log"), ready_pipe) {}
+
+std::unique_ptr<AgentVm> AgentVm::boot(const VmSpec& spec, bool control, const char* prefix) {
+  auto args = [&](const RuntimeDir& dir) {
+    return vmm_run_args(spec, dir.file("vsock.sock"), control_path(dir, control));
+  };
+  return std::unique_ptr<AgentVm>(new AgentVm(prefix, args, false));
+}
+
+std::unique_ptr<AgentVm> AgentVm::restore(const std::string& snapshot_dir, bool control,
+                                          std::chrono::milliseconds timeout) {
+  auto args = [&](const RuntimeDir& dir) {
+    std::vector<std::string> a = {"restore",   snapshot_dir, "--vsock-uds", dir.file("vsock.sock"),
+                                  "--console", "none"};
+    if (control) a.insert(a.end(), {"--control-socket", control_path(dir, control)});
+    return a;
+  };
+  try {
+    std::unique_ptr<AgentVm> vm(new AgentVm("wisp-invoke", args, true));
+    vm->vmm().wait_ready(timeout);
+    return vm;
+  } catch (const Error& e) {
+    throw VmFailed(e.what());  // wait_ready's message already carries the log
+  }
+}
+
+std::unique_ptr<client::AgentClient> AgentVm::connect_agent(std::chrono::milliseconds deadline,
+                                                            bool confirm,
+                                                            std::function<bool()> keep_trying) {
+  client::ConnectOptions co;
+  co.uds_path = dir_.file("vsock.sock");
+  co.deadline = deadline;
+  co.confirm = confirm;
+  co.keep_trying = [this, keep_trying] { return vmm_.alive() && (!keep_trying || keep_trying()); };
+  return client::AgentClient::connect(co);
+}
+
+VmFailed AgentVm::failure(const std::string& what) const {
+  std::string log = vmm_.log_tail();
+  return VmFailed(what + (log.empty() ? "" : "\nVMM log:\n" + log));
+}
+
+void send_fresh_entropy(client::AgentClient& agent, size_t bytes) {
+  std::string entropy(bytes, '\0');
+  if (getentropy(entropy.data(), entropy.size()) != 0) throw_errno("getentropy");
+  timespec now;
+  clock_gettime(CLOCK_REALTIME, &now);
+  agent.resumed(entropy, now.tv_sec * 1000000000ll + now.tv_nsec);
+}
+
+}  // namespace wisp::manager

@@ -1,0 +1,68 @@
+// A function VM under the manager's control: a wisp-vmm child running the agent guest, booted
+// or restored in its own runtime directory (vsock socket, control socket, VMM log), and the
+// pieces every operation on it shares (connecting to its agent, its control channel, the
+// errors that carry its log). Destruction kills the VMM, then removes the directory. One
+// thread owns an AgentVm (its agent clients belong to that thread's KJ event loop).
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "api/agent_client.h"
+#include "base/error.h"
+#include "manager/runtime_dir.h"
+#include "manager/vm_spec.h"
+#include "manager/vmm_child.h"
+#include "manager/vmm_control.h"
+
+namespace wisp::manager {
+
+// Reports a long step as it starts ("booting NAME..."); the CLI prints it, a service logs it.
+using Progress = std::function<void(const std::string& message)>;
+
+// The VM failed (did not boot or restore, its agent was unreachable or broke the RPC), as
+// opposed to a bad request or a missing template. `wisp exec` and `wisp invoke` exit 126.
+class VmFailed : public Error {
+ public:
+  using Error::Error;
+};
+
+class AgentVm {
+ public:
+  // Boots `spec` (wisp-vmm run) in a runtime directory named PREFIX-XXXXXX. `control`: the
+  // VMM also listens on a control socket. Throws Error when wisp-vmm cannot be started.
+  static std::unique_ptr<AgentVm> boot(const VmSpec& spec, bool control, const char* prefix);
+  // Restores a clone of the snapshot at `snapshot_dir` (wisp-vmm restore) and waits up to
+  // `timeout` until it is rebuilt (about to run). Throws VmFailed with the VMM's log.
+  static std::unique_ptr<AgentVm> restore(const std::string& snapshot_dir, bool control,
+                                          std::chrono::milliseconds timeout);
+  AgentVm(const AgentVm&) = delete;
+  AgentVm& operator=(const AgentVm&) = delete;
+
+  // Connects to the agent, retrying until `deadline` while the VMM lives and `keep_trying`
+  // (if given) says so. `confirm`: a clone just restored (see client::ConnectOptions).
+  // Throws client::AgentError.
+  std::unique_ptr<client::AgentClient> connect_agent(std::chrono::milliseconds deadline,
+                                                     bool confirm,
+                                                     std::function<bool()> keep_trying = {});
+  // Its control channel (the VM must have been started with `control`). Throws Error.
+  VmmControl control() const { return VmmControl::connect(dir_.file("control.sock")); }
+  VmmChild& vmm() { return vmm_; }
+  // VmFailed carrying `what` and the tail of the VMM's log (its stderr), if it wrote one.
+  VmFailed failure(const std::string& what) const;
+
+ private:
+  AgentVm(const char* prefix,
+          const std::function<std::vector<std::string>(const RuntimeDir&)>& args, bool ready_pipe);
+
+  RuntimeDir dir_;  // declared before vmm_: the VMM dies before its directory goes
+  VmmChild vmm_;
+};
+
+// `bytes` of fresh entropy and the host's wall clock, handed to a clone's agent
+// (agent.resumed) so that no two clones share RNG state or a stale clock. Throws Error.
+void send_fresh_entropy(client::AgentClient& agent, size_t bytes);
+
+}  // namespace wisp::manager

@@ -1,0 +1,42 @@
+// One call on a fresh clone of a template (what `wisp invoke` does): restore the template's
+// snapshot in a new wisp-vmm, give the clone fresh entropy and the wall clock, invoke its
+// handler once, destroy the clone.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+
+#include "api/agent_client.h"
+#include "manager/agent_vm.h"
+#include "manager/template_store.h"
+
+namespace wisp::manager {
+
+struct InvokeRequest {
+  std::string payload;
+  std::chrono::milliseconds timeout{30000};  // the handler's wall-clock limit
+  bool count_pages = false;  // report pages_touched (asks the clone's VMM before it goes)
+  uint64_t start_ns = 0;     // CLOCK_MONOTONIC the timings count from (0: the call)
+};
+
+// The result and the timings JSON's fields (milliseconds from start_ns).
+struct InvokeOutcome {
+  client::InvokeResult result;
+  double restore_ms = 0;       // until the clone's VMM was rebuilt and about to run
+  double connect_ms = 0;       // from then until the agent accepted the connection
+  double reconnect_ms = 0;     // from then until it also took the fresh entropy and clock
+  double invoke_ms = 0;        // the call
+  double total_ms = 0;         // start to result
+  int64_t pages_touched = -1;  // guest pages the clone mapped (count_pages; -1: unknown)
+};
+
+// The agent request that invokes template `t`'s handler with `payload`.
+client::InvokeRequest invoke_request_for(const TemplateInfo& t, std::string payload,
+                                         std::chrono::milliseconds timeout);
+
+// Throws Error when the template is missing or unreadable, VmFailed (with the VMM's log) when
+// the clone fails. A handler that fails is a result, not an exception.
+InvokeOutcome invoke(const std::string& template_name, const InvokeRequest& request);
+
+}  // namespace wisp::manager

@@ -1,0 +1,73 @@
+#include "manager/runtime_dir.h"
+
+#include <dirent.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <vector>
+
+#include "base/error.h"
+
+namespace wisp::manager {
+
+RuntimeDir::RuntimeDir(const std::string& prefix) {
+  const char* tmp = std::getenv("TMPDIR");
+  path_ = make_temp_dir(std::string(tmp && *tmp ? tmp : "/tmp") + "/" + prefix + "-XXXXXX");
+}
+
+RuntimeDir::~RuntimeDir() {
+  try {
+    remove_tree(path_);
+  } catch (const Error&) {
+    // Nothing to do from a destructor: a leftover temp dir is harmless.
+  }
+}
+
+std::string make_temp_dir(const std::string& pattern) {
+  std::vector<char> buf(pattern.begin(), pattern.end());
+  buf.push_back(0);
+  if (!::mkdtemp(buf.data())) throw_errno("cannot create a directory " + pattern + "; set TMPDIR");
+  return buf.data();
+}
+
+void make_dirs(const std::string& path) {
+  for (size_t pos = 1; pos <= path.size(); ++pos) {
+    if (pos != path.size() && path[pos] != '/') continue;
+    std::string p = path.substr(0, pos);
+    if (::mkdir(p.c_str(), 0755) != 0 && errno != EEXIST) throw_errno("create directory " + p);
+  }
+  // EEXIST also covers a file where the last directory should be.
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) throw_errno("create directory " + path);
+  if (!S_ISDIR(st.st_mode)) throw Error("create directory " + path + ": a file is in the way");
+}
+
+void remove_tree(const std::string& path) {
+  struct stat st;
+  if (::lstat(path.c_str(), &st) != 0) {
+    if (errno == ENOENT) return;
+    throw_errno("remove " + path);
+  }
+  if (!S_ISDIR(st.st_mode)) {
+    if (::unlink(path.c_str()) != 0) throw_errno("remove " + path);
+    return;
+  }
+  DIR* d = ::opendir(path.c_str());
+  if (!d) throw_errno("open directory " + path);
+  while (dirent* e = ::readdir(d)) {
+    std::string n = e->d_name;
+    if (n == "." || n == "..") continue;
+    try {
+      remove_tree(path + "/" + n);
+    } catch (...) {
+      ::closedir(d);
+      throw;
+    }
+  }
+  ::closedir(d);
+  if (::rmdir(path.c_str()) != 0) throw_errno("remove directory " + path);
+}
+
+}  // namespace wisp::manager

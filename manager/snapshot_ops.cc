@@ -1,0 +1,46 @@
+#include "manager/snapshot_ops.h"
+
+#include <limits.h>
+#include <unistd.h>
+
+#include "base/error.h"
+#include "snapshot/machine_snapshot.h"
+#include "snapshot/snapshot_dir.h"
+
+namespace wisp::manager {
+namespace {
+
+// The VMM may run in another working directory: it gets absolute paths.
+std::string absolute(const std::string& path) {
+  if (!path.empty() && path[0] == '/') return path;
+  char cwd[PATH_MAX];
+  if (!getcwd(cwd, sizeof(cwd))) throw_errno("getcwd");
+  return std::string(cwd) + "/" + path;
+}
+
+}  // namespace
+
+SnapshotInfo create_snapshot(const std::string& control_socket, const std::string& dir, bool diff) {
+  return VmmControl::connect(control_socket).snapshot(absolute(dir), diff);
+}
+
+void verify_snapshot_chain(const std::string& dir,
+                           const std::function<void(const SnapshotLayer&)>& on_layer) {
+  std::string current = dir, expected_id, child;
+  for (uint32_t depth = 0;; ++depth) {
+    if (depth > snapshot::kMaxDiffDepth) throw Error(dir + ": too many diff layers");
+    snapshot::SnapshotReport report = snapshot::verify_snapshot(current);
+    if (!child.empty() && report.id != expected_id)
+      throw Error(child + "/" + snapshot::kStateFileName + ": its parent " + current +
+                  " is another snapshot (id " + report.id + ", expected " + expected_id + ")");
+    on_layer({current, report.to_string(), report.parent_dir});
+    if (report.parent_id.empty()) return;
+    child = current;
+    expected_id = report.parent_id;
+    current = report.parent_dir;
+  }
+}
+
+uint64_t snapshot_memory_digest(const std::string& dir) { return snapshot::memory_digest(dir); }
+
+}  // namespace wisp::manager

@@ -1,0 +1,37 @@
+// The raw snapshot operations on one VM (what `wisp snapshot create|verify` do): snapshot a
+// running VMM through its control channel, and check a snapshot directory with its diff chain.
+// Restoring one is wisp-vmm's job (`wisp-vmm restore`, vmm/main/restore_command.h).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "manager/vmm_control.h"
+
+namespace wisp::manager {
+
+// Snapshots the VM whose VMM listens on `control_socket` into the new directory `dir`
+// (relative to the working directory or absolute). `diff`: see VmmControl::snapshot.
+// Throws Error with the VMM's reason.
+SnapshotInfo create_snapshot(const std::string& control_socket, const std::string& dir, bool diff);
+
+// One verified layer of a snapshot: the directory, a few human-readable lines about it, and
+// the parent it is a diff over ("" for a full snapshot).
+struct SnapshotLayer {
+  std::string dir;
+  std::string description;
+  std::string parent_dir;
+};
+
+// Verifies the snapshot at `dir` completely and then each parent of a diff, checking that
+// each parent is the one its child was made on. `on_layer` gets each layer once it is
+// verified, top first. Throws Error naming the file and the fault.
+void verify_snapshot_chain(const std::string& dir,
+                           const std::function<void(const SnapshotLayer&)>& on_layer);
+
+// A checksum of the guest memory the snapshot at `dir` restores to (diff layers applied):
+// equal for a diff and a full snapshot of one paused VM. Throws Error.
+uint64_t snapshot_memory_digest(const std::string& dir);
+
+}  // namespace wisp::manager

@@ -1,0 +1,114 @@
+#include "manager/template_create.h"
+
+#include <time.h>
+
+#include <thread>
+
+#include "base/clock.h"
+#include "manager/invoke.h"
+
+namespace wisp::manager {
+namespace {
+
+// How long a template VM idles between its last RPC and the snapshot.
+constexpr std::chrono::milliseconds kSettle{500};
+constexpr uint64_t kDefaultMemBytes = 256ull << 20;
+constexpr uint64_t kWarmupTimeoutMs = 60000;
+
+// What a template records, checked before anything boots.
+TemplateInfo template_info(const TemplateSpec& spec, const VmSpec& vm) {
+  check_template_name(spec.name);
+  if (spec.mode != "exec" && spec.mode != "worker")
+    throw Error("mode \"" + spec.mode + "\": expected exec or worker");
+  if (spec.argv.empty()) throw Error("the handler command is empty");
+  check_guest_files(vm);
+  TemplateInfo t;
+  t.name = spec.name;
+  t.mode = spec.mode;
+  t.argv = spec.argv;
+  t.env = spec.env;
+  t.mem_mib = vm.mem_bytes >> 20;
+  t.vcpus = vm.vcpus;
+  t.warmup = spec.warmup;
+  t.guest = describe_guest(vm);
+  return t;
+}
+
+std::string describe_failure(const client::InvokeResult& r) {
+  if (r.timed_out) return "timed out";
+  if (!r.limit_exceeded.empty()) return "exceeded its " + r.limit_exceeded + " limit";
+  if (r.signaled) return "killed by signal " + std::to_string(r.signal);
+  if (r.exit_code != 0)
+    return "exited with status " + std::to_string(r.exit_code) +
+           (r.err.empty() ? "" : ": " + r.err.substr(0, 500));
+  return "";
+}
+
+// Starts the worker and runs the warm-up calls; each must succeed.
+void warm_up(client::AgentClient& agent, const TemplateSpec& spec, const TemplateInfo& t,
+             const Progress& progress) {
+  client::Handler h;
+  h.name = t.name;
+  h.argv = t.argv;
+  h.env = t.env;
+  if (t.mode == "worker") {
+    progress("starting the worker: " + spec.argv[0]);
+    agent.start_worker(h);
+  }
+  if (t.warmup == 0) return;
+  progress(std::to_string(t.warmup) + " warm-up invocation(s)...");
+  for (uint32_t i = 0; i < t.warmup; ++i) {
+    client::InvokeResult r = agent.invoke(
+        invoke_request_for(t, spec.warmup_payload, std::chrono::milliseconds(kWarmupTimeoutMs)));
+    std::string why = describe_failure(r);
+    if (!why.empty()) throw Error("warm-up invocation " + std::to_string(i + 1) + " " + why);
+  }
+}
+
+}  // namespace
+
+TemplateCreated create_template(const TemplateSpec& spec, const Progress& progress) {
+  uint64_t t0 = spec.start_ns ? spec.start_ns : now_ns();
+  VmSpec vm = spec.vm;
+  if (!vm.mem_bytes) vm.mem_bytes = kDefaultMemBytes;
+  if (!vm.vcpus) vm.vcpus = 1;
+  vm.raw_cmdline = false;
+  TemplateCreated out;
+  out.info = template_info(spec, vm);
+  TemplateStaging staging(spec.name);
+  progress("booting " + spec.name + " (" + std::to_string(vm.mem_bytes >> 20) + " MiB, " +
+           std::to_string(vm.vcpus) + " vCPU)...");
+  std::unique_ptr<AgentVm> machine = AgentVm::boot(vm, /*control=*/true, "wisp-template");
+  std::unique_ptr<client::AgentClient> agent;
+  try {
+    agent = machine->connect_agent(spec.boot_timeout, /*confirm=*/false);
+    agent->ping();
+  } catch (const Error& e) {
+    throw machine->failure(e.what());
+  }
+  out.boot_ms = ms_since(t0);
+  warm_up(*agent, spec, out.info, progress);
+  out.warmup_ms = ms_since(t0) - out.boot_ms;
+  agent->prepare_snapshot();
+  // Close our connection and let the guest go idle before pausing it: whatever it is in the
+  // middle of at the snapshot (tearing down this RPC connection, deferred kernel work) every
+  // clone would redo after its restore, paying for each page it touches.
+  agent.reset();
+  std::this_thread::sleep_for(kSettle);
+  progress("snapshotting...");
+  SnapshotInfo snap;
+  try {
+    snap = machine->control().snapshot(staging.snapshot_dir(), /*diff=*/false);
+  } catch (const Error& e) {
+    throw Error(std::string("snapshot failed: ") + e.what());
+  }
+  machine.reset();
+  out.snapshot_ms = out.info.snapshot_ms = snap.total_ms;
+  out.info.memory_file_bytes = snap.memory_file_bytes;
+  out.info.memory_disk_bytes = snap.memory_disk_bytes;
+  out.info.created_unix = static_cast<int64_t>(::time(nullptr));
+  staging.commit(out.info);
+  return out;
+}
+
+}  // namespace wisp::manager

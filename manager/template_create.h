@@ -1,0 +1,40 @@
+// Making a template (what `wisp template create` does): boot a function VM, start its
+// handler, warm it up, let it settle, snapshot it into the template store, destroy it.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "manager/agent_vm.h"
+#include "manager/template_store.h"
+#include "manager/vm_spec.h"
+
+namespace wisp::manager {
+
+struct TemplateSpec {
+  std::string name;
+  std::string mode = "exec";      // exec: the handler runs afresh per call; worker: warm worker
+  std::vector<std::string> argv;  // the handler command
+  std::vector<std::string> env;   // KEY=VALUE
+  uint32_t warmup = 0;            // invocations before the snapshot
+  std::string warmup_payload;
+  VmSpec vm;  // its mem_bytes and vcpus are recorded in the template (0: 256 MiB, 1 vCPU)
+  std::chrono::milliseconds boot_timeout{120000};
+  uint64_t start_ns = 0;  // CLOCK_MONOTONIC the timings count from (0: the call)
+};
+
+// The template's record and the timings JSON's fields (milliseconds from start_ns).
+struct TemplateCreated {
+  TemplateInfo info;
+  double boot_ms = 0;      // until the agent answered
+  double warmup_ms = 0;    // worker start and warm-up calls
+  double snapshot_ms = 0;  // pause + save (the VMM's figure)
+};
+
+// Throws Error: a bad name or spec, a template of that name, a guest file missing (before
+// anything boots), or VmFailed with the VMM's log. Nothing is left in the store on failure.
+TemplateCreated create_template(const TemplateSpec& spec, const Progress& progress);
+
+}  // namespace wisp::manager

@@ -1,0 +1,156 @@
+#include "vmm/main/restore_command.h"
+
+#include <limits.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <string>
+#include <utility>
+
+#include "base/clock.h"
+#include "base/error.h"
+#include "base/exit_codes.h"
+#include "base/log.h"
+#include "base/options.h"
+#include "snapshot/machine_snapshot.h"
+#include "vmm/kvm/kvm.h"
+#include "vmm/machine/machine.h"
+#include "vmm/main/control_handler.h"
+#include "vmm/main/vmm_process.h"
+#include "vmm/virtio/vsock/vsock_muxer.h"
+
+namespace wisp {
+namespace {
+
+constexpr const char* kCommand = "wisp snapshot restore";
+
+constexpr const char* kUsage = R"(Usage: wisp snapshot restore DIR [OPTIONS]
+
+Run a VM restored from the snapshot directory DIR (wisp snapshot create), until it powers off
+or is stopped. Its memory is the snapshot's memory file mapped copy-on-write, so any number of
+clones share its pages. Drives are reopened from the paths in the snapshot.
+
+Options:
+  --vsock-uds PATH   the clone's virtio-vsock Unix socket (see wisp run --help); required
+                     when the snapshot has virtio-vsock, and each clone needs its own
+  --console MODE     stdio (default), none or FILE, as for wisp run
+  --control-socket PATH
+                     listen for control commands (wisp snapshot create --diff uses it)
+  --ready-fd N       write "ready LOADED_MS RESTORED_MS" to descriptor N (3 to 1024) once the
+                     VM is rebuilt, just before its vCPUs run
+  --timings          print a JSON line to stderr at exit: milliseconds from process start to
+                     KVM open, snapshot loaded, VM restored, first KVM_RUN and exit
+  -v, --verbose      log VMM diagnostics to stderr (twice: debug)
+  -h, --help         show this help
+
+Exit status: as for wisp run (0 powered off, 1 error, 2 usage, 3 panic, 4 no KVM, 128+N).
+)";
+
+struct RestoreOptions {
+  MachineConfig cfg;
+  std::string dir, vsock_uds;
+  bool timings = false;
+  int verbose = 0;
+  int ready_fd = -1;
+};
+
+std::string absolute(const std::string& path) {
+  if (!path.empty() && path[0] == '/') return path;
+  char cwd[PATH_MAX];
+  if (!getcwd(cwd, sizeof(cwd))) throw_errno("getcwd");
+  return std::string(cwd) + "/" + path;
+}
+
+// Returns false for --help (printed). Throws UsageError.
+bool parse(int argc, char** argv, RestoreOptions* o) {
+  uint32_t ready_fd = 0;
+  OptionParser p(kCommand);
+  p.text("vsock-uds", &o->vsock_uds, true)
+      .text("control-socket", &o->cfg.control_socket, true)
+      .count("ready-fd", &ready_fd, 3, 1024)
+      .flag("timings", &o->timings);
+  add_console_options(p, &o->cfg);
+  add_verbose_option(p, &o->verbose);
+  OptionParser::Result args = p.parse(argc, argv);
+  if (args.help) {
+    std::fputs(kUsage, stdout);
+    return false;
+  }
+  if (args.operands.size() != 1 || !args.rest.empty())
+    throw UsageError("expected one snapshot directory");
+  o->dir = absolute(args.operands[0]);
+  if (ready_fd) o->ready_fd = static_cast<int>(ready_fd);
+  return true;
+}
+
+// The restored machine's devices are the snapshot's; the clone only brings its own socket.
+void configure_devices(const RestoreOptions& o, const snapshot::LoadedSnapshot& snap,
+                       MachineConfig* cfg) {
+  bool has_vsock = false;
+  for (const VirtioSlotState& slot : snap.state.virtio) {
+    cfg->devices.push_back(slot.spec);
+    if (auto* vsock = std::get_if<VsockSpec>(&cfg->devices.back())) {
+      if (o.vsock_uds.empty())
+        throw Error(o.dir +
+                    ": the snapshot has virtio-vsock: give the clone a socket with --vsock-uds PATH");
+      vsock->uds_path = o.vsock_uds;
+      validate_vsock_config(*vsock);
+      has_vsock = true;
+    }
+  }
+  if (!has_vsock && !o.vsock_uds.empty())
+    throw Error(o.dir + ": --vsock-uds given but the snapshot has no virtio-vsock device");
+  if (!cfg->control_socket.empty()) cfg->control_handler = make_control_handler({o.dir, snap.id});
+}
+
+// The manager (wisp invoke) times the restore by this line; the vCPUs start next.
+void report_ready(int fd, uint64_t t0_ns, uint64_t loaded_ns, uint64_t ready_ns) {
+  char line[96];
+  int n = snprintf(line, sizeof(line), "ready %.3f %.3f\n",
+                   static_cast<double>(loaded_ns - t0_ns) / 1e6,
+                   static_cast<double>(ready_ns - t0_ns) / 1e6);
+  if (::write(fd, line, static_cast<size_t>(n)) != n) LOG_WARN("--ready-fd: write failed");
+  ::close(fd);
+}
+
+}  // namespace
+
+int restore_command(int argc, char** argv, uint64_t t0_ns) {
+  RestoreOptions o;
+  try {
+    if (!parse(argc, argv, &o)) return kExitOk;
+  } catch (const UsageError& e) {
+    return usage_error(kCommand, e.what());
+  }
+  apply_verbosity(o.verbose);
+  if (int rc = check_kvm_usable()) return rc;
+  RunResult r;
+  uint64_t kvm_ns = 0, loaded_ns = 0, ready_ns = 0;
+  try {
+    Kvm kvm = Kvm::open(dev_kvm_path());
+    kvm_ns = now_ns();
+    snapshot::LoadedSnapshot snap = snapshot::load_machine_snapshot(
+        o.dir, [&](uint32_t vcpus) { return guest_cpuid(kvm, 0, vcpus); });
+    loaded_ns = now_ns();
+    configure_devices(o, snap, &o.cfg);
+    auto machine = Machine::restore(o.cfg, snap.state, std::move(snap.memory), kvm, t0_ns);
+    ready_ns = now_ns();
+    if (o.ready_fd >= 0) report_ready(o.ready_fd, t0_ns, loaded_ns, ready_ns);
+    LOG_INFO("restored %s (%u layer(s))", o.dir.c_str(), snap.layers);
+    r = machine->run();
+  } catch (const Error& e) {
+    std::fprintf(stderr, "wisp: %s\n", e.what());
+    return kExitError;
+  }
+  if (o.timings)
+    std::fprintf(
+        stderr,
+        "{\"kvm_open_ms\":%.3f,\"snapshot_loaded_ms\":%.3f,\"restored_ms\":%.3f,"
+        "\"first_kvm_run_ms\":%.3f,\"exit_ms\":%.3f,\"stop\":\"%s\"}\n",
+        static_cast<double>(kvm_ns - t0_ns) / 1e6, static_cast<double>(loaded_ns - t0_ns) / 1e6,
+        static_cast<double>(ready_ns - t0_ns) / 1e6, static_cast<double>(r.first_run_us) / 1000.0,
+        static_cast<double>(r.exit_us) / 1000.0, stop_reason_name(r.reason));
+  return exit_code_for(r);
+}
+
+}  // namespace wisp

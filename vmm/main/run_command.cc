@@ -1,0 +1,210 @@
+#include "vmm/main/run_command.h"
+
+#include <cstdio>
+#include <optional>
+#include <string>
+
+#include "base/error.h"
+#include "base/exit_codes.h"
+#include "base/log.h"
+#include "base/options.h"
+#include "base/self_exe.h"
+#include "vmm/kvm/kvm.h"
+#include "vmm/machine/machine.h"
+#include "vmm/main/control_handler.h"
+#include "vmm/main/rootfs_boot.h"
+#include "vmm/main/vm_limits.h"
+#include "vmm/main/vmm_process.h"
+#include "vmm/virtio/block/block_backend.h"
+#include "vmm/virtio/vsock/vsock_muxer.h"
+
+namespace wisp {
+namespace {
+
+constexpr const char* kCommand = "wisp run";
+
+constexpr const char* kUsage = R"(Usage: wisp run [OPTIONS]
+
+Boot a Linux kernel in a microVM with a serial console.
+
+Options:
+  --kernel PATH    ELF vmlinux or bzImage (default: the default guest built by make,
+                   <wisp>/../guest/vmlinux)
+  --initrd PATH    initramfs to load (default: <wisp>/../guest/initramfs.cpio.gz when the
+                   kernel is the default one and there is no --rootfs; none otherwise)
+  --no-initrd      boot without an initrd
+  --cmdline STR    extra kernel command line, appended to wisp's microVM defaults:
+                   "%s"
+  --raw-cmdline    use --cmdline as the whole command line (no defaults, no --rootfs arguments)
+  --rootfs IMAGE   boot wisp-agent from an ext4 root filesystem image (guest/build-rootfs.sh):
+                   IMAGE becomes the first drive (/dev/vda), read-only, the command line gets
+                   "%s"
+                   (before --cmdline), and no initrd is loaded unless --initrd is given; the
+                   agent keeps every write in a tmpfs overlay, so IMAGE is never written and
+                   may be shared by many VMs
+  --mem SIZE       guest RAM: MiB, or with a suffix M or G (default 128, 16 MiB to 64 GiB)
+  --vcpus N        number of vCPUs (default 1, at most 254)
+  --console MODE   stdio (default): guest console on stdout, keyboard on stdin;
+                   none: discard; FILE: write the console to FILE
+  --drive PATH[,ro]  attach a raw disk image as virtio-blk (repeatable: /dev/vda, /dev/vdb,
+                   ...); ",ro" makes it read-only
+  --vsock-uds PATH virtio-vsock, bridged to Unix sockets as Firecracker does: a host process
+                   connects to PATH and writes "CONNECT <port>\n" to reach the guest's listener
+                   on that port (answer: "OK <host_port>\n", then the byte stream); guest
+                   connections to CID 2 port P are forwarded to the Unix socket PATH_P
+  --vsock-cid N    the guest's vsock CID (default 3; 3..4294967294)
+  --control-socket PATH
+                   listen on the Unix socket PATH for control commands (wisp snapshot create
+                   uses it): ping, pause, resume, snapshot [--diff] DIR, stats
+  --no-rng         no virtio-rng device (default: one, fed from the host's getrandom)
+  --timings        print a JSON line to stderr at exit: milliseconds from process start to
+                   kernel loaded, first KVM_RUN and exit; why it stopped; exit counts
+  -v, --verbose    log VMM diagnostics to stderr (twice: debug)
+  -h, --help       show this help
+
+Interactive console: Ctrl-A x ends the VM.
+
+Exit status:
+  0  the guest powered off or rebooted
+  1  error: unreadable or malformed kernel/initrd, memory too small, VMM failure
+  2  usage error
+  3  the guest kernel panicked
+  4  no usable KVM: /dev/kvm is missing, or is kvm_pvm (cannot boot Linux guests)
+  128+N  stopped by signal N (SIGINT, SIGTERM, SIGHUP)
+)";
+
+// What `wisp run` was asked for, before it becomes a MachineConfig.
+struct RunOptions {
+  MachineConfig cfg;
+  std::string extra_cmdline, rootfs;
+  bool raw_cmdline = false, no_initrd = false, timings = false;
+  bool kernel_given = false, initrd_given = false;
+  int verbose = 0;
+  std::optional<uint64_t> vsock_cid;
+  uint64_t mem_bytes = 128ull << 20;
+  // The devices, gathered by kind; cfg.devices lists them in slot order once parsing is done.
+  std::vector<BlockSpec> drives;
+  bool rng = true;
+  std::optional<VsockSpec> vsock;
+};
+
+OptionParser run_parser(RunOptions* o) {
+  MachineConfig* cfg = &o->cfg;
+  OptionParser p(kCommand);
+  p.value("kernel",
+          [o](const std::string& v) {
+            o->cfg.kernel_path = v;
+            o->kernel_given = true;
+          })
+      .value("initrd",
+             [o](const std::string& v) {
+               o->cfg.initrd_path = v;
+               o->initrd_given = true;
+             })
+      .flag("no-initrd", &o->no_initrd)
+      .text("cmdline", &o->extra_cmdline, /*allow_empty=*/true)
+      .flag("raw-cmdline", &o->raw_cmdline)
+      .size("mem", &o->mem_bytes, 1ull << 20, kMinGuestMemBytes, kMaxGuestMemBytes)
+      .count("vcpus", &cfg->vcpus, 1, kMaxGuestVcpus)
+      .value("drive", [o](const std::string& v) { o->drives.push_back(parse_drive_spec(v)); })
+      .value("vsock-uds",
+             [o](const std::string& v) {
+               if (!o->vsock) o->vsock.emplace();
+               o->vsock->uds_path = v;
+             })
+      .value("vsock-cid", [o](const std::string& v) { o->vsock_cid = parse_vsock_cid(v); })
+      .text("rootfs", &o->rootfs)
+      .value("control-socket",
+             [cfg](const std::string& v) {
+               if (v.empty()) throw UsageError("--control-socket: expected a socket path");
+               cfg->control_socket = v;
+               cfg->control_handler = make_control_handler({});
+             })
+      .flag("no-rng", [o] { o->rng = false; })
+      .flag("timings", &o->timings);
+  add_console_options(p, cfg);
+  add_verbose_option(p, &o->verbose);
+  return p;
+}
+
+// The checks between options, then the defaults that depend on them (the default guest, the
+// command line). Throws UsageError.
+void finish_config(RunOptions* o) {
+  MachineConfig& cfg = o->cfg;
+  if (o->no_initrd && o->initrd_given) throw UsageError("--initrd and --no-initrd conflict");
+  if (o->vsock_cid && !o->vsock) throw UsageError("--vsock-cid needs --vsock-uds");
+  if (o->vsock) {
+    if (o->vsock_cid) o->vsock->guest_cid = *o->vsock_cid;
+    try {
+      validate_vsock_config(*o->vsock);
+    } catch (const Error& e) {
+      throw UsageError(std::string("--vsock-uds: ") + e.what());
+    }
+  }
+  // Drives in order (the first is /dev/vda), then rng, then vsock.
+  cfg.devices.assign(o->drives.begin(), o->drives.end());
+  if (o->rng) cfg.devices.push_back(RngSpec{});
+  if (o->vsock) cfg.devices.push_back(*o->vsock);
+  if (!o->kernel_given) {
+    cfg.kernel_path = self_dir() + "/../guest/vmlinux";
+    if (!o->initrd_given && !o->no_initrd && o->rootfs.empty())
+      cfg.initrd_path = self_dir() + "/../guest/initramfs.cpio.gz";
+  }
+  if (o->no_initrd) cfg.initrd_path.clear();
+  cfg.mem_bytes = o->mem_bytes;
+  if (!o->rootfs.empty()) {
+    apply_rootfs(o->rootfs, default_kernel_cmdline(), o->extra_cmdline, o->raw_cmdline, &cfg);
+  } else {
+    std::string extra = o->extra_cmdline;
+    cfg.cmdline =
+        o->raw_cmdline ? extra : default_kernel_cmdline() + (extra.empty() ? "" : " " + extra);
+  }
+}
+
+void print_timings(const RunResult& r) {
+  std::fprintf(stderr,
+               "{\"kernel_loaded_ms\":%.3f,\"first_kvm_run_ms\":%.3f,\"exit_ms\":%.3f,"
+               "\"stop\":\"%s\",\"io_exits\":%llu,\"mmio_exits\":%llu,\"unhandled_io\":%llu}\n",
+               static_cast<double>(r.kernel_loaded_us) / 1000.0,
+               static_cast<double>(r.first_run_us) / 1000.0,
+               static_cast<double>(r.exit_us) / 1000.0, stop_reason_name(r.reason),
+               static_cast<unsigned long long>(r.io_exits),
+               static_cast<unsigned long long>(r.mmio_exits),
+               static_cast<unsigned long long>(r.unhandled_io));
+}
+
+}  // namespace
+
+int run_command(int argc, char** argv, uint64_t t0_ns) {
+  RunOptions o;
+  try {
+    OptionParser::Result args = run_parser(&o).parse(argc, argv);
+    if (args.help) {
+      std::printf(kUsage, default_kernel_cmdline().c_str(), rootfs_kernel_args().c_str());
+      return kExitOk;
+    }
+    if (!args.operands.empty() || args.dashdash)
+      throw UsageError("unexpected argument '" +
+                       (args.operands.empty() ? std::string("--") : args.operands[0]) + "'");
+    finish_config(&o);
+  } catch (const UsageError& e) {
+    return usage_error(kCommand, e.what());
+  }
+  apply_verbosity(o.verbose);
+  if (int rc = check_kvm_usable()) return rc;
+  RunResult r;
+  try {
+    Kvm kvm = Kvm::open(dev_kvm_path());
+    auto machine = Machine::create(o.cfg, kvm, t0_ns);
+    LOG_INFO("booting %s (%u vCPU, %llu MiB)", o.cfg.kernel_path.c_str(), o.cfg.vcpus,
+             static_cast<unsigned long long>(o.mem_bytes >> 20));
+    r = machine->run();
+  } catch (const Error& e) {
+    std::fprintf(stderr, "wisp: %s\n", e.what());
+    return kExitError;
+  }
+  if (o.timings) print_timings(r);
+  return exit_code_for(r);
+}
+
+}  // namespace wisp
