@@ -47,7 +47,7 @@ bool parse_one_dir(OptionParser& p, int argc, char** argv, std::string* dir) {
   return true;
 }
 
-void print_json(const manager::SnapshotInfo& s) {
+void print_json(const control::SnapshotReport& s) {
   std::printf(
       "{\"pause_ms\":%.3f,\"state_ms\":%.3f,\"memory_ms\":%.3f,\"total_ms\":%.3f,"
       "\"memory_file_bytes\":%" PRIu64 ",\"memory_disk_bytes\":%" PRIu64

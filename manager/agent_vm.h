@@ -11,11 +11,11 @@
 #include <string>
 
 #include "api/agent_client.h"
+#include "api/vmm_client.h"
 #include "base/error.h"
 #include "manager/runtime_dir.h"
 #include "manager/vm_spec.h"
 #include "manager/vmm_child.h"
-#include "manager/vmm_control.h"
 
 namespace wisp::manager {
 
@@ -48,7 +48,9 @@ class AgentVm {
                                                      bool confirm,
                                                      std::function<bool()> keep_trying = {});
   // Its control channel (the VM must have been started with `control`). Throws Error.
-  VmmControl control() const { return VmmControl::connect(dir_.file("control.sock")); }
+  std::unique_ptr<client::VmmClient> control() const {
+    return client::VmmClient::connect(dir_.file("control.sock"));
+  }
   VmmChild& vmm() { return vmm_; }
   // VmFailed carrying `what` and the tail of the VMM's log (its stderr), if it wrote one.
   VmFailed failure(const std::string& what) const;

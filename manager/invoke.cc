@@ -52,7 +52,7 @@ InvokeOutcome invoke(const std::string& template_name, const InvokeRequest& requ
   }
   if (request.count_pages) {
     try {
-      out.pages_touched = static_cast<int64_t>(clone->control().stats().resident_pages);
+      out.pages_touched = static_cast<int64_t>(clone->control()->stats().resident_pages);
     } catch (const Error&) {
       // Only a figure: the result is what counts.
     }

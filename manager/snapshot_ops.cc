@@ -3,6 +3,7 @@
 #include <limits.h>
 #include <unistd.h>
 
+#include "api/vmm_client.h"
 #include "base/error.h"
 #include "snapshot/machine_snapshot.h"
 #include "snapshot/snapshot_dir.h"
@@ -20,8 +21,9 @@ std::string absolute(const std::string& path) {
 
 }  // namespace
 
-SnapshotInfo create_snapshot(const std::string& control_socket, const std::string& dir, bool diff) {
-  return VmmControl::connect(control_socket).snapshot(absolute(dir), diff);
+control::SnapshotReport create_snapshot(const std::string& control_socket, const std::string& dir,
+                                        bool diff) {
+  return client::VmmClient::connect(control_socket)->snapshot({absolute(dir), diff});
 }
 
 void verify_snapshot_chain(const std::string& dir,

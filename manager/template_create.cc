@@ -96,9 +96,9 @@ TemplateCreated create_template(const TemplateSpec& spec, const Progress& progre
   agent.reset();
   std::this_thread::sleep_for(kSettle);
   progress("snapshotting...");
-  SnapshotInfo snap;
+  control::SnapshotReport snap;
   try {
-    snap = machine->control().snapshot(staging.snapshot_dir(), /*diff=*/false);
+    snap = machine->control()->snapshot({staging.snapshot_dir(), /*diff=*/false});
   } catch (const Error& e) {
     throw Error(std::string("snapshot failed: ") + e.what());
   }

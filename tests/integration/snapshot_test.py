@@ -10,10 +10,10 @@ Run by ctest (label integration) inside KVM. Uses build/bin/wisp and the guest i
 touch of a binary page costs a 9p round trip, which a host with the files on a local disk does
 not pay.
 """
+import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import tempfile
 import sys
@@ -30,21 +30,6 @@ PY_ROOTFS = os.path.join(BUILD, "guest/python-rootfs.ext4")
 # A shell that counts in memory and prints each value; the counter only lives in the guest's
 # RAM, so a restored VM that goes on from where it was proves its memory and CPU came back.
 COUNTER = "i=0; while true; do i=$((i+1)); echo count=$i; sleep 0.2; done"
-
-
-def control(path, command, timeout=120):
-    s = socket.socket(socket.AF_UNIX)
-    s.settimeout(timeout)
-    s.connect(path)
-    s.sendall(command.encode() + b"\n")
-    reply = b""
-    while not reply.endswith(b"\n"):
-        chunk = s.recv(4096)
-        if not chunk:
-            break
-        reply += chunk
-    s.close()
-    return reply.decode().strip()
 
 
 def wait_for(predicate, timeout, what):
@@ -135,13 +120,13 @@ class SnapshotTest(unittest.TestCase):
         clone, clone_console, clone_ctl = self.restore(base, "layered")
         wait_for(lambda: len(counts(clone_console)) >= 5, 120, "the restored counter")
         # One paused VM, two snapshots: a full one and a diff over `base`.
-        self.assertEqual(control(clone_ctl, "pause"), "ok")
+        self.run_wisp("vm", "pause", "--control-socket", clone_ctl)
         full, diff = self.path("diff-full"), self.path("diff-layer")
-        self.assertTrue(control(clone_ctl, "snapshot " + full).startswith("ok "))
-        reply = control(clone_ctl, "snapshot --diff " + diff)
-        self.assertTrue(reply.startswith("ok "), reply)
-        self.assertIn('"diff":true', reply)
-        self.assertEqual(control(clone_ctl, "resume"), "ok")
+        self.run_wisp("snapshot", "create", "--control-socket", clone_ctl, full)
+        reply = json.loads(self.run_wisp("snapshot", "create", "--control-socket", clone_ctl,
+                                         "--diff", diff).stdout)
+        self.assertTrue(reply["diff"], reply)
+        self.run_wisp("vm", "resume", "--control-socket", clone_ctl)
         at_snapshot = counts(clone_console)[-1]
         clone.kill()
         full_size = os.stat(os.path.join(full, "memory")).st_blocks

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "api/vmm_control.h"
 #include "vmm/kvm/kvm.h"
 #include "vmm/machine/console.h"
 #include "vmm/machine/machine_state.h"
@@ -20,9 +21,9 @@ namespace wisp {
 
 class Machine;
 
-// Answers one command line read from the control socket with one reply line (without the
-// newline). Runs on the event-loop thread, so it may pause, save and resume the machine.
-using ControlHandler = std::function<std::string(Machine& machine, const std::string& command)>;
+// Makes what answers the control socket's calls (api/vmm.capnp) for `machine`. Its methods
+// run on the machine's event-loop thread, so they may pause, save and resume it.
+using ControlServiceFactory = std::function<std::unique_ptr<control::Service>(Machine& machine)>;
 
 struct MachineConfig {
   std::string kernel_path;
@@ -35,9 +36,9 @@ struct MachineConfig {
   std::string console_file;  // for kFile
   // The virtio devices, in slot order (the first virtio-blk is /dev/vda).
   std::vector<DeviceSpec> devices;
-  // A Unix socket path to listen on for control commands ("" = none), and who answers them.
+  // A Unix socket path to serve the control channel on ("" = none), and who answers it.
   std::string control_socket;
-  ControlHandler control_handler;
+  ControlServiceFactory control_service;
 };
 
 struct RunResult {

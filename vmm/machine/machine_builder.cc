@@ -146,15 +146,11 @@ std::unique_ptr<Machine> MachineBuilder::finish() {
 void MachineBuilder::add_control_socket() {
   MachineImpl& m = *machine_;
   if (m.config_.control_socket.empty()) return;
-  ControlHandler handler = m.config_.control_handler;
-  Machine* machine = &m;
-  m.control_ =
-      std::make_unique<ControlSocket>(m.config_.control_socket, m.loop_,
-                                      [machine, handler](const std::string& line) -> std::string {
-                                        if (!handler)
-                                          return "error this VMM answers no control commands";
-                                        return handler(*machine, line);
-                                      });
+  if (!m.config_.control_service)
+    throw Error("--control-socket " + m.config_.control_socket + ": this VMM answers no calls");
+  m.control_service_ = m.config_.control_service(m);
+  m.control_ = std::make_unique<ControlServer>(m.config_.control_socket, m.loop_,
+                                               *m.control_service_);
 }
 
 }  // namespace wisp

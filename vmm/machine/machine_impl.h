@@ -7,12 +7,12 @@
 #include <vector>
 
 #include "vmm/bus/io_bus.h"
+#include "vmm/control/control_server.h"
 #include "vmm/devices/irq_line.h"
 #include "vmm/devices/serial.h"
 #include "vmm/event/event_loop.h"
 #include "vmm/kvm/kvm.h"
 #include "vmm/machine/console.h"
-#include "vmm/machine/control_socket.h"
 #include "vmm/machine/machine.h"
 #include "vmm/machine/stop_request.h"
 #include "vmm/machine/virtio_wiring.h"
@@ -61,7 +61,8 @@ class MachineImpl final : public Machine {
   CpuidEntries boot_cpuid_;  // vCPU 0's, saved with the state
   uint64_t kernel_loaded_ns_ = 0;
   VcpuRunner vcpus_;
-  std::unique_ptr<ControlSocket> control_;
+  std::unique_ptr<control::Service> control_service_;
+  std::unique_ptr<ControlServer> control_;  // serves control_service_
 };
 
 }  // namespace wisp

@@ -15,7 +15,7 @@
 #include "snapshot/machine_snapshot.h"
 #include "vmm/kvm/kvm.h"
 #include "vmm/machine/machine.h"
-#include "vmm/main/control_handler.h"
+#include "vmm/main/machine_control.h"
 #include "vmm/main/vmm_process.h"
 #include "vmm/virtio/vsock/vsock_muxer.h"
 
@@ -100,7 +100,7 @@ void configure_devices(const RestoreOptions& o, const snapshot::LoadedSnapshot& 
   }
   if (!has_vsock && !o.vsock_uds.empty())
     throw Error(o.dir + ": --vsock-uds given but the snapshot has no virtio-vsock device");
-  if (!cfg->control_socket.empty()) cfg->control_handler = make_control_handler({o.dir, snap.id});
+  if (!cfg->control_socket.empty()) cfg->control_service = machine_control(o.dir, snap.id);
 }
 
 // The manager (wisp invoke) times the restore by this line; the vCPUs start next.

@@ -11,7 +11,7 @@
 #include "base/self_exe.h"
 #include "vmm/kvm/kvm.h"
 #include "vmm/machine/machine.h"
-#include "vmm/main/control_handler.h"
+#include "vmm/main/machine_control.h"
 #include "vmm/main/rootfs_boot.h"
 #include "vmm/main/vm_limits.h"
 #include "vmm/main/vmm_process.h"
@@ -118,7 +118,7 @@ OptionParser run_parser(RunOptions* o) {
              [cfg](const std::string& v) {
                if (v.empty()) throw UsageError("--control-socket: expected a socket path");
                cfg->control_socket = v;
-               cfg->control_handler = make_control_handler({});
+               cfg->control_service = machine_control();
              })
       .flag("no-rng", [o] { o->rng = false; })
       .flag("timings", &o->timings);

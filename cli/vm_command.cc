@@ -1,0 +1,79 @@
+// `wisp vm ping|pause|resume|stats`: one call on a running VMM's control channel
+// (api/vmm.capnp), for people and scripts holding a VM started with --control-socket.
+#include <cinttypes>
+#include <cstdio>
+#include <functional>
+#include <string>
+
+#include "api/vmm_client.h"
+#include "base/exit_codes.h"
+#include "base/options.h"
+#include "cli/commands.h"
+
+namespace wisp::cli {
+namespace {
+
+constexpr const char* kCommand = "wisp vm";
+constexpr const char* kUsage = R"(Usage: wisp vm COMMAND --control-socket PATH
+
+One call on the VMM listening on PATH (wisp run/snapshot restore --control-socket):
+  ping     answer once the VMM's event loop serves calls
+  pause    stop every vCPU until resume (snapshots of a paused VM keep it paused)
+  resume   let the vCPUs run again
+  stats    guest memory pages, as JSON: resident (mapped by this VMM), written since a
+           restore (copied on write), and the guest's total
+Exit 0 on success, 1 with the VMM's reason, 2 on a usage error.
+)";
+
+using Call = std::function<void(client::VmmClient&)>;
+
+int call_vmm(const char* name, int argc, char** argv, const Call& call) {
+  std::string socket;
+  std::string program = std::string(kCommand) + " " + name;
+  try {
+    OptionParser p(program);
+    p.text("control-socket", &socket);
+    OptionParser::Result args = p.parse(argc, argv);
+    if (args.help) {
+      std::fputs(kUsage, stdout);
+      return kExitOk;
+    }
+    if (!args.operands.empty()) throw UsageError("unexpected argument '" + args.operands[0] + "'");
+    if (socket.empty()) throw UsageError("--control-socket PATH is required");
+  } catch (const UsageError& e) {
+    return usage_error(program, e.what());
+  }
+  try {
+    call(*client::VmmClient::connect(socket));
+  } catch (const Error& e) {
+    std::fprintf(stderr, "%s: %s\n", program.c_str(), e.what());
+    return kExitError;
+  }
+  return kExitOk;
+}
+
+int stats(int argc, char** argv) {
+  return call_vmm("stats", argc, argv, [](client::VmmClient& vmm) {
+    control::MemoryStats s = vmm.stats();
+    std::printf("{\"resident_pages\":%" PRIu64 ",\"written_pages\":%" PRIu64
+                ",\"pages\":%" PRIu64 "}\n",
+                s.resident_pages, s.written_pages, s.pages);
+  });
+}
+
+}  // namespace
+
+int vm_command(int argc, char** argv, uint64_t) {
+  auto simple = [](const char* name, void (client::VmmClient::*method)()) {
+    return [name, method](int n, char** a) {
+      return call_vmm(name, n, a, [method](client::VmmClient& vmm) { (vmm.*method)(); });
+    };
+  };
+  return run_subcommand(kCommand, kUsage, argc, argv,
+                        {{"ping", simple("ping", &client::VmmClient::ping)},
+                         {"pause", simple("pause", &client::VmmClient::pause)},
+                         {"resume", simple("resume", &client::VmmClient::resume)},
+                         {"stats", stats}});
+}
+
+}  // namespace wisp::cli

@@ -1,0 +1,66 @@
+#include "vmm/main/machine_control.h"
+
+#include <algorithm>
+
+#include "base/clock.h"
+#include "base/error.h"
+#include "base/version.h"
+#include "snapshot/machine_snapshot.h"
+
+namespace wisp {
+
+control::SnapshotReport MachineControl::snapshot(const control::SnapshotRequest& request) {
+  if (request.dir.empty() || request.dir[0] != '/')
+    throw Error("snapshot: expected an absolute directory path, got '" + request.dir + "'");
+  if (request.diff && restored_from_dir_.empty())
+    throw Error("snapshot --diff: this VM was booted, not restored; a diff needs a parent");
+  bool was_paused = machine_.paused();
+  uint64_t t0 = now_ns();
+  machine_.pause();
+  control::SnapshotReport report;
+  report.pause_ms = ms_since(t0);
+  snapshot::SaveResult r;
+  try {
+    uint64_t t1 = now_ns();
+    MachineState state = machine_.save_state();
+    double collect_ms = ms_since(t1);
+    snapshot::SaveOptions options;
+    options.diff = request.diff;
+    options.parent_dir = restored_from_dir_;
+    options.parent_id = restored_from_id_;
+    options.creator_version = kWispVersion;
+    r = snapshot::save_machine_snapshot(request.dir, state, machine_.memory(), options);
+    r.state_ms += collect_ms;
+  } catch (...) {
+    if (!was_paused) machine_.resume();
+    throw;
+  }
+  if (!was_paused) machine_.resume();
+  report.id = r.id;
+  report.diff = request.diff;
+  report.state_ms = r.state_ms;
+  report.memory_ms = r.memory_ms;
+  report.total_ms = ms_since(t0);
+  report.memory_file_bytes = r.memory_file_bytes;
+  report.memory_disk_bytes = r.memory_disk_bytes;
+  report.pages_written = r.pages_written;
+  report.pages_in_layer = r.pages_in_layer;
+  return report;
+}
+
+control::MemoryStats MachineControl::stats() {
+  const GuestMemory& mem = machine_.memory();
+  auto count = [](const std::vector<bool>& v) {
+    return static_cast<uint64_t>(std::count(v.begin(), v.end(), true));
+  };
+  return {count(mem.resident_pages()), mem.is_file_private() ? count(mem.written_pages()) : 0,
+          mem.page_count()};
+}
+
+ControlServiceFactory machine_control(std::string dir, std::string id) {
+  return [dir = std::move(dir), id = std::move(id)](Machine& machine) {
+    return std::make_unique<MachineControl>(machine, dir, id);
+  };
+}
+
+}  // namespace wisp
