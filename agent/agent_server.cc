@@ -189,6 +189,9 @@ kj::Promise<void> AgentImpl::resumed(ResumedContext context) {
     KJ_SYSCALL(fd = open("/dev/urandom", O_WRONLY | O_CLOEXEC));
     kj::AutoCloseFd owned(fd);
     KJ_SYSCALL(ioctl(fd, RNDADDENTROPY, info), "RNDADDENTROPY");
+    // Since Linux 5.18 crediting a CRNG that is already seeded does not reseed it: without
+    // this, clones of one snapshot read the same bytes until the next scheduled reseed.
+    KJ_SYSCALL(ioctl(fd, RNDRESEEDCRNG), "RNDRESEEDCRNG");
   }
   int64_t wall = params.getWallClockUnixNs();
   if (wall > 0) {
