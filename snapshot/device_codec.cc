@@ -140,9 +140,7 @@ SerialState decode_serial(s::SerialState::Reader in) {
 }
 
 Bytes encode_serial(const SerialState& state) {
-  capnp::MallocMessageBuilder message;
-  encode_serial(state, message.initRoot<s::SerialState>());
-  return message_bytes(message);
+  return write_message<s::SerialState>([&](auto out) { encode_serial(state, out); });
 }
 
 SerialState decode_serial(std::span<const uint8_t> data, const std::string& what) {
@@ -166,9 +164,7 @@ VirtioSlotState decode_virtio(s::VirtioDevice::Reader in) {
 }
 
 Bytes encode_virtio(const VirtioSlotState& slot) {
-  capnp::MallocMessageBuilder message;
-  encode_virtio(slot, message.initRoot<s::VirtioDevice>());
-  return message_bytes(message);
+  return write_message<s::VirtioDevice>([&](auto out) { encode_virtio(slot, out); });
 }
 
 VirtioSlotState decode_virtio(std::span<const uint8_t> data, const std::string& what) {
