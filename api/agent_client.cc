@@ -20,6 +20,7 @@
 
 #include "api/agent.capnp.h"
 #include "api/thread_io.h"
+#include "base/unix_socket.h"
 
 namespace wisp::client {
 namespace {
@@ -102,11 +103,9 @@ uint64_t max_message_bytes() { return api::Agent::MAX_MESSAGE_BYTES; }
 
 int vsock_uds_connect(const std::string& uds_path, uint32_t port, milliseconds timeout,
                       std::string* why) {
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  if (uds_path.size() >= sizeof(addr.sun_path))
+  sockaddr_un addr;
+  if (!unix_address(uds_path, &addr))
     throw Error("vsock socket path '" + uds_path + "' is too long for a Unix socket");
-  std::memcpy(addr.sun_path, uds_path.c_str(), uds_path.size() + 1);
   FdGuard fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (fd.get() < 0) throw_errno("socket(AF_UNIX)");
   if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {

@@ -47,4 +47,30 @@ bool write_all(int fd, const std::string& data) {
   return true;
 }
 
+namespace {
+
+// The loop of pread_exact and pwrite_exact; `io` is ::pread or ::pwrite.
+template <typename Byte, typename Io>
+int positional_exact(int fd, uint64_t offset, std::span<Byte> buf, Io io) {
+  size_t done = 0;
+  while (done < buf.size()) {
+    ssize_t n = io(fd, buf.data() + done, buf.size() - done, static_cast<off_t>(offset + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return errno;
+    if (n == 0) return EIO;  // end of file inside the range: the file shrank
+    done += static_cast<size_t>(n);
+  }
+  return 0;
+}
+
+}  // namespace
+
+int pread_exact(int fd, uint64_t offset, std::span<uint8_t> out) {
+  return positional_exact(fd, offset, out, ::pread);
+}
+
+int pwrite_exact(int fd, uint64_t offset, std::span<const uint8_t> in) {
+  return positional_exact(fd, offset, in, ::pwrite);
+}
+
 }  // namespace wisp

@@ -2,6 +2,8 @@
 // commands handle (payloads, logs, results).
 #pragma once
 
+#include <cstdint>
+#include <span>
 #include <string>
 
 namespace wisp {
@@ -15,5 +17,13 @@ std::string read_file(const std::string& path);
 // Writes all of `data` to `fd`, retrying short writes. False when the reader has gone or the
 // write failed (the caller has nothing more to do with the rest).
 bool write_all(int fd, const std::string& data);
+
+// Reads exactly out.size() bytes of `fd` at `offset` (pread), retrying short reads and EINTR.
+// Returns 0, the failing errno, or EIO when the file ends first.
+int pread_exact(int fd, uint64_t offset, std::span<uint8_t> out);
+
+// Writes all of `in` to `fd` at `offset` (pwrite), retrying short writes and EINTR. Returns 0,
+// the failing errno, or EIO when nothing more is written.
+int pwrite_exact(int fd, uint64_t offset, std::span<const uint8_t> in);
 
 }  // namespace wisp

@@ -24,6 +24,14 @@ inline std::vector<uint8_t> message_bytes(capnp::MessageBuilder& message) {
   return std::vector<uint8_t>(raw.begin(), raw.end());
 }
 
+// The bytes of one message with root `Root`, filled by encode(Root::Builder).
+template <typename Root, typename Encode>
+std::vector<uint8_t> write_message(Encode&& encode) {
+  capnp::MallocMessageBuilder message;
+  encode(message.initRoot<Root>());
+  return message_bytes(message);
+}
+
 // Parses `data` as one message with root `Root` and returns decode(root). Throws
 // Error(prefix + why) for anything refused on the way: over `max_bytes`, not whole words,
 // trailing bytes, what Cap'n Proto refuses (kj::Exception) and what `decode` throws (Error).

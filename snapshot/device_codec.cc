@@ -109,57 +109,17 @@ void decode_kind(s::VirtioDevice::Reader in, VirtioSlotState& slot) {
 
 // ---- the transport --------------------------------------------------------------------------
 
-void encode_queue(const QueueState& q, s::QueueState::Builder out) {
-  out.setSize(q.size);
-  out.setReady(q.ready);
-  out.setDescTable(q.desc_table);
-  out.setAvailRing(q.avail_ring);
-  out.setUsedRing(q.used_ring);
-  out.setNextAvail(q.next_avail);
-  out.setNextUsed(q.next_used);
-  out.setEventIdx(q.event_idx);
-}
-
-QueueState decode_queue(s::QueueState::Reader in) {
-  QueueState q;
-  q.size = in.getSize();
-  q.ready = in.getReady();
-  q.desc_table = in.getDescTable();
-  q.avail_ring = in.getAvailRing();
-  q.used_ring = in.getUsedRing();
-  q.next_avail = in.getNextAvail();
-  q.next_used = in.getNextUsed();
-  q.event_idx = in.getEventIdx();
-  return q;
-}
-
 void encode_transport(const MmioTransportState& t, s::MmioTransportState::Builder out) {
-  out.setStatus(t.status);
-  out.setDeviceFeaturesSel(t.device_features_sel);
-  out.setDriverFeaturesSel(t.driver_features_sel);
-  out.setDriverFeatures(t.driver_features);
-  out.setQueueSel(t.queue_sel);
-  out.setInterruptStatus(t.interrupt_status);
-  out.setConfigGeneration(t.config_generation);
-  out.setNeedsReset(t.needs_reset);
-  out.setDeviceActivated(t.device_activated);
+  write_fields(t, capnp::toDynamic(out));
   auto queues = out.initQueues(static_cast<unsigned>(t.queues.size()));
-  for (size_t i = 0; i < t.queues.size(); ++i) encode_queue(t.queues[i], queues[i]);
+  for (size_t i = 0; i < t.queues.size(); ++i)
+    write_fields(t.queues[i], capnp::toDynamic(queues[i]));
 }
 
 MmioTransportState decode_transport(s::MmioTransportState::Reader in) {
-  MmioTransportState t;
-  t.status = in.getStatus();
-  t.device_features_sel = in.getDeviceFeaturesSel();
-  t.driver_features_sel = in.getDriverFeaturesSel();
-  t.driver_features = in.getDriverFeatures();
-  t.queue_sel = in.getQueueSel();
-  t.interrupt_status = in.getInterruptStatus();
-  t.config_generation = in.getConfigGeneration();
-  t.needs_reset = in.getNeedsReset();
-  t.device_activated = in.getDeviceActivated();
+  auto t = read_fields<MmioTransportState>(capnp::toDynamic(in));
   check_count(in.getQueues().size(), MmioTransport::kMaxQueues, "queues");
-  for (auto q : in.getQueues()) t.queues.push_back(decode_queue(q));
+  for (auto q : in.getQueues()) t.queues.push_back(read_fields<QueueState>(capnp::toDynamic(q)));
   return t;
 }
 
@@ -168,36 +128,19 @@ MmioTransportState decode_transport(s::MmioTransportState::Reader in) {
 // ---- serial ---------------------------------------------------------------------------------
 
 void encode_serial(const SerialState& st, s::SerialState::Builder out) {
-  out.setIer(st.ier);
-  out.setLcr(st.lcr);
-  out.setMcr(st.mcr);
-  out.setScr(st.scr);
-  out.setDll(st.dll);
-  out.setDlm(st.dlm);
-  out.setFifoEnabled(st.fifo_enabled);
-  out.setThrEmptyPending(st.thr_empty_pending);
+  write_fields(st, capnp::toDynamic(out));
   out.setRx(capnp::Data::Reader(st.rx.data(), st.rx.size()));
 }
 
 SerialState decode_serial(s::SerialState::Reader in) {
-  SerialState st;
-  st.ier = in.getIer();
-  st.lcr = in.getLcr();
-  st.mcr = in.getMcr();
-  st.scr = in.getScr();
-  st.dll = in.getDll();
-  st.dlm = in.getDlm();
-  st.fifo_enabled = in.getFifoEnabled();
-  st.thr_empty_pending = in.getThrEmptyPending();
+  auto st = read_fields<SerialState>(capnp::toDynamic(in));
   auto rx = in.getRx();
   st.rx.assign(rx.begin(), rx.end());
   return st;
 }
 
 Bytes encode_serial(const SerialState& state) {
-  capnp::MallocMessageBuilder message;
-  encode_serial(state, message.initRoot<s::SerialState>());
-  return message_bytes(message);
+  return write_message<s::SerialState>([&](auto out) { encode_serial(state, out); });
 }
 
 SerialState decode_serial(std::span<const uint8_t> data, const std::string& what) {
@@ -221,9 +164,7 @@ VirtioSlotState decode_virtio(s::VirtioDevice::Reader in) {
 }
 
 Bytes encode_virtio(const VirtioSlotState& slot) {
-  capnp::MallocMessageBuilder message;
-  encode_virtio(slot, message.initRoot<s::VirtioDevice>());
-  return message_bytes(message);
+  return write_message<s::VirtioDevice>([&](auto out) { encode_virtio(slot, out); });
 }
 
 VirtioSlotState decode_virtio(std::span<const uint8_t> data, const std::string& what) {

@@ -11,6 +11,7 @@
 #include <utility>
 
 #include "base/error.h"
+#include "base/file_io.h"
 #include "base/unique_fd.h"
 
 namespace wisp::snapshot {
@@ -21,13 +22,9 @@ bool is_zero_page(const uint8_t* p, size_t n) {
 }
 
 void pwrite_all(int fd, const uint8_t* p, size_t n, uint64_t offset, const std::string& path) {
-  while (n > 0) {
-    ssize_t w = ::pwrite(fd, p, n, static_cast<off_t>(offset));
-    if (w < 0 && errno == EINTR) continue;
-    if (w < 0) throw_errno("write memory file " + path);
-    p += w;
-    n -= static_cast<size_t>(w);
-    offset += static_cast<uint64_t>(w);
+  if (int err = pwrite_exact(fd, offset, {p, n})) {
+    errno = err;
+    throw_errno("write memory file " + path);
   }
 }
 

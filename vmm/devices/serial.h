@@ -32,6 +32,19 @@ struct SerialState {
   std::vector<uint8_t> rx;         // input the guest has not read yet, oldest first
   bool operator==(const SerialState&) const = default;
 
+  // The register fields by name, for the snapshot codec, which codes `rx` itself.
+  template <typename Self, typename F>
+  static void fields(Self& self, F&& f) {
+    f("ier", self.ier);
+    f("lcr", self.lcr);
+    f("mcr", self.mcr);
+    f("scr", self.scr);
+    f("dll", self.dll);
+    f("dlm", self.dlm);
+    f("fifo_enabled", self.fifo_enabled);
+    f("thr_empty_pending", self.thr_empty_pending);
+  }
+
   // Throws Error("serial state: <field> ...") for bits no register has or more pending input
   // than Serial::kMaxPendingInput.
   void validate() const;

@@ -222,15 +222,8 @@ void Vcpu::set_cpuid(const CpuidEntries& entries) {
   FlexBuffer<CpuidHeader, kvm_cpuid_entry2> buf(entries.size());
   buf.header()->nent = static_cast<uint32_t>(entries.size());
   for (size_t i = 0; i < entries.size(); ++i) {
-    auto& k = buf.entries()[i];
     const auto& e = entries[i];
-    k.function = e.function;
-    k.index = e.index;
-    k.flags = e.flags;
-    k.eax = e.eax;
-    k.ebx = e.ebx;
-    k.ecx = e.ecx;
-    k.edx = e.edx;
+    buf.entries()[i] = {e.function, e.index, e.flags, e.eax, e.ebx, e.ecx, e.edx, {}};
   }
   if (ioctl(fd_.get(), kSetCpuid2, buf.data()) < 0) throw_errno("KVM_SET_CPUID2");
 }

@@ -20,18 +20,13 @@ std::vector<MemoryRegion> GuestMemory::layout(uint64_t size) {
   return out;
 }
 
-GuestMemory GuestMemory::create(uint64_t size) {
+GuestMemory GuestMemory::map(UniqueFd fd, uint64_t size, int flags, const char* what) {
   if (size == 0 || size % 4096 != 0)
     throw Error("guest memory size must be a non-zero multiple of 4 KiB");
   GuestMemory mem;
-  mem.memfd_ = UniqueFd(memfd_create("wisp-guest-ram", MFD_CLOEXEC));
-  if (!mem.memfd_) throw_errno("memfd_create for guest RAM");
-  if (ftruncate(mem.memfd_.get(), static_cast<off_t>(size)) != 0)
-    throw_errno("sizing guest RAM memfd to " + std::to_string(size) + " bytes");
-  // MAP_NORESERVE: guest RAM is committed page by page as the guest touches it.
-  void* p =
-      mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, mem.memfd_.get(), 0);
-  if (p == MAP_FAILED) throw_errno("mapping guest RAM");
+  mem.memfd_ = std::move(fd);
+  void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, flags, mem.memfd_.get(), 0);
+  if (p == MAP_FAILED) throw_errno(std::string("mapping ") + what);
   mem.mapping_ = static_cast<uint8_t*>(p);
   mem.mapping_size_ = size;
   mem.size_ = size;
@@ -40,20 +35,21 @@ GuestMemory GuestMemory::create(uint64_t size) {
   return mem;
 }
 
-GuestMemory GuestMemory::map_file_private(UniqueFd fd, uint64_t size) {
+GuestMemory GuestMemory::create(uint64_t size) {
   if (size == 0 || size % 4096 != 0)
     throw Error("guest memory size must be a non-zero multiple of 4 KiB");
-  GuestMemory mem;
-  mem.memfd_ = std::move(fd);
+  UniqueFd memfd(memfd_create("wisp-guest-ram", MFD_CLOEXEC));
+  if (!memfd) throw_errno("memfd_create for guest RAM");
+  if (ftruncate(memfd.get(), static_cast<off_t>(size)) != 0)
+    throw_errno("sizing guest RAM memfd to " + std::to_string(size) + " bytes");
+  // MAP_NORESERVE: guest RAM is committed page by page as the guest touches it.
+  return map(std::move(memfd), size, MAP_SHARED | MAP_NORESERVE, "guest RAM");
+}
+
+GuestMemory GuestMemory::map_file_private(UniqueFd fd, uint64_t size) {
   // No MAP_POPULATE: the point is that a clone faults in only the pages it uses.
-  void* p =
-      mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_NORESERVE, mem.memfd_.get(), 0);
-  if (p == MAP_FAILED) throw_errno("mapping the snapshot memory file");
-  mem.mapping_ = static_cast<uint8_t*>(p);
-  mem.mapping_size_ = size;
-  mem.size_ = size;
-  mem.regions_ = layout(size);
-  for (auto& r : mem.regions_) r.host = mem.mapping_ + r.file_offset;
+  GuestMemory mem =
+      map(std::move(fd), size, MAP_PRIVATE | MAP_NORESERVE, "the snapshot memory file");
   mem.private_file_ = true;
   return mem;
 }

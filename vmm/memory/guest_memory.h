@@ -92,6 +92,8 @@ class GuestMemory {
 
  private:
   GuestMemory() = default;
+  // Maps `size` bytes of `fd` with mmap `flags` (`what` names it in errors). Throws Error.
+  static GuestMemory map(UniqueFd fd, uint64_t size, int flags, const char* what);
 
   uint64_t size_ = 0;
   UniqueFd memfd_;

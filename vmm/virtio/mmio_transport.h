@@ -86,6 +86,20 @@ struct MmioTransportState {
   std::vector<QueueState> queues;
   bool operator==(const MmioTransportState&) const = default;
 
+  // The register fields by name, for the snapshot codec, which codes `queues` itself.
+  template <typename Self, typename F>
+  static void fields(Self& self, F&& f) {
+    f("status", self.status);
+    f("device_features_sel", self.device_features_sel);
+    f("driver_features_sel", self.driver_features_sel);
+    f("driver_features", self.driver_features);
+    f("queue_sel", self.queue_sel);
+    f("interrupt_status", self.interrupt_status);
+    f("config_generation", self.config_generation);
+    f("needs_reset", self.needs_reset);
+    f("device_activated", self.device_activated);
+  }
+
   // Throws Error("transport state: ...") for a register view no driver can leave behind (unknown
   // status or interrupt bits, DRIVER_OK without FEATURES_OK, FEATURES_OK without VERSION_1, a
   // running device without DRIVER_OK, queues disagreeing with EVENT_IDX) or more queues than

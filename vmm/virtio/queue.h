@@ -91,6 +91,19 @@ struct QueueState {
   uint16_t next_used = 0;   // next used-ring slot the device will write (free-running)
   bool event_idx = false;   // VIRTIO_RING_F_EVENT_IDX was negotiated
   bool operator==(const QueueState&) const = default;
+
+  // Every field by name, for the snapshot codec (see vmm/virtio/kind_list.h).
+  template <typename Self, typename F>
+  static void fields(Self& self, F&& f) {
+    f("size", self.size);
+    f("ready", self.ready);
+    f("desc_table", self.desc_table);
+    f("avail_ring", self.avail_ring);
+    f("used_ring", self.used_ring);
+    f("next_avail", self.next_avail);
+    f("next_used", self.next_used);
+    f("event_idx", self.event_idx);
+  }
 };
 
 class Queue {

@@ -13,6 +13,7 @@
 #include <cstring>
 
 #include "base/error.h"
+#include "base/file_io.h"
 #include "base/log.h"
 
 namespace wisp {
@@ -112,30 +113,12 @@ void BlockKind::check_identity(const BlockSpec& spec) {
 }
 
 int RawFileBackend::read_at(uint64_t offset, std::span<uint8_t> out) {
-  size_t done = 0;
-  while (done < out.size()) {
-    ssize_t n =
-        pread(fd_.get(), out.data() + done, out.size() - done, static_cast<off_t>(offset + done));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return errno;
-    if (n == 0) return EIO;  // end of file inside the disk: the image shrank
-    done += static_cast<size_t>(n);
-  }
-  return 0;
+  return pread_exact(fd_.get(), offset, out);
 }
 
 int RawFileBackend::write_at(uint64_t offset, std::span<const uint8_t> in) {
   if (read_only_) return EROFS;
-  size_t done = 0;
-  while (done < in.size()) {
-    ssize_t n =
-        pwrite(fd_.get(), in.data() + done, in.size() - done, static_cast<off_t>(offset + done));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return errno;
-    if (n == 0) return EIO;
-    done += static_cast<size_t>(n);
-  }
-  return 0;
+  return pwrite_exact(fd_.get(), offset, in);
 }
 
 int RawFileBackend::flush() {

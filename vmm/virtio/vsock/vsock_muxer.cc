@@ -16,6 +16,7 @@
 
 #include "base/error.h"
 #include "base/log.h"
+#include "base/unix_socket.h"
 
 namespace wisp {
 
@@ -65,11 +66,7 @@ class UnixStream final : public VsockStream {
 };
 
 bool make_address(const std::string& path, sockaddr_un* addr) {
-  *addr = {};
-  addr->sun_family = AF_UNIX;
-  if (path.empty() || path.size() >= sizeof(addr->sun_path)) return false;
-  std::memcpy(addr->sun_path, path.c_str(), path.size() + 1);
-  return true;
+  return !path.empty() && unix_address(path, addr);
 }
 
 // A socket file that nobody listens on any more (a VMM that died): safe to replace.
