@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "vmm/main/vm_limits.h"
+#include "api/vm_limits.h"
 
 namespace wisp::manager {
 

@@ -1,36 +1,43 @@
 #!/usr/bin/env python3
 """Checks that every C++ file includes only what its layer may see.
 
-The layers are the CMake targets (see the top-level CMakeLists.txt); a folder belongs to one of
-them. A file may include headers of its own layer and of the layers it depends on, nothing
-else. The table below is the one place this is written down; the CMake targets link the same
-graph, so a forbidden include is caught here even when the linker would not notice (a header
-only include). Exits 1 listing each offending include, 0 otherwise.
+The layers are the CMake library targets (base/, vmm/, snapshot/, api/, manager/, cli/ and
+agent/ CMakeLists.txt); a folder belongs to one of them. A file may include headers of its own
+layer and of the layers it depends on, nothing else. The table below is the one place this is
+written down; the CMake targets link the same graph, so a forbidden include is caught here even
+when the linker would not notice (a header only include). The build runs it (target
+wisp_layer_check, which wisp depends on) and so does `make lint`. Exits 1 listing each
+offending include, 0 otherwise.
 """
 import pathlib
 import re
 import subprocess
 import sys
 
-# Layer: (folders it owns, layers it may include). Longest folder prefix wins.
+# Layer: (folders it owns, layers it may include). Longest folder prefix wins. The comment
+# after each names the CMake target that builds it.
 LAYERS = {
-    "base": (["base/"], []),
-    "kvm": (["vmm/kvm/"], ["base"]),
-    "devices": (["vmm/bus/", "vmm/devices/", "vmm/event/"], ["base"]),
-    "boot": (["vmm/memory/", "vmm/arch/", "vmm/boot/", "vmm/acpi/"], ["base", "kvm", "devices"]),
-    "virtio": (["vmm/virtio/"], ["base", "devices", "boot"]),
-    "api": (["api/"], ["base"]),
+    "base": (["base/"], []),  # wisp_base
+    "kvm": (["vmm/kvm/"], ["base"]),  # wisp_kvm
+    "devices": (["vmm/bus/", "vmm/devices/", "vmm/event/"], ["base"]),  # wisp_devices
+    "boot": (["vmm/memory/", "vmm/arch/", "vmm/boot/", "vmm/acpi/"],
+             ["base", "kvm", "devices"]),  # wisp_boot
+    "virtio": (["vmm/virtio/"], ["base", "devices", "boot"]),  # wisp_virtio
+    "api": (["api/"], ["base"]),  # wisp_api_schema (generated), wisp_api
+    # The State of the whole machine, plain data: what the snapshot format encodes.
+    "machine-state": (["vmm/machine/machine_state.h"],
+                      ["base", "kvm", "devices", "boot", "virtio"]),  # wisp_machine_state
     "machine": (["vmm/machine/", "vmm/vcpu/", "vmm/control/"],
-                ["base", "kvm", "devices", "boot", "virtio", "api", "machine-state"]),
+                ["base", "kvm", "devices", "boot", "virtio", "api", "machine-state"]),  # wisp_machine
     # The snapshot format sees each component's State types (header-only plain data), never a
     # live machine.
-    "snapshot": (["snapshot/"], ["base", "kvm", "devices", "boot", "virtio", "machine-state"]),
-    "machine-state": (["vmm/machine/machine_state.h"], ["base", "kvm", "devices", "boot", "virtio"]),
+    "snapshot": (["snapshot/"],
+                 ["base", "kvm", "devices", "boot", "virtio", "machine-state"]),  # wisp_snapshot
     "vmm-main": (["vmm/main/"], ["base", "kvm", "devices", "boot", "virtio", "machine", "api",
-                                 "snapshot", "machine-state"]),
-    "manager": (["manager/"], ["base", "api", "snapshot", "machine-state"]),
-    "cli": (["cli/"], ["base", "api", "manager"]),
-    "agent": (["agent/"], ["base", "api"]),
+                                 "snapshot", "machine-state"]),  # wisp_vmm_main
+    "manager": (["manager/"], ["base", "api", "snapshot", "machine-state"]),  # wisp_manager
+    "cli": (["cli/"], ["base", "api", "manager"]),  # wisp_cli, wisp
+    "agent": (["agent/"], ["base", "api"]),  # wisp_agent_logic, wisp-agent
 }
 
 

@@ -1,6 +1,6 @@
 # Generates C++ from the snapshot schemas (state.capnp, devices.capnp) into <build>/snapshot/, so
-# "snapshot/state.capnp.h" resolves against ${CMAKE_BINARY_DIR}. Shared by
-# snapshot/CMakeLists.txt and the fuzz build. Sets WISP_SNAPSHOT_CAPNP_SRC (the generated .c++)
+# "snapshot/state.capnp.h" resolves against ${CMAKE_BINARY_DIR}. Included by
+# snapshot/CMakeLists.txt (in the main and the fuzz build). Sets WISP_SNAPSHOT_CAPNP_SRC (the generated .c++)
 # and the CAPNP_* pkg-config variables. One command for both: state.capnp imports devices.capnp,
 # and its generated header includes devices.capnp.h.
 find_package(PkgConfig REQUIRED)

@@ -13,7 +13,7 @@
 #include "vmm/machine/machine.h"
 #include "vmm/main/machine_control.h"
 #include "vmm/main/rootfs_boot.h"
-#include "vmm/main/vm_limits.h"
+#include "api/vm_limits.h"
 #include "vmm/main/vmm_process.h"
 #include "vmm/virtio/block/block_backend.h"
 #include "vmm/virtio/vsock/vsock_muxer.h"
