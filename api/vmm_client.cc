@@ -6,22 +6,19 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include <cstring>
-
 #include "api/thread_io.h"
 #include "api/vmm.capnp.h"
 #include "base/error.h"
 #include "base/unique_fd.h"
+#include "base/unix_socket.h"
 
 namespace wisp::client {
 namespace {
 
 UniqueFd connect_unix(const std::string& path) {
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  if (path.empty() || path.size() >= sizeof(addr.sun_path))
+  sockaddr_un addr;
+  if (path.empty() || !unix_address(path, &addr))
     throw Error("control socket '" + path + "': path empty or too long for a Unix socket");
-  std::memcpy(addr.sun_path, path.data(), path.size());
   UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (!fd) throw_errno("socket(AF_UNIX)");
   if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0)

@@ -55,8 +55,8 @@ int call_vmm(const char* name, int argc, char** argv, const Call& call) {
 int stats(int argc, char** argv) {
   return call_vmm("stats", argc, argv, [](client::VmmClient& vmm) {
     control::MemoryStats s = vmm.stats();
-    std::printf("{\"resident_pages\":%" PRIu64 ",\"written_pages\":%" PRIu64
-                ",\"pages\":%" PRIu64 "}\n",
+    std::printf("{\"resident_pages\":%" PRIu64 ",\"written_pages\":%" PRIu64 ",\"pages\":%" PRIu64
+                "}\n",
                 s.resident_pages, s.written_pages, s.pages);
   });
 }

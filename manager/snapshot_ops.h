@@ -14,7 +14,8 @@ namespace wisp::manager {
 // Snapshots the VM whose VMM listens on `control_socket` into the new directory `dir`
 // (relative to the working directory or absolute). `diff`: only the pages written since the
 // VM was restored (api/vmm.capnp's Vmm.snapshot). Throws Error with the VMM's reason.
-control::SnapshotReport create_snapshot(const std::string& control_socket, const std::string& dir, bool diff);
+control::SnapshotReport create_snapshot(const std::string& control_socket, const std::string& dir,
+                                        bool diff);
 
 // One verified layer of a snapshot: the directory, a few human-readable lines about it, and
 // the parent it is a diff over ("" for a full snapshot).

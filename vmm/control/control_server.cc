@@ -10,7 +10,6 @@
 #include <unistd.h>
 
 #include <condition_variable>
-#include <cstring>
 #include <mutex>
 #include <thread>
 
@@ -18,16 +17,15 @@
 #include "base/error.h"
 #include "base/log.h"
 #include "base/unique_fd.h"
+#include "base/unix_socket.h"
 
 namespace wisp {
 namespace {
 
 UniqueFd listen_unix(const std::string& path) {
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  if (path.empty() || path.size() >= sizeof(addr.sun_path))
+  sockaddr_un addr;
+  if (path.empty() || !unix_address(path, &addr))
     throw Error("--control-socket " + path + ": path empty or too long for a Unix socket");
-  std::memcpy(addr.sun_path, path.data(), path.size());
   UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (!fd) throw_errno("socket(AF_UNIX)");
   struct stat st;

@@ -149,8 +149,8 @@ void MachineBuilder::add_control_socket() {
   if (!m.config_.control_service)
     throw Error("--control-socket " + m.config_.control_socket + ": this VMM answers no calls");
   m.control_service_ = m.config_.control_service(m);
-  m.control_ = std::make_unique<ControlServer>(m.config_.control_socket, m.loop_,
-                                               *m.control_service_);
+  m.control_ =
+      std::make_unique<ControlServer>(m.config_.control_socket, m.loop_, *m.control_service_);
 }
 
 }  // namespace wisp

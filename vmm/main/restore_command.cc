@@ -91,8 +91,9 @@ void configure_devices(const RestoreOptions& o, const snapshot::LoadedSnapshot& 
     cfg->devices.push_back(slot.spec);
     if (auto* vsock = std::get_if<VsockSpec>(&cfg->devices.back())) {
       if (o.vsock_uds.empty())
-        throw Error(o.dir +
-                    ": the snapshot has virtio-vsock: give the clone a socket with --vsock-uds PATH");
+        throw Error(
+            o.dir +
+            ": the snapshot has virtio-vsock: give the clone a socket with --vsock-uds PATH");
       vsock->uds_path = o.vsock_uds;
       validate_vsock_config(*vsock);
       has_vsock = true;

@@ -4,6 +4,7 @@
 #include <optional>
 #include <string>
 
+#include "api/vm_limits.h"
 #include "base/error.h"
 #include "base/exit_codes.h"
 #include "base/log.h"
@@ -13,7 +14,6 @@
 #include "vmm/machine/machine.h"
 #include "vmm/main/machine_control.h"
 #include "vmm/main/rootfs_boot.h"
-#include "api/vm_limits.h"
 #include "vmm/main/vmm_process.h"
 #include "vmm/virtio/block/block_backend.h"
 #include "vmm/virtio/vsock/vsock_muxer.h"
