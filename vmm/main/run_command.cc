@@ -1,5 +1,6 @@
 #include "vmm/main/run_command.h"
 
+#include <cstdint>
 #include <cstdio>
 #include <optional>
 #include <string>
@@ -105,7 +106,9 @@ OptionParser run_parser(RunOptions* o) {
       .text("cmdline", &o->extra_cmdline, /*allow_empty=*/true)
       .flag("raw-cmdline", &o->raw_cmdline)
       .size("mem", &o->mem_bytes, 1ull << 20, kMinGuestMemBytes, kMaxGuestMemBytes)
-      .count("vcpus", &cfg->vcpus, 1, kMaxGuestVcpus)
+      // Only 0 is a usage error: the upper bound depends on this host's KVM, so Machine::create
+      // checks it (exit 1, "must be between 1 and N on this host").
+      .count("vcpus", &cfg->vcpus, 1, UINT32_MAX)
       .value("drive", [o](const std::string& v) { o->drives.push_back(parse_drive_spec(v)); })
       .value("vsock-uds",
              [o](const std::string& v) {
