@@ -95,7 +95,8 @@ uint64_t parse_count(const std::string& option, const std::string& text, uint64_
                      uint64_t max) {
   uint64_t n = 0;
   if (!decimal(text, &n) || n < min || n > max) {
-    std::string range = max == std::numeric_limits<uint64_t>::max()
+    // A bound of 2^32 - 1 or more is the type's, not a limit anyone chose: leave it unsaid.
+    std::string range = max >= std::numeric_limits<uint32_t>::max()
                             ? "of at least " + std::to_string(min)
                             : "from " + std::to_string(min) + " to " + std::to_string(max);
     throw UsageError(option_value(option, text) + ": expected a count " + range);
