@@ -151,7 +151,6 @@ std::unique_ptr<Machine> Machine::create(const MachineConfig& config, const Kvm&
 
 std::unique_ptr<Machine> Machine::restore(const MachineConfig& config, const MachineState& state,
                                           GuestMemory memory, const Kvm& kvm, uint64_t t0_ns) {
-  state.validate();  // it may come from a file: each part checks its own limits
   uint32_t max = max_vcpus(kvm);
   if (state.vcpus.empty() || state.vcpus.size() > max)
     throw Error("snapshot has " + std::to_string(state.vcpus.size()) +

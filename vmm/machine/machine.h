@@ -63,9 +63,10 @@ class Machine {
   // Rebuilds a machine from saved state over `memory` (a snapshot's memory file, mapped
   // privately). `config` supplies what is not guest state: console, control socket, the new
   // vsock Unix socket; its kernel, initrd and command line are unused, and its memory size and
-  // devices must match `state` (the caller builds them from it). Each component validates its
-  // part of the (untrusted) state; throws Error naming what is wrong. The vCPUs start running
-  // where they were paused when run() is called.
+  // devices must match `state` (the caller builds them from it). `state` must have passed
+  // MachineState::validate() (reading a snapshot file does it, once); what KVM or a device
+  // still refuses throws Error naming it. The vCPUs start running where they were paused when
+  // run() is called.
   static std::unique_ptr<Machine> restore(const MachineConfig& config, const MachineState& state,
                                           GuestMemory memory, const Kvm& kvm, uint64_t t0_ns);
   virtual ~Machine() = default;
