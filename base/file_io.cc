@@ -1,6 +1,7 @@
 #include "base/file_io.h"
 
 #include <fcntl.h>
+#include <limits.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -71,6 +72,13 @@ int pread_exact(int fd, uint64_t offset, std::span<uint8_t> out) {
 
 int pwrite_exact(int fd, uint64_t offset, std::span<const uint8_t> in) {
   return positional_exact(fd, offset, in, ::pwrite);
+}
+
+std::string absolute_path(const std::string& path) {
+  if (!path.empty() && path[0] == '/') return path;
+  char cwd[PATH_MAX];
+  if (!::getcwd(cwd, sizeof(cwd))) throw_errno("getcwd");
+  return std::string(cwd) + "/" + path;
 }
 
 }  // namespace wisp

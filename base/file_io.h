@@ -14,6 +14,10 @@ std::string read_all_fd(int fd);
 // The whole file at `path`. Throws Error naming `path` when it cannot be opened or read.
 std::string read_file(const std::string& path);
 
+// `path` made absolute against the working directory (no symlinks resolved, the file need not
+// exist), for paths handed to a process that may run elsewhere. Throws Error if getcwd fails.
+std::string absolute_path(const std::string& path);
+
 // Writes all of `data` to `fd`, retrying short writes. False when the reader has gone or the
 // write failed (the caller has nothing more to do with the rest).
 bool write_all(int fd, const std::string& data);

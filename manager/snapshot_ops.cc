@@ -1,29 +1,16 @@
 #include "manager/snapshot_ops.h"
 
-#include <limits.h>
-#include <unistd.h>
-
 #include "api/vmm_client.h"
 #include "base/error.h"
+#include "base/file_io.h"
 #include "snapshot/machine_snapshot.h"
 #include "snapshot/snapshot_dir.h"
 
 namespace wisp::manager {
-namespace {
-
-// The VMM may run in another working directory: it gets absolute paths.
-std::string absolute(const std::string& path) {
-  if (!path.empty() && path[0] == '/') return path;
-  char cwd[PATH_MAX];
-  if (!getcwd(cwd, sizeof(cwd))) throw_errno("getcwd");
-  return std::string(cwd) + "/" + path;
-}
-
-}  // namespace
 
 control::SnapshotReport create_snapshot(const std::string& control_socket, const std::string& dir,
                                         bool diff) {
-  return client::VmmClient::connect(control_socket)->snapshot({absolute(dir), diff});
+  return client::VmmClient::connect(control_socket)->snapshot({absolute_path(dir), diff});
 }
 
 void verify_snapshot_chain(const std::string& dir,

@@ -1,6 +1,5 @@
 #include "vmm/main/restore_command.h"
 
-#include <limits.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -10,6 +9,7 @@
 #include "base/clock.h"
 #include "base/error.h"
 #include "base/exit_codes.h"
+#include "base/file_io.h"
 #include "base/log.h"
 #include "base/options.h"
 #include "snapshot/machine_snapshot.h"
@@ -54,13 +54,6 @@ struct RestoreOptions {
   int ready_fd = -1;
 };
 
-std::string absolute(const std::string& path) {
-  if (!path.empty() && path[0] == '/') return path;
-  char cwd[PATH_MAX];
-  if (!getcwd(cwd, sizeof(cwd))) throw_errno("getcwd");
-  return std::string(cwd) + "/" + path;
-}
-
 // Returns false for --help (printed). Throws UsageError.
 bool parse(int argc, char** argv, RestoreOptions* o) {
   uint32_t ready_fd = 0;
@@ -78,7 +71,7 @@ bool parse(int argc, char** argv, RestoreOptions* o) {
   }
   if (args.operands.size() != 1 || !args.rest.empty())
     throw UsageError("expected one snapshot directory");
-  o->dir = absolute(args.operands[0]);
+  o->dir = absolute_path(args.operands[0]);
   if (ready_fd) o->ready_fd = static_cast<int>(ready_fd);
   return true;
 }
