@@ -38,6 +38,10 @@ std::string read_file(const std::string& path) {
 }
 
 bool write_all(int fd, const std::string& data) {
+  return write_all(fd, std::span(reinterpret_cast<const uint8_t*>(data.data()), data.size()));
+}
+
+bool write_all(int fd, std::span<const uint8_t> data) {
   size_t off = 0;
   while (off < data.size()) {
     ssize_t n = ::write(fd, data.data() + off, data.size() - off);

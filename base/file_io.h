@@ -20,6 +20,7 @@ std::string absolute_path(const std::string& path);
 
 // Writes all of `data` to `fd`, retrying short writes. False when the reader has gone or the
 // write failed (the caller has nothing more to do with the rest).
+bool write_all(int fd, std::span<const uint8_t> data);
 bool write_all(int fd, const std::string& data);
 
 // Reads exactly out.size() bytes of `fd` at `offset` (pread), retrying short reads and EINTR.

@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "base/error.h"
+#include "base/file_io.h"
 #include "base/hex.h"
 #include "base/unique_fd.h"
 #include "snapshot/crc64.h"
@@ -103,12 +104,9 @@ void write_state_file(const std::string& path, const SnapshotState& state) {
   Bytes bytes = encode_state_file(state);
   UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
   if (!fd) throw_errno("create state file " + path);
-  size_t done = 0;
-  while (done < bytes.size()) {
-    ssize_t n = ::write(fd.get(), bytes.data() + done, bytes.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) throw_errno("write state file " + path);
-    done += static_cast<size_t>(n);
+  if (int err = pwrite_exact(fd.get(), 0, bytes)) {
+    errno = err;
+    throw_errno("write state file " + path);
   }
   if (::fsync(fd.get()) != 0) throw_errno("fsync state file " + path);
 }

@@ -5,22 +5,9 @@
 #include <cerrno>
 
 #include "base/error.h"
+#include "base/file_io.h"
 
 namespace wisp {
-namespace {
-
-void write_all(int fd, std::span<const uint8_t> data) {
-  size_t done = 0;
-  while (done < data.size()) {
-    ssize_t n = ::write(fd, data.data() + done, data.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return;  // console gone (closed pipe): the guest keeps running regardless
-    done += static_cast<size_t>(n);
-  }
-}
-
-}  // namespace
-
 ConsoleWatch::Event ConsoleWatch::finish_line() {
   Event ev = Event::kNone;
   auto panic = line_.find("Kernel panic - not syncing");
@@ -74,6 +61,7 @@ Console::Console(const ConsoleConfig& config, StopRequest& stop) : config_(confi
 Console::~Console() = default;
 
 void Console::output(std::span<const uint8_t> bytes) {
+  // A console that is gone (a closed pipe) loses the output; the guest keeps running.
   if (config_.output == ConsoleOutput::kStdio) write_all(config_.out_fd, bytes);
   if (file_) write_all(file_.get(), bytes);
   switch (watch_.feed(bytes)) {
