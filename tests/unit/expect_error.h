@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <exception>
 #include <initializer_list>
 #include <string>
 
@@ -11,15 +12,18 @@
 
 namespace wisp::testutil {
 
-// Runs `fn`, expects a wisp::Error whose message contains every one of `parts`.
-template <typename Fn>
+// Runs `fn`, expects an exception of type E (wisp::Error or a subclass such as UsageError)
+// whose message contains every one of `parts`.
+template <typename E = Error, typename Fn>
 void expect_error(Fn fn, std::initializer_list<std::string> parts) {
   try {
     fn();
     ADD_FAILURE() << "no error";
-  } catch (const Error& e) {
+  } catch (const E& e) {
     std::string msg = e.what();
     for (const std::string& p : parts) EXPECT_NE(msg.find(p), std::string::npos) << msg;
+  } catch (const std::exception& e) {
+    ADD_FAILURE() << "not the expected kind of error: " << e.what();
   }
 }
 

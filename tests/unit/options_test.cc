@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "tests/unit/expect_error.h"
+
 namespace wisp {
 namespace {
 
@@ -17,18 +19,10 @@ using Args = std::vector<std::string>;
 
 constexpr uint64_t kMiB = 1ull << 20;
 
-// Runs `fn`, expects a UsageError (not just any Error) whose message contains each of `parts`.
+// A UsageError (not just any Error) whose message contains each of `parts`.
 template <typename Fn>
 void expect_usage_error(Fn fn, std::initializer_list<std::string> parts) {
-  try {
-    fn();
-    ADD_FAILURE() << "no error";
-  } catch (const UsageError& e) {
-    std::string msg = e.what();
-    for (const std::string& p : parts) EXPECT_NE(msg.find(p), std::string::npos) << msg;
-  } catch (const std::exception& e) {
-    ADD_FAILURE() << "not a UsageError: " << e.what();
-  }
+  testutil::expect_error<UsageError>(fn, parts);
 }
 
 TEST(ParseCount, AcceptsWholeNumbersInRange) {
