@@ -10,6 +10,8 @@ enum ExitCode : int {
   kExitUsage = 2,       // bad command line
   kExitGuestPanic = 3,  // the guest kernel panicked or crashed
   kExitNoKvm = 4,       // no /dev/kvm, or one that cannot run Linux guests (kvm_pvm)
+  kExitSeccompViolation = 5,  // the jailed VMM made a system call its seccomp filter forbids
+  kExitVmmOutOfMemory = 6,    // the VMM was killed by its cgroup's memory limit (memory.max)
   // `wisp exec` and `wisp invoke`, besides the handler's own status. Chosen like timeout(1)
   // and env(1), so scripts can tell wisp's failures from the handler's.
   kExitTimedOut = 124,       // the handler ran past its timeout and was killed

@@ -24,6 +24,8 @@ LAYERS = {
              ["base", "kvm", "devices"]),  # wisp_boot
     "virtio": (["vmm/virtio/"], ["base", "devices", "boot"]),  # wisp_virtio
     "api": (["api/"], ["base"]),  # wisp_api_schema (generated), wisp_api
+    # The jail: namespaces, root, cgroup, uid, capabilities, seccomp. Knows no machine.
+    "jail": (["vmm/jail/"], ["base"]),  # wisp_jail
     # The State of the whole machine, plain data: what the snapshot format encodes.
     "machine-state": (["vmm/machine/machine_state.h"],
                       ["base", "kvm", "devices", "boot", "virtio"]),  # wisp_machine_state
@@ -34,7 +36,7 @@ LAYERS = {
     "snapshot": (["snapshot/"],
                  ["base", "kvm", "devices", "boot", "virtio", "machine-state"]),  # wisp_snapshot
     "vmm-main": (["vmm/main/"], ["base", "kvm", "devices", "boot", "virtio", "machine", "api",
-                                 "snapshot", "machine-state"]),  # wisp_vmm_main
+                                 "snapshot", "machine-state", "jail"]),  # wisp_vmm_main
     "manager": (["manager/"], ["base", "api", "snapshot", "machine-state"]),  # wisp_manager
     "cli": (["cli/"], ["base", "api", "manager"]),  # wisp_cli, wisp
     "agent": (["agent/"], ["base", "api"]),  # wisp_agent_logic, wisp-agent

@@ -1,0 +1,2 @@
+// (filled in by the jail work)
+namespace wisp::jail {}
