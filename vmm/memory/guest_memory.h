@@ -102,6 +102,9 @@ class GuestMemory {
   std::vector<MemoryRegion> regions_;
   bool private_file_ = false;
   std::vector<std::pair<uint64_t, uint64_t>> overlays_;  // (first page, count) from other files
+  // /proc/self/pagemap, opened with the mapping: the jailed VMM's seccomp filter allows no
+  // open afterwards (resident_pages and written_pages read it). Empty if it could not be opened.
+  UniqueFd pagemap_;
 };
 
 }  // namespace wisp
