@@ -173,6 +173,8 @@ TEST(SeccompTables, KvmIoctlNumbersMatchTheHeaders) {
       {"KVM_GET_IRQCHIP", KVM_GET_IRQCHIP},
       {"KVM_GET_PIT2", KVM_GET_PIT2},
       {"KVM_GET_CLOCK", KVM_GET_CLOCK},
+      {"TCSETS", TCSETS},
+      {"TCGETS", TCGETS},
       {"FIONBIO", FIONBIO},
       {"FIOCLEX", FIOCLEX},
   };

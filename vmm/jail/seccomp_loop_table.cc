@@ -3,6 +3,7 @@
 // VMM's exit. No open: every file (even /proc/self/pagemap, GuestMemory's) is opened before
 // the filter goes on, and a snapshot's files arrive as fds. Reviewed against strace and the
 // kernel's log of a WISP_SECCOMP_LOG_ALL run (tests/integration/seccomp_tables_check.py).
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 
@@ -47,7 +48,6 @@ constexpr SyscallRule kSyscalls[] = {
     allow_if("mmap", "large allocations (no PROT_EXEC)", bits_clear(2, PROT_EXEC)),
     allow_if("mprotect", "malloc (no PROT_EXEC)", bits_clear(2, PROT_EXEC)),
     allow("munmap", "large allocations freed; guest memory unmapped at exit"),
-    allow("madvise", "malloc returns freed pages"),
     allow("exit_group", "the VMM exits; the SIGSYS handler"),
     allow("restart_syscall", "a call interrupted by a stop/continue signal is resumed"),
 };
@@ -77,6 +77,9 @@ constexpr IoctlRule kIoctls[] = {
     {"KVM_GET_IRQCHIP", kvm_iowr(0x62, kKvmIrqchipSize), "Vm::save_state: PICs, IOAPIC"},
     {"KVM_GET_PIT2", kvm_ior(0x9f, kKvmPitState2Size), "Vm::save_state"},
     {"KVM_GET_CLOCK", kvm_ior(0x7c, kKvmClockDataSize), "Vm::save_state"},
+    // The console on a terminal (wisp run --console stdio): set back from raw mode at exit.
+    {"TCSETS", TCSETS, "RawTerminal's destructor (tcsetattr)"},
+    {"TCGETS", TCGETS, "tcsetattr reads the settings back"},
 };
 
 }  // namespace
