@@ -32,6 +32,9 @@ GuestMemory GuestMemory::map(UniqueFd fd, uint64_t size, int flags, const char* 
   mem.size_ = size;
   mem.regions_ = layout(size);
   for (auto& r : mem.regions_) r.host = mem.mapping_ + r.file_offset;
+  // Opened now, while the VMM may still open files: a jailed VMM has no /proc by the time a
+  // snapshot or a stats call reads it. A failure is reported when the pagemap is needed.
+  mem.pagemap_ = UniqueFd(::open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC));
   return mem;
 }
 
@@ -73,9 +76,8 @@ constexpr uint64_t kPagemapPresent = 1ull << 63;
 constexpr uint64_t kPagemapSwapped = 1ull << 62;
 constexpr uint64_t kPagemapFile = 1ull << 61;
 
-std::vector<uint64_t> read_pagemap(const uint8_t* start, uint64_t pages) {
-  UniqueFd fd(::open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC));
-  if (!fd) throw_errno("opening /proc/self/pagemap");
+std::vector<uint64_t> read_pagemap(const UniqueFd& fd, const uint8_t* start, uint64_t pages) {
+  if (!fd) throw Error("/proc/self/pagemap could not be opened when guest memory was mapped");
   std::vector<uint64_t> out(pages);
   uint64_t vpage = reinterpret_cast<uintptr_t>(start) / 4096;
   size_t done = 0;
@@ -93,7 +95,7 @@ std::vector<uint64_t> read_pagemap(const uint8_t* start, uint64_t pages) {
 }  // namespace
 
 std::vector<bool> GuestMemory::resident_pages() const {
-  std::vector<uint64_t> map = read_pagemap(mapping_, page_count());
+  std::vector<uint64_t> map = read_pagemap(pagemap_, mapping_, page_count());
   std::vector<bool> out(map.size());
   for (size_t i = 0; i < map.size(); ++i)
     out[i] = (map[i] & (kPagemapPresent | kPagemapSwapped)) != 0;
@@ -102,7 +104,7 @@ std::vector<bool> GuestMemory::resident_pages() const {
 
 std::vector<bool> GuestMemory::written_pages() const {
   if (!private_file_) return std::vector<bool>(page_count(), true);
-  std::vector<uint64_t> map = read_pagemap(mapping_, page_count());
+  std::vector<uint64_t> map = read_pagemap(pagemap_, mapping_, page_count());
   std::vector<bool> out(map.size());
   // A swapped-out page of a private file mapping is always a private copy (clean file pages
   // are dropped, not swapped).
@@ -145,7 +147,8 @@ GuestMemory::GuestMemory(GuestMemory&& o) noexcept
       mapping_size_(std::exchange(o.mapping_size_, 0)),
       regions_(std::move(o.regions_)),
       private_file_(std::exchange(o.private_file_, false)),
-      overlays_(std::move(o.overlays_)) {}
+      overlays_(std::move(o.overlays_)),
+      pagemap_(std::move(o.pagemap_)) {}
 
 GuestMemory& GuestMemory::operator=(GuestMemory&& o) noexcept {
   if (this != &o) {
@@ -157,6 +160,7 @@ GuestMemory& GuestMemory::operator=(GuestMemory&& o) noexcept {
     regions_ = std::move(o.regions_);
     private_file_ = std::exchange(o.private_file_, false);
     overlays_ = std::move(o.overlays_);
+    pagemap_ = std::move(o.pagemap_);
   }
   return *this;
 }
