@@ -1,3 +1,4 @@
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <linux/magic.h>
 #include <signal.h>
@@ -83,6 +84,24 @@ TEST(JailCgroup, NamesAHybridHost) {
   expect_error([] { VmCgroup::create("vm-1", {}); },
                {"cgroup v2 is not mounted at /sys/fs/cgroup (found cgroup v1/hybrid)",
                 "systemd.unified_cgroup_hierarchy=1", "--no-cgroup (debugging only)"});
+}
+
+// A hybrid host's cgroup2 mount has no controllers: they are all bound to v1 hierarchies.
+TEST(JailCgroup, NamesAMissingController) {
+  const std::string unified = "/sys/fs/cgroup/unified";
+  struct statfs st {};
+  std::string controllers;
+  if (::statfs(unified.c_str(), &st) == 0 && st.f_type == CGROUP2_SUPER_MAGIC) {
+    controllers = read_file(unified + "/cgroup.controllers");
+  }
+  if (st.f_type != CGROUP2_SUPER_MAGIC || controllers.find("memory") != std::string::npos) {
+    GTEST_SKIP() << "no cgroup2 without the memory controller at " << unified;
+  }
+  ScopedEnv env("WISP_CGROUP_ROOT", unified.c_str());
+  expect_error([] { VmCgroup::create("vm-1", {}); },
+               {"the memory controller is not available in " + unified + "/cgroup.controllers",
+                "--no-cgroup"});
+  EXPECT_FALSE(exists(unified + "/wisp"));
 }
 
 // remove_stale_cgroups only lists directories and rmdirs them, so a plain directory stands in

@@ -126,7 +126,7 @@ TEST(UidRange, Parses) {
 }
 
 TEST(UidRange, RejectsBadRanges) {
-  for (const std::string& bad :
+  for (std::string bad :
        {"", "5", "5-", "-5", "0-10", "10-5", "a-b", "1-2-3", " 1-2", "1 -2", "+1-2", "1-0x10",
         "1-4294967295", "1-99999999999", "100000-165535 "}) {
     expect_error<UsageError>([&] { parse_uid_range(bad); },
