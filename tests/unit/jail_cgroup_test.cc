@@ -78,7 +78,8 @@ TEST(JailCgroup, RefusesAMissingRoot) {
 TEST(JailCgroup, NamesAHybridHost) {
   ScopedEnv env("WISP_CGROUP_ROOT", nullptr);
   struct statfs st;
-  if (::statfs("/sys/fs/cgroup", &st) != 0 || st.f_type != TMPFS_MAGIC) {
+  if (::statfs("/sys/fs/cgroup", &st) != 0 || st.f_type != TMPFS_MAGIC ||
+      !exists("/sys/fs/cgroup/systemd")) {
     GTEST_SKIP() << "/sys/fs/cgroup is not a cgroup v1/hybrid tmpfs on this host";
   }
   expect_error([] { VmCgroup::create("vm-1", {}); },

@@ -70,6 +70,19 @@ void write_cgroup_file(const std::string& path, const std::string& value) {
   }
 }
 
+// A v1 or hybrid host mounts a tmpfs at the root and its hierarchies in it: always systemd's
+// own, named "systemd"; the v2 one, if any, as "unified".
+bool holds_v1_hierarchies(const std::string& root) {
+  for (const char* sub : {"/systemd", "/unified", "/memory"}) {
+    struct statfs st;
+    if (::statfs((root + sub).c_str(), &st) == 0 &&
+        (st.f_type == CGROUP_SUPER_MAGIC || st.f_type == CGROUP2_SUPER_MAGIC)) {
+      return true;
+    }
+  }
+  return false;
+}
+
 void check_cgroup2(const std::string& root) {
   struct statfs st;
   if (::statfs(root.c_str(), &st) != 0) {
@@ -77,8 +90,7 @@ void check_cgroup2(const std::string& root) {
                 ": mount it there (mount -t cgroup2 cgroup2 " + root + "), " + kNoCgroupHint);
   }
   if (st.f_type == CGROUP2_SUPER_MAGIC) return;
-  // A v1 or hybrid host has a tmpfs of v1 hierarchies at the root (hybrid: v2 in "unified").
-  if (st.f_type == TMPFS_MAGIC || st.f_type == CGROUP_SUPER_MAGIC) {
+  if (st.f_type == CGROUP_SUPER_MAGIC || (st.f_type == TMPFS_MAGIC && holds_v1_hierarchies(root))) {
     throw Error("cgroup v2 is not mounted at " + root +
                 " (found cgroup v1/hybrid): boot with systemd.unified_cgroup_hierarchy=1, " +
                 kNoCgroupHint);
@@ -158,9 +170,9 @@ std::vector<std::string> subdirectories(const std::string& dir) {
     std::string n = e->d_name;
     if (n == "." || n == "..") continue;
     struct stat st;
-    bool is_dir = e->d_type == DT_DIR ||
-                  (e->d_type == DT_UNKNOWN && ::stat((dir + "/" + n).c_str(), &st) == 0 &&
-                   S_ISDIR(st.st_mode));
+    bool is_dir =
+        e->d_type == DT_DIR || (e->d_type == DT_UNKNOWN &&
+                                ::stat((dir + "/" + n).c_str(), &st) == 0 && S_ISDIR(st.st_mode));
     if (is_dir) names.push_back(n);
   }
   return names;
