@@ -27,8 +27,8 @@ using testutil::ScopedEnv;
 bool exists(const std::string& path) { return ::access(path.c_str(), F_OK) == 0; }
 
 TEST(JailCgroupEvents, ParsesTheCounters) {
-  MemoryEvents ev = parse_memory_events(
-      "low 0\nhigh 7\nmax 3\noom 2\noom_kill 1\noom_group_kill 0\n");
+  MemoryEvents ev =
+      parse_memory_events("low 0\nhigh 7\nmax 3\noom 2\noom_kill 1\noom_group_kill 0\n");
   EXPECT_EQ(ev.max, 3u);
   EXPECT_EQ(ev.oom, 2u);
   EXPECT_EQ(ev.oom_kill, 1u);
@@ -39,7 +39,8 @@ TEST(JailCgroupEvents, ParsesTheCounters) {
 }
 
 TEST(JailCgroupEvents, RejectsMalformedLines) {
-  for (const char* bad : {"oom", "oom ", "oom x", "oom -1", "oom 1 2", "oom 18446744073709551616"}) {
+  for (const char* bad :
+       {"oom", "oom ", "oom x", "oom -1", "oom 1 2", "oom 18446744073709551616"}) {
     expect_error([&] { parse_memory_events(std::string("max 0\n") + bad + "\n"); },
                  {"memory.events", bad});
   }
@@ -166,8 +167,7 @@ TEST_F(JailCgroupReal, CreatesWithLimitsAndRemoves) {
     EXPECT_EQ(read_value(cg.path() + "/memory.swap.max"), "0");
   }
   for (const char* c : {"memory", "pids", "cpu"}) {
-    EXPECT_NE(read_file(cgroup2_root() + "/wisp/cgroup.subtree_control").find(c),
-              std::string::npos)
+    EXPECT_NE(read_file(cgroup2_root() + "/wisp/cgroup.subtree_control").find(c), std::string::npos)
         << c;
   }
   EXPECT_GE(cg.procs_fd(), 0);

@@ -66,8 +66,11 @@ TEST_F(UidPool, AFullRangeThrows) {
   std::set<uid_t> uids;
   for (const UidLease& l : leases) uids.insert(l.uid());
   EXPECT_EQ(uids, (std::set<uid_t>{3000, 3001, 3002}));
-  expect_error([] { lease_uid({3000, 3002}); },
-               {"every uid", "3000-3002", "--jail-uid-range", dir_});
+  expect_error(
+      [] {
+        lease_uid({3000, 3002});
+      },
+      {"every uid", "3000-3002", "--jail-uid-range", dir_});
 }
 
 TEST_F(UidPool, ReleasingALeaseFreesItsUid) {
@@ -126,9 +129,8 @@ TEST(UidRange, Parses) {
 }
 
 TEST(UidRange, RejectsBadRanges) {
-  for (std::string bad :
-       {"", "5", "5-", "-5", "0-10", "10-5", "a-b", "1-2-3", " 1-2", "1 -2", "+1-2", "1-0x10",
-        "1-4294967295", "1-99999999999", "100000-165535 "}) {
+  for (std::string bad : {"", "5", "5-", "-5", "0-10", "10-5", "a-b", "1-2-3", " 1-2", "1 -2",
+                          "+1-2", "1-0x10", "1-4294967295", "1-99999999999", "100000-165535 "}) {
     expect_error<UsageError>([&] { parse_uid_range(bad); },
                              {"--jail-uid-range " + bad + ":", "FIRST-LAST"});
   }

@@ -76,8 +76,7 @@ std::string uid_lock_dir() {
   if (::mkdir(dir.c_str(), 0700) == 0 || errno == EEXIST) return dir;
   // The usual case on a fresh boot: /run/wisp itself is missing too.
   std::string parent = dir.substr(0, dir.find_last_of('/'));
-  if (errno == ENOENT && !parent.empty() && ::mkdir(parent.c_str(), 0755) != 0 &&
-      errno != EEXIST) {
+  if (errno == ENOENT && !parent.empty() && ::mkdir(parent.c_str(), 0755) != 0 && errno != EEXIST) {
     throw_errno("cannot create " + parent + " (wisp needs root)");
   }
   if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
