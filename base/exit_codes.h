@@ -5,11 +5,11 @@
 namespace wisp {
 
 enum ExitCode : int {
-  kExitOk = 0,          // done; for a VM: the guest powered off or rebooted
-  kExitError = 1,       // bad input file, VMM failure, no such template
-  kExitUsage = 2,       // bad command line
-  kExitGuestPanic = 3,  // the guest kernel panicked or crashed
-  kExitNoKvm = 4,       // no /dev/kvm, or one that cannot run Linux guests (kvm_pvm)
+  kExitOk = 0,                // done; for a VM: the guest powered off or rebooted
+  kExitError = 1,             // bad input file, VMM failure, no such template
+  kExitUsage = 2,             // bad command line
+  kExitGuestPanic = 3,        // the guest kernel panicked or crashed
+  kExitNoKvm = 4,             // no /dev/kvm, or one that cannot run Linux guests (kvm_pvm)
   kExitSeccompViolation = 5,  // the jailed VMM made a system call its seccomp filter forbids
   kExitVmmOutOfMemory = 6,    // the VMM was killed by its cgroup's memory limit (memory.max)
   // `wisp exec` and `wisp invoke`, besides the handler's own status. Chosen like timeout(1)

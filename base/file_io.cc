@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <limits.h>
+#include <stdlib.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -83,6 +84,18 @@ std::string absolute_path(const std::string& path) {
   char cwd[PATH_MAX];
   if (!::getcwd(cwd, sizeof(cwd))) throw_errno("getcwd");
   return std::string(cwd) + "/" + path;
+}
+
+std::string canonical_path(const std::string& path) {
+  char buf[PATH_MAX];
+  if (::realpath(path.c_str(), buf)) return buf;
+  if (errno != ENOENT) throw_errno(path);
+  std::string abs = absolute_path(path);
+  size_t slash = abs.find_last_of('/');
+  std::string dir = slash == 0 ? "/" : abs.substr(0, slash);
+  if (!::realpath(dir.c_str(), buf)) throw_errno(path);
+  std::string base(buf);
+  return (base == "/" ? "" : base) + abs.substr(slash);
 }
 
 }  // namespace wisp

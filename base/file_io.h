@@ -18,6 +18,11 @@ std::string read_file(const std::string& path);
 // exist), for paths handed to a process that may run elsewhere. Throws Error if getcwd fails.
 std::string absolute_path(const std::string& path);
 
+// `path` with every symlink, "." and ".." resolved (realpath(3)); for a path that does not
+// exist yet, its directory's resolved path plus its name. Throws Error naming `path` when its
+// directory does not exist.
+std::string canonical_path(const std::string& path);
+
 // Writes all of `data` to `fd`, retrying short writes. False when the reader has gone or the
 // write failed (the caller has nothing more to do with the rest).
 bool write_all(int fd, std::span<const uint8_t> data);

@@ -2,6 +2,8 @@
 
 namespace wisp::cli {
 
+namespace {
+
 const char kVmOptionsHelp[] = R"(VM options, passed to the VMM (see wisp run --help):
   --kernel PATH      the guest kernel (default: <wisp>/../guest/vmlinux)
   --initrd PATH      the guest initramfs (default: <wisp>/../guest/agent-initramfs.cpio.gz,
@@ -18,6 +20,10 @@ const char kVmOptionsHelp[] = R"(VM options, passed to the VMM (see wisp run --h
   --console MODE     none (default) or FILE: where the guest console goes
   -v, --verbose      VMM diagnostics on stderr (twice: debug)
 )";
+
+}  // namespace
+
+std::string vm_options_help() { return std::string(kVmOptionsHelp) + kJailOptionsHelp; }
 
 void add_vm_options(OptionParser& parser, manager::VmSpec* vm) {
   using manager::kMaxGuestMemBytes, manager::kMaxGuestVcpus, manager::kMinGuestMemBytes;
@@ -46,6 +52,7 @@ void add_vm_options(OptionParser& parser, manager::VmSpec* vm) {
   parser.value("vsock-uds", [refuse](const std::string&) { refuse("vsock-uds"); })
       .value("control-socket", [refuse](const std::string&) { refuse("control-socket"); })
       .flag("no-initrd", [refuse] { refuse("no-initrd"); });
+  add_jail_options(parser, &vm->jail);
 }
 
 void add_env_option(OptionParser& parser, std::vector<std::string>* env) {

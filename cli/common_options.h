@@ -14,8 +14,8 @@ namespace wisp::cli {
 // --vsock-cid, --console none|FILE and -v/--verbose, into `vm`.
 void add_vm_options(OptionParser& parser, manager::VmSpec* vm);
 
-// The help text for add_vm_options' options.
-extern const char kVmOptionsHelp[];
+// The help text for add_vm_options' options, the jail's included.
+std::string vm_options_help();
 
 // --env KEY=VALUE (repeatable), appended to `env`.
 void add_env_option(OptionParser& parser, std::vector<std::string>* env);

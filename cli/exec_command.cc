@@ -102,7 +102,7 @@ bool parse(int argc, char** argv, ExecOptions* o) {
       .flag("timings", &o->timings);
   OptionParser::Result args = p.parse(argc, argv);
   if (args.help) {
-    std::printf(kUsage, kVmOptionsHelp);
+    std::printf(kUsage, vm_options_help().c_str());
     return false;
   }
   if (!args.operands.empty())

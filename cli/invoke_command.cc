@@ -32,7 +32,8 @@ call (agent.resumed), so no two clones share RNG state.
                     rebuilt and about to run), reconnect_ms (until the agent answered and took
                     the fresh entropy and clock), invoke_ms (the call), total_ms (start to
                     result), pages_touched (guest pages the clone mapped: read or written)
-
+Jail options of the clone's VMM (see wisp run --help):
+%s
 Exit status: the handler's; 124 it timed out; 125 a limit ended it; 126 the clone failed
 (restore, agent unreachable); 2 usage error; 1 other errors (e.g. no such template).
 )";
@@ -48,9 +49,10 @@ int invoke_command(int argc, char** argv, uint64_t t0_ns) {
     add_payload_options(p, &payload);
     p.duration("timeout", &request.timeout, milliseconds(1), milliseconds(7 * 86400000))
         .flag("timings", &request.count_pages);
+    add_jail_options(p, &request.jail);
     OptionParser::Result args = p.parse(argc, argv);
     if (args.help) {
-      std::fputs(kUsage, stdout);
+      std::printf(kUsage, kJailOptionsHelp);
       return kExitOk;
     }
     if (args.operands.size() != 1 || args.dashdash) throw UsageError("expected one template NAME");

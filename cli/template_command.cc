@@ -57,7 +57,7 @@ int create(int argc, char** argv, uint64_t t0_ns) {
         .flag("timings", &timings);
     OptionParser::Result args = p.parse(argc, argv);
     if (args.help) {
-      std::printf("%s%s", kUsage, kVmOptionsHelp);
+      std::printf("%s%s", kUsage, vm_options_help().c_str());
       return kExitOk;
     }
     if (args.operands.size() != 1 || args.dashdash) throw UsageError("expected a template NAME");
@@ -130,7 +130,7 @@ int remove_template(int argc, char** argv) {
 }  // namespace
 
 int template_command(int argc, char** argv, uint64_t t0_ns) {
-  std::string usage = std::string(kUsage) + kVmOptionsHelp;
+  std::string usage = std::string(kUsage) + vm_options_help();
   return run_subcommand(kCommand, usage, argc, argv,
                         {{"create", [t0_ns](int n, char** a) { return create(n, a, t0_ns); }},
                          {"ls", [](int, char**) { return list(); }},

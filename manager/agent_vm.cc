@@ -10,6 +10,11 @@ std::string control_path(const RuntimeDir& dir, bool control) {
   return control ? dir.file("control.sock") : "";
 }
 
+// The VM's jail root lives in its runtime directory, and goes with it.
+void add_jail_dir(const RuntimeDir& dir, std::vector<std::string>* args) {
+  args->insert(args->end(), {"--jail-dir", dir.path()});
+}
+
 }  // namespace
 
 AgentVm::AgentVm(const char* prefix,
@@ -19,17 +24,24 @@ AgentVm::AgentVm(const char* prefix,
 
 std::unique_ptr<AgentVm> AgentVm::boot(const VmSpec& spec, bool control, const char* prefix) {
   auto args = [&](const RuntimeDir& dir) {
-    return vmm_run_args(spec, dir.file("vsock.sock"), control_path(dir, control));
+    std::vector<std::string> a =
+        vmm_run_args(spec, dir.file("vsock.sock"), control_path(dir, control));
+    add_jail_dir(dir, &a);
+    return a;
   };
   return std::unique_ptr<AgentVm>(new AgentVm(prefix, args, false));
 }
 
 std::unique_ptr<AgentVm> AgentVm::restore(const std::string& snapshot_dir, bool control,
-                                          std::chrono::milliseconds timeout) {
+                                          std::chrono::milliseconds timeout,
+                                          const JailFlags& jail) {
   auto args = [&](const RuntimeDir& dir) {
     std::vector<std::string> a = {"restore",   snapshot_dir, "--vsock-uds", dir.file("vsock.sock"),
                                   "--console", "none"};
     if (control) a.insert(a.end(), {"--control-socket", control_path(dir, control)});
+    std::vector<std::string> j = jail_args(jail);
+    a.insert(a.end(), j.begin(), j.end());
+    add_jail_dir(dir, &a);
     return a;
   };
   try {

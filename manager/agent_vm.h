@@ -37,7 +37,7 @@ class AgentVm {
   // Restores a clone of the snapshot at `snapshot_dir` (wisp-vmm restore) and waits up to
   // `timeout` until it is rebuilt (about to run). Throws VmFailed with the VMM's log.
   static std::unique_ptr<AgentVm> restore(const std::string& snapshot_dir, bool control,
-                                          std::chrono::milliseconds timeout);
+                                          std::chrono::milliseconds timeout, const JailFlags& jail);
   AgentVm(const AgentVm&) = delete;
   AgentVm& operator=(const AgentVm&) = delete;
 

@@ -42,8 +42,8 @@ InvokeOutcome invoke(const std::string& template_name, const InvokeRequest& requ
   uint64_t t0 = request.start_ns ? request.start_ns : now_ns();
   TemplateInfo t = read_template(template_name);
   InvokeOutcome out;
-  std::unique_ptr<AgentVm> clone =
-      AgentVm::restore(template_snapshot_dir(template_name), request.count_pages, kRestoreTimeout);
+  std::unique_ptr<AgentVm> clone = AgentVm::restore(
+      template_snapshot_dir(template_name), request.count_pages, kRestoreTimeout, request.jail);
   out.restore_ms = ms_since(t0);
   try {
     call_clone(*clone, t, request, t0, &out);

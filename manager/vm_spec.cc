@@ -58,6 +58,8 @@ std::vector<std::string> vmm_run_args(const VmSpec& spec, const std::string& vso
   if (!cmdline.empty()) args.insert(args.end(), {"--cmdline", cmdline});
   for (int i = 0; i < spec.verbose; ++i) args.push_back("--verbose");
   if (spec.timings) args.push_back("--timings");
+  std::vector<std::string> jail = jail_args(spec.jail);
+  args.insert(args.end(), jail.begin(), jail.end());
   return args;
 }
 

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "api/jail_flags.h"
 #include "api/vm_limits.h"
 
 namespace wisp::manager {
@@ -28,6 +29,7 @@ struct VmSpec {
   std::string console = "none";  // none or a file to write the console to
   int verbose = 0;               // VMM diagnostics in its log (1: info, 2: debug)
   bool timings = false;          // the VMM's --timings line in its log
+  JailFlags jail;                // how the VMM is jailed (default: fully)
 };
 
 // <wisp>/../guest/agent-initramfs.cpio.gz: the agent guest `make` builds.

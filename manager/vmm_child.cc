@@ -117,8 +117,24 @@ std::string VmmChild::wait_ready(std::chrono::milliseconds timeout) {
 
 void VmmChild::kill_now() {
   if (pid_ <= 0) return;
-  ::kill(pid_, SIGKILL);
-  while (waitpid(pid_, &status_, 0) < 0 && errno == EINTR) {
+  // SIGTERM first: the jail's supervisor passes it on to the VMM, which stops at once, and then
+  // removes the VM's cgroup; a SIGKILL would leave that to the next VMM's start.
+  ::kill(pid_, SIGTERM);
+  if (pidfd_) {
+    pollfd p{pidfd_.get(), POLLIN, 0};
+    auto end = std::chrono::steady_clock::now() + kTermGrace;
+    for (;;) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          end - std::chrono::steady_clock::now());
+      if (left.count() <= 0) break;
+      int n = ::poll(&p, 1, static_cast<int>(left.count()));
+      if (n > 0 || (n < 0 && errno != EINTR)) break;
+    }
+  }
+  if (waitpid(pid_, &status_, WNOHANG) != pid_) {
+    ::kill(pid_, SIGKILL);
+    while (waitpid(pid_, &status_, 0) < 0 && errno == EINTR) {
+    }
   }
   pid_ = -1;
 }

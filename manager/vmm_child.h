@@ -37,8 +37,10 @@ class VmmChild {
   // Blocks until the child writes its ready line (returned) or exits/`timeout` passes
   // (throws Error with the tail of its log).
   std::string wait_ready(std::chrono::milliseconds timeout);
-  // SIGKILL and reap (a VM has nothing to flush: a clone is disposable). Idempotent.
+  // Ends it and reaps it: SIGTERM, then SIGKILL if it is still there after kTermGrace (a VM has
+  // nothing to flush: a clone is disposable). Idempotent.
   void kill_now();
+  static constexpr std::chrono::milliseconds kTermGrace{2000};
   // Waits up to `grace` for it to exit by itself, then kills it. Returns the wait status.
   int wait_or_kill(std::chrono::milliseconds grace);
   // SIGKILL without reaping, from any thread; harmless once the child is gone (the signal

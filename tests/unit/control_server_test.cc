@@ -76,6 +76,7 @@ class ControlServerTest : public ::testing::Test {
   }
   void start() {
     server_ = std::make_unique<ControlServer>(path_, loop_, service_);
+    server_->start();
     loop_thread_ = std::thread([this] { loop_.run(); });
     service_.loop_thread = loop_thread_.get_id();
   }

@@ -14,6 +14,7 @@
 #include "base/error.h"
 #include "manager/runtime_dir.h"
 #include "tests/unit/expect_error.h"
+#include "tests/unit/scoped_env.h"
 
 namespace wisp::manager {
 namespace {
@@ -22,6 +23,7 @@ namespace fs = std::filesystem;
 using Words = std::vector<std::string>;
 
 using wisp::testutil::expect_error;
+using wisp::testutil::ScopedEnv;
 
 TEST(SplitCommand, SplitsOnWhitespace) {
   EXPECT_EQ(split_command("python3 -c pass"), (Words{"python3", "-c", "pass"}));
@@ -139,28 +141,6 @@ TEST(TemplateName, AcceptsAndRejects) {
     expect_error([&] { check_template_name(bad); }, {"template name"});
   }
 }
-
-// Sets an environment variable for one scope, restoring the old value after.
-class ScopedEnv {
- public:
-  ScopedEnv(const char* name, const char* value) : name_(name) {
-    if (const char* old = std::getenv(name)) old_ = old;
-    if (value)
-      ::setenv(name, value, 1);
-    else
-      ::unsetenv(name);
-  }
-  ~ScopedEnv() {
-    if (old_)
-      ::setenv(name_, old_->c_str(), 1);
-    else
-      ::unsetenv(name_);
-  }
-
- private:
-  const char* name_;
-  std::optional<std::string> old_;
-};
 
 TEST(TemplateStore, HomeComesFromWispHome) {
   {

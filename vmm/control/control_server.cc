@@ -130,7 +130,8 @@ struct ControlServer::Thread {
   bool started = false;
   kj::Own<kj::CrossThreadPromiseFulfiller<void>> stop;
   std::thread thread;
-  size_t clients = 0;  // RPC thread only
+  size_t clients = 0;       // RPC thread only
+  std::string start_error;  // what on_thread_start threw (under mu)
 
   void serve(UniqueFd listen_fd, EventLoop& loop, control::Service& service);
   kj::Promise<void> accept_loop(kj::ConnectionReceiver& listener, capnp::Capability::Client& vmm,
@@ -185,27 +186,54 @@ void ControlServer::Thread::serve(UniqueFd listen_fd, EventLoop& loop, control::
 }
 
 ControlServer::ControlServer(std::string path, EventLoop& loop, control::Service& service)
-    : path_(std::move(path)), loop_(loop), thread_(std::make_unique<Thread>()) {
-  UniqueFd fd = listen_unix(path_);
+    : path_(std::move(path)),
+      loop_(loop),
+      service_(service),
+      listen_fd_(listen_unix(path_)),
+      thread_(std::make_unique<Thread>()) {}
+
+void ControlServer::start(std::function<void()> on_thread_start) {
+  if (thread_->thread.joinable() || !listen_fd_) throw Error("control socket: started twice");
   // The thread inherits this mask: every signal blocked, set back here once it is started.
   sigset_t all, old;
   sigfillset(&all);
   pthread_sigmask(SIG_BLOCK, &all, &old);
   Thread* t = thread_.get();
-  t->thread = std::thread([t, fd = std::move(fd), &loop, &service]() mutable {
+  t->thread = std::thread([t, fd = std::move(listen_fd_), &loop = loop_, &service = service_,
+                           hook = std::move(on_thread_start)]() mutable {
+    pthread_setname_np(pthread_self(), "vmm-control");
+    try {
+      if (hook) hook();
+    } catch (const Error& e) {
+      std::lock_guard lock(t->mu);
+      t->start_error = e.what();
+      t->started = true;
+      t->cv.notify_all();
+      return;
+    }
     t->serve(std::move(fd), loop, service);
   });
   pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  std::unique_lock lock(t->mu);
+  t->cv.wait(lock, [t] { return t->started; });
+  if (!t->start_error.empty()) {
+    std::string why = t->start_error;
+    lock.unlock();
+    t->thread.join();
+    throw Error("control socket: " + why);
+  }
 }
 
 ControlServer::~ControlServer() {
   loop_.cancel_calls();  // a call waiting for a loop that will not run it returns now
-  {
-    std::unique_lock lock(thread_->mu);
-    thread_->cv.wait(lock, [this] { return thread_->started; });
-    if (thread_->stop) thread_->stop->fulfill();
+  if (thread_->thread.joinable()) {
+    {
+      std::unique_lock lock(thread_->mu);
+      thread_->cv.wait(lock, [this] { return thread_->started; });
+      if (thread_->stop) thread_->stop->fulfill();
+    }
+    thread_->thread.join();
   }
-  thread_->thread.join();
   ::unlink(path_.c_str());
 }
 

@@ -8,10 +8,12 @@
 // one at a time; a call made while the VM is stopping fails with "the VM is stopping".
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 
 #include "api/vmm_control.h"
+#include "base/unique_fd.h"
 #include "vmm/event/event_loop.h"
 
 namespace wisp {
@@ -22,11 +24,17 @@ class ControlServer {
   static constexpr size_t kMaxClients = 8;
 
   // Binds and listens on `path` (a stale socket file there is replaced; the new one is
-  // owner-only, 0600) and starts serving. `loop` and `service` must outlive this. Throws Error
-  // naming the path when it cannot listen.
+  // owner-only, 0600); connections wait in the backlog until start(). `loop` and `service` must
+  // outlive this. Throws Error naming the path when it cannot listen.
   ControlServer(std::string path, EventLoop& loop, control::Service& service);
   // Stops serving (calls waiting for the loop fail), joins the thread, removes the socket file.
   ~ControlServer();
+
+  // Starts the RPC thread ("vmm-control"), which runs `on_thread_start` first (the jail
+  // installs its seccomp filter there) and then serves. Separate from the constructor so that
+  // no thread exists while the VMM drops its privileges. Returns once the thread is serving;
+  // throws Error if `on_thread_start` threw. Once only.
+  void start(std::function<void()> on_thread_start = {});
   ControlServer(const ControlServer&) = delete;
   ControlServer& operator=(const ControlServer&) = delete;
 
@@ -34,6 +42,8 @@ class ControlServer {
   struct Thread;
   std::string path_;
   EventLoop& loop_;
+  control::Service& service_;
+  UniqueFd listen_fd_;  // until start() hands it to the thread
   std::unique_ptr<Thread> thread_;
 };
 

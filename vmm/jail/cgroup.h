@@ -12,8 +12,8 @@
 namespace wisp::jail {
 
 struct CgroupLimits {
-  uint64_t memory_max = 0;  // bytes (guest RAM + the VMM's allowance)
-  uint64_t pids_max = 0;    // threads and processes
+  uint64_t memory_max = 0;  // bytes (guest RAM + the VMM's allowance); 0: no limit
+  uint64_t pids_max = 0;    // threads and processes; 0: no limit
   // cpu.max: `quota_us` of CPU time per `period_us` (from --cpu-quota); none: no limit.
   std::optional<uint64_t> cpu_quota_us;
   uint64_t cpu_period_us = 100000;
@@ -23,6 +23,9 @@ struct CgroupLimits {
 struct MemoryEvents {
   uint64_t max = 0, oom = 0, oom_kill = 0;
 };
+// memory.events' text ("low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n..."); other names are
+// ignored. Throws Error on a line that is not "NAME COUNT".
+MemoryEvents parse_memory_events(const std::string& text);
 
 // The cgroup2 mount the jail uses: $WISP_CGROUP_ROOT (tests) or /sys/fs/cgroup.
 std::string cgroup2_root();

@@ -1,2 +1,258 @@
-// (filled in by the jail work)
-namespace wisp::jail {}
+#include "vmm/jail/jail.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <cstdio>
+#include <cstring>
+
+#include "base/clock.h"
+#include "base/error.h"
+#include "base/exit_codes.h"
+#include "base/log.h"
+#include "base/unique_fd.h"
+#include "vmm/jail/cgroup.h"
+#include "vmm/jail/jail_root.h"
+
+namespace wisp::jail {
+namespace {
+
+constexpr const char* kDefaultRootBase = "/run/wisp/jail";
+
+std::string vm_name(uid_t uid) { return "vm-" + std::to_string(uid); }
+
+// A wisp cgroup is stale when the uid it is named after is leased by nobody: its supervisor
+// is gone (a VMM dies with its supervisor).
+bool is_stale_vm(const std::string& name) {
+  if (name.rfind("vm-", 0) != 0) return false;
+  uint32_t uid = 0;
+  auto [end, ec] = std::from_chars(name.data() + 3, name.data() + name.size(), uid);
+  return ec == std::errc() && end == name.data() + name.size() && uid_is_free(uid);
+}
+
+void make_dir(const std::string& path, mode_t mode) {
+  for (size_t slash = path.find('/', 1);; slash = path.find('/', slash + 1)) {
+    std::string dir = path.substr(0, slash);
+    if (::mkdir(dir.c_str(), mode) != 0 && errno != EEXIST) throw_errno("jail: mkdir " + dir);
+    if (slash == std::string::npos) return;
+  }
+}
+
+// The VM's uid connects to the sockets it is given (guest connections to host listeners) and
+// creates none after the drop; its gid gets the directory unless it is a shared, sticky one
+// (/tmp), where the host's listeners must be connectable by the VM themselves.
+void grant_socket_dirs(const std::vector<Exposed>& exposed, gid_t gid) {
+  for (const Exposed& e : exposed) {
+    if (!e.directory || !e.writable) continue;
+    struct stat st;
+    if (::stat(e.path.c_str(), &st) != 0) throw_errno("jail: socket directory " + e.path);
+    if (st.st_mode & S_ISVTX) continue;
+    if (::chown(e.path.c_str(), static_cast<uid_t>(-1), gid) != 0 ||
+        ::chmod(e.path.c_str(), (st.st_mode & 07777) | S_IRWXG) != 0)
+      throw_errno("jail: giving the VM's group the socket directory " + e.path);
+  }
+}
+
+// Closes every fd but 0, 1, 2 and `keep`.
+void close_inherited_fds(std::vector<int> keep) {
+  keep.insert(keep.end(), {0, 1, 2});
+  std::sort(keep.begin(), keep.end());
+  unsigned next = 0;
+  for (int fd : keep) {
+    if (fd < 0) continue;
+    if (static_cast<unsigned>(fd) > next) ::syscall(SYS_close_range, next, fd - 1, 0);
+    next = std::max(next, static_cast<unsigned>(fd) + 1);
+  }
+  ::syscall(SYS_close_range, next, ~0u, 0);
+}
+
+// The pid namespace's init receives from its parent only signals it has a handler for; the
+// VMM reads its stop signals from a signalfd (blocked), so each gets a handler that does
+// nothing: they stay pending for the signalfd.
+void accept_stop_signals() {
+  struct sigaction sa {};
+  sa.sa_handler = [](int) {};
+  sigemptyset(&sa.sa_mask);
+  for (int s : {SIGINT, SIGTERM, SIGHUP}) ::sigaction(s, &sa, nullptr);
+}
+
+struct ChildSetup {
+  const JailConfig& config;
+  const VmCgroup* cgroup;
+  std::string root;
+  int parent_alive_fd;  // read end of a pipe the supervisor holds open
+  sigset_t mask;        // the signal mask to run with
+};
+
+// The jail's child: into the cgroup and the namespaces, fds closed, the root entered.
+void enter_jail(const ChildSetup& s) {
+  // Dies with the supervisor; the pipe catches a supervisor that died before the prctl.
+  if (::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0) throw_errno("jail: PR_SET_PDEATHSIG");
+  pollfd p{s.parent_alive_fd, POLLIN, 0};
+  if (::poll(&p, 1, 0) > 0) _exit(kExitError);
+  ::sigprocmask(SIG_SETMASK, &s.mask, nullptr);
+  accept_stop_signals();
+  if (s.cgroup && ::write(s.cgroup->procs_fd(), "0", 1) != 1)
+    throw_errno("jail: joining the cgroup " + s.cgroup->path());
+  if (::unshare(CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWNET) != 0)
+    throw_errno("jail: unshare (mount, ipc, uts, net namespaces)");
+  static const char kHostname[] = "wisp-vm";
+  if (::sethostname(kHostname, sizeof(kHostname) - 1) != 0) throw_errno("jail: sethostname");
+  close_inherited_fds(s.config.keep_fds);
+  enter_root(s.root, s.config.exposed);
+}
+
+[[noreturn]] void child_main(const ChildSetup& setup, Confinement& confinement,
+                             const std::function<int(Confinement&)>& vmm) {
+  int rc = kExitError;
+  try {
+    enter_jail(setup);
+    rc = vmm(confinement);
+  } catch (const Error& e) {
+    std::fprintf(stderr, "wisp: %s\n", e.what());
+  }
+  std::fflush(stdout);
+  std::fflush(stderr);
+  _exit(rc);
+}
+
+// Why the VMM ended, told the way wisp tells it: its own exit status, or what killed it.
+int explain(int status, const ViolationReport& report, const VmCgroup* cgroup,
+            uint64_t memory_max) {
+  int32_t nr = report.syscall_nr.load();
+  if (nr >= 0) {
+    int32_t kind = report.thread_kind.load();
+    std::fprintf(stderr, "wisp: VMM killed by seccomp: %s (on its %s thread)\n",
+                 syscall_name(nr).c_str(),
+                 kind >= 0 ? thread_kind_name(static_cast<ThreadKind>(kind)) : "unknown");
+    return kExitSeccompViolation;
+  }
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  int sig = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
+  if (cgroup) {
+    MemoryEvents events = cgroup->memory_events();
+    if (events.oom_kill > 0) {
+      std::fprintf(stderr,
+                   "wisp: VMM killed by its cgroup's memory limit: memory.max is %llu MiB "
+                   "(memory.events: oom_kill %llu)\n",
+                   static_cast<unsigned long long>(memory_max >> 20),
+                   static_cast<unsigned long long>(events.oom_kill));
+      return kExitVmmOutOfMemory;
+    }
+  }
+  if (sig == SIGSYS) {
+    std::fputs("wisp: VMM killed by seccomp (SIGSYS)\n", stderr);
+    return kExitSeccompViolation;
+  }
+  std::fprintf(stderr, "wisp: VMM killed by signal %d (%s)\n", sig, strsignal(sig));
+  return kExitSignalBase + sig;
+}
+
+// Waits for the VMM, passing on the stop signals this process receives (blocked in `stop`).
+int wait_forwarding(pid_t pid, const sigset_t& stop) {
+  UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+  UniqueFd sigfd(::signalfd(-1, &stop, SFD_CLOEXEC));
+  if (!pidfd || !sigfd) throw_errno("jail: watching the VMM");
+  for (;;) {
+    pollfd p[2] = {{pidfd.get(), POLLIN, 0}, {sigfd.get(), POLLIN, 0}};
+    if (::poll(p, 2, -1) < 0) {
+      if (errno == EINTR) continue;
+      throw_errno("jail: poll");
+    }
+    if (p[1].revents & POLLIN) {
+      signalfd_siginfo info{};
+      if (::read(sigfd.get(), &info, sizeof(info)) == sizeof(info))
+        ::syscall(SYS_pidfd_send_signal, pidfd.get(), static_cast<int>(info.ssi_signo), nullptr, 0);
+    }
+    if (p[0].revents & POLLIN) break;
+  }
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0)
+    if (errno != EINTR) throw_errno("jail: waitpid");
+  return status;
+}
+
+CgroupLimits limits_for(const JailConfig& c, uint64_t memory_max) {
+  CgroupLimits l;
+  l.memory_max = memory_max;
+  l.pids_max = c.vcpus + kVmmExtraThreads;
+  if (c.cpu_quota_percent) l.cpu_quota_us = uint64_t{*c.cpu_quota_percent} * l.cpu_period_us / 100;
+  return l;
+}
+
+}  // namespace
+
+int run_jailed(const JailConfig& config, const std::function<int(Confinement&)>& vmm) {
+  if (!config.enabled) {
+    Confinement none;
+    return vmm(none);
+  }
+  uint64_t t0 = now_ns();
+  if (::geteuid() != 0)
+    throw Error(
+        "the VMM's jail needs root (namespaces, pivot_root, a cgroup and a uid of its own): run "
+        "wisp as root, or pass --no-jail (debugging only)");
+  UidLease lease = lease_uid(config.uids);
+  uint64_t memory_max = config.memory_max.value_or(config.guest_mem_bytes + kVmmMemoryAllowance);
+  VmCgroup cgroup;
+  if (config.cgroup) {
+    remove_stale_cgroups(is_stale_vm);
+    cgroup = VmCgroup::create(vm_name(lease.uid()), limits_for(config, memory_max));
+  }
+  std::string dir =
+      config.dir.empty() ? std::string(kDefaultRootBase) + "/" + vm_name(lease.uid()) : config.dir;
+  std::string root = config.dir.empty() ? dir : dir + "/root";
+  make_dir(root, 0700);
+  grant_socket_dirs(config.exposed, lease.gid());
+
+  Confinement confinement;
+  confinement.active_ = true;
+  confinement.uid_ = lease.uid();
+  confinement.guest_mem_bytes_ = config.guest_mem_bytes;
+  confinement.vcpus_ = config.vcpus;
+  confinement.max_file_bytes_ = config.max_file_bytes;
+  confinement.seccomp_ = config.seccomp;
+  confinement.report_ = map_violation_report();
+
+  sigset_t stop, old;
+  sigemptyset(&stop);
+  for (int s : {SIGINT, SIGTERM, SIGHUP}) sigaddset(&stop, s);
+  ::sigprocmask(SIG_BLOCK, &stop, &old);
+  int alive[2];
+  if (::pipe2(alive, O_CLOEXEC) != 0) throw_errno("jail: pipe");
+  UniqueFd alive_read(alive[0]), alive_write(alive[1]);
+  // The next child is the first process of a new pid namespace (this process stays in its own).
+  if (::unshare(CLONE_NEWPID) != 0) throw_errno("jail: unshare (pid namespace)");
+  std::fflush(stdout);
+  std::fflush(stderr);
+  pid_t pid = ::fork();
+  if (pid < 0) throw_errno("jail: fork");
+  if (pid == 0) {
+    alive_write.reset();
+    ChildSetup setup{config, config.cgroup ? &cgroup : nullptr, root, alive_read.get(), old};
+    child_main(setup, confinement, [&vmm, t0](Confinement& c) {
+      c.jail_ns_ = now_ns() - t0;  // the supervisor's part and the child's, up to here
+      return vmm(c);
+    });
+  }
+  alive_read.reset();
+  int status = wait_forwarding(pid, stop);
+  int rc = explain(status, *confinement.report_, config.cgroup ? &cgroup : nullptr, memory_max);
+  cgroup.remove();
+  ::rmdir(root.c_str());
+  ::sigprocmask(SIG_SETMASK, &old, nullptr);
+  return rc;
+}
+
+}  // namespace wisp::jail

@@ -91,13 +91,32 @@ RunResult MachineImpl::run() {
   uint64_t end_ns = 0;
   {
     StopSignals signals(loop_, stop_);
-    vcpus_.start();
+    start_threads();
     loop_.run();
     vcpus_.stop();
     end_ns = now_ns();
     console_->stop_input();
   }
   return result(end_ns);
+}
+
+// The control thread, the vCPU threads, then the loop's own confinement: each thread's hook
+// runs before that thread handles anything from the guest.
+void MachineImpl::start_threads() {
+  const auto& hook = config_.on_thread_start;
+  try {
+    if (control_)
+      control_->start(hook ? [&hook] { hook(ThreadRole::kControl); } : std::function<void()>());
+  } catch (const Error& e) {
+    stop_.request(StopReason::kError, e.what());
+    return;
+  }
+  vcpus_.start(hook ? [&hook](size_t) { hook(ThreadRole::kVcpu); } : VcpuRunner::ThreadStartFn());
+  try {
+    if (hook) hook(ThreadRole::kLoop);
+  } catch (const Error& e) {
+    stop_.request(StopReason::kError, std::string("event loop: ") + e.what());
+  }
 }
 
 RunResult MachineImpl::result(uint64_t end_ns) const {

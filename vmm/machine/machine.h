@@ -25,6 +25,14 @@ class Machine;
 // run on the machine's event-loop thread, so they may pause, save and resume it.
 using ControlServiceFactory = std::function<std::unique_ptr<control::Service>(Machine& machine)>;
 
+// The threads a running machine has, each confined by a filter of its own (see
+// MachineConfig::on_thread_start).
+enum class ThreadRole {
+  kLoop,     // the thread that calls run(): the event loop
+  kVcpu,     // one per vCPU
+  kControl,  // the control socket's RPC thread
+};
+
 struct MachineConfig {
   std::string kernel_path;
   std::string initrd_path;  // empty: no initrd
@@ -39,6 +47,11 @@ struct MachineConfig {
   // A Unix socket path to serve the control channel on ("" = none), and who answers it.
   std::string control_socket;
   ControlServiceFactory control_service;
+  // Runs first thing on each thread of run(): on each vCPU thread and the control thread as
+  // they start, then on the calling thread before it runs the event loop; no guest input is
+  // handled before it returns (the jail installs each thread's seccomp filter here). A throw
+  // stops the machine with that error. Empty: nothing.
+  std::function<void(ThreadRole)> on_thread_start;
 };
 
 struct RunResult {

@@ -43,6 +43,7 @@ class MachineImpl final : public Machine {
   // The device part of save_state(); its restore counterparts are MachineBuilder's.
   void save_devices(MachineState& s) const;
   RunResult result(uint64_t end_ns) const;
+  void start_threads();
 
   // Declared in dependency order, so destruction runs from the control socket and the vCPU
   // threads (joined) down to the devices they reach, the VM and guest memory.

@@ -13,8 +13,11 @@
 #include "base/log.h"
 #include "base/options.h"
 #include "snapshot/machine_snapshot.h"
+#include "snapshot/snapshot_inputs.h"
+#include "vmm/jail/jail.h"
 #include "vmm/kvm/kvm.h"
 #include "vmm/machine/machine.h"
+#include "vmm/main/jail_setup.h"
 #include "vmm/main/machine_control.h"
 #include "vmm/main/vmm_process.h"
 #include "vmm/virtio/vsock/vsock_muxer.h"
@@ -39,11 +42,16 @@ Options:
   --ready-fd N       write "ready LOADED_MS RESTORED_MS" to descriptor N (3 to 1024) once the
                      VM is rebuilt, just before its vCPUs run
   --timings          print a JSON line to stderr at exit: milliseconds from process start to
-                     KVM open, snapshot loaded, VM restored, first KVM_RUN and exit
-  -v, --verbose      log VMM diagnostics to stderr (twice: debug)
+                     the jail's cost, KVM open, snapshot loaded, VM restored, first KVM_RUN
+                     and exit
+%s%s  -v, --verbose      log VMM diagnostics to stderr (twice: debug)
   -h, --help         show this help
 
-Exit status: as for wisp run (0 powered off, 1 error, 2 usage, 3 panic, 4 no KVM, 128+N).
+The VMM runs jailed as for wisp run; its root holds the snapshot's files (read-only), its
+drives and its socket directories.
+
+Exit status: as for wisp run (0 powered off, 1 error, 2 usage, 3 panic, 4 no KVM, 5 killed by
+seccomp, 6 killed by its memory limit, 128+N).
 )";
 
 struct RestoreOptions {
@@ -52,6 +60,7 @@ struct RestoreOptions {
   bool timings = false;
   int verbose = 0;
   int ready_fd = -1;
+  VmmJailOptions jail;
 };
 
 // Returns false for --help (printed). Throws UsageError.
@@ -64,14 +73,15 @@ bool parse(int argc, char** argv, RestoreOptions* o) {
       .flag("timings", &o->timings);
   add_console_options(p, &o->cfg);
   add_verbose_option(p, &o->verbose);
+  add_vmm_jail_options(p, &o->jail);
   OptionParser::Result args = p.parse(argc, argv);
   if (args.help) {
-    std::fputs(kUsage, stdout);
+    std::printf(kUsage, kJailOptionsHelp, kVmmJailOptionsHelp);
     return false;
   }
   if (args.operands.size() != 1 || !args.rest.empty())
     throw UsageError("expected one snapshot directory");
-  o->dir = absolute_path(args.operands[0]);
+  o->dir = canonical_path(args.operands[0]);
   if (ready_fd) o->ready_fd = static_cast<int>(ready_fd);
   return true;
 }
@@ -79,6 +89,7 @@ bool parse(int argc, char** argv, RestoreOptions* o) {
 // The restored machine's devices are the snapshot's; the clone only brings its own socket.
 void configure_devices(const RestoreOptions& o, const snapshot::LoadedSnapshot& snap,
                        MachineConfig* cfg) {
+  cfg->devices.clear();  // the jail's view of them (jail_for) is replaced by the snapshot's
   bool has_vsock = false;
   for (const VirtioSlotState& slot : snap.state.virtio) {
     cfg->devices.push_back(slot.spec);
@@ -107,6 +118,64 @@ void report_ready(int fd, uint64_t t0_ns, uint64_t loaded_ns, uint64_t ready_ns)
   ::close(fd);
 }
 
+// The jail of a restore: the snapshot's files, its drives, the clone's sockets. Reads the
+// state files (a diff names its parent) before the VMM does.
+jail::JailConfig jail_for(RestoreOptions& o) {
+  if (!o.jail.flags.jail) return vmm_jail_config(o.jail, &o.cfg, {}, {o.ready_fd});
+  snapshot::SnapshotInputs in = snapshot::snapshot_inputs(o.dir);
+  o.cfg.mem_bytes = in.mem_bytes;
+  o.cfg.vcpus = in.vcpus;
+  o.cfg.devices.assign(in.drives.begin(), in.drives.end());
+  if (!o.vsock_uds.empty()) {
+    o.vsock_uds = canonical_path(o.vsock_uds);
+    VsockSpec vsock;
+    vsock.uds_path = o.vsock_uds;
+    o.cfg.devices.push_back(vsock);
+  }
+  return vmm_jail_config(o.jail, &o.cfg, in.files, {o.ready_fd});
+}
+
+struct RestoreTimes {
+  uint64_t kvm_ns = 0, loaded_ns = 0, ready_ns = 0;
+};
+
+void print_timings(const RestoreTimes& t, const RunResult& r, uint64_t t0_ns, double jail_ms) {
+  auto ms = [t0_ns](uint64_t ns) { return static_cast<double>(ns - t0_ns) / 1e6; };
+  std::fprintf(stderr,
+               "{\"jail_ms\":%.3f,\"kvm_open_ms\":%.3f,\"snapshot_loaded_ms\":%.3f,"
+               "\"restored_ms\":%.3f,\"first_kvm_run_ms\":%.3f,\"exit_ms\":%.3f,"
+               "\"stop\":\"%s\"}\n",
+               jail_ms, ms(t.kvm_ns), ms(t.loaded_ns), ms(t.ready_ns),
+               static_cast<double>(r.first_run_us) / 1000.0,
+               static_cast<double>(r.exit_us) / 1000.0, stop_reason_name(r.reason));
+}
+
+// The clone, inside the jail: snapshot read and machine rebuilt, privileges dropped, run.
+int restore_vm(RestoreOptions& o, jail::Confinement& confinement, uint64_t t0_ns) {
+  RunResult r;
+  RestoreTimes t;
+  try {
+    Kvm kvm = Kvm::open(dev_kvm_path());
+    t.kvm_ns = now_ns();
+    snapshot::LoadedSnapshot snap = snapshot::load_machine_snapshot(
+        o.dir, [&](uint32_t vcpus) { return guest_cpuid(kvm, 0, vcpus); });
+    t.loaded_ns = now_ns();
+    configure_devices(o, snap, &o.cfg);
+    confine_threads(confinement, &o.cfg);
+    auto machine = Machine::restore(o.cfg, snap.state, std::move(snap.memory), kvm, t0_ns);
+    confinement.drop_privileges();
+    t.ready_ns = now_ns();
+    if (o.ready_fd >= 0) report_ready(o.ready_fd, t0_ns, t.loaded_ns, t.ready_ns);
+    LOG_INFO("restored %s (%u layer(s))", o.dir.c_str(), snap.layers);
+    r = machine->run();
+  } catch (const Error& e) {
+    std::fprintf(stderr, "wisp: %s\n", e.what());
+    return kExitError;
+  }
+  if (o.timings) print_timings(t, r, t0_ns, confinement.jail_ms());
+  return exit_code_for(r);
+}
+
 }  // namespace
 
 int restore_command(int argc, char** argv, uint64_t t0_ns) {
@@ -118,33 +187,14 @@ int restore_command(int argc, char** argv, uint64_t t0_ns) {
   }
   apply_verbosity(o.verbose);
   if (int rc = check_kvm_usable()) return rc;
-  RunResult r;
-  uint64_t kvm_ns = 0, loaded_ns = 0, ready_ns = 0;
+  warn_debug_jail_flags(o.jail.flags);
   try {
-    Kvm kvm = Kvm::open(dev_kvm_path());
-    kvm_ns = now_ns();
-    snapshot::LoadedSnapshot snap = snapshot::load_machine_snapshot(
-        o.dir, [&](uint32_t vcpus) { return guest_cpuid(kvm, 0, vcpus); });
-    loaded_ns = now_ns();
-    configure_devices(o, snap, &o.cfg);
-    auto machine = Machine::restore(o.cfg, snap.state, std::move(snap.memory), kvm, t0_ns);
-    ready_ns = now_ns();
-    if (o.ready_fd >= 0) report_ready(o.ready_fd, t0_ns, loaded_ns, ready_ns);
-    LOG_INFO("restored %s (%u layer(s))", o.dir.c_str(), snap.layers);
-    r = machine->run();
+    jail::JailConfig jail = jail_for(o);
+    return jail::run_jailed(jail, [&](jail::Confinement& c) { return restore_vm(o, c, t0_ns); });
   } catch (const Error& e) {
     std::fprintf(stderr, "wisp: %s\n", e.what());
     return kExitError;
   }
-  if (o.timings)
-    std::fprintf(
-        stderr,
-        "{\"kvm_open_ms\":%.3f,\"snapshot_loaded_ms\":%.3f,\"restored_ms\":%.3f,"
-        "\"first_kvm_run_ms\":%.3f,\"exit_ms\":%.3f,\"stop\":\"%s\"}\n",
-        static_cast<double>(kvm_ns - t0_ns) / 1e6, static_cast<double>(loaded_ns - t0_ns) / 1e6,
-        static_cast<double>(ready_ns - t0_ns) / 1e6, static_cast<double>(r.first_run_us) / 1000.0,
-        static_cast<double>(r.exit_us) / 1000.0, stop_reason_name(r.reason));
-  return exit_code_for(r);
 }
 
 }  // namespace wisp

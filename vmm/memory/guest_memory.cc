@@ -32,6 +32,8 @@ GuestMemory GuestMemory::map(UniqueFd fd, uint64_t size, int flags, const char* 
   mem.size_ = size;
   mem.regions_ = layout(size);
   for (auto& r : mem.regions_) r.host = mem.mapping_ + r.file_offset;
+  // Opened now, while the VMM may still open files: a jailed VMM has no /proc by the time a
+  // snapshot or a stats call reads it. A failure is reported when the pagemap is needed.
   mem.pagemap_ = UniqueFd(::open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC));
   return mem;
 }

@@ -74,7 +74,7 @@ class GuestMemory {
   // Pages of the backing file's offset space, 4 KiB each.
   uint64_t page_count() const { return mapping_size_ / 4096; }
   // Per page: whether this process has it mapped (the guest or the VMM touched it). From
-  // /proc/self/pagemap; throws Error if it cannot be read.
+  // /proc/self/pagemap (opened when the memory was mapped); throws Error if it cannot be read.
   std::vector<bool> resident_pages() const;
   // Per page: whether it holds a private copy, i.e. was written since the file was mapped
   // (by the guest through KVM or by a device in the VMM). All pages for memfd-backed RAM
@@ -102,9 +102,7 @@ class GuestMemory {
   std::vector<MemoryRegion> regions_;
   bool private_file_ = false;
   std::vector<std::pair<uint64_t, uint64_t>> overlays_;  // (first page, count) from other files
-  // /proc/self/pagemap, opened with the mapping: the jailed VMM's seccomp filter allows no
-  // open afterwards (resident_pages and written_pages read it). Empty if it could not be opened.
-  UniqueFd pagemap_;
+  UniqueFd pagemap_;  // /proc/self/pagemap, opened with the mapping
 };
 
 }  // namespace wisp

@@ -19,7 +19,7 @@ VcpuRunner::~VcpuRunner() { stop(); }
 
 void VcpuRunner::add(Vcpu vcpu) { vcpus_.push_back(std::move(vcpu)); }
 
-void VcpuRunner::start() {
+void VcpuRunner::start(ThreadStartFn on_thread_start) {
   // A handler that does nothing: its only job is to make KVM_RUN return EINTR.
   struct sigaction sa {};
   sa.sa_handler = [](int) {};
@@ -27,8 +27,8 @@ void VcpuRunner::start() {
   sigaction(kick_signal(), &sa, nullptr);
 
   for (size_t i = 0; i < vcpus_.size(); ++i) {
-    threads_.emplace_back([this, i] {
-      thread_main(i);
+    threads_.emplace_back([this, i, on_thread_start] {
+      thread_main(i, on_thread_start);
       gate_.leave();
     });
   }
@@ -74,8 +74,16 @@ void VcpuRunner::park(size_t index) {
   gate_.park();
 }
 
-void VcpuRunner::thread_main(size_t index) {
+void VcpuRunner::thread_main(size_t index, const ThreadStartFn& on_thread_start) {
   Vcpu& vcpu = vcpus_[index];
+  std::string name = "vcpu" + std::to_string(index);
+  pthread_setname_np(pthread_self(), name.c_str());
+  try {
+    if (on_thread_start) on_thread_start(index);
+  } catch (const Error& e) {
+    on_stop_(StopReason::kError, name + ": " + e.what());
+    return;
+  }
   if (index == 0) {
     uint64_t expected = 0;
     first_run_ns_.compare_exchange_strong(expected, now_ns());

@@ -42,8 +42,12 @@ class VcpuRunner {
   void add(Vcpu vcpu);
   const std::vector<Vcpu>& vcpus() const { return vcpus_; }
 
-  // Installs the kick signal's handler and starts one thread per vCPU.
-  void start();
+  // Called first thing on each vCPU thread with its index, before it runs the guest (the jail
+  // installs the thread's seccomp filter here); a throw stops the machine with that error.
+  using ThreadStartFn = std::function<void(size_t index)>;
+
+  // Installs the kick signal's handler and starts one thread per vCPU, named "vcpuN".
+  void start(ThreadStartFn on_thread_start = {});
   // vCPU loops end at their next check; does not kick (stop() does). Any thread.
   void request_stop() { gate_.stop(); }
   // Ends every vCPU thread (kicking those in KVM_RUN) and joins them. Idempotent.
@@ -64,7 +68,7 @@ class VcpuRunner {
   static int kick_signal();
 
  private:
-  void thread_main(size_t index);
+  void thread_main(size_t index, const ThreadStartFn& on_thread_start);
   void park(size_t index);
   void kick(size_t index);
 

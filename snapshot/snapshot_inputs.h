@@ -1,0 +1,24 @@
+// What restoring a snapshot opens on the host: each layer's state and memory file (a diff
+// names its parent directory) and the drives its devices use. A jailed VMM is given exactly
+// these inside its root.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "vmm/virtio/block/block_state.h"
+
+namespace wisp::snapshot {
+
+struct SnapshotInputs {
+  std::vector<std::string> files;  // state and memory file of each layer, top first
+  std::vector<BlockSpec> drives;   // as the top layer's devices describe them
+  uint64_t mem_bytes = 0;          // the machine's guest RAM
+  uint32_t vcpus = 0;
+};
+
+// Reads the state file of `dir` and of each parent. Throws Error naming a file that cannot be
+// read or parsed, or a chain deeper than kMaxDiffDepth; restore checks the rest.
+SnapshotInputs snapshot_inputs(const std::string& dir);
+
+}  // namespace wisp::snapshot

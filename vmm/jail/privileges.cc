@@ -1,0 +1,75 @@
+// Confinement: what the jailed VMM gives up once its files are open (privileges) and as each
+// thread starts (its seccomp filter).
+#include <grp.h>
+#include <signal.h>
+#include <sys/capability.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+#include "base/clock.h"
+#include "base/error.h"
+#include "vmm/jail/jail.h"
+
+namespace wisp::jail {
+namespace {
+
+void set_limit(int resource, uint64_t value, const char* name) {
+  rlimit r{value, value};
+  if (::setrlimit(resource, &r) != 0) throw_errno(std::string("jail: setrlimit ") + name);
+}
+
+// Empties the bounding set, which only a holder of CAP_SETPCAP can: so before the uid changes.
+void drop_bounding_set() {
+  for (cap_value_t c = 0; c < static_cast<cap_value_t>(cap_max_bits()); ++c)
+    if (cap_drop_bound(c) != 0 && errno != EINVAL) throw_errno("jail: dropping capability bound");
+}
+
+// Effective, permitted and inheritable sets cleared, and the ambient set.
+void clear_capabilities() {
+  cap_t none = cap_init();
+  if (!none) throw_errno("jail: cap_init");
+  int rc = cap_set_proc(none);
+  int saved = errno;
+  cap_free(none);
+  errno = saved;
+  if (rc != 0) throw_errno("jail: clearing capabilities");
+  if (cap_reset_ambient() != 0) throw_errno("jail: clearing ambient capabilities");
+}
+
+}  // namespace
+
+void Confinement::drop_privileges() {
+  if (!active_) return;
+  uint64_t t0 = now_ns();
+  install_sigsys_handler(report_);
+  drop_bounding_set();
+  gid_t gid = static_cast<gid_t>(uid_);
+  if (::setgroups(0, nullptr) != 0) throw_errno("jail: setgroups");
+  if (::setresgid(gid, gid, gid) != 0) throw_errno("jail: setresgid " + std::to_string(gid));
+  if (::setresuid(uid_, uid_, uid_) != 0) throw_errno("jail: setresuid " + std::to_string(uid_));
+  clear_capabilities();
+  if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) throw_errno("jail: no_new_privs");
+  if (::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) throw_errno("jail: PR_SET_DUMPABLE");
+  set_limit(RLIMIT_NOFILE, kVmmMaxFiles, "RLIMIT_NOFILE");
+  set_limit(RLIMIT_NPROC, vcpus_ + kVmmExtraThreads, "RLIMIT_NPROC");
+  set_limit(RLIMIT_FSIZE, max_file_bytes_, "RLIMIT_FSIZE");
+  set_limit(RLIMIT_CORE, 0, "RLIMIT_CORE");
+  // A write past RLIMIT_FSIZE (a console file that grew too large) fails with EFBIG instead of
+  // killing the VM.
+  ::signal(SIGXFSZ, SIG_IGN);
+  jail_ns_ += now_ns() - t0;
+}
+
+void Confinement::enter_thread(ThreadKind kind) {
+  if (!active_) return;
+  uint64_t t0 = now_ns();
+  install_thread_filter(kind, seccomp_);
+  maybe_attempt_forbidden_call(kind);
+  // The main thread's filter is on the VM's start-up path; the others run in parallel.
+  if (kind == ThreadKind::kLoop) jail_ns_ += now_ns() - t0;
+}
+
+}  // namespace wisp::jail
