@@ -216,18 +216,40 @@ class Workload:
         raise RuntimeError("no %r on %s" % (text, console))
 
     def stop(self, vm):
-        vm.send_signal(signal.SIGTERM)
+        if vm.poll() is None:
+            vm.send_signal(signal.SIGTERM)
         vm.wait(timeout=120)
 
     def control(self, ctl, *calls):
+        """Makes every call, even after one failed (the later ones still exercise the VMM)."""
+        failed = []
         for call in calls:
-            self.wisp_ok(*call, "--control-socket", ctl)
+            try:
+                self.wisp_ok(*call, "--control-socket", ctl)
+            except RuntimeError as e:
+                failed.append(str(e))
+        if failed:
+            raise RuntimeError("\n".join(failed))
 
     def run(self):
-        print("workload: wisp exec", flush=True)
+        """Runs each part; returns the failures (a part that fails leaves its calls unseen)."""
+        failures = []
+        for name, part in (("wisp exec", self.exec_part), ("wisp run", self.run_part),
+                           ("restore", self.restore_part), ("template", self.template_part)):
+            print("workload: %s" % name, flush=True)
+            try:
+                part()
+            except (RuntimeError, subprocess.TimeoutExpired) as e:
+                print("workload: %s FAILED: %s" % (name, e), flush=True)
+                failures.append(name)
+        return failures
+
+    def exec_part(self):
         self.wisp_ok("exec", "--", "sh", "-c", "echo out; echo err >&2")
-        print("workload: wisp run with a drive, console, control calls, snapshot", flush=True)
-        disk, console, ctl, snap = (self.path(n) for n in ("disk.img", "console", "ctl", "snap"))
+
+    def run_part(self):
+        """A drive, console output, control calls and a snapshot."""
+        disk, console, ctl = (self.path(n) for n in ("disk.img", "console", "ctl"))
         with open(disk, "wb") as f:
             f.truncate(4 << 20)
         counter = ("echo drive > /dev/vda; sync; head -c 5 /dev/vda; echo; i=0; "
@@ -235,19 +257,26 @@ class Workload:
         vm = self.start("run", "--mem", "128", "--vcpus", "2", "--console", console,
                         "--control-socket", ctl, "--drive", disk,
                         "--cmdline", 'quiet wisp_action=cmd wisp_cmd="%s"' % counter)
-        self.wait_console(vm, console, "count=3")
-        self.control(ctl, ["vm", "ping"], ["vm", "stats"], ["vm", "pause"], ["vm", "resume"],
-                     ["snapshot", "create", snap], ["vm", "stats"])
-        self.stop(vm)
-        print("workload: restore, diff snapshot", flush=True)
-        console2, ctl2 = self.path("console2"), self.path("ctl2")
-        vm = self.start("snapshot", "restore", snap, "--console", console2,
-                        "--control-socket", ctl2)
-        self.wait_console(vm, console2, "count=")
-        self.control(ctl2, ["vm", "pause"], ["snapshot", "create", "--diff", self.path("diff")],
-                     ["vm", "resume"], ["vm", "stats"])
-        self.stop(vm)
-        print("workload: template create, invoke", flush=True)
+        try:
+            self.wait_console(vm, console, "count=3")
+            self.control(ctl, ["vm", "ping"], ["vm", "stats"], ["vm", "pause"], ["vm", "resume"],
+                         ["snapshot", "create", self.path("snap")], ["vm", "stats"])
+        finally:
+            self.stop(vm)
+
+    def restore_part(self):
+        """The snapshot restored, a diff snapshot of it."""
+        console, ctl = self.path("console2"), self.path("ctl2")
+        vm = self.start("snapshot", "restore", self.path("snap"), "--console", console,
+                        "--control-socket", ctl)
+        try:
+            self.wait_console(vm, console, "count=")
+            self.control(ctl, ["vm", "pause"], ["snapshot", "create", "--diff", self.path("diff")],
+                         ["vm", "resume"], ["vm", "stats"])
+        finally:
+            self.stop(vm)
+
+    def template_part(self):
         self.wisp_ok("template", "create", "echo", "--handler", "/bin/echo hello",
                      "--warmup", "1")
         for _ in range(2):
@@ -289,7 +318,7 @@ def main():
     reader = AuditReader()
     with tempfile.TemporaryDirectory(prefix="wisp-seccomp-") as tmp:
         try:
-            Workload(tmp).run()
+            failures = Workload(tmp).run()
         finally:
             lost = reader.finish()
     seen = reader.seen()
@@ -299,6 +328,10 @@ def main():
         return 1
     if lost:
         print("FAIL: the kernel lost %d audit records" % lost)
+        return 1
+    if failures:
+        print("FAIL: workload parts failed (their calls are missing above): %s" %
+              ", ".join(failures))
         return 1
     print("seccomp tables: %s" % ("OK" if problems == 0 else "%d problem(s)" % problems))
     return 0 if problems == 0 else 1

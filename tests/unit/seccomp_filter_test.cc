@@ -6,12 +6,15 @@
 #include <gtest/gtest.h>
 #include <linux/kvm.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdlib>
+#include <functional>
 #include <map>
 #include <set>
 #include <string>
@@ -31,15 +34,13 @@ struct ChildOutcome {
 };
 
 // Forks a child that installs `kind`'s filter, writes "ok" to a pipe (write is in every
-// table) and then attempts `forbidden` (maybe_attempt_forbidden_call's CALL), or exits 0.
-ChildOutcome run_filtered_child(ThreadKind kind, const char* forbidden) {
+// table), runs `attempt` (raw calls only) and exits 0 if it is still alive.
+ChildOutcome run_filtered_child(ThreadKind kind, const std::function<void()>& attempt) {
   int p[2];
   EXPECT_EQ(pipe(p), 0);
-  std::string spec = std::string(thread_kind_name(kind)) + ":" + (forbidden ? forbidden : "");
   pid_t pid = fork();
   if (pid == 0) {
     close(p[0]);
-    if (forbidden) setenv("WISP_TEST_FORBIDDEN_CALL", spec.c_str(), 1);
     try {
       prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
       install_thread_filter(kind, SeccompMode::kTrap);
@@ -47,7 +48,7 @@ ChildOutcome run_filtered_child(ThreadKind kind, const char* forbidden) {
       _exit(100);
     }
     syscall(SYS_write, p[1], "ok", 2);
-    maybe_attempt_forbidden_call(kind);
+    if (attempt) attempt();
     _exit(0);  // exit_group, allowed everywhere
   }
   close(p[1]);
@@ -58,6 +59,20 @@ ChildOutcome run_filtered_child(ThreadKind kind, const char* forbidden) {
   if (n > 0) out.wrote.assign(buf, static_cast<size_t>(n));
   close(p[0]);
   return out;
+}
+
+// The same, attempting maybe_attempt_forbidden_call's CALL (none: nothing). The switch is
+// set before the fork: the child changes nothing after its filter is on.
+ChildOutcome run_filtered_child(ThreadKind kind, const char* forbidden) {
+  std::string spec = std::string(thread_kind_name(kind)) + ":" + (forbidden ? forbidden : "");
+  if (forbidden) setenv("WISP_TEST_FORBIDDEN_CALL", spec.c_str(), 1);
+  ChildOutcome out = run_filtered_child(kind, [kind] { maybe_attempt_forbidden_call(kind); });
+  unsetenv("WISP_TEST_FORBIDDEN_CALL");
+  return out;
+}
+
+bool killed_by_filter(const ChildOutcome& c) {
+  return WIFEXITED(c.status) && WEXITSTATUS(c.status) == kExitSeccompViolation;
 }
 
 class SeccompFilterTest : public ::testing::Test {
@@ -77,7 +92,7 @@ ViolationReport* SeccompFilterTest::report_ = nullptr;
 TEST_F(SeccompFilterTest, AllowedCallsRunAndTheThreadExitsCleanly) {
   for (ThreadKind kind : kKinds) {
     SCOPED_TRACE(thread_kind_name(kind));
-    ChildOutcome c = run_filtered_child(kind, nullptr);
+    ChildOutcome c = run_filtered_child(kind, static_cast<const char*>(nullptr));
     ASSERT_TRUE(WIFEXITED(c.status)) << "status " << c.status;
     EXPECT_EQ(WEXITSTATUS(c.status), 0);
     EXPECT_EQ(c.wrote, "ok");
@@ -108,7 +123,9 @@ TEST_F(SeccompFilterTest, ForbiddenCallsKillWithTheReportFilled) {
 
 TEST_F(SeccompFilterTest, AnotherKindsSwitchDoesNothing) {
   setenv("WISP_TEST_FORBIDDEN_CALL", "vcpu:openat", 1);
-  ChildOutcome c = run_filtered_child(ThreadKind::kControl, nullptr);
+  ChildOutcome c = run_filtered_child(ThreadKind::kControl, [] {
+    maybe_attempt_forbidden_call(ThreadKind::kControl);
+  });
   unsetenv("WISP_TEST_FORBIDDEN_CALL");
   ASSERT_TRUE(WIFEXITED(c.status));
   EXPECT_EQ(WEXITSTATUS(c.status), 0);
@@ -124,6 +141,36 @@ TEST_F(SeccompFilterTest, ABlockedSigsysStillReports) {
   ASSERT_TRUE(WIFEXITED(c.status)) << "status " << c.status;
   EXPECT_EQ(WEXITSTATUS(c.status), kExitSeccompViolation);
   EXPECT_EQ(report_->syscall_nr.load(), SYS_execve);
+}
+
+TEST_F(SeccompFilterTest, ArgumentChecks) {
+  // The loop may make an AF_UNIX stream socket (a guest connecting to a host port), no other.
+  auto sock = [](int domain, int type) {
+    return [domain, type] { syscall(SYS_socket, domain, type, 0); };
+  };
+  EXPECT_FALSE(killed_by_filter(
+      run_filtered_child(ThreadKind::kLoop, sock(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC))));
+  EXPECT_TRUE(killed_by_filter(run_filtered_child(ThreadKind::kLoop, sock(AF_UNIX, SOCK_DGRAM))));
+  EXPECT_TRUE(
+      killed_by_filter(run_filtered_child(ThreadKind::kLoop, sock(AF_NETLINK, SOCK_RAW))));
+  // No thread maps or makes anything executable.
+  for (ThreadKind kind : kKinds) {
+    SCOPED_TRACE(thread_kind_name(kind));
+    EXPECT_FALSE(killed_by_filter(run_filtered_child(kind, [] {
+      syscall(SYS_mmap, nullptr, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    })));
+    EXPECT_TRUE(killed_by_filter(run_filtered_child(kind, [] {
+      syscall(SYS_mmap, nullptr, 4096, PROT_READ | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    })));
+    EXPECT_EQ(report_->syscall_nr.load(), SYS_mmap);
+  }
+  // ioctls by request number: a vCPU thread has KVM_RUN only.
+  EXPECT_FALSE(killed_by_filter(
+      run_filtered_child(ThreadKind::kVcpu, [] { syscall(SYS_ioctl, -1, KVM_RUN, 0); })));
+  EXPECT_TRUE(killed_by_filter(
+      run_filtered_child(ThreadKind::kVcpu, [] { syscall(SYS_ioctl, -1, KVM_GET_REGS, 0); })));
+  EXPECT_TRUE(killed_by_filter(
+      run_filtered_child(ThreadKind::kControl, [] { syscall(SYS_ioctl, 0, TIOCSTI, "x"); })));
 }
 
 TEST(SeccompTables, NamesAndCounts) {

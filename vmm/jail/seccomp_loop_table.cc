@@ -12,6 +12,9 @@
 namespace wisp::jail {
 namespace {
 
+// socket()'s type without its SOCK_NONBLOCK and SOCK_CLOEXEC flags.
+constexpr uint64_t kSocketTypeMask = 0xf;
+
 constexpr SyscallRule kSyscalls[] = {
     // The event loop.
     allow("epoll_wait", "EventLoop::run"),
@@ -26,8 +29,8 @@ constexpr SyscallRule kSyscalls[] = {
     allow("recvfrom", "the bridge peeks at and reads the \"CONNECT <port>\" line"),
     allow("readv", "guest-bound data from a host socket"),
     allow("sendmsg", "host-bound data (MSG_NOSIGNAL)"),
-    allow_if("socket", "the guest connects to a host port: an AF_UNIX socket only",
-             int_eq(0, AF_UNIX)),
+    allow_if("socket", "the guest connects to a host port: an AF_UNIX stream socket only",
+             int_eq(0, AF_UNIX), {1, kSocketTypeMask, SOCK_STREAM}),
     allow("connect", "... to <uds>_<port>"),
     allow("unlink", "the bridge's and the control socket's paths removed at exit"),
     // virtio-rng and snapshot ids.
