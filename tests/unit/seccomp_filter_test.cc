@@ -7,8 +7,8 @@
 #include <linux/kvm.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
-#include <sys/socket.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -123,9 +123,8 @@ TEST_F(SeccompFilterTest, ForbiddenCallsKillWithTheReportFilled) {
 
 TEST_F(SeccompFilterTest, AnotherKindsSwitchDoesNothing) {
   setenv("WISP_TEST_FORBIDDEN_CALL", "vcpu:openat", 1);
-  ChildOutcome c = run_filtered_child(ThreadKind::kControl, [] {
-    maybe_attempt_forbidden_call(ThreadKind::kControl);
-  });
+  ChildOutcome c = run_filtered_child(ThreadKind::kControl,
+                                      [] { maybe_attempt_forbidden_call(ThreadKind::kControl); });
   unsetenv("WISP_TEST_FORBIDDEN_CALL");
   ASSERT_TRUE(WIFEXITED(c.status));
   EXPECT_EQ(WEXITSTATUS(c.status), 0);
@@ -151,8 +150,7 @@ TEST_F(SeccompFilterTest, ArgumentChecks) {
   EXPECT_FALSE(killed_by_filter(
       run_filtered_child(ThreadKind::kLoop, sock(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC))));
   EXPECT_TRUE(killed_by_filter(run_filtered_child(ThreadKind::kLoop, sock(AF_UNIX, SOCK_DGRAM))));
-  EXPECT_TRUE(
-      killed_by_filter(run_filtered_child(ThreadKind::kLoop, sock(AF_NETLINK, SOCK_RAW))));
+  EXPECT_TRUE(killed_by_filter(run_filtered_child(ThreadKind::kLoop, sock(AF_NETLINK, SOCK_RAW))));
   // No thread maps or makes anything executable.
   for (ThreadKind kind : kKinds) {
     SCOPED_TRACE(thread_kind_name(kind));
