@@ -109,11 +109,12 @@ std::unique_ptr<VmmClient> VmmClient::connect(const std::string& socket_path,
   impl->timeout = call_timeout;
   UniqueFd fd = connect_unix(socket_path);
   // A stream that can pass descriptors (SCM_RIGHTS): the snapshot's files go to the VMM that
-  // way. Descriptors only go out: the manager accepts none from the VMM (maxFdsPerMessage 0),
-  // so a hostile VMM cannot fill this process's descriptor table.
+  // way. Cap'n Proto 0.9 sends descriptors only on a network that also accepts some
+  // (maxFdsPerMessage > 0), so the bound is the VMM's; any the VMM sends back are closed with
+  // their message, as this side keeps no capability from it.
   impl->stream = impl->io.lowLevelProvider->wrapUnixSocketFd(
       fd.release(), kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP);
-  impl->rpc = kj::heap<capnp::TwoPartyClient>(*impl->stream, /*maxFdsPerMessage=*/0);
+  impl->rpc = kj::heap<capnp::TwoPartyClient>(*impl->stream, api::Vmm::MAX_FDS_PER_MESSAGE);
   impl->vmm = impl->rpc->bootstrap().castAs<api::Vmm>();
   return std::unique_ptr<VmmClient>(new VmmClient(std::move(impl)));
 }
