@@ -66,8 +66,7 @@ MemoryWriteStats write_memory_file(int fd, const std::string& path,
       uint64_t run = page;
       while (run < pages && data_page(run)) ++run;
       uint64_t len = (run - page) * kPageSize;
-      pwrite_all(fd, base + page * kPageSize, len, rc.region.file_offset + page * kPageSize,
-                 path);
+      pwrite_all(fd, base + page * kPageSize, len, rc.region.file_offset + page * kPageSize, path);
       stats.data_bytes += len;
       page = run;
     }

@@ -138,8 +138,11 @@ TEST_F(ControlServerTest, ServiceErrorsReachTheClientAndTheVmKeepsServing) {
   start();
   auto client = client::VmmClient::connect(path_);
   UniqueFd state = file("state"), memory = file("memory");
-  expect_error([&] { client->snapshot({"/fail", false, state.get(), memory.get()}); },
-               {"snapshot", "disk full"});
+  expect_error(
+      [&] {
+        client->snapshot({"/fail", false, state.get(), memory.get()});
+      },
+      {"snapshot", "disk full"});
   client->ping();
 }
 

@@ -179,8 +179,7 @@ TEST_F(MachineSnapshotTest, SnapshotsGetDistinctIds) {
   SaveResult a = save_dir(path("a"), machine_, memory_, {});
   SaveResult b = save_dir(path("b"), machine_, memory_, {});
   EXPECT_NE(a.id, b.id);
-  expect_error([&] { save_dir(path("a"), machine_, memory_, {}); },
-               {path("a"), "already exists"});
+  expect_error([&] { save_dir(path("a"), machine_, memory_, {}); }, {path("a"), "already exists"});
 }
 
 TEST_F(MachineSnapshotTest, RefusesAnotherCpu) {

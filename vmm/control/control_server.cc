@@ -64,7 +64,9 @@ void on_loop(EventLoop& loop, const std::function<void()>& fn) {
 UniqueFd take_output_file(kj::Maybe<int> received, const char* what, const std::string& dir) {
   const std::string name = "snapshot " + dir + ": the " + what;
   int fd = -1;
-  KJ_IF_MAYBE(f, received) { fd = *f; }
+  KJ_IF_MAYBE (f, received) {
+    fd = *f;
+  }
   if (fd < 0) fail(name + " came without a file descriptor (the manager passes the file it made)");
   UniqueFd copy(::fcntl(fd, F_DUPFD_CLOEXEC, 0));
   if (!copy) fail(errno_message(name + ": duplicate the descriptor"));
