@@ -62,7 +62,7 @@ void on_loop(EventLoop& loop, const std::function<void()>& fn) {
 // writing: a snapshot written into anything else (a directory, a read-only or append-only
 // file, old data the new pages would not all overwrite) would be wrong or fail half-way.
 UniqueFd take_output_file(kj::Maybe<int> received, const char* what, const std::string& dir) {
-  const std::string name = "snapshot " + dir + ": the " + what;
+  const std::string name = dir + ": the " + what;
   int fd = -1;
   KJ_IF_MAYBE (f, received) {
     fd = *f;
