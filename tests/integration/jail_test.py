@@ -93,8 +93,9 @@ def holds_vcpu_fds(pid):
 
 
 def vmm_of(pid, timeout=120):
-    """The process under `pid` (a wisp command) that holds the KVM vCPU fds: the jailed VMM."""
-    return wait_for(lambda: next((p for p in descendants(pid) if holds_vcpu_fds(p)), None),
+    """The process that holds the KVM vCPU fds: the jailed VMM under `pid` (a wisp command),
+    or `pid` itself when it runs unjailed."""
+    return wait_for(lambda: next((p for p in [pid] + descendants(pid) if holds_vcpu_fds(p)), None),
                     timeout, "a VMM holding vCPU fds under pid %d" % pid)
 
 
