@@ -57,8 +57,6 @@ RARE = {
         "exit_group": "the SIGSYS handler",
         "mmap": "an allocation of 128 KiB or more (a large RPC message)",
         "munmap": "the same, freed",
-        "recvmsg": "RPC messages with fds, when the client sends some",
-        "sendmsg": "the same stream, fd-capable",
         "restart_syscall": "a stop/continue signal during a timed wait",
     },
 }

@@ -1,6 +1,7 @@
 // The control thread's allow-list: Cap'n Proto RPC over the control socket (a KJ event loop
 // on epoll). Its calls run on the event loop (EventLoop::run_on_loop), so it needs no KVM
 // ioctl. KJ sets itself up after the filter is on (the thread installs it first thing).
+#include <fcntl.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 
@@ -22,7 +23,11 @@ constexpr SyscallRule kSyscalls[] = {
     allow("writev", "RPC messages out"),
     allow("write", "KJ's eventfd; log lines"),
     allow("recvmsg", "RPC messages carrying fds (snapshot files handed in by the manager)"),
-    allow("sendmsg", "RPC messages on an fd-capable stream"),
+    // take_output_file checks each received fd: a copy, a regular and empty file, writable.
+    allow_if("fcntl", "... F_DUPFD_CLOEXEC copies it", int_eq(1, F_DUPFD_CLOEXEC)),
+    allow_if("fcntl", "... F_GETFL reads its access mode", int_eq(1, F_GETFL)),
+    allow_if("newfstatat", "... fstat (glibc's: AT_EMPTY_PATH; the path itself is unchecked)",
+             bits_set(3, AT_EMPTY_PATH)),
     allow("setsockopt", "KJ sets TCP_NODELAY on accepted sockets (fails on Unix sockets)"),
     allow("close", "a client went away; KJ's teardown"),
     allow("futex", "run_on_loop waits for the loop thread's answer; mutexes"),

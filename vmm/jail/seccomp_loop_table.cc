@@ -46,6 +46,9 @@ constexpr SyscallRule kSyscalls[] = {
     allow("lseek", "GuestMemory finds the memory's data and holes (SEEK_DATA, SEEK_HOLE)"),
     allow("ftruncate", "the memory file gets the guest's size"),
     allow("fsync", "the snapshot's files reach the disk"),
+    allow("newfstatat", "fstat of the memory file (its disk usage); a drive's identity (stat)"),
+    // TODO(security): record a drive's identity when it is opened, not at snapshot time.
+    allow("readlink", "BlockKind::record_identity: realpath of a drive at snapshot time"),
     // Memory.
     allow("brk", "malloc grows the main heap"),
     allow_if("mmap", "large allocations (no PROT_EXEC)", bits_clear(2, PROT_EXEC)),
