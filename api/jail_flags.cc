@@ -1,24 +1,35 @@
 #include "api/jail_flags.h"
 
+#include <charconv>
 #include <cstdio>
 
 namespace wisp {
 namespace {
 
-// "FIRST-LAST", 0 < FIRST <= LAST < 4294967295 (uid 0 is root; -1 means "no change").
-void parse_uid_range(const std::string& text, JailFlags* flags) {
-  const std::string option = "--jail-uid-range";
-  size_t dash = text.find('-');
-  if (dash == std::string::npos)
-    throw UsageError(option + " " + text + ": expected FIRST-LAST, e.g. 2000000000-2000065535");
-  uint64_t first = parse_count(option, text.substr(0, dash), 1, 4294967294ull);
-  uint64_t last = parse_count(option, text.substr(dash + 1), 1, 4294967294ull);
-  if (last < first) throw UsageError(option + " " + text + ": LAST is below FIRST");
-  flags->uid_first = static_cast<uint32_t>(first);
-  flags->uid_last = static_cast<uint32_t>(last);
+constexpr uint32_t kNobody = 65534;
+constexpr uint32_t kInvalidUid = 4294967295;  // (uid_t)-1: "no change" to setresuid
+
+bool parse_uid(const std::string& text, uint32_t* out) {
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), *out);
+  return !text.empty() && ec == std::errc() && end == text.data() + text.size();
 }
 
 }  // namespace
+
+void parse_uid_range(const std::string& text, uint32_t* first, uint32_t* last) {
+  size_t dash = text.find('-');
+  bool ok = dash != std::string::npos && parse_uid(text.substr(0, dash), first) &&
+            parse_uid(text.substr(dash + 1), last) && *first > 0 && *first <= *last &&
+            *last < kInvalidUid;
+  if (!ok)
+    throw UsageError("--jail-uid-range " + text +
+                     ": expected FIRST-LAST, two decimal uids with 0 < FIRST <= LAST < " +
+                     std::to_string(kInvalidUid) + " (the default is 2000000000-2000065535)");
+  // nobody owns whatever an NFS server squashes; a VMM running as it could reach those files.
+  if (*first <= kNobody && kNobody <= *last)
+    throw UsageError("--jail-uid-range " + text + ": includes " + std::to_string(kNobody) +
+                     ", the nobody user; choose a range that no user or service has");
+}
 
 const char kJailOptionsHelp[] =
     R"(  --jail-uid-range FIRST-LAST
@@ -34,7 +45,13 @@ const char kJailOptionsHelp[] =
 void add_jail_options(OptionParser& parser, JailFlags* flags) {
   parser.flag("no-jail", [flags] { flags->jail = false; })
       .flag("no-cgroup", [flags] { flags->cgroup = false; })
-      .value("jail-uid-range", [flags](const std::string& v) { parse_uid_range(v, flags); })
+      .value("jail-uid-range",
+             [flags](const std::string& v) {
+               uint32_t first = 0, last = 0;
+               parse_uid_range(v, &first, &last);
+               flags->uid_first = first;
+               flags->uid_last = last;
+             })
       .value("cpu-quota",
              [flags](const std::string& v) {
                flags->cpu_quota_percent =

@@ -21,6 +21,10 @@ struct JailFlags {
   std::optional<uint64_t> memory_max;         // --jail-memory-max SIZE: test switch (memory.max)
 };
 
+// --jail-uid-range's value: "FIRST-LAST", two decimal uids, 0 < FIRST <= LAST < 4294967295,
+// not including 65534 (nobody). Throws UsageError naming the flag.
+void parse_uid_range(const std::string& text, uint32_t* first, uint32_t* last);
+
 // Declares the options above on `parser`, into `flags`.
 void add_jail_options(OptionParser& parser, JailFlags* flags);
 

@@ -4,12 +4,14 @@
 #include <gtest/gtest.h>
 #include <stdlib.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <string>
 #include <vector>
 
+#include "base/error.h"
 #include "base/unique_fd.h"
 #include "base/unix_socket.h"
 
@@ -59,6 +61,21 @@ TEST(UnixAddress, RefusesAPathWithNoRoomForItsNul) {
   sockaddr_un addr;
   EXPECT_TRUE(unix_address(std::string(sizeof(addr.sun_path) - 1, 'a'), &addr));
   EXPECT_FALSE(unix_address(std::string(sizeof(addr.sun_path), 'a'), &addr));
+}
+
+TEST(CanonicalPath, ResolvesDotsAndSymlinksAndKeepsAMissingName) {
+  char dir[] = "/tmp/wisp-canon-XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  std::string d(dir);
+  ASSERT_EQ(::mkdir((d + "/real").c_str(), 0755), 0);
+  ASSERT_EQ(::symlink((d + "/real").c_str(), (d + "/link").c_str()), 0);
+  // What the jail mounts a file at must be the path the VMM opens: no "..", no symlink.
+  EXPECT_EQ(canonical_path(d + "/link/../real"), d + "/real");
+  EXPECT_EQ(canonical_path(d + "/link/new.sock"), d + "/real/new.sock");
+  EXPECT_THROW(canonical_path(d + "/missing/new.sock"), Error);
+  ::unlink((d + "/link").c_str());
+  ::rmdir((d + "/real").c_str());
+  ::rmdir(dir);
 }
 
 }  // namespace

@@ -8,7 +8,6 @@
 #include <string>
 #include <vector>
 
-#include "base/options.h"
 #include "manager/runtime_dir.h"
 #include "tests/unit/expect_error.h"
 #include "tests/unit/scoped_env.h"
@@ -115,30 +114,6 @@ TEST(UidRange, DefaultIsUnprivilegedAndUnassigned) {
   EXPECT_GT(r.first, 1879048191u);  // above systemd-nspawn's and /etc/subuid's ranges
   EXPECT_LT(r.last, 2147352576u);   // below systemd's foreign range and 2^31
   EXPECT_GE(r.last - r.first + 1, 65536u);
-}
-
-TEST(UidRange, Parses) {
-  UidRange r = parse_uid_range("2000000000-2000065535");
-  EXPECT_EQ(r.first, 2000000000u);
-  EXPECT_EQ(r.last, 2000065535u);
-  r = parse_uid_range("1-1");
-  EXPECT_EQ(r.first, 1u);
-  EXPECT_EQ(r.last, 1u);
-  r = parse_uid_range("70000-4294967294");
-  EXPECT_EQ(r.last, 4294967294u);
-}
-
-TEST(UidRange, RejectsBadRanges) {
-  for (std::string bad : {"", "5", "5-", "-5", "0-10", "10-5", "a-b", "1-2-3", " 1-2", "1 -2",
-                          "+1-2", "1-0x10", "1-4294967295", "1-99999999999", "100000-165535 "}) {
-    expect_error<UsageError>([&] { parse_uid_range(bad); },
-                             {"--jail-uid-range " + bad + ":", "FIRST-LAST"});
-  }
-}
-
-TEST(UidRange, RejectsNobody) {
-  expect_error<UsageError>([] { parse_uid_range("60000-70000"); },
-                           {"--jail-uid-range 60000-70000", "65534", "nobody"});
 }
 
 }  // namespace

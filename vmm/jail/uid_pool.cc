@@ -6,28 +6,20 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <charconv>
 #include <cstdlib>
 
 #include "base/error.h"
 #include "base/log.h"
-#include "base/options.h"
 
 namespace wisp::jail {
 namespace {
 
 constexpr uint32_t kNobody = 65534;
-constexpr uint32_t kInvalidUid = 4294967295;  // (uid_t)-1: "no change" to setresuid
 
 // $WISP_JAIL_LOCK_DIR or /run/wisp/uids, not created.
 std::string lock_dir_path() {
   const char* env = std::getenv("WISP_JAIL_LOCK_DIR");
   return env && *env ? env : "/run/wisp/uids";
-}
-
-bool parse_uid(const std::string& text, uint32_t* out) {
-  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), *out);
-  return !text.empty() && ec == std::errc() && end == text.data() + text.size();
 }
 
 // Takes the lease on `uid` when it is free: an flock on LOCK_DIR/<uid>, held as long as the
@@ -49,27 +41,6 @@ UniqueFd try_lock(const std::string& dir, uint32_t uid) {
 // systemd-nspawn's --private-users=pick (524288-1879048191) and systemd's foreign range
 // (2147352576-2147418111); and below 2^31, which some tools mishandle as a negative number.
 UidRange default_uid_range() { return {2000000000, 2000065535}; }
-
-UidRange parse_uid_range(const std::string& text) {
-  size_t dash = text.find('-');
-  UidRange r;
-  bool ok = dash != std::string::npos && parse_uid(text.substr(0, dash), &r.first) &&
-            parse_uid(text.substr(dash + 1), &r.last) && r.first > 0 && r.first <= r.last &&
-            r.last < kInvalidUid;
-  if (!ok) {
-    UidRange d = default_uid_range();
-    throw UsageError("--jail-uid-range " + text +
-                     ": expected FIRST-LAST, two decimal uids with 0 < FIRST <= LAST < " +
-                     std::to_string(kInvalidUid) + " (the default is " + std::to_string(d.first) +
-                     "-" + std::to_string(d.last) + ")");
-  }
-  // nobody owns whatever an NFS server squashes; a VMM running as it could reach those files.
-  if (r.first <= kNobody && kNobody <= r.last) {
-    throw UsageError("--jail-uid-range " + text + ": includes " + std::to_string(kNobody) +
-                     ", the nobody user; choose a range that no user or service has");
-  }
-  return r;
-}
 
 std::string uid_lock_dir() {
   std::string dir = lock_dir_path();

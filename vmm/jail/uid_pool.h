@@ -18,8 +18,7 @@ struct UidRange {
 
 // The default range when --jail-uid-range is not given.
 UidRange default_uid_range();
-// "FIRST-LAST" (decimal, 0 < FIRST <= LAST < 4294967295). Throws UsageError naming the flag.
-UidRange parse_uid_range(const std::string& text);
+// (--jail-uid-range FIRST-LAST is parsed with the other jail flags: api/jail_flags.h.)
 
 // $WISP_JAIL_LOCK_DIR (tests) or /run/wisp/uids; created 0700 when missing.
 std::string uid_lock_dir();
