@@ -55,6 +55,9 @@ EXTRA_METRICS = [("invoke_total_ms", "invoke: total_ms"),
 # Recorded and summarized per mode only (no ratio: 0 or absent unjailed).
 JAIL_METRICS = [("jail_ms", "boot: the VMM's jail_ms"),
                 ("exec_jail_ms", "exec: the VMM's jail_ms")]
+ALL_METRICS = [(key, label) for key, label, _ in GOALS] + EXTRA_METRICS + JAIL_METRICS
+# What each round's progress line shows.
+PROGRESS = [("exec_wall_ms", "exec"), ("invoke_wall_ms", "invoke"), ("boot_ms", "boot")]
 
 
 class Setup:
@@ -126,6 +129,10 @@ def measure_boot(s, mode):
             "jail_ms": b["timings"].get("jail_ms")}
 
 
+# name -> how one sample of it is taken, in the order a round takes them.
+STEPS = {"exec": measure_exec, "invoke": measure_invoke, "boot": measure_boot}
+
+
 def check_jail_ms(row, mode):
     """The jailed VMM must report a jail set up, the unjailed one none: else the modes are not
     what they claim, and the ratios mean nothing."""
@@ -140,7 +147,7 @@ def check_jail_ms(row, mode):
 def interleave(s, args, samples):
     """Warm-up rounds (not kept), then --runs rounds of exec, invoke and boot in each mode,
     the modes' order flipping every round (ABBA)."""
-    steps = [measure_exec, measure_invoke] + ([] if args.no_boot else [measure_boot])
+    steps = [STEPS[name] for name in args.steps]
     for i in range(-args.warmup_runs, args.runs):
         order = list(MODES)[::-1] if i % 2 else list(MODES)
         for step in steps:
@@ -150,15 +157,16 @@ def interleave(s, args, samples):
                 if i >= 0:
                     samples[mode][i].update(row)
         if i >= 0:
-            log(f"  run {i + 1}/{args.runs}: " + ", ".join(
-                f"{m} exec {samples[m][i]['exec_wall_ms']:.0f} ms, invoke "
-                f"{samples[m][i]['invoke_wall_ms']:.0f} ms" for m in MODES))
+            log(f"  run {i + 1}/{args.runs}: " + "; ".join(
+                f"{m} " + ", ".join(f"{label} {samples[m][i][key]:.0f} ms"
+                                    for key, label in PROGRESS if key in samples[m][i])
+                for m in MODES))
 
 
 def summarize_modes(samples):
     out = {}
     judged = {key: goal for key, _, goal in GOALS}
-    for key, _ in [(k, lbl) for k, lbl, _ in GOALS] + EXTRA_METRICS + JAIL_METRICS:
+    for key, _ in ALL_METRICS:
         row = {m: summarize([x.get(key) for x in samples[m]]) for m in MODES}
         if key not in dict(JAIL_METRICS):
             j, u = row["jailed"], row["unjailed"]
@@ -180,7 +188,7 @@ def print_table(report):
     def cell(x):
         return f"{x['median']:9.1f} ({x['p90']:6.1f})" if x else f"{'-':>18}"
     summary = report["summary"]
-    for key, label in [(k, lbl) for k, lbl, _ in GOALS] + EXTRA_METRICS + JAIL_METRICS:
+    for key, label in ALL_METRICS:
         row = summary[key]
         ratio = row.get("ratio_jailed_over_unjailed")
         verdict = ""
@@ -189,8 +197,14 @@ def print_table(report):
             verdict = f"<= {row['goal']:.2f}: {met}"
         print(f"  {label:32} {cell(row['jailed']):>18} {cell(row['unjailed']):>18} "
               f"{(f'{ratio:.3f}' if ratio else '-'):>7}  {verdict}")
-    missed = [lbl for k, lbl, _ in GOALS if summary[k].get("goal_met") is not True]
-    print(f"  goals: {'all met' if not missed else 'NOT all met (' + ', '.join(missed) + ')'}")
+    missed = [lbl for k, lbl, _ in GOALS if summary[k]["goal_met"] is False]
+    unmeasured = [lbl for k, lbl, _ in GOALS if summary[k]["goal_met"] is None]
+    verdict = "all met" if not unmeasured else "met where measured"
+    if missed:
+        verdict = f"NOT all met ({', '.join(missed)})"
+    if unmeasured:
+        verdict += f"; not measured: {', '.join(unmeasured)}"
+    print(f"  goals: {verdict}")
     print(f"  JSON: {report['out']}")
 
 
@@ -201,7 +215,8 @@ def main():
     ap.add_argument("--warmup", type=int, default=2, help="the template's warm-up calls")
     ap.add_argument("--mem", type=int, default=256, help="exec and template guest MiB")
     ap.add_argument("--boot-mem", type=int, default=128, help="boot guest MiB (boot_bench's)")
-    ap.add_argument("--no-boot", action="store_true", help="skip the `wisp run` rows")
+    ap.add_argument("--steps", default=",".join(STEPS),
+                    help=f"comma list of the steps to measure (default: {','.join(STEPS)})")
     ap.add_argument("--wisp", default=os.path.join(ROOT, "build/bin/wisp"))
     ap.add_argument("--kernel", default=os.path.join(ROOT, "build/guest/vmlinux"))
     ap.add_argument("--initrd", default=os.path.join(ROOT, "build/guest/initramfs.cpio.gz"))
@@ -213,11 +228,15 @@ def main():
     args = ap.parse_args()
     if args.runs < 1:
         ap.error("--runs must be at least 1")
+    args.steps = [n.strip() for n in args.steps.split(",") if n.strip()]
+    if not args.steps or any(n not in STEPS for n in args.steps):
+        ap.error(f"--steps: expected a comma list of {', '.join(STEPS)}")
 
     env = environment_name()
     work = tempfile.mkdtemp(prefix="wisp-jail-bench-")
     report = {"benchmark": "jail", "environment": env, "runs": args.runs,
               "warmup_runs": args.warmup_runs, "order": "abba", "modes": MODES,
+              "steps": args.steps,
               "handler": HANDLER["argv"], "mem_mib": args.mem, "boot_mem_mib": args.boot_mem,
               "out": args.out}
     samples = {m: [{} for _ in range(args.runs)] for m in MODES}
@@ -225,10 +244,12 @@ def main():
     try:
         s = Setup(args, work)
         report["setup"] = s.describe()
-        log(f"jail_bench: {args.runs} interleaved rounds (+{args.warmup_runs} warm-up), jailed "
-            f"and unjailed, on {env}; wisp template create (jailed)")
-        report["template"] = template_create(s.wisp, s.env, TEMPLATE, HANDLER["argv"],
-                                             HANDLER["mode"], args.warmup, s.vm_args())
+        log(f"jail_bench: {args.runs} interleaved rounds (+{args.warmup_runs} warm-up) of "
+            f"{', '.join(args.steps)}, jailed and unjailed, on {env}")
+        if "invoke" in args.steps:
+            log("jail_bench: wisp template create (jailed)")
+            report["template"] = template_create(s.wisp, s.env, TEMPLATE, HANDLER["argv"],
+                                                 HANDLER["mode"], args.warmup, s.vm_args())
         interleave(s, args, samples)
     except (BenchError, subprocess.TimeoutExpired) as e:
         log(f"jail_bench: {e}")
