@@ -29,7 +29,7 @@ call (agent.resumed), so no two clones share RNG state.
                     Without either: stdin when it is a pipe or a file; empty at a terminal.
   --timeout S       the handler's wall-clock limit (seconds, or 500ms, 2m; default 30)
   --timings         print a JSON line to stderr: restore_ms (start until the clone's VMM is
-                    rebuilt and about to run), reconnect_ms (until the agent answered and took
+                    rebuilt and about to run; jail_ms of it: the VMM's jail), reconnect_ms (until the agent answered and took
                     the fresh entropy and clock), invoke_ms (the call), total_ms (start to
                     result), pages_touched (guest pages the clone mapped: read or written)
 Jail options of the clone's VMM (see wisp run --help):
@@ -78,10 +78,11 @@ int invoke_command(int argc, char** argv, uint64_t t0_ns) {
   write_all(2, out.result.err);
   if (request.count_pages)
     std::fprintf(stderr,
-                 "{\"restore_ms\":%.3f,\"reconnect_ms\":%.3f,\"connect_ms\":%.3f,"
-                 "\"invoke_ms\":%.3f,\"total_ms\":%.3f,\"pages_touched\":%lld}\n",
-                 out.restore_ms, out.reconnect_ms, out.connect_ms, out.invoke_ms, out.total_ms,
-                 static_cast<long long>(out.pages_touched));
+                 "{\"restore_ms\":%.3f,\"jail_ms\":%.3f,\"reconnect_ms\":%.3f,"
+                 "\"connect_ms\":%.3f,\"invoke_ms\":%.3f,\"total_ms\":%.3f,"
+                 "\"pages_touched\":%lld}\n",
+                 out.restore_ms, out.jail_ms, out.reconnect_ms, out.connect_ms, out.invoke_ms,
+                 out.total_ms, static_cast<long long>(out.pages_touched));
   return handler_exit_status(kCommand, out.result, request.timeout);
 }
 

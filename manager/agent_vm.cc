@@ -3,6 +3,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <cstdio>
+
 namespace wisp::manager {
 namespace {
 
@@ -46,7 +48,10 @@ std::unique_ptr<AgentVm> AgentVm::restore(const std::string& snapshot_dir, bool 
   };
   try {
     std::unique_ptr<AgentVm> vm(new AgentVm("wisp-invoke", args, true));
-    vm->vmm().wait_ready(timeout);
+    std::string ready = vm->vmm().wait_ready(timeout);
+    double loaded = 0, restored = 0;
+    if (std::sscanf(ready.c_str(), "ready %lf %lf %lf", &loaded, &restored, &vm->jail_ms_) != 3)
+      vm->jail_ms_ = 0;
     return vm;
   } catch (const Error& e) {
     throw VmFailed(e.what());  // wait_ready's message already carries the log

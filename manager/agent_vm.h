@@ -52,6 +52,8 @@ class AgentVm {
     return client::VmmClient::connect(dir_.file("control.sock"));
   }
   VmmChild& vmm() { return vmm_; }
+  // For a restored clone: what its jail cost (from the VMM's ready line), in ms; 0 unjailed.
+  double jail_ms() const { return jail_ms_; }
   // VmFailed carrying `what` and the tail of the VMM's log (its stderr), if it wrote one.
   VmFailed failure(const std::string& what) const;
 
@@ -61,6 +63,7 @@ class AgentVm {
 
   RuntimeDir dir_;  // declared before vmm_: the VMM dies before its directory goes
   VmmChild vmm_;
+  double jail_ms_ = 0;
 };
 
 // `bytes` of fresh entropy and the host's wall clock, handed to a clone's agent

@@ -45,6 +45,7 @@ InvokeOutcome invoke(const std::string& template_name, const InvokeRequest& requ
   std::unique_ptr<AgentVm> clone = AgentVm::restore(
       template_snapshot_dir(template_name), request.count_pages, kRestoreTimeout, request.jail);
   out.restore_ms = ms_since(t0);
+  out.jail_ms = clone->jail_ms();
   try {
     call_clone(*clone, t, request, t0, &out);
   } catch (const Error& e) {

@@ -25,6 +25,7 @@ struct InvokeRequest {
 struct InvokeOutcome {
   client::InvokeResult result;
   double restore_ms = 0;       // until the clone's VMM was rebuilt and about to run
+  double jail_ms = 0;          // of which the VMM's jail (0 unjailed)
   double connect_ms = 0;       // from then until the agent accepted the connection
   double reconnect_ms = 0;     // from then until it also took the fresh entropy and clock
   double invoke_ms = 0;        // the call

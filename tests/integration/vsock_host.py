@@ -152,6 +152,9 @@ def main():
             os.unlink(path)
         ls = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         ls.bind(path)
+        # The jailed VMM connects with the VM's own uid, not ours (Unix sockets need write
+        # permission to connect).
+        os.chmod(path, 0o666)
         ls.listen(128)
         ls.settimeout(args.timeout)
         print(json.dumps({"listening": path}), flush=True)

@@ -44,6 +44,10 @@ void make_mount_point(const std::string& target, const Exposed& e) {
 void expose(const std::string& root, const Exposed& e) {
   if (e.path.size() < 2 || e.path[0] != '/' || e.path.find("/../") != std::string::npos)
     throw Error("jail: cannot expose '" + e.path + "': not a plain absolute path");
+  struct stat st;
+  // A missing input is left to the VMM, whose open then fails with the message it gives
+  // unjailed ("kernel /x: No such file or directory").
+  if (::stat(e.path.c_str(), &st) != 0 && errno == ENOENT) return;
   std::string target = root + e.path;
   make_parents(root, e.path);
   make_mount_point(target, e);

@@ -39,8 +39,8 @@ Options:
   --console MODE     stdio (default), none or FILE, as for wisp run
   --control-socket PATH
                      listen for control commands (wisp snapshot create --diff uses it)
-  --ready-fd N       write "ready LOADED_MS RESTORED_MS" to descriptor N (3 to 1024) once the
-                     VM is rebuilt, just before its vCPUs run
+  --ready-fd N       write "ready LOADED_MS RESTORED_MS JAIL_MS" to descriptor N (3 to 1024)
+                     once the VM is rebuilt, just before its vCPUs run
   --timings          print a JSON line to stderr at exit: milliseconds from process start to
                      the jail's cost, KVM open, snapshot loaded, VM restored, first KVM_RUN
                      and exit
@@ -109,11 +109,11 @@ void configure_devices(const RestoreOptions& o, const snapshot::LoadedSnapshot& 
 }
 
 // The manager (wisp invoke) times the restore by this line; the vCPUs start next.
-void report_ready(int fd, uint64_t t0_ns, uint64_t loaded_ns, uint64_t ready_ns) {
-  char line[96];
-  int n = snprintf(line, sizeof(line), "ready %.3f %.3f\n",
+void report_ready(int fd, uint64_t t0_ns, uint64_t loaded_ns, uint64_t ready_ns, double jail_ms) {
+  char line[128];
+  int n = snprintf(line, sizeof(line), "ready %.3f %.3f %.3f\n",
                    static_cast<double>(loaded_ns - t0_ns) / 1e6,
-                   static_cast<double>(ready_ns - t0_ns) / 1e6);
+                   static_cast<double>(ready_ns - t0_ns) / 1e6, jail_ms);
   if (::write(fd, line, static_cast<size_t>(n)) != n) LOG_WARN("--ready-fd: write failed");
   ::close(fd);
 }
@@ -165,7 +165,8 @@ int restore_vm(RestoreOptions& o, jail::Confinement& confinement, uint64_t t0_ns
     auto machine = Machine::restore(o.cfg, snap.state, std::move(snap.memory), kvm, t0_ns);
     confinement.drop_privileges();
     t.ready_ns = now_ns();
-    if (o.ready_fd >= 0) report_ready(o.ready_fd, t0_ns, t.loaded_ns, t.ready_ns);
+    if (o.ready_fd >= 0)
+      report_ready(o.ready_fd, t0_ns, t.loaded_ns, t.ready_ns, confinement.jail_ms());
     LOG_INFO("restored %s (%u layer(s))", o.dir.c_str(), snap.layers);
     r = machine->run();
   } catch (const Error& e) {

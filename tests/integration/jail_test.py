@@ -1,0 +1,303 @@
+#!/usr/bin/env python3
+"""The VMM's jail on a real KVM, checked from the host while VMs run.
+
+- A running VM's VMM (the process holding the KVM vCPU fds): every thread has Seccomp 2, no
+  capabilities in any set, NoNewPrivs 1 and a uid other than 0; its root lists only the VM's
+  files; its mount, pid, ipc, uts and net namespaces are not the caller's; it sits in its own
+  cgroup with memory.max, pids.max and cpu.max as wisp documents them. Also for the VMM of
+  `wisp exec` and of a restored snapshot.
+- Each thread kind (loop, vcpu, control) attempting a forbidden call (openat of /etc/passwd,
+  execve, socket(AF_INET), ptrace) gets the VMM killed by seccomp, and wisp names the call.
+- A guest that fills its RAM under a memory.max below it is stopped by the cgroup, and wisp
+  says so from memory.events.
+- A stale wisp cgroup (its VMM gone) is removed by the next start.
+- --no-jail and --no-cgroup (debugging only) warn and do what they say: the only test that
+  passes them, since they are what it tests.
+
+Run by ctest (label integration) inside KVM, as root (the jail needs root), with cgroup v2 at
+/sys/fs/cgroup (the testbed mounts it).
+"""
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "perf"))
+from vmrun import stage  # noqa: E402
+
+BUILD = os.path.join(ROOT, "build")
+CGROUP = "/sys/fs/cgroup"
+NAMESPACES = ["mnt", "pid", "ipc", "uts", "net"]
+CAP_FIELDS = ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"]
+# A guest that says it is up, then idles until it is stopped.
+IDLE = 'quiet wisp_action=cmd wisp_cmd="echo guest-up; sleep 1000"'
+
+
+def wait_for(predicate, timeout, what):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError("timed out waiting for " + what)
+
+
+def read(path):
+    with open(path, errors="replace") as f:
+        return f.read()
+
+
+def status(pid, tid=None):
+    """/proc/PID[/task/TID]/status as a dict of its fields."""
+    path = "/proc/%d/task/%d/status" % (pid, tid) if tid else "/proc/%d/status" % pid
+    out = {}
+    for line in read(path).splitlines():
+        key, _, value = line.partition(":")
+        out[key] = value.strip()
+    return out
+
+
+def children(pid):
+    try:
+        return [int(c) for c in read("/proc/%d/task/%d/children" % (pid, pid)).split()]
+    except FileNotFoundError:
+        return []
+
+
+def descendants(pid):
+    out = []
+    for c in children(pid):
+        out += [c] + descendants(c)
+    return out
+
+
+def holds_vcpu_fds(pid):
+    try:
+        fds = os.listdir("/proc/%d/fd" % pid)
+    except (FileNotFoundError, PermissionError):
+        return False
+    for fd in fds:
+        try:
+            if os.readlink("/proc/%d/fd/%s" % (pid, fd)).startswith("anon_inode:kvm-vcpu"):
+                return True
+        except OSError:
+            pass
+    return False
+
+
+def vmm_of(pid, timeout=120):
+    """The process that holds the KVM vCPU fds: the jailed VMM under `pid` (a wisp command),
+    or `pid` itself when it runs unjailed."""
+    return wait_for(lambda: next((p for p in [pid] + descendants(pid) if holds_vcpu_fds(p)), None),
+                    timeout, "a VMM holding vCPU fds under pid %d" % pid)
+
+
+def files_under(root):
+    """Every non-directory below `root`, as paths relative to it (with a leading /)."""
+    out = set()
+    for d, dirs, files in os.walk(root):
+        for f in files:
+            out.add(os.path.join(d, f)[len(root):])
+    return out
+
+
+class JailTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        if os.geteuid() != 0:
+            raise unittest.SkipTest("the jail needs root; run inside the testbed or as root")
+        cls.tmp = tempfile.mkdtemp(prefix="wisp-jail-")
+        wisp = os.environ.get("WISP_BIN", os.path.join(BUILD, "bin/wisp"))
+        guest = [os.path.join(BUILD, "guest", f)
+                 for f in ["vmlinux", "initramfs.cpio.gz", "agent-initramfs.cpio.gz"]]
+        cls.wisp = os.path.join(stage(os.path.dirname(wisp), guest, cls.tmp),
+                                os.path.basename(wisp))
+        cls.guest = os.path.join(cls.tmp, "guest")
+        cls.env = dict(os.environ, WISP_HOME=os.path.join(cls.tmp, "home"))
+        cls.env.pop("WISP_TEST_FORBIDDEN_CALL", None)
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def vm_dir(self, tag):
+        """A private directory for one VM's sockets and console."""
+        d = os.path.join(self.tmp, tag)
+        os.makedirs(d, mode=0o700, exist_ok=True)
+        return d
+
+    def start_idle(self, tag, *extra, env=None):
+        d = self.vm_dir(tag)
+        console, ctl = os.path.join(d, "console"), os.path.join(d, "control.sock")
+        vm = subprocess.Popen([self.wisp, "run", "--mem", "128", "--console", console,
+                               "--control-socket", ctl, "--cmdline", IDLE, *extra],
+                              stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                              env=env or self.env)
+        self.addCleanup(self.stop, vm)
+        wait_for(lambda: "guest-up" in read(console) if os.path.exists(console) else False,
+                 300, "the guest to come up")
+        return vm, console, ctl
+
+    def stop(self, vm):
+        """Stops a VM started by start_idle (SIGTERM, as a person would); returns its stderr."""
+        if vm.poll() is None:
+            vm.send_signal(signal.SIGTERM)
+        try:
+            _, err = vm.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            vm.kill()
+            _, err = vm.communicate()
+        return err or ""
+
+    def run_wisp(self, *args, timeout=300, env=None):
+        return subprocess.run([self.wisp, *args], capture_output=True, text=True,
+                              timeout=timeout, env=env or self.env, stdin=subprocess.DEVNULL)
+
+    def assert_confined(self, vmm, expect_files):
+        """Every thread of `vmm` confined; its root holding `expect_files` and nothing of the
+        host; its namespaces its own. Returns its uid."""
+        tids = [int(t) for t in os.listdir("/proc/%d/task" % vmm)]
+        names = set()
+        for tid in tids:
+            st = status(vmm, tid)
+            names.add(st["Name"])
+            self.assertEqual(st["Seccomp"], "2", "thread %s (%s)" % (tid, st["Name"]))
+            self.assertEqual(st["NoNewPrivs"], "1", st["Name"])
+            for field in CAP_FIELDS:
+                self.assertEqual(int(st[field], 16), 0, "%s of %s" % (field, st["Name"]))
+            uids = st["Uid"].split()
+            self.assertTrue(all(u != "0" for u in uids), "uids %s" % uids)
+            self.assertEqual(len(set(uids)), 1, "real, effective, saved, fs uid all the VM's")
+        self.assertIn("vcpu0", names)
+        root = "/proc/%d/root" % vmm
+        self.assertNotEqual(os.stat(root + "/").st_ino, os.stat("/").st_ino)
+        seen = files_under(root)
+        for f in expect_files:
+            self.assertTrue(os.path.lexists(root + f), "the VM's root lacks %s" % f)
+        for host_path in ["/etc/passwd", "/bin/sh", "/usr/bin/python3", "/proc/self"]:
+            self.assertFalse(os.path.lexists(root + host_path), host_path + " is visible")
+        extra = {f for f in seen if not any(f.startswith(e) for e in expect_files)}
+        self.assertEqual(extra, set(), "files in the VM's root that are not the VM's")
+        for ns in NAMESPACES:
+            self.assertNotEqual(os.readlink("/proc/%d/ns/%s" % (vmm, ns)),
+                                os.readlink("/proc/self/ns/" + ns), ns + " namespace")
+        return int(status(vmm)["Uid"].split()[0])
+
+    def assert_cgroup(self, vmm, uid, memory_max, pids_max, cpu_max="max 100000"):
+        line = read("/proc/%d/cgroup" % vmm).strip()
+        self.assertEqual(line, "0::/wisp/vm-%d" % uid)
+        cg = os.path.join(CGROUP, "wisp", "vm-%d" % uid)
+        self.assertEqual(read(cg + "/memory.max").strip(), str(memory_max))
+        self.assertEqual(read(cg + "/pids.max").strip(), str(pids_max))
+        self.assertEqual(read(cg + "/cpu.max").strip(), cpu_max)
+        return cg
+
+    def test_running_vm_is_confined(self):
+        vm, console, ctl = self.start_idle("confined", "--vcpus", "2", "--cpu-quota", "50")
+        vmm = vmm_of(vm.pid)
+        sock_dir = os.path.dirname(ctl)
+        uid = self.assert_confined(vmm, [os.path.join(self.guest, "vmlinux"),
+                                         os.path.join(self.guest, "initramfs.cpio.gz"),
+                                         "/dev/kvm", sock_dir])
+        names = {status(vmm, int(t))["Name"] for t in os.listdir("/proc/%d/task" % vmm)}
+        self.assertEqual(names, {"wisp-vmm", "vcpu0", "vcpu1", "vmm-control"})
+        # guest RAM + the VMM's 128 MiB; 2 vCPU threads + 4; 50 % of one CPU.
+        cg = self.assert_cgroup(vmm, uid, (128 + 128) << 20, 2 + 4, "50000 100000")
+        # The VM still works through its jail: the control socket answers.
+        self.assertEqual(self.run_wisp("vm", "ping", "--control-socket", ctl).returncode, 0)
+        self.stop(vm)
+        self.assertEqual(vm.returncode, 128 + signal.SIGTERM)
+        wait_for(lambda: not os.path.exists(cg), 10, "the VM's cgroup to be removed")
+
+    def test_restored_vm_is_confined(self):
+        vm, _, ctl = self.start_idle("to-snapshot")
+        snap = os.path.join(self.tmp, "jail-snap")
+        p = self.run_wisp("snapshot", "create", "--control-socket", ctl, snap)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.stop(vm)
+        d = self.vm_dir("restored")
+        clone = subprocess.Popen([self.wisp, "snapshot", "restore", snap, "--console", "none",
+                                  "--control-socket", os.path.join(d, "control.sock")],
+                                 env=self.env)
+        self.addCleanup(self.stop, clone)
+        vmm = vmm_of(clone.pid)
+        uid = self.assert_confined(vmm, [snap + "/state", snap + "/memory", "/dev/kvm", d])
+        self.assert_cgroup(vmm, uid, (128 + 128) << 20, 1 + 4)
+
+    def test_exec_vm_is_confined(self):
+        p = subprocess.Popen([self.wisp, "exec", "--", "/bin/sh", "-c", "echo ready; sleep 20"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env=self.env)
+        self.addCleanup(self.stop, p)
+        self.assertEqual(p.stdout.readline().strip(), "ready")
+        vmm = vmm_of(p.pid)
+        for tid in os.listdir("/proc/%d/task" % vmm):
+            st = status(vmm, int(tid))
+            self.assertEqual((st["Seccomp"], st["NoNewPrivs"], int(st["CapBnd"], 16)),
+                             ("2", "1", 0), st["Name"])
+        self.assertTrue(read("/proc/%d/cgroup" % vmm).strip().startswith("0::/wisp/vm-"))
+        p.stdout.close()
+
+    def test_forbidden_calls_are_killed_and_named(self):
+        for kind in ["loop", "vcpu", "control"]:
+            for call in ["openat", "execve", "socket", "ptrace"]:
+                with self.subTest(kind=kind, call=call):
+                    d = self.vm_dir("forbidden-%s-%s" % (kind, call))
+                    env = dict(self.env, WISP_TEST_FORBIDDEN_CALL="%s:%s" % (kind, call))
+                    p = self.run_wisp("run", "--console", "none", "--control-socket",
+                                      os.path.join(d, "control.sock"), "--cmdline", IDLE,
+                                      env=env, timeout=120)
+                    self.assertEqual(p.returncode, 5, p.stderr)
+                    self.assertIn("VMM killed by seccomp: %s (on its %s thread)" % (call, kind),
+                                  p.stderr)
+
+    def test_memory_limit_stops_a_guest_that_fills_its_ram(self):
+        fill = 'quiet wisp_action=cmd wisp_cmd="dd if=/dev/zero of=/dev/shm/fill bs=1M count=400"'
+        p = self.run_wisp("run", "--mem", "512", "--console", "none", "--jail-memory-max", "96",
+                          "--cmdline", fill, timeout=600)
+        self.assertEqual(p.returncode, 6, p.stderr)
+        self.assertIn("VMM killed by its cgroup's memory limit: memory.max is 96 MiB", p.stderr)
+        self.assertRegex(p.stderr, r"oom_kill [1-9]")
+
+    def test_stale_cgroup_is_removed_by_the_next_start(self):
+        # A VMM whose supervisor was SIGKILLed leaves its cgroup; so does this fake one, whose
+        # uid nobody holds.
+        stale = os.path.join(CGROUP, "wisp", "vm-2000065000")
+        os.makedirs(os.path.dirname(stale), exist_ok=True)
+        if not os.path.isdir(stale):
+            os.mkdir(stale)
+        vm, _, _ = self.start_idle("after-stale")
+        self.assertFalse(os.path.exists(stale), "the stale cgroup is still there")
+
+    def test_no_jail_and_no_cgroup_flags(self):
+        # The debugging flags' own test: the only place they are passed.
+        vm, _, _ = self.start_idle("unjailed", "--no-jail")
+        vmm = vmm_of(vm.pid)
+        self.assertEqual(vmm, vm.pid, "unjailed, the VMM is the process itself")
+        st = status(vmm)
+        self.assertEqual((st["Seccomp"], st["Uid"].split()[0]), ("0", "0"))
+        self.assertIn("warning: --no-jail", self.stop(vm))
+        vm, _, _ = self.start_idle("no-cgroup", "--no-cgroup")
+        vmm = vmm_of(vm.pid)
+        self.assertEqual(status(vmm)["Seccomp"], "2")
+        self.assertFalse(read("/proc/%d/cgroup" % vmm).strip().startswith("0::/wisp/"))
+        self.assertIn("warning: --no-cgroup", self.stop(vm))
+
+    def test_needs_root(self):
+        os.chmod(self.tmp, 0o755)  # so that uid 65534 can run the staged wisp
+        p = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                            self.wisp, "run", "--console", "none"],
+                           capture_output=True, text=True, timeout=60, env=self.env)
+        self.assertEqual(p.returncode, 1, p.stderr)
+        self.assertIn("the VMM's jail needs root", p.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
