@@ -13,6 +13,7 @@ $Cxx.namespace("wisp::api");
 
 interface Vmm {
   const maxMessageBytes :UInt64 = 65536;  # the VMM reads no larger request
+  const maxFdsPerMessage :UInt32 = 4;     # the VMM accepts no more descriptors with one request
 
   # Answers when the VMM's event loop is serving calls.
   ping @0 () -> ();
@@ -22,14 +23,23 @@ interface Vmm {
   pause @1 () -> ();
   resume @2 () -> ();
 
-  # Writes the VM's state and memory as the new snapshot directory `dir` (absolute; it must not
-  # exist). `diff`: only pages written since the VM was restored from its snapshot. The VM is
-  # paused for the save and resumed afterwards unless it was paused before.
-  snapshot @3 (dir :Text, diff :Bool) -> (report :SnapshotReport);
+  # Writes the VM's state into `stateFile` and its memory into `memoryFile`, and fsyncs both.
+  # The manager creates the two files (in a temp directory it renames into place afterwards:
+  # the VMM opens, creates and renames nothing, and may not see the destination at all); each
+  # must carry a descriptor of a regular, empty file opened for writing. `dir` is the snapshot's
+  # final directory, for messages only. `diff`: only pages written since the VM was restored
+  # from its snapshot. The VM is paused for the save and resumed afterwards unless it was paused
+  # before.
+  snapshot @3 (dir :Text, diff :Bool, stateFile :FileHandle, memoryFile :FileHandle)
+      -> (report :SnapshotReport);
 
   # Guest memory pages: in this process's page tables, and written since a restore.
   stats @4 () -> (stats :MemoryStats);
 }
+
+# A file handed to the VMM: the capability carries its descriptor (SCM_RIGHTS on the control
+# socket; the receiver gets it with getFd()). It has no methods: the descriptor is the point.
+interface FileHandle {}
 
 struct SnapshotReport {
   id @0 :Text;

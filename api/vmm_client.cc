@@ -1,6 +1,7 @@
 #include "api/vmm_client.h"
 
 #include <capnp/rpc-twoparty.h>
+#include <fcntl.h>
 #include <kj/async-io.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -24,6 +25,30 @@ UniqueFd connect_unix(const std::string& path) {
   if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0)
     throw_errno("control socket " + path + " (is the VM running with --control-socket?)");
   return fd;
+}
+
+// A file handed to the VMM: the capability carries a copy of the caller's descriptor, owned
+// here because the RPC system may keep the capability a little after the call returns.
+class FileHandleImpl final : public api::FileHandle::Server {
+ public:
+  explicit FileHandleImpl(UniqueFd fd) : fd_(std::move(fd)) {}
+  kj::Maybe<int> getFd() override {
+    if (!fd_) return nullptr;
+    return fd_.get();
+  }
+
+ private:
+  UniqueFd fd_;
+};
+
+// A handle carrying a copy of `fd`, or none when fd < 0 (which the VMM refuses).
+api::FileHandle::Client file_handle(int fd, const char* what) {
+  UniqueFd copy;
+  if (fd >= 0) {
+    copy.reset(::fcntl(fd, F_DUPFD_CLOEXEC, 0));
+    if (!copy) throw_errno(std::string("snapshot: duplicate the ") + what + " descriptor");
+  }
+  return kj::heap<FileHandleImpl>(std::move(copy));
 }
 
 control::SnapshotReport report_of(api::SnapshotReport::Reader r) {
@@ -50,7 +75,7 @@ struct VmmClient::Impl {
   kj::AsyncIoContext& io = thread->io;
   std::string path;
   std::chrono::milliseconds timeout{0};
-  kj::Own<kj::AsyncIoStream> stream;
+  kj::Own<kj::AsyncCapabilityStream> stream;
   kj::Own<capnp::TwoPartyClient> rpc;
   api::Vmm::Client vmm = nullptr;
 
@@ -83,9 +108,13 @@ std::unique_ptr<VmmClient> VmmClient::connect(const std::string& socket_path,
   impl->path = socket_path;
   impl->timeout = call_timeout;
   UniqueFd fd = connect_unix(socket_path);
-  impl->stream = impl->io.lowLevelProvider->wrapSocketFd(
+  // A stream that can pass descriptors (SCM_RIGHTS): the snapshot's files go to the VMM that
+  // way. Cap'n Proto 0.9 sends descriptors only on a network that also accepts some
+  // (maxFdsPerMessage > 0), so the bound is the VMM's; any the VMM sends back are closed with
+  // their message, as this side keeps no capability from it.
+  impl->stream = impl->io.lowLevelProvider->wrapUnixSocketFd(
       fd.release(), kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP);
-  impl->rpc = kj::heap<capnp::TwoPartyClient>(*impl->stream);
+  impl->rpc = kj::heap<capnp::TwoPartyClient>(*impl->stream, api::Vmm::MAX_FDS_PER_MESSAGE);
   impl->vmm = impl->rpc->bootstrap().castAs<api::Vmm>();
   return std::unique_ptr<VmmClient>(new VmmClient(std::move(impl)));
 }
@@ -102,6 +131,8 @@ control::SnapshotReport VmmClient::snapshot(const control::SnapshotRequest& requ
   auto req = impl_->vmm.snapshotRequest();
   req.setDir(request.dir);
   req.setDiff(request.diff);
+  req.setStateFile(file_handle(request.state_fd, "state file"));
+  req.setMemoryFile(file_handle(request.memory_fd, "memory file"));
   auto response = impl_->wait(req.send(), "snapshot");
   return report_of(response.getReport());
 }

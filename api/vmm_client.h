@@ -26,6 +26,8 @@ class VmmClient {
   void ping();
   void pause();
   void resume();
+  // Sends copies of request.state_fd and request.memory_fd with the call (the VMM writes the
+  // snapshot into them); the caller still owns its descriptors.
   control::SnapshotReport snapshot(const control::SnapshotRequest& request);
   control::MemoryStats stats();
 

@@ -9,8 +9,14 @@
 namespace wisp::control {
 
 struct SnapshotRequest {
-  std::string dir;  // absolute; must not exist
+  std::string dir;  // the snapshot's final directory, for messages only
   bool diff = false;
+  // The two files to write, created by the manager (snapshot/snapshot_dir.h NewSnapshotDir):
+  // regular, empty, open for writing. Borrowed: the caller keeps them open during the call.
+  // The client sends each as a FileHandle carrying a copy of the descriptor (none when < 0,
+  // which the VMM refuses); the VMM side hands its service the copies it received and checked.
+  int state_fd = -1;
+  int memory_fd = -1;
 };
 
 struct SnapshotReport {

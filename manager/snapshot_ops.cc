@@ -10,7 +10,16 @@ namespace wisp::manager {
 
 control::SnapshotReport create_snapshot(const std::string& control_socket, const std::string& dir,
                                         bool diff) {
-  return client::VmmClient::connect(control_socket)->snapshot({absolute_path(dir), diff});
+  return create_snapshot(*client::VmmClient::connect(control_socket), dir, diff);
+}
+
+control::SnapshotReport create_snapshot(client::VmmClient& vmm, const std::string& dir, bool diff) {
+  const std::string target = absolute_path(dir);
+  snapshot::NewSnapshotDir out(target);
+  snapshot::SnapshotFiles files = out.files();
+  control::SnapshotReport report = vmm.snapshot({target, diff, files.state_fd, files.memory_fd});
+  out.commit();
+  return report;
 }
 
 void verify_snapshot_chain(const std::string& dir,

@@ -9,13 +9,22 @@
 
 #include "api/vmm_control.h"
 
+namespace wisp::client {
+class VmmClient;
+}  // namespace wisp::client
+
 namespace wisp::manager {
 
 // Snapshots the VM whose VMM listens on `control_socket` into the new directory `dir`
 // (relative to the working directory or absolute). `diff`: only the pages written since the
-// VM was restored (api/vmm.capnp's Vmm.snapshot). Throws Error with the VMM's reason.
+// VM was restored (api/vmm.capnp's Vmm.snapshot). This process creates the directory and its
+// files (so they belong to the store's owner, and a jailed VMM that cannot see `dir` can still
+// write them: it gets their descriptors) and makes it appear atomically once the VMM wrote
+// them; a failure leaves nothing. Throws Error with the VMM's reason.
 control::SnapshotReport create_snapshot(const std::string& control_socket, const std::string& dir,
                                         bool diff);
+// The same through an open control connection.
+control::SnapshotReport create_snapshot(client::VmmClient& vmm, const std::string& dir, bool diff);
 
 // One verified layer of a snapshot: the directory, a few human-readable lines about it, and
 // the parent it is a diff over ("" for a full snapshot).

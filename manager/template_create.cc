@@ -6,6 +6,7 @@
 
 #include "base/clock.h"
 #include "manager/invoke.h"
+#include "manager/snapshot_ops.h"
 
 namespace wisp::manager {
 namespace {
@@ -98,7 +99,7 @@ TemplateCreated create_template(const TemplateSpec& spec, const Progress& progre
   progress("snapshotting...");
   control::SnapshotReport snap;
   try {
-    snap = machine->control()->snapshot({staging.snapshot_dir(), /*diff=*/false});
+    snap = create_snapshot(*machine->control(), staging.snapshot_dir(), /*diff=*/false);
   } catch (const Error& e) {
     throw Error(std::string("snapshot failed: ") + e.what());
   }

@@ -80,7 +80,7 @@ UniqueFd open_memory(const std::string& dir, const SnapshotState& state) {
 
 }  // namespace
 
-SaveResult save_machine_snapshot(const std::string& dir, const MachineState& state,
+SaveResult save_machine_snapshot(const SnapshotFiles& files, const MachineState& state,
                                  const GuestMemory& memory, const SaveOptions& options) {
   uint64_t t0 = now_ns();
   SnapshotState s = describe(state, memory, options);
@@ -107,13 +107,13 @@ SaveResult save_machine_snapshot(const std::string& dir, const MachineState& sta
   uint64_t t1 = now_ns();
   SnapshotWriteOptions write_options;
   write_options.data_pages = &pages;
-  MemoryWriteStats stats = write_snapshot_dir(dir, s, regions, write_options);
+  MemoryWriteStats stats = write_snapshot_files(files, s, regions, write_options);
   result.memory_ms = ms_since(t1);
   result.id = s.id;
   result.memory_file_bytes = stats.file_bytes;
   result.pages_written = stats.data_bytes / kPageSize;
   struct stat st;
-  if (::stat((dir + "/" + kMemoryFileName).c_str(), &st) == 0)
+  if (::fstat(files.memory_fd, &st) == 0)
     result.memory_disk_bytes = static_cast<uint64_t>(st.st_blocks) * 512;
   return result;
 }

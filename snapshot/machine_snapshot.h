@@ -7,6 +7,7 @@
 #include <functional>
 #include <string>
 
+#include "snapshot/snapshot_dir.h"
 #include "snapshot/snapshot_state.h"
 #include "vmm/kvm/cpu_types.h"
 #include "vmm/machine/machine_state.h"
@@ -32,10 +33,11 @@ struct SaveResult {
   double state_ms = 0, memory_ms = 0;
 };
 
-// Writes `state` and `memory` as the snapshot directory `dir` (atomically; it must not
-// exist), recording each device's host resource as it is now (record_identity). The machine
-// must be paused. Throws Error naming the file and the problem.
-SaveResult save_machine_snapshot(const std::string& dir, const MachineState& state,
+// Writes `state` and `memory` into `files` (a snapshot directory's state and memory files,
+// made by the manager with NewSnapshotDir, which commits them), recording each device's host
+// resource as it is now (record_identity). The machine must be paused. Throws Error naming the
+// file and the problem.
+SaveResult save_machine_snapshot(const SnapshotFiles& files, const MachineState& state,
                                  const GuestMemory& memory, const SaveOptions& options);
 
 struct LoadedSnapshot {

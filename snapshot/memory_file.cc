@@ -30,7 +30,8 @@ void pwrite_all(int fd, const uint8_t* p, size_t n, uint64_t offset, const std::
 
 }  // namespace
 
-MemoryWriteStats write_memory_file(const std::string& path, std::span<const RegionContents> regions,
+MemoryWriteStats write_memory_file(int fd, const std::string& path,
+                                   std::span<const RegionContents> regions,
                                    const std::vector<bool>* pages_wanted) {
   MemoryWriteStats stats;
   for (const RegionContents& rc : regions) {
@@ -41,10 +42,8 @@ MemoryWriteStats write_memory_file(const std::string& path, std::span<const Regi
     }
     stats.file_bytes = std::max(stats.file_bytes, rc.region.file_offset + rc.region.size);
   }
-  UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
-  if (!fd) throw_errno("create memory file " + path);
   // Size first so never-written ranges are holes; then one write per run of non-zero pages.
-  if (::ftruncate(fd.get(), static_cast<off_t>(stats.file_bytes)) != 0) {
+  if (::ftruncate(fd, static_cast<off_t>(stats.file_bytes)) != 0) {
     throw_errno("size memory file " + path);
   }
   for (const RegionContents& rc : regions) {
@@ -67,13 +66,12 @@ MemoryWriteStats write_memory_file(const std::string& path, std::span<const Regi
       uint64_t run = page;
       while (run < pages && data_page(run)) ++run;
       uint64_t len = (run - page) * kPageSize;
-      pwrite_all(fd.get(), base + page * kPageSize, len, rc.region.file_offset + page * kPageSize,
-                 path);
+      pwrite_all(fd, base + page * kPageSize, len, rc.region.file_offset + page * kPageSize, path);
       stats.data_bytes += len;
       page = run;
     }
   }
-  if (::fsync(fd.get()) != 0) throw_errno("fsync memory file " + path);
+  if (::fsync(fd) != 0) throw_errno("fsync memory file " + path);
   return stats;
 }
 

@@ -23,11 +23,12 @@ struct MemoryWriteStats {
   uint64_t data_bytes = 0;  // bytes actually written (non-zero pages)
 };
 
-// Creates `path` (it must not exist), writes every non-zero page at its region's file offset and
-// sizes the file to the layout's end; fsyncs. Throws wisp::Error naming the file.
-// `pages` (optional, indexed by memory file page) limits the pages considered: the others are
-// left as holes without being read.
-MemoryWriteStats write_memory_file(const std::string& path, std::span<const RegionContents> regions,
+// Writes every non-zero page at its region's file offset into the empty file `fd` (open for
+// writing), sizes it to the layout's end and fsyncs it. Throws wisp::Error naming `path` (the
+// file's name, for messages). `pages` (optional, indexed by memory file page) limits the pages
+// considered: the others are left as holes without being read.
+MemoryWriteStats write_memory_file(int fd, const std::string& path,
+                                   std::span<const RegionContents> regions,
                                    const std::vector<bool>* pages = nullptr);
 
 // A private (copy-on-write) read-write mapping of a memory file; unmapped on destruction.

@@ -33,24 +33,11 @@ void fsync_dir(const std::string& dir) {
   if (::fsync(fd.get()) != 0) throw_errno("fsync directory " + dir);
 }
 
-// Removes the temp directory (and the two files it can hold) unless dismissed.
-class TempDirGuard {
- public:
-  explicit TempDirGuard(std::string dir) : dir_(std::move(dir)) {}
-  ~TempDirGuard() {
-    if (dir_.empty()) return;
-    for (const char* name : {kStateFileName, kMemoryFileName}) {
-      ::unlink((dir_ + "/" + name).c_str());
-    }
-    ::rmdir(dir_.c_str());
-  }
-  TempDirGuard(const TempDirGuard&) = delete;
-  TempDirGuard& operator=(const TempDirGuard&) = delete;
-  void dismiss() { dir_.clear(); }
-
- private:
-  std::string dir_;
-};
+UniqueFd create_file(const std::string& path, mode_t mode) {
+  UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode));
+  if (!fd) throw_errno("create " + path);
+  return fd;
+}
 
 void check_contents_match(const SnapshotState& state, std::span<const RegionContents> regions,
                           const std::string& dir) {
@@ -59,31 +46,11 @@ void check_contents_match(const SnapshotState& state, std::span<const RegionCont
   if (!same) throw Error(dir + ": guest memory regions do not match the state's memory layout");
 }
 
-}  // namespace
-
-MemoryWriteStats write_snapshot_dir(const std::string& dir, const SnapshotState& state,
-                                    std::span<const RegionContents> regions,
-                                    const SnapshotWriteOptions& options) {
-  validate_state(state, dir + " (state being saved)");
-  check_contents_match(state, regions, dir);
-  auto step = [&](std::string_view name) {
-    if (options.before_step) options.before_step(name);
-  };
-  struct stat st;
-  if (::lstat(dir.c_str(), &st) == 0) throw Error(dir + ": snapshot target already exists");
-  std::string parent = parent_of(dir);
-  std::string tmpl = parent + "/." + base_of(dir) + ".tmp-XXXXXX";
-  std::vector<char> buf(tmpl.begin(), tmpl.end());
-  buf.push_back('\0');
-  if (::mkdtemp(buf.data()) == nullptr) throw_errno("create temp directory in " + parent);
-  std::string tmp(buf.data());
-  TempDirGuard guard(tmp);
-
-  step("state");
-  write_state_file(tmp + "/" + kStateFileName, state);
-  step("memory");
+// The memory file pages to write: the caller's data pages, and for a diff only its layer's.
+// Empty means all.
+std::vector<bool> pages_to_write(const SnapshotState& state, const std::vector<bool>* data_pages) {
   std::vector<bool> pages;
-  if (options.data_pages) pages = *options.data_pages;
+  if (data_pages) pages = *data_pages;
   if (state.is_diff()) {
     uint64_t n = state.diff.pages.size() * 8;
     if (pages.empty()) pages.assign(n, true);
@@ -91,17 +58,79 @@ MemoryWriteStats write_snapshot_dir(const std::string& dir, const SnapshotState&
     for (uint64_t i = 0; i < n; ++i)
       pages[i] = pages[i] && ((state.diff.pages[i / 8] >> (i % 8)) & 1);
   }
-  MemoryWriteStats stats = write_memory_file(tmp + "/" + kMemoryFileName, regions,
-                                             pages.empty() && !state.is_diff() ? nullptr : &pages);
+  return pages;
+}
+
+}  // namespace
+
+MemoryWriteStats write_snapshot_files(const SnapshotFiles& files, const SnapshotState& state,
+                                      std::span<const RegionContents> regions,
+                                      const SnapshotWriteOptions& options) {
+  validate_state(state, files.dir + " (state being saved)");
+  check_contents_match(state, regions, files.dir);
+  auto step = [&](std::string_view name) {
+    if (options.before_step) options.before_step(name);
+  };
+  step("state");
+  write_state_file(files.state_fd, files.dir + "/" + kStateFileName, state);
+  step("memory");
+  std::vector<bool> pages = pages_to_write(state, options.data_pages);
+  return write_memory_file(files.memory_fd, files.dir + "/" + kMemoryFileName, regions,
+                           pages.empty() && !state.is_diff() ? nullptr : &pages);
+}
+
+NewSnapshotDir::NewSnapshotDir(std::string dir) : dir_(std::move(dir)), parent_(parent_of(dir_)) {
+  struct stat st;
+  if (::lstat(dir_.c_str(), &st) == 0) throw Error(dir_ + ": snapshot target already exists");
+  std::string tmpl = parent_ + "/." + base_of(dir_) + ".tmp-XXXXXX";
+  std::vector<char> buf(tmpl.begin(), tmpl.end());
+  buf.push_back('\0');
+  if (::mkdtemp(buf.data()) == nullptr) throw_errno("create temp directory in " + parent_);
+  tmp_ = buf.data();
+  try {
+    state_ = create_file(tmp_ + "/" + kStateFileName, 0644);
+    memory_ = create_file(tmp_ + "/" + kMemoryFileName, 0600);
+  } catch (...) {
+    remove_temp();  // the destructor does not run for a throwing constructor
+    throw;
+  }
+}
+
+NewSnapshotDir::~NewSnapshotDir() { remove_temp(); }
+
+void NewSnapshotDir::remove_temp() {
+  if (tmp_.empty()) return;
+  for (const char* name : {kStateFileName, kMemoryFileName}) ::unlink((tmp_ + "/" + name).c_str());
+  ::rmdir(tmp_.c_str());
+  tmp_.clear();
+}
+
+void NewSnapshotDir::commit(const StepHook& before_step) {
+  auto step = [&](std::string_view name) {
+    if (before_step) before_step(name);
+  };
   step("sync");
-  fsync_dir(tmp);
+  // The VMM that wrote the files fsynced them; this process does not rely on it.
+  if (::fsync(state_.get()) != 0) throw_errno("fsync " + tmp_ + "/" + kStateFileName);
+  if (::fsync(memory_.get()) != 0) throw_errno("fsync " + tmp_ + "/" + kMemoryFileName);
+  fsync_dir(tmp_);
   step("rename");
   // RENAME_NOREPLACE: never replace a snapshot someone else put there meanwhile.
-  if (::renameat2(AT_FDCWD, tmp.c_str(), AT_FDCWD, dir.c_str(), RENAME_NOREPLACE) != 0) {
-    throw_errno("rename " + tmp + " to " + dir);
+  if (::renameat2(AT_FDCWD, tmp_.c_str(), AT_FDCWD, dir_.c_str(), RENAME_NOREPLACE) != 0) {
+    throw_errno("rename " + tmp_ + " to " + dir_);
   }
-  guard.dismiss();
-  fsync_dir(parent);
+  tmp_.clear();
+  state_.reset();
+  memory_.reset();
+  fsync_dir(parent_);
+}
+
+MemoryWriteStats write_snapshot_dir(const std::string& dir, const SnapshotState& state,
+                                    std::span<const RegionContents> regions,
+                                    const SnapshotWriteOptions& options) {
+  NewSnapshotDir out(dir);
+  MemoryWriteStats stats = write_snapshot_files(out.files(), state, regions, options);
+  out.commit(options.before_step);
   return stats;
 }
 

@@ -2,6 +2,10 @@
 // atomically (DESIGN.md rule 7): everything goes into a temp directory next to the target, is
 // fsynced, and is renamed into place; a failure or a crash never leaves a directory at the
 // target, and a failure removes the temp directory.
+//
+// The work is split between two processes. The manager owns the directory (NewSnapshotDir:
+// create the temp directory and the two files, commit or clean up); the VMM, jailed, sees no
+// path and writes into the two descriptors it is handed (write_snapshot_files).
 #pragma once
 
 #include <cstdint>
@@ -10,6 +14,7 @@
 #include <string>
 #include <string_view>
 
+#include "base/unique_fd.h"
 #include "snapshot/memory_file.h"
 #include "snapshot/snapshot_state.h"
 #include "snapshot/state_file.h"
@@ -19,16 +24,64 @@ namespace wisp::snapshot {
 constexpr const char* kStateFileName = "state";
 constexpr const char* kMemoryFileName = "memory";
 
+// Test hook: called before a step of writing a snapshot ("state", "memory", "sync", "rename");
+// may throw.
+using StepHook = std::function<void(std::string_view step)>;
+
+// The two files of a snapshot being written: regular, empty, open for writing. Borrowed.
+struct SnapshotFiles {
+  int state_fd = -1;
+  int memory_fd = -1;
+  std::string dir;  // the snapshot's final directory, naming the files in messages
+};
+
 struct SnapshotWriteOptions {
-  // Test hook: called before each step ("state", "memory", "sync", "rename"); may throw.
-  std::function<void(std::string_view step)> before_step;
+  StepHook before_step;
   // Memory file pages worth reading (nullptr: all); others are written as holes. For a diff
   // snapshot the writer also skips pages outside state.diff.pages.
   const std::vector<bool>* data_pages = nullptr;
 };
 
-// Writes `state` and the guest memory `regions` (whose layouts must equal state.memory) as the
-// snapshot directory `dir`, which must not exist. Validates `state` first.
+// Writes `state` and the guest memory `regions` (whose layouts must equal state.memory) into
+// `files`, and fsyncs both. Validates `state` first. Creates, renames and opens nothing: this
+// is the part a jailed VMM does. Throws wisp::Error naming the file and the fault.
+MemoryWriteStats write_snapshot_files(const SnapshotFiles& files, const SnapshotState& state,
+                                      std::span<const RegionContents> regions,
+                                      const SnapshotWriteOptions& options = {});
+
+// A snapshot directory being made: a temp directory next to the target holding the new, empty
+// `state` (0644) and `memory` (0600) files, open for writing, until commit() renames it to the
+// target. Destroyed before that (an error anywhere), it removes the temp directory and its
+// files. Belongs to one thread.
+class NewSnapshotDir {
+ public:
+  // `dir` must not exist; its parent must. Throws Error naming the directory.
+  explicit NewSnapshotDir(std::string dir);
+  ~NewSnapshotDir();
+  NewSnapshotDir(const NewSnapshotDir&) = delete;
+  NewSnapshotDir& operator=(const NewSnapshotDir&) = delete;
+
+  SnapshotFiles files() const { return {state_.get(), memory_.get(), dir_}; }
+  const std::string& temp_dir() const { return tmp_; }
+
+  // Fsyncs the files and the temp directory, renames it to the target (never over something
+  // that appeared there meanwhile) and fsyncs the parent. `before_step` gets "sync" and
+  // "rename". Throws Error; the temp directory is then still removed on destruction.
+  void commit(const StepHook& before_step = {});
+
+ private:
+  void remove_temp();
+
+  std::string dir_;
+  std::string parent_;
+  std::string tmp_;  // "" once committed: nothing left to clean up
+  UniqueFd state_;
+  UniqueFd memory_;
+};
+
+// Writes a whole snapshot directory `dir` (which must not exist) in this process: a
+// NewSnapshotDir, write_snapshot_files, commit. For tools and tests; a VM's own snapshot goes
+// through the manager and its VMM instead.
 MemoryWriteStats write_snapshot_dir(const std::string& dir, const SnapshotState& state,
                                     std::span<const RegionContents> regions,
                                     const SnapshotWriteOptions& options = {});

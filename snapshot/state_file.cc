@@ -100,15 +100,13 @@ SnapshotState decode_state_file(std::span<const uint8_t> bytes, const std::strin
   return state;
 }
 
-void write_state_file(const std::string& path, const SnapshotState& state) {
+void write_state_file(int fd, const std::string& path, const SnapshotState& state) {
   Bytes bytes = encode_state_file(state);
-  UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
-  if (!fd) throw_errno("create state file " + path);
-  if (int err = pwrite_exact(fd.get(), 0, bytes)) {
+  if (int err = pwrite_exact(fd, 0, bytes)) {
     errno = err;
     throw_errno("write state file " + path);
   }
-  if (::fsync(fd.get()) != 0) throw_errno("fsync state file " + path);
+  if (::fsync(fd) != 0) throw_errno("fsync state file " + path);
 }
 
 SnapshotState read_state_file(const std::string& path, StateFileInfo* info) {

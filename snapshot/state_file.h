@@ -45,8 +45,9 @@ Bytes encode_state_file(const SnapshotState& state);
 SnapshotState decode_state_file(std::span<const uint8_t> bytes, const std::string& file,
                                 StateFileInfo* info = nullptr);
 
-// Creates `path` (it must not exist), writes the framed state and fsyncs it.
-void write_state_file(const std::string& path, const SnapshotState& state);
+// Writes the framed state into the empty file `fd` (open for writing) and fsyncs it. `path`
+// names the file in error messages.
+void write_state_file(int fd, const std::string& path, const SnapshotState& state);
 
 // Reads and decodes `path`; its size is checked against the cap before anything is allocated.
 SnapshotState read_state_file(const std::string& path, StateFileInfo* info = nullptr);

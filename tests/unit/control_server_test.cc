@@ -2,6 +2,7 @@
 // an EventLoop running in its own thread, driven by the manager's VmmClient.
 #include "vmm/control/control_server.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -14,6 +15,8 @@
 
 #include "api/vmm_client.h"
 #include "base/error.h"
+#include "base/file_io.h"
+#include "base/unique_fd.h"
 #include "tests/unit/expect_error.h"
 #include "vmm/event/event_loop.h"
 
@@ -22,7 +25,8 @@ namespace {
 
 using testutil::expect_error;
 
-// Records what it was asked, on which thread; "fail" as a snapshot dir makes it throw.
+// Records what it was asked, on which thread; "fail" as a snapshot dir makes it throw. A
+// snapshot writes a line into each of the two files, as a VMM writes its state and memory.
 class FakeService final : public control::Service {
  public:
   void pause() override {
@@ -35,7 +39,12 @@ class FakeService final : public control::Service {
   }
   control::SnapshotReport snapshot(const control::SnapshotRequest& r) override {
     note();
+    ++snapshots;
+    state_fd = r.state_fd;
+    memory_fd = r.memory_fd;
     if (r.dir == "/fail") throw Error("snapshot /fail: disk full");
+    if (!write_all(r.state_fd, "state of " + r.dir) || !write_all(r.memory_fd, "memory"))
+      throw Error("fake snapshot: write failed");
     control::SnapshotReport out;
     out.id = "id-" + r.dir;
     out.diff = r.diff;
@@ -48,7 +57,8 @@ class FakeService final : public control::Service {
     return {7, 3, 1024};
   }
 
-  std::atomic<int> pauses{0}, resumes{0};
+  std::atomic<int> pauses{0}, resumes{0}, snapshots{0};
+  int state_fd = -1, memory_fd = -1;  // what the last snapshot got
   std::atomic<bool> off_loop_thread{false};
   std::thread::id loop_thread;
 
@@ -74,6 +84,15 @@ class ControlServerTest : public ::testing::Test {
     }
     std::filesystem::remove_all(dir_);
   }
+  // A new file in the test directory opened with `flags`, like the manager's.
+  UniqueFd file(const std::string& name, int flags = O_WRONLY) {
+    std::string path = (dir_ / name).string();
+    UniqueFd fd(::open(path.c_str(), flags | O_CREAT | O_CLOEXEC, 0600));
+    EXPECT_TRUE(fd) << path;
+    return fd;
+  }
+  std::string contents(const std::string& name) { return read_file((dir_ / name).string()); }
+
   void start() {
     server_ = std::make_unique<ControlServer>(path_, loop_, service_);
     server_->start();
@@ -96,7 +115,13 @@ TEST_F(ControlServerTest, CallsRunOnTheEventLoopThread) {
   client->pause();
   client->pause();
   client->resume();
-  control::SnapshotReport r = client->snapshot({"/snap", true});
+  UniqueFd state = file("state"), memory = file("memory");
+  control::SnapshotReport r = client->snapshot({"/snap", true, state.get(), memory.get()});
+  // The service wrote through copies of the descriptors that crossed the socket.
+  EXPECT_EQ(contents("state"), "state of /snap");
+  EXPECT_EQ(contents("memory"), "memory");
+  EXPECT_NE(service_.state_fd, state.get());
+  EXPECT_NE(service_.memory_fd, memory.get());
   EXPECT_EQ(r.id, "id-/snap");
   EXPECT_TRUE(r.diff);
   EXPECT_EQ(r.total_ms, 1.5);
@@ -113,8 +138,40 @@ TEST_F(ControlServerTest, CallsRunOnTheEventLoopThread) {
 TEST_F(ControlServerTest, ServiceErrorsReachTheClientAndTheVmKeepsServing) {
   start();
   auto client = client::VmmClient::connect(path_);
-  expect_error([&] { client->snapshot({"/fail", false}); }, {"snapshot", "disk full"});
+  UniqueFd state = file("state"), memory = file("memory");
+  expect_error(
+      [&] {
+        client->snapshot({"/fail", false, state.get(), memory.get()});
+      },
+      {"snapshot", "disk full"});
   client->ping();
+}
+
+TEST_F(ControlServerTest, RefusesFilesASnapshotCannotBeWrittenInto) {
+  start();
+  auto client = client::VmmClient::connect(path_);
+  UniqueFd state = file("state"), memory = file("memory");
+  UniqueFd directory(::open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  UniqueFd read_only = file("read-only", O_RDONLY);
+  UniqueFd append = file("append", O_WRONLY | O_APPEND);
+  UniqueFd full = file("full");
+  ASSERT_TRUE(write_all(full.get(), "old"));
+  auto snapshot = [&](int s, int m) { client->snapshot({"/snap", false, s, m}); };
+  expect_error([&] { snapshot(-1, memory.get()); },
+               {"snapshot", "/snap", "the state file came without a file descriptor"});
+  expect_error([&] { snapshot(state.get(), -1); },
+               {"the memory file came without a file descriptor"});
+  expect_error([&] { snapshot(directory.get(), memory.get()); },
+               {"/snap", "the state file is not a regular file (a directory)"});
+  expect_error([&] { snapshot(state.get(), read_only.get()); },
+               {"/snap", "the memory file is not open for writing"});
+  expect_error([&] { snapshot(append.get(), memory.get()); },
+               {"the state file is open for appending"});
+  expect_error([&] { snapshot(state.get(), full.get()); },
+               {"the memory file is not empty (3 bytes)"});
+  EXPECT_EQ(service_.snapshots, 0);
+  client->ping();
+  EXPECT_EQ(contents("state"), "");
 }
 
 TEST_F(ControlServerTest, SocketIsOwnerOnlyAndRemovedAfterwards) {

@@ -115,6 +115,16 @@ uint64_t count(const std::vector<bool>& pages) {
   return n;
 }
 
+// A snapshot the way `wisp snapshot create` makes one: the manager's NewSnapshotDir, the VMM's
+// save into its two files, the manager's commit.
+SaveResult save_dir(const std::string& dir, const MachineState& state, const GuestMemory& memory,
+                    const SaveOptions& options) {
+  NewSnapshotDir out(dir);
+  SaveResult r = save_machine_snapshot(out.files(), state, memory, options);
+  out.commit();
+  return r;
+}
+
 class MachineSnapshotTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -141,7 +151,7 @@ TEST_F(MachineSnapshotTest, RoundTripsStateAndMemory) {
   std::string dir = path("snap");
   SaveOptions options;
   options.creator_version = "test";
-  SaveResult r = save_machine_snapshot(dir, machine_, memory_, options);
+  SaveResult r = save_dir(dir, machine_, memory_, options);
   EXPECT_EQ(r.id.size(), 32u);
   EXPECT_EQ(r.memory_file_bytes, kMem);
   EXPECT_EQ(r.pages_written, kDataPages.size());
@@ -166,16 +176,15 @@ TEST_F(MachineSnapshotTest, RoundTripsStateAndMemory) {
 }
 
 TEST_F(MachineSnapshotTest, SnapshotsGetDistinctIds) {
-  SaveResult a = save_machine_snapshot(path("a"), machine_, memory_, {});
-  SaveResult b = save_machine_snapshot(path("b"), machine_, memory_, {});
+  SaveResult a = save_dir(path("a"), machine_, memory_, {});
+  SaveResult b = save_dir(path("b"), machine_, memory_, {});
   EXPECT_NE(a.id, b.id);
-  expect_error([&] { save_machine_snapshot(path("a"), machine_, memory_, {}); },
-               {path("a"), "already exists"});
+  expect_error([&] { save_dir(path("a"), machine_, memory_, {}); }, {path("a"), "already exists"});
 }
 
 TEST_F(MachineSnapshotTest, RefusesAnotherCpu) {
   std::string dir = path("snap");
-  save_machine_snapshot(dir, machine_, memory_, {});
+  save_dir(dir, machine_, memory_, {});
   std::string state = dir + "/" + kStateFileName;
 
   CpuidEntries host = intel_cpuid();
@@ -197,7 +206,7 @@ TEST_F(MachineSnapshotTest, RefusesAnotherCpu) {
 
 TEST_F(MachineSnapshotTest, RefusesATruncatedMemoryFile) {
   std::string dir = path("snap");
-  save_machine_snapshot(dir, machine_, memory_, {});
+  save_dir(dir, machine_, memory_, {});
   std::string memory = dir + "/" + kMemoryFileName;
   ASSERT_EQ(::truncate(memory.c_str(), kMem - kPageSize), 0);
   expect_error([&] { load_machine_snapshot(dir, host_with(intel_cpuid())); },
@@ -208,7 +217,7 @@ TEST_F(MachineSnapshotTest, RefusesATruncatedMemoryFile) {
 TEST_F(MachineSnapshotTest, RefusesADeviceStateOfAnotherKindThanItsSpec) {
   machine_.virtio[0].device = VsockState{3};  // the rng slot
   std::string dir = path("snap");
-  expect_error([&] { save_machine_snapshot(dir, machine_, memory_, {}); },
+  expect_error([&] { save_dir(dir, machine_, memory_, {}); },
                {dir, "virtio slot 0", "a virtio-rng holds a virtio-vsock's state"});
   EXPECT_FALSE(fs::exists(dir));
 }
@@ -222,7 +231,7 @@ TEST_F(MachineSnapshotTest, RecordsDrivesAndRefusesAChangedImage) {
   blk.device = BlockState{16, true, 128};
   machine_.virtio.insert(machine_.virtio.begin(), blk);  // drives come first
   std::string dir = path("snap");
-  save_machine_snapshot(dir, machine_, memory_, {});
+  save_dir(dir, machine_, memory_, {});
   LoadedSnapshot loaded = load_machine_snapshot(dir, host_with(intel_cpuid()));
   EXPECT_EQ(std::get<BlockSpec>(loaded.state.virtio[0].spec).size_bytes, 8192u);
   expect_same(loaded.state, machine_);
@@ -237,7 +246,7 @@ TEST_F(MachineSnapshotTest, RecordsDrivesAndRefusesAChangedImage) {
 
 TEST_F(MachineSnapshotTest, ADiffHoldsOnlyTheWrittenPagesAndRestoresLikeAFullSnapshot) {
   std::string base = path("base"), diff = path("diff"), full = path("full");
-  SaveResult base_result = save_machine_snapshot(base, machine_, memory_, {});
+  SaveResult base_result = save_dir(base, machine_, memory_, {});
   LoadedSnapshot vm = load_machine_snapshot(base, host_with(intel_cpuid()));
   ASSERT_EQ(vm.id, base_result.id);
 
@@ -253,11 +262,11 @@ TEST_F(MachineSnapshotTest, ADiffHoldsOnlyTheWrittenPagesAndRestoresLikeAFullSna
   options.diff = true;
   options.parent_dir = base;
   options.parent_id = vm.id;
-  SaveResult d = save_machine_snapshot(diff, machine_, vm.memory, options);
+  SaveResult d = save_dir(diff, machine_, vm.memory, options);
   EXPECT_EQ(d.pages_in_layer, written.size());
   EXPECT_EQ(d.pages_written, written.size());
   EXPECT_EQ(d.memory_file_bytes, kMem);
-  SaveResult f = save_machine_snapshot(full, machine_, vm.memory, {});
+  SaveResult f = save_dir(full, machine_, vm.memory, {});
   EXPECT_EQ(f.pages_written, kDataPages.size() + 2);  // page 1 was data already
 
   EXPECT_EQ(memory_digest(diff), memory_digest(full));
@@ -282,10 +291,10 @@ TEST_F(MachineSnapshotTest, ADiffHoldsOnlyTheWrittenPagesAndRestoresLikeAFullSna
   std::memset(page_ptr(from_diff.memory, 5), 0x55, kPageSize);
   options.parent_dir = diff;
   options.parent_id = from_diff.id;
-  SaveResult d2 = save_machine_snapshot(path("diff2"), machine_, from_diff.memory, options);
+  SaveResult d2 = save_dir(path("diff2"), machine_, from_diff.memory, options);
   EXPECT_EQ(d2.pages_in_layer, 2u);
   EXPECT_EQ(d2.pages_written, 1u);
-  save_machine_snapshot(path("full2"), machine_, from_diff.memory, {});
+  save_dir(path("full2"), machine_, from_diff.memory, {});
   EXPECT_EQ(memory_digest(path("diff2")), memory_digest(path("full2")));
   LoadedSnapshot top = load_machine_snapshot(path("diff2"), host_with(intel_cpuid()));
   EXPECT_EQ(top.layers, 3u);
@@ -295,17 +304,17 @@ TEST_F(MachineSnapshotTest, ADiffHoldsOnlyTheWrittenPagesAndRestoresLikeAFullSna
 
 TEST_F(MachineSnapshotTest, RefusesADiffWhoseParentWasReplaced) {
   std::string base = path("base"), diff = path("diff");
-  save_machine_snapshot(base, machine_, memory_, {});
+  save_dir(base, machine_, memory_, {});
   LoadedSnapshot vm = load_machine_snapshot(base, host_with(intel_cpuid()));
   page_ptr(vm.memory, 9)[0] = 1;
   SaveOptions options;
   options.diff = true;
   options.parent_dir = base;
   options.parent_id = vm.id;
-  save_machine_snapshot(diff, machine_, vm.memory, options);
+  save_dir(diff, machine_, vm.memory, options);
 
   fs::remove_all(base);
-  SaveResult other = save_machine_snapshot(base, machine_, memory_, {});
+  SaveResult other = save_dir(base, machine_, memory_, {});
   for (auto fn :
        {std::function<void()>([&] { load_machine_snapshot(diff, host_with(intel_cpuid())); }),
         std::function<void()>([&] { memory_digest(diff); })}) {
@@ -319,12 +328,12 @@ TEST_F(MachineSnapshotTest, RefusesADiffWhoseParentWasReplaced) {
 }
 
 TEST_F(MachineSnapshotTest, RefusesADiffOfMemoryThatWasNotRestored) {
-  save_machine_snapshot(path("base"), machine_, memory_, {});
+  save_dir(path("base"), machine_, memory_, {});
   SaveOptions options;
   options.diff = true;
   options.parent_dir = path("base");
   options.parent_id = "whatever";
-  expect_error([&] { save_machine_snapshot(path("diff"), machine_, memory_, options); },
+  expect_error([&] { save_dir(path("diff"), machine_, memory_, options); },
                {"diff snapshot needs a VM restored from a snapshot"});
   EXPECT_FALSE(fs::exists(path("diff")));
 }

@@ -12,7 +12,9 @@
 #include <string>
 
 #include "base/error.h"
+#include "base/unique_fd.h"
 #include "snapshot/memory_file.h"
+#include "tests/unit/expect_error.h"
 #include "tests/unit/snapshot_test_state.h"
 
 namespace wisp::snapshot {
@@ -20,6 +22,13 @@ namespace {
 
 namespace fs = std::filesystem;
 using testing::sample_state;
+using testutil::expect_error;
+
+mode_t current_umask() {
+  mode_t m = ::umask(0);
+  ::umask(m);
+  return m;
+}
 
 class SnapshotDirTest : public ::testing::Test {
  protected:
@@ -96,7 +105,9 @@ TEST_F(SnapshotDirTest, ZeroPagesAreHoles) {
 
 TEST_F(SnapshotDirTest, MemoryWriteStatsCountOnlyData) {
   std::string path = root_ / "mem";
-  MemoryWriteStats stats = write_memory_file(path, contents_);
+  UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+  ASSERT_TRUE(fd);
+  MemoryWriteStats stats = write_memory_file(fd.get(), path, contents_);
   EXPECT_EQ(stats.file_bytes, memory_file_size(state_.memory));
   EXPECT_EQ(stats.data_bytes, 6 * kPageSize);
 }
@@ -118,6 +129,65 @@ TEST_F(SnapshotDirTest, LeavesNothingOnFailureAtAnyStep) {
     EXPECT_THROW(write_snapshot_dir(dir, state_, contents_, options), Error) << failing;
     EXPECT_TRUE(entries().empty()) << "after a failure at " << failing;
   }
+}
+
+TEST_F(SnapshotDirTest, NewDirHoldsTwoEmptyFilesInAHiddenTempDirectory) {
+  std::string dir = root_ / "snap";
+  NewSnapshotDir out(dir);
+  SnapshotFiles files = out.files();
+  EXPECT_EQ(files.dir, dir);
+  EXPECT_FALSE(fs::exists(dir));
+  std::vector<std::string> names = entries();
+  ASSERT_EQ(names.size(), 1u);
+  EXPECT_EQ(names[0].rfind(".snap.tmp-", 0), 0u) << names[0];
+  EXPECT_EQ(root_ / names[0], fs::path(out.temp_dir()));
+  // Owner-only memory (guest RAM), a readable state; both new and open for writing only.
+  struct stat st;
+  ASSERT_EQ(::fstat(files.state_fd, &st), 0);
+  EXPECT_TRUE(S_ISREG(st.st_mode));
+  EXPECT_EQ(st.st_size, 0);
+  EXPECT_EQ(st.st_mode & 0777, 0644u & ~current_umask());
+  ASSERT_EQ(::fstat(files.memory_fd, &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u & ~current_umask());
+  EXPECT_EQ(::fcntl(files.memory_fd, F_GETFL) & O_ACCMODE, O_WRONLY);
+  EXPECT_NE(::fcntl(files.state_fd, F_GETFD) & FD_CLOEXEC, 0);
+}
+
+TEST_F(SnapshotDirTest, NewDirLeavesNothingUnlessCommitted) {
+  {
+    NewSnapshotDir out(root_ / "snap");
+    ASSERT_EQ(::write(out.files().state_fd, "partial", 7), 7);
+  }
+  EXPECT_TRUE(entries().empty());
+}
+
+TEST_F(SnapshotDirTest, NewDirCommitRenamesIntoPlace) {
+  std::string dir = root_ / "snap";
+  {
+    NewSnapshotDir out(dir);
+    ASSERT_EQ(::write(out.files().state_fd, "state", 5), 5);
+    ASSERT_EQ(::write(out.files().memory_fd, "memory", 6), 6);
+    out.commit();
+    EXPECT_EQ(out.temp_dir(), "");
+  }
+  EXPECT_EQ(entries(), std::vector<std::string>{"snap"});
+  EXPECT_EQ(fs::file_size(fs::path(dir) / kStateFileName), 5u);
+  EXPECT_EQ(fs::file_size(fs::path(dir) / kMemoryFileName), 6u);
+}
+
+TEST_F(SnapshotDirTest, NewDirNeverReplacesATargetThatAppearedMeanwhile) {
+  std::string dir = root_ / "snap";
+  expect_error([&] { NewSnapshotDir again(root_ / "absent" / "snap"); },
+               {"create temp directory in " + (root_ / "absent").string()});
+  {
+    NewSnapshotDir out(dir);
+    fs::create_directory(dir);
+    std::ofstream(fs::path(dir) / "theirs") << "x";
+    expect_error([&] { out.commit(); }, {"rename", dir});
+    expect_error([&] { NewSnapshotDir again(dir); }, {dir, "snapshot target already exists"});
+  }
+  EXPECT_EQ(entries(), std::vector<std::string>{"snap"});
+  EXPECT_TRUE(fs::exists(fs::path(dir) / "theirs"));
 }
 
 TEST_F(SnapshotDirTest, RefusesMemoryThatDoesNotMatchTheLayout) {

@@ -1,3 +1,4 @@
+#include <fcntl.h>
 #include <gtest/gtest.h>
 
 #include <cstdio>
@@ -7,6 +8,7 @@
 #include <string>
 
 #include "base/error.h"
+#include "base/unique_fd.h"
 #include "snapshot/crc64.h"
 #include "snapshot/state_codec.h"
 #include "snapshot/state_file.h"
@@ -102,9 +104,18 @@ TEST(SnapshotStateFile, RoundTripsThroughAFile) {
   std::string path = ::testing::TempDir() + "wisp-state-" + std::to_string(getpid());
   std::remove(path.c_str());
   SnapshotState s = sample_state(3);
-  write_state_file(path, s);
+  {
+    UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
+    ASSERT_TRUE(fd);
+    write_state_file(fd.get(), path, s);
+  }
   EXPECT_EQ(read_state_file(path), s);
-  expect_error([&] { write_state_file(path, s); }, {path, "File exists"});
+  {
+    UniqueFd read_only(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    ASSERT_TRUE(read_only);
+    expect_error([&] { write_state_file(read_only.get(), path, s); },
+                 {"write state file " + path, "Bad file descriptor"});
+  }
   std::remove(path.c_str());
   expect_error([&] { read_state_file(path); }, {path, "No such file"});
 }

@@ -1,6 +1,7 @@
 #include "vmm/control/control_server.h"
 
 #include <capnp/rpc-twoparty.h>
+#include <fcntl.h>
 #include <kj/async-io.h>
 #include <pthread.h>
 #include <signal.h>
@@ -56,6 +57,46 @@ void on_loop(EventLoop& loop, const std::function<void()>& fn) {
   if (!ran) fail("the VM is stopping");
 }
 
+// The manager's file `received` with a request (the descriptor the RPC system got with the
+// capability), copied for the call once it is known to be a regular, empty file open for
+// writing: a snapshot written into anything else (a directory, a read-only or append-only
+// file, old data the new pages would not all overwrite) would be wrong or fail half-way.
+UniqueFd take_output_file(kj::Maybe<int> received, const char* what, const std::string& dir) {
+  const std::string name = dir + ": the " + what;
+  int fd = -1;
+  KJ_IF_MAYBE (f, received) {
+    fd = *f;
+  }
+  if (fd < 0) fail(name + " came without a file descriptor (the manager passes the file it made)");
+  UniqueFd copy(::fcntl(fd, F_DUPFD_CLOEXEC, 0));
+  if (!copy) fail(errno_message(name + ": duplicate the descriptor"));
+  struct stat st;
+  if (::fstat(copy.get(), &st) != 0) fail(errno_message(name + ": fstat"));
+  if (!S_ISREG(st.st_mode))
+    fail(name + " is not a regular file" + (S_ISDIR(st.st_mode) ? " (a directory)" : ""));
+  int flags = ::fcntl(copy.get(), F_GETFL);
+  if (flags < 0) fail(errno_message(name + ": F_GETFL"));
+  if ((flags & O_ACCMODE) != O_WRONLY && (flags & O_ACCMODE) != O_RDWR)
+    fail(name + " is not open for writing");
+  if (flags & O_APPEND) fail(name + " is open for appending (the VMM writes at given offsets)");
+  if (st.st_size != 0)
+    fail(name + " is not empty (" + std::to_string(st.st_size) + " bytes): it must be new");
+  return copy;
+}
+
+void set_report(api::SnapshotReport::Builder out, const control::SnapshotReport& r) {
+  out.setId(r.id);
+  out.setDiff(r.diff);
+  out.setPauseMs(r.pause_ms);
+  out.setStateMs(r.state_ms);
+  out.setMemoryMs(r.memory_ms);
+  out.setTotalMs(r.total_ms);
+  out.setMemoryFileBytes(r.memory_file_bytes);
+  out.setMemoryDiskBytes(r.memory_disk_bytes);
+  out.setPagesWritten(r.pages_written);
+  out.setPagesInLayer(r.pages_in_layer);
+}
+
 class VmmImpl final : public api::Vmm::Server {
  public:
   VmmImpl(EventLoop& loop, control::Service& service) : loop_(loop), service_(service) {}
@@ -74,21 +115,21 @@ class VmmImpl final : public api::Vmm::Server {
   }
   kj::Promise<void> snapshot(SnapshotContext context) override {
     auto params = context.getParams();
-    control::SnapshotRequest request{params.getDir().cStr(), params.getDiff()};
-    control::SnapshotReport r;
-    on_loop(loop_, [&] { r = service_.snapshot(request); });
-    auto out = context.getResults().initReport();
-    out.setId(r.id);
-    out.setDiff(r.diff);
-    out.setPauseMs(r.pause_ms);
-    out.setStateMs(r.state_ms);
-    out.setMemoryMs(r.memory_ms);
-    out.setTotalMs(r.total_ms);
-    out.setMemoryFileBytes(r.memory_file_bytes);
-    out.setMemoryDiskBytes(r.memory_disk_bytes);
-    out.setPagesWritten(r.pages_written);
-    out.setPagesInLayer(r.pages_in_layer);
-    return kj::READY_NOW;
+    auto fds = kj::heapArrayBuilder<kj::Promise<kj::Maybe<int>>>(2);
+    fds.add(params.getStateFile().getFd());
+    fds.add(params.getMemoryFile().getFd());
+    return kj::joinPromises(fds.finish())
+        .then([this, context](kj::Array<kj::Maybe<int>> received) mutable {
+          auto params = context.getParams();
+          control::SnapshotRequest request{params.getDir().cStr(), params.getDiff()};
+          UniqueFd state = take_output_file(received[0], "state file", request.dir);
+          UniqueFd memory = take_output_file(received[1], "memory file", request.dir);
+          request.state_fd = state.get();
+          request.memory_fd = memory.get();
+          control::SnapshotReport r;
+          on_loop(loop_, [&] { r = service_.snapshot(request); });
+          set_report(context.getResults().initReport(), r);
+        });
   }
   kj::Promise<void> stats(StatsContext context) override {
     control::MemoryStats s;
@@ -106,17 +147,19 @@ class VmmImpl final : public api::Vmm::Server {
 };
 
 // One client: its stream and the RPC system on it, alive until the client disconnects.
+// The stream passes descriptors (the snapshot's files), at most Vmm.maxFdsPerMessage a request.
 struct Connection {
-  Connection(kj::Own<kj::AsyncIoStream> s, capnp::Capability::Client bootstrap)
+  Connection(kj::Own<kj::AsyncCapabilityStream> s, capnp::Capability::Client bootstrap)
       : stream(kj::mv(s)),
-        network(*stream, capnp::rpc::twoparty::Side::SERVER, reader_options()),
+        network(*stream, api::Vmm::MAX_FDS_PER_MESSAGE, capnp::rpc::twoparty::Side::SERVER,
+                reader_options()),
         rpc(capnp::makeRpcServer(network, kj::mv(bootstrap))) {}
   static capnp::ReaderOptions reader_options() {
     capnp::ReaderOptions o;
     o.traversalLimitInWords = api::Vmm::MAX_MESSAGE_BYTES / sizeof(capnp::word);
     return o;
   }
-  kj::Own<kj::AsyncIoStream> stream;
+  kj::Own<kj::AsyncCapabilityStream> stream;
   capnp::TwoPartyVatNetwork network;
   capnp::RpcSystem<capnp::rpc::twoparty::VatId> rpc;
 };
@@ -153,7 +196,9 @@ kj::Promise<void> ControlServer::Thread::accept_loop(kj::ConnectionReceiver& lis
   return listener.accept().then([this, &listener, &vmm, &tasks](kj::Own<kj::AsyncIoStream> s) {
     if (clients < kMaxClients) {
       ++clients;
-      auto c = kj::heap<Connection>(kj::mv(s), vmm);
+      // A Unix listener's connections are KJ's fd streams, which pass descriptors too (as
+      // capnp's TwoPartyServer::listenCapStreamReceiver relies on).
+      auto c = kj::heap<Connection>(s.downcast<kj::AsyncCapabilityStream>(), vmm);
       auto done = c->network.onDisconnect();
       tasks.add(done.attach(kj::mv(c), kj::defer([this] { --clients; })));
     }

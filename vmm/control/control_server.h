@@ -6,6 +6,11 @@
 // handed to the VMM's event loop with EventLoop::run_on_loop and runs there, between device
 // events, so a pause or a snapshot never races a device writing guest memory. Calls are served
 // one at a time; a call made while the VM is stopping fails with "the VM is stopping".
+//
+// Connections pass descriptors (SCM_RIGHTS, at most Vmm.maxFdsPerMessage a request): the
+// manager hands the VMM the files a snapshot goes into, since a jailed VMM can neither see nor
+// create them. Each is copied and checked (regular, empty, open for writing) on this thread
+// before the call reaches the service.
 #pragma once
 
 #include <functional>

@@ -10,8 +10,6 @@
 namespace wisp {
 
 control::SnapshotReport MachineControl::snapshot(const control::SnapshotRequest& request) {
-  if (request.dir.empty() || request.dir[0] != '/')
-    throw Error("snapshot: expected an absolute directory path, got '" + request.dir + "'");
   if (request.diff && restored_from_dir_.empty())
     throw Error("snapshot --diff: this VM was booted, not restored; a diff needs a parent");
   bool was_paused = machine_.paused();
@@ -29,7 +27,8 @@ control::SnapshotReport MachineControl::snapshot(const control::SnapshotRequest&
     options.parent_dir = restored_from_dir_;
     options.parent_id = restored_from_id_;
     options.creator_version = kWispVersion;
-    r = snapshot::save_machine_snapshot(request.dir, state, machine_.memory(), options);
+    snapshot::SnapshotFiles files{request.state_fd, request.memory_fd, request.dir};
+    r = snapshot::save_machine_snapshot(files, state, machine_.memory(), options);
     r.state_ms += collect_ms;
   } catch (...) {
     if (!was_paused) machine_.resume();

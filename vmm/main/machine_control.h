@@ -23,8 +23,9 @@ class MachineControl final : public control::Service {
 
   void pause() override { machine_.pause(); }
   void resume() override { machine_.resume(); }
-  // Pauses the VM, writes the snapshot directory, resumes it unless it was paused before. The
-  // VM keeps running after a failed snapshot. Throws Error saying what was wrong.
+  // Pauses the VM, writes the snapshot into the request's two files (the manager's, checked by
+  // the control server), resumes it unless it was paused before. The VM keeps running after a
+  // failed snapshot. Throws Error saying what was wrong.
   control::SnapshotReport snapshot(const control::SnapshotRequest& request) override;
   control::MemoryStats stats() override;
 
