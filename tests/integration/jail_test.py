@@ -228,6 +228,10 @@ class JailTest(unittest.TestCase):
                                  env=self.env)
         self.addCleanup(self.stop, clone)
         vmm = vmm_of(clone.pid)
+        # Running (each thread has entered its filter) once the control socket answers.
+        wait_for(lambda: self.run_wisp("vm", "ping", "--control-socket",
+                                       os.path.join(d, "control.sock")).returncode == 0,
+                 120, "the clone to answer")
         uid = self.assert_confined(vmm, [snap + "/state", snap + "/memory", "/dev/kvm", d])
         self.assert_cgroup(vmm, uid, (128 + 128) << 20, 1 + 4)
 

@@ -4,4 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ctest --test-dir build/cmake -L integration --output-on-failure
+# Each seccomp table entry is needed and none is missing (a log-only run of a workload).
+python3 tests/integration/seccomp_tables_check.py
 perf/run-all.sh

@@ -79,6 +79,12 @@ void enter_root(const std::string& root, const std::vector<Exposed>& exposed) {
   std::set<std::string> done;
   for (const Exposed& e : exposed)
     if (!under_exposed_directory(e.path, exposed) && done.insert(e.path).second) expose(root, e);
+  // /proc while the VMM sets up (guest memory opens its pagemap), with nothing but this pid
+  // namespace's own process in it; drop_privileges() detaches it.
+  std::string proc = root + "/proc";
+  if (::mkdir(proc.c_str(), 0555) != 0 && errno != EEXIST) throw_errno("jail: mkdir " + proc);
+  mount_or_throw("proc", proc, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, "subset=pid",
+                 "mounting /proc in the VM's root");
   // The root itself holds nothing the VMM may change.
   mount_or_throw(nullptr, root, nullptr, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
                  nullptr, "making the VM's root read-only");
@@ -88,6 +94,10 @@ void enter_root(const std::string& root, const std::vector<Exposed>& exposed) {
   if (::syscall(SYS_pivot_root, ".", ".") != 0) throw_errno("jail: pivot_root into " + root);
   if (::umount2(".", MNT_DETACH) != 0) throw_errno("jail: detaching the host's root");
   if (::chdir("/") != 0) throw_errno("jail: chdir /");
+}
+
+void leave_proc() {
+  if (::umount2("/proc", MNT_DETACH) != 0) throw_errno("jail: detaching /proc");
 }
 
 }  // namespace wisp::jail

@@ -12,7 +12,12 @@
 namespace wisp::jail {
 
 // Mounts the root at `root` (an existing empty directory), exposes `exposed` in it and makes it
-// this process's `/`; the host's tree is detached. Throws Error naming the path that failed.
+// this process's `/`; the host's tree is detached. A /proc showing only this pid namespace is
+// mounted for the VMM's set-up; leave_proc() detaches it. Throws Error naming the path that
+// failed.
 void enter_root(const std::string& root, const std::vector<Exposed>& exposed);
+
+// Detaches the set-up /proc (once the VMM holds what it needed from it). Throws Error.
+void leave_proc();
 
 }  // namespace wisp::jail

@@ -12,6 +12,7 @@
 #include "base/clock.h"
 #include "base/error.h"
 #include "vmm/jail/jail.h"
+#include "vmm/jail/jail_root.h"
 
 namespace wisp::jail {
 namespace {
@@ -45,6 +46,7 @@ void Confinement::drop_privileges() {
   if (!active_) return;
   uint64_t t0 = now_ns();
   install_sigsys_handler(report_);
+  leave_proc();
   drop_bounding_set();
   gid_t gid = static_cast<gid_t>(uid_);
   if (::setgroups(0, nullptr) != 0) throw_errno("jail: setgroups");
