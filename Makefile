@@ -68,7 +68,8 @@ test: unit-test all fuzz
 	@$(IN_KVM) tests/integration/run-all.sh
 
 perf: all
-	@$(IN_KVM) env WISP_BENCH_RUNS_SNAPSHOT_QEMU=20 WISP_BENCH_RUNS_SNAPSHOT_COLD=5 perf/run-all.sh
+	@$(IN_KVM) env WISP_BENCH_RUNS_SNAPSHOT_QEMU=20 WISP_BENCH_RUNS_SNAPSHOT_COLD=5 \
+	  WISP_BENCH_RUNS_JAIL=20 perf/run-all.sh
 
 demo: all
 	@$(IN_KVM) scripts/demo.sh

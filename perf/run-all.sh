@@ -10,3 +10,4 @@ perf/agent_bench.py --runs "${WISP_BENCH_RUNS_AGENT:-10}" --calls 200 --out buil
 perf/snapshot_bench.py --runs "${WISP_BENCH_RUNS_SNAPSHOT:-50}" \
   --qemu-runs "${WISP_BENCH_RUNS_SNAPSHOT_QEMU:-10}" \
   --cold-runs "${WISP_BENCH_RUNS_SNAPSHOT_COLD:-3}" --out build/perf/snapshot.json
+perf/jail_bench.py --runs "${WISP_BENCH_RUNS_JAIL:-6}" --out build/perf/jail.json

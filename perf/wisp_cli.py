@@ -61,14 +61,16 @@ def boot_argv(wisp, kernel, initrd, mem=128, vcpus=1):
 
 
 def boot(argv, what="wisp", timeout=300):
-    """One cold boot: spawn -> init marker and -> VMM exit (ms), RSS, wisp's first KVM_RUN."""
+    """One cold boot: spawn -> init marker and -> VMM exit (ms), RSS, wisp's first KVM_RUN,
+    and every --timings field of the VMM (timings)."""
     r = run_vm(argv, BOOT_MARKER, timeout=timeout)
     if r["rc"] != 0 or r["marker_ms"] is None:
         raise BenchError(f"{what} boot failed (rc={r['rc']}):\n{r['stdout'][-2000:]}\n"
                          f"{r['stderr'][-2000:]}")
+    timings = json_lines(r["stderr"])
     return {"marker_ms": r["marker_ms"], "exit_ms": r["exit_ms"],
             "own_rss_kib": r["own_rss_kib"], "rss_kib": r["rss_kib"],
-            "first_kvm_run_ms": json_lines(r["stderr"]).get("first_kvm_run_ms")}
+            "first_kvm_run_ms": timings.get("first_kvm_run_ms"), "timings": timings}
 
 
 def template_create(wisp, env, name, handler_argv, mode, warmup, vm_args, timeout=900):
@@ -81,10 +83,11 @@ def template_create(wisp, env, name, handler_argv, mode, warmup, vm_args, timeou
     return {"create_wall_ms": wall, "timings": json_lines(p.stderr.decode(errors="replace"))}
 
 
-def invoke(wisp, env, name, payload, expect, timeout=300):
+def invoke(wisp, env, name, payload, expect, timeout=300, extra_args=()):
     """One `wisp invoke --timings` on a fresh clone: its timing line (restore_ms, total_ms,
-    ...) plus wall_ms, the whole process from spawn to exit."""
-    argv = [wisp, "invoke", name, "--payload", "-", "--timings", "--timeout", "60"]
+    ...) plus wall_ms, the whole process from spawn to exit. `extra_args` go after the
+    command's own (e.g. jail options)."""
+    argv = [wisp, "invoke", name, "--payload", "-", "--timings", "--timeout", "60", *extra_args]
     t0 = time.monotonic()
     p = run(argv, payload, env=env, timeout=timeout, what="wisp invoke")
     wall = (time.monotonic() - t0) * 1000
