@@ -41,6 +41,7 @@ RARE = {
         "socket": "the guest connects to a host port (no test guest does)",
         "connect": "the same",
         "fdatasync": "a guest's flush request to a drive",
+        "shutdown": "a guest half-closes a connection (vsock_test.py does; agents close both ways)",
         "mprotect": "malloc in a second arena, when the main one is locked by another thread",
         "restart_syscall": "a stop/continue signal during a timed wait",
     },

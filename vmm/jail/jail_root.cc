@@ -42,12 +42,12 @@ void make_mount_point(const std::string& target, const Exposed& e) {
 // Bind-mounts the host's `e.path` at the same path under `root`, read-only unless writable;
 // never with set-uid or exec, and with device access only for a device.
 void expose(const std::string& root, const Exposed& e) {
-  if (e.path.size() < 2 || e.path[0] != '/' || e.path.find("/../") != std::string::npos)
-    throw Error("jail: cannot expose '" + e.path + "': not a plain absolute path");
   struct stat st;
   // A missing input is left to the VMM, whose open then fails with the message it gives
   // unjailed ("kernel /x: No such file or directory").
   if (::stat(e.path.c_str(), &st) != 0 && errno == ENOENT) return;
+  if (e.path.size() < 2 || e.path[0] != '/' || e.path.find("/../") != std::string::npos)
+    throw Error("jail: cannot expose '" + e.path + "': not a plain absolute path");
   std::string target = root + e.path;
   make_parents(root, e.path);
   make_mount_point(target, e);

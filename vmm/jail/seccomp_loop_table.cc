@@ -29,6 +29,7 @@ constexpr SyscallRule kSyscalls[] = {
     allow("recvfrom", "the bridge peeks at and reads the \"CONNECT <port>\" line"),
     allow("readv", "guest-bound data from a host socket"),
     allow("sendmsg", "host-bound data (MSG_NOSIGNAL)"),
+    allow("shutdown", "the guest half-closed a connection: SHUT_WR on its host socket"),
     allow_if("socket", "the guest connects to a host port: an AF_UNIX stream socket only",
              int_eq(0, AF_UNIX), {1, kSocketTypeMask, SOCK_STREAM}),
     allow("connect", "... to <uds>_<port>"),

@@ -48,7 +48,13 @@ jail::ThreadKind kind_of(ThreadRole role) {
 // VMM must open exactly it (no symlink or ".." to resolve through directories it cannot see).
 void absolutize(MachineConfig* cfg) {
   auto fix = [](std::string& p) {
-    if (!p.empty()) p = canonical_path(p);
+    if (p.empty()) return;
+    try {
+      p = canonical_path(p);
+    } catch (const Error&) {
+      // Its directory is missing: the jail skips it, and the VMM's open names it as given.
+      p = absolute_path(p);
+    }
   };
   fix(cfg->kernel_path);
   fix(cfg->initrd_path);
