@@ -30,6 +30,19 @@ namespace {
 
 constexpr const char* kDefaultRootBase = "/run/wisp/jail";
 
+// Logs (at debug level: wisp-vmm -vv) how long each step of the jail took.
+class StepClock {
+ public:
+  void step(const char* what) {
+    uint64_t now = now_ns();
+    LOG_DEBUG("jail: %s %.3f ms", what, static_cast<double>(now - last_) / 1e6);
+    last_ = now;
+  }
+
+ private:
+  uint64_t last_ = now_ns();
+};
+
 std::string vm_name(uid_t uid) { return "vm-" + std::to_string(uid); }
 
 // A wisp cgroup is stale when the uid it is named after is leased by nobody: its supervisor
@@ -97,6 +110,7 @@ struct ChildSetup {
 
 // The jail's child: into the cgroup and the namespaces, fds closed, the root entered.
 void enter_jail(const ChildSetup& s) {
+  StepClock clock;
   // Dies with the supervisor; the pipe catches a supervisor that died before the prctl.
   if (::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0) throw_errno("jail: PR_SET_PDEATHSIG");
   pollfd p{s.parent_alive_fd, POLLIN, 0};
@@ -105,12 +119,15 @@ void enter_jail(const ChildSetup& s) {
   accept_stop_signals();
   if (s.cgroup && ::write(s.cgroup->procs_fd(), "0", 1) != 1)
     throw_errno("jail: joining the cgroup " + s.cgroup->path());
+  clock.step("child: cgroup joined");
   if (::unshare(CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWNET) != 0)
     throw_errno("jail: unshare (mount, ipc, uts, net namespaces)");
+  clock.step("child: namespaces");
   static const char kHostname[] = "wisp-vm";
   if (::sethostname(kHostname, sizeof(kHostname) - 1) != 0) throw_errno("jail: sethostname");
   close_inherited_fds(s.config.keep_fds);
   enter_root(s.root, s.config.exposed);
+  clock.step("child: root entered");
 }
 
 [[noreturn]] void child_main(const ChildSetup& setup, Confinement& confinement,
@@ -203,12 +220,16 @@ int run_jailed(const JailConfig& config, const std::function<int(Confinement&)>&
     throw Error(
         "the VMM's jail needs root (namespaces, pivot_root, a cgroup and a uid of its own): run "
         "wisp as root, or pass --no-jail (debugging only)");
+  StepClock clock;
   UidLease lease = lease_uid(config.uids);
+  clock.step("uid leased");
   uint64_t memory_max = config.memory_max.value_or(config.guest_mem_bytes + kVmmMemoryAllowance);
   VmCgroup cgroup;
   if (config.cgroup) {
     remove_stale_cgroups(is_stale_vm);
+    clock.step("stale cgroups swept");
     cgroup = VmCgroup::create(vm_name(lease.uid()), limits_for(config, memory_max));
+    clock.step("cgroup created");
   }
   std::string dir =
       config.dir.empty() ? std::string(kDefaultRootBase) + "/" + vm_name(lease.uid()) : config.dir;
@@ -236,6 +257,7 @@ int run_jailed(const JailConfig& config, const std::function<int(Confinement&)>&
   if (::unshare(CLONE_NEWPID) != 0) throw_errno("jail: unshare (pid namespace)");
   std::fflush(stdout);
   std::fflush(stderr);
+  clock.step("root directory and socket directories ready");
   pid_t pid = ::fork();
   if (pid < 0) throw_errno("jail: fork");
   if (pid == 0) {

@@ -11,6 +11,7 @@
 
 #include "base/clock.h"
 #include "base/error.h"
+#include "base/log.h"
 #include "vmm/jail/jail.h"
 #include "vmm/jail/jail_root.h"
 
@@ -59,6 +60,7 @@ void Confinement::drop_privileges() {
   set_limit(RLIMIT_NPROC, vcpus_ + kVmmExtraThreads, "RLIMIT_NPROC");
   set_limit(RLIMIT_FSIZE, max_file_bytes_, "RLIMIT_FSIZE");
   set_limit(RLIMIT_CORE, 0, "RLIMIT_CORE");
+  LOG_DEBUG("jail: privileges dropped %.3f ms", static_cast<double>(now_ns() - t0) / 1e6);
   // A write past RLIMIT_FSIZE (a console file that grew too large) fails with EFBIG instead of
   // killing the VM.
   ::signal(SIGXFSZ, SIG_IGN);
@@ -72,6 +74,8 @@ void Confinement::enter_thread(ThreadKind kind) {
   maybe_attempt_forbidden_call(kind);
   // The main thread's filter is on the VM's start-up path; the others run in parallel.
   if (kind == ThreadKind::kLoop) jail_ns_ += now_ns() - t0;
+  LOG_DEBUG("jail: %s thread filter %.3f ms", thread_kind_name(kind),
+            static_cast<double>(now_ns() - t0) / 1e6);
 }
 
 }  // namespace wisp::jail
