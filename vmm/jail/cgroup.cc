@@ -246,6 +246,12 @@ VmCgroup& VmCgroup::operator=(VmCgroup&& other) noexcept {
   return *this;
 }
 
+void VmCgroup::add(pid_t pid) {
+  std::string text = std::to_string(pid);
+  if (::write(procs_.get(), text.data(), text.size()) != static_cast<ssize_t>(text.size()))
+    throw_cgroup_errno("cannot move process " + text + " into " + path_ + "/cgroup.procs");
+}
+
 MemoryEvents VmCgroup::memory_events() const {
   if (path_.empty()) throw Error("memory.events: the VM has no cgroup");
   return parse_memory_events(read_file(path_ + "/memory.events"));

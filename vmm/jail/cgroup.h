@@ -2,6 +2,8 @@
 // VMM process and every thread it starts; and the memory events that say why a VMM died.
 #pragma once
 
+#include <sys/types.h>
+
 #include <cstdint>
 #include <functional>
 #include <optional>
@@ -47,6 +49,8 @@ class VmCgroup {
   // does so before it allocates anything).
   int procs_fd() const { return procs_.get(); }
   MemoryEvents memory_events() const;
+  // Moves process `pid` (and its threads) into this cgroup. Throws Error.
+  void add(pid_t pid);
   // Kills what is left in it (cgroup.kill) and removes the directory. Idempotent; logs, never
   // throws.
   void remove();

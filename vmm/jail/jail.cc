@@ -102,13 +102,14 @@ void accept_stop_signals() {
 
 struct ChildSetup {
   const JailConfig& config;
-  const VmCgroup* cgroup;
+  int cgroup_ready_fd;  // read end: the supervisor writes a byte once the child is in its cgroup
   std::string root;
   int parent_alive_fd;  // read end of a pipe the supervisor holds open
   sigset_t mask;        // the signal mask to run with
 };
 
-// The jail's child: into the cgroup and the namespaces, fds closed, the root entered.
+// The jail's child: into the namespaces, fds closed, the root entered. (The supervisor puts it
+// in its cgroup meanwhile.)
 void enter_jail(const ChildSetup& s) {
   StepClock clock;
   // Dies with the supervisor; the pipe catches a supervisor that died before the prctl.
@@ -117,15 +118,14 @@ void enter_jail(const ChildSetup& s) {
   if (::poll(&p, 1, 0) > 0) _exit(kExitError);
   ::sigprocmask(SIG_SETMASK, &s.mask, nullptr);
   accept_stop_signals();
-  if (s.cgroup && ::write(s.cgroup->procs_fd(), "0", 1) != 1)
-    throw_errno("jail: joining the cgroup " + s.cgroup->path());
-  clock.step("child: cgroup joined");
   if (::unshare(CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWNET) != 0)
     throw_errno("jail: unshare (mount, ipc, uts, net namespaces)");
   clock.step("child: namespaces");
   static const char kHostname[] = "wisp-vm";
   if (::sethostname(kHostname, sizeof(kHostname) - 1) != 0) throw_errno("jail: sethostname");
-  close_inherited_fds(s.config.keep_fds);
+  std::vector<int> keep = s.config.keep_fds;
+  keep.push_back(s.cgroup_ready_fd);
+  close_inherited_fds(keep);
   enter_root(s.root, s.config.exposed);
   clock.step("child: root entered");
 }
@@ -225,12 +225,6 @@ int run_jailed(const JailConfig& config, const std::function<int(Confinement&)>&
   clock.step("uid leased");
   uint64_t memory_max = config.memory_max.value_or(config.guest_mem_bytes + kVmmMemoryAllowance);
   VmCgroup cgroup;
-  if (config.cgroup) {
-    remove_stale_cgroups(is_stale_vm);
-    clock.step("stale cgroups swept");
-    cgroup = VmCgroup::create(vm_name(lease.uid()), limits_for(config, memory_max));
-    clock.step("cgroup created");
-  }
   std::string dir =
       config.dir.empty() ? std::string(kDefaultRootBase) + "/" + vm_name(lease.uid()) : config.dir;
   std::string root = config.dir.empty() ? dir : dir + "/root";
@@ -250,9 +244,10 @@ int run_jailed(const JailConfig& config, const std::function<int(Confinement&)>&
   sigemptyset(&stop);
   for (int s : {SIGINT, SIGTERM, SIGHUP}) sigaddset(&stop, s);
   ::sigprocmask(SIG_BLOCK, &stop, &old);
-  int alive[2];
-  if (::pipe2(alive, O_CLOEXEC) != 0) throw_errno("jail: pipe");
+  int alive[2], ready[2];
+  if (::pipe2(alive, O_CLOEXEC) != 0 || ::pipe2(ready, O_CLOEXEC) != 0) throw_errno("jail: pipe");
   UniqueFd alive_read(alive[0]), alive_write(alive[1]);
+  UniqueFd ready_read(ready[0]), ready_write(ready[1]);
   // The next child is the first process of a new pid namespace (this process stays in its own).
   if (::unshare(CLONE_NEWPID) != 0) throw_errno("jail: unshare (pid namespace)");
   std::fflush(stdout);
@@ -262,14 +257,47 @@ int run_jailed(const JailConfig& config, const std::function<int(Confinement&)>&
   if (pid < 0) throw_errno("jail: fork");
   if (pid == 0) {
     alive_write.reset();
-    ChildSetup setup{config, config.cgroup ? &cgroup : nullptr, root, alive_read.get(), old};
+    ready_write.reset();
+    confinement.cgroup_ready_fd_ = config.cgroup ? ready_read.get() : -1;
+    ChildSetup setup{config, confinement.cgroup_ready_fd_, root, alive_read.get(), old};
     child_main(setup, confinement, [&vmm, t0](Confinement& c) {
       c.jail_ns_ = now_ns() - t0;  // the supervisor's part and the child's, up to here
       return vmm(c);
     });
   }
   alive_read.reset();
-  int status = wait_forwarding(pid, stop);
+  ready_read.reset();
+  ::signal(SIGPIPE, SIG_IGN);
+  int status = 0;
+  bool exited = false;  // the VMM ended (a bad input) before it could be moved
+  if (config.cgroup) {
+    // While the child sets itself up: moving a process between cgroups waits for an RCU grace
+    // period, which the child's work now overlaps. It waits for this before its privileges go
+    // (and so before any guest code runs).
+    try {
+      remove_stale_cgroups(is_stale_vm);
+      clock.step("stale cgroups swept");
+      cgroup = VmCgroup::create(vm_name(lease.uid()), limits_for(config, memory_max));
+      cgroup.add(pid);
+      clock.step("cgroup created and the VMM moved into it");
+    } catch (const Error&) {
+      exited = ::waitpid(pid, &status, WNOHANG) == pid;
+      if (!exited) {
+        ::kill(pid, SIGKILL);
+        while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
+        }
+        ::rmdir(root.c_str());
+        ::sigprocmask(SIG_SETMASK, &old, nullptr);
+        throw;
+      }
+    }
+    // A VMM that exited meanwhile has no reader: the write fails (EPIPE, SIGPIPE is ignored
+    // here) and its exit status says why.
+    if (!exited) [[maybe_unused]]
+      ssize_t w = ::write(ready_write.get(), "c", 1);
+    ready_write.reset();
+  }
+  if (!exited) status = wait_forwarding(pid, stop);
   int rc = explain(status, *confinement.report_, config.cgroup ? &cgroup : nullptr, memory_max);
   cgroup.remove();
   ::rmdir(root.c_str());

@@ -1,10 +1,10 @@
 // The jail every wisp-vmm enters before guest code runs. wisp-vmm calls run_jailed() with the
 // VMM's work; it becomes a small supervisor that
-//   - leases a uid of the VM's own (uid_pool.h), removes stale wisp cgroups and creates the
-//     VM's cgroup (cgroup.h);
-//   - forks the VMM into new pid, mount, ipc, uts and net namespaces; the child joins the
-//     cgroup, closes every inherited fd it was not told to keep, and pivot_roots into a
-//     per-VM root (jail_root.h) holding only what the VM needs;
+//   - leases a uid of the VM's own (uid_pool.h);
+//   - forks the VMM into new pid, mount, ipc, uts and net namespaces; the child closes every
+//     inherited fd it was not told to keep and pivot_roots into a per-VM root (jail_root.h)
+//     holding only what the VM needs, while the supervisor removes stale wisp cgroups, creates
+//     the VM's (cgroup.h) and moves the child into it;
 //   - waits for it, forwarding SIGINT/SIGTERM/SIGHUP, and says why it died when it did not exit
 //     by itself: `VMM killed by seccomp: <call>`, or the cgroup's memory limit (memory.events).
 // Inside, the VMM opens its files and builds the machine as root of its namespaces, then
@@ -62,7 +62,9 @@ class Confinement {
  public:
   Confinement() = default;
 
-  // After the VMM opened everything and before it starts any thread: gid/uid of the lease,
+  // After the VMM opened everything and before it starts any thread: waits until the
+  // supervisor has put it in its cgroup (guest memory it touched before stays charged to the
+  // parent's: the kernel and initrd it loaded, a restore's few pages), then gid/uid of the lease,
   // no supplementary groups, every capability dropped (effective, permitted, inheritable,
   // bounding, ambient), no_new_privs, RLIMIT_NOFILE/NPROC/FSIZE/CORE, SIGSYS reporting.
   // Throws Error.
@@ -84,6 +86,7 @@ class Confinement {
   uint64_t guest_mem_bytes_ = 0, vcpus_ = 0, max_file_bytes_ = 0;
   SeccompMode seccomp_ = SeccompMode::kTrap;
   ViolationReport* report_ = nullptr;
+  int cgroup_ready_fd_ = -1;  // the supervisor writes a byte once this process is in its cgroup
   uint64_t jail_ns_ = 0;
 };
 

@@ -46,6 +46,16 @@ void clear_capabilities() {
 void Confinement::drop_privileges() {
   if (!active_) return;
   uint64_t t0 = now_ns();
+  if (cgroup_ready_fd_ >= 0) {
+    char c = 0;
+    ssize_t n;
+    while ((n = ::read(cgroup_ready_fd_, &c, 1)) < 0 && errno == EINTR) {
+    }
+    ::close(cgroup_ready_fd_);
+    cgroup_ready_fd_ = -1;
+    if (n != 1) throw Error("jail: the supervisor did not put the VM in its cgroup");
+    LOG_DEBUG("jail: in the cgroup after %.3f ms more", static_cast<double>(now_ns() - t0) / 1e6);
+  }
   install_sigsys_handler(report_);
   leave_proc();
   drop_bounding_set();
