@@ -40,6 +40,7 @@ TEST(JailFlags, RoundTripsThroughWispVmmArguments) {
   EXPECT_EQ(*f.memory_max, 96ull << 20);
   JailFlags again = parse(jail_args(f));
   EXPECT_EQ(jail_args(again), jail_args(f));
+  // The flag's own parsing test: the one place a unit test names --no-jail.
   EXPECT_EQ(jail_args(parse({"--no-jail"})), std::vector<std::string>{"--no-jail"});
 }
 

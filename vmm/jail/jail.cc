@@ -102,7 +102,7 @@ void accept_stop_signals() {
 
 struct ChildSetup {
   const JailConfig& config;
-  int cgroup_ready_fd;  // read end: the supervisor writes a byte once the child is in its cgroup
+  int cgroup_ready_fd;  // kept open: Confinement::drop_privileges() waits on it
   std::string root;
   int parent_alive_fd;  // read end of a pipe the supervisor holds open
   sigset_t mask;        // the signal mask to run with
