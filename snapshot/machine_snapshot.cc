@@ -122,31 +122,14 @@ namespace {
 
 // Reads a snapshot and, for a diff, its parents: each layer's state validated, its memory file
 // opened and checked, and each parent the one its child was made on.
-std::vector<Layer> read_chain(const std::string& dir) {
-  std::vector<Layer> chain;
-  std::string current = dir;
-  for (;;) {
-    if (chain.size() > kMaxDiffDepth)
-      throw Error(dir + ": more than " + std::to_string(kMaxDiffDepth) + " diff layers");
-    std::string file = current + "/" + kStateFileName;
-    SnapshotState st = read_state_file(file);
-    if (!chain.empty()) {
-      const Layer& child = chain.back();
-      if (st.id != child.state.diff.parent_id)
-        throw Error(child.dir + "/" + kStateFileName + ": parent " + current + " has snapshot id " +
-                    st.id + ", the diff was made on " + child.state.diff.parent_id);
-      if (!same_hardware(st, child.state))
-        throw Error(child.dir + "/" + kStateFileName + ": machine differs from its parent's in " +
-                    current);
-    }
-    UniqueFd fd = open_memory(current, st);
-    std::string next = st.is_diff() ? st.diff.parent_dir : "";
-    chain.push_back({current, std::move(st), std::move(fd)});
-    if (next.empty()) break;
-    current = next;
+// Opens each layer's memory file (checked against its state).
+std::vector<Layer> open_chain(SnapshotChain chain) {
+  std::vector<Layer> layers;
+  for (size_t i = 0; i < chain.dirs.size(); ++i) {
+    UniqueFd fd = open_memory(chain.dirs[i], chain.states[i]);
+    layers.push_back({std::move(chain.dirs[i]), std::move(chain.states[i]), std::move(fd)});
   }
-
-  return chain;
+  return layers;
 }
 
 // Maps the base memory file privately and each diff layer's pages over it.
@@ -175,8 +158,36 @@ GuestMemory map_chain(std::vector<Layer>& chain) {
 
 }  // namespace
 
+SnapshotChain read_snapshot_chain(const std::string& dir) {
+  SnapshotChain chain;
+  std::string current = dir;
+  for (;;) {
+    if (chain.states.size() > kMaxDiffDepth)
+      throw Error(dir + ": more than " + std::to_string(kMaxDiffDepth) + " diff layers");
+    SnapshotState st = read_state_file(current + "/" + kStateFileName);
+    if (!chain.states.empty()) {
+      const std::string child_file = chain.dirs.back() + "/" + kStateFileName;
+      const SnapshotState& child = chain.states.back();
+      if (st.id != child.diff.parent_id)
+        throw Error(child_file + ": parent " + current + " has snapshot id " + st.id +
+                    ", the diff was made on " + child.diff.parent_id);
+      if (!same_hardware(st, child))
+        throw Error(child_file + ": machine differs from its parent's in " + current);
+    }
+    std::string next = st.is_diff() ? st.diff.parent_dir : "";
+    chain.dirs.push_back(current);
+    chain.states.push_back(std::move(st));
+    if (next.empty()) return chain;
+    current = next;
+  }
+}
+
 LoadedSnapshot load_machine_snapshot(const std::string& dir, const HostCpuid& host_cpuid) {
-  std::vector<Layer> chain = read_chain(dir);
+  return load_machine_snapshot(read_snapshot_chain(dir), host_cpuid);
+}
+
+LoadedSnapshot load_machine_snapshot(SnapshotChain snapshot_chain, const HostCpuid& host_cpuid) {
+  std::vector<Layer> chain = open_chain(std::move(snapshot_chain));
   const Layer& top = chain.front();
   const std::string top_file = top.dir + "/" + kStateFileName;
   const MachineState& machine = top.state.machine;
@@ -200,7 +211,7 @@ LoadedSnapshot load_machine_snapshot(const std::string& dir, const HostCpuid& ho
 }
 
 uint64_t memory_digest(const std::string& dir) {
-  std::vector<Layer> chain = read_chain(dir);
+  std::vector<Layer> chain = open_chain(read_snapshot_chain(dir));
   GuestMemory memory = map_chain(chain);
   std::vector<bool> pages = memory.data_pages();
   const auto& regions = memory.regions();

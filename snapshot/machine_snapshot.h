@@ -51,6 +51,15 @@ struct LoadedSnapshot {
 // KVM's supported CPUID), to compare with the snapshot's.
 using HostCpuid = std::function<CpuidEntries(uint32_t vcpus)>;
 
+// A snapshot's layers, top first, as their state files say: each validated and each parent
+// the one its child was made on, with the same machine. No memory file opened yet.
+struct SnapshotChain {
+  std::vector<std::string> dirs;
+  std::vector<SnapshotState> states;
+};
+// Reads the state file of `dir` and of each parent. Throws Error naming the file at fault.
+SnapshotChain read_snapshot_chain(const std::string& dir);
+
 // Reads, validates and maps the snapshot at `dir` (following a diff's parents). Refuses a
 // snapshot from another CPU feature set, a device resource that changed (check_identity), a
 // memory file that does not match, a parent that is not the one the diff was made on. Throws
@@ -58,6 +67,8 @@ using HostCpuid = std::function<CpuidEntries(uint32_t vcpus)>;
 // order; a caller gives each its per-process resources (a vsock's socket path) before
 // Machine::restore.
 LoadedSnapshot load_machine_snapshot(const std::string& dir, const HostCpuid& host_cpuid);
+// The same for a chain read already (read_snapshot_chain): its memory files are opened now.
+LoadedSnapshot load_machine_snapshot(SnapshotChain chain, const HostCpuid& host_cpuid);
 
 // A checksum of the guest memory a snapshot restores to (diff layers applied): CRC-64 over
 // (page index, bytes) of every non-zero page. Equal for a diff and a full snapshot of one

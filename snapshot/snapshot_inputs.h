@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "snapshot/machine_snapshot.h"
 #include "vmm/virtio/block/block_state.h"
 
 namespace wisp::snapshot {
@@ -17,8 +18,7 @@ struct SnapshotInputs {
   uint32_t vcpus = 0;
 };
 
-// Reads the state file of `dir` and of each parent. Throws Error naming a file that cannot be
-// read or parsed, or a chain deeper than kMaxDiffDepth; restore checks the rest.
-SnapshotInputs snapshot_inputs(const std::string& dir);
+// What restoring `chain` (read_snapshot_chain) opens; reads nothing.
+SnapshotInputs snapshot_inputs(const SnapshotChain& chain);
 
 }  // namespace wisp::snapshot

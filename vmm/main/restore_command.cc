@@ -61,6 +61,7 @@ struct RestoreOptions {
   int verbose = 0;
   int ready_fd = -1;
   VmmJailOptions jail;
+  snapshot::SnapshotChain chain;  // the snapshot's state files, read once
 };
 
 // Returns false for --help (printed). Throws UsageError.
@@ -118,11 +119,11 @@ void report_ready(int fd, uint64_t t0_ns, uint64_t loaded_ns, uint64_t ready_ns,
   ::close(fd);
 }
 
-// The jail of a restore: the snapshot's files, its drives, the clone's sockets. Reads the
-// state files (a diff names its parent) before the VMM does.
+// The jail of a restore: the snapshot's files (its chain, read already: a diff names its
+// parent), its drives, the clone's sockets.
 jail::JailConfig jail_for(RestoreOptions& o) {
   if (!o.jail.flags.jail) return vmm_jail_config(o.jail, &o.cfg, {}, {o.ready_fd});
-  snapshot::SnapshotInputs in = snapshot::snapshot_inputs(o.dir);
+  snapshot::SnapshotInputs in = snapshot::snapshot_inputs(o.chain);
   o.cfg.mem_bytes = in.mem_bytes;
   o.cfg.vcpus = in.vcpus;
   o.cfg.devices.assign(in.drives.begin(), in.drives.end());
@@ -158,7 +159,7 @@ int restore_vm(RestoreOptions& o, jail::Confinement& confinement, uint64_t t0_ns
     Kvm kvm = Kvm::open(dev_kvm_path());
     t.kvm_ns = now_ns();
     snapshot::LoadedSnapshot snap = snapshot::load_machine_snapshot(
-        o.dir, [&](uint32_t vcpus) { return guest_cpuid(kvm, 0, vcpus); });
+        std::move(o.chain), [&](uint32_t vcpus) { return guest_cpuid(kvm, 0, vcpus); });
     t.loaded_ns = now_ns();
     configure_devices(o, snap, &o.cfg);
     confine_threads(confinement, &o.cfg);
@@ -190,6 +191,9 @@ int restore_command(int argc, char** argv, uint64_t t0_ns) {
   if (int rc = check_kvm_usable()) return rc;
   warn_debug_jail_flags(o.jail.flags);
   try {
+    // Once, before the jail: it decides what the jail exposes, and the VMM (a fork of this
+    // process) goes on with it.
+    o.chain = snapshot::read_snapshot_chain(o.dir);
     jail::JailConfig jail = jail_for(o);
     return jail::run_jailed(jail, [&](jail::Confinement& c) { return restore_vm(o, c, t0_ns); });
   } catch (const Error& e) {
