@@ -22,7 +22,7 @@ constexpr const char* kUsage = R"(Usage: wisp template COMMAND ...
 
   create NAME --handler "CMD ARGS" [--mode exec|worker] [--warmup N]
          [--warmup-payload FILE] [--env KEY=VALUE]... [--boot-timeout S] [--timings]
-         [VM options]
+         [--rebuild] [VM options]
       Boot a function VM, start its handler, warm it up and snapshot it as template NAME.
       exec mode: each invocation runs CMD afresh in the sandbox. worker mode: CMD is started
       now as a warm worker (api/worker_protocol.md) and its initialisation (imports, model
@@ -31,7 +31,8 @@ constexpr const char* kUsage = R"(Usage: wisp template COMMAND ...
       it. Then the agent syncs (prepareSnapshot) and the VM is snapshotted and destroyed.
       --mem defaults to 256 MiB here. --timings prints a JSON line to stderr: boot_ms,
       warmup_ms, snapshot_ms (pause + save of the snapshot), memory_file_bytes,
-      memory_disk_bytes, total_ms.
+      memory_disk_bytes, total_ms. --rebuild: replace template NAME if it exists; calls
+      in flight finish on the old one, later calls get the new one.
   ls
       List the templates: name, mode, memory, snapshot size on disk, handler.
   rm NAME
@@ -54,7 +55,8 @@ int create(int argc, char** argv, uint64_t t0_ns) {
         .count("warmup", &spec.warmup, 0, 10000)
         .text("warmup-payload", &warmup_file)
         .duration("boot-timeout", &spec.boot_timeout, milliseconds(1), milliseconds(7 * 86400000))
-        .flag("timings", &timings);
+        .flag("timings", &timings)
+        .flag("rebuild", &spec.rebuild);
     OptionParser::Result args = p.parse(argc, argv);
     if (args.help) {
       std::printf("%s%s", kUsage, vm_options_help().c_str());

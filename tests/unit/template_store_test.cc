@@ -12,7 +12,9 @@
 #include <vector>
 
 #include "base/error.h"
+#include "base/hex.h"
 #include "manager/runtime_dir.h"
+#include "snapshot/crc64.h"
 #include "tests/unit/expect_error.h"
 #include "tests/unit/scoped_env.h"
 
@@ -200,10 +202,14 @@ TEST_F(TemplateStoreDirTest, ReadTemplateFindsTheStore) {
   expect_error([] { read_template("../etc"); }, {"template name"});
   TemplateInfo t = sample_info();
   make_dirs(root_ / "templates/py-hello");
-  std::ofstream(root_ / "templates/py-hello/template.info") << format_template_info(t);
+  std::ofstream(root_ / "templates/py-hello/template.info") << encode_template_info(t);
   expect_same(read_template("py-hello"), t);
   make_dirs(root_ / "templates/broken");
-  std::ofstream(root_ / "templates/broken/template.info") << "arg x\nvcpus many\n";
+  const std::string body = "arg x\nvcpus many\n";
+  std::ofstream(root_ / "templates/broken/template.info")
+      << body << "crc64 " << hex(snapshot::crc64({reinterpret_cast<const uint8_t*>(body.data()),
+                                                  body.size()}))
+      << "\n";
   expect_error([&] { read_template("broken"); },
                {(root_ / "templates/broken/template.info").string() + ":2: vcpus"});
 }
