@@ -19,7 +19,8 @@ control::SnapshotReport create_snapshot(client::VmmClient& vmm, const std::strin
   snapshot::NewSnapshotDir out(target);
   snapshot::SnapshotFiles files = out.files();
   control::SnapshotReport report = vmm.snapshot({target, diff, files.state_fd, files.memory_fd});
-  snapshot::seal_drive_identities(files.state_fd, out.temp_dir() + "/" + snapshot::kStateFileName);
+  snapshot::seal_drive_identities(files.state_fd, out.temp_dir() + "/" + snapshot::kStateFileName,
+                                  target);
   out.commit();
   return report;
 }

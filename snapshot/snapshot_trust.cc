@@ -109,8 +109,9 @@ DriveIdentity identify_drive(const std::string& path) {
   return id;
 }
 
-void seal_drive_identities(int state_fd, const std::string& state_path) {
+void seal_drive_identities(int state_fd, const std::string& state_path, const std::string& dir) {
   SnapshotState state = read_state_fd(state_fd, state_path);
+  if (!dir.empty() && state.is_diff()) parent_snapshot_dir(dir, state.diff.parent_dir, state_path);
   bool any = false;
   for (VirtioSlotState& slot : state.machine.virtio) {
     auto* drive = std::get_if<BlockSpec>(&slot.spec);

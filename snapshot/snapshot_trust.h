@@ -49,9 +49,12 @@ DriveIdentity identify_drive(const std::string& path);
 // At snapshot time, in the process that owns the snapshot directory (the VMM that wrote the
 // state cannot open files): reads the state file `state_fd` (open read-write), and records
 // each drive's digest. A drive that is no longer the image the VMM described (size or
-// modification time) is an Error: it changed while the snapshot was taken. `state_path` names
-// the file in messages. Rewrites and fsyncs the file only when it has drives.
-void seal_drive_identities(int state_fd, const std::string& state_path);
+// modification time) is an Error: it changed while the snapshot was taken. With `dir` (the
+// snapshot's final directory), a diff whose parent is not where restore would accept it
+// (parent_snapshot_dir) is an Error too, rather than a snapshot that can never be restored.
+// `state_path` names the file in messages. Rewrites and fsyncs the file only when it has drives.
+void seal_drive_identities(int state_fd, const std::string& state_path,
+                           const std::string& dir = "");
 
 // The directory of a diff's parent by the rule above. `child_dir` is the diff's directory
 // (resolved), `recorded` its state's diff.parent_dir, `child_file` names the state file in

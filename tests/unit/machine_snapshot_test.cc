@@ -123,7 +123,7 @@ SaveResult save_dir(const std::string& dir, const MachineState& state, const Gue
                     const SaveOptions& options) {
   NewSnapshotDir out(dir);
   SaveResult r = save_machine_snapshot(out.files(), state, memory, options);
-  seal_drive_identities(out.files().state_fd, out.temp_dir() + "/" + kStateFileName);
+  seal_drive_identities(out.files().state_fd, out.temp_dir() + "/" + kStateFileName, dir);
   out.commit();
   return r;
 }

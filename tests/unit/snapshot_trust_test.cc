@@ -166,6 +166,20 @@ TEST_F(SnapshotTrustTest, RefusesAParentInAnotherDirectory) {
   }
 }
 
+TEST_F(SnapshotTrustTest, ADiffIsRefusedWhenMadeAwayFromItsParent) {
+  SnapshotState diff = testing::sample_state();
+  diff.machine.virtio.erase(diff.machine.virtio.begin());  // no drive
+  diff.diff.parent_id = "0123";
+  diff.diff.parent_dir = path("base");
+  diff.diff.pages.assign((memory_file_size(diff.memory) / kPageSize + 7) / 8, 0);
+  write_state(path("snap"), diff);
+  std::string state_path = path("snap/state");
+  UniqueFd fd(::open(state_path.c_str(), O_RDWR));
+  EXPECT_NO_THROW(seal_drive_identities(fd.get(), state_path, path("diff")));
+  expect_error([&] { seal_drive_identities(fd.get(), state_path, path("snap/diff")); },
+               {"parent " + path("base") + " is refused", kParentRule});
+}
+
 TEST_F(SnapshotTrustTest, SealRecordsTheDigestAndRefusesAnImageThatChanged) {
   std::string image = make_image(path("disk.img"), 10000, 'q');
   DriveIdentity id = identify_drive(image);
