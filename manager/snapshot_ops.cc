@@ -37,8 +37,8 @@ void verify_snapshot_chain(const std::string& dir,
     on_layer({current, report.to_string(), report.parent_dir});
     if (report.parent_id.empty()) return;
     expected_id = report.parent_id;
-    std::string parent = snapshot::parent_snapshot_dir(
-        current, report.parent_dir, current + "/" + snapshot::kStateFileName);
+    std::string parent = snapshot::parent_snapshot_dir(current, report.parent_dir,
+                                                       current + "/" + snapshot::kStateFileName);
     child = current;
     current = parent;
   }

@@ -122,7 +122,8 @@ TemplateInfo decode_template_info(const std::string& text, const std::string& fi
   start = start == std::string::npos ? 0 : start + 1;
   std::string last = text.substr(start);
   if (!last.starts_with("crc64 ") || !last.ends_with("\n"))
-    throw Error(file + ": no checksum line at the end: the file is truncated or damaged (or "
+    throw Error(file +
+                ": no checksum line at the end: the file is truncated or damaged (or "
                 "from an older wisp): re-create the template");
   std::string body = text.substr(0, start);
   std::string stored = last.substr(6, last.size() - 7);
@@ -171,6 +172,5 @@ std::vector<std::string> split_command(const std::string& text) {
   if (in_word) out.push_back(cur);
   return out;
 }
-
 
 }  // namespace wisp::manager

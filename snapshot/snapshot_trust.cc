@@ -164,8 +164,8 @@ void admit_drives(SnapshotChain& chain, const std::vector<BlockSpec>& supplied) 
     ++index;
   }
   if (supplied.size() > index)
-    throw Error(file + ": " + std::to_string(supplied.size()) + " drive(s) given, the snapshot has " +
-                std::to_string(index));
+    throw Error(file + ": " + std::to_string(supplied.size()) +
+                " drive(s) given, the snapshot has " + std::to_string(index));
 }
 
 }  // namespace wisp::snapshot

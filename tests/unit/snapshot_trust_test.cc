@@ -62,7 +62,8 @@ class SnapshotTrustTest : public ::testing::Test {
     fs::create_directories(dir);
     Bytes bytes = encode_state_file(s);
     std::ofstream(dir + "/" + kStateFileName, std::ios::binary)
-        .write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+        .write(reinterpret_cast<const char*>(bytes.data()),
+               static_cast<std::streamsize>(bytes.size()));
   }
 
   static std::string make_image(const std::string& file, size_t bytes, char fill) {
@@ -133,10 +134,15 @@ TEST_F(SnapshotTrustTest, TheCallerGivesDrivesInSlotOrder) {
   write_state(path("snap"), with_drive("/var/lib/old-node/disk.img", identify_drive(image)));
   SnapshotChain chain = read_snapshot_chain(path("snap"), {BlockSpec{image, true}});
   EXPECT_EQ(std::get<BlockSpec>(chain.states[0].machine.virtio[0].spec).path, image);
-  expect_error([&] { read_snapshot_chain(path("snap"), {BlockSpec{image, false}}); },
-               {"drive 0", "given read-write", "read-only"});
   expect_error(
-      [&] { read_snapshot_chain(path("snap"), {BlockSpec{image, true}, BlockSpec{image, true}}); },
+      [&] {
+        read_snapshot_chain(path("snap"), {BlockSpec{image, false}});
+      },
+      {"drive 0", "given read-write", "read-only"});
+  expect_error(
+      [&] {
+        read_snapshot_chain(path("snap"), {BlockSpec{image, true}, BlockSpec{image, true}});
+      },
       {"2 drive(s) given, the snapshot has 1"});
 }
 

@@ -6,9 +6,9 @@
 
 #include <algorithm>
 #include <cstdlib>
-#include <functional>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -209,9 +209,8 @@ TEST_F(TemplateStoreDirTest, ReadTemplateFindsTheStore) {
   make_dirs(root_ / "templates/broken");
   const std::string body = "arg x\nvcpus many\n";
   std::ofstream(root_ / "templates/broken/template.info")
-      << body << "crc64 " << hex(snapshot::crc64({reinterpret_cast<const uint8_t*>(body.data()),
-                                                  body.size()}))
-      << "\n";
+      << body << "crc64 "
+      << hex(snapshot::crc64({reinterpret_cast<const uint8_t*>(body.data()), body.size()})) << "\n";
   expect_error([&] { read_template("broken"); },
                {(root_ / "templates/broken/template.info").string() + ":2: vcpus"});
 }
@@ -265,12 +264,11 @@ TEST_F(TemplateStoreDirTest, TheStoreIsCreatedPrivateAndRefusedWhenItIsNot) {
   EXPECT_EQ(mode_of(root_ / "home/templates/py-hello/template.info"), 0600u);
 
   ASSERT_EQ(::chmod((root_ / "home/templates").c_str(), 0770), 0);
-  for (auto call : std::vector<std::function<void()>>{[] { read_template("py-hello"); },
-                                                      [] { template_names(); },
-                                                      [] { remove_template("py-hello"); },
-                                                      [] { TemplateStaging s("other"); }})
-    expect_error(call, {(root_ / "home/templates").string(), "writable by group or others",
-                        "refused"});
+  for (auto call : std::vector<std::function<void()>>{
+           [] { read_template("py-hello"); }, [] { template_names(); },
+           [] { remove_template("py-hello"); }, [] { TemplateStaging s("other"); }})
+    expect_error(call,
+                 {(root_ / "home/templates").string(), "writable by group or others", "refused"});
   ASSERT_EQ(::chmod((root_ / "home/templates").c_str(), 0700), 0);
   ASSERT_EQ(::chmod((root_ / "home").c_str(), 0702), 0);
   expect_error([] { read_template("py-hello"); }, {(root_ / "home").string(), "writable"});
@@ -298,14 +296,10 @@ TEST_F(TemplateStoreDirTest, ADamagedTemplateInfoIsRefused) {
   fs::path info = root_ / "templates/py-hello/template.info";
   std::string good = encode_template_info(t);
   EXPECT_NE(good.find("\ncrc64 "), std::string::npos);
-  {
-    std::ofstream(info, std::ios::trunc) << good.substr(0, good.size() / 2);
-  }
+  { std::ofstream(info, std::ios::trunc) << good.substr(0, good.size() / 2); }
   expect_error([] { read_template("py-hello"); },
                {"template.info: no checksum line", "re-create the template"});
-  {
-    std::ofstream(info, std::ios::trunc) << "XXXX" << good.substr(4);
-  }
+  { std::ofstream(info, std::ios::trunc) << "XXXX" << good.substr(4); }
   expect_error([] { read_template("py-hello"); }, {"template.info: checksum mismatch"});
   {
     // Every line but one env line, the checksum intact: a lost environment.

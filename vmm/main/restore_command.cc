@@ -17,10 +17,10 @@
 #include "vmm/jail/jail.h"
 #include "vmm/kvm/kvm.h"
 #include "vmm/machine/machine.h"
-#include "vmm/virtio/block/block_backend.h"
 #include "vmm/main/jail_setup.h"
 #include "vmm/main/machine_control.h"
 #include "vmm/main/vmm_process.h"
+#include "vmm/virtio/block/block_backend.h"
 #include "vmm/virtio/vsock/vsock_muxer.h"
 
 namespace wisp {
