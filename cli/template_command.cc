@@ -2,6 +2,7 @@
 // (manager/template_store.h, manager/template_create.h).
 #include <cstdio>
 #include <string>
+#include <vector>
 
 #include "base/clock.h"
 #include "base/exit_codes.h"
@@ -102,8 +103,15 @@ int create(int argc, char** argv, uint64_t t0_ns) {
 }
 
 int list() {
+  std::vector<std::string> names;
+  try {
+    names = manager::template_names();
+  } catch (const Error& e) {
+    std::fprintf(stderr, "wisp template ls: %s\n", e.what());
+    return kExitError;
+  }
   std::printf("%-24s %-7s %8s %10s  %s\n", "NAME", "MODE", "MEM", "ON DISK", "HANDLER");
-  for (const auto& n : manager::template_names()) {
+  for (const auto& n : names) {
     try {
       manager::TemplateInfo t = manager::read_template(n);
       std::string cmd;
