@@ -2,6 +2,7 @@
 // (manager/template_store.h, manager/template_create.h).
 #include <cstdio>
 #include <string>
+#include <vector>
 
 #include "base/clock.h"
 #include "base/exit_codes.h"
@@ -22,7 +23,7 @@ constexpr const char* kUsage = R"(Usage: wisp template COMMAND ...
 
   create NAME --handler "CMD ARGS" [--mode exec|worker] [--warmup N]
          [--warmup-payload FILE] [--env KEY=VALUE]... [--boot-timeout S] [--timings]
-         [VM options]
+         [--rebuild] [VM options]
       Boot a function VM, start its handler, warm it up and snapshot it as template NAME.
       exec mode: each invocation runs CMD afresh in the sandbox. worker mode: CMD is started
       now as a warm worker (api/worker_protocol.md) and its initialisation (imports, model
@@ -31,7 +32,8 @@ constexpr const char* kUsage = R"(Usage: wisp template COMMAND ...
       it. Then the agent syncs (prepareSnapshot) and the VM is snapshotted and destroyed.
       --mem defaults to 256 MiB here. --timings prints a JSON line to stderr: boot_ms,
       warmup_ms, snapshot_ms (pause + save of the snapshot), memory_file_bytes,
-      memory_disk_bytes, total_ms.
+      memory_disk_bytes, total_ms. --rebuild: replace template NAME if it exists; calls
+      in flight finish on the old one, later calls get the new one.
   ls
       List the templates: name, mode, memory, snapshot size on disk, handler.
   rm NAME
@@ -54,7 +56,8 @@ int create(int argc, char** argv, uint64_t t0_ns) {
         .count("warmup", &spec.warmup, 0, 10000)
         .text("warmup-payload", &warmup_file)
         .duration("boot-timeout", &spec.boot_timeout, milliseconds(1), milliseconds(7 * 86400000))
-        .flag("timings", &timings);
+        .flag("timings", &timings)
+        .flag("rebuild", &spec.rebuild);
     OptionParser::Result args = p.parse(argc, argv);
     if (args.help) {
       std::printf("%s%s", kUsage, vm_options_help().c_str());
@@ -100,8 +103,15 @@ int create(int argc, char** argv, uint64_t t0_ns) {
 }
 
 int list() {
+  std::vector<std::string> names;
+  try {
+    names = manager::template_names();
+  } catch (const Error& e) {
+    std::fprintf(stderr, "wisp template ls: %s\n", e.what());
+    return kExitError;
+  }
   std::printf("%-24s %-7s %8s %10s  %s\n", "NAME", "MODE", "MEM", "ON DISK", "HANDLER");
-  for (const auto& n : manager::template_names()) {
+  for (const auto& n : names) {
     try {
       manager::TemplateInfo t = manager::read_template(n);
       std::string cmd;

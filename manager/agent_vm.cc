@@ -34,13 +34,15 @@ std::unique_ptr<AgentVm> AgentVm::boot(const VmSpec& spec, bool control, const c
   return std::unique_ptr<AgentVm>(new AgentVm(prefix, args, false));
 }
 
-std::unique_ptr<AgentVm> AgentVm::restore(const std::string& snapshot_dir, bool control,
+std::unique_ptr<AgentVm> AgentVm::restore(const std::string& snapshot_dir,
+                                          const std::vector<std::string>& drives, bool control,
                                           std::chrono::milliseconds timeout,
                                           const JailFlags& jail) {
   auto args = [&](const RuntimeDir& dir) {
     std::vector<std::string> a = {"restore",   snapshot_dir, "--vsock-uds", dir.file("vsock.sock"),
                                   "--console", "none"};
     if (control) a.insert(a.end(), {"--control-socket", control_path(dir, control)});
+    for (const std::string& d : drives) a.insert(a.end(), {"--drive", d});
     std::vector<std::string> j = jail_args(jail);
     a.insert(a.end(), j.begin(), j.end());
     add_jail_dir(dir, &a);

@@ -9,6 +9,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "api/agent_client.h"
 #include "api/vmm_client.h"
@@ -34,9 +35,11 @@ class AgentVm {
   // Boots `spec` (wisp-vmm run) in a runtime directory named PREFIX-XXXXXX. `control`: the
   // VMM also listens on a control socket. Throws Error when wisp-vmm cannot be started.
   static std::unique_ptr<AgentVm> boot(const VmSpec& spec, bool control, const char* prefix);
-  // Restores a clone of the snapshot at `snapshot_dir` (wisp-vmm restore) and waits up to
-  // `timeout` until it is rebuilt (about to run). Throws VmFailed with the VMM's log.
-  static std::unique_ptr<AgentVm> restore(const std::string& snapshot_dir, bool control,
+  // Restores a clone of the snapshot at `snapshot_dir` (wisp-vmm restore) with the snapshot's
+  // drives at `drives` ("PATH[,ro]", in slot order: a snapshot names no host file itself) and
+  // waits up to `timeout` until it is rebuilt (about to run). Throws VmFailed with the VMM's log.
+  static std::unique_ptr<AgentVm> restore(const std::string& snapshot_dir,
+                                          const std::vector<std::string>& drives, bool control,
                                           std::chrono::milliseconds timeout, const JailFlags& jail);
   AgentVm(const AgentVm&) = delete;
   AgentVm& operator=(const AgentVm&) = delete;

@@ -40,10 +40,12 @@ client::InvokeRequest invoke_request_for(const TemplateInfo& t, std::string payl
 
 InvokeOutcome invoke(const std::string& template_name, const InvokeRequest& request) {
   uint64_t t0 = request.start_ns ? request.start_ns : now_ns();
-  TemplateInfo t = read_template(template_name);
+  // Held to the end of the call: a rebuild or removal meanwhile leaves this generation be.
+  OpenTemplate tpl = open_template(template_name);
+  const TemplateInfo& t = tpl.info;
   InvokeOutcome out;
-  std::unique_ptr<AgentVm> clone = AgentVm::restore(
-      template_snapshot_dir(template_name), request.count_pages, kRestoreTimeout, request.jail);
+  std::unique_ptr<AgentVm> clone = AgentVm::restore(tpl.snapshot_dir, t.drives, request.count_pages,
+                                                    kRestoreTimeout, request.jail);
   out.restore_ms = ms_since(t0);
   out.jail_ms = clone->jail_ms();
   try {

@@ -1,6 +1,5 @@
 #include "manager/runtime_dir.h"
 
-#include <dirent.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -42,32 +41,6 @@ void make_dirs(const std::string& path) {
   struct stat st;
   if (::stat(path.c_str(), &st) != 0) throw_errno("create directory " + path);
   if (!S_ISDIR(st.st_mode)) throw Error("create directory " + path + ": a file is in the way");
-}
-
-void remove_tree(const std::string& path) {
-  struct stat st;
-  if (::lstat(path.c_str(), &st) != 0) {
-    if (errno == ENOENT) return;
-    throw_errno("remove " + path);
-  }
-  if (!S_ISDIR(st.st_mode)) {
-    if (::unlink(path.c_str()) != 0) throw_errno("remove " + path);
-    return;
-  }
-  DIR* d = ::opendir(path.c_str());
-  if (!d) throw_errno("open directory " + path);
-  while (dirent* e = ::readdir(d)) {
-    std::string n = e->d_name;
-    if (n == "." || n == "..") continue;
-    try {
-      remove_tree(path + "/" + n);
-    } catch (...) {
-      ::closedir(d);
-      throw;
-    }
-  }
-  ::closedir(d);
-  if (::rmdir(path.c_str()) != 0) throw_errno("remove directory " + path);
 }
 
 }  // namespace wisp::manager

@@ -4,6 +4,8 @@
 
 #include <string>
 
+#include "base/file_io.h"  // remove_tree
+
 namespace wisp::manager {
 
 // A private directory for one VM's sockets and log, removed with everything in it on
@@ -29,7 +31,5 @@ class RuntimeDir {
 std::string make_temp_dir(const std::string& pattern);
 // Creates every missing directory of `path` (mode 0755). Throws Error.
 void make_dirs(const std::string& path);
-// Removes `path` and everything below it. Throws Error.
-void remove_tree(const std::string& path);
 
 }  // namespace wisp::manager

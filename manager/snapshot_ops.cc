@@ -5,6 +5,7 @@
 #include "base/file_io.h"
 #include "snapshot/machine_snapshot.h"
 #include "snapshot/snapshot_dir.h"
+#include "snapshot/snapshot_trust.h"
 
 namespace wisp::manager {
 
@@ -18,6 +19,8 @@ control::SnapshotReport create_snapshot(client::VmmClient& vmm, const std::strin
   snapshot::NewSnapshotDir out(target);
   snapshot::SnapshotFiles files = out.files();
   control::SnapshotReport report = vmm.snapshot({target, diff, files.state_fd, files.memory_fd});
+  snapshot::seal_drive_identities(files.state_fd, out.temp_dir() + "/" + snapshot::kStateFileName,
+                                  target);
   out.commit();
   return report;
 }
@@ -33,9 +36,11 @@ void verify_snapshot_chain(const std::string& dir,
                   " is another snapshot (id " + report.id + ", expected " + expected_id + ")");
     on_layer({current, report.to_string(), report.parent_dir});
     if (report.parent_id.empty()) return;
-    child = current;
     expected_id = report.parent_id;
-    current = report.parent_dir;
+    std::string parent = snapshot::parent_snapshot_dir(current, report.parent_dir,
+                                                       current + "/" + snapshot::kStateFileName);
+    child = current;
+    current = parent;
   }
 }
 

@@ -19,8 +19,9 @@ namespace wisp::manager {
 // (relative to the working directory or absolute). `diff`: only the pages written since the
 // VM was restored (api/vmm.capnp's Vmm.snapshot). This process creates the directory and its
 // files (so they belong to the store's owner, and a jailed VMM that cannot see `dir` can still
-// write them: it gets their descriptors) and makes it appear atomically once the VMM wrote
-// them; a failure leaves nothing. Throws Error with the VMM's reason.
+// write them: it gets their descriptors), records each drive's digest in the state (the VMM
+// cannot open files: snapshot/snapshot_trust.h) and makes it appear atomically; a failure
+// leaves nothing. Throws Error with the VMM's reason.
 control::SnapshotReport create_snapshot(const std::string& control_socket, const std::string& dir,
                                         bool diff);
 // The same through an open control connection.
@@ -35,7 +36,8 @@ struct SnapshotLayer {
 };
 
 // Verifies the snapshot at `dir` completely and then each parent of a diff, checking that
-// each parent is the one its child was made on. `on_layer` gets each layer once it is
+// each parent is the one its child was made on and lies where a parent may
+// (snapshot/snapshot_trust.h). `on_layer` gets each layer once it is
 // verified, top first. Throws Error naming the file and the fault.
 void verify_snapshot_chain(const std::string& dir,
                            const std::function<void(const SnapshotLayer&)>& on_layer);

@@ -5,6 +5,7 @@
 #include <thread>
 
 #include "base/clock.h"
+#include "base/file_io.h"
 #include "manager/invoke.h"
 #include "manager/snapshot_ops.h"
 
@@ -15,6 +16,19 @@ namespace {
 constexpr std::chrono::milliseconds kSettle{500};
 constexpr uint64_t kDefaultMemBytes = 256ull << 20;
 constexpr uint64_t kWarmupTimeoutMs = 60000;
+
+// The VM's drives in slot order (the rootfs first, as wisp-vmm run attaches it), as restore is
+// to be given them: resolved, since a clone may start from another directory.
+std::vector<std::string> template_drives(const VmSpec& vm) {
+  std::vector<std::string> out;
+  if (!vm.rootfs.empty()) out.push_back(canonical_path(vm.rootfs) + ",ro");
+  for (const std::string& d : vm.drives) {
+    size_t comma = d.find(',');
+    out.push_back(canonical_path(d.substr(0, comma)) +
+                  (comma == std::string::npos ? "" : d.substr(comma)));
+  }
+  return out;
+}
 
 // What a template records, checked before anything boots.
 TemplateInfo template_info(const TemplateSpec& spec, const VmSpec& vm) {
@@ -32,6 +46,7 @@ TemplateInfo template_info(const TemplateSpec& spec, const VmSpec& vm) {
   t.vcpus = vm.vcpus;
   t.warmup = spec.warmup;
   t.guest = describe_guest(vm);
+  t.drives = template_drives(vm);
   return t;
 }
 
@@ -76,7 +91,7 @@ TemplateCreated create_template(const TemplateSpec& spec, const Progress& progre
   vm.raw_cmdline = false;
   TemplateCreated out;
   out.info = template_info(spec, vm);
-  TemplateStaging staging(spec.name);
+  TemplateStaging staging(spec.name, spec.rebuild);
   progress("booting " + spec.name + " (" + std::to_string(vm.mem_bytes >> 20) + " MiB, " +
            std::to_string(vm.vcpus) + " vCPU)...");
   std::unique_ptr<AgentVm> machine = AgentVm::boot(vm, /*control=*/true, "wisp-template");

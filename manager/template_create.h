@@ -15,6 +15,7 @@ namespace wisp::manager {
 
 struct TemplateSpec {
   std::string name;
+  bool rebuild = false;           // replace template `name` if it exists (an atomic swap)
   std::string mode = "exec";      // exec: the handler runs afresh per call; worker: warm worker
   std::vector<std::string> argv;  // the handler command
   std::vector<std::string> env;   // KEY=VALUE

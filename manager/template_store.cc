@@ -1,21 +1,22 @@
 #include "manager/template_store.h"
 
-#include <dirent.h>
-#include <fcntl.h>
-#include <stdio.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
-#include <algorithm>
+#include <cctype>
 #include <cstdlib>
-#include <fstream>
+#include <span>
 #include <sstream>
 
 #include "base/error.h"
-#include "base/unique_fd.h"
-#include "manager/runtime_dir.h"
+#include "base/hex.h"
+#include "snapshot/crc64.h"
 
 namespace wisp::manager {
+namespace {
+
+std::span<const uint8_t> bytes_of(const std::string& s) {
+  return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
+}
+
+}  // namespace
 
 std::string wisp_home() {
   const char* h = std::getenv("WISP_HOME");
@@ -44,6 +45,7 @@ std::string format_template_info(const TemplateInfo& t) {
   line("mode", t.mode);
   for (const auto& a : t.argv) line("arg", a);
   for (const auto& e : t.env) line("env", e);
+  for (const auto& d : t.drives) line("drive", d);
   line("mem_mib", std::to_string(t.mem_mib));
   line("vcpus", std::to_string(t.vcpus));
   line("guest", t.guest);
@@ -82,6 +84,8 @@ TemplateInfo parse_template_info(const std::string& text, const std::string& fil
       t.argv.push_back(v);
     else if (k == "env")
       t.env.push_back(v);
+    else if (k == "drive")
+      t.drives.push_back(v);
     else if (k == "mem_mib")
       t.mem_mib = number(v, k);
     else if (k == "vcpus")
@@ -106,21 +110,28 @@ TemplateInfo parse_template_info(const std::string& text, const std::string& fil
   return t;
 }
 
-TemplateInfo read_template(const std::string& name) {
-  check_template_name(name);
-  std::string dir = templates_dir() + "/" + name;
-  std::string file = dir + "/template.info";
-  std::ifstream in(file);
-  if (!in) {
-    struct stat st;
-    if (::stat(dir.c_str(), &st) != 0)
-      throw Error("template " + name + ": not found in " + templates_dir() +
-                  " (wisp template ls lists them; WISP_HOME sets the store)");
-    throw Error("template " + name + ": cannot read " + file);
-  }
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return parse_template_info(ss.str(), file);
+std::string encode_template_info(const TemplateInfo& info) {
+  std::string body = format_template_info(info);
+  return body + "crc64 " + hex(snapshot::crc64(bytes_of(body))) + "\n";
+}
+
+TemplateInfo decode_template_info(const std::string& text, const std::string& file) {
+  // The checksum line is the last one, covering every byte before it.
+  size_t end = text.size();
+  size_t start = end >= 2 ? text.rfind('\n', end - 2) : std::string::npos;
+  start = start == std::string::npos ? 0 : start + 1;
+  std::string last = text.substr(start);
+  if (!last.starts_with("crc64 ") || !last.ends_with("\n"))
+    throw Error(file +
+                ": no checksum line at the end: the file is truncated or damaged (or "
+                "from an older wisp): re-create the template");
+  std::string body = text.substr(0, start);
+  std::string stored = last.substr(6, last.size() - 7);
+  std::string actual = hex(snapshot::crc64(bytes_of(body)));
+  if (stored != actual)
+    throw Error(file + ": checksum mismatch (stored " + stored + ", computed " + actual +
+                "): the file is damaged: re-create the template");
+  return parse_template_info(body, file);
 }
 
 std::vector<std::string> split_command(const std::string& text) {
@@ -160,64 +171,6 @@ std::vector<std::string> split_command(const std::string& text) {
   }
   if (in_word) out.push_back(cur);
   return out;
-}
-
-std::vector<std::string> template_names() {
-  std::vector<std::string> names;
-  DIR* d = ::opendir(templates_dir().c_str());
-  if (!d) return names;
-  while (dirent* e = ::readdir(d))
-    if (e->d_name[0] != '.') names.push_back(e->d_name);
-  ::closedir(d);
-  std::sort(names.begin(), names.end());
-  return names;
-}
-
-void remove_template(const std::string& name) {
-  check_template_name(name);
-  std::string dir = templates_dir() + "/" + name;
-  struct stat st;
-  if (::stat(dir.c_str(), &st) != 0) throw Error("template " + name + ": not found");
-  std::string doomed = templates_dir() + "/." + name + ".rm-" + std::to_string(::getpid());
-  if (::rename(dir.c_str(), doomed.c_str()) != 0) throw_errno("rename " + dir);
-  remove_tree(doomed);
-}
-
-std::string template_snapshot_dir(const std::string& name) {
-  return templates_dir() + "/" + name + "/snapshot";
-}
-
-TemplateStaging::TemplateStaging(const std::string& name) : name_(name) {
-  check_template_name(name);
-  struct stat st;
-  if (::stat((templates_dir() + "/" + name).c_str(), &st) == 0)
-    throw Error("template " + name + " already exists (wisp template rm " + name + ")");
-  make_dirs(templates_dir());
-  dir_ = make_temp_dir(templates_dir() + "/." + name + ".tmp-XXXXXX");
-}
-
-TemplateStaging::~TemplateStaging() {
-  if (dir_.empty()) return;
-  try {
-    remove_tree(dir_);
-  } catch (const Error&) {
-    // A leftover hidden directory is ignored by the store.
-  }
-}
-
-void TemplateStaging::commit(const TemplateInfo& info) {
-  std::string info_path = dir_ + "/template.info";
-  {
-    std::ofstream out(info_path);
-    out << format_template_info(info);
-    if (!out.flush()) throw Error("cannot write " + info_path);
-  }
-  UniqueFd fd(::open(info_path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (fd) ::fsync(fd.get());
-  std::string final_dir = templates_dir() + "/" + name_;
-  if (::renameat2(AT_FDCWD, dir_.c_str(), AT_FDCWD, final_dir.c_str(), RENAME_NOREPLACE) != 0)
-    throw_errno("rename " + dir_ + " to " + final_dir);
-  dir_.clear();
 }
 
 }  // namespace wisp::manager

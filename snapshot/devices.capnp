@@ -73,6 +73,7 @@ struct VirtioBlk {
     readOnly @1 :Bool;
     sizeBytes @2 :UInt64;        # the image as it was at the snapshot: a clone's page cache
     mtimeNs @3 :Int64;           # holds its blocks, so restore refuses a changed image
+    digest @4 :UInt64;           # CRC-64 of its first and last 4 KiB (snapshot_trust.h)
   }
   struct State {
     capacitySectors @0 :UInt64;

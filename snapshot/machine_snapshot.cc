@@ -15,6 +15,7 @@
 #include "base/hex.h"
 #include "snapshot/crc64.h"
 #include "snapshot/snapshot_dir.h"
+#include "snapshot/snapshot_trust.h"
 #include "vmm/virtio/device_kinds.h"
 
 namespace wisp::snapshot {
@@ -158,7 +159,11 @@ GuestMemory map_chain(std::vector<Layer>& chain) {
 
 }  // namespace
 
-SnapshotChain read_snapshot_chain(const std::string& dir) {
+namespace {
+
+// The layers of the snapshot at `dir`, top first, each parent found by the parent rule
+// (snapshot_trust.h) and checked against its child. Drives not admitted yet.
+SnapshotChain read_layers(const std::string& dir) {
   SnapshotChain chain;
   std::string current = dir;
   for (;;) {
@@ -174,12 +179,22 @@ SnapshotChain read_snapshot_chain(const std::string& dir) {
       if (!same_hardware(st, child))
         throw Error(child_file + ": machine differs from its parent's in " + current);
     }
-    std::string next = st.is_diff() ? st.diff.parent_dir : "";
+    std::string next;
+    if (st.is_diff())
+      next = parent_snapshot_dir(current, st.diff.parent_dir, current + "/" + kStateFileName);
     chain.dirs.push_back(current);
     chain.states.push_back(std::move(st));
     if (next.empty()) return chain;
     current = next;
   }
+}
+
+}  // namespace
+
+SnapshotChain read_snapshot_chain(const std::string& dir, const std::vector<BlockSpec>& drives) {
+  SnapshotChain chain = read_layers(dir);
+  admit_drives(chain, drives);
+  return chain;
 }
 
 LoadedSnapshot load_machine_snapshot(const std::string& dir, const HostCpuid& host_cpuid) {
@@ -211,7 +226,8 @@ LoadedSnapshot load_machine_snapshot(SnapshotChain snapshot_chain, const HostCpu
 }
 
 uint64_t memory_digest(const std::string& dir) {
-  std::vector<Layer> chain = open_chain(read_snapshot_chain(dir));
+  // Reads guest memory only: the drives play no part.
+  std::vector<Layer> chain = open_chain(read_layers(dir));
   GuestMemory memory = map_chain(chain);
   std::vector<bool> pages = memory.data_pages();
   const auto& regions = memory.regions();

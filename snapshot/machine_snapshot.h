@@ -12,6 +12,7 @@
 #include "vmm/kvm/cpu_types.h"
 #include "vmm/machine/machine_state.h"
 #include "vmm/memory/guest_memory.h"
+#include "vmm/virtio/block/block_state.h"
 
 namespace wisp::snapshot {
 
@@ -57,8 +58,12 @@ struct SnapshotChain {
   std::vector<std::string> dirs;
   std::vector<SnapshotState> states;
 };
-// Reads the state file of `dir` and of each parent. Throws Error naming the file at fault.
-SnapshotChain read_snapshot_chain(const std::string& dir);
+// Reads the state file of `dir` and of each parent, and applies what a snapshot may name
+// (snapshot_trust.h): parents in the diff's own directory; each drive given by the caller
+// (`drives`, in slot order) or inside `dir`, a regular file with the recorded identity. The top
+// layer's drive paths become the admitted ones. Throws Error naming the file and the rule.
+SnapshotChain read_snapshot_chain(const std::string& dir,
+                                  const std::vector<BlockSpec>& drives = {});
 
 // Reads, validates and maps the snapshot at `dir` (following a diff's parents). Refuses a
 // snapshot from another CPU feature set, a device resource that changed (check_identity), a

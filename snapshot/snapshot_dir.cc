@@ -1,5 +1,6 @@
 #include "snapshot/snapshot_dir.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <sys/stat.h>
@@ -10,6 +11,7 @@
 #include <vector>
 
 #include "base/error.h"
+#include "base/file_io.h"
 #include "base/unique_fd.h"
 
 namespace wisp::snapshot {
@@ -27,14 +29,27 @@ std::string base_of(const std::string& path) {
   return slash == std::string::npos ? path : path.substr(slash + 1);
 }
 
-void fsync_dir(const std::string& dir) {
-  UniqueFd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (!fd) throw_errno("open directory " + dir);
-  if (::fsync(fd.get()) != 0) throw_errno("fsync directory " + dir);
+// Removes what a crashed run left of snapshots of `base` in `parent` (".BASE.tmp-*"
+// directories no live process holds locked). Best effort: a leftover only costs space.
+void remove_abandoned(const std::string& parent, const std::string& base) {
+  DIR* d = ::opendir(parent.c_str());
+  if (!d) return;
+  std::vector<std::string> found;
+  const std::string prefix = "." + base + ".tmp-";
+  while (dirent* e = ::readdir(d))
+    if (std::string(e->d_name).starts_with(prefix)) found.push_back(e->d_name);
+  ::closedir(d);
+  for (const std::string& name : found) {
+    try {
+      remove_if_unlocked(parent + "/" + name);
+    } catch (const Error&) {
+      // Not ours to remove (another user's), or going away: left as it is.
+    }
+  }
 }
 
 UniqueFd create_file(const std::string& path, mode_t mode) {
-  UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode));
+  UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, mode));
   if (!fd) throw_errno("create " + path);
   return fd;
 }
@@ -82,13 +97,11 @@ MemoryWriteStats write_snapshot_files(const SnapshotFiles& files, const Snapshot
 NewSnapshotDir::NewSnapshotDir(std::string dir) : dir_(std::move(dir)), parent_(parent_of(dir_)) {
   struct stat st;
   if (::lstat(dir_.c_str(), &st) == 0) throw Error(dir_ + ": snapshot target already exists");
-  std::string tmpl = parent_ + "/." + base_of(dir_) + ".tmp-XXXXXX";
-  std::vector<char> buf(tmpl.begin(), tmpl.end());
-  buf.push_back('\0');
-  if (::mkdtemp(buf.data()) == nullptr) throw_errno("create temp directory in " + parent_);
-  tmp_ = buf.data();
+  remove_abandoned(parent_, base_of(dir_));
+  // Locked while in use: a later run's remove_abandoned leaves it alone.
+  lock_ = make_locked_temp_dir(parent_ + "/." + base_of(dir_) + ".tmp-XXXXXX", &tmp_);
   try {
-    state_ = create_file(tmp_ + "/" + kStateFileName, 0644);
+    state_ = create_file(tmp_ + "/" + kStateFileName, 0600);
     memory_ = create_file(tmp_ + "/" + kMemoryFileName, 0600);
   } catch (...) {
     remove_temp();  // the destructor does not run for a throwing constructor
@@ -103,9 +116,10 @@ void NewSnapshotDir::remove_temp() {
   for (const char* name : {kStateFileName, kMemoryFileName}) ::unlink((tmp_ + "/" + name).c_str());
   ::rmdir(tmp_.c_str());
   tmp_.clear();
+  lock_.reset();
 }
 
-void NewSnapshotDir::commit(const StepHook& before_step) {
+void NewSnapshotDir::commit(const StepHook& before_step, NoReplace how) {
   auto step = [&](std::string_view name) {
     if (before_step) before_step(name);
   };
@@ -115,13 +129,16 @@ void NewSnapshotDir::commit(const StepHook& before_step) {
   if (::fsync(memory_.get()) != 0) throw_errno("fsync " + tmp_ + "/" + kMemoryFileName);
   fsync_dir(tmp_);
   step("rename");
-  // RENAME_NOREPLACE: never replace a snapshot someone else put there meanwhile.
-  if (::renameat2(AT_FDCWD, tmp_.c_str(), AT_FDCWD, dir_.c_str(), RENAME_NOREPLACE) != 0) {
-    throw_errno("rename " + tmp_ + " to " + dir_);
+  // Never replaces a snapshot someone else put there meanwhile.
+  try {
+    rename_dir_noreplace(tmp_, dir_, how);
+  } catch (const Error& e) {
+    throw Error(std::string("snapshot ") + e.what());
   }
   tmp_.clear();
   state_.reset();
   memory_.reset();
+  lock_.reset();
   fsync_dir(parent_);
 }
 

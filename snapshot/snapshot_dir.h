@@ -14,6 +14,7 @@
 #include <string>
 #include <string_view>
 
+#include "base/file_io.h"
 #include "base/unique_fd.h"
 #include "snapshot/memory_file.h"
 #include "snapshot/snapshot_state.h"
@@ -28,7 +29,8 @@ constexpr const char* kMemoryFileName = "memory";
 // may throw.
 using StepHook = std::function<void(std::string_view step)>;
 
-// The two files of a snapshot being written: regular, empty, open for writing. Borrowed.
+// The two files of a snapshot being written: regular, empty, open for reading and writing.
+// Borrowed.
 struct SnapshotFiles {
   int state_fd = -1;
   int memory_fd = -1;
@@ -49,8 +51,11 @@ MemoryWriteStats write_snapshot_files(const SnapshotFiles& files, const Snapshot
                                       std::span<const RegionContents> regions,
                                       const SnapshotWriteOptions& options = {});
 
-// A snapshot directory being made: a temp directory next to the target holding the new, empty
-// `state` (0644) and `memory` (0600) files, open for writing, until commit() renames it to the
+// A snapshot directory being made: a temp directory (".BASE.tmp-XXXXXX", locked while in use;
+// one a crashed run left is removed by the next NewSnapshotDir of the same target) next to the
+// target holding the new, empty
+// `state` and `memory` files (0600: guest memory and registers are the guest's secrets), open
+// for reading and writing, until commit() renames it to the
 // target. Destroyed before that (an error anywhere), it removes the temp directory and its
 // files. Belongs to one thread.
 class NewSnapshotDir {
@@ -64,10 +69,11 @@ class NewSnapshotDir {
   SnapshotFiles files() const { return {state_.get(), memory_.get(), dir_}; }
   const std::string& temp_dir() const { return tmp_; }
 
-  // Fsyncs the files and the temp directory, renames it to the target (never over something
-  // that appeared there meanwhile) and fsyncs the parent. `before_step` gets "sync" and
-  // "rename". Throws Error; the temp directory is then still removed on destruction.
-  void commit(const StepHook& before_step = {});
+  // Fsyncs the files and the temp directory, renames it to the target (rename_dir_noreplace:
+  // never over something that appeared there meanwhile; `how` forces the fallback for NFS
+  // and 9p in tests) and fsyncs the parent. `before_step` gets "sync" and "rename". Throws
+  // Error; the temp directory is then still removed on destruction.
+  void commit(const StepHook& before_step = {}, NoReplace how = NoReplace::kAuto);
 
  private:
   void remove_temp();
@@ -77,6 +83,7 @@ class NewSnapshotDir {
   std::string tmp_;  // "" once committed: nothing left to clean up
   UniqueFd state_;
   UniqueFd memory_;
+  UniqueFd lock_;  // the temp directory, locked (base/file_io.h lock_dir)
 };
 
 // Writes a whole snapshot directory `dir` (which must not exist) in this process: a

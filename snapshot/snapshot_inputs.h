@@ -1,6 +1,7 @@
 // What restoring a snapshot opens on the host: each layer's state and memory file (a diff
-// names its parent directory) and the drives its devices use. A jailed VMM is given exactly
-// these inside its root.
+// names its parent directory) and the drives its devices use, as read_snapshot_chain admitted
+// them (snapshot_trust.h: never a host file the snapshot alone names). A jailed VMM is given
+// exactly these inside its root.
 #pragma once
 
 #include <string>

@@ -42,7 +42,8 @@ struct MemoryRegion {
 # A diff snapshot's memory file holds only the pages written since its parent was restored;
 # the others come from the parent (recursively).
 struct DiffInfo {
-  parentDir @0 :Text;            # as given when the diff was made (absolute)
+  parentDir @0 :Text;            # as given when the diff was made (absolute); restore follows it
+                                 # only into the diff's own directory (snapshot_trust.h)
   parentId @1 :Text;             # the parent's SnapshotState.id: restore refuses another parent
   pages @2 :Data;                # bitmap, bit i (LSB first) = memory file page i is in this layer
 }

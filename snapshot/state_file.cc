@@ -112,8 +112,12 @@ void write_state_file(int fd, const std::string& path, const SnapshotState& stat
 SnapshotState read_state_file(const std::string& path, StateFileInfo* info) {
   UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd) throw_errno("open state file " + path);
+  return read_state_fd(fd.get(), path, info);
+}
+
+SnapshotState read_state_fd(int fd, const std::string& path, StateFileInfo* info) {
   struct stat st;
-  if (::fstat(fd.get(), &st) != 0) throw_errno("stat state file " + path);
+  if (::fstat(fd, &st) != 0) throw_errno("stat state file " + path);
   if (!S_ISREG(st.st_mode)) reject(path, "state file is not a regular file");
   // The cap comes before the allocation: a huge file is refused without reading it.
   if (static_cast<uint64_t>(st.st_size) > kMaxFileBytes) {
@@ -123,7 +127,7 @@ SnapshotState read_state_file(const std::string& path, StateFileInfo* info) {
   Bytes bytes(static_cast<size_t>(st.st_size));
   size_t done = 0;
   while (done < bytes.size()) {
-    ssize_t n = ::read(fd.get(), bytes.data() + done, bytes.size() - done);
+    ssize_t n = ::pread(fd, bytes.data() + done, bytes.size() - done, static_cast<off_t>(done));
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) throw_errno("read state file " + path);
     if (n == 0) break;  // shrank under us: decode reports it as truncated

@@ -51,5 +51,7 @@ void write_state_file(int fd, const std::string& path, const SnapshotState& stat
 
 // Reads and decodes `path`; its size is checked against the cap before anything is allocated.
 SnapshotState read_state_file(const std::string& path, StateFileInfo* info = nullptr);
+// The same for the open file `fd` (read from offset 0); `path` names it in messages.
+SnapshotState read_state_fd(int fd, const std::string& path, StateFileInfo* info = nullptr);
 
 }  // namespace wisp::snapshot

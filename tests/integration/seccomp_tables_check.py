@@ -266,8 +266,9 @@ class Workload:
     def restore_part(self):
         """The snapshot restored, a diff snapshot of it."""
         console, ctl = self.path("console2"), self.path("ctl2")
+        # The drive is given again: a snapshot names no host file by itself.
         vm = self.start("snapshot", "restore", self.path("snap"), "--console", console,
-                        "--control-socket", ctl)
+                        "--control-socket", ctl, "--drive", self.path("disk.img"))
         try:
             self.wait_console(vm, console, "count=")
             self.control(ctl, ["vm", "pause"], ["snapshot", "create", "--diff", self.path("diff")],

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <fstream>
@@ -109,6 +110,20 @@ TEST_F(ConsoleTest, NoneWritesNothingAndFileTruncatesThenAppends) {
   got << std::ifstream(path).rdbuf();
   EXPECT_EQ(got.str(), "one two");
   EXPECT_EQ(out.drain(), "") << "a file console does not also write to stdout";
+  unlink(path.c_str());
+}
+
+TEST_F(ConsoleTest, AConsoleFileIsOwnerOnly) {
+  std::string path = ::testing::TempDir() + "wisp-console-mode-" + std::to_string(getpid());
+  unlink(path.c_str());
+  ConsoleConfig c = config(ConsoleOutput::kFile);
+  c.file = path;
+  mode_t old = ::umask(0);  // whatever the umask: the guest's output is the owner's alone
+  { Console file(c, stop); }
+  ::umask(old);
+  struct stat st;
+  ASSERT_EQ(::stat(path.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
   unlink(path.c_str());
 }
 

@@ -14,6 +14,7 @@
 
 #include "base/error.h"
 #include "snapshot/snapshot_dir.h"
+#include "snapshot/snapshot_trust.h"
 #include "tests/unit/expect_error.h"
 
 namespace wisp::snapshot {
@@ -88,6 +89,7 @@ void expect_same(MachineState loaded, const MachineState& saved) {
       EXPECT_NE(drive->mtime_ns, 0);
       drive->size_bytes = 0;
       drive->mtime_ns = 0;
+      drive->digest = 0;
     }
   }
   EXPECT_TRUE(loaded == saved);
@@ -116,11 +118,12 @@ uint64_t count(const std::vector<bool>& pages) {
 }
 
 // A snapshot the way `wisp snapshot create` makes one: the manager's NewSnapshotDir, the VMM's
-// save into its two files, the manager's commit.
+// save into its two files, the manager's seal of the drives' identities and commit.
 SaveResult save_dir(const std::string& dir, const MachineState& state, const GuestMemory& memory,
                     const SaveOptions& options) {
   NewSnapshotDir out(dir);
   SaveResult r = save_machine_snapshot(out.files(), state, memory, options);
+  seal_drive_identities(out.files().state_fd, out.temp_dir() + "/" + kStateFileName, dir);
   out.commit();
   return r;
 }
@@ -232,16 +235,22 @@ TEST_F(MachineSnapshotTest, RecordsDrivesAndRefusesAChangedImage) {
   machine_.virtio.insert(machine_.virtio.begin(), blk);  // drives come first
   std::string dir = path("snap");
   save_dir(dir, machine_, memory_, {});
-  LoadedSnapshot loaded = load_machine_snapshot(dir, host_with(intel_cpuid()));
+  // The drive is outside the snapshot: the caller gives it at restore.
+  const std::vector<BlockSpec> given = {BlockSpec{image, true}};
+  LoadedSnapshot loaded =
+      load_machine_snapshot(read_snapshot_chain(dir, given), host_with(intel_cpuid()));
   EXPECT_EQ(std::get<BlockSpec>(loaded.state.virtio[0].spec).size_bytes, 8192u);
+  EXPECT_NE(std::get<BlockSpec>(loaded.state.virtio[0].spec).digest, 0u);
   expect_same(loaded.state, machine_);
+  expect_error([&] { load_machine_snapshot(dir, host_with(intel_cpuid())); },
+               {dir + "/" + kStateFileName, "drive 0 (" + image + ") is refused"});
 
   std::ofstream(image, std::ios::app) << "more";
-  expect_error([&] { load_machine_snapshot(dir, host_with(intel_cpuid())); },
-               {dir + "/" + kStateFileName, "drive " + image, "changed since the snapshot"});
+  expect_error([&] { read_snapshot_chain(dir, given); },
+               {dir + "/" + kStateFileName, "drive " + image, "is refused",
+                "the image the snapshot recorded"});
   fs::remove(image);
-  expect_error([&] { load_machine_snapshot(dir, host_with(intel_cpuid())); },
-               {"drive " + image, "No such file"});
+  expect_error([&] { read_snapshot_chain(dir, given); }, {image, "No such file"});
 }
 
 TEST_F(MachineSnapshotTest, ADiffHoldsOnlyTheWrittenPagesAndRestoresLikeAFullSnapshot) {

@@ -141,15 +141,17 @@ TEST_F(SnapshotDirTest, NewDirHoldsTwoEmptyFilesInAHiddenTempDirectory) {
   ASSERT_EQ(names.size(), 1u);
   EXPECT_EQ(names[0].rfind(".snap.tmp-", 0), 0u) << names[0];
   EXPECT_EQ(root_ / names[0], fs::path(out.temp_dir()));
-  // Owner-only memory (guest RAM), a readable state; both new and open for writing only.
+  // Owner-only memory (guest RAM) and state (its registers, device queues); both new and open
+  // for reading (the manager seals the drives' identities into the state) and writing.
   struct stat st;
   ASSERT_EQ(::fstat(files.state_fd, &st), 0);
   EXPECT_TRUE(S_ISREG(st.st_mode));
   EXPECT_EQ(st.st_size, 0);
-  EXPECT_EQ(st.st_mode & 0777, 0644u & ~current_umask());
+  EXPECT_EQ(st.st_mode & 0777, 0600u & ~current_umask());
   ASSERT_EQ(::fstat(files.memory_fd, &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0600u & ~current_umask());
-  EXPECT_EQ(::fcntl(files.memory_fd, F_GETFL) & O_ACCMODE, O_WRONLY);
+  EXPECT_EQ(::fcntl(files.state_fd, F_GETFL) & O_ACCMODE, O_RDWR);
+  EXPECT_EQ(::fcntl(files.memory_fd, F_GETFL) & O_ACCMODE, O_RDWR);
   EXPECT_NE(::fcntl(files.state_fd, F_GETFD) & FD_CLOEXEC, 0);
 }
 
@@ -178,16 +180,53 @@ TEST_F(SnapshotDirTest, NewDirCommitRenamesIntoPlace) {
 TEST_F(SnapshotDirTest, NewDirNeverReplacesATargetThatAppearedMeanwhile) {
   std::string dir = root_ / "snap";
   expect_error([&] { NewSnapshotDir again(root_ / "absent" / "snap"); },
-               {"create temp directory in " + (root_ / "absent").string()});
+               {"create a directory " + (root_ / "absent").string()});
+  // Also where the filesystem has no RENAME_NOREPLACE (NFS, 9p): the fallback's claim.
+  for (NoReplace how : {NoReplace::kAuto, NoReplace::kForceFallback}) {
+    {
+      NewSnapshotDir out(dir);
+      fs::create_directory(dir);
+      std::ofstream(fs::path(dir) / "theirs") << "x";
+      expect_error([&] { out.commit({}, how); }, {"snapshot " + dir + " already exists"});
+      expect_error([&] { NewSnapshotDir again(dir); }, {dir, "snapshot target already exists"});
+    }
+    EXPECT_EQ(entries(), std::vector<std::string>{"snap"});
+    EXPECT_TRUE(fs::exists(fs::path(dir) / "theirs"));
+    fs::remove_all(dir);
+  }
+  // An empty directory there is someone's claim too (the fallback's, between its two steps).
   {
     NewSnapshotDir out(dir);
     fs::create_directory(dir);
-    std::ofstream(fs::path(dir) / "theirs") << "x";
-    expect_error([&] { out.commit(); }, {"rename", dir});
-    expect_error([&] { NewSnapshotDir again(dir); }, {dir, "snapshot target already exists"});
+    expect_error([&] { out.commit({}, NoReplace::kForceFallback); }, {"already exists"});
+  }
+  EXPECT_TRUE(fs::is_empty(dir));
+}
+
+TEST_F(SnapshotDirTest, TheFallbackWithoutRenameNoReplacePublishesAWholeSnapshot) {
+  std::string dir = root_ / "snap";
+  {
+    NewSnapshotDir out(dir);
+    ASSERT_EQ(::write(out.files().state_fd, "state", 5), 5);
+    out.commit({}, NoReplace::kForceFallback);
   }
   EXPECT_EQ(entries(), std::vector<std::string>{"snap"});
-  EXPECT_TRUE(fs::exists(fs::path(dir) / "theirs"));
+  EXPECT_EQ(fs::file_size(fs::path(dir) / kStateFileName), 5u);
+  EXPECT_EQ(fs::file_size(fs::path(dir) / kMemoryFileName), 0u);
+}
+
+TEST_F(SnapshotDirTest, ANewDirRemovesWhatACrashedRunLeftButNotWhatIsInUse) {
+  std::string dir = root_ / "snap";
+  fs::create_directories(root_ / ".snap.tmp-crashd" / "sub");
+  std::ofstream(root_ / ".snap.tmp-crashd" / "sub" / "memory") << "x";
+  fs::create_symlink("/etc", root_ / ".snap.tmp-crashd" / "etc");
+  NewSnapshotDir in_use(dir);  // removes the crashed run's directory (not /etc's contents)
+  EXPECT_FALSE(fs::exists(root_ / ".snap.tmp-crashd"));
+  EXPECT_TRUE(fs::exists("/etc/passwd"));
+  NewSnapshotDir other(root_ / "snap2");
+  NewSnapshotDir again(dir);  // leaves the one in use alone
+  EXPECT_TRUE(fs::exists(in_use.temp_dir()));
+  EXPECT_EQ(entries().size(), 3u);
 }
 
 TEST_F(SnapshotDirTest, RefusesMemoryThatDoesNotMatchTheLayout) {

@@ -4,15 +4,19 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "base/error.h"
+#include "base/hex.h"
 #include "manager/runtime_dir.h"
+#include "snapshot/crc64.h"
 #include "tests/unit/expect_error.h"
 #include "tests/unit/scoped_env.h"
 
@@ -200,10 +204,13 @@ TEST_F(TemplateStoreDirTest, ReadTemplateFindsTheStore) {
   expect_error([] { read_template("../etc"); }, {"template name"});
   TemplateInfo t = sample_info();
   make_dirs(root_ / "templates/py-hello");
-  std::ofstream(root_ / "templates/py-hello/template.info") << format_template_info(t);
+  std::ofstream(root_ / "templates/py-hello/template.info") << encode_template_info(t);
   expect_same(read_template("py-hello"), t);
   make_dirs(root_ / "templates/broken");
-  std::ofstream(root_ / "templates/broken/template.info") << "arg x\nvcpus many\n";
+  const std::string body = "arg x\nvcpus many\n";
+  std::ofstream(root_ / "templates/broken/template.info")
+      << body << "crc64 "
+      << hex(snapshot::crc64({reinterpret_cast<const uint8_t*>(body.data()), body.size()})) << "\n";
   expect_error([&] { read_template("broken"); },
                {(root_ / "templates/broken/template.info").string() + ":2: vcpus"});
 }
@@ -230,6 +237,151 @@ TEST_F(TemplateStoreDirTest, StagingBecomesTheTemplateOnlyWhenCommitted) {
   EXPECT_EQ(template_names(), Words{});
   expect_error([&] { remove_template(t.name); }, {"not found"});
   expect_error([] { remove_template("../x"); }, {"template name"});
+}
+
+mode_t mode_of(const fs::path& p) {
+  struct stat st;
+  EXPECT_EQ(::stat(p.c_str(), &st), 0) << p;
+  return st.st_mode & 07777;
+}
+
+// Makes template `t` the way template create does, `how` its publication.
+void make_template(const TemplateInfo& t, bool rebuild = false, NoReplace how = NoReplace::kAuto) {
+  TemplateStaging staging(t.name, rebuild);
+  make_dirs(staging.snapshot_dir());
+  staging.commit(t, how);
+}
+
+TEST_F(TemplateStoreDirTest, TheStoreIsCreatedPrivateAndRefusedWhenItIsNot) {
+  ScopedEnv env("WISP_HOME", (root_ / "home").c_str());
+  ::umask(022);
+  make_template(sample_info());
+  EXPECT_EQ(mode_of(root_ / "home"), 0700u);
+  EXPECT_EQ(mode_of(root_ / "home/templates"), 0700u);
+  struct stat st;
+  ASSERT_EQ(::lstat((root_ / "home/templates/py-hello").c_str(), &st), 0);
+  ASSERT_TRUE(S_ISLNK(st.st_mode));
+  EXPECT_EQ(mode_of(root_ / "home/templates/py-hello/template.info"), 0600u);
+
+  ASSERT_EQ(::chmod((root_ / "home/templates").c_str(), 0770), 0);
+  for (auto call : std::vector<std::function<void()>>{
+           [] { read_template("py-hello"); }, [] { template_names(); },
+           [] { remove_template("py-hello"); }, [] { TemplateStaging s("other"); }})
+    expect_error(call,
+                 {(root_ / "home/templates").string(), "writable by group or others", "refused"});
+  ASSERT_EQ(::chmod((root_ / "home/templates").c_str(), 0700), 0);
+  ASSERT_EQ(::chmod((root_ / "home").c_str(), 0702), 0);
+  expect_error([] { read_template("py-hello"); }, {(root_ / "home").string(), "writable"});
+  ASSERT_EQ(::chmod((root_ / "home").c_str(), 0700), 0);
+  EXPECT_NO_THROW(read_template("py-hello"));
+}
+
+TEST_F(TemplateStoreDirTest, AStoreOwnedBySomeoneElseIsRefused) {
+  fs::create_directories(root_ / "home/templates");
+  std::string foreign = (root_ / "home").string();
+  if (::geteuid() == 0) {
+    ASSERT_EQ(::chown(foreign.c_str(), 65534, 65534), 0);
+  } else {
+    foreign = "/";  // root's, and this test does not run as root
+  }
+  ScopedEnv env("WISP_HOME", foreign.c_str());
+  expect_error([] { template_names(); },
+               {"template store " + foreign + " is owned by uid", "not by this user", "refused"});
+}
+
+TEST_F(TemplateStoreDirTest, ADamagedTemplateInfoIsRefused) {
+  ScopedEnv env("WISP_HOME", root_.c_str());
+  TemplateInfo t = sample_info();
+  make_template(t);
+  fs::path info = root_ / "templates/py-hello/template.info";
+  std::string good = encode_template_info(t);
+  EXPECT_NE(good.find("\ncrc64 "), std::string::npos);
+  { std::ofstream(info, std::ios::trunc) << good.substr(0, good.size() / 2); }
+  expect_error([] { read_template("py-hello"); },
+               {"template.info: no checksum line", "re-create the template"});
+  { std::ofstream(info, std::ios::trunc) << "XXXX" << good.substr(4); }
+  expect_error([] { read_template("py-hello"); }, {"template.info: checksum mismatch"});
+  {
+    // Every line but one env line, the checksum intact: a lost environment.
+    std::string dropped = good;
+    dropped.erase(dropped.find("env A=1\n"), 8);
+    std::ofstream(info, std::ios::trunc) << dropped;
+  }
+  expect_error([] { read_template("py-hello"); }, {"checksum mismatch"});
+  std::ofstream(info, std::ios::trunc) << good;
+  expect_same(read_template("py-hello"), t);
+}
+
+TEST_F(TemplateStoreDirTest, TheRenameFallbackNeverReplacesAnExistingTemplate) {
+  ScopedEnv env("WISP_HOME", root_.c_str());
+  TemplateInfo first = sample_info(), second = sample_info();
+  second.argv = {"second"};
+  make_template(first, false, NoReplace::kForceFallback);
+  expect_same(read_template(first.name), first);
+  // Two runs that both saw no template: the one that publishes second fails.
+  TemplateStaging a("race"), b("race");
+  make_dirs(a.snapshot_dir());
+  make_dirs(b.snapshot_dir());
+  first.name = second.name = "race";
+  a.commit(first, NoReplace::kForceFallback);
+  expect_error([&] { b.commit(second, NoReplace::kForceFallback); }, {"race already exists"});
+  expect_same(read_template("race"), first);
+}
+
+TEST_F(TemplateStoreDirTest, ARebuildSwapsGenerationsUnderCallsInFlight) {
+  ScopedEnv env("WISP_HOME", root_.c_str());
+  TemplateInfo v1 = sample_info(), v2 = sample_info();
+  v2.argv = {"v2"};
+  make_template(v1);
+  expect_error([&] { make_template(v2); }, {"already exists", "--rebuild"});
+  std::optional<OpenTemplate> in_flight = open_template(v1.name);
+  std::ofstream(in_flight->snapshot_dir + "/state") << "v1 state";
+  make_template(v2, /*rebuild=*/true);
+  // The call in flight keeps its generation, whole; new calls get the new one.
+  expect_same(in_flight->info, v1);
+  EXPECT_TRUE(fs::exists(in_flight->snapshot_dir + "/state"));
+  OpenTemplate now = open_template(v1.name);
+  expect_same(now.info, v2);
+  EXPECT_NE(now.dir, in_flight->dir);
+  EXPECT_EQ(template_names(), Words{v1.name});
+  std::string old_dir = in_flight->dir;
+  in_flight.reset();
+  remove_store_leftovers();  // the next use of the store
+  EXPECT_FALSE(fs::exists(old_dir));
+  EXPECT_TRUE(fs::exists(now.dir));
+}
+
+TEST_F(TemplateStoreDirTest, LeftoversOfACrashedRunAreRemovedAtTheNextUse) {
+  ScopedEnv env("WISP_HOME", root_.c_str());
+  make_template(sample_info());
+  fs::path store = root_ / "templates";
+  for (const char* left : {".a.tmp-crash1", ".a.rm-4242", ".py-hello.gen-oldgen", ".x.tmp-crash2"})
+    fs::create_directories(store / left / "snapshot");
+  fs::create_symlink("/etc", store / ".a.tmp-crash1" / "etc");
+  TemplateStaging busy("busy");  // locked: in use
+  TemplateInfo other = sample_info();
+  other.name = "other";
+  make_template(other);
+  std::vector<std::string> left;
+  for (const auto& e : fs::directory_iterator(store)) left.push_back(e.path().filename());
+  std::sort(left.begin(), left.end());
+  ASSERT_EQ(left.size(), 5u) << ::testing::PrintToString(left);
+  EXPECT_TRUE(left[0].starts_with(".busy.tmp-"));
+  EXPECT_TRUE(left[1].starts_with(".other.gen-"));
+  EXPECT_TRUE(left[2].starts_with(".py-hello.gen-"));
+  EXPECT_NE(left[2], ".py-hello.gen-oldgen");
+  EXPECT_EQ(left[3], "other");
+  EXPECT_EQ(left[4], "py-hello");
+  EXPECT_TRUE(fs::exists("/etc/passwd"));
+}
+
+TEST_F(TemplateStoreDirTest, ASymlinkOutOfTheStoreIsNotATemplate) {
+  ScopedEnv env("WISP_HOME", root_.c_str());
+  make_dirs(root_ / "templates");
+  ::chmod((root_ / "templates").c_str(), 0700);
+  fs::create_symlink("/etc", root_ / "templates/evil");
+  expect_error([] { read_template("evil"); },
+               {"template evil", "points at \"/etc\"", "not at one of its generations"});
 }
 
 TEST(RuntimeDir, IsPrivateAndRemovedWithItsFiles) {

@@ -53,7 +53,8 @@ RawTerminal::~RawTerminal() {
 
 Console::Console(const ConsoleConfig& config, StopRequest& stop) : config_(config), stop_(stop) {
   if (config.output == ConsoleOutput::kFile) {
-    file_ = UniqueFd(::open(config.file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+    // 0600: the guest's output is the guest's (and the VM owner's) business.
+    file_ = UniqueFd(::open(config.file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
     if (!file_) throw Error(errno_message("console file " + config.file));
   }
 }

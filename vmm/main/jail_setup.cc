@@ -24,8 +24,10 @@ std::string dir_of(const std::string& path) {
 // The console file exists before the jail mounts it (the VMM truncates it again on open), and
 // it belongs to whoever started wisp, not to the VM's uid.
 void create_console_file(const std::string& path) {
-  UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644));
+  UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600));
   if (!fd) throw_errno("--console " + path);
+  // Owner-only, also when it existed: the guest's output is the VM owner's business.
+  if (::fchmod(fd.get(), 0600) != 0) throw_errno("--console " + path);
 }
 
 uint64_t file_size(const std::string& path) {

@@ -20,6 +20,7 @@
 #include "vmm/main/jail_setup.h"
 #include "vmm/main/machine_control.h"
 #include "vmm/main/vmm_process.h"
+#include "vmm/virtio/block/block_backend.h"
 #include "vmm/virtio/vsock/vsock_muxer.h"
 
 namespace wisp {
@@ -31,9 +32,12 @@ constexpr const char* kUsage = R"(Usage: wisp snapshot restore DIR [OPTIONS]
 
 Run a VM restored from the snapshot directory DIR (wisp snapshot create), until it powers off
 or is stopped. Its memory is the snapshot's memory file mapped copy-on-write, so any number of
-clones share its pages. Drives are reopened from the paths in the snapshot.
+clones share its pages. Each drive is given again with --drive (in the snapshot's order), or
+lies inside DIR; either way it must be the regular file the snapshot was taken with.
 
 Options:
+  --drive PATH[,ro]  the image for the snapshot's next drive (repeatable, /dev/vda first), with
+                     the same mode the snapshot's guest has
   --vsock-uds PATH   the clone's virtio-vsock Unix socket (see wisp run --help); required
                      when the snapshot has virtio-vsock, and each clone needs its own
   --console MODE     stdio (default), none or FILE, as for wisp run
@@ -62,6 +66,7 @@ struct RestoreOptions {
   int ready_fd = -1;
   VmmJailOptions jail;
   snapshot::SnapshotChain chain;  // the snapshot's state files, read once
+  std::vector<BlockSpec> drives;  // --drive: the caller's images for the snapshot's drives
 };
 
 // Returns false for --help (printed). Throws UsageError.
@@ -71,7 +76,8 @@ bool parse(int argc, char** argv, RestoreOptions* o) {
   p.text("vsock-uds", &o->vsock_uds, true)
       .text("control-socket", &o->cfg.control_socket, true)
       .count("ready-fd", &ready_fd, 3, 1024)
-      .flag("timings", &o->timings);
+      .flag("timings", &o->timings)
+      .value("drive", [o](const std::string& v) { o->drives.push_back(parse_drive_spec(v)); });
   add_console_options(p, &o->cfg);
   add_verbose_option(p, &o->verbose);
   add_vmm_jail_options(p, &o->jail);
@@ -193,7 +199,7 @@ int restore_command(int argc, char** argv, uint64_t t0_ns) {
   try {
     // Once, before the jail: it decides what the jail exposes, and the VMM (a fork of this
     // process) goes on with it.
-    o.chain = snapshot::read_snapshot_chain(o.dir);
+    o.chain = snapshot::read_snapshot_chain(o.dir, o.drives);
     jail::JailConfig jail = jail_for(o);
     return jail::run_jailed(jail, [&](jail::Confinement& c) { return restore_vm(o, c, t0_ns); });
   } catch (const Error& e) {

@@ -25,6 +25,9 @@ struct BlockSpec {
   // clone's page cache holds the image's blocks, so restore refuses an image that changed.
   uint64_t size_bytes = 0;
   int64_t mtime_ns = 0;
+  // CRC-64 of the image's first and last 4 KiB at the snapshot (0 in a boot description): the
+  // manager fills it in (snapshot/snapshot_trust.h), restore refuses an image that differs.
+  uint64_t digest = 0;
   bool operator==(const BlockSpec&) const = default;
 
   // Throws Error("virtio-blk spec: path ...") for an empty, over-long or NUL-holding path.
@@ -36,6 +39,7 @@ struct BlockSpec {
     f("read_only", self.read_only);
     f("size_bytes", self.size_bytes);
     f("mtime_ns", self.mtime_ns);
+    f("digest", self.digest);
   }
 };
 
