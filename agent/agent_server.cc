@@ -198,6 +198,10 @@ kj::Promise<void> AgentImpl::resumed(ResumedContext context) {
     timespec ts{static_cast<time_t>(wall / 1000000000), static_cast<long>(wall % 1000000000)};
     KJ_SYSCALL(clock_settime(CLOCK_REALTIME, &ts), "set the wall clock");
   }
+  // After the kernel's reseed, so a worker reseeding from getrandom() gets fresh bytes. The
+  // notice queues behind a call in progress, and the next call behind the notice, so this
+  // reply need not wait for it.
+  for (auto& [name, worker] : workers_) services_.background.add(worker->notify_resumed());
   return kj::READY_NOW;
 }
 

@@ -112,6 +112,44 @@ TEST_F(ConsoleTest, NoneWritesNothingAndFileTruncatesThenAppends) {
   unlink(path.c_str());
 }
 
+TEST_F(ConsoleTest, FileStopsAtItsCapWithANote) {
+  std::string path = ::testing::TempDir() + "wisp-console-cap-" + std::to_string(getpid());
+  ConsoleConfig c = config(ConsoleOutput::kFile);
+  c.file = path;
+  c.file_max_bytes = 10;
+  {
+    Console file(c, stop);
+    file.output(bytes("0123456"));
+    file.output(bytes("789abc"));
+    file.output(bytes("more, dropped"));
+  }
+  std::stringstream got;
+  got << std::ifstream(path).rdbuf();
+  EXPECT_EQ(got.str().substr(0, 11), "0123456789\n");
+  EXPECT_NE(got.str().find("cap of 10 bytes (--console-max-bytes)"), std::string::npos);
+  EXPECT_EQ(got.str().find("abc"), std::string::npos);
+  EXPECT_EQ(got.str().find("dropped"), got.str().rfind("dropped")) << "one note only";
+  unlink(path.c_str());
+}
+
+TEST_F(ConsoleTest, DefaultFileCapIsSixteenMiB) {
+  EXPECT_EQ(ConsoleConfig{}.file_max_bytes, 16u << 20);
+}
+
+TEST_F(ConsoleTest, TerminalOutputIsFilteredPipesAreNot) {
+  const std::string guest = "\x1b]0;title\x07\x1b[31mred\x1b[0m\x1b[6n\n";
+  {
+    Console console(config(ConsoleOutput::kStdio), stop);  // out_fd is a pipe
+    console.output(bytes(guest));
+    EXPECT_EQ(out.drain(), guest);
+  }
+  ConsoleConfig c = config(ConsoleOutput::kStdio);
+  c.filter = ConsoleFilter::kAlways;  // as on a terminal
+  Console console(c, stop);
+  console.output(bytes(guest));
+  EXPECT_EQ(out.drain(), "\x1b[31mred\x1b[0m\n");
+}
+
 TEST_F(ConsoleTest, UnopenableFileIsAnErrorNamingIt) {
   ConsoleConfig c = config(ConsoleOutput::kFile);
   c.file = "/nonexistent-dir/console.log";
