@@ -95,9 +95,10 @@ class AmlReader {
       }
       size_t block_end = 0;
       std::string path;
-      if (op == 0x10) {  // Scope, here always of a rooted name
+      if (op == 0x10) {  // Scope, here always of a name in the root scope
         block_end = pkg_end(i);
-        EXPECT_EQ(a_.at(i++), '\\');
+        if (a_.at(i) == '\\') ++i;
+        EXPECT_EQ(scope, "\\");
         path = join("\\", seg(i));
       } else if (op == 0x5b && a_.at(i) == 0x82) {  // Device
         ++i;
