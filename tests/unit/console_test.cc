@@ -1,6 +1,7 @@
 #include "vmm/machine/console.h"
 
 #include <fcntl.h>
+#include <stdlib.h>
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -148,6 +149,27 @@ TEST_F(ConsoleTest, TerminalOutputIsFilteredPipesAreNot) {
   Console console(c, stop);
   console.output(bytes(guest));
   EXPECT_EQ(out.drain(), "\x1b[31mred\x1b[0m\n");
+}
+
+TEST_F(ConsoleTest, OnARealTerminalOutputIsFiltered) {
+  UniqueFd master(posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC));
+  ASSERT_TRUE(master) << "posix_openpt";
+  ASSERT_EQ(grantpt(master.get()), 0);
+  ASSERT_EQ(unlockpt(master.get()), 0);
+  UniqueFd tty(::open(ptsname(master.get()), O_RDWR | O_NOCTTY | O_CLOEXEC));
+  ASSERT_TRUE(tty);
+  ConsoleConfig c = config(ConsoleOutput::kStdio);
+  c.out_fd = tty.get();  // the default filter: kIfTerminal
+  Console console(c, stop);
+  console.output(bytes("a\x1b]52;c;Zm9v\x07\x1b[1mb\x1b[5n."));
+  std::string got;
+  char buf[64];
+  while (got.find('.') == std::string::npos) {
+    ssize_t n = ::read(master.get(), buf, sizeof(buf));
+    ASSERT_GT(n, 0);
+    got.append(buf, static_cast<size_t>(n));
+  }
+  EXPECT_EQ(got, "a\x1b[1mb.");
 }
 
 TEST_F(ConsoleTest, UnopenableFileIsAnErrorNamingIt) {
