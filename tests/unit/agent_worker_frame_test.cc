@@ -26,7 +26,8 @@ TEST(WorkerFrame, ResponseHeaderCarriesLengthThenStatus) {
 
 // The notice is the one request header no payload can have: all ones on the wire.
 TEST(WorkerFrame, ResumedNoticeIsAllOnes) {
-  EXPECT_EQ(encode_request_header(kResumedNotice), (std::array<uint8_t, 4>{0xff, 0xff, 0xff, 0xff}));
+  EXPECT_EQ(encode_request_header(kResumedNotice),
+            (std::array<uint8_t, 4>{0xff, 0xff, 0xff, 0xff}));
 }
 
 }  // namespace

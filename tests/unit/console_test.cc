@@ -1,8 +1,8 @@
 #include "vmm/machine/console.h"
 
 #include <fcntl.h>
-#include <stdlib.h>
 #include <gtest/gtest.h>
+#include <stdlib.h>
 #include <unistd.h>
 
 #include <fstream>

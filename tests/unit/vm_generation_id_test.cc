@@ -19,9 +19,7 @@ namespace {
 // "\"VMGENCTR\"". Fails the test on anything else.
 class AmlReader {
  public:
-  explicit AmlReader(const std::vector<uint8_t>& aml) : a_(aml) {
-    terms(0, a_.size(), "\\");
-  }
+  explicit AmlReader(const std::vector<uint8_t>& aml) : a_(aml) { terms(0, a_.size(), "\\"); }
   std::map<std::string, std::string> names;
 
  private:
@@ -109,7 +107,8 @@ class AmlReader {
         block_end = pkg_end(i);
         path = join(scope, seg(i));
         std::string body = "Method/" + hex(a_.at(i++)) + "{";
-        for (size_t k = i; k < block_end; ++k) body += hex(a_.at(k)) + (k + 1 < block_end ? "," : "");
+        for (size_t k = i; k < block_end; ++k)
+          body += hex(a_.at(k)) + (k + 1 < block_end ? "," : "");
         names[path] = body + "}";
         i = block_end;
         continue;

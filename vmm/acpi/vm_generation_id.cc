@@ -102,21 +102,20 @@ std::vector<uint8_t> vm_generation_id_aml(uint64_t id_addr, uint32_t gsi) {
   if (gsi > 255) throw Error("ACPI GED: GSI " + std::to_string(gsi) + " above 255");
   //   Device (VGEN) { Name (_HID, "VMGENCTR") Name (_CID, "VM_GEN_COUNTER")
   //     Name (ADDR, Package () { low 32 bits, high 32 bits }) }
-  Aml vgen = named_block(
-      {kExtOpPrefix, kDeviceOp}, "VGEN",
-      {name("_HID", string("VMGENCTR")), name("_CID", string("VM_GEN_COUNTER")),
-       name("ADDR", package({dword(static_cast<uint32_t>(id_addr)),
-                             dword(static_cast<uint32_t>(id_addr >> 32))}))});
+  Aml vgen = named_block({kExtOpPrefix, kDeviceOp}, "VGEN",
+                         {name("_HID", string("VMGENCTR")), name("_CID", string("VM_GEN_COUNTER")),
+                          name("ADDR", package({dword(static_cast<uint32_t>(id_addr)),
+                                                dword(static_cast<uint32_t>(id_addr >> 32))}))});
   //   Device (GED_) { Name (_HID, "ACPI0013") Name (_CRS, ResourceTemplate () { Interrupt () })
   //     Method (_EVT, 1) { Notify (\_SB_.VGEN, 0x80) } }
   // Linux's GED driver calls _EVT with the GSI; this GED has one event, so Arg0 goes unread.
-  Aml notify{kNotifyOp, kRootChar, kDualNamePrefix, '_', 'S', 'B', '_', 'V', 'G', 'E', 'N',
-             kBytePrefix, kVmGenerationIdNotify};
+  Aml notify{kNotifyOp, kRootChar,   kDualNamePrefix,      '_', 'S', 'B', '_', 'V', 'G', 'E',
+             'N',       kBytePrefix, kVmGenerationIdNotify};
   Aml method_flags{0x01};  // one argument, not serialized
-  Aml ged = named_block({kExtOpPrefix, kDeviceOp}, "GED_",
-                        {name("_HID", string("ACPI0013")),
-                         name("_CRS", buffer(interrupt_resource(gsi))),
-                         named_block({kMethodOp}, "_EVT", {method_flags, notify})});
+  Aml ged =
+      named_block({kExtOpPrefix, kDeviceOp}, "GED_",
+                  {name("_HID", string("ACPI0013")), name("_CRS", buffer(interrupt_resource(gsi))),
+                   named_block({kMethodOp}, "_EVT", {method_flags, notify})});
   return named_block({kScopeOp}, "_SB_", {vgen, ged});
 }
 

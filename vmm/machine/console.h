@@ -124,13 +124,13 @@ class Console {
 
   const ConsoleConfig config_;
   StopRequest& stop_;
-  UniqueFd file_;       // for kFile
+  UniqueFd file_;  // for kFile
   // Output state, under the serial port's lock like watch_.
   uint64_t file_bytes_ = 0;  // written to file_ so far
   bool filter_output_ = false;
   TerminalFilter filter_;
   std::string filtered_;  // filter_'s output buffer, kept to reuse its allocation
-  ConsoleWatch watch_;  // under the serial port's lock (see the thread rules)
+  ConsoleWatch watch_;    // under the serial port's lock (see the thread rules)
   ToGuest to_guest_;
   std::unique_ptr<RawTerminal> terminal_;
   bool escape_ = false;  // the last byte typed was Ctrl-A

@@ -67,11 +67,11 @@ void MachineBuilder::build_common(const VirtioDevices& devices) {
 
 void MachineBuilder::add_console_and_legacy_devices() {
   MachineImpl& m = *machine_;
-  m.console_ = std::make_unique<Console>(
-      ConsoleConfig{.output = m.config_.console,
-                    .file = m.config_.console_file,
-                    .file_max_bytes = m.config_.console_max_bytes},
-      m.stop_);
+  m.console_ =
+      std::make_unique<Console>(ConsoleConfig{.output = m.config_.console,
+                                              .file = m.config_.console_file,
+                                              .file_max_bytes = m.config_.console_max_bytes},
+                                m.stop_);
   Console* console = m.console_.get();
   m.serial_ = std::make_shared<Serial>(
       m.serial_irq_, [console](std::span<const uint8_t> b) { console->output(b); });

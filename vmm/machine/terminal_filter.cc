@@ -30,8 +30,10 @@ void TerminalFilter::filter(std::span<const uint8_t> in, std::string& out) {
       case State::kEscapeInter:
         if (b >= 0x20 && b <= 0x2f) break;
         drop_sequence();
-        if (b == kEsc) state_ = State::kEscape;
-        else if (b < 0x20 || b >= 0x7f) text_byte(b, out);
+        if (b == kEsc)
+          state_ = State::kEscape;
+        else if (b < 0x20 || b >= 0x7f)
+          text_byte(b, out);
         break;
       case State::kCsi:
         csi_byte(b, out);
@@ -78,8 +80,10 @@ void TerminalFilter::text_byte(uint8_t b, std::string& out) {
   if (b == kEsc) {
     state_ = State::kEscape;
   } else if (b < 0x20 || b == kDel) {
-    if (is_layout_control(b)) out.push_back(static_cast<char>(b));
-    else ++dropped_;
+    if (is_layout_control(b))
+      out.push_back(static_cast<char>(b));
+    else
+      ++dropped_;
   } else if (b >= 0x80 && b <= 0x9f) {
     ++dropped_;  // outside a character: a raw C1 control, which 8-bit terminals act on
   } else if (b == 0xc2) {

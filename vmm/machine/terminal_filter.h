@@ -51,11 +51,11 @@ class TerminalFilter {
   void drop_sequence();
 
   State state_ = State::kText;
-  std::string csi_;             // the CSI sequence held until its final byte decides
-  bool csi_is_sgr_ = true;      // only digits, ';' and ':' so far
-  size_t string_bytes_ = 0;     // in kString: bytes dropped so far
-  int utf8_left_ = 0;           // continuation bytes the current UTF-8 character still needs
-  bool pending_c2_ = false;     // a 0xC2 lead byte held: it may start an encoded C1 control
+  std::string csi_;          // the CSI sequence held until its final byte decides
+  bool csi_is_sgr_ = true;   // only digits, ';' and ':' so far
+  size_t string_bytes_ = 0;  // in kString: bytes dropped so far
+  int utf8_left_ = 0;        // continuation bytes the current UTF-8 character still needs
+  bool pending_c2_ = false;  // a 0xC2 lead byte held: it may start an encoded C1 control
   uint64_t dropped_ = 0;
 };
 
