@@ -35,12 +35,13 @@ PY_ROOTFS = os.path.join(BUILD, "guest/python-rootfs.ext4")
 DEBIAN_KERNEL = os.path.join(BUILD, "guest/debian/vmlinuz")  # fetch-cloud-kernel.sh ... amd64
 MIN_UPTIME = 150
 
-# Each second: the uptime, 16 bytes of /dev/urandom, and whether the kernel has logged a
-# reseed "due to virtual machine fork" (what drivers/virt/vmgenid.c causes).
+# Each second: the uptime, 16 bytes of /dev/urandom, and how often the kernel has logged a
+# reseed "due to virtual machine fork" (what drivers/virt/vmgenid.c causes). The pattern's
+# brackets keep it from matching itself: the command line is in the kernel log too.
 STOCK_LOOP = ("echo vmgenid=$(ls /sys/bus/acpi/drivers/vmgenid 2>/dev/null | grep -c :); "
               "while true; do read up idle < /proc/uptime; "
               "echo up=${up%.*} rnd=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \\n') "
-              "fork=$(dmesg | grep -c 'virtual machine fork'); sleep 1; done")
+              "fork=$(dmesg | grep -c 'crng reseeded due to [v]irtual machine'); sleep 1; done")
 
 # An exec handler that, during the warm-up, waits until the guest's uptime passes MIN_UPTIME
 # (45 s at most per call, under the warm-up's 60 s limit); clones are past it and answer at

@@ -42,11 +42,10 @@ void TerminalFilter::filter(std::span<const uint8_t> in, std::string& out) {
         string_byte(b);
         break;
       case State::kStringEscape:
-        if (b == '\\') {  // ST: the string's end
-          drop_sequence();
-        } else {
-          // Terminals end a string at any ESC; this one starts the next sequence.
-          drop_sequence();
+        // ESC \ (ST) ends the string; terminals end it at any other ESC too, which then
+        // starts the next sequence.
+        drop_sequence();
+        if (b != '\\') {
           state_ = State::kEscape;
           escape_byte(b);
         }
