@@ -1,4 +1,4 @@
-#include "vmm/machine/terminal_filter.h"
+#include "vmm/devices/terminal_filter.h"
 
 #include <gtest/gtest.h>
 

@@ -14,9 +14,9 @@
 #include <string>
 
 #include "base/unique_fd.h"
+#include "vmm/devices/terminal_filter.h"
 #include "vmm/event/event_loop.h"
 #include "vmm/machine/stop_request.h"
-#include "vmm/machine/terminal_filter.h"
 
 namespace wisp {
 
