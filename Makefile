@@ -61,10 +61,12 @@ check: setup
 
 integration-test: all
 	@tests/integration/fetch-cloud-kernel.sh $(GUEST_DIR)/cloud
+	@tests/integration/fetch-cloud-kernel.sh $(GUEST_DIR)/debian linux-image-amd64
 	@$(IN_KVM) ctest --test-dir $(CMAKE_DIR) -L integration --output-on-failure
 
 test: unit-test all fuzz
 	@tests/integration/fetch-cloud-kernel.sh $(GUEST_DIR)/cloud
+	@tests/integration/fetch-cloud-kernel.sh $(GUEST_DIR)/debian linux-image-amd64
 	@$(IN_KVM) tests/integration/run-all.sh
 
 perf: all

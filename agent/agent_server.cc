@@ -178,6 +178,9 @@ kj::Promise<void> AgentImpl::resumed(ResumedContext context) {
   auto params = context.getParams();
   auto entropy = params.getEntropy();
   KJ_REQUIRE(entropy.size() <= kMaxEntropyBytes, "entropy too large", entropy.size());
+  int fd;
+  KJ_SYSCALL(fd = open("/dev/urandom", O_WRONLY | O_CLOEXEC));
+  kj::AutoCloseFd owned(fd);
   if (entropy.size() > 0) {
     // Credited, not just mixed in: a restored clone must not wait for (or reuse) entropy.
     std::vector<char> buf(sizeof(rand_pool_info) + entropy.size());
@@ -185,19 +188,22 @@ kj::Promise<void> AgentImpl::resumed(ResumedContext context) {
     info->entropy_count = static_cast<int>(entropy.size() * 8);
     info->buf_size = static_cast<int>(entropy.size());
     memcpy(info->buf, entropy.begin(), entropy.size());
-    int fd;
-    KJ_SYSCALL(fd = open("/dev/urandom", O_WRONLY | O_CLOEXEC));
-    kj::AutoCloseFd owned(fd);
     KJ_SYSCALL(ioctl(fd, RNDADDENTROPY, info), "RNDADDENTROPY");
-    // Since Linux 5.18 crediting a CRNG that is already seeded does not reseed it: without
-    // this, clones of one snapshot read the same bytes until the next scheduled reseed.
-    KJ_SYSCALL(ioctl(fd, RNDRESEEDCRNG), "RNDRESEEDCRNG");
   }
+  // Since Linux 5.18 crediting a CRNG that is already seeded does not reseed it: without this,
+  // clones of one snapshot read the same bytes until the next scheduled reseed (up to a
+  // minute). Even with no host entropy a reseed differs per clone: it mixes in RDSEED/RDRAND
+  // and the interrupt timings since the restore.
+  KJ_SYSCALL(ioctl(fd, RNDRESEEDCRNG), "RNDRESEEDCRNG");
   int64_t wall = params.getWallClockUnixNs();
   if (wall > 0) {
     timespec ts{static_cast<time_t>(wall / 1000000000), static_cast<long>(wall % 1000000000)};
     KJ_SYSCALL(clock_settime(CLOCK_REALTIME, &ts), "set the wall clock");
   }
+  // After the kernel's reseed, so a worker reseeding from getrandom() gets fresh bytes. The
+  // notice queues behind a call in progress, and the next call behind the notice, so this
+  // reply need not wait for it.
+  for (auto& [name, worker] : workers_) services_.background.add(worker->notify_resumed());
   return kj::READY_NOW;
 }
 

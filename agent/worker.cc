@@ -102,6 +102,24 @@ kj::Promise<InvocationResult> Worker::invoke(kj::ArrayPtr<const kj::byte> payloa
       .attach(kj::addRef(*this));  // outermost: released after `release` ran
 }
 
+kj::Promise<void> Worker::notify_resumed() {
+  static constexpr std::array<uint8_t, kRequestHeaderBytes> kNotice = {0xff, 0xff, 0xff, 0xff};
+  static_assert(kResumedNotice == 0xffffffff);
+  auto done = kj::newPromiseAndFulfiller<void>();
+  auto previous = kj::mv(queue_tail_);
+  queue_tail_ = kj::mv(done.promise);
+  auto release = kj::defer([f = kj::mv(done.fulfiller)]() mutable { f->fulfill(); });
+  // Four bytes into an idle worker's empty pipe: one write, never left half done.
+  return previous
+      .then([this]() -> kj::Promise<void> {
+        if (!exit_->alive) return kj::READY_NOW;
+        return stdin_->write(kNotice.data(), kNotice.size());
+      })
+      .catch_([](kj::Exception&&) {})
+      .attach(kj::mv(release))
+      .attach(kj::addRef(*this));
+}
+
 kj::Promise<InvocationResult> Worker::invoke_now(kj::ArrayPtr<const kj::byte> payload,
                                                  uint64_t timeout_ms) {
   auto call = kj::heap<Call>();
@@ -109,7 +127,8 @@ kj::Promise<InvocationResult> Worker::invoke_now(kj::ArrayPtr<const kj::byte> pa
   call->start_ns = now_ns();
   call->cpu_start_ns = cgroup_->read_stats().cpu_time_ns;
   if (!exit_->alive) return fail_call(kj::mv(call), "worker " + config_.name + " is not running");
-  if (payload.size() > UINT32_MAX) return fail_call(kj::mv(call), "payload too large for a frame");
+  if (payload.size() >= kResumedNotice)
+    return fail_call(kj::mv(call), "payload too large for a frame");
   call_stderr_ = &call->result.stderr_data;
 
   Call* c = call.get();

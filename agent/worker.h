@@ -28,6 +28,11 @@ class Worker final : public kj::Refcounted {
   // promise holds a reference, so stopWorker during a call is safe (the call fails).
   kj::Promise<InvocationResult> invoke(kj::ArrayPtr<const kj::byte> payload, uint64_t timeout_ms);
 
+  // Queues the "resumed" notice (worker_frame.h) behind any call in progress, so it never
+  // lands inside a request. Resolves once written; a worker that is gone or does not read is
+  // left alone (its next call reports it).
+  kj::Promise<void> notify_resumed();
+
  private:
   struct Call;
   kj::Promise<InvocationResult> invoke_now(kj::ArrayPtr<const kj::byte> payload,

@@ -12,6 +12,11 @@ namespace wisp::agent {
 inline constexpr size_t kRequestHeaderBytes = 4;
 // Response: u32 little-endian result length, u8 status, then the result.
 inline constexpr size_t kResponseHeaderBytes = 5;
+// A request header whose length is this is the "resumed" notice: no payload follows and no
+// response is expected. The agent sends it after a restored clone's kernel generator was
+// reseeded, so the worker reseeds its own (api/worker_protocol.md). No request payload can
+// have this length (the agent refuses one).
+inline constexpr uint32_t kResumedNotice = 0xffffffff;
 // Status 0 means success; anything else is the handler's own error code.
 inline constexpr uint8_t kWorkerStatusOk = 0;
 

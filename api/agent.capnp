@@ -35,8 +35,9 @@ interface Agent {
   # the VM after this returns.
   prepareSnapshot @4 () -> ();
 
-  # After a restore: credit `entropy` to the guest kernel's RNG and set the wall clock, so that
-  # clones of one snapshot are unique and see the current time.
+  # After a restore: credit `entropy` to the guest kernel's RNG, force its reseed, set the wall
+  # clock, and send each warm worker the "resumed" notice (worker_protocol.md) so it reseeds
+  # its own generators: clones of one snapshot are unique and see the current time.
   resumed @5 (entropy :Data, wallClockUnixNs :Int64) -> ();
 
   # Powers the VM off after replying.

@@ -99,6 +99,7 @@ int main(int argc, char **argv) {
     uint8_t hdr[4];
     if (read_full(0, hdr, 4) < 0) return 0; /* the agent closed stdin: done */
     uint32_t len = hdr[0] | hdr[1] << 8 | hdr[2] << 16 | (uint32_t)hdr[3] << 24;
+    if (len == 0xffffffffu) continue; /* the "resumed" notice: a shell keeps no generator */
     char *payload = malloc((size_t)len + 1);
     if (payload == NULL || read_full(0, payload, len) < 0) return 1;
     payload[len] = '\0';

@@ -24,5 +24,11 @@ TEST(WorkerFrame, ResponseHeaderCarriesLengthThenStatus) {
   EXPECT_EQ(big.status, 255);
 }
 
+// The notice is the one request header no payload can have: all ones on the wire.
+TEST(WorkerFrame, ResumedNoticeIsAllOnes) {
+  EXPECT_EQ(encode_request_header(kResumedNotice),
+            (std::array<uint8_t, 4>{0xff, 0xff, 0xff, 0xff}));
+}
+
 }  // namespace
 }  // namespace wisp::agent

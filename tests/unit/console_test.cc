@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
+#include <stdlib.h>
 #include <unistd.h>
 
 #include <fstream>
@@ -125,6 +126,65 @@ TEST_F(ConsoleTest, AConsoleFileIsOwnerOnly) {
   ASSERT_EQ(::stat(path.c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0600u);
   unlink(path.c_str());
+}
+
+TEST_F(ConsoleTest, FileStopsAtItsCapWithANote) {
+  std::string path = ::testing::TempDir() + "wisp-console-cap-" + std::to_string(getpid());
+  ConsoleConfig c = config(ConsoleOutput::kFile);
+  c.file = path;
+  c.file_max_bytes = 10;
+  {
+    Console file(c, stop);
+    file.output(bytes("0123456"));
+    file.output(bytes("789abc"));
+    file.output(bytes("more, dropped"));
+  }
+  std::stringstream got;
+  got << std::ifstream(path).rdbuf();
+  EXPECT_EQ(got.str().substr(0, 11), "0123456789\n");
+  EXPECT_NE(got.str().find("cap of 10 bytes (--console-max-bytes)"), std::string::npos);
+  EXPECT_EQ(got.str().find("abc"), std::string::npos);
+  EXPECT_EQ(got.str().find("dropped"), got.str().rfind("dropped")) << "one note only";
+  unlink(path.c_str());
+}
+
+TEST_F(ConsoleTest, DefaultFileCapIsSixteenMiB) {
+  EXPECT_EQ(ConsoleConfig{}.file_max_bytes, 16u << 20);
+}
+
+TEST_F(ConsoleTest, TerminalOutputIsFilteredPipesAreNot) {
+  const std::string guest = "\x1b]0;title\x07\x1b[31mred\x1b[0m\x1b[6n\n";
+  {
+    Console console(config(ConsoleOutput::kStdio), stop);  // out_fd is a pipe
+    console.output(bytes(guest));
+    EXPECT_EQ(out.drain(), guest);
+  }
+  ConsoleConfig c = config(ConsoleOutput::kStdio);
+  c.filter = ConsoleFilter::kAlways;  // as on a terminal
+  Console console(c, stop);
+  console.output(bytes(guest));
+  EXPECT_EQ(out.drain(), "\x1b[31mred\x1b[0m\n");
+}
+
+TEST_F(ConsoleTest, OnARealTerminalOutputIsFiltered) {
+  UniqueFd master(posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC));
+  ASSERT_TRUE(master) << "posix_openpt";
+  ASSERT_EQ(grantpt(master.get()), 0);
+  ASSERT_EQ(unlockpt(master.get()), 0);
+  UniqueFd tty(::open(ptsname(master.get()), O_RDWR | O_NOCTTY | O_CLOEXEC));
+  ASSERT_TRUE(tty);
+  ConsoleConfig c = config(ConsoleOutput::kStdio);
+  c.out_fd = tty.get();  // the default filter: kIfTerminal
+  Console console(c, stop);
+  console.output(bytes("a\x1b]52;c;Zm9v\x07\x1b[1mb\x1b[5n."));
+  std::string got;
+  char buf[64];
+  while (got.find('.') == std::string::npos) {
+    ssize_t n = ::read(master.get(), buf, sizeof(buf));
+    ASSERT_GT(n, 0);
+    got.append(buf, static_cast<size_t>(n));
+  }
+  EXPECT_EQ(got, "a\x1b[1mb.");
 }
 
 TEST_F(ConsoleTest, UnopenableFileIsAnErrorNamingIt) {

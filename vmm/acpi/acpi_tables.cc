@@ -193,11 +193,13 @@ void seal(std::vector<uint8_t>& table) {
 
 Gas io_register(uint16_t port) { return Gas{kSpaceSystemIo, 8, 0, kAccessByte, port}; }
 
-std::vector<uint8_t> build_dsdt() {
+std::vector<uint8_t> build_dsdt(const AcpiConfig& c) {
   std::vector<uint8_t> t;
   append_bytes(t, make_header("DSDT", 2, "WISPDSDT"));  // revision 2: AML integers are 64-bit
   t.insert(t.end(), std::begin(kDsdtAml), std::end(kDsdtAml));
   t.insert(t.end(), std::begin(kCom1Aml), std::end(kCom1Aml));
+  auto vmgenid = vm_generation_id_aml(c.vm_generation_id_addr, c.vm_generation_id_gsi);
+  t.insert(t.end(), vmgenid.begin(), vmgenid.end());
   seal(t);
   return t;
 }
@@ -288,7 +290,7 @@ std::vector<uint8_t> build_acpi_tables(uint64_t base, const AcpiConfig& config) 
   // The RSDP goes first, at `base`; the tables it leads to follow at 16-byte boundaries in a
   // fixed order. All sizes are known up front, so each table's address is too, before the
   // table pointing at it is built.
-  auto dsdt = build_dsdt();
+  auto dsdt = build_dsdt(config);
   auto madt = build_madt(config);
   auto fadt_size = sizeof(Fadt), xsdt_size = sizeof(SdtHeader) + 2 * sizeof(uint64_t);
   uint64_t next = base;
@@ -305,6 +307,9 @@ std::vector<uint8_t> build_acpi_tables(uint64_t base, const AcpiConfig& config) 
   constexpr uint64_t k4GiB = uint64_t{1} << 32;
   if (base >= k4GiB || dsdt_addr + dsdt.size() > k4GiB)
     throw Error("ACPI tables at " + std::to_string(base) + " would cross 4 GiB");
+  const uint64_t id = config.vm_generation_id_addr;
+  if (id + kVmGenerationIdBytes > base && id < dsdt_addr + dsdt.size())
+    throw Error("ACPI tables at " + std::to_string(base) + " would overlap the VM generation id");
 
   std::vector<uint8_t> blob;
   put(blob, base, rsdp_addr, build_rsdp(xsdt_addr));

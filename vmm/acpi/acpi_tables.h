@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "vmm/acpi/pm_control.h"
+#include "vmm/acpi/vm_generation_id.h"
 #include "vmm/arch/layout.h"
 #include "vmm/devices/i8042.h"
 #include "vmm/memory/guest_memory.h"
@@ -33,14 +34,17 @@ struct AcpiConfig {
   // as reboot=k.
   uint16_t reset_port = I8042::kCommandPort;
   uint8_t reset_value = 0xfe;
+  // The VM generation id device (vm_generation_id.h): where its 16 bytes are and the GED's GSI.
+  uint64_t vm_generation_id_addr = layout::kVmGenerationIdAddr;
+  uint32_t vm_generation_id_gsi = kVmGenerationIdGsi;
 };
 
 // Returns the tables to copy to guest-physical `base` as one blob, the RSDP first (so the RSDP
 // address is `base`, to pass in boot_params.acpi_rsdp_addr). Every table carries its own
 // checksum and the absolute guest addresses of the tables it points to.
 // Throws Error when num_cpus is 0 or above kAcpiMaxCpus, when `base` is not 16-byte aligned
-// (the RSDP scan only looks there), or when the blob would reach above 4 GiB (the FADT's DSDT
-// pointer is 32-bit).
+// (the RSDP scan only looks there), when the blob would reach above 4 GiB (the FADT's DSDT
+// pointer is 32-bit) or over the VM generation id.
 std::vector<uint8_t> build_acpi_tables(uint64_t base, const AcpiConfig& config);
 
 // Builds the tables for a machine of `num_cpus` vCPUs (IOAPIC id as in the MP table) and copies

@@ -24,6 +24,10 @@ constexpr uint64_t kDefaultKernelLoad = 0x1000000;  // 16 MiB
 // The BIOS read-only area that Linux scans for "RSD PTR " (16-byte steps through
 // 0xE0000-0xFFFFF), inside the e820-reserved [kEbdaStart, kHighMemStart).
 constexpr uint64_t kAcpiTablesAddr = 0xe0000;
+// The VM generation id (acpi/vm_generation_id.h): 16 bytes in the same reserved area, far above
+// the tables' end, below 0xF0000 where Linux scans for an MP table signature (random bytes
+// must not be mistaken for one). Fixed, so a restore finds it without saved state.
+constexpr uint64_t kVmGenerationIdAddr = 0xef000;
 
 // KVM's x86 in-kernel irqchip needs three pages for a TSS and one for an identity map,
 // inside the 32-bit MMIO hole where no RAM is.

@@ -2,7 +2,9 @@
 
 #include <fcntl.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <string>
 
 #include "base/error.h"
 #include "base/file_io.h"
@@ -57,14 +59,16 @@ Console::Console(const ConsoleConfig& config, StopRequest& stop) : config_(confi
     file_ = UniqueFd(::open(config.file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
     if (!file_) throw Error(errno_message("console file " + config.file));
   }
+  filter_output_ = config.filter == ConsoleFilter::kAlways ||
+                   (config.filter == ConsoleFilter::kIfTerminal && isatty(config.out_fd));
 }
 
 Console::~Console() = default;
 
 void Console::output(std::span<const uint8_t> bytes) {
   // A console that is gone (a closed pipe) loses the output; the guest keeps running.
-  if (config_.output == ConsoleOutput::kStdio) write_all(config_.out_fd, bytes);
-  if (file_) write_all(file_.get(), bytes);
+  if (config_.output == ConsoleOutput::kStdio) write_stdio(bytes);
+  if (file_) write_file(bytes);
   switch (watch_.feed(bytes)) {
     case ConsoleWatch::Event::kPanic:
       stop_.note_panic(watch_.panic_line());
@@ -78,6 +82,28 @@ void Console::output(std::span<const uint8_t> bytes) {
     case ConsoleWatch::Event::kNone:
       break;
   }
+}
+
+void Console::write_stdio(std::span<const uint8_t> bytes) {
+  if (!filter_output_) {
+    write_all(config_.out_fd, bytes);
+    return;
+  }
+  filtered_.clear();
+  filter_.filter(bytes, filtered_);
+  write_all(config_.out_fd, filtered_);
+}
+
+void Console::write_file(std::span<const uint8_t> bytes) {
+  const uint64_t max = config_.file_max_bytes;
+  if (file_bytes_ >= max) return;
+  size_t n = static_cast<size_t>(std::min<uint64_t>(bytes.size(), max - file_bytes_));
+  write_all(file_.get(), bytes.first(n));
+  file_bytes_ += n;
+  if (file_bytes_ < max) return;
+  std::string note = "\n[wisp: console file reached its cap of " + std::to_string(max) +
+                     " bytes (--console-max-bytes); further output is dropped]\n";
+  write_all(file_.get(), note);
 }
 
 void Console::start_input(EventLoop& loop, ToGuest to_guest) {

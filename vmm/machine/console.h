@@ -14,6 +14,7 @@
 #include <string>
 
 #include "base/unique_fd.h"
+#include "vmm/devices/terminal_filter.h"
 #include "vmm/event/event_loop.h"
 #include "vmm/machine/stop_request.h"
 
@@ -66,9 +67,23 @@ class RawTerminal {
 
 enum class ConsoleOutput { kStdio, kNone, kFile };
 
+// What a console file may grow to by default: a guest printing in a loop must not fill the
+// host's disk. Enough for hours of kernel and service logs.
+constexpr uint64_t kDefaultConsoleFileMaxBytes = 16ull << 20;
+
+// When the guest's output on kStdio goes through a TerminalFilter.
+enum class ConsoleFilter {
+  kIfTerminal,  // when out_fd is a terminal (a pipe or file gets the bytes as they are)
+  kAlways,
+  kNever,
+};
+
 struct ConsoleConfig {
   ConsoleOutput output = ConsoleOutput::kStdio;
   std::string file;  // for kFile: created or truncated
+  // For kFile: output past this many bytes is dropped, after one line saying so.
+  uint64_t file_max_bytes = kDefaultConsoleFileMaxBytes;
+  ConsoleFilter filter = ConsoleFilter::kIfTerminal;
   // For kStdio: where the guest's output goes and what the user types (tests pass pipes).
   int in_fd = STDIN_FILENO;
   int out_fd = STDOUT_FILENO;
@@ -87,7 +102,8 @@ class Console {
   Console(const Console&) = delete;
   Console& operator=(const Console&) = delete;
 
-  // Bytes the guest wrote to the serial port.
+  // Bytes the guest wrote to the serial port: to the terminal filtered (see ConsoleFilter),
+  // to the file as they are, up to its cap.
   void output(std::span<const uint8_t> bytes);
 
   // For kStdio (a no-op otherwise): puts a terminal on `in_fd` into raw mode and sends what is
@@ -103,11 +119,18 @@ class Console {
 
  private:
   void on_readable(EventLoop& loop);
+  void write_stdio(std::span<const uint8_t> bytes);
+  void write_file(std::span<const uint8_t> bytes);
 
   const ConsoleConfig config_;
   StopRequest& stop_;
-  UniqueFd file_;       // for kFile
-  ConsoleWatch watch_;  // under the serial port's lock (see the thread rules)
+  UniqueFd file_;  // for kFile
+  // Output state, under the serial port's lock like watch_.
+  uint64_t file_bytes_ = 0;  // written to file_ so far
+  bool filter_output_ = false;
+  TerminalFilter filter_;
+  std::string filtered_;  // filter_'s output buffer, kept to reuse its allocation
+  ConsoleWatch watch_;    // under the serial port's lock (see the thread rules)
   ToGuest to_guest_;
   std::unique_ptr<RawTerminal> terminal_;
   bool escape_ = false;  // the last byte typed was Ctrl-A

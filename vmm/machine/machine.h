@@ -41,7 +41,8 @@ struct MachineConfig {
   uint32_t vcpus = 1;
   using Console = ConsoleOutput;  // kStdio, kNone or kFile
   Console console = Console::kStdio;
-  std::string console_file;  // for kFile
+  std::string console_file;                                  // for kFile
+  uint64_t console_max_bytes = kDefaultConsoleFileMaxBytes;  // for kFile: its cap
   // The virtio devices, in slot order (the first virtio-blk is /dev/vda).
   std::vector<DeviceSpec> devices;
   // A Unix socket path to serve the control channel on ("" = none), and who answers it.

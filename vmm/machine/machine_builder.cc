@@ -6,6 +6,7 @@
 #include "base/error.h"
 #include "vmm/acpi/acpi_tables.h"
 #include "vmm/acpi/pm_control.h"
+#include "vmm/acpi/vm_generation_id.h"
 #include "vmm/arch/layout.h"
 #include "vmm/arch/msrs.h"
 #include "vmm/boot/long_mode.h"
@@ -66,8 +67,11 @@ void MachineBuilder::build_common(const VirtioDevices& devices) {
 
 void MachineBuilder::add_console_and_legacy_devices() {
   MachineImpl& m = *machine_;
-  m.console_ = std::make_unique<Console>(
-      ConsoleConfig{.output = m.config_.console, .file = m.config_.console_file}, m.stop_);
+  m.console_ =
+      std::make_unique<Console>(ConsoleConfig{.output = m.config_.console,
+                                              .file = m.config_.console_file,
+                                              .file_max_bytes = m.config_.console_max_bytes},
+                                m.stop_);
   Console* console = m.console_.get();
   m.serial_ = std::make_shared<Serial>(
       m.serial_irq_, [console](std::span<const uint8_t> b) { console->output(b); });
@@ -80,6 +84,9 @@ void MachineBuilder::add_console_and_legacy_devices() {
   m.pio_.insert(I8042::kDataPort, I8042::kRangeLength, std::make_shared<I8042>([stop] {
                   stop->request(StopReason::kReset, "i8042 reset");
                 }));
+  m.vm_.register_irqfd(m.vm_generation_irq_.fd(), kVmGenerationIdGsi);
+  m.vm_generation_id_ = std::make_unique<VmGenerationId>(
+      m.mem_, GuestAddress(layout::kVmGenerationIdAddr), m.vm_generation_irq_);
 }
 
 void MachineBuilder::boot(BootSetup setup) {
@@ -93,6 +100,7 @@ void MachineBuilder::boot(BootSetup setup) {
   setup.acpi_rsdp_addr = layout::kAcpiTablesAddr;
   LoadedKernel kernel = load_boot_image(m.mem_, setup);
   write_acpi_tables(m.mem_, setup.vcpus);
+  m.vm_generation_id_->write_first();
   m.kernel_loaded_ns_ = now_ns();
 
   LongModeEntry entry = setup_long_mode(m.mem_, kernel.image.entry, kernel.boot_params_addr);
@@ -124,6 +132,8 @@ void MachineBuilder::restore(const MachineState& state) {
   }
   m.serial_->restore(state.serial);
   restore_transports(state);
+  // Every restore is a new generation: the guest's kernel reseeds its CRNG on the notify.
+  m.vm_generation_id_->change();
   m.kernel_loaded_ns_ = now_ns();
 }
 

@@ -2,8 +2,10 @@
 //
 //   build_common(devices)  the VM, its irqchip and PIT, memory slots, the virtio devices, the
 //                          console and the legacy devices: what every machine has
-//   boot(setup)            kernel, initrd, command line, firmware tables, vCPUs at the entry
-//   restore(state)         VM state, vCPUs, serial port, virtio transports
+//   boot(setup)            kernel, initrd, command line, firmware tables, the first VM
+//                          generation id, vCPUs at the entry
+//   restore(state)         VM state, vCPUs, serial port, virtio transports, a new VM
+//                          generation id announced to the guest
 //   finish()               the control socket; hands the machine over
 //
 // Machine::create and Machine::restore (machine.cc) are its callers. Every step throws Error

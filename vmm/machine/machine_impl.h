@@ -6,6 +6,7 @@
 #include <memory>
 #include <vector>
 
+#include "vmm/acpi/vm_generation_id.h"
 #include "vmm/bus/io_bus.h"
 #include "vmm/control/control_server.h"
 #include "vmm/devices/irq_line.h"
@@ -58,6 +59,8 @@ class MachineImpl final : public Machine {
   EventFdIrq serial_irq_;
   std::unique_ptr<Console> console_;
   std::shared_ptr<Serial> serial_;
+  EventFdIrq vm_generation_irq_;  // the GED's interrupt (acpi/vm_generation_id.h)
+  std::unique_ptr<VmGenerationId> vm_generation_id_;
   std::vector<AttachedVirtioDevice> virtio_;
   CpuidEntries boot_cpuid_;  // vCPU 0's, saved with the state
   uint64_t kernel_loaded_ns_ = 0;

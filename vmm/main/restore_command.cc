@@ -41,6 +41,8 @@ Options:
   --vsock-uds PATH   the clone's virtio-vsock Unix socket (see wisp run --help); required
                      when the snapshot has virtio-vsock, and each clone needs its own
   --console MODE     stdio (default), none or FILE, as for wisp run
+  --console-max-bytes SIZE
+                     cap of a console FILE, as for wisp run (default 16M)
   --control-socket PATH
                      listen for control commands (wisp snapshot create --diff uses it)
   --ready-fd N       write "ready LOADED_MS RESTORED_MS JAIL_MS" to descriptor N (3 to 1024)

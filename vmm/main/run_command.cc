@@ -48,7 +48,12 @@ Options:
   --mem SIZE       guest RAM: MiB, or with a suffix M or G (default 128, 16 MiB to 64 GiB)
   --vcpus N        number of vCPUs (default 1, at most 254)
   --console MODE   stdio (default): guest console on stdout, keyboard on stdin;
-                   none: discard; FILE: write the console to FILE
+                   none: discard; FILE: write the console to FILE. On a terminal, escape
+                   sequences other than colours are dropped (the guest cannot retitle,
+                   query or reprogram the host's terminal)
+  --console-max-bytes SIZE
+                   cap of a console FILE: bytes, or with a suffix K, M or G (default 16M);
+                   output past it is dropped
   --drive PATH[,ro]  attach a raw disk image as virtio-blk (repeatable: /dev/vda, /dev/vdb,
                    ...); ",ro" makes it read-only
   --vsock-uds PATH virtio-vsock, bridged to Unix sockets as Firecracker does: a host process

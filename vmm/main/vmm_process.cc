@@ -50,6 +50,7 @@ void add_console_options(OptionParser& parser, MachineConfig* cfg) {
   parser.value("console", [cfg](const std::string& mode) {
     if (!set_console(mode, cfg)) throw UsageError("--console: empty value");
   });
+  parser.size("console-max-bytes", &cfg->console_max_bytes, 1, 4096, uint64_t{1} << 40);
 }
 
 void add_verbose_option(OptionParser& parser, int* verbose) {

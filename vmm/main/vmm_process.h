@@ -16,7 +16,8 @@ namespace wisp {
 // else now.
 uint64_t process_start_ns();
 
-// Declares --console MODE (stdio, none or a file path) and -v/--verbose (counted) on `parser`.
+// Declares --console MODE (stdio, none or a file path), --console-max-bytes SIZE (a console
+// file's cap) and -v/--verbose (counted) on `parser`.
 void add_console_options(OptionParser& parser, MachineConfig* cfg);
 void add_verbose_option(OptionParser& parser, int* verbose);
 // Sets the log level for `verbose` -v's: warnings, then info, then debug.
