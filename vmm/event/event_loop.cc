@@ -7,6 +7,7 @@
 
 #include <cerrno>
 
+#include "base/clock.h"
 #include "base/error.h"
 
 namespace wisp {
@@ -52,31 +53,38 @@ void EventLoop::add_timer(uint64_t ms, std::function<void()> fn) {
 
 int EventLoop::run() {
   epoll_event events[16];
+  longest_ns_.store(0, std::memory_order_relaxed);
   while (true) {
     int n = epoll_wait(epoll_.get(), events, 16, -1);
     if (n < 0) {
       if (errno == EINTR) continue;
       throw_errno("epoll_wait");
     }
-    for (int i = 0; i < n; ++i) {
-      int fd = events[i].data.fd;
-      if (fd == wake_.get()) {
-        uint64_t v;
-        [[maybe_unused]] ssize_t r = ::read(wake_.get(), &v, sizeof(v));
-        run_calls();
-        continue;
-      }
-      auto it = handlers_.find(fd);
-      if (it == handlers_.end()) continue;
-      auto keep = it->second;  // the handler may remove itself
-      (*keep)(events[i].events);
-    }
+    uint64_t t0 = now_ns();
+    for (int i = 0; i < n; ++i) dispatch(events[i]);
+    uint64_t took = now_ns() - t0;
+    if (took > longest_ns_.load(std::memory_order_relaxed))
+      longest_ns_.store(took, std::memory_order_relaxed);
     int64_t code = stop_code_.load();
     if (code != kRunning) {
       cancel_calls();
       return static_cast<int>(code);
     }
   }
+}
+
+void EventLoop::dispatch(const epoll_event& event) {
+  int fd = event.data.fd;
+  if (fd == wake_.get()) {
+    uint64_t v;
+    [[maybe_unused]] ssize_t r = ::read(wake_.get(), &v, sizeof(v));
+    run_calls();
+    return;
+  }
+  auto it = handlers_.find(fd);
+  if (it == handlers_.end()) return;
+  auto keep = it->second;  // the handler may remove itself
+  (*keep)(event.events);
 }
 
 bool EventLoop::run_on_loop(const std::function<void()>& fn) {

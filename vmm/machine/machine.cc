@@ -134,6 +134,7 @@ RunResult MachineImpl::result(uint64_t end_ns) const {
   r.io_exits = counters.io_exits.load();
   r.mmio_exits = counters.mmio_exits.load();
   r.unhandled_io = counters.unhandled_io.load();
+  r.loop_max_us = loop_.longest_iteration_ns() / 1000;
   return r;
 }
 

@@ -64,6 +64,8 @@ struct RunResult {
   uint64_t first_run_us = 0;
   uint64_t exit_us = 0;
   uint64_t io_exits = 0, mmio_exits = 0, unhandled_io = 0;
+  // The event loop's longest iteration (EventLoop::longest_iteration_ns), in microseconds.
+  uint64_t loop_max_us = 0;
 };
 
 class Machine {
