@@ -111,6 +111,14 @@ void MachineImpl::start_threads() {
     stop_.request(StopReason::kError, e.what());
     return;
   }
+  try {
+    std::function<void()> device_hook;
+    if (hook) device_hook = [&hook] { hook(ThreadRole::kBlock); };
+    for (AttachedVirtioDevice& d : virtio_) d.transport->device().start_threads(device_hook);
+  } catch (const Error& e) {
+    stop_.request(StopReason::kError, std::string("device thread: ") + e.what());
+    return;
+  }
   vcpus_.start(hook ? [&hook](size_t) { hook(ThreadRole::kVcpu); } : VcpuRunner::ThreadStartFn());
   try {
     if (hook) hook(ThreadRole::kLoop);
@@ -140,6 +148,8 @@ RunResult MachineImpl::result(uint64_t end_ns) const {
 
 MachineState MachineImpl::save_state() {
   if (!paused()) throw Error("the VM must be paused to save its state");
+  // Requests in flight finish first: their used entries and interrupt belong in the state.
+  for (AttachedVirtioDevice& d : virtio_) d.transport->device().quiesce();
   MachineState s;
   s.mem_bytes = mem_.size();
   s.cpuid = boot_cpuid_;

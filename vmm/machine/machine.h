@@ -31,6 +31,7 @@ enum class ThreadRole {
   kLoop,     // the thread that calls run(): the event loop
   kVcpu,     // one per vCPU
   kControl,  // the control socket's RPC thread
+  kBlock,    // a device's own thread (VirtioDevice::start_threads): virtio-blk's disk I/O
 };
 
 struct MachineConfig {
