@@ -69,7 +69,7 @@ class EventLoop {
   std::map<int, std::shared_ptr<Handler>> handlers_;
   static constexpr int64_t kRunning = INT64_MIN;
   std::atomic<int64_t> stop_code_{kRunning};  // written by any thread, first stop() wins
-  std::atomic<uint64_t> longest_ns_{0};          // written by the loop thread only
+  std::atomic<uint64_t> longest_ns_{0};       // written by the loop thread only
   // run_on_loop() requests: queued by their threads, run and marked done by the loop thread.
   std::mutex calls_mu_;
   std::condition_variable calls_cv_;

@@ -1,6 +1,6 @@
 // The event-loop (main) thread's allow-list: the devices' back-ends (vsock bridge, block
-// completions, rng, console), the control calls run on the loop (pause, resume, snapshot, stats) and the
-// VMM's exit. No open: every file (even /proc/self/pagemap, GuestMemory's) is opened before
+// completions, rng, console), the control calls run on the loop (pause, resume, snapshot, stats)
+// and the VMM's exit. No open: every file (even /proc/self/pagemap, GuestMemory's) is opened before
 // the filter goes on, and a snapshot's files arrive as fds. Reviewed against strace and the
 // kernel's log of a WISP_SECCOMP_LOG_ALL run (tests/integration/seccomp_tables_check.py).
 #include <sys/ioctl.h>

@@ -64,9 +64,7 @@ void VirtioBlock::read_config(uint64_t offset, std::span<uint8_t> data) {
   read_config_bytes(config_, offset, data);  // immutable: no lock needed
 }
 
-void VirtioBlock::start_threads(const std::function<void()>& on_start) {
-  worker_.start(on_start);
-}
+void VirtioBlock::start_threads(const std::function<void()>& on_start) { worker_.start(on_start); }
 
 std::vector<BackendFd> VirtioBlock::backend_fds() {
   return {{worker_.completion_fd(), [this] { on_completions(); }}};
@@ -207,8 +205,8 @@ std::optional<VirtioBlock::Outcome> VirtioBlock::check_transfer(const Descriptor
   // sector * 512 <= capacity_ * 512 <= the image size.
   uint64_t sectors = len / kSectorSize;
   if (sector > capacity_ || sectors > capacity_ - sector) {
-    count_bad_request("sectors [%" PRIu64 ", +%" PRIu64 ") are beyond the disk's %" PRIu64,
-                      sector, sectors, capacity_);
+    count_bad_request("sectors [%" PRIu64 ", +%" PRIu64 ") are beyond the disk's %" PRIu64, sector,
+                      sectors, capacity_);
     return Outcome{kStatusIoErr, 0};
   }
   if (!is_read && backend_->read_only()) {

@@ -102,8 +102,8 @@ class VirtioBlock final : public VirtioDeviceBase {
   std::unique_ptr<BlockBackend> backend_;
   // After backend_: destroyed (joined) first, as its jobs use the backend.
   BlockWorker worker_;
-  uint32_t in_flight_ = 0;  // submitted, not yet returned to the guest (device lock)
-  bool throttled_ = false;  // the queue waits for completions (device lock)
+  uint32_t in_flight_ = 0;   // submitted, not yet returned to the guest (device lock)
+  bool throttled_ = false;   // the queue waits for completions (device lock)
   const uint64_t capacity_;  // in 512-byte sectors
   std::array<uint8_t, kConfigBytes> config_{};
   std::atomic<uint64_t> io_errors_{0};

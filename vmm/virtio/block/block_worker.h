@@ -34,7 +34,7 @@ class BlockWorker {
     uint32_t len;
   };
 
-  BlockWorker();  // throws Error (no eventfd)
+  BlockWorker();   // throws Error (no eventfd)
   ~BlockWorker();  // lets the running job finish, drops the queued ones, joins
   BlockWorker(const BlockWorker&) = delete;
   BlockWorker& operator=(const BlockWorker&) = delete;

@@ -57,8 +57,8 @@ VsockConnection::VsockConnection(uint32_t host_port, uint32_t guest_port, State 
 std::unique_ptr<VsockConnection> VsockConnection::host_initiated(
     uint32_t host_port, uint32_t guest_port, std::unique_ptr<VsockStream> stream,
     uint32_t buf_alloc) {
-  std::unique_ptr<VsockConnection> c(new VsockConnection(host_port, guest_port, State::kConnecting,
-                                                         std::move(stream), buf_alloc));
+  std::unique_ptr<VsockConnection> c(
+      new VsockConnection(host_port, guest_port, State::kConnecting, std::move(stream), buf_alloc));
   c->request_owed_ = true;
   return c;
 }

@@ -172,7 +172,7 @@ class VsockConnection {
   // guest -> host accounting.
   uint32_t fwd_cnt_ = 0;       // bytes written to the stream (wraps)
   uint32_t fwd_cnt_told_ = 0;  // fwd_cnt in the last header we sent
-  ByteRing tx_buf_;  // capacity buf_alloc_
+  ByteRing tx_buf_;            // capacity buf_alloc_
 
   uint64_t deadline_ms_ = 0;  // 0: none
 };

@@ -91,9 +91,10 @@ void raise_file_limit(uint64_t need) {
   if (setrlimit(RLIMIT_NOFILE, &want) == 0) return;
   want = {r.rlim_max, r.rlim_max};
   setrlimit(RLIMIT_NOFILE, &want);
-  LOG_WARN("vsock: RLIMIT_NOFILE is %llu, below the %llu the connection cap needs; host "
-           "connections beyond it are refused until others close",
-           static_cast<unsigned long long>(r.rlim_max), static_cast<unsigned long long>(need));
+  LOG_WARN(
+      "vsock: RLIMIT_NOFILE is %llu, below the %llu the connection cap needs; host "
+      "connections beyond it are refused until others close",
+      static_cast<unsigned long long>(r.rlim_max), static_cast<unsigned long long>(need));
 }
 
 }  // namespace
@@ -353,8 +354,8 @@ void VsockMuxer::connect_to_host(const VsockHeader& request) {
   }
   Key key = key_of(request.dst_port, request.src_port);
   Entry& e = conns_[key];
-  e.conn = VsockConnection::guest_initiated(
-      request, std::make_unique<UnixStream>(std::move(fd)), grant_buffer());
+  e.conn = VsockConnection::guest_initiated(request, std::make_unique<UnixStream>(std::move(fd)),
+                                            grant_buffer());
   refresh(key);
 }
 

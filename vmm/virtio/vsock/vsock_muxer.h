@@ -153,7 +153,7 @@ class VsockMuxer {
   UniqueFd listener_;
   UniqueFd epoll_;
   UniqueFd timer_;
-  uint64_t timer_deadline_ms_ = 0;  // 0: disarmed
+  uint64_t timer_deadline_ms_ = 0;   // 0: disarmed
   uint64_t listener_resume_ms_ = 0;  // 0: the listener is watched
   uint64_t buffer_granted_ = 0;
 
