@@ -6,9 +6,11 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <string>
 
 #include "base/clock.h"
 #include "base/error.h"
+#include "base/log.h"
 
 namespace wisp {
 
@@ -62,15 +64,24 @@ int EventLoop::run() {
     }
     uint64_t t0 = now_ns();
     for (int i = 0; i < n; ++i) dispatch(events[i]);
-    uint64_t took = now_ns() - t0;
-    if (took > longest_ns_.load(std::memory_order_relaxed))
-      longest_ns_.store(took, std::memory_order_relaxed);
+    note_iteration(now_ns() - t0, events, n);
     int64_t code = stop_code_.load();
     if (code != kRunning) {
       cancel_calls();
       return static_cast<int>(code);
     }
   }
+}
+
+void EventLoop::note_iteration(uint64_t took_ns, const epoll_event* events, int n) {
+  if (took_ns <= longest_ns_.load(std::memory_order_relaxed)) return;
+  longest_ns_.store(took_ns, std::memory_order_relaxed);
+  if (took_ns < kSlowIterationNs) return;
+  // Which handlers held the loop (at -vv): the fds that were ready together.
+  std::string fds;
+  for (int i = 0; i < n; ++i) fds += (i ? "," : "") + std::to_string(events[i].data.fd);
+  LOG_DEBUG("event loop: an iteration took %.1f ms (fds %s)", static_cast<double>(took_ns) / 1e6,
+            fds.c_str());
 }
 
 void EventLoop::dispatch(const epoll_event& event) {

@@ -63,6 +63,9 @@ class EventLoop {
   };
   void run_calls();
   void dispatch(const epoll_event& event);
+  // Keeps the longest iteration; logs a new longest one past kSlowIterationNs (debug level).
+  void note_iteration(uint64_t took_ns, const epoll_event* events, int n);
+  static constexpr uint64_t kSlowIterationNs = 10'000'000;
 
   UniqueFd epoll_;
   UniqueFd wake_;  // eventfd written by stop()
