@@ -290,15 +290,16 @@ class BlockWorkerTest : public ::testing::Test {
     disk_->release();
     h_.reset();
   }
-  // Posts a flush request; returns its status byte's address.
-  uint64_t post_flush() {
+  // Posts a flush request; returns its status byte's address (and its head in `head`).
+  uint64_t post_flush(uint16_t* head = nullptr) {
     uint64_t hdr = h_->q().alloc(16), st = h_->q().alloc(1, 0xee);
     struct {
       uint32_t type, ioprio;
       uint64_t sector;
     } req{kTypeFlush, 0, 0};
     h_->q().put(hdr, &req, 16);
-    h_->q().add_chain({readable(hdr, 16), writable(st, 1)});
+    uint16_t h = h_->q().add_chain({readable(hdr, 16), writable(st, 1)});
+    if (head) *head = h;
     return st;
   }
   // What the event loop does when the worker's completion fd fires (waits up to 5 s).
@@ -343,6 +344,22 @@ TEST_F(BlockWorkerTest, ReadsCompleteThroughTheCompletionFd) {
   EXPECT_EQ(h_->q().bytes(st, 1)[0], kStatusOk);
   EXPECT_EQ(h_->q().bytes(data, 512), std::vector<uint8_t>(512, 0x5a));
   EXPECT_EQ(h_->q().used_elem(0).second, 513u);
+}
+
+TEST_F(BlockWorkerTest, AtMostARingOfRequestsIsInFlight) {
+  // A guest that republishes one chain as fast as we pop it: the jobs queued behind a slow
+  // flush stop at a ring's worth, and the rest waits on the ring until completions come.
+  uint16_t head;
+  post_flush(&head);
+  for (int i = 1; i < VirtioBlock::kQueueSize; ++i) h_->q().publish(head);
+  h_->kick();
+  ASSERT_TRUE(disk_->wait_flushing());
+  for (int i = 0; i < 10; ++i) h_->q().publish(head);
+  h_->kick();
+  EXPECT_EQ((*blk_->save_queues())[0].next_avail, VirtioBlock::kQueueSize);  // not popped
+  disk_->release();
+  while (h_->q().used_idx() != VirtioBlock::kQueueSize + 10) pump_completions();
+  EXPECT_EQ((*blk_->save_queues())[0].next_avail, VirtioBlock::kQueueSize + 10);
 }
 
 TEST_F(BlockWorkerTest, QuiesceFinishesRequestsInFlight) {
