@@ -178,9 +178,10 @@ void VirtioBlock::quiesce() {
 }
 
 void VirtioBlock::on_reset() {
-  // The driver is gone: no job may touch its memory after reset() returns.
+  // The driver is gone: no job may touch its memory after reset() returns. (A vCPU thread:
+  // futex only, see BlockWorker::discard_done.)
   worker_.wait_idle();
-  worker_.take_done();
+  worker_.discard_done();
   in_flight_ = 0;
   throttled_ = false;
 }

@@ -96,6 +96,11 @@ std::vector<BlockWorker::Done> BlockWorker::take_done() {
   return out;
 }
 
+void BlockWorker::discard_done() {
+  std::lock_guard lock(mu_);
+  done_.clear();
+}
+
 void BlockWorker::wait_idle() {
   std::unique_lock lock(mu_);
   idle_cv_.wait(lock, [this] { return stop_ || (jobs_.empty() && !running_job_); });

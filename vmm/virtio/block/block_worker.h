@@ -8,8 +8,9 @@
 // device, back on the loop, takes the done ones and returns their chains to the guest.
 // Until start() the jobs run at once on the submitting thread (unit tests without a loop).
 //
-// Threads: submit(), take_done(), wait_idle() and in_flight() from any thread (the device calls
-// them with its lock held); jobs run on the worker thread and must not take the device lock.
+// Threads: submit(), take_done(), discard_done() and wait_idle() from any thread (the device
+// calls them with its lock held); jobs run on the worker thread and must not take the device
+// lock.
 #pragma once
 
 #include <condition_variable>
@@ -49,6 +50,10 @@ class BlockWorker {
   int completion_fd() const { return done_fd_.get(); }
   // The jobs done since the last call, in completion order.
   std::vector<Done> take_done();
+  // Forgets the jobs done without reading completion_fd() (no system call: a device reset
+  // runs on a vCPU thread, whose seccomp table has no read); the fd's next take_done() finds
+  // nothing.
+  void discard_done();
   // Waits until no job is queued or running (their Done entries stay to be taken).
   void wait_idle();
 
