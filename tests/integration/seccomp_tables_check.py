@@ -33,14 +33,13 @@ from vmrun import stage  # noqa: E402
 
 BUILD = os.path.join(ROOT, "build")
 TABLES = {kind: os.path.join(ROOT, "vmm/jail/seccomp_%s_table.cc" % kind)
-          for kind in ("loop", "vcpu", "control")}
+          for kind in ("loop", "vcpu", "control", "block")}
 
 # Entries the workload does not reach, each needed on a path this check cannot drive.
 RARE = {
     "loop": {
         "socket": "the guest connects to a host port (no test guest does)",
         "connect": "the same",
-        "fdatasync": "a guest's flush request to a drive",
         "shutdown": "a guest half-closes a connection (vsock_test.py does; agents close both ways)",
         "mprotect": "malloc in a second arena, when the main one is locked by another thread",
         "restart_syscall": "a stop/continue signal during a timed wait",
@@ -52,6 +51,16 @@ RARE = {
         "mmap": "an allocation of 128 KiB or more (malloc's mmap threshold)",
         "munmap": "the same, freed",
         "mprotect": "the thread's arena grows",
+        "restart_syscall": "a stop/continue signal during a timed wait",
+    },
+    "block": {
+        "fdatasync": "a guest's flush request to a drive (`sync` writes a raw drive back "
+                     "without one)",
+        "exit_group": "the SIGSYS handler",
+        # The thread's malloc arena is made before the filter (libseccomp allocates).
+        "mmap": "the thread's arena needs another heap",
+        "mprotect": "the thread's arena grows",
+        "munmap": "the thread's arena shrinks",
         "restart_syscall": "a stop/continue signal during a timed wait",
     },
     "control": {
@@ -70,6 +79,8 @@ def kind_of_comm(comm):
         return "vcpu"
     if comm == "vmm-control":
         return "control"
+    if comm == "vmm-block":
+        return "block"
     return None
 
 

@@ -26,7 +26,8 @@
 namespace wisp::jail {
 namespace {
 
-constexpr ThreadKind kKinds[] = {ThreadKind::kLoop, ThreadKind::kVcpu, ThreadKind::kControl};
+constexpr ThreadKind kKinds[] = {ThreadKind::kLoop, ThreadKind::kVcpu, ThreadKind::kControl,
+                                 ThreadKind::kBlock};
 
 struct ChildOutcome {
   int status = 0;

@@ -1,10 +1,16 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <poll.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <cstdlib>
+#include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "base/error.h"
@@ -231,6 +237,161 @@ TEST_F(BlockTest, MalformedChainIsReturnedEmpty) {
   h_->kick();
   EXPECT_EQ(h_->q().used_idx(), 1);
   EXPECT_EQ(last_used().second, 0u);
+}
+
+// A disk whose flushes take as long as the test says (at most 5 s): a stand-in for an
+// fdatasync of a large write-back.
+class SlowFlushBackend final : public BlockBackend {
+ public:
+  uint64_t size_bytes() const override { return kSectors * kSectorSize; }
+  bool read_only() const override { return false; }
+  int read_at(uint64_t, std::span<uint8_t> out) override {
+    std::fill(out.begin(), out.end(), 0x5a);
+    return 0;
+  }
+  int write_at(uint64_t, std::span<const uint8_t>) override { return 0; }
+  int flush() override {
+    std::unique_lock lock(mu_);
+    flushing_ = true;
+    cv_.notify_all();
+    cv_.wait_for(lock, std::chrono::seconds(5), [this] { return released_; });
+    return 0;
+  }
+  std::string id() const override { return "slow"; }
+  void release() {
+    std::lock_guard lock(mu_);
+    released_ = true;
+    cv_.notify_all();
+  }
+  bool wait_flushing() {
+    std::unique_lock lock(mu_);
+    return cv_.wait_for(lock, std::chrono::seconds(5), [this] { return flushing_; });
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool flushing_ = false, released_ = false;
+};
+
+class BlockWorkerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto b = std::make_unique<SlowFlushBackend>();
+    disk_ = b.get();
+    blk_ = std::make_unique<VirtioBlock>(std::move(b));
+    bool on_start_ran = false;
+    blk_->start_threads([&] { on_start_ran = true; });
+    EXPECT_TRUE(on_start_ran);
+    h_ = std::make_unique<DeviceHarness>(*blk_);
+    ASSERT_TRUE(h_->activated());
+  }
+  void TearDown() override {
+    disk_->release();
+    h_.reset();
+  }
+  // Posts a flush request; returns its status byte's address (and its head in `head`).
+  uint64_t post_flush(uint16_t* head = nullptr) {
+    uint64_t hdr = h_->q().alloc(16), st = h_->q().alloc(1, 0xee);
+    struct {
+      uint32_t type, ioprio;
+      uint64_t sector;
+    } req{kTypeFlush, 0, 0};
+    h_->q().put(hdr, &req, 16);
+    uint16_t h = h_->q().add_chain({readable(hdr, 16), writable(st, 1)});
+    if (head) *head = h;
+    return st;
+  }
+  // What the event loop does when the worker's completion fd fires (waits up to 5 s).
+  void pump_completions() {
+    std::vector<BackendFd> fds = blk_->backend_fds();
+    ASSERT_EQ(fds.size(), 1u);
+    pollfd p{fds[0].fd, POLLIN, 0};
+    ASSERT_EQ(poll(&p, 1, 5000), 1);
+    fds[0].on_readable();
+  }
+
+  SlowFlushBackend* disk_ = nullptr;
+  std::unique_ptr<VirtioBlock> blk_;
+  std::unique_ptr<DeviceHarness> h_;
+};
+
+TEST_F(BlockWorkerTest, AFlushDoesNotHoldTheKick) {
+  uint64_t st = post_flush();
+  auto t0 = std::chrono::steady_clock::now();
+  h_->kick();  // the event loop's part: check and submit
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(1));
+  ASSERT_TRUE(disk_->wait_flushing());
+  EXPECT_EQ(h_->q().used_idx(), 0);  // not back before the disk is done
+  disk_->release();
+  pump_completions();
+  EXPECT_EQ(h_->q().used_idx(), 1);
+  EXPECT_EQ(h_->q().bytes(st, 1)[0], kStatusOk);
+  EXPECT_EQ(h_->q().used_elem(0).second, 1u);
+  EXPECT_FALSE(h_->signals().used.empty());  // and the guest is told
+}
+
+TEST_F(BlockWorkerTest, ReadsCompleteThroughTheCompletionFd) {
+  uint64_t hdr = h_->q().alloc(16), data = h_->q().alloc(512), st = h_->q().alloc(1, 0xee);
+  struct {
+    uint32_t type, ioprio;
+    uint64_t sector;
+  } req{kTypeIn, 0, 3};
+  h_->q().put(hdr, &req, 16);
+  h_->q().add_chain({readable(hdr, 16), writable(data, 512), writable(st, 1)});
+  h_->kick();
+  while (h_->q().used_idx() == 0) pump_completions();
+  EXPECT_EQ(h_->q().bytes(st, 1)[0], kStatusOk);
+  EXPECT_EQ(h_->q().bytes(data, 512), std::vector<uint8_t>(512, 0x5a));
+  EXPECT_EQ(h_->q().used_elem(0).second, 513u);
+}
+
+TEST_F(BlockWorkerTest, AtMostARingOfRequestsIsInFlight) {
+  // A guest that republishes one chain as fast as we pop it: the jobs queued behind a slow
+  // flush stop at a ring's worth, and the rest waits on the ring until completions come.
+  uint16_t head;
+  post_flush(&head);
+  for (int i = 1; i < VirtioBlock::kQueueSize; ++i) h_->q().publish(head);
+  h_->kick();
+  ASSERT_TRUE(disk_->wait_flushing());
+  for (int i = 0; i < 10; ++i) h_->q().publish(head);
+  h_->kick();
+  EXPECT_EQ((*blk_->save_queues())[0].next_avail, VirtioBlock::kQueueSize);  // not popped
+  disk_->release();
+  while (h_->q().used_idx() != VirtioBlock::kQueueSize + 10) pump_completions();
+  EXPECT_EQ((*blk_->save_queues())[0].next_avail, VirtioBlock::kQueueSize + 10);
+}
+
+TEST_F(BlockWorkerTest, QuiesceFinishesRequestsInFlight) {
+  uint64_t st = post_flush();
+  h_->kick();
+  ASSERT_TRUE(disk_->wait_flushing());
+  std::thread disk_done([this] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    disk_->release();
+  });
+  blk_->quiesce();  // before a snapshot: the chain is back, in the used ring
+  disk_done.join();
+  EXPECT_EQ(h_->q().used_idx(), 1);
+  EXPECT_EQ(h_->q().bytes(st, 1)[0], kStatusOk);
+  auto queues = blk_->save_queues();
+  ASSERT_TRUE(queues.has_value());
+  EXPECT_EQ((*queues)[0].next_used, 1);
+}
+
+TEST_F(BlockWorkerTest, ResetWaitsForRequestsInFlight) {
+  post_flush();
+  h_->kick();
+  ASSERT_TRUE(disk_->wait_flushing());
+  std::thread disk_done([this] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    disk_->release();
+  });
+  auto t0 = std::chrono::steady_clock::now();
+  h_.reset();  // resets the device: returns only once the flush is over
+  EXPECT_GE(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(40));
+  disk_done.join();
+  blk_->backend_fds()[0].on_readable();  // a late call finds nothing to return, and is harmless
 }
 
 TEST(RawFileBackend, SizeIsRoundedDownToSectors) {

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -14,9 +15,12 @@
 #include <filesystem>
 #include <map>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "base/error.h"
 #include "tests/unit/virtio_mock_driver.h"
+#include "vmm/jail/jail.h"
 #include "vmm/virtio/vsock/vsock.h"
 
 namespace wisp {
@@ -458,6 +462,157 @@ TEST_F(VsockDeviceTest, ManyConcurrentConnections) {
   for (int i = 0; i < 32; ++i) EXPECT_EQ(by_port[100 + i], "conn" + std::to_string(i));
   EXPECT_EQ(dev_->connection_count(), 32u);
   for (int fd : fds) ::close(fd);
+}
+
+// A hostile guest on another vCPU: keeps queue `q` full of buffers the device must refuse,
+// reposting as fast as the device returns them, until `total` have been posted.
+class BadBufferRefiller {
+ public:
+  BadBufferRefiller(testing::MockQueue& q, uint32_t len, uint32_t total) : q_(q) {
+    uint64_t buf = q.alloc(len);
+    uint16_t start = q.used_idx();
+    auto post_while_room = [this, buf, len, start, total] {
+      while (posted_ < total &&
+             static_cast<uint16_t>(start + posted_ - q_.used_idx()) < q_.size()) {
+        q_.add_chain({writable(buf, len)});
+        ++posted_;
+      }
+    };
+    post_while_room();  // a full ring before the device looks
+    thread_ = std::thread([this, post_while_room, total] {
+      running_ = true;
+      while (posted_ < total && !stop_.load()) post_while_room();
+    });
+    while (!running_.load()) std::this_thread::yield();
+  }
+  ~BadBufferRefiller() {
+    stop_ = true;
+    thread_.join();
+  }
+
+ private:
+  testing::MockQueue& q_;
+  uint32_t posted_ = 0;
+  std::atomic<bool> stop_{false};
+  std::atomic<bool> running_{false};
+  std::thread thread_;
+};
+
+TEST_F(VsockDeviceTest, RxRefilledWithBadBuffersDoesNotHoldTheLoop) {
+  for (int i = 0; i < 17; ++i) send(1025, 6000 + i, kOpRw, "stray");  // 16 RSTs fill the ring
+  uint16_t before = h_->q(0).used_idx();
+  ASSERT_EQ(before, 16);  // the 17th RST waits for a buffer
+  h_->signals().requeued.clear();
+  {
+    BadBufferRefiller guest(h_->q(0), 8, 20000);  // 8 bytes: shorter than a header
+    h_->kick(0);
+    // One call serves at most a ring's worth, then hands the loop back with a requeue.
+    EXPECT_LE(static_cast<uint16_t>(h_->q(0).used_idx() - before), VirtioVsock::kQueueSize);
+    EXPECT_EQ(h_->signals().requeued, std::vector<uint16_t>{VirtioVsock::kRxQueue});
+  }
+  // The RST is still owed: once the refused buffers left on the ring are back (the requeued
+  // kicks), a good buffer gets it.
+  for (int i = 0; i < 2; ++i) h_->kick(0);
+  rx_seen_ = h_->q(0).used_idx();
+  post_rx(1);
+  std::vector<Packet> got = take();
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].hdr.op, kOpRst);
+  EXPECT_EQ(got[0].hdr.dst_port, 1025u);
+}
+
+TEST_F(VsockDeviceTest, EventQueueRefilledWithBadBuffersDoesNotHoldTheLoop) {
+  h_->signals().requeued.clear();
+  BadBufferRefiller guest(h_->q(2), 2, 20000);  // 2 bytes: shorter than an event
+  dev_->send_transport_reset();
+  EXPECT_LE(h_->q(2).used_idx(), VirtioVsock::kQueueSize);
+  EXPECT_EQ(h_->signals().requeued, std::vector<uint16_t>{VirtioVsock::kEventQueue});
+}
+
+TEST_F(VsockDeviceTest, HostConnectionWithoutConnectLineIsClosedAfterTheDeadline) {
+  int quiet = unix_connect(path_);
+  int partial = unix_connect(path_);
+  ASSERT_EQ(::write(partial, "CONNECT 5", 9), 9);  // and never the rest
+  pump();
+  EXPECT_FALSE(at_eof(quiet));
+  EXPECT_FALSE(at_eof(partial));
+  usleep((VsockMuxer::kConnectLineTimeoutMs + 100) * 1000);
+  pump();  // the muxer's timer fired
+  EXPECT_TRUE(at_eof(quiet));
+  EXPECT_TRUE(at_eof(partial));
+  EXPECT_TRUE(take().empty());
+  // A client that does send its line in time is served as before.
+  uint32_t hp;
+  int fd = host_connect(52, &hp);
+  ::close(fd);
+  ::close(quiet);
+  ::close(partial);
+}
+
+TEST_F(VsockDeviceTest, AcceptOutOfFdsRestsTheListenerInsteadOfSpinning) {
+  int client = unix_connect(path_);
+  ASSERT_EQ(::write(client, "CONNECT 52\n", 11), 11);
+  rlimit saved{};
+  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &saved), 0);
+  rlimit low = saved;
+  low.rlim_cur = 64;
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &low), 0);
+  std::vector<int> hogs;  // every free fd below the limit
+  for (int fd; (fd = dup(0)) >= 0;) hogs.push_back(fd);
+  std::vector<BackendFd> backend = dev_->backend_fds();
+  backend[0].on_readable();  // accept fails: EMFILE
+  for (int fd : hogs) ::close(fd);
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &saved), 0);
+  // The connection still waits in the backlog, but the loop is not woken for it again and again.
+  pollfd p{backend[0].fd, POLLIN, 0};
+  EXPECT_EQ(poll(&p, 1, 0), 0);
+  // After the rest the listener is back and the connection is served.
+  usleep((VsockMuxer::kAcceptBackoffMs + 50) * 1000);
+  pump();
+  Packet req = take_one();
+  EXPECT_EQ(req.hdr.op, kOpRequest);
+  EXPECT_EQ(req.hdr.dst_port, 52u);
+  ::close(client);
+}
+
+TEST_F(VsockDeviceTest, BufferMemoryIsBounded) {
+  // Past the budget for full-size buffers, connections advertise (and may fill) smaller ones.
+  constexpr size_t kFull = VsockMuxer::kFullBufferBudget / VsockConnection::kBufAlloc;
+  post_rx(64);
+  std::vector<int> fds;
+  for (size_t i = 0; i < kFull + 2; ++i) {
+    int fd = unix_connect(path_);
+    std::string line = "CONNECT " + std::to_string(100 + i) + "\n";
+    ASSERT_EQ(::write(fd, line.data(), line.size()), static_cast<ssize_t>(line.size()));
+    fds.push_back(fd);
+    pump();
+    for (const Packet& p : take()) {
+      ASSERT_EQ(p.hdr.op, kOpRequest);
+      EXPECT_EQ(p.hdr.buf_alloc, p.hdr.dst_port - 100 < kFull ? VsockConnection::kBufAlloc
+                                                              : VsockConnection::kMinBufAlloc);
+    }
+  }
+  EXPECT_EQ(dev_->connection_count(), kFull + 2);
+  for (int fd : fds) ::close(fd);
+}
+
+TEST(VsockDevice, JailedFileLimitCoversTheConnectionCap) {
+  static_assert(jail::kVmmMaxFiles >= VsockMuxer::kFilesNeeded);
+  // Unjailed, the muxer raises the soft limit itself (the hard one permitting).
+  rlimit r{};
+  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &r), 0);
+  if (r.rlim_max >= VsockMuxer::kFilesNeeded) {
+    rlimit low{256, r.rlim_max};
+    ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &low), 0);
+    char tmpl[] = "/tmp/wisp-vsock-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    { VirtioVsock dev(VsockSpec{std::string(tmpl) + "/v.sock", 3}); }
+    rlimit now{};
+    getrlimit(RLIMIT_NOFILE, &now);
+    setrlimit(RLIMIT_NOFILE, &r);
+    std::filesystem::remove_all(tmpl);
+    EXPECT_GE(now.rlim_cur, VsockMuxer::kFilesNeeded);
+  }
 }
 
 TEST_F(VsockDeviceTest, DeviceResetClosesEverything) {

@@ -6,8 +6,11 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <string>
 
+#include "base/clock.h"
 #include "base/error.h"
+#include "base/log.h"
 
 namespace wisp {
 
@@ -52,31 +55,47 @@ void EventLoop::add_timer(uint64_t ms, std::function<void()> fn) {
 
 int EventLoop::run() {
   epoll_event events[16];
+  longest_ns_.store(0, std::memory_order_relaxed);
   while (true) {
     int n = epoll_wait(epoll_.get(), events, 16, -1);
     if (n < 0) {
       if (errno == EINTR) continue;
       throw_errno("epoll_wait");
     }
-    for (int i = 0; i < n; ++i) {
-      int fd = events[i].data.fd;
-      if (fd == wake_.get()) {
-        uint64_t v;
-        [[maybe_unused]] ssize_t r = ::read(wake_.get(), &v, sizeof(v));
-        run_calls();
-        continue;
-      }
-      auto it = handlers_.find(fd);
-      if (it == handlers_.end()) continue;
-      auto keep = it->second;  // the handler may remove itself
-      (*keep)(events[i].events);
-    }
+    uint64_t t0 = now_ns();
+    for (int i = 0; i < n; ++i) dispatch(events[i]);
+    note_iteration(now_ns() - t0, events, n);
     int64_t code = stop_code_.load();
     if (code != kRunning) {
       cancel_calls();
       return static_cast<int>(code);
     }
   }
+}
+
+void EventLoop::note_iteration(uint64_t took_ns, const epoll_event* events, int n) {
+  if (took_ns <= longest_ns_.load(std::memory_order_relaxed)) return;
+  longest_ns_.store(took_ns, std::memory_order_relaxed);
+  if (took_ns < kSlowIterationNs) return;
+  // Which handlers held the loop (at -vv): the fds that were ready together.
+  std::string fds;
+  for (int i = 0; i < n; ++i) fds += (i ? "," : "") + std::to_string(events[i].data.fd);
+  LOG_DEBUG("event loop: an iteration took %.1f ms (fds %s)", static_cast<double>(took_ns) / 1e6,
+            fds.c_str());
+}
+
+void EventLoop::dispatch(const epoll_event& event) {
+  int fd = event.data.fd;
+  if (fd == wake_.get()) {
+    uint64_t v;
+    [[maybe_unused]] ssize_t r = ::read(wake_.get(), &v, sizeof(v));
+    run_calls();
+    return;
+  }
+  auto it = handlers_.find(fd);
+  if (it == handlers_.end()) return;
+  auto keep = it->second;  // the handler may remove itself
+  (*keep)(event.events);
 }
 
 bool EventLoop::run_on_loop(const std::function<void()>& fn) {

@@ -16,6 +16,8 @@
 
 #include "base/unique_fd.h"
 
+struct epoll_event;
+
 namespace wisp {
 
 class EventLoop {
@@ -47,6 +49,11 @@ class EventLoop {
   // Thread-safe: fails every waiting and every later run_on_loop() call.
   void cancel_calls();
 
+  // The longest time one iteration took (from epoll_wait's return to the end of the handlers
+  // it woke), in nanoseconds, since run() started. Thread-safe. What a guest or client could
+  // make everything else on the loop wait (control calls, stop signals, other devices).
+  uint64_t longest_iteration_ns() const { return longest_ns_.load(std::memory_order_relaxed); }
+
  private:
   struct Call {
     const std::function<void()>* fn;
@@ -55,12 +62,17 @@ class EventLoop {
     std::exception_ptr error;
   };
   void run_calls();
+  void dispatch(const epoll_event& event);
+  // Keeps the longest iteration; logs a new longest one past kSlowIterationNs (debug level).
+  void note_iteration(uint64_t took_ns, const epoll_event* events, int n);
+  static constexpr uint64_t kSlowIterationNs = 10'000'000;
 
   UniqueFd epoll_;
   UniqueFd wake_;  // eventfd written by stop()
   std::map<int, std::shared_ptr<Handler>> handlers_;
   static constexpr int64_t kRunning = INT64_MIN;
   std::atomic<int64_t> stop_code_{kRunning};  // written by any thread, first stop() wins
+  std::atomic<uint64_t> longest_ns_{0};       // written by the loop thread only
   // run_on_loop() requests: queued by their threads, run and marked done by the loop thread.
   std::mutex calls_mu_;
   std::condition_variable calls_cv_;

@@ -36,7 +36,8 @@ struct Exposed {
 constexpr uint64_t kVmmMemoryAllowance = 128ull << 20;
 // pids.max and RLIMIT_NPROC above the vCPU threads: the main thread, the control thread, spare.
 constexpr uint64_t kVmmExtraThreads = 4;
-// RLIMIT_NOFILE: the vsock device's 1024 connections, the vCPUs, event fds and sockets.
+// RLIMIT_NOFILE: the vsock device's 1024 connections, the vCPUs, event fds and sockets (at
+// least VsockMuxer::kFilesNeeded; a unit test compares them).
 constexpr uint64_t kVmmMaxFiles = 2048;
 
 struct JailConfig {

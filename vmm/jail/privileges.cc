@@ -59,6 +59,8 @@ void Confinement::drop_privileges() {
   install_sigsys_handler(report_);
   leave_proc();
   drop_bounding_set();
+  // Before the uid changes: raising the hard limit above the starter's takes CAP_SYS_RESOURCE.
+  set_limit(RLIMIT_NOFILE, kVmmMaxFiles, "RLIMIT_NOFILE");
   gid_t gid = static_cast<gid_t>(uid_);
   if (::setgroups(0, nullptr) != 0) throw_errno("jail: setgroups");
   if (::setresgid(gid, gid, gid) != 0) throw_errno("jail: setresgid " + std::to_string(gid));
@@ -66,7 +68,6 @@ void Confinement::drop_privileges() {
   clear_capabilities();
   if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) throw_errno("jail: no_new_privs");
   if (::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) throw_errno("jail: PR_SET_DUMPABLE");
-  set_limit(RLIMIT_NOFILE, kVmmMaxFiles, "RLIMIT_NOFILE");
   set_limit(RLIMIT_NPROC, vcpus_ + kVmmExtraThreads, "RLIMIT_NPROC");
   set_limit(RLIMIT_FSIZE, max_file_bytes_, "RLIMIT_FSIZE");
   set_limit(RLIMIT_CORE, 0, "RLIMIT_CORE");

@@ -94,6 +94,8 @@ const char* thread_kind_name(ThreadKind kind) {
       return "vcpu";
     case ThreadKind::kControl:
       return "control";
+    case ThreadKind::kBlock:
+      return "block";
   }
   return "unknown";
 }
@@ -106,6 +108,8 @@ const SeccompTable& seccomp_table(ThreadKind kind) {
       return vcpu_seccomp_table();
     case ThreadKind::kControl:
       return control_seccomp_table();
+    case ThreadKind::kBlock:
+      return block_seccomp_table();
   }
   throw Error("seccomp: unknown thread kind");
 }

@@ -15,8 +15,9 @@ enum class ThreadKind {
   kLoop,     // the main thread: the event loop (devices' back-ends, console, stop signals)
   kVcpu,     // one per vCPU: KVM_RUN and the exits it dispatches to the buses
   kControl,  // the control socket's Cap'n Proto RPC thread
+  kBlock,    // a virtio-blk device's disk I/O thread (BlockWorker)
 };
-const char* thread_kind_name(ThreadKind kind);  // "loop", "vcpu", "control"
+const char* thread_kind_name(ThreadKind kind);  // "loop", "vcpu", "control", "block"
 
 enum class SeccompMode {
   kTrap,    // the default: a call outside the list raises SIGSYS
@@ -49,7 +50,8 @@ size_t allowed_syscall_count(ThreadKind kind);
 // The name of syscall `nr` on this architecture ("openat"), or "syscall N".
 std::string syscall_name(int nr);
 
-// Test switch: when $WISP_TEST_FORBIDDEN_CALL is "KIND:CALL" (KIND one of loop, vcpu, control;
+// Test switch: when $WISP_TEST_FORBIDDEN_CALL is "KIND:CALL" (KIND one of loop, vcpu, control,
+// block;
 // CALL one of openat, execve, socket, ptrace) and KIND is `kind`, attempts CALL now, which the
 // filter must kill. Does nothing otherwise.
 void maybe_attempt_forbidden_call(ThreadKind kind);

@@ -1,6 +1,6 @@
-// The event-loop (main) thread's allow-list: the devices' back-ends (vsock bridge, block file,
-// rng, console), the control calls run on the loop (pause, resume, snapshot, stats) and the
-// VMM's exit. No open: every file (even /proc/self/pagemap, GuestMemory's) is opened before
+// The event-loop (main) thread's allow-list: the devices' back-ends (vsock bridge, block
+// completions, rng, console), the control calls run on the loop (pause, resume, snapshot, stats)
+// and the VMM's exit. No open: every file (even /proc/self/pagemap, GuestMemory's) is opened before
 // the filter goes on, and a snapshot's files arrive as fds. Reviewed against strace and the
 // kernel's log of a WISP_SECCOMP_LOG_ALL run (tests/integration/seccomp_tables_check.py).
 #include <sys/ioctl.h>
@@ -36,10 +36,9 @@ constexpr SyscallRule kSyscalls[] = {
     allow("unlink", "the bridge's and the control socket's paths removed at exit"),
     // virtio-rng and snapshot ids.
     allow("getrandom", "VirtioRng fills the guest's buffers; a snapshot's id"),
-    // virtio-blk.
-    allow("pread64", "block reads; /proc/self/pagemap (stats, diff snapshots)"),
-    allow("pwrite64", "block writes; the snapshot's state and memory files"),
-    allow("fdatasync", "block flush requests"),
+    // Block I/O runs on its own thread (seccomp_block_table.cc); these are the snapshot's.
+    allow("pread64", "/proc/self/pagemap (stats, diff snapshots)"),
+    allow("pwrite64", "the snapshot's state and memory files"),
     // Snapshots (pause, KVM_GET_* below, write the files the caller handed over).
     allow("tgkill", "VcpuRunner::kick: pthread_kill stops KVM_RUN for a pause"),
     allow("getpid", "pthread_kill's tgkill names this process"),

@@ -45,6 +45,7 @@ const SeccompTable& seccomp_table(ThreadKind kind);
 const SeccompTable& loop_seccomp_table();
 const SeccompTable& vcpu_seccomp_table();
 const SeccompTable& control_seccomp_table();
+const SeccompTable& block_seccomp_table();
 
 // Helpers for the tables.
 constexpr SyscallRule allow(const char* name, const char* why) { return {name, why, {}, 0}; }

@@ -111,6 +111,14 @@ void MachineImpl::start_threads() {
     stop_.request(StopReason::kError, e.what());
     return;
   }
+  try {
+    std::function<void()> device_hook;
+    if (hook) device_hook = [&hook] { hook(ThreadRole::kBlock); };
+    for (AttachedVirtioDevice& d : virtio_) d.transport->device().start_threads(device_hook);
+  } catch (const Error& e) {
+    stop_.request(StopReason::kError, std::string("device thread: ") + e.what());
+    return;
+  }
   vcpus_.start(hook ? [&hook](size_t) { hook(ThreadRole::kVcpu); } : VcpuRunner::ThreadStartFn());
   try {
     if (hook) hook(ThreadRole::kLoop);
@@ -134,11 +142,14 @@ RunResult MachineImpl::result(uint64_t end_ns) const {
   r.io_exits = counters.io_exits.load();
   r.mmio_exits = counters.mmio_exits.load();
   r.unhandled_io = counters.unhandled_io.load();
+  r.loop_max_us = loop_.longest_iteration_ns() / 1000;
   return r;
 }
 
 MachineState MachineImpl::save_state() {
   if (!paused()) throw Error("the VM must be paused to save its state");
+  // Requests in flight finish first: their used entries and interrupt belong in the state.
+  for (AttachedVirtioDevice& d : virtio_) d.transport->device().quiesce();
   MachineState s;
   s.mem_bytes = mem_.size();
   s.cpuid = boot_cpuid_;

@@ -31,6 +31,7 @@ enum class ThreadRole {
   kLoop,     // the thread that calls run(): the event loop
   kVcpu,     // one per vCPU
   kControl,  // the control socket's RPC thread
+  kBlock,    // a device's own thread (VirtioDevice::start_threads): virtio-blk's disk I/O
 };
 
 struct MachineConfig {
@@ -65,6 +66,8 @@ struct RunResult {
   uint64_t first_run_us = 0;
   uint64_t exit_us = 0;
   uint64_t io_exits = 0, mmio_exits = 0, unhandled_io = 0;
+  // The event loop's longest iteration (EventLoop::longest_iteration_ns), in microseconds.
+  uint64_t loop_max_us = 0;
 };
 
 class Machine {

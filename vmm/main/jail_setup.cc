@@ -41,6 +41,8 @@ jail::ThreadKind kind_of(ThreadRole role) {
       return jail::ThreadKind::kVcpu;
     case ThreadRole::kControl:
       return jail::ThreadKind::kControl;
+    case ThreadRole::kBlock:
+      return jail::ThreadKind::kBlock;
     default:
       return jail::ThreadKind::kLoop;
   }

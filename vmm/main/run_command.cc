@@ -67,7 +67,7 @@ Options:
   --no-rng         no virtio-rng device (default: one, fed from the host's getrandom)
   --timings        print a JSON line to stderr at exit: milliseconds from process start to
                    kernel loaded, first KVM_RUN and exit; the jail's cost; why it stopped;
-                   exit counts
+                   exit counts; the event loop's longest iteration (loop_max_ms)
 %s%s  -v, --verbose    log VMM diagnostics to stderr (twice: debug)
   -h, --help       show this help
 
@@ -193,16 +193,16 @@ void finish_config(RunOptions* o) {
 }
 
 void print_timings(const RunResult& r, double jail_ms) {
-  std::fprintf(stderr,
-               "{\"jail_ms\":%.3f,\"kernel_loaded_ms\":%.3f,\"first_kvm_run_ms\":%.3f,"
-               "\"exit_ms\":%.3f,\"stop\":\"%s\",\"io_exits\":%llu,\"mmio_exits\":%llu,"
-               "\"unhandled_io\":%llu}\n",
-               jail_ms, static_cast<double>(r.kernel_loaded_us) / 1000.0,
-               static_cast<double>(r.first_run_us) / 1000.0,
-               static_cast<double>(r.exit_us) / 1000.0, stop_reason_name(r.reason),
-               static_cast<unsigned long long>(r.io_exits),
-               static_cast<unsigned long long>(r.mmio_exits),
-               static_cast<unsigned long long>(r.unhandled_io));
+  std::fprintf(
+      stderr,
+      "{\"jail_ms\":%.3f,\"kernel_loaded_ms\":%.3f,\"first_kvm_run_ms\":%.3f,"
+      "\"exit_ms\":%.3f,\"stop\":\"%s\",\"io_exits\":%llu,\"mmio_exits\":%llu,"
+      "\"unhandled_io\":%llu,\"loop_max_ms\":%.3f}\n",
+      jail_ms, static_cast<double>(r.kernel_loaded_us) / 1000.0,
+      static_cast<double>(r.first_run_us) / 1000.0, static_cast<double>(r.exit_us) / 1000.0,
+      stop_reason_name(r.reason), static_cast<unsigned long long>(r.io_exits),
+      static_cast<unsigned long long>(r.mmio_exits),
+      static_cast<unsigned long long>(r.unhandled_io), static_cast<double>(r.loop_max_us) / 1000.0);
 }
 
 // The VM itself, inside the jail: everything is opened and built, then the privileges go,

@@ -98,6 +98,15 @@ class VirtioDevice {
   // event loop runs). The fds stay the device's; the handlers run on the event-loop thread
   // while the device lives. Default: none.
   virtual std::vector<BackendFd> backend_fds() { return {}; }
+
+  // Starts the device's own threads (virtio-blk's I/O thread), called by the machine once, as
+  // it starts its vCPU threads (privileges already dropped); `on_start` runs first thing on
+  // each (the jail's seccomp filter for device threads). Throws Error. Default: none.
+  virtual void start_threads(const std::function<void()>& /*on_start*/) {}
+  // Finishes the requests in flight on those threads and returns their chains to the driver.
+  // The machine calls it before saving state (vCPUs paused, event-loop thread), so a snapshot
+  // never holds a request the guest submitted that no restored device will complete.
+  virtual void quiesce() {}
 };
 
 // The shape every wisp device shares: one mutex, the queues and memory handed over at

@@ -64,79 +64,172 @@ void VirtioBlock::read_config(uint64_t offset, std::span<uint8_t> data) {
   read_config_bytes(config_, offset, data);  // immutable: no lock needed
 }
 
+void VirtioBlock::start_threads(const std::function<void()>& on_start) { worker_.start(on_start); }
+
+std::vector<BackendFd> VirtioBlock::backend_fds() {
+  return {{worker_.completion_fd(), [this] { on_completions(); }}};
+}
+
 void VirtioBlock::process_queue(uint16_t index) {
-  drain_queue(index, [&](const DescriptorChain& chain) -> uint32_t {
-    if (chain.writable_bytes() == 0) {
-      count_bad_request("queue %u: request at head %u has no status byte", index, chain.head());
-      return 0;
+  // drain_queue's loop, but a chain goes back when its I/O is done, not when it is popped;
+  // and at most a ring's worth is in flight, so a guest cannot queue work without bound.
+  Queue& q = queue(index);
+  if (!q.ready()) return;
+  uint32_t budget = kick_budget(q);
+  throttled_ = false;
+  do {
+    q.disable_notification(memory());
+    while (true) {
+      if (in_flight_ >= q.size()) complete_done();
+      if (in_flight_ >= q.size()) {
+        throttled_ = true;  // on_completions() resumes us; notifications stay off till then
+        notify_if_needed(index);
+        return;
+      }
+      if (budget == 0) {
+        signals().requeue(index);
+        complete_done();
+        return;
+      }
+      auto chain = q.pop(memory());
+      if (!chain) break;
+      --budget;
+      if (!chain->ok()) {
+        discard_chain(index, *chain);
+        continue;
+      }
+      start_request(*chain);
     }
-    Outcome out = execute(index, chain);
-    // The status byte is the last writable byte, and it is written last: once the driver
-    // sees it (with the used entry), the data is in place.
-    chain.write(memory(), chain.writable_bytes() - 1, {&out.status, 1});
-    return out.data_written + 1;
+  } while (q.enable_notification(memory()));
+  complete_done();
+}
+
+void VirtioBlock::start_request(const DescriptorChain& chain) {
+  Queue& q = queue(0);
+  if (chain.writable_bytes() == 0) {
+    count_bad_request("request at head %u has no status byte", chain.head());
+    q.add_used(memory(), chain.head(), 0);
+    return;
+  }
+  RequestHeader h;
+  std::optional<Outcome> answer;
+  if (chain.read(memory(), 0, {reinterpret_cast<uint8_t*>(&h), sizeof(h)}) != sizeof(h)) {
+    count_bad_request("request at head %u has a short header", chain.head());
+    answer = Outcome{kStatusIoErr, 0};
+  } else if (h.type == kTypeIn || h.type == kTypeOut) {
+    answer = check_transfer(chain, h.type, h.sector);
+  } else if (h.type == kTypeGetId) {
+    answer = get_id(chain);
+  } else if (h.type != kTypeFlush) {
+    answer = Outcome{kStatusUnsupported, 0};  // discard, write-zeroes...: not offered
+  }
+  if (answer) {
+    q.add_used(memory(), chain.head(), finish(memory(), chain, *answer));
+    return;
+  }
+  ++in_flight_;
+  const GuestMemory* mem = &memory();  // valid until reset, which waits for the worker
+  worker_.submit(chain.head(), [this, mem, chain, type = h.type, sector = h.sector] {
+    return run_io(*mem, chain, type, sector);
   });
 }
 
-VirtioBlock::Outcome VirtioBlock::execute(uint16_t index, const DescriptorChain& chain) {
-  RequestHeader h;
-  if (chain.read(memory(), 0, {reinterpret_cast<uint8_t*>(&h), sizeof(h)}) != sizeof(h)) {
-    count_bad_request("queue %u: request at head %u has a short header", index, chain.head());
-    return {kStatusIoErr, 0};
+uint32_t VirtioBlock::run_io(const GuestMemory& mem, const DescriptorChain& chain, uint32_t type,
+                             uint64_t sector) {
+  Outcome out{kStatusOk, 0};
+  if (type == kTypeFlush) {
+    if (int err = backend_->flush()) out = io_error("flush", 0, err);
+  } else {
+    out = transfer(mem, chain, type, sector);
   }
-  switch (h.type) {
-    case kTypeIn:
-    case kTypeOut:
-      return transfer(index, chain, h.type, h.sector);
-    case kTypeFlush: {
-      int err = backend_->flush();
-      return err ? io_error("flush", 0, err) : Outcome{kStatusOk, 0};
-    }
-    case kTypeGetId:
-      return get_id(chain);
-    default:
-      return {kStatusUnsupported, 0};  // discard, write-zeroes...: not offered
-  }
+  return finish(mem, chain, out);
 }
 
-VirtioBlock::Outcome VirtioBlock::transfer(uint16_t index, const DescriptorChain& chain,
-                                           uint32_t type, uint64_t sector) {
+uint32_t VirtioBlock::finish(const GuestMemory& mem, const DescriptorChain& chain, Outcome out) {
+  // The status byte is the last writable byte, and it is written last: once the driver sees
+  // it (with the used entry), the data is in place.
+  chain.write(mem, chain.writable_bytes() - 1, {&out.status, 1});
+  return out.data_written + 1;
+}
+
+void VirtioBlock::complete_done() {
+  Queue& q = queue(0);
+  for (const BlockWorker::Done& d : worker_.take_done()) {
+    q.add_used(memory(), d.head, d.len);
+    --in_flight_;
+  }
+  notify_if_needed(0);  // also for chains answered at once (start_request)
+}
+
+void VirtioBlock::on_completions() {
+  auto lock = lock_state();
+  if (!is_active_locked()) {
+    worker_.take_done();  // reset already waited for them; nothing goes back
+    return;
+  }
+  complete_done();
+  if (throttled_) process_queue(0);
+}
+
+void VirtioBlock::quiesce() {
+  auto lock = lock_state();
+  worker_.wait_idle();
+  if (is_active_locked()) complete_done();
+}
+
+void VirtioBlock::on_reset() {
+  // The driver is gone: no job may touch its memory after reset() returns. (A vCPU thread:
+  // futex only, see BlockWorker::discard_done.)
+  worker_.wait_idle();
+  worker_.discard_done();
+  in_flight_ = 0;
+  throttled_ = false;
+}
+
+std::optional<VirtioBlock::Outcome> VirtioBlock::check_transfer(const DescriptorChain& chain,
+                                                                uint32_t type, uint64_t sector) {
   bool is_read = type == kTypeIn;
   uint64_t status_at = chain.writable_bytes() - 1;
   // A read has nothing to read but the header, a write nothing to write but the status; data
   // buffers in the other direction are a malformed request.
   if (is_read ? chain.readable_bytes() != kHeaderBytes : status_at != 0) {
-    count_bad_request("queue %u: %s at head %u has data buffers in the wrong direction", index,
+    count_bad_request("%s at head %u has data buffers in the wrong direction",
                       is_read ? "read" : "write", chain.head());
-    return {kStatusIoErr, 0};
+    return Outcome{kStatusIoErr, 0};
   }
   uint64_t len = is_read ? status_at : chain.readable_bytes() - kHeaderBytes;
   if (len % kSectorSize != 0 || len >= UINT32_MAX) {
-    count_bad_request("queue %u: transfer of %" PRIu64 " bytes is not whole sectors", index, len);
-    return {kStatusIoErr, 0};
+    count_bad_request("transfer of %" PRIu64 " bytes is not whole sectors", len);
+    return Outcome{kStatusIoErr, 0};
   }
   // Overflow-safe: sector alone is checked first, so capacity_ - sector cannot wrap, and
   // sector * 512 <= capacity_ * 512 <= the image size.
   uint64_t sectors = len / kSectorSize;
   if (sector > capacity_ || sectors > capacity_ - sector) {
-    count_bad_request("queue %u: sectors [%" PRIu64 ", +%" PRIu64
-                      ") are beyond the disk's %" PRIu64,
-                      index, sector, sectors, capacity_);
-    return {kStatusIoErr, 0};
+    count_bad_request("sectors [%" PRIu64 ", +%" PRIu64 ") are beyond the disk's %" PRIu64, sector,
+                      sectors, capacity_);
+    return Outcome{kStatusIoErr, 0};
   }
   if (!is_read && backend_->read_only()) {
-    count_bad_request("queue %u: write to a read-only disk", index);
-    return {kStatusIoErr, 0};
+    count_bad_request("write to a read-only disk");
+    return Outcome{kStatusIoErr, 0};
   }
+  return std::nullopt;
+}
+
+VirtioBlock::Outcome VirtioBlock::transfer(const GuestMemory& mem, const DescriptorChain& chain,
+                                           uint32_t type, uint64_t sector) {
   uint64_t offset = sector * kSectorSize;
-  if (is_read) {
-    for (std::span<uint8_t> v : chain.writable_views(memory(), 0, len)) {
+  if (type == kTypeIn) {
+    uint64_t len = chain.writable_bytes() - 1;
+    for (std::span<uint8_t> v : chain.writable_views(mem, 0, len)) {
       if (int err = backend_->read_at(offset, v)) return io_error("read", sector, err);
       offset += v.size();
     }
     return {kStatusOk, static_cast<uint32_t>(len)};
   }
-  for (std::span<const uint8_t> v : chain.readable_views(memory(), kHeaderBytes, len)) {
+  uint64_t len = chain.readable_bytes() - kHeaderBytes;
+  for (std::span<const uint8_t> v : chain.readable_views(mem, kHeaderBytes, len)) {
     if (int err = backend_->write_at(offset, v)) return io_error("write", sector, err);
     offset += v.size();
   }

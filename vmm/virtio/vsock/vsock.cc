@@ -130,16 +130,24 @@ void VirtioVsock::process_tx() {
 void VirtioVsock::process_rx() {
   Queue& q = queue(kRxQueue);
   if (!q.ready()) return;
+  // Every popped chain counts, rejected ones too: a guest refilling its ring with buffers we
+  // refuse (from another vCPU, as fast as we return them) would otherwise hold the loop.
+  uint32_t budget = kick_budget(q);
   bool filled = false;
   bool out_of_buffers;
   do {
     out_of_buffers = false;
     while (muxer_.has_rx()) {
+      if (budget == 0) {
+        signals().requeue(kRxQueue);  // a ring's worth served: come back after other events
+        break;
+      }
       auto chain = q.pop(memory());
       if (!chain) {
         out_of_buffers = true;
         break;
       }
+      --budget;
       if (!chain->ok()) {
         discard_chain(kRxQueue, *chain);
         continue;
@@ -148,33 +156,48 @@ void VirtioVsock::process_rx() {
         count_bad_request("rx buffer at head %u is not a writable buffer of >= 44 bytes",
                           chain->head());
         q.add_used(memory(), chain->head(), 0);
+        filled = true;
         continue;
       }
-      uint64_t room =
-          std::min<uint64_t>(chain->writable_bytes() - vsock::kHeaderBytes, vsock::kMaxPayload);
-      auto data = chain->writable_views(memory(), vsock::kHeaderBytes, room);
-      VsockHeader hdr;
-      if (!muxer_.next_rx(&hdr, data)) {
-        q.undo_pop();  // nothing to send after all: the buffer stays the guest's
-        break;
-      }
-      // Payload first (already read into the buffer), header last, then the used entry.
-      uint8_t raw[vsock::kHeaderBytes];
-      encode_vsock_header(hdr, raw);
-      chain->write(memory(), 0, raw);
-      q.add_used(memory(), chain->head(), vsock::kHeaderBytes + hdr.len);
+      if (!fill_rx(q, *chain)) break;
       filled = true;
     }
     // Out of buffers with more to send: ask for a kick when the guest adds some, and look
-    // again in case it did meanwhile.
+    // again in case it did meanwhile (what that finds is popped, so it counts as well).
   } while (out_of_buffers && q.enable_notification(memory()));
   if (filled) notify_if_needed(kRxQueue);
+}
+
+bool VirtioVsock::fill_rx(Queue& q, const DescriptorChain& chain) {
+  uint64_t room =
+      std::min<uint64_t>(chain.writable_bytes() - vsock::kHeaderBytes, vsock::kMaxPayload);
+  auto data = chain.writable_views(memory(), vsock::kHeaderBytes, room);
+  VsockHeader hdr;
+  if (!muxer_.next_rx(&hdr, data)) {
+    q.undo_pop();  // nothing to send after all: the buffer stays the guest's
+    return false;
+  }
+  // Payload first (already read into the buffer), header last, then the used entry.
+  uint8_t raw[vsock::kHeaderBytes];
+  encode_vsock_header(hdr, raw);
+  chain.write(memory(), 0, raw);
+  q.add_used(memory(), chain.head(), vsock::kHeaderBytes + hdr.len);
+  return true;
 }
 
 void VirtioVsock::deliver_event() {
   Queue& q = queue(kEventQueue);
   if (!q.ready()) return;
-  while (auto chain = q.pop(memory())) {
+  // Bounded like RX: a guest posting only too-short event buffers must not hold the loop.
+  uint32_t budget = kick_budget(q);
+  while (event_pending_) {
+    if (budget == 0) {
+      signals().requeue(kEventQueue);
+      break;
+    }
+    auto chain = q.pop(memory());
+    if (!chain) break;
+    --budget;
     if (!chain->ok()) {
       discard_chain(kEventQueue, *chain);
       continue;
@@ -188,7 +211,6 @@ void VirtioVsock::deliver_event() {
     chain->write(memory(), 0, {reinterpret_cast<const uint8_t*>(&id), sizeof(id)});
     q.add_used(memory(), chain->head(), vsock::kEventBytes);
     event_pending_ = false;
-    break;
   }
   notify_if_needed(kEventQueue);
 }

@@ -5,7 +5,7 @@
 //
 // RX is filled whenever there is both something to send and a buffer: after TX packets (which
 // cause replies), on RX kicks (new buffers) and when a Unix socket becomes readable. Each pass
-// fills as many buffers as it can and raises at most one interrupt.
+// fills as many buffers as it can, up to a ring's worth, and raises at most one interrupt.
 //
 // Threads: queue work and backend events run on the event-loop thread under the device lock;
 // send_transport_reset() may be called from any thread.
@@ -65,7 +65,12 @@ class VirtioVsock final : public VirtioDeviceBase {
 
  private:
   void process_tx();
+  // RX and the event queue are bounded per call like TX (kick_budget(): every chain popped
+  // counts, refused ones too); past it they requeue themselves and return.
   void process_rx();
+  // Fills one good RX buffer with the muxer's next packet; false (buffer left on the ring)
+  // when there was nothing to send after all.
+  bool fill_rx(Queue& q, const DescriptorChain& chain);
   void deliver_event();
 
   // Fixed but for restore_state; atomic because read_config reads it without the device lock.

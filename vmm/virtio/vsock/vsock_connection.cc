@@ -46,21 +46,27 @@ void ByteRing::clear() {
 // ---- VsockConnection: construction and guest input --------------------------------------------
 
 VsockConnection::VsockConnection(uint32_t host_port, uint32_t guest_port, State state,
-                                 std::unique_ptr<VsockStream> stream)
-    : host_port_(host_port), guest_port_(guest_port), state_(state), stream_(std::move(stream)) {}
+                                 std::unique_ptr<VsockStream> stream, uint32_t buf_alloc)
+    : host_port_(host_port),
+      guest_port_(guest_port),
+      buf_alloc_(std::clamp(buf_alloc, kMinBufAlloc, kBufAlloc)),
+      state_(state),
+      stream_(std::move(stream)),
+      tx_buf_(buf_alloc_) {}
 
 std::unique_ptr<VsockConnection> VsockConnection::host_initiated(
-    uint32_t host_port, uint32_t guest_port, std::unique_ptr<VsockStream> stream) {
+    uint32_t host_port, uint32_t guest_port, std::unique_ptr<VsockStream> stream,
+    uint32_t buf_alloc) {
   std::unique_ptr<VsockConnection> c(
-      new VsockConnection(host_port, guest_port, State::kConnecting, std::move(stream)));
+      new VsockConnection(host_port, guest_port, State::kConnecting, std::move(stream), buf_alloc));
   c->request_owed_ = true;
   return c;
 }
 
 std::unique_ptr<VsockConnection> VsockConnection::guest_initiated(
-    const VsockHeader& request, std::unique_ptr<VsockStream> stream) {
-  std::unique_ptr<VsockConnection> c(new VsockConnection(request.dst_port, request.src_port,
-                                                         State::kEstablished, std::move(stream)));
+    const VsockHeader& request, std::unique_ptr<VsockStream> stream, uint32_t buf_alloc) {
+  std::unique_ptr<VsockConnection> c(new VsockConnection(
+      request.dst_port, request.src_port, State::kEstablished, std::move(stream), buf_alloc));
   c->response_owed_ = true;
   c->guest_buf_alloc_ = request.buf_alloc;
   c->guest_fwd_cnt_ = request.fwd_cnt;
@@ -131,7 +137,7 @@ bool VsockConnection::on_guest_data(std::span<const std::span<const uint8_t>> pa
     fwd_cnt_ += len;
     return true;
   }
-  if (tx_buf_.size() + len > kBufAlloc) {  // past the credit we granted
+  if (tx_buf_.size() + len > buf_alloc_) {  // past the credit we granted
     kill();
     return false;
   }
@@ -259,7 +265,12 @@ bool VsockConnection::has_rx() const {
   if (response_owed_) return true;
   if (reading() && data_ready_ && (guest_credit() > 0 || !credit_requested_)) return true;
   if (shutdown_owed_ & ~shutdown_sent_) return true;
-  return credit_update_owed_ || fwd_cnt_ - fwd_cnt_told_ >= kCreditUpdateThreshold;
+  return credit_update_due();
+}
+
+bool VsockConnection::credit_update_due() const {
+  return credit_update_owed_ ||
+         fwd_cnt_ - fwd_cnt_told_ >= std::min(kCreditUpdateThreshold, buf_alloc_ / 4);
 }
 
 void VsockConnection::fill_common(VsockHeader* hdr, uint16_t op) {
@@ -270,7 +281,7 @@ void VsockConnection::fill_common(VsockHeader* hdr, uint16_t op) {
   hdr->flags = 0;
   hdr->len = 0;
   // Every packet tells the guest our credit, so no separate update is owed after it.
-  hdr->buf_alloc = kBufAlloc;
+  hdr->buf_alloc = buf_alloc_;
   hdr->fwd_cnt = fwd_cnt_;
   fwd_cnt_told_ = fwd_cnt_;
   credit_update_owed_ = false;
@@ -313,7 +324,7 @@ bool VsockConnection::next_rx(VsockHeader* hdr, std::span<const std::span<uint8_
     if (shutdown_sent_ == kShutdownBoth) deadline_ms_ = now_ms + kCloseTimeoutMs;
     return true;
   }
-  if (credit_update_owed_ || fwd_cnt_ - fwd_cnt_told_ >= kCreditUpdateThreshold) {
+  if (credit_update_due()) {
     fill_common(hdr, kOpCreditUpdate);
     return true;
   }

@@ -5,8 +5,9 @@
 // and mirrors its epoll_events() into epoll.
 //
 // Flow control.
-//  guest -> host: we advertise kBufAlloc bytes and count what reached the stream in fwd_cnt.
-//    Bytes the stream could not take at once wait in a ring of at most kBufAlloc bytes; a guest
+//  guest -> host: we advertise buf_alloc() bytes (kBufAlloc, or less when the muxer's buffer
+//    budget is spent) and count what reached the stream in fwd_cnt. Bytes the stream could not
+//    take at once wait in a ring of at most buf_alloc() bytes; a guest
 //    that sends past its credit is cut off with RST, so the ring can never overflow. A slow
 //    stream therefore stops the guest by withholding credit, never by growing memory.
 //  host -> guest: we read from the stream only as much as the guest's credit
@@ -60,10 +61,12 @@ class ByteRing {
 
 class VsockConnection {
  public:
-  // Our receive buffer per connection (what Linux uses by default too).
+  // Our receive buffer per connection (what Linux uses by default too), and the smallest one
+  // the muxer hands out once its budget for full-size ones is spent (vsock_muxer.h).
   static constexpr uint32_t kBufAlloc = 256 * 1024;
-  // fwd_cnt progress the guest has not been told about that triggers a CREDIT_UPDATE. Below
-  // kBufAlloc, so a guest waiting for credit always gets it.
+  static constexpr uint32_t kMinBufAlloc = 16 * 1024;
+  // fwd_cnt progress the guest has not been told about that triggers a CREDIT_UPDATE (a
+  // quarter of a smaller buffer): below buf_alloc(), so a guest waiting for credit gets it.
   static constexpr uint32_t kCreditUpdateThreshold = 64 * 1024;
   // How long the guest has to answer our REQUEST, and to answer our full SHUTDOWN (or we to
   // flush to a stalled stream after its full SHUTDOWN) before we give up with RST.
@@ -77,14 +80,18 @@ class VsockConnection {
   };
 
   // A host process asked (CONNECT) for guest port `guest_port`; we will send REQUEST.
+  // `buf_alloc` (kMinBufAlloc to kBufAlloc) is what we advertise and at most buffer.
   static std::unique_ptr<VsockConnection> host_initiated(uint32_t host_port, uint32_t guest_port,
-                                                         std::unique_ptr<VsockStream> stream);
+                                                         std::unique_ptr<VsockStream> stream,
+                                                         uint32_t buf_alloc = kBufAlloc);
   // The guest's REQUEST reached a host listener through `stream`; we will send RESPONSE.
   static std::unique_ptr<VsockConnection> guest_initiated(const VsockHeader& request,
-                                                          std::unique_ptr<VsockStream> stream);
+                                                          std::unique_ptr<VsockStream> stream,
+                                                          uint32_t buf_alloc = kBufAlloc);
 
   uint32_t host_port() const { return host_port_; }
   uint32_t guest_port() const { return guest_port_; }
+  uint32_t buf_alloc() const { return buf_alloc_; }
   State state() const { return state_; }
 
   // A valid packet from the guest for this connection (payload: hdr.len bytes of guest RAM).
@@ -121,7 +128,8 @@ class VsockConnection {
 
  private:
   VsockConnection(uint32_t host_port, uint32_t guest_port, State state,
-                  std::unique_ptr<VsockStream> stream);
+                  std::unique_ptr<VsockStream> stream, uint32_t buf_alloc);
+  bool credit_update_due() const;
   bool on_guest_data(std::span<const std::span<const uint8_t>> payload, uint32_t len);
   void on_guest_shutdown(uint32_t flags, uint64_t now_ms);
   void flush();
@@ -135,6 +143,7 @@ class VsockConnection {
 
   const uint32_t host_port_;
   const uint32_t guest_port_;
+  const uint32_t buf_alloc_;
   State state_;
   std::unique_ptr<VsockStream> stream_;
 
@@ -163,7 +172,7 @@ class VsockConnection {
   // guest -> host accounting.
   uint32_t fwd_cnt_ = 0;       // bytes written to the stream (wraps)
   uint32_t fwd_cnt_told_ = 0;  // fwd_cnt in the last header we sent
-  ByteRing tx_buf_{kBufAlloc};
+  ByteRing tx_buf_;            // capacity buf_alloc_
 
   uint64_t deadline_ms_ = 0;  // 0: none
 };

@@ -1,6 +1,7 @@
 #include "vmm/virtio/vsock/vsock_muxer.h"
 
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/timerfd.h>
@@ -81,6 +82,21 @@ bool is_stale_socket(const std::string& path) {
          errno == ECONNREFUSED;
 }
 
+// Raises RLIMIT_NOFILE's soft limit to `need` (and the hard one too, which takes
+// CAP_SYS_RESOURCE); where the hard limit stays lower, up to it, and says so.
+void raise_file_limit(uint64_t need) {
+  rlimit r{};
+  if (getrlimit(RLIMIT_NOFILE, &r) != 0 || r.rlim_cur >= need) return;
+  rlimit want{need, std::max<rlim_t>(r.rlim_max, need)};
+  if (setrlimit(RLIMIT_NOFILE, &want) == 0) return;
+  want = {r.rlim_max, r.rlim_max};
+  setrlimit(RLIMIT_NOFILE, &want);
+  LOG_WARN(
+      "vsock: RLIMIT_NOFILE is %llu, below the %llu the connection cap needs; host "
+      "connections beyond it are refused until others close",
+      static_cast<unsigned long long>(r.rlim_max), static_cast<unsigned long long>(need));
+}
+
 }  // namespace
 
 // ---- Configuration helpers ------------------------------------------------------------------
@@ -126,6 +142,7 @@ void VsockMuxer::set_guest_cid(uint64_t cid) {
 VsockMuxer::VsockMuxer(const VsockSpec& config)
     : uds_path_(config.uds_path), guest_cid_(config.guest_cid) {
   validate_vsock_config(config);
+  raise_file_limit(kFilesNeeded);
   epoll_ = UniqueFd(epoll_create1(EPOLL_CLOEXEC));
   if (!epoll_) throw_errno("vsock: epoll_create1");
   timer_ = UniqueFd(timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC));
@@ -180,7 +197,12 @@ void VsockMuxer::handle_events() {
 void VsockMuxer::accept_host_connections() {
   for (int i = 0; i < 16; ++i) {  // bounded: the loop comes back while more are waiting
     UniqueFd fd(accept4(listener_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
-    if (!fd) return;
+    if (!fd) {
+      int err = errno;
+      if (err == ECONNABORTED || err == EINTR) continue;
+      if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) pause_listener(err);
+      return;  // EAGAIN: the backlog is empty
+    }
     if (at_capacity()) {
       LOG_WARN("vsock: %zu connections open; refusing a host connection", conns_.size());
       continue;  // closed: the host process sees end of file
@@ -190,8 +212,20 @@ void VsockMuxer::accept_host_connections() {
     ev.data.fd = fd.get();
     if (epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd.get(), &ev) != 0) continue;
     int raw = fd.get();
-    pending_[raw].fd = std::move(fd);
+    PendingHost& p = pending_[raw];
+    p.fd = std::move(fd);
+    p.deadline_ms = now_ms() + kConnectLineTimeoutMs;
+    arm_timer(p.deadline_ms);
   }
+}
+
+void VsockMuxer::pause_listener(int err) {
+  // The connection waits in the backlog; level-triggered epoll would report it again at once.
+  LOG_WARN("vsock: accept on %s: %s; not accepting for %llu ms", uds_path_.c_str(),
+           std::strerror(err), static_cast<unsigned long long>(kAcceptBackoffMs));
+  epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, listener_.get(), nullptr);
+  listener_resume_ms_ = now_ms() + kAcceptBackoffMs;
+  arm_timer(listener_resume_ms_);
 }
 
 void VsockMuxer::on_pending_readable(int fd) {
@@ -210,10 +244,9 @@ void VsockMuxer::on_pending_readable(int fd) {
   if (nl && n > 0) port = parse_connect_line(p.line);
   if (n > 0 && !nl && p.line.size() < kMaxConnectLine) return;  // line not complete yet
   // Complete (or broken): leave the pending set either way.
-  epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd, nullptr);
   UniqueFd owned = std::move(p.fd);
   std::string line = std::move(p.line);
-  pending_.erase(fd);
+  drop_pending(fd);
   if (!port) {
     LOG_DEBUG("vsock: closing a host connection: bad CONNECT line '%.32s'", line.c_str());
     return;  // `owned` closes it
@@ -221,13 +254,43 @@ void VsockMuxer::on_pending_readable(int fd) {
   start_host_connection(std::move(owned), *port);
 }
 
+void VsockMuxer::drop_pending(int fd) {
+  epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd, nullptr);
+  pending_.erase(fd);  // closes the fd unless the caller took it
+}
+
+void VsockMuxer::expire_pending(uint64_t now) {
+  std::vector<int> late;
+  uint64_t next = 0;
+  for (const auto& [fd, p] : pending_) {
+    if (p.deadline_ms <= now)
+      late.push_back(fd);
+    else if (next == 0 || p.deadline_ms < next)
+      next = p.deadline_ms;
+  }
+  for (int fd : late) {
+    LOG_DEBUG("vsock: closing a host connection: no CONNECT line within %llu ms",
+              static_cast<unsigned long long>(kConnectLineTimeoutMs));
+    drop_pending(fd);
+  }
+  if (next != 0) arm_timer(next);
+}
+
+uint32_t VsockMuxer::grant_buffer() {
+  uint32_t grant = buffer_granted_ + VsockConnection::kBufAlloc <= kFullBufferBudget
+                       ? VsockConnection::kBufAlloc
+                       : VsockConnection::kMinBufAlloc;
+  buffer_granted_ += grant;
+  return grant;
+}
+
 void VsockMuxer::start_host_connection(UniqueFd fd, uint32_t guest_port) {
   uint32_t port = allocate_host_port();
   Key key = key_of(port, guest_port);
   host_ports_in_use_.insert(port);
   Entry& e = conns_[key];
-  e.conn = VsockConnection::host_initiated(port, guest_port,
-                                           std::make_unique<UnixStream>(std::move(fd)));
+  e.conn = VsockConnection::host_initiated(
+      port, guest_port, std::make_unique<UnixStream>(std::move(fd)), grant_buffer());
   refresh(key);
 }
 
@@ -291,7 +354,8 @@ void VsockMuxer::connect_to_host(const VsockHeader& request) {
   }
   Key key = key_of(request.dst_port, request.src_port);
   Entry& e = conns_[key];
-  e.conn = VsockConnection::guest_initiated(request, std::make_unique<UnixStream>(std::move(fd)));
+  e.conn = VsockConnection::guest_initiated(request, std::make_unique<UnixStream>(std::move(fd)),
+                                            grant_buffer());
   refresh(key);
 }
 
@@ -357,6 +421,7 @@ void VsockMuxer::forget(Key key) {
   }
   uint32_t port = it->second.conn->host_port();
   if (port >= kFirstHostPort) host_ports_in_use_.erase(port);
+  buffer_granted_ -= it->second.conn->buf_alloc();
   conns_.erase(it);  // a stale key left in rx_order_ is skipped
 }
 
@@ -374,6 +439,18 @@ void VsockMuxer::on_timer() {
   [[maybe_unused]] ssize_t r = ::read(timer_.get(), &expirations, sizeof(expirations));
   timer_deadline_ms_ = 0;
   uint64_t now = now_ms();
+  expire_pending(now);
+  if (listener_resume_ms_ != 0) {
+    if (listener_resume_ms_ <= now) {
+      epoll_event ev{};
+      ev.events = EPOLLIN;
+      ev.data.fd = listener_.get();
+      epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, listener_.get(), &ev);
+      listener_resume_ms_ = 0;
+    } else {
+      arm_timer(listener_resume_ms_);
+    }
+  }
   std::vector<Key> due;
   for (auto& [key, e] : conns_)
     if (e.conn->deadline_ms() != 0) due.push_back(key);
@@ -417,9 +494,11 @@ void VsockMuxer::reset_all() {
   host_ports_in_use_.clear();
   rx_order_.clear();
   control_.clear();
+  buffer_granted_ = 0;
   itimerspec off{};
   timerfd_settime(timer_.get(), 0, &off, nullptr);
   timer_deadline_ms_ = 0;
+  if (listener_resume_ms_ != 0) arm_timer(listener_resume_ms_);  // still resting
 }
 
 }  // namespace wisp

@@ -10,6 +10,17 @@
 //
 // Not thread-safe: the device calls it with its lock held, from the event-loop thread (backend
 // events, queue kicks) or from a vCPU thread (reset).
+//
+// What a guest and local clients can make it hold, at most (the bound on a VMM's vsock memory):
+//  - guest-to-host bytes the host end has not taken yet: each connection buffers at most the
+//    buf_alloc it advertised. The first kFullBufferBudget / kBufAlloc connections (128) get
+//    256 KiB, later ones 16 KiB while the budget is spent, so all rings together stay under
+//    kFullBufferBudget + kMaxConnections * kMinBufAlloc = 32 + 16 = 48 MiB;
+//  - host-to-guest bytes: none (read from the socket straight into the guest's RX buffers);
+//  - per connection a few hundred bytes of state, and kMaxConnectLine bytes per pending CONNECT
+//    line; kMaxControlBacklog RST headers.
+// Each connection is one fd: the muxer raises RLIMIT_NOFILE to kFilesNeeded where it can (the
+// jail sets it before dropping privileges).
 #pragma once
 
 #include <cstdint>
@@ -51,6 +62,17 @@ class VsockMuxer {
   static constexpr size_t kMaxConnectLine = 32;
   // Host ports we hand out for host-initiated connections start here.
   static constexpr uint32_t kFirstHostPort = 1u << 30;
+  // How long a host connection has to send its CONNECT line: one that does not is closed, so
+  // idle clients cannot hold connection slots (and fds).
+  static constexpr uint64_t kConnectLineTimeoutMs = 2000;
+  // After accept() fails for lack of fds or memory the listener is not watched for this long:
+  // the backlog stays readable, and a level-triggered loop would spin on it.
+  static constexpr uint64_t kAcceptBackoffMs = 100;
+  // Ring bytes handed out as full-size (VsockConnection::kBufAlloc) buffers; see above.
+  static constexpr uint64_t kFullBufferBudget = 32ull << 20;
+  // RLIMIT_NOFILE the connection cap needs: the connections plus the VMM's own fds (vCPUs,
+  // eventfds, drives, sockets).
+  static constexpr uint64_t kFilesNeeded = kMaxConnections + 256;
 
   // Binds and listens on config.uds_path (a stale socket file nobody listens on is replaced).
   // Throws Error.
@@ -85,6 +107,10 @@ class VsockMuxer {
   void set_guest_cid(uint64_t cid);
   size_t connection_count() const { return conns_.size(); }
   size_t pending_host_count() const { return pending_.size(); }
+  // Ring bytes the open connections may buffer (the sum of their buf_alloc).
+  uint64_t buffer_granted() const { return buffer_granted_; }
+  // accept() failed for lack of resources and the listener rests (kAcceptBackoffMs).
+  bool listener_paused() const { return listener_resume_ms_ != 0; }
 
  private:
   using Key = uint64_t;  // host port << 32 | guest port
@@ -101,9 +127,14 @@ class VsockMuxer {
   struct PendingHost {
     UniqueFd fd;
     std::string line;
+    uint64_t deadline_ms = 0;  // closed if the line is not complete by then
   };
 
   void accept_host_connections();
+  void pause_listener(int err);
+  void expire_pending(uint64_t now);
+  void drop_pending(int fd);
+  uint32_t grant_buffer();
   void on_pending_readable(int fd);
   void start_host_connection(UniqueFd fd, uint32_t guest_port);
   void connect_to_host(const VsockHeader& request);
@@ -122,7 +153,9 @@ class VsockMuxer {
   UniqueFd listener_;
   UniqueFd epoll_;
   UniqueFd timer_;
-  uint64_t timer_deadline_ms_ = 0;  // 0: disarmed
+  uint64_t timer_deadline_ms_ = 0;   // 0: disarmed
+  uint64_t listener_resume_ms_ = 0;  // 0: the listener is watched
+  uint64_t buffer_granted_ = 0;
 
   std::unordered_map<Key, Entry> conns_;
   std::unordered_map<int, Key> by_fd_;
