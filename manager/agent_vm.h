@@ -13,6 +13,7 @@
 #include "api/agent_client.h"
 #include "api/vmm_client.h"
 #include "base/error.h"
+#include "manager/cancellation.h"
 #include "manager/runtime_dir.h"
 #include "manager/vm_spec.h"
 #include "manager/vmm_child.h"
@@ -36,8 +37,10 @@ class AgentVm {
   static std::unique_ptr<AgentVm> boot(const VmSpec& spec, bool control, const char* prefix);
   // Restores a clone of the snapshot at `snapshot_dir` (wisp-vmm restore) and waits up to
   // `timeout` until it is rebuilt (about to run). Throws VmFailed with the VMM's log.
+  // `cancellation` (may be null) kills the clone while this waits.
   static std::unique_ptr<AgentVm> restore(const std::string& snapshot_dir, bool control,
-                                          std::chrono::milliseconds timeout, const JailFlags& jail);
+                                          std::chrono::milliseconds timeout, const JailFlags& jail,
+                                          Cancellation* cancellation = nullptr);
   AgentVm(const AgentVm&) = delete;
   AgentVm& operator=(const AgentVm&) = delete;
 

@@ -63,6 +63,15 @@ void Confinement::drop_privileges() {
   if (::setgroups(0, nullptr) != 0) throw_errno("jail: setgroups");
   if (::setresgid(gid, gid, gid) != 0) throw_errno("jail: setresgid " + std::to_string(gid));
   if (::setresuid(uid_, uid_, uid_) != 0) throw_errno("jail: setresuid " + std::to_string(uid_));
+  // The uid change cleared the parent-death signal: set it again, now that no credential
+  // changes any more, then make sure the supervisor did not die before it was set.
+  if (::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0) throw_errno("jail: PR_SET_PDEATHSIG");
+  if (supervisor_fd_ >= 0) {
+    bool gone = pipe_writer_gone(supervisor_fd_);
+    ::close(supervisor_fd_);
+    supervisor_fd_ = -1;
+    if (gone) throw Error("jail: the supervisor is gone");
+  }
   clear_capabilities();
   if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) throw_errno("jail: no_new_privs");
   if (::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) throw_errno("jail: PR_SET_DUMPABLE");
