@@ -11,6 +11,8 @@
 - A guest that fills its RAM under a memory.max below it is stopped by the cgroup, and wisp
   says so from memory.events.
 - A stale wisp cgroup (its VMM gone) is removed by the next start.
+- A `wisp invoke` killed with SIGKILL mid-call leaves no VMM process (within 2 s) and, once
+  the next invoke has run, no runtime directory.
 - --no-jail and --no-cgroup (debugging only) warn and do what they say: the only test that
   passes them, since they are what it tests.
 
@@ -76,6 +78,14 @@ def descendants(pid):
     for c in children(pid):
         out += [c] + descendants(c)
     return out
+
+
+def alive(pid):
+    """True while `pid` runs (a zombie has ended)."""
+    try:
+        return read("/proc/%d/stat" % pid).rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
 
 
 def holds_vcpu_fds(pid):
@@ -248,6 +258,33 @@ class JailTest(unittest.TestCase):
                              ("2", "1", 0), st["Name"])
         self.assertTrue(read("/proc/%d/cgroup" % vmm).strip().startswith("0::/wisp/vm-"))
         p.stdout.close()
+
+    def test_killed_invoke_leaves_no_vmm_and_no_runtime_dir(self):
+        # wisp invoke SIGKILLed in the middle of a call (its handler sleeps): its VMM processes
+        # end within 2 s, and its runtime directory is gone once the next invoke has run (a
+        # dead owner's directory is swept at the next use).
+        run = self.vm_dir("invoke-runtime")
+        env = dict(self.env, TMPDIR=run)
+        p = self.run_wisp("template", "create", "sleepy", "--handler", "/bin/sleep 60",
+                          timeout=600, env=env)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(os.listdir(run), [], "template create left its runtime directory")
+        inv = subprocess.Popen([self.wisp, "invoke", "sleepy", "-n"], env=env,
+                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+        self.addCleanup(inv.kill)
+        vmm_of(inv.pid)
+        procs = descendants(inv.pid)
+        time.sleep(3)  # well into the call: the handler sleeps for 60 s
+        self.assertIsNone(inv.poll(), "wisp invoke ended before it was killed")
+        inv.kill()
+        inv.wait()
+        wait_for(lambda: not any(alive(pid) for pid in procs), 2,
+                 "the VMM processes %s to end with wisp invoke" % procs)
+        self.assertTrue(os.listdir(run), "the killed invoke's runtime directory")
+        p = self.run_wisp("invoke", "sleepy", "-n", "--timeout", "1", env=env, timeout=120)
+        self.assertEqual(p.returncode, 124, p.stderr)
+        self.assertEqual(os.listdir(run), [], "a runtime directory was left behind")
 
     def test_forbidden_calls_are_killed_and_named(self):
         for kind in ["loop", "vcpu", "control"]:
