@@ -1,8 +1,9 @@
 // libFuzzer target for the VMM's control protocol: what a client of the control socket sends
 // (Cap'n Proto RPC messages, api/vmm.capnp) served by ControlSessions, as ControlServer serves
 // each connection, over a real Unix socketpair with two empty files attached (SCM_RIGHTS), so a
-// snapshot request can reach the service. The input's first byte picks the service's behaviour
-// (bit 0: the VM is stopping, bit 1: every call fails); the rest is the byte stream.
+// snapshot request can reach the service. The input: a byte that picks the service's behaviour
+// (bit 0: the VM is stopping, bit 1: every call fails), a 16-bit little-endian offset into the
+// stream where the files are attached (the message starting there receives them), the stream.
 // Checks: nothing crashes, and once the connection is gone the VM is paused exactly when a
 // lasting pause holds it (a pause never outlives its connection by accident).
 //
@@ -16,6 +17,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -68,14 +70,16 @@ class FakeService final : public control::Service {
   bool failing_;
 };
 
-// Sends `bytes` and two empty writable files on `fd` in one message, then ends the stream.
-void send_session(int fd, const uint8_t* bytes, size_t size) {
+// Sends `bytes` on `fd`, two empty writable files attached from `split` on, and ends the stream.
+void send_session(int fd, const uint8_t* bytes, size_t size, size_t split) {
   UniqueFd state(::memfd_create("state", MFD_CLOEXEC));
   UniqueFd memory(::memfd_create("memory", MFD_CLOEXEC));
   check(state && memory);
   int fds[2] = {state.get(), memory.get()};
   alignas(cmsghdr) char control[CMSG_SPACE(sizeof(fds))] = {};
-  iovec iov{const_cast<uint8_t*>(bytes), size};
+  split = std::min(split, size);
+  if (split > 0) check(::send(fd, bytes, split, MSG_NOSIGNAL) == static_cast<ssize_t>(split));
+  iovec iov{const_cast<uint8_t*>(bytes) + split, size - split};
   msghdr msg{};
   msg.msg_iov = &iov;
   msg.msg_iovlen = 1;
@@ -86,13 +90,15 @@ void send_session(int fd, const uint8_t* bytes, size_t size) {
   c->cmsg_type = SCM_RIGHTS;
   c->cmsg_len = CMSG_LEN(sizeof(fds));
   std::memcpy(CMSG_DATA(c), fds, sizeof(fds));
-  if (size > 0) check(::sendmsg(fd, &msg, MSG_NOSIGNAL) == static_cast<ssize_t>(size));
+  if (size > split)
+    check(::sendmsg(fd, &msg, MSG_NOSIGNAL) == static_cast<ssize_t>(size - split));
   ::shutdown(fd, SHUT_WR);
 }
 
 // ---- The seed: a valid session ------------------------------------------------------------
 
-using Fill = kj::Function<void(capnp::rpc::Message::Builder)>;
+using Msg = capnp::rpc::Message::Builder;
+using Fill = kj::Function<void(Msg)>;
 
 void append(kj::VectorOutputStream& out, Fill fill) {
   capnp::MallocMessageBuilder builder;
@@ -114,12 +120,13 @@ capnp::rpc::Payload::Builder call(capnp::rpc::Message::Builder m, uint32_t quest
 
 std::string seed_session() {
   kj::VectorOutputStream out;
-  append(out, [](auto m) { m.initBootstrap().setQuestionId(0); });
-  append(out, [](auto m) { call(m, 1, 0); });  // ping
-  append(out, [](auto m) {
+  append(out, [](Msg m) { m.initBootstrap().setQuestionId(0); });
+  append(out, [](Msg m) { call(m, 1, 0); });  // ping
+  append(out, [](Msg m) {
     call(m, 2, 1).getContent().initAs<wisp::api::Vmm::PauseParams>().setLasting(false);
   });
-  append(out, [](auto m) {
+  size_t split = out.getArray().size();
+  append(out, [](Msg m) {
     auto p = call(m, 3, 3);
     capnp::BuilderCapabilityTable table;
     auto params = table.imbue(p.getContent().initAs<wisp::api::Vmm::SnapshotParams>());
@@ -133,13 +140,14 @@ std::string seed_session() {
       caps[i].setAttachedFd(static_cast<uint8_t>(i));
     }
   });
-  append(out, [](auto m) { call(m, 4, 4); });  // stats
-  append(out, [](auto m) { call(m, 5, 2); });  // resume
-  append(out, [](auto m) {
+  append(out, [](Msg m) { call(m, 4, 4); });  // stats
+  append(out, [](Msg m) { call(m, 5, 2); });  // resume
+  append(out, [](Msg m) {
     call(m, 6, 1).getContent().initAs<wisp::api::Vmm::PauseParams>().setLasting(true);
   });
   auto bytes = out.getArray();
-  return std::string(1, '\0') + std::string(bytes.asChars().begin(), bytes.size());
+  std::string header = {'\0', static_cast<char>(split & 0xff), static_cast<char>(split >> 8)};
+  return header + std::string(bytes.asChars().begin(), bytes.size());
 }
 
 // Writes the seed session into the first corpus directory named on the command line when that
@@ -180,7 +188,7 @@ extern "C" int LLVMFuzzerInitialize(int* argc, char*** argv) {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static kj::AsyncIoContext io = kj::setupAsyncIo();
-  if (size < 1) return 0;
+  if (size < 3) return 0;
   const bool stopping = data[0] & 1;
   FakeService service(data[0] & 2);
   ControlSessions sessions(
@@ -193,7 +201,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   int pair[2];
   check(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) == 0);
   UniqueFd client(pair[1]);
-  send_session(client.get(), data + 1, size - 1);
+  send_session(client.get(), data + 3, size - 3, data[1] | size_t{data[2]} << 8);
   PauseHolds::ConnectionId id = 0;
   {
     auto stream = io.lowLevelProvider->wrapUnixSocketFd(

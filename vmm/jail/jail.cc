@@ -207,6 +207,13 @@ int wait_forwarding(pid_t pid, const sigset_t& stop, int parent_fd) {
   return status;
 }
 
+// Throws when `parent_fd` (if >= 0) hung up already: who started this VMM died before it could
+// watch.
+void check_parent(int parent_fd) {
+  if (parent_fd >= 0 && pipe_writer_gone(parent_fd))
+    throw Error("the process that started this VMM is gone (--parent-fd hung up)");
+}
+
 CgroupLimits limits_for(const JailConfig& c, uint64_t memory_max) {
   CgroupLimits l;
   l.memory_max = memory_max;
@@ -224,6 +231,11 @@ bool pipe_writer_gone(int read_fd) {
 
 int run_jailed(const JailConfig& config, const std::function<int(Confinement&)>& vmm) {
   if (!config.enabled) {
+    // Unjailed (debugging only), the VMM is this process and nothing watches the lifeline: it
+    // stops (SIGTERM, read by its signalfd) when the thread that started it ends.
+    if (config.parent_fd >= 0 && ::prctl(PR_SET_PDEATHSIG, SIGTERM, 0, 0, 0) != 0)
+      throw_errno("PR_SET_PDEATHSIG");
+    check_parent(config.parent_fd);
     Confinement none;
     return vmm(none);
   }
@@ -232,8 +244,7 @@ int run_jailed(const JailConfig& config, const std::function<int(Confinement&)>&
     throw Error(
         "the VMM's jail needs root (namespaces, pivot_root, a cgroup and a uid of its own): run "
         "wisp as root, or pass --no-jail (debugging only)");
-  if (config.parent_fd >= 0 && pipe_writer_gone(config.parent_fd))
-    throw Error("jail: the process that started this VMM is gone (--parent-fd hung up)");
+  check_parent(config.parent_fd);
   StepClock clock;
   UidLease lease = lease_uid(config.uids);
   clock.step("uid leased");
