@@ -35,8 +35,8 @@ std::unique_ptr<AgentVm> AgentVm::boot(const VmSpec& spec, bool control, const c
 }
 
 std::unique_ptr<AgentVm> AgentVm::restore(const std::string& snapshot_dir, bool control,
-                                          std::chrono::milliseconds timeout,
-                                          const JailFlags& jail, Cancellation* cancellation) {
+                                          std::chrono::milliseconds timeout, const JailFlags& jail,
+                                          Cancellation* cancellation) {
   auto args = [&](const RuntimeDir& dir) {
     std::vector<std::string> a = {"restore",   snapshot_dir, "--vsock-uds", dir.file("vsock.sock"),
                                   "--console", "none"};

@@ -90,8 +90,7 @@ void send_session(int fd, const uint8_t* bytes, size_t size, size_t split) {
   c->cmsg_type = SCM_RIGHTS;
   c->cmsg_len = CMSG_LEN(sizeof(fds));
   std::memcpy(CMSG_DATA(c), fds, sizeof(fds));
-  if (size > split)
-    check(::sendmsg(fd, &msg, MSG_NOSIGNAL) == static_cast<ssize_t>(size - split));
+  if (size > split) check(::sendmsg(fd, &msg, MSG_NOSIGNAL) == static_cast<ssize_t>(size - split));
   ::shutdown(fd, SHUT_WR);
 }
 
@@ -204,8 +203,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   send_session(client.get(), data + 3, size - 3, data[1] | size_t{data[2]} << 8);
   PauseHolds::ConnectionId id = 0;
   {
-    auto stream = io.lowLevelProvider->wrapUnixSocketFd(
-        pair[0], kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP);
+    auto stream =
+        io.lowLevelProvider->wrapUnixSocketFd(pair[0], kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP);
     capnp::TwoPartyVatNetwork network(*stream, wisp::api::Vmm::MAX_FDS_PER_MESSAGE,
                                       capnp::rpc::twoparty::Side::SERVER, reader_options());
     auto rpc = capnp::makeRpcServer(network, sessions.open(&id));

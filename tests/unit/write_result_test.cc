@@ -51,7 +51,8 @@ client::InvokeResult big_result() {
 
 TEST(WriteResult, ShortWritesAndInterruptedOnesLoseNothing) {
   // SIGUSR1 without SA_RESTART: each one makes a blocked write() return early or fail EINTR.
-  struct sigaction sa {}, old {};
+  struct sigaction sa {
+  }, old{};
   sa.sa_handler = [](int) {};
   sigemptyset(&sa.sa_mask);
   ASSERT_EQ(::sigaction(SIGUSR1, &sa, &old), 0);
@@ -97,7 +98,8 @@ TEST(WriteResult, ANonBlockingDescriptorIsWaitedOn) {
 TEST(WriteResult, AReaderThatWentAwayIsReported) {
   Pipe out, err;
   out.read.reset();
-  struct sigaction ignore {}, old {};
+  struct sigaction ignore {
+  }, old{};
   ignore.sa_handler = SIG_IGN;
   ASSERT_EQ(::sigaction(SIGPIPE, &ignore, &old), 0);
   std::string failed = write_result(big_result(), out.write.get(), err.write.get());

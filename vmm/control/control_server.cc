@@ -71,10 +71,10 @@ bool peer_allowed(kj::AsyncIoStream& stream, uid_t owner) {
     return false;
   }
   if (len == sizeof(cred) && (cred.uid == 0 || cred.uid == owner)) return true;
-  LOG_WARN("control socket: refused a connection from uid %u (pid %d): only uid %u and root "
-           "may control this VM",
-           static_cast<unsigned>(cred.uid), static_cast<int>(cred.pid),
-           static_cast<unsigned>(owner));
+  LOG_WARN(
+      "control socket: refused a connection from uid %u (pid %d): only uid %u and root "
+      "may control this VM",
+      static_cast<unsigned>(cred.uid), static_cast<int>(cred.pid), static_cast<unsigned>(owner));
   return false;
 }
 
@@ -136,9 +136,9 @@ kj::Promise<void> ControlServer::Thread::accept_loop(kj::ConnectionReceiver& lis
           auto c = kj::heap<Connection>(s.downcast<kj::AsyncCapabilityStream>(), kj::mv(vmm));
           auto done = c->network.onDisconnect();
           tasks.add(done.attach(kj::mv(c), kj::defer([this, &sessions, id] {
-            --clients;
-            sessions.close(id);
-          })));
+                                  --clients;
+                                  sessions.close(id);
+                                })));
         }
         return accept_loop(listener, sessions, owner, tasks);
       });

@@ -61,8 +61,7 @@ void set_report(api::SnapshotReport::Builder out, const control::SnapshotReport&
 // One connection's Vmm capability: the calls of api/vmm.capnp, each run on the VM's loop.
 class VmmConnection final : public api::Vmm::Server {
  public:
-  VmmConnection(ControlSessions& sessions, PauseHolds::ConnectionId id)
-      : s_(sessions), id_(id) {}
+  VmmConnection(ControlSessions& sessions, PauseHolds::ConnectionId id) : s_(sessions), id_(id) {}
 
   kj::Promise<void> ping(PingContext) override {
     s_.run([] {});
