@@ -17,7 +17,7 @@ namespace wisp {
 struct VmmJailOptions {
   JailFlags flags;
   std::string dir;     // --jail-dir DIR: the VM's runtime directory (its root is DIR/root)
-  int parent_fd = -1;  // --parent-fd N: the VM ends when this pipe hangs up (jailed VMs only)
+  int parent_fd = -1;  // --parent-fd N: the VM ends when this pipe hangs up (JailConfig)
 };
 
 // add_jail_options plus --jail-dir and --parent-fd.
