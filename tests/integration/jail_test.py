@@ -12,7 +12,7 @@
   says so from memory.events.
 - A stale wisp cgroup (its VMM gone) is removed by the next start.
 - A `wisp invoke` killed with SIGKILL mid-call leaves no VMM process (within 2 s) and, once
-  the next invoke has run, no runtime directory.
+  the next invoke has run, no runtime directory; a VMM whose supervisor is SIGKILLed dies too.
 - --no-jail and --no-cgroup (debugging only) warn and do what they say: the only test that
   passes them, since they are what it tests.
 
@@ -258,6 +258,16 @@ class JailTest(unittest.TestCase):
                              ("2", "1", 0), st["Name"])
         self.assertTrue(read("/proc/%d/cgroup" % vmm).strip().startswith("0::/wisp/vm-"))
         p.stdout.close()
+
+    def test_vmm_dies_with_its_supervisor(self):
+        # The supervisor (`wisp run` execs it) SIGKILLed: the jailed VMM, whose uid changed
+        # after its parent-death signal was first set, must still die with it.
+        vm, _, _ = self.start_idle("orphan")
+        vmm = vmm_of(vm.pid)
+        self.assertNotEqual(vmm, vm.pid)
+        vm.kill()
+        vm.wait()
+        wait_for(lambda: not alive(vmm), 2, "the VMM to die with its supervisor")
 
     def test_killed_invoke_leaves_no_vmm_and_no_runtime_dir(self):
         # wisp invoke SIGKILLed in the middle of a call (its handler sleeps): its VMM processes

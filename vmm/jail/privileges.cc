@@ -63,6 +63,8 @@ void Confinement::drop_privileges() {
   if (::setgroups(0, nullptr) != 0) throw_errno("jail: setgroups");
   if (::setresgid(gid, gid, gid) != 0) throw_errno("jail: setresgid " + std::to_string(gid));
   if (::setresuid(uid_, uid_, uid_) != 0) throw_errno("jail: setresuid " + std::to_string(uid_));
+  clear_capabilities();
+  if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) throw_errno("jail: no_new_privs");
   // The uid change cleared the parent-death signal: set it again, now that no credential
   // changes any more, then make sure the supervisor did not die before it was set.
   if (::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0) throw_errno("jail: PR_SET_PDEATHSIG");
@@ -72,8 +74,6 @@ void Confinement::drop_privileges() {
     supervisor_fd_ = -1;
     if (gone) throw Error("jail: the supervisor is gone");
   }
-  clear_capabilities();
-  if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) throw_errno("jail: no_new_privs");
   if (::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) throw_errno("jail: PR_SET_DUMPABLE");
   set_limit(RLIMIT_NOFILE, kVmmMaxFiles, "RLIMIT_NOFILE");
   set_limit(RLIMIT_NPROC, vcpus_ + kVmmExtraThreads, "RLIMIT_NPROC");
