@@ -307,7 +307,7 @@ class JailTest(unittest.TestCase):
         # is swept at the next use).
         inv, procs, run, env = self.sleeping_invoke("invoke-kill")
         inv.kill()
-        inv.wait()
+        inv.communicate()
         wait_for(lambda: not any(alive(pid) for pid in procs), 2,
                  "the VMM processes %s to end with wisp invoke" % procs)
         self.assertTrue(os.listdir(run), "the killed invoke's runtime directory")
