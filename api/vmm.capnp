@@ -19,11 +19,15 @@ interface Vmm {
   ping @0 () -> ();
 
   # Stops every vCPU (each leaves KVM_RUN with its pending I/O completed) and keeps them stopped
-  # until resume. Pausing a paused VM, or resuming a running one, does nothing.
-  pause @1 () -> ();
+  # until resume, or until this connection closes (and every other connection that paused it
+  # without `lasting`): a client that dies mid-operation does not leave the VM frozen. `lasting`:
+  # the pause outlives the connection and only resume ends it (a warm clone kept paused, `wisp vm
+  # pause`). Pausing a paused VM, or resuming a running one, does nothing else.
+  pause @1 (lasting :Bool) -> ();
   resume @2 () -> ();
 
-  # Writes the VM's state into `stateFile` and its memory into `memoryFile`, and fsyncs both.
+  # Writes the VM's state into `stateFile` and its memory into `memoryFile`, and fsyncs both:
+  # the only places a snapshot is written (the VMM opens no path for it).
   # The manager creates the two files (in a temp directory it renames into place afterwards:
   # the VMM opens, creates and renames nothing, and may not see the destination at all); each
   # must carry a descriptor of a regular, empty file opened for writing. `dir` is the snapshot's

@@ -123,6 +123,12 @@ void VmmClient::ping() { impl_->wait(impl_->vmm.pingRequest().send().ignoreResul
 
 void VmmClient::pause() { impl_->wait(impl_->vmm.pauseRequest().send().ignoreResult(), "pause"); }
 
+void VmmClient::pause_lasting() {
+  auto req = impl_->vmm.pauseRequest();
+  req.setLasting(true);
+  impl_->wait(req.send().ignoreResult(), "pause");
+}
+
 void VmmClient::resume() {
   impl_->wait(impl_->vmm.resumeRequest().send().ignoreResult(), "resume");
 }

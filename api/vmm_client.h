@@ -24,7 +24,10 @@ class VmmClient {
   VmmClient& operator=(const VmmClient&) = delete;
 
   void ping();
+  // A pause held by this connection: it ends with resume() or when this client goes away.
   void pause();
+  // A pause that outlives this connection: only a resume() (from any client) ends it.
+  void pause_lasting();
   void resume();
   // Sends copies of request.state_fd and request.memory_fd with the call (the VMM writes the
   // snapshot into them); the caller still owns its descriptors.

@@ -28,8 +28,9 @@ std::string absolute_path(const std::string& path);
 // directory does not exist.
 std::string canonical_path(const std::string& path);
 
-// Writes all of `data` to `fd`, retrying short writes. False when the reader has gone or the
-// write failed (the caller has nothing more to do with the rest).
+// Writes all of `data` to `fd`, retrying short writes and EINTR, and waiting (poll) while a
+// non-blocking `fd` is full. False, with errno set, when the reader has gone or the write
+// failed (the caller has nothing more to do with the rest).
 bool write_all(int fd, std::span<const uint8_t> data);
 bool write_all(int fd, const std::string& data);
 

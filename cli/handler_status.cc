@@ -4,7 +4,9 @@
 #include <cstring>
 #include <string>
 
+#include "base/error.h"
 #include "base/exit_codes.h"
+#include "base/file_io.h"
 
 namespace wisp::cli {
 
@@ -28,6 +30,12 @@ int handler_exit_status(const char* command, const client::InvokeResult& r,
     return kExitSignalBase + r.signal;
   }
   return r.exit_code;
+}
+
+std::string write_result(const client::InvokeResult& r, int out_fd, int err_fd) {
+  if (!write_all(out_fd, r.out)) return errno_message("writing the result to stdout");
+  if (!write_all(err_fd, r.err)) return errno_message("writing the handler's stderr");
+  return "";
 }
 
 }  // namespace wisp::cli

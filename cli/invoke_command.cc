@@ -1,4 +1,6 @@
 // `wisp invoke`: one call on a fresh clone of a template (manager/invoke.h does the work).
+#include <signal.h>
+
 #include <cstdio>
 #include <string>
 
@@ -8,6 +10,8 @@
 #include "cli/commands.h"
 #include "cli/handler_status.h"
 #include "cli/payload.h"
+#include "cli/signal_watch.h"
+#include "manager/cancellation.h"
 #include "manager/invoke.h"
 
 namespace wisp::cli {
@@ -62,20 +66,30 @@ int invoke_command(int argc, char** argv, uint64_t t0_ns) {
     return usage_error(kCommand, e.what());
   }
   request.start_ns = t0_ns;
+  signal(SIGPIPE, SIG_IGN);  // a closed stdout is an error to report, not a death
+  // SIGINT/SIGTERM/SIGHUP kill the clone; the call then fails and unwinds (VMM reaped, runtime
+  // directory removed) and the command exits 128+N.
+  manager::Cancellation cancel;
+  SignalWatch watch([&cancel](int) { cancel.cancel(); }, milliseconds(2000));
   manager::InvokeOutcome out;
   try {
     manager::read_template(name);  // a missing template fails before stdin is waited for
-    request.payload = read_payload(payload);
-    out = manager::invoke(name, request);
+    request.payload = read_payload(payload, 0, watch.cancel_fd());
+    out = manager::invoke(name, request, &cancel);
   } catch (const manager::VmFailed& e) {
+    if (watch.signal()) return kExitSignalBase + watch.signal();
     std::fprintf(stderr, "wisp invoke: %s\n", e.what());
     return kExitVmFailed;
   } catch (const Error& e) {
+    if (watch.signal()) return kExitSignalBase + watch.signal();
     std::fprintf(stderr, "wisp invoke: %s\n", e.what());
     return kExitError;
   }
-  write_all(1, out.result.out);
-  write_all(2, out.result.err);
+  std::string failed = write_result(out.result);
+  if (!failed.empty()) {
+    std::fprintf(stderr, "wisp invoke: %s\n", failed.c_str());
+    return kExitError;
+  }
   if (request.count_pages)
     std::fprintf(stderr,
                  "{\"restore_ms\":%.3f,\"jail_ms\":%.3f,\"reconnect_ms\":%.3f,"

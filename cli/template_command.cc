@@ -10,6 +10,8 @@
 #include "base/options.h"
 #include "cli/commands.h"
 #include "cli/common_options.h"
+#include "cli/signal_watch.h"
+#include "manager/cancellation.h"
 #include "manager/template_create.h"
 #include "manager/template_store.h"
 
@@ -75,13 +77,19 @@ int create(int argc, char** argv, uint64_t t0_ns) {
     return usage_error("wisp template create", e.what());
   }
   spec.start_ns = t0_ns;
+  // SIGINT/SIGTERM/SIGHUP kill the VM; creation then fails and unwinds (VMM reaped, runtime
+  // directory and staging removed) and the command exits 128+N.
+  manager::Cancellation cancel;
+  SignalWatch watch([&cancel](int) { cancel.cancel(); }, milliseconds(5000));
   manager::TemplateCreated out;
   try {
     if (!warmup_file.empty()) spec.warmup_payload = read_file(warmup_file);
-    out = manager::create_template(spec, [](const std::string& m) {
-      std::fprintf(stderr, "wisp template create: %s\n", m.c_str());
-    });
+    out = manager::create_template(
+        spec,
+        [](const std::string& m) { std::fprintf(stderr, "wisp template create: %s\n", m.c_str()); },
+        &cancel);
   } catch (const Error& e) {
+    if (watch.signal()) return kExitSignalBase + watch.signal();
     std::fprintf(stderr, "wisp template create: %s\n", e.what());
     return kExitError;
   }

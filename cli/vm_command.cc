@@ -71,7 +71,7 @@ int vm_command(int argc, char** argv, uint64_t) {
   };
   return run_subcommand(kCommand, kUsage, argc, argv,
                         {{"ping", simple("ping", &client::VmmClient::ping)},
-                         {"pause", simple("pause", &client::VmmClient::pause)},
+                         {"pause", simple("pause", &client::VmmClient::pause_lasting)},
                          {"resume", simple("resume", &client::VmmClient::resume)},
                          {"stats", stats}});
 }

@@ -36,8 +36,8 @@ std::unique_ptr<AgentVm> AgentVm::boot(const VmSpec& spec, bool control, const c
 
 std::unique_ptr<AgentVm> AgentVm::restore(const std::string& snapshot_dir,
                                           const std::vector<std::string>& drives, bool control,
-                                          std::chrono::milliseconds timeout,
-                                          const JailFlags& jail) {
+                                          std::chrono::milliseconds timeout, const JailFlags& jail,
+                                          Cancellation* cancellation) {
   auto args = [&](const RuntimeDir& dir) {
     std::vector<std::string> a = {"restore",   snapshot_dir, "--vsock-uds", dir.file("vsock.sock"),
                                   "--console", "none"};
@@ -50,6 +50,7 @@ std::unique_ptr<AgentVm> AgentVm::restore(const std::string& snapshot_dir,
   };
   try {
     std::unique_ptr<AgentVm> vm(new AgentVm("wisp-invoke", args, true));
+    Cancellation::Watch watch(cancellation, vm->vmm());
     std::string ready = vm->vmm().wait_ready(timeout);
     double loaded = 0, restored = 0;
     if (std::sscanf(ready.c_str(), "ready %lf %lf %lf", &loaded, &restored, &vm->jail_ms_) != 3)

@@ -14,6 +14,7 @@
 #include "api/agent_client.h"
 #include "api/vmm_client.h"
 #include "base/error.h"
+#include "manager/cancellation.h"
 #include "manager/runtime_dir.h"
 #include "manager/vm_spec.h"
 #include "manager/vmm_child.h"
@@ -38,9 +39,11 @@ class AgentVm {
   // Restores a clone of the snapshot at `snapshot_dir` (wisp-vmm restore) with the snapshot's
   // drives at `drives` ("PATH[,ro]", in slot order: a snapshot names no host file itself) and
   // waits up to `timeout` until it is rebuilt (about to run). Throws VmFailed with the VMM's log.
+  // `cancellation` (may be null) kills the clone while this waits.
   static std::unique_ptr<AgentVm> restore(const std::string& snapshot_dir,
                                           const std::vector<std::string>& drives, bool control,
-                                          std::chrono::milliseconds timeout, const JailFlags& jail);
+                                          std::chrono::milliseconds timeout, const JailFlags& jail,
+                                          Cancellation* cancellation = nullptr);
   AgentVm(const AgentVm&) = delete;
   AgentVm& operator=(const AgentVm&) = delete;
 

@@ -38,16 +38,19 @@ client::InvokeRequest invoke_request_for(const TemplateInfo& t, std::string payl
   return req;
 }
 
-InvokeOutcome invoke(const std::string& template_name, const InvokeRequest& request) {
+InvokeOutcome invoke(const std::string& template_name, const InvokeRequest& request,
+                     Cancellation* cancellation) {
   uint64_t t0 = request.start_ns ? request.start_ns : now_ns();
   // Held to the end of the call: a rebuild or removal meanwhile leaves this generation be.
   OpenTemplate tpl = open_template(template_name);
   const TemplateInfo& t = tpl.info;
   InvokeOutcome out;
+  if (cancellation && cancellation->cancelled()) throw Error("interrupted");
   std::unique_ptr<AgentVm> clone = AgentVm::restore(tpl.snapshot_dir, t.drives, request.count_pages,
-                                                    kRestoreTimeout, request.jail);
+                                                    kRestoreTimeout, request.jail, cancellation);
   out.restore_ms = ms_since(t0);
   out.jail_ms = clone->jail_ms();
+  Cancellation::Watch watch(cancellation, clone->vmm());
   try {
     call_clone(*clone, t, request, t0, &out);
   } catch (const Error& e) {

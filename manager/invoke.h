@@ -9,6 +9,7 @@
 
 #include "api/agent_client.h"
 #include "manager/agent_vm.h"
+#include "manager/cancellation.h"
 #include "manager/template_store.h"
 
 namespace wisp::manager {
@@ -38,7 +39,10 @@ client::InvokeRequest invoke_request_for(const TemplateInfo& t, std::string payl
                                          std::chrono::milliseconds timeout);
 
 // Throws Error when the template is missing or unreadable, VmFailed (with the VMM's log) when
-// the clone fails. A handler that fails is a result, not an exception.
-InvokeOutcome invoke(const std::string& template_name, const InvokeRequest& request);
+// the clone fails. A handler that fails is a result, not an exception. `cancellation` (may be
+// null) stops it from another thread: the clone is killed, and this throws once it has been
+// reaped and its runtime directory removed.
+InvokeOutcome invoke(const std::string& template_name, const InvokeRequest& request,
+                     Cancellation* cancellation = nullptr);
 
 }  // namespace wisp::manager

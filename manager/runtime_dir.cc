@@ -8,12 +8,23 @@
 #include <vector>
 
 #include "base/error.h"
+#include "manager/runtime_sweep.h"
 
 namespace wisp::manager {
 
 RuntimeDir::RuntimeDir(const std::string& prefix) {
   const char* tmp = std::getenv("TMPDIR");
-  path_ = make_temp_dir(std::string(tmp && *tmp ? tmp : "/tmp") + "/" + prefix + "-XXXXXX");
+  std::string base = tmp && *tmp ? tmp : "/tmp";
+  sweep_dead_runtime_dirs(base);
+  // Made hidden (never swept), then owned and renamed into place.
+  std::string staged = make_temp_dir(base + "/." + prefix + "-XXXXXX");
+  path_ = base + "/" + staged.substr(base.size() + 2);
+  try {
+    owner_ = own_runtime_dir(staged, path_);
+  } catch (const Error&) {
+    ::rmdir(staged.c_str());
+    throw;
+  }
 }
 
 RuntimeDir::~RuntimeDir() {

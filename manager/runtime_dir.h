@@ -5,15 +5,18 @@
 #include <string>
 
 #include "base/file_io.h"  // remove_tree
+#include "base/unique_fd.h"
 
 namespace wisp::manager {
 
 // A private directory for one VM's sockets and log, removed with everything in it on
 // destruction. Unix socket paths are limited to 108 bytes, so it lives in $TMPDIR or /tmp,
-// not in the template store.
+// not in the template store. It is locked while this object lives, so that one its process
+// left behind (killed) is removed by the next RuntimeDir made there (runtime_sweep.h).
 class RuntimeDir {
  public:
-  // Creates $TMPDIR/PREFIX-XXXXXX (mode 0700). Throws Error naming the directory.
+  // Removes dead owners' directories, then creates $TMPDIR/PREFIX-XXXXXX (mode 0700).
+  // Throws Error naming the directory.
   explicit RuntimeDir(const std::string& prefix);
   ~RuntimeDir();
   RuntimeDir(const RuntimeDir&) = delete;
@@ -25,6 +28,7 @@ class RuntimeDir {
 
  private:
   std::string path_;
+  UniqueFd owner_;  // the directory, flock'ed: this process owns it
 };
 
 // mkdtemp(3) on `pattern` (ending in XXXXXX). Returns the directory. Throws Error.

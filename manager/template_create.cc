@@ -2,6 +2,7 @@
 
 #include <time.h>
 
+#include <optional>
 #include <thread>
 
 #include "base/clock.h"
@@ -83,7 +84,8 @@ void warm_up(client::AgentClient& agent, const TemplateSpec& spec, const Templat
 
 }  // namespace
 
-TemplateCreated create_template(const TemplateSpec& spec, const Progress& progress) {
+TemplateCreated create_template(const TemplateSpec& spec, const Progress& progress,
+                                Cancellation* cancellation) {
   uint64_t t0 = spec.start_ns ? spec.start_ns : now_ns();
   VmSpec vm = spec.vm;
   if (!vm.mem_bytes) vm.mem_bytes = kDefaultMemBytes;
@@ -94,7 +96,9 @@ TemplateCreated create_template(const TemplateSpec& spec, const Progress& progre
   TemplateStaging staging(spec.name, spec.rebuild);
   progress("booting " + spec.name + " (" + std::to_string(vm.mem_bytes >> 20) + " MiB, " +
            std::to_string(vm.vcpus) + " vCPU)...");
+  if (cancellation && cancellation->cancelled()) throw Error("interrupted");
   std::unique_ptr<AgentVm> machine = AgentVm::boot(vm, /*control=*/true, "wisp-template");
+  std::optional<Cancellation::Watch> watch(std::in_place, cancellation, machine->vmm());
   std::unique_ptr<client::AgentClient> agent;
   try {
     agent = machine->connect_agent(spec.boot_timeout, /*confirm=*/false);
@@ -118,6 +122,7 @@ TemplateCreated create_template(const TemplateSpec& spec, const Progress& progre
   } catch (const Error& e) {
     throw Error(std::string("snapshot failed: ") + e.what());
   }
+  watch.reset();
   machine.reset();
   out.snapshot_ms = out.info.snapshot_ms = snap.total_ms;
   out.info.memory_file_bytes = snap.memory_file_bytes;

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "manager/agent_vm.h"
+#include "manager/cancellation.h"
 #include "manager/template_store.h"
 #include "manager/vm_spec.h"
 
@@ -36,6 +37,9 @@ struct TemplateCreated {
 
 // Throws Error: a bad name or spec, a template of that name, a guest file missing (before
 // anything boots), or VmFailed with the VMM's log. Nothing is left in the store on failure.
-TemplateCreated create_template(const TemplateSpec& spec, const Progress& progress);
+// `cancellation` (may be null) stops it from another thread: the VM is killed, and this throws
+// once it has been reaped and its runtime directory removed.
+TemplateCreated create_template(const TemplateSpec& spec, const Progress& progress,
+                                Cancellation* cancellation = nullptr);
 
 }  // namespace wisp::manager

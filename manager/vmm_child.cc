@@ -56,6 +56,13 @@ VmmChild::VmmChild(const std::vector<std::string>& args, const std::string& log,
     // The write end is dup'ed to a fixed number in the child (without CLOEXEC).
     argv.insert(argv.end(), {"--ready-fd", "3"});
   }
+  // The VMM's lifeline: this process alone holds the write end (close-on-exec, so no other
+  // child inherits it); when this process dies, even by SIGKILL, the VMM sees it hang up.
+  int lifeline[2];
+  if (pipe2(lifeline, O_CLOEXEC) != 0) throw_errno("pipe");
+  UniqueFd lifeline_read(lifeline[0]);
+  lifeline_ = UniqueFd(lifeline[1]);
+  argv.insert(argv.end(), {"--parent-fd", std::to_string(kParentFd)});
   std::vector<char*> cargs;
   for (auto& a : argv) cargs.push_back(a.data());
   cargs.push_back(nullptr);
@@ -65,6 +72,7 @@ VmmChild::VmmChild(const std::vector<std::string>& args, const std::string& log,
   posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
   posix_spawn_file_actions_addopen(&fa, 2, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
   if (ready_pipe) posix_spawn_file_actions_adddup2(&fa, pipefd[1], 3);
+  posix_spawn_file_actions_adddup2(&fa, lifeline_read.get(), kParentFd);
   SpawnAttr attr;
   int rc = posix_spawn(&pid_, exe.c_str(), &fa, attr.get(), cargs.data(), environ);
   posix_spawn_file_actions_destroy(&fa);

@@ -24,8 +24,10 @@ class VmmChild {
  public:
   // Runs wisp-vmm with `args` (e.g. {"restore", DIR, ...}); stdin and stdout are /dev/null,
   // stderr goes to `log`, and signals start unblocked whatever this process blocks. With
-  // `ready_pipe`, the child gets "--ready-fd 3" appended and wait_ready() can be used.
-  // Throws Error naming the executable.
+  // `ready_pipe`, the child gets "--ready-fd 3" appended and wait_ready() can be used. It
+  // always gets "--parent-fd 4": a pipe whose other end only this object holds, so the VM dies
+  // when this process does, however it dies (a pipe, unlike a parent-death signal, does not
+  // depend on which thread spawned the child). Throws Error naming the executable.
   VmmChild(const std::vector<std::string>& args, const std::string& log, bool ready_pipe);
   ~VmmChild();
   VmmChild(const VmmChild&) = delete;
@@ -41,6 +43,8 @@ class VmmChild {
   // nothing to flush: a clone is disposable). Idempotent.
   void kill_now();
   static constexpr std::chrono::milliseconds kTermGrace{2000};
+  // The child's descriptor of its lifeline (--parent-fd).
+  static constexpr int kParentFd = 4;
   // Waits up to `grace` for it to exit by itself, then kills it. Returns the wait status.
   int wait_or_kill(std::chrono::milliseconds grace);
   // SIGKILL without reaping, from any thread; harmless once the child is gone (the signal
@@ -57,6 +61,7 @@ class VmmChild {
   std::string log_;
   UniqueFd ready_;
   UniqueFd pidfd_;
+  UniqueFd lifeline_;  // write end of the child's --parent-fd pipe; never written
 };
 
 }  // namespace wisp::manager

@@ -11,6 +11,9 @@
 - A guest that fills its RAM under a memory.max below it is stopped by the cgroup, and wisp
   says so from memory.events.
 - A stale wisp cgroup (its VMM gone) is removed by the next start.
+- A `wisp invoke` killed with SIGKILL mid-call leaves no VMM process (within 2 s) and, once
+  the next invoke has run, no runtime directory; one given SIGTERM cleans up before it exits;
+  a VMM whose supervisor is SIGKILLed dies too.
 - --no-jail and --no-cgroup (debugging only) warn and do what they say: the only test that
   passes them, since they are what it tests.
 
@@ -76,6 +79,14 @@ def descendants(pid):
     for c in children(pid):
         out += [c] + descendants(c)
     return out
+
+
+def alive(pid):
+    """True while `pid` runs (a zombie has ended)."""
+    try:
+        return read("/proc/%d/stat" % pid).rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
 
 
 def holds_vcpu_fds(pid):
@@ -248,6 +259,61 @@ class JailTest(unittest.TestCase):
                              ("2", "1", 0), st["Name"])
         self.assertTrue(read("/proc/%d/cgroup" % vmm).strip().startswith("0::/wisp/vm-"))
         p.stdout.close()
+
+    def test_vmm_dies_with_its_supervisor(self):
+        # The supervisor (`wisp run` execs it) SIGKILLed: the jailed VMM, whose uid changed
+        # after its parent-death signal was first set, must still die with it.
+        vm, _, _ = self.start_idle("orphan")
+        vmm = vmm_of(vm.pid)
+        self.assertNotEqual(vmm, vm.pid)
+        vm.kill()
+        vm.wait()
+        wait_for(lambda: not alive(vmm), 2, "the VMM to die with its supervisor")
+
+    def sleeping_invoke(self, tag):
+        """A `wisp invoke` in the middle of a call whose handler sleeps for 60 s, with its own
+        TMPDIR (where its runtime directory goes): (process, VMM pids, TMPDIR, env)."""
+        run = self.vm_dir(tag)
+        env = dict(self.env, TMPDIR=run)
+        if "sleepy" not in self.run_wisp("template", "ls").stdout:
+            p = self.run_wisp("template", "create", "sleepy", "--handler", "/bin/sleep 60",
+                              timeout=600, env=env)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            self.assertEqual(os.listdir(run), [], "template create left its runtime directory")
+        inv = subprocess.Popen([self.wisp, "invoke", "sleepy", "-n"], env=env,
+                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)
+        self.addCleanup(inv.kill)
+        vmm_of(inv.pid)
+        procs = descendants(inv.pid)
+        time.sleep(3)  # well into the call
+        self.assertIsNone(inv.poll(), "wisp invoke ended before it was signalled")
+        return inv, procs, run, env
+
+    def test_signalled_invoke_cleans_up(self):
+        # SIGTERM (likewise SIGINT, SIGHUP): the clone is killed, its runtime directory
+        # removed, and wisp invoke exits 128+15.
+        inv, procs, run, _ = self.sleeping_invoke("invoke-term")
+        inv.send_signal(signal.SIGTERM)
+        _, err = inv.communicate(timeout=10)
+        self.assertEqual(inv.returncode, 128 + signal.SIGTERM, err)
+        self.assertEqual(os.listdir(run), [], "a runtime directory was left behind")
+        wait_for(lambda: not any(alive(pid) for pid in procs), 2,
+                 "the VMM processes %s to end with wisp invoke" % procs)
+
+    def test_killed_invoke_leaves_no_vmm_and_no_runtime_dir(self):
+        # wisp invoke SIGKILLed in the middle of a call: its VMM processes end within 2 s, and
+        # its runtime directory is gone once the next invoke has run (a dead owner's directory
+        # is swept at the next use).
+        inv, procs, run, env = self.sleeping_invoke("invoke-kill")
+        inv.kill()
+        inv.communicate()
+        wait_for(lambda: not any(alive(pid) for pid in procs), 2,
+                 "the VMM processes %s to end with wisp invoke" % procs)
+        self.assertTrue(os.listdir(run), "the killed invoke's runtime directory")
+        p = self.run_wisp("invoke", "sleepy", "-n", "--timeout", "1", env=env, timeout=120)
+        self.assertEqual(p.returncode, 124, p.stderr)
+        self.assertEqual(os.listdir(run), [], "a runtime directory was left behind")
 
     def test_forbidden_calls_are_killed_and_named(self):
         for kind in ["loop", "vcpu", "control"]:

@@ -4,11 +4,18 @@
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <poll.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -17,6 +24,7 @@
 #include "base/error.h"
 #include "base/file_io.h"
 #include "base/unique_fd.h"
+#include "base/unix_socket.h"
 #include "tests/unit/expect_error.h"
 #include "vmm/event/event_loop.h"
 
@@ -94,7 +102,7 @@ class ControlServerTest : public ::testing::Test {
   std::string contents(const std::string& name) { return read_file((dir_ / name).string()); }
 
   void start() {
-    server_ = std::make_unique<ControlServer>(path_, loop_, service_);
+    server_ = std::make_unique<ControlServer>(path_, loop_, service_, owner_);
     server_->start();
     loop_thread_ = std::thread([this] { loop_.run(); });
     service_.loop_thread = loop_thread_.get_id();
@@ -102,6 +110,7 @@ class ControlServerTest : public ::testing::Test {
 
   std::filesystem::path dir_;
   std::string path_;
+  uid_t owner_ = ::getuid();
   EventLoop loop_;
   FakeService service_;
   std::unique_ptr<ControlServer> server_;
@@ -200,9 +209,119 @@ TEST_F(ControlServerTest, ManyClientsInTurn) {
     client::VmmClient::connect(path_)->ping();
 }
 
+// Waits until `pred` holds (the RPC thread notices a closed connection on its own time).
+bool eventually(const std::function<bool()>& pred) {
+  for (int i = 0; i < 500 && !pred(); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  return pred();
+}
+
+TEST_F(ControlServerTest, APauseEndsWhenItsConnectionCloses) {
+  start();
+  {
+    auto client = client::VmmClient::connect(path_);
+    client->pause();
+    EXPECT_EQ(service_.resumes, 0);
+  }
+  EXPECT_TRUE(eventually([&] { return service_.resumes == 1; }));
+  // A pause ended by resume() is not ended again by its connection's close.
+  {
+    auto client = client::VmmClient::connect(path_);
+    client->pause();
+    client->resume();
+  }
+  client::VmmClient::connect(path_)->ping();
+  EXPECT_EQ(service_.resumes, 2);
+  EXPECT_FALSE(service_.off_loop_thread);
+}
+
+TEST_F(ControlServerTest, ALastingPauseOutlivesItsConnection) {
+  start();
+  client::VmmClient::connect(path_)->pause_lasting();
+  auto other = client::VmmClient::connect(path_);
+  other->pause();
+  other.reset();  // its own pause goes, the lasting one stays
+  client::VmmClient::connect(path_)->ping();
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_EQ(service_.pauses, 2);
+  EXPECT_EQ(service_.resumes, 0);
+  client::VmmClient::connect(path_)->resume();
+  EXPECT_EQ(service_.resumes, 1);
+}
+
+TEST_F(ControlServerTest, APauseHeldByTwoConnectionsEndsWithTheLast) {
+  start();
+  auto a = client::VmmClient::connect(path_);
+  auto b = client::VmmClient::connect(path_);
+  a->pause();
+  b->pause();
+  a.reset();
+  b->ping();
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_EQ(service_.resumes, 0);
+  b.reset();
+  EXPECT_TRUE(eventually([&] { return service_.resumes == 1; }));
+}
+
+// A socket file whose listener is gone (a VMM that died without removing it).
+void leave_stale_socket(const std::string& path) {
+  sockaddr_un addr;
+  ASSERT_TRUE(unix_address(path, &addr));
+  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  ASSERT_EQ(::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  ASSERT_EQ(::listen(fd.get(), 1), 0);
+}
+
+TEST_F(ControlServerTest, ReplacesAStaleSocketOnly) {
+  leave_stale_socket(path_);
+  start();
+  client::VmmClient::connect(path_)->ping();
+  // A second server on the same path finds a live socket: an error, and the first serves on.
+  EventLoop other_loop;
+  FakeService other_service;
+  expect_error([&] { ControlServer s(path_, other_loop, other_service, owner_); },
+               {"--control-socket", path_, "a live socket is there"});
+  client::VmmClient::connect(path_)->ping();
+}
+
+// Connects to `path` from a child process running as `uid`: true when the server kept the
+// connection (no end of file within 300 ms), false when it closed it.
+bool kept_connection_as(const std::string& path, uid_t uid) {
+  sockaddr_un addr;
+  if (!unix_address(path, &addr)) return false;
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    // Only system calls here: the parent has threads.
+    if (::syscall(SYS_setresuid, uid, uid, uid) != 0) _exit(3);
+    int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) _exit(4);
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, 300) == 0) _exit(0);
+    char c;
+    _exit(::read(fd, &c, 1) == 0 ? 1 : 5);
+  }
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) <= 1) << "child status " << status;
+  return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+TEST_F(ControlServerTest, AcceptsOnlyTheOwnerAndRoot) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to connect as other uids";
+  owner_ = 65534;
+  start();
+  // As if the socket's mode did not keep others out: the peer check still does.
+  ASSERT_EQ(::chmod(path_.c_str(), 0666), 0);
+  ASSERT_EQ(::chmod(dir_.c_str(), 0755), 0);
+  EXPECT_TRUE(kept_connection_as(path_, 65534));
+  EXPECT_FALSE(kept_connection_as(path_, 65533));
+  client::VmmClient::connect(path_)->ping();  // root
+}
+
 TEST_F(ControlServerTest, RefusesAPathThatIsNotASocket) {
   std::filesystem::create_directories(path_);
-  expect_error([&] { ControlServer s(path_, loop_, service_); }, {"--control-socket", path_});
+  expect_error([&] { ControlServer s(path_, loop_, service_, owner_); },
+               {"--control-socket", path_});
   EXPECT_TRUE(std::filesystem::is_directory(path_));
 }
 

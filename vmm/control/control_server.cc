@@ -10,6 +10,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <condition_variable>
 #include <mutex>
 #include <thread>
@@ -19,9 +20,28 @@
 #include "base/log.h"
 #include "base/unique_fd.h"
 #include "base/unix_socket.h"
+#include "vmm/control/control_sessions.h"
 
 namespace wisp {
 namespace {
+
+// A socket file at `path` is replaced only when nothing listens on it any more (its VMM died
+// without removing it: connect() is refused). A live one is another VM's control socket, and
+// a full backlog (EAGAIN: the probe does not block) means a live one too.
+void remove_stale_socket(const std::string& path, const sockaddr_un& addr) {
+  struct stat st;
+  if (::lstat(path.c_str(), &st) != 0 || !S_ISSOCK(st.st_mode)) return;  // bind() says what
+  UniqueFd probe(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+  if (!probe) throw_errno("socket(AF_UNIX)");
+  if (::connect(probe.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) == 0 ||
+      errno == EAGAIN)
+    throw Error("--control-socket " + path +
+                ": a live socket is there (another VMM listens on it); not replaced");
+  if (errno == ENOENT) return;
+  if (errno != ECONNREFUSED)
+    throw_errno("--control-socket " + path + ": checking whether the socket there is stale");
+  ::unlink(path.c_str());
+}
 
 UniqueFd listen_unix(const std::string& path) {
   sockaddr_un addr;
@@ -29,8 +49,7 @@ UniqueFd listen_unix(const std::string& path) {
     throw Error("--control-socket " + path + ": path empty or too long for a Unix socket");
   UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (!fd) throw_errno("socket(AF_UNIX)");
-  struct stat st;
-  if (::lstat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) ::unlink(path.c_str());
+  remove_stale_socket(path, addr);
   if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0)
     throw_errno("--control-socket " + path);
   if (::chmod(path.c_str(), 0600) != 0 || ::listen(fd.get(), 8) != 0) {
@@ -41,110 +60,23 @@ UniqueFd listen_unix(const std::string& path) {
   return fd;
 }
 
-[[noreturn]] void fail(const std::string& message) {
-  kj::throwFatalException(
-      kj::Exception(kj::Exception::Type::FAILED, __FILE__, __LINE__, kj::heapString(message)));
-}
-
-// Runs `fn` on the VMM's event loop; a wisp::Error becomes the caller's exception.
-void on_loop(EventLoop& loop, const std::function<void()>& fn) {
-  bool ran;
+// True when the peer of `stream` may control this VM: root or `owner`. Logs a refusal.
+bool peer_allowed(kj::AsyncIoStream& stream, uid_t owner) {
+  ucred cred{};
+  uint len = sizeof(cred);
   try {
-    ran = loop.run_on_loop(fn);
-  } catch (const Error& e) {
-    fail(e.what());
+    stream.getsockopt(SOL_SOCKET, SO_PEERCRED, &cred, &len);
+  } catch (const kj::Exception& e) {
+    LOG_WARN("control socket: refused a connection: SO_PEERCRED: %s", e.getDescription().cStr());
+    return false;
   }
-  if (!ran) fail("the VM is stopping");
+  if (len == sizeof(cred) && (cred.uid == 0 || cred.uid == owner)) return true;
+  LOG_WARN(
+      "control socket: refused a connection from uid %u (pid %d): only uid %u and root "
+      "may control this VM",
+      static_cast<unsigned>(cred.uid), static_cast<int>(cred.pid), static_cast<unsigned>(owner));
+  return false;
 }
-
-// The manager's file `received` with a request (the descriptor the RPC system got with the
-// capability), copied for the call once it is known to be a regular, empty file open for
-// writing: a snapshot written into anything else (a directory, a read-only or append-only
-// file, old data the new pages would not all overwrite) would be wrong or fail half-way.
-UniqueFd take_output_file(kj::Maybe<int> received, const char* what, const std::string& dir) {
-  const std::string name = dir + ": the " + what;
-  int fd = -1;
-  KJ_IF_MAYBE (f, received) {
-    fd = *f;
-  }
-  if (fd < 0) fail(name + " came without a file descriptor (the manager passes the file it made)");
-  UniqueFd copy(::fcntl(fd, F_DUPFD_CLOEXEC, 0));
-  if (!copy) fail(errno_message(name + ": duplicate the descriptor"));
-  struct stat st;
-  if (::fstat(copy.get(), &st) != 0) fail(errno_message(name + ": fstat"));
-  if (!S_ISREG(st.st_mode))
-    fail(name + " is not a regular file" + (S_ISDIR(st.st_mode) ? " (a directory)" : ""));
-  int flags = ::fcntl(copy.get(), F_GETFL);
-  if (flags < 0) fail(errno_message(name + ": F_GETFL"));
-  if ((flags & O_ACCMODE) != O_WRONLY && (flags & O_ACCMODE) != O_RDWR)
-    fail(name + " is not open for writing");
-  if (flags & O_APPEND) fail(name + " is open for appending (the VMM writes at given offsets)");
-  if (st.st_size != 0)
-    fail(name + " is not empty (" + std::to_string(st.st_size) + " bytes): it must be new");
-  return copy;
-}
-
-void set_report(api::SnapshotReport::Builder out, const control::SnapshotReport& r) {
-  out.setId(r.id);
-  out.setDiff(r.diff);
-  out.setPauseMs(r.pause_ms);
-  out.setStateMs(r.state_ms);
-  out.setMemoryMs(r.memory_ms);
-  out.setTotalMs(r.total_ms);
-  out.setMemoryFileBytes(r.memory_file_bytes);
-  out.setMemoryDiskBytes(r.memory_disk_bytes);
-  out.setPagesWritten(r.pages_written);
-  out.setPagesInLayer(r.pages_in_layer);
-}
-
-class VmmImpl final : public api::Vmm::Server {
- public:
-  VmmImpl(EventLoop& loop, control::Service& service) : loop_(loop), service_(service) {}
-
-  kj::Promise<void> ping(PingContext) override {
-    on_loop(loop_, [] {});
-    return kj::READY_NOW;
-  }
-  kj::Promise<void> pause(PauseContext) override {
-    on_loop(loop_, [this] { service_.pause(); });
-    return kj::READY_NOW;
-  }
-  kj::Promise<void> resume(ResumeContext) override {
-    on_loop(loop_, [this] { service_.resume(); });
-    return kj::READY_NOW;
-  }
-  kj::Promise<void> snapshot(SnapshotContext context) override {
-    auto params = context.getParams();
-    auto fds = kj::heapArrayBuilder<kj::Promise<kj::Maybe<int>>>(2);
-    fds.add(params.getStateFile().getFd());
-    fds.add(params.getMemoryFile().getFd());
-    return kj::joinPromises(fds.finish())
-        .then([this, context](kj::Array<kj::Maybe<int>> received) mutable {
-          auto params = context.getParams();
-          control::SnapshotRequest request{params.getDir().cStr(), params.getDiff()};
-          UniqueFd state = take_output_file(received[0], "state file", request.dir);
-          UniqueFd memory = take_output_file(received[1], "memory file", request.dir);
-          request.state_fd = state.get();
-          request.memory_fd = memory.get();
-          control::SnapshotReport r;
-          on_loop(loop_, [&] { r = service_.snapshot(request); });
-          set_report(context.getResults().initReport(), r);
-        });
-  }
-  kj::Promise<void> stats(StatsContext context) override {
-    control::MemoryStats s;
-    on_loop(loop_, [&] { s = service_.stats(); });
-    auto out = context.getResults().initStats();
-    out.setResidentPages(s.resident_pages);
-    out.setWrittenPages(s.written_pages);
-    out.setPages(s.pages);
-    return kj::READY_NOW;
-  }
-
- private:
-  EventLoop& loop_;
-  control::Service& service_;
-};
 
 // One client: its stream and the RPC system on it, alive until the client disconnects.
 // The stream passes descriptors (the snapshot's files), at most Vmm.maxFdsPerMessage a request.
@@ -176,9 +108,9 @@ struct ControlServer::Thread {
   size_t clients = 0;       // RPC thread only
   std::string start_error;  // what on_thread_start threw (under mu)
 
-  void serve(UniqueFd listen_fd, EventLoop& loop, control::Service& service);
-  kj::Promise<void> accept_loop(kj::ConnectionReceiver& listener, capnp::Capability::Client& vmm,
-                                kj::TaskSet& tasks);
+  void serve(UniqueFd listen_fd, EventLoop& loop, control::Service& service, uid_t owner);
+  kj::Promise<void> accept_loop(kj::ConnectionReceiver& listener, ControlSessions& sessions,
+                                uid_t owner, kj::TaskSet& tasks);
 };
 
 namespace {
@@ -191,22 +123,29 @@ class LogErrors final : public kj::TaskSet::ErrorHandler {
 }  // namespace
 
 kj::Promise<void> ControlServer::Thread::accept_loop(kj::ConnectionReceiver& listener,
-                                                     capnp::Capability::Client& vmm,
+                                                     ControlSessions& sessions, uid_t owner,
                                                      kj::TaskSet& tasks) {
-  return listener.accept().then([this, &listener, &vmm, &tasks](kj::Own<kj::AsyncIoStream> s) {
-    if (clients < kMaxClients) {
-      ++clients;
-      // A Unix listener's connections are KJ's fd streams, which pass descriptors too (as
-      // capnp's TwoPartyServer::listenCapStreamReceiver relies on).
-      auto c = kj::heap<Connection>(s.downcast<kj::AsyncCapabilityStream>(), vmm);
-      auto done = c->network.onDisconnect();
-      tasks.add(done.attach(kj::mv(c), kj::defer([this] { --clients; })));
-    }
-    return accept_loop(listener, vmm, tasks);
-  });
+  return listener.accept().then(
+      [this, &listener, &sessions, owner, &tasks](kj::Own<kj::AsyncIoStream> s) {
+        if (clients < kMaxClients && peer_allowed(*s, owner)) {
+          ++clients;
+          PauseHolds::ConnectionId id = 0;
+          capnp::Capability::Client vmm = sessions.open(&id);
+          // A Unix listener's connections are KJ's fd streams, which pass descriptors too (as
+          // capnp's TwoPartyServer::listenCapStreamReceiver relies on).
+          auto c = kj::heap<Connection>(s.downcast<kj::AsyncCapabilityStream>(), kj::mv(vmm));
+          auto done = c->network.onDisconnect();
+          tasks.add(done.attach(kj::mv(c), kj::defer([this, &sessions, id] {
+                                  --clients;
+                                  sessions.close(id);
+                                })));
+        }
+        return accept_loop(listener, sessions, owner, tasks);
+      });
 }
 
-void ControlServer::Thread::serve(UniqueFd listen_fd, EventLoop& loop, control::Service& service) {
+void ControlServer::Thread::serve(UniqueFd listen_fd, EventLoop& loop, control::Service& service,
+                                  uid_t owner) {
   try {
     kj::AsyncIoContext io = kj::setupAsyncIo();
     auto listener = io.lowLevelProvider->wrapListenSocketFd(
@@ -218,10 +157,14 @@ void ControlServer::Thread::serve(UniqueFd listen_fd, EventLoop& loop, control::
       started = true;
     }
     cv.notify_all();
+    // Before the tasks: a connection's end (also when the tasks go) tells the sessions.
+    ControlSessions sessions(
+        [&loop](const std::function<void()>& fn) { return loop.run_on_loop(fn); }, service);
     LogErrors errors;
     kj::TaskSet tasks(errors);
-    capnp::Capability::Client vmm = kj::heap<VmmImpl>(loop, service);
-    accept_loop(*listener, vmm, tasks).exclusiveJoin(kj::mv(stopped.promise)).wait(io.waitScope);
+    accept_loop(*listener, sessions, owner, tasks)
+        .exclusiveJoin(kj::mv(stopped.promise))
+        .wait(io.waitScope);
   } catch (const kj::Exception& e) {
     LOG_ERROR("control socket stopped: %s", e.getDescription().cStr());
   }
@@ -230,10 +173,12 @@ void ControlServer::Thread::serve(UniqueFd listen_fd, EventLoop& loop, control::
   cv.notify_all();
 }
 
-ControlServer::ControlServer(std::string path, EventLoop& loop, control::Service& service)
+ControlServer::ControlServer(std::string path, EventLoop& loop, control::Service& service,
+                             uid_t owner)
     : path_(std::move(path)),
       loop_(loop),
       service_(service),
+      owner_(owner),
       listen_fd_(listen_unix(path_)),
       thread_(std::make_unique<Thread>()) {}
 
@@ -245,7 +190,7 @@ void ControlServer::start(std::function<void()> on_thread_start) {
   pthread_sigmask(SIG_BLOCK, &all, &old);
   Thread* t = thread_.get();
   t->thread = std::thread([t, fd = std::move(listen_fd_), &loop = loop_, &service = service_,
-                           hook = std::move(on_thread_start)]() mutable {
+                           owner = owner_, hook = std::move(on_thread_start)]() mutable {
     pthread_setname_np(pthread_self(), "vmm-control");
     try {
       if (hook) hook();
@@ -256,7 +201,7 @@ void ControlServer::start(std::function<void()> on_thread_start) {
       t->cv.notify_all();
       return;
     }
-    t->serve(std::move(fd), loop, service);
+    t->serve(std::move(fd), loop, service, owner);
   });
   pthread_sigmask(SIG_SETMASK, &old, nullptr);
   std::unique_lock lock(t->mu);

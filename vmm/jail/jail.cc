@@ -112,10 +112,10 @@ struct ChildSetup {
 // in its cgroup meanwhile.)
 void enter_jail(const ChildSetup& s) {
   StepClock clock;
-  // Dies with the supervisor; the pipe catches a supervisor that died before the prctl.
+  // Dies with the supervisor; the pipe catches a supervisor that died before the prctl. (The
+  // uid change clears this: drop_privileges() sets it again, and checks the pipe again.)
   if (::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0) throw_errno("jail: PR_SET_PDEATHSIG");
-  pollfd p{s.parent_alive_fd, POLLIN, 0};
-  if (::poll(&p, 1, 0) > 0) _exit(kExitError);
+  if (pipe_writer_gone(s.parent_alive_fd)) _exit(kExitError);
   ::sigprocmask(SIG_SETMASK, &s.mask, nullptr);
   accept_stop_signals();
   if (::unshare(CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWNET) != 0)
@@ -125,6 +125,7 @@ void enter_jail(const ChildSetup& s) {
   if (::sethostname(kHostname, sizeof(kHostname) - 1) != 0) throw_errno("jail: sethostname");
   std::vector<int> keep = s.config.keep_fds;
   keep.push_back(s.cgroup_ready_fd);
+  keep.push_back(s.parent_alive_fd);
   close_inherited_fds(keep);
   enter_root(s.root, s.config.exposed);
   clock.step("child: root entered");
@@ -176,14 +177,15 @@ int explain(int status, const ViolationReport& report, const VmCgroup* cgroup,
   return kExitSignalBase + sig;
 }
 
-// Waits for the VMM, passing on the stop signals this process receives (blocked in `stop`).
-int wait_forwarding(pid_t pid, const sigset_t& stop) {
+// Waits for the VMM, passing on the stop signals this process receives (blocked in `stop`),
+// and killing it when `parent_fd` (if >= 0) hangs up: who started this process has died.
+int wait_forwarding(pid_t pid, const sigset_t& stop, int parent_fd) {
   UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
   UniqueFd sigfd(::signalfd(-1, &stop, SFD_CLOEXEC));
   if (!pidfd || !sigfd) throw_errno("jail: watching the VMM");
   for (;;) {
-    pollfd p[2] = {{pidfd.get(), POLLIN, 0}, {sigfd.get(), POLLIN, 0}};
-    if (::poll(p, 2, -1) < 0) {
+    pollfd p[3] = {{pidfd.get(), POLLIN, 0}, {sigfd.get(), POLLIN, 0}, {parent_fd, POLLIN, 0}};
+    if (::poll(p, 3, -1) < 0) {
       if (errno == EINTR) continue;
       throw_errno("jail: poll");
     }
@@ -192,12 +194,24 @@ int wait_forwarding(pid_t pid, const sigset_t& stop) {
       if (::read(sigfd.get(), &info, sizeof(info)) == sizeof(info))
         ::syscall(SYS_pidfd_send_signal, pidfd.get(), static_cast<int>(info.ssi_signo), nullptr, 0);
     }
+    if (p[2].revents) {
+      std::fputs("wisp: the process that started this VMM is gone: stopping the VM\n", stderr);
+      ::syscall(SYS_pidfd_send_signal, pidfd.get(), SIGKILL, nullptr, 0);
+      parent_fd = -1;  // poll() skips it from now on
+    }
     if (p[0].revents & POLLIN) break;
   }
   int status = 0;
   while (::waitpid(pid, &status, 0) < 0)
     if (errno != EINTR) throw_errno("jail: waitpid");
   return status;
+}
+
+// Throws when `parent_fd` (if >= 0) hung up already: who started this VMM died before it could
+// watch.
+void check_parent(int parent_fd) {
+  if (parent_fd >= 0 && pipe_writer_gone(parent_fd))
+    throw Error("the process that started this VMM is gone (--parent-fd hung up)");
 }
 
 CgroupLimits limits_for(const JailConfig& c, uint64_t memory_max) {
@@ -210,8 +224,18 @@ CgroupLimits limits_for(const JailConfig& c, uint64_t memory_max) {
 
 }  // namespace
 
+bool pipe_writer_gone(int read_fd) {
+  pollfd p{read_fd, POLLIN, 0};
+  return ::poll(&p, 1, 0) > 0;  // nothing is ever written: readable means end of file
+}
+
 int run_jailed(const JailConfig& config, const std::function<int(Confinement&)>& vmm) {
   if (!config.enabled) {
+    // Unjailed (debugging only), the VMM is this process and nothing watches the lifeline: it
+    // stops (SIGTERM, read by its signalfd) when the thread that started it ends.
+    if (config.parent_fd >= 0 && ::prctl(PR_SET_PDEATHSIG, SIGTERM, 0, 0, 0) != 0)
+      throw_errno("PR_SET_PDEATHSIG");
+    check_parent(config.parent_fd);
     Confinement none;
     return vmm(none);
   }
@@ -220,6 +244,7 @@ int run_jailed(const JailConfig& config, const std::function<int(Confinement&)>&
     throw Error(
         "the VMM's jail needs root (namespaces, pivot_root, a cgroup and a uid of its own): run "
         "wisp as root, or pass --no-jail (debugging only)");
+  check_parent(config.parent_fd);
   StepClock clock;
   UidLease lease = lease_uid(config.uids);
   clock.step("uid leased");
@@ -259,6 +284,7 @@ int run_jailed(const JailConfig& config, const std::function<int(Confinement&)>&
     alive_write.reset();
     ready_write.reset();
     confinement.cgroup_ready_fd_ = config.cgroup ? ready_read.get() : -1;
+    confinement.supervisor_fd_ = alive_read.get();
     ChildSetup setup{config, confinement.cgroup_ready_fd_, root, alive_read.get(), old};
     child_main(setup, confinement, [&vmm, t0](Confinement& c) {
       c.jail_ns_ = now_ns() - t0;  // the supervisor's part and the child's, up to here
@@ -297,7 +323,7 @@ int run_jailed(const JailConfig& config, const std::function<int(Confinement&)>&
       ssize_t w = ::write(ready_write.get(), "c", 1);
     ready_write.reset();
   }
-  if (!exited) status = wait_forwarding(pid, stop);
+  if (!exited) status = wait_forwarding(pid, stop, config.parent_fd);
   int rc = explain(status, *confinement.report_, config.cgroup ? &cgroup : nullptr, memory_max);
   cgroup.remove();
   ::rmdir(root.c_str());

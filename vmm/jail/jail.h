@@ -6,7 +6,9 @@
 //     holding only what the VM needs, while the supervisor removes stale wisp cgroups, creates
 //     the VM's (cgroup.h) and moves the child into it;
 //   - waits for it, forwarding SIGINT/SIGTERM/SIGHUP, and says why it died when it did not exit
-//     by itself: `VMM killed by seccomp: <call>`, or the cgroup's memory limit (memory.events).
+//     by itself: `VMM killed by seccomp: <call>`, or the cgroup's memory limit (memory.events);
+//   - kills it when the process that started this one dies (JailConfig::parent_fd); the VMM
+//     dies with the supervisor (its parent-death signal).
 // Inside, the VMM opens its files and builds the machine as root of its namespaces, then
 // Confinement::drop_privileges() (before any thread exists) and enter_thread() on each thread
 // as it starts (its seccomp filter). Root is required.
@@ -56,6 +58,10 @@ struct JailConfig {
   uint64_t max_file_bytes = 0;   // RLIMIT_FSIZE: the largest file the VMM may write
   std::vector<Exposed> exposed;  // everything the VMM opens after pivot_root
   std::vector<int> keep_fds;     // inherited fds the VMM still needs, besides 0, 1 and 2
+  // The read end of a pipe whose write end only the process that started this one holds
+  // (--parent-fd), or -1. When it closes (that process died, even by SIGKILL) the supervisor
+  // kills the VMM and cleans up: a VM never outlives its manager.
+  int parent_fd = -1;
 };
 
 // What the VMM calls inside the jail. A default-constructed one (no jail) does nothing.
@@ -67,8 +73,10 @@ class Confinement {
   // supervisor has put it in its cgroup (guest memory it touched before stays charged to the
   // parent's: the kernel and initrd it loaded, a restore's few pages), then gid/uid of the lease,
   // no supplementary groups, every capability dropped (effective, permitted, inheritable,
-  // bounding, ambient), no_new_privs, RLIMIT_NOFILE/NPROC/FSIZE/CORE, SIGSYS reporting.
-  // Throws Error.
+  // bounding, ambient), no_new_privs, RLIMIT_NOFILE/NPROC/FSIZE/CORE, SIGSYS reporting; then,
+  // since a uid change clears it, the parent-death signal (SIGKILL when the supervisor dies),
+  // and a check that the supervisor is still there (getppid() is 0 in the VMM's pid
+  // namespace: a pipe tells instead). Throws Error.
   void drop_privileges();
   // First thing on each thread (the main thread before it runs the event loop): installs the
   // thread kind's seccomp filter. Throws Error.
@@ -88,8 +96,14 @@ class Confinement {
   SeccompMode seccomp_ = SeccompMode::kTrap;
   ViolationReport* report_ = nullptr;
   int cgroup_ready_fd_ = -1;  // the supervisor writes a byte once this process is in its cgroup
+  int supervisor_fd_ = -1;    // a pipe's read end: hangs up when the supervisor is gone
   uint64_t jail_ns_ = 0;
 };
+
+// True when nobody holds the write end of the pipe `read_fd` reads from any more (its holder
+// died; nothing is ever written on it): how a process learns that its parent is gone where
+// getppid() cannot tell (0 in a new pid namespace) or a parent-death signal was not yet set.
+bool pipe_writer_gone(int read_fd);
 
 // Runs `vmm` in the jail `config` describes and returns the exit status for this process: the
 // VMM's own, or kExitSeccompViolation / kExitVmmOutOfMemory / 128+N with a message on stderr

@@ -67,6 +67,15 @@ void Confinement::drop_privileges() {
   if (::setresuid(uid_, uid_, uid_) != 0) throw_errno("jail: setresuid " + std::to_string(uid_));
   clear_capabilities();
   if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) throw_errno("jail: no_new_privs");
+  // The uid change cleared the parent-death signal: set it again, now that no credential
+  // changes any more, then make sure the supervisor did not die before it was set.
+  if (::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0) throw_errno("jail: PR_SET_PDEATHSIG");
+  if (supervisor_fd_ >= 0) {
+    bool gone = pipe_writer_gone(supervisor_fd_);
+    ::close(supervisor_fd_);
+    supervisor_fd_ = -1;
+    if (gone) throw Error("jail: the supervisor is gone");
+  }
   if (::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) throw_errno("jail: PR_SET_DUMPABLE");
   set_limit(RLIMIT_NPROC, vcpus_ + kVmmExtraThreads, "RLIMIT_NPROC");
   set_limit(RLIMIT_FSIZE, max_file_bytes_, "RLIMIT_FSIZE");

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 
 #include "vmm/jail/seccomp_table.h"
 
@@ -29,6 +30,8 @@ constexpr SyscallRule kSyscalls[] = {
     allow_if("newfstatat", "... fstat (glibc's: AT_EMPTY_PATH; the path itself is unchecked)",
              bits_set(3, AT_EMPTY_PATH)),
     allow("setsockopt", "KJ sets TCP_NODELAY on accepted sockets (fails on Unix sockets)"),
+    allow_if("getsockopt", "ControlServer checks a client's uid (SO_PEERCRED)",
+             int_eq(2, SO_PEERCRED)),
     allow("close", "a client went away; KJ's teardown"),
     allow("futex", "run_on_loop waits for the loop thread's answer; mutexes"),
     allow_if("mmap", "malloc's per-thread arena (no PROT_EXEC)", bits_clear(2, PROT_EXEC)),

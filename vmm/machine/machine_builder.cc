@@ -1,5 +1,7 @@
 #include "vmm/machine/machine_builder.h"
 
+#include <unistd.h>
+
 #include <string>
 
 #include "base/clock.h"
@@ -159,8 +161,9 @@ void MachineBuilder::add_control_socket() {
   if (!m.config_.control_service)
     throw Error("--control-socket " + m.config_.control_socket + ": this VMM answers no calls");
   m.control_service_ = m.config_.control_service(m);
-  m.control_ =
-      std::make_unique<ControlServer>(m.config_.control_socket, m.loop_, *m.control_service_);
+  // getuid(): still the uid that started the VM, as the jail drops privileges after the build.
+  m.control_ = std::make_unique<ControlServer>(m.config_.control_socket, m.loop_,
+                                               *m.control_service_, ::getuid());
 }
 
 }  // namespace wisp

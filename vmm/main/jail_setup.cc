@@ -75,6 +75,8 @@ void absolutize(MachineConfig* cfg) {
 const char kVmmJailOptionsHelp[] =
     R"(  --jail-dir DIR   the VM's runtime directory: its jail root is made in DIR/root
                    (default: /run/wisp/jail/vm-UID)
+  --parent-fd N    the read end of a pipe only the starting process writes to (3 to 1024):
+                   when it hangs up (that process died) the VM is killed (the manager's)
 )";
 
 void add_vmm_jail_options(OptionParser& parser, VmmJailOptions* options) {
@@ -82,6 +84,9 @@ void add_vmm_jail_options(OptionParser& parser, VmmJailOptions* options) {
   parser.value("jail-dir", [options](const std::string& v) {
     if (v.empty()) throw UsageError("--jail-dir: expected a directory");
     options->dir = absolute_path(v);
+  });
+  parser.value("parent-fd", [options](const std::string& v) {
+    options->parent_fd = static_cast<int>(parse_count("--parent-fd", v, 3, 1024));
   });
 }
 
@@ -102,6 +107,7 @@ jail::JailConfig vmm_jail_config(const VmmJailOptions& options, MachineConfig* c
   j.guest_mem_bytes = cfg.mem_bytes;
   j.vcpus = cfg.vcpus;
   j.keep_fds = std::move(keep_fds);
+  j.parent_fd = options.parent_fd;
   if (!j.enabled) return j;
 
   auto add_file = [&j](const std::string& path, bool writable) {

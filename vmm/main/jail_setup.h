@@ -16,10 +16,11 @@ namespace wisp {
 
 struct VmmJailOptions {
   JailFlags flags;
-  std::string dir;  // --jail-dir DIR: the VM's runtime directory (its root is DIR/root)
+  std::string dir;     // --jail-dir DIR: the VM's runtime directory (its root is DIR/root)
+  int parent_fd = -1;  // --parent-fd N: the VM ends when this pipe hangs up (JailConfig)
 };
 
-// add_jail_options plus --jail-dir.
+// add_jail_options plus --jail-dir and --parent-fd.
 void add_vmm_jail_options(OptionParser& parser, VmmJailOptions* options);
 extern const char kVmmJailOptionsHelp[];
 
