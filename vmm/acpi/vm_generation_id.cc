@@ -2,9 +2,10 @@
 
 #include <sys/random.h>
 
-#include <cstring>
+#include <algorithm>
 #include <initializer_list>
 #include <string>
+#include <string_view>
 
 #include "base/error.h"
 
@@ -40,10 +41,12 @@ Aml with_pkg_length(const Aml& body) {
 // A 4-character NameSeg, as written in the source ("VGEN", "_HID").
 Aml name_seg(const char (&seg)[5]) { return Aml(seg, seg + 4); }
 
-Aml string(const char* s) {
-  Aml out{kStringPrefix};
-  out.insert(out.end(), s, s + std::strlen(s));
-  out.push_back(0);
+Aml string(std::string_view s) {
+  // Built whole rather than by inserting into a one-byte vector, which GCC 12's -O2
+  // -Warray-bounds misreads as an overflow.
+  Aml out(s.size() + 2, 0);
+  out[0] = kStringPrefix;
+  std::copy(s.begin(), s.end(), out.begin() + 1);
   return out;
 }
 
