@@ -99,7 +99,7 @@ def find_template_dir(home, name, override):
     if override:
         return override.replace("{name}", name)
     best = None
-    for d, _, files in os.walk(home):
+    for d, _, files in os.walk(home, followlinks=True):  # templates/NAME is a symlink
         if name in os.path.relpath(d, home).split(os.sep) or os.path.basename(d) == name:
             if any("mem" in f for f in files) and (best is None or len(d) > len(best)):
                 best = d
@@ -174,7 +174,9 @@ def wisp_clones(args, env, tdir, h, tmp):
             sock = os.path.join(tmp, f"clone{i}.sock")
             procs.append((subprocess.Popen(
                 [args.wisp, "snapshot", "restore", tdir, "--vsock-uds", sock, "--console",
-                 "none"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                 "none"]
+                # A snapshot names no host file: the caller gives its drive (the rootfs).
+                + (["--drive", args.rootfs + ",ro"] if h["rootfs"] else []), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE, env=env), sock))
         for i, (p, sock) in enumerate(procs):
             argv = [args.wisp, "exec", "--attach", sock, "--resumed", "--boot-timeout", "120"]
