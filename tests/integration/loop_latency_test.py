@@ -63,6 +63,9 @@ def round_trips(sock, seconds, at_least=20):
 
 class LoopLatencyTest(unittest.TestCase):
     def setUp(self):
+        self.vm = None
+
+    def start_vm(self):
         self.dir = tempfile.mkdtemp(prefix="wisp-loop-", dir=os.path.join(ROOT, "build"))
         self.disk = os.path.join(self.dir, "disk.img")
         with open(self.disk, "wb") as f:
@@ -77,9 +80,15 @@ class LoopLatencyTest(unittest.TestCase):
             stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
     def tearDown(self):
+        self.stop_vm()
+
+    def stop_vm(self):
+        if self.vm is None:
+            return
         if self.vm.poll() is None:
             self.vm.kill()
             self.vm.wait()
+        self.vm = None
         for d in (self.dir, os.path.dirname(self.uds)):
             subprocess.run(["rm", "-rf", d])
 
@@ -100,7 +109,9 @@ class LoopLatencyTest(unittest.TestCase):
         except OSError:
             return ""
 
-    def test_vsock_round_trip_and_loop_iteration_under_disk_load(self):
+    def measure(self):
+        """One VM: (idle median, busy median, loop_max_ms, the slow iterations it logged)."""
+        self.start_vm()
         self.wait_console("loop: listeners up")
         echo, _ = handshake(self.uds, ECHO_PORT, timeout=60)
         idle = statistics.median(round_trips(echo, 3))
@@ -125,9 +136,23 @@ class LoopLatencyTest(unittest.TestCase):
               "%d dd passes); event loop's longest iteration %.1f ms" %
               (idle, busy, sorted(busy_samples)[len(busy_samples) * 9 // 10],
                len(busy_samples), passes, loop_max), file=sys.stderr)
-        self.assertLessEqual(busy, 5 * idle)
-        self.assertLess(loop_max, 50, slow)
+        self.stop_vm()
+        return idle, busy, loop_max, slow
 
+    def test_vsock_round_trip_and_loop_iteration_under_disk_load(self):
+        # Two tries, a fresh VM each: the bounds are wall-clock times, and in the emulated testbed
+        # the whole testbed stalls now and then when the host is busy (seen: 50.9 and 57 ms with
+        # a compiler running beside it, 15-29 ms without). Block I/O on the loop fails both
+        # (75 ms measured with it put back).
+        failures = []
+        for attempt in (1, 2):
+            idle, busy, loop_max, slow = self.measure()
+            if busy <= 5 * idle and loop_max < 50:
+                return
+            failures.append("try %d: round trip idle %.2f ms, under dd %.2f ms (bound 5x); "
+                            "longest loop iteration %.1f ms (bound 50)\n%s" %
+                            (attempt, idle, busy, loop_max, slow))
+        self.fail("\n".join(failures))
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
