@@ -167,8 +167,12 @@ int exec_command(int argc, char** argv, uint64_t t0_ns) {
   o.spec.payload = [&] { return read_payload(o.payload, 0, watch.cancel_fd()); };
   int rc = kExitVmFailed;
   o.spec.on_result = [&rc, &o](const client::InvokeResult& r) {
-    write_all(1, r.out);
-    write_all(2, r.err);
+    std::string failed = write_result(r);
+    if (!failed.empty()) {
+      std::fprintf(stderr, "wisp exec: %s\n", failed.c_str());
+      rc = kExitError;
+      return;
+    }
     rc = handler_exit_status(kCommand, r, o.spec.timeout);
   };
   o.spec.progress = [](const std::string& m) {
