@@ -76,6 +76,27 @@ def stage(bin_dir, guest_files, dest):
     return out_bin
 
 
+def stage_wisp(build, dest):
+    """stage() of $WISP_BIN (default build/bin/wisp) with the default guest (vmlinux and both
+    initramfs images of build/guest) into `dest`; returns the staged wisp's path."""
+    wisp = os.environ.get("WISP_BIN", os.path.join(build, "bin/wisp"))
+    guest = [os.path.join(build, "guest", f)
+             for f in ["vmlinux", "initramfs.cpio.gz", "agent-initramfs.cpio.gz"]]
+    return os.path.join(stage(os.path.dirname(wisp), guest, dest), os.path.basename(wisp))
+
+
+def wait_for(predicate, timeout, what, interval=0.2):
+    """Polls `predicate` every `interval` s until it returns a true value, which is returned;
+    AssertionError naming `what` after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError("timed out waiting for " + what)
+
+
 def qemu_microvm_argv(qemu, kernel, mem, vcpus=1, serial="stdio", acpi=True):
     """QEMU's microvm machine with KVM, the peer every benchmark compares wisp with: no
     firmware, no default devices, the console on `serial`. Callers add -initrd, -append and

@@ -23,12 +23,11 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 import unittest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "perf"))
-from vmrun import stage  # noqa: E402
+from vmrun import stage_wisp, wait_for  # noqa: E402
 
 BUILD = os.path.join(ROOT, "build")
 PY_ROOTFS = os.path.join(BUILD, "guest/python-rootfs.ext4")
@@ -56,14 +55,6 @@ WORKER = ("import random,sys;sys.path.insert(0,'/usr/lib/wisp');import python_wo
           "w.serve(lambda p:repr(random.random()))")
 
 
-def wait_for(predicate, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.5)
-    raise AssertionError("timed out waiting for " + what)
-
 
 def samples(path):
     """(uptime, random hex, reseeds logged) for each complete line of a console file."""
@@ -80,11 +71,7 @@ class CloneEntropyTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.tmp = tempfile.mkdtemp(prefix="wisp-entropy-")
-        wisp = os.environ.get("WISP_BIN", os.path.join(BUILD, "bin/wisp"))
-        guest = [os.path.join(BUILD, "guest", f)
-                 for f in ["vmlinux", "initramfs.cpio.gz", "agent-initramfs.cpio.gz"]]
-        cls.wisp = os.path.join(stage(os.path.dirname(wisp), guest, cls.tmp),
-                                os.path.basename(wisp))
+        cls.wisp = stage_wisp(BUILD, cls.tmp)
         cls.guest = os.path.join(cls.tmp, "guest")
         cls.env = dict(os.environ, WISP_HOME=os.path.join(cls.tmp, "home"))
         cls.stock_vm = None

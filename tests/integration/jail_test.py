@@ -32,7 +32,7 @@ import unittest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "perf"))
-from vmrun import stage  # noqa: E402
+from vmrun import stage_wisp, wait_for  # noqa: E402
 
 BUILD = os.path.join(ROOT, "build")
 CGROUP = "/sys/fs/cgroup"
@@ -41,15 +41,6 @@ CAP_FIELDS = ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"]
 # A guest that says it is up, then idles until it is stopped.
 IDLE = 'quiet wisp_action=cmd wisp_cmd="echo guest-up; sleep 1000"'
 
-
-def wait_for(predicate, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError("timed out waiting for " + what)
 
 
 def read(path):
@@ -125,11 +116,7 @@ class JailTest(unittest.TestCase):
         if os.geteuid() != 0:
             raise unittest.SkipTest("the jail needs root; run inside the testbed or as root")
         cls.tmp = tempfile.mkdtemp(prefix="wisp-jail-")
-        wisp = os.environ.get("WISP_BIN", os.path.join(BUILD, "bin/wisp"))
-        guest = [os.path.join(BUILD, "guest", f)
-                 for f in ["vmlinux", "initramfs.cpio.gz", "agent-initramfs.cpio.gz"]]
-        cls.wisp = os.path.join(stage(os.path.dirname(wisp), guest, cls.tmp),
-                                os.path.basename(wisp))
+        cls.wisp = stage_wisp(BUILD, cls.tmp)
         cls.guest = os.path.join(cls.tmp, "guest")
         cls.env = dict(os.environ, WISP_HOME=os.path.join(cls.tmp, "home"))
         cls.env.pop("WISP_TEST_FORBIDDEN_CALL", None)

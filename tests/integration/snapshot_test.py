@@ -22,7 +22,7 @@ import unittest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "perf"))
-from vmrun import stage  # noqa: E402
+from vmrun import stage_wisp, wait_for  # noqa: E402
 
 BUILD = os.path.join(ROOT, "build")
 PY_ROOTFS = os.path.join(BUILD, "guest/python-rootfs.ext4")
@@ -31,14 +31,6 @@ PY_ROOTFS = os.path.join(BUILD, "guest/python-rootfs.ext4")
 # RAM, so a restored VM that goes on from where it was proves its memory and CPU came back.
 COUNTER = "i=0; while true; do i=$((i+1)); echo count=$i; sleep 0.2; done"
 
-
-def wait_for(predicate, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise AssertionError("timed out waiting for " + what)
 
 
 def counts(path):
@@ -53,11 +45,7 @@ class SnapshotTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.tmp = tempfile.mkdtemp(prefix="wisp-snap-")
-        wisp = os.environ.get("WISP_BIN", os.path.join(BUILD, "bin/wisp"))
-        guest = [os.path.join(BUILD, "guest", f)
-                 for f in ["vmlinux", "initramfs.cpio.gz", "agent-initramfs.cpio.gz"]]
-        cls.wisp = os.path.join(stage(os.path.dirname(wisp), guest, cls.tmp),
-                                os.path.basename(wisp))
+        cls.wisp = stage_wisp(BUILD, cls.tmp)
         cls.env = dict(os.environ, WISP_HOME=os.path.join(cls.tmp, "home"))
 
     @classmethod
