@@ -67,7 +67,7 @@ integration-test: all
 test: unit-test all fuzz
 	@tests/integration/fetch-cloud-kernel.sh $(GUEST_DIR)/cloud
 	@tests/integration/fetch-cloud-kernel.sh $(GUEST_DIR)/debian linux-image-amd64
-	@$(IN_KVM) tests/integration/run-all.sh
+	@tests/integration/run-all.sh
 
 perf: all
 	@$(IN_KVM) env WISP_BENCH_RUNS_SNAPSHOT_QEMU=20 WISP_BENCH_RUNS_SNAPSHOT_COLD=5 \

@@ -1,13 +1,25 @@
 #!/usr/bin/env bash
 # Every benchmark once, JSON in build/perf/: what `make perf` and `make test` run (inside KVM:
 # tests/integration/in-kvm). Run counts come from WISP_BENCH_RUNS* (defaults below).
+# Usage: perf/run-all.sh [BENCH...]   (boot blk vsock agent snapshot jail; default: all of them)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-perf/boot_bench.py --runs "${WISP_BENCH_RUNS:-20}" --out build/perf/boot.json
-perf/blk_bench.py --runs "${WISP_BENCH_RUNS_BLK:-5}" --out build/perf/blk.json
-perf/vsock_bench.py --runs "${WISP_BENCH_RUNS_VSOCK:-3}" --out build/perf/vsock.json
-perf/agent_bench.py --runs "${WISP_BENCH_RUNS_AGENT:-10}" --calls 200 --out build/perf/agent.json
-perf/snapshot_bench.py --runs "${WISP_BENCH_RUNS_SNAPSHOT:-50}" \
-  --qemu-runs "${WISP_BENCH_RUNS_SNAPSHOT_QEMU:-10}" \
-  --cold-runs "${WISP_BENCH_RUNS_SNAPSHOT_COLD:-3}" --out build/perf/snapshot.json
-perf/jail_bench.py --runs "${WISP_BENCH_RUNS_JAIL:-6}" --out build/perf/jail.json
+run() {
+  case "$1" in
+    boot) perf/boot_bench.py --runs "${WISP_BENCH_RUNS:-20}" --out build/perf/boot.json ;;
+    blk) perf/blk_bench.py --runs "${WISP_BENCH_RUNS_BLK:-5}" --out build/perf/blk.json ;;
+    vsock) perf/vsock_bench.py --runs "${WISP_BENCH_RUNS_VSOCK:-3}" --out build/perf/vsock.json ;;
+    agent)
+      perf/agent_bench.py --runs "${WISP_BENCH_RUNS_AGENT:-10}" --calls 200 \
+        --out build/perf/agent.json ;;
+    snapshot)
+      perf/snapshot_bench.py --runs "${WISP_BENCH_RUNS_SNAPSHOT:-50}" \
+        --qemu-runs "${WISP_BENCH_RUNS_SNAPSHOT_QEMU:-10}" \
+        --cold-runs "${WISP_BENCH_RUNS_SNAPSHOT_COLD:-3}" --out build/perf/snapshot.json ;;
+    jail) perf/jail_bench.py --runs "${WISP_BENCH_RUNS_JAIL:-6}" --out build/perf/jail.json ;;
+    *) echo "perf/run-all.sh: unknown benchmark '$1' (boot blk vsock agent snapshot jail)" >&2
+       exit 2 ;;
+  esac
+}
+[ $# -gt 0 ] || set -- boot blk vsock agent snapshot jail
+for bench in "$@"; do run "$bench"; done
