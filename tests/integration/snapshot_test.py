@@ -36,7 +36,9 @@ COUNTER = "i=0; while true; do i=$((i+1)); echo count=$i; sleep 0.2; done"
 def counts(path):
     try:
         with open(path, errors="replace") as f:
-            return [int(m) for m in re.findall(r"count=(\d+)", f.read())]
+            # Complete lines only: the last one may still be on its way ("count=1" of what
+            # becomes "count=12"), and a kernel message may say "count=N" mid-line.
+            return [int(m) for m in re.findall(r"^count=(\d+)\r?\n", f.read(), re.M)]
     except FileNotFoundError:
         return []
 
