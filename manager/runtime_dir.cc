@@ -16,13 +16,11 @@ RuntimeDir::RuntimeDir(const std::string& prefix) {
   const char* tmp = std::getenv("TMPDIR");
   std::string base = tmp && *tmp ? tmp : "/tmp";
   sweep_dead_runtime_dirs(base);
-  // Made hidden (never swept), then owned and renamed into place.
-  std::string staged = make_temp_dir(base + "/." + prefix + "-XXXXXX");
-  path_ = base + "/" + staged.substr(base.size() + 2);
+  owner_ = make_locked_temp_dir(base + "/" + prefix + "-XXXXXX", &path_);
   try {
-    owner_ = own_runtime_dir(staged, path_);
+    mark_runtime_dir(owner_.get(), path_);
   } catch (const Error&) {
-    ::rmdir(staged.c_str());
+    ::rmdir(path_.c_str());
     throw;
   }
 }
@@ -33,13 +31,6 @@ RuntimeDir::~RuntimeDir() {
   } catch (const Error&) {
     // Nothing to do from a destructor: a leftover temp dir is harmless.
   }
-}
-
-std::string make_temp_dir(const std::string& pattern) {
-  std::vector<char> buf(pattern.begin(), pattern.end());
-  buf.push_back(0);
-  if (!::mkdtemp(buf.data())) throw_errno("cannot create a directory " + pattern + "; set TMPDIR");
-  return buf.data();
 }
 
 void make_dirs(const std::string& path) {

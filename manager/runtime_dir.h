@@ -31,8 +31,6 @@ class RuntimeDir {
   UniqueFd owner_;  // the directory, flock'ed: this process owns it
 };
 
-// mkdtemp(3) on `pattern` (ending in XXXXXX). Returns the directory. Throws Error.
-std::string make_temp_dir(const std::string& pattern);
 // Creates every missing directory of `path` (mode 0755). Throws Error.
 void make_dirs(const std::string& path);
 

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "base/error.h"
+#include "base/unique_fd.h"
 #include "manager/runtime_dir.h"
 
 namespace wisp::manager {
@@ -32,15 +33,9 @@ UniqueFd claim_dead(int base_fd, const char* name) {
 
 }  // namespace
 
-UniqueFd own_runtime_dir(const std::string& staged, const std::string& final_path) {
-  UniqueFd dir(::open(staged.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-  if (!dir) throw_errno("open directory " + staged);
-  UniqueFd marker(::openat(dir.get(), kMarker, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
-  if (!marker) throw_errno("create " + staged + "/" + kMarker);
-  if (::flock(dir.get(), LOCK_EX) != 0) throw_errno("lock directory " + staged);
-  if (::renameat2(AT_FDCWD, staged.c_str(), AT_FDCWD, final_path.c_str(), RENAME_NOREPLACE) != 0)
-    throw_errno("rename " + staged + " to " + final_path);
-  return dir;
+void mark_runtime_dir(int dir_fd, const std::string& path) {
+  UniqueFd marker(::openat(dir_fd, kMarker, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+  if (!marker) throw_errno("create " + path + "/" + kMarker);
 }
 
 void sweep_dead_runtime_dirs(const std::string& base) {

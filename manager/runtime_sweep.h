@@ -7,14 +7,12 @@
 
 #include <string>
 
-#include "base/unique_fd.h"
-
 namespace wisp::manager {
 
-// Marks `staged` (a new, hidden directory) as a runtime directory, locks it for this process
-// and renames it to `final_path`: the sweep never sees it unlocked. Returns the lock, held as
-// long as the descriptor is open (close-on-exec: no child holds it). Throws Error.
-UniqueFd own_runtime_dir(const std::string& staged, const std::string& final_path);
+// Marks the directory `dir_fd` (at `path`, already locked by this process: make_locked_temp_dir)
+// as a runtime directory, so that the sweep takes it once its lock is gone. Marked only after
+// it is locked, the sweep never sees it marked and free while it is in use. Throws Error.
+void mark_runtime_dir(int dir_fd, const std::string& path);
 
 // Removes every runtime directory in `base` (named wisp-*, owned by this euid, marked) whose
 // owner has died. Failures are skipped: a leftover is harmless and retried next time.
