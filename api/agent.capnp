@@ -42,6 +42,31 @@ interface Agent {
 
   # Powers the VM off after replying.
   shutdown @6 () -> ();
+
+  # Added for `wisp serve`'s sandboxes (an older agent answers them "unimplemented"):
+  # A command in the handler isolation (as exec-mode invoke), streamed: its stdout and stderr
+  # go to `output` as they are written (in order, each stream capped as maxOutputBytes caps
+  # invoke's), stdin is written through the returned Process, which also signals it and
+  # waits for its end (the result's stdout and stderr are empty there).
+  execStream @7 (handler :Handler, timeoutMs :UInt64, output :OutputSink) -> (process :Process);
+  # A file in the scratch space (/scratch, shared by every handler the agent runs; `path` is
+  # relative to it, without "..", symlinks not followed). At most Agent.maxFileBytes.
+  putFile @8 (path :Text, data :Data, mode :UInt32) -> ();
+  getFile @9 (path :Text) -> (data :Data);
+
+  const maxFileBytes :UInt64 = 16777216;
+}
+
+interface OutputSink {
+  stdout @0 (data :Data) -> stream;
+  stderr @1 (data :Data) -> stream;
+}
+
+interface Process {
+  write @0 (data :Data) -> ();  # to its stdin
+  closeStdin @1 () -> ();
+  signal @2 (signal :Int32) -> ();  # to its whole process tree
+  wait @3 () -> (result :InvokeResult);
 }
 
 struct AgentInfo {

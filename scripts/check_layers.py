@@ -38,7 +38,11 @@ LAYERS = {
     "vmm-main": (["vmm/main/"], ["base", "kvm", "devices", "boot", "virtio", "machine", "api",
                                  "snapshot", "machine-state", "jail"]),  # wisp_vmm_main
     "manager": (["manager/"], ["base", "api", "snapshot", "machine-state"]),  # wisp_manager
-    "cli": (["cli/"], ["base", "api", "manager"]),  # wisp_cli, wisp
+    # `wisp serve`'s engine: the Wisp API (api/wisp.capnp) served over the manager library.
+    "service": (["manager/service/"], ["base", "api", "manager"]),  # wisp_service
+    # The HTTP/JSON gateway: HTTP routes onto a Wisp capability, nothing of how it is served.
+    "gateway": (["manager/http_gateway/"], ["base", "api"]),  # wisp_http_gateway
+    "cli": (["cli/"], ["base", "api", "manager", "service", "gateway"]),  # wisp_cli, wisp
     "agent": (["agent/"], ["base", "api"]),  # wisp_agent_logic, wisp-agent
 }
 

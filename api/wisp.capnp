@@ -1,0 +1,246 @@
+# The API of `wisp serve`, the sandbox service a FaaS controller holds a connection to:
+# Cap'n Proto RPC, two-party vat network, over serve's Unix socket (`--socket PATH`, mode 0600,
+# only its owner's uid or root may connect: SO_PEERCRED); the bootstrap capability is a Wisp.
+# The HTTP/JSON gateway (`--http`) maps its routes onto the same interfaces, and its JSON bodies
+# are these structs in Cap'n Proto's JSON encoding (field names as written here; Data fields
+# are base64 strings).
+#
+# Versioning: `apiVersion` is bumped on any incompatible change; methods and fields are only
+# ever added. Clients check Wisp.version().apiVersion.
+#
+# Limits: serve reads messages of at most Wisp.maxMessageBytes with a traversal limit; a payload
+# or a file is at most maxPayloadBytes; names are template names (1..64 of [A-Za-z0-9._-], not
+# starting with '.'). A malformed or oversized request is answered with an exception, never by
+# crashing serve, and never ends the connection's other calls.
+#
+# Errors are exceptions whose description starts with a stable word a client can switch on,
+# then ": " and a message a person can act on:
+#   "not-found: template NAME ..."     unknown template or sandbox
+#   "bad-request: ..."                 a malformed name, spec, path or value
+#   "overloaded: ..."                  no capacity before the request's deadline (VM count,
+#                                      memory budget, or the template's concurrency limit)
+#   "draining: ..."                    serve is shutting down and takes no new work
+#   "vm-failed: ... <VMM log tail>"    the VM died or its agent broke the RPC mid-call
+#   "too-large: ..."                   a payload or file over maxPayloadBytes
+# A handler that fails is not an exception: its result says how it ended.
+
+@0xc30cfb4dc5743292;
+
+using Cxx = import "/capnp/c++.capnp";
+using Json = import "/capnp/compat/json.capnp";
+$Cxx.namespace("wisp::api");
+
+const apiVersion :UInt32 = 1;
+
+interface Wisp {
+  const maxMessageBytes :UInt64 = 33554432;  # 32 MiB: one payload of maxPayloadBytes each way
+  const maxPayloadBytes :UInt64 = 16777216;  # 16 MiB: a payload, a file, a handler's stdout
+
+  version @0 () -> (info :ServerInfo);
+  templates @1 () -> (templates :Templates);
+  sandboxes @2 () -> (sandboxes :Sandboxes);
+
+  # The fast path: one call of template `template`'s handler on a fresh clone (taken warm when
+  # serve keeps warm clones of it, else restored by a pre-jailed VMM of the pool), reseeded,
+  # invoked and destroyed afterwards. A client that drops the call gets the clone destroyed.
+  invoke @3 (template :Text, request :InvokeRequest) -> (response :InvokeResponse);
+
+  stats @4 () -> (stats :Stats);
+}
+
+struct ServerInfo {
+  apiVersion @0 :UInt32;
+  wispVersion @1 :Text;
+  home @2 :Text;                # the template store's WISP_HOME
+  draining @3 :Bool;
+}
+
+# ---- templates ------------------------------------------------------------------------------
+
+interface Templates {
+  # Boots the spec's VM, starts its handler, warms it up, snapshots it into the store and
+  # publishes it whole (or not at all). Progress lines go to `progress` as the steps start.
+  # The spec's host files must lie under a directory serve allows (--allow-dir).
+  create @0 (spec :TemplateSpec, progress :ProgressSink) -> (template :TemplateInfo);
+  list @1 () -> (templates :List(TemplateInfo));
+  get @2 (name :Text) -> (template :TemplateInfo);
+  # Calls in flight finish on the generation they hold; new calls get "not-found". Refused
+  # (bad-request, naming them) while templates made by Sandbox.snapshot depend on it.
+  remove @3 (name :Text) -> ();
+}
+
+interface ProgressSink {
+  event @0 (message :Text) -> stream;
+  done @1 ();
+}
+
+struct TemplateSpec {
+  name @0 :Text;
+  rebuild @1 :Bool;             # replace an existing template atomically
+  mode @2 :Text = "exec";       # exec: a fresh handler process per call; worker: warm worker
+  argv @3 :List(Text);          # the handler command
+  env @4 :List(Text);           # "KEY=value"
+  warmup @5 :UInt32;            # invocations before the snapshot
+  warmupPayload @6 :Data $Json.base64;
+  kernel @7 :Text;              # "": wisp's default guest kernel
+  initrd @8 :Text;              # "" and no rootfs: the agent initramfs
+  rootfs @9 :Text;              # an ext4 image with wisp-agent as init (read-only)
+  drives @10 :List(Text);       # "PATH[,ro]" after the rootfs
+  memMib @11 :UInt32;           # 0: 256
+  vcpus @12 :UInt32;            # 0: 1
+  bootTimeoutMs @13 :UInt64 = 120000;
+}
+
+struct TemplateInfo {
+  name @0 :Text;
+  mode @1 :Text;
+  argv @2 :List(Text);
+  env @3 :List(Text);
+  drives @4 :List(Text);
+  memMib @5 :UInt64;
+  vcpus @6 :UInt32;
+  guest @7 :Text;               # what it was booted from
+  createdUnix @8 :Int64;
+  parent @9 :Text;              # "" or the template a Sandbox.snapshot diff depends on
+  memoryFileBytes @10 :UInt64;
+  warm @11 :UInt32;             # warm clones serve keeps of it (--warm NAME=N)
+  warmReady @12 :UInt32;        # of which restored and waiting now
+}
+
+# ---- invocations ----------------------------------------------------------------------------
+
+struct InvokeRequest {
+  payload @0 :Data $Json.base64;
+  timeoutMs @1 :UInt64 = 30000;  # the handler's wall-clock limit
+  deadlineMs @2 :UInt64 = 30000; # how long the request may wait for capacity (then overloaded)
+}
+
+struct InvokeResponse {
+  stdout @0 :Data $Json.base64;              # the result
+  stderr @1 :Data $Json.base64;
+  union {
+    exitCode @2 :Int32;
+    signal @3 :Int32;
+  }
+  timedOut @4 :Bool;
+  outputTruncated @5 :Bool;
+  limitExceeded @6 :Text;       # "" or which limit ended it ("memory", "pids", "output")
+  error @7 :Text;               # "" or why the handler could not run on the agent's side
+  durationNs @8 :UInt64;        # the handler's own run
+  peakMemoryBytes @9 :UInt64;
+  cpuTimeNs @10 :UInt64;
+  timings @11 :Timings;
+}
+
+# Milliseconds from the request's arrival at serve.
+struct Timings {
+  queueMs @0 :Float64;          # waiting for capacity
+  restoreMs @1 :Float64;        # until the clone was rebuilt (0 for a warm clone)
+  reconnectMs @2 :Float64;      # until its agent was connected and reseeded
+  invokeMs @3 :Float64;         # the call
+  totalMs @4 :Float64;
+  warm @5 :Bool;                # a warm clone served it
+  pooled @6 :Bool;              # a pre-jailed VMM of the pool restored it
+}
+
+# ---- sandboxes ------------------------------------------------------------------------------
+
+interface Sandboxes {
+  # A clone of `template` kept running between calls. It lives until its time to live runs
+  # out (timeoutMs, default 5 minutes; Sandbox.setTimeout changes it), it is killed, or the
+  # capability returned here (and every copy of it) is dropped.
+  create @0 (template :Text, timeoutMs :UInt64 = 300000, deadlineMs :UInt64 = 30000)
+      -> (sandbox :Sandbox, info :SandboxInfo);
+  # Another handle on a live sandbox (the CLI, HTTP); dropping it does not end the sandbox.
+  get @1 (id :Text) -> (sandbox :Sandbox);
+  list @2 () -> (sandboxes :List(SandboxInfo));
+}
+
+interface Sandbox {
+  info @0 () -> (info :SandboxInfo);
+  # The template's handler, as Wisp.invoke but on this sandbox.
+  invoke @1 (request :InvokeRequest) -> (response :InvokeResponse);
+  # A command run to its end in the sandbox's handler isolation, `stdin` as its input.
+  exec @2 (request :ExecRequest) -> (response :InvokeResponse);
+  # The same, streamed: output arrives on `output` as it is written; the returned Process
+  # takes stdin and signals, and its wait() gives the result (stdout and stderr empty there).
+  execStream @3 (request :ExecRequest, output :OutputSink) -> (process :Process);
+  # A file in the sandbox's scratch space (/scratch in the guest; `path` is relative to it,
+  # without ".." components).
+  putFile @4 (path :Text, data :Data, mode :UInt32 = 420) -> ();  # 420 = 0644
+  getFile @5 (path :Text) -> (data :Data);
+  pause @6 () -> ();
+  resume @7 () -> ();
+  # A diff snapshot of the running sandbox as a new template `name`, whose parent is the
+  # sandbox's template: one warmed sandbox forked into many. The sandbox runs on.
+  snapshot @8 (name :Text) -> (template :TemplateInfo);
+  setTimeout @9 (timeoutMs :UInt64) -> ();
+  kill @10 () -> ();
+}
+
+struct SandboxInfo {
+  id @0 :Text;
+  template @1 :Text;
+  state @2 :Text;               # "running", "paused", "dead"
+  createdUnixMs @3 :Int64;
+  expiresUnixMs @4 :Int64;
+  memMib @5 :UInt64;
+  invocations @6 :UInt64;
+}
+
+struct ExecRequest {
+  argv @0 :List(Text);
+  env @1 :List(Text);           # "KEY=value"
+  stdin @2 :Data $Json.base64;
+  timeoutMs @3 :UInt64 = 30000;
+}
+
+interface OutputSink {
+  stdout @0 (data :Data) -> stream;
+  stderr @1 (data :Data) -> stream;
+}
+
+interface Process {
+  write @0 (data :Data) -> ();  # to its stdin
+  closeStdin @1 () -> ();
+  signal @2 (signal :Int32) -> ();
+  wait @3 () -> (response :InvokeResponse);
+}
+
+# ---- monitoring -----------------------------------------------------------------------------
+
+struct Stats {
+  vmsRunning @0 :UInt32;        # VMMs with a guest (clones, sandboxes, template builds)
+  memoryCommittedMib @1 :UInt64;  # guest memory admitted (the --max-memory budget's use)
+  maxVms @2 :UInt32;
+  maxMemoryMib @3 :UInt64;
+  poolIdle @4 :UInt32;          # pre-jailed VMMs waiting for an order
+  poolTarget @5 :UInt32;
+  sandboxes @6 :UInt32;
+  waiting @7 :UInt32;           # requests queued for capacity
+  draining @8 :Bool;
+  templates @9 :List(TemplateStats);
+  stages @10 :List(StageHistogram);
+}
+
+struct TemplateStats {
+  name @0 :Text;
+  warmReady @1 :UInt32;
+  warmTarget @2 :UInt32;
+  inFlight @3 :UInt32;
+  outcomes @4 :List(OutcomeCount);
+}
+
+struct OutcomeCount {
+  outcome @0 :Text;   # "ok" (an exit code), "timeout", "limit", "vm_failed", "overloaded", "error"
+  count @1 :UInt64;
+}
+
+# A latency histogram (Prometheus style: cumulative counts per upper bound, in seconds).
+struct StageHistogram {
+  stage @0 :Text;               # "restore", "reconnect", "invoke", "total"
+  bucketBounds @1 :List(Float64);
+  bucketCounts @2 :List(UInt64);  # cumulative; one more than bounds: the last is +Inf
+  sum @3 :Float64;
+  count @4 :UInt64;
+}
