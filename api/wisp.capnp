@@ -148,8 +148,11 @@ struct Timings {
 interface Sandboxes {
   # A clone of `template` kept running between calls. It lives until its time to live runs
   # out (timeoutMs, default 5 minutes; Sandbox.setTimeout changes it), it is killed, or the
-  # capability returned here (and every copy of it) is dropped.
-  create @0 (template :Text, timeoutMs :UInt64 = 300000, deadlineMs :UInt64 = 30000)
+  # capability returned here (and every copy of it) is dropped. `detached`: dropping the
+  # capability does not end it (the CLI and the HTTP gateway create such sandboxes: they reach
+  # them by id later). `deadlineMs`: how long the request may wait for capacity.
+  create @0 (template :Text, timeoutMs :UInt64 = 300000, deadlineMs :UInt64 = 30000,
+             detached :Bool = false)
       -> (sandbox :Sandbox, info :SandboxInfo);
   # Another handle on a live sandbox (the CLI, HTTP); dropping it does not end the sandbox.
   get @1 (id :Text) -> (sandbox :Sandbox);
