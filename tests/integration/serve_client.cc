@@ -75,7 +75,8 @@ kj::Promise<void> invoke(api::Wisp::Client& wisp, const std::string& name,
 
 int run(int argc, char** argv, kj::AsyncIoContext& io) {
   std::string socket = argv[1], cmd = argv[2];
-  auto addr = io.provider->getNetwork().parseAddress(kj::str("unix:", socket.c_str())).wait(io.waitScope);
+  auto addr =
+      io.provider->getNetwork().parseAddress(kj::str("unix:", socket.c_str())).wait(io.waitScope);
   auto stream = addr->connect().wait(io.waitScope);
   capnp::TwoPartyClient client(*stream);
   api::Wisp::Client wisp = client.bootstrap().castAs<api::Wisp>();
