@@ -89,7 +89,8 @@ int run(int argc, char** argv, kj::AsyncIoContext& io) {
     print(wisp.statsRequest().send().wait(ws).getStats());
   } else if (cmd == "list") {
     auto t = wisp.templatesRequest().send().getTemplates();
-    for (auto i : t.listRequest().send().wait(ws).getTemplates()) print(i);
+    auto resp = t.listRequest().send().wait(ws);  // kept: the list reads from it
+    for (auto i : resp.getTemplates()) print(i);
   } else if (cmd == "get") {
     auto t = wisp.templatesRequest().send().getTemplates();
     auto req = t.getRequest();
@@ -156,7 +157,8 @@ int run(int argc, char** argv, kj::AsyncIoContext& io) {
       print_exception(ex);
     }
     auto lreq = sbs.listRequest();
-    for (auto i : lreq.send().wait(ws).getSandboxes()) print(i);
+    auto listed = lreq.send().wait(ws);
+    for (auto i : listed.getSandboxes()) print(i);
     print(sb.infoRequest().send().wait(ws).getInfo());
     sb.killRequest().send().wait(ws);
     try {

@@ -198,6 +198,34 @@ class ServeSmokeTest(unittest.TestCase):
         wait_for(lambda: not vmm_processes(), 10, "no wisp-vmm left")
         self.assertEqual([d for d in os.listdir(self.rt) if d.startswith("wisp-serve")], [])
 
+    def test_8_warm_clones(self):
+        # A serve keeping one warm clone of echo: the call takes it (resumed and reseeded), and
+        # the pool refills behind it.
+        sock = os.path.join(self.tmp, "warm.sock")
+        serve = subprocess.Popen([self.wisp, "serve", "--socket", sock, "--warm", "echo=1"],
+                                 env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
+        try:
+            def warm_ready():
+                p = subprocess.run([self.client, sock, "stats"], capture_output=True, text=True,
+                                   env=self.env)
+                if p.returncode != 0:
+                    return False
+                s = json.loads(p.stdout)
+                return [t["warmReady"] for t in s["templates"] if t["name"] == "echo"] == [1]
+            wait_for(warm_ready, 120, "a warm clone of echo")
+            p = subprocess.run([self.client, sock, "invoke", "echo", "warm!"], capture_output=True,
+                               text=True, env=self.env, timeout=120)
+            r = json.loads(p.stdout)
+            self.assertEqual(base64.b64decode(r["stdout"]).decode(), "got:warm!\n", r)
+            self.assertTrue(r["timings"]["warm"], r)
+            self.assertEqual(r["timings"]["restoreMs"], 0, r)
+            print(f"warm invoke timings: {r['timings']}", file=sys.stderr)
+            wait_for(warm_ready, 120, "the warm pool to refill")
+        finally:
+            serve.send_signal(signal.SIGTERM)
+            self.assertEqual(serve.wait(timeout=60), 0)
+        wait_for(lambda: not vmm_processes(), 10, "no wisp-vmm left")
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
