@@ -30,7 +30,9 @@ from vmrun import stage_wisp, wait_for  # noqa: E402
 BUILD = os.path.join(ROOT, "build")
 # Reads the payload, answers with it and a line of its own; its exit status is the payload's
 # length modulo 7, so the exit code is checked as well as the output.
-HANDLER = "sh -c 'p=$(cat); echo \"got:$p\"; echo to-stderr >&2; exit $(( ${#p} % 7 ))'"
+# A payload "sleep" makes it wait (a call to kill a VMM under).
+HANDLER = ("sh -c 'p=$(cat); [ \"$p\" = sleep ] && sleep 60; "
+           "echo \"got:$p\"; echo to-stderr >&2; exit $(( ${#p} % 7 ))'")
 MAX_VMS = 2
 
 
@@ -170,6 +172,22 @@ class ServeSmokeTest(unittest.TestCase):
         self.assertEqual(out[-1], {"dropped": True})
         wait_for(lambda: self.stat()["vmsRunning"] == 0, 60, "the dropped call's VM to go")
 
+    def test_5b_vmm_killed_mid_call(self):
+        # kill -9 of the clone's VMM fails that call alone with "vm-failed" and the VMM's log;
+        # the next call succeeds.
+        call = subprocess.Popen([self.client, self.sock, "invoke", "echo", "sleep"],
+                                stdout=subprocess.PIPE, text=True, env=self.env)
+        pids = wait_for(vmm_processes, 60, "the call's VMM")
+        time.sleep(1)
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)
+        out, _ = call.communicate(timeout=120)
+        self.assertEqual(call.returncode, 3, out)
+        self.assertIn("vm-failed:", json.loads(out)["exception"])
+        rc, r = self.invoke("after")
+        self.assertEqual(rc, 0, r)
+        self.check_result(r, "after")
+
     def stat(self):
         rc, out = self.call("stats")
         self.assertEqual(rc, 0, out)
@@ -182,11 +200,12 @@ class ServeSmokeTest(unittest.TestCase):
         self.assertEqual(s["maxMemoryMib"], "1024")
         echo = [t for t in s["templates"] if t["name"] == "echo"][0]
         outcomes = {o["outcome"]: int(o["count"]) for o in echo["outcomes"]}
-        self.assertGreaterEqual(outcomes.get("ok", 0), 7, outcomes)
+        self.assertGreaterEqual(outcomes.get("ok", 0), 8, outcomes)
+        self.assertGreaterEqual(outcomes.get("vm_failed", 0), 1, outcomes)
         stages = {h["stage"]: h for h in s["stages"]}
         self.assertEqual(sorted(stages), ["invoke", "reconnect", "restore", "total"])
         total = stages["total"]
-        self.assertGreaterEqual(int(total["count"]), 7)
+        self.assertGreaterEqual(int(total["count"]), 8)
         self.assertEqual(len(total["bucketCounts"]), len(total["bucketBounds"]) + 1)
         self.assertEqual(total["bucketCounts"][-1], total["count"])
 
