@@ -165,6 +165,28 @@ class ServeSmokeTest(unittest.TestCase):
         self.assertEqual(out[-2]["invocations"], "2")
         self.assertIn("not-found: sandbox", out[-1]["exception"])
 
+    def test_4b_create_over_the_api(self):
+        # A host file outside the allowed directories is refused before anything boots.
+        p = subprocess.run([self.client, self.sock, "create", "evil", "cat"], capture_output=True,
+                           text=True, env=dict(self.env, KERNEL="/etc/passwd"), timeout=60)
+        self.assertEqual(p.returncode, 3, p.stdout)
+        self.assertIn("bad-request: kernel '/etc/passwd'", p.stdout)
+        self.assertIn("not under an allowed directory", p.stdout)
+        rc, out = self.call("create", "api-made", "cat", timeout=600)
+        self.assertEqual(rc, 0, out)
+        self.assertTrue(any("booting api-made" in o.get("progress", "") for o in out), out)
+        self.assertTrue(any("snapshotting" in o.get("progress", "") for o in out), out)
+        info = [o for o in out if "name" in o][0]
+        self.assertEqual(info["name"], "api-made")
+        self.assertEqual(info["memMib"], "128")
+        rc, out = self.call("invoke", "api-made", "echoed back")
+        self.assertEqual(rc, 0, out)
+        self.assertEqual(base64.b64decode(out[0]["stdout"]).decode(), "echoed back")
+        rc, out = self.call("remove", "api-made")
+        self.assertEqual(out, [{"removed": True}])
+        rc, out = self.call("invoke", "api-made", "x")
+        self.assertIn("not-found:", out[0]["exception"])
+
     def test_5_dropped_call(self):
         # The client leaves mid-call (the handler needs no more than a restore, but the hold
         # is shorter than a restore in the testbed): its VM must go.
