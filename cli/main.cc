@@ -16,6 +16,7 @@ Commands:
   template create, list or remove function templates (warmed snapshots)
   invoke   call a template's handler once on a fresh clone restored from its snapshot
   vm       ping, pause, resume or read the memory stats of a running VM
+  serve    the sandbox service: templates, invoke, sandboxes over Cap'n Proto
   version  print the version
 
 'wisp COMMAND --help' describes a command.
@@ -35,6 +36,7 @@ int main(int argc, char** argv) {
                                {"snapshot", with_t0(snapshot_command)},
                                {"template", with_t0(template_command)},
                                {"invoke", with_t0(invoke_command)},
-                               {"vm", with_t0(vm_command)}},
+                               {"vm", with_t0(vm_command)},
+                               {"serve", with_t0(serve_command)}},
                               wisp::kWispVersion);
 }
