@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <filesystem>
 #include <cstdio>
 #include <fstream>
 #include <sstream>
@@ -82,18 +83,36 @@ void wait_standing_by(StandbyVmm& v) {
   }
 }
 
+bool root_ino_differs(const std::string& root) {
+  struct stat a, b;
+  return stat((root + "/").c_str(), &a) == 0 && stat("/", &b) == 0 && a.st_ino != b.st_ino;
+}
+
+// Every non-directory under the VMM's root, as a JSON list of paths seen from inside it.
+std::string root_files(const std::string& root) {
+  std::string out = "[";
+  std::error_code ec;
+  for (auto it = std::filesystem::recursive_directory_iterator(root, ec);
+       !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
+    if (it->is_directory(ec)) continue;
+    out += (out.size() > 1 ? "," : "") + json_string(it->path().string().substr(root.size()));
+  }
+  return out + "]";
+}
+
 void print_jail(StandbyVmm& v) {
   pid_t pid = jailed_pid(v.vmm().pid());
   std::string proc = "/proc/" + std::to_string(pid);
   std::string status = read_text(proc + "/status");
   std::printf(
       "{\"standby\":{\"supervisor\":%d,\"pid\":%d,\"uid\":%s,\"cap_eff\":%s,\"no_new_privs\":%s,"
-      "\"seccomp\":%s,\"root\":%s,\"net_ns\":%s,\"host_net_ns\":%s,\"runtime_dir\":%s}}\n",
+      "\"seccomp\":%s,\"root_files\":%s,\"root_ino_differs\":%s,\"net_ns\":%s,\"host_net_ns\":%s,\"runtime_dir\":%s}}\n",
       v.vmm().pid(), pid, json_string(status_field(status, "Uid")).c_str(),
       json_string(status_field(status, "CapEff")).c_str(),
       json_string(status_field(status, "NoNewPrivs")).c_str(),
       json_string(status_field(status, "Seccomp")).c_str(),
-      json_string(link_of(proc + "/root")).c_str(), json_string(link_of(proc + "/ns/net")).c_str(),
+      root_files(proc + "/root").c_str(), root_ino_differs(proc + "/root") ? "true" : "false",
+      json_string(link_of(proc + "/ns/net")).c_str(),
       json_string(link_of("/proc/self/ns/net")).c_str(),
       json_string(v.vsock_uds().substr(0, v.vsock_uds().rfind('/'))).c_str());
   std::fflush(stdout);
