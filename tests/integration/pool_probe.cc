@@ -11,8 +11,8 @@
 #include <unistd.h>
 
 #include <chrono>
-#include <filesystem>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -106,12 +106,13 @@ void print_jail(StandbyVmm& v) {
   std::string status = read_text(proc + "/status");
   std::printf(
       "{\"standby\":{\"supervisor\":%d,\"pid\":%d,\"uid\":%s,\"cap_eff\":%s,\"no_new_privs\":%s,"
-      "\"seccomp\":%s,\"root_files\":%s,\"root_ino_differs\":%s,\"net_ns\":%s,\"host_net_ns\":%s,\"runtime_dir\":%s}}\n",
+      "\"seccomp\":%s,\"root_files\":%s,\"root_ino_differs\":%s,\"net_ns\":%s,\"host_net_ns\":%s,"
+      "\"runtime_dir\":%s}}\n",
       v.vmm().pid(), pid, json_string(status_field(status, "Uid")).c_str(),
       json_string(status_field(status, "CapEff")).c_str(),
       json_string(status_field(status, "NoNewPrivs")).c_str(),
-      json_string(status_field(status, "Seccomp")).c_str(),
-      root_files(proc + "/root").c_str(), root_ino_differs(proc + "/root") ? "true" : "false",
+      json_string(status_field(status, "Seccomp")).c_str(), root_files(proc + "/root").c_str(),
+      root_ino_differs(proc + "/root") ? "true" : "false",
       json_string(link_of(proc + "/ns/net")).c_str(),
       json_string(link_of("/proc/self/ns/net")).c_str(),
       json_string(v.vsock_uds().substr(0, v.vsock_uds().rfind('/'))).c_str());
