@@ -298,7 +298,7 @@ class Workload:
         p = subprocess.run([os.path.join(os.path.dirname(self.wisp), "wisp-pool-probe"), "clone",
                             "echo", "", "1"], env=self.env, capture_output=True, text=True,
                            timeout=600, stdin=subprocess.DEVNULL)
-        if p.returncode != 0 or '"out":"hello\\n"' not in p.stdout:
+        if p.returncode != 0 or '"out":"hello\\u000a"' not in p.stdout:
             raise RuntimeError("wisp-pool-probe exited %d:\n%s\n%s" % (p.returncode, p.stdout,
                                                                       p.stderr[-3000:]))
 
