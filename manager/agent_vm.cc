@@ -21,8 +21,23 @@ void add_jail_dir(const RuntimeDir& dir, std::vector<std::string>* args) {
 
 AgentVm::AgentVm(const char* prefix,
                  const std::function<std::vector<std::string>(const RuntimeDir&)>& args,
-                 bool ready_pipe)
-    : dir_(prefix), vmm_(args(dir_), dir_.file("vmm.log"), ready_pipe) {}
+                 bool ready_pipe, int order_fd)
+    : dir_(prefix), vmm_(args(dir_), dir_.file("vmm.log"), ready_pipe, order_fd) {}
+
+std::unique_ptr<AgentVm> AgentVm::standby(const std::vector<std::string>& args, bool control,
+                                          int order_fd, const char* prefix) {
+  auto all = [&](const RuntimeDir& dir) {
+    std::vector<std::string> a = {"standby", "--vsock-uds", dir.file("vsock.sock"), "--console",
+                                  "none"};
+    if (control) a.insert(a.end(), {"--control-socket", control_path(dir, control)});
+    a.insert(a.end(), args.begin(), args.end());
+    add_jail_dir(dir, &a);
+    return a;
+  };
+  return std::unique_ptr<AgentVm>(new AgentVm(prefix, all, false, order_fd));
+}
+
+void AgentVm::note_ready(const std::string& line) { jail_ms_ = ready_line_jail_ms(line); }
 
 std::unique_ptr<AgentVm> AgentVm::boot(const VmSpec& spec, bool control, const char* prefix) {
   auto args = [&](const RuntimeDir& dir) {
@@ -45,7 +60,7 @@ std::unique_ptr<AgentVm> AgentVm::restore(const std::string& snapshot_dir,
   try {
     std::unique_ptr<AgentVm> vm(new AgentVm("wisp-invoke", args, true));
     Cancellation::Watch watch(cancellation, vm->vmm());
-    vm->jail_ms_ = ready_line_jail_ms(vm->vmm().wait_ready(timeout));
+    vm->note_ready(vm->vmm().wait_ready(timeout));
     return vm;
   } catch (const Error& e) {
     throw VmFailed(e.what());  // wait_ready's message already carries the log

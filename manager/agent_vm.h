@@ -44,6 +44,13 @@ class AgentVm {
                                           const std::vector<std::string>& drives, bool control,
                                           std::chrono::milliseconds timeout, const JailFlags& jail,
                                           Cancellation* cancellation = nullptr);
+  // A standby VMM (wisp-vmm standby, `args` after "standby") in a runtime directory named
+  // PREFIX-XXXXXX, its vsock socket at vsock.sock (and control.sock with `control`), given
+  // `order_fd` (its end of the order socketpair: the caller closes its own copy). It restores
+  // when ordered to (manager/vmm_pool.h, which owns the order socket). Throws Error when
+  // wisp-vmm cannot be started.
+  static std::unique_ptr<AgentVm> standby(const std::vector<std::string>& args, bool control,
+                                          int order_fd, const char* prefix);
   AgentVm(const AgentVm&) = delete;
   AgentVm& operator=(const AgentVm&) = delete;
 
@@ -60,12 +67,16 @@ class AgentVm {
   VmmChild& vmm() { return vmm_; }
   // For a restored clone: what its jail cost (from the VMM's ready line), in ms; 0 unjailed.
   double jail_ms() const { return jail_ms_; }
+  // Takes jail_ms() from the VMM's ready line ("ready LOADED RESTORED JAIL"); 0 if malformed.
+  void note_ready(const std::string& line);
+  const RuntimeDir& dir() const { return dir_; }
   // VmFailed carrying `what` and the tail of the VMM's log (its stderr), if it wrote one.
   VmFailed failure(const std::string& what) const;
 
  private:
   AgentVm(const char* prefix,
-          const std::function<std::vector<std::string>(const RuntimeDir&)>& args, bool ready_pipe);
+          const std::function<std::vector<std::string>(const RuntimeDir&)>& args, bool ready_pipe,
+          int order_fd = -1);
 
   RuntimeDir dir_;  // declared before vmm_: the VMM dies before its directory goes
   VmmChild vmm_;

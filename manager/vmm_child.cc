@@ -44,7 +44,8 @@ class SpawnAttr {
 
 std::string vmm_executable() { return sibling_executable("wisp-vmm"); }
 
-VmmChild::VmmChild(const std::vector<std::string>& args, const std::string& log, bool ready_pipe)
+VmmChild::VmmChild(const std::vector<std::string>& args, const std::string& log, bool ready_pipe,
+                   int order_fd)
     : log_(log) {
   std::string exe = vmm_executable();
   std::vector<std::string> argv = {exe};
@@ -63,6 +64,7 @@ VmmChild::VmmChild(const std::vector<std::string>& args, const std::string& log,
   UniqueFd lifeline_read(lifeline[0]);
   lifeline_ = UniqueFd(lifeline[1]);
   argv.insert(argv.end(), {"--parent-fd", std::to_string(kParentFd)});
+  if (order_fd >= 0) argv.insert(argv.end(), {"--order-fd", std::to_string(kOrderFd)});
   std::vector<char*> cargs;
   for (auto& a : argv) cargs.push_back(a.data());
   cargs.push_back(nullptr);
@@ -73,6 +75,7 @@ VmmChild::VmmChild(const std::vector<std::string>& args, const std::string& log,
   posix_spawn_file_actions_addopen(&fa, 2, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
   if (ready_pipe) posix_spawn_file_actions_adddup2(&fa, pipefd[1], 3);
   posix_spawn_file_actions_adddup2(&fa, lifeline_read.get(), kParentFd);
+  if (order_fd >= 0) posix_spawn_file_actions_adddup2(&fa, order_fd, kOrderFd);
   SpawnAttr attr;
   int rc = posix_spawn(&pid_, exe.c_str(), &fa, attr.get(), cargs.data(), environ);
   posix_spawn_file_actions_destroy(&fa);
@@ -121,6 +124,10 @@ std::string VmmChild::wait_ready(std::chrono::milliseconds timeout) {
     size_t nl = line.find('\n');
     if (nl != std::string::npos) return line.substr(0, nl);
   }
+}
+
+void VmmChild::request_stop() {
+  if (pid_ > 0 && pidfd_) ::syscall(SYS_pidfd_send_signal, pidfd_.get(), SIGTERM, nullptr, 0);
 }
 
 void VmmChild::kill_now() {

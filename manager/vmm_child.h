@@ -27,8 +27,11 @@ class VmmChild {
   // `ready_pipe`, the child gets "--ready-fd 3" appended and wait_ready() can be used. It
   // always gets "--parent-fd 4": a pipe whose other end only this object holds, so the VM dies
   // when this process does, however it dies (a pipe, unlike a parent-death signal, does not
-  // depend on which thread spawned the child). Throws Error naming the executable.
-  VmmChild(const std::vector<std::string>& args, const std::string& log, bool ready_pipe);
+  // depend on which thread spawned the child). With `order_fd` >= 0 (a standby's end of its
+  // order socketpair, api/standby_order.h), the child gets it as "--order-fd 5"; the caller
+  // closes its copy. Throws Error naming the executable.
+  VmmChild(const std::vector<std::string>& args, const std::string& log, bool ready_pipe,
+           int order_fd = -1);
   ~VmmChild();
   VmmChild(const VmmChild&) = delete;
   VmmChild& operator=(const VmmChild&) = delete;
@@ -45,6 +48,11 @@ class VmmChild {
   static constexpr std::chrono::milliseconds kTermGrace{2000};
   // The child's descriptor of its lifeline (--parent-fd).
   static constexpr int kParentFd = 4;
+  // A standby's order socket (--order-fd).
+  static constexpr int kOrderFd = 5;
+  // Asks it to stop (SIGTERM, which its jail's supervisor passes on) without waiting: a pool
+  // stops all its VMMs at once, then reaps each.
+  void request_stop();
   // Waits up to `grace` for it to exit by itself, then kills it. Returns the wait status.
   int wait_or_kill(std::chrono::milliseconds grace);
   // SIGKILL without reaping, from any thread; harmless once the child is gone (the signal

@@ -29,6 +29,11 @@ for src in tests/fuzz/*_fuzz.cc; do
       [ -f "$k" ] && { printf '\0\0\0\0\0\0\0\0'; head -c 8192 "$k"; } > "$corpus/seed-$(basename "$k")"
     done
   fi
+  # Seed the standby order with valid ones (descriptor count byte, then the text).
+  if [ "$name" = standby_order_fuzz ]; then
+    printf '\002wisp-order/1 restore 1 - /store/t\n' > "$corpus/seed-1"
+    printf '\007wisp-order/1 restore 2 ro,rw,ro /s d\n' > "$corpus/seed-2"
+  fi
   echo "fuzz: $name for ${seconds}s (corpus $corpus)"
   if nice "$build/tests/fuzz/$name" "$corpus" -max_total_time="$seconds" -timeout=25 -max_len=9000 \
       -artifact_prefix="$artifacts/" -print_final_stats=1 >"$build/$name.log" 2>&1; then

@@ -201,12 +201,17 @@ LoadedSnapshot load_machine_snapshot(const std::string& dir, const HostCpuid& ho
   return load_machine_snapshot(read_snapshot_chain(dir), host_cpuid);
 }
 
-LoadedSnapshot load_machine_snapshot(SnapshotChain snapshot_chain, const HostCpuid& host_cpuid) {
-  std::vector<Layer> chain = open_chain(std::move(snapshot_chain));
+namespace {
+
+// The top layer's machine checked against this host, and the memory mapped. `check_drives`:
+// the drive paths are the host's (a restore by directory), so their images are checked again.
+LoadedSnapshot load_layers(std::vector<Layer> chain, const HostCpuid& host_cpuid,
+                           bool check_drives) {
   const Layer& top = chain.front();
   const std::string top_file = top.dir + "/" + kStateFileName;
   const MachineState& machine = top.state.machine;
   for (const VirtioSlotState& slot : machine.virtio) {
+    if (!check_drives) break;
     try {
       check_identity(slot.spec);
     } catch (const Error& e) {
@@ -223,6 +228,47 @@ LoadedSnapshot load_machine_snapshot(SnapshotChain snapshot_chain, const HostCpu
 
   LoadedSnapshot out{machine, map_chain(chain), top.state.id, static_cast<uint32_t>(chain.size())};
   return out;
+}
+
+// The memory file `fd` of a layer: a regular file of the size its state's layout says.
+void check_memory_fd(int fd, const SnapshotState& state, const std::string& path) {
+  struct stat st;
+  if (::fstat(fd, &st) != 0) throw_errno("memory file " + path);
+  if (!S_ISREG(st.st_mode)) throw Error(path + ": memory file is not a regular file");
+  check_memory_file_size(state.memory, static_cast<uint64_t>(st.st_size), path);
+}
+
+}  // namespace
+
+LoadedSnapshot load_machine_snapshot(SnapshotChain snapshot_chain, const HostCpuid& host_cpuid) {
+  return load_layers(open_chain(std::move(snapshot_chain)), host_cpuid, true);
+}
+
+LoadedSnapshot load_machine_snapshot(std::vector<SnapshotLayerFds> fds, const HostCpuid& host_cpuid,
+                                     const std::string& name) {
+  if (fds.empty()) throw Error(name + ": no snapshot layer");
+  if (fds.size() > kMaxDiffDepth + 1)
+    throw Error(name + ": more than " + std::to_string(kMaxDiffDepth) + " diff layers");
+  std::vector<Layer> chain;
+  for (size_t i = 0; i < fds.size(); ++i) {
+    // The layers have no directory here: "NAME layer I" stands for it in messages.
+    std::string dir = name + " layer " + std::to_string(i);
+    SnapshotState st = read_state_fd(fds[i].state.get(), dir + "/" + kStateFileName);
+    bool last = i + 1 == fds.size();
+    if (st.is_diff() == last)
+      throw Error(dir + (last ? ": the last layer is a diff (its parent is missing)"
+                              : ": a full snapshot, yet more layers follow it"));
+    if (!chain.empty()) {
+      const SnapshotState& child = chain.back().state;
+      if (st.id != child.diff.parent_id)
+        throw Error(dir + ": has snapshot id " + st.id + ", the diff above was made on " +
+                    child.diff.parent_id);
+      if (!same_hardware(st, child)) throw Error(dir + ": machine differs from the diff's above");
+    }
+    check_memory_fd(fds[i].memory.get(), st, dir + "/" + kMemoryFileName);
+    chain.push_back({std::move(dir), std::move(st), std::move(fds[i].memory)});
+  }
+  return load_layers(std::move(chain), host_cpuid, false);
 }
 
 uint64_t memory_digest(const std::string& dir) {

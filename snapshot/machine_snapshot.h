@@ -6,7 +6,9 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <vector>
 
+#include "base/unique_fd.h"
 #include "snapshot/snapshot_dir.h"
 #include "snapshot/snapshot_state.h"
 #include "vmm/kvm/cpu_types.h"
@@ -74,6 +76,22 @@ SnapshotChain read_snapshot_chain(const std::string& dir,
 LoadedSnapshot load_machine_snapshot(const std::string& dir, const HostCpuid& host_cpuid);
 // The same for a chain read already (read_snapshot_chain): its memory files are opened now.
 LoadedSnapshot load_machine_snapshot(SnapshotChain chain, const HostCpuid& host_cpuid);
+
+// One layer of a snapshot as a manager hands it to a standby VMM (wisp-vmm standby): its state
+// file and memory file, open read-only. The VMM sees no path: the manager opened them under the
+// rules of snapshot_trust.h.
+struct SnapshotLayerFds {
+  UniqueFd state;
+  UniqueFd memory;
+};
+// Like load_machine_snapshot for descriptors, top layer first: each state file read as
+// untrusted (frame, checksum, schema, values), the chain checked as read_snapshot_chain checks
+// it (every layer but the last a diff, each made on the next one, same machine) and the memory
+// mapped. `name` names the source in messages. A drive's identity is not checked here: its path
+// means nothing to the caller, who checked the images it hands over (snapshot_trust.h).
+// Throws Error.
+LoadedSnapshot load_machine_snapshot(std::vector<SnapshotLayerFds> layers,
+                                     const HostCpuid& host_cpuid, const std::string& name);
 
 // A checksum of the guest memory a snapshot restores to (diff layers applied): CRC-64 over
 // (page index, bytes) of every non-zero page. Equal for a diff and a full snapshot of one

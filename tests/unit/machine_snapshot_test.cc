@@ -2,6 +2,7 @@
 // GuestMemory go to disk and come back; diff snapshots layer over their parent.
 #include "snapshot/machine_snapshot.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -334,6 +335,72 @@ TEST_F(MachineSnapshotTest, RefusesADiffWhoseParentWasReplaced) {
   fs::remove_all(base);
   expect_error([&] { load_machine_snapshot(diff, host_with(intel_cpuid())); },
                {base + "/" + kStateFileName});
+}
+
+// A standby VMM's restore (wisp-vmm standby): the layers arrive as descriptors, top first, and
+// are checked as a directory's chain is.
+TEST_F(MachineSnapshotTest, LoadsAChainFromDescriptorsAndRefusesABadOne) {
+  std::string base = path("base"), diff = path("diff");
+  SaveResult b = save_dir(base, machine_, memory_, {});
+  LoadedSnapshot vm = load_machine_snapshot(base, host_with(intel_cpuid()));
+  page_ptr(vm.memory, 7)[0] = 0x77;
+  SaveOptions options;
+  options.diff = true;
+  options.parent_dir = base;
+  options.parent_id = vm.id;
+  SaveResult d = save_dir(diff, machine_, vm.memory, options);
+  auto open_file = [](const std::string& p) {
+    return UniqueFd(::open(p.c_str(), O_RDONLY | O_CLOEXEC));
+  };
+  auto layer = [&](const std::string& dir) {
+    return SnapshotLayerFds{open_file(dir + "/" + kStateFileName),
+                            open_file(dir + "/" + kMemoryFileName)};
+  };
+  auto layers = [&](std::vector<std::string> dirs) {
+    std::vector<SnapshotLayerFds> out;
+    for (const std::string& dir : dirs) out.push_back(layer(dir));
+    return out;
+  };
+
+  LoadedSnapshot top = load_machine_snapshot(layers({diff, base}), host_with(intel_cpuid()), "o");
+  EXPECT_EQ(top.id, d.id);
+  EXPECT_EQ(top.layers, 2u);
+  expect_same(top.state, machine_);
+  EXPECT_TRUE(same_bytes(top.memory, vm.memory));
+  LoadedSnapshot full = load_machine_snapshot(layers({base}), host_with(intel_cpuid()), "o");
+  EXPECT_EQ(full.id, b.id);
+  EXPECT_TRUE(same_bytes(full.memory, memory_));
+
+  expect_error([&] { load_machine_snapshot(layers({}), host_with(intel_cpuid()), "o"); },
+               {"o: no snapshot layer"});
+  expect_error([&] { load_machine_snapshot(layers({diff}), host_with(intel_cpuid()), "o"); },
+               {"o layer 0", "parent is missing"});
+  expect_error(
+      [&] {
+        load_machine_snapshot(layers({base, diff}), host_with(intel_cpuid()), "o");
+      },
+      {"o layer 0", "more layers follow"});
+  // Another base than the diff's: the recorded parent id tells.
+  std::string other = path("other");
+  SaveResult o = save_dir(other, machine_, memory_, {});
+  expect_error(
+      [&] {
+        load_machine_snapshot(layers({diff, other}), host_with(intel_cpuid()), "o");
+      },
+      {"o layer 1", o.id, "made on " + vm.id});
+  // State and memory swapped: the memory file is no state file.
+  std::vector<SnapshotLayerFds> swapped;
+  swapped.push_back(
+      {open_file(base + "/" + kMemoryFileName), open_file(base + "/" + kStateFileName)});
+  expect_error([&] { load_machine_snapshot(std::move(swapped), host_with(intel_cpuid()), "o"); },
+               {"o layer 0/state"});
+  // A memory file of the wrong size.
+  std::vector<SnapshotLayerFds> wrong;
+  wrong.push_back({open_file(base + "/" + kStateFileName), open_file(base + "/" + kStateFileName)});
+  expect_error([&] { load_machine_snapshot(std::move(wrong), host_with(intel_cpuid()), "o"); },
+               {"o layer 0/memory"});
+  expect_error([&] { load_machine_snapshot(layers({base}), host_with(CpuidEntries{}), "o"); },
+               {"another CPU"});
 }
 
 TEST_F(MachineSnapshotTest, RefusesADiffOfMemoryThatWasNotRestored) {

@@ -6,6 +6,7 @@
 #include "base/version.h"
 #include "vmm/main/restore_command.h"
 #include "vmm/main/run_command.h"
+#include "vmm/main/standby_command.h"
 #include "vmm/main/vmm_process.h"
 
 namespace {
@@ -17,6 +18,7 @@ The wisp VMM process: one microVM per process.
 Commands:
   run      boot a kernel (what 'wisp run' runs; 'wisp-vmm run --help' lists the options)
   restore  run a VM restored from a snapshot directory (what 'wisp snapshot restore' runs)
+  standby  jail a VMM now, restore the snapshot a later order hands it (the manager's pool)
   version  print the version
 )";
 
@@ -27,6 +29,7 @@ int main(int argc, char** argv) {
   return wisp::run_subcommand(
       "wisp-vmm", kUsage, argc, argv,
       {{"run", [t0](int n, char** a) { return wisp::run_command(n, a, t0); }},
-       {"restore", [t0](int n, char** a) { return wisp::restore_command(n, a, t0); }}},
+       {"restore", [t0](int n, char** a) { return wisp::restore_command(n, a, t0); }},
+       {"standby", [t0](int n, char** a) { return wisp::standby_command(n, a, t0); }}},
       wisp::kWispVersion);
 }

@@ -119,11 +119,9 @@ void configure_devices(const RestoreOptions& o, const snapshot::LoadedSnapshot& 
 
 // The manager (wisp invoke) times the restore by this line; the vCPUs start next.
 void report_ready(int fd, uint64_t t0_ns, uint64_t loaded_ns, uint64_t ready_ns, double jail_ms) {
-  char line[128];
-  int n = snprintf(line, sizeof(line), "ready %.3f %.3f %.3f\n",
-                   static_cast<double>(loaded_ns - t0_ns) / 1e6,
-                   static_cast<double>(ready_ns - t0_ns) / 1e6, jail_ms);
-  if (::write(fd, line, static_cast<size_t>(n)) != n) LOG_WARN("--ready-fd: write failed");
+  std::string line = ready_line(t0_ns, loaded_ns, ready_ns, jail_ms);
+  if (::write(fd, line.data(), line.size()) != static_cast<ssize_t>(line.size()))
+    LOG_WARN("--ready-fd: write failed");
   ::close(fd);
 }
 
@@ -187,6 +185,14 @@ int restore_vm(RestoreOptions& o, jail::Confinement& confinement, uint64_t t0_ns
 }
 
 }  // namespace
+
+std::string ready_line(uint64_t t0_ns, uint64_t loaded_ns, uint64_t ready_ns, double jail_ms) {
+  char line[128];
+  snprintf(line, sizeof(line), "ready %.3f %.3f %.3f\n",
+           static_cast<double>(loaded_ns - t0_ns) / 1e6,
+           static_cast<double>(ready_ns - t0_ns) / 1e6, jail_ms);
+  return line;
+}
 
 int restore_command(int argc, char** argv, uint64_t t0_ns) {
   RestoreOptions o;

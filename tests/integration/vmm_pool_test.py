@@ -1,0 +1,189 @@
+#!/usr/bin/env python3
+"""The pool of pre-spawned, pre-jailed VMMs (wisp-vmm standby, manager/vmm_pool.h) on a real KVM.
+
+- A standby VMM, before it is ordered anything, is jailed: a uid other than 0, no effective
+  capability, no_new_privs, a root of its own (/dev/kvm, no host file), its own network
+  namespace. Then
+  ordered to restore a template (`wisp template create`), it reports ready, and the template's
+  handler answers through the agent of the clone (real result checked). The same calls through
+  `wisp-vmm restore` (the spawn path) give the same result; both paths' times are printed:
+  order->ready against spawn->ready, and the whole call.
+- A standby given a garbage order (not the protocol, a wrong count of descriptors, files that
+  are not snapshot files) exits 1 naming what was wrong, and its jail root is gone.
+- A VmmPool of 4, filled, one taken and the pool refilled, then destroyed, leaves no VMM
+  process and no runtime directory.
+
+Run by ctest (label integration) inside KVM, as root (the jail needs root).
+"""
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "perf"))
+from vmrun import stage_wisp  # noqa: E402
+
+BUILD = os.path.join(ROOT, "build")
+AGENT_GUEST = os.path.join(BUILD, "guest", "agent-initramfs.cpio.gz")
+
+
+def json_lines(text):
+    out = []
+    for line in text.splitlines():
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            pass
+    return out
+
+
+def processes_mentioning(text):
+    """Pids whose command line holds `text`."""
+    pids = []
+    for p in os.listdir("/proc"):
+        if not p.isdigit():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % p, "rb") as f:
+                if text.encode() in f.read():
+                    pids.append(int(p))
+        except OSError:
+            pass
+    return pids
+
+
+class VmmPoolTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="wisp-pool-")
+        cls.wisp = stage_wisp(BUILD, cls.tmp)
+        cls.bin = os.path.dirname(cls.wisp)
+        cls.run_dir = os.path.join(cls.tmp, "run")
+        os.makedirs(cls.run_dir)
+        cls.env = dict(os.environ, WISP_HOME=os.path.join(cls.tmp, "home"), TMPDIR=cls.run_dir)
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def probe(self, *args, timeout=600):
+        p = subprocess.run([os.path.join(self.bin, "wisp-pool-probe"), *args],
+                           capture_output=True, text=True, timeout=timeout, env=self.env,
+                           stdin=subprocess.DEVNULL)
+        self.assertEqual(p.returncode, 0, "wisp-pool-probe %s:\n%s\n%s" % (args, p.stdout, p.stderr))
+        return json_lines(p.stdout)
+
+    def runtime_dirs(self):
+        return [d for d in os.listdir(self.run_dir) if d.startswith("wisp-")]
+
+    @unittest.skipUnless(os.path.exists(AGENT_GUEST), "no " + AGENT_GUEST + " (make all builds it)")
+    def test_standby_is_jailed_then_restores_and_invokes(self):
+        p = subprocess.run([self.wisp, "template", "create", "upper", "--handler", "tr a-z A-Z",
+                            "--mem", "128"], capture_output=True, text=True, timeout=900,
+                           env=self.env, stdin=subprocess.DEVNULL)
+        self.assertEqual(p.returncode, 0, "template create:\n" + p.stderr)
+        rounds = int(os.environ.get("WISP_POOL_ROUNDS", "2"))
+        lines = self.probe("clone", "upper", "hello pool", str(rounds))
+        jail = [l["standby"] for l in lines if "standby" in l][0]
+        print("standby before its order: %s" % jail, file=sys.stderr)
+        uids = jail["uid"].split()
+        self.assertEqual(len(uids), 4, jail)
+        self.assertTrue(all(u == uids[0] and u != "0" for u in uids), jail)
+        self.assertEqual(jail["cap_eff"], "0000000000000000", jail)
+        self.assertEqual(jail["no_new_privs"], "1", jail)
+        self.assertTrue(jail["root_ino_differs"], jail)
+        self.assertIn("/dev/kvm", jail["root_files"], jail)
+        for host_path in ["/etc/passwd", "/bin/sh", "/usr/bin/python3"]:
+            self.assertNotIn(host_path, jail["root_files"], jail)
+        self.assertNotEqual(jail["net_ns"], jail["host_net_ns"], jail)
+        pool = [l["pool"] for l in lines if "pool" in l]
+        spawn = [l["spawn"] for l in lines if "spawn" in l]
+        self.assertEqual(len(pool), rounds)
+        self.assertEqual(len(spawn), rounds)
+        for r in pool + spawn:
+            self.assertEqual(r["exit_code"], 0, r)
+            self.assertEqual(r["out"], "HELLO POOL", r)
+        for r in pool:
+            self.assertRegex(r["ready_line"], r"^ready [0-9.]+ [0-9.]+ [0-9.]+$")
+
+        def median(rows, key):
+            v = sorted(r[key] for r in rows)
+            return v[len(v) // 2]
+        print("pool  (order->ready, order->result) ms: %s; median %.1f / %.1f" %
+              ([(round(r["ready_ms"], 1), round(r["total_ms"], 1)) for r in pool],
+               median(pool, "ready_ms"), median(pool, "total_ms")), file=sys.stderr)
+        print("spawn (spawn->ready, spawn->result) ms: %s; median %.1f / %.1f" %
+              ([(round(r["ready_ms"], 1), round(r["total_ms"], 1)) for r in spawn],
+               median(spawn, "ready_ms"), median(spawn, "total_ms")), file=sys.stderr)
+        self.assertEqual(self.runtime_dirs(), [])
+
+    def standby(self, jail_dir):
+        """A wisp-vmm standby on a socketpair; returns (process, our end) once it stands by."""
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        os.makedirs(jail_dir, mode=0o700)
+        p = subprocess.Popen([os.path.join(self.bin, "wisp-vmm"), "standby", "--order-fd",
+                              str(theirs.fileno()), "--mem", "128", "--console", "none",
+                              "--jail-dir", jail_dir],
+                             pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        theirs.close()
+        ours.settimeout(120)
+        self.assertEqual(ours.recv(512), b"standby\n")
+        return p, ours
+
+    def test_garbage_orders_fail_cleanly(self):
+        junk = os.path.join(self.tmp, "junk")
+        with open(junk, "wb") as f:
+            f.write(b"WISPSNAP" + b"\xff" * 4000)
+        cases = [
+            ("text", b"give me a VM\n", [], "not a wisp-order/1 message"),
+            ("count", b"wisp-order/1 restore 1 - /x\n", ["/dev/null"], "1 descriptors, 2 expected"),
+            ("files", b"wisp-order/1 restore 1 - /x\n", ["/dev/null", "/dev/null"],
+             "not a regular file"),
+            ("junk", b"wisp-order/1 restore 1 - /x\n", [junk, junk], "layer 0/state"),
+        ]
+        for name, text, files, why in cases:
+            with self.subTest(name):
+                jail_dir = os.path.join(self.tmp, "jail-" + name)
+                p, sock = self.standby(jail_dir)
+                fds = [os.open(f, os.O_RDONLY) for f in files]
+                try:
+                    socket.send_fds(sock, [text], fds)
+                finally:
+                    for fd in fds:
+                        os.close(fd)
+                _, err = p.communicate(timeout=60)
+                sock.close()
+                self.assertEqual(p.returncode, 1, err)
+                self.assertIn(why, err)
+                self.assertFalse(os.path.exists(os.path.join(jail_dir, "root")), err)
+
+    def test_closed_order_socket_ends_a_standby_quietly(self):
+        jail_dir = os.path.join(self.tmp, "jail-closed")
+        p, sock = self.standby(jail_dir)
+        sock.close()
+        _, err = p.communicate(timeout=60)
+        self.assertEqual(p.returncode, 0, err)
+        self.assertFalse(os.path.exists(os.path.join(jail_dir, "root")), err)
+
+    def test_a_destroyed_pool_leaves_nothing(self):
+        lines = self.probe("pool", "4")
+        pool = {k: v for l in lines if "pool" in l for k, v in l["pool"].items()}
+        self.assertEqual(pool["idle_after_take"], 3, pool)
+        self.assertEqual(pool["size_after_refill"], 4, pool)
+        self.assertTrue(pool["destroyed"])
+        deadline = time.monotonic() + 10
+        while processes_mentioning(self.bin + "/wisp-vmm") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        self.assertEqual(processes_mentioning(self.bin + "/wisp-vmm"), [])
+        self.assertEqual(self.runtime_dirs(), [])
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
