@@ -154,6 +154,8 @@ kj::Promise<void> StreamProcess::send(Output& out, size_t size) {
 }
 
 kj::Promise<void> StreamProcess::write(WriteContext context) {
+  // A write the command never reads must not keep the Process alive after the caller let go.
+  context.allowCancellation();
   KJ_REQUIRE(!stdin_closing_, "Process.write: stdin is already closed");
   KJ_REQUIRE(!stdin_failed_, "Process.write: the command no longer reads its stdin");
   uint64_t size = context.getParams().getData().size();
@@ -161,13 +163,15 @@ kj::Promise<void> StreamProcess::write(WriteContext context) {
              "Process.write: too much stdin queued; wait for earlier writes to complete",
              stdin_queued_bytes_, size);
   stdin_queued_bytes_ += size;
-  // `context` keeps the data alive until this write is done.
+  // A copy: the write may outlive the call (queued behind others, or the call cancelled).
+  auto data = kj::heapArray<kj::byte>(context.getParams().getData());
+  context.releaseParams();
   auto written =
       kj::mv(stdin_tail_)
-          .then([this, context]() mutable -> kj::Promise<void> {
+          .then([this, data = kj::mv(data)]() mutable -> kj::Promise<void> {
             KJ_REQUIRE(!stdin_failed_, "Process.write: the command no longer reads its stdin");
-            auto data = context.getParams().getData();
-            return stdin_->write(data.begin(), data.size());
+            auto pending = stdin_->write(data.begin(), data.size());
+            return pending.attach(kj::mv(data));
           })
           .then(
               [this, size]() -> kj::Promise<void> {
@@ -207,6 +211,9 @@ kj::Promise<void> StreamProcess::signal(SignalContext context) {
 }
 
 kj::Promise<void> StreamProcess::wait(WaitContext context) {
+  // A caller that gives up waiting must not keep the command alive (capnp 0.9 calls are not
+  // cancelled unless allowed), so dropping the Process can end it.
+  context.allowCancellation();
   auto& done = KJ_ASSERT_NONNULL(done_);
   return done.addBranch().then(
       [this, context]() mutable { fill_result(result_, context.getResults().initResult()); });

@@ -234,28 +234,35 @@ struct StreamState {
   std::string failure;    // a callback threw, or a signal was refused
   kj::Own<kj::PromiseFulfiller<void>> dropped;
   IgnoreErrors ignore;
-  kj::TaskSet requests{ignore};
+  kj::Own<kj::TaskSet> requests = kj::heap<kj::TaskSet>(ignore);
   Control control{*this};
 
   void write(const std::string& data) {
     if (!active || released) return;
     auto r = process.writeRequest();
     r.setData(bytes_of(data));
-    requests.add(r.send().ignoreResult());
+    requests->add(r.send().ignoreResult());
   }
   void close_stdin() {
-    if (active && !released) requests.add(process.closeStdinRequest().send().ignoreResult());
+    if (active && !released) requests->add(process.closeStdinRequest().send().ignoreResult());
   }
   void signal(int sig) {
     if (!active || released) return;
     auto r = process.signalRequest();
     r.setSignal(sig);
-    requests.add(r.send().ignoreResult().catch_([this](kj::Exception&& e) {
+    requests->add(r.send().ignoreResult().catch_([this](kj::Exception&& e) {
       if (failure.empty()) failure = std::string("signal: ") + e.getDescription().cStr();
     }));
   }
   void drop() {
     if (active && dropped) dropped->fulfill();
+  }
+  // Lets go of the Process: the capability and any call still waiting on it (a write the
+  // command does not read), so nothing keeps the agent's side alive.
+  void release() {
+    released = true;
+    requests = kj::heap<kj::TaskSet>(ignore);
+    process = nullptr;
   }
   void deliver(bool is_stdout, capnp::Data::Reader data) {
     auto& callback = is_stdout ? on_stdout : on_stderr;
@@ -470,8 +477,7 @@ InvokeResult AgentClient::exec_stream(const ExecStreamRequest& r) {
     StreamState& s;
     ~Release() {
       s.active = false;
-      s.released = true;
-      s.process = nullptr;
+      s.release();
     }
   } release{*state};
 
@@ -492,8 +498,7 @@ InvokeResult AgentClient::exec_stream(const ExecStreamRequest& r) {
   }));
   InvokeResult result =
       impl_->wait(kj::mv(either), milliseconds(r.timeout_ms) + impl_->grace, "execStream");
-  state->released = true;
-  state->process = nullptr;
+  state->release();
   // A round trip behind everything so far: the agent sent every chunk before wait's answer,
   // but this loop may not have delivered them all yet; and a dropped Process's release must
   // reach the agent (which then kills the command) before this returns.
