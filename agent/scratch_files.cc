@@ -14,7 +14,12 @@ namespace {
 std::string quoted(std::string_view s) { return "'" + std::string(s) + "'"; }
 
 // The message for a failed open of `part` (a component of `path`).
-[[noreturn]] void fail_open(int err, const std::string& part, std::string_view path) {
+[[noreturn]] void fail_open(int err, int dir, const std::string& part, std::string_view path) {
+  // O_DIRECTORY | O_NOFOLLOW on a symlink fails with ENOTDIR, not ELOOP: look at what it is.
+  struct stat st;
+  if (err == ENOTDIR && fstatat(dir, part.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+      S_ISLNK(st.st_mode))
+    err = ELOOP;
   if (err == ELOOP)
     KJ_FAIL_REQUIRE("scratch path is refused: a component is a symlink (not followed)",
                     quoted(part), quoted(path));
@@ -85,7 +90,7 @@ kj::AutoCloseFd ScratchDir::open_parent(const std::vector<std::string>& parts,
     }
     // One component, never "..", never following a symlink: nothing can lead outside.
     int fd = openat(current.get(), part.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0) fail_open(errno, part, path);
+    if (fd < 0) fail_open(errno, current.get(), part, path);
     current = kj::AutoCloseFd(fd);
   }
   return current;
@@ -128,7 +133,7 @@ std::string ScratchDir::get(std::string_view path) {
   // O_NONBLOCK: a FIFO planted by a handler must not block the agent in open().
   int fd = openat(parent.get(), parts.back().c_str(),
                   O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
-  if (fd < 0) fail_open(errno, parts.back(), path);
+  if (fd < 0) fail_open(errno, parent.get(), parts.back(), path);
   kj::AutoCloseFd file(fd);
   struct stat st;
   if (fstat(file.get(), &st) < 0) KJ_FAIL_SYSCALL("fstat", errno, quoted(path));
