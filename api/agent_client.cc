@@ -521,22 +521,38 @@ InvokeResult AgentClient::exec_stream(const Handler& handler, uint64_t timeout_m
   return exec_stream(r);
 }
 
+namespace {
+
+// Text cannot carry a NUL byte intact: refuse it here with the reason rather than send a cut path.
+void check_scratch_path(const std::string& path, const char* what) {
+  if (path.find('\0') != std::string::npos)
+    throw Error(std::string(what) + ": the path contains a NUL byte");
+}
+
+// A file call moves up to Agent.maxFileBytes through the VM's vsock; under emulation that
+// takes far longer than the usual grace, so allow ~256 KiB/s on top of it.
+milliseconds transfer_allowance(uint64_t bytes) { return milliseconds(bytes / 256); }
+
+}  // namespace
+
 void AgentClient::put_file(const std::string& path, const std::string& data, uint32_t mode) {
+  check_scratch_path(path, "putFile");
   // The size cap is the agent's to enforce (Agent.maxFileBytes); a message that large fits.
   auto req = impl_->agent.putFileRequest();
   req.setPath(path);
   req.setData(bytes_of(data));
   req.setMode(mode);
-  impl_->wait(req.send().ignoreResult(), impl_->grace, "putFile");
+  impl_->wait(req.send().ignoreResult(), impl_->grace + transfer_allowance(data.size()), "putFile");
 }
 
 std::string AgentClient::get_file(const std::string& path) {
+  check_scratch_path(path, "getFile");
   auto req = impl_->agent.getFileRequest();
   req.setPath(path);
   return impl_->wait(req.send().then([](capnp::Response<api::Agent::GetFileResults>&& resp) {
     return string_of(resp.getData());
   }),
-                     impl_->grace, "getFile");
+                     impl_->grace + transfer_allowance(max_file_bytes()), "getFile");
 }
 
 void AgentClient::shutdown() {
