@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "agent/exec_invocation.h"
+#include "agent/stream_process.h"
 #include "base/clock.h"
 #include "base/version.h"
 
@@ -52,6 +53,8 @@ capnp::Data::Reader as_data(const std::string& s) {
   return capnp::Data::Reader(reinterpret_cast<const kj::byte*>(s.data()), s.size());
 }
 
+}  // namespace
+
 void fill_result(const InvocationResult& r, api::InvokeResult::Builder out) {
   out.setStdout(as_data(r.stdout_data.data));
   out.setStderr(as_data(r.stderr_data.data));
@@ -68,8 +71,6 @@ void fill_result(const InvocationResult& r, api::InvokeResult::Builder out) {
   out.setCpuTimeNs(r.cpu_time_ns);
   out.setError(r.error);
 }
-
-}  // namespace
 
 HandlerConfig handler_config_from_wire(api::Handler::Reader handler) {
   HandlerConfig c;
@@ -212,6 +213,40 @@ kj::Promise<void> AgentImpl::shutdown(ShutdownContext) {
   // Power off from a timer so this reply is on its way first.
   services_.background.add(
       services_.timer.afterDelay(20 * kj::MILLISECONDS).then([this]() { power_off_(); }));
+  return kj::READY_NOW;
+}
+
+kj::Promise<void> AgentImpl::execStream(ExecStreamContext context) {
+  KJ_REQUIRE(!shutting_down_, "the agent is shutting down");
+  auto params = context.getParams();
+  HandlerConfig config = handler_config_from_wire(params.getHandler());
+  uint64_t timeout_ms = params.getTimeoutMs();
+  KJ_REQUIRE(timeout_ms >= 1, "execStream: timeoutMs must be at least 1 (milliseconds)");
+  timeout_ms = std::min(timeout_ms, kMaxTimeoutMs);
+  auto process = kj::heap<StreamProcess>(services_, params.getOutput());
+  process->start(config, timeout_ms);
+  context.getResults().setProcess(kj::mv(process));
+  return kj::READY_NOW;
+}
+
+ScratchDir& AgentImpl::scratch() {
+  KJ_IF_MAYBE (s, scratch_) {
+    return *s;
+  }
+  return scratch_.emplace(ScratchDir::open_default(api::Agent::MAX_FILE_BYTES));
+}
+
+kj::Promise<void> AgentImpl::putFile(PutFileContext context) {
+  auto params = context.getParams();
+  auto path = params.getPath();
+  scratch().put(std::string_view(path.cStr(), path.size()), params.getData(), params.getMode());
+  return kj::READY_NOW;
+}
+
+kj::Promise<void> AgentImpl::getFile(GetFileContext context) {
+  auto path = context.getParams().getPath();
+  std::string data = scratch().get(std::string_view(path.cStr(), path.size()));
+  context.getResults().setData(as_data(data));
   return kj::READY_NOW;
 }
 

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "agent/invocation.h"
+#include "agent/scratch_files.h"
 #include "agent/worker.h"
 #include "api/agent.capnp.h"
 
@@ -33,6 +34,9 @@ class AgentImpl final : public api::Agent::Server {
   kj::Promise<void> prepareSnapshot(PrepareSnapshotContext context) override;
   kj::Promise<void> resumed(ResumedContext context) override;
   kj::Promise<void> shutdown(ShutdownContext context) override;
+  kj::Promise<void> execStream(ExecStreamContext context) override;
+  kj::Promise<void> putFile(PutFileContext context) override;
+  kj::Promise<void> getFile(GetFileContext context) override;
 
  private:
   AgentServices& services_;
@@ -40,9 +44,16 @@ class AgentImpl final : public api::Agent::Server {
   kj::Function<void()> power_off_;
   std::map<std::string, kj::Own<Worker>> workers_;
   bool shutting_down_ = false;
+  // The scratch space (/scratch); opened on first use, absent outside a guest.
+  kj::Maybe<ScratchDir> scratch_;
+
+  ScratchDir& scratch();
 };
 
 // Converts and validates a Handler from the wire (throws kj::Exception on bad input).
 HandlerConfig handler_config_from_wire(api::Handler::Reader handler);
+
+// Writes a result to the wire.
+void fill_result(const InvocationResult& r, api::InvokeResult::Builder out);
 
 }  // namespace wisp::agent

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <kj/debug.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -102,6 +103,18 @@ Cgroup::~Cgroup() {
 }
 
 void Cgroup::kill_all() { write_file("cgroup.kill", "1"); }
+
+void Cgroup::signal_all(int sig) {
+  std::string procs = read_file("cgroup.procs");
+  size_t pos = 0;
+  while (pos < procs.size()) {
+    size_t end = procs.find('\n', pos);
+    if (end == std::string::npos) end = procs.size();
+    long pid = strtol(procs.c_str() + pos, nullptr, 10);
+    if (pid > 0) (void)kill(static_cast<pid_t>(pid), sig);
+    pos = end + 1;
+  }
+}
 
 CgroupStats Cgroup::read_stats() const {
   CgroupStats s;

@@ -38,6 +38,9 @@ class Cgroup {
   int dir_fd() const { return dir_.get(); }
   // SIGKILLs every process in the cgroup (cgroup.kill).
   void kill_all();
+  // Sends `sig` to every process in the cgroup (cgroup.procs; a process forked meanwhile may
+  // be missed). The handler's namespace init ignores all but SIGKILL.
+  void signal_all(int sig);
   CgroupStats read_stats() const;
 
  private:

@@ -35,6 +35,10 @@ constexpr EarlyMount kEarlyMounts[] = {
     {"tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777"},
     {"tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777"},
     {"tmpfs", "/run", "tmpfs", MS_NOSUID | MS_NODEV, "mode=755"},
+    // The scratch space (agent.capnp putFile/getFile), shared by every handler sandbox: owned
+    // by the handler user (sandbox.h kHandlerUid), a quarter of RAM at most. A handler's writes
+    // are charged to its cgroup; the agent's putFile writes to no handler's.
+    {"tmpfs", "/scratch", "tmpfs", MS_NOSUID | MS_NODEV, "mode=755,uid=65534,gid=65534,size=25%"},
     {"cgroup2", "/sys/fs/cgroup", "cgroup2", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr},
 };
 

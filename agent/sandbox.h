@@ -2,7 +2,8 @@
 // pid namespace, which forks the handler and reaps) is created by clone3 directly in its
 // cgroup and in new pid/mount/ipc/uts(/net) namespaces; before exec it remounts the root
 // read-only, gets a fresh /proc, a minimal /dev and a private tmpfs /tmp (its scratch dir and
-// working directory, the only writable place), sets rlimits, drops to an unprivileged uid/gid
+// working directory) and keeps the agent's shared /scratch (scratch_files.h; writable by the
+// handler user: the only other writable place), sets rlimits, drops to an unprivileged uid/gid
 // with every capability gone (bounding and ambient too), sets no_new_privs and loads the
 // seccomp filter (seccomp_policy.h).
 //

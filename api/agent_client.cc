@@ -101,6 +101,7 @@ void check_request_size(const InvokeRequest& r) {
 uint32_t agent_port() { return api::Agent::PORT; }
 uint32_t protocol_version() { return api::PROTOCOL_VERSION; }
 uint64_t max_message_bytes() { return api::Agent::MAX_MESSAGE_BYTES; }
+uint64_t max_file_bytes() { return api::Agent::MAX_FILE_BYTES; }
 
 int vsock_uds_connect(const std::string& uds_path, uint32_t port, milliseconds timeout,
                       std::string* why) {
@@ -204,6 +205,96 @@ void parse_agent_address(const std::string& address, ConnectOptions* options) {
   options->vsock_cid = static_cast<uint32_t>(cid);
   options->uds_path.clear();
 }
+
+namespace {
+
+class IgnoreErrors final : public kj::TaskSet::ErrorHandler {
+ public:
+  void taskFailed(kj::Exception&&) override {}
+};
+
+// One exec_stream call's state, shared by the call and the OutputSink the agent holds (which
+// may outlive the call: late chunks then find `active` false and are dropped).
+struct StreamState {
+  // The callbacks' handle. A separate object: StreamState's KJ members may throw from their
+  // destructors, which an override of StreamControl's destructor must not.
+  struct Control final : public StreamControl {
+    explicit Control(StreamState& state) : s(state) {}
+    void write(const std::string& data) override { s.write(data); }
+    void close_stdin() override { s.close_stdin(); }
+    void signal(int sig) override { s.signal(sig); }
+    void drop() override { s.drop(); }
+    StreamState& s;
+  };
+
+  StreamCallback on_stdout, on_stderr;
+  api::Process::Client process = nullptr;
+  bool active = true;
+  bool released = false;  // `process` was let go of: control calls do nothing
+  std::string failure;    // a callback threw, or a signal was refused
+  kj::Own<kj::PromiseFulfiller<void>> dropped;
+  IgnoreErrors ignore;
+  kj::Own<kj::TaskSet> requests = kj::heap<kj::TaskSet>(ignore);
+  Control control{*this};
+
+  void write(const std::string& data) {
+    if (!active || released) return;
+    auto r = process.writeRequest();
+    r.setData(bytes_of(data));
+    requests->add(r.send().ignoreResult());
+  }
+  void close_stdin() {
+    if (active && !released) requests->add(process.closeStdinRequest().send().ignoreResult());
+  }
+  void signal(int sig) {
+    if (!active || released) return;
+    auto r = process.signalRequest();
+    r.setSignal(sig);
+    requests->add(r.send().ignoreResult().catch_([this](kj::Exception&& e) {
+      if (failure.empty()) failure = std::string("signal: ") + e.getDescription().cStr();
+    }));
+  }
+  void drop() {
+    if (active && dropped) dropped->fulfill();
+  }
+  // Lets go of the Process: the capability and any call still waiting on it (a write the
+  // command does not read), so nothing keeps the agent's side alive.
+  void release() {
+    released = true;
+    requests = kj::heap<kj::TaskSet>(ignore);
+    process = nullptr;
+  }
+  void deliver(bool is_stdout, capnp::Data::Reader data) {
+    auto& callback = is_stdout ? on_stdout : on_stderr;
+    if (!active || !callback) return;
+    try {
+      callback(std::string(reinterpret_cast<const char*>(data.begin()), data.size()), control);
+    } catch (const std::exception& e) {
+      if (failure.empty()) failure = std::string("an output callback threw: ") + e.what();
+      throw;  // fails the stream: the agent drops the rest of the output
+    }
+  }
+};
+
+class OutputSinkImpl final : public api::OutputSink::Server {
+ public:
+  explicit OutputSinkImpl(std::shared_ptr<StreamState> state) : state_(std::move(state)) {}
+
+ protected:
+  kj::Promise<void> stdout(StdoutContext context) override {
+    state_->deliver(true, context.getParams().getData());
+    return kj::READY_NOW;
+  }
+  kj::Promise<void> stderr(StderrContext context) override {
+    state_->deliver(false, context.getParams().getData());
+    return kj::READY_NOW;
+  }
+
+ private:
+  std::shared_ptr<StreamState> state_;
+};
+
+}  // namespace
 
 struct AgentClient::Impl {
   // Declaration order is teardown order reversed: the capability and RPC system go before the
@@ -368,6 +459,100 @@ void AgentClient::resumed(const std::string& entropy, int64_t wall_clock_unix_ns
   req.setEntropy(bytes_of(entropy));
   req.setWallClockUnixNs(wall_clock_unix_ns);
   impl_->wait(req.send().ignoreResult(), impl_->grace, "resumed");
+}
+
+InvokeResult AgentClient::exec_stream(const ExecStreamRequest& r) {
+  if (r.stdin_data.size() + (1u << 20) > max_message_bytes())
+    throw Error("execStream: stdin_data is " + std::to_string(r.stdin_data.size()) +
+                " bytes; write it in pieces under " + std::to_string(max_message_bytes()) +
+                " bytes (Agent.maxMessageBytes)");
+  auto state = std::make_shared<StreamState>();
+  state->on_stdout = r.on_stdout;
+  state->on_stderr = r.on_stderr;
+  auto dropped = kj::newPromiseAndFulfiller<void>();
+  state->dropped = kj::mv(dropped.fulfiller);
+  // Whatever way this returns, the Process is released (the agent kills a command still
+  // running) and late chunks are ignored.
+  struct Release {
+    StreamState& s;
+    ~Release() {
+      s.active = false;
+      s.release();
+    }
+  } release{*state};
+
+  auto req = impl_->agent.execStreamRequest();
+  fill_handler(req.initHandler(), r.handler);
+  req.setTimeoutMs(r.timeout_ms);
+  req.setOutput(kj::heap<OutputSinkImpl>(state));
+  // Pipelined: write, closeStdin and wait go out before execStream's answer is back.
+  state->process = req.send().getProcess();
+  if (!r.stdin_data.empty()) state->write(r.stdin_data);
+  if (r.close_stdin) state->close_stdin();
+  auto waited = state->process.waitRequest().send().then(
+      [](capnp::Response<api::Process::WaitResults>&& resp) { return convert(resp.getResult()); });
+  auto either = waited.exclusiveJoin(dropped.promise.then([]() {
+    InvokeResult out;
+    out.error = "dropped by the caller";
+    return out;
+  }));
+  InvokeResult result =
+      impl_->wait(kj::mv(either), milliseconds(r.timeout_ms) + impl_->grace, "execStream");
+  state->release();
+  // A round trip behind everything so far: the agent sent every chunk before wait's answer,
+  // but this loop may not have delivered them all yet; and a dropped Process's release must
+  // reach the agent (which then kills the command) before this returns.
+  impl_->wait(impl_->agent.pingRequest().send().ignoreResult(), impl_->grace, "execStream");
+  if (!state->failure.empty())
+    throw AgentError(AgentError::Kind::kRemote, "agent execStream: " + state->failure);
+  return result;
+}
+
+InvokeResult AgentClient::exec_stream(const Handler& handler, uint64_t timeout_ms,
+                                      const std::string& stdin_data,
+                                      std::function<void(const std::string&)> on_stdout,
+                                      std::function<void(const std::string&)> on_stderr) {
+  ExecStreamRequest r;
+  r.handler = handler;
+  r.timeout_ms = timeout_ms;
+  r.stdin_data = stdin_data;
+  if (on_stdout) r.on_stdout = [&](const std::string& c, StreamControl&) { on_stdout(c); };
+  if (on_stderr) r.on_stderr = [&](const std::string& c, StreamControl&) { on_stderr(c); };
+  return exec_stream(r);
+}
+
+namespace {
+
+// Text cannot carry a NUL byte intact: refuse it here with the reason rather than send a cut path.
+void check_scratch_path(const std::string& path, const char* what) {
+  if (path.find('\0') != std::string::npos)
+    throw Error(std::string(what) + ": the path contains a NUL byte");
+}
+
+// A file call moves up to Agent.maxFileBytes through the VM's vsock; under emulation that
+// takes far longer than the usual grace, so allow ~256 KiB/s on top of it.
+milliseconds transfer_allowance(uint64_t bytes) { return milliseconds(bytes / 256); }
+
+}  // namespace
+
+void AgentClient::put_file(const std::string& path, const std::string& data, uint32_t mode) {
+  check_scratch_path(path, "putFile");
+  // The size cap is the agent's to enforce (Agent.maxFileBytes); a message that large fits.
+  auto req = impl_->agent.putFileRequest();
+  req.setPath(path);
+  req.setData(bytes_of(data));
+  req.setMode(mode);
+  impl_->wait(req.send().ignoreResult(), impl_->grace + transfer_allowance(data.size()), "putFile");
+}
+
+std::string AgentClient::get_file(const std::string& path) {
+  check_scratch_path(path, "getFile");
+  auto req = impl_->agent.getFileRequest();
+  req.setPath(path);
+  return impl_->wait(req.send().then([](capnp::Response<api::Agent::GetFileResults>&& resp) {
+    return string_of(resp.getData());
+  }),
+                     impl_->grace + transfer_allowance(max_file_bytes()), "getFile");
 }
 
 void AgentClient::shutdown() {

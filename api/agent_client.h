@@ -52,7 +52,31 @@ struct InvokeResult {
   uint64_t duration_ns = 0;
   uint64_t peak_memory_bytes = 0;
   uint64_t cpu_time_ns = 0;
-  std::string error;  // "" or why the handler could not run on the agent's side
+  std::string error;  // "" or why the agent could not run it to completion
+};
+
+// Steers a running exec_stream command from inside its output callbacks. They run on the
+// client's event loop, so these only send requests and never wait for them.
+class StreamControl {
+ public:
+  virtual ~StreamControl() = default;
+  virtual void write(const std::string& data) = 0;  // to its stdin (errors such as EPIPE ignored)
+  virtual void close_stdin() = 0;
+  virtual void signal(int sig) = 0;  // to the whole tree; a refusal fails exec_stream
+  // Stops waiting: exec_stream returns at once (result.error "dropped by the caller") and
+  // releases the Process, which makes the agent kill the command.
+  virtual void drop() = 0;
+};
+
+using StreamCallback = std::function<void(const std::string& chunk, StreamControl& control)>;
+
+struct ExecStreamRequest {
+  Handler handler;
+  uint64_t timeout_ms = 30000;
+  std::string stdin_data;    // written first
+  bool close_stdin = true;   // after stdin_data; false: a callback closes it through control
+  StreamCallback on_stdout;  // each chunk of stdout, in order, as the command writes it
+  StreamCallback on_stderr;
 };
 
 struct AgentInfo {
@@ -69,6 +93,7 @@ struct AgentInfo {
 uint32_t agent_port();
 uint32_t protocol_version();
 uint64_t max_message_bytes();
+uint64_t max_file_bytes();
 
 // Why a call failed; wisp exec maps these to exit codes.
 class AgentError : public Error {
@@ -126,6 +151,20 @@ class AgentClient {
   void stop_worker(const std::string& name);
   void prepare_snapshot();
   void resumed(const std::string& entropy, int64_t wall_clock_unix_ns);
+  // execStream: runs the command, feeding chunks to the callbacks as they arrive, and returns
+  // its result (out and err are empty: the output went to the callbacks). Throws AgentError
+  // (kRemote) when the agent refuses the command, or a callback threw (its message).
+  InvokeResult exec_stream(const ExecStreamRequest& request);
+  // The simple form: writes `stdin_data`, closes stdin, collects chunks through the callbacks.
+  InvokeResult exec_stream(const Handler& handler, uint64_t timeout_ms,
+                           const std::string& stdin_data,
+                           std::function<void(const std::string&)> on_stdout,
+                           std::function<void(const std::string&)> on_stderr);
+  // Files in the guest's scratch space (/scratch; `path` relative to it). Throws AgentError
+  // (kRemote) with the agent's reason on a refused path, a symlink, a missing file, a size
+  // over Agent.maxFileBytes. `mode` is masked to 0777 by the agent (0: 0644).
+  void put_file(const std::string& path, const std::string& data, uint32_t mode = 0644);
+  std::string get_file(const std::string& path);
   // The agent replies, then powers the VM off. A connection dropped by the power-off before
   // the reply arrives counts as success.
   void shutdown();

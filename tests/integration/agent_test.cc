@@ -13,6 +13,7 @@
 #include <chrono>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <random>
 #include <sstream>
 #include <thread>
@@ -391,6 +392,188 @@ TEST_F(AgentVm, OversizedPayloadIsRefusedByTheClient) {
   InvokeRequest r = exec_request({"cat"}, std::string(client::max_message_bytes(), 'x'));
   EXPECT_THROW(agent_->invoke(r), Error);
   EXPECT_EQ(agent_->invoke(exec_request({"cat"}, "ok")).out, "ok");
+}
+
+// ---- execStream, putFile and getFile (wisp serve's sandboxes) ------------------------------
+
+client::Handler shell_handler(const std::string& script) {
+  client::Handler h;
+  h.name = "stream";
+  h.argv = {"sh", "-c", script};
+  return h;
+}
+
+std::string joined(const std::vector<std::string>& chunks) {
+  std::string all;
+  for (const auto& c : chunks) all += c;
+  return all;
+}
+
+// The command cannot end before the test answers what it printed: output is streamed.
+TEST_F(AgentVm, StreamAnswersAPromptBeforeTheCommandEnds) {
+  client::ExecStreamRequest r;
+  r.handler = shell_handler("echo ready; read line; echo \"got $line\"; echo done >&2");
+  r.close_stdin = false;
+  std::vector<std::string> out;
+  std::string err;
+  bool answered = false;
+  r.on_stdout = [&](const std::string& chunk, client::StreamControl& control) {
+    out.push_back(chunk);
+    if (!answered && joined(out).find("ready\n") != std::string::npos) {
+      answered = true;
+      control.write("hello\n");
+      control.close_stdin();
+    }
+  };
+  r.on_stderr = [&](const std::string& chunk, client::StreamControl&) { err += chunk; };
+  auto result = agent_->exec_stream(r);
+  EXPECT_TRUE(answered);
+  EXPECT_EQ(joined(out), "ready\ngot hello\n") << describe(result);
+  EXPECT_EQ(err, "done\n");
+  EXPECT_EQ(result.exit_code, 0) << describe(result);
+  EXPECT_FALSE(result.signaled);
+  EXPECT_TRUE(result.out.empty() && result.err.empty()) << describe(result);
+}
+
+TEST_F(AgentVm, StreamDeliversChunksInOrderAsTheyAreWritten) {
+  using Clock = std::chrono::steady_clock;
+  std::vector<std::pair<std::string, Clock::time_point>> chunks;
+  auto result = agent_->exec_stream(
+      shell_handler("for i in 1 2 3; do echo line$i; sleep 1; done"), 60000, "",
+      [&](const std::string& c) { chunks.emplace_back(c, Clock::now()); }, nullptr);
+  auto end = Clock::now();
+  std::string all;
+  for (auto& [c, t] : chunks) all += c;
+  EXPECT_EQ(all, "line1\nline2\nline3\n") << describe(result);
+  ASSERT_GE(chunks.size(), 2u) << "all output came in one piece: not streamed";
+  // The guest slept 2 s after line1 at least: it must have arrived that much before the end.
+  double lead = std::chrono::duration<double>(end - chunks.front().second).count();
+  EXPECT_GT(lead, 1.5) << "the first line arrived only " << lead << " s before the end";
+  EXPECT_EQ(result.exit_code, 0) << describe(result);
+}
+
+TEST_F(AgentVm, StreamStdinRoundTripsThroughCat) {
+  std::string payload = random_bytes(1 << 20, 3);
+  std::string out;
+  auto result = agent_->exec_stream(
+      shell_handler("cat"), 60000, payload, [&](const std::string& c) { out += c; }, nullptr);
+  EXPECT_EQ(result.exit_code, 0) << describe(result);
+  EXPECT_TRUE(out == payload) << "got " << out.size() << " bytes back";
+}
+
+TEST_F(AgentVm, StreamSignalEndsTheCommand) {
+  client::ExecStreamRequest r;
+  r.handler = shell_handler("echo ready; sleep 100 & sleep 100");
+  r.timeout_ms = 60000;
+  r.on_stdout = [&](const std::string& chunk, client::StreamControl& control) {
+    if (chunk.find("ready") != std::string::npos) control.signal(SIGTERM);
+  };
+  auto start = std::chrono::steady_clock::now();
+  auto result = agent_->exec_stream(r);
+  double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  EXPECT_TRUE(result.signaled) << describe(result);
+  EXPECT_EQ(result.signal, SIGTERM) << describe(result);
+  EXPECT_FALSE(result.timed_out) << describe(result);
+  EXPECT_LT(s, 30.0);
+}
+
+TEST_F(AgentVm, StreamTimeoutKillsTheTree) {
+  auto boot = agent_->ping().boot_id;
+  std::string out;
+  auto start = std::chrono::steady_clock::now();
+  auto result = agent_->exec_stream(
+      shell_handler("echo start; sleep 100 & sleep 100; echo never"), 1500, "",
+      [&](const std::string& c) { out += c; }, nullptr);
+  double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  EXPECT_TRUE(result.timed_out) << describe(result);
+  EXPECT_EQ(out, "start\n");
+  EXPECT_LT(s, 20.0);
+  expect_agent_alive(boot);
+}
+
+TEST_F(AgentVm, StreamStdoutIsCappedAndEndsTheCommand) {
+  auto h = shell_handler("head -c 8388608 /dev/zero; echo never >&2");
+  h.limits.max_output_bytes = 1 << 20;
+  size_t got = 0;
+  auto result = agent_->exec_stream(
+      h, 60000, "", [&](const std::string& c) { got += c.size(); }, nullptr);
+  EXPECT_EQ(got, size_t{1} << 20) << describe(result);
+  EXPECT_TRUE(result.output_truncated) << describe(result);
+  EXPECT_EQ(result.limit_exceeded, "output") << describe(result);
+}
+
+TEST_F(AgentVm, StreamBadRequestsAreRefused) {
+  auto h = shell_handler("true");
+  h.argv.clear();
+  EXPECT_THROW(agent_->exec_stream(h, 1000, "", nullptr, nullptr), client::AgentError);
+  EXPECT_THROW(agent_->exec_stream(shell_handler("true"), 0, "", nullptr, nullptr),
+               client::AgentError);
+  EXPECT_EQ(agent_->invoke(exec_request({"cat"}, "ok")).out, "ok");
+}
+
+// Letting go of the Process kills the command: its later write never happens.
+TEST_F(AgentVm, DroppingTheProcessKillsTheCommand) {
+  client::ExecStreamRequest r;
+  r.handler = shell_handler("echo ready; sleep 2; echo alive > /scratch/drop-marker");
+  r.on_stdout = [&](const std::string&, client::StreamControl& control) { control.drop(); };
+  auto result = agent_->exec_stream(r);
+  EXPECT_EQ(result.error, "dropped by the caller");
+  std::this_thread::sleep_for(milliseconds(5000));
+  EXPECT_THROW(agent_->get_file("drop-marker"), client::AgentError);
+  auto check = agent_->invoke(shell("test -e /scratch/drop-marker && echo exists || echo gone"));
+  EXPECT_EQ(check.out, "gone\n") << describe(check);
+}
+
+TEST_F(AgentVm, PutFileThenGetFileAndHandlersSeeScratch) {
+  std::string data = random_bytes(1 << 20, 5);
+  agent_->put_file("in/sub/data.bin", data, 0640);
+  EXPECT_TRUE(agent_->get_file("in/sub/data.bin") == data);
+  auto r = agent_->invoke(shell("cat /scratch/in/sub/data.bin"));
+  EXPECT_EQ(r.exit_code, 0) << describe(r);
+  EXPECT_TRUE(r.out == data) << describe(r);
+  r = agent_->invoke(shell("echo from-handler > /scratch/out.txt"));
+  EXPECT_EQ(r.exit_code, 0) << describe(r);
+  EXPECT_EQ(agent_->get_file("out.txt"), "from-handler\n");
+  agent_->put_file("suid", "#!/bin/sh\n", 06755);
+  r = agent_->invoke(shell("stat -c %a /scratch/suid /scratch/in/sub/data.bin"));
+  EXPECT_EQ(r.out, "755\n640\n") << describe(r);
+}
+
+void expect_refused(const std::function<void()>& call, const std::string& part) {
+  try {
+    call();
+    ADD_FAILURE() << "not refused; expected '" << part << "'";
+  } catch (const client::AgentError& e) {
+    EXPECT_EQ(e.kind(), client::AgentError::Kind::kRemote) << e.what();
+    EXPECT_NE(std::string(e.what()).find(part), std::string::npos) << e.what();
+  }
+}
+
+TEST_F(AgentVm, ScratchFilesRefuseBadPathsAndPlantedSymlinks) {
+  expect_refused([&] { agent_->get_file("../x"); }, "..");
+  expect_refused([&] { agent_->put_file("../x", "x"); }, "..");
+  expect_refused([&] { agent_->get_file("/etc/passwd"); }, "absolute");
+  expect_refused([&] { agent_->put_file("/etc/evil", "x"); }, "absolute");
+  expect_refused([&] { agent_->get_file("a/../../etc/passwd"); }, "..");
+  // Text cannot carry a NUL: the client refuses it (the agent's own check is unit-tested).
+  EXPECT_THROW(agent_->get_file(std::string("a\0b", 3)), Error);
+  auto r = agent_->invoke(
+      shell("ln -s /etc/passwd /scratch/pw && ln -s /etc /scratch/etc-link && echo planted"));
+  ASSERT_EQ(r.out, "planted\n") << describe(r);
+  expect_refused([&] { agent_->get_file("pw"); }, "symlink");
+  expect_refused([&] { agent_->get_file("etc-link/passwd"); }, "symlink");
+  expect_refused([&] { agent_->put_file("etc-link/evil", "x"); }, "symlink");
+  r = agent_->invoke(shell("test -e /etc/evil && echo written || echo absent"));
+  EXPECT_EQ(r.out, "absent\n") << describe(r);
+}
+
+TEST_F(AgentVm, ScratchFilesOverTheCapAreRefused) {
+  expect_refused([&] { agent_->put_file("big", std::string(client::max_file_bytes() + 1, 'x')); },
+                 "size cap");
+  auto r = agent_->invoke(shell("head -c 17000000 /dev/zero > /scratch/big-from-handler; echo $?"));
+  ASSERT_EQ(r.out, "0\n") << describe(r);
+  expect_refused([&] { agent_->get_file("big-from-handler"); }, "size cap");
+  agent_->invoke(shell("rm -f /scratch/big-from-handler"));
 }
 
 }  // namespace
