@@ -20,14 +20,19 @@ struct BodyReader {
   kj::byte chunk[kReadChunk];
 
   kj::Promise<kj::Array<kj::byte>> next() {
-    return in.tryRead(chunk, 1, sizeof chunk)
-        .then([this](size_t n) -> kj::Promise<kj::Array<kj::byte>> {
-          if (n == 0) return data.releaseAsArray();
-          if (data.size() + n > limit)
-            fail("too-large", what + " is over " + std::to_string(limit) + " bytes");
-          data.addAll(chunk, chunk + n);
-          return next();
-        });
+    // A body kj-http cannot frame (a bad chunk size, a connection that ends early) is the
+    // client's error, not the service's.
+    auto read = in.tryRead(chunk, 1, sizeof chunk).catch_([this](kj::Exception&& e) -> size_t {
+      if (e.getType() == kj::Exception::Type::DISCONNECTED) kj::throwFatalException(kj::mv(e));
+      fail("bad-request", what + " could not be read: " + e.getDescription().cStr());
+    });
+    return read.then([this](size_t n) -> kj::Promise<kj::Array<kj::byte>> {
+      if (n == 0) return data.releaseAsArray();
+      if (data.size() + n > limit)
+        fail("too-large", what + " is over " + std::to_string(limit) + " bytes");
+      data.addAll(chunk, chunk + n);
+      return next();
+    });
   }
 };
 

@@ -513,6 +513,22 @@ TEST_F(GatewayTest, GarbageRequestBytesGet400) {
   EXPECT_EQ(get("/healthz").status, 200u);  // still serving
 }
 
+TEST_F(GatewayTest, BodyThatCannotBeFramedGets400) {
+  // Found by the fuzzer: a chunked body with a bad chunk size failed inside the body read.
+  const char* bad_chunk =
+      "POST /v1/templates/echo/invoke HTTP/1.1\r\nHost: h\r\n"
+      "Transfer-Encoding: chunked\r\n\r\nzz\r\n\r\n";
+  auto pipe = kj::newTwoWayPipe();
+  auto served =
+      gateway().serve_connection(kj::mv(pipe.ends[0])).eagerlyEvaluate([](kj::Exception&&) {});
+  pipe.ends[1]->write(bad_chunk, strlen(bad_chunk)).wait(io_.waitScope);
+  pipe.ends[1]->shutdownWrite();
+  std::string reply = pipe.ends[1]->readAllText().wait(io_.waitScope).cStr();
+  EXPECT_EQ(reply.rfind("HTTP/1.1 400", 0), 0u) << reply;
+  EXPECT_NE(reply.find("bad-request: the payload could not be read"), std::string::npos) << reply;
+  EXPECT_EQ(state_.invokes, 0);
+}
+
 // ---- /metrics, parsed back ---------------------------------------------------------------
 
 struct Sample {
