@@ -123,6 +123,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // default error page (its failures go through the gateway's handler).
   check(text.find("Content-Type: application/json\r\n\r\n{\"error\":\"internal: ") ==
         std::string::npos);
-  check(text.find("ERROR: The server threw an exception") == std::string::npos);
+  check(text.find("Content-Type: text/plain\r\n\r\nERROR: ") == std::string::npos);
   return 0;
 }
