@@ -28,7 +28,9 @@
 
 using Cxx = import "/capnp/c++.capnp";
 using Json = import "/capnp/compat/json.capnp";
-$Cxx.namespace("wisp::api");
+# Its own C++ namespace: agent.capnp (wisp::api) also defines InvokeRequest, OutputSink and
+# Process, and serve links both; one namespace would define those symbols twice.
+$Cxx.namespace("wisp::api::serve");
 
 const apiVersion :UInt32 = 1;
 

@@ -61,7 +61,7 @@ bool is_local_address(const sockaddr* addr) {
   }
 }
 
-Gateway::Gateway(kj::Timer& timer, api::Wisp::Client wisp, GatewayOptions options,
+Gateway::Gateway(kj::Timer& timer, api::serve::Wisp::Client wisp, GatewayOptions options,
                  uint64_t max_payload_bytes, uint64_t max_json_bytes) {
   GatewayService::Limits limits;
   if (max_payload_bytes != 0) limits.max_payload_bytes = max_payload_bytes;
@@ -86,7 +86,7 @@ kj::Promise<void> Gateway::serve_connection(kj::Own<kj::AsyncIoStream> connectio
 }
 
 kj::Promise<void> serve_http(kj::AsyncIoContext& io, const std::string& address,
-                             wisp::api::Wisp::Client wisp, GatewayOptions options) {
+                             wisp::api::serve::Wisp::Client wisp, GatewayOptions options) {
   check_address_syntax(address);
   bool is_unix = address.rfind("unix:", 0) == 0;
   // Resolved here, synchronously (getaddrinfo; kj's parseAddress would need a wait(), which a

@@ -23,7 +23,7 @@ struct GatewayOptions {
 // cancelled. Throws Error (bad address; a non-loopback address without a token).
 // A Unix socket is made mode 0600 (a stale socket file at PATH is replaced).
 kj::Promise<void> serve_http(kj::AsyncIoContext& io, const std::string& address,
-                             wisp::api::Wisp::Client wisp, GatewayOptions options);
+                             wisp::api::serve::Wisp::Client wisp, GatewayOptions options);
 
 // Whether a listener on `addr` is reachable only from this machine (a Unix socket, 127/8,
 // ::1, ::ffff:127.x).
@@ -35,7 +35,7 @@ class Gateway {
  public:
   // `max_payload_bytes` / `max_json_bytes` 0: the API's limits (Wisp.maxPayloadBytes,
   // maxMessageBytes); tests pass small ones.
-  Gateway(kj::Timer& timer, api::Wisp::Client wisp, GatewayOptions options,
+  Gateway(kj::Timer& timer, api::serve::Wisp::Client wisp, GatewayOptions options,
           uint64_t max_payload_bytes = 0, uint64_t max_json_bytes = 0);
   ~Gateway();
   kj::Promise<void> listen(kj::ConnectionReceiver& receiver);

@@ -5,7 +5,7 @@
 namespace wisp::testutil {
 namespace {
 
-using api::InvokeResponse;
+using api::serve::InvokeResponse;
 
 [[noreturn]] void throw_word(const std::string& description,
                              kj::Exception::Type type = kj::Exception::Type::FAILED) {
@@ -14,7 +14,7 @@ using api::InvokeResponse;
 
 std::string text(capnp::Text::Reader t) { return std::string(t.cStr(), t.size()); }
 
-void fill_timings(api::Timings::Builder t) {
+void fill_timings(api::serve::Timings::Builder t) {
   t.setQueueMs(0.25);
   t.setRestoreMs(3.5);
   t.setReconnectMs(1.25);
@@ -61,7 +61,7 @@ void run_template(const std::string& name, const std::string& payload, InvokeRes
   }
 }
 
-class FakeTemplates final : public api::Templates::Server {
+class FakeTemplates final : public api::serve::Templates::Server {
  protected:
   kj::Promise<void> list(ListContext context) override {
     auto list = context.getResults().initTemplates(2);
@@ -78,7 +78,7 @@ class FakeTemplates final : public api::Templates::Server {
   }
 };
 
-class FakeSandbox final : public api::Sandbox::Server {
+class FakeSandbox final : public api::serve::Sandbox::Server {
  public:
   explicit FakeSandbox(FakeWispState& state) : state_(state) {}
 
@@ -109,7 +109,7 @@ class FakeSandbox final : public api::Sandbox::Server {
   FakeWispState& state_;
 };
 
-class FakeSandboxes final : public api::Sandboxes::Server {
+class FakeSandboxes final : public api::serve::Sandboxes::Server {
  public:
   explicit FakeSandboxes(FakeWispState& state) : state_(state) {}
 
@@ -143,14 +143,14 @@ class FakeSandboxes final : public api::Sandboxes::Server {
   FakeWispState& state_;
 };
 
-class FakeWisp final : public api::Wisp::Server {
+class FakeWisp final : public api::serve::Wisp::Server {
  public:
   explicit FakeWisp(FakeWispState& state) : state_(state) {}
 
  protected:
   kj::Promise<void> version(VersionContext context) override {
     auto info = context.getResults().initInfo();
-    info.setApiVersion(api::API_VERSION);
+    info.setApiVersion(api::serve::API_VERSION);
     info.setWispVersion("test");
     info.setDraining(state_.draining);
     return kj::READY_NOW;
@@ -223,6 +223,6 @@ class FakeWisp final : public api::Wisp::Server {
 
 }  // namespace
 
-api::Wisp::Client make_fake_wisp(FakeWispState& state) { return kj::heap<FakeWisp>(state); }
+api::serve::Wisp::Client make_fake_wisp(FakeWispState& state) { return kj::heap<FakeWisp>(state); }
 
 }  // namespace wisp::testutil

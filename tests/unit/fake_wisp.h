@@ -41,6 +41,6 @@ struct FakeWispState {
   std::string odd_template = "we\"ird\\name\nx";
 };
 
-api::Wisp::Client make_fake_wisp(FakeWispState& state);
+api::serve::Wisp::Client make_fake_wisp(FakeWispState& state);
 
 }  // namespace wisp::testutil

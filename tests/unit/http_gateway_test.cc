@@ -177,7 +177,7 @@ TEST_F(GatewayTest, InvokeRawPayloadGivesStdoutAndHeaders) {
   EXPECT_FALSE(err.hadErrors);
   EXPECT_EQ(std::string(err.asChars().begin(), err.size()), "err:hello");
   capnp::MallocMessageBuilder m;
-  auto t = m.initRoot<api::Timings>();
+  auto t = m.initRoot<api::serve::Timings>();
   std::string timings = r.header("wisp-timings");
   codec_->decode(kj::arrayPtr(timings.data(), timings.size()), capnp::toDynamic(t));
   EXPECT_EQ(t.getRestoreMs(), 3.5);
@@ -245,7 +245,7 @@ TEST_F(GatewayTest, StderrHeaderCarriesTheFirst8KiB) {
   // The JSON form carries all of it.
   r = post("/v1/templates/big/invoke", "{}", true);
   capnp::MallocMessageBuilder m;
-  EXPECT_EQ(decode<api::InvokeResponse>(r, m).getStderr().size(), 20u * 1024);
+  EXPECT_EQ(decode<api::serve::InvokeResponse>(r, m).getStderr().size(), 20u * 1024);
 }
 
 TEST_F(GatewayTest, InvokeJsonRoundTrip) {
@@ -257,7 +257,7 @@ TEST_F(GatewayTest, InvokeJsonRoundTrip) {
   EXPECT_EQ(state_.last_timeout_ms, 1234u);
   EXPECT_EQ(state_.last_deadline_ms, 99u);
   capnp::MallocMessageBuilder m;
-  auto resp = decode<api::InvokeResponse>(r, m);
+  auto resp = decode<api::serve::InvokeResponse>(r, m);
   EXPECT_EQ(string_of(resp.getStdout()), "hello");
   EXPECT_EQ(string_of(resp.getStderr()), "err:hello");
   EXPECT_TRUE(resp.isExitCode());
@@ -267,7 +267,7 @@ TEST_F(GatewayTest, InvokeJsonRoundTrip) {
   r = post("/v1/templates/slow/invoke", "{}", true);
   EXPECT_EQ(r.status, 504u);
   capnp::MallocMessageBuilder m2;
-  EXPECT_TRUE(decode<api::InvokeResponse>(r, m2).getTimedOut());
+  EXPECT_TRUE(decode<api::serve::InvokeResponse>(r, m2).getTimedOut());
   // A charset parameter and another case are still JSON.
   Request req{HttpMethod::POST, "/v1/templates/echo/invoke", R"({"payload": "eHl6"})"};
   req.headers.emplace_back("Content-Type", "Application/JSON; charset=utf-8");
@@ -292,7 +292,7 @@ TEST_F(GatewayTest, MalformedJsonIsABadRequest) {
 TEST_F(GatewayTest, OversizedBodiesGet413BeforeTheCall) {
   // Declared over Wisp.maxPayloadBytes: refused before a byte of the body is read.
   Request r{HttpMethod::POST, "/v1/templates/echo/invoke"};
-  r.declared_length = api::Wisp::MAX_PAYLOAD_BYTES + 1;
+  r.declared_length = api::serve::Wisp::MAX_PAYLOAD_BYTES + 1;
   HttpResult res = call(r);
   EXPECT_EQ(res.status, 413u);
   EXPECT_EQ(error_of(res).rfind("too-large: the payload of 16777217 bytes", 0), 0u) << res.body;
@@ -367,7 +367,7 @@ TEST_F(GatewayTest, ListTemplatesIsTheListResultsJson) {
   HttpResult r = get("/v1/templates");
   EXPECT_EQ(r.status, 200u);
   capnp::MallocMessageBuilder m;
-  auto list = decode<api::Templates::ListResults>(r, m).getTemplates();
+  auto list = decode<api::serve::Templates::ListResults>(r, m).getTemplates();
   ASSERT_EQ(list.size(), 2u);
   EXPECT_EQ(std::string(list[0].getName().cStr()), "echo");
   EXPECT_EQ(std::string(list[0].getArgv()[0].cStr()), "/bin/cat");
@@ -382,7 +382,7 @@ TEST_F(GatewayTest, CreateSandboxIsAlwaysDetached) {
                       true);
   EXPECT_EQ(r.status, 200u) << r.body;
   capnp::MallocMessageBuilder m;
-  auto info = decode<api::SandboxInfo>(r, m);
+  auto info = decode<api::serve::SandboxInfo>(r, m);
   EXPECT_EQ(std::string(info.getId().cStr()), "sb-1");
   EXPECT_EQ(std::string(info.getTemplate().cStr()), "echo");
   EXPECT_EQ(info.getExpiresUnixMs(), 61000);
@@ -413,7 +413,7 @@ TEST_F(GatewayTest, ExecOnASandbox) {
                       R"({"argv": ["echo", "hi"], "stdin": "eA==", "timeoutMs": 5000})", true);
   EXPECT_EQ(r.status, 200u) << r.body;
   capnp::MallocMessageBuilder m;
-  auto resp = decode<api::InvokeResponse>(r, m);
+  auto resp = decode<api::serve::InvokeResponse>(r, m);
   EXPECT_EQ(string_of(resp.getStdout()), "echo hix");
   EXPECT_EQ(resp.getExitCode(), 0);
   EXPECT_EQ(state_.exec_argv, (std::vector<std::string>{"echo", "hi"}));
