@@ -17,10 +17,10 @@ void throw_api_error(const std::string& message) {
 }
 
 Clone::Clone(kj::AsyncIoContext& io, Reaper& reaper, manager::OpenTemplate tpl,
-             const JailFlags& jail, kj::Own<Ticket> ticket)
+             CloneStarter& starter, kj::Own<Ticket> ticket)
     : io_(io), reaper_(reaper), tpl_(std::move(tpl)), ticket_(kj::mv(ticket)) {
   try {
-    process_ = std::make_unique<CloneProcess>(tpl_.snapshot_dir, tpl_.info.drives, jail);
+    process_ = starter.start(tpl_);
   } catch (const Error& e) {
     throw_api_error(std::string("vm-failed: starting a clone of template ") + tpl_.info.name +
                     ": " + e.what());

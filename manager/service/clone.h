@@ -25,8 +25,9 @@ namespace wisp::service {
 
 class Clone {
  public:
-  // Spawns the VMM (throws "vm-failed: ..." when it cannot start). `ticket` is its admission.
-  Clone(kj::AsyncIoContext& io, Reaper& reaper, manager::OpenTemplate tpl, const JailFlags& jail,
+  // Starts the VMM: a standby of the pool or a spawned restore (clone_start.h); throws
+  // "vm-failed: ..." when it cannot start. `ticket` is its admission.
+  Clone(kj::AsyncIoContext& io, Reaper& reaper, manager::OpenTemplate tpl, CloneStarter& starter,
         kj::Own<Ticket> ticket);
   ~Clone();
   Clone(const Clone&) = delete;

@@ -1,5 +1,8 @@
 #include "manager/service/clone_start.h"
 
+#include <kj/async-unix.h>
+
+#include "base/log.h"
 #include "manager/agent_vm.h"
 
 namespace wisp::service {
@@ -29,20 +32,101 @@ kj::Promise<std::string> read_line(kj::Own<ReadyReader> r, manager::VmmChild& vm
       });
 }
 
+// A standby answers on its order socket (a datagram each): watch it, then ask poll_ready.
+kj::Promise<std::string> standby_ready(kj::Own<kj::UnixEventPort::FdObserver> watch,
+                                       manager::StandbyVmm& standby) {
+  auto& w = *watch;
+  return w.whenBecomesReadable().then(
+      [watch = kj::mv(watch), &standby]() mutable -> kj::Promise<std::string> {
+        try {
+          if (auto line = standby.poll_ready()) {
+            if (!line->empty() && line->back() == '\n') line->pop_back();
+            return *line;
+          }
+        } catch (const Error& e) {
+          fail(e.what());
+        }
+        return standby_ready(kj::mv(watch), standby);
+      });
+}
+
 }  // namespace
 
 CloneProcess::CloneProcess(const std::string& snapshot_dir, const std::vector<std::string>& drives,
                            const JailFlags& jail)
-    : dir_("wisp-serve"),
-      vmm_(manager::vmm_restore_args(snapshot_dir, drives, dir_.file("vsock.sock"),
-                                     dir_.file("control.sock"), jail, dir_.path()),
-           dir_.file("vmm.log"), /*ready_pipe=*/true) {}
+    : dir_(std::make_unique<manager::RuntimeDir>("wisp-serve")) {
+  vmm_ = std::make_unique<manager::VmmChild>(
+      manager::vmm_restore_args(snapshot_dir, drives, dir_->file("vsock.sock"),
+                                dir_->file("control.sock"), jail, dir_->path()),
+      dir_->file("vmm.log"), /*ready_pipe=*/true);
+}
+
+CloneProcess::CloneProcess(std::unique_ptr<manager::StandbyVmm> standby,
+                           const std::string& snapshot_dir)
+    : standby_(std::move(standby)) {
+  standby_->order_restore(snapshot_dir);
+}
+
+CloneProcess::~CloneProcess() {
+  vmm_.reset();  // the VMM dies before its directory goes
+  dir_.reset();
+}
+
+std::string CloneProcess::vsock_path() const {
+  return standby_ ? standby_->vsock_uds() : dir_->file("vsock.sock");
+}
+
+std::string CloneProcess::control_path() const {
+  return standby_ ? standby_->control_socket() : dir_->file("control.sock");
+}
+
+manager::VmmChild& CloneProcess::vmm() { return standby_ ? standby_->vmm() : *vmm_; }
 
 kj::Promise<std::string> wait_ready(kj::AsyncIoContext& io, CloneProcess& process) {
+  if (manager::StandbyVmm* standby = process.standby()) {
+    auto watch = kj::heap<kj::UnixEventPort::FdObserver>(
+        io.unixEventPort, standby->ready_fd(), kj::UnixEventPort::FdObserver::OBSERVE_READ);
+    return standby_ready(kj::mv(watch), *standby);
+  }
   auto r = kj::heap<ReadyReader>();
   // Not owned: the VmmChild keeps the pipe; the stream only watches it.
   r->in = io.lowLevelProvider->wrapInputFd(process.vmm().ready_fd());
   return read_line(kj::mv(r), process.vmm());
 }
+
+CloneStarter::CloneStarter(const JailFlags& jail, uint32_t pool_target) : jail_(jail) {
+  if (pool_target > 0)
+    pool_ = std::make_unique<manager::VmmPool>(pool_target, jail, manager::StandbyClass{},
+                                               /*control=*/true);
+}
+
+std::unique_ptr<CloneProcess> CloneStarter::start(const manager::OpenTemplate& tpl) {
+  const manager::StandbyClass& size = pool_ ? pool_->size_class() : manager::StandbyClass{};
+  // A standby restores no drives yet (manager/vmm_pool.h), nor a machine above its class.
+  bool fits = pool_ && tpl.info.drives.empty() && (tpl.info.mem_mib << 20) <= size.mem_bytes &&
+              tpl.info.vcpus <= size.vcpus;
+  if (fits) {
+    if (std::unique_ptr<manager::StandbyVmm> standby = pool_->take()) {
+      try {
+        return std::make_unique<CloneProcess>(std::move(standby), tpl.snapshot_dir);
+      } catch (const Error& e) {
+        // The standby is dropped (killed); a spawned restore says the same or succeeds.
+        LOG_WARN("pool: a standby VMM did not take %s: %s", tpl.snapshot_dir.c_str(), e.what());
+      }
+    }
+  }
+  return std::make_unique<CloneProcess>(tpl.snapshot_dir, tpl.info.drives, jail_);
+}
+
+void CloneStarter::refill() {
+  if (!pool_) return;
+  pool_->refill();
+  if (pool_->last_error() != logged_error_) {  // once each, not at every refill
+    logged_error_ = pool_->last_error();
+    LOG_WARN("pool: %s", logged_error_.c_str());
+  }
+}
+
+uint32_t CloneStarter::idle() { return pool_ ? static_cast<uint32_t>(pool_->idle()) : 0; }
 
 }  // namespace wisp::service

@@ -1,9 +1,12 @@
-// Starting a clone's VMM: the one step the pool replaces. Today it spawns `wisp-vmm restore`
-// with --ready-fd in a runtime directory of its own; with the pool (manager/vmm_pool.h) it
-// takes a StandbyVmm and orders the restore: the same ready line, sockets and VmmChild.
+// Starting a clone's VMM, the step the pool takes off the critical path: a pre-jailed
+// `wisp-vmm standby` of the pool (manager/vmm_pool.h) is ordered to restore the snapshot, its
+// files passed by descriptor; when none stands by (or the snapshot is one a standby cannot take:
+// drives, a machine larger than the pool's size class), a `wisp-vmm restore` is spawned with
+// --ready-fd in a runtime directory of its own. Either way: a ready line, a vsock and a control
+// socket, a VmmChild.
 //
-// Threads: a CloneProcess is made and used on serve's loop thread, and destroyed on the
-// Reaper's (the kill waits for the VMM to exit).
+// Threads: serve's loop thread makes and uses a CloneStarter and the CloneProcesses; a
+// CloneProcess is destroyed on the Reaper's threads (the kill waits for the VMM to exit).
 #pragma once
 
 #include <kj/async-io.h>
@@ -14,7 +17,9 @@
 
 #include "api/jail_flags.h"
 #include "manager/runtime_dir.h"
+#include "manager/template_store.h"
 #include "manager/vmm_child.h"
+#include "manager/vmm_pool.h"
 
 namespace wisp::service {
 
@@ -24,22 +29,46 @@ class CloneProcess {
   // socket, jailed by `jail`. Throws wisp::Error when wisp-vmm cannot be started.
   CloneProcess(const std::string& snapshot_dir, const std::vector<std::string>& drives,
                const JailFlags& jail);
+  // Orders `standby` (standing by, spawned with a control socket) to restore `snapshot_dir`.
+  // Throws wisp::Error when it refuses the snapshot or is gone.
+  CloneProcess(std::unique_ptr<manager::StandbyVmm> standby, const std::string& snapshot_dir);
+  ~CloneProcess();
   CloneProcess(const CloneProcess&) = delete;
   CloneProcess& operator=(const CloneProcess&) = delete;
 
-  std::string vsock_path() const { return dir_.file("vsock.sock"); }
-  std::string control_path() const { return dir_.file("control.sock"); }
-  manager::VmmChild& vmm() { return vmm_; }
+  std::string vsock_path() const;
+  std::string control_path() const;
+  manager::VmmChild& vmm();
   // True when a pre-jailed VMM of the pool restored it (Timings.pooled).
-  bool pooled() const { return false; }
+  bool pooled() const { return standby_ != nullptr; }
+  manager::StandbyVmm* standby() { return standby_.get(); }
 
  private:
-  manager::RuntimeDir dir_;  // before vmm_: the VMM dies before its directory goes
-  manager::VmmChild vmm_;
+  std::unique_ptr<manager::RuntimeDir> dir_;  // a spawned restore: before vmm_, which dies first
+  std::unique_ptr<manager::VmmChild> vmm_;
+  std::unique_ptr<manager::StandbyVmm> standby_;  // or a standby of the pool
 };
 
 // Waits on `io`'s loop for the VMM's ready line (returned, without the newline). Fails with a
 // kj::Exception carrying the VMM's log tail when it exits first.
 kj::Promise<std::string> wait_ready(kj::AsyncIoContext& io, CloneProcess& process);
+
+// Where clones come from: the pool of `pool_target` standbys (none when 0), else a spawn.
+class CloneStarter {
+ public:
+  CloneStarter(const JailFlags& jail, uint32_t pool_target);
+  // A clone of `tpl` on its way (wait_ready next). Throws wisp::Error.
+  std::unique_ptr<CloneProcess> start(const manager::OpenTemplate& tpl);
+  // Spawns standbys up to the target (never blocks on a VMM); serve calls it on a timer and
+  // after each take.
+  void refill();
+  uint32_t idle();
+  uint32_t target() const { return pool_ ? static_cast<uint32_t>(pool_->target()) : 0; }
+
+ private:
+  JailFlags jail_;
+  std::unique_ptr<manager::VmmPool> pool_;
+  std::string logged_error_;
+};
 
 }  // namespace wisp::service

@@ -12,6 +12,7 @@ namespace {
 constexpr uint64_t kMaxPayloadBytes = 16ull << 20;  // Wisp.maxPayloadBytes
 constexpr uint64_t kMaxTimeoutMs = 24ull * 3600 * 1000;
 constexpr uint64_t kDefaultMemMib = 256;
+constexpr kj::Duration kPoolRefillInterval = 50 * kj::MILLISECONDS;
 
 kj::Duration ms_duration(uint64_t ms) { return static_cast<int64_t>(ms) * kj::MILLISECONDS; }
 
@@ -31,11 +32,12 @@ Service::Service(kj::AsyncIoContext& io, ServeOptions options)
       options_(std::move(options)),
       admission_(io.provider->getTimer(), options_.limits),
       allowed_(options_.allow_dirs),
+      starter_(options_.jail, options_.pool),
       sandboxes_(io.provider->getTimer()),
       warm_(io.provider->getTimer(), [this](const std::string& name) {
         // Only spare capacity: a warm clone never makes a call wait.
         KJ_IF_MAYBE (ticket, admission_.try_acquire(name, mem_of(open(name).info))) {
-          auto clone = kj::heap<Clone>(io_, reaper_, open(name), options_.jail, kj::mv(*ticket));
+          auto clone = kj::heap<Clone>(io_, reaper_, open(name), starter_, kj::mv(*ticket));
           auto& c = *clone;
           return c.restored()
               .then([&c] { return c.connect(); })
@@ -47,6 +49,15 @@ Service::Service(kj::AsyncIoContext& io, ServeOptions options)
             KJ_EXCEPTION(OVERLOADED, "no spare capacity for a warm clone"));
       }) {
   warm_.start(options_.warm);
+  if (options_.pool > 0) pool_refill_ = refill_pool().eagerlyEvaluate(nullptr);
+}
+
+kj::Promise<void> Service::refill_pool() {
+  if (draining_) return kj::READY_NOW;
+  starter_.refill();
+  return io_.provider->getTimer().afterDelay(kPoolRefillInterval).then([this] {
+    return refill_pool();
+  });
 }
 
 Service::~Service() {
@@ -126,7 +137,7 @@ kj::Promise<CallResult> Service::invoke(const std::string& name, CallRequest req
                  timings.queue_ms = ms_since(t0);
                  check_accepting();
                  auto clone =
-                     kj::heap<Clone>(io_, reaper_, kj::mv(tpl), options_.jail, kj::mv(ticket));
+                     kj::heap<Clone>(io_, reaper_, kj::mv(tpl), starter_, kj::mv(ticket));
                  auto& c = *clone;
                  return c.restored().then([this, clone = kj::mv(clone), request = kj::mv(request),
                                            t0, timings]() mutable {
@@ -187,7 +198,7 @@ kj::Promise<kj::Own<Clone>> Service::start_clone(const std::string& name, uint64
   return admission_.acquire(name, mem, ms_duration(deadline_ms))
       .then([this, tpl = kj::mv(tpl)](kj::Own<Ticket> ticket) mutable {
         check_accepting();
-        auto clone = kj::heap<Clone>(io_, reaper_, kj::mv(tpl), options_.jail, kj::mv(ticket));
+        auto clone = kj::heap<Clone>(io_, reaper_, kj::mv(tpl), starter_, kj::mv(ticket));
         auto& c = *clone;
         return c.restored()
             .then([&c] { return c.connect(); })

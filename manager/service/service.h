@@ -91,6 +91,7 @@ class Service {
   WarmPools& warm() { return warm_; }
   SandboxRegistry& sandboxes() { return sandboxes_; }
   TemplateBuilds& builds() { return builds_; }
+  CloneStarter& starter() { return starter_; }
   uint32_t warm_target(const std::string& name) const { return warm_.target(name); }
   uint32_t warm_ready(const std::string& name) const { return warm_.ready(name); }
 
@@ -108,6 +109,8 @@ class Service {
   };
 
  private:
+  // Keeps the pool at its target, every kPoolRefillInterval (a take never spawns in the call).
+  kj::Promise<void> refill_pool();
   kj::Promise<CallResult> call_clone(kj::Own<Clone> clone, CallRequest request, uint64_t t0,
                                      CallTimings timings);
 
@@ -117,6 +120,8 @@ class Service {
   ServiceStats stats_;
   AllowedDirs allowed_;
   Reaper reaper_;  // after admission_: it gives tickets back until it is gone
+  CloneStarter starter_;  // the pool; after reaper_: its standbys go before the reaper does
+  kj::Promise<void> pool_refill_ = nullptr;
   SandboxRegistry sandboxes_;
   WarmPools warm_;
   TemplateBuilds builds_;  // last: its threads are joined before the rest goes

@@ -155,7 +155,7 @@ class WispImpl final : public api::serve::Wisp::Server {
     out.setMemoryCommittedMib(a.memory_mib());
     out.setMaxVms(a.limits().max_vms);
     out.setMaxMemoryMib(a.limits().max_memory_mib);
-    out.setPoolIdle(0);  // TODO(pool): the pool's idle VMMs once manager/vmm_pool.h is wired
+    out.setPoolIdle(s_.starter().idle());
     out.setPoolTarget(s_.options().pool);
     out.setSandboxes(static_cast<uint32_t>(s_.sandboxes().size()));
     out.setWaiting(a.waiting());
