@@ -61,7 +61,10 @@ interface Templates {
   # Boots the spec's VM, starts its handler, warms it up, snapshots it into the store and
   # publishes it whole (or not at all). Progress lines go to `progress` as the steps start.
   # The spec's host files must lie under a directory serve allows (--allow-dir).
-  create @0 (spec :TemplateSpec, progress :ProgressSink) -> (template :TemplateInfo);
+  # bootMs, warmupMs: milliseconds until the agent answered, and of the worker start and
+  # warm-up calls (what `wisp template create --timings` prints; 0 when serve does not say).
+  create @0 (spec :TemplateSpec, progress :ProgressSink)
+      -> (template :TemplateInfo, bootMs :Float64, warmupMs :Float64);
   list @1 () -> (templates :List(TemplateInfo));
   get @2 (name :Text) -> (template :TemplateInfo);
   # Calls in flight finish on the generation they hold; new calls get "not-found". Refused
@@ -105,11 +108,16 @@ struct TemplateInfo {
   memoryFileBytes @10 :UInt64;
   warm @11 :UInt32;             # warm clones serve keeps of it (--warm NAME=N)
   warmReady @12 :UInt32;        # of which restored and waiting now
+  memoryDiskBytes @13 :UInt64;  # the memory file's blocks on disk (it is sparse)
+  snapshotMs @14 :Float64;      # pause + save when it was made
 }
 
 # ---- invocations ----------------------------------------------------------------------------
 
-struct InvokeRequest {
+# C++ names (Cxx.name) differ from agent.capnp's InvokeRequest, OutputSink and Process, which
+# share the wisp::api namespace: both schemas' generated code links into one binary (serve
+# talks to agents), so equal C++ names would be duplicate symbols. Wire and JSON unchanged.
+struct InvokeRequest $Cxx.name("WispInvokeRequest") {
   payload @0 :Data $Json.base64;
   timeoutMs @1 :UInt64 = 30000;  # the handler's wall-clock limit
   deadlineMs @2 :UInt64 = 30000; # how long the request may wait for capacity (then overloaded)
@@ -198,12 +206,12 @@ struct ExecRequest {
   timeoutMs @3 :UInt64 = 30000;
 }
 
-interface OutputSink {
+interface OutputSink $Cxx.name("WispOutputSink") {
   stdout @0 (data :Data) -> stream;
   stderr @1 (data :Data) -> stream;
 }
 
-interface Process {
+interface Process $Cxx.name("WispProcess") {
   write @0 (data :Data) -> ();  # to its stdin
   closeStdin @1 () -> ();
   signal @2 (signal :Int32) -> ();
