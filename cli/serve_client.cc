@@ -235,7 +235,11 @@ struct ServeClient::Impl {
     try {
       return raced.wait(io.waitScope);
     } catch (const kj::Exception& e) {
-      if (cancelled) throw ServeCancelled(what + ": interrupted");
+      if (cancelled) {
+        // Let the dropped call's Finish message go out before the caller moves on.
+        io.waitScope.poll();
+        throw ServeCancelled(what + ": interrupted");
+      }
       auto [kind, desc] = describe(e);
       if (!kind.empty()) throw ServeError(kind, desc);
       if (e.getType() == kj::Exception::Type::DISCONNECTED)
