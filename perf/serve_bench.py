@@ -169,7 +169,7 @@ def print_table(report):
     print("serve_bench on %s (client: %s)" % (report["environment"], report["client"]))
     print("%-15s %5s %6s %10s %10s %10s %12s" % ("mode", "conc", "calls", "p50 ms", "p99 ms",
                                                  "calls/s", "p50 vs proc"))
-    for mode in MODES:
+    for mode in report["modes"]:
         for lv in report["results"].get(mode, []):
             ratio = report["ratios"].get(mode, {}).get(str(lv["concurrency"]))
             print("%-15s %5d %6d %10.1f %10.1f %10.2f %12s" % (
@@ -189,6 +189,8 @@ def main():
     ap.add_argument("--cold-calls", type=int, default=8,
                     help="calls per concurrency for exec-cold (a boot each)")
     ap.add_argument("--concurrency", default="1,8,32")
+    ap.add_argument("--modes", default=",".join(MODES),
+                    help="comma list of the ways to measure (invoke-process is the baseline)")
     ap.add_argument("--soak", type=int, default=0,
                     help="invokes through serve with RSS and fds checked (make perf: 10000)")
     ap.add_argument("--pool", type=int, default=8)
@@ -200,24 +202,29 @@ def main():
     ap.add_argument("--out", default=os.path.join(ROOT, "build/perf/serve.json"))
     args = ap.parse_args()
     levels = [int(c) for c in args.concurrency.split(",") if c.strip()]
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    if not modes or any(m not in MODES for m in modes):
+        ap.error("--modes: expected a comma list of " + ", ".join(MODES))
     work = tempfile.mkdtemp(prefix="wisp-serve-bench-")
-    report = {"benchmark": "serve", "environment": environment_name(), "modes": MODES,
+    report = {"benchmark": "serve", "environment": environment_name(), "modes": modes,
               "mem_mib": args.mem, "pool": args.pool, "warm": args.warm, "handler": ["cat"],
               "results": {}, "ratios": {}, "out": args.out}
     rc = 0
     b = Bench(args, work)
     try:
         b.create_templates()
-        b.start_serve()
-        report["client"] = b.client
+        if any(m.startswith("serve-") for m in modes) or args.soak:
+            b.start_serve()
+        report["client"] = getattr(b, "client", None)
         for c in levels:
-            for mode in MODES:
+            for mode in modes:
                 n = args.cold_calls if mode == "exec-cold" else args.calls
                 log("serve_bench: %s at concurrency %d, %d calls" % (mode, c, n))
                 b.level(mode, c, min(c, n))  # warm-up round, not kept
                 report["results"].setdefault(mode, []).append(b.level(mode, c, n))
-        for mode in MODES:
-            for lv, base in zip(report["results"][mode], report["results"]["invoke-process"]):
+        for mode in modes:
+            for lv, base in zip(report["results"][mode],
+                                report["results"].get("invoke-process", [])):
                 report["ratios"].setdefault(mode, {})[str(lv["concurrency"])] = \
                     lv["p50_ms"] / base["p50_ms"]
         if args.soak:
