@@ -1,0 +1,78 @@
+#include "manager/http_gateway/json_bodies.h"
+
+#include <capnp/message.h>
+
+#include "api/wisp.capnp.h"
+#include "manager/http_gateway/error_status.h"
+
+namespace wisp::http_gateway {
+namespace {
+
+// Bodies arrive in pieces of at most this much.
+constexpr size_t kReadChunk = 64 * 1024;
+
+struct BodyReader {
+  kj::AsyncInputStream& in;
+  uint64_t limit;
+  std::string what;
+  kj::Vector<kj::byte> data;
+  kj::byte chunk[kReadChunk];
+
+  kj::Promise<kj::Array<kj::byte>> next() {
+    return in.tryRead(chunk, 1, sizeof chunk)
+        .then([this](size_t n) -> kj::Promise<kj::Array<kj::byte>> {
+          if (n == 0) return data.releaseAsArray();
+          if (data.size() + n > limit)
+            fail("too-large", what + " is over " + std::to_string(limit) + " bytes");
+          data.addAll(chunk, chunk + n);
+          return next();
+        });
+  }
+};
+
+}  // namespace
+
+kj::Own<capnp::JsonCodec> make_codec() {
+  auto codec = kj::heap<capnp::JsonCodec>();
+  codec->handleByAnnotation<api::InvokeRequest>();
+  codec->handleByAnnotation<api::InvokeResponse>();
+  codec->handleByAnnotation<api::ExecRequest>();
+  codec->handleByAnnotation<api::TemplateInfo>();
+  codec->handleByAnnotation<api::SandboxInfo>();
+  codec->setRejectUnknownFields(true);
+  codec->setMaxNestingDepth(16);
+  return codec;
+}
+
+kj::Promise<kj::Array<kj::byte>> read_body(kj::AsyncInputStream& body, uint64_t limit,
+                                           std::string what) {
+  KJ_IF_MAYBE (length, body.tryGetLength()) {
+    if (*length > limit)
+      fail("too-large", what + " of " + std::to_string(*length) + " bytes is over " +
+                            std::to_string(limit) + " bytes");
+  }
+  auto reader = kj::heap<BodyReader>(BodyReader{body, limit, std::move(what), {}, {}});
+  auto promise = reader->next();
+  return promise.attach(kj::mv(reader));
+}
+
+void decode_json(const capnp::JsonCodec& codec, kj::ArrayPtr<const kj::byte> json,
+                 capnp::DynamicStruct::Builder out, const std::string& what) {
+  KJ_IF_MAYBE (e, kj::runCatchingExceptions([&] { codec.decode(json.asChars(), out); })) {
+    fail("bad-request", what + " is not valid JSON of " +
+                            out.getSchema().getShortDisplayName().cStr() + ": " +
+                            e->getDescription().cStr());
+  }
+}
+
+std::string error_json(const capnp::JsonCodec& codec, const std::string& message) {
+  capnp::MallocMessageBuilder message_builder;
+  auto value = message_builder.initRoot<capnp::JsonValue>();
+  auto field = value.initObject(1)[0];
+  field.setName("error");
+  field.initValue().setString(message);
+  kj::String json = codec.encodeRaw(value);
+  return std::string(json.cStr(), json.size());
+}
+
+}  // namespace wisp::http_gateway
