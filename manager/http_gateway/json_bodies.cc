@@ -34,7 +34,7 @@ struct BodyReader {
 
 kj::Own<capnp::JsonCodec> make_codec() {
   auto codec = kj::heap<capnp::JsonCodec>();
-  codec->handleByAnnotation<api::InvokeRequest>();
+  codec->handleByAnnotation<api::WispInvokeRequest>();
   codec->handleByAnnotation<api::InvokeResponse>();
   codec->handleByAnnotation<api::ExecRequest>();
   codec->handleByAnnotation<api::TemplateInfo>();
