@@ -94,6 +94,16 @@ def guest_vmms(pid):
     return [p for p in descendants(pid) if holds_vcpu_fds(p)]
 
 
+def connectable(path):
+    """True once something accepts connections on the Unix socket `path`."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as c:
+        try:
+            c.connect(path)
+            return True
+        except OSError:
+            return False
+
+
 def fd_count(pid):
     return len(os.listdir("/proc/%d/fd" % pid))
 
@@ -116,7 +126,7 @@ class Serve:
         self.log = open(os.path.join(root, "serve.log"), "ab")
         self.proc = subprocess.Popen(argv, env=self.env, stdin=subprocess.DEVNULL,
                                      stdout=self.log, stderr=self.log)
-        wait_for(lambda: os.path.exists(self.socket) or self.proc.poll() is not None, 120,
+        wait_for(lambda: connectable(self.socket) or self.proc.poll() is not None, 120,
                  "serve's socket")
         if self.proc.poll() is not None:
             raise AssertionError("wisp serve exited %d:\n%s" % (self.proc.returncode,
