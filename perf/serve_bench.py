@@ -39,6 +39,15 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODES = ["serve-pool", "serve-warm", "invoke-process", "exec-cold"]
 
 
+def connectable(path):
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as c:
+        try:
+            c.connect(path)
+            return True
+        except OSError:
+            return False
+
+
 class UnixHTTPConnection(http.client.HTTPConnection):
     def __init__(self, path, timeout=300):
         super().__init__("wisp", timeout=timeout)
@@ -83,7 +92,7 @@ class Bench:
         self.log = open(os.path.join(self.work, "serve.log"), "wb")
         self.serve = subprocess.Popen(argv, env=self.env, stdin=subprocess.DEVNULL,
                                       stdout=self.log, stderr=self.log)
-        wait_for(lambda: os.path.exists(self.socket) or self.serve.poll() is not None, 120,
+        wait_for(lambda: connectable(self.socket) or self.serve.poll() is not None, 120,
                  "serve's socket")
         if self.serve.poll() is not None:
             raise BenchError("wisp serve exited %d: %s" % (self.serve.returncode,
