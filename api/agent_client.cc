@@ -83,6 +83,7 @@ InvokeResult convert(api::InvokeResult::Reader r) {
   out.duration_ns = r.getDurationNs();
   out.peak_memory_bytes = r.getPeakMemoryBytes();
   out.cpu_time_ns = r.getCpuTimeNs();
+  out.error = string_of(r.getError());
   return out;
 }
 

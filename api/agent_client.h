@@ -52,6 +52,7 @@ struct InvokeResult {
   uint64_t duration_ns = 0;
   uint64_t peak_memory_bytes = 0;
   uint64_t cpu_time_ns = 0;
+  std::string error;  // "" or why the handler could not run on the agent's side
 };
 
 struct AgentInfo {

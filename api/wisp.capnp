@@ -28,7 +28,9 @@
 
 using Cxx = import "/capnp/c++.capnp";
 using Json = import "/capnp/compat/json.capnp";
-$Cxx.namespace("wisp::api");
+# Its own C++ namespace: agent.capnp (wisp::api) also defines InvokeRequest, OutputSink and
+# Process, and serve links both; one namespace would define those symbols twice.
+$Cxx.namespace("wisp::api::serve");
 
 const apiVersion :UInt32 = 1;
 
@@ -114,10 +116,7 @@ struct TemplateInfo {
 
 # ---- invocations ----------------------------------------------------------------------------
 
-# C++ names (Cxx.name) differ from agent.capnp's InvokeRequest, OutputSink and Process, which
-# share the wisp::api namespace: both schemas' generated code links into one binary (serve
-# talks to agents), so equal C++ names would be duplicate symbols. Wire and JSON unchanged.
-struct InvokeRequest $Cxx.name("WispInvokeRequest") {
+struct InvokeRequest {
   payload @0 :Data $Json.base64;
   timeoutMs @1 :UInt64 = 30000;  # the handler's wall-clock limit
   deadlineMs @2 :UInt64 = 30000; # how long the request may wait for capacity (then overloaded)
@@ -206,12 +205,12 @@ struct ExecRequest {
   timeoutMs @3 :UInt64 = 30000;
 }
 
-interface OutputSink $Cxx.name("WispOutputSink") {
+interface OutputSink {
   stdout @0 (data :Data) -> stream;
   stderr @1 (data :Data) -> stream;
 }
 
-interface Process $Cxx.name("WispProcess") {
+interface Process {
   write @0 (data :Data) -> ();  # to its stdin
   closeStdin @1 () -> ();
   signal @2 (signal :Int32) -> ();

@@ -15,6 +15,7 @@ int template_command(int argc, char** argv, uint64_t t0_ns);
 int sandbox_command(int argc, char** argv, uint64_t t0_ns);
 int snapshot_command(int argc, char** argv, uint64_t t0_ns);
 int vm_command(int argc, char** argv, uint64_t t0_ns);
+int serve_command(int argc, char** argv, uint64_t t0_ns);
 
 // Replaces this process with wisp-vmm COMMAND ARGS (argv[1..]); returns only on failure.
 int exec_vmm(const char* command, int argc, char** argv, uint64_t t0_ns);

@@ -17,6 +17,7 @@ Commands:
   invoke   call a template's handler once on a fresh clone restored from its snapshot
   sandbox  create, exec in, list or kill sandboxes a running `wisp serve` keeps
   vm       ping, pause, resume or read the memory stats of a running VM
+  serve    the sandbox service: templates, invoke, sandboxes over Cap'n Proto
   version  print the version
 
 'wisp COMMAND --help' describes a command.
@@ -37,6 +38,7 @@ int main(int argc, char** argv) {
                                {"template", with_t0(template_command)},
                                {"invoke", with_t0(invoke_command)},
                                {"sandbox", with_t0(sandbox_command)},
-                               {"vm", with_t0(vm_command)}},
+                               {"vm", with_t0(vm_command)},
+                               {"serve", with_t0(serve_command)}},
                               wisp::kWispVersion);
 }

@@ -65,7 +65,7 @@ std::pair<std::string, std::string> describe(const kj::Exception& e) {
   return {"", desc};
 }
 
-client::InvokeResult convert(api::InvokeResponse::Reader r) {
+client::InvokeResult convert(api::serve::InvokeResponse::Reader r) {
   client::InvokeResult out;
   out.out = string_of(r.getStdout());
   out.err = string_of(r.getStderr());
@@ -84,7 +84,7 @@ client::InvokeResult convert(api::InvokeResponse::Reader r) {
   return out;
 }
 
-manager::TemplateInfo convert(api::TemplateInfo::Reader t) {
+manager::TemplateInfo convert(api::serve::TemplateInfo::Reader t) {
   manager::TemplateInfo out;
   out.name = string_of(t.getName());
   out.mode = string_of(t.getMode());
@@ -101,7 +101,7 @@ manager::TemplateInfo convert(api::TemplateInfo::Reader t) {
   return out;
 }
 
-SandboxInfo convert(api::SandboxInfo::Reader s) {
+SandboxInfo convert(api::serve::SandboxInfo::Reader s) {
   SandboxInfo out;
   out.id = string_of(s.getId());
   out.template_name = string_of(s.getTemplate());
@@ -124,7 +124,7 @@ std::string absolute_or_empty(const std::string& path) {
   return path.empty() ? path : absolute_path(path);
 }
 
-class ProgressPrinter final : public api::ProgressSink::Server {
+class ProgressPrinter final : public api::serve::ProgressSink::Server {
  public:
   explicit ProgressPrinter(std::function<void(const std::string&)> print)
       : print_(std::move(print)) {}
@@ -139,7 +139,7 @@ class ProgressPrinter final : public api::ProgressSink::Server {
 };
 
 // The guest's output, written where the command's own stdout and stderr go as it arrives.
-class OutputWriter final : public api::WispOutputSink::Server {
+class OutputWriter final : public api::serve::OutputSink::Server {
  public:
   OutputWriter(int out_fd, int err_fd) : out_fd_(out_fd), err_fd_(err_fd) {}
   kj::Promise<void> stdout(StdoutContext context) override {
@@ -179,7 +179,7 @@ int start_stdin_pipe(int in_fd) {
   return fds[0];
 }
 
-kj::Promise<void> pump_stdin(kj::AsyncInputStream& in, api::WispProcess::Client process,
+kj::Promise<void> pump_stdin(kj::AsyncInputStream& in, api::serve::Process::Client process,
                              kj::ArrayPtr<capnp::byte> buffer) {
   return in.tryRead(buffer.begin(), 1, buffer.size())
       .then([&in, process, buffer](size_t n) mutable -> kj::Promise<void> {
@@ -217,7 +217,7 @@ struct ServeClient::Impl {
   kj::Own<kj::AsyncIoStream> stream;
   kj::Own<capnp::TwoPartyVatNetwork> network;
   kj::Own<capnp::RpcSystem<capnp::rpc::twoparty::VatId>> rpc;
-  api::Wisp::Client wisp = nullptr;
+  api::serve::Wisp::Client wisp = nullptr;
   kj::Maybe<kj::ForkedPromise<uint32_t>> version;
   bool cancelled = false;
 
@@ -259,14 +259,14 @@ struct ServeClient::Impl {
   void check_version() {
     KJ_IF_MAYBE (v, version) {
       uint32_t got = wait(v->addBranch(), kCallGraceMs, "version");
-      if (got != api::API_VERSION)
+      if (got != api::serve::API_VERSION)
         throw ServeError("error", "wisp serve at " + path + " speaks API version " +
                                       std::to_string(got) + "; this wisp speaks " +
-                                      std::to_string(api::API_VERSION));
+                                      std::to_string(api::serve::API_VERSION));
     }
   }
 
-  api::Sandbox::Client sandbox(const std::string& id) {
+  api::serve::Sandbox::Client sandbox(const std::string& id) {
     auto req = wisp.sandboxesRequest().send().getSandboxes().getRequest();
     req.setId(id);
     return req.send().getSandbox();
@@ -300,7 +300,7 @@ std::unique_ptr<ServeClient> ServeClient::connect(const std::string& socket_path
   impl->stream = impl->io.lowLevelProvider->wrapSocketFd(
       fd.release(), kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP);
   capnp::ReaderOptions opts;
-  opts.traversalLimitInWords = api::Wisp::MAX_MESSAGE_BYTES / sizeof(capnp::word);
+  opts.traversalLimitInWords = api::serve::Wisp::MAX_MESSAGE_BYTES / sizeof(capnp::word);
   opts.nestingLimit = 32;
   impl->network =
       kj::heap<capnp::TwoPartyVatNetwork>(*impl->stream, capnp::rpc::twoparty::Side::CLIENT, opts);
@@ -311,10 +311,10 @@ std::unique_ptr<ServeClient> ServeClient::connect(const std::string& socket_path
   capnp::MallocMessageBuilder message(scratch);
   auto server_id = message.getRoot<capnp::rpc::twoparty::VatId>();
   server_id.setSide(capnp::rpc::twoparty::Side::SERVER);
-  impl->wisp = impl->rpc->bootstrap(server_id).castAs<api::Wisp>();
+  impl->wisp = impl->rpc->bootstrap(server_id).castAs<api::serve::Wisp>();
   impl->version = impl->wisp.versionRequest()
                       .send()
-                      .then([](capnp::Response<api::Wisp::VersionResults>&& r) {
+                      .then([](capnp::Response<api::serve::Wisp::VersionResults>&& r) {
                         return r.getInfo().getApiVersion();
                       })
                       .fork();
@@ -323,10 +323,10 @@ std::unique_ptr<ServeClient> ServeClient::connect(const std::string& socket_path
 
 ServeInvokeResult ServeClient::invoke(const std::string& name, const std::string& payload,
                                       uint64_t timeout_ms, uint64_t deadline_ms) {
-  if (payload.size() > api::Wisp::MAX_PAYLOAD_BYTES)
+  if (payload.size() > api::serve::Wisp::MAX_PAYLOAD_BYTES)
     throw ServeError("too-large", "too-large: the payload is " + std::to_string(payload.size()) +
                                       " bytes; wisp serve takes at most " +
-                                      std::to_string(api::Wisp::MAX_PAYLOAD_BYTES));
+                                      std::to_string(api::serve::Wisp::MAX_PAYLOAD_BYTES));
   auto req = impl_->wisp.invokeRequest();
   req.setTemplate(name);
   auto r = req.initRequest();
@@ -407,8 +407,8 @@ void ServeClient::kill_sandbox(const std::string& id) {
 client::InvokeResult ServeClient::exec(const std::string& id, const ExecSpec& spec, int in_fd,
                                        int out_fd, int err_fd) {
   impl_->check_version();
-  api::Sandbox::Client sandbox = impl_->sandbox(id);
-  auto fill = [&spec](api::ExecRequest::Builder b) {
+  api::serve::Sandbox::Client sandbox = impl_->sandbox(id);
+  auto fill = [&spec](api::serve::ExecRequest::Builder b) {
     set_list(b.initArgv(static_cast<unsigned>(spec.argv.size())), spec.argv);
     set_list(b.initEnv(static_cast<unsigned>(spec.env.size())), spec.env);
     b.setTimeoutMs(spec.timeout_ms);
@@ -417,7 +417,7 @@ client::InvokeResult ServeClient::exec(const std::string& id, const ExecSpec& sp
   auto stream_req = sandbox.execStreamRequest();
   fill(stream_req.initRequest());
   stream_req.setOutput(kj::heap<OutputWriter>(out_fd, err_fd));
-  kj::Maybe<api::WispProcess::Client> process;
+  kj::Maybe<api::serve::Process::Client> process;
   try {
     // Waited for before stdin is read, so a serve without execStream leaves stdin whole for
     // the fallback below.
@@ -450,10 +450,10 @@ client::InvokeResult ServeClient::exec(const std::string& id, const ExecSpec& sp
   auto req = sandbox.execRequest();
   fill(req.initRequest());
   std::string input = read_all_fd(in_fd);
-  if (input.size() > api::Wisp::MAX_PAYLOAD_BYTES)
+  if (input.size() > api::serve::Wisp::MAX_PAYLOAD_BYTES)
     throw ServeError("too-large", "too-large: stdin is " + std::to_string(input.size()) +
                                       " bytes; this wisp serve (no execStream) takes at most " +
-                                      std::to_string(api::Wisp::MAX_PAYLOAD_BYTES));
+                                      std::to_string(api::serve::Wisp::MAX_PAYLOAD_BYTES));
   req.getRequest().setStdin(bytes_of(input));
   auto resp = impl_->wait(req.send(), limit, "sandbox exec");
   return convert(resp.getResponse());

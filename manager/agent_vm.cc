@@ -39,26 +39,39 @@ std::unique_ptr<AgentVm> AgentVm::restore(const std::string& snapshot_dir,
                                           std::chrono::milliseconds timeout, const JailFlags& jail,
                                           Cancellation* cancellation) {
   auto args = [&](const RuntimeDir& dir) {
-    std::vector<std::string> a = {"restore",   snapshot_dir, "--vsock-uds", dir.file("vsock.sock"),
-                                  "--console", "none"};
-    if (control) a.insert(a.end(), {"--control-socket", control_path(dir, control)});
-    for (const std::string& d : drives) a.insert(a.end(), {"--drive", d});
-    std::vector<std::string> j = jail_args(jail);
-    a.insert(a.end(), j.begin(), j.end());
-    add_jail_dir(dir, &a);
-    return a;
+    return vmm_restore_args(snapshot_dir, drives, dir.file("vsock.sock"),
+                            control_path(dir, control), jail, dir.path());
   };
   try {
     std::unique_ptr<AgentVm> vm(new AgentVm("wisp-invoke", args, true));
     Cancellation::Watch watch(cancellation, vm->vmm());
-    std::string ready = vm->vmm().wait_ready(timeout);
-    double loaded = 0, restored = 0;
-    if (std::sscanf(ready.c_str(), "ready %lf %lf %lf", &loaded, &restored, &vm->jail_ms_) != 3)
-      vm->jail_ms_ = 0;
+    vm->jail_ms_ = ready_line_jail_ms(vm->vmm().wait_ready(timeout));
     return vm;
   } catch (const Error& e) {
     throw VmFailed(e.what());  // wait_ready's message already carries the log
   }
+}
+
+std::vector<std::string> vmm_restore_args(const std::string& snapshot_dir,
+                                          const std::vector<std::string>& drives,
+                                          const std::string& vsock_uds,
+                                          const std::string& control_socket, const JailFlags& jail,
+                                          const std::string& jail_dir) {
+  std::vector<std::string> a = {"restore", snapshot_dir, "--vsock-uds",
+                                vsock_uds, "--console",  "none"};
+  if (!control_socket.empty()) a.insert(a.end(), {"--control-socket", control_socket});
+  for (const std::string& d : drives) a.insert(a.end(), {"--drive", d});
+  std::vector<std::string> j = jail_args(jail);
+  a.insert(a.end(), j.begin(), j.end());
+  a.insert(a.end(), {"--jail-dir", jail_dir});
+  return a;
+}
+
+double ready_line_jail_ms(const std::string& ready_line) {
+  double loaded = 0, restored = 0, jail_ms = 0;
+  if (std::sscanf(ready_line.c_str(), "ready %lf %lf %lf", &loaded, &restored, &jail_ms) != 3)
+    return 0;
+  return jail_ms;
 }
 
 std::unique_ptr<client::AgentClient> AgentVm::connect_agent(std::chrono::milliseconds deadline,

@@ -72,6 +72,19 @@ class AgentVm {
   double jail_ms_ = 0;
 };
 
+// The arguments of `wisp-vmm restore` for a clone of `snapshot_dir` with the snapshot's
+// `drives`, its vsock bridged to `vsock_uds`, a control socket at `control_socket` if not
+// empty, jailed by `jail` with its jail root under `jail_dir`.
+std::vector<std::string> vmm_restore_args(const std::string& snapshot_dir,
+                                          const std::vector<std::string>& drives,
+                                          const std::string& vsock_uds,
+                                          const std::string& control_socket, const JailFlags& jail,
+                                          const std::string& jail_dir);
+
+// The jail cost in ms a restored VMM's ready line ("ready LOADED RESTORED JAIL") reports; 0
+// when it does not.
+double ready_line_jail_ms(const std::string& ready_line);
+
 // `bytes` of fresh entropy and the host's wall clock, handed to a clone's agent
 // (agent.resumed) so that no two clones share RNG state or a stale clock. Throws Error.
 void send_fresh_entropy(client::AgentClient& agent, size_t bytes);

@@ -54,6 +54,11 @@ class VmmChild {
   // The last `n` bytes of the log, for error messages.
   std::string log_tail(size_t n = 2000) const;
   const std::string& log_path() const { return log_; }
+  // For an event loop that waits on the child instead of blocking (wisp serve): the read end
+  // of the ready pipe (-1 without one) and a pidfd that becomes readable once it exits. Both
+  // stay owned by this object.
+  int ready_fd() const { return ready_.get(); }
+  int pidfd() const { return pidfd_.get(); }
 
  private:
   pid_t pid_ = -1;

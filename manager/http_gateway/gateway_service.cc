@@ -59,7 +59,7 @@ bool bearer_token_matches(kj::Maybe<kj::StringPtr> authorization, const std::str
   return diff == 0;
 }
 
-GatewayService::GatewayService(const kj::HttpHeaderTable& table, api::Wisp::Client wisp,
+GatewayService::GatewayService(const kj::HttpHeaderTable& table, api::serve::Wisp::Client wisp,
                                std::string token, Limits limits)
     : table_(table),
       wisp_(kj::mv(wisp)),
@@ -140,13 +140,14 @@ kj::Promise<GatewayService::Reply> GatewayService::invoke(std::string name, bool
         } else {
           req.initRequest().setPayload(bytes);
         }
-        return req.send().then([this, json](capnp::Response<api::Wisp::InvokeResults> r) {
+        return req.send().then([this, json](capnp::Response<api::serve::Wisp::InvokeResults> r) {
           return invoke_reply(r.getResponse(), json);
         });
       });
 }
 
-GatewayService::Reply GatewayService::invoke_reply(api::InvokeResponse::Reader r, bool json) {
+GatewayService::Reply GatewayService::invoke_reply(api::serve::InvokeResponse::Reader r,
+                                                   bool json) {
   Reply reply;
   // How it ended picks the status: 200 only when the handler ran to an exit code or a signal
   // of its own; the response still says everything in the JSON form.
@@ -192,8 +193,8 @@ GatewayService::Reply GatewayService::invoke_reply(api::InvokeResponse::Reader r
 kj::Promise<GatewayService::Reply> GatewayService::list_templates() {
   auto templates = wisp_.templatesRequest().send().getTemplates();
   return templates.listRequest().send().then(
-      [this](capnp::Response<api::Templates::ListResults> r) {
-        return json_reply(200, codec_->encode(api::Templates::ListResults::Reader(r)));
+      [this](capnp::Response<api::serve::Templates::ListResults> r) {
+        return json_reply(200, codec_->encode(api::serve::Templates::ListResults::Reader(r)));
       });
 }
 
@@ -202,7 +203,8 @@ kj::Promise<GatewayService::Reply> GatewayService::create_sandbox(kj::AsyncInput
       .then([this](kj::Array<kj::byte> bytes) {
         auto sandboxes = wisp_.sandboxesRequest().send().getSandboxes();
         auto req = sandboxes.createRequest();
-        decode_json(*codec_, bytes, capnp::toDynamic(api::Sandboxes::CreateParams::Builder(req)),
+        decode_json(*codec_, bytes,
+                    capnp::toDynamic(api::serve::Sandboxes::CreateParams::Builder(req)),
                     "the request body");
         std::string name = as_string(req.getTemplate());
         if (std::string problem = template_name_problem(name); !problem.empty())
@@ -210,7 +212,7 @@ kj::Promise<GatewayService::Reply> GatewayService::create_sandbox(kj::AsyncInput
         // The gateway reaches sandboxes by id only: none may end when this call's capability
         // is dropped.
         req.setDetached(true);
-        return req.send().then([this](capnp::Response<api::Sandboxes::CreateResults> r) {
+        return req.send().then([this](capnp::Response<api::serve::Sandboxes::CreateResults> r) {
           return json_reply(200, codec_->encode(r.getInfo()));
         });
       });
@@ -223,7 +225,7 @@ kj::Promise<GatewayService::Reply> GatewayService::exec_sandbox(std::string id,
         // The body is checked before the sandbox is looked up: a bad request is a 400 whether
         // or not the sandbox exists.
         capnp::MallocMessageBuilder message;
-        auto request = message.initRoot<api::ExecRequest>();
+        auto request = message.initRoot<api::serve::ExecRequest>();
         decode_json(*codec_, bytes, capnp::toDynamic(request), "the request body");
         if (request.getArgv().size() == 0) fail("bad-request", "\"argv\" is empty");
         if (request.getStdin().size() > limits_.max_payload_bytes)
@@ -233,7 +235,7 @@ kj::Promise<GatewayService::Reply> GatewayService::exec_sandbox(std::string id,
         get.setId(id);
         auto req = get.send().getSandbox().execRequest();
         req.setRequest(request.asReader());
-        return req.send().then([this](capnp::Response<api::Sandbox::ExecResults> r) {
+        return req.send().then([this](capnp::Response<api::serve::Sandbox::ExecResults> r) {
           return invoke_reply(r.getResponse(), true);
         });
       });
@@ -243,7 +245,7 @@ kj::Promise<GatewayService::Reply> GatewayService::delete_sandbox(std::string id
   auto get = wisp_.sandboxesRequest().send().getSandboxes().getRequest();
   get.setId(id);
   return get.send().getSandbox().killRequest().send().then(
-      [](capnp::Response<api::Sandbox::KillResults>) {
+      [](capnp::Response<api::serve::Sandbox::KillResults>) {
         Reply r;
         r.status = 204;
         return r;
@@ -252,7 +254,7 @@ kj::Promise<GatewayService::Reply> GatewayService::delete_sandbox(std::string id
 
 kj::Promise<GatewayService::Reply> GatewayService::healthz() {
   return wisp_.versionRequest().send().then(
-      [](capnp::Response<api::Wisp::VersionResults> r) {
+      [](capnp::Response<api::serve::Wisp::VersionResults> r) {
         Reply reply;
         reply.content_type = "text/plain; charset=utf-8";
         bool draining = r.getInfo().getDraining();
@@ -267,7 +269,7 @@ kj::Promise<GatewayService::Reply> GatewayService::healthz() {
 }
 
 kj::Promise<GatewayService::Reply> GatewayService::metrics() {
-  return wisp_.statsRequest().send().then([](capnp::Response<api::Wisp::StatsResults> r) {
+  return wisp_.statsRequest().send().then([](capnp::Response<api::serve::Wisp::StatsResults> r) {
     Reply reply;
     reply.content_type = kMetricsContentType;
     reply.body = render_metrics(r.getStats());

@@ -35,12 +35,14 @@ bool bearer_token_matches(kj::Maybe<kj::StringPtr> authorization, const std::str
 class GatewayService final : public kj::HttpService {
  public:
   struct Limits {
-    uint64_t max_payload_bytes = api::Wisp::MAX_PAYLOAD_BYTES;  // raw bodies, payloads, stdin
-    uint64_t max_json_bytes = api::Wisp::MAX_MESSAGE_BYTES;     // JSON bodies (base64 grows 4/3)
+    uint64_t max_payload_bytes =
+        api::serve::Wisp::MAX_PAYLOAD_BYTES;  // raw bodies, payloads, stdin
+    uint64_t max_json_bytes =
+        api::serve::Wisp::MAX_MESSAGE_BYTES;  // JSON bodies (base64 grows 4/3)
   };
 
   // `table` must have been built with register_headers() and outlive the service.
-  GatewayService(const kj::HttpHeaderTable& table, api::Wisp::Client wisp, std::string token,
+  GatewayService(const kj::HttpHeaderTable& table, api::serve::Wisp::Client wisp, std::string token,
                  Limits limits);
 
   // Adds the request headers the service reads (Authorization) to a table being built.
@@ -61,13 +63,13 @@ class GatewayService final : public kj::HttpService {
   kj::Promise<Reply> delete_sandbox(std::string id);
   kj::Promise<Reply> healthz();
   kj::Promise<Reply> metrics();
-  Reply invoke_reply(api::InvokeResponse::Reader r, bool json);
+  Reply invoke_reply(api::serve::InvokeResponse::Reader r, bool json);
   Reply json_reply(unsigned status, kj::String json);
   Reply error(unsigned status, const std::string& message);
   kj::Promise<void> send(Response& response, Reply reply);
 
   const kj::HttpHeaderTable& table_;
-  api::Wisp::Client wisp_;
+  api::serve::Wisp::Client wisp_;
   std::string token_;
   Limits limits_;
   kj::Own<capnp::JsonCodec> codec_;

@@ -60,7 +60,7 @@ bool is_local_address(const sockaddr* addr) {
   }
 }
 
-Gateway::Gateway(kj::Timer& timer, api::Wisp::Client wisp, GatewayOptions options) {
+Gateway::Gateway(kj::Timer& timer, api::serve::Wisp::Client wisp, GatewayOptions options) {
   kj::HttpHeaderTable::Builder builder;
   GatewayService::register_headers(builder);
   table_ = builder.build();
@@ -80,7 +80,7 @@ kj::Promise<void> Gateway::serve_connection(kj::Own<kj::AsyncIoStream> connectio
 }
 
 kj::Promise<void> serve_http(kj::AsyncIoContext& io, const std::string& address,
-                             wisp::api::Wisp::Client wisp, GatewayOptions options) {
+                             wisp::api::serve::Wisp::Client wisp, GatewayOptions options) {
   check_address_syntax(address);
   bool is_unix = address.rfind("unix:", 0) == 0;
   // Resolved here, synchronously (getaddrinfo; kj's parseAddress would need a wait(), which a

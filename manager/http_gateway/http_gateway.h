@@ -22,7 +22,7 @@ struct GatewayOptions {
 // cancelled. Throws Error (bad address; a non-loopback address without a token).
 // A Unix socket is made mode 0600 (a stale socket file at PATH is replaced).
 kj::Promise<void> serve_http(kj::AsyncIoContext& io, const std::string& address,
-                             wisp::api::Wisp::Client wisp, GatewayOptions options);
+                             wisp::api::serve::Wisp::Client wisp, GatewayOptions options);
 
 // Whether a listener on `addr` is reachable only from this machine (a Unix socket, 127/8,
 // ::1, ::ffff:127.x).
@@ -32,7 +32,7 @@ bool is_local_address(const sockaddr* addr);
 // the service and kj's HttpServer, owned together.
 class Gateway {
  public:
-  Gateway(kj::Timer& timer, api::Wisp::Client wisp, GatewayOptions options);
+  Gateway(kj::Timer& timer, api::serve::Wisp::Client wisp, GatewayOptions options);
   ~Gateway();
   kj::Promise<void> listen(kj::ConnectionReceiver& receiver);
   kj::Promise<void> serve_connection(kj::Own<kj::AsyncIoStream> connection);

@@ -34,11 +34,11 @@ struct BodyReader {
 
 kj::Own<capnp::JsonCodec> make_codec() {
   auto codec = kj::heap<capnp::JsonCodec>();
-  codec->handleByAnnotation<api::WispInvokeRequest>();
-  codec->handleByAnnotation<api::InvokeResponse>();
-  codec->handleByAnnotation<api::ExecRequest>();
-  codec->handleByAnnotation<api::TemplateInfo>();
-  codec->handleByAnnotation<api::SandboxInfo>();
+  codec->handleByAnnotation<api::serve::InvokeRequest>();
+  codec->handleByAnnotation<api::serve::InvokeResponse>();
+  codec->handleByAnnotation<api::serve::ExecRequest>();
+  codec->handleByAnnotation<api::serve::TemplateInfo>();
+  codec->handleByAnnotation<api::serve::SandboxInfo>();
   codec->setRejectUnknownFields(true);
   codec->setMaxNestingDepth(16);
   return codec;

@@ -58,7 +58,7 @@ std::string text(capnp::Text::Reader t) { return std::string(t.cStr(), t.size())
 
 // A histogram serve sent is rendered only when it is one Prometheus can read: one count per
 // bound plus +Inf, bounds increasing, counts cumulative. Else it is left out, with a comment.
-bool histogram_is_valid(api::StageHistogram::Reader h) {
+bool histogram_is_valid(api::serve::StageHistogram::Reader h) {
   auto bounds = h.getBucketBounds();
   auto counts = h.getBucketCounts();
   if (counts.size() != bounds.size() + 1) return false;
@@ -99,7 +99,7 @@ std::string format_sample(double value) {
   return std::string(buf, end);
 }
 
-std::string render_metrics(api::Stats::Reader stats) {
+std::string render_metrics(api::serve::Stats::Reader stats) {
   MetricsWriter w;
   w.family("wisp_invocations_total", "counter",
            "Invocations by template and outcome (ok: ran to an exit code; timeout, limit, "

@@ -14,7 +14,7 @@ namespace wisp::http_gateway {
 // The Content-Type of the rendered text.
 inline constexpr const char* kMetricsContentType = "text/plain; version=0.0.4; charset=utf-8";
 
-std::string render_metrics(api::Stats::Reader stats);
+std::string render_metrics(api::serve::Stats::Reader stats);
 
 // A label value escaped for the text format.
 std::string escape_label_value(std::string_view value);

@@ -39,9 +39,9 @@ struct CancelMark {
 };
 
 // Echoes stdin back on stdout once stdin is closed, then exits 3.
-class FakeProcess final : public api::WispProcess::Server {
+class FakeProcess final : public api::serve::Process::Server {
  public:
-  explicit FakeProcess(api::WispOutputSink::Client sink) : sink_(kj::mv(sink)) {
+  explicit FakeProcess(api::serve::OutputSink::Client sink) : sink_(kj::mv(sink)) {
     auto paf = kj::newPromiseAndFulfiller<void>();
     closed_ = paf.promise.fork();
     fulfiller_ = kj::mv(paf.fulfiller);
@@ -68,14 +68,14 @@ class FakeProcess final : public api::WispProcess::Server {
   }
 
  private:
-  api::WispOutputSink::Client sink_;
+  api::serve::OutputSink::Client sink_;
   std::string input_;
   kj::ForkedPromise<void> closed_ = nullptr;
   kj::Own<kj::PromiseFulfiller<void>> fulfiller_;
 };
 
 // "stream": has execStream. "old": only exec (execStream unimplemented).
-class FakeSandbox final : public api::Sandbox::Server {
+class FakeSandbox final : public api::serve::Sandbox::Server {
  public:
   explicit FakeSandbox(bool streams) : streams_(streams) {}
   kj::Promise<void> execStream(ExecStreamContext context) override {
@@ -97,7 +97,7 @@ class FakeSandbox final : public api::Sandbox::Server {
   bool streams_;
 };
 
-class FakeSandboxes final : public api::Sandboxes::Server {
+class FakeSandboxes final : public api::serve::Sandboxes::Server {
  public:
   kj::Promise<void> create(CreateContext context) override {
     auto info = context.getResults().initInfo();
@@ -121,10 +121,10 @@ class FakeSandboxes final : public api::Sandboxes::Server {
   }
 };
 
-class FakeWisp final : public api::Wisp::Server {
+class FakeWisp final : public api::serve::Wisp::Server {
  public:
   kj::Promise<void> version(VersionContext context) override {
-    context.getResults().initInfo().setApiVersion(api::API_VERSION);
+    context.getResults().initInfo().setApiVersion(api::serve::API_VERSION);
     return kj::READY_NOW;
   }
   kj::Promise<void> sandboxes(SandboxesContext context) override {
@@ -219,7 +219,7 @@ TEST(ServeClient, ServesErrorWordsBecomeKinds) {
     EXPECT_EQ(e.kind(), "vm-failed");
     EXPECT_NE(std::string(e.what()).find("log tail"), std::string::npos);
   }
-  EXPECT_THROW(c->invoke("echo", std::string(api::Wisp::MAX_PAYLOAD_BYTES + 1, 'x'), 1, 1),
+  EXPECT_THROW(c->invoke("echo", std::string(api::serve::Wisp::MAX_PAYLOAD_BYTES + 1, 'x'), 1, 1),
                ServeError);
 }
 

@@ -1,0 +1,75 @@
+#include "manager/service/clone.h"
+
+#include "base/error.h"
+#include "manager/agent_vm.h"
+
+namespace wisp::service {
+namespace {
+
+constexpr std::chrono::milliseconds kRestoreTimeout{30000};
+constexpr std::chrono::milliseconds kConnectTimeout{30000};
+
+}  // namespace
+
+void throw_api_error(const std::string& message) {
+  kj::throwFatalException(
+      kj::Exception(kj::Exception::Type::FAILED, __FILE__, __LINE__, kj::heapString(message)));
+}
+
+Clone::Clone(kj::AsyncIoContext& io, Reaper& reaper, manager::OpenTemplate tpl,
+             const JailFlags& jail, kj::Own<Ticket> ticket)
+    : io_(io), reaper_(reaper), tpl_(std::move(tpl)), ticket_(kj::mv(ticket)) {
+  try {
+    process_ = std::make_unique<CloneProcess>(tpl_.snapshot_dir, tpl_.info.drives, jail);
+  } catch (const Error& e) {
+    throw_api_error(std::string("vm-failed: starting a clone of template ") + tpl_.info.name +
+                    ": " + e.what());
+  }
+  exit_watch_ = kj::heap<kj::UnixEventPort::FdObserver>(
+      io_.unixEventPort, process_->vmm().pidfd(), kj::UnixEventPort::FdObserver::OBSERVE_READ);
+}
+
+Clone::~Clone() {
+  agent_ = nullptr;
+  control_ = nullptr;
+  exit_watch_ = nullptr;
+  reaper_.dispose(std::move(process_), kj::mv(ticket_));
+}
+
+kj::Promise<void> Clone::exited() { return exit_watch_->whenBecomesReadable(); }
+
+void Clone::throw_vm_failed(const std::string& what) {
+  std::string log = process_->vmm().log_tail();
+  throw_api_error("vm-failed: " + what + " (template " + tpl_.info.name + ")" +
+                  (log.empty() ? "" : "\nVMM log:\n" + log));
+}
+
+kj::Promise<void> Clone::restored() {
+  auto ready = io_.provider->getTimer().timeoutAfter(
+      static_cast<int64_t>(kRestoreTimeout.count()) * kj::MILLISECONDS, wait_ready(io_, *process_));
+  return guard(
+      ready.then([this](std::string line) { jail_ms_ = manager::ready_line_jail_ms(line); }),
+      "restoring the clone");
+}
+
+kj::Promise<void> Clone::connect() {
+  AgentConnectOptions o;
+  o.uds_path = process_->vsock_path();
+  o.deadline = kConnectTimeout;
+  o.confirm = true;
+  o.keep_trying = [this] { return alive(); };
+  auto agent =
+      connect_agent(io_, o).then([this](kj::Own<AgentLink> link) { agent_ = kj::mv(link); });
+  return guard(kj::mv(agent), "connecting to the clone's agent");
+}
+
+kj::Promise<void> Clone::connect_control_link() {
+  if (control_) return kj::READY_NOW;
+  auto control =
+      connect_control(io_, process_->control_path()).then([this](kj::Own<ControlLink> link) {
+        control_ = kj::mv(link);
+      });
+  return guard(kj::mv(control), "connecting to the clone's VMM control socket");
+}
+
+}  // namespace wisp::service

@@ -1,0 +1,79 @@
+// A live clone VM on serve's loop: its VMM process (clone_start.h), the template generation it
+// was restored from (held: a rebuild or removal meanwhile leaves it be), its admission ticket,
+// and its agent and control links once started. Destroying a Clone drops the links and hands
+// the process and ticket to the Reaper, so every way out of a call (result, error, a client
+// that cancelled) destroys the VM.
+//
+// Threads: serve's loop thread.
+#pragma once
+
+#include <kj/async-io.h>
+#include <kj/async-unix.h>
+
+#include <memory>
+#include <string>
+
+#include "manager/service/admission.h"
+#include "manager/service/clone_start.h"
+#include "manager/service/reaper.h"
+#include "manager/service/vm_links.h"
+#include "manager/template_store.h"
+
+namespace wisp::service {
+
+[[noreturn]] void throw_api_error(const std::string& message);
+
+class Clone {
+ public:
+  // Spawns the VMM (throws "vm-failed: ..." when it cannot start). `ticket` is its admission.
+  Clone(kj::AsyncIoContext& io, Reaper& reaper, manager::OpenTemplate tpl, const JailFlags& jail,
+        kj::Own<Ticket> ticket);
+  ~Clone();
+  Clone(const Clone&) = delete;
+  Clone& operator=(const Clone&) = delete;
+
+  // Resolves once the VMM has rebuilt the guest (ready line): the restore.
+  kj::Promise<void> restored();
+  // Connects its agent (retrying while the guest resets its vsock).
+  kj::Promise<void> connect();
+  // Connects its VMM control socket (for pause/resume), once.
+  kj::Promise<void> connect_control_link();
+
+  // `call`, or "vm-failed: WHAT ... VMM log" when the VMM exits before it ends or the call
+  // fails because the VM went away (the agent's connection dropped).
+  template <typename T>
+  kj::Promise<T> guard(kj::Promise<T> call, const std::string& what) {
+    return call.exclusiveJoin(exited().then([this, what]() -> T { throw_vm_failed(what); }))
+        .catch_([this, what](kj::Exception&& e) -> T {
+          if (e.getType() == kj::Exception::Type::DISCONNECTED || !alive())
+            throw_vm_failed(what + ": " + e.getDescription().cStr());
+          kj::throwFatalException(kj::mv(e));
+        });
+  }
+
+  AgentLink& agent() { return *agent_; }
+  ControlLink& control() { return *control_; }  // after connect_control_link()
+  const manager::TemplateInfo& info() const { return tpl_.info; }
+  const std::string& generation_dir() const { return tpl_.dir; }
+  bool pooled() const { return process_->pooled(); }
+  bool alive() { return process_->vmm().alive(); }
+  double jail_ms() const { return jail_ms_; }
+  // SIGKILLs the VMM now (a sandbox killed mid-call); the destructor still reaps it.
+  void terminate() { process_->vmm().terminate(); }
+  // Resolves when the VMM process exits.
+  kj::Promise<void> exited();
+  [[noreturn]] void throw_vm_failed(const std::string& what);
+
+ private:
+  kj::AsyncIoContext& io_;
+  Reaper& reaper_;
+  manager::OpenTemplate tpl_;
+  std::unique_ptr<CloneProcess> process_;
+  kj::Maybe<kj::Own<Ticket>> ticket_;
+  kj::Own<kj::UnixEventPort::FdObserver> exit_watch_;
+  kj::Own<AgentLink> agent_;
+  kj::Own<ControlLink> control_;
+  double jail_ms_ = 0;
+};
+
+}  // namespace wisp::service

@@ -1,0 +1,199 @@
+#include "manager/service/service.h"
+
+#include <kj/debug.h>
+
+#include "base/clock.h"
+#include "base/error.h"
+#include "manager/invoke.h"
+
+namespace wisp::service {
+namespace {
+
+constexpr uint64_t kMaxPayloadBytes = 16ull << 20;  // Wisp.maxPayloadBytes
+constexpr uint64_t kMaxTimeoutMs = 24ull * 3600 * 1000;
+constexpr uint64_t kDefaultMemMib = 256;
+
+kj::Duration ms_duration(uint64_t ms) { return static_cast<int64_t>(ms) * kj::MILLISECONDS; }
+
+uint64_t mem_of(const manager::TemplateInfo& t) { return t.mem_mib ? t.mem_mib : kDefaultMemMib; }
+
+}  // namespace
+
+std::string outcome_of(const client::InvokeResult& r) {
+  if (r.timed_out) return "timeout";
+  if (!r.limit_exceeded.empty()) return "limit";
+  if (!r.error.empty()) return "error";
+  return "ok";
+}
+
+Service::Service(kj::AsyncIoContext& io, ServeOptions options)
+    : io_(io),
+      options_(std::move(options)),
+      admission_(io.provider->getTimer(), options_.limits),
+      allowed_(options_.allow_dirs),
+      sandboxes_(io.provider->getTimer()),
+      warm_(io.provider->getTimer(), [this](const std::string& name) {
+        // Only spare capacity: a warm clone never makes a call wait.
+        KJ_IF_MAYBE (ticket, admission_.try_acquire(name, mem_of(open(name).info))) {
+          auto clone = kj::heap<Clone>(io_, reaper_, open(name), options_.jail, kj::mv(*ticket));
+          auto& c = *clone;
+          return c.restored()
+              .then([&c] { return c.connect(); })
+              .then([&c] { return c.connect_control_link(); })
+              .then([&c] { return c.guard(c.control().pause(/*lasting=*/true), "pausing"); })
+              .then([clone = kj::mv(clone)]() mutable { return kj::mv(clone); });
+        }
+        return kj::Promise<kj::Own<Clone>>(
+            KJ_EXCEPTION(OVERLOADED, "no spare capacity for a warm clone"));
+      }) {
+  warm_.start(options_.warm);
+}
+
+Service::~Service() {
+  warm_.stop();
+  sandboxes_.clear();
+}
+
+Service::InFlight::InFlight(Service& s, std::string name) : s_(s), name_(std::move(name)) {
+  ++s_.in_flight_;
+  ++s_.in_flight_by_name_[name_];
+}
+
+Service::InFlight::~InFlight() {
+  --s_.in_flight_;
+  auto it = s_.in_flight_by_name_.find(name_);
+  if (it != s_.in_flight_by_name_.end() && --it->second == 0) s_.in_flight_by_name_.erase(it);
+}
+
+uint32_t Service::in_flight(const std::string& name) const {
+  auto it = in_flight_by_name_.find(name);
+  return it == in_flight_by_name_.end() ? 0 : it->second;
+}
+
+void Service::check_accepting() const {
+  if (draining_) throw_api_error("draining: wisp serve is shutting down and takes no new work");
+}
+
+manager::OpenTemplate Service::open(const std::string& name) const {
+  try {
+    manager::check_template_name(name);
+  } catch (const Error& e) {
+    throw_api_error(std::string("bad-request: template name: ") + e.what());
+  }
+  try {
+    return manager::open_template(name);
+  } catch (const Error& e) {
+    throw_api_error(std::string("not-found: ") + e.what());
+  }
+}
+
+void Service::drain() {
+  if (draining_) return;
+  draining_ = true;
+  admission_.fail_waiters("draining: wisp serve is shutting down; the request was not started");
+  warm_.stop();
+}
+
+kj::Promise<CallResult> Service::invoke(const std::string& name, CallRequest request) {
+  uint64_t t0 = now_ns();
+  check_accepting();
+  if (request.payload.size() > kMaxPayloadBytes)
+    throw_api_error("too-large: the payload is " + std::to_string(request.payload.size()) +
+                    " bytes; at most " + std::to_string(kMaxPayloadBytes) +
+                    " (Wisp.maxPayloadBytes)");
+  if (request.timeout_ms == 0 || request.timeout_ms > kMaxTimeoutMs)
+    throw_api_error("bad-request: timeoutMs " + std::to_string(request.timeout_ms) +
+                    ": expected 1 to " + std::to_string(kMaxTimeoutMs));
+  manager::OpenTemplate tpl = open(name);
+  auto in_flight = kj::heap<InFlight>(*this, name);
+  CallTimings timings;
+  kj::Promise<CallResult> call = nullptr;
+  KJ_IF_MAYBE (warm, warm_.take(name, tpl.dir)) {
+    timings.warm = true;
+    auto clone = kj::mv(*warm);
+    auto& c = *clone;
+    call =
+        c.guard(c.control().resume(), "resuming the warm clone")
+            .then([this, clone = kj::mv(clone), request = kj::mv(request), t0, timings]() mutable {
+              return call_clone(kj::mv(clone), kj::mv(request), t0, timings);
+            });
+  } else {
+    uint64_t mem = mem_of(tpl.info);
+    uint64_t deadline = request.deadline_ms;
+    call = admission_.acquire(name, mem, ms_duration(deadline))
+               .then([this, tpl = kj::mv(tpl), request = kj::mv(request), t0,
+                      timings](kj::Own<Ticket> ticket) mutable {
+                 timings.queue_ms = ms_since(t0);
+                 check_accepting();
+                 auto clone =
+                     kj::heap<Clone>(io_, reaper_, kj::mv(tpl), options_.jail, kj::mv(ticket));
+                 auto& c = *clone;
+                 return c.restored().then([this, clone = kj::mv(clone), request = kj::mv(request),
+                                           t0, timings]() mutable {
+                   timings.restore_ms = ms_since(t0);
+                   timings.pooled = clone->pooled();
+                   auto& c = *clone;
+                   return c.connect().then([this, clone = kj::mv(clone), request = kj::mv(request),
+                                            t0, timings]() mutable {
+                     return call_clone(kj::mv(clone), kj::mv(request), t0, timings);
+                   });
+                 });
+               });
+  }
+  return call
+      .then(
+          [this, name](CallResult r) {
+            stats_.count(name, outcome_of(r.result));
+            if (!r.timings.warm)
+              stats_.observe("restore", r.timings.restore_ms - r.timings.queue_ms);
+            stats_.observe("reconnect", r.timings.reconnect_ms);
+            stats_.observe("invoke", r.timings.invoke_ms);
+            stats_.observe("total", r.timings.total_ms);
+            return r;
+          },
+          [this, name](kj::Exception&& e) -> CallResult {
+            stats_.count(name, outcome_of_error(e.getDescription().cStr()));
+            kj::throwFatalException(kj::mv(e));
+          })
+      .attach(kj::mv(in_flight));
+}
+
+kj::Promise<CallResult> Service::call_clone(kj::Own<Clone> clone, CallRequest request, uint64_t t0,
+                                            CallTimings timings) {
+  auto& c = *clone;
+  return c.guard(c.agent().resumed_fresh(), "reseeding the clone (agent.resumed)")
+      .then([&c, request = kj::mv(request), t0, timings]() mutable {
+        // reconnect: from the end of the restore (for a warm clone: of the wait for capacity,
+        // none) until the agent was connected and reseeded.
+        timings.reconnect_ms =
+            ms_since(t0) - (timings.warm ? timings.queue_ms : timings.restore_ms);
+        uint64_t t_invoke = now_ns();
+        client::InvokeRequest req = manager::invoke_request_for(
+            c.info(), std::move(request.payload), std::chrono::milliseconds(request.timeout_ms));
+        return c.guard(c.agent().invoke(req), "invoking the handler")
+            .then([t0, t_invoke, timings](client::InvokeResult result) mutable {
+              timings.invoke_ms = ms_since(t_invoke);
+              timings.total_ms = ms_since(t0);
+              return CallResult{std::move(result), timings};
+            });
+      })
+      .attach(kj::mv(clone));
+}
+
+kj::Promise<kj::Own<Clone>> Service::start_clone(const std::string& name, uint64_t deadline_ms) {
+  check_accepting();
+  manager::OpenTemplate tpl = open(name);
+  uint64_t mem = mem_of(tpl.info);
+  return admission_.acquire(name, mem, ms_duration(deadline_ms))
+      .then([this, tpl = kj::mv(tpl)](kj::Own<Ticket> ticket) mutable {
+        check_accepting();
+        auto clone = kj::heap<Clone>(io_, reaper_, kj::mv(tpl), options_.jail, kj::mv(ticket));
+        auto& c = *clone;
+        return c.restored()
+            .then([&c] { return c.connect(); })
+            .then([&c] { return c.guard(c.agent().resumed_fresh(), "reseeding the clone"); })
+            .then([clone = kj::mv(clone)]() mutable { return kj::mv(clone); });
+      });
+}
+
+}  // namespace wisp::service

@@ -1,0 +1,131 @@
+// The engine of `wisp serve`: what every connection's capabilities share (admission, stats,
+// the reaper, warm clones, sandboxes, the drain state) and the fast path, one call on a fresh
+// clone, in plain C++ types. wisp_server.cc maps api/wisp.capnp onto it.
+//
+// Threads: serve's loop thread; template builds run on threads of their own (template_build.h).
+#pragma once
+
+#include <kj/async-io.h>
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "api/agent_client.h"
+#include "api/jail_flags.h"
+#include "manager/service/admission.h"
+#include "manager/service/allowed_dirs.h"
+#include "manager/service/clone.h"
+#include "manager/service/reaper.h"
+#include "manager/service/sandbox_registry.h"
+#include "manager/service/service_stats.h"
+#include "manager/service/template_builds.h"
+#include "manager/service/warm_pool.h"
+#include "manager/template_store.h"
+
+namespace wisp::service {
+
+struct ServeOptions {
+  std::string socket;  // --socket PATH
+  AdmissionLimits limits;
+  uint32_t pool = 0;                     // --pool N (the pool's target size)
+  std::map<std::string, uint32_t> warm;  // --warm NAME=N
+  std::vector<std::string> allow_dirs;   // --allow-dir DIR (empty: the defaults)
+  std::chrono::milliseconds drain_timeout{30000};
+  JailFlags jail;               // how clone VMMs are jailed (default: fully)
+  std::string http;             // --http ADDR ("" none)
+  std::string http_token_file;  // --http-token-file F
+};
+
+struct CallRequest {
+  std::string payload;
+  uint64_t timeout_ms = 30000;   // the handler's limit
+  uint64_t deadline_ms = 30000;  // how long to wait for capacity
+};
+
+// Milliseconds from the request's arrival (Timings in api/wisp.capnp).
+struct CallTimings {
+  double queue_ms = 0, restore_ms = 0, reconnect_ms = 0, invoke_ms = 0, total_ms = 0;
+  bool warm = false, pooled = false;
+};
+
+struct CallResult {
+  client::InvokeResult result;
+  CallTimings timings;
+};
+
+class Service {
+ public:
+  Service(kj::AsyncIoContext& io, ServeOptions options);
+  ~Service();
+  Service(const Service&) = delete;
+  Service& operator=(const Service&) = delete;
+
+  // The fast path: admit, restore (or take a warm clone), reseed, invoke, destroy. Fails with
+  // the error words of api/wisp.capnp. Cancelling the promise destroys the clone.
+  kj::Promise<CallResult> invoke(const std::string& name, CallRequest request);
+  // A clone of template `name`, admitted, restored, connected and reseeded (for a sandbox).
+  kj::Promise<kj::Own<Clone>> start_clone(const std::string& name, uint64_t deadline_ms);
+
+  // Throws "draining: ..." once drain() started.
+  void check_accepting() const;
+  // Opens template `name` for a call: "bad-request: ..." for a malformed name, "not-found: ..."
+  // when it is not in the store.
+  manager::OpenTemplate open(const std::string& name) const;
+  // Starts draining: new work is refused, waiting requests fail, warm clones go.
+  void drain();
+  bool draining() const { return draining_; }
+  // Calls and template builds under way (a drain waits for them).
+  uint32_t in_flight() const { return in_flight_; }
+  uint32_t in_flight(const std::string& name) const;
+
+  kj::AsyncIoContext& io() { return io_; }
+  const ServeOptions& options() const { return options_; }
+  Admission& admission() { return admission_; }
+  ServiceStats& stats() { return stats_; }
+  const AllowedDirs& allowed_dirs() const { return allowed_; }
+  Reaper& reaper() { return reaper_; }
+  WarmPools& warm() { return warm_; }
+  SandboxRegistry& sandboxes() { return sandboxes_; }
+  TemplateBuilds& builds() { return builds_; }
+  uint32_t warm_target(const std::string& name) const { return warm_.target(name); }
+  uint32_t warm_ready(const std::string& name) const { return warm_.ready(name); }
+
+  // Counts a call in flight for its lifetime (the drain and stats' inFlight read it).
+  class InFlight {
+   public:
+    InFlight(Service& s, std::string name);
+    ~InFlight();
+    InFlight(const InFlight&) = delete;
+    InFlight& operator=(const InFlight&) = delete;
+
+   private:
+    Service& s_;
+    std::string name_;
+  };
+
+ private:
+  kj::Promise<CallResult> call_clone(kj::Own<Clone> clone, CallRequest request, uint64_t t0,
+                                     CallTimings timings);
+
+  kj::AsyncIoContext& io_;
+  ServeOptions options_;
+  Admission admission_;  // before everything that holds tickets
+  ServiceStats stats_;
+  AllowedDirs allowed_;
+  Reaper reaper_;  // after admission_: it gives tickets back until it is gone
+  SandboxRegistry sandboxes_;
+  WarmPools warm_;
+  TemplateBuilds builds_;  // last: its threads are joined before the rest goes
+  bool draining_ = false;
+  uint32_t in_flight_ = 0;
+  std::map<std::string, uint32_t> in_flight_by_name_;
+};
+
+// "" for a handler that ran to an exit code, else "timeout" or "limit" (Stats outcomes).
+std::string outcome_of(const client::InvokeResult& r);
+
+}  // namespace wisp::service

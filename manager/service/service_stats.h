@@ -1,0 +1,52 @@
+// What `wisp serve` counts for Wisp.stats() (and the gateway's /metrics): latency histograms
+// per stage with fixed buckets (Prometheus style) and each template's call outcomes.
+//
+// Threads: serve's loop thread.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace wisp::service {
+
+class Histogram {
+ public:
+  // Upper bounds in seconds, 1 ms to 30 s: a restore on bare metal to a cold boot in the testbed.
+  static const std::vector<double>& bounds();
+  void observe(double seconds);
+  // Cumulative counts, one per bound and a last one for +Inf (== count()).
+  std::vector<uint64_t> cumulative() const;
+  double sum() const { return sum_; }
+  uint64_t count() const { return count_; }
+
+ private:
+  std::vector<uint64_t> buckets_ = std::vector<uint64_t>(bounds().size() + 1, 0);
+  double sum_ = 0;
+  uint64_t count_ = 0;
+};
+
+// The stages Timings reports, in Stats order.
+inline const char* const kStages[] = {"restore", "reconnect", "invoke", "total"};
+
+class ServiceStats {
+ public:
+  // `stage` is one of kStages; anything else is ignored.
+  void observe(const std::string& stage, double ms);
+  // `outcome`: "ok", "timeout", "limit", "vm_failed", "overloaded", "error".
+  void count(const std::string& template_name, const std::string& outcome);
+  const std::map<std::string, Histogram>& stages() const { return stages_; }
+  const std::map<std::string, std::map<std::string, uint64_t>>& outcomes() const {
+    return outcomes_;
+  }
+
+ private:
+  std::map<std::string, Histogram> stages_;
+  std::map<std::string, std::map<std::string, uint64_t>> outcomes_;
+};
+
+// The outcome word of an error description ("overloaded: ..." -> "overloaded").
+std::string outcome_of_error(const std::string& description);
+
+}  // namespace wisp::service

@@ -1,0 +1,117 @@
+#include "manager/service/template_builds.h"
+
+#include <mutex>
+#include <optional>
+
+#include "manager/service/clone.h"  // throw_api_error
+
+namespace wisp::service {
+
+struct TemplateBuilds::Shared {
+  std::mutex mu;
+  std::vector<std::string> events;                      // guarded by mu
+  bool done = false;                                    // guarded by mu
+  std::optional<manager::TemplateCreated> result;       // guarded by mu
+  std::string error;                                    // guarded by mu
+  kj::Own<kj::CrossThreadPromiseFulfiller<void>> wake;  // guarded by mu
+  manager::Cancellation cancel;
+
+  // From the build thread: wakes the loop if it waits.
+  void notify_locked() {
+    if (wake) {
+      wake->fulfill();
+      wake = nullptr;
+    }
+  }
+};
+
+namespace {
+
+using Shared = TemplateBuilds::Shared;
+
+kj::Promise<manager::TemplateCreated> pump(std::shared_ptr<Shared> s,
+                                           std::shared_ptr<TemplateBuilds::ProgressFn> progress) {
+  std::vector<std::string> events;
+  kj::Promise<void> wait = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(s->mu);
+    events.swap(s->events);
+    if (events.empty()) {
+      if (s->done) {
+        if (!s->error.empty()) throw_api_error(s->error);
+        return std::move(*s->result);
+      }
+      auto paf = kj::newPromiseAndCrossThreadFulfiller<void>();
+      s->wake = kj::mv(paf.fulfiller);
+      wait = kj::mv(paf.promise);
+    }
+  }
+  if (!events.empty()) {
+    kj::Promise<void> sent = kj::READY_NOW;
+    for (std::string& e : events)
+      sent = sent.then([progress, e = std::move(e)] { return (*progress)(e); });
+    wait = kj::mv(sent);
+  }
+  return wait.then([s, progress]() mutable { return pump(kj::mv(s), kj::mv(progress)); });
+}
+
+}  // namespace
+
+TemplateBuilds::~TemplateBuilds() {
+  for (auto& [s, t] : threads_) {
+    s->cancel.cancel();
+    t.join();
+  }
+}
+
+void TemplateBuilds::join_finished() {
+  for (auto it = threads_.begin(); it != threads_.end();) {
+    bool done;
+    {
+      std::lock_guard<std::mutex> lock(it->first->mu);
+      done = it->first->done;
+    }
+    if (done) {
+      it->second.join();  // it has set `done` as its last step: this returns at once
+      it = threads_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+size_t TemplateBuilds::running() const { return threads_.size(); }
+
+kj::Promise<manager::TemplateCreated> TemplateBuilds::start(manager::TemplateSpec spec,
+                                                            ProgressFn progress) {
+  join_finished();
+  auto s = std::make_shared<Shared>();
+  std::thread t([s, spec = std::move(spec)] {
+    auto report = [&s](const std::string& message) {
+      std::lock_guard<std::mutex> lock(s->mu);
+      s->events.push_back(message);
+      s->notify_locked();
+    };
+    std::optional<manager::TemplateCreated> result;
+    std::string error;
+    try {
+      result = manager::create_template(spec, report, &s->cancel);
+    } catch (const manager::VmFailed& e) {
+      error = std::string("vm-failed: ") + e.what();
+    } catch (const Error& e) {
+      error = std::string("bad-request: ") + e.what();
+    } catch (const std::exception& e) {
+      error = std::string("template create failed: ") + e.what();
+    }
+    std::lock_guard<std::mutex> lock(s->mu);
+    s->result = std::move(result);
+    s->error = error;
+    s->done = true;
+    s->notify_locked();
+  });
+  threads_.emplace_back(s, std::move(t));
+  auto fn = std::make_shared<ProgressFn>(std::move(progress));
+  return pump(s, fn).attach(kj::defer([s] { s->cancel.cancel(); }));
+}
+
+}  // namespace wisp::service

@@ -1,0 +1,45 @@
+// Template creation for serve: manager::create_template blocks for seconds to minutes (a boot,
+// warm-up calls, a snapshot), so it runs on a thread of its own; its progress lines and its
+// result come back to serve's loop through a cross-thread fulfiller.
+//
+// Threads: start() on the loop thread; each build on its own thread. The destructor cancels
+// builds still running (their VM is killed) and joins every thread.
+#pragma once
+
+#include <kj/async.h>
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "manager/template_create.h"
+
+namespace wisp::service {
+
+class TemplateBuilds {
+ public:
+  // Receives each progress line on the loop; the next waits for its promise (flow control).
+  using ProgressFn = std::function<kj::Promise<void>(const std::string& message)>;
+
+  TemplateBuilds() = default;
+  ~TemplateBuilds();
+  TemplateBuilds(const TemplateBuilds&) = delete;
+  TemplateBuilds& operator=(const TemplateBuilds&) = delete;
+
+  // Runs create_template(spec). Fails with "vm-failed: ..." when the VM failed, else
+  // "bad-request: ..." with create_template's message. Cancelling the promise cancels the
+  // build (its VM is killed; nothing is published).
+  kj::Promise<manager::TemplateCreated> start(manager::TemplateSpec spec, ProgressFn progress);
+  size_t running() const;
+
+  struct Shared;
+
+ private:
+  void join_finished();
+  std::vector<std::pair<std::shared_ptr<Shared>, std::thread>> threads_;
+};
+
+}  // namespace wisp::service

@@ -1,0 +1,322 @@
+#include "manager/service/vm_links.h"
+
+#include <capnp/message.h>
+#include <capnp/rpc-twoparty.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include <cstring>
+
+#include "api/agent.capnp.h"
+#include "api/vmm.capnp.h"
+#include "base/clock.h"
+
+namespace wisp::service {
+namespace {
+
+using std::chrono::milliseconds;
+
+// Every agent call but invoke answers within this; invoke gets its timeout plus this.
+constexpr milliseconds kCallGrace{10000};
+// One CONNECT attempt waits this long for the bridge's reply.
+constexpr milliseconds kConnectAttempt{2000};
+constexpr size_t kEntropyBytes = 64;
+
+kj::Duration to_kj(milliseconds ms) { return static_cast<int64_t>(ms.count()) * kj::MILLISECONDS; }
+
+[[noreturn]] void fail(const std::string& message) {
+  kj::throwFatalException(
+      kj::Exception(kj::Exception::Type::FAILED, __FILE__, __LINE__, kj::heapString(message)));
+}
+
+std::string string_of(capnp::Data::Reader d) {
+  return std::string(reinterpret_cast<const char*>(d.begin()), d.size());
+}
+
+capnp::Data::Reader data_of(const std::string& s) {
+  return capnp::Data::Reader(reinterpret_cast<const kj::byte*>(s.data()), s.size());
+}
+
+// A two-party RPC connection over `stream`, reading messages of at most `max_bytes`.
+struct RpcConnection {
+  RpcConnection(kj::Own<kj::AsyncIoStream> s, uint64_t max_bytes) : stream(kj::mv(s)) {
+    capnp::ReaderOptions opts;
+    opts.traversalLimitInWords = max_bytes / sizeof(capnp::word);
+    opts.nestingLimit = 32;
+    network =
+        kj::heap<capnp::TwoPartyVatNetwork>(*stream, capnp::rpc::twoparty::Side::CLIENT, opts);
+    rpc = kj::heap<capnp::RpcSystem<capnp::rpc::twoparty::VatId>>(capnp::makeRpcClient(*network));
+    capnp::MallocMessageBuilder message(8);
+    auto server = message.getRoot<capnp::rpc::twoparty::VatId>();
+    server.setSide(capnp::rpc::twoparty::Side::SERVER);
+    bootstrap = rpc->bootstrap(server);
+  }
+  // Destroyed in reverse: the capability and RPC system before the stream they use.
+  kj::Own<kj::AsyncIoStream> stream;
+  kj::Own<capnp::TwoPartyVatNetwork> network;
+  kj::Own<capnp::RpcSystem<capnp::rpc::twoparty::VatId>> rpc;
+  capnp::Capability::Client bootstrap = nullptr;
+};
+
+// Reads the bridge's reply line byte by byte: what follows it is already the guest's stream.
+kj::Promise<void> read_reply(kj::AsyncIoStream& stream, kj::Own<kj::String> reply_holder,
+                             std::string* reply, kj::byte* c) {
+  return stream.tryRead(c, 1, 1).then(
+      [&stream, holder = kj::mv(reply_holder), reply, c](size_t n) mutable -> kj::Promise<void> {
+        if (n == 0) fail("nothing listens on the guest's vsock port yet");
+        reply->push_back(static_cast<char>(*c));
+        if (*c == '\n') return kj::READY_NOW;
+        if (reply->size() > 32) fail("the vsock bridge's reply is too long");
+        return read_reply(stream, kj::mv(holder), reply, c);
+      });
+}
+
+// Connects to the VMM's vsock bridge at `path` and asks for guest port `port`.
+kj::Promise<kj::Own<kj::AsyncIoStream>> bridge_connect(kj::AsyncIoContext& io,
+                                                       const std::string& path, uint32_t port) {
+  return io.provider->getNetwork()
+      .parseAddress(kj::str("unix:", path.c_str()))
+      .then([](kj::Own<kj::NetworkAddress> addr) { return addr->connect().attach(kj::mv(addr)); })
+      .then([port, path](kj::Own<kj::AsyncIoStream> stream) {
+        auto line = kj::heapString(kj::str("CONNECT ", port, "\n"));
+        auto& s = *stream;
+        auto write = s.write(line.begin(), line.size()).attach(kj::mv(line));
+        struct Reply {
+          std::string text;
+          kj::byte c = 0;
+        };
+        auto reply = kj::heap<Reply>();
+        auto& r = *reply;
+        return write.then([&s, &r] { return read_reply(s, kj::heap(kj::str("")), &r.text, &r.c); })
+            .then([stream = kj::mv(stream), reply = kj::mv(reply), path]() mutable {
+              if (reply->text.rfind("OK ", 0) != 0)
+                fail("the vsock bridge at " + path + " answered CONNECT with '" +
+                     reply->text.substr(0, 32) + "' instead of 'OK <port>'");
+              return kj::mv(stream);
+            });
+      });
+}
+
+client::InvokeResult convert(api::InvokeResult::Reader r) {
+  client::InvokeResult out;
+  out.out = string_of(r.getStdout());
+  out.err = string_of(r.getStderr());
+  if (r.isSignal()) {
+    out.signaled = true;
+    out.signal = r.getSignal();
+  } else {
+    out.exit_code = r.getExitCode();
+  }
+  out.timed_out = r.getTimedOut();
+  out.output_truncated = r.getOutputTruncated();
+  out.limit_exceeded = r.getLimitExceeded().cStr();
+  out.duration_ns = r.getDurationNs();
+  out.peak_memory_bytes = r.getPeakMemoryBytes();
+  out.cpu_time_ns = r.getCpuTimeNs();
+  out.error = r.getError().cStr();
+  return out;
+}
+
+void fill_handler(api::Handler::Builder b, const client::Handler& h) {
+  b.setName(h.name);
+  auto argv = b.initArgv(static_cast<unsigned>(h.argv.size()));
+  for (size_t i = 0; i < h.argv.size(); ++i) argv.set(static_cast<unsigned>(i), h.argv[i]);
+  auto env = b.initEnv(static_cast<unsigned>(h.env.size()));
+  for (size_t i = 0; i < h.env.size(); ++i) env.set(static_cast<unsigned>(i), h.env[i]);
+  auto l = b.initLimits();
+  l.setMemoryBytes(h.limits.memory_bytes);
+  l.setPids(h.limits.pids);
+  l.setCpuTimeMs(h.limits.cpu_time_ms);
+  l.setMaxOutputBytes(h.limits.max_output_bytes);
+  l.setOpenFiles(h.limits.open_files);
+  b.setNetwork(h.network);
+}
+
+// The agent's OutputSink, forwarding to a caller's OutputStream.
+class SinkAdapter final : public api::OutputSink::Server {
+ public:
+  explicit SinkAdapter(kj::Own<OutputStream> out) : out_(kj::mv(out)) {}
+  kj::Promise<void> stdout(StdoutContext context) override {
+    return out_->stdout_chunk(context.getParams().getData());
+  }
+  kj::Promise<void> stderr(StderrContext context) override {
+    return out_->stderr_chunk(context.getParams().getData());
+  }
+
+ private:
+  kj::Own<OutputStream> out_;
+};
+
+class ProcessAdapter final : public StreamedProcess {
+ public:
+  ProcessAdapter(kj::Timer& timer, api::Process::Client p, uint64_t timeout_ms)
+      : timer_(timer), p_(kj::mv(p)), timeout_ms_(timeout_ms) {}
+  kj::Promise<void> write(kj::Array<kj::byte> data) override {
+    auto req = p_.writeRequest();
+    req.setData(data);
+    return req.send().ignoreResult();
+  }
+  kj::Promise<void> close_stdin() override { return p_.closeStdinRequest().send().ignoreResult(); }
+  kj::Promise<void> signal(int32_t signal) override {
+    auto req = p_.signalRequest();
+    req.setSignal(signal);
+    return req.send().ignoreResult();
+  }
+  kj::Promise<client::InvokeResult> wait() override {
+    return timer_.timeoutAfter(
+        to_kj(milliseconds(timeout_ms_) + kCallGrace),
+        p_.waitRequest().send().then(
+            [](capnp::Response<api::Process::WaitResults>&& r) { return convert(r.getResult()); }));
+  }
+
+ private:
+  kj::Timer& timer_;
+  api::Process::Client p_;
+  uint64_t timeout_ms_;
+};
+
+class AgentLinkImpl final : public AgentLink {
+ public:
+  AgentLinkImpl(kj::Timer& timer, kj::Own<kj::AsyncIoStream> stream)
+      : timer_(timer),
+        conn_(kj::mv(stream), api::Agent::MAX_MESSAGE_BYTES),
+        agent_(conn_.bootstrap.castAs<api::Agent>()) {}
+
+  kj::Promise<void> ping() override {
+    return timer_.timeoutAfter(to_kj(kCallGrace), agent_.pingRequest().send().ignoreResult());
+  }
+  kj::Promise<void> resumed_fresh() override {
+    kj::byte entropy[kEntropyBytes];
+    if (getentropy(entropy, sizeof(entropy)) != 0) fail("getentropy failed");
+    timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    auto req = agent_.resumedRequest();
+    req.setEntropy(kj::arrayPtr(entropy, sizeof(entropy)));
+    req.setWallClockUnixNs(now.tv_sec * 1000000000ll + now.tv_nsec);
+    std::memset(entropy, 0, sizeof(entropy));
+    return timer_.timeoutAfter(to_kj(kCallGrace), req.send().ignoreResult());
+  }
+  kj::Promise<client::InvokeResult> invoke(const client::InvokeRequest& r) override {
+    auto req = agent_.invokeRequest();
+    auto b = req.initRequest();
+    b.setMode(r.mode == client::InvokeMode::kWorker ? api::InvokeRequest::Mode::WORKER
+                                                    : api::InvokeRequest::Mode::EXEC);
+    fill_handler(b.initHandler(), r.handler);
+    b.setPayload(data_of(r.payload));
+    b.setTimeoutMs(r.timeout_ms);
+    // The agent enforces the timeout itself; the grace covers its kill, reap and reply.
+    return timer_.timeoutAfter(
+        to_kj(milliseconds(r.timeout_ms) + kCallGrace),
+        req.send().then([](capnp::Response<api::Agent::InvokeResults>&& resp) {
+          auto result = resp.getResult();
+          return convert(result);
+        }));
+  }
+  kj::Promise<kj::Own<StreamedProcess>> exec_stream(const client::Handler& handler,
+                                                    uint64_t timeout_ms,
+                                                    kj::Own<OutputStream> output) override {
+    auto req = agent_.execStreamRequest();
+    fill_handler(req.initHandler(), handler);
+    req.setTimeoutMs(timeout_ms);
+    req.setOutput(kj::heap<SinkAdapter>(kj::mv(output)));
+    return timer_.timeoutAfter(
+        to_kj(kCallGrace),
+        req.send().then([this, timeout_ms](capnp::Response<api::Agent::ExecStreamResults>&& r) {
+          return kj::Own<StreamedProcess>(
+              kj::heap<ProcessAdapter>(timer_, r.getProcess(), timeout_ms));
+        }));
+  }
+  kj::Promise<void> put_file(const std::string& path, kj::ArrayPtr<const kj::byte> data,
+                             uint32_t mode) override {
+    auto req = agent_.putFileRequest();
+    req.setPath(path);
+    req.setData(data);
+    req.setMode(mode);
+    return timer_.timeoutAfter(to_kj(kCallGrace), req.send().ignoreResult());
+  }
+  kj::Promise<kj::Array<kj::byte>> get_file(const std::string& path) override {
+    auto req = agent_.getFileRequest();
+    req.setPath(path);
+    return timer_.timeoutAfter(to_kj(kCallGrace),
+                               req.send().then([](capnp::Response<api::Agent::GetFileResults>&& r) {
+                                 return kj::heapArray<kj::byte>(r.getData());
+                               }));
+  }
+
+ private:
+  kj::Timer& timer_;
+  RpcConnection conn_;
+  api::Agent::Client agent_;
+};
+
+class ControlLinkImpl final : public ControlLink {
+ public:
+  ControlLinkImpl(kj::Timer& timer, kj::Own<kj::AsyncIoStream> stream)
+      : timer_(timer),
+        conn_(kj::mv(stream), api::Vmm::MAX_MESSAGE_BYTES),
+        vmm_(conn_.bootstrap.castAs<api::Vmm>()) {}
+  kj::Promise<void> pause(bool lasting) override {
+    auto req = vmm_.pauseRequest();
+    req.setLasting(lasting);
+    return timer_.timeoutAfter(to_kj(kCallGrace), req.send().ignoreResult());
+  }
+  kj::Promise<void> resume() override {
+    return timer_.timeoutAfter(to_kj(kCallGrace), vmm_.resumeRequest().send().ignoreResult());
+  }
+
+ private:
+  kj::Timer& timer_;
+  RpcConnection conn_;
+  api::Vmm::Client vmm_;
+};
+
+kj::Promise<kj::Own<AgentLink>> attempt_agent(kj::AsyncIoContext& io,
+                                              kj::Own<AgentConnectOptions> o, uint64_t end_ns,
+                                              kj::Own<std::string> why) {
+  if (now_ns() >= end_ns)
+    fail("no guest agent answered on vsock port " + std::to_string(api::Agent::PORT) + " via " +
+         o->uds_path + " within " + std::to_string(o->deadline.count()) +
+         " ms (last attempt: " + *why + ")");
+  kj::Timer& timer = io.provider->getTimer();
+  bool confirm = o->confirm;
+  auto link =
+      timer.timeoutAfter(to_kj(kConnectAttempt), bridge_connect(io, o->uds_path, api::Agent::PORT))
+          .then([&timer, confirm](kj::Own<kj::AsyncIoStream> stream) {
+            auto link = kj::heap<AgentLinkImpl>(timer, kj::mv(stream));
+            kj::Promise<void> check = confirm ? link->ping() : kj::READY_NOW;
+            return check.then(
+                [link = kj::mv(link)]() mutable -> kj::Own<AgentLink> { return kj::mv(link); });
+          });
+  return link.catch_([&io, o = kj::mv(o), end_ns, why = kj::mv(why)](
+                         kj::Exception&& e) mutable -> kj::Promise<kj::Own<AgentLink>> {
+    *why = e.getDescription().cStr();
+    if (o->keep_trying && !o->keep_trying())
+      fail("the VM stopped before its agent answered (last attempt: " + *why + ")");
+    // The guest is resuming: a refused attempt costs the VMM one RST, so poll briskly.
+    return io.provider->getTimer()
+        .afterDelay(5 * kj::MILLISECONDS)
+        .then([&io, o = kj::mv(o), end_ns, why = kj::mv(why)]() mutable {
+          return attempt_agent(io, kj::mv(o), end_ns, kj::mv(why));
+        });
+  });
+}
+
+}  // namespace
+
+kj::Promise<kj::Own<AgentLink>> connect_agent(kj::AsyncIoContext& io, AgentConnectOptions options) {
+  uint64_t end = now_ns() + static_cast<uint64_t>(options.deadline.count()) * 1000000ull;
+  return attempt_agent(io, kj::heap(kj::mv(options)), end, kj::heap<std::string>("not tried"));
+}
+
+kj::Promise<kj::Own<ControlLink>> connect_control(kj::AsyncIoContext& io,
+                                                  const std::string& socket_path) {
+  kj::Timer& timer = io.provider->getTimer();
+  return io.provider->getNetwork()
+      .parseAddress(kj::str("unix:", socket_path.c_str()))
+      .then([](kj::Own<kj::NetworkAddress> addr) { return addr->connect().attach(kj::mv(addr)); })
+      .then([&timer](kj::Own<kj::AsyncIoStream> stream) -> kj::Own<ControlLink> {
+        return kj::heap<ControlLinkImpl>(timer, kj::mv(stream));
+      });
+}
+
+}  // namespace wisp::service

