@@ -85,7 +85,7 @@ class Bench:
         use_http = self.args.client == "http" or (self.args.client == "auto" and
                                                   "--http" in help_text)
         argv = [self.wisp, "serve", "--socket", self.socket, "--pool", str(self.args.pool),
-                "--warm", "echo-warm=%d" % self.args.warm]
+                "--warm", "echo-warm=%d" % self.args.warm, "--max-vms", str(self.args.max_vms)]
         if use_http:
             argv += ["--http", "unix:" + self.http]
         self.client = "http" if use_http else "capnp-cli"
@@ -124,7 +124,8 @@ class Bench:
                 if resp.status != 200:
                     raise BenchError("%s: HTTP %d: %r" % (mode, resp.status, out[:300]))
             else:
-                out = run([self.wisp, "invoke", name, "--payload", "-", "--server", self.socket],
+                out = run([self.wisp, "invoke", name, "--payload", "-", "--server", self.socket,
+                           "--deadline", "600"],
                           payload, env=self.env, what="wisp invoke --server").stdout
         elif mode == "invoke-process":
             out = run([self.wisp, "invoke", "echo-pool", "--payload", "-"], payload,
@@ -204,6 +205,8 @@ def main():
                     help="invokes through serve with RSS and fds checked (make perf: 10000)")
     ap.add_argument("--pool", type=int, default=8)
     ap.add_argument("--warm", type=int, default=8)
+    ap.add_argument("--max-vms", type=int, default=16,
+                    help="serve's clone limit (calls beyond it queue in its admission)")
     ap.add_argument("--mem", type=int, default=128, help="guest MiB")
     ap.add_argument("--client", choices=["auto", "http", "capnp"], default="auto")
     ap.add_argument("--wisp", default=os.path.join(ROOT, "build/bin/wisp"))
