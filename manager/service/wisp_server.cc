@@ -143,6 +143,9 @@ class WispImpl final : public api::serve::Wisp::Server {
     std::string name = text(params.getTemplate());
     CallRequest request = call_request(params.getRequest());
     context.releaseParams();  // the payload is copied: free the message early
+    // A client that drops the call or disconnects gets its clone destroyed: capnp 0.9 cancels
+    // a server's promise (destroying the clone it holds) only when the call allows it.
+    context.allowCancellation();
     return s_.invoke(name, std::move(request)).then([context](CallResult r) mutable {
       fill_response(context.getResults().initResponse(), r.result, r.timings);
     });
