@@ -67,12 +67,10 @@ kj::Promise<kj::Own<Ticket>> Admission::acquire(const std::string& key, uint64_t
     fail("overloaded: a VM of template " + key + " needs " + std::to_string(mem_mib) +
          " MiB, more than the whole --max-memory " + std::to_string(limits_.max_memory_mib) +
          " MiB");
-  bool queue_empty = true;
-  for (Waiter& w : waiters_)
-    if (w.fulfiller->isWaiting()) queue_empty = false;
-  if (queue_empty && over_limit(key, mem_mib).empty()) return grant(key, mem_mib);
   auto paf = kj::newPromiseAndFulfiller<kj::Own<Ticket>>();
   waiters_.push_back(Waiter{key, mem_mib, kj::mv(paf.fulfiller)});
+  // In line behind the others; admitted at once if nothing ahead of it holds it back.
+  admit_waiters();
   uint64_t ms = static_cast<uint64_t>(deadline / kj::MILLISECONDS);
   return paf.promise.exclusiveJoin(
       timer_.afterDelay(deadline).then([this, key, mem_mib, ms]() -> kj::Own<Ticket> {

@@ -44,6 +44,19 @@ void Clone::throw_vm_failed(const std::string& what) {
                   (log.empty() ? "" : "\nVMM log:\n" + log));
 }
 
+void Clone::rethrow_failure(kj::Exception&& e, const std::string& what) {
+  std::string d = e.getDescription().cStr();
+  for (const std::string remote = "remote exception: "; d.rfind(remote, 0) == 0;)
+    d = d.substr(remote.size());
+  for (const char* word :
+       {"not-found:", "bad-request:", "overloaded:", "draining:", "vm-failed:", "too-large:"})
+    if (d.rfind(word, 0) == 0) throw_api_error(d);
+  if (e.getType() == kj::Exception::Type::UNIMPLEMENTED && alive())
+    throw_api_error("bad-request: " + what + ": the guest's agent does not implement it (" + d +
+                    ")");
+  throw_vm_failed(what + ": " + d);
+}
+
 kj::Promise<void> Clone::restored() {
   auto ready = io_.provider->getTimer().timeoutAfter(
       static_cast<int64_t>(kRestoreTimeout.count()) * kj::MILLISECONDS, wait_ready(io_, *process_));

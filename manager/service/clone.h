@@ -44,11 +44,7 @@ class Clone {
   template <typename T>
   kj::Promise<T> guard(kj::Promise<T> call, const std::string& what) {
     return call.exclusiveJoin(exited().then([this, what]() -> T { throw_vm_failed(what); }))
-        .catch_([this, what](kj::Exception&& e) -> T {
-          if (e.getType() == kj::Exception::Type::DISCONNECTED || !alive())
-            throw_vm_failed(what + ": " + e.getDescription().cStr());
-          kj::throwFatalException(kj::mv(e));
-        });
+        .catch_([this, what](kj::Exception&& e) -> T { rethrow_failure(kj::mv(e), what); });
   }
 
   AgentLink& agent() { return *agent_; }
@@ -63,6 +59,11 @@ class Clone {
   // Resolves when the VMM process exits.
   kj::Promise<void> exited();
   [[noreturn]] void throw_vm_failed(const std::string& what);
+  // A failed call on this VM as the API's error: one that already carries an error word (an
+  // API error of ours) as it is; a method the guest's agent lacks "bad-request: ..."; anything
+  // else (the VM died, its agent dropped the connection, did not answer in time, or answered
+  // with an exception) "vm-failed: WHAT: ..." with the VMM's log.
+  [[noreturn]] void rethrow_failure(kj::Exception&& e, const std::string& what);
 
  private:
   kj::AsyncIoContext& io_;

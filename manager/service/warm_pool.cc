@@ -1,5 +1,7 @@
 #include "manager/service/warm_pool.h"
 
+#include <algorithm>
+
 #include "base/log.h"
 
 namespace wisp::service {

@@ -25,7 +25,10 @@ class WarmPools {
   // Makes one paused, connected clone of a template, or fails (no spare capacity, no such
   // template, the VM failed): then the pool tries again after kRetry.
   using Maker = std::function<kj::Promise<kj::Own<Clone>>(const std::string& name)>;
+  // After a failure the next attempt waits kRetryMs, doubling per failure in a row up to
+  // kMaxRetryMs (a template that is gone is not retried every second forever).
   static constexpr uint64_t kRetryMs = 1000;
+  static constexpr uint64_t kMaxRetryMs = 30000;
 
   WarmPools(kj::Timer& timer, Maker maker);
   ~WarmPools();
@@ -44,6 +47,7 @@ class WarmPools {
   struct Pool {
     uint32_t target = 0;
     uint32_t filling = 0;
+    uint64_t retry_ms = kRetryMs;
     std::deque<kj::Own<Clone>> ready;
   };
   class Errors : public kj::TaskSet::ErrorHandler {

@@ -7,6 +7,7 @@
 //   wisp-serve-client SOCKET invoke NAME PAYLOAD [TIMEOUT_MS [DEADLINE_MS]]
 //   wisp-serve-client SOCKET parallel-invoke NAME PAYLOAD N   (N calls at once, one line each)
 //   wisp-serve-client SOCKET get|remove NAME
+//   wisp-serve-client SOCKET create NAME ARGV0 [ARGS...]   (KERNEL=PATH: its kernel)
 //   wisp-serve-client SOCKET sandbox NAME   (create, exec, invoke, put/get a file, info, kill)
 //   wisp-serve-client SOCKET hold NAME MS   (an invoke dropped after MS: a client that leaves)
 #include <capnp/compat/json.h>
@@ -58,6 +59,23 @@ void print_exception(const kj::Exception& e) {
   std::fflush(stdout);
 }
 
+// Prints each progress line as it comes.
+class PrintProgress final : public api::ProgressSink::Server {
+ public:
+  kj::Promise<void> event(EventContext context) override {
+    std::string m = context.getParams().getMessage().cStr();
+    for (char& c : m)
+      if (c == '"' || c == '\\' || static_cast<unsigned char>(c) < 0x20) c = ' ';
+    std::printf("{\"progress\": \"%s\"}\n", m.c_str());
+    std::fflush(stdout);
+    return kj::READY_NOW;
+  }
+  kj::Promise<void> done(DoneContext) override {
+    std::printf("{\"progress_done\": true}\n");
+    return kj::READY_NOW;
+  }
+};
+
 capnp::Data::Reader bytes(const std::string& s) {
   return capnp::Data::Reader(reinterpret_cast<const kj::byte*>(s.data()), s.size());
 }
@@ -75,7 +93,8 @@ kj::Promise<void> invoke(api::Wisp::Client& wisp, const std::string& name,
 
 int run(int argc, char** argv, kj::AsyncIoContext& io) {
   std::string socket = argv[1], cmd = argv[2];
-  auto addr = io.provider->getNetwork().parseAddress(kj::str("unix:", socket.c_str())).wait(io.waitScope);
+  auto addr =
+      io.provider->getNetwork().parseAddress(kj::str("unix:", socket.c_str())).wait(io.waitScope);
   auto stream = addr->connect().wait(io.waitScope);
   capnp::TwoPartyClient client(*stream);
   api::Wisp::Client wisp = client.bootstrap().castAs<api::Wisp>();
@@ -88,7 +107,8 @@ int run(int argc, char** argv, kj::AsyncIoContext& io) {
     print(wisp.statsRequest().send().wait(ws).getStats());
   } else if (cmd == "list") {
     auto t = wisp.templatesRequest().send().getTemplates();
-    for (auto i : t.listRequest().send().wait(ws).getTemplates()) print(i);
+    auto resp = t.listRequest().send().wait(ws);  // kept: the list reads from it
+    for (auto i : resp.getTemplates()) print(i);
   } else if (cmd == "get") {
     auto t = wisp.templatesRequest().send().getTemplates();
     auto req = t.getRequest();
@@ -100,6 +120,20 @@ int run(int argc, char** argv, kj::AsyncIoContext& io) {
     req.setName(arg(3));
     req.send().wait(ws);
     std::printf("{\"removed\": true}\n");
+  } else if (cmd == "create") {
+    // create NAME ARGV0 [ARGS...]: a template over the API (KERNEL=... in the environment
+    // names a kernel, to check the allowed directories).
+    auto t = wisp.templatesRequest().send().getTemplates();
+    auto req = t.createRequest();
+    auto spec = req.initSpec();
+    spec.setName(arg(3));
+    auto av = spec.initArgv(static_cast<unsigned>(argc > 4 ? argc - 4 : 0));
+    for (int i = 4; i < argc; ++i) av.set(static_cast<unsigned>(i - 4), argv[i]);
+    spec.setMemMib(128);
+    spec.setWarmup(1);
+    if (const char* k = std::getenv("KERNEL")) spec.setKernel(k);
+    req.setProgress(kj::heap<PrintProgress>());
+    print(req.send().wait(ws).getTemplate());
   } else if (cmd == "invoke") {
     invoke(wisp, arg(3), arg(4), num(5, 30000), num(6, 30000)).wait(ws);
   } else if (cmd == "parallel-invoke") {
@@ -155,7 +189,8 @@ int run(int argc, char** argv, kj::AsyncIoContext& io) {
       print_exception(ex);
     }
     auto lreq = sbs.listRequest();
-    for (auto i : lreq.send().wait(ws).getSandboxes()) print(i);
+    auto listed = lreq.send().wait(ws);
+    for (auto i : listed.getSandboxes()) print(i);
     print(sb.infoRequest().send().wait(ws).getInfo());
     sb.killRequest().send().wait(ws);
     try {

@@ -30,7 +30,9 @@ from vmrun import stage_wisp, wait_for  # noqa: E402
 BUILD = os.path.join(ROOT, "build")
 # Reads the payload, answers with it and a line of its own; its exit status is the payload's
 # length modulo 7, so the exit code is checked as well as the output.
-HANDLER = "sh -c 'p=$(cat); echo \"got:$p\"; echo to-stderr >&2; exit $(( ${#p} % 7 ))'"
+# A payload "sleep" makes it wait (a call to kill a VMM under).
+HANDLER = ("sh -c 'p=$(cat); [ \"$p\" = sleep ] && sleep 60; "
+           "echo \"got:$p\"; echo to-stderr >&2; exit $(( ${#p} % 7 ))'")
 MAX_VMS = 2
 
 
@@ -163,12 +165,50 @@ class ServeSmokeTest(unittest.TestCase):
         self.assertEqual(out[-2]["invocations"], "2")
         self.assertIn("not-found: sandbox", out[-1]["exception"])
 
+    def test_4b_create_over_the_api(self):
+        # A host file outside the allowed directories is refused before anything boots.
+        p = subprocess.run([self.client, self.sock, "create", "evil", "cat"], capture_output=True,
+                           text=True, env=dict(self.env, KERNEL="/etc/passwd"), timeout=60)
+        self.assertEqual(p.returncode, 3, p.stdout)
+        self.assertIn("bad-request: kernel '/etc/passwd'", p.stdout)
+        self.assertIn("not under an allowed directory", p.stdout)
+        rc, out = self.call("create", "api-made", "cat", timeout=600)
+        self.assertEqual(rc, 0, out)
+        self.assertTrue(any("booting api-made" in o.get("progress", "") for o in out), out)
+        self.assertTrue(any("snapshotting" in o.get("progress", "") for o in out), out)
+        info = [o for o in out if "name" in o][0]
+        self.assertEqual(info["name"], "api-made")
+        self.assertEqual(info["memMib"], "128")
+        rc, out = self.call("invoke", "api-made", "echoed back")
+        self.assertEqual(rc, 0, out)
+        self.assertEqual(base64.b64decode(out[0]["stdout"]).decode(), "echoed back")
+        rc, out = self.call("remove", "api-made")
+        self.assertEqual(out, [{"removed": True}])
+        rc, out = self.call("invoke", "api-made", "x")
+        self.assertIn("not-found:", out[0]["exception"])
+
     def test_5_dropped_call(self):
         # The client leaves mid-call (the handler needs no more than a restore, but the hold
         # is shorter than a restore in the testbed): its VM must go.
         rc, out = self.call("hold", "echo", "50")
         self.assertEqual(out[-1], {"dropped": True})
         wait_for(lambda: self.stat()["vmsRunning"] == 0, 60, "the dropped call's VM to go")
+
+    def test_5b_vmm_killed_mid_call(self):
+        # kill -9 of the clone's VMM fails that call alone with "vm-failed" and the VMM's log;
+        # the next call succeeds.
+        call = subprocess.Popen([self.client, self.sock, "invoke", "echo", "sleep"],
+                                stdout=subprocess.PIPE, text=True, env=self.env)
+        pids = wait_for(vmm_processes, 60, "the call's VMM")
+        time.sleep(1)
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)
+        out, _ = call.communicate(timeout=120)
+        self.assertEqual(call.returncode, 3, out)
+        self.assertIn("vm-failed:", json.loads(out)["exception"])
+        rc, r = self.invoke("after")
+        self.assertEqual(rc, 0, r)
+        self.check_result(r, "after")
 
     def stat(self):
         rc, out = self.call("stats")
@@ -182,11 +222,12 @@ class ServeSmokeTest(unittest.TestCase):
         self.assertEqual(s["maxMemoryMib"], "1024")
         echo = [t for t in s["templates"] if t["name"] == "echo"][0]
         outcomes = {o["outcome"]: int(o["count"]) for o in echo["outcomes"]}
-        self.assertGreaterEqual(outcomes.get("ok", 0), 7, outcomes)
+        self.assertGreaterEqual(outcomes.get("ok", 0), 8, outcomes)
+        self.assertGreaterEqual(outcomes.get("vm_failed", 0), 1, outcomes)
         stages = {h["stage"]: h for h in s["stages"]}
         self.assertEqual(sorted(stages), ["invoke", "reconnect", "restore", "total"])
         total = stages["total"]
-        self.assertGreaterEqual(int(total["count"]), 7)
+        self.assertGreaterEqual(int(total["count"]), 8)
         self.assertEqual(len(total["bucketCounts"]), len(total["bucketBounds"]) + 1)
         self.assertEqual(total["bucketCounts"][-1], total["count"])
 
@@ -197,6 +238,34 @@ class ServeSmokeTest(unittest.TestCase):
         self.assertFalse(os.path.exists(self.sock))
         wait_for(lambda: not vmm_processes(), 10, "no wisp-vmm left")
         self.assertEqual([d for d in os.listdir(self.rt) if d.startswith("wisp-serve")], [])
+
+    def test_8_warm_clones(self):
+        # A serve keeping one warm clone of echo: the call takes it (resumed and reseeded), and
+        # the pool refills behind it.
+        sock = os.path.join(self.tmp, "warm.sock")
+        serve = subprocess.Popen([self.wisp, "serve", "--socket", sock, "--warm", "echo=1"],
+                                 env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
+        try:
+            def warm_ready():
+                p = subprocess.run([self.client, sock, "stats"], capture_output=True, text=True,
+                                   env=self.env)
+                if p.returncode != 0:
+                    return False
+                s = json.loads(p.stdout)
+                return [t["warmReady"] for t in s["templates"] if t["name"] == "echo"] == [1]
+            wait_for(warm_ready, 120, "a warm clone of echo")
+            p = subprocess.run([self.client, sock, "invoke", "echo", "warm!"], capture_output=True,
+                               text=True, env=self.env, timeout=120)
+            r = json.loads(p.stdout)
+            self.assertEqual(base64.b64decode(r["stdout"]).decode(), "got:warm!\n", r)
+            self.assertTrue(r["timings"]["warm"], r)
+            self.assertEqual(r["timings"]["restoreMs"], 0, r)
+            print(f"warm invoke timings: {r['timings']}", file=sys.stderr)
+            wait_for(warm_ready, 120, "the warm pool to refill")
+        finally:
+            serve.send_signal(signal.SIGTERM)
+            self.assertEqual(serve.wait(timeout=60), 0)
+        wait_for(lambda: not vmm_processes(), 10, "no wisp-vmm left")
 
 
 if __name__ == "__main__":
