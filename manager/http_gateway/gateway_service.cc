@@ -84,6 +84,30 @@ kj::Promise<void> GatewayService::request(kj::HttpMethod method, kj::StringPtr u
       .then([this, &response](Reply reply) { return send(response, std::move(reply)); });
 }
 
+kj::Promise<void> GatewayService::handleClientProtocolError(kj::HttpHeaders::ProtocolError e,
+                                                            Response& response) {
+  // 400, or 501 for a method HTTP does not know.
+  return send(response, error(e.statusCode, std::string("bad-request: the request could not be "
+                                                        "parsed: ") +
+                                                e.description.cStr()));
+}
+
+kj::Promise<void> GatewayService::handleApplicationError(kj::Exception e,
+                                                         kj::Maybe<Response&> response) {
+  // The service answers its own failures; what arrives here is kj-http failing to read the
+  // request (its framing) or the client gone.
+  if (e.getType() == kj::Exception::Type::DISCONNECTED) return kj::READY_NOW;
+  KJ_IF_MAYBE (r, response) {
+    return send(*r, error(400, std::string("bad-request: the request could not be read: ") +
+                                   e.getDescription().cStr()));
+  }
+  return kj::READY_NOW;
+}
+
+kj::Promise<void> GatewayService::handleNoResponse(Response& response) {
+  return send(response, error(500, "internal: no response was produced"));
+}
+
 kj::Promise<GatewayService::Reply> GatewayService::dispatch(kj::HttpMethod method,
                                                             kj::StringPtr url,
                                                             const kj::HttpHeaders& headers,

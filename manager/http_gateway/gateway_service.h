@@ -32,7 +32,7 @@ inline constexpr size_t kStderrHeaderBytes = 8 * 1024;
 // the two differ. An empty token is never matched (the caller decides whether one is needed).
 bool bearer_token_matches(kj::Maybe<kj::StringPtr> authorization, const std::string& token);
 
-class GatewayService final : public kj::HttpService {
+class GatewayService final : public kj::HttpService, public kj::HttpServerErrorHandler {
  public:
   struct Limits {
     uint64_t max_payload_bytes =
@@ -51,6 +51,15 @@ class GatewayService final : public kj::HttpService {
   kj::Promise<void> request(kj::HttpMethod method, kj::StringPtr url,
                             const kj::HttpHeaders& headers, kj::AsyncInputStream& body,
                             Response& response) override;
+
+  // kj-http's own failures (a request it cannot parse, a bad Content-Length) answered like the
+  // service's: a status and a JSON {"error"} body. Pass the service as the HttpServer's
+  // errorHandler.
+  kj::Promise<void> handleClientProtocolError(kj::HttpHeaders::ProtocolError error,
+                                              Response& response) override;
+  kj::Promise<void> handleApplicationError(kj::Exception exception,
+                                           kj::Maybe<Response&> response) override;
+  kj::Promise<void> handleNoResponse(Response& response) override;
 
  private:
   struct Reply;

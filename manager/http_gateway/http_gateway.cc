@@ -18,8 +18,9 @@ namespace {
 
 // kj-http's defaults, except that a slow client may not hold a connection's request open
 // longer than this (headers) and idle keep-alive connections are closed sooner.
-kj::HttpServerSettings server_settings() {
+kj::HttpServerSettings server_settings(kj::HttpServerErrorHandler& errors) {
   kj::HttpServerSettings s;
+  s.errorHandler = errors;
   s.headerTimeout = 15 * kj::SECONDS;
   s.pipelineTimeout = 30 * kj::SECONDS;
   return s;
@@ -60,13 +61,18 @@ bool is_local_address(const sockaddr* addr) {
   }
 }
 
-Gateway::Gateway(kj::Timer& timer, api::serve::Wisp::Client wisp, GatewayOptions options) {
+Gateway::Gateway(kj::Timer& timer, api::serve::Wisp::Client wisp, GatewayOptions options,
+                 uint64_t max_payload_bytes, uint64_t max_json_bytes) {
+  GatewayService::Limits limits;
+  if (max_payload_bytes != 0) limits.max_payload_bytes = max_payload_bytes;
+  if (max_json_bytes != 0) limits.max_json_bytes = max_json_bytes;
   kj::HttpHeaderTable::Builder builder;
   GatewayService::register_headers(builder);
   table_ = builder.build();
-  service_ = kj::heap<GatewayService>(*table_, kj::mv(wisp), std::move(options.token),
-                                      GatewayService::Limits{});
-  server_ = kj::heap<kj::HttpServer>(timer, *table_, *service_, server_settings());
+  auto service = kj::heap<GatewayService>(*table_, kj::mv(wisp), std::move(options.token), limits);
+  kj::HttpServerErrorHandler& errors = *service;
+  service_ = kj::mv(service);
+  server_ = kj::heap<kj::HttpServer>(timer, *table_, *service_, server_settings(errors));
 }
 
 Gateway::~Gateway() = default;

@@ -8,6 +8,7 @@
 #include <kj/compat/http.h>
 #include <sys/socket.h>
 
+#include <cstdint>
 #include <string>
 
 #include "api/wisp.capnp.h"
@@ -32,7 +33,10 @@ bool is_local_address(const sockaddr* addr);
 // the service and kj's HttpServer, owned together.
 class Gateway {
  public:
-  Gateway(kj::Timer& timer, api::serve::Wisp::Client wisp, GatewayOptions options);
+  // `max_payload_bytes` / `max_json_bytes` 0: the API's limits (Wisp.maxPayloadBytes,
+  // maxMessageBytes); tests pass small ones.
+  Gateway(kj::Timer& timer, api::serve::Wisp::Client wisp, GatewayOptions options,
+          uint64_t max_payload_bytes = 0, uint64_t max_json_bytes = 0);
   ~Gateway();
   kj::Promise<void> listen(kj::ConnectionReceiver& receiver);
   kj::Promise<void> serve_connection(kj::Own<kj::AsyncIoStream> connection);

@@ -1,6 +1,7 @@
 #include "manager/http_gateway/json_bodies.h"
 
 #include <capnp/message.h>
+#include <kj/encoding.h>
 
 #include "api/wisp.capnp.h"
 #include "manager/http_gateway/error_status.h"
@@ -19,14 +20,19 @@ struct BodyReader {
   kj::byte chunk[kReadChunk];
 
   kj::Promise<kj::Array<kj::byte>> next() {
-    return in.tryRead(chunk, 1, sizeof chunk)
-        .then([this](size_t n) -> kj::Promise<kj::Array<kj::byte>> {
-          if (n == 0) return data.releaseAsArray();
-          if (data.size() + n > limit)
-            fail("too-large", what + " is over " + std::to_string(limit) + " bytes");
-          data.addAll(chunk, chunk + n);
-          return next();
-        });
+    // A body kj-http cannot frame (a bad chunk size, a connection that ends early) is the
+    // client's error, not the service's.
+    auto read = in.tryRead(chunk, 1, sizeof chunk).catch_([this](kj::Exception&& e) -> size_t {
+      if (e.getType() == kj::Exception::Type::DISCONNECTED) kj::throwFatalException(kj::mv(e));
+      fail("bad-request", what + " could not be read: " + e.getDescription().cStr());
+    });
+    return read.then([this](size_t n) -> kj::Promise<kj::Array<kj::byte>> {
+      if (n == 0) return data.releaseAsArray();
+      if (data.size() + n > limit)
+        fail("too-large", what + " is over " + std::to_string(limit) + " bytes");
+      data.addAll(chunk, chunk + n);
+      return next();
+    });
   }
 };
 
@@ -58,10 +64,32 @@ kj::Promise<kj::Array<kj::byte>> read_body(kj::AsyncInputStream& body, uint64_t 
 
 void decode_json(const capnp::JsonCodec& codec, kj::ArrayPtr<const kj::byte> json,
                  capnp::DynamicStruct::Builder out, const std::string& what) {
-  KJ_IF_MAYBE (e, kj::runCatchingExceptions([&] { codec.decode(json.asChars(), out); })) {
-    fail("bad-request", what + " is not valid JSON of " +
-                            out.getSchema().getShortDisplayName().cStr() + ": " +
-                            e->getDescription().cStr());
+  std::string type = out.getSchema().getShortDisplayName().cStr();
+  capnp::MallocMessageBuilder parsed;
+  auto value = parsed.initRoot<capnp::JsonValue>();
+  KJ_IF_MAYBE (e, kj::runCatchingExceptions([&] { codec.decodeRaw(json.asChars(), value); })) {
+    fail("bad-request", what + " is not valid JSON of " + type + ": " + e->getDescription().cStr());
+  }
+  if (!value.isObject())
+    fail("bad-request", what + " is not valid JSON of " + type + ": not an object");
+  // The codec takes a non-string for a base64 Data field as empty and skips characters that
+  // are not base64: checked here, so a wrong payload is an error rather than another payload.
+  for (auto field : value.getObject()) {
+    KJ_IF_MAYBE (f, out.getSchema().findFieldByName(field.getName())) {
+      if (f->getType().which() != capnp::schema::Type::DATA) continue;
+      auto v = field.getValue();
+      std::string name = field.getName().cStr();
+      if (!v.isString())
+        fail("bad-request",
+             what + " is not valid JSON of " + type + ": \"" + name + "\" is not a base64 string");
+      auto text = v.getString();
+      if (kj::decodeBase64(kj::arrayPtr(text.cStr(), text.size())).hadErrors)
+        fail("bad-request",
+             what + " is not valid JSON of " + type + ": \"" + name + "\" is not valid base64");
+    }
+  }
+  KJ_IF_MAYBE (e, kj::runCatchingExceptions([&] { codec.decode(value.asReader(), out); })) {
+    fail("bad-request", what + " is not valid JSON of " + type + ": " + e->getDescription().cStr());
   }
 }
 
