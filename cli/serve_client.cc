@@ -424,7 +424,12 @@ client::InvokeResult ServeClient::exec(const std::string& id, const ExecSpec& sp
     auto started = impl_->wait(stream_req.send(), limit, "sandbox exec");
     process = started.getProcess();
   } catch (const ServeError& e) {
-    if (e.kind() != "unimplemented") throw;
+    // serve without execStream (unimplemented), or a serve whose guest agent lacks it (serve
+    // says bad-request: "... does not implement it"): Sandbox.exec does the same, unstreamed.
+    bool missing = e.kind() == "unimplemented" ||
+                   (e.kind() == "bad-request" &&
+                    std::string(e.what()).find("does not implement") != std::string::npos);
+    if (!missing) throw;
   }
   KJ_IF_MAYBE (p, process) {
     auto input = impl_->io.lowLevelProvider->wrapInputFd(
