@@ -71,7 +71,8 @@ test: unit-test all fuzz
 
 perf: all
 	@$(IN_KVM) env WISP_BENCH_RUNS_SNAPSHOT_QEMU=20 WISP_BENCH_RUNS_SNAPSHOT_COLD=5 \
-	  WISP_BENCH_RUNS_JAIL=20 perf/run-all.sh
+	  WISP_BENCH_RUNS_JAIL=20 WISP_BENCH_SERVE_CALLS=200 WISP_BENCH_SERVE_COLD_CALLS=16 \
+	  WISP_BENCH_SERVE_SOAK=10000 perf/run-all.sh
 
 demo: all
 	@$(IN_KVM) scripts/demo.sh

@@ -63,7 +63,10 @@ interface Templates {
   # Boots the spec's VM, starts its handler, warms it up, snapshots it into the store and
   # publishes it whole (or not at all). Progress lines go to `progress` as the steps start.
   # The spec's host files must lie under a directory serve allows (--allow-dir).
-  create @0 (spec :TemplateSpec, progress :ProgressSink) -> (template :TemplateInfo);
+  # bootMs, warmupMs: milliseconds until the agent answered, and of the worker start and
+  # warm-up calls (what `wisp template create --timings` prints; 0 when serve does not say).
+  create @0 (spec :TemplateSpec, progress :ProgressSink)
+      -> (template :TemplateInfo, bootMs :Float64, warmupMs :Float64);
   list @1 () -> (templates :List(TemplateInfo));
   get @2 (name :Text) -> (template :TemplateInfo);
   # Calls in flight finish on the generation they hold; new calls get "not-found". Refused
@@ -107,6 +110,8 @@ struct TemplateInfo {
   memoryFileBytes @10 :UInt64;
   warm @11 :UInt32;             # warm clones serve keeps of it (--warm NAME=N)
   warmReady @12 :UInt32;        # of which restored and waiting now
+  memoryDiskBytes @13 :UInt64;  # the memory file's blocks on disk (it is sparse)
+  snapshotMs @14 :Float64;      # pause + save when it was made
 }
 
 # ---- invocations ----------------------------------------------------------------------------

@@ -12,6 +12,7 @@ int run_command(int argc, char** argv, uint64_t t0_ns);
 int exec_command(int argc, char** argv, uint64_t t0_ns);
 int invoke_command(int argc, char** argv, uint64_t t0_ns);
 int template_command(int argc, char** argv, uint64_t t0_ns);
+int sandbox_command(int argc, char** argv, uint64_t t0_ns);
 int snapshot_command(int argc, char** argv, uint64_t t0_ns);
 int vm_command(int argc, char** argv, uint64_t t0_ns);
 int serve_command(int argc, char** argv, uint64_t t0_ns);

@@ -4,12 +4,14 @@
 #include <cstdio>
 #include <string>
 
+#include "base/clock.h"
 #include "base/exit_codes.h"
 #include "base/file_io.h"
 #include "base/options.h"
 #include "cli/commands.h"
 #include "cli/handler_status.h"
 #include "cli/payload.h"
+#include "cli/serve_client.h"
 #include "cli/signal_watch.h"
 #include "manager/cancellation.h"
 #include "manager/invoke.h"
@@ -21,7 +23,7 @@ using std::chrono::milliseconds;
 
 constexpr const char* kCommand = "wisp invoke";
 constexpr const char* kUsage =
-    R"(Usage: wisp invoke NAME [--payload FILE|-] [-n] [--timeout S] [--timings]
+    R"(Usage: wisp invoke NAME [--payload FILE|-] [-n] [--timeout S] [--timings] [--server PATH]
 
 Restore a fresh clone of template NAME (wisp template create), invoke its handler once with
 the payload, print the result (the handler's stdout) on stdout and its stderr on stderr, and
@@ -36,23 +38,77 @@ call (agent.resumed), so no two clones share RNG state.
                     rebuilt and about to run; jail_ms of it: the VMM's jail), reconnect_ms (until the agent answered and took
                     the fresh entropy and clock), invoke_ms (the call), total_ms (start to
                     result), pages_touched (guest pages the clone mapped: read or written)
+  --server PATH     call a running `wisp serve` over its socket PATH instead (also: the
+                    WISP_SERVER environment variable): its pool or warm clones do the restore.
+                    Same output and exit status; --timings then prints serve's figures
+                    (queue_ms, restore_ms, reconnect_ms, invoke_ms, total_ms as serve saw
+                    them, warm, pooled) and client_ms (this command's start to result)
+  --deadline S      with --server: how long the call may wait for capacity before serve
+                    answers "overloaded" (default 30)
 Jail options of the clone's VMM (see wisp run --help):
 %s
 Exit status: the handler's; 124 it timed out; 125 a limit ended it; 126 the clone failed
-(restore, agent unreachable); 2 usage error; 1 other errors (e.g. no such template).
+(restore, agent unreachable; with --server: serve's "vm-failed"); 2 usage error; 1 other
+errors (e.g. no such template; with --server: overloaded, draining, serve unreachable).
 )";
+
+// The call made by a running `wisp serve` (--server PATH or WISP_SERVER): the same output and
+// exit statuses as the standalone call below.
+int invoke_through_serve(const std::string& server, const std::string& name,
+                         const PayloadSource& payload, const manager::InvokeRequest& request,
+                         milliseconds deadline, uint64_t t0_ns) {
+  signal(SIGPIPE, SIG_IGN);
+  // SIGINT/SIGTERM/SIGHUP drop the call (serve destroys the clone) and exit 128+N.
+  SignalWatch watch([](int) {}, milliseconds(2000));
+  ServeInvokeResult out;
+  try {
+    auto serve = ServeClient::connect(server, watch.cancel_fd());
+    std::string input = read_payload(payload, 0, watch.cancel_fd());
+    out = serve->invoke(name, input, static_cast<uint64_t>(request.timeout.count()),
+                        static_cast<uint64_t>(deadline.count()));
+  } catch (const ServeError& e) {
+    if (watch.signal()) return kExitSignalBase + watch.signal();
+    return serve_error_status(kCommand, e);
+  } catch (const Error& e) {
+    if (watch.signal()) return kExitSignalBase + watch.signal();
+    std::fprintf(stderr, "wisp invoke: %s\n", e.what());
+    return kExitError;
+  }
+  std::string failed = write_result(out.result);
+  if (!failed.empty()) {
+    std::fprintf(stderr, "wisp invoke: %s\n", failed.c_str());
+    return kExitError;
+  }
+  if (!out.error.empty()) {
+    std::fprintf(stderr, "wisp invoke: %s\n", out.error.c_str());
+    return kExitError;
+  }
+  if (request.count_pages) {
+    const ServeTimings& t = out.timings;
+    std::fprintf(stderr,
+                 "{\"queue_ms\":%.3f,\"restore_ms\":%.3f,\"reconnect_ms\":%.3f,"
+                 "\"invoke_ms\":%.3f,\"total_ms\":%.3f,\"warm\":%s,\"pooled\":%s,"
+                 "\"client_ms\":%.3f}\n",
+                 t.queue_ms, t.restore_ms, t.reconnect_ms, t.invoke_ms, t.total_ms,
+                 t.warm ? "true" : "false", t.pooled ? "true" : "false", ms_since(t0_ns));
+  }
+  return handler_exit_status(kCommand, out.result, request.timeout);
+}
 
 }  // namespace
 
 int invoke_command(int argc, char** argv, uint64_t t0_ns) {
   manager::InvokeRequest request;
   PayloadSource payload;
-  std::string name;
+  std::string name, server;
+  milliseconds deadline(30000);
   try {
     OptionParser p(kCommand);
     add_payload_options(p, &payload);
     p.duration("timeout", &request.timeout, milliseconds(1), milliseconds(7 * 86400000))
+        .duration("deadline", &deadline, milliseconds(0), milliseconds(7 * 86400000))
         .flag("timings", &request.count_pages);
+    add_server_option(p, &server);
     add_jail_options(p, &request.jail);
     OptionParser::Result args = p.parse(argc, argv);
     if (args.help) {
@@ -62,9 +118,16 @@ int invoke_command(int argc, char** argv, uint64_t t0_ns) {
     if (args.operands.size() != 1 || args.dashdash) throw UsageError("expected one template NAME");
     check_payload_options(payload);
     name = args.operands[0];
+    server = server_socket(server);
+    if (!server.empty() && (!request.jail.jail || !request.jail.cgroup || request.jail.uid_first ||
+                            request.jail.cpu_quota_percent || request.jail.memory_max))
+      throw UsageError(
+          "jail options apply to standalone clones; serve jails its VMMs itself "
+          "(drop them, or --server/WISP_SERVER)");
   } catch (const UsageError& e) {
     return usage_error(kCommand, e.what());
   }
+  if (!server.empty()) return invoke_through_serve(server, name, payload, request, deadline, t0_ns);
   request.start_ns = t0_ns;
   signal(SIGPIPE, SIG_IGN);  // a closed stdout is an error to report, not a death
   // SIGINT/SIGTERM/SIGHUP kill the clone; the call then fails and unwinds (VMM reaped, runtime

@@ -15,6 +15,7 @@ Commands:
   snapshot create, restore or verify a snapshot of one VM
   template create, list or remove function templates (warmed snapshots)
   invoke   call a template's handler once on a fresh clone restored from its snapshot
+  sandbox  create, exec in, list or kill sandboxes a running `wisp serve` keeps
   vm       ping, pause, resume or read the memory stats of a running VM
   serve    the sandbox service: templates, invoke, sandboxes over Cap'n Proto
   version  print the version
@@ -36,6 +37,7 @@ int main(int argc, char** argv) {
                                {"snapshot", with_t0(snapshot_command)},
                                {"template", with_t0(template_command)},
                                {"invoke", with_t0(invoke_command)},
+                               {"sandbox", with_t0(sandbox_command)},
                                {"vm", with_t0(vm_command)},
                                {"serve", with_t0(serve_command)}},
                               wisp::kWispVersion);

@@ -7,6 +7,7 @@
 #include "base/file_io.h"
 #include "base/options.h"
 #include "cli/commands.h"
+#include "manager/http_gateway/http_gateway.h"
 #include "manager/service/serve.h"
 #include "manager/service/warm_option.h"
 
@@ -71,14 +72,19 @@ int serve_command(int argc, char** argv, uint64_t) {
   }
   service::ExtraListener http;
   if (!o.http.empty()) {
-    // MERGE(H): the HTTP gateway's call site. With manager/http_gateway/ merged:
-    //   #include "manager/http_gateway/http_gateway.h" and
-    //   http = [&o, token](kj::AsyncIoContext& io, api::Wisp::Client wisp) {
-    //     return http_gateway::serve_http(io, o.http, kj::mv(wisp), {token});
-    //   };
-    // with `token` read from o.http_token_file (trailing newline stripped).
-    std::fprintf(stderr, "wisp serve: --http: this build has no HTTP gateway yet\n");
-    return kExitUsage;
+    std::string token;
+    if (!o.http_token_file.empty()) {
+      try {
+        token = read_file(o.http_token_file);
+      } catch (const Error& e) {
+        return usage_error(kCommand, std::string("--http-token-file: ") + e.what());
+      }
+      while (!token.empty() && (token.back() == '\n' || token.back() == '\r')) token.pop_back();
+      if (token.empty()) return usage_error(kCommand, "--http-token-file: the file is empty");
+    }
+    http = [&o, token](kj::AsyncIoContext& io, api::serve::Wisp::Client wisp) {
+      return http_gateway::serve_http(io, o.http, kj::mv(wisp), {token});
+    };
   }
   try {
     service::run_serve(o, http, [&o] {

@@ -10,6 +10,7 @@
 #include "base/options.h"
 #include "cli/commands.h"
 #include "cli/common_options.h"
+#include "cli/serve_client.h"
 #include "cli/signal_watch.h"
 #include "manager/cancellation.h"
 #include "manager/template_create.h"
@@ -25,7 +26,7 @@ constexpr const char* kUsage = R"(Usage: wisp template COMMAND ...
 
   create NAME --handler "CMD ARGS" [--mode exec|worker] [--warmup N]
          [--warmup-payload FILE] [--env KEY=VALUE]... [--boot-timeout S] [--timings]
-         [--rebuild] [VM options]
+         [--rebuild] [--server PATH] [VM options]
       Boot a function VM, start its handler, warm it up and snapshot it as template NAME.
       exec mode: each invocation runs CMD afresh in the sandbox. worker mode: CMD is started
       now as a warm worker (api/worker_protocol.md) and its initialisation (imports, model
@@ -35,7 +36,10 @@ constexpr const char* kUsage = R"(Usage: wisp template COMMAND ...
       --mem defaults to 256 MiB here. --timings prints a JSON line to stderr: boot_ms,
       warmup_ms, snapshot_ms (pause + save of the snapshot), memory_file_bytes,
       memory_disk_bytes, total_ms. --rebuild: replace template NAME if it exists; calls
-      in flight finish on the old one, later calls get the new one.
+      in flight finish on the old one, later calls get the new one. --server PATH (or the
+      WISP_SERVER environment variable): a running `wisp serve` creates it, in its store,
+      from files under the directories it allows (same output; --kernel, --initrd, --rootfs,
+      --drive, --mem and --vcpus carry over, other VM options are refused).
   ls
       List the templates: name, mode, memory, snapshot size on disk, handler.
   rm NAME
@@ -45,9 +49,70 @@ The store is $WISP_HOME/templates (WISP_HOME defaults to /var/lib/wisp).
 
 )";
 
+// The VM options a TemplateSpec of api/wisp.capnp cannot carry: refused with --server rather
+// than silently dropped.
+void check_serve_spec(const manager::TemplateSpec& spec) {
+  const manager::VmSpec& vm = spec.vm;
+  const char* option = !vm.cmdline.empty() || vm.raw_cmdline ? "--cmdline"
+                       : !vm.rng                             ? "--no-rng"
+                       : !vm.vsock_cid.empty()               ? "--vsock-cid"
+                       : vm.console != "none"                ? "--console"
+                       : vm.verbose                          ? "--verbose"
+                       : !vm.jail.jail || !vm.jail.cgroup || vm.jail.uid_first ||
+                               vm.jail.cpu_quota_percent || vm.jail.memory_max
+                           ? "jail options"
+                           : nullptr;
+  if (option)
+    throw UsageError(std::string(option) +
+                     " cannot be sent to wisp serve (--server/WISP_SERVER); drop it or create "
+                     "the template standalone");
+}
+
+void print_created(const manager::TemplateInfo& t, double snapshot_ms, double boot_ms,
+                   double warmup_ms, bool timings, uint64_t t0_ns) {
+  std::fprintf(stderr,
+               "wisp template create: template %s ready in %.1f s (snapshot %.0f ms; memory "
+               "file %.1f MiB on disk of %llu MiB)\n",
+               t.name.c_str(), ms_since(t0_ns) / 1000, snapshot_ms,
+               static_cast<double>(t.memory_disk_bytes) / (1 << 20),
+               static_cast<unsigned long long>(t.memory_file_bytes >> 20));
+  if (timings)
+    std::fprintf(stderr,
+                 "{\"boot_ms\":%.3f,\"warmup_ms\":%.3f,\"snapshot_ms\":%.3f,"
+                 "\"memory_file_bytes\":%llu,\"memory_disk_bytes\":%llu,\"total_ms\":%.3f}\n",
+                 boot_ms, warmup_ms, snapshot_ms,
+                 static_cast<unsigned long long>(t.memory_file_bytes),
+                 static_cast<unsigned long long>(t.memory_disk_bytes), ms_since(t0_ns));
+}
+
+int create_through_serve(const std::string& server, const manager::TemplateSpec& spec,
+                         const std::string& warmup_file, bool timings, uint64_t t0_ns) {
+  // SIGINT/SIGTERM/SIGHUP drop the call: serve kills the VM and publishes nothing.
+  SignalWatch watch([](int) {}, milliseconds(5000));
+  ServeTemplateCreated out;
+  try {
+    manager::TemplateSpec sent = spec;
+    if (!warmup_file.empty()) sent.warmup_payload = read_file(warmup_file);
+    auto serve = ServeClient::connect(server, watch.cancel_fd());
+    out = serve->create_template(sent, [](const std::string& m) {
+      std::fprintf(stderr, "wisp template create: %s\n", m.c_str());
+    });
+  } catch (const ServeError& e) {
+    if (watch.signal()) return kExitSignalBase + watch.signal();
+    std::fprintf(stderr, "wisp template create: %s\n", e.what());
+    return kExitError;
+  } catch (const Error& e) {
+    if (watch.signal()) return kExitSignalBase + watch.signal();
+    std::fprintf(stderr, "wisp template create: %s\n", e.what());
+    return kExitError;
+  }
+  print_created(out.info, out.info.snapshot_ms, out.boot_ms, out.warmup_ms, timings, t0_ns);
+  return kExitOk;
+}
+
 int create(int argc, char** argv, uint64_t t0_ns) {
   manager::TemplateSpec spec;
-  std::string handler, warmup_file;
+  std::string handler, warmup_file, server;
   bool timings = false;
   try {
     OptionParser p("wisp template create");
@@ -60,6 +125,7 @@ int create(int argc, char** argv, uint64_t t0_ns) {
         .duration("boot-timeout", &spec.boot_timeout, milliseconds(1), milliseconds(7 * 86400000))
         .flag("timings", &timings)
         .flag("rebuild", &spec.rebuild);
+    add_server_option(p, &server);
     OptionParser::Result args = p.parse(argc, argv);
     if (args.help) {
       std::printf("%s%s", kUsage, vm_options_help().c_str());
@@ -73,10 +139,13 @@ int create(int argc, char** argv, uint64_t t0_ns) {
     if (spec.argv.empty()) throw UsageError("--handler: empty command");
     if (!spec.vm.initrd.empty() && !spec.vm.rootfs.empty())
       throw UsageError("--initrd and --rootfs conflict");
+    server = server_socket(server);
+    if (!server.empty()) check_serve_spec(spec);
   } catch (const Error& e) {
     return usage_error("wisp template create", e.what());
   }
   spec.start_ns = t0_ns;
+  if (!server.empty()) return create_through_serve(server, spec, warmup_file, timings, t0_ns);
   // SIGINT/SIGTERM/SIGHUP kill the VM; creation then fails and unwinds (VMM reaped, runtime
   // directory and staging removed) and the command exits 128+N.
   manager::Cancellation cancel;
@@ -93,20 +162,7 @@ int create(int argc, char** argv, uint64_t t0_ns) {
     std::fprintf(stderr, "wisp template create: %s\n", e.what());
     return kExitError;
   }
-  const manager::TemplateInfo& t = out.info;
-  std::fprintf(stderr,
-               "wisp template create: template %s ready in %.1f s (snapshot %.0f ms; memory "
-               "file %.1f MiB on disk of %llu MiB)\n",
-               t.name.c_str(), ms_since(t0_ns) / 1000, out.snapshot_ms,
-               static_cast<double>(t.memory_disk_bytes) / (1 << 20),
-               static_cast<unsigned long long>(t.memory_file_bytes >> 20));
-  if (timings)
-    std::fprintf(stderr,
-                 "{\"boot_ms\":%.3f,\"warmup_ms\":%.3f,\"snapshot_ms\":%.3f,"
-                 "\"memory_file_bytes\":%llu,\"memory_disk_bytes\":%llu,\"total_ms\":%.3f}\n",
-                 out.boot_ms, out.warmup_ms, out.snapshot_ms,
-                 static_cast<unsigned long long>(t.memory_file_bytes),
-                 static_cast<unsigned long long>(t.memory_disk_bytes), ms_since(t0_ns));
+  print_created(out.info, out.snapshot_ms, out.boot_ms, out.warmup_ms, timings, t0_ns);
   return kExitOk;
 }
 

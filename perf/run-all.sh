@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every benchmark once, JSON in build/perf/: what `make perf` and `make test` run (inside KVM:
 # tests/integration/in-kvm). Run counts come from WISP_BENCH_RUNS* (defaults below).
-# Usage: perf/run-all.sh [BENCH...]   (boot blk vsock agent snapshot jail; default: all of them)
+# Usage: perf/run-all.sh [BENCH...]   (boot blk vsock agent snapshot jail serve; default: all)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 run() {
@@ -17,9 +17,13 @@ run() {
         --qemu-runs "${WISP_BENCH_RUNS_SNAPSHOT_QEMU:-10}" \
         --cold-runs "${WISP_BENCH_RUNS_SNAPSHOT_COLD:-3}" --out build/perf/snapshot.json ;;
     jail) perf/jail_bench.py --runs "${WISP_BENCH_RUNS_JAIL:-6}" --out build/perf/jail.json ;;
-    *) echo "perf/run-all.sh: unknown benchmark '$1' (boot blk vsock agent snapshot jail)" >&2
+    serve)
+      perf/serve_bench.py --calls "${WISP_BENCH_SERVE_CALLS:-16}" \
+        --cold-calls "${WISP_BENCH_SERVE_COLD_CALLS:-4}" --soak "${WISP_BENCH_SERVE_SOAK:-0}" \
+        --out build/perf/serve.json ;;
+    *) echo "perf/run-all.sh: unknown benchmark '$1' (boot blk vsock agent snapshot jail serve)" >&2
        exit 2 ;;
   esac
 }
-[ $# -gt 0 ] || set -- boot blk vsock agent snapshot jail
+[ $# -gt 0 ] || set -- boot blk vsock agent snapshot jail serve
 for bench in "$@"; do run "$bench"; done

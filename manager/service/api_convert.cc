@@ -70,6 +70,8 @@ void fill_template_info(api::serve::TemplateInfo::Builder out, const manager::Te
   out.setCreatedUnix(t.created_unix);
   out.setParent("");
   out.setMemoryFileBytes(t.memory_file_bytes);
+  out.setMemoryDiskBytes(t.memory_disk_bytes);
+  out.setSnapshotMs(t.snapshot_ms);
   out.setWarm(service.warm_target(t.name));
   out.setWarmReady(service.warm_ready(t.name));
 }

@@ -65,7 +65,13 @@ class TemplatesImpl final : public api::serve::Templates::Server {
           return s_.builds().start(std::move(spec), progress).attach(kj::mv(ticket));
         })
         .then([this, context, sink](manager::TemplateCreated created) mutable {
-          fill_template_info(context.getResults().initTemplate(), created.info, s_);
+          auto results = context.getResults();
+          fill_template_info(results.initTemplate(), created.info, s_);
+          // What `wisp template create --server --timings` prints, as the standalone does.
+          results.setBootMs(created.boot_ms);
+          results.setWarmupMs(created.warmup_ms);
+          if (created.info.snapshot_ms == 0)
+            results.getTemplate().setSnapshotMs(created.snapshot_ms);
           return sink.doneRequest().send().ignoreResult().catch_([](kj::Exception&&) {});
         })
         .attach(kj::mv(in_flight));
@@ -143,6 +149,9 @@ class WispImpl final : public api::serve::Wisp::Server {
     std::string name = text(params.getTemplate());
     CallRequest request = call_request(params.getRequest());
     context.releaseParams();  // the payload is copied: free the message early
+    // A client that drops the call or disconnects gets its clone destroyed: capnp 0.9 cancels
+    // a server's promise (destroying the clone it holds) only when the call allows it.
+    context.allowCancellation();
     return s_.invoke(name, std::move(request)).then([context](CallResult r) mutable {
       fill_response(context.getResults().initResponse(), r.result, r.timings);
     });

@@ -28,7 +28,7 @@ done
 step build/cmake/tests/wisp_unit_tests --gtest_brief=1 --gtest_filter='JailCgroupReal*'
 # Each seccomp table entry is needed and none is missing (a log-only run of a workload).
 step python3 tests/integration/seccomp_tables_check.py
-for bench in boot blk vsock agent snapshot jail; do
+for bench in boot blk vsock agent snapshot jail serve; do
   step perf/run-all.sh "$bench"
 done
 if [ ${#failed[@]} -gt 0 ]; then

@@ -1,0 +1,262 @@
+#!/usr/bin/env python3
+"""serve benchmark: one call of a template's handler, four ways, side by side in one run.
+
+  serve-pool      through a running `wisp serve`: a pre-jailed VMM of its pool restores a
+                  fresh clone per call
+  serve-warm      the same with warm clones (--warm NAME=N): restored ahead, taken, reseeded
+  invoke-process  `wisp invoke` as a process per call (what a controller does without serve)
+  exec-cold       `wisp exec -- cat`: a cold boot per call
+
+Each is measured from the request to the result as the client sees it: for serve, over its
+HTTP gateway with one persistent connection per client thread (a controller's connection), or
+with `wisp invoke --server` per call (Cap'n Proto; a process per call) when serve has no
+--http or --client capnp is given; for the others, process spawn to exit. p50/p99 latency and
+throughput at concurrency 1, 8 and 32; ratios against invoke-process (issue 12's goals on the
+testbed: serve-pool <= 0.5x, serve-warm <= 0.2x). Then --soak invokes through serve at
+concurrency 8 with serve's RSS and fd count before and after (flat: RSS within 10 %, fds
+equal). JSON to --out, a table on stdout.
+"""
+import argparse
+import concurrent.futures
+import http.client
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from vmrun import (environment_name, log, pct, read_rss, stage_wisp, wait_for,  # noqa: E402
+                   write_json)
+from wisp_cli import BenchError, run  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MODES = ["serve-pool", "serve-warm", "invoke-process", "exec-cold"]
+
+
+def connectable(path):
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as c:
+        try:
+            c.connect(path)
+            return True
+        except OSError:
+            return False
+
+
+class UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path, timeout=300):
+        super().__init__("wisp", timeout=timeout)
+        self.path = path
+
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(self.path)
+
+
+class Bench:
+    def __init__(self, args, work):
+        self.args, self.work = args, work
+        self.wisp = stage_wisp(os.path.join(ROOT, "build"), work) if not args.no_stage \
+            else args.wisp
+        self.home = os.path.join(work, "home")
+        os.makedirs(self.home, mode=0o700)
+        self.env = dict(os.environ, WISP_HOME=self.home)
+        self.env.pop("WISP_SERVER", None)
+        self.socket = os.path.join(work, "serve.sock")
+        self.http = os.path.join(work, "http.sock")
+        self.local = threading.local()
+        self.serve = None
+
+    def create_templates(self):
+        for name in ("echo-pool", "echo-warm"):
+            run([self.wisp, "template", "create", name, "--handler", "cat", "--mem",
+                 str(self.args.mem), "--warmup", "2"], env=self.env, timeout=900,
+                what="wisp template create " + name)
+
+    def start_serve(self):
+        help_text = subprocess.run([self.wisp, "serve", "--help"], capture_output=True,
+                                   text=True).stdout
+        use_http = self.args.client == "http" or (self.args.client == "auto" and
+                                                  "--http" in help_text)
+        argv = [self.wisp, "serve", "--socket", self.socket, "--pool", str(self.args.pool),
+                "--warm", "echo-warm=%d" % self.args.warm, "--max-vms", str(self.args.max_vms)]
+        if use_http:
+            argv += ["--http", "unix:" + self.http]
+        self.client = "http" if use_http else "capnp-cli"
+        self.log = open(os.path.join(self.work, "serve.log"), "wb")
+        self.serve = subprocess.Popen(argv, env=self.env, stdin=subprocess.DEVNULL,
+                                      stdout=self.log, stderr=self.log)
+        wait_for(lambda: connectable(self.socket) or self.serve.poll() is not None, 120,
+                 "serve's socket")
+        if self.serve.poll() is not None:
+            raise BenchError("wisp serve exited %d: %s" % (self.serve.returncode,
+                                                           open(self.log.name).read()[-3000:]))
+        if use_http:
+            wait_for(lambda: os.path.exists(self.http), 60, "serve's HTTP socket")
+
+    def stop_serve(self):
+        if self.serve and self.serve.poll() is None:
+            self.serve.send_signal(signal.SIGTERM)
+            try:
+                self.serve.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.serve.kill()
+                self.serve.wait()
+
+    # One call each way; returns the client-side milliseconds. Every answer is checked.
+    def call(self, mode, payload):
+        t0 = time.monotonic()
+        if mode.startswith("serve-"):
+            name = "echo-pool" if mode == "serve-pool" else "echo-warm"
+            if self.client == "http":
+                conn = getattr(self.local, "conn", None)
+                if conn is None:
+                    conn = self.local.conn = UnixHTTPConnection(self.http)
+                conn.request("POST", "/v1/templates/%s/invoke" % name, body=payload)
+                resp = conn.getresponse()
+                out = resp.read()
+                if resp.status != 200:
+                    raise BenchError("%s: HTTP %d: %r" % (mode, resp.status, out[:300]))
+            else:
+                out = run([self.wisp, "invoke", name, "--payload", "-", "--server", self.socket,
+                           "--deadline", "600"],
+                          payload, env=self.env, what="wisp invoke --server").stdout
+        elif mode == "invoke-process":
+            out = run([self.wisp, "invoke", "echo-pool", "--payload", "-"], payload,
+                      env=self.env, what="wisp invoke").stdout
+        else:
+            out = run([self.wisp, "exec", "--mem", str(self.args.mem), "--payload", "-", "--",
+                       "cat"], payload, env=self.env, what="wisp exec").stdout
+        ms = (time.monotonic() - t0) * 1000
+        if out != payload:
+            raise BenchError("%s answered %r, expected %r" % (mode, out[:200], payload))
+        return ms
+
+    def level(self, mode, concurrency, calls):
+        """`calls` calls at `concurrency`: latencies and throughput."""
+        def one(i):
+            return self.call(mode, ("%s-%d-%s" % (mode, i, uuid.uuid4().hex)).encode())
+
+        t0 = time.monotonic()
+        with concurrent.futures.ThreadPoolExecutor(concurrency) as pool:
+            lat = list(pool.map(one, range(calls)))
+        wall = time.monotonic() - t0
+        return {"calls": calls, "concurrency": concurrency, "p50_ms": pct(lat, 50),
+                "p99_ms": pct(lat, 99), "mean_ms": sum(lat) / len(lat),
+                "throughput_per_s": calls / wall, "wall_s": wall, "latencies_ms": lat}
+
+    def serve_state(self):
+        """serve's RSS (KiB) and fd count once no clone runs and its fds are still."""
+        last = [None]
+
+        def still():
+            now = len(os.listdir("/proc/%d/fd" % self.serve.pid))
+            same, last[0] = now == last[0], now
+            return same
+        wait_for(still, 60, "serve's fd count to settle", interval=1.0)
+        return {"rss_kib": read_rss(self.serve.pid).get("VmRSS"), "fds": last[0]}
+
+    def soak(self, n):
+        self.level("serve-pool", 8, 16)  # warm-up
+        before = self.serve_state()
+        t0 = time.monotonic()
+        self.level("serve-pool", 8, n)
+        took = time.monotonic() - t0
+        after = self.serve_state()
+        flat = (abs(after["rss_kib"] - before["rss_kib"]) <= 0.10 * before["rss_kib"] and
+                after["fds"] == before["fds"])
+        return {"invokes": n, "concurrency": 8, "seconds": took, "before": before,
+                "after": after, "flat": flat}
+
+
+def print_table(report):
+    print("serve_bench on %s (client: %s)" % (report["environment"], report["client"]))
+    print("%-15s %5s %6s %10s %10s %10s %12s" % ("mode", "conc", "calls", "p50 ms", "p99 ms",
+                                                 "calls/s", "p50 vs proc"))
+    for mode in report["modes"]:
+        for lv in report["results"].get(mode, []):
+            ratio = report["ratios"].get(mode, {}).get(str(lv["concurrency"]))
+            print("%-15s %5d %6d %10.1f %10.1f %10.2f %12s" % (
+                mode, lv["concurrency"], lv["calls"], lv["p50_ms"], lv["p99_ms"],
+                lv["throughput_per_s"], "%.2fx" % ratio if ratio is not None else "-"))
+    if report.get("soak"):
+        s = report["soak"]
+        print("soak: %d invokes at concurrency 8 in %.1f s; serve RSS %s -> %s KiB, fds %s -> %s"
+              " (%s)" % (s["invokes"], s["seconds"], s["before"]["rss_kib"],
+                         s["after"]["rss_kib"], s["before"]["fds"], s["after"]["fds"],
+                         "flat" if s["flat"] else "NOT flat"))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--calls", type=int, default=32, help="calls per mode and concurrency")
+    ap.add_argument("--cold-calls", type=int, default=8,
+                    help="calls per concurrency for exec-cold (a boot each)")
+    ap.add_argument("--concurrency", default="1,8,32")
+    ap.add_argument("--modes", default=",".join(MODES),
+                    help="comma list of the ways to measure (invoke-process is the baseline)")
+    ap.add_argument("--soak", type=int, default=0,
+                    help="invokes through serve with RSS and fds checked (make perf: 10000)")
+    ap.add_argument("--pool", type=int, default=8)
+    ap.add_argument("--warm", type=int, default=8)
+    ap.add_argument("--max-vms", type=int, default=16,
+                    help="serve's clone limit (calls beyond it queue in its admission)")
+    ap.add_argument("--mem", type=int, default=128, help="guest MiB")
+    ap.add_argument("--client", choices=["auto", "http", "capnp"], default="auto")
+    ap.add_argument("--wisp", default=os.path.join(ROOT, "build/bin/wisp"))
+    ap.add_argument("--no-stage", action="store_true")
+    ap.add_argument("--out", default=os.path.join(ROOT, "build/perf/serve.json"))
+    args = ap.parse_args()
+    levels = [int(c) for c in args.concurrency.split(",") if c.strip()]
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    if not modes or any(m not in MODES for m in modes):
+        ap.error("--modes: expected a comma list of " + ", ".join(MODES))
+    work = tempfile.mkdtemp(prefix="wisp-serve-bench-")
+    report = {"benchmark": "serve", "environment": environment_name(), "modes": modes,
+              "mem_mib": args.mem, "pool": args.pool, "warm": args.warm, "handler": ["cat"],
+              "results": {}, "ratios": {}, "out": args.out}
+    rc = 0
+    b = Bench(args, work)
+    try:
+        b.create_templates()
+        if any(m.startswith("serve-") for m in modes) or args.soak:
+            b.start_serve()
+        report["client"] = getattr(b, "client", None)
+        for c in levels:
+            for mode in modes:
+                n = args.cold_calls if mode == "exec-cold" else args.calls
+                log("serve_bench: %s at concurrency %d, %d calls" % (mode, c, n))
+                b.level(mode, c, min(c, n))  # warm-up round, not kept
+                report["results"].setdefault(mode, []).append(b.level(mode, c, n))
+        for mode in modes:
+            for lv, base in zip(report["results"][mode],
+                                report["results"].get("invoke-process", [])):
+                report["ratios"].setdefault(mode, {})[str(lv["concurrency"])] = \
+                    lv["p50_ms"] / base["p50_ms"]
+        if args.soak:
+            log("serve_bench: soak, %d invokes" % args.soak)
+            report["soak"] = b.soak(args.soak)
+            if not report["soak"]["flat"]:
+                rc = 1
+    except (BenchError, AssertionError, subprocess.TimeoutExpired, OSError) as e:
+        log("serve_bench: %s" % e)
+        report["error"] = str(e)[:3000]
+        rc = 1
+    finally:
+        b.stop_serve()
+        shutil.rmtree(work, ignore_errors=True)
+    report.setdefault("client", getattr(b, "client", None))
+    write_json(args.out, report)
+    if rc == 0 or report["results"]:
+        print_table(report)
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())
