@@ -14,14 +14,13 @@ control::SnapshotReport create_snapshot(const std::string& control_socket, const
   return create_snapshot(*client::VmmClient::connect(control_socket), dir, diff);
 }
 
-control::SnapshotReport create_snapshot(client::VmmClient& vmm, const std::string& dir, bool diff,
-                                        const std::string& parent_name) {
+control::SnapshotReport create_snapshot(client::VmmClient& vmm, const std::string& dir, bool diff) {
   const std::string target = absolute_path(dir);
   snapshot::NewSnapshotDir out(target);
   snapshot::SnapshotFiles files = out.files();
   control::SnapshotReport report = vmm.snapshot({target, diff, files.state_fd, files.memory_fd});
   snapshot::seal_drive_identities(files.state_fd, out.temp_dir() + "/" + snapshot::kStateFileName,
-                                  target, parent_name);
+                                  target);
   out.commit();
   return report;
 }

@@ -24,10 +24,8 @@ namespace wisp::manager {
 // leaves nothing. Throws Error with the VMM's reason.
 control::SnapshotReport create_snapshot(const std::string& control_socket, const std::string& dir,
                                         bool diff);
-// The same through an open control connection. `parent_name` (a diff): the diff names its
-// parent so, a sibling of `dir` the caller puts there (snapshot/snapshot_trust.h).
-control::SnapshotReport create_snapshot(client::VmmClient& vmm, const std::string& dir, bool diff,
-                                        const std::string& parent_name = "");
+// The same through an open control connection.
+control::SnapshotReport create_snapshot(client::VmmClient& vmm, const std::string& dir, bool diff);
 
 // One verified layer of a snapshot: the directory, a few human-readable lines about it, and
 // the parent it is a diff over ("" for a full snapshot).

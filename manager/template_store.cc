@@ -49,7 +49,6 @@ std::string format_template_info(const TemplateInfo& t) {
   line("mem_mib", std::to_string(t.mem_mib));
   line("vcpus", std::to_string(t.vcpus));
   line("guest", t.guest);
-  if (!t.parent.empty()) line("parent", t.parent);
   line("warmup", std::to_string(t.warmup));
   line("created_unix", std::to_string(t.created_unix));
   line("snapshot_ms", std::to_string(t.snapshot_ms));
@@ -91,8 +90,6 @@ TemplateInfo parse_template_info(const std::string& text, const std::string& fil
       t.mem_mib = number(v, k);
     else if (k == "vcpus")
       t.vcpus = static_cast<uint32_t>(number(v, k));
-    else if (k == "parent")
-      t.parent = v;
     else if (k == "guest")
       t.guest = v;
     else if (k == "warmup")

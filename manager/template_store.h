@@ -42,9 +42,6 @@ struct TemplateInfo {
   uint64_t mem_mib = 0;
   uint32_t vcpus = 1;
   std::string guest;  // the kernel and initrd/rootfs it was booted from (informational)
-  // "" or the template it was forked from (manager/template_fork.h); its snapshot is then a
-  // diff over a copy of that template's, which the generation carries (informational).
-  std::string parent;
   uint32_t warmup = 0;
   int64_t created_unix = 0;
   double snapshot_ms = 0;
@@ -114,8 +111,6 @@ class TemplateStaging {
 
   // Where the snapshot goes (it must not exist yet: the snapshot writer creates it).
   std::string snapshot_dir() const { return dir_ + "/snapshot"; }
-  // The hidden directory itself (snapshot_dir()'s parent), for files that go next to it.
-  const std::string& dir() const { return dir_; }
   // Writes template.info (temp, fsync, rename, directory fsync), makes the directory a
   // generation (rename_dir_noreplace; `how` forces its NFS/9p fallback in tests) and publishes
   // it: a new template by symlink(), which fails if one appeared meanwhile; a rebuild by an
