@@ -1,13 +1,13 @@
 #include "manager/http_gateway/http_gateway.h"
 
 #include <arpa/inet.h>
-#include <netdb.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <cstring>
 
 #include "base/error.h"
@@ -89,8 +89,8 @@ kj::Promise<void> serve_http(kj::AsyncIoContext& io, const std::string& address,
                              wisp::api::serve::Wisp::Client wisp, GatewayOptions options) {
   check_address_syntax(address);
   bool is_unix = address.rfind("unix:", 0) == 0;
-  // Resolved here, synchronously (getaddrinfo; kj's parseAddress would need a wait(), which a
-  // caller inside the event loop cannot do), so a bad address is an error at once.
+  // Parsed here, synchronously (kj's parseAddress would need a wait(), which a caller inside
+  // the event loop cannot do), so a bad address is an error at once.
   sockaddr_storage storage{};
   socklen_t length = 0;
   if (is_unix) {
@@ -109,15 +109,29 @@ kj::Promise<void> serve_http(kj::AsyncIoContext& io, const std::string& address,
     if (host.size() > 2 && host.front() == '[' && host.back() == ']')
       host = host.substr(1, host.size() - 2);
     std::string port = address.substr(colon + 1);
-    addrinfo hints{};
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_NUMERICSERV;
-    addrinfo* found = nullptr;
-    int rc = getaddrinfo(host.c_str(), port.c_str(), &hints, &found);
-    if (rc != 0) throw Error("--http " + address + ": " + gai_strerror(rc));
-    memcpy(&storage, found->ai_addr, found->ai_addrlen);
-    length = found->ai_addrlen;
-    freeaddrinfo(found);
+    // Numeric addresses only (and "localhost"): no name service, which a static binary
+    // cannot load, and no lookup that could answer with another machine.
+    if (host == "localhost") host = "127.0.0.1";
+    char* end = nullptr;
+    unsigned long p = std::strtoul(port.c_str(), &end, 10);
+    if (port.empty() || *end != '\0' || p > 65535)
+      throw Error("--http " + address + ": the port must be a number from 0 to 65535");
+    sockaddr_in v4{};
+    sockaddr_in6 v6{};
+    if (inet_pton(AF_INET, host.c_str(), &v4.sin_addr) == 1) {
+      v4.sin_family = AF_INET;
+      v4.sin_port = htons(static_cast<uint16_t>(p));
+      memcpy(&storage, &v4, sizeof v4);
+      length = sizeof v4;
+    } else if (inet_pton(AF_INET6, host.c_str(), &v6.sin6_addr) == 1) {
+      v6.sin6_family = AF_INET6;
+      v6.sin6_port = htons(static_cast<uint16_t>(p));
+      memcpy(&storage, &v6, sizeof v6);
+      length = sizeof v6;
+    } else {
+      throw Error("--http " + address + ": the host must be a numeric IPv4 or IPv6 address " +
+                  "(or localhost)");
+    }
   }
   const sockaddr* sa = reinterpret_cast<const sockaddr*>(&storage);
   if (options.token.empty() && !is_local_address(sa))

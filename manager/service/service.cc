@@ -136,8 +136,7 @@ kj::Promise<CallResult> Service::invoke(const std::string& name, CallRequest req
                       timings](kj::Own<Ticket> ticket) mutable {
                  timings.queue_ms = ms_since(t0);
                  check_accepting();
-                 auto clone =
-                     kj::heap<Clone>(io_, reaper_, kj::mv(tpl), starter_, kj::mv(ticket));
+                 auto clone = kj::heap<Clone>(io_, reaper_, kj::mv(tpl), starter_, kj::mv(ticket));
                  auto& c = *clone;
                  return c.restored().then([this, clone = kj::mv(clone), request = kj::mv(request),
                                            t0, timings]() mutable {

@@ -119,7 +119,7 @@ class Service {
   Admission admission_;  // before everything that holds tickets
   ServiceStats stats_;
   AllowedDirs allowed_;
-  Reaper reaper_;  // after admission_: it gives tickets back until it is gone
+  Reaper reaper_;         // after admission_: it gives tickets back until it is gone
   CloneStarter starter_;  // the pool; after reaper_: its standbys go before the reaper does
   kj::Promise<void> pool_refill_ = nullptr;
   SandboxRegistry sandboxes_;
