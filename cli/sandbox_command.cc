@@ -30,12 +30,10 @@ or the WISP_SERVER environment variable.
   create TEMPLATE [--timeout S] [--deadline S]
       Start a sandbox from template TEMPLATE and print its id. It lives --timeout (default
       5m) after this command exits. --deadline: how long to wait for capacity (default 30).
-  exec ID [--timeout S] [--env KEY=VALUE]... [--stream] -- CMD [ARGS...]
+  exec ID [--timeout S] [--env KEY=VALUE]... -- CMD [ARGS...]
       Run CMD in sandbox ID: this command's stdin is its stdin, its stdout and stderr come
-      back, and the exit status is CMD's (124 it timed out; 125 a limit ended it; 128+N a
-      signal). --timeout: CMD's wall-clock limit (default 30). --stream: stdin, stdout and
-      stderr flow as CMD reads and writes them (Sandbox.execStream); without it stdin is read
-      whole first and the output comes at the end.
+      back as it writes them, and the exit status is CMD's (124 it timed out; 125 a limit
+      ended it; 128+N a signal). --timeout: CMD's wall-clock limit (default 30).
   ls
       List the sandboxes: id, template, state, memory, calls, seconds left.
   kill ID
@@ -110,7 +108,6 @@ int exec(int argc, char** argv) {
   try {
     OptionParser p(command);
     p.duration("timeout", &timeout, milliseconds(1), milliseconds(7 * 86400000));
-    p.flag("stream", &spec.stream);
     add_env_option(p, &spec.env);
     add_server_option(p, &server);
     OptionParser::Result args = p.parse(argc, argv);

@@ -418,20 +418,18 @@ client::InvokeResult ServeClient::exec(const std::string& id, const ExecSpec& sp
   fill(stream_req.initRequest());
   stream_req.setOutput(kj::heap<OutputWriter>(out_fd, err_fd));
   kj::Maybe<api::serve::Process::Client> process;
-  if (spec.stream) {
-    try {
-      // Waited for before stdin is read, so a serve without execStream leaves stdin whole for
-      // the fallback below.
-      auto started = impl_->wait(stream_req.send(), limit, "sandbox exec");
-      process = started.getProcess();
-    } catch (const ServeError& e) {
-      // serve without execStream (unimplemented), or a serve whose guest agent lacks it (serve
-      // says bad-request: "... does not implement it"): Sandbox.exec does the same, unstreamed.
-      bool missing = e.kind() == "unimplemented" ||
-                     (e.kind() == "bad-request" &&
-                      std::string(e.what()).find("does not implement") != std::string::npos);
-      if (!missing) throw;
-    }
+  try {
+    // Waited for before stdin is read, so a serve without execStream leaves stdin whole for
+    // the fallback below.
+    auto started = impl_->wait(stream_req.send(), limit, "sandbox exec");
+    process = started.getProcess();
+  } catch (const ServeError& e) {
+    // serve without execStream (unimplemented), or a serve whose guest agent lacks it (serve
+    // says bad-request: "... does not implement it"): Sandbox.exec does the same, unstreamed.
+    bool missing = e.kind() == "unimplemented" ||
+                   (e.kind() == "bad-request" &&
+                    std::string(e.what()).find("does not implement") != std::string::npos);
+    if (!missing) throw;
   }
   KJ_IF_MAYBE (p, process) {
     auto input = impl_->io.lowLevelProvider->wrapInputFd(

@@ -73,10 +73,6 @@ struct ExecSpec {
   std::vector<std::string> argv;
   std::vector<std::string> env;  // KEY=value
   uint64_t timeout_ms = 30000;
-  // Through Sandbox.execStream (output as it comes, stdin as it is read) instead of
-  // Sandbox.exec. Opt-in for now: a streamed command's wait fails in a clone restored from a
-  // template ("PromiseFulfiller was destroyed"; issue 12's note), which exec does not hit.
-  bool stream = false;
 };
 
 class ServeClient {
