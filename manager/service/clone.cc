@@ -27,16 +27,18 @@ Clone::Clone(kj::AsyncIoContext& io, Reaper& reaper, manager::OpenTemplate tpl,
   }
   exit_watch_ = kj::heap<kj::UnixEventPort::FdObserver>(
       io_.unixEventPort, process_->vmm().pidfd(), kj::UnixEventPort::FdObserver::OBSERVE_READ);
+  exited_ = exit_watch_->whenBecomesReadable().fork();
 }
 
 Clone::~Clone() {
   agent_ = nullptr;
   control_ = nullptr;
+  exited_ = nullptr;  // before the observer its promise waits on
   exit_watch_ = nullptr;
   reaper_.dispose(std::move(process_), kj::mv(ticket_));
 }
 
-kj::Promise<void> Clone::exited() { return exit_watch_->whenBecomesReadable(); }
+kj::Promise<void> Clone::exited() { return exited_.addBranch(); }
 
 void Clone::throw_vm_failed(const std::string& what) {
   std::string log = process_->vmm().log_tail();

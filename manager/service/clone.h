@@ -73,6 +73,10 @@ class Clone {
   std::unique_ptr<CloneProcess> process_;
   kj::Maybe<kj::Own<Ticket>> ticket_;
   kj::Own<kj::UnixEventPort::FdObserver> exit_watch_;
+  // exit_watch_'s one readable promise, shared: an FdObserver keeps a single waiter, so each
+  // guarded call awaiting it directly would cancel the one before it (a sandbox's concurrent
+  // calls, a streamed process's write and wait) with "PromiseFulfiller was destroyed".
+  kj::ForkedPromise<void> exited_ = nullptr;
   kj::Own<AgentLink> agent_;
   kj::Own<ControlLink> control_;
   double jail_ms_ = 0;
