@@ -19,6 +19,7 @@
 #include <utility>
 
 #include "api/agent.capnp.h"
+#include "api/agent_wire.h"
 #include "api/thread_io.h"
 #include "base/unix_socket.h"
 
@@ -51,6 +52,17 @@ class FdGuard {
  private:
   int fd_;
 };
+
+// Refuses a request the agent would reject anyway, before copying it into a message.
+void check_request_size(const InvokeRequest& r) {
+  uint64_t cap = max_message_bytes();
+  if (r.payload.size() + (1u << 20) > cap)
+    throw Error("invoke: the payload is " + std::to_string(r.payload.size()) +
+                " bytes; the agent accepts messages up to " + std::to_string(cap) +
+                " bytes (api/agent.capnp Agent.maxMessageBytes), so pass large inputs another way");
+}
+
+}  // namespace
 
 void fill_handler(api::Handler::Builder b, const Handler& h) {
   b.setName(h.name);
@@ -86,17 +98,6 @@ InvokeResult convert(api::InvokeResult::Reader r) {
   out.error = string_of(r.getError());
   return out;
 }
-
-// Refuses a request the agent would reject anyway, before copying it into a message.
-void check_request_size(const InvokeRequest& r) {
-  uint64_t cap = max_message_bytes();
-  if (r.payload.size() + (1u << 20) > cap)
-    throw Error("invoke: the payload is " + std::to_string(r.payload.size()) +
-                " bytes; the agent accepts messages up to " + std::to_string(cap) +
-                " bytes (api/agent.capnp Agent.maxMessageBytes), so pass large inputs another way");
-}
-
-}  // namespace
 
 uint32_t agent_port() { return api::Agent::PORT; }
 uint32_t protocol_version() { return api::PROTOCOL_VERSION; }

@@ -8,11 +8,15 @@
 #include <cstring>
 
 #include "api/agent.capnp.h"
+#include "api/agent_wire.h"
 #include "api/vmm.capnp.h"
 #include "base/clock.h"
 
 namespace wisp::service {
 namespace {
+
+using client::convert;
+using client::fill_handler;
 
 using std::chrono::milliseconds;
 
@@ -95,41 +99,6 @@ kj::Promise<kj::Own<kj::AsyncIoStream>> bridge_connect(kj::AsyncIoContext& io,
               return kj::mv(stream);
             });
       });
-}
-
-client::InvokeResult convert(api::InvokeResult::Reader r) {
-  client::InvokeResult out;
-  out.out = string_of(r.getStdout());
-  out.err = string_of(r.getStderr());
-  if (r.isSignal()) {
-    out.signaled = true;
-    out.signal = r.getSignal();
-  } else {
-    out.exit_code = r.getExitCode();
-  }
-  out.timed_out = r.getTimedOut();
-  out.output_truncated = r.getOutputTruncated();
-  out.limit_exceeded = r.getLimitExceeded().cStr();
-  out.duration_ns = r.getDurationNs();
-  out.peak_memory_bytes = r.getPeakMemoryBytes();
-  out.cpu_time_ns = r.getCpuTimeNs();
-  out.error = r.getError().cStr();
-  return out;
-}
-
-void fill_handler(api::Handler::Builder b, const client::Handler& h) {
-  b.setName(h.name);
-  auto argv = b.initArgv(static_cast<unsigned>(h.argv.size()));
-  for (size_t i = 0; i < h.argv.size(); ++i) argv.set(static_cast<unsigned>(i), h.argv[i]);
-  auto env = b.initEnv(static_cast<unsigned>(h.env.size()));
-  for (size_t i = 0; i < h.env.size(); ++i) env.set(static_cast<unsigned>(i), h.env[i]);
-  auto l = b.initLimits();
-  l.setMemoryBytes(h.limits.memory_bytes);
-  l.setPids(h.limits.pids);
-  l.setCpuTimeMs(h.limits.cpu_time_ms);
-  l.setMaxOutputBytes(h.limits.max_output_bytes);
-  l.setOpenFiles(h.limits.open_files);
-  b.setNetwork(h.network);
 }
 
 // The agent's OutputSink, forwarding to a caller's OutputStream.
