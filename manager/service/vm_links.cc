@@ -33,10 +33,6 @@ kj::Duration to_kj(milliseconds ms) { return static_cast<int64_t>(ms.count()) * 
       kj::Exception(kj::Exception::Type::FAILED, __FILE__, __LINE__, kj::heapString(message)));
 }
 
-std::string string_of(capnp::Data::Reader d) {
-  return std::string(reinterpret_cast<const char*>(d.begin()), d.size());
-}
-
 capnp::Data::Reader data_of(const std::string& s) {
   return capnp::Data::Reader(reinterpret_cast<const kj::byte*>(s.data()), s.size());
 }
