@@ -58,6 +58,18 @@ def status(pid, tid=None):
     return out
 
 
+def thread_statuses(pid):
+    """(tid, status) of each live thread of `pid`. A thread that ends between the listing and
+    the read (a VMM's short-lived helper thread) is skipped: only live threads can act."""
+    out = []
+    for tid in sorted(int(t) for t in os.listdir("/proc/%d/task" % pid)):
+        try:
+            out.append((tid, status(pid, tid)))
+        except (FileNotFoundError, ProcessLookupError):
+            pass
+    return out
+
+
 def children(pid):
     try:
         return [int(c) for c in read("/proc/%d/task/%d/children" % (pid, pid)).split()]
@@ -161,10 +173,8 @@ class JailTest(unittest.TestCase):
     def assert_confined(self, vmm, expect_files):
         """Every thread of `vmm` confined; its root holding `expect_files` and nothing of the
         host; its namespaces its own. Returns its uid."""
-        tids = [int(t) for t in os.listdir("/proc/%d/task" % vmm)]
         names = set()
-        for tid in tids:
-            st = status(vmm, tid)
+        for tid, st in thread_statuses(vmm):
             names.add(st["Name"])
             self.assertEqual(st["Seccomp"], "2", "thread %s (%s)" % (tid, st["Name"]))
             self.assertEqual(st["NoNewPrivs"], "1", st["Name"])
@@ -204,7 +214,7 @@ class JailTest(unittest.TestCase):
         uid = self.assert_confined(vmm, [os.path.join(self.guest, "vmlinux"),
                                          os.path.join(self.guest, "initramfs.cpio.gz"),
                                          "/dev/kvm", sock_dir])
-        names = {status(vmm, int(t))["Name"] for t in os.listdir("/proc/%d/task" % vmm)}
+        names = {st["Name"] for _, st in thread_statuses(vmm)}
         self.assertEqual(names, {"wisp-vmm", "vcpu0", "vcpu1", "vmm-control"})
         # guest RAM + the VMM's 128 MiB; 2 vCPU threads + 4; 50 % of one CPU.
         cg = self.assert_cgroup(vmm, uid, (128 + 128) << 20, 2 + 4, "50000 100000")
@@ -240,8 +250,9 @@ class JailTest(unittest.TestCase):
         self.addCleanup(self.stop, p)
         self.assertEqual(p.stdout.readline().strip(), "ready")
         vmm = vmm_of(p.pid)
-        for tid in os.listdir("/proc/%d/task" % vmm):
-            st = status(vmm, int(tid))
+        threads = thread_statuses(vmm)
+        self.assertTrue(threads, "the VMM has no live thread")
+        for _, st in threads:
             self.assertEqual((st["Seccomp"], st["NoNewPrivs"], int(st["CapBnd"], 16)),
                              ("2", "1", 0), st["Name"])
         self.assertTrue(read("/proc/%d/cgroup" % vmm).strip().startswith("0::/wisp/vm-"))
