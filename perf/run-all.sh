@@ -19,7 +19,8 @@ run() {
     jail) perf/jail_bench.py --runs "${WISP_BENCH_RUNS_JAIL:-6}" --out build/perf/jail.json ;;
     serve)
       perf/serve_bench.py --calls "${WISP_BENCH_SERVE_CALLS:-16}" \
-        --cold-calls "${WISP_BENCH_SERVE_COLD_CALLS:-4}" --soak "${WISP_BENCH_SERVE_SOAK:-0}" \
+        --cold-calls "${WISP_BENCH_SERVE_COLD_CALLS:-4}" \
+        --concurrency "${WISP_BENCH_SERVE_CONCURRENCY:-1,8,32}" --soak "${WISP_BENCH_SERVE_SOAK:-0}" \
         --out build/perf/serve.json ;;
     *) echo "perf/run-all.sh: unknown benchmark '$1' (boot blk vsock agent snapshot jail serve)" >&2
        exit 2 ;;

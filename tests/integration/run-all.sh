@@ -7,10 +7,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export WISP_TESTBED_HANG_RETRIES=${WISP_TESTBED_HANG_RETRIES:-2}
+# The benchmarks at the reduced size of `make test` (`make perf` runs the full sizes): enough
+# runs for a median side by side, few enough that the whole of `make test` stays under 45 min.
+export WISP_BENCH_RUNS=${WISP_BENCH_RUNS:-10}
+export WISP_BENCH_RUNS_SNAPSHOT=${WISP_BENCH_RUNS_SNAPSHOT:-20}
+export WISP_BENCH_SERVE_CONCURRENCY=${WISP_BENCH_SERVE_CONCURRENCY:-1,8}
 failed=()
 step() {
   echo "run-all: $*" >&2
+  local start=$SECONDS
   tests/integration/in-kvm "$@" || { echo "run-all: FAILED (exit $?): $*" >&2; failed+=("$*"); }
+  echo "run-all: $((SECONDS - start)) s: $*" >&2
 }
 ctest_step() {
   step ctest --test-dir build/cmake -L integration --output-on-failure "$@"
@@ -31,6 +38,7 @@ step python3 tests/integration/seccomp_tables_check.py
 for bench in boot blk vsock agent snapshot jail serve; do
   step perf/run-all.sh "$bench"
 done
+echo "run-all: ${SECONDS} s in all" >&2
 if [ ${#failed[@]} -gt 0 ]; then
   printf 'run-all: %d step(s) failed:\n' "${#failed[@]}" >&2
   printf '  %s\n' "${failed[@]}" >&2
