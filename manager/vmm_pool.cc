@@ -11,6 +11,7 @@
 #include "base/file_io.h"
 #include "snapshot/machine_snapshot.h"
 #include "snapshot/snapshot_inputs.h"
+#include "snapshot/snapshot_trust.h"
 
 namespace wisp::manager {
 namespace {
@@ -23,36 +24,6 @@ UniqueFd open_snapshot_file(const std::string& path) {
   struct stat st;
   if (::fstat(fd.get(), &st) != 0) throw_errno("snapshot file " + path);
   if (!S_ISREG(st.st_mode)) throw Error(path + ": not a regular file");
-  return fd;
-}
-
-// "PATH[,ro]" / "PATH,rw" as the template records its drives (`wisp-vmm restore --drive` parses
-// the same; its full parser lives in the VMM): the path and the mode only.
-BlockSpec supplied_drive(const std::string& spec) {
-  BlockSpec d;
-  d.path = spec;
-  for (const char* mode : {",ro", ",rw"}) {
-    if (spec.size() > 3 && spec.compare(spec.size() - 3, 3, mode) == 0) {
-      d.path = spec.substr(0, spec.size() - 3);
-      d.read_only = mode[2] == 'o';
-    }
-  }
-  if (d.path.empty() || d.path.find(',') != std::string::npos)
-    throw Error("drive \"" + spec + "\": expected PATH or PATH,ro");
-  return d;
-}
-
-// An admitted drive image for the order, in the mode it is attached with, still the file whose
-// identity admission checked (size and modification time again, on the descriptor).
-UniqueFd open_order_drive(const BlockSpec& d) {
-  UniqueFd fd(::open(d.path.c_str(), (d.read_only ? O_RDONLY : O_RDWR) | O_NOFOLLOW | O_CLOEXEC));
-  if (!fd) throw_errno("drive " + d.path);
-  struct stat st;
-  if (::fstat(fd.get(), &st) != 0) throw_errno("drive " + d.path);
-  int64_t mtime = static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
-  if (!S_ISREG(st.st_mode) || static_cast<uint64_t>(st.st_size) != d.size_bytes ||
-      mtime != d.mtime_ns)
-    throw Error("drive " + d.path + " changed while it was being ordered");
   return fd;
 }
 
@@ -110,12 +81,10 @@ void StandbyVmm::order_restore(const std::string& snapshot_dir,
                                const std::vector<std::string>& drives) {
   if (!standing_by()) throw Error("the VMM is not standing by (yet)");
   std::string dir = canonical_path(snapshot_dir);
-  std::vector<BlockSpec> supplied;
-  for (const std::string& d : drives) supplied.push_back(supplied_drive(d));
   // Admission (snapshot_trust.h): each drive the caller's, or inside the snapshot's directory,
   // with the identity the snapshot recorded; then passed open, since the jail has no path.
-  snapshot::SnapshotInputs in =
-      snapshot::snapshot_inputs(snapshot::read_snapshot_chain(dir, supplied));
+  snapshot::SnapshotInputs in = snapshot::snapshot_inputs(
+      snapshot::read_snapshot_chain(dir, snapshot::supplied_drives(drives)));
   std::vector<UniqueFd> files;
   std::vector<int> fds;
   for (const std::string& f : in.files) {
@@ -124,7 +93,7 @@ void StandbyVmm::order_restore(const std::string& snapshot_dir,
   }
   standby::RestoreOrder order;
   for (const BlockSpec& d : in.drives) {
-    files.push_back(open_order_drive(d));
+    files.push_back(snapshot::open_admitted_drive(d));
     fds.push_back(files.back().get());
     order.drive_read_only.push_back(d.read_only);
   }

@@ -168,4 +168,26 @@ void admit_drives(SnapshotChain& chain, const std::vector<BlockSpec>& supplied) 
                 " drive(s) given, the snapshot has " + std::to_string(index));
 }
 
+std::vector<BlockSpec> supplied_drives(const std::vector<std::string>& specs) {
+  std::vector<BlockSpec> out;
+  for (const std::string& spec : specs) out.push_back(parse_drive_spec(spec));
+  return out;
+}
+
+UniqueFd open_admitted_drive(const BlockSpec& admitted) {
+  const std::string& path = admitted.path;
+  UniqueFd fd(::open(path.c_str(), (admitted.read_only ? O_RDONLY : O_RDWR) | O_NOFOLLOW |
+                                       O_NONBLOCK | O_CLOEXEC));
+  if (!fd) {
+    if (errno == ELOOP) throw Error("drive " + path + " is a symlink: " + kRegularRule);
+    throw_errno("drive " + path);
+  }
+  struct stat st;
+  if (::fstat(fd.get(), &st) != 0) throw_errno("drive " + path + ": fstat");
+  if (!S_ISREG(st.st_mode)) throw Error("drive " + path + ": " + kRegularRule);
+  if (static_cast<uint64_t>(st.st_size) != admitted.size_bytes || mtime_ns(st) != admitted.mtime_ns)
+    throw Error("drive " + path + " changed after it was admitted: " + kIdentityRule);
+  return fd;
+}
+
 }  // namespace wisp::snapshot

@@ -68,4 +68,12 @@ std::string parent_snapshot_dir(const std::string& child_dir, const std::string&
 // the rule.
 void admit_drives(SnapshotChain& chain, const std::vector<BlockSpec>& supplied);
 
+// The caller's drives for admit_drives, as `--drive` takes them ("PATH[,ro]", parse_drive_spec).
+std::vector<BlockSpec> supplied_drives(const std::vector<std::string>& specs);
+
+// A drive admit_drives admitted, opened in the mode it is attached with (for a VMM whose jail
+// holds no path to it), without following a symlink: still a regular file with the size and
+// modification time admission saw. Throws Error naming the drive.
+UniqueFd open_admitted_drive(const BlockSpec& admitted);
+
 }  // namespace wisp::snapshot

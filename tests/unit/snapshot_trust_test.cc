@@ -205,5 +205,27 @@ TEST_F(SnapshotTrustTest, SealRecordsTheDigestAndRefusesAnImageThatChanged) {
                {state_path, "drive " + image, "changed while the snapshot was taken"});
 }
 
+TEST_F(SnapshotTrustTest, AnAdmittedDriveOpensInItsModeAndOnlyWhileUnchanged) {
+  std::string image = make_image(path("disk.img"), 10000, 'q');
+  std::vector<BlockSpec> given = supplied_drives({image + ",ro", image});
+  ASSERT_EQ(given.size(), 2u);
+  EXPECT_TRUE(given[0].read_only);
+  EXPECT_FALSE(given[1].read_only);
+  BlockSpec admitted = given[1];
+  DriveIdentity id = identify_drive(image);
+  admitted.size_bytes = id.size_bytes;
+  admitted.mtime_ns = id.mtime_ns;
+  UniqueFd fd = open_admitted_drive(admitted);
+  EXPECT_EQ(::fcntl(fd.get(), F_GETFL) & O_ACCMODE, O_RDWR);
+
+  fs::create_symlink(image, path("link.img"));
+  BlockSpec linked = admitted;
+  linked.path = path("link.img");
+  expect_error([&] { open_admitted_drive(linked); }, {"is a symlink", kRegularRule});
+  std::ofstream(image, std::ios::app) << "more";
+  expect_error([&] { open_admitted_drive(admitted); }, {"changed after it was admitted"});
+  expect_error([] { supplied_drives({"disk.img,rx"}); }, {"disk.img,rx"});
+}
+
 }  // namespace
 }  // namespace wisp::snapshot

@@ -13,10 +13,6 @@
 
 namespace wisp {
 
-// Parses "PATH" or "PATH,ro" (also "PATH,rw"). Throws Error with a message naming the spec and
-// what is wrong (empty path, unknown or repeated option). Paths containing ',' are not supported.
-BlockSpec parse_drive_spec(const std::string& spec);
-
 // A drive image opened by someone else (a standby VMM is given its drives as descriptors: its
 // jail holds no path to them): RawFileBackend::open(spec) with spec.path == `path` takes `fd`
 // instead of opening the path. Each is taken once. Throws Error for a path given twice.

@@ -43,6 +43,10 @@ struct BlockSpec {
   }
 };
 
+// Parses "PATH" or "PATH,ro" (also "PATH,rw"). Throws Error with a message naming the spec and
+// what is wrong (empty path, unknown or repeated option). Paths containing ',' are not supported.
+BlockSpec parse_drive_spec(const std::string& spec);
+
 // The guest read these from the config space and feature bits at probe time: a restored disk
 // must show the same, or the guest's idea of the disk is wrong.
 struct BlockState {
