@@ -537,7 +537,13 @@ class ServeTest(unittest.TestCase):
                            "tr -d ' \\n'").split("\n")
 
         sid = sandbox("echo")
-        sh(sid, "echo warmed-1 > /scratch/state")
+        rc, _, err = s.cli("sandbox", "exec", sid, "--", "/bin/sh", "-c",
+                           "echo warmed-1 > /scratch/state")
+        if rc != 0 and "/scratch" in err:
+            s.cli("sandbox", "kill", sid)
+            # State that outlives an exec needs the agent's /scratch (issue 12's agent work).
+            self.skipTest("this guest agent has no /scratch: rebuild the agent initramfs")
+        self.assertEqual(rc, 0, err)
         rc, out, err = snapshot(sid, "fork1")
         self.assertEqual(rc, 0, err + s.log_tail())
         self.assertIn("template fork1 (from echo)", out)

@@ -195,6 +195,7 @@ TEST_F(SnapshotTrustTest, SealRenamesTheParentToASiblingForAFork) {
   diff.diff.parent_dir = path("elsewhere/snapshot");
   diff.diff.pages.assign((memory_file_size(diff.memory) / kPageSize + 7) / 8, 0);
   write_state(path("snap"), diff);
+  fs::create_directories(path("gen"));  // the diff's final directory is not there yet
   std::string state_path = path("snap/state");
   {
     UniqueFd fd(::open(state_path.c_str(), O_RDWR));
@@ -207,7 +208,6 @@ TEST_F(SnapshotTrustTest, SealRenamesTheParentToASiblingForAFork) {
   SnapshotState sealed = read_state_file(state_path);
   EXPECT_EQ(sealed.diff.parent_dir, "parent-0123");
   EXPECT_EQ(sealed.diff.parent_id, "0123");
-  fs::create_directories(path("gen"));
   EXPECT_EQ(parent_snapshot_dir(path("gen/snapshot"), sealed.diff.parent_dir, state_path),
             fs::canonical(path("gen")).string() + "/parent-0123");
 

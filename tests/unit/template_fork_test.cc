@@ -29,6 +29,8 @@ namespace wisp::manager {
 namespace {
 
 namespace fs = std::filesystem;
+using snapshot::Bytes;
+using snapshot::kPageSize;
 using testutil::expect_error;
 using testutil::ScopedEnv;
 
