@@ -196,6 +196,7 @@ TEST_F(SnapshotTrustTest, SealRenamesTheParentToASiblingForAFork) {
   diff.diff.pages.assign((memory_file_size(diff.memory) / kPageSize + 7) / 8, 0);
   write_state(path("snap"), diff);
   fs::create_directories(path("gen"));  // the diff's final directory is not there yet
+  fs::create_directories(path("elsewhere/snapshot"));
   std::string state_path = path("snap/state");
   {
     UniqueFd fd(::open(state_path.c_str(), O_RDWR));
