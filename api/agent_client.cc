@@ -80,21 +80,7 @@ void fill_handler(api::Handler::Builder b, const Handler& h) {
 }
 
 InvokeResult convert(api::InvokeResult::Reader r) {
-  InvokeResult out;
-  out.out = string_of(r.getStdout());
-  out.err = string_of(r.getStderr());
-  if (r.isSignal()) {
-    out.signaled = true;
-    out.signal = r.getSignal();
-  } else {
-    out.exit_code = r.getExitCode();
-  }
-  out.timed_out = r.getTimedOut();
-  out.output_truncated = r.getOutputTruncated();
-  out.limit_exceeded = string_of(r.getLimitExceeded());
-  out.duration_ns = r.getDurationNs();
-  out.peak_memory_bytes = r.getPeakMemoryBytes();
-  out.cpu_time_ns = r.getCpuTimeNs();
+  InvokeResult out = invoke_outcome(r);
   out.error = string_of(r.getError());
   return out;
 }

@@ -28,7 +28,8 @@
 
 namespace wisp::standby {
 
-constexpr size_t kMaxOrderBytes = 256;
+// The words and counts, then the snapshot's directory: any path the kernel takes (PATH_MAX).
+constexpr size_t kMaxOrderBytes = 64 + 4096;
 // A full snapshot and up to 16 diff layers above it (snapshot/'s kMaxDiffDepth).
 constexpr uint32_t kMaxLayers = 17;
 constexpr uint32_t kMaxDrives = 16;

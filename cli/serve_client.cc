@@ -17,6 +17,7 @@
 #include <thread>
 #include <utility>
 
+#include "api/agent_wire.h"
 #include "api/thread_io.h"
 #include "api/wisp.capnp.h"
 #include "base/exit_codes.h"
@@ -68,22 +69,7 @@ std::pair<std::string, std::string> describe(const kj::Exception& e) {
 }
 
 client::InvokeResult convert(api::serve::InvokeResponse::Reader r) {
-  client::InvokeResult out;
-  out.out = string_of(r.getStdout());
-  out.err = string_of(r.getStderr());
-  if (r.isSignal()) {
-    out.signaled = true;
-    out.signal = r.getSignal();
-  } else {
-    out.exit_code = r.getExitCode();
-  }
-  out.timed_out = r.getTimedOut();
-  out.output_truncated = r.getOutputTruncated();
-  out.limit_exceeded = string_of(r.getLimitExceeded());
-  out.duration_ns = r.getDurationNs();
-  out.peak_memory_bytes = r.getPeakMemoryBytes();
-  out.cpu_time_ns = r.getCpuTimeNs();
-  return out;
+  return client::invoke_outcome(r);
 }
 
 manager::TemplateInfo convert(api::serve::TemplateInfo::Reader t) {

@@ -48,9 +48,8 @@ class StandbyVmm {
   // snapshot_trust.h's rules (parents in the diff's directory), opens each layer's state and
   // memory file and passes them. Quick (reads the small state files; waits for nothing). Needs
   // standing_by(). Throws Error for a snapshot it refuses (then this VMM is still standing by,
-  // and may be ordered again) or VmFailed when the VMM is gone.
-  // TODO(feature): drives (`drives`, "PATH[,ro]" as for AgentVm::restore) are refused so far: the
-  // VMM has no block back-end built on a passed descriptor yet.
+  // and may be ordered again) or VmFailed when the VMM is gone. `drives` ("PATH[,ro]" as for
+  // AgentVm::restore, in slot order) are admitted as a restore admits them and passed open.
   void order_restore(const std::string& snapshot_dir, const std::vector<std::string>& drives = {});
   // After order_restore: readable when its answer is there (the ready line, or end of file when
   // it failed). For an event loop; then poll_ready().

@@ -18,8 +18,8 @@ std::string Admission::over_limit(const std::string& key, uint64_t mem_mib) cons
   if (limits_.max_vms && vms_ + 1 > limits_.max_vms)
     return std::to_string(vms_) + " of --max-vms " + std::to_string(limits_.max_vms) +
            " VMs are running";
-  if (limits_.max_memory_mib && memory_mib_ + mem_mib > limits_.max_memory_mib)
-    return std::to_string(memory_mib_) + " MiB of --max-memory " +
+  if (limits_.max_memory_mib && memory_mib() + mem_mib > limits_.max_memory_mib)
+    return std::to_string(memory_mib()) + " MiB of --max-memory " +
            std::to_string(limits_.max_memory_mib) + " MiB are committed and this VM needs " +
            std::to_string(mem_mib) + " MiB";
   if (limits_.max_per_template && in_use(key) + 1 > limits_.max_per_template)
@@ -63,10 +63,13 @@ void Admission::admit_waiters() {
 
 kj::Promise<kj::Own<Ticket>> Admission::acquire(const std::string& key, uint64_t mem_mib,
                                                 kj::Duration deadline) {
-  if ((limits_.max_memory_mib && mem_mib > limits_.max_memory_mib))
+  if (limits_.max_memory_mib && mem_mib + limits_.reserved_mib > limits_.max_memory_mib)
     fail("overloaded: a VM of template " + key + " needs " + std::to_string(mem_mib) +
          " MiB, more than the whole --max-memory " + std::to_string(limits_.max_memory_mib) +
-         " MiB");
+         " MiB" +
+         (limits_.reserved_mib
+              ? " less the " + std::to_string(limits_.reserved_mib) + " MiB held for the pool"
+              : std::string()));
   auto paf = kj::newPromiseAndFulfiller<kj::Own<Ticket>>();
   waiters_.push_back(Waiter{key, mem_mib, kj::mv(paf.fulfiller)});
   // In line behind the others; admitted at once if nothing ahead of it holds it back.

@@ -20,6 +20,8 @@ struct AdmissionLimits {
   uint32_t max_vms = 0;           // 0: no limit
   uint64_t max_memory_mib = 0;    // 0: no limit
   uint32_t max_per_template = 0;  // concurrent VMs of one template; 0: no limit
+  // Memory of --max-memory held for serve's idle standby VMMs (the pool): never admitted.
+  uint64_t reserved_mib = 0;
 };
 
 class Admission;
@@ -60,7 +62,8 @@ class Admission {
 
   const AdmissionLimits& limits() const { return limits_; }
   uint32_t vms() const { return vms_; }
-  uint64_t memory_mib() const { return memory_mib_; }
+  // Committed: the admitted VMs' guest memory and the reserve.
+  uint64_t memory_mib() const { return memory_mib_ + limits_.reserved_mib; }
   uint32_t waiting();  // requests queued now
   uint32_t in_use(const std::string& key) const;
 

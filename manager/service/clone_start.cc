@@ -62,9 +62,9 @@ CloneProcess::CloneProcess(const std::string& snapshot_dir, const std::vector<st
 }
 
 CloneProcess::CloneProcess(std::unique_ptr<manager::StandbyVmm> standby,
-                           const std::string& snapshot_dir)
+                           const std::string& snapshot_dir, const std::vector<std::string>& drives)
     : standby_(std::move(standby)) {
-  standby_->order_restore(snapshot_dir);
+  standby_->order_restore(snapshot_dir, drives);
 }
 
 CloneProcess::~CloneProcess() {
@@ -102,13 +102,13 @@ CloneStarter::CloneStarter(const JailFlags& jail, uint32_t pool_target) : jail_(
 
 std::unique_ptr<CloneProcess> CloneStarter::start(const manager::OpenTemplate& tpl) {
   const manager::StandbyClass& size = pool_ ? pool_->size_class() : manager::StandbyClass{};
-  // A standby restores no drives yet (manager/vmm_pool.h), nor a machine above its class.
-  bool fits = pool_ && tpl.info.drives.empty() && (tpl.info.mem_mib << 20) <= size.mem_bytes &&
-              tpl.info.vcpus <= size.vcpus;
+  // A standby restores no machine above its class.
+  bool fits = pool_ && (tpl.info.mem_mib << 20) <= size.mem_bytes && tpl.info.vcpus <= size.vcpus;
   if (fits) {
     if (std::unique_ptr<manager::StandbyVmm> standby = pool_->take()) {
       try {
-        return std::make_unique<CloneProcess>(std::move(standby), tpl.snapshot_dir);
+        return std::make_unique<CloneProcess>(std::move(standby), tpl.snapshot_dir,
+                                              tpl.info.drives);
       } catch (const Error& e) {
         // The standby is dropped (killed); a spawned restore says the same or succeeds.
         LOG_WARN("pool: a standby VMM did not take %s: %s", tpl.snapshot_dir.c_str(), e.what());

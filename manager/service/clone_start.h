@@ -31,7 +31,8 @@ class CloneProcess {
                const JailFlags& jail);
   // Orders `standby` (standing by, spawned with a control socket) to restore `snapshot_dir`.
   // Throws wisp::Error when it refuses the snapshot or is gone.
-  CloneProcess(std::unique_ptr<manager::StandbyVmm> standby, const std::string& snapshot_dir);
+  CloneProcess(std::unique_ptr<manager::StandbyVmm> standby, const std::string& snapshot_dir,
+               const std::vector<std::string>& drives);
   ~CloneProcess();
   CloneProcess(const CloneProcess&) = delete;
   CloneProcess& operator=(const CloneProcess&) = delete;

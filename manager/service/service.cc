@@ -18,6 +18,23 @@ kj::Duration ms_duration(uint64_t ms) { return static_cast<int64_t>(ms) * kj::MI
 
 uint64_t mem_of(const manager::TemplateInfo& t) { return t.mem_mib ? t.mem_mib : kDefaultMemMib; }
 
+// An idle standby VMM holds no guest memory yet, only itself and its supervisor: ~2 MiB of
+// RSS each in boot_bench ("VMM RSS w/o guest RAM"); held with room to spare so that a full
+// pool never takes serve past --max-memory.
+constexpr uint64_t kStandbyReserveMib = 8;
+
+AdmissionLimits limits_of(const ServeOptions& o) {
+  AdmissionLimits limits = o.limits;
+  if (limits.max_memory_mib == 0) return limits;
+  limits.reserved_mib = uint64_t{o.pool} * kStandbyReserveMib;
+  if (limits.reserved_mib >= limits.max_memory_mib)
+    throw Error("--pool " + std::to_string(o.pool) + ": its standby VMMs hold " +
+                std::to_string(limits.reserved_mib) + " MiB (" +
+                std::to_string(kStandbyReserveMib) + " MiB each), all of --max-memory " +
+                std::to_string(limits.max_memory_mib) + " MiB");
+  return limits;
+}
+
 }  // namespace
 
 std::string outcome_of(const client::InvokeResult& r) {
@@ -30,7 +47,7 @@ std::string outcome_of(const client::InvokeResult& r) {
 Service::Service(kj::AsyncIoContext& io, ServeOptions options)
     : io_(io),
       options_(std::move(options)),
-      admission_(io.provider->getTimer(), options_.limits),
+      admission_(io.provider->getTimer(), limits_of(options_)),
       allowed_(options_.allow_dirs),
       starter_(options_.jail, options_.pool),
       sandboxes_(io.provider->getTimer()),

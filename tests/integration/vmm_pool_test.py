@@ -31,6 +31,9 @@ from vmrun import stage_wisp  # noqa: E402
 
 BUILD = os.path.join(ROOT, "build")
 AGENT_GUEST = os.path.join(BUILD, "guest", "agent-initramfs.cpio.gz")
+PY_ROOTFS = os.path.join(BUILD, "guest", "python-rootfs.ext4")
+# Runs from the template's root filesystem (a drive): only there is python3.
+PY_UPPER = 'python3 -c "import sys; sys.stdout.write(sys.stdin.read().upper())"'
 
 
 def json_lines(text):
@@ -121,6 +124,22 @@ class VmmPoolTest(unittest.TestCase):
         print("spawn (spawn->ready, spawn->result) ms: %s; median %.1f / %.1f" %
               ([(round(r["ready_ms"], 1), round(r["total_ms"], 1)) for r in spawn],
                median(spawn, "ready_ms"), median(spawn, "total_ms")), file=sys.stderr)
+        self.assertEqual(self.runtime_dirs(), [])
+
+    @unittest.skipUnless(os.path.exists(PY_ROOTFS), "no " + PY_ROOTFS + " (make all builds it)")
+    def test_standby_restores_a_template_with_a_drive(self):
+        # The drive reaches the jailed standby as a descriptor in the order (its root holds no
+        # path to it), admitted as a restore admits it.
+        p = subprocess.run([self.wisp, "template", "create", "pyupper", "--rootfs", PY_ROOTFS,
+                            "--handler", PY_UPPER, "--mem", "128", "--warmup", "1"],
+                           capture_output=True, text=True, timeout=900, env=self.env,
+                           stdin=subprocess.DEVNULL)
+        self.assertEqual(p.returncode, 0, "template create:\n" + p.stderr)
+        lines = self.probe("clone", "pyupper", "from the drive", "1")
+        for path in ("pool", "spawn"):
+            rows = [l[path] for l in lines if path in l]
+            self.assertEqual(len(rows), 1, lines)
+            self.assertEqual((rows[0]["exit_code"], rows[0]["out"]), (0, "FROM THE DRIVE"), rows)
         self.assertEqual(self.runtime_dirs(), [])
 
     def standby(self, jail_dir):

@@ -85,6 +85,25 @@ TEST(AdmissionTest, ARequestLargerThanTheBudgetFailsAtOnce) {
   EXPECT_THROW(a.acquire("big", 512, 10000 * MILLISECONDS), kj::Exception);
 }
 
+TEST(AdmissionTest, ThePoolsReserveIsNeverAdmitted) {
+  auto io = kj::setupAsyncIo();
+  Admission a(io.provider->getTimer(), {0, 512, 0, /*reserved_mib=*/64});
+  EXPECT_EQ(a.memory_mib(), 64u);  // committed from the start
+  auto t = a.acquire("f", 400, 10 * MILLISECONDS).wait(io.waitScope);
+  EXPECT_EQ(a.memory_mib(), 464u);
+  auto over = a.acquire("f", 64, 10 * MILLISECONDS);  // 464 + 64 > 512
+  std::string d = description(over, io.waitScope);
+  EXPECT_NE(d.find("464 MiB of --max-memory 512"), std::string::npos) << d;
+  try {
+    a.acquire("big", 500, 10000 * MILLISECONDS);  // 500 fits 512, not 512 less the reserve
+    ADD_FAILURE() << "admitted past the reserve";
+  } catch (const kj::Exception& e) {
+    EXPECT_NE(std::string(e.getDescription().cStr()).find("64 MiB held for the pool"),
+              std::string::npos)
+        << e.getDescription().cStr();
+  }
+}
+
 TEST(AdmissionTest, PerTemplateLimitLetsOtherTemplatesPass) {
   auto io = kj::setupAsyncIo();
   Admission a(io.provider->getTimer(), {0, 0, 1});

@@ -73,7 +73,11 @@ TEST(StandbyOrder, RefusesGarbage) {
   expect_error([] { parse_order("wisp-order/1 restore 1 - rel/dir\n", 2); }, {"absolute"});
   expect_error([] { parse_order("wisp-order/1 restore 1 - /a\tb\n", 2); }, {"control character"});
   expect_error([] { parse_order(std::string(kMaxOrderBytes + 1, 'a'), 0); }, {"over the limit"});
-  expect_error([] { encode_order(order(1, {}, "/" + std::string(300, 'd'))); }, {"too long"});
+  expect_error([] { encode_order(order(1, {}, "/" + std::string(kMaxOrderBytes, 'd'))); },
+               {"too long"});
+  // A long store path (a deep WISP_HOME) still fits: the order is not what limits it.
+  std::string deep = "/" + std::string(1000, 'd') + "/snapshot";
+  EXPECT_EQ(parse_order(encode_order(order(1, {}, deep)), 2).source_dir, deep);
 }
 
 // A socketpair as a standby has it: the order and its descriptors arrive together, and every

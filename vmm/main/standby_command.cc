@@ -23,6 +23,7 @@
 #include "vmm/main/restore_command.h"
 #include "vmm/main/vmm_process.h"
 #include "vmm/memory/guest_memory.h"
+#include "vmm/virtio/block/block_backend.h"
 #include "vmm/virtio/vsock/vsock_muxer.h"
 
 namespace wisp {
@@ -106,8 +107,10 @@ jail::JailConfig jail_for(StandbyOptions& o) {
   return vmm_jail_config(o.jail, &o.cfg, {}, {o.order_fd, o.ready_fd});
 }
 
-// The ordered snapshot's machine, checked against the class, with the clone's own sockets.
+// The ordered snapshot's machine, checked against the class, with the clone's own sockets and
+// the drives the order brought (`drives`, in slot order: the jail holds no path to them).
 void configure_devices(const StandbyOptions& o, const snapshot::LoadedSnapshot& snap,
+                       const standby::RestoreOrder& order, std::vector<UniqueFd> drives,
                        MachineConfig* cfg) {
   const MachineState& m = snap.state;
   if (m.mem_bytes > o.cfg.mem_bytes || m.vcpus.size() > o.cfg.vcpus)
@@ -118,13 +121,19 @@ void configure_devices(const StandbyOptions& o, const snapshot::LoadedSnapshot& 
   cfg->vcpus = static_cast<uint32_t>(m.vcpus.size());
   cfg->devices.clear();
   bool has_vsock = false;
+  size_t drive = 0;
   for (const VirtioSlotState& slot : m.virtio) {
     cfg->devices.push_back(slot.spec);
-    if (std::holds_alternative<BlockSpec>(cfg->devices.back()))
-      // TODO(feature): drives from the order's descriptors (a block back-end built on an fd).
-      throw Error(
-          "the snapshot has drives: a standby VMM restores only drive-less snapshots "
-          "so far (use wisp-vmm restore)");
+    if (auto* spec = std::get_if<BlockSpec>(&cfg->devices.back())) {
+      if (drive >= drives.size())
+        throw Error("the snapshot has more drives than the order's " +
+                    std::to_string(drives.size()));
+      if (order.drive_read_only[drive] != spec->read_only)
+        throw Error("drive " + std::to_string(drive) + " (" + spec->path + ") is " +
+                    (spec->read_only ? "read-only" : "writable") +
+                    " in the snapshot, the order says otherwise");
+      provide_drive_fd(spec->path, std::move(drives[drive++]));
+    }
     if (auto* vsock = std::get_if<VsockSpec>(&cfg->devices.back())) {
       if (o.vsock_uds.empty())
         throw Error("the snapshot has virtio-vsock: the standby needs --vsock-uds PATH");
@@ -135,6 +144,17 @@ void configure_devices(const StandbyOptions& o, const snapshot::LoadedSnapshot& 
   }
   if (!has_vsock && !o.vsock_uds.empty())
     throw Error("--vsock-uds given but the snapshot has no virtio-vsock device");
+  if (drive != drives.size())
+    throw Error("the order brought " + std::to_string(drives.size()) +
+                " drive(s), the snapshot has " + std::to_string(drive));
+}
+
+// The order's descriptors after the layers' files: its drives, in slot order.
+std::vector<UniqueFd> drives_of(standby::ReceivedOrder& order) {
+  std::vector<UniqueFd> drives;
+  for (size_t i = 2 * size_t{order.order.layers}; i < order.fds.size(); ++i)
+    drives.push_back(std::move(order.fds[i]));
+  return drives;
 }
 
 std::vector<snapshot::SnapshotLayerFds> layers_of(standby::ReceivedOrder& order) {
@@ -172,7 +192,7 @@ int stand_by(StandbyOptions& o, jail::Confinement& confinement) {
     snapshot::LoadedSnapshot snap = snapshot::load_machine_snapshot(
         layers_of(order), [&](uint32_t vcpus) { return guest_cpuid(kvm, 0, vcpus); }, name);
     uint64_t loaded = now_ns();
-    configure_devices(o, snap, &o.cfg);
+    configure_devices(o, snap, order.order, drives_of(order), &o.cfg);
     if (!o.cfg.control_socket.empty())
       o.cfg.control_service = machine_control(order.order.source_dir, snap.id);
     confine_threads(confinement, &o.cfg);

@@ -11,6 +11,8 @@
 #include <cinttypes>
 #include <cstdio>
 #include <cstring>
+#include <map>
+#include <mutex>
 
 #include "base/error.h"
 #include "base/file_io.h"
@@ -44,10 +46,45 @@ BlockSpec parse_drive_spec(const std::string& spec) {
   return out;
 }
 
+namespace {
+
+std::mutex provided_mutex;
+std::map<std::string, UniqueFd>& provided_fds() {
+  static std::map<std::string, UniqueFd> fds;
+  return fds;
+}
+
+UniqueFd take_provided_fd(const std::string& path) {
+  std::lock_guard lock(provided_mutex);
+  auto it = provided_fds().find(path);
+  if (it == provided_fds().end()) return UniqueFd();
+  UniqueFd fd = std::move(it->second);
+  provided_fds().erase(it);
+  return fd;
+}
+
+}  // namespace
+
+void provide_drive_fd(const std::string& path, UniqueFd fd) {
+  std::lock_guard lock(provided_mutex);
+  if (!provided_fds().emplace(path, std::move(fd)).second)
+    throw Error("drive " + path + " is given twice");
+}
+
 std::unique_ptr<RawFileBackend> RawFileBackend::open(const BlockSpec& spec) {
   std::unique_ptr<RawFileBackend> b(new RawFileBackend());
   b->read_only_ = spec.read_only;
-  b->fd_ = UniqueFd(::open(spec.path.c_str(), (spec.read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC));
+  b->fd_ = take_provided_fd(spec.path);
+  if (b->fd_) {
+    // Given open: its access mode must be the one this drive is attached with.
+    int flags = ::fcntl(b->fd_.get(), F_GETFL);
+    if (flags < 0) throw_errno("drive " + spec.path + ": F_GETFL");
+    if ((flags & O_ACCMODE) != (spec.read_only ? O_RDONLY : O_RDWR))
+      throw Error("drive " + spec.path + ": its descriptor was not opened " +
+                  (spec.read_only ? "read-only" : "read-write"));
+  } else {
+    b->fd_ = UniqueFd(::open(spec.path.c_str(), (spec.read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC));
+  }
   if (!b->fd_) {
     int e = errno;
     std::string msg = errno_message("drive " + spec.path);

@@ -17,6 +17,11 @@ namespace wisp {
 // what is wrong (empty path, unknown or repeated option). Paths containing ',' are not supported.
 BlockSpec parse_drive_spec(const std::string& spec);
 
+// A drive image opened by someone else (a standby VMM is given its drives as descriptors: its
+// jail holds no path to them): RawFileBackend::open(spec) with spec.path == `path` takes `fd`
+// instead of opening the path. Each is taken once. Throws Error for a path given twice.
+void provide_drive_fd(const std::string& path, UniqueFd fd);
+
 class BlockBackend {
  public:
   // Size of the identifier GET_ID returns (VIRTIO_BLK_ID_BYTES).
@@ -36,9 +41,9 @@ class BlockBackend {
 
 class RawFileBackend final : public BlockBackend {
  public:
-  // Opens the image (read-only when spec.read_only) and takes a lock on it: shared for
-  // read-only, exclusive otherwise, so two VMs never write one image. Throws Error naming the
-  // file and the fix.
+  // Opens the image (read-only when spec.read_only; or takes the descriptor provide_drive_fd
+  // gave for its path) and takes a lock on it: shared for read-only, exclusive otherwise, so
+  // two VMs never write one image. Throws Error naming the file and the fix.
   static std::unique_ptr<RawFileBackend> open(const BlockSpec& spec);
 
   uint64_t size_bytes() const override { return size_; }
