@@ -39,9 +39,6 @@ constexpr uint64_t kSnapshotWaitMs = 10 * kCallGraceMs;
 kj::ArrayPtr<const capnp::byte> bytes_of(const std::string& s) {
   return kj::arrayPtr(reinterpret_cast<const capnp::byte*>(s.data()), s.size());
 }
-std::string string_of(capnp::Data::Reader d) {
-  return std::string(reinterpret_cast<const char*>(d.begin()), d.size());
-}
 std::string string_of(capnp::Text::Reader t) { return std::string(t.cStr(), t.size()); }
 
 template <typename List>
