@@ -69,8 +69,9 @@ interface Templates {
       -> (template :TemplateInfo, bootMs :Float64, warmupMs :Float64);
   list @1 () -> (templates :List(TemplateInfo));
   get @2 (name :Text) -> (template :TemplateInfo);
-  # Calls in flight finish on the generation they hold; new calls get "not-found". Refused
-  # (bad-request, naming them) while templates made by Sandbox.snapshot depend on it.
+  # Calls in flight finish on the generation they hold; new calls get "not-found". Templates
+  # made from it by Sandbox.snapshot are not in the way: each holds hard links of the snapshot
+  # files it depends on, so removing (or rebuilding) their parent leaves them working.
   remove @3 (name :Text) -> ();
 }
 

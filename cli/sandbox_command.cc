@@ -1,5 +1,5 @@
-// `wisp sandbox create|exec|ls|kill`: sandboxes kept by a running `wisp serve` between calls,
-// reached by id (api/wisp.capnp Sandboxes; cli/serve_client.h does the talking).
+// `wisp sandbox create|exec|snapshot|ls|kill`: sandboxes kept by a running `wisp serve` between
+// calls, reached by id (api/wisp.capnp Sandboxes; cli/serve_client.h does the talking).
 #include <signal.h>
 #include <time.h>
 
@@ -34,6 +34,11 @@ or the WISP_SERVER environment variable.
       Run CMD in sandbox ID: this command's stdin is its stdin, its stdout and stderr come
       back as it writes them, and the exit status is CMD's (124 it timed out; 125 a limit
       ended it; 128+N a signal). --timeout: CMD's wall-clock limit (default 30).
+  snapshot ID NAME
+      Fork sandbox ID into a new template NAME: a diff snapshot of it as it is now (files
+      written, a worker's state), which clones start from; the sandbox runs on. The new
+      template holds its own links to its parent template's files: removing the parent
+      leaves it working.
   ls
       List the sandboxes: id, template, state, memory, calls, seconds left.
   kill ID
@@ -169,6 +174,34 @@ int list(int argc, char** argv) {
   });
 }
 
+int snapshot(int argc, char** argv) {
+  const std::string command = "wisp sandbox snapshot";
+  std::string server, id, name;
+  try {
+    OptionParser p(command);
+    add_server_option(p, &server);
+    OptionParser::Result args = p.parse(argc, argv);
+    if (args.help) {
+      std::printf("%s", kUsage);
+      return kExitOk;
+    }
+    if (args.operands.size() != 2 || args.dashdash)
+      throw UsageError("expected a sandbox ID and a template NAME");
+    id = args.operands[0];
+    name = args.operands[1];
+    server = require_server(server);
+  } catch (const UsageError& e) {
+    return usage_error(command, e.what());
+  }
+  return with_serve(command, server, [&](ServeClient& serve) {
+    manager::TemplateInfo t = serve.snapshot_sandbox(id, name);
+    std::printf("template %s (from %s): memory %llu bytes on disk, snapshot %.1f ms\n",
+                t.name.c_str(), t.parent.c_str(),
+                static_cast<unsigned long long>(t.memory_disk_bytes), t.snapshot_ms);
+    return std::fflush(stdout) == 0 ? kExitOk : kExitError;
+  });
+}
+
 int kill(int argc, char** argv) {
   const std::string command = "wisp sandbox kill";
   std::string server, id;
@@ -198,6 +231,7 @@ int sandbox_command(int argc, char** argv, uint64_t) {
   return run_subcommand(kCommand, kUsage, argc, argv,
                         {{"create", create},
                          {"exec", exec},
+                         {"snapshot", snapshot},
                          {"ls", list},
                          {"list", list},
                          {"kill", kill},

@@ -33,6 +33,8 @@ using std::chrono::milliseconds;
 // How long past a call's own limits the client waits before it gives up on serve: serve
 // enforces the limits itself; this only keeps a wedged serve from hanging the CLI forever.
 constexpr uint64_t kCallGraceMs = 60000;
+// Sandbox.snapshot has no limit of its own: a snapshot of a large guest on a slow disk.
+constexpr uint64_t kSnapshotWaitMs = 10 * kCallGraceMs;
 
 kj::ArrayPtr<const capnp::byte> bytes_of(const std::string& s) {
   return kj::arrayPtr(reinterpret_cast<const capnp::byte*>(s.data()), s.size());
@@ -77,6 +79,7 @@ manager::TemplateInfo convert(api::serve::TemplateInfo::Reader t) {
   out.mem_mib = t.getMemMib();
   out.vcpus = t.getVcpus();
   out.guest = string_of(t.getGuest());
+  out.parent = string_of(t.getParent());
   out.created_unix = t.getCreatedUnix();
   out.memory_file_bytes = t.getMemoryFileBytes();
   out.memory_disk_bytes = t.getMemoryDiskBytes();
@@ -385,6 +388,16 @@ std::vector<SandboxInfo> ServeClient::list_sandboxes() {
 void ServeClient::kill_sandbox(const std::string& id) {
   impl_->check_version();
   impl_->wait(impl_->sandbox(id).killRequest().send().ignoreResult(), kCallGraceMs, "sandbox kill");
+}
+
+manager::TemplateInfo ServeClient::snapshot_sandbox(const std::string& id,
+                                                    const std::string& name) {
+  impl_->check_version();
+  auto req = impl_->sandbox(id).snapshotRequest();
+  req.setName(name);
+  // The VMM writes the pages the sandbox changed: seconds for a large one.
+  auto resp = impl_->wait(req.send(), kSnapshotWaitMs, "sandbox snapshot");
+  return convert(resp.getTemplate());
 }
 
 client::InvokeResult ServeClient::exec(const std::string& id, const ExecSpec& spec, int in_fd,

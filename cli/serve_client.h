@@ -95,6 +95,8 @@ class ServeClient {
                              uint64_t deadline_ms);
   std::vector<SandboxInfo> list_sandboxes();
   void kill_sandbox(const std::string& id);
+  // Sandbox.snapshot: sandbox `id` forked into the new template `name` (its record).
+  manager::TemplateInfo snapshot_sandbox(const std::string& id, const std::string& name);
   // Runs `spec` in sandbox `id`: stdin from `in_fd` as it comes (read on a thread of its own,
   // so a terminal, a pipe or a file all work), stdout and stderr written to `out_fd`/`err_fd`
   // as the guest writes them. Falls back to Sandbox.exec (stdin read whole first, output at

@@ -10,17 +10,18 @@
 namespace wisp::manager {
 
 control::SnapshotReport create_snapshot(const std::string& control_socket, const std::string& dir,
-                                        bool diff) {
-  return create_snapshot(*client::VmmClient::connect(control_socket), dir, diff);
+                                        bool diff, const std::string& parent_name) {
+  return create_snapshot(*client::VmmClient::connect(control_socket), dir, diff, parent_name);
 }
 
-control::SnapshotReport create_snapshot(client::VmmClient& vmm, const std::string& dir, bool diff) {
+control::SnapshotReport create_snapshot(client::VmmClient& vmm, const std::string& dir, bool diff,
+                                        const std::string& parent_name) {
   const std::string target = absolute_path(dir);
   snapshot::NewSnapshotDir out(target);
   snapshot::SnapshotFiles files = out.files();
   control::SnapshotReport report = vmm.snapshot({target, diff, files.state_fd, files.memory_fd});
   snapshot::seal_drive_identities(files.state_fd, out.temp_dir() + "/" + snapshot::kStateFileName,
-                                  target);
+                                  target, parent_name);
   out.commit();
   return report;
 }
@@ -34,7 +35,7 @@ void verify_snapshot_chain(const std::string& dir,
     if (!child.empty() && report.id != expected_id)
       throw Error(child + "/" + snapshot::kStateFileName + ": its parent " + current +
                   " is another snapshot (id " + report.id + ", expected " + expected_id + ")");
-    on_layer({current, report.to_string(), report.parent_dir});
+    on_layer({current, report.to_string(), report.parent_dir, report.id});
     if (report.parent_id.empty()) return;
     expected_id = report.parent_id;
     std::string parent = snapshot::parent_snapshot_dir(current, report.parent_dir,

@@ -21,11 +21,14 @@ namespace wisp::manager {
 // files (so they belong to the store's owner, and a jailed VMM that cannot see `dir` can still
 // write them: it gets their descriptors), records each drive's digest in the state (the VMM
 // cannot open files: snapshot/snapshot_trust.h) and makes it appear atomically; a failure
-// leaves nothing. Throws Error with the VMM's reason.
+// leaves nothing. Throws Error with the VMM's reason. `parent_name` (a diff only): the diff's
+// parent is recorded as that sibling directory of `dir` rather than where the VM was restored
+// from (snapshot/snapshot_trust.h seal_drive_identities).
 control::SnapshotReport create_snapshot(const std::string& control_socket, const std::string& dir,
-                                        bool diff);
+                                        bool diff, const std::string& parent_name = "");
 // The same through an open control connection.
-control::SnapshotReport create_snapshot(client::VmmClient& vmm, const std::string& dir, bool diff);
+control::SnapshotReport create_snapshot(client::VmmClient& vmm, const std::string& dir, bool diff,
+                                        const std::string& parent_name = "");
 
 // One verified layer of a snapshot: the directory, a few human-readable lines about it, and
 // the parent it is a diff over ("" for a full snapshot).
@@ -33,6 +36,7 @@ struct SnapshotLayer {
   std::string dir;
   std::string description;
   std::string parent_dir;
+  std::string id;  // the layer's snapshot id
 };
 
 // Verifies the snapshot at `dir` completely and then each parent of a diff, checking that

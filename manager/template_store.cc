@@ -49,6 +49,8 @@ std::string format_template_info(const TemplateInfo& t) {
   line("mem_mib", std::to_string(t.mem_mib));
   line("vcpus", std::to_string(t.vcpus));
   line("guest", t.guest);
+  // Only a fork has one: other templates' files stay as older wisps wrote them.
+  if (!t.parent.empty()) line("parent", t.parent);
   line("warmup", std::to_string(t.warmup));
   line("created_unix", std::to_string(t.created_unix));
   line("snapshot_ms", std::to_string(t.snapshot_ms));
@@ -92,7 +94,14 @@ TemplateInfo parse_template_info(const std::string& text, const std::string& fil
       t.vcpus = static_cast<uint32_t>(number(v, k));
     else if (k == "guest")
       t.guest = v;
-    else if (k == "warmup")
+    else if (k == "parent") {
+      try {
+        check_template_name(v);
+      } catch (const Error& e) {
+        throw Error(file + ":" + std::to_string(n) + ": parent: " + e.what());
+      }
+      t.parent = v;
+    } else if (k == "warmup")
       t.warmup = static_cast<uint32_t>(number(v, k));
     else if (k == "created_unix")
       t.created_unix = static_cast<int64_t>(number(v, k));

@@ -42,6 +42,9 @@ struct TemplateInfo {
   uint64_t mem_mib = 0;
   uint32_t vcpus = 1;
   std::string guest;  // the kernel and initrd/rootfs it was booted from (informational)
+  // "" or the template this one was forked from (Sandbox.snapshot: its snapshot is a diff over
+  // that template's, whose files its generation holds hard links of: manager/template_fork.h).
+  std::string parent;
   uint32_t warmup = 0;
   int64_t created_unix = 0;
   double snapshot_ms = 0;
@@ -111,6 +114,8 @@ class TemplateStaging {
 
   // Where the snapshot goes (it must not exist yet: the snapshot writer creates it).
   std::string snapshot_dir() const { return dir_ + "/snapshot"; }
+  // The directory being made (the generation to be), for files besides the snapshot.
+  const std::string& dir() const { return dir_; }
   // Writes template.info (temp, fsync, rename, directory fsync), makes the directory a
   // generation (rename_dir_noreplace; `how` forces its NFS/9p fallback in tests) and publishes
   // it: a new template by symlink(), which fails if one appeared meanwhile; a rebuild by an

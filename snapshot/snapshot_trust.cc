@@ -109,10 +109,18 @@ DriveIdentity identify_drive(const std::string& path) {
   return id;
 }
 
-void seal_drive_identities(int state_fd, const std::string& state_path, const std::string& dir) {
+void seal_drive_identities(int state_fd, const std::string& state_path, const std::string& dir,
+                           const std::string& parent_name) {
   SnapshotState state = read_state_fd(state_fd, state_path);
-  if (!dir.empty() && state.is_diff()) parent_snapshot_dir(dir, state.diff.parent_dir, state_path);
   bool any = false;
+  if (!parent_name.empty()) {
+    if (!state.is_diff()) throw Error(state_path + ": a parent name was given for a full snapshot");
+    if (parent_name.find('/') != std::string::npos)
+      throw Error(state_path + ": parent name " + parent_name + " is not a plain name");
+    state.diff.parent_dir = parent_name;
+    any = true;
+  }
+  if (!dir.empty() && state.is_diff()) parent_snapshot_dir(dir, state.diff.parent_dir, state_path);
   for (VirtioSlotState& slot : state.machine.virtio) {
     auto* drive = std::get_if<BlockSpec>(&slot.spec);
     if (!drive) continue;

@@ -52,9 +52,12 @@ DriveIdentity identify_drive(const std::string& path);
 // modification time) is an Error: it changed while the snapshot was taken. With `dir` (the
 // snapshot's final directory), a diff whose parent is not where restore would accept it
 // (parent_snapshot_dir) is an Error too, rather than a snapshot that can never be restored.
-// `state_path` names the file in messages. Rewrites and fsyncs the file only when it has drives.
-void seal_drive_identities(int state_fd, const std::string& state_path,
-                           const std::string& dir = "");
+// `state_path` names the file in messages. `parent_name` (a diff only): the recorded parent
+// becomes that plain name, a sibling of `dir` (the VMM records where it was restored from,
+// which a copy of the parent next to the diff replaces: manager/template_fork.h). Rewrites and
+// fsyncs the file only when it has drives or a parent to rename.
+void seal_drive_identities(int state_fd, const std::string& state_path, const std::string& dir = "",
+                           const std::string& parent_name = "");
 
 // The directory of a diff's parent by the rule above. `child_dir` is the diff's directory
 // (resolved), `recorded` its state's diff.parent_dir, `child_file` names the state file in

@@ -138,6 +138,8 @@ kj::Promise<GatewayService::Reply> GatewayService::dispatch(kj::HttpMethod metho
       return create_sandbox(body);
     case RouteKind::kExecSandbox:
       return exec_sandbox(std::move(route.name), body);
+    case RouteKind::kSnapshotSandbox:
+      return snapshot_sandbox(std::move(route.name), body);
     case RouteKind::kDeleteSandbox:
       return delete_sandbox(std::move(route.name));
     case RouteKind::kHealthz:
@@ -261,6 +263,27 @@ kj::Promise<GatewayService::Reply> GatewayService::exec_sandbox(std::string id,
         req.setRequest(request.asReader());
         return req.send().then([this](capnp::Response<api::serve::Sandbox::ExecResults> r) {
           return invoke_reply(r.getResponse(), true);
+        });
+      });
+}
+
+kj::Promise<GatewayService::Reply> GatewayService::snapshot_sandbox(std::string id,
+                                                                    kj::AsyncInputStream& body) {
+  return read_body(body, limits_.max_json_bytes, "the snapshot request body")
+      .then([this, id = std::move(id)](kj::Array<kj::byte> bytes) {
+        // {"name": "..."}: the body is checked before the sandbox is looked up.
+        capnp::MallocMessageBuilder message;
+        auto params = message.initRoot<api::serve::Sandbox::SnapshotParams>();
+        decode_json(*codec_, bytes, capnp::toDynamic(params), "the request body");
+        std::string name = as_string(params.getName());
+        if (std::string problem = template_name_problem(name); !problem.empty())
+          fail("bad-request", "\"name\": " + problem);
+        auto get = wisp_.sandboxesRequest().send().getSandboxes().getRequest();
+        get.setId(id);
+        auto req = get.send().getSandbox().snapshotRequest();
+        req.setName(name);
+        return req.send().then([this](capnp::Response<api::serve::Sandbox::SnapshotResults> r) {
+          return json_reply(200, codec_->encode(r.getTemplate()));
         });
       });
 }

@@ -69,6 +69,7 @@ class GatewayService final : public kj::HttpService, public kj::HttpServerErrorH
   kj::Promise<Reply> list_templates();
   kj::Promise<Reply> create_sandbox(kj::AsyncInputStream& body);
   kj::Promise<Reply> exec_sandbox(std::string id, kj::AsyncInputStream& body);
+  kj::Promise<Reply> snapshot_sandbox(std::string id, kj::AsyncInputStream& body);
   kj::Promise<Reply> delete_sandbox(std::string id);
   kj::Promise<Reply> healthz();
   kj::Promise<Reply> metrics();

@@ -96,13 +96,15 @@ RouteMatch match_route(kj::HttpMethod method, std::string_view url) {
   }
   if (p[1] == "sandboxes") {
     if (p.size() == 2) return only(method, M::POST, RouteKind::kCreateSandbox);
-    if (p.size() != 3 && !(p.size() == 4 && p[3] == "exec")) return not_found(path);
-    bool exec = p.size() == 4;
-    M want = exec ? M::POST : M::DELETE;
+    bool exec = p.size() == 4 && p[3] == "exec", snapshot = p.size() == 4 && p[3] == "snapshot";
+    if (p.size() != 3 && !exec && !snapshot) return not_found(path);
+    M want = p.size() == 4 ? M::POST : M::DELETE;
     if (method != want) return wrong_method(method, kj::str(want).cStr());
     if (std::string problem = sandbox_id_problem(p[2]); !problem.empty()) return bad_name(problem);
-    return only(method, want, exec ? RouteKind::kExecSandbox : RouteKind::kDeleteSandbox,
-                std::string(p[2]));
+    RouteKind kind = exec       ? RouteKind::kExecSandbox
+                     : snapshot ? RouteKind::kSnapshotSandbox
+                                : RouteKind::kDeleteSandbox;
+    return only(method, want, kind, std::string(p[2]));
   }
   return not_found(path);
 }

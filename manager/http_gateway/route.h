@@ -11,14 +11,15 @@
 namespace wisp::http_gateway {
 
 enum class RouteKind {
-  kNone,           // no route: see RouteMatch::status
-  kInvoke,         // POST /v1/templates/{name}/invoke
-  kListTemplates,  // GET /v1/templates
-  kCreateSandbox,  // POST /v1/sandboxes
-  kExecSandbox,    // POST /v1/sandboxes/{id}/exec
-  kDeleteSandbox,  // DELETE /v1/sandboxes/{id}
-  kHealthz,        // GET /healthz
-  kMetrics,        // GET /metrics
+  kNone,             // no route: see RouteMatch::status
+  kInvoke,           // POST /v1/templates/{name}/invoke
+  kListTemplates,    // GET /v1/templates
+  kCreateSandbox,    // POST /v1/sandboxes
+  kExecSandbox,      // POST /v1/sandboxes/{id}/exec
+  kSnapshotSandbox,  // POST /v1/sandboxes/{id}/snapshot
+  kDeleteSandbox,    // DELETE /v1/sandboxes/{id}
+  kHealthz,          // GET /healthz
+  kMetrics,          // GET /metrics
 };
 
 struct RouteMatch {

@@ -68,7 +68,7 @@ void fill_template_info(api::serve::TemplateInfo::Builder out, const manager::Te
   out.setVcpus(t.vcpus);
   out.setGuest(t.guest);
   out.setCreatedUnix(t.created_unix);
-  out.setParent("");
+  out.setParent(t.parent);
   out.setMemoryFileBytes(t.memory_file_bytes);
   out.setMemoryDiskBytes(t.memory_disk_bytes);
   out.setSnapshotMs(t.snapshot_ms);

@@ -1,5 +1,7 @@
 #include "manager/service/clone.h"
 
+#include <fcntl.h>
+
 #include "base/error.h"
 #include "manager/agent_vm.h"
 
@@ -76,6 +78,17 @@ kj::Promise<void> Clone::connect() {
   auto agent =
       connect_agent(io_, o).then([this](kj::Own<AgentLink> link) { agent_ = kj::mv(link); });
   return guard(kj::mv(agent), "connecting to the clone's agent");
+}
+
+manager::OpenTemplate Clone::hold_template() const {
+  manager::OpenTemplate t;
+  t.info = tpl_.info;
+  t.dir = tpl_.dir;
+  t.snapshot_dir = tpl_.snapshot_dir;
+  // A duplicate shares the open file description, and with it the shared flock.
+  t.lock = UniqueFd(::fcntl(tpl_.lock.get(), F_DUPFD_CLOEXEC, 0));
+  if (!t.lock) throw_errno("template " + tpl_.info.name + ": duplicate its lock");
+  return t;
 }
 
 kj::Promise<void> Clone::connect_control_link() {

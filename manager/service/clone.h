@@ -52,6 +52,10 @@ class Clone {
   ControlLink& control() { return *control_; }  // after connect_control_link()
   const manager::TemplateInfo& info() const { return tpl_.info; }
   const std::string& generation_dir() const { return tpl_.dir; }
+  // Its template generation held once more (a duplicate of the lock): for work off the loop
+  // that must keep the generation's files even if this clone goes meanwhile. Throws Error.
+  manager::OpenTemplate hold_template() const;
+  std::string control_path() const { return process_->control_path(); }
   bool pooled() const { return process_->pooled(); }
   bool alive() { return process_->vmm().alive(); }
   double jail_ms() const { return jail_ms_; }

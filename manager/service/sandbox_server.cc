@@ -7,6 +7,7 @@
 #include "manager/service/api_convert.h"
 #include "manager/service/scratch_path.h"
 #include "manager/service/wisp_server.h"
+#include "manager/template_fork.h"
 
 namespace wisp::service {
 namespace {
@@ -143,8 +144,34 @@ class SandboxImpl final : public api::serve::Sandbox::Server {
   kj::Promise<void> pause(PauseContext) override { return pause_resume(true); }
   kj::Promise<void> resume(ResumeContext) override { return pause_resume(false); }
 
-  kj::Promise<void> snapshot(SnapshotContext) override {
-    throw_api_error("bad-request: Sandbox.snapshot is not implemented yet");
+  // A diff snapshot of the sandbox as a new template (manager/template_fork.h). The VMM pauses
+  // the guest while it writes and resumes it; the sandbox may be paused already (it stays so).
+  // The blocking work runs on a thread of the template builds (a drain waits for it).
+  kj::Promise<void> snapshot(SnapshotContext context) override {
+    s_.check_accepting();
+    std::string name = text(context.getParams().getName());
+    try {
+      manager::check_template_name(name);
+    } catch (const Error& err) {
+      throw_api_error(std::string("bad-request: ") + err.what());
+    }
+    auto e = s_.sandboxes().get(id_);
+    if (!e->clone) throw_api_error("vm-failed: sandbox " + id_ + " has no VM");
+    Clone& c = *e->clone;
+    auto parent = std::make_shared<manager::OpenTemplate>(c.hold_template());
+    std::string socket = c.control_path();
+    auto in_flight = kj::heap<Service::InFlight>(s_, name);
+    auto job = [parent, socket, name](const manager::Progress&, manager::Cancellation*) {
+      manager::TemplateCreated out;
+      out.info = manager::fork_template(*parent, socket, name);
+      return out;
+    };
+    auto quiet = [](const std::string&) -> kj::Promise<void> { return kj::READY_NOW; };
+    return c.guard(s_.builds().run(job, quiet), "snapshotting sandbox " + id_)
+        .then([this, context](manager::TemplateCreated created) mutable {
+          fill_template_info(context.getResults().initTemplate(), created.info, s_);
+        })
+        .attach(kj::mv(e), kj::mv(in_flight));
   }
 
   kj::Promise<void> setTimeout(SetTimeoutContext context) override {

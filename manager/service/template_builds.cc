@@ -84,9 +84,17 @@ size_t TemplateBuilds::running() const { return threads_.size(); }
 
 kj::Promise<manager::TemplateCreated> TemplateBuilds::start(manager::TemplateSpec spec,
                                                             ProgressFn progress) {
+  return run(
+      [spec = std::move(spec)](const manager::Progress& report, manager::Cancellation* cancel) {
+        return manager::create_template(spec, report, cancel);
+      },
+      std::move(progress));
+}
+
+kj::Promise<manager::TemplateCreated> TemplateBuilds::run(Job job, ProgressFn progress) {
   join_finished();
   auto s = std::make_shared<Shared>();
-  std::thread t([s, spec = std::move(spec)] {
+  std::thread t([s, job = std::move(job)] {
     auto report = [&s](const std::string& message) {
       std::lock_guard<std::mutex> lock(s->mu);
       s->events.push_back(message);
@@ -95,7 +103,7 @@ kj::Promise<manager::TemplateCreated> TemplateBuilds::start(manager::TemplateSpe
     std::optional<manager::TemplateCreated> result;
     std::string error;
     try {
-      result = manager::create_template(spec, report, &s->cancel);
+      result = job(report, &s->cancel);
     } catch (const manager::VmFailed& e) {
       error = std::string("vm-failed: ") + e.what();
     } catch (const Error& e) {

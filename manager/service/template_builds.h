@@ -1,6 +1,6 @@
 // Template creation for serve: manager::create_template blocks for seconds to minutes (a boot,
-// warm-up calls, a snapshot), so it runs on a thread of its own; its progress lines and its
-// result come back to serve's loop through a cross-thread fulfiller.
+// warm-up calls, a snapshot), so it runs on a thread of its own (as does a fork's snapshot); its
+// progress lines and its result come back to serve's loop through a cross-thread fulfiller.
 //
 // Threads: start() on the loop thread; each build on its own thread. The destructor cancels
 // builds still running (their VM is killed) and joins every thread.
@@ -33,6 +33,11 @@ class TemplateBuilds {
   // "bad-request: ..." with create_template's message. Cancelling the promise cancels the
   // build (its VM is killed; nothing is published).
   kj::Promise<manager::TemplateCreated> start(manager::TemplateSpec spec, ProgressFn progress);
+  // Any blocking template job the same way (Sandbox.snapshot's fork_template): its errors map
+  // as start()'s; `job` gets the progress callback and the cancellation (it may ignore it).
+  using Job = std::function<manager::TemplateCreated(const manager::Progress& progress,
+                                                     manager::Cancellation* cancellation)>;
+  kj::Promise<manager::TemplateCreated> run(Job job, ProgressFn progress);
   size_t running() const;
 
   struct Shared;

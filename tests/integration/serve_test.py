@@ -18,11 +18,14 @@ runtime directories).
   nothing published); a client that disconnects mid-call (its VM is destroyed).
 - bad input: malformed and oversized Cap'n Proto messages on the socket, unknown templates,
   bad names, unknown sandboxes; over HTTP: bad JSON, oversized bodies; serve keeps serving.
-- sandboxes: create, exec with stdin and streamed output, ls, kill.
+- sandboxes: create, exec with stdin and streamed output, ls, kill; snapshot (forks of a
+  sandbox as templates: their state in every clone, fresh entropy per clone, a fork of a fork,
+  a standalone invoke of a fork, the parent removed under a fork).
 
 Run by ctest (label integration) inside KVM as root (the jail needs root), with cgroup v2.
 """
 import concurrent.futures
+import json
 import os
 import shutil
 import signal
@@ -509,6 +512,105 @@ class ServeTest(unittest.TestCase):
         rc, _, err = s.cli("sandbox", "exec", sid, "--", "true")
         self.assertEqual(rc, 1, err)
         self.assertIn("not-found", err)
+
+    def test_sandbox_snapshot_forks(self):
+        """Sandbox.snapshot: a sandbox's state forked into templates (a fork of a fork too),
+        served at once, by a standalone invoke as well, surviving its parent's removal."""
+        s = self.serve
+        t0 = time.monotonic()
+
+        def sandbox(template):
+            rc, out, err = s.cli("sandbox", "create", template, "--timeout", "120")
+            self.assertEqual(rc, 0, err + s.log_tail())
+            return out.decode().strip()
+
+        def sh(sid, script):
+            rc, out, err = s.cli("sandbox", "exec", sid, "--", "/bin/sh", "-c", script)
+            self.assertEqual(rc, 0, err + s.log_tail())
+            return out.decode()
+
+        def snapshot(sid, name):
+            rc, out, err = s.cli("sandbox", "snapshot", sid, name)
+            return rc, out.decode(), err
+
+        def probe(sid):
+            """The forked state and 16 fresh random bytes of the guest."""
+            return sh(sid, "cat /scratch/state; head -c 16 /dev/urandom | od -An -tx1 | "
+                           "tr -d ' \\n'").split("\n")
+
+        sid = sandbox("echo")
+        rc, _, err = s.cli("sandbox", "exec", sid, "--", "/bin/sh", "-c",
+                           "echo warmed-1 > /scratch/state")
+        if rc != 0 and "/scratch" in err:
+            s.cli("sandbox", "kill", sid)
+            # State that outlives an exec needs the agent's /scratch (issue 12's agent work).
+            self.skipTest("this guest agent has no /scratch: rebuild the agent initramfs")
+        self.assertEqual(rc, 0, err)
+        rc, out, err = snapshot(sid, "fork1")
+        self.assertEqual(rc, 0, err + s.log_tail())
+        self.assertIn("template fork1 (from echo)", out)
+        # The sandbox runs on after its snapshot, its state intact.
+        self.assertEqual(sh(sid, "cat /scratch/state; echo more >> /scratch/state"),
+                         "warmed-1\n")
+        # Refusals: a bad name, a taken one, an unknown sandbox; serve keeps serving.
+        for name in ["../x", ".hidden", "fork1", "echo"]:
+            rc, _, err = snapshot(sid, name)
+            self.assertEqual(rc, 1, err)
+            self.assertIn("bad-request", err)
+        rc, _, err = snapshot("no-such-sandbox", "fork9")
+        self.assertEqual(rc, 1, err)
+        self.assertIn("not-found", err)
+
+        rc, out, err = s.cli("template", "ls")
+        self.assertEqual(rc, 0, err)
+        self.assertIn("fork1", out.decode())
+        # Clones of the fork: the state is there, and each clone is its own (fresh entropy).
+        a, b = sandbox("fork1"), sandbox("fork1")
+        pa, pb = probe(a), probe(b)
+        self.assertEqual((pa[0], pb[0]), ("warmed-1", "warmed-1"))
+        self.assertEqual(len(pa[1]), 32, pa)
+        self.assertNotEqual(pa[1], pb[1])
+        # The handler of the parent serves the fork, through serve and standalone.
+        for i in range(2):
+            payload = ("fork1-call-%d" % i).encode()
+            rc, body, err = s.invoke("fork1", payload)
+            self.assertEqual((rc, body), (0, payload), err)
+        env = dict(s.env)
+        env.pop("WISP_SERVER", None)
+        p = subprocess.run([self.wisp, "invoke", "fork1", "--payload", "-"], input=b"solo",
+                           capture_output=True, env=env, timeout=300)
+        self.assertEqual((p.returncode, p.stdout), (0, b"solo"), p.stderr)
+
+        # A fork of the fork (three layers), over HTTP when serve has it.
+        sh(a, "echo warmed-2 > /scratch/state")
+        if s.http:
+            status, headers, body = s.curl("/v1/sandboxes/%s/snapshot" % a, data=b"{bad json")
+            self.assertEqual(status, 400, headers)
+            status, headers, body = s.curl("/v1/sandboxes/%s/snapshot" % a,
+                                           data=b'{"name": "fork2"}')
+            self.assertEqual(status, 200, headers + body.decode(errors="replace"))
+            info = json.loads(body)
+            self.assertEqual((info["name"], info["parent"]), ("fork2", "fork1"))
+        else:
+            rc, out, err = snapshot(a, "fork2")
+            self.assertEqual(rc, 0, err)
+        for sb in (sid, a, b):
+            s.cli("sandbox", "kill", sb)
+        # Its parent removed, the fork still clones (it holds links to the files it needs).
+        rc, _, err = s.cli("template", "rm", "fork1")
+        self.assertEqual(rc, 0, err)
+        c = sandbox("fork2")
+        self.assertEqual(probe(c)[0], "warmed-2")
+        s.cli("sandbox", "kill", c)
+        rc, body, err = s.invoke("fork2", b"after-rm")
+        self.assertEqual((rc, body), (0, b"after-rm"), err)
+        gen = os.path.realpath(os.path.join(self.home, "templates", "fork2"))
+        layers = sorted(d for d in os.listdir(gen) if d.startswith("parent-"))
+        self.assertEqual(len(layers), 2, os.listdir(gen))
+        for name in ("fork2",):
+            rc, _, err = s.cli("template", "rm", name)
+            self.assertEqual(rc, 0, err)
+        print("sandbox snapshot forks: %.1f s" % (time.monotonic() - t0), file=sys.stderr)
 
     def test_sandbox_commands_need_a_server(self):
         env = dict(os.environ)

@@ -697,6 +697,14 @@ TEST(Route, NamesAndPaths) {
   m = match_route(HttpMethod::DELETE, "/v1/sandboxes/sb-1");
   EXPECT_EQ(m.kind, RouteKind::kDeleteSandbox);
   EXPECT_EQ(m.name, "sb-1");
+  m = match_route(HttpMethod::POST, "/v1/sandboxes/sb-1/snapshot");
+  EXPECT_EQ(m.kind, RouteKind::kSnapshotSandbox);
+  EXPECT_EQ(m.name, "sb-1");
+  m = match_route(HttpMethod::GET, "/v1/sandboxes/sb-1/snapshot");
+  EXPECT_EQ(m.status, 405u);
+  EXPECT_EQ(m.allow, "POST");
+  EXPECT_EQ(match_route(HttpMethod::POST, "/v1/sandboxes/.x/snapshot").status, 400u);
+  EXPECT_EQ(match_route(HttpMethod::POST, "/v1/sandboxes/sb-1/snapshots").status, 404u);
   EXPECT_EQ(match_route(HttpMethod::GET, "http://host/healthz").status, 404u);
   EXPECT_EQ(match_route(HttpMethod::GET, "").status, 404u);
 }

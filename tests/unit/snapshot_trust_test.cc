@@ -186,6 +186,39 @@ TEST_F(SnapshotTrustTest, ADiffIsRefusedWhenMadeAwayFromItsParent) {
                {"parent " + path("base") + " is refused", kParentRule});
 }
 
+TEST_F(SnapshotTrustTest, SealRenamesTheParentToASiblingForAFork) {
+  // A fork's VMM records where it was restored from (another generation's snapshot); sealing
+  // with a parent name points the diff at the copy beside it instead, which the rule accepts.
+  SnapshotState diff = testing::sample_state();
+  diff.machine.virtio.erase(diff.machine.virtio.begin());  // no drive
+  diff.diff.parent_id = "0123";
+  diff.diff.parent_dir = path("elsewhere/snapshot");
+  diff.diff.pages.assign((memory_file_size(diff.memory) / kPageSize + 7) / 8, 0);
+  write_state(path("snap"), diff);
+  fs::create_directories(path("gen"));  // the diff's final directory is not there yet
+  fs::create_directories(path("elsewhere/snapshot"));
+  std::string state_path = path("snap/state");
+  {
+    UniqueFd fd(::open(state_path.c_str(), O_RDWR));
+    expect_error([&] { seal_drive_identities(fd.get(), state_path, path("gen/snapshot")); },
+                 {kParentRule});
+    expect_error([&] { seal_drive_identities(fd.get(), state_path, path("gen/snapshot"), "a/b"); },
+                 {"not a plain name"});
+    seal_drive_identities(fd.get(), state_path, path("gen/snapshot"), "parent-0123");
+  }
+  SnapshotState sealed = read_state_file(state_path);
+  EXPECT_EQ(sealed.diff.parent_dir, "parent-0123");
+  EXPECT_EQ(sealed.diff.parent_id, "0123");
+  EXPECT_EQ(parent_snapshot_dir(path("gen/snapshot"), sealed.diff.parent_dir, state_path),
+            fs::canonical(path("gen")).string() + "/parent-0123");
+
+  write_state(path("full"), testing::sample_state());
+  std::string full_path = path("full/state");
+  UniqueFd fd(::open(full_path.c_str(), O_RDWR));
+  expect_error([&] { seal_drive_identities(fd.get(), full_path, "", "parent-0123"); },
+               {"a parent name was given for a full snapshot"});
+}
+
 TEST_F(SnapshotTrustTest, SealRecordsTheDigestAndRefusesAnImageThatChanged) {
   std::string image = make_image(path("disk.img"), 10000, 'q');
   DriveIdentity id = identify_drive(image);

@@ -89,6 +89,7 @@ void expect_same(const TemplateInfo& a, const TemplateInfo& b) {
   EXPECT_DOUBLE_EQ(a.snapshot_ms, b.snapshot_ms);
   EXPECT_EQ(a.memory_file_bytes, b.memory_file_bytes);
   EXPECT_EQ(a.memory_disk_bytes, b.memory_disk_bytes);
+  EXPECT_EQ(a.parent, b.parent);
 }
 
 TEST(TemplateInfo, RoundTrips) {
@@ -101,6 +102,21 @@ TEST(TemplateInfo, RoundTrips) {
   t.env.clear();
   t.guest.clear();
   expect_same(parse_template_info(format_template_info(t), "t.info"), t);
+}
+
+TEST(TemplateInfo, AForkRecordsItsParent) {
+  TemplateInfo t = sample_info();
+  EXPECT_EQ(format_template_info(t).find("parent"), std::string::npos);  // only forks have one
+  t.parent = "py-base";
+  std::string file = encode_template_info(t);
+  EXPECT_NE(file.find("\nparent py-base\n"), std::string::npos);
+  expect_same(decode_template_info(file, "t.info"), t);
+  // Checksummed like the rest: an edited parent is a damaged file.
+  std::string edited = file;
+  edited.replace(edited.find("py-base"), 7, "py-evil");
+  expect_error([&] { decode_template_info(edited, "t.info"); }, {"checksum mismatch"});
+  expect_error([] { parse_template_info("arg x\nparent ../etc\n", "t.info"); },
+               {"t.info:2: parent", "template name"});
 }
 
 TEST(TemplateInfo, RefusesNewlinesInValues) {

@@ -22,6 +22,7 @@
 #include "vmm/main/machine_control.h"
 #include "vmm/main/restore_command.h"
 #include "vmm/main/vmm_process.h"
+#include "vmm/memory/guest_memory.h"
 #include "vmm/virtio/block/block_backend.h"
 #include "vmm/virtio/vsock/vsock_muxer.h"
 
@@ -173,6 +174,9 @@ int stand_by(StandbyOptions& o, jail::Confinement& confinement) {
   RunResult r;
   try {
     Kvm kvm = Kvm::open(dev_kvm_path());
+    // The guest memory comes with the order, after the jail has detached /proc: its pagemap
+    // (stats, diff snapshots such as Sandbox.snapshot's) is opened now.
+    GuestMemory::preopen_pagemap();
     confinement.drop_privileges();
     standby::send_message(o.order_fd, standby::kStandbyLine);
     standby::ReceivedOrder order;

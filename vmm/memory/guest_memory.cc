@@ -20,6 +20,20 @@ std::vector<MemoryRegion> GuestMemory::layout(uint64_t size) {
   return out;
 }
 
+namespace {
+
+// preopen_pagemap()'s descriptor until a mapping takes it (moved: no syscall needed then).
+UniqueFd& preopened_pagemap() {
+  static UniqueFd fd;
+  return fd;
+}
+
+}  // namespace
+
+void GuestMemory::preopen_pagemap() {
+  preopened_pagemap() = UniqueFd(::open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC));
+}
+
 GuestMemory GuestMemory::map(UniqueFd fd, uint64_t size, int flags, const char* what) {
   if (size == 0 || size % 4096 != 0)
     throw Error("guest memory size must be a non-zero multiple of 4 KiB");
@@ -34,7 +48,10 @@ GuestMemory GuestMemory::map(UniqueFd fd, uint64_t size, int flags, const char* 
   for (auto& r : mem.regions_) r.host = mem.mapping_ + r.file_offset;
   // Opened now, while the VMM may still open files: a jailed VMM has no /proc by the time a
   // snapshot or a stats call reads it. A failure is reported when the pagemap is needed.
-  mem.pagemap_ = UniqueFd(::open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC));
+  if (preopened_pagemap())
+    mem.pagemap_ = std::move(preopened_pagemap());
+  else
+    mem.pagemap_ = UniqueFd(::open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC));
   return mem;
 }
 

@@ -36,6 +36,11 @@ class GuestMemory {
   // lazily from the page cache, clones of one file share its clean pages, and the guest's
   // writes are private copies. Takes the fd. The caller checked the file's size.
   static GuestMemory map_file_private(UniqueFd fd, uint64_t size);
+  // Opens /proc/self/pagemap now for the next GuestMemory mapped in this process, which takes
+  // it: a VMM that maps guest memory only after its jail has detached /proc (a standby VMM
+  // restores on order) still reads its pagemap for stats and diff snapshots. Best effort: a
+  // failure is reported when the pagemap is needed, as for any mapping.
+  static void preopen_pagemap();
   // Region layout for a given RAM size (pure; unit-tested).
   static std::vector<MemoryRegion> layout(uint64_t size);
 
