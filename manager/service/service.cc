@@ -119,15 +119,18 @@ kj::Promise<CallResult> Service::invoke(const std::string& name, CallRequest req
   auto in_flight = kj::heap<InFlight>(*this, name);
   CallTimings timings;
   kj::Promise<CallResult> call = nullptr;
+  timings.warm_filling = warm_.filling(name);
   KJ_IF_MAYBE (warm, warm_.take(name, tpl.dir)) {
     timings.warm = true;
     auto clone = kj::mv(*warm);
     auto& c = *clone;
-    call =
-        c.guard(c.control().resume(), "resuming the warm clone")
-            .then([this, clone = kj::mv(clone), request = kj::mv(request), t0, timings]() mutable {
-              return call_clone(kj::mv(clone), kj::mv(request), t0, timings);
-            });
+    uint64_t t_resume = now_ns();
+    call = c.guard(c.control().resume(), "resuming the warm clone")
+               .then([this, clone = kj::mv(clone), request = kj::mv(request), t0, t_resume,
+                      timings]() mutable {
+                 timings.resume_ms = ms_since(t_resume);
+                 return call_clone(kj::mv(clone), kj::mv(request), t0, timings);
+               });
   } else {
     uint64_t mem = mem_of(tpl.info);
     uint64_t deadline = request.deadline_ms;
@@ -143,8 +146,10 @@ kj::Promise<CallResult> Service::invoke(const std::string& name, CallRequest req
                    timings.restore_ms = ms_since(t0);
                    timings.pooled = clone->pooled();
                    auto& c = *clone;
+                   uint64_t t_connect = now_ns();
                    return c.connect().then([this, clone = kj::mv(clone), request = kj::mv(request),
-                                            t0, timings]() mutable {
+                                            t0, t_connect, timings]() mutable {
+                     timings.connect_ms = ms_since(t_connect);
                      return call_clone(kj::mv(clone), kj::mv(request), t0, timings);
                    });
                  });
@@ -159,6 +164,10 @@ kj::Promise<CallResult> Service::invoke(const std::string& name, CallRequest req
             stats_.observe("reconnect", r.timings.reconnect_ms);
             stats_.observe("invoke", r.timings.invoke_ms);
             stats_.observe("total", r.timings.total_ms);
+            stats_.observe(r.timings.warm ? "resume" : "connect",
+                           r.timings.warm ? r.timings.resume_ms : r.timings.connect_ms);
+            stats_.observe("reseed", r.timings.reseed_ms);
+            stats_.observe("handler", r.timings.handler_ms);
             return r;
           },
           [this, name](kj::Exception&& e) -> CallResult {
@@ -171,8 +180,10 @@ kj::Promise<CallResult> Service::invoke(const std::string& name, CallRequest req
 kj::Promise<CallResult> Service::call_clone(kj::Own<Clone> clone, CallRequest request, uint64_t t0,
                                             CallTimings timings) {
   auto& c = *clone;
+  uint64_t t_reseed = now_ns();
   return c.guard(c.agent().resumed_fresh(), "reseeding the clone (agent.resumed)")
-      .then([&c, request = kj::mv(request), t0, timings]() mutable {
+      .then([&c, request = kj::mv(request), t0, t_reseed, timings]() mutable {
+        timings.reseed_ms = ms_since(t_reseed);
         // reconnect: from the end of the restore (for a warm clone: of the wait for capacity,
         // none) until the agent was connected and reseeded.
         timings.reconnect_ms =
@@ -183,6 +194,7 @@ kj::Promise<CallResult> Service::call_clone(kj::Own<Clone> clone, CallRequest re
         return c.guard(c.agent().invoke(req), "invoking the handler")
             .then([t0, t_invoke, timings](client::InvokeResult result) mutable {
               timings.invoke_ms = ms_since(t_invoke);
+              timings.handler_ms = static_cast<double>(result.duration_ns) / 1e6;
               timings.total_ms = ms_since(t0);
               return CallResult{std::move(result), timings};
             });

@@ -46,10 +46,17 @@ struct CallRequest {
   uint64_t deadline_ms = 30000;  // how long to wait for capacity
 };
 
-// Milliseconds from the request's arrival (Timings in api/wisp.capnp).
+// Timings in api/wisp.capnp: queue, restore and total count from the request's arrival; the
+// others are the stage's own length. reconnect = connect + reseed (a clone of the pool) or
+// resume + reseed (a warm clone); handler is the agent's own time for the handler's run, inside
+// invoke.
 struct CallTimings {
   double queue_ms = 0, restore_ms = 0, reconnect_ms = 0, invoke_ms = 0, total_ms = 0;
+  double connect_ms = 0, resume_ms = 0, reseed_ms = 0, handler_ms = 0;
   bool warm = false, pooled = false;
+  // Warm clones of the template being restored in the background as the call came: they
+  // compete with it for the CPU.
+  uint32_t warm_filling = 0;
 };
 
 struct CallResult {

@@ -69,6 +69,11 @@ uint32_t WarmPools::target(const std::string& name) const {
   return it == pools_.end() ? 0 : it->second.target;
 }
 
+uint32_t WarmPools::filling(const std::string& name) const {
+  auto it = pools_.find(name);
+  return it == pools_.end() ? 0 : it->second.filling;
+}
+
 void WarmPools::stop() {
   stopped_ = true;
   for (auto& [name, p] : pools_) p.ready.clear();

@@ -40,6 +40,8 @@ class WarmPools {
   kj::Maybe<kj::Own<Clone>> take(const std::string& name, const std::string& generation_dir);
   uint32_t ready(const std::string& name) const;
   uint32_t target(const std::string& name) const;
+  // How many of `name` are being made now.
+  uint32_t filling(const std::string& name) const;
   // Drops every warm clone and stops refilling (serve drains).
   void stop();
 
