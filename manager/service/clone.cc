@@ -67,11 +67,11 @@ kj::Promise<void> Clone::restored() {
       "restoring the clone");
 }
 
-kj::Promise<void> Clone::connect() {
+kj::Promise<void> Clone::connect(bool reseed) {
   AgentConnectOptions o;
   o.uds_path = process_->vsock_path();
   o.deadline = kConnectTimeout;
-  o.confirm = true;
+  o.confirm = reseed ? AgentConnectOptions::Confirm::kReseed : AgentConnectOptions::Confirm::kPing;
   o.keep_trying = [this] { return alive(); };
   auto agent =
       connect_agent(io_, o).then([this](kj::Own<AgentLink> link) { agent_ = kj::mv(link); });

@@ -35,8 +35,10 @@ class Clone {
 
   // Resolves once the VMM has rebuilt the guest (ready line): the restore.
   kj::Promise<void> restored();
-  // Connects its agent (retrying while the guest resets its vsock).
-  kj::Promise<void> connect();
+  // Connects its agent (retrying while the guest resets its vsock). `reseed`: the connection
+  // is confirmed by agent.resumed (fresh entropy and clock: a clone just restored needs it
+  // before anything else) rather than by a ping, one round trip less.
+  kj::Promise<void> connect(bool reseed = false);
   // Connects its VMM control socket (for pause/resume), once.
   kj::Promise<void> connect_control_link();
 

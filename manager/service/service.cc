@@ -117,45 +117,27 @@ kj::Promise<CallResult> Service::invoke(const std::string& name, CallRequest req
                     ": expected 1 to " + std::to_string(kMaxTimeoutMs));
   manager::OpenTemplate tpl = open(name);
   auto in_flight = kj::heap<InFlight>(*this, name);
-  CallTimings timings;
-  kj::Promise<CallResult> call = nullptr;
-  timings.warm_filling = warm_.filling(name);
+  auto call = kj::heap<Call>();
+  call->request = kj::mv(request);
+  call->t0 = t0;
+  call->timings.warm_filling = warm_.filling(name);
+  kj::Promise<void> ready = nullptr;
   KJ_IF_MAYBE (warm, warm_.take(name, tpl.dir)) {
-    timings.warm = true;
-    auto clone = kj::mv(*warm);
-    auto& c = *clone;
-    uint64_t t_resume = now_ns();
-    call = c.guard(c.control().resume(), "resuming the warm clone")
-               .then([this, clone = kj::mv(clone), request = kj::mv(request), t0, t_resume,
-                      timings]() mutable {
-                 timings.resume_ms = ms_since(t_resume);
-                 return call_clone(kj::mv(clone), kj::mv(request), t0, timings);
-               });
+    call->timings.warm = true;
+    call->clone = kj::mv(*warm);
+    ready = resume_warm(*call);
   } else {
-    uint64_t mem = mem_of(tpl.info);
-    uint64_t deadline = request.deadline_ms;
-    call = admission_.acquire(name, mem, ms_duration(deadline))
-               .then([this, tpl = kj::mv(tpl), request = kj::mv(request), t0,
-                      timings](kj::Own<Ticket> ticket) mutable {
-                 timings.queue_ms = ms_since(t0);
-                 check_accepting();
-                 auto clone = kj::heap<Clone>(io_, reaper_, kj::mv(tpl), starter_, kj::mv(ticket));
-                 auto& c = *clone;
-                 return c.restored().then([this, clone = kj::mv(clone), request = kj::mv(request),
-                                           t0, timings]() mutable {
-                   timings.restore_ms = ms_since(t0);
-                   timings.pooled = clone->pooled();
-                   auto& c = *clone;
-                   uint64_t t_connect = now_ns();
-                   return c.connect().then([this, clone = kj::mv(clone), request = kj::mv(request),
-                                            t0, t_connect, timings]() mutable {
-                     timings.connect_ms = ms_since(t_connect);
-                     return call_clone(kj::mv(clone), kj::mv(request), t0, timings);
-                   });
-                 });
-               });
+    ready = start_fresh(*call, kj::mv(tpl));
   }
-  return call
+  Call& c = *call;
+  return ready
+      .then([this, &c] {
+        // reconnect: from the end of the restore (for a warm clone: of the wait for capacity,
+        // none) until the agent was connected and reseeded.
+        c.timings.reconnect_ms =
+            ms_since(c.t0) - (c.timings.warm ? c.timings.queue_ms : c.timings.restore_ms);
+        return run_handler(c);
+      })
       .then(
           [this, name](CallResult r) {
             stats_.count(name, outcome_of(r.result));
@@ -166,7 +148,7 @@ kj::Promise<CallResult> Service::invoke(const std::string& name, CallRequest req
             stats_.observe("total", r.timings.total_ms);
             stats_.observe(r.timings.warm ? "resume" : "connect",
                            r.timings.warm ? r.timings.resume_ms : r.timings.connect_ms);
-            stats_.observe("reseed", r.timings.reseed_ms);
+            if (r.timings.warm) stats_.observe("reseed", r.timings.reseed_ms);
             stats_.observe("handler", r.timings.handler_ms);
             return r;
           },
@@ -174,32 +156,60 @@ kj::Promise<CallResult> Service::invoke(const std::string& name, CallRequest req
             stats_.count(name, outcome_of_error(e.getDescription().cStr()));
             kj::throwFatalException(kj::mv(e));
           })
-      .attach(kj::mv(in_flight));
+      .attach(kj::mv(call), kj::mv(in_flight));
 }
 
-kj::Promise<CallResult> Service::call_clone(kj::Own<Clone> clone, CallRequest request, uint64_t t0,
-                                            CallTimings timings) {
-  auto& c = *clone;
-  uint64_t t_reseed = now_ns();
-  return c.guard(c.agent().resumed_fresh(), "reseeding the clone (agent.resumed)")
-      .then([&c, request = kj::mv(request), t0, t_reseed, timings]() mutable {
-        timings.reseed_ms = ms_since(t_reseed);
-        // reconnect: from the end of the restore (for a warm clone: of the wait for capacity,
-        // none) until the agent was connected and reseeded.
-        timings.reconnect_ms =
-            ms_since(t0) - (timings.warm ? timings.queue_ms : timings.restore_ms);
-        uint64_t t_invoke = now_ns();
-        client::InvokeRequest req = manager::invoke_request_for(
-            c.info(), std::move(request.payload), std::chrono::milliseconds(request.timeout_ms));
-        return c.guard(c.agent().invoke(req), "invoking the handler")
-            .then([t0, t_invoke, timings](client::InvokeResult result) mutable {
-              timings.invoke_ms = ms_since(t_invoke);
-              timings.handler_ms = static_cast<double>(result.duration_ns) / 1e6;
-              timings.total_ms = ms_since(t0);
-              return CallResult{std::move(result), timings};
-            });
+kj::Promise<void> Service::resume_warm(Call& call) {
+  Clone& c = *call.clone;
+  uint64_t t = now_ns();
+  // Both at once: the paused guest reads agent.resumed only once its vCPUs run again, so the
+  // reseed's message travels while the VMM resumes them (one round trip, not two). The handler
+  // still waits for the reseed's answer (run_handler comes after both).
+  auto both = kj::heapArrayBuilder<kj::Promise<void>>(2);
+  both.add(c.guard(c.control().resume(), "resuming the warm clone").then([&call, t] {
+    call.timings.resume_ms = ms_since(t);
+  }));
+  both.add(
+      c.guard(c.agent().resumed_fresh(), "reseeding the clone (agent.resumed)").then([&call, t] {
+        call.timings.reseed_ms = ms_since(t);
+      }));
+  return kj::joinPromises(both.finish());
+}
+
+kj::Promise<void> Service::start_fresh(Call& call, manager::OpenTemplate tpl) {
+  uint64_t mem = mem_of(tpl.info);
+  const std::string name = tpl.info.name;
+  return admission_.acquire(name, mem, ms_duration(call.request.deadline_ms))
+      .then([this, &call, tpl = kj::mv(tpl)](kj::Own<Ticket> ticket) mutable {
+        call.timings.queue_ms = ms_since(call.t0);
+        check_accepting();
+        call.clone = kj::heap<Clone>(io_, reaper_, kj::mv(tpl), starter_, kj::mv(ticket));
+        return call.clone->restored();
       })
-      .attach(kj::mv(clone));
+      .then([&call] {
+        call.timings.restore_ms = ms_since(call.t0);
+        call.timings.pooled = call.clone->pooled();
+        uint64_t t = now_ns();
+        // The reseed confirms the new connection (Clone::connect): one round trip less.
+        return call.clone->connect(/*reseed=*/true).then([&call, t] {
+          call.timings.connect_ms = ms_since(t);
+        });
+      });
+}
+
+kj::Promise<CallResult> Service::run_handler(Call& call) {
+  Clone& c = *call.clone;
+  uint64_t t_invoke = now_ns();
+  client::InvokeRequest req =
+      manager::invoke_request_for(c.info(), std::move(call.request.payload),
+                                  std::chrono::milliseconds(call.request.timeout_ms));
+  return c.guard(c.agent().invoke(req), "invoking the handler")
+      .then([&call, t_invoke](client::InvokeResult result) {
+        call.timings.invoke_ms = ms_since(t_invoke);
+        call.timings.handler_ms = static_cast<double>(result.duration_ns) / 1e6;
+        call.timings.total_ms = ms_since(call.t0);
+        return CallResult{std::move(result), call.timings};
+      });
 }
 
 kj::Promise<kj::Own<Clone>> Service::start_clone(const std::string& name, uint64_t deadline_ms) {
@@ -212,8 +222,7 @@ kj::Promise<kj::Own<Clone>> Service::start_clone(const std::string& name, uint64
         auto clone = kj::heap<Clone>(io_, reaper_, kj::mv(tpl), starter_, kj::mv(ticket));
         auto& c = *clone;
         return c.restored()
-            .then([&c] { return c.connect(); })
-            .then([&c] { return c.guard(c.agent().resumed_fresh(), "reseeding the clone"); })
+            .then([&c] { return c.connect(/*reseed=*/true); })
             .then([clone = kj::mv(clone)]() mutable { return kj::mv(clone); });
       });
 }
