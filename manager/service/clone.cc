@@ -2,6 +2,7 @@
 
 #include "base/error.h"
 #include "manager/agent_vm.h"
+#include "manager/vmm_priority.h"
 
 namespace wisp::service {
 namespace {
@@ -36,6 +37,10 @@ Clone::~Clone() {
   exited_ = nullptr;  // before the observer its promise waits on
   exit_watch_ = nullptr;
   reaper_.dispose(std::move(process_), kj::mv(ticket_));
+}
+
+void Clone::set_background(bool background) {
+  manager::set_vmm_background(process_->vmm().pid(), background);
 }
 
 kj::Promise<void> Clone::exited() { return exited_.addBranch(); }

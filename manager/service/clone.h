@@ -57,6 +57,9 @@ class Clone {
   bool pooled() const { return process_->pooled(); }
   bool alive() { return process_->vmm().alive(); }
   double jail_ms() const { return jail_ms_; }
+  // Its VMM's CPU priority: background while it is made ahead of demand (a warm clone), normal
+  // once a call has it (manager/vmm_priority.h).
+  void set_background(bool background);
   // SIGKILLs the VMM now (a sandbox killed mid-call); the destructor still reaps it.
   void terminate() { process_->vmm().terminate(); }
   // Resolves when the VMM process exits.

@@ -39,8 +39,14 @@ Service::Service(kj::AsyncIoContext& io, ServeOptions options)
         KJ_IF_MAYBE (ticket, admission_.try_acquire(name, mem_of(open(name).info))) {
           auto clone = kj::heap<Clone>(io_, reaper_, open(name), starter_, kj::mv(*ticket));
           auto& c = *clone;
+          // Made ahead of demand: only with CPU that calls leave idle. Again once restored, for
+          // the vCPU threads started meanwhile.
+          c.set_background(true);
           return c.restored()
-              .then([&c] { return c.connect(); })
+              .then([&c] {
+                c.set_background(true);
+                return c.connect();
+              })
               .then([&c] { return c.connect_control_link(); })
               .then([&c] { return c.guard(c.control().pause(/*lasting=*/true), "pausing"); })
               .then([clone = kj::mv(clone)]() mutable { return kj::mv(clone); });
@@ -120,15 +126,17 @@ kj::Promise<CallResult> Service::invoke(const std::string& name, CallRequest req
   auto call = kj::heap<Call>();
   call->request = kj::mv(request);
   call->t0 = t0;
-  call->timings.warm_filling = warm_.filling(name);
   kj::Promise<void> ready = nullptr;
   KJ_IF_MAYBE (warm, warm_.take(name, tpl.dir)) {
     call->timings.warm = true;
     call->clone = kj::mv(*warm);
+    call->clone->set_background(false);
     ready = resume_warm(*call);
   } else {
     ready = start_fresh(*call, kj::mv(tpl));
   }
+  // After the take: the refill it started counts (it runs beside this call).
+  call->timings.warm_filling = warm_.filling(name);
   Call& c = *call;
   return ready
       .then([this, &c] {

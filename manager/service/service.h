@@ -55,8 +55,8 @@ struct CallTimings {
   double queue_ms = 0, restore_ms = 0, reconnect_ms = 0, invoke_ms = 0, total_ms = 0;
   double connect_ms = 0, resume_ms = 0, reseed_ms = 0, handler_ms = 0;
   bool warm = false, pooled = false;
-  // Warm clones of the template being restored in the background as the call came: they
-  // compete with it for the CPU.
+  // Warm clones of the template being restored in the background as the call started (the
+  // refill its own take started included): they compete with it for the CPU.
   uint32_t warm_filling = 0;
 };
 
