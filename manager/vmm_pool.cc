@@ -9,7 +9,6 @@
 
 #include "api/standby_order.h"
 #include "base/file_io.h"
-#include "manager/vmm_priority.h"
 #include "snapshot/machine_snapshot.h"
 #include "snapshot/snapshot_inputs.h"
 
@@ -164,7 +163,6 @@ std::unique_ptr<StandbyVmm> VmmPool::take() {
     if (!vmms_[i]->standing_by()) continue;
     std::unique_ptr<StandbyVmm> v = std::move(vmms_[i]);
     vmms_.erase(vmms_.begin() + static_cast<std::ptrdiff_t>(i));
-    set_vmm_background(v->vmm().pid(), false);  // its restore is a call's critical path
     return v;
   }
   return nullptr;
@@ -176,9 +174,6 @@ size_t VmmPool::refill() {
   while (vmms_.size() < target_) {
     try {
       vmms_.push_back(StandbyVmm::spawn(jail_, size_, control_));
-      // Its exec and jail use only CPU that calls leave idle (vmm_priority.h); the jail's
-      // child and threads inherit that.
-      set_vmm_background(vmms_.back()->vmm().pid(), true);
       ++spawned;
     } catch (const Error& e) {
       last_error_ = e.what();

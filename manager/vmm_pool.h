@@ -91,8 +91,7 @@ class VmmPool {
   VmmPool(const VmmPool&) = delete;
   VmmPool& operator=(const VmmPool&) = delete;
 
-  // One standing by, or nullptr when none is yet (never blocks). Drops the dead ones. Standbys
-  // wait at background CPU priority (vmm_priority.h); the one taken is back at normal.
+  // One standing by, or nullptr when none is yet (never blocks). Drops the dead ones.
   std::unique_ptr<StandbyVmm> take();
   // Spawns standbys until it holds `target` (starting or standing by); drops the dead ones.
   // Never blocks on a VMM. Returns how many it spawned. A spawn that fails is kept in
