@@ -1,10 +1,10 @@
 // CPU priority of a VMM that works ahead of demand: a warm clone restoring for `wisp serve
 // --warm` (not the pool's standbys: at SCHED_IDLE too few finished their jail in time under
-// load, and calls that found none paid a spawn; measured in perf/serve_bench.py). Such work should use only the CPU that calls
-// leave idle: on a host with few cores (the testbed has one) a refill running at full
-// priority beside a call adds its whole cost to that call's latency. SCHED_IDLE does that and
-// is inherited by the threads and processes the VMM starts later (vCPU threads, the jail's
-// child); when a call takes the VMM, it goes back to SCHED_OTHER.
+// load, and calls that found none paid a spawn; measured in perf/serve_bench.py). Such work should
+// use only the CPU that calls leave idle: on a host with few cores (the testbed has one) a refill
+// running at full priority beside a call adds its whole cost to that call's latency. SCHED_IDLE
+// does that and is inherited by the threads and processes the VMM starts later (vCPU threads, the
+// jail's child); when a call takes the VMM, it goes back to SCHED_OTHER.
 //
 // A VMM is the jail's supervisor (VmmChild::pid()) and the child it forks into the VM's
 // namespaces: both processes' threads are set. Needs CAP_SYS_NICE for a VMM under another uid
