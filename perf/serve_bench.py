@@ -168,6 +168,7 @@ class Bench:
         stages = stage_medians(answers)
         if stages:
             out["stages"] = stages
+            out["timings"] = [t for _, t in answers]  # per call, in call order
         return out
 
     def serve_state(self):
