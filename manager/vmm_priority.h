@@ -1,6 +1,7 @@
-// CPU priority of a VMM that works ahead of demand: a warm clone restoring for `wisp serve
-// --warm` (not the pool's standbys: at SCHED_IDLE too few finished their jail in time under
-// load, and calls that found none paid a spawn; measured in perf/serve_bench.py). Such work should
+// CPU priority of a VMM that works ahead of demand: a warm clone spawned, jailed and restored
+// for `wisp serve --warm` (not the pool's standbys, which calls take: at SCHED_IDLE too few
+// finished their jail in time under load, and calls that found none paid a spawn; measured in
+// perf/serve_bench.py). Such work should
 // use only the CPU that calls leave idle: on a host with few cores (the testbed has one) a refill
 // running at full priority beside a call adds its whole cost to that call's latency. SCHED_IDLE
 // does that and is inherited by the threads and processes the VMM starts later (vCPU threads, the

@@ -18,10 +18,10 @@ void throw_api_error(const std::string& message) {
 }
 
 Clone::Clone(kj::AsyncIoContext& io, Reaper& reaper, manager::OpenTemplate tpl,
-             CloneStarter& starter, kj::Own<Ticket> ticket)
+             CloneStarter& starter, kj::Own<Ticket> ticket, bool background)
     : io_(io), reaper_(reaper), tpl_(std::move(tpl)), ticket_(kj::mv(ticket)) {
   try {
-    process_ = starter.start(tpl_);
+    process_ = starter.start(tpl_, background);
   } catch (const Error& e) {
     throw_api_error(std::string("vm-failed: starting a clone of template ") + tpl_.info.name +
                     ": " + e.what());

@@ -27,8 +27,9 @@ class Clone {
  public:
   // Starts the VMM: a standby of the pool or a spawned restore (clone_start.h); throws
   // "vm-failed: ..." when it cannot start. `ticket` is its admission.
+  // `background`: a warm clone, made ahead of demand (CloneStarter::start).
   Clone(kj::AsyncIoContext& io, Reaper& reaper, manager::OpenTemplate tpl, CloneStarter& starter,
-        kj::Own<Ticket> ticket);
+        kj::Own<Ticket> ticket, bool background = false);
   ~Clone();
   Clone(const Clone&) = delete;
   Clone& operator=(const Clone&) = delete;

@@ -37,11 +37,12 @@ Service::Service(kj::AsyncIoContext& io, ServeOptions options)
       warm_(io.provider->getTimer(), [this](const std::string& name) {
         // Only spare capacity: a warm clone never makes a call wait.
         KJ_IF_MAYBE (ticket, admission_.try_acquire(name, mem_of(open(name).info))) {
-          auto clone = kj::heap<Clone>(io_, reaper_, open(name), starter_, kj::mv(*ticket));
+          // Made ahead of demand: spawned, jailed and restored only with CPU that calls leave
+          // idle (not from the pool: its standbys are the calls'). Again once restored, for any
+          // thread that escaped it.
+          auto clone = kj::heap<Clone>(io_, reaper_, open(name), starter_, kj::mv(*ticket),
+                                       /*background=*/true);
           auto& c = *clone;
-          // Made ahead of demand: only with CPU that calls leave idle. Again once restored, for
-          // the vCPU threads started meanwhile.
-          c.set_background(true);
           return c.restored()
               .then([&c] {
                 c.set_background(true);
