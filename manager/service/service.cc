@@ -175,9 +175,11 @@ kj::Promise<void> Service::resume_warm(Call& call) {
   // reseed's message travels while the VMM resumes them (one round trip, not two). The handler
   // still waits for the reseed's answer (run_handler comes after both).
   auto both = kj::heapArrayBuilder<kj::Promise<void>>(2);
-  both.add(c.guard(c.control().resume(), "resuming the warm clone").then([&call, t] {
-    call.timings.resume_ms = ms_since(t);
-  }));
+  // The refill behind this take, once the resume is answered (or failed): not before its
+  // message is out (WarmPools::take).
+  both.add(c.guard(c.control().resume(), "resuming the warm clone")
+               .then([&call, t] { call.timings.resume_ms = ms_since(t); })
+               .attach(kj::defer([this, name = c.info().name] { warm_.refill(name); })));
   both.add(
       c.guard(c.agent().resumed_fresh(), "reseeding the clone (agent.resumed)").then([&call, t] {
         call.timings.reseed_ms = ms_since(t);
