@@ -15,10 +15,17 @@ throughput at concurrency 1, 8 and 32; ratios against invoke-process (issue 12's
 testbed: serve-pool <= 0.5x, serve-warm <= 0.2x). Then --soak invokes through serve at
 concurrency 8 with serve's RSS and fd count before and after (flat: RSS within 10 %, fds
 equal). JSON to --out, a table on stdout.
+
+Beside the client's numbers, each serve call's own stage timings (the Wisp-Timings header of the
+HTTP gateway: queue, restore, connect or resume, reseed, invoke and the agent's handler time
+within it, total) are kept and their medians printed per mode and concurrency, with how many
+calls a warm clone served and how many warm clones were restoring in the background meanwhile
+(they compete for the CPU): the table says where a call's time goes.
 """
 import argparse
 import concurrent.futures
 import http.client
+import json
 import os
 import shutil
 import signal
@@ -109,8 +116,11 @@ class Bench:
                 self.serve.kill()
                 self.serve.wait()
 
-    # One call each way; returns the client-side milliseconds. Every answer is checked.
+    # One call each way; returns the client-side milliseconds and serve's own timings (a dict
+    # of api/wisp.capnp's Timings, or None when not through the HTTP gateway). Every answer is
+    # checked.
     def call(self, mode, payload):
+        timings = None
         t0 = time.monotonic()
         if mode.startswith("serve-"):
             name = "echo-pool" if mode == "serve-pool" else "echo-warm"
@@ -123,6 +133,10 @@ class Bench:
                 out = resp.read()
                 if resp.status != 200:
                     raise BenchError("%s: HTTP %d: %r" % (mode, resp.status, out[:300]))
+                try:
+                    timings = json.loads(resp.getheader("Wisp-Timings") or "null")
+                except ValueError as e:
+                    raise BenchError("%s: bad Wisp-Timings header: %s" % (mode, e))
             else:
                 out = run([self.wisp, "invoke", name, "--payload", "-", "--server", self.socket,
                            "--deadline", "600"],
@@ -136,7 +150,7 @@ class Bench:
         ms = (time.monotonic() - t0) * 1000
         if out != payload:
             raise BenchError("%s answered %r, expected %r" % (mode, out[:200], payload))
-        return ms
+        return ms, timings
 
     def level(self, mode, concurrency, calls):
         """`calls` calls at `concurrency`: latencies and throughput."""
@@ -145,11 +159,17 @@ class Bench:
 
         t0 = time.monotonic()
         with concurrent.futures.ThreadPoolExecutor(concurrency) as pool:
-            lat = list(pool.map(one, range(calls)))
+            answers = list(pool.map(one, range(calls)))
         wall = time.monotonic() - t0
-        return {"calls": calls, "concurrency": concurrency, "p50_ms": pct(lat, 50),
-                "p99_ms": pct(lat, 99), "mean_ms": sum(lat) / len(lat),
-                "throughput_per_s": calls / wall, "wall_s": wall, "latencies_ms": lat}
+        lat = [ms for ms, _ in answers]
+        out = {"calls": calls, "concurrency": concurrency, "p50_ms": pct(lat, 50),
+               "p99_ms": pct(lat, 99), "mean_ms": sum(lat) / len(lat),
+               "throughput_per_s": calls / wall, "wall_s": wall, "latencies_ms": lat}
+        stages = stage_medians(answers)
+        if stages:
+            out["stages"] = stages
+            out["timings"] = [t for _, t in answers]  # per call, in call order
+        return out
 
     def serve_state(self):
         """serve's RSS (KiB) and fd count once no clone runs and its fds are still."""
@@ -175,6 +195,51 @@ class Bench:
                 "after": after, "flat": flat}
 
 
+# Per stage, the median over one cell's calls of serve's own timings (ms): each stage's own
+# length (restore without the queue before it), and "outside" = the client's time minus serve's
+# total (HTTP, the client, the loop's turn). Plus how many calls a warm clone served and the
+# median number of warm clones restoring in the background during a call.
+STAGES = ["queue", "restore", "connect", "resume", "reseed", "invoke", "handler", "total",
+          "outside"]
+
+
+def stage_medians(answers):
+    rows = [(ms, t) for ms, t in answers if t]
+    if not rows:
+        return None
+
+    def part(ms, t, stage):
+        if stage == "restore":
+            return max(0.0, t.get("restoreMs", 0) - t.get("queueMs", 0)) \
+                if not t.get("warm") else 0.0
+        if stage == "outside":
+            return ms - t.get("totalMs", 0)
+        return t.get(stage + "Ms", 0)
+    out = {st: pct([part(ms, t, st) for ms, t in rows], 50) for st in STAGES}
+    out["warm_served"] = sum(1 for _, t in rows if t.get("warm"))
+    out["pooled"] = sum(1 for _, t in rows if t.get("pooled"))
+    out["warm_filling"] = pct([t.get("warmFilling", 0) for _, t in rows], 50)
+    out["calls"] = len(rows)
+    return out
+
+
+def print_stages(report):
+    cells = [(mode, lv) for mode in report["modes"] for lv in report["results"].get(mode, [])
+             if lv.get("stages")]
+    if not cells:
+        return
+    print("serve's stage medians, ms (Wisp-Timings; restore without queue; outside = client"
+          " - total)")
+    print("%-11s %4s " % ("mode", "conc") + " ".join("%7s" % st for st in STAGES) +
+          "  warm pooled filling")
+    for mode, lv in cells:
+        st = lv["stages"]
+        print("%-11s %4d " % (mode, lv["concurrency"]) +
+              " ".join("%7.1f" % st[s] for s in STAGES) +
+              "  %2d/%-2d %2d/%-2d %5.1f" % (st["warm_served"], st["calls"], st["pooled"],
+                                             st["calls"], st["warm_filling"]))
+
+
 def print_table(report):
     print("serve_bench on %s (client: %s)" % (report["environment"], report["client"]))
     print("%-15s %5s %6s %10s %10s %10s %12s" % ("mode", "conc", "calls", "p50 ms", "p99 ms",
@@ -191,6 +256,7 @@ def print_table(report):
               " (%s)" % (s["invokes"], s["seconds"], s["before"]["rss_kib"],
                          s["after"]["rss_kib"], s["before"]["fds"], s["after"]["fds"],
                          "flat" if s["flat"] else "NOT flat"))
+    print_stages(report)
 
 
 def main():

@@ -55,6 +55,11 @@ void fill_response(api::serve::InvokeResponse::Builder out, const client::Invoke
   tm.setTotalMs(t.total_ms);
   tm.setWarm(t.warm);
   tm.setPooled(t.pooled);
+  tm.setConnectMs(t.connect_ms);
+  tm.setResumeMs(t.resume_ms);
+  tm.setReseedMs(t.reseed_ms);
+  tm.setHandlerMs(t.handler_ms);
+  tm.setWarmFilling(t.warm_filling);
 }
 
 void fill_template_info(api::serve::TemplateInfo::Builder out, const manager::TemplateInfo& t,

@@ -4,6 +4,7 @@
 
 #include "base/error.h"
 #include "manager/agent_vm.h"
+#include "manager/vmm_priority.h"
 
 namespace wisp::service {
 namespace {
@@ -19,10 +20,10 @@ void throw_api_error(const std::string& message) {
 }
 
 Clone::Clone(kj::AsyncIoContext& io, Reaper& reaper, manager::OpenTemplate tpl,
-             CloneStarter& starter, kj::Own<Ticket> ticket)
+             CloneStarter& starter, kj::Own<Ticket> ticket, bool background)
     : io_(io), reaper_(reaper), tpl_(std::move(tpl)), ticket_(kj::mv(ticket)) {
   try {
-    process_ = starter.start(tpl_);
+    process_ = starter.start(tpl_, background);
   } catch (const Error& e) {
     throw_api_error(std::string("vm-failed: starting a clone of template ") + tpl_.info.name +
                     ": " + e.what());
@@ -38,6 +39,10 @@ Clone::~Clone() {
   exited_ = nullptr;  // before the observer its promise waits on
   exit_watch_ = nullptr;
   reaper_.dispose(std::move(process_), kj::mv(ticket_));
+}
+
+void Clone::set_background(bool background) {
+  manager::set_vmm_background(process_->vmm().pid(), background);
 }
 
 kj::Promise<void> Clone::exited() { return exited_.addBranch(); }
@@ -69,11 +74,11 @@ kj::Promise<void> Clone::restored() {
       "restoring the clone");
 }
 
-kj::Promise<void> Clone::connect() {
+kj::Promise<void> Clone::connect(bool reseed) {
   AgentConnectOptions o;
   o.uds_path = process_->vsock_path();
   o.deadline = kConnectTimeout;
-  o.confirm = true;
+  o.confirm = reseed ? AgentConnectOptions::Confirm::kReseed : AgentConnectOptions::Confirm::kPing;
   o.keep_trying = [this] { return alive(); };
   auto agent =
       connect_agent(io_, o).then([this](kj::Own<AgentLink> link) { agent_ = kj::mv(link); });

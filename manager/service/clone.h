@@ -27,16 +27,19 @@ class Clone {
  public:
   // Starts the VMM: a standby of the pool or a spawned restore (clone_start.h); throws
   // "vm-failed: ..." when it cannot start. `ticket` is its admission.
+  // `background`: a warm clone, made ahead of demand (CloneStarter::start).
   Clone(kj::AsyncIoContext& io, Reaper& reaper, manager::OpenTemplate tpl, CloneStarter& starter,
-        kj::Own<Ticket> ticket);
+        kj::Own<Ticket> ticket, bool background = false);
   ~Clone();
   Clone(const Clone&) = delete;
   Clone& operator=(const Clone&) = delete;
 
   // Resolves once the VMM has rebuilt the guest (ready line): the restore.
   kj::Promise<void> restored();
-  // Connects its agent (retrying while the guest resets its vsock).
-  kj::Promise<void> connect();
+  // Connects its agent (retrying while the guest resets its vsock). `reseed`: the connection
+  // is confirmed by agent.resumed (fresh entropy and clock: a clone just restored needs it
+  // before anything else) rather than by a ping, one round trip less.
+  kj::Promise<void> connect(bool reseed = false);
   // Connects its VMM control socket (for pause/resume), once.
   kj::Promise<void> connect_control_link();
 
@@ -59,6 +62,9 @@ class Clone {
   bool pooled() const { return process_->pooled(); }
   bool alive() { return process_->vmm().alive(); }
   double jail_ms() const { return jail_ms_; }
+  // Its VMM's CPU priority: background while it is made ahead of demand (a warm clone), normal
+  // once a call has it (manager/vmm_priority.h).
+  void set_background(bool background);
   // SIGKILLs the VMM now (a sandbox killed mid-call); the destructor still reaps it.
   void terminate() { process_->vmm().terminate(); }
   // Resolves when the VMM process exits.

@@ -4,6 +4,7 @@
 
 #include "base/log.h"
 #include "manager/agent_vm.h"
+#include "manager/vmm_priority.h"
 
 namespace wisp::service {
 namespace {
@@ -100,7 +101,14 @@ CloneStarter::CloneStarter(const JailFlags& jail, uint32_t pool_target) : jail_(
                                                /*control=*/true);
 }
 
-std::unique_ptr<CloneProcess> CloneStarter::start(const manager::OpenTemplate& tpl) {
+std::unique_ptr<CloneProcess> CloneStarter::start(const manager::OpenTemplate& tpl,
+                                                  bool background) {
+  if (background) {
+    auto process = std::make_unique<CloneProcess>(tpl.snapshot_dir, tpl.info.drives, jail_);
+    // Before the jail forks its child: that child and every thread inherit it.
+    manager::set_vmm_background(process->vmm().pid(), true);
+    return process;
+  }
   const manager::StandbyClass& size = pool_ ? pool_->size_class() : manager::StandbyClass{};
   // A standby restores no machine above its class.
   bool fits = pool_ && (tpl.info.mem_mib << 20) <= size.mem_bytes && tpl.info.vcpus <= size.vcpus;

@@ -58,8 +58,10 @@ kj::Promise<std::string> wait_ready(kj::AsyncIoContext& io, CloneProcess& proces
 class CloneStarter {
  public:
   CloneStarter(const JailFlags& jail, uint32_t pool_target);
-  // A clone of `tpl` on its way (wait_ready next). Throws wisp::Error.
-  std::unique_ptr<CloneProcess> start(const manager::OpenTemplate& tpl);
+  // A clone of `tpl` on its way (wait_ready next). Throws wisp::Error. `background`: made
+  // ahead of demand (a warm clone): a spawned restore at SCHED_IDLE (manager/vmm_priority.h),
+  // leaving the pool's standbys to calls; its spawn and jail then use only idle CPU too.
+  std::unique_ptr<CloneProcess> start(const manager::OpenTemplate& tpl, bool background = false);
   // Spawns standbys up to the target (never blocks on a VMM); serve calls it on a timer and
   // after each take.
   void refill();

@@ -54,10 +54,17 @@ Service::Service(kj::AsyncIoContext& io, ServeOptions options)
       warm_(io.provider->getTimer(), [this](const std::string& name) {
         // Only spare capacity: a warm clone never makes a call wait.
         KJ_IF_MAYBE (ticket, admission_.try_acquire(name, mem_of(open(name).info))) {
-          auto clone = kj::heap<Clone>(io_, reaper_, open(name), starter_, kj::mv(*ticket));
+          // Made ahead of demand: spawned, jailed and restored only with CPU that calls leave
+          // idle (not from the pool: its standbys are the calls'). Again once restored, for any
+          // thread that escaped it.
+          auto clone = kj::heap<Clone>(io_, reaper_, open(name), starter_, kj::mv(*ticket),
+                                       /*background=*/true);
           auto& c = *clone;
           return c.restored()
-              .then([&c] { return c.connect(); })
+              .then([&c] {
+                c.set_background(true);
+                return c.connect();
+              })
               .then([&c] { return c.connect_control_link(); })
               .then([&c] { return c.guard(c.control().pause(/*lasting=*/true), "pausing"); })
               .then([clone = kj::mv(clone)]() mutable { return kj::mv(clone); });
@@ -134,40 +141,29 @@ kj::Promise<CallResult> Service::invoke(const std::string& name, CallRequest req
                     ": expected 1 to " + std::to_string(kMaxTimeoutMs));
   manager::OpenTemplate tpl = open(name);
   auto in_flight = kj::heap<InFlight>(*this, name);
-  CallTimings timings;
-  kj::Promise<CallResult> call = nullptr;
+  auto call = kj::heap<Call>();
+  call->request = kj::mv(request);
+  call->t0 = t0;
+  kj::Promise<void> ready = nullptr;
   KJ_IF_MAYBE (warm, warm_.take(name, tpl.dir)) {
-    timings.warm = true;
-    auto clone = kj::mv(*warm);
-    auto& c = *clone;
-    call =
-        c.guard(c.control().resume(), "resuming the warm clone")
-            .then([this, clone = kj::mv(clone), request = kj::mv(request), t0, timings]() mutable {
-              return call_clone(kj::mv(clone), kj::mv(request), t0, timings);
-            });
+    call->timings.warm = true;
+    call->clone = kj::mv(*warm);
+    call->clone->set_background(false);
+    ready = resume_warm(*call);
   } else {
-    uint64_t mem = mem_of(tpl.info);
-    uint64_t deadline = request.deadline_ms;
-    call = admission_.acquire(name, mem, ms_duration(deadline))
-               .then([this, tpl = kj::mv(tpl), request = kj::mv(request), t0,
-                      timings](kj::Own<Ticket> ticket) mutable {
-                 timings.queue_ms = ms_since(t0);
-                 check_accepting();
-                 auto clone = kj::heap<Clone>(io_, reaper_, kj::mv(tpl), starter_, kj::mv(ticket));
-                 auto& c = *clone;
-                 return c.restored().then([this, clone = kj::mv(clone), request = kj::mv(request),
-                                           t0, timings]() mutable {
-                   timings.restore_ms = ms_since(t0);
-                   timings.pooled = clone->pooled();
-                   auto& c = *clone;
-                   return c.connect().then([this, clone = kj::mv(clone), request = kj::mv(request),
-                                            t0, timings]() mutable {
-                     return call_clone(kj::mv(clone), kj::mv(request), t0, timings);
-                   });
-                 });
-               });
+    ready = start_fresh(*call, kj::mv(tpl));
   }
-  return call
+  // After the take: the refill it started counts (it runs beside this call).
+  call->timings.warm_filling = warm_.filling(name);
+  Call& c = *call;
+  return ready
+      .then([this, &c] {
+        // reconnect: from the end of the restore (for a warm clone: of the wait for capacity,
+        // none) until the agent was connected and reseeded.
+        c.timings.reconnect_ms =
+            ms_since(c.t0) - (c.timings.warm ? c.timings.queue_ms : c.timings.restore_ms);
+        return run_handler(c);
+      })
       .then(
           [this, name](CallResult r) {
             stats_.count(name, outcome_of(r.result));
@@ -176,35 +172,72 @@ kj::Promise<CallResult> Service::invoke(const std::string& name, CallRequest req
             stats_.observe("reconnect", r.timings.reconnect_ms);
             stats_.observe("invoke", r.timings.invoke_ms);
             stats_.observe("total", r.timings.total_ms);
+            stats_.observe(r.timings.warm ? "resume" : "connect",
+                           r.timings.warm ? r.timings.resume_ms : r.timings.connect_ms);
+            if (r.timings.warm) stats_.observe("reseed", r.timings.reseed_ms);
+            stats_.observe("handler", r.timings.handler_ms);
             return r;
           },
           [this, name](kj::Exception&& e) -> CallResult {
             stats_.count(name, outcome_of_error(e.getDescription().cStr()));
             kj::throwFatalException(kj::mv(e));
           })
-      .attach(kj::mv(in_flight));
+      .attach(kj::mv(call), kj::mv(in_flight));
 }
 
-kj::Promise<CallResult> Service::call_clone(kj::Own<Clone> clone, CallRequest request, uint64_t t0,
-                                            CallTimings timings) {
-  auto& c = *clone;
-  return c.guard(c.agent().resumed_fresh(), "reseeding the clone (agent.resumed)")
-      .then([&c, request = kj::mv(request), t0, timings]() mutable {
-        // reconnect: from the end of the restore (for a warm clone: of the wait for capacity,
-        // none) until the agent was connected and reseeded.
-        timings.reconnect_ms =
-            ms_since(t0) - (timings.warm ? timings.queue_ms : timings.restore_ms);
-        uint64_t t_invoke = now_ns();
-        client::InvokeRequest req = manager::invoke_request_for(
-            c.info(), std::move(request.payload), std::chrono::milliseconds(request.timeout_ms));
-        return c.guard(c.agent().invoke(req), "invoking the handler")
-            .then([t0, t_invoke, timings](client::InvokeResult result) mutable {
-              timings.invoke_ms = ms_since(t_invoke);
-              timings.total_ms = ms_since(t0);
-              return CallResult{std::move(result), timings};
-            });
+kj::Promise<void> Service::resume_warm(Call& call) {
+  Clone& c = *call.clone;
+  uint64_t t = now_ns();
+  // Both at once: the paused guest reads agent.resumed only once its vCPUs run again, so the
+  // reseed's message travels while the VMM resumes them (one round trip, not two). The handler
+  // still waits for the reseed's answer (run_handler comes after both).
+  auto both = kj::heapArrayBuilder<kj::Promise<void>>(2);
+  // The refill behind this take, once the resume is answered (or failed): not before its
+  // message is out (WarmPools::take).
+  both.add(c.guard(c.control().resume(), "resuming the warm clone")
+               .then([&call, t] { call.timings.resume_ms = ms_since(t); })
+               .attach(kj::defer([this, name = c.info().name] { warm_.refill(name); })));
+  both.add(
+      c.guard(c.agent().resumed_fresh(), "reseeding the clone (agent.resumed)").then([&call, t] {
+        call.timings.reseed_ms = ms_since(t);
+      }));
+  return kj::joinPromises(both.finish());
+}
+
+kj::Promise<void> Service::start_fresh(Call& call, manager::OpenTemplate tpl) {
+  uint64_t mem = mem_of(tpl.info);
+  const std::string name = tpl.info.name;
+  return admission_.acquire(name, mem, ms_duration(call.request.deadline_ms))
+      .then([this, &call, tpl = kj::mv(tpl)](kj::Own<Ticket> ticket) mutable {
+        call.timings.queue_ms = ms_since(call.t0);
+        check_accepting();
+        call.clone = kj::heap<Clone>(io_, reaper_, kj::mv(tpl), starter_, kj::mv(ticket));
+        return call.clone->restored();
       })
-      .attach(kj::mv(clone));
+      .then([&call] {
+        call.timings.restore_ms = ms_since(call.t0);
+        call.timings.pooled = call.clone->pooled();
+        uint64_t t = now_ns();
+        // The reseed confirms the new connection (Clone::connect): one round trip less.
+        return call.clone->connect(/*reseed=*/true).then([&call, t] {
+          call.timings.connect_ms = ms_since(t);
+        });
+      });
+}
+
+kj::Promise<CallResult> Service::run_handler(Call& call) {
+  Clone& c = *call.clone;
+  uint64_t t_invoke = now_ns();
+  client::InvokeRequest req =
+      manager::invoke_request_for(c.info(), std::move(call.request.payload),
+                                  std::chrono::milliseconds(call.request.timeout_ms));
+  return c.guard(c.agent().invoke(req), "invoking the handler")
+      .then([&call, t_invoke](client::InvokeResult result) {
+        call.timings.invoke_ms = ms_since(t_invoke);
+        call.timings.handler_ms = static_cast<double>(result.duration_ns) / 1e6;
+        call.timings.total_ms = ms_since(call.t0);
+        return CallResult{std::move(result), call.timings};
+      });
 }
 
 kj::Promise<kj::Own<Clone>> Service::start_clone(const std::string& name, uint64_t deadline_ms) {
@@ -217,8 +250,7 @@ kj::Promise<kj::Own<Clone>> Service::start_clone(const std::string& name, uint64
         auto clone = kj::heap<Clone>(io_, reaper_, kj::mv(tpl), starter_, kj::mv(ticket));
         auto& c = *clone;
         return c.restored()
-            .then([&c] { return c.connect(); })
-            .then([&c] { return c.guard(c.agent().resumed_fresh(), "reseeding the clone"); })
+            .then([&c] { return c.connect(/*reseed=*/true); })
             .then([clone = kj::mv(clone)]() mutable { return kj::mv(clone); });
       });
 }

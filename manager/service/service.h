@@ -46,10 +46,18 @@ struct CallRequest {
   uint64_t deadline_ms = 30000;  // how long to wait for capacity
 };
 
-// Milliseconds from the request's arrival (Timings in api/wisp.capnp).
+// Timings in api/wisp.capnp: queue, restore and total count from the request's arrival; the
+// others are the stage's own length. reconnect is connect (a new clone: the reseed is its
+// confirmation, so reseed_ms stays 0) or resume and reseed, which overlap (a warm clone: both
+// count from the resume's start); handler is the agent's own time for the handler's run,
+// inside invoke.
 struct CallTimings {
   double queue_ms = 0, restore_ms = 0, reconnect_ms = 0, invoke_ms = 0, total_ms = 0;
+  double connect_ms = 0, resume_ms = 0, reseed_ms = 0, handler_ms = 0;
   bool warm = false, pooled = false;
+  // Warm clones of the template being restored in the background as the call started (the
+  // refill its own take started included): they compete with it for the CPU.
+  uint32_t warm_filling = 0;
 };
 
 struct CallResult {
@@ -111,8 +119,20 @@ class Service {
  private:
   // Keeps the pool at its target, every kPoolRefillInterval (a take never spawns in the call).
   kj::Promise<void> refill_pool();
-  kj::Promise<CallResult> call_clone(kj::Own<Clone> clone, CallRequest request, uint64_t t0,
-                                     CallTimings timings);
+  // One call of invoke(): its clone (once it has one), request and timings, held by the call's
+  // promise chain (so cancelling the call destroys the clone).
+  struct Call {
+    kj::Own<Clone> clone;
+    CallRequest request;
+    uint64_t t0 = 0;
+    CallTimings timings;
+  };
+  // A warm clone taken for `call`: resumed and reseeded.
+  kj::Promise<void> resume_warm(Call& call);
+  // A new clone for `call`: admitted, restored, connected and reseeded.
+  kj::Promise<void> start_fresh(Call& call, manager::OpenTemplate tpl);
+  // The handler's run on the ready clone; fills the result's timings.
+  kj::Promise<CallResult> run_handler(Call& call);
 
   kj::AsyncIoContext& io_;
   ServeOptions options_;

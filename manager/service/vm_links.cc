@@ -243,12 +243,15 @@ kj::Promise<kj::Own<AgentLink>> attempt_agent(kj::AsyncIoContext& io,
          o->uds_path + " within " + std::to_string(o->deadline.count()) +
          " ms (last attempt: " + *why + ")");
   kj::Timer& timer = io.provider->getTimer();
-  bool confirm = o->confirm;
+  AgentConnectOptions::Confirm confirm = o->confirm;
   auto link =
       timer.timeoutAfter(to_kj(kConnectAttempt), bridge_connect(io, o->uds_path, api::Agent::PORT))
           .then([&timer, confirm](kj::Own<kj::AsyncIoStream> stream) {
             auto link = kj::heap<AgentLinkImpl>(timer, kj::mv(stream));
-            kj::Promise<void> check = confirm ? link->ping() : kj::READY_NOW;
+            kj::Promise<void> check = confirm == AgentConnectOptions::Confirm::kPing ? link->ping()
+                                      : confirm == AgentConnectOptions::Confirm::kReseed
+                                          ? link->resumed_fresh()
+                                          : kj::READY_NOW;
             return check.then(
                 [link = kj::mv(link)]() mutable -> kj::Own<AgentLink> { return kj::mv(link); });
           });

@@ -60,8 +60,11 @@ struct AgentConnectOptions {
   std::string uds_path;  // the VM's --vsock-uds socket
   std::chrono::milliseconds deadline{30000};
   // A clone just restored resets its vsock transport as it resumes, dropping connections made
-  // before: ping after connecting and connect again if that drops (client::ConnectOptions).
-  bool confirm = true;
+  // before: a first call after connecting, and connect again if that drops
+  // (client::ConnectOptions). kReseed makes that call agent.resumed (AgentLink::resumed_fresh),
+  // which such a clone needs first anyway; it may then run twice (a reseed more: harmless).
+  enum class Confirm { kNone, kPing, kReseed };
+  Confirm confirm = Confirm::kPing;
   // Asked between attempts; false gives up (the VMM exited).
   std::function<bool()> keep_trying;
 };

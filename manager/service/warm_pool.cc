@@ -55,8 +55,12 @@ kj::Maybe<kj::Own<Clone>> WarmPools::take(const std::string& name,
     }
     // An old generation (rebuilt template) or a dead VM: dropped (destroyed by the reaper).
   }
-  fill(name);
+  if (out == nullptr) fill(name);  // else the taker calls refill() once its clone runs
   return out;
+}
+
+void WarmPools::refill(const std::string& name) {
+  if (pools_.count(name)) fill(name);
 }
 
 uint32_t WarmPools::ready(const std::string& name) const {
@@ -67,6 +71,11 @@ uint32_t WarmPools::ready(const std::string& name) const {
 uint32_t WarmPools::target(const std::string& name) const {
   auto it = pools_.find(name);
   return it == pools_.end() ? 0 : it->second.target;
+}
+
+uint32_t WarmPools::filling(const std::string& name) const {
+  auto it = pools_.find(name);
+  return it == pools_.end() ? 0 : it->second.filling;
 }
 
 void WarmPools::stop() {

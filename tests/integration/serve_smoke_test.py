@@ -225,7 +225,8 @@ class ServeSmokeTest(unittest.TestCase):
         self.assertGreaterEqual(outcomes.get("ok", 0), 8, outcomes)
         self.assertGreaterEqual(outcomes.get("vm_failed", 0), 1, outcomes)
         stages = {h["stage"]: h for h in s["stages"]}
-        self.assertEqual(sorted(stages), ["invoke", "reconnect", "restore", "total"])
+        self.assertEqual(sorted(stages), ["connect", "handler", "invoke", "reconnect", "reseed",
+                                          "restore", "resume", "total"])
         total = stages["total"]
         self.assertGreaterEqual(int(total["count"]), 8)
         self.assertEqual(len(total["bucketCounts"]), len(total["bucketBounds"]) + 1)
