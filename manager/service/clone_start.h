@@ -60,6 +60,9 @@ class CloneStarter {
   CloneStarter(const JailFlags& jail, uint32_t pool_target);
   // A clone of `tpl` on its way (wait_ready next). Throws wisp::Error.
   std::unique_ptr<CloneProcess> start(const manager::OpenTemplate& tpl);
+  // A standby of the pool to boot `vm` (a template build: create_template), or nullptr when
+  // none stands by or none can (StandbyVmm::why_not_boot: the class, the jail, ...).
+  std::unique_ptr<manager::StandbyVmm> take_for_boot(const manager::VmSpec& vm);
   // Spawns standbys up to the target (never blocks on a VMM); serve calls it on a timer and
   // after each take.
   void refill();

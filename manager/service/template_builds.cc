@@ -82,11 +82,12 @@ void TemplateBuilds::join_finished() {
 
 size_t TemplateBuilds::running() const { return threads_.size(); }
 
-kj::Promise<manager::TemplateCreated> TemplateBuilds::start(manager::TemplateSpec spec,
-                                                            ProgressFn progress) {
+kj::Promise<manager::TemplateCreated> TemplateBuilds::start(
+    manager::TemplateSpec spec, ProgressFn progress, std::unique_ptr<manager::StandbyVmm> standby) {
   join_finished();
   auto s = std::make_shared<Shared>();
-  std::thread t([s, spec = std::move(spec)] {
+  // The thread owns the standby from here on (one thread at a time owns a StandbyVmm).
+  std::thread t([s, spec = std::move(spec), standby = std::move(standby)]() mutable {
     auto report = [&s](const std::string& message) {
       std::lock_guard<std::mutex> lock(s->mu);
       s->events.push_back(message);
@@ -95,7 +96,7 @@ kj::Promise<manager::TemplateCreated> TemplateBuilds::start(manager::TemplateSpe
     std::optional<manager::TemplateCreated> result;
     std::string error;
     try {
-      result = manager::create_template(spec, report, &s->cancel);
+      result = manager::create_template(spec, report, &s->cancel, std::move(standby));
     } catch (const manager::VmFailed& e) {
       error = std::string("vm-failed: ") + e.what();
     } catch (const Error& e) {
