@@ -75,9 +75,13 @@ def pool_idle(http_socket):
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as c:
             c.settimeout(10)
             c.connect(http_socket)
-            c.sendall(b"GET /metrics HTTP/1.0\r\nHost: wisp\r\n\r\n")
+            c.sendall(b"GET /metrics HTTP/1.1\r\nHost: wisp\r\nConnection: close\r\n\r\n")
             data = b""
-            while chunk := c.recv(65536):
+            # Read until the gauge's line is whole (or the server closes).
+            while b"\nwisp_pool_target" not in data:
+                chunk = c.recv(65536)
+                if not chunk:
+                    break
                 data += chunk
     except OSError:
         return -1
@@ -267,8 +271,13 @@ class VmmPoolTest(unittest.TestCase):
                                       "--http", "unix:" + http], env=env, stdout=log,
                                      stderr=log, stdin=subprocess.DEVNULL)
         try:
-            wait_for(lambda: pool_idle(http) >= 1 or serve.poll() is not None, 120,
-                     "a standby in serve's pool")
+            try:
+                wait_for(lambda: pool_idle(http) >= 1 or serve.poll() is not None, 120,
+                         "a standby in serve's pool")
+            except AssertionError:
+                with open(os.path.join(root, "serve.log"), errors="replace") as f:
+                    raise AssertionError("no standby in serve's pool; serve's log:\n" +
+                                         f.read()[-3000:])
             self.assertIsNone(serve.poll(), "serve exited")
             env["WISP_SERVER"] = sock
             p = subprocess.run([self.wisp, "template", "create", "bootup", "--handler",
