@@ -215,16 +215,30 @@ class VmmPoolTest(unittest.TestCase):
 
     @unittest.skipUnless(os.path.exists(AGENT_GUEST), "no " + AGENT_GUEST + " (make all builds it)")
     def test_standby_boots_the_agent_guest(self):
-        lines = self.probe("boot", "hello boot")
-        rows = {path: [l[path] for l in lines if path in l] for path in ("pool_boot", "spawn_boot")}
+        # WISP_POOL_BOOT_COMPARE=1: `wisp-vmm run` boots the same machine too, for the times
+        # (another boot: left out of `make test`, which is at its time limit).
+        compare = os.environ.get("WISP_POOL_BOOT_COMPARE") == "1"
+        args = ("boot", "hello boot") if compare else ("boot", "hello boot", "-", "tr a-z A-Z")
+        lines = self.probe(*args)
+        paths = ("pool_boot", "spawn_boot") if compare else ("pool_boot",)
+        rows = {path: [l[path] for l in lines if path in l] for path in paths}
         for path, r in rows.items():
             self.assertEqual(len(r), 1, lines)
             self.assertEqual((r[0]["exit_code"], r[0]["out"]), (0, "HELLO BOOT"), r)
         self.assertRegex(rows["pool_boot"][0]["ready_line"], r"^ready [0-9.]+ [0-9.]+ [0-9.]+$")
-        print("boot (agent answers, command result) ms: standby order %.1f / %.1f, spawn %.1f / "
-              "%.1f" % (rows["pool_boot"][0]["ready_ms"], rows["pool_boot"][0]["total_ms"],
-                        rows["spawn_boot"][0]["ready_ms"], rows["spawn_boot"][0]["total_ms"]),
-              file=sys.stderr)
+        times = ["%s %.1f / %.1f" % (p, r[0]["ready_ms"], r[0]["total_ms"])
+                 for p, r in rows.items()]
+        print("boot (agent answers / command result) ms: " + ", ".join(times), file=sys.stderr)
+        self.assertEqual(self.runtime_dirs(), [])
+
+    @unittest.skipUnless(os.path.exists(PY_ROOTFS), "no " + PY_ROOTFS + " (make all builds it)")
+    def test_standby_boots_from_a_root_filesystem(self):
+        # The image reaches the jailed standby as drive 0 of a boot order with the rootfs flag;
+        # python3 exists only there.
+        lines = self.probe("boot", "from the rootfs", PY_ROOTFS, PY_UPPER)
+        rows = [l["pool_boot"] for l in lines if "pool_boot" in l]
+        self.assertEqual(len(rows), 1, lines)
+        self.assertEqual((rows[0]["exit_code"], rows[0]["out"]), (0, "FROM THE ROOTFS"), rows)
         self.assertEqual(self.runtime_dirs(), [])
 
     @unittest.skipUnless(os.path.exists(KERNEL), "no " + KERNEL + " (make all builds it)")
