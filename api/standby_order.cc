@@ -6,11 +6,14 @@
 #include <charconv>
 #include <cstring>
 
+#include "api/vm_limits.h"
+
 namespace wisp::standby {
 namespace {
 
 constexpr std::string_view kVersion = "wisp-order/1";
 constexpr std::string_view kRestore = "restore";
+constexpr std::string_view kBoot = "boot";
 
 // The next space-separated word of `s` (advanced past it and one space).
 std::string_view next_word(std::string_view& s) {
@@ -60,7 +63,109 @@ void check_source_dir(std::string_view dir) {
       throw Error("standby order: the snapshot directory holds a control character");
 }
 
+// A decimal count in [lo, hi] without sign or leading zero, named `what` in the error.
+uint32_t parse_count(std::string_view w, uint32_t lo, uint32_t hi, const char* what) {
+  uint32_t n = 0;
+  auto [end, ec] = std::from_chars(w.data(), w.data() + w.size(), n);
+  if (w.empty() || ec != std::errc() || end != w.data() + w.size() || w[0] == '0' || n < lo ||
+      n > hi)
+    throw Error("standby order: " + std::string(what) + " \"" + std::string(w).substr(0, 16) +
+                "\" is not " + std::to_string(lo) + " to " + std::to_string(hi));
+  return n;
+}
+
+std::string encode_modes(const std::vector<bool>& read_only) {
+  if (read_only.size() > kMaxDrives)
+    throw Error("standby order: " + std::to_string(read_only.size()) + " drives");
+  std::string modes;
+  for (bool ro : read_only) modes += std::string(modes.empty() ? "" : ",") + (ro ? "ro" : "rw");
+  return modes.empty() ? "-" : modes;
+}
+
+void parse_flags(std::string_view w, BootOrder* order) {
+  if (w == "-") return;
+  for (;;) {
+    size_t comma = w.find(',');
+    std::string_view f = w.substr(0, comma);
+    bool* flag = f == "initrd"   ? &order->initrd
+                 : f == "rootfs" ? &order->rootfs
+                 : f == "raw"    ? &order->raw_cmdline
+                                 : nullptr;
+    if (f == "norng") {
+      if (!order->rng) throw Error("standby order: boot flag \"norng\" given twice");
+      order->rng = false;
+    } else if (!flag) {
+      throw Error("standby order: boot flag \"" + std::string(f).substr(0, 16) +
+                  "\" is none of initrd, rootfs, raw, norng (none: \"-\")");
+    } else if (*flag) {
+      throw Error("standby order: boot flag \"" + std::string(f) + "\" given twice");
+    } else {
+      *flag = true;
+    }
+    if (comma == std::string_view::npos) return;
+    w = w.substr(comma + 1);
+  }
+}
+
+// The command line reaches the guest kernel as is: printable ASCII within its size.
+void check_cmdline(std::string_view cmdline) {
+  if (cmdline.size() > kMaxCmdlineBytes)
+    throw Error("standby order: the kernel command line is " + std::to_string(cmdline.size()) +
+                " bytes, over the kernel's limit of " + std::to_string(kMaxCmdlineBytes));
+  for (char c : cmdline)
+    if (c < 0x20 || c > 0x7e)
+      throw Error(
+          "standby order: the kernel command line holds a byte that is not printable ASCII");
+}
+
+void check_boot(const BootOrder& order) {
+  if (order.mem_mib < (kMinGuestMemBytes >> 20) || order.mem_mib > (kMaxGuestMemBytes >> 20))
+    throw Error("standby order: guest memory " + std::to_string(order.mem_mib) + " MiB is not " +
+                std::to_string(kMinGuestMemBytes >> 20) + " to " +
+                std::to_string(kMaxGuestMemBytes >> 20));
+  if (order.vcpus < 1 || order.vcpus > kMaxGuestVcpus)
+    throw Error("standby order: " + std::to_string(order.vcpus) + " vCPUs is not 1 to " +
+                std::to_string(kMaxGuestVcpus));
+  if (order.rootfs && (order.drive_read_only.empty() || !order.drive_read_only[0]))
+    throw Error("standby order: flag rootfs needs drive 0, read-only (MODES starting \"ro\")");
+  check_cmdline(order.cmdline);
+}
+
+BootOrder parse_boot(std::string_view s, size_t fds) {
+  BootOrder order;
+  order.mem_mib = parse_count(next_word(s), static_cast<uint32_t>(kMinGuestMemBytes >> 20),
+                              static_cast<uint32_t>(kMaxGuestMemBytes >> 20), "guest memory (MiB)");
+  order.vcpus = parse_count(next_word(s), 1, kMaxGuestVcpus, "vCPU count");
+  if (s.empty()) throw Error("standby order: drive modes missing (no drive: \"-\")");
+  order.drive_read_only = parse_modes(next_word(s));
+  if (s.empty()) throw Error("standby order: boot flags missing (none: \"-\")");
+  parse_flags(next_word(s), &order);
+  order.cmdline = std::string(s);
+  check_boot(order);
+  if (fds != order.fd_count())
+    throw Error("standby order: came with " + std::to_string(fds) + " descriptors, " +
+                std::to_string(order.fd_count()) +
+                " expected (the kernel, the initrd if flagged, 1 per drive)");
+  return order;
+}
+
 }  // namespace
+
+std::string encode_order(const BootOrder& order) {
+  check_boot(order);
+  std::string flags;
+  for (auto [on, name] : {std::pair{order.initrd, "initrd"}, std::pair{order.rootfs, "rootfs"},
+                          std::pair{order.raw_cmdline, "raw"}, std::pair{!order.rng, "norng"}})
+    if (on) flags += std::string(flags.empty() ? "" : ",") + name;
+  if (flags.empty()) flags = "-";
+  return std::string(kVersion) + " " + std::string(kBoot) + " " + std::to_string(order.mem_mib) +
+         " " + std::to_string(order.vcpus) + " " + encode_modes(order.drive_read_only) + " " +
+         flags + " " + order.cmdline + "\n";
+}
+
+size_t fd_count(const Order& order) {
+  return std::visit([](const auto& o) { return o.fd_count(); }, order);
+}
 
 std::string encode_order(const RestoreOrder& order) {
   if (order.layers < 1 || order.layers > kMaxLayers)
@@ -79,7 +184,7 @@ std::string encode_order(const RestoreOrder& order) {
   return text;
 }
 
-RestoreOrder parse_order(std::string_view message, size_t fds) {
+Order parse_order(std::string_view message, size_t fds) {
   if (message.size() > kMaxOrderBytes)
     throw Error("standby order: " + std::to_string(message.size()) + " bytes, over the limit of " +
                 std::to_string(kMaxOrderBytes));
@@ -90,7 +195,11 @@ RestoreOrder parse_order(std::string_view message, size_t fds) {
     throw Error("standby order: not one line of text");
   if (next_word(s) != kVersion)
     throw Error("standby order: not a " + std::string(kVersion) + " message");
-  if (next_word(s) != kRestore) throw Error("standby order: the only order is \"restore\"");
+  std::string_view verb = next_word(s);
+  if (verb == kBoot) return parse_boot(s, fds);
+  if (verb != kRestore)
+    throw Error("standby order: the orders are \"restore\" and \"boot\", not \"" +
+                std::string(verb).substr(0, 16) + "\"");
   RestoreOrder order;
   order.layers = parse_layers(next_word(s));
   if (s.empty()) throw Error("standby order: drive modes missing (no drive: \"-\")");

@@ -12,6 +12,22 @@
 //                   VMM opens nothing by, recorded as the parent of a diff snapshot of the clone.
 //   VMM -> manager  "ready LOADED_MS RESTORED_MS JAIL_MS\n"   as `wisp-vmm restore --ready-fd`
 //
+// or, to boot a machine as `wisp-vmm run` would (the standby's own vsock, control socket and
+// console, from its launch arguments):
+//
+//   manager -> VMM  "wisp-order/1 boot MEM_MIB VCPUS MODES FLAGS CMDLINE\n" with 1 + I + D
+//                   descriptors: the kernel, the initrd when FLAGS has "initrd" (I = 1), then
+//                   the D drive images in slot order (MODES as for restore). MEM_MIB and VCPUS
+//                   must be within the standby's class (checked by the VMM, which knows it).
+//                   FLAGS is "-" or a comma-joined set of: initrd; rootfs (drive 0, read-only,
+//                   is the root filesystem: `wisp-vmm run --rootfs`); raw (CMDLINE is the whole
+//                   command line: --raw-cmdline); norng (no virtio-rng). CMDLINE (the rest of
+//                   the line, may be empty) is what `wisp-vmm run --cmdline` takes: the VMM puts
+//                   its defaults (and the rootfs arguments) before it exactly as run does. At
+//                   most kMaxCmdlineBytes of printable ASCII.
+//   VMM -> manager  "ready LOADED_MS BOOTED_MS JAIL_MS\n"  the kernel loaded / the machine built
+//                   (its vCPUs about to run), counted from the order, as for restore
+//
 // The VMM runs the order once; any other message, a count of descriptors that does not match,
 // or a truncated message is refused (it exits with the reason on stderr). The manager is host
 // input to the VMM: parse_order validates everything before a descriptor is used.
@@ -21,6 +37,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <variant>
 #include <vector>
 
 #include "base/error.h"
@@ -34,6 +51,9 @@ constexpr size_t kMaxOrderBytes = 64 + 4096;
 constexpr uint32_t kMaxLayers = 17;
 constexpr uint32_t kMaxDrives = 16;
 constexpr size_t kMaxOrderFds = 2 * kMaxLayers + kMaxDrives;
+// The kernel's COMMAND_LINE_SIZE (2048) less its terminating NUL: a boot order's CMDLINE; the
+// VMM checks the whole line (its defaults added) against the kernel image's own limit.
+constexpr size_t kMaxCmdlineBytes = 2047;
 
 constexpr std::string_view kStandbyLine = "standby\n";
 
@@ -45,11 +65,28 @@ struct RestoreOrder {
   bool operator==(const RestoreOrder&) const = default;
 };
 
-// The order's text (without descriptors). Throws Error for counts out of range.
+struct BootOrder {
+  uint32_t mem_mib = 0;
+  uint32_t vcpus = 0;
+  std::vector<bool> drive_read_only;  // one per drive, in slot order
+  bool initrd = false;                // an initrd descriptor follows the kernel's
+  bool rootfs = false;                // drive 0 is the root filesystem (read-only)
+  bool raw_cmdline = false;           // `cmdline` is the whole command line
+  bool rng = true;
+  std::string cmdline;  // as `wisp-vmm run --cmdline` takes it
+  size_t fd_count() const { return 1 + (initrd ? 1 : 0) + drive_read_only.size(); }
+  bool operator==(const BootOrder&) const = default;
+};
+
+using Order = std::variant<RestoreOrder, BootOrder>;
+
+// The order's text (without descriptors). Throws Error for counts or text out of range.
 std::string encode_order(const RestoreOrder& order);
+std::string encode_order(const BootOrder& order);
 // Parses `message`, received with `fds` descriptors. Throws Error saying what is wrong (the
-// version, the verb, a count, a mode, the descriptor count).
-RestoreOrder parse_order(std::string_view message, size_t fds);
+// version, the verb, a count, a size, a mode, a flag, the command line, the descriptor count).
+Order parse_order(std::string_view message, size_t fds);
+size_t fd_count(const Order& order);
 
 // The VMM stopped waiting: the manager closed its end (nothing to do), or a stop signal came.
 class OrderCancelled : public Error {
@@ -58,8 +95,8 @@ class OrderCancelled : public Error {
 };
 
 struct ReceivedOrder {
-  RestoreOrder order;
-  std::vector<UniqueFd> fds;  // layers' state and memory files, then drives, as above
+  Order order;
+  std::vector<UniqueFd> fds;  // as the order's text says (above)
 };
 // Blocks for one order on `sock`. Every descriptor received is owned (closed on error). Throws
 // OrderCancelled on end of file or EINTR (a stop signal), Error for anything malformed.

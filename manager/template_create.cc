@@ -82,22 +82,45 @@ void warm_up(client::AgentClient& agent, const TemplateSpec& spec, const Templat
   }
 }
 
+// The template's VM booted by `standby` on an order; nullptr (logged through `progress`) when
+// the order failed, so the caller spawns it instead.
+std::unique_ptr<AgentVm> boot_by_standby(std::unique_ptr<StandbyVmm> standby, const VmSpec& vm,
+                                         const Progress& progress) {
+  try {
+    standby->order_boot(vm);
+    standby->wait_ready(std::chrono::milliseconds(60000));
+    progress("booted by a standing-by VMM of the pool");
+    return standby->release();
+  } catch (const Error& e) {
+    progress(std::string("the pool's standby VMM did not boot it (") + e.what() +
+             "); spawning one");
+    return nullptr;
+  }
+}
+
 }  // namespace
 
-TemplateCreated create_template(const TemplateSpec& spec, const Progress& progress,
-                                Cancellation* cancellation) {
-  uint64_t t0 = spec.start_ns ? spec.start_ns : now_ns();
+VmSpec template_vm(const TemplateSpec& spec) {
   VmSpec vm = spec.vm;
   if (!vm.mem_bytes) vm.mem_bytes = kDefaultMemBytes;
   if (!vm.vcpus) vm.vcpus = 1;
   vm.raw_cmdline = false;
+  return vm;
+}
+
+TemplateCreated create_template(const TemplateSpec& spec, const Progress& progress,
+                                Cancellation* cancellation, std::unique_ptr<StandbyVmm> standby) {
+  uint64_t t0 = spec.start_ns ? spec.start_ns : now_ns();
+  VmSpec vm = template_vm(spec);
   TemplateCreated out;
   out.info = template_info(spec, vm);
   TemplateStaging staging(spec.name, spec.rebuild);
   progress("booting " + spec.name + " (" + std::to_string(vm.mem_bytes >> 20) + " MiB, " +
            std::to_string(vm.vcpus) + " vCPU)...");
   if (cancellation && cancellation->cancelled()) throw Error("interrupted");
-  std::unique_ptr<AgentVm> machine = AgentVm::boot(vm, /*control=*/true, "wisp-template");
+  std::unique_ptr<AgentVm> machine;
+  if (standby) machine = boot_by_standby(std::move(standby), vm, progress);
+  if (!machine) machine = AgentVm::boot(vm, /*control=*/true, "wisp-template");
   std::optional<Cancellation::Watch> watch(std::in_place, cancellation, machine->vmm());
   std::unique_ptr<client::AgentClient> agent;
   try {

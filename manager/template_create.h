@@ -11,6 +11,7 @@
 #include "manager/cancellation.h"
 #include "manager/template_store.h"
 #include "manager/vm_spec.h"
+#include "manager/vmm_pool.h"
 
 namespace wisp::manager {
 
@@ -35,11 +36,19 @@ struct TemplateCreated {
   double snapshot_ms = 0;  // pause + save (the VMM's figure)
 };
 
+// The machine create_template boots for `spec`: its defaults (256 MiB, 1 vCPU) filled in, the
+// command line never raw.
+VmSpec template_vm(const TemplateSpec& spec);
+
 // Throws Error: a bad name or spec, a template of that name, a guest file missing (before
 // anything boots), or VmFailed with the VMM's log. Nothing is left in the store on failure.
 // `cancellation` (may be null) stops it from another thread: the VM is killed, and this throws
 // once it has been reaped and its runtime directory removed.
+// `standby` (may be null): a pre-jailed VMM standing by (manager/vmm_pool.h) that boots the VM
+// on an order instead of a spawned `wisp-vmm run`: the caller checked that it can
+// (StandbyVmm::why_not_boot on template_vm(spec)). If the order fails, the VM is spawned.
 TemplateCreated create_template(const TemplateSpec& spec, const Progress& progress,
-                                Cancellation* cancellation = nullptr);
+                                Cancellation* cancellation = nullptr,
+                                std::unique_ptr<StandbyVmm> standby = nullptr);
 
 }  // namespace wisp::manager

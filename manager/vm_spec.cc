@@ -15,6 +15,8 @@ bool exists(const std::string& path) {
 
 }  // namespace
 
+std::string default_kernel() { return self_dir() + "/../guest/vmlinux"; }
+
 std::string default_agent_initrd() { return self_dir() + "/../guest/agent-initramfs.cpio.gz"; }
 
 std::string effective_initrd(const VmSpec& spec) {
@@ -38,6 +40,12 @@ std::string describe_guest(const VmSpec& spec) {
          (spec.rootfs.empty() ? "initrd " + effective_initrd(spec) : "rootfs " + spec.rootfs);
 }
 
+std::string vmm_cmdline(const VmSpec& spec) {
+  // quiet: each console byte is a VM exit, and nobody reads this console by default.
+  return spec.raw_cmdline ? spec.cmdline
+                          : "quiet" + (spec.cmdline.empty() ? "" : " " + spec.cmdline);
+}
+
 std::vector<std::string> vmm_run_args(const VmSpec& spec, const std::string& vsock_uds,
                                       const std::string& control_socket) {
   std::vector<std::string> args = {"run", "--vsock-uds", vsock_uds, "--console", spec.console};
@@ -51,9 +59,7 @@ std::vector<std::string> vmm_run_args(const VmSpec& spec, const std::string& vso
   for (const std::string& d : spec.drives) args.insert(args.end(), {"--drive", d});
   if (!spec.rng) args.push_back("--no-rng");
   if (!spec.vsock_cid.empty()) args.insert(args.end(), {"--vsock-cid", spec.vsock_cid});
-  // quiet: each console byte is a VM exit, and nobody reads this console by default.
-  std::string cmdline =
-      spec.raw_cmdline ? spec.cmdline : "quiet" + (spec.cmdline.empty() ? "" : " " + spec.cmdline);
+  std::string cmdline = vmm_cmdline(spec);
   if (spec.raw_cmdline) args.push_back("--raw-cmdline");
   if (!cmdline.empty()) args.insert(args.end(), {"--cmdline", cmdline});
   for (int i = 0; i < spec.verbose; ++i) args.push_back("--verbose");

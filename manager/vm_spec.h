@@ -32,6 +32,9 @@ struct VmSpec {
   JailFlags jail;                // how the VMM is jailed (default: fully)
 };
 
+// <wisp>/../guest/vmlinux: wisp-vmm's default kernel (it is wisp's sibling).
+std::string default_kernel();
+
 // <wisp>/../guest/agent-initramfs.cpio.gz: the agent guest `make` builds.
 std::string default_agent_initrd();
 
@@ -44,6 +47,11 @@ void check_guest_files(const VmSpec& spec);
 
 // "default kernel, initrd PATH" or "KERNEL, rootfs IMAGE": what a template was booted from.
 std::string describe_guest(const VmSpec& spec);
+
+// What `spec` adds to the kernel command line (`wisp-vmm run --cmdline`; all of it with
+// raw_cmdline): wisp-vmm puts its defaults and the rootfs arguments before it. A standby's boot
+// order carries the same (manager/vmm_pool.h).
+std::string vmm_cmdline(const VmSpec& spec);
 
 // The arguments of `wisp-vmm run` for `spec`, with its vsock bridged to `vsock_uds` and, if
 // not empty, a control socket at `control_socket`.

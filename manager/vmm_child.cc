@@ -40,6 +40,13 @@ class SpawnAttr {
   posix_spawnattr_t attr_;
 };
 
+// A close-on-exec copy of `fd` numbered above every descriptor the child is given (3 to 5).
+UniqueFd above_targets(int fd) {
+  UniqueFd copy(::fcntl(fd, F_DUPFD_CLOEXEC, 16));
+  if (!copy) throw_errno("copying a descriptor for the VMM");
+  return copy;
+}
+
 }  // namespace
 
 std::string vmm_executable() { return sibling_executable("wisp-vmm"); }
@@ -68,14 +75,21 @@ VmmChild::VmmChild(const std::vector<std::string>& args, const std::string& log,
   std::vector<char*> cargs;
   for (auto& a : argv) cargs.push_back(a.data());
   cargs.push_back(nullptr);
+  // The dup2s below run in order in the child: a source that is another's target (this
+  // process's own descriptor 4 is the order socket when it was its first socketpair) would be
+  // overwritten before it is copied. So every source is copied above the targets first.
+  UniqueFd ready_src, lifeline_src, order_src;
+  if (ready_pipe) ready_src = above_targets(pipefd[1]);
+  lifeline_src = above_targets(lifeline_read.get());
+  if (order_fd >= 0) order_src = above_targets(order_fd);
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
   posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
   posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
   posix_spawn_file_actions_addopen(&fa, 2, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-  if (ready_pipe) posix_spawn_file_actions_adddup2(&fa, pipefd[1], 3);
-  posix_spawn_file_actions_adddup2(&fa, lifeline_read.get(), kParentFd);
-  if (order_fd >= 0) posix_spawn_file_actions_adddup2(&fa, order_fd, kOrderFd);
+  if (ready_pipe) posix_spawn_file_actions_adddup2(&fa, ready_src.get(), 3);
+  posix_spawn_file_actions_adddup2(&fa, lifeline_src.get(), kParentFd);
+  if (order_fd >= 0) posix_spawn_file_actions_adddup2(&fa, order_src.get(), kOrderFd);
   SpawnAttr attr;
   int rc = posix_spawn(&pid_, exe.c_str(), &fa, attr.get(), cargs.data(), environ);
   posix_spawn_file_actions_destroy(&fa);

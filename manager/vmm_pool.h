@@ -23,6 +23,7 @@
 #include "api/jail_flags.h"
 #include "base/unique_fd.h"
 #include "manager/agent_vm.h"
+#include "manager/vm_spec.h"
 
 namespace wisp::manager {
 
@@ -51,8 +52,19 @@ class StandbyVmm {
   // and may be ordered again) or VmFailed when the VMM is gone. `drives` ("PATH[,ro]" as for
   // AgentVm::restore, in slot order) are admitted as a restore admits them and passed open.
   void order_restore(const std::string& snapshot_dir, const std::vector<std::string>& drives = {});
-  // After order_restore: readable when its answer is there (the ready line, or end of file when
-  // it failed). For an event loop; then poll_ready().
+  // Sends the order to boot `spec` as `wisp-vmm run` would (manager/standby_boot_order.cc):
+  // opens its kernel, initrd and drives (regular files, no symlink at the last component) and
+  // passes them; the command line is vmm_cmdline(spec), completed by the VMM as run completes
+  // it. Throws Error for a spec a standby cannot boot (see can_boot; then it still stands by)
+  // or VmFailed when the VMM is gone. Needs standing_by().
+  void order_boot(const VmSpec& spec);
+  // Whether a standby of `size` launched with `jail` boots `spec`: the machine within the
+  // class, the same jail, no console file, no vsock CID, verbosity or timings of its own (its
+  // launch arguments hold those). "" when it can, else why not.
+  static std::string why_not_boot(const VmSpec& spec, const StandbyClass& size,
+                                  const JailFlags& jail);
+  // After order_restore or order_boot: readable when its answer is there (the ready line, or end of
+  // file when it failed). For an event loop; then poll_ready().
   int ready_fd() const { return order_.get(); }
   // Non-blocking: the ready line ("ready LOADED_MS RESTORED_MS JAIL_MS", counted from the
   // order) once it came, nullopt before. Throws VmFailed with the VMM's log when it failed.
@@ -69,6 +81,8 @@ class StandbyVmm {
 
  private:
   enum class Stage { kStarting, kStandingBy, kOrdered, kReady };
+  // Sends `text` with `fds`; the VMM is ordered then. Throws VmFailed when it is gone.
+  void send_order(const std::string& text, const std::vector<int>& fds);
   StandbyVmm(std::unique_ptr<AgentVm> vm, UniqueFd order)
       : vm_(std::move(vm)), order_(std::move(order)) {}
   // One message from the VMM if there is one (non-blocking); throws VmFailed at end of file.

@@ -135,6 +135,18 @@ void CloneStarter::refill() {
   }
 }
 
+std::unique_ptr<manager::StandbyVmm> CloneStarter::take_for_boot(const manager::VmSpec& vm) {
+  if (!pool_) return nullptr;
+  std::string why = manager::StandbyVmm::why_not_boot(vm, pool_->size_class(), jail_);
+  if (!why.empty()) {
+    LOG_INFO("pool: a template build spawns its VMM: %s", why.c_str());
+    return nullptr;
+  }
+  std::unique_ptr<manager::StandbyVmm> standby = pool_->take();
+  if (!standby) LOG_INFO("pool: no standby VMM for a template build: it spawns its VMM");
+  return standby;
+}
+
 uint32_t CloneStarter::idle() { return pool_ ? static_cast<uint32_t>(pool_->idle()) : 0; }
 
 }  // namespace wisp::service

@@ -62,6 +62,9 @@ class CloneStarter {
   // ahead of demand (a warm clone): a spawned restore at SCHED_IDLE (manager/vmm_priority.h),
   // leaving the pool's standbys to calls; its spawn and jail then use only idle CPU too.
   std::unique_ptr<CloneProcess> start(const manager::OpenTemplate& tpl, bool background = false);
+  // A standby of the pool to boot `vm` (a template build: create_template), or nullptr when
+  // none stands by or none can (StandbyVmm::why_not_boot: the class, the jail, ...).
+  std::unique_ptr<manager::StandbyVmm> take_for_boot(const manager::VmSpec& vm);
   // Spawns standbys up to the target (never blocks on a VMM); serve calls it on a timer and
   // after each take.
   void refill();

@@ -82,11 +82,15 @@ void TemplateBuilds::join_finished() {
 
 size_t TemplateBuilds::running() const { return threads_.size(); }
 
-kj::Promise<manager::TemplateCreated> TemplateBuilds::start(manager::TemplateSpec spec,
-                                                            ProgressFn progress) {
+kj::Promise<manager::TemplateCreated> TemplateBuilds::start(
+    manager::TemplateSpec spec, ProgressFn progress, std::unique_ptr<manager::StandbyVmm> standby) {
+  // Job is a std::function (copyable): the standby rides in a shared holder and is moved out
+  // by the job's one call, on the build's thread (one thread at a time owns a StandbyVmm).
+  auto held = std::make_shared<std::unique_ptr<manager::StandbyVmm>>(std::move(standby));
   return run(
-      [spec = std::move(spec)](const manager::Progress& report, manager::Cancellation* cancel) {
-        return manager::create_template(spec, report, cancel);
+      [spec = std::move(spec), held](const manager::Progress& report,
+                                     manager::Cancellation* cancel) {
+        return manager::create_template(spec, report, cancel, std::move(*held));
       },
       std::move(progress));
 }

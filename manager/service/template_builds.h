@@ -31,8 +31,10 @@ class TemplateBuilds {
 
   // Runs create_template(spec). Fails with "vm-failed: ..." when the VM failed, else
   // "bad-request: ..." with create_template's message. Cancelling the promise cancels the
-  // build (its VM is killed; nothing is published).
-  kj::Promise<manager::TemplateCreated> start(manager::TemplateSpec spec, ProgressFn progress);
+  // build (its VM is killed; nothing is published). `standby` (may be null): a VMM of serve's
+  // pool that boots the VM (create_template's), handed to the build's thread.
+  kj::Promise<manager::TemplateCreated> start(manager::TemplateSpec spec, ProgressFn progress,
+                                              std::unique_ptr<manager::StandbyVmm> standby = {});
   // Any blocking template job the same way (Sandbox.snapshot's fork_template): its errors map
   // as start()'s; `job` gets the progress callback and the cancellation (it may ignore it).
   using Job = std::function<manager::TemplateCreated(const manager::Progress& progress,

@@ -3,6 +3,7 @@
 #include <set>
 
 #include "base/error.h"
+#include "base/log.h"
 #include "base/version.h"
 #include "manager/service/api_convert.h"
 
@@ -62,7 +63,13 @@ class TemplatesImpl final : public api::serve::Templates::Server {
             req.setMessage(message);
             return req.send();
           };
-          return s_.builds().start(std::move(spec), progress).attach(kj::mv(ticket));
+          // Boot it in a pre-jailed VMM of the pool when one fits (spawn and jail off its path).
+          auto standby = s_.starter().take_for_boot(manager::template_vm(spec));
+          if (standby)
+            LOG_INFO("template %s: booted by a standby VMM of the pool", spec.name.c_str());
+          return s_.builds()
+              .start(std::move(spec), progress, std::move(standby))
+              .attach(kj::mv(ticket));
         })
         .then([this, context, sink](manager::TemplateCreated created) mutable {
           auto results = context.getResults();

@@ -5,6 +5,12 @@
 //        /proc status, root and namespaces, read before the order), then the order, the ready
 //        line, the template's handler invoked on PAYLOAD; ROUNDS times each, and as many
 //        clones through `wisp-vmm restore` (AgentVm::restore) to compare.
+//   boot PAYLOAD  a standby VMM (class 128 MiB, 1 vCPU) ordered to boot the agent guest
+//        (StandbyVmm::order_boot), then "tr a-z A-Z" invoked on PAYLOAD through its agent; the
+//        same machine booted by `wisp-vmm run` (AgentVm::boot) to compare.
+//   boot PAYLOAD ROOTFS HANDLER  the standby path only, booting from the root filesystem image
+//        ROOTFS (the order's rootfs flag; "-": the agent initramfs) and invoking HANDLER (a
+//        command line) on PAYLOAD.
 //   pool N   a VmmPool of N: refilled, waited for until all N stand by, one taken; prints their
 //        pids, then destroys everything.
 #include <sys/stat.h>
@@ -172,6 +178,55 @@ int clone_command(const std::string& name, const std::string& payload, int round
   return 0;
 }
 
+// The machine both boot paths boot: the default kernel and agent initramfs.
+VmSpec boot_spec() {
+  VmSpec spec;
+  spec.mem_bytes = 128ull << 20;
+  spec.vcpus = 1;
+  return spec;
+}
+
+void boot_call(AgentVm& vm, const std::vector<std::string>& argv, const std::string& payload,
+               uint64_t t0, CallTimes* c) {
+  auto agent = vm.connect_agent(milliseconds(120000), /*confirm=*/false);
+  agent->ping();
+  c->ready_ms = ms_since(t0);  // the agent answers: booted
+  TemplateInfo t;
+  t.argv = argv;
+  client::InvokeResult r = agent->invoke(invoke_request_for(t, payload, milliseconds(30000)));
+  c->total_ms = ms_since(t0);
+  c->out = r.out;
+  c->exit_code = r.signaled ? -1 : r.exit_code;
+}
+
+int boot_command(const std::string& payload, bool compare, const std::string& rootfs = "",
+                 const std::string& handler = "tr a-z A-Z") {
+  JailFlags jail;
+  VmSpec spec = boot_spec();
+  spec.rootfs = rootfs == "-" ? "" : rootfs;
+  std::vector<std::string> argv = split_command(handler);
+  std::string why = StandbyVmm::why_not_boot(spec, StandbyClass{128ull << 20, 1}, jail);
+  if (!why.empty()) throw Error("a standby cannot boot the spec: " + why);
+  {
+    auto v = StandbyVmm::spawn(jail, StandbyClass{128ull << 20, 1});
+    wait_standing_by(*v);
+    CallTimes c;
+    uint64_t t0 = now_ns();
+    v->order_boot(spec);
+    std::string ready = v->wait_ready(milliseconds(60000));
+    std::unique_ptr<AgentVm> vm = v->release();
+    boot_call(*vm, argv, payload, t0, &c);
+    print_call("pool_boot", 0, c, ready);
+  }
+  if (!compare) return 0;
+  CallTimes c;
+  uint64_t t0 = now_ns();
+  auto vm = AgentVm::boot(spec, /*control=*/false, "wisp-boot");
+  boot_call(*vm, argv, payload, t0, &c);
+  print_call("spawn_boot", 0, c, "");
+  return 0;
+}
+
 int pool_command(size_t n) {
   std::vector<pid_t> pids;
   {
@@ -203,8 +258,13 @@ int main(int argc, char** argv) {
     std::string cmd = argc > 1 ? argv[1] : "";
     if (cmd == "clone" && argc == 5)
       return wisp::manager::clone_command(argv[2], argv[3], std::stoi(argv[4]));
+    if (cmd == "boot" && argc == 3) return wisp::manager::boot_command(argv[2], true);
+    if (cmd == "boot" && argc == 5)
+      return wisp::manager::boot_command(argv[2], false, argv[3], argv[4]);
     if (cmd == "pool" && argc == 3) return wisp::manager::pool_command(std::stoul(argv[2]));
-    std::fprintf(stderr, "usage: wisp-pool-probe clone TEMPLATE PAYLOAD ROUNDS | pool N\n");
+    std::fprintf(stderr,
+                 "usage: wisp-pool-probe clone TEMPLATE PAYLOAD ROUNDS | boot PAYLOAD [ROOTFS "
+                 "HANDLER] | pool N\n");
     return 2;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "wisp-pool-probe: %s\n", e.what());

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <string>
+#include <variant>
 #include <vector>
 
 #include "tests/unit/expect_error.h"
@@ -26,12 +27,17 @@ RestoreOrder order(uint32_t layers, std::vector<bool> ro = {}, std::string dir =
   return o;
 }
 
+// The restore order `message` parses to (a boot order fails the test).
+RestoreOrder restore_of(std::string_view message, size_t fds) {
+  return std::get<RestoreOrder>(parse_order(message, fds));
+}
+
 TEST(StandbyOrder, EncodesAndParsesBack) {
   for (const RestoreOrder& o :
        {order(1), order(3, {true, false}), order(kMaxLayers, std::vector<bool>(kMaxDrives, true)),
         order(1, {}, "/a dir/with spaces")}) {
     std::string text = encode_order(o);
-    EXPECT_EQ(parse_order(text, o.fd_count()), o) << text;
+    EXPECT_EQ(restore_of(text, o.fd_count()), o) << text;
   }
   EXPECT_EQ(encode_order(order(2, {true, false})), "wisp-order/1 restore 2 ro,rw /store/t\n");
   EXPECT_EQ(encode_order(order(1)), "wisp-order/1 restore 1 - /store/t\n");
@@ -65,7 +71,8 @@ TEST(StandbyOrder, RefusesGarbage) {
   expect_error([] { parse_order(std::string("wisp-order/1 restore 1 - /s\0x\n", 31), 2); },
                {"one line"});
   expect_error([] { parse_order("wisp-order/2 restore 1 - /s\n", 2); }, {"wisp-order/1"});
-  expect_error([] { parse_order("wisp-order/1 boot 1 - /s\n", 2); }, {"\"restore\""});
+  expect_error([] { parse_order("wisp-order/1 reboot 1 - /s\n", 2); },
+               {"\"restore\" and \"boot\", not \"reboot\""});
   expect_error([] { parse_order("wisp-order/1 restore 1\n", 2); }, {"drive modes missing"});
   expect_error([] { parse_order("wisp-order/1 restore 1 rx /s\n", 3); }, {"neither ro nor rw"});
   expect_error([] { parse_order("wisp-order/1 restore 1 ro, /s\n", 3); }, {"neither ro nor rw"});
@@ -77,7 +84,92 @@ TEST(StandbyOrder, RefusesGarbage) {
                {"too long"});
   // A long store path (a deep WISP_HOME) still fits: the order is not what limits it.
   std::string deep = "/" + std::string(1000, 'd') + "/snapshot";
-  EXPECT_EQ(parse_order(encode_order(order(1, {}, deep)), 2).source_dir, deep);
+  EXPECT_EQ(restore_of(encode_order(order(1, {}, deep)), 2).source_dir, deep);
+}
+
+BootOrder boot(uint32_t mem_mib, uint32_t vcpus, std::vector<bool> ro = {}, bool initrd = true,
+               std::string cmdline = "quiet") {
+  BootOrder o;
+  o.mem_mib = mem_mib;
+  o.vcpus = vcpus;
+  o.drive_read_only = std::move(ro);
+  o.initrd = initrd;
+  o.cmdline = std::move(cmdline);
+  return o;
+}
+
+BootOrder boot_of(std::string_view message, size_t fds) {
+  return std::get<BootOrder>(parse_order(message, fds));
+}
+
+TEST(StandbyBootOrder, EncodesAndParsesBack) {
+  BootOrder all = boot(512, 2, {true, false}, true, "quiet wisp.x=1");
+  all.rootfs = all.raw_cmdline = true;
+  all.rng = false;
+  for (const BootOrder& o : {boot(256, 1), boot(16, 1, {}, false, ""), all,
+                             boot(65536, 254, std::vector<bool>(kMaxDrives, false), true,
+                                  std::string(kMaxCmdlineBytes, 'c'))}) {
+    std::string text = encode_order(o);
+    EXPECT_EQ(boot_of(text, o.fd_count()), o) << text;
+  }
+  EXPECT_EQ(encode_order(boot(256, 1)), "wisp-order/1 boot 256 1 - initrd quiet\n");
+  EXPECT_EQ(encode_order(all),
+            "wisp-order/1 boot 512 2 ro,rw initrd,rootfs,raw,norng quiet wisp.x=1\n");
+  EXPECT_EQ(encode_order(boot(16, 1, {}, false, "")), "wisp-order/1 boot 16 1 - - \n");
+  // No command line at all: the line may end at the flags.
+  EXPECT_EQ(boot_of("wisp-order/1 boot 16 1 - -\n", 1), boot(16, 1, {}, false, ""));
+  EXPECT_EQ(boot(1, 1, {true}, true).fd_count(), 3u);
+}
+
+TEST(StandbyBootOrder, RefusesAWrongDescriptorCount) {
+  expect_error([] { boot_of("wisp-order/1 boot 256 1 - initrd quiet\n", 1); },
+               {"came with 1 descriptors, 2 expected (the kernel, the initrd if flagged"});
+  expect_error([] { boot_of("wisp-order/1 boot 256 1 ro,rw - quiet\n", 4); },
+               {"4 descriptors, 3 expected"});
+  expect_error([] { boot_of("wisp-order/1 boot 256 1 - -\n", 0); }, {"0 descriptors"});
+}
+
+TEST(StandbyBootOrder, RefusesSizesOutOfRange) {
+  for (const char* bad : {"0", "15", "65537", "-1", "0256", "256M", ""})
+    expect_error([&] { parse_order(std::string("wisp-order/1 boot ") + bad + " 1 - -\n", 1); },
+                 {"guest memory (MiB)"});
+  for (const char* bad : {"0", "255", "01", "x"})
+    expect_error([&] { parse_order(std::string("wisp-order/1 boot 256 ") + bad + " - -\n", 1); },
+                 {"vCPU count"});
+  expect_error([] { encode_order(boot(8, 1)); }, {"guest memory 8 MiB is not 16 to 65536"});
+  expect_error([] { encode_order(boot(256, 0)); }, {"0 vCPUs"});
+}
+
+TEST(StandbyBootOrder, RefusesABadCommandLine) {
+  std::string over(kMaxCmdlineBytes + 1, 'c');
+  expect_error([&] { parse_order("wisp-order/1 boot 256 1 - - " + over + "\n", 1); },
+               {"command line is 2048 bytes, over the kernel's limit of 2047"});
+  expect_error([&] { encode_order(boot(256, 1, {}, true, over)); }, {"2048 bytes"});
+  expect_error([] { parse_order("wisp-order/1 boot 256 1 - - a\tb\n", 1); },
+               {"not printable ASCII"});
+  expect_error([] { parse_order("wisp-order/1 boot 256 1 - - caf\xc3\xa9\n", 1); },
+               {"not printable ASCII"});
+  constexpr char kNul[] = "wisp-order/1 boot 256 1 - - a\0b\n";
+  expect_error([&] { parse_order(std::string(kNul, sizeof(kNul) - 1), 1); }, {"one line"});
+}
+
+TEST(StandbyBootOrder, RefusesBadModesAndFlags) {
+  expect_error([] { parse_order("wisp-order/1 boot 256 1\n", 1); }, {"drive modes missing"});
+  expect_error([] { parse_order("wisp-order/1 boot 256 1 -\n", 1); }, {"boot flags missing"});
+  expect_error([] { parse_order("wisp-order/1 boot 256 1 xx - q\n", 1); }, {"neither ro nor rw"});
+  expect_error([] { parse_order("wisp-order/1 boot 256 1 - initrd,big q\n", 2); },
+               {"boot flag \"big\" is none of"});
+  expect_error([] { parse_order("wisp-order/1 boot 256 1 - initrd,initrd q\n", 2); },
+               {"\"initrd\" given twice"});
+  expect_error([] { parse_order("wisp-order/1 boot 256 1 - norng,norng q\n", 1); },
+               {"given twice"});
+  expect_error([] { parse_order("wisp-order/1 boot 256 1 - , q\n", 1); }, {"boot flag \"\""});
+  // The rootfs is drive 0, read-only.
+  expect_error([] { parse_order("wisp-order/1 boot 256 1 - rootfs q\n", 1); },
+               {"rootfs needs drive 0, read-only"});
+  expect_error([] { parse_order("wisp-order/1 boot 256 1 rw rootfs q\n", 2); },
+               {"rootfs needs drive 0"});
+  EXPECT_TRUE(boot_of("wisp-order/1 boot 256 1 ro,rw rootfs q\n", 3).rootfs);
 }
 
 // A socketpair as a standby has it: the order and its descriptors arrive together, and every
@@ -102,7 +194,7 @@ TEST_F(StandbyOrderSocket, CarriesTheOrderAndItsFiles) {
   UniqueFd a(open("/dev/null", O_RDONLY | O_CLOEXEC)), b(open("/dev/zero", O_RDONLY | O_CLOEXEC));
   send_message(manager_.get(), encode_order(order(1)), {a.get(), b.get()});
   ReceivedOrder got = receive_order(vmm_.get());
-  EXPECT_EQ(got.order, order(1));
+  EXPECT_EQ(std::get<RestoreOrder>(got.order), order(1));
   ASSERT_EQ(got.fds.size(), 2u);
   struct stat sa, sb, ga, gb;
   ASSERT_EQ(fstat(a.get(), &sa), 0);

@@ -17,16 +17,23 @@ namespace wisp {
 namespace {
 
 struct OpenFile {
-  UniqueFd fd;
+  UniqueFd fd;  // when opened here
+  int raw = -1;
   uint64_t size = 0;
 };
 
-OpenFile open_regular(const std::string& path, const char* what) {
+// `given` (not owned) when >= 0, else `path` opened here.
+OpenFile open_regular(const std::string& path, int given, const char* what) {
   OpenFile f;
-  f.fd = UniqueFd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!f.fd) throw Error(errno_message(std::string(what) + " " + path));
+  int fd = given;
+  if (given < 0) {
+    f.fd = UniqueFd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!f.fd) throw Error(errno_message(std::string(what) + " " + path));
+    fd = f.fd.get();
+  }
+  f.raw = fd;
   struct stat st;
-  if (fstat(f.fd.get(), &st) != 0) throw Error(errno_message(std::string(what) + " " + path));
+  if (fstat(fd, &st) != 0) throw Error(errno_message(std::string(what) + " " + path));
   if (!S_ISREG(st.st_mode)) throw Error(std::string(what) + " " + path + ": not a regular file");
   if (st.st_size == 0) throw Error(std::string(what) + " " + path + ": file is empty");
   f.size = static_cast<uint64_t>(st.st_size);
@@ -49,9 +56,9 @@ void read_exact(int fd, uint64_t offset, std::span<uint8_t> dst, const std::stri
 
 LoadedKernel load_boot_image(const GuestMemory& mem, const BootSetup& setup) {
   LoadedKernel out;
-  OpenFile kernel = open_regular(setup.kernel_path, "kernel");
+  OpenFile kernel = open_regular(setup.kernel_path, setup.kernel_fd, "kernel");
   std::vector<uint8_t> head(std::min<uint64_t>(kernel.size, kKernelHeadBytes));
-  read_exact(kernel.fd.get(), 0, head, setup.kernel_path);
+  read_exact(kernel.raw, 0, head, setup.kernel_path);
   try {
     out.image = parse_kernel(head, kernel.size);
   } catch (const Error& e) {
@@ -66,17 +73,17 @@ LoadedKernel load_boot_image(const GuestMemory& mem, const BootSetup& setup) {
   for (const auto& seg : img.segments) {
     auto dst = mem.slice_or_throw(GuestAddress(seg.guest_addr), seg.mem_size,
                                   "kernel " + setup.kernel_path + " segment");
-    read_exact(kernel.fd.get(), seg.file_offset, dst.first(seg.file_size), setup.kernel_path);
+    read_exact(kernel.raw, seg.file_offset, dst.first(seg.file_size), setup.kernel_path);
     // [file_size, mem_size) is .bss: fresh guest RAM is already zero.
   }
 
   uint64_t initrd_addr = 0, initrd_size = 0;
-  if (!setup.initrd_path.empty()) {
-    OpenFile initrd = open_regular(setup.initrd_path, "initrd");
+  if (!setup.initrd_path.empty() || setup.initrd_fd >= 0) {
+    OpenFile initrd = open_regular(setup.initrd_path, setup.initrd_fd, "initrd");
     initrd_size = initrd.size;
     initrd_addr = place_initrd(img, mem.size(), initrd_size);
     auto dst = mem.slice_or_throw(GuestAddress(initrd_addr), initrd_size, "initrd");
-    read_exact(initrd.fd.get(), 0, dst, setup.initrd_path);
+    read_exact(initrd.raw, 0, dst, setup.initrd_path);
   }
 
   if (setup.cmdline.size() + 1 > img.cmdline_max || setup.cmdline.size() + 1 > layout::kCmdlineMax)

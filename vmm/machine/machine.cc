@@ -175,7 +175,10 @@ std::unique_ptr<Machine> Machine::create(const MachineConfig& config, const Kvm&
                 std::to_string(max) + " on this host");
   MachineBuilder builder(config, kvm, t0_ns, GuestMemory::create(config.mem_bytes));
   builder.build_common(builder.create_devices());
-  builder.boot(BootSetup{config.kernel_path, config.initrd_path, config.cmdline, config.vcpus});
+  BootSetup boot{config.kernel_path, config.initrd_path, config.cmdline, config.vcpus};
+  boot.kernel_fd = config.kernel_fd;
+  boot.initrd_fd = config.initrd_fd;
+  builder.boot(boot);
   return builder.finish();
 }
 

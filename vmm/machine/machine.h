@@ -37,6 +37,9 @@ enum class ThreadRole {
 struct MachineConfig {
   std::string kernel_path;
   std::string initrd_path;  // empty: no initrd
+  // Open kernel and initrd files (not owned; -1: open the paths above, then only names).
+  int kernel_fd = -1;
+  int initrd_fd = -1;
   std::string cmdline;
   uint64_t mem_bytes = 128ull << 20;
   uint32_t vcpus = 1;

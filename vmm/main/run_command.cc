@@ -14,6 +14,7 @@
 #include "vmm/jail/jail.h"
 #include "vmm/kvm/kvm.h"
 #include "vmm/machine/machine.h"
+#include "vmm/main/boot_description.h"
 #include "vmm/main/jail_setup.h"
 #include "vmm/main/machine_control.h"
 #include "vmm/main/rootfs_boot.h"
@@ -148,19 +149,6 @@ OptionParser run_parser(RunOptions* o) {
   return p;
 }
 
-// The devices in slot order: drives (the first is /dev/vda), then rng, then vsock.
-// GCC 12 at -O2 warns that a moved std::variant's string "may be used uninitialized" when the
-// vector grows (a known false positive with variants of strings); this function alone builds one.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-std::vector<DeviceSpec> device_list(const RunOptions& o) {
-  std::vector<DeviceSpec> devices(o.drives.begin(), o.drives.end());
-  if (o.rng) devices.push_back(RngSpec{});
-  if (o.vsock) devices.push_back(*o.vsock);
-  return devices;
-}
-#pragma GCC diagnostic pop
-
 // The checks between options, then the defaults that depend on them (the default guest, the
 // command line). Throws UsageError.
 void finish_config(RunOptions* o) {
@@ -175,7 +163,6 @@ void finish_config(RunOptions* o) {
       throw UsageError(std::string("--vsock-uds: ") + e.what());
     }
   }
-  cfg.devices = device_list(*o);
   if (!o->kernel_given) {
     cfg.kernel_path = self_dir() + "/../guest/vmlinux";
     if (!o->initrd_given && !o->no_initrd && o->rootfs.empty())
@@ -183,13 +170,14 @@ void finish_config(RunOptions* o) {
   }
   if (o->no_initrd) cfg.initrd_path.clear();
   cfg.mem_bytes = o->mem_bytes;
-  if (!o->rootfs.empty()) {
-    apply_rootfs(o->rootfs, default_kernel_cmdline(), o->extra_cmdline, o->raw_cmdline, &cfg);
-  } else {
-    std::string extra = o->extra_cmdline;
-    cfg.cmdline =
-        o->raw_cmdline ? extra : default_kernel_cmdline() + (extra.empty() ? "" : " " + extra);
-  }
+  BootDescription boot;
+  boot.drives = o->drives;
+  boot.rootfs = o->rootfs;
+  boot.extra_cmdline = o->extra_cmdline;
+  boot.raw_cmdline = o->raw_cmdline;
+  boot.rng = o->rng;
+  boot.vsock = o->vsock;
+  apply_boot_description(boot, &cfg);
 }
 
 void print_timings(const RunResult& r, double jail_ms) {

@@ -21,6 +21,7 @@
 #include "vmm/main/jail_setup.h"
 #include "vmm/main/machine_control.h"
 #include "vmm/main/restore_command.h"
+#include "vmm/main/standby_boot.h"
 #include "vmm/main/vmm_process.h"
 #include "vmm/memory/guest_memory.h"
 #include "vmm/virtio/block/block_backend.h"
@@ -34,18 +35,19 @@ constexpr const char* kCommand = "wisp-vmm standby";
 constexpr const char* kUsage = R"(Usage: wisp-vmm standby --order-fd N [OPTIONS]
 
 A VMM that jails itself at once and then waits for one order on the SOCK_SEQPACKET socket N:
-restore the snapshot whose files come with the order (api/standby_order.h). It reports
-"standby" there once jailed, and "ready LOADED_MS RESTORED_MS JAIL_MS" once the clone is
-rebuilt (counted from the order), then runs it as 'wisp-vmm restore' does. The manager's pool
-of pre-jailed VMMs spawns it; it opens no snapshot file itself.
+restore the snapshot whose files come with the order, or boot the kernel (initrd, drives) that
+come with it (api/standby_order.h). It reports "standby" there once jailed, and "ready
+LOADED_MS READY_MS JAIL_MS" once the machine is built (counted from the order), then runs it as
+'wisp-vmm restore' or 'wisp-vmm run' does. The manager's pool of pre-jailed VMMs spawns it; it
+opens no guest file itself.
 
-Its limits (cgroup memory.max, thread count) are fixed before the snapshot is known: a standby
-belongs to a size class, --mem and --vcpus, and refuses a snapshot larger than its class.
+Its limits (cgroup memory.max, thread count) are fixed before the machine is known: a standby
+belongs to a size class, --mem and --vcpus, and refuses a machine larger than its class.
 
 Options:
   --order-fd N       the order socket (3 to 1024); required
-  --mem SIZE         the largest guest RAM it restores (default 512 MiB)
-  --vcpus N          the most vCPUs it restores (default 2)
+  --mem SIZE         the largest guest RAM it restores or boots (default 512 MiB)
+  --vcpus N          the most vCPUs it restores or boots (default 2)
   --vsock-uds PATH   the clone's virtio-vsock Unix socket (required for a snapshot with vsock)
   --control-socket PATH
                      listen for control commands, as for restore
@@ -150,18 +152,59 @@ void configure_devices(const StandbyOptions& o, const snapshot::LoadedSnapshot& 
 }
 
 // The order's descriptors after the layers' files: its drives, in slot order.
-std::vector<UniqueFd> drives_of(standby::ReceivedOrder& order) {
+std::vector<UniqueFd> drives_of(const standby::RestoreOrder& order, std::vector<UniqueFd>& fds) {
   std::vector<UniqueFd> drives;
-  for (size_t i = 2 * size_t{order.order.layers}; i < order.fds.size(); ++i)
-    drives.push_back(std::move(order.fds[i]));
+  for (size_t i = 2 * size_t{order.layers}; i < fds.size(); ++i)
+    drives.push_back(std::move(fds[i]));
   return drives;
 }
 
-std::vector<snapshot::SnapshotLayerFds> layers_of(standby::ReceivedOrder& order) {
+std::vector<snapshot::SnapshotLayerFds> layers_of(const standby::RestoreOrder& order,
+                                                  std::vector<UniqueFd>& fds) {
   std::vector<snapshot::SnapshotLayerFds> layers;
-  for (uint32_t i = 0; i < order.order.layers; ++i)
-    layers.push_back({std::move(order.fds[2 * i]), std::move(order.fds[2 * i + 1])});
+  for (uint32_t i = 0; i < order.layers; ++i)
+    layers.push_back({std::move(fds[2 * i]), std::move(fds[2 * i + 1])});
   return layers;
+}
+
+// A built machine and the line that reports it.
+struct Ordered {
+  std::unique_ptr<Machine> machine;
+  std::string ready_line;
+};
+
+Ordered restore_on_order(StandbyOptions& o, const standby::RestoreOrder& order,
+                         std::vector<UniqueFd>& fds, const Kvm& kvm, jail::Confinement& confinement,
+                         uint64_t t0) {
+  const std::string name = "standby order (" + order.source_dir + ")";
+  snapshot::LoadedSnapshot snap = snapshot::load_machine_snapshot(
+      layers_of(order, fds), [&](uint32_t vcpus) { return guest_cpuid(kvm, 0, vcpus); }, name);
+  uint64_t loaded = now_ns();
+  configure_devices(o, snap, order, drives_of(order, fds), &o.cfg);
+  if (!o.cfg.control_socket.empty())
+    o.cfg.control_service = machine_control(order.source_dir, snap.id);
+  confine_threads(confinement, &o.cfg);
+  Ordered out;
+  out.machine = Machine::restore(o.cfg, snap.state, std::move(snap.memory), kvm, t0);
+  out.ready_line = ready_line(t0, loaded, now_ns(), confinement.jail_ms());
+  LOG_INFO("restored %s (%u layer(s)) on order", order.source_dir.c_str(), snap.layers);
+  return out;
+}
+
+// As `wisp-vmm run` boots: `fds` (the kernel's, the initrd's) stay open until the machine is
+// built.
+Ordered boot_on_order(StandbyOptions& o, const standby::BootOrder& order,
+                      std::vector<UniqueFd>& fds, const Kvm& kvm, jail::Confinement& confinement,
+                      uint64_t t0) {
+  configure_boot(order, fds, o.vsock_uds, &o.cfg);
+  if (!o.cfg.control_socket.empty()) o.cfg.control_service = machine_control();
+  confine_threads(confinement, &o.cfg);
+  Ordered out;
+  out.machine = Machine::create(o.cfg, kvm, t0);
+  uint64_t built = now_ns();
+  out.ready_line = ready_line(t0, built, built, confinement.jail_ms());
+  LOG_INFO("booting on order (%u vCPU, %u MiB)", order.vcpus, order.mem_mib);
+  return out;
 }
 
 void send_line(int fd, const std::string& line) {
@@ -186,22 +229,16 @@ int stand_by(StandbyOptions& o, jail::Confinement& confinement) {
       LOG_INFO("%s", e.what());
       return kExitOk;
     }
-    // The clone's times count from the order, as a restore's count from its process start.
+    // The VM's times count from the order, as a restore's count from its process start.
     uint64_t t0 = now_ns();
-    const std::string name = "standby order (" + order.order.source_dir + ")";
-    snapshot::LoadedSnapshot snap = snapshot::load_machine_snapshot(
-        layers_of(order), [&](uint32_t vcpus) { return guest_cpuid(kvm, 0, vcpus); }, name);
-    uint64_t loaded = now_ns();
-    configure_devices(o, snap, order.order, drives_of(order), &o.cfg);
-    if (!o.cfg.control_socket.empty())
-      o.cfg.control_service = machine_control(order.order.source_dir, snap.id);
-    confine_threads(confinement, &o.cfg);
-    auto machine = Machine::restore(o.cfg, snap.state, std::move(snap.memory), kvm, t0);
-    std::string line = ready_line(t0, loaded, now_ns(), confinement.jail_ms());
-    standby::send_message(o.order_fd, line);
-    if (o.ready_fd >= 0) send_line(o.ready_fd, line);
-    LOG_INFO("restored %s (%u layer(s)) on order", order.order.source_dir.c_str(), snap.layers);
-    r = machine->run();
+    Ordered done = std::holds_alternative<standby::BootOrder>(order.order)
+                       ? boot_on_order(o, std::get<standby::BootOrder>(order.order), order.fds, kvm,
+                                       confinement, t0)
+                       : restore_on_order(o, std::get<standby::RestoreOrder>(order.order),
+                                          order.fds, kvm, confinement, t0);
+    standby::send_message(o.order_fd, done.ready_line);
+    if (o.ready_fd >= 0) send_line(o.ready_fd, done.ready_line);
+    r = done.machine->run();
   } catch (const Error& e) {
     std::fprintf(stderr, "wisp: %s\n", e.what());
     return kExitError;
