@@ -21,6 +21,7 @@ run() {
       perf/serve_bench.py --calls "${WISP_BENCH_SERVE_CALLS:-16}" \
         --cold-calls "${WISP_BENCH_SERVE_COLD_CALLS:-4}" \
         --concurrency "${WISP_BENCH_SERVE_CONCURRENCY:-1,8,32}" --soak "${WISP_BENCH_SERVE_SOAK:-0}" \
+        --paced-calls "${WISP_BENCH_SERVE_PACED_CALLS:-16}" --pace-ms 1500 \
         --out build/perf/serve.json ;;
     *) echo "perf/run-all.sh: unknown benchmark '$1' (boot blk vsock agent snapshot jail serve)" >&2
        exit 2 ;;

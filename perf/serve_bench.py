@@ -16,6 +16,13 @@ testbed: serve-pool <= 0.5x, serve-warm <= 0.2x). Then --soak invokes through se
 concurrency 8 with serve's RSS and fd count before and after (flat: RSS within 10 %, fds
 equal). JSON to --out, a table on stdout.
 
+Back to back, a client sends its next call the moment the last one answers: on the testbed's one
+CPU a pool's refill and a warm clone's restore then compete with the calls themselves, so those
+cells measure throughput more than what pre-work saves. --paced-calls N adds a cell per mode at
+concurrency 1 whose client waits --pace-ms between calls (every mode alike; the wait is not
+counted): a controller below its capacity, where serve's pre-work runs in the idle time between
+arrivals. Both are reported, each with its ratio.
+
 Beside the client's numbers, each serve call's own stage timings (the Wisp-Timings header of the
 HTTP gateway: queue, restore, connect or resume, reseed, invoke and the agent's handler time
 within it, total) are kept and their medians printed per mode and concurrency, with how many
@@ -152,9 +159,12 @@ class Bench:
             raise BenchError("%s answered %r, expected %r" % (mode, out[:200], payload))
         return ms, timings
 
-    def level(self, mode, concurrency, calls):
-        """`calls` calls at `concurrency`: latencies and throughput."""
+    def level(self, mode, concurrency, calls, pace_ms=0):
+        """`calls` calls at `concurrency`: latencies and throughput. `pace_ms`: each client
+        thread waits that long before each call (an arrival gap; not in the latency)."""
         def one(i):
+            if pace_ms:
+                time.sleep(pace_ms / 1000.0)
             return self.call(mode, ("%s-%d-%s" % (mode, i, uuid.uuid4().hex)).encode())
 
         t0 = time.monotonic()
@@ -164,7 +174,8 @@ class Bench:
         lat = [ms for ms, _ in answers]
         out = {"calls": calls, "concurrency": concurrency, "p50_ms": pct(lat, 50),
                "p99_ms": pct(lat, 99), "mean_ms": sum(lat) / len(lat),
-               "throughput_per_s": calls / wall, "wall_s": wall, "latencies_ms": lat}
+               "throughput_per_s": calls / wall, "wall_s": wall, "latencies_ms": lat,
+               "pace_ms": pace_ms}
         stages = stage_medians(answers)
         if stages:
             out["stages"] = stages
@@ -226,6 +237,7 @@ def stage_medians(answers):
 def print_stages(report):
     cells = [(mode, lv) for mode in report["modes"] for lv in report["results"].get(mode, [])
              if lv.get("stages")]
+    cells += [(mode, lv) for mode, lv in report.get("paced", {}).items() if lv.get("stages")]
     if not cells:
         return
     print("serve's stage medians, ms (Wisp-Timings; restore without queue; outside = client"
@@ -234,7 +246,8 @@ def print_stages(report):
           "  warm pooled filling")
     for mode, lv in cells:
         st = lv["stages"]
-        print("%-11s %4d " % (mode, lv["concurrency"]) +
+        conc = "%d%s" % (lv["concurrency"], "pc" if lv.get("pace_ms") else "")
+        print("%-11s %4s " % (mode, conc) +
               " ".join("%7.1f" % st[s] for s in STAGES) +
               "  %2d/%-2d %2d/%-2d %5.1f" % (st["warm_served"], st["calls"], st["pooled"],
                                              st["calls"], st["warm_filling"]))
@@ -250,6 +263,14 @@ def print_table(report):
             print("%-15s %5d %6d %10.1f %10.1f %10.2f %12s" % (
                 mode, lv["concurrency"], lv["calls"], lv["p50_ms"], lv["p99_ms"],
                 lv["throughput_per_s"], "%.2fx" % ratio if ratio is not None else "-"))
+    for mode, lv in report.get("paced", {}).items():
+        ratio = report.get("paced_ratios", {}).get(mode)
+        print("%-15s %5s %6d %10.1f %10.1f %10s %12s" % (
+            mode, "1 pc", lv["calls"], lv["p50_ms"], lv["p99_ms"], "-",
+            "%.2fx" % ratio if ratio is not None else "-"))
+    if report.get("paced"):
+        print("(1 pc: concurrency 1, paced: %d ms between calls, not counted)" %
+              next(iter(report["paced"].values()))["pace_ms"])
     if report.get("soak"):
         s = report["soak"]
         print("soak: %d invokes at concurrency 8 in %.1f s; serve RSS %s -> %s KiB, fds %s -> %s"
@@ -276,6 +297,10 @@ def main():
     ap.add_argument("--mem", type=int, default=128, help="guest MiB")
     ap.add_argument("--client", choices=["auto", "http", "capnp"], default="auto")
     ap.add_argument("--wisp", default=os.path.join(ROOT, "build/bin/wisp"))
+    ap.add_argument("--paced-calls", type=int, default=0,
+                    help="calls per mode at concurrency 1 with --pace-ms between them (0: none)")
+    ap.add_argument("--pace-ms", type=int, default=1500,
+                    help="the paced cell's wait before each call (ms)")
     ap.add_argument("--no-stage", action="store_true")
     ap.add_argument("--out", default=os.path.join(ROOT, "build/perf/serve.json"))
     args = ap.parse_args()
@@ -305,6 +330,17 @@ def main():
                                 report["results"].get("invoke-process", [])):
                 report["ratios"].setdefault(mode, {})[str(lv["concurrency"])] = \
                     lv["p50_ms"] / base["p50_ms"]
+        if args.paced_calls:
+            for mode in [m for m in modes if m != "exec-cold"]:
+                log("serve_bench: %s paced, %d calls %d ms apart" % (mode, args.paced_calls,
+                                                                     args.pace_ms))
+                b.level(mode, 1, 1, args.pace_ms)  # warm-up, not kept
+                report.setdefault("paced", {})[mode] = b.level(mode, 1, args.paced_calls,
+                                                               args.pace_ms)
+            base = report.get("paced", {}).get("invoke-process")
+            for mode, lv in report.get("paced", {}).items():
+                if base:
+                    report.setdefault("paced_ratios", {})[mode] = lv["p50_ms"] / base["p50_ms"]
         if args.soak:
             log("serve_bench: soak, %d invokes" % args.soak)
             report["soak"] = b.soak(args.soak)
