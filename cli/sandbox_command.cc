@@ -140,9 +140,13 @@ int exec(int argc, char** argv) {
   });
 }
 
-int list(int argc, char** argv) {
-  const std::string command = "wisp sandbox ls";
+// A command whose only option is --server: `n` operands (`expected` says which, for the
+// usage error), then `body(serve, operands)` with a connection.
+template <typename Body>
+int server_command(const std::string& command, int argc, char** argv, size_t n,
+                   const char* expected, Body body) {
   std::string server;
+  std::vector<std::string> operands;
   try {
     OptionParser p(command);
     add_server_option(p, &server);
@@ -151,78 +155,54 @@ int list(int argc, char** argv) {
       std::printf("%s", kUsage);
       return kExitOk;
     }
-    if (!args.operands.empty() || args.dashdash) throw UsageError("expected no operands");
+    if (args.operands.size() != n || args.dashdash) throw UsageError(expected);
+    operands = args.operands;
     server = require_server(server);
   } catch (const UsageError& e) {
     return usage_error(command, e.what());
   }
-  return with_serve(command, server, [&](ServeClient& serve) {
-    std::vector<SandboxInfo> all = serve.list_sandboxes();
-    timespec now;
-    clock_gettime(CLOCK_REALTIME, &now);
-    int64_t now_ms = now.tv_sec * 1000 + now.tv_nsec / 1000000;
-    std::printf("%-36s %-24s %-8s %8s %6s %8s\n", "ID", "TEMPLATE", "STATE", "MEM", "CALLS",
-                "LEFT");
-    for (const auto& s : all)
-      std::printf(
-          "%-36s %-24s %-8s %4llu MiB %6llu %7llds\n", s.id.c_str(), s.template_name.c_str(),
-          s.state.c_str(), static_cast<unsigned long long>(s.mem_mib),
-          static_cast<unsigned long long>(s.invocations),
-          static_cast<long long>(s.expires_unix_ms > now_ms ? (s.expires_unix_ms - now_ms) / 1000
-                                                            : 0));
-    return std::fflush(stdout) == 0 ? kExitOk : kExitError;
-  });
+  return with_serve(command, server, [&](ServeClient& serve) { return body(serve, operands); });
+}
+
+int list(int argc, char** argv) {
+  return server_command(
+      "wisp sandbox ls", argc, argv, 0, "expected no operands",
+      [](ServeClient& serve, const std::vector<std::string>&) {
+        std::vector<SandboxInfo> all = serve.list_sandboxes();
+        timespec now;
+        clock_gettime(CLOCK_REALTIME, &now);
+        int64_t now_ms = now.tv_sec * 1000 + now.tv_nsec / 1000000;
+        std::printf("%-36s %-24s %-8s %8s %6s %8s\n", "ID", "TEMPLATE", "STATE", "MEM", "CALLS",
+                    "LEFT");
+        for (const auto& s : all)
+          std::printf("%-36s %-24s %-8s %4llu MiB %6llu %7llds\n", s.id.c_str(),
+                      s.template_name.c_str(), s.state.c_str(),
+                      static_cast<unsigned long long>(s.mem_mib),
+                      static_cast<unsigned long long>(s.invocations),
+                      static_cast<long long>(
+                          s.expires_unix_ms > now_ms ? (s.expires_unix_ms - now_ms) / 1000 : 0));
+        return std::fflush(stdout) == 0 ? kExitOk : kExitError;
+      });
 }
 
 int snapshot(int argc, char** argv) {
-  const std::string command = "wisp sandbox snapshot";
-  std::string server, id, name;
-  try {
-    OptionParser p(command);
-    add_server_option(p, &server);
-    OptionParser::Result args = p.parse(argc, argv);
-    if (args.help) {
-      std::printf("%s", kUsage);
-      return kExitOk;
-    }
-    if (args.operands.size() != 2 || args.dashdash)
-      throw UsageError("expected a sandbox ID and a template NAME");
-    id = args.operands[0];
-    name = args.operands[1];
-    server = require_server(server);
-  } catch (const UsageError& e) {
-    return usage_error(command, e.what());
-  }
-  return with_serve(command, server, [&](ServeClient& serve) {
-    manager::TemplateInfo t = serve.snapshot_sandbox(id, name);
-    std::printf("template %s (from %s): memory %llu bytes on disk, snapshot %.1f ms\n",
-                t.name.c_str(), t.parent.c_str(),
-                static_cast<unsigned long long>(t.memory_disk_bytes), t.snapshot_ms);
-    return std::fflush(stdout) == 0 ? kExitOk : kExitError;
-  });
+  return server_command(
+      "wisp sandbox snapshot", argc, argv, 2, "expected a sandbox ID and a template NAME",
+      [](ServeClient& serve, const std::vector<std::string>& ops) {
+        manager::TemplateInfo t = serve.snapshot_sandbox(ops[0], ops[1]);
+        std::printf("template %s (from %s): memory %llu bytes on disk, snapshot %.1f ms\n",
+                    t.name.c_str(), t.parent.c_str(),
+                    static_cast<unsigned long long>(t.memory_disk_bytes), t.snapshot_ms);
+        return std::fflush(stdout) == 0 ? kExitOk : kExitError;
+      });
 }
 
 int kill(int argc, char** argv) {
-  const std::string command = "wisp sandbox kill";
-  std::string server, id;
-  try {
-    OptionParser p(command);
-    add_server_option(p, &server);
-    OptionParser::Result args = p.parse(argc, argv);
-    if (args.help) {
-      std::printf("%s", kUsage);
-      return kExitOk;
-    }
-    if (args.operands.size() != 1 || args.dashdash) throw UsageError("expected one sandbox ID");
-    id = args.operands[0];
-    server = require_server(server);
-  } catch (const UsageError& e) {
-    return usage_error(command, e.what());
-  }
-  return with_serve(command, server, [&](ServeClient& serve) {
-    serve.kill_sandbox(id);
-    return static_cast<int>(kExitOk);
-  });
+  return server_command("wisp sandbox kill", argc, argv, 1, "expected one sandbox ID",
+                        [](ServeClient& serve, const std::vector<std::string>& ops) {
+                          serve.kill_sandbox(ops[0]);
+                          return static_cast<int>(kExitOk);
+                        });
 }
 
 }  // namespace

@@ -116,6 +116,25 @@ class VmmPoolTest(unittest.TestCase):
         return [d for d in os.listdir(self.run_dir) if d.startswith("wisp-")]
 
     @unittest.skipUnless(os.path.exists(AGENT_GUEST), "no " + AGENT_GUEST + " (make all builds it)")
+    def assert_orders_refused(self, prefix, cases):
+        """Each case (name, order text, files sent with it, expected message): a fresh standby
+        takes the order, exits 1 saying why, and leaves no jail root."""
+        for name, text, files, why in cases:
+            with self.subTest(name):
+                jail_dir = os.path.join(self.tmp, prefix + name)
+                p, sock = self.standby(jail_dir)
+                fds = [os.open(f, os.O_RDONLY) for f in files]
+                try:
+                    socket.send_fds(sock, [text], fds)
+                finally:
+                    for fd in fds:
+                        os.close(fd)
+                _, err = p.communicate(timeout=60)
+                sock.close()
+                self.assertEqual(p.returncode, 1, err)
+                self.assertIn(why, err)
+                self.assertFalse(os.path.exists(os.path.join(jail_dir, "root")), err)
+
     def test_standby_is_jailed_then_restores_and_invokes(self):
         p = subprocess.run([self.wisp, "template", "create", "upper", "--handler", "tr a-z A-Z",
                             "--mem", "128"], capture_output=True, text=True, timeout=900,
@@ -197,21 +216,7 @@ class VmmPoolTest(unittest.TestCase):
              "not a regular file"),
             ("junk", b"wisp-order/1 restore 1 - /x\n", [junk, junk], "layer 0/state"),
         ]
-        for name, text, files, why in cases:
-            with self.subTest(name):
-                jail_dir = os.path.join(self.tmp, "jail-" + name)
-                p, sock = self.standby(jail_dir)
-                fds = [os.open(f, os.O_RDONLY) for f in files]
-                try:
-                    socket.send_fds(sock, [text], fds)
-                finally:
-                    for fd in fds:
-                        os.close(fd)
-                _, err = p.communicate(timeout=60)
-                sock.close()
-                self.assertEqual(p.returncode, 1, err)
-                self.assertIn(why, err)
-                self.assertFalse(os.path.exists(os.path.join(jail_dir, "root")), err)
+        self.assert_orders_refused("jail-", cases)
 
     @unittest.skipUnless(os.path.exists(AGENT_GUEST), "no " + AGENT_GUEST + " (make all builds it)")
     def test_standby_boots_the_agent_guest(self):
@@ -256,21 +261,7 @@ class VmmPoolTest(unittest.TestCase):
             ("kernel", b"wisp-order/1 boot 128 1 - - quiet\n", [junk],
              "kernel (the boot order's kernel)"),
         ]
-        for name, text, files, why in cases:
-            with self.subTest(name):
-                jail_dir = os.path.join(self.tmp, "jail-boot-" + name)
-                p, sock = self.standby(jail_dir)
-                fds = [os.open(f, os.O_RDONLY) for f in files]
-                try:
-                    socket.send_fds(sock, [text], fds)
-                finally:
-                    for fd in fds:
-                        os.close(fd)
-                _, err = p.communicate(timeout=60)
-                sock.close()
-                self.assertEqual(p.returncode, 1, err)
-                self.assertIn(why, err)
-                self.assertFalse(os.path.exists(os.path.join(jail_dir, "root")), err)
+        self.assert_orders_refused("jail-boot-", cases)
 
     @unittest.skipUnless(os.path.exists(AGENT_GUEST), "no " + AGENT_GUEST + " (make all builds it)")
     def test_serve_builds_a_template_in_a_standby(self):
