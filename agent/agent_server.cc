@@ -166,8 +166,14 @@ kj::Maybe<StartedSandbox> AgentImpl::take_spare(const HandlerConfig& config) {
   if (spare_misfit(spare_->config().sandbox, config.sandbox, config.cgroup) != nullptr) {
     return nullptr;
   }
-  kj::Maybe<StartedSandbox> taken = spare_->take(config.cgroup);
-  spare_ = nullptr;  // taken, or found dead: the next is made after this call
+  kj::Maybe<StartedSandbox> taken = nullptr;
+  try {
+    taken = spare_->take(config.cgroup);
+  } catch (const kj::Exception& e) {
+    // Its cgroup refused the call's limits: this call takes the fresh path, which says why.
+    console_log("the spare exec sandbox could not be taken: %s", e.getDescription().cStr());
+  }
+  spare_ = nullptr;  // taken, found dead or refused: the next is made after this call
   return taken;
 }
 

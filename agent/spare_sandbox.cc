@@ -45,6 +45,7 @@ SpareSandbox::SpareSandbox(AgentServices& services, HandlerConfig config)
 }
 
 SpareSandbox::~SpareSandbox() {
+  settle();  // a prepareSnapshot waiting on it goes on (without it)
   watch_ready_ = nullptr;
   watch_exit_ = nullptr;
   go_ = nullptr;
