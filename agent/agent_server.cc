@@ -12,6 +12,8 @@
 #include <vector>
 
 #include "agent/exec_invocation.h"
+#include "agent/pid1.h"
+#include "agent/spare_fit.h"
 #include "agent/stream_process.h"
 #include "base/clock.h"
 #include "base/version.h"
@@ -25,6 +27,10 @@ constexpr size_t kMaxArgs = 4096;
 constexpr size_t kMaxEntropyBytes = 4096;
 constexpr uint64_t kMaxTimeoutMs = 24ull * 3600 * 1000;
 constexpr uint64_t kMinMemoryBytes = 1ull << 20;
+// prepareSnapshot waits at most this for its spare sandbox to be set up.
+constexpr uint64_t kSpareSetupMs = 20000;
+// How long after an exec call's reply the next spare is made (make_spare_later).
+constexpr uint64_t kSpareDelayMs = 50;
 
 std::string read_small_file(const char* path) {
   int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -70,6 +76,7 @@ void fill_result(const InvocationResult& r, api::InvokeResult::Builder out) {
   out.setPeakMemoryBytes(r.peak_memory_bytes);
   out.setCpuTimeNs(r.cpu_time_ns);
   out.setError(r.error);
+  out.setPreforked(r.preforked);
 }
 
 HandlerConfig handler_config_from_wire(api::Handler::Reader handler) {
@@ -138,11 +145,68 @@ kj::Promise<void> AgentImpl::invoke(InvokeContext context) {
     run = it->second->invoke(payload, timeout_ms);
   } else {
     HandlerConfig config = handler_config_from_wire(request.getHandler());
-    run = run_exec_invocation(services_, config, payload, timeout_ms);
+    run = run_exec_invocation(services_, config, payload, timeout_ms, take_spare(config))
+              .then([this, config](InvocationResult r) {
+                make_spare_later(config);
+                return r;
+              });
   }
   // `context` keeps the request (and so `payload`) alive until the call returns.
   return run.then(
       [context](InvocationResult r) mutable { fill_result(r, context.getResults().initResult()); });
+}
+
+void AgentImpl::drop_dead_spare() {
+  if (!spare_ || !spare_->dead()) return;
+  if (spare_->failed()) spare_failed_for_ = spare_->config();
+  spare_ = nullptr;
+}
+
+kj::Maybe<StartedSandbox> AgentImpl::take_spare(const HandlerConfig& config) {
+  drop_dead_spare();
+  if (!spare_ || awaiting_resume_ || !spare_->ready()) return nullptr;
+  if (spare_misfit(spare_->config().sandbox, config.sandbox, config.cgroup) != nullptr) {
+    return nullptr;
+  }
+  kj::Maybe<StartedSandbox> taken = nullptr;
+  try {
+    taken = spare_->take(config.cgroup);
+  } catch (const kj::Exception& e) {
+    // Its cgroup refused the call's limits: this call takes the fresh path, which says why.
+    console_log("the spare exec sandbox could not be taken: %s", e.getDescription().cStr());
+  }
+  spare_ = nullptr;  // taken, found dead or refused: the next is made after this call
+  return taken;
+}
+
+void AgentImpl::make_spare(const HandlerConfig& config) {
+  if (shutting_down_) return;
+  drop_dead_spare();
+  auto fits = [&config](const HandlerConfig& made_for) {
+    return spare_misfit(made_for.sandbox, config.sandbox, config.cgroup) == nullptr;
+  };
+  if (spare_ && fits(spare_->config())) return;
+  KJ_IF_MAYBE (failed, spare_failed_for_) {
+    if (fits(*failed)) return;
+  }
+  if (config.cgroup.pids < 2) return;  // never fits (spare_fit.h)
+  spare_ = nullptr;
+  try {
+    spare_ = kj::heap<SpareSandbox>(services_, config);
+  } catch (const kj::Exception& e) {
+    console_log("no spare exec sandbox: %s", e.getDescription().cStr());
+  }
+}
+
+void AgentImpl::make_spare_later(const HandlerConfig& config) {
+  // Off the reply's path, and a little later: a VM made for one call (wisp exec, serve's
+  // clones) is usually told to shut down in that time and then makes none. Another call's
+  // end replaces this, so back-to-back calls make one spare, after the last.
+  spare_task_ = services_.timer.afterDelay(kSpareDelayMs * kj::MILLISECONDS)
+                    .then([this, config]() { make_spare(config); })
+                    .eagerlyEvaluate([](kj::Exception&& e) {
+                      console_log("no spare exec sandbox: %s", e.getDescription().cStr());
+                    });
 }
 
 kj::Promise<void> AgentImpl::startWorker(StartWorkerContext context) {
@@ -169,14 +233,24 @@ kj::Promise<void> AgentImpl::stopWorker(StopWorkerContext context) {
   return kj::READY_NOW;
 }
 
-kj::Promise<void> AgentImpl::prepareSnapshot(PrepareSnapshotContext) {
+kj::Promise<void> AgentImpl::prepareSnapshot(PrepareSnapshotContext context) {
   // Nothing of the agent's own runs on timers between calls; flush what the guest buffers.
   sync();
-  return kj::READY_NOW;
+  awaiting_resume_ = true;
+  auto params = context.getParams();
+  if (params.hasSpare()) {
+    spare_task_ = nullptr;
+    make_spare(handler_config_from_wire(params.getSpare()));
+  }
+  // Also without `spare`: a spare being set up is not caught half-way in the snapshot.
+  if (!spare_) return kj::READY_NOW;
+  return spare_->settled().exclusiveJoin(
+      services_.timer.afterDelay(kSpareSetupMs * kj::MILLISECONDS));
 }
 
 kj::Promise<void> AgentImpl::resumed(ResumedContext context) {
   auto params = context.getParams();
+  awaiting_resume_ = false;  // the spare execs after this reseed (agent_server.h)
   auto entropy = params.getEntropy();
   KJ_REQUIRE(entropy.size() <= kMaxEntropyBytes, "entropy too large", entropy.size());
   int fd;

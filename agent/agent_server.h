@@ -8,6 +8,7 @@
 
 #include "agent/invocation.h"
 #include "agent/scratch_files.h"
+#include "agent/spare_sandbox.h"
 #include "agent/worker.h"
 #include "api/agent.capnp.h"
 
@@ -47,7 +48,26 @@ class AgentImpl final : public api::Agent::Server {
   // The scratch space (/scratch); opened on first use, absent outside a guest.
   kj::Maybe<ScratchDir> scratch_;
 
+  // The pre-forked exec sandbox (spare_sandbox.h): at most one, made for the handler of the
+  // last exec call (or prepareSnapshot's `spare`), replaced after each call's reply.
+  kj::Own<SpareSandbox> spare_;
+  kj::Promise<void> spare_task_ = nullptr;
+  // Set by prepareSnapshot, cleared by resumed: a spare in a snapshot must not exec before the
+  // clone's reseed, or clones would share what it draws first.
+  bool awaiting_resume_ = false;
+  // A spare's set-up failed for this sandbox: none is made for it again (the fresh path
+  // fails the same way and says why, each call).
+  kj::Maybe<HandlerConfig> spare_failed_for_;
+
   ScratchDir& scratch();
+  // The spare, handed over, when `config` fits it and it is waiting; else nullptr.
+  kj::Maybe<StartedSandbox> take_spare(const HandlerConfig& config);
+  // Makes a spare for `config` unless the one held fits it.
+  void make_spare(const HandlerConfig& config);
+  // make_spare once the current event's work (the reply being sent) is done.
+  void make_spare_later(const HandlerConfig& config);
+  // Drops a dead spare, noting a failed set-up.
+  void drop_dead_spare();
 };
 
 // Converts and validates a Handler from the wire (throws kj::Exception on bad input).

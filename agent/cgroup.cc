@@ -72,8 +72,7 @@ Cgroup::Cgroup(std::string name, const CgroupLimits& limits)
     KJ_FAIL_SYSCALL("open", err, path_);
   }
   dir_ = kj::AutoCloseFd(fd);
-  write_file("memory.max", std::to_string(limits.memory_bytes));
-  write_file("pids.max", std::to_string(limits.pids));
+  set_limits(limits);
   // On OOM, kill the whole tree, not just the largest process: tmpfs pages in the private
   // /tmp belong to no process, so the pick would otherwise be arbitrary.
   if (faccessat(dir_.get(), "memory.oom.group", W_OK, 0) == 0) write_file("memory.oom.group", "1");
@@ -100,6 +99,11 @@ Cgroup::~Cgroup() {
     nanosleep(&ts, nullptr);
   }
   KJ_LOG(WARNING, "could not remove handler cgroup", path_, strerror(errno));
+}
+
+void Cgroup::set_limits(const CgroupLimits& limits) {
+  write_file("memory.max", std::to_string(limits.memory_bytes));
+  write_file("pids.max", std::to_string(limits.pids));
 }
 
 void Cgroup::kill_all() { write_file("cgroup.kill", "1"); }

@@ -42,6 +42,8 @@ class Cgroup {
   // be missed). The handler's namespace init ignores all but SIGKILL.
   void signal_all(int sig);
   CgroupStats read_stats() const;
+  // Rewrites memory.max and pids.max (a held sandbox given the limits of the call it runs).
+  void set_limits(const CgroupLimits& limits);
 
  private:
   std::string read_file(const char* file) const;

@@ -52,16 +52,26 @@ struct ExecRun {
 kj::Promise<InvocationResult> run_exec_invocation(AgentServices& services,
                                                   const HandlerConfig& config,
                                                   kj::ArrayPtr<const kj::byte> payload,
-                                                  uint64_t timeout_ms) {
+                                                  uint64_t timeout_ms,
+                                                  kj::Maybe<StartedSandbox> preforked) {
   auto run = kj::heap<ExecRun>(services);
   ExecRun* r = run.get();
   r->start_ns = now_ns();
-  r->cgroup = kj::heap<Cgroup>(services.next_cgroup_name("exec"), config.cgroup);
-  SandboxedProcess proc = spawn_sandboxed(config.sandbox, r->cgroup->dir_fd());
+  StartedSandbox started;
+  KJ_IF_MAYBE (p, preforked) {
+    started = kj::mv(*p);
+  } else {
+    started.cgroup = kj::heap<Cgroup>(services.next_cgroup_name("exec"), config.cgroup);
+    started.proc = spawn_sandboxed(config.sandbox, started.cgroup->dir_fd());
+    started.exit = services.reaper.wait_for_exit(started.proc.pid);
+  }
+  r->cgroup = kj::mv(started.cgroup);
+  r->result.preforked = started.preforked;
+  SandboxedProcess& proc = started.proc;
   r->pid = proc.pid;
   auto& io = services.io;
   r->status_stream = io.wrapInputFd(proc.status_fd.release(), kFdFlags);
-  auto exited = services.reaper.wait_for_exit(proc.pid)
+  auto exited = kj::mv(started.exit)
                     .then([r](ExitInfo e) {
                       r->exit = e;
                       r->exited = true;

@@ -33,6 +33,7 @@ struct InvocationResult {
   uint64_t peak_memory_bytes = 0;
   uint64_t cpu_time_ns = 0;
   std::string error;
+  bool preforked = false;  // exec mode: ran in the spare sandbox (spare_sandbox.h)
 };
 
 // What handler code needs from the agent: the event loop's I/O and timer, the reaper, and a

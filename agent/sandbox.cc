@@ -37,6 +37,7 @@ struct ChildPlan {
   const SandboxSpec* spec;
   std::string tmp_options;
   int stdin_r, stdout_w, stderr_w, status_w;
+  int go = -1;  // held: the child's end of the go socket (fd 4 once in the child)
 };
 
 // Child side: report and exit. Only async-signal-safe calls.
@@ -131,12 +132,26 @@ void drop_privileges() {
   check(cap_reset_ambient(), "cap_reset_ambient");
 }
 
+// Held: tells the agent it is ready and waits for the go. A closed socket (the agent dropped
+// the spare) or anything but the go ends it quietly: it never ran the handler.
+void wait_for_go(int go) {
+  char c = kHeldReady;
+  if (write(go, &c, 1) != 1) _exit(kSandboxSetupFailed);
+  ssize_t n;
+  do {
+    n = read(go, &c, 1);
+  } while (n < 0 && errno == EINTR);
+  if (n != 1 || c != kHeldGo) _exit(kSandboxSetupFailed);
+  close(go);
+}
+
 [[noreturn]] void exec_handler(const ChildPlan& plan) {
   close(plan.status_w);
   set_limits(*plan.spec);
   drop_privileges();
   int rc = load_handler_seccomp_filter();
   if (rc < 0) fail("seccomp", -rc);
+  if (plan.go >= 0) wait_for_go(plan.go);
   environ = const_cast<char**>(plan.envp.data());
   execvp(plan.argv[0], plan.argv.data());
   fail(plan.argv[0], errno, kSandboxExecFailed);
@@ -149,6 +164,7 @@ void drop_privileges() {
 // stdio, and as namespace init ignores every signal the handler can send it.
 [[noreturn]] void run_namespace_init(const ChildPlan& plan, pid_t handler) {
   prctl(PR_SET_NAME, "wisp-ns-init", 0, 0, 0);
+  if (plan.go >= 0) close(plan.go);
   int null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
   for (int fd = 0; fd <= 2; ++fd) dup2(null_fd, fd);
   close(null_fd);
@@ -178,10 +194,18 @@ void drop_privileges() {
       dup2(plan.stderr_w, STDERR_FILENO) < 0) {
     _exit(kSandboxSetupFailed);
   }
+  // Out of the way of fds 3 and 4 before they are filled (the agent's own low fds make this
+  // a no-op in practice).
+  if (plan.go >= 0 && plan.go < 5) check(plan.go = fcntl(plan.go, F_DUPFD, 5), "move go fd");
   int status_fd = plan.status_w;
   check(dup2(status_fd, 3), "dup2 status");
   plan.status_w = 3;
-  check(static_cast<int>(syscall(SYS_close_range, 4, ~0U, 0)), "close_range");
+  if (plan.go >= 0) {
+    check(dup2(plan.go, 4), "dup2 go");
+    plan.go = 4;
+    check(fcntl(4, F_SETFD, FD_CLOEXEC), "go fd");
+  }
+  check(static_cast<int>(syscall(SYS_close_range, plan.go >= 0 ? 5 : 4, ~0U, 0)), "close_range");
   check(fcntl(3, F_SETFD, FD_CLOEXEC), "status fd");
   check(setsid(), "setsid");
 
@@ -216,7 +240,7 @@ Pipe make_pipe() {
 
 }  // namespace
 
-SandboxedProcess spawn_sandboxed(const SandboxSpec& spec, int cgroup_fd) {
+SandboxedProcess spawn_sandboxed(const SandboxSpec& spec, int cgroup_fd, bool held) {
   KJ_REQUIRE(!spec.argv.empty(), "handler argv is empty");
   ChildPlan plan;
   plan.spec = &spec;
@@ -236,6 +260,14 @@ SandboxedProcess spawn_sandboxed(const SandboxSpec& spec, int cgroup_fd) {
   plan.stdout_w = out.write_end.get();
   plan.stderr_w = err.write_end.get();
   plan.status_w = status.write_end.get();
+  kj::AutoCloseFd go_agent, go_child;
+  if (held) {
+    int fds[2];
+    KJ_SYSCALL(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds));
+    go_agent = kj::AutoCloseFd(fds[0]);
+    go_child = kj::AutoCloseFd(fds[1]);
+    plan.go = go_child.get();
+  }
 
   uint64_t flags = CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_INTO_CGROUP;
   if (!spec.network) flags |= CLONE_NEWNET;
@@ -253,6 +285,7 @@ SandboxedProcess spawn_sandboxed(const SandboxSpec& spec, int cgroup_fd) {
   p.stdout_fd = kj::mv(out.read_end);
   p.stderr_fd = kj::mv(err.read_end);
   p.status_fd = kj::mv(status.read_end);
+  p.go_fd = kj::mv(go_agent);
   return p;
 }
 

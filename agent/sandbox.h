@@ -9,6 +9,12 @@
 //
 // A failure inside the child before exec is written to the handler's stderr as
 // "wisp-agent sandbox: <step>: <error>" and ends it with status 126 (127: exec failed).
+//
+// Held (spare_sandbox.h): the handler process does all of the above, then writes kHeldReady
+// on its end of the go socket and blocks reading it; it execs once it reads kHeldGo, and ends
+// quietly (status 126) if the socket closes first. Nothing before that read draws randomness
+// (the ELF loader's AT_RANDOM and ASLR come with the execve), so a held sandbox in a snapshot
+// gives each clone fresh values as long as the go is sent after the clone's reseed.
 #pragma once
 
 #include <kj/io.h>
@@ -43,10 +49,16 @@ struct SandboxedProcess {
   // 4 bytes) there when it ends. Empty when the sandbox failed before the handler started;
   // then the exit status of `pid` itself tells (kSandboxSetupFailed).
   kj::AutoCloseFd status_fd;
+  // Held only: the agent's end of the go socket (AF_UNIX stream): reads kHeldReady once the
+  // handler waits, writes kHeldGo to let it exec.
+  kj::AutoCloseFd go_fd;
 };
 
-// Spawns the process in the cgroup open as `cgroup_fd`. Throws kj::Exception when the agent
-// itself cannot create it (pipes, clone3).
-SandboxedProcess spawn_sandboxed(const SandboxSpec& spec, int cgroup_fd);
+inline constexpr char kHeldReady = 'R';
+inline constexpr char kHeldGo = 'G';
+
+// Spawns the process in the cgroup open as `cgroup_fd`; `held`: stopped before its execve
+// (see above). Throws kj::Exception when the agent itself cannot create it (pipes, clone3).
+SandboxedProcess spawn_sandboxed(const SandboxSpec& spec, int cgroup_fd, bool held = false);
 
 }  // namespace wisp::agent

@@ -32,8 +32,12 @@ interface Agent {
   stopWorker @3 (name :Text) -> ();
 
   # Quiesce before a snapshot: sync filesystems, flush, stop agent timers. The host pauses
-  # the VM after this returns.
-  prepareSnapshot @4 () -> ();
+  # the VM after this returns. With `spare` (an exec-mode handler, as its invokes will name
+  # it), it returns only once the agent holds a pre-forked sandbox for that handler (set up up
+  # to its execve, waiting for a call), so the snapshot holds it and a clone's first exec call
+  # only hands it its payload. If the sandbox cannot be set up it returns anyway (the calls
+  # then take the ordinary path and report why).
+  prepareSnapshot @4 (spare :Handler) -> ();
 
   # After a restore: credit `entropy` to the guest kernel's RNG, force its reseed, set the wall
   # clock, and send each warm worker the "resumed" notice (worker_protocol.md) so it reseeds
@@ -118,4 +122,6 @@ struct InvokeResult {
   cpuTimeNs @9 :UInt64;         # user + system of the whole tree
   error @10 :Text;              # "" or why the handler could not run to completion on the
                                 # agent's side (worker died, worker not started, bad frame)
+  preforked @11 :Bool;          # exec mode: the call ran in the agent's pre-forked sandbox
+                                # (made before it, e.g. in the snapshot) instead of a new one
 }

@@ -82,6 +82,7 @@ void fill_handler(api::Handler::Builder b, const Handler& h) {
 InvokeResult convert(api::InvokeResult::Reader r) {
   InvokeResult out = invoke_outcome(r);
   out.error = string_of(r.getError());
+  out.preforked = r.getPreforked();
   return out;
 }
 
@@ -439,6 +440,12 @@ void AgentClient::stop_worker(const std::string& name) {
 void AgentClient::prepare_snapshot() {
   impl_->wait(impl_->agent.prepareSnapshotRequest().send().ignoreResult(), impl_->grace,
               "prepareSnapshot");
+}
+
+void AgentClient::prepare_snapshot(const Handler& spare) {
+  auto req = impl_->agent.prepareSnapshotRequest();
+  fill_handler(req.initSpare(), spare);
+  impl_->wait(req.send().ignoreResult(), impl_->grace, "prepareSnapshot");
 }
 
 void AgentClient::resumed(const std::string& entropy, int64_t wall_clock_unix_ns) {

@@ -52,7 +52,8 @@ struct InvokeResult {
   uint64_t duration_ns = 0;
   uint64_t peak_memory_bytes = 0;
   uint64_t cpu_time_ns = 0;
-  std::string error;  // "" or why the agent could not run it to completion
+  std::string error;       // "" or why the agent could not run it to completion
+  bool preforked = false;  // exec mode: it ran in the agent's pre-forked sandbox
 };
 
 // Steers a running exec_stream command from inside its output callbacks. They run on the
@@ -150,6 +151,9 @@ class AgentClient {
   void start_worker(const Handler& handler);
   void stop_worker(const std::string& name);
   void prepare_snapshot();
+  // Also has the agent set up a pre-forked sandbox for the exec-mode `spare` (the handler as
+  // the template's invokes name it) and returns once it is ready, so the snapshot holds it.
+  void prepare_snapshot(const Handler& spare);
   void resumed(const std::string& entropy, int64_t wall_clock_unix_ns);
   // execStream: runs the command, feeding chunks to the callbacks as they arrive, and returns
   // its result (out and err are empty: the output went to the callbacks). Throws AgentError

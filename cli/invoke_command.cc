@@ -37,7 +37,9 @@ call (agent.resumed), so no two clones share RNG state.
   --timings         print a JSON line to stderr: restore_ms (start until the clone's VMM is
                     rebuilt and about to run; jail_ms of it: the VMM's jail), reconnect_ms (until the agent answered and took
                     the fresh entropy and clock), invoke_ms (the call), total_ms (start to
-                    result), pages_touched (guest pages the clone mapped: read or written)
+                    result), pages_touched (guest pages the clone mapped: read or written),
+                    handler_ms (the agent's time for the handler), preforked (exec mode: it
+                    ran in the sandbox the template's snapshot held ready)
   --server PATH     call a running `wisp serve` over its socket PATH instead (also: the
                     WISP_SERVER environment variable): its pool or warm clones do the restore.
                     Same output and exit status; --timings then prints serve's figures
@@ -157,9 +159,11 @@ int invoke_command(int argc, char** argv, uint64_t t0_ns) {
     std::fprintf(stderr,
                  "{\"restore_ms\":%.3f,\"jail_ms\":%.3f,\"reconnect_ms\":%.3f,"
                  "\"connect_ms\":%.3f,\"invoke_ms\":%.3f,\"total_ms\":%.3f,"
-                 "\"pages_touched\":%lld}\n",
+                 "\"pages_touched\":%lld,\"handler_ms\":%.3f,\"preforked\":%s}\n",
                  out.restore_ms, out.jail_ms, out.reconnect_ms, out.connect_ms, out.invoke_ms,
-                 out.total_ms, static_cast<long long>(out.pages_touched));
+                 out.total_ms, static_cast<long long>(out.pages_touched),
+                 static_cast<double>(out.result.duration_ns) / 1e6,
+                 out.result.preforked ? "true" : "false");
   return handler_exit_status(kCommand, out.result, request.timeout);
 }
 

@@ -132,7 +132,16 @@ TemplateCreated create_template(const TemplateSpec& spec, const Progress& progre
   out.boot_ms = ms_since(t0);
   warm_up(*agent, spec, out.info, progress);
   out.warmup_ms = ms_since(t0) - out.boot_ms;
-  agent->prepare_snapshot();
+  if (out.info.mode == "exec") {
+    // The snapshot holds a pre-forked sandbox for the handler (agent/spare_sandbox.h): this
+    // returns once the agent has it set up and waiting, so every clone's first call only hands
+    // it its payload. The handler is named exactly as clones' invokes will name it (same
+    // limits too), or the agent would not use it.
+    agent->prepare_snapshot(
+        invoke_request_for(out.info, "", std::chrono::milliseconds(kWarmupTimeoutMs)).handler);
+  } else {
+    agent->prepare_snapshot();
+  }
   // Close our connection and let the guest go idle before pausing it: whatever it is in the
   // middle of at the snapshot (tearing down this RPC connection, deferred kernel work) every
   // clone would redo after its restore, paying for each page it touches.

@@ -363,6 +363,80 @@ TEST_F(AgentVm, PtraceMountAndSetuidFailAndPid1Survives) {
   expect_agent_alive(boot);
 }
 
+// exec mode's pre-forked sandbox (agent/spare_sandbox.h): after a call the agent sets up a
+// sandbox for the same handler, waiting before its execve; the next such call runs in it
+// (preforked), sees what a fresh sandbox shows, and gets its own pids limit, timeout and exit
+// status. Each wait gives the agent time to set the spare up (slow under the testbed).
+TEST_F(AgentVm, SpareSandboxRunsTheNextSameCallAlike) {
+  const std::string script =
+      "read what; case $what in "
+      "probe) id -u; id -g; hostname; ls /proc | grep -c '^[0-9]'; ulimit -n; ulimit -c; "
+      "grep -E '^(Cap...|NoNewPrivs|Seccomp):' /proc/self/status; mount | cut -d' ' -f3,5,6; "
+      "ls -A /dev /tmp; cat /proc/self/cgroup | wc -l; pwd; cat;; "
+      "forks) for i in 1 2 3 4 5 6; do sleep 5 & done; wait;; "
+      "hang) sleep 100;; "
+      "exit) echo out; echo err >&2; exit 7;; esac";
+  auto call = [&](const std::string& payload, uint32_t pids = 64, uint64_t timeout_ms = 30000) {
+    auto req = shell(script, payload, timeout_ms);
+    req.handler.limits.pids = pids;
+    return agent_->invoke(req);
+  };
+  auto let_the_spare_settle = [] { std::this_thread::sleep_for(milliseconds(3000)); };
+  InvokeResult fresh = call("probe\nrest of stdin");
+  EXPECT_FALSE(fresh.preforked) << "no call of this handler before: " << describe(fresh);
+  EXPECT_EQ(fresh.exit_code, 0) << describe(fresh);
+  let_the_spare_settle();
+  InvokeResult spare = call("probe\nrest of stdin");
+  EXPECT_TRUE(spare.preforked) << describe(spare);
+  EXPECT_EQ(spare.exit_code, 0) << describe(spare);
+  EXPECT_EQ(spare.out, fresh.out) << "a pre-forked sandbox must look like a fresh one";
+  EXPECT_NE(spare.out.find("rest of stdin"), std::string::npos) << describe(spare);
+
+  // The spare was made with pids.max 64; this call's 4 is written before the go.
+  let_the_spare_settle();
+  InvokeResult forks = call("forks", 4);
+  EXPECT_TRUE(forks.preforked) << describe(forks);
+  EXPECT_EQ(forks.limit_exceeded, "pids") << describe(forks);
+
+  let_the_spare_settle();
+  InvokeResult hang = call("hang", 64, 1000);
+  EXPECT_TRUE(hang.preforked) << describe(hang);
+  EXPECT_TRUE(hang.timed_out) << describe(hang);
+  EXPECT_LT(hang.duration_ns, uint64_t{20} * 1000000000) << describe(hang);
+
+  let_the_spare_settle();
+  InvokeResult exit = call("exit");
+  EXPECT_TRUE(exit.preforked) << describe(exit);
+  EXPECT_EQ(exit.exit_code, 7) << describe(exit);
+  EXPECT_EQ(exit.out, "out\n") << describe(exit);
+  EXPECT_EQ(exit.err, "err\n") << describe(exit);
+
+  // Another handler does not fit the spare: a fresh sandbox, and the spare is replaced.
+  InvokeResult other = agent_->invoke(shell("echo other"));
+  EXPECT_FALSE(other.preforked) << describe(other);
+  EXPECT_EQ(other.out, "other\n") << describe(other);
+}
+
+// The sandbox probe (ptrace, mount, setuid 0 refused) in a pre-forked sandbox too.
+TEST_F(AgentVm, SpareSandboxRefusesWhatAFreshOneRefuses) {
+  std::ifstream f(WISP_SANDBOX_PROBE, std::ios::binary);
+  ASSERT_TRUE(f) << WISP_SANDBOX_PROBE << " missing: build wisp_sandbox_probe";
+  std::string probe((std::istreambuf_iterator<char>(f)), {});
+  auto req =
+      shell("cat > /tmp/probe && chmod 700 /tmp/probe && /tmp/probe; echo spare-probe-done", probe);
+  for (bool preforked : {false, true}) {
+    auto r = agent_->invoke(req);
+    EXPECT_EQ(r.preforked, preforked) << describe(r);
+    EXPECT_NE(r.out.find("spare-probe-done"), std::string::npos) << describe(r);
+    EXPECT_EQ(r.out.find("uid: 0\n"), std::string::npos) << describe(r);
+    EXPECT_NE(r.out.find("uid: "), std::string::npos) << describe(r);
+    for (const char* c : {"ptrace", "mount", "setuid0"})
+      EXPECT_EQ(r.out.find(std::string(c) + ": allowed"), std::string::npos)
+          << c << " was allowed (preforked " << preforked << "): " << describe(r);
+    std::this_thread::sleep_for(milliseconds(3000));
+  }
+}
+
 TEST_F(AgentVm, GarbageAfterConnectIsRejectedAndTheAgentStillAnswers) {
   auto boot = agent_->ping().boot_id;
   std::string why;

@@ -1,0 +1,64 @@
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "agent/spare_fit.h"
+
+namespace wisp::agent {
+namespace {
+
+SandboxSpec spec() {
+  SandboxSpec s;
+  s.argv = {"sh", "-c", "cat"};
+  s.env = {"A=1"};
+  s.cpu_time_ms = 0;
+  s.open_files = 256;
+  s.scratch_bytes = 256u << 20;
+  return s;
+}
+
+constexpr CgroupLimits kLimits{256u << 20, 64};
+
+std::string misfit(const SandboxSpec& call, const CgroupLimits& limits = kLimits) {
+  const char* why = spare_misfit(spec(), call, limits);
+  return why ? why : "";
+}
+
+TEST(SpareFit, TheSameSandboxFits) { EXPECT_EQ(misfit(spec()), ""); }
+
+// The cgroup's pids.max is rewritten before the go: another value still fits.
+TEST(SpareFit, AnotherPidsLimitFits) { EXPECT_EQ(misfit(spec(), {256u << 20, 8}), ""); }
+
+// A fresh sandbox with pids.max 1 cannot fork its handler; a spare already did.
+TEST(SpareFit, PidsOfOneNeverFits) { EXPECT_EQ(misfit(spec(), {256u << 20, 1}), "pids"); }
+
+// Everything fixed when the sandbox is made must match, each named.
+TEST(SpareFit, WhatIsFixedAtCreationMustMatch) {
+  SandboxSpec s = spec();
+  s.argv.back() = "cat -";
+  EXPECT_EQ(misfit(s), "argv");
+  s = spec();
+  s.argv.push_back("x");
+  EXPECT_EQ(misfit(s), "argv");
+  s = spec();
+  s.env = {"A=2"};
+  EXPECT_EQ(misfit(s), "env");
+  s = spec();
+  s.env.clear();
+  EXPECT_EQ(misfit(s), "env");
+  s = spec();
+  s.network = true;
+  EXPECT_EQ(misfit(s), "network");
+  s = spec();
+  s.cpu_time_ms = 1000;
+  EXPECT_EQ(misfit(s), "cpuTimeMs");
+  s = spec();
+  s.open_files = 255;
+  EXPECT_EQ(misfit(s), "openFiles");
+  s = spec();
+  s.scratch_bytes = 128u << 20;
+  EXPECT_EQ(misfit(s), "memoryBytes");
+}
+
+}  // namespace
+}  // namespace wisp::agent
