@@ -92,6 +92,7 @@ class VirtioVsock final : public VirtioDeviceBase {
   bool event_pending_ = false;    // TRANSPORT_RESET not yet delivered
   bool reset_unhandled_ = false;  // delivered, the guest has not refilled its event queue yet
   uint16_t reset_avail_idx_ = 0;  // the event queue's avail index right after delivering it
+  uint64_t reset_sent_ns_ = 0;
 };
 
 }  // namespace wisp
