@@ -144,19 +144,18 @@ struct InvokeResponse {
 struct Timings {
   queueMs @0 :Float64;          # waiting for capacity
   restoreMs @1 :Float64;        # until the clone was rebuilt (0 for a warm clone)
-  reconnectMs @2 :Float64;      # until its agent was connected (a warm clone's: and reseeded)
+  reconnectMs @2 :Float64;      # until its agent was connected and reseeded
   invokeMs @3 :Float64;         # the call
   totalMs @4 :Float64;
   warm @5 :Bool;                # a warm clone served it
   pooled @6 :Bool;              # a pre-jailed VMM of the pool restored it
-  # The parts (each the stage's own length): reconnect is connectMs for a new clone, resumeMs
-  # and reseedMs for a warm one (sent together, both counted from the resume's start); a new
-  # clone's agent.resumed goes with the invoke (pipelined: reseedMs counts from the invoke's
-  # start to resumed's answer, within invokeMs); handler is the agent's own time for the
-  # handler's run (cgroup, sandbox, fork, exec, exit), within invoke.
-  connectMs @7 :Float64;        # connecting to the agent (0 for a warm clone)
+  # The parts (each the stage's own length): reconnect is connectMs for a new clone (its
+  # agent.resumed confirms the connection), resumeMs and reseedMs for a warm one (sent together,
+  # both counted from the resume's start); handler is the agent's own time for the handler's
+  # run (cgroup, sandbox, fork, exec, exit), within invoke.
+  connectMs @7 :Float64;        # connecting to the agent and reseeding (0 for a warm clone)
   resumeMs @8 :Float64;         # resuming the paused warm clone's vCPUs (0 otherwise)
-  reseedMs @9 :Float64;         # agent.resumed: fresh entropy and clock
+  reseedMs @9 :Float64;         # a warm clone's agent.resumed: fresh entropy and clock
   handlerMs @10 :Float64;
   warmFilling @11 :UInt32;      # warm clones of the template restoring in the background then
 }

@@ -75,19 +75,10 @@ kj::Promise<void> Clone::restored() {
 }
 
 kj::Promise<void> Clone::connect(bool reseed) {
-  return connect_agent_link(reseed ? AgentConnectOptions::Confirm::kReseed
-                                   : AgentConnectOptions::Confirm::kPing);
-}
-
-kj::Promise<void> Clone::connect_unconfirmed() {
-  return connect_agent_link(AgentConnectOptions::Confirm::kNone);
-}
-
-kj::Promise<void> Clone::connect_agent_link(AgentConnectOptions::Confirm confirm) {
   AgentConnectOptions o;
   o.uds_path = process_->vsock_path();
   o.deadline = kConnectTimeout;
-  o.confirm = confirm;
+  o.confirm = reseed ? AgentConnectOptions::Confirm::kReseed : AgentConnectOptions::Confirm::kPing;
   o.keep_trying = [this] { return alive(); };
   auto agent =
       connect_agent(io_, o).then([this](kj::Own<AgentLink> link) { agent_ = kj::mv(link); });

@@ -40,10 +40,6 @@ class Clone {
   // is confirmed by agent.resumed (fresh entropy and clock: a clone just restored needs it
   // before anything else) rather than by a ping, one round trip less.
   kj::Promise<void> connect(bool reseed = false);
-  // Connects with no confirming call, for a caller that sends agent.resumed and its first call
-  // together (Service::run_handler): the VMM holds a connect until the guest has handled its
-  // vsock reset, so a connection that goes through is not reset by it.
-  kj::Promise<void> connect_unconfirmed();
   // Connects its VMM control socket (for pause/resume), once.
   kj::Promise<void> connect_control_link();
 
@@ -81,8 +77,6 @@ class Clone {
   [[noreturn]] void rethrow_failure(kj::Exception&& e, const std::string& what);
 
  private:
-  kj::Promise<void> connect_agent_link(AgentConnectOptions::Confirm confirm);
-
   kj::AsyncIoContext& io_;
   Reaper& reaper_;
   manager::OpenTemplate tpl_;

@@ -159,8 +159,7 @@ kj::Promise<CallResult> Service::invoke(const std::string& name, CallRequest req
   return ready
       .then([this, &c] {
         // reconnect: from the end of the restore (for a warm clone: of the wait for capacity,
-        // none) until the agent was connected (and a warm clone's reseeded; a new clone's
-        // reseed goes with the invoke).
+        // none) until the agent was connected and reseeded.
         c.timings.reconnect_ms =
             ms_since(c.t0) - (c.timings.warm ? c.timings.queue_ms : c.timings.restore_ms);
         return run_handler(c);
@@ -175,9 +174,7 @@ kj::Promise<CallResult> Service::invoke(const std::string& name, CallRequest req
             stats_.observe("total", r.timings.total_ms);
             stats_.observe(r.timings.warm ? "resume" : "connect",
                            r.timings.warm ? r.timings.resume_ms : r.timings.connect_ms);
-            // A new clone's reseed too: it travels with the invoke (run_handler).
-            if (r.timings.warm || r.timings.reseed_ms > 0)
-              stats_.observe("reseed", r.timings.reseed_ms);
+            if (r.timings.warm) stats_.observe("reseed", r.timings.reseed_ms);
             stats_.observe("handler", r.timings.handler_ms);
             return r;
           },
@@ -221,10 +218,10 @@ kj::Promise<void> Service::start_fresh(Call& call, manager::OpenTemplate tpl) {
         call.timings.restore_ms = ms_since(call.t0);
         call.timings.pooled = call.clone->pooled();
         uint64_t t = now_ns();
-        // Unconfirmed: the reseed goes out with the invoke (run_handler), one round trip less.
-        call.reseed_with_invoke = true;
-        return call.clone->connect_unconfirmed().then(
-            [&call, t] { call.timings.connect_ms = ms_since(t); });
+        // The reseed confirms the new connection (Clone::connect): one round trip less.
+        return call.clone->connect(/*reseed=*/true).then([&call, t] {
+          call.timings.connect_ms = ms_since(t);
+        });
       });
 }
 
@@ -234,16 +231,7 @@ kj::Promise<CallResult> Service::run_handler(Call& call) {
   client::InvokeRequest req =
       manager::invoke_request_for(c.info(), std::move(call.request.payload),
                                   std::chrono::milliseconds(call.request.timeout_ms));
-  // A new clone: agent.resumed and the invoke leave together (Cap'n Proto delivers a
-  // connection's calls to the agent in order, and resumed reseeds before it returns, so the
-  // handler runs reseeded); the result counts only once the reseed answered. A failed reseed
-  // fails the call and its result is dropped unseen.
-  kj::Promise<void> reseed = kj::READY_NOW;
-  if (call.reseed_with_invoke)
-    reseed = c.guard(c.agent().resumed_fresh(), "reseeding the clone (agent.resumed)")
-                 .then([&call, t_invoke] { call.timings.reseed_ms = ms_since(t_invoke); });
-  auto invoke = c.guard(c.agent().invoke(req), "invoking the handler");
-  return reseed.then([invoke = kj::mv(invoke)]() mutable { return kj::mv(invoke); })
+  return c.guard(c.agent().invoke(req), "invoking the handler")
       .then([&call, t_invoke](client::InvokeResult result) {
         call.timings.invoke_ms = ms_since(t_invoke);
         call.timings.handler_ms = static_cast<double>(result.duration_ns) / 1e6;

@@ -126,12 +126,10 @@ class Service {
     CallRequest request;
     uint64_t t0 = 0;
     CallTimings timings;
-    // A new clone's agent.resumed goes out with the invoke (run_handler), not before it.
-    bool reseed_with_invoke = false;
   };
   // A warm clone taken for `call`: resumed and reseeded.
   kj::Promise<void> resume_warm(Call& call);
-  // A new clone for `call`: admitted, restored and connected (reseeded by run_handler).
+  // A new clone for `call`: admitted, restored, connected and reseeded.
   kj::Promise<void> start_fresh(Call& call, manager::OpenTemplate tpl);
   // The handler's run on the ready clone; fills the result's timings.
   kj::Promise<CallResult> run_handler(Call& call);
