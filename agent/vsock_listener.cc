@@ -8,6 +8,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "agent/reseed_order.h"
+
 namespace wisp::agent {
 namespace {
 
@@ -17,7 +19,8 @@ struct Session {
           capnp::ReaderOptions options)
       : stream(kj::mv(s)),
         network(*stream, capnp::rpc::twoparty::Side::SERVER, options),
-        rpc(capnp::makeRpcServer(network, kj::mv(bootstrap))) {}
+        rpc(capnp::makeRpcServer(network,
+                                 capnp::Capability::Client(reseed_ordered(kj::mv(bootstrap))))) {}
   kj::Own<kj::AsyncIoStream> stream;
   capnp::TwoPartyVatNetwork network;
   capnp::RpcSystem<capnp::rpc::twoparty::VatId> rpc;

@@ -455,6 +455,32 @@ void AgentClient::resumed(const std::string& entropy, int64_t wall_clock_unix_ns
   impl_->wait(req.send().ignoreResult(), impl_->grace, "resumed");
 }
 
+InvokeResult AgentClient::resumed_then_invoke(const std::string& entropy,
+                                              int64_t wall_clock_unix_ns, const InvokeRequest& r) {
+  check_request_size(r);
+  auto reseed = impl_->agent.resumedRequest();
+  reseed.setEntropy(bytes_of(entropy));
+  reseed.setWallClockUnixNs(wall_clock_unix_ns);
+  auto reseeded = reseed.send().ignoreResult().catch_([](kj::Exception&& e) {
+    kj::throwFatalException(
+        kj::Exception(e.getType(), __FILE__, __LINE__,
+                      kj::str("the reseed (agent.resumed) failed, so the result is dropped: ",
+                              e.getDescription())));
+  });
+  auto req = impl_->agent.invokeRequest();
+  auto b = req.initRequest();
+  b.setMode(r.mode == InvokeMode::kWorker ? api::InvokeRequest::Mode::WORKER
+                                          : api::InvokeRequest::Mode::EXEC);
+  fill_handler(b.initHandler(), r.handler);
+  b.setPayload(bytes_of(r.payload));
+  b.setTimeoutMs(r.timeout_ms);
+  auto invoked = req.send().then(
+      [](capnp::Response<api::Agent::InvokeResults>&& resp) { return convert(resp.getResult()); });
+  return impl_->wait(
+      reseeded.then([invoked = kj::mv(invoked)]() mutable { return kj::mv(invoked); }),
+      milliseconds(r.timeout_ms) + impl_->grace, "invoke");
+}
+
 InvokeResult AgentClient::exec_stream(const ExecStreamRequest& r) {
   if (r.stdin_data.size() + (1u << 20) > max_message_bytes())
     throw Error("execStream: stdin_data is " + std::to_string(r.stdin_data.size()) +

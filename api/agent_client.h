@@ -155,6 +155,11 @@ class AgentClient {
   // the template's invokes name it) and returns once it is ready, so the snapshot holds it.
   void prepare_snapshot(const Handler& spare);
   void resumed(const std::string& entropy, int64_t wall_clock_unix_ns);
+  // resumed and invoke sent together, one round trip: the agent takes a connection's calls in
+  // order and reseeds before resumed returns, so the handler runs reseeded. The result is
+  // returned only once resumed answered; a failed reseed throws and the result is dropped.
+  InvokeResult resumed_then_invoke(const std::string& entropy, int64_t wall_clock_unix_ns,
+                                   const InvokeRequest& request);
   // execStream: runs the command, feeding chunks to the callbacks as they arrive, and returns
   // its result (out and err are empty: the output went to the callbacks). Throws AgentError
   // (kRemote) when the agent refuses the command, or a callback threw (its message).

@@ -1,6 +1,10 @@
 #include "manager/invoke.h"
 
+#include <time.h>
+#include <unistd.h>
+
 #include "base/clock.h"
+#include "base/error.h"
 
 namespace wisp::manager {
 namespace {
@@ -8,15 +12,21 @@ namespace {
 constexpr std::chrono::milliseconds kRestoreTimeout{30000};
 constexpr std::chrono::milliseconds kConnectTimeout{30000};
 
-// Calls the clone's agent: reconnect, fresh entropy and clock, the invocation.
+// Calls the clone's agent: reconnect, then fresh entropy and clock with the invocation.
 void call_clone(AgentVm& clone, const TemplateInfo& t, const InvokeRequest& request, uint64_t t0,
                 InvokeOutcome* out) {
-  // confirm: the clone resets its vsock transport as it resumes.
-  auto agent = clone.connect_agent(kConnectTimeout, /*confirm=*/true);
+  // Unconfirmed: the VMM holds the connect until the guest has handled the vsock reset it
+  // sees as it resumes, so the connection that goes through stays up; the reseed goes with the
+  // invoke (one round trip for both).
+  auto agent = clone.connect_agent(kConnectTimeout, /*confirm=*/false);
   out->connect_ms = ms_since(t0) - out->restore_ms;
-  send_fresh_entropy(*agent, 64);
-  out->reconnect_ms = ms_since(t0) - out->restore_ms;
-  out->result = agent->invoke(invoke_request_for(t, request.payload, request.timeout));
+  out->reconnect_ms = out->connect_ms;
+  std::string entropy(64, '\0');
+  if (getentropy(entropy.data(), entropy.size()) != 0) throw_errno("getentropy");
+  timespec now;
+  clock_gettime(CLOCK_REALTIME, &now);
+  out->result = agent->resumed_then_invoke(entropy, now.tv_sec * 1000000000ll + now.tv_nsec,
+                                           invoke_request_for(t, request.payload, request.timeout));
   out->total_ms = ms_since(t0);
   out->invoke_ms = out->total_ms - out->restore_ms - out->reconnect_ms;
 }

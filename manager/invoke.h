@@ -28,7 +28,7 @@ struct InvokeOutcome {
   double restore_ms = 0;       // until the clone's VMM was rebuilt and about to run
   double jail_ms = 0;          // of which the VMM's jail (0 unjailed)
   double connect_ms = 0;       // from then until the agent accepted the connection
-  double reconnect_ms = 0;     // from then until it also took the fresh entropy and clock
+  double reconnect_ms = 0;     // = connect_ms: the fresh entropy and clock go with the invoke
   double invoke_ms = 0;        // the call
   double total_ms = 0;         // start to result
   int64_t pages_touched = -1;  // guest pages the clone mapped (count_pages; -1: unknown)

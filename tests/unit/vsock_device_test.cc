@@ -440,6 +440,141 @@ TEST_F(VsockDeviceTest, TransportResetDropsConnectionsAndPostsTheEvent) {
   ::close(fd);
 }
 
+// Posts `n` event buffers and kicks, as Linux does when it starts and after each event.
+std::vector<uint64_t> post_events(DeviceHarness& h, int n) {
+  std::vector<uint64_t> bufs;
+  for (int i = 0; i < n; ++i) {
+    bufs.push_back(h.q(2).alloc(4, 0xff));
+    h.q(2).add_chain({writable(bufs.back(), 4)});
+  }
+  h.kick(2);
+  return bufs;
+}
+
+TEST_F(VsockDeviceTest, HostConnectsWaitUntilTheGuestHandledTheReset) {
+  post_events(*h_, 8);  // Linux fills its event ring
+  dev_->send_transport_reset();
+  ASSERT_EQ(h_->q(2).used_idx(), 1);  // the reset went out, on the first buffer
+  // A client connecting now (and pipelining its first bytes) is held: a REQUEST before the
+  // guest handled the reset would be reset by it.
+  int fd = unix_connect(path_);
+  ASSERT_EQ(::write(fd, "CONNECT 52\nearly", 16), 16);
+  pump();
+  EXPECT_TRUE(take().empty());
+  EXPECT_EQ(dev_->connection_count(), 0u);
+  EXPECT_EQ(read_now(fd), "");  // no OK, and not closed
+  EXPECT_FALSE(at_eof(fd));
+  // Other guest traffic does not release it: only a refilled event queue does.
+  h_->kick(0);
+  pump();
+  EXPECT_TRUE(take().empty());
+  // The guest handled the event and put its buffer back: the held connect goes out.
+  post_events(*h_, 1);
+  Packet req = take_one();
+  ASSERT_EQ(req.hdr.op, kOpRequest);
+  EXPECT_EQ(req.hdr.dst_port, 52u);
+  send(52, req.hdr.src_port, kOpResponse);
+  EXPECT_EQ(read_now(fd), "OK " + std::to_string(req.hdr.src_port) + "\n");
+  pump();
+  EXPECT_EQ(take_one().data, "early");
+  // Later connects pass at once.
+  uint32_t hp;
+  int again = host_connect(53, &hp);
+  EXPECT_EQ(dev_->bad_requests(), 0u);
+  ::close(again);
+  ::close(fd);
+}
+
+TEST_F(VsockDeviceTest, AHeldConnectIsReleasedByAnyKickOnceTheEventQueueIsRefilled) {
+  post_events(*h_, 2);
+  dev_->send_transport_reset();
+  int fd = unix_connect(path_);
+  ASSERT_EQ(::write(fd, "CONNECT 52\n", 11), 11);
+  pump();
+  EXPECT_TRUE(take().empty());
+  // The refill's own kick was lost (suppressed): the next kick of any queue notices it.
+  uint64_t ev = h_->q(2).alloc(4);
+  h_->q(2).add_chain({writable(ev, 4)});
+  h_->kick(0);  // e.g. the guest posting RX buffers
+  Packet req = take_one();
+  EXPECT_EQ(req.hdr.op, kOpRequest);
+  ::close(fd);
+}
+
+TEST_F(VsockDeviceTest, AHeldConnectTheGuestNeverAnswersIsClosedAfterItsDeadline) {
+  constexpr uint64_t kHoldMs = 1000;  // VsockMuxer::kResetHoldMs, shortened
+  dev_->set_reset_hold_ms(kHoldMs);
+  post_events(*h_, 1);
+  dev_->send_transport_reset();
+  int held = unix_connect(path_);
+  ASSERT_EQ(::write(held, "CONNECT 52\n", 11), 11);
+  pump();
+  EXPECT_TRUE(take().empty());
+  usleep((kHoldMs - 500) * 1000);
+  pump();
+  EXPECT_FALSE(at_eof(held));  // still waiting
+  usleep(600 * 1000);
+  pump();  // the deadline passed: closed, not left hanging
+  EXPECT_TRUE(at_eof(held));
+  EXPECT_TRUE(take().empty());
+  EXPECT_EQ(dev_->connection_count(), 0u);
+  // The guest may never handle it: holding ends, and the client's next attempt goes through.
+  uint32_t hp;
+  int fd = host_connect(52, &hp);
+  ::close(fd);
+  ::close(held);
+}
+
+TEST_F(VsockDeviceTest, AClientGivingUpWhileHeldFreesItsSlot) {
+  post_events(*h_, 1);
+  dev_->send_transport_reset();
+  int fd = unix_connect(path_);
+  ASSERT_EQ(::write(fd, "CONNECT 52\n", 11), 11);
+  pump();
+  ::close(fd);
+  pump();
+  post_events(*h_, 1);
+  EXPECT_TRUE(take().empty());  // no REQUEST for a client that left
+  EXPECT_EQ(dev_->connection_count(), 0u);
+}
+
+TEST(VsockDevice, ARestoredDeviceHoldsConnectsUntilItsResetIsHandled) {
+  char tmpl[] = "/tmp/wisp-vsock-XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  std::string path = std::string(tmpl) + "/v.sock";
+  VirtioVsock dev(VsockSpec{path, 3});
+  dev.restore_state(VsockState{kCid});
+  {
+    DeviceHarness h(dev, /*event_idx=*/true);
+    ASSERT_TRUE(h.activated());
+    uint64_t rx_hdr = h.q(0).alloc(kHeaderBytes + kRxBufBytes);
+    h.q(0).add_chain({writable(rx_hdr, kHeaderBytes + kRxBufBytes)});
+    h.kick(0);
+    int fd = unix_connect(path);
+    ASSERT_EQ(::write(fd, "CONNECT 52\n", 11), 11);
+    std::vector<BackendFd> backend = dev.backend_fds();
+    pollfd p{backend[0].fd, POLLIN, 0};
+    for (int i = 0; i < 100 && poll(&p, 1, 0) > 0; ++i) backend[0].on_readable();
+    EXPECT_EQ(h.q(0).used_idx(), 0);  // held
+    post_events(h, 4);                // the reset goes out on the first
+    ASSERT_EQ(h.q(2).used_idx(), 1);
+    EXPECT_EQ(h.q(0).used_idx(), 0);  // still held: the guest has not handled it yet
+    // With EVENT_IDX the guest kicks only past avail_event: asked for at the index after the
+    // four buffers, so that adding a fifth kicks.
+    EXPECT_EQ(h.q(2).avail_event(), 4);
+    post_events(h, 1);  // handled: the buffer comes back
+    ASSERT_EQ(h.q(0).used_idx(), 1);
+    auto raw = h.q(0).bytes(rx_hdr, kHeaderBytes);
+    VsockHeader req =
+        decode_vsock_header(std::span<const uint8_t, kHeaderBytes>(raw.data(), kHeaderBytes));
+    EXPECT_EQ(req.op, kOpRequest);
+    EXPECT_EQ(req.dst_port, 52u);
+    EXPECT_EQ(req.dst_cid, kCid);
+    ::close(fd);
+  }
+  std::filesystem::remove_all(tmpl);
+}
+
 TEST_F(VsockDeviceTest, ManyConcurrentConnections) {
   post_rx(64);
   std::vector<int> fds;

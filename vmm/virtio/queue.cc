@@ -377,6 +377,17 @@ void Queue::disable_notification(const GuestMemory& mem) {
   if (!state_.event_idx) set_used_flags(mem, virtio::kUsedFlagNoNotify);
 }
 
+void Queue::notify_past(const GuestMemory& mem, uint16_t idx) {
+  if (!state_.ready || broken_) return;
+  if (state_.event_idx) {
+    set_avail_event(mem, idx);
+  } else {
+    set_used_flags(mem, 0);
+  }
+  // Publish before the caller re-reads the index (see enable_notification).
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+}
+
 bool Queue::enable_notification(const GuestMemory& mem) {
   if (!state_.ready || broken_) return false;
   if (state_.event_idx) {

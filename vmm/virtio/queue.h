@@ -163,6 +163,15 @@ class Queue {
   void disable_notification(const GuestMemory& mem);
   bool enable_notification(const GuestMemory& mem);
 
+  // The avail index the driver last published (nullopt: the ring is unreadable). For a device
+  // that waits for the driver to add a buffer, not to take one (vsock: the driver refills its
+  // event queue once it has handled an event).
+  std::optional<uint16_t> available_index(const GuestMemory& mem) const { return avail_idx(mem); }
+  // Asks for a kick once the driver publishes an avail index past `idx` (EVENT_IDX: avail_event;
+  // else the NO_NOTIFY flag cleared). enable_notification() asks at next_avail, which a driver
+  // with buffers still posted beyond it has passed already, so it would not kick again.
+  void notify_past(const GuestMemory& mem, uint16_t idx);
+
   // The driver published an impossible available index (more than `size` entries pending) or
   // the rings stopped being readable. The queue then stays empty; the device should ask for a
   // reset (NEEDS_RESET).

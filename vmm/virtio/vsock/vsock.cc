@@ -3,7 +3,9 @@
 #include <algorithm>
 #include <cstring>
 
+#include "base/clock.h"
 #include "base/error.h"
+#include "base/log.h"
 
 namespace wisp {
 
@@ -30,7 +32,15 @@ size_t VirtioVsock::connection_count() {
   return muxer_.connection_count();
 }
 
+void VirtioVsock::set_reset_hold_ms(uint64_t ms) {
+  auto lock = lock_state();
+  muxer_.set_reset_hold_ms(ms);
+}
+
 void VirtioVsock::process_queue(uint16_t index) {
+  // Any kick may come after the guest handled the reset (its own event-queue kick can be
+  // suppressed or lost in a race): look first, so held connects go out with this pass.
+  check_reset_handled();
   switch (index) {
     case kRxQueue:
       // New buffers: fill them, and take TX again if it waited for RX room.
@@ -59,8 +69,10 @@ void VirtioVsock::restore_state(const VirtioDeviceState& s) {
   muxer_.set_guest_cid(saved.guest_cid);  // validates it
   guest_cid_.store(saved.guest_cid, std::memory_order_relaxed);
   muxer_.reset_all();
+  muxer_.hold_connects();
   tx_throttled_ = false;
   event_pending_ = true;  // delivered by on_activate, or when the guest posts an event buffer
+  reset_unhandled_ = false;
 }
 
 bool VirtioVsock::on_activate() {
@@ -73,14 +85,17 @@ bool VirtioVsock::on_activate() {
 void VirtioVsock::on_reset() {
   // The driver is gone: so are its sockets. Unix sides close; the listener stays.
   muxer_.reset_all();
+  muxer_.release_held();  // a driver starting afresh has no reset to handle
   tx_throttled_ = false;
   event_pending_ = false;
+  reset_unhandled_ = false;
 }
 
 void VirtioVsock::handle_backend_event() {
   auto lock = lock_state();
   muxer_.handle_events();
   if (!is_active_locked()) return;
+  check_reset_handled();
   if (tx_throttled_) process_tx();
   process_rx();
 }
@@ -211,15 +226,43 @@ void VirtioVsock::deliver_event() {
     chain->write(memory(), 0, {reinterpret_cast<const uint8_t*>(&id), sizeof(id)});
     q.add_used(memory(), chain->head(), vsock::kEventBytes);
     event_pending_ = false;
+    // Linux posts all its event buffers at once: the rest are still there, so what tells
+    // that the guest handled this one is an index past today's, and the kick for it is asked
+    // for explicitly (its avail_event may lag far behind).
+    if (std::optional<uint16_t> idx = q.available_index(memory())) {
+      reset_unhandled_ = true;
+      reset_avail_idx_ = *idx;
+      reset_sent_ns_ = now_ns();
+      q.notify_past(memory(), *idx);
+    }
   }
   notify_if_needed(kEventQueue);
+  check_reset_handled();  // it may have been quick
+}
+
+void VirtioVsock::check_reset_handled() {
+  if (!reset_unhandled_) return;
+  Queue& q = queue(kEventQueue);
+  std::optional<uint16_t> idx = q.ready() ? q.available_index(memory()) : std::nullopt;
+  if (!idx || *idx == reset_avail_idx_) return;
+  reset_unhandled_ = false;
+  if (event_pending_) return;  // a newer reset waits for delivery: keep holding for it
+  // Where a restored clone's first connect waits: the guest's handling of the event.
+  LOG_INFO(
+      "vsock: the guest handled the transport reset %.1f ms after it went out; %zu held "
+      "host connect(s) go now",
+      static_cast<double>(now_ns() - reset_sent_ns_) / 1e6, muxer_.held_count());
+  muxer_.release_held();
+  process_rx();  // their REQUESTs
 }
 
 void VirtioVsock::send_transport_reset() {
   auto lock = lock_state();
   muxer_.reset_all();
+  muxer_.hold_connects();
   tx_throttled_ = false;
   event_pending_ = true;
+  reset_unhandled_ = false;
   if (is_active_locked()) deliver_event();
 }
 

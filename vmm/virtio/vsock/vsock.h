@@ -42,6 +42,12 @@ class VirtioVsock final : public VirtioDeviceBase {
   // activation) adopts the saved CID, whatever the configuration said, and arranges for a
   // TRANSPORT_RESET at activation: the restored guest's connections have no host ends, so it
   // must drop them; its listeners stay and the host dials again.
+  //
+  // Until the guest has handled that reset, host connects are held (VsockMuxer::hold_connects):
+  // the guest resets every connection it has when it handles the event, one made just before
+  // too. Linux handles the event, then puts its buffer back on the event queue and kicks: a
+  // buffer posted after the one the reset used is the sign (reset_handled), checked on that
+  // kick and on every other queue kick or back-end event.
   VirtioDeviceState save_state() const override;
   void restore_state(const VirtioDeviceState& s) override;
 
@@ -57,6 +63,8 @@ class VirtioVsock final : public VirtioDeviceBase {
 
   uint64_t guest_cid() const { return guest_cid_.load(std::memory_order_relaxed); }
   size_t connection_count();
+  // VsockMuxer::kResetHoldMs, shorter for tests.
+  void set_reset_hold_ms(uint64_t ms);
 
  protected:
   void process_queue(uint16_t index) override;
@@ -72,13 +80,19 @@ class VirtioVsock final : public VirtioDeviceBase {
   // when there was nothing to send after all.
   bool fill_rx(Queue& q, const DescriptorChain& chain);
   void deliver_event();
+  // After the reset went out: releases held host connects once the guest posted a new event
+  // buffer (see restore_state). Needs the device lock and an active device.
+  void check_reset_handled();
 
   // Fixed but for restore_state; atomic because read_config reads it without the device lock.
   std::atomic<uint64_t> guest_cid_;
   VsockMuxer muxer_;  // guarded by the device lock
   const int backend_fd_;
-  bool tx_throttled_ = false;   // TX left unread until the RST backlog drains
-  bool event_pending_ = false;  // TRANSPORT_RESET not yet delivered
+  bool tx_throttled_ = false;     // TX left unread until the RST backlog drains
+  bool event_pending_ = false;    // TRANSPORT_RESET not yet delivered
+  bool reset_unhandled_ = false;  // delivered, the guest has not refilled its event queue yet
+  uint16_t reset_avail_idx_ = 0;  // the event queue's avail index right after delivering it
+  uint64_t reset_sent_ns_ = 0;
 };
 
 }  // namespace wisp

@@ -185,7 +185,7 @@ void VsockMuxer::handle_events() {
     } else if (fd == timer_.get()) {
       on_timer();
     } else if (pending_.count(fd)) {
-      on_pending_readable(fd);
+      on_pending_events(fd, events[i].events);
     } else if (auto it = by_fd_.find(fd); it != by_fd_.end()) {
       Key key = it->second;
       conns_.at(key).conn->on_stream_events(events[i].events, now);
@@ -228,6 +228,62 @@ void VsockMuxer::pause_listener(int err) {
   arm_timer(listener_resume_ms_);
 }
 
+void VsockMuxer::on_pending_events(int fd, uint32_t events) {
+  PendingHost& p = pending_.at(fd);
+  if (!p.held) {
+    on_pending_readable(fd);
+    return;
+  }
+  // Held: watched for hang-up only (its stream bytes wait in the socket). A client that gave
+  // up frees its slot now, not at the deadline.
+  if (events & (EPOLLHUP | EPOLLERR | EPOLLRDHUP)) {
+    LOG_DEBUG("vsock: a held host connection to port %u closed", p.port);
+    drop_pending(fd);
+  }
+}
+
+void VsockMuxer::hold(int fd, uint32_t port) {
+  PendingHost& p = pending_.at(fd);
+  p.held = true;
+  p.port = port;
+  p.deadline_ms = now_ms() + reset_hold_ms_;
+  epoll_event ev{};
+  ev.events = EPOLLRDHUP;  // not EPOLLIN: bytes after the line are the stream's, left queued
+  ev.data.fd = fd;
+  // Added afresh: on_pending_readable took it out of the set with the rest of its pending entry.
+  if (epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &ev) != 0) {
+    drop_pending(fd);
+    return;
+  }
+  arm_timer(p.deadline_ms);
+}
+
+size_t VsockMuxer::held_count() const {
+  size_t n = 0;
+  for (const auto& [fd, p] : pending_) n += p.held;
+  return n;
+}
+
+void VsockMuxer::hold_connects() { holding_ = true; }
+
+void VsockMuxer::release_held() {
+  holding_ = false;
+  std::vector<int> held;
+  for (const auto& [fd, p] : pending_)
+    if (p.held) held.push_back(fd);
+  // In the order they came (fds are no measure of that, deadlines are).
+  std::sort(held.begin(), held.end(), [this](int a, int b) {
+    return pending_.at(a).deadline_ms < pending_.at(b).deadline_ms;
+  });
+  for (int fd : held) {
+    PendingHost& p = pending_.at(fd);
+    UniqueFd owned = std::move(p.fd);
+    uint32_t port = p.port;
+    drop_pending(fd);
+    start_host_connection(std::move(owned), port);
+  }
+}
+
 void VsockMuxer::on_pending_readable(int fd) {
   PendingHost& p = pending_.at(fd);
   char buf[kMaxConnectLine];
@@ -251,6 +307,14 @@ void VsockMuxer::on_pending_readable(int fd) {
     LOG_DEBUG("vsock: closing a host connection: bad CONNECT line '%.32s'", line.c_str());
     return;  // `owned` closes it
   }
+  if (holding_) {
+    int raw = owned.get();
+    PendingHost& held = pending_[raw];
+    held.fd = std::move(owned);
+    held.line = std::move(line);
+    hold(raw, *port);
+    return;
+  }
   start_host_connection(std::move(owned), *port);
 }
 
@@ -262,16 +326,34 @@ void VsockMuxer::drop_pending(int fd) {
 void VsockMuxer::expire_pending(uint64_t now) {
   std::vector<int> late;
   uint64_t next = 0;
+  bool held_expired = false;
   for (const auto& [fd, p] : pending_) {
-    if (p.deadline_ms <= now)
+    if (p.deadline_ms <= now) {
       late.push_back(fd);
-    else if (next == 0 || p.deadline_ms < next)
+      held_expired |= p.held;
+    } else if (next == 0 || p.deadline_ms < next) {
       next = p.deadline_ms;
+    }
   }
   for (int fd : late) {
-    LOG_DEBUG("vsock: closing a host connection: no CONNECT line within %llu ms",
-              static_cast<unsigned long long>(kConnectLineTimeoutMs));
+    if (pending_.at(fd).held)
+      LOG_DEBUG(
+          "vsock: closing a held host connection: the guest did not handle its transport "
+          "reset within %llu ms",
+          static_cast<unsigned long long>(reset_hold_ms_));
+    else
+      LOG_DEBUG("vsock: closing a host connection: no CONNECT line within %llu ms",
+                static_cast<unsigned long long>(kConnectLineTimeoutMs));
     drop_pending(fd);
+  }
+  if (held_expired) {
+    // The guest may never handle it (no event buffer posted): stop holding, as without the
+    // hold. The client whose connect was closed dials again and goes through.
+    LOG_WARN(
+        "vsock: the guest did not handle the transport reset within %llu ms; host "
+        "connections are no longer held for it",
+        static_cast<unsigned long long>(reset_hold_ms_));
+    release_held();
   }
   if (next != 0) arm_timer(next);
 }

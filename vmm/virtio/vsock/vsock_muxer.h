@@ -68,6 +68,13 @@ class VsockMuxer {
   // After accept() fails for lack of fds or memory the listener is not watched for this long:
   // the backlog stays readable, and a level-triggered loop would spin on it.
   static constexpr uint64_t kAcceptBackoffMs = 100;
+  // How long a held CONNECT (hold_connects) waits for the guest to handle its transport reset.
+  // One held longer is closed and holding ends: a guest that does not refill its event queue
+  // gets host connections at once again, as without the hold. Generous: a connection let
+  // through before the guest handled the reset would be reset by it, and serve sends its first
+  // calls on a new connection without confirming it (a client that stops waiting earlier just
+  // closes, which frees its slot, and dials again).
+  static constexpr uint64_t kResetHoldMs = 10000;
   // Ring bytes handed out as full-size (VsockConnection::kBufAlloc) buffers; see above.
   static constexpr uint64_t kFullBufferBudget = 32ull << 20;
   // RLIMIT_NOFILE the connection cap needs: the connections plus the VMM's own fds (vCPUs,
@@ -101,6 +108,18 @@ class VsockMuxer {
   // reset and for the transport-reset event.
   void reset_all();
 
+  // From now on, complete CONNECT lines wait (are held) instead of becoming REQUESTs: the device
+  // has posted (or will post) a TRANSPORT_RESET the guest has not handled yet, and the guest
+  // resets every connection it has when it does, a new one too; the host would have to notice
+  // and dial again. The host's client thus waits for its OK instead of retrying.
+  void hold_connects();
+  // The guest handled the reset: held connections go to the guest (their REQUESTs queue) and
+  // new ones pass as they come.
+  void release_held();
+  bool holding() const { return holding_; }
+  void set_reset_hold_ms(uint64_t ms) { reset_hold_ms_ = ms; }  // for tests
+  size_t held_count() const;
+
   uint64_t guest_cid() const { return guest_cid_; }
   // For snapshot restore: the guest keeps the CID it had. Throws Error for a reserved or
   // out-of-range CID (as VsockState::validate does).
@@ -127,7 +146,9 @@ class VsockMuxer {
   struct PendingHost {
     UniqueFd fd;
     std::string line;
-    uint64_t deadline_ms = 0;  // closed if the line is not complete by then
+    uint64_t deadline_ms = 0;  // closed if the line is not complete (or still held) by then
+    bool held = false;         // the line is complete: waits for release_held() with `port`
+    uint32_t port = 0;
   };
 
   void accept_host_connections();
@@ -136,6 +157,8 @@ class VsockMuxer {
   void drop_pending(int fd);
   uint32_t grant_buffer();
   void on_pending_readable(int fd);
+  void on_pending_events(int fd, uint32_t events);
+  void hold(int fd, uint32_t port);
   void start_host_connection(UniqueFd fd, uint32_t guest_port);
   void connect_to_host(const VsockHeader& request);
   void queue_rst(const VsockHeader& to_answer);
@@ -156,6 +179,8 @@ class VsockMuxer {
   uint64_t timer_deadline_ms_ = 0;   // 0: disarmed
   uint64_t listener_resume_ms_ = 0;  // 0: the listener is watched
   uint64_t buffer_granted_ = 0;
+  bool holding_ = false;
+  uint64_t reset_hold_ms_ = kResetHoldMs;
 
   std::unordered_map<Key, Entry> conns_;
   std::unordered_map<int, Key> by_fd_;
