@@ -168,15 +168,15 @@ kj::Maybe<StartedSandbox> AgentImpl::take_spare(const HandlerConfig& config) {
   if (spare_misfit(spare_->config().sandbox, config.sandbox, config.cgroup) != nullptr) {
     return nullptr;
   }
-  kj::Maybe<StartedSandbox> taken = nullptr;
+  // Taken, found dead or refused: either way the next spare is made after this call.
+  auto spare = kj::mv(spare_);
   try {
-    taken = spare_->take(config.cgroup);
+    return spare->take(config.cgroup);
   } catch (const kj::Exception& e) {
     // Its cgroup refused the call's limits: this call takes the fresh path, which says why.
     console_log("the spare exec sandbox could not be taken: %s", e.getDescription().cStr());
+    return nullptr;
   }
-  spare_ = nullptr;  // taken, found dead or refused: the next is made after this call
-  return taken;
 }
 
 void AgentImpl::make_spare(const HandlerConfig& config) {
