@@ -5,7 +5,12 @@
                   fresh clone per call
   serve-warm      the same with warm clones (--warm NAME=N): restored ahead, taken, reseeded
   invoke-process  `wisp invoke` as a process per call (what a controller does without serve)
-  exec-cold       `wisp exec -- cat`: a cold boot per call
+  exec-cold       `wisp exec`: a cold boot per call
+
+--handler picks the function, the same in every mode: exec (default), `cat` run afresh in the
+exec sandbox per call on the agent initramfs; python, the warm Python worker
+(/usr/lib/wisp/python_worker.py: upper-cases its payload) on the Python rootfs, whose template
+holds the started interpreter, so a warm call pays no process start in the guest at all.
 
 Each is measured from the request to the result as the client sees it: for serve, over its
 HTTP gateway with one persistent connection per client thread (a controller's connection), or
@@ -51,6 +56,19 @@ from wisp_cli import BenchError, run  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODES = ["serve-pool", "serve-warm", "invoke-process", "exec-cold"]
+PYTHON_WORKER = ["/usr/bin/python3", "/usr/lib/wisp/python_worker.py"]
+
+
+# Per handler: its template's options (besides the name and --mem), what `wisp exec` runs for
+# a cold call, and the answer a payload must get.
+def handler_spec(name, rootfs):
+    if name == "exec":
+        return {"create": ["--handler", "cat"], "cold": ["--", "cat"], "argv": ["cat"],
+                "answer": lambda payload: payload}
+    return {"create": ["--rootfs", rootfs, "--mode", "worker", "--handler",
+                       " ".join(PYTHON_WORKER)],
+            "cold": ["--rootfs", rootfs, "--mode", "worker", "--"] + PYTHON_WORKER,
+            "argv": PYTHON_WORKER, "answer": lambda payload: payload.upper()}
 
 
 def connectable(path):
@@ -76,6 +94,7 @@ class UnixHTTPConnection(http.client.HTTPConnection):
 class Bench:
     def __init__(self, args, work):
         self.args, self.work = args, work
+        self.handler = handler_spec(args.handler, args.rootfs)
         self.wisp = stage_wisp(os.path.join(ROOT, "build"), work) if not args.no_stage \
             else args.wisp
         self.home = os.path.join(work, "home")
@@ -89,8 +108,8 @@ class Bench:
 
     def create_templates(self):
         for name in ("echo-pool", "echo-warm"):
-            run([self.wisp, "template", "create", name, "--handler", "cat", "--mem",
-                 str(self.args.mem), "--warmup", "2"], env=self.env, timeout=900,
+            run([self.wisp, "template", "create", name] + self.handler["create"] +
+                ["--mem", str(self.args.mem), "--warmup", "2"], env=self.env, timeout=900,
                 what="wisp template create " + name)
 
     def start_serve(self):
@@ -152,11 +171,12 @@ class Bench:
             out = run([self.wisp, "invoke", "echo-pool", "--payload", "-"], payload,
                       env=self.env, what="wisp invoke").stdout
         else:
-            out = run([self.wisp, "exec", "--mem", str(self.args.mem), "--payload", "-", "--",
-                       "cat"], payload, env=self.env, what="wisp exec").stdout
+            out = run([self.wisp, "exec", "--mem", str(self.args.mem), "--payload", "-"] +
+                      self.handler["cold"], payload, env=self.env, what="wisp exec").stdout
         ms = (time.monotonic() - t0) * 1000
-        if out != payload:
-            raise BenchError("%s answered %r, expected %r" % (mode, out[:200], payload))
+        want = self.handler["answer"](payload)
+        if out != want:
+            raise BenchError("%s answered %r, expected %r" % (mode, out[:200], want))
         return ms, timings
 
     def level(self, mode, concurrency, calls, pace_ms=0):
@@ -254,7 +274,8 @@ def print_stages(report):
 
 
 def print_table(report):
-    print("serve_bench on %s (client: %s)" % (report["environment"], report["client"]))
+    print("serve_bench on %s (client: %s; handler: %s)" % (
+        report["environment"], report["client"], " ".join(report["handler"])))
     print("%-15s %5s %6s %10s %10s %10s %12s" % ("mode", "conc", "calls", "p50 ms", "p99 ms",
                                                  "calls/s", "p50 vs proc"))
     for mode in report["modes"]:
@@ -294,7 +315,13 @@ def main():
     ap.add_argument("--warm", type=int, default=8)
     ap.add_argument("--max-vms", type=int, default=16,
                     help="serve's clone limit (calls beyond it queue in its admission)")
-    ap.add_argument("--mem", type=int, default=128, help="guest MiB")
+    ap.add_argument("--mem", type=int, default=None,
+                    help="guest MiB (default: 128 for exec, 256 for python)")
+    ap.add_argument("--handler", choices=["exec", "python"], default="exec",
+                    help="the function: exec (cat, a process per call) or python (a warm worker"
+                    " on the Python rootfs)")
+    ap.add_argument("--rootfs", default=os.path.join(ROOT, "build/guest/python-rootfs.ext4"),
+                    help="the Python rootfs image (--handler python)")
     ap.add_argument("--client", choices=["auto", "http", "capnp"], default="auto")
     ap.add_argument("--wisp", default=os.path.join(ROOT, "build/bin/wisp"))
     ap.add_argument("--paced-calls", type=int, default=0,
@@ -304,13 +331,17 @@ def main():
     ap.add_argument("--no-stage", action="store_true")
     ap.add_argument("--out", default=os.path.join(ROOT, "build/perf/serve.json"))
     args = ap.parse_args()
+    if args.mem is None:
+        args.mem = 128 if args.handler == "exec" else 256
+    if args.handler == "python" and not os.path.isfile(args.rootfs):
+        ap.error("--rootfs %s: no such file (make guest builds it)" % args.rootfs)
     levels = [int(c) for c in args.concurrency.split(",") if c.strip()]
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     if not modes or any(m not in MODES for m in modes):
         ap.error("--modes: expected a comma list of " + ", ".join(MODES))
     work = tempfile.mkdtemp(prefix="wisp-serve-bench-")
     report = {"benchmark": "serve", "environment": environment_name(), "modes": modes,
-              "mem_mib": args.mem, "pool": args.pool, "warm": args.warm, "handler": ["cat"],
+              "mem_mib": args.mem, "pool": args.pool, "warm": args.warm, "handler": handler_spec(args.handler, args.rootfs)["argv"],
               "results": {}, "ratios": {}, "out": args.out}
     rc = 0
     b = Bench(args, work)
