@@ -119,8 +119,10 @@ def environment_name():
 def read_rss(pid):
     """VmRSS split into anonymous, file and shared-memory pages, in KiB.
 
-    Guest RAM is a memfd (wisp) or shared anonymous memory (QEMU), both counted in RssShmem,
-    so RssAnon + RssFile is the VMM's own footprint without the guest's touched pages.
+    QEMU's guest RAM is shared anonymous memory, counted in RssShmem, so RssAnon + RssFile is
+    its own footprint without the guest's touched pages. wisp's `run` process is the jail's
+    supervisor: the guest RAM (private anonymous memory, RssAnon) is in the jailed VMM, its
+    child, so its figures here are its own already (perf/hugepage_bench.py reads the VMM's).
     """
     out = {}
     try:
