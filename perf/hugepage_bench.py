@@ -6,8 +6,8 @@ two alternating from run to run.
 Per run and mode, from process spawn: the guest init's marker line on the console (boot to
 init), then the time the guest takes to write TOUCH_MIB MiB into its RAM-backed root file
 system (every page a first touch: an EPT/NPT fault per 4 KiB page, or per 2 MiB with huge
-pages), then the jailed VMM's /proc/PID/smaps_rollup (Rss, Pss, AnonHugePages) while the guest
-idles. Reports medians, p90 and the ratio huge/4k of each; writes JSON. `make perf` runs it
+pages), then the jailed VMM's /proc/PID/smaps_rollup (Rss, Pss) and its guest RAM mapping's
+Rss and AnonHugePages while the guest idles. Reports medians, p90 and the ratio huge/4k of each; writes JSON. `make perf` runs it
 (perf/run-all.sh hugepages), `make test` does not.
 """
 import argparse
@@ -19,13 +19,13 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from vmrun import environment_name, summarize, write_json  # noqa: E402
+from vmrun import environment_name, guest_ram_smaps, summarize, write_json  # noqa: E402
 from wisp_cli import BOOT_MARKER, BenchError, peer_cmdline  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOUCH_START, TOUCH_DONE = "hp-bench: touch", "hp-bench: idle"
 MODES = {"huge": [], "4k": ["--no-hugepages"]}
-SMAPS_FIELDS = ("Rss", "Pss", "Pss_Anon", "AnonHugePages")
+SMAPS_FIELDS = ("Rss", "Pss", "AnonHugePages")
 
 
 def guest_cmdline(wisp, touch_mib):
@@ -65,7 +65,7 @@ def smaps_rollup(pid):
     return out
 
 
-def one_boot(argv, what, timeout=300):
+def one_boot(argv, mem_mib, what, timeout=300):
     """Spawns argv; returns marker_ms, touch_ms and the VMM's smaps_rollup (KiB) once idle."""
     t0 = time.monotonic()
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -92,6 +92,7 @@ def one_boot(argv, what, timeout=300):
         if vmm is None:
             raise BenchError(f"{what}: no process holding KVM vCPU fds under pid {proc.pid}")
         mem = smaps_rollup(vmm)
+        ram = guest_ram_smaps(vmm, mem_mib)
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
@@ -101,7 +102,8 @@ def one_boot(argv, what, timeout=300):
             proc.kill()
             proc.communicate()
     return {"marker_ms": times[BOOT_MARKER], "touch_ms": times[TOUCH_DONE] - times[TOUCH_START],
-            **{k.lower() + "_kib": v for k, v in mem.items()}}
+            **{k.lower() + "_kib": v for k, v in mem.items()},
+            "guest_rss_kib": ram["Rss"], "guest_huge_kib": ram["AnonHugePages"]}
 
 
 def main():
@@ -128,16 +130,17 @@ def main():
         order = list(MODES) if i % 2 == 0 else list(reversed(MODES))
         for mode in order:
             try:
-                results[mode].append(one_boot(base + MODES[mode], f"{mode} run {i}"))
+                results[mode].append(one_boot(base + MODES[mode], args.mem, f"{mode} run {i}"))
             except BenchError as e:
                 print(f"hugepage_bench: {e}", file=sys.stderr)
                 return 1
         print(f"  run {i + 1}/{args.runs}: " + ", ".join(
             f"{m} init {results[m][-1]['marker_ms']:.0f} ms touch "
-            f"{results[m][-1]['touch_ms']:.0f} ms huge {results[m][-1]['anonhugepages_kib']} KiB"
+            f"{results[m][-1]['touch_ms']:.0f} ms huge {results[m][-1]['guest_huge_kib']} KiB"
             for m in MODES), file=sys.stderr)
 
-    keys = ("marker_ms", "touch_ms", "rss_kib", "pss_kib", "pss_anon_kib", "anonhugepages_kib")
+    keys = ("marker_ms", "touch_ms", "rss_kib", "pss_kib", "anonhugepages_kib", "guest_rss_kib",
+            "guest_huge_kib")
     summary = {m: {k: summarize([s.get(k) for s in results[m]]) for k in keys} for m in MODES}
     h, s = summary["huge"], summary["4k"]
     ratio = {k: h[k]["median"] / s[k]["median"] for k in keys
@@ -153,7 +156,9 @@ def main():
     for k, label, unit in (("marker_ms", "spawn -> init marker", "ms"),
                            ("touch_ms", f"guest writes {args.touch_mib} MiB", "ms"),
                            ("rss_kib", "VMM Rss", "KiB"), ("pss_kib", "VMM Pss", "KiB"),
-                           ("anonhugepages_kib", "VMM AnonHugePages", "KiB")):
+                           ("anonhugepages_kib", "VMM AnonHugePages", "KiB"),
+                           ("guest_rss_kib", "guest RAM Rss", "KiB"),
+                           ("guest_huge_kib", "guest RAM AnonHugePages", "KiB")):
         r = f"{ratio[k]:.2f}x" if k in ratio else "n/a"
         print(f"  {label:26} {fmt(h[k], unit):>26} {fmt(s[k], unit):>26} {r:>7}")
     print(f"  JSON: {args.out}")

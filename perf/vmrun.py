@@ -136,6 +136,27 @@ def read_rss(pid):
     return out
 
 
+def guest_ram_smaps(pid, mem_mib):
+    """The /proc/PID/smaps fields (KiB) of the VMM's guest RAM: its one mapping of exactly
+    `mem_mib` MiB (a booted VM's anonymous RAM). The whole process's smaps_rollup also counts
+    the VMM's own heaps, which the host may put on huge pages too (THP `always`)."""
+    vmas, fields = [], None
+    with open(f"/proc/{pid}/smaps") as f:
+        for line in f:
+            head = line.split()
+            if head and "-" in head[0] and not line.split(":", 1)[0].isalpha():
+                fields = {}
+                vmas.append(fields)
+            elif fields is not None and line.endswith("kB\n"):
+                key, _, value = line.partition(":")
+                fields[key] = int(value.split()[0])
+    ram = [v for v in vmas if v.get("Size") == mem_mib * 1024]
+    if len(ram) != 1:
+        raise AssertionError(f"{len(ram)} mappings of {mem_mib} MiB in /proc/{pid}/smaps, "
+                             "expected the guest RAM's one")
+    return ram[0]
+
+
 def run_vm(argv, marker, timeout=300, echo=None):
     """Runs argv; returns dict(marker_ms, exit_ms, rc, stdout, stderr, rss_kib, own_rss_kib).
 

@@ -14,8 +14,8 @@
 - A `wisp invoke` killed with SIGKILL mid-call leaves no VMM process (within 2 s) and, once
   the next invoke has run, no runtime directory; one given SIGTERM cleans up before it exits;
   a VMM whose supervisor is SIGKILLed dies too.
-- A booted guest's RAM is on 2 MiB transparent huge pages (AnonHugePages in the VMM's
-  smaps_rollup), jailed; with --no-hugepages on none.
+- A booted guest's RAM is on 2 MiB transparent huge pages (AnonHugePages of its mapping in
+  the VMM's smaps), jailed; with --no-hugepages on none.
 - --no-jail and --no-cgroup (debugging only) warn and do what they say: the only test that
   passes them, since they are what it tests.
 
@@ -34,7 +34,7 @@ import unittest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "perf"))
-from vmrun import stage_wisp, wait_for  # noqa: E402
+from vmrun import guest_ram_smaps, stage_wisp, wait_for  # noqa: E402
 
 BUILD = os.path.join(ROOT, "build")
 CGROUP = "/sys/fs/cgroup"
@@ -113,15 +113,6 @@ def vmm_of(pid, timeout=120):
     or `pid` itself when it runs unjailed."""
     return wait_for(lambda: next((p for p in [pid] + descendants(pid) if holds_vcpu_fds(p)), None),
                     timeout, "a VMM holding vCPU fds under pid %d" % pid)
-
-
-def smaps_rollup_kib(pid, field):
-    """A field of /proc/PID/smaps_rollup (Rss, Pss, AnonHugePages...), in KiB."""
-    for line in read("/proc/%d/smaps_rollup" % pid).splitlines():
-        key, _, value = line.partition(":")
-        if key == field:
-            return int(value.split()[0])
-    raise AssertionError("no %s in /proc/%d/smaps_rollup" % (field, pid))
 
 
 def thp_policy():
@@ -238,7 +229,7 @@ class JailTest(unittest.TestCase):
         # The VM still works through its jail: the control socket answers.
         self.assertEqual(self.run_wisp("vm", "ping", "--control-socket", ctl).returncode, 0)
         # Guest RAM on 2 MiB pages by default (its madvise comes before the filters go on).
-        self.assertGreater(smaps_rollup_kib(vmm, "AnonHugePages"), 0,
+        self.assertGreater(guest_ram_smaps(vmm, 128)["AnonHugePages"], 0,
                            "guest RAM has no huge page (host THP policy: %s)" % thp_policy())
         self.stop(vm)
         self.assertEqual(vm.returncode, 128 + signal.SIGTERM)
@@ -247,10 +238,11 @@ class JailTest(unittest.TestCase):
     def test_no_hugepages_keeps_guest_ram_on_4k_pages(self):
         vm, _, _ = self.start_idle("nohuge", "--no-hugepages")
         vmm = vmm_of(vm.pid)
-        # The guest ran (its kernel and initramfs are in RAM), all of it on 4 KiB pages.
-        self.assertGreater(smaps_rollup_kib(vmm, "Rss"), 16 << 10)
-        self.assertEqual(smaps_rollup_kib(vmm, "AnonHugePages"), 0)
-        self.assertEqual(smaps_rollup_kib(vmm, "ShmemPmdMapped"), 0)
+        # The guest ran (its kernel and initramfs are in RAM), all of it on 4 KiB pages, also
+        # where the host's THP policy is `always` (the testbed's).
+        ram = guest_ram_smaps(vmm, 128)
+        self.assertGreater(ram["Rss"], 16 << 10)
+        self.assertEqual((ram["AnonHugePages"], ram["ShmemPmdMapped"]), (0, 0))
         self.stop(vm)
         self.assertEqual(vm.returncode, 128 + signal.SIGTERM)
 
