@@ -7,19 +7,28 @@ Per run and mode, from process spawn: the guest init's marker line on the consol
 init), then the time the guest takes to write TOUCH_MIB MiB into its RAM-backed root file
 system (every page a first touch: an EPT/NPT fault per 4 KiB page, or per 2 MiB with huge
 pages), then the jailed VMM's /proc/PID/smaps_rollup (Rss, Pss) and its guest RAM mapping's
-Rss and AnonHugePages while the guest idles. Reports medians, p90 and the ratio huge/4k of each; writes JSON. `make perf` runs it
+Rss and AnonHugePages while the guest idles. Reports medians, p90 and the ratio huge/4k of each.
+
+Then restore (--clones N, 0: skipped): a snapshot of such a guest (its written MiB in RAM),
+restored N clones at a time, side by side in rounds, with the default mapping (the memory
+file MAP_PRIVATE, 4 KiB, shared page cache) and with `wisp snapshot restore --hugepages` (a
+copy into anonymous THP memory): each clone's snapshot_loaded_ms / restored_ms (--timings), and
+the clones' summed PSS against N x one clone's (density). Writes JSON. `make perf` runs it
 (perf/run-all.sh hugepages), `make test` does not.
 """
 import argparse
 import os
 import selectors
 import signal
+import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from vmrun import environment_name, guest_ram_smaps, summarize, write_json  # noqa: E402
+from vmrun import (environment_name, guest_ram_smaps, json_lines, summarize,  # noqa: E402
+                   wait_for, write_json)
 from wisp_cli import BOOT_MARKER, BenchError, peer_cmdline  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -106,6 +115,116 @@ def one_boot(argv, mem_mib, what, timeout=300):
             "guest_rss_kib": ram["Rss"], "guest_huge_kib": ram["AnonHugePages"]}
 
 
+def vmm_under(pid):
+    return next((p for p in [pid] + descendants(pid) if holds_vcpu_fds(p)), None)
+
+
+def make_snapshot(wisp, base_argv, tmp):
+    """Boots the touch guest with a control socket, snapshots it once it idles; the dir."""
+    ctl, snap = os.path.join(tmp, "boot.sock"), os.path.join(tmp, "snap")
+    proc = subprocess.Popen(base_argv + ["--control-socket", ctl], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        out = bytearray()
+        while TOUCH_DONE.encode() not in out:
+            chunk = os.read(proc.stdout.fileno(), 65536)
+            if not chunk:
+                raise BenchError("the snapshot's guest ended before it idled")
+            out += chunk
+        p = subprocess.run([wisp, "snapshot", "create", "--control-socket", ctl, snap],
+                           capture_output=True, text=True, timeout=300)
+        if p.returncode != 0:
+            raise BenchError("wisp snapshot create failed:\n" + p.stderr[-2000:])
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=60)
+    return snap
+
+
+def restore_round(wisp, snap, n, extra, tmp, tag):
+    """n clones of `snap` at once; each one's restore timings, its VMM's Pss and guest RAM."""
+    clones = []
+    try:
+        for i in range(n):
+            ctl = os.path.join(tmp, f"{tag}-{i}.sock")
+            p = subprocess.Popen([wisp, "snapshot", "restore", snap, "--console", "none",
+                                  "--control-socket", ctl, "--timings", *extra],
+                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.PIPE, text=True)
+            clones.append((p, ctl))
+        for p, ctl in clones:
+            wait_for(lambda: subprocess.run([wisp, "vm", "ping", "--control-socket", ctl],
+                                            capture_output=True).returncode == 0,
+                     300, f"clone {ctl} to answer")
+        time.sleep(1)  # the guests settle (each runs its idle loop) before the memory is read
+        mem = []
+        for p, _ in clones:
+            vmm = vmm_under(p.pid)
+            if vmm is None:
+                raise BenchError(f"{tag}: no VMM under pid {p.pid}")
+            mem.append((smaps_rollup(vmm)["Pss"], guest_ram_smaps_any(vmm)))
+    finally:
+        for p, _ in clones:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+    out = []
+    for (p, _), (pss, ram) in zip(clones, mem):
+        _, err = p.communicate(timeout=60)
+        t = json_lines(err)
+        out.append({"pss_kib": pss, "guest_rss_kib": ram.get("Rss"),
+                    "guest_huge_kib": ram.get("AnonHugePages"),
+                    "snapshot_loaded_ms": t.get("snapshot_loaded_ms"),
+                    "restored_ms": t.get("restored_ms")})
+    return out
+
+
+def guest_ram_smaps_any(pid):
+    """The guest RAM mapping of a clone: its largest mapping (the memory file or the copy)."""
+    best, fields = None, None
+    with open(f"/proc/{pid}/smaps") as f:
+        for line in f:
+            head = line.split()
+            if head and "-" in head[0] and not line.split(":", 1)[0].isalpha():
+                fields = {}
+                if best is None:
+                    best = fields
+            elif fields is not None and line.endswith("kB\n"):
+                key, _, value = line.partition(":")
+                fields[key] = int(value.split()[0])
+                if key == "Size" and fields["Size"] > best.get("Size", 0):
+                    best = fields
+    return best or {}
+
+
+def restore_bench(args, base_argv):
+    """Default restore vs --hugepages, `args.clones` clones a round, rounds alternating."""
+    tmp = tempfile.mkdtemp(prefix="wisp-hp-bench-")
+    snap = make_snapshot(args.wisp, base_argv, tmp)
+    modes = {"file_4k": [], "copy_huge": ["--hugepages"]}
+    samples = {m: [] for m in modes}
+    for r in range(args.restore_rounds):
+        for m in (list(modes) if r % 2 == 0 else list(reversed(modes))):
+            got = restore_round(args.wisp, snap, args.clones, modes[m], tmp, f"{m}{r}")
+            samples[m].append(got)
+            print(f"  restore round {r + 1}/{args.restore_rounds} {m}: sum PSS "
+                  f"{sum(c['pss_kib'] for c in got) / 1024:.1f} MiB, restored "
+                  f"{statistics.median(c['restored_ms'] or 0 for c in got):.0f} ms",
+                  file=sys.stderr)
+    summary = {}
+    for m in modes:
+        flat = [c for rnd in samples[m] for c in rnd]
+        sums = [sum(c["pss_kib"] for c in rnd) for rnd in samples[m]]
+        one = statistics.median(c["pss_kib"] for c in flat)
+        summary[m] = {"restored_ms": summarize([c["restored_ms"] for c in flat]),
+                      "snapshot_loaded_ms": summarize([c["snapshot_loaded_ms"] for c in flat]),
+                      "pss_kib": summarize([c["pss_kib"] for c in flat]),
+                      "guest_huge_kib": summarize([c["guest_huge_kib"] for c in flat]),
+                      "sum_pss_kib": summarize(sums),
+                      "density": statistics.median(sums) / (args.clones * one)}
+    return {"clones": args.clones, "rounds": args.restore_rounds, "summary": summary,
+            "samples": samples}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=10)
@@ -115,6 +234,8 @@ def main():
     ap.add_argument("--initrd", default=os.path.join(ROOT, "build/guest/initramfs.cpio.gz"))
     ap.add_argument("--mem", type=int, default=128)
     ap.add_argument("--touch-mib", type=int, default=48)
+    ap.add_argument("--clones", type=int, default=4, help="clones a restore round (0: none)")
+    ap.add_argument("--restore-rounds", type=int, default=3)
     ap.add_argument("--out", default=os.path.join(ROOT, "build/perf/hugepages.json"))
     args = ap.parse_args()
 
@@ -145,9 +266,17 @@ def main():
     h, s = summary["huge"], summary["4k"]
     ratio = {k: h[k]["median"] / s[k]["median"] for k in keys
              if h[k] and s[k] and s[k]["median"]}
+    restore = None
+    if args.clones > 0:
+        try:
+            restore = restore_bench(args, base)
+        except (BenchError, AssertionError, subprocess.SubprocessError) as e:
+            print(f"hugepage_bench: restore: {e}", file=sys.stderr)
+            return 1
     write_json(args.out, {"benchmark": "hugepages", "environment": env, "thp": thp,
                           "runs": args.runs, "mem_mib": args.mem, "touch_mib": args.touch_mib,
-                          "summary": summary, "ratio_huge_over_4k": ratio, "samples": results})
+                          "summary": summary, "ratio_huge_over_4k": ratio, "samples": results,
+                          "restore": restore})
 
     def fmt(x, unit):
         return f"{x['median']:9.1f} {unit} (p90 {x['p90']:.1f})" if x else "      n/a"
@@ -161,6 +290,18 @@ def main():
                            ("guest_huge_kib", "guest RAM AnonHugePages", "KiB")):
         r = f"{ratio[k]:.2f}x" if k in ratio else "n/a"
         print(f"  {label:26} {fmt(h[k], unit):>26} {fmt(s[k], unit):>26} {r:>7}")
+    if restore:
+        print(f"\nrestore, {args.clones} clones at a time, {args.restore_rounds} rounds each, "
+              "median per clone")
+        print(f"  {'':26} {'file, 4 KiB (default)':>26} {'--hugepages (copy)':>26}")
+        a, b = restore["summary"]["file_4k"], restore["summary"]["copy_huge"]
+        for k, label, unit in (("snapshot_loaded_ms", "start -> snapshot loaded", "ms"),
+                               ("restored_ms", "start -> VM restored", "ms"),
+                               ("pss_kib", "one clone's PSS", "KiB"),
+                               ("sum_pss_kib", f"sum PSS of {args.clones}", "KiB"),
+                               ("guest_huge_kib", "guest RAM AnonHugePages", "KiB")):
+            print(f"  {label:26} {fmt(a[k], unit):>26} {fmt(b[k], unit):>26}")
+        print(f"  {'sum PSS / (N x one clone)':26} {a['density']:26.2f} {b['density']:26.2f}")
     print(f"  JSON: {args.out}")
     return 0
 

@@ -222,6 +222,40 @@ TEST(GuestMemoryHugePages, DataPagesStayWithinTheTouchedBlock) {
   EXPECT_LT(data.back(), 2 * kPagesPer2M);
 }
 
+// The opt-in restore on huge pages: the file's data, a diff layer's and the guest's writes
+// since, all in new anonymous memory; the copy is independent of the file mapping.
+TEST(GuestMemoryHugePages, CopyToHugePagesKeepsEveryByte) {
+  constexpr uint64_t kPages = 1024;  // 4 MiB: two huge pages
+  auto mem = GuestMemory::map_file_private(memory_file(kPages, {3, 600}, 0xaa), kPages * 4096);
+  UniqueFd layer = memory_file(kPages, {601}, 0xbb);
+  mem.overlay_file_pages(layer.get(), 601, 1);
+  EXPECT_TRUE(mem.write_obj(GuestAddress(700 * 4096 + 8), uint64_t{0x1234}));
+  GuestMemory copy = mem.copy_to_huge_pages();
+  EXPECT_FALSE(copy.is_file_private());
+  EXPECT_TRUE(copy.huge_pages());
+  EXPECT_EQ(copy.size(), mem.size());
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(copy.regions()[0].host) % GuestMemory::kHugePageSize, 0u);
+  auto byte_at = [&copy](uint64_t addr) {
+    uint8_t b = 0xff;
+    EXPECT_TRUE(copy.read_obj(GuestAddress(addr), &b));
+    return b;
+  };
+  EXPECT_EQ(byte_at(3 * 4096), 0xaa);
+  EXPECT_EQ(byte_at(3 * 4096 + 4095), 0xaa);
+  EXPECT_EQ(byte_at(600 * 4096 + 17), 0xaa);
+  EXPECT_EQ(byte_at(601 * 4096), 0xbb);
+  EXPECT_EQ(byte_at(4 * 4096), 0);
+  EXPECT_EQ(byte_at((kPages - 1) * 4096), 0);
+  uint64_t v = 0;
+  EXPECT_TRUE(copy.read_obj(GuestAddress(700 * 4096 + 8), &v));
+  EXPECT_EQ(v, 0x1234u);
+  // Independent: a write to the copy leaves the original alone.
+  EXPECT_TRUE(copy.write_obj(GuestAddress(3 * 4096), uint8_t{1}));
+  uint8_t orig = 0;
+  EXPECT_TRUE(mem.read_obj(GuestAddress(3 * 4096), &orig));
+  EXPECT_EQ(orig, 0xaa);
+}
+
 TEST(GuestAddress, CheckedAddDetectsWrap) {
   EXPECT_FALSE(GuestAddress(~0ull).checked_add(1).has_value());
   EXPECT_EQ(GuestAddress(1).checked_add(2)->value(), 3u);

@@ -116,6 +116,23 @@ GuestMemory GuestMemory::map_file_private(UniqueFd fd, uint64_t size) {
   return mem;
 }
 
+GuestMemory GuestMemory::copy_to_huge_pages() const {
+  GuestMemory out = create(size_, true);
+  std::vector<bool> data = data_pages();
+  // Runs of data pages, one memcpy each: the holes stay untouched (zero, unallocated).
+  for (uint64_t p = 0; p < data.size();) {
+    if (!data[p]) {
+      ++p;
+      continue;
+    }
+    uint64_t end = p;
+    while (end < data.size() && data[end]) ++end;
+    std::memcpy(out.mapping_ + p * 4096, mapping_ + p * 4096, (end - p) * 4096);
+    p = end;
+  }
+  return out;
+}
+
 void GuestMemory::overlay_file_pages(int fd, uint64_t first_page, uint64_t count) {
   if (!private_file_) throw Error("overlaying pages needs memory mapped from a snapshot file");
   if (count == 0 || first_page > page_count() || count > page_count() - first_page)

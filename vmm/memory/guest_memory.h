@@ -51,6 +51,12 @@ class GuestMemory {
   // lazily from the page cache, clones of one file share its clean pages, and the guest's
   // writes are private copies. Takes the fd. The caller checked the file's size.
   static GuestMemory map_file_private(UniqueFd fd, uint64_t size);
+  // An opt-in restore mode (`wisp snapshot restore --hugepages`): a copy of this memory's data
+  // pages in new anonymous RAM on huge pages (create(size(), true)), so KVM maps 2 MiB at a
+  // time. The price: the restore reads and copies every data page up front, the clone no longer
+  // shares the memory file's page cache with other clones (each holds its own copy), and it can
+  // no longer take a diff snapshot (there is no file below it). Throws Error.
+  GuestMemory copy_to_huge_pages() const;
   // Opens /proc/self/pagemap now for the next GuestMemory mapped in this process, which takes
   // it: a VMM that maps guest memory only after its jail has detached /proc (a standby VMM
   // restores on order) still reads its pagemap for stats and diff snapshots. Best effort: a
