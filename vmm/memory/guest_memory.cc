@@ -104,12 +104,14 @@ GuestMemory GuestMemory::create(uint64_t size, bool huge_pages) {
 
 GuestMemory GuestMemory::map_file_private(UniqueFd fd, uint64_t size) {
   // No MAP_POPULATE: the point is that a clone faults in only the pages it uses.
-  // No huge pages, by design: a MAP_PRIVATE mapping of a regular file gets no THP on the guest
-  // kernels wisp targets (6.1: only read-only text, with CONFIG_READ_ONLY_THP_FOR_FS), and its
-  // written pages are 4 KiB anonymous copies. Huge pages on restore would mean copying the
-  // memory into anonymous THP memory: each clone its own copy, the page cache no longer shared
-  // between clones (the density this mapping buys), copy-on-write at 2 MiB granularity for a
-  // later diff snapshot. So a clone maps 4 KiB at a time; create() gives booted VMs 2 MiB.
+  // No huge pages, by design: a MAP_PRIVATE mapping of a regular file gets no THP on the host
+  // kernels wisp targets (Debian 12's 6.1: only read-only text, with
+  // CONFIG_READ_ONLY_THP_FOR_FS), and the guest's writes become 4 KiB anonymous copies. Huge
+  // pages on restore mean copying the memory into anonymous THP memory (copy_to_huge_pages,
+  // opt-in): the copy up front, each clone its own copy instead of the page cache shared
+  // between clones (the density this mapping buys), a write dirtying 2 MiB instead of 4 KiB,
+  // and no diff snapshot (no file below). So a clone maps 4 KiB at a time; create() gives
+  // booted VMs 2 MiB.
   GuestMemory mem =
       map(std::move(fd), size, MAP_PRIVATE | MAP_NORESERVE, "the snapshot memory file");
   mem.private_file_ = true;
