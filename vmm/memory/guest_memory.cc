@@ -109,7 +109,7 @@ GuestMemory GuestMemory::map_file_private(UniqueFd fd, uint64_t size) {
   // CONFIG_READ_ONLY_THP_FOR_FS), and the guest's writes become 4 KiB anonymous copies. Huge
   // pages on restore mean copying the memory into anonymous THP memory (copy_to_huge_pages,
   // opt-in): the copy up front, each clone its own copy instead of the page cache shared
-  // between clones (the density this mapping buys), a write dirtying 2 MiB instead of 4 KiB,
+  // between clones (the density this mapping buys), memory committed 2 MiB at a time,
   // and no diff snapshot (no file below). So a clone maps 4 KiB at a time; create() gives
   // booted VMs 2 MiB.
   GuestMemory mem =
