@@ -91,12 +91,14 @@ void parse_flags(std::string_view w, BootOrder* order) {
                  : f == "rootfs" ? &order->rootfs
                  : f == "raw"    ? &order->raw_cmdline
                                  : nullptr;
-    if (f == "norng") {
-      if (!order->rng) throw Error("standby order: boot flag \"norng\" given twice");
-      order->rng = false;
+    // The flags that turn a default off.
+    bool* off = f == "norng" ? &order->rng : f == "nohuge" ? &order->huge_pages : nullptr;
+    if (off) {
+      if (!*off) throw Error("standby order: boot flag \"" + std::string(f) + "\" given twice");
+      *off = false;
     } else if (!flag) {
       throw Error("standby order: boot flag \"" + std::string(f).substr(0, 16) +
-                  "\" is none of initrd, rootfs, raw, norng (none: \"-\")");
+                  "\" is none of initrd, rootfs, raw, norng, nohuge (none: \"-\")");
     } else if (*flag) {
       throw Error("standby order: boot flag \"" + std::string(f) + "\" given twice");
     } else {
@@ -155,7 +157,8 @@ std::string encode_order(const BootOrder& order) {
   check_boot(order);
   std::string flags;
   for (auto [on, name] : {std::pair{order.initrd, "initrd"}, std::pair{order.rootfs, "rootfs"},
-                          std::pair{order.raw_cmdline, "raw"}, std::pair{!order.rng, "norng"}})
+                          std::pair{order.raw_cmdline, "raw"}, std::pair{!order.rng, "norng"},
+                          std::pair{!order.huge_pages, "nohuge"}})
     if (on) flags += std::string(flags.empty() ? "" : ",") + name;
   if (flags.empty()) flags = "-";
   return std::string(kVersion) + " " + std::string(kBoot) + " " + std::to_string(order.mem_mib) +

@@ -21,7 +21,8 @@
 //                   must be within the standby's class (checked by the VMM, which knows it).
 //                   FLAGS is "-" or a comma-joined set of: initrd; rootfs (drive 0, read-only,
 //                   is the root filesystem: `wisp-vmm run --rootfs`); raw (CMDLINE is the whole
-//                   command line: --raw-cmdline); norng (no virtio-rng). CMDLINE (the rest of
+//                   command line: --raw-cmdline); norng (no virtio-rng); nohuge (guest RAM on
+//                   4 KiB pages: --no-hugepages). CMDLINE (the rest of
 //                   the line, may be empty) is what `wisp-vmm run --cmdline` takes: the VMM puts
 //                   its defaults (and the rootfs arguments) before it exactly as run does. At
 //                   most kMaxCmdlineBytes of printable ASCII.
@@ -73,7 +74,8 @@ struct BootOrder {
   bool rootfs = false;                // drive 0 is the root filesystem (read-only)
   bool raw_cmdline = false;           // `cmdline` is the whole command line
   bool rng = true;
-  std::string cmdline;  // as `wisp-vmm run --cmdline` takes it
+  bool huge_pages = true;  // false: flag nohuge (`wisp-vmm run --no-hugepages`)
+  std::string cmdline;     // as `wisp-vmm run --cmdline` takes it
   size_t fd_count() const { return 1 + (initrd ? 1 : 0) + drive_read_only.size(); }
   bool operator==(const BootOrder&) const = default;
 };

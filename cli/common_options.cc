@@ -16,6 +16,7 @@ const char kVmOptionsHelp[] = R"(VM options, passed to the VMM (see wisp run --h
   --cmdline STR      appended to the kernel command line after "quiet"
   --raw-cmdline      --cmdline is the whole kernel command line
   --drive PATH[,ro]  a virtio-blk disk (repeatable); --no-rng: no virtio-rng
+  --no-hugepages     guest RAM on 4 KiB pages (default: 2 MiB huge pages; to measure against)
   --vsock-cid N      the guest's vsock CID (default 3)
   --console MODE     none (default) or FILE: where the guest console goes
   -v, --verbose      VMM diagnostics on stderr (twice: debug)
@@ -36,6 +37,7 @@ void add_vm_options(OptionParser& parser, manager::VmSpec* vm) {
       .count("vcpus", &vm->vcpus, 1, kMaxGuestVcpus)
       .value("drive", [vm](const std::string& v) { vm->drives.push_back(v); })
       .flag("no-rng", [vm] { vm->rng = false; })
+      .flag("no-hugepages", [vm] { vm->huge_pages = false; })
       .text("vsock-cid", &vm->vsock_cid)
       .value("console",
              [vm](const std::string& v) {

@@ -55,6 +55,7 @@ void check_serve_spec(const manager::TemplateSpec& spec) {
   const manager::VmSpec& vm = spec.vm;
   const char* option = !vm.cmdline.empty() || vm.raw_cmdline ? "--cmdline"
                        : !vm.rng                             ? "--no-rng"
+                       : !vm.huge_pages                      ? "--no-hugepages"
                        : !vm.vsock_cid.empty()               ? "--vsock-cid"
                        : vm.console != "none"                ? "--console"
                        : vm.verbose                          ? "--verbose"

@@ -54,6 +54,7 @@ void StandbyVmm::order_boot(const VmSpec& spec) {
   order.mem_mib = static_cast<uint32_t>(spec.mem_bytes >> 20);
   order.vcpus = spec.vcpus;
   order.rng = spec.rng;
+  order.huge_pages = spec.huge_pages;
   order.raw_cmdline = spec.raw_cmdline;
   order.cmdline = vmm_cmdline(spec);
   std::vector<UniqueFd> files;

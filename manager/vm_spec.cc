@@ -58,6 +58,7 @@ std::vector<std::string> vmm_run_args(const VmSpec& spec, const std::string& vso
   if (spec.vcpus) args.insert(args.end(), {"--vcpus", std::to_string(spec.vcpus)});
   for (const std::string& d : spec.drives) args.insert(args.end(), {"--drive", d});
   if (!spec.rng) args.push_back("--no-rng");
+  if (!spec.huge_pages) args.push_back("--no-hugepages");
   if (!spec.vsock_cid.empty()) args.insert(args.end(), {"--vsock-cid", spec.vsock_cid});
   std::string cmdline = vmm_cmdline(spec);
   if (spec.raw_cmdline) args.push_back("--raw-cmdline");

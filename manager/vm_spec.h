@@ -25,6 +25,7 @@ struct VmSpec {
   uint32_t vcpus = 0;        // 0: wisp-vmm's default
   std::vector<std::string> drives;  // "PATH[,ro]" as `wisp run --drive` takes them, in order
   bool rng = true;
+  bool huge_pages = true;        // false: --no-hugepages (guest RAM on 4 KiB pages)
   std::string vsock_cid;         // "": wisp-vmm's default (3)
   std::string console = "none";  // none or a file to write the console to
   int verbose = 0;               // VMM diagnostics in its log (1: info, 2: debug)

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Every benchmark once, JSON in build/perf/: what `make perf` and `make test` run (inside KVM:
 # tests/integration/in-kvm). Run counts come from WISP_BENCH_RUNS* (defaults below).
-# Usage: perf/run-all.sh [BENCH...]   (boot blk vsock agent snapshot jail serve serve-python;
-#        default: all)
+# Usage: perf/run-all.sh [BENCH...]   (boot blk vsock agent snapshot jail serve serve-python
+# hugepages; default: all; tests/integration/run-all.sh, i.e. `make test`, names its own list)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 run() {
@@ -31,9 +31,13 @@ run() {
         --concurrency "${WISP_BENCH_SERVE_CONCURRENCY:-1,8,32}" \
         --paced-calls "${WISP_BENCH_SERVE_PACED_CALLS:-16}" --pace-ms 1500 \
         --out build/perf/serve-python.json ;;
-    *) echo "perf/run-all.sh: unknown benchmark '$1' (boot blk vsock agent snapshot jail serve serve-python)" >&2
+    hugepages)
+      perf/hugepage_bench.py --runs "${WISP_BENCH_RUNS_HUGEPAGES:-10}" \
+        --out build/perf/hugepages.json ;;
+    *) echo "perf/run-all.sh: unknown benchmark '$1' (boot blk vsock agent snapshot jail serve" \
+         "serve-python hugepages)" >&2
        exit 2 ;;
   esac
 }
-[ $# -gt 0 ] || set -- boot blk vsock agent snapshot jail serve serve-python
+[ $# -gt 0 ] || set -- boot blk vsock agent snapshot jail serve serve-python hugepages
 for bench in "$@"; do run "$bench"; done

@@ -119,8 +119,10 @@ def environment_name():
 def read_rss(pid):
     """VmRSS split into anonymous, file and shared-memory pages, in KiB.
 
-    Guest RAM is a memfd (wisp) or shared anonymous memory (QEMU), both counted in RssShmem,
-    so RssAnon + RssFile is the VMM's own footprint without the guest's touched pages.
+    QEMU's guest RAM is shared anonymous memory, counted in RssShmem, so RssAnon + RssFile is
+    its own footprint without the guest's touched pages. wisp's `run` process is the jail's
+    supervisor: the guest RAM (private anonymous memory, RssAnon) is in the jailed VMM, its
+    child, so its figures here are its own already (perf/hugepage_bench.py reads the VMM's).
     """
     out = {}
     try:
@@ -132,6 +134,27 @@ def read_rss(pid):
     except OSError:
         pass
     return out
+
+
+def guest_ram_smaps(pid, mem_mib):
+    """The /proc/PID/smaps fields (KiB) of the VMM's guest RAM: its one mapping of exactly
+    `mem_mib` MiB (a booted VM's anonymous RAM). The whole process's smaps_rollup also counts
+    the VMM's own heaps, which the host may put on huge pages too (THP `always`)."""
+    vmas, fields = [], None
+    with open(f"/proc/{pid}/smaps") as f:
+        for line in f:
+            head = line.split()
+            if head and "-" in head[0] and not line.split(":", 1)[0].isalpha():
+                fields = {}
+                vmas.append(fields)
+            elif fields is not None and line.endswith("kB\n"):
+                key, _, value = line.partition(":")
+                fields[key] = int(value.split()[0])
+    ram = [v for v in vmas if v.get("Size") == mem_mib * 1024]
+    if len(ram) != 1:
+        raise AssertionError(f"{len(ram)} mappings of {mem_mib} MiB in /proc/{pid}/smaps, "
+                             "expected the guest RAM's one")
+    return ram[0]
 
 
 def run_vm(argv, marker, timeout=300, echo=None):

@@ -14,6 +14,8 @@
 - A `wisp invoke` killed with SIGKILL mid-call leaves no VMM process (within 2 s) and, once
   the next invoke has run, no runtime directory; one given SIGTERM cleans up before it exits;
   a VMM whose supervisor is SIGKILLed dies too.
+- A booted guest's RAM is on 2 MiB transparent huge pages (AnonHugePages of its mapping in
+  the VMM's smaps), jailed; with --no-hugepages on none.
 - --no-jail and --no-cgroup (debugging only) warn and do what they say: the only test that
   passes them, since they are what it tests.
 
@@ -32,7 +34,7 @@ import unittest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "perf"))
-from vmrun import stage_wisp, wait_for  # noqa: E402
+from vmrun import guest_ram_smaps, stage_wisp, wait_for  # noqa: E402
 
 BUILD = os.path.join(ROOT, "build")
 CGROUP = "/sys/fs/cgroup"
@@ -111,6 +113,12 @@ def vmm_of(pid, timeout=120):
     or `pid` itself when it runs unjailed."""
     return wait_for(lambda: next((p for p in [pid] + descendants(pid) if holds_vcpu_fds(p)), None),
                     timeout, "a VMM holding vCPU fds under pid %d" % pid)
+
+
+def thp_policy():
+    """The host's THP setting for anonymous memory: always, madvise or never."""
+    text = read("/sys/kernel/mm/transparent_hugepage/enabled")
+    return re.search(r"\[(\w+)\]", text).group(1)
 
 
 def files_under(root):
@@ -220,9 +228,23 @@ class JailTest(unittest.TestCase):
         cg = self.assert_cgroup(vmm, uid, (128 + 128) << 20, 2 + 4, "50000 100000")
         # The VM still works through its jail: the control socket answers.
         self.assertEqual(self.run_wisp("vm", "ping", "--control-socket", ctl).returncode, 0)
+        # Guest RAM on 2 MiB pages by default (its madvise comes before the filters go on).
+        self.assertGreater(guest_ram_smaps(vmm, 128)["AnonHugePages"], 0,
+                           "guest RAM has no huge page (host THP policy: %s)" % thp_policy())
         self.stop(vm)
         self.assertEqual(vm.returncode, 128 + signal.SIGTERM)
         wait_for(lambda: not os.path.exists(cg), 10, "the VM's cgroup to be removed")
+
+    def test_no_hugepages_keeps_guest_ram_on_4k_pages(self):
+        vm, _, _ = self.start_idle("nohuge", "--no-hugepages")
+        vmm = vmm_of(vm.pid)
+        # The guest ran (its kernel and initramfs are in RAM), all of it on 4 KiB pages, also
+        # where the host's THP policy is `always` (the testbed's).
+        ram = guest_ram_smaps(vmm, 128)
+        self.assertGreater(ram["Rss"], 16 << 10)
+        self.assertEqual((ram["AnonHugePages"], ram["ShmemPmdMapped"]), (0, 0))
+        self.stop(vm)
+        self.assertEqual(vm.returncode, 128 + signal.SIGTERM)
 
     def test_restored_vm_is_confined(self):
         vm, _, ctl = self.start_idle("to-snapshot")

@@ -76,10 +76,10 @@ class SnapshotTest(unittest.TestCase):
         wait_for(lambda: len(counts(console)) >= 5, 300, "the counter to start")
         return vm, console, ctl
 
-    def restore(self, snap, tag):
+    def restore(self, snap, tag, *extra):
         console, ctl = self.path(tag + ".console"), self.path(tag + ".ctl")
         vm = subprocess.Popen([self.wisp, "snapshot", "restore", snap, "--console", console,
-                               "--control-socket", ctl])
+                               "--control-socket", ctl, *extra])
         self.addCleanup(vm.kill)
         return vm, console, ctl
 
@@ -93,14 +93,18 @@ class SnapshotTest(unittest.TestCase):
         vm.kill()
         vm.wait()
         self.run_wisp("snapshot", "verify", snap)
-        clone, clone_console, _ = self.restore(snap, "clone")
-        wait_for(lambda: len(counts(clone_console)) >= 5, 120, "the restored counter")
-        after = counts(clone_console)
-        # It goes on from the snapshot's value (one line may have been in flight), never from 1.
-        self.assertGreaterEqual(after[0], at_snapshot)
-        self.assertLessEqual(after[0], at_snapshot + 2)
-        self.assertEqual(after, list(range(after[0], after[0] + len(after))))
-        clone.kill()
+        # The default mapping, and --hugepages: the memory copied into huge-page RAM.
+        for tag, extra in (("clone", []), ("huge-clone", ["--hugepages"])):
+            clone, clone_console, _ = self.restore(snap, tag, *extra)
+            wait_for(lambda: len(counts(clone_console)) >= 5, 120, "the restored counter")
+            after = counts(clone_console)
+            # It goes on from the snapshot's value (one line may have been in flight), never
+            # from 1.
+            self.assertGreaterEqual(after[0], at_snapshot, tag)
+            self.assertLessEqual(after[0], at_snapshot + 2, tag)
+            self.assertEqual(after, list(range(after[0], after[0] + len(after))), tag)
+            clone.kill()
+            clone.wait()
 
     def test_diff_snapshot_equals_full(self):
         vm, console, ctl = self.start_counter("base")

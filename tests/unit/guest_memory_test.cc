@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -148,9 +149,10 @@ TEST(GuestMemoryFilePrivate, OverlaysAnotherFilesPages) {
   EXPECT_NO_THROW(mem.overlay_file_pages(other.get(), 63, 1));
 }
 
-TEST(GuestMemoryFilePrivate, MemfdRamIsAllWrittenAndDataWhereTouched) {
+TEST(GuestMemoryFilePrivate, BootRamIsAllWrittenAndDataWhereTouched) {
   auto mem = GuestMemory::create(64 * 4096);
   EXPECT_FALSE(mem.is_file_private());
+  EXPECT_EQ(mem.memfd(), -1);
   EXPECT_EQ(set_pages(mem.written_pages()).size(), 64u);
   EXPECT_EQ(set_pages(mem.data_pages()), std::vector<uint64_t>{});
   EXPECT_TRUE(mem.write_obj(GuestAddress(5 * 4096 + 9), uint32_t{1}));
@@ -168,6 +170,90 @@ TEST(GuestMemoryFilePrivate, MovedFromMemoryGivesUpTheMapping) {
   EXPECT_EQ(b, 0x33);
   mem = GuestMemory::create(4096);
   EXPECT_EQ(mem.size(), 4096u);
+}
+
+TEST(GuestMemoryHugePages, AlignUp) {
+  constexpr uint64_t k2M = GuestMemory::kHugePageSize;
+  EXPECT_EQ(GuestMemory::align_up(0, k2M), 0u);
+  EXPECT_EQ(GuestMemory::align_up(1, k2M), k2M);
+  EXPECT_EQ(GuestMemory::align_up(k2M, k2M), k2M);
+  EXPECT_EQ(GuestMemory::align_up(k2M + 4096, k2M), 2 * k2M);
+  EXPECT_EQ(GuestMemory::align_up(0x7f00'0000'1000, 4096), 0x7f00'0000'1000u);
+}
+
+// KVM maps a 2 MiB page only where host and guest addresses agree modulo 2 MiB: every region
+// of RAM on huge pages starts 2 MiB-aligned, also the one above the MMIO hole.
+TEST(GuestMemoryHugePages, RegionsStartOn2MiBBoundaries) {
+  for (uint64_t size : std::vector<uint64_t>{16 << 20, 130 << 20, (3ull << 30) + (4 << 20)}) {
+    auto mem = GuestMemory::create(size);
+    EXPECT_TRUE(mem.huge_pages()) << "this host's kernel refused MADV_HUGEPAGE";
+    for (const MemoryRegion& r : mem.regions()) {
+      EXPECT_EQ(reinterpret_cast<uintptr_t>(r.host) % GuestMemory::kHugePageSize, 0u) << size;
+      EXPECT_EQ(r.guest_base.value() % GuestMemory::kHugePageSize, 0u);
+    }
+    // The whole size is usable and zeroed; nothing past it is RAM.
+    uint8_t b = 1;
+    EXPECT_TRUE(mem.read_obj(
+        GuestAddress(mem.regions().back().guest_base.value() + mem.regions().back().size - 1), &b));
+    EXPECT_EQ(b, 0);
+  }
+}
+
+TEST(GuestMemoryHugePages, NoHugePagesIsAskedFor) {
+  auto mem = GuestMemory::create(16 << 20, false);
+  EXPECT_FALSE(mem.huge_pages());
+  EXPECT_TRUE(mem.write_obj(GuestAddress(5 << 20), uint64_t{7}));
+  auto moved = std::move(mem);
+  EXPECT_FALSE(moved.huge_pages());
+  EXPECT_TRUE(GuestMemory::create(16 << 20).huge_pages());
+}
+
+// A snapshot of booted RAM reads what was touched: a write inside one 2 MiB block makes at
+// most that block data (all 512 pages of it when the kernel gave it a huge page), nothing else.
+TEST(GuestMemoryHugePages, DataPagesStayWithinTheTouchedBlock) {
+  constexpr uint64_t kPagesPer2M = GuestMemory::kHugePageSize / 4096;
+  auto mem = GuestMemory::create(8 << 20);
+  EXPECT_EQ(set_pages(mem.data_pages()), std::vector<uint64_t>{});
+  EXPECT_TRUE(mem.write_obj(GuestAddress((2 << 20) + 5 * 4096), uint32_t{1}));
+  std::vector<uint64_t> data = set_pages(mem.data_pages());
+  ASSERT_FALSE(data.empty());
+  EXPECT_TRUE(std::find(data.begin(), data.end(), kPagesPer2M + 5) != data.end());
+  EXPECT_GE(data.front(), kPagesPer2M);
+  EXPECT_LT(data.back(), 2 * kPagesPer2M);
+}
+
+// The opt-in restore on huge pages: the file's data, a diff layer's and the guest's writes
+// since, all in new anonymous memory; the copy is independent of the file mapping.
+TEST(GuestMemoryHugePages, CopyToHugePagesKeepsEveryByte) {
+  constexpr uint64_t kPages = 1024;  // 4 MiB: two huge pages
+  auto mem = GuestMemory::map_file_private(memory_file(kPages, {3, 600}, 0xaa), kPages * 4096);
+  UniqueFd layer = memory_file(kPages, {601}, 0xbb);
+  mem.overlay_file_pages(layer.get(), 601, 1);
+  EXPECT_TRUE(mem.write_obj(GuestAddress(700 * 4096 + 8), uint64_t{0x1234}));
+  GuestMemory copy = mem.copy_to_huge_pages();
+  EXPECT_FALSE(copy.is_file_private());
+  EXPECT_TRUE(copy.huge_pages());
+  EXPECT_EQ(copy.size(), mem.size());
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(copy.regions()[0].host) % GuestMemory::kHugePageSize, 0u);
+  auto byte_at = [&copy](uint64_t addr) {
+    uint8_t b = 0xff;
+    EXPECT_TRUE(copy.read_obj(GuestAddress(addr), &b));
+    return b;
+  };
+  EXPECT_EQ(byte_at(3 * 4096), 0xaa);
+  EXPECT_EQ(byte_at(3 * 4096 + 4095), 0xaa);
+  EXPECT_EQ(byte_at(600 * 4096 + 17), 0xaa);
+  EXPECT_EQ(byte_at(601 * 4096), 0xbb);
+  EXPECT_EQ(byte_at(4 * 4096), 0);
+  EXPECT_EQ(byte_at((kPages - 1) * 4096), 0);
+  uint64_t v = 0;
+  EXPECT_TRUE(copy.read_obj(GuestAddress(700 * 4096 + 8), &v));
+  EXPECT_EQ(v, 0x1234u);
+  // Independent: a write to the copy leaves the original alone.
+  EXPECT_TRUE(copy.write_obj(GuestAddress(3 * 4096), uint8_t{1}));
+  uint8_t orig = 0;
+  EXPECT_TRUE(mem.read_obj(GuestAddress(3 * 4096), &orig));
+  EXPECT_EQ(orig, 0xaa);
 }
 
 TEST(GuestAddress, CheckedAddDetectsWrap) {

@@ -106,6 +106,7 @@ TEST(StandbyBootOrder, EncodesAndParsesBack) {
   BootOrder all = boot(512, 2, {true, false}, true, "quiet wisp.x=1");
   all.rootfs = all.raw_cmdline = true;
   all.rng = false;
+  all.huge_pages = false;
   for (const BootOrder& o : {boot(256, 1), boot(16, 1, {}, false, ""), all,
                              boot(65536, 254, std::vector<bool>(kMaxDrives, false), true,
                                   std::string(kMaxCmdlineBytes, 'c'))}) {
@@ -114,7 +115,7 @@ TEST(StandbyBootOrder, EncodesAndParsesBack) {
   }
   EXPECT_EQ(encode_order(boot(256, 1)), "wisp-order/1 boot 256 1 - initrd quiet\n");
   EXPECT_EQ(encode_order(all),
-            "wisp-order/1 boot 512 2 ro,rw initrd,rootfs,raw,norng quiet wisp.x=1\n");
+            "wisp-order/1 boot 512 2 ro,rw initrd,rootfs,raw,norng,nohuge quiet wisp.x=1\n");
   EXPECT_EQ(encode_order(boot(16, 1, {}, false, "")), "wisp-order/1 boot 16 1 - - \n");
   // No command line at all: the line may end at the flags.
   EXPECT_EQ(boot_of("wisp-order/1 boot 16 1 - -\n", 1), boot(16, 1, {}, false, ""));
@@ -163,6 +164,10 @@ TEST(StandbyBootOrder, RefusesBadModesAndFlags) {
                {"\"initrd\" given twice"});
   expect_error([] { parse_order("wisp-order/1 boot 256 1 - norng,norng q\n", 1); },
                {"given twice"});
+  expect_error([] { parse_order("wisp-order/1 boot 256 1 - nohuge,norng,nohuge q\n", 1); },
+               {"\"nohuge\" given twice"});
+  EXPECT_FALSE(boot_of("wisp-order/1 boot 256 1 - nohuge q\n", 1).huge_pages);
+  EXPECT_TRUE(boot_of("wisp-order/1 boot 256 1 - norng q\n", 1).huge_pages);
   expect_error([] { parse_order("wisp-order/1 boot 256 1 - , q\n", 1); }, {"boot flag \"\""});
   // The rootfs is drive 0, read-only.
   expect_error([] { parse_order("wisp-order/1 boot 256 1 - rootfs q\n", 1); },

@@ -173,7 +173,8 @@ std::unique_ptr<Machine> Machine::create(const MachineConfig& config, const Kvm&
   if (config.vcpus == 0 || config.vcpus > max)
     throw Error("--vcpus " + std::to_string(config.vcpus) + ": must be between 1 and " +
                 std::to_string(max) + " on this host");
-  MachineBuilder builder(config, kvm, t0_ns, GuestMemory::create(config.mem_bytes));
+  MachineBuilder builder(config, kvm, t0_ns,
+                         GuestMemory::create(config.mem_bytes, config.huge_pages));
   builder.build_common(builder.create_devices());
   BootSetup boot{config.kernel_path, config.initrd_path, config.cmdline, config.vcpus};
   boot.kernel_fd = config.kernel_fd;

@@ -43,6 +43,9 @@ struct MachineConfig {
   std::string cmdline;
   uint64_t mem_bytes = 128ull << 20;
   uint32_t vcpus = 1;
+  // A booted VM's RAM on 2 MiB transparent huge pages (GuestMemory::create); false:
+  // --no-hugepages. A restored VM maps its snapshot's memory file whatever this says.
+  bool huge_pages = true;
   using Console = ConsoleOutput;  // kStdio, kNone or kFile
   Console console = Console::kStdio;
   std::string console_file;                                  // for kFile

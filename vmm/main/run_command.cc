@@ -66,6 +66,8 @@ Options:
                    listen on the Unix socket PATH for control commands (wisp snapshot create
                    uses it): ping, pause, resume, snapshot [--diff] DIR, stats
   --no-rng         no virtio-rng device (default: one, fed from the host's getrandom)
+  --no-hugepages   guest RAM on 4 KiB pages (default: 2 MiB transparent huge pages, so KVM
+                   maps 2 MiB at a time; this switch is there to measure against)
   --timings        print a JSON line to stderr at exit: milliseconds from process start to
                    kernel loaded, first KVM_RUN and exit; the jail's cost; why it stopped;
                    exit counts; the event loop's longest iteration (loop_max_ms)
@@ -142,6 +144,7 @@ OptionParser run_parser(RunOptions* o) {
                cfg->control_service = machine_control();
              })
       .flag("no-rng", [o] { o->rng = false; })
+      .flag("no-hugepages", [cfg] { cfg->huge_pages = false; })
       .flag("timings", &o->timings);
   add_console_options(p, cfg);
   add_verbose_option(p, &o->verbose);

@@ -20,6 +20,7 @@ void configure_boot(const standby::BootOrder& order, std::vector<UniqueFd>& fds,
                 std::to_string(order.fd_count()) + " expected");
   cfg->mem_bytes = mem;
   cfg->vcpus = order.vcpus;
+  cfg->huge_pages = order.huge_pages;
   size_t next = 0;
   cfg->kernel_path = kOrderKernelName;
   cfg->kernel_fd = fds[next++].get();
