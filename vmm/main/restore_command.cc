@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <cinttypes>
 #include <cstdio>
 #include <string>
 #include <utility>
@@ -14,12 +15,14 @@
 #include "base/options.h"
 #include "snapshot/machine_snapshot.h"
 #include "snapshot/snapshot_inputs.h"
+#include "snapshot/working_set.h"
 #include "vmm/jail/jail.h"
 #include "vmm/kvm/kvm.h"
 #include "vmm/machine/machine.h"
 #include "vmm/main/jail_setup.h"
 #include "vmm/main/machine_control.h"
 #include "vmm/main/vmm_process.h"
+#include "vmm/memory/page_prefetch.h"
 #include "vmm/virtio/block/block_backend.h"
 #include "vmm/virtio/vsock/vsock_muxer.h"
 
@@ -47,6 +50,9 @@ Options:
                      listen for control commands (wisp snapshot create --diff uses it)
   --ready-fd N       write "ready LOADED_MS RESTORED_MS JAIL_MS" to descriptor N (3 to 1024)
                      once the VM is rebuilt, just before its vCPUs run
+  --no-prefetch      do not load the snapshot's recorded working set (its file
+                     working-set, written when a template is made) before the vCPUs run:
+                     every page then loads on the guest's first touch
   --timings          print a JSON line to stderr at exit: milliseconds from process start to
                      the jail's cost, KVM open, snapshot loaded, VM restored, first KVM_RUN
                      and exit
@@ -64,6 +70,8 @@ struct RestoreOptions {
   MachineConfig cfg;
   std::string dir, vsock_uds;
   bool timings = false;
+  bool no_prefetch = false;
+  std::string working_set;  // the snapshot's working-set file ("" none, or --no-prefetch)
   int verbose = 0;
   int ready_fd = -1;
   VmmJailOptions jail;
@@ -79,6 +87,7 @@ bool parse(int argc, char** argv, RestoreOptions* o) {
       .text("control-socket", &o->cfg.control_socket, true)
       .count("ready-fd", &ready_fd, 3, 1024)
       .flag("timings", &o->timings)
+      .flag("no-prefetch", &o->no_prefetch)
       .value("drive", [o](const std::string& v) { o->drives.push_back(parse_drive_spec(v)); });
   add_console_options(p, &o->cfg);
   add_verbose_option(p, &o->verbose);
@@ -128,8 +137,10 @@ void report_ready(int fd, uint64_t t0_ns, uint64_t loaded_ns, uint64_t ready_ns,
 // The jail of a restore: the snapshot's files (its chain, read already: a diff names its
 // parent), its drives, the clone's sockets.
 jail::JailConfig jail_for(RestoreOptions& o) {
-  if (!o.jail.flags.jail) return vmm_jail_config(o.jail, &o.cfg, {}, {o.ready_fd});
   snapshot::SnapshotInputs in = snapshot::snapshot_inputs(o.chain);
+  if (!o.no_prefetch) o.working_set = in.working_set;
+  if (!o.jail.flags.jail) return vmm_jail_config(o.jail, &o.cfg, {}, {o.ready_fd});
+  if (!o.working_set.empty()) in.files.push_back(o.working_set);
   o.cfg.mem_bytes = in.mem_bytes;
   o.cfg.vcpus = in.vcpus;
   o.cfg.devices.assign(in.drives.begin(), in.drives.end());
@@ -144,17 +155,34 @@ jail::JailConfig jail_for(RestoreOptions& o) {
 
 struct RestoreTimes {
   uint64_t kvm_ns = 0, loaded_ns = 0, ready_ns = 0;
+  PrefetchResult prefetch;
 };
+
+// Loads the working set the template's probe clone recorded (snapshot/working_set.h) into the
+// clone's mapping before its vCPUs run. A working-set file that is corrupt or does not fit the
+// memory fails the restore with its name, like any other file of the snapshot.
+PrefetchResult prefetch_working_set(const std::string& path, const GuestMemory& memory) {
+  snapshot::WorkingSet ws = snapshot::read_working_set(path, memory.page_count());
+  std::vector<std::pair<uint64_t, uint64_t>> ranges;
+  ranges.reserve(ws.ranges.size());
+  for (const snapshot::PageRange& r : ws.ranges) ranges.emplace_back(r.first, r.count);
+  PrefetchResult p = prefetch_pages(memory, ranges);
+  LOG_INFO("prefetched %" PRIu64 " pages in %" PRIu64
+           " ranges: readahead %.3f ms, populate %.3f ms",
+           p.pages, p.ranges, p.readahead_ms, p.populate_ms);
+  return p;
+}
 
 void print_timings(const RestoreTimes& t, const RunResult& r, uint64_t t0_ns, double jail_ms) {
   auto ms = [t0_ns](uint64_t ns) { return static_cast<double>(ns - t0_ns) / 1e6; };
   std::fprintf(stderr,
                "{\"jail_ms\":%.3f,\"kvm_open_ms\":%.3f,\"snapshot_loaded_ms\":%.3f,"
                "\"restored_ms\":%.3f,\"first_kvm_run_ms\":%.3f,\"exit_ms\":%.3f,"
-               "\"stop\":\"%s\"}\n",
+               "\"prefetch_pages\":%" PRIu64 ",\"prefetch_ms\":%.3f,\"stop\":\"%s\"}\n",
                jail_ms, ms(t.kvm_ns), ms(t.loaded_ns), ms(t.ready_ns),
                static_cast<double>(r.first_run_us) / 1000.0,
-               static_cast<double>(r.exit_us) / 1000.0, stop_reason_name(r.reason));
+               static_cast<double>(r.exit_us) / 1000.0, t.prefetch.pages,
+               t.prefetch.readahead_ms + t.prefetch.populate_ms, stop_reason_name(r.reason));
 }
 
 // The clone, inside the jail: snapshot read and machine rebuilt, privileges dropped, run.
@@ -166,6 +194,7 @@ int restore_vm(RestoreOptions& o, jail::Confinement& confinement, uint64_t t0_ns
     t.kvm_ns = now_ns();
     snapshot::LoadedSnapshot snap = snapshot::load_machine_snapshot(
         std::move(o.chain), [&](uint32_t vcpus) { return guest_cpuid(kvm, 0, vcpus); });
+    if (!o.working_set.empty()) t.prefetch = prefetch_working_set(o.working_set, snap.memory);
     t.loaded_ns = now_ns();
     configure_devices(o, snap, &o.cfg);
     confine_threads(confinement, &o.cfg);
