@@ -131,13 +131,17 @@ WorkingSet parse_working_set(std::span<const uint8_t> bytes, const std::string& 
 WorkingSet read_working_set(const std::string& path, uint64_t memory_pages) {
   UniqueFd fd(::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
   if (!fd) throw_errno(path);
+  return read_working_set_fd(fd.get(), path, memory_pages);
+}
+
+WorkingSet read_working_set_fd(int fd, const std::string& path, uint64_t memory_pages) {
   struct stat st;
-  if (::fstat(fd.get(), &st) != 0) throw_errno(path);
+  if (::fstat(fd, &st) != 0) throw_errno(path);
   if (!S_ISREG(st.st_mode)) reject(path, "not a regular file");
   if (static_cast<uint64_t>(st.st_size) > kMaxFileBytes)
     reject(path, "working set of " + std::to_string(st.st_size) + " bytes, more than the cap");
   std::vector<uint8_t> bytes(static_cast<size_t>(st.st_size));
-  if (int err = pread_exact(fd.get(), 0, bytes)) {
+  if (int err = pread_exact(fd, 0, bytes)) {
     errno = err;
     throw_errno(path);
   }

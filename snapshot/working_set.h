@@ -61,6 +61,9 @@ void validate_working_set(const WorkingSet& ws, const std::string& file);
 // Reads `path` (size checked before reading) and parses it; if `memory_pages` is non-zero, it
 // must equal the file's. Throws Error naming the file.
 WorkingSet read_working_set(const std::string& path, uint64_t memory_pages);
+// The same for the open file `fd` (read from offset 0; a standby VMM is handed it); `path`
+// names it in messages.
+WorkingSet read_working_set_fd(int fd, const std::string& path, uint64_t memory_pages);
 // Writes `ws` to `dir`/working-set atomically (temp file, fsync, rename), mode 0600.
 void write_working_set(const std::string& dir, const WorkingSet& ws);
 

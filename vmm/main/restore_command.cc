@@ -1,5 +1,6 @@
 #include "vmm/main/restore_command.h"
 
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <cinttypes>
@@ -15,14 +16,13 @@
 #include "base/options.h"
 #include "snapshot/machine_snapshot.h"
 #include "snapshot/snapshot_inputs.h"
-#include "snapshot/working_set.h"
 #include "vmm/jail/jail.h"
 #include "vmm/kvm/kvm.h"
 #include "vmm/machine/machine.h"
 #include "vmm/main/jail_setup.h"
 #include "vmm/main/machine_control.h"
 #include "vmm/main/vmm_process.h"
-#include "vmm/memory/page_prefetch.h"
+#include "vmm/main/working_set_prefetch.h"
 #include "vmm/virtio/block/block_backend.h"
 #include "vmm/virtio/vsock/vsock_muxer.h"
 
@@ -158,19 +158,12 @@ struct RestoreTimes {
   PrefetchResult prefetch;
 };
 
-// Loads the working set the template's probe clone recorded (snapshot/working_set.h) into the
-// clone's mapping before its vCPUs run. A working-set file that is corrupt or does not fit the
-// memory fails the restore with its name, like any other file of the snapshot.
-PrefetchResult prefetch_working_set(const std::string& path, const GuestMemory& memory) {
-  snapshot::WorkingSet ws = snapshot::read_working_set(path, memory.page_count());
-  std::vector<std::pair<uint64_t, uint64_t>> ranges;
-  ranges.reserve(ws.ranges.size());
-  for (const snapshot::PageRange& r : ws.ranges) ranges.emplace_back(r.first, r.count);
-  PrefetchResult p = prefetch_pages(memory, ranges);
-  LOG_INFO("prefetched %" PRIu64 " pages in %" PRIu64
-           " ranges: readahead %.3f ms, populate %.3f ms",
-           p.pages, p.ranges, p.readahead_ms, p.populate_ms);
-  return p;
+// Loads the working set the template's probe clone recorded into the clone's mapping before
+// its vCPUs run; a corrupt one fails the restore, naming the file.
+PrefetchResult prefetch_from(const std::string& path, const GuestMemory& memory) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+  if (!fd) throw_errno(path);
+  return prefetch_working_set(fd.get(), path, memory);
 }
 
 void print_timings(const RestoreTimes& t, const RunResult& r, uint64_t t0_ns, double jail_ms) {
@@ -194,7 +187,7 @@ int restore_vm(RestoreOptions& o, jail::Confinement& confinement, uint64_t t0_ns
     t.kvm_ns = now_ns();
     snapshot::LoadedSnapshot snap = snapshot::load_machine_snapshot(
         std::move(o.chain), [&](uint32_t vcpus) { return guest_cpuid(kvm, 0, vcpus); });
-    if (!o.working_set.empty()) t.prefetch = prefetch_working_set(o.working_set, snap.memory);
+    if (!o.working_set.empty()) t.prefetch = prefetch_from(o.working_set, snap.memory);
     t.loaded_ns = now_ns();
     configure_devices(o, snap, &o.cfg);
     confine_threads(confinement, &o.cfg);
