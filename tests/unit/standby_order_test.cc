@@ -252,7 +252,8 @@ TEST_F(StandbyOrderSocket, RefusesAnOversizedMessageAndTooManyFiles) {
   c->cmsg_len = CMSG_LEN(sizeof(int) * many.size());
   memcpy(CMSG_DATA(c), many.data(), sizeof(int) * many.size());
   ASSERT_EQ(sendmsg(manager_.get(), &msg, 0), static_cast<ssize_t>(text.size()));
-  expect_error([&] { receive_order(vmm_.get()); }, {"more than " + std::to_string(kMaxOrderFds) + " descriptors"});
+  expect_error([&] { receive_order(vmm_.get()); },
+               {"more than " + std::to_string(kMaxOrderFds) + " descriptors"});
   EXPECT_EQ(open_count(), before);
   expect_error([&] { send_message(manager_.get(), text, many); }, {"too many descriptors"});
 }
