@@ -72,6 +72,7 @@ struct RestoreOptions {
   bool timings = false;
   bool no_prefetch = false;
   std::string working_set;  // the snapshot's working-set file ("" none, or --no-prefetch)
+  UniqueFd working_set_fd;  // ... opened before the jail, which then need not expose it
   int verbose = 0;
   int ready_fd = -1;
   VmmJailOptions jail;
@@ -134,13 +135,24 @@ void report_ready(int fd, uint64_t t0_ns, uint64_t loaded_ns, uint64_t ready_ns,
   ::close(fd);
 }
 
+// The working-set file, opened before the jail (one file fewer to bind into its root).
+UniqueFd open_working_set(const std::string& path) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+  if (!fd) throw_errno(path);
+  return fd;
+}
+
 // The jail of a restore: the snapshot's files (its chain, read already: a diff names its
 // parent), its drives, the clone's sockets.
 jail::JailConfig jail_for(RestoreOptions& o) {
   snapshot::SnapshotInputs in = snapshot::snapshot_inputs(o.chain);
-  if (!o.no_prefetch) o.working_set = in.working_set;
-  if (!o.jail.flags.jail) return vmm_jail_config(o.jail, &o.cfg, {}, {o.ready_fd});
-  if (!o.working_set.empty()) in.files.push_back(o.working_set);
+  std::vector<int> keep = {o.ready_fd};
+  if (!o.no_prefetch && !in.working_set.empty()) {
+    o.working_set = in.working_set;
+    o.working_set_fd = open_working_set(o.working_set);
+    keep.push_back(o.working_set_fd.get());
+  }
+  if (!o.jail.flags.jail) return vmm_jail_config(o.jail, &o.cfg, {}, keep);
   o.cfg.mem_bytes = in.mem_bytes;
   o.cfg.vcpus = in.vcpus;
   o.cfg.devices.assign(in.drives.begin(), in.drives.end());
@@ -150,21 +162,13 @@ jail::JailConfig jail_for(RestoreOptions& o) {
     vsock.uds_path = o.vsock_uds;
     o.cfg.devices.push_back(vsock);
   }
-  return vmm_jail_config(o.jail, &o.cfg, in.files, {o.ready_fd});
+  return vmm_jail_config(o.jail, &o.cfg, in.files, keep);
 }
 
 struct RestoreTimes {
   uint64_t kvm_ns = 0, loaded_ns = 0, ready_ns = 0;
   PrefetchResult prefetch;
 };
-
-// Loads the working set the template's probe clone recorded into the clone's mapping before
-// its vCPUs run; a corrupt one fails the restore, naming the file.
-PrefetchResult prefetch_from(const std::string& path, const GuestMemory& memory) {
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
-  if (!fd) throw_errno(path);
-  return prefetch_working_set(fd.get(), path, memory);
-}
 
 void print_timings(const RestoreTimes& t, const RunResult& r, uint64_t t0_ns, double jail_ms) {
   auto ms = [t0_ns](uint64_t ns) { return static_cast<double>(ns - t0_ns) / 1e6; };
@@ -187,7 +191,10 @@ int restore_vm(RestoreOptions& o, jail::Confinement& confinement, uint64_t t0_ns
     t.kvm_ns = now_ns();
     snapshot::LoadedSnapshot snap = snapshot::load_machine_snapshot(
         std::move(o.chain), [&](uint32_t vcpus) { return guest_cpuid(kvm, 0, vcpus); });
-    if (!o.working_set.empty()) t.prefetch = prefetch_from(o.working_set, snap.memory);
+    // The recorded working set loaded before the vCPUs run; a corrupt one fails the restore,
+    // naming the file.
+    if (o.working_set_fd)
+      t.prefetch = prefetch_working_set(o.working_set_fd.get(), o.working_set, snap.memory);
     t.loaded_ns = now_ns();
     configure_devices(o, snap, &o.cfg);
     confine_threads(confinement, &o.cfg);
