@@ -181,7 +181,8 @@ std::string encode_order(const RestoreOrder& order) {
   if (modes.empty()) modes = "-";
   check_source_dir(order.source_dir);
   std::string text = std::string(kVersion) + " " + std::string(kRestore) + " " +
-                     std::to_string(order.layers) + " " + modes + " " + order.source_dir + "\n";
+                     std::to_string(order.layers) + " " + modes +
+                     (order.working_set ? " ws " : " ") + order.source_dir + "\n";
   if (text.size() > kMaxOrderBytes)
     throw Error("standby order: snapshot directory " + order.source_dir + " is too long");
   return text;
@@ -207,11 +208,17 @@ Order parse_order(std::string_view message, size_t fds) {
   order.layers = parse_layers(next_word(s));
   if (s.empty()) throw Error("standby order: drive modes missing (no drive: \"-\")");
   order.drive_read_only = parse_modes(next_word(s));
+  // Optional, and never a directory: DIR is absolute.
+  if (s.substr(0, 3) == "ws ") {
+    order.working_set = true;
+    s.remove_prefix(3);
+  }
   check_source_dir(s);
   order.source_dir = std::string(s);
   if (fds != order.fd_count())
     throw Error("standby order: came with " + std::to_string(fds) + " descriptors, " +
-                std::to_string(order.fd_count()) + " expected (2 per layer, 1 per drive)");
+                std::to_string(order.fd_count()) +
+                " expected (2 per layer, 1 per drive, 1 for ws)");
   return order;
 }
 
@@ -240,7 +247,8 @@ ReceivedOrder receive_order(int sock) {
   }
   if (n == 0 && out.fds.empty())
     throw OrderCancelled("standby: the manager closed the order socket");
-  if (msg.msg_flags & MSG_CTRUNC)
+  // The control buffer rounds up to 8 bytes: with an odd limit, one more may fit uncut.
+  if ((msg.msg_flags & MSG_CTRUNC) || out.fds.size() > kMaxOrderFds)
     throw Error("standby order: more than " + std::to_string(kMaxOrderFds) + " descriptors");
   if (msg.msg_flags & MSG_TRUNC)
     throw Error("standby order: over the limit of " + std::to_string(kMaxOrderBytes) + " bytes");

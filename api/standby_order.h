@@ -4,12 +4,14 @@
 //
 //   VMM -> manager  "standby\n"                   jailed (namespaces, root, cgroup, uid, no
 //                                                 capabilities), /dev/kvm open, waiting
-//   manager -> VMM  "wisp-order/1 restore L MODES DIR\n" with 2*L + D descriptors
+//   manager -> VMM  "wisp-order/1 restore L MODES [ws] DIR\n" with 2*L + D (+ 1) descriptors
 //                   (SCM_RIGHTS): each layer's state file then memory file, top layer first,
-//                   then the D drive images in slot order. MODES is "-" (no drive) or the D
-//                   drives' modes joined by commas ("ro,rw"), which must be the snapshot's. DIR
-//                   (the rest of the line, absolute) is the snapshot's directory: a label the
-//                   VMM opens nothing by, recorded as the parent of a diff snapshot of the clone.
+//                   then the D drive images in slot order, then with "ws" the top layer's
+//                   working-set file (snapshot/working_set.h: the VMM prefetches it). MODES is "-"
+//                   (no drive) or the D drives' modes joined by commas ("ro,rw"), which must be the
+//                   snapshot's. DIR (the rest of the line, absolute) is the snapshot's directory: a
+//                   label the VMM opens nothing by, recorded as the parent of a diff snapshot of
+//                   the clone.
 //   VMM -> manager  "ready LOADED_MS RESTORED_MS JAIL_MS\n"   as `wisp-vmm restore --ready-fd`
 //
 // or, to boot a machine as `wisp-vmm run` would (the standby's own vsock, control socket and
@@ -51,7 +53,7 @@ constexpr size_t kMaxOrderBytes = 64 + 4096;
 // A full snapshot and up to 16 diff layers above it (snapshot/'s kMaxDiffDepth).
 constexpr uint32_t kMaxLayers = 17;
 constexpr uint32_t kMaxDrives = 16;
-constexpr size_t kMaxOrderFds = 2 * kMaxLayers + kMaxDrives;
+constexpr size_t kMaxOrderFds = 2 * kMaxLayers + kMaxDrives + 1;  // + the working set
 // The kernel's COMMAND_LINE_SIZE (2048) less its terminating NUL: a boot order's CMDLINE; the
 // VMM checks the whole line (its defaults added) against the kernel image's own limit.
 constexpr size_t kMaxCmdlineBytes = 2047;
@@ -62,7 +64,10 @@ struct RestoreOrder {
   uint32_t layers = 0;
   std::vector<bool> drive_read_only;  // one per drive, in slot order
   std::string source_dir;             // the snapshot's directory (a label, see above)
-  size_t fd_count() const { return 2 * size_t{layers} + drive_read_only.size(); }
+  bool working_set = false;           // a working-set descriptor follows the drives'
+  size_t fd_count() const {
+    return 2 * size_t{layers} + drive_read_only.size() + (working_set ? 1 : 0);
+  }
   bool operator==(const RestoreOrder&) const = default;
 };
 

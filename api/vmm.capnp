@@ -39,6 +39,16 @@ interface Vmm {
 
   # Guest memory pages: in this process's page tables, and written since a restore.
   stats @4 () -> (stats :MemoryStats);
+
+  # The guest pages in this process's page tables now, as sorted runs of page indexes (4 KiB
+  # pages of the memory's file offset space): what a template's probe clone touched from its
+  # restore to its first result is recorded as the template's working set (issue 13).
+  residentRanges @5 () -> (ranges :List(PageRange));
+}
+
+struct PageRange {
+  first @0 :UInt64;
+  count @1 :UInt64;
 }
 
 # A file handed to the VMM: the capability carries its descriptor (SCM_RIGHTS on the control

@@ -149,4 +149,11 @@ control::MemoryStats VmmClient::stats() {
   return {s.getResidentPages(), s.getWrittenPages(), s.getPages()};
 }
 
+std::vector<std::pair<uint64_t, uint64_t>> VmmClient::resident_ranges() {
+  auto response = impl_->wait(impl_->vmm.residentRangesRequest().send(), "residentRanges");
+  std::vector<std::pair<uint64_t, uint64_t>> out;
+  for (auto r : response.getRanges()) out.emplace_back(r.getFirst(), r.getCount());
+  return out;
+}
+
 }  // namespace wisp::client

@@ -33,6 +33,8 @@ class VmmClient {
   // snapshot into them); the caller still owns its descriptors.
   control::SnapshotReport snapshot(const control::SnapshotRequest& request);
   control::MemoryStats stats();
+  // Runs of resident guest pages, (first page, count), sorted.
+  std::vector<std::pair<uint64_t, uint64_t>> resident_ranges();
 
  private:
   struct Impl;

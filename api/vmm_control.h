@@ -5,6 +5,10 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
+#include <vector>
+
+#include "base/error.h"
 
 namespace wisp::control {
 
@@ -45,6 +49,11 @@ class Service {
   virtual void resume() = 0;
   virtual SnapshotReport snapshot(const SnapshotRequest& request) = 0;
   virtual MemoryStats stats() = 0;
+  // Runs of resident guest pages, (first page, count), sorted (api/vmm.capnp residentRanges).
+  // A service without guest memory to show keeps this default, which refuses.
+  virtual std::vector<std::pair<uint64_t, uint64_t>> resident_ranges() {
+    throw Error("this VMM has no guest memory to list");
+  }
 };
 
 }  // namespace wisp::control

@@ -45,6 +45,9 @@ call (agent.resumed), so no two clones share RNG state.
                     Same output and exit status; --timings then prints serve's figures
                     (queue_ms, restore_ms, reconnect_ms, invoke_ms, total_ms as serve saw
                     them, warm, pooled) and client_ms (this command's start to result)
+  --no-prefetch     do not load the template's recorded working set (the pages its probe
+                    clone touched up to its first result) before the clone runs: each page
+                    then loads on the guest's first touch (to measure what prefetch gains)
   --deadline S      with --server: how long the call may wait for capacity before serve
                     answers "overloaded" (default 30)
 Jail options of the clone's VMM (see wisp run --help):
@@ -109,7 +112,8 @@ int invoke_command(int argc, char** argv, uint64_t t0_ns) {
     add_payload_options(p, &payload);
     p.duration("timeout", &request.timeout, milliseconds(1), milliseconds(7 * 86400000))
         .duration("deadline", &deadline, milliseconds(0), milliseconds(7 * 86400000))
-        .flag("timings", &request.count_pages);
+        .flag("timings", &request.count_pages)
+        .flag("no-prefetch", [&request] { request.prefetch = false; });
     add_server_option(p, &server);
     add_jail_options(p, &request.jail);
     OptionParser::Result args = p.parse(argc, argv);
@@ -121,6 +125,8 @@ int invoke_command(int argc, char** argv, uint64_t t0_ns) {
     check_payload_options(payload);
     name = args.operands[0];
     server = server_socket(server);
+    if (!server.empty() && !request.prefetch)
+      throw UsageError("--no-prefetch applies to standalone clones (drop --server/WISP_SERVER)");
     if (!server.empty() && (!request.jail.jail || !request.jail.cgroup || request.jail.uid_first ||
                             request.jail.cpu_quota_percent || request.jail.memory_max))
       throw UsageError(

@@ -1,4 +1,4 @@
-// `wisp vm ping|pause|resume|stats`: one call on a running VMM's control channel
+// `wisp vm ping|pause|resume|stats|resident`: one call on a running VMM's control channel
 // (api/vmm.capnp), for people and scripts holding a VM started with --control-socket.
 #include <cinttypes>
 #include <cstdio>
@@ -22,6 +22,8 @@ One call on the VMM listening on PATH (wisp run/snapshot restore --control-socke
   resume   let the vCPUs run again
   stats    guest memory pages, as JSON: resident (mapped by this VMM), written since a
            restore (copied on write), and the guest's total
+  resident the resident guest pages, as JSON: {"ranges":[[FIRST,COUNT],...]}, sorted runs of
+           4 KiB page indexes (what a template's working set records)
 Exit 0 on success, 1 with the VMM's reason, 2 on a usage error.
 )";
 
@@ -61,6 +63,18 @@ int stats(int argc, char** argv) {
   });
 }
 
+int resident(int argc, char** argv) {
+  return call_vmm("resident", argc, argv, [](client::VmmClient& vmm) {
+    std::string out = "{\"ranges\":[";
+    bool first = true;
+    for (const auto& [page, count] : vmm.resident_ranges()) {
+      out += (first ? "[" : ",[") + std::to_string(page) + "," + std::to_string(count) + "]";
+      first = false;
+    }
+    std::printf("%s]}\n", out.c_str());
+  });
+}
+
 }  // namespace
 
 int vm_command(int argc, char** argv, uint64_t) {
@@ -73,7 +87,8 @@ int vm_command(int argc, char** argv, uint64_t) {
                         {{"ping", simple("ping", &client::VmmClient::ping)},
                          {"pause", simple("pause", &client::VmmClient::pause_lasting)},
                          {"resume", simple("resume", &client::VmmClient::resume)},
-                         {"stats", stats}});
+                         {"stats", stats},
+                         {"resident", resident}});
 }
 
 }  // namespace wisp::cli

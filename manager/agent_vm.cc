@@ -52,10 +52,10 @@ std::unique_ptr<AgentVm> AgentVm::boot(const VmSpec& spec, bool control, const c
 std::unique_ptr<AgentVm> AgentVm::restore(const std::string& snapshot_dir,
                                           const std::vector<std::string>& drives, bool control,
                                           std::chrono::milliseconds timeout, const JailFlags& jail,
-                                          Cancellation* cancellation) {
+                                          Cancellation* cancellation, bool prefetch) {
   auto args = [&](const RuntimeDir& dir) {
     return vmm_restore_args(snapshot_dir, drives, dir.file("vsock.sock"),
-                            control_path(dir, control), jail, dir.path());
+                            control_path(dir, control), jail, dir.path(), prefetch);
   };
   try {
     std::unique_ptr<AgentVm> vm(new AgentVm("wisp-invoke", args, true));
@@ -71,9 +71,10 @@ std::vector<std::string> vmm_restore_args(const std::string& snapshot_dir,
                                           const std::vector<std::string>& drives,
                                           const std::string& vsock_uds,
                                           const std::string& control_socket, const JailFlags& jail,
-                                          const std::string& jail_dir) {
+                                          const std::string& jail_dir, bool prefetch) {
   std::vector<std::string> a = {"restore", snapshot_dir, "--vsock-uds",
                                 vsock_uds, "--console",  "none"};
+  if (!prefetch) a.push_back("--no-prefetch");
   if (!control_socket.empty()) a.insert(a.end(), {"--control-socket", control_socket});
   for (const std::string& d : drives) a.insert(a.end(), {"--drive", d});
   std::vector<std::string> j = jail_args(jail);

@@ -39,11 +39,13 @@ class AgentVm {
   // Restores a clone of the snapshot at `snapshot_dir` (wisp-vmm restore) with the snapshot's
   // drives at `drives` ("PATH[,ro]", in slot order: a snapshot names no host file itself) and
   // waits up to `timeout` until it is rebuilt (about to run). Throws VmFailed with the VMM's log.
-  // `cancellation` (may be null) kills the clone while this waits.
+  // `cancellation` (may be null) kills the clone while this waits. `prefetch`: false passes
+  // --no-prefetch (the snapshot's working set, if any, is not loaded ahead).
   static std::unique_ptr<AgentVm> restore(const std::string& snapshot_dir,
                                           const std::vector<std::string>& drives, bool control,
                                           std::chrono::milliseconds timeout, const JailFlags& jail,
-                                          Cancellation* cancellation = nullptr);
+                                          Cancellation* cancellation = nullptr,
+                                          bool prefetch = true);
   // A standby VMM (wisp-vmm standby, `args` after "standby") in a runtime directory named
   // PREFIX-XXXXXX, its vsock socket at vsock.sock (and control.sock with `control`), given
   // `order_fd` (its end of the order socketpair: the caller closes its own copy). It restores
@@ -85,12 +87,12 @@ class AgentVm {
 
 // The arguments of `wisp-vmm restore` for a clone of `snapshot_dir` with the snapshot's
 // `drives`, its vsock bridged to `vsock_uds`, a control socket at `control_socket` if not
-// empty, jailed by `jail` with its jail root under `jail_dir`.
+// empty, jailed by `jail` with its jail root under `jail_dir`; `prefetch` false: --no-prefetch.
 std::vector<std::string> vmm_restore_args(const std::string& snapshot_dir,
                                           const std::vector<std::string>& drives,
                                           const std::string& vsock_uds,
                                           const std::string& control_socket, const JailFlags& jail,
-                                          const std::string& jail_dir);
+                                          const std::string& jail_dir, bool prefetch = true);
 
 // The jail cost in ms a restored VMM's ready line ("ready LOADED RESTORED JAIL") reports; 0
 // when it does not.

@@ -56,8 +56,9 @@ InvokeOutcome invoke(const std::string& template_name, const InvokeRequest& requ
   const TemplateInfo& t = tpl.info;
   InvokeOutcome out;
   if (cancellation && cancellation->cancelled()) throw Error("interrupted");
-  std::unique_ptr<AgentVm> clone = AgentVm::restore(tpl.snapshot_dir, t.drives, request.count_pages,
-                                                    kRestoreTimeout, request.jail, cancellation);
+  std::unique_ptr<AgentVm> clone =
+      AgentVm::restore(tpl.snapshot_dir, t.drives, request.count_pages, kRestoreTimeout,
+                       request.jail, cancellation, request.prefetch);
   out.restore_ms = ms_since(t0);
   out.jail_ms = clone->jail_ms();
   Cancellation::Watch watch(cancellation, clone->vmm());

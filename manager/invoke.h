@@ -20,6 +20,7 @@ struct InvokeRequest {
   bool count_pages = false;  // report pages_touched (asks the clone's VMM before it goes)
   uint64_t start_ns = 0;     // CLOCK_MONOTONIC the timings count from (0: the call)
   JailFlags jail;            // how the clone's VMM is jailed (default: fully)
+  bool prefetch = true;      // false: --no-prefetch (the template's working set not loaded ahead)
 };
 
 // The result and the timings JSON's fields (milliseconds from start_ns).

@@ -9,6 +9,8 @@
 #include "base/file_io.h"
 #include "manager/invoke.h"
 #include "manager/snapshot_ops.h"
+#include "manager/working_set_probe.h"
+#include "snapshot/working_set.h"
 
 namespace wisp::manager {
 namespace {
@@ -98,6 +100,31 @@ std::unique_ptr<AgentVm> boot_by_standby(std::unique_ptr<StandbyVmm> standby, co
   }
 }
 
+// The template's working set (manager/working_set_probe.h) into its snapshot directory. A probe
+// that fails fails the creation with its reason: a clone of this snapshot would fail the same
+// way, and a template without its working set would be silently slower.
+void record_working_set(const TemplateSpec& spec, const VmSpec& vm, const std::string& dir,
+                        const Progress& progress, Cancellation* cancellation,
+                        TemplateCreated* out) {
+  progress("recording the working set: a probe clone's first call...");
+  WorkingSetProbe probe;
+  try {
+    probe = probe_working_set(dir, out->info, spec.warmup_payload, vm.jail, cancellation);
+  } catch (const Error& e) {
+    throw Error(std::string("working-set probe: ") + e.what());
+  }
+  std::string why = describe_failure(probe.result);
+  if (!why.empty()) throw Error("working-set probe: the probe clone's first call " + why);
+  snapshot::WorkingSet ws;
+  ws.memory_pages = probe.memory_pages;
+  for (const auto& [first, count] : probe.ranges) ws.ranges.push_back({first, count});
+  snapshot::write_working_set(dir, ws);
+  out->working_set_pages = probe.pages;
+  out->probe_ms = probe.ms;
+  progress("working set: " + std::to_string(probe.pages) + " pages in " +
+           std::to_string(ws.ranges.size()) + " ranges");
+}
+
 }  // namespace
 
 VmSpec template_vm(const TemplateSpec& spec) {
@@ -156,6 +183,7 @@ TemplateCreated create_template(const TemplateSpec& spec, const Progress& progre
   }
   watch.reset();
   machine.reset();
+  record_working_set(spec, vm, staging.snapshot_dir(), progress, cancellation, &out);
   out.snapshot_ms = out.info.snapshot_ms = snap.total_ms;
   out.info.memory_file_bytes = snap.memory_file_bytes;
   out.info.memory_disk_bytes = snap.memory_disk_bytes;

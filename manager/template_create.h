@@ -34,12 +34,19 @@ struct TemplateCreated {
   double boot_ms = 0;      // until the agent answered
   double warmup_ms = 0;    // worker start and warm-up calls
   double snapshot_ms = 0;  // pause + save (the VMM's figure)
+  // The working set a probe clone recorded (manager/working_set_probe.h): its pages, and the
+  // probe's time (restore to the resident list).
+  uint64_t working_set_pages = 0;
+  double probe_ms = 0;
 };
 
 // The machine create_template boots for `spec`: its defaults (256 MiB, 1 vCPU) filled in, the
 // command line never raw.
 VmSpec template_vm(const TemplateSpec& spec);
 
+// After the snapshot, one probe clone of it records the template's working set (the pages a
+// clone touches up to its first result) into the snapshot directory; a failing probe fails
+// the creation with its reason ("working-set probe: ...").
 // Throws Error: a bad name or spec, a template of that name, a guest file missing (before
 // anything boots), or VmFailed with the VMM's log. Nothing is left in the store on failure.
 // `cancellation` (may be null) stops it from another thread: the VM is killed, and this throws

@@ -97,6 +97,12 @@ void StandbyVmm::order_restore(const std::string& snapshot_dir,
     fds.push_back(files.back().get());
     order.drive_read_only.push_back(d.read_only);
   }
+  // Its working set last: the VMM prefetches it (snapshot/working_set.h).
+  if (!in.working_set.empty()) {
+    files.push_back(open_snapshot_file(in.working_set));
+    fds.push_back(files.back().get());
+    order.working_set = true;
+  }
   order.layers = static_cast<uint32_t>(in.files.size() / 2);
   order.source_dir = dir;
   std::string text = standby::encode_order(order);

@@ -16,6 +16,13 @@ worker, guest/runtimes/python_worker.py on the Python rootfs), on one host, one 
   clones          --clones concurrent `wisp snapshot restore` of one template, each answering
                   its agent; RSS and PSS of each VMM process (/proc/PID/smaps_rollup)
 
+Working-set prefetch (issue 13): with --prefetch ab (the default) every restore is run twice,
+interleaved (order alternating), with the template's recorded working set prefetched and with
+`--no-prefetch`: restore -> first result, the pages first touched on the critical path (pages
+resident after the call that were not prefetched: pages_touched minus the working set's), and
+the host page faults (minor/major) of the `wisp invoke` process tree (getrusage of its waited
+children: the VMM and `wisp invoke` itself); the clones' PSS is measured both ways too.
+
 Ratios: cold / wisp restore (target >= 20x), QEMU restore / wisp restore (target >= 5x),
 sum of the clones' PSS / (clones x RSS of one clone) (target << 1). JSON to --out, a table on
 stdout, the environment named (in the nested testbed, times are emulator times: compare ratios).
@@ -24,6 +31,8 @@ Run it inside tests/testbed/run where the host has no hardware KVM.
 import argparse
 import json
 import os
+import resource
+import struct
 import shlex
 import shutil
 import signal
@@ -92,6 +101,38 @@ def wisp_template(args, env, name, h):
             "memory_file_bytes": t.get("memory_file_bytes"),
             "memory_disk_bytes": t.get("memory_disk_bytes"),
             "dir": tdir, "dir_disk_bytes": disk_bytes(tdir) if tdir else None, "timings": t}
+
+
+def working_set_pages(tdir):
+    """Pages in the snapshot's working-set file (snapshot/working_set.h), None without one."""
+    try:
+        with open(os.path.join(tdir, "working-set"), "rb") as f:
+            data = f.read()
+    except (OSError, TypeError):
+        return None
+    if data[:8] != b"WISPWSET" or len(data) < 32:
+        return None
+    n = struct.unpack_from("<I", data, 12)[0]
+    return sum(struct.unpack_from("<QQ", data, 24 + 16 * i)[1] for i in range(n))
+
+
+def invoke_counted(args, env, tname, h, prefetch, ws_pages):
+    """One `wisp invoke` (prefetch on or off) with the page faults of its process tree and the
+    pages it first touched on the critical path (not prefetched)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    r = invoke(args.wisp, env, tname, PAYLOAD, h["expect"],
+               extra_args=() if prefetch else ("--no-prefetch",))
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    r["minor_faults"] = after.ru_minflt - before.ru_minflt
+    r["major_faults"] = after.ru_majflt - before.ru_majflt
+    touched = r.get("pages_touched")
+    if touched is not None:
+        r["pages_not_prefetched"] = max(0, touched - (ws_pages or 0)) if prefetch else touched
+    return r
+
+
+RESTORE_KEYS = ("total_ms", "restore_ms", "reconnect_ms", "invoke_ms", "pages_touched",
+                "pages_not_prefetched", "minor_faults", "major_faults", "wall_ms")
 
 
 def find_template_dir(home, name, override):
@@ -166,7 +207,7 @@ def memory_of(pid):
     return tot
 
 
-def wisp_clones(args, env, tdir, h, tmp):
+def wisp_clones(args, env, tdir, h, tmp, prefetch=True):
     """--clones concurrent restores of one template; each must answer; then their memory."""
     procs = []
     try:
@@ -174,7 +215,7 @@ def wisp_clones(args, env, tdir, h, tmp):
             sock = os.path.join(tmp, f"clone{i}.sock")
             procs.append((subprocess.Popen(
                 [args.wisp, "snapshot", "restore", tdir, "--vsock-uds", sock, "--console",
-                 "none"]
+                 "none"] + ([] if prefetch else ["--no-prefetch"])
                 # A snapshot names no host file: the caller gives its drive (the rootfs).
                 + (["--drive", args.rootfs + ",ro"] if h["rootfs"] else []), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE, env=env), sock))
@@ -391,16 +432,24 @@ def bench_handler(args, name, h, tmp):
         subprocess.run([args.wisp, "template", "rm", tname], env=env, capture_output=True)
         log(f"[{name}] wisp template create")
         res["template"] = wisp_template(args, env, tname, h)
-        runs = []
+        ws_pages = working_set_pages(res["template"]["dir"])
+        res["template"]["working_set_pages"] = ws_pages
+        modes = {"ab": (True, False), "on": (True,), "off": (False,)}[args.prefetch]
+        runs = {m: [] for m in modes}
         for i in range(args.runs):
-            runs.append(invoke(args.wisp, env, tname, PAYLOAD, h["expect"]))
+            # Interleaved, the order alternating, so drift (page cache, the host) hits both.
+            for m in (modes if i % 2 == 0 else modes[::-1]):
+                runs[m].append(invoke_counted(args, env, tname, h, m, ws_pages))
             if (i + 1) % 10 == 0 or i + 1 == args.runs:
-                log(f"[{name}] wisp invoke {i + 1}/{args.runs}: "
-                    f"total {runs[-1]['total_ms']:.1f} ms")
-        res["restore"] = {k: summarize([r.get(k) for r in runs]) for k in
-                          ("total_ms", "restore_ms", "reconnect_ms", "invoke_ms",
-                           "pages_touched", "wall_ms")}
-        res["restore_samples"] = runs
+                log(f"[{name}] wisp invoke {i + 1}/{args.runs}: total " + ", ".join(
+                    f"{runs[m][-1]['total_ms']:.1f} ms ({'prefetch' if m else 'no prefetch'})"
+                    for m in modes))
+        for m in modes:
+            # The first mode's rows are "restore" (what the rest of the report compares).
+            key = "restore" if m == modes[0] else "restore_no_prefetch"
+            res[key] = {k: summarize([r.get(k) for r in runs[m]]) for k in RESTORE_KEYS}
+            res[key]["prefetch"] = m
+            res[key + "_samples"] = runs[m]
         cold = []
         for i in range(args.cold_runs):
             cold.append(wisp_cold(args, h))
@@ -415,7 +464,10 @@ def bench_handler(args, name, h, tmp):
                 raise BenchError(f"cannot find template {tname}'s snapshot directory under "
                                  f"{env['WISP_HOME']}; pass --template-dir")
             log(f"[{name}] {args.clones} concurrent clones of {tdir}")
-            res["clones"] = wisp_clones(args, env, tdir, h, tmp)
+            res["clones"] = wisp_clones(args, env, tdir, h, tmp, args.prefetch != "off")
+            if args.prefetch == "ab":
+                log(f"[{name}] {args.clones} concurrent clones, --no-prefetch")
+                res["clones_no_prefetch"] = wisp_clones(args, env, tdir, h, tmp, False)
         subprocess.run([args.wisp, "template", "rm", tname], env=env, capture_output=True)
     if not args.skip_qemu:
         path = os.path.join(tmp, f"qemu-{name}.mig")
@@ -445,6 +497,10 @@ def bench_handler(args, name, h, tmp):
     q = med("qemu_restore", "first_result_ms")
     res["ratios"] = {"cold_over_restore": ratio(c, w), "qemu_over_restore": ratio(q, w),
                      "cold_over_restore_wall": ratio(c, ww), "qemu_over_restore_wall": ratio(q, ww)}
+    if res.get("restore_no_prefetch"):
+        res["ratios"]["no_prefetch_over_prefetch"] = ratio(med("restore_no_prefetch", "total_ms"), w)
+        res["ratios"]["critical_pages_prefetch_over_no_prefetch"] = ratio(
+            med("restore", "pages_not_prefetched"), med("restore_no_prefetch", "pages_not_prefetched"))
     return res
 
 
@@ -479,6 +535,24 @@ def print_table(report):
         for label, s in rows:
             if s:
                 print(f"    {label:34} {fmt(s['median'])} {fmt(s['p99'])} ms")
+        for key, label in (("restore", "prefetch"), ("restore_no_prefetch", "no prefetch")):
+            s = r.get(key)
+            if not s or "restore_no_prefetch" not in r:
+                continue
+            cells = [fmt((s.get(k) or {}).get("median"), unit)
+                     for k, unit in (("total_ms", "ms"), ("restore_ms", "ms"), ("invoke_ms", "ms"),
+                                     ("pages_touched", "n"), ("pages_not_prefetched", "n"),
+                                     ("minor_faults", "n"), ("major_faults", "n"))]
+            if label == "prefetch":
+                print(f"    {'medians':14} {'first res':>10} {'restore':>10} {'invoke':>10} "
+                      f"{'pages':>10} {'crit pages':>10} {'minflt':>10} {'majflt':>10}")
+            print(f"    {label:14} " + " ".join(cells))
+        if r.get("restore_no_prefetch"):
+            ra = r["ratios"]
+            print(f"    no prefetch / prefetch (first result): "
+                  f"{ra['no_prefetch_over_prefetch'] or 0:.2f}x; critical-path pages "
+                  f"prefetch / no prefetch: {ra['critical_pages_prefetch_over_no_prefetch'] or 0:.2f}; "
+                  f"working set {r['template'].get('working_set_pages')} pages")
         pt = r.get("restore", {}).get("pages_touched")
         if pt:
             print(f"    pages touched by a restore: median {pt['median']:.0f} "
@@ -498,9 +572,11 @@ def print_table(report):
                 print(f"    {label}: {ra[f'{key}_over_restore']:7.1f}x (target >= {target}x); "
                       f"against `wisp invoke`'s whole process: "
                       f"{ra[f'{key}_over_restore_wall']:.1f}x")
-        cl = r.get("clones")
-        if cl:
-            print(f"    {cl['clones']} clones: sum PSS {cl['sum_pss_kib'] / 1024:.1f} MiB, "
+        for ckey, clabel in (("clones", ""), ("clones_no_prefetch", " (--no-prefetch)")):
+            cl = r.get(ckey)
+            if not cl:
+                continue
+            print(f"    {cl['clones']} clones{clabel}: sum PSS {cl['sum_pss_kib'] / 1024:.1f} MiB, "
                   f"sum RSS {cl['sum_rss_kib'] / 1024:.1f} MiB, one clone RSS "
                   f"{cl['median_rss_kib'] / 1024:.1f} MiB; sum PSS / ({cl['clones']} x one) = "
                   f"{cl['pss_sum_over_n_x_rss']:.2f} (target << 1)")
@@ -534,6 +610,9 @@ def main():
     ap.add_argument("--warmup", type=int, default=3, help="handler calls before the snapshot")
     ap.add_argument("--handlers", default="exec,python",
                     help="comma list of: exec, python, shell-worker")
+    ap.add_argument("--prefetch", choices=("ab", "on", "off"), default="ab",
+                    help="restores with the working set prefetched, without, or both "
+                         "interleaved (default)")
     ap.add_argument("--skip-qemu", action="store_true")
     ap.add_argument("--skip-wisp", action="store_true", help="measure only QEMU")
     ap.add_argument("--wisp", default=os.path.join(ROOT, "build/bin/wisp"))
@@ -584,7 +663,7 @@ def main():
         f"clones per handler ({', '.join(names)}), {args.mem} MiB, on {env_name}")
     report = {"benchmark": "snapshot", "environment": env_name, "mem_mib": args.mem, "vcpus": 1,
               "runs": args.runs, "cold_runs": args.cold_runs, "clones": args.clones,
-              "warmup": args.warmup, "payload": PAYLOAD.decode(), "skip_wisp": args.skip_wisp,
+              "warmup": args.warmup, "prefetch": args.prefetch, "payload": PAYLOAD.decode(), "skip_wisp": args.skip_wisp,
               "kernel": args.kernel,
               "initrd": args.initrd, "rootfs": args.rootfs, "out": args.out, "handlers": {}}
     tmp = args.tmp or tempfile.mkdtemp(prefix="wisp-snapshot-bench-")

@@ -32,6 +32,7 @@ for src in tests/fuzz/*_fuzz.cc; do
   # Seed the standby order with valid ones (descriptor count byte, then the text).
   if [ "$name" = standby_order_fuzz ]; then
     printf '\002wisp-order/1 restore 1 - /store/t\n' > "$corpus/seed-1"
+    printf '\003wisp-order/1 restore 1 - ws /store/t\n' > "$corpus/seed-3"
     printf '\007wisp-order/1 restore 2 ro,rw,ro /s d\n' > "$corpus/seed-2"
   fi
   echo "fuzz: $name for ${seconds}s (corpus $corpus)"

@@ -13,6 +13,7 @@
 #include "base/error.h"
 #include "base/file_io.h"
 #include "base/unique_fd.h"
+#include "snapshot/working_set.h"
 
 namespace wisp::snapshot {
 namespace {
@@ -172,6 +173,14 @@ SnapshotReport verify_snapshot(const std::string& dir) {
   report.id = state.id;
   report.parent_dir = state.diff.parent_dir;
   report.parent_id = state.diff.parent_id;
+  std::string ws = dir + "/" + kWorkingSetFileName;
+  if (::lstat(ws.c_str(), &st) == 0) {
+    WorkingSet set = read_working_set(ws, report.memory_file_bytes / kPageSize);
+    report.working_set_pages = static_cast<int64_t>(set.pages());
+    report.working_set_ranges = set.ranges.size();
+  } else if (errno != ENOENT) {
+    throw_errno("working set " + ws);
+  }
   return report;
 }
 
@@ -183,7 +192,11 @@ std::string SnapshotReport::to_string() const {
          std::to_string(devices) + " device(s), " + std::to_string(regions) +
          " memory region(s), " + std::to_string(guest_memory_bytes) + " bytes of guest memory\n" +
          "memory file " + std::to_string(memory_file_bytes) + " bytes, " +
-         std::to_string(memory_disk_bytes) + " allocated on disk\n";
+         std::to_string(memory_disk_bytes) + " allocated on disk\n" +
+         (working_set_pages < 0
+              ? std::string("no working set\n")
+              : "working set " + std::to_string(working_set_pages) + " pages in " +
+                    std::to_string(working_set_ranges) + " ranges\n");
 }
 
 }  // namespace wisp::snapshot

@@ -105,13 +105,15 @@ struct SnapshotReport {
   uint64_t memory_disk_bytes = 0;   // allocated on disk (st_blocks): zero pages are holes
   std::string id;
   std::string parent_dir, parent_id;  // a diff's parent; empty for a full snapshot
+  int64_t working_set_pages = -1;     // its working-set file's pages; -1: it has none
+  size_t working_set_ranges = 0;
 
   std::string to_string() const;  // a few human-readable lines for `wisp snapshot verify`
 };
 
 // Checks a snapshot directory completely: the state file's frame, checksum and schema, the
-// state's values, and the memory file against the layout. Throws wisp::Error naming the file
-// and the problem.
+// state's values, the memory file against the layout, and the working set if there is one. Throws
+// wisp::Error naming the file and the problem.
 SnapshotReport verify_snapshot(const std::string& dir);
 
 }  // namespace wisp::snapshot

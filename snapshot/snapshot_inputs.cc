@@ -1,8 +1,11 @@
 #include "snapshot/snapshot_inputs.h"
 
+#include <sys/stat.h>
+
 #include <variant>
 
 #include "snapshot/snapshot_dir.h"
+#include "snapshot/working_set.h"
 
 namespace wisp::snapshot {
 
@@ -12,6 +15,9 @@ SnapshotInputs snapshot_inputs(const SnapshotChain& chain) {
     in.files.push_back(dir + "/" + kStateFileName);
     in.files.push_back(dir + "/" + kMemoryFileName);
   }
+  std::string ws = chain.dirs.front() + "/" + kWorkingSetFileName;
+  struct stat st;
+  if (::lstat(ws.c_str(), &st) == 0 && S_ISREG(st.st_mode)) in.working_set = ws;
   const MachineState& top = chain.states.front().machine;
   in.mem_bytes = top.mem_bytes;
   in.vcpus = static_cast<uint32_t>(top.vcpus.size());

@@ -15,11 +15,14 @@ namespace wisp::snapshot {
 struct SnapshotInputs {
   std::vector<std::string> files;  // state and memory file of each layer, top first
   std::vector<BlockSpec> drives;   // as the top layer's devices describe them
-  uint64_t mem_bytes = 0;          // the machine's guest RAM
+  // The top layer's working set (snapshot/working_set.h) if its directory has one (a regular
+  // file, not a symlink), else empty: read after the jail is up, so the jail must expose it.
+  std::string working_set;
+  uint64_t mem_bytes = 0;  // the machine's guest RAM
   uint32_t vcpus = 0;
 };
 
-// What restoring `chain` (read_snapshot_chain) opens; reads nothing.
+// What restoring `chain` (read_snapshot_chain) opens; reads no file (stats the working set's).
 SnapshotInputs snapshot_inputs(const SnapshotChain& chain);
 
 }  // namespace wisp::snapshot

@@ -127,6 +127,7 @@ void print_jail(StandbyVmm& v) {
 
 struct CallTimes {
   double ready_ms = 0, total_ms = 0;
+  uint64_t resident_pages = 0;  // mapped by the clone's VMM when it was ready, before the call
   std::string out;
   int exit_code = -1;
 };
@@ -144,8 +145,9 @@ void call(AgentVm& vm, const TemplateInfo& t, const std::string& payload, uint64
 void print_call(const char* path, int round, const CallTimes& c, const std::string& ready) {
   std::printf(
       "{\"%s\":{\"round\":%d,\"ready_ms\":%.3f,\"total_ms\":%.3f,\"exit_code\":%d,"
-      "\"out\":%s,\"ready_line\":%s}}\n",
-      path, round, c.ready_ms, c.total_ms, c.exit_code, json_string(c.out).c_str(),
+      "\"resident_pages\":%llu,\"out\":%s,\"ready_line\":%s}}\n",
+      path, round, c.ready_ms, c.total_ms, c.exit_code,
+      static_cast<unsigned long long>(c.resident_pages), json_string(c.out).c_str(),
       json_string(ready).c_str());
   std::fflush(stdout);
 }
@@ -155,7 +157,7 @@ int clone_command(const std::string& name, const std::string& payload, int round
   StandbyClass size{tpl.info.mem_mib << 20, tpl.info.vcpus};
   JailFlags jail;
   for (int round = 0; round < rounds; ++round) {
-    auto v = StandbyVmm::spawn(jail, size);
+    auto v = StandbyVmm::spawn(jail, size, /*control=*/true);
     wait_standing_by(*v);
     if (round == 0) print_jail(*v);
     CallTimes c;
@@ -164,14 +166,16 @@ int clone_command(const std::string& name, const std::string& payload, int round
     std::string ready = v->wait_ready(milliseconds(60000));
     c.ready_ms = ms_since(t0);
     std::unique_ptr<AgentVm> vm = v->release();
+    c.resident_pages = vm->control()->stats().resident_pages;  // the working set prefetched
     call(*vm, tpl.info, payload, t0, &c);
     print_call("pool", round, c, ready);
   }
   for (int round = 0; round < rounds; ++round) {
     CallTimes c;
     uint64_t t0 = now_ns();
-    auto vm = AgentVm::restore(tpl.snapshot_dir, tpl.info.drives, false, milliseconds(60000), jail);
+    auto vm = AgentVm::restore(tpl.snapshot_dir, tpl.info.drives, true, milliseconds(60000), jail);
     c.ready_ms = ms_since(t0);
+    c.resident_pages = vm->control()->stats().resident_pages;
     call(*vm, tpl.info, payload, t0, &c);
     print_call("spawn", round, c, "");
   }

@@ -2,7 +2,9 @@
 """Snapshots on a real KVM: a counting guest continues after restore; diff and full
 snapshots of one paused VM restore to the same memory; malformed snapshots are refused with a
 message naming the file; templates: 50 restores in a row all answer, clones get fresh entropy
-and the current wall clock, a warm Python worker answers without re-importing.
+and the current wall clock, a warm Python worker answers without re-importing; a template
+records its working set, clones prefetch it (all of it mapped before any call) and refuse a
+corrupted one.
 
 Run by ctest (label integration) inside KVM. Uses build/bin/wisp and the guest images that
 `make all` builds. The build's binaries and the images are copied to a temp dir first
@@ -14,6 +16,7 @@ import json
 import os
 import re
 import shutil
+import struct
 import subprocess
 import tempfile
 import sys
@@ -41,6 +44,18 @@ def counts(path):
             return [int(m) for m in re.findall(r"^count=(\d+)\r?\n", f.read(), re.M)]
     except FileNotFoundError:
         return []
+
+
+def read_working_set(path):
+    """snapshot/working_set.h's file: header, then (first page, count) pairs, then a CRC."""
+    with open(path, "rb") as f:
+        data = f.read()
+    assert data[:8] == b"WISPWSET", data[:8]
+    major, _minor, n, memory_pages = struct.unpack_from("<HHIQ", data, 8)
+    assert major == 1
+    assert len(data) == 24 + 16 * n + 8
+    ranges = [struct.unpack_from("<QQ", data, 24 + 16 * i) for i in range(n)]
+    return {"memory_pages": memory_pages, "ranges": ranges}
 
 
 class SnapshotTest(unittest.TestCase):
@@ -221,6 +236,79 @@ class SnapshotTest(unittest.TestCase):
         p = self.run_wisp("invoke", "echo", check=False)
         self.assertEqual(p.returncode, 1)
         self.assertIn("not found", p.stderr)
+
+    def test_working_set_recorded_and_prefetched(self):
+        created = self.run_wisp("template", "create", "ws", "--handler", "/bin/echo ws-ok",
+                                timeout=600)
+        m = re.search(r"working set: (\d+) pages in (\d+) ranges", created.stdout + created.stderr)
+        self.assertTrue(m, created.stdout + created.stderr)
+        # The generation's own path (templates/ws is a symlink to it), as messages name it.
+        snap = os.path.realpath(os.path.join(self.env["WISP_HOME"], "templates", "ws", "snapshot"))
+        ws_file = os.path.join(snap, "working-set")
+        ws = read_working_set(ws_file)
+        pages = sum(c for _, c in ws["ranges"])
+        self.assertEqual(ws["memory_pages"], (256 << 20) // 4096)
+        self.assertEqual(pages, int(m.group(1)))
+        # Plausible: the agent and the handler's exec touch hundreds to a few thousand pages,
+        # never the whole guest.
+        self.assertGreater(pages, 100)
+        self.assertLess(pages, ws["memory_pages"] // 4)
+        self.assertIn("working set %d pages" % pages, self.run_wisp("snapshot", "verify", snap).stdout)
+
+        # Clones answer with and without prefetch.
+        self.assertEqual(self.invoke("ws").strip(), "ws-ok")
+        self.assertEqual(self.invoke("ws", "--no-prefetch").strip(), "ws-ok")
+
+        # Right after a restore, before any call, every recorded page is mapped in the clone's
+        # VMM; without prefetch most are not.
+        def resident_after_restore(tag, *flags):
+            ctl = self.path(tag + ".ctl")
+            vm = subprocess.Popen([self.wisp, "snapshot", "restore", snap, "--console", "none",
+                                   "--vsock-uds", self.path(tag + ".vsock"),
+                                   "--control-socket", ctl, *flags])
+            self.addCleanup(vm.kill)
+            wait_for(lambda: os.path.exists(ctl), 120, "the clone's control socket")
+            out = json.loads(self.run_wisp("vm", "resident", "--control-socket", ctl).stdout)
+            vm.kill()
+            vm.wait()
+            resident = set()
+            for first, count in out["ranges"]:
+                resident.update(range(first, first + count))
+            return resident
+        recorded = set()
+        for first, count in ws["ranges"]:
+            recorded.update(range(first, first + count))
+        with_prefetch = resident_after_restore("ws-on")
+        self.assertEqual(recorded - with_prefetch, set())
+        without = resident_after_restore("ws-off", "--no-prefetch")
+        sys.stderr.write("working set %d pages in %d ranges; resident after restore: %d with "
+                         "prefetch, %d without (%d of them recorded)\n"
+                         % (pages, len(ws["ranges"]), len(with_prefetch), len(without),
+                            len(recorded & without)))
+        self.assertLess(len(recorded & without), len(recorded),
+                        "without prefetch the recorded pages are resident anyway")
+
+        # A corrupted working set is refused, naming the file, like any file of the snapshot;
+        # --no-prefetch does not read it.
+        with open(ws_file, "rb") as f:
+            good = f.read()
+        try:
+            os.chmod(ws_file, 0o600)
+            with open(ws_file, "r+b") as f:
+                f.seek(30)
+                f.write(bytes([good[30] ^ 0xff]))
+            p = self.run_wisp("invoke", "ws", check=False, timeout=120)
+            self.assertEqual(p.returncode, 126, p.stderr)
+            self.assertIn(ws_file, p.stderr)
+            self.assertIn("checksum", p.stderr)
+            p = self.run_wisp("snapshot", "verify", snap, check=False)
+            self.assertEqual(p.returncode, 1, p.stderr)
+            self.assertIn(ws_file, p.stderr)
+            self.assertEqual(self.invoke("ws", "--no-prefetch").strip(), "ws-ok")
+        finally:
+            with open(ws_file, "wb") as f:
+                f.write(good)
+        self.assertEqual(self.invoke("ws").strip(), "ws-ok")
 
     @unittest.skipUnless(os.path.exists(PY_ROOTFS), "no " + PY_ROOTFS + " (make all builds it)")
     def test_warm_python_worker(self):

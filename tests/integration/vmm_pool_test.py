@@ -26,6 +26,7 @@ import json
 import os
 import shutil
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -89,6 +90,14 @@ def pool_idle(http_socket):
         if line.startswith("wisp_pool_idle "):
             return int(float(line.split()[1]))
     return -1
+
+
+def working_set_pages(path):
+    """The pages a working-set file (snapshot/working_set.h) lists."""
+    with open(path, "rb") as f:
+        data = f.read()
+    n = struct.unpack_from("<I", data, 12)[0]
+    return sum(struct.unpack_from("<QQ", data, 24 + 16 * i)[1] for i in range(n))
 
 
 class VmmPoolTest(unittest.TestCase):
@@ -158,9 +167,15 @@ class VmmPoolTest(unittest.TestCase):
         spawn = [l["spawn"] for l in lines if "spawn" in l]
         self.assertEqual(len(pool), rounds)
         self.assertEqual(len(spawn), rounds)
+        # Both restore paths prefetched the template's working set (snapshot/working_set.h)
+        # before the clone ran: at least that many pages were mapped when it was ready.
+        ws_pages = working_set_pages(os.path.join(self.env["WISP_HOME"], "templates", "upper",
+                                                  "snapshot", "working-set"))
+        self.assertGreater(ws_pages, 0)
         for r in pool + spawn:
             self.assertEqual(r["exit_code"], 0, r)
             self.assertEqual(r["out"], "HELLO POOL", r)
+            self.assertGreaterEqual(r["resident_pages"], ws_pages, r)
         for r in pool:
             self.assertRegex(r["ready_line"], r"^ready [0-9.]+ [0-9.]+ [0-9.]+$")
 

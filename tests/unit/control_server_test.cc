@@ -64,6 +64,10 @@ class FakeService final : public control::Service {
     note();
     return {7, 3, 1024};
   }
+  std::vector<std::pair<uint64_t, uint64_t>> resident_ranges() override {
+    note();
+    return {{0, 3}, {100, 4}};
+  }
 
   std::atomic<int> pauses{0}, resumes{0}, snapshots{0};
   int state_fd = -1, memory_fd = -1;  // what the last snapshot got
@@ -139,6 +143,8 @@ TEST_F(ControlServerTest, CallsRunOnTheEventLoopThread) {
   EXPECT_EQ(s.resident_pages, 7u);
   EXPECT_EQ(s.written_pages, 3u);
   EXPECT_EQ(s.pages, 1024u);
+  std::vector<std::pair<uint64_t, uint64_t>> ranges = {{0, 3}, {100, 4}};
+  EXPECT_EQ(client->resident_ranges(), ranges);
   EXPECT_EQ(service_.pauses, 2);
   EXPECT_EQ(service_.resumes, 1);
   EXPECT_FALSE(service_.off_loop_thread);

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "base/error.h"
+#include "vmm/memory/page_prefetch.h"
 
 namespace wisp {
 namespace {
@@ -259,6 +260,25 @@ TEST(GuestMemoryHugePages, CopyToHugePagesKeepsEveryByte) {
 TEST(GuestAddress, CheckedAddDetectsWrap) {
   EXPECT_FALSE(GuestAddress(~0ull).checked_add(1).has_value());
   EXPECT_EQ(GuestAddress(1).checked_add(2)->value(), 3u);
+}
+
+// Prefetch maps exactly the asked ranges (shared file pages, no private copy) and keeps the
+// bytes; a range outside the memory is refused.
+TEST(GuestMemoryFilePrivate, PrefetchMapsOnlyTheRanges) {
+  auto mem = GuestMemory::map_file_private(memory_file(64, {3, 10}, 0x5a), 64 * 4096);
+  std::vector<std::pair<uint64_t, uint64_t>> ranges = {{2, 3}, {10, 1}, {60, 4}};
+  PrefetchResult r = prefetch_pages(mem, ranges);
+  EXPECT_EQ(r.pages, 8u);
+  EXPECT_EQ(r.ranges, 3u);
+  EXPECT_TRUE(r.populated);
+  EXPECT_EQ(set_pages(mem.resident_pages()), (std::vector<uint64_t>{2, 3, 4, 10, 60, 61, 62, 63}));
+  EXPECT_EQ(set_pages(mem.written_pages()), std::vector<uint64_t>{});
+  uint8_t b = 0;
+  EXPECT_TRUE(mem.read_obj(GuestAddress(10 * 4096), &b));
+  EXPECT_EQ(b, 0x5a);
+  std::vector<std::pair<uint64_t, uint64_t>> past = {{63, 2}};
+  EXPECT_THROW(prefetch_pages(mem, past), Error);
+  EXPECT_THROW(prefetch_pages(GuestMemory::create(1 << 20), ranges), Error);
 }
 
 }  // namespace

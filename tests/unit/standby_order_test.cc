@@ -43,6 +43,20 @@ TEST(StandbyOrder, EncodesAndParsesBack) {
   EXPECT_EQ(encode_order(order(1)), "wisp-order/1 restore 1 - /store/t\n");
 }
 
+// The working set's descriptor comes last, announced by "ws" before the directory.
+TEST(StandbyOrder, WorkingSetIsOptional) {
+  RestoreOrder o = order(2, {true});
+  o.working_set = true;
+  EXPECT_EQ(o.fd_count(), 6u);
+  EXPECT_EQ(encode_order(o), "wisp-order/1 restore 2 ro ws /store/t\n");
+  EXPECT_EQ(restore_of(encode_order(o), 6), o);
+  EXPECT_FALSE(restore_of("wisp-order/1 restore 1 - /ws /s\n", 2).working_set);
+  EXPECT_EQ(restore_of("wisp-order/1 restore 1 - /ws /s\n", 2).source_dir, "/ws /s");
+  expect_error([] { parse_order("wisp-order/1 restore 1 - ws /s\n", 2); },
+               {"2 descriptors", "3 expected"});
+  expect_error([] { parse_order("wisp-order/1 restore 1 - ws\n", 3); }, {"absolute"});
+}
+
 TEST(StandbyOrder, RefusesAWrongDescriptorCount) {
   expect_error([] { parse_order("wisp-order/1 restore 1 - /s\n", 1); },
                {"came with 1 descriptors, 2 expected"});
@@ -243,7 +257,8 @@ TEST_F(StandbyOrderSocket, RefusesAnOversizedMessageAndTooManyFiles) {
   c->cmsg_len = CMSG_LEN(sizeof(int) * many.size());
   memcpy(CMSG_DATA(c), many.data(), sizeof(int) * many.size());
   ASSERT_EQ(sendmsg(manager_.get(), &msg, 0), static_cast<ssize_t>(text.size()));
-  expect_error([&] { receive_order(vmm_.get()); }, {"more than 50 descriptors"});
+  expect_error([&] { receive_order(vmm_.get()); },
+               {"more than " + std::to_string(kMaxOrderFds) + " descriptors"});
   EXPECT_EQ(open_count(), before);
   expect_error([&] { send_message(manager_.get(), text, many); }, {"too many descriptors"});
 }

@@ -105,6 +105,16 @@ class VmmConnection final : public api::Vmm::Server {
     out.setPages(m.pages);
     return kj::READY_NOW;
   }
+  kj::Promise<void> residentRanges(ResidentRangesContext context) override {
+    std::vector<std::pair<uint64_t, uint64_t>> runs;
+    s_.run([&] { runs = s_.service_.resident_ranges(); });
+    auto out = context.getResults().initRanges(static_cast<unsigned>(runs.size()));
+    for (size_t i = 0; i < runs.size(); ++i) {
+      out[i].setFirst(runs[i].first);
+      out[i].setCount(runs[i].second);
+    }
+    return kj::READY_NOW;
+  }
 
  private:
   ControlSessions& s_;

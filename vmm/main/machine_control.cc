@@ -6,6 +6,7 @@
 #include "base/error.h"
 #include "base/version.h"
 #include "snapshot/machine_snapshot.h"
+#include "snapshot/working_set.h"
 
 namespace wisp {
 
@@ -54,6 +55,13 @@ control::MemoryStats MachineControl::stats() {
   };
   return {count(mem.resident_pages()), mem.is_file_private() ? count(mem.written_pages()) : 0,
           mem.page_count()};
+}
+
+std::vector<std::pair<uint64_t, uint64_t>> MachineControl::resident_ranges() {
+  std::vector<std::pair<uint64_t, uint64_t>> out;
+  for (const snapshot::PageRange& r : snapshot::page_ranges(machine_.memory().resident_pages()))
+    out.emplace_back(r.first, r.count);
+  return out;
 }
 
 ControlServiceFactory machine_control(std::string dir, std::string id) {

@@ -28,6 +28,7 @@ class MachineControl final : public control::Service {
   // failed snapshot. Throws Error saying what was wrong.
   control::SnapshotReport snapshot(const control::SnapshotRequest& request) override;
   control::MemoryStats stats() override;
+  std::vector<std::pair<uint64_t, uint64_t>> resident_ranges() override;
 
  private:
   Machine& machine_;

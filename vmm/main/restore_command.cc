@@ -1,7 +1,9 @@
 #include "vmm/main/restore_command.h"
 
+#include <fcntl.h>
 #include <unistd.h>
 
+#include <cinttypes>
 #include <cstdio>
 #include <string>
 #include <utility>
@@ -20,6 +22,7 @@
 #include "vmm/main/jail_setup.h"
 #include "vmm/main/machine_control.h"
 #include "vmm/main/vmm_process.h"
+#include "vmm/main/working_set_prefetch.h"
 #include "vmm/virtio/block/block_backend.h"
 #include "vmm/virtio/vsock/vsock_muxer.h"
 
@@ -52,6 +55,10 @@ Options:
                      up front, and the clone no longer shares the memory file's pages with
                      other clones nor can take a diff snapshot (default: the file mapped
                      copy-on-write, 4 KiB pages, loaded as the guest touches them)
+  --no-prefetch      do not load the snapshot's recorded working set (its file
+                     working-set, written when a template is made) before the vCPUs run:
+                     every page then loads on the guest's first touch (--hugepages loads
+                     every page anyway)
   --timings          print a JSON line to stderr at exit: milliseconds from process start to
                      the jail's cost, KVM open, snapshot loaded, VM restored, first KVM_RUN
                      and exit
@@ -70,6 +77,9 @@ struct RestoreOptions {
   std::string dir, vsock_uds;
   bool timings = false;
   bool huge_pages = false;  // --hugepages
+  bool no_prefetch = false;
+  std::string working_set;  // the snapshot's working-set file ("" none, or --no-prefetch)
+  UniqueFd working_set_fd;  // ... opened before the jail, which then need not expose it
   int verbose = 0;
   int ready_fd = -1;
   VmmJailOptions jail;
@@ -86,6 +96,7 @@ bool parse(int argc, char** argv, RestoreOptions* o) {
       .count("ready-fd", &ready_fd, 3, 1024)
       .flag("timings", &o->timings)
       .flag("hugepages", &o->huge_pages)
+      .flag("no-prefetch", &o->no_prefetch)
       .value("drive", [o](const std::string& v) { o->drives.push_back(parse_drive_spec(v)); });
   add_console_options(p, &o->cfg);
   add_verbose_option(p, &o->verbose);
@@ -132,11 +143,24 @@ void report_ready(int fd, uint64_t t0_ns, uint64_t loaded_ns, uint64_t ready_ns,
   ::close(fd);
 }
 
+// The working-set file, opened before the jail (one file fewer to bind into its root).
+UniqueFd open_working_set(const std::string& path) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+  if (!fd) throw_errno(path);
+  return fd;
+}
+
 // The jail of a restore: the snapshot's files (its chain, read already: a diff names its
 // parent), its drives, the clone's sockets.
 jail::JailConfig jail_for(RestoreOptions& o) {
-  if (!o.jail.flags.jail) return vmm_jail_config(o.jail, &o.cfg, {}, {o.ready_fd});
   snapshot::SnapshotInputs in = snapshot::snapshot_inputs(o.chain);
+  std::vector<int> keep = {o.ready_fd};
+  if (!o.no_prefetch && !in.working_set.empty()) {
+    o.working_set = in.working_set;
+    o.working_set_fd = open_working_set(o.working_set);
+    keep.push_back(o.working_set_fd.get());
+  }
+  if (!o.jail.flags.jail) return vmm_jail_config(o.jail, &o.cfg, {}, keep);
   o.cfg.mem_bytes = in.mem_bytes;
   o.cfg.vcpus = in.vcpus;
   o.cfg.devices.assign(in.drives.begin(), in.drives.end());
@@ -146,11 +170,12 @@ jail::JailConfig jail_for(RestoreOptions& o) {
     vsock.uds_path = o.vsock_uds;
     o.cfg.devices.push_back(vsock);
   }
-  return vmm_jail_config(o.jail, &o.cfg, in.files, {o.ready_fd});
+  return vmm_jail_config(o.jail, &o.cfg, in.files, keep);
 }
 
 struct RestoreTimes {
   uint64_t kvm_ns = 0, loaded_ns = 0, ready_ns = 0;
+  PrefetchResult prefetch;
 };
 
 void print_timings(const RestoreTimes& t, const RunResult& r, uint64_t t0_ns, double jail_ms) {
@@ -158,10 +183,11 @@ void print_timings(const RestoreTimes& t, const RunResult& r, uint64_t t0_ns, do
   std::fprintf(stderr,
                "{\"jail_ms\":%.3f,\"kvm_open_ms\":%.3f,\"snapshot_loaded_ms\":%.3f,"
                "\"restored_ms\":%.3f,\"first_kvm_run_ms\":%.3f,\"exit_ms\":%.3f,"
-               "\"stop\":\"%s\"}\n",
+               "\"prefetch_pages\":%" PRIu64 ",\"prefetch_ms\":%.3f,\"stop\":\"%s\"}\n",
                jail_ms, ms(t.kvm_ns), ms(t.loaded_ns), ms(t.ready_ns),
                static_cast<double>(r.first_run_us) / 1000.0,
-               static_cast<double>(r.exit_us) / 1000.0, stop_reason_name(r.reason));
+               static_cast<double>(r.exit_us) / 1000.0, t.prefetch.pages,
+               t.prefetch.readahead_ms + t.prefetch.populate_ms, stop_reason_name(r.reason));
 }
 
 // The clone, inside the jail: snapshot read and machine rebuilt, privileges dropped, run.
@@ -174,8 +200,14 @@ int restore_vm(RestoreOptions& o, jail::Confinement& confinement, uint64_t t0_ns
     snapshot::LoadedSnapshot snap = snapshot::load_machine_snapshot(
         std::move(o.chain), [&](uint32_t vcpus) { return guest_cpuid(kvm, 0, vcpus); });
     // A separate step after the load, so the default mapping stays as the snapshot code makes
-    // it; "snapshot loaded" includes the copy.
-    if (o.huge_pages) snap.memory = snap.memory.copy_to_huge_pages();
+    // it; "snapshot loaded" includes the copy, which reads every page: no prefetch then.
+    if (o.huge_pages) {
+      snap.memory = snap.memory.copy_to_huge_pages();
+    } else if (o.working_set_fd) {
+      // The recorded working set loaded before the vCPUs run; a corrupt one fails the
+      // restore, naming the file.
+      t.prefetch = prefetch_working_set(o.working_set_fd.get(), o.working_set, snap.memory);
+    }
     t.loaded_ns = now_ns();
     configure_devices(o, snap, &o.cfg);
     confine_threads(confinement, &o.cfg);

@@ -23,6 +23,7 @@
 #include "vmm/main/restore_command.h"
 #include "vmm/main/standby_boot.h"
 #include "vmm/main/vmm_process.h"
+#include "vmm/main/working_set_prefetch.h"
 #include "vmm/memory/guest_memory.h"
 #include "vmm/virtio/block/block_backend.h"
 #include "vmm/virtio/vsock/vsock_muxer.h"
@@ -154,8 +155,8 @@ void configure_devices(const StandbyOptions& o, const snapshot::LoadedSnapshot& 
 // The order's descriptors after the layers' files: its drives, in slot order.
 std::vector<UniqueFd> drives_of(const standby::RestoreOrder& order, std::vector<UniqueFd>& fds) {
   std::vector<UniqueFd> drives;
-  for (size_t i = 2 * size_t{order.layers}; i < fds.size(); ++i)
-    drives.push_back(std::move(fds[i]));
+  size_t end = fds.size() - (order.working_set ? 1 : 0);
+  for (size_t i = 2 * size_t{order.layers}; i < end; ++i) drives.push_back(std::move(fds[i]));
   return drives;
 }
 
@@ -179,6 +180,9 @@ Ordered restore_on_order(StandbyOptions& o, const standby::RestoreOrder& order,
   const std::string name = "standby order (" + order.source_dir + ")";
   snapshot::LoadedSnapshot snap = snapshot::load_machine_snapshot(
       layers_of(order, fds), [&](uint32_t vcpus) { return guest_cpuid(kvm, 0, vcpus); }, name);
+  if (order.working_set) {
+    prefetch_working_set(fds.back().get(), order.source_dir + "/working-set", snap.memory);
+  }
   uint64_t loaded = now_ns();
   configure_devices(o, snap, order, drives_of(order, fds), &o.cfg);
   if (!o.cfg.control_socket.empty())

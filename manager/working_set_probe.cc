@@ -1,0 +1,50 @@
+#include "manager/working_set_probe.h"
+
+#include <time.h>
+#include <unistd.h>
+
+#include "base/clock.h"
+#include "base/error.h"
+#include "manager/agent_vm.h"
+#include "manager/invoke.h"
+
+namespace wisp::manager {
+namespace {
+
+constexpr std::chrono::milliseconds kRestoreTimeout{60000};
+constexpr std::chrono::milliseconds kConnectTimeout{60000};
+constexpr std::chrono::milliseconds kCallTimeout{60000};
+
+}  // namespace
+
+WorkingSetProbe probe_working_set(const std::string& snapshot_dir, const TemplateInfo& info,
+                                  const std::string& payload, const JailFlags& jail,
+                                  Cancellation* cancellation) {
+  uint64_t t0 = now_ns();
+  WorkingSetProbe out;
+  // --no-prefetch: the directory has no working set yet, but say so anyway: this measures.
+  std::unique_ptr<AgentVm> clone =
+      AgentVm::restore(snapshot_dir, info.drives, /*control=*/true, kRestoreTimeout, jail,
+                       cancellation, /*prefetch=*/false);
+  Cancellation::Watch watch(cancellation, clone->vmm());
+  try {
+    // The call as manager/invoke.cc makes it: fresh entropy and clock with the invoke.
+    auto agent = clone->connect_agent(kConnectTimeout, /*confirm=*/false);
+    std::string entropy(64, '\0');
+    if (getentropy(entropy.data(), entropy.size()) != 0) throw_errno("getentropy");
+    timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    out.result = agent->resumed_then_invoke(entropy, now.tv_sec * 1000000000ll + now.tv_nsec,
+                                            invoke_request_for(info, payload, kCallTimeout));
+    auto control = clone->control();
+    out.memory_pages = control->stats().pages;
+    out.ranges = control->resident_ranges();
+  } catch (const Error& e) {
+    throw clone->vmm().alive() ? VmFailed(e.what()) : clone->failure(e.what());
+  }
+  for (const auto& r : out.ranges) out.pages += r.second;
+  out.ms = ms_since(t0);
+  return out;
+}
+
+}  // namespace wisp::manager

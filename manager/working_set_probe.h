@@ -1,0 +1,37 @@
+// Recording a template's working set (issue 13): one probe clone is restored from the new
+// snapshot exactly as `wisp invoke` restores one (no working set yet, so nothing prefetched),
+// makes a clone's first call (the warm-up payload), and its VMM lists the guest pages it then
+// has mapped: what every clone touches from its restore to its first result. Clones of the
+// template load these pages before their vCPUs run (wisp-vmm restore, snapshot/working_set.h).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "api/agent_client.h"
+#include "api/jail_flags.h"
+#include "manager/cancellation.h"
+#include "manager/template_store.h"
+
+namespace wisp::manager {
+
+struct WorkingSetProbe {
+  client::InvokeResult result;  // the probe call's: the caller decides whether it succeeded
+  uint64_t memory_pages = 0;    // pages of the clone's guest memory
+  std::vector<std::pair<uint64_t, uint64_t>> ranges;  // resident after the call, sorted runs
+  uint64_t pages = 0;                                 // their sum
+  double ms = 0;                                      // restore to resident list
+};
+
+// Restores a probe clone of `snapshot_dir` for template `info` (its drives, mode and handler),
+// invokes it once with `payload` and lists its resident pages; the clone is destroyed. Throws
+// VmFailed (with the VMM's log) when the clone fails, Error when the call cannot be made; a
+// handler that fails is in `result`. `cancellation` (may be null) kills the clone.
+WorkingSetProbe probe_working_set(const std::string& snapshot_dir, const TemplateInfo& info,
+                                  const std::string& payload, const JailFlags& jail,
+                                  Cancellation* cancellation);
+
+}  // namespace wisp::manager
