@@ -79,6 +79,19 @@ void fill_handler(api::Handler::Builder b, const Handler& h) {
   b.setNetwork(h.network);
 }
 
+namespace {
+
+// One invoke request on the wire (invoke_many, resumed_then_invoke).
+void fill_invoke(api::InvokeRequest::Builder b, const InvokeRequest& r) {
+  b.setMode(r.mode == InvokeMode::kWorker ? api::InvokeRequest::Mode::WORKER
+                                          : api::InvokeRequest::Mode::EXEC);
+  fill_handler(b.initHandler(), r.handler);
+  b.setPayload(bytes_of(r.payload));
+  b.setTimeoutMs(r.timeout_ms);
+}
+
+}  // namespace
+
 InvokeResult convert(api::InvokeResult::Reader r) {
   InvokeResult out = invoke_outcome(r);
   out.error = string_of(r.getError());
@@ -408,12 +421,7 @@ std::vector<InvokeResult> AgentClient::invoke_many(const std::vector<InvokeReque
     check_request_size(r);
     longest = std::max(longest, r.timeout_ms);
     auto req = impl_->agent.invokeRequest();
-    auto b = req.initRequest();
-    b.setMode(r.mode == InvokeMode::kWorker ? api::InvokeRequest::Mode::WORKER
-                                            : api::InvokeRequest::Mode::EXEC);
-    fill_handler(b.initHandler(), r.handler);
-    b.setPayload(bytes_of(r.payload));
-    b.setTimeoutMs(r.timeout_ms);
+    fill_invoke(req.initRequest(), r);
     calls.add(req.send().then([](capnp::Response<api::Agent::InvokeResults>&& resp) {
       return convert(resp.getResult());
     }));
@@ -468,12 +476,7 @@ InvokeResult AgentClient::resumed_then_invoke(const std::string& entropy,
                               e.getDescription())));
   });
   auto req = impl_->agent.invokeRequest();
-  auto b = req.initRequest();
-  b.setMode(r.mode == InvokeMode::kWorker ? api::InvokeRequest::Mode::WORKER
-                                          : api::InvokeRequest::Mode::EXEC);
-  fill_handler(b.initHandler(), r.handler);
-  b.setPayload(bytes_of(r.payload));
-  b.setTimeoutMs(r.timeout_ms);
+  fill_invoke(req.initRequest(), r);
   auto invoked = req.send().then(
       [](capnp::Response<api::Agent::InvokeResults>&& resp) { return convert(resp.getResult()); });
   return impl_->wait(

@@ -13,26 +13,13 @@
 #include "base/hex.h"
 #include "base/unique_fd.h"
 #include "snapshot/crc64.h"
+#include "snapshot/file_fields.h"
 #include "snapshot/state_codec.h"
 
 namespace wisp::snapshot {
 namespace {
 
 constexpr uint64_t kMaxFileBytes = kStateHeaderBytes + kMaxPayloadBytes + kStateTrailerBytes;
-
-uint64_t load_le(const uint8_t* p, int n) {
-  uint64_t v = 0;
-  for (int i = n - 1; i >= 0; --i) v = (v << 8) | p[i];
-  return v;
-}
-
-void store_le(uint8_t* p, uint64_t v, int n) {
-  for (int i = 0; i < n; ++i) p[i] = static_cast<uint8_t>(v >> (8 * i));
-}
-
-[[noreturn]] void reject(const std::string& file, const std::string& what) {
-  throw Error(file + ": " + what);
-}
 
 }  // namespace
 
@@ -52,12 +39,12 @@ Bytes encode_state_file(const SnapshotState& state) {
 SnapshotState decode_state_file(std::span<const uint8_t> bytes, const std::string& file,
                                 StateFileInfo* info) {
   if (bytes.size() < kStateHeaderBytes) {
-    reject(file, "truncated state file: " + std::to_string(bytes.size()) +
-                     " bytes, shorter than the " + std::to_string(kStateHeaderBytes) +
-                     "-byte header");
+    reject_file(file, "truncated state file: " + std::to_string(bytes.size()) +
+                          " bytes, shorter than the " + std::to_string(kStateHeaderBytes) +
+                          "-byte header");
   }
   if (std::memcmp(bytes.data(), kStateMagic, sizeof kStateMagic) != 0) {
-    reject(file, "not a wisp snapshot state file (bad magic)");
+    reject_file(file, "not a wisp snapshot state file (bad magic)");
   }
   StateFileInfo header;
   header.major = static_cast<uint16_t>(load_le(&bytes[8], 2));
@@ -68,30 +55,30 @@ SnapshotState decode_state_file(std::span<const uint8_t> bytes, const std::strin
     std::string version = std::to_string(header.major) + "." + std::to_string(header.minor);
     std::string reads = "this wisp reads " + std::to_string(kFormatMajor) + ".x";
     if (header.major < kFormatMajor)
-      reject(file, "snapshot format version " + version + " was written by an older wisp (" +
-                       reads + "): re-create the snapshot with this wisp");
-    reject(file, "unsupported snapshot format version " + version + " (" + reads +
-                     "; written by a newer wisp?)");
+      reject_file(file, "snapshot format version " + version + " was written by an older wisp (" +
+                            reads + "): re-create the snapshot with this wisp");
+    reject_file(file, "unsupported snapshot format version " + version + " (" + reads +
+                          "; written by a newer wisp?)");
   }
   if (header.payload_bytes > kMaxPayloadBytes) {
-    reject(file, "state payload length " + std::to_string(header.payload_bytes) +
-                     " exceeds the limit of " + std::to_string(kMaxPayloadBytes) + " bytes");
+    reject_file(file, "state payload length " + std::to_string(header.payload_bytes) +
+                          " exceeds the limit of " + std::to_string(kMaxPayloadBytes) + " bytes");
   }
   uint64_t expected = kStateHeaderBytes + header.payload_bytes + kStateTrailerBytes;
   if (bytes.size() < expected) {
-    reject(file, "truncated state file: " + std::to_string(bytes.size()) + " bytes, header says " +
-                     std::to_string(expected));
+    reject_file(file, "truncated state file: " + std::to_string(bytes.size()) +
+                          " bytes, header says " + std::to_string(expected));
   }
   if (bytes.size() > expected) {
-    reject(file, "trailing data: " + std::to_string(bytes.size()) + " bytes, header says " +
-                     std::to_string(expected));
+    reject_file(file, "trailing data: " + std::to_string(bytes.size()) + " bytes, header says " +
+                          std::to_string(expected));
   }
   size_t body = kStateHeaderBytes + header.payload_bytes;
   uint64_t stored = load_le(&bytes[body], 8);
   uint64_t actual = crc64(bytes.first(body));
   if (stored != actual) {
-    reject(file, "checksum mismatch (stored " + hex(stored) + ", computed " + hex(actual) +
-                     "): the file is corrupt");
+    reject_file(file, "checksum mismatch (stored " + hex(stored) + ", computed " + hex(actual) +
+                          "): the file is corrupt");
   }
   SnapshotState state =
       decode_state_payload(bytes.subspan(kStateHeaderBytes, header.payload_bytes), file);
@@ -118,11 +105,11 @@ SnapshotState read_state_file(const std::string& path, StateFileInfo* info) {
 SnapshotState read_state_fd(int fd, const std::string& path, StateFileInfo* info) {
   struct stat st;
   if (::fstat(fd, &st) != 0) throw_errno("stat state file " + path);
-  if (!S_ISREG(st.st_mode)) reject(path, "state file is not a regular file");
+  if (!S_ISREG(st.st_mode)) reject_file(path, "state file is not a regular file");
   // The cap comes before the allocation: a huge file is refused without reading it.
   if (static_cast<uint64_t>(st.st_size) > kMaxFileBytes) {
-    reject(path, "state file is " + std::to_string(st.st_size) + " bytes, over the limit of " +
-                     std::to_string(kMaxFileBytes));
+    reject_file(path, "state file is " + std::to_string(st.st_size) + " bytes, over the limit of " +
+                          std::to_string(kMaxFileBytes));
   }
   Bytes bytes(static_cast<size_t>(st.st_size));
   size_t done = 0;

@@ -11,6 +11,7 @@
 #include "base/file_io.h"
 #include "base/unique_fd.h"
 #include "snapshot/crc64.h"
+#include "snapshot/file_fields.h"
 
 namespace wisp::snapshot {
 namespace {
@@ -19,20 +20,6 @@ constexpr size_t kRangeBytes = 16;
 constexpr size_t kTrailerBytes = 8;
 constexpr uint64_t kMaxFileBytes =
     kWorkingSetHeaderBytes + uint64_t{kMaxWorkingSetRanges} * kRangeBytes + kTrailerBytes;
-
-uint64_t load_le(const uint8_t* p, int n) {
-  uint64_t v = 0;
-  for (int i = n - 1; i >= 0; --i) v = (v << 8) | p[i];
-  return v;
-}
-
-void store_le(uint8_t* p, uint64_t v, int n) {
-  for (int i = 0; i < n; ++i) p[i] = static_cast<uint8_t>(v >> (8 * i));
-}
-
-[[noreturn]] void reject(const std::string& file, const std::string& what) {
-  throw Error(file + ": " + what);
-}
 
 }  // namespace
 
@@ -59,20 +46,20 @@ std::vector<PageRange> page_ranges(const std::vector<bool>& pages) {
 
 void validate_working_set(const WorkingSet& ws, const std::string& file) {
   if (ws.ranges.size() > kMaxWorkingSetRanges)
-    reject(file, std::to_string(ws.ranges.size()) + " ranges, more than the limit of " +
-                     std::to_string(kMaxWorkingSetRanges));
+    reject_file(file, std::to_string(ws.ranges.size()) + " ranges, more than the limit of " +
+                          std::to_string(kMaxWorkingSetRanges));
   uint64_t next_free = 0;  // the first page a range may start at (after a gap)
   for (size_t i = 0; i < ws.ranges.size(); ++i) {
     const PageRange& r = ws.ranges[i];
     std::string name = "range " + std::to_string(i) + " (page " + std::to_string(r.first) + ", " +
                        std::to_string(r.count) + " pages)";
-    if (r.count == 0) reject(file, name + ": empty");
+    if (r.count == 0) reject_file(file, name + ": empty");
     if (i > 0 && r.first < next_free)
-      reject(file, name +
-                       ": not after the previous range with a gap (unsorted, overlapping "
-                       "or adjacent)");
+      reject_file(file, name +
+                            ": not after the previous range with a gap (unsorted, overlapping "
+                            "or adjacent)");
     if (r.first >= ws.memory_pages || r.count > ws.memory_pages - r.first)
-      reject(file, name + ": past the memory's " + std::to_string(ws.memory_pages) + " pages");
+      reject_file(file, name + ": past the memory's " + std::to_string(ws.memory_pages) + " pages");
     next_free = r.first + r.count + 1;
   }
 }
@@ -98,25 +85,25 @@ std::vector<uint8_t> encode_working_set(const WorkingSet& ws) {
 
 WorkingSet parse_working_set(std::span<const uint8_t> bytes, const std::string& file) {
   if (bytes.size() < kWorkingSetHeaderBytes + kTrailerBytes)
-    reject(file, "truncated working set: " + std::to_string(bytes.size()) + " bytes");
+    reject_file(file, "truncated working set: " + std::to_string(bytes.size()) + " bytes");
   if (std::memcmp(bytes.data(), kWorkingSetMagic, sizeof kWorkingSetMagic) != 0)
-    reject(file, "not a wisp working-set file (bad magic)");
+    reject_file(file, "not a wisp working-set file (bad magic)");
   uint64_t major = load_le(&bytes[8], 2);
   if (major != kWorkingSetMajor)
-    reject(file, "working-set format " + std::to_string(major) + "." +
-                     std::to_string(load_le(&bytes[10], 2)) + ", this wisp reads " +
-                     std::to_string(kWorkingSetMajor) + ".x: re-create the template");
+    reject_file(file, "working-set format " + std::to_string(major) + "." +
+                          std::to_string(load_le(&bytes[10], 2)) + ", this wisp reads " +
+                          std::to_string(kWorkingSetMajor) + ".x: re-create the template");
   uint64_t n = load_le(&bytes[12], 4);
   if (n > kMaxWorkingSetRanges)
-    reject(file, std::to_string(n) + " ranges, more than the limit of " +
-                     std::to_string(kMaxWorkingSetRanges));
+    reject_file(file, std::to_string(n) + " ranges, more than the limit of " +
+                          std::to_string(kMaxWorkingSetRanges));
   uint64_t body = kWorkingSetHeaderBytes + n * kRangeBytes;
   if (bytes.size() != body + kTrailerBytes)
-    reject(file, "size " + std::to_string(bytes.size()) + " bytes, expected " +
-                     std::to_string(body + kTrailerBytes) + " for " + std::to_string(n) +
-                     " ranges");
+    reject_file(file, "size " + std::to_string(bytes.size()) + " bytes, expected " +
+                          std::to_string(body + kTrailerBytes) + " for " + std::to_string(n) +
+                          " ranges");
   uint64_t stored = load_le(&bytes[body], 8);
-  if (crc64(bytes.first(body)) != stored) reject(file, "checksum mismatch (corrupt file)");
+  if (crc64(bytes.first(body)) != stored) reject_file(file, "checksum mismatch (corrupt file)");
   WorkingSet ws;
   ws.memory_pages = load_le(&bytes[16], 8);
   ws.ranges.reserve(n);
@@ -137,9 +124,9 @@ WorkingSet read_working_set(const std::string& path, uint64_t memory_pages) {
 WorkingSet read_working_set_fd(int fd, const std::string& path, uint64_t memory_pages) {
   struct stat st;
   if (::fstat(fd, &st) != 0) throw_errno(path);
-  if (!S_ISREG(st.st_mode)) reject(path, "not a regular file");
+  if (!S_ISREG(st.st_mode)) reject_file(path, "not a regular file");
   if (static_cast<uint64_t>(st.st_size) > kMaxFileBytes)
-    reject(path, "working set of " + std::to_string(st.st_size) + " bytes, more than the cap");
+    reject_file(path, "working set of " + std::to_string(st.st_size) + " bytes, more than the cap");
   std::vector<uint8_t> bytes(static_cast<size_t>(st.st_size));
   if (int err = pread_exact(fd, 0, bytes)) {
     errno = err;
@@ -147,8 +134,8 @@ WorkingSet read_working_set_fd(int fd, const std::string& path, uint64_t memory_
   }
   WorkingSet ws = parse_working_set(bytes, path);
   if (memory_pages && ws.memory_pages != memory_pages)
-    reject(path, "recorded for " + std::to_string(ws.memory_pages) +
-                     " memory pages, the snapshot has " + std::to_string(memory_pages));
+    reject_file(path, "recorded for " + std::to_string(ws.memory_pages) +
+                          " memory pages, the snapshot has " + std::to_string(memory_pages));
   return ws;
 }
 
