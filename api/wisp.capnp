@@ -86,7 +86,9 @@ struct TemplateSpec {
   mode @2 :Text = "exec";       # exec: a fresh handler process per call; worker: warm worker
   argv @3 :List(Text);          # the handler command
   env @4 :List(Text);           # "KEY=value"
-  warmup @5 :UInt32;            # invocations before the snapshot
+  warmup @5 :UInt32;            # invocations before the snapshot; 0: none, and then no
+                                # probe clone records a working set (`wisp template
+                                # create` sends 1 unless given --warmup)
   warmupPayload @6 :Data $Json.base64;
   kernel @7 :Text;              # "": wisp's default guest kernel
   initrd @8 :Text;              # "" and no rootfs: the agent initramfs

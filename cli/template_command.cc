@@ -30,11 +30,13 @@ constexpr const char* kUsage = R"(Usage: wisp template COMMAND ...
       Boot a function VM, start its handler, warm it up and snapshot it as template NAME.
       exec mode: each invocation runs CMD afresh in the sandbox. worker mode: CMD is started
       now as a warm worker (api/worker_protocol.md) and its initialisation (imports, model
-      loading) is in the snapshot. --warmup N: invoke N times (0 to 10000; payload:
-      --warmup-payload, or empty) before the snapshot, so the paths a call takes are warm in
-      it. Then the agent syncs (prepareSnapshot) and the VM is snapshotted and destroyed,
+      loading) is in the snapshot. --warmup N: invoke N times (default 1, 0 to 10000;
+      payload: --warmup-payload, or empty) before the snapshot, so the paths a call takes
+      are warm in it; a failing warm-up call fails the creation with the handler's stderr.
+      Then the agent syncs (prepareSnapshot) and the VM is snapshotted and destroyed,
       and one probe clone of the snapshot makes a first call (the warm-up payload): the
       pages it touched are the template's working set, which every restore prefetches.
+      --warmup 0: the handler is not called while the template is made (no probe either).
       --mem defaults to 256 MiB here. --timings prints a JSON line to stderr: boot_ms,
       warmup_ms, snapshot_ms (pause + save of the snapshot), memory_file_bytes,
       memory_disk_bytes, total_ms. --rebuild: replace template NAME if it exists; calls

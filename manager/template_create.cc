@@ -183,7 +183,10 @@ TemplateCreated create_template(const TemplateSpec& spec, const Progress& progre
   }
   watch.reset();
   machine.reset();
-  record_working_set(spec, vm, staging.snapshot_dir(), progress, cancellation, &out);
+  if (spec.warmup > 0)
+    record_working_set(spec, vm, staging.snapshot_dir(), progress, cancellation, &out);
+  else
+    progress("no working set recorded (--warmup 0: the handler is not called before use)");
   out.snapshot_ms = out.info.snapshot_ms = snap.total_ms;
   out.info.memory_file_bytes = snap.memory_file_bytes;
   out.info.memory_disk_bytes = snap.memory_disk_bytes;

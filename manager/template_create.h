@@ -21,7 +21,9 @@ struct TemplateSpec {
   std::string mode = "exec";      // exec: the handler runs afresh per call; worker: warm worker
   std::vector<std::string> argv;  // the handler command
   std::vector<std::string> env;   // KEY=VALUE
-  uint32_t warmup = 0;            // invocations before the snapshot
+  // Invocations before the snapshot. Templates are warm by default (one call); 0: the handler
+  // is not called while the template is made, so no probe clone records a working set either.
+  uint32_t warmup = 1;
   std::string warmup_payload;
   VmSpec vm;  // its mem_bytes and vcpus are recorded in the template (0: 256 MiB, 1 vCPU)
   std::chrono::milliseconds boot_timeout{120000};

@@ -296,8 +296,9 @@ class JailTest(unittest.TestCase):
         run = self.vm_dir(tag)
         env = dict(self.env, TMPDIR=run)
         if "sleepy" not in self.run_wisp("template", "ls").stdout:
+            # --warmup 0: a handler that sleeps 60 s cannot be warmed up (nor probed).
             p = self.run_wisp("template", "create", "sleepy", "--handler", "/bin/sleep 60",
-                              timeout=600, env=env)
+                              "--warmup", "0", timeout=600, env=env)
             self.assertEqual(p.returncode, 0, p.stderr)
             self.assertEqual(os.listdir(run), [], "template create left its runtime directory")
         inv = subprocess.Popen([self.wisp, "invoke", "sleepy", "-n"], env=env,
