@@ -212,7 +212,9 @@ def wisp_clones(args, env, tdir, h, tmp, prefetch=True):
     procs = []
     try:
         for i in range(args.clones):
-            sock = os.path.join(tmp, f"clone{i}.sock")
+            # A socket of its own per batch: a killed VMM leaves its socket file, and a VMM
+            # refuses to bind over one (it cannot tell a stale file from a live VM's).
+            sock = os.path.join(tmp, f"clone{i}{'' if prefetch else '-np'}.sock")
             procs.append((subprocess.Popen(
                 [args.wisp, "snapshot", "restore", tdir, "--vsock-uds", sock, "--console",
                  "none"] + ([] if prefetch else ["--no-prefetch"])
@@ -237,8 +239,10 @@ def wisp_clones(args, env, tdir, h, tmp, prefetch=True):
     finally:
         for p, _ in procs:
             p.kill()
-        for p, _ in procs:
+        for p, sock in procs:
             p.wait()
+            if os.path.exists(sock):
+                os.unlink(sock)
     rss = [m["Rss"] for m in mem]
     pss = [m["Pss"] for m in mem]
     return {"clones": args.clones, "per_clone_kib": mem, "sum_rss_kib": sum(rss),
