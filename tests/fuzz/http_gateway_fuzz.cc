@@ -52,6 +52,10 @@ std::vector<std::string> seeds() {
   };
   return {
       std::string("\0", 1) + req("POST /v1/templates/echo/invoke HTTP/1.1\r\nHost: h\r\n", "hi"),
+      // A raw payload that looks like kj-http's error page comes back as it went in (CI found
+      // this one: the check below once took the echo for the gateway's own answer).
+      std::string("\0", 1) + req("POST /v1/templates/echo/invoke HTTP/1.1\r\nHost: h\r\n",
+                                 "Content-Type: text/plain\r\n\r\nERROR: }"),
       std::string("\0", 1) + req("POST /v1/templates/echo/invoke HTTP/1.1\r\nHost: h\r\n" + json,
                                  R"({"payload":"aGk=","timeoutMs":"100"})"),
       std::string("\0", 1) + "GET /v1/templates HTTP/1.1\r\nHost: h\r\n\r\n" +
@@ -118,11 +122,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   std::string text(reply.cStr(), reply.size());
   check(text.empty() || text.rfind("HTTP/1.1 ", 0) == 0);
-  // The gateway's own error bodies, never one saying a failure had no word (the echo template
-  // reflects input, but only as an octet-stream body or base64 inside JSON), nor kj-http's
-  // default error page (its failures go through the gateway's handler).
-  check(text.find("Content-Type: application/json\r\n\r\n{\"error\":\"internal: ") ==
-        std::string::npos);
-  check(text.find("Content-Type: text/plain\r\n\r\nERROR: ") == std::string::npos);
+  // The gateway's own error bodies, never one saying a failure had no word, nor kj-http's
+  // default error page (its failures go through the gateway's handler). The echo template
+  // answers a raw payload with the same bytes as an octet-stream body, so a request that
+  // carries a marker itself may see it come back: the check is skipped for that input.
+  const std::string input(reinterpret_cast<const char*>(data) + 1, size - 1);
+  auto never_answered = [&](const std::string& marker) {
+    check(input.find(marker) != std::string::npos || text.find(marker) == std::string::npos);
+  };
+  never_answered("Content-Type: application/json\r\n\r\n{\"error\":\"internal: ");
+  never_answered("Content-Type: text/plain\r\n\r\nERROR: ");
   return 0;
 }
