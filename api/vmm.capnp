@@ -37,8 +37,9 @@ interface Vmm {
   snapshot @3 (dir :Text, diff :Bool, stateFile :FileHandle, memoryFile :FileHandle)
       -> (report :SnapshotReport);
 
-  # Guest memory pages: in this process's page tables, and written since a restore.
-  stats @4 () -> (stats :MemoryStats);
+  # Guest memory pages: in this process's page tables, and written since a restore; with them
+  # KVM's own counters of the vCPUs (an older VMM leaves `vcpu` unset).
+  stats @4 () -> (stats :MemoryStats, vcpu :VcpuCounters);
 
   # The guest pages in this process's page tables now, as sorted runs of page indexes (4 KiB
   # pages of the memory's file offset space): what a template's probe clone touched from its
@@ -66,6 +67,19 @@ struct SnapshotReport {
   memoryDiskBytes @7 :UInt64;   # allocated on disk (sparse)
   pagesWritten @8 :UInt64;      # pages of data in the memory file
   pagesInLayer @9 :UInt64;      # a diff: pages this layer covers (data or zero)
+}
+
+# KVM's counters of every vCPU, summed, since the VM was created or restored (its binary
+# statistics, Linux 5.14+; `available` false without them). They show the exits the VMM never
+# sees: a restored guest's first touch of each page is one nested page fault (EPT/NPT).
+struct VcpuCounters {
+  available @0 :Bool;
+  exits @1 :UInt64;             # every exit from guest mode
+  nestedPageFaults @2 :UInt64;  # faults KVM's MMU handled (KVM's pf_taken)
+  pagesMapped @3 :UInt64;       # of those, the ones that installed a mapping (pf_fixed)
+  haltExits @4 :UInt64;
+  mmioExits @5 :UInt64;         # exits the VMM handled as MMIO
+  ioExits @6 :UInt64;           # exits the VMM handled as port I/O
 }
 
 struct MemoryStats {

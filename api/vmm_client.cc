@@ -146,7 +146,13 @@ control::SnapshotReport VmmClient::snapshot(const control::SnapshotRequest& requ
 control::MemoryStats VmmClient::stats() {
   auto response = impl_->wait(impl_->vmm.statsRequest().send(), "stats");
   auto s = response.getStats();
-  return {s.getResidentPages(), s.getWrittenPages(), s.getPages()};
+  control::MemoryStats out{s.getResidentPages(), s.getWrittenPages(), s.getPages(), {}};
+  if (response.hasVcpu()) {
+    auto v = response.getVcpu();
+    out.vcpu = {v.getAvailable(), v.getExits(),     v.getNestedPageFaults(), v.getPagesMapped(),
+                v.getHaltExits(), v.getMmioExits(), v.getIoExits()};
+  }
+  return out;
 }
 
 std::vector<std::pair<uint64_t, uint64_t>> VmmClient::resident_ranges() {

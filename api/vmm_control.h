@@ -33,10 +33,18 @@ struct SnapshotReport {
   uint64_t pages_in_layer = 0;
 };
 
+// api/vmm.capnp VcpuCounters: KVM's counters of the VM's vCPUs, summed.
+struct VcpuCounters {
+  bool available = false;
+  uint64_t exits = 0, nested_page_faults = 0, pages_mapped = 0, halt_exits = 0, mmio_exits = 0,
+           io_exits = 0;
+};
+
 struct MemoryStats {
   uint64_t resident_pages = 0;
   uint64_t written_pages = 0;
   uint64_t pages = 0;
+  VcpuCounters vcpu;  // read in the same call, so one stage boundary gets both
 };
 
 // What a VMM does for its control channel's calls. Implemented by the VMM process (it joins

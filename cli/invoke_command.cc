@@ -39,7 +39,10 @@ call (agent.resumed), so no two clones share RNG state.
                     the fresh entropy and clock), invoke_ms (the call), total_ms (start to
                     result), pages_touched (guest pages the clone mapped: read or written),
                     handler_ms (the agent's time for the handler), preforked (exec mode: it
-                    ran in the sandbox the template's snapshot held ready)
+                    ran in the sandbox the template's snapshot held ready), exits and
+                    nested_page_faults (KVM's counters of the clone's vCPUs, restore to
+                    result: every exit, and the EPT/NPT faults of first touches; -1 where
+                    KVM keeps no statistics)
   --server PATH     call a running `wisp serve` over its socket PATH instead (also: the
                     WISP_SERVER environment variable): its pool or warm clones do the restore.
                     Same output and exit status; --timings then prints serve's figures
@@ -161,15 +164,22 @@ int invoke_command(int argc, char** argv, uint64_t t0_ns) {
     std::fprintf(stderr, "wisp invoke: %s\n", failed.c_str());
     return kExitError;
   }
-  if (request.count_pages)
+  if (request.count_pages) {
+    // KVM's counters, or -1 where the clone's KVM has none.
+    auto counter = [&out](uint64_t v) {
+      return out.vcpu.available ? static_cast<long long>(v) : -1ll;
+    };
     std::fprintf(stderr,
                  "{\"restore_ms\":%.3f,\"jail_ms\":%.3f,\"reconnect_ms\":%.3f,"
                  "\"connect_ms\":%.3f,\"invoke_ms\":%.3f,\"total_ms\":%.3f,"
-                 "\"pages_touched\":%lld,\"handler_ms\":%.3f,\"preforked\":%s}\n",
+                 "\"pages_touched\":%lld,\"handler_ms\":%.3f,\"preforked\":%s,"
+                 "\"exits\":%lld,\"nested_page_faults\":%lld}\n",
                  out.restore_ms, out.jail_ms, out.reconnect_ms, out.connect_ms, out.invoke_ms,
                  out.total_ms, static_cast<long long>(out.pages_touched),
                  static_cast<double>(out.result.duration_ns) / 1e6,
-                 out.result.preforked ? "true" : "false");
+                 out.result.preforked ? "true" : "false", counter(out.vcpu.exits),
+                 counter(out.vcpu.nested_page_faults));
+  }
   return handler_exit_status(kCommand, out.result, request.timeout);
 }
 

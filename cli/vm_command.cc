@@ -21,7 +21,9 @@ One call on the VMM listening on PATH (wisp run/snapshot restore --control-socke
   pause    stop every vCPU until resume (snapshots of a paused VM keep it paused)
   resume   let the vCPUs run again
   stats    guest memory pages, as JSON: resident (mapped by this VMM), written since a
-           restore (copied on write), and the guest's total
+           restore (copied on write), and the guest's total; "vcpu": KVM's counters of the
+           vCPUs since the VM started or was restored (exits, nested_page_faults: first
+           touches of guest pages, pages_mapped, halt/mmio/io exits)
   resident the resident guest pages, as JSON: {"ranges":[[FIRST,COUNT],...]}, sorted runs of
            4 KiB page indexes (what a template's working set records)
 Exit 0 on success, 1 with the VMM's reason, 2 on a usage error.
@@ -57,9 +59,13 @@ int call_vmm(const char* name, int argc, char** argv, const Call& call) {
 int stats(int argc, char** argv) {
   return call_vmm("stats", argc, argv, [](client::VmmClient& vmm) {
     control::MemoryStats s = vmm.stats();
+    const control::VcpuCounters& v = s.vcpu;
     std::printf("{\"resident_pages\":%" PRIu64 ",\"written_pages\":%" PRIu64 ",\"pages\":%" PRIu64
-                "}\n",
-                s.resident_pages, s.written_pages, s.pages);
+                ",\"vcpu\":{\"available\":%s,\"exits\":%" PRIu64 ",\"nested_page_faults\":%" PRIu64
+                ",\"pages_mapped\":%" PRIu64 ",\"halt_exits\":%" PRIu64 ",\"mmio_exits\":%" PRIu64
+                ",\"io_exits\":%" PRIu64 "}}\n",
+                s.resident_pages, s.written_pages, s.pages, v.available ? "true" : "false", v.exits,
+                v.nested_page_faults, v.pages_mapped, v.halt_exits, v.mmio_exits, v.io_exits);
   });
 }
 

@@ -69,7 +69,9 @@ InvokeOutcome invoke(const std::string& template_name, const InvokeRequest& requ
   }
   if (request.count_pages) {
     try {
-      out.pages_touched = static_cast<int64_t>(clone->control()->stats().resident_pages);
+      control::MemoryStats stats = clone->control()->stats();
+      out.pages_touched = static_cast<int64_t>(stats.resident_pages);
+      out.vcpu = stats.vcpu;
     } catch (const Error&) {
       // Only a figure: the result is what counts.
     }

@@ -33,6 +33,10 @@ struct InvokeOutcome {
   double invoke_ms = 0;        // the call
   double total_ms = 0;         // start to result
   int64_t pages_touched = -1;  // guest pages the clone mapped (count_pages; -1: unknown)
+  // KVM's counters of the clone's vCPUs from restore to result (count_pages; read with
+  // pages_touched). The restore stage runs no guest code, so they all belong to reconnect and
+  // invoke.
+  control::VcpuCounters vcpu;
 };
 
 // The agent request that invokes template `t`'s handler with `payload`.

@@ -170,6 +170,12 @@ class CloneEntropyTest(unittest.TestCase):
             # Its first call ran in the sandbox the snapshot held (agent/spare_sandbox.h), set
             # up before the snapshot: the bytes below must still differ between clones.
             self.assertTrue(timings.get("preforked"), timings)
+            # KVM's counters of the clone's vCPUs (vmm/kvm/vcpu_stats.h): a clone that ran a
+            # handler took exits, among them a nested page fault (EPT/NPT) for each guest page
+            # it touched first.
+            self.assertGreater(timings.get("exits", -1), 0, timings)
+            self.assertGreater(timings.get("nested_page_faults", -1), 0, timings)
+            self.assertGreaterEqual(timings["exits"], timings["nested_page_faults"], timings)
             firsts.append(out.split())
         for out in firsts:
             self.assertEqual(len(out), 3, firsts)

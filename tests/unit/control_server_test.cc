@@ -62,7 +62,7 @@ class FakeService final : public control::Service {
   }
   control::MemoryStats stats() override {
     note();
-    return {7, 3, 1024};
+    return {7, 3, 1024, {true, 900, 410, 400, 5, 60, 2}};
   }
   std::vector<std::pair<uint64_t, uint64_t>> resident_ranges() override {
     note();
@@ -143,6 +143,13 @@ TEST_F(ControlServerTest, CallsRunOnTheEventLoopThread) {
   EXPECT_EQ(s.resident_pages, 7u);
   EXPECT_EQ(s.written_pages, 3u);
   EXPECT_EQ(s.pages, 1024u);
+  EXPECT_TRUE(s.vcpu.available);
+  EXPECT_EQ(s.vcpu.exits, 900u);
+  EXPECT_EQ(s.vcpu.nested_page_faults, 410u);
+  EXPECT_EQ(s.vcpu.pages_mapped, 400u);
+  EXPECT_EQ(s.vcpu.halt_exits, 5u);
+  EXPECT_EQ(s.vcpu.mmio_exits, 60u);
+  EXPECT_EQ(s.vcpu.io_exits, 2u);
   std::vector<std::pair<uint64_t, uint64_t>> ranges = {{0, 3}, {100, 4}};
   EXPECT_EQ(client->resident_ranges(), ranges);
   EXPECT_EQ(service_.pauses, 2);

@@ -103,6 +103,14 @@ class VmmConnection final : public api::Vmm::Server {
     out.setResidentPages(m.resident_pages);
     out.setWrittenPages(m.written_pages);
     out.setPages(m.pages);
+    auto v = context.getResults().initVcpu();
+    v.setAvailable(m.vcpu.available);
+    v.setExits(m.vcpu.exits);
+    v.setNestedPageFaults(m.vcpu.nested_page_faults);
+    v.setPagesMapped(m.vcpu.pages_mapped);
+    v.setHaltExits(m.vcpu.halt_exits);
+    v.setMmioExits(m.vcpu.mmio_exits);
+    v.setIoExits(m.vcpu.io_exits);
     return kj::READY_NOW;
   }
   kj::Promise<void> residentRanges(ResidentRangesContext context) override {

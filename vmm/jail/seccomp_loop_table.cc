@@ -37,7 +37,7 @@ constexpr SyscallRule kSyscalls[] = {
     // virtio-rng and snapshot ids.
     allow("getrandom", "VirtioRng fills the guest's buffers; a snapshot's id"),
     // Block I/O runs on its own thread (seccomp_block_table.cc); these are the snapshot's.
-    allow("pread64", "/proc/self/pagemap (stats, diff snapshots)"),
+    allow("pread64", "/proc/self/pagemap (stats, diff snapshots), KVM vCPU statistics files"),
     allow("pwrite64", "the snapshot's state and memory files"),
     // Snapshots (pause, KVM_GET_* below, write the files the caller handed over).
     allow("tgkill", "VcpuRunner::kick: pthread_kill stops KVM_RUN for a pause"),

@@ -356,4 +356,9 @@ VcpuExit Vcpu::run() {
   return out;
 }
 
+UniqueFd Vcpu::open_stats() const {
+  int fd = ioctl(fd_.get(), KVM_GET_STATS_FD, 0);
+  return UniqueFd(fd < 0 ? -1 : fd);
+}
+
 }  // namespace wisp

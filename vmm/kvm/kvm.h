@@ -130,6 +130,9 @@ class Vcpu {
   // Tells the guest's kvmclock it was paused (avoids soft-lockup warnings). Optional; returns
   // false if the guest has no kvmclock or KVM lacks KVM_CAP_KVMCLOCK_CTRL.
   bool kvmclock_ctrl();
+  // KVM's statistics file of this vCPU (vcpu_stats.h); an empty UniqueFd where KVM has none
+  // (before Linux 5.14). An ioctl: call it before the VMM's seccomp filter goes on.
+  UniqueFd open_stats() const;
   VcpuState save_state() const;
   // Validates `s` first (untrusted). CPUID must already be set (set_cpuid), and the VM's
   // irqchip created. Order follows Firecracker (see kvm_state.cc).

@@ -146,6 +146,24 @@ RunResult MachineImpl::result(uint64_t end_ns) const {
   return r;
 }
 
+void MachineImpl::add_vcpu(Vcpu vcpu) {
+  if (UniqueFd fd = vcpu.open_stats()) {
+    try {
+      vcpu_stats_.emplace_back(std::move(fd));
+    } catch (const Error&) {
+      // The counters are figures for benchmarks: a layout this VMM cannot read costs them,
+      // not the VM.
+    }
+  }
+  vcpus_.add(std::move(vcpu));
+}
+
+VcpuCounts MachineImpl::vcpu_counts() const {
+  VcpuCounts sum;
+  for (const VcpuStats& s : vcpu_stats_) sum += s.read();
+  return sum;
+}
+
 MachineState MachineImpl::save_state() {
   if (!paused()) throw Error("the VM must be paused to save its state");
   // Requests in flight finish first: their used entries and interrupt belong in the state.

@@ -11,6 +11,7 @@
 
 #include "api/vmm_control.h"
 #include "vmm/kvm/kvm.h"
+#include "vmm/kvm/vcpu_stats.h"
 #include "vmm/machine/console.h"
 #include "vmm/machine/machine_state.h"
 #include "vmm/machine/virtio_wiring.h"
@@ -106,6 +107,8 @@ class Machine {
   virtual bool paused() const = 0;
   virtual MachineState save_state() = 0;
   virtual const GuestMemory& memory() const = 0;
+  // KVM's counters of every vCPU, summed (vmm/kvm/vcpu_stats.h); any thread.
+  virtual VcpuCounts vcpu_counts() const = 0;
 };
 
 // The CPUID wisp gives vCPU `id` of a machine with `vcpus` vCPUs on this host. A restore

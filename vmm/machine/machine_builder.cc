@@ -114,7 +114,7 @@ void MachineBuilder::boot(BootSetup setup) {
     // Application processors wait in KVM for INIT/SIPI from the boot CPU; only it needs
     // registers.
     if (id == 0) vcpu.set_long_mode_entry(entry);
-    m.vcpus_.add(std::move(vcpu));
+    m.add_vcpu(std::move(vcpu));
   }
 }
 
@@ -130,7 +130,7 @@ void MachineBuilder::restore(const MachineState& state) {
   for (uint32_t id = 0; id < count; ++id) {
     Vcpu vcpu = create_vcpu(id);
     vcpu.restore_state(state.vcpus[id]);
-    m.vcpus_.add(std::move(vcpu));
+    m.add_vcpu(std::move(vcpu));
   }
   m.serial_->restore(state.serial);
   restore_transports(state);

@@ -37,6 +37,7 @@ class MachineImpl final : public Machine {
   bool paused() const override { return vcpus_.paused(); }
   MachineState save_state() override;
   const GuestMemory& memory() const override { return mem_; }
+  VcpuCounts vcpu_counts() const override;
 
  private:
   friend class MachineBuilder;
@@ -44,6 +45,9 @@ class MachineImpl final : public Machine {
   // The device part of save_state(); its restore counterparts are MachineBuilder's.
   void save_devices(MachineState& s) const;
   RunResult result(uint64_t end_ns) const;
+  // Adds a vCPU, with its KVM statistics file opened now (an ioctl: the builder runs before
+  // any seccomp filter); a kernel without one leaves the counters unavailable.
+  void add_vcpu(Vcpu vcpu);
   void start_threads();
 
   // Declared in dependency order, so destruction runs from the control socket and the vCPU
@@ -65,6 +69,7 @@ class MachineImpl final : public Machine {
   CpuidEntries boot_cpuid_;  // vCPU 0's, saved with the state
   uint64_t kernel_loaded_ns_ = 0;
   VcpuRunner vcpus_;
+  std::vector<VcpuStats> vcpu_stats_;
   std::unique_ptr<control::Service> control_service_;
   std::unique_ptr<ControlServer> control_;  // serves control_service_
 };

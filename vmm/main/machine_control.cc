@@ -53,8 +53,12 @@ control::MemoryStats MachineControl::stats() {
   auto count = [](const std::vector<bool>& v) {
     return static_cast<uint64_t>(std::count(v.begin(), v.end(), true));
   };
-  return {count(mem.resident_pages()), mem.is_file_private() ? count(mem.written_pages()) : 0,
-          mem.page_count()};
+  VcpuCounts c = machine_.vcpu_counts();
+  return {count(mem.resident_pages()),
+          mem.is_file_private() ? count(mem.written_pages()) : 0,
+          mem.page_count(),
+          {c.available, c.exits, c.nested_page_faults, c.pages_mapped, c.halt_exits, c.mmio_exits,
+           c.io_exits}};
 }
 
 std::vector<std::pair<uint64_t, uint64_t>> MachineControl::resident_ranges() {
