@@ -13,6 +13,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from goals import print_verdicts  # noqa: E402
 from vmrun import environment_name, qemu_microvm_argv, run_vm, write_json  # noqa: E402
 from wisp_cli import BOOT_MARKER  # noqa: E402
 
@@ -85,6 +86,7 @@ def main():
     print(f"  wisp {med['wisp']:.1f} MiB/s, qemu microvm {med['qemu']:.1f} MiB/s, "
           f"ratio wisp/qemu {ratio:.2f}x (median of {args.runs})")
     print(f"  JSON: {args.out}")
+    print_verdicts(report, "blk.json")
     return 0
 
 

@@ -11,6 +11,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from goals import print_verdicts  # noqa: E402
 from vmrun import environment_name, qemu_microvm_argv, summarize, write_json  # noqa: E402
 from wisp_cli import BenchError, boot, boot_argv  # noqa: E402
 
@@ -74,6 +75,7 @@ def main():
     print(f"  {'wisp start -> first KVM_RUN':28} {fmt(w['first_kvm_run_ms']):>24}")
     print(f"  ratio wisp/qemu: init marker {ratio_marker:.2f}x, exit {ratio_exit:.2f}x")
     print(f"  JSON: {args.out}")
+    print_verdicts(report, "boot.json")
     return 0
 
 

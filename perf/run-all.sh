@@ -2,40 +2,59 @@
 # Every benchmark once, JSON in build/perf/: what `make perf` and `make test` run (inside KVM:
 # tests/integration/in-kvm). Run counts come from WISP_BENCH_RUNS* (defaults below).
 # Usage: perf/run-all.sh [BENCH...]   (boot blk vsock agent snapshot jail serve serve-python
-# hugepages; default: all; tests/integration/run-all.sh, i.e. `make test`, names its own list)
+# hugepages, and report; default: every benchmark, not report; tests/integration/run-all.sh,
+# i.e. `make test`, names its own list)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# QUICK=1 (make perf QUICK=1): fewer runs per benchmark, every JSON the report plots still
+# written, the whole suite within ~10 minutes on the testbed. Explicit WISP_BENCH_* win.
+if [ -n "${QUICK:-}" ] && [ "${QUICK}" != 0 ]; then
+  : "${WISP_BENCH_RUNS:=4}" "${WISP_BENCH_RUNS_BLK:=1}" "${WISP_BENCH_RUNS_VSOCK:=1}"
+  : "${WISP_BENCH_RUNS_AGENT:=2}" "${WISP_BENCH_AGENT_CALLS:=50}"
+  : "${WISP_BENCH_RUNS_SNAPSHOT:=6}" "${WISP_BENCH_RUNS_SNAPSHOT_QEMU:=2}"
+  : "${WISP_BENCH_RUNS_SNAPSHOT_COLD:=1}" "${WISP_BENCH_SNAPSHOT_CLONES:=5}"
+  : "${WISP_BENCH_RUNS_JAIL:=2}" "${WISP_BENCH_SERVE_CALLS:=6}" "${WISP_BENCH_SERVE_COLD_CALLS:=1}"
+  : "${WISP_BENCH_SERVE_CONCURRENCY:=1,4,16}" "${WISP_BENCH_SERVE_PACED_CALLS:=4}"
+  : "${WISP_BENCH_RUNS_HUGEPAGES:=2}"
+fi
 run() {
   case "$1" in
     boot) perf/boot_bench.py --runs "${WISP_BENCH_RUNS:-20}" --out build/perf/boot.json ;;
     blk) perf/blk_bench.py --runs "${WISP_BENCH_RUNS_BLK:-5}" --out build/perf/blk.json ;;
     vsock) perf/vsock_bench.py --runs "${WISP_BENCH_RUNS_VSOCK:-3}" --out build/perf/vsock.json ;;
     agent)
-      perf/agent_bench.py --runs "${WISP_BENCH_RUNS_AGENT:-10}" --calls 200 \
+      perf/agent_bench.py --runs "${WISP_BENCH_RUNS_AGENT:-10}" \
+        --calls "${WISP_BENCH_AGENT_CALLS:-200}" \
         --out build/perf/agent.json ;;
     snapshot)
       perf/snapshot_bench.py --runs "${WISP_BENCH_RUNS_SNAPSHOT:-50}" \
         --qemu-runs "${WISP_BENCH_RUNS_SNAPSHOT_QEMU:-10}" \
-        --cold-runs "${WISP_BENCH_RUNS_SNAPSHOT_COLD:-3}" --out build/perf/snapshot.json ;;
+        --cold-runs "${WISP_BENCH_RUNS_SNAPSHOT_COLD:-3}" \
+        --clones "${WISP_BENCH_SNAPSHOT_CLONES:-20}" --out build/perf/snapshot.json ;;
     jail) perf/jail_bench.py --runs "${WISP_BENCH_RUNS_JAIL:-6}" --out build/perf/jail.json ;;
     serve)
       perf/serve_bench.py --calls "${WISP_BENCH_SERVE_CALLS:-16}" \
         --cold-calls "${WISP_BENCH_SERVE_COLD_CALLS:-4}" \
-        --concurrency "${WISP_BENCH_SERVE_CONCURRENCY:-1,8,32}" --soak "${WISP_BENCH_SERVE_SOAK:-0}" \
+        --concurrency "${WISP_BENCH_SERVE_CONCURRENCY:-1,2,4,8,16,32}" \
+        --cold-concurrency "${WISP_BENCH_SERVE_COLD_CONCURRENCY:-1}" --soak "${WISP_BENCH_SERVE_SOAK:-0}" \
         --paced-calls "${WISP_BENCH_SERVE_PACED_CALLS:-16}" --pace-ms 1500 \
         --out build/perf/serve.json ;;
     # serve again with the warm Python worker (make perf only: a rootfs template per mode).
     serve-python)
       perf/serve_bench.py --handler python --calls "${WISP_BENCH_SERVE_CALLS:-16}" \
         --cold-calls "${WISP_BENCH_SERVE_COLD_CALLS:-4}" \
-        --concurrency "${WISP_BENCH_SERVE_CONCURRENCY:-1,8,32}" \
+        --concurrency "${WISP_BENCH_SERVE_CONCURRENCY:-1,2,4,8,16,32}" \
+        --cold-concurrency "${WISP_BENCH_SERVE_COLD_CONCURRENCY:-1}" \
         --paced-calls "${WISP_BENCH_SERVE_PACED_CALLS:-16}" --pace-ms 1500 \
         --out build/perf/serve-python.json ;;
     hugepages)
       perf/hugepage_bench.py --runs "${WISP_BENCH_RUNS_HUGEPAGES:-10}" \
         --out build/perf/hugepages.json ;;
+    # build/perf/report.md and its plots from whatever JSON is there (make perf runs it last,
+    # on the host, also after a benchmark failed).
+    report) perf/report.py --dir build/perf ;;
     *) echo "perf/run-all.sh: unknown benchmark '$1' (boot blk vsock agent snapshot jail serve" \
-         "serve-python hugepages)" >&2
+         "serve-python hugepages report)" >&2
        exit 2 ;;
   esac
 }

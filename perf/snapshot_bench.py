@@ -45,6 +45,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from goals import print_verdicts  # noqa: E402
 from vmrun import (environment_name, json_lines, log, qemu_microvm_argv, stage,  # noqa: E402
                    summarize, write_json)
 from wisp_cli import (BenchError, check_result, disk_bytes, invoke, peer_cmdline,  # noqa: E402
@@ -696,6 +697,7 @@ def main():
             shutil.rmtree(tmp, ignore_errors=True)
     write_json(args.out, report)
     print_table(report)
+    print_verdicts(report, "snapshot.json")
     return rc
 
 

@@ -18,6 +18,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests/integration"))
+from goals import print_verdicts  # noqa: E402
 from vmrun import environment_name, pct, qemu_microvm_argv, write_json  # noqa: E402
 from vsock_host import handshake  # noqa: E402
 
@@ -162,6 +163,7 @@ def main():
     print(f"  ratios wisp/vhost: throughput {ratios['throughput_wisp_over_vhost']:.2f}x, "
           f"RTT p50 {ratios['rtt_p50_wisp_over_vhost']:.2f}x, p99 {ratios['rtt_p99_wisp_over_vhost']:.2f}x")
     print(f"  JSON: {args.out}")
+    print_verdicts(report, "vsock.json")
     return 0
 
 
