@@ -82,6 +82,8 @@ def judge(goal, report):
         return {"status": NOT_RUN, "measured": None, "why": goal.get("note", "no benchmark")}
     if report is None:
         return {"status": NOT_RUN, "measured": None, "why": f"no {goal['file']}"}
+    if "environment" not in report and report.get("error"):  # unreadable, or died early
+        return {"status": NOT_RUN, "measured": None, "why": str(report["error"])[:200]}
     kind = environment_kind(report)
     if goal["environment"] != "any" and goal["environment"] != kind:
         return {"status": NOT_RUN, "measured": None,

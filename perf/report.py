@@ -286,9 +286,14 @@ def plot_density(r, dens):
     ax.set_xlabel("live clones")
     ax.set_ylabel("MiB")
     ax.grid(True, alpha=0.3)
+    ax.plot(n, [p["sum_rss_kib"] / 1024 for p in points], ":", label="summed RSS")
     ax.legend(fontsize=7)
+    ax.set_title(f"live clones of one {dens.get('mem_mib')} MiB exec template", fontsize=9)
     finish(fig, dens, r.path("density.png"))
-    r.section("Density: summed PSS against live clones", "", "density.png")
+    rows = "| clones | sum PSS MiB | sum RSS MiB | host +MiB |\n|---|---|---|---|\n" + "".join(
+        f"| {p['clones']} | {p['sum_pss_kib'] / 1024:.1f} | {p['sum_rss_kib'] / 1024:.1f} | "
+        f"{p.get('host_used_kib', 0) / 1024:.1f} |\n" for p in points)
+    r.section("Density: summed PSS against live clones", rows, "density.png")
 
 
 def plot_memsize(r, ms):
@@ -299,15 +304,23 @@ def plot_memsize(r, ms):
         return
     fig, ax = plt.subplots(figsize=(7, 4))
     mem = [p["mem_mib"] for p in points]
-    ax.plot(mem, [p["create_ms"] for p in points], "o-", label="snapshot create")
-    ax.plot(mem, [p["restore_ms"] for p in points], "o-", label="restore → first result")
+    for key, label in (("create_ms", "snapshot (pause + save)"),
+                       ("restore_ms", "restore (VMM rebuilt)"),
+                       ("first_result_ms", "restore → first result")):
+        ax.plot(mem, [p.get(key) for p in points], "o-", label=label)
     ax.set_xscale("log", base=2)
     ax.set_xlabel("guest memory, MiB")
     ax.set_ylabel("median ms")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7)
+    ax.set_title(f"exec template, medians of {ms.get('runs')} restores per size", fontsize=9)
     finish(fig, ms, r.path("memsize.png"))
-    r.section("Snapshot create and restore against guest memory", "", "memsize.png")
+    rows = "| guest MiB | snapshot ms | restore ms | first result ms |\n|---|---|---|---|\n"
+    for p in points:
+        rows += f"| {p['mem_mib']} | " + " | ".join(
+            "-" if p.get(k) is None else f"{p[k]:.1f}"
+            for k in ("create_ms", "restore_ms", "first_result_ms")) + " |\n"
+    r.section("Snapshot create and restore against guest memory", rows, "memsize.png")
 
 
 def goal_table(verdicts):

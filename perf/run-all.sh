@@ -2,8 +2,8 @@
 # Every benchmark once, JSON in build/perf/: what `make perf` and `make test` run (inside KVM:
 # tests/integration/in-kvm). Run counts come from WISP_BENCH_RUNS* (defaults below).
 # Usage: perf/run-all.sh [BENCH...]   (boot blk vsock agent snapshot jail serve serve-python
-# hugepages, and report; default: every benchmark, not report; tests/integration/run-all.sh,
-# i.e. `make test`, names its own list)
+# hugepages density memsize, and report; default: every benchmark, not report;
+# tests/integration/run-all.sh, i.e. `make test`, names its own list)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # QUICK=1 (make perf QUICK=1): fewer runs per benchmark, every JSON the report plots still
@@ -15,7 +15,8 @@ if [ -n "${QUICK:-}" ] && [ "${QUICK}" != 0 ]; then
   : "${WISP_BENCH_RUNS_SNAPSHOT_COLD:=1}" "${WISP_BENCH_SNAPSHOT_CLONES:=5}"
   : "${WISP_BENCH_RUNS_JAIL:=2}" "${WISP_BENCH_SERVE_CALLS:=6}" "${WISP_BENCH_SERVE_COLD_CALLS:=1}"
   : "${WISP_BENCH_SERVE_CONCURRENCY:=1,4,16}" "${WISP_BENCH_SERVE_PACED_CALLS:=4}"
-  : "${WISP_BENCH_RUNS_HUGEPAGES:=2}"
+  : "${WISP_BENCH_RUNS_HUGEPAGES:=2}" "${WISP_BENCH_DENSITY_STEPS:=1,5,10}"
+  : "${WISP_BENCH_MEMSIZE_MIBS:=128,512,2048}" "${WISP_BENCH_RUNS_MEMSIZE:=2}"
 fi
 run() {
   case "$1" in
@@ -50,13 +51,22 @@ run() {
     hugepages)
       perf/hugepage_bench.py --runs "${WISP_BENCH_RUNS_HUGEPAGES:-10}" \
         --out build/perf/hugepages.json ;;
+    # issue 15's scale curves: summed PSS against live clones (up to 100), and snapshot create
+    # and restore against guest memory (128 MiB to 2 GiB).
+    density)
+      perf/density_bench.py --steps "${WISP_BENCH_DENSITY_STEPS:-1,10,25,50,100}" \
+        --out build/perf/density.json ;;
+    memsize)
+      perf/memsize_bench.py --mems "${WISP_BENCH_MEMSIZE_MIBS:-128,256,512,1024,2048}" \
+        --runs "${WISP_BENCH_RUNS_MEMSIZE:-5}" --out build/perf/memsize.json ;;
     # build/perf/report.md and its plots from whatever JSON is there (make perf runs it last,
     # on the host, also after a benchmark failed).
     report) perf/report.py --dir build/perf ;;
     *) echo "perf/run-all.sh: unknown benchmark '$1' (boot blk vsock agent snapshot jail serve" \
-         "serve-python hugepages report)" >&2
+         "serve-python hugepages density memsize report)" >&2
        exit 2 ;;
   esac
 }
-[ $# -gt 0 ] || set -- boot blk vsock agent snapshot jail serve serve-python hugepages
+[ $# -gt 0 ] || set -- boot blk vsock agent snapshot jail serve serve-python hugepages density \
+  memsize
 for bench in "$@"; do run "$bench"; done

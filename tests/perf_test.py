@@ -116,7 +116,7 @@ class PerfReportTest(unittest.TestCase):
             # boot.json is from hardware KVM: testbed-only goals are NOT RUN, "any" ones judged
             "boot-vs-qemu": "MISSED", "vmm-rss": "MET", "first-kvm-run": "MISSED",
             "restore-p50-hw": "NOT RUN",  # snapshot.json is from the testbed
-            "vsock-throughput": "NOT RUN",  # unreadable JSON
+            "vsock-throughput": "NOT RUN", "vsock-bulk-hw": "NOT RUN",  # unreadable JSON
             "net-vs-vhost-net": "NOT RUN", "loop-max": "NOT RUN"}
         for gid, st in want.items():
             self.assertEqual(status[gid], st, gid)
@@ -139,6 +139,27 @@ class PerfReportTest(unittest.TestCase):
             section = md.split(f"## {title}")[1].split("\n## ")[0]
             self.assertIn("**NOT RUN**", section, title)
             self.assertNotIn("![", section, title)
+
+    def test_scale_curves_are_plotted_when_measured(self):
+        for name, data in (
+                ("density.json", {"environment": TESTBED, "meta": META, "mem_mib": 256,
+                                  "points": [{"clones": n, "sum_pss_kib": 9000 + 700 * n,
+                                              "sum_rss_kib": 14000 * n, "median_rss_kib": 14000,
+                                              "host_used_kib": 5000 * n} for n in (1, 10)]}),
+                ("memsize.json", {"environment": TESTBED, "meta": META, "runs": 2,
+                                  "points": [{"mem_mib": m, "create_ms": 100 + m / 10,
+                                              "restore_ms": 30, "first_result_ms": 300}
+                                             for m in (128, 2048)]})):
+            with open(os.path.join(self.dir, name), "w") as f:
+                json.dump(data, f)
+        path, _ = report.write_report(self.dir)
+        with open(path) as f:
+            md = f.read()
+        for png, row in (("density.png", "| 10 | 15.6 | 136.7 | 48.8 |"),
+                         ("memsize.png", "| 2048 | 304.8 | 30.0 | 300.0 |")):
+            self.assertIn(f"]({png})", md)
+            self.assertIn(row, md)
+            self.assertTrue(os.path.getsize(os.path.join(self.dir, png)) > 1000, png)
 
     def test_bench_prints_its_goals(self):
         import io
