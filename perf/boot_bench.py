@@ -41,7 +41,8 @@ def main():
           file=sys.stderr)
     results = {"wisp": [], "qemu": []}
     for i in range(args.runs):
-        for name, argv in (("wisp", wisp_argv), ("qemu", qemu_argv)):
+        # Alternating, the order turned round every run (ABBA): drift hits both alike.
+        for name, argv in (("wisp", wisp_argv), ("qemu", qemu_argv))[::1 if i % 2 == 0 else -1]:
             try:
                 results[name].append(boot(argv, f"{name} run {i}"))
             except BenchError as e:

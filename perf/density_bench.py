@@ -140,8 +140,9 @@ def main():
           f"{'host +MiB':>10}")
     for p in report["points"]:
         one = p["median_rss_kib"] * p["clones"]
-        print(f"  {p['clones']:>6} {p['sum_pss_kib'] / 1024:>12.1f} {p['sum_rss_kib'] / 1024:>12.1f}"
-              f" {p['sum_pss_kib'] / one if one else 0:>14.2f} {p['host_used_kib'] / 1024:>10.1f}")
+        print(f"  {p['clones']:>6} {p['sum_pss_kib'] / 1024:>12.1f} "
+              f"{p['sum_rss_kib'] / 1024:>12.1f} {p['sum_pss_kib'] / one if one else 0:>14.2f} "
+              f"{p['host_used_kib'] / 1024:>10.1f}")
     print(f"  JSON: {args.out}")
     return rc
 

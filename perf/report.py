@@ -18,8 +18,9 @@ anything else. Plots:
   density.png           summed PSS against live clones (density.json; no benchmark yet)
   memsize.png           snapshot create and restore time against guest memory (memsize.json)
 
-matplotlib (Debian's python3-matplotlib, scripts/setup.sh) with the Agg backend: no display. Debian's
-interpreter (the #! line), which that package is installed for (a pyenv python3 lacks it).
+matplotlib (Debian's python3-matplotlib, scripts/setup.sh) with the Agg backend: no display.
+Debian's interpreter (the #! line), which that package is installed for (a pyenv python3 lacks
+it).
 """
 import argparse
 import os

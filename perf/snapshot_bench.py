@@ -429,37 +429,67 @@ def qemu_restore(args, h, tmp, path):
 
 # ---------------------------------------------------------------------------------------- main
 
+def spread(i, k, n):
+    """True at k of the n rounds 0..n-1, evenly spread (the first round included): where a
+    kind of run that happens k times goes among n rounds."""
+    return k > 0 and (i * k) % n < k
+
+
 def bench_handler(args, name, h, tmp):
+    """The template (and QEMU's migration file) first, then rounds in which wisp's restores
+    (each prefetch mode), the cold starts and QEMU's restores alternate (issue 15 item 3: drift
+    of a noisy host falls on all alike; the order turns round every round), then the clones."""
     res = {"handler": shlex.join(h["argv"]), "mode": h["mode"]}
     env = dict(os.environ, WISP_HOME=os.path.join(tmp, "wisp-home"))
+    tname = f"snapbench-{name}"
+    qpath = os.path.join(tmp, f"qemu-{name}.mig")
+    modes = {"ab": (True, False), "on": (True,), "off": (False,)}[args.prefetch]
+    ws_pages = None
     if not args.skip_wisp:
-        tname = f"snapbench-{name}"
         subprocess.run([args.wisp, "template", "rm", tname], env=env, capture_output=True)
         log(f"[{name}] wisp template create")
         res["template"] = wisp_template(args, env, tname, h)
         ws_pages = working_set_pages(res["template"]["dir"])
         res["template"]["working_set_pages"] = ws_pages
-        modes = {"ab": (True, False), "on": (True,), "off": (False,)}[args.prefetch]
-        runs = {m: [] for m in modes}
-        for i in range(args.runs):
-            # Interleaved, the order alternating, so drift (page cache, the host) hits both.
-            for m in (modes if i % 2 == 0 else modes[::-1]):
+    if not args.skip_qemu:
+        log(f"[{name}] QEMU: boot, warm up, stop, migrate to {qpath}")
+        res["qemu_save"] = qemu_save(args, h, tmp, qpath)
+    n_wisp = 0 if args.skip_wisp else args.runs
+    n_cold = 0 if args.skip_wisp else args.cold_runs
+    n_qemu = 0 if args.skip_qemu else args.qemu_runs
+    rounds = max(n_wisp, n_cold, n_qemu)
+    runs = {m: [] for m in modes}
+    cold, qruns = [], []
+    for i in range(rounds):
+        steps = []
+        if i < n_wisp:
+            steps += [("wisp", m) for m in modes]
+        if spread(i, n_cold, rounds):
+            steps.append(("cold", None))
+        if spread(i, n_qemu, rounds):
+            steps.append(("qemu", None))
+        for kind, m in (steps if i % 2 == 0 else steps[::-1]):
+            if kind == "wisp":
                 runs[m].append(invoke_counted(args, env, tname, h, m, ws_pages))
-            if (i + 1) % 10 == 0 or i + 1 == args.runs:
-                log(f"[{name}] wisp invoke {i + 1}/{args.runs}: total " + ", ".join(
-                    f"{runs[m][-1]['total_ms']:.1f} ms ({'prefetch' if m else 'no prefetch'})"
-                    for m in modes))
+            elif kind == "cold":
+                cold.append(wisp_cold(args, h))
+                log(f"[{name}] cold wisp exec {len(cold)}/{n_cold}: "
+                    f"{cold[-1]['first_result_ms']:.0f} ms")
+            else:
+                qruns.append(qemu_restore(args, h, tmp, qpath))
+                log(f"[{name}] QEMU restore {len(qruns)}/{n_qemu}: "
+                    f"{qruns[-1]['first_result_ms']:.1f} ms")
+        if i < n_wisp and ((i + 1) % 10 == 0 or i + 1 == n_wisp):
+            log(f"[{name}] wisp invoke {i + 1}/{n_wisp}: total " + ", ".join(
+                f"{runs[m][-1]['total_ms']:.1f} ms ({'prefetch' if m else 'no prefetch'})"
+                for m in modes))
+    if not args.skip_wisp:
         for m in modes:
             # The first mode's rows are "restore" (what the rest of the report compares).
             key = "restore" if m == modes[0] else "restore_no_prefetch"
             res[key] = {k: summarize([r.get(k) for r in runs[m]]) for k in RESTORE_KEYS}
             res[key]["prefetch"] = m
             res[key + "_samples"] = runs[m]
-        cold = []
-        for i in range(args.cold_runs):
-            cold.append(wisp_cold(args, h))
-            log(f"[{name}] cold wisp exec {i + 1}/{args.cold_runs}: "
-                f"{cold[-1]['first_result_ms']:.0f} ms")
         res["cold"] = {k: summarize([c[k] for c in cold]) for k in
                        ("first_result_ms", "wall_ms", "agent_ready_ms")}
         res["cold_samples"] = cold
@@ -475,20 +505,12 @@ def bench_handler(args, name, h, tmp):
                 res["clones_no_prefetch"] = wisp_clones(args, env, tdir, h, tmp, False)
         subprocess.run([args.wisp, "template", "rm", tname], env=env, capture_output=True)
     if not args.skip_qemu:
-        path = os.path.join(tmp, f"qemu-{name}.mig")
-        log(f"[{name}] QEMU: boot, warm up, stop, migrate to {path}")
-        res["qemu_save"] = qemu_save(args, h, tmp, path)
-        runs = []
-        for i in range(args.qemu_runs):
-            runs.append(qemu_restore(args, h, tmp, path))
-            if (i + 1) % 10 == 0 or i + 1 == args.qemu_runs:
-                log(f"[{name}] QEMU restore {i + 1}/{args.qemu_runs}: "
-                    f"{runs[-1]['first_result_ms']:.1f} ms")
-        res["qemu_restore"] = {k: summarize([r[k] for r in runs]) for k in
+        res["qemu_restore"] = {k: summarize([r[k] for r in qruns]) for k in
                                ("first_result_ms", "running_ms", "connected_ms",
                                 "agent_ready_ms", "wall_ms")}
-        res["qemu_restore_samples"] = runs
-        os.unlink(path)
+        res["qemu_restore_samples"] = qruns
+        os.unlink(qpath)
+
     def med(section, key):
         return ((res.get(section) or {}).get(key) or {}).get("median")
 

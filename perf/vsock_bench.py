@@ -19,7 +19,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests/integration"))
 from goals import print_verdicts  # noqa: E402
-from vmrun import environment_name, pct, qemu_microvm_argv, write_json  # noqa: E402
+from vmrun import (environment_name, pct, qemu_microvm_argv, summarize,  # noqa: E402
+                   write_json)
 from vsock_host import handshake  # noqa: E402
 
 SINK_PORT, ECHO_PORT = 60, 61
@@ -128,7 +129,8 @@ def main():
           f" on {env}", file=sys.stderr)
     res = {k: {"mib_s": [], "rtt_us": []} for k in vmms}
     for i in range(args.runs):
-        for name, (argv, connect, addr) in vmms.items():
+        # Alternating, the order turned round every run (ABBA): drift hits both alike.
+        for name, (argv, connect, addr) in list(vmms.items())[::1 if i % 2 == 0 else -1]:
             for p in (uds, console):
                 if os.path.exists(p):
                     os.unlink(p)
@@ -153,6 +155,8 @@ def main():
               "rtt_p99_wisp_over_vhost": w["rtt_us_p99"] / q["rtt_us_p99"]}
     report = {"benchmark": "vsock", "environment": env, "runs": args.runs, "mib": args.mib,
               "rtts": args.rtts, "summary": summary, "ratios": ratios,
+              "summary_mib_s": {k: summarize(v["mib_s"]) for k, v in res.items()},
+              "summary_rtt_us": {k: summarize(v["rtt_us"]) for k, v in res.items()},
               "samples_mib_s": {k: v["mib_s"] for k, v in res.items()}}
     write_json(args.out, report)
     print(f"\nvirtio-vsock on {env}")
