@@ -283,7 +283,7 @@ def plot_density(r, dens):
     n = [p["clones"] for p in points]
     ax.plot(n, [p["sum_pss_kib"] / 1024 for p in points], "o-", label="summed PSS")
     if all("host_used_kib" in p for p in points):
-        ax.plot(n, [p["host_used_kib"] / 1024 for p in points], "x--", label="host memory used")
+        ax.plot(n, [p["host_used_kib"] / 1024 for p in points], "x--", label="host memory used (over before)")
     ax.set_xlabel("live clones")
     ax.set_ylabel("MiB")
     ax.grid(True, alpha=0.3)
@@ -310,6 +310,8 @@ def plot_memsize(r, ms):
                        ("first_result_ms", "restore → first result")):
         ax.plot(mem, [p.get(key) for p in points], "o-", label=label)
     ax.set_xscale("log", base=2)
+    ax.set_xticks(mem)
+    ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
     ax.set_xlabel("guest memory, MiB")
     ax.set_ylabel("median ms")
     ax.grid(True, which="both", alpha=0.3)
