@@ -459,7 +459,7 @@ def bench_handler(args, name, h, tmp):
     n_qemu = 0 if args.skip_qemu else args.qemu_runs
     rounds = max(n_wisp, n_cold, n_qemu)
     runs = {m: [] for m in modes}
-    cold, qruns = [], []
+    cold, qruns, after_cold = [], [], []
     for i in range(rounds):
         steps = []
         if i < n_wisp:
@@ -475,6 +475,9 @@ def bench_handler(args, name, h, tmp):
                 cold.append(wisp_cold(args, h))
                 log(f"[{name}] cold wisp exec {len(cold)}/{n_cold}: "
                     f"{cold[-1]['first_result_ms']:.0f} ms")
+                # One more restore right after it, kept apart: issue 13 saw warm calls slow
+                # down right after a cold start (against warm_in_row below).
+                after_cold.append(invoke_counted(args, env, tname, h, modes[0], ws_pages))
             else:
                 qruns.append(qemu_restore(args, h, tmp, qpath))
                 log(f"[{name}] QEMU restore {len(qruns)}/{n_qemu}: "
@@ -493,6 +496,13 @@ def bench_handler(args, name, h, tmp):
         res["cold"] = {k: summarize([c[k] for c in cold]) for k in
                        ("first_result_ms", "wall_ms", "agent_ready_ms")}
         res["cold_samples"] = cold
+        if after_cold:
+            # As many restores in a row, nothing else between them: the baseline.
+            in_row = [invoke_counted(args, env, tname, h, modes[0], ws_pages)
+                      for _ in range(max(len(after_cold), 3))]
+            for key, samples in (("after_cold", after_cold), ("warm_in_row", in_row)):
+                res[key] = {k: summarize([r.get(k) for r in samples]) for k in RESTORE_KEYS}
+                res[key + "_samples"] = samples
         if args.clones > 0:
             tdir = res["template"]["dir"]
             if not tdir:
@@ -524,6 +534,8 @@ def bench_handler(args, name, h, tmp):
     q = med("qemu_restore", "first_result_ms")
     res["ratios"] = {"cold_over_restore": ratio(c, w), "qemu_over_restore": ratio(q, w),
                      "cold_over_restore_wall": ratio(c, ww), "qemu_over_restore_wall": ratio(q, ww)}
+    res["ratios"]["after_cold_over_in_row"] = ratio(med("after_cold", "total_ms"),
+                                                    med("warm_in_row", "total_ms"))
     if res.get("restore_no_prefetch"):
         res["ratios"]["no_prefetch_over_prefetch"] = ratio(med("restore_no_prefetch", "total_ms"), w)
         res["ratios"]["critical_pages_prefetch_over_no_prefetch"] = ratio(
