@@ -29,6 +29,9 @@ def load(path=GOALS_FILE):
                 raise ValueError(f"{path}: goal {g.get('id', '?')!r} has no {field!r}")
         if g["op"] not in OPS:
             raise ValueError(f"{path}: goal {g['id']!r}: op {g['op']!r} is not one of {list(OPS)}")
+        for req in g.get("requires", []):
+            if req.get("op") not in OPS or "metric" not in req or "threshold" not in req:
+                raise ValueError(f"{path}: goal {g['id']!r}: bad requires {req!r}")
         if g["environment"] not in ("any", "testbed", "hardware"):
             raise ValueError(f"{path}: goal {g['id']!r}: environment {g['environment']!r}")
         if g["id"] in seen:
@@ -88,6 +91,12 @@ def judge(goal, report):
     if goal["environment"] != "any" and goal["environment"] != kind:
         return {"status": NOT_RUN, "measured": None,
                 "why": f"set for {goal['environment']}, measured on {kind}"}
+    for req in goal.get("requires", []):  # the size the goal is stated for, e.g. 20 clones
+        have = lookup(report, req["metric"])
+        if not isinstance(have, (int, float)) or not OPS[req["op"]](have, req["threshold"]):
+            return {"status": NOT_RUN, "measured": None,
+                    "why": f"stated for {req['metric']} {req['op']} {req['threshold']}, "
+                           f"this run had {have}"}
     value = measure(goal, report)
     if value is None or (isinstance(value, float) and value != value):
         why = report.get("error") or f"{goal['file']} has no {describe_metric(goal)}"

@@ -570,7 +570,9 @@ def print_table(report):
                 ("wisp cold start -> first result", r.get("cold", {}).get("first_result_ms")),
                 ("QEMU restore -> first result", r.get("qemu_restore", {}).get("first_result_ms")),
                 ("  -> VM running (QMP RESUME)", r.get("qemu_restore", {}).get("running_ms")),
-                ("  -> agent connected", r.get("qemu_restore", {}).get("connected_ms"))]
+                ("  -> agent connected", r.get("qemu_restore", {}).get("connected_ms")),
+                ("wisp restore right after a cold", (r.get("after_cold") or {}).get("total_ms")),
+                ("wisp restores in a row", (r.get("warm_in_row") or {}).get("total_ms"))]
         for label, s in rows:
             if s:
                 print(f"    {label:34} {fmt(s['median'])} {fmt(s['p99'])} ms")

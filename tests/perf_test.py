@@ -42,7 +42,7 @@ def snapshot_json():
          "qemu_restore_samples": [{"first_result_ms": 1500 + i} for i in range(3)],
          # 3000/102 = 29.4 >= 20 (MET); 1500/102 = 14.7: >= 5 MET, >= 20 MISSED
          "ratios": {"cold_over_restore": 3010 / 102, "qemu_over_restore": 1501 / 102},
-         "clones": {"pss_sum_over_n_x_rss": 0.25}}
+         "clones": {"clones": 20, "pss_sum_over_n_x_rss": 0.25}}
     for key, samples in (("restore", "restore_samples"),
                          ("restore_no_prefetch", "restore_no_prefetch_samples")):
         h[key] = {k: stats([s[k] for s in h[samples]]) for k in h[samples][0]}
@@ -169,6 +169,15 @@ class PerfReportTest(unittest.TestCase):
         self.assertRegex(text, r"serve-pool-vs-invoke +12 +0\.40x +<= 0\.50x +MET")
         self.assertRegex(text, r"pool-vs-cold-exec +13 +19\.90x +>= 25\.00x +MISSED")
         self.assertIn("serve-soak-flat", text)
+        small = serve_json()
+        small["soak"] = {"invokes": 100, "flat": True, "before": {"rss_kib": 1},
+                         "after": {"rss_kib": 1}}
+        soak = next(g for g in goals.load() if g["id"] == "serve-soak-flat")
+        v = goals.judge(soak, small)
+        self.assertEqual(v["status"], "NOT RUN")
+        self.assertIn("soak.invokes >= 10000", v["why"])
+        small["soak"]["invokes"] = 10000
+        self.assertEqual(goals.judge(soak, small)["status"], "MET")
         self.assertNotIn("boot-vs-qemu", text)
 
 
