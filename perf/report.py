@@ -341,6 +341,18 @@ def goal_table(verdicts):
     return "\n".join(out)
 
 
+def runs_table(d):
+    """One row per benchmark JSON in d: its environment, commit, guest kernel and peer."""
+    rows = ["| JSON | benchmark | environment · commit · guest kernel · peer |", "|---|---|---|"]
+    for name in sorted(os.listdir(d)):
+        if not name.endswith(".json"):
+            continue
+        data = load_json(os.path.join(d, name))
+        if isinstance(data, dict):
+            rows.append(f"| {name} | {data.get('benchmark', '?')} | {caption(data)} |")
+    return "\n".join(rows)
+
+
 def write_report(d, goals_file=goals_mod.GOALS_FILE):
     """Writes d/report.md and its PNGs; returns (report.md's path, the verdicts)."""
     goals = goals_mod.load(goals_file)
@@ -360,7 +372,8 @@ def write_report(d, goals_file=goals_mod.GOALS_FILE):
     lines = ["# wisp perf report", "",
              f"Goals from `perf/goals.json` (each in its issue's words), judged on the JSON in "
              f"`{d}`: {counts['MET']} MET, {counts['MISSED']} MISSED, {counts['NOT RUN']} NOT RUN. "
-             "A MISSED goal does not fail `make perf`.", "", goal_table(verdicts), ""]
+             "A MISSED goal does not fail `make perf`.", "", goal_table(verdicts), "",
+             "## Where the numbers come from", "", runs_table(d), ""]
     for title, body in r.sections:
         lines += [f"## {title}", "", body, ""]
     path = os.path.join(d, "report.md")
