@@ -140,6 +140,7 @@ def plot_cdfs(r, snap):
             r.not_run(f"Latency CDFs: {name}", "no samples in snapshot.json")
             continue
         ax.set_xscale("log")
+        ax.set_ylim(0, 1.02)
         ax.set_xlabel("request → first result, ms (log)")
         ax.set_ylabel("fraction of runs")
         ax.set_title(f"{name} template ({h.get('mode')}): {h.get('handler')}", fontsize=9)
@@ -185,7 +186,7 @@ def plot_stages(r, snap):
     if not rows:
         r.not_run("Restore stages per template", "no snapshot.json with restores")
         return
-    fig, ax = plt.subplots(figsize=(7, 0.9 + 0.5 * len(rows)))
+    fig, ax = plt.subplots(figsize=(7, 1.6 + 0.5 * len(rows)))
     left = [0] * len(rows)
     for i, (_, label) in enumerate(STAGES):
         vals = [row[1][i] for row in rows]
@@ -196,8 +197,8 @@ def plot_stages(r, snap):
             ax.plot([row[2]], [y], "k|", markersize=14)
     ax.set_xlabel("median ms (| : median total, request → first result)")
     ax.invert_yaxis()
-    ax.legend(fontsize=7, loc="lower right")
-    ax.set_title("where a restore's time goes", fontsize=9)
+    ax.legend(fontsize=7, ncol=len(STAGES), loc="lower center", bbox_to_anchor=(0.5, 1.0))
+    fig.suptitle("where a restore's time goes", fontsize=9)
     finish(fig, snap, r.path("stages.png"))
     table = "| template | " + " | ".join(lbl for _, lbl in STAGES) + " | total |\n"
     table += "|---" * (len(STAGES) + 2) + "|\n"
