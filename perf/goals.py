@@ -96,7 +96,7 @@ def judge(goal, report):
         if not isinstance(have, (int, float)) or not OPS[req["op"]](have, req["threshold"]):
             return {"status": NOT_RUN, "measured": None,
                     "why": f"stated for {req['metric']} {req['op']} {req['threshold']}, "
-                           f"this run had {have}"}
+                           f"this run had {'none' if have is None else have}"}
     value = measure(goal, report)
     if value is None or (isinstance(value, float) and value != value):
         why = report.get("error") or f"{goal['file']} has no {describe_metric(goal)}"
