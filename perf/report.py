@@ -224,9 +224,11 @@ def plot_serve(r, serve, name):
                 label=f"{mode} p99")
         a2.plot(cs, [lv["throughput_per_s"] for lv in levels], "o-", color=line.get_color(),
                 label=mode)
+    levels_seen = sorted({lv["concurrency"] for lvs in res.values() for lv in lvs})
     for ax in (a1, a2):
         ax.set_xscale("log", base=2)
-        ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        ax.set_xticks(levels_seen)
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%d"))
         ax.set_xlabel("concurrency (clients)")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=6)
@@ -312,7 +314,7 @@ def plot_memsize(r, ms):
         ax.plot(mem, [p.get(key) for p in points], "o-", label=label)
     ax.set_xscale("log", base=2)
     ax.set_xticks(mem)
-    ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%d"))
     ax.set_xlabel("guest memory, MiB")
     ax.set_ylabel("median ms")
     ax.grid(True, which="both", alpha=0.3)
