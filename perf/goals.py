@@ -162,7 +162,7 @@ def print_verdicts(report, file_name, out=None):
     if not mine:
         return
     print(f"  goals ({os.path.relpath(GOALS_FILE)}):", file=out)
-    print(f"    {'goal':26} {'issue':>5} {'measured':>12} {'goal':>12}  verdict", file=out)
+    print(f"    {'goal':26} {'issue':>5} {'measured':>12} {'goal':>14}  verdict", file=out)
     for g in mine:
         try:
             v = judge(g, report)
@@ -170,4 +170,4 @@ def print_verdicts(report, file_name, out=None):
             v = {"status": NOT_RUN, "measured": None, "why": f"cannot judge: {e}"}
         why = f" ({v['why']})" if v["status"] == NOT_RUN and v["why"] else ""
         print(f"    {g['id']:26} {g['issue']:>5} {fmt_value(v['measured'], g.get('unit', '')):>12} "
-              f"{fmt_threshold(g):>12}  {v['status']}{why}", file=out)
+              f"{fmt_threshold(g):>14}  {v['status']}{why}", file=out)

@@ -10,7 +10,8 @@ says so. A plot whose data no benchmark produced is listed as NOT RUN, never dra
 anything else. Plots:
 
   cdf-<template>.png    latency CDFs: cold start, wisp restore (with and without the working-set
-                        prefetch) and QEMU's migration-file restore, to the first result
+                        prefetch) and QEMU's migration-file restore, to the first result (the
+                        templates of snapshot.json, and ml_bench.json's serverless-ML worker)
   boot-cdf.png          cold boot to the guest's init marker, wisp and QEMU microvm
   stages.png            the restore's stages (restore, reconnect, invoke), medians per template
   serve-<handler>.png   p50/p99 latency and throughput against concurrency through `wisp serve`
@@ -95,6 +96,26 @@ def median(vals):
     return (s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2) if n else None
 
 
+def with_ml(snap, ml):
+    """snapshot.json's templates plus the serverless-ML workload of ml_bench.json (its warm
+    restores are wisp's restores), each template remembering the JSON it came from."""
+    out = dict(snap or {})
+    out["handlers"] = {n: dict(h, _source=snap) for n, h in handlers_of(snap).items()}
+    res = (ml or {}).get("result")
+    if isinstance(res, dict) and res.get("warm_samples"):
+        ra = res.get("ratios") or {}
+        out["handlers"]["ml"] = {
+            "mode": "worker", "handler": "ML worker (SGDClassifier, issue 15)", "_source": ml,
+            "restore": res.get("warm"), "restore_samples": res["warm_samples"],
+            "cold_samples": res.get("cold_samples", []),
+            "qemu_restore_samples": res.get("qemu_restore_samples", []),
+            "ratios": {"cold_over_restore": ra.get("cold_over_warm"),
+                       "qemu_over_restore": ra.get("qemu_over_warm")}}
+    if not snap and out["handlers"]:
+        out.update({k: ml.get(k) for k in ("environment", "meta", "benchmark")})
+    return out
+
+
 def handlers_of(snap):
     return {name: h for name, h in (snap or {}).get("handlers", {}).items()
             if isinstance(h, dict) and not h.get("skipped")}
@@ -147,7 +168,7 @@ def plot_cdfs(r, snap):
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7, loc="lower right")
         png = f"cdf-{name}.png"
-        finish(fig, snap, r.path(png))
+        finish(fig, h.get("_source") or snap, r.path(png))
         ra = h.get("ratios") or {}
         fmt = lambda v: "-" if v is None else f"{v:.1f}×"  # noqa: E731
         r.section(f"Latency CDFs: {name}",
@@ -361,7 +382,8 @@ def write_report(d, goals_file=goals_mod.GOALS_FILE):
     goals = goals_mod.load(goals_file)
     verdicts = goals_mod.judge_all(d, goals)
     r = Report(d)
-    snap = load_json(os.path.join(d, "snapshot.json"))
+    snap = with_ml(load_json(os.path.join(d, "snapshot.json")),
+                   load_json(os.path.join(d, "ml_bench.json")))
     plot_cdfs(r, snap)
     plot_boot(r, load_json(os.path.join(d, "boot.json")))
     plot_stages(r, snap)

@@ -152,9 +152,22 @@ class PerfReportTest(unittest.TestCase):
                                              for m in (128, 2048)]})):
             with open(os.path.join(self.dir, name), "w") as f:
                 json.dump(data, f)
-        path, _ = report.write_report(self.dir)
+        ml = {"benchmark": "ml", "environment": TESTBED, "meta": META, "result": {
+            "warm_samples": [{"total_ms": 300 + i, "restore_ms": 50, "reconnect_ms": 90,
+                              "invoke_ms": 150} for i in range(4)],
+            "warm": {k: stats([50 if k == "restore_ms" else 150]) for k in
+                     ("restore_ms", "reconnect_ms", "invoke_ms", "total_ms")},
+            "cold_samples": [{"first_result_ms": 40000}],
+            "ratios": {"cold_over_warm": 40000 / 301.5, "qemu_over_warm": None}}}
+        with open(os.path.join(self.dir, "ml_bench.json"), "w") as f:
+            json.dump(ml, f)
+        path, verdicts = report.write_report(self.dir)
+        self.assertEqual(next(v for g, v in verdicts if g["id"] == "ml-warm-vs-cold")["status"],
+                         "MET")  # 40000 / 301.5 = 132.7 >= 100
         with open(path) as f:
             md = f.read()
+        self.assertIn("](cdf-ml.png)", md)
+        self.assertIn("| ml |", md)  # a row of the stage table
         for png, row in (("density.png", "| 10 | 15.6 | 136.7 | 48.8 |"),
                          ("memsize.png", "| 2048 | 304.8 | 30.0 | 300.0 |")):
             self.assertIn(f"]({png})", md)
