@@ -25,6 +25,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from goals import print_verdicts  # noqa: E402
 from vmrun import environment_name, json_lines, summarize, write_json  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -158,6 +159,7 @@ def main():
         if s:
             print(f"    {m + ' handler':18} p50 {s['p50']:9.0f} us   p99 {s['p99']:9.0f} us")
     print(f"  JSON: {args.out}")
+    print_verdicts(report, "agent.json")
     return 0
 
 

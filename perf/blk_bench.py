@@ -13,7 +13,9 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from vmrun import environment_name, qemu_microvm_argv, run_vm, write_json  # noqa: E402
+from goals import print_verdicts  # noqa: E402
+from vmrun import (environment_name, qemu_microvm_argv, run_vm, summarize,  # noqa: E402
+                   write_json)
 from wisp_cli import BOOT_MARKER  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -61,7 +63,8 @@ def main():
     results = {"wisp": [], "qemu": []}
     try:
         for i in range(args.runs):
-            for name, argv in (("wisp", wisp_argv), ("qemu", qemu_argv)):
+            # Alternating, the order turned round every run (ABBA): drift hits both alike.
+            for name, argv in (("wisp", wisp_argv), ("qemu", qemu_argv))[::1 if i % 2 == 0 else -1]:
                 r = run_vm(argv, BOOT_MARKER, timeout=600)
                 secs = parse_seconds(r["stdout"])
                 if r["rc"] != 0 or not secs:
@@ -79,12 +82,14 @@ def main():
     ratio = med["wisp"] / med["qemu"]
     report = {"benchmark": "blk_seq_read", "environment": env, "runs": args.runs,
               "image_mib": args.size_mib, "median_mib_s": med, "ratio_wisp_over_qemu": ratio,
+              "summary_mib_s": {k: summarize(v) for k, v in results.items()},
               "samples_mib_s": results}
     write_json(args.out, report)
     print(f"\nvirtio-blk sequential read (dd bs=1M iflag=direct, {args.size_mib} MiB) on {env}")
     print(f"  wisp {med['wisp']:.1f} MiB/s, qemu microvm {med['qemu']:.1f} MiB/s, "
           f"ratio wisp/qemu {ratio:.2f}x (median of {args.runs})")
     print(f"  JSON: {args.out}")
+    print_verdicts(report, "blk.json")
     return 0
 
 

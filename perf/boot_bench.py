@@ -11,6 +11,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from goals import print_verdicts  # noqa: E402
 from vmrun import environment_name, qemu_microvm_argv, summarize, write_json  # noqa: E402
 from wisp_cli import BenchError, boot, boot_argv  # noqa: E402
 
@@ -40,7 +41,8 @@ def main():
           file=sys.stderr)
     results = {"wisp": [], "qemu": []}
     for i in range(args.runs):
-        for name, argv in (("wisp", wisp_argv), ("qemu", qemu_argv)):
+        # Alternating, the order turned round every run (ABBA): drift hits both alike.
+        for name, argv in (("wisp", wisp_argv), ("qemu", qemu_argv))[::1 if i % 2 == 0 else -1]:
             try:
                 results[name].append(boot(argv, f"{name} run {i}"))
             except BenchError as e:
@@ -74,6 +76,7 @@ def main():
     print(f"  {'wisp start -> first KVM_RUN':28} {fmt(w['first_kvm_run_ms']):>24}")
     print(f"  ratio wisp/qemu: init marker {ratio_marker:.2f}x, exit {ratio_exit:.2f}x")
     print(f"  JSON: {args.out}")
+    print_verdicts(report, "boot.json")
     return 0
 
 

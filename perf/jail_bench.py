@@ -36,6 +36,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from snapshot_bench import HANDLERS, PAYLOAD  # noqa: E402
+from goals import print_verdicts  # noqa: E402
 from vmrun import environment_name, json_lines, log, stage, summarize, write_json  # noqa: E402
 from wisp_cli import BenchError, boot, boot_argv, invoke, run, template_create  # noqa: E402
 
@@ -283,6 +284,7 @@ def main():
     write_json(args.out, report)
     if rc == 0:
         print_table(report)
+        print_verdicts(report, "jail.json")
     return rc
 
 

@@ -2,42 +2,79 @@
 # Every benchmark once, JSON in build/perf/: what `make perf` and `make test` run (inside KVM:
 # tests/integration/in-kvm). Run counts come from WISP_BENCH_RUNS* (defaults below).
 # Usage: perf/run-all.sh [BENCH...]   (boot blk vsock agent snapshot jail serve serve-python
-# hugepages; default: all; tests/integration/run-all.sh, i.e. `make test`, names its own list)
+# hugepages density memsize, and report; default: every benchmark, not report;
+# tests/integration/run-all.sh, i.e. `make test`, names its own list)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# QUICK=1 (make perf QUICK=1): fewer runs per benchmark and, by default, only the benchmarks
+# whose JSON the report plots: every plot within ~10 minutes on the testbed. Explicit
+# WISP_BENCH_* win.
+if [ -n "${QUICK:-}" ] && [ "${QUICK}" != 0 ]; then
+  : "${WISP_BENCH_RUNS:=3}" "${WISP_BENCH_RUNS_BLK:=1}" "${WISP_BENCH_RUNS_VSOCK:=1}"
+  : "${WISP_BENCH_RUNS_AGENT:=2}" "${WISP_BENCH_AGENT_CALLS:=50}"
+  : "${WISP_BENCH_RUNS_SNAPSHOT:=4}" "${WISP_BENCH_RUNS_SNAPSHOT_QEMU:=2}"
+  : "${WISP_BENCH_RUNS_SNAPSHOT_COLD:=1}" "${WISP_BENCH_SNAPSHOT_CLONES:=3}"
+  : "${WISP_BENCH_RUNS_JAIL:=2}" "${WISP_BENCH_SERVE_CALLS:=6}" "${WISP_BENCH_SERVE_COLD_CALLS:=1}"
+  : "${WISP_BENCH_SERVE_CONCURRENCY:=1,4,16}" "${WISP_BENCH_SERVE_PACED_CALLS:=3}"
+  : "${WISP_BENCH_RUNS_HUGEPAGES:=2}" "${WISP_BENCH_DENSITY_STEPS:=1,5,10}"
+  : "${WISP_BENCH_MEMSIZE_MIBS:=128,512,2048}" "${WISP_BENCH_RUNS_MEMSIZE:=2}"
+fi
 run() {
   case "$1" in
     boot) perf/boot_bench.py --runs "${WISP_BENCH_RUNS:-20}" --out build/perf/boot.json ;;
     blk) perf/blk_bench.py --runs "${WISP_BENCH_RUNS_BLK:-5}" --out build/perf/blk.json ;;
     vsock) perf/vsock_bench.py --runs "${WISP_BENCH_RUNS_VSOCK:-3}" --out build/perf/vsock.json ;;
     agent)
-      perf/agent_bench.py --runs "${WISP_BENCH_RUNS_AGENT:-10}" --calls 200 \
+      perf/agent_bench.py --runs "${WISP_BENCH_RUNS_AGENT:-10}" \
+        --calls "${WISP_BENCH_AGENT_CALLS:-200}" \
         --out build/perf/agent.json ;;
     snapshot)
       perf/snapshot_bench.py --runs "${WISP_BENCH_RUNS_SNAPSHOT:-50}" \
         --qemu-runs "${WISP_BENCH_RUNS_SNAPSHOT_QEMU:-10}" \
-        --cold-runs "${WISP_BENCH_RUNS_SNAPSHOT_COLD:-3}" --out build/perf/snapshot.json ;;
+        --cold-runs "${WISP_BENCH_RUNS_SNAPSHOT_COLD:-3}" \
+        --clones "${WISP_BENCH_SNAPSHOT_CLONES:-20}" --out build/perf/snapshot.json ;;
     jail) perf/jail_bench.py --runs "${WISP_BENCH_RUNS_JAIL:-6}" --out build/perf/jail.json ;;
     serve)
       perf/serve_bench.py --calls "${WISP_BENCH_SERVE_CALLS:-16}" \
         --cold-calls "${WISP_BENCH_SERVE_COLD_CALLS:-4}" \
-        --concurrency "${WISP_BENCH_SERVE_CONCURRENCY:-1,8,32}" --soak "${WISP_BENCH_SERVE_SOAK:-0}" \
+        --concurrency "${WISP_BENCH_SERVE_CONCURRENCY:-1,2,4,8,16,32}" \
+        --cold-concurrency "${WISP_BENCH_SERVE_COLD_CONCURRENCY:-1}" --soak "${WISP_BENCH_SERVE_SOAK:-0}" \
         --paced-calls "${WISP_BENCH_SERVE_PACED_CALLS:-16}" --pace-ms 1500 \
         --out build/perf/serve.json ;;
     # serve again with the warm Python worker (make perf only: a rootfs template per mode).
     serve-python)
       perf/serve_bench.py --handler python --calls "${WISP_BENCH_SERVE_CALLS:-16}" \
         --cold-calls "${WISP_BENCH_SERVE_COLD_CALLS:-4}" \
-        --concurrency "${WISP_BENCH_SERVE_CONCURRENCY:-1,8,32}" \
+        --concurrency "${WISP_BENCH_SERVE_CONCURRENCY:-1,2,4,8,16,32}" \
+        --cold-concurrency "${WISP_BENCH_SERVE_COLD_CONCURRENCY:-1}" \
         --paced-calls "${WISP_BENCH_SERVE_PACED_CALLS:-16}" --pace-ms 1500 \
         --out build/perf/serve-python.json ;;
     hugepages)
       perf/hugepage_bench.py --runs "${WISP_BENCH_RUNS_HUGEPAGES:-10}" \
         --out build/perf/hugepages.json ;;
+    # issue 15's scale curves: summed PSS against live clones (up to 100), and snapshot create
+    # and restore against guest memory (128 MiB to 2 GiB).
+    density)
+      perf/density_bench.py --steps "${WISP_BENCH_DENSITY_STEPS:-1,10,25,50,100}" \
+        --out build/perf/density.json ;;
+    memsize)
+      perf/memsize_bench.py --mems "${WISP_BENCH_MEMSIZE_MIBS:-128,256,512,1024,2048}" \
+        --runs "${WISP_BENCH_RUNS_MEMSIZE:-5}" --out build/perf/memsize.json ;;
+    # build/perf/report.md and its plots from whatever JSON is there (make perf runs it last,
+    # on the host, also after a benchmark failed).
+    report) perf/report.py --dir build/perf ;;
     *) echo "perf/run-all.sh: unknown benchmark '$1' (boot blk vsock agent snapshot jail serve" \
-         "serve-python hugepages)" >&2
+         "serve-python hugepages density memsize report)" >&2
        exit 2 ;;
   esac
 }
-[ $# -gt 0 ] || set -- boot blk vsock agent snapshot jail serve serve-python hugepages
+if [ $# -eq 0 ]; then
+  if [ -n "${QUICK:-}" ] && [ "${QUICK}" != 0 ]; then
+    # QUICK: the benchmarks the report's plots come from (its goal table says NOT RUN for the
+    # goals of the others).
+    set -- boot snapshot serve serve-python density memsize
+  else
+    set -- boot blk vsock agent snapshot jail serve serve-python hugepages density memsize
+  fi
+fi
 for bench in "$@"; do run "$bench"; done

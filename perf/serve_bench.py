@@ -50,6 +50,7 @@ import time
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from goals import print_verdicts  # noqa: E402
 from vmrun import (environment_name, log, pct, read_rss, stage_wisp, wait_for,  # noqa: E402
                    write_json)
 from wisp_cli import BenchError, run  # noqa: E402
@@ -307,6 +308,9 @@ def main():
     ap.add_argument("--cold-calls", type=int, default=8,
                     help="calls per concurrency for exec-cold (a boot each)")
     ap.add_argument("--concurrency", default="1,8,32")
+    ap.add_argument("--cold-concurrency", default=None,
+                    help="the levels of --concurrency at which exec-cold runs (default: all; "
+                         "each cold call boots a VM, so a long sweep names a few)")
     ap.add_argument("--modes", default=",".join(MODES),
                     help="comma list of the ways to measure (invoke-process is the baseline)")
     ap.add_argument("--soak", type=int, default=0,
@@ -336,6 +340,8 @@ def main():
     if args.handler == "python" and not os.path.isfile(args.rootfs):
         ap.error("--rootfs %s: no such file (make guest builds it)" % args.rootfs)
     levels = [int(c) for c in args.concurrency.split(",") if c.strip()]
+    cold_levels = levels if args.cold_concurrency is None else \
+        [int(c) for c in args.cold_concurrency.split(",") if c.strip()]
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     if not modes or any(m not in MODES for m in modes):
         ap.error("--modes: expected a comma list of " + ", ".join(MODES))
@@ -352,15 +358,20 @@ def main():
         report["client"] = getattr(b, "client", None)
         for c in levels:
             for mode in modes:
+                if mode == "exec-cold" and c not in cold_levels:
+                    continue
                 n = args.cold_calls if mode == "exec-cold" else args.calls
                 log("serve_bench: %s at concurrency %d, %d calls" % (mode, c, n))
                 b.level(mode, c, min(c, n))  # warm-up round, not kept
                 report["results"].setdefault(mode, []).append(b.level(mode, c, n))
+        # Against invoke-process at the same concurrency (exec-cold may skip some levels).
+        bases = {lv["concurrency"]: lv for lv in report["results"].get("invoke-process", [])}
         for mode in modes:
-            for lv, base in zip(report["results"][mode],
-                                report["results"].get("invoke-process", [])):
-                report["ratios"].setdefault(mode, {})[str(lv["concurrency"])] = \
-                    lv["p50_ms"] / base["p50_ms"]
+            for lv in report["results"].get(mode, []):
+                base = bases.get(lv["concurrency"])
+                if base:
+                    report["ratios"].setdefault(mode, {})[str(lv["concurrency"])] = \
+                        lv["p50_ms"] / base["p50_ms"]
         if args.paced_calls:
             for mode in [m for m in modes if m != "exec-cold"]:
                 log("serve_bench: %s paced, %d calls %d ms apart" % (mode, args.paced_calls,
@@ -388,6 +399,8 @@ def main():
     write_json(args.out, report)
     if rc == 0 or report["results"]:
         print_table(report)
+        print_verdicts(report, "serve-python.json" if args.handler == "python" else
+                       "serve.json")
     return rc
 
 

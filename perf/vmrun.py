@@ -48,8 +48,57 @@ def log(msg):
     print(msg, file=sys.stderr, flush=True)
 
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def git_commit(root=ROOT):
+    """The checkout's commit (with -dirty for local changes), or None outside a checkout."""
+    try:
+        p = subprocess.run(["git", "-C", root, "describe", "--always", "--dirty", "--abbrev=40"],
+                           capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return p.stdout.strip() if p.returncode == 0 and p.stdout.strip() else None
+
+
+def kernel_version(path):
+    """The "Linux version ..." banner in an uncompressed vmlinux, or None."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    i = data.find(b"Linux version ")
+    if i < 0:
+        return None
+    end = min(x for x in (data.find(b"\n", i), data.find(b"\0", i), i + 300) if x >= 0)
+    return data[i:end].decode(errors="replace").strip()
+
+
+def qemu_version(qemu="qemu-system-x86_64"):
+    """The peer's version line (`qemu-system-x86_64 --version`), or None."""
+    try:
+        p = subprocess.run([qemu, "--version"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return p.stdout.splitlines()[0].strip() if p.returncode == 0 and p.stdout else None
+
+
+def run_meta(report):
+    """What a figure made from `report` must name: the environment, the wisp commit, the guest
+    kernel and the peer's version (issue 15). The kernel a benchmark booted may have been a
+    staged copy gone by now: then the checkout's build/guest/vmlinux, which it was copied from."""
+    kernel = report.get("kernel") or (report.get("setup") or {}).get("kernel")
+    default = os.path.join(ROOT, "build/guest/vmlinux")
+    version = kernel_version(kernel) if kernel else None
+    return {"environment": report.get("environment") or environment_name(),
+            "commit": git_commit(), "kernel": version or kernel_version(default),
+            "kernel_path": kernel if version else default, "qemu": qemu_version()}
+
+
 def write_json(path, report):
-    """Writes a benchmark's report to `path`, creating its directory."""
+    """Writes a benchmark's report to `path`, creating its directory, with run_meta's "meta"."""
+    report.setdefault("meta", run_meta(report))
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "w") as f:
         json.dump(report, f, indent=2)

@@ -18,7 +18,9 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests/integration"))
-from vmrun import environment_name, pct, qemu_microvm_argv, write_json  # noqa: E402
+from goals import print_verdicts  # noqa: E402
+from vmrun import (environment_name, pct, qemu_microvm_argv, summarize,  # noqa: E402
+                   write_json)
 from vsock_host import handshake  # noqa: E402
 
 SINK_PORT, ECHO_PORT = 60, 61
@@ -127,7 +129,8 @@ def main():
           f" on {env}", file=sys.stderr)
     res = {k: {"mib_s": [], "rtt_us": []} for k in vmms}
     for i in range(args.runs):
-        for name, (argv, connect, addr) in vmms.items():
+        # Alternating, the order turned round every run (ABBA): drift hits both alike.
+        for name, (argv, connect, addr) in list(vmms.items())[::1 if i % 2 == 0 else -1]:
             for p in (uds, console):
                 if os.path.exists(p):
                     os.unlink(p)
@@ -152,6 +155,8 @@ def main():
               "rtt_p99_wisp_over_vhost": w["rtt_us_p99"] / q["rtt_us_p99"]}
     report = {"benchmark": "vsock", "environment": env, "runs": args.runs, "mib": args.mib,
               "rtts": args.rtts, "summary": summary, "ratios": ratios,
+              "summary_mib_s": {k: summarize(v["mib_s"]) for k, v in res.items()},
+              "summary_rtt_us": {k: summarize(v["rtt_us"]) for k, v in res.items()},
               "samples_mib_s": {k: v["mib_s"] for k, v in res.items()}}
     write_json(args.out, report)
     print(f"\nvirtio-vsock on {env}")
@@ -162,6 +167,7 @@ def main():
     print(f"  ratios wisp/vhost: throughput {ratios['throughput_wisp_over_vhost']:.2f}x, "
           f"RTT p50 {ratios['rtt_p50_wisp_over_vhost']:.2f}x, p99 {ratios['rtt_p99_wisp_over_vhost']:.2f}x")
     print(f"  JSON: {args.out}")
+    print_verdicts(report, "vsock.json")
     return 0
 
 

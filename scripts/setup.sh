@@ -14,6 +14,8 @@ PACKAGES=(
   busybox-static debootstrap
   # testbed (QEMU TCG with an emulated SVM CPU) and the perf suite's peer
   qemu-system-x86 python3 e2fsprogs
+  # the perf report's plots (perf/report.py)
+  python3-matplotlib
 )
 
 missing=()
