@@ -11,6 +11,7 @@
 #include "agent/agent_server.h"
 #include "agent/cgroup.h"
 #include "agent/child_reaper.h"
+#include "agent/guest_network.h"
 #include "agent/pid1.h"
 #include "agent/vsock_listener.h"
 #include "base/clock.h"
@@ -70,7 +71,10 @@ int main() {
   times.started_ns = wisp::boot_time_ns();
   bool pid1 = getpid() == 1;
   signal(SIGPIPE, SIG_IGN);
-  if (pid1) set_up_pid1();
+  if (pid1) {
+    set_up_pid1();
+    set_up_guest_network();
+  }
   times.mounted_ns = wisp::boot_time_ns();
   try {
     set_up_cgroup_parent();

@@ -16,6 +16,9 @@ const char kVmOptionsHelp[] = R"(VM options, passed to the VMM (see wisp run --h
   --cmdline STR      appended to the kernel command line after "quiet"
   --raw-cmdline      --cmdline is the whole kernel command line
   --drive PATH[,ro]  a virtio-blk disk (repeatable); --no-rng: no virtio-rng
+  --net tap=NAME[,mac=MAC][,ip=ADDR/PREFIX][,gw=ADDR]
+                     a virtio-net NIC on the existing TAP NAME (repeatable); with ip= the
+                     agent gives eth0 that address and default route (MTU 1500)
   --no-hugepages     guest RAM on 4 KiB pages (default: 2 MiB huge pages; to measure against)
   --vsock-cid N      the guest's vsock CID (default 3)
   --console MODE     none (default) or FILE: where the guest console goes
@@ -36,6 +39,12 @@ void add_vm_options(OptionParser& parser, manager::VmSpec* vm) {
       .size("mem", &vm->mem_bytes, 1ull << 20, kMinGuestMemBytes, kMaxGuestMemBytes)
       .count("vcpus", &vm->vcpus, 1, kMaxGuestVcpus)
       .value("drive", [vm](const std::string& v) { vm->drives.push_back(v); })
+      .value("net",
+             [vm](const std::string& v) {
+               if (v.rfind("tap=", 0) != 0)
+                 throw UsageError("--net \"" + v + "\": expected tap=NAME[,mac=MAC][,ip=...]");
+               vm->nets.push_back(v);
+             })
       .flag("no-rng", [vm] { vm->rng = false; })
       .flag("no-hugepages", [vm] { vm->huge_pages = false; })
       .text("vsock-cid", &vm->vsock_cid)

@@ -10,7 +10,7 @@
 
 namespace wisp::cli {
 
-// --kernel, --initrd, --rootfs, --cmdline, --raw-cmdline, --mem, --vcpus, --drive, --no-rng,
+// --kernel, --initrd, --rootfs, --cmdline, --raw-cmdline, --mem, --vcpus, --drive, --net, --no-rng,
 // --vsock-cid, --console none|FILE and -v/--verbose, into `vm`.
 void add_vm_options(OptionParser& parser, manager::VmSpec* vm);
 

@@ -140,6 +140,10 @@ int create(int argc, char** argv, uint64_t t0_ns) {
     spec.name = args.operands[0];
     manager::check_template_name(spec.name);
     if (handler.empty()) throw UsageError("--handler \"CMD ARGS\" is required");
+    // A clone restores inside its jail, where no TAP can be opened by name yet (issue 14
+    // item 2: a TAP per clone's namespace).
+    if (!spec.vm.nets.empty())
+      throw UsageError("--net: not for templates yet (wisp run/exec only)");
     spec.argv = manager::split_command(handler);
     if (spec.argv.empty()) throw UsageError("--handler: empty command");
     if (!spec.vm.initrd.empty() && !spec.vm.rootfs.empty())

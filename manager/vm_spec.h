@@ -24,6 +24,7 @@ struct VmSpec {
   uint64_t mem_bytes = 0;    // 0: wisp-vmm's default
   uint32_t vcpus = 0;        // 0: wisp-vmm's default
   std::vector<std::string> drives;  // "PATH[,ro]" as `wisp run --drive` takes them, in order
+  std::vector<std::string> nets;    // "tap=NAME[,...]" as `wisp-vmm run --net` takes them
   bool rng = true;
   bool huge_pages = true;        // false: --no-hugepages (guest RAM on 4 KiB pages)
   std::string vsock_cid;         // "": wisp-vmm's default (3)

@@ -61,6 +61,7 @@ struct VirtioDevice {
     virtioBlk @1 :VirtioBlk;
     virtioRng @2 :VirtioRng;
     virtioVsock @3 :VirtioVsock;
+    virtioNet @4 :VirtioNet;
   }
 }
 
@@ -99,5 +100,18 @@ struct VirtioVsock {
   }
   struct State {
     guestCid @0 :UInt64;
+  }
+}
+
+struct VirtioNet {
+  spec @0 :Spec;
+  state @1 :State;
+
+  struct Spec {
+    tapName @0 :Text;            # reopened by name on restore (given before the jail)
+    mac @1 :UInt64;              # the low 48 bits, first octet most significant
+  }
+  struct State {
+    mac @0 :UInt64;              # what the guest read at probe time
   }
 }

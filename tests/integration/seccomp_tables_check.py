@@ -44,6 +44,7 @@ RARE = {
         "shutdown": "a guest half-closes a connection (vsock_test.py does; agents close both ways)",
         "mprotect": "malloc in a second arena, when the main one is locked by another thread",
         "restart_syscall": "a stop/continue signal during a timed wait",
+        "writev": "virtio-net TX to a TAP (net_test.py does; this workload boots no NIC)",
         "lseek": "a full snapshot of a restored VM (SEEK_DATA in its memory file; a booted VM's "
                  "anonymous RAM is read through the pagemap)",
     },

@@ -80,7 +80,8 @@ TEST(DeviceCodec, SerialRoundTrip) {
 std::vector<VirtioSlotState> one_slot_per_kind() {
   return {sample_slot(BlockSpec{"/images/a b.img", true, 1ull << 33, -5},
                       BlockState{1 << 20, true, 128}),
-          sample_slot(RngSpec{}, RngState{}), sample_slot(VsockSpec{"", 42}, VsockState{42})};
+          sample_slot(RngSpec{}, RngState{}), sample_slot(VsockSpec{"", 42}, VsockState{42}),
+          sample_slot(NetSpec{"tap-x", 0x0a'0b'0c'0d'0e'0f}, NetState{0x0a'0b'0c'0d'0e'0f})};
 }
 
 TEST(DeviceCodec, VirtioRoundTripEveryDeviceKind) {

@@ -26,6 +26,8 @@ TEST(DeviceKinds, NamesComeFromTheTable) {
   EXPECT_STREQ(kind_name(VirtioDeviceState{BlockState{}}), "virtio-blk");
   EXPECT_STREQ(kind_name(VirtioDeviceState{RngState{}}), "virtio-rng");
   EXPECT_STREQ(kind_name(VirtioDeviceState{VsockState{}}), "virtio-vsock");
+  EXPECT_STREQ(kind_name(DeviceSpec{NetSpec{}}), "virtio-net");
+  EXPECT_STREQ(kind_name(VirtioDeviceState{NetState{}}), "virtio-net");
   // Spec alternative i and State alternative i are one kind.
   static_assert(std::variant_size_v<DeviceSpec> == std::variant_size_v<VirtioDeviceState>);
   static_assert(std::is_same_v<VirtioKinds::KindOf<VsockSpec>, VirtioKinds::KindOf<VsockState>>);

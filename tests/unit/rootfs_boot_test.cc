@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include "vmm/main/boot_description.h"
+
 namespace wisp {
 namespace {
 
@@ -46,6 +48,30 @@ TEST(RootfsBoot, RawCmdlineIsTheWholeLine) {
   EXPECT_EQ(cfg.cmdline, "root=/dev/vda init=/x");
   ASSERT_EQ(cfg.devices.size(), 1u);
   EXPECT_TRUE(std::get<BlockSpec>(cfg.devices[0]).read_only);
+}
+
+}  // namespace
+}  // namespace wisp
+
+namespace wisp {
+namespace {
+
+// --net: the NIC takes the slot after vsock, its guest address goes before the user's part of
+// the command line (not with --raw-cmdline).
+TEST(BootDescriptionNet, NicAfterVsockAndItsAddressOnTheCommandLine) {
+  BootDescription boot;
+  boot.vsock = VsockSpec{"/run/v.sock", 3};
+  boot.nets = {parse_net_option("tap=tap7,ip=10.1.2.3/16,gw=10.1.0.1")};
+  boot.extra_cmdline = "user=1";
+  MachineConfig cfg;
+  apply_boot_description(boot, &cfg);
+  ASSERT_EQ(cfg.devices.size(), 3u);  // rng, vsock, net
+  EXPECT_EQ(std::get<NetSpec>(cfg.devices[2]).tap_name, "tap7");
+  EXPECT_NE(cfg.cmdline.find("wisp.net=10.1.2.3/16,10.1.0.1,1500 user=1"), std::string::npos)
+      << cfg.cmdline;
+  boot.raw_cmdline = true;
+  apply_boot_description(boot, &cfg);
+  EXPECT_EQ(cfg.cmdline, "user=1");
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 #include "vmm/jail/seccomp_filter.h"
 
 #include <gtest/gtest.h>
+#include <linux/if_tun.h>
 #include <linux/kvm.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
@@ -223,6 +224,7 @@ TEST(SeccompTables, KvmIoctlNumbersMatchTheHeaders) {
       {"TCGETS", TCGETS},
       {"FIONBIO", FIONBIO},
       {"FIOCLEX", FIOCLEX},
+      {"TUNSETOFFLOAD", TUNSETOFFLOAD},
   };
   size_t checked = 0;
   for (ThreadKind kind : kKinds) {

@@ -68,7 +68,7 @@ TEST_F(SnapshotDirTest, RoundTripsStateAndMemory) {
   SnapshotReport report = verify_snapshot(dir);
   EXPECT_EQ(report.vcpus, 2u);
   EXPECT_EQ(report.regions, 2u);
-  EXPECT_EQ(report.devices, 4u);  // the serial port and three virtio slots
+  EXPECT_EQ(report.devices, 5u);  // the serial port and four virtio slots (one per kind)
   EXPECT_EQ(report.memory_file_bytes, memory_file_size(state_.memory));
   EXPECT_NE(report.to_string().find("2 vCPU(s)"), std::string::npos);
 

@@ -68,8 +68,8 @@ TEST(SnapshotStateFile, RoundTripsTheMachineAndDiffFields) {
   SnapshotState back = decode_state_file(encode_state_file(s), "diff.state");
   EXPECT_EQ(back, s);
   EXPECT_TRUE(back.is_diff());
-  ASSERT_EQ(back.machine.virtio.size(), 4u);
-  const auto& drive = std::get<BlockSpec>(back.machine.virtio[3].spec);
+  ASSERT_EQ(back.machine.virtio.size(), 5u);
+  const auto& drive = std::get<BlockSpec>(back.machine.virtio[4].spec);
   EXPECT_EQ(drive.path, "/images/rootfs.ext4");
   EXPECT_FALSE(drive.read_only);
   EXPECT_EQ(drive.size_bytes, 1ull << 40);

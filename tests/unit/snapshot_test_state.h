@@ -67,6 +67,8 @@ inline SnapshotState sample_state(uint32_t vcpus = 2) {
                       running_transport(1), BlockState{2048, true, 128}});
   m.virtio.push_back({RngSpec{}, running_transport(1), RngState{}});
   m.virtio.push_back({VsockSpec{"", 3}, running_transport(3), VsockState{3}});
+  m.virtio.push_back({NetSpec{"wisp-tap0", 0x02'00'00'00'00'07}, running_transport(2),
+                      NetState{0x02'00'00'00'00'07}});
   s.id = "0123456789abcdef0123456789abcdef";
   return s;
 }

@@ -3,6 +3,7 @@
 // and the VMM's exit. No open: every file (even /proc/self/pagemap, GuestMemory's) is opened before
 // the filter goes on, and a snapshot's files arrive as fds. Reviewed against strace and the
 // kernel's log of a WISP_SECCOMP_LOG_ALL run (tests/integration/seccomp_tables_check.py).
+#include <linux/if_tun.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -28,6 +29,8 @@ constexpr SyscallRule kSyscalls[] = {
     allow("accept4", "a host client connects to the vsock bridge"),
     allow("recvfrom", "the bridge peeks at and reads the \"CONNECT <port>\" line"),
     allow("readv", "guest-bound data from a host socket"),
+    // virtio-net's TAP back-end (frames in with read, above).
+    allow("writev", "VirtioNet: a guest frame out to the TAP, straight from guest memory"),
     allow("sendmsg", "host-bound data (MSG_NOSIGNAL)"),
     allow("shutdown", "the guest half-closed a connection: SHUT_WR on its host socket"),
     allow_if("socket", "the guest connects to a host port: an AF_UNIX stream socket only",
@@ -84,6 +87,8 @@ constexpr IoctlRule kIoctls[] = {
     {"KVM_GET_IRQCHIP", kvm_iowr(0x62, kKvmIrqchipSize), "Vm::save_state: PICs, IOAPIC"},
     {"KVM_GET_PIT2", kvm_ior(0x9f, kKvmPitState2Size), "Vm::save_state"},
     {"KVM_GET_CLOCK", kvm_ior(0x7c, kKvmClockDataSize), "Vm::save_state"},
+    // virtio-net: the offloads the guest negotiated, set once per driver activation.
+    {"TUNSETOFFLOAD", TUNSETOFFLOAD, "TapBackend::set_offloads"},
     // The console on a terminal (wisp run --console stdio): set back from raw mode at exit.
     {"TCSETS", TCSETS, "RawTerminal's destructor (tcsetattr)"},
     {"TCGETS", TCGETS, "tcsetattr reads the settings back"},

@@ -12,12 +12,18 @@ void apply_boot_description(const BootDescription& boot, MachineConfig* cfg) {
   std::vector<DeviceSpec> devices(boot.drives.begin(), boot.drives.end());
   if (boot.rng) devices.push_back(RngSpec{});
   if (boot.vsock) devices.push_back(*boot.vsock);
+  std::string extra = boot.extra_cmdline;
+  for (const NetOption& net : boot.nets) {
+    devices.push_back(net.spec);
+    // Before the user's part, so a --cmdline of their own can still override it.
+    std::string word = net.guest.cmdline_word();
+    if (!word.empty() && !boot.raw_cmdline) extra = word + (extra.empty() ? "" : " " + extra);
+  }
   cfg->devices = std::move(devices);
   if (!boot.rootfs.empty()) {
-    apply_rootfs(boot.rootfs, default_kernel_cmdline(), boot.extra_cmdline, boot.raw_cmdline, cfg);
+    apply_rootfs(boot.rootfs, default_kernel_cmdline(), extra, boot.raw_cmdline, cfg);
     return;
   }
-  const std::string& extra = boot.extra_cmdline;
   cfg->cmdline =
       boot.raw_cmdline ? extra : default_kernel_cmdline() + (extra.empty() ? "" : " " + extra);
 }

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "vmm/machine/machine.h"
+#include "vmm/virtio/net/net_state.h"
 
 namespace wisp {
 
@@ -19,9 +20,11 @@ struct BootDescription {
   bool raw_cmdline = false;       // extra_cmdline is the whole line
   bool rng = true;
   std::optional<VsockSpec> vsock;
+  std::vector<NetOption> nets;  // after vsock in slot order; their guest addresses go on the
+                                // command line (not with raw_cmdline)
 };
 
-// Sets cfg->devices (rootfs, drives, rng, vsock: the slot order) and cfg->cmdline.
+// Sets cfg->devices (rootfs, drives, rng, vsock, nets: the slot order) and cfg->cmdline.
 void apply_boot_description(const BootDescription& boot, MachineConfig* cfg);
 
 }  // namespace wisp

@@ -20,6 +20,7 @@
 #include "vmm/main/rootfs_boot.h"
 #include "vmm/main/vmm_process.h"
 #include "vmm/virtio/block/block_backend.h"
+#include "vmm/virtio/net/tap_backend.h"
 #include "vmm/virtio/vsock/vsock_muxer.h"
 
 namespace wisp {
@@ -62,6 +63,11 @@ Options:
                    on that port (answer: "OK <host_port>\n", then the byte stream); guest
                    connections to CID 2 port P are forwarded to the Unix socket PATH_P
   --vsock-cid N    the guest's vsock CID (default 3; 3..4294967294)
+  --net tap=NAME[,mac=MAC][,ip=ADDR/PREFIX][,gw=ADDR]
+                   a virtio-net NIC on the existing TAP NAME (repeatable: eth0, eth1, ...),
+                   opened before the VMM enters its jail; MAC default 02:54:00:12:34:56;
+                   with ip= the kernel command line gets "wisp.net=ADDR/PREFIX,GW,MTU",
+                   which the agent applies to eth0 (MTU 1500)
   --control-socket PATH
                    listen on the Unix socket PATH for control commands (wisp snapshot create
                    uses it): ping, pause, resume, snapshot [--diff] DIR, stats
@@ -107,6 +113,7 @@ struct RunOptions {
   std::vector<BlockSpec> drives;
   bool rng = true;
   std::optional<VsockSpec> vsock;
+  std::vector<NetOption> nets;
 };
 
 OptionParser run_parser(RunOptions* o) {
@@ -136,6 +143,14 @@ OptionParser run_parser(RunOptions* o) {
                o->vsock->uds_path = v;
              })
       .value("vsock-cid", [o](const std::string& v) { o->vsock_cid = parse_vsock_cid(v); })
+      .value("net",
+             [o](const std::string& v) {
+               try {
+                 o->nets.push_back(parse_net_option(v));
+               } catch (const Error& e) {
+                 throw UsageError(e.what());
+               }
+             })
       .text("rootfs", &o->rootfs)
       .value("control-socket",
              [cfg](const std::string& v) {
@@ -158,6 +173,10 @@ void finish_config(RunOptions* o) {
   MachineConfig& cfg = o->cfg;
   if (o->no_initrd && o->initrd_given) throw UsageError("--initrd and --no-initrd conflict");
   if (o->vsock_cid && !o->vsock) throw UsageError("--vsock-cid needs --vsock-uds");
+  // The agent configures eth0 only (wisp.net is one word).
+  for (size_t i = 1; i < o->nets.size(); ++i)
+    if (!o->nets[i].guest.address.empty())
+      throw UsageError("--net: ip= is for the first NIC (eth0) only");
   if (o->vsock) {
     if (o->vsock_cid) o->vsock->guest_cid = *o->vsock_cid;
     try {
@@ -180,6 +199,7 @@ void finish_config(RunOptions* o) {
   boot.raw_cmdline = o->raw_cmdline;
   boot.rng = o->rng;
   boot.vsock = o->vsock;
+  boot.nets = o->nets;
   apply_boot_description(boot, &cfg);
 }
 
@@ -238,7 +258,10 @@ int run_command(int argc, char** argv, uint64_t t0_ns) {
   if (int rc = check_kvm_usable()) return rc;
   warn_debug_jail_flags(o.jail.flags);
   try {
-    jail::JailConfig jail = vmm_jail_config(o.jail, &o.cfg, {}, {});
+    // The jail's network namespace and /dev hold no TAP: open them here, as root.
+    for (const NetOption& net : o.nets)
+      provide_tap_fd(net.spec.tap_name, open_tap(net.spec.tap_name));
+    jail::JailConfig jail = vmm_jail_config(o.jail, &o.cfg, {}, provided_tap_fds());
     return jail::run_jailed(jail, [&](jail::Confinement& c) { return run_vm(o, c, t0_ns); });
   } catch (const Error& e) {
     std::fprintf(stderr, "wisp: %s\n", e.what());

@@ -15,12 +15,13 @@
 #include "base/error.h"
 #include "vmm/virtio/block/block_state.h"
 #include "vmm/virtio/kind_list.h"
+#include "vmm/virtio/net/net_state.h"
 #include "vmm/virtio/rng/rng_state.h"
 #include "vmm/virtio/vsock/vsock_state.h"
 
 namespace wisp {
 
-using VirtioKinds = KindList<BlockKind, RngKind, VsockKind>;
+using VirtioKinds = KindList<BlockKind, RngKind, VsockKind, NetKind>;
 
 // One device of a machine description: its kind (the alternative) and that kind's Spec.
 using DeviceSpec = VirtioKinds::Spec;
