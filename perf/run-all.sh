@@ -2,7 +2,8 @@
 # Every benchmark once, JSON in build/perf/: what `make perf` and `make test` run (inside KVM:
 # tests/integration/in-kvm). Run counts come from WISP_BENCH_RUNS* (defaults below).
 # Usage: perf/run-all.sh [BENCH...]   (boot blk vsock agent snapshot jail serve serve-python
-# hugepages; default: all; tests/integration/run-all.sh, i.e. `make test`, names its own list)
+# hugepages ml; default: all; ml needs `make ml-rootfs`; tests/integration/run-all.sh, i.e.
+# `make test`, names its own list)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 run() {
@@ -34,10 +35,12 @@ run() {
     hugepages)
       perf/hugepage_bench.py --runs "${WISP_BENCH_RUNS_HUGEPAGES:-10}" \
         --out build/perf/hugepages.json ;;
+    ml) perf/ml_bench.py --runs "${WISP_BENCH_RUNS_ML:-10}" --cold-runs "${WISP_BENCH_RUNS_ML_COLD:-3}" \
+      --out build/perf/ml_bench.json ;;
     *) echo "perf/run-all.sh: unknown benchmark '$1' (boot blk vsock agent snapshot jail serve" \
-         "serve-python hugepages)" >&2
+         "serve-python hugepages ml)" >&2
        exit 2 ;;
   esac
 }
-[ $# -gt 0 ] || set -- boot blk vsock agent snapshot jail serve serve-python hugepages
+[ $# -gt 0 ] || set -- boot blk vsock agent snapshot jail serve serve-python hugepages ml
 for bench in "$@"; do run "$bench"; done
