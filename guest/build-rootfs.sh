@@ -66,6 +66,15 @@ case $rootfs_variant in
   python) label=wisp-python ;;
   ml)
     PACKAGES=$PACKAGES,python3-numpy,python3-sklearn
+    # Installed as dependencies, used only to build software (trim_tree removes their files).
+    ML_BUILD_ONLY_PACKAGES="binutils binutils-x86-64-linux-gnu libbinutils libctf0 libctf-nobfd0
+      libgprofng0 cpp cpp-12 gcc gcc-12 g++ g++-12 libgcc-12-dev libstdc++-12-dev libc6-dev
+      libc-dev-bin linux-libc-dev libcrypt-dev libnsl-dev libtirpc-dev rpcsvc-proto libasan8
+      libtsan2 liblsan0 libubsan1 libitm1 libcc1-0 libisl23 libmpc3 libmpfr6 libboost1.74-dev
+      libxsimd-dev libopenblas-dev libopenblas-pthread-dev libpython3.11-dev libpython3-dev
+      libpython3-all-dev python3.11-dev python3-dev python3-all-dev libexpat1-dev zlib1g-dev
+      python3-pythran python3-beniget python3-gast python3-ply libjs-jquery libjs-sphinxdoc
+      libjs-underscore"
     label=wisp-ml
     ;;
   *) die "--variant: unknown variant '$rootfs_variant' (python or ml)" ;;
@@ -86,7 +95,8 @@ fi
 tree_key=$( {
   printf 'recipe %s\nsuite %s\nvariant %s\npackages %s\nmirror %s\n' \
     "$RECIPE_VERSION" "$SUITE" "$VARIANT" "$PACKAGES" "$MIRROR"
-  [ "$rootfs_variant" = python ] || printf 'rootfs-variant %s trim-tests 1\n' "$rootfs_variant"
+  [ "$rootfs_variant" = python ] ||
+    printf 'rootfs-variant %s trim 2 %s\n' "$rootfs_variant" "$(echo $ML_BUILD_ONLY_PACKAGES)"
 } | sha256sum | cut -c1-64)
 cache=${WISP_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/wisp}
 rcache=$cache/rootfs
@@ -105,6 +115,21 @@ trim_tree() {
     # no import of the library needs them. The bytecode Debian compiled at install is kept:
     # without it every cold start would compile those modules again.
     find "$t"/usr/lib/python3/dist-packages -depth -type d -name tests -exec rm -rf {} +
+    # python3-scipy depends on python3-pythran (a compiler for building scipy), which brings
+    # gcc, g++, binutils, Boost's and other headers, static libraries and the sanitizer
+    # runtimes: about 450 MiB that a function never runs. Their files go (dpkg's records of
+    # them stay: nothing installs packages into a read-only function image).
+    local pkg list f
+    for pkg in $ML_BUILD_ONLY_PACKAGES; do
+      for list in "$t/var/lib/dpkg/info/$pkg.list" "$t/var/lib/dpkg/info/$pkg:amd64.list"; do
+        [ -f "$list" ] || continue
+        while IFS= read -r f; do
+          if [ -L "$t$f" ] || [ -f "$t$f" ]; then rm -f "$t$f"; fi
+        done <"$list"
+      done
+    done
+    rm -rf "$t"/usr/include/*
+    find "$t"/usr/lib -name '*.a' -delete
   fi
 }
 
