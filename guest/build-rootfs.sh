@@ -96,7 +96,7 @@ tree_key=$( {
   printf 'recipe %s\nsuite %s\nvariant %s\npackages %s\nmirror %s\n' \
     "$RECIPE_VERSION" "$SUITE" "$VARIANT" "$PACKAGES" "$MIRROR"
   [ "$rootfs_variant" = python ] ||
-    printf 'rootfs-variant %s trim 2 %s\n' "$rootfs_variant" "$(echo $ML_BUILD_ONLY_PACKAGES)"
+    printf 'rootfs-variant %s trim 3 %s\n' "$rootfs_variant" "$(echo $ML_BUILD_ONLY_PACKAGES)"
 } | sha256sum | cut -c1-64)
 cache=${WISP_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/wisp}
 rcache=$cache/rootfs
@@ -119,15 +119,17 @@ trim_tree() {
     # gcc, g++, binutils, Boost's and other headers, static libraries and the sanitizer
     # runtimes: about 450 MiB that a function never runs. Their files go (dpkg's records of
     # them stay: nothing installs packages into a read-only function image).
+    # Files and symlinks only: a list also names directories, and with merged /usr some of
+    # them are symlinks (/lib64 -> usr/lib64) that every program needs.
     local pkg list f
     for pkg in $ML_BUILD_ONLY_PACKAGES; do
       for list in "$t/var/lib/dpkg/info/$pkg.list" "$t/var/lib/dpkg/info/$pkg:amd64.list"; do
         [ -f "$list" ] || continue
         while IFS= read -r f; do
-          if [ -L "$t$f" ] || [ -f "$t$f" ]; then rm -f "$t$f"; fi
+          if [ ! -d "$t$f" ] && { [ -L "$t$f" ] || [ -f "$t$f" ]; }; then printf '%s\0' "$t$f"; fi
         done <"$list"
       done
-    done
+    done | xargs -0 -r rm -f
     rm -rf "$t"/usr/include/*
     find "$t"/usr/lib -name '*.a' -delete
   fi

@@ -104,15 +104,21 @@ def vm_args(args):
             args.rootfs]
 
 
-def worker_init(stderr):
-    """The worker's "ml_worker: init {json}" line (its start's split), or None."""
+def worker_line(stderr, kind):
+    """The worker's "ml_worker: KIND {json}" line (init: its start's split; call: the call's
+    own time), or None."""
+    head = f"ml_worker: {kind} "
     for line in stderr.splitlines():
-        if line.startswith("ml_worker: init "):
+        if line.startswith(head):
             try:
-                return json.loads(line[len("ml_worker: init "):])
+                return json.loads(line[len(head):])
             except ValueError:
                 return None
     return None
+
+
+def worker_init(stderr):
+    return worker_line(stderr, "init")
 
 
 def cold(args, payload):
@@ -127,7 +133,8 @@ def cold(args, payload):
     t = json_lines(err)
     return {"first_result_ms": t.get("exec_invoke_done_ms"), "wall_ms": wall,
             "agent_ready_ms": t.get("exec_agent_ready_ms"), "cosine": cos,
-            "worker_init": worker_init(err), "out": p.stdout}
+            "worker_init": worker_init(err),
+            "worker_ms": (worker_line(err, "call") or {}).get("ms"), "out": p.stdout}
 
 
 def warm(args, env, name, payload):
@@ -136,11 +143,12 @@ def warm(args, env, name, payload):
     t0 = time.monotonic()
     p = run(argv, payload, env=env, timeout=300, what="wisp invoke")
     wall = (time.monotonic() - t0) * 1000
-    t = json_lines(p.stderr.decode(errors="replace"))
+    err = p.stderr.decode(errors="replace")
+    t = json_lines(err)
     if "total_ms" not in t:
-        raise BenchError("wisp invoke --timings printed no total_ms:\n" +
-                         p.stderr.decode(errors="replace")[-2000:])
-    return dict(t, wall_ms=wall, out=p.stdout)
+        raise BenchError("wisp invoke --timings printed no total_ms:\n" + err[-2000:])
+    return dict(t, wall_ms=wall, worker_ms=(worker_line(err, "call") or {}).get("ms"),
+                out=p.stdout)
 
 
 def check_predict(args, env, name):
@@ -155,7 +163,8 @@ def check_predict(args, env, name):
     return acc
 
 
-WARM_KEYS = ("total_ms", "restore_ms", "reconnect_ms", "invoke_ms", "handler_ms",
+# handler_ms: the agent's time for the call; worker_ms: the worker's own (parse + model).
+WARM_KEYS = ("total_ms", "restore_ms", "reconnect_ms", "invoke_ms", "handler_ms", "worker_ms",
              "pages_touched", "wall_ms")
 
 
@@ -222,7 +231,7 @@ def bench(args, tmp):
     res["warm"] = {k: summarize([r.get(k) for r in warms]) for k in WARM_KEYS}
     res["warm_samples"] = warms
     res["cold"] = {k: summarize([c[k] for c in colds]) for k in
-                   ("first_result_ms", "wall_ms", "agent_ready_ms")}
+                   ("first_result_ms", "wall_ms", "agent_ready_ms", "worker_ms")}
     res["cold_worker_init"] = {k: summarize([(c["worker_init"] or {}).get(k) for c in colds])
                                for k in ("import_s", "data_s", "fit_s")}
     res["cold_samples"] = colds
@@ -262,10 +271,13 @@ def print_table(report):
     print(f"    {'ms':34} {'median':>10} {'p90':>10} {'p99':>10} {'min - max':>12}")
     rows = [("cold: boot + start + call", r["cold"].get("first_result_ms")),
             ("  agent ready", r["cold"].get("agent_ready_ms")),
+            ("  the call in the worker", r["cold"].get("worker_ms")),
             ("warm: restore -> result", r["warm"].get("total_ms")),
             ("  restore", r["warm"].get("restore_ms")),
             ("  reconnect", r["warm"].get("reconnect_ms")),
             ("  invoke", r["warm"].get("invoke_ms")),
+            ("    agent's handler time", r["warm"].get("handler_ms")),
+            ("    worker's own (parse + model)", r["warm"].get("worker_ms")),
             ("`wisp invoke` spawn -> exit", r["warm"].get("wall_ms")),
             ("QEMU restore -> result", (r.get("qemu_restore") or {}).get("first_result_ms"))]
     for label, s in rows:

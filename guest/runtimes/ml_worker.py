@@ -36,7 +36,9 @@ accumulates its updates.
 
 The first call a worker answers also prints, on stderr (returned with that call), one line
 "ml_worker: init {json}" with how long the start took: import_s, data_s, fit_s, the training
-accuracy and the library versions.
+accuracy and the library versions. Every call prints "ml_worker: call {json}": its op, rows
+and ms (the worker's own time for it: parsing and the model's work), so a benchmark can tell
+the model's time from the transport's.
 
 The generator state needs no reseeding per clone (python_worker.on_resume): the dataset is
 fixed by design and the model's random_state is a constant, so every clone answers a request
@@ -144,7 +146,15 @@ def handle(payload):
     if _first_call:
         _first_call = False
         print("ml_worker: init " + json.dumps(INIT, sort_keys=True), file=sys.stderr)
+    t0 = time.monotonic()
     op, x, y = parse(payload)
+    result = run(op, x, y)
+    print("ml_worker: call " + json.dumps({"op": op.decode(), "rows": len(x), "ms": round(
+        (time.monotonic() - t0) * 1000, 3)}), file=sys.stderr)
+    return result
+
+
+def run(op, x, y):
     if op == b"pred":
         labels = model.predict(x).astype(np.uint8)
         return b"pred" + struct.pack("<I", labels.size) + labels.tobytes()
