@@ -20,9 +20,9 @@ Payload (all integers and floats little-endian; rows are row-major float32):
                                                      these labels (0 or 1; 1 to 10 000 rows,
                                                      the issue's minibatch is 1 000)
       "warm"  body as "fit1"                         the paths of both calls (a predict and a
-                                                     partial_fit on a copy of the model), for
-                                                     a template's warm-up: the model the
-                                                     snapshot holds is left as trained
+                                                     partial_fit), for a template's warm-up;
+                                                     then the model is put back as it was, so
+                                                     the snapshot holds it as trained
     response
       "pred"  "pred" | u32 rows | rows x u8 labels
       "fit1"  "coef" | u32 features | features x float32 coefficients | float32 intercept
@@ -155,16 +155,21 @@ def handle(payload):
 
 
 def run(op, x, y):
+    global model
     if op == b"pred":
         labels = model.predict(x).astype(np.uint8)
         return b"pred" + struct.pack("<I", labels.size) + labels.tobytes()
     if op == b"fit1":
         model.partial_fit(x, y)
         return coefficients(model)
-    scratch = copy.deepcopy(model)
-    scratch.predict(x)
-    scratch.partial_fit(x, y)
-    coefficients(scratch)
+    # The very path of the calls (the model's own arrays, the same allocations), so that a
+    # template's working set, recorded on its probe clone's first call, covers what a "fit1"
+    # touches; then the model goes back to its state before the update.
+    saved = copy.deepcopy(model)
+    model.predict(x)
+    model.partial_fit(x, y)
+    coefficients(model)
+    model = saved
     return b"warm" + struct.pack("<I", 0)
 
 
