@@ -12,7 +12,7 @@ JOBS       ?= $(shell nproc)
 # otherwise inside the nested-KVM testbed (tests/testbed/README.md).
 IN_KVM     := tests/integration/in-kvm
 
-.PHONY: all setup wisp guest agent-guest rootfs unit-test check integration-test test perf demo lint format fuzz clean
+.PHONY: all setup wisp guest agent-guest rootfs ml-rootfs unit-test check integration-test test perf demo lint format fuzz clean
 
 all: wisp guest agent-guest rootfs
 
@@ -40,6 +40,12 @@ agent-guest: wisp guest
 # with wisp-agent as init, an ext4 image booted read-only by `wisp run/exec --rootfs`.
 rootfs: wisp
 	@guest/build-rootfs.sh $(GUEST_DIR)/python-rootfs.ext4
+
+# The serverless-ML guest (issue 15): the Python image plus numpy and scikit-learn and
+# guest/runtimes/ml_worker.py, cached the same way under its own key. Not part of `all` or
+# `test`: `make perf` and `make demo` build it.
+ml-rootfs: wisp
+	@guest/build-rootfs.sh $(GUEST_DIR)/ml-rootfs.ext4 --variant ml
 
 # Unit tests run on the host under AddressSanitizer + UBSan.
 ASAN_CMAKE := cmake -S . -B $(ASAN_DIR) -DCMAKE_BUILD_TYPE=Debug -DWISP_SANITIZE=ON -DWISP_BIN_DIR=$(CURDIR)/$(ASAN_DIR)/bin
@@ -82,7 +88,7 @@ QUICK ?=
 PERF_FULL := WISP_BENCH_RUNS_SNAPSHOT_QEMU=20 WISP_BENCH_RUNS_SNAPSHOT_COLD=5 \
   WISP_BENCH_RUNS_JAIL=20 WISP_BENCH_SERVE_CALLS=100 WISP_BENCH_SERVE_COLD_CALLS=16 \
   WISP_BENCH_SERVE_COLD_CONCURRENCY=1,8,32 WISP_BENCH_SERVE_SOAK=10000
-perf: all
+perf: all ml-rootfs
 	@rc=0; $(IN_KVM) env $(if $(filter-out 0,$(QUICK)),QUICK=1,$(PERF_FULL)) perf/run-all.sh \
 	  || rc=$$?; perf/run-all.sh report || rc=$$((rc ? rc : 1)); exit $$rc
 	@# serve's load test at issue 12's full size (make test runs 24 calls): 2000 invokes at
@@ -90,7 +96,7 @@ perf: all
 	@$(if $(filter-out 0,$(QUICK)),true,$(IN_KVM) env WISP_SERVE_TEST_N=2000 python3 \
 	  tests/integration/serve_test.py ServeTest.test_load ServeTest.test_load_over_http)
 
-demo: all
+demo: all ml-rootfs
 	@$(IN_KVM) scripts/demo.sh
 
 # libFuzzer targets (clang, ASan + UBSan), each for FUZZ_SECONDS.

@@ -19,6 +19,9 @@ namespace {
 constexpr std::chrono::milliseconds kSettle{500};
 constexpr uint64_t kDefaultMemBytes = 256ull << 20;
 constexpr uint64_t kWarmupTimeoutMs = 60000;
+// A worker's first call also waits for its start (imports, model set-up: ml_worker.py's
+// numpy and scikit-learn imports and training take over a minute in the nested testbed).
+constexpr uint64_t kWorkerStartTimeoutMs = 15 * 60000;
 
 // The VM's drives in slot order (the rootfs first, as wisp-vmm run attaches it), as restore is
 // to be given them: resolved, since a clone may start from another directory.
@@ -77,8 +80,10 @@ void warm_up(client::AgentClient& agent, const TemplateSpec& spec, const Templat
   if (t.warmup == 0) return;
   progress(std::to_string(t.warmup) + " warm-up invocation(s)...");
   for (uint32_t i = 0; i < t.warmup; ++i) {
-    client::InvokeResult r = agent.invoke(
-        invoke_request_for(t, spec.warmup_payload, std::chrono::milliseconds(kWarmupTimeoutMs)));
+    bool starting = i == 0 && t.mode == "worker";
+    client::InvokeResult r = agent.invoke(invoke_request_for(
+        t, spec.warmup_payload,
+        std::chrono::milliseconds(starting ? kWorkerStartTimeoutMs : kWarmupTimeoutMs)));
     std::string why = describe_failure(r);
     if (!why.empty()) throw Error("warm-up invocation " + std::to_string(i + 1) + " " + why);
   }

@@ -2,8 +2,8 @@
 # Every benchmark once, JSON in build/perf/: what `make perf` and `make test` run (inside KVM:
 # tests/integration/in-kvm). Run counts come from WISP_BENCH_RUNS* (defaults below).
 # Usage: perf/run-all.sh [BENCH...]   (boot blk vsock agent snapshot jail serve serve-python
-# hugepages density memsize, and report; default: every benchmark, not report;
-# tests/integration/run-all.sh, i.e. `make test`, names its own list)
+# hugepages density memsize ml, and report; default: every benchmark, not report; ml needs
+# `make ml-rootfs`; tests/integration/run-all.sh, i.e. `make test`, names its own list)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # QUICK=1 (make perf QUICK=1): fewer runs per benchmark and, by default, only the benchmarks
@@ -18,6 +18,7 @@ if [ -n "${QUICK:-}" ] && [ "${QUICK}" != 0 ]; then
   : "${WISP_BENCH_SERVE_CONCURRENCY:=1,4,16}" "${WISP_BENCH_SERVE_PACED_CALLS:=3}"
   : "${WISP_BENCH_RUNS_HUGEPAGES:=2}" "${WISP_BENCH_DENSITY_STEPS:=1,5,10}"
   : "${WISP_BENCH_MEMSIZE_MIBS:=128,512,2048}" "${WISP_BENCH_RUNS_MEMSIZE:=2}"
+  : "${WISP_BENCH_RUNS_ML:=3}" "${WISP_BENCH_RUNS_ML_COLD:=1}"
 fi
 run() {
   case "$1" in
@@ -62,9 +63,12 @@ run() {
         --runs "${WISP_BENCH_RUNS_MEMSIZE:-5}" --out build/perf/memsize.json ;;
     # build/perf/report.md and its plots from whatever JSON is there (make perf runs it last,
     # on the host, also after a benchmark failed).
+    # issue 15's serverless-ML workload: cold (boot, imports, training, the call) against warm.
+    ml) perf/ml_bench.py --runs "${WISP_BENCH_RUNS_ML:-10}" --cold-runs "${WISP_BENCH_RUNS_ML_COLD:-3}" \
+      --out build/perf/ml_bench.json ;;
     report) perf/report.py --dir build/perf ;;
     *) echo "perf/run-all.sh: unknown benchmark '$1' (boot blk vsock agent snapshot jail serve" \
-         "serve-python hugepages density memsize report)" >&2
+         "serve-python hugepages density memsize ml report)" >&2
        exit 2 ;;
   esac
 }
@@ -72,9 +76,9 @@ if [ $# -eq 0 ]; then
   if [ -n "${QUICK:-}" ] && [ "${QUICK}" != 0 ]; then
     # QUICK: the benchmarks the report's plots come from (its goal table says NOT RUN for the
     # goals of the others).
-    set -- boot snapshot serve serve-python density memsize
+    set -- boot snapshot serve serve-python density memsize ml
   else
-    set -- boot blk vsock agent snapshot jail serve serve-python hugepages density memsize
+    set -- boot blk vsock agent snapshot jail serve serve-python hugepages density memsize ml
   fi
 fi
 for bench in "$@"; do run "$bench"; done
