@@ -19,12 +19,11 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from snapshot_bench import HANDLERS, PAYLOAD, memory_of, wisp_template  # noqa: E402
-from vmrun import environment_name, log, stage_wisp, write_json  # noqa: E402
+from vmrun import environment_name, log, template_bench_workdir, write_json  # noqa: E402
 from wisp_cli import BenchError, check_result, run  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -88,17 +87,10 @@ def main():
         ap.error(f"--steps {args.steps!r}: expected a comma list of clone counts")
     if not steps or steps[0] < 1:
         ap.error("--steps: clone counts must be at least 1")
-    for path in (args.wisp, args.kernel, args.initrd):
-        if not os.path.exists(path):
-            log(f"density_bench: {path} is missing (make)")
-            return 2
-    args.template_dir = None  # wisp_template's: find it under WISP_HOME
-    tmp = tempfile.mkdtemp(prefix="wisp-density-bench-")
-    env = dict(os.environ, WISP_HOME=os.path.join(tmp, "wisp-home"))
-    if os.environ.get("WISP_TESTBED") and not args.no_stage:
-        args.wisp = stage_wisp(os.path.join(ROOT, "build"), tmp)
-        args.kernel = os.path.join(tmp, "guest", "vmlinux")
-        args.initrd = os.path.join(tmp, "guest", "agent-initramfs.cpio.gz")
+    work = template_bench_workdir(args, "density_bench")
+    if work is None:
+        return 2
+    tmp, env = work
     report = {"benchmark": "density", "environment": environment_name(), "mem_mib": args.mem,
               "handler": HANDLERS["exec"]["argv"], "steps": steps, "kernel": args.kernel,
               "points": [], "out": args.out}

@@ -16,11 +16,10 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from snapshot_bench import HANDLERS, PAYLOAD, wisp_template  # noqa: E402
-from vmrun import environment_name, log, stage_wisp, summarize, write_json  # noqa: E402
+from vmrun import environment_name, log, template_bench_workdir, summarize, write_json  # noqa: E402
 from wisp_cli import BenchError, invoke  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -44,17 +43,10 @@ def main():
         ap.error(f"--mems {args.mems!r}: expected a comma list of MiB")
     if not mems or min(mems) < 64 or args.runs < 1:
         ap.error("--mems: each at least 64 MiB; --runs: at least 1")
-    for path in (args.wisp, args.kernel, args.initrd):
-        if not os.path.exists(path):
-            log(f"memsize_bench: {path} is missing (make)")
-            return 2
-    args.template_dir = None  # wisp_template's: find it under WISP_HOME
-    tmp = tempfile.mkdtemp(prefix="wisp-memsize-bench-")
-    env = dict(os.environ, WISP_HOME=os.path.join(tmp, "wisp-home"))
-    if os.environ.get("WISP_TESTBED") and not args.no_stage:
-        args.wisp = stage_wisp(os.path.join(ROOT, "build"), tmp)
-        args.kernel = os.path.join(tmp, "guest", "vmlinux")
-        args.initrd = os.path.join(tmp, "guest", "agent-initramfs.cpio.gz")
+    work = template_bench_workdir(args, "memsize_bench")
+    if work is None:
+        return 2
+    tmp, env = work
     report = {"benchmark": "memsize", "environment": environment_name(), "mems": mems,
               "runs": args.runs, "handler": HANDLERS["exec"]["argv"], "kernel": args.kernel,
               "points": [], "out": args.out}

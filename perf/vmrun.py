@@ -12,6 +12,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 
@@ -132,6 +133,25 @@ def stage_wisp(build, dest):
     guest = [os.path.join(build, "guest", f)
              for f in ["vmlinux", "initramfs.cpio.gz", "agent-initramfs.cpio.gz"]]
     return os.path.join(stage(os.path.dirname(wisp), guest, dest), os.path.basename(wisp))
+
+
+def template_bench_workdir(args, name):
+    """The start of a benchmark that makes templates of the default agent guest: checks that
+    args.wisp, args.kernel and args.initrd exist (None: one is missing, logged), makes a temp
+    directory with a WISP_HOME of its own and, in the testbed unless args.no_stage, stages wisp
+    and the guest into it (off the 9p share), pointing args at the copies. Returns (tmp, env)."""
+    for path in (args.wisp, args.kernel, args.initrd):
+        if not os.path.exists(path):
+            log(f"{name}: {path} is missing (make)")
+            return None
+    args.template_dir = None  # snapshot_bench.wisp_template's: find it under WISP_HOME
+    tmp = tempfile.mkdtemp(prefix=f"wisp-{name.replace('_', '-')}-")
+    env = dict(os.environ, WISP_HOME=os.path.join(tmp, "wisp-home"))
+    if os.environ.get("WISP_TESTBED") and not args.no_stage:
+        args.wisp = stage_wisp(os.path.join(ROOT, "build"), tmp)
+        args.kernel = os.path.join(tmp, "guest", "vmlinux")
+        args.initrd = os.path.join(tmp, "guest", "agent-initramfs.cpio.gz")
+    return tmp, env
 
 
 def wait_for(predicate, timeout, what, interval=0.2):
