@@ -1,9 +1,9 @@
 #include "agent/guest_net_config.h"
 
-#include <arpa/inet.h>
-
 #include <cstdlib>
 #include <sstream>
+
+#include "base/ipv4.h"
 
 namespace wisp::agent {
 namespace {
@@ -14,13 +14,6 @@ bool parse_uint(const std::string& s, uint32_t lo, uint32_t hi, uint32_t* out) {
   unsigned long v = std::strtoul(s.c_str(), nullptr, 10);
   if (v < lo || v > hi) return false;
   *out = static_cast<uint32_t>(v);
-  return true;
-}
-
-bool parse_ipv4(const std::string& s, uint32_t* out) {
-  in_addr a;
-  if (inet_pton(AF_INET, s.c_str(), &a) != 1) return false;
-  *out = a.s_addr;
   return true;
 }
 
@@ -42,11 +35,18 @@ std::optional<GuestNetConfig> parse_guest_net(const std::string& cmdline, std::s
       slash > c1 || value.find(',', c2 + 1) != std::string::npos)
     return fail("expected ADDR/PREFIX,GW,MTU");
   GuestNetConfig c;
-  if (!parse_ipv4(value.substr(0, slash), &c.address)) return fail("bad address");
-  if (!parse_uint(value.substr(slash + 1, c1 - slash - 1), 1, 32, &c.prefix))
-    return fail("bad prefix");
+  std::optional<uint32_t> address = parse_ipv4(value.substr(0, slash));
+  if (!address) return fail("bad address");
+  c.address = *address;
+  std::optional<uint32_t> prefix = parse_prefix_length(value.substr(slash + 1, c1 - slash - 1));
+  if (!prefix) return fail("bad prefix");
+  c.prefix = *prefix;
   std::string gw = value.substr(c1 + 1, c2 - c1 - 1);
-  if (gw != "-" && !parse_ipv4(gw, &c.gateway)) return fail("bad gateway");
+  if (gw != "-") {
+    std::optional<uint32_t> gateway = parse_ipv4(gw);
+    if (!gateway) return fail("bad gateway");
+    c.gateway = *gateway;
+  }
   if (!parse_uint(value.substr(c2 + 1), 68, 65535, &c.mtu)) return fail("bad MTU");
   return c;
 }

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "base/log.h"
+#include "tests/fuzz/mmio_fuzz_driver.h"
 #include "vmm/memory/guest_memory.h"
 #include "vmm/virtio/block/block.h"
 #include "vmm/virtio/mmio_transport.h"
@@ -18,13 +19,10 @@
 
 namespace {
 
-using namespace wisp;  // NOLINT: a fuzz target
+using namespace wisp;        // NOLINT: a fuzz target
+using namespace wisp::fuzz;  // NOLINT
 
 constexpr uint64_t kMemBytes = 8192;
-
-struct NullIrq : IrqLine {
-  void trigger() override {}
-};
 
 // A disk in a vector, so the fuzzer never touches the host file system.
 class MemoryDisk final : public BlockBackend {
@@ -49,18 +47,6 @@ class MemoryDisk final : public BlockBackend {
   std::vector<uint8_t> data_;
   bool ro_;
 };
-
-struct Op {
-  uint8_t kind;
-  uint8_t arg;
-  uint16_t arg2;
-  uint32_t value;
-};
-static_assert(sizeof(Op) == 8);
-
-void reg_write(MmioTransport& t, uint64_t off, uint32_t v) {
-  t.write(off, {reinterpret_cast<const uint8_t*>(&v), 4});
-}
 
 // The canonical driver bring-up, with rings at fuzzer-chosen places: gets the fuzzer past the
 // status machine quickly so the request parsers see traffic.
@@ -91,17 +77,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }();
   if (size < 2) return 0;
   uint8_t which = data[0];
-  size_t nops = data[1];
-  data += 2;
-  size -= 2;
-  nops = std::min(nops, size / sizeof(Op));
-  std::vector<Op> ops(nops);
-  if (nops) std::memcpy(ops.data(), data, nops * sizeof(Op));
-  data += nops * sizeof(Op);
-  size -= nops * sizeof(Op);
+  data += 1;
+  size -= 1;
+  std::vector<Op> ops = take_ops_and_fill_ram(data, size, mem, kMemBytes);
   auto ram = mem.slice(GuestAddress(0), kMemBytes);
-  std::memset(ram.data(), 0, ram.size());
-  std::memcpy(ram.data(), data, std::min<size_t>(size, kMemBytes));
 
   std::shared_ptr<VirtioDevice> dev;
   if (which & 1)

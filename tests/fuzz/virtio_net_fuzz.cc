@@ -12,19 +12,17 @@
 #include <vector>
 
 #include "base/log.h"
+#include "tests/fuzz/mmio_fuzz_driver.h"
 #include "vmm/memory/guest_memory.h"
 #include "vmm/virtio/mmio_transport.h"
 #include "vmm/virtio/net/net.h"
 
 namespace {
 
-using namespace wisp;  // NOLINT: a fuzz target
+using namespace wisp;        // NOLINT: a fuzz target
+using namespace wisp::fuzz;  // NOLINT
 
 constexpr uint64_t kMemBytes = 16384;
-
-struct NullIrq : IrqLine {
-  void trigger() override {}
-};
 
 // Frames queued by the fuzzer; sends are checked against the device's bounds.
 class FuzzBackend final : public NetBackend {
@@ -46,18 +44,6 @@ class FuzzBackend final : public NetBackend {
   }
   int set_offloads(const NetOffloads&) override { return 0; }
 };
-
-struct Op {
-  uint8_t kind;
-  uint8_t arg;
-  uint16_t arg2;
-  uint32_t value;
-};
-static_assert(sizeof(Op) == 8);
-
-void reg_write(MmioTransport& t, uint64_t off, uint32_t v) {
-  t.write(off, {reinterpret_cast<const uint8_t*>(&v), 4});
-}
 
 // The driver's bring-up with both queues at fuzzer-chosen places and sizes, so the frame
 // paths see traffic quickly.
@@ -93,17 +79,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     return GuestMemory::create(kMemBytes);
   }();
   if (size < 1) return 0;
-  size_t nops = data[0];
-  data += 1;
-  size -= 1;
-  nops = std::min(nops, size / sizeof(Op));
-  std::vector<Op> ops(nops);
-  if (nops) std::memcpy(ops.data(), data, nops * sizeof(Op));
-  data += nops * sizeof(Op);
-  size -= nops * sizeof(Op);
+  std::vector<Op> ops = take_ops_and_fill_ram(data, size, mem, kMemBytes);
   auto ram = mem.slice(GuestAddress(0), kMemBytes);
-  std::memset(ram.data(), 0, ram.size());
-  std::memcpy(ram.data(), data, std::min<size_t>(size, kMemBytes));
 
   auto backend = std::make_unique<FuzzBackend>();
   FuzzBackend* b = backend.get();

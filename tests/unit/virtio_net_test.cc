@@ -338,6 +338,17 @@ class VirtioNetTap : public ::testing::Test {
     ASSERT_EQ(ns_->error, "");
     net_ = std::make_unique<VirtioNet>(std::move(ns_->tap), kMac);
   }
+  // Sends `frame` (less its virtio header) to the TAP's host side as a broadcast, so it comes
+  // out of the TAP's fd for the device to read.
+  ssize_t send_into_tap(const std::vector<uint8_t>& frame) {
+    sockaddr_ll to{};
+    to.sll_family = AF_PACKET;
+    to.sll_ifindex = ns_->ifindex;
+    to.sll_halen = 6;
+    std::memset(to.sll_addr, 0xff, 6);
+    return sendto(ns_->packet.get(), frame.data() + kHeaderBytes, frame.size() - kHeaderBytes, 0,
+                  reinterpret_cast<sockaddr*>(&to), sizeof(to));
+  }
   std::unique_ptr<TapInNamespace> ns_;
   std::unique_ptr<VirtioNet> net_;
 };
@@ -370,14 +381,7 @@ TEST_F(VirtioNetTap, FrameSentIntoTheTapLandsInRxBuffers) {
     q.add_chain({writable(bufs.back(), 512)});
   }
   auto frame = test_frame(1400, 13);  // a full-MTU frame across three buffers
-  sockaddr_ll to{};
-  to.sll_family = AF_PACKET;
-  to.sll_ifindex = ns_->ifindex;
-  to.sll_halen = 6;
-  std::memset(to.sll_addr, 0xff, 6);
-  ASSERT_EQ(sendto(ns_->packet.get(), frame.data() + kHeaderBytes, frame.size() - kHeaderBytes, 0,
-                   reinterpret_cast<sockaddr*>(&to), sizeof(to)),
-            static_cast<ssize_t>(frame.size() - kHeaderBytes));
+  ASSERT_EQ(send_into_tap(frame), static_cast<ssize_t>(frame.size() - kHeaderBytes));
   std::vector<BackendFd> fds = net_->backend_fds();
   ASSERT_EQ(fds.size(), 1u);
   ASSERT_TRUE(wait_readable(fds[0].fd, 2000));
@@ -399,14 +403,7 @@ TEST_F(VirtioNetTap, FrameSentIntoTheTapLandsInRxBuffers) {
 TEST_F(VirtioNetTap, NoBuffersStopsPollingUntilTheGuestAddsSome) {
   DeviceHarness h(*net_);
   auto frame = test_frame(200, 17);
-  sockaddr_ll to{};
-  to.sll_family = AF_PACKET;
-  to.sll_ifindex = ns_->ifindex;
-  to.sll_halen = 6;
-  std::memset(to.sll_addr, 0xff, 6);
-  ASSERT_GT(sendto(ns_->packet.get(), frame.data() + kHeaderBytes, frame.size() - kHeaderBytes, 0,
-                   reinterpret_cast<sockaddr*>(&to), sizeof(to)),
-            0);
+  ASSERT_GT(send_into_tap(frame), 0);
   std::vector<BackendFd> fds = net_->backend_fds();
   ASSERT_TRUE(wait_readable(fds[0].fd, 2000));
   fds[0].on_readable();

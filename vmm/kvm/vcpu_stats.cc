@@ -2,7 +2,9 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
+#include <utility>
 
 #include "base/error.h"
 
@@ -35,6 +37,20 @@ void full_pread(int fd, void* buf, size_t size, uint64_t offset, const char* wha
   if (n < 0) throw_errno(std::string("KVM vCPU statistics: reading ") + what);
   if (static_cast<size_t>(n) != size)
     throw Error(std::string("KVM vCPU statistics: short read of ") + what);
+}
+
+// The file's header and descriptor block, read and parsed (parse_vcpu_stats_layout).
+VcpuStatsLayout read_layout(int fd) {
+  uint8_t header[kHeaderBytes];
+  full_pread(fd, header, sizeof header, 0, "the header");
+  const uint32_t name_size = u32_at(header + 4);
+  const uint32_t num_desc = u32_at(header + 8);
+  const uint32_t desc_offset = u32_at(header + 16);
+  if (name_size == 0 || name_size > kMaxNameSize || num_desc > kMaxDescriptors)
+    throw Error("KVM vCPU statistics: header out of range");
+  std::vector<uint8_t> descriptors(static_cast<size_t>(num_desc) * (kDescFixedBytes + name_size));
+  full_pread(fd, descriptors.data(), descriptors.size(), desc_offset, "the descriptors");
+  return parse_vcpu_stats_layout(header, sizeof header, descriptors.data(), descriptors.size());
 }
 
 }  // namespace
@@ -90,31 +106,39 @@ VcpuStatsLayout parse_vcpu_stats_layout(const uint8_t* header, size_t header_siz
   return layout;
 }
 
-VcpuStats::VcpuStats(UniqueFd fd) : fd_(std::move(fd)) {
-  uint8_t header[kHeaderBytes];
-  full_pread(fd_.get(), header, sizeof header, 0, "the header");
-  const uint32_t name_size = u32_at(header + 4);
-  const uint32_t num_desc = u32_at(header + 8);
-  const uint32_t desc_offset = u32_at(header + 16);
-  if (name_size == 0 || name_size > kMaxNameSize || num_desc > kMaxDescriptors)
-    throw Error("KVM vCPU statistics: header out of range");
-  std::vector<uint8_t> descriptors(static_cast<size_t>(num_desc) * (kDescFixedBytes + name_size));
-  full_pread(fd_.get(), descriptors.data(), descriptors.size(), desc_offset, "the descriptors");
-  layout_ = parse_vcpu_stats_layout(header, sizeof header, descriptors.data(), descriptors.size());
-}
-
 VcpuCounts VcpuStats::read() const {
   VcpuCounts c;
+  if (unreadable_) return c;
+  if (!layout_) {
+    try {
+      layout_ = read_layout(fd_.get());
+    } catch (const Error&) {
+      unreadable_ = true;
+      return c;
+    }
+  }
   c.available = true;
-  auto value = [this](int64_t at, uint64_t* out) {
-    if (at >= 0) full_pread(fd_.get(), out, sizeof *out, static_cast<uint64_t>(at), "a counter");
+  const VcpuStatsLayout& l = *layout_;
+  const std::pair<int64_t, uint64_t*> fields[] = {
+      {l.exits, &c.exits},
+      {l.nested_page_faults, &c.nested_page_faults},
+      {l.pages_mapped, &c.pages_mapped},
+      {l.halt_exits, &c.halt_exits},
+      {l.mmio_exits, &c.mmio_exits},
+      {l.io_exits, &c.io_exits},
   };
-  value(layout_.exits, &c.exits);
-  value(layout_.nested_page_faults, &c.nested_page_faults);
-  value(layout_.pages_mapped, &c.pages_mapped);
-  value(layout_.halt_exits, &c.halt_exits);
-  value(layout_.mmio_exits, &c.mmio_exits);
-  value(layout_.io_exits, &c.io_exits);
+  // One pread of the span that holds every counter KVM reports, not one per counter.
+  int64_t first = -1, end = -1;
+  for (const auto& [at, out] : fields) {
+    if (at < 0) continue;
+    first = first < 0 ? at : std::min(first, at);
+    end = std::max(end, at + static_cast<int64_t>(sizeof(uint64_t)));
+  }
+  if (first < 0) return c;
+  std::vector<uint8_t> span(static_cast<size_t>(end - first));
+  full_pread(fd_.get(), span.data(), span.size(), static_cast<uint64_t>(first), "the counters");
+  for (const auto& [at, out] : fields)
+    if (at >= 0) std::memcpy(out, span.data() + (at - first), sizeof *out);
   return c;
 }
 

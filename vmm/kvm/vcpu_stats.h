@@ -7,6 +7,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -43,16 +44,21 @@ VcpuStatsLayout parse_vcpu_stats_layout(const uint8_t* header, size_t header_siz
                                         const uint8_t* descriptors, size_t descriptors_size);
 
 // The statistics file of one vCPU, opened while the VMM may still make ioctls (before its
-// seccomp filter) and read afterwards with pread only.
+// seccomp filter) and read afterwards with pread only. Its layout is read at the first read(),
+// not when the vCPU is made: nothing of this is on a boot's or a restore's path. One thread
+// at a time (the VMM reads it from its event loop).
 class VcpuStats {
  public:
-  // Takes the descriptor KVM_GET_STATS_FD returned; reads and parses its layout once.
-  explicit VcpuStats(UniqueFd fd);
+  // Takes the descriptor KVM_GET_STATS_FD returned.
+  explicit VcpuStats(UniqueFd fd) : fd_(std::move(fd)) {}
+  // Counts unavailable (all zero) when the file's layout is one this code cannot read: the
+  // counters are figures for benchmarks, never worth failing the caller.
   VcpuCounts read() const;
 
  private:
   UniqueFd fd_;
-  VcpuStatsLayout layout_;
+  mutable std::optional<VcpuStatsLayout> layout_;  // parsed on the first read()
+  mutable bool unreadable_ = false;
 };
 
 }  // namespace wisp

@@ -147,14 +147,7 @@ RunResult MachineImpl::result(uint64_t end_ns) const {
 }
 
 void MachineImpl::add_vcpu(Vcpu vcpu) {
-  if (UniqueFd fd = vcpu.open_stats()) {
-    try {
-      vcpu_stats_.emplace_back(std::move(fd));
-    } catch (const Error&) {
-      // The counters are figures for benchmarks: a layout this VMM cannot read costs them,
-      // not the VM.
-    }
-  }
+  if (UniqueFd fd = vcpu.open_stats()) vcpu_stats_.emplace_back(std::move(fd));
   vcpus_.add(std::move(vcpu));
 }
 

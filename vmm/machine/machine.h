@@ -107,7 +107,8 @@ class Machine {
   virtual bool paused() const = 0;
   virtual MachineState save_state() = 0;
   virtual const GuestMemory& memory() const = 0;
-  // KVM's counters of every vCPU, summed (vmm/kvm/vcpu_stats.h); any thread.
+  // KVM's counters of every vCPU, summed (vmm/kvm/vcpu_stats.h); the event-loop thread (the
+  // control handler), as pause() and the rest.
   virtual VcpuCounts vcpu_counts() const = 0;
 };
 

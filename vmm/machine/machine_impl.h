@@ -46,7 +46,8 @@ class MachineImpl final : public Machine {
   void save_devices(MachineState& s) const;
   RunResult result(uint64_t end_ns) const;
   // Adds a vCPU, with its KVM statistics file opened now (an ioctl: the builder runs before
-  // any seccomp filter); a kernel without one leaves the counters unavailable.
+  // any seccomp filter; its layout is read later); a kernel without one leaves the counters
+  // unavailable.
   void add_vcpu(Vcpu vcpu);
   void start_threads();
 

@@ -1,11 +1,10 @@
 #include "vmm/virtio/net/net_state.h"
 
-#include <arpa/inet.h>
-
 #include <cstdio>
 #include <set>
 
 #include "base/error.h"
+#include "base/ipv4.h"
 
 namespace wisp {
 namespace {
@@ -25,11 +24,6 @@ int hex_digit(char c) {
   if (c >= 'a' && c <= 'f') return c - 'a' + 10;
   if (c >= 'A' && c <= 'F') return c - 'A' + 10;
   return -1;
-}
-
-bool is_ipv4(const std::string& s) {
-  in_addr a;
-  return inet_pton(AF_INET, s.c_str(), &a) == 1;
 }
 
 }  // namespace
@@ -109,15 +103,14 @@ NetOption parse_net_option(const std::string& text) {
       size_t slash = value.find('/');
       if (slash == std::string::npos) return fail("ip \"" + value + "\" has no /PREFIX");
       out.guest.address = value.substr(0, slash);
-      if (!is_ipv4(out.guest.address)) return fail("ip \"" + value + "\" is not an IPv4 address");
+      if (!parse_ipv4(out.guest.address))
+        return fail("ip \"" + value + "\" is not an IPv4 address");
       std::string prefix = value.substr(slash + 1);
-      if (prefix.empty() || prefix.size() > 2 ||
-          prefix.find_first_not_of("0123456789") != std::string::npos || std::stoul(prefix) < 1 ||
-          std::stoul(prefix) > 32)
-        return fail("ip prefix \"" + prefix + "\" is not 1..32");
-      out.guest.prefix = static_cast<uint32_t>(std::stoul(prefix));
+      std::optional<uint32_t> length = parse_prefix_length(prefix);
+      if (!length) return fail("ip prefix \"" + prefix + "\" is not 1..32");
+      out.guest.prefix = *length;
     } else if (key == "gw") {
-      if (!is_ipv4(value)) return fail("gw \"" + value + "\" is not an IPv4 address");
+      if (!parse_ipv4(value)) return fail("gw \"" + value + "\" is not an IPv4 address");
       out.guest.gateway = value;
     } else {
       return fail("unknown key \"" + key + "\"");
