@@ -16,6 +16,8 @@ PACKAGES=(
   qemu-system-x86 python3 e2fsprogs
   # the perf report's plots (perf/report.py)
   python3-matplotlib
+  # net_test's network namespace, TAP and server (ip, nsenter)
+  iproute2 util-linux
 )
 
 missing=()
