@@ -57,7 +57,7 @@ InvokeOutcome invoke(const std::string& template_name, const InvokeRequest& requ
   InvokeOutcome out;
   if (cancellation && cancellation->cancelled()) throw Error("interrupted");
   std::unique_ptr<AgentVm> clone =
-      AgentVm::restore(tpl.snapshot_dir, t.drives, request.count_pages, kRestoreTimeout,
+      AgentVm::restore(tpl.snapshot_dir, t.drives, t.net, request.count_pages, kRestoreTimeout,
                        request.jail, cancellation, request.prefetch);
   out.restore_ms = ms_since(t0);
   out.jail_ms = clone->jail_ms();
