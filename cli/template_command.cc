@@ -26,7 +26,7 @@ constexpr const char* kUsage = R"(Usage: wisp template COMMAND ...
 
   create NAME --handler "CMD ARGS" [--mode exec|worker] [--warmup N]
          [--warmup-payload FILE] [--env KEY=VALUE]... [--boot-timeout S] [--timings]
-         [--rebuild] [--server PATH] [VM options]
+         [--rebuild] [--network] [--server PATH] [VM options]
       Boot a function VM, start its handler, warm it up and snapshot it as template NAME.
       exec mode: each invocation runs CMD afresh in the sandbox. worker mode: CMD is started
       now as a warm worker (api/worker_protocol.md) and its initialisation (imports, model
@@ -47,6 +47,7 @@ constexpr const char* kUsage = R"(Usage: wisp template COMMAND ...
       --net tap=NAME[,...]: the template records its NICs and every clone (invoke, serve,
       sandbox forks) restores on the same TAP NAME, opened before the clone's jail, with
       the guest's MAC and address as they were; one clone at a time can hold a TAP.
+      --network: the handler uses the guest's network (default: an empty namespace).
   ls
       List the templates: name, mode, memory, snapshot size on disk, handler.
   rm NAME
@@ -62,6 +63,7 @@ void check_serve_spec(const manager::TemplateSpec& spec) {
   const manager::VmSpec& vm = spec.vm;
   // wisp serve's TemplateSpec (api/wisp.capnp) has no NICs yet.
   const char* option = !vm.nets.empty()                        ? "--net"
+                       : spec.network                          ? "--network"
                        : !vm.cmdline.empty() || vm.raw_cmdline ? "--cmdline"
                        : !vm.rng                               ? "--no-rng"
                        : !vm.huge_pages                        ? "--no-hugepages"
@@ -129,6 +131,7 @@ int create(int argc, char** argv, uint64_t t0_ns) {
     add_vm_options(p, &spec.vm);
     add_env_option(p, &spec.env);
     add_mode_option(p, &spec.mode);
+    p.flag("network", &spec.network);
     p.text("handler", &handler)
         .count("warmup", &spec.warmup, 0, 10000)
         .text("warmup-payload", &warmup_file)

@@ -39,6 +39,7 @@ client::InvokeRequest invoke_request_for(const TemplateInfo& t, std::string payl
   req.payload = std::move(payload);
   req.timeout_ms = static_cast<uint64_t>(timeout.count());
   req.handler.name = t.name;
+  req.handler.network = t.network;
   if (t.mode == "worker") {
     req.mode = client::InvokeMode::kWorker;
   } else {

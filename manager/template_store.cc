@@ -49,6 +49,7 @@ std::string format_template_info(const TemplateInfo& t) {
   for (const auto& n : t.net.nets) line("net", n);
   for (const auto& a : t.net.allow) line("net_allow", a);
   for (const auto& d : t.net.dns) line("net_dns", d);
+  if (t.network) line("network", "1");
   line("mem_mib", std::to_string(t.mem_mib));
   line("vcpus", std::to_string(t.vcpus));
   line("guest", t.guest);
@@ -94,7 +95,9 @@ TemplateInfo parse_template_info(const std::string& text, const std::string& fil
     else if (k == "net" || k == "net_allow" || k == "net_dns") {
       if (v.empty()) throw Error(file + ":" + std::to_string(n) + ": " + k + ": empty");
       (k == "net" ? t.net.nets : k == "net_allow" ? t.net.allow : t.net.dns).push_back(v);
-    } else if (k == "mem_mib")
+    } else if (k == "network")
+      t.network = number(v, k) != 0;
+    else if (k == "mem_mib")
       t.mem_mib = number(v, k);
     else if (k == "vcpus")
       t.vcpus = static_cast<uint32_t>(number(v, k));

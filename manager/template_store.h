@@ -43,6 +43,9 @@ struct TemplateInfo {
   // Its NICs ("net", "net_allow", "net_dns" lines; none in templates from before them): each
   // clone restores with them (vmm_restore_net_args).
   VmNet net;
+  // The handler gets the guest's network (its sandbox otherwise has an empty network
+  // namespace): the "network 1" line, absent when false.
+  bool network = false;
   uint64_t mem_mib = 0;
   uint32_t vcpus = 1;
   std::string guest;  // the kernel and initrd/rootfs it was booted from (informational)

@@ -91,6 +91,7 @@ void expect_same(const TemplateInfo& a, const TemplateInfo& b) {
   EXPECT_EQ(a.memory_disk_bytes, b.memory_disk_bytes);
   EXPECT_EQ(a.parent, b.parent);
   EXPECT_EQ(a.net, b.net);
+  EXPECT_EQ(a.network, b.network);
 }
 
 TEST(TemplateInfo, RoundTrips) {
@@ -126,9 +127,10 @@ TEST(TemplateInfo, CarriesItsNetworkAsGiven) {
   t.net.nets = {"tap=wtap0,mac=02:00:00:00:00:07,ip=10.77.0.2/24,gw=10.77.0.1", "tap=wtap1"};
   t.net.allow = {"10.0.0.0/8:443"};
   t.net.dns = {"10.77.0.1"};
+  t.network = true;
   std::string file = encode_template_info(t);
   EXPECT_NE(file.find("\nnet tap=wtap0,mac=02:00:00:00:00:07,ip=10.77.0.2/24,gw=10.77.0.1\n"
-                      "net tap=wtap1\nnet_allow 10.0.0.0/8:443\nnet_dns 10.77.0.1\n"),
+                      "net tap=wtap1\nnet_allow 10.0.0.0/8:443\nnet_dns 10.77.0.1\nnetwork 1\n"),
             std::string::npos);
   expect_same(decode_template_info(file, "t.info"), t);
   // Clones restore with the NICs in order, as given.
@@ -146,6 +148,7 @@ TEST(TemplateInfo, AFileFromBeforeNetworksLoadsWithNone) {
       "t.info");
   EXPECT_EQ(t.drives, Words{"/img/rootfs.ext4,ro"});
   EXPECT_TRUE(t.net.empty());
+  EXPECT_FALSE(t.network);
   EXPECT_TRUE(vmm_restore_net_args(t.net).empty());
 }
 
