@@ -120,6 +120,26 @@ HOLD_SCRIPT = (
     f"echo wisp-guest: new-$(printf 'new\\nbye\\n' | nc {HOST_ADDR} {ECHO_PORT} | tr ' ' -)"
 )
 
+
+def in_ns(ns, *argv):
+    """argv run in network namespace `ns`. nsenter, not `ip netns exec`, which also mounts a
+    sysfs of the namespace over /sys, hiding the cgroup2 mount the VMM's jail needs."""
+    return ["nsenter", f"--net=/run/netns/{ns}", *argv]
+
+
+def read_text(path):
+    """The file's text so far ("" before it exists)."""
+    if not os.path.exists(path):
+        return ""
+    with open(path, errors="replace") as f:
+        return f.read()
+
+
+def ns_run(ns, *argv, **kw):
+    kw.setdefault("check", True)
+    return subprocess.run(in_ns(ns, *argv), **kw)
+
+
 class NetTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
