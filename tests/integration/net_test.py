@@ -35,9 +35,11 @@ HOST_ADDR, GUEST_ADDR, PORT = "10.77.0.1", "10.77.0.2", 8080
 ECHO_PORT, SINK_PORT = 9000, 9001
 TAP = "wtap0"
 NET = f"tap={TAP},ip={GUEST_ADDR}/24,gw={HOST_ADDR}"
-# A control-socket call must answer within this while the guest floods (emulator time: a
-# call takes well under a second when idle; a stalled event loop never answers).
-CONTROL_BOUND_S = 10.0
+# While the guest floods, a control-socket call must answer within CONTROL_BOUND_S and a call
+# to its agent over vsock within VSOCK_BOUND_S, both before the flood ends (FLOOD_S): a loop
+# stalled by the NIC would answer only then. Emulator times: idle, either takes 0.5 to 2.5 s;
+# a vsock call also waits for the guest's vCPU, which the flood keeps busy (seen: up to 7 s).
+CONTROL_BOUND_S, VSOCK_BOUND_S, FLOOD_S = 10.0, 15.0, 30
 
 # The test's servers, run in its namespace: an echo server that answers each line "pong
 # LINE" ("bye" closes) and can forget its connections (SIGUSR1: closed with SO_LINGER 0, so
@@ -238,7 +240,7 @@ class NetTest(unittest.TestCase):
         out, _ = self.wisp_call("invoke", "nettpl", "-n", "--timeout", "120", timeout=300)
         self.assertEqual(out.split()[:2], [str(len(self.blob)), want], out)
 
-    def test_restore_resets_old_connections_and_new_ones_work(self):
+    def test_restore_resets_old_connections_new_ones_work(self):
         echo = self.start_server(ECHO_SERVER, ECHO_PORT)
         self.assertEqual(echo.stdout.readline().strip(), "listening")
         console, ctl = os.path.join(self.tmp, "hold.console"), os.path.join(self.tmp, "hold.ctl")
@@ -274,29 +276,19 @@ class NetTest(unittest.TestCase):
         # which no longer knew the connection, answered the guest's next ping with a RST.
         self.assertGreater(self.tcp_out_resets(), resets, "the peer sent no reset")
         self.assertIn("wisp-guest: new-pong-new", text, text[-2000:])
-
-    def tcp_out_resets(self):
-        """The namespace's count of TCP resets sent (/proc/net/snmp Tcp: OutRsts)."""
-        snmp = ns_run(self.ns, "cat", "/proc/net/snmp", capture_output=True, text=True).stdout
-        names, values = [l.split()[1:] for l in snmp.splitlines() if l.startswith("Tcp:")]
-        return int(values[names.index("OutRsts")])
-
-    def test_missing_tap_at_restore_is_a_clear_error(self):
-        console, ctl = os.path.join(self.tmp, "mt.console"), os.path.join(self.tmp, "mt.ctl")
-        vm = self.start_vm(console, ctl, "echo wisp-guest: idle; sleep 1000")
-        read = lambda: read_text(console)  # noqa: E731
-        wait_for(lambda: "idle" in read() or vm.poll() is not None, 180, "the guest")
-        snap = os.path.join(self.tmp, "mt.snap")
-        self.wisp_call("vm", "pause", "--control-socket", ctl)
-        self.wisp_call("snapshot", "create", "--control-socket", ctl, snap, timeout=300)
-        vm.terminate()  # SIGTERM: the VMM gone (its TAP free) when this returns
-        vm.wait(timeout=60)
+        # Given a TAP that is not there, the restore says which NIC and which TAP.
         r = ns_run(self.ns, self.wisp, "snapshot", "restore", snap, "--net", "tap=wisp-nosuch1",
                    "--console", "none", capture_output=True, text=True, timeout=120,
                    check=False)
         self.assertEqual(r.returncode, 1, r.stderr)
         self.assertIn("the snapshot's NIC eth0: TAP wisp-nosuch1: no such network interface",
                       r.stderr)
+
+    def tcp_out_resets(self):
+        """The namespace's count of TCP resets sent (/proc/net/snmp Tcp: OutRsts)."""
+        snmp = ns_run(self.ns, "cat", "/proc/net/snmp", capture_output=True, text=True).stdout
+        names, values = [l.split()[1:] for l in snmp.splitlines() if l.startswith("Tcp:")]
+        return int(values[names.index("OutRsts")])
 
     def test_a_flooding_guest_leaves_vsock_and_control_answering(self):
         """An agent guest (wisp run of the agent initramfs) streams TCP out through one call
@@ -324,7 +316,8 @@ class NetTest(unittest.TestCase):
         stream = subprocess.Popen(
             in_ns(self.ns, self.wisp, "exec", "--attach", vsock, "--network", "--timeout",
                   "120", "--", "/bin/sh", "-c",
-                  f"timeout 20 sh -c 'cat /dev/zero | nc {HOST_ADDR} {SINK_PORT}'; echo sent"),
+                  f"timeout {FLOOD_S} sh -c 'cat /dev/zero | nc {HOST_ADDR} {SINK_PORT}'; "
+                  "echo sent"),
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.addCleanup(stream.wait)
         self.addCleanup(stream.kill)
@@ -334,8 +327,8 @@ class NetTest(unittest.TestCase):
         self.addCleanup(flood.kill)
         time.sleep(3)
         calls, stats = [], []
-        for _ in range(3):
-            out, took = attach("--", "/bin/echo", "hi", timeout=CONTROL_BOUND_S * 3)
+        for _ in range(2):
+            out, took = attach("--", "/bin/echo", "hi", timeout=VSOCK_BOUND_S * 3)
             self.assertEqual(out.strip(), "hi")
             calls.append(took)
             out, took = self.wisp_call("vm", "stats", "--control-socket", ctl,
@@ -349,10 +342,12 @@ class NetTest(unittest.TestCase):
         print(f"net_test: flood: vsock call idle {idle:.2f} s, flooded "
               + ", ".join(f"{t:.2f}" for t in calls) + " s; stats calls "
               + ", ".join(f"{t:.2f}" for t in stats) + f" s; TAP bytes {moved}", file=sys.stderr)
+        # Answered during the flood, not once it was over.
         self.assertTrue(still_streaming, "the guest's stream ended before the calls were made")
         self.assertEqual((stream.returncode, out.strip()), (0, "sent"), err)
         self.assertIsNone(vm.poll(), "the VM ended during the flood")
-        self.assertLess(max(calls + stats), CONTROL_BOUND_S, (calls, stats))
+        self.assertLess(max(calls), VSOCK_BOUND_S, calls)
+        self.assertLess(max(stats), CONTROL_BOUND_S, stats)
         # Both ways really flooded: the guest's stream out (the TAP's rx: emulated guests send
         # little more than 100 KiB/s), the host's datagrams in (its tx: frames the VMM took
         # and frames the TAP dropped since neither it nor the guest kept up).
