@@ -22,12 +22,12 @@ constexpr const char* kUsage = R"(Usage: wisp snapshot COMMAND ...
       --diff (a VM restored from a snapshot only): store only the pages written since
       the restore; DIR then needs its parent snapshot to restore. Prints the timings and
       sizes as JSON.
-  restore DIR [--drive PATH[,ro]]... [--vsock-uds PATH] [--console stdio|none|FILE]
-          [--control-socket PATH] [--timings] [--ready-fd N] [-v]
+  restore DIR [--drive PATH[,ro]]... [--net tap=NAME]... [--vsock-uds PATH]
+          [--console stdio|none|FILE] [--control-socket PATH] [--timings] [--ready-fd N] [-v]
       Run a VM restored from the snapshot directory DIR, until it powers off or is
       stopped (exit status as for wisp run). A snapshot's drives are given again with
-      --drive (in its order) unless they lie inside DIR. 'wisp snapshot restore --help'
-      has the details.
+      --drive (in its order) unless they lie inside DIR; its NICs reopen the TAPs they
+      were on unless --net names others. 'wisp snapshot restore --help' has the details.
   verify DIR [--memory-digest]
       Check a snapshot completely (state file frame, checksum, schema and values; the
       memory file against the layout; a diff's parents) and describe it. Exit 0 when

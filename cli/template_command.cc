@@ -26,7 +26,7 @@ constexpr const char* kUsage = R"(Usage: wisp template COMMAND ...
 
   create NAME --handler "CMD ARGS" [--mode exec|worker] [--warmup N]
          [--warmup-payload FILE] [--env KEY=VALUE]... [--boot-timeout S] [--timings]
-         [--rebuild] [--server PATH] [VM options]
+         [--rebuild] [--network] [--server PATH] [VM options]
       Boot a function VM, start its handler, warm it up and snapshot it as template NAME.
       exec mode: each invocation runs CMD afresh in the sandbox. worker mode: CMD is started
       now as a warm worker (api/worker_protocol.md) and its initialisation (imports, model
@@ -44,6 +44,10 @@ constexpr const char* kUsage = R"(Usage: wisp template COMMAND ...
       WISP_SERVER environment variable): a running `wisp serve` creates it, in its store,
       from files under the directories it allows (same output; --kernel, --initrd, --rootfs,
       --drive, --mem and --vcpus carry over, other VM options are refused).
+      --net tap=NAME[,...]: the template records its NICs and every clone (invoke, serve,
+      sandbox forks) restores on the same TAP NAME, opened before the clone's jail, with
+      the guest's MAC and address as they were; one clone at a time can hold a TAP.
+      --network: the handler uses the guest's network (default: an empty namespace).
   ls
       List the templates: name, mode, memory, snapshot size on disk, handler.
   rm NAME
@@ -57,12 +61,15 @@ The store is $WISP_HOME/templates (WISP_HOME defaults to /var/lib/wisp).
 // than silently dropped.
 void check_serve_spec(const manager::TemplateSpec& spec) {
   const manager::VmSpec& vm = spec.vm;
-  const char* option = !vm.cmdline.empty() || vm.raw_cmdline ? "--cmdline"
-                       : !vm.rng                             ? "--no-rng"
-                       : !vm.huge_pages                      ? "--no-hugepages"
-                       : !vm.vsock_cid.empty()               ? "--vsock-cid"
-                       : vm.console != "none"                ? "--console"
-                       : vm.verbose                          ? "--verbose"
+  // wisp serve's TemplateSpec (api/wisp.capnp) has no NICs yet.
+  const char* option = !vm.nets.empty()                        ? "--net"
+                       : spec.network                          ? "--network"
+                       : !vm.cmdline.empty() || vm.raw_cmdline ? "--cmdline"
+                       : !vm.rng                               ? "--no-rng"
+                       : !vm.huge_pages                        ? "--no-hugepages"
+                       : !vm.vsock_cid.empty()                 ? "--vsock-cid"
+                       : vm.console != "none"                  ? "--console"
+                       : vm.verbose                            ? "--verbose"
                        : !vm.jail.jail || !vm.jail.cgroup || vm.jail.uid_first ||
                                vm.jail.cpu_quota_percent || vm.jail.memory_max
                            ? "jail options"
@@ -124,6 +131,7 @@ int create(int argc, char** argv, uint64_t t0_ns) {
     add_vm_options(p, &spec.vm);
     add_env_option(p, &spec.env);
     add_mode_option(p, &spec.mode);
+    p.flag("network", &spec.network);
     p.text("handler", &handler)
         .count("warmup", &spec.warmup, 0, 10000)
         .text("warmup-payload", &warmup_file)
@@ -140,10 +148,6 @@ int create(int argc, char** argv, uint64_t t0_ns) {
     spec.name = args.operands[0];
     manager::check_template_name(spec.name);
     if (handler.empty()) throw UsageError("--handler \"CMD ARGS\" is required");
-    // A clone restores inside its jail, where no TAP can be opened by name yet (issue 14
-    // item 2: a TAP per clone's namespace).
-    if (!spec.vm.nets.empty())
-      throw UsageError("--net: not for templates yet (wisp run/exec only)");
     spec.argv = manager::split_command(handler);
     if (spec.argv.empty()) throw UsageError("--handler: empty command");
     if (!spec.vm.initrd.empty() && !spec.vm.rootfs.empty())

@@ -50,11 +50,12 @@ std::unique_ptr<AgentVm> AgentVm::boot(const VmSpec& spec, bool control, const c
 }
 
 std::unique_ptr<AgentVm> AgentVm::restore(const std::string& snapshot_dir,
-                                          const std::vector<std::string>& drives, bool control,
-                                          std::chrono::milliseconds timeout, const JailFlags& jail,
-                                          Cancellation* cancellation, bool prefetch) {
+                                          const std::vector<std::string>& drives, const VmNet& net,
+                                          bool control, std::chrono::milliseconds timeout,
+                                          const JailFlags& jail, Cancellation* cancellation,
+                                          bool prefetch) {
   auto args = [&](const RuntimeDir& dir) {
-    return vmm_restore_args(snapshot_dir, drives, dir.file("vsock.sock"),
+    return vmm_restore_args(snapshot_dir, drives, net, dir.file("vsock.sock"),
                             control_path(dir, control), jail, dir.path(), prefetch);
   };
   try {
@@ -68,7 +69,7 @@ std::unique_ptr<AgentVm> AgentVm::restore(const std::string& snapshot_dir,
 }
 
 std::vector<std::string> vmm_restore_args(const std::string& snapshot_dir,
-                                          const std::vector<std::string>& drives,
+                                          const std::vector<std::string>& drives, const VmNet& net,
                                           const std::string& vsock_uds,
                                           const std::string& control_socket, const JailFlags& jail,
                                           const std::string& jail_dir, bool prefetch) {
@@ -77,6 +78,8 @@ std::vector<std::string> vmm_restore_args(const std::string& snapshot_dir,
   if (!prefetch) a.push_back("--no-prefetch");
   if (!control_socket.empty()) a.insert(a.end(), {"--control-socket", control_socket});
   for (const std::string& d : drives) a.insert(a.end(), {"--drive", d});
+  std::vector<std::string> n = vmm_restore_net_args(net);
+  a.insert(a.end(), n.begin(), n.end());
   std::vector<std::string> j = jail_args(jail);
   a.insert(a.end(), j.begin(), j.end());
   a.insert(a.end(), {"--jail-dir", jail_dir});

@@ -16,6 +16,7 @@
 #include "base/error.h"
 #include "manager/cancellation.h"
 #include "manager/runtime_dir.h"
+#include "manager/vm_net.h"
 #include "manager/vm_spec.h"
 #include "manager/vmm_child.h"
 
@@ -41,9 +42,11 @@ class AgentVm {
   // waits up to `timeout` until it is rebuilt (about to run). Throws VmFailed with the VMM's log.
   // `cancellation` (may be null) kills the clone while this waits. `prefetch`: false passes
   // --no-prefetch (the snapshot's working set, if any, is not loaded ahead).
+  // `net`: the template's NICs (vmm_restore_net_args).
   static std::unique_ptr<AgentVm> restore(const std::string& snapshot_dir,
-                                          const std::vector<std::string>& drives, bool control,
-                                          std::chrono::milliseconds timeout, const JailFlags& jail,
+                                          const std::vector<std::string>& drives, const VmNet& net,
+                                          bool control, std::chrono::milliseconds timeout,
+                                          const JailFlags& jail,
                                           Cancellation* cancellation = nullptr,
                                           bool prefetch = true);
   // A standby VMM (wisp-vmm standby, `args` after "standby") in a runtime directory named
@@ -86,10 +89,11 @@ class AgentVm {
 };
 
 // The arguments of `wisp-vmm restore` for a clone of `snapshot_dir` with the snapshot's
-// `drives`, its vsock bridged to `vsock_uds`, a control socket at `control_socket` if not
-// empty, jailed by `jail` with its jail root under `jail_dir`; `prefetch` false: --no-prefetch.
+// `drives` and NICs `net`, its vsock bridged to `vsock_uds`, a control socket at `control_socket`
+// if not empty, jailed by `jail` with its jail root under `jail_dir`; `prefetch` false:
+// --no-prefetch.
 std::vector<std::string> vmm_restore_args(const std::string& snapshot_dir,
-                                          const std::vector<std::string>& drives,
+                                          const std::vector<std::string>& drives, const VmNet& net,
                                           const std::string& vsock_uds,
                                           const std::string& control_socket, const JailFlags& jail,
                                           const std::string& jail_dir, bool prefetch = true);

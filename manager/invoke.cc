@@ -39,6 +39,7 @@ client::InvokeRequest invoke_request_for(const TemplateInfo& t, std::string payl
   req.payload = std::move(payload);
   req.timeout_ms = static_cast<uint64_t>(timeout.count());
   req.handler.name = t.name;
+  req.handler.network = t.network;
   if (t.mode == "worker") {
     req.mode = client::InvokeMode::kWorker;
   } else {
@@ -57,7 +58,7 @@ InvokeOutcome invoke(const std::string& template_name, const InvokeRequest& requ
   InvokeOutcome out;
   if (cancellation && cancellation->cancelled()) throw Error("interrupted");
   std::unique_ptr<AgentVm> clone =
-      AgentVm::restore(tpl.snapshot_dir, t.drives, request.count_pages, kRestoreTimeout,
+      AgentVm::restore(tpl.snapshot_dir, t.drives, t.net, request.count_pages, kRestoreTimeout,
                        request.jail, cancellation, request.prefetch);
   out.restore_ms = ms_since(t0);
   out.jail_ms = clone->jail_ms();

@@ -43,6 +43,7 @@ std::string StandbyVmm::why_not_boot(const VmSpec& spec, const StandbyClass& siz
   if (!spec.vsock_cid.empty()) return "a vsock CID of its own";
   if (spec.verbose || spec.timings) return "VMM diagnostics of its own";
   if (jail_args(spec.jail) != jail_args(jail)) return "a jail unlike the pool's";
+  if (!spec.nets.empty()) return "a NIC (a standby's jail holds no TAP, an order brings none)";
   if (spec.drives.size() + (spec.rootfs.empty() ? 0 : 1) > standby::kMaxDrives)
     return "more drives than an order carries";
   return "";

@@ -53,6 +53,8 @@ TemplateInfo template_info(const TemplateSpec& spec, const VmSpec& vm) {
   t.warmup = spec.warmup;
   t.guest = describe_guest(vm);
   t.drives = template_drives(vm);
+  t.net.nets = vm.nets;
+  t.network = spec.network;
   return t;
 }
 
@@ -73,6 +75,7 @@ void warm_up(client::AgentClient& agent, const TemplateSpec& spec, const Templat
   h.name = t.name;
   h.argv = t.argv;
   h.env = t.env;
+  h.network = t.network;
   if (t.mode == "worker") {
     progress("starting the worker: " + spec.argv[0]);
     agent.start_worker(h);

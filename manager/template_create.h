@@ -21,6 +21,7 @@ struct TemplateSpec {
   std::string mode = "exec";      // exec: the handler runs afresh per call; worker: warm worker
   std::vector<std::string> argv;  // the handler command
   std::vector<std::string> env;   // KEY=VALUE
+  bool network = false;           // the handler uses the guest's network (its NICs: vm.nets)
   // Invocations before the snapshot. Templates are warm by default (one call); 0: the handler
   // is not called while the template is made, so no probe clone records a working set either.
   uint32_t warmup = 1;

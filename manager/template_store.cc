@@ -46,6 +46,10 @@ std::string format_template_info(const TemplateInfo& t) {
   for (const auto& a : t.argv) line("arg", a);
   for (const auto& e : t.env) line("env", e);
   for (const auto& d : t.drives) line("drive", d);
+  for (const auto& n : t.net.nets) line("net", n);
+  for (const auto& a : t.net.allow) line("net_allow", a);
+  for (const auto& d : t.net.dns) line("net_dns", d);
+  if (t.network) line("network", "1");
   line("mem_mib", std::to_string(t.mem_mib));
   line("vcpus", std::to_string(t.vcpus));
   line("guest", t.guest);
@@ -88,6 +92,11 @@ TemplateInfo parse_template_info(const std::string& text, const std::string& fil
       t.env.push_back(v);
     else if (k == "drive")
       t.drives.push_back(v);
+    else if (k == "net" || k == "net_allow" || k == "net_dns") {
+      if (v.empty()) throw Error(file + ":" + std::to_string(n) + ": " + k + ": empty");
+      (k == "net" ? t.net.nets : k == "net_allow" ? t.net.allow : t.net.dns).push_back(v);
+    } else if (k == "network")
+      t.network = number(v, k) != 0;
     else if (k == "mem_mib")
       t.mem_mib = number(v, k);
     else if (k == "vcpus")

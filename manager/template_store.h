@@ -28,6 +28,7 @@
 
 #include "base/file_io.h"
 #include "base/unique_fd.h"
+#include "manager/vm_net.h"
 
 namespace wisp::manager {
 
@@ -39,6 +40,12 @@ struct TemplateInfo {
   // The images of the snapshot's drives, "PATH[,ro]" in slot order (the rootfs first): a
   // snapshot names no host file itself (snapshot/snapshot_trust.h), restore is given these.
   std::vector<std::string> drives;
+  // Its NICs ("net", "net_allow", "net_dns" lines; none in templates from before them): each
+  // clone restores with them (vmm_restore_net_args).
+  VmNet net;
+  // The handler gets the guest's network (its sandbox otherwise has an empty network
+  // namespace): the "network 1" line, absent when false.
+  bool network = false;
   uint64_t mem_mib = 0;
   uint32_t vcpus = 1;
   std::string guest;  // the kernel and initrd/rootfs it was booted from (informational)

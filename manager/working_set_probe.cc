@@ -24,7 +24,7 @@ WorkingSetProbe probe_working_set(const std::string& snapshot_dir, const Templat
   WorkingSetProbe out;
   // --no-prefetch: the directory has no working set yet, but say so anyway: this measures.
   std::unique_ptr<AgentVm> clone =
-      AgentVm::restore(snapshot_dir, info.drives, /*control=*/true, kRestoreTimeout, jail,
+      AgentVm::restore(snapshot_dir, info.drives, info.net, /*control=*/true, kRestoreTimeout, jail,
                        cancellation, /*prefetch=*/false);
   Cancellation::Watch watch(cancellation, clone->vmm());
   try {

@@ -21,8 +21,10 @@ SnapshotInputs snapshot_inputs(const SnapshotChain& chain) {
   const MachineState& top = chain.states.front().machine;
   in.mem_bytes = top.mem_bytes;
   in.vcpus = static_cast<uint32_t>(top.vcpus.size());
-  for (const VirtioSlotState& slot : top.virtio)
+  for (const VirtioSlotState& slot : top.virtio) {
     if (const auto* drive = std::get_if<BlockSpec>(&slot.spec)) in.drives.push_back(*drive);
+    if (const auto* net = std::get_if<NetSpec>(&slot.spec)) in.nets.push_back(*net);
+  }
   return in;
 }
 

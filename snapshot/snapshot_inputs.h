@@ -9,12 +9,16 @@
 
 #include "snapshot/machine_snapshot.h"
 #include "vmm/virtio/block/block_state.h"
+#include "vmm/virtio/net/net_state.h"
 
 namespace wisp::snapshot {
 
 struct SnapshotInputs {
   std::vector<std::string> files;  // state and memory file of each layer, top first
   std::vector<BlockSpec> drives;   // as the top layer's devices describe them
+  // The NICs, in slot order: each TAP is opened before the jail (whose network namespace
+  // holds none), by the name recorded here unless the caller names another.
+  std::vector<NetSpec> nets;
   // The top layer's working set (snapshot/working_set.h) if its directory has one (a regular
   // file, not a symlink), else empty: read after the jail is up, so the jail must expose it.
   std::string working_set;

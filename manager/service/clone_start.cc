@@ -54,10 +54,10 @@ kj::Promise<std::string> standby_ready(kj::Own<kj::UnixEventPort::FdObserver> wa
 }  // namespace
 
 CloneProcess::CloneProcess(const std::string& snapshot_dir, const std::vector<std::string>& drives,
-                           const JailFlags& jail)
+                           const manager::VmNet& net, const JailFlags& jail)
     : dir_(std::make_unique<manager::RuntimeDir>("wisp-serve")) {
   vmm_ = std::make_unique<manager::VmmChild>(
-      manager::vmm_restore_args(snapshot_dir, drives, dir_->file("vsock.sock"),
+      manager::vmm_restore_args(snapshot_dir, drives, net, dir_->file("vsock.sock"),
                                 dir_->file("control.sock"), jail, dir_->path()),
       dir_->file("vmm.log"), /*ready_pipe=*/true);
 }
@@ -104,14 +104,17 @@ CloneStarter::CloneStarter(const JailFlags& jail, uint32_t pool_target) : jail_(
 std::unique_ptr<CloneProcess> CloneStarter::start(const manager::OpenTemplate& tpl,
                                                   bool background) {
   if (background) {
-    auto process = std::make_unique<CloneProcess>(tpl.snapshot_dir, tpl.info.drives, jail_);
+    auto process =
+        std::make_unique<CloneProcess>(tpl.snapshot_dir, tpl.info.drives, tpl.info.net, jail_);
     // Before the jail forks its child: that child and every thread inherit it.
     manager::set_vmm_background(process->vmm().pid(), true);
     return process;
   }
   const manager::StandbyClass& size = pool_ ? pool_->size_class() : manager::StandbyClass{};
-  // A standby restores no machine above its class.
-  bool fits = pool_ && (tpl.info.mem_mib << 20) <= size.mem_bytes && tpl.info.vcpus <= size.vcpus;
+  // A standby restores no machine above its class, and no NIC: its jail's network namespace
+  // holds no TAP, which a spawned `wisp-vmm restore` opens before entering its own.
+  bool fits = pool_ && (tpl.info.mem_mib << 20) <= size.mem_bytes && tpl.info.vcpus <= size.vcpus &&
+              tpl.info.net.nets.empty();
   if (fits) {
     if (std::unique_ptr<manager::StandbyVmm> standby = pool_->take()) {
       try {
@@ -123,7 +126,7 @@ std::unique_ptr<CloneProcess> CloneStarter::start(const manager::OpenTemplate& t
       }
     }
   }
-  return std::make_unique<CloneProcess>(tpl.snapshot_dir, tpl.info.drives, jail_);
+  return std::make_unique<CloneProcess>(tpl.snapshot_dir, tpl.info.drives, tpl.info.net, jail_);
 }
 
 void CloneStarter::refill() {

@@ -25,10 +25,10 @@ namespace wisp::service {
 
 class CloneProcess {
  public:
-  // Spawns the VMM restoring `snapshot_dir` with the snapshot's `drives`, with a control
-  // socket, jailed by `jail`. Throws wisp::Error when wisp-vmm cannot be started.
+  // Spawns the VMM restoring `snapshot_dir` with the snapshot's `drives` and NICs `net`, with
+  // a control socket, jailed by `jail`. Throws wisp::Error when wisp-vmm cannot be started.
   CloneProcess(const std::string& snapshot_dir, const std::vector<std::string>& drives,
-               const JailFlags& jail);
+               const manager::VmNet& net, const JailFlags& jail);
   // Orders `standby` (standing by, spawned with a control socket) to restore `snapshot_dir`.
   // Throws wisp::Error when it refuses the snapshot or is gone.
   CloneProcess(std::unique_ptr<manager::StandbyVmm> standby, const std::string& snapshot_dir,

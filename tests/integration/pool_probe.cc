@@ -173,7 +173,8 @@ int clone_command(const std::string& name, const std::string& payload, int round
   for (int round = 0; round < rounds; ++round) {
     CallTimes c;
     uint64_t t0 = now_ns();
-    auto vm = AgentVm::restore(tpl.snapshot_dir, tpl.info.drives, true, milliseconds(60000), jail);
+    auto vm = AgentVm::restore(tpl.snapshot_dir, tpl.info.drives, tpl.info.net, true,
+                               milliseconds(60000), jail);
     c.ready_ms = ms_since(t0);
     c.resident_pages = vm->control()->stats().resident_pages;
     call(*vm, tpl.info, payload, t0, &c);

@@ -90,6 +90,8 @@ void expect_same(const TemplateInfo& a, const TemplateInfo& b) {
   EXPECT_EQ(a.memory_file_bytes, b.memory_file_bytes);
   EXPECT_EQ(a.memory_disk_bytes, b.memory_disk_bytes);
   EXPECT_EQ(a.parent, b.parent);
+  EXPECT_EQ(a.net, b.net);
+  EXPECT_EQ(a.network, b.network);
 }
 
 TEST(TemplateInfo, RoundTrips) {
@@ -117,6 +119,37 @@ TEST(TemplateInfo, AForkRecordsItsParent) {
   expect_error([&] { decode_template_info(edited, "t.info"); }, {"checksum mismatch"});
   expect_error([] { parse_template_info("arg x\nparent ../etc\n", "t.info"); },
                {"t.info:2: parent", "template name"});
+}
+
+TEST(TemplateInfo, CarriesItsNetworkAsGiven) {
+  TemplateInfo t = sample_info();
+  EXPECT_EQ(format_template_info(t).find("net"), std::string::npos);  // none: as before
+  t.net.nets = {"tap=wtap0,mac=02:00:00:00:00:07,ip=10.77.0.2/24,gw=10.77.0.1", "tap=wtap1"};
+  t.net.allow = {"10.0.0.0/8:443"};
+  t.net.dns = {"10.77.0.1"};
+  t.network = true;
+  std::string file = encode_template_info(t);
+  EXPECT_NE(file.find("\nnet tap=wtap0,mac=02:00:00:00:00:07,ip=10.77.0.2/24,gw=10.77.0.1\n"
+                      "net tap=wtap1\nnet_allow 10.0.0.0/8:443\nnet_dns 10.77.0.1\nnetwork 1\n"),
+            std::string::npos);
+  expect_same(decode_template_info(file, "t.info"), t);
+  // Clones restore with the NICs in order, as given.
+  EXPECT_EQ(vmm_restore_net_args(t.net), (Words{"--net", t.net.nets[0], "--net", "tap=wtap1"}));
+  EXPECT_TRUE(vmm_restore_net_args(VmNet{}).empty());
+  expect_error([] { parse_template_info("arg x\nnet\n", "t.info"); }, {"t.info:2: net: empty"});
+}
+
+TEST(TemplateInfo, AFileFromBeforeNetworksLoadsWithNone) {
+  // template.info's lines as wisp wrote them before NICs were recorded.
+  TemplateInfo t = parse_template_info(
+      "name py\nmode worker\narg python3\ndrive /img/rootfs.ext4,ro\nmem_mib 256\nvcpus 1\n"
+      "guest default kernel, rootfs /img/rootfs.ext4\nwarmup 1\ncreated_unix 1700000000\n"
+      "snapshot_ms 30.5\nmemory_file_bytes 268435456\nmemory_disk_bytes 1048576\n",
+      "t.info");
+  EXPECT_EQ(t.drives, Words{"/img/rootfs.ext4,ro"});
+  EXPECT_TRUE(t.net.empty());
+  EXPECT_FALSE(t.network);
+  EXPECT_TRUE(vmm_restore_net_args(t.net).empty());
 }
 
 TEST(TemplateInfo, RefusesNewlinesInValues) {

@@ -3,10 +3,13 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
 #include "base/self_exe.h"
+#include "manager/agent_vm.h"
+#include "manager/vmm_pool.h"
 #include "tests/unit/expect_error.h"
 
 namespace wisp::manager {
@@ -50,6 +53,29 @@ TEST(VmSpec, EveryOptionInOrder) {
                                                   "quiet x=1",   "--verbose",   "--verbose",
                                                   "--timings"}));
   EXPECT_EQ(describe_guest(spec), "k, rootfs root.ext4");  // a rootfs: no default initrd
+}
+
+TEST(VmSpec, AClonesNicsFollowItsDrives) {
+  VmNet net;
+  net.nets = {"tap=wtap0,ip=10.0.0.2/24", "tap=wtap1"};
+  Args args = vmm_restore_args("/t/snapshot", {"/img,ro"}, net, "/r/v.sock", "/r/c.sock",
+                               JailFlags{}, "/r");
+  EXPECT_EQ(Args(args.begin(), args.begin() + 14),
+            (Args{"restore", "/t/snapshot", "--vsock-uds", "/r/v.sock", "--console", "none",
+                  "--control-socket", "/r/c.sock", "--drive", "/img,ro", "--net",
+                  "tap=wtap0,ip=10.0.0.2/24", "--net", "tap=wtap1"}));
+  Args none = vmm_restore_args("/t/snapshot", {}, VmNet{}, "/r/v.sock", "", JailFlags{}, "/r");
+  EXPECT_EQ(std::count(none.begin(), none.end(), "--net"), 0);
+}
+
+TEST(VmSpec, AStandbyBootsNoNic) {
+  VmSpec spec;
+  spec.mem_bytes = 256ull << 20;
+  spec.vcpus = 1;
+  EXPECT_EQ(StandbyVmm::why_not_boot(spec, StandbyClass{}, JailFlags{}), "");
+  spec.nets = {"tap=wtap0"};
+  EXPECT_NE(StandbyVmm::why_not_boot(spec, StandbyClass{}, JailFlags{}).find("a NIC"),
+            std::string::npos);
 }
 
 TEST(VmSpec, ARawCommandLineIsTheUsersAlone) {

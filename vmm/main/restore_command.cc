@@ -24,6 +24,7 @@
 #include "vmm/main/vmm_process.h"
 #include "vmm/main/working_set_prefetch.h"
 #include "vmm/virtio/block/block_backend.h"
+#include "vmm/virtio/net/tap_backend.h"
 #include "vmm/virtio/vsock/vsock_muxer.h"
 
 namespace wisp {
@@ -43,6 +44,12 @@ Options:
                      the same mode the snapshot's guest has
   --vsock-uds PATH   the clone's virtio-vsock Unix socket (see wisp run --help); required
                      when the snapshot has virtio-vsock, and each clone needs its own
+  --net tap=NAME[,mac=MAC][,ip=...][,gw=...]
+                     the TAP for the snapshot's next NIC (repeatable, eth0 first; default:
+                     the TAP the snapshot was taken on), opened before the jail; a mac= must be
+                     the snapshot's (the guest read it at boot), ip= and gw= are ignored (the
+                     guest keeps the address it has). The guest's TCP connections from before
+                     the snapshot are reset by peers that no longer know them
   --console MODE     stdio (default), none or FILE, as for wisp run
   --console-max-bytes SIZE
                      cap of a console FILE, as for wisp run (default 16M)
@@ -85,6 +92,8 @@ struct RestoreOptions {
   VmmJailOptions jail;
   snapshot::SnapshotChain chain;  // the snapshot's state files, read once
   std::vector<BlockSpec> drives;  // --drive: the caller's images for the snapshot's drives
+  std::vector<NetOption> nets;    // --net: the TAPs for the snapshot's NICs, in slot order
+  std::vector<std::string> taps;  // the TAP each NIC restores on (opened before the jail)
 };
 
 // Returns false for --help (printed). Throws UsageError.
@@ -97,7 +106,14 @@ bool parse(int argc, char** argv, RestoreOptions* o) {
       .flag("timings", &o->timings)
       .flag("hugepages", &o->huge_pages)
       .flag("no-prefetch", &o->no_prefetch)
-      .value("drive", [o](const std::string& v) { o->drives.push_back(parse_drive_spec(v)); });
+      .value("drive", [o](const std::string& v) { o->drives.push_back(parse_drive_spec(v)); })
+      .value("net", [o](const std::string& v) {
+        try {
+          o->nets.push_back(parse_net_option(v));
+        } catch (const Error& e) {
+          throw UsageError(e.what());
+        }
+      });
   add_console_options(p, &o->cfg);
   add_verbose_option(p, &o->verbose);
   add_vmm_jail_options(p, &o->jail);
@@ -118,8 +134,14 @@ void configure_devices(const RestoreOptions& o, const snapshot::LoadedSnapshot& 
                        MachineConfig* cfg) {
   cfg->devices.clear();  // the jail's view of them (jail_for) is replaced by the snapshot's
   bool has_vsock = false;
+  size_t nic = 0;
   for (const VirtioSlotState& slot : snap.state.virtio) {
     cfg->devices.push_back(slot.spec);
+    // The TAP opened before the jail (open_taps), which NetKind::create takes by this name.
+    if (auto* net = std::get_if<NetSpec>(&cfg->devices.back())) {
+      if (nic >= o.taps.size()) throw Error(o.dir + ": the snapshot changed while it was read");
+      net->tap_name = o.taps[nic++];
+    }
     if (auto* vsock = std::get_if<VsockSpec>(&cfg->devices.back())) {
       if (o.vsock_uds.empty())
         throw Error(
@@ -150,11 +172,39 @@ UniqueFd open_working_set(const std::string& path) {
   return fd;
 }
 
+// The TAP of each of the snapshot's NICs (`in.nets`): the caller's --net, else the one the
+// snapshot was taken on. Opened here, as root, before the jail, whose network namespace and
+// /dev hold none (provide_tap_fd); their descriptors are returned for the jail to keep.
+std::vector<int> open_taps(RestoreOptions& o, const std::vector<NetSpec>& nets) {
+  if (!o.nets.empty() && o.nets.size() != nets.size())
+    throw Error(o.dir + ": --net given " + std::to_string(o.nets.size()) +
+                " time(s), the snapshot has " + std::to_string(nets.size()) + " NIC(s)");
+  for (size_t i = 0; i < nets.size(); ++i) {
+    const std::string nic = o.dir + ": the snapshot's NIC eth" + std::to_string(i);
+    std::string name = nets[i].tap_name;
+    if (!o.nets.empty()) {
+      const NetSpec& given = o.nets[i].spec;
+      if (given.mac != kDefaultNetMac && given.mac != nets[i].mac)
+        throw Error(nic + " has MAC " + format_mac(nets[i].mac) + ", --net says " +
+                    format_mac(given.mac) + " (a restored guest keeps the MAC it read at boot)");
+      name = given.tap_name;
+    }
+    try {
+      provide_tap_fd(name, open_tap(name));
+    } catch (const Error& e) {
+      throw Error(nic + ": " + e.what());
+    }
+    o.taps.push_back(name);
+  }
+  return provided_tap_fds();
+}
+
 // The jail of a restore: the snapshot's files (its chain, read already: a diff names its
 // parent), its drives, the clone's sockets.
 jail::JailConfig jail_for(RestoreOptions& o) {
   snapshot::SnapshotInputs in = snapshot::snapshot_inputs(o.chain);
-  std::vector<int> keep = {o.ready_fd};
+  std::vector<int> keep = open_taps(o, in.nets);
+  keep.push_back(o.ready_fd);
   if (!o.no_prefetch && !in.working_set.empty()) {
     o.working_set = in.working_set;
     o.working_set_fd = open_working_set(o.working_set);

@@ -137,6 +137,11 @@ void configure_devices(const StandbyOptions& o, const snapshot::LoadedSnapshot& 
                     " in the snapshot, the order says otherwise");
       provide_drive_fd(spec->path, std::move(drives[drive++]));
     }
+    // Its jail's network namespace holds no TAP and an order brings none: the manager
+    // restores a snapshot with a NIC through `wisp-vmm restore`, which opens the TAP first.
+    if (const auto* net = std::get_if<NetSpec>(&cfg->devices.back()))
+      throw Error("the snapshot has virtio-net (TAP " + net->tap_name +
+                  "): a standby VMM cannot open a TAP; restore it with wisp-vmm restore");
     if (auto* vsock = std::get_if<VsockSpec>(&cfg->devices.back())) {
       if (o.vsock_uds.empty())
         throw Error("the snapshot has virtio-vsock: the standby needs --vsock-uds PATH");

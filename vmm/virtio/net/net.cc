@@ -51,6 +51,18 @@ void VirtioNet::read_config(uint64_t offset, std::span<uint8_t> data) {
 
 VirtioDeviceState VirtioNet::save_state() const { return NetState{mac()}; }
 
+// A restored NIC needs nothing beyond its MAC and the transport's queues (activated again where
+// they were, each kicked once: frames the guest queued before the snapshot go out). What the
+// guest's network needs after a restore, and why the device does no more:
+//  - TCP connections from before the snapshot: a peer that lost them (the snapshotted VM is
+//    gone, a server forgot them) answers the guest's next segment with a reset, so they end
+//    rather than hang; a connection the guest only reads from waits for its keepalive (the
+//    handler's business). tests/integration/net_test.py checks the reset.
+//  - Announcing the guest (VIRTIO_NET_F_GUEST_ANNOUNCE, a gratuitous ARP): a clone comes back
+//    with the MAC and address it had, on a TAP of the same name (tap= mode: the same TAP; the
+//    namespace mode: its own namespace, whose neighbours learn it afresh), so no peer's ARP
+//    cache holds a stale entry. The feature would also need the control queue, which this
+//    device does not have.
 void VirtioNet::restore_state(const VirtioDeviceState& s) {
   const auto& saved = expect_device_state<NetState>(s, name());
   saved.validate();
