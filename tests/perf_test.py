@@ -117,7 +117,7 @@ class PerfReportTest(unittest.TestCase):
             "boot-vs-qemu": "MISSED", "vmm-rss": "MET", "first-kvm-run": "MISSED",
             "restore-p50-hw": "NOT RUN",  # snapshot.json is from the testbed
             "vsock-throughput": "NOT RUN", "vsock-bulk-hw": "NOT RUN",  # unreadable JSON
-            "net-vs-vhost-net": "NOT RUN", "loop-max": "NOT RUN"}
+            "net-up-vs-vhost-net": "NOT RUN", "loop-max": "NOT RUN"}
         for gid, st in want.items():
             self.assertEqual(status[gid], st, gid)
         with open(path) as f:
