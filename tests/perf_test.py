@@ -174,6 +174,37 @@ class PerfReportTest(unittest.TestCase):
             self.assertIn(row, md)
             self.assertTrue(os.path.getsize(os.path.join(self.dir, png)) > 1000, png)
 
+    def test_net_table_plot_and_goals(self):
+        def vmm(up, down, tps):
+            return {"stream_up_mb_s": up, "stream_down_mb_s": down, "rr_tps": tps,
+                    "rr_p50_us": 1e6 / tps}
+        med = {"wisp": vmm(90, 80, 1000), "qemu-tap": vmm(100, 120, 1100),
+               "qemu-vhost": vmm(200, 150, 1500)}
+        net = {"benchmark": "net", "environment": TESTBED, "meta": META, "runs": 2,
+               "mem_mib": 256, "vcpus": 1, "median": med,
+               "summary": {v: {k: stats([x, x * 1.1]) for k, x in m.items()}
+                           for v, m in med.items()},
+               "ratios": {f"wisp_over_{p.replace('-', '_')}": {
+                   "stream_up": 90 / med[p]["stream_up_mb_s"],
+                   "stream_down": 80 / med[p]["stream_down_mb_s"],
+                   "rr_tps": 1000 / med[p]["rr_tps"]} for p in ("qemu-tap", "qemu-vhost")},
+               "slirp": {"runs": 1, "errors": [], "median": vmm(20, 30, 400)}}
+        with open(os.path.join(self.dir, "net.json"), "w") as f:
+            json.dump(net, f)
+        path, verdicts = report.write_report(self.dir)
+        status = {g["id"]: v["status"] for g, v in verdicts}
+        # vs the user-space back-end (>= 0.8): 0.90 MET, 0.67 MISSED, 0.91 MET;
+        # vs vhost-net (>= 0.5): 0.45 MISSED, 0.53 MET, 0.67 MET
+        self.assertEqual([status[f"net-{m}-vs-{p}"] for p in ("qemu-user", "vhost-net")
+                          for m in ("up", "down", "rr")],
+                         ["MET", "MISSED", "MET", "MISSED", "MET", "MET"])
+        with open(path) as f:
+            md = f.read()
+        self.assertIn("](net.png)", md)
+        self.assertIn("| QEMU tap, vhost=on | 200.0 | 150.0 | 1500 | 667 |", md)
+        self.assertIn("| QEMU -netdev user (slirp)* | 20.0 |", md)
+        self.assertTrue(os.path.getsize(os.path.join(self.dir, "net.png")) > 1000)
+
     def test_bench_prints_its_goals(self):
         import io
         out = io.StringIO()
