@@ -110,6 +110,8 @@ def main():
     ap.add_argument("--seconds", type=int, default=5, help="iperf3 -t of each stream")
     ap.add_argument("--rr-count", type=int, default=5000, help="round trips per run")
     ap.add_argument("--slirp-runs", type=int, default=1, help="QEMU -netdev user runs (0: none)")
+    ap.add_argument("--vmms", default=",".join(VMMS),
+                    help="which of them to run (a subset: no ratios without wisp and its peer)")
     ap.add_argument("--mem", type=int, default=256, help="guest MiB, every VMM")
     ap.add_argument("--vcpus", type=int, default=1)
     ap.add_argument("--wisp", default=os.path.join(ROOT, "build/bin/wisp"))
@@ -122,13 +124,16 @@ def main():
                     help="in the testbed, run the binaries and images from the checkout")
     ap.add_argument("--out", default=os.path.join(ROOT, "build/perf/net.json"))
     args = ap.parse_args()
+    vmms = [v for v in args.vmms.split(",") if v]
+    if not vmms or any(v not in VMMS for v in vmms):
+        ap.error(f"--vmms {args.vmms}: expected a list of {','.join(VMMS)}")
     for flag, low in (("runs", 1), ("seconds", 1), ("rr_count", 1), ("slirp_runs", 0)):
         if getattr(args, flag) < low:
             ap.error(f"--{flag.replace('_', '-')} must be at least {low}")
     if os.geteuid() != 0:
         log("net_bench: needs root (network namespaces, TAPs): run it in the testbed")
         return 1
-    for path in (args.wisp, args.kernel, args.initrd, os.path.join(args.tools, "net_rr")):
+    for path in ([args.wisp] if "wisp" in vmms else []) + [args.kernel, args.initrd, os.path.join(args.tools, "net_rr")]:
         if not os.path.exists(path):
             log(f"net_bench: {path} is missing (make)")
             return 1
@@ -139,7 +144,8 @@ def main():
     tmp = tempfile.mkdtemp(prefix="wisp-net-bench-")
     if os.environ.get("WISP_TESTBED") and not args.no_stage:
         # Off the 9p share: every first touch of a page there is a round trip (vmrun.stage).
-        bin_dir = stage(os.path.dirname(args.wisp), [args.kernel, args.initrd], tmp)
+        bin_dir = stage(os.path.dirname(args.wisp) if "wisp" in vmms else tmp,
+                        [args.kernel, args.initrd], tmp)
         args.wisp = os.path.join(bin_dir, os.path.basename(args.wisp))
         args.kernel = os.path.join(tmp, "guest", os.path.basename(args.kernel))
         args.initrd = os.path.join(tmp, "guest", os.path.basename(args.initrd))
@@ -173,20 +179,21 @@ def main():
     def one(name, argv):
         r = run_vm(in_ns(ns, argv), DONE, timeout=120 + 4 * args.seconds + args.rr_count / 50)
         got = parse(r["stdout"])
+        log(f"    {name}: {r['exit_ms'] / 1000:.1f} s from spawn to exit")
         if r["rc"] != 0 or r["marker_ms"] is None or None in got.values():
             return None, (f"{name} (rc={r['rc']}) measured {got}:\n"
                           f"{r['stdout'][-1500:]}\n{r['stderr'][-1500:]}")
         return got, None
 
-    samples = {v: {m: [] for m in MEASURES} for v in VMMS}
+    samples = {v: {m: [] for m in MEASURES} for v in vmms}
     slirp = {m: [] for m in MEASURES}
     slirp_errors = []
-    log(f"net_bench: {args.runs} runs of each of {', '.join(VMMS)}; iperf3 -t {args.seconds} "
+    log(f"net_bench: {args.runs} runs of each of {', '.join(vmms)}; iperf3 -t {args.seconds} "
         f"each way, {args.rr_count} round trips; {args.mem} MiB, {args.vcpus} vCPU; on {env}")
     try:
         servers = make_namespace(ns, args.tools)
         for i in range(args.runs):
-            order = VMMS[i % len(VMMS):] + VMMS[:i % len(VMMS)]
+            order = vmms[i % len(vmms):] + vmms[:i % len(vmms)]
             order = order if i % 2 == 0 else order[::-1]
             for name in order:
                 got, err = one(name, argvs[name])
@@ -198,7 +205,7 @@ def main():
             log(f"  run {i + 1}/{args.runs}: " + "; ".join(
                 f"{v} up {samples[v]['stream_up_mb_s'][-1]:.0f} down "
                 f"{samples[v]['stream_down_mb_s'][-1]:.0f} MB/s rr "
-                f"{samples[v]['rr_tps'][-1]:.0f}/s" for v in VMMS))
+                f"{samples[v]['rr_tps'][-1]:.0f}/s" for v in vmms))
             if i < args.slirp_runs:
                 got, err = one("qemu-slirp", slirp_argv)
                 if err:
@@ -213,19 +220,21 @@ def main():
         subprocess.run(["ip", "netns", "del", ns], check=False)
         shutil.rmtree(tmp, ignore_errors=True)
 
-    med = {v: {m: statistics.median(samples[v][m]) for m in MEASURES} for v in VMMS}
+    med = {v: {m: statistics.median(samples[v][m]) for m in MEASURES} for v in vmms}
 
     def ratios(peer):
+        if "wisp" not in med or peer not in med:
+            return None
         return {"stream_up": med["wisp"]["stream_up_mb_s"] / med[peer]["stream_up_mb_s"],
                 "stream_down": med["wisp"]["stream_down_mb_s"] / med[peer]["stream_down_mb_s"],
                 "rr_tps": med["wisp"]["rr_tps"] / med[peer]["rr_tps"]}
     report = {
         "benchmark": "net", "environment": env, "runs": args.runs, "seconds": args.seconds,
         "rr_count": args.rr_count, "mem_mib": args.mem, "vcpus": args.vcpus,
-        "kernel": args.kernel, "vmms": VMMS, "median": med,
+        "kernel": args.kernel, "vmms": vmms, "median": med,
         "ratios": {"wisp_over_qemu_tap": ratios("qemu-tap"),
                    "wisp_over_qemu_vhost": ratios("qemu-vhost")},
-        "summary": {v: {m: summarize(samples[v][m]) for m in MEASURES} for v in VMMS},
+        "summary": {v: {m: summarize(samples[v][m]) for m in MEASURES} for v in vmms},
         "samples": samples,
         "slirp": {"runs": len(slirp["rr_tps"]), "errors": slirp_errors,
                   "median": ({m: statistics.median(slirp[m]) for m in MEASURES}
@@ -239,7 +248,7 @@ def main():
     print(f"\nvirtio-net, wisp vs QEMU microvm virtio-net-device ({args.runs} interleaved runs, "
           f"medians; {args.mem} MiB, {args.vcpus} vCPU) on {env}")
     print(f"  {'':12} {'up MB/s':>9} {'down MB/s':>10} {'RR /s':>8} {'RR p50 µs':>10}")
-    rows = [(v, med[v]) for v in VMMS]
+    rows = [(v, med[v]) for v in vmms]
     if report["slirp"]["median"]:
         rows.append(("qemu-slirp*", report["slirp"]["median"]))
     for v, m in rows:
@@ -247,6 +256,8 @@ def main():
               f"{m['rr_tps']:8.0f} {m['rr_p50_us']:10.0f}")
     for peer in ("qemu_tap", "qemu_vhost"):
         r = report["ratios"][f"wisp_over_{peer}"]
+        if r is None:
+            continue
         print(f"  wisp / {peer:10}  up {r['stream_up']:.2f}x  down {r['stream_down']:.2f}x  "
               f"rr {r['rr_tps']:.2f}x")
     if report["slirp"]["median"]:
