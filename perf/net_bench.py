@@ -54,7 +54,7 @@ def guest_cmd(addr, server, seconds, rr_count):
     own ("NETBENCH up|down <iperf3 receiver line>", "NETBENCH rr <net_rr line>"). iperf3's
     client is retried: the server takes a moment to close the previous test."""
     iperf = (f"{{ for i in 1 2 3 4 5; do iperf3 -c {server} -p {IPERF_PORT} -t {seconds} -f M "
-             f"$R > /tmp/o 2>&1 && break; sleep 1; done; grep receiver /tmp/o || cat /tmp/o; }}")
+             f"$R > /tmp/o 2>&1 && break; sleep 1; done; grep -E 'sender|receiver' /tmp/o || cat /tmp/o; }}")
     return (f"ip addr add {addr}/{PREFIX} dev eth0 && ip link set eth0 up && "
             f"R= && {iperf} | sed 's/^/NETBENCH up /'; "
             f"R=-R && {iperf} | sed 's/^/NETBENCH down /'; "
@@ -120,6 +120,8 @@ def main():
     ap.add_argument("--initrd", default=os.path.join(ROOT, "build/guest/net-initramfs.cpio.gz"))
     ap.add_argument("--tools", default=os.path.join(ROOT, "build/guest/tools"),
                     help="where net_rr is (the host runs the same binary as the server)")
+    ap.add_argument("--verbose", action="store_true",
+                    help="log each guest's measurement lines and each VMM's stderr")
     ap.add_argument("--no-stage", action="store_true",
                     help="in the testbed, run the binaries and images from the checkout")
     ap.add_argument("--out", default=os.path.join(ROOT, "build/perf/net.json"))
@@ -180,6 +182,9 @@ def main():
         r = run_vm(in_ns(ns, argv), DONE, timeout=120 + 4 * args.seconds + args.rr_count / 50)
         got = parse(r["stdout"])
         log(f"    {name}: {r['exit_ms'] / 1000:.1f} s from spawn to exit")
+        if args.verbose:
+            log("\n".join(f"      {line}" for line in r["stdout"].splitlines()
+                          if line.startswith("NETBENCH")) + "\n      stderr: " + r["stderr"][-800:])
         if r["rc"] != 0 or r["marker_ms"] is None or None in got.values():
             return None, (f"{name} (rc={r['rc']}) measured {got}:\n"
                           f"{r['stdout'][-1500:]}\n{r['stderr'][-1500:]}")
