@@ -106,9 +106,9 @@ def make_namespace(ns, tools):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--runs", type=int, default=5, help="runs of each VMM (interleaved)")
-    ap.add_argument("--seconds", type=int, default=5, help="iperf3 -t of each stream")
-    ap.add_argument("--rr-count", type=int, default=5000, help="round trips per run")
+    ap.add_argument("--runs", type=int, default=4, help="runs of each VMM (interleaved)")
+    ap.add_argument("--seconds", type=int, default=4, help="iperf3 -t of each stream")
+    ap.add_argument("--rr-count", type=int, default=1000, help="round trips per run")
     ap.add_argument("--slirp-runs", type=int, default=1, help="QEMU -netdev user runs (0: none)")
     ap.add_argument("--vmms", default=",".join(VMMS),
                     help="which of them to run (a subset: no ratios without wisp and its peer)")

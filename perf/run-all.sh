@@ -19,7 +19,8 @@ if [ -n "${QUICK:-}" ] && [ "${QUICK}" != 0 ]; then
   : "${WISP_BENCH_RUNS_HUGEPAGES:=2}" "${WISP_BENCH_DENSITY_STEPS:=1,5,10}"
   : "${WISP_BENCH_MEMSIZE_MIBS:=128,512,2048}" "${WISP_BENCH_RUNS_MEMSIZE:=2}"
   : "${WISP_BENCH_RUNS_ML:=3}" "${WISP_BENCH_RUNS_ML_COLD:=1}"
-  : "${WISP_BENCH_RUNS_NET:=2}" "${WISP_BENCH_NET_SECONDS:=2}" "${WISP_BENCH_NET_RR:=1000}"
+  : "${WISP_BENCH_RUNS_NET:=2}" "${WISP_BENCH_NET_SECONDS:=2}" "${WISP_BENCH_NET_RR:=300}"
+  : "${WISP_BENCH_NET_SLIRP:=0}"
 fi
 run() {
   case "$1" in
@@ -29,8 +30,9 @@ run() {
     # issue 14: virtio-net against QEMU's user-space back-end and vhost-net (needs root: the
     # testbed's).
     net)
-      perf/net_bench.py --runs "${WISP_BENCH_RUNS_NET:-5}" --seconds "${WISP_BENCH_NET_SECONDS:-5}" \
-        --rr-count "${WISP_BENCH_NET_RR:-5000}" --out build/perf/net.json ;;
+      perf/net_bench.py --runs "${WISP_BENCH_RUNS_NET:-4}" --seconds "${WISP_BENCH_NET_SECONDS:-4}" \
+        --rr-count "${WISP_BENCH_NET_RR:-1000}" --slirp-runs "${WISP_BENCH_NET_SLIRP:-1}" \
+        --out build/perf/net.json ;;
     agent)
       perf/agent_bench.py --runs "${WISP_BENCH_RUNS_AGENT:-10}" \
         --calls "${WISP_BENCH_AGENT_CALLS:-200}" \
