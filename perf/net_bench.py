@@ -12,7 +12,7 @@ on the host side of that TAP, in the namespace, so no traffic leaves it:
   qemu-vhost  QEMU -netdev tap,vhost=on: the in-kernel vhost-net back-end
 
 The guest gives eth0 its address itself (busybox ip) and measures with its own clock: TCP
-stream guest->host (iperf3 -c) and host->guest (iperf3 -c -R), MB/s as iperf3's receiver
+stream guest->host (iperf3 -c) and host->guest (iperf3 -c -R), MiB/s as iperf3's receiver
 reports it, then request/response round trips (net_rr: one connection, a 1-byte request and a
 1-byte answer, transactions/s and the median µs). Runs are interleaved, the order turned round
 every run, so drift hits every VMM alike; medians and the ratios the goals judge
@@ -52,8 +52,9 @@ DONE = "NETBENCH done"
 def guest_cmd(addr, server, seconds, rr_count):
     """The guest's shell command: address eth0, then each measure printed on a line of its
     own ("NETBENCH up|down <iperf3 receiver line>", "NETBENCH rr <net_rr line>"). iperf3's
-    client is retried: the server takes a moment to close the previous test."""
-    iperf = (f"{{ for i in 1 2 3 4 5; do iperf3 -c {server} -p {IPERF_PORT} -t {seconds} -f M "
+    client is retried: the server takes a moment to close the previous test. -O 1: the first
+    second (slow start, ARP) is run but not counted, the steady state is."""
+    iperf = (f"{{ for i in 1 2 3 4 5; do iperf3 -c {server} -p {IPERF_PORT} -t {seconds} -O 1 -f M "
              f"$R > /tmp/o 2>&1 && break; sleep 1; done; grep -E 'sender|receiver' /tmp/o || cat /tmp/o; }}")
     return (f"ip addr add {addr}/{PREFIX} dev eth0 && ip link set eth0 up && "
             f"R= && {iperf} | sed 's/^/NETBENCH up /'; "
@@ -107,7 +108,8 @@ def make_namespace(ns, tools):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=4, help="runs of each VMM (interleaved)")
-    ap.add_argument("--seconds", type=int, default=4, help="iperf3 -t of each stream")
+    ap.add_argument("--seconds", type=int, default=4,
+                    help="iperf3 -t of each stream (after a first second not counted)")
     ap.add_argument("--rr-count", type=int, default=1000, help="round trips per run")
     ap.add_argument("--slirp-runs", type=int, default=1, help="QEMU -netdev user runs (0: none)")
     ap.add_argument("--vmms", default=",".join(VMMS),
@@ -179,7 +181,7 @@ def main():
     slirp_argv = qemu_net("user,id=n0", cmdline(SLIRP_GUEST, SLIRP_HOST))
 
     def one(name, argv):
-        r = run_vm(in_ns(ns, argv), DONE, timeout=120 + 4 * args.seconds + args.rr_count / 50)
+        r = run_vm(in_ns(ns, argv), DONE, timeout=150 + 4 * args.seconds + args.rr_count / 20)
         got = parse(r["stdout"])
         log(f"    {name}: {r['exit_ms'] / 1000:.1f} s from spawn to exit")
         if args.verbose:
@@ -209,7 +211,7 @@ def main():
                     samples[name][m].append(got[m])
             log(f"  run {i + 1}/{args.runs}: " + "; ".join(
                 f"{v} up {samples[v]['stream_up_mb_s'][-1]:.0f} down "
-                f"{samples[v]['stream_down_mb_s'][-1]:.0f} MB/s rr "
+                f"{samples[v]['stream_down_mb_s'][-1]:.0f} MiB/s rr "
                 f"{samples[v]['rr_tps'][-1]:.0f}/s" for v in vmms))
             if i < args.slirp_runs:
                 got, err = one("qemu-slirp", slirp_argv)
@@ -244,7 +246,7 @@ def main():
         "slirp": {"runs": len(slirp["rr_tps"]), "errors": slirp_errors,
                   "median": ({m: statistics.median(slirp[m]) for m in MEASURES}
                              if slirp["rr_tps"] else None)},
-        "how": {"stream": f"iperf3 -t {args.seconds}, one TCP stream, MB/s (10^6) at the "
+        "how": {"stream": f"iperf3 -t {args.seconds} -O 1, one TCP stream, MiB/s (-f M) at the "
                           "receiver; up: guest->host, down: host->guest (-R)",
                 "rr": f"net_rr: {args.rr_count} 1-byte ping-pongs on one TCP connection "
                       "(TCP_NODELAY), transactions/s and median µs, guest clock"},
@@ -252,7 +254,7 @@ def main():
     write_json(args.out, report)
     print(f"\nvirtio-net, wisp vs QEMU microvm virtio-net-device ({args.runs} interleaved runs, "
           f"medians; {args.mem} MiB, {args.vcpus} vCPU) on {env}")
-    print(f"  {'':12} {'up MB/s':>9} {'down MB/s':>10} {'RR /s':>8} {'RR p50 µs':>10}")
+    print(f"  {'':12} {'up MiB/s':>9} {'down MiB/s':>10} {'RR /s':>8} {'RR p50 µs':>10}")
     rows = [(v, med[v]) for v in vmms]
     if report["slirp"]["median"]:
         rows.append(("qemu-slirp*", report["slirp"]["median"]))

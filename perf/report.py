@@ -354,8 +354,8 @@ def plot_memsize(r, ms):
 
 NET_VMMS = [("wisp", "wisp"), ("qemu-tap", "QEMU tap, vhost=off"),
             ("qemu-vhost", "QEMU tap, vhost=on")]
-NET_MEASURES = [("stream_up_mb_s", "stream guest→host, MB/s"),
-                ("stream_down_mb_s", "stream host→guest, MB/s"),
+NET_MEASURES = [("stream_up_mb_s", "stream guest→host, MiB/s"),
+                ("stream_down_mb_s", "stream host→guest, MiB/s"),
                 ("rr_tps", "1-byte round trips / s")]
 
 
@@ -381,7 +381,7 @@ def plot_net(r, net):
     fig.suptitle(f"virtio-net, {net.get('runs')} interleaved runs (median, min–max), "
                  f"{net.get('mem_mib')} MiB, {net.get('vcpus')} vCPU", fontsize=9)
     finish(fig, net, r.path("net.png"))
-    rows = "| VMM | up MB/s | down MB/s | RR /s | RR p50 µs |\n|---|---|---|---|---|\n"
+    rows = "| VMM | up MiB/s | down MiB/s | RR /s | RR p50 µs |\n|---|---|---|---|---|\n"
     table = [(n, med[v]) for v, n in NET_VMMS]
     slirp = (net.get("slirp") or {}).get("median")
     if slirp:
