@@ -373,7 +373,7 @@ def plot_net(r, net):
               for i, (v, _) in enumerate(NET_VMMS)]
         hi = [((summ.get(v) or {}).get(key) or {}).get("max", vals[i]) - vals[i]
               for i, (v, _) in enumerate(NET_VMMS)]
-        ax.bar([n for _, n in NET_VMMS], vals, yerr=[lo, hi], capsize=4,
+        ax.bar([n.replace(", ", "\n") for _, n in NET_VMMS], vals, yerr=[lo, hi], capsize=4,
                color=["C0", "C1", "C2"])
         ax.set_title(label, fontsize=9)
         ax.tick_params(axis="x", labelsize=7)
