@@ -8,8 +8,9 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 [ $# -eq 2 ] || { echo "usage: $0 OUT_FILE TOOLS_DIR" >&2; exit 2; }
 out=$1 tools=$2
-iperf3=$(command -v iperf3) || { echo "build-net-initramfs: iperf3 not found (scripts/setup.sh)" >&2; exit 1; }
-[ -x "$tools/net_rr" ] || { echo "build-net-initramfs: $tools/net_rr missing (guest/tools/build.sh)" >&2; exit 1; }
+die() { echo "build-net-initramfs: $*" >&2; exit 1; }
+iperf3=$(command -v iperf3) || die "iperf3 not found (scripts/setup.sh)"
+[ -x "$tools/net_rr" ] || die "$tools/net_rr missing (guest/tools/build.sh)"
 adds=(--add "$iperf3:/bin/iperf3" --add "$tools/net_rr:/bin/net_rr")
 # Each library at the path the dynamic loader asks for, with the content of the file its
 # symlink chain ends at (build-initramfs.sh copies symlinks as symlinks).

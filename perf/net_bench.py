@@ -55,7 +55,8 @@ def guest_cmd(addr, server, seconds, rr_count):
     client is retried: the server takes a moment to close the previous test. -O 1: the first
     second (slow start, ARP) is run but not counted, the steady state is."""
     iperf = (f"{{ for i in 1 2 3 4 5; do iperf3 -c {server} -p {IPERF_PORT} -t {seconds} -O 1 -f M "
-             f"$R > /tmp/o 2>&1 && break; sleep 1; done; grep -E 'sender|receiver' /tmp/o || cat /tmp/o; }}")
+             f"$R > /tmp/o 2>&1 && break; sleep 1; done; "
+             "grep -E 'sender|receiver' /tmp/o || cat /tmp/o; }")
     return (f"ip addr add {addr}/{PREFIX} dev eth0 && ip link set eth0 up && "
             f"R= && {iperf} | sed 's/^/NETBENCH up /'; "
             f"R=-R && {iperf} | sed 's/^/NETBENCH down /'; "
@@ -137,7 +138,8 @@ def main():
     if os.geteuid() != 0:
         log("net_bench: needs root (network namespaces, TAPs): run it in the testbed")
         return 1
-    for path in ([args.wisp] if "wisp" in vmms else []) + [args.kernel, args.initrd, os.path.join(args.tools, "net_rr")]:
+    needed = [args.kernel, args.initrd, os.path.join(args.tools, "net_rr")]
+    for path in ([args.wisp] if "wisp" in vmms else []) + needed:
         if not os.path.exists(path):
             log(f"net_bench: {path} is missing (make)")
             return 1

@@ -30,8 +30,8 @@ run() {
     # issue 14: virtio-net against QEMU's user-space back-end and vhost-net (needs root: the
     # testbed's).
     net)
-      perf/net_bench.py --runs "${WISP_BENCH_RUNS_NET:-4}" --seconds "${WISP_BENCH_NET_SECONDS:-4}" \
-        --rr-count "${WISP_BENCH_NET_RR:-1000}" --slirp-runs "${WISP_BENCH_NET_SLIRP:-1}" \
+      perf/net_bench.py --runs "${WISP_BENCH_RUNS_NET:-4}" \
+        --seconds "${WISP_BENCH_NET_SECONDS:-4}" --rr-count "${WISP_BENCH_NET_RR:-1000}" --slirp-runs "${WISP_BENCH_NET_SLIRP:-1}" \
         --out build/perf/net.json ;;
     agent)
       perf/agent_bench.py --runs "${WISP_BENCH_RUNS_AGENT:-10}" \
