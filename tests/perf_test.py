@@ -14,6 +14,7 @@ import unittest
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                 "perf"))
 import goals  # noqa: E402
+import net_bench  # noqa: E402
 import report  # noqa: E402
 
 TESTBED = "testbed (KVM inside QEMU TCG with emulated SVM; times are emulator times)"
@@ -204,6 +205,23 @@ class PerfReportTest(unittest.TestCase):
         self.assertIn("| QEMU tap, vhost=on | 200.0 | 150.0 | 1500 | 667 |", md)
         self.assertIn("| QEMU -netdev user (slirp)* | 20.0 |", md)
         self.assertTrue(os.path.getsize(os.path.join(self.dir, "net.png")) > 1000)
+
+    def test_net_bench_reads_the_guest_console(self):
+        out = ("wisp-guest: init ready\n"
+               "NETBENCH up [  5]   0.00-3.00   sec  30.0 MBytes  10.0 MBytes/sec   12   sender\n"
+               "NETBENCH up [  5]   0.00-3.05   sec  29.5 MBytes  9.67 MBytes/sec        receiver\n"
+               "NETBENCH down [  5]   0.00-3.00  sec  45.0 MBytes  15.0 MBytes/sec  0   sender\n"
+               "NETBENCH down [  5]   0.00-3.00  sec  44.1 MBytes  14.7 MBytes/sec      receiver\n"
+               "NETBENCH rr net_rr n=500 p50_us=3100.5 p90_us=4000.0 tps=290.2\n")
+        self.assertEqual(net_bench.parse(out), {"stream_up_mb_s": 9.67, "stream_down_mb_s": 14.7,
+                                                "rr_tps": 290.2, "rr_p50_us": 3100.5})
+        # iperf3 failing (its error instead of the summary) leaves that measure missing
+        broken = net_bench.parse("NETBENCH up iperf3: error - unable to connect to server\n")
+        self.assertEqual(set(k for k, v in broken.items() if v is None), set(net_bench.MEASURES))
+        cmd = net_bench.guest_cmd("10.79.0.2", "10.79.0.1", 2, 100)
+        self.assertNotIn(net_bench.DONE, cmd)  # the marker only appears when the shell runs
+        self.assertNotIn('"', cmd)  # it goes inside wisp_cmd="..." on the kernel command line
+        self.assertLess(len(cmd), 1024)
 
     def test_bench_prints_its_goals(self):
         import io
