@@ -31,6 +31,7 @@ guest: setup
 	  --add $(GUEST_DIR)/tools/vsock_tool:/bin/vsock_tool \
 	  --add guest/tools/actions/vsocktest:/etc/wisp/actions/vsocktest \
 	  --add guest/tools/actions/vsockbench:/etc/wisp/actions/vsockbench
+	@guest/build-net-initramfs.sh $(GUEST_DIR)/net-initramfs.cpio.gz $(GUEST_DIR)/tools
 
 # The function guest: wisp-agent as PID 1 (it is built with wisp), handler runtimes, busybox.
 agent-guest: wisp guest

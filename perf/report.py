@@ -18,6 +18,8 @@ anything else. Plots:
   pages.png             guest pages touched per restore, and those not prefetched
   density.png           summed PSS against live clones (density.json; no benchmark yet)
   memsize.png           snapshot create and restore time against guest memory (memsize.json)
+  net.png               virtio-net: TCP stream both ways and round trips, wisp against QEMU's
+                        user-space back-end and vhost-net (net.json)
 
 matplotlib (Debian's python3-matplotlib, scripts/setup.sh) with the Agg backend: no display.
 Debian's interpreter (the #! line), which that package is installed for (a pyenv python3 lacks
@@ -350,6 +352,56 @@ def plot_memsize(r, ms):
     r.section("Snapshot create and restore against guest memory", rows, "memsize.png")
 
 
+NET_VMMS = [("wisp", "wisp"), ("qemu-tap", "QEMU tap, vhost=off"),
+            ("qemu-vhost", "QEMU tap, vhost=on")]
+NET_MEASURES = [("stream_up_mb_s", "stream guest→host, MiB/s"),
+                ("stream_down_mb_s", "stream host→guest, MiB/s"),
+                ("rr_tps", "1-byte round trips / s")]
+
+
+def plot_net(r, net):
+    med = (net or {}).get("median") or {}
+    if not all(v in med for v, _ in NET_VMMS):
+        r.not_run("virtio-net against QEMU", "no net.json (perf/run-all.sh net)")
+        return
+    summ = net.get("summary") or {}
+    fig, axes = plt.subplots(1, len(NET_MEASURES), figsize=(11, 3.8))
+    for ax, (key, label) in zip(axes, NET_MEASURES):
+        vals = [med[v][key] for v, _ in NET_VMMS]
+        # min-max of the runs as the error bar: what drift did to each median
+        lo = [vals[i] - ((summ.get(v) or {}).get(key) or {}).get("min", vals[i])
+              for i, (v, _) in enumerate(NET_VMMS)]
+        hi = [((summ.get(v) or {}).get(key) or {}).get("max", vals[i]) - vals[i]
+              for i, (v, _) in enumerate(NET_VMMS)]
+        ax.bar([n.replace(", ", "\n") for _, n in NET_VMMS], vals, yerr=[lo, hi], capsize=4,
+               color=["C0", "C1", "C2"])
+        ax.set_title(label, fontsize=9)
+        ax.tick_params(axis="x", labelsize=7)
+        ax.grid(True, axis="y", alpha=0.3)
+    fig.suptitle(f"virtio-net, {net.get('runs')} interleaved runs (median, min–max), "
+                 f"{net.get('mem_mib')} MiB, {net.get('vcpus')} vCPU", fontsize=9)
+    finish(fig, net, r.path("net.png"))
+    rows = "| VMM | up MiB/s | down MiB/s | RR /s | RR p50 µs |\n|---|---|---|---|---|\n"
+    table = [(n, med[v]) for v, n in NET_VMMS]
+    slirp = (net.get("slirp") or {}).get("median")
+    if slirp:
+        table.append(("QEMU -netdev user (slirp)*", slirp))
+    for name, m in table:
+        rows += (f"| {name} | {m['stream_up_mb_s']:.1f} | {m['stream_down_mb_s']:.1f} | "
+                 f"{m['rr_tps']:.0f} | {m['rr_p50_us']:.0f} |\n")
+    ra = net.get("ratios") or {}
+    for peer, name in (("wisp_over_qemu_tap", "user-space back-end"),
+                       ("wisp_over_qemu_vhost", "vhost-net")):
+        x = ra.get(peer) or {}
+        rows += (f"\nwisp / {name}: up {x.get('stream_up', 0):.2f}×, down "
+                 f"{x.get('stream_down', 0):.2f}×, RR {x.get('rr_tps', 0):.2f}×.")
+    how = net.get("how") or {}
+    rows += f"\n\n{how.get('stream', '')}; {how.get('rr', '')}."
+    if slirp:
+        rows += " \\* slirp: a footnote, no goal."
+    r.section("virtio-net against QEMU", rows, "net.png")
+
+
 def goal_table(verdicts):
     out = ["| goal | issue | words | measured | threshold | verdict |",
            "|---|---|---|---|---|---|"]
@@ -392,6 +444,7 @@ def write_report(d, goals_file=goals_mod.GOALS_FILE):
     plot_pages(r, snap)
     plot_density(r, load_json(os.path.join(d, "density.json")))
     plot_memsize(r, load_json(os.path.join(d, "memsize.json")))
+    plot_net(r, load_json(os.path.join(d, "net.json")))
     counts = {s: sum(1 for _, v in verdicts if v["status"] == s)
               for s in (goals_mod.MET, goals_mod.MISSED, goals_mod.NOT_RUN)}
     lines = ["# wisp perf report", "",

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every benchmark once, JSON in build/perf/: what `make perf` and `make test` run (inside KVM:
 # tests/integration/in-kvm). Run counts come from WISP_BENCH_RUNS* (defaults below).
-# Usage: perf/run-all.sh [BENCH...]   (boot blk vsock agent snapshot jail serve serve-python
+# Usage: perf/run-all.sh [BENCH...]   (boot blk vsock net agent snapshot jail serve serve-python
 # hugepages density memsize ml, and report; default: every benchmark, not report; ml needs
 # `make ml-rootfs`; tests/integration/run-all.sh, i.e. `make test`, names its own list)
 set -euo pipefail
@@ -19,12 +19,20 @@ if [ -n "${QUICK:-}" ] && [ "${QUICK}" != 0 ]; then
   : "${WISP_BENCH_RUNS_HUGEPAGES:=2}" "${WISP_BENCH_DENSITY_STEPS:=1,5,10}"
   : "${WISP_BENCH_MEMSIZE_MIBS:=128,512,2048}" "${WISP_BENCH_RUNS_MEMSIZE:=2}"
   : "${WISP_BENCH_RUNS_ML:=3}" "${WISP_BENCH_RUNS_ML_COLD:=1}"
+  : "${WISP_BENCH_RUNS_NET:=2}" "${WISP_BENCH_NET_SECONDS:=2}" "${WISP_BENCH_NET_RR:=300}"
+  : "${WISP_BENCH_NET_SLIRP:=0}"
 fi
 run() {
   case "$1" in
     boot) perf/boot_bench.py --runs "${WISP_BENCH_RUNS:-20}" --out build/perf/boot.json ;;
     blk) perf/blk_bench.py --runs "${WISP_BENCH_RUNS_BLK:-5}" --out build/perf/blk.json ;;
     vsock) perf/vsock_bench.py --runs "${WISP_BENCH_RUNS_VSOCK:-3}" --out build/perf/vsock.json ;;
+    # issue 14: virtio-net against QEMU's user-space back-end and vhost-net (needs root: the
+    # testbed's).
+    net)
+      perf/net_bench.py --runs "${WISP_BENCH_RUNS_NET:-4}" \
+        --seconds "${WISP_BENCH_NET_SECONDS:-4}" --rr-count "${WISP_BENCH_NET_RR:-1000}" --slirp-runs "${WISP_BENCH_NET_SLIRP:-1}" \
+        --out build/perf/net.json ;;
     agent)
       perf/agent_bench.py --runs "${WISP_BENCH_RUNS_AGENT:-10}" \
         --calls "${WISP_BENCH_AGENT_CALLS:-200}" \
@@ -67,7 +75,7 @@ run() {
     ml) perf/ml_bench.py --runs "${WISP_BENCH_RUNS_ML:-10}" --cold-runs "${WISP_BENCH_RUNS_ML_COLD:-3}" \
       --out build/perf/ml_bench.json ;;
     report) perf/report.py --dir build/perf ;;
-    *) echo "perf/run-all.sh: unknown benchmark '$1' (boot blk vsock agent snapshot jail serve" \
+    *) echo "perf/run-all.sh: unknown benchmark '$1' (boot blk vsock net agent snapshot jail serve" \
          "serve-python hugepages density memsize ml report)" >&2
        exit 2 ;;
   esac
@@ -76,9 +84,9 @@ if [ $# -eq 0 ]; then
   if [ -n "${QUICK:-}" ] && [ "${QUICK}" != 0 ]; then
     # QUICK: the benchmarks the report's plots come from (its goal table says NOT RUN for the
     # goals of the others).
-    set -- boot snapshot serve serve-python density memsize ml
+    set -- boot net snapshot serve serve-python density memsize ml
   else
-    set -- boot blk vsock agent snapshot jail serve serve-python hugepages density memsize ml
+    set -- boot blk vsock net agent snapshot jail serve serve-python hugepages density memsize ml
   fi
 fi
 for bench in "$@"; do run "$bench"; done

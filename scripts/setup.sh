@@ -18,6 +18,8 @@ PACKAGES=(
   python3-matplotlib
   # net_test's network namespace, TAP and server (ip, nsenter)
   iproute2 util-linux
+  # perf/net_bench.py's TCP stream, in its guest image (guest/build-net-initramfs.sh) and on the host
+  iperf3
 )
 
 missing=()
