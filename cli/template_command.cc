@@ -138,6 +138,13 @@ int create(int argc, char** argv, uint64_t t0_ns) {
     }
     if (args.operands.size() != 1 || args.dashdash) throw UsageError("expected a template NAME");
     spec.name = args.operands[0];
+    check_vm_options(spec.vm);
+    // TODO(net): a template's store entry does not carry VmNetworkSpec yet, so its clones
+    // would restore without the namespace their TAP lives in.
+    if (spec.vm.network.own || !spec.vm.network.dns.empty())
+      throw UsageError(
+          "a bare --net (and --allow, --dns) is for wisp exec for now; templates "
+          "take --net tap=NAME");
     manager::check_template_name(spec.name);
     if (handler.empty()) throw UsageError("--handler \"CMD ARGS\" is required");
     // A clone restores inside its jail, where no TAP can be opened by name yet (issue 14

@@ -40,12 +40,14 @@ class AgentVm {
   // drives at `drives` ("PATH[,ro]", in slot order: a snapshot names no host file itself) and
   // waits up to `timeout` until it is rebuilt (about to run). Throws VmFailed with the VMM's log.
   // `cancellation` (may be null) kills the clone while this waits. `prefetch`: false passes
-  // --no-prefetch (the snapshot's working set, if any, is not loaded ahead).
+  // --no-prefetch (the snapshot's working set, if any, is not loaded ahead). `network`: the
+  // clone's own network, made as a boot makes it (a snapshot of a VM booted with bare --net
+  // reopens the TAP wisp0, which every such namespace has).
   static std::unique_ptr<AgentVm> restore(const std::string& snapshot_dir,
                                           const std::vector<std::string>& drives, bool control,
                                           std::chrono::milliseconds timeout, const JailFlags& jail,
                                           Cancellation* cancellation = nullptr,
-                                          bool prefetch = true);
+                                          bool prefetch = true, const VmNetworkSpec& network = {});
   // A standby VMM (wisp-vmm standby, `args` after "standby") in a runtime directory named
   // PREFIX-XXXXXX, its vsock socket at vsock.sock (and control.sock with `control`), given
   // `order_fd` (its end of the order socketpair: the caller closes its own copy). It restores
@@ -78,7 +80,7 @@ class AgentVm {
  private:
   AgentVm(const char* prefix,
           const std::function<std::vector<std::string>(const RuntimeDir&)>& args, bool ready_pipe,
-          int order_fd = -1);
+          int order_fd = -1, std::unique_ptr<host_net::VmNetwork> network = nullptr);
 
   RuntimeDir dir_;  // declared before vmm_: the VMM dies before its directory goes
   VmmChild vmm_;

@@ -258,7 +258,9 @@ int run_command(int argc, char** argv, uint64_t t0_ns) {
   if (int rc = check_kvm_usable()) return rc;
   warn_debug_jail_flags(o.jail.flags);
   try {
-    // The jail's network namespace and /dev hold no TAP: open them here, as root.
+    enter_vm_netns(&o.jail);
+    // The jail's /dev holds no TAP (nor its network namespace unless --netns-fd): open them
+    // here, as root.
     for (const NetOption& net : o.nets)
       provide_tap_fd(net.spec.tap_name, open_tap(net.spec.tap_name));
     jail::JailConfig jail = vmm_jail_config(o.jail, &o.cfg, {}, provided_tap_fds());
