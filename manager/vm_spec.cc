@@ -44,8 +44,12 @@ std::string describe_guest(const VmSpec& spec) {
 
 std::string vmm_cmdline(const VmSpec& spec) {
   // quiet: each console byte is a VM exit, and nobody reads this console by default.
-  return spec.raw_cmdline ? spec.cmdline
-                          : "quiet" + (spec.cmdline.empty() ? "" : " " + spec.cmdline);
+  std::string cmdline =
+      spec.raw_cmdline ? spec.cmdline : "quiet" + (spec.cmdline.empty() ? "" : " " + spec.cmdline);
+  // The agent writes the guest's /etc/resolv.conf from it (agent/guest_net_config.h).
+  if (!spec.network.dns.empty())
+    cmdline += (cmdline.empty() ? "" : " ") + std::string("wisp.dns=") + spec.network.dns;
+  return cmdline;
 }
 
 std::unique_ptr<host_net::VmNetwork> make_vm_network(const VmNetworkSpec& spec) {

@@ -150,6 +150,9 @@ TEST(NetOptions, TheVmmGetsTheNamespacesTapFirst) {
   for (const std::string& a : args) joined += a + " ";
   EXPECT_NE(joined.find("--net tap=wisp0,ip=172.16.0.2/30,gw=172.16.0.1 "), std::string::npos)
       << joined;
+  EXPECT_EQ(joined.find("wisp.dns"), std::string::npos);
+  vm.network.dns = "10.0.0.53";
+  EXPECT_EQ(manager::vmm_cmdline(vm), "quiet wisp.dns=10.0.0.53");
 }
 
 }  // namespace

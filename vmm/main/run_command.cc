@@ -63,6 +63,14 @@ Options:
                    on that port (answer: "OK <host_port>\n", then the byte stream); guest
                    connections to CID 2 port P are forwarded to the Unix socket PATH_P
   --vsock-cid N    the guest's vsock CID (default 3; 3..4294967294)
+  --net            (wisp run, not wisp-vmm run) a NIC in a network namespace of the VM's own:
+                   wisp makes it (TAP wisp0 inside, a veth pair to the host: host end wvN
+                   with a /30 of 10.200.0.0/16 per VM, SNAT) and passes it on as
+                   --netns-fd; eth0 is always 172.16.0.2/30, gateway 172.16.0.1, MTU 1500;
+                   all of it goes when the VM ends
+  --allow CIDR[:PORT]
+                   (wisp run, with --net) the guest may open TCP and UDP flows to CIDR (PORT
+                   only, when given); repeatable; nothing else by default, the host included
   --net tap=NAME[,mac=MAC][,ip=ADDR/PREFIX][,gw=ADDR]
                    a virtio-net NIC on the existing TAP NAME (repeatable: eth0, eth1, ...),
                    opened before the VMM enters its jail; MAC default 02:54:00:12:34:56;
