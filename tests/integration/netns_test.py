@@ -191,6 +191,19 @@ class NetnsTest(unittest.TestCase):
             p.wait()
         self.assert_nothing_left()
 
+    def test_wisp_run_net_fetches_and_leaves_nothing(self):
+        # wisp run's plain guest (no agent): its init sets eth0 up by the fixed plan itself.
+        cmd = (f"ip addr add 172.16.0.2/30 dev eth0 && ip link set eth0 up && "
+               f"ip route add default via 172.16.0.1 && "
+               f"wget -q -O /tmp/b http://{SERVER}:{PORT}/blob && sha256sum /tmp/b")
+        r = run(self.wisp, "run", "--mem", "128", "--net", "--allow", f"{SERVER}/32:{PORT}",
+                "--cmdline", f'quiet wisp_action=cmd wisp_cmd="{cmd}"',
+                capture_output=True, text=True, timeout=240, check=False)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn(hashlib.sha256(self.blob).hexdigest(), r.stdout, r.stdout + r.stderr)
+        self.assertIn("cmd exit=0", r.stdout, r.stdout + r.stderr)
+        self.assert_nothing_left()
+
     def test_wisp_run_net_leaves_nothing_when_the_vmm_fails(self):
         # wisp run makes the network, then becomes wisp-vmm: the namespace (and the veth) is
         # the VMM's alone, and goes with it.
