@@ -10,6 +10,9 @@ std::string namespace_ruleset(const std::vector<EgressRule>& allow, const std::s
   s += "  chain forward {\n";
   s += "    type filter hook forward priority filter; policy drop;\n";
   s += "    ct state established,related accept\n";
+  // Only the guest's own address leaves: a guest that forges its source would otherwise slip
+  // past the SNAT (which matches that address) and reach allowed hosts under any address.
+  s += "    " + tap + "ip saddr != " + kGuestAddress + " drop\n";
   for (const EgressRule& r : allow) {
     std::string head = "    " + tap + "ip daddr " + r.network + " ";
     if (r.port) {

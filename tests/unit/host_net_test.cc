@@ -73,6 +73,8 @@ TEST(Ruleset, DefaultAllowsNothingButReplies) {
   // Refused fast, and the namespace's own addresses closed to the guest.
   EXPECT_NE(s.find("iifname \"wisp0\" meta l4proto tcp reject with tcp reset"), std::string::npos);
   EXPECT_NE(s.find("iifname \"wisp0\" drop"), std::string::npos);
+  // A forged source address never leaves (it would miss the SNAT).
+  EXPECT_NE(s.find("iifname \"wisp0\" ip saddr != 172.16.0.2 drop"), std::string::npos);
   EXPECT_NE(s.find("oifname \"veth0\" ip saddr 172.16.0.2 snat to 10.200.0.2"), std::string::npos);
 }
 
@@ -86,7 +88,8 @@ TEST(Ruleset, EachRuleAllowsTcpAndUdpToItsCidrAndPort) {
             std::string::npos);
   EXPECT_NE(s.find("iifname \"wisp0\" ip daddr 10.0.0.0/8 meta l4proto { tcp, udp } accept"),
             std::string::npos);
-  // The accepts come before the catch-all reject.
+  // The forged-source drop first, then the accepts, then the catch-all reject.
+  EXPECT_LT(s.find("saddr != 172.16.0.2 drop"), s.find("dport 8080 accept"));
   EXPECT_LT(s.find("dport 8080 accept"), s.find("reject"));
   EXPECT_NE(s.find("snat to 10.200.0.6"), std::string::npos);
 }
