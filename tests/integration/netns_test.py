@@ -164,6 +164,21 @@ class NetnsTest(unittest.TestCase):
         self.assertTrue(r.stdout.endswith(f"nameserver {DNS}\n"), r.stdout)
         self.assert_nothing_left()
 
+    def test_two_vms_at_once_have_the_same_inside_and_both_get_through(self):
+        # Both guests are 172.16.0.2: each namespace SNATs to its own slot's address.
+        cmd = f"wget -q -O /tmp/b http://{SERVER}:{PORT}/blob && sha256sum /tmp/b && sleep 2"
+        argv = [self.wisp, "exec", "--mem", "128", "--net", "--allow", f"{SERVER}/32:{PORT}",
+                "--network", "--", "/bin/sh", "-c", cmd]
+        vms = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+               for _ in range(2)]
+        slots = wait_for(lambda: len(wisp_links()) == 2 and wisp_links(), 60, "two veths")
+        self.assertEqual(len(set(slots)), 2, slots)
+        for vm in vms:
+            out, err = vm.communicate(timeout=240)
+            self.assertEqual(vm.returncode, 0, out + err)
+            self.assertIn(hashlib.sha256(self.blob).hexdigest(), out, out + err)
+        self.assert_nothing_left()
+
     def test_sigkilled_wisp_leaves_nothing(self):
         p = subprocess.Popen([self.wisp, "exec", "--net", "--", "/bin/sleep", "60"],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
