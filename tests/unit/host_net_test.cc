@@ -1,6 +1,8 @@
 // The pure parts of a VM's own network (manager/host_net/): the address plan per slot, --allow
 // parsing and its messages, the ruleset text the kernel is given, and the bare `--net` beside
-// `--net tap=` on the command line. The kernel side runs in tests/integration/netns_test.py.
+// `--net tap=` on the command line, and wisp-vmm's --netns-fd. The kernel side runs in
+// tests/integration/netns_test.py.
+#include <fcntl.h>
 #include <gtest/gtest.h>
 
 #include <string>
@@ -13,6 +15,7 @@
 #include "manager/host_net/ruleset.h"
 #include "manager/vm_spec.h"
 #include "tests/unit/expect_error.h"
+#include "vmm/main/jail_setup.h"
 
 namespace wisp::host_net {
 namespace {
@@ -160,3 +163,34 @@ TEST(NetOptions, TheVmmGetsTheNamespacesTapFirst) {
 
 }  // namespace
 }  // namespace wisp::host_net
+
+namespace wisp {
+namespace {
+
+// wisp-vmm's side: --netns-fd is parsed with the jail's options and entered before any TAP.
+TEST(VmmNetnsFd, ParsedInRangeAndEnteredOnlyWhenGiven) {
+  VmmJailOptions o;
+  OptionParser p("wisp-vmm run");
+  add_vmm_jail_options(p, &o);
+  p.parse(std::vector<std::string>{"--netns-fd", "6"});
+  EXPECT_EQ(o.netns_fd, 6);
+  testutil::expect_error<UsageError>(
+      [&] {
+        p.parse(std::vector<std::string>{"--netns-fd", "2"});
+      },
+      {"--netns-fd"});
+  VmmJailOptions none;
+  enter_vm_netns(&none);  // no --netns-fd: nothing to do
+  EXPECT_FALSE(none.in_vm_netns);
+  // A descriptor that is no namespace: a clear error, and it is closed either way.
+  VmmJailOptions bad;
+  bad.netns_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(bad.netns_fd, 3);
+  testutil::expect_error<Error>([&] { enter_vm_netns(&bad); },
+                                {"--netns-fd", "entering the network namespace"});
+  EXPECT_FALSE(bad.in_vm_netns);
+  EXPECT_EQ(bad.netns_fd, -1);
+}
+
+}  // namespace
+}  // namespace wisp
