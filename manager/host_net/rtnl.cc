@@ -65,13 +65,6 @@ int Rtnl::ifindex(const std::string& dev) {
   return rtnl_link_get_ifindex(l);
 }
 
-bool Rtnl::has_link(const std::string& name) {
-  rtnl_link* l = nullptr;
-  if (rtnl_link_get_kernel(sock_, 0, name.c_str(), &l) < 0) return false;
-  rtnl_link_put(l);
-  return true;
-}
-
 bool Rtnl::add_veth(const std::string& name, const std::string& peer_name, int peer_netns_fd) {
   Link link(rtnl_link_veth_alloc());
   if (!link) throw Error("netlink: out of memory");

@@ -30,8 +30,6 @@ class Rtnl {
   void set_up(const std::string& dev, uint32_t mtu = 0);
   // The default route through `gateway` on `dev`. Throws Error.
   void add_default_route(const std::string& dev, const std::string& gateway);
-  // True when a link `name` exists.
-  bool has_link(const std::string& name);
 
  private:
   int ifindex(const std::string& dev);
