@@ -51,4 +51,24 @@ std::optional<GuestNetConfig> parse_guest_net(const std::string& cmdline, std::s
   return c;
 }
 
+std::optional<std::string> parse_guest_dns(const std::string& cmdline, std::string* error) {
+  static const std::string kKey = "wisp.dns=";
+  std::istringstream words(cmdline);
+  std::string word, value;
+  bool found = false;
+  while (words >> word)
+    if (word.rfind(kKey, 0) == 0) {
+      value = word.substr(kKey.size());  // the last one wins
+      found = true;
+    }
+  if (!found) return std::nullopt;
+  if (!parse_ipv4(value)) {
+    *error = "wisp.dns=" + value + ": not an IPv4 address";
+    return std::nullopt;
+  }
+  return value;
+}
+
+std::string resolv_conf(const std::string& address) { return "nameserver " + address + "\n"; }
+
 }  // namespace wisp::agent

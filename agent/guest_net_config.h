@@ -22,4 +22,12 @@ struct GuestNetConfig {
 // should say what it refused rather than guess.
 std::optional<GuestNetConfig> parse_guest_net(const std::string& cmdline, std::string* error);
 
+// The guest's resolver from the `wisp.dns=ADDR` word of `cmdline` (`wisp exec --dns`; the last
+// one wins), as its dotted quad; nullopt when there is none, or (with *error set) when it is
+// not an IPv4 address.
+std::optional<std::string> parse_guest_dns(const std::string& cmdline, std::string* error);
+
+// What /etc/resolv.conf holds for resolver `address`.
+std::string resolv_conf(const std::string& address);
+
 }  // namespace wisp::agent

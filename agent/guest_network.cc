@@ -1,11 +1,13 @@
 #include "agent/guest_network.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <net/if.h>
 #include <net/route.h>
 #include <netinet/in.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -65,6 +67,19 @@ void configure_eth0(int fd, const GuestNetConfig& c) {
     console_log("network: eth0 default route: %s", std::strerror(errno));
 }
 
+// /etc/resolv.conf for `address`: a file of its own (a rootfs image may hold a symlink into a
+// resolver daemon's directory, which this guest does not run). Handlers see it in their
+// read-only view of the root (sandbox.cc).
+void write_resolv_conf(const std::string& address) {
+  mkdir("/etc", 0755);
+  unlink("/etc/resolv.conf");
+  int fd = open("/etc/resolv.conf", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  std::string text = resolv_conf(address);
+  if (fd < 0 || write(fd, text.data(), text.size()) != static_cast<ssize_t>(text.size()))
+    console_log("network: /etc/resolv.conf: %s", std::strerror(errno));
+  if (fd >= 0) close(fd);
+}
+
 }  // namespace
 
 void set_up_guest_network() {
@@ -79,6 +94,11 @@ void set_up_guest_network() {
   std::string error;
   if (std::optional<GuestNetConfig> c = parse_guest_net(cmdline, &error))
     configure_eth0(fd, *c);
+  else if (!error.empty())
+    console_log("network: %s", error.c_str());
+  error.clear();
+  if (std::optional<std::string> dns = parse_guest_dns(cmdline, &error))
+    write_resolv_conf(*dns);
   else if (!error.empty())
     console_log("network: %s", error.c_str());
   close(fd);

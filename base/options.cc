@@ -173,7 +173,7 @@ OptionParser& OptionParser::add(Spec spec) {
 
 OptionParser& OptionParser::flag(const std::string& name, std::function<void()> on_set,
                                  char short_name) {
-  return add({name, short_name, false, std::move(on_set), nullptr});
+  return add({name, short_name, false, false, "", std::move(on_set), nullptr});
 }
 
 OptionParser& OptionParser::flag(const std::string& name, bool* out, char short_name) {
@@ -183,7 +183,13 @@ OptionParser& OptionParser::flag(const std::string& name, bool* out, char short_
 
 OptionParser& OptionParser::value(const std::string& name,
                                   std::function<void(const std::string&)> on_value) {
-  return add({name, 0, true, nullptr, std::move(on_value)});
+  return add({name, 0, true, false, "", nullptr, std::move(on_value)});
+}
+
+OptionParser& OptionParser::optional_value(const std::string& name, const std::string& value_prefix,
+                                           std::function<void()> on_set,
+                                           std::function<void(const std::string&)> on_value) {
+  return add({name, 0, true, true, value_prefix, std::move(on_set), std::move(on_value)});
 }
 
 OptionParser& OptionParser::text(const std::string& name, std::string* out, bool allow_empty) {
@@ -270,7 +276,12 @@ OptionParser::Result OptionParser::parse(const std::vector<std::string>& args) c
       std::string name = a.substr(2, eq == std::string::npos ? std::string::npos : eq - 2);
       const Spec* spec = find_long(name);
       if (!spec) throw UsageError("unknown option '--" + name + "'");
-      if (!spec->takes_value) {
+      if (spec->value_optional && eq == std::string::npos) {
+        if (i + 1 < args.size() && args[i + 1].starts_with(spec->value_prefix))
+          apply_value(*spec, args[++i]);
+        else
+          spec->on_set();
+      } else if (!spec->takes_value) {
         if (eq != std::string::npos) throw UsageError("--" + name + " takes no value");
         spec->on_set();
       } else if (eq != std::string::npos) {

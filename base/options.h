@@ -73,6 +73,12 @@ class OptionParser {
   // --NAME VALUE. `on_value` may throw Error (reported as "--NAME VALUE: message") or
   // UsageError (reported as it is).
   OptionParser& value(const std::string& name, std::function<void(const std::string&)> on_value);
+  // --NAME alone (`on_set`), or --NAME VALUE (`on_value`) when the next argument starts with
+  // `value_prefix` (or --NAME=VALUE): an option whose value is recognisable by its start, such as
+  // `--net` and `--net tap=NAME`, so a bare one never swallows the operand after it.
+  OptionParser& optional_value(const std::string& name, const std::string& value_prefix,
+                               std::function<void()> on_set,
+                               std::function<void(const std::string&)> on_value);
   // --NAME TEXT stored in `out`; an empty TEXT is refused unless `allow_empty`.
   OptionParser& text(const std::string& name, std::string* out, bool allow_empty = false);
   // --NAME N with parse_count's rule.
@@ -103,6 +109,8 @@ class OptionParser {
     std::string name;  // without the leading "--"
     char short_name = 0;
     bool takes_value = false;
+    bool value_optional = false;  // optional_value(): a value only when it starts with...
+    std::string value_prefix;     // ...this
     std::function<void()> on_set;
     std::function<void(const std::string&)> on_value;
   };

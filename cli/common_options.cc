@@ -1,5 +1,9 @@
 #include "cli/common_options.h"
 
+#include "base/ipv4.h"
+#include "manager/host_net/address_plan.h"
+#include "manager/host_net/egress_rule.h"
+
 namespace wisp::cli {
 
 namespace {
@@ -16,6 +20,18 @@ const char kVmOptionsHelp[] = R"(VM options, passed to the VMM (see wisp run --h
   --cmdline STR      appended to the kernel command line after "quiet"
   --raw-cmdline      --cmdline is the whole kernel command line
   --drive PATH[,ro]  a virtio-blk disk (repeatable); --no-rng: no virtio-rng
+  --net              a virtio-net NIC in a network namespace of the VM's own: wisp makes it,
+                     with the TAP wisp0 inside, a veth pair to the host (host end wvN, a /30
+                     of 10.200.0.0/16 per VM) and NAT; the guest's eth0 is always 172.16.0.2/30,
+                     gateway 172.16.0.1, MTU 1500, in every VM and clone; egress is what --allow
+                     lets through and nothing else. To go beyond this host, route or masquerade
+                     10.200.0.0/16 on the host. A handler needs --network to use it
+  --allow CIDR[:PORT]
+                     with --net: the guest may open TCP and UDP flows to CIDR (only to PORT
+                     when given; e.g. 10.1.2.3/32:8080, 0.0.0.0/0 for anywhere); repeatable;
+                     none by default: the host's own addresses are unreachable unless allowed
+  --dns ADDR         the guest's resolver (/etc/resolv.conf, as the handler sees it); none by
+                     default
   --net tap=NAME[,mac=MAC][,ip=ADDR/PREFIX][,gw=ADDR]
                      a virtio-net NIC on the existing TAP NAME (repeatable); with ip= the
                      agent gives eth0 that address and default route (MTU 1500)
@@ -39,11 +55,22 @@ void add_vm_options(OptionParser& parser, manager::VmSpec* vm) {
       .size("mem", &vm->mem_bytes, 1ull << 20, kMinGuestMemBytes, kMaxGuestMemBytes)
       .count("vcpus", &vm->vcpus, 1, kMaxGuestVcpus)
       .value("drive", [vm](const std::string& v) { vm->drives.push_back(v); })
-      .value("net",
+      .optional_value(
+          "net", "tap=", [vm] { vm->network.own = true; },
+          [vm](const std::string& v) {
+            if (v.rfind("tap=", 0) != 0)
+              throw UsageError("--net \"" + v + "\": expected tap=NAME[,mac=MAC][,ip=...]");
+            vm->nets.push_back(v);
+          })
+      .value("allow",
              [vm](const std::string& v) {
-               if (v.rfind("tap=", 0) != 0)
-                 throw UsageError("--net \"" + v + "\": expected tap=NAME[,mac=MAC][,ip=...]");
-               vm->nets.push_back(v);
+               vm->network.allow.push_back(host_net::to_string(host_net::parse_egress_rule(v)));
+             })
+      .value("dns",
+             [vm](const std::string& v) {
+               if (!parse_ipv4(v))
+                 throw UsageError("--dns " + v + ": expected an IPv4 address (e.g. 10.0.0.53)");
+               vm->network.dns = v;
              })
       .flag("no-rng", [vm] { vm->rng = false; })
       .flag("no-hugepages", [vm] { vm->huge_pages = false; })
@@ -64,6 +91,15 @@ void add_vm_options(OptionParser& parser, manager::VmSpec* vm) {
       .value("control-socket", [refuse](const std::string&) { refuse("control-socket"); })
       .flag("no-initrd", [refuse] { refuse("no-initrd"); });
   add_jail_options(parser, &vm->jail);
+}
+
+void check_vm_options(const manager::VmSpec& vm) {
+  if (!vm.network.allow.empty() && !vm.network.own)
+    throw UsageError("--allow needs a bare --net (the VM's own network, where it is enforced)");
+  if (vm.network.own && !vm.nets.empty())
+    throw UsageError("--net and --net tap=NAME: give the VM one or the other");
+  if (!vm.network.dns.empty() && !vm.network.own && vm.nets.empty())
+    throw UsageError("--dns needs a network: --net or --net tap=NAME");
 }
 
 void add_env_option(OptionParser& parser, std::vector<std::string>* env) {

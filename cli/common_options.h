@@ -14,6 +14,10 @@ namespace wisp::cli {
 // --vsock-cid, --console none|FILE and -v/--verbose, into `vm`.
 void add_vm_options(OptionParser& parser, manager::VmSpec* vm);
 
+// What add_vm_options cannot check option by option: --allow without a bare --net, a bare
+// --net beside --net tap=. Throws UsageError.
+void check_vm_options(const manager::VmSpec& vm);
+
 // The help text for add_vm_options' options, the jail's included.
 std::string vm_options_help();
 

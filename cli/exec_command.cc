@@ -109,6 +109,7 @@ bool parse(int argc, char** argv, ExecOptions* o) {
     throw UsageError("unexpected argument '" + args.operands[0] + "' (put CMD after --)");
   if (args.rest.empty()) throw UsageError("no command: wisp exec [OPTIONS] -- CMD [ARGS...]");
   check_payload_options(o->payload);
+  check_vm_options(s.vm);
   s.handler.argv = args.rest;
   s.worker = o->mode == "worker";
   s.vm.timings = o->timings;

@@ -47,6 +47,9 @@ constexpr const char* kUsage = R"(Usage: wisp template COMMAND ...
       --net tap=NAME[,...]: the template records its NICs and every clone (invoke, serve,
       sandbox forks) restores on the same TAP NAME, opened before the clone's jail, with
       the guest's MAC and address as they were; one clone at a time can hold a TAP.
+      --net (bare, with --allow CIDR[:PORT] and --dns ADDR): every clone gets a network
+      namespace of its own made as the template's was, the same addresses inside, its
+      own veth and NAT, the template's allow-list: any number of clones at once.
       --network: the handler uses the guest's network (default: an empty namespace).
   ls
       List the templates: name, mode, memory, snapshot size on disk, handler.
@@ -62,7 +65,8 @@ The store is $WISP_HOME/templates (WISP_HOME defaults to /var/lib/wisp).
 void check_serve_spec(const manager::TemplateSpec& spec) {
   const manager::VmSpec& vm = spec.vm;
   // wisp serve's TemplateSpec (api/wisp.capnp) has no NICs yet.
-  const char* option = !vm.nets.empty()                        ? "--net"
+  const char* option = !vm.nets.empty() || vm.network.own      ? "--net"
+                       : !vm.network.dns.empty()               ? "--dns"
                        : spec.network                          ? "--network"
                        : !vm.cmdline.empty() || vm.raw_cmdline ? "--cmdline"
                        : !vm.rng                               ? "--no-rng"
@@ -146,6 +150,7 @@ int create(int argc, char** argv, uint64_t t0_ns) {
     }
     if (args.operands.size() != 1 || args.dashdash) throw UsageError("expected a template NAME");
     spec.name = args.operands[0];
+    check_vm_options(spec.vm);
     manager::check_template_name(spec.name);
     if (handler.empty()) throw UsageError("--handler \"CMD ARGS\" is required");
     spec.argv = manager::split_command(handler);

@@ -21,8 +21,9 @@ void add_jail_dir(const RuntimeDir& dir, std::vector<std::string>* args) {
 
 AgentVm::AgentVm(const char* prefix,
                  const std::function<std::vector<std::string>(const RuntimeDir&)>& args,
-                 bool ready_pipe, int order_fd)
-    : dir_(prefix), vmm_(args(dir_), dir_.file("vmm.log"), ready_pipe, order_fd) {}
+                 bool ready_pipe, int order_fd, std::unique_ptr<host_net::VmNetwork> network)
+    : dir_(prefix),
+      vmm_(args(dir_), dir_.file("vmm.log"), ready_pipe, order_fd, std::move(network)) {}
 
 std::unique_ptr<AgentVm> AgentVm::standby(const std::vector<std::string>& args, bool control,
                                           int order_fd, const char* prefix) {
@@ -46,7 +47,8 @@ std::unique_ptr<AgentVm> AgentVm::boot(const VmSpec& spec, bool control, const c
     add_jail_dir(dir, &a);
     return a;
   };
-  return std::unique_ptr<AgentVm>(new AgentVm(prefix, args, false));
+  return std::unique_ptr<AgentVm>(
+      new AgentVm(prefix, args, false, -1, make_vm_network(spec.network)));
 }
 
 std::unique_ptr<AgentVm> AgentVm::restore(const std::string& snapshot_dir,
@@ -59,7 +61,8 @@ std::unique_ptr<AgentVm> AgentVm::restore(const std::string& snapshot_dir,
                             control_path(dir, control), jail, dir.path(), prefetch);
   };
   try {
-    std::unique_ptr<AgentVm> vm(new AgentVm("wisp-invoke", args, true));
+    std::unique_ptr<AgentVm> vm(
+        new AgentVm("wisp-invoke", args, true, -1, make_vm_network(clone_network(net))));
     Cancellation::Watch watch(cancellation, vm->vmm());
     vm->note_ready(vm->vmm().wait_ready(timeout));
     return vm;

@@ -41,8 +41,9 @@ class AgentVm {
   // drives at `drives` ("PATH[,ro]", in slot order: a snapshot names no host file itself) and
   // waits up to `timeout` until it is rebuilt (about to run). Throws VmFailed with the VMM's log.
   // `cancellation` (may be null) kills the clone while this waits. `prefetch`: false passes
-  // --no-prefetch (the snapshot's working set, if any, is not loaded ahead).
-  // `net`: the template's NICs (vmm_restore_net_args).
+  // --no-prefetch (the snapshot's working set, if any, is not loaded ahead). `net`: the
+  // template's network: its NICs (vmm_restore_net_args) and, for a bare --net, a namespace of
+  // the clone's own made as a boot makes it (its TAP wisp0 is the one the snapshot reopens).
   static std::unique_ptr<AgentVm> restore(const std::string& snapshot_dir,
                                           const std::vector<std::string>& drives, const VmNet& net,
                                           bool control, std::chrono::milliseconds timeout,
@@ -81,7 +82,7 @@ class AgentVm {
  private:
   AgentVm(const char* prefix,
           const std::function<std::vector<std::string>(const RuntimeDir&)>& args, bool ready_pipe,
-          int order_fd = -1);
+          int order_fd = -1, std::unique_ptr<host_net::VmNetwork> network = nullptr);
 
   RuntimeDir dir_;  // declared before vmm_: the VMM dies before its directory goes
   VmmChild vmm_;

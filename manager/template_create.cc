@@ -53,7 +53,7 @@ TemplateInfo template_info(const TemplateSpec& spec, const VmSpec& vm) {
   t.warmup = spec.warmup;
   t.guest = describe_guest(vm);
   t.drives = template_drives(vm);
-  t.net.nets = vm.nets;
+  t.net = record_net(vm.nets, vm.network);
   t.network = spec.network;
   return t;
 }

@@ -47,6 +47,7 @@ std::string format_template_info(const TemplateInfo& t) {
   for (const auto& e : t.env) line("env", e);
   for (const auto& d : t.drives) line("drive", d);
   for (const auto& n : t.net.nets) line("net", n);
+  if (t.net.own) line("net_own", "1");
   for (const auto& a : t.net.allow) line("net_allow", a);
   for (const auto& d : t.net.dns) line("net_dns", d);
   if (t.network) line("network", "1");
@@ -95,6 +96,8 @@ TemplateInfo parse_template_info(const std::string& text, const std::string& fil
     else if (k == "net" || k == "net_allow" || k == "net_dns") {
       if (v.empty()) throw Error(file + ":" + std::to_string(n) + ": " + k + ": empty");
       (k == "net" ? t.net.nets : k == "net_allow" ? t.net.allow : t.net.dns).push_back(v);
+    } else if (k == "net_own") {
+      t.net.own = number(v, k) != 0;
     } else if (k == "network")
       t.network = number(v, k) != 0;
     else if (k == "mem_mib")

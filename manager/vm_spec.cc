@@ -4,6 +4,8 @@
 
 #include "base/error.h"
 #include "base/self_exe.h"
+#include "manager/host_net/address_plan.h"
+#include "manager/host_net/egress_rule.h"
 
 namespace wisp::manager {
 namespace {
@@ -42,8 +44,19 @@ std::string describe_guest(const VmSpec& spec) {
 
 std::string vmm_cmdline(const VmSpec& spec) {
   // quiet: each console byte is a VM exit, and nobody reads this console by default.
-  return spec.raw_cmdline ? spec.cmdline
-                          : "quiet" + (spec.cmdline.empty() ? "" : " " + spec.cmdline);
+  std::string cmdline =
+      spec.raw_cmdline ? spec.cmdline : "quiet" + (spec.cmdline.empty() ? "" : " " + spec.cmdline);
+  // The agent writes the guest's /etc/resolv.conf from it (agent/guest_net_config.h).
+  if (!spec.network.dns.empty())
+    cmdline += (cmdline.empty() ? "" : " ") + std::string("wisp.dns=") + spec.network.dns;
+  return cmdline;
+}
+
+std::unique_ptr<host_net::VmNetwork> make_vm_network(const VmNetworkSpec& spec) {
+  if (!spec.own) return nullptr;
+  std::vector<host_net::EgressRule> allow;
+  for (const std::string& a : spec.allow) allow.push_back(host_net::parse_egress_rule(a));
+  return host_net::VmNetwork::create(allow);
 }
 
 std::vector<std::string> vmm_run_args(const VmSpec& spec, const std::string& vsock_uds,
@@ -57,6 +70,7 @@ std::vector<std::string> vmm_run_args(const VmSpec& spec, const std::string& vso
   if (spec.mem_bytes) args.insert(args.end(), {"--mem", std::to_string(spec.mem_bytes >> 20)});
   if (spec.vcpus) args.insert(args.end(), {"--vcpus", std::to_string(spec.vcpus)});
   for (const std::string& d : spec.drives) args.insert(args.end(), {"--drive", d});
+  if (spec.network.own) args.insert(args.end(), {"--net", host_net::guest_net_option()});
   for (const std::string& n : spec.nets) args.insert(args.end(), {"--net", n});
   if (!spec.rng) args.push_back("--no-rng");
   if (!spec.huge_pages) args.push_back("--no-hugepages");

@@ -3,11 +3,14 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "api/jail_flags.h"
 #include "api/vm_limits.h"
+#include "manager/host_net/vm_network.h"
+#include "manager/vm_net.h"
 
 namespace wisp::manager {
 
@@ -25,6 +28,7 @@ struct VmSpec {
   uint32_t vcpus = 0;        // 0: wisp-vmm's default
   std::vector<std::string> drives;  // "PATH[,ro]" as `wisp run --drive` takes them, in order
   std::vector<std::string> nets;    // "tap=NAME[,...]" as `wisp-vmm run --net` takes them
+  VmNetworkSpec network;            // bare --net (its NIC comes before those of `nets`)
   bool rng = true;
   bool huge_pages = true;        // false: --no-hugepages (guest RAM on 4 KiB pages)
   std::string vsock_cid;         // "": wisp-vmm's default (3)
@@ -54,6 +58,10 @@ std::string describe_guest(const VmSpec& spec);
 // raw_cmdline): wisp-vmm puts its defaults and the rootfs arguments before it. A standby's boot
 // order carries the same (manager/vmm_pool.h).
 std::string vmm_cmdline(const VmSpec& spec);
+
+// The network `spec` asks for (VmNetwork::create with its allow-list), or null when it asks
+// for none of its own. The VMM child that gets it owns it (VmmChild). Throws Error.
+std::unique_ptr<host_net::VmNetwork> make_vm_network(const VmNetworkSpec& spec);
 
 // The arguments of `wisp-vmm run` for `spec`, with its vsock bridged to `vsock_uds` and, if
 // not empty, a control socket at `control_socket`.

@@ -40,7 +40,7 @@ class SpawnAttr {
   posix_spawnattr_t attr_;
 };
 
-// A close-on-exec copy of `fd` numbered above every descriptor the child is given (3 to 5).
+// A close-on-exec copy of `fd` numbered above every descriptor the child is given (3 to 6).
 UniqueFd above_targets(int fd) {
   UniqueFd copy(::fcntl(fd, F_DUPFD_CLOEXEC, 16));
   if (!copy) throw_errno("copying a descriptor for the VMM");
@@ -52,8 +52,8 @@ UniqueFd above_targets(int fd) {
 std::string vmm_executable() { return sibling_executable("wisp-vmm"); }
 
 VmmChild::VmmChild(const std::vector<std::string>& args, const std::string& log, bool ready_pipe,
-                   int order_fd)
-    : log_(log) {
+                   int order_fd, std::unique_ptr<host_net::VmNetwork> network)
+    : network_(std::move(network)), log_(log) {
   std::string exe = vmm_executable();
   std::vector<std::string> argv = {exe};
   argv.insert(argv.end(), args.begin(), args.end());
@@ -72,16 +72,18 @@ VmmChild::VmmChild(const std::vector<std::string>& args, const std::string& log,
   lifeline_ = UniqueFd(lifeline[1]);
   argv.insert(argv.end(), {"--parent-fd", std::to_string(kParentFd)});
   if (order_fd >= 0) argv.insert(argv.end(), {"--order-fd", std::to_string(kOrderFd)});
+  if (network_) argv.insert(argv.end(), {"--netns-fd", std::to_string(kNetnsFd)});
   std::vector<char*> cargs;
   for (auto& a : argv) cargs.push_back(a.data());
   cargs.push_back(nullptr);
   // The dup2s below run in order in the child: a source that is another's target (this
   // process's own descriptor 4 is the order socket when it was its first socketpair) would be
   // overwritten before it is copied. So every source is copied above the targets first.
-  UniqueFd ready_src, lifeline_src, order_src;
+  UniqueFd ready_src, lifeline_src, order_src, netns_src;
   if (ready_pipe) ready_src = above_targets(pipefd[1]);
   lifeline_src = above_targets(lifeline_read.get());
   if (order_fd >= 0) order_src = above_targets(order_fd);
+  if (network_) netns_src = above_targets(network_->netns_fd());
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
   posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
@@ -90,6 +92,7 @@ VmmChild::VmmChild(const std::vector<std::string>& args, const std::string& log,
   if (ready_pipe) posix_spawn_file_actions_adddup2(&fa, ready_src.get(), 3);
   posix_spawn_file_actions_adddup2(&fa, lifeline_src.get(), kParentFd);
   if (order_fd >= 0) posix_spawn_file_actions_adddup2(&fa, order_src.get(), kOrderFd);
+  if (network_) posix_spawn_file_actions_adddup2(&fa, netns_src.get(), kNetnsFd);
   SpawnAttr attr;
   int rc = posix_spawn(&pid_, exe.c_str(), &fa, attr.get(), cargs.data(), environ);
   posix_spawn_file_actions_destroy(&fa);

@@ -10,10 +10,12 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "base/unique_fd.h"
+#include "manager/host_net/vm_network.h"
 
 namespace wisp::manager {
 
@@ -29,9 +31,11 @@ class VmmChild {
   // when this process does, however it dies (a pipe, unlike a parent-death signal, does not
   // depend on which thread spawned the child). With `order_fd` >= 0 (a standby's end of its
   // order socketpair, api/standby_order.h), the child gets it as "--order-fd 5"; the caller
-  // closes its copy. Throws Error naming the executable.
+  // closes its copy. With `network` (the VM's own, make_vm_network()), the child gets its
+  // namespace as "--netns-fd 6" and this object owns it until the child is reaped: the VM's
+  // network goes with the VM. Throws Error naming the executable.
   VmmChild(const std::vector<std::string>& args, const std::string& log, bool ready_pipe,
-           int order_fd = -1);
+           int order_fd = -1, std::unique_ptr<host_net::VmNetwork> network = nullptr);
   ~VmmChild();
   VmmChild(const VmmChild&) = delete;
   VmmChild& operator=(const VmmChild&) = delete;
@@ -50,6 +54,8 @@ class VmmChild {
   static constexpr int kParentFd = 4;
   // A standby's order socket (--order-fd).
   static constexpr int kOrderFd = 5;
+  // The VM's own network namespace (--netns-fd).
+  static constexpr int kNetnsFd = 6;
   // Asks it to stop (SIGTERM, which its jail's supervisor passes on) without waiting: a pool
   // stops all its VMMs at once, then reaps each.
   void request_stop();
@@ -69,6 +75,8 @@ class VmmChild {
   int pidfd() const { return pidfd_.get(); }
 
  private:
+  // First, so destroyed last: after the destructor has killed and reaped the child.
+  std::unique_ptr<host_net::VmNetwork> network_;
   pid_t pid_ = -1;
   int status_ = 0;
   std::string log_;

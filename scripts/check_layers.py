@@ -37,12 +37,14 @@ LAYERS = {
                  ["base", "kvm", "devices", "boot", "virtio", "machine-state"]),  # wisp_snapshot
     "vmm-main": (["vmm/main/"], ["base", "kvm", "devices", "boot", "virtio", "machine", "api",
                                  "snapshot", "machine-state", "jail"]),  # wisp_vmm_main
-    "manager": (["manager/"], ["base", "api", "snapshot", "machine-state"]),  # wisp_manager
+    # A VM's own network on the host: namespace, veth, nftables (bare --net).
+    "host_net": (["manager/host_net/"], ["base"]),  # wisp_host_net
+    "manager": (["manager/"], ["base", "api", "snapshot", "machine-state", "host_net"]),  # wisp_manager
     # `wisp serve`'s engine: the Wisp API (api/wisp.capnp) served over the manager library.
     "service": (["manager/service/"], ["base", "api", "manager"]),  # wisp_service
     # The HTTP/JSON gateway: HTTP routes onto a Wisp capability, nothing of how it is served.
     "gateway": (["manager/http_gateway/"], ["base", "api"]),  # wisp_http_gateway
-    "cli": (["cli/"], ["base", "api", "manager", "service", "gateway"]),  # wisp_cli, wisp
+    "cli": (["cli/"], ["base", "api", "manager", "service", "gateway", "host_net"]),  # wisp_cli, wisp
     "agent": (["agent/"], ["base", "api"]),  # wisp_agent_logic, wisp-agent
 }
 

@@ -8,6 +8,8 @@ PACKAGES=(
   build-essential cmake pkg-config clang clang-format lld libclang-rt-dev
   linux-libc-dev libgtest-dev libgmock-dev libbenchmark-dev
   capnproto libcapnp-dev libseccomp-dev libcap-dev
+  # a VM's own network (manager/host_net): netlink (libnl, linked statically) and nft
+  libnl-3-dev libnl-route-3-dev nftables
   # guest kernel build (from Debian's linux-source-6.1)
   linux-source-6.1 bc bison flex libelf-dev libssl-dev dwarves xz-utils cpio kmod
   # guest userland; the Python guest's root filesystem (guest/build-rootfs.sh)

@@ -59,7 +59,8 @@ CloneProcess::CloneProcess(const std::string& snapshot_dir, const std::vector<st
   vmm_ = std::make_unique<manager::VmmChild>(
       manager::vmm_restore_args(snapshot_dir, drives, net, dir_->file("vsock.sock"),
                                 dir_->file("control.sock"), jail, dir_->path()),
-      dir_->file("vmm.log"), /*ready_pipe=*/true);
+      dir_->file("vmm.log"), /*ready_pipe=*/true, /*order_fd=*/-1,
+      manager::make_vm_network(manager::clone_network(net)));
 }
 
 CloneProcess::CloneProcess(std::unique_ptr<manager::StandbyVmm> standby,
@@ -114,7 +115,7 @@ std::unique_ptr<CloneProcess> CloneStarter::start(const manager::OpenTemplate& t
   // A standby restores no machine above its class, and no NIC: its jail's network namespace
   // holds no TAP, which a spawned `wisp-vmm restore` opens before entering its own.
   bool fits = pool_ && (tpl.info.mem_mib << 20) <= size.mem_bytes && tpl.info.vcpus <= size.vcpus &&
-              tpl.info.net.nets.empty();
+              tpl.info.net.empty();
   if (fits) {
     if (std::unique_ptr<manager::StandbyVmm> standby = pool_->take()) {
       try {

@@ -41,5 +41,23 @@ TEST(GuestNetConfig, MalformedWordsAreRefusedWithAReason) {
   }
 }
 
+TEST(GuestDns, TheLastWordIsTheResolver) {
+  std::string error;
+  EXPECT_EQ(parse_guest_dns("quiet wisp.dns=10.0.0.53", &error), "10.0.0.53");
+  EXPECT_EQ(parse_guest_dns("wisp.dns=1.1.1.1 wisp.dns=10.0.0.53 quiet", &error), "10.0.0.53");
+  EXPECT_EQ(parse_guest_dns("quiet wisp.net=172.16.0.2/30,172.16.0.1,1500", &error), std::nullopt);
+  EXPECT_EQ(error, "");
+  EXPECT_EQ(resolv_conf("10.0.0.53"), "nameserver 10.0.0.53\n");
+}
+
+TEST(GuestDns, AMalformedWordIsRefusedWithAReason) {
+  for (const char* bad :
+       {"wisp.dns=", "wisp.dns=resolver", "wisp.dns=10.0.0.300", "wisp.dns=10.0.0.1;reboot"}) {
+    std::string error;
+    EXPECT_EQ(parse_guest_dns(bad, &error), std::nullopt) << bad;
+    EXPECT_NE(error.find("not an IPv4 address"), std::string::npos) << bad;
+  }
+}
+
 }  // namespace
 }  // namespace wisp::agent

@@ -118,8 +118,9 @@ void enter_jail(const ChildSetup& s) {
   if (pipe_writer_gone(s.parent_alive_fd)) _exit(kExitError);
   ::sigprocmask(SIG_SETMASK, &s.mask, nullptr);
   accept_stop_signals();
-  if (::unshare(CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWNET) != 0)
-    throw_errno("jail: unshare (mount, ipc, uts, net namespaces)");
+  int flags = CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS;
+  if (s.config.new_netns) flags |= CLONE_NEWNET;
+  if (::unshare(flags) != 0) throw_errno("jail: unshare (mount, ipc, uts, net namespaces)");
   clock.step("child: namespaces");
   static const char kHostname[] = "wisp-vm";
   if (::sethostname(kHostname, sizeof(kHostname) - 1) != 0) throw_errno("jail: sethostname");

@@ -62,6 +62,9 @@ struct JailConfig {
   // (--parent-fd), or -1. When it closes (that process died, even by SIGKILL) the supervisor
   // kills the VMM and cleans up: a VM never outlives its manager.
   int parent_fd = -1;
+  // false: this process already is in the VM's own network namespace (wisp-vmm --netns-fd,
+  // which the manager made and wired): the VMM stays in it instead of unsharing an empty one.
+  bool new_netns = true;
 };
 
 // What the VMM calls inside the jail. A default-constructed one (no jail) does nothing.

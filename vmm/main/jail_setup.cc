@@ -1,6 +1,7 @@
 #include "vmm/main/jail_setup.h"
 
 #include <fcntl.h>
+#include <sched.h>
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -77,6 +78,10 @@ const char kVmmJailOptionsHelp[] =
                    (default: /run/wisp/jail/vm-UID)
   --parent-fd N    the read end of a pipe only the starting process writes to (3 to 1024):
                    when it hangs up (that process died) the VM is killed (the manager's)
+  --netns-fd N     a network namespace (an open /proc/PID/ns/net or nsfs file, 3 to 1024)
+                   the VMM runs in instead of a new empty one, entered before its TAPs are
+                   opened by name; wisp's bare --net makes one per VM (its TAP wisp0, a veth
+                   to the host, NAT and the egress allow-list)
 )";
 
 void add_vmm_jail_options(OptionParser& parser, VmmJailOptions* options) {
@@ -88,6 +93,18 @@ void add_vmm_jail_options(OptionParser& parser, VmmJailOptions* options) {
   parser.value("parent-fd", [options](const std::string& v) {
     options->parent_fd = static_cast<int>(parse_count("--parent-fd", v, 3, 1024));
   });
+  parser.value("netns-fd", [options](const std::string& v) {
+    options->netns_fd = static_cast<int>(parse_count("--netns-fd", v, 3, 1024));
+  });
+}
+
+void enter_vm_netns(VmmJailOptions* options) {
+  if (options->netns_fd < 0) return;
+  UniqueFd fd(options->netns_fd);
+  options->netns_fd = -1;
+  if (::setns(fd.get(), CLONE_NEWNET) != 0)
+    throw_errno("--netns-fd " + std::to_string(fd.get()) + ": entering the network namespace");
+  options->in_vm_netns = true;
 }
 
 jail::JailConfig vmm_jail_config(const VmmJailOptions& options, MachineConfig* cfg_in,
@@ -108,6 +125,7 @@ jail::JailConfig vmm_jail_config(const VmmJailOptions& options, MachineConfig* c
   j.vcpus = cfg.vcpus;
   j.keep_fds = std::move(keep_fds);
   j.parent_fd = options.parent_fd;
+  j.new_netns = !options.in_vm_netns;
   if (!j.enabled) return j;
 
   auto add_file = [&j](const std::string& path, bool writable) {

@@ -297,6 +297,7 @@ int restore_command(int argc, char** argv, uint64_t t0_ns) {
   if (int rc = check_kvm_usable()) return rc;
   warn_debug_jail_flags(o.jail.flags);
   try {
+    enter_vm_netns(&o.jail);
     // Once, before the jail: it decides what the jail exposes, and the VMM (a fork of this
     // process) goes on with it.
     o.chain = snapshot::read_snapshot_chain(o.dir, o.drives);

@@ -63,6 +63,14 @@ Options:
                    on that port (answer: "OK <host_port>\n", then the byte stream); guest
                    connections to CID 2 port P are forwarded to the Unix socket PATH_P
   --vsock-cid N    the guest's vsock CID (default 3; 3..4294967294)
+  --net            (wisp run, not wisp-vmm run) a NIC in a network namespace of the VM's own:
+                   wisp makes it (TAP wisp0 inside, a veth pair to the host: host end wvN
+                   with a /30 of 10.200.0.0/16 per VM, SNAT) and passes it on as
+                   --netns-fd; eth0 is always 172.16.0.2/30, gateway 172.16.0.1, MTU 1500;
+                   all of it goes when the VM ends
+  --allow CIDR[:PORT]
+                   (wisp run, with --net) the guest may open TCP and UDP flows to CIDR (PORT
+                   only, when given); repeatable; nothing else by default, the host included
   --net tap=NAME[,mac=MAC][,ip=ADDR/PREFIX][,gw=ADDR]
                    a virtio-net NIC on the existing TAP NAME (repeatable: eth0, eth1, ...),
                    opened before the VMM enters its jail; MAC default 02:54:00:12:34:56;
@@ -258,7 +266,9 @@ int run_command(int argc, char** argv, uint64_t t0_ns) {
   if (int rc = check_kvm_usable()) return rc;
   warn_debug_jail_flags(o.jail.flags);
   try {
-    // The jail's network namespace and /dev hold no TAP: open them here, as root.
+    enter_vm_netns(&o.jail);
+    // The jail's /dev holds no TAP (nor its network namespace unless --netns-fd): open them
+    // here, as root.
     for (const NetOption& net : o.nets)
       provide_tap_fd(net.spec.tap_name, open_tap(net.spec.tap_name));
     jail::JailConfig jail = vmm_jail_config(o.jail, &o.cfg, {}, provided_tap_fds());

@@ -268,6 +268,7 @@ int standby_command(int argc, char** argv, uint64_t /*t0_ns*/) {
   if (int rc = check_kvm_usable()) return rc;
   warn_debug_jail_flags(o.jail.flags);
   try {
+    enter_vm_netns(&o.jail);
     jail::JailConfig jail = jail_for(o);
     return jail::run_jailed(jail, [&](jail::Confinement& c) { return stand_by(o, c); });
   } catch (const Error& e) {
