@@ -15,10 +15,15 @@ const char kVmOptionsHelp[] = R"(VM options, passed to the VMM (see wisp run --h
   --vcpus N          vCPUs (1 to 254)
   --cmdline STR      appended to the kernel command line after "quiet"
   --raw-cmdline      --cmdline is the whole kernel command line
-  --drive PATH[,ro]  a virtio-blk disk (repeatable); --no-rng: no virtio-rng
-  --net tap=NAME[,mac=MAC][,ip=ADDR/PREFIX][,gw=ADDR]
+  --drive PATH[,ro][,bw=RATE][,ops=RATE]...
+                     a virtio-blk disk (repeatable); --no-rng: no virtio-rng. Rate limit:
+                     bw= bytes/s, ops= requests/s, bw-burst=/ops-burst= a one-time extra,
+                     refill-ms= the buckets' period (see wisp-vmm run --help); a template's
+                     clones keep its limits
+  --net tap=NAME[,mac=MAC][,ip=ADDR/PREFIX][,gw=ADDR][,rx-bw=RATE][,tx-bw=RATE]...
                      a virtio-net NIC on the existing TAP NAME (repeatable); with ip= the
-                     agent gives eth0 that address and default route (MTU 1500)
+                     agent gives eth0 that address and default route (MTU 1500); rate
+                     limits per direction as --drive's, with rx-/tx- (rx-ops=, tx-bw-burst=...)
   --no-hugepages     guest RAM on 4 KiB pages (default: 2 MiB huge pages; to measure against)
   --vsock-cid N      the guest's vsock CID (default 3)
   --console MODE     none (default) or FILE: where the guest console goes
