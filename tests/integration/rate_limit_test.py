@@ -9,7 +9,8 @@ its limit is slowed to it, never failed.
 - virtio-net TX: `wisp exec --net tap=...,tx-bw=256K,refill-ms=100 --network` sends 2 MiB
   over TCP to a server in the test's own network namespace; the server measures the rate
   (within 10 % of 256 KiB/s; the limiter counts Ethernet bytes, the server TCP payload). Lower
-  than the disk's: the nested testbed's guest sends only about 600 KiB/s through TCP at all.
+  than the disk's: unlimited, the nested testbed's guest sends only about 512 KiB/s through
+  TCP (4 MiB in 8.0 s), so a 1 MiB/s limit would measure the guest, not the limiter.
 
 Times are the guest's (kvmclock) and the host's: both real time, also in the nested testbed.
 Needs root for the network test. Run by ctest (label integration) inside KVM.
