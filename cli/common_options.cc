@@ -18,7 +18,7 @@ const char kVmOptionsHelp[] = R"(VM options, passed to the VMM (see wisp run --h
   --drive PATH[,ro][,bw=RATE][,ops=RATE]...
                      a virtio-blk disk (repeatable); --no-rng: no virtio-rng. Rate limit:
                      bw= bytes/s, ops= requests/s, bw-burst=/ops-burst= a one-time extra,
-                     refill-ms= the buckets' period (see wisp-vmm run --help); a template's
+                     refill-ms= the buckets' period (see wisp run --help); a template's
                      clones keep its limits
   --net tap=NAME[,mac=MAC][,ip=ADDR/PREFIX][,gw=ADDR][,rx-bw=RATE][,tx-bw=RATE]...
                      a virtio-net NIC on the existing TAP NAME (repeatable); with ip= the
