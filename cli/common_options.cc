@@ -19,7 +19,11 @@ const char kVmOptionsHelp[] = R"(VM options, passed to the VMM (see wisp run --h
   --vcpus N          vCPUs (1 to 254)
   --cmdline STR      appended to the kernel command line after "quiet"
   --raw-cmdline      --cmdline is the whole kernel command line
-  --drive PATH[,ro]  a virtio-blk disk (repeatable); --no-rng: no virtio-rng
+  --drive PATH[,ro][,bw=RATE][,ops=RATE]...
+                     a virtio-blk disk (repeatable); --no-rng: no virtio-rng. Rate limit:
+                     bw= bytes/s, ops= requests/s, bw-burst=/ops-burst= a one-time extra,
+                     refill-ms= the buckets' period (see wisp run --help); a template's
+                     clones keep its limits
   --net              a virtio-net NIC in a network namespace of the VM's own: wisp makes it,
                      with the TAP wisp0 inside, a veth pair to the host (host end wvN, a /30
                      of 10.200.0.0/16 per VM) and NAT; the guest's eth0 is always 172.16.0.2/30,
@@ -32,9 +36,10 @@ const char kVmOptionsHelp[] = R"(VM options, passed to the VMM (see wisp run --h
                      none by default: the host's own addresses are unreachable unless allowed
   --dns ADDR         the guest's resolver (/etc/resolv.conf, as the handler sees it); none by
                      default
-  --net tap=NAME[,mac=MAC][,ip=ADDR/PREFIX][,gw=ADDR]
+  --net tap=NAME[,mac=MAC][,ip=ADDR/PREFIX][,gw=ADDR][,rx-bw=RATE][,tx-bw=RATE]...
                      a virtio-net NIC on the existing TAP NAME (repeatable); with ip= the
-                     agent gives eth0 that address and default route (MTU 1500)
+                     agent gives eth0 that address and default route (MTU 1500); rate
+                     limits per direction as --drive's, with rx-/tx- (rx-ops=, tx-bw-burst=...)
   --no-hugepages     guest RAM on 4 KiB pages (default: 2 MiB huge pages; to measure against)
   --vsock-cid N      the guest's vsock CID (default 3)
   --console MODE     none (default) or FILE: where the guest console goes

@@ -46,6 +46,9 @@ std::string StandbyVmm::why_not_boot(const VmSpec& spec, const StandbyClass& siz
   if (!spec.nets.empty()) return "a NIC (a standby's jail holds no TAP, an order brings none)";
   if (spec.drives.size() + (spec.rootfs.empty() ? 0 : 1) > standby::kMaxDrives)
     return "more drives than an order carries";
+  for (const std::string& d : spec.drives)
+    if (d.find(',') != (d.size() > 3 && d.ends_with(",ro") ? d.size() - 3 : std::string::npos))
+      return "a drive option an order does not carry (a rate limit)";
   return "";
 }
 

@@ -75,6 +75,13 @@ struct VirtioBlk {
     sizeBytes @2 :UInt64;        # the image as it was at the snapshot: a clone's page cache
     mtimeNs @3 :Int64;           # holds its blocks, so restore refuses a changed image
     digest @4 :UInt64;           # CRC-64 of its first and last 4 KiB (snapshot_trust.h)
+    # The rate limit (base/token_bucket.h; all 0: none): bytes, then requests.
+    bwSize @5 :UInt64;
+    bwOneTimeBurst @6 :UInt64;
+    bwRefillTimeMs @7 :UInt64;
+    opsSize @8 :UInt64;
+    opsOneTimeBurst @9 :UInt64;
+    opsRefillTimeMs @10 :UInt64;
   }
   struct State {
     capacitySectors @0 :UInt64;
@@ -110,6 +117,20 @@ struct VirtioNet {
   struct Spec {
     tapName @0 :Text;            # reopened by name on restore (given before the jail)
     mac @1 :UInt64;              # the low 48 bits, first octet most significant
+    # The rate limits (base/token_bucket.h; all 0: none): RX (frames to the guest) and TX
+    # (frames from it), each bytes then frames.
+    rxBwSize @2 :UInt64;
+    rxBwOneTimeBurst @3 :UInt64;
+    rxBwRefillTimeMs @4 :UInt64;
+    rxOpsSize @5 :UInt64;
+    rxOpsOneTimeBurst @6 :UInt64;
+    rxOpsRefillTimeMs @7 :UInt64;
+    txBwSize @8 :UInt64;
+    txBwOneTimeBurst @9 :UInt64;
+    txBwRefillTimeMs @10 :UInt64;
+    txOpsSize @11 :UInt64;
+    txOpsOneTimeBurst @12 :UInt64;
+    txOpsRefillTimeMs @13 :UInt64;
   }
   struct State {
     mac @0 :UInt64;              # what the guest read at probe time

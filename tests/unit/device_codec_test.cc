@@ -78,10 +78,15 @@ TEST(DeviceCodec, SerialRoundTrip) {
 
 // One slot of each kind in the table, spec and state both non-default where they have fields.
 std::vector<VirtioSlotState> one_slot_per_kind() {
-  return {sample_slot(BlockSpec{"/images/a b.img", true, 1ull << 33, -5},
-                      BlockState{1 << 20, true, 128}),
-          sample_slot(RngSpec{}, RngState{}), sample_slot(VsockSpec{"", 42}, VsockState{42}),
-          sample_slot(NetSpec{"tap-x", 0x0a'0b'0c'0d'0e'0f}, NetState{0x0a'0b'0c'0d'0e'0f})};
+  // The rate limits too: a template's clones get them from the snapshot.
+  return {
+      sample_slot(
+          BlockSpec{"/images/a b.img", true, 1ull << 33, -5, 9, {{1000, 50, 100}, {10, 2, 200}}},
+          BlockState{1 << 20, true, 128}),
+      sample_slot(RngSpec{}, RngState{}), sample_slot(VsockSpec{"", 42}, VsockState{42}),
+      sample_slot(
+          NetSpec{"tap-x", 0x0a'0b'0c'0d'0e'0f, {{1, 2, 3}, {4, 5, 6}}, {{7, 8, 9}, {10, 11, 12}}},
+          NetState{0x0a'0b'0c'0d'0e'0f})};
 }
 
 TEST(DeviceCodec, VirtioRoundTripEveryDeviceKind) {

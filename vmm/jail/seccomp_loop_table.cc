@@ -22,7 +22,8 @@ constexpr SyscallRule kSyscalls[] = {
     allow("epoll_ctl", "EventLoop::add/remove: vsock connections come and go"),
     allow("read", "eventfds, timerfds, the stop signals' signalfd"),
     allow("write", "eventfd wake-ups and IRQs; the console; log lines"),
-    allow("timerfd_settime", "EventLoop timers, VsockMuxer's retransmit timer"),
+    allow("timerfd_settime",
+          "EventLoop timers, VsockMuxer's retransmit timer, QueueThrottle (rate limits)"),
     allow("futex", "run_on_loop hand-offs, PauseGate, mutexes; joining threads at exit"),
     allow("close", "vsock connections closed; teardown"),
     // The vsock bridge (VsockMuxer) to the host's Unix sockets.

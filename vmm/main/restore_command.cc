@@ -41,7 +41,9 @@ lies inside DIR; either way it must be the regular file the snapshot was taken w
 
 Options:
   --drive PATH[,ro]  the image for the snapshot's next drive (repeatable, /dev/vda first), with
-                     the same mode the snapshot's guest has
+                     the same mode the snapshot's guest has. Rate limits (bw=, ops=, ...)
+                     and --net's rx-/tx- limits come from the snapshot, as they were when it
+                     was taken; rate keys given here are accepted and not used
   --vsock-uds PATH   the clone's virtio-vsock Unix socket (see wisp run --help); required
                      when the snapshot has virtio-vsock, and each clone needs its own
   --net tap=NAME[,mac=MAC][,ip=...][,gw=...]

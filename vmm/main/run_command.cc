@@ -56,8 +56,12 @@ Options:
   --console-max-bytes SIZE
                    cap of a console FILE: bytes, or with a suffix K, M or G (default 16M);
                    output past it is dropped
-  --drive PATH[,ro]  attach a raw disk image as virtio-blk (repeatable: /dev/vda, /dev/vdb,
-                   ...); ",ro" makes it read-only
+  --drive PATH[,ro][,bw=RATE][,bw-burst=SIZE][,ops=RATE][,ops-burst=N][,refill-ms=MS]
+                   attach a raw disk image as virtio-blk (repeatable: /dev/vda, /dev/vdb,
+                   ...); ",ro" makes it read-only. Rate limit (Firecracker's token buckets):
+                   bw= bytes/s and ops= requests/s (K, M, G: powers of 1024), each bucket
+                   holding refill-ms (default 1000) worth; -burst= a one-time extra on top.
+                   A guest over its limit waits, its requests are never failed
   --vsock-uds PATH virtio-vsock, bridged to Unix sockets as Firecracker does: a host process
                    connects to PATH and writes "CONNECT <port>\n" to reach the guest's listener
                    on that port (answer: "OK <host_port>\n", then the byte stream); guest
@@ -71,11 +75,14 @@ Options:
   --allow CIDR[:PORT]
                    (wisp run, with --net) the guest may open TCP and UDP flows to CIDR (PORT
                    only, when given); repeatable; nothing else by default, the host included
-  --net tap=NAME[,mac=MAC][,ip=ADDR/PREFIX][,gw=ADDR]
+  --net tap=NAME[,mac=MAC][,ip=ADDR/PREFIX][,gw=ADDR][,rx-bw=RATE][,tx-bw=RATE]...
                    a virtio-net NIC on the existing TAP NAME (repeatable: eth0, eth1, ...),
                    opened before the VMM enters its jail; MAC default 02:54:00:12:34:56;
                    with ip= the kernel command line gets "wisp.net=ADDR/PREFIX,GW,MTU",
-                   which the agent applies to eth0 (MTU 1500)
+                   which the agent applies to eth0 (MTU 1500). Rate limits per direction
+                   (rx: to the guest, tx: from it), as --drive's: rx-bw=, rx-bw-burst=,
+                   rx-ops=, rx-ops-burst=, the same with tx-, and refill-ms=; bytes are
+                   Ethernet frame bytes, an op is a frame
   --control-socket PATH
                    listen on the Unix socket PATH for control commands (wisp snapshot create
                    uses it): ping, pause, resume, snapshot [--diff] DIR, stats

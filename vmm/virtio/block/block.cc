@@ -24,11 +24,14 @@ constexpr uint64_t kLoggedIoErrors = 10;
 }  // namespace
 
 std::shared_ptr<VirtioDevice> BlockKind::create(const BlockSpec& spec) {
-  return std::make_shared<VirtioBlock>(RawFileBackend::open(spec));
+  return std::make_shared<VirtioBlock>(RawFileBackend::open(spec), spec.rate_limit);
 }
 
-VirtioBlock::VirtioBlock(std::unique_ptr<BlockBackend> backend)
-    : backend_(std::move(backend)), capacity_(backend_->size_bytes() / kSectorSize) {
+VirtioBlock::VirtioBlock(std::unique_ptr<BlockBackend> backend, const RateLimitConfig& limit,
+                         QueueThrottle::Clock clock)
+    : backend_(std::move(backend)),
+      limit_(limit, std::move(clock)),
+      capacity_(backend_->size_bytes() / kSectorSize) {
   // Config layout (spec 5.2.4): capacity at 0, seg_max at 12; the rest stays zero.
   std::memcpy(config_.data() + 0, &capacity_, sizeof(capacity_));
   uint32_t seg_max = kSegMax;
@@ -67,7 +70,35 @@ void VirtioBlock::read_config(uint64_t offset, std::span<uint8_t> data) {
 void VirtioBlock::start_threads(const std::function<void()>& on_start) { worker_.start(on_start); }
 
 std::vector<BackendFd> VirtioBlock::backend_fds() {
-  return {{worker_.completion_fd(), [this] { on_completions(); }}};
+  std::vector<BackendFd> fds = {{worker_.completion_fd(), [this] { on_completions(); }}};
+  if (limit_.limits()) fds.push_back({limit_.timer_fd(), [this] { on_rate_timer(); }});
+  return fds;
+}
+
+bool VirtioBlock::rate_limited() {
+  auto lock = lock_state();
+  return limit_.blocked();
+}
+
+bool VirtioBlock::on_activate() {
+  // A restored ring may hold requests a limited device had left there, with notifications
+  // off: look at it once, as if kicked (a lock-free eventfd write).
+  if (limit_.limits()) signals().requeue(0);
+  return true;
+}
+
+void VirtioBlock::on_rate_timer() {
+  auto lock = lock_state();
+  if (limit_.on_timer() && is_active_locked()) process_queue(0);
+}
+
+uint64_t VirtioBlock::request_bytes(const DescriptorChain& chain) {
+  RequestHeader h;
+  if (chain.read(memory(), 0, {reinterpret_cast<uint8_t*>(&h), sizeof(h)}) != sizeof(h)) return 0;
+  if (h.type == kTypeIn) return chain.writable_bytes() > 0 ? chain.writable_bytes() - 1 : 0;
+  if (h.type == kTypeOut)
+    return chain.readable_bytes() > kHeaderBytes ? chain.readable_bytes() - kHeaderBytes : 0;
+  return 0;
 }
 
 void VirtioBlock::process_queue(uint16_t index) {
@@ -75,6 +106,7 @@ void VirtioBlock::process_queue(uint16_t index) {
   // and at most a ring's worth is in flight, so a guest cannot queue work without bound.
   Queue& q = queue(index);
   if (!q.ready()) return;
+  if (limit_.blocked()) return;  // the rate limiter's timer comes back (on_rate_timer)
   uint32_t budget = kick_budget(q);
   throttled_ = false;
   do {
@@ -93,6 +125,13 @@ void VirtioBlock::process_queue(uint16_t index) {
       }
       auto chain = q.pop(memory());
       if (!chain) break;
+      if (chain->ok() && !limit_.admit(request_bytes(*chain))) {
+        // Over the rate limit: the request stays in the ring, notifications stay off, and
+        // the limiter's timer brings us back when it fits.
+        q.undo_pop();
+        complete_done();
+        return;
+      }
       --budget;
       if (!chain->ok()) {
         discard_chain(index, *chain);
@@ -184,6 +223,7 @@ void VirtioBlock::on_reset() {
   worker_.discard_done();
   in_flight_ = 0;
   throttled_ = false;
+  limit_.forget();
 }
 
 std::optional<VirtioBlock::Outcome> VirtioBlock::check_transfer(const DescriptorChain& chain,

@@ -8,6 +8,12 @@
 // when the worker's completion fd says it is done. At most a ring's worth of requests is in
 // flight; past that the queue waits (notifications off) for completions. A device reset and a
 // snapshot (quiesce) first wait for the requests in flight.
+//
+// A rate limit (BlockSpec::rate_limit, Firecracker's semantics: base/token_bucket.h) is checked
+// as each request is taken off the queue: one op, and the bytes it reads or writes. A request
+// that does not fit stays in the ring and the queue waits (notifications off) for the limiter's
+// timer (vmm/virtio/queue_throttle.h). The buckets are not in the snapshot: a restored device
+// starts with full buckets, as Firecracker's does; the limit itself is in the spec.
 #pragma once
 
 #include <array>
@@ -18,6 +24,7 @@
 #include "vmm/virtio/block/block_backend.h"
 #include "vmm/virtio/block/block_worker.h"
 #include "vmm/virtio/device.h"
+#include "vmm/virtio/queue_throttle.h"
 #include "vmm/virtio/virtio_spec.h"
 
 namespace wisp {
@@ -48,7 +55,9 @@ class VirtioBlock final : public VirtioDeviceBase {
   // Bytes of config space we answer (struct virtio_blk_config up to num_queues); beyond: 0.
   static constexpr size_t kConfigBytes = 36;
 
-  explicit VirtioBlock(std::unique_ptr<BlockBackend> backend);
+  // `clock` is for tests (a fake time for the rate limiter); throws Error (no timer).
+  explicit VirtioBlock(std::unique_ptr<BlockBackend> backend, const RateLimitConfig& limit = {},
+                       QueueThrottle::Clock clock = {});
 
   const char* name() const override { return "virtio-blk"; }
   uint32_t device_type() const override { return virtio::kDeviceIdBlock; }
@@ -70,9 +79,12 @@ class VirtioBlock final : public VirtioDeviceBase {
   uint64_t capacity_sectors() const { return capacity_; }
   // Host-side I/O failures reported to the guest as IOERR.
   uint64_t io_errors() const { return io_errors_.load(std::memory_order_relaxed); }
+  // Whether the rate limiter holds the queue now (for tests; device lock).
+  bool rate_limited();
 
  protected:
   void process_queue(uint16_t index) override;
+  bool on_activate() override;
   void on_reset() override;
 
  private:
@@ -98,12 +110,16 @@ class VirtioBlock final : public VirtioDeviceBase {
   // Lock held, active: returns the chains the worker is done with.
   void complete_done();
   void on_completions();  // the worker's completion fd is readable (event loop)
+  void on_rate_timer();   // the rate limiter's timer fired (event loop)
+  // The bytes a request moves, for the rate limiter: its data (0 for flush, GET_ID, malformed).
+  uint64_t request_bytes(const DescriptorChain& chain);
 
   std::unique_ptr<BlockBackend> backend_;
   // After backend_: destroyed (joined) first, as its jobs use the backend.
   BlockWorker worker_;
   uint32_t in_flight_ = 0;   // submitted, not yet returned to the guest (device lock)
   bool throttled_ = false;   // the queue waits for completions (device lock)
+  QueueThrottle limit_;      // the rate limit (device lock)
   const uint64_t capacity_;  // in 512-byte sectors
   std::array<uint8_t, kConfigBytes> config_{};
   std::atomic<uint64_t> io_errors_{0};

@@ -3,6 +3,7 @@
 #include <string>
 
 #include "base/error.h"
+#include "base/rate_limit_option.h"
 #include "vmm/virtio/block/block.h"
 #include "vmm/virtio/queue.h"
 
@@ -10,8 +11,12 @@ namespace wisp {
 
 BlockSpec parse_drive_spec(const std::string& spec) {
   auto fail = [&](const std::string& why) -> BlockSpec {
-    throw Error("--drive \"" + spec + "\": " + why + " (expected PATH or PATH,ro)");
+    throw Error("--drive \"" + spec + "\": " + why +
+                " (expected PATH[,ro][,bw=RATE][,bw-burst=SIZE][,ops=RATE][,ops-burst=N]"
+                "[,refill-ms=MS])");
   };
+  RateLimitKeys limit("--drive \"" + spec + "\"", "");
+  uint64_t refill_ms = 0;
   size_t comma = spec.find(',');
   BlockSpec out;
   out.path = spec.substr(0, comma);
@@ -26,11 +31,21 @@ BlockSpec parse_drive_spec(const std::string& spec) {
       out.read_only = opt == "ro";
     } else if (opt.empty()) {
       return fail("empty option after ','");
+    } else if (size_t eq = opt.find('='); eq != std::string::npos) {
+      std::string key = opt.substr(0, eq), value = opt.substr(eq + 1);
+      if (key == "refill-ms") {
+        if (refill_ms != 0) return fail("refill-ms is given twice");
+        refill_ms = parse_refill_ms("--drive \"" + spec + "\"", value);
+      } else if (!limit.take(key, value)) {
+        return fail("unknown option \"" + key + "\"");
+      }
     } else {
       return fail("unknown option \"" + opt + "\" (paths containing ',' are not supported)");
     }
     comma = next;
   }
+  if (refill_ms != 0 && !limit.given()) return fail("refill-ms without bw= or ops=");
+  out.rate_limit = limit.config(refill_ms ? refill_ms : kDefaultRefillMs);
   return out;
 }
 
@@ -41,6 +56,7 @@ void BlockSpec::validate() const {
                 std::to_string(kMaxPathBytes) + ")");
   if (path.find('\0') != std::string::npos)
     throw Error("virtio-blk spec: path contains a NUL byte");
+  rate_limit.validate("virtio-blk spec: rate limit");
 }
 
 void BlockState::validate() const {

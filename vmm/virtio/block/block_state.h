@@ -9,12 +9,15 @@
 #include <memory>
 #include <string>
 
+#include "base/token_bucket.h"
+
 namespace wisp {
 
 class VirtioDevice;
 
-// One disk: the user's `--drive PATH[,ro]` (parse_drive_spec), plus, in a snapshot, the image's
-// identity when the snapshot was taken.
+// One disk: the user's `--drive PATH[,ro][,bw=...]` (parse_drive_spec), plus, in a snapshot, the
+// image's identity when the snapshot was taken. The rate limit rides in the snapshot, so a
+// template's clones are limited as the template was.
 struct BlockSpec {
   // Bounds an untrusted path (PATH_MAX).
   static constexpr size_t kMaxPathBytes = 4096;
@@ -28,9 +31,11 @@ struct BlockSpec {
   // CRC-64 of the image's first and last 4 KiB at the snapshot (0 in a boot description): the
   // manager fills it in (snapshot/snapshot_trust.h), restore refuses an image that differs.
   uint64_t digest = 0;
+  RateLimitConfig rate_limit;  // none by default
   bool operator==(const BlockSpec&) const = default;
 
-  // Throws Error("virtio-blk spec: path ...") for an empty, over-long or NUL-holding path.
+  // Throws Error("virtio-blk spec: path ...") for an empty, over-long or NUL-holding path, or
+  // Error("virtio-blk spec: rate limit ...") for buckets out of range.
   void validate() const;
 
   template <typename Self, typename F>
@@ -40,11 +45,19 @@ struct BlockSpec {
     f("size_bytes", self.size_bytes);
     f("mtime_ns", self.mtime_ns);
     f("digest", self.digest);
+    f("bw_size", self.rate_limit.bandwidth.size);
+    f("bw_one_time_burst", self.rate_limit.bandwidth.one_time_burst);
+    f("bw_refill_time_ms", self.rate_limit.bandwidth.refill_time_ms);
+    f("ops_size", self.rate_limit.ops.size);
+    f("ops_one_time_burst", self.rate_limit.ops.one_time_burst);
+    f("ops_refill_time_ms", self.rate_limit.ops.refill_time_ms);
   }
 };
 
-// Parses "PATH" or "PATH,ro" (also "PATH,rw"). Throws Error with a message naming the spec and
-// what is wrong (empty path, unknown or repeated option). Paths containing ',' are not supported.
+// Parses "PATH[,ro|rw][,bw=RATE][,bw-burst=SIZE][,ops=RATE][,ops-burst=N][,refill-ms=MS]" (the
+// rate-limit keys: base/rate_limit_option.h). Throws Error with a message naming the spec and
+// what is wrong (empty path, unknown or repeated option, a bad rate). Paths containing ',' are
+// not supported.
 BlockSpec parse_drive_spec(const std::string& spec);
 
 // The guest read these from the config space and feature bits at probe time: a restored disk

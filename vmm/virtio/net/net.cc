@@ -17,14 +17,19 @@ using namespace virtio_net;  // NOLINT: the device's own numbers
 
 std::shared_ptr<VirtioDevice> NetKind::create(const NetSpec& spec) {
   spec.validate();
-  return std::make_shared<VirtioNet>(TapBackend::open(spec.tap_name), spec.mac);
+  return std::make_shared<VirtioNet>(TapBackend::open(spec.tap_name), spec.mac, spec.rx_limit,
+                                     spec.tx_limit);
 }
 
-VirtioNet::VirtioNet(std::unique_ptr<NetBackend> backend, uint64_t mac)
+VirtioNet::VirtioNet(std::unique_ptr<NetBackend> backend, uint64_t mac,
+                     const RateLimitConfig& rx_limit, const RateLimitConfig& tx_limit,
+                     QueueThrottle::Clock clock)
     : backend_(std::move(backend)),
       epoll_(epoll_create1(EPOLL_CLOEXEC)),
       mac_(mac),
-      frame_(kMaxFrameBytes) {
+      frame_(kMaxFrameBytes),
+      rx_limit_(rx_limit, clock),
+      tx_limit_(tx_limit, clock) {
   if (!epoll_) throw_errno("virtio-net: epoll_create1");
   if (backend_->poll_fd() >= 0) {
     epoll_event ev{};
@@ -72,7 +77,33 @@ void VirtioNet::restore_state(const VirtioDeviceState& s) {
 }
 
 std::vector<BackendFd> VirtioNet::backend_fds() {
-  return {{epoll_.get(), [this] { handle_backend_event(); }}};
+  std::vector<BackendFd> fds = {{epoll_.get(), [this] { handle_backend_event(); }}};
+  if (rx_limit_.limits())
+    fds.push_back({rx_limit_.timer_fd(), [this] { on_rate_timer(kRxQueue); }});
+  if (tx_limit_.limits())
+    fds.push_back({tx_limit_.timer_fd(), [this] { on_rate_timer(kTxQueue); }});
+  return fds;
+}
+
+bool VirtioNet::rx_rate_limited() {
+  auto lock = lock_state();
+  return rx_limit_.blocked();
+}
+
+bool VirtioNet::tx_rate_limited() {
+  auto lock = lock_state();
+  return tx_limit_.blocked();
+}
+
+void VirtioNet::on_rate_timer(uint16_t index) {
+  auto lock = lock_state();
+  QueueThrottle& limit = index == kRxQueue ? rx_limit_ : tx_limit_;
+  if (!limit.on_timer() || !is_active_locked()) return;
+  apply_offloads();
+  if (index == kRxQueue)
+    receive_frames(kRxFramesPerWake);
+  else
+    transmit_frames();
 }
 
 bool VirtioNet::rx_polling() {
@@ -82,13 +113,19 @@ bool VirtioNet::rx_polling() {
 
 bool VirtioNet::on_activate() {
   offloads_applied_ = false;
+  // A restored TX ring may hold frames a limited device had left there, with notifications
+  // off: look at it once, as if kicked (a lock-free eventfd write).
+  if (tx_limit_.limits()) signals().requeue(kTxQueue);
   return true;
 }
 
 void VirtioNet::on_reset() {
   // A frame for the old driver is not the new one's business.
   frame_len_ = 0;
+  frame_admitted_ = false;
   offloads_applied_ = false;
+  rx_limit_.forget();
+  tx_limit_.forget();
 }
 
 void VirtioNet::apply_offloads() {
@@ -118,7 +155,7 @@ void VirtioNet::set_polling(bool on) {
 void VirtioNet::process_queue(uint16_t index) {
   apply_offloads();
   if (index == kTxQueue) {
-    drain_queue(kTxQueue, [&](const DescriptorChain& chain) { return send_frame(chain); });
+    transmit_frames();
   } else if (index == kRxQueue) {
     // New buffers: the frame in hand first, then whatever the back-end has.
     receive_frames(kRxFramesPerWake);
@@ -134,6 +171,39 @@ void VirtioNet::handle_backend_event() {
   }
   apply_offloads();
   receive_frames(kRxFramesPerWake);
+}
+
+void VirtioNet::transmit_frames() {
+  Queue& q = queue(kTxQueue);
+  if (!q.ready() || tx_limit_.blocked()) return;  // blocked: the limiter's timer comes back
+  uint32_t budget = kick_budget(q);
+  for (;;) {
+    q.disable_notification(memory());
+    while (budget > 0) {
+      auto chain = q.pop(memory());
+      if (!chain) break;
+      uint64_t len = chain->readable_bytes();
+      if (chain->ok() && !tx_limit_.admit(len > kHeaderBytes ? len - kHeaderBytes : 0)) {
+        // Over the limit: the frame stays in the ring, notifications stay off.
+        q.undo_pop();
+        notify_if_needed(kTxQueue);
+        return;
+      }
+      --budget;
+      if (!chain->ok()) {
+        discard_chain(kTxQueue, *chain);
+        continue;
+      }
+      q.add_used(memory(), chain->head(), send_frame(*chain));
+    }
+    if (budget == 0) {
+      signals().requeue(kTxQueue);
+      break;
+    }
+    if (!q.enable_notification(memory())) break;
+    --budget;  // a re-check that finds more work counts too, or a ring could spin here
+  }
+  notify_if_needed(kTxQueue);
 }
 
 uint32_t VirtioNet::send_frame(const DescriptorChain& chain) {
@@ -169,8 +239,9 @@ uint32_t VirtioNet::send_frame(const DescriptorChain& chain) {
 
 void VirtioNet::receive_frames(uint32_t budget) {
   Queue& q = queue(kRxQueue);
-  if (!q.ready()) {
-    // Nowhere to put frames until the driver sets the queue up (and kicks it).
+  if (!q.ready() || rx_limit_.blocked()) {
+    // Nowhere to put frames until the driver sets the queue up (and kicks it), or over the
+    // rate limit until its timer fires (on_rate_timer).
     set_polling(false);
     return;
   }
@@ -202,9 +273,18 @@ void VirtioNet::receive_frames(uint32_t budget) {
       }
       frame_len_ = static_cast<uint32_t>(n);
     }
+    if (!frame_admitted_) {
+      // Charged once, when first tried: a frame kept for want of buffers is not charged again.
+      if (!rx_limit_.admit(frame_len_ - kHeaderBytes)) {
+        set_polling(false);  // the frame stays in hand; the limiter's timer comes back
+        break;
+      }
+      frame_admitted_ = true;
+    }
     if (deliver_frame()) {
       used = true;
       frame_len_ = 0;
+      frame_admitted_ = false;
       continue;
     }
     // Too few buffers: keep the frame, stop reading, and ask for a kick once the driver

@@ -13,6 +13,13 @@
 // loop: the TAP's queue fills and the kernel drops there) and the device asks for a kick; the
 // kick that brings buffers delivers the kept frame and polls the back-end again.
 //
+// Rate limits (NetSpec's rx_limit and tx_limit, Firecracker's semantics: base/token_bucket.h),
+// RX and TX each their own, count a frame's Ethernet bytes (not the virtio header) and one op.
+// A TX frame over the limit stays in the ring (notifications off); an RX frame over it stays in
+// hand with the back-end out of the epoll set. Either way the limiter's timer
+// (vmm/virtio/queue_throttle.h) resumes the queue. The buckets are not in the snapshot (a
+// restored NIC starts with full ones, as Firecracker's does); the limits are in the spec.
+//
 // Threads: queue work and back-end events run on the event-loop thread under the device lock.
 // The offloads are set on the back-end from that thread too (activate() runs on a vCPU thread,
 // whose seccomp filter has no TAP ioctl), before any frame is read for the new driver.
@@ -27,6 +34,7 @@
 #include "vmm/virtio/device.h"
 #include "vmm/virtio/net/net_backend.h"
 #include "vmm/virtio/net/net_state.h"
+#include "vmm/virtio/queue_throttle.h"
 #include "vmm/virtio/virtio_spec.h"
 
 namespace wisp {
@@ -60,8 +68,10 @@ class VirtioNet final : public VirtioDeviceBase {
   // hold the loop (vsock and the control socket wait behind it).
   static constexpr uint32_t kRxFramesPerWake = 64;
 
-  // Throws Error when the epoll set cannot be made.
-  VirtioNet(std::unique_ptr<NetBackend> backend, uint64_t mac);
+  // Throws Error when the epoll set or a rate limiter's timer cannot be made. `clock` is for
+  // tests (a fake time for the rate limiters).
+  VirtioNet(std::unique_ptr<NetBackend> backend, uint64_t mac, const RateLimitConfig& rx_limit = {},
+            const RateLimitConfig& tx_limit = {}, QueueThrottle::Clock clock = {});
 
   const char* name() const override { return "virtio-net"; }
   uint32_t device_type() const override { return virtio::kDeviceIdNet; }
@@ -75,7 +85,8 @@ class VirtioNet final : public VirtioDeviceBase {
   VirtioDeviceState save_state() const override;
   void restore_state(const VirtioDeviceState& s) override;
 
-  // The device's epoll set (holding the back-end's fd while RX polls it).
+  // The device's epoll set (holding the back-end's fd while RX polls it), and the rate
+  // limiters' timers when there are limits.
   std::vector<BackendFd> backend_fds() override;
   void handle_backend_event();
 
@@ -88,6 +99,9 @@ class VirtioNet final : public VirtioDeviceBase {
   uint64_t rx_frames() const { return rx_frames_.load(std::memory_order_relaxed); }
   // Whether the back-end is in the epoll set (false while RX waits for buffers).
   bool rx_polling();
+  // Whether a rate limiter holds RX / TX now (for tests).
+  bool rx_rate_limited();
+  bool tx_rate_limited();
 
  protected:
   void process_queue(uint16_t index) override;
@@ -97,7 +111,10 @@ class VirtioNet final : public VirtioDeviceBase {
  private:
   // Sets the offloads the driver negotiated on the back-end, once per activation.
   void apply_offloads();
+  // drain_queue's loop for TX, with the rate limit asked before each frame is taken.
+  void transmit_frames();
   uint32_t send_frame(const DescriptorChain& chain);
+  void on_rate_timer(uint16_t queue);  // a limiter's timer fired (event loop)
   // Reads and delivers frames until the budget, the back-end or the guest's buffers run out.
   void receive_frames(uint32_t budget);
   // Copies the frame in hand into RX buffers. False (frame kept, nothing popped) when the guest
@@ -112,6 +129,8 @@ class VirtioNet final : public VirtioDeviceBase {
   bool offloads_applied_ = false;
   std::vector<uint8_t> frame_;  // the frame in hand (RX), frame_len_ bytes of it valid
   uint32_t frame_len_ = 0;
+  bool frame_admitted_ = false;  // the frame in hand has been charged to the RX limiter
+  QueueThrottle rx_limit_, tx_limit_;
   std::atomic<uint64_t> tx_dropped_{0}, rx_dropped_{0}, tx_frames_{0}, rx_frames_{0};
 };
 

@@ -5,6 +5,7 @@
 
 #include "base/error.h"
 #include "base/ipv4.h"
+#include "base/rate_limit_option.h"
 
 namespace wisp {
 namespace {
@@ -65,6 +66,8 @@ void NetSpec::validate() const {
                   "\" holds a character an interface name cannot have");
   if (std::string why = mac_problem(mac); !why.empty())
     throw Error("virtio-net spec: mac " + format_mac(mac) + " " + why);
+  rx_limit.validate("virtio-net spec: rx rate limit");
+  tx_limit.validate("virtio-net spec: tx rate limit");
 }
 
 void NetState::validate() const {
@@ -81,8 +84,12 @@ std::string NetGuestAddress::cmdline_word() const {
 NetOption parse_net_option(const std::string& text) {
   auto fail = [&](const std::string& why) -> NetOption {
     throw Error("--net \"" + text + "\": " + why +
-                " (expected tap=NAME[,mac=MAC][,ip=ADDR/PREFIX][,gw=ADDR])");
+                " (expected tap=NAME[,mac=MAC][,ip=ADDR/PREFIX][,gw=ADDR][,rx-bw=RATE]"
+                "[,tx-bw=RATE]...)");
   };
+  const std::string option = "--net \"" + text + "\"";
+  RateLimitKeys rx(option, "rx-"), tx(option, "tx-");
+  uint64_t refill_ms = 0;
   NetOption out;
   std::set<std::string> seen;
   size_t start = 0;
@@ -95,7 +102,11 @@ NetOption parse_net_option(const std::string& text) {
       return fail("\"" + item + "\" is not KEY=VALUE");
     std::string key = item.substr(0, eq), value = item.substr(eq + 1);
     if (!seen.insert(key).second) return fail(key + " is given twice");
-    if (key == "tap") {
+    if (rx.take(key, value) || tx.take(key, value)) {
+      continue;  // they refuse a repeated key themselves
+    } else if (key == "refill-ms") {
+      refill_ms = parse_refill_ms(option, value);
+    } else if (key == "tap") {
       out.spec.tap_name = value;
     } else if (key == "mac") {
       out.spec.mac = parse_mac(value, "--net mac");
@@ -118,6 +129,10 @@ NetOption parse_net_option(const std::string& text) {
   }
   if (!seen.count("tap")) return fail("tap=NAME is missing");
   if (seen.count("gw") && !seen.count("ip")) return fail("gw needs ip");
+  if (refill_ms != 0 && !rx.given() && !tx.given())
+    return fail("refill-ms without an rx- or tx- rate");
+  out.spec.rx_limit = rx.config(refill_ms ? refill_ms : kDefaultRefillMs);
+  out.spec.tx_limit = tx.config(refill_ms ? refill_ms : kDefaultRefillMs);
   try {
     out.spec.validate();
   } catch (const Error& e) {

@@ -9,6 +9,8 @@
 #include <memory>
 #include <string>
 
+#include "base/token_bucket.h"
+
 namespace wisp {
 
 class VirtioDevice;
@@ -28,16 +30,32 @@ struct NetSpec {
 
   std::string tap_name;
   uint64_t mac = kDefaultNetMac;
+  // Rate limits, none by default: RX counts frames to the guest, TX frames from it. In the
+  // snapshot, so a template's clones are limited as the template was.
+  RateLimitConfig rx_limit;
+  RateLimitConfig tx_limit;
   bool operator==(const NetSpec&) const = default;
 
-  // Throws Error("virtio-net spec: ...") for an empty, over-long or '/'-holding TAP name, or a
-  // MAC that is zero, multicast or above 48 bits.
+  // Throws Error("virtio-net spec: ...") for an empty, over-long or '/'-holding TAP name, a
+  // MAC that is zero, multicast or above 48 bits, or rate-limit buckets out of range.
   void validate() const;
 
   template <typename Self, typename F>
   static void fields(Self& self, F&& f) {
     f("tap_name", self.tap_name);
     f("mac", self.mac);
+    f("rx_bw_size", self.rx_limit.bandwidth.size);
+    f("rx_bw_one_time_burst", self.rx_limit.bandwidth.one_time_burst);
+    f("rx_bw_refill_time_ms", self.rx_limit.bandwidth.refill_time_ms);
+    f("rx_ops_size", self.rx_limit.ops.size);
+    f("rx_ops_one_time_burst", self.rx_limit.ops.one_time_burst);
+    f("rx_ops_refill_time_ms", self.rx_limit.ops.refill_time_ms);
+    f("tx_bw_size", self.tx_limit.bandwidth.size);
+    f("tx_bw_one_time_burst", self.tx_limit.bandwidth.one_time_burst);
+    f("tx_bw_refill_time_ms", self.tx_limit.bandwidth.refill_time_ms);
+    f("tx_ops_size", self.tx_limit.ops.size);
+    f("tx_ops_one_time_burst", self.tx_limit.ops.one_time_burst);
+    f("tx_ops_refill_time_ms", self.tx_limit.ops.refill_time_ms);
   }
 };
 
@@ -59,8 +77,10 @@ struct NetOption {
   NetGuestAddress guest;
 };
 
-// Parses "tap=NAME[,mac=MAC][,ip=ADDR/PREFIX][,gw=ADDR]". Throws Error naming --net and the
-// field that is wrong (missing tap, bad MAC, address, prefix, unknown or repeated key).
+// Parses "tap=NAME[,mac=MAC][,ip=ADDR/PREFIX][,gw=ADDR]" plus rate limits per direction,
+// "[,rx-bw=RATE][,rx-bw-burst=SIZE][,rx-ops=RATE][,rx-ops-burst=N]", the same with tx-, and
+// "[,refill-ms=MS]" (base/rate_limit_option.h). Throws Error naming --net and the field that is
+// wrong (missing tap, bad MAC, address, prefix, rate, unknown or repeated key).
 NetOption parse_net_option(const std::string& text);
 
 // The MAC the guest read from the config space at probe time: a restored NIC shows the same.
