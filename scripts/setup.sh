@@ -18,6 +18,10 @@ PACKAGES=(
   python3-matplotlib
   # net_test's network namespace, TAP and server (ip, nsenter)
   iproute2 util-linux
+  # the containerd shim (shim/): protoc and the .proto files of containerd's task API and of
+  # gogo-protobuf, read where Debian installs them; containerd itself for its tests
+  protobuf-compiler libprotobuf-dev golang-github-containerd-containerd-dev
+  golang-github-gogo-protobuf-dev containerd
 )
 
 missing=()
