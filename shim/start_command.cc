@@ -90,9 +90,12 @@ void spawn_server(const ShimOptions& o, const std::string& bundle, UniqueFd list
   if (pid < 0) throw_errno("fork");
   if (pid == 0) {
     // The child: only async-signal-safe calls until exec.
+    // The listener first moves above the stdio and kListenFd slots (it may sit on any of
+    // them), then onto kListenFd: dup2 to a different fd clears close-on-exec.
     ::setsid();
-    if (::dup2(null_in.get(), 0) < 0 || ::dup2(null_out.get(), 1) < 0 || ::dup2(err.get(), 2) < 0 ||
-        ::dup2(listener.get(), kListenFd) < 0) {
+    int moved = ::fcntl(listener.get(), F_DUPFD_CLOEXEC, kListenFd + 1);
+    if (moved < 0 || ::dup2(null_in.get(), 0) < 0 || ::dup2(null_out.get(), 1) < 0 ||
+        ::dup2(err.get(), 2) < 0 || ::dup2(moved, kListenFd) < 0) {
       ::_exit(127);
     }
     ::execv(exe.c_str(), argv.data());
