@@ -6,9 +6,12 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cstdlib>
+
 #include "base/error.h"
 #include "base/log.h"
 #include "shim/bundle_dir.h"
+#include "shim/serve_link.h"
 #include "shim/shim_commands.h"
 #include "shim/socket_address.h"
 #include "shim/task_service.h"
@@ -41,8 +44,12 @@ int run_serve(const ShimOptions& o) {
       kListenFd, kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP);
 
   auto shutdown = kj::newPromiseAndFulfiller<void>();
-  TaskService tasks(ShimIdentity{o.id, o.ns, bundle_dir(o)},
-                    [&fulfiller = *shutdown.fulfiller] { fulfiller.fulfill(); });
+  ServeLink serve(*io.provider, serve_socket_from_env());
+  const char* default_template = std::getenv("WISP_SHIM_TEMPLATE");
+  TaskService tasks(
+      ShimIdentity{o.id, o.ns, bundle_dir(o), default_template ? default_template : ""},
+      [&serve] { return serve.connect(); },
+      [&fulfiller = *shutdown.fulfiller] { fulfiller.fulfill(); });
   ttrpc::Router router;
   tasks.register_methods(router);
   LOG_INFO("shim %s (namespace %s): serving ttrpc on %s", o.id.c_str(), o.ns.c_str(), path.c_str());

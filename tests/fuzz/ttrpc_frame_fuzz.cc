@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <string>
 
+#include "base/error.h"
 #include "shim/task_service.h"
 #include "shim/ttrpc_client.h"
 #include "shim/ttrpc_frame.h"
@@ -23,7 +24,12 @@ using namespace wisp::shim;
 struct Harness {
   kj::EventLoop loop;
   kj::WaitScope wait_scope{loop};
-  TaskService tasks{ShimIdentity{"fuzz", "default", "/bundle"}, [] {}};
+  // No serve behind it: a Create that gets that far fails to connect.
+  TaskService tasks{ShimIdentity{"fuzz", "default", "/nonexistent-bundle", "t"},
+                    []() -> kj::Promise<wisp::api::serve::Wisp::Client> {
+                      throw wisp::Error("no serve in the fuzzer");
+                    },
+                    [] {}};
   ttrpc::Router router;
   Harness() {
     tasks.register_methods(router);

@@ -4,12 +4,13 @@
 The test starts a containerd of its own (its own config, root, state, sockets and shim socket
 root under a temporary directory; nothing of a host containerd is touched), imports an OCI
 image it builds here from /bin/busybox (no registry), and runs a container with
-`ctr run --runtime io.containerd.wisp.v2`. This layer of the shim answers Create with
-Unimplemented, so what is checked is the contract around it, end to end with containerd's own
-Go ttrpc client: containerd finds the shim on PATH, runs `start` and connects to the address
-it printed, sends Create over ttrpc and gets the status back as errdefs' "not implemented"
-with the shim's message (which ctr prints), then tears the shim down (Shutdown, delete): no
-shim process and no shim socket are left. runc in the same containerd runs the same image, so
+`ctr run --runtime io.containerd.wisp.v2`. No `wisp serve` runs here (that needs a guest, and
+so the testbed and a template): the shim's Create reads the bundle's config.json, picks the
+template (WISP_SHIM_TEMPLATE) and fails to reach serve. What is checked is the contract around
+it, end to end with containerd's own Go ttrpc client: containerd finds the shim on PATH, runs
+`start` and connects to the address it printed, sends Create over ttrpc and gets the shim's
+status and message back (which ctr prints), then tears the shim down (Delete, Shutdown, the
+delete command): no shim process and no shim socket are left. runc in the same containerd runs the same image, so
 the image and the containerd set-up are known good.
 
 Boots no guest. Registered with ctest (label integration); run alone:
@@ -131,6 +132,8 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
         # containerd passes its environment to the shims: their sockets go under the test's
         # directory instead of /run/containerd.
         env["WISP_SHIM_SOCKET_ROOT"] = cls.shim_root
+        env["WISP_SHIM_TEMPLATE"] = "hello"
+        env.pop("WISP_SERVER", None)
         cls.log_path = os.path.join(cls.tmp, "containerd.log")
         cls.log = open(cls.log_path, "w")
         cls.containerd = subprocess.Popen(["containerd", "--config", config], env=env,
@@ -183,22 +186,21 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
         self.assertEqual(p.returncode, 0, p.stderr)
         self.assertEqual(p.stdout.strip(), "from-runc")
 
-    def test_wisp_runtime_create_is_answered_unimplemented(self):
+    def test_wisp_runtime_create_fails_cleanly_without_serve(self):
         before = set(shim_processes())
         p = self.ctr("run", "--rm", "--snapshotter", "native", "--runtime",
                      "io.containerd.wisp.v2", IMAGE, "wisp-1", "/bin/echo", "hi", check=False)
         self.assertNotEqual(p.returncode, 0, p.stdout)
-        # errdefs maps ttrpc's Unimplemented to "not implemented"; the shim's own message
-        # rides along.
-        self.assertIn("containerd-shim-wisp-v2 does not support Create yet", p.stderr)
-        self.assertIn("not implemented", p.stderr)
+        # errdefs maps the shim's Unavailable to "unavailable"; the shim's message rides along.
+        self.assertIn("Create: a sandbox of template hello", p.stderr)
+        self.assertIn("no wisp serve socket: set WISP_SERVER", p.stderr)
+        self.assertIn("unavailable", p.stderr)
         with open(self.log_path) as f:
             log = f.read()
         # The serving process logged through the bundle's log FIFO into containerd's log, and
         # containerd's ttrpc client decoded the shim's statuses (here Delete's).
         self.assertIn("shim wisp-1 (namespace default): serving ttrpc on " + self.shim_root, log)
-        self.assertIn("code = Unimplemented desc = containerd-shim-wisp-v2 does not support "
-                      "Delete yet", log)
+        self.assertIn("code = NotFound desc = task wisp-1 not found in shim wisp-1", log)
         self.assertIn("shim wisp-1: shutdown", log)
         # containerd shut the shim down and ran its delete: nothing of it is left.
         deadline = time.time() + 30

@@ -170,7 +170,10 @@ TEST_F(ShimBinaryTest, StartServeShutdownDelete) {
 
   containerd::task::v2::CreateTaskRequest create;
   create.set_id("task1");
-  EXPECT_EQ(call(io, path, "Create", create).code, ttrpc::Code::kUnimplemented);
+  create.set_bundle(bundle_);
+  r = call(io, path, "Create", create);  // a bundle without config.json
+  EXPECT_EQ(r.code, ttrpc::Code::kInvalidArgument);
+  EXPECT_NE(r.message.find("config.json"), std::string::npos) << r.message;
 
   containerd::task::v2::ShutdownRequest shutdown;
   shutdown.set_id("task1");

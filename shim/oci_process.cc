@@ -1,0 +1,99 @@
+#include "shim/oci_process.h"
+
+#include <capnp/compat/json.h>
+#include <capnp/message.h>
+#include <sys/stat.h>
+
+#include "base/error.h"
+#include "base/file_io.h"
+
+namespace wisp::shim {
+
+namespace {
+
+using capnp::JsonValue;
+
+constexpr size_t kMaxConfigBytes = 4u << 20;
+
+// The member `name` of a JSON object, or a null reader's absence.
+kj::Maybe<JsonValue::Reader> member(JsonValue::Reader object, kj::StringPtr name) {
+  for (auto field : object.getObject()) {
+    if (field.getName() == name) return field.getValue();
+  }
+  return nullptr;
+}
+
+std::vector<std::string> string_list(JsonValue::Reader value, const std::string& field) {
+  if (value.isNull()) return {};
+  if (!value.isArray()) throw Error("config.json: " + field + ": expected an array of strings");
+  std::vector<std::string> out;
+  for (auto item : value.getArray()) {
+    if (!item.isString()) throw Error("config.json: " + field + ": expected an array of strings");
+    out.emplace_back(item.getString().cStr());
+  }
+  return out;
+}
+
+}  // namespace
+
+OciProcess parse_oci_process(const std::string& config_json) {
+  if (config_json.size() > kMaxConfigBytes) {
+    throw Error("config.json: " + std::to_string(config_json.size()) +
+                " bytes, over the limit of " + std::to_string(kMaxConfigBytes));
+  }
+  capnp::MallocMessageBuilder message;
+  auto root = message.initRoot<JsonValue>();
+  capnp::JsonCodec codec;
+  codec.setMaxNestingDepth(32);
+  KJ_IF_MAYBE (e, kj::runCatchingExceptions([&] {
+                 codec.decodeRaw(kj::arrayPtr(config_json.data(), config_json.size()), root);
+               })) {
+    throw Error(std::string("config.json: not valid JSON: ") + e->getDescription().cStr());
+  }
+  JsonValue::Reader spec = root.asReader();
+  if (!spec.isObject()) throw Error("config.json: expected a JSON object");
+
+  OciProcess out;
+  JsonValue::Reader process;
+  KJ_IF_MAYBE (p, member(spec, "process")) {
+    process = *p;
+  } else {
+    throw Error("config.json: process: missing (the container needs a process to run)");
+  }
+  if (!process.isObject()) throw Error("config.json: process: expected an object");
+  KJ_IF_MAYBE (args, member(process, "args")) {
+    out.args = string_list(*args, "process.args");
+  }
+  if (out.args.empty()) throw Error("config.json: process.args: empty (nothing to run)");
+  KJ_IF_MAYBE (env, member(process, "env")) {
+    out.env = string_list(*env, "process.env");
+  }
+  KJ_IF_MAYBE (cwd, member(process, "cwd")) {
+    if (!cwd->isString()) throw Error("config.json: process.cwd: expected a string");
+    out.cwd = cwd->getString().cStr();
+  }
+  KJ_IF_MAYBE (annotations, member(spec, "annotations")) {
+    if (!annotations->isObject()) throw Error("config.json: annotations: expected an object");
+    KJ_IF_MAYBE (t, member(*annotations, kTemplateAnnotation)) {
+      if (!t->isString()) {
+        throw Error(std::string("config.json: annotations.") + kTemplateAnnotation +
+                    ": expected a string");
+      }
+      out.template_name = t->getString().cStr();
+    }
+  }
+  return out;
+}
+
+OciProcess read_oci_process(const std::string& bundle) {
+  std::string path = bundle + "/config.json";
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) throw_errno(path);
+  if (!S_ISREG(st.st_mode) || static_cast<uint64_t>(st.st_size) > kMaxConfigBytes) {
+    throw Error(path + ": not a regular file of at most " + std::to_string(kMaxConfigBytes) +
+                " bytes");
+  }
+  return parse_oci_process(read_file(path));
+}
+
+}  // namespace wisp::shim
