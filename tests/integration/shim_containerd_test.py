@@ -25,12 +25,15 @@ import signal
 import subprocess
 import tarfile
 import tempfile
+import sys
 import time
 import unittest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BIN_DIR = os.environ.get("WISP_BIN_DIR") or os.path.join(ROOT, "build", "bin")
-SHIM = os.path.join(BIN_DIR, "containerd-shim-wisp-v2")
+sys.path.insert(0, os.path.join(ROOT, "perf"))
+from vmrun import stage_wisp, wait_for  # noqa: E402
+
+BUILD = os.path.join(ROOT, "build")
 IMAGE = "docker.io/wisp-test/busybox:latest"
 
 
@@ -105,9 +108,14 @@ def shim_processes():
 class ShimContainerdTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        if not os.access(SHIM, os.X_OK):
-            raise RuntimeError(f"{SHIM} is not built (make containerd-shim-wisp-v2)")
         cls.tmp = tempfile.mkdtemp(prefix="wisp-ctrd-")
+        cls.wisp = stage_wisp(BUILD, cls.tmp)
+        cls.bin_dir = os.path.dirname(cls.wisp)
+        shim = os.path.join(cls.bin_dir, "containerd-shim-wisp-v2")
+        if not os.access(shim, os.X_OK):
+            raise RuntimeError(f"{shim} is missing: build containerd-shim-wisp-v2 beside wisp")
+        cls.serve_sock = os.path.join(cls.tmp, "serve.sock")
+        cls.serve = None
         cls.sock = os.path.join(cls.tmp, "containerd.sock")
         cls.shim_root = os.path.join(cls.tmp, "shim-run")
         config = os.path.join(cls.tmp, "config.toml")
@@ -128,12 +136,12 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
   level = "debug"
 """)
         env = dict(os.environ)
-        env["PATH"] = BIN_DIR + ":" + env.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        env["PATH"] = cls.bin_dir + ":" + env.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
         # containerd passes its environment to the shims: their sockets go under the test's
         # directory instead of /run/containerd.
         env["WISP_SHIM_SOCKET_ROOT"] = cls.shim_root
         env["WISP_SHIM_TEMPLATE"] = "hello"
-        env.pop("WISP_SERVER", None)
+        env["WISP_SERVER"] = cls.serve_sock  # started by the test that needs it
         cls.log_path = os.path.join(cls.tmp, "containerd.log")
         cls.log = open(cls.log_path, "w")
         cls.containerd = subprocess.Popen(["containerd", "--config", config], env=env,
@@ -153,6 +161,13 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
 
     @classmethod
     def tearDownClass(cls):
+        if getattr(cls, "serve", None):
+            cls.serve.send_signal(signal.SIGTERM)
+            try:
+                cls.serve.wait(60)
+            except subprocess.TimeoutExpired:
+                cls.serve.kill()
+                cls.serve.wait()
         if getattr(cls, "containerd", None):
             cls.containerd.send_signal(signal.SIGTERM)
             try:
@@ -177,7 +192,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
             raise AssertionError(f"ctr {' '.join(args)}: {p.returncode}\n{p.stderr}")
         return p
 
-    def test_runc_runs_the_image(self):
+    def test_1_runc_runs_the_image(self):
         p = self.ctr("run", "--rm", "--snapshotter", "native", "--runtime",
                      "io.containerd.runc.v2", IMAGE, "runc-1", "/bin/echo", "from-runc",
                      check=False)
@@ -186,14 +201,14 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
         self.assertEqual(p.returncode, 0, p.stderr)
         self.assertEqual(p.stdout.strip(), "from-runc")
 
-    def test_wisp_runtime_create_fails_cleanly_without_serve(self):
+    def test_2_create_fails_cleanly_without_serve(self):
         before = set(shim_processes())
         p = self.ctr("run", "--rm", "--snapshotter", "native", "--runtime",
                      "io.containerd.wisp.v2", IMAGE, "wisp-1", "/bin/echo", "hi", check=False)
         self.assertNotEqual(p.returncode, 0, p.stdout)
         # errdefs maps the shim's Unavailable to "unavailable"; the shim's message rides along.
         self.assertIn("Create: a sandbox of template hello", p.stderr)
-        self.assertIn("no wisp serve socket: set WISP_SERVER", p.stderr)
+        self.assertIn(f"wisp serve at {self.serve_sock} is not reachable", p.stderr)
         self.assertIn("unavailable", p.stderr)
         with open(self.log_path) as f:
             log = f.read()
@@ -212,6 +227,35 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
         self.assertEqual(sockets, [], "shim sockets left behind")
         tasks = self.ctr("tasks", "ls", "-q").stdout.split()
         self.assertNotIn("wisp-1", tasks)
+
+    def test_3_ctr_run_runs_the_process_in_a_sandbox(self):
+        env = dict(os.environ, WISP_HOME=os.path.join(self.tmp, "home"))
+        serve_log = open(os.path.join(self.tmp, "serve.log"), "w+")
+        type(self).serve = subprocess.Popen(
+            [self.wisp, "serve", "--socket", self.serve_sock, "--max-vms", "2",
+             "--max-memory", "1024"], env=env, stdout=serve_log, stderr=subprocess.STDOUT)
+        wait_for(lambda: os.path.exists(self.serve_sock), 30, "serve's socket")
+        t0 = time.monotonic()
+        subprocess.run([self.wisp, "template", "create", "hello", "--server", self.serve_sock,
+                        "--handler", "cat", "--mem", "128"], env=env, check=True, timeout=900)
+        print(f"template create: {time.monotonic() - t0:.1f} s", file=sys.stderr)
+        before = set(shim_processes())
+        t0 = time.monotonic()
+        p = self.ctr("run", "--rm", "--snapshotter", "native", "--runtime",
+                     "io.containerd.wisp.v2", IMAGE, "wisp-2", "/bin/sh", "-c",
+                     "echo from-wisp-$((6*7)); echo to-stderr >&2; exit 3", check=False)
+        print(f"ctr run through the shim: {time.monotonic() - t0:.1f} s", file=sys.stderr)
+        serve_log.seek(0)
+        detail = f"{p.stderr}\n--- serve ---\n{serve_log.read()[-3000:]}\n--- containerd ---\n" \
+            f"{self.log_tail()}"
+        self.assertEqual(p.stdout, "from-wisp-42\n", detail)
+        self.assertIn("to-stderr", p.stderr)
+        self.assertEqual(p.returncode, 3, detail)
+        wait_for(lambda: not (set(shim_processes()) - before), 30, "the shim to exit")
+        listed = subprocess.run([self.wisp, "sandbox", "ls", "--server", self.serve_sock],
+                                env=env, capture_output=True, text=True, timeout=60)
+        self.assertEqual(listed.returncode, 0, listed.stderr)
+        self.assertNotIn("hello", listed.stdout, "the task's sandbox outlived it")
 
 
 if __name__ == "__main__":
