@@ -112,7 +112,8 @@ void ContainerTask::remove() {
 
 void ContainerTask::write_output(const std::string& path, capnp::Data::Reader data,
                                  const char* which) {
-  if (path.empty() || data.size() == 0) return;
+  // Opened (and closed) even with nothing to write: the reader then sees end of file.
+  if (path.empty()) return;
   // containerd holds the FIFO's read end open while the task lives; without a reader the
   // output has nowhere to go (O_NONBLOCK: ENXIO instead of blocking the shim).
   // TODO(perf): a blocking write stalls the event loop while a reader is slow; stream it

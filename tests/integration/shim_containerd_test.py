@@ -187,7 +187,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
     @classmethod
     def ctr(cls, *args, check=True, timeout=300):
         p = subprocess.run(["ctr", "--address", cls.sock, *args], capture_output=True,
-                           text=True, timeout=timeout)
+                           stdin=subprocess.DEVNULL, text=True, timeout=timeout)
         if check and p.returncode != 0:
             raise AssertionError(f"ctr {' '.join(args)}: {p.returncode}\n{p.stderr}")
         return p
