@@ -231,6 +231,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
     def test_3_ctr_run_runs_the_process_in_a_sandbox(self):
         env = dict(os.environ, WISP_HOME=os.path.join(self.tmp, "home"))
         serve_log = open(os.path.join(self.tmp, "serve.log"), "w+")
+        self.addCleanup(serve_log.close)
         type(self).serve = subprocess.Popen(
             [self.wisp, "serve", "--socket", self.serve_sock, "--max-vms", "2",
              "--max-memory", "1024"], env=env, stdout=serve_log, stderr=subprocess.STDOUT)
@@ -243,13 +244,13 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
         t0 = time.monotonic()
         p = self.ctr("run", "--rm", "--snapshotter", "native", "--runtime",
                      "io.containerd.wisp.v2", IMAGE, "wisp-2", "/bin/sh", "-c",
-                     "echo from-wisp-$((6*7)); echo to-stderr >&2; exit 3", check=False)
+                     "echo from-wisp-$((6*7)); ls /nonexistent-wisp; exit 3", check=False)
         print(f"ctr run through the shim: {time.monotonic() - t0:.1f} s", file=sys.stderr)
         serve_log.seek(0)
         detail = f"{p.stderr}\n--- serve ---\n{serve_log.read()[-3000:]}\n--- containerd ---\n" \
             f"{self.log_tail()}"
         self.assertEqual(p.stdout, "from-wisp-42\n", detail)
-        self.assertIn("to-stderr", p.stderr)
+        self.assertIn("nonexistent-wisp", p.stderr, detail)  # ls's complaint, on stderr
         self.assertEqual(p.returncode, 3, detail)
         wait_for(lambda: not (set(shim_processes()) - before), 30, "the shim to exit")
         listed = subprocess.run([self.wisp, "sandbox", "ls", "--server", self.serve_sock],
