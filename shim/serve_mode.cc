@@ -1,5 +1,6 @@
 // The serving mode: what `start` leaves running, with its listening ttrpc socket on kListenFd.
 // One KJ event loop serves every connection containerd makes (it reconnects after a restart).
+#include <google/protobuf/stubs/logging.h>
 #include <kj/async-io.h>
 #include <kj/async-unix.h>
 #include <signal.h>
@@ -39,6 +40,9 @@ int run_serve(const ShimOptions& o) {
   std::string path = socket_path(socket_address(socket_root(), o.address, o.ns, o.id));
   kj::UnixEventPort::captureSignal(SIGTERM);
   ::signal(SIGPIPE, SIG_IGN);  // a peer gone mid-write is an error result, not a death
+  // A malformed message is answered with a status; protobuf's own line about it (invalid UTF-8
+  // in a string field) would let a peer fill containerd's log.
+  google::protobuf::SetLogHandler(nullptr);
   auto io = kj::setupAsyncIo();
   auto listener = io.lowLevelProvider->wrapListenSocketFd(
       kListenFd, kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP);
