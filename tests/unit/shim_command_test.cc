@@ -17,9 +17,11 @@
 #include <string>
 #include <thread>
 
+#include "base/error.h"
 #include "base/file_io.h"
 #include "github.com/containerd/containerd/runtime/v2/task/shim.pb.h"
 #include "scoped_env.h"
+#include "shim/oci_process.h"
 #include "shim/shim_options.h"
 #include "shim/socket_address.h"
 #include "shim/task_service.h"
@@ -81,6 +83,23 @@ TEST(ShimSocketAddress, MatchesContainerdsDerivation) {
             "unix:///run/containerd/s/"
             "8cb244a719603fe00870d5ce1d8e1f1db43a654cb993d107df1f1ae23ddffa59");
   EXPECT_EQ(socket_path("unix:///run/x/s/ab"), "/run/x/s/ab");
+}
+
+TEST(OciProcess, GoEscapedCharactersArriveUnchanged) {
+  // encoding/json, which containerd writes config.json with, escapes <, > and & as \u003c,
+  // \u003e, \u0026; capnp 0.9's decoder alone would turn them into other characters.
+  OciProcess p =
+      parse_oci_process(R"({"process": {"args": ["sh", "-c", "echo x \u003e\u00262 \u003c y", )"
+                        R"("\u00e9\u20ac\ud83d\ude00", "q\"b\\s\n\t\u0022\u005c\u000a"],)"
+                        R"( "env": ["A=\u0026"]}})");
+  ASSERT_EQ(p.args.size(), 5u);
+  EXPECT_EQ(p.args[2], "echo x >&2 < y");
+  EXPECT_EQ(p.args[3], "\u00e9\u20ac\U0001F600");
+  EXPECT_EQ(p.args[4], "q\"b\\s\n\t\"\\\n");
+  EXPECT_EQ(p.env, (std::vector<std::string>{"A=&"}));
+  EXPECT_THROW(parse_oci_process(R"({"process": {"args": ["\u0001"]}})"), Error);
+  EXPECT_THROW(parse_oci_process(R"({"process": {"args": ["\ud83d"]}})"), Error);
+  EXPECT_THROW(parse_oci_process(R"({"process": {"args": ["\u12"]}})"), Error);
 }
 
 // Runs `command` through sh in `dir`; its stdout (and stderr when `with_stderr`) and status.
