@@ -193,9 +193,11 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
         return p
 
     def test_1_runc_runs_the_image(self):
+        t0 = time.monotonic()
         p = self.ctr("run", "--rm", "--snapshotter", "native", "--runtime",
                      "io.containerd.runc.v2", IMAGE, "runc-1", "/bin/echo", "from-runc",
                      check=False)
+        print(f"ctr run through runc: {time.monotonic() - t0:.1f} s", file=sys.stderr)
         if p.returncode != 0 and "cgroup" in p.stderr:
             self.skipTest("runc cannot run containers here: " + p.stderr.strip())
         self.assertEqual(p.returncode, 0, p.stderr)
