@@ -18,8 +18,12 @@ constexpr int kListenFd = 3;
 // socket, prints its address instead.
 int run_start(const ShimOptions& options);
 
-// Cleans up after a shim that is gone: removes its socket, and prints a DeleteResponse
-// (protobuf) on stdout, which containerd reads.
+// The file in the bundle where Create records the id of the task's sandbox in `wisp serve`.
+constexpr const char* kSandboxIdFile = "wisp-sandbox";
+
+// Cleans up after a shim that is gone: kills the sandbox recorded in the bundle (through
+// WISP_SERVER; one already gone is fine), removes the shim's socket, and prints a
+// DeleteResponse (protobuf) on stdout, which containerd reads.
 int run_delete(const ShimOptions& options);
 
 // Serves containerd.task.v2.Task over ttrpc on kListenFd until Shutdown or SIGTERM.

@@ -5,9 +5,11 @@
 #include <utility>
 
 #include "base/error.h"
+#include "base/file_io.h"
 #include "base/log.h"
 #include "github.com/containerd/containerd/runtime/v2/task/shim.pb.h"
 #include "shim/oci_process.h"
+#include "shim/shim_commands.h"
 
 namespace wisp::shim {
 
@@ -147,8 +149,15 @@ kj::Promise<Result> TaskService::create(std::string payload) {
               capnp::Response<api::serve::Sandboxes::CreateResults> created) mutable -> Result {
             if (tasks_.count(id))
               return Result::error(Code::kAlreadyExists, "task " + id + " exists");
-            LOG_INFO("task %s: sandbox %s of template %s", id.c_str(),
-                     created.getInfo().getId().cStr(), process.template_name.c_str());
+            std::string sandbox_id = created.getInfo().getId().cStr();
+            LOG_INFO("task %s: sandbox %s of template %s", id.c_str(), sandbox_id.c_str(),
+                     process.template_name.c_str());
+            // For `delete` after this shim died: it kills the sandbox by id (shim_commands.h).
+            try {
+              write_file_atomic(bundle + "/" + kSandboxIdFile, sandbox_id, 0600);
+            } catch (const Error& e) {
+              LOG_WARN("task %s: %s", id.c_str(), e.what());
+            }
             auto t = kj::heap<ContainerTask>(id, bundle, stdio, std::move(process),
                                              created.getSandbox());
             task::CreateTaskResponse response;

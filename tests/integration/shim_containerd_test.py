@@ -261,6 +261,35 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
         self.assertEqual(listed.returncode, 0, listed.stderr)
         self.assertNotIn("hello", listed.stdout, "the task's sandbox outlived it")
 
+    def test_4_a_killed_shim_takes_its_sandbox_along(self):
+        # After test_3: serve runs and the template exists.
+        self.assertIsNotNone(self.serve, "test_3 starts serve")
+        env = dict(os.environ, WISP_HOME=os.path.join(self.tmp, "home"))
+        before = set(shim_processes())
+        p = self.ctr("run", "-d", "--snapshotter", "native", "--runtime",
+                     "io.containerd.wisp.v2", IMAGE, "wisp-3", "/bin/sh", "-c", "sleep 300",
+                     check=False)
+        self.assertEqual(p.returncode, 0, p.stderr)
+
+        def sandboxes():
+            r = subprocess.run([self.wisp, "sandbox", "ls", "--server", self.serve_sock],
+                               env=env, capture_output=True, text=True, timeout=60)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            return [line for line in r.stdout.splitlines() if " hello " in line]
+
+        self.assertEqual(len(sandboxes()), 1, "the running task has its sandbox")
+        shims = set(shim_processes()) - before
+        self.assertEqual(len(shims), 1)
+        os.kill(shims.pop(), signal.SIGKILL)
+        # serve sees the shim's connection drop and destroys the sandbox it held; containerd
+        # sees the shim gone and runs `containerd-shim-wisp-v2 delete`.
+        wait_for(lambda: not sandboxes(), 60, "serve to destroy the dead shim's sandbox")
+        wait_for(lambda: "wisp-3" not in self.ctr("tasks", "ls", "-q").stdout.split(), 60,
+                 "containerd to drop the dead shim's task")
+        self.ctr("containers", "rm", "wisp-3")
+        self.assertEqual(os.listdir(os.path.join(self.shim_root, "s")), [],
+                         "the dead shim's socket is left")
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)

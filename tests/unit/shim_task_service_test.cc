@@ -15,6 +15,7 @@
 #include <string>
 
 #include "base/error.h"
+#include "base/file_io.h"
 #include "base/unique_fd.h"
 #include "fake_wisp.h"
 #include "github.com/containerd/containerd/runtime/v2/task/shim.pb.h"
@@ -124,6 +125,8 @@ TEST_F(TaskServiceTest, ATaskRunsInASandboxFromCreateToDelete) {
   EXPECT_EQ(fake_.creates, 1);
   EXPECT_EQ(fake_.created_template, "echo");
   EXPECT_FALSE(fake_.created_detached);
+  // Recorded for `delete`, which kills it if this shim dies.
+  EXPECT_EQ(read_file(bundle_ + "/wisp-sandbox"), "sb-1");
   EXPECT_EQ(create().code, Code::kAlreadyExists);
 
   r = call("State", with_id<task::StateRequest>());
