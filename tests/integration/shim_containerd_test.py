@@ -20,6 +20,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -289,6 +290,21 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
         self.ctr("containers", "rm", "wisp-3")
         self.assertEqual(os.listdir(os.path.join(self.shim_root, "s")), [],
                          "the dead shim's socket is left")
+
+    def test_5_ctr_task_kill_ends_the_process(self):
+        self.assertIsNotNone(self.serve, "test_3 starts serve")
+        p = self.ctr("run", "-d", "--snapshotter", "native", "--runtime",
+                     "io.containerd.wisp.v2", IMAGE, "wisp-4", "/bin/sh", "-c", "sleep 300",
+                     check=False)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        listed = self.ctr("tasks", "ls").stdout
+        self.assertRegex(listed, r"wisp-4\s+\d+\s+RUNNING", listed)
+        self.ctr("tasks", "kill", "wisp-4")  # SIGTERM
+        wait_for(lambda: re.search(r"wisp-4\s+\d+\s+STOPPED", self.ctr("tasks", "ls").stdout),
+                 60, "the killed task to stop")
+        deleted = self.ctr("tasks", "delete", "wisp-4")
+        self.assertIn("143", deleted.stdout + deleted.stderr)  # 128 + SIGTERM
+        self.ctr("containers", "rm", "wisp-4")
 
 
 if __name__ == "__main__":
