@@ -46,6 +46,8 @@ LAYERS = {
     "gateway": (["manager/http_gateway/"], ["base", "api"]),  # wisp_http_gateway
     "cli": (["cli/"], ["base", "api", "manager", "service", "gateway", "host_net"]),  # wisp_cli, wisp
     "agent": (["agent/"], ["base", "api"]),  # wisp_agent_logic, wisp-agent
+    # containerd's runtime v2 shim: a front end like cli/, over base/, api/ and manager/.
+    "shim": (["shim/"], ["base", "api", "manager"]),  # wisp_shim, containerd-shim-wisp-v2
 }
 
 

@@ -35,6 +35,12 @@ for src in tests/fuzz/*_fuzz.cc; do
     printf '\003wisp-order/1 restore 1 - ws /store/t\n' > "$corpus/seed-3"
     printf '\007wisp-order/1 restore 2 ro,rw,ro /s d\n' > "$corpus/seed-2"
   fi
+  # Seed the ttrpc stream with a Task call as containerd frames it (split byte, header, Request
+  # {service, method}).
+  if [ "$name" = ttrpc_frame_fuzz ]; then
+    printf '\007\0\0\0\042\0\0\0\001\001\0\n\027containerd.task.v2.Task\022\007Connect' \
+      > "$corpus/seed-connect"
+  fi
   echo "fuzz: $name for ${seconds}s (corpus $corpus)"
   if nice "$build/tests/fuzz/$name" "$corpus" -max_total_time="$seconds" -timeout=25 -max_len=9000 \
       -artifact_prefix="$artifacts/" -print_final_stats=1 >"$build/$name.log" 2>&1; then

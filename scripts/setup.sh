@@ -22,6 +22,10 @@ PACKAGES=(
   iproute2 util-linux
   # perf/net_bench.py's TCP stream, in its guest image (guest/build-net-initramfs.sh) and on the host
   iperf3
+  # the containerd shim (shim/): protoc and the .proto files of containerd's task API and of
+  # gogo-protobuf, read where Debian installs them; containerd itself for its tests
+  protobuf-compiler libprotobuf-dev golang-github-containerd-containerd-dev
+  golang-github-gogo-protobuf-dev containerd
 )
 
 missing=()

@@ -1,0 +1,32 @@
+// What the shim takes from the bundle's OCI runtime spec (config.json, written by containerd):
+// the container process's args, env and cwd, and which wisp template runs it. config.json is
+// host input from containerd, but a bundle is built from an image's config, so it is treated
+// as untrusted: size-capped, and every field checked for its type with an error naming it.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace wisp::shim {
+
+struct OciProcess {
+  std::vector<std::string> args;  // process.args: at least one
+  std::vector<std::string> env;   // process.env: "KEY=value"
+  std::string cwd;                // process.cwd
+  // annotations["io.wisp.template"]: the template whose sandbox runs the process ("" if none).
+  std::string template_name;
+};
+
+constexpr const char* kTemplateAnnotation = "io.wisp.template";
+
+// Parses config.json's text. Throws wisp::Error naming the field and what is wrong.
+OciProcess parse_oci_process(const std::string& config_json);
+
+// JSON text with every \uXXXX escape inside strings rewritten as the UTF-8 it stands for
+// (those JSON requires escaped get their short forms). Throws wisp::Error on a bad escape.
+std::string unescape_json_unicode(const std::string& json);
+
+// Reads <bundle>/config.json (at most 4 MiB) and parses it.
+OciProcess read_oci_process(const std::string& bundle);
+
+}  // namespace wisp::shim

@@ -1,0 +1,123 @@
+// `containerd-shim-wisp-v2 ... start`: containerd runs it with the bundle as working directory
+// and reads everything it prints (stdout and stderr together) as the ttrpc address, so nothing
+// but the address may be printed on success.
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "base/error.h"
+#include "base/file_io.h"
+#include "base/self_exe.h"
+#include "base/unique_fd.h"
+#include "base/unix_socket.h"
+#include "shim/bundle_dir.h"
+#include "shim/shim_commands.h"
+#include "shim/socket_address.h"
+
+namespace wisp::shim {
+
+namespace {
+
+void make_dirs(const std::string& dir) {
+  if (dir.empty() || dir == "/") return;
+  auto slash = dir.rfind('/');
+  if (slash != std::string::npos && slash > 0) make_dirs(dir.substr(0, slash));
+  if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) throw_errno("mkdir " + dir);
+}
+
+// True when a process accepts connections on `path`: a shim already serves this task.
+bool socket_answers(const sockaddr_un& addr) {
+  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!fd) throw_errno("socket");
+  return ::connect(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) == 0;
+}
+
+// The listening socket at `path`, or an invalid fd when a live shim already has it.
+UniqueFd listen_at(const std::string& path) {
+  sockaddr_un addr{};
+  if (!unix_address(path, &addr)) throw Error("socket path too long: " + path);
+  make_dirs(path.substr(0, path.rfind('/')));
+  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!fd) throw_errno("socket");
+  if (::bind(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) != 0) {
+    if (errno != EADDRINUSE) throw_errno("bind " + path);
+    if (socket_answers(addr)) return UniqueFd();
+    // Left by a shim that died: take it over.
+    if (::unlink(path.c_str()) != 0) throw_errno("unlink stale socket " + path);
+    if (::bind(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) != 0) {
+      throw_errno("bind " + path);
+    }
+  }
+  if (::chmod(path.c_str(), 0600) != 0) throw_errno("chmod " + path);
+  if (::listen(fd.get(), 64) != 0) throw_errno("listen " + path);
+  return fd;
+}
+
+// The serving process's stderr: the bundle's "log" FIFO, which containerd opened for reading
+// before running start (it copies what arrives to its own log), else /dev/null.
+UniqueFd log_fd(const std::string& bundle) {
+  UniqueFd fd(::open((bundle + "/log").c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC));
+  if (fd) {
+    int flags = ::fcntl(fd.get(), F_GETFL);
+    if (flags >= 0) ::fcntl(fd.get(), F_SETFL, flags & ~O_NONBLOCK);
+    return fd;
+  }
+  return UniqueFd(::open("/dev/null", O_WRONLY | O_CLOEXEC));
+}
+
+void spawn_server(const ShimOptions& o, const std::string& bundle, UniqueFd listener) {
+  std::string exe = self_exe();
+  std::vector<std::string> args = {
+      exe,   "-namespace", o.ns,      "-address", o.address, "-publish-binary", o.publish_binary,
+      "-id", o.id,         "-bundle", bundle};
+  if (o.debug) args.push_back("-debug");
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  UniqueFd null_in(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+  UniqueFd null_out(::open("/dev/null", O_WRONLY | O_CLOEXEC));
+  UniqueFd err = log_fd(bundle);
+  if (!null_in || !null_out || !err) throw_errno("open /dev/null");
+
+  pid_t pid = ::fork();
+  if (pid < 0) throw_errno("fork");
+  if (pid == 0) {
+    // The child: only async-signal-safe calls until exec.
+    // The listener first moves above the stdio and kListenFd slots (it may sit on any of
+    // them), then onto kListenFd: dup2 to a different fd clears close-on-exec.
+    ::setsid();
+    int moved = ::fcntl(listener.get(), F_DUPFD_CLOEXEC, kListenFd + 1);
+    if (moved < 0 || ::dup2(null_in.get(), 0) < 0 || ::dup2(null_out.get(), 1) < 0 ||
+        ::dup2(err.get(), 2) < 0 || ::dup2(moved, kListenFd) < 0) {
+      ::_exit(127);
+    }
+    ::execv(exe.c_str(), argv.data());
+    ::_exit(127);
+  }
+  // Not waited for: the serving process outlives start (containerd reaps it as subreaper, or
+  // init does).
+}
+
+}  // namespace
+
+int run_start(const ShimOptions& o) {
+  if (o.id.empty()) throw Error("-id is required");
+  if (o.ns.empty()) throw Error("-namespace is required");
+  std::string bundle = bundle_dir(o);
+  std::string address = socket_address(socket_root(), o.address, o.ns, o.id);
+  UniqueFd listener = listen_at(socket_path(address));
+  if (listener) spawn_server(o, bundle, std::move(listener));
+  // containerd 1.6 reads it back when it restarts, to reconnect to running shims.
+  write_file_atomic(bundle + "/address", address, 0600);
+  std::fputs(address.c_str(), stdout);
+  return std::fflush(stdout) == 0 ? 0 : 1;
+}
+
+}  // namespace wisp::shim

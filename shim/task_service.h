@@ -1,0 +1,67 @@
+// containerd's Task service (containerd.task.v2.Task, runtime/v2/task/shim.proto) as this shim
+// serves it over ttrpc. A task runs in a wisp sandbox (shim/container_task.h) that `wisp serve`
+// makes at Create from a template: the OCI spec's annotation io.wisp.template, else the shim's
+// default (WISP_SHIM_TEMPLATE). Connect, State, Pids and Shutdown answer from the shim's state;
+// Create, Start, Wait, Kill and Delete drive the sandbox; Exec, Pause, Resume, Checkpoint,
+// ResizePty, CloseIO, Update and Stats answer Unimplemented (containerd's
+// errdefs.ErrNotImplemented) until they are mapped.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <string>
+
+#include "api/wisp.capnp.h"
+#include "shim/container_task.h"
+#include "shim/ttrpc_server.h"
+
+namespace wisp::shim {
+
+// Who this shim is: the flags containerd started it with, and its defaults.
+struct ShimIdentity {
+  std::string id;                // -id: the task (container) id
+  std::string ns;                // -namespace
+  std::string bundle;            // the bundle directory
+  std::string default_template;  // for specs without the io.wisp.template annotation
+};
+
+// Reaches `wisp serve` (called at each Create; may connect once and cache). Throws or rejects
+// with wisp::Error when serve is not configured or not reachable.
+using ServeConnector = std::function<kj::Promise<api::serve::Wisp::Client>()>;
+
+class TaskService {
+ public:
+  static constexpr const char* kService = "containerd.task.v2.Task";
+
+  // `on_shutdown` runs after Shutdown was accepted (the shim then exits once the answer is
+  // written).
+  TaskService(ShimIdentity identity, ServeConnector connect_serve,
+              std::function<void()> on_shutdown);
+  ~TaskService() noexcept(false);
+
+  // Registers every method of the service in `router`; `this` must outlive it.
+  void register_methods(ttrpc::Router& router);
+
+ private:
+  kj::Promise<ttrpc::Result> create(std::string payload);
+  ttrpc::Result start(const std::string& payload);
+  kj::Promise<ttrpc::Result> wait(const std::string& payload);
+  ttrpc::Result kill(const std::string& payload);
+  ttrpc::Result remove(const std::string& payload);
+  ttrpc::Result connect(const std::string& payload);
+  ttrpc::Result state(const std::string& payload);
+  ttrpc::Result pids(const std::string& payload);
+  ttrpc::Result shutdown(const std::string& payload);
+
+  // The task `id` of a request, or nullptr (with *error set to NotFound or Unimplemented for
+  // an exec id: exec processes are not supported yet).
+  ContainerTask* find(const std::string& id, const std::string& exec_id, ttrpc::Result* error);
+
+  ShimIdentity identity_;
+  ServeConnector connect_serve_;
+  std::function<void()> on_shutdown_;
+  bool shutting_down_ = false;
+  std::map<std::string, kj::Own<ContainerTask>> tasks_;
+};
+
+}  // namespace wisp::shim

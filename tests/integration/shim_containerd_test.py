@@ -1,0 +1,311 @@
+#!/usr/bin/env python3
+"""containerd-shim-wisp-v2 under Debian's real containerd (issue 16, first layer).
+
+The test starts a containerd of its own (its own config, root, state, sockets and shim socket
+root under a temporary directory; nothing of a host containerd is touched), imports an OCI
+image it builds here from /bin/busybox (no registry), and runs a container with
+`ctr run --runtime io.containerd.wisp.v2`. No `wisp serve` runs here (that needs a guest, and
+so the testbed and a template): the shim's Create reads the bundle's config.json, picks the
+template (WISP_SHIM_TEMPLATE) and fails to reach serve. What is checked is the contract around
+it, end to end with containerd's own Go ttrpc client: containerd finds the shim on PATH, runs
+`start` and connects to the address it printed, sends Create over ttrpc and gets the shim's
+status and message back (which ctr prints), then tears the shim down (Delete, Shutdown, the
+delete command): no shim process and no shim socket are left. runc in the same containerd runs the same image, so
+the image and the containerd set-up are known good.
+
+Boots no guest. Registered with ctest (label integration); run alone:
+    python3 tests/integration/shim_containerd_test.py
+"""
+import hashlib
+import io
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tarfile
+import tempfile
+import sys
+import time
+import unittest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "perf"))
+from vmrun import stage_wisp, wait_for  # noqa: E402
+
+BUILD = os.path.join(ROOT, "build")
+IMAGE = "docker.io/wisp-test/busybox:latest"
+
+
+def blob(layout, data):
+    """Stores `data` as a blob of the OCI layout; returns its descriptor fields."""
+    digest = hashlib.sha256(data).hexdigest()
+    os.makedirs(os.path.join(layout, "blobs", "sha256"), exist_ok=True)
+    with open(os.path.join(layout, "blobs", "sha256", digest), "wb") as f:
+        f.write(data)
+    return {"digest": "sha256:" + digest, "size": len(data)}
+
+
+def build_image(tar_path):
+    """An OCI image archive: one uncompressed layer with busybox as /bin/{busybox,sh,echo}."""
+    layer_buf = io.BytesIO()
+    with tarfile.open(fileobj=layer_buf, mode="w") as t:
+        for d in ("bin", "tmp", "proc", "dev", "sys"):
+            info = tarfile.TarInfo(d)
+            info.type, info.mode = tarfile.DIRTYPE, 0o755
+            t.addfile(info)
+        t.add("/bin/busybox", arcname="bin/busybox")
+        for name in ("sh", "echo"):
+            info = tarfile.TarInfo("bin/" + name)
+            info.type, info.linkname = tarfile.SYMTYPE, "busybox"
+            t.addfile(info)
+    layer = layer_buf.getvalue()
+    layout = tempfile.mkdtemp(prefix="wisp-oci-")
+    try:
+        layer_desc = blob(layout, layer)
+        config = {
+            "architecture": "amd64", "os": "linux",
+            "config": {"Cmd": ["/bin/echo", "hello"], "Env": ["PATH=/bin"]},
+            "rootfs": {"type": "layers", "diff_ids": [layer_desc["digest"]]},
+        }
+        config_desc = blob(layout, json.dumps(config).encode())
+        manifest = {
+            "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": dict(config_desc, mediaType="application/vnd.oci.image.config.v1+json"),
+            "layers": [dict(layer_desc, mediaType="application/vnd.oci.image.layer.v1.tar")],
+        }
+        manifest_desc = blob(layout, json.dumps(manifest).encode())
+        index = {"schemaVersion": 2, "manifests": [dict(
+            manifest_desc, mediaType="application/vnd.oci.image.manifest.v1+json",
+            annotations={"io.containerd.image.name": IMAGE,
+                         "org.opencontainers.image.ref.name": "latest"})]}
+        with open(os.path.join(layout, "index.json"), "w") as f:
+            json.dump(index, f)
+        with open(os.path.join(layout, "oci-layout"), "w") as f:
+            json.dump({"imageLayoutVersion": "1.0.0"}, f)
+        with tarfile.open(tar_path, "w") as t:
+            for name in ("oci-layout", "index.json", "blobs"):
+                t.add(os.path.join(layout, name), arcname=name)
+    finally:
+        shutil.rmtree(layout)
+
+
+def shim_processes():
+    out = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                argv0 = f.read().split(b"\0")[0]
+        except OSError:
+            continue
+        if os.path.basename(argv0) == b"containerd-shim-wisp-v2":
+            out.append(int(pid))
+    return out
+
+
+class ShimContainerdTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="wisp-ctrd-")
+        cls.wisp = stage_wisp(BUILD, cls.tmp)
+        cls.bin_dir = os.path.dirname(cls.wisp)
+        shim = os.path.join(cls.bin_dir, "containerd-shim-wisp-v2")
+        if not os.access(shim, os.X_OK):
+            raise RuntimeError(f"{shim} is missing: build containerd-shim-wisp-v2 beside wisp")
+        cls.serve_sock = os.path.join(cls.tmp, "serve.sock")
+        cls.serve = None
+        cls.sock = os.path.join(cls.tmp, "containerd.sock")
+        cls.shim_root = os.path.join(cls.tmp, "shim-run")
+        config = os.path.join(cls.tmp, "config.toml")
+        with open(config, "w") as f:
+            f.write(f"""version = 2
+root = "{cls.tmp}/root"
+state = "{cls.tmp}/state"
+disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.btrfs",
+  "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper",
+  "io.containerd.snapshotter.v1.aufs", "io.containerd.tracing.processor.v1.otlp",
+  "io.containerd.internal.v1.tracing"]
+[grpc]
+  address = "{cls.sock}"
+[ttrpc]
+  address = "{cls.sock}.ttrpc"
+[debug]
+  address = "{cls.tmp}/debug.sock"
+  level = "debug"
+""")
+        env = dict(os.environ)
+        env["PATH"] = cls.bin_dir + ":" + env.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        # containerd passes its environment to the shims: their sockets go under the test's
+        # directory instead of /run/containerd.
+        env["WISP_SHIM_SOCKET_ROOT"] = cls.shim_root
+        env["WISP_SHIM_TEMPLATE"] = "hello"
+        env["WISP_SERVER"] = cls.serve_sock  # started by the test that needs it
+        cls.log_path = os.path.join(cls.tmp, "containerd.log")
+        cls.log = open(cls.log_path, "w")
+        cls.containerd = subprocess.Popen(["containerd", "--config", config], env=env,
+                                          stdout=cls.log, stderr=subprocess.STDOUT)
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            if cls.containerd.poll() is not None:
+                raise RuntimeError("containerd exited: " + cls.log_tail())
+            if cls.ctr("version", check=False).returncode == 0:
+                break
+            time.sleep(0.5)
+        else:
+            raise RuntimeError("containerd did not answer: " + cls.log_tail())
+        image = os.path.join(cls.tmp, "image.tar")
+        build_image(image)
+        cls.ctr("images", "import", "--snapshotter", "native", image)
+
+    @classmethod
+    def tearDownClass(cls):
+        if getattr(cls, "serve", None):
+            cls.serve.send_signal(signal.SIGTERM)
+            try:
+                cls.serve.wait(60)
+            except subprocess.TimeoutExpired:
+                cls.serve.kill()
+                cls.serve.wait()
+        if getattr(cls, "containerd", None):
+            cls.containerd.send_signal(signal.SIGTERM)
+            try:
+                cls.containerd.wait(60)
+            except subprocess.TimeoutExpired:
+                cls.containerd.kill()
+                cls.containerd.wait()
+        if getattr(cls, "log", None):
+            cls.log.close()
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    @classmethod
+    def log_tail(cls):
+        with open(cls.log_path) as f:
+            return f.read()[-3000:]
+
+    @classmethod
+    def ctr(cls, *args, check=True, timeout=300):
+        p = subprocess.run(["ctr", "--address", cls.sock, *args], capture_output=True,
+                           stdin=subprocess.DEVNULL, text=True, timeout=timeout)
+        if check and p.returncode != 0:
+            raise AssertionError(f"ctr {' '.join(args)}: {p.returncode}\n{p.stderr}")
+        return p
+
+    def test_1_runc_runs_the_image(self):
+        t0 = time.monotonic()
+        p = self.ctr("run", "--rm", "--snapshotter", "native", "--runtime",
+                     "io.containerd.runc.v2", IMAGE, "runc-1", "/bin/echo", "from-runc",
+                     check=False)
+        print(f"ctr run through runc: {time.monotonic() - t0:.1f} s", file=sys.stderr)
+        if p.returncode != 0 and "cgroup" in p.stderr:
+            self.skipTest("runc cannot run containers here: " + p.stderr.strip())
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(p.stdout.strip(), "from-runc")
+
+    def test_2_create_fails_cleanly_without_serve(self):
+        before = set(shim_processes())
+        p = self.ctr("run", "--rm", "--snapshotter", "native", "--runtime",
+                     "io.containerd.wisp.v2", IMAGE, "wisp-1", "/bin/echo", "hi", check=False)
+        self.assertNotEqual(p.returncode, 0, p.stdout)
+        # errdefs maps the shim's Unavailable to "unavailable"; the shim's message rides along.
+        self.assertIn("Create: a sandbox of template hello", p.stderr)
+        self.assertIn(f"wisp serve at {self.serve_sock} is not reachable", p.stderr)
+        self.assertIn("unavailable", p.stderr)
+        with open(self.log_path) as f:
+            log = f.read()
+        # The serving process logged through the bundle's log FIFO into containerd's log, and
+        # containerd's ttrpc client decoded the shim's statuses (here Delete's).
+        self.assertIn("shim wisp-1 (namespace default): serving ttrpc on " + self.shim_root, log)
+        self.assertIn("code = NotFound desc = task wisp-1 not found in shim wisp-1", log)
+        self.assertIn("shim wisp-1: shutdown", log)
+        # containerd shut the shim down and ran its delete: nothing of it is left.
+        deadline = time.time() + 30
+        while time.time() < deadline and set(shim_processes()) - before:
+            time.sleep(0.2)
+        self.assertEqual(set(shim_processes()) - before, set(), log[-3000:])
+        sockets = os.listdir(os.path.join(self.shim_root, "s")) if os.path.isdir(
+            os.path.join(self.shim_root, "s")) else []
+        self.assertEqual(sockets, [], "shim sockets left behind")
+        tasks = self.ctr("tasks", "ls", "-q").stdout.split()
+        self.assertNotIn("wisp-1", tasks)
+
+    def test_3_ctr_run_runs_the_process_in_a_sandbox(self):
+        env = dict(os.environ, WISP_HOME=os.path.join(self.tmp, "home"))
+        serve_log = open(os.path.join(self.tmp, "serve.log"), "w+")
+        self.addCleanup(serve_log.close)
+        type(self).serve = subprocess.Popen(
+            [self.wisp, "serve", "--socket", self.serve_sock, "--max-vms", "2",
+             "--max-memory", "1024"], env=env, stdout=serve_log, stderr=subprocess.STDOUT)
+        wait_for(lambda: os.path.exists(self.serve_sock), 30, "serve's socket")
+        t0 = time.monotonic()
+        subprocess.run([self.wisp, "template", "create", "hello", "--server", self.serve_sock,
+                        "--handler", "cat", "--mem", "128"], env=env, check=True, timeout=900)
+        print(f"template create: {time.monotonic() - t0:.1f} s", file=sys.stderr)
+        before = set(shim_processes())
+        t0 = time.monotonic()
+        p = self.ctr("run", "--rm", "--snapshotter", "native", "--runtime",
+                     "io.containerd.wisp.v2", IMAGE, "wisp-2", "/bin/sh", "-c",
+                     "echo from-wisp-$((6*7)); echo to-stderr >&2; exit 3", check=False)
+        print(f"ctr run through the shim: {time.monotonic() - t0:.1f} s", file=sys.stderr)
+        serve_log.seek(0)
+        detail = f"{p.stderr}\n--- serve ---\n{serve_log.read()[-3000:]}\n--- containerd ---\n" \
+            f"{self.log_tail()}"
+        self.assertEqual(p.stdout, "from-wisp-42\n", detail)
+        # containerd's config.json escapes > and & (\u003e\u0026): they must arrive as such.
+        self.assertEqual(p.stderr, "to-stderr\n", detail)
+        self.assertEqual(p.returncode, 3, detail)
+        wait_for(lambda: not (set(shim_processes()) - before), 30, "the shim to exit")
+        listed = subprocess.run([self.wisp, "sandbox", "ls", "--server", self.serve_sock],
+                                env=env, capture_output=True, text=True, timeout=60)
+        self.assertEqual(listed.returncode, 0, listed.stderr)
+        self.assertNotIn("hello", listed.stdout, "the task's sandbox outlived it")
+
+    def test_4_a_killed_shim_takes_its_sandbox_along(self):
+        # After test_3: serve runs and the template exists.
+        self.assertIsNotNone(self.serve, "test_3 starts serve")
+        env = dict(os.environ, WISP_HOME=os.path.join(self.tmp, "home"))
+        before = set(shim_processes())
+        p = self.ctr("run", "-d", "--snapshotter", "native", "--runtime",
+                     "io.containerd.wisp.v2", IMAGE, "wisp-3", "/bin/sh", "-c", "sleep 300",
+                     check=False)
+        self.assertEqual(p.returncode, 0, p.stderr)
+
+        def sandboxes():
+            r = subprocess.run([self.wisp, "sandbox", "ls", "--server", self.serve_sock],
+                               env=env, capture_output=True, text=True, timeout=60)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            return [line for line in r.stdout.splitlines() if " hello " in line]
+
+        self.assertEqual(len(sandboxes()), 1, "the running task has its sandbox")
+        shims = set(shim_processes()) - before
+        self.assertEqual(len(shims), 1)
+        os.kill(shims.pop(), signal.SIGKILL)
+        # serve sees the shim's connection drop and destroys the sandbox it held; containerd
+        # sees the shim gone and runs `containerd-shim-wisp-v2 delete`.
+        wait_for(lambda: not sandboxes(), 60, "serve to destroy the dead shim's sandbox")
+        wait_for(lambda: "wisp-3" not in self.ctr("tasks", "ls", "-q").stdout.split(), 60,
+                 "containerd to drop the dead shim's task")
+        self.ctr("containers", "rm", "wisp-3")
+        self.assertEqual(os.listdir(os.path.join(self.shim_root, "s")), [],
+                         "the dead shim's socket is left")
+
+    def test_5_ctr_task_kill_ends_the_process(self):
+        self.assertIsNotNone(self.serve, "test_3 starts serve")
+        p = self.ctr("run", "-d", "--snapshotter", "native", "--runtime",
+                     "io.containerd.wisp.v2", IMAGE, "wisp-4", "/bin/sh", "-c", "sleep 300",
+                     check=False)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        listed = self.ctr("tasks", "ls").stdout
+        self.assertRegex(listed, r"wisp-4\s+\d+\s+RUNNING", listed)
+        self.ctr("tasks", "kill", "wisp-4")  # SIGTERM
+        wait_for(lambda: re.search(r"wisp-4\s+\d+\s+STOPPED", self.ctr("tasks", "ls").stdout),
+                 60, "the killed task to stop")
+        deleted = self.ctr("tasks", "delete", "wisp-4")
+        self.assertIn("143", deleted.stdout + deleted.stderr)  # 128 + SIGTERM
+        self.ctr("containers", "rm", "wisp-4")
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
