@@ -13,7 +13,8 @@ fails fast on the three others; `--dns` is the handler's /etc/resolv.conf. After
 on the host: no wv* link, no nft table. A `wisp exec` SIGKILLed while its VM runs leaves
 nothing either (its VMM dies with it, and the anonymous namespace with the VMM), nor does a
 SIGKILLed VMM (wisp removes the network), nor `wisp run --net`, which hands the namespace to
-the VMM it becomes.
+the VMM it becomes. A template made with a bare --net gives each of four clones at once a
+namespace of its own (the same inside addresses), and each fetches its own file.
 
 Needs root. Run by ctest (label integration) inside KVM.
 """
@@ -177,6 +178,42 @@ class NetnsTest(unittest.TestCase):
             out, err = vm.communicate(timeout=240)
             self.assertEqual(vm.returncode, 0, out + err)
             self.assertIn(hashlib.sha256(self.blob).hexdigest(), out, out + err)
+        self.assert_nothing_left()
+
+    def test_template_clones_at_once_each_get_their_own_answer(self):
+        # A template made with a bare --net: every clone restores into a namespace of its own
+        # (the same 172.16.0.2 inside, its own veth and SNAT, the template's allow-list), so
+        # four run at once; each fetches the file its payload names and answers with its hash.
+        home = os.path.join(self.tmp, "home")
+        env = dict(os.environ, WISP_HOME=home)
+        names = [f"part{i}" for i in range(4)]
+        parts = {n: os.urandom(64 << 10) for n in names}
+        for n, data in parts.items():
+            with open(os.path.join(self.www, n), "wb") as f:
+                f.write(data)
+        handler = (f"sh -c 'read f; wget -q -O /tmp/p http://{SERVER}:{PORT}/$f "
+                   f"&& sha256sum /tmp/p'")
+        made = run(self.wisp, "template", "create", "nettpl", "--mem", "128", "--net",
+                   "--allow", f"{SERVER}/32:{PORT}", "--network", "--warmup", "0",
+                   "--handler", handler, env=env, capture_output=True, text=True,
+                   timeout=300, check=False)
+        self.assertEqual(made.returncode, 0, made.stdout + made.stderr)
+        self.assert_nothing_left()  # the template's VM and its network are gone
+        t0 = time.monotonic()
+        calls = []
+        for n in names:
+            payload = os.path.join(self.tmp, n + ".payload")
+            with open(payload, "w") as f:
+                f.write(n + "\n")
+            calls.append(subprocess.Popen(
+                [self.wisp, "invoke", "nettpl", "--payload", payload, "--timeout", "120"],
+                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        for call, n in zip(calls, names):
+            out, err = call.communicate(timeout=300)
+            self.assertEqual(call.returncode, 0, out + err)
+            self.assertEqual(out.split()[:1], [hashlib.sha256(parts[n]).hexdigest()], out + err)
+        print(f"netns_test: 4 clones at once, each its own fetch: "
+              f"{time.monotonic() - t0:.1f} s", file=sys.stderr)
         self.assert_nothing_left()
 
     def test_sigkilled_wisp_leaves_nothing(self):
