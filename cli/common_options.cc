@@ -1,6 +1,7 @@
 #include "cli/common_options.h"
 
 #include "base/ipv4.h"
+#include "base/rate_limit_option.h"
 #include "manager/host_net/address_plan.h"
 #include "manager/host_net/egress_rule.h"
 
@@ -34,6 +35,8 @@ const char kVmOptionsHelp[] = R"(VM options, passed to the VMM (see wisp run --h
                      with --net: the guest may open TCP and UDP flows to CIDR (only to PORT
                      when given; e.g. 10.1.2.3/32:8080, 0.0.0.0/0 for anywhere); repeatable;
                      none by default: the host's own addresses are unreachable unless allowed
+  --net-limit KEYS   with --net: its NIC's rate limits, the rx-/tx- keys of --net tap= below
+                     (e.g. tx-bw=10M,rx-bw=10M,refill-ms=100); a template's clones keep them
   --dns ADDR         the guest's resolver (/etc/resolv.conf, as the handler sees it); none by
                      default
   --net tap=NAME[,mac=MAC][,ip=ADDR/PREFIX][,gw=ADDR][,rx-bw=RATE][,tx-bw=RATE]...
@@ -45,6 +48,33 @@ const char kVmOptionsHelp[] = R"(VM options, passed to the VMM (see wisp run --h
   --console MODE     none (default) or FILE: where the guest console goes
   -v, --verbose      VMM diagnostics on stderr (twice: debug)
 )";
+
+// --net-limit's KEY=VALUE items, checked here so that a bad one is a usage error before any
+// VM boots: the rate keys of `--net tap=` (base/rate_limit_option.h), which wisp-vmm applies.
+void check_net_limit(const std::string& v) {
+  const std::string option = "--net-limit \"" + v + "\"";
+  RateLimitKeys rx(option, "rx-"), tx(option, "tx-");
+  uint64_t refill_ms = kDefaultRefillMs;
+  size_t start = 0;
+  while (start <= v.size()) {
+    size_t end = v.find(',', start);
+    if (end == std::string::npos) end = v.size();
+    const std::string item = v.substr(start, end - start);
+    const size_t eq = item.find('=');
+    if (eq == std::string::npos || eq == 0)
+      throw UsageError(option + ": \"" + item + "\": expected KEY=VALUE");
+    const std::string key = item.substr(0, eq), value = item.substr(eq + 1);
+    if (key == "refill-ms")
+      refill_ms = parse_refill_ms(option, value);
+    else if (!rx.take(key, value) && !tx.take(key, value))
+      throw UsageError(option + ": unknown key \"" + key +
+                       "\" (rx-bw, rx-ops, tx-bw, tx-ops, their -burst, refill-ms)");
+    start = end + 1;
+  }
+  if (!rx.given() && !tx.given()) throw UsageError(option + ": no rate given");
+  rx.config(refill_ms);
+  tx.config(refill_ms);
+}
 
 }  // namespace
 
@@ -70,6 +100,11 @@ void add_vm_options(OptionParser& parser, manager::VmSpec* vm) {
       .value("allow",
              [vm](const std::string& v) {
                vm->network.allow.push_back(host_net::to_string(host_net::parse_egress_rule(v)));
+             })
+      .value("net-limit",
+             [vm](const std::string& v) {
+               check_net_limit(v);
+               vm->network.limits = v;
              })
       .value("dns",
              [vm](const std::string& v) {
@@ -103,6 +138,8 @@ void check_vm_options(const manager::VmSpec& vm) {
     throw UsageError("--allow needs a bare --net (the VM's own network, where it is enforced)");
   if (vm.network.own && !vm.nets.empty())
     throw UsageError("--net and --net tap=NAME: give the VM one or the other");
+  if (!vm.network.limits.empty() && !vm.network.own)
+    throw UsageError("--net-limit needs a bare --net (--net tap=NAME takes the keys itself)");
   if (!vm.network.dns.empty() && !vm.network.own && vm.nets.empty())
     throw UsageError("--dns needs a network: --net or --net tap=NAME");
 }

@@ -14,6 +14,9 @@ struct VmNetworkSpec {
   bool own = false;                // bare --net: its own namespace, TAP wisp0, veth and NAT
   std::vector<std::string> allow;  // --allow, canonical CIDR[:PORT] (host_net::to_string)
   std::string dns;                 // --dns ADDR: the guest's resolver; "" none
+  // --net-limit: the NIC's rate keys ("tx-bw=10M,refill-ms=100", base/rate_limit_option.h),
+  // appended to its wisp-vmm --net; "" none. A snapshot holds them, so clones keep them.
+  std::string limits;
 };
 
 struct VmNet {

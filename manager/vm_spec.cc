@@ -70,7 +70,10 @@ std::vector<std::string> vmm_run_args(const VmSpec& spec, const std::string& vso
   if (spec.mem_bytes) args.insert(args.end(), {"--mem", std::to_string(spec.mem_bytes >> 20)});
   if (spec.vcpus) args.insert(args.end(), {"--vcpus", std::to_string(spec.vcpus)});
   for (const std::string& d : spec.drives) args.insert(args.end(), {"--drive", d});
-  if (spec.network.own) args.insert(args.end(), {"--net", host_net::guest_net_option()});
+  if (spec.network.own)
+    args.insert(args.end(),
+                {"--net", host_net::guest_net_option() +
+                              (spec.network.limits.empty() ? "" : "," + spec.network.limits)});
   for (const std::string& n : spec.nets) args.insert(args.end(), {"--net", n});
   if (!spec.rng) args.push_back("--no-rng");
   if (!spec.huge_pages) args.push_back("--no-hugepages");

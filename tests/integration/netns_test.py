@@ -193,8 +193,11 @@ class NetnsTest(unittest.TestCase):
                 f.write(data)
         handler = (f"sh -c 'read f; wget -q -O /tmp/p http://{SERVER}:{PORT}/$f "
                    f"&& sha256sum /tmp/p'")
+        # (With a NIC limit far above what the testbed's guest moves: the keys reach wisp-vmm
+        # and the clones' snapshot; rate_limit_test measures limits.)
         made = run(self.wisp, "template", "create", "nettpl", "--mem", "128", "--net",
-                   "--allow", f"{SERVER}/32:{PORT}", "--network", "--warmup", "0",
+                   "--net-limit", "rx-bw=512M", "--allow", f"{SERVER}/32:{PORT}", "--network",
+                   "--warmup", "0",
                    "--handler", handler, env=env, capture_output=True, text=True,
                    timeout=300, check=False)
         self.assertEqual(made.returncode, 0, made.stdout + made.stderr)

@@ -12,7 +12,9 @@ its limit is slowed to it, never failed.
   (within 10 % of 256 KiB/s; the limiter counts Ethernet bytes, the server TCP payload), after
   1 MiB sent without a limit, which must go at least 1.3 times faster. Lower than the disk's:
   unlimited, the nested testbed's guest sends only 500-650 KiB/s through TCP, so a 1 MiB/s
-  limit would measure the guest, not the limiter.
+  limit would measure the guest, not the limiter. Then a clone does the same: a template made
+  with that NIC limit (`wisp template create --net tap=...,tx-bw=256K,...`), called by
+  `wisp invoke`, keeps to it too.
 
 Times are the guest's (kvmclock) and the host's: both real time, also in the nested testbed.
 Needs root for the network test. Run by ctest (label integration) inside KVM.
@@ -190,10 +192,27 @@ class NetRateLimitTest(unittest.TestCase):
         print(f"rate_limit_test: net TX: {NET_BYTES >> 20} MiB at {rate / NET_LIMIT:.3f} x the "
               "limit", file=sys.stderr)
         self.assertLess(abs(rate - NET_LIMIT), 0.1 * NET_LIMIT, f"{rate:.0f} B/s")
+        # A clone: a template made with the limit on its NIC (the snapshot holds it), whose
+        # handler sends the same; `wisp invoke` restores a clone on the TAP and calls it.
+        env = dict(os.environ, WISP_HOME=os.path.join(tmp, "home"))
+        handler = f"sh -c 'head -c {NET_BYTES} /dev/zero | nc {self.HOST} {self.PORT}; echo sent'"
+        made = subprocess.run(
+            self.nsenter + [self.wisp, "template", "create", "rltpl", "--mem", "256", "--net",
+                            f"tap={self.TAP},ip={self.GUEST_ADDR}/24,gw={self.HOST},"
+                            "tx-bw=256K,refill-ms=100", "--network", "--warmup", "0",
+                            "--handler", handler],
+            env=env, capture_output=True, text=True, timeout=300, check=False)
+        self.assertEqual(made.returncode, 0, made.stdout + made.stderr)
+        rate = self.send(NET_BYTES, None, [self.wisp, "invoke", "rltpl", "-n", "--timeout",
+                                           "120"], env)
+        print(f"rate_limit_test: a clone's net TX: {NET_BYTES >> 20} MiB at "
+              f"{rate / NET_LIMIT:.3f} x the limit", file=sys.stderr)
+        self.assertLess(abs(rate - NET_LIMIT), 0.1 * NET_LIMIT, f"clone: {rate:.0f} B/s")
 
-    def send(self, total, limit):
-        """Bytes per second at which a `wisp exec --net ...LIMIT` guest sends `total` bytes to a
-        server in the namespace, as the server measures them (first byte to last)."""
+    def send(self, total, limit, argv=None, env=None):
+        """Bytes per second at which a `wisp exec --net ...LIMIT` guest (or `argv`, a call that
+        sends them) sends `total` bytes to a server in the namespace, as the server measures
+        them (first byte to last)."""
         server = subprocess.Popen(self.nsenter + [sys.executable, "-c", SERVER, self.HOST,
                                                   str(self.PORT), str(total)],
                                   stdout=subprocess.PIPE, text=True)
@@ -202,11 +221,12 @@ class NetRateLimitTest(unittest.TestCase):
         self.addCleanup(server.kill)
         self.assertEqual(server.stdout.readline().strip(), "listening")
         cmd = f"head -c {total} /dev/zero | nc {self.HOST} {self.PORT}; echo sent"
-        r = subprocess.run(self.nsenter + [self.wisp, "exec", "--mem", "256", "--net",
-                                           f"tap={self.TAP},ip={self.GUEST_ADDR}/24,"
-                                           f"gw={self.HOST}{limit}", "--network",
-                                           "--", "/bin/sh", "-c", cmd],
-                           capture_output=True, text=True, timeout=180, check=False)
+        if argv is None:
+            argv = [self.wisp, "exec", "--mem", "256", "--net",
+                    f"tap={self.TAP},ip={self.GUEST_ADDR}/24,gw={self.HOST}{limit}",
+                    "--network", "--", "/bin/sh", "-c", cmd]
+        r = subprocess.run(self.nsenter + argv, capture_output=True, text=True, timeout=180,
+                           check=False, env=env)
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
         result = json.loads(server.stdout.readline())
         self.assertEqual(result["bytes"], total, result)

@@ -161,6 +161,37 @@ TEST(NetOptions, TheVmmGetsTheNamespacesTapFirst) {
   EXPECT_EQ(manager::vmm_cmdline(vm), "quiet wisp.dns=10.0.0.53");
 }
 
+TEST(NetOptions, NetLimitRidesOnTheNamespacesNic) {
+  manager::VmSpec vm = parse_vm({"--net", "--net-limit", "tx-bw=1M,rx-ops=100,refill-ms=100"});
+  EXPECT_EQ(vm.network.limits, "tx-bw=1M,rx-ops=100,refill-ms=100");
+  std::string joined;
+  for (const std::string& a : manager::vmm_run_args(vm, "/v.sock", "")) joined += a + " ";
+  EXPECT_NE(joined.find("--net tap=wisp0,ip=172.16.0.2/30,gw=172.16.0.1,tx-bw=1M,rx-ops=100,"
+                        "refill-ms=100 "),
+            std::string::npos)
+      << joined;
+  testutil::expect_error<UsageError>(
+      [] {
+        parse_vm({"--net-limit", "tx-bw=1M"});
+      },
+      {"--net-limit needs a bare --net"});
+  testutil::expect_error<UsageError>(
+      [] {
+        parse_vm({"--net", "--net-limit", "bw=1M"});
+      },
+      {"--net-limit \"bw=1M\"", "unknown key \"bw\""});
+  testutil::expect_error<UsageError>(
+      [] {
+        parse_vm({"--net", "--net-limit", "tx-bw"});
+      },
+      {"\"tx-bw\": expected KEY=VALUE"});
+  testutil::expect_error<UsageError>(
+      [] {
+        parse_vm({"--net", "--net-limit", "refill-ms=100"});
+      },
+      {"no rate given"});
+}
+
 }  // namespace
 }  // namespace wisp::host_net
 
