@@ -14,7 +14,8 @@ on the host: no wv* link, no nft table. A `wisp exec` SIGKILLed while its VM run
 nothing either (its VMM dies with it, and the anonymous namespace with the VMM), nor does a
 SIGKILLed VMM (wisp removes the network), nor `wisp run --net`, which hands the namespace to
 the VMM it becomes. A template made with a bare --net gives each of four clones at once a
-namespace of its own (the same inside addresses), and each fetches its own file.
+namespace of its own (the same inside addresses), and each fetches its own file; so do the
+clones of `wisp serve` (a warm one and fresh ones), which leave nothing when serve exits.
 
 Needs root. Run by ctest (label integration) inside KVM.
 """
@@ -180,14 +181,14 @@ class NetnsTest(unittest.TestCase):
             self.assertIn(hashlib.sha256(self.blob).hexdigest(), out, out + err)
         self.assert_nothing_left()
 
-    def test_template_clones_at_once_each_get_their_own_answer(self):
-        # A template made with a bare --net: every clone restores into a namespace of its own
-        # (the same 172.16.0.2 inside, its own veth and SNAT, the template's allow-list), so
-        # four run at once; each fetches the file its payload names and answers with its hash.
+    def net_template(self):
+        """WISP_HOME with the template "nettpl" (bare --net; made once for the class) whose
+        handler fetches the file its payload names and prints its hash; and those files."""
+        cls = type(self)
+        if getattr(cls, "home", None):
+            return cls.home, cls.parts
         home = os.path.join(self.tmp, "home")
-        env = dict(os.environ, WISP_HOME=home)
-        names = [f"part{i}" for i in range(4)]
-        parts = {n: os.urandom(64 << 10) for n in names}
+        parts = {f"part{i}": os.urandom(64 << 10) for i in range(4)}
         for n, data in parts.items():
             with open(os.path.join(self.www, n), "wb") as f:
                 f.write(data)
@@ -197,26 +198,61 @@ class NetnsTest(unittest.TestCase):
         # and the clones' snapshot; rate_limit_test measures limits.)
         made = run(self.wisp, "template", "create", "nettpl", "--mem", "128", "--net",
                    "--net-limit", "rx-bw=512M", "--allow", f"{SERVER}/32:{PORT}", "--network",
-                   "--warmup", "0",
-                   "--handler", handler, env=env, capture_output=True, text=True,
-                   timeout=300, check=False)
+                   "--warmup", "0", "--handler", handler, env=dict(os.environ, WISP_HOME=home),
+                   capture_output=True, text=True, timeout=300, check=False)
         self.assertEqual(made.returncode, 0, made.stdout + made.stderr)
         self.assert_nothing_left()  # the template's VM and its network are gone
-        t0 = time.monotonic()
+        cls.home, cls.parts = home, parts
+        return home, parts
+
+    def invoke_each(self, env, names, *server):
+        """`wisp invoke nettpl` once per name, all at once, each asserted to answer its file's
+        hash."""
+        _, parts = self.net_template()
         calls = []
         for n in names:
             payload = os.path.join(self.tmp, n + ".payload")
             with open(payload, "w") as f:
                 f.write(n + "\n")
             calls.append(subprocess.Popen(
-                [self.wisp, "invoke", "nettpl", "--payload", payload, "--timeout", "120"],
-                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+                [self.wisp, "invoke", "nettpl", *server, "--payload", payload, "--timeout",
+                 "120"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
         for call, n in zip(calls, names):
             out, err = call.communicate(timeout=300)
             self.assertEqual(call.returncode, 0, out + err)
             self.assertEqual(out.split()[:1], [hashlib.sha256(parts[n]).hexdigest()], out + err)
+
+    def test_template_clones_at_once_each_get_their_own_answer(self):
+        # A template made with a bare --net: every clone restores into a namespace of its own
+        # (the same 172.16.0.2 inside, its own veth and SNAT, the template's allow-list), so
+        # four run at once; each fetches the file its payload names and answers with its hash.
+        home, parts = self.net_template()
+        t0 = time.monotonic()
+        self.invoke_each(dict(os.environ, WISP_HOME=home), sorted(parts))
         print(f"netns_test: 4 clones at once, each its own fetch: "
               f"{time.monotonic() - t0:.1f} s", file=sys.stderr)
+        self.assert_nothing_left()
+
+    def test_serve_clones_of_a_net_template(self):
+        # wisp serve's clones (a warm one kept restored, then fresh ones: its pre-jailed pool
+        # cannot hold a namespace's TAP) each get a network of their own too; serve's exit
+        # takes every one with it.
+        home, parts = self.net_template()
+        env = dict(os.environ, WISP_HOME=home)
+        sock = os.path.join(self.tmp, "serve.sock")
+        serve = subprocess.Popen([self.wisp, "serve", "--socket", sock, "--pool", "1",
+                                  "--warm", "nettpl=1"], env=env, stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.PIPE, text=True)
+        try:
+            wait_for(lambda: os.path.exists(sock) or serve.poll() is not None, 60,
+                     "serve's socket")
+            self.assertIsNone(serve.poll(), serve.stderr.read() if serve.poll() else "")
+            wait_for(lambda: len(wisp_links()) >= 1, 120, "the warm clone's network")
+            self.invoke_each(env, sorted(parts)[:2], "--server", sock)
+        finally:
+            serve.send_signal(signal.SIGTERM)
+            _, err = serve.communicate(timeout=120)
+        self.assertEqual(serve.returncode, 0, err)
         self.assert_nothing_left()
 
     def test_sigkilled_wisp_leaves_nothing(self):
