@@ -166,6 +166,22 @@ def wait_for(predicate, timeout, what, interval=0.2):
     raise AssertionError("timed out waiting for " + what)
 
 
+def processes_named(name):
+    """PIDs of this machine's processes whose executable (argv[0]'s base name) is `name`."""
+    out = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                argv0 = f.read().split(b"\0")[0]
+        except OSError:
+            continue
+        if os.path.basename(argv0) == name.encode():
+            out.append(int(pid))
+    return out
+
+
 def qemu_microvm_argv(qemu, kernel, mem, vcpus=1, serial="stdio", acpi=True):
     """QEMU's microvm machine with KVM, the peer every benchmark compares wisp with: no
     firmware, no default devices, the console on `serial`. Callers add -initrd, -append and

@@ -25,7 +25,7 @@ import unittest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "perf"))
-from vmrun import stage_wisp, wait_for  # noqa: E402
+from vmrun import processes_named, stage_wisp, wait_for  # noqa: E402
 
 BUILD = os.path.join(ROOT, "build")
 # Reads the payload, answers with it and a line of its own; its exit status is the payload's
@@ -38,18 +38,7 @@ MAX_VMS = 2
 
 def vmm_processes():
     """PIDs of wisp-vmm processes on this machine (the testbed runs one test at a time)."""
-    out = []
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                argv0 = f.read().split(b"\0")[0]
-        except OSError:
-            continue
-        if os.path.basename(argv0) == b"wisp-vmm":
-            out.append(int(pid))
-    return out
+    return processes_named("wisp-vmm")
 
 
 class ServeSmokeTest(unittest.TestCase):

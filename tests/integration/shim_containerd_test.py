@@ -32,7 +32,7 @@ import unittest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "perf"))
-from vmrun import stage_wisp, wait_for  # noqa: E402
+from vmrun import processes_named, stage_wisp, wait_for  # noqa: E402
 
 BUILD = os.path.join(ROOT, "build")
 IMAGE = "docker.io/wisp-test/busybox:latest"
@@ -92,18 +92,7 @@ def build_image(tar_path):
 
 
 def shim_processes():
-    out = []
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                argv0 = f.read().split(b"\0")[0]
-        except OSError:
-            continue
-        if os.path.basename(argv0) == b"containerd-shim-wisp-v2":
-            out.append(int(pid))
-    return out
+    return processes_named("containerd-shim-wisp-v2")
 
 
 class ShimContainerdTest(unittest.TestCase):

@@ -156,9 +156,15 @@ class VirtioDeviceBase : public VirtioDevice {
   // the driver wants it. At most one ring's worth of work per call (kick_budget()): then it
   // requeues itself and returns, so a guest that refills its ring as fast as it is served, or
   // whose buffers overlap its own avail ring, cannot hold the event loop. Call with the state
-  // lock held while active.
+  // lock held while active. `admit` (a rate limiter's, e.g.) is asked before a good chain is
+  // served: false puts it back in the ring and stops, notifications left off, for the caller
+  // to come back (its timer) rather than the guest's next kick.
   template <typename Serve>
   void drain_queue(uint16_t index, Serve&& serve) {
+    drain_queue(index, serve, [](const DescriptorChain&) { return true; });
+  }
+  template <typename Serve, typename Admit>
+  void drain_queue(uint16_t index, Serve&& serve, Admit&& admit) {
     Queue& q = queue(index);
     if (!q.ready()) return;
     uint32_t budget = kick_budget(q);
@@ -167,6 +173,11 @@ class VirtioDeviceBase : public VirtioDevice {
       while (budget > 0) {
         auto chain = q.pop(memory());
         if (!chain) break;
+        if (chain->ok() && !admit(*chain)) {
+          q.undo_pop();
+          notify_if_needed(index);
+          return;
+        }
         --budget;
         if (!chain->ok()) {
           discard_chain(index, *chain);

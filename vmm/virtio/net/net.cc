@@ -174,36 +174,13 @@ void VirtioNet::handle_backend_event() {
 }
 
 void VirtioNet::transmit_frames() {
-  Queue& q = queue(kTxQueue);
-  if (!q.ready() || tx_limit_.blocked()) return;  // blocked: the limiter's timer comes back
-  uint32_t budget = kick_budget(q);
-  for (;;) {
-    q.disable_notification(memory());
-    while (budget > 0) {
-      auto chain = q.pop(memory());
-      if (!chain) break;
-      uint64_t len = chain->readable_bytes();
-      if (chain->ok() && !tx_limit_.admit(len > kHeaderBytes ? len - kHeaderBytes : 0)) {
-        // Over the limit: the frame stays in the ring, notifications stay off.
-        q.undo_pop();
-        notify_if_needed(kTxQueue);
-        return;
-      }
-      --budget;
-      if (!chain->ok()) {
-        discard_chain(kTxQueue, *chain);
-        continue;
-      }
-      q.add_used(memory(), chain->head(), send_frame(*chain));
-    }
-    if (budget == 0) {
-      signals().requeue(kTxQueue);
-      break;
-    }
-    if (!q.enable_notification(memory())) break;
-    --budget;  // a re-check that finds more work counts too, or a ring could spin here
-  }
-  notify_if_needed(kTxQueue);
+  if (tx_limit_.blocked()) return;  // the limiter's timer comes back
+  drain_queue(
+      kTxQueue, [this](const DescriptorChain& chain) { return send_frame(chain); },
+      [this](const DescriptorChain& chain) {
+        uint64_t len = chain.readable_bytes();
+        return tx_limit_.admit(len > kHeaderBytes ? len - kHeaderBytes : 0);
+      });
 }
 
 uint32_t VirtioNet::send_frame(const DescriptorChain& chain) {

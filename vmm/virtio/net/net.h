@@ -111,7 +111,7 @@ class VirtioNet final : public VirtioDeviceBase {
  private:
   // Sets the offloads the driver negotiated on the back-end, once per activation.
   void apply_offloads();
-  // drain_queue's loop for TX, with the rate limit asked before each frame is taken.
+  // drain_queue for TX, the rate limit asked before each frame is taken.
   void transmit_frames();
   uint32_t send_frame(const DescriptorChain& chain);
   void on_rate_timer(uint16_t queue);  // a limiter's timer fired (event loop)
