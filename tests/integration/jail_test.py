@@ -235,6 +235,27 @@ class JailTest(unittest.TestCase):
         self.assertEqual(vm.returncode, 128 + signal.SIGTERM)
         wait_for(lambda: not os.path.exists(cg), 10, "the VM's cgroup to be removed")
 
+    def test_each_drive_has_room_for_its_io_thread(self):
+        # Two drives, a control socket and a vsock bridge: pids.max and RLIMIT_NPROC count a
+        # block I/O thread per drive beside the vCPU's (they once did not: the second drive's
+        # thread could not start and the VMM died).
+        drives = []
+        for name in ("a.img", "b.img"):
+            path = os.path.join(self.tmp, name)
+            with open(path, "wb") as f:
+                f.truncate(1 << 20)
+            drives += ["--drive", path]
+        vm, _, ctl = self.start_idle("drives", *drives, "--vsock-uds",
+                                     os.path.join(self.vm_dir("drives"), "v.sock"))
+        vmm = vmm_of(vm.pid)
+        names = sorted(st["Name"] for _, st in thread_statuses(vmm))
+        self.assertEqual(names, ["vcpu0", "vmm-block", "vmm-block", "vmm-control", "wisp-vmm"])
+        uid = int(dict(thread_statuses(vmm))[vmm]["Uid"].split()[0])
+        self.assert_cgroup(vmm, uid, (128 + 128) << 20, 1 + 2 + 4)
+        self.assertEqual(self.run_wisp("vm", "ping", "--control-socket", ctl).returncode, 0)
+        self.stop(vm)
+        self.assertEqual(vm.returncode, 128 + signal.SIGTERM)
+
     def test_no_hugepages_keeps_guest_ram_on_4k_pages(self):
         vm, _, _ = self.start_idle("nohuge", "--no-hugepages")
         vmm = vmm_of(vm.pid)

@@ -218,7 +218,7 @@ void check_parent(int parent_fd) {
 CgroupLimits limits_for(const JailConfig& c, uint64_t memory_max) {
   CgroupLimits l;
   l.memory_max = memory_max;
-  l.pids_max = c.vcpus + kVmmExtraThreads;
+  l.pids_max = c.vcpus + c.io_threads + kVmmExtraThreads;
   if (c.cpu_quota_percent) l.cpu_quota_us = uint64_t{*c.cpu_quota_percent} * l.cpu_period_us / 100;
   return l;
 }
@@ -261,7 +261,7 @@ int run_jailed(const JailConfig& config, const std::function<int(Confinement&)>&
   confinement.active_ = true;
   confinement.uid_ = lease.uid();
   confinement.guest_mem_bytes_ = config.guest_mem_bytes;
-  confinement.vcpus_ = config.vcpus;
+  confinement.threads_ = config.vcpus + config.io_threads;
   confinement.max_file_bytes_ = config.max_file_bytes;
   confinement.seccomp_ = config.seccomp;
   confinement.report_ = map_violation_report();

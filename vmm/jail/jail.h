@@ -55,6 +55,9 @@ struct JailConfig {
 
   uint64_t guest_mem_bytes = 0;
   uint32_t vcpus = 1;
+  // Device threads beside the vCPUs' (one block I/O thread per virtio-blk drive): counted in
+  // pids.max and RLIMIT_NPROC with them, or a VM with several drives could not start them.
+  uint32_t io_threads = 0;
   uint64_t max_file_bytes = 0;   // RLIMIT_FSIZE: the largest file the VMM may write
   std::vector<Exposed> exposed;  // everything the VMM opens after pivot_root
   std::vector<int> keep_fds;     // inherited fds the VMM still needs, besides 0, 1 and 2
@@ -95,7 +98,7 @@ class Confinement {
 
   bool active_ = false;
   uid_t uid_ = 0;
-  uint64_t guest_mem_bytes_ = 0, vcpus_ = 0, max_file_bytes_ = 0;
+  uint64_t guest_mem_bytes_ = 0, threads_ = 0, max_file_bytes_ = 0;  // threads_: vCPUs + I/O
   SeccompMode seccomp_ = SeccompMode::kTrap;
   ViolationReport* report_ = nullptr;
   int cgroup_ready_fd_ = -1;  // the supervisor writes a byte once this process is in its cgroup

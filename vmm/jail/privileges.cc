@@ -77,7 +77,7 @@ void Confinement::drop_privileges() {
     if (gone) throw Error("jail: the supervisor is gone");
   }
   if (::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) throw_errno("jail: PR_SET_DUMPABLE");
-  set_limit(RLIMIT_NPROC, vcpus_ + kVmmExtraThreads, "RLIMIT_NPROC");
+  set_limit(RLIMIT_NPROC, threads_ + kVmmExtraThreads, "RLIMIT_NPROC");
   set_limit(RLIMIT_FSIZE, max_file_bytes_, "RLIMIT_FSIZE");
   set_limit(RLIMIT_CORE, 0, "RLIMIT_CORE");
   LOG_DEBUG("jail: privileges dropped %.3f ms", static_cast<double>(now_ns() - t0) / 1e6);

@@ -138,6 +138,7 @@ jail::JailConfig vmm_jail_config(const VmmJailOptions& options, MachineConfig* c
   j.max_file_bytes = cfg.mem_bytes + (64ull << 20);
   for (const DeviceSpec& d : cfg.devices) {
     if (const auto* drive = std::get_if<BlockSpec>(&d)) {
+      ++j.io_threads;  // its block I/O thread (vmm/virtio/block/block_worker)
       add_file(drive->path, !drive->read_only);
       if (!drive->read_only) j.max_file_bytes = std::max(j.max_file_bytes, file_size(drive->path));
     } else if (const auto* vsock = std::get_if<VsockSpec>(&d)) {
