@@ -22,10 +22,6 @@ constexpr const char* kTemplateAnnotation = "io.wisp.template";
 // Parses config.json's text. Throws wisp::Error naming the field and what is wrong.
 OciProcess parse_oci_process(const std::string& config_json);
 
-// JSON text with every \uXXXX escape inside strings rewritten as the UTF-8 it stands for
-// (those JSON requires escaped get their short forms). Throws wisp::Error on a bad escape.
-std::string unescape_json_unicode(const std::string& json);
-
 // Reads <bundle>/config.json (at most 4 MiB) and parses it.
 OciProcess read_oci_process(const std::string& bundle);
 

@@ -4,6 +4,8 @@
 #include <kj/encoding.h>
 
 #include "api/wisp.capnp.h"
+#include "base/error.h"
+#include "base/json_unicode.h"
 #include "manager/http_gateway/error_status.h"
 
 namespace wisp::http_gateway {
@@ -67,7 +69,16 @@ void decode_json(const capnp::JsonCodec& codec, kj::ArrayPtr<const kj::byte> jso
   std::string type = out.getSchema().getShortDisplayName().cStr();
   capnp::MallocMessageBuilder parsed;
   auto value = parsed.initRoot<capnp::JsonValue>();
-  KJ_IF_MAYBE (e, kj::runCatchingExceptions([&] { codec.decodeRaw(json.asChars(), value); })) {
+  // \uXXXX escapes made UTF-8 first: the codec decodes them wrongly (base/json_unicode.h).
+  std::string text;
+  try {
+    text = unescape_json_unicode(std::string(json.asChars().begin(), json.size()), "in a string");
+  } catch (const Error& e) {
+    fail("bad-request", what + " is not valid JSON of " + type + ": " + e.what());
+  }
+  KJ_IF_MAYBE (e, kj::runCatchingExceptions([&] {
+                 codec.decodeRaw(kj::ArrayPtr<const char>(text.data(), text.size()), value);
+               })) {
     fail("bad-request", what + " is not valid JSON of " + type + ": " + e->getDescription().cStr());
   }
   if (!value.isObject())
