@@ -41,6 +41,12 @@ for src in tests/fuzz/*_fuzz.cc; do
     printf '\007\0\0\0\042\0\0\0\001\001\0\n\027containerd.task.v2.Task\022\007Connect' \
       > "$corpus/seed-connect"
   fi
+  # Seed the host options (first byte: 0 JSON text, 1 --allow, 2 rate keys).
+  if [ "$name" = host_options_fuzz ]; then
+    printf '\x00{"a\\u00e9": ["\\ud83d\\ude00", "\\u0022"]}' > "$corpus/seed-json"
+    printf '\x0110.1.2.0/24:8080' > "$corpus/seed-allow"
+    printf '\x02tx-bw=1M,rx-ops=100,tx-bw-burst=64K,refill-ms=100' > "$corpus/seed-rate"
+  fi
   echo "fuzz: $name for ${seconds}s (corpus $corpus)"
   if nice "$build/tests/fuzz/$name" "$corpus" -max_total_time="$seconds" -timeout=25 -max_len=9000 \
       -artifact_prefix="$artifacts/" -print_final_stats=1 >"$build/$name.log" 2>&1; then
