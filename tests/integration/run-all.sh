@@ -9,7 +9,10 @@ cd "$(dirname "$0")/../.."
 export WISP_TESTBED_HANG_RETRIES=${WISP_TESTBED_HANG_RETRIES:-2}
 # The benchmarks at the reduced size of `make test` (`make perf` runs the full sizes): enough
 # runs for a median side by side, few enough that the whole of `make test` stays under 45 min.
-export WISP_BENCH_RUNS=${WISP_BENCH_RUNS:-10}
+export WISP_BENCH_RUNS=${WISP_BENCH_RUNS:-6}
+export WISP_BENCH_RUNS_BLK=${WISP_BENCH_RUNS_BLK:-3}
+export WISP_BENCH_RUNS_AGENT=${WISP_BENCH_RUNS_AGENT:-5}
+export WISP_BENCH_AGENT_CALLS=${WISP_BENCH_AGENT_CALLS:-100}
 export WISP_BENCH_RUNS_SNAPSHOT=${WISP_BENCH_RUNS_SNAPSHOT:-12}
 export WISP_BENCH_RUNS_SNAPSHOT_QEMU=${WISP_BENCH_RUNS_SNAPSHOT_QEMU:-6}
 # 10 clones: the density goal wants 20 and is judged by `make perf`, NOT RUN here.
