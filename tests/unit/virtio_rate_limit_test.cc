@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "base/rate_limit_option.h"
+#include "tests/unit/memory_disk.h"
 #include "tests/unit/virtio_mock_driver.h"
 #include "vmm/virtio/block/block.h"
 #include "vmm/virtio/block/block_backend.h"
@@ -23,19 +24,7 @@ using testing::writable;
 
 constexpr uint64_t kMs = 1'000'000;
 
-// A disk of zeros in memory.
-class MemoryDisk final : public BlockBackend {
- public:
-  uint64_t size_bytes() const override { return 1 << 20; }
-  bool read_only() const override { return false; }
-  int read_at(uint64_t, std::span<uint8_t> out) override {
-    std::memset(out.data(), 0, out.size());
-    return 0;
-  }
-  int write_at(uint64_t, std::span<const uint8_t>) override { return 0; }
-  int flush() override { return 0; }
-  std::string id() const override { return "mem"; }
-};
+using testing::MemoryDisk;
 
 // The handler the device gave the event loop for its limiter's timer (the last fd it lists).
 void fire_timer(VirtioDevice& dev) { dev.backend_fds().back().on_readable(); }

@@ -11,6 +11,7 @@
 #include <string>
 
 #include "base/error.h"
+#include "tests/unit/memory_disk.h"
 #include "tests/unit/virtio_mock_driver.h"
 #include "vmm/virtio/block/block.h"
 #include "vmm/virtio/mmio_transport.h"
@@ -272,23 +273,7 @@ TEST_F(TransportSnapshotTest, RefusesATransportAlreadyInUse) {
 
 // ---- devices --------------------------------------------------------------------------------
 
-class MemoryDisk final : public BlockBackend {
- public:
-  MemoryDisk(uint64_t bytes, bool ro) : size_(bytes), ro_(ro) {}
-  uint64_t size_bytes() const override { return size_; }
-  bool read_only() const override { return ro_; }
-  int read_at(uint64_t, std::span<uint8_t> out) override {
-    std::memset(out.data(), 0, out.size());
-    return 0;
-  }
-  int write_at(uint64_t, std::span<const uint8_t>) override { return 0; }
-  int flush() override { return 0; }
-  std::string id() const override { return "mem"; }
-
- private:
-  uint64_t size_;
-  bool ro_;
-};
+using testing::MemoryDisk;
 
 std::string device_error(VirtioDevice& d, const VirtioDeviceState& s) {
   try {
