@@ -2,9 +2,13 @@
 """--portable on a real KVM: the guest is shown the x86-64-v2 baseline CPU (issue 17).
 
 - `wisp run`: the default guest's /proc/cpuinfo and a --portable guest's, side by side. Every
-  flag of the baseline's hidden set that the default guest shows (the testbed's TCG CPU has
-  AVX2, FMA, BMI, XSAVE... in QEMU 7.2; a hardware host more) is gone from the portable one;
-  the x86-64-v2 flags the default guest shows are all still there.
+  flag of the baseline's hidden set that the default guest shows is gone from the portable one;
+  the x86-64-v2 flags the default guest shows are all still there; the portable kernel saves
+  its FPU state with FXSAVE (XSAVE hidden). In the testbed (QEMU 7.2 TCG, nested KVM) the
+  default guest shows MOVBE, AES, PCLMULQDQ, F16C, RDRAND, BMI1/2, ADX, FSGSBASE, RDTSCP,
+  SSE4a, ABM, SVM, LA57, PKU... but not AVX or XSAVE: its kernel finds the XSAVE sizes
+  inconsistent ("XSAVE consistency problem") and turns XSAVE off itself, so only what differs
+  is asserted; on a hardware host AVX and the rest are in the set too.
 - `wisp exec --portable`: the agent guest boots on the baseline and a handler answers with its
   flags.
 - `wisp template create --portable`: template.info records it; the snapshot's clone restores
@@ -29,12 +33,13 @@ BUILD = os.path.join(ROOT, "build")
 
 # /proc/cpuinfo's names of what vmm/arch/cpuid_baseline.cc hides: x86-64-v3 and v4 (AVX family,
 # AVX-512, FMA, F16C, BMI1/2, MOVBE, LZCNT), AES, PCLMULQDQ, SHA, ADX, RDRAND/RDSEED, RDTSCP,
-# FSGSBASE, TSX, PKU, the XSAVE family, nested virtualization and AMD's extras.
+# FSGSBASE, TSX, PKU, the XSAVE family, nested virtualization and AMD's extras. (Not
+# 3dnowprefetch: Linux sets it itself on every 64-bit AMD CPU, whatever CPUID says.)
 HIDDEN = {"avx", "avx2", "fma", "f16c", "bmi1", "bmi2", "movbe", "abm", "adx", "sha_ni", "aes",
           "pclmulqdq", "rdrand", "rdseed", "rdtscp", "fsgsbase", "hle", "rtm", "pku", "ospke",
           "xsave", "xsaveopt", "xsavec", "xgetbv1", "xsaves", "avx512f", "avx512dq", "avx512cd",
           "avx512bw", "avx512vl", "avx512ifma", "avx512vbmi", "vaes", "vpclmulqdq", "gfni",
-          "sse4a", "misalignsse", "3dnowprefetch", "xop", "fma4", "tbm", "svm", "vmx", "clzero",
+          "sse4a", "misalignsse", "xop", "fma4", "tbm", "svm", "vmx", "clzero",
           "wbnoinvd", "clflushopt", "clwb", "erms", "fsrm", "avx_vnni", "mmxext", "fxsr_opt"}
 # The x86-64-v1/v2 instruction set and the system features the baseline keeps.
 KEPT = {"fpu", "tsc", "msr", "pae", "cx8", "apic", "pge", "cmov", "pat", "mmx", "fxsr", "sse",
@@ -70,17 +75,18 @@ class PortableCpuTest(unittest.TestCase):
     def booted_flags(self, tag, *extra):
         """The flags line of a `wisp run` guest (the default initramfs running FLAGS_CMD)."""
         console = os.path.join(self.tmp, tag + ".console")
+        # Not quiet: the kernel's x86/fpu line says how it saves FPU state.
         self.run_wisp("run", "--mem", "128", "--console", console, *extra, "--cmdline",
-                      'quiet wisp_action=cmd wisp_cmd="%s"' % FLAGS_CMD)
+                      'wisp_action=cmd wisp_cmd="%s"' % FLAGS_CMD)
         with open(console, errors="replace") as f:
             text = f.read()
         flags = flags_of(text)
         self.assertIsNotNone(flags, "%s: no flags line on the console:\n%s" % (tag, text[-2000:]))
-        return flags
+        return flags, text
 
     def default(self):
         if PortableCpuTest.default_flags is None:
-            PortableCpuTest.default_flags = self.booted_flags("default")
+            PortableCpuTest.default_flags = self.booted_flags("default")[0]
         return PortableCpuTest.default_flags
 
     def assert_baseline(self, flags, what):
@@ -92,12 +98,12 @@ class PortableCpuTest(unittest.TestCase):
 
     def test_run_hides_what_the_default_guest_shows(self):
         default = self.default()
-        # The testbed's TCG CPU and any hardware host since 2013 have AVX2: something to hide.
+        # Any x86-64 host of the last decade has something beyond v2 (here: MOVBE, BMI...).
         shown = HIDDEN & default
-        self.assertTrue({"avx", "avx2"} & shown,
-                        "the default guest shows neither avx nor avx2: %s" % sorted(default))
-        portable = self.booted_flags("portable", "--portable")
+        self.assertTrue(shown, "the default guest shows nothing to hide: %s" % sorted(default))
+        portable, log = self.booted_flags("portable", "--portable")
         self.assert_baseline(portable, "wisp run --portable")
+        self.assertIn("x86/fpu: x87 FPU will use FXSAVE", log)
         print("\nhidden by --portable here: %s" % " ".join(sorted(shown)), file=sys.stderr)
 
     def test_exec_runs_a_handler_on_the_baseline(self):
