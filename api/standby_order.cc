@@ -87,10 +87,11 @@ void parse_flags(std::string_view w, BootOrder* order) {
   for (;;) {
     size_t comma = w.find(',');
     std::string_view f = w.substr(0, comma);
-    bool* flag = f == "initrd"   ? &order->initrd
-                 : f == "rootfs" ? &order->rootfs
-                 : f == "raw"    ? &order->raw_cmdline
-                                 : nullptr;
+    bool* flag = f == "initrd"     ? &order->initrd
+                 : f == "rootfs"   ? &order->rootfs
+                 : f == "raw"      ? &order->raw_cmdline
+                 : f == "portable" ? &order->portable
+                                   : nullptr;
     // The flags that turn a default off.
     bool* off = f == "norng" ? &order->rng : f == "nohuge" ? &order->huge_pages : nullptr;
     if (off) {
@@ -98,7 +99,7 @@ void parse_flags(std::string_view w, BootOrder* order) {
       *off = false;
     } else if (!flag) {
       throw Error("standby order: boot flag \"" + std::string(f).substr(0, 16) +
-                  "\" is none of initrd, rootfs, raw, norng, nohuge (none: \"-\")");
+                  "\" is none of initrd, rootfs, raw, norng, nohuge, portable (none: \"-\")");
     } else if (*flag) {
       throw Error("standby order: boot flag \"" + std::string(f) + "\" given twice");
     } else {
@@ -156,9 +157,10 @@ BootOrder parse_boot(std::string_view s, size_t fds) {
 std::string encode_order(const BootOrder& order) {
   check_boot(order);
   std::string flags;
-  for (auto [on, name] : {std::pair{order.initrd, "initrd"}, std::pair{order.rootfs, "rootfs"},
-                          std::pair{order.raw_cmdline, "raw"}, std::pair{!order.rng, "norng"},
-                          std::pair{!order.huge_pages, "nohuge"}})
+  for (auto [on, name] :
+       {std::pair{order.initrd, "initrd"}, std::pair{order.rootfs, "rootfs"},
+        std::pair{order.raw_cmdline, "raw"}, std::pair{!order.rng, "norng"},
+        std::pair{!order.huge_pages, "nohuge"}, std::pair{order.portable, "portable"}})
     if (on) flags += std::string(flags.empty() ? "" : ",") + name;
   if (flags.empty()) flags = "-";
   return std::string(kVersion) + " " + std::string(kBoot) + " " + std::to_string(order.mem_mib) +

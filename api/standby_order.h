@@ -24,10 +24,10 @@
 //                   FLAGS is "-" or a comma-joined set of: initrd; rootfs (drive 0, read-only,
 //                   is the root filesystem: `wisp-vmm run --rootfs`); raw (CMDLINE is the whole
 //                   command line: --raw-cmdline); norng (no virtio-rng); nohuge (guest RAM on
-//                   4 KiB pages: --no-hugepages). CMDLINE (the rest of
-//                   the line, may be empty) is what `wisp-vmm run --cmdline` takes: the VMM puts
-//                   its defaults (and the rootfs arguments) before it exactly as run does. At
-//                   most kMaxCmdlineBytes of printable ASCII.
+//                   4 KiB pages: --no-hugepages); portable (the x86-64-v2 baseline CPU:
+//                   --portable). CMDLINE (the rest of the line, may be empty) is what `wisp-vmm run
+//                   --cmdline` takes: the VMM puts its defaults (and the rootfs arguments) before
+//                   it exactly as run does. At most kMaxCmdlineBytes of printable ASCII.
 //   VMM -> manager  "ready LOADED_MS BOOTED_MS JAIL_MS\n"  the kernel loaded / the machine built
 //                   (its vCPUs about to run), counted from the order, as for restore
 //
@@ -80,6 +80,7 @@ struct BootOrder {
   bool raw_cmdline = false;           // `cmdline` is the whole command line
   bool rng = true;
   bool huge_pages = true;  // false: flag nohuge (`wisp-vmm run --no-hugepages`)
+  bool portable = false;   // flag portable (`wisp-vmm run --portable`)
   std::string cmdline;     // as `wisp-vmm run --cmdline` takes it
   size_t fd_count() const { return 1 + (initrd ? 1 : 0) + drive_read_only.size(); }
   bool operator==(const BootOrder&) const = default;

@@ -44,6 +44,9 @@ const char kVmOptionsHelp[] = R"(VM options, passed to the VMM (see wisp run --h
                      agent gives eth0 that address and default route (MTU 1500); rate
                      limits per direction as --drive's, with rx-/tx- (rx-ops=, tx-bw-burst=...)
   --no-hugepages     guest RAM on 4 KiB pages (default: 2 MiB huge pages; to measure against)
+  --portable         a baseline CPU: the guest sees no instruction-set feature beyond x86-64-v2
+                     (no AVX*, AVX-512, FMA, BMI, XSAVE...), so what it runs and checkpoints
+                     runs on any host CPU at least that new; a template records it
   --vsock-cid N      the guest's vsock CID (default 3)
   --console MODE     none (default) or FILE: where the guest console goes
   -v, --verbose      VMM diagnostics on stderr (twice: debug)
@@ -114,6 +117,7 @@ void add_vm_options(OptionParser& parser, manager::VmSpec* vm) {
              })
       .flag("no-rng", [vm] { vm->rng = false; })
       .flag("no-hugepages", [vm] { vm->huge_pages = false; })
+      .flag("portable", &vm->portable)
       .text("vsock-cid", &vm->vsock_cid)
       .value("console",
              [vm](const std::string& v) {

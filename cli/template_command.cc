@@ -51,6 +51,9 @@ constexpr const char* kUsage = R"(Usage: wisp template COMMAND ...
       namespace of its own made as the template's was, the same addresses inside, its
       own veth and NAT, the template's allow-list: any number of clones at once.
       --network: the handler uses the guest's network (default: an empty namespace).
+      --portable: the guest runs on a baseline CPU (nothing beyond x86-64-v2: no AVX, FMA,
+      BMI, XSAVE...); template.info records it, the snapshot records the CPUID the guest
+      saw, and clones restore with the same baseline.
   ls
       List the templates: name, mode, memory, snapshot size on disk, handler.
   rm NAME
@@ -71,6 +74,7 @@ void check_serve_spec(const manager::TemplateSpec& spec) {
                        : !vm.cmdline.empty() || vm.raw_cmdline ? "--cmdline"
                        : !vm.rng                               ? "--no-rng"
                        : !vm.huge_pages                        ? "--no-hugepages"
+                       : vm.portable                           ? "--portable"
                        : !vm.vsock_cid.empty()                 ? "--vsock-cid"
                        : vm.console != "none"                  ? "--console"
                        : vm.verbose                            ? "--verbose"

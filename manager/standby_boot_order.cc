@@ -59,6 +59,7 @@ void StandbyVmm::order_boot(const VmSpec& spec) {
   order.vcpus = spec.vcpus;
   order.rng = spec.rng;
   order.huge_pages = spec.huge_pages;
+  order.portable = spec.portable;
   order.raw_cmdline = spec.raw_cmdline;
   order.cmdline = vmm_cmdline(spec);
   std::vector<UniqueFd> files;

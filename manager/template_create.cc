@@ -55,6 +55,7 @@ TemplateInfo template_info(const TemplateSpec& spec, const VmSpec& vm) {
   t.drives = template_drives(vm);
   t.net = record_net(vm.nets, vm.network);
   t.network = spec.network;
+  t.portable = vm.portable;
   return t;
 }
 

@@ -53,6 +53,7 @@ std::string format_template_info(const TemplateInfo& t) {
   if (t.network) line("network", "1");
   line("mem_mib", std::to_string(t.mem_mib));
   line("vcpus", std::to_string(t.vcpus));
+  if (t.portable) line("portable", "1");
   line("guest", t.guest);
   // Only a fork has one: other templates' files stay as older wisps wrote them.
   if (!t.parent.empty()) line("parent", t.parent);
@@ -104,6 +105,8 @@ TemplateInfo parse_template_info(const std::string& text, const std::string& fil
       t.mem_mib = number(v, k);
     else if (k == "vcpus")
       t.vcpus = static_cast<uint32_t>(number(v, k));
+    else if (k == "portable")
+      t.portable = number(v, k) != 0;
     else if (k == "guest")
       t.guest = v;
     else if (k == "parent") {

@@ -48,6 +48,11 @@ struct TemplateInfo {
   bool network = false;
   uint64_t mem_mib = 0;
   uint32_t vcpus = 1;
+  // Booted on the x86-64-v2 baseline CPU (`--portable`): the "portable 1" line, absent when
+  // false. Its snapshot records the model, so clones restore with it; a boot of this
+  // template's guest again (VmSpec::portable) must use it too, or what the guest checkpointed
+  // could need a newer CPU than the baseline.
+  bool portable = false;
   std::string guest;  // the kernel and initrd/rootfs it was booted from (informational)
   // "" or the template this one was forked from (Sandbox.snapshot: its snapshot is a diff over
   // that template's, whose files its generation holds hard links of: manager/template_fork.h).

@@ -77,6 +77,7 @@ std::vector<std::string> vmm_run_args(const VmSpec& spec, const std::string& vso
   for (const std::string& n : spec.nets) args.insert(args.end(), {"--net", n});
   if (!spec.rng) args.push_back("--no-rng");
   if (!spec.huge_pages) args.push_back("--no-hugepages");
+  if (spec.portable) args.push_back("--portable");
   if (!spec.vsock_cid.empty()) args.insert(args.end(), {"--vsock-cid", spec.vsock_cid});
   std::string cmdline = vmm_cmdline(spec);
   if (spec.raw_cmdline) args.push_back("--raw-cmdline");

@@ -31,6 +31,7 @@ struct VmSpec {
   VmNetworkSpec network;            // bare --net (its NIC comes before those of `nets`)
   bool rng = true;
   bool huge_pages = true;        // false: --no-hugepages (guest RAM on 4 KiB pages)
+  bool portable = false;         // --portable: the x86-64-v2 baseline CPU
   std::string vsock_cid;         // "": wisp-vmm's default (3)
   std::string console = "none";  // none or a file to write the console to
   int verbose = 0;               // VMM diagnostics in its log (1: info, 2: debug)

@@ -17,7 +17,10 @@ HTTP gateway with one persistent connection per client thread (a controller's co
 with `wisp invoke --server` per call (Cap'n Proto; a process per call) when serve has no
 --http or --client capnp is given; for the others, process spawn to exit. p50/p99 latency and
 throughput at concurrency 1, 8 and 32; ratios against invoke-process (issue 12's goals on the
-testbed: serve-pool <= 0.5x, serve-warm <= 0.2x). Then --soak invokes through serve at
+testbed: serve-pool <= 0.5x, serve-warm <= 0.2x). At each concurrency the modes run interleaved,
+round by round (issue 15 item 3): each round every mode makes one batch of as many calls as
+there are clients, the order turned round every round (exec-cold, with fewer calls, in rounds
+spread evenly), so that a slow period of a noisy host hits every mode alike. Then --soak invokes through serve at
 concurrency 8 with serve's RSS and fd count before and after (flat: RSS within 10 %, fds
 equal). JSON to --out, a table on stdout.
 
@@ -180,28 +183,55 @@ class Bench:
             raise BenchError("%s answered %r, expected %r" % (mode, out[:200], want))
         return ms, timings
 
-    def level(self, mode, concurrency, calls, pace_ms=0):
-        """`calls` calls at `concurrency`: latencies and throughput. `pace_ms`: each client
-        thread waits that long before each call (an arrival gap; not in the latency)."""
+    def batch(self, pool, mode, calls, pace_ms=0, first=0):
+        """`calls` calls of `mode` through `pool` (its threads are the concurrent clients, each
+        with its own connection): the answers (ms, timings) in call order and the wall time.
+        `pace_ms`: each client waits that long before each call (an arrival gap; not in the
+        latency). `first` numbers the payloads on from earlier batches."""
         def one(i):
             if pace_ms:
                 time.sleep(pace_ms / 1000.0)
             return self.call(mode, ("%s-%d-%s" % (mode, i, uuid.uuid4().hex)).encode())
 
         t0 = time.monotonic()
+        answers = list(pool.map(one, range(first, first + calls)))
+        return answers, time.monotonic() - t0
+
+    def level(self, mode, concurrency, calls, pace_ms=0):
+        """`calls` calls of one mode at `concurrency`, back to back: latencies and throughput
+        (the soak, where only serve runs)."""
         with concurrent.futures.ThreadPoolExecutor(concurrency) as pool:
-            answers = list(pool.map(one, range(calls)))
-        wall = time.monotonic() - t0
-        lat = [ms for ms, _ in answers]
-        out = {"calls": calls, "concurrency": concurrency, "p50_ms": pct(lat, 50),
-               "p99_ms": pct(lat, 99), "mean_ms": sum(lat) / len(lat),
-               "throughput_per_s": calls / wall, "wall_s": wall, "latencies_ms": lat,
-               "pace_ms": pace_ms}
-        stages = stage_medians(answers)
-        if stages:
-            out["stages"] = stages
-            out["timings"] = [t for _, t in answers]  # per call, in call order
-        return out
+            answers, wall = self.batch(pool, mode, calls, pace_ms)
+        return cell(answers, wall, concurrency, pace_ms)
+
+    def interleaved(self, calls, concurrency, pace_ms=0):
+        """Every mode of `calls` (mode -> number of calls) at `concurrency`, interleaved round
+        by round (issue 15 item 3, as snapshot_bench and boot_bench do): in each round a mode
+        makes one batch of `concurrency` calls (one per client), the modes one after another,
+        the order turned round every round, so that a slow period of the host falls on every
+        mode alike rather than on whichever ran then. A mode with fewer calls (exec-cold) has
+        its batches spread evenly over the rounds. First a warm-up batch per mode, not kept.
+        Returns mode -> its cell; its throughput is its calls over the summed wall time of
+        its batches (each ends with its slowest call)."""
+        batches = {m: -(-n // concurrency) for m, n in calls.items()}
+        rounds = max(batches.values())
+        got = {m: [] for m in calls}
+        wall = {m: 0.0 for m in calls}
+        with concurrent.futures.ThreadPoolExecutor(concurrency) as pool:
+            for m, n in calls.items():
+                self.batch(pool, m, min(concurrency, n), pace_ms)
+            for i in range(rounds):
+                order = [m for m in calls if spread(i, batches[m], rounds)]
+                for m in (order if i % 2 == 0 else order[::-1]):
+                    k = min(concurrency, calls[m] - len(got[m]))
+                    answers, w = self.batch(pool, m, k, pace_ms, first=len(got[m]))
+                    got[m] += answers
+                    wall[m] += w
+                if (i + 1) % 8 == 0 or i + 1 == rounds:
+                    log("serve_bench: concurrency %d%s, round %d/%d: %s" % (
+                        concurrency, " paced" if pace_ms else "", i + 1, rounds,
+                        ", ".join("%s %.0f ms" % (m, got[m][-1][0]) for m in calls if got[m])))
+        return {m: cell(got[m], wall[m], concurrency, pace_ms, batches[m]) for m in calls}
 
     def serve_state(self):
         """serve's RSS (KiB) and fd count once no clone runs and its fds are still."""
@@ -225,6 +255,26 @@ class Bench:
                 after["fds"] == before["fds"])
         return {"invokes": n, "concurrency": 8, "seconds": took, "before": before,
                 "after": after, "flat": flat}
+
+
+def spread(i, k, n):
+    """True at k of the n rounds 0..n-1, evenly spread (the first round included): where a
+    mode with k batches runs among n rounds (snapshot_bench's rule)."""
+    return k > 0 and (i * k) % n < k
+
+
+def cell(answers, wall, concurrency, pace_ms, rounds=1):
+    """One mode's row at one concurrency: latencies, throughput and serve's stage medians."""
+    lat = [ms for ms, _ in answers]
+    out = {"calls": len(answers), "concurrency": concurrency, "p50_ms": pct(lat, 50),
+           "p99_ms": pct(lat, 99), "mean_ms": sum(lat) / len(lat),
+           "throughput_per_s": len(answers) / wall, "wall_s": wall, "latencies_ms": lat,
+           "pace_ms": pace_ms, "rounds": rounds}
+    stages = stage_medians(answers)
+    if stages:
+        out["stages"] = stages
+        out["timings"] = [t for _, t in answers]  # per call, in call order
+    return out
 
 
 # Per stage, the median over one cell's calls of serve's own timings (ms): each stage's own
@@ -347,6 +397,7 @@ def main():
         ap.error("--modes: expected a comma list of " + ", ".join(MODES))
     work = tempfile.mkdtemp(prefix="wisp-serve-bench-")
     report = {"benchmark": "serve", "environment": environment_name(), "modes": modes,
+              "interleaved": True,
               "mem_mib": args.mem, "pool": args.pool, "warm": args.warm, "handler": handler_spec(args.handler, args.rootfs)["argv"],
               "results": {}, "ratios": {}, "out": args.out}
     rc = 0
@@ -357,13 +408,12 @@ def main():
             b.start_serve()
         report["client"] = getattr(b, "client", None)
         for c in levels:
-            for mode in modes:
-                if mode == "exec-cold" and c not in cold_levels:
-                    continue
-                n = args.cold_calls if mode == "exec-cold" else args.calls
-                log("serve_bench: %s at concurrency %d, %d calls" % (mode, c, n))
-                b.level(mode, c, min(c, n))  # warm-up round, not kept
-                report["results"].setdefault(mode, []).append(b.level(mode, c, n))
+            calls = {mode: args.cold_calls if mode == "exec-cold" else args.calls
+                     for mode in modes if mode != "exec-cold" or c in cold_levels}
+            log("serve_bench: concurrency %d, interleaved: %s" % (
+                c, ", ".join("%s %d calls" % mc for mc in calls.items())))
+            for mode, lv in b.interleaved(calls, c).items():
+                report["results"].setdefault(mode, []).append(lv)
         # Against invoke-process at the same concurrency (exec-cold may skip some levels).
         bases = {lv["concurrency"]: lv for lv in report["results"].get("invoke-process", [])}
         for mode in modes:
@@ -373,12 +423,11 @@ def main():
                     report["ratios"].setdefault(mode, {})[str(lv["concurrency"])] = \
                         lv["p50_ms"] / base["p50_ms"]
         if args.paced_calls:
-            for mode in [m for m in modes if m != "exec-cold"]:
-                log("serve_bench: %s paced, %d calls %d ms apart" % (mode, args.paced_calls,
-                                                                     args.pace_ms))
-                b.level(mode, 1, 1, args.pace_ms)  # warm-up, not kept
-                report.setdefault("paced", {})[mode] = b.level(mode, 1, args.paced_calls,
-                                                               args.pace_ms)
+            paced = {m: args.paced_calls for m in modes if m != "exec-cold"}
+            log("serve_bench: paced, %d calls per mode %d ms apart, interleaved" % (
+                args.paced_calls, args.pace_ms))
+            if paced:
+                report["paced"] = b.interleaved(paced, 1, args.pace_ms)
             base = report.get("paced", {}).get("invoke-process")
             for mode, lv in report.get("paced", {}).items():
                 if base:

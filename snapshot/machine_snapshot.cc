@@ -222,7 +222,7 @@ LoadedSnapshot load_layers(std::vector<Layer> chain, const HostCpuid& host_cpuid
   if (file_layout(GuestMemory::layout(machine.mem_bytes)) != top.state.memory)
     throw Error(top_file + ": memory layout is not the one wisp uses for " +
                 std::to_string(machine.mem_bytes) + " bytes of RAM");
-  CpuidEntries host = host_cpuid(static_cast<uint32_t>(machine.vcpus.size()));
+  CpuidEntries host = host_cpuid(static_cast<uint32_t>(machine.vcpus.size()), machine.cpu_model);
   std::string why = cpu_mismatch(machine.cpuid, host);
   if (!why.empty()) throw Error(top_file + ": snapshot is from another CPU: " + why);
 

@@ -50,9 +50,10 @@ struct LoadedSnapshot {
   uint32_t layers = 1;  // 1 for a full snapshot, 1 + diffs above it
 };
 
-// What this host would give vCPU 0 of a machine with `vcpus` vCPUs (vmm/arch's vcpu_cpuid over
-// KVM's supported CPUID), to compare with the snapshot's.
-using HostCpuid = std::function<CpuidEntries(uint32_t vcpus)>;
+// What this host would give vCPU 0 of a machine with `vcpus` vCPUs of CPU model `model`
+// (vmm/arch's vcpu_cpuid over KVM's supported CPUID), to compare with the snapshot's: a
+// portable snapshot is compared with this host's baseline CPUID, not its full one.
+using HostCpuid = std::function<CpuidEntries(uint32_t vcpus, CpuModel model)>;
 
 // A snapshot's layers, top first, as their state files say: each validated and each parent
 // the one its child was made on, with the same machine. No memory file opened yet.

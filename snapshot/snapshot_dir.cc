@@ -164,6 +164,7 @@ SnapshotReport verify_snapshot(const std::string& dir) {
   check_memory_file_size(state.memory, static_cast<uint64_t>(st.st_size), memory);
   report.creator_version = state.metadata.creator_version;
   report.cpu_vendor = cpu_vendor(state.machine.cpuid);
+  report.portable = state.machine.cpu_model == CpuModel::kX86_64_v2;
   report.vcpus = state.machine.vcpus.size();
   report.regions = state.memory.size();
   report.devices = 1 + state.machine.virtio.size();  // the serial port and the virtio slots
@@ -188,11 +189,12 @@ std::string SnapshotReport::to_string() const {
   return "format " + std::to_string(format.major) + "." + std::to_string(format.minor) +
          ", state " + std::to_string(format.file_bytes) + " bytes, created by wisp " +
          (creator_version.empty() ? "?" : creator_version) + " on " +
-         (cpu_vendor.empty() ? "?" : cpu_vendor) + "\n" + std::to_string(vcpus) + " vCPU(s), " +
-         std::to_string(devices) + " device(s), " + std::to_string(regions) +
-         " memory region(s), " + std::to_string(guest_memory_bytes) + " bytes of guest memory\n" +
-         "memory file " + std::to_string(memory_file_bytes) + " bytes, " +
-         std::to_string(memory_disk_bytes) + " allocated on disk\n" +
+         (cpu_vendor.empty() ? "?" : cpu_vendor) +
+         (portable ? " (portable: the x86-64-v2 baseline CPU)" : "") + "\n" +
+         std::to_string(vcpus) + " vCPU(s), " + std::to_string(devices) + " device(s), " +
+         std::to_string(regions) + " memory region(s), " + std::to_string(guest_memory_bytes) +
+         " bytes of guest memory\n" + "memory file " + std::to_string(memory_file_bytes) +
+         " bytes, " + std::to_string(memory_disk_bytes) + " allocated on disk\n" +
          (working_set_pages < 0
               ? std::string("no working set\n")
               : "working set " + std::to_string(working_set_pages) + " pages in " +

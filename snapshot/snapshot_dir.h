@@ -97,6 +97,7 @@ struct SnapshotReport {
   StateFileInfo format;
   std::string creator_version;
   std::string cpu_vendor;
+  bool portable = false;  // the guest ran on the x86-64-v2 baseline CPU (`--portable`)
   size_t vcpus = 0;
   size_t regions = 0;
   size_t devices = 0;

@@ -56,6 +56,13 @@ struct Machine {
   vcpus @3 :List(VcpuState);     # vcpus[i] is vCPU i
   serial @4 :Devices.SerialState;
   virtio @5 :List(Devices.VirtioDevice);  # virtio[i] is the device in MMIO slot i
+  cpuModel @6 :CpuModel;         # the CPU the guest was booted on (absent: the host's)
+}
+
+# vmm's CpuModel: what a restore computes the host's CPUID for, to compare with `cpuid`.
+enum CpuModel {
+  host @0;                       # what the host's KVM supports
+  x8664V2 @1;                    # --portable: masked to the x86-64-v2 baseline
 }
 
 struct CpuidEntry {

@@ -76,6 +76,7 @@ VmState decode_vm(s::VmState::Reader in) {
 
 void encode_machine(const MachineState& m, s::Machine::Builder out) {
   out.setMemBytes(m.mem_bytes);
+  out.setCpuModel(m.cpu_model == CpuModel::kX86_64_v2 ? s::CpuModel::X8664_V2 : s::CpuModel::HOST);
   auto cpuid = out.initCpuid(m.cpuid.size());
   for (size_t i = 0; i < m.cpuid.size(); ++i) {
     const CpuidEntry& e = m.cpuid[i];
@@ -98,6 +99,17 @@ void encode_machine(const MachineState& m, s::Machine::Builder out) {
 MachineState decode_machine(s::Machine::Reader in) {
   MachineState m;
   m.mem_bytes = in.getMemBytes();
+  switch (in.getCpuModel()) {
+    case s::CpuModel::HOST:
+      m.cpu_model = CpuModel::kHost;
+      break;
+    case s::CpuModel::X8664_V2:
+      m.cpu_model = CpuModel::kX86_64_v2;
+      break;
+    default:  // a value from a newer wisp, or damage
+      throw Error("machine state: CPU model " +
+                  std::to_string(static_cast<uint16_t>(in.getCpuModel())) + " is unknown");
+  }
   check_count(in.getCpuid().size(), MachineState::kMaxCpuidEntries, "CPUID entries");
   for (auto e : in.getCpuid()) {
     m.cpuid.push_back({e.getFunction(), e.getIndex(), e.getFlags(), e.getEax(), e.getEbx(),

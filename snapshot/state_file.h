@@ -25,7 +25,9 @@ namespace wisp::snapshot {
 
 constexpr char kStateMagic[8] = {'W', 'I', 'S', 'P', 'S', 'N', 'A', 'P'};
 constexpr uint16_t kFormatMajor = 2;
-constexpr uint16_t kFormatMinor = 0;
+// Minor 1 adds Machine.cpuModel (`--portable`). A minor-0 reader ignores it, computes the host
+// model's CPUID and so refuses a portable snapshot as from another CPU, which is safe.
+constexpr uint16_t kFormatMinor = 1;
 constexpr uint64_t kMaxPayloadBytes = 64ull << 20;
 constexpr size_t kStateHeaderBytes = 24;
 constexpr size_t kStateTrailerBytes = 8;

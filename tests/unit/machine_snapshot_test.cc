@@ -17,6 +17,7 @@
 #include "snapshot/snapshot_dir.h"
 #include "snapshot/snapshot_trust.h"
 #include "tests/unit/expect_error.h"
+#include "vmm/arch/cpuid_baseline.h"
 
 namespace wisp::snapshot {
 namespace {
@@ -40,10 +41,11 @@ CpuidEntries intel_cpuid() {
           {1, 0, 0, 0x806c1, 0x800, 0xfeda3203, 0x178bfbff}};
 }
 
+// A host whose KVM supports `cpuid`: the baseline model masks it as the VMM would.
 HostCpuid host_with(CpuidEntries cpuid) {
-  return [cpuid](uint32_t vcpus) {
+  return [cpuid](uint32_t vcpus, CpuModel model) {
     EXPECT_EQ(vcpus, 1u);
-    return cpuid;
+    return model == CpuModel::kX86_64_v2 ? x86_64_v2_cpuid(cpuid) : cpuid;
   };
 }
 
@@ -206,6 +208,29 @@ TEST_F(MachineSnapshotTest, RefusesAnotherCpu) {
   host = intel_cpuid();
   host.pop_back();
   expect_error([&] { load_machine_snapshot(dir, host_with(host)); }, {state, "missing"});
+}
+
+// A portable snapshot records the baseline CPUID it gave: it is compared with this host's
+// baseline (not its full CPUID), so it restores on the host that made it, and on one that
+// differs only in features the baseline hides; a difference the guest saw is still refused.
+TEST_F(MachineSnapshotTest, APortableSnapshotIsComparedWithTheHostsBaseline) {
+  std::string dir = path("snap");
+  machine_.cpu_model = CpuModel::kX86_64_v2;
+  machine_.cpuid = x86_64_v2_cpuid(intel_cpuid());
+  ASSERT_NE(machine_.cpuid, intel_cpuid());  // the sample host has AVX, which the baseline hides
+  save_dir(dir, machine_, memory_, {});
+  LoadedSnapshot loaded = load_machine_snapshot(dir, host_with(intel_cpuid()));
+  EXPECT_EQ(loaded.state.cpu_model, CpuModel::kX86_64_v2);
+  EXPECT_EQ(loaded.state.cpuid, machine_.cpuid);
+
+  CpuidEntries host = intel_cpuid();
+  host[1].ecx &= ~(1u << 28);  // no AVX: hidden by the baseline anyway
+  load_machine_snapshot(dir, host_with(host));
+
+  host = intel_cpuid();
+  host[1].ecx &= ~(1u << 20);  // no SSE4.2: the guest saw it
+  expect_error([&] { load_machine_snapshot(dir, host_with(host)); },
+               {dir + "/" + kStateFileName, "another CPU", "CPUID leaf 0x1.0 differs"});
 }
 
 TEST_F(MachineSnapshotTest, RefusesATruncatedMemoryFile) {

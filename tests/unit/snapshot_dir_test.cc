@@ -71,9 +71,16 @@ TEST_F(SnapshotDirTest, RoundTripsStateAndMemory) {
   EXPECT_EQ(report.devices, 5u);  // the serial port and four virtio slots (one per kind)
   EXPECT_EQ(report.memory_file_bytes, memory_file_size(state_.memory));
   EXPECT_NE(report.to_string().find("2 vCPU(s)"), std::string::npos);
+  EXPECT_FALSE(report.portable);
+  EXPECT_EQ(report.to_string().find("portable"), std::string::npos);
 
   SnapshotState back = read_state_file(dir + "/" + kStateFileName);
   EXPECT_EQ(back, state_);
+  state_.machine.cpu_model = CpuModel::kX86_64_v2;  // --portable: verify says so
+  write_snapshot_dir(root_ / "portable", state_, contents_);
+  SnapshotReport portable = verify_snapshot(root_ / "portable");
+  EXPECT_TRUE(portable.portable);
+  EXPECT_NE(portable.to_string().find("(portable: the x86-64-v2 baseline CPU)"), std::string::npos);
   MappedMemoryFile mem = map_memory_file(dir + "/" + kMemoryFileName, back.memory);
   for (size_t i = 0; i < back.memory.size(); ++i) {
     auto bytes = mem.region(back.memory[i]);

@@ -61,6 +61,7 @@ TEST(SnapshotStateFile, RoundTripsTheMachineAndDiffFields) {
        testing::running_transport(1), BlockState{1ull << 31, false, 128}});
   std::get<VsockSpec>(s.machine.virtio[2].spec).guest_cid = 0xfffffffe;
   s.machine.cpuid[0].flags = 7;
+  s.machine.cpu_model = CpuModel::kX86_64_v2;
   s.id = "id-" + std::string(100, 'x');
   s.diff.parent_dir = "/snapshots/parent";
   s.diff.parent_id = "parent-id";
@@ -77,10 +78,13 @@ TEST(SnapshotStateFile, RoundTripsTheMachineAndDiffFields) {
   EXPECT_TRUE(std::get<BlockSpec>(back.machine.virtio[0].spec).read_only);
   EXPECT_EQ(std::get<VsockSpec>(back.machine.virtio[2].spec).guest_cid, 0xfffffffeu);
   EXPECT_EQ(back.machine.cpuid[0].flags, 7u);  // nothing is lost on the way
+  EXPECT_EQ(back.machine.cpu_model, CpuModel::kX86_64_v2);
   EXPECT_EQ(back.diff.pages, s.diff.pages);
   // A full snapshot comes back without diff fields.
   SnapshotState full = sample_state();
-  EXPECT_EQ(decode_state_file(encode_state_file(full), "full.state").diff, DiffInfo{});
+  SnapshotState full_back = decode_state_file(encode_state_file(full), "full.state");
+  EXPECT_EQ(full_back.diff, DiffInfo{});
+  EXPECT_EQ(full_back.machine.cpu_model, CpuModel::kHost);
 }
 
 // Every device kind, with the transport in front of it, survives the codec unchanged.

@@ -67,6 +67,11 @@ TEST(SnapshotStateValidation, ChecksTheVmSerialAndCpuid) {
   s = sample_state();
   s.machine.cpuid.resize(MachineState::kMaxCpuidEntries + 1);
   EXPECT_NE(rejection(s).find("513 CPUID entries"), std::string::npos);
+  s = sample_state();
+  s.machine.cpu_model = static_cast<CpuModel>(7);
+  EXPECT_NE(rejection(s).find("machine state: CPU model 7 is unknown"), std::string::npos);
+  s.machine.cpu_model = CpuModel::kX86_64_v2;
+  EXPECT_EQ(rejection(s), "");
 }
 
 TEST(SnapshotStateValidation, ChecksRegions) {

@@ -121,6 +121,7 @@ TEST(StandbyBootOrder, EncodesAndParsesBack) {
   all.rootfs = all.raw_cmdline = true;
   all.rng = false;
   all.huge_pages = false;
+  all.portable = true;
   for (const BootOrder& o : {boot(256, 1), boot(16, 1, {}, false, ""), all,
                              boot(65536, 254, std::vector<bool>(kMaxDrives, false), true,
                                   std::string(kMaxCmdlineBytes, 'c'))}) {
@@ -129,7 +130,8 @@ TEST(StandbyBootOrder, EncodesAndParsesBack) {
   }
   EXPECT_EQ(encode_order(boot(256, 1)), "wisp-order/1 boot 256 1 - initrd quiet\n");
   EXPECT_EQ(encode_order(all),
-            "wisp-order/1 boot 512 2 ro,rw initrd,rootfs,raw,norng,nohuge quiet wisp.x=1\n");
+            "wisp-order/1 boot 512 2 ro,rw initrd,rootfs,raw,norng,nohuge,portable quiet "
+            "wisp.x=1\n");
   EXPECT_EQ(encode_order(boot(16, 1, {}, false, "")), "wisp-order/1 boot 16 1 - - \n");
   // No command line at all: the line may end at the flags.
   EXPECT_EQ(boot_of("wisp-order/1 boot 16 1 - -\n", 1), boot(16, 1, {}, false, ""));

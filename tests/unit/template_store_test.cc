@@ -92,6 +92,7 @@ void expect_same(const TemplateInfo& a, const TemplateInfo& b) {
   EXPECT_EQ(a.parent, b.parent);
   EXPECT_EQ(a.net, b.net);
   EXPECT_EQ(a.network, b.network);
+  EXPECT_EQ(a.portable, b.portable);
 }
 
 TEST(TemplateInfo, RoundTrips) {
@@ -150,6 +151,18 @@ TEST(TemplateInfo, AFileFromBeforeNetworksLoadsWithNone) {
   EXPECT_TRUE(t.net.empty());
   EXPECT_FALSE(t.network);
   EXPECT_TRUE(vmm_restore_net_args(t.net).empty());
+}
+
+TEST(TemplateInfo, RecordsAPortableCpu) {
+  TemplateInfo t = sample_info();
+  EXPECT_EQ(format_template_info(t).find("portable"), std::string::npos);  // absent: as before
+  t.portable = true;
+  std::string file = encode_template_info(t);
+  EXPECT_NE(file.find("\nportable 1\n"), std::string::npos);
+  expect_same(decode_template_info(file, "t.info"), t);
+  EXPECT_FALSE(parse_template_info("arg x\nportable 0\n", "t.info").portable);
+  expect_error([] { parse_template_info("arg x\nportable yes\n", "t.info"); },
+               {"t.info:2: portable: expected a number"});
 }
 
 TEST(TemplateInfo, RefusesNewlinesInValues) {

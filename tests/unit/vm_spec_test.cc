@@ -38,20 +38,21 @@ TEST(VmSpec, EveryOptionInOrder) {
   spec.drives = {"a.img", "b.img,ro"};
   spec.rng = false;
   spec.huge_pages = false;
+  spec.portable = true;
   spec.vsock_cid = "7";
   spec.console = "c.log";
   spec.verbose = 2;
   spec.timings = true;
-  EXPECT_EQ(vmm_run_args(spec, "s", "ctl"), (Args{"run",         "--vsock-uds", "s",
-                                                  "--console",   "c.log",       "--control-socket",
-                                                  "ctl",         "--kernel",    "k",
-                                                  "--rootfs",    "root.ext4",   "--mem",
-                                                  "512",         "--vcpus",     "2",
-                                                  "--drive",     "a.img",       "--drive",
-                                                  "b.img,ro",    "--no-rng",    "--no-hugepages",
-                                                  "--vsock-cid", "7",           "--cmdline",
-                                                  "quiet x=1",   "--verbose",   "--verbose",
-                                                  "--timings"}));
+  EXPECT_EQ(vmm_run_args(spec, "s", "ctl"), (Args{"run",        "--vsock-uds", "s",
+                                                  "--console",  "c.log",       "--control-socket",
+                                                  "ctl",        "--kernel",    "k",
+                                                  "--rootfs",   "root.ext4",   "--mem",
+                                                  "512",        "--vcpus",     "2",
+                                                  "--drive",    "a.img",       "--drive",
+                                                  "b.img,ro",   "--no-rng",    "--no-hugepages",
+                                                  "--portable", "--vsock-cid", "7",
+                                                  "--cmdline",  "quiet x=1",   "--verbose",
+                                                  "--verbose",  "--timings"}));
   EXPECT_EQ(describe_guest(spec), "k, rootfs root.ext4");  // a rootfs: no default initrd
 }
 

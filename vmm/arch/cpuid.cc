@@ -2,6 +2,8 @@
 
 #include <bit>
 
+#include "vmm/arch/cpuid_baseline.h"
+
 namespace wisp {
 namespace {
 
@@ -48,7 +50,9 @@ const CpuidEntry* find_cpuid(const CpuidEntries& entries, uint32_t function, uin
 
 CpuidEntries vcpu_cpuid(const CpuidEntries& supported, uint32_t vcpu_id, uint32_t vcpus,
                         const CpuidOptions& options) {
-  CpuidEntries out = supported;
+  // The baseline masks KVM's features; the edits below (topology, hypervisor bit) apply to
+  // either model alike.
+  CpuidEntries out = options.model == CpuModel::kX86_64_v2 ? x86_64_v2_cpuid(supported) : supported;
   for (auto& e : out) {
     switch (e.function) {
       case 0x1:

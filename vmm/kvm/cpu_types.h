@@ -16,6 +16,11 @@ struct CpuidEntry {
 };
 using CpuidEntries = std::vector<CpuidEntry>;
 
+// Which CPU a vCPU is shown: the host's (what KVM supports, wisp's default), or a baseline that
+// hides every instruction-set feature beyond x86-64-v2 (`--portable`, vmm/arch/cpuid_baseline.h)
+// so that code the guest runs, and images it checkpoints, do not depend on a newer CPU.
+enum class CpuModel : uint8_t { kHost = 0, kX86_64_v2 = 1 };
+
 struct MsrEntry {
   uint32_t index = 0;
   uint64_t value = 0;

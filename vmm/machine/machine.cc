@@ -16,9 +16,10 @@
 
 namespace wisp {
 
-CpuidEntries guest_cpuid(const Kvm& kvm, uint32_t id, uint32_t vcpus) {
+CpuidEntries guest_cpuid(const Kvm& kvm, uint32_t id, uint32_t vcpus, CpuModel model) {
   CpuidOptions options;
   options.tsc_deadline_timer = kvm.has_tsc_deadline_timer();
+  options.model = model;
   return vcpu_cpuid(kvm.supported_cpuid(), id, vcpus, options);
 }
 
@@ -163,6 +164,7 @@ MachineState MachineImpl::save_state() {
   for (AttachedVirtioDevice& d : virtio_) d.transport->device().quiesce();
   MachineState s;
   s.mem_bytes = mem_.size();
+  s.cpu_model = config_.cpu_model;
   s.cpuid = boot_cpuid_;
   s.vm = vm_.save_state();
   for (const Vcpu& v : vcpus_.vcpus()) s.vcpus.push_back(v.save_state());
@@ -206,6 +208,7 @@ std::unique_ptr<Machine> Machine::restore(const MachineConfig& config, const Mac
   MachineConfig c = config;
   c.vcpus = static_cast<uint32_t>(state.vcpus.size());
   c.mem_bytes = state.mem_bytes;
+  c.cpu_model = state.cpu_model;  // the CPU the guest was booted on, as its snapshot records
   MachineBuilder builder(c, kvm, t0_ns, std::move(memory));
   builder.build_common(builder.restore_devices(state));
   builder.restore(state);

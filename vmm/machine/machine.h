@@ -47,6 +47,9 @@ struct MachineConfig {
   // A booted VM's RAM on 2 MiB transparent huge pages (GuestMemory::create); false:
   // --no-hugepages. A restored VM maps its snapshot's memory file whatever this says.
   bool huge_pages = true;
+  // The CPU the vCPUs are shown (`--portable`: the x86-64-v2 baseline). A restored VM gets
+  // its snapshot's model whatever this says.
+  CpuModel cpu_model = CpuModel::kHost;
   using Console = ConsoleOutput;  // kStdio, kNone or kFile
   Console console = Console::kStdio;
   std::string console_file;                                  // for kFile
@@ -112,9 +115,9 @@ class Machine {
   virtual VcpuCounts vcpu_counts() const = 0;
 };
 
-// The CPUID wisp gives vCPU `id` of a machine with `vcpus` vCPUs on this host. A restore
-// compares it with the snapshot's: the guest kernel chose its code paths from it.
-CpuidEntries guest_cpuid(const Kvm& kvm, uint32_t id, uint32_t vcpus);
+// The CPUID wisp gives vCPU `id` of a machine with `vcpus` vCPUs of CPU model `model` on this
+// host. A restore compares it with the snapshot's: the guest kernel chose its code paths from it.
+CpuidEntries guest_cpuid(const Kvm& kvm, uint32_t id, uint32_t vcpus, CpuModel model);
 
 // The microVM command-line parameters wisp adds in front of the user's, chosen to keep boot
 // fast and quiet on a machine with no PCI, no RTC and no keyboard (ACPI, where the kernel has

@@ -35,6 +35,8 @@ void MachineState::validate() const {
   auto fail = [](const std::string& why) { return Error("machine state: " + why); };
   if (mem_bytes == 0 || mem_bytes % kPageSize != 0)
     throw fail("memory size " + std::to_string(mem_bytes) + " is not a whole number of pages");
+  if (cpu_model != CpuModel::kHost && cpu_model != CpuModel::kX86_64_v2)
+    throw fail("CPU model " + std::to_string(static_cast<int>(cpu_model)) + " is unknown");
   if (cpuid.size() > kMaxCpuidEntries)
     throw fail(std::to_string(cpuid.size()) + " CPUID entries (limit " +
                std::to_string(kMaxCpuidEntries) + ")");

@@ -36,8 +36,12 @@ struct MachineState {
   static constexpr size_t kMaxCpuidEntries = 512;
 
   uint64_t mem_bytes = 0;
-  // The CPUID the boot vCPU was given. Restore gives each vCPU what this host computes and
-  // refuses a snapshot whose CPUID differs (the guest kernel chose code paths from it).
+  // The CPU model the guest was booted with (`--portable`: the x86-64-v2 baseline); a restore
+  // shows its vCPUs the same model.
+  CpuModel cpu_model = CpuModel::kHost;
+  // The CPUID the boot vCPU was given. Restore gives each vCPU what this host computes for
+  // `cpu_model` and refuses a snapshot whose CPUID differs (the guest kernel chose code paths
+  // from it).
   CpuidEntries cpuid;
   VmState vm;
   std::vector<VcpuState> vcpus;  // vcpus[i] is vCPU i

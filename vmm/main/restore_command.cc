@@ -250,7 +250,8 @@ int restore_vm(RestoreOptions& o, jail::Confinement& confinement, uint64_t t0_ns
     Kvm kvm = Kvm::open(dev_kvm_path());
     t.kvm_ns = now_ns();
     snapshot::LoadedSnapshot snap = snapshot::load_machine_snapshot(
-        std::move(o.chain), [&](uint32_t vcpus) { return guest_cpuid(kvm, 0, vcpus); });
+        std::move(o.chain),
+        [&](uint32_t vcpus, CpuModel model) { return guest_cpuid(kvm, 0, vcpus, model); });
     // A separate step after the load, so the default mapping stays as the snapshot code makes
     // it; "snapshot loaded" includes the copy, which reads every page: no prefetch then.
     if (o.huge_pages) {

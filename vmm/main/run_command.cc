@@ -89,6 +89,9 @@ Options:
   --no-rng         no virtio-rng device (default: one, fed from the host's getrandom)
   --no-hugepages   guest RAM on 4 KiB pages (default: 2 MiB transparent huge pages, so KVM
                    maps 2 MiB at a time; this switch is there to measure against)
+  --portable       show the guest a baseline CPU: the host's CPUID with every instruction-set
+                   feature beyond x86-64-v2 hidden (AVX*, AVX-512, FMA, BMI, XSAVE, ...), so
+                   its code runs on any host CPU at least that new; its snapshots record it
   --timings        print a JSON line to stderr at exit: milliseconds from process start to
                    kernel loaded, first KVM_RUN and exit; the jail's cost; why it stopped;
                    exit counts; the event loop's longest iteration (loop_max_ms)
@@ -175,6 +178,7 @@ OptionParser run_parser(RunOptions* o) {
              })
       .flag("no-rng", [o] { o->rng = false; })
       .flag("no-hugepages", [cfg] { cfg->huge_pages = false; })
+      .flag("portable", [cfg] { cfg->cpu_model = CpuModel::kX86_64_v2; })
       .flag("timings", &o->timings);
   add_console_options(p, cfg);
   add_verbose_option(p, &o->verbose);

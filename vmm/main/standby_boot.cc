@@ -21,6 +21,7 @@ void configure_boot(const standby::BootOrder& order, std::vector<UniqueFd>& fds,
   cfg->mem_bytes = mem;
   cfg->vcpus = order.vcpus;
   cfg->huge_pages = order.huge_pages;
+  cfg->cpu_model = order.portable ? CpuModel::kX86_64_v2 : CpuModel::kHost;
   size_t next = 0;
   cfg->kernel_path = kOrderKernelName;
   cfg->kernel_fd = fds[next++].get();

@@ -184,7 +184,8 @@ Ordered restore_on_order(StandbyOptions& o, const standby::RestoreOrder& order,
                          uint64_t t0) {
   const std::string name = "standby order (" + order.source_dir + ")";
   snapshot::LoadedSnapshot snap = snapshot::load_machine_snapshot(
-      layers_of(order, fds), [&](uint32_t vcpus) { return guest_cpuid(kvm, 0, vcpus); }, name);
+      layers_of(order, fds),
+      [&](uint32_t vcpus, CpuModel model) { return guest_cpuid(kvm, 0, vcpus, model); }, name);
   if (order.working_set) {
     prefetch_working_set(fds.back().get(), order.source_dir + "/working-set", snap.memory);
   }
