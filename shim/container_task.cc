@@ -62,12 +62,12 @@ kj::Promise<void> ContainerTask::start(GuestProcess& p) {
 
 void ContainerTask::init_ended() {
   // runc's container ends with its first process (its pid namespace goes): so do these.
+  // One not started yet ends too: it can no longer run.
   for (auto& [exec_id, p] : execs_) {
-    if (p->status() == TaskStatus::kRunning) {
-      LOG_INFO("task %s: killing exec %s: the container's process ended", id_.c_str(),
-               exec_id.c_str());
-      p->kill(SIGKILL);
-    }
+    if (p->status() == TaskStatus::kStopped) continue;
+    LOG_INFO("task %s: killing exec %s: the container's process ended", id_.c_str(),
+             exec_id.c_str());
+    p->kill(SIGKILL);
   }
 }
 

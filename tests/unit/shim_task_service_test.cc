@@ -144,7 +144,9 @@ TEST_F(TaskServiceTest, StateOfATaskTheShimDoesNotHoldIsNotFound) {
   exec_state.set_exec_id("e1");
   EXPECT_EQ(call("State", exec_state).code, Code::kNotFound);
   for (const char* method : {"Pause", "Resume", "Exec", "CloseIO", "Update", "Stats", "Pids"}) {
-    r = call_raw(method, "\x0a\x04ctr1");  // id "ctr1"
+    r = call_raw(method,
+                 "\x0a\x04"
+                 "ctr1");  // id "ctr1"
     EXPECT_EQ(r.code, Code::kNotFound) << method;
     EXPECT_NE(r.message.find("task ctr1 not found"), std::string::npos) << r.message;
   }
@@ -164,7 +166,7 @@ TEST_F(TaskServiceTest, UnsupportedMethodsAreUnimplemented) {
   r = call("Update", with_id<task::UpdateTaskRequest>());
   EXPECT_EQ(r.code, Code::kUnimplemented);
   EXPECT_NE(r.message.find("resources cannot change"), std::string::npos) << r.message;
-  Result r = call_raw("NoSuchMethod", "");
+  r = call_raw("NoSuchMethod", "");
   EXPECT_EQ(r.code, Code::kUnimplemented);
   EXPECT_EQ(r.message, "method NoSuchMethod");
 }
