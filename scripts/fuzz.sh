@@ -41,6 +41,12 @@ for src in tests/fuzz/*_fuzz.cc; do
     printf '\007\0\0\0\042\0\0\0\001\001\0\n\027containerd.task.v2.Task\022\007Connect' \
       > "$corpus/seed-connect"
   fi
+  # Seed the OCI spec parsers with a config.json as containerd writes it.
+  if [ "$name" = oci_spec_fuzz ]; then
+    printf '{"process": {"args": ["/bin/sh", "-c", "echo \\u003e"], "env": ["PATH=/bin"], "cwd": "/"}, "annotations": {"io.wisp.template": "t"}}' \
+      > "$corpus/seed-config"
+    printf '{"args": ["/bin/echo", "x"], "env": []}' > "$corpus/seed-exec"
+  fi
   # Seed the host options (first byte: 0 JSON text, 1 --allow, 2 rate keys).
   if [ "$name" = host_options_fuzz ]; then
     printf '\x00{"a\\u00e9": ["\\ud83d\\ude00", "\\u0022"]}' > "$corpus/seed-json"

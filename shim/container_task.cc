@@ -1,142 +1,123 @@
 #include "shim/container_task.h"
 
-#include <fcntl.h>
+#include <signal.h>
 #include <unistd.h>
-
-#include <cerrno>
-#include <cstring>
 
 #include "base/error.h"
 #include "base/log.h"
-#include "base/unique_fd.h"
 
 namespace wisp::shim {
 
-namespace {
-
-// serve's limit on one exec (manager/service/sandbox_server.cc): a container runs up to a day.
-// TODO(containerd): longer-running containers need a streamed exec without a time limit.
-constexpr uint64_t kExecTimeoutMs = 24ull * 3600 * 1000;
-
-timespec now() {
-  timespec t;
-  clock_gettime(CLOCK_REALTIME, &t);
-  return t;
-}
-
-}  // namespace
-
 ContainerTask::ContainerTask(std::string id, std::string bundle, TaskStdio stdio,
-                             OciProcess process, api::serve::Sandbox::Client sandbox)
-    : id_(std::move(id)),
-      bundle_(std::move(bundle)),
-      stdio_(std::move(stdio)),
-      process_(std::move(process)),
-      sandbox_(kj::mv(sandbox)) {}
+                             OciProcess process, api::serve::Sandbox::Client sandbox,
+                             kj::LowLevelAsyncIoProvider& io)
+    : id_(std::move(id)), bundle_(std::move(bundle)), io_(io), sandbox_(kj::mv(sandbox)) {
+  init_ = kj::heap<GuestProcess>("", "task " + id_, std::move(stdio), std::move(process), io_);
+  init_->on_exit([this] { init_ended(); });
+}
 
 ContainerTask::~ContainerTask() noexcept(false) {}
 
 uint32_t ContainerTask::pid() const { return static_cast<uint32_t>(::getpid()); }
 
-void ContainerTask::start() {
-  if (status_ != TaskStatus::kCreated) throw Error("task " + id_ + " was started already");
-  api::serve::Sandbox::Client* sandbox = nullptr;
+TaskStatus ContainerTask::status() const {
+  if (paused_ && init_->status() == TaskStatus::kRunning) return TaskStatus::kPaused;
+  return init_->status();
+}
+
+GuestProcess* ContainerTask::process(const std::string& exec_id) {
+  if (exec_id.empty()) return init_.get();
+  auto it = execs_.find(exec_id);
+  return it == execs_.end() ? nullptr : it->second.get();
+}
+
+GuestProcess& ContainerTask::add_exec(const std::string& exec_id, TaskStdio stdio,
+                                      OciProcess process, bool* exists) {
+  *exists = execs_.count(exec_id) > 0;
+  if (*exists) throw Error("task " + id_ + ": exec " + exec_id + " exists");
+  if (init_->status() == TaskStatus::kStopped) {
+    throw Error("task " + id_ + " has ended: no process can be added");
+  }
+  auto p = kj::heap<GuestProcess>(exec_id, "task " + id_ + " exec " + exec_id, std::move(stdio),
+                                  std::move(process), io_);
+  GuestProcess& ref = *p;
+  execs_.emplace(exec_id, kj::mv(p));
+  return ref;
+}
+
+api::serve::Sandbox::Client& ContainerTask::sandbox() {
   KJ_IF_MAYBE (s, sandbox_) {
-    sandbox = s;
-  } else {
-    throw Error("task " + id_ + " has no sandbox");
+    return *s;
   }
-  auto call = sandbox->execRequest();
-  auto request = call.initRequest();
-  auto argv = request.initArgv(static_cast<unsigned>(process_.args.size()));
-  for (unsigned i = 0; i < argv.size(); ++i) argv.set(i, process_.args[i]);
-  auto env = request.initEnv(static_cast<unsigned>(process_.env.size()));
-  for (unsigned i = 0; i < env.size(); ++i) env.set(i, process_.env[i]);
-  request.setTimeoutMs(kExecTimeoutMs);
-  status_ = TaskStatus::kRunning;
-  running_ = call.send()
-                 .then([this](capnp::Response<api::serve::Sandbox::ExecResults> results) {
-                   auto r = results.getResponse();
-                   write_output(stdio_.stdout_path, r.getStdout(), "stdout");
-                   write_output(stdio_.stderr_path, r.getStderr(), "stderr");
-                   if (r.getError().size() > 0) {
-                     LOG_WARN("task %s: %s", id_.c_str(), r.getError().cStr());
-                     finish(kill_signal_ ? 128 + kill_signal_ : 255);
-                   } else if (r.isSignal()) {
-                     finish(128 + static_cast<uint32_t>(r.getSignal()));
-                   } else {
-                     finish(static_cast<uint32_t>(r.getExitCode()));
-                   }
-                 })
-                 .catch_([this](kj::Exception&& e) {
-                   // A killed sandbox ends the call this way: the process died with the VM.
-                   if (kill_signal_ == 0) {
-                     LOG_WARN("task %s: exec: %s", id_.c_str(), e.getDescription().cStr());
-                   }
-                   finish(kill_signal_ ? 128 + kill_signal_ : 255);
-                 })
-                 .eagerlyEvaluate(nullptr);
+  throw Error("task " + id_ + " has no sandbox");
 }
 
-void ContainerTask::finish(uint32_t exit_status) {
-  if (status_ == TaskStatus::kStopped) return;
-  status_ = TaskStatus::kStopped;
-  exit_status_ = exit_status;
-  exited_at_ = now();
-  ended_->fulfiller->fulfill();
+kj::Promise<void> ContainerTask::start(GuestProcess& p) {
+  if (paused_ || pausing_) throw Error("task " + id_ + " is paused: resume it first");
+  if (&p != init_.get() && init_->status() != TaskStatus::kRunning) {
+    throw Error("task " + id_ + ": the container's process is not running");
+  }
+  return p.start(sandbox());
 }
 
-kj::Promise<void> ContainerTask::wait() { return ended_fork_.addBranch(); }
-
-bool ContainerTask::kill(int signal) {
-  if (status_ == TaskStatus::kStopped) return false;
-  kill_signal_ = signal;
-  KJ_IF_MAYBE (sandbox, sandbox_) {
-    // The exec's call then fails (the process died with the VM), which finishes the task.
-    killing_ = sandbox->killRequest()
-                   .send()
-                   .ignoreResult()
-                   .catch_([this](kj::Exception&& e) {
-                     LOG_WARN("task %s: kill: %s", id_.c_str(), e.getDescription().cStr());
-                   })
-                   .eagerlyEvaluate(nullptr);
+void ContainerTask::init_ended() {
+  // runc's container ends with its first process (its pid namespace goes): so do these.
+  // One not started yet ends too: it can no longer run.
+  for (auto& [exec_id, p] : execs_) {
+    if (p->status() == TaskStatus::kStopped) continue;
+    LOG_INFO("task %s: killing exec %s: the container's process ended", id_.c_str(),
+             exec_id.c_str());
+    p->kill(SIGKILL);
   }
-  if (status_ == TaskStatus::kCreated) finish(128 + static_cast<uint32_t>(signal));
-  return true;
+}
+
+std::vector<std::string> ContainerTask::exec_ids() const {
+  std::vector<std::string> ids;
+  for (const auto& entry : execs_) ids.push_back(entry.first);
+  return ids;
+}
+
+void ContainerTask::remove_exec(const std::string& exec_id) {
+  auto it = execs_.find(exec_id);
+  if (it == execs_.end()) return;
+  if (it->second->status() == TaskStatus::kRunning) {
+    throw Error("task " + id_ + ": exec " + exec_id + " is running: kill it first");
+  }
+  execs_.erase(it);
+}
+
+kj::Promise<void> ContainerTask::pause() {
+  if (init_->status() != TaskStatus::kRunning) {
+    throw Error("task " + id_ + " is not running");
+  }
+  if (paused_ || pausing_) throw Error("task " + id_ + " is paused already");
+  pausing_ = true;
+  return sandbox().pauseRequest().send().ignoreResult().then(
+      [this] {
+        pausing_ = false;
+        paused_ = true;
+      },
+      [this](kj::Exception&& e) {
+        pausing_ = false;
+        throw Error("task " + id_ + ": pausing the sandbox: " + e.getDescription().cStr());
+      });
+}
+
+kj::Promise<void> ContainerTask::resume() {
+  if (!paused_) throw Error("task " + id_ + " is not paused");
+  return sandbox().resumeRequest().send().ignoreResult().then(
+      [this] { paused_ = false; },
+      [this](kj::Exception&& e) {
+        throw Error("task " + id_ + ": resuming the sandbox: " + e.getDescription().cStr());
+      });
 }
 
 void ContainerTask::remove() {
-  if (status_ == TaskStatus::kRunning) throw Error("task " + id_ + " is running: kill it first");
+  if (init_->status() == TaskStatus::kRunning) {
+    throw Error("task " + id_ + " is running: kill it first");
+  }
+  execs_.clear();
   sandbox_ = nullptr;  // the last reference: serve destroys the VM
-}
-
-void ContainerTask::write_output(const std::string& path, capnp::Data::Reader data,
-                                 const char* which) {
-  // Opened (and closed) even with nothing to write: the reader then sees end of file.
-  if (path.empty()) return;
-  // containerd holds the FIFO's read end open while the task lives; without a reader the
-  // output has nowhere to go (O_NONBLOCK: ENXIO instead of blocking the shim).
-  // TODO(perf): a blocking write stalls the event loop while a reader is slow; stream it
-  // through execStream instead.
-  UniqueFd fd(::open(path.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC));
-  if (!fd) {
-    LOG_WARN("task %s: %s %s: %s", id_.c_str(), which, path.c_str(), strerror(errno));
-    return;
-  }
-  int flags = ::fcntl(fd.get(), F_GETFL);
-  if (flags >= 0) ::fcntl(fd.get(), F_SETFL, flags & ~O_NONBLOCK);
-  const auto* p = data.begin();
-  size_t left = data.size();
-  while (left > 0) {
-    ssize_t n = ::write(fd.get(), p, left);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      LOG_WARN("task %s: writing %s: %s", id_.c_str(), which, strerror(errno));
-      return;
-    }
-    p += n;
-    left -= static_cast<size_t>(n);
-  }
 }
 
 }  // namespace wisp::shim

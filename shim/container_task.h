@@ -1,70 +1,69 @@
 // One container task of the shim, run in a wisp sandbox: Create made the sandbox (a clone of
-// the template, held by this shim: if the shim dies, serve destroys the VM); Start runs the OCI
-// process in it through the agent (Sandbox.exec); its output goes to the FIFOs containerd gave
-// when it ends; Kill ends the sandbox (and so the process); Wait and Delete report how it ended.
-// Single-threaded: lives on the shim's KJ event loop.
+// the template, held by this shim: if the shim dies, serve destroys the VM); its processes
+// (shim/guest_process.h) run in it: the container's own (exec id ""), started by Start, and
+// those Exec adds. When the container's process ends, the others are killed, as they would die
+// with runc's container (its pid namespace). Pause and Resume stop and continue the VM's vCPUs.
+// Delete drops the sandbox. Single-threaded: lives on the shim's KJ event loop.
 #pragma once
 
-#include <time.h>
-
 #include <cstdint>
+#include <map>
 #include <string>
+#include <vector>
 
 #include "api/wisp.capnp.h"
+#include "shim/guest_process.h"
 #include "shim/oci_process.h"
 
 namespace wisp::shim {
 
-// containerd.v1.types.Status (api/types/task/task.proto).
-enum class TaskStatus : int { kCreated = 1, kRunning = 2, kStopped = 3 };
-
-struct TaskStdio {
-  std::string stdin_path, stdout_path, stderr_path;
-};
-
 class ContainerTask {
  public:
   ContainerTask(std::string id, std::string bundle, TaskStdio stdio, OciProcess process,
-                api::serve::Sandbox::Client sandbox);
+                api::serve::Sandbox::Client sandbox, kj::LowLevelAsyncIoProvider& io);
   ~ContainerTask() noexcept(false);
 
   const std::string& id() const { return id_; }
   const std::string& bundle() const { return bundle_; }
-  const TaskStdio& stdio() const { return stdio_; }
-  TaskStatus status() const { return status_; }
-  // The pid containerd records for the task: the shim's own (the process runs in the guest).
+  // The pid containerd records for the task and its processes: the shim's own (the processes
+  // run in the guest, whose pids mean nothing on the host).
   uint32_t pid() const;
-  uint32_t exit_status() const { return exit_status_; }
-  const timespec& exited_at() const { return exited_at_; }
+  // The container's process's status, or kPaused while the sandbox is paused.
+  TaskStatus status() const;
+  GuestProcess& init() { return *init_; }
 
-  // Runs the process. Throws wisp::Error unless the task is created and not started.
-  void start();
-  // Resolves when the process has ended (at once if it has).
-  kj::Promise<void> wait();
-  // Ends the process with `signal` (the sandbox is killed: a VM has no finer way yet). False
-  // when it had already ended.
-  bool kill(int signal);
-  // Drops the sandbox (serve destroys the VM). Throws wisp::Error while the process runs.
+  // The process `exec_id` ("" = the container's), or nullptr.
+  GuestProcess* process(const std::string& exec_id);
+  std::vector<std::string> exec_ids() const;
+  // Adds an exec process. Throws wisp::Error when the id is taken (AlreadyExists) or the
+  // container's process has ended (FailedPrecondition); `*exists` says which.
+  GuestProcess& add_exec(const std::string& exec_id, TaskStdio stdio, OciProcess process,
+                         bool* exists);
+  // Starts `p` in the sandbox (GuestProcess::start). Throws wisp::Error while paused.
+  kj::Promise<void> start(GuestProcess& p);
+  // Drops an ended exec process. Throws wisp::Error while it runs.
+  void remove_exec(const std::string& exec_id);
+
+  // Sandbox.pause / resume. Reject with wisp::Error when the state does not allow it.
+  kj::Promise<void> pause();
+  kj::Promise<void> resume();
+
+  // Drops the sandbox (serve destroys the VM). Throws wisp::Error while the container's process
+  // runs.
   void remove();
 
  private:
-  void finish(uint32_t exit_status);
-  void write_output(const std::string& path, capnp::Data::Reader data, const char* which);
+  api::serve::Sandbox::Client& sandbox();
+  void init_ended();
 
   std::string id_;
   std::string bundle_;
-  TaskStdio stdio_;
-  OciProcess process_;
+  kj::LowLevelAsyncIoProvider& io_;
   kj::Maybe<api::serve::Sandbox::Client> sandbox_;
-  TaskStatus status_ = TaskStatus::kCreated;
-  uint32_t exit_status_ = 0;
-  timespec exited_at_{};
-  int kill_signal_ = 0;
-  kj::Own<kj::PromiseFulfillerPair<void>> ended_ =
-      kj::heap<kj::PromiseFulfillerPair<void>>(kj::newPromiseAndFulfiller<void>());
-  kj::ForkedPromise<void> ended_fork_ = ended_->promise.fork();
-  kj::Promise<void> running_ = kj::READY_NOW;
-  kj::Promise<void> killing_ = kj::READY_NOW;
+  kj::Own<GuestProcess> init_;
+  std::map<std::string, kj::Own<GuestProcess>> execs_;
+  bool paused_ = false;
+  bool pausing_ = false;
 };
 
 }  // namespace wisp::shim

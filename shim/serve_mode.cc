@@ -12,6 +12,7 @@
 #include "base/error.h"
 #include "base/log.h"
 #include "shim/bundle_dir.h"
+#include "shim/event_publisher.h"
 #include "shim/serve_link.h"
 #include "shim/shim_commands.h"
 #include "shim/socket_address.h"
@@ -49,19 +50,25 @@ int run_serve(const ShimOptions& o) {
 
   auto shutdown = kj::newPromiseAndFulfiller<void>();
   ServeLink serve(*io.provider, serve_socket_from_env());
+  EventPublisher events(*io.provider, events_socket(o.address), o.ns);
   const char* default_template = std::getenv("WISP_SHIM_TEMPLATE");
   TaskService tasks(
       ShimIdentity{o.id, o.ns, bundle_dir(o), default_template ? default_template : ""},
-      [&serve] { return serve.connect(); },
+      [&serve] { return serve.connect(); }, *io.lowLevelProvider,
+      [&events](const std::string& topic, const google::protobuf::Message& event) {
+        events.publish(topic, event);
+      },
       [&fulfiller = *shutdown.fulfiller] { fulfiller.fulfill(); });
   ttrpc::Router router;
   tasks.register_methods(router);
   LOG_INFO("shim %s (namespace %s): serving ttrpc on %s", o.id.c_str(), o.ns.c_str(), path.c_str());
 
   auto serving = ttrpc::serve_listener(router, *listener);
-  // After Shutdown, a moment for its answer to be written before the process ends.
-  auto stop = shutdown.promise.then(
-      [&] { return io.provider->getTimer().afterDelay(100 * kj::MILLISECONDS); });
+  // After Shutdown, the events published so far (TaskDelete) go out, and a moment passes for
+  // its answer to be written before the process ends.
+  auto stop = shutdown.promise.then([&] { return events.flush(); }).then([&] {
+    return io.provider->getTimer().afterDelay(100 * kj::MILLISECONDS);
+  });
   auto signalled = io.unixEventPort.onSignal(SIGTERM).ignoreResult();
   serving.exclusiveJoin(kj::mv(stop)).exclusiveJoin(kj::mv(signalled)).wait(io.waitScope);
 

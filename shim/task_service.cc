@@ -7,21 +7,26 @@
 #include "base/error.h"
 #include "base/file_io.h"
 #include "base/log.h"
+#include "github.com/containerd/containerd/api/events/task.pb.h"
 #include "github.com/containerd/containerd/runtime/v2/task/shim.pb.h"
+#include "shim/exec_spec.h"
 #include "shim/oci_process.h"
 #include "shim/shim_commands.h"
 
 namespace wisp::shim {
 
 namespace task = containerd::task::v2;
+namespace events = containerd::events;
 using ttrpc::Code;
 using ttrpc::Result;
 
 namespace {
 
-// The methods of shim.proto's Task service that this shim does not implement yet.
-constexpr const char* kNotYet[] = {"Pause",     "Resume",  "Checkpoint", "Exec",
-                                   "ResizePty", "CloseIO", "Update",     "Stats"};
+// The methods of shim.proto's Task service that this shim does not implement, and why.
+constexpr std::pair<const char*, const char*> kNotYet[] = {
+    {"Checkpoint", "checkpointing a task is not supported yet"},
+    {"ResizePty", "a task has no TTY (Create refuses terminal=true)"},
+};
 
 // serve's longest sandbox time to live (manager/service/sandbox_registry.h): the sandbox lives
 // as long as the task, which the shim's capability holds; the time to live is a backstop.
@@ -44,6 +49,17 @@ void set_time(google::protobuf::Timestamp* out, const timespec& t) {
 }
 
 // serve's error words (api/wisp.capnp) as the status containerd maps back to its errdefs.
+Result failed(const Error& e) { return Result::error(Code::kFailedPrecondition, e.what()); }
+
+// A wisp::Error thrown on the event loop arrives as a kj::Exception whose description KJ
+// prefixes with "std::exception: ": containerd's log gets the message alone.
+Result failed(const kj::Exception& e) {
+  std::string d = e.getDescription().cStr();
+  const std::string prefix = "std::exception: ";
+  if (d.rfind(prefix, 0) == 0) d = d.substr(prefix.size());
+  return Result::error(Code::kFailedPrecondition, d);
+}
+
 Result serve_error(const std::string& what, kj::Exception&& e) {
   std::string d = e.getDescription().cStr();
   Code code = Code::kUnavailable;
@@ -58,9 +74,12 @@ Result serve_error(const std::string& what, kj::Exception&& e) {
 }  // namespace
 
 TaskService::TaskService(ShimIdentity identity, ServeConnector connect_serve,
+                         kj::LowLevelAsyncIoProvider& io, Publish publish,
                          std::function<void()> on_shutdown)
     : identity_(std::move(identity)),
       connect_serve_(std::move(connect_serve)),
+      io_(io),
+      publish_(std::move(publish)),
       on_shutdown_(std::move(on_shutdown)) {}
 
 TaskService::~TaskService() noexcept(false) {}
@@ -70,31 +89,35 @@ void TaskService::register_methods(ttrpc::Router& router) {
     router.add(kService, method,
                [this, fn](std::string p) -> kj::Promise<Result> { return (this->*fn)(p); });
   };
+  auto async = [&](const char* method, kj::Promise<Result> (TaskService::*fn)(const std::string&)) {
+    router.add(kService, method,
+               [this, fn](std::string p) -> kj::Promise<Result> { return (this->*fn)(p); });
+  };
   router.add(kService, "Create",
              [this](std::string p) -> kj::Promise<Result> { return create(std::move(p)); });
-  router.add(kService, "Wait", [this](std::string p) -> kj::Promise<Result> { return wait(p); });
-  sync("Start", &TaskService::start);
+  async("Wait", &TaskService::wait);
+  async("Start", &TaskService::start);
+  async("Pause", &TaskService::pause);
+  async("Resume", &TaskService::resume);
   sync("Kill", &TaskService::kill);
   sync("Delete", &TaskService::remove);
+  sync("Exec", &TaskService::exec);
+  sync("CloseIO", &TaskService::close_io);
+  sync("Stats", &TaskService::stats);
+  sync("Update", &TaskService::update);
   sync("Connect", &TaskService::connect);
   sync("State", &TaskService::state);
   sync("Pids", &TaskService::pids);
   sync("Shutdown", &TaskService::shutdown);
-  for (const char* method : kNotYet) {
-    std::string name = method;
-    router.add(kService, name, [name](std::string) -> kj::Promise<Result> {
-      return Result::error(Code::kUnimplemented,
-                           "containerd-shim-wisp-v2 does not support " + name + " yet");
+  for (auto [method, why] : kNotYet) {
+    std::string message = std::string(method) + ": " + why + " (containerd-shim-wisp-v2)";
+    router.add(kService, method, [message](std::string) -> kj::Promise<Result> {
+      return Result::error(Code::kUnimplemented, message);
     });
   }
 }
 
-ContainerTask* TaskService::find(const std::string& id, const std::string& exec_id, Result* error) {
-  if (!exec_id.empty()) {
-    *error = Result::error(Code::kUnimplemented,
-                           "containerd-shim-wisp-v2 does not support exec processes yet");
-    return nullptr;
-  }
+ContainerTask* TaskService::find(const std::string& id, Result* error) {
   auto it = tasks_.find(id);
   if (it == tasks_.end()) {
     *error = Result::error(Code::kNotFound, "task " + id + " not found in shim " + identity_.id +
@@ -102,6 +125,32 @@ ContainerTask* TaskService::find(const std::string& id, const std::string& exec_
     return nullptr;
   }
   return it->second.get();
+}
+
+GuestProcess* TaskService::find(const std::string& id, const std::string& exec_id,
+                                ContainerTask** task, Result* error) {
+  *task = find(id, error);
+  if (*task == nullptr) return nullptr;
+  GuestProcess* p = (*task)->process(exec_id);
+  if (p == nullptr) {
+    *error = Result::error(Code::kNotFound, "task " + id + ": exec " + exec_id + " not found");
+  }
+  return p;
+}
+
+void TaskService::publish_exit(const std::string& task_id, GuestProcess& p) {
+  events::TaskExit exit;
+  exit.set_container_id(task_id);
+  exit.set_id(p.exec_id().empty() ? task_id : p.exec_id());
+  exit.set_pid(static_cast<uint32_t>(getpid()));
+  exit.set_exit_status(p.exit_status());
+  set_time(exit.mutable_exited_at(), p.exited_at());
+  if (p.oom()) {
+    events::TaskOOM oom;
+    oom.set_container_id(task_id);
+    publish_("/tasks/oom", oom);
+  }
+  publish_("/tasks/exit", exit);
 }
 
 kj::Promise<Result> TaskService::create(std::string payload) {
@@ -133,6 +182,13 @@ kj::Promise<Result> TaskService::create(std::string payload) {
   }
   TaskStdio stdio{request.stdin(), request.stdout(), request.stderr()};
   std::string template_name = process.template_name;
+  events::TaskCreate event;
+  event.set_container_id(id);
+  event.set_bundle(bundle);
+  *event.mutable_rootfs() = request.rootfs();
+  event.mutable_io()->set_stdin(request.stdin());
+  event.mutable_io()->set_stdout(request.stdout());
+  event.mutable_io()->set_stderr(request.stderr());
   return kj::evalNow([&] { return connect_serve_(); })
       .then([template_name](api::serve::Wisp::Client wisp) {
         return wisp.sandboxesRequest().send().getSandboxes();
@@ -145,7 +201,7 @@ kj::Promise<Result> TaskService::create(std::string payload) {
         return req.send();
       })
       .then(
-          [this, id, bundle, stdio, process = std::move(process)](
+          [this, id, bundle, stdio, process = std::move(process), event = std::move(event)](
               capnp::Response<api::serve::Sandboxes::CreateResults> created) mutable -> Result {
             if (tasks_.count(id))
               return Result::error(Code::kAlreadyExists, "task " + id + " exists");
@@ -159,10 +215,12 @@ kj::Promise<Result> TaskService::create(std::string payload) {
               LOG_WARN("task %s: %s", id.c_str(), e.what());
             }
             auto t = kj::heap<ContainerTask>(id, bundle, stdio, std::move(process),
-                                             created.getSandbox());
+                                             created.getSandbox(), io_);
             task::CreateTaskResponse response;
             response.set_pid(t->pid());
             tasks_.emplace(id, kj::mv(t));
+            event.set_pid(response.pid());
+            publish_("/tasks/create", event);
             return encoded(response);
           },
           [template_name](kj::Exception&& e) {
@@ -170,35 +228,59 @@ kj::Promise<Result> TaskService::create(std::string payload) {
           });
 }
 
-Result TaskService::start(const std::string& payload) {
+kj::Promise<Result> TaskService::start(const std::string& payload) {
   task::StartRequest request;
   if (!request.ParseFromString(payload)) return bad_request("Start", "StartRequest");
   Result error;
-  ContainerTask* t = find(request.id(), request.exec_id(), &error);
-  if (t == nullptr) return error;
+  ContainerTask* t = nullptr;
+  GuestProcess* p = find(request.id(), request.exec_id(), &t, &error);
+  if (p == nullptr) return error;
+  kj::Promise<void> started = nullptr;
   try {
-    t->start();
+    started = t->start(*p);
   } catch (const Error& e) {
-    return Result::error(Code::kFailedPrecondition, e.what());
+    return failed(e);
   }
-  task::StartResponse response;
-  response.set_pid(t->pid());
-  return encoded(response);
+  std::string id = request.id(), exec_id = request.exec_id();
+  p->on_exit([this, id, p] { publish_exit(id, *p); });
+  return started.then(
+      [this, id, exec_id]() -> Result {
+        task::StartResponse response;
+        response.set_pid(static_cast<uint32_t>(getpid()));
+        if (exec_id.empty()) {
+          events::TaskStart event;
+          event.set_container_id(id);
+          event.set_pid(response.pid());
+          publish_("/tasks/start", event);
+        } else {
+          events::TaskExecStarted event;
+          event.set_container_id(id);
+          event.set_exec_id(exec_id);
+          event.set_pid(response.pid());
+          publish_("/tasks/exec-started", event);
+        }
+        return encoded(response);
+      },
+      [](kj::Exception&& e) { return failed(e); });
 }
 
 kj::Promise<Result> TaskService::wait(const std::string& payload) {
   task::WaitRequest request;
   if (!request.ParseFromString(payload)) return bad_request("Wait", "WaitRequest");
   Result error;
-  ContainerTask* t = find(request.id(), request.exec_id(), &error);
-  if (t == nullptr) return error;
-  std::string id = request.id();
-  return t->wait().then([this, id]() -> Result {
-    auto it = tasks_.find(id);
-    if (it == tasks_.end()) return Result::error(Code::kNotFound, "task " + id + " was deleted");
+  ContainerTask* t = nullptr;
+  GuestProcess* p = find(request.id(), request.exec_id(), &t, &error);
+  if (p == nullptr) return error;
+  std::string id = request.id(), exec_id = request.exec_id();
+  // Looked up again when it ends: Delete may have dropped it meanwhile.
+  return p->wait().then([this, id, exec_id]() -> Result {
+    Result error;
+    ContainerTask* t = nullptr;
+    GuestProcess* p = find(id, exec_id, &t, &error);
+    if (p == nullptr) return error;
     task::WaitResponse response;
-    response.set_exit_status(it->second->exit_status());
-    set_time(response.mutable_exited_at(), it->second->exited_at());
+    response.set_exit_status(p->exit_status());
+    set_time(response.mutable_exited_at(), p->exited_at());
     return encoded(response);
   });
 }
@@ -207,13 +289,22 @@ Result TaskService::kill(const std::string& payload) {
   task::KillRequest request;
   if (!request.ParseFromString(payload)) return bad_request("Kill", "KillRequest");
   Result error;
-  ContainerTask* t = find(request.id(), request.exec_id(), &error);
-  if (t == nullptr) return error;
-  int signal =
-      request.signal() > 0 && request.signal() < 65 ? static_cast<int>(request.signal()) : 9;
-  if (!t->kill(signal)) {
+  ContainerTask* t = nullptr;
+  GuestProcess* p = find(request.id(), request.exec_id(), &t, &error);
+  if (p == nullptr) return error;
+  if (request.signal() > 64) {
+    return Result::error(Code::kInvalidArgument,
+                         "Kill: signal " + std::to_string(request.signal()) + ": expected 0 to 64");
+  }
+  int signal = static_cast<int>(request.signal());
+  // Signal 0 asks whether the process is there, as kill(2)'s does.
+  if (signal == 0 ? p->status() == TaskStatus::kStopped : !p->kill(signal)) {
     // runc's shim answers the same for a process that is gone.
     return Result::error(Code::kNotFound, "process already finished");
+  }
+  if (request.all() && request.exec_id().empty()) {
+    // Every process of the container, as runc's kill --all.
+    for (const auto& exec_id : t->exec_ids()) t->process(exec_id)->kill(signal);
   }
   return encoded(google::protobuf::Empty());
 }
@@ -222,19 +313,133 @@ Result TaskService::remove(const std::string& payload) {
   task::DeleteRequest request;
   if (!request.ParseFromString(payload)) return bad_request("Delete", "DeleteRequest");
   Result error;
-  ContainerTask* t = find(request.id(), request.exec_id(), &error);
-  if (t == nullptr) return error;
-  try {
-    t->remove();
-  } catch (const Error& e) {
-    return Result::error(Code::kFailedPrecondition, e.what());
-  }
+  ContainerTask* t = nullptr;
+  GuestProcess* p = find(request.id(), request.exec_id(), &t, &error);
+  if (p == nullptr) return error;
   task::DeleteResponse response;
   response.set_pid(t->pid());
-  response.set_exit_status(t->exit_status());
-  set_time(response.mutable_exited_at(), t->exited_at());
+  response.set_exit_status(p->exit_status());
+  set_time(response.mutable_exited_at(), p->exited_at());
+  try {
+    if (!request.exec_id().empty()) {
+      t->remove_exec(request.exec_id());
+      return encoded(response);
+    }
+    t->remove();
+  } catch (const Error& e) {
+    return failed(e);
+  }
+  events::TaskDelete event;
+  event.set_container_id(request.id());
+  event.set_id(request.id());
+  event.set_pid(response.pid());
+  event.set_exit_status(response.exit_status());
+  *event.mutable_exited_at() = response.exited_at();
   tasks_.erase(request.id());
+  publish_("/tasks/delete", event);
   return encoded(response);
+}
+
+Result TaskService::exec(const std::string& payload) {
+  task::ExecProcessRequest request;
+  if (!request.ParseFromString(payload)) return bad_request("Exec", "ExecProcessRequest");
+  Result error;
+  ContainerTask* t = find(request.id(), &error);
+  if (t == nullptr) return error;
+  if (request.exec_id().empty())
+    return Result::error(Code::kInvalidArgument, "Exec: exec_id is empty");
+  if (request.terminal()) {
+    return Result::error(Code::kUnimplemented,
+                         "Exec: terminal: a TTY is not supported by containerd-shim-wisp-v2");
+  }
+  OciProcess process;
+  try {
+    process = parse_exec_spec(request.spec().type_url(), request.spec().value());
+  } catch (const Error& e) {
+    return Result::error(Code::kInvalidArgument, std::string("Exec: ") + e.what());
+  }
+  bool exists = false;
+  try {
+    t->add_exec(request.exec_id(), TaskStdio{request.stdin(), request.stdout(), request.stderr()},
+                std::move(process), &exists);
+  } catch (const Error& e) {
+    return Result::error(exists ? Code::kAlreadyExists : Code::kFailedPrecondition, e.what());
+  }
+  events::TaskExecAdded event;
+  event.set_container_id(request.id());
+  event.set_exec_id(request.exec_id());
+  publish_("/tasks/exec-added", event);
+  return encoded(google::protobuf::Empty());
+}
+
+Result TaskService::close_io(const std::string& payload) {
+  task::CloseIORequest request;
+  if (!request.ParseFromString(payload)) return bad_request("CloseIO", "CloseIORequest");
+  Result error;
+  ContainerTask* t = nullptr;
+  GuestProcess* p = find(request.id(), request.exec_id(), &t, &error);
+  if (p == nullptr) return error;
+  if (request.stdin()) p->close_stdin();
+  return encoded(google::protobuf::Empty());
+}
+
+kj::Promise<Result> TaskService::pause(const std::string& payload) {
+  task::PauseRequest request;
+  if (!request.ParseFromString(payload)) return bad_request("Pause", "PauseRequest");
+  Result error;
+  ContainerTask* t = find(request.id(), &error);
+  if (t == nullptr) return error;
+  std::string id = request.id();
+  return kj::evalNow([t] { return t->pause(); })
+      .then(
+          [this, id]() -> Result {
+            events::TaskPaused event;
+            event.set_container_id(id);
+            publish_("/tasks/paused", event);
+            return encoded(google::protobuf::Empty());
+          },
+          [](kj::Exception&& e) { return failed(e); });
+}
+
+kj::Promise<Result> TaskService::resume(const std::string& payload) {
+  task::ResumeRequest request;
+  if (!request.ParseFromString(payload)) return bad_request("Resume", "ResumeRequest");
+  Result error;
+  ContainerTask* t = find(request.id(), &error);
+  if (t == nullptr) return error;
+  std::string id = request.id();
+  return kj::evalNow([t] { return t->resume(); })
+      .then(
+          [this, id]() -> Result {
+            events::TaskResumed event;
+            event.set_container_id(id);
+            publish_("/tasks/resumed", event);
+            return encoded(google::protobuf::Empty());
+          },
+          [](kj::Exception&& e) { return failed(e); });
+}
+
+Result TaskService::stats(const std::string& payload) {
+  task::StatsRequest request;
+  if (!request.ParseFromString(payload)) return bad_request("Stats", "StatsRequest");
+  Result error;
+  if (find(request.id(), &error) == nullptr) return error;
+  // runc's shim answers cgroup metrics; the guest's cgroup is not visible to the host, and
+  // serve's Sandbox API has no per-sandbox metrics yet.
+  return Result::error(Code::kUnimplemented,
+                       "Stats: wisp serve reports no per-sandbox metrics yet "
+                       "(containerd-shim-wisp-v2)");
+}
+
+Result TaskService::update(const std::string& payload) {
+  task::UpdateTaskRequest request;
+  if (!request.ParseFromString(payload)) return bad_request("Update", "UpdateTaskRequest");
+  Result error;
+  if (find(request.id(), &error) == nullptr) return error;
+  // A VM's memory and vCPUs are fixed by its template when the sandbox starts.
+  return Result::error(Code::kUnimplemented,
+                       "Update: a running sandbox's resources cannot change; they come from its "
+                       "wisp template (containerd-shim-wisp-v2)");
 }
 
 Result TaskService::connect(const std::string& payload) {
@@ -251,19 +456,22 @@ Result TaskService::state(const std::string& payload) {
   task::StateRequest request;
   if (!request.ParseFromString(payload)) return bad_request("State", "StateRequest");
   Result error;
-  ContainerTask* t = find(request.id(), request.exec_id(), &error);
-  if (t == nullptr) return error;
+  ContainerTask* t = nullptr;
+  GuestProcess* p = find(request.id(), request.exec_id(), &t, &error);
+  if (p == nullptr) return error;
   task::StateResponse response;
   response.set_id(t->id());
+  response.set_exec_id(request.exec_id());
   response.set_bundle(t->bundle());
   response.set_pid(t->pid());
-  response.set_status(static_cast<containerd::v1::types::Status>(t->status()));
-  response.set_stdin(t->stdio().stdin_path);
-  response.set_stdout(t->stdio().stdout_path);
-  response.set_stderr(t->stdio().stderr_path);
-  if (t->status() == TaskStatus::kStopped) {
-    response.set_exit_status(t->exit_status());
-    set_time(response.mutable_exited_at(), t->exited_at());
+  TaskStatus status = request.exec_id().empty() ? t->status() : p->status();
+  response.set_status(static_cast<containerd::v1::types::Status>(status));
+  response.set_stdin(p->stdio().stdin_path);
+  response.set_stdout(p->stdio().stdout_path);
+  response.set_stderr(p->stdio().stderr_path);
+  if (p->status() == TaskStatus::kStopped) {
+    response.set_exit_status(p->exit_status());
+    set_time(response.mutable_exited_at(), p->exited_at());
   }
   return encoded(response);
 }
@@ -272,7 +480,7 @@ Result TaskService::pids(const std::string& payload) {
   task::PidsRequest request;
   if (!request.ParseFromString(payload)) return bad_request("Pids", "PidsRequest");
   Result error;
-  ContainerTask* t = find(request.id(), "", &error);
+  ContainerTask* t = find(request.id(), &error);
   if (t == nullptr) return error;
   task::PidsResponse response;
   response.add_processes()->set_pid(t->pid());

@@ -2,9 +2,10 @@
 // serves it over ttrpc. A task runs in a wisp sandbox (shim/container_task.h) that `wisp serve`
 // makes at Create from a template: the OCI spec's annotation io.wisp.template, else the shim's
 // default (WISP_SHIM_TEMPLATE). Connect, State, Pids and Shutdown answer from the shim's state;
-// Create, Start, Wait, Kill and Delete drive the sandbox; Exec, Pause, Resume, Checkpoint,
-// ResizePty, CloseIO, Update and Stats answer Unimplemented (containerd's
-// errdefs.ErrNotImplemented) until they are mapped.
+// Create, Start, Wait, Kill, Delete, Exec, CloseIO, Pause and Resume drive the sandbox and its
+// processes (shim/container_task.h); Checkpoint, Update, Stats and ResizePty answer
+// Unimplemented (containerd's errdefs.ErrNotImplemented) with what is missing. The task events
+// runc's shim publishes are published the same way (shim/event_publisher.h).
 #pragma once
 
 #include <functional>
@@ -13,6 +14,7 @@
 
 #include "api/wisp.capnp.h"
 #include "shim/container_task.h"
+#include "shim/event_publisher.h"
 #include "shim/ttrpc_server.h"
 
 namespace wisp::shim {
@@ -33,10 +35,10 @@ class TaskService {
  public:
   static constexpr const char* kService = "containerd.task.v2.Task";
 
-  // `on_shutdown` runs after Shutdown was accepted (the shim then exits once the answer is
-  // written).
-  TaskService(ShimIdentity identity, ServeConnector connect_serve,
-              std::function<void()> on_shutdown);
+  // `io` opens containerd's FIFOs; `publish` sends an event to containerd; `on_shutdown` runs
+  // after Shutdown was accepted (the shim then exits once the answer is written).
+  TaskService(ShimIdentity identity, ServeConnector connect_serve, kj::LowLevelAsyncIoProvider& io,
+              Publish publish, std::function<void()> on_shutdown);
   ~TaskService() noexcept(false);
 
   // Registers every method of the service in `router`; `this` must outlive it.
@@ -44,21 +46,33 @@ class TaskService {
 
  private:
   kj::Promise<ttrpc::Result> create(std::string payload);
-  ttrpc::Result start(const std::string& payload);
+  kj::Promise<ttrpc::Result> start(const std::string& payload);
   kj::Promise<ttrpc::Result> wait(const std::string& payload);
   ttrpc::Result kill(const std::string& payload);
   ttrpc::Result remove(const std::string& payload);
+  ttrpc::Result exec(const std::string& payload);
+  ttrpc::Result close_io(const std::string& payload);
+  kj::Promise<ttrpc::Result> pause(const std::string& payload);
+  kj::Promise<ttrpc::Result> resume(const std::string& payload);
+  ttrpc::Result stats(const std::string& payload);
+  ttrpc::Result update(const std::string& payload);
   ttrpc::Result connect(const std::string& payload);
   ttrpc::Result state(const std::string& payload);
   ttrpc::Result pids(const std::string& payload);
   ttrpc::Result shutdown(const std::string& payload);
 
-  // The task `id` of a request, or nullptr (with *error set to NotFound or Unimplemented for
-  // an exec id: exec processes are not supported yet).
-  ContainerTask* find(const std::string& id, const std::string& exec_id, ttrpc::Result* error);
+  // The task `id` of a request, or nullptr (with *error set to NotFound).
+  ContainerTask* find(const std::string& id, ttrpc::Result* error);
+  // Its process `exec_id` ("" = the container's), or nullptr (with *error set to NotFound).
+  GuestProcess* find(const std::string& id, const std::string& exec_id, ContainerTask** task,
+                     ttrpc::Result* error);
+  // Publishes TaskExit (and TaskOOM) when `p` of `task_id` ends.
+  void publish_exit(const std::string& task_id, GuestProcess& p);
 
   ShimIdentity identity_;
   ServeConnector connect_serve_;
+  kj::LowLevelAsyncIoProvider& io_;
+  Publish publish_;
   std::function<void()> on_shutdown_;
   bool shutting_down_ = false;
   std::map<std::string, kj::Own<ContainerTask>> tasks_;

@@ -4,7 +4,7 @@
 // and dispatched by the Router to the Task service. Every frame must be answered with a Response
 // that parses, or not at all (types other than request), and nothing may crash or grow without
 // bound.
-#include <kj/async.h>
+#include <kj/async-io.h>
 
 #include <cstddef>
 #include <cstdint>
@@ -22,14 +22,16 @@ namespace {
 using namespace wisp::shim;
 
 struct Harness {
-  kj::EventLoop loop;
-  kj::WaitScope wait_scope{loop};
-  // No serve behind it: a Create that gets that far fails to connect.
+  kj::AsyncIoContext io = kj::setupAsyncIo();
+  kj::WaitScope& wait_scope = io.waitScope;
+  // No serve behind it: a Create that gets that far fails to connect (so no task exists, and
+  // no FIFO is opened; events are dropped).
   TaskService tasks{ShimIdentity{"fuzz", "default", "/nonexistent-bundle", "t"},
                     []() -> kj::Promise<wisp::api::serve::Wisp::Client> {
                       throw wisp::Error("no serve in the fuzzer");
                     },
-                    [] {}};
+                    *io.lowLevelProvider,
+                    [](const std::string&, const google::protobuf::Message&) {}, [] {}};
   ttrpc::Router router;
   Harness() {
     tasks.register_methods(router);

@@ -13,7 +13,12 @@ status and message back (which ctr prints), then tears the shim down (Delete, Sh
 delete command): no shim process and no shim socket are left. runc in the same containerd runs the same image, so
 the image and the containerd set-up are known good.
 
-Boots no guest. Registered with ctest (label integration); run alone:
+From test_3 on, `wisp serve` runs with a template, and guests boot (testbed): the container's
+output and exit code, streamed stdin and output (`ctr run` fed by a pipe), `ctr task exec`,
+`pause`/`resume`, `kill` with signals and `delete`, the events containerd receives (`ctr
+events`), a containerd restarted under a running task, and a killed shim whose sandbox goes.
+
+Registered with ctest (label integration); run alone (in the testbed from test_3 on):
     python3 tests/integration/shim_containerd_test.py
 """
 import hashlib
@@ -22,6 +27,7 @@ import json
 import os
 import re
 import shutil
+import select
 import signal
 import subprocess
 import tarfile
@@ -125,6 +131,16 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
   address = "{cls.tmp}/debug.sock"
   level = "debug"
 """)
+        cls.config = config
+        cls.log_path = os.path.join(cls.tmp, "containerd.log")
+        cls.log = open(cls.log_path, "w")
+        cls.start_containerd()
+        image = os.path.join(cls.tmp, "image.tar")
+        build_image(image)
+        cls.ctr("images", "import", "--snapshotter", "native", image)
+
+    @classmethod
+    def start_containerd(cls):
         env = dict(os.environ)
         env["PATH"] = cls.bin_dir + ":" + env.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
         # containerd passes its environment to the shims: their sockets go under the test's
@@ -132,9 +148,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
         env["WISP_SHIM_SOCKET_ROOT"] = cls.shim_root
         env["WISP_SHIM_TEMPLATE"] = "hello"
         env["WISP_SERVER"] = cls.serve_sock  # started by the test that needs it
-        cls.log_path = os.path.join(cls.tmp, "containerd.log")
-        cls.log = open(cls.log_path, "w")
-        cls.containerd = subprocess.Popen(["containerd", "--config", config], env=env,
+        cls.containerd = subprocess.Popen(["containerd", "--config", cls.config], env=env,
                                           stdout=cls.log, stderr=subprocess.STDOUT)
         deadline = time.time() + 120
         while time.time() < deadline:
@@ -145,9 +159,15 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
             time.sleep(0.5)
         else:
             raise RuntimeError("containerd did not answer: " + cls.log_tail())
-        image = os.path.join(cls.tmp, "image.tar")
-        build_image(image)
-        cls.ctr("images", "import", "--snapshotter", "native", image)
+
+    @classmethod
+    def stop_containerd(cls):
+        cls.containerd.send_signal(signal.SIGTERM)
+        try:
+            cls.containerd.wait(60)
+        except subprocess.TimeoutExpired:
+            cls.containerd.kill()
+            cls.containerd.wait()
 
     @classmethod
     def tearDownClass(cls):
@@ -159,12 +179,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
                 cls.serve.kill()
                 cls.serve.wait()
         if getattr(cls, "containerd", None):
-            cls.containerd.send_signal(signal.SIGTERM)
-            try:
-                cls.containerd.wait(60)
-            except subprocess.TimeoutExpired:
-                cls.containerd.kill()
-                cls.containerd.wait()
+            cls.stop_containerd()
         if getattr(cls, "log", None):
             cls.log.close()
         shutil.rmtree(cls.tmp, ignore_errors=True)
@@ -280,20 +295,102 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
         self.assertEqual(os.listdir(os.path.join(self.shim_root, "s")), [],
                          "the dead shim's socket is left")
 
-    def test_5_ctr_task_kill_ends_the_process(self):
-        self.assertIsNotNone(self.serve, "test_3 starts serve")
+    def run_detached(self, name, *command):
         p = self.ctr("run", "-d", "--snapshotter", "native", "--runtime",
-                     "io.containerd.wisp.v2", IMAGE, "wisp-4", "/bin/sh", "-c", "sleep 300",
+                     "io.containerd.wisp.v2", IMAGE, name, *command, check=False)
+        self.assertEqual(p.returncode, 0, p.stderr + self.log_tail())
+
+    def task_status(self, name):
+        m = re.search(rf"^{re.escape(name)}\s+\d+\s+(\w+)", self.ctr("tasks", "ls").stdout,
+                      re.M)
+        return m.group(1) if m else None
+
+    def test_5_exec_pause_resume_kill_delete_and_their_events(self):
+        self.assertIsNotNone(self.serve, "test_3 starts serve")
+        events_out = open(os.path.join(self.tmp, "events.txt"), "w+")
+        self.addCleanup(events_out.close)
+        events = subprocess.Popen(["ctr", "--address", self.sock, "events"], stdout=events_out,
+                                  stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self.addCleanup(lambda: (events.kill(), events.wait()))
+        self.run_detached("wisp-4", "/bin/sh", "-c", "sleep 300")
+        self.assertEqual(self.task_status("wisp-4"), "RUNNING")
+        # A further process in the same sandbox: its own output and exit code.
+        p = self.ctr("tasks", "exec", "--exec-id", "e1", "wisp-4", "/bin/sh", "-c",
+                     "echo exec-out; echo exec-err >&2; exit 5", check=False)
+        self.assertEqual((p.returncode, p.stdout, p.stderr), (5, "exec-out\n", "exec-err\n"),
+                         self.log_tail())
+        self.ctr("tasks", "pause", "wisp-4")
+        self.assertEqual(self.task_status("wisp-4"), "PAUSED")
+        p = self.ctr("tasks", "exec", "--exec-id", "e2", "wisp-4", "/bin/echo", "x", check=False)
+        self.assertNotEqual(p.returncode, 0, "an exec in a paused task")
+        self.assertIn("paused", p.stderr)
+        self.ctr("tasks", "resume", "wisp-4")
+        self.assertEqual(self.task_status("wisp-4"), "RUNNING")
+        p = self.ctr("tasks", "exec", "--exec-id", "e3", "wisp-4", "/bin/echo", "resumed",
                      check=False)
-        self.assertEqual(p.returncode, 0, p.stderr)
-        listed = self.ctr("tasks", "ls").stdout
-        self.assertRegex(listed, r"wisp-4\s+\d+\s+RUNNING", listed)
+        self.assertEqual((p.returncode, p.stdout), (0, "resumed\n"), p.stderr)
         self.ctr("tasks", "kill", "wisp-4")  # SIGTERM
-        wait_for(lambda: re.search(r"wisp-4\s+\d+\s+STOPPED", self.ctr("tasks", "ls").stdout),
-                 60, "the killed task to stop")
+        wait_for(lambda: self.task_status("wisp-4") == "STOPPED", 60, "the killed task to stop")
+        p = self.ctr("tasks", "kill", "wisp-4", check=False)
+        self.assertNotEqual(p.returncode, 0, "kill of an ended task")
+        self.assertIn("not found", p.stderr)
         deleted = self.ctr("tasks", "delete", "wisp-4")
         self.assertIn("143", deleted.stdout + deleted.stderr)  # 128 + SIGTERM
         self.ctr("containers", "rm", "wisp-4")
+        # The events the shim published reached containerd, which forwarded them to `ctr events`.
+        want = ["/tasks/create", "/tasks/start", "/tasks/exec-added", "/tasks/exec-started",
+                "/tasks/exit", "/tasks/paused", "/tasks/resumed", "/tasks/delete"]
+
+        def seen():
+            events_out.seek(0)
+            text = events_out.read()
+            return all(t in text for t in want) and text
+        try:
+            text = wait_for(seen, 30, "the task's events")
+        except AssertionError:
+            events_out.seek(0)
+            raise AssertionError("events seen:\n" + events_out.read()[-3000:])
+        lines = [line for line in text.splitlines() if "wisp-4" in line]
+        self.assertTrue(lines, text)
+        exits = [line for line in lines if "/tasks/exit" in line]
+        self.assertTrue(any('"exit_status":143' in line.replace(" ", "") for line in exits),
+                        exits)
+
+    def test_6_stdin_and_output_are_streamed(self):
+        self.assertIsNotNone(self.serve, "test_3 starts serve")
+        # The first line must arrive while the process still waits for its input.
+        p = subprocess.Popen(
+            ["ctr", "--address", self.sock, "run", "--rm", "--snapshotter", "native",
+             "--runtime", "io.containerd.wisp.v2", IMAGE, "wisp-5", "/bin/sh", "-c",
+             "echo first; read x; echo got-$x; cat"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.addCleanup(lambda: p.poll() is None and (p.kill(), p.wait()))
+        ready, _, _ = select.select([p.stdout], [], [], 300)
+        self.assertTrue(ready, "no output within 300 s: " + self.log_tail())
+        self.assertEqual(p.stdout.readline(), b"first\n")
+        self.assertIsNone(p.poll(), "the process ended before its input came")
+        # The input, then end of file (ctr closes the FIFO and sends CloseIO): cat ends.
+        out, err = p.communicate(b"abc\nrest of the input\n", timeout=300)
+        self.assertEqual(out, b"got-abc\nrest of the input\n", err)
+        self.assertEqual(p.returncode, 0, err)
+
+    def test_7_a_restarted_containerd_still_has_the_running_task(self):
+        self.assertIsNotNone(self.serve, "test_3 starts serve")
+        others = set(shim_processes())
+        self.run_detached("wisp-6", "/bin/sh", "-c", "sleep 300")
+        shim = set(shim_processes()) - others
+        self.assertEqual(len(shim), 1)
+        self.stop_containerd()
+        self.assertTrue(shim <= set(shim_processes()), "the shim went with containerd")
+        self.start_containerd()
+        # containerd reconnects to the shim at the address in the bundle and asks it again.
+        self.assertEqual(self.task_status("wisp-6"), "RUNNING", self.log_tail())
+        self.ctr("tasks", "kill", "-s", "SIGKILL", "wisp-6")
+        wait_for(lambda: self.task_status("wisp-6") == "STOPPED", 60, "the killed task to stop")
+        deleted = self.ctr("tasks", "delete", "wisp-6")
+        self.assertIn("137", deleted.stdout + deleted.stderr)  # 128 + SIGKILL
+        self.ctr("containers", "rm", "wisp-6")
+        wait_for(lambda: not (set(shim_processes()) & shim), 30, "the shim to exit")
 
 
 if __name__ == "__main__":

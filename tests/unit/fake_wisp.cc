@@ -78,11 +78,107 @@ class FakeTemplates final : public api::serve::Templates::Server {
   }
 };
 
+// Sandbox.execStream's process: stdout gets the argv joined by ' ' and a newline at once,
+// then each stdin write as it comes; closeStdin ends it with exit code 0 (argv[0] "exit7": 7),
+// a signal ends it with that signal.
+class FakeProcess final : public api::serve::Process::Server {
+ public:
+  FakeProcess(FakeWispState& state, api::serve::OutputSink::Client sink, std::string first_line,
+              int exit_code)
+      : state_(state), sink_(kj::mv(sink)), exit_code_(exit_code) {
+    out(first_line + "\n");
+  }
+
+ protected:
+  kj::Promise<void> write(WriteContext context) override {
+    auto d = context.getParams().getData();
+    std::string s(reinterpret_cast<const char*>(d.begin()), d.size());
+    state_.stream_stdin += s;
+    out(s);
+    return kj::READY_NOW;
+  }
+  kj::Promise<void> closeStdin(CloseStdinContext) override {
+    ++state_.stdin_closes;
+    end(false, exit_code_);
+    return kj::READY_NOW;
+  }
+  kj::Promise<void> signal(SignalContext context) override {
+    state_.signals.push_back(context.getParams().getSignal());
+    end(true, context.getParams().getSignal());
+    return kj::READY_NOW;
+  }
+  kj::Promise<void> wait(WaitContext context) override {
+    return ended_.addBranch().then([this, context]() mutable {
+      auto r = context.getResults().initResponse();
+      if (signalled_) {
+        r.setSignal(code_);
+      } else {
+        r.setExitCode(code_);
+      }
+    });
+  }
+
+ private:
+  void out(const std::string& s) {
+    auto req = sink_.stdoutRequest();
+    req.setData(kj::arrayPtr(reinterpret_cast<const kj::byte*>(s.data()), s.size()));
+    writes_.add(req.send());
+  }
+  void end(bool signalled, int code) {
+    if (done_) return;
+    done_ = true;
+    signalled_ = signalled;
+    code_ = code;
+    fulfiller_->fulfill();
+  }
+  class Ignore final : public kj::TaskSet::ErrorHandler {
+    void taskFailed(kj::Exception&&) override {}
+  };
+  FakeWispState& state_;
+  api::serve::OutputSink::Client sink_;
+  int exit_code_;
+  bool done_ = false, signalled_ = false;
+  int code_ = 0;
+  Ignore ignore_;
+  kj::TaskSet writes_{ignore_};
+  kj::Own<kj::PromiseFulfiller<void>> fulfiller_;
+  kj::ForkedPromise<void> ended_ = [this] {
+    auto paf = kj::newPromiseAndFulfiller<void>();
+    fulfiller_ = kj::mv(paf.fulfiller);
+    return paf.promise.fork();
+  }();
+};
+
 class FakeSandbox final : public api::serve::Sandbox::Server {
  public:
   explicit FakeSandbox(FakeWispState& state) : state_(state) {}
 
  protected:
+  kj::Promise<void> execStream(ExecStreamContext context) override {
+    if (state_.paused) throw_word("bad-request: sandbox sb-1 is paused (resume it first)");
+    auto p = context.getParams();
+    std::vector<std::string> argv;
+    std::string line;
+    for (auto a : p.getRequest().getArgv()) {
+      argv.push_back(text(a));
+      line += (line.empty() ? "" : " ") + text(a);
+    }
+    if (argv.empty() || argv[0] == "missing") throw_word("bad-request: argv: no such command");
+    state_.streams.push_back(argv);
+    context.getResults().setProcess(
+        kj::heap<FakeProcess>(state_, p.getOutput(), line, argv[0] == "exit7" ? 7 : 0));
+    return kj::READY_NOW;
+  }
+  kj::Promise<void> pause(PauseContext) override {
+    ++state_.pauses;
+    state_.paused = true;
+    return kj::READY_NOW;
+  }
+  kj::Promise<void> resume(ResumeContext) override {
+    ++state_.resumes;
+    state_.paused = false;
+    return kj::READY_NOW;
+  }
   kj::Promise<void> exec(ExecContext context) override {
     auto req = context.getParams().getRequest();
     state_.exec_argv.clear();

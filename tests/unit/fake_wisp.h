@@ -10,7 +10,8 @@
 //   "gone"     a DISCONNECTED kj exception
 //   others     not-found: template NAME
 // Sandboxes: create returns "sb-1" (any template but "missing"); get knows only "sb-1"; its
-// exec answers stdout = argv joined by ' ' + stdin. The calls are recorded in FakeWispState.
+// exec answers stdout = argv joined by ' ' + stdin; execStream runs a process that echoes
+// (fake_wisp.cc's FakeProcess). The calls are recorded in FakeWispState.
 #pragma once
 
 #include <cstdint>
@@ -37,6 +38,13 @@ struct FakeWispState {
   std::vector<std::string> exec_argv;
   std::string exec_stdin;
   int kills = 0;
+  // Sandbox.execStream (FakeProcess in fake_wisp.cc), pause and resume
+  std::vector<std::vector<std::string>> streams;  // each process's argv
+  std::string stream_stdin;                       // what Process.write got
+  int stdin_closes = 0;
+  std::vector<int> signals;
+  int pauses = 0, resumes = 0;
+  bool paused = false;
   // Stats: a template name that needs escaping in a label value.
   std::string odd_template = "we\"ird\\name\nx";
 };

@@ -2,104 +2,21 @@
 // calls it (service "containerd.task.v2.Task", shim.proto's messages), over the unit tests'
 // fake `wisp serve` (fake_wisp.h): Create makes a sandbox of the spec's template, Start runs
 // the OCI process in it (its output lands in the stdout path), Wait, State, Kill, Delete and
-// Shutdown follow the task; methods not supported yet answer Unimplemented (containerd's
+// Shutdown follow the task; methods not supported answer Unimplemented (containerd's
 // errdefs.ErrNotImplemented); a bad payload, bundle or serve gets a status naming the fault.
-#include <fcntl.h>
+// Streamed stdio, Exec, Pause/Resume and events: shim_task_processes_test.cc.
 #include <gtest/gtest.h>
-#include <kj/async-io.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
-#include <cstdlib>
-#include <fstream>
 #include <string>
 
-#include "base/error.h"
 #include "base/file_io.h"
-#include "base/unique_fd.h"
-#include "fake_wisp.h"
-#include "github.com/containerd/containerd/runtime/v2/task/shim.pb.h"
-#include "shim/task_service.h"
-#include "shim/ttrpc_client.h"
-#include "shim/ttrpc_server.h"
+#include "shim_task_fixture.h"
 
 namespace wisp::shim {
 namespace {
 
-namespace task = containerd::task::v2;
 using ttrpc::Code;
 using ttrpc::Result;
-
-class TaskServiceTest : public ::testing::Test {
- protected:
-  TaskServiceTest()
-      : io_(kj::setupAsyncIo()),
-        pipe_(io_.provider->newTwoWayPipe()),
-        wisp_(testutil::make_fake_wisp(fake_)),
-        service_(
-            ShimIdentity{"ctr1", "default", "/run/bundle", ""},
-            [this]() -> kj::Promise<api::serve::Wisp::Client> {
-              if (serve_down_) throw Error("wisp serve at /x is not reachable");
-              return wisp_;
-            },
-            [this] { ++shutdowns_; }) {
-    service_.register_methods(router_);
-    serving_ = ttrpc::serve_connection(router_, kj::mv(pipe_.ends[0]))
-                   .eagerlyEvaluate([](kj::Exception&& e) {
-                     ADD_FAILURE() << "server: " << e.getDescription().cStr();
-                   });
-    char tmpl[] = "/tmp/wisp-shim-task-XXXXXX";
-    EXPECT_NE(::mkdtemp(tmpl), nullptr);
-    bundle_ = tmpl;
-  }
-  // KJ's members may throw from their destructors; gtest's base destructor may not.
-  ~TaskServiceTest() noexcept override { std::system(("rm -rf '" + bundle_ + "'").c_str()); }
-
-  void write_config(const std::string& json) { std::ofstream(bundle_ + "/config.json") << json; }
-
-  Result call(const std::string& method, const google::protobuf::MessageLite& request) {
-    std::string bytes;
-    request.SerializeToString(&bytes);
-    return call_raw(method, bytes);
-  }
-  Result call_raw(const std::string& method, const std::string& bytes) {
-    return client_.call(TaskService::kService, method, bytes).wait(io_.waitScope);
-  }
-
-  // containerd's stdout FIFO, with its read end open as containerd holds it.
-  Result create(const std::string& id = "ctr1") {
-    std::string fifo = bundle_ + "/stdout";
-    if (!stdout_reader_) {
-      EXPECT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
-      stdout_reader_.reset(::open(fifo.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC));
-    }
-    task::CreateTaskRequest create;
-    create.set_id(id);
-    create.set_bundle(bundle_);
-    create.set_stdout(bundle_ + "/stdout");
-    return call("Create", create);
-  }
-
-  template <typename Request>
-  Request with_id(const std::string& id = "ctr1") {
-    Request r;
-    r.set_id(id);
-    return r;
-  }
-
-  kj::AsyncIoContext io_;
-  kj::TwoWayPipe pipe_;
-  testutil::FakeWispState fake_;
-  api::serve::Wisp::Client wisp_;
-  bool serve_down_ = false;
-  int shutdowns_ = 0;
-  TaskService service_;
-  ttrpc::Router router_;
-  kj::Promise<void> serving_ = nullptr;
-  ttrpc::Client client_{*pipe_.ends[1]};
-  std::string bundle_;
-  UniqueFd stdout_reader_;
-};
 
 constexpr const char* kSpec = R"({"ociVersion": "1.0.2",
   "process": {"args": ["/bin/echo", "hi"], "env": ["PATH=/bin", "A=b"], "cwd": "/"},
@@ -145,12 +62,15 @@ TEST_F(TaskServiceTest, ATaskRunsInASandboxFromCreateToDelete) {
   ASSERT_TRUE(waited.ParseFromString(r.payload));
   EXPECT_EQ(waited.exit_status(), 0u);
   EXPECT_GT(waited.exited_at().seconds(), 0);
-  // The fake's exec answers the argv joined by spaces as stdout.
-  EXPECT_EQ(fake_.exec_argv, (std::vector<std::string>{"/bin/echo", "hi"}));
+  // The fake's process writes its argv joined by spaces; with no stdin it reads end of file
+  // at once and ends.
+  ASSERT_EQ(fake_.streams.size(), 1u);
+  EXPECT_EQ(fake_.streams[0], (std::vector<std::string>{"/bin/echo", "hi"}));
+  EXPECT_EQ(fake_.stdin_closes, 1);
   char out[256];
   ssize_t n = ::read(stdout_reader_.get(), out, sizeof(out));
   ASSERT_GT(n, 0);
-  EXPECT_EQ(std::string(out, static_cast<size_t>(n)), "/bin/echo hi");
+  EXPECT_EQ(std::string(out, static_cast<size_t>(n)), "/bin/echo hi\n");
 
   ASSERT_TRUE(state.ParseFromString(call("State", with_id<task::StateRequest>()).payload));
   EXPECT_EQ(state.status(), containerd::v1::types::STOPPED);
@@ -178,7 +98,8 @@ TEST_F(TaskServiceTest, KillBeforeStartEndsTheTaskWithTheSignal) {
   task::WaitResponse waited;
   ASSERT_TRUE(waited.ParseFromString(call("Wait", with_id<task::WaitRequest>()).payload));
   EXPECT_EQ(waited.exit_status(), 128u + 15);
-  EXPECT_EQ(fake_.kills, 1);
+  EXPECT_EQ(fake_.kills, 0);  // the sandbox goes at Delete
+  EXPECT_TRUE(fake_.streams.empty());
   EXPECT_EQ(call("Start", with_id<task::StartRequest>()).code, Code::kFailedPrecondition);
 }
 
@@ -221,17 +142,31 @@ TEST_F(TaskServiceTest, StateOfATaskTheShimDoesNotHoldIsNotFound) {
   EXPECT_NE(r.message.find("task ctr1 not found"), std::string::npos) << r.message;
   auto exec_state = with_id<task::StateRequest>();
   exec_state.set_exec_id("e1");
-  EXPECT_EQ(call("State", exec_state).code, Code::kUnimplemented);
+  EXPECT_EQ(call("State", exec_state).code, Code::kNotFound);
+  for (const char* method : {"Pause", "Resume", "Exec", "CloseIO", "Update", "Stats", "Pids"}) {
+    r = call_raw(method,
+                 "\x0a\x04"
+                 "ctr1");  // id "ctr1"
+    EXPECT_EQ(r.code, Code::kNotFound) << method;
+    EXPECT_NE(r.message.find("task ctr1 not found"), std::string::npos) << r.message;
+  }
 }
 
 TEST_F(TaskServiceTest, UnsupportedMethodsAreUnimplemented) {
-  for (const char* method :
-       {"Pause", "Resume", "Checkpoint", "Exec", "ResizePty", "CloseIO", "Update", "Stats"}) {
+  for (const char* method : {"Checkpoint", "ResizePty"}) {
     Result r = call_raw(method, "");
     EXPECT_EQ(r.code, Code::kUnimplemented) << method;
     EXPECT_NE(r.message.find(method), std::string::npos) << r.message;
   }
-  Result r = call_raw("NoSuchMethod", "");
+  write_config(kSpec);
+  ASSERT_EQ(create().code, Code::kOk);
+  Result r = call("Stats", with_id<task::StatsRequest>());
+  EXPECT_EQ(r.code, Code::kUnimplemented);
+  EXPECT_NE(r.message.find("no per-sandbox metrics"), std::string::npos) << r.message;
+  r = call("Update", with_id<task::UpdateTaskRequest>());
+  EXPECT_EQ(r.code, Code::kUnimplemented);
+  EXPECT_NE(r.message.find("resources cannot change"), std::string::npos) << r.message;
+  r = call_raw("NoSuchMethod", "");
   EXPECT_EQ(r.code, Code::kUnimplemented);
   EXPECT_EQ(r.message, "method NoSuchMethod");
 }
@@ -241,7 +176,8 @@ TEST_F(TaskServiceTest, APayloadThatIsNotTheMessageIsInvalidArgument) {
   Result r = call_raw("Connect", std::string("\x0a\x64xy", 4));
   EXPECT_EQ(r.code, Code::kInvalidArgument);
   EXPECT_NE(r.message.find("ConnectRequest"), std::string::npos) << r.message;
-  for (const char* method : {"State", "Create", "Start", "Wait", "Kill", "Delete", "Pids"}) {
+  for (const char* method : {"State", "Create", "Start", "Wait", "Kill", "Delete", "Pids", "Exec",
+                             "CloseIO", "Pause", "Resume", "Stats", "Update"}) {
     EXPECT_EQ(call_raw(method, std::string("\xff\xff\xff", 3)).code, Code::kInvalidArgument)
         << method;
   }
