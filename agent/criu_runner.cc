@@ -24,6 +24,7 @@ namespace wisp::agent {
 namespace {
 
 constexpr size_t kMaxOutputBytes = 64 * 1024;
+constexpr size_t kMaxInheritedFds = 8;
 
 std::string read_tail(const std::string& path) {
   int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
@@ -60,21 +61,22 @@ std::string read_tail(const std::string& path) {
     }
   }
   // Out of the way first, so a target number that is also a source is not overwritten.
-  std::vector<int> moved;
+  int moved[kMaxInheritedFds + 1];
+  size_t n_moved = 0;
   for (auto [from, to] : spawn.fds) {
     (void)to;
     int m = fcntl(from, F_DUPFD, 100);
     if (m < 0) _exit(121);
-    moved.push_back(m);
+    moved[n_moved++] = m;
   }
   if (spawn.new_net_ns && spawn.net_ns_fd >= 0) {
     int ns = open("/proc/self/ns/net", O_RDONLY);
     if (ns < 0) _exit(124);
-    moved.push_back(fcntl(ns, F_DUPFD, 100));
+    moved[n_moved++] = fcntl(ns, F_DUPFD, 100);
   }
   int null_fd = open("/dev/null", O_RDONLY);
   if (null_fd < 0 || dup2(null_fd, 0) < 0 || dup2(log_fd, 1) < 0 || dup2(log_fd, 2) < 0) _exit(122);
-  for (size_t i = 0; i < moved.size(); ++i) {
+  for (size_t i = 0; i < n_moved; ++i) {
     int to = i < spawn.fds.size() ? spawn.fds[i].second : spawn.net_ns_fd;
     if (moved[i] < 0 || dup2(moved[i], to) < 0) _exit(123);  // dup2 clears FD_CLOEXEC
   }
@@ -111,6 +113,7 @@ kj::Promise<CriuRun> run_criu(AgentServices& services, const CriuSpawn& spawn) {
   if (log_fd < 0) KJ_FAIL_SYSCALL("open criu's output file", errno, log_path);
   kj::AutoCloseFd log(log_fd);
 
+  KJ_REQUIRE(spawn.fds.size() <= kMaxInheritedFds, "too many descriptors for criu");
   std::vector<std::string> storage = {"criu"};
   storage.insert(storage.end(), spawn.args.begin(), spawn.args.end());
   std::vector<char*> argv;
