@@ -11,6 +11,8 @@
 #include <cstring>
 #include <vector>
 
+#include "agent/criu_runner.h"
+#include "agent/criu_worker.h"
 #include "agent/exec_invocation.h"
 #include "agent/pid1.h"
 #include "agent/spare_fit.h"
@@ -322,6 +324,58 @@ kj::Promise<void> AgentImpl::getFile(GetFileContext context) {
   auto path = context.getParams().getPath();
   std::string data = scratch().get(std::string_view(path.cStr(), path.size()));
   context.getResults().setData(as_data(data));
+  return kj::READY_NOW;
+}
+
+kj::Promise<void> AgentImpl::criuCheck(CriuCheckContext context) {
+  return criu_check(services_, context.getResults().initResult()).attach(kj::mv(context));
+}
+
+kj::Promise<void> AgentImpl::checkpointWorker(CheckpointWorkerContext context) {
+  KJ_REQUIRE(!shutting_down_, "the agent is shutting down");
+  auto params = context.getParams();
+  std::string name = params.getName();
+  auto it = workers_.find(name);
+  KJ_REQUIRE(it != workers_.end() && it->second->alive(), "no running worker named", name);
+  uint64_t cap = params.getMaxBytes();
+  if (cap == 0 || cap > api::Agent::MAX_CRIU_IMAGE_BYTES) cap = api::Agent::MAX_CRIU_IMAGE_BYTES;
+  auto sink = params.getSink();
+  kj::Own<Worker> worker = kj::addRef(*it->second);
+  Worker& w = *worker;
+  return checkpoint_worker(services_, w)
+      .then([context, sink = kj::mv(sink), cap](CheckpointResult dumped) mutable {
+        uint64_t t0 = now_ns();
+        std::string dir = dumped.dir;
+        auto cleanup = kj::defer([dir]() { remove_criu_dir(dir); });
+        return send_image(dir, kj::mv(sink), cap)
+            .then([context, dumped, t0](SentImage sent) mutable {
+              auto info = context.getResults().initInfo();
+              info.setImageBytes(sent.bytes);
+              info.setFiles(sent.files);
+              info.setDumpNs(dumped.dump_ns);
+              info.setSendNs(now_ns() - t0);
+            })
+            .attach(kj::mv(cleanup));
+      })
+      .attach(kj::mv(worker));
+}
+
+kj::Promise<void> AgentImpl::restoreWorker(RestoreWorkerContext context) {
+  KJ_REQUIRE(!shutting_down_, "the agent is shutting down");
+  HandlerConfig config = handler_config_from_wire(context.getParams().getHandler());
+  KJ_REQUIRE(!config.name.empty(), "a worker needs a handler name");
+  auto it = workers_.find(config.name);
+  KJ_REQUIRE(it == workers_.end() || !it->second->alive(), "a worker of that name is running",
+             config.name);
+  auto upload = make_restore_upload(services_, kj::mv(config), [this](kj::Own<Worker> worker) {
+    std::string name = worker->config().name;
+    auto old = workers_.find(name);
+    KJ_REQUIRE(old == workers_.end() || !old->second->alive(),
+               "a worker of that name started meanwhile", name);
+    if (old != workers_.end()) workers_.erase(old);
+    workers_.emplace(name, kj::mv(worker));
+  });
+  context.getResults().setUpload(kj::mv(upload));
   return kj::READY_NOW;
 }
 

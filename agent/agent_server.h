@@ -38,6 +38,9 @@ class AgentImpl final : public api::Agent::Server {
   kj::Promise<void> execStream(ExecStreamContext context) override;
   kj::Promise<void> putFile(PutFileContext context) override;
   kj::Promise<void> getFile(GetFileContext context) override;
+  kj::Promise<void> criuCheck(CriuCheckContext context) override;
+  kj::Promise<void> checkpointWorker(CheckpointWorkerContext context) override;
+  kj::Promise<void> restoreWorker(RestoreWorkerContext context) override;
 
  private:
   AgentServices& services_;

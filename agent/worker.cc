@@ -2,6 +2,7 @@
 
 #include <kj/debug.h>
 #include <signal.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 
@@ -13,6 +14,11 @@ namespace {
 
 constexpr uint kFdFlags =
     kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP | kj::LowLevelAsyncIoProvider::ALREADY_CLOEXEC;
+
+uint64_t inode_of(int fd) {
+  struct stat st;
+  return fstat(fd, &st) == 0 ? st.st_ino : 0;
+}
 
 }  // namespace
 
@@ -28,8 +34,21 @@ struct Worker::Call {
 Worker::Worker(AgentServices& services, HandlerConfig config)
     : services_(services), config_(kj::mv(config)), exited_(nullptr) {
   cgroup_ = kj::heap<Cgroup>(services_.next_cgroup_name("worker"), config_.cgroup);
-  SandboxedProcess proc = spawn_sandboxed(config_.sandbox, cgroup_->dir_fd());
+  adopt(spawn_sandboxed(config_.sandbox, cgroup_->dir_fd()));
+}
+
+Worker::Worker(AgentServices& services, HandlerConfig config, kj::Own<Cgroup> cgroup,
+               SandboxedProcess process)
+    : services_(services), config_(kj::mv(config)), cgroup_(kj::mv(cgroup)), exited_(nullptr) {
+  adopt(kj::mv(process));
+}
+
+void Worker::adopt(SandboxedProcess proc) {
   pid_ = proc.pid;
+  pipe_inodes_.stdin_pipe = inode_of(proc.stdin_fd.get());
+  pipe_inodes_.stdout_pipe = inode_of(proc.stdout_fd.get());
+  pipe_inodes_.stderr_pipe = inode_of(proc.stderr_fd.get());
+  pipe_inodes_.status_pipe = inode_of(proc.status_fd.get());
   exit_ = kj::refcounted<ExitState>();
   exit_->status_pipe = services_.io.wrapInputFd(proc.status_fd.release(), kFdFlags);
   exited_ = services_.reaper.wait_for_exit(pid_)
@@ -116,6 +135,16 @@ kj::Promise<void> Worker::notify_resumed() {
         return stdin_->write(kNotice.data(), kNotice.size());
       })
       .catch_([](kj::Exception&&) {})
+      .attach(kj::mv(release))
+      .attach(kj::addRef(*this));
+}
+
+kj::Promise<void> Worker::run_between_calls(kj::Function<kj::Promise<void>()> task) {
+  auto done = kj::newPromiseAndFulfiller<void>();
+  auto previous = kj::mv(queue_tail_);
+  queue_tail_ = kj::mv(done.promise);
+  auto release = kj::defer([f = kj::mv(done.fulfiller)]() mutable { f->fulfill(); });
+  return previous.then([task = kj::mv(task)]() mutable { return task(); })
       .attach(kj::mv(release))
       .attach(kj::addRef(*this));
 }

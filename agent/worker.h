@@ -6,16 +6,28 @@
 
 #include <kj/async.h>
 #include <kj/common.h>
+#include <kj/function.h>
 #include <kj/refcount.h>
 
 #include "agent/invocation.h"
 
 namespace wisp::agent {
 
+// The pipes between the agent and a worker, named by inode: a CRIU image of the worker
+// refers to them so, and its restore reconnects new ones in their place (criu_worker.h).
+struct WorkerPipeInodes {
+  uint64_t stdin_pipe = 0, stdout_pipe = 0, stderr_pipe = 0, status_pipe = 0;
+};
+
 class Worker final : public kj::Refcounted {
  public:
   // Spawns the process now; throws kj::Exception when that is impossible.
   Worker(AgentServices& services, HandlerConfig config);
+  // Adopts a worker restored from a CRIU image (criu_worker.h): `process` is its namespace
+  // init (a child of the agent now) with the agent's ends of its new pipes, already in
+  // `cgroup`.
+  Worker(AgentServices& services, HandlerConfig config, kj::Own<Cgroup> cgroup,
+         SandboxedProcess process);
   ~Worker();
   KJ_DISALLOW_COPY(Worker);
 
@@ -33,6 +45,13 @@ class Worker final : public kj::Refcounted {
   // left alone (its next call reports it).
   kj::Promise<void> notify_resumed();
 
+  // Runs `task` when no call is in progress, and holds later calls until it is done (a
+  // checkpoint must not catch a request half-way through the pipes).
+  kj::Promise<void> run_between_calls(kj::Function<kj::Promise<void>()> task);
+
+  pid_t pid() const { return pid_; }
+  const WorkerPipeInodes& pipe_inodes() const { return pipe_inodes_; }
+
  private:
   struct Call;
   kj::Promise<InvocationResult> invoke_now(kj::ArrayPtr<const kj::byte> payload,
@@ -42,8 +61,10 @@ class Worker final : public kj::Refcounted {
   kj::Promise<InvocationResult> fail_call(kj::Own<Call> call, std::string error);
   kj::Promise<void> pump_stderr();
   void kill_tree();
+  void adopt(SandboxedProcess proc);
 
   AgentServices& services_;
+  WorkerPipeInodes pipe_inodes_;
   HandlerConfig config_;
   kj::Own<Cgroup> cgroup_;
   pid_t pid_ = -1;

@@ -59,6 +59,48 @@ interface Agent {
   getFile @9 (path :Text) -> (data :Data);
 
   const maxFileBytes :UInt64 = 16777216;
+
+  # Added for CRIU inside the guest (issue 17; an older agent answers "unimplemented"). The
+  # agent, PID 1 with every capability, runs the image's criu (/usr/sbin/criu) itself: the
+  # handler sandbox cannot (CRIU needs CAP_SYS_ADMIN and ptrace).
+  # `criu check`: whether this guest's kernel and criu can checkpoint and restore.
+  criuCheck @10 () -> (result :CriuCheckResult);
+  # Checkpoints warm worker `name`'s process tree (criu dump --leave-running: it keeps
+  # answering) and sends the image (a CriuImage archive, api/criu_image.h) to `sink` in chunks
+  # of at most 1 MiB, then calls sink.done(). Refused when the image would exceed `maxBytes`
+  # (0: Agent.maxCriuImageBytes).
+  checkpointWorker @11 (name :Text, sink :CriuImageSink, maxBytes :UInt64)
+      -> (info :CriuDumpInfo);
+  # Restores a worker for `handler` (its name, limits; argv is informational) from an image the
+  # host writes to the returned upload; upload.done() restores it and answers with the times.
+  # The restored worker is then a warm worker like a started one (send it `resumed` for fresh
+  # randomness). Refused when a worker of that name is running.
+  restoreWorker @12 (handler :Handler) -> (upload :CriuImageUpload);
+
+  const maxCriuImageBytes :UInt64 = 2147483648;  # 2 GiB
+}
+
+struct CriuCheckResult {
+  passed @0 :Bool;              # criu check exited 0
+  output @1 :Text;              # its stdout and stderr (at most 64 KiB)
+  criuVersion @2 :Text;         # `criu --version`, first line
+}
+
+struct CriuDumpInfo {
+  imageBytes @0 :UInt64;        # the archive's size as sent
+  files @1 :UInt32;             # files in the image directory
+  dumpNs @2 :UInt64;            # criu dump's run time (the worker is frozen for part of it)
+  sendNs @3 :UInt64;            # sending the archive
+}
+
+interface CriuImageSink {
+  write @0 (data :Data) -> stream;
+  done @1 () -> ();
+}
+
+interface CriuImageUpload {
+  write @0 (data :Data) -> stream;
+  done @1 () -> (restoreNs :UInt64, unpackNs :UInt64);
 }
 
 interface OutputSink {

@@ -295,6 +295,22 @@ class OutputSinkImpl final : public api::OutputSink::Server {
   std::shared_ptr<StreamState> state_;
 };
 
+// Receives a checkpoint's archive (checkpointWorker's sink).
+class CriuSinkImpl final : public api::CriuImageSink::Server {
+ public:
+  explicit CriuSinkImpl(const std::function<void(const std::string&)>& on_chunk)
+      : on_chunk_(on_chunk) {}
+  kj::Promise<void> write(WriteContext context) override {
+    auto d = context.getParams().getData();
+    on_chunk_(std::string(reinterpret_cast<const char*>(d.begin()), d.size()));
+    return kj::READY_NOW;
+  }
+  kj::Promise<void> done(DoneContext) override { return kj::READY_NOW; }
+
+ private:
+  const std::function<void(const std::string&)>& on_chunk_;
+};
+
 }  // namespace
 
 struct AgentClient::Impl {
@@ -585,6 +601,75 @@ void AgentClient::shutdown() {
   } catch (const AgentError& e) {
     if (e.kind() != AgentError::Kind::kDisconnected) throw;
   }
+}
+
+AgentClient::CriuCheck AgentClient::criu_check() {
+  auto req = impl_->agent.criuCheckRequest();
+  return impl_->wait(req.send().then([](capnp::Response<api::Agent::CriuCheckResults>&& resp) {
+    auto r = resp.getResult();
+    CriuCheck c;
+    c.passed = r.getPassed();
+    c.output = r.getOutput();
+    c.version = r.getCriuVersion();
+    return c;
+  }),
+                     impl_->grace + milliseconds(60000), "criuCheck");
+}
+
+AgentClient::CriuDump AgentClient::checkpoint_worker(
+    const std::string& name, uint64_t max_bytes,
+    const std::function<void(const std::string&)>& on_chunk) {
+  auto req = impl_->agent.checkpointWorkerRequest();
+  req.setName(name);
+  req.setMaxBytes(max_bytes);
+  req.setSink(kj::heap<CriuSinkImpl>(on_chunk));
+  // A dump of a large worker takes a while in a nested guest: allow for its size.
+  uint64_t cap = max_bytes == 0 ? api::Agent::MAX_CRIU_IMAGE_BYTES : max_bytes;
+  return impl_->wait(
+      req.send().then([](capnp::Response<api::Agent::CheckpointWorkerResults>&& resp) {
+        auto i = resp.getInfo();
+        CriuDump d;
+        d.image_bytes = i.getImageBytes();
+        d.files = i.getFiles();
+        d.dump_ns = i.getDumpNs();
+        d.send_ns = i.getSendNs();
+        return d;
+      }),
+      impl_->grace + milliseconds(120000) + transfer_allowance(cap), "checkpointWorker");
+}
+
+AgentClient::CriuRestore AgentClient::restore_worker(
+    const Handler& handler, const std::function<std::string()>& next_chunk) {
+  auto req = impl_->agent.restoreWorkerRequest();
+  fill_handler(req.initHandler(), handler);
+  auto upload =
+      impl_->wait(req.send().then([](capnp::Response<api::Agent::RestoreWorkerResults>&& resp) {
+        return resp.getUpload();
+      }),
+                  impl_->grace, "restoreWorker");
+  CriuRestore r;
+  auto t0 = std::chrono::steady_clock::now();
+  uint64_t sent = 0;
+  for (;;) {
+    std::string chunk = next_chunk();
+    if (chunk.empty()) break;
+    sent += chunk.size();
+    auto w = upload.writeRequest();
+    w.setData(bytes_of(chunk));
+    impl_->wait(w.send(), impl_->grace + transfer_allowance(chunk.size()), "restoreWorker upload");
+  }
+  r.upload_ns = static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0)
+          .count());
+  auto done = upload.doneRequest();
+  auto times = impl_->wait(
+      done.send().then([](capnp::Response<api::CriuImageUpload::DoneResults>&& resp) {
+        return std::make_pair(resp.getUnpackNs(), resp.getRestoreNs());
+      }),
+      impl_->grace + milliseconds(120000) + transfer_allowance(sent), "restoreWorker done");
+  r.unpack_ns = times.first;
+  r.restore_ns = times.second;
+  return r;
 }
 
 }  // namespace wisp::client

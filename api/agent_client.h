@@ -179,6 +179,34 @@ class AgentClient {
   // the reply arrives counts as success.
   void shutdown();
 
+  // CRIU inside the guest (issue 17; agent.capnp criuCheck, checkpointWorker, restoreWorker).
+  struct CriuCheck {
+    bool passed = false;
+    std::string output;   // criu check's stdout and stderr
+    std::string version;  // `criu --version`, first line
+  };
+  CriuCheck criu_check();
+  struct CriuDump {
+    uint64_t image_bytes = 0;  // the archive (api/criu_image.h) as received
+    uint32_t files = 0;
+    uint64_t dump_ns = 0;  // criu dump in the guest
+    uint64_t send_ns = 0;  // the archive's transfer
+  };
+  // Checkpoints warm worker `name` (it keeps running); the archive arrives in order through
+  // `on_chunk` (which may throw to abort). `max_bytes`: the agent refuses a larger image.
+  CriuDump checkpoint_worker(const std::string& name, uint64_t max_bytes,
+                             const std::function<void(const std::string&)>& on_chunk);
+  struct CriuRestore {
+    uint64_t upload_ns = 0;   // sending the archive
+    uint64_t unpack_ns = 0;   // the agent's unpacking
+    uint64_t restore_ns = 0;  // criu restore in the guest
+  };
+  // Restores a worker for `handler` from the archive `next_chunk` returns piece by piece (""
+  // at its end). The worker then answers mode=worker invokes; send `resumed` before its first
+  // call for fresh randomness.
+  CriuRestore restore_worker(const Handler& handler,
+                             const std::function<std::string()>& next_chunk);
+
  private:
   struct Impl;
   explicit AgentClient(std::unique_ptr<Impl> impl);

@@ -7,6 +7,7 @@
 #   /usr/sbin/wisp-agent            build/bin/wisp-agent (static, stripped): the init= of the VM
 #   /usr/bin/wisp-shell-worker      guest/runtimes/shell_worker.c, static (/bin -> usr/bin)
 #   /usr/lib/wisp/python_worker.py  guest/runtimes/python_worker.py
+# and Debian's criu (the agent's checkpoint and restore of a warm worker, issue 17).
 #
 # --variant ml (issue 15, the serverless-ML workload; `make ml-rootfs`) adds Debian's
 # python3-numpy and python3-sklearn (with scipy, joblib, OpenBLAS) and
@@ -34,7 +35,9 @@ umask 022
 readonly RECIPE_VERSION=1
 readonly SUITE=bookworm
 readonly VARIANT=minbase
-PACKAGES=python3-minimal,python3
+# criu: checkpoints a warm worker inside the guest and restores it in a fresh one (issue 17;
+# the agent runs it as PID 1, with the capabilities it needs).
+PACKAGES=python3-minimal,python3,criu
 readonly MIRROR=${WISP_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 # Where the pieces go in the image; vmm/main/rootfs_boot.h must agree on the agent's path.
 readonly AGENT_DEST=usr/sbin/wisp-agent

@@ -3,6 +3,7 @@
 #include "api/vmm_client.h"
 #include "base/error.h"
 #include "base/file_io.h"
+#include "manager/criu_image_store.h"
 #include "snapshot/machine_snapshot.h"
 #include "snapshot/snapshot_dir.h"
 #include "snapshot/snapshot_trust.h"
@@ -35,7 +36,14 @@ void verify_snapshot_chain(const std::string& dir,
     if (!child.empty() && report.id != expected_id)
       throw Error(child + "/" + snapshot::kStateFileName + ": its parent " + current +
                   " is another snapshot (id " + report.id + ", expected " + expected_id + ")");
-    on_layer({current, report.to_string(), report.parent_dir, report.id});
+    std::string description = report.to_string();
+    // A template's CRIU image of its worker lies in its (top) snapshot directory.
+    if (depth == 0 && has_criu_image(current)) {
+      StoredCriuImage image = verify_criu_image(current);
+      description += "criu image: " + std::to_string(image.bytes) + " bytes, " +
+                     std::to_string(image.files) + " files, checksum ok\n";
+    }
+    on_layer({current, description, report.parent_dir, report.id});
     if (report.parent_id.empty()) return;
     expected_id = report.parent_id;
     std::string parent = snapshot::parent_snapshot_dir(current, report.parent_dir,

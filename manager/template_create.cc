@@ -2,11 +2,14 @@
 
 #include <time.h>
 
+#include <cstdio>
 #include <optional>
 #include <thread>
 
 #include "base/clock.h"
+#include "base/error.h"
 #include "base/file_io.h"
+#include "manager/criu_image_store.h"
 #include "manager/invoke.h"
 #include "manager/snapshot_ops.h"
 #include "manager/working_set_probe.h"
@@ -93,6 +96,30 @@ void warm_up(client::AgentClient& agent, const TemplateSpec& spec, const Templat
   }
 }
 
+// Checkpoints the warm worker with CRIU into `dir` (the VM snapshot's fallback on a host
+// that cannot use it, issue 17). A guest without criu (the agent initramfs) or an agent that
+// predates it makes no image: logged, and the template is made without one.
+bool checkpoint_worker(client::AgentClient& agent, TemplateCreated& out, const std::string& dir,
+                       const Progress& progress) {
+  progress("checkpointing the warm worker with CRIU...");
+  try {
+    StoredCriuImage image = store_criu_image(agent, out.info.name, dir);
+    out.criu_image_bytes = image.bytes;
+    out.criu_dump_ms = image.dump_ms;
+    out.criu_ms = image.total_ms;
+    char line[160];
+    snprintf(
+        line, sizeof(line), "CRIU image: %.1f MiB in %u files (criu dump %.0f ms, %.0f ms in all)",
+        static_cast<double>(image.bytes) / (1 << 20), image.files, image.dump_ms, image.total_ms);
+    progress(line);
+    return true;
+  } catch (const client::AgentError& e) {
+    if (e.kind() == client::AgentError::Kind::kDisconnected) throw;
+    progress(std::string("no CRIU image: ") + e.what());
+    return false;
+  }
+}
+
 // The template's VM booted by `standby` on an order; nullptr (logged through `progress`) when
 // the order failed, so the caller spawns it instead.
 std::unique_ptr<AgentVm> boot_by_standby(std::unique_ptr<StandbyVmm> standby, const VmSpec& vm,
@@ -168,6 +195,9 @@ TemplateCreated create_template(const TemplateSpec& spec, const Progress& progre
   out.boot_ms = ms_since(t0);
   warm_up(*agent, spec, out.info, progress);
   out.warmup_ms = ms_since(t0) - out.boot_ms;
+  bool criu_image = false;
+  if (out.info.mode == "worker")
+    criu_image = checkpoint_worker(*agent, out, staging.dir(), progress);
   if (out.info.mode == "exec") {
     // The snapshot holds a pre-forked sandbox for the handler (agent/spare_sandbox.h): this
     // returns once the agent has it set up and waiting, so every clone's first call only hands
@@ -192,6 +222,14 @@ TemplateCreated create_template(const TemplateSpec& spec, const Progress& progre
   }
   watch.reset();
   machine.reset();
+  if (criu_image) {
+    // Beside the VM snapshot, in its directory (criu_image_store.h).
+    for (const char* f : {kCriuImageFile, kCriuImageSumFile}) {
+      std::string from = staging.dir() + "/" + f, to = staging.snapshot_dir() + "/" + f;
+      if (rename(from.c_str(), to.c_str()) != 0) throw_errno("rename " + from + " to " + to);
+    }
+    fsync_dir(staging.snapshot_dir());
+  }
   if (spec.warmup > 0)
     record_working_set(spec, vm, staging.snapshot_dir(), progress, cancellation, &out);
   else

@@ -41,6 +41,10 @@ struct TemplateCreated {
   // probe's time (restore to the resident list).
   uint64_t working_set_pages = 0;
   double probe_ms = 0;
+  // Worker mode: the CRIU image of the warm worker (manager/criu_image_store.h), 0 bytes when
+  // the guest could not make one (no criu in it: the agent initramfs; the reason is logged).
+  uint64_t criu_image_bytes = 0;
+  double criu_dump_ms = 0, criu_ms = 0;
 };
 
 // The machine create_template boots for `spec`: its defaults (256 MiB, 1 vCPU) filled in, the

@@ -1,0 +1,56 @@
+// Checkpoint and restore of a warm worker's process tree with CRIU inside the guest (issue 17).
+//
+// The tree is the worker's namespace init and the handler (sandbox.h), with their pid, mount,
+// ipc, uts and (unless the handler has `network`) net namespaces. criu dumps it with
+// --leave-running, so the worker goes on answering. What lies outside the tree is named so a
+// restore can put new things in its place:
+//   - the four pipes to the agent (stdin, stdout, stderr, status), by inode: the restore
+//     passes the agent's new pipes with --inherit-fd fd[N]:pipe:[INODE];
+//   - the sandbox's network namespace (only a loopback), as the external "wisp-net": the
+//     restore gives it a fresh one (criu itself starts in it).
+// These names go into the image as the file kWorkerInfoFile, read back (as untrusted input)
+// by the restore.
+//
+// The image directory is sent as a CRIU image archive (api/criu_image.h).
+#pragma once
+
+#include <kj/async.h>
+
+#include <string>
+#include <vector>
+
+#include "agent/worker.h"
+#include "api/agent.capnp.h"
+
+namespace wisp::agent {
+
+inline constexpr char kWorkerInfoFile[] = "wisp-worker.txt";
+
+struct CheckpointResult {
+  std::string dir;  // the image directory (kCriuWorkDir/dump-N); the caller removes it
+  uint64_t dump_ns = 0;
+};
+
+// Dumps `worker` between its calls (Worker::run_between_calls). Throws kj::Exception with
+// criu's own words when it fails.
+kj::Promise<CheckpointResult> checkpoint_worker(AgentServices& services, Worker& worker);
+
+// Streams image directory `dir` as an archive to `sink` (chunks of at most 1 MiB); refuses
+// (before sending anything) an image over `max_bytes`. Returns the archive's size and files.
+struct SentImage {
+  uint64_t bytes = 0;
+  uint32_t files = 0;
+};
+kj::Promise<SentImage> send_image(const std::string& dir, api::CriuImageSink::Client sink,
+                                  uint64_t max_bytes);
+
+// The upload that restoreWorker returns: collects the archive (at most
+// Agent.maxCriuImageBytes) in a file, then on done() unpacks it, restores the worker with
+// criu and hands it to `adopt`.
+kj::Own<api::CriuImageUpload::Server> make_restore_upload(
+    AgentServices& services, HandlerConfig config, kj::Function<void(kj::Own<Worker>)> adopt);
+
+// `criu check` and `criu --version`.
+kj::Promise<void> criu_check(AgentServices& services, api::CriuCheckResult::Builder out);
+
+}  // namespace wisp::agent

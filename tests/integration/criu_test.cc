@@ -1,0 +1,196 @@
+// CRIU inside the guest (issue 17), end to end on the Python function guest
+// (build/guest/python-rootfs.ext4, which carries Debian's criu; its kernel has the options
+// criu needs): `criu check` passes through the agent, and a warm Python worker checkpointed in
+// one VM (it keeps answering) is restored in a fresh VM, where its state continues without its
+// initialisation running again. Each test boots its own VMs (`wisp run --rootfs`, the agent on
+// the VM's vsock socket). Prints the dump and restore times and the image size.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "api/agent_client.h"
+#include "tests/integration/wisp_runner.h"
+
+extern char** environ;
+
+namespace wisp::testing {
+namespace {
+
+using client::AgentClient;
+using std::chrono::milliseconds;
+
+std::string rootfs_image() {
+  const char* p = std::getenv("WISP_ROOTFS_IMAGE");
+  return p && *p ? p : guest_file("python-rootfs.ext4");
+}
+
+// A worker whose initialisation is slow (it sleeps, then writes a marker to stderr, which the
+// agent discards between calls) and which answers each call with a counter and its pid.
+constexpr const char* kCounterWorker = R"(import sys, os, time
+sys.path.insert(0, '/usr/lib/wisp')
+import python_worker
+time.sleep(2)
+count = [0]
+def handle(payload):
+    count[0] += 1
+    return '%d %s' % (count[0], payload.decode())
+python_worker.serve(handle)
+)";
+
+client::Handler counter_handler() {
+  client::Handler h;
+  h.name = "counter";
+  h.argv = {"python3", "-c", kCounterWorker};
+  return h;
+}
+
+// One VM: `wisp run --rootfs IMAGE --vsock-uds SOCK`, shut down at the end.
+class RootfsVm {
+ public:
+  RootfsVm() {
+    char dir[] = "/tmp/wisp-criu-test-XXXXXX";
+    if (mkdtemp(dir) == nullptr) throw std::runtime_error("mkdtemp");
+    dir_ = dir;
+    sock_ = dir_ + "/vm.sock";
+    std::vector<std::string> args = {
+        wisp_binary(), "run",         "--rootfs", rootfs_image(), "--mem",
+        "768",         "--vsock-uds", sock_,      "--console",    dir_ + "/console.log"};
+    std::vector<char*> cargs;
+    for (auto& a : args) cargs.push_back(a.data());
+    cargs.push_back(nullptr);
+    if (posix_spawn(&vmm_, cargs[0], nullptr, nullptr, cargs.data(), environ) != 0)
+      throw std::runtime_error("spawn wisp run");
+    client::ConnectOptions o;
+    o.uds_path = sock_;
+    o.deadline = milliseconds(180000);
+    pid_t pid = vmm_;
+    o.keep_trying = [pid] { return kill(pid, 0) == 0 && waitpid(pid, nullptr, WNOHANG) == 0; };
+    agent_ = AgentClient::connect(o);
+  }
+  ~RootfsVm() {
+    try {
+      agent_->shutdown();
+    } catch (const std::exception&) {
+    }
+    agent_.reset();
+    for (int i = 0; i < 1000 && waitpid(vmm_, nullptr, WNOHANG) == 0; ++i)
+      std::this_thread::sleep_for(milliseconds(10));
+    kill(vmm_, SIGKILL);
+    waitpid(vmm_, nullptr, 0);
+    std::system(("rm -rf " + dir_).c_str());
+  }
+  AgentClient& agent() { return *agent_; }
+  std::string console() {
+    std::ifstream f(dir_ + "/console.log");
+    std::stringstream s;
+    s << f.rdbuf();
+    return s.str();
+  }
+
+ private:
+  std::string dir_, sock_;
+  pid_t vmm_ = 0;
+  std::unique_ptr<AgentClient> agent_;
+};
+
+client::InvokeResult call(AgentClient& agent, const std::string& payload) {
+  client::InvokeRequest r;
+  r.mode = client::InvokeMode::kWorker;
+  r.handler.name = "counter";
+  r.payload = payload;
+  r.timeout_ms = 60000;
+  return agent.invoke(r);
+}
+
+double ms(uint64_t ns) { return static_cast<double>(ns) / 1e6; }
+
+class CriuInGuest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    struct stat st;
+    if (stat(rootfs_image().c_str(), &st) != 0)
+      GTEST_SKIP() << rootfs_image() << " is missing: build it with 'make rootfs'";
+  }
+};
+
+TEST_F(CriuInGuest, CriuCheckPasses) {
+  RootfsVm vm;
+  auto c = vm.agent().criu_check();
+  std::cout << "criu: " << c.version << "\ncriu check:\n" << c.output << std::endl;
+  EXPECT_TRUE(c.passed) << c.output << "\nconsole:\n" << vm.console();
+  EXPECT_NE(c.version.find("Version: 3."), std::string::npos) << c.version;
+}
+
+TEST_F(CriuInGuest, WarmWorkerCheckpointedInOneVmContinuesInAFreshOne) {
+  std::string image;
+  {
+    RootfsVm vm;
+    vm.agent().start_worker(counter_handler());
+    auto r1 = call(vm.agent(), "a");
+    ASSERT_EQ(r1.out, "1 a") << r1.err << r1.error;
+    ASSERT_EQ(call(vm.agent(), "b").out, "2 b");
+    auto t0 = std::chrono::steady_clock::now();
+    auto dump = vm.agent().checkpoint_worker(
+        "counter", 0, [&image](const std::string& chunk) { image += chunk; });
+    double host_ms =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    std::cout << "criu dump: " << ms(dump.dump_ns) << " ms in the guest, send " << ms(dump.send_ns)
+              << " ms, image " << dump.image_bytes << " bytes in " << dump.files
+              << " files; checkpointWorker " << host_ms << " ms at the host" << std::endl;
+    ASSERT_EQ(dump.image_bytes, image.size());
+    ASSERT_EQ(image.compare(0, 8, "WISPCRI1"), 0);
+    // --leave-running: the worker goes on answering in this VM.
+    auto r3 = call(vm.agent(), "c");
+    EXPECT_EQ(r3.out, "3 c") << r3.err << r3.error << "\nconsole:\n" << vm.console();
+  }
+  RootfsVm fresh;
+  size_t at = 0;
+  auto t0 = std::chrono::steady_clock::now();
+  auto restored = fresh.agent().restore_worker(counter_handler(), [&image, &at]() {
+    std::string chunk = image.substr(at, 1 << 20);
+    at += chunk.size();
+    return chunk;
+  });
+  fresh.agent().resumed("0123456789abcdef0123456789abcdef", 0);
+  auto r = call(fresh.agent(), "d");
+  double total_ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  std::cout << "criu restore: upload " << ms(restored.upload_ns) << " ms, unpack "
+            << ms(restored.unpack_ns) << " ms, criu restore " << ms(restored.restore_ns)
+            << " ms; upload to first answer " << total_ms << " ms" << std::endl;
+  // The count goes on from the dump (2), not from a new initialisation (which would say 1),
+  // and it answers well before the 2 s initialisation could have run.
+  EXPECT_EQ(r.out, "3 d") << r.err << r.error << "\nconsole:\n" << fresh.console();
+  EXPECT_EQ(call(fresh.agent(), "e").out, "4 e");
+}
+
+TEST_F(CriuInGuest, DamagedUploadIsRefusedAndTheAgentStillAnswers) {
+  RootfsVm vm;
+  std::string bad = "WISPCRI1";
+  bad += std::string("\x05\x00\x00\x00../xx", 9);
+  bool first = true;
+  try {
+    vm.agent().restore_worker(counter_handler(), [&]() {
+      std::string s = first ? bad : "";
+      first = false;
+      return s;
+    });
+    ADD_FAILURE() << "a damaged image was accepted";
+  } catch (const client::AgentError& e) {
+    EXPECT_NE(std::string(e.what()).find("not a valid CRIU image archive"), std::string::npos)
+        << e.what();
+  }
+  EXPECT_FALSE(vm.agent().ping().boot_id.empty());
+}
+
+}  // namespace
+}  // namespace wisp::testing
