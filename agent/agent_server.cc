@@ -114,7 +114,6 @@ kj::Promise<void> AgentImpl::ping(PingContext context) {
   auto info = context.getResults().initInfo();
   info.setProtocolVersion(api::PROTOCOL_VERSION);
   info.setAgentVersion(kWispVersion);
-  info.setReseedOrdered(true);  // vsock_listener wraps every connection in reseed_ordered
   info.setBootId(read_small_file("/proc/sys/kernel/random/boot_id"));
   info.setUptimeNs(boot_time_ns());
   info.setStartedNs(times_.started_ns);

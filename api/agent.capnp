@@ -123,9 +123,6 @@ struct AgentInfo {
   workers @4 :List(Text);       # names of running warm workers
   startedNs @5 :UInt64;         # CLOCK_BOOTTIME when wisp-agent's main() began
   readyNs @6 :UInt64;           # CLOCK_BOOTTIME when it first listened on vsock
-  reseedOrdered @7 :Bool;       # a call that runs a handler waits for the connection's latest
-                                # `resumed` (and fails if it failed): a host may send resumed
-                                # and its first call together. False from agents before it.
 }
 
 struct Handler {

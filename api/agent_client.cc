@@ -417,7 +417,6 @@ AgentInfo AgentClient::ping() {
         AgentInfo info;
         info.protocol_version = i.getProtocolVersion();
         info.agent_version = string_of(i.getAgentVersion());
-        info.reseed_ordered = i.getReseedOrdered();
         info.boot_id = string_of(i.getBootId());
         info.uptime_ns = i.getUptimeNs();
         for (auto w : i.getWorkers()) info.workers.push_back(string_of(w));

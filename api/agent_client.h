@@ -86,9 +86,8 @@ struct AgentInfo {
   std::string boot_id;
   uint64_t uptime_ns = 0;
   std::vector<std::string> workers;
-  uint64_t started_ns = 0;      // CLOCK_BOOTTIME when wisp-agent's main() began (0: not reported)
-  uint64_t ready_ns = 0;        // CLOCK_BOOTTIME when it first listened on vsock
-  bool reseed_ordered = false;  // resumed and a first call may be sent together
+  uint64_t started_ns = 0;  // CLOCK_BOOTTIME when wisp-agent's main() began (0: not reported)
+  uint64_t ready_ns = 0;    // CLOCK_BOOTTIME when it first listened on vsock
 };
 
 // The schema constants, so callers need not include the generated header.

@@ -75,12 +75,10 @@ std::vector<std::string> vmm_restore_args(const std::string& snapshot_dir,
                                           const std::vector<std::string>& drives, const VmNet& net,
                                           const std::string& vsock_uds,
                                           const std::string& control_socket, const JailFlags& jail,
-                                          const std::string& jail_dir, bool prefetch,
-                                          bool huge_pages) {
+                                          const std::string& jail_dir, bool prefetch) {
   std::vector<std::string> a = {"restore", snapshot_dir, "--vsock-uds",
                                 vsock_uds, "--console",  "none"};
   if (!prefetch) a.push_back("--no-prefetch");
-  if (huge_pages) a.push_back("--hugepages");
   if (!control_socket.empty()) a.insert(a.end(), {"--control-socket", control_socket});
   for (const std::string& d : drives) a.insert(a.end(), {"--drive", d});
   std::vector<std::string> n = vmm_restore_net_args(net);

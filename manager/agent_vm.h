@@ -92,13 +92,12 @@ class AgentVm {
 // The arguments of `wisp-vmm restore` for a clone of `snapshot_dir` with the snapshot's
 // `drives` and NICs `net`, its vsock bridged to `vsock_uds`, a control socket at `control_socket`
 // if not empty, jailed by `jail` with its jail root under `jail_dir`; `prefetch` false:
-// --no-prefetch; `huge_pages`: --hugepages (a private copy of the memory on 2 MiB pages).
+// --no-prefetch.
 std::vector<std::string> vmm_restore_args(const std::string& snapshot_dir,
                                           const std::vector<std::string>& drives, const VmNet& net,
                                           const std::string& vsock_uds,
                                           const std::string& control_socket, const JailFlags& jail,
-                                          const std::string& jail_dir, bool prefetch = true,
-                                          bool huge_pages = false);
+                                          const std::string& jail_dir, bool prefetch = true);
 
 // The jail cost in ms a restored VMM's ready line ("ready LOADED RESTORED JAIL") reports; 0
 // when it does not.

@@ -54,12 +54,11 @@ kj::Promise<std::string> standby_ready(kj::Own<kj::UnixEventPort::FdObserver> wa
 }  // namespace
 
 CloneProcess::CloneProcess(const std::string& snapshot_dir, const std::vector<std::string>& drives,
-                           const manager::VmNet& net, const JailFlags& jail, bool huge_pages)
+                           const manager::VmNet& net, const JailFlags& jail)
     : dir_(std::make_unique<manager::RuntimeDir>("wisp-serve")) {
   vmm_ = std::make_unique<manager::VmmChild>(
       manager::vmm_restore_args(snapshot_dir, drives, net, dir_->file("vsock.sock"),
-                                dir_->file("control.sock"), jail, dir_->path(),
-                                /*prefetch=*/true, huge_pages),
+                                dir_->file("control.sock"), jail, dir_->path()),
       dir_->file("vmm.log"), /*ready_pipe=*/true, /*order_fd=*/-1,
       manager::make_vm_network(manager::clone_network(net)));
 }
@@ -106,8 +105,8 @@ CloneStarter::CloneStarter(const JailFlags& jail, uint32_t pool_target) : jail_(
 std::unique_ptr<CloneProcess> CloneStarter::start(const manager::OpenTemplate& tpl,
                                                   bool background) {
   if (background) {
-    auto process = std::make_unique<CloneProcess>(tpl.snapshot_dir, tpl.info.drives, tpl.info.net,
-                                                  jail_, /*huge_pages=*/true);
+    auto process =
+        std::make_unique<CloneProcess>(tpl.snapshot_dir, tpl.info.drives, tpl.info.net, jail_);
     // Before the jail forks its child: that child and every thread inherit it.
     manager::set_vmm_background(process->vmm().pid(), true);
     return process;

@@ -27,9 +27,8 @@ class CloneProcess {
  public:
   // Spawns the VMM restoring `snapshot_dir` with the snapshot's `drives` and NICs `net`, with
   // a control socket, jailed by `jail`. Throws wisp::Error when wisp-vmm cannot be started.
-  // `huge_pages`: the memory copied into 2 MiB pages (`wisp-vmm restore --hugepages`).
   CloneProcess(const std::string& snapshot_dir, const std::vector<std::string>& drives,
-               const manager::VmNet& net, const JailFlags& jail, bool huge_pages = false);
+               const manager::VmNet& net, const JailFlags& jail);
   // Orders `standby` (standing by, spawned with a control socket) to restore `snapshot_dir`.
   // Throws wisp::Error when it refuses the snapshot or is gone.
   CloneProcess(std::unique_ptr<manager::StandbyVmm> standby, const std::string& snapshot_dir,
@@ -61,12 +60,7 @@ class CloneStarter {
   CloneStarter(const JailFlags& jail, uint32_t pool_target);
   // A clone of `tpl` on its way (wait_ready next). Throws wisp::Error. `background`: made
   // ahead of demand (a warm clone): a spawned restore at SCHED_IDLE (manager/vmm_priority.h),
-  // leaving the pool's standbys to calls; its spawn and jail then use only idle CPU too. Its
-  // memory is a private copy on 2 MiB pages (--hugepages): the copy is paid ahead of demand,
-  // and then KVM maps the guest's memory 2 MiB at a time, so the call it later serves takes a
-  // nested page fault per 2 MiB first touched instead of one per 4 KiB page (thousands per
-  // call). It shares no page cache with other clones; admission counts a clone's whole memory
-  // anyway.
+  // leaving the pool's standbys to calls; its spawn and jail then use only idle CPU too.
   std::unique_ptr<CloneProcess> start(const manager::OpenTemplate& tpl, bool background = false);
   // A standby of the pool to boot `vm` (a template build: create_template), or nullptr when
   // none stands by or none can (StandbyVmm::why_not_boot: the class, the jail, ...).

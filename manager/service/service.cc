@@ -144,43 +144,26 @@ kj::Promise<CallResult> Service::invoke(const std::string& name, CallRequest req
   auto call = kj::heap<Call>();
   call->request = kj::mv(request);
   call->t0 = t0;
-  Call& c = *call;
-  // reconnect: from the end of the restore (for a warm clone: of the wait for capacity, none)
-  // until the agent was connected and reseeded.
-  auto reconnected = [&c] {
-    c.timings.reconnect_ms =
-        ms_since(c.t0) - (c.timings.warm ? c.timings.queue_ms : c.timings.restore_ms);
-  };
-  kj::Promise<CallResult> answered = nullptr;
+  kj::Promise<void> ready = nullptr;
   KJ_IF_MAYBE (warm, warm_.take(name, tpl.dir)) {
     call->timings.warm = true;
     call->clone = kj::mv(*warm);
     call->clone->set_background(false);
-    if (call->clone->agent().reseed_ordered()) {
-      // Resume, reseed and invoke all at once: the agent holds the handler until the reseed
-      // on the same connection is done, and fails it if that failed (AgentInfo.reseedOrdered,
-      // learnt when the warm clone connected), so the call costs one round trip, not two.
-      auto reseeded = resume_warm(c);
-      auto result = run_handler(c);
-      answered = reseeded.then([reconnected, result = kj::mv(result)]() mutable {
-        reconnected();
-        return kj::mv(result);
-      });
-    } else {
-      answered = resume_warm(c).then([this, &c, reconnected] {
-        reconnected();
-        return run_handler(c);
-      });
-    }
+    ready = resume_warm(*call);
   } else {
-    answered = start_fresh(c, kj::mv(tpl)).then([this, &c, reconnected] {
-      reconnected();
-      return run_handler(c);
-    });
+    ready = start_fresh(*call, kj::mv(tpl));
   }
   // After the take: the refill it started counts (it runs beside this call).
   call->timings.warm_filling = warm_.filling(name);
-  return answered
+  Call& c = *call;
+  return ready
+      .then([this, &c] {
+        // reconnect: from the end of the restore (for a warm clone: of the wait for capacity,
+        // none) until the agent was connected and reseeded.
+        c.timings.reconnect_ms =
+            ms_since(c.t0) - (c.timings.warm ? c.timings.queue_ms : c.timings.restore_ms);
+        return run_handler(c);
+      })
       .then(
           [this, name](CallResult r) {
             stats_.count(name, outcome_of(r.result));

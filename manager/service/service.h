@@ -50,9 +50,7 @@ struct CallRequest {
 // others are the stage's own length. reconnect is connect (a new clone: the reseed is its
 // confirmation, so reseed_ms stays 0) or resume and reseed, which overlap (a warm clone: both
 // count from the resume's start); handler is the agent's own time for the handler's run,
-// inside invoke. A warm clone whose agent is reseed-ordered gets its invoke sent together with
-// the resume and the reseed, so its invoke counts from the resume's start too and overlaps
-// reconnect.
+// inside invoke.
 struct CallTimings {
   double queue_ms = 0, restore_ms = 0, reconnect_ms = 0, invoke_ms = 0, total_ms = 0;
   double connect_ms = 0, resume_ms = 0, reseed_ms = 0, handler_ms = 0;

@@ -148,13 +148,8 @@ class AgentLinkImpl final : public AgentLink {
         agent_(conn_.bootstrap.castAs<api::Agent>()) {}
 
   kj::Promise<void> ping() override {
-    return timer_.timeoutAfter(
-        to_kj(kCallGrace),
-        agent_.pingRequest().send().then([this](capnp::Response<api::Agent::PingResults>&& r) {
-          reseed_ordered_ = r.getInfo().getReseedOrdered();
-        }));
+    return timer_.timeoutAfter(to_kj(kCallGrace), agent_.pingRequest().send().ignoreResult());
   }
-  bool reseed_ordered() const override { return reseed_ordered_; }
   kj::Promise<void> resumed_fresh() override {
     kj::byte entropy[kEntropyBytes];
     if (getentropy(entropy, sizeof(entropy)) != 0) fail("getentropy failed");
@@ -217,7 +212,6 @@ class AgentLinkImpl final : public AgentLink {
   kj::Timer& timer_;
   RpcConnection conn_;
   api::Agent::Client agent_;
-  bool reseed_ordered_ = false;
 };
 
 class ControlLinkImpl final : public ControlLink {

@@ -44,11 +44,7 @@ class StreamedProcess {
 class AgentLink {
  public:
   virtual ~AgentLink() noexcept(false) = default;  // holds Cap'n Proto clients
-  // Also learns whether the agent orders handler calls behind a reseed (reseed_ordered).
   virtual kj::Promise<void> ping() = 0;
-  // The last ping's AgentInfo.reseedOrdered: agent.resumed and a handler call may be sent
-  // together, without waiting for the reseed's answer. False before a ping answered.
-  virtual bool reseed_ordered() const = 0;
   // agent.resumed with fresh entropy and the host's wall clock (DESIGN.md rule 8).
   virtual kj::Promise<void> resumed_fresh() = 0;
   virtual kj::Promise<client::InvokeResult> invoke(const client::InvokeRequest& request) = 0;

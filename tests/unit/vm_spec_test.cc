@@ -69,15 +69,6 @@ TEST(VmSpec, AClonesNicsFollowItsDrives) {
   EXPECT_EQ(std::count(none.begin(), none.end(), "--net"), 0);
 }
 
-TEST(VmSpec, ARestoreCopiesIntoHugePagesOnlyWhenAsked) {
-  Args shared = vmm_restore_args("/t/snapshot", {}, VmNet{}, "/r/v.sock", "", JailFlags{}, "/r");
-  EXPECT_EQ(std::count(shared.begin(), shared.end(), "--hugepages"), 0);
-  EXPECT_EQ(std::count(shared.begin(), shared.end(), "--no-prefetch"), 0);
-  Args huge = vmm_restore_args("/t/snapshot", {}, VmNet{}, "/r/v.sock", "", JailFlags{}, "/r",
-                               /*prefetch=*/true, /*huge_pages=*/true);
-  EXPECT_EQ(std::count(huge.begin(), huge.end(), "--hugepages"), 1);
-}
-
 TEST(VmSpec, AStandbyBootsNoNic) {
   VmSpec spec;
   spec.mem_bytes = 256ull << 20;
