@@ -9,6 +9,7 @@
 #include "base/error.h"
 #include "base/log.h"
 #include "base/unique_fd.h"
+#include "shim/snapshot_start.h"
 
 namespace wisp::shim {
 
@@ -53,6 +54,7 @@ void ContainerTask::start() {
   auto env = request.initEnv(static_cast<unsigned>(process_.env.size()));
   for (unsigned i = 0; i < env.size(); ++i) env.set(i, process_.env[i]);
   request.setTimeoutMs(kExecTimeoutMs);
+  if (container_root_) fill_exec_sandbox(request.initSandbox(), *container_root_);
   status_ = TaskStatus::kRunning;
   running_ = call.send()
                  .then([this](capnp::Response<api::serve::Sandbox::ExecResults> results) {

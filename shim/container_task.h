@@ -8,10 +8,12 @@
 #include <time.h>
 
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include "api/wisp.capnp.h"
 #include "shim/oci_process.h"
+#include "shim/oci_sandbox.h"
 
 namespace wisp::shim {
 
@@ -37,6 +39,8 @@ class ContainerTask {
   uint32_t exit_status() const { return exit_status_; }
   const timespec& exited_at() const { return exited_at_; }
 
+  // The process runs in the container's own root (snapshot_start.h), with this sandbox.
+  void use_container_root(const OciSandbox& sandbox) { container_root_ = sandbox; }
   // Runs the process. Throws wisp::Error unless the task is created and not started.
   void start();
   // Resolves when the process has ended (at once if it has).
@@ -55,6 +59,7 @@ class ContainerTask {
   std::string bundle_;
   TaskStdio stdio_;
   OciProcess process_;
+  std::optional<OciSandbox> container_root_;
   kj::Maybe<api::serve::Sandbox::Client> sandbox_;
   TaskStatus status_ = TaskStatus::kCreated;
   uint32_t exit_status_ = 0;
