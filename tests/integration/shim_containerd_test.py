@@ -47,10 +47,15 @@ def blob(layout, data):
     return {"digest": "sha256:" + digest, "size": len(data)}
 
 
-def build_image(tar_path):
-    """An OCI image archive: one uncompressed layer with busybox as /bin/{busybox,sh,echo}."""
+def build_image(tar_path, name=IMAGE, extra_files=None):
+    """An OCI image archive: one uncompressed layer with busybox as /bin/{busybox,sh,echo},
+    plus `extra_files` ({path in the image: bytes}, 0644) when given."""
     layer_buf = io.BytesIO()
     with tarfile.open(fileobj=layer_buf, mode="w") as t:
+        for path, data in (extra_files or {}).items():
+            info = tarfile.TarInfo(path.lstrip("/"))
+            info.size, info.mode = len(data), 0o644
+            t.addfile(info, io.BytesIO(data))
         for d in ("bin", "tmp", "proc", "dev", "sys"):
             info = tarfile.TarInfo(d)
             info.type, info.mode = tarfile.DIRTYPE, 0o755
@@ -78,7 +83,7 @@ def build_image(tar_path):
         manifest_desc = blob(layout, json.dumps(manifest).encode())
         index = {"schemaVersion": 2, "manifests": [dict(
             manifest_desc, mediaType="application/vnd.oci.image.manifest.v1+json",
-            annotations={"io.containerd.image.name": IMAGE,
+            annotations={"io.containerd.image.name": name,
                          "org.opencontainers.image.ref.name": "latest"})]}
         with open(os.path.join(layout, "index.json"), "w") as f:
             json.dump(index, f)
@@ -96,6 +101,10 @@ def shim_processes():
 
 
 class ShimContainerdTest(unittest.TestCase):
+    # What the shims get in their environment beside the sockets (shim_rootfs_test.py runs
+    # them without a fixed template).
+    shim_env = {"WISP_SHIM_TEMPLATE": "hello"}
+
     @classmethod
     def setUpClass(cls):
         cls.tmp = tempfile.mkdtemp(prefix="wisp-ctrd-")
@@ -130,7 +139,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
         # containerd passes its environment to the shims: their sockets go under the test's
         # directory instead of /run/containerd.
         env["WISP_SHIM_SOCKET_ROOT"] = cls.shim_root
-        env["WISP_SHIM_TEMPLATE"] = "hello"
+        env.update(cls.shim_env)
         env["WISP_SERVER"] = cls.serve_sock  # started by the test that needs it
         cls.log_path = os.path.join(cls.tmp, "containerd.log")
         cls.log = open(cls.log_path, "w")
