@@ -168,9 +168,13 @@ kj::Promise<PreparedStart> prepare_start_async(RootfsSource source, RootfsCache 
                                                std::vector<std::string> args,
                                                std::vector<std::string> env, OciSandbox sandbox) {
   auto paf = kj::newPromiseAndCrossThreadFulfiller<PreparedStart>();
-  std::thread([f = kj::mv(paf.fulfiller), source = std::move(source), cache = std::move(cache),
+  // Held by pointer: kj::Own's destructor may throw, which std::thread's state may not.
+  auto* fulfiller =
+      new kj::Own<kj::CrossThreadPromiseFulfiller<PreparedStart>>(kj::mv(paf.fulfiller));
+  std::thread([fulfiller, source = std::move(source), cache = std::move(cache),
                serve_socket = std::move(serve_socket), args = std::move(args), env = std::move(env),
                sandbox = std::move(sandbox)]() mutable {
+    auto& f = *fulfiller;
     try {
       f->fulfill(
           prepare_start(source, cache, serve_socket, std::move(args), std::move(env), sandbox));
@@ -181,6 +185,7 @@ kj::Promise<PreparedStart> prepare_start_async(RootfsSource source, RootfsCache 
     } catch (const std::exception& e) {
       f->reject(KJ_EXCEPTION(FAILED, e.what()));
     }
+    delete fulfiller;
   }).detach();
   return kj::mv(paf.promise);
 }

@@ -136,15 +136,16 @@ kj::Promise<Result> TaskService::create(std::string payload) {
   // Without a fixed template: the container's own root, in a clone of the template of its
   // image + command (snapshot_start.h), made first if need be.
   std::optional<OciSandbox> container_root;
-  kj::Promise<std::string> template_ready = process.template_name;
+  auto template_name = std::make_shared<std::string>(process.template_name);
+  kj::Promise<void> template_ready = kj::READY_NOW;
   if (process.template_name.empty()) {
     RootfsSource source;
     RootfsCache cache;
     try {
       std::vector<RootfsMount> mounts;
       for (const auto& m : request.rootfs())
-        mounts.push_back(RootfsMount{
-            m.type(), m.source(), m.target(), {m.options().begin(), m.options().end()}});
+        mounts.push_back(RootfsMount{m.type(), m.source(), m.target(),
+                                     {m.options().begin(), m.options().end()}});
       source = parse_rootfs_mounts(mounts);
       container_root = parse_oci_sandbox(read_file(bundle + "/config.json"));
       cache = rootfs_cache_from_env();
@@ -154,19 +155,15 @@ kj::Promise<Result> TaskService::create(std::string payload) {
     template_ready =
         prepare_start_async(source, cache, serve_socket_from_env(), process.args, process.env,
                             *container_root)
-            .then([id](PreparedStart p) {
+            .then([id, template_name](PreparedStart p) {
               LOG_INFO("task %s: template %s %s (%.0f ms), image %s %s (%.0f ms)", id.c_str(),
-                       p.template_name.c_str(), p.template_made ? "made" : "reused", p.template_ms,
-                       p.image.path.c_str(), p.image.built ? "built" : "cached", p.image_ms);
-              return p.template_name;
+                       p.template_name.c_str(), p.template_made ? "made" : "reused",
+                       p.template_ms, p.image.path.c_str(), p.image.built ? "built" : "cached",
+                       p.image_ms);
+              *template_name = p.template_name;
             });
   }
-  auto template_name = std::make_shared<std::string>(process.template_name);
-  return template_ready
-      .then([this, template_name](std::string name) {
-        *template_name = name;
-        return connect_serve_();
-      })
+  return template_ready.then([this] { return connect_serve_(); })
       .then([](api::serve::Wisp::Client wisp) {
         return wisp.sandboxesRequest().send().getSandboxes();
       })

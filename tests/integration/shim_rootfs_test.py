@@ -88,7 +88,7 @@ class ShimRootfsTest(unittest.TestCase):
         return m.group(1), m.group(2)
 
     def container_templates(self):
-        r = subprocess.run([self.wisp, "template", "ls", "--server", self.serve_sock],
+        r = subprocess.run([self.wisp, "template", "ls"],  # serve's store (WISP_HOME)
                            env=self.env, capture_output=True, text=True, timeout=120)
         self.assertEqual(r.returncode, 0, r.stderr)
         return sorted(set(re.findall(r"ctr-[0-9a-f]+", r.stdout)))
