@@ -144,8 +144,8 @@ kj::Promise<Result> TaskService::create(std::string payload) {
     try {
       std::vector<RootfsMount> mounts;
       for (const auto& m : request.rootfs())
-        mounts.push_back(RootfsMount{m.type(), m.source(), m.target(),
-                                     {m.options().begin(), m.options().end()}});
+        mounts.push_back(RootfsMount{
+            m.type(), m.source(), m.target(), {m.options().begin(), m.options().end()}});
       source = parse_rootfs_mounts(mounts);
       container_root = parse_oci_sandbox(read_file(bundle + "/config.json"));
       cache = rootfs_cache_from_env();
@@ -157,9 +157,8 @@ kj::Promise<Result> TaskService::create(std::string payload) {
                             *container_root)
             .then([id, template_name](PreparedStart p) {
               LOG_INFO("task %s: template %s %s (%.0f ms), image %s %s (%.0f ms)", id.c_str(),
-                       p.template_name.c_str(), p.template_made ? "made" : "reused",
-                       p.template_ms, p.image.path.c_str(), p.image.built ? "built" : "cached",
-                       p.image_ms);
+                       p.template_name.c_str(), p.template_made ? "made" : "reused", p.template_ms,
+                       p.image.path.c_str(), p.image.built ? "built" : "cached", p.image_ms);
               *template_name = p.template_name;
             });
   }
