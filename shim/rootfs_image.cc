@@ -99,6 +99,10 @@ void run_mkfs(const std::vector<std::string>& argv) {
 class MergedLayers {
  public:
   MergedLayers(const RootfsSource& source, const std::string& cache_dir) {
+    if (source.kind == RootfsSource::Kind::kDirectory) {
+      path_ = source.directory;
+      return;
+    }
     std::string lower;
     if (!source.upperdir.empty()) lower = source.upperdir;
     for (const std::string& l : source.lowerdirs) lower += (lower.empty() ? "" : ":") + l;
