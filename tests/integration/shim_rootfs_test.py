@@ -26,7 +26,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from shim_containerd_test import ShimContainerdTest, build_image  # noqa: E402
+import shim_containerd_test as fixture_module  # noqa: E402  (a module: its tests stay its own)
 from vmrun import wait_for  # noqa: E402  (perf/, on the path the fixture set)
 
 MARKED = "docker.io/wisp-test/busybox-marked:latest"
@@ -39,7 +39,7 @@ SCRIPT = ("test -e /tmp/written && echo leaked; /bin/busybox cat /wisp-image-mar
 
 class ShimRootfsTest(unittest.TestCase):
     # shim_containerd_test.py's class-level fixture (a containerd of its own), not its tests.
-    fixture = ShimContainerdTest.__dict__
+    fixture = fixture_module.ShimContainerdTest.__dict__
     log_tail = fixture["log_tail"]
     ctr = fixture["ctr"]
 
@@ -57,7 +57,7 @@ class ShimRootfsTest(unittest.TestCase):
             env=cls.env, stdout=cls.serve_log, stderr=subprocess.STDOUT)
         wait_for(lambda: os.path.exists(cls.serve_sock), 30, "serve's socket")
         image = os.path.join(cls.tmp, "marked.tar")
-        build_image(image, MARKED, {"/wisp-image-marker": MARKER})
+        fixture_module.build_image(image, MARKED, {"/wisp-image-marker": MARKER})
         cls.ctr("images", "import", "--snapshotter", "native", image)
 
     @classmethod
