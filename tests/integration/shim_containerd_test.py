@@ -104,6 +104,7 @@ class ShimContainerdTest(unittest.TestCase):
     # What the shims get in their environment beside the sockets (shim_rootfs_test.py runs
     # them without a fixed template).
     shim_env = {"WISP_SHIM_TEMPLATE": "hello"}
+    image_files = {}  # files the test image has beside busybox ({path: bytes})
 
     @classmethod
     def setUpClass(cls):
@@ -155,7 +156,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
         else:
             raise RuntimeError("containerd did not answer: " + cls.log_tail())
         image = os.path.join(cls.tmp, "image.tar")
-        build_image(image)
+        build_image(image, extra_files=cls.image_files)
         cls.ctr("images", "import", "--snapshotter", "native", image)
 
     @classmethod

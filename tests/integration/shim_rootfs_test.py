@@ -7,7 +7,7 @@ The containerd, its image import and its clean-up are shim_containerd_test.py's 
 no fixed template (no WISP_SHIM_TEMPLATE): the shim makes a read-only ext4 image of the
 container's rootfs (the native snapshotter's directory) in WISP_SHIM_ROOTFS_CACHE, a template
 of image + command through serve, and runs every container in a clone of it. The image here
-is the fixture's busybox image plus a file only it has (/wisp-image-marker), so output of that
+is the fixture's busybox image with a file only it has (/wisp-image-marker), so output of that
 file proves the process ran in the image's root, not the guest's.
 
 What "from the snapshot" is asserted by: the shim's log line per task says whether the
@@ -29,7 +29,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import shim_containerd_test as fixture_module  # noqa: E402  (a module: its tests stay its own)
 from vmrun import wait_for  # noqa: E402  (perf/, on the path the fixture set)
 
-MARKED = "docker.io/wisp-test/busybox-marked:latest"
+from shim_containerd_test import IMAGE as MARKED  # noqa: E402  (with image_files below)
 MARKER = b"only in the image\n"
 # Same command for both starts: the second must find the first's template. It also shows
 # whether a write of an earlier container leaked into the image (it must not).
@@ -42,6 +42,7 @@ class ShimRootfsTest(unittest.TestCase):
     fixture = fixture_module.ShimContainerdTest.__dict__
     log_tail = fixture["log_tail"]
     ctr = fixture["ctr"]
+    image_files = {"/wisp-image-marker": MARKER}  # the fixture's image has this file too
 
     @classmethod
     def setUpClass(cls):
@@ -56,9 +57,6 @@ class ShimRootfsTest(unittest.TestCase):
              "--max-memory", "2048", "--allow-dir", cls.cache],
             env=cls.env, stdout=cls.serve_log, stderr=subprocess.STDOUT)
         wait_for(lambda: os.path.exists(cls.serve_sock), 30, "serve's socket")
-        image = os.path.join(cls.tmp, "marked.tar")
-        fixture_module.build_image(image, MARKED, {"/wisp-image-marker": MARKER})
-        cls.ctr("images", "import", "--snapshotter", "native", image)
 
     @classmethod
     def tearDownClass(cls):
