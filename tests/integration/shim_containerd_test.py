@@ -47,7 +47,7 @@ def blob(layout, data):
     return {"digest": "sha256:" + digest, "size": len(data)}
 
 
-def build_image(tar_path, name=IMAGE, extra_files=None):
+def build_image(tar_path, image_name=IMAGE, extra_files=None):
     """An OCI image archive: one uncompressed layer with busybox as /bin/{busybox,sh,echo},
     plus `extra_files` ({path in the image: bytes}, 0644) when given."""
     layer_buf = io.BytesIO()
@@ -83,7 +83,7 @@ def build_image(tar_path, name=IMAGE, extra_files=None):
         manifest_desc = blob(layout, json.dumps(manifest).encode())
         index = {"schemaVersion": 2, "manifests": [dict(
             manifest_desc, mediaType="application/vnd.oci.image.manifest.v1+json",
-            annotations={"io.containerd.image.name": name,
+            annotations={"io.containerd.image.name": image_name,
                          "org.opencontainers.image.ref.name": "latest"})]}
         with open(os.path.join(layout, "index.json"), "w") as f:
             json.dump(index, f)
