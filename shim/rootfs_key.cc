@@ -87,11 +87,16 @@ void walk(int dir_fd, const std::string& rel, const std::string& root, int depth
     } else if (S_ISREG(st.st_mode)) {
       stats->bytes += static_cast<uint64_t>(st.st_size);
     }
+    // A directory's mtime and size are left out: a copy of the same tree (the native
+    // snapshotter copies its parent per container) sets them as it fills the directory, and
+    // what a directory holds is digested entry by entry anyway.
+    bool dir = S_ISDIR(st.st_mode);
     h.add(path);
     h.add(std::to_string(st.st_mode) + " " + std::to_string(st.st_uid) + ":" +
-          std::to_string(st.st_gid) + " " + std::to_string(st.st_size) + " " +
-          std::to_string(st.st_mtim.tv_sec) + "." + std::to_string(st.st_mtim.tv_nsec) + " " +
-          std::to_string(S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode) ? st.st_rdev : 0));
+          std::to_string(st.st_gid) + " " + std::to_string(dir ? 0 : st.st_size) + " " +
+          (dir ? std::string("-")
+               : std::to_string(st.st_mtim.tv_sec) + "." + std::to_string(st.st_mtim.tv_nsec)) +
+          " " + std::to_string(S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode) ? st.st_rdev : 0));
     h.add(link);
     if (S_ISDIR(st.st_mode)) {
       UniqueFd sub(::openat(dir_fd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));

@@ -2,8 +2,9 @@
 //   overlay: the lowerdir chain (containerd's committed layers never change under a path; a
 //     new image gets new snapshot directories), plus the upperdir's tree when it holds anything;
 //   a directory (native snapshotter, whose snapshots are copies): a digest of the tree's
-//     metadata, every entry's relative path, type and mode, owner, size, mtime, link target and
-//     device number, in name order. Contents are not read: an mtime changes with them.
+//     metadata, every entry's relative path, type and mode, owner, size and mtime (not a
+//     directory's: a copy sets those as it fills it), link target and device number, in name
+//     order. Contents are not read: an mtime changes with them.
 // Either way the key starts with the image format's version, so a change of how images are
 // made never reuses an old one.
 #pragma once

@@ -67,10 +67,10 @@ class ShimRootfsTest(unittest.TestCase):
                 cls.serve_log.close()
             shutil.rmtree(cls.cache, ignore_errors=True)
 
-    def run_container(self, name, *command):
+    def run_container(self, name, *command, flags=()):
         t0 = time.monotonic()
         p = self.ctr("run", "--rm", "--snapshotter", "native", "--runtime",
-                     "io.containerd.wisp.v2", MARKED, name, *command, check=False,
+                     "io.containerd.wisp.v2", *flags, MARKED, name, *command, check=False,
                      timeout=1200)
         took = time.monotonic() - t0
         print(f"ctr run {name} through the shim: {took:.1f} s", file=sys.stderr)
@@ -123,8 +123,8 @@ class ShimRootfsTest(unittest.TestCase):
     def test_3_another_command_gets_its_own_template_with_the_spec_cwd_and_limit(self):
         # ctr 1.6 has no --user: the OCI default user (root, capabilities dropped) is checked.
         p, detail = self.run_container(
-            "rootfs-3", "--cwd", "/tmp", "--memory-limit", str(128 << 20), "/bin/sh", "-c",
-            "/bin/busybox id -u; pwd; /bin/busybox touch ok && echo wrote")
+            "rootfs-3", "/bin/sh", "-c", "/bin/busybox id -u; pwd; /bin/busybox touch ok && echo wrote",
+            flags=("--cwd", "/tmp", "--memory-limit", str(128 << 20)))
         self.assertEqual(p.returncode, 0, detail)
         self.assertEqual(p.stdout.splitlines(), ["0", "/tmp", "wrote"], detail)
         name, how = self.template_line("rootfs-3")
