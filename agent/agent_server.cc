@@ -11,6 +11,7 @@
 #include <cstring>
 #include <vector>
 
+#include "agent/container_root.h"
 #include "agent/criu_runner.h"
 #include "agent/criu_worker.h"
 #include "agent/exec_invocation.h"
@@ -29,6 +30,8 @@ constexpr size_t kMaxArgs = 4096;
 constexpr size_t kMaxEntropyBytes = 4096;
 constexpr uint64_t kMaxTimeoutMs = 24ull * 3600 * 1000;
 constexpr uint64_t kMinMemoryBytes = 1ull << 20;
+// As many supplementary groups as an OCI process plausibly lists (the kernel takes 65536).
+constexpr size_t kMaxAdditionalGids = 64;
 // prepareSnapshot waits at most this for its spare sandbox to be set up.
 constexpr uint64_t kSpareSetupMs = 20000;
 // How long after an exec call's reply the next spare is made (make_spare_later).
@@ -99,6 +102,18 @@ HandlerConfig handler_config_from_wire(api::Handler::Reader handler) {
   // tmpfs pages are charged to the handler's cgroup, so memory.max bounds the scratch dir too.
   c.sandbox.scratch_bytes = limits.getMemoryBytes();
   c.max_output_bytes = std::min(limits.getMaxOutputBytes(), kMaxOutputCapBytes);
+  c.sandbox.root_device = handler.getRootDevice();
+  KJ_REQUIRE(c.sandbox.root_device.empty() || is_root_device_name(c.sandbox.root_device),
+             "rootDevice: expected \"\" or /dev/vdX", c.sandbox.root_device.c_str());
+  c.sandbox.cwd = handler.getCwd();
+  KJ_REQUIRE(c.sandbox.cwd.empty() || (c.sandbox.cwd[0] == '/' && c.sandbox.cwd.size() < 4096 &&
+                                       c.sandbox.cwd.find('\0') == std::string::npos),
+             "cwd: expected an absolute path under 4096 bytes");
+  c.sandbox.uid = handler.getUid();
+  c.sandbox.gid = handler.getGid();
+  auto groups = handler.getAdditionalGids();
+  KJ_REQUIRE(groups.size() <= kMaxAdditionalGids, "additionalGids: too many", groups.size());
+  for (uint32_t g : groups) c.sandbox.groups.push_back(g);
   return c;
 }
 

@@ -21,6 +21,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "agent/container_root.h"
 #include "agent/seccomp_policy.h"
 
 namespace wisp::agent {
@@ -36,6 +37,8 @@ struct ChildPlan {
   std::vector<char*> envp;
   const SandboxSpec* spec;
   std::string tmp_options;
+  std::string root;  // the container root's overlay directory, or ""
+  std::string cwd;   // where the handler starts
   int stdin_r, stdout_w, stderr_w, status_w;
   int go = -1;  // held: the child's end of the go socket (fd 4 once in the child)
 };
@@ -66,11 +69,22 @@ constexpr DevNode kDevNodes[] = {
     {"/dev/random", 1, 8}, {"/dev/urandom", 1, 9},
 };
 
-void set_up_filesystem(const ChildPlan& plan) {
-  check(mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr), "make mounts private");
-  for (const char* path : {"/sys", "/run", "/tmp", "/dev", "/proc"}) detach(path);
-  // A /proc for the new pid namespace: the handler sees only its own tree.
-  check(mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr), "mount /proc");
+// mkdir -p, as root before the privileges go (the container root is writable). Errors other
+// than EEXIST are left to the chdir that follows to report.
+void make_dirs(const std::string& path) {
+  char buf[4096];
+  if (path.size() >= sizeof(buf)) return;
+  memcpy(buf, path.c_str(), path.size() + 1);
+  for (char* p = buf + 1; *p != '\0'; ++p) {
+    if (*p != '/') continue;
+    *p = '\0';
+    (void)mkdir(buf, 0755);
+    *p = '/';
+  }
+  (void)mkdir(buf, 0755);
+}
+
+void set_up_dev() {
   // A minimal /dev: no vsock, no console, no block devices.
   check(mount("tmpfs", "/dev", "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=755,size=64k"), "mount /dev");
   for (const DevNode& n : kDevNodes) {
@@ -87,6 +101,39 @@ void set_up_filesystem(const ChildPlan& plan) {
   check(mount(nullptr, "/dev", nullptr, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NOEXEC,
               nullptr),
         "remount /dev read-only");
+}
+
+// A /proc for the new pid namespace: the handler sees only its own tree.
+void mount_proc() {
+  check(mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr), "mount /proc");
+}
+
+// The container root: its overlay replaces "/" in this mount namespace. pivot_root cannot
+// leave an initramfs (rootfs), so this is switch_root's move and chroot; without
+// CAP_SYS_CHROOT (dropped before the exec) there is no way back to the agent's root.
+void set_up_container_root(const ChildPlan& plan) {
+  check(chdir(plan.root.c_str()), "chdir to the container root");
+  check(mount(".", "/", nullptr, MS_MOVE, nullptr), "move the container root to /");
+  check(chroot("."), "chroot into the container root");
+  check(chdir("/"), "chdir /");
+  for (const char* dir : {"/proc", "/dev"}) {
+    if (mkdir(dir, 0755) < 0 && errno != EEXIST) fail(dir, errno);
+  }
+  mount_proc();
+  // A root-owned handler keeps the kernel's tunables for the whole guest out of reach.
+  check(mount("/proc/sys", "/proc/sys", nullptr, MS_BIND, nullptr), "bind /proc/sys");
+  check(mount(nullptr, "/proc/sys", nullptr, MS_REMOUNT | MS_BIND | MS_RDONLY, nullptr),
+        "remount /proc/sys read-only");
+  set_up_dev();
+  make_dirs(plan.cwd);
+}
+
+void set_up_filesystem(const ChildPlan& plan) {
+  check(mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr), "make mounts private");
+  if (!plan.root.empty()) return set_up_container_root(plan);
+  for (const char* path : {"/sys", "/run", "/tmp", "/dev", "/proc"}) detach(path);
+  mount_proc();
+  set_up_dev();
   // The scratch dir: a private tmpfs, gone with the mount namespace.
   check(mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, plan.tmp_options.c_str()),
         "mount /tmp");
@@ -116,15 +163,16 @@ void set_limits(const SandboxSpec& spec) {
   }
 }
 
-void drop_privileges() {
+void drop_privileges(const SandboxSpec& spec) {
   for (int cap = 0; cap <= CAP_LAST_CAP; ++cap) {
     if (cap_drop_bound(cap) < 0 && errno != EINVAL) fail("drop bounding set", errno);
   }
   check(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs");
-  check(setgroups(0, nullptr), "setgroups");
-  check(setresgid(kHandlerGid, kHandlerGid, kHandlerGid), "setresgid");
-  check(setresuid(kHandlerUid, kHandlerUid, kHandlerUid), "setresuid");
-  // setresuid away from 0 already cleared the sets; make it explicit and cover ambient.
+  check(setgroups(spec.groups.size(), spec.groups.data()), "setgroups");
+  check(setresgid(spec.gid, spec.gid, spec.gid), "setresgid");
+  check(setresuid(spec.uid, spec.uid, spec.uid), "setresuid");
+  // setresuid away from 0 cleared the sets; for uid 0 (a container's root) clearing them here
+  // is what removes them (the bounding set went above, so nothing comes back on exec).
   cap_t none = cap_init();
   if (none == nullptr) fail("cap_init", errno);
   check(cap_set_proc(none), "cap_set_proc");
@@ -148,7 +196,7 @@ void wait_for_go(int go) {
 [[noreturn]] void exec_handler(const ChildPlan& plan) {
   close(plan.status_w);
   set_limits(*plan.spec);
-  drop_privileges();
+  drop_privileges(*plan.spec);
   int rc = load_handler_seccomp_filter();
   if (rc < 0) fail("seccomp", -rc);
   if (plan.go >= 0) wait_for_go(plan.go);
@@ -168,7 +216,7 @@ void wait_for_go(int go) {
   int null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
   for (int fd = 0; fd <= 2; ++fd) dup2(null_fd, fd);
   close(null_fd);
-  drop_privileges();
+  drop_privileges(*plan.spec);
   int rc = load_handler_seccomp_filter();
   if (rc < 0) _exit(kSandboxSetupFailed);
   for (;;) {
@@ -212,7 +260,7 @@ void wait_for_go(int go) {
   set_up_filesystem(plan);
   check(sethostname("sandbox", 7), "sethostname");
   if (!plan.spec->network) bring_up_loopback();
-  check(chdir("/tmp"), "chdir /tmp");
+  check(chdir(plan.cwd.c_str()), "chdir to the working directory (cwd)");
 
   pid_t handler = fork();
   if (handler < 0) fail("fork handler", errno);
@@ -248,10 +296,13 @@ SandboxedProcess spawn_sandboxed(const SandboxSpec& spec, int cgroup_fd, bool he
   plan.argv.push_back(nullptr);
   plan.env_storage = spec.env;
   if (!has_env(spec.env, "PATH")) plan.env_storage.push_back("PATH=/bin:/usr/bin:/sbin:/usr/sbin");
-  if (!has_env(spec.env, "HOME")) plan.env_storage.push_back("HOME=/tmp");
+  if (!has_env(spec.env, "HOME"))
+    plan.env_storage.push_back(spec.root_device.empty() ? "HOME=/tmp" : "HOME=/");
   for (auto& e : plan.env_storage) plan.envp.push_back(e.data());
   plan.envp.push_back(nullptr);
   plan.tmp_options = "mode=1777,size=" + std::to_string(spec.scratch_bytes);
+  if (!spec.root_device.empty()) plan.root = container_root(spec.root_device);
+  plan.cwd = !spec.cwd.empty() ? spec.cwd : plan.root.empty() ? "/tmp" : "/";
 
   Pipe in = make_pipe(), out = make_pipe(), err = make_pipe(), status = make_pipe();
   (void)fcntl(in.write_end.get(), F_SETPIPE_SZ, kPipeBytes);

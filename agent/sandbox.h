@@ -38,6 +38,15 @@ struct SandboxSpec {
   uint64_t cpu_time_ms = 0;       // RLIMIT_CPU (rounded up to seconds); 0 = none
   uint32_t open_files = 256;      // RLIMIT_NOFILE
   uint64_t scratch_bytes = 0;     // size of the private /tmp tmpfs
+  // A container's root (container_root.h): "" keeps the guest's root (remounted read-only,
+  // with the private /tmp); else the device whose overlay becomes the sandbox's root, writable,
+  // with a fresh /proc (its /proc/sys read-only) and the minimal /dev, and no /tmp or /scratch
+  // of the agent's.
+  std::string root_device;
+  std::string cwd;  // "": /tmp, or "/" with root_device; created if missing with root_device
+  uid_t uid = kHandlerUid;
+  gid_t gid = kHandlerGid;
+  std::vector<gid_t> groups;  // supplementary groups
 };
 
 struct SandboxedProcess {
@@ -58,7 +67,8 @@ inline constexpr char kHeldReady = 'R';
 inline constexpr char kHeldGo = 'G';
 
 // Spawns the process in the cgroup open as `cgroup_fd`; `held`: stopped before its execve
-// (see above). Throws kj::Exception when the agent itself cannot create it (pipes, clone3).
+// (see above). Throws kj::Exception when the agent itself cannot create it (pipes, clone3, the
+// container root's mounts).
 SandboxedProcess spawn_sandboxed(const SandboxSpec& spec, int cgroup_fd, bool held = false);
 
 }  // namespace wisp::agent

@@ -131,6 +131,16 @@ struct Handler {
   env @2 :List(Text);           # "KEY=value"
   limits @3 :Limits;
   network @4 :Bool = false;     # no network namespace isolation when true
+  # A container's root (the containerd shim, issue 16). "" keeps the guest's own root
+  # (read-only). Else a guest block device ("/dev/vdX") holding a read-only ext4 image: the
+  # agent mounts it once per VM under a writable overlay whose upper layer is a tmpfs in guest
+  # RAM (private per VM, and per clone after a restore), and the handler runs with that overlay
+  # as its root, without the agent's /tmp and /scratch.
+  rootDevice @5 :Text;
+  cwd @6 :Text;                 # "": /tmp (the private scratch) or, with rootDevice, "/"
+  uid @7 :UInt32 = 65534;       # the handler's user; 0 (a container's root) keeps no
+  gid @8 :UInt32 = 65534;       # capabilities, and /proc/sys is read-only to it
+  additionalGids @9 :List(UInt32);
 }
 
 struct Limits {

@@ -77,6 +77,13 @@ void fill_handler(api::Handler::Builder b, const Handler& h) {
   l.setMaxOutputBytes(h.limits.max_output_bytes);
   l.setOpenFiles(h.limits.open_files);
   b.setNetwork(h.network);
+  b.setRootDevice(h.root_device);
+  b.setCwd(h.cwd);
+  b.setUid(h.uid);
+  b.setGid(h.gid);
+  auto groups = b.initAdditionalGids(static_cast<unsigned>(h.additional_gids.size()));
+  for (size_t i = 0; i < h.additional_gids.size(); ++i)
+    groups.set(static_cast<unsigned>(i), h.additional_gids[i]);
 }
 
 namespace {

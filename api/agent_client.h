@@ -29,6 +29,12 @@ struct Handler {
   std::vector<std::string> env;  // "KEY=value"
   Limits limits;
   bool network = false;
+  // A container's root and process identity (api/agent.capnp Handler @5..@9).
+  std::string root_device;  // "" or "/dev/vdX"
+  std::string cwd;
+  uint32_t uid = 65534;
+  uint32_t gid = 65534;
+  std::vector<uint32_t> additional_gids;
 };
 
 enum class InvokeMode { kExec, kWorker };

@@ -97,6 +97,9 @@ struct TemplateSpec {
   memMib @11 :UInt32;           # 0: 256
   vcpus @12 :UInt32;            # 0: 1
   bootTimeoutMs @13 :UInt64 = 120000;
+  # exec mode: how the handler's sandbox is made (its root, user, limits), as the execs of
+  # its clones will ask (ExecRequest.sandbox): the snapshot's pre-forked sandbox is made so.
+  handlerSandbox @14 :ExecSandbox;
 }
 
 struct TemplateInfo {
@@ -215,6 +218,22 @@ struct ExecRequest {
   env @1 :List(Text);           # "KEY=value"
   stdin @2 :Data $Json.base64;
   timeoutMs @3 :UInt64 = 30000;
+  sandbox @4 :ExecSandbox;      # unset: the guest's root, as user nobody, default limits
+}
+
+# The handler sandbox of an exec beyond argv and env (api/agent.capnp Handler and Limits say
+# what each field does). A clone's pre-forked sandbox serves the call only when these match
+# its template's TemplateSpec.handlerSandbox.
+struct ExecSandbox {
+  rootDevice @0 :Text;          # "" or "/dev/vdX": a read-only ext4 drive as the root
+  cwd @1 :Text;
+  uid @2 :UInt32 = 65534;
+  gid @3 :UInt32 = 65534;
+  additionalGids @4 :List(UInt32);
+  memoryBytes @5 :UInt64;       # 0: the agent's default (256 MiB)
+  pids @6 :UInt32;              # 0: the default (64)
+  cpuTimeMs @7 :UInt64;         # 0: none
+  openFiles @8 :UInt32;         # 0: the default (256)
 }
 
 interface OutputSink {

@@ -212,8 +212,16 @@ TemplateCreated create_template(const TemplateSpec& spec, const Progress& progre
     // returns once the agent has it set up and waiting, so every clone's first call only hands
     // it its payload. The handler is named exactly as clones' invokes will name it (same
     // limits too), or the agent would not use it.
-    agent->prepare_snapshot(
-        invoke_request_for(out.info, "", std::chrono::milliseconds(kWarmupTimeoutMs)).handler);
+    client::Handler spare =
+        invoke_request_for(out.info, "", std::chrono::milliseconds(kWarmupTimeoutMs)).handler;
+    const client::Handler& sb = spec.handler_sandbox;
+    spare.limits = sb.limits;
+    spare.root_device = sb.root_device;
+    spare.cwd = sb.cwd;
+    spare.uid = sb.uid;
+    spare.gid = sb.gid;
+    spare.additional_gids = sb.additional_gids;
+    agent->prepare_snapshot(spare);
   } else {
     agent->prepare_snapshot();
   }

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "api/agent_client.h"
 #include "manager/agent_vm.h"
 #include "manager/cancellation.h"
 #include "manager/template_store.h"
@@ -26,6 +27,11 @@ struct TemplateSpec {
   // is not called while the template is made, so no probe clone records a working set either.
   uint32_t warmup = 1;
   std::string warmup_payload;
+  // exec mode: the handler sandbox's limits, root drive, working directory and user, as its
+  // clones' exec calls will ask for them (name, argv, env and network are not read from it):
+  // the snapshot's pre-forked sandbox is made so. Warm-up calls do not use it (a template
+  // with a container root is made with warmup 0).
+  client::Handler handler_sandbox;
   VmSpec vm;  // its mem_bytes and vcpus are recorded in the template (0: 256 MiB, 1 vCPU)
   std::chrono::milliseconds boot_timeout{120000};
   uint64_t start_ns = 0;  // CLOCK_MONOTONIC the timings count from (0: the call)

@@ -2,7 +2,7 @@
 # Every benchmark once, JSON in build/perf/: what `make perf` and `make test` run (inside KVM:
 # tests/integration/in-kvm). Run counts come from WISP_BENCH_RUNS* (defaults below).
 # Usage: perf/run-all.sh [BENCH...]   (boot blk vsock net agent snapshot jail serve serve-python
-# hugepages density memsize ml, and report; default: every benchmark, not report; ml needs
+# hugepages density memsize ml shim, and report; default: every benchmark, not report; ml needs
 # `make ml-rootfs`; tests/integration/run-all.sh, i.e. `make test`, names its own list)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -43,6 +43,8 @@ run() {
         --cold-runs "${WISP_BENCH_RUNS_SNAPSHOT_COLD:-3}" \
         --clones "${WISP_BENCH_SNAPSHOT_CLONES:-20}" --out build/perf/snapshot.json ;;
     jail) perf/jail_bench.py --runs "${WISP_BENCH_RUNS_JAIL:-6}" --out build/perf/jail.json ;;
+    # issue 16: container starts through containerd-shim-wisp-v2 against runc
+    shim) python3 perf/shim_bench.py --runs "${WISP_BENCH_RUNS_SHIM:-5}" --out build/perf/shim.json ;;
     serve)
       perf/serve_bench.py --calls "${WISP_BENCH_SERVE_CALLS:-16}" \
         --cold-calls "${WISP_BENCH_SERVE_COLD_CALLS:-4}" \
@@ -76,7 +78,7 @@ run() {
       --out build/perf/ml_bench.json ;;
     report) perf/report.py --dir build/perf ;;
     *) echo "perf/run-all.sh: unknown benchmark '$1' (boot blk vsock net agent snapshot jail serve" \
-         "serve-python hugepages density memsize ml report)" >&2
+         "serve-python hugepages density memsize ml shim report)" >&2
        exit 2 ;;
   esac
 }
@@ -86,7 +88,7 @@ if [ $# -eq 0 ]; then
     # goals of the others).
     set -- boot net snapshot serve serve-python density memsize ml
   else
-    set -- boot blk vsock net agent snapshot jail serve serve-python hugepages density memsize ml
+    set -- boot blk vsock net agent snapshot jail serve serve-python hugepages density memsize ml shim
   fi
 fi
 for bench in "$@"; do run "$bench"; done

@@ -57,7 +57,7 @@ kj::Promise<void> ContainerTask::start(GuestProcess& p) {
   if (&p != init_.get() && init_->status() != TaskStatus::kRunning) {
     throw Error("task " + id_ + ": the container's process is not running");
   }
-  return p.start(sandbox());
+  return p.start(sandbox(), container_root_ ? &*container_root_ : nullptr);
 }
 
 void ContainerTask::init_ended() {

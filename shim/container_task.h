@@ -8,12 +8,14 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "api/wisp.capnp.h"
 #include "shim/guest_process.h"
 #include "shim/oci_process.h"
+#include "shim/oci_sandbox.h"
 
 namespace wisp::shim {
 
@@ -31,6 +33,9 @@ class ContainerTask {
   // The container's process's status, or kPaused while the sandbox is paused.
   TaskStatus status() const;
   GuestProcess& init() { return *init_; }
+
+  // Its processes run in the container's own root (snapshot_start.h), with this sandbox.
+  void use_container_root(const OciSandbox& sandbox) { container_root_ = sandbox; }
 
   // The process `exec_id` ("" = the container's), or nullptr.
   GuestProcess* process(const std::string& exec_id);
@@ -59,6 +64,7 @@ class ContainerTask {
   std::string id_;
   std::string bundle_;
   kj::LowLevelAsyncIoProvider& io_;
+  std::optional<OciSandbox> container_root_;
   kj::Maybe<api::serve::Sandbox::Client> sandbox_;
   kj::Own<GuestProcess> init_;
   std::map<std::string, kj::Own<GuestProcess>> execs_;

@@ -4,6 +4,7 @@
 
 #include "base/error.h"
 #include "base/log.h"
+#include "shim/snapshot_start.h"
 
 namespace wisp::shim {
 
@@ -45,7 +46,7 @@ void GuestProcess::LogErrors::taskFailed(kj::Exception&& e) {
   LOG_INFO("%s: %s", who_.c_str(), e.getDescription().cStr());
 }
 
-kj::Promise<void> GuestProcess::start(api::serve::Sandbox::Client sandbox) {
+kj::Promise<void> GuestProcess::start(api::serve::Sandbox::Client sandbox, const OciSandbox* root) {
   if (status_ != TaskStatus::kCreated || starting_) {
     throw Error(who_ + " was started already");
   }
@@ -59,6 +60,7 @@ kj::Promise<void> GuestProcess::start(api::serve::Sandbox::Client sandbox) {
   auto env = request.initEnv(static_cast<unsigned>(process_.env.size()));
   for (unsigned i = 0; i < env.size(); ++i) env.set(i, process_.env[i]);
   request.setTimeoutMs(kExecTimeoutMs);
+  if (root) fill_exec_sandbox(request.initSandbox(), *root);
   call.setOutput(output_->sink());
   return call.send().then(
       [this](capnp::Response<api::serve::Sandbox::ExecStreamResults> r) {

@@ -16,6 +16,7 @@
 #include "api/wisp.capnp.h"
 #include "shim/fifo_io.h"
 #include "shim/oci_process.h"
+#include "shim/oci_sandbox.h"
 
 namespace wisp::shim {
 
@@ -49,9 +50,10 @@ class GuestProcess {
   // event; the container's other processes going with it).
   void on_exit(std::function<void()> callback) { on_exit_.push_back(std::move(callback)); }
 
-  // Runs the process in `sandbox`; resolves once it runs (execStream answered), rejects with
-  // wisp::Error (not created, or serve refused it: the message says why).
-  kj::Promise<void> start(api::serve::Sandbox::Client sandbox);
+  // Runs the process in `sandbox` (in the container's own root when `root` is given);
+  // resolves once it runs (execStream answered), rejects with wisp::Error (not created, or
+  // serve refused it: the message says why).
+  kj::Promise<void> start(api::serve::Sandbox::Client sandbox, const OciSandbox* root = nullptr);
   // Resolves when the process has ended (at once if it has).
   kj::Promise<void> wait();
   // Sends `signal` to the process; before Start, ends it with 128 + signal. False when it had

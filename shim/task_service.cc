@@ -2,6 +2,8 @@
 
 #include <unistd.h>
 
+#include <memory>
+#include <optional>
 #include <utility>
 
 #include "base/error.h"
@@ -11,7 +13,11 @@
 #include "github.com/containerd/containerd/runtime/v2/task/shim.pb.h"
 #include "shim/exec_spec.h"
 #include "shim/oci_process.h"
+#include "shim/rootfs_image.h"
+#include "shim/rootfs_mounts.h"
+#include "shim/serve_link.h"
 #include "shim/shim_commands.h"
+#include "shim/snapshot_start.h"
 
 namespace wisp::shim {
 
@@ -175,13 +181,7 @@ kj::Promise<Result> TaskService::create(std::string payload) {
     return Result::error(Code::kInvalidArgument, std::string("Create: ") + e.what());
   }
   if (process.template_name.empty()) process.template_name = identity_.default_template;
-  if (process.template_name.empty()) {
-    return Result::error(Code::kInvalidArgument,
-                         std::string("Create: no wisp template: set the annotation ") +
-                             kTemplateAnnotation + " or WISP_SHIM_TEMPLATE");
-  }
   TaskStdio stdio{request.stdin(), request.stdout(), request.stderr()};
-  std::string template_name = process.template_name;
   events::TaskCreate event;
   event.set_container_id(id);
   event.set_bundle(bundle);
@@ -189,25 +189,55 @@ kj::Promise<Result> TaskService::create(std::string payload) {
   event.mutable_io()->set_stdin(request.stdin());
   event.mutable_io()->set_stdout(request.stdout());
   event.mutable_io()->set_stderr(request.stderr());
-  return kj::evalNow([&] { return connect_serve_(); })
-      .then([template_name](api::serve::Wisp::Client wisp) {
+  // Without a fixed template: the container's own root, in a clone of the template of its
+  // image + command (snapshot_start.h), made first if need be.
+  std::optional<OciSandbox> container_root;
+  auto template_name = std::make_shared<std::string>(process.template_name);
+  kj::Promise<void> template_ready = kj::READY_NOW;
+  if (process.template_name.empty()) {
+    RootfsSource source;
+    RootfsCache cache;
+    try {
+      std::vector<RootfsMount> mounts;
+      for (const auto& m : request.rootfs())
+        mounts.push_back(RootfsMount{
+            m.type(), m.source(), m.target(), {m.options().begin(), m.options().end()}});
+      source = parse_rootfs_mounts(mounts);
+      container_root = parse_oci_sandbox(read_file(bundle + "/config.json"));
+      cache = rootfs_cache_from_env();
+    } catch (const Error& e) {
+      return Result::error(Code::kInvalidArgument, std::string("Create: ") + e.what());
+    }
+    template_ready =
+        prepare_start_async(source, cache, serve_socket_from_env(), process.args, process.env,
+                            *container_root)
+            .then([id, template_name](PreparedStart p) {
+              LOG_INFO("task %s: template %s %s (%.0f ms), image %s %s (%.0f ms)", id.c_str(),
+                       p.template_name.c_str(), p.template_made ? "made" : "reused", p.template_ms,
+                       p.image.path.c_str(), p.image.built ? "built" : "cached", p.image_ms);
+              *template_name = p.template_name;
+            });
+  }
+  return template_ready.then([this] { return connect_serve_(); })
+      .then([](api::serve::Wisp::Client wisp) {
         return wisp.sandboxesRequest().send().getSandboxes();
       })
       .then([template_name](api::serve::Sandboxes::Client sandboxes) {
         auto req = sandboxes.createRequest();
-        req.setTemplate(template_name);
+        req.setTemplate(*template_name);
         req.setTimeoutMs(kSandboxTimeoutMs);
         req.setDetached(false);  // the shim holds it: a shim that dies takes its VM along
         return req.send();
       })
       .then(
-          [this, id, bundle, stdio, process = std::move(process), event = std::move(event)](
+          [this, id, bundle, stdio, template_name, container_root, process = std::move(process),
+           event = std::move(event)](
               capnp::Response<api::serve::Sandboxes::CreateResults> created) mutable -> Result {
             if (tasks_.count(id))
               return Result::error(Code::kAlreadyExists, "task " + id + " exists");
             std::string sandbox_id = created.getInfo().getId().cStr();
             LOG_INFO("task %s: sandbox %s of template %s", id.c_str(), sandbox_id.c_str(),
-                     process.template_name.c_str());
+                     template_name->c_str());
             // For `delete` after this shim died: it kills the sandbox by id (shim_commands.h).
             try {
               write_file_atomic(bundle + "/" + kSandboxIdFile, sandbox_id, 0600);
@@ -216,6 +246,7 @@ kj::Promise<Result> TaskService::create(std::string payload) {
             }
             auto t = kj::heap<ContainerTask>(id, bundle, stdio, std::move(process),
                                              created.getSandbox(), io_);
+            if (container_root) t->use_container_root(*container_root);
             task::CreateTaskResponse response;
             response.set_pid(t->pid());
             tasks_.emplace(id, kj::mv(t));
@@ -224,7 +255,9 @@ kj::Promise<Result> TaskService::create(std::string payload) {
             return encoded(response);
           },
           [template_name](kj::Exception&& e) {
-            return serve_error("Create: a sandbox of template " + template_name, kj::mv(e));
+            if (template_name->empty())  // failed before a template was ready
+              return serve_error("Create: the container's root and template", kj::mv(e));
+            return serve_error("Create: a sandbox of template " + *template_name, kj::mv(e));
           });
 }
 

@@ -5,6 +5,7 @@
 #include "base/error.h"
 #include "manager/invoke.h"
 #include "manager/service/api_convert.h"
+#include "manager/service/exec_sandbox.h"
 #include "manager/service/scratch_path.h"
 #include "manager/service/wisp_server.h"
 #include "manager/template_fork.h"
@@ -206,6 +207,13 @@ class SandboxImpl final : public api::serve::Sandbox::Server {
     for (auto a : r.getArgv()) h.argv.push_back(text(a));
     for (auto v : r.getEnv()) h.env.push_back(text(v));
     if (h.argv.empty() || h.argv[0].empty()) throw_api_error("bad-request: argv: empty command");
+    if (r.hasSandbox()) {
+      try {
+        apply_exec_sandbox(r.getSandbox(), &h);
+      } catch (const Error& e) {
+        throw_api_error(e.what());
+      }
+    }
     uint64_t t = r.getTimeoutMs();
     if (t == 0 || t > kMaxExecTimeoutMs)
       throw_api_error("bad-request: timeoutMs " + std::to_string(t) + ": expected 1 to " +

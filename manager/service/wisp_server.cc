@@ -6,6 +6,7 @@
 #include "base/log.h"
 #include "base/version.h"
 #include "manager/service/api_convert.h"
+#include "manager/service/exec_sandbox.h"
 
 namespace wisp::service {
 namespace {
@@ -277,6 +278,10 @@ manager::TemplateSpec template_spec(api::serve::TemplateSpec::Reader spec,
     throw Error("bad-request: bootTimeoutMs " + std::to_string(boot) + ": expected 1 to " +
                 std::to_string(kMaxBootTimeoutMs));
   out.boot_timeout = std::chrono::milliseconds(boot);
+  if (spec.hasHandlerSandbox()) {
+    if (out.mode != "exec") throw Error("bad-request: handlerSandbox: only for mode exec");
+    apply_exec_sandbox(spec.getHandlerSandbox(), &out.handler_sandbox);
+  }
   return out;
 }
 

@@ -53,10 +53,15 @@ def blob(layout, data):
     return {"digest": "sha256:" + digest, "size": len(data)}
 
 
-def build_image(tar_path):
-    """An OCI image archive: one uncompressed layer with busybox as /bin/{busybox,sh,echo}."""
+def build_image(tar_path, image_name=IMAGE, extra_files=None):
+    """An OCI image archive: one uncompressed layer with busybox as /bin/{busybox,sh,echo},
+    plus `extra_files` ({path in the image: bytes}, 0644) when given."""
     layer_buf = io.BytesIO()
     with tarfile.open(fileobj=layer_buf, mode="w") as t:
+        for path, data in (extra_files or {}).items():
+            info = tarfile.TarInfo(path.lstrip("/"))
+            info.size, info.mode = len(data), 0o644
+            t.addfile(info, io.BytesIO(data))
         for d in ("bin", "tmp", "proc", "dev", "sys"):
             info = tarfile.TarInfo(d)
             info.type, info.mode = tarfile.DIRTYPE, 0o755
@@ -84,7 +89,7 @@ def build_image(tar_path):
         manifest_desc = blob(layout, json.dumps(manifest).encode())
         index = {"schemaVersion": 2, "manifests": [dict(
             manifest_desc, mediaType="application/vnd.oci.image.manifest.v1+json",
-            annotations={"io.containerd.image.name": IMAGE,
+            annotations={"io.containerd.image.name": image_name,
                          "org.opencontainers.image.ref.name": "latest"})]}
         with open(os.path.join(layout, "index.json"), "w") as f:
             json.dump(index, f)
@@ -102,6 +107,11 @@ def shim_processes():
 
 
 class ShimContainerdTest(unittest.TestCase):
+    # What the shims get in their environment beside the sockets (shim_rootfs_test.py runs
+    # them without a fixed template).
+    shim_env = {"WISP_SHIM_TEMPLATE": "hello"}
+    image_files = {}  # files the test image has beside busybox ({path: bytes})
+
     @classmethod
     def setUpClass(cls):
         cls.tmp = tempfile.mkdtemp(prefix="wisp-ctrd-")
@@ -136,7 +146,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
         cls.log = open(cls.log_path, "w")
         cls.start_containerd()
         image = os.path.join(cls.tmp, "image.tar")
-        build_image(image)
+        build_image(image, extra_files=cls.image_files)
         cls.ctr("images", "import", "--snapshotter", "native", image)
 
     @classmethod
@@ -146,7 +156,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
         # containerd passes its environment to the shims: their sockets go under the test's
         # directory instead of /run/containerd.
         env["WISP_SHIM_SOCKET_ROOT"] = cls.shim_root
-        env["WISP_SHIM_TEMPLATE"] = "hello"
+        env.update(cls.shim_env)
         env["WISP_SERVER"] = cls.serve_sock  # started by the test that needs it
         cls.containerd = subprocess.Popen(["containerd", "--config", cls.config], env=env,
                                           stdout=cls.log, stderr=subprocess.STDOUT)

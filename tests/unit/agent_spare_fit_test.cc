@@ -2,6 +2,7 @@
 
 #include <string>
 
+#include "agent/container_root.h"
 #include "agent/spare_fit.h"
 
 namespace wisp::agent {
@@ -58,6 +59,51 @@ TEST(SpareFit, WhatIsFixedAtCreationMustMatch) {
   s = spec();
   s.scratch_bytes = 128u << 20;
   EXPECT_EQ(misfit(s), "memoryBytes");
+}
+
+// A spare made in a container's root (the shim's templates) serves only calls for that root,
+// user, groups and directory: a spare in another root would run the call in the wrong files.
+TEST(SpareFit, TheContainerRootAndUserMustMatch) {
+  SandboxSpec made = spec();
+  made.root_device = "/dev/vda";
+  made.cwd = "/srv";
+  made.uid = 0;
+  made.gid = 0;
+  made.groups = {10};
+  auto why = [&](const SandboxSpec& call) {
+    const char* w = spare_misfit(made, call, kLimits);
+    return std::string(w ? w : "");
+  };
+  EXPECT_EQ(why(made), "");
+  SandboxSpec s = made;
+  s.root_device = "";
+  EXPECT_EQ(why(s), "rootDevice");
+  s = made;
+  s.root_device = "/dev/vdb";
+  EXPECT_EQ(why(s), "rootDevice");
+  s = made;
+  s.cwd = "/";
+  EXPECT_EQ(why(s), "cwd");
+  s = made;
+  s.uid = 65534;
+  EXPECT_EQ(why(s), "uid/gid");
+  s = made;
+  s.gid = 1;
+  EXPECT_EQ(why(s), "uid/gid");
+  s = made;
+  s.groups = {};
+  EXPECT_EQ(why(s), "additionalGids");
+  // A spare in the guest's own root does not serve a container call either.
+  EXPECT_EQ(misfit(made), "rootDevice");
+}
+
+TEST(ContainerRoot, OnlyVirtioBlockDevicesAreRoots) {
+  for (const char* ok : {"/dev/vda", "/dev/vdz", "/dev/vdab"})
+    EXPECT_TRUE(is_root_device_name(ok)) << ok;
+  for (const char* bad : {"", "/dev/vd", "/dev/sda", "/dev/vdA", "/dev/vda1", "/dev/vdabc",
+                          "/dev/vd/", "dev/vda", "/dev/../dev/vda", "/dev/vda\n"}) {
+    EXPECT_FALSE(is_root_device_name(bad)) << bad;
+  }
 }
 
 }  // namespace

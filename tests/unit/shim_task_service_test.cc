@@ -118,7 +118,20 @@ TEST_F(TaskServiceTest, BadBundlesAndServeErrorsGetClearStatuses) {
   write_config(R"({"process": {"args": ["x"]}})");
   r = create();
   EXPECT_EQ(r.code, Code::kInvalidArgument);
-  EXPECT_NE(r.message.find("no wisp template"), std::string::npos) << r.message;
+  // No fixed template: the container's own root, which needs the snapshotter's mounts.
+  EXPECT_NE(r.message.find("rootfs: no mounts"), std::string::npos) << r.message;
+  {
+    task::CreateTaskRequest tmpfs;
+    tmpfs.set_id("ctr1");
+    tmpfs.set_bundle(bundle_);
+    auto* m = tmpfs.add_rootfs();
+    m->set_type("tmpfs");
+    m->set_source("tmpfs");
+    r = call("Create", tmpfs);
+    EXPECT_EQ(r.code, Code::kInvalidArgument);
+    EXPECT_NE(r.message.find("rootfs[0].type: 'tmpfs' is not supported"), std::string::npos)
+        << r.message;
+  }
   write_config(R"({"process": {"args": ["x"]}, "annotations": {"io.wisp.template": "missing"}})");
   r = create();
   EXPECT_EQ(r.code, Code::kNotFound);

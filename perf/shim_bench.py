@@ -1,0 +1,77 @@
+#!/usr/bin/env python3
+"""Start of a container through containerd-shim-wisp-v2 against runc, in one containerd
+(issue 16 item 3): `ctr run --rm` of the same busybox image and command, wall time from the
+command to its exit (create, start, the process, delete), as a user sees it.
+
+  shim first: the first start of image + command (the rootfs image and the template are made)
+  shim later: every later start (a clone of the template's snapshot)
+  runc:       the same container through io.containerd.runc.v2
+
+Later shim starts and runc starts are interleaved (runc, shim, runc, shim, ...) so drift on a
+shared machine hits both. The containerd, serve and image are tests/integration/
+shim_rootfs_test.py's fixture. Guests boot: run inside KVM.
+
+    flock /work/wt/testbed.lock tests/integration/in-kvm python3 perf/shim_bench.py \\
+        --runs 5 --out build/perf/shim.json
+"""
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
+from shim_rootfs_test import MARKED, ShimRootfsTest  # noqa: E402
+
+COMMAND = ["/bin/busybox", "cat", "/wisp-image-marker"]
+
+
+def timed_run(runtime, name):
+    t0 = time.monotonic()
+    p = ShimRootfsTest.ctr("run", "--rm", "--snapshotter", "native", "--runtime", runtime,
+                           MARKED, name, *COMMAND, check=False, timeout=1200)
+    took = time.monotonic() - t0
+    if p.returncode != 0 or "only in the image" not in p.stdout:
+        raise RuntimeError(f"{runtime} {name}: {p.returncode}\n{p.stdout}\n{p.stderr}\n"
+                           f"{ShimRootfsTest.log_tail()}")
+    print(f"{runtime} {name}: {took:.2f} s", file=sys.stderr)
+    return took
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--runs", type=int, default=5, help="later shim starts and runc starts each")
+    ap.add_argument("--out", default=os.path.join(ROOT, "build", "perf", "shim.json"))
+    args = ap.parse_args()
+    ShimRootfsTest.setUpClass()
+    try:
+        first = timed_run("io.containerd.wisp.v2", "bench-shim-first")
+        runc, later = [], []
+        for i in range(args.runs):
+            runc.append(timed_run("io.containerd.runc.v2", f"bench-runc-{i}"))
+            later.append(timed_run("io.containerd.wisp.v2", f"bench-shim-{i}"))
+    finally:
+        ShimRootfsTest.tearDownClass()
+    result = {
+        "benchmark": "shim", "runs": args.runs, "command": COMMAND,
+        "samples_s": {"shim_first": [first], "shim_later": later, "runc": runc},
+        "summary": {"shim_first": {"median": first},
+                    "shim_later": {"median": statistics.median(later)},
+                    "runc": {"median": statistics.median(runc)}},
+    }
+    result["ratio_shim_later_over_runc"] = (result["summary"]["shim_later"]["median"]
+                                            / result["summary"]["runc"]["median"])
+    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    with open(args.out, "w") as f:
+        json.dump(result, f, indent=2)
+    s = result["summary"]
+    print(f"{'start':<12}{'median s':>10}\n{'shim first':<12}{s['shim_first']['median']:>10.2f}\n"
+          f"{'shim later':<12}{s['shim_later']['median']:>10.2f}\n"
+          f"{'runc':<12}{s['runc']['median']:>10.2f}\n"
+          f"later/runc = {result['ratio_shim_later_over_runc']:.2f}x (goal <= 0.3x)")
+
+
+if __name__ == "__main__":
+    main()

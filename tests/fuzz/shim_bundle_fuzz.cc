@@ -1,0 +1,53 @@
+// Fuzzes the shim's readers of a container's bundle beyond process.args (untrusted: a bundle is
+// built from an image's config): config.json's user, cwd, rlimits and linux.resources
+// (shim/oci_sandbox.h), and the rootfs mounts of a Create (shim/rootfs_mounts.h), given as
+// lines "type\tsource\toption,option,...". Either parses or throws wisp::Error; nothing else.
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "base/error.h"
+#include "shim/oci_sandbox.h"
+#include "shim/rootfs_mounts.h"
+
+namespace {
+
+std::vector<std::string> split(const std::string& s, char sep) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  for (;;) {
+    size_t end = s.find(sep, start);
+    out.push_back(s.substr(start, end == std::string::npos ? std::string::npos : end - start));
+    if (end == std::string::npos) return out;
+    start = end + 1;
+  }
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  if (size == 0) return 0;
+  std::string text(reinterpret_cast<const char*>(data) + 1, size - 1);
+  try {
+    if (data[0] & 1) {
+      wisp::shim::parse_oci_sandbox(text);
+    } else {
+      std::vector<wisp::shim::RootfsMount> mounts;
+      for (const std::string& line : split(text, '\n')) {
+        if (line.empty()) continue;
+        std::vector<std::string> f = split(line, '\t');
+        f.resize(3);
+        mounts.push_back({f[0], f[1], "", split(f[2], ',')});
+      }
+      wisp::shim::RootfsSource s = wisp::shim::parse_rootfs_mounts(mounts);
+      // What parses is what the shim then uses: absolute paths only.
+      if (s.kind == wisp::shim::RootfsSource::Kind::kDirectory && s.directory[0] != '/') abort();
+      for (const std::string& l : s.lowerdirs)
+        if (l.empty() || l[0] != '/') abort();
+    }
+  } catch (const wisp::Error&) {
+  }
+  return 0;
+}
