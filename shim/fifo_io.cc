@@ -61,7 +61,7 @@ kj::Promise<void> OutputFifos::write(int fd, kj::Array<kj::byte> data) {
   if (!f.stream || f.closed || data.size() == 0) return kj::READY_NOW;
   // One write at a time per FIFO, in the order the chunks came.
   auto written = f.tail
-                     .then([this, &f, data = kj::mv(data)]() mutable -> kj::Promise<void> {
+                     .then([&f, data = kj::mv(data)]() mutable -> kj::Promise<void> {
                        if (!f.stream) return kj::READY_NOW;
                        auto p = f.stream->write(data.begin(), data.size());
                        return p.attach(kj::mv(data));
@@ -83,7 +83,7 @@ kj::Promise<void> OutputFifos::drain() {
     f.tail = forked.addBranch();
     return forked.addBranch();
   };
-  return branch(out_).then([this, b = branch(err_)]() mutable { return kj::mv(b); });
+  return branch(out_).then([b = branch(err_)]() mutable { return kj::mv(b); });
 }
 
 void OutputFifos::close() {
