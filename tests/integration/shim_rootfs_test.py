@@ -42,6 +42,8 @@ class ShimRootfsTest(unittest.TestCase):
     fixture = fixture_module.ShimContainerdTest.__dict__
     log_tail = fixture["log_tail"]
     ctr = fixture["ctr"]
+    start_containerd = fixture["start_containerd"]
+    stop_containerd = fixture["stop_containerd"]
     image_files = {"/wisp-image-marker": MARKER}  # the fixture's image has this file too
 
     @classmethod
