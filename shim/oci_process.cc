@@ -16,14 +16,6 @@ using capnp::JsonValue;
 
 constexpr size_t kMaxConfigBytes = 4u << 20;
 
-// The member `name` of a JSON object, or a null reader's absence.
-kj::Maybe<JsonValue::Reader> member(JsonValue::Reader object, kj::StringPtr name) {
-  for (auto field : object.getObject()) {
-    if (field.getName() == name) return field.getValue();
-  }
-  return nullptr;
-}
-
 std::vector<std::string> string_list(JsonValue::Reader value, const std::string& field) {
   if (value.isNull()) return {};
   if (!value.isArray()) throw Error("config.json: " + field + ": expected an array of strings");
@@ -37,12 +29,12 @@ std::vector<std::string> string_list(JsonValue::Reader value, const std::string&
 
 }  // namespace
 
-OciProcess parse_oci_process(const std::string& config_json) {
+JsonValue::Reader decode_config_json(const std::string& config_json,
+                                     capnp::MallocMessageBuilder& message) {
   if (config_json.size() > kMaxConfigBytes) {
     throw Error("config.json: " + std::to_string(config_json.size()) +
                 " bytes, over the limit of " + std::to_string(kMaxConfigBytes));
   }
-  capnp::MallocMessageBuilder message;
   auto root = message.initRoot<JsonValue>();
   capnp::JsonCodec codec;
   codec.setMaxNestingDepth(32);
@@ -51,31 +43,44 @@ OciProcess parse_oci_process(const std::string& config_json) {
                       [&] { codec.decodeRaw(kj::arrayPtr(text.data(), text.size()), root); })) {
     throw Error(std::string("config.json: not valid JSON: ") + e->getDescription().cStr());
   }
-  JsonValue::Reader spec = root.asReader();
+  return root.asReader();
+}
+
+kj::Maybe<JsonValue::Reader> json_member(JsonValue::Reader object, kj::StringPtr name) {
+  if (!object.isObject()) return nullptr;
+  for (auto field : object.getObject()) {
+    if (field.getName() == name) return field.getValue();
+  }
+  return nullptr;
+}
+
+OciProcess parse_oci_process(const std::string& config_json) {
+  capnp::MallocMessageBuilder message;
+  JsonValue::Reader spec = decode_config_json(config_json, message);
   if (!spec.isObject()) throw Error("config.json: expected a JSON object");
 
   OciProcess out;
   JsonValue::Reader process;
-  KJ_IF_MAYBE (p, member(spec, "process")) {
+  KJ_IF_MAYBE (p, json_member(spec, "process")) {
     process = *p;
   } else {
     throw Error("config.json: process: missing (the container needs a process to run)");
   }
   if (!process.isObject()) throw Error("config.json: process: expected an object");
-  KJ_IF_MAYBE (args, member(process, "args")) {
+  KJ_IF_MAYBE (args, json_member(process, "args")) {
     out.args = string_list(*args, "process.args");
   }
   if (out.args.empty()) throw Error("config.json: process.args: empty (nothing to run)");
-  KJ_IF_MAYBE (env, member(process, "env")) {
+  KJ_IF_MAYBE (env, json_member(process, "env")) {
     out.env = string_list(*env, "process.env");
   }
-  KJ_IF_MAYBE (cwd, member(process, "cwd")) {
+  KJ_IF_MAYBE (cwd, json_member(process, "cwd")) {
     if (!cwd->isString()) throw Error("config.json: process.cwd: expected a string");
     out.cwd = cwd->getString().cStr();
   }
-  KJ_IF_MAYBE (annotations, member(spec, "annotations")) {
+  KJ_IF_MAYBE (annotations, json_member(spec, "annotations")) {
     if (!annotations->isObject()) throw Error("config.json: annotations: expected an object");
-    KJ_IF_MAYBE (t, member(*annotations, kTemplateAnnotation)) {
+    KJ_IF_MAYBE (t, json_member(*annotations, kTemplateAnnotation)) {
       if (!t->isString()) {
         throw Error(std::string("config.json: annotations.") + kTemplateAnnotation +
                     ": expected a string");

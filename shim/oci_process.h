@@ -4,6 +4,9 @@
 // as untrusted: size-capped, and every field checked for its type with an error naming it.
 #pragma once
 
+#include <capnp/compat/json.h>
+#include <capnp/message.h>
+
 #include <string>
 #include <vector>
 
@@ -18,6 +21,16 @@ struct OciProcess {
 };
 
 constexpr const char* kTemplateAnnotation = "io.wisp.template";
+
+// config.json's text decoded into `message` (at most 4 MiB, nesting depth 32, `\u` escapes
+// rewritten first: base/json_unicode.h); its root, whatever JSON value it is. Throws
+// wisp::Error ("config.json: ...") for text over the limit or not JSON. Shared by the readers
+// of the spec (this one and oci_sandbox.h).
+capnp::JsonValue::Reader decode_config_json(const std::string& config_json,
+                                            capnp::MallocMessageBuilder& message);
+// The member `name` of a JSON object (none when absent or `object` is not an object).
+kj::Maybe<capnp::JsonValue::Reader> json_member(capnp::JsonValue::Reader object,
+                                                kj::StringPtr name);
 
 // Parses config.json's text. Throws wisp::Error naming the field and what is wrong.
 OciProcess parse_oci_process(const std::string& config_json);

@@ -6,7 +6,7 @@
 #include <cmath>
 
 #include "base/error.h"
-#include "base/json_unicode.h"
+#include "shim/oci_process.h"
 
 namespace wisp::shim {
 
@@ -14,16 +14,7 @@ namespace {
 
 using capnp::JsonValue;
 
-constexpr size_t kMaxConfigBytes = 4u << 20;
 constexpr size_t kMaxGroups = 64;  // as serve and the agent take (ExecSandbox)
-
-kj::Maybe<JsonValue::Reader> member(JsonValue::Reader object, kj::StringPtr name) {
-  if (!object.isObject()) return nullptr;
-  for (auto field : object.getObject()) {
-    if (field.getName() == name) return field.getValue();
-  }
-  return nullptr;
-}
 
 // A JSON number that is a whole value in [0, max], else an error naming `field`.
 uint64_t whole(JsonValue::Reader v, const std::string& field, double max) {
@@ -43,22 +34,13 @@ JsonValue::Reader object_or_fail(JsonValue::Reader v, const std::string& field) 
 }  // namespace
 
 OciSandbox parse_oci_sandbox(const std::string& config_json) {
-  if (config_json.size() > kMaxConfigBytes)
-    throw Error("config.json: over the limit of " + std::to_string(kMaxConfigBytes) + " bytes");
   capnp::MallocMessageBuilder message;
-  auto root = message.initRoot<JsonValue>();
-  capnp::JsonCodec codec;
-  codec.setMaxNestingDepth(32);
-  std::string text = unescape_json_unicode(config_json, "config.json");
-  KJ_IF_MAYBE (e, kj::runCatchingExceptions(
-                      [&] { codec.decodeRaw(kj::arrayPtr(text.data(), text.size()), root); })) {
-    throw Error(std::string("config.json: not valid JSON: ") + e->getDescription().cStr());
-  }
-  JsonValue::Reader spec = object_or_fail(root.asReader(), "(the document)");
+  JsonValue::Reader spec =
+      object_or_fail(decode_config_json(config_json, message), "(the document)");
   OciSandbox out;
-  KJ_IF_MAYBE (process, member(spec, "process")) {
+  KJ_IF_MAYBE (process, json_member(spec, "process")) {
     object_or_fail(*process, "process");
-    KJ_IF_MAYBE (cwd, member(*process, "cwd")) {
+    KJ_IF_MAYBE (cwd, json_member(*process, "cwd")) {
       if (!cwd->isString()) throw Error("config.json: process.cwd: expected a string");
       std::string c = cwd->getString().cStr();
       if (!c.empty()) {
@@ -68,15 +50,15 @@ OciSandbox parse_oci_sandbox(const std::string& config_json) {
         out.cwd = c;
       }
     }
-    KJ_IF_MAYBE (user, member(*process, "user")) {
+    KJ_IF_MAYBE (user, json_member(*process, "user")) {
       object_or_fail(*user, "process.user");
-      KJ_IF_MAYBE (uid, member(*user, "uid")) {
+      KJ_IF_MAYBE (uid, json_member(*user, "uid")) {
         out.uid = static_cast<uint32_t>(whole(*uid, "process.user.uid", 4294967294.0));
       }
-      KJ_IF_MAYBE (gid, member(*user, "gid")) {
+      KJ_IF_MAYBE (gid, json_member(*user, "gid")) {
         out.gid = static_cast<uint32_t>(whole(*gid, "process.user.gid", 4294967294.0));
       }
-      KJ_IF_MAYBE (groups, member(*user, "additionalGids")) {
+      KJ_IF_MAYBE (groups, json_member(*user, "additionalGids")) {
         if (!groups->isNull()) {
           if (!groups->isArray())
             throw Error("config.json: process.user.additionalGids: expected an array");
@@ -89,17 +71,17 @@ OciSandbox parse_oci_sandbox(const std::string& config_json) {
         }
       }
     }
-    KJ_IF_MAYBE (rlimits, member(*process, "rlimits")) {
+    KJ_IF_MAYBE (rlimits, json_member(*process, "rlimits")) {
       if (!rlimits->isNull()) {
         if (!rlimits->isArray()) throw Error("config.json: process.rlimits: expected an array");
         for (auto r : rlimits->getArray()) {
           object_or_fail(r, "process.rlimits[]");
           std::string type;
-          KJ_IF_MAYBE (t, member(r, "type")) {
+          KJ_IF_MAYBE (t, json_member(r, "type")) {
             if (t->isString()) type = t->getString().cStr();
           }
           if (type.empty()) throw Error("config.json: process.rlimits[].type: expected a string");
-          KJ_IF_MAYBE (hard, member(r, "hard")) {
+          KJ_IF_MAYBE (hard, json_member(r, "hard")) {
             if (type == "RLIMIT_NOFILE") {
               uint64_t n = whole(*hard, "process.rlimits RLIMIT_NOFILE hard", 1048576.0);
               out.open_files = static_cast<uint32_t>(n);
@@ -112,18 +94,18 @@ OciSandbox parse_oci_sandbox(const std::string& config_json) {
       }
     }
   }
-  KJ_IF_MAYBE (linux_, member(spec, "linux")) {
-    KJ_IF_MAYBE (resources, member(object_or_fail(*linux_, "linux"), "resources")) {
+  KJ_IF_MAYBE (linux_, json_member(spec, "linux")) {
+    KJ_IF_MAYBE (resources, json_member(object_or_fail(*linux_, "linux"), "resources")) {
       object_or_fail(*resources, "linux.resources");
-      KJ_IF_MAYBE (memory, member(*resources, "memory")) {
-        KJ_IF_MAYBE (limit, member(*memory, "limit")) {
+      KJ_IF_MAYBE (memory, json_member(*resources, "memory")) {
+        KJ_IF_MAYBE (limit, json_member(*memory, "limit")) {
           // -1 (unlimited) leaves the default.
           if (!limit->isNumber() || limit->getNumber() >= 0)
             out.memory_bytes = whole(*limit, "linux.resources.memory.limit", 1e15);
         }
       }
-      KJ_IF_MAYBE (pids, member(*resources, "pids")) {
-        KJ_IF_MAYBE (limit, member(*pids, "limit")) {
+      KJ_IF_MAYBE (pids, json_member(*resources, "pids")) {
+        KJ_IF_MAYBE (limit, json_member(*pids, "limit")) {
           // 0 or -1 (unlimited) leaves the default.
           if (!limit->isNumber() || limit->getNumber() > 0)
             out.pids = static_cast<uint32_t>(whole(*limit, "linux.resources.pids.limit", 4194304));
