@@ -4,11 +4,18 @@
 # its own (tests/integration/in-kvm; directly on a host with kvm_intel/kvm_amd), a few seconds'
 # boot each: the emulated testbed has been seen to stop for good inside a nested guest's boot
 # (tests/testbed/README.md), and then only that step is rerun, not the whole suite.
+#
+# The steps run in WISP_TEST_LANES lanes at once (default: 2 where the testbed emulates the CPU
+# and the host has two cores or more, else 1). A testbed is one emulator thread for its one
+# vCPU, so two lanes on two cores take about half the time of one; each lane takes the longest
+# step left first. A step's output is kept in build/test-logs/ and printed whole when it ends,
+# so that the lanes' logs do not interleave.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export WISP_TESTBED_HANG_RETRIES=${WISP_TESTBED_HANG_RETRIES:-2}
 # The benchmarks at the reduced size of `make test` (`make perf` runs the full sizes): enough
 # runs for a median side by side, few enough that the whole of `make test` stays under 45 min.
+# Their ratios compare two sides of one run, which share whatever the other lane costs them.
 export WISP_BENCH_RUNS=${WISP_BENCH_RUNS:-6}
 export WISP_BENCH_RUNS_BLK=${WISP_BENCH_RUNS_BLK:-3}
 export WISP_BENCH_RUNS_AGENT=${WISP_BENCH_RUNS_AGENT:-5}
@@ -20,35 +27,96 @@ export WISP_BENCH_SNAPSHOT_CLONES=${WISP_BENCH_SNAPSHOT_CLONES:-10}
 export WISP_BENCH_RUNS_JAIL=${WISP_BENCH_RUNS_JAIL:-4}
 export WISP_BENCH_SERVE_CONCURRENCY=${WISP_BENCH_SERVE_CONCURRENCY:-1,8}
 export WISP_BENCH_SERVE_PACED_CALLS=${WISP_BENCH_SERVE_PACED_CALLS:-8}
-failed=()
-step() {
-  echo "run-all: $*" >&2
-  local start=$SECONDS
-  tests/integration/in-kvm "$@" || { echo "run-all: FAILED (exit $?): $*" >&2; failed+=("$*"); }
-  echo "run-all: $((SECONDS - start)) s: $*" >&2
-}
-ctest_step() {
-  step ctest --test-dir build/cmake -L integration --output-on-failure "$@"
-}
-# The guest-booting gtests together (seconds each), every other integration test alone.
+
+if [ -z "${WISP_TEST_LANES:-}" ]; then
+  WISP_TEST_LANES=1
+  if ! tests/testbed/host-has-hw-kvm && [ "$(nproc)" -ge 2 ]; then WISP_TEST_LANES=2; fi
+fi
+[[ $WISP_TEST_LANES =~ ^[1-9]$ ]] || { echo "run-all: WISP_TEST_LANES must be 1-9, not '$WISP_TEST_LANES'" >&2; exit 2; }
+
+# The steps, one per line, longest first (as measured in the testbed; a step not named in
+# `longest` goes after them in the order found).
 gtests='^(Boot|BadInput|VirtioBlk|VirtioRng)\.'
-ctest_step -R "$gtests"
 others=$(ctest --test-dir build/cmake -L integration -N -E "$gtests" | sed -n 's/^ *Test *#[0-9]*: //p')
 [ -n "$others" ] || { echo "run-all: ctest lists no integration tests" >&2; exit 1; }
+steps=()
+for bench in snapshot serve jail vsock boot agent blk; do
+  steps+=("perf/run-all.sh $bench")
+done
+steps+=("ctest --test-dir build/cmake -L integration --output-on-failure -R $gtests")
 for t in $others; do
-  ctest_step -R "^$t\$"
+  steps+=("ctest --test-dir build/cmake -L integration --output-on-failure -R ^$t\$")
 done
 # The cgroup unit tests that need a real cgroup v2 with controllers, as root: they skip on a
 # cgroup v1/hybrid host such as this project's (where `make unit-test` runs), so here they run.
-step build/cmake/tests/wisp_unit_tests --gtest_brief=1 --gtest_filter='JailCgroupReal*'
+steps+=("build/cmake/tests/wisp_unit_tests --gtest_brief=1 --gtest_filter=JailCgroupReal*")
 # Each seccomp table entry is needed and none is missing (a log-only run of a workload).
-step python3 tests/integration/seccomp_tables_check.py
-for bench in boot blk vsock agent snapshot jail serve; do
-  step perf/run-all.sh "$bench"
+steps+=("python3 tests/integration/seccomp_tables_check.py")
+longest=(perf/run-all.sh\ snapshot clone_entropy perf/run-all.sh\ serve agent_integration
+  "$gtests" snapshot_integration serve_integration)
+ordered=()
+for l in "${longest[@]}"; do
+  for s in "${steps[@]}"; do [[ $s == *"$l"* ]] && ordered+=("$s"); done
 done
+for s in "${steps[@]}"; do
+  seen=0
+  for o in "${ordered[@]}"; do [[ $o == "$s" ]] && seen=1; done
+  ((seen)) || ordered+=("$s")
+done
+
+logs=build/test-logs
+rm -rf "$logs" && mkdir -p "$logs"
+printf '%s\n' "${ordered[@]}" >"$logs/queue"
+: >"$logs/failed"
+: >"$logs/.lock"
+
+# Takes the next step off the queue (under the lock), or fails when it is empty.
+next_step() {
+  local line
+  exec 9<>"$logs/.lock"
+  flock 9
+  line=$(head -n1 "$logs/queue")
+  if [ -n "$line" ]; then sed -i 1d "$logs/queue"; fi
+  flock -u 9
+  exec 9>&-
+  [ -n "$line" ] && printf '%s' "$line"
+}
+
+lane() {
+  local n=$1 step start rc log i=0
+  while step=$(next_step); do
+    i=$((i + 1))
+    log="$logs/lane$n-$i.log"
+    start=$SECONDS
+    echo "run-all: lane $n: start: $step" >&2
+    rc=0
+    # A step is a command line split at spaces, without globbing (no step quotes).
+    set -f
+    # shellcheck disable=SC2086
+    tests/integration/in-kvm $step >"$log" 2>&1 || rc=$?
+    set +f
+    {
+      echo "run-all: ---- lane $n: $step ----"
+      cat "$log"
+      echo "run-all: $((SECONDS - start)) s: $step$([ $rc -eq 0 ] || echo " FAILED (exit $rc)")"
+    } >&2
+    if [ $rc -ne 0 ]; then
+      # shellcheck disable=SC2016  # $1 and $2 are the inner shell's
+      flock "$logs/.lock" sh -c 'printf "%s\n" "$1" >>"$2"' _ "$step" "$logs/failed"
+    fi
+  done
+}
+
+echo "run-all: ${#ordered[@]} steps in $WISP_TEST_LANES lane(s)" >&2
+pids=()
+for n in $(seq 1 "$WISP_TEST_LANES"); do
+  lane "$n" &
+  pids+=($!)
+done
+for p in "${pids[@]}"; do wait "$p"; done
 echo "run-all: ${SECONDS} s in all" >&2
-if [ ${#failed[@]} -gt 0 ]; then
-  printf 'run-all: %d step(s) failed:\n' "${#failed[@]}" >&2
-  printf '  %s\n' "${failed[@]}" >&2
+if [ -s "$logs/failed" ]; then
+  printf 'run-all: %d step(s) failed:\n' "$(wc -l <"$logs/failed")" >&2
+  sed 's/^/  /' "$logs/failed" >&2
   exit 1
 fi
