@@ -12,9 +12,9 @@ JOBS       ?= $(shell nproc)
 # otherwise inside the nested-KVM testbed (tests/testbed/README.md).
 IN_KVM     := tests/integration/in-kvm
 
-.PHONY: all setup wisp guest agent-guest rootfs ml-rootfs unit-test check integration-test test perf demo lint format fuzz clean
+.PHONY: all setup rootfs-prefetch wisp guest agent-guest rootfs ml-rootfs unit-test check integration-test test perf demo lint format fuzz clean
 
-all: wisp guest agent-guest rootfs
+all: rootfs-prefetch wisp guest agent-guest rootfs
 
 setup:
 	@scripts/setup.sh
@@ -36,6 +36,13 @@ guest: setup
 # The function guest: wisp-agent as PID 1 (it is built with wisp), handler runtimes, busybox.
 agent-guest: wisp guest
 	@guest/build-agent-initramfs.sh $(GUEST_DIR)/agent-initramfs.cpio.gz
+
+# Starts the Python image's Debian tree (debootstrap: minutes, mostly waiting on the archive) in
+# the background, so that it overlaps the compiler and the kernel build; `rootfs` later waits
+# for it (build-rootfs.sh's lock) or finds it cached, and reports any failure itself.
+rootfs-prefetch: setup
+	@mkdir -p $(BUILD)
+	@guest/build-rootfs.sh --tree-only >$(BUILD)/rootfs-prefetch.log 2>&1 </dev/null &
 
 # The Python function guest: Debian bookworm + python3 (debootstrap, cached in ~/.cache/wisp)
 # with wisp-agent as init, an ext4 image booted read-only by `wisp run/exec --rootfs`.
@@ -75,7 +82,7 @@ integration-test: all
 # `make fuzz`'s minute: a smoke run that keeps every corpus growing, so that the whole of
 # `make test` stays under 45 minutes as integration tests land; `make fuzz` is the real run.
 TEST_FUZZ_SECONDS ?= 10
-test: unit-test all
+test: rootfs-prefetch unit-test all
 	@scripts/fuzz.sh $(TEST_FUZZ_SECONDS)
 	@tests/integration/fetch-cloud-kernel.sh $(GUEST_DIR)/cloud
 	@tests/integration/fetch-cloud-kernel.sh $(GUEST_DIR)/debian linux-image-amd64

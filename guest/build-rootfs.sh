@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # guest/build-rootfs.sh OUT_IMAGE [--agent PATH] [--variant python|ml]
+# guest/build-rootfs.sh --tree-only [--variant python|ml]
 #
 # Builds the Python function guest's root filesystem: Debian bookworm (debootstrap
 # --variant=minbase with python3) plus wisp's guest pieces, as an ext4 image that
@@ -24,6 +25,9 @@
 #     `mkfs.ext4 -d STAGE` (no journal, fixed UUID and hash seed, fake creation time) into
 #     OUT_IMAGE.tmp.<pid>, renamed to OUT_IMAGE. The image's UUID is derived from a key over the
 #     tree's key, the agent binary and the runtimes, so an unchanged image is not rebuilt.
+#
+# --tree-only does step 1 alone (it needs no agent): the Makefile starts it in the background
+# first thing, so that the download overlaps the compiler and the kernel build.
 #
 # Needs root (debootstrap, and ownership kept through the staging copy), debootstrap and
 # e2fsprogs (scripts/setup.sh), gcc (static glibc) and binutils' strip.
@@ -51,9 +55,15 @@ t0=$(date +%s.%N)
 
 log() { printf '[build-rootfs %6.1fs] %s\n' "$(echo "$(date +%s.%N) - $t0" | bc)" "$*" >&2; }
 die() { printf 'build-rootfs: error: %s\n' "$*" >&2; exit 1; }
-usage() { echo "usage: $0 OUT_IMAGE [--agent PATH] [--variant python|ml]" >&2; exit 2; }
+usage() {
+  echo "usage: $0 OUT_IMAGE [--agent PATH] [--variant python|ml]" >&2
+  echo "       $0 --tree-only [--variant python|ml]" >&2
+  exit 2
+}
 
 [ $# -ge 1 ] || usage
+tree_only=0
+[ "$1" = --tree-only ] && tree_only=1
 out=$1
 shift
 agent=$root/build/bin/wisp-agent
@@ -87,9 +97,11 @@ readonly PACKAGES
 [ "$(id -u)" -eq 0 ] || die "must run as root (debootstrap; file ownership in the image)"
 command -v debootstrap >/dev/null || die "debootstrap is not installed (scripts/setup.sh)"
 command -v mkfs.ext4 >/dev/null || die "mkfs.ext4 is not installed (e2fsprogs; scripts/setup.sh)"
-[ -x "$agent" ] || die "$agent not found: build it first (make -C build/cmake wisp-agent)"
-if readelf -l "$agent" 2>/dev/null | grep -q INTERP; then
-  die "$agent is dynamically linked (a sanitizer build?): use the static release build"
+if [ $tree_only -eq 0 ]; then
+  [ -x "$agent" ] || die "$agent not found: build it first (make -C build/cmake wisp-agent)"
+  if readelf -l "$agent" 2>/dev/null | grep -q INTERP; then
+    die "$agent is dynamically linked (a sanitizer build?): use the static release build"
+  fi
 fi
 
 # ---- 1. the Debian tree, cached ---------------------------------------------------------
@@ -196,6 +208,7 @@ if [ -d "$entry" ]; then
 else
   build_tree
 fi
+[ $tree_only -eq 0 ] || exit 0
 
 # ---- 2. the image -----------------------------------------------------------------------
 
