@@ -80,9 +80,24 @@ void write_resolv_conf(const std::string& address) {
   if (fd >= 0) close(fd);
 }
 
+// The guest kernel has IPv6 only because CRIU's network lock needs nf_tables' inet family
+// (guest/kernel/wisp-microvm.config). The guest's network stays IPv4 as it always was: no
+// link-local address, router solicitation or duplicate-address probe leaves eth0, and an
+// allow-list or rate limit on the host sees only the traffic the function makes.
+void keep_ipv4_only() {
+  for (const char* path : {"/proc/sys/net/ipv6/conf/all/disable_ipv6",
+                           "/proc/sys/net/ipv6/conf/default/disable_ipv6"}) {
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0) continue;  // a kernel without IPv6: nothing to turn off
+    if (write(fd, "1", 1) != 1) console_log("network: %s: %s", path, std::strerror(errno));
+    close(fd);
+  }
+}
+
 }  // namespace
 
 void set_up_guest_network() {
+  keep_ipv4_only();
   int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   if (fd < 0) {
     console_log("network: socket: %s", std::strerror(errno));
