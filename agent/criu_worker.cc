@@ -242,7 +242,7 @@ struct RestoreRoot {
     umount2(path.c_str(), MNT_DETACH);
     rmdir(path.c_str());
   }
-  KJ_DISALLOW_COPY_AND_MOVE(RestoreRoot);
+  KJ_DISALLOW_COPY(RestoreRoot);
   std::string path;
 };
 
