@@ -362,8 +362,7 @@ class RestoreUpload final : public api::CriuImageUpload::Server {
       spawn.net_ns_fd = 7;
       spawn.args.push_back("--inherit-fd");
       spawn.args.push_back("fd[7]:" + std::string(kNetKey));
-      spawn.args.push_back("--network-lock");
-      spawn.args.push_back("nftables");
+      // The network lock's method (nftables) comes from the image: criu ignores the option here.
     }
     // Only used when the image names it (a worker that had the agent's /scratch).
     spawn.args.push_back("--external");
