@@ -25,7 +25,6 @@ namespace wisp::agent {
 namespace {
 
 constexpr size_t kChunkBytes = 1 << 20;
-constexpr char kNetKey[] = "wisp-net";
 constexpr char kScratchKey[] = "wisp-scratch";
 // Where criu finds what it inherits (fd numbers in criu's process).
 constexpr int kStdinFd = 3, kStdoutFd = 4, kStderrFd = 5, kStatusFd = 6;
@@ -357,13 +356,9 @@ class RestoreUpload final : public api::CriuImageUpload::Server {
                  {out_w.get(), kStdoutFd},
                  {err_w.get(), kStderrFd},
                  {status_w.get(), kStatusFd}};
-    if (info.net_ns != 0) {
-      spawn.new_net_ns = true;
-      spawn.net_ns_fd = 7;
-      spawn.args.push_back("--inherit-fd");
-      spawn.args.push_back("fd[7]:" + std::string(kNetKey));
-      // The network lock's method (nftables) comes from the image: criu ignores the option here.
-    }
+    // The dump ran in the worker's network namespace (see checkpoint_worker), so the image
+    // names none: the restored tree gets criu's, a fresh one with a loopback.
+    spawn.new_net_ns = info.net_ns != 0;
     // Only used when the image names it (a worker that had the agent's /scratch).
     spawn.args.push_back("--external");
     spawn.args.push_back("mnt[" + std::string(kScratchKey) + "]:" + kScratchDir);
@@ -420,12 +415,19 @@ kj::Promise<CheckpointResult> checkpoint_worker(AgentServices& services, Worker&
         CriuSpawn spawn;
         spawn.args = {"dump",         "--tree", std::to_string(worker.pid()),
                       "--images-dir", r->dir,   "--leave-running"};
+        // criu runs in the worker's own network namespace (only a loopback), so it does not
+        // dump it as a namespace: that would also dump its conntrack table, which the guest
+        // kernel does not have (no NF_CONNTRACK: EINVAL), and lock it with iptables or
+        // nftables. No lock is needed: the restore gives the worker a fresh namespace anyway,
+        // and an established TCP connection (the one thing a lock protects) makes criu refuse
+        // the dump without --tcp-established, which wisp does not pass.
+        kj::AutoCloseFd net_fd;
         if (info.net_ns != 0) {
-          spawn.args.push_back("--external");
-          spawn.args.push_back("net[" + std::to_string(info.net_ns) + "]:" + kNetKey);
-          // criu locks a dumped network namespace; the image has no iptables.
-          spawn.args.push_back("--network-lock");
-          spawn.args.push_back("nftables");
+          std::string ns = "/proc/" + std::to_string(worker.pid()) + "/ns/net";
+          int fd = open(ns.c_str(), O_RDONLY | O_CLOEXEC);
+          if (fd < 0) KJ_FAIL_SYSCALL("open", errno, ns);
+          net_fd = kj::AutoCloseFd(fd);
+          spawn.join_net_ns_fd = fd;
         }
         if (has_mount(worker.pid(), kScratchDir)) {
           // The agent's shared scratch tmpfs: not the worker's to carry in its image (criu
@@ -433,7 +435,9 @@ kj::Promise<CheckpointResult> checkpoint_worker(AgentServices& services, Worker&
           spawn.args.push_back("--external");
           spawn.args.push_back("mnt[" + std::string(kScratchDir) + "]:" + kScratchKey);
         }
-        return run_criu(services, spawn).then([r, info](CriuRun run) {
+        auto started = run_criu(services, spawn);
+        net_fd = nullptr;  // criu holds its own now
+        return started.then([r, info](CriuRun run) {
           r->dump_ns = run.duration_ns;
           if (!run.ok()) {
             console_log("%s", run.describe("dump").c_str());
