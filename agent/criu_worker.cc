@@ -308,11 +308,47 @@ class RestoreUpload final : public api::CriuImageUpload::Server {
     } catch (const std::exception& e) {
       KJ_FAIL_REQUIRE(e.what());
     }
-    for (const auto& e : entries) {
-      write_file(dir_ + "/" + e.name,
-                 std::string(reinterpret_cast<const char*>(bytes.data() + e.offset), e.size));
-    }
+    for (const auto& e : entries) copy_out(dir_ + "/" + e.name, e.offset, e.size);
     return parse_info(read_file(dir_ + "/" + kWorkerInfoFile, 4096));
+  }
+
+  // Copies `size` bytes of the archive from `offset` into a new file `path`, in the kernel
+  // (the archive and the image directory share /run's tmpfs): copying through this process
+  // costs a page fault per 4 KiB, which in a nested guest took a second for a 4 MiB image.
+  void copy_out(const std::string& path, uint64_t offset, uint64_t size) {
+    int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0) KJ_FAIL_SYSCALL("create", errno, path);
+    kj::AutoCloseFd out(fd);
+    loff_t from = static_cast<loff_t>(offset);
+    uint64_t left = size;
+    while (left > 0) {
+      ssize_t n = copy_file_range(archive_.get(), &from, fd, nullptr, left, 0);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && (errno == EXDEV || errno == EINVAL || errno == ENOSYS || errno == EOPNOTSUPP))
+        return copy_out_by_reads(fd, path, static_cast<uint64_t>(from), left);
+      if (n < 0) KJ_FAIL_SYSCALL("copy_file_range", errno, path);
+      KJ_REQUIRE(n > 0, "criu upload: the archive ended early", path);
+      left -= static_cast<uint64_t>(n);
+    }
+  }
+
+  void copy_out_by_reads(int fd, const std::string& path, uint64_t offset, uint64_t left) {
+    std::vector<char> buffer(1 << 16);
+    while (left > 0) {
+      size_t want = std::min<uint64_t>(left, buffer.size());
+      ssize_t n = pread(archive_.get(), buffer.data(), want, static_cast<off_t>(offset));
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) KJ_FAIL_SYSCALL("read the criu upload", errno, archive_path_);
+      KJ_REQUIRE(n > 0, "criu upload: the archive ended early", path);
+      for (ssize_t done = 0; done < n;) {
+        ssize_t w = ::write(fd, buffer.data() + done, static_cast<size_t>(n - done));
+        if (w < 0 && errno == EINTR) continue;
+        if (w < 0) KJ_FAIL_SYSCALL("write", errno, path);
+        done += w;
+      }
+      offset += static_cast<uint64_t>(n);
+      left -= static_cast<uint64_t>(n);
+    }
   }
 
   kj::Promise<void> restore(const WorkerInfo& info) {
