@@ -2,8 +2,8 @@
 // (build/guest/python-rootfs.ext4, which carries Debian's criu; its kernel has the options
 // criu needs): `criu check` passes through the agent, and a warm Python worker checkpointed in
 // one VM (it keeps answering) is restored in a fresh VM, where its state continues without its
-// initialisation running again. Each test boots its own VMs (`wisp run --rootfs`, the agent on
-// the VM's vsock socket). Prints the dump and restore times and the image size.
+// initialisation running again. The VMs are `wisp run --rootfs` with the agent on the VM's
+// vsock socket. Prints the dump and restore times and the image size.
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <spawn.h>
@@ -14,6 +14,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <fstream>
+#include <memory>
 #include <sstream>
 #include <thread>
 
@@ -127,6 +128,9 @@ client::InvokeResult call(AgentClient& agent, const std::string& payload) {
 
 double ms(uint64_t ns) { return static_cast<double>(ns) / 1e6; }
 
+// The tests share one guest besides the dumping one, to keep the suite short (boots dominate
+// it): the first test restores into it while it is fresh (no criu has run there, so the
+// restore pays criu's first-run probes, as a real fallback does); the others use it after.
 class CriuInGuest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -134,15 +138,14 @@ class CriuInGuest : public ::testing::Test {
     if (stat(rootfs_image().c_str(), &st) != 0)
       GTEST_SKIP() << rootfs_image() << " is missing: build it with 'make rootfs'";
   }
+  static void TearDownTestSuite() { shared_.reset(); }
+  static RootfsVm& shared_vm() {
+    if (!shared_) shared_ = std::make_unique<RootfsVm>();
+    return *shared_;
+  }
+  static std::unique_ptr<RootfsVm> shared_;
 };
-
-TEST_F(CriuInGuest, CriuCheckPasses) {
-  RootfsVm vm;
-  auto c = vm.agent().criu_check();
-  std::cout << "criu: " << c.version << "\ncriu check:\n" << c.output << std::endl;
-  EXPECT_TRUE(c.passed) << c.output << "\nconsole:\n" << vm.console();
-  EXPECT_NE(c.version.find("Version: 3."), std::string::npos) << c.version;
-}
+std::unique_ptr<RootfsVm> CriuInGuest::shared_;
 
 TEST_F(CriuInGuest, WarmWorkerCheckpointedInOneVmContinuesInAFreshOne) {
   std::string image, unreseeded_random;
@@ -169,7 +172,7 @@ TEST_F(CriuInGuest, WarmWorkerCheckpointedInOneVmContinuesInAFreshOne) {
     // What the dumped state draws next without a reseed: a restore must not repeat it.
     unreseeded_random = parse(r3.out).random;
   }
-  RootfsVm fresh;
+  RootfsVm& fresh = shared_vm();
   size_t at = 0;
   auto t0 = std::chrono::steady_clock::now();
   auto restored = fresh.agent().restore_worker(counter_handler(), [&image, &at]() {
@@ -193,13 +196,23 @@ TEST_F(CriuInGuest, WarmWorkerCheckpointedInOneVmContinuesInAFreshOne) {
   EXPECT_EQ(parse(call(fresh.agent(), "e").out).head, "4 e r1");
 }
 
+TEST_F(CriuInGuest, CriuCheckPasses) {
+  RootfsVm& vm = shared_vm();
+  auto c = vm.agent().criu_check();
+  std::cout << "criu: " << c.version << "\ncriu check:\n" << c.output << std::endl;
+  EXPECT_TRUE(c.passed) << c.output << "\nconsole:\n" << vm.console();
+  EXPECT_NE(c.version.find("Version: 3."), std::string::npos) << c.version;
+}
+
 TEST_F(CriuInGuest, DamagedUploadIsRefusedAndTheAgentStillAnswers) {
-  RootfsVm vm;
+  RootfsVm& vm = shared_vm();
+  client::Handler other = counter_handler();
+  other.name = "damaged";  // the first test's worker may run in this guest
   std::string bad = "WISPCRI1";
   bad += std::string("\x05\x00\x00\x00../xx", 9);
   bool first = true;
   try {
-    vm.agent().restore_worker(counter_handler(), [&]() {
+    vm.agent().restore_worker(other, [&]() {
       std::string s = first ? bad : "";
       first = false;
       return s;
