@@ -36,7 +36,8 @@ std::string rootfs_image() {
 
 // A worker whose initialisation is slow (it sleeps) and which answers each call with a
 // counter, the payload, how many "resumed" notices it got and a number from Python's random
-// (reseeded from os.urandom by each notice, python_worker.py): "COUNT PAYLOAD rRESUMES X".
+// (reseeded from os.urandom by each notice, python_worker.py): "COUNT PAYLOAD rRESUMES X";
+// the payload "probe" answers what it sees of the filesystem instead (not counted).
 constexpr const char* kCounterWorker = R"(import sys, time, random
 sys.path.insert(0, '/usr/lib/wisp')
 import python_worker
@@ -44,7 +45,20 @@ time.sleep(2)
 count = [0]
 resumes = [0]
 python_worker.on_resume(lambda: resumes.__setitem__(0, resumes[0] + 1))
+def probe():
+    # What the worker sees of the guest: its mounts, whether the root is writable, /run, /sys.
+    import os
+    mounts = sorted(l.split()[4] for l in open('/proc/self/mountinfo'))
+    try:
+        open('/var/tmp/probe', 'w')
+        root = 'rw'
+    except OSError:
+        root = 'ro'
+    return 'mounts=%s root=%s run=%s sys=%s' % (','.join(mounts), root,
+        ','.join(sorted(os.listdir('/run'))), ','.join(sorted(os.listdir('/sys'))))
 def handle(payload):
+    if payload == b'probe':
+        return probe()
     count[0] += 1
     return '%d %s r%d %.17g' % (count[0], payload.decode(), resumes[0], random.random())
 python_worker.serve(handle)
@@ -148,13 +162,15 @@ class CriuInGuest : public ::testing::Test {
 std::unique_ptr<RootfsVm> CriuInGuest::shared_;
 
 TEST_F(CriuInGuest, WarmWorkerCheckpointedInOneVmContinuesInAFreshOne) {
-  std::string image, unreseeded_random;
+  std::string image, unreseeded_random, sandbox_view;
   {
     RootfsVm vm;
     vm.agent().start_worker(counter_handler());
     auto r1 = call(vm.agent(), "a");
     ASSERT_EQ(parse(r1.out).head, "1 a r0") << r1.out << r1.err << r1.error;
     ASSERT_EQ(parse(call(vm.agent(), "b").out).head, "2 b r0");
+    sandbox_view = call(vm.agent(), "probe").out;
+    ASSERT_NE(sandbox_view.find("root=ro"), std::string::npos) << sandbox_view;
     auto t0 = std::chrono::steady_clock::now();
     auto dump = vm.agent().checkpoint_worker(
         "counter", 0, [&image](const std::string& chunk) { image += chunk; });
@@ -194,6 +210,9 @@ TEST_F(CriuInGuest, WarmWorkerCheckpointedInOneVmContinuesInAFreshOne) {
   EXPECT_FALSE(a.random.empty());
   EXPECT_NE(a.random, unreseeded_random) << "the restored worker's random was not reseeded";
   EXPECT_EQ(parse(call(fresh.agent(), "e").out).head, "4 e r1");
+  // The restored sandbox is the dumped one: the same mounts, a read-only root, and nothing of
+  // the agent's /run or /sys (criu binds its --root recursively).
+  EXPECT_EQ(call(fresh.agent(), "probe").out, sandbox_view);
 }
 
 TEST_F(CriuInGuest, CriuCheckPasses) {
