@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """A worker template keeps a CRIU image of its warm worker (issue 17): `wisp template create
---mode worker --criu` on the Python rootfs checkpoints the worker after the warm-up and
+--mode worker` on the Python rootfs checkpoints the worker after the warm-up (by default) and
 stores the archive and its checksum in the template's snapshot directory; `wisp snapshot
 verify` checks it, and refuses it with a message naming the file once a byte of it is changed.
 A guest without criu (the agent initramfs) still makes its worker template, with a warning and
@@ -46,7 +46,7 @@ class CriuTemplateTest(unittest.TestCase):
 
     def test_worker_template_keeps_a_verified_criu_image(self):
         p = self.run_wisp("template", "create", "crpy", "--rootfs", PY_ROOTFS, "--mode", "worker",
-                          "--criu", "--mem", "512", "--handler", 'python3 -c "%s"' % WORKER,
+                          "--mem", "512", "--handler", 'python3 -c "%s"' % WORKER,
                           "--warmup", "1")
         print(p.stderr, file=sys.stderr)
         self.assertIn("CRIU image:", p.stderr)
@@ -81,7 +81,7 @@ class CriuTemplateWithoutCriuTest(unittest.TestCase):
         self.addCleanup(shutil.rmtree, tmp, True)
         wisp = stage_wisp(BUILD, tmp)
         env = dict(os.environ, WISP_HOME=os.path.join(tmp, "home"))
-        p = subprocess.run([wisp, "template", "create", "shw", "--mode", "worker", "--criu",
+        p = subprocess.run([wisp, "template", "create", "shw", "--mode", "worker",
                             "--handler", "/bin/wisp-shell-worker cat", "--warmup", "1"],
                            capture_output=True,
                            text=True, env=env, stdin=subprocess.DEVNULL, timeout=600)
