@@ -49,6 +49,7 @@ std::string read_tail(const std::string& path) {
   sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none, nullptr);
   for (int sig = 1; sig < NSIG; ++sig) signal(sig, SIG_DFL);
+  if (spawn.join_net_ns_fd >= 0 && setns(spawn.join_net_ns_fd, CLONE_NEWNET) < 0) _exit(125);
   if (spawn.new_net_ns) {
     if (unshare(CLONE_NEWNET) < 0) _exit(120);
     int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);

@@ -33,6 +33,7 @@ struct CriuSpawn {
   int cgroup_fd = -1;       // >= 0: criu starts in that cgroup (what it restores stays there)
   bool new_net_ns = false;  // criu starts in a fresh network namespace (loopback up)
   int net_ns_fd = -1;       // with new_net_ns: that namespace's fd number in criu
+  int join_net_ns_fd = -1;  // >= 0: criu starts in that network namespace (an agent fd)
 };
 
 // Starts criu; throws kj::Exception when it cannot be spawned (no criu in this image).

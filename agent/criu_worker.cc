@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <kj/debug.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -12,9 +13,11 @@
 #include <cstdio>
 #include <cstring>
 #include <map>
+#include <memory>
 
 #include "agent/criu_runner.h"
 #include "agent/pid1.h"
+#include "agent/scratch_files.h"
 #include "api/criu_image.h"
 #include "base/clock.h"
 
@@ -22,9 +25,26 @@ namespace wisp::agent {
 namespace {
 
 constexpr size_t kChunkBytes = 1 << 20;
-constexpr char kNetKey[] = "wisp-net";
+constexpr char kScratchKey[] = "wisp-scratch";
 // Where criu finds what it inherits (fd numbers in criu's process).
 constexpr int kStdinFd = 3, kStdoutFd = 4, kStderrFd = 5, kStatusFd = 6;
+
+// True when `path` is a mount point in `pid`'s mount namespace.
+bool has_mount(pid_t pid, const char* path) {
+  std::string file = "/proc/" + std::to_string(pid) + "/mountinfo";
+  FILE* f = fopen(file.c_str(), "re");
+  if (f == nullptr) return false;
+  KJ_DEFER(fclose(f));
+  // "ID PARENT MAJ:MIN ROOT MOUNT-POINT ...": the fifth field.
+  std::string want = std::string(" ") + path + " ";
+  char line[4096];
+  while (fgets(line, sizeof(line), f) != nullptr) {
+    const char* p = line;
+    for (int field = 0; field < 4 && p != nullptr; ++field) p = strchr(p + 1, ' ');
+    if (p != nullptr && strncmp(p, want.c_str(), want.size()) == 0) return true;
+  }
+  return false;
+}
 
 uint64_t net_ns_inode(pid_t pid) {
   struct stat st;
@@ -197,6 +217,34 @@ struct Sender {
   }
 };
 
+// The root criu restores the worker's mount namespace on (its --root): a read-only bind of
+// the guest's root mount alone. criu binds --root recursively, and "/" itself would bring the
+// agent's /run, /sys and the rest into the sandbox; its own mounts (/proc, /dev, /tmp) are
+// restored on top. Read-only as the dumped sandbox's root was (criu does not re-apply the
+// root mount's flags).
+struct RestoreRoot {
+  explicit RestoreRoot(std::string p) : path(kj::mv(p)) {
+    if (mkdir(path.c_str(), 0700) < 0 && errno != EEXIST) KJ_FAIL_SYSCALL("mkdir", errno, path);
+    if (mount("/", path.c_str(), nullptr, MS_BIND, nullptr) < 0) {
+      int err = errno;
+      rmdir(path.c_str());
+      KJ_FAIL_SYSCALL("bind the root for criu restore", err, path);
+    }
+    if (mount(nullptr, path.c_str(), nullptr, MS_REMOUNT | MS_BIND | MS_RDONLY, nullptr) < 0) {
+      int err = errno;
+      umount2(path.c_str(), MNT_DETACH);
+      rmdir(path.c_str());
+      KJ_FAIL_SYSCALL("remount the root for criu restore read-only", err, path);
+    }
+  }
+  ~RestoreRoot() {
+    umount2(path.c_str(), MNT_DETACH);
+    rmdir(path.c_str());
+  }
+  KJ_DISALLOW_COPY(RestoreRoot);
+  std::string path;
+};
+
 // Writes the upload into a file; unpacks it on done() and restores.
 class RestoreUpload final : public api::CriuImageUpload::Server {
  public:
@@ -260,11 +308,47 @@ class RestoreUpload final : public api::CriuImageUpload::Server {
     } catch (const std::exception& e) {
       KJ_FAIL_REQUIRE(e.what());
     }
-    for (const auto& e : entries) {
-      write_file(dir_ + "/" + e.name,
-                 std::string(reinterpret_cast<const char*>(bytes.data() + e.offset), e.size));
-    }
+    for (const auto& e : entries) copy_out(dir_ + "/" + e.name, e.offset, e.size);
     return parse_info(read_file(dir_ + "/" + kWorkerInfoFile, 4096));
+  }
+
+  // Copies `size` bytes of the archive from `offset` into a new file `path`, in the kernel
+  // (the archive and the image directory share /run's tmpfs): copying through this process
+  // costs a page fault per 4 KiB, which in a nested guest took a second for a 4 MiB image.
+  void copy_out(const std::string& path, uint64_t offset, uint64_t size) {
+    int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0) KJ_FAIL_SYSCALL("create", errno, path);
+    kj::AutoCloseFd out(fd);
+    loff_t from = static_cast<loff_t>(offset);
+    uint64_t left = size;
+    while (left > 0) {
+      ssize_t n = copy_file_range(archive_.get(), &from, fd, nullptr, left, 0);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && (errno == EXDEV || errno == EINVAL || errno == ENOSYS || errno == EOPNOTSUPP))
+        return copy_out_by_reads(fd, path, static_cast<uint64_t>(from), left);
+      if (n < 0) KJ_FAIL_SYSCALL("copy_file_range", errno, path);
+      KJ_REQUIRE(n > 0, "criu upload: the archive ended early", path);
+      left -= static_cast<uint64_t>(n);
+    }
+  }
+
+  void copy_out_by_reads(int fd, const std::string& path, uint64_t offset, uint64_t left) {
+    std::vector<char> buffer(1 << 16);
+    while (left > 0) {
+      size_t want = std::min<uint64_t>(left, buffer.size());
+      ssize_t n = pread(archive_.get(), buffer.data(), want, static_cast<off_t>(offset));
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) KJ_FAIL_SYSCALL("read the criu upload", errno, archive_path_);
+      KJ_REQUIRE(n > 0, "criu upload: the archive ended early", path);
+      for (ssize_t done = 0; done < n;) {
+        ssize_t w = ::write(fd, buffer.data() + done, static_cast<size_t>(n - done));
+        if (w < 0 && errno == EINTR) continue;
+        if (w < 0) KJ_FAIL_SYSCALL("write", errno, path);
+        done += w;
+      }
+      offset += static_cast<uint64_t>(n);
+      left -= static_cast<uint64_t>(n);
+    }
   }
 
   kj::Promise<void> restore(const WorkerInfo& info) {
@@ -285,13 +369,14 @@ class RestoreUpload final : public api::CriuImageUpload::Server {
       return "fd[" + std::to_string(fd) + "]:pipe:[" + std::to_string(ino) + "]";
     };
     std::string pidfile = dir_ + "/restored.pid";
+    root_ = std::make_unique<RestoreRoot>(dir_ + ".root");
     CriuSpawn spawn;
     spawn.args = {"restore",
                   "--restore-detached",
                   "--images-dir",
                   dir_,
                   "--root",
-                  "/",
+                  root_->path,
                   "--pidfile",
                   pidfile,
                   "--manage-cgroups=ignore",
@@ -307,17 +392,18 @@ class RestoreUpload final : public api::CriuImageUpload::Server {
                  {out_w.get(), kStdoutFd},
                  {err_w.get(), kStderrFd},
                  {status_w.get(), kStatusFd}};
-    if (info.net_ns != 0) {
-      spawn.new_net_ns = true;
-      spawn.net_ns_fd = 7;
-      spawn.args.push_back("--inherit-fd");
-      spawn.args.push_back("fd[7]:" + std::string(kNetKey));
-    }
+    // The dump ran in the worker's network namespace (see checkpoint_worker), so the image
+    // names none: the restored tree gets criu's, a fresh one with a loopback.
+    spawn.new_net_ns = info.net_ns != 0;
+    // Only used when the image names it (a worker that had the agent's /scratch).
+    spawn.args.push_back("--external");
+    spawn.args.push_back("mnt[" + std::string(kScratchKey) + "]:" + kScratchDir);
     spawn.cgroup_fd = cgroup->dir_fd();
     return run_criu(services_, spawn)
         .then([this, pidfile, cgroup = kj::mv(cgroup), proc = kj::mv(proc), in_r = kj::mv(in_r),
                out_w = kj::mv(out_w), err_w = kj::mv(err_w),
                status_w = kj::mv(status_w)](CriuRun run) mutable {
+          root_.reset();  // the restored namespace holds its own bind of it now
           // criu's ends: the restored tree holds its own copies now.
           in_r = nullptr;
           out_w = nullptr;
@@ -340,6 +426,7 @@ class RestoreUpload final : public api::CriuImageUpload::Server {
   HandlerConfig config_;
   kj::Function<void(kj::Own<Worker>)> adopt_;
   std::string dir_, archive_path_;
+  std::unique_ptr<RestoreRoot> root_;
   kj::AutoCloseFd archive_;
   uint64_t received_ = 0;
   bool finished_ = false;
@@ -364,11 +451,29 @@ kj::Promise<CheckpointResult> checkpoint_worker(AgentServices& services, Worker&
         CriuSpawn spawn;
         spawn.args = {"dump",         "--tree", std::to_string(worker.pid()),
                       "--images-dir", r->dir,   "--leave-running"};
+        // criu runs in the worker's own network namespace (only a loopback), so it does not
+        // dump it as a namespace: that would also dump its conntrack table, which the guest
+        // kernel does not have (no NF_CONNTRACK: EINVAL), and lock it with iptables or
+        // nftables. No lock is needed: the restore gives the worker a fresh namespace anyway,
+        // and an established TCP connection (the one thing a lock protects) makes criu refuse
+        // the dump without --tcp-established, which wisp does not pass.
+        kj::AutoCloseFd net_fd;
         if (info.net_ns != 0) {
-          spawn.args.push_back("--external");
-          spawn.args.push_back("net[" + std::to_string(info.net_ns) + "]:" + kNetKey);
+          std::string ns = "/proc/" + std::to_string(worker.pid()) + "/ns/net";
+          int fd = open(ns.c_str(), O_RDONLY | O_CLOEXEC);
+          if (fd < 0) KJ_FAIL_SYSCALL("open", errno, ns);
+          net_fd = kj::AutoCloseFd(fd);
+          spawn.join_net_ns_fd = fd;
         }
-        return run_criu(services, spawn).then([r, info](CriuRun run) {
+        if (has_mount(worker.pid(), kScratchDir)) {
+          // The agent's shared scratch tmpfs: not the worker's to carry in its image (criu
+          // would copy its contents); a restore binds the new guest's /scratch in its place.
+          spawn.args.push_back("--external");
+          spawn.args.push_back("mnt[" + std::string(kScratchDir) + "]:" + kScratchKey);
+        }
+        auto started = run_criu(services, spawn);
+        net_fd = nullptr;  // criu holds its own now
+        return started.then([r, info](CriuRun run) {
           r->dump_ns = run.duration_ns;
           if (!run.ok()) {
             console_log("%s", run.describe("dump").c_str());

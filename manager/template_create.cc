@@ -114,19 +114,15 @@ bool checkpoint_worker(client::AgentClient& agent, TemplateCreated& out, const s
         static_cast<double>(image.bytes) / (1 << 20), image.files, image.dump_ms, image.total_ms);
     progress(line);
     return true;
-  } catch (const client::AgentError& e) {
-    if (e.kind() == client::AgentError::Kind::kDisconnected) throw;
-    progress(std::string("no CRIU image: ") + e.what());
+  } catch (const Error& e) {
+    // Not fatal: the template works without the image (its VM snapshot); only the CRIU
+    // fallback is lost. A lost VM is, as for any other step.
+    auto* agent_error = dynamic_cast<const client::AgentError*>(&e);
+    if (agent_error != nullptr && agent_error->kind() == client::AgentError::Kind::kDisconnected)
+      throw;
+    progress(std::string("warning: no CRIU image: ") + e.what());
     return false;
   }
-}
-
-// Off unless WISP_EXPERIMENTAL_CRIU=1: criu dump of a sandboxed worker fails today (issue 17:
-// the sandbox's namespace init maps the agent's binary from outside its mount namespace), and
-// each failed attempt would cost every worker template's creation a dump.
-bool criu_image_wanted() {
-  const char* v = getenv("WISP_EXPERIMENTAL_CRIU");
-  return v != nullptr && std::string(v) == "1";
 }
 
 // The template's VM booted by `standby` on an order; nullptr (logged through `progress`) when
@@ -205,7 +201,9 @@ TemplateCreated create_template(const TemplateSpec& spec, const Progress& progre
   warm_up(*agent, spec, out.info, progress);
   out.warmup_ms = ms_since(t0) - out.boot_ms;
   bool criu_image = false;
-  if (out.info.mode == "worker" && criu_image_wanted())
+  // By default (--no-criu skips it): in the nested testbed the dump cost 1.4 s of an 8 s
+  // creation when the host was quiet, 2.8-5.6 s of 12-23 s when it was loaded.
+  if (out.info.mode == "worker" && spec.criu_image)
     criu_image = checkpoint_worker(*agent, out, staging.dir(), progress);
   if (out.info.mode == "exec") {
     // The snapshot holds a pre-forked sandbox for the handler (agent/spare_sandbox.h): this

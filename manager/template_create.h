@@ -23,6 +23,9 @@ struct TemplateSpec {
   std::vector<std::string> argv;  // the handler command
   std::vector<std::string> env;   // KEY=VALUE
   bool network = false;           // the handler uses the guest's network (its NICs: vm.nets)
+  // worker mode: after the warm-up, checkpoint the worker with CRIU into the template
+  // (criu_image_store.h); a failed dump is a warning, not a failure. false: --no-criu.
+  bool criu_image = true;
   // Invocations before the snapshot. Templates are warm by default (one call); 0: the handler
   // is not called while the template is made, so no probe clone records a working set either.
   uint32_t warmup = 1;

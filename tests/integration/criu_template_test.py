@@ -1,9 +1,12 @@
 #!/usr/bin/env python3
 """A worker template keeps a CRIU image of its warm worker (issue 17): `wisp template create
---mode worker` on the Python rootfs checkpoints the worker after the warm-up and stores the
-archive and its checksum in the template's snapshot directory; `wisp snapshot verify` checks
-it, and refuses it with a message naming the file once a byte of it is changed.
-Run inside KVM (tests/integration/in-kvm). Uses build/bin/wisp and build/guest/python-rootfs.ext4.
+--mode worker` on the Python rootfs checkpoints the worker after the warm-up (by default) and
+stores the archive and its checksum in the template's snapshot directory; `wisp snapshot
+verify` checks it, and refuses it with a message naming the file once a byte of it is changed.
+A guest without criu (the agent initramfs) still makes its worker template, with a warning and
+no image.
+Run inside KVM (tests/integration/in-kvm). Uses build/bin/wisp, build/guest/python-rootfs.ext4
+and the default guest (build/guest/agent-initramfs.cpio.gz).
 """
 import os
 import shutil
@@ -43,7 +46,8 @@ class CriuTemplateTest(unittest.TestCase):
 
     def test_worker_template_keeps_a_verified_criu_image(self):
         p = self.run_wisp("template", "create", "crpy", "--rootfs", PY_ROOTFS, "--mode", "worker",
-                          "--mem", "512", "--handler", 'python3 -c "%s"' % WORKER, "--warmup", "1")
+                          "--mem", "512", "--handler", 'python3 -c "%s"' % WORKER,
+                          "--warmup", "1")
         print(p.stderr, file=sys.stderr)
         self.assertIn("CRIU image:", p.stderr)
         snap = os.path.join(self.env["WISP_HOME"], "templates", "crpy", "snapshot")
@@ -69,6 +73,27 @@ class CriuTemplateTest(unittest.TestCase):
         self.assertNotEqual(bad.returncode, 0)
         self.assertIn("criu-image.wci", bad.stderr)
         self.assertIn("checksum mismatch", bad.stderr)
+
+
+class CriuTemplateWithoutCriuTest(unittest.TestCase):
+    def test_failed_dump_still_makes_the_template(self):
+        tmp = tempfile.mkdtemp(prefix="wisp-criu-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        wisp = stage_wisp(BUILD, tmp)
+        env = dict(os.environ, WISP_HOME=os.path.join(tmp, "home"))
+        p = subprocess.run([wisp, "template", "create", "shw", "--mode", "worker",
+                            "--handler", "/bin/wisp-shell-worker cat", "--warmup", "1"],
+                           capture_output=True,
+                           text=True, env=env, stdin=subprocess.DEVNULL, timeout=600)
+        self.assertEqual(p.returncode, 0, p.stderr[-3000:])
+        self.assertIn("warning: no CRIU image", p.stderr)
+        snap = os.path.join(env["WISP_HOME"], "templates", "shw", "snapshot")
+        self.assertFalse(os.path.exists(os.path.join(snap, "criu-image.wci")))
+        self.assertFalse(os.path.exists(os.path.join(snap, "criu-image.sum")))
+        out = subprocess.run([wisp, "invoke", "shw", "--payload", "-"], capture_output=True,
+                             text=True, env=env, input="hi", timeout=300)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertEqual(out.stdout, "hi")
 
 
 if __name__ == "__main__":

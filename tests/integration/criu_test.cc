@@ -2,8 +2,8 @@
 // (build/guest/python-rootfs.ext4, which carries Debian's criu; its kernel has the options
 // criu needs): `criu check` passes through the agent, and a warm Python worker checkpointed in
 // one VM (it keeps answering) is restored in a fresh VM, where its state continues without its
-// initialisation running again. Each test boots its own VMs (`wisp run --rootfs`, the agent on
-// the VM's vsock socket). Prints the dump and restore times and the image size.
+// initialisation running again. The VMs are `wisp run --rootfs` with the agent on the VM's
+// vsock socket. Prints the dump and restore times and the image size.
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <spawn.h>
@@ -14,6 +14,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <fstream>
+#include <memory>
 #include <sstream>
 #include <thread>
 
@@ -33,18 +34,46 @@ std::string rootfs_image() {
   return p && *p ? p : guest_file("python-rootfs.ext4");
 }
 
-// A worker whose initialisation is slow (it sleeps, then writes a marker to stderr, which the
-// agent discards between calls) and which answers each call with a counter and its pid.
-constexpr const char* kCounterWorker = R"(import sys, os, time
+// A worker whose initialisation is slow (it sleeps) and which answers each call with a
+// counter, the payload, how many "resumed" notices it got and a number from Python's random
+// (reseeded from os.urandom by each notice, python_worker.py): "COUNT PAYLOAD rRESUMES X";
+// the payload "probe" answers what it sees of the filesystem instead (not counted).
+constexpr const char* kCounterWorker = R"(import sys, time, random
 sys.path.insert(0, '/usr/lib/wisp')
 import python_worker
 time.sleep(2)
 count = [0]
+resumes = [0]
+python_worker.on_resume(lambda: resumes.__setitem__(0, resumes[0] + 1))
+def probe():
+    # What the worker sees of the guest: its mounts, whether the root is writable, /run, /sys.
+    import os
+    mounts = sorted(l.split()[4] for l in open('/proc/self/mountinfo'))
+    try:
+        open('/var/tmp/probe', 'w')
+        root = 'rw'
+    except OSError:
+        root = 'ro'
+    return 'mounts=%s root=%s run=%s sys=%s' % (','.join(mounts), root,
+        ','.join(sorted(os.listdir('/run'))), ','.join(sorted(os.listdir('/sys'))))
 def handle(payload):
+    if payload == b'probe':
+        return probe()
     count[0] += 1
-    return '%d %s' % (count[0], payload.decode())
+    return '%d %s r%d %.17g' % (count[0], payload.decode(), resumes[0], random.random())
 python_worker.serve(handle)
 )";
+
+// "COUNT PAYLOAD rRESUMES" and the random number of an answer.
+struct Answer {
+  std::string head;
+  std::string random;
+};
+Answer parse(const std::string& out) {
+  size_t sp = out.rfind(' ');
+  if (sp == std::string::npos) return {out, ""};
+  return {out.substr(0, sp), out.substr(sp + 1)};
+}
 
 client::Handler counter_handler() {
   client::Handler h;
@@ -113,6 +142,9 @@ client::InvokeResult call(AgentClient& agent, const std::string& payload) {
 
 double ms(uint64_t ns) { return static_cast<double>(ns) / 1e6; }
 
+// The tests share one guest besides the dumping one, to keep the suite short (boots dominate
+// it): the first test restores into it while it is fresh (no criu has run there, so the
+// restore pays criu's first-run probes, as a real fallback does); the others use it after.
 class CriuInGuest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -120,24 +152,25 @@ class CriuInGuest : public ::testing::Test {
     if (stat(rootfs_image().c_str(), &st) != 0)
       GTEST_SKIP() << rootfs_image() << " is missing: build it with 'make rootfs'";
   }
+  static void TearDownTestSuite() { shared_.reset(); }
+  static RootfsVm& shared_vm() {
+    if (!shared_) shared_ = std::make_unique<RootfsVm>();
+    return *shared_;
+  }
+  static std::unique_ptr<RootfsVm> shared_;
 };
-
-TEST_F(CriuInGuest, CriuCheckPasses) {
-  RootfsVm vm;
-  auto c = vm.agent().criu_check();
-  std::cout << "criu: " << c.version << "\ncriu check:\n" << c.output << std::endl;
-  EXPECT_TRUE(c.passed) << c.output << "\nconsole:\n" << vm.console();
-  EXPECT_NE(c.version.find("Version: 3."), std::string::npos) << c.version;
-}
+std::unique_ptr<RootfsVm> CriuInGuest::shared_;
 
 TEST_F(CriuInGuest, WarmWorkerCheckpointedInOneVmContinuesInAFreshOne) {
-  std::string image;
+  std::string image, unreseeded_random, sandbox_view;
   {
     RootfsVm vm;
     vm.agent().start_worker(counter_handler());
     auto r1 = call(vm.agent(), "a");
-    ASSERT_EQ(r1.out, "1 a") << r1.err << r1.error;
-    ASSERT_EQ(call(vm.agent(), "b").out, "2 b");
+    ASSERT_EQ(parse(r1.out).head, "1 a r0") << r1.out << r1.err << r1.error;
+    ASSERT_EQ(parse(call(vm.agent(), "b").out).head, "2 b r0");
+    sandbox_view = call(vm.agent(), "probe").out;
+    ASSERT_NE(sandbox_view.find("root=ro"), std::string::npos) << sandbox_view;
     auto t0 = std::chrono::steady_clock::now();
     auto dump = vm.agent().checkpoint_worker(
         "counter", 0, [&image](const std::string& chunk) { image += chunk; });
@@ -150,9 +183,12 @@ TEST_F(CriuInGuest, WarmWorkerCheckpointedInOneVmContinuesInAFreshOne) {
     ASSERT_EQ(image.compare(0, 8, "WISPCRI1"), 0);
     // --leave-running: the worker goes on answering in this VM.
     auto r3 = call(vm.agent(), "c");
-    EXPECT_EQ(r3.out, "3 c") << r3.err << r3.error << "\nconsole:\n" << vm.console();
+    EXPECT_EQ(parse(r3.out).head, "3 c r0") << r3.out << r3.err << r3.error << "\nconsole:\n"
+                                            << vm.console();
+    // What the dumped state draws next without a reseed: a restore must not repeat it.
+    unreseeded_random = parse(r3.out).random;
   }
-  RootfsVm fresh;
+  RootfsVm& fresh = shared_vm();
   size_t at = 0;
   auto t0 = std::chrono::steady_clock::now();
   auto restored = fresh.agent().restore_worker(counter_handler(), [&image, &at]() {
@@ -168,18 +204,34 @@ TEST_F(CriuInGuest, WarmWorkerCheckpointedInOneVmContinuesInAFreshOne) {
             << ms(restored.unpack_ns) << " ms, criu restore " << ms(restored.restore_ns)
             << " ms; upload to first answer " << total_ms << " ms" << std::endl;
   // The count goes on from the dump (2), not from a new initialisation (which would say 1),
-  // and it answers well before the 2 s initialisation could have run.
-  EXPECT_EQ(r.out, "3 d") << r.err << r.error << "\nconsole:\n" << fresh.console();
-  EXPECT_EQ(call(fresh.agent(), "e").out, "4 e");
+  // and the worker got one resumed notice, which reseeded its generator.
+  Answer a = parse(r.out);
+  EXPECT_EQ(a.head, "3 d r1") << r.out << r.err << r.error << "\nconsole:\n" << fresh.console();
+  EXPECT_FALSE(a.random.empty());
+  EXPECT_NE(a.random, unreseeded_random) << "the restored worker's random was not reseeded";
+  EXPECT_EQ(parse(call(fresh.agent(), "e").out).head, "4 e r1");
+  // The restored sandbox is the dumped one: the same mounts, a read-only root, and nothing of
+  // the agent's /run or /sys (criu binds its --root recursively).
+  EXPECT_EQ(call(fresh.agent(), "probe").out, sandbox_view);
+}
+
+TEST_F(CriuInGuest, CriuCheckPasses) {
+  RootfsVm& vm = shared_vm();
+  auto c = vm.agent().criu_check();
+  std::cout << "criu: " << c.version << "\ncriu check:\n" << c.output << std::endl;
+  EXPECT_TRUE(c.passed) << c.output << "\nconsole:\n" << vm.console();
+  EXPECT_NE(c.version.find("Version: 3."), std::string::npos) << c.version;
 }
 
 TEST_F(CriuInGuest, DamagedUploadIsRefusedAndTheAgentStillAnswers) {
-  RootfsVm vm;
+  RootfsVm& vm = shared_vm();
+  client::Handler other = counter_handler();
+  other.name = "damaged";  // the first test's worker may run in this guest
   std::string bad = "WISPCRI1";
   bad += std::string("\x05\x00\x00\x00../xx", 9);
   bool first = true;
   try {
-    vm.agent().restore_worker(counter_handler(), [&]() {
+    vm.agent().restore_worker(other, [&]() {
       std::string s = first ? bad : "";
       first = false;
       return s;
