@@ -31,8 +31,8 @@ std::string start_background_rebuild(const std::string& name, const std::string&
   posix_spawn_file_actions_init(&fa);
   posix_spawnattr_init(&attr);
   posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_addopen(&fa, 1, log.c_str(),
-                                   O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+  posix_spawn_file_actions_addopen(&fa, 1, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW,
+                                   0600);
   posix_spawn_file_actions_adddup2(&fa, 1, 2);
   // Its own session; no signal blocked or ignored as this process has them (SignalWatch
   // blocks the terminating ones, SIGPIPE is ignored).
