@@ -61,6 +61,7 @@ TemplateRebuilt rebuild_template(const std::string& name, const RebuildOptions& 
   uint64_t t0 = options.start_ns ? options.start_ns : now_ns();
   check_template_name(name);
   TemplateRebuilt out;
+  read_template(name);  // "template NAME: not found" before any lock file is made
   UniqueFd lock = lock_rebuild(name);
   if (!lock) {
     if (options.skip_if_busy) {
