@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <kj/debug.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -12,9 +13,11 @@
 #include <cstdio>
 #include <cstring>
 #include <map>
+#include <memory>
 
 #include "agent/criu_runner.h"
 #include "agent/pid1.h"
+#include "agent/scratch_files.h"
 #include "api/criu_image.h"
 #include "base/clock.h"
 
@@ -23,8 +26,26 @@ namespace {
 
 constexpr size_t kChunkBytes = 1 << 20;
 constexpr char kNetKey[] = "wisp-net";
+constexpr char kScratchKey[] = "wisp-scratch";
 // Where criu finds what it inherits (fd numbers in criu's process).
 constexpr int kStdinFd = 3, kStdoutFd = 4, kStderrFd = 5, kStatusFd = 6;
+
+// True when `path` is a mount point in `pid`'s mount namespace.
+bool has_mount(pid_t pid, const char* path) {
+  std::string file = "/proc/" + std::to_string(pid) + "/mountinfo";
+  FILE* f = fopen(file.c_str(), "re");
+  if (f == nullptr) return false;
+  KJ_DEFER(fclose(f));
+  // "ID PARENT MAJ:MIN ROOT MOUNT-POINT ...": the fifth field.
+  std::string want = std::string(" ") + path + " ";
+  char line[4096];
+  while (fgets(line, sizeof(line), f) != nullptr) {
+    const char* p = line;
+    for (int field = 0; field < 4 && p != nullptr; ++field) p = strchr(p + 1, ' ');
+    if (p != nullptr && strncmp(p, want.c_str(), want.size()) == 0) return true;
+  }
+  return false;
+}
 
 uint64_t net_ns_inode(pid_t pid) {
   struct stat st;
@@ -197,6 +218,34 @@ struct Sender {
   }
 };
 
+// The root criu restores the worker's mount namespace on (its --root): a read-only bind of
+// the guest's root mount alone. criu binds --root recursively, and "/" itself would bring the
+// agent's /run, /sys and the rest into the sandbox; its own mounts (/proc, /dev, /tmp) are
+// restored on top. Read-only as the dumped sandbox's root was (criu does not re-apply the
+// root mount's flags).
+struct RestoreRoot {
+  explicit RestoreRoot(std::string p) : path(kj::mv(p)) {
+    if (mkdir(path.c_str(), 0700) < 0 && errno != EEXIST) KJ_FAIL_SYSCALL("mkdir", errno, path);
+    if (mount("/", path.c_str(), nullptr, MS_BIND, nullptr) < 0) {
+      int err = errno;
+      rmdir(path.c_str());
+      KJ_FAIL_SYSCALL("bind the root for criu restore", err, path);
+    }
+    if (mount(nullptr, path.c_str(), nullptr, MS_REMOUNT | MS_BIND | MS_RDONLY, nullptr) < 0) {
+      int err = errno;
+      umount2(path.c_str(), MNT_DETACH);
+      rmdir(path.c_str());
+      KJ_FAIL_SYSCALL("remount the root for criu restore read-only", err, path);
+    }
+  }
+  ~RestoreRoot() {
+    umount2(path.c_str(), MNT_DETACH);
+    rmdir(path.c_str());
+  }
+  KJ_DISALLOW_COPY(RestoreRoot);
+  std::string path;
+};
+
 // Writes the upload into a file; unpacks it on done() and restores.
 class RestoreUpload final : public api::CriuImageUpload::Server {
  public:
@@ -285,13 +334,14 @@ class RestoreUpload final : public api::CriuImageUpload::Server {
       return "fd[" + std::to_string(fd) + "]:pipe:[" + std::to_string(ino) + "]";
     };
     std::string pidfile = dir_ + "/restored.pid";
+    root_ = std::make_unique<RestoreRoot>(dir_ + ".root");
     CriuSpawn spawn;
     spawn.args = {"restore",
                   "--restore-detached",
                   "--images-dir",
                   dir_,
                   "--root",
-                  "/",
+                  root_->path,
                   "--pidfile",
                   pidfile,
                   "--manage-cgroups=ignore",
@@ -312,12 +362,17 @@ class RestoreUpload final : public api::CriuImageUpload::Server {
       spawn.net_ns_fd = 7;
       spawn.args.push_back("--inherit-fd");
       spawn.args.push_back("fd[7]:" + std::string(kNetKey));
+      // The network lock's method (nftables) comes from the image: criu ignores the option here.
     }
+    // Only used when the image names it (a worker that had the agent's /scratch).
+    spawn.args.push_back("--external");
+    spawn.args.push_back("mnt[" + std::string(kScratchKey) + "]:" + kScratchDir);
     spawn.cgroup_fd = cgroup->dir_fd();
     return run_criu(services_, spawn)
         .then([this, pidfile, cgroup = kj::mv(cgroup), proc = kj::mv(proc), in_r = kj::mv(in_r),
                out_w = kj::mv(out_w), err_w = kj::mv(err_w),
                status_w = kj::mv(status_w)](CriuRun run) mutable {
+          root_.reset();  // the restored namespace holds its own bind of it now
           // criu's ends: the restored tree holds its own copies now.
           in_r = nullptr;
           out_w = nullptr;
@@ -340,6 +395,7 @@ class RestoreUpload final : public api::CriuImageUpload::Server {
   HandlerConfig config_;
   kj::Function<void(kj::Own<Worker>)> adopt_;
   std::string dir_, archive_path_;
+  std::unique_ptr<RestoreRoot> root_;
   kj::AutoCloseFd archive_;
   uint64_t received_ = 0;
   bool finished_ = false;
@@ -367,6 +423,15 @@ kj::Promise<CheckpointResult> checkpoint_worker(AgentServices& services, Worker&
         if (info.net_ns != 0) {
           spawn.args.push_back("--external");
           spawn.args.push_back("net[" + std::to_string(info.net_ns) + "]:" + kNetKey);
+          // criu locks a dumped network namespace; the image has no iptables.
+          spawn.args.push_back("--network-lock");
+          spawn.args.push_back("nftables");
+        }
+        if (has_mount(worker.pid(), kScratchDir)) {
+          // The agent's shared scratch tmpfs: not the worker's to carry in its image (criu
+          // would copy its contents); a restore binds the new guest's /scratch in its place.
+          spawn.args.push_back("--external");
+          spawn.args.push_back("mnt[" + std::string(kScratchDir) + "]:" + kScratchKey);
         }
         return run_criu(services, spawn).then([r, info](CriuRun run) {
           r->dump_ns = run.duration_ns;

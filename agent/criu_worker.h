@@ -1,13 +1,20 @@
 // Checkpoint and restore of a warm worker's process tree with CRIU inside the guest (issue 17).
 //
-// The tree is the worker's namespace init and the handler (sandbox.h), with their pid, mount,
-// ipc, uts and (unless the handler has `network`) net namespaces. criu dumps it with
-// --leave-running, so the worker goes on answering. What lies outside the tree is named so a
-// restore can put new things in its place:
+// The tree is the worker, the init of its own pid namespace (SandboxSpec::handler_is_init, so
+// that nothing in it maps the agent's binary), and its children, with their pid, mount, ipc,
+// uts and (unless the handler has `network`) net namespaces. criu dumps it with
+// --leave-running, so the worker goes on answering. The image holds the worker's memory and
+// the contents of its own tmpfs mounts (/tmp, /dev); the files it maps (python3, libraries)
+// are found again by path in the restoring guest's root, which must be the same root
+// filesystem image (the template's). What lies outside the tree is named so a restore can put
+// new things in its place:
 //   - the four pipes to the agent (stdin, stdout, stderr, status), by inode: the restore
 //     passes the agent's new pipes with --inherit-fd fd[N]:pipe:[INODE];
 //   - the sandbox's network namespace (only a loopback), as the external "wisp-net": the
-//     restore gives it a fresh one (criu itself starts in it).
+//     restore gives it a fresh one (criu itself starts in it). criu locks it with nftables
+//     while it works (the image has no iptables);
+//   - the agent's shared /scratch tmpfs, as the external mount "wisp-scratch": the restore
+//     binds the new guest's /scratch there.
 // These names go into the image as the file kWorkerInfoFile, read back (as untrusted input)
 // by the restore.
 //

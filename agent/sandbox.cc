@@ -262,6 +262,7 @@ void wait_for_go(int go) {
   if (!plan.spec->network) bring_up_loopback();
   check(chdir(plan.cwd.c_str()), "chdir to the working directory (cwd)");
 
+  if (plan.spec->handler_is_init) exec_handler(plan);
   pid_t handler = fork();
   if (handler < 0) fail("fork handler", errno);
   if (handler == 0) exec_handler(plan);

@@ -1,11 +1,11 @@
 // Starts a handler process inside its sandbox. The child (`pid`, the init of the handler's
-// pid namespace, which forks the handler and reaps) is created by clone3 directly in its
-// cgroup and in new pid/mount/ipc/uts(/net) namespaces; before exec it remounts the root
-// read-only, gets a fresh /proc, a minimal /dev and a private tmpfs /tmp (its scratch dir and
-// working directory) and keeps the agent's shared /scratch (scratch_files.h; writable by the
-// handler user: the only other writable place), sets rlimits, drops to an unprivileged uid/gid
-// with every capability gone (bounding and ambient too), sets no_new_privs and loads the
-// seccomp filter (seccomp_policy.h).
+// pid namespace, which forks the handler and reaps; or the handler itself: handler_is_init)
+// is created by clone3 directly in its cgroup and in new pid/mount/ipc/uts(/net) namespaces;
+// before exec it remounts the root read-only, gets a fresh /proc, a minimal /dev and a private
+// tmpfs /tmp (its scratch dir and working directory) and keeps the agent's shared /scratch
+// (scratch_files.h; writable by the handler user: the only other writable place), sets
+// rlimits, drops to an unprivileged uid/gid with every capability gone (bounding and ambient
+// too), sets no_new_privs and loads the seccomp filter (seccomp_policy.h).
 //
 // A failure inside the child before exec is written to the handler's stderr as
 // "wisp-agent sandbox: <step>: <error>" and ends it with status 126 (127: exec failed).
@@ -47,6 +47,14 @@ struct SandboxSpec {
   uid_t uid = kHandlerUid;
   gid_t gid = kHandlerGid;
   std::vector<gid_t> groups;  // supplementary groups
+  // The handler itself is the pid namespace's init: no wisp-ns-init process (see below). For
+  // workers (worker.h): a CRIU image of the tree must map no file outside the sandbox's mount
+  // namespace, and the ns-init, a fork of the agent, maps the agent's binary from the agent's
+  // root mount (criu dump: "Can't lookup mount"); exec'ing some other init instead would tie
+  // the image to that binary. The agent then gets the handler's wait status straight from its
+  // exit (the status pipe stays empty). What a handler loses as init: its zombies are its own
+  // to reap, and signals it sends itself without a handler installed are ignored.
+  bool handler_is_init = false;
 };
 
 struct SandboxedProcess {

@@ -34,6 +34,8 @@ struct Worker::Call {
 Worker::Worker(AgentServices& services, HandlerConfig config)
     : services_(services), config_(kj::mv(config)), exited_(nullptr) {
   cgroup_ = kj::heap<Cgroup>(services_.next_cgroup_name("worker"), config_.cgroup);
+  // The worker is its namespace's init, so its tree can be checkpointed (criu_worker.h).
+  config_.sandbox.handler_is_init = true;
   adopt(spawn_sandboxed(config_.sandbox, cgroup_->dir_fd()));
 }
 

@@ -33,18 +33,32 @@ std::string rootfs_image() {
   return p && *p ? p : guest_file("python-rootfs.ext4");
 }
 
-// A worker whose initialisation is slow (it sleeps, then writes a marker to stderr, which the
-// agent discards between calls) and which answers each call with a counter and its pid.
-constexpr const char* kCounterWorker = R"(import sys, os, time
+// A worker whose initialisation is slow (it sleeps) and which answers each call with a
+// counter, the payload, how many "resumed" notices it got and a number from Python's random
+// (reseeded from os.urandom by each notice, python_worker.py): "COUNT PAYLOAD rRESUMES X".
+constexpr const char* kCounterWorker = R"(import sys, time, random
 sys.path.insert(0, '/usr/lib/wisp')
 import python_worker
 time.sleep(2)
 count = [0]
+resumes = [0]
+python_worker.on_resume(lambda: resumes.__setitem__(0, resumes[0] + 1))
 def handle(payload):
     count[0] += 1
-    return '%d %s' % (count[0], payload.decode())
+    return '%d %s r%d %.17g' % (count[0], payload.decode(), resumes[0], random.random())
 python_worker.serve(handle)
 )";
+
+// "COUNT PAYLOAD rRESUMES" and the random number of an answer.
+struct Answer {
+  std::string head;
+  std::string random;
+};
+Answer parse(const std::string& out) {
+  size_t sp = out.rfind(' ');
+  if (sp == std::string::npos) return {out, ""};
+  return {out.substr(0, sp), out.substr(sp + 1)};
+}
 
 client::Handler counter_handler() {
   client::Handler h;
@@ -131,13 +145,13 @@ TEST_F(CriuInGuest, CriuCheckPasses) {
 }
 
 TEST_F(CriuInGuest, WarmWorkerCheckpointedInOneVmContinuesInAFreshOne) {
-  std::string image;
+  std::string image, unreseeded_random;
   {
     RootfsVm vm;
     vm.agent().start_worker(counter_handler());
     auto r1 = call(vm.agent(), "a");
-    ASSERT_EQ(r1.out, "1 a") << r1.err << r1.error;
-    ASSERT_EQ(call(vm.agent(), "b").out, "2 b");
+    ASSERT_EQ(parse(r1.out).head, "1 a r0") << r1.out << r1.err << r1.error;
+    ASSERT_EQ(parse(call(vm.agent(), "b").out).head, "2 b r0");
     auto t0 = std::chrono::steady_clock::now();
     auto dump = vm.agent().checkpoint_worker(
         "counter", 0, [&image](const std::string& chunk) { image += chunk; });
@@ -150,7 +164,10 @@ TEST_F(CriuInGuest, WarmWorkerCheckpointedInOneVmContinuesInAFreshOne) {
     ASSERT_EQ(image.compare(0, 8, "WISPCRI1"), 0);
     // --leave-running: the worker goes on answering in this VM.
     auto r3 = call(vm.agent(), "c");
-    EXPECT_EQ(r3.out, "3 c") << r3.err << r3.error << "\nconsole:\n" << vm.console();
+    EXPECT_EQ(parse(r3.out).head, "3 c r0") << r3.out << r3.err << r3.error << "\nconsole:\n"
+                                            << vm.console();
+    // What the dumped state draws next without a reseed: a restore must not repeat it.
+    unreseeded_random = parse(r3.out).random;
   }
   RootfsVm fresh;
   size_t at = 0;
@@ -168,9 +185,12 @@ TEST_F(CriuInGuest, WarmWorkerCheckpointedInOneVmContinuesInAFreshOne) {
             << ms(restored.unpack_ns) << " ms, criu restore " << ms(restored.restore_ns)
             << " ms; upload to first answer " << total_ms << " ms" << std::endl;
   // The count goes on from the dump (2), not from a new initialisation (which would say 1),
-  // and it answers well before the 2 s initialisation could have run.
-  EXPECT_EQ(r.out, "3 d") << r.err << r.error << "\nconsole:\n" << fresh.console();
-  EXPECT_EQ(call(fresh.agent(), "e").out, "4 e");
+  // and the worker got one resumed notice, which reseeded its generator.
+  Answer a = parse(r.out);
+  EXPECT_EQ(a.head, "3 d r1") << r.out << r.err << r.error << "\nconsole:\n" << fresh.console();
+  EXPECT_FALSE(a.random.empty());
+  EXPECT_NE(a.random, unreseeded_random) << "the restored worker's random was not reseeded";
+  EXPECT_EQ(parse(call(fresh.agent(), "e").out).head, "4 e r1");
 }
 
 TEST_F(CriuInGuest, DamagedUploadIsRefusedAndTheAgentStillAnswers) {
