@@ -86,12 +86,17 @@ class CriuFallbackTest(unittest.TestCase):
         """The background `wisp template rebuild` has swapped in a new generation."""
         log = os.path.join(self.home, "templates", "." + NAME + ".rebuild.log")
         deadline = time.monotonic() + 120
+        text = ""
         while time.monotonic() < deadline:
-            if self.generation() != old_generation:
+            with open(log) as f:
+                text = f.read()
+            if self.generation() != old_generation and "rebuilt in" in text:
+                # Its progress: the cold boot and the worker restored from the image.
+                self.assertIn("restoring its worker from the CRIU image", text)
+                self.assertIn("worker restored: boot", text)
                 return
             time.sleep(0.5)
-        with open(log) as f:
-            self.fail("no rebuilt snapshot after 120 s; its log:\n" + f.read()[-3000:])
+        self.fail("no rebuilt snapshot after 120 s; its log:\n" + text[-3000:])
 
     def fall_back(self, reason):
         gen = self.generation()
