@@ -48,8 +48,9 @@ call (agent.resumed), so no two clones share RNG state.
                     KVM keeps no statistics)
                     A worker template whose VM snapshot does not fit this host (see below)
                     adds criu_fallback (true), boot_ms (the cold boot), criu_restore_ms
-                    (the worker's restore from its CRIU image: transfer, unpacking, criu),
-                    criu_guest_ms (criu restore in the guest); restore_ms is then both
+                    (the worker's restore from its CRIU image: criu_upload_ms its transfer,
+                    criu_unpack_ms the agent's unpacking, criu_guest_ms criu restore in the
+                    guest); restore_ms is then both
   --server PATH     call a running `wisp serve` over its socket PATH instead (also: the
                     WISP_SERVER environment variable): its pool or warm clones do the restore.
                     Same output and exit status; --timings then prints serve's figures
@@ -199,11 +200,13 @@ int invoke_command(int argc, char** argv, uint64_t t0_ns) {
   if (request.count_pages && out.criu_fallback) {
     std::fprintf(stderr,
                  "{\"criu_fallback\":true,\"restore_ms\":%.3f,\"boot_ms\":%.3f,"
-                 "\"criu_restore_ms\":%.3f,\"criu_guest_ms\":%.3f,\"reconnect_ms\":0,"
+                 "\"criu_restore_ms\":%.3f,\"criu_upload_ms\":%.3f,\"criu_unpack_ms\":%.3f,"
+                 "\"criu_guest_ms\":%.3f,\"reconnect_ms\":0,"
                  "\"invoke_ms\":%.3f,\"total_ms\":%.3f,\"pages_touched\":%lld,"
                  "\"handler_ms\":%.3f}\n",
-                 out.restore_ms, out.boot_ms, out.criu_ms, out.criu_guest_ms, out.invoke_ms,
-                 out.total_ms, static_cast<long long>(out.pages_touched),
+                 out.restore_ms, out.boot_ms, out.criu_ms, out.criu_upload_ms, out.criu_unpack_ms,
+                 out.criu_guest_ms, out.invoke_ms, out.total_ms,
+                 static_cast<long long>(out.pages_touched),
                  static_cast<double>(out.result.duration_ns) / 1e6);
   } else if (request.count_pages) {
     // KVM's counters, or -1 where the clone's KVM has none.

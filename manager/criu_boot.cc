@@ -124,6 +124,7 @@ CriuStart start_from_criu_image(const TemplateInfo& t, const std::string& snapsh
     client::AgentClient::CriuRestore r = out.agent->restore_worker(h, [&] { return image.next(); });
     out.criu_guest_ms = static_cast<double>(r.restore_ns) / 1e6;
     out.unpack_ms = static_cast<double>(r.unpack_ns) / 1e6;
+    out.upload_ms = static_cast<double>(r.upload_ns) / 1e6;
   } catch (const client::AgentError& e) {
     if (!out.vm->vmm().alive() || e.kind() == client::AgentError::Kind::kDisconnected)
       throw out.vm->failure(std::string("CRIU restore: ") + e.what());

@@ -30,7 +30,8 @@ struct CriuStart {
   // Milliseconds: the cold boot (spawn to the agent's answer), and restoreWorker as the host
   // saw it (the image's transfer, the agent's unpacking and criu restore), of which criu
   // restore in the guest took criu_guest_ms and the unpacking unpack_ms.
-  double boot_ms = 0, criu_ms = 0, criu_guest_ms = 0, unpack_ms = 0;
+  // upload_ms: the image's transfer to the agent.
+  double boot_ms = 0, criu_ms = 0, criu_guest_ms = 0, unpack_ms = 0, upload_ms = 0;
 };
 
 // Boots template `t`'s guest (VMM jailed by `jail`, with a control socket if `control`) and

@@ -73,6 +73,8 @@ InvokeOutcome invoke_from_criu_image(const OpenTemplate& tpl, const InvokeReques
   out.boot_ms = ms_since(t0) - start.criu_ms;
   out.criu_ms = start.criu_ms;
   out.criu_guest_ms = start.criu_guest_ms;
+  out.criu_upload_ms = start.upload_ms;
+  out.criu_unpack_ms = start.unpack_ms;
   out.restore_ms = ms_since(t0);
   Cancellation::Watch watch(cancellation, start.vm->vmm());
   try {

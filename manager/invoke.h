@@ -47,7 +47,8 @@ struct InvokeOutcome {
   // a re-make of its snapshot (manager/template_rebuild.h).
   bool criu_fallback = false;
   std::string fallback_reason, generation;
-  double boot_ms = 0, criu_ms = 0, criu_guest_ms = 0;
+  // Of criu_ms: the image's transfer to the agent and the agent's unpacking of it.
+  double boot_ms = 0, criu_ms = 0, criu_guest_ms = 0, criu_upload_ms = 0, criu_unpack_ms = 0;
 };
 
 // The agent request that invokes template `t`'s handler with `payload`.

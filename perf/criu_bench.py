@@ -89,8 +89,8 @@ def invoke(args, env, name, w, expect_fallback):
     return dict(t, wall_ms=wall)
 
 
-KEYS = ("total_ms", "wall_ms", "restore_ms", "boot_ms", "criu_restore_ms", "criu_guest_ms",
-        "invoke_ms")
+KEYS = ("total_ms", "wall_ms", "restore_ms", "boot_ms", "criu_restore_ms", "criu_upload_ms",
+        "criu_unpack_ms", "criu_guest_ms", "invoke_ms")
 
 
 def bench_workload(args, env, tmp, wname, w):
@@ -164,6 +164,8 @@ def print_table(report):
                 ("cold boot + CRIU restore + call", r["criu"]["total_ms"]),
                 ("  boot", r["criu"]["boot_ms"]),
                 ("  CRIU restore (transfer, unpack, criu)", r["criu"]["criu_restore_ms"]),
+                ("    the image's transfer", r["criu"].get("criu_upload_ms")),
+                ("    the agent's unpacking", r["criu"].get("criu_unpack_ms")),
                 ("    criu restore in the guest", r["criu"]["criu_guest_ms"]),
                 ("  the call", r["criu"]["invoke_ms"]),
                 ("VM snapshot restore + call", r["snapshot"]["total_ms"])]
