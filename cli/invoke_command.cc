@@ -2,12 +2,14 @@
 #include <signal.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 
 #include "base/clock.h"
 #include "base/exit_codes.h"
 #include "base/file_io.h"
 #include "base/options.h"
+#include "cli/background_rebuild.h"
 #include "cli/commands.h"
 #include "cli/handler_status.h"
 #include "cli/payload.h"
@@ -15,6 +17,7 @@
 #include "cli/signal_watch.h"
 #include "manager/cancellation.h"
 #include "manager/invoke.h"
+#include "manager/template_rebuild.h"
 
 namespace wisp::cli {
 namespace {
@@ -43,6 +46,11 @@ call (agent.resumed), so no two clones share RNG state.
                     nested_page_faults (KVM's counters of the clone's vCPUs, restore to
                     result: every exit, and the EPT/NPT faults of first touches; -1 where
                     KVM keeps no statistics)
+                    A worker template whose VM snapshot does not fit this host (see below)
+                    adds criu_fallback (true), boot_ms (the cold boot), criu_restore_ms
+                    (the worker's restore from its CRIU image: criu_upload_ms its transfer,
+                    criu_unpack_ms the agent's unpacking, criu_guest_ms criu restore in the
+                    guest); restore_ms is then both
   --server PATH     call a running `wisp serve` over its socket PATH instead (also: the
                     WISP_SERVER environment variable): its pool or warm clones do the restore.
                     Same output and exit status; --timings then prints serve's figures
@@ -55,6 +63,15 @@ call (agent.resumed), so no two clones share RNG state.
                     answers "overloaded" (default 30)
 Jail options of the clone's VMM (see wisp run --help):
 %s
+A VM snapshot is tied to this host's CPU model and to wisp's state format. When a worker
+template's snapshot does not fit (its CPU features differ from this host's, its state file is
+from an older wisp, its memory file is missing or the wrong size) and the template has a CRIU
+image of its warm worker, the call boots the template's guest cold, restores the worker from
+the image (its initialisation does not run again) and proceeds; it says so on stderr. After
+the answer, a detached `wisp template rebuild` re-makes the snapshot for this host (its output:
+$WISP_HOME/templates/.NAME.rebuild.log), so later calls are warm again; not with
+WISP_NO_SNAPSHOT_REMAKE=1 in the environment (benchmarks measure the fallback repeatedly).
+
 Exit status: the handler's; 124 it timed out; 125 a limit ended it; 126 the clone failed
 (restore, agent unreachable; with --server: serve's "vm-failed"); 2 usage error; 1 other
 errors (e.g. no such template; with --server: overloaded, draining, serve unreachable).
@@ -149,6 +166,9 @@ int invoke_command(int argc, char** argv, uint64_t t0_ns) {
   try {
     manager::read_template(name);  // a missing template fails before stdin is waited for
     request.payload = read_payload(payload, 0, watch.cancel_fd());
+    request.log = [](const std::string& m) {
+      std::fprintf(stderr, "wisp invoke: %s\n", m.c_str());
+    };
     out = manager::invoke(name, request, &cancel);
   } catch (const manager::VmFailed& e) {
     if (watch.signal()) return kExitSignalBase + watch.signal();
@@ -164,7 +184,31 @@ int invoke_command(int argc, char** argv, uint64_t t0_ns) {
     std::fprintf(stderr, "wisp invoke: %s\n", failed.c_str());
     return kExitError;
   }
-  if (request.count_pages) {
+  const char* no_remake = getenv("WISP_NO_SNAPSHOT_REMAKE");
+  if (out.criu_fallback && !(no_remake && std::string(no_remake) == "1")) {
+    // After the answer is out: the caller does not wait for the re-made snapshot.
+    std::fflush(stdout);
+    std::string why = start_background_rebuild(name, out.generation);
+    if (why.empty())
+      std::fprintf(stderr,
+                   "wisp invoke: re-making the VM snapshot for this host in the background "
+                   "(wisp template rebuild; log %s)\n",
+                   manager::rebuild_log_path(name).c_str());
+    else
+      std::fprintf(stderr, "wisp invoke: the VM snapshot is not re-made: %s\n", why.c_str());
+  }
+  if (request.count_pages && out.criu_fallback) {
+    std::fprintf(stderr,
+                 "{\"criu_fallback\":true,\"restore_ms\":%.3f,\"boot_ms\":%.3f,"
+                 "\"criu_restore_ms\":%.3f,\"criu_upload_ms\":%.3f,\"criu_unpack_ms\":%.3f,"
+                 "\"criu_guest_ms\":%.3f,\"reconnect_ms\":0,"
+                 "\"invoke_ms\":%.3f,\"total_ms\":%.3f,\"pages_touched\":%lld,"
+                 "\"handler_ms\":%.3f}\n",
+                 out.restore_ms, out.boot_ms, out.criu_ms, out.criu_upload_ms, out.criu_unpack_ms,
+                 out.criu_guest_ms, out.invoke_ms, out.total_ms,
+                 static_cast<long long>(out.pages_touched),
+                 static_cast<double>(out.result.duration_ns) / 1e6);
+  } else if (request.count_pages) {
     // KVM's counters, or -1 where the clone's KVM has none.
     auto counter = [&out](uint64_t v) {
       return out.vcpu.available ? static_cast<long long>(v) : -1ll;

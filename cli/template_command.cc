@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 
+#include "api/jail_flags.h"
 #include "base/clock.h"
 #include "base/exit_codes.h"
 #include "base/file_io.h"
@@ -14,6 +15,7 @@
 #include "cli/signal_watch.h"
 #include "manager/cancellation.h"
 #include "manager/template_create.h"
+#include "manager/template_rebuild.h"
 #include "manager/template_store.h"
 
 namespace wisp::cli {
@@ -60,6 +62,17 @@ constexpr const char* kUsage = R"(Usage: wisp template COMMAND ...
       --portable: the guest runs on a baseline CPU (nothing beyond x86-64-v2: no AVX, FMA,
       BMI, XSAVE...); template.info records it, the snapshot records the CPUID the guest
       saw, and clones restore with the same baseline.
+  rebuild NAME [--timings] [jail options]
+      Re-make worker template NAME's VM snapshot for this host from its CRIU image (after a
+      CPU change, a wisp or guest kernel upgrade): its guest boots cold (its kernel, rootfs,
+      drives, network and machine size as template.info records them; the baseline CPU if
+      it is --portable), the agent restores the warm worker from the image (its
+      initialisation does not run again), and a fresh VM snapshot replaces the old one
+      atomically (calls in flight finish on the old one; nothing changes on failure). The
+      CRIU image is kept; the new snapshot has no recorded working set. One rebuild of a
+      template at a time. `wisp invoke` starts one in the background by itself when it had
+      to fall back to the image. --timings prints a JSON line to stderr: boot_ms,
+      criu_restore_ms, criu_guest_ms, snapshot_ms, total_ms.
   ls
       List the templates: name, mode, memory, snapshot size on disk, handler.
   rm NAME
@@ -198,6 +211,66 @@ int create(int argc, char** argv, uint64_t t0_ns) {
   return kExitOk;
 }
 
+int rebuild(int argc, char** argv, uint64_t t0_ns) {
+  constexpr const char* kRebuild = "wisp template rebuild";
+  manager::RebuildOptions options;
+  bool timings = false;
+  std::string name;
+  try {
+    OptionParser p(kRebuild);
+    p.flag("timings", &timings)
+        .text("if-generation", &options.only_generation)  // invoke's background re-make
+        .flag("skip-if-busy", &options.skip_if_busy)
+        .duration("boot-timeout", &options.boot_timeout, milliseconds(1),
+                  milliseconds(7 * 86400000));
+    add_jail_options(p, &options.jail);
+    OptionParser::Result args = p.parse(argc, argv);
+    if (args.help) {
+      std::printf("%sJail options of wisp template rebuild's VMM (see wisp run --help):\n%s",
+                  kUsage, kJailOptionsHelp);
+      return kExitOk;
+    }
+    if (args.operands.size() != 1 || args.dashdash) throw UsageError("expected a template NAME");
+    name = args.operands[0];
+    manager::check_template_name(name);
+  } catch (const Error& e) {
+    return usage_error(kRebuild, e.what());
+  }
+  options.start_ns = t0_ns;
+  // SIGINT/SIGTERM/SIGHUP kill the VM; the rebuild unwinds and the template stays as it was.
+  manager::Cancellation cancel;
+  SignalWatch watch([&cancel](int) { cancel.cancel(); }, milliseconds(5000));
+  manager::TemplateRebuilt out;
+  try {
+    out = manager::rebuild_template(
+        name, options,
+        [](const std::string& m) {
+          std::fprintf(stderr, "wisp template rebuild: %s\n", m.c_str());
+        },
+        &cancel);
+  } catch (const Error& e) {
+    if (watch.signal()) return kExitSignalBase + watch.signal();
+    std::fprintf(stderr, "wisp template rebuild: %s\n", e.what());
+    return kExitError;
+  }
+  if (!out.skipped.empty()) {
+    std::fprintf(stderr, "wisp template rebuild: nothing done: %s\n", out.skipped.c_str());
+    return kExitOk;
+  }
+  std::fprintf(stderr,
+               "wisp template rebuild: template %s rebuilt in %.1f s (snapshot %.0f ms; memory "
+               "file %.1f MiB on disk)\n",
+               name.c_str(), out.total_ms / 1000, out.snapshot_ms,
+               static_cast<double>(out.info.memory_disk_bytes) / (1 << 20));
+  if (timings)
+    std::fprintf(stderr,
+                 "{\"boot_ms\":%.3f,\"criu_restore_ms\":%.3f,\"criu_guest_ms\":%.3f,"
+                 "\"snapshot_ms\":%.3f,\"criu_image_bytes\":%llu,\"total_ms\":%.3f}\n",
+                 out.boot_ms, out.criu_ms, out.criu_guest_ms, out.snapshot_ms,
+                 static_cast<unsigned long long>(out.criu_image_bytes), out.total_ms);
+  return kExitOk;
+}
+
 int list() {
   std::vector<std::string> names;
   try {
@@ -239,6 +312,7 @@ int template_command(int argc, char** argv, uint64_t t0_ns) {
   std::string usage = std::string(kUsage) + vm_options_help();
   return run_subcommand(kCommand, usage, argc, argv,
                         {{"create", [t0_ns](int n, char** a) { return create(n, a, t0_ns); }},
+                         {"rebuild", [t0_ns](int n, char** a) { return rebuild(n, a, t0_ns); }},
                          {"ls", [](int, char**) { return list(); }},
                          {"list", [](int, char**) { return list(); }},
                          {"rm", remove_template}});

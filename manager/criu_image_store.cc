@@ -91,12 +91,18 @@ StoredCriuImage store_criu_image(client::AgentClient& agent, const std::string& 
   return out;
 }
 
-StoredCriuImage verify_criu_image(const std::string& dir) {
+StoredCriuImage read_criu_image_sum(const std::string& dir) {
   std::string sum_path = dir + "/" + kCriuImageSumFile;
-  std::string path = dir + "/" + kCriuImageFile;
   StoredCriuImage want;
   parse_sum(read_file(sum_path), sum_path, &want.bytes, &want.crc64);
   if (want.bytes > kMaxStoredCriuImageBytes) throw Error(sum_path + ": image over the size cap");
+  if (want.bytes == 0) throw Error(sum_path + ": empty image");
+  return want;
+}
+
+StoredCriuImage verify_criu_image(const std::string& dir) {
+  std::string path = dir + "/" + kCriuImageFile;
+  StoredCriuImage want = read_criu_image_sum(dir);
   UniqueFd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
   if (!fd) throw_errno("open " + path);
   struct stat st;

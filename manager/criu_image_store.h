@@ -39,6 +39,10 @@ StoredCriuImage store_criu_image(client::AgentClient& agent, const std::string& 
 // Whether `dir` holds a CRIU image (its .sum file exists).
 bool has_criu_image(const std::string& dir);
 
+// `dir`'s .sum file alone (bytes and crc64; files 0), its size under the cap. Throws Error
+// naming the file.
+StoredCriuImage read_criu_image_sum(const std::string& dir);
+
 // Checks `dir`'s image against its .sum (size, CRC-64) and parses the archive. Throws Error
 // naming the file and the fault.
 StoredCriuImage verify_criu_image(const std::string& dir);

@@ -5,12 +5,17 @@
 
 #include "base/clock.h"
 #include "base/error.h"
+#include "manager/criu_boot.h"
+#include "manager/criu_image_store.h"
+#include "manager/snapshot_fit.h"
 
 namespace wisp::manager {
 namespace {
 
 constexpr std::chrono::milliseconds kRestoreTimeout{30000};
 constexpr std::chrono::milliseconds kConnectTimeout{30000};
+// A cold boot of the template's guest (the CRIU fallback): as long as template create allows.
+constexpr std::chrono::milliseconds kBootTimeout{120000};
 
 // Calls the clone's agent: reconnect, then fresh entropy and clock with the invocation.
 void call_clone(AgentVm& clone, const TemplateInfo& t, const InvokeRequest& request, uint64_t t0,
@@ -29,6 +34,68 @@ void call_clone(AgentVm& clone, const TemplateInfo& t, const InvokeRequest& requ
                                            invoke_request_for(t, request.payload, request.timeout));
   out->total_ms = ms_since(t0);
   out->invoke_ms = out->total_ms - out->restore_ms - out->reconnect_ms;
+}
+
+// The line of a failed restore's message (with the VMM's log) that says why, for the log.
+std::string cpu_mismatch_line(const std::string& message) {
+  size_t at = message.find("snapshot is from another CPU");
+  size_t begin = message.rfind('\n', at);
+  begin = begin == std::string::npos ? 0 : begin + 1;
+  size_t end = message.find('\n', at);
+  return message.substr(begin, end == std::string::npos ? std::string::npos : end - begin);
+}
+
+// The KVM counters and pages of a VM, for --timings; best effort.
+void count_pages(AgentVm& vm, InvokeOutcome* out) {
+  try {
+    control::MemoryStats stats = vm.control()->stats();
+    out->pages_touched = static_cast<int64_t>(stats.resident_pages);
+    out->vcpu = stats.vcpu;
+  } catch (const Error&) {
+    // Only a figure: the result is what counts.
+  }
+}
+
+// The call served from the template's CRIU image: its guest booted cold, the worker restored
+// from the image, reseeded with the call (resumed), invoked.
+InvokeOutcome invoke_from_criu_image(const OpenTemplate& tpl, const InvokeRequest& request,
+                                     const std::string& reason, Cancellation* cancellation,
+                                     uint64_t t0) {
+  const TemplateInfo& t = tpl.info;
+  if (request.log)
+    request.log("snapshot does not fit this host (" + reason + "); falling back to the CRIU image");
+  InvokeOutcome out;
+  out.criu_fallback = true;
+  out.fallback_reason = reason;
+  out.generation = tpl.dir;
+  CriuStart start = start_from_criu_image(t, tpl.snapshot_dir, request.jail, request.count_pages,
+                                          cancellation, kBootTimeout);
+  out.boot_ms = ms_since(t0) - start.criu_ms;
+  out.criu_ms = start.criu_ms;
+  out.criu_guest_ms = start.criu_guest_ms;
+  out.criu_upload_ms = start.upload_ms;
+  out.criu_unpack_ms = start.unpack_ms;
+  out.restore_ms = ms_since(t0);
+  Cancellation::Watch watch(cancellation, start.vm->vmm());
+  try {
+    std::string entropy(64, '\0');
+    if (getentropy(entropy.data(), entropy.size()) != 0) throw_errno("getentropy");
+    timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    out.result =
+        start.agent->resumed_then_invoke(entropy, now.tv_sec * 1000000000ll + now.tv_nsec,
+                                         invoke_request_for(t, request.payload, request.timeout));
+  } catch (const Error& e) {
+    throw start.vm->vmm().alive() ? VmFailed(e.what()) : start.vm->failure(e.what());
+  }
+  out.total_ms = ms_since(t0);
+  out.invoke_ms = out.total_ms - out.restore_ms;
+  if (request.count_pages) count_pages(*start.vm, &out);
+  return out;
+}
+
+bool has_fallback(const OpenTemplate& tpl) {
+  return tpl.info.mode == "worker" && has_criu_image(tpl.snapshot_dir);
 }
 
 }  // namespace
@@ -57,9 +124,21 @@ InvokeOutcome invoke(const std::string& template_name, const InvokeRequest& requ
   const TemplateInfo& t = tpl.info;
   InvokeOutcome out;
   if (cancellation && cancellation->cancelled()) throw Error("interrupted");
-  std::unique_ptr<AgentVm> clone =
-      AgentVm::restore(tpl.snapshot_dir, t.drives, t.net, request.count_pages, kRestoreTimeout,
-                       request.jail, cancellation, request.prefetch);
+  if (has_fallback(tpl)) {
+    std::string unfit = snapshot_unfit_reason(tpl.snapshot_dir);
+    if (!unfit.empty()) return invoke_from_criu_image(tpl, request, unfit, cancellation, t0);
+  }
+  std::unique_ptr<AgentVm> clone;
+  try {
+    clone = AgentVm::restore(tpl.snapshot_dir, t.drives, t.net, request.count_pages,
+                             kRestoreTimeout, request.jail, cancellation, request.prefetch);
+  } catch (const VmFailed& e) {
+    // Another CPU model: only the VMM can tell (it asks KVM for this host's CPUID).
+    if (!is_cpu_mismatch(e.what()) || !has_fallback(tpl) ||
+        (cancellation && cancellation->cancelled()))
+      throw;
+    return invoke_from_criu_image(tpl, request, cpu_mismatch_line(e.what()), cancellation, t0);
+  }
   out.restore_ms = ms_since(t0);
   out.jail_ms = clone->jail_ms();
   Cancellation::Watch watch(cancellation, clone->vmm());
@@ -68,15 +147,7 @@ InvokeOutcome invoke(const std::string& template_name, const InvokeRequest& requ
   } catch (const Error& e) {
     throw clone->vmm().alive() ? VmFailed(e.what()) : clone->failure(e.what());
   }
-  if (request.count_pages) {
-    try {
-      control::MemoryStats stats = clone->control()->stats();
-      out.pages_touched = static_cast<int64_t>(stats.resident_pages);
-      out.vcpu = stats.vcpu;
-    } catch (const Error&) {
-      // Only a figure: the result is what counts.
-    }
-  }
+  if (request.count_pages) count_pages(*clone, &out);
   return out;
 }
 

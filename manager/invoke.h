@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #include "api/agent_client.h"
@@ -21,6 +22,8 @@ struct InvokeRequest {
   uint64_t start_ns = 0;     // CLOCK_MONOTONIC the timings count from (0: the call)
   JailFlags jail;            // how the clone's VMM is jailed (default: fully)
   bool prefetch = true;      // false: --no-prefetch (the template's working set not loaded ahead)
+  // Told when the call falls back to the template's CRIU image (may be null).
+  std::function<void(const std::string&)> log;
 };
 
 // The result and the timings JSON's fields (milliseconds from start_ns).
@@ -37,12 +40,26 @@ struct InvokeOutcome {
   // pages_touched). The restore stage runs no guest code, so they all belong to reconnect and
   // invoke.
   control::VcpuCounters vcpu;
+  // The VM snapshot did not fit this host (why: fallback_reason) and the worker was started
+  // from the template's CRIU image instead (manager/criu_boot.h): restore_ms is then the cold
+  // boot (boot_ms) and the worker's restore (criu_ms, of which criu_guest_ms was criu restore
+  // in the guest), reconnect_ms 0. `generation` is the template generation it came from, for
+  // a re-make of its snapshot (manager/template_rebuild.h).
+  bool criu_fallback = false;
+  std::string fallback_reason, generation;
+  // Of criu_ms: the image's transfer to the agent and the agent's unpacking of it.
+  double boot_ms = 0, criu_ms = 0, criu_guest_ms = 0, criu_upload_ms = 0, criu_unpack_ms = 0;
 };
 
 // The agent request that invokes template `t`'s handler with `payload`.
 client::InvokeRequest invoke_request_for(const TemplateInfo& t, std::string payload,
                                          std::chrono::milliseconds timeout);
 
+// A worker template whose VM snapshot does not fit this host (manager/snapshot_fit.h: a state
+// file this wisp cannot read, a missing or wrong-sized memory file, the VMM's refusal of
+// another CPU model) and that has a CRIU image is served from the image instead
+// (criu_fallback; said through request.log as "snapshot does not fit this host (REASON);
+// falling back to the CRIU image"). Without an image, the restore's own error.
 // Throws Error when the template is missing or unreadable, VmFailed (with the VMM's log) when
 // the clone fails. A handler that fails is a result, not an exception. `cancellation` (may be
 // null) stops it from another thread: the clone is killed, and this throws once it has been

@@ -60,6 +60,11 @@ TemplateInfo template_info(const TemplateSpec& spec, const VmSpec& vm) {
   t.net = record_net(vm.nets, vm.network);
   t.network = spec.network;
   t.portable = vm.portable;
+  t.boot_recorded = true;
+  if (!vm.kernel.empty()) t.boot_kernel = canonical_path(vm.kernel);
+  if (!vm.initrd.empty()) t.boot_initrd = canonical_path(vm.initrd);
+  if (!vm.rootfs.empty()) t.boot_rootfs = canonical_path(vm.rootfs);
+  t.boot_cmdline = vm.cmdline;
   return t;
 }
 

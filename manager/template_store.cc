@@ -55,6 +55,13 @@ std::string format_template_info(const TemplateInfo& t) {
   line("vcpus", std::to_string(t.vcpus));
   if (t.portable) line("portable", "1");
   line("guest", t.guest);
+  if (t.boot_recorded) {
+    line("boot_recorded", "1");
+    if (!t.boot_kernel.empty()) line("boot_kernel", t.boot_kernel);
+    if (!t.boot_initrd.empty()) line("boot_initrd", t.boot_initrd);
+    if (!t.boot_rootfs.empty()) line("boot_rootfs", t.boot_rootfs);
+    if (!t.boot_cmdline.empty()) line("boot_cmdline", t.boot_cmdline);
+  }
   // Only a fork has one: other templates' files stay as older wisps wrote them.
   if (!t.parent.empty()) line("parent", t.parent);
   line("warmup", std::to_string(t.warmup));
@@ -109,6 +116,15 @@ TemplateInfo parse_template_info(const std::string& text, const std::string& fil
       t.portable = number(v, k) != 0;
     else if (k == "guest")
       t.guest = v;
+    else if (k == "boot_recorded")
+      t.boot_recorded = number(v, k) != 0;
+    else if (k == "boot_kernel" || k == "boot_initrd" || k == "boot_rootfs") {
+      // Guest files a cold boot will read: absolute, as the maker resolved them.
+      if (v.empty() || v[0] != '/')
+        throw Error(file + ":" + std::to_string(n) + ": " + k + ": expected an absolute path");
+      (k == "boot_kernel" ? t.boot_kernel : k == "boot_initrd" ? t.boot_initrd : t.boot_rootfs) = v;
+    } else if (k == "boot_cmdline")
+      t.boot_cmdline = v;
     else if (k == "parent") {
       try {
         check_template_name(v);

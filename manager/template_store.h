@@ -54,6 +54,12 @@ struct TemplateInfo {
   // could need a newer CPU than the baseline.
   bool portable = false;
   std::string guest;  // the kernel and initrd/rootfs it was booted from (informational)
+  // How to boot its guest again (a CRIU fallback or `wisp template rebuild`, issue 17): the
+  // "boot_kernel", "boot_initrd", "boot_rootfs" and "boot_cmdline" lines as the maker gave them
+  // (resolved paths; "" is wisp's default, so an upgraded wisp boots its own), present when
+  // "boot_recorded 1" is (templates from before them have none). The rootfs is also drives[0].
+  bool boot_recorded = false;
+  std::string boot_kernel, boot_initrd, boot_rootfs, boot_cmdline;
   // "" or the template this one was forked from (Sandbox.snapshot: its snapshot is a diff over
   // that template's, whose files its generation holds hard links of: manager/template_fork.h).
   std::string parent;

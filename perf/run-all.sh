@@ -2,7 +2,7 @@
 # Every benchmark once, JSON in build/perf/: what `make perf` and `make test` run (inside KVM:
 # tests/integration/in-kvm). Run counts come from WISP_BENCH_RUNS* (defaults below).
 # Usage: perf/run-all.sh [BENCH...]   (boot blk vsock net agent snapshot jail serve serve-python
-# hugepages density memsize ml shim, and report; default: every benchmark, not report; ml needs
+# hugepages density memsize ml shim criu, and report; default: every benchmark, not report; ml needs
 # `make ml-rootfs`; tests/integration/run-all.sh, i.e. `make test`, names its own list)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,6 +19,7 @@ if [ -n "${QUICK:-}" ] && [ "${QUICK}" != 0 ]; then
   : "${WISP_BENCH_RUNS_HUGEPAGES:=2}" "${WISP_BENCH_DENSITY_STEPS:=1,5,10}"
   : "${WISP_BENCH_MEMSIZE_MIBS:=128,512,2048}" "${WISP_BENCH_RUNS_MEMSIZE:=2}"
   : "${WISP_BENCH_RUNS_ML:=3}" "${WISP_BENCH_RUNS_ML_COLD:=1}"
+  : "${WISP_BENCH_RUNS_CRIU:=3}" "${WISP_BENCH_RUNS_CRIU_COLD:=1}"
   : "${WISP_BENCH_RUNS_NET:=2}" "${WISP_BENCH_NET_SECONDS:=2}" "${WISP_BENCH_NET_RR:=300}"
   : "${WISP_BENCH_NET_SLIRP:=0}"
 fi
@@ -76,9 +77,15 @@ run() {
     # issue 15's serverless-ML workload: cold (boot, imports, training, the call) against warm.
     ml) perf/ml_bench.py --runs "${WISP_BENCH_RUNS_ML:-10}" --cold-runs "${WISP_BENCH_RUNS_ML_COLD:-3}" \
       --out build/perf/ml_bench.json ;;
+    # issue 17: a worker whose VM snapshot does not fit the host: cold boot + its init, against
+    # cold boot + CRIU restore, against the VM snapshot (Python and ML workers).
+    criu)
+      perf/criu_bench.py --runs "${WISP_BENCH_RUNS_CRIU:-10}" \
+        --cold-runs "${WISP_BENCH_RUNS_CRIU_COLD:-3}" \
+        --workloads "${WISP_BENCH_CRIU_WORKLOADS:-python,ml}" --out build/perf/criu.json ;;
     report) perf/report.py --dir build/perf ;;
     *) echo "perf/run-all.sh: unknown benchmark '$1' (boot blk vsock net agent snapshot jail serve" \
-         "serve-python hugepages density memsize ml shim report)" >&2
+         "serve-python hugepages density memsize ml shim criu report)" >&2
        exit 2 ;;
   esac
 }
@@ -88,7 +95,7 @@ if [ $# -eq 0 ]; then
     # goals of the others).
     set -- boot net snapshot serve serve-python density memsize ml
   else
-    set -- boot blk vsock net agent snapshot jail serve serve-python hugepages density memsize ml shim
+    set -- boot blk vsock net agent snapshot jail serve serve-python hugepages density memsize ml shim criu
   fi
 fi
 for bench in "$@"; do run "$bench"; done

@@ -91,7 +91,7 @@ class PerfReportTest(unittest.TestCase):
 
     def test_goals_file_is_complete(self):
         gs = goals.load()
-        self.assertEqual(sorted({g["issue"] for g in gs}), [2, 3, 4, 5, 10, 11, 12, 13, 14, 15, 16])
+        self.assertEqual(sorted({g["issue"] for g in gs}), [2, 3, 4, 5, 10, 11, 12, 13, 14, 15, 16, 17])
         ids = {g["id"] for g in gs}
         for g in gs:
             self.assertTrue(g["words"].strip(), g["id"])
