@@ -60,6 +60,11 @@ TemplateInfo template_info(const TemplateSpec& spec, const VmSpec& vm) {
   t.net = record_net(vm.nets, vm.network);
   t.network = spec.network;
   t.portable = vm.portable;
+  // Its clones' calls run in this sandbox (manager/template_store_sandbox.h), `wisp invoke`'s
+  // too, not only the exec calls that name it.
+  TemplateSandbox sandbox;
+  if (spec.mode == "exec" && template_sandbox_of(spec.handler_sandbox, &sandbox))
+    t.sandbox = std::move(sandbox);
   return t;
 }
 

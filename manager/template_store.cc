@@ -54,6 +54,7 @@ std::string format_template_info(const TemplateInfo& t) {
   line("mem_mib", std::to_string(t.mem_mib));
   line("vcpus", std::to_string(t.vcpus));
   if (t.portable) line("portable", "1");
+  if (t.sandbox) format_template_sandbox(*t.sandbox, line);
   line("guest", t.guest);
   // Only a fork has one: other templates' files stay as older wisps wrote them.
   if (!t.parent.empty()) line("parent", t.parent);
@@ -126,8 +127,19 @@ TemplateInfo parse_template_info(const std::string& text, const std::string& fil
       t.memory_file_bytes = number(v, k);
     else if (k == "memory_disk_bytes")
       t.memory_disk_bytes = number(v, k);
+    else if (k.starts_with("sandbox_")) {
+      if (!t.sandbox) t.sandbox.emplace();
+      try {
+        // Unknown sandbox_ keys are from a newer wisp too: parse_... returns false for them.
+        parse_template_sandbox_line(k, v, &*t.sandbox);
+      } catch (const Error& e) {
+        throw Error(file + ":" + std::to_string(n) + ": " + e.what());
+      }
+    }
     // Unknown keys are from a newer wisp: ignored, so old readers keep working.
   }
+  if (t.sandbox && t.mode != "exec")
+    throw Error(file + ": sandbox_ lines: only an exec-mode template has a handler sandbox");
   if (t.mode != "exec" && t.mode != "worker")
     throw Error(file + ": mode \"" + t.mode + "\": expected exec or worker");
   if (t.argv.empty()) throw Error(file + ": no handler command (arg lines)");
