@@ -128,10 +128,10 @@ TemplateInfo parse_template_info(const std::string& text, const std::string& fil
     else if (k == "memory_disk_bytes")
       t.memory_disk_bytes = number(v, k);
     else if (k.starts_with("sandbox_")) {
-      if (!t.sandbox) t.sandbox.emplace();
+      TemplateSandbox s = t.sandbox.value_or(TemplateSandbox{});
       try {
         // Unknown sandbox_ keys are from a newer wisp too: parse_... returns false for them.
-        parse_template_sandbox_line(k, v, &*t.sandbox);
+        if (parse_template_sandbox_line(k, v, &s)) t.sandbox = std::move(s);
       } catch (const Error& e) {
         throw Error(file + ":" + std::to_string(n) + ": " + e.what());
       }

@@ -23,9 +23,11 @@ constexpr const char* kMagicLine = "wisp-checkpoint 1";
 constexpr size_t kMaxRecordBytes = 4096;
 constexpr size_t kMaxTaskIdBytes = 1024;  // containerd's ids are at most 76
 
+}  // namespace
+
 // serve's rule for a template name (manager/template_store.h check_template_name), repeated:
 // the shim does not link manager/. serve checks the name again when it is used.
-void check_template_name(const std::string& name) {
+void check_checkpoint_template_name(const std::string& name) {
   bool ok = !name.empty() && name.size() <= 64 && name[0] != '.';
   for (char c : name)
     ok = ok && (std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-');
@@ -33,8 +35,6 @@ void check_template_name(const std::string& name) {
     throw Error("template name \"" + name.substr(0, 80) +
                 "\": expected 1 to 64 letters, digits, '.', '_' or '-', not starting with '.'");
 }
-
-}  // namespace
 
 std::string format_checkpoint_record(const CheckpointRecord& r) {
   for (const std::string* field : {&r.template_name, &r.task_id}) {
@@ -69,7 +69,7 @@ CheckpointRecord parse_checkpoint_record(const std::string& text) {
     std::string value = space == std::string::npos ? "" : line.substr(space + 1);
     if (key == "template" && !has_template) {
       try {
-        check_template_name(value);
+        check_checkpoint_template_name(value);
       } catch (const Error& e) {
         throw Error(what + ": template: " + e.what());
       }

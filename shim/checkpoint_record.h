@@ -37,6 +37,10 @@ CheckpointRecord parse_checkpoint_record(const std::string& text);
 void write_checkpoint_record(const std::string& dir, const CheckpointRecord& record);
 CheckpointRecord read_checkpoint_record(const std::string& dir);
 
+// Throws wisp::Error unless `name` is a template name serve takes (1 to 64 letters, digits,
+// '.', '_' or '-', not starting with '.').
+void check_checkpoint_template_name(const std::string& name);
+
 // A template name for a new checkpoint of task `task_id`: "ckpt-" and 32 hex digits of sha256
 // over the task id, the time and the shim's pid (unique, and a valid template name whatever
 // the id holds).

@@ -184,6 +184,8 @@ kj::Promise<Result> TaskService::create(std::string payload) {
     process = read_oci_process(bundle);
     if (!request.checkpoint().empty())
       checkpoint_template = read_checkpoint_record(request.checkpoint()).template_name;
+    else
+      checkpoint_template = process.checkpoint_template;
   } catch (const Error& e) {
     return Result::error(Code::kInvalidArgument, std::string("Create: ") + e.what());
   }
