@@ -63,6 +63,7 @@ int run_serve(const ShimOptions& o) {
   ttrpc::Router router;
   tasks.register_methods(router);
   LOG_INFO("shim %s (namespace %s): serving ttrpc on %s", o.id.c_str(), o.ns.c_str(), path.c_str());
+  log_start_stage(o.id);
   log_stage(o.id, "serving");
 
   auto serving = ttrpc::serve_listener(router, *listener);

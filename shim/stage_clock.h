@@ -7,6 +7,7 @@
 
 #include <time.h>
 
+#include <cstdlib>
 #include <string>
 
 #include "base/log.h"
@@ -21,6 +22,20 @@ inline double monotonic_seconds() {
 
 inline void log_stage(const std::string& task, const char* stage) {
   LOG_INFO("task %s: stage %s at %.3f", task.c_str(), stage, monotonic_seconds());
+}
+
+// `start` puts its own start time here for the serving mode it spawns, which logs it as the
+// stage "shim-start" (start itself may print nothing but the address).
+constexpr const char* kStartedAtVariable = "WISP_SHIM_STARTED_AT";
+
+inline void log_start_stage(const std::string& task) {
+  const char* at = std::getenv(kStartedAtVariable);
+  if (at == nullptr) return;
+  char* end = nullptr;
+  double t = std::strtod(at, &end);
+  if (end != at && *end == '\0' && t > 0)
+    LOG_INFO("task %s: stage shim-start at %.3f", task.c_str(), t);
+  ::unsetenv(kStartedAtVariable);  // not for the processes it may start
 }
 
 }  // namespace wisp::shim
