@@ -112,6 +112,9 @@ client::InvokeRequest invoke_request_for(const TemplateInfo& t, std::string payl
   } else {
     req.handler.argv = t.argv;
     req.handler.env = t.env;
+    // A container's template (shim/snapshot_start.h): its root, cwd, user and limits, as the
+    // snapshot's pre-forked sandbox was made (manager/template_store_sandbox.h).
+    if (t.sandbox) manager::apply_template_sandbox(*t.sandbox, &req.handler);
   }
   return req;
 }

@@ -65,6 +65,11 @@ TemplateInfo template_info(const TemplateSpec& spec, const VmSpec& vm) {
   if (!vm.initrd.empty()) t.boot_initrd = canonical_path(vm.initrd);
   if (!vm.rootfs.empty()) t.boot_rootfs = canonical_path(vm.rootfs);
   t.boot_cmdline = vm.cmdline;
+  // Its clones' calls run in this sandbox (manager/template_store_sandbox.h), `wisp invoke`'s
+  // too, not only the exec calls that name it.
+  TemplateSandbox sandbox;
+  if (spec.mode == "exec" && template_sandbox_of(spec.handler_sandbox, &sandbox))
+    t.sandbox = std::move(sandbox);
   return t;
 }
 

@@ -54,6 +54,7 @@ std::string format_template_info(const TemplateInfo& t) {
   line("mem_mib", std::to_string(t.mem_mib));
   line("vcpus", std::to_string(t.vcpus));
   if (t.portable) line("portable", "1");
+  if (t.sandbox) format_template_sandbox(*t.sandbox, line);
   line("guest", t.guest);
   if (t.boot_recorded) {
     line("boot_recorded", "1");
@@ -142,8 +143,19 @@ TemplateInfo parse_template_info(const std::string& text, const std::string& fil
       t.memory_file_bytes = number(v, k);
     else if (k == "memory_disk_bytes")
       t.memory_disk_bytes = number(v, k);
+    else if (k.starts_with("sandbox_")) {
+      TemplateSandbox s = t.sandbox.value_or(TemplateSandbox{});
+      try {
+        // Unknown sandbox_ keys are from a newer wisp too: parse_... returns false for them.
+        if (parse_template_sandbox_line(k, v, &s)) t.sandbox = std::move(s);
+      } catch (const Error& e) {
+        throw Error(file + ":" + std::to_string(n) + ": " + e.what());
+      }
+    }
     // Unknown keys are from a newer wisp: ignored, so old readers keep working.
   }
+  if (t.sandbox && t.mode != "exec")
+    throw Error(file + ": sandbox_ lines: only an exec-mode template has a handler sandbox");
   if (t.mode != "exec" && t.mode != "worker")
     throw Error(file + ": mode \"" + t.mode + "\": expected exec or worker");
   if (t.argv.empty()) throw Error(file + ": no handler command (arg lines)");

@@ -23,11 +23,13 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "base/file_io.h"
 #include "base/unique_fd.h"
+#include "manager/template_store_sandbox.h"
 #include "manager/vm_net.h"
 
 namespace wisp::manager {
@@ -63,6 +65,9 @@ struct TemplateInfo {
   // "" or the template this one was forked from (Sandbox.snapshot: its snapshot is a diff over
   // that template's, whose files its generation holds hard links of: manager/template_fork.h).
   std::string parent;
+  // exec mode: the handler sandbox its calls run in (the "sandbox_*" lines:
+  // manager/template_store_sandbox.h); none: the guest's own root as nobody, default limits.
+  std::optional<TemplateSandbox> sandbox;
   uint32_t warmup = 0;
   int64_t created_unix = 0;
   double snapshot_ms = 0;

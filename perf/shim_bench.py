@@ -11,12 +11,18 @@ Later shim starts and runc starts are interleaved (runc, shim, runc, shim, ...) 
 shared machine hits both. The containerd, serve and image are tests/integration/
 shim_rootfs_test.py's fixture. Guests boot: run inside KVM.
 
+Where a shim start spends its time: the shim logs each stage of a task on CLOCK_MONOTONIC
+("task ID: stage NAME at SECONDS", shim/stage_clock.h), the clock time.monotonic() reads, so
+each stage is placed against the `ctr run` that started it; the report gives each stage's
+median offset from the command's start over the later starts ("stages_ms").
+
     flock /work/wt/testbed.lock tests/integration/in-kvm python3 perf/shim_bench.py \\
         --runs 5 --out build/perf/shim.json
 """
 import argparse
 import json
 import os
+import re
 import statistics
 import sys
 import time
@@ -28,6 +34,16 @@ from shim_rootfs_test import MARKED, ShimRootfsTest  # noqa: E402
 COMMAND = ["/bin/busybox", "cat", "/wisp-image-marker"]
 
 
+STAGES = {}  # task name -> {stage: ms after its ctr run began}
+
+
+def stages_of(name, t0):
+    """The shim's stage lines of task `name`, as ms after `t0` (CLOCK_MONOTONIC seconds)."""
+    with open(ShimRootfsTest.log_path) as f:
+        found = re.findall(rf"task {re.escape(name)}: stage ([a-z-]+) at ([0-9.]+)", f.read())
+    return {stage: round((float(at) - t0) * 1000, 1) for stage, at in found}
+
+
 def timed_run(runtime, name):
     t0 = time.monotonic()
     p = ShimRootfsTest.ctr("run", "--rm", "--snapshotter", "native", "--runtime", runtime,
@@ -37,6 +53,9 @@ def timed_run(runtime, name):
         raise RuntimeError(f"{runtime} {name}: {p.returncode}\n{p.stdout}\n{p.stderr}\n"
                            f"{ShimRootfsTest.log_tail()}")
     print(f"{runtime} {name}: {took:.2f} s", file=sys.stderr)
+    if "wisp" in runtime:
+        STAGES[name] = dict(stages_of(name, t0), end=round(took * 1000, 1))
+        print("  " + " ".join(f"{k} {v:.0f}" for k, v in STAGES[name].items()), file=sys.stderr)
     return took
 
 
@@ -61,6 +80,12 @@ def main():
                     "shim_later": {"median": statistics.median(later)},
                     "runc": {"median": statistics.median(runc)}},
     }
+    later_stages = [STAGES[f"bench-shim-{i}"] for i in range(args.runs)]
+    result["stages_ms"] = {
+        "shim_first": STAGES.get("bench-shim-first", {}),
+        "shim_later_median": {k: statistics.median(s[k] for s in later_stages if k in s)
+                              for k in later_stages[0]},
+    }
     result["ratio_shim_later_over_runc"] = (result["summary"]["shim_later"]["median"]
                                             / result["summary"]["runc"]["median"])
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
@@ -71,6 +96,8 @@ def main():
           f"{'shim later':<12}{s['shim_later']['median']:>10.2f}\n"
           f"{'runc':<12}{s['runc']['median']:>10.2f}\n"
           f"later/runc = {result['ratio_shim_later_over_runc']:.2f}x (goal <= 0.3x)")
+    print("shim later, median ms after `ctr run` began: " + ", ".join(
+        f"{k} {v:.0f}" for k, v in result["stages_ms"]["shim_later_median"].items()))
 
 
 if __name__ == "__main__":

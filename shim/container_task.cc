@@ -112,6 +112,13 @@ kj::Promise<void> ContainerTask::resume() {
       });
 }
 
+kj::Promise<void> ContainerTask::checkpoint(const std::string& name) {
+  if (init_->status() == TaskStatus::kStopped) throw Error("task " + id_ + " has ended");
+  auto req = sandbox().snapshotRequest();
+  req.setName(name);
+  return req.send().ignoreResult();
+}
+
 void ContainerTask::remove() {
   if (init_->status() == TaskStatus::kRunning) {
     throw Error("task " + id_ + " is running: kill it first");

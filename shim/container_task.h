@@ -53,6 +53,11 @@ class ContainerTask {
   kj::Promise<void> pause();
   kj::Promise<void> resume();
 
+  // Sandbox.snapshot as template `name` (a checkpoint, checkpoint_record.h): the VM is saved,
+  // paused or not, and runs on as it was. Rejects with wisp::Error once the container's process
+  // has ended, or with serve's error.
+  kj::Promise<void> checkpoint(const std::string& name);
+
   // Drops the sandbox (serve destroys the VM). Throws wisp::Error while the container's process
   // runs.
   void remove();

@@ -7,6 +7,7 @@
 #include "base/error.h"
 #include "base/file_io.h"
 #include "base/json_unicode.h"
+#include "shim/checkpoint_record.h"
 
 namespace wisp::shim {
 
@@ -86,6 +87,19 @@ OciProcess parse_oci_process(const std::string& config_json) {
                     ": expected a string");
       }
       out.template_name = t->getString().cStr();
+    }
+    KJ_IF_MAYBE (c, json_member(*annotations, kCheckpointAnnotation)) {
+      if (!c->isString()) {
+        throw Error(std::string("config.json: annotations.") + kCheckpointAnnotation +
+                    ": expected a string");
+      }
+      out.checkpoint_template = c->getString().cStr();
+      try {
+        check_checkpoint_template_name(out.checkpoint_template);
+      } catch (const Error& e) {
+        throw Error(std::string("config.json: annotations.") + kCheckpointAnnotation + ": " +
+                    e.what());
+      }
     }
   }
   return out;

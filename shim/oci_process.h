@@ -18,9 +18,15 @@ struct OciProcess {
   std::string cwd;                // process.cwd
   // annotations["io.wisp.template"]: the template whose sandbox runs the process ("" if none).
   std::string template_name;
+  // annotations["io.wisp.checkpoint"]: start from this checkpoint (a template Task.Checkpoint
+  // made: shim/checkpoint_record.h), as from containerd's checkpoint image ("" if none).
+  std::string checkpoint_template;
 };
 
 constexpr const char* kTemplateAnnotation = "io.wisp.template";
+// For clients that cannot pass containerd's checkpoint image to Create (ctr 1.6's `run` has
+// no --checkpoint): the checkpoint's template name, from its record.
+constexpr const char* kCheckpointAnnotation = "io.wisp.checkpoint";
 
 // config.json's text decoded into `message` (at most 4 MiB, nesting depth 32, `\u` escapes
 // rewritten first: base/json_unicode.h); its root, whatever JSON value it is. Throws

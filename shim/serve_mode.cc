@@ -16,6 +16,7 @@
 #include "shim/serve_link.h"
 #include "shim/shim_commands.h"
 #include "shim/socket_address.h"
+#include "shim/stage_clock.h"
 #include "shim/task_service.h"
 #include "shim/ttrpc_server.h"
 
@@ -62,6 +63,8 @@ int run_serve(const ShimOptions& o) {
   ttrpc::Router router;
   tasks.register_methods(router);
   LOG_INFO("shim %s (namespace %s): serving ttrpc on %s", o.id.c_str(), o.ns.c_str(), path.c_str());
+  log_start_stage(o.id);
+  log_stage(o.id, "serving");
 
   auto serving = ttrpc::serve_listener(router, *listener);
   // After Shutdown, the events published so far (TaskDelete) go out, and a moment passes for

@@ -9,17 +9,18 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
+#include <exception>
 #include <string>
-#include <vector>
 
 #include "base/error.h"
 #include "base/file_io.h"
-#include "base/self_exe.h"
 #include "base/unique_fd.h"
 #include "base/unix_socket.h"
 #include "shim/bundle_dir.h"
 #include "shim/shim_commands.h"
 #include "shim/socket_address.h"
+#include "shim/stage_clock.h"
 
 namespace wisp::shim {
 
@@ -72,34 +73,48 @@ UniqueFd log_fd(const std::string& bundle) {
   return UniqueFd(::open("/dev/null", O_WRONLY | O_CLOEXEC));
 }
 
+// The serving mode is this process forked, not this binary executed again: under emulation
+// (the testbed) an exec of the static binary and its start-up cost a quarter of a second,
+// paid in every container's start (perf/shim_bench.py's "shim-start" to "serving"). `start`
+// has no threads and no event loop yet, so the child may go on running C++ after the fork.
 void spawn_server(const ShimOptions& o, const std::string& bundle, UniqueFd listener) {
-  std::string exe = self_exe();
-  std::vector<std::string> args = {
-      exe,   "-namespace", o.ns,      "-address", o.address, "-publish-binary", o.publish_binary,
-      "-id", o.id,         "-bundle", bundle};
-  if (o.debug) args.push_back("-debug");
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
   UniqueFd null_in(::open("/dev/null", O_RDONLY | O_CLOEXEC));
   UniqueFd null_out(::open("/dev/null", O_WRONLY | O_CLOEXEC));
   UniqueFd err = log_fd(bundle);
   if (!null_in || !null_out || !err) throw_errno("open /dev/null");
+  std::fflush(nullptr);  // nothing buffered is written twice
 
   pid_t pid = ::fork();
   if (pid < 0) throw_errno("fork");
   if (pid == 0) {
-    // The child: only async-signal-safe calls until exec.
     // The listener first moves above the stdio and kListenFd slots (it may sit on any of
-    // them), then onto kListenFd: dup2 to a different fd clears close-on-exec.
+    // them), then onto kListenFd; containerd's output pipe (stdout, stderr) is let go, or
+    // containerd would wait for this process to end before it reads the address.
     ::setsid();
     int moved = ::fcntl(listener.get(), F_DUPFD_CLOEXEC, kListenFd + 1);
     if (moved < 0 || ::dup2(null_in.get(), 0) < 0 || ::dup2(null_out.get(), 1) < 0 ||
         ::dup2(err.get(), 2) < 0 || ::dup2(moved, kListenFd) < 0) {
       ::_exit(127);
     }
-    ::execv(exe.c_str(), argv.data());
-    ::_exit(127);
+    ::close(moved);
+    // The originals go, unless one sat on a slot just filled (then it is that slot now).
+    for (UniqueFd* fd : {&listener, &null_in, &null_out, &err}) {
+      if (fd->get() <= 2 || fd->get() == kListenFd)
+        fd->release();
+      else
+        fd->reset();
+    }
+    int status = 1;
+    try {
+      ShimOptions serving = o;
+      serving.action.clear();
+      serving.bundle = bundle;
+      status = run_serve(serving);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "containerd-shim-wisp-v2 serve: %s\n", e.what());
+    }
+    std::fflush(nullptr);
+    ::_exit(status);  // not the parent's exit handlers
   }
   // Not waited for: the serving process outlives start (containerd reaps it as subreaper, or
   // init does).
@@ -108,6 +123,10 @@ void spawn_server(const ShimOptions& o, const std::string& bundle, UniqueFd list
 }  // namespace
 
 int run_start(const ShimOptions& o) {
+  // For the serving mode's stage log: when containerd ran this command (shim/stage_clock.h).
+  char at[32];
+  std::snprintf(at, sizeof(at), "%.3f", monotonic_seconds());
+  ::setenv(kStartedAtVariable, at, 1);
   if (o.id.empty()) throw Error("-id is required");
   if (o.ns.empty()) throw Error("-namespace is required");
   std::string bundle = bundle_dir(o);

@@ -1,5 +1,6 @@
 #include "shim/task_service.h"
 
+#include <time.h>
 #include <unistd.h>
 
 #include <memory>
@@ -11,6 +12,7 @@
 #include "base/log.h"
 #include "github.com/containerd/containerd/api/events/task.pb.h"
 #include "github.com/containerd/containerd/runtime/v2/task/shim.pb.h"
+#include "shim/checkpoint_record.h"
 #include "shim/exec_spec.h"
 #include "shim/oci_process.h"
 #include "shim/rootfs_image.h"
@@ -18,6 +20,7 @@
 #include "shim/serve_link.h"
 #include "shim/shim_commands.h"
 #include "shim/snapshot_start.h"
+#include "shim/stage_clock.h"
 
 namespace wisp::shim {
 
@@ -30,7 +33,6 @@ namespace {
 
 // The methods of shim.proto's Task service that this shim does not implement, and why.
 constexpr std::pair<const char*, const char*> kNotYet[] = {
-    {"Checkpoint", "checkpointing a task is not supported yet"},
     {"ResizePty", "a task has no TTY (Create refuses terminal=true)"},
 };
 
@@ -105,6 +107,7 @@ void TaskService::register_methods(ttrpc::Router& router) {
   async("Start", &TaskService::start);
   async("Pause", &TaskService::pause);
   async("Resume", &TaskService::resume);
+  async("Checkpoint", &TaskService::checkpoint);
   sync("Kill", &TaskService::kill);
   sync("Delete", &TaskService::remove);
   sync("Exec", &TaskService::exec);
@@ -145,6 +148,7 @@ GuestProcess* TaskService::find(const std::string& id, const std::string& exec_i
 }
 
 void TaskService::publish_exit(const std::string& task_id, GuestProcess& p) {
+  if (p.exec_id().empty()) log_stage(task_id, "exited");
   events::TaskExit exit;
   exit.set_container_id(task_id);
   exit.set_id(p.exec_id().empty() ? task_id : p.exec_id());
@@ -164,19 +168,24 @@ kj::Promise<Result> TaskService::create(std::string payload) {
   if (!request.ParseFromString(payload)) return bad_request("Create", "CreateTaskRequest");
   const std::string id = request.id();
   if (id.empty()) return Result::error(Code::kInvalidArgument, "Create: id is empty");
+  log_stage(id, "create");
   if (tasks_.count(id)) return Result::error(Code::kAlreadyExists, "task " + id + " exists");
   if (request.terminal()) {
     return Result::error(Code::kInvalidArgument,
                          "Create: terminal: a TTY is not supported by containerd-shim-wisp-v2 yet");
   }
-  if (!request.checkpoint().empty()) {
-    return Result::error(Code::kUnimplemented,
-                         "Create: starting from a checkpoint is not supported yet");
-  }
   std::string bundle = request.bundle().empty() ? identity_.bundle : request.bundle();
   OciProcess process;
+  // A start from a checkpoint: a clone of the checkpoint's snapshot (a template in serve's
+  // store), which holds the sandbox as it was, its writable layer too. containerd removes the
+  // directory once Create returns: it is read now.
+  std::string checkpoint_template;
   try {
     process = read_oci_process(bundle);
+    if (!request.checkpoint().empty())
+      checkpoint_template = read_checkpoint_record(request.checkpoint()).template_name;
+    else
+      checkpoint_template = process.checkpoint_template;
   } catch (const Error& e) {
     return Result::error(Code::kInvalidArgument, std::string("Create: ") + e.what());
   }
@@ -194,7 +203,14 @@ kj::Promise<Result> TaskService::create(std::string payload) {
   std::optional<OciSandbox> container_root;
   auto template_name = std::make_shared<std::string>(process.template_name);
   kj::Promise<void> template_ready = kj::READY_NOW;
-  if (process.template_name.empty()) {
+  if (process.template_name.empty() && !checkpoint_template.empty()) {
+    // The container's root as when it was checkpointed: the snapshot's own drive.
+    try {
+      container_root = parse_oci_sandbox(read_file(bundle + "/config.json"));
+    } catch (const Error& e) {
+      return Result::error(Code::kInvalidArgument, std::string("Create: ") + e.what());
+    }
+  } else if (process.template_name.empty()) {
     RootfsSource source;
     RootfsCache cache;
     try {
@@ -212,17 +228,23 @@ kj::Promise<Result> TaskService::create(std::string payload) {
         prepare_start_async(source, cache, serve_socket_from_env(), process.args, process.env,
                             *container_root)
             .then([id, template_name](PreparedStart p) {
+              log_stage(id, "template-ready");
               LOG_INFO("task %s: template %s %s (%.0f ms), image %s %s (%.0f ms)", id.c_str(),
                        p.template_name.c_str(), p.template_made ? "made" : "reused", p.template_ms,
                        p.image.path.c_str(), p.image.built ? "built" : "cached", p.image_ms);
               *template_name = p.template_name;
             });
   }
+  if (!checkpoint_template.empty()) {
+    LOG_INFO("task %s: from checkpoint %s", id.c_str(), checkpoint_template.c_str());
+    *template_name = checkpoint_template;
+  }
   return template_ready.then([this] { return connect_serve_(); })
       .then([](api::serve::Wisp::Client wisp) {
         return wisp.sandboxesRequest().send().getSandboxes();
       })
-      .then([template_name](api::serve::Sandboxes::Client sandboxes) {
+      .then([template_name, id](api::serve::Sandboxes::Client sandboxes) {
+        log_stage(id, "sandbox-request");
         auto req = sandboxes.createRequest();
         req.setTemplate(*template_name);
         req.setTimeoutMs(kSandboxTimeoutMs);
@@ -235,6 +257,7 @@ kj::Promise<Result> TaskService::create(std::string payload) {
               capnp::Response<api::serve::Sandboxes::CreateResults> created) mutable -> Result {
             if (tasks_.count(id))
               return Result::error(Code::kAlreadyExists, "task " + id + " exists");
+            log_stage(id, "sandbox-created");
             std::string sandbox_id = created.getInfo().getId().cStr();
             LOG_INFO("task %s: sandbox %s of template %s", id.c_str(), sandbox_id.c_str(),
                      template_name->c_str());
@@ -268,6 +291,7 @@ kj::Promise<Result> TaskService::start(const std::string& payload) {
   ContainerTask* t = nullptr;
   GuestProcess* p = find(request.id(), request.exec_id(), &t, &error);
   if (p == nullptr) return error;
+  if (request.exec_id().empty()) log_stage(request.id(), "start");
   kj::Promise<void> started = nullptr;
   try {
     started = t->start(*p);
@@ -281,6 +305,7 @@ kj::Promise<Result> TaskService::start(const std::string& payload) {
         task::StartResponse response;
         response.set_pid(static_cast<uint32_t>(getpid()));
         if (exec_id.empty()) {
+          log_stage(id, "started");
           events::TaskStart event;
           event.set_container_id(id);
           event.set_pid(response.pid());
@@ -349,6 +374,7 @@ Result TaskService::remove(const std::string& payload) {
   ContainerTask* t = nullptr;
   GuestProcess* p = find(request.id(), request.exec_id(), &t, &error);
   if (p == nullptr) return error;
+  if (request.exec_id().empty()) log_stage(request.id(), "delete");
   task::DeleteResponse response;
   response.set_pid(t->pid());
   response.set_exit_status(p->exit_status());
@@ -450,6 +476,48 @@ kj::Promise<Result> TaskService::resume(const std::string& payload) {
             return encoded(google::protobuf::Empty());
           },
           [](kj::Exception&& e) { return failed(e); });
+}
+
+kj::Promise<Result> TaskService::checkpoint(const std::string& payload) {
+  task::CheckpointTaskRequest request;
+  if (!request.ParseFromString(payload)) return bad_request("Checkpoint", "CheckpointTaskRequest");
+  Result error;
+  ContainerTask* t = find(request.id(), &error);
+  if (t == nullptr) return error;
+  // containerd's directory for the checkpoint (it tars it into its content store after).
+  // request.options (runc's CheckpointOptions: CRIU's switches) mean nothing to a VM snapshot.
+  const std::string dir = request.path();
+  if (dir.empty() || dir[0] != '/')
+    return Result::error(Code::kInvalidArgument, "Checkpoint: path \"" + dir.substr(0, 256) +
+                                                     "\": expected an absolute directory");
+  std::string id = request.id();
+  std::string name;
+  try {
+    name = checkpoint_template_name(id);
+  } catch (const Error& e) {
+    return failed(e);
+  }
+  timespec t0;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  return kj::evalNow([t, name] { return t->checkpoint(name); })
+      .then(
+          [id, dir, name, t0]() -> Result {
+            try {
+              write_checkpoint_record(dir, CheckpointRecord{name, id});
+            } catch (const Error& e) {
+              return failed(e);
+            }
+            timespec t1;
+            clock_gettime(CLOCK_MONOTONIC, &t1);
+            LOG_INFO("task %s: checkpoint %s (%.0f ms)", id.c_str(), name.c_str(),
+                     static_cast<double>(t1.tv_sec - t0.tv_sec) * 1e3 +
+                         static_cast<double>(t1.tv_nsec - t0.tv_nsec) / 1e6);
+            return encoded(google::protobuf::Empty());
+          },
+          [id](kj::Exception&& e) {
+            return serve_error("Checkpoint: a wisp snapshot of task " + id + "'s sandbox",
+                               kj::mv(e));
+          });
 }
 
 Result TaskService::stats(const std::string& payload) {

@@ -3,9 +3,10 @@
 // makes at Create from a template: the OCI spec's annotation io.wisp.template, else the shim's
 // default (WISP_SHIM_TEMPLATE). Connect, State, Pids and Shutdown answer from the shim's state;
 // Create, Start, Wait, Kill, Delete, Exec, CloseIO, Pause and Resume drive the sandbox and its
-// processes (shim/container_task.h); Checkpoint, Update, Stats and ResizePty answer
-// Unimplemented (containerd's errdefs.ErrNotImplemented) with what is missing. The task events
-// runc's shim publishes are published the same way (shim/event_publisher.h).
+// processes (shim/container_task.h); Checkpoint saves the sandbox as a wisp snapshot and a
+// Create with a checkpoint starts from it (shim/checkpoint_record.h); Update, Stats and
+// ResizePty answer Unimplemented (containerd's errdefs.ErrNotImplemented) with what is missing.
+// The task events runc's shim publishes are published the same way (shim/event_publisher.h).
 #pragma once
 
 #include <functional>
@@ -54,6 +55,7 @@ class TaskService {
   ttrpc::Result close_io(const std::string& payload);
   kj::Promise<ttrpc::Result> pause(const std::string& payload);
   kj::Promise<ttrpc::Result> resume(const std::string& payload);
+  kj::Promise<ttrpc::Result> checkpoint(const std::string& payload);
   ttrpc::Result stats(const std::string& payload);
   ttrpc::Result update(const std::string& payload);
   ttrpc::Result connect(const std::string& payload);

@@ -106,6 +106,39 @@ def shim_processes():
     return processes_named("containerd-shim-wisp-v2")
 
 
+def vmm_files(pid):
+    """The paths of the files process `pid` holds open or mapped ({} when it is gone)."""
+    paths = set()
+    try:
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                paths.add(os.readlink(f"/proc/{pid}/fd/{fd}"))
+            except OSError:
+                pass
+        with open(f"/proc/{pid}/maps") as f:
+            for line in f:
+                fields = line.split(None, 5)
+                if len(fields) == 6:
+                    paths.add(fields[5].strip())
+    except OSError:
+        pass
+    return paths
+
+
+def vmms_of_template(home, name):
+    """(VMMs running a clone of template `name` of the store under `home`, every wisp-vmm).
+
+    A sandbox's VMM holds its template generation's snapshot files (the guest memory mapped,
+    the state and drives open); serve's idle pool VMMs are wisp-vmm processes too, but have
+    restored nothing, and so hold none: scanning /proc for the generation's directory tells the
+    sandbox's VMM from them without asking serve."""
+    generation = os.path.basename(os.path.realpath(os.path.join(home, "templates", name)))
+    assert generation.startswith(f".{name}.gen-"), generation
+    vmms = processes_named("wisp-vmm")
+    return [pid for pid in vmms
+            if any(f"/{generation}/" in path for path in vmm_files(pid))], vmms
+
+
 class ShimContainerdTest(unittest.TestCase):
     # What the shims get in their environment beside the sockets (shim_rootfs_test.py runs
     # them without a fixed template).
@@ -250,7 +283,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
         serve_log = open(os.path.join(self.tmp, "serve.log"), "w+")
         self.addCleanup(serve_log.close)
         type(self).serve = subprocess.Popen(
-            [self.wisp, "serve", "--socket", self.serve_sock, "--max-vms", "2",
+            [self.wisp, "serve", "--socket", self.serve_sock, "--max-vms", "3", "--pool", "1",
              "--max-memory", "1024"], env=env, stdout=serve_log, stderr=subprocess.STDOUT)
         wait_for(lambda: os.path.exists(self.serve_sock), 30, "serve's socket")
         t0 = time.monotonic()
@@ -293,17 +326,39 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
             return [line for line in r.stdout.splitlines() if " hello " in line]
 
         self.assertEqual(len(sandboxes()), 1, "the running task has its sandbox")
+        home = env["WISP_HOME"]
+        # The sandbox's VMM (its jailed child too, when it runs as one: both hold the files).
+        running, all_vmms = vmms_of_template(home, "hello")
+        self.assertTrue(running, f"no VMM of the sandbox among wisp-vmm {all_vmms}")
+        pool = sorted(set(all_vmms) - set(running))
+        print(f"the sandbox's VMM processes: {running}; other wisp-vmm (serve's pool): {pool}",
+              file=sys.stderr)
+        self.assertTrue(pool, "serve runs with --pool 1: an idle VMM stands by beside it")
         shims = set(shim_processes()) - before
         self.assertEqual(len(shims), 1)
+        cleanups = self.dead_shim_cleanups()
         os.kill(shims.pop(), signal.SIGKILL)
         # serve sees the shim's connection drop and destroys the sandbox it held; containerd
         # sees the shim gone and runs `containerd-shim-wisp-v2 delete`.
         wait_for(lambda: not sandboxes(), 60, "serve to destroy the dead shim's sandbox")
         wait_for(lambda: "wisp-3" not in self.ctr("tasks", "ls", "-q").stdout.split(), 60,
                  "containerd to drop the dead shim's task")
+        # containerd ran `containerd-shim-wisp-v2 delete` for the dead shim (runtime/v2's
+        # binary.Delete logs this line first).
+        wait_for(lambda: self.dead_shim_cleanups() > cleanups, 60, "containerd's delete")
+        # No VMM of the sandbox is left: its process is gone, and no wisp-vmm holds any file
+        # of the template (the pool's idle VMMs may stay: they hold none).
+        wait_for(lambda: not any(os.path.exists(f"/proc/{pid}") for pid in running), 60,
+                 "the sandbox's VMM to exit")
+        running, all_vmms = vmms_of_template(home, "hello")
+        self.assertEqual(running, [], f"a VMM of the template is left among {all_vmms}")
         self.ctr("containers", "rm", "wisp-3")
         self.assertEqual(os.listdir(os.path.join(self.shim_root, "s")), [],
                          "the dead shim's socket is left")
+
+    def dead_shim_cleanups(self):
+        with open(self.log_path) as f:
+            return f.read().count("cleaning up dead shim")
 
     def run_detached(self, name, *command):
         p = self.ctr("run", "-d", "--snapshotter", "native", "--runtime",

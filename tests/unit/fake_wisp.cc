@@ -179,6 +179,15 @@ class FakeSandbox final : public api::serve::Sandbox::Server {
     state_.paused = false;
     return kj::READY_NOW;
   }
+  kj::Promise<void> snapshot(SnapshotContext context) override {
+    std::string name = text(context.getParams().getName());
+    if (state_.snapshot_refused) throw_word("bad-request: template " + name + " exists");
+    state_.snapshots.push_back(name);
+    auto t = context.getResults().initTemplate();
+    t.setName(name);
+    t.setParent("echo");
+    return kj::READY_NOW;
+  }
   kj::Promise<void> exec(ExecContext context) override {
     auto req = context.getParams().getRequest();
     state_.exec_argv.clear();

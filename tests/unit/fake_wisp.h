@@ -45,6 +45,9 @@ struct FakeWispState {
   std::vector<int> signals;
   int pauses = 0, resumes = 0;
   bool paused = false;
+  // Sandbox.snapshot: each name asked for; snapshot_refused: answered as a taken name
+  bool snapshot_refused = false;
+  std::vector<std::string> snapshots;
   // Stats: a template name that needs escaping in a label value.
   std::string odd_template = "we\"ird\\name\nx";
 };

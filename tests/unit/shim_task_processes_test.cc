@@ -14,6 +14,7 @@
 #include <string>
 
 #include "base/unique_fd.h"
+#include "shim/checkpoint_record.h"
 #include "shim/exec_spec.h"
 #include "shim_task_fixture.h"
 
@@ -301,6 +302,50 @@ TEST_F(TaskProcessesTest, AProcessTheSandboxRefusesFailsItsStart) {
   EXPECT_NE(r.message.find("did not run missing"), std::string::npos) << r.message;
   EXPECT_NE(r.message.find("no such command"), std::string::npos) << r.message;
   EXPECT_EQ(wait_status(), 255u);
+}
+
+TEST_F(TaskProcessesTest, CheckpointSnapshotsTheSandboxAndACreateFromItClonesTheSnapshot) {
+  write_config(kSpec);
+  ASSERT_EQ(create_with_stdin().code, Code::kOk);
+  ASSERT_EQ(call("Start", with_id<task::StartRequest>()).code, Code::kOk);
+  std::string dir = bundle_ + "/checkpoint";
+  ASSERT_EQ(::mkdir(dir.c_str(), 0700), 0);
+  auto checkpoint = with_id<task::CheckpointTaskRequest>();
+  checkpoint.set_path("relative");
+  EXPECT_EQ(call("Checkpoint", checkpoint).code, Code::kInvalidArgument);
+  checkpoint.set_path(dir);
+  Result r = call("Checkpoint", checkpoint);
+  ASSERT_EQ(r.code, Code::kOk) << r.message;
+  ASSERT_EQ(fake_.snapshots.size(), 1u);
+  EXPECT_EQ(fake_.snapshots[0].rfind("ckpt-", 0), 0u) << fake_.snapshots[0];
+  CheckpointRecord record = read_checkpoint_record(dir);
+  EXPECT_EQ(record.template_name, fake_.snapshots[0]);
+  EXPECT_EQ(record.task_id, "ctr1");
+  // serve's refusal reaches containerd with its message; nothing is written.
+  fake_.snapshot_refused = true;
+  std::string dir2 = bundle_ + "/checkpoint2";
+  ASSERT_EQ(::mkdir(dir2.c_str(), 0700), 0);
+  checkpoint.set_path(dir2);
+  r = call("Checkpoint", checkpoint);
+  EXPECT_EQ(r.code, Code::kInvalidArgument) << r.message;
+  EXPECT_NE(r.message.find("exists"), std::string::npos) << r.message;
+  EXPECT_NE(::access((dir2 + "/" + kCheckpointFile).c_str(), F_OK), 0);
+  EXPECT_EQ(call("Checkpoint", with_id<task::CheckpointTaskRequest>("nope")).code, Code::kNotFound);
+
+  // Another task created from the checkpoint directory runs in a clone of the snapshot.
+  task::CreateTaskRequest create;
+  create.set_id("ctr2");
+  create.set_bundle(bundle_);
+  create.set_checkpoint(dir);
+  r = call("Create", create);
+  ASSERT_EQ(r.code, Code::kOk) << r.message;
+  EXPECT_EQ(fake_.created_template, fake_.snapshots[0]);
+  // A directory without a wisp record (a runc/CRIU checkpoint) is refused by name.
+  create.set_id("ctr3");
+  create.set_checkpoint(dir2);
+  r = call("Create", create);
+  EXPECT_EQ(r.code, Code::kInvalidArgument);
+  EXPECT_NE(r.message.find(kCheckpointFile), std::string::npos) << r.message;
 }
 
 }  // namespace

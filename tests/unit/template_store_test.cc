@@ -165,6 +165,71 @@ TEST(TemplateInfo, RecordsAPortableCpu) {
                {"t.info:2: portable: expected a number"});
 }
 
+TEST(TemplateInfo, RecordsAContainersHandlerSandbox) {
+  TemplateInfo t = sample_info();
+  t.mode = "exec";
+  EXPECT_EQ(format_template_info(t).find("sandbox"), std::string::npos);  // none: as before
+  // A ctr- template's (shim/snapshot_start.h): the container's root drive, cwd, ids, limits.
+  client::Handler h;
+  h.root_device = "/dev/vda";
+  h.cwd = "/srv/app";
+  h.uid = 0;
+  h.gid = 10;
+  h.additional_gids = {1, 2};
+  h.limits.memory_bytes = 128ull << 20;
+  h.limits.cpu_time_ms = 5000;
+  TemplateSandbox sb;
+  ASSERT_TRUE(template_sandbox_of(h, &sb));
+  EXPECT_FALSE(template_sandbox_of(client::Handler{}, &sb)) << "the defaults record nothing";
+  ASSERT_TRUE(template_sandbox_of(h, &sb));
+  t.sandbox = sb;
+  std::string file = encode_template_info(t);
+  EXPECT_NE(file.find("\nsandbox_root /dev/vda\nsandbox_cwd /srv/app\nsandbox_ids 0 10 1,2\n"
+                      "sandbox_limits 134217728 64 5000 256\n"),
+            std::string::npos)
+      << file;
+  TemplateInfo back = decode_template_info(file, "t.info");
+  ASSERT_TRUE(back.sandbox.has_value());
+  // A call built from it asks for the same sandbox (what invoke_request_for applies).
+  client::Handler call;
+  apply_template_sandbox(*back.sandbox, &call);
+  EXPECT_EQ(call.root_device, "/dev/vda");
+  EXPECT_EQ(call.cwd, "/srv/app");
+  EXPECT_EQ((std::vector<uint32_t>{call.uid, call.gid}), (std::vector<uint32_t>{0, 10}));
+  EXPECT_EQ(call.additional_gids, (std::vector<uint32_t>{1, 2}));
+  EXPECT_EQ(call.limits.memory_bytes, 128ull << 20);
+  EXPECT_EQ(call.limits.pids, 64u);
+  EXPECT_EQ(call.limits.cpu_time_ms, 5000u);
+  EXPECT_EQ(call.limits.open_files, 256u);
+  // No cwd and no groups: the lines say so.
+  h.cwd.clear();
+  h.additional_gids.clear();
+  ASSERT_TRUE(template_sandbox_of(h, &sb));
+  t.sandbox = sb;
+  back = parse_template_info(format_template_info(t), "t.info");
+  EXPECT_EQ(back.sandbox->cwd, "");
+  EXPECT_TRUE(back.sandbox->additional_gids.empty());
+  // Each value is checked, the line named.
+  expect_error([] { parse_template_info("arg x\nsandbox_root /dev/sda\n", "t.info"); },
+               {"t.info:2: sandbox_root", "/dev/vdX"});
+  expect_error([] { parse_template_info("arg x\nsandbox_cwd tmp\n", "t.info"); },
+               {"t.info:2: sandbox_cwd", "absolute"});
+  expect_error([] { parse_template_info("arg x\nsandbox_ids 0\n", "t.info"); },
+               {"t.info:2: sandbox_ids"});
+  expect_error([] { parse_template_info("arg x\nsandbox_ids 0 -1\n", "t.info"); },
+               {"t.info:2: sandbox_ids gid", "expected a number"});
+  expect_error([] { parse_template_info("arg x\nsandbox_ids 0 0 1,,2\n", "t.info"); },
+               {"sandbox_ids group"});
+  expect_error([] { parse_template_info("arg x\nsandbox_limits 1 2 3\n", "t.info"); },
+               {"t.info:2: sandbox_limits"});
+  expect_error([] { parse_template_info("arg x\nsandbox_limits 1024 64 0 256\n", "t.info"); },
+               {"memory under 1 MiB"});
+  expect_error([] { parse_template_info("arg x\nsandbox_limits 1048576 64 0 2\n", "t.info"); },
+               {"open files under 3"});
+  expect_error([] { parse_template_info("mode worker\narg x\nsandbox_root /dev/vda\n", "t.info"); },
+               {"only an exec-mode template"});
+}
+
 TEST(TemplateInfo, RefusesNewlinesInValues) {
   TemplateInfo t = sample_info();
   t.argv.push_back("two\nlines");
