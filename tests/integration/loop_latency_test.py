@@ -11,7 +11,6 @@ Run by ctest (label integration) inside KVM; uses build/guest/test-initramfs.cpi
 """
 import json
 import os
-import re
 import signal
 import socket
 import statistics
