@@ -100,10 +100,8 @@ def bench_workload(args, env, tmp, wname, w):
         f.write(w["warmup_payload"])
     log(f"criu_bench: {wname}: wisp template create {name} (boot, init, warm-up, CRIU dump, "
         f"snapshot)")
-    # --network: the worker on the guest's own network namespace; criu dump of a worker's
-    # private one fails in today's guest (veth and tun).
     t = template_create(args.wisp, env, name, w["argv"], "worker", 1,
-                        vm_args(args, w) + ["--warmup-payload", warm_file, "--network"],
+                        vm_args(args, w) + ["--warmup-payload", warm_file],
                         timeout=3600)
     snap = os.path.join(env["WISP_HOME"], "templates", name, "snapshot")
     image = os.path.join(snap, "criu-image.wci")

@@ -48,14 +48,9 @@ class CriuFallbackTest(unittest.TestCase):
         cls.tmp = tempfile.mkdtemp(prefix="wisp-criu-fb-")
         cls.wisp = stage_wisp(BUILD, cls.tmp)
         cls.home = os.path.join(cls.tmp, "home")
-        # Until template create checkpoints by default (issue 17's guest side).
-        cls.env = dict(os.environ, WISP_HOME=cls.home, WISP_EXPERIMENTAL_CRIU="1")
+        cls.env = dict(os.environ, WISP_HOME=cls.home)
         p = cls.run_wisp("template", "create", NAME, "--rootfs", PY_ROOTFS, "--mode", "worker",
-                         "--mem", "256", "--handler", 'python3 -c "%s"' % WORKER,
-                         # The worker in the guest's own network namespace: criu dump of a
-                         # worker's private one fails in today's guest (veth and tun; the guest
-                         # side's to fix, agent/criu_worker), and this test is about the host.
-                         "--network")
+                         "--mem", "256", "--handler", 'python3 -c "%s"' % WORKER)
         if not re.search(r"^wisp template create: CRIU image: [0-9.]+ MiB", p.stderr, re.M):
             raise AssertionError("the template has no CRIU image:\n" + p.stderr[-3000:])
         # The snapshot's first call: the warm-up made it 1.
