@@ -5,6 +5,7 @@
 #include <cstdlib>
 
 #include "base/error.h"
+#include "base/split.h"
 
 namespace wisp::manager {
 namespace {
@@ -20,17 +21,6 @@ bool is_virtio_disk(const std::string& d) {
   for (size_t i = 7; i < d.size(); ++i)
     if (d[i] < 'a' || d[i] > 'z') return false;
   return true;
-}
-
-std::vector<std::string> words(const std::string& v, char sep) {
-  std::vector<std::string> out;
-  size_t start = 0;
-  for (;;) {
-    size_t end = v.find(sep, start);
-    out.push_back(v.substr(start, end == std::string::npos ? std::string::npos : end - start));
-    if (end == std::string::npos) return out;
-    start = end + 1;
-  }
 }
 
 uint64_t number(const std::string& key, const std::string& v, uint64_t max) {
@@ -102,13 +92,13 @@ bool parse_template_sandbox_line(const std::string& key, const std::string& v,
                   " bytes");
     out->cwd = v;
   } else if (key == "sandbox_ids") {
-    std::vector<std::string> f = words(v, ' ');
+    std::vector<std::string> f = split(v, ' ');
     if (f.size() < 2 || f.size() > 3) throw Error(key + ": expected \"UID GID [G1,G2,...]\"");
     out->uid = static_cast<uint32_t>(number(key + " uid", f[0], UINT32_MAX));
     out->gid = static_cast<uint32_t>(number(key + " gid", f[1], UINT32_MAX));
     out->additional_gids.clear();
     if (f.size() == 3) {
-      std::vector<std::string> groups = words(f[2], ',');
+      std::vector<std::string> groups = split(f[2], ',');
       if (groups.size() > kMaxAdditionalGids)
         throw Error(key + ": " + std::to_string(groups.size()) + " groups; at most " +
                     std::to_string(kMaxAdditionalGids));
@@ -117,7 +107,7 @@ bool parse_template_sandbox_line(const std::string& key, const std::string& v,
             static_cast<uint32_t>(number(key + " group", g, UINT32_MAX)));
     }
   } else if (key == "sandbox_limits") {
-    std::vector<std::string> f = words(v, ' ');
+    std::vector<std::string> f = split(v, ' ');
     if (f.size() != 4) throw Error(key + ": expected \"MEMORY_BYTES PIDS CPU_MS OPEN_FILES\"");
     out->limits.memory_bytes = number(key + " memory", f[0], UINT64_MAX);
     out->limits.pids = static_cast<uint32_t>(number(key + " pids", f[1], UINT32_MAX));

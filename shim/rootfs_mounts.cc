@@ -1,6 +1,7 @@
 #include "shim/rootfs_mounts.h"
 
 #include "base/error.h"
+#include "base/split.h"
 
 namespace wisp::shim {
 
@@ -23,17 +24,6 @@ void check_path(const std::string& path, const std::string& field) {
     start = end + 1;
   }
   if (path.find('\0') != std::string::npos) throw Error(field + ": has a NUL byte");
-}
-
-std::vector<std::string> split(const std::string& s, char sep) {
-  std::vector<std::string> out;
-  size_t start = 0;
-  for (;;) {
-    size_t end = s.find(sep, start);
-    out.push_back(s.substr(start, end == std::string::npos ? std::string::npos : end - start));
-    if (end == std::string::npos) return out;
-    start = end + 1;
-  }
 }
 
 }  // namespace

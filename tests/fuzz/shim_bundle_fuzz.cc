@@ -10,24 +10,10 @@
 #include <vector>
 
 #include "base/error.h"
+#include "base/split.h"
 #include "shim/checkpoint_record.h"
 #include "shim/oci_sandbox.h"
 #include "shim/rootfs_mounts.h"
-
-namespace {
-
-std::vector<std::string> split(const std::string& s, char sep) {
-  std::vector<std::string> out;
-  size_t start = 0;
-  for (;;) {
-    size_t end = s.find(sep, start);
-    out.push_back(s.substr(start, end == std::string::npos ? std::string::npos : end - start));
-    if (end == std::string::npos) return out;
-    start = end + 1;
-  }
-}
-
-}  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;
@@ -43,11 +29,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       wisp::shim::parse_oci_sandbox(text);
     } else {
       std::vector<wisp::shim::RootfsMount> mounts;
-      for (const std::string& line : split(text, '\n')) {
+      for (const std::string& line : wisp::split(text, '\n')) {
         if (line.empty()) continue;
-        std::vector<std::string> f = split(line, '\t');
+        std::vector<std::string> f = wisp::split(line, '\t');
         f.resize(3);
-        mounts.push_back({f[0], f[1], "", split(f[2], ',')});
+        mounts.push_back({f[0], f[1], "", wisp::split(f[2], ',')});
       }
       wisp::shim::RootfsSource s = wisp::shim::parse_rootfs_mounts(mounts);
       // What parses is what the shim then uses: absolute paths only.
