@@ -127,20 +127,20 @@ InvokeOutcome invoke(const std::string& template_name, const InvokeRequest& requ
   const TemplateInfo& t = tpl.info;
   InvokeOutcome out;
   if (cancellation && cancellation->cancelled()) throw Error("interrupted");
-  if (has_fallback(tpl)) {
-    std::string unfit = snapshot_unfit_reason(tpl.snapshot_dir);
-    if (!unfit.empty()) return invoke_from_criu_image(tpl, request, unfit, cancellation, t0);
-  }
   std::unique_ptr<AgentVm> clone;
   try {
     clone = AgentVm::restore(tpl.snapshot_dir, t.drives, t.net, request.count_pages,
                              kRestoreTimeout, request.jail, cancellation, request.prefetch);
-  } catch (const VmFailed& e) {
+  } catch (const Error& e) {
+    // Why the snapshot does not fit is asked only once its restore failed: the VMM reads and
+    // checks the state file itself, so a warm call does not read it twice.
+    if (!has_fallback(tpl) || (cancellation && cancellation->cancelled())) throw;
+    std::string unfit = snapshot_unfit_reason(tpl.snapshot_dir);
     // Another CPU model: only the VMM can tell (it asks KVM for this host's CPUID).
-    if (!is_cpu_mismatch(e.what()) || !has_fallback(tpl) ||
-        (cancellation && cancellation->cancelled()))
-      throw;
-    return invoke_from_criu_image(tpl, request, cpu_mismatch_line(e.what()), cancellation, t0);
+    if (unfit.empty() && dynamic_cast<const VmFailed*>(&e) && is_cpu_mismatch(e.what()))
+      unfit = cpu_mismatch_line(e.what());
+    if (unfit.empty()) throw;
+    return invoke_from_criu_image(tpl, request, unfit, cancellation, t0);
   }
   out.restore_ms = ms_since(t0);
   out.jail_ms = clone->jail_ms();
