@@ -15,6 +15,8 @@
 #include <map>
 #include <memory>
 
+#include "agent/criu_kdat.h"
+#include "agent/criu_mounts.h"
 #include "agent/criu_runner.h"
 #include "agent/pid1.h"
 #include "agent/scratch_files.h"
@@ -25,26 +27,8 @@ namespace wisp::agent {
 namespace {
 
 constexpr size_t kChunkBytes = 1 << 20;
-constexpr char kScratchKey[] = "wisp-scratch";
 // Where criu finds what it inherits (fd numbers in criu's process).
 constexpr int kStdinFd = 3, kStdoutFd = 4, kStderrFd = 5, kStatusFd = 6;
-
-// True when `path` is a mount point in `pid`'s mount namespace.
-bool has_mount(pid_t pid, const char* path) {
-  std::string file = "/proc/" + std::to_string(pid) + "/mountinfo";
-  FILE* f = fopen(file.c_str(), "re");
-  if (f == nullptr) return false;
-  KJ_DEFER(fclose(f));
-  // "ID PARENT MAJ:MIN ROOT MOUNT-POINT ...": the fifth field.
-  std::string want = std::string(" ") + path + " ";
-  char line[4096];
-  while (fgets(line, sizeof(line), f) != nullptr) {
-    const char* p = line;
-    for (int field = 0; field < 4 && p != nullptr; ++field) p = strchr(p + 1, ' ');
-    if (p != nullptr && strncmp(p, want.c_str(), want.size()) == 0) return true;
-  }
-  return false;
-}
 
 uint64_t net_ns_inode(pid_t pid) {
   struct stat st;
@@ -395,15 +379,16 @@ class RestoreUpload final : public api::CriuImageUpload::Server {
     // The dump ran in the worker's network namespace (see checkpoint_worker), so the image
     // names none: the restored tree gets criu's, a fresh one with a loopback.
     spawn.new_net_ns = info.net_ns != 0;
-    // Only used when the image names it (a worker that had the agent's /scratch).
-    spawn.args.push_back("--external");
-    spawn.args.push_back("mnt[" + std::string(kScratchKey) + "]:" + kScratchDir);
+    mounts_ = std::make_unique<CriuRestoreMounts>(dir_ + ".mnt", config_.sandbox.scratch_bytes);
+    for (auto& a : mounts_->args()) spawn.args.push_back(kj::mv(a));
+    install_criu_kdat(dir_);
     spawn.cgroup_fd = cgroup->dir_fd();
     return run_criu(services_, spawn)
         .then([this, pidfile, cgroup = kj::mv(cgroup), proc = kj::mv(proc), in_r = kj::mv(in_r),
                out_w = kj::mv(out_w), err_w = kj::mv(err_w),
                status_w = kj::mv(status_w)](CriuRun run) mutable {
-          root_.reset();  // the restored namespace holds its own bind of it now
+          root_.reset();  // the restored namespace holds its own binds of these now
+          mounts_.reset();
           // criu's ends: the restored tree holds its own copies now.
           in_r = nullptr;
           out_w = nullptr;
@@ -427,6 +412,7 @@ class RestoreUpload final : public api::CriuImageUpload::Server {
   kj::Function<void(kj::Own<Worker>)> adopt_;
   std::string dir_, archive_path_;
   std::unique_ptr<RestoreRoot> root_;
+  std::unique_ptr<CriuRestoreMounts> mounts_;
   kj::AutoCloseFd archive_;
   uint64_t received_ = 0;
   bool finished_ = false;
@@ -465,12 +451,7 @@ kj::Promise<CheckpointResult> checkpoint_worker(AgentServices& services, Worker&
           net_fd = kj::AutoCloseFd(fd);
           spawn.join_net_ns_fd = fd;
         }
-        if (has_mount(worker.pid(), kScratchDir)) {
-          // The agent's shared scratch tmpfs: not the worker's to carry in its image (criu
-          // would copy its contents); a restore binds the new guest's /scratch in its place.
-          spawn.args.push_back("--external");
-          spawn.args.push_back("mnt[" + std::string(kScratchDir) + "]:" + kScratchKey);
-        }
+        for (auto& a : criu_dump_externals(worker.pid())) spawn.args.push_back(kj::mv(a));
         auto started = run_criu(services, spawn);
         net_fd = nullptr;  // criu holds its own now
         return started.then([r, info](CriuRun run) {
@@ -480,6 +461,7 @@ kj::Promise<CheckpointResult> checkpoint_worker(AgentServices& services, Worker&
             KJ_FAIL_REQUIRE(run.describe("criu dump"));
           }
           write_file(r->dir + "/" + kWorkerInfoFile, format_info(info));
+          save_criu_kdat(r->dir);
         });
       })
       .then([result = kj::mv(result)]() mutable { return kj::mv(*result); });

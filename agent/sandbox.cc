@@ -60,15 +60,6 @@ void detach(const char* path) {
   if (umount2(path, MNT_DETACH) < 0 && errno != EINVAL && errno != ENOENT) fail(path, errno);
 }
 
-struct DevNode {
-  const char* name;
-  unsigned major, minor;
-};
-constexpr DevNode kDevNodes[] = {
-    {"/dev/null", 1, 3},   {"/dev/zero", 1, 5},    {"/dev/full", 1, 7},
-    {"/dev/random", 1, 8}, {"/dev/urandom", 1, 9},
-};
-
 // mkdir -p, as root before the privileges go (the container root is writable). Errors other
 // than EEXIST are left to the chdir that follows to report.
 void make_dirs(const std::string& path) {
@@ -86,17 +77,13 @@ void make_dirs(const std::string& path) {
 
 void set_up_dev() {
   // A minimal /dev: no vsock, no console, no block devices.
-  check(mount("tmpfs", "/dev", "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=755,size=64k"), "mount /dev");
-  for (const DevNode& n : kDevNodes) {
-    check(mknod(n.name, S_IFCHR | 0666, makedev(n.major, n.minor)), n.name);
-    check(chmod(n.name, 0666), n.name);  // mknod honours the umask
-  }
-  check(symlink("/proc/self/fd", "/dev/fd"), "/dev/fd");
-  check(symlink("/proc/self/fd/0", "/dev/stdin"), "/dev/stdin");
-  check(symlink("/proc/self/fd/1", "/dev/stdout"), "/dev/stdout");
-  check(symlink("/proc/self/fd/2", "/dev/stderr"), "/dev/stderr");
-  check(mkdir("/dev/shm", 01777), "/dev/shm");
-  check(mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=1777,size=16m"),
+  check(mount("tmpfs", "/dev", "tmpfs", kSandboxDevFlags, kSandboxDevOptions), "mount /dev");
+  int dev = open("/dev", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  check(dev, "open /dev");
+  const char* step = nullptr;
+  if (int err = populate_sandbox_dev(dev, &step); err != 0) fail(step, err);
+  close(dev);
+  check(mount("tmpfs", "/dev/shm", "tmpfs", kSandboxShmFlags, kSandboxShmOptions),
         "mount /dev/shm");
   check(mount(nullptr, "/dev", nullptr, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NOEXEC,
               nullptr),
@@ -135,8 +122,7 @@ void set_up_filesystem(const ChildPlan& plan) {
   mount_proc();
   set_up_dev();
   // The scratch dir: a private tmpfs, gone with the mount namespace.
-  check(mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, plan.tmp_options.c_str()),
-        "mount /tmp");
+  check(mount("tmpfs", "/tmp", "tmpfs", kSandboxTmpFlags, plan.tmp_options.c_str()), "mount /tmp");
   check(mount(nullptr, "/", nullptr, MS_REMOUNT | MS_BIND | MS_RDONLY, nullptr),
         "remount / read-only");
 }
@@ -289,6 +275,40 @@ Pipe make_pipe() {
 
 }  // namespace
 
+std::string sandbox_tmp_options(uint64_t scratch_bytes) {
+  return "mode=1777,size=" + std::to_string(scratch_bytes);
+}
+
+int populate_sandbox_dev(int dev_fd, const char** step) {
+  struct Node {
+    const char *name, *path;  // path: for the message
+    unsigned major, minor;
+  };
+  static constexpr Node kNodes[] = {
+      {"null", "/dev/null", 1, 3},       {"zero", "/dev/zero", 1, 5},
+      {"full", "/dev/full", 1, 7},       {"random", "/dev/random", 1, 8},
+      {"urandom", "/dev/urandom", 1, 9},
+  };
+  for (const Node& n : kNodes) {
+    *step = n.path;
+    if (mknodat(dev_fd, n.name, S_IFCHR | 0666, makedev(n.major, n.minor)) < 0) return errno;
+    if (fchmodat(dev_fd, n.name, 0666, 0) < 0) return errno;  // mknod honours the umask
+  }
+  static constexpr const char* kLinks[][3] = {
+      {"/proc/self/fd", "fd", "/dev/fd"},
+      {"/proc/self/fd/0", "stdin", "/dev/stdin"},
+      {"/proc/self/fd/1", "stdout", "/dev/stdout"},
+      {"/proc/self/fd/2", "stderr", "/dev/stderr"},
+  };
+  for (const auto& l : kLinks) {
+    *step = l[2];
+    if (symlinkat(l[0], dev_fd, l[1]) < 0) return errno;
+  }
+  *step = "/dev/shm";
+  if (mkdirat(dev_fd, "shm", 01777) < 0) return errno;  // a mount point only
+  return 0;
+}
+
 SandboxedProcess spawn_sandboxed(const SandboxSpec& spec, int cgroup_fd, bool held) {
   KJ_REQUIRE(!spec.argv.empty(), "handler argv is empty");
   ChildPlan plan;
@@ -301,7 +321,7 @@ SandboxedProcess spawn_sandboxed(const SandboxSpec& spec, int cgroup_fd, bool he
     plan.env_storage.push_back(spec.root_device.empty() ? "HOME=/tmp" : "HOME=/");
   for (auto& e : plan.env_storage) plan.envp.push_back(e.data());
   plan.envp.push_back(nullptr);
-  plan.tmp_options = "mode=1777,size=" + std::to_string(spec.scratch_bytes);
+  plan.tmp_options = sandbox_tmp_options(spec.scratch_bytes);
   if (!spec.root_device.empty()) plan.root = container_root(spec.root_device);
   plan.cwd = !spec.cwd.empty() ? spec.cwd : plan.root.empty() ? "/tmp" : "/";
 

@@ -18,6 +18,7 @@
 #pragma once
 
 #include <kj/io.h>
+#include <sys/mount.h>
 #include <sys/types.h>
 
 #include <cstdint>
@@ -73,6 +74,21 @@ struct SandboxedProcess {
 
 inline constexpr char kHeldReady = 'R';
 inline constexpr char kHeldGo = 'G';
+
+// The sandbox's own tmpfs mounts: a minimal /dev (read-only once filled), a /dev/shm in it and
+// the private /tmp. A CRIU restore (criu_mounts.h) builds the same ones instead of carrying them
+// in the image.
+inline constexpr char kSandboxDevOptions[] = "mode=755,size=64k";
+inline constexpr unsigned long kSandboxDevFlags = MS_NOSUID | MS_NOEXEC;
+inline constexpr char kSandboxShmOptions[] = "mode=1777,size=16m";
+inline constexpr unsigned long kSandboxShmFlags = MS_NOSUID | MS_NODEV | MS_NOEXEC;
+inline constexpr unsigned long kSandboxTmpFlags = MS_NOSUID | MS_NODEV;
+std::string sandbox_tmp_options(uint64_t scratch_bytes);
+
+// Fills a fresh /dev tmpfs open as `dev_fd`: the device nodes, the /proc/self/fd links and an
+// empty shm directory. Async-signal-safe (the sandbox's child calls it). Returns 0, or an errno
+// with *step naming what failed.
+int populate_sandbox_dev(int dev_fd, const char** step);
 
 // Spawns the process in the cgroup open as `cgroup_fd`; `held`: stopped before its execve
 // (see above). Throws kj::Exception when the agent itself cannot create it (pipes, clone3, the

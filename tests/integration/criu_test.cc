@@ -42,20 +42,35 @@ constexpr const char* kCounterWorker = R"(import sys, time, random
 sys.path.insert(0, '/usr/lib/wisp')
 import python_worker
 time.sleep(2)
+# A file in its private /tmp: a /tmp that holds something stays in the CRIU image (an empty one
+# and /dev are rebuilt by the restoring agent, agent/criu_mounts.h); the probe shows both.
+open('/tmp/init-marker', 'w').write('written at init')
 count = [0]
 resumes = [0]
 python_worker.on_resume(lambda: resumes.__setitem__(0, resumes[0] + 1))
 def probe():
-    # What the worker sees of the guest: its mounts, whether the root is writable, /run, /sys.
-    import os
-    mounts = sorted(l.split()[4] for l in open('/proc/self/mountinfo'))
+    # What the worker sees of the guest: its mounts (with their options), whether the root is
+    # writable, /run, /sys, its /dev and /tmp and whether they work.
+    import os, stat
+    mounts = []
+    for l in open('/proc/self/mountinfo'):
+        f, sb = l.split(' - ')
+        f, sb = f.split(), sb.split()
+        mounts.append('%s[%s|%s|%s]' % (f[4], f[5], sb[0], sb[2]))
+    mounts.sort()
+    dev = ','.join('%s:%o' % (n, os.lstat('/dev/' + n).st_mode) for n in sorted(os.listdir('/dev')))
+    with open('/dev/urandom', 'rb') as r, open('/dev/null', 'wb') as n:
+        n.write(r.read(8))
+    open('/dev/shm/w', 'w').write('x')
+    os.unlink('/dev/shm/w')
+    tmp = '%s=%s' % (','.join(sorted(os.listdir('/tmp'))), open('/tmp/init-marker').read())
     try:
         open('/var/tmp/probe', 'w')
         root = 'rw'
     except OSError:
         root = 'ro'
-    return 'mounts=%s root=%s run=%s sys=%s' % (','.join(mounts), root,
-        ','.join(sorted(os.listdir('/run'))), ','.join(sorted(os.listdir('/sys'))))
+    return 'mounts=%s root=%s run=%s sys=%s dev=%s tmp=%s' % (','.join(mounts), root,
+        ','.join(sorted(os.listdir('/run'))), ','.join(sorted(os.listdir('/sys'))), dev, tmp)
 def handle(payload):
     if payload == b'probe':
         return probe()
@@ -170,7 +185,11 @@ TEST_F(CriuInGuest, WarmWorkerCheckpointedInOneVmContinuesInAFreshOne) {
     ASSERT_EQ(parse(r1.out).head, "1 a r0") << r1.out << r1.err << r1.error;
     ASSERT_EQ(parse(call(vm.agent(), "b").out).head, "2 b r0");
     sandbox_view = call(vm.agent(), "probe").out;
+    std::cout << "the worker's view: " << sandbox_view << std::endl;
     ASSERT_NE(sandbox_view.find("root=ro"), std::string::npos) << sandbox_view;
+    ASSERT_NE(sandbox_view.find("/dev[ro,"), std::string::npos) << sandbox_view;
+    ASSERT_NE(sandbox_view.find("tmp=init-marker=written at init"), std::string::npos)
+        << sandbox_view;
     auto t0 = std::chrono::steady_clock::now();
     auto dump = vm.agent().checkpoint_worker(
         "counter", 0, [&image](const std::string& chunk) { image += chunk; });
@@ -181,6 +200,8 @@ TEST_F(CriuInGuest, WarmWorkerCheckpointedInOneVmContinuesInAFreshOne) {
               << " files; checkpointWorker " << host_ms << " ms at the host" << std::endl;
     ASSERT_EQ(dump.image_bytes, image.size());
     ASSERT_EQ(image.compare(0, 8, "WISPCRI1"), 0);
+    // criu's kernel feature cache travels with the image (agent/criu_kdat.h).
+    EXPECT_NE(image.find("wisp-kdat-kernel"), std::string::npos);
     // --leave-running: the worker goes on answering in this VM.
     auto r3 = call(vm.agent(), "c");
     EXPECT_EQ(parse(r3.out).head, "3 c r0") << r3.out << r3.err << r3.error << "\nconsole:\n"
