@@ -26,7 +26,7 @@ constexpr std::chrono::milliseconds kSettle{500};
 
 // The rebuild lock of template `name`, held; an empty fd when another process holds it.
 UniqueFd lock_rebuild(const std::string& name) {
-  std::string path = open_store(/*create=*/false) + "/." + name + ".rebuild-lock";
+  std::string path = open_store(/*create=*/false) + "/." + name + kRebuildLockSuffix;
   UniqueFd fd(open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600));
   if (!fd) throw_errno("template " + name + ": open " + path);
   if (flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
@@ -53,7 +53,7 @@ void keep_criu_image(const std::string& from_dir, const std::string& to_dir) {
 
 std::string rebuild_log_path(const std::string& name) {
   check_template_name(name);
-  return templates_dir() + "/." + name + ".rebuild.log";
+  return templates_dir() + "/." + name + kRebuildLogSuffix;
 }
 
 TemplateRebuilt rebuild_template(const std::string& name, const RebuildOptions& options,

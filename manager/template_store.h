@@ -114,9 +114,13 @@ std::vector<std::string> split_command(const std::string& text);
 // The names in the store, sorted (entries starting with '.' are work in progress).
 std::vector<std::string> template_names();
 // Deletes template `name`: its symlink is renamed away first, so a concurrent invoke sees it
-// whole or gone; its generation goes once no call holds it. Throws Error "template NAME: not
-// found" or naming what could not be removed.
+// whole or gone; its generation goes once no call holds it, and its rebuild's log and lock
+// (template_rebuild.h) with it unless a rebuild holds the lock. Throws Error "template NAME:
+// not found" or naming what could not be removed.
 void remove_template(const std::string& name);
+// Beside template NAME in the store: ".NAME" + these (template_rebuild.h).
+inline constexpr char kRebuildLockSuffix[] = ".rebuild-lock";
+inline constexpr char kRebuildLogSuffix[] = ".rebuild.log";
 // templates_dir()/NAME/snapshot: the snapshot of template `name`'s current generation.
 std::string template_snapshot_dir(const std::string& name);
 // Removes what crashed or finished runs left in the store (see the top of this file); entries

@@ -140,6 +140,20 @@ std::vector<std::string> template_names() {
   return names;
 }
 
+namespace {
+
+// A removed template's rebuild log, and its rebuild lock unless a rebuild still holds it (that
+// rebuild then finds the template gone and publishes nothing).
+void remove_rebuild_files(const std::string& store, const std::string& name) {
+  std::string prefix = store + "/." + name;
+  ::unlink((prefix + kRebuildLogSuffix).c_str());
+  std::string lock = prefix + kRebuildLockSuffix;
+  UniqueFd fd(::open(lock.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW));
+  if (fd && ::flock(fd.get(), LOCK_EX | LOCK_NB) == 0) ::unlink(lock.c_str());
+}
+
+}  // namespace
+
 void remove_template(const std::string& name) {
   check_template_name(name);
   std::string store = open_store(false);
@@ -153,6 +167,7 @@ void remove_template(const std::string& name) {
   }
   remove_tree(doomed);  // the symlink (an older wisp's directory: the template itself)
   if (gen != link) remove_if_unlocked(gen);  // else a call holds it: the next use removes it
+  remove_rebuild_files(store, name);
   remove_store_leftovers();
 }
 

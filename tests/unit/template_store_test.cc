@@ -1,6 +1,8 @@
 #include "manager/template_store.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -14,8 +16,11 @@
 #include <vector>
 
 #include "base/error.h"
+#include "base/file_io.h"
 #include "base/hex.h"
+#include "base/unique_fd.h"
 #include "manager/runtime_dir.h"
+#include "manager/template_rebuild.h"
 #include "snapshot/crc64.h"
 #include "tests/unit/expect_error.h"
 #include "tests/unit/scoped_env.h"
@@ -364,6 +369,31 @@ TEST_F(TemplateStoreDirTest, StagingBecomesTheTemplateOnlyWhenCommitted) {
   EXPECT_EQ(template_names(), Words{});
   expect_error([&] { remove_template(t.name); }, {"not found"});
   expect_error([] { remove_template("../x"); }, {"template name"});
+}
+
+// A removed template's rebuild log and lock go with it; a lock a rebuild holds stays.
+TEST_F(TemplateStoreDirTest, RemovingATemplateRemovesItsRebuildLogAndFreeLock) {
+  ScopedEnv env("WISP_HOME", root_.c_str());
+  TemplateInfo t = sample_info();
+  auto make = [&] {
+    TemplateStaging staging(t.name);
+    make_dirs(staging.snapshot_dir());
+    staging.commit(t);
+    write_file_atomic(rebuild_log_path(t.name), "log\n", 0600);
+    write_file_atomic((root_ / "templates" / ("." + t.name + ".rebuild-lock")).string(), "", 0600);
+  };
+  fs::path lock = root_ / "templates" / ("." + t.name + ".rebuild-lock");
+  make();
+  remove_template(t.name);
+  EXPECT_FALSE(fs::exists(rebuild_log_path(t.name)));
+  EXPECT_FALSE(fs::exists(lock));
+  make();
+  UniqueFd held(::open(lock.c_str(), O_RDWR | O_CLOEXEC));
+  ASSERT_TRUE(held);
+  ASSERT_EQ(::flock(held.get(), LOCK_EX | LOCK_NB), 0);
+  remove_template(t.name);
+  EXPECT_FALSE(fs::exists(rebuild_log_path(t.name)));
+  EXPECT_TRUE(fs::exists(lock));  // a rebuild still runs: it owns the file
 }
 
 mode_t mode_of(const fs::path& p) {
