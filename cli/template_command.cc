@@ -69,10 +69,12 @@ constexpr const char* kUsage = R"(Usage: wisp template COMMAND ...
       it is --portable), the agent restores the warm worker from the image (its
       initialisation does not run again), and a fresh VM snapshot replaces the old one
       atomically (calls in flight finish on the old one; nothing changes on failure). The
-      CRIU image is kept; the new snapshot has no recorded working set. One rebuild of a
-      template at a time. `wisp invoke` starts one in the background by itself when it had
-      to fall back to the image. --timings prints a JSON line to stderr: boot_ms,
-      criu_restore_ms, criu_guest_ms, snapshot_ms, total_ms.
+      CRIU image is kept; the new snapshot's working set is recorded by a probe clone's call
+      with an empty payload (when that call fails: a warning, and no working set). One
+      rebuild of a template at a time. `wisp invoke` starts one in the background by itself
+      when it had to fall back to the image. --timings prints a JSON line to stderr: boot_ms,
+      criu_restore_ms, criu_guest_ms, snapshot_ms, criu_image_bytes, working_set_pages,
+      total_ms.
   ls
       List the templates: name, mode, memory, snapshot size on disk, handler.
   rm NAME
@@ -265,9 +267,11 @@ int rebuild(int argc, char** argv, uint64_t t0_ns) {
   if (timings)
     std::fprintf(stderr,
                  "{\"boot_ms\":%.3f,\"criu_restore_ms\":%.3f,\"criu_guest_ms\":%.3f,"
-                 "\"snapshot_ms\":%.3f,\"criu_image_bytes\":%llu,\"total_ms\":%.3f}\n",
+                 "\"snapshot_ms\":%.3f,\"criu_image_bytes\":%llu,\"working_set_pages\":%llu,"
+                 "\"total_ms\":%.3f}\n",
                  out.boot_ms, out.criu_ms, out.criu_guest_ms, out.snapshot_ms,
-                 static_cast<unsigned long long>(out.criu_image_bytes), out.total_ms);
+                 static_cast<unsigned long long>(out.criu_image_bytes),
+                 static_cast<unsigned long long>(out.working_set_pages), out.total_ms);
   return kExitOk;
 }
 

@@ -14,7 +14,6 @@
 #include "manager/invoke.h"
 #include "manager/snapshot_ops.h"
 #include "manager/working_set_probe.h"
-#include "snapshot/working_set.h"
 
 namespace wisp::manager {
 namespace {
@@ -73,16 +72,6 @@ TemplateInfo template_info(const TemplateSpec& spec, const VmSpec& vm) {
   return t;
 }
 
-std::string describe_failure(const client::InvokeResult& r) {
-  if (r.timed_out) return "timed out";
-  if (!r.limit_exceeded.empty()) return "exceeded its " + r.limit_exceeded + " limit";
-  if (r.signaled) return "killed by signal " + std::to_string(r.signal);
-  if (r.exit_code != 0)
-    return "exited with status " + std::to_string(r.exit_code) +
-           (r.err.empty() ? "" : ": " + r.err.substr(0, 500));
-  return "";
-}
-
 // Starts the worker and runs the warm-up calls; each must succeed.
 void warm_up(client::AgentClient& agent, const TemplateSpec& spec, const TemplateInfo& t,
              const Progress& progress) {
@@ -102,7 +91,7 @@ void warm_up(client::AgentClient& agent, const TemplateSpec& spec, const Templat
     client::InvokeResult r = agent.invoke(invoke_request_for(
         t, spec.warmup_payload,
         std::chrono::milliseconds(starting ? kWorkerStartTimeoutMs : kWarmupTimeoutMs)));
-    std::string why = describe_failure(r);
+    std::string why = describe_call_failure(r);
     if (!why.empty()) throw Error("warm-up invocation " + std::to_string(i + 1) + " " + why);
   }
 }
@@ -158,22 +147,12 @@ void record_working_set(const TemplateSpec& spec, const VmSpec& vm, const std::s
                         const Progress& progress, Cancellation* cancellation,
                         TemplateCreated* out) {
   progress("recording the working set: a probe clone's first call...");
-  WorkingSetProbe probe;
-  try {
-    probe = probe_working_set(dir, out->info, spec.warmup_payload, vm.jail, cancellation);
-  } catch (const Error& e) {
-    throw Error(std::string("working-set probe: ") + e.what());
-  }
-  std::string why = describe_failure(probe.result);
-  if (!why.empty()) throw Error("working-set probe: the probe clone's first call " + why);
-  snapshot::WorkingSet ws;
-  ws.memory_pages = probe.memory_pages;
-  for (const auto& [first, count] : probe.ranges) ws.ranges.push_back({first, count});
-  snapshot::write_working_set(dir, ws);
+  WorkingSetProbe probe =
+      manager::record_working_set(dir, out->info, spec.warmup_payload, vm.jail, cancellation);
   out->working_set_pages = probe.pages;
   out->probe_ms = probe.ms;
   progress("working set: " + std::to_string(probe.pages) + " pages in " +
-           std::to_string(ws.ranges.size()) + " ranges");
+           std::to_string(probe.ranges.size()) + " ranges");
 }
 
 }  // namespace

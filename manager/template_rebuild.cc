@@ -16,6 +16,7 @@
 #include "manager/criu_boot.h"
 #include "manager/criu_image_store.h"
 #include "manager/snapshot_ops.h"
+#include "manager/working_set_probe.h"
 
 namespace wisp::manager {
 namespace {
@@ -47,6 +48,27 @@ void keep_criu_image(const std::string& from_dir, const std::string& to_dir) {
     write_file_atomic(to, read_file(from), 0600);
   }
   fsync_dir(to_dir);
+}
+
+// The new snapshot's working set (manager/working_set_probe.h), as template_create records
+// it: a probe clone's first call. The payload is an empty one (template.info keeps no warm-up
+// payload); a probe that fails leaves the template without a working set, with a warning,
+// rather than failing a rebuild whose snapshot is good: clones then load each page on first
+// touch, as before.
+void record_new_working_set(const TemplateInfo& t, const std::string& dir, const JailFlags& jail,
+                            const Progress& progress, Cancellation* cancellation,
+                            TemplateRebuilt* out) {
+  progress("recording the working set: a probe clone's first call...");
+  try {
+    WorkingSetProbe probe = record_working_set(dir, t, "", jail, cancellation);
+    out->working_set_pages = probe.pages;
+    progress("working set: " + std::to_string(probe.pages) + " pages in " +
+             std::to_string(probe.ranges.size()) + " ranges");
+  } catch (const Error& e) {
+    if (cancellation && cancellation->cancelled()) throw;
+    progress(std::string("warning: no working set recorded (") + e.what() +
+             "); clones load each page on first touch");
+  }
 }
 
 }  // namespace
@@ -121,8 +143,9 @@ TemplateRebuilt rebuild_template(const std::string& name, const RebuildOptions& 
   watch.reset();
   start.vm.reset();
   keep_criu_image(tpl.snapshot_dir, staging.snapshot_dir());
-  // The old working set describes the old snapshot's pages: the new one has none until a
-  // probe records it (clones then load each page on first touch).
+  // The old working set describes the old snapshot's pages: the new one records its own.
+  if (t.warmup > 0)
+    record_new_working_set(t, staging.snapshot_dir(), options.jail, progress, cancellation, &out);
   out.info = t;
   out.info.snapshot_ms = snap.total_ms;
   out.info.memory_file_bytes = snap.memory_file_bytes;

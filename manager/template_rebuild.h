@@ -39,6 +39,7 @@ struct TemplateRebuilt {
   // Milliseconds from start_ns's stages: the cold boot, restoreWorker as the host saw it (of
   // which criu restore in the guest: criu_guest_ms), the snapshot (pause + save).
   double boot_ms = 0, criu_ms = 0, criu_guest_ms = 0, snapshot_ms = 0, total_ms = 0;
+  uint64_t working_set_pages = 0;  // recorded for the new snapshot (0: none)
 };
 
 // Throws Error: no such template, not a worker, no or a damaged CRIU image, no boot record,

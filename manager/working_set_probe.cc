@@ -7,6 +7,7 @@
 #include "base/error.h"
 #include "manager/agent_vm.h"
 #include "manager/invoke.h"
+#include "snapshot/working_set.h"
 
 namespace wisp::manager {
 namespace {
@@ -45,6 +46,34 @@ WorkingSetProbe probe_working_set(const std::string& snapshot_dir, const Templat
   for (const auto& r : out.ranges) out.pages += r.second;
   out.ms = ms_since(t0);
   return out;
+}
+
+std::string describe_call_failure(const client::InvokeResult& r) {
+  if (r.timed_out) return "timed out";
+  if (!r.limit_exceeded.empty()) return "exceeded its " + r.limit_exceeded + " limit";
+  if (r.signaled) return "killed by signal " + std::to_string(r.signal);
+  if (r.exit_code != 0)
+    return "exited with status " + std::to_string(r.exit_code) +
+           (r.err.empty() ? "" : ": " + r.err.substr(0, 500));
+  return "";
+}
+
+WorkingSetProbe record_working_set(const std::string& snapshot_dir, const TemplateInfo& info,
+                                   const std::string& payload, const JailFlags& jail,
+                                   Cancellation* cancellation) {
+  WorkingSetProbe probe;
+  try {
+    probe = probe_working_set(snapshot_dir, info, payload, jail, cancellation);
+  } catch (const Error& e) {
+    throw Error(std::string("working-set probe: ") + e.what());
+  }
+  std::string why = describe_call_failure(probe.result);
+  if (!why.empty()) throw Error("working-set probe: the probe clone's first call " + why);
+  snapshot::WorkingSet ws;
+  ws.memory_pages = probe.memory_pages;
+  for (const auto& [first, count] : probe.ranges) ws.ranges.push_back({first, count});
+  snapshot::write_working_set(snapshot_dir, ws);
+  return probe;
 }
 
 }  // namespace wisp::manager

@@ -34,4 +34,14 @@ WorkingSetProbe probe_working_set(const std::string& snapshot_dir, const Templat
                                   const std::string& payload, const JailFlags& jail,
                                   Cancellation* cancellation);
 
+// Why a call failed ("timed out", "exited with status 3: <stderr>", ...), or "" if it did not.
+std::string describe_call_failure(const client::InvokeResult& r);
+
+// probe_working_set, then the result written as `snapshot_dir`'s working set
+// (snapshot/working_set.h). Throws Error "working-set probe: ..." when the clone or its call
+// fails.
+WorkingSetProbe record_working_set(const std::string& snapshot_dir, const TemplateInfo& info,
+                                   const std::string& payload, const JailFlags& jail,
+                                   Cancellation* cancellation);
+
 }  // namespace wisp::manager

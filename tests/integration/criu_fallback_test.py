@@ -89,6 +89,9 @@ class CriuFallbackTest(unittest.TestCase):
                 # Its progress: the cold boot and the worker restored from the image.
                 self.assertIn("restoring its worker from the CRIU image", text)
                 self.assertIn("worker restored: boot", text)
+                # The new snapshot records its own working set (a probe clone's first call).
+                self.assertIn("working set: ", text)
+                self.assertTrue(os.path.exists(os.path.join(self.snapshot_dir(), "working-set")))
                 return
             time.sleep(0.5)
         self.fail("no rebuilt snapshot after 120 s; its log:\n" + text[-3000:])
