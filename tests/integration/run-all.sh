@@ -52,6 +52,8 @@ done
 steps+=("build/cmake/tests/wisp_unit_tests --gtest_brief=1 --gtest_filter=JailCgroupReal*")
 # Each seccomp table entry is needed and none is missing (a log-only run of a workload).
 steps+=("python3 tests/integration/seccomp_tables_check.py")
+# A step marked "host:" runs on the host itself: it starts testbeds of its own (two CPU models).
+steps+=("host:python3 tests/integration/criu_cpu_change_test.py")
 longest=(perf/run-all.sh\ snapshot clone_entropy perf/run-all.sh\ serve agent_integration
   "$gtests" snapshot_integration serve_integration)
 ordered=()
@@ -92,8 +94,13 @@ lane() {
     rc=0
     # A step is a command line split at spaces, without globbing (no step quotes).
     set -f
-    # shellcheck disable=SC2086
-    tests/integration/in-kvm $step >"$log" 2>&1 || rc=$?
+    if [[ $step == host:* ]]; then
+      # shellcheck disable=SC2086
+      ${step#host:} >"$log" 2>&1 || rc=$?
+    else
+      # shellcheck disable=SC2086
+      tests/integration/in-kvm $step >"$log" 2>&1 || rc=$?
+    fi
     set +f
     {
       echo "run-all: ---- lane $n: $step ----"
