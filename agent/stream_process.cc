@@ -114,7 +114,9 @@ void StreamProcess::kill_tree() {
 }
 
 kj::Promise<void> StreamProcess::pump(Output& out) {
-  return out.in->tryRead(out.buffer.begin(), 1, out.buffer.size())
+  // evalNow: kj's fd stream may throw from tryRead itself when read() fails at once (a pty's
+  // master reads EIO once the terminal's last user closed it), not only through the promise.
+  return kj::evalNow([&out]() { return out.in->tryRead(out.buffer.begin(), 1, out.buffer.size()); })
       .then(
           [this, &out](size_t n) -> kj::Promise<void> {
             if (n == 0) return kj::READY_NOW;

@@ -36,7 +36,7 @@ from vmrun import wait_for  # noqa: E402  (perf/, on the path the fixture set)
 
 # The container's process: its terminal, then one `stty size` per line typed, until ^D.
 SCRIPT = ("/bin/busybox tty; while read l; do echo got:$l; /bin/busybox stty size; done; "
-          "echo bye; exit 7")
+          "echo to-stderr >&2; echo bye; exit 7")
 
 
 def set_size(fd, rows, cols):
@@ -154,11 +154,11 @@ class ShimTtyTest(unittest.TestCase):
                                      "/bin/sh", "-c", SCRIPT), rows=33, cols=111)
         self.addCleanup(lambda: run.proc.poll() is None and (run.proc.kill(), run.proc.wait()))
         try:
-            # The process's stdout is a terminal of its own devpts instance.
+            # The process's stdout is a terminal of its own devpts instance: its first pty.
             m = run.expect(r"(/dev/pts/\d+|not a tty)\n", 300)
             print(f"ctr run -t: first output after {time.monotonic() - t0:.1f} s",
                   file=sys.stderr)
-            self.assertTrue(m.group(1).startswith("/dev/pts/"), self.detail(run))
+            self.assertEqual(m.group(1), "/dev/pts/0", self.detail(run))
             # A typed line reaches it (the guest's pty echoes it, and maps CR to NL); the size
             # is the one ctr read from this terminal and sent as ResizePty.
             run.type("hello\r")
@@ -176,6 +176,7 @@ class ShimTtyTest(unittest.TestCase):
                 run.type(f"r{n}\r")
                 run.expect(rf"got:r{n}\n\d+ \d+\n", 60)
                 time.sleep(0.2)
+            print(f"resize seen after {n} line(s)", file=sys.stderr)
 
             # An exec with -t in the same container: a terminal of its own, its own size.
             t1 = time.monotonic()
@@ -185,7 +186,7 @@ class ShimTtyTest(unittest.TestCase):
                                          "/bin/busybox stty size; exit 3"),
                            rows=25, cols=90)
             m = exe.expect(r"(/dev/pts/\d+|not a tty)\n", 120)
-            self.assertTrue(m.group(1).startswith("/dev/pts/"), self.detail(exe, run))
+            self.assertEqual(m.group(1), "/dev/pts/0", self.detail(exe, run))
             exe.type("y\r")
             exe.expect(r"x:y\n\d+ \d+\n", 60)
             self.assertIn("x:y\n25 90\n", exe.text, self.detail(exe))
@@ -193,10 +194,12 @@ class ShimTtyTest(unittest.TestCase):
             print(f"ctr task exec -t: {time.monotonic() - t1:.1f} s", file=sys.stderr)
 
             # ^D on an empty line: end of input for `read`; the loop ends, the exit code comes
-            # back through ctr.
+            # back through ctr. Stderr is the terminal too.
             run.type("\x04")
-            run.expect(r"bye\n", 60)
+            run.expect(r"to-stderr\nbye\n", 60)
             self.assertEqual(run.finish(60), 7, self.detail(run))
+            print(f"--- the container's terminal ---\n{run.text}--- the exec's ---\n{exe.text}",
+                  file=sys.stderr)
         except AssertionError:
             raise
         except Exception as e:  # a timeout or OS error: with what was seen
