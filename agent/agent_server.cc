@@ -84,7 +84,7 @@ void fill_result(const InvocationResult& r, api::InvokeResult::Builder out) {
   out.setPreforked(r.preforked);
 }
 
-HandlerConfig handler_config_from_wire(api::Handler::Reader handler) {
+HandlerConfig handler_config_from_wire(api::Handler::Reader handler, bool terminal_allowed) {
   HandlerConfig c;
   c.name = handler.getName();
   c.sandbox.argv = text_list(handler.getArgv(), "argv");
@@ -114,6 +114,11 @@ HandlerConfig handler_config_from_wire(api::Handler::Reader handler) {
   auto groups = handler.getAdditionalGids();
   KJ_REQUIRE(groups.size() <= kMaxAdditionalGids, "additionalGids: too many", groups.size());
   for (uint32_t g : groups) c.sandbox.groups.push_back(g);
+  c.sandbox.terminal = handler.getTerminal();
+  KJ_REQUIRE(!c.sandbox.terminal || terminal_allowed,
+             "terminal: only execStream runs a command on a terminal");
+  c.sandbox.console_width = handler.getConsoleWidth();
+  c.sandbox.console_height = handler.getConsoleHeight();
   return c;
 }
 
@@ -133,6 +138,7 @@ kj::Promise<void> AgentImpl::ping(PingContext context) {
   info.setUptimeNs(boot_time_ns());
   info.setStartedNs(times_.started_ns);
   info.setReadyNs(times_.ready_ns);
+  info.setTerminals(true);
   size_t alive = 0;
   for (auto& [name, worker] : workers_) alive += worker->alive() ? 1 : 0;
   auto names = info.initWorkers(static_cast<unsigned>(alive));
@@ -310,7 +316,7 @@ kj::Promise<void> AgentImpl::shutdown(ShutdownContext) {
 kj::Promise<void> AgentImpl::execStream(ExecStreamContext context) {
   KJ_REQUIRE(!shutting_down_, "the agent is shutting down");
   auto params = context.getParams();
-  HandlerConfig config = handler_config_from_wire(params.getHandler());
+  HandlerConfig config = handler_config_from_wire(params.getHandler(), /*terminal_allowed=*/true);
   uint64_t timeout_ms = params.getTimeoutMs();
   KJ_REQUIRE(timeout_ms >= 1, "execStream: timeoutMs must be at least 1 (milliseconds)");
   timeout_ms = std::min(timeout_ms, kMaxTimeoutMs);

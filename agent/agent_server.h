@@ -74,7 +74,9 @@ class AgentImpl final : public api::Agent::Server {
 };
 
 // Converts and validates a Handler from the wire (throws kj::Exception on bad input).
-HandlerConfig handler_config_from_wire(api::Handler::Reader handler);
+// `terminal_allowed`: execStream only; elsewhere Handler.terminal is refused (an invoke's
+// output is its result, a worker talks frames on its stdio, a spare is made in advance).
+HandlerConfig handler_config_from_wire(api::Handler::Reader handler, bool terminal_allowed = false);
 
 // Writes a result to the wire.
 void fill_result(const InvocationResult& r, api::InvokeResult::Builder out);

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "agent/container_root.h"
+#include "agent/sandbox_terminal.h"
 #include "agent/seccomp_policy.h"
 
 namespace wisp::agent {
@@ -40,7 +41,8 @@ struct ChildPlan {
   std::string root;  // the container root's overlay directory, or ""
   std::string cwd;   // where the handler starts
   int stdin_r, stdout_w, stderr_w, status_w;
-  int go = -1;  // held: the child's end of the go socket (fd 4 once in the child)
+  int go = -1;      // held: the child's end of the go socket (fd 4 once in the child)
+  int devpts = -1;  // terminal: the pty's devpts mount (fd 4 once in the child, until /dev)
 };
 
 // Child side: report and exit. Only async-signal-safe calls.
@@ -75,7 +77,20 @@ void make_dirs(const std::string& path) {
   (void)mkdir(buf, 0755);
 }
 
-void set_up_dev() {
+// A terminal's /dev entries: its devpts instance (only its own ptys), the ptmx of that
+// instance, and /dev/tty (the process's controlling terminal, which ends up being the pty).
+void set_up_dev_terminal(ChildPlan& plan) {
+  check(mkdir("/dev/pts", 0755), "/dev/pts");
+  int rc = attach_devpts(plan.devpts, "/dev/pts");
+  if (rc < 0) fail("attach the terminal's devpts at /dev/pts", -rc);
+  close(plan.devpts);
+  plan.devpts = -1;
+  check(symlink("pts/ptmx", "/dev/ptmx"), "/dev/ptmx");
+  check(mknod("/dev/tty", S_IFCHR | 0666, makedev(5, 0)), "/dev/tty");
+  check(chmod("/dev/tty", 0666), "/dev/tty");
+}
+
+void set_up_dev(ChildPlan& plan) {
   // A minimal /dev: no vsock, no console, no block devices.
   check(mount("tmpfs", "/dev", "tmpfs", kSandboxDevFlags, kSandboxDevOptions), "mount /dev");
   int dev = open("/dev", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -83,6 +98,7 @@ void set_up_dev() {
   const char* step = nullptr;
   if (int err = populate_sandbox_dev(dev, &step); err != 0) fail(step, err);
   close(dev);
+  if (plan.devpts >= 0) set_up_dev_terminal(plan);
   check(mount("tmpfs", "/dev/shm", "tmpfs", kSandboxShmFlags, kSandboxShmOptions),
         "mount /dev/shm");
   check(mount(nullptr, "/dev", nullptr, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NOEXEC,
@@ -98,7 +114,7 @@ void mount_proc() {
 // The container root: its overlay replaces "/" in this mount namespace. pivot_root cannot
 // leave an initramfs (rootfs), so this is switch_root's move and chroot; without
 // CAP_SYS_CHROOT (dropped before the exec) there is no way back to the agent's root.
-void set_up_container_root(const ChildPlan& plan) {
+void set_up_container_root(ChildPlan& plan) {
   check(chdir(plan.root.c_str()), "chdir to the container root");
   check(mount(".", "/", nullptr, MS_MOVE, nullptr), "move the container root to /");
   check(chroot("."), "chroot into the container root");
@@ -111,16 +127,16 @@ void set_up_container_root(const ChildPlan& plan) {
   check(mount("/proc/sys", "/proc/sys", nullptr, MS_BIND, nullptr), "bind /proc/sys");
   check(mount(nullptr, "/proc/sys", nullptr, MS_REMOUNT | MS_BIND | MS_RDONLY, nullptr),
         "remount /proc/sys read-only");
-  set_up_dev();
+  set_up_dev(plan);
   make_dirs(plan.cwd);
 }
 
-void set_up_filesystem(const ChildPlan& plan) {
+void set_up_filesystem(ChildPlan& plan) {
   check(mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr), "make mounts private");
   if (!plan.root.empty()) return set_up_container_root(plan);
   for (const char* path : {"/sys", "/run", "/tmp", "/dev", "/proc"}) detach(path);
   mount_proc();
-  set_up_dev();
+  set_up_dev(plan);
   // The scratch dir: a private tmpfs, gone with the mount namespace.
   check(mount("tmpfs", "/tmp", "tmpfs", kSandboxTmpFlags, plan.tmp_options.c_str()), "mount /tmp");
   check(mount(nullptr, "/", nullptr, MS_REMOUNT | MS_BIND | MS_RDONLY, nullptr),
@@ -181,6 +197,12 @@ void wait_for_go(int go) {
 
 [[noreturn]] void exec_handler(const ChildPlan& plan) {
   close(plan.status_w);
+  if (plan.spec->terminal) {
+    // Its own session (the namespace init leads the one it is in; a handler that is the init
+    // leads it already), with the pty, its fds 0-2, as the controlling terminal.
+    if (!plan.spec->handler_is_init) check(setsid(), "setsid (terminal)");
+    check(ioctl(STDIN_FILENO, TIOCSCTTY, 0), "make the pty the controlling terminal");
+  }
   set_limits(*plan.spec);
   drop_privileges(*plan.spec);
   int rc = load_handler_seccomp_filter();
@@ -231,6 +253,9 @@ void wait_for_go(int go) {
   // Out of the way of fds 3 and 4 before they are filled (the agent's own low fds make this
   // a no-op in practice).
   if (plan.go >= 0 && plan.go < 5) check(plan.go = fcntl(plan.go, F_DUPFD, 5), "move go fd");
+  if (plan.devpts >= 0 && plan.devpts < 5) {
+    check(plan.devpts = fcntl(plan.devpts, F_DUPFD, 5), "move devpts fd");
+  }
   int status_fd = plan.status_w;
   check(dup2(status_fd, 3), "dup2 status");
   plan.status_w = 3;
@@ -239,7 +264,13 @@ void wait_for_go(int go) {
     plan.go = 4;
     check(fcntl(4, F_SETFD, FD_CLOEXEC), "go fd");
   }
-  check(static_cast<int>(syscall(SYS_close_range, plan.go >= 0 ? 5 : 4, ~0U, 0)), "close_range");
+  if (plan.devpts >= 0) {  // never with go (spawn_sandboxed refuses held terminals)
+    check(dup2(plan.devpts, 4), "dup2 devpts");
+    plan.devpts = 4;
+    check(fcntl(4, F_SETFD, FD_CLOEXEC), "devpts fd");
+  }
+  bool fd4 = plan.go >= 0 || plan.devpts >= 0;
+  check(static_cast<int>(syscall(SYS_close_range, fd4 ? 5 : 4, ~0U, 0)), "close_range");
   check(fcntl(3, F_SETFD, FD_CLOEXEC), "status fd");
   check(setsid(), "setsid");
 
@@ -311,6 +342,7 @@ int populate_sandbox_dev(int dev_fd, const char** step) {
 
 SandboxedProcess spawn_sandboxed(const SandboxSpec& spec, int cgroup_fd, bool held) {
   KJ_REQUIRE(!spec.argv.empty(), "handler argv is empty");
+  KJ_REQUIRE(!(held && spec.terminal), "a held (spare) sandbox has no terminal");
   ChildPlan plan;
   plan.spec = &spec;
   for (const auto& a : spec.argv) plan.argv.push_back(const_cast<char*>(a.c_str()));
@@ -332,6 +364,13 @@ SandboxedProcess spawn_sandboxed(const SandboxSpec& spec, int cgroup_fd, bool he
   plan.stdout_w = out.write_end.get();
   plan.stderr_w = err.write_end.get();
   plan.status_w = status.write_end.get();
+  TerminalPair terminal;
+  if (spec.terminal) {
+    // The sandbox's failures before the exec go to the terminal too (the caller's output).
+    terminal = open_terminal(spec.uid, spec.gid, spec.console_width, spec.console_height);
+    plan.stdin_r = plan.stdout_w = plan.stderr_w = terminal.pty.get();
+    plan.devpts = terminal.devpts.get();
+  }
   kj::AutoCloseFd go_agent, go_child;
   if (held) {
     int fds[2];
@@ -358,6 +397,14 @@ SandboxedProcess spawn_sandboxed(const SandboxSpec& spec, int cgroup_fd, bool he
   p.stderr_fd = kj::mv(err.read_end);
   p.status_fd = kj::mv(status.read_end);
   p.go_fd = kj::mv(go_agent);
+  if (spec.terminal) {
+    // The agent keeps no pty: the master reads end of file (EIO) once the sandbox is gone.
+    p.stdin_fd = kj::AutoCloseFd(fcntl(terminal.master.get(), F_DUPFD_CLOEXEC, 0));
+    p.stdout_fd = kj::AutoCloseFd(fcntl(terminal.master.get(), F_DUPFD_CLOEXEC, 0));
+    KJ_REQUIRE(p.stdin_fd.get() >= 0 && p.stdout_fd.get() >= 0, "dup the terminal's master");
+    p.stderr_fd = nullptr;
+    p.terminal_fd = kj::mv(terminal.master);
+  }
   return p;
 }
 

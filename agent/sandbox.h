@@ -56,6 +56,12 @@ struct SandboxSpec {
   // exit (the status pipe stays empty). What a handler loses as init: its zombies are its own
   // to reap, and signals it sends itself without a handler installed are ignored.
   bool handler_is_init = false;
+  // On a pseudo-terminal (sandbox_terminal.h): the handler's stdin, stdout and stderr are the
+  // pty, its controlling terminal (setsid + TIOCSCTTY just before the exec), and the sandbox's
+  // /dev has the pty's devpts instance at /dev/pts, /dev/ptmx and /dev/tty. Not with `held`.
+  bool terminal = false;
+  uint16_t console_width = 0;  // the initial size; 0: the kernel's default
+  uint16_t console_height = 0;
 };
 
 struct SandboxedProcess {
@@ -70,6 +76,9 @@ struct SandboxedProcess {
   // Held only: the agent's end of the go socket (AF_UNIX stream): reads kHeldReady once the
   // handler waits, writes kHeldGo to let it exec.
   kj::AutoCloseFd go_fd;
+  // Terminal only: the pty's master. stdin_fd and stdout_fd are duplicates of it (writes
+  // type into the terminal, reads give its output); stderr_fd is empty.
+  kj::AutoCloseFd terminal_fd;
 };
 
 inline constexpr char kHeldReady = 'R';

@@ -6,6 +6,7 @@
 #include <algorithm>
 
 #include "agent/agent_server.h"
+#include "agent/sandbox_terminal.h"
 #include "base/clock.h"
 
 namespace wisp::agent {
@@ -52,12 +53,15 @@ void StreamProcess::start(const HandlerConfig& config, uint64_t timeout_ms) {
                    0,
                    false,
                    true};
-  stderr_ = Output{io.wrapInputFd(proc.stderr_fd.release(), kFdFlags),
-                   kj::heapArray<kj::byte>(kChunkBytes),
-                   kStderrCapBytes,
-                   0,
-                   false,
-                   false};
+  terminal_ = kj::mv(proc.terminal_fd);
+  if (terminal_.get() < 0) {
+    stderr_ = Output{io.wrapInputFd(proc.stderr_fd.release(), kFdFlags),
+                     kj::heapArray<kj::byte>(kChunkBytes),
+                     kStderrCapBytes,
+                     0,
+                     false,
+                     false};
+  }
 
   timeout_task_ = services_.timer.afterDelay(timeout_ms * kj::MILLISECONDS)
                       .then([this]() {
@@ -67,7 +71,7 @@ void StreamProcess::start(const HandlerConfig& config, uint64_t timeout_ms) {
                       .eagerlyEvaluate(nullptr);
   auto both = kj::heapArrayBuilder<kj::Promise<void>>(2);
   both.add(pump(stdout_));
-  both.add(pump(stderr_));
+  if (stderr_.in) both.add(pump(stderr_));  // a terminal has one output
   pumps_ = kj::joinPromises(both.finish()).fork();
   done_ = exited.then([this]() { return drain_after_exit(); }).then([this]() { finish(); }).fork();
 }
@@ -110,7 +114,9 @@ void StreamProcess::kill_tree() {
 }
 
 kj::Promise<void> StreamProcess::pump(Output& out) {
-  return out.in->tryRead(out.buffer.begin(), 1, out.buffer.size())
+  // evalNow: kj's fd stream may throw from tryRead itself when read() fails at once (a pty's
+  // master reads EIO once the terminal's last user closed it), not only through the promise.
+  return kj::evalNow([&out]() { return out.in->tryRead(out.buffer.begin(), 1, out.buffer.size()); })
       .then(
           [this, &out](size_t n) -> kj::Promise<void> {
             if (n == 0) return kj::READY_NOW;
@@ -162,10 +168,15 @@ kj::Promise<void> StreamProcess::write(WriteContext context) {
   KJ_REQUIRE(stdin_queued_bytes_ + size <= kMaxQueuedStdinBytes,
              "Process.write: too much stdin queued; wait for earlier writes to complete",
              stdin_queued_bytes_, size);
-  stdin_queued_bytes_ += size;
   // A copy: the write may outlive the call (queued behind others, or the call cancelled).
   auto data = kj::heapArray<kj::byte>(context.getParams().getData());
   context.releaseParams();
+  return queue_stdin(kj::mv(data));
+}
+
+kj::Promise<void> StreamProcess::queue_stdin(kj::Array<kj::byte> data) {
+  uint64_t size = data.size();
+  stdin_queued_bytes_ += size;
   auto written =
       kj::mv(stdin_tail_)
           .then([this, data = kj::mv(data)]() mutable -> kj::Promise<void> {
@@ -191,6 +202,15 @@ kj::Promise<void> StreamProcess::write(WriteContext context) {
 kj::Promise<void> StreamProcess::closeStdin(CloseStdinContext) {
   if (stdin_closing_) return kj::READY_NOW;
   stdin_closing_ = true;
+  if (terminal_.get() >= 0) {
+    // Closing the master would hang the terminal up (SIGHUP), not end the input: the end of
+    // file is a character typed after the queued input.
+    int eof = ended_ ? -1 : terminal_eof_char(terminal_.get());
+    if (eof < 0) return kj::READY_NOW;
+    auto data = kj::heapArray<kj::byte>(1);
+    data[0] = static_cast<kj::byte>(eof);
+    return queue_stdin(kj::mv(data));
+  }
   // After the queued writes; dropping the stream closes the pipe, the command reads EOF.
   auto closed = kj::mv(stdin_tail_).then([this]() { stdin_ = nullptr; }).fork();
   stdin_tail_ = closed.addBranch();
@@ -207,6 +227,14 @@ kj::Promise<void> StreamProcess::signal(SignalContext context) {
     // Every process of the tree; the namespace init ignores it (it has no handlers).
     cgroup_->signal_all(sig);
   }
+  return kj::READY_NOW;
+}
+
+kj::Promise<void> StreamProcess::resize(ResizeContext context) {
+  KJ_REQUIRE(terminal_.get() >= 0, "Process.resize: the command has no terminal");
+  auto params = context.getParams();
+  if (ended_) return kj::READY_NOW;  // nothing left to see the size
+  resize_terminal(terminal_.get(), params.getWidth(), params.getHeight());
   return kj::READY_NOW;
 }
 

@@ -4,6 +4,10 @@
 // caller's OutputSink as they are written, through Cap'n Proto streaming calls (flow control:
 // a slow sink stalls only this command's pipes, which stalls the command, never the agent).
 //
+// On a terminal (Handler.terminal, agent/sandbox_terminal.h): stdin and stdout are the pty's
+// master (one output, to the sink's stdout, capped as stdout), closeStdin types the terminal's
+// end of file, and resize sets its size.
+//
 // Lifetime: the Process capability owns the command. Dropping it while the command runs kills
 // the tree; the result is kept until it is dropped, for any number of wait() calls.
 #pragma once
@@ -30,6 +34,7 @@ class StreamProcess final : public api::Process::Server {
   kj::Promise<void> closeStdin(CloseStdinContext context) override;
   kj::Promise<void> signal(SignalContext context) override;
   kj::Promise<void> wait(WaitContext context) override;
+  kj::Promise<void> resize(ResizeContext context) override;
 
  private:
   // One of the command's output pipes and what has gone to the sink from it.
@@ -43,6 +48,7 @@ class StreamProcess final : public api::Process::Server {
   };
 
   kj::Promise<void> pump(Output& out);
+  kj::Promise<void> queue_stdin(kj::Array<kj::byte> data);
   kj::Promise<void> send(Output& out, size_t size);
   kj::Promise<void> wait_for_exit(pid_t pid);
   kj::Promise<void> drain_after_exit();
@@ -64,6 +70,7 @@ class StreamProcess final : public api::Process::Server {
 
   // The streams are declared before the promises that use them, so they outlive them.
   kj::Own<kj::AsyncInputStream> status_stream_;
+  kj::AutoCloseFd terminal_;  // the pty's master (ioctls), or none
   kj::Own<kj::AsyncOutputStream> stdin_;
   Output stdout_, stderr_;
 

@@ -113,6 +113,10 @@ interface Process {
   closeStdin @1 () -> ();
   signal @2 (signal :Int32) -> ();  # to its whole process tree
   wait @3 () -> (result :InvokeResult);
+  # Added for terminals (issue 16; an older agent answers "unimplemented"): the terminal's
+  # size in characters (TIOCSWINSZ; the kernel sends SIGWINCH to its foreground process
+  # group). Refused for a process without a terminal (Handler.terminal false).
+  resize @4 (width :UInt16, height :UInt16) -> ();
 }
 
 struct AgentInfo {
@@ -123,6 +127,9 @@ struct AgentInfo {
   workers @4 :List(Text);       # names of running warm workers
   startedNs @5 :UInt64;         # CLOCK_BOOTTIME when wisp-agent's main() began
   readyNs @6 :UInt64;           # CLOCK_BOOTTIME when it first listened on vsock
+  # execStream honours Handler.terminal (an older agent ignores that field and would run the
+  # command on pipes: a caller that asks for a terminal checks this first).
+  terminals @7 :Bool;
 }
 
 struct Handler {
@@ -141,6 +148,15 @@ struct Handler {
   uid @7 :UInt32 = 65534;       # the handler's user; 0 (a container's root) keeps no
   gid @8 :UInt32 = 65534;       # capabilities, and /proc/sys is read-only to it
   additionalGids @9 :List(UInt32);
+  # execStream only (invoke, workers and spares refuse it): the command runs on a
+  # pseudo-terminal of a devpts instance of its own (/dev/pts/0 in its sandbox, also its
+  # controlling terminal). Its stdout and stderr are the terminal, whose output (echo and
+  # ONLCR included) goes to OutputSink.stdout (nothing to stderr); Process.write types into it;
+  # closeStdin types the terminal's end-of-file character (VEOF, ^D by default), which ends a
+  # read in canonical mode and is a plain byte in raw mode.
+  terminal @10 :Bool = false;
+  consoleWidth @11 :UInt16;     # the terminal's initial size in characters; 0 (either):
+  consoleHeight @12 :UInt16;    # left at the kernel's default (0x0) until Process.resize
 }
 
 struct Limits {

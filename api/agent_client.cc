@@ -84,6 +84,9 @@ void fill_handler(api::Handler::Builder b, const Handler& h) {
   auto groups = b.initAdditionalGids(static_cast<unsigned>(h.additional_gids.size()));
   for (size_t i = 0; i < h.additional_gids.size(); ++i)
     groups.set(static_cast<unsigned>(i), h.additional_gids[i]);
+  b.setTerminal(h.terminal);
+  b.setConsoleWidth(h.console_width);
+  b.setConsoleHeight(h.console_height);
 }
 
 namespace {
@@ -231,6 +234,7 @@ struct StreamState {
     void write(const std::string& data) override { s.write(data); }
     void close_stdin() override { s.close_stdin(); }
     void signal(int sig) override { s.signal(sig); }
+    void resize(uint16_t width, uint16_t height) override { s.resize(width, height); }
     void drop() override { s.drop(); }
     StreamState& s;
   };
@@ -260,6 +264,15 @@ struct StreamState {
     r.setSignal(sig);
     requests->add(r.send().ignoreResult().catch_([this](kj::Exception&& e) {
       if (failure.empty()) failure = std::string("signal: ") + e.getDescription().cStr();
+    }));
+  }
+  void resize(uint16_t width, uint16_t height) {
+    if (!active || released) return;
+    auto r = process.resizeRequest();
+    r.setWidth(width);
+    r.setHeight(height);
+    requests->add(r.send().ignoreResult().catch_([this](kj::Exception&& e) {
+      if (failure.empty()) failure = std::string("resize: ") + e.getDescription().cStr();
     }));
   }
   void drop() {
@@ -427,6 +440,7 @@ AgentInfo AgentClient::ping() {
         info.boot_id = string_of(i.getBootId());
         info.uptime_ns = i.getUptimeNs();
         for (auto w : i.getWorkers()) info.workers.push_back(string_of(w));
+        info.terminals = i.getTerminals();
         return info;
       }),
       impl_->grace, "ping");
@@ -512,6 +526,11 @@ InvokeResult AgentClient::exec_stream(const ExecStreamRequest& r) {
     throw Error("execStream: stdin_data is " + std::to_string(r.stdin_data.size()) +
                 " bytes; write it in pieces under " + std::to_string(max_message_bytes()) +
                 " bytes (Agent.maxMessageBytes)");
+  // An older agent ignores Handler.terminal and would run the command on pipes.
+  if (r.handler.terminal && !ping().terminals)
+    throw AgentError(AgentError::Kind::kRemote,
+                     "agent execStream: this guest's wisp-agent predates terminals "
+                     "(Handler.terminal); rebuild the guest image or template");
   auto state = std::make_shared<StreamState>();
   state->on_stdout = r.on_stdout;
   state->on_stderr = r.on_stderr;

@@ -35,6 +35,10 @@ struct Handler {
   uint32_t uid = 65534;
   uint32_t gid = 65534;
   std::vector<uint32_t> additional_gids;
+  // execStream only: on a pseudo-terminal (api/agent.capnp Handler @10..@12).
+  bool terminal = false;
+  uint16_t console_width = 0;  // 0: the kernel's default size
+  uint16_t console_height = 0;
 };
 
 enum class InvokeMode { kExec, kWorker };
@@ -70,6 +74,8 @@ class StreamControl {
   virtual void write(const std::string& data) = 0;  // to its stdin (errors such as EPIPE ignored)
   virtual void close_stdin() = 0;
   virtual void signal(int sig) = 0;  // to the whole tree; a refusal fails exec_stream
+  // The terminal's size (Handler.terminal); a refusal fails exec_stream.
+  virtual void resize(uint16_t width, uint16_t height) = 0;
   // Stops waiting: exec_stream returns at once (result.error "dropped by the caller") and
   // releases the Process, which makes the agent kill the command.
   virtual void drop() = 0;
@@ -94,6 +100,7 @@ struct AgentInfo {
   std::vector<std::string> workers;
   uint64_t started_ns = 0;  // CLOCK_BOOTTIME when wisp-agent's main() began (0: not reported)
   uint64_t ready_ns = 0;    // CLOCK_BOOTTIME when it first listened on vsock
+  bool terminals = false;   // execStream honours Handler.terminal
 };
 
 // The schema constants, so callers need not include the generated header.

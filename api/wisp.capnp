@@ -22,6 +22,7 @@
 #   "draining: ..."                    serve is shutting down and takes no new work
 #   "vm-failed: ... <VMM log tail>"    the VM died or its agent broke the RPC mid-call
 #   "too-large: ..."                   a payload or file over maxPayloadBytes
+#   "unsupported: ..."                 the sandbox's guest cannot do it (an older wisp-agent)
 # A handler that fails is not an exception: its result says how it ended.
 
 @0xc30cfb4dc5743292;
@@ -219,6 +220,12 @@ struct ExecRequest {
   stdin @2 :Data $Json.base64;
   timeoutMs @3 :UInt64 = 30000;
   sandbox @4 :ExecSandbox;      # unset: the guest's root, as user nobody, default limits
+  # execStream only: the command runs on a pseudo-terminal (api/agent.capnp Handler.terminal:
+  # its output all goes to OutputSink.stdout, closeStdin types ^D, Process.resize sets the
+  # size). Refused with "unsupported" by a sandbox whose agent predates terminals.
+  terminal @5 :Bool = false;
+  consoleWidth @6 :UInt16;      # the initial size in characters; 0: the kernel's default
+  consoleHeight @7 :UInt16;
 }
 
 # The handler sandbox of an exec beyond argv and env (api/agent.capnp Handler and Limits say
@@ -246,6 +253,8 @@ interface Process {
   closeStdin @1 () -> ();
   signal @2 (signal :Int32) -> ();
   wait @3 () -> (response :InvokeResponse);
+  # The terminal's size (ExecRequest.terminal); refused for a command without one.
+  resize @4 (width :UInt16, height :UInt16) -> ();
 }
 
 # ---- monitoring -----------------------------------------------------------------------------

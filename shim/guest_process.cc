@@ -37,7 +37,9 @@ GuestProcess::GuestProcess(std::string exec_id, std::string who, TaskStdio stdio
       who_(std::move(who)),
       stdio_(std::move(stdio)),
       process_(std::move(process)),
-      io_(io) {}
+      io_(io),
+      console_width_(process_.console_width),
+      console_height_(process_.console_height) {}
 
 GuestProcess::~GuestProcess() noexcept(false) {}
 
@@ -52,7 +54,9 @@ kj::Promise<void> GuestProcess::start(api::serve::Sandbox::Client sandbox, const
   }
   starting_ = true;
   status_ = TaskStatus::kRunning;
-  output_ = kj::refcounted<OutputFifos>(io_, stdio_.stdout_path, stdio_.stderr_path, who_);
+  // On a terminal stderr is stdout (the pty): containerd gives no stderr FIFO.
+  output_ = kj::refcounted<OutputFifos>(io_, stdio_.stdout_path,
+                                        stdio_.terminal ? "" : stdio_.stderr_path, who_);
   auto call = sandbox.execStreamRequest();
   auto request = call.initRequest();
   auto argv = request.initArgv(static_cast<unsigned>(process_.args.size()));
@@ -61,6 +65,11 @@ kj::Promise<void> GuestProcess::start(api::serve::Sandbox::Client sandbox, const
   for (unsigned i = 0; i < env.size(); ++i) env.set(i, process_.env[i]);
   request.setTimeoutMs(kExecTimeoutMs);
   if (root) fill_exec_sandbox(request.initSandbox(), *root);
+  if (stdio_.terminal) {
+    request.setTerminal(true);
+    request.setConsoleWidth(console_width_);
+    request.setConsoleHeight(console_height_);
+  }
   call.setOutput(output_->sink());
   return call.send().then(
       [this](capnp::Response<api::serve::Sandbox::ExecStreamResults> r) {
@@ -93,6 +102,12 @@ void GuestProcess::running(api::serve::Process::Client process) {
   } else {
     // No stdin (or CloseIO came first): the process reads end of file.
     calls_.add(process.closeStdinRequest().send().ignoreResult());
+  }
+  if (resize_after_start_) {
+    auto req = process.resizeRequest();
+    req.setWidth(console_width_);
+    req.setHeight(console_height_);
+    calls_.add(req.send().ignoreResult());
   }
   waiting_ = process.waitRequest()
                  .send()
@@ -160,6 +175,21 @@ void GuestProcess::send_signal(int signal) {
     req.setSignal(signal);
     calls_.add(req.send().ignoreResult());
   }
+}
+
+bool GuestProcess::resize(uint16_t width, uint16_t height) {
+  if (!stdio_.terminal) return false;
+  console_width_ = width;
+  console_height_ = height;
+  KJ_IF_MAYBE (p, process_client_) {
+    auto req = p->resizeRequest();
+    req.setWidth(width);
+    req.setHeight(height);
+    calls_.add(req.send().ignoreResult());
+  }
+  // Starting (execStream in flight): this size may miss the request; sent once it runs.
+  if (starting_) resize_after_start_ = true;
+  return true;
 }
 
 void GuestProcess::close_stdin() {

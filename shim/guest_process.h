@@ -1,6 +1,7 @@
 // One process of a container task, run in the task's wisp sandbox through Sandbox.execStream
 // (api/wisp.capnp): the container's own process (exec id "") or one that `ctr task exec` added.
-// Its stdout and stderr go to containerd's FIFOs as the guest writes them, its stdin FIFO is
+// Its stdout and stderr go to containerd's FIFOs as the guest writes them (on a terminal, its
+// one output goes to the stdout FIFO: containerd gives no stderr FIFO then), its stdin FIFO is
 // copied to Process.write (end of file -> Process.closeStdin), Kill sends Process.signal, and
 // it has ended when Process.wait answers: exit code, or 128 + the signal that ended it.
 // Single-threaded: lives on the shim's KJ event loop.
@@ -25,6 +26,7 @@ enum class TaskStatus : int { kCreated = 1, kRunning = 2, kStopped = 3, kPaused 
 
 struct TaskStdio {
   std::string stdin_path, stdout_path, stderr_path;
+  bool terminal = false;  // Create's or Exec's `terminal`: the process runs on a pseudo-terminal
 };
 
 // How the guest reported a process's end (InvokeResponse), as containerd's exit status:
@@ -62,6 +64,9 @@ class GuestProcess {
   // Closes its stdin (containerd's CloseIO) once what was written to the FIFO has been passed
   // on (its end of file), or after a grace time.
   void close_stdin();
+  // The terminal's size (ResizePty): before Start it becomes the initial size; false for a
+  // process without a terminal (runc's shim ignores those too).
+  bool resize(uint16_t width, uint16_t height);
 
  private:
   void running(api::serve::Process::Client process);
@@ -82,6 +87,9 @@ class GuestProcess {
   int kill_signal_ = 0;     // the last signal sent, for an end the guest does not explain
   int pending_signal_ = 0;  // a Kill while execStream was in flight
   bool stdin_closed_ = false;
+  uint16_t console_width_ = 0;  // the terminal's size: ResizePty's, else process.consoleSize
+  uint16_t console_height_ = 0;
+  bool resize_after_start_ = false;  // a ResizePty came while execStream was in flight
   std::vector<std::function<void()>> on_exit_;
   kj::Own<OutputFifos> output_;
   kj::Maybe<api::serve::Process::Client> process_client_;

@@ -28,6 +28,20 @@ std::vector<std::string> string_list(JsonValue::Reader value, const std::string&
   return out;
 }
 
+// A terminal dimension: a whole number of characters that fits a UInt16.
+uint16_t console_dimension(JsonValue::Reader size, const char* name) {
+  std::string field = std::string("process.consoleSize.") + name;
+  KJ_IF_MAYBE (v, json_member(size, name)) {
+    if (!v->isNumber()) throw Error("config.json: " + field + ": expected a number");
+    double n = v->getNumber();
+    if (!(n >= 0 && n <= 65535) || n != static_cast<double>(static_cast<uint32_t>(n))) {
+      throw Error("config.json: " + field + ": expected a whole number from 0 to 65535");
+    }
+    return static_cast<uint16_t>(n);
+  }
+  return 0;
+}
+
 }  // namespace
 
 JsonValue::Reader decode_config_json(const std::string& config_json,
@@ -78,6 +92,13 @@ OciProcess parse_oci_process(const std::string& config_json) {
   KJ_IF_MAYBE (cwd, json_member(process, "cwd")) {
     if (!cwd->isString()) throw Error("config.json: process.cwd: expected a string");
     out.cwd = cwd->getString().cStr();
+  }
+  KJ_IF_MAYBE (size, json_member(process, "consoleSize")) {
+    if (!size->isNull()) {
+      if (!size->isObject()) throw Error("config.json: process.consoleSize: expected an object");
+      out.console_width = console_dimension(*size, "width");
+      out.console_height = console_dimension(*size, "height");
+    }
   }
   KJ_IF_MAYBE (annotations, json_member(spec, "annotations")) {
     if (!annotations->isObject()) throw Error("config.json: annotations: expected an object");

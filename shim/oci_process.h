@@ -7,6 +7,7 @@
 #include <capnp/compat/json.h>
 #include <capnp/message.h>
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -16,6 +17,9 @@ struct OciProcess {
   std::vector<std::string> args;  // process.args: at least one
   std::vector<std::string> env;   // process.env: "KEY=value"
   std::string cwd;                // process.cwd
+  // process.consoleSize (for a process on a terminal): its initial size; 0 when absent.
+  uint16_t console_width = 0;
+  uint16_t console_height = 0;
   // annotations["io.wisp.template"]: the template whose sandbox runs the process ("" if none).
   std::string template_name;
   // annotations["io.wisp.checkpoint"]: start from this checkpoint (a template Task.Checkpoint

@@ -31,11 +31,6 @@ using ttrpc::Result;
 
 namespace {
 
-// The methods of shim.proto's Task service that this shim does not implement, and why.
-constexpr std::pair<const char*, const char*> kNotYet[] = {
-    {"ResizePty", "a task has no TTY (Create refuses terminal=true)"},
-};
-
 // serve's longest sandbox time to live (manager/service/sandbox_registry.h): the sandbox lives
 // as long as the task, which the shim's capability holds; the time to live is a backstop.
 constexpr uint64_t kSandboxTimeoutMs = 7ull * 24 * 3600 * 1000;
@@ -112,18 +107,13 @@ void TaskService::register_methods(ttrpc::Router& router) {
   sync("Delete", &TaskService::remove);
   sync("Exec", &TaskService::exec);
   sync("CloseIO", &TaskService::close_io);
+  sync("ResizePty", &TaskService::resize_pty);
   sync("Stats", &TaskService::stats);
   sync("Update", &TaskService::update);
   sync("Connect", &TaskService::connect);
   sync("State", &TaskService::state);
   sync("Pids", &TaskService::pids);
   sync("Shutdown", &TaskService::shutdown);
-  for (auto [method, why] : kNotYet) {
-    std::string message = std::string(method) + ": " + why + " (containerd-shim-wisp-v2)";
-    router.add(kService, method, [message](std::string) -> kj::Promise<Result> {
-      return Result::error(Code::kUnimplemented, message);
-    });
-  }
 }
 
 ContainerTask* TaskService::find(const std::string& id, Result* error) {
@@ -170,10 +160,6 @@ kj::Promise<Result> TaskService::create(std::string payload) {
   if (id.empty()) return Result::error(Code::kInvalidArgument, "Create: id is empty");
   log_stage(id, "create");
   if (tasks_.count(id)) return Result::error(Code::kAlreadyExists, "task " + id + " exists");
-  if (request.terminal()) {
-    return Result::error(Code::kInvalidArgument,
-                         "Create: terminal: a TTY is not supported by containerd-shim-wisp-v2 yet");
-  }
   std::string bundle = request.bundle().empty() ? identity_.bundle : request.bundle();
   OciProcess process;
   // A start from a checkpoint: a clone of the checkpoint's snapshot (a template in serve's
@@ -190,7 +176,7 @@ kj::Promise<Result> TaskService::create(std::string payload) {
     return Result::error(Code::kInvalidArgument, std::string("Create: ") + e.what());
   }
   if (process.template_name.empty()) process.template_name = identity_.default_template;
-  TaskStdio stdio{request.stdin(), request.stdout(), request.stderr()};
+  TaskStdio stdio{request.stdin(), request.stdout(), request.stderr(), request.terminal()};
   events::TaskCreate event;
   event.set_container_id(id);
   event.set_bundle(bundle);
@@ -407,10 +393,6 @@ Result TaskService::exec(const std::string& payload) {
   if (t == nullptr) return error;
   if (request.exec_id().empty())
     return Result::error(Code::kInvalidArgument, "Exec: exec_id is empty");
-  if (request.terminal()) {
-    return Result::error(Code::kUnimplemented,
-                         "Exec: terminal: a TTY is not supported by containerd-shim-wisp-v2");
-  }
   OciProcess process;
   try {
     process = parse_exec_spec(request.spec().type_url(), request.spec().value());
@@ -419,7 +401,8 @@ Result TaskService::exec(const std::string& payload) {
   }
   bool exists = false;
   try {
-    t->add_exec(request.exec_id(), TaskStdio{request.stdin(), request.stdout(), request.stderr()},
+    t->add_exec(request.exec_id(),
+                TaskStdio{request.stdin(), request.stdout(), request.stderr(), request.terminal()},
                 std::move(process), &exists);
   } catch (const Error& e) {
     return Result::error(exists ? Code::kAlreadyExists : Code::kFailedPrecondition, e.what());
@@ -439,6 +422,27 @@ Result TaskService::close_io(const std::string& payload) {
   GuestProcess* p = find(request.id(), request.exec_id(), &t, &error);
   if (p == nullptr) return error;
   if (request.stdin()) p->close_stdin();
+  return encoded(google::protobuf::Empty());
+}
+
+Result TaskService::resize_pty(const std::string& payload) {
+  task::ResizePtyRequest request;
+  if (!request.ParseFromString(payload)) return bad_request("ResizePty", "ResizePtyRequest");
+  Result error;
+  ContainerTask* t = nullptr;
+  GuestProcess* p = find(request.id(), request.exec_id(), &t, &error);
+  if (p == nullptr) return error;
+  constexpr uint32_t kMax = 65535;
+  if (request.width() > kMax || request.height() > kMax) {
+    return Result::error(Code::kInvalidArgument,
+                         "ResizePty: width " + std::to_string(request.width()) + ", height " +
+                             std::to_string(request.height()) + ": each at most 65535");
+  }
+  if (!p->resize(static_cast<uint16_t>(request.width()), static_cast<uint16_t>(request.height()))) {
+    // As runc's shim: a process without a terminal has no size to set.
+    LOG_INFO("task %s exec '%s': ResizePty ignored: the process has no terminal",
+             request.id().c_str(), request.exec_id().c_str());
+  }
   return encoded(google::protobuf::Empty());
 }
 
@@ -570,6 +574,7 @@ Result TaskService::state(const std::string& payload) {
   response.set_stdin(p->stdio().stdin_path);
   response.set_stdout(p->stdio().stdout_path);
   response.set_stderr(p->stdio().stderr_path);
+  response.set_terminal(p->stdio().terminal);
   if (p->status() == TaskStatus::kStopped) {
     response.set_exit_status(p->exit_status());
     set_time(response.mutable_exited_at(), p->exited_at());

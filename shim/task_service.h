@@ -2,10 +2,11 @@
 // serves it over ttrpc. A task runs in a wisp sandbox (shim/container_task.h) that `wisp serve`
 // makes at Create from a template: the OCI spec's annotation io.wisp.template, else the shim's
 // default (WISP_SHIM_TEMPLATE). Connect, State, Pids and Shutdown answer from the shim's state;
-// Create, Start, Wait, Kill, Delete, Exec, CloseIO, Pause and Resume drive the sandbox and its
-// processes (shim/container_task.h); Checkpoint saves the sandbox as a wisp snapshot and a
-// Create with a checkpoint starts from it (shim/checkpoint_record.h); Update, Stats and
-// ResizePty answer Unimplemented (containerd's errdefs.ErrNotImplemented) with what is missing.
+// Create, Start, Wait, Kill, Delete, Exec, CloseIO, ResizePty (Create and Exec with `terminal`
+// run the process on a pseudo-terminal in the guest), Pause and Resume drive the sandbox and
+// its processes (shim/container_task.h); Checkpoint saves the sandbox as a wisp snapshot and a
+// Create with a checkpoint starts from it (shim/checkpoint_record.h); Update and Stats answer
+// Unimplemented (containerd's errdefs.ErrNotImplemented) with what is missing.
 // The task events runc's shim publishes are published the same way (shim/event_publisher.h).
 #pragma once
 
@@ -53,6 +54,7 @@ class TaskService {
   ttrpc::Result remove(const std::string& payload);
   ttrpc::Result exec(const std::string& payload);
   ttrpc::Result close_io(const std::string& payload);
+  ttrpc::Result resize_pty(const std::string& payload);
   kj::Promise<ttrpc::Result> pause(const std::string& payload);
   kj::Promise<ttrpc::Result> resume(const std::string& payload);
   kj::Promise<ttrpc::Result> checkpoint(const std::string& payload);

@@ -49,6 +49,10 @@ class ProcessImpl final : public api::serve::Process::Server {
     if (sig <= 0 || sig >= 65) throw_api_error("bad-request: signal " + std::to_string(sig));
     return guard(p_->signal(sig), "signal");
   }
+  kj::Promise<void> resize(ResizeContext context) override {
+    auto params = context.getParams();
+    return guard(p_->resize(params.getWidth(), params.getHeight()), "resize");
+  }
   kj::Promise<void> wait(WaitContext context) override {
     return guard(p_->wait(), "wait").then([context](client::InvokeResult r) mutable {
       fill_response(context.getResults().initResponse(), r, CallTimings{});
@@ -94,6 +98,8 @@ class SandboxImpl final : public api::serve::Sandbox::Server {
     auto r = context.getParams().getRequest();
     client::InvokeRequest req;
     req.mode = client::InvokeMode::kExec;
+    if (r.getTerminal())
+      throw_api_error("bad-request: terminal: only execStream runs a command on a terminal");
     req.handler = exec_handler(r);
     req.payload = data(r.getStdin());
     req.timeout_ms = r.getTimeoutMs();
@@ -214,6 +220,9 @@ class SandboxImpl final : public api::serve::Sandbox::Server {
         throw_api_error(e.what());
       }
     }
+    h.terminal = r.getTerminal();
+    h.console_width = r.getConsoleWidth();
+    h.console_height = r.getConsoleHeight();
     uint64_t t = r.getTimeoutMs();
     if (t == 0 || t > kMaxExecTimeoutMs)
       throw_api_error("bad-request: timeoutMs " + std::to_string(t) + ": expected 1 to " +

@@ -127,6 +127,12 @@ class ProcessAdapter final : public StreamedProcess {
     req.setSignal(signal);
     return req.send().ignoreResult();
   }
+  kj::Promise<void> resize(uint16_t width, uint16_t height) override {
+    auto req = p_.resizeRequest();
+    req.setWidth(width);
+    req.setHeight(height);
+    return req.send().ignoreResult();
+  }
   kj::Promise<client::InvokeResult> wait() override {
     return timer_.timeoutAfter(
         to_kj(milliseconds(timeout_ms_) + kCallGrace),
@@ -180,6 +186,28 @@ class AgentLinkImpl final : public AgentLink {
   kj::Promise<kj::Own<StreamedProcess>> exec_stream(const client::Handler& handler,
                                                     uint64_t timeout_ms,
                                                     kj::Own<OutputStream> output) override {
+    if (handler.terminal) return exec_stream_on_terminal(handler, timeout_ms, kj::mv(output));
+    return start_stream(handler, timeout_ms, kj::mv(output));
+  }
+  // An older agent ignores Handler.terminal and would run the command on pipes: asked first.
+  kj::Promise<kj::Own<StreamedProcess>> exec_stream_on_terminal(const client::Handler& handler,
+                                                                uint64_t timeout_ms,
+                                                                kj::Own<OutputStream> output) {
+    auto pinged = timer_.timeoutAfter(to_kj(kCallGrace), agent_.pingRequest().send());
+    return pinged.then([this, handler, timeout_ms, output = kj::mv(output)](
+                           capnp::Response<api::Agent::PingResults>&& r) mutable {
+      if (!r.getInfo().getTerminals()) {
+        kj::throwFatalException(kj::Exception(
+            kj::Exception::Type::FAILED, __FILE__, __LINE__,
+            kj::heapString("unsupported: terminal: this sandbox's wisp-agent predates terminals; "
+                           "rebuild its template with this wisp")));
+      }
+      return start_stream(handler, timeout_ms, kj::mv(output));
+    });
+  }
+  kj::Promise<kj::Own<StreamedProcess>> start_stream(const client::Handler& handler,
+                                                     uint64_t timeout_ms,
+                                                     kj::Own<OutputStream> output) {
     auto req = agent_.execStreamRequest();
     fill_handler(req.initHandler(), handler);
     req.setTimeoutMs(timeout_ms);

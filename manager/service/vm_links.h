@@ -38,6 +38,7 @@ class StreamedProcess {
   virtual kj::Promise<void> close_stdin() = 0;
   virtual kj::Promise<void> signal(int32_t signal) = 0;
   virtual kj::Promise<client::InvokeResult> wait() = 0;
+  virtual kj::Promise<void> resize(uint16_t width, uint16_t height) = 0;  // a terminal's size
 };
 
 // One RPC connection to a guest agent.

@@ -526,6 +526,59 @@ TEST_F(AgentVm, StreamDeliversChunksInOrderAsTheyAreWritten) {
   EXPECT_EQ(result.exit_code, 0) << describe(result);
 }
 
+// Handler.terminal: the command runs on a pty of its own devpts instance (/dev/pts/0 in its
+// sandbox), sized as asked; its stdout and stderr both arrive as the terminal's output (echo,
+// CRLF); resize changes what `stty size` sees; closeStdin types ^D (end of file for `read`).
+TEST_F(AgentVm, StreamRunsOnATerminalOfItsOwn) {
+  ASSERT_TRUE(agent_->ping().terminals);
+  client::ExecStreamRequest r;
+  r.handler = shell_handler(
+      "busybox tty; busybox stty size; read line; echo got:$line; busybox stty size; "
+      "read rest || echo eof; echo to-stderr >&2; exit 4");
+  r.handler.terminal = true;
+  r.handler.console_width = 80;
+  r.handler.console_height = 24;
+  r.close_stdin = false;
+  r.timeout_ms = 60000;
+  std::string out, err;
+  int stage = 0;
+  r.on_stdout = [&](const std::string& chunk, client::StreamControl& control) {
+    out += chunk;
+    if (stage == 0 && out.find("24 80\r\n") != std::string::npos) {
+      stage = 1;
+      control.resize(100, 30);  // delivered before the write: the line sees the new size
+      control.write("hello\n");
+    } else if (stage == 1 && out.find("30 100\r\n") != std::string::npos) {
+      stage = 2;
+      control.close_stdin();
+    }
+  };
+  r.on_stderr = [&](const std::string& chunk, client::StreamControl&) { err += chunk; };
+  auto result = agent_->exec_stream(r);
+  EXPECT_EQ(stage, 2) << out;
+  EXPECT_EQ(out,
+            "/dev/pts/0\r\n24 80\r\nhello\r\ngot:hello\r\n30 100\r\neof\r\n"
+            "to-stderr\r\n")
+      << describe(result);
+  EXPECT_EQ(err, "");
+  EXPECT_EQ(result.exit_code, 4) << describe(result);
+}
+
+// Only execStream runs a command on a terminal; resize of a command without one is refused.
+TEST_F(AgentVm, TerminalIsRefusedOutsideExecStream) {
+  auto req = exec_request({"true"}, "");
+  req.handler.terminal = true;
+  EXPECT_THROW(agent_->invoke(req), client::AgentError);
+  client::ExecStreamRequest r;
+  r.handler = shell_handler("echo ready; read x");
+  r.close_stdin = false;
+  r.on_stdout = [&](const std::string&, client::StreamControl& control) {
+    control.resize(80, 24);
+    control.close_stdin();
+  };
+  EXPECT_THROW(agent_->exec_stream(r), client::AgentError);
+}
+
 TEST_F(AgentVm, StreamStdinRoundTripsThroughCat) {
   std::string payload = random_bytes(1 << 20, 3);
   std::string out;

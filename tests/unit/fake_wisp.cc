@@ -107,6 +107,10 @@ class FakeProcess final : public api::serve::Process::Server {
     end(true, context.getParams().getSignal());
     return kj::READY_NOW;
   }
+  kj::Promise<void> resize(ResizeContext context) override {
+    state_.resizes.emplace_back(context.getParams().getWidth(), context.getParams().getHeight());
+    return kj::READY_NOW;
+  }
   kj::Promise<void> wait(WaitContext context) override {
     return ended_.addBranch().then([this, context]() mutable {
       auto r = context.getResults().initResponse();
@@ -165,6 +169,9 @@ class FakeSandbox final : public api::serve::Sandbox::Server {
     }
     if (argv.empty() || argv[0] == "missing") throw_word("bad-request: argv: no such command");
     state_.streams.push_back(argv);
+    auto r = p.getRequest();
+    state_.stream_terminals.push_back(r.getTerminal());
+    state_.stream_sizes.emplace_back(r.getConsoleWidth(), r.getConsoleHeight());
     context.getResults().setProcess(
         kj::heap<FakeProcess>(state_, p.getOutput(), line, argv[0] == "exit7" ? 7 : 0));
     return kj::READY_NOW;

@@ -43,6 +43,11 @@ struct FakeWispState {
   std::string stream_stdin;                       // what Process.write got
   int stdin_closes = 0;
   std::vector<int> signals;
+  // ExecRequest.terminal and the initial size of each process (one per `streams` entry), and
+  // each Process.resize (width, height) in order
+  std::vector<bool> stream_terminals;
+  std::vector<std::pair<int, int>> stream_sizes;
+  std::vector<std::pair<int, int>> resizes;
   int pauses = 0, resumes = 0;
   bool paused = false;
   // Sandbox.snapshot: each name asked for; snapshot_refused: answered as a taken name

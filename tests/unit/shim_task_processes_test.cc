@@ -237,11 +237,73 @@ TEST_F(TaskProcessesTest, AnExecSpecThatIsNotAProcessIsRefusedByField) {
       << r.message;
   exec = exec_request("", R"({"args": ["x"]})");
   EXPECT_EQ(call("Exec", exec).code, Code::kInvalidArgument);
-  exec = exec_request("e1", R"({"args": ["x"]})");
+  r = call("Exec", exec_request("e1", R"({"args": ["x"], "consoleSize": {"width": 70000}})"));
+  EXPECT_NE(r.message.find("exec spec: process.consoleSize.width: expected a whole number"),
+            std::string::npos)
+      << r.message;
+  r = call("Exec", exec_request("e1", R"({"args": ["x"], "consoleSize": [80, 24]})"));
+  EXPECT_NE(r.message.find("exec spec: process.consoleSize: expected an object"), std::string::npos)
+      << r.message;
+}
+
+// A process on a terminal: serve is asked for one (with the spec's consoleSize until a
+// ResizePty), its output goes to the stdout FIFO alone, and ResizePty reaches the process,
+// before Start as its initial size, after it as Process.resize.
+TEST_F(TaskProcessesTest, TerminalProcessesGetTheirSizeFromResizePty) {
+  write_config(R"({"process": {"args": ["sh"], "terminal": true,
+    "consoleSize": {"width": 100, "height": 30}}, "annotations": {"io.wisp.template": "echo"}})");
+  std::string out = fifo("stdout");
+  stdout_reader_.reset(::open(out.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC));
+  task::CreateTaskRequest create;
+  create.set_id("ctr1");
+  create.set_bundle(bundle_);
+  create.set_stdout(out);
+  stdin_path_ = fifo("stdin");  // no writer comes: the process runs until the test ends
+  create.set_stdin(stdin_path_);
+  create.set_terminal(true);
+  ASSERT_EQ(call("Create", create).code, Code::kOk);
+  auto state = with_id<task::StateRequest>();
+  task::StateResponse response;
+  ASSERT_TRUE(response.ParseFromString(call("State", state).payload));
+  EXPECT_TRUE(response.terminal());
+  auto resize = with_id<task::ResizePtyRequest>();
+  resize.set_width(120);
+  resize.set_height(40);
+  ASSERT_EQ(call("ResizePty", resize).code, Code::kOk);
+  ASSERT_EQ(call("Start", with_id<task::StartRequest>()).code, Code::kOk);
+  ASSERT_EQ(fake_.stream_terminals, std::vector<bool>{true});
+  EXPECT_EQ(fake_.stream_sizes[0], std::make_pair(120, 40));
+  EXPECT_TRUE(fake_.resizes.empty());
+  std::string seen;
+  ASSERT_TRUE(until([&] { return (seen += drain(stdout_reader_.get())) == "sh\n"; }));
+  resize.set_width(132);
+  resize.set_height(50);
+  ASSERT_EQ(call("ResizePty", resize).code, Code::kOk);
+  ASSERT_TRUE(until([&] { return fake_.resizes.size() == 1; }));
+  EXPECT_EQ(fake_.resizes[0], std::make_pair(132, 50));
+  resize.set_width(70000);
+  EXPECT_EQ(call("ResizePty", resize).code, Code::kInvalidArgument);
+
+  // An exec with a terminal: the spec's consoleSize is its initial size.
+  auto exec = exec_request("e1", R"({"args": ["x"], "consoleSize": {"width": 90, "height": 20}})");
   exec.set_terminal(true);
-  r = call("Exec", exec);
-  EXPECT_EQ(r.code, Code::kUnimplemented);
-  EXPECT_NE(r.message.find("TTY"), std::string::npos) << r.message;
+  ASSERT_EQ(call("Exec", exec).code, Code::kOk);
+  auto start = with_id<task::StartRequest>();
+  start.set_exec_id("e1");
+  ASSERT_EQ(call("Start", start).code, Code::kOk);
+  ASSERT_EQ(fake_.stream_terminals, (std::vector<bool>{true, true}));
+  EXPECT_EQ(fake_.stream_sizes[1], std::make_pair(90, 20));
+  // Without a terminal, ResizePty is accepted and ignored, as runc's shim does.
+  ASSERT_EQ(call("Exec", exec_request("e2", R"({"args": ["y"]})")).code, Code::kOk);
+  resize.set_exec_id("e2");
+  resize.set_width(10);
+  EXPECT_EQ(call("ResizePty", resize).code, Code::kOk);
+  start.set_exec_id("e2");
+  ASSERT_EQ(call("Start", start).code, Code::kOk);
+  EXPECT_EQ(fake_.stream_terminals[2], false);
+  EXPECT_EQ(fake_.stream_sizes[2], std::make_pair(0, 0));
+  resize.set_exec_id("e9");
+  EXPECT_EQ(call("ResizePty", resize).code, Code::kNotFound);
 }
 
 TEST_F(TaskProcessesTest, PauseAndResumeFollowTheSandbox) {
