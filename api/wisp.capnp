@@ -164,6 +164,16 @@ struct Timings {
   reseedMs @9 :Float64;         # a warm clone's agent.resumed: fresh entropy and clock
   handlerMs @10 :Float64;
   warmFilling @11 :UInt32;      # warm clones of the template restoring in the background then
+  # The template's VM snapshot does not fit this host (issue 17): the call was served from its
+  # CRIU image instead, in a guest booted cold. restoreMs then ends once the worker was restored
+  # (bootMs + criuRestoreMs, after queueMs and any failed restore), reconnectMs and connectMs
+  # are 0 (the reseed goes with the invoke).
+  criuFallback @12 :Bool;
+  bootMs @13 :Float64;          # the cold boot, until the guest's agent answered
+  criuRestoreMs @14 :Float64;   # restoreWorker as serve saw it (transfer, unpacking, criu)
+  criuGuestMs @15 :Float64;     # of which criu restore in the guest
+  criuUploadMs @16 :Float64;    # of which the image's transfer to the agent
+  criuUnpackMs @17 :Float64;    # of which the agent's unpacking of it
 }
 
 # ---- sandboxes ------------------------------------------------------------------------------
@@ -279,6 +289,7 @@ struct TemplateStats {
   warmTarget @2 :UInt32;
   inFlight @3 :UInt32;
   outcomes @4 :List(OutcomeCount);
+  criuFallbacks @5 :UInt64;     # calls served from the CRIU image (Timings.criuFallback)
 }
 
 struct OutcomeCount {
@@ -288,7 +299,7 @@ struct OutcomeCount {
 
 # A latency histogram (Prometheus style: cumulative counts per upper bound, in seconds).
 struct StageHistogram {
-  stage @0 :Text;               # "restore", "reconnect", "invoke", "total"
+  stage @0 :Text;               # "restore", "reconnect", "invoke", "total", ... "criu"
   bucketBounds @1 :List(Float64);
   bucketCounts @2 :List(UInt64);  # cumulative; one more than bounds: the last is +Inf
   sum @3 :Float64;

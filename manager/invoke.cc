@@ -56,11 +56,30 @@ void count_pages(AgentVm& vm, InvokeOutcome* out) {
   }
 }
 
-// The call served from the template's CRIU image: its guest booted cold, the worker restored
-// from the image, reseeded with the call (resumed), invoked.
+}  // namespace
+
+client::InvokeRequest invoke_request_for(const TemplateInfo& t, std::string payload,
+                                         std::chrono::milliseconds timeout) {
+  client::InvokeRequest req;
+  req.payload = std::move(payload);
+  req.timeout_ms = static_cast<uint64_t>(timeout.count());
+  req.handler.name = t.name;
+  req.handler.network = t.network;
+  if (t.mode == "worker") {
+    req.mode = client::InvokeMode::kWorker;
+  } else {
+    req.handler.argv = t.argv;
+    req.handler.env = t.env;
+    // A container's template (shim/snapshot_start.h): its root, cwd, user and limits, as the
+    // snapshot's pre-forked sandbox was made (manager/template_store_sandbox.h).
+    if (t.sandbox) manager::apply_template_sandbox(*t.sandbox, &req.handler);
+  }
+  return req;
+}
+
 InvokeOutcome invoke_from_criu_image(const OpenTemplate& tpl, const InvokeRequest& request,
-                                     const std::string& reason, Cancellation* cancellation,
-                                     uint64_t t0) {
+                                     const std::string& reason, Cancellation* cancellation) {
+  uint64_t t0 = request.start_ns ? request.start_ns : now_ns();
   const TemplateInfo& t = tpl.info;
   if (request.log)
     request.log("snapshot does not fit this host (" + reason + "); falling back to the CRIU image");
@@ -94,29 +113,16 @@ InvokeOutcome invoke_from_criu_image(const OpenTemplate& tpl, const InvokeReques
   return out;
 }
 
-bool has_fallback(const OpenTemplate& tpl) {
+bool has_criu_fallback(const OpenTemplate& tpl) {
   return tpl.info.mode == "worker" && has_criu_image(tpl.snapshot_dir);
 }
 
-}  // namespace
-
-client::InvokeRequest invoke_request_for(const TemplateInfo& t, std::string payload,
-                                         std::chrono::milliseconds timeout) {
-  client::InvokeRequest req;
-  req.payload = std::move(payload);
-  req.timeout_ms = static_cast<uint64_t>(timeout.count());
-  req.handler.name = t.name;
-  req.handler.network = t.network;
-  if (t.mode == "worker") {
-    req.mode = client::InvokeMode::kWorker;
-  } else {
-    req.handler.argv = t.argv;
-    req.handler.env = t.env;
-    // A container's template (shim/snapshot_start.h): its root, cwd, user and limits, as the
-    // snapshot's pre-forked sandbox was made (manager/template_store_sandbox.h).
-    if (t.sandbox) manager::apply_template_sandbox(*t.sandbox, &req.handler);
-  }
-  return req;
+std::string snapshot_unfit_after_failure(const OpenTemplate& tpl, const std::string& failure,
+                                         bool vm_failed) {
+  std::string unfit = snapshot_unfit_reason(tpl.snapshot_dir);
+  // Another CPU model: only the VMM can tell (it asks KVM for this host's CPUID).
+  if (unfit.empty() && vm_failed && is_cpu_mismatch(failure)) unfit = cpu_mismatch_line(failure);
+  return unfit;
 }
 
 InvokeOutcome invoke(const std::string& template_name, const InvokeRequest& request,
@@ -134,13 +140,13 @@ InvokeOutcome invoke(const std::string& template_name, const InvokeRequest& requ
   } catch (const Error& e) {
     // Why the snapshot does not fit is asked only once its restore failed: the VMM reads and
     // checks the state file itself, so a warm call does not read it twice.
-    if (!has_fallback(tpl) || (cancellation && cancellation->cancelled())) throw;
-    std::string unfit = snapshot_unfit_reason(tpl.snapshot_dir);
-    // Another CPU model: only the VMM can tell (it asks KVM for this host's CPUID).
-    if (unfit.empty() && dynamic_cast<const VmFailed*>(&e) && is_cpu_mismatch(e.what()))
-      unfit = cpu_mismatch_line(e.what());
+    if (!has_criu_fallback(tpl) || (cancellation && cancellation->cancelled())) throw;
+    std::string unfit =
+        snapshot_unfit_after_failure(tpl, e.what(), dynamic_cast<const VmFailed*>(&e) != nullptr);
     if (unfit.empty()) throw;
-    return invoke_from_criu_image(tpl, request, unfit, cancellation, t0);
+    InvokeRequest fallback = request;
+    fallback.start_ns = t0;
+    return invoke_from_criu_image(tpl, fallback, unfit, cancellation);
   }
   out.restore_ms = ms_since(t0);
   out.jail_ms = clone->jail_ms();

@@ -55,6 +55,26 @@ struct InvokeOutcome {
 client::InvokeRequest invoke_request_for(const TemplateInfo& t, std::string payload,
                                          std::chrono::milliseconds timeout);
 
+// Whether template `tpl` can be served from its CRIU image when its VM snapshot does not fit:
+// a worker template with an image (manager/criu_image_store.h).
+bool has_criu_fallback(const OpenTemplate& tpl);
+
+// Why `tpl`'s VM snapshot does not fit this host, asked once its restore failed with
+// `failure` (the message, with the VMM's log; `vm_failed`: the VMM itself failed): what
+// manager/snapshot_fit.h finds in its files, else the VMM's refusal of another CPU model (the
+// line of `failure` that says so). "" when it fits: the failure is another one.
+std::string snapshot_unfit_after_failure(const OpenTemplate& tpl, const std::string& failure,
+                                         bool vm_failed);
+
+// The call served from `tpl`'s CRIU image (its VM snapshot does not fit: `reason`): the
+// template's guest booted cold, the worker restored from the image, reseeded with the call,
+// invoked (criu_fallback; said through request.log first). Timings count from
+// request.start_ns (0: now). Throws as invoke() does; Error also for a missing, damaged or
+// refused image. Blocks for seconds: `wisp serve` runs it on a thread of its own.
+InvokeOutcome invoke_from_criu_image(const OpenTemplate& tpl, const InvokeRequest& request,
+                                     const std::string& reason,
+                                     Cancellation* cancellation = nullptr);
+
 // A worker template whose VM snapshot does not fit this host (manager/snapshot_fit.h: a state
 // file this wisp cannot read, a missing or wrong-sized memory file, the VMM's refusal of
 // another CPU model) and that has a CRIU image is served from the image instead

@@ -112,8 +112,16 @@ std::string render_metrics(api::serve::Stats::Reader stats) {
                    o.getCount());
     }
   }
+  w.family("wisp_criu_fallbacks_total", "counter",
+           "Invocations served from the template's CRIU image (its VM snapshot does not fit "
+           "this host), by template.");
+  for (auto t : stats.getTemplates())
+    if (t.getCriuFallbacks() > 0)
+      w.sample_u64("wisp_criu_fallbacks_total", "{" + label("template", text(t.getName())) + "}",
+                   t.getCriuFallbacks());
   w.family("wisp_stage_duration_seconds", "histogram",
-           "Latency of each stage of an invocation (restore, reconnect, invoke, total).");
+           "Latency of each stage of an invocation (restore, reconnect, invoke, total, ...; "
+           "criu: a CRIU fallback's cold boot and worker restore).");
   for (auto h : stats.getStages()) {
     std::string stage = label("stage", text(h.getStage()));
     if (!histogram_is_valid(h)) {

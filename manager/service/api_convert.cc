@@ -60,6 +60,12 @@ void fill_response(api::serve::InvokeResponse::Builder out, const client::Invoke
   tm.setReseedMs(t.reseed_ms);
   tm.setHandlerMs(t.handler_ms);
   tm.setWarmFilling(t.warm_filling);
+  tm.setCriuFallback(t.criu_fallback);
+  tm.setBootMs(t.boot_ms);
+  tm.setCriuRestoreMs(t.criu_restore_ms);
+  tm.setCriuGuestMs(t.criu_guest_ms);
+  tm.setCriuUploadMs(t.criu_upload_ms);
+  tm.setCriuUnpackMs(t.criu_unpack_ms);
 }
 
 void fill_template_info(api::serve::TemplateInfo::Builder out, const manager::TemplateInfo& t,

@@ -85,16 +85,18 @@ kj::Promise<void> Clone::connect(bool reseed) {
   return guard(kj::mv(agent), "connecting to the clone's agent");
 }
 
-manager::OpenTemplate Clone::hold_template() const {
+manager::OpenTemplate duplicate_template(const manager::OpenTemplate& tpl) {
   manager::OpenTemplate t;
-  t.info = tpl_.info;
-  t.dir = tpl_.dir;
-  t.snapshot_dir = tpl_.snapshot_dir;
+  t.info = tpl.info;
+  t.dir = tpl.dir;
+  t.snapshot_dir = tpl.snapshot_dir;
   // A duplicate shares the open file description, and with it the shared flock.
-  t.lock = UniqueFd(::fcntl(tpl_.lock.get(), F_DUPFD_CLOEXEC, 0));
-  if (!t.lock) throw_errno("template " + tpl_.info.name + ": duplicate its lock");
+  t.lock = UniqueFd(::fcntl(tpl.lock.get(), F_DUPFD_CLOEXEC, 0));
+  if (!t.lock) throw_errno("template " + tpl.info.name + ": duplicate its lock");
   return t;
 }
+
+manager::OpenTemplate Clone::hold_template() const { return duplicate_template(tpl_); }
 
 kj::Promise<void> Clone::connect_control_link() {
   if (control_) return kj::READY_NOW;

@@ -23,6 +23,10 @@ namespace wisp::service {
 
 [[noreturn]] void throw_api_error(const std::string& message);
 
+// Template generation `tpl` held once more (a duplicate of its lock): for work that must keep
+// the generation's files whatever becomes of `tpl`. Throws Error.
+manager::OpenTemplate duplicate_template(const manager::OpenTemplate& tpl);
+
 class Clone {
  public:
   // Starts the VMM: a standby of the pool or a spawned restore (clone_start.h); throws

@@ -4,6 +4,7 @@
 
 #include "base/clock.h"
 #include "base/error.h"
+#include "base/log.h"
 #include "manager/invoke.h"
 
 namespace wisp::service {
@@ -51,29 +52,50 @@ Service::Service(kj::AsyncIoContext& io, ServeOptions options)
       allowed_(options_.allow_dirs),
       starter_(options_.jail, options_.pool),
       sandboxes_(io.provider->getTimer()),
-      warm_(io.provider->getTimer(), [this](const std::string& name) {
-        // Only spare capacity: a warm clone never makes a call wait.
-        KJ_IF_MAYBE (ticket, admission_.try_acquire(name, mem_of(open(name).info))) {
-          // Made ahead of demand: spawned, jailed and restored only with CPU that calls leave
-          // idle (not from the pool: its standbys are the calls'). Again once restored, for any
-          // thread that escaped it.
-          auto clone = kj::heap<Clone>(io_, reaper_, open(name), starter_, kj::mv(*ticket),
-                                       /*background=*/true);
-          auto& c = *clone;
-          return c.restored()
-              .then([&c] {
-                c.set_background(true);
-                return c.connect();
-              })
-              .then([&c] { return c.connect_control_link(); })
-              .then([&c] { return c.guard(c.control().pause(/*lasting=*/true), "pausing"); })
-              .then([clone = kj::mv(clone)]() mutable { return kj::mv(clone); });
-        }
-        return kj::Promise<kj::Own<Clone>>(
-            KJ_EXCEPTION(OVERLOADED, "no spare capacity for a warm clone"));
-      }) {
+      warm_(io.provider->getTimer(), [this](const std::string& name) { return make_warm(name); }) {
+  const char* no_remake = getenv("WISP_NO_SNAPSHOT_REMAKE");
+  remake_snapshots_ = !(no_remake && std::string(no_remake) == "1");
   warm_.start(options_.warm);
   if (options_.pool > 0) pool_refill_ = refill_pool().eagerlyEvaluate(nullptr);
+}
+
+kj::Promise<kj::Own<Clone>> Service::make_warm(const std::string& name) {
+  manager::OpenTemplate tpl = open(name);
+  if (const std::string* why = fallbacks_.unfit(tpl.dir)) {
+    note_unfit(name, tpl.dir, *why);  // stops the refills
+    return KJ_EXCEPTION(FAILED, "its VM snapshot does not fit this host");
+  }
+  // Only spare capacity: a warm clone never makes a call wait.
+  KJ_IF_MAYBE (ticket, admission_.try_acquire(name, mem_of(tpl.info))) {
+    auto held = std::make_shared<manager::OpenTemplate>(duplicate_template(tpl));
+    return kj::evalNow([&]() -> kj::Promise<kj::Own<Clone>> {
+             // Made ahead of demand: spawned, jailed and restored only with CPU that calls
+             // leave idle (not from the pool: its standbys are the calls'). Again once
+             // restored, for any thread that escaped it.
+             auto clone = kj::heap<Clone>(io_, reaper_, kj::mv(tpl), starter_, kj::mv(*ticket),
+                                          /*background=*/true);
+             auto& c = *clone;
+             return c.restored()
+                 .then([&c] {
+                   c.set_background(true);
+                   return c.connect();
+                 })
+                 .then([&c] { return c.connect_control_link(); })
+                 .then([&c] { return c.guard(c.control().pause(/*lasting=*/true), "pausing"); })
+                 .then([clone = kj::mv(clone)]() mutable { return kj::mv(clone); });
+           })
+        .catch_([this, held](kj::Exception&& e) -> kj::Own<Clone> {
+          // A snapshot that does not fit: no more warm clones of this generation.
+          unfit_after_failure(*held, e);
+          kj::throwFatalException(kj::mv(e));
+        });
+  }
+  return kj::Promise<kj::Own<Clone>>(
+      KJ_EXCEPTION(OVERLOADED, "no spare capacity for a warm clone"));
+}
+
+void Service::LogErrors::taskFailed(kj::Exception&& e) {
+  LOG_WARN("serve: %s", e.getDescription().cStr());
 }
 
 kj::Promise<void> Service::refill_pool() {
@@ -144,37 +166,42 @@ kj::Promise<CallResult> Service::invoke(const std::string& name, CallRequest req
   auto call = kj::heap<Call>();
   call->request = kj::mv(request);
   call->t0 = t0;
-  kj::Promise<void> ready = nullptr;
-  KJ_IF_MAYBE (warm, warm_.take(name, tpl.dir)) {
-    call->timings.warm = true;
-    call->clone = kj::mv(*warm);
-    call->clone->set_background(false);
-    ready = resume_warm(*call);
+  kj::Promise<CallResult> done = nullptr;
+  if (fallbacks_.unfit(tpl.dir)) {
+    // Known not to fit: no warm clones, and no restore tried again.
+    done = fresh_or_fall_back(*call, kj::mv(tpl));
   } else {
-    ready = start_fresh(*call, kj::mv(tpl));
+    // A generation that fits (a re-made snapshot): warm clones again.
+    if (warm_.paused(name)) warm_.resume(name);
+    KJ_IF_MAYBE (warm, warm_.take(name, tpl.dir)) {
+      call->timings.warm = true;
+      call->clone = kj::mv(*warm);
+      call->clone->set_background(false);
+      done = after_ready(*call, resume_warm(*call));
+    } else {
+      done = fresh_or_fall_back(*call, kj::mv(tpl));
+    }
   }
   // After the take: the refill it started counts (it runs beside this call).
   call->timings.warm_filling = warm_.filling(name);
-  Call& c = *call;
-  return ready
-      .then([this, &c] {
-        // reconnect: from the end of the restore (for a warm clone: of the wait for capacity,
-        // none) until the agent was connected and reseeded.
-        c.timings.reconnect_ms =
-            ms_since(c.t0) - (c.timings.warm ? c.timings.queue_ms : c.timings.restore_ms);
-        return run_handler(c);
-      })
+  return done
       .then(
           [this, name](CallResult r) {
             stats_.count(name, outcome_of(r.result));
-            if (!r.timings.warm)
-              stats_.observe("restore", r.timings.restore_ms - r.timings.queue_ms);
-            stats_.observe("reconnect", r.timings.reconnect_ms);
+            if (r.timings.criu_fallback) {
+              // Its restore was a cold boot and a CRIU restore, kept apart from the clones'.
+              stats_.count_criu_fallback(name);
+              stats_.observe("criu", r.timings.restore_ms - r.timings.queue_ms);
+            } else {
+              if (!r.timings.warm)
+                stats_.observe("restore", r.timings.restore_ms - r.timings.queue_ms);
+              stats_.observe("reconnect", r.timings.reconnect_ms);
+              stats_.observe(r.timings.warm ? "resume" : "connect",
+                             r.timings.warm ? r.timings.resume_ms : r.timings.connect_ms);
+              if (r.timings.warm) stats_.observe("reseed", r.timings.reseed_ms);
+            }
             stats_.observe("invoke", r.timings.invoke_ms);
             stats_.observe("total", r.timings.total_ms);
-            stats_.observe(r.timings.warm ? "resume" : "connect",
-                           r.timings.warm ? r.timings.resume_ms : r.timings.connect_ms);
-            if (r.timings.warm) stats_.observe("reseed", r.timings.reseed_ms);
             stats_.observe("handler", r.timings.handler_ms);
             return r;
           },
@@ -183,6 +210,16 @@ kj::Promise<CallResult> Service::invoke(const std::string& name, CallRequest req
             kj::throwFatalException(kj::mv(e));
           })
       .attach(kj::mv(call), kj::mv(in_flight));
+}
+
+kj::Promise<CallResult> Service::after_ready(Call& call, kj::Promise<void> ready) {
+  return ready.then([this, &call] {
+    // reconnect: from the end of the restore (for a warm clone: of the wait for capacity,
+    // none) until the agent was connected and reseeded.
+    call.timings.reconnect_ms =
+        ms_since(call.t0) - (call.timings.warm ? call.timings.queue_ms : call.timings.restore_ms);
+    return run_handler(call);
+  });
 }
 
 kj::Promise<void> Service::resume_warm(Call& call) {

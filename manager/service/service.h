@@ -19,10 +19,12 @@
 #include "manager/service/admission.h"
 #include "manager/service/allowed_dirs.h"
 #include "manager/service/clone.h"
+#include "manager/service/criu_fallbacks.h"
 #include "manager/service/reaper.h"
 #include "manager/service/sandbox_registry.h"
 #include "manager/service/service_stats.h"
 #include "manager/service/template_builds.h"
+#include "manager/service/thread_jobs.h"
 #include "manager/service/warm_pool.h"
 #include "manager/template_store.h"
 
@@ -58,6 +60,12 @@ struct CallTimings {
   // Warm clones of the template being restored in the background as the call started (the
   // refill its own take started included): they compete with it for the CPU.
   uint32_t warm_filling = 0;
+  // Served from the template's CRIU image (its VM snapshot does not fit this host): restore_ms
+  // ends once the worker was restored; boot_ms and criu_restore_ms are that restore's stages
+  // (criu_guest_ms, criu_upload_ms, criu_unpack_ms of the latter).
+  bool criu_fallback = false;
+  double boot_ms = 0, criu_restore_ms = 0, criu_guest_ms = 0, criu_upload_ms = 0,
+         criu_unpack_ms = 0;
 };
 
 struct CallResult {
@@ -74,6 +82,9 @@ class Service {
 
   // The fast path: admit, restore (or take a warm clone), reseed, invoke, destroy. Fails with
   // the error words of api/wisp.capnp. Cancelling the promise destroys the clone.
+  // A worker template whose VM snapshot does not fit this host (manager/snapshot_fit.h) and
+  // that has a CRIU image is served from the image instead (Timings.criuFallback; on a thread,
+  // criu_fallback_call.cc), and its snapshot is re-made in the background.
   kj::Promise<CallResult> invoke(const std::string& name, CallRequest request);
   // A clone of template `name`, admitted, restored, connected and reseeded (for a sandbox).
   kj::Promise<kj::Own<Clone>> start_clone(const std::string& name, uint64_t deadline_ms);
@@ -86,6 +97,8 @@ class Service {
   // Starts draining: new work is refused, waiting requests fail, warm clones go.
   void drain();
   bool draining() const { return draining_; }
+  // Template generations whose snapshot does not fit this host.
+  const CriuFallbacks& criu_fallbacks() const { return fallbacks_; }
   // Calls and template builds under way (a drain waits for them).
   uint32_t in_flight() const { return in_flight_; }
   uint32_t in_flight(const std::string& name) const;
@@ -133,6 +146,29 @@ class Service {
   kj::Promise<void> start_fresh(Call& call, manager::OpenTemplate tpl);
   // The handler's run on the ready clone; fills the result's timings.
   kj::Promise<CallResult> run_handler(Call& call);
+  // run_handler once `call`'s clone is connected and reseeded (`ready`).
+  kj::Promise<CallResult> after_ready(Call& call, kj::Promise<void> ready);
+  // A warm clone of `name`, made ahead of demand (WarmPools' maker).
+  kj::Promise<kj::Own<Clone>> make_warm(const std::string& name);
+
+  // criu_fallback_call.cc: the CRIU fallback (issue 17).
+  // start_fresh, or the call from the CRIU image when the clone's restore failed because the
+  // snapshot does not fit (or the generation is known not to).
+  kj::Promise<CallResult> fresh_or_fall_back(Call& call, manager::OpenTemplate tpl);
+  // Why `tpl`'s snapshot does not fit, after a clone of it failed with `e` ("" when that was
+  // another failure); the first time for its generation: logged, its warm clones stopped.
+  std::string unfit_after_failure(const manager::OpenTemplate& tpl, const kj::Exception& e);
+  // Marks `generation` of `name` unfit (logged once) and stops its warm clones.
+  void note_unfit(const std::string& name, const std::string& generation,
+                  const std::string& reason);
+  // The call served from the CRIU image: admitted for the template's memory (the rest of the
+  // call's deadline), run on a thread of jobs_, then the snapshot's re-make started.
+  kj::Promise<CallResult> fall_back(Call& call, std::shared_ptr<manager::OpenTemplate> tpl,
+                                    std::string reason);
+  // Re-makes `generation`'s VM snapshot in the background, once per generation
+  // (manager::rebuild_template --if-generation --skip-if-busy); not with
+  // WISP_NO_SNAPSHOT_REMAKE=1 or while draining.
+  void remake_snapshot(const std::string& name, const std::string& generation);
 
   kj::AsyncIoContext& io_;
   ServeOptions options_;
@@ -144,7 +180,16 @@ class Service {
   kj::Promise<void> pool_refill_ = nullptr;
   SandboxRegistry sandboxes_;
   WarmPools warm_;
-  TemplateBuilds builds_;  // last: its threads are joined before the rest goes
+  TemplateBuilds builds_;  // its threads are joined before the rest goes
+  CriuFallbacks fallbacks_;
+  bool remake_snapshots_ = true;  // WISP_NO_SNAPSHOT_REMAKE unset
+  ThreadJobs jobs_;               // CRIU fallback calls and snapshot re-makes
+  class LogErrors : public kj::TaskSet::ErrorHandler {
+    void taskFailed(kj::Exception&& e) override;
+  };
+  LogErrors background_errors_;
+  // The re-makes under way: destroyed first (their VMs killed), then jobs_ joins their threads.
+  kj::TaskSet background_{background_errors_};
   bool draining_ = false;
   uint32_t in_flight_ = 0;
   std::map<std::string, uint32_t> in_flight_by_name_;

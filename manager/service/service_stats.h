@@ -29,9 +29,10 @@ class Histogram {
 
 // The stages Timings reports, in Stats order: issue 12's four, then the parts of reconnect
 // (connect for a clone of the pool, resume for a warm one; reseed for both) and of invoke
-// (the agent's own time for the handler).
-inline const char* const kStages[] = {"restore", "reconnect", "invoke", "total",
-                                      "connect", "resume",    "reseed", "handler"};
+// (the agent's own time for the handler); last criu: a call served from the template's CRIU
+// image, its cold boot and worker restore (in place of restore, reconnect and connect).
+inline const char* const kStages[] = {"restore", "reconnect", "invoke",  "total", "connect",
+                                      "resume",  "reseed",    "handler", "criu"};
 
 class ServiceStats {
  public:
@@ -43,10 +44,14 @@ class ServiceStats {
   const std::map<std::string, std::map<std::string, uint64_t>>& outcomes() const {
     return outcomes_;
   }
+  // A call of `template_name` served from its CRIU image.
+  void count_criu_fallback(const std::string& template_name) { ++criu_fallbacks_[template_name]; }
+  const std::map<std::string, uint64_t>& criu_fallbacks() const { return criu_fallbacks_; }
 
  private:
   std::map<std::string, Histogram> stages_;
   std::map<std::string, std::map<std::string, uint64_t>> outcomes_;
+  std::map<std::string, uint64_t> criu_fallbacks_;
 };
 
 // The outcome word of an error description ("overloaded: ..." -> "overloaded").

@@ -20,6 +20,7 @@ void WarmPools::start(const std::map<std::string, uint32_t>& targets) {
 void WarmPools::fill(const std::string& name) {
   if (stopped_) return;
   Pool& p = pools_[name];
+  if (p.paused) return;
   while (p.ready.size() + p.filling < p.target) {
     ++p.filling;
     tasks_.add(
@@ -32,6 +33,8 @@ void WarmPools::fill(const std::string& name) {
                 },
                 [this, name](kj::Exception&& e) {
                   --pools_[name].filling;
+                  // Paused by its failure (a snapshot that does not fit): said once, by serve.
+                  if (pools_[name].paused) return;
                   LOG_WARN("serve: warm clone of %s: %s (retrying in %llu ms)", name.c_str(),
                            e.getDescription().cStr(), static_cast<unsigned long long>(kRetryMs));
                   tasks_.add(timer_.afterDelay(static_cast<int64_t>(kRetryMs) * kj::MILLISECONDS)
@@ -76,6 +79,26 @@ uint32_t WarmPools::target(const std::string& name) const {
 uint32_t WarmPools::filling(const std::string& name) const {
   auto it = pools_.find(name);
   return it == pools_.end() ? 0 : it->second.filling;
+}
+
+bool WarmPools::pause(const std::string& name) {
+  auto it = pools_.find(name);
+  if (it == pools_.end() || it->second.paused) return false;
+  it->second.paused = true;
+  it->second.ready.clear();
+  return true;
+}
+
+void WarmPools::resume(const std::string& name) {
+  auto it = pools_.find(name);
+  if (it == pools_.end() || !it->second.paused) return;
+  it->second.paused = false;
+  fill(name);
+}
+
+bool WarmPools::paused(const std::string& name) const {
+  auto it = pools_.find(name);
+  return it != pools_.end() && it->second.paused;
 }
 
 void WarmPools::stop() {

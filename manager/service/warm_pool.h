@@ -46,6 +46,12 @@ class WarmPools {
   uint32_t target(const std::string& name) const;
   // How many of `name` are being made now.
   uint32_t filling(const std::string& name) const;
+  // Stops making clones of `name` (its VM snapshot does not fit this host: every restore
+  // would fail) and drops those ready; true when it was not paused yet. take() finds none.
+  bool pause(const std::string& name);
+  // Makes them again (a new generation of the template); nothing when it was not paused.
+  void resume(const std::string& name);
+  bool paused(const std::string& name) const;
   // Drops every warm clone and stops refilling (serve drains).
   void stop();
 
@@ -54,6 +60,7 @@ class WarmPools {
     uint32_t target = 0;
     uint32_t filling = 0;
     uint64_t retry_ms = kRetryMs;
+    bool paused = false;
     std::deque<kj::Own<Clone>> ready;
   };
   class Errors : public kj::TaskSet::ErrorHandler {

@@ -184,6 +184,7 @@ class WispImpl final : public api::serve::Wisp::Server {
     } catch (const Error&) {
     }
     for (const auto& [n, o] : s_.stats().outcomes()) names.insert(n);
+    for (const auto& [n, c] : s_.stats().criu_fallbacks()) names.insert(n);
     for (const auto& [n, w] : s_.options().warm) names.insert(n);
     auto ts = out.initTemplates(static_cast<unsigned>(names.size()));
     unsigned i = 0;
@@ -193,6 +194,8 @@ class WispImpl final : public api::serve::Wisp::Server {
       t.setWarmReady(s_.warm_ready(n));
       t.setWarmTarget(s_.warm_target(n));
       t.setInFlight(s_.in_flight(n));
+      auto fb = s_.stats().criu_fallbacks().find(n);
+      t.setCriuFallbacks(fb == s_.stats().criu_fallbacks().end() ? 0 : fb->second);
       auto it = s_.stats().outcomes().find(n);
       if (it == s_.stats().outcomes().end()) {
         t.initOutcomes(0);

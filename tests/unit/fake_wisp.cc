@@ -21,6 +21,10 @@ void fill_timings(api::serve::Timings::Builder t) {
   t.setInvokeMs(2.0);
   t.setTotalMs(7.0);
   t.setPooled(true);
+  // Served from a CRIU image (issue 17): the gateway's Wisp-Timings carries its stages too.
+  t.setCriuFallback(true);
+  t.setBootMs(40.5);
+  t.setCriuRestoreMs(12.25);
 }
 
 // What the handler of template `name` did with `payload`.
@@ -302,6 +306,7 @@ class FakeWisp final : public api::serve::Wisp::Server {
     templates[0].setWarmReady(1);
     templates[0].setWarmTarget(2);
     templates[0].setInFlight(1);
+    templates[0].setCriuFallbacks(3);
     auto outcomes = templates[0].initOutcomes(2);
     outcomes[0].setOutcome("ok");
     outcomes[0].setCount(10);

@@ -183,6 +183,10 @@ TEST_F(GatewayTest, InvokeRawPayloadGivesStdoutAndHeaders) {
   EXPECT_EQ(t.getRestoreMs(), 3.5);
   EXPECT_EQ(t.getTotalMs(), 7.0);
   EXPECT_TRUE(t.getPooled());
+  EXPECT_TRUE(t.getCriuFallback());
+  EXPECT_EQ(t.getBootMs(), 40.5);
+  EXPECT_EQ(t.getCriuRestoreMs(), 12.25);
+  EXPECT_NE(timings.find("\"criuFallback\":true"), std::string::npos) << timings;
   EXPECT_EQ(state_.invokes, 1);
   EXPECT_EQ(state_.last_template, "echo");
   EXPECT_EQ(state_.last_payload, "hello");
@@ -631,6 +635,9 @@ TEST_F(GatewayTest, MetricsAreThePrometheusTextFormat) {
   EXPECT_EQ(value("wisp_invocations_total",
                   {{"template", state_.odd_template}, {"outcome", "vm_failed"}}),
             "1");
+  EXPECT_EQ(value("wisp_criu_fallbacks_total", {{"template", "echo"}}), "3");
+  // A template without fallbacks has no sample (as a Prometheus counter not yet seen).
+  EXPECT_EQ(find(s, "wisp_criu_fallbacks_total", {{"template", state_.odd_template}}), nullptr);
   EXPECT_EQ(value("wisp_stage_duration_seconds_bucket", {{"stage", "restore"}, {"le", "0.001"}}),
             "1");
   EXPECT_EQ(value("wisp_stage_duration_seconds_bucket", {{"stage", "restore"}, {"le", "0.1"}}),
