@@ -124,7 +124,8 @@ void restore_by_upload(CriuStart& out, const client::Handler& h, ImageReader& im
 CriuStart start_from_criu_image(const TemplateInfo& t, const std::string& snapshot_dir,
                                 const JailFlags& jail, bool control, Cancellation* cancellation,
                                 std::chrono::milliseconds boot_timeout,
-                                const std::function<void(const std::string&)>& log) {
+                                const std::function<void(const std::string&)>& log,
+                                bool use_drive) {
   uint64_t t0 = now_ns();
   VmSpec vm = template_boot_spec(t);
   vm.jail = jail;
@@ -133,7 +134,7 @@ CriuStart start_from_criu_image(const TemplateInfo& t, const std::string& snapsh
   ImageReader image(snapshot_dir);  // its .sum read and size checked before anything boots
   CriuStart out;
   out.image_bytes = image.bytes();
-  std::string device = next_drive_device(vm);
+  std::string device = use_drive ? next_drive_device(vm) : "";
   // WISP_CRIU_NO_DRIVE=1: the image is sent even when the drive could be used (the benchmark's
   // and the tests' way to time and keep checking the path an older template's agent takes).
   const char* no_drive = getenv("WISP_CRIU_NO_DRIVE");

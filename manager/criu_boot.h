@@ -55,9 +55,13 @@ struct CriuStart {
 // line for each of those turns. `cancellation` (may be null) kills the VM. Throws Error (no
 // boot record, no or a damaged image, the agent's refusal) or VmFailed (the VM did not boot or
 // its agent broke).
+// `use_drive` false: the image is sent even with a drive at hand, for a VM that is to be
+// snapshotted (template rebuild): its devices must stay the template's own, or the snapshot
+// would name the drive.
 CriuStart start_from_criu_image(const TemplateInfo& t, const std::string& snapshot_dir,
                                 const JailFlags& jail, bool control, Cancellation* cancellation,
                                 std::chrono::milliseconds boot_timeout,
-                                const std::function<void(const std::string&)>& log);
+                                const std::function<void(const std::string&)>& log,
+                                bool use_drive = true);
 
 }  // namespace wisp::manager

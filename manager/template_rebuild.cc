@@ -107,8 +107,11 @@ TemplateRebuilt rebuild_template(const std::string& name, const RebuildOptions& 
   progress("booting " + name + " cold (" + std::to_string(t.mem_mib) + " MiB, " +
            std::to_string(t.vcpus) + " vCPU" + (t.portable ? ", portable CPU" : "") +
            ") and restoring its worker from the CRIU image...");
-  CriuStart start = start_from_criu_image(t, tpl.snapshot_dir, options.jail, /*control=*/true,
-                                          cancellation, options.boot_timeout, progress);
+  // The image is sent, not attached as a drive: the snapshot of this VM must have the
+  // template's own devices only (a drive in it would be one more for every clone to be given).
+  CriuStart start =
+      start_from_criu_image(t, tpl.snapshot_dir, options.jail, /*control=*/true, cancellation,
+                            options.boot_timeout, progress, /*use_drive=*/false);
   out.criu_image_bytes = start.image_bytes;
   out.boot_ms = start.boot_ms;
   out.criu_ms = start.criu_ms;
