@@ -1,5 +1,6 @@
 #include "agent/criu_drive.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <kj/debug.h>
@@ -18,12 +19,22 @@
 namespace wisp::agent {
 namespace {
 
+constexpr char kReadAheadKb[] = "4096";
+
 // The drive mounted read-only on a fresh directory; unmounted (lazily, if it must) and the
 // directory removed when dropped, so a failed restore leaves nothing behind.
 class DriveMount {
  public:
   DriveMount(const std::string& device, const std::string& dir) : device_(device), dir_(dir) {
     if (mkdir(dir_.c_str(), 0700) < 0) KJ_FAIL_SYSCALL("mkdir", errno, dir_);
+    // criu reads the image once, front to back, file by file: larger readahead means fewer,
+    // larger virtio-blk requests (each one a VM exit). Best effort.
+    std::string ra = "/sys/block/" + device_.substr(5) + "/queue/read_ahead_kb";
+    int ra_fd = open(ra.c_str(), O_WRONLY | O_CLOEXEC);
+    if (ra_fd >= 0) {
+      (void)!write(ra_fd, kReadAheadKb, strlen(kReadAheadKb));
+      close(ra_fd);
+    }
     // ro and noload: nothing is written to the image, not even a journal replay (it has
     // none); nodev, nosuid, noexec: the image is only data for criu to read.
     if (mount(device_.c_str(), dir_.c_str(), "ext4", MS_RDONLY | MS_NODEV | MS_NOSUID | MS_NOEXEC,
@@ -64,6 +75,21 @@ class DriveMount {
 
   const std::string& dir() const { return dir_; }
 
+  // Starts reading every file of the image into the page cache (asynchronous readahead), so
+  // the drive's reads overlap criu's own start (namespaces, parsing) instead of following it.
+  void prefetch() const {
+    DIR* d = opendir(dir_.c_str());
+    if (d == nullptr) return;
+    while (dirent* e = readdir(d)) {
+      if (e->d_type != DT_REG) continue;
+      int fd = openat(dirfd(d), e->d_name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+      if (fd < 0) continue;
+      posix_fadvise(fd, 0, 0, POSIX_FADV_WILLNEED);
+      close(fd);
+    }
+    closedir(d);
+  }
+
  private:
   std::string device_, dir_;
   bool mounted_ = false;
@@ -94,6 +120,7 @@ kj::Promise<DriveRestore> restore_worker_from_drive(AgentServices& services, Han
   std::unique_ptr<DriveMount> drive;
   try {
     drive = std::make_unique<DriveMount>(device, mount_dir);
+    drive->prefetch();
   } catch (...) {
     remove_criu_dir(work);
     throw;

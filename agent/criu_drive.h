@@ -1,7 +1,8 @@
 // A worker restored from its CRIU image on a read-only drive (issue 17): the host attaches an
 // ext4 image of the unpacked image directory (manager/criu_drive.h) as one more virtio-blk
 // drive, so nothing is sent over vsock or unpacked in the guest. The agent mounts it read-only
-// under kCriuWorkDir, runs the same criu restore as the upload path
+// under kCriuWorkDir (with a 4 MiB readahead, and its files' reads started at once so they
+// overlap criu's start), runs the same criu restore as the upload path
 // (restore_worker_from_dir) with a writable work directory beside it, and unmounts it once
 // criu has ended: the restored worker maps its memory anonymously and holds no file of the
 // drive, which the unmount and an exclusive open of the device then confirm.
@@ -22,7 +23,7 @@ bool is_criu_drive_name(const std::string& device);
 
 struct DriveRestore {
   uint64_t restore_ns = 0;  // criu restore
-  uint64_t mount_ns = 0;    // mounting the drive
+  uint64_t mount_ns = 0;    // mounting the drive (and starting its files' readahead)
 };
 
 // Restores worker `config` from the image on block device `device`, hands it to `adopt`.
