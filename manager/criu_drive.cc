@@ -1,5 +1,6 @@
 #include "manager/criu_drive.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -84,6 +85,27 @@ CriuDriveRecord checked_record(const std::string& dir) {
   return want;
 }
 
+// What a make_criu_drive that died (killed, a crash) left in `dir`: its unpacked tree (unless
+// a live one holds its lock) and its unpublished image. Called with `dir` locked (no other
+// make runs there). Best effort.
+void remove_leftovers(const std::string& dir) {
+  DIR* d = opendir(dir.c_str());
+  if (d == nullptr) return;
+  std::vector<std::string> trees, files;
+  while (dirent* e = readdir(d)) {
+    std::string name = e->d_name;
+    if (name.starts_with(".criu-drive-")) trees.push_back(dir + "/" + name);
+    if (name.starts_with(".criu-image.ext4.tmp-")) files.push_back(dir + "/" + name);
+  }
+  closedir(d);
+  try {
+    for (const std::string& t : trees) remove_if_unlocked(t);
+  } catch (const Error&) {
+    // Left for the next time: the drive can be made beside it.
+  }
+  for (const std::string& f : files) unlink(f.c_str());
+}
+
 }  // namespace
 
 uint64_t criu_drive_bytes(uint64_t file_bytes, uint64_t files) {
@@ -161,6 +183,7 @@ std::string ensure_criu_drive(const std::string& dir,
   UniqueFd lock = lock_dir(dir);
   std::string why = criu_drive_unfit_reason(dir);
   if (!why.empty()) {
+    remove_leftovers(dir);
     if (log) log("CRIU image drive " + why + ": making it again from the archive");
     make_criu_drive(dir);
     if (remade) *remade = true;

@@ -175,6 +175,15 @@ TEST_F(CriuDrive, MissingIsMadeAgain) {
   // Fine now: not made again.
   ensure_criu_drive(dir_, nullptr, &remade);
   EXPECT_FALSE(remade);
+  // What a make that died left: removed when the drive is made again.
+  ASSERT_EQ(mkdir((dir_ + "/.criu-drive-abcdef").c_str(), 0700), 0);
+  std::ofstream(dir_ + "/.criu-drive-abcdef/core-1.img") << "x";
+  std::ofstream(dir_ + "/.criu-image.ext4.tmp-abcdef") << "x";
+  unlink(drive().c_str());
+  ensure_criu_drive(dir_, nullptr, &remade);
+  EXPECT_TRUE(remade);
+  std::string left = run_tool({"ls", "-A", dir_}, "ls", "coreutils");
+  EXPECT_EQ(left, "criu-image.ext4\ncriu-image.ext4.sum\ncriu-image.sum\ncriu-image.wci\n");
 }
 
 TEST_F(CriuDrive, DamagedInItsFirst4KiBIsNotTheDriveOfItsRecord) {
