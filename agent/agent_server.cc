@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "agent/container_root.h"
+#include "agent/criu_drive.h"
 #include "agent/criu_runner.h"
 #include "agent/criu_worker.h"
 #include "agent/exec_invocation.h"
@@ -388,15 +389,37 @@ kj::Promise<void> AgentImpl::restoreWorker(RestoreWorkerContext context) {
   KJ_REQUIRE(it == workers_.end() || !it->second->alive(), "a worker of that name is running",
              config.name);
   auto upload = make_restore_upload(services_, kj::mv(config), [this](kj::Own<Worker> worker) {
-    std::string name = worker->config().name;
-    auto old = workers_.find(name);
-    KJ_REQUIRE(old == workers_.end() || !old->second->alive(),
-               "a worker of that name started meanwhile", name);
-    if (old != workers_.end()) workers_.erase(old);
-    workers_.emplace(name, kj::mv(worker));
+    adopt_restored(kj::mv(worker));
   });
   context.getResults().setUpload(kj::mv(upload));
   return kj::READY_NOW;
+}
+
+kj::Promise<void> AgentImpl::restoreWorkerFromDrive(RestoreWorkerFromDriveContext context) {
+  KJ_REQUIRE(!shutting_down_, "the agent is shutting down");
+  auto params = context.getParams();
+  HandlerConfig config = handler_config_from_wire(params.getHandler());
+  KJ_REQUIRE(!config.name.empty(), "a worker needs a handler name");
+  auto it = workers_.find(config.name);
+  KJ_REQUIRE(it == workers_.end() || !it->second->alive(), "a worker of that name is running",
+             config.name);
+  std::string device(params.getDevice().cStr(), params.getDevice().size());
+  return restore_worker_from_drive(
+             services_, kj::mv(config), device,
+             [this](kj::Own<Worker> worker) { adopt_restored(kj::mv(worker)); })
+      .then([context](DriveRestore r) mutable {
+        context.getResults().setRestoreNs(r.restore_ns);
+        context.getResults().setMountNs(r.mount_ns);
+      });
+}
+
+void AgentImpl::adopt_restored(kj::Own<Worker> worker) {
+  std::string name = worker->config().name;
+  auto old = workers_.find(name);
+  KJ_REQUIRE(old == workers_.end() || !old->second->alive(),
+             "a worker of that name started meanwhile", name);
+  if (old != workers_.end()) workers_.erase(old);
+  workers_.emplace(name, kj::mv(worker));
 }
 
 }  // namespace wisp::agent

@@ -41,6 +41,7 @@ class AgentImpl final : public api::Agent::Server {
   kj::Promise<void> criuCheck(CriuCheckContext context) override;
   kj::Promise<void> checkpointWorker(CheckpointWorkerContext context) override;
   kj::Promise<void> restoreWorker(RestoreWorkerContext context) override;
+  kj::Promise<void> restoreWorkerFromDrive(RestoreWorkerFromDriveContext context) override;
 
  private:
   AgentServices& services_;
@@ -63,6 +64,8 @@ class AgentImpl final : public api::Agent::Server {
   kj::Maybe<HandlerConfig> spare_failed_for_;
 
   ScratchDir& scratch();
+  // Keeps a worker restored from a CRIU image (either path) as the warm worker of its name.
+  void adopt_restored(kj::Own<Worker> worker);
   // The spare, handed over, when `config` fits it and it is waiting; else nullptr.
   kj::Maybe<StartedSandbox> take_spare(const HandlerConfig& config);
   // Makes a spare for `config` unless the one held fits it.

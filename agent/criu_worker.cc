@@ -19,7 +19,6 @@
 #include "agent/criu_mounts.h"
 #include "agent/criu_runner.h"
 #include "agent/pid1.h"
-#include "agent/scratch_files.h"
 #include "api/criu_image.h"
 #include "base/clock.h"
 
@@ -229,6 +228,90 @@ struct RestoreRoot {
   std::string path;
 };
 
+// criu restore of the worker in image directory `images_dir` (read only by criu) with
+// `work_dir` (writable) for its pidfile and anything else it writes; hands the worker to
+// `adopt` and returns criu restore's run time.
+kj::Promise<uint64_t> restore_from_dir(AgentServices& services, HandlerConfig config,
+                                       const std::string& images_dir, const std::string& work_dir,
+                                       const WorkerInfo& info,
+                                       kj::Function<void(kj::Own<Worker>)> adopt) {
+  auto cgroup = kj::heap<Cgroup>(services.next_cgroup_name("worker"), config.cgroup);
+  // New pipes in place of the dumped ones: criu's ends at kStdinFd.., the agent's kept.
+  int in[2], out[2], err[2], status[2];
+  KJ_SYSCALL(pipe2(in, O_CLOEXEC));
+  KJ_SYSCALL(pipe2(out, O_CLOEXEC));
+  KJ_SYSCALL(pipe2(err, O_CLOEXEC));
+  KJ_SYSCALL(pipe2(status, O_CLOEXEC));
+  kj::AutoCloseFd in_r(in[0]), out_w(out[1]), err_w(err[1]), status_w(status[1]);
+  SandboxedProcess proc;
+  proc.stdin_fd = kj::AutoCloseFd(in[1]);
+  proc.stdout_fd = kj::AutoCloseFd(out[0]);
+  proc.stderr_fd = kj::AutoCloseFd(err[0]);
+  proc.status_fd = kj::AutoCloseFd(status[0]);
+  auto pipe_key = [](int fd, uint64_t ino) {
+    return "fd[" + std::to_string(fd) + "]:pipe:[" + std::to_string(ino) + "]";
+  };
+  std::string pidfile = work_dir + "/restored.pid";
+  auto root = std::make_unique<RestoreRoot>(work_dir + ".root");
+  CriuSpawn spawn;
+  // --work-dir: criu writes nothing into the image directory (which may be a read-only
+  // drive); its log goes to its stderr (run_criu's output file).
+  spawn.args = {"restore",
+                "--restore-detached",
+                "--images-dir",
+                images_dir,
+                "--work-dir",
+                work_dir,
+                "--root",
+                root->path,
+                "--pidfile",
+                pidfile,
+                "--manage-cgroups=ignore",
+                "--inherit-fd",
+                pipe_key(kStdinFd, info.pipes.stdin_pipe),
+                "--inherit-fd",
+                pipe_key(kStdoutFd, info.pipes.stdout_pipe),
+                "--inherit-fd",
+                pipe_key(kStderrFd, info.pipes.stderr_pipe),
+                "--inherit-fd",
+                pipe_key(kStatusFd, info.pipes.status_pipe)};
+  spawn.fds = {{in_r.get(), kStdinFd},
+               {out_w.get(), kStdoutFd},
+               {err_w.get(), kStderrFd},
+               {status_w.get(), kStatusFd}};
+  // The dump ran in the worker's network namespace (see checkpoint_worker), so the image
+  // names none: the restored tree gets criu's, a fresh one with a loopback.
+  spawn.new_net_ns = info.net_ns != 0;
+  auto mounts =
+      std::make_unique<CriuRestoreMounts>(work_dir + ".mnt", config.sandbox.scratch_bytes);
+  for (auto& a : mounts->args()) spawn.args.push_back(kj::mv(a));
+  install_criu_kdat(images_dir);
+  spawn.cgroup_fd = cgroup->dir_fd();
+  return run_criu(services, spawn)
+      .then([&services, pidfile, config = kj::mv(config), adopt = kj::mv(adopt),
+             root = kj::mv(root), mounts = kj::mv(mounts), cgroup = kj::mv(cgroup),
+             proc = kj::mv(proc), in_r = kj::mv(in_r), out_w = kj::mv(out_w), err_w = kj::mv(err_w),
+             status_w = kj::mv(status_w)](CriuRun run) mutable {
+        root.reset();  // the restored namespace holds its own binds of these now
+        mounts.reset();
+        // criu's ends: the restored tree holds its own copies now.
+        in_r = nullptr;
+        out_w = nullptr;
+        err_w = nullptr;
+        status_w = nullptr;
+        if (!run.ok()) {
+          console_log("%s", run.describe("restore").c_str());
+          KJ_FAIL_REQUIRE(run.describe("criu restore of worker " + config.name));
+        }
+        std::string pid_text = read_file(pidfile, 32);
+        long pid = strtol(pid_text.c_str(), nullptr, 10);
+        KJ_REQUIRE(pid > 1, "criu restore: no pid in its pidfile", pid_text);
+        proc.pid = static_cast<pid_t>(pid);
+        adopt(kj::refcounted<Worker>(services, config, kj::mv(cgroup), kj::mv(proc)));
+        return run.duration_ns;
+      });
+}
+
 // Writes the upload into a file; unpacks it on done() and restores.
 class RestoreUpload final : public api::CriuImageUpload::Server {
  public:
@@ -273,10 +356,12 @@ class RestoreUpload final : public api::CriuImageUpload::Server {
     unpack_ns_ = now_ns() - t0;
     archive_ = nullptr;
     unlink(archive_path_.c_str());
-    return restore(info).then([this, context]() mutable {
-      context.getResults().setRestoreNs(restore_ns_);
-      context.getResults().setUnpackNs(unpack_ns_);
-    });
+    return restore_from_dir(services_, kj::mv(config_), dir_, dir_, info, kj::mv(adopt_))
+        .then([this, context](uint64_t restore_ns) mutable {
+          restore_ns_ = restore_ns;
+          context.getResults().setRestoreNs(restore_ns_);
+          context.getResults().setUnpackNs(unpack_ns_);
+        });
   }
 
  private:
@@ -335,84 +420,10 @@ class RestoreUpload final : public api::CriuImageUpload::Server {
     }
   }
 
-  kj::Promise<void> restore(const WorkerInfo& info) {
-    auto cgroup = kj::heap<Cgroup>(services_.next_cgroup_name("worker"), config_.cgroup);
-    // New pipes in place of the dumped ones: criu's ends at kStdinFd.., the agent's kept.
-    int in[2], out[2], err[2], status[2];
-    KJ_SYSCALL(pipe2(in, O_CLOEXEC));
-    KJ_SYSCALL(pipe2(out, O_CLOEXEC));
-    KJ_SYSCALL(pipe2(err, O_CLOEXEC));
-    KJ_SYSCALL(pipe2(status, O_CLOEXEC));
-    kj::AutoCloseFd in_r(in[0]), out_w(out[1]), err_w(err[1]), status_w(status[1]);
-    SandboxedProcess proc;
-    proc.stdin_fd = kj::AutoCloseFd(in[1]);
-    proc.stdout_fd = kj::AutoCloseFd(out[0]);
-    proc.stderr_fd = kj::AutoCloseFd(err[0]);
-    proc.status_fd = kj::AutoCloseFd(status[0]);
-    auto pipe_key = [](int fd, uint64_t ino) {
-      return "fd[" + std::to_string(fd) + "]:pipe:[" + std::to_string(ino) + "]";
-    };
-    std::string pidfile = dir_ + "/restored.pid";
-    root_ = std::make_unique<RestoreRoot>(dir_ + ".root");
-    CriuSpawn spawn;
-    spawn.args = {"restore",
-                  "--restore-detached",
-                  "--images-dir",
-                  dir_,
-                  "--root",
-                  root_->path,
-                  "--pidfile",
-                  pidfile,
-                  "--manage-cgroups=ignore",
-                  "--inherit-fd",
-                  pipe_key(kStdinFd, info.pipes.stdin_pipe),
-                  "--inherit-fd",
-                  pipe_key(kStdoutFd, info.pipes.stdout_pipe),
-                  "--inherit-fd",
-                  pipe_key(kStderrFd, info.pipes.stderr_pipe),
-                  "--inherit-fd",
-                  pipe_key(kStatusFd, info.pipes.status_pipe)};
-    spawn.fds = {{in_r.get(), kStdinFd},
-                 {out_w.get(), kStdoutFd},
-                 {err_w.get(), kStderrFd},
-                 {status_w.get(), kStatusFd}};
-    // The dump ran in the worker's network namespace (see checkpoint_worker), so the image
-    // names none: the restored tree gets criu's, a fresh one with a loopback.
-    spawn.new_net_ns = info.net_ns != 0;
-    mounts_ = std::make_unique<CriuRestoreMounts>(dir_ + ".mnt", config_.sandbox.scratch_bytes);
-    for (auto& a : mounts_->args()) spawn.args.push_back(kj::mv(a));
-    install_criu_kdat(dir_);
-    spawn.cgroup_fd = cgroup->dir_fd();
-    return run_criu(services_, spawn)
-        .then([this, pidfile, cgroup = kj::mv(cgroup), proc = kj::mv(proc), in_r = kj::mv(in_r),
-               out_w = kj::mv(out_w), err_w = kj::mv(err_w),
-               status_w = kj::mv(status_w)](CriuRun run) mutable {
-          root_.reset();  // the restored namespace holds its own binds of these now
-          mounts_.reset();
-          // criu's ends: the restored tree holds its own copies now.
-          in_r = nullptr;
-          out_w = nullptr;
-          err_w = nullptr;
-          status_w = nullptr;
-          restore_ns_ = run.duration_ns;
-          if (!run.ok()) {
-            console_log("%s", run.describe("restore").c_str());
-            KJ_FAIL_REQUIRE(run.describe("criu restore of worker " + config_.name));
-          }
-          std::string pid_text = read_file(pidfile, 32);
-          long pid = strtol(pid_text.c_str(), nullptr, 10);
-          KJ_REQUIRE(pid > 1, "criu restore: no pid in its pidfile", pid_text);
-          proc.pid = static_cast<pid_t>(pid);
-          adopt_(kj::refcounted<Worker>(services_, config_, kj::mv(cgroup), kj::mv(proc)));
-        });
-  }
-
   AgentServices& services_;
   HandlerConfig config_;
   kj::Function<void(kj::Own<Worker>)> adopt_;
   std::string dir_, archive_path_;
-  std::unique_ptr<RestoreRoot> root_;
-  std::unique_ptr<CriuRestoreMounts> mounts_;
   kj::AutoCloseFd archive_;
   uint64_t received_ = 0;
   bool finished_ = false;
@@ -482,6 +493,14 @@ kj::Promise<SentImage> send_image(const std::string& dir, api::CriuImageSink::Cl
   sender->pending = std::string(api::kCriuImageMagic);
   auto done = sender->pump();
   return done.attach(kj::mv(sender)).then([sent]() { return sent; });
+}
+
+kj::Promise<uint64_t> restore_worker_from_dir(AgentServices& services, HandlerConfig config,
+                                              const std::string& images_dir,
+                                              const std::string& work_dir,
+                                              kj::Function<void(kj::Own<Worker>)> adopt) {
+  WorkerInfo info = parse_info(read_file(images_dir + "/" + kWorkerInfoFile, 4096));
+  return restore_from_dir(services, kj::mv(config), images_dir, work_dir, info, kj::mv(adopt));
 }
 
 kj::Own<api::CriuImageUpload::Server> make_restore_upload(

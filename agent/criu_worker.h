@@ -57,6 +57,17 @@ kj::Promise<SentImage> send_image(const std::string& dir, api::CriuImageSink::Cl
 kj::Own<api::CriuImageUpload::Server> make_restore_upload(
     AgentServices& services, HandlerConfig config, kj::Function<void(kj::Own<Worker>)> adopt);
 
+// criu restore of the worker whose image directory is `images_dir` (its kWorkerInfoFile read
+// as untrusted input; criu only reads the directory, which may be a read-only mount), with
+// `work_dir` (writable, existing) for criu's pidfile and whatever else it writes and
+// `work_dir`.root for the restore's root bind. Hands the restored worker to `adopt`; returns
+// criu restore's run time in ns. Throws kj::Exception with criu's own words when it fails.
+// Both restore paths (the upload above, a drive: criu_drive.h) go through it.
+kj::Promise<uint64_t> restore_worker_from_dir(AgentServices& services, HandlerConfig config,
+                                              const std::string& images_dir,
+                                              const std::string& work_dir,
+                                              kj::Function<void(kj::Own<Worker>)> adopt);
+
 // `criu check` and `criu --version`.
 kj::Promise<void> criu_check(AgentServices& services, api::CriuCheckResult::Builder out);
 

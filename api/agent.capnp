@@ -76,6 +76,14 @@ interface Agent {
   # The restored worker is then a warm worker like a started one (send it `resumed` for fresh
   # randomness). Refused when a worker of that name is running.
   restoreWorker @12 (handler :Handler) -> (upload :CriuImageUpload);
+  # As restoreWorker, from the image directory on a read-only drive the host attached (an ext4
+  # image of the unpacked archive, made by the host beside the archive): `device` is that
+  # drive ("/dev/vdb".."/dev/vdz", a block device). The agent mounts it read-only (nodev,
+  # nosuid, noexec, no journal replay) under /run/wisp-criu, restores from it (criu's log and
+  # anything else it writes go to a writable directory beside it), then unmounts it. Answers
+  # with criu restore's run time and the mount's. An older agent answers "unimplemented": the
+  # host then uploads the archive (restoreWorker).
+  restoreWorkerFromDrive @13 (handler :Handler, device :Text) -> (restoreNs :UInt64, mountNs :UInt64);
 
   const maxCriuImageBytes :UInt64 = 2147483648;  # 2 GiB
 }

@@ -362,8 +362,8 @@ struct AgentClient::Impl {
         throw AgentError(AgentError::Kind::kTimeout,
                          std::string("agent ") + what + ": no answer from the guest agent within " +
                              std::to_string(limit.count()) + " ms");
-      throw AgentError(AgentError::Kind::kRemote,
-                       std::string("agent ") + what + " failed: " + desc);
+      throw AgentError(AgentError::Kind::kRemote, std::string("agent ") + what + " failed: " + desc,
+                       e.getType() == kj::Exception::Type::UNIMPLEMENTED);
     }
   }
 };
@@ -695,6 +695,21 @@ AgentClient::CriuRestore AgentClient::restore_worker(
   r.unpack_ns = times.first;
   r.restore_ns = times.second;
   return r;
+}
+
+AgentClient::CriuDriveRestore AgentClient::restore_worker_from_drive(const Handler& handler,
+                                                                     const std::string& device) {
+  auto req = impl_->agent.restoreWorkerFromDriveRequest();
+  fill_handler(req.initHandler(), handler);
+  req.setDevice(device);
+  return impl_->wait(
+      req.send().then([](capnp::Response<api::Agent::RestoreWorkerFromDriveResults>&& resp) {
+        CriuDriveRestore r;
+        r.mount_ns = resp.getMountNs();
+        r.restore_ns = resp.getRestoreNs();
+        return r;
+      }),
+      impl_->grace + milliseconds(120000), "restoreWorkerFromDrive");
 }
 
 }  // namespace wisp::client

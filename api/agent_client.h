@@ -118,11 +118,15 @@ class AgentError : public Error {
     kTimeout,       // the agent did not answer a call in time
     kRemote,        // the agent answered with an exception (bad request, handler not found)
   };
-  AgentError(Kind kind, const std::string& msg) : Error(msg), kind_(kind) {}
+  AgentError(Kind kind, const std::string& msg, bool unimplemented = false)
+      : Error(msg), kind_(kind), unimplemented_(unimplemented) {}
   Kind kind() const { return kind_; }
+  // kRemote: the agent does not know the method (an older agent).
+  bool unimplemented() const { return unimplemented_; }
 
  private:
   Kind kind_;
+  bool unimplemented_ = false;
 };
 
 struct ConnectOptions {
@@ -218,6 +222,14 @@ class AgentClient {
   // call for fresh randomness.
   CriuRestore restore_worker(const Handler& handler,
                              const std::function<std::string()>& next_chunk);
+  struct CriuDriveRestore {
+    uint64_t mount_ns = 0;    // mounting the drive in the guest
+    uint64_t restore_ns = 0;  // criu restore in the guest
+  };
+  // Restores a worker for `handler` from the CRIU image drive the VM has as `device`
+  // ("/dev/vdX"; agent.capnp restoreWorkerFromDrive). Throws AgentError; an agent without the
+  // method: kRemote with unimplemented() (use restore_worker then).
+  CriuDriveRestore restore_worker_from_drive(const Handler& handler, const std::string& device);
 
  private:
   struct Impl;

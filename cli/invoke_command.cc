@@ -47,10 +47,13 @@ call (agent.resumed), so no two clones share RNG state.
                     result: every exit, and the EPT/NPT faults of first touches; -1 where
                     KVM keeps no statistics)
                     A worker template whose VM snapshot does not fit this host (see below)
-                    adds criu_fallback (true), boot_ms (the cold boot), criu_restore_ms
-                    (the worker's restore from its CRIU image: criu_upload_ms its transfer,
-                    criu_unpack_ms the agent's unpacking, criu_guest_ms criu restore in the
-                    guest); restore_ms is then both
+                    adds criu_fallback (true), criu_source ("drive": the image's read-only
+                    drive; "upload": the image sent to an agent that cannot use the drive),
+                    boot_ms (the cold boot; criu_drive_ms of it: the drive made again from
+                    the image when it was missing or damaged), criu_restore_ms (the worker's
+                    restore from its CRIU image: criu_mount_ms the drive's mount in the guest,
+                    or criu_upload_ms the image's transfer and criu_unpack_ms the agent's
+                    unpacking; criu_guest_ms criu restore in the guest); restore_ms is then both
   --server PATH     call a running `wisp serve` over its socket PATH instead (also: the
                     WISP_SERVER environment variable): its pool or warm clones do the restore.
                     Same output and exit status; --timings then prints serve's figures
@@ -199,12 +202,14 @@ int invoke_command(int argc, char** argv, uint64_t t0_ns) {
   }
   if (request.count_pages && out.criu_fallback) {
     std::fprintf(stderr,
-                 "{\"criu_fallback\":true,\"restore_ms\":%.3f,\"boot_ms\":%.3f,"
-                 "\"criu_restore_ms\":%.3f,\"criu_upload_ms\":%.3f,\"criu_unpack_ms\":%.3f,"
+                 "{\"criu_fallback\":true,\"criu_source\":\"%s\",\"restore_ms\":%.3f,"
+                 "\"boot_ms\":%.3f,\"criu_drive_ms\":%.3f,\"criu_restore_ms\":%.3f,"
+                 "\"criu_upload_ms\":%.3f,\"criu_unpack_ms\":%.3f,\"criu_mount_ms\":%.3f,"
                  "\"criu_guest_ms\":%.3f,\"reconnect_ms\":0,"
                  "\"invoke_ms\":%.3f,\"total_ms\":%.3f,\"pages_touched\":%lld,"
                  "\"handler_ms\":%.3f}\n",
-                 out.restore_ms, out.boot_ms, out.criu_ms, out.criu_upload_ms, out.criu_unpack_ms,
+                 out.criu_source.c_str(), out.restore_ms, out.boot_ms, out.criu_drive_ms,
+                 out.criu_ms, out.criu_upload_ms, out.criu_unpack_ms, out.criu_mount_ms,
                  out.criu_guest_ms, out.invoke_ms, out.total_ms,
                  static_cast<long long>(out.pages_touched),
                  static_cast<double>(out.result.duration_ns) / 1e6);

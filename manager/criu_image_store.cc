@@ -101,6 +101,13 @@ StoredCriuImage read_criu_image_sum(const std::string& dir) {
 }
 
 StoredCriuImage verify_criu_image(const std::string& dir) {
+  return read_verified_criu_image(dir, nullptr);
+}
+
+StoredCriuImage read_verified_criu_image(
+    const std::string& dir,
+    const std::function<void(std::span<const uint8_t>, const std::vector<api::CriuImageEntry>&)>&
+        use) {
   std::string path = dir + "/" + kCriuImageFile;
   StoredCriuImage want = read_criu_image_sum(dir);
   UniqueFd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
@@ -119,7 +126,9 @@ StoredCriuImage verify_criu_image(const std::string& dir) {
     if (snapshot::crc64(bytes) != want.crc64)
       throw Error(path + ": checksum mismatch (CRC-64 " + hex16(snapshot::crc64(bytes)) +
                   ", its .sum says " + hex16(want.crc64) + "): the image is damaged");
-    want.files = static_cast<uint32_t>(api::parse_criu_image(bytes, path).size());
+    std::vector<api::CriuImageEntry> entries = api::parse_criu_image(bytes, path);
+    want.files = static_cast<uint32_t>(entries.size());
+    if (use) use(bytes, entries);
   } catch (...) {
     munmap(map, want.bytes);
     throw;

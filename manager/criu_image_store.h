@@ -10,9 +10,13 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <span>
 #include <string>
+#include <vector>
 
 #include "api/agent_client.h"
+#include "api/criu_image.h"
 
 namespace wisp::manager {
 
@@ -46,5 +50,12 @@ StoredCriuImage read_criu_image_sum(const std::string& dir);
 // Checks `dir`'s image against its .sum (size, CRC-64) and parses the archive. Throws Error
 // naming the file and the fault.
 StoredCriuImage verify_criu_image(const std::string& dir);
+
+// As verify_criu_image, then calls `use` with the archive's bytes (mapped read-only) and its
+// files, checked, while it is mapped: what manager/criu_drive.h unpacks.
+StoredCriuImage read_verified_criu_image(
+    const std::string& dir,
+    const std::function<void(std::span<const uint8_t>, const std::vector<api::CriuImageEntry>&)>&
+        use);
 
 }  // namespace wisp::manager

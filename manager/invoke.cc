@@ -88,12 +88,19 @@ InvokeOutcome invoke_from_criu_image(const OpenTemplate& tpl, const InvokeReques
   out.fallback_reason = reason;
   out.generation = tpl.dir;
   CriuStart start = start_from_criu_image(t, tpl.snapshot_dir, request.jail, request.count_pages,
-                                          cancellation, kBootTimeout);
+                                          cancellation, kBootTimeout, request.log);
   out.boot_ms = ms_since(t0) - start.criu_ms;
   out.criu_ms = start.criu_ms;
   out.criu_guest_ms = start.criu_guest_ms;
   out.criu_upload_ms = start.upload_ms;
   out.criu_unpack_ms = start.unpack_ms;
+  out.criu_mount_ms = start.mount_ms;
+  out.criu_drive_ms = start.drive_ms;
+  out.criu_source = criu_source_name(start.source);
+  if (request.log)
+    request.log(std::string("worker restored from the CRIU image ") +
+                (start.source == CriuSource::kDrive ? "on its read-only drive"
+                                                    : "sent to the agent (upload)"));
   out.restore_ms = ms_since(t0);
   Cancellation::Watch watch(cancellation, start.vm->vmm());
   try {

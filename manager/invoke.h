@@ -47,8 +47,13 @@ struct InvokeOutcome {
   // a re-make of its snapshot (manager/template_rebuild.h).
   bool criu_fallback = false;
   std::string fallback_reason, generation;
-  // Of criu_ms: the image's transfer to the agent and the agent's unpacking of it.
-  double boot_ms = 0, criu_ms = 0, criu_guest_ms = 0, criu_upload_ms = 0, criu_unpack_ms = 0;
+  // criu_source: how the image reached the agent ("drive" or "upload", criu_boot.h). Of
+  // criu_ms: upload, the image's transfer to the agent and the agent's unpacking of it; drive,
+  // mounting it in the guest (criu_mount_ms). criu_drive_ms: the drive made again from the
+  // archive before the boot (part of boot_ms; 0 when it was fine).
+  std::string criu_source;
+  double boot_ms = 0, criu_ms = 0, criu_guest_ms = 0, criu_upload_ms = 0, criu_unpack_ms = 0,
+         criu_mount_ms = 0, criu_drive_ms = 0;
 };
 
 // The agent request that invokes template `t`'s handler with `payload`.

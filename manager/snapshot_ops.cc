@@ -3,6 +3,7 @@
 #include "api/vmm_client.h"
 #include "base/error.h"
 #include "base/file_io.h"
+#include "manager/criu_drive.h"
 #include "manager/criu_image_store.h"
 #include "snapshot/machine_snapshot.h"
 #include "snapshot/snapshot_dir.h"
@@ -42,6 +43,12 @@ void verify_snapshot_chain(const std::string& dir,
       StoredCriuImage image = verify_criu_image(current);
       description += "criu image: " + std::to_string(image.bytes) + " bytes, " +
                      std::to_string(image.files) + " files, checksum ok\n";
+      // Its drive, when it has one (a missing one is made again by the fallback).
+      if (has_criu_drive(current)) {
+        CriuDriveRecord drive = verify_criu_drive(current);
+        description += "criu image drive: " + std::to_string(drive.identity.size_bytes) +
+                       " bytes, checksum ok\n";
+      }
     }
     on_layer({current, description, report.parent_dir, report.id});
     if (report.parent_id.empty()) return;

@@ -54,6 +54,9 @@ struct TemplateCreated {
   // the guest could not make one (no criu in it: the agent initramfs; the reason is logged).
   uint64_t criu_image_bytes = 0;
   double criu_dump_ms = 0, criu_ms = 0;
+  // Its read-only drive (manager/criu_drive.h): size, and the time to make it. 0: none.
+  uint64_t criu_drive_bytes = 0;
+  double criu_drive_ms = 0;
 };
 
 // The machine create_template boots for `spec`: its defaults (256 MiB, 1 vCPU) filled in, the

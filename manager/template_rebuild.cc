@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstring>
 #include <optional>
 #include <thread>
 
@@ -14,6 +15,7 @@
 #include "base/file_io.h"
 #include "base/unique_fd.h"
 #include "manager/criu_boot.h"
+#include "manager/criu_drive.h"
 #include "manager/criu_image_store.h"
 #include "manager/snapshot_ops.h"
 #include "manager/working_set_probe.h"
@@ -37,15 +39,32 @@ UniqueFd lock_rebuild(const std::string& name) {
   return fd;
 }
 
-// The CRIU image beside the new snapshot: hard links (same store, same filesystem), else a
-// copy written atomically.
-void keep_criu_image(const std::string& from_dir, const std::string& to_dir) {
+// The CRIU image beside the new snapshot (it does not change): hard links (same store, same
+// filesystem), else a copy written atomically. Its drive and record are linked too when they
+// fit (a copy would have another modification time, so none is made: the next fallback makes
+// the drive again from the archive).
+void keep_criu_image(const std::string& from_dir, const std::string& to_dir,
+                     const Progress& progress) {
   for (const char* f : {kCriuImageFile, kCriuImageSumFile}) {
     std::string from = from_dir + "/" + f, to = to_dir + "/" + f;
     if (link(from.c_str(), to.c_str()) == 0) continue;
     if (errno != EXDEV && errno != EPERM && errno != EMLINK)
       throw_errno("link " + from + " to " + to);
     write_file_atomic(to, read_file(from), 0600);
+  }
+  std::string unfit = criu_drive_unfit_reason(from_dir);
+  bool linked = unfit.empty();
+  for (const char* f : {kCriuDriveFile, kCriuDriveRecordFile}) {
+    std::string from = from_dir + "/" + f, to = to_dir + "/" + f;
+    if (linked && link(from.c_str(), to.c_str()) != 0) {
+      unfit = "cannot be linked (" + std::string(strerror(errno)) + ")";
+      linked = false;
+    }
+  }
+  if (!linked) {
+    unlink((to_dir + "/" + kCriuDriveFile).c_str());
+    unlink((to_dir + "/" + kCriuDriveRecordFile).c_str());
+    progress("CRIU image drive not kept (" + unfit + "): the next fallback makes it again");
   }
   fsync_dir(to_dir);
 }
@@ -110,8 +129,11 @@ TemplateRebuilt rebuild_template(const std::string& name, const RebuildOptions& 
   progress("booting " + name + " cold (" + std::to_string(t.mem_mib) + " MiB, " +
            std::to_string(t.vcpus) + " vCPU" + (t.portable ? ", portable CPU" : "") +
            ") and restoring its worker from the CRIU image...");
-  CriuStart start = start_from_criu_image(t, tpl.snapshot_dir, options.jail, /*control=*/true,
-                                          cancellation, options.boot_timeout);
+  // The image is sent, not attached as a drive: the snapshot of this VM must have the
+  // template's own devices only (a drive in it would be one more for every clone to be given).
+  CriuStart start =
+      start_from_criu_image(t, tpl.snapshot_dir, options.jail, /*control=*/true, cancellation,
+                            options.boot_timeout, progress, /*use_drive=*/false);
   out.criu_image_bytes = start.image_bytes;
   out.boot_ms = start.boot_ms;
   out.criu_ms = start.criu_ms;
@@ -119,9 +141,10 @@ TemplateRebuilt rebuild_template(const std::string& name, const RebuildOptions& 
   char line[200];
   snprintf(line, sizeof(line),
            "worker restored: boot %.0f ms, CRIU restore %.0f ms (criu in the guest %.0f ms, "
-           "%.1f MiB image)",
+           "%.1f MiB image, from the %s)",
            out.boot_ms, out.criu_ms, out.criu_guest_ms,
-           static_cast<double>(start.image_bytes) / (1 << 20));
+           static_cast<double>(start.image_bytes) / (1 << 20),
+           start.source == CriuSource::kDrive ? "drive" : "upload");
   progress(line);
   std::optional<Cancellation::Watch> watch(std::in_place, cancellation, start.vm->vmm());
   control::SnapshotReport snap;
@@ -142,7 +165,7 @@ TemplateRebuilt rebuild_template(const std::string& name, const RebuildOptions& 
   }
   watch.reset();
   start.vm.reset();
-  keep_criu_image(tpl.snapshot_dir, staging.snapshot_dir());
+  keep_criu_image(tpl.snapshot_dir, staging.snapshot_dir(), progress);
   // The old working set describes the old snapshot's pages: the new one records its own.
   if (t.warmup > 0)
     record_new_working_set(t, staging.snapshot_dir(), options.jail, progress, cancellation, &out);

@@ -12,9 +12,13 @@ round, so drift on a noisy machine hits every mode):
              (spawn -> result, exec_invoke_done_ms): what a host without a usable snapshot and
              without a CRIU image pays
   criu       `wisp invoke` with the template's memory file moved aside (renamed back after), so
-             the snapshot does not fit: boot cold + CRIU restore of the worker + the call
-             (total_ms; boot_ms, criu_restore_ms, criu_guest_ms of it). WISP_NO_SNAPSHOT_REMAKE=1:
+             the snapshot does not fit: boot cold + CRIU restore of the worker from the image's
+             read-only drive (criu_source "drive") + the call (total_ms; boot_ms,
+             criu_restore_ms, criu_mount_ms, criu_guest_ms of it). WISP_NO_SNAPSHOT_REMAKE=1:
              no background re-make between the rounds
+  upload     (--upload) the same with WISP_CRIU_NO_DRIVE=1: the image sent to the agent over
+             vsock and unpacked there (criu_source "upload"; criu_upload_ms, criu_unpack_ms), as
+             for a template whose agent predates the drive
   snapshot   `wisp invoke` of the intact template: VM snapshot restore + the call (total_ms)
 
 Every answer is checked (the Python worker upper-cases its payload; the ML worker's coefficients
@@ -38,7 +42,7 @@ from wisp_cli import BenchError, check_result, run, template_create  # noqa: E40
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PY_PAYLOAD = b"hello criu\n"
-MODES = ("cold", "criu", "snapshot")
+MODES = ("cold", "criu", "upload", "snapshot")
 
 
 def workloads(args):
@@ -74,7 +78,7 @@ def cold(args, w):
     return {"total_ms": t.get("exec_invoke_done_ms"), "wall_ms": wall}
 
 
-def invoke(args, env, name, w, expect_fallback):
+def invoke(args, env, name, w, expect_fallback, source=None):
     argv = [args.wisp, "invoke", name, "--payload", "-", "--timings", "--timeout",
             str(args.call_timeout)]
     t0 = time.monotonic()
@@ -86,11 +90,14 @@ def invoke(args, env, name, w, expect_fallback):
     if bool(t.get("criu_fallback")) != expect_fallback:
         raise BenchError(f"wisp invoke {'did not fall' if expect_fallback else 'fell'} back to "
                          f"the CRIU image:\n{err[-2000:]}")
+    if source and t.get("criu_source") != source:
+        raise BenchError(f"wisp invoke restored from {t.get('criu_source')!r}, not {source!r}:"
+                         f"\n{err[-2000:]}")
     return dict(t, wall_ms=wall)
 
 
-KEYS = ("total_ms", "wall_ms", "restore_ms", "boot_ms", "criu_restore_ms", "criu_upload_ms",
-        "criu_unpack_ms", "criu_guest_ms", "invoke_ms")
+KEYS = ("total_ms", "wall_ms", "restore_ms", "boot_ms", "criu_drive_ms", "criu_restore_ms",
+        "criu_mount_ms", "criu_upload_ms", "criu_unpack_ms", "criu_guest_ms", "invoke_ms")
 
 
 def bench_workload(args, env, tmp, wname, w):
@@ -108,13 +115,21 @@ def bench_workload(args, env, tmp, wname, w):
     if not os.path.exists(image):
         raise BenchError(f"{wname}: the template has no CRIU image (the guest could not dump "
                          f"the worker: see `wisp template create`'s log)")
+    drive = os.path.join(snap, "criu-image.ext4")
+    if not os.path.exists(drive):
+        raise BenchError(f"{wname}: the template has no CRIU image drive (see `wisp template "
+                         f"create`'s log)")
     res = {"template": {"create_wall_ms": t["create_wall_ms"], **t["timings"]},
-           "criu_image_bytes": os.path.getsize(image)}
+           "criu_image_bytes": os.path.getsize(image),
+           "criu_drive_bytes": os.path.getsize(drive)}
     memory, aside = os.path.join(snap, "memory"), os.path.join(snap, "memory.aside")
     samples = {m: [] for m in MODES}
     cold_at = {round(i * args.runs / args.cold_runs) for i in range(args.cold_runs)}
+    upload_env = dict(env, WISP_CRIU_NO_DRIVE="1")
     for i in range(args.runs):
         order = ["criu", "snapshot"] if i % 2 == 0 else ["snapshot", "criu"]
+        if args.upload:
+            order.insert(1, "upload")
         if i in cold_at:
             order.insert(i % 3, "cold")
         for mode in order:
@@ -125,21 +140,28 @@ def bench_workload(args, env, tmp, wname, w):
             else:
                 os.rename(memory, aside)
                 try:
-                    samples["criu"].append(invoke(args, env, name, w, True))
+                    if mode == "criu":
+                        samples[mode].append(invoke(args, env, name, w, True, "drive"))
+                    else:
+                        samples[mode].append(invoke(args, upload_env, name, w, True, "upload"))
                 finally:
                     os.rename(aside, memory)
         log(f"criu_bench: {wname} round {i + 1}/{args.runs}: " + ", ".join(
             f"{m} {samples[m][-1]['total_ms'] / 1000:.2f} s" for m in order))
     subprocess.run([args.wisp, "template", "rm", name], env=env, capture_output=True)
     for m in MODES:
+        if not samples[m]:
+            continue
         res[m] = {k: summarize([s.get(k) for s in samples[m]]) for k in KEYS}
         res[m + "_samples"] = samples[m]
 
     def med(m):
-        return ((res[m].get("total_ms") or {}).get("median"))
+        return (((res.get(m) or {}).get("total_ms") or {}).get("median"))
 
     res["ratios"] = {
         "cold_over_criu": med("cold") / med("criu") if med("cold") and med("criu") else None,
+        "cold_over_upload":
+            med("cold") / med("upload") if med("cold") and med("upload") else None,
         "criu_over_snapshot":
             med("criu") / med("snapshot") if med("criu") and med("snapshot") else None}
     return res
@@ -157,22 +179,32 @@ def print_table(report):
           f"{report['cold_runs']} cold starts, interleaved; 1 vCPU")
     print(f"    {'s':44} {'median':>9} {'p90':>9} {'min - max':>12}")
     for wname, r in report["result"].items():
-        print(f"  {wname} worker (CRIU image {r['criu_image_bytes'] / 2**20:.1f} MiB)")
+        print(f"  {wname} worker (CRIU image {r['criu_image_bytes'] / 2**20:.1f} MiB, its drive "
+              f"{r['criu_drive_bytes'] / 2**20:.1f} MiB)")
         rows = [("cold boot + init + call", r["cold"]["total_ms"]),
-                ("cold boot + CRIU restore + call", r["criu"]["total_ms"]),
+                ("cold boot + CRIU restore (drive) + call", r["criu"]["total_ms"]),
                 ("  boot", r["criu"]["boot_ms"]),
-                ("  CRIU restore (transfer, unpack, criu)", r["criu"]["criu_restore_ms"]),
-                ("    the image's transfer", r["criu"].get("criu_upload_ms")),
-                ("    the agent's unpacking", r["criu"].get("criu_unpack_ms")),
+                ("  CRIU restore (mount, criu)", r["criu"]["criu_restore_ms"]),
+                ("    the drive's mount in the guest", r["criu"].get("criu_mount_ms")),
                 ("    criu restore in the guest", r["criu"]["criu_guest_ms"]),
-                ("  the call", r["criu"]["invoke_ms"]),
-                ("VM snapshot restore + call", r["snapshot"]["total_ms"])]
+                ("  the call", r["criu"]["invoke_ms"])]
+        if r.get("upload"):
+            rows += [("cold boot + CRIU restore (upload) + call", r["upload"]["total_ms"]),
+                     ("  boot", r["upload"]["boot_ms"]),
+                     ("  CRIU restore (transfer, unpack, criu)", r["upload"]["criu_restore_ms"]),
+                     ("    the image's transfer", r["upload"].get("criu_upload_ms")),
+                     ("    the agent's unpacking", r["upload"].get("criu_unpack_ms")),
+                     ("    criu restore in the guest", r["upload"]["criu_guest_ms"]),
+                     ("  the call", r["upload"]["invoke_ms"])]
+        rows += [("VM snapshot restore + call", r["snapshot"]["total_ms"])]
         for label, s in rows:
             print(f"    {label:44} {fmt(s)}")
         ra = r["ratios"]
         if ra["cold_over_criu"]:
             print(f"    cold / CRIU fallback: {ra['cold_over_criu']:.1f}x; CRIU fallback / "
                   f"VM snapshot: {ra['criu_over_snapshot'] or 0:.1f}x")
+        if ra.get("cold_over_upload"):
+            print(f"    cold / CRIU fallback by upload: {ra['cold_over_upload']:.1f}x")
     print_verdicts(report, "criu.json")
     print(f"\n  JSON: {report['out']}")
 
@@ -183,6 +215,8 @@ def main():
                     "snapshot restore each")
     ap.add_argument("--cold-runs", type=int, default=3, help="cold starts, spread over the rounds")
     ap.add_argument("--workloads", default="python,ml", help="comma list of: python, ml")
+    ap.add_argument("--upload", action="store_true",
+                    help="also time the fallback that sends the image (no drive) each round")
     ap.add_argument("--ml-mem", type=int, default=512, help="the ML guest's MiB")
     ap.add_argument("--call-timeout", type=int, default=900,
                     help="seconds for a call that includes the worker's start (cold ML)")

@@ -53,6 +53,11 @@ for src in tests/fuzz/*_fuzz.cc; do
     printf '\x0110.1.2.0/24:8080' > "$corpus/seed-allow"
     printf '\x02tx-bw=1M,rx-ops=100,tx-bw-burst=64K,refill-ms=100' > "$corpus/seed-rate"
   fi
+  # Seed a CRIU image drive's record with one as template create writes it.
+  if [ "$name" = criu_drive_record_fuzz ]; then
+    printf 'wisp-criu-drive 1\nbytes 12582912\nmtime_ns 1764815000123456789\ndigest 0123456789abcdef\ncrc64 fedcba9876543210\nimage_crc64 00000000000000ff\n' \
+      > "$corpus/seed-record"
+  fi
   echo "fuzz: $name for ${seconds}s (corpus $corpus)"
   if nice "$build/tests/fuzz/$name" "$corpus" -max_total_time="$seconds" -timeout=25 -max_len=9000 \
       -artifact_prefix="$artifacts/" -print_final_stats=1 >"$build/$name.log" 2>&1; then

@@ -5,7 +5,6 @@
 #include <sys/file.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -16,6 +15,7 @@
 #include "base/error.h"
 #include "base/file_io.h"
 #include "base/log.h"
+#include "base/run_tool.h"
 #include "base/unique_fd.h"
 
 namespace wisp::shim {
@@ -60,38 +60,6 @@ uint64_t cache_bytes(const std::string& dir) {
 bool is_file(const std::string& path) {
   struct stat st;
   return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
-}
-
-// mkfs.ext4's stdout and stderr, or its failure with them.
-void run_mkfs(const std::vector<std::string>& argv) {
-  int fds[2];
-  if (::pipe2(fds, O_CLOEXEC) != 0) throw_errno("pipe for mkfs.ext4");
-  UniqueFd read_end(fds[0]), write_end(fds[1]);
-  pid_t pid = ::fork();
-  if (pid < 0) throw_errno("fork for mkfs.ext4");
-  if (pid == 0) {
-    ::dup2(write_end.get(), STDOUT_FILENO);
-    ::dup2(write_end.get(), STDERR_FILENO);
-    int null_fd = ::open("/dev/null", O_RDONLY);
-    if (null_fd >= 0) ::dup2(null_fd, STDIN_FILENO);
-    std::vector<char*> args;
-    for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
-    ::execvp(args[0], args.data());
-    const char msg[] = "mkfs.ext4 not found: install e2fsprogs\n";
-    (void)!::write(STDERR_FILENO, msg, sizeof(msg) - 1);
-    ::_exit(127);
-  }
-  write_end.reset();
-  std::string output = read_all_fd(read_end.get());
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-    if (output.size() > 2000) output = output.substr(output.size() - 2000);
-    throw Error("mkfs.ext4 -d " + argv[argv.size() - 2] + " failed (status " +
-                std::to_string(status) + "): " + output);
-  }
 }
 
 // An overlay's layers as one read-only tree: mounted (the shim runs as root, as containerd's
@@ -194,9 +162,10 @@ RootfsImage ensure_rootfs_image(const RootfsSource& source, const RootfsCache& c
   if (::ftruncate(fd.get(), static_cast<off_t>(size)) != 0) throw_errno("rootfs: size " + tmp);
   // No journal (the image is never written once made), no reserved blocks, every inode the
   // tree needs plus room; 4 KiB blocks.
-  run_mkfs({"mkfs.ext4", "-q", "-F", "-t", "ext4", "-b", "4096", "-m", "0", "-O", "^has_journal",
-            "-N", std::to_string(stats.entries + 1024), "-L", "wisp-rootfs", "-d", tree.path(),
-            tmp});
+  run_tool(
+      {"mkfs.ext4", "-q", "-F", "-t", "ext4", "-b", "4096", "-m", "0", "-O", "^has_journal", "-N",
+       std::to_string(stats.entries + 1024), "-L", "wisp-rootfs", "-d", tree.path(), tmp},
+      "mkfs.ext4 -d " + tree.path(), "e2fsprogs");
   if (::fsync(fd.get()) != 0) throw_errno("rootfs: fsync " + tmp);
   if (::fchmod(fd.get(), 0444) != 0) throw_errno("rootfs: chmod " + tmp);
   if (::rename(tmp.c_str(), out.path.c_str()) != 0) throw_errno("rootfs: publish " + out.path);

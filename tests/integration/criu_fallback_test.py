@@ -6,9 +6,14 @@ snapshot is then made unusable for real (1: its memory file removed; 2: its stat
 major set to an older one). Each time `wisp invoke` says the snapshot does not fit, boots the
 guest cold, restores the worker from the CRIU image (--timings shows the CRIU stages) and
 answers with the counter continuing from the warm-up and the same init stamp (the init did not
-run again); the snapshot re-made in the background then serves the next call warm. Last,
-without a CRIU image the unusable snapshot is the restore's own error, and `wisp template
-rebuild` refuses the template naming the missing image.
+run again); the snapshot re-made in the background then serves the next call warm. The
+worker is restored from the image's read-only drive (criu-image.ext4, made at template
+creation; --timings says criu_source "drive"): when the drive is removed (3) or damaged in its
+first 4 KiB (4) the fallback makes it again from the archive first, saying so, and still
+answers; with WISP_CRIU_NO_DRIVE=1 (5) the archive is sent to the agent instead (the path an
+older template's agent takes). Last, without a CRIU image the unusable snapshot is the
+restore's own error, and `wisp template rebuild` refuses the template naming the missing
+image.
 Run inside KVM (tests/integration/in-kvm). Uses build/bin/wisp and build/guest/python-rootfs.ext4.
 """
 import json
@@ -53,6 +58,9 @@ class CriuFallbackTest(unittest.TestCase):
                          "--mem", "256", "--handler", 'python3 -c "%s"' % WORKER)
         if not re.search(r"^wisp template create: CRIU image: [0-9.]+ MiB", p.stderr, re.M):
             raise AssertionError("the template has no CRIU image:\n" + p.stderr[-3000:])
+        if not re.search(r"^wisp template create: CRIU image drive: [0-9.]+ MiB ext4", p.stderr,
+                         re.M):
+            raise AssertionError("the template has no CRIU image drive:\n" + p.stderr[-3000:])
         # The snapshot's first call: the warm-up made it 1.
         out = cls.run_wisp("invoke", NAME).stdout.split()
         assert out[0] == "2", out
@@ -96,9 +104,12 @@ class CriuFallbackTest(unittest.TestCase):
             time.sleep(0.5)
         self.fail("no rebuilt snapshot after 120 s; its log:\n" + text[-3000:])
 
-    def fall_back(self, reason):
+    def fall_back(self, reason, source="drive", remade=None, env=None):
         gen = self.generation()
-        p = self.run_wisp("invoke", NAME, "--timings")
+        p = subprocess.run([self.wisp, "invoke", NAME, "--timings"], capture_output=True,
+                           text=True, timeout=300, env=dict(self.env, **(env or {})),
+                           stdin=subprocess.DEVNULL)
+        self.assertEqual(p.returncode, 0, p.stderr[-3000:])
         print(p.stderr, file=sys.stderr)
         self.assertIn("snapshot does not fit this host (", p.stderr)
         self.assertIn(reason, p.stderr)
@@ -109,6 +120,25 @@ class CriuFallbackTest(unittest.TestCase):
         self.assertTrue(t.get("criu_fallback"), p.stderr)
         for stage in ("boot_ms", "criu_restore_ms", "criu_guest_ms", "invoke_ms"):
             self.assertGreater(t.get(stage, 0), 0, stage)
+        # Where the image came from: the drive (mounted in the guest, nothing sent) or the
+        # upload (sent and unpacked, no mount).
+        self.assertEqual(t.get("criu_source"), source, p.stderr)
+        if source == "drive":
+            self.assertIn("worker restored from the CRIU image on its read-only drive", p.stderr)
+            self.assertGreater(t.get("criu_mount_ms", 0), 0)
+            self.assertEqual(t.get("criu_upload_ms"), 0)
+            self.assertEqual(t.get("criu_unpack_ms"), 0)
+        else:
+            self.assertIn("worker restored from the CRIU image sent to the agent", p.stderr)
+            self.assertGreater(t.get("criu_upload_ms", 0), 0)
+            self.assertEqual(t.get("criu_mount_ms"), 0)
+        if remade:
+            self.assertRegex(p.stderr, r"CRIU image drive /\S*/criu-image\.ext4: " + remade +
+                             r".*: making it again from the archive")
+            self.assertGreater(t.get("criu_drive_ms", 0), 0)
+        else:
+            self.assertNotIn("making it again", p.stderr)
+            self.assertEqual(t.get("criu_drive_ms"), 0)
         self.assertIn("re-making the VM snapshot for this host in the background", p.stderr)
         self.wait_for_rebuild(gen)
         # The next call: warm from the re-made snapshot (the CRIU image's state: count 1).
@@ -117,6 +147,10 @@ class CriuFallbackTest(unittest.TestCase):
         self.assertNotIn("criu_fallback", w.stderr)
         self.assertEqual(w.stdout.split(), ["2", self.stamp])
         self.assertTrue(os.path.exists(os.path.join(self.snapshot_dir(), "criu-image.wci")))
+        # The rebuild kept the drive (linked, the image is the same): intact, checked in full.
+        self.assertTrue(os.path.exists(os.path.join(self.snapshot_dir(), "criu-image.ext4")))
+        v = self.run_wisp("snapshot", "verify", self.snapshot_dir())
+        self.assertIn("criu image drive: ", v.stdout + v.stderr)
         return t
 
     def test_1_memory_file_removed(self):
@@ -129,7 +163,31 @@ class CriuFallbackTest(unittest.TestCase):
             f.write(b"\x01\x00")  # format major 1
         self.fall_back("was written by an older wisp")
 
-    def test_3_without_a_criu_image_the_restores_own_error(self):
+    def test_3_drive_removed_is_made_again(self):
+        snap = self.snapshot_dir()
+        os.unlink(os.path.join(snap, "criu-image.ext4"))
+        os.unlink(os.path.join(snap, "memory"))
+        self.fall_back("memory: missing", remade="missing")
+
+    def test_4_drive_damaged_in_its_first_4k_is_made_again(self):
+        snap = self.snapshot_dir()
+        drive = os.path.join(snap, "criu-image.ext4")
+        st = os.stat(drive)
+        with open(drive, "r+b") as f:  # a byte of the superblock, the file's time kept
+            f.seek(1024 + 40)
+            b = f.read(1)
+            f.seek(1024 + 40)
+            f.write(bytes([b[0] ^ 0x5a]))
+        os.utime(drive, ns=(st.st_atime_ns, st.st_mtime_ns))
+        os.unlink(os.path.join(snap, "memory"))
+        t = self.fall_back("memory: missing", remade="not the drive its record describes")
+        self.assertGreater(t["criu_drive_ms"], 0)
+
+    def test_5_without_the_drive_the_image_is_sent(self):
+        os.unlink(os.path.join(self.snapshot_dir(), "memory"))
+        self.fall_back("memory: missing", source="upload", env={"WISP_CRIU_NO_DRIVE": "1"})
+
+    def test_6_without_a_criu_image_the_restores_own_error(self):
         snap = self.snapshot_dir()
         for f in ("criu-image.wci", "criu-image.sum", "memory"):
             os.unlink(os.path.join(snap, f))

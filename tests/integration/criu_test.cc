@@ -244,6 +244,32 @@ TEST_F(CriuInGuest, CriuCheckPasses) {
   EXPECT_NE(c.version.find("Version: 3."), std::string::npos) << c.version;
 }
 
+// restoreWorkerFromDrive (agent/criu_drive.h) takes only /dev/vd[b-z], and only a block
+// device that exists: this guest has its root filesystem (vda) and no other drive.
+TEST_F(CriuInGuest, DriveRestoreRefusesWhatIsNotAnImageDrive) {
+  RootfsVm& vm = shared_vm();
+  client::Handler other = counter_handler();
+  other.name = "from-drive";
+  struct Case {
+    const char* device;
+    const char* why;
+  } cases[] = {{"/dev/vda", "expected /dev/vd[b-z]"},  {"/dev/sda", "expected /dev/vd[b-z]"},
+               {"/dev/vdb1", "expected /dev/vd[b-z]"}, {"/dev/vd/../vda", "expected /dev/vd"},
+               {"", "expected /dev/vd[b-z]"},          {"/dev/vdb", "stat"}};
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.device);
+    try {
+      vm.agent().restore_worker_from_drive(other, c.device);
+      ADD_FAILURE() << "restored from " << c.device;
+    } catch (const client::AgentError& e) {
+      EXPECT_EQ(e.kind(), client::AgentError::Kind::kRemote);
+      EXPECT_FALSE(e.unimplemented());
+      EXPECT_NE(std::string(e.what()).find(c.why), std::string::npos) << e.what();
+    }
+  }
+  EXPECT_FALSE(vm.agent().ping().boot_id.empty());
+}
+
 TEST_F(CriuInGuest, DamagedUploadIsRefusedAndTheAgentStillAnswers) {
   RootfsVm& vm = shared_vm();
   client::Handler other = counter_handler();
