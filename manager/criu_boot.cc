@@ -187,7 +187,9 @@ CriuStart start_from_criu_image(const TemplateInfo& t, const std::string& snapsh
   } catch (const client::AgentError& e) {
     if (!out.vm->vmm().alive() || e.kind() == client::AgentError::Kind::kDisconnected)
       throw out.vm->failure(std::string("CRIU restore: ") + e.what());
-    throw Error(std::string("CRIU restore: ") + e.what());
+    // The guest is up but its agent could not restore the worker: the call's VM did not come
+    // up warm, as a refused snapshot restore (exit 126), not a bad input.
+    throw VmFailed(std::string("CRIU restore: ") + e.what());
   }
   out.criu_ms = ms_since(t0) - out.boot_ms;
   return out;
