@@ -174,6 +174,9 @@ struct Timings {
   criuGuestMs @15 :Float64;     # of which criu restore in the guest
   criuUploadMs @16 :Float64;    # of which the image's transfer to the agent
   criuUnpackMs @17 :Float64;    # of which the agent's unpacking of it
+  criuSource @18 :Text;         # "drive" (the image's read-only drive) or "upload"
+  criuMountMs @19 :Float64;     # of criuRestoreMs: the drive's mount in the guest
+  criuDriveMs @20 :Float64;     # of bootMs: the drive made again from the archive (else 0)
 }
 
 # ---- sandboxes ------------------------------------------------------------------------------

@@ -66,6 +66,9 @@ void fill_response(api::serve::InvokeResponse::Builder out, const client::Invoke
   tm.setCriuGuestMs(t.criu_guest_ms);
   tm.setCriuUploadMs(t.criu_upload_ms);
   tm.setCriuUnpackMs(t.criu_unpack_ms);
+  tm.setCriuSource(t.criu_source);
+  tm.setCriuMountMs(t.criu_mount_ms);
+  tm.setCriuDriveMs(t.criu_drive_ms);
 }
 
 void fill_template_info(api::serve::TemplateInfo::Builder out, const manager::TemplateInfo& t,

@@ -106,6 +106,9 @@ kj::Promise<CallResult> Service::fall_back(Call& call, std::shared_ptr<manager::
               t.criu_guest_ms = o.criu_guest_ms;
               t.criu_upload_ms = o.criu_upload_ms;
               t.criu_unpack_ms = o.criu_unpack_ms;
+              t.criu_mount_ms = o.criu_mount_ms;
+              t.criu_drive_ms = o.criu_drive_ms;
+              t.criu_source = o.criu_source;
               t.total_ms = ms_since(call.t0);
               return CallResult{std::move(o.result), t};
             })

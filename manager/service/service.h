@@ -62,10 +62,12 @@ struct CallTimings {
   uint32_t warm_filling = 0;
   // Served from the template's CRIU image (its VM snapshot does not fit this host): restore_ms
   // ends once the worker was restored; boot_ms and criu_restore_ms are that restore's stages
-  // (criu_guest_ms, criu_upload_ms, criu_unpack_ms of the latter).
+  // (criu_guest_ms, criu_upload_ms, criu_unpack_ms, criu_mount_ms of the latter; criu_drive_ms
+  // of the former), criu_source how the image reached the guest ("drive" or "upload").
   bool criu_fallback = false;
   double boot_ms = 0, criu_restore_ms = 0, criu_guest_ms = 0, criu_upload_ms = 0,
-         criu_unpack_ms = 0;
+         criu_unpack_ms = 0, criu_mount_ms = 0, criu_drive_ms = 0;
+  std::string criu_source;
 };
 
 struct CallResult {

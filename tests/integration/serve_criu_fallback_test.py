@@ -137,6 +137,7 @@ class ServeCriuFallbackTest(unittest.TestCase):
         for stage in ("bootMs", "criuRestoreMs", "criuGuestMs", "restoreMs", "invokeMs"):
             self.assertGreater(t.get(stage, 0), 0, stage)
         self.assertGreaterEqual(t["restoreMs"], t["bootMs"] + t["criuRestoreMs"] - 1)
+        self.assertEqual(t.get("criuSource"), "drive", t)  # the image's read-only drive
         self.wait_for_log(REMADE, 1)
         self.assertNotEqual(self.generation(), gen)
         self.assertEqual(self.log().count(REMAKING), 1)

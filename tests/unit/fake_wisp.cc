@@ -25,6 +25,7 @@ void fill_timings(api::serve::Timings::Builder t) {
   t.setCriuFallback(true);
   t.setBootMs(40.5);
   t.setCriuRestoreMs(12.25);
+  t.setCriuSource("drive");
 }
 
 // What the handler of template `name` did with `payload`.

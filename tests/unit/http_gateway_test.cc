@@ -186,6 +186,7 @@ TEST_F(GatewayTest, InvokeRawPayloadGivesStdoutAndHeaders) {
   EXPECT_TRUE(t.getCriuFallback());
   EXPECT_EQ(t.getBootMs(), 40.5);
   EXPECT_EQ(t.getCriuRestoreMs(), 12.25);
+  EXPECT_EQ(std::string(t.getCriuSource().cStr()), "drive");
   EXPECT_NE(timings.find("\"criuFallback\":true"), std::string::npos) << timings;
   EXPECT_EQ(state_.invokes, 1);
   EXPECT_EQ(state_.last_template, "echo");
