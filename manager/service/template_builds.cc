@@ -57,28 +57,8 @@ kj::Promise<manager::TemplateCreated> pump(std::shared_ptr<Shared> s,
 
 }  // namespace
 
-TemplateBuilds::~TemplateBuilds() {
-  for (auto& [s, t] : threads_) {
-    s->cancel.cancel();
-    t.join();
-  }
-}
-
-void TemplateBuilds::join_finished() {
-  for (auto it = threads_.begin(); it != threads_.end();) {
-    bool done;
-    {
-      std::lock_guard<std::mutex> lock(it->first->mu);
-      done = it->first->done;
-    }
-    if (done) {
-      it->second.join();  // it has set `done` as its last step: this returns at once
-      it = threads_.erase(it);
-    } else {
-      ++it;
-    }
-  }
-}
+TemplateBuilds::TemplateBuilds() = default;
+TemplateBuilds::~TemplateBuilds() = default;
 
 size_t TemplateBuilds::running() const { return threads_.size(); }
 
@@ -96,7 +76,6 @@ kj::Promise<manager::TemplateCreated> TemplateBuilds::start(
 }
 
 kj::Promise<manager::TemplateCreated> TemplateBuilds::run(Job job, ProgressFn progress) {
-  join_finished();
   auto s = std::make_shared<Shared>();
   std::thread t([s, job = std::move(job)] {
     auto report = [&s](const std::string& message) {
@@ -121,7 +100,7 @@ kj::Promise<manager::TemplateCreated> TemplateBuilds::run(Job job, ProgressFn pr
     s->done = true;
     s->notify_locked();
   });
-  threads_.emplace_back(s, std::move(t));
+  threads_.add(s, std::move(t));
   auto fn = std::make_shared<ProgressFn>(std::move(progress));
   return pump(s, fn).attach(kj::defer([s] { s->cancel.cancel(); }));
 }

@@ -15,6 +15,7 @@
 #include <utility>
 #include <vector>
 
+#include "manager/service/job_threads.h"
 #include "manager/template_create.h"
 
 namespace wisp::service {
@@ -24,8 +25,9 @@ class TemplateBuilds {
   // Receives each progress line on the loop; the next waits for its promise (flow control).
   using ProgressFn = std::function<kj::Promise<void>(const std::string& message)>;
 
-  TemplateBuilds() = default;
-  ~TemplateBuilds();
+  // Out of line: Shared is complete only in the .cc.
+  TemplateBuilds();
+  ~TemplateBuilds();  // cancels the jobs still running, joins every thread (JobThreads)
   TemplateBuilds(const TemplateBuilds&) = delete;
   TemplateBuilds& operator=(const TemplateBuilds&) = delete;
 
@@ -45,8 +47,7 @@ class TemplateBuilds {
   struct Shared;
 
  private:
-  void join_finished();
-  std::vector<std::pair<std::shared_ptr<Shared>, std::thread>> threads_;
+  JobThreads<Shared> threads_;
 };
 
 }  // namespace wisp::service

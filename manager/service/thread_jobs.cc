@@ -16,37 +16,16 @@ struct ThreadJobs::Shared {
   manager::Cancellation cancel;
 };
 
-ThreadJobs::~ThreadJobs() {
-  for (auto& [s, t] : threads_) {
-    s->cancel.cancel();
-    t.join();
-  }
-}
-
-void ThreadJobs::join_finished() {
-  for (auto it = threads_.begin(); it != threads_.end();) {
-    bool done;
-    {
-      std::lock_guard<std::mutex> lock(it->first->mu);
-      done = it->first->done;
-    }
-    if (done) {
-      it->second.join();  // `done` is its last step: this returns at once
-      it = threads_.erase(it);
-    } else {
-      ++it;
-    }
-  }
-}
+ThreadJobs::ThreadJobs() = default;
+ThreadJobs::~ThreadJobs() = default;
 
 size_t ThreadJobs::running() {
-  join_finished();
+  threads_.join_finished();
   return threads_.size();
 }
 
 kj::Promise<void> ThreadJobs::run_void(std::function<void(manager::Cancellation*)> job,
                                        const std::string& error_word) {
-  join_finished();
   auto s = std::make_shared<Shared>();
   // Made before the thread starts: the job may finish before this function returns.
   auto paf = kj::newPromiseAndCrossThreadFulfiller<void>();
@@ -66,7 +45,7 @@ kj::Promise<void> ThreadJobs::run_void(std::function<void(manager::Cancellation*
     s->wake->fulfill();
     s->wake = nullptr;
   });
-  threads_.emplace_back(s, std::move(t));
+  threads_.add(s, std::move(t));
   return paf.promise
       .then([s] {
         std::string error;

@@ -19,13 +19,15 @@
 #include <vector>
 
 #include "manager/cancellation.h"
+#include "manager/service/job_threads.h"
 
 namespace wisp::service {
 
 class ThreadJobs {
  public:
-  ThreadJobs() = default;
-  ~ThreadJobs();
+  // Out of line: Shared is complete only in the .cc.
+  ThreadJobs();
+  ~ThreadJobs();  // cancels the jobs still running, joins every thread (JobThreads)
   ThreadJobs(const ThreadJobs&) = delete;
   ThreadJobs& operator=(const ThreadJobs&) = delete;
 
@@ -46,8 +48,7 @@ class ThreadJobs {
  private:
   kj::Promise<void> run_void(std::function<void(manager::Cancellation*)> job,
                              const std::string& error_word);
-  void join_finished();
-  std::vector<std::pair<std::shared_ptr<Shared>, std::thread>> threads_;
+  JobThreads<Shared> threads_;
 };
 
 }  // namespace wisp::service
