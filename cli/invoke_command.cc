@@ -1,6 +1,7 @@
 // `wisp invoke`: one call on a fresh clone of a template (manager/invoke.h does the work).
 #include <signal.h>
 
+#include <cctype>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -58,7 +59,8 @@ call (agent.resumed), so no two clones share RNG state.
                     WISP_SERVER environment variable): its pool or warm clones do the restore.
                     Same output and exit status; --timings then prints serve's figures
                     (queue_ms, restore_ms, reconnect_ms, invoke_ms, total_ms as serve saw
-                    them, warm, pooled) and client_ms (this command's start to result)
+                    them, warm, pooled) and client_ms (this command's start to result), and
+                    for a call serve answered from the CRIU image the criu_ fields above
   --no-prefetch     do not load the template's recorded working set (the pages its probe
                     clone touched up to its first result) before the clone runs: each page
                     then loads on the guest's first touch (to measure what prefetch gains)
@@ -113,12 +115,29 @@ int invoke_through_serve(const std::string& server, const std::string& name,
   }
   if (request.count_pages) {
     const ServeTimings& t = out.timings;
+    std::string criu;
+    if (t.criu_fallback) {
+      // The same CRIU fields as a standalone fallback's; the source is serve's word, kept to
+      // letters so the line stays JSON whatever a server sends.
+      std::string source;
+      for (char c : t.criu_source)
+        if (std::isalpha(static_cast<unsigned char>(c))) source += c;
+      char buf[512];
+      std::snprintf(buf, sizeof buf,
+                    ",\"criu_fallback\":true,\"criu_source\":\"%s\",\"boot_ms\":%.3f,"
+                    "\"criu_drive_ms\":%.3f,\"criu_restore_ms\":%.3f,\"criu_upload_ms\":%.3f,"
+                    "\"criu_unpack_ms\":%.3f,\"criu_mount_ms\":%.3f,\"criu_guest_ms\":%.3f",
+                    source.c_str(), t.boot_ms, t.criu_drive_ms, t.criu_restore_ms,
+                    t.criu_upload_ms, t.criu_unpack_ms, t.criu_mount_ms, t.criu_guest_ms);
+      criu = buf;
+    }
     std::fprintf(stderr,
                  "{\"queue_ms\":%.3f,\"restore_ms\":%.3f,\"reconnect_ms\":%.3f,"
                  "\"invoke_ms\":%.3f,\"total_ms\":%.3f,\"warm\":%s,\"pooled\":%s,"
-                 "\"client_ms\":%.3f}\n",
+                 "\"client_ms\":%.3f%s}\n",
                  t.queue_ms, t.restore_ms, t.reconnect_ms, t.invoke_ms, t.total_ms,
-                 t.warm ? "true" : "false", t.pooled ? "true" : "false", ms_since(t0_ns));
+                 t.warm ? "true" : "false", t.pooled ? "true" : "false", ms_since(t0_ns),
+                 criu.c_str());
   }
   return handler_exit_status(kCommand, out.result, request.timeout);
 }

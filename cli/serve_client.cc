@@ -326,8 +326,25 @@ ServeInvokeResult ServeClient::invoke(const std::string& name, const std::string
   out.result = convert(rr);
   out.error = string_of(rr.getError());
   auto t = rr.getTimings();
-  out.timings = {t.getQueueMs(), t.getRestoreMs(), t.getReconnectMs(), t.getInvokeMs(),
-                 t.getTotalMs(), t.getWarm(),      t.getPooled()};
+  ServeTimings& o = out.timings;
+  o.queue_ms = t.getQueueMs();
+  o.restore_ms = t.getRestoreMs();
+  o.reconnect_ms = t.getReconnectMs();
+  o.invoke_ms = t.getInvokeMs();
+  o.total_ms = t.getTotalMs();
+  o.warm = t.getWarm();
+  o.pooled = t.getPooled();
+  o.criu_fallback = t.getCriuFallback();
+  if (o.criu_fallback) {
+    o.criu_source = string_of(t.getCriuSource());
+    o.boot_ms = t.getBootMs();
+    o.criu_drive_ms = t.getCriuDriveMs();
+    o.criu_restore_ms = t.getCriuRestoreMs();
+    o.criu_upload_ms = t.getCriuUploadMs();
+    o.criu_unpack_ms = t.getCriuUnpackMs();
+    o.criu_mount_ms = t.getCriuMountMs();
+    o.criu_guest_ms = t.getCriuGuestMs();
+  }
   return out;
 }
 

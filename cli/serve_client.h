@@ -46,6 +46,11 @@ class ServeCancelled : public Error {
 struct ServeTimings {
   double queue_ms = 0, restore_ms = 0, reconnect_ms = 0, invoke_ms = 0, total_ms = 0;
   bool warm = false, pooled = false;
+  // Set when serve answered from the template's CRIU image (api/wisp.capnp Timings @12-@20).
+  bool criu_fallback = false;
+  std::string criu_source;
+  double boot_ms = 0, criu_drive_ms = 0, criu_restore_ms = 0, criu_upload_ms = 0,
+         criu_unpack_ms = 0, criu_mount_ms = 0, criu_guest_ms = 0;
 };
 
 struct ServeInvokeResult {

@@ -92,7 +92,7 @@ kj::Promise<CallResult> Service::fall_back(Call& call, std::shared_ptr<manager::
                 [tpl, req = std::move(req), reason](manager::Cancellation* cancel) {
                   return manager::invoke_from_criu_image(*tpl, req, reason, cancel);
                 },
-                "vm-failed")
+                "vm-failed", kj::mv(ticket))
             .then([&call, before_ms](manager::InvokeOutcome o) {
               CallTimings& t = call.timings;
               t.criu_fallback = true;
@@ -111,8 +111,7 @@ kj::Promise<CallResult> Service::fall_back(Call& call, std::shared_ptr<manager::
               t.criu_source = o.criu_source;
               t.total_ms = ms_since(call.t0);
               return CallResult{std::move(o.result), t};
-            })
-            .attach(kj::mv(ticket));
+            });
       })
       .then([this, name, tpl](CallResult r) {
         // The worker was restored: a VM snapshot made from it on this host will fit.
@@ -138,51 +137,62 @@ void Service::remake_snapshot(const std::string& name, const std::string& genera
   }
   JailFlags jail = options_.jail;
   uint64_t t0 = now_ns();
-  background_.add(
-      admission_.acquire(name, mem, ms_duration(kRemakeDeadlineMs))
-          .then(
-              [this, name, generation, jail, t0](kj::Own<Ticket> ticket) {
-                return jobs_
-                    .run<manager::TemplateRebuilt>(
-                        [name, generation, jail, t0](manager::Cancellation* cancel) {
-                          manager::RebuildOptions o;
-                          o.only_generation = generation;
-                          o.skip_if_busy = true;
-                          o.jail = jail;
-                          o.start_ns = t0;
-                          auto progress = [&name](const std::string& line) {
-                            LOG_INFO("serve: template %s: rebuild: %s", name.c_str(), line.c_str());
-                          };
-                          return manager::rebuild_template(name, o, progress, cancel);
-                        },
-                        "rebuild")
-                    .attach(kj::mv(ticket));
-              },
-              [this, generation](kj::Exception&& e) -> kj::Promise<manager::TemplateRebuilt> {
-                // No capacity for its VM now: a later fallback call tries again.
-                fallbacks_.release_rebuild(generation);
-                kj::throwFatalException(kj::mv(e));
-              })
-          .then(
-              [this, name, generation](manager::TemplateRebuilt r) {
-                fallbacks_.forget(generation);
-                if (!r.skipped.empty())
-                  LOG_WARN("serve: template %s: its VM snapshot is not re-made: %s", name.c_str(),
-                           r.skipped.c_str());
-                else
-                  LOG_WARN(
-                      "serve: template %s: VM snapshot re-made for this host in %.0f ms "
-                      "(boot %.0f, criu %.0f, snapshot %.0f): its calls are warm again",
-                      name.c_str(), r.total_ms, r.boot_ms, r.criu_ms, r.snapshot_ms);
-                // A new generation (or the template changed meanwhile): warm clones again.
-                warm_.resume(name);
-              },
-              [name](kj::Exception&& e) {
-                LOG_WARN(
-                    "serve: template %s: re-making its VM snapshot failed (its calls keep "
-                    "falling back to the CRIU image; `wisp template rebuild %s` retries): %s",
-                    name.c_str(), name.c_str(), e.getDescription().cStr());
-              }));
+  background_.add(admission_.acquire(name, mem, ms_duration(kRemakeDeadlineMs))
+                      .then(
+                          [this, name, generation, jail, t0](kj::Own<Ticket> ticket) {
+                            return run_remake(name, generation, jail, t0, kj::mv(ticket));
+                          },
+                          [this, name, generation](kj::Exception&& e) {
+                            // No capacity for its VM now: a later fallback call tries again.
+                            fallbacks_.release_rebuild(generation);
+                            LOG_WARN("serve: template %s: its VM snapshot is not re-made now: %s",
+                                     name.c_str(), e.getDescription().cStr());
+                          }));
+}
+
+kj::Promise<void> Service::run_remake(const std::string& name, const std::string& generation,
+                                      JailFlags jail, uint64_t t0, kj::Own<Ticket> ticket) {
+  return jobs_
+      .run<manager::TemplateRebuilt>(
+          [name, generation, jail, t0](manager::Cancellation* cancel) {
+            manager::RebuildOptions o;
+            o.only_generation = generation;
+            o.skip_if_busy = true;
+            o.jail = jail;
+            o.start_ns = t0;
+            auto progress = [&name](const std::string& line) {
+              LOG_INFO("serve: template %s: rebuild: %s", name.c_str(), line.c_str());
+            };
+            return manager::rebuild_template(name, o, progress, cancel);
+          },
+          "rebuild", kj::mv(ticket))
+      .then(
+          [this, name, generation](manager::TemplateRebuilt r) {
+            fallbacks_.forget(generation);
+            if (!r.skipped.empty())
+              LOG_WARN("serve: template %s: its VM snapshot is not re-made: %s", name.c_str(),
+                       r.skipped.c_str());
+            else
+              LOG_WARN(
+                  "serve: template %s: VM snapshot re-made for this host in %.0f ms "
+                  "(boot %.0f, criu %.0f, snapshot %.0f): its calls are warm again",
+                  name.c_str(), r.total_ms, r.boot_ms, r.criu_ms, r.snapshot_ms);
+            // A new generation (or the template changed meanwhile): warm clones again.
+            warm_.resume(name);
+          },
+          [this, name, generation](kj::Exception&& e) {
+            if (fallbacks_.rebuild_failed(generation))
+              LOG_WARN(
+                  "serve: template %s: re-making its VM snapshot failed (the next call from "
+                  "its CRIU image tries again): %s",
+                  name.c_str(), e.getDescription().cStr());
+            else
+              LOG_WARN(
+                  "serve: template %s: re-making its VM snapshot failed %d times (its calls "
+                  "keep falling back to the CRIU image; `wisp template rebuild %s` retries): %s",
+                  name.c_str(), CriuFallbacks::kRebuildAttempts, name.c_str(),
+                  e.getDescription().cStr());
+          });
 }
 
 }  // namespace wisp::service

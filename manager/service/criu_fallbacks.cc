@@ -17,8 +17,15 @@ bool CriuFallbacks::claim_rebuild(const std::string& generation) {
 
 void CriuFallbacks::release_rebuild(const std::string& generation) { rebuilds_.erase(generation); }
 
+bool CriuFallbacks::rebuild_failed(const std::string& generation) {
+  if (++failures_[generation] >= kRebuildAttempts) return false;
+  rebuilds_.erase(generation);
+  return true;
+}
+
 void CriuFallbacks::forget(const std::string& generation) {
   unfit_.erase(generation);
+  failures_.erase(generation);
   // The claim stays: the generation is gone, so a late call of it (one that opened it before
   // the swap) must not start a second rebuild.
 }

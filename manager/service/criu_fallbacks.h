@@ -27,6 +27,11 @@ class CriuFallbacks {
   bool claim_rebuild(const std::string& generation);
   // The claimed rebuild did not start (no capacity for its VM): the next fallback may claim.
   void release_rebuild(const std::string& generation);
+  // The claimed rebuild failed. Up to kRebuildAttempts per generation the next fallback may
+  // claim it again (true); after that its calls keep falling back until `wisp template
+  // rebuild` (false): a re-make that fails for good must not boot a VM on every call.
+  static constexpr int kRebuildAttempts = 3;
+  bool rebuild_failed(const std::string& generation);
   // Its rebuild ended (published, or skipped because the template changed meanwhile): the
   // generation is no longer current, its entries go.
   void forget(const std::string& generation);
@@ -36,6 +41,7 @@ class CriuFallbacks {
  private:
   std::map<std::string, std::string> unfit_;  // generation -> reason
   std::set<std::string> rebuilds_;            // generations whose rebuild was claimed
+  std::map<std::string, int> failures_;       // generation -> rebuilds of it that failed
 };
 
 }  // namespace wisp::service

@@ -167,10 +167,14 @@ class Service {
   // call's deadline), run on a thread of jobs_, then the snapshot's re-make started.
   kj::Promise<CallResult> fall_back(Call& call, std::shared_ptr<manager::OpenTemplate> tpl,
                                     std::string reason);
-  // Re-makes `generation`'s VM snapshot in the background, once per generation
+  // Re-makes `generation`'s VM snapshot in the background, one at a time per generation
   // (manager::rebuild_template --if-generation --skip-if-busy); not with
   // WISP_NO_SNAPSHOT_REMAKE=1 or while draining.
   void remake_snapshot(const std::string& name, const std::string& generation);
+  // The re-make itself on a thread of jobs_, holding `ticket`; a failure lets a later
+  // fallback call try again (CriuFallbacks::rebuild_failed).
+  kj::Promise<void> run_remake(const std::string& name, const std::string& generation,
+                               JailFlags jail, uint64_t t0, kj::Own<Ticket> ticket);
 
   kj::AsyncIoContext& io_;
   ServeOptions options_;

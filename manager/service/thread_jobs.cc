@@ -25,7 +25,7 @@ size_t ThreadJobs::running() {
 }
 
 kj::Promise<void> ThreadJobs::run_void(std::function<void(manager::Cancellation*)> job,
-                                       const std::string& error_word) {
+                                       const std::string& error_word, kj::Promise<void> held) {
   auto s = std::make_shared<Shared>();
   // Made before the thread starts: the job may finish before this function returns.
   auto paf = kj::newPromiseAndCrossThreadFulfiller<void>();
@@ -46,7 +46,11 @@ kj::Promise<void> ThreadJobs::run_void(std::function<void(manager::Cancellation*
     s->wake = nullptr;
   });
   threads_.add(s, std::move(t));
-  return paf.promise
+  // Forked: the branch below is the caller's; another keeps `held` when that one is dropped
+  // before the thread ends.
+  auto ended = kj::heap<kj::ForkedPromise<void>>(paf.promise.fork());
+  auto result = ended->addBranch();
+  return result
       .then([s] {
         std::string error;
         {
@@ -55,7 +59,19 @@ kj::Promise<void> ThreadJobs::run_void(std::function<void(manager::Cancellation*
         }
         if (!error.empty()) throw_api_error(error);
       })
-      .attach(kj::defer([s] { s->cancel.cancel(); }));
+      .attach(kj::defer([this, alive = std::weak_ptr<int>(alive_), s, ended = kj::mv(ended),
+                         held = kj::mv(held)]() mutable {
+        s->cancel.cancel();
+        bool done;
+        {
+          std::lock_guard<std::mutex> lock(s->mu);
+          done = s->done;
+        }
+        // Done (or this ThreadJobs gone): `held` goes with this lambda. Else it waits for the
+        // thread's end.
+        if (!done && !alive.expired())
+          lingering_.add(ended->addBranch().attach(kj::mv(held), kj::mv(ended)));
+      }));
 }
 
 }  // namespace wisp::service

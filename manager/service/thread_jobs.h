@@ -33,12 +33,19 @@ class ThreadJobs {
 
   // Runs `job` on a new thread. The promise fails with an API error: "vm-failed: ..." when
   // the job threw manager::VmFailed, else "ERROR_WORD: ..." with the exception's message.
-  template <typename T>
-  kj::Promise<T> run(std::function<T(manager::Cancellation*)> job, const std::string& error_word) {
+  // `held` (an admission ticket) is dropped on the loop once the job's thread has ended, also
+  // when the promise is dropped first: a cancelled job is still killing its VM until then.
+  template <typename T, typename H>
+  kj::Promise<T> run(std::function<T(manager::Cancellation*)> job, const std::string& error_word,
+                     kj::Own<H> held) {
     auto out = std::make_shared<std::optional<T>>();
     return run_void([out, job = std::move(job)](manager::Cancellation* c) { *out = job(c); },
-                    error_word)
+                    error_word, kj::Promise<void>(kj::READY_NOW).attach(kj::mv(held)))
         .then([out]() -> T { return std::move(**out); });
+  }
+  template <typename T>
+  kj::Promise<T> run(std::function<T(manager::Cancellation*)> job, const std::string& error_word) {
+    return run(std::move(job), error_word, kj::Own<int>());
   }
   // Jobs whose thread has not finished.
   size_t running();
@@ -46,9 +53,19 @@ class ThreadJobs {
   struct Shared;
 
  private:
+  // `held`: a promise that owns what `run` was given to hold.
   kj::Promise<void> run_void(std::function<void(manager::Cancellation*)> job,
-                             const std::string& error_word);
+                             const std::string& error_word, kj::Promise<void> held);
   JobThreads<Shared> threads_;
+  class IgnoreErrors : public kj::TaskSet::ErrorHandler {
+    void taskFailed(kj::Exception&&) override {}
+  };
+  IgnoreErrors lingering_errors_;
+  // What cancelled jobs hold until their threads end; destroyed (and so released) before
+  // threads_ joins the threads.
+  kj::TaskSet lingering_{lingering_errors_};
+  // Expires first when this goes: a promise dropped after that releases what it holds at once.
+  std::shared_ptr<int> alive_ = std::make_shared<int>(0);
 };
 
 }  // namespace wisp::service

@@ -88,6 +88,14 @@ class ServeCriuFallbackTest(unittest.TestCase):
         self.assertIsNotNone(m, headers)
         return body.decode().split(), json.loads(m.group(1))
 
+    def invoke_cli(self):
+        """One call through `wisp invoke --server --timings`: (answer words, its JSON line)."""
+        rc, out, err = self.serve.invoke(NAME, b"x", "--timings")
+        self.assertEqual(rc, 0, err + self.log()[-3000:])
+        lines = [ln for ln in err.splitlines() if ln.startswith("{")]
+        self.assertEqual(len(lines), 1, err)
+        return out.decode().split(), json.loads(lines[0])
+
     def metric(self, name, labels):
         _, _, body = self.serve.curl("/metrics")
         for line in body.decode().splitlines():
@@ -159,12 +167,20 @@ class ServeCriuFallbackTest(unittest.TestCase):
         self.check_answer(words)
         self.wait_for_log(PAUSED, paused + 1, 60)
         t0 = time.monotonic()
+        # One over HTTP, one through `wisp invoke --server --timings` (its JSON line names the
+        # CRIU stages as a standalone fallback's does).
         with concurrent.futures.ThreadPoolExecutor(2) as pool:
-            results = list(pool.map(lambda _: self.invoke(), range(2)))
+            over_http = pool.submit(self.invoke)
+            over_cli = pool.submit(self.invoke_cli)
+            results = [over_http.result(), over_cli.result()]
         print("two concurrent fallback calls: %.2f s" % (time.monotonic() - t0), file=sys.stderr)
         for words, t in results:
             self.check_answer(words)
-            self.assertTrue(t.get("criuFallback"), t)
+            self.assertTrue(t.get("criuFallback", t.get("criu_fallback")), t)
+        cli = results[1][1]
+        self.assertEqual(cli.get("criu_source"), "drive", cli)
+        for stage in ("boot_ms", "criu_restore_ms", "criu_guest_ms", "criu_mount_ms"):
+            self.assertGreater(cli.get(stage, 0), 0, (stage, cli))
         self.wait_for_log(REMADE, 2)
         self.assertEqual(self.log().count(REMAKING), remakes + 1, self.log()[-3000:])
         self.assertNotEqual(self.generation(), gen)

@@ -53,6 +53,19 @@ TEST(CriuFallbacksTest, ARebuildThatDidNotStartCanBeClaimedAgain) {
   EXPECT_TRUE(f.claim_rebuild("/t/a.1"));
 }
 
+TEST(CriuFallbacksTest, AFailedRebuildIsRetriedAFewTimesThenNoMore) {
+  CriuFallbacks f;
+  ASSERT_TRUE(f.mark_unfit("g", "memory: missing"));
+  for (int i = 1; i < CriuFallbacks::kRebuildAttempts; ++i) {
+    ASSERT_TRUE(f.claim_rebuild("g")) << i;
+    EXPECT_TRUE(f.rebuild_failed("g")) << i;  // the next fallback call may try again
+  }
+  ASSERT_TRUE(f.claim_rebuild("g"));
+  EXPECT_FALSE(f.rebuild_failed("g"));  // the last attempt: no more
+  EXPECT_FALSE(f.claim_rebuild("g"));
+  EXPECT_NE(f.unfit("g"), nullptr);     // its calls keep falling back
+}
+
 TEST(WarmPoolsTest, APausedPoolMakesNoClonesUntilResumed) {
   auto io = kj::setupAsyncIo();
   int made = 0;
@@ -142,6 +155,46 @@ TEST(ThreadJobsTest, DroppingThePromiseCancelsTheJob) {
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   EXPECT_TRUE(saw_cancel);
   EXPECT_EQ(jobs.running(), 0u);
+}
+
+// What a job holds (serve: its admission ticket) outlives a dropped promise until the job's
+// thread has ended (its VM killed), and is released on the loop then.
+struct Held {
+  explicit Held(std::atomic<int>* released) : released(released) {}
+  ~Held() { ++*released; }
+  std::atomic<int>* released;
+};
+
+TEST(ThreadJobsTest, ADroppedJobHoldsWhatItWasGivenUntilItsThreadEnds) {
+  auto io = kj::setupAsyncIo();
+  ThreadJobs jobs;
+  std::atomic<int> released{0};
+  std::atomic<bool> started{false}, finish{false};
+  {
+    auto p = jobs.run<int>(
+        [&](manager::Cancellation*) {
+          started = true;
+          while (!finish) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+          return 0;
+        },
+        "vm-failed", kj::heap<Held>(&released));
+    while (!started) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  io.waitScope.poll();
+  EXPECT_EQ(released, 0);  // the job still runs: still held
+  finish = true;
+  auto until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (released == 0 && std::chrono::steady_clock::now() < until) {
+    io.waitScope.poll();
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  EXPECT_EQ(released, 1);
+  // A job that ends normally releases it with its promise.
+  auto q = jobs.run<int>([](manager::Cancellation*) { return 7; }, "vm-failed",
+                         kj::heap<Held>(&released));
+  EXPECT_EQ(q.wait(io.waitScope), 7);
+  q = nullptr;
+  EXPECT_EQ(released, 2);
 }
 
 TEST(ThreadJobsTest, TheDestructorCancelsAndJoins) {
