@@ -127,8 +127,8 @@ int invoke_through_serve(const std::string& server, const std::string& name,
                     ",\"criu_fallback\":true,\"criu_source\":\"%s\",\"boot_ms\":%.3f,"
                     "\"criu_drive_ms\":%.3f,\"criu_restore_ms\":%.3f,\"criu_upload_ms\":%.3f,"
                     "\"criu_unpack_ms\":%.3f,\"criu_mount_ms\":%.3f,\"criu_guest_ms\":%.3f",
-                    source.c_str(), t.boot_ms, t.criu_drive_ms, t.criu_restore_ms,
-                    t.criu_upload_ms, t.criu_unpack_ms, t.criu_mount_ms, t.criu_guest_ms);
+                    source.c_str(), t.boot_ms, t.criu_drive_ms, t.criu_restore_ms, t.criu_upload_ms,
+                    t.criu_unpack_ms, t.criu_mount_ms, t.criu_guest_ms);
       criu = buf;
     }
     std::fprintf(stderr,

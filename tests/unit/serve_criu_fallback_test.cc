@@ -63,7 +63,7 @@ TEST(CriuFallbacksTest, AFailedRebuildIsRetriedAFewTimesThenNoMore) {
   ASSERT_TRUE(f.claim_rebuild("g"));
   EXPECT_FALSE(f.rebuild_failed("g"));  // the last attempt: no more
   EXPECT_FALSE(f.claim_rebuild("g"));
-  EXPECT_NE(f.unfit("g"), nullptr);     // its calls keep falling back
+  EXPECT_NE(f.unfit("g"), nullptr);  // its calls keep falling back
 }
 
 TEST(WarmPoolsTest, APausedPoolMakesNoClonesUntilResumed) {
