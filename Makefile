@@ -89,20 +89,17 @@ test: rootfs-prefetch unit-test all
 	@tests/integration/run-all.sh
 
 # The benchmarks, then build/perf/report.md with its plots (perf/report.py, on the host), also
-# when a benchmark failed: the report shows what ran, and make still fails. QUICK=1: fewer runs
-# (perf/run-all.sh), every plot within ~10 minutes, no soak and no full-size load test. Full:
-# serve sweeps concurrency 1-32 with 100 calls a level (as many calls as 200 at 1, 8, 32).
+# when a benchmark failed: the report shows what ran, and make still fails. Each benchmark runs
+# in a testbed of its own, two lanes at once where the testbed emulates the CPU (perf/lanes.sh).
+# QUICK=1: fewer runs (perf/run-all.sh), every plot within ~10 minutes, no soak and no full-size
+# load test. Full: serve sweeps concurrency 1-32 with 100 calls a level (as many calls as 200
+# at 1, 8, 32), the soak makes 10 000 invokes, the load test 2000 (perf/lanes.sh).
 QUICK ?=
 PERF_FULL := WISP_BENCH_RUNS_SNAPSHOT_QEMU=20 WISP_BENCH_RUNS_SNAPSHOT_COLD=5 \
   WISP_BENCH_RUNS_JAIL=20 WISP_BENCH_SERVE_CALLS=100 WISP_BENCH_SERVE_COLD_CALLS=16 \
-  WISP_BENCH_SERVE_COLD_CONCURRENCY=1,8,32 WISP_BENCH_SERVE_SOAK=10000
+  WISP_BENCH_SERVE_COLD_CONCURRENCY=1,8,32 WISP_BENCH_SOAK=10000
 perf: all ml-rootfs
-	@rc=0; $(IN_KVM) env $(if $(filter-out 0,$(QUICK)),QUICK=1,$(PERF_FULL)) perf/run-all.sh \
-	  || rc=$$?; perf/run-all.sh report || rc=$$((rc ? rc : 1)); exit $$rc
-	@# serve's load test at issue 12's full size (make test runs 24 calls): 2000 invokes at
-	@# concurrency 8 over Cap'n Proto, 1000 over HTTP, every answer checked, RSS and fds flat.
-	@$(if $(filter-out 0,$(QUICK)),true,$(IN_KVM) env WISP_SERVE_TEST_N=2000 python3 \
-	  tests/integration/serve_test.py ServeTest.test_load ServeTest.test_load_over_http)
+	@env $(if $(filter-out 0,$(QUICK)),QUICK=1,$(PERF_FULL)) perf/lanes.sh
 
 demo: all ml-rootfs
 	@$(IN_KVM) scripts/demo.sh

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Every benchmark once, JSON in build/perf/: what `make perf` and `make test` run (inside KVM:
 # tests/integration/in-kvm). Run counts come from WISP_BENCH_RUNS* (defaults below).
-# Usage: perf/run-all.sh [BENCH...]   (boot blk vsock net agent snapshot jail serve serve-python
-# hugepages density memsize ml shim criu, and report; default: every benchmark, not report; ml needs
+# Usage: perf/run-all.sh [BENCH...]   (boot blk vsock net agent snapshot jail serve soak
+# serve-python hugepages density memsize ml shim criu, and report; default: every benchmark, not report; ml needs
 # `make ml-rootfs`; tests/integration/run-all.sh, i.e. `make test`, names its own list)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -53,6 +53,11 @@ run() {
         --cold-concurrency "${WISP_BENCH_SERVE_COLD_CONCURRENCY:-1}" --soak "${WISP_BENCH_SERVE_SOAK:-0}" \
         --paced-calls "${WISP_BENCH_SERVE_PACED_CALLS:-16}" --pace-ms 1500 \
         --out build/perf/serve.json ;;
+    # issue 12's soak: invokes through serve's pool at concurrency 8, serve's RSS and fds
+    # before and after (make perf: 10 000, in a lane of its own; the serve sweep runs beside).
+    soak)
+      perf/serve_bench.py --modes serve-pool --concurrency "" --soak "${WISP_BENCH_SOAK:-10000}" \
+        --out build/perf/soak.json ;;
     # serve again with the warm Python worker (make perf only: a rootfs template per mode).
     serve-python)
       perf/serve_bench.py --handler python --calls "${WISP_BENCH_SERVE_CALLS:-16}" \
@@ -85,7 +90,7 @@ run() {
         --workloads "${WISP_BENCH_CRIU_WORKLOADS:-python,ml}" --out build/perf/criu.json ;;
     report) perf/report.py --dir build/perf ;;
     *) echo "perf/run-all.sh: unknown benchmark '$1' (boot blk vsock net agent snapshot jail serve" \
-         "serve-python hugepages density memsize ml shim criu report)" >&2
+         "soak serve-python hugepages density memsize ml shim criu report)" >&2
        exit 2 ;;
   esac
 }
@@ -95,7 +100,7 @@ if [ $# -eq 0 ]; then
     # goals of the others).
     set -- boot net snapshot serve serve-python density memsize ml
   else
-    set -- boot blk vsock net agent snapshot jail serve serve-python hugepages density memsize ml shim criu
+    set -- boot blk vsock net agent snapshot jail serve soak serve-python hugepages density memsize ml shim criu
   fi
 fi
 for bench in "$@"; do run "$bench"; done

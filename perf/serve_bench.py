@@ -448,8 +448,7 @@ def main():
     write_json(args.out, report)
     if rc == 0 or report["results"]:
         print_table(report)
-        print_verdicts(report, "serve-python.json" if args.handler == "python" else
-                       "serve.json")
+        print_verdicts(report, os.path.basename(args.out))  # as perf/run-all.sh names it
     return rc
 
 

@@ -5,11 +5,9 @@
 # boot each: the emulated testbed has been seen to stop for good inside a nested guest's boot
 # (tests/testbed/README.md), and then only that step is rerun, not the whole suite.
 #
-# The steps run in WISP_TEST_LANES lanes at once (default: 2 where the testbed emulates the CPU
-# and the host has two cores or more, else 1). A testbed is one emulator thread for its one
-# vCPU, so two lanes on two cores take about half the time of one; each lane takes the longest
-# step left first. A step's output is kept in build/test-logs/ and printed whole when it ends,
-# so that the lanes' logs do not interleave.
+# The steps run in WISP_TEST_LANES lanes at once (tests/testbed/lanes.sh; default: 2 where the
+# testbed emulates the CPU and the host has two cores or more, else 1), the longest first; each
+# step's output is kept in build/test-logs/ and printed whole when it ends.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export WISP_TESTBED_HANG_RETRIES=${WISP_TESTBED_HANG_RETRIES:-2}
@@ -27,12 +25,6 @@ export WISP_BENCH_SNAPSHOT_CLONES=${WISP_BENCH_SNAPSHOT_CLONES:-10}
 export WISP_BENCH_RUNS_JAIL=${WISP_BENCH_RUNS_JAIL:-4}
 export WISP_BENCH_SERVE_CONCURRENCY=${WISP_BENCH_SERVE_CONCURRENCY:-1,8}
 export WISP_BENCH_SERVE_PACED_CALLS=${WISP_BENCH_SERVE_PACED_CALLS:-8}
-
-if [ -z "${WISP_TEST_LANES:-}" ]; then
-  WISP_TEST_LANES=1
-  if ! tests/testbed/host-has-hw-kvm && [ "$(nproc)" -ge 2 ]; then WISP_TEST_LANES=2; fi
-fi
-[[ $WISP_TEST_LANES =~ ^[1-9]$ ]] || { echo "run-all: WISP_TEST_LANES must be 1-9, not '$WISP_TEST_LANES'" >&2; exit 2; }
 
 # The steps, one per line, longest first (as measured in the testbed; a step not named in
 # `longest` goes after them in the order found).
@@ -66,64 +58,4 @@ for s in "${steps[@]}"; do
   ((seen)) || ordered+=("$s")
 done
 
-logs=build/test-logs
-rm -rf "$logs" && mkdir -p "$logs"
-printf '%s\n' "${ordered[@]}" >"$logs/queue"
-: >"$logs/failed"
-: >"$logs/.lock"
-
-# Takes the next step off the queue (under the lock), or fails when it is empty.
-next_step() {
-  local line
-  exec 9<>"$logs/.lock"
-  flock 9
-  line=$(head -n1 "$logs/queue")
-  if [ -n "$line" ]; then sed -i 1d "$logs/queue"; fi
-  flock -u 9
-  exec 9>&-
-  [ -n "$line" ] && printf '%s' "$line"
-}
-
-lane() {
-  local n=$1 step start rc log i=0
-  while step=$(next_step); do
-    i=$((i + 1))
-    log="$logs/lane$n-$i.log"
-    start=$SECONDS
-    echo "run-all: lane $n: start: $step" >&2
-    rc=0
-    # A step is a command line split at spaces, without globbing (no step quotes).
-    set -f
-    if [[ $step == host:* ]]; then
-      # shellcheck disable=SC2086
-      ${step#host:} >"$log" 2>&1 || rc=$?
-    else
-      # shellcheck disable=SC2086
-      tests/integration/in-kvm $step >"$log" 2>&1 || rc=$?
-    fi
-    set +f
-    {
-      echo "run-all: ---- lane $n: $step ----"
-      cat "$log"
-      echo "run-all: $((SECONDS - start)) s: $step$([ $rc -eq 0 ] || echo " FAILED (exit $rc)")"
-    } >&2
-    if [ $rc -ne 0 ]; then
-      # shellcheck disable=SC2016  # $1 and $2 are the inner shell's
-      flock "$logs/.lock" sh -c 'printf "%s\n" "$1" >>"$2"' _ "$step" "$logs/failed"
-    fi
-  done
-}
-
-echo "run-all: ${#ordered[@]} steps in $WISP_TEST_LANES lane(s)" >&2
-pids=()
-for n in $(seq 1 "$WISP_TEST_LANES"); do
-  lane "$n" &
-  pids+=($!)
-done
-for p in "${pids[@]}"; do wait "$p"; done
-echo "run-all: ${SECONDS} s in all" >&2
-if [ -s "$logs/failed" ]; then
-  printf 'run-all: %d step(s) failed:\n' "$(wc -l <"$logs/failed")" >&2
-  sed 's/^/  /' "$logs/failed" >&2
-  exit 1
-fi
+printf '%s\n' "${ordered[@]}" | tests/testbed/lanes.sh "${WISP_TEST_LANES:-auto}" build/test-logs

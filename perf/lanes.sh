@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# `make perf`: every benchmark of perf/run-all.sh, each in a testbed of its own, in two lanes
+# where the testbed emulates the CPU on a host of two cores or more (tests/testbed/lanes.sh;
+# WISP_PERF_LANES overrides), then build/perf/report.md on the host, also when a benchmark
+# failed (the report shows what ran; the exit status is still 1).
+#
+# Why lanes: a testbed is one emulator thread, and issue 12's soak alone (10 000 invokes through
+# serve, ~4 a second here) takes most of issue 15's 45 minutes; in a lane of its own it runs
+# beside the rest. Each benchmark's sides alternate run by run within it (issue 15 item 3), so
+# whatever the other lane costs falls on both sides of its ratios alike.
+#
+# Usage: perf/lanes.sh          the full run (the sizes of PERF_FULL in the Makefile)
+#        QUICK=1 perf/lanes.sh  fewer runs, only the plotted benchmarks (perf/run-all.sh)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+quick=0
+if [ -n "${QUICK:-}" ] && [ "${QUICK}" != 0 ]; then quick=1; fi
+steps=()
+if ((quick)); then
+  # QUICK is not a WISP_ variable, so the testbed would not pass it on: each step sets it.
+  for b in ml serve serve-python snapshot density memsize net boot; do
+    steps+=("env QUICK=1 perf/run-all.sh $b")
+  done
+else
+  # Longest first (as measured in the testbed): the soak takes a lane to itself.
+  for b in soak serve ml criu snapshot serve-python density memsize shim hugepages jail net \
+    agent boot blk vsock; do
+    steps+=("perf/run-all.sh $b")
+  done
+  # serve's load test at issue 12's full size (make test runs 24 calls): 2000 invokes at
+  # concurrency 8 over Cap'n Proto, 1000 over HTTP, every answer checked, RSS and fds flat.
+  steps+=("env WISP_SERVE_TEST_N=2000 python3 tests/integration/serve_test.py ServeTest.test_load ServeTest.test_load_over_http")
+fi
+mkdir -p build/perf
+rc=0
+printf '%s\n' "${steps[@]}" | tests/testbed/lanes.sh "${WISP_PERF_LANES:-auto}" build/perf-logs || rc=1
+perf/run-all.sh report || rc=1
+exit $rc
