@@ -11,6 +11,11 @@ JOBS       ?= $(shell nproc)
 # Integration tests and benchmarks boot guests: directly on a host with kvm_intel/kvm_amd,
 # otherwise inside the nested-KVM testbed (tests/testbed/README.md).
 IN_KVM     := tests/integration/in-kvm
+# ccache (scripts/setup.sh installs it) keyed by paths relative to the checkout, so another
+# clone's build of the same sources finds the cached objects (make test builds three times:
+# RelWithDebInfo, ASan, the fuzzers).
+LAUNCHER    = $(if $(shell command -v ccache),-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_C_COMPILER_LAUNCHER=ccache)
+export CCACHE_BASEDIR := $(CURDIR)
 
 .PHONY: all setup rootfs-prefetch wisp guest agent-guest rootfs ml-rootfs unit-test check integration-test test perf demo lint format fuzz clean
 
@@ -20,7 +25,7 @@ setup:
 	@scripts/setup.sh
 
 wisp: setup
-	@cmake -S . -B $(CMAKE_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DWISP_BIN_DIR=$(CURDIR)/$(BUILD)/bin >/dev/null
+	@cmake -S . -B $(CMAKE_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo $(LAUNCHER) -DWISP_BIN_DIR=$(CURDIR)/$(BUILD)/bin >/dev/null
 	@$(MAKE) --no-print-directory -C $(CMAKE_DIR) -j$(JOBS)
 
 guest: setup
@@ -56,7 +61,7 @@ ml-rootfs: wisp
 	@guest/build-rootfs.sh $(GUEST_DIR)/ml-rootfs.ext4 --variant ml
 
 # Unit tests run on the host under AddressSanitizer + UBSan.
-ASAN_CMAKE := cmake -S . -B $(ASAN_DIR) -DCMAKE_BUILD_TYPE=Debug -DWISP_SANITIZE=ON -DWISP_BIN_DIR=$(CURDIR)/$(ASAN_DIR)/bin
+ASAN_CMAKE  = cmake -S . -B $(ASAN_DIR) -DCMAKE_BUILD_TYPE=Debug -DWISP_SANITIZE=ON $(LAUNCHER) -DWISP_BIN_DIR=$(CURDIR)/$(ASAN_DIR)/bin
 UNIT_CTEST := cd $(ASAN_DIR) && ctest -L unit --output-on-failure -j$(JOBS)
 
 unit-test: setup

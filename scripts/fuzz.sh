@@ -12,7 +12,12 @@ seconds=${1:-60}
 build=build/fuzz
 
 command -v clang++ >/dev/null || { echo "fuzz: clang++ not found (apt-get install clang)" >&2; exit 1; }
-cmake -S . -B "$build" -DWISP_FUZZ=ON -DCMAKE_CXX_COMPILER=clang++ \
+launcher=()  # ccache where scripts/setup.sh installed it (see the Makefile)
+if command -v ccache >/dev/null; then
+  launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_C_COMPILER_LAUNCHER=ccache)
+  export CCACHE_BASEDIR=${CCACHE_BASEDIR:-$PWD}
+fi
+cmake -S . -B "$build" -DWISP_FUZZ=ON -DCMAKE_CXX_COMPILER=clang++ "${launcher[@]}" \
   -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 nice make --no-print-directory -C "$build" -j"$(nproc)" wisp_fuzz_targets >/dev/null
 

@@ -6,6 +6,9 @@ set -euo pipefail
 PACKAGES=(
   # C++ build
   build-essential cmake pkg-config clang clang-format lld libclang-rt-dev
+  # compiler cache (~/.cache/ccache): the builds of make test (RelWithDebInfo, ASan, fuzz)
+  # skip what an earlier run already compiled
+  ccache
   linux-libc-dev libgtest-dev libgmock-dev libbenchmark-dev
   capnproto libcapnp-dev libseccomp-dev libcap-dev
   # a VM's own network (manager/host_net): netlink (libnl, linked statically) and nft
