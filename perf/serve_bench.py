@@ -84,6 +84,9 @@ def connectable(path):
             return False
 
 
+IDLE_S = 20  # a kept-alive HTTP connection idle longer is replaced (serve's limit: 30 s)
+
+
 class UnixHTTPConnection(http.client.HTTPConnection):
     def __init__(self, path, timeout=300):
         super().__init__("wisp", timeout=timeout)
@@ -156,11 +159,18 @@ class Bench:
             name = "echo-pool" if mode == "serve-pool" else "echo-warm"
             if self.client == "http":
                 conn = getattr(self.local, "conn", None)
+                # serve closes a connection idle for 30 s (the gateway's pipelineTimeout), as
+                # one is while the other modes' batches run (8 cold boots at once take longer):
+                # such a connection is replaced before a call rather than written to closed.
+                if conn is not None and time.monotonic() - self.local.used > IDLE_S:
+                    conn.close()
+                    conn = None
                 if conn is None:
                     conn = self.local.conn = UnixHTTPConnection(self.http)
                 conn.request("POST", "/v1/templates/%s/invoke" % name, body=payload)
                 resp = conn.getresponse()
                 out = resp.read()
+                self.local.used = time.monotonic()
                 if resp.status != 200:
                     raise BenchError("%s: HTTP %d: %r" % (mode, resp.status, out[:300]))
                 try:
