@@ -17,7 +17,7 @@ IN_KVM     := tests/integration/in-kvm
 LAUNCHER    = $(if $(shell command -v ccache),-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_C_COMPILER_LAUNCHER=ccache)
 export CCACHE_BASEDIR := $(CURDIR)
 
-.PHONY: all setup rootfs-prefetch wisp guest agent-guest rootfs ml-rootfs unit-test check integration-test test perf demo lint format fuzz clean
+.PHONY: all setup rootfs-prefetch wisp guest agent-guest rootfs ml-rootfs unit-test check integration-test test perf soak demo lint format fuzz clean
 
 all: rootfs-prefetch wisp guest agent-guest rootfs
 
@@ -98,13 +98,18 @@ test: rootfs-prefetch unit-test all
 # in a testbed of its own, two lanes at once where the testbed emulates the CPU (perf/lanes.sh).
 # QUICK=1: fewer runs (perf/run-all.sh), every plot within ~10 minutes, no soak and no full-size
 # load test. Full: serve sweeps concurrency 1-32 with 100 calls a level (as many calls as 200
-# at 1, 8, 32), the soak makes 10 000 invokes, the load test 2000 (perf/lanes.sh).
+# at 1, 8, 32), the soak makes 3000 invokes, the load test 2000 (perf/lanes.sh).
+# `make soak`: issue 12's soak at its full 10 000 invokes (about an hour in the testbed, so not
+# within make perf's 45 minutes), then the report (its soak goals judge that run).
 QUICK ?=
 PERF_FULL := WISP_BENCH_RUNS_SNAPSHOT_QEMU=20 WISP_BENCH_RUNS_SNAPSHOT_COLD=5 \
   WISP_BENCH_RUNS_JAIL=20 WISP_BENCH_SERVE_CALLS=100 WISP_BENCH_SERVE_COLD_CALLS=16 \
-  WISP_BENCH_SERVE_COLD_CONCURRENCY=1,8,32 WISP_BENCH_SOAK=10000
+  WISP_BENCH_SERVE_COLD_CONCURRENCY=1,8,32 WISP_BENCH_SOAK=3000
 perf: all ml-rootfs
 	@env $(if $(filter-out 0,$(QUICK)),QUICK=1,$(PERF_FULL)) perf/lanes.sh
+
+soak: all
+	@env SOAK=1 WISP_BENCH_SOAK=10000 perf/lanes.sh
 
 demo: all ml-rootfs
 	@$(IN_KVM) scripts/demo.sh

@@ -258,7 +258,13 @@ class Bench:
         self.level("serve-pool", 8, 16)  # warm-up
         before = self.serve_state()
         t0 = time.monotonic()
-        self.level("serve-pool", 8, n)
+        done = 0
+        while done < n:  # in chunks, each one's progress logged (the whole takes up to an hour)
+            k = min(1000, n - done)
+            self.level("serve-pool", 8, k)
+            done += k
+            log("serve_bench: soak: %d/%d invokes, %.1f a second, serve RSS %s KiB" % (
+                done, n, done / (time.monotonic() - t0), read_rss(self.serve.pid).get("VmRSS")))
         took = time.monotonic() - t0
         after = self.serve_state()
         flat = (abs(after["rss_kib"] - before["rss_kib"]) <= 0.10 * before["rss_kib"] and
