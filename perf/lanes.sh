@@ -12,7 +12,7 @@
 #        QUICK=1 perf/lanes.sh  fewer runs, only the plotted benchmarks (perf/run-all.sh)
 #        SOAK=1 perf/lanes.sh   only issue 12's soak at its full size (make soak)
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 2
 quick=0
 if [ -n "${QUICK:-}" ] && [ "${QUICK}" != 0 ]; then quick=1; fi
 steps=()
