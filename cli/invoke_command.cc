@@ -82,6 +82,25 @@ Exit status: the handler's; 124 it timed out; 125 a limit ended it; 126 the clon
 errors (e.g. no such template; with --server: overloaded, draining, serve unreachable).
 )";
 
+// The CRIU stages of a call answered from the template's CRIU image, as the JSON members both
+// --timings lines carry (standalone and through serve). The source word is kept to letters so
+// the line stays JSON whatever a server sent.
+std::string criu_timing_fields(const std::string& source, double boot_ms, double drive_ms,
+                               double restore_ms, double upload_ms, double unpack_ms,
+                               double mount_ms, double guest_ms) {
+  std::string word;
+  for (char c : source)
+    if (std::isalpha(static_cast<unsigned char>(c))) word += c;
+  char buf[512];
+  std::snprintf(buf, sizeof buf,
+                "\"criu_fallback\":true,\"criu_source\":\"%s\",\"boot_ms\":%.3f,"
+                "\"criu_drive_ms\":%.3f,\"criu_restore_ms\":%.3f,\"criu_upload_ms\":%.3f,"
+                "\"criu_unpack_ms\":%.3f,\"criu_mount_ms\":%.3f,\"criu_guest_ms\":%.3f",
+                word.c_str(), boot_ms, drive_ms, restore_ms, upload_ms, unpack_ms, mount_ms,
+                guest_ms);
+  return buf;
+}
+
 // The call made by a running `wisp serve` (--server PATH or WISP_SERVER): the same output and
 // exit statuses as the standalone call below.
 int invoke_through_serve(const std::string& server, const std::string& name,
@@ -116,21 +135,10 @@ int invoke_through_serve(const std::string& server, const std::string& name,
   if (request.count_pages) {
     const ServeTimings& t = out.timings;
     std::string criu;
-    if (t.criu_fallback) {
-      // The same CRIU fields as a standalone fallback's; the source is serve's word, kept to
-      // letters so the line stays JSON whatever a server sends.
-      std::string source;
-      for (char c : t.criu_source)
-        if (std::isalpha(static_cast<unsigned char>(c))) source += c;
-      char buf[512];
-      std::snprintf(buf, sizeof buf,
-                    ",\"criu_fallback\":true,\"criu_source\":\"%s\",\"boot_ms\":%.3f,"
-                    "\"criu_drive_ms\":%.3f,\"criu_restore_ms\":%.3f,\"criu_upload_ms\":%.3f,"
-                    "\"criu_unpack_ms\":%.3f,\"criu_mount_ms\":%.3f,\"criu_guest_ms\":%.3f",
-                    source.c_str(), t.boot_ms, t.criu_drive_ms, t.criu_restore_ms, t.criu_upload_ms,
-                    t.criu_unpack_ms, t.criu_mount_ms, t.criu_guest_ms);
-      criu = buf;
-    }
+    if (t.criu_fallback)
+      criu = "," + criu_timing_fields(t.criu_source, t.boot_ms, t.criu_drive_ms, t.criu_restore_ms,
+                                      t.criu_upload_ms, t.criu_unpack_ms, t.criu_mount_ms,
+                                      t.criu_guest_ms);
     std::fprintf(stderr,
                  "{\"queue_ms\":%.3f,\"restore_ms\":%.3f,\"reconnect_ms\":%.3f,"
                  "\"invoke_ms\":%.3f,\"total_ms\":%.3f,\"warm\":%s,\"pooled\":%s,"
@@ -220,16 +228,14 @@ int invoke_command(int argc, char** argv, uint64_t t0_ns) {
       std::fprintf(stderr, "wisp invoke: the VM snapshot is not re-made: %s\n", why.c_str());
   }
   if (request.count_pages && out.criu_fallback) {
+    std::string criu = criu_timing_fields(out.criu_source, out.boot_ms, out.criu_drive_ms,
+                                          out.criu_ms, out.criu_upload_ms, out.criu_unpack_ms,
+                                          out.criu_mount_ms, out.criu_guest_ms);
     std::fprintf(stderr,
-                 "{\"criu_fallback\":true,\"criu_source\":\"%s\",\"restore_ms\":%.3f,"
-                 "\"boot_ms\":%.3f,\"criu_drive_ms\":%.3f,\"criu_restore_ms\":%.3f,"
-                 "\"criu_upload_ms\":%.3f,\"criu_unpack_ms\":%.3f,\"criu_mount_ms\":%.3f,"
-                 "\"criu_guest_ms\":%.3f,\"reconnect_ms\":0,"
+                 "{%s,\"restore_ms\":%.3f,\"reconnect_ms\":0,"
                  "\"invoke_ms\":%.3f,\"total_ms\":%.3f,\"pages_touched\":%lld,"
                  "\"handler_ms\":%.3f}\n",
-                 out.criu_source.c_str(), out.restore_ms, out.boot_ms, out.criu_drive_ms,
-                 out.criu_ms, out.criu_upload_ms, out.criu_unpack_ms, out.criu_mount_ms,
-                 out.criu_guest_ms, out.invoke_ms, out.total_ms,
+                 criu.c_str(), out.restore_ms, out.invoke_ms, out.total_ms,
                  static_cast<long long>(out.pages_touched),
                  static_cast<double>(out.result.duration_ns) / 1e6);
   } else if (request.count_pages) {

@@ -50,11 +50,11 @@ run() {
       perf/serve_bench.py --calls "${WISP_BENCH_SERVE_CALLS:-16}" \
         --cold-calls "${WISP_BENCH_SERVE_COLD_CALLS:-4}" \
         --concurrency "${WISP_BENCH_SERVE_CONCURRENCY:-1,2,4,8,16,32}" \
-        --cold-concurrency "${WISP_BENCH_SERVE_COLD_CONCURRENCY:-1}" --soak "${WISP_BENCH_SERVE_SOAK:-0}" \
+        --cold-concurrency "${WISP_BENCH_SERVE_COLD_CONCURRENCY:-1}" \
         --paced-calls "${WISP_BENCH_SERVE_PACED_CALLS:-16}" --pace-ms 1500 \
         --out build/perf/serve.json ;;
     # issue 12's soak: invokes through serve's pool at concurrency 8, serve's RSS and fds
-    # before and after (make perf: 10 000, in a lane of its own; the serve sweep runs beside).
+    # before and after (make perf: 3000 in a lane beside the rest; make soak: 10 000).
     soak)
       perf/serve_bench.py --modes serve-pool --concurrency "" --soak "${WISP_BENCH_SOAK:-10000}" \
         --out build/perf/soak.json ;;
