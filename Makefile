@@ -15,7 +15,10 @@ IN_KVM     := tests/integration/in-kvm
 # clone's build of the same sources finds the cached objects (make test builds three times:
 # RelWithDebInfo, ASan, the fuzzers).
 LAUNCHER    = $(if $(shell command -v ccache),-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_C_COMPILER_LAUNCHER=ccache)
+# A build with debug info (-g) hashes its directory too unless told not to, which made every
+# clone miss; the cost is that a cached object's debug info names the clone that compiled it.
 export CCACHE_BASEDIR := $(CURDIR)
+export CCACHE_NOHASHDIR := 1
 
 .PHONY: all setup rootfs-prefetch wisp guest agent-guest rootfs ml-rootfs unit-test check integration-test test perf soak demo lint format fuzz clean
 

@@ -15,7 +15,7 @@ command -v clang++ >/dev/null || { echo "fuzz: clang++ not found (apt-get instal
 launcher=()  # ccache where scripts/setup.sh installed it (see the Makefile)
 if command -v ccache >/dev/null; then
   launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_C_COMPILER_LAUNCHER=ccache)
-  export CCACHE_BASEDIR=${CCACHE_BASEDIR:-$PWD}
+  export CCACHE_BASEDIR=${CCACHE_BASEDIR:-$PWD} CCACHE_NOHASHDIR=1
 fi
 cmake -S . -B "$build" -DWISP_FUZZ=ON -DCMAKE_CXX_COMPILER=clang++ "${launcher[@]}" \
   -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
