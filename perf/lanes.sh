@@ -10,7 +10,7 @@
 #
 # Usage: perf/lanes.sh          the full run (the sizes of PERF_FULL in the Makefile)
 #        QUICK=1 perf/lanes.sh  fewer runs, only the plotted benchmarks (perf/run-all.sh)
-#        SOAK=1 perf/lanes.sh   only issue 12's soak at its full size (make soak)
+#        SOAK=1 perf/lanes.sh   only issue 12's soak and load test at full size (make soak)
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
 quick=0
@@ -19,9 +19,13 @@ steps=()
 logs=build/perf-logs
 if [ "${SOAK:-0}" != 0 ]; then
   logs=build/soak-logs
-  # 10 000 invokes at ~3 a second here: about an hour in one testbed, beyond the default limit.
+  # Each about an hour in its testbed, beyond the default limit: 10 000 invokes at ~3 a second,
+  # and the load test's 3000 calls of an exec handler at ~1 a second.
   export WISP_TESTBED_TIMEOUT=${WISP_TESTBED_TIMEOUT:-7200}
   steps+=("perf/run-all.sh soak")
+  # serve's load test at issue 12's full size (make test runs 24 calls): 2000 invokes at
+  # concurrency 8 over Cap'n Proto, 1000 over HTTP, every answer checked, RSS and fds flat.
+  steps+=("env WISP_SERVE_TEST_N=2000 python3 tests/integration/serve_test.py ServeTest.test_load ServeTest.test_load_over_http")
 elif ((quick)); then
   # QUICK is not a WISP_ variable, so the testbed would not pass it on: each step sets it.
   for b in ml serve serve-python snapshot density memsize net boot; do
@@ -29,14 +33,11 @@ elif ((quick)); then
   done
 else
   # Longest first (as measured in the testbed). The soak here is WISP_BENCH_SOAK invokes
-  # (PERF_FULL: 3000, ~17 minutes); its 10 000 is `make soak`.
-  for b in soak serve ml criu snapshot serve-python density memsize shim hugepages jail net \
-    agent boot blk vsock; do
+  # (PERF_FULL: 1000); its 10 000 and the full-size load test are `make soak`.
+  for b in serve serve-python net soak boot snapshot jail criu agent ml vsock blk hugepages \
+    density memsize shim; do
     steps+=("perf/run-all.sh $b")
   done
-  # serve's load test at issue 12's full size (make test runs 24 calls): 2000 invokes at
-  # concurrency 8 over Cap'n Proto, 1000 over HTTP, every answer checked, RSS and fds flat.
-  steps+=("env WISP_SERVE_TEST_N=2000 python3 tests/integration/serve_test.py ServeTest.test_load ServeTest.test_load_over_http")
 fi
 mkdir -p build/perf
 rc=0

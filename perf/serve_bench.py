@@ -21,8 +21,9 @@ testbed: serve-pool <= 0.5x, serve-warm <= 0.2x). At each concurrency the modes 
 round by round (issue 15 item 3): each round every mode makes one batch of as many calls as
 there are clients, the order turned round every round (exec-cold, with fewer calls, in rounds
 spread evenly), so that a slow period of a noisy host hits every mode alike. Then --soak invokes through serve at
-concurrency 8 with serve's RSS and fd count before and after (flat: RSS within 10 %, fds
-equal). JSON to --out, a table on stdout.
+concurrency 8, in chunks of 500 that take --soak-modes in turn (default: the pool, then warm
+clones), with serve's RSS and fd count before and after (flat: RSS within 10 %, fds equal).
+JSON to --out, a table on stdout.
 
 Back to back, a client sends its next call the moment the last one answers: on the testbed's one
 CPU a pool's refill and a warm clone's restore then compete with the calls themselves, so those
@@ -254,23 +255,32 @@ class Bench:
         wait_for(still, 60, "serve's fd count to settle", interval=1.0)
         return {"rss_kib": read_rss(self.serve.pid).get("VmRSS"), "fds": last[0]}
 
-    def soak(self, n):
-        self.level("serve-pool", 8, 16)  # warm-up
+    def soak(self, n, modes):
+        """n invokes at concurrency 8 in chunks of SOAK_CHUNK, the chunks taking `modes` in
+        turn (both of serve's paths: a clone restored on the call, a warm clone taken and
+        its refill), each chunk's progress logged; serve's RSS and fds before and after."""
+        for m in modes:
+            self.level(m, 8, 16)  # warm-up
         before = self.serve_state()
         t0 = time.monotonic()
-        done = 0
-        while done < n:  # in chunks, each one's progress logged (the whole takes up to an hour)
-            k = min(1000, n - done)
-            self.level("serve-pool", 8, k)
+        done, per_mode = 0, {m: 0 for m in modes}
+        while done < n:
+            mode = modes[(done // SOAK_CHUNK) % len(modes)]
+            k = min(SOAK_CHUNK, n - done)
+            self.level(mode, 8, k)
             done += k
+            per_mode[mode] += k
             log("serve_bench: soak: %d/%d invokes, %.1f a second, serve RSS %s KiB" % (
                 done, n, done / (time.monotonic() - t0), read_rss(self.serve.pid).get("VmRSS")))
         took = time.monotonic() - t0
         after = self.serve_state()
         flat = (abs(after["rss_kib"] - before["rss_kib"]) <= 0.10 * before["rss_kib"] and
                 after["fds"] == before["fds"])
-        return {"invokes": n, "concurrency": 8, "seconds": took, "before": before,
-                "after": after, "flat": flat}
+        return {"invokes": n, "concurrency": 8, "modes": per_mode, "seconds": took,
+                "before": before, "after": after, "flat": flat}
+
+
+SOAK_CHUNK = 500
 
 
 def spread(i, k, n):
@@ -380,7 +390,9 @@ def main():
     ap.add_argument("--modes", default=",".join(MODES),
                     help="comma list of the ways to measure (invoke-process is the baseline)")
     ap.add_argument("--soak", type=int, default=0,
-                    help="invokes through serve with RSS and fds checked (make perf: 10000)")
+                    help="invokes through serve with RSS and fds checked (make soak: 10000)")
+    ap.add_argument("--soak-modes", default="serve-pool,serve-warm",
+                    help="the serve modes the soak's chunks take in turn")
     ap.add_argument("--pool", type=int, default=8)
     ap.add_argument("--warm", type=int, default=8)
     ap.add_argument("--max-vms", type=int, default=16,
@@ -411,6 +423,9 @@ def main():
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     if not modes or any(m not in MODES for m in modes):
         ap.error("--modes: expected a comma list of " + ", ".join(MODES))
+    soak_modes = [m.strip() for m in args.soak_modes.split(",") if m.strip()]
+    if args.soak and (not soak_modes or any(not m.startswith("serve-") for m in soak_modes)):
+        ap.error("--soak-modes: expected a comma list of serve-pool, serve-warm")
     work = tempfile.mkdtemp(prefix="wisp-serve-bench-")
     report = {"benchmark": "serve", "environment": environment_name(), "modes": modes,
               "interleaved": True,
@@ -450,7 +465,7 @@ def main():
                     report.setdefault("paced_ratios", {})[mode] = lv["p50_ms"] / base["p50_ms"]
         if args.soak:
             log("serve_bench: soak, %d invokes" % args.soak)
-            report["soak"] = b.soak(args.soak)
+            report["soak"] = b.soak(args.soak, soak_modes)
             if not report["soak"]["flat"]:
                 rc = 1
     except (BenchError, AssertionError, subprocess.TimeoutExpired, OSError) as e:
