@@ -371,10 +371,11 @@ def print_table(report):
               next(iter(report["paced"].values()))["pace_ms"])
     if report.get("soak"):
         s = report["soak"]
-        print("soak: %d invokes at concurrency 8 in %.1f s; serve RSS %s -> %s KiB, fds %s -> %s"
-              " (%s)" % (s["invokes"], s["seconds"], s["before"]["rss_kib"],
-                         s["after"]["rss_kib"], s["before"]["fds"], s["after"]["fds"],
-                         "flat" if s["flat"] else "NOT flat"))
+        print("soak: %d invokes at concurrency 8 in %.1f s (%s); serve RSS %s -> %s KiB, fds %s"
+              " -> %s (%s)" % (s["invokes"], s["seconds"],
+                               ", ".join("%s %d" % mc for mc in s.get("modes", {}).items()),
+                               s["before"]["rss_kib"], s["after"]["rss_kib"], s["before"]["fds"],
+                               s["after"]["fds"], "flat" if s["flat"] else "NOT flat"))
     print_stages(report)
 
 
@@ -424,7 +425,7 @@ def main():
     if not modes or any(m not in MODES for m in modes):
         ap.error("--modes: expected a comma list of " + ", ".join(MODES))
     soak_modes = [m.strip() for m in args.soak_modes.split(",") if m.strip()]
-    if args.soak and (not soak_modes or any(not m.startswith("serve-") for m in soak_modes)):
+    if args.soak and (not soak_modes or any(m not in ("serve-pool", "serve-warm") for m in soak_modes)):
         ap.error("--soak-modes: expected a comma list of serve-pool, serve-warm")
     work = tempfile.mkdtemp(prefix="wisp-serve-bench-")
     report = {"benchmark": "serve", "environment": environment_name(), "modes": modes,
