@@ -103,8 +103,8 @@ test: rootfs-prefetch unit-test all
 # sweeps concurrency 1-32 with 32 calls a mode and level (8 cold boots at 1, 8, 32), the soak
 # makes 1000 invokes; sized so that the whole stays within 45 minutes in the testbed.
 # `make soak`: issue 12's full sizes, the soak's 10 000 invokes and serve's load test of
-# 2000 + 1000 calls (each about an hour in the testbed, so not within make perf's 45 minutes),
-# then the report (its soak goals judge that run).
+# 2000 + 1000 calls (69 and 41 minutes side by side in the testbed, so not within make perf's
+# 45 minutes), then the report (its soak goals judge that run).
 QUICK ?=
 PERF_FULL := WISP_BENCH_RUNS_SNAPSHOT_QEMU=20 WISP_BENCH_RUNS_SNAPSHOT_COLD=5 \
   WISP_BENCH_RUNS_JAIL=10 WISP_BENCH_SERVE_CALLS=32 WISP_BENCH_SERVE_COLD_CALLS=8 \
