@@ -61,6 +61,8 @@ from wisp_cli import BenchError, run  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODES = ["serve-pool", "serve-warm", "invoke-process", "exec-cold"]
+SERVE_MODES = MODES[:2]  # the calls through serve (the soak's)
+SOAK_CHUNK = 500  # the soak's calls per chunk, each chunk one mode, its progress logged
 PYTHON_WORKER = ["/usr/bin/python3", "/usr/lib/wisp/python_worker.py"]
 
 
@@ -280,7 +282,10 @@ class Bench:
                 "before": before, "after": after, "flat": flat}
 
 
-SOAK_CHUNK = 500
+
+def comma_list(text):
+    """The non-empty, stripped items of a comma list."""
+    return [item.strip() for item in text.split(",") if item.strip()]
 
 
 def spread(i, k, n):
@@ -392,7 +397,7 @@ def main():
                     help="comma list of the ways to measure (invoke-process is the baseline)")
     ap.add_argument("--soak", type=int, default=0,
                     help="invokes through serve with RSS and fds checked (make soak: 10000)")
-    ap.add_argument("--soak-modes", default="serve-pool,serve-warm",
+    ap.add_argument("--soak-modes", default=",".join(SERVE_MODES),
                     help="the serve modes the soak's chunks take in turn")
     ap.add_argument("--pool", type=int, default=8)
     ap.add_argument("--warm", type=int, default=8)
@@ -418,15 +423,15 @@ def main():
         args.mem = 128 if args.handler == "exec" else 256
     if args.handler == "python" and not os.path.isfile(args.rootfs):
         ap.error("--rootfs %s: no such file (make guest builds it)" % args.rootfs)
-    levels = [int(c) for c in args.concurrency.split(",") if c.strip()]
+    levels = [int(c) for c in comma_list(args.concurrency)]
     cold_levels = levels if args.cold_concurrency is None else \
-        [int(c) for c in args.cold_concurrency.split(",") if c.strip()]
-    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+        [int(c) for c in comma_list(args.cold_concurrency)]
+    modes = comma_list(args.modes)
     if not modes or any(m not in MODES for m in modes):
         ap.error("--modes: expected a comma list of " + ", ".join(MODES))
-    soak_modes = [m.strip() for m in args.soak_modes.split(",") if m.strip()]
-    if args.soak and (not soak_modes or any(m not in ("serve-pool", "serve-warm") for m in soak_modes)):
-        ap.error("--soak-modes: expected a comma list of serve-pool, serve-warm")
+    soak_modes = comma_list(args.soak_modes)
+    if args.soak and (not soak_modes or any(m not in SERVE_MODES for m in soak_modes)):
+        ap.error("--soak-modes: expected a comma list of " + ", ".join(SERVE_MODES))
     work = tempfile.mkdtemp(prefix="wisp-serve-bench-")
     report = {"benchmark": "serve", "environment": environment_name(), "modes": modes,
               "interleaved": True,
