@@ -91,14 +91,15 @@ std::string criu_timing_fields(const std::string& source, double boot_ms, double
   std::string word;
   for (char c : source)
     if (std::isalpha(static_cast<unsigned char>(c))) word += c;
-  char buf[512];
+  // Room for seven doubles at their widest (~320 characters each with %.3f), so a line is
+  // never cut short; the word goes in outside it, however long a server's.
+  char buf[4096];
   std::snprintf(buf, sizeof buf,
-                "\"criu_fallback\":true,\"criu_source\":\"%s\",\"boot_ms\":%.3f,"
-                "\"criu_drive_ms\":%.3f,\"criu_restore_ms\":%.3f,\"criu_upload_ms\":%.3f,"
-                "\"criu_unpack_ms\":%.3f,\"criu_mount_ms\":%.3f,\"criu_guest_ms\":%.3f",
-                word.c_str(), boot_ms, drive_ms, restore_ms, upload_ms, unpack_ms, mount_ms,
-                guest_ms);
-  return buf;
+                "\",\"boot_ms\":%.3f,\"criu_drive_ms\":%.3f,\"criu_restore_ms\":%.3f,"
+                "\"criu_upload_ms\":%.3f,\"criu_unpack_ms\":%.3f,\"criu_mount_ms\":%.3f,"
+                "\"criu_guest_ms\":%.3f",
+                boot_ms, drive_ms, restore_ms, upload_ms, unpack_ms, mount_ms, guest_ms);
+  return "\"criu_fallback\":true,\"criu_source\":\"" + word + buf;
 }
 
 // The call made by a running `wisp serve` (--server PATH or WISP_SERVER): the same output and
