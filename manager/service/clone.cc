@@ -85,6 +85,18 @@ kj::Promise<void> Clone::connect(bool reseed) {
   return guard(kj::mv(agent), "connecting to the clone's agent");
 }
 
+kj::Promise<void> Clone::connect_with(std::function<void(AgentLink&)> first_calls) {
+  AgentConnectOptions o;
+  o.uds_path = process_->vsock_path();
+  o.deadline = kConnectTimeout;
+  o.confirm = AgentConnectOptions::Confirm::kNone;
+  o.first_calls = std::move(first_calls);
+  o.keep_trying = [this] { return alive(); };
+  auto agent =
+      connect_agent(io_, o).then([this](kj::Own<AgentLink> link) { agent_ = kj::mv(link); });
+  return guard(kj::mv(agent), "connecting to the clone's agent");
+}
+
 manager::OpenTemplate duplicate_template(const manager::OpenTemplate& tpl) {
   manager::OpenTemplate t;
   t.info = tpl.info;

@@ -10,6 +10,7 @@
 #include <kj/async-io.h>
 #include <kj/async-unix.h>
 
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -44,6 +45,11 @@ class Clone {
   // is confirmed by agent.resumed (fresh entropy and clock: a clone just restored needs it
   // before anything else) rather than by a ping, one round trip less.
   kj::Promise<void> connect(bool reseed = false);
+  // Connects its agent as connect() does, but makes the first calls (`first_calls`, given the
+  // new link) before the guest has accepted it, so they travel with the connection request
+  // (AgentConnectOptions::first_calls: called again on a new link after a refusal). Resolves
+  // once the guest accepted; agent() is the link from then on.
+  kj::Promise<void> connect_with(std::function<void(AgentLink&)> first_calls);
   // Connects its VMM control socket (for pause/resume), once.
   kj::Promise<void> connect_control_link();
 

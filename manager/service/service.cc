@@ -238,6 +238,9 @@ kj::Promise<void> Service::resume_warm(Call& call) {
       c.guard(c.agent().resumed_fresh(), "reseeding the clone (agent.resumed)").then([&call, t] {
         call.timings.reseed_ms = ms_since(t);
       }));
+  // And the handler's call right behind the reseed: the agent runs it once the reseed is done
+  // (agent/reseed_order.h), so it needs no round trip of its own.
+  send_invoke(call, c.agent());
   return kj::joinPromises(both.finish());
 }
 
@@ -251,30 +254,48 @@ kj::Promise<void> Service::start_fresh(Call& call, manager::OpenTemplate tpl) {
         call.clone = kj::heap<Clone>(io_, reaper_, kj::mv(tpl), starter_, kj::mv(ticket));
         return call.clone->restored();
       })
-      .then([&call] {
+      .then([this, &call] {
         call.timings.restore_ms = ms_since(call.t0);
         call.timings.pooled = call.clone->pooled();
         uint64_t t = now_ns();
-        // The reseed confirms the new connection (Clone::connect): one round trip less.
-        return call.clone->connect(/*reseed=*/true).then([&call, t] {
-          call.timings.connect_ms = ms_since(t);
-        });
+        // The reseed and the handler's call go with the connection request (one round trip
+        // for the three; the agent runs no handler before its reseed is done), made again on
+        // a new connection if the guest refused this one (Clone::connect_with).
+        auto reseeded = kj::heap<kj::Promise<void>>(nullptr);
+        auto& r = *reseeded;
+        return call.clone
+            ->connect_with([this, &call, &r, t](AgentLink& agent) {
+              r = agent.resumed_fresh().then([&call, t] { call.timings.connect_ms = ms_since(t); });
+              send_invoke(call, agent);
+            })
+            .then([&call, &r] {
+              return call.clone->guard(kj::mv(r), "reseeding the clone (agent.resumed)");
+            })
+            .attach(kj::mv(reseeded));
       });
 }
 
+void Service::send_invoke(Call& call, AgentLink& agent) {
+  // A copy of the payload: a failed clone's call may still go to the CRIU fallback with it.
+  client::InvokeRequest req = manager::invoke_request_for(
+      call.clone->info(), call.request.payload, std::chrono::milliseconds(call.request.timeout_ms));
+  call.invoked = call.clone->guard(agent.invoke(req), "invoking the handler");
+}
+
 kj::Promise<CallResult> Service::run_handler(Call& call) {
-  Clone& c = *call.clone;
   uint64_t t_invoke = now_ns();
-  client::InvokeRequest req =
-      manager::invoke_request_for(c.info(), std::move(call.request.payload),
-                                  std::chrono::milliseconds(call.request.timeout_ms));
-  return c.guard(c.agent().invoke(req), "invoking the handler")
-      .then([&call, t_invoke](client::InvokeResult result) {
-        call.timings.invoke_ms = ms_since(t_invoke);
-        call.timings.handler_ms = static_cast<double>(result.duration_ns) / 1e6;
-        call.timings.total_ms = ms_since(call.t0);
-        return CallResult{std::move(result), call.timings};
-      });
+  if (call.invoked == nullptr) send_invoke(call, call.clone->agent());
+  kj::Promise<client::InvokeResult> invoked = nullptr;
+  KJ_IF_MAYBE (sent, call.invoked) {
+    invoked = kj::mv(*sent);
+  }
+  call.invoked = nullptr;
+  return invoked.then([&call, t_invoke](client::InvokeResult result) {
+    call.timings.invoke_ms = ms_since(t_invoke);
+    call.timings.handler_ms = static_cast<double>(result.duration_ns) / 1e6;
+    call.timings.total_ms = ms_since(call.t0);
+    return CallResult{std::move(result), call.timings};
+  });
 }
 
 kj::Promise<kj::Own<Clone>> Service::start_clone(const std::string& name, uint64_t deadline_ms) {

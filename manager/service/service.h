@@ -141,12 +141,17 @@ class Service {
     CallRequest request;
     uint64_t t0 = 0;
     CallTimings timings;
+    // The handler's call once sent (send_invoke): it may go out before the clone is ready.
+    kj::Maybe<kj::Promise<client::InvokeResult>> invoked;
   };
+  // Sends `call`'s handler call on `agent` (its clone's link, maybe not yet accepted).
+  void send_invoke(Call& call, AgentLink& agent);
   // A warm clone taken for `call`: resumed and reseeded.
   kj::Promise<void> resume_warm(Call& call);
   // A new clone for `call`: admitted, restored, connected and reseeded.
   kj::Promise<void> start_fresh(Call& call, manager::OpenTemplate tpl);
-  // The handler's run on the ready clone; fills the result's timings.
+  // The handler's run on the ready clone (its call sent now if not already); fills the result's
+  // timings: invoke_ms from the clone being ready to the result.
   kj::Promise<CallResult> run_handler(Call& call);
   // run_handler once `call`'s clone is connected and reseeded (`ready`).
   kj::Promise<CallResult> after_ready(Call& call, kj::Promise<void> ready);

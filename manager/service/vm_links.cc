@@ -97,6 +97,70 @@ kj::Promise<kj::Own<kj::AsyncIoStream>> bridge_connect(kj::AsyncIoContext& io,
       });
 }
 
+// The guest's stream behind a CONNECT line whose reply has not come yet: reads wait for the
+// bridge's reply line and strip it; writes go straight out, and the VMM keeps them queued in
+// the socket until the guest accepts (it reads nothing of a connection still connecting), so
+// the first calls travel with the connection request instead of a round trip after it.
+class UnansweredStream final : public kj::AsyncIoStream {
+ public:
+  UnansweredStream(kj::Own<kj::AsyncIoStream> inner, std::string path)
+      : inner_(kj::mv(inner)), reply_(kj::heap<Reply>()) {
+    Reply& r = *reply_;
+    answered_ = read_reply(*inner_, kj::heap(kj::str("")), &r.text, &r.c)
+                    .then([&r, path = kj::mv(path)] {
+                      if (r.text.rfind("OK ", 0) != 0)
+                        fail("the vsock bridge at " + path + " answered CONNECT with '" +
+                             r.text.substr(0, 32) + "' instead of 'OK <port>'");
+                    })
+                    .fork();
+  }
+  // Resolves once the guest accepted; fails when it refused (nothing sent reached it).
+  kj::Promise<void> accepted() { return answered_.addBranch(); }
+
+  kj::Promise<size_t> tryRead(void* buffer, size_t min_bytes, size_t max_bytes) override {
+    return answered_.addBranch().then([this, buffer, min_bytes, max_bytes] {
+      return inner_->tryRead(buffer, min_bytes, max_bytes);
+    });
+  }
+  kj::Promise<void> write(const void* buffer, size_t size) override {
+    return inner_->write(buffer, size);
+  }
+  kj::Promise<void> write(kj::ArrayPtr<const kj::ArrayPtr<const kj::byte>> pieces) override {
+    return inner_->write(pieces);
+  }
+  kj::Promise<void> whenWriteDisconnected() override { return inner_->whenWriteDisconnected(); }
+  void shutdownWrite() override { inner_->shutdownWrite(); }
+  void abortRead() override { inner_->abortRead(); }
+
+ private:
+  struct Reply {
+    std::string text;
+    kj::byte c = 0;
+  };
+  kj::Own<kj::AsyncIoStream> inner_;
+  kj::Own<Reply> reply_;
+  kj::ForkedPromise<void> answered_ = nullptr;
+};
+
+// bridge_connect without the wait for the reply: the stream is returned once the CONNECT line
+// is written (a local write), with `accepted` telling how the guest answered.
+kj::Promise<kj::Own<UnansweredStream>> bridge_connect_unanswered(kj::AsyncIoContext& io,
+                                                                 const std::string& path,
+                                                                 uint32_t port) {
+  return io.provider->getNetwork()
+      .parseAddress(kj::str("unix:", path.c_str()))
+      .then([](kj::Own<kj::NetworkAddress> addr) { return addr->connect().attach(kj::mv(addr)); })
+      .then([port, path](kj::Own<kj::AsyncIoStream> stream) {
+        auto line = kj::heapString(kj::str("CONNECT ", port, "\n"));
+        auto& s = *stream;
+        return s.write(line.begin(), line.size())
+            .attach(kj::mv(line))
+            .then([stream = kj::mv(stream), path]() mutable {
+              return kj::heap<UnansweredStream>(kj::mv(stream), path);
+            });
+      });
+}
+
 // The agent's OutputSink, forwarding to a caller's OutputStream.
 class SinkAdapter final : public api::OutputSink::Server {
  public:
@@ -152,6 +216,17 @@ class AgentLinkImpl final : public AgentLink {
       : timer_(timer),
         conn_(kj::mv(stream), api::Agent::MAX_MESSAGE_BYTES),
         agent_(conn_.bootstrap.castAs<api::Agent>()) {}
+  AgentLinkImpl(kj::Timer& timer, kj::Own<UnansweredStream> stream)
+      : timer_(timer),
+        unanswered_(stream.get()),
+        conn_(kj::mv(stream), api::Agent::MAX_MESSAGE_BYTES),
+        agent_(conn_.bootstrap.castAs<api::Agent>()) {}
+
+  // A branch of the stream's own fork, none kept here: the stream (in conn_) must outlive
+  // every branch, since its fork still reads from it.
+  kj::Promise<void> accepted() override {
+    return unanswered_ ? unanswered_->accepted() : kj::READY_NOW;
+  }
 
   kj::Promise<void> ping() override {
     return timer_.timeoutAfter(to_kj(kCallGrace), agent_.pingRequest().send().ignoreResult());
@@ -238,6 +313,7 @@ class AgentLinkImpl final : public AgentLink {
 
  private:
   kj::Timer& timer_;
+  UnansweredStream* unanswered_ = nullptr;  // the stream in conn_, if made so
   RpcConnection conn_;
   api::Agent::Client agent_;
 };
@@ -272,17 +348,36 @@ kj::Promise<kj::Own<AgentLink>> attempt_agent(kj::AsyncIoContext& io,
          " ms (last attempt: " + *why + ")");
   kj::Timer& timer = io.provider->getTimer();
   AgentConnectOptions::Confirm confirm = o->confirm;
-  auto link =
-      timer.timeoutAfter(to_kj(kConnectAttempt), bridge_connect(io, o->uds_path, api::Agent::PORT))
-          .then([&timer, confirm](kj::Own<kj::AsyncIoStream> stream) {
-            auto link = kj::heap<AgentLinkImpl>(timer, kj::mv(stream));
-            kj::Promise<void> check = confirm == AgentConnectOptions::Confirm::kPing ? link->ping()
-                                      : confirm == AgentConnectOptions::Confirm::kReseed
-                                          ? link->resumed_fresh()
-                                          : kj::READY_NOW;
-            return check.then(
-                [link = kj::mv(link)]() mutable -> kj::Own<AgentLink> { return kj::mv(link); });
-          });
+  kj::Promise<kj::Own<AgentLink>> link = nullptr;
+  if (o->first_calls) {
+    auto& first_calls = o->first_calls;
+    link =
+        bridge_connect_unanswered(io, o->uds_path, api::Agent::PORT)
+            .then([&timer, &first_calls, end_ns](kj::Own<UnansweredStream> stream) {
+              auto link = kj::heap<AgentLinkImpl>(timer, kj::mv(stream));
+              first_calls(*link);
+              // No attempt's timeout: the guest might still accept a connection given up
+              // on and run its calls; only the deadline ends the wait (no attempt after it).
+              uint64_t now = now_ns();
+              auto left = static_cast<int64_t>(end_ns > now ? end_ns - now : 0) * kj::NANOSECONDS;
+              auto accepted = timer.timeoutAfter(left, link->accepted());
+              return accepted.then(
+                  [link = kj::mv(link)]() mutable -> kj::Own<AgentLink> { return kj::mv(link); });
+            });
+  } else {
+    link =
+        timer
+            .timeoutAfter(to_kj(kConnectAttempt), bridge_connect(io, o->uds_path, api::Agent::PORT))
+            .then([&timer, confirm](kj::Own<kj::AsyncIoStream> stream) {
+              auto link = kj::heap<AgentLinkImpl>(timer, kj::mv(stream));
+              kj::Promise<void> check =
+                  confirm == AgentConnectOptions::Confirm::kPing     ? link->ping()
+                  : confirm == AgentConnectOptions::Confirm::kReseed ? link->resumed_fresh()
+                                                                     : kj::READY_NOW;
+              return check.then(
+                  [link = kj::mv(link)]() mutable -> kj::Own<AgentLink> { return kj::mv(link); });
+            });
+  }
   return link.catch_([&io, o = kj::mv(o), end_ns, why = kj::mv(why)](
                          kj::Exception&& e) mutable -> kj::Promise<kj::Own<AgentLink>> {
     *why = e.getDescription().cStr();

@@ -45,6 +45,9 @@ class StreamedProcess {
 class AgentLink {
  public:
   virtual ~AgentLink() noexcept(false) = default;  // holds Cap'n Proto clients
+  // Resolves once the guest accepted the connection (at once for a link connect_agent returns,
+  // except to AgentConnectOptions::first_calls).
+  virtual kj::Promise<void> accepted() = 0;
   virtual kj::Promise<void> ping() = 0;
   // agent.resumed with fresh entropy and the host's wall clock (DESIGN.md rule 8).
   virtual kj::Promise<void> resumed_fresh() = 0;
@@ -66,6 +69,13 @@ struct AgentConnectOptions {
   // which such a clone needs first anyway; it may then run twice (a reseed more: harmless).
   enum class Confirm { kNone, kPing, kReseed };
   Confirm confirm = Confirm::kPing;
+  // Set: called with each new link before the guest has accepted it, to make the first calls
+  // (a reseed and an invoke), which then travel with the connection request: one round trip
+  // for all. The connection is confirmed by the guest's accept alone (`confirm` is not used):
+  // a refused one, of which the guest saw nothing, is made again and this called again on the
+  // new link (the calls on the old one fail and are to be replaced). Calls on a link the guest
+  // accepted are not repeated: it may have run them.
+  std::function<void(AgentLink&)> first_calls;
   // Asked between attempts; false gives up (the VMM exited).
   std::function<bool()> keep_trying;
 };
