@@ -71,32 +71,6 @@ kj::Promise<void> read_reply(kj::AsyncIoStream& stream, kj::Own<kj::String> repl
       });
 }
 
-// Connects to the VMM's vsock bridge at `path` and asks for guest port `port`.
-kj::Promise<kj::Own<kj::AsyncIoStream>> bridge_connect(kj::AsyncIoContext& io,
-                                                       const std::string& path, uint32_t port) {
-  return io.provider->getNetwork()
-      .parseAddress(kj::str("unix:", path.c_str()))
-      .then([](kj::Own<kj::NetworkAddress> addr) { return addr->connect().attach(kj::mv(addr)); })
-      .then([port, path](kj::Own<kj::AsyncIoStream> stream) {
-        auto line = kj::heapString(kj::str("CONNECT ", port, "\n"));
-        auto& s = *stream;
-        auto write = s.write(line.begin(), line.size()).attach(kj::mv(line));
-        struct Reply {
-          std::string text;
-          kj::byte c = 0;
-        };
-        auto reply = kj::heap<Reply>();
-        auto& r = *reply;
-        return write.then([&s, &r] { return read_reply(s, kj::heap(kj::str("")), &r.text, &r.c); })
-            .then([stream = kj::mv(stream), reply = kj::mv(reply), path]() mutable {
-              if (reply->text.rfind("OK ", 0) != 0)
-                fail("the vsock bridge at " + path + " answered CONNECT with '" +
-                     reply->text.substr(0, 32) + "' instead of 'OK <port>'");
-              return kj::mv(stream);
-            });
-      });
-}
-
 // The guest's stream behind a CONNECT line whose reply has not come yet: reads wait for the
 // bridge's reply line and strip it; writes go straight out, and the VMM keeps them queued in
 // the socket until the guest accepts (it reads nothing of a connection still connecting), so
@@ -142,8 +116,9 @@ class UnansweredStream final : public kj::AsyncIoStream {
   kj::ForkedPromise<void> answered_ = nullptr;
 };
 
-// bridge_connect without the wait for the reply: the stream is returned once the CONNECT line
-// is written (a local write), with `accepted` telling how the guest answered.
+// Connects to the VMM's vsock bridge at `path` and asks for guest port `port`, without waiting
+// for the reply: the stream once the CONNECT line is written (a local write), its `accepted`
+// telling how the guest answered.
 kj::Promise<kj::Own<UnansweredStream>> bridge_connect_unanswered(kj::AsyncIoContext& io,
                                                                  const std::string& path,
                                                                  uint32_t port) {
@@ -159,6 +134,18 @@ kj::Promise<kj::Own<UnansweredStream>> bridge_connect_unanswered(kj::AsyncIoCont
               return kj::heap<UnansweredStream>(kj::mv(stream), path);
             });
       });
+}
+
+// Connects to the VMM's vsock bridge at `path` and asks for guest port `port`: the stream
+// once the guest accepted.
+kj::Promise<kj::Own<kj::AsyncIoStream>> bridge_connect(kj::AsyncIoContext& io,
+                                                       const std::string& path, uint32_t port) {
+  return bridge_connect_unanswered(io, path, port).then([](kj::Own<UnansweredStream> stream) {
+    auto accepted = stream->accepted();
+    return accepted.then([stream = kj::mv(stream)]() mutable -> kj::Own<kj::AsyncIoStream> {
+      return kj::mv(stream);
+    });
+  });
 }
 
 // The agent's OutputSink, forwarding to a caller's OutputStream.
