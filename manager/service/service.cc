@@ -231,13 +231,14 @@ kj::Promise<void> Service::resume_warm(Call& call) {
   auto both = kj::heapArrayBuilder<kj::Promise<void>>(2);
   // The refill behind this take, once the resume is answered (or failed): not before its
   // message is out (WarmPools::take).
+  // Each stamped as it ends (eagerly: a join would run both continuations at its own end).
   both.add(c.guard(c.control().resume(), "resuming the warm clone")
                .then([&call, t] { call.timings.resume_ms = ms_since(t); })
-               .attach(kj::defer([this, name = c.info().name] { warm_.refill(name); })));
-  both.add(
-      c.guard(c.agent().resumed_fresh(), "reseeding the clone (agent.resumed)").then([&call, t] {
-        call.timings.reseed_ms = ms_since(t);
-      }));
+               .attach(kj::defer([this, name = c.info().name] { warm_.refill(name); }))
+               .eagerlyEvaluate(nullptr));
+  both.add(c.guard(c.agent().resumed_fresh(), "reseeding the clone (agent.resumed)")
+               .then([&call, t] { call.timings.reseed_ms = ms_since(t); })
+               .eagerlyEvaluate(nullptr));
   // And the handler's call right behind the reseed: the agent runs it once the reseed is done
   // (agent/reseed_order.h), so it needs no round trip of its own.
   send_invoke(call, c.agent());
