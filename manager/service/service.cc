@@ -100,10 +100,20 @@ void Service::LogErrors::taskFailed(kj::Exception&& e) {
 
 kj::Promise<void> Service::refill_pool() {
   if (draining_) return kj::READY_NOW;
-  starter_.refill();
+  // While calls run, only a pool with no standby left refills: a standby's spawn (this loop's
+  // posix_spawn, then its exec and jail: 15-45 ms and more of CPU on the testbed) slows the
+  // calls it does not serve, where CPUs are few. Between calls it refills at once.
+  if (calls_running_ == 0 || starter_.idle() == 0) starter_.refill();
   return io_.provider->getTimer().afterDelay(kPoolRefillInterval).then([this] {
     return refill_pool();
   });
+}
+
+Service::Call::~Call() {
+  --service.calls_running_;
+  KJ_IF_MAYBE (name, refill_at_end) {
+    service.warm_.refill(*name);
+  }
 }
 
 Service::~Service() {
@@ -163,7 +173,7 @@ kj::Promise<CallResult> Service::invoke(const std::string& name, CallRequest req
                     ": expected 1 to " + std::to_string(kMaxTimeoutMs));
   manager::OpenTemplate tpl = open(name);
   auto in_flight = kj::heap<InFlight>(*this, name);
-  auto call = kj::heap<Call>();
+  auto call = kj::heap<Call>(*this);
   call->request = kj::mv(request);
   call->t0 = t0;
   kj::Promise<CallResult> done = nullptr;
@@ -229,12 +239,15 @@ kj::Promise<void> Service::resume_warm(Call& call) {
   // reseed's message travels while the VMM resumes them (one round trip, not two). The handler
   // still waits for the reseed's answer (run_handler comes after both).
   auto both = kj::heapArrayBuilder<kj::Promise<void>>(2);
-  // The refill behind this take, once the resume is answered (or failed): not before its
-  // message is out (WarmPools::take).
+  // The refill behind this take. A restore beside the call slows it where CPUs are few: while
+  // another warm clone is ready it waits for the call's end (Call::refill_at_end); with none
+  // left it starts once the clone is resumed and reseeded, never before the resume's message
+  // is out (WarmPools::take).
+  const std::string name = c.info().name;
+  bool another_ready = warm_.ready(name) > 0;
   // Each stamped as it ends (eagerly: a join would run both continuations at its own end).
   both.add(c.guard(c.control().resume(), "resuming the warm clone")
                .then([&call, t] { call.timings.resume_ms = ms_since(t); })
-               .attach(kj::defer([this, name = c.info().name] { warm_.refill(name); }))
                .eagerlyEvaluate(nullptr));
   both.add(c.guard(c.agent().resumed_fresh(), "reseeding the clone (agent.resumed)")
                .then([&call, t] { call.timings.reseed_ms = ms_since(t); })
@@ -242,7 +255,12 @@ kj::Promise<void> Service::resume_warm(Call& call) {
   // And the handler's call right behind the reseed: the agent runs it once the reseed is done
   // (agent/reseed_order.h), so it needs no round trip of its own.
   send_invoke(call, c.agent());
-  return kj::joinPromises(both.finish());
+  auto ready = kj::joinPromises(both.finish());
+  if (another_ready) {
+    call.refill_at_end = name;
+    return ready;
+  }
+  return ready.attach(kj::defer([this, name] { warm_.refill(name); }));
 }
 
 kj::Promise<void> Service::start_fresh(Call& call, manager::OpenTemplate tpl) {

@@ -137,12 +137,19 @@ class Service {
   // One call of invoke(): its clone (once it has one), request and timings, held by the call's
   // promise chain (so cancelling the call destroys the clone).
   struct Call {
+    explicit Call(Service& s) : service(s) { ++s.calls_running_; }
+    ~Call();
+    Call(const Call&) = delete;
+    Call& operator=(const Call&) = delete;
+    Service& service;
     kj::Own<Clone> clone;
     CallRequest request;
     uint64_t t0 = 0;
     CallTimings timings;
     // The handler's call once sent (send_invoke): it may go out before the clone is ready.
     kj::Maybe<kj::Promise<client::InvokeResult>> invoked;
+    // The warm template whose refill waits for this call's end (resume_warm).
+    kj::Maybe<std::string> refill_at_end;
   };
   // Sends `call`'s handler call on `agent` (its clone's link, maybe not yet accepted).
   void send_invoke(Call& call, AgentLink& agent);
@@ -203,6 +210,7 @@ class Service {
   kj::TaskSet background_{background_errors_};
   bool draining_ = false;
   uint32_t in_flight_ = 0;
+  uint32_t calls_running_ = 0;  // invoke()'s calls under way: refills wait for none
   std::map<std::string, uint32_t> in_flight_by_name_;
 };
 
