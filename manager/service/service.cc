@@ -252,9 +252,6 @@ kj::Promise<void> Service::resume_warm(Call& call) {
   both.add(c.guard(c.agent().resumed_fresh(), "reseeding the clone (agent.resumed)")
                .then([&call, t] { call.timings.reseed_ms = ms_since(t); })
                .eagerlyEvaluate(nullptr));
-  // And the handler's call right behind the reseed: the agent runs it once the reseed is done
-  // (agent/reseed_order.h), so it needs no round trip of its own.
-  send_invoke(call, c.agent());
   auto ready = kj::joinPromises(both.finish());
   if (another_ready) {
     call.refill_at_end = name;
