@@ -112,7 +112,9 @@ kj::Promise<void> Service::refill_pool() {
 Service::Call::~Call() {
   --service.calls_running_;
   KJ_IF_MAYBE (name, refill_at_end) {
-    service.warm_.refill(*name);
+    // Last in the loop's queue: a refill spawns a VMM on this loop (tens of ms on the
+    // testbed), which must not hold up the answer to this call on its way out.
+    service.background_.add(kj::evalLast([s = &service, name = *name] { s->warm_.refill(name); }));
   }
 }
 
