@@ -88,7 +88,7 @@ kj::Promise<InvocationResult> run_exec_invocation(AgentServices& services,
                       .then([r]() { r->stdin_stream = nullptr; },
                             [r](kj::Exception&&) { r->stdin_stream = nullptr; })
                       .eagerlyEvaluate(nullptr);
-  r->timeout_task = services.timer.afterDelay(timeout_ms * kj::MILLISECONDS)
+  r->timeout_task = after_from_now(services.timer, timeout_ms * kj::MILLISECONDS)
                         .then([r]() {
                           r->result.timed_out = true;
                           r->kill_tree();

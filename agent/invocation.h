@@ -3,6 +3,7 @@
 #pragma once
 
 #include <kj/async-io.h>
+#include <kj/time.h>
 #include <kj/timer.h>
 
 #include <cstdint>
@@ -35,6 +36,15 @@ struct InvocationResult {
   std::string error;
   bool preforked = false;  // exec mode: ran in the spare sandbox (spare_sandbox.h)
 };
+
+// A call's time limit on `timer`, counted from the clock read now. kj's afterDelay counts from
+// the loop's time, which it takes only when it waits for events: in a guest resumed from a
+// pause, calls that arrived meanwhile can be handled before the loop waits again, and a limit
+// counted from its time would count the pause too (seen in the nested testbed: an invoke sent
+// with the reseed of a warm clone paused 15 s "timed out" at once, the loop's time 16 s old).
+inline kj::Promise<void> after_from_now(kj::Timer& timer, kj::Duration delay) {
+  return timer.atTime(kj::systemPreciseMonotonicClock().now() + delay);
+}
 
 // What handler code needs from the agent: the event loop's I/O and timer, the reaper, and a
 // task set for clean-ups that outlive a call.

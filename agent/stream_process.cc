@@ -63,7 +63,7 @@ void StreamProcess::start(const HandlerConfig& config, uint64_t timeout_ms) {
                      false};
   }
 
-  timeout_task_ = services_.timer.afterDelay(timeout_ms * kj::MILLISECONDS)
+  timeout_task_ = after_from_now(services_.timer, timeout_ms * kj::MILLISECONDS)
                       .then([this]() {
                         result_.timed_out = true;
                         kill_tree();

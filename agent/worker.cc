@@ -168,7 +168,7 @@ kj::Promise<InvocationResult> Worker::invoke_now(kj::ArrayPtr<const kj::byte> pa
       [](kj::Exception&& e) {
         return kj::Maybe<std::string>(std::string(e.getDescription().cStr()));
       });
-  auto timeout = services_.timer.afterDelay(timeout_ms * kj::MILLISECONDS).then([c]() {
+  auto timeout = after_from_now(services_.timer, timeout_ms * kj::MILLISECONDS).then([c]() {
     c->result.timed_out = true;
     return kj::Maybe<std::string>(std::string("worker timed out and was killed"));
   });
