@@ -26,7 +26,7 @@ TEST(AgentCallTimer, ALimitCountsFromTheClockNotFromTheLoopsLastWait) {
   auto from_now = after_from_now(timer, 200 * kj::MILLISECONDS).then([] { return now_ns(); });
   double loop_ms = static_cast<double>(from_loop_time.wait(io.waitScope) - armed) / 1e6;
   double now_ms = static_cast<double>(from_now.wait(io.waitScope) - armed) / 1e6;
-  EXPECT_LT(loop_ms, 100) << "kj's loop time was not behind: the premise of this test fails";
+  EXPECT_LT(loop_ms, 150) << "kj's loop time was not behind: the premise of this test fails";
   EXPECT_GE(now_ms, 195) << "after_from_now fired early";
 }
 
