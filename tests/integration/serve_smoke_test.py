@@ -261,10 +261,9 @@ class ServeSmokeTest(unittest.TestCase):
             print(f"warm invoke timings: {r['timings']}", file=sys.stderr)
             wait_for(warm_ready, 120, "the warm pool to refill")
             # A clone held paused for longer than its call's timeout: the timeout counts from
-            # the call, not from the pause. (An invoke sent in one message with the reseed was
-            # seen in the nested testbed to start its timer before the resumed guest took in
-            # the paused time, and to end at once as "timed out"; this exec handler did not
-            # show it in two runs, the Python worker 3 calls in 10 with a 2 s timeout.)
+            # the call, not from the pause (agent/invocation.h's after_from_now; without it an
+            # invoke sent with the reseed "timed out" at once in about one call in ten with the
+            # Python worker; this exec handler did not show it in two runs).
             time.sleep(6)
             p = subprocess.run([self.client, sock, "invoke", "echo", "paused", "1500"],
                                capture_output=True, text=True, env=self.env, timeout=120)
