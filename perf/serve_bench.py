@@ -282,7 +282,6 @@ class Bench:
                 "before": before, "after": after, "flat": flat}
 
 
-
 def comma_list(text):
     """The non-empty, stripped items of a comma list."""
     return [item.strip() for item in text.split(",") if item.strip()]

@@ -76,21 +76,20 @@ kj::Promise<void> Clone::restored() {
 
 kj::Promise<void> Clone::connect(bool reseed) {
   AgentConnectOptions o;
-  o.uds_path = process_->vsock_path();
-  o.deadline = kConnectTimeout;
   o.confirm = reseed ? AgentConnectOptions::Confirm::kReseed : AgentConnectOptions::Confirm::kPing;
-  o.keep_trying = [this] { return alive(); };
-  auto agent =
-      connect_agent(io_, o).then([this](kj::Own<AgentLink> link) { agent_ = kj::mv(link); });
-  return guard(kj::mv(agent), "connecting to the clone's agent");
+  return connect_agent_link(std::move(o));
 }
 
 kj::Promise<void> Clone::connect_with(std::function<void(AgentLink&)> first_calls) {
   AgentConnectOptions o;
+  o.confirm = AgentConnectOptions::Confirm::kNone;  // the guest's accept confirms it
+  o.first_calls = std::move(first_calls);
+  return connect_agent_link(std::move(o));
+}
+
+kj::Promise<void> Clone::connect_agent_link(AgentConnectOptions o) {
   o.uds_path = process_->vsock_path();
   o.deadline = kConnectTimeout;
-  o.confirm = AgentConnectOptions::Confirm::kNone;
-  o.first_calls = std::move(first_calls);
   o.keep_trying = [this] { return alive(); };
   auto agent =
       connect_agent(io_, o).then([this](kj::Own<AgentLink> link) { agent_ = kj::mv(link); });

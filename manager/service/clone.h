@@ -87,6 +87,10 @@ class Clone {
   [[noreturn]] void rethrow_failure(kj::Exception&& e, const std::string& what);
 
  private:
+  // connect()'s and connect_with()'s: `o` completed with this VM's socket, the deadline and
+  // the VMM's liveness, its link kept as agent().
+  kj::Promise<void> connect_agent_link(AgentConnectOptions o);
+
   kj::AsyncIoContext& io_;
   Reaper& reaper_;
   manager::OpenTemplate tpl_;

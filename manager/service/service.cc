@@ -284,7 +284,7 @@ kj::Promise<void> Service::start_fresh(Call& call, manager::OpenTemplate tpl) {
         return call.clone
             ->connect_with([this, &call, &r, t](AgentLink& agent) {
               r = agent.resumed_fresh().then([&call, t] { call.timings.connect_ms = ms_since(t); });
-              send_invoke(call, agent);
+              call.invoked = send_invoke(call, agent);
             })
             .then([&call, &r] {
               return call.clone->guard(kj::mv(r), "reseeding the clone (agent.resumed)");
@@ -293,21 +293,22 @@ kj::Promise<void> Service::start_fresh(Call& call, manager::OpenTemplate tpl) {
       });
 }
 
-void Service::send_invoke(Call& call, AgentLink& agent) {
+kj::Promise<client::InvokeResult> Service::send_invoke(Call& call, AgentLink& agent) {
   // A copy of the payload: a failed clone's call may still go to the CRIU fallback with it.
   client::InvokeRequest req = manager::invoke_request_for(
       call.clone->info(), call.request.payload, std::chrono::milliseconds(call.request.timeout_ms));
-  call.invoked = call.clone->guard(agent.invoke(req), "invoking the handler");
+  return call.clone->guard(agent.invoke(req), "invoking the handler");
 }
 
 kj::Promise<CallResult> Service::run_handler(Call& call) {
   uint64_t t_invoke = now_ns();
-  if (call.invoked == nullptr) send_invoke(call, call.clone->agent());
   kj::Promise<client::InvokeResult> invoked = nullptr;
   KJ_IF_MAYBE (sent, call.invoked) {
     invoked = kj::mv(*sent);
+    call.invoked = nullptr;
+  } else {
+    invoked = send_invoke(call, call.clone->agent());
   }
-  call.invoked = nullptr;
   return invoked.then([&call, t_invoke](client::InvokeResult result) {
     call.timings.invoke_ms = ms_since(t_invoke);
     call.timings.handler_ms = static_cast<double>(result.duration_ns) / 1e6;

@@ -146,13 +146,13 @@ class Service {
     CallRequest request;
     uint64_t t0 = 0;
     CallTimings timings;
-    // The handler's call once sent (send_invoke): it may go out before the clone is ready.
+    // The handler's call if it went out before the clone was ready (start_fresh).
     kj::Maybe<kj::Promise<client::InvokeResult>> invoked;
     // The warm template whose refill waits for this call's end (resume_warm).
     kj::Maybe<std::string> refill_at_end;
   };
-  // Sends `call`'s handler call on `agent` (its clone's link, maybe not yet accepted).
-  void send_invoke(Call& call, AgentLink& agent);
+  // `call`'s handler call, sent on `agent` (its clone's link, maybe not yet accepted).
+  kj::Promise<client::InvokeResult> send_invoke(Call& call, AgentLink& agent);
   // A warm clone taken for `call`: resumed and reseeded.
   kj::Promise<void> resume_warm(Call& call);
   // A new clone for `call`: admitted, restored, connected and reseeded.

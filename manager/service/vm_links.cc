@@ -59,16 +59,14 @@ struct RpcConnection {
 };
 
 // Reads the bridge's reply line byte by byte: what follows it is already the guest's stream.
-kj::Promise<void> read_reply(kj::AsyncIoStream& stream, kj::Own<kj::String> reply_holder,
-                             std::string* reply, kj::byte* c) {
-  return stream.tryRead(c, 1, 1).then(
-      [&stream, holder = kj::mv(reply_holder), reply, c](size_t n) mutable -> kj::Promise<void> {
-        if (n == 0) fail("nothing listens on the guest's vsock port yet");
-        reply->push_back(static_cast<char>(*c));
-        if (*c == '\n') return kj::READY_NOW;
-        if (reply->size() > 32) fail("the vsock bridge's reply is too long");
-        return read_reply(stream, kj::mv(holder), reply, c);
-      });
+kj::Promise<void> read_reply(kj::AsyncIoStream& stream, std::string* reply, kj::byte* c) {
+  return stream.tryRead(c, 1, 1).then([&stream, reply, c](size_t n) -> kj::Promise<void> {
+    if (n == 0) fail("nothing listens on the guest's vsock port yet");
+    reply->push_back(static_cast<char>(*c));
+    if (*c == '\n') return kj::READY_NOW;
+    if (reply->size() > 32) fail("the vsock bridge's reply is too long");
+    return read_reply(stream, reply, c);
+  });
 }
 
 // The guest's stream behind a CONNECT line whose reply has not come yet: reads wait for the
@@ -77,14 +75,12 @@ kj::Promise<void> read_reply(kj::AsyncIoStream& stream, kj::Own<kj::String> repl
 // the first calls travel with the connection request instead of a round trip after it.
 class UnansweredStream final : public kj::AsyncIoStream {
  public:
-  UnansweredStream(kj::Own<kj::AsyncIoStream> inner, std::string path)
-      : inner_(kj::mv(inner)), reply_(kj::heap<Reply>()) {
-    Reply& r = *reply_;
-    answered_ = read_reply(*inner_, kj::heap(kj::str("")), &r.text, &r.c)
-                    .then([&r, path = kj::mv(path)] {
-                      if (r.text.rfind("OK ", 0) != 0)
+  UnansweredStream(kj::Own<kj::AsyncIoStream> inner, std::string path) : inner_(kj::mv(inner)) {
+    answered_ = read_reply(*inner_, &reply_, &reply_byte_)
+                    .then([this, path = kj::mv(path)] {
+                      if (reply_.rfind("OK ", 0) != 0)
                         fail("the vsock bridge at " + path + " answered CONNECT with '" +
-                             r.text.substr(0, 32) + "' instead of 'OK <port>'");
+                             reply_.substr(0, 32) + "' instead of 'OK <port>'");
                     })
                     .fork();
   }
@@ -107,12 +103,10 @@ class UnansweredStream final : public kj::AsyncIoStream {
   void abortRead() override { inner_->abortRead(); }
 
  private:
-  struct Reply {
-    std::string text;
-    kj::byte c = 0;
-  };
+  // Declared before answered_, whose reading uses them: destroyed after it.
   kj::Own<kj::AsyncIoStream> inner_;
-  kj::Own<Reply> reply_;
+  std::string reply_;
+  kj::byte reply_byte_ = 0;
   kj::ForkedPromise<void> answered_ = nullptr;
 };
 
