@@ -6,15 +6,14 @@
 // connection are made again on the new one, and each reaches the agent once, in order.
 #include <capnp/rpc-twoparty.h>
 #include <gtest/gtest.h>
-#include <stdlib.h>
 #include <sys/socket.h>
-#include <unistd.h>
 
 #include <string>
 #include <vector>
 
 #include "api/agent.capnp.h"
 #include "manager/service/vm_links.h"
+#include "tests/unit/vsock_bridge_socket.h"
 
 namespace wisp::service {
 namespace {
@@ -45,12 +44,6 @@ constexpr size_t kLineBytes = sizeof(kConnectLine) - 1;
 class ServeAgentFirstCallsTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char dir[] = "/tmp/wisp-first-calls-XXXXXX";
-    ASSERT_NE(mkdtemp(dir), nullptr);
-    dir_ = dir;
-    path_ = dir_ + "/vsock.sock";
-    auto addr = io_.provider->getNetwork().parseAddress(kj::str("unix:", path_.c_str()));
-    listener_ = addr.wait(io_.waitScope)->listen();
     bridge_ = refuse_one().then([this] { return accept_one(); }).eagerlyEvaluate([this](auto&& e) {
       bridge_error_ = e.getDescription().cStr();
     });
@@ -60,14 +53,11 @@ class ServeAgentFirstCallsTest : public ::testing::Test {
     link_ = nullptr;
     bridge_ = nullptr;
     server_ = nullptr;
-    listener_ = nullptr;
-    ::unlink(path_.c_str());
-    ::rmdir(dir_.c_str());
   }
 
   // The first connection: its line read, then closed unanswered (what follows the line unread).
   kj::Promise<void> refuse_one() {
-    return listener_->accept().then([this](kj::Own<kj::AsyncIoStream> s) {
+    return socket_.listener().accept().then([this](kj::Own<kj::AsyncIoStream> s) {
       auto& stream = *s;
       return stream.read(line_, kLineBytes).attach(kj::mv(s)).then([this] {
         lines_.emplace_back(line_, kLineBytes);
@@ -77,7 +67,7 @@ class ServeAgentFirstCallsTest : public ::testing::Test {
   // The second: its line read, "OK" written only once bytes wait behind the line, then the
   // fake agent on it.
   kj::Promise<void> accept_one() {
-    return listener_->accept().then([this](kj::Own<kj::AsyncIoStream> s) {
+    return socket_.listener().accept().then([this](kj::Own<kj::AsyncIoStream> s) {
       auto& stream = *s;
       stream_ = kj::mv(s);
       return stream.read(line_, kLineBytes)
@@ -110,13 +100,12 @@ class ServeAgentFirstCallsTest : public ::testing::Test {
   }
 
   kj::AsyncIoContext io_ = kj::setupAsyncIo();
-  std::string dir_, path_;
+  VsockBridgeSocket socket_{io_};
   char line_[kLineBytes] = {};
   std::vector<std::string> lines_;
   std::vector<std::string> calls_;
   bool queued_before_ok_ = false;
   std::string bridge_error_;
-  kj::Own<kj::ConnectionReceiver> listener_;
   kj::Own<kj::AsyncIoStream> stream_;
   kj::Own<capnp::TwoPartyServer> server_;
   kj::Promise<void> bridge_ = nullptr;
@@ -133,7 +122,7 @@ TEST_F(ServeAgentFirstCallsTest, TheCallsTravelWithTheRequestAndARefusedOneIsMad
   req.handler.name = "exec";
   req.handler.argv = {"cat"};
   AgentConnectOptions o;
-  o.uds_path = path_;
+  o.uds_path = socket_.path();
   o.deadline = std::chrono::milliseconds(5000);
   o.first_calls = [&](AgentLink& agent) {
     ++made;

@@ -5,8 +5,6 @@
 // and the initial size, and Process.resize reaches its process.
 #include <capnp/rpc-twoparty.h>
 #include <gtest/gtest.h>
-#include <stdlib.h>
-#include <unistd.h>
 
 #include <string>
 #include <utility>
@@ -14,6 +12,7 @@
 
 #include "api/agent.capnp.h"
 #include "manager/service/vm_links.h"
+#include "tests/unit/vsock_bridge_socket.h"
 
 namespace wisp::service {
 namespace {
@@ -69,14 +68,9 @@ class NoOutput final : public OutputStream {
 class ServeAgentTerminalTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char dir[] = "/tmp/wisp-agent-link-XXXXXX";
-    ASSERT_NE(mkdtemp(dir), nullptr);
-    dir_ = dir;
-    path_ = dir_ + "/vsock.sock";
-    auto addr = io_.provider->getNetwork().parseAddress(kj::str("unix:", path_.c_str()));
-    listener_ = addr.wait(io_.waitScope)->listen();
     // The bridge: one connection, its CONNECT line answered, then the fake agent on it.
-    bridge_ = listener_->accept()
+    bridge_ = socket_.listener()
+                  .accept()
                   .then([this](kj::Own<kj::AsyncIoStream> s) {
                     auto& stream = *s;
                     stream_ = kj::mv(s);
@@ -95,14 +89,11 @@ class ServeAgentTerminalTest : public ::testing::Test {
     link_ = nullptr;
     bridge_ = nullptr;
     server_ = nullptr;
-    listener_ = nullptr;
-    ::unlink(path_.c_str());
-    ::rmdir(dir_.c_str());
   }
 
   AgentLink& link() {
     AgentConnectOptions o;
-    o.uds_path = path_;
+    o.uds_path = socket_.path();
     o.confirm = AgentConnectOptions::Confirm::kNone;
     link_ = connect_agent(io_, o).wait(io_.waitScope);
     EXPECT_EQ(std::string(line_, sizeof(line_)), "CONNECT 1024\n");
@@ -120,10 +111,9 @@ class ServeAgentTerminalTest : public ::testing::Test {
   }
 
   kj::AsyncIoContext io_ = kj::setupAsyncIo();
-  std::string dir_, path_;
+  VsockBridgeSocket socket_{io_};
   AgentRecord record_;
   char line_[13] = {};
-  kj::Own<kj::ConnectionReceiver> listener_;
   kj::Own<kj::AsyncIoStream> stream_;
   kj::Own<capnp::TwoPartyServer> server_;
   kj::Promise<void> bridge_ = nullptr;
