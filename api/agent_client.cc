@@ -21,6 +21,8 @@
 #include "api/agent.capnp.h"
 #include "api/agent_wire.h"
 #include "api/thread_io.h"
+#include "api/vsock_bridge_stream.h"
+#include "base/clock.h"
 #include "base/unix_socket.h"
 
 namespace wisp::client {
@@ -100,6 +102,15 @@ void fill_invoke(api::InvokeRequest::Builder b, const InvokeRequest& r) {
   b.setTimeoutMs(r.timeout_ms);
 }
 
+AgentError no_agent(const ConnectOptions& o, uint32_t port, const std::string& why) {
+  return AgentError(AgentError::Kind::kUnreachable,
+                    "no guest agent answered on vsock port " + std::to_string(port) + " via " +
+                        (o.vsock_cid ? "vsock CID " + std::to_string(o.vsock_cid) : o.uds_path) +
+                        " within " + std::to_string(o.deadline.count()) +
+                        " ms (last attempt: " + why +
+                        "). Does the guest run wisp-agent (build/guest/agent-initramfs.cpio.gz)?");
+}
+
 }  // namespace
 
 InvokeResult convert(api::InvokeResult::Reader r) {
@@ -114,8 +125,7 @@ uint32_t protocol_version() { return api::PROTOCOL_VERSION; }
 uint64_t max_message_bytes() { return api::Agent::MAX_MESSAGE_BYTES; }
 uint64_t max_file_bytes() { return api::Agent::MAX_FILE_BYTES; }
 
-int vsock_uds_connect(const std::string& uds_path, uint32_t port, milliseconds timeout,
-                      std::string* why) {
+int vsock_uds_send_connect(const std::string& uds_path, uint32_t port, std::string* why) {
   sockaddr_un addr;
   if (!unix_address(uds_path, &addr))
     throw Error("vsock socket path '" + uds_path + "' is too long for a Unix socket");
@@ -132,6 +142,13 @@ int vsock_uds_connect(const std::string& uds_path, uint32_t port, milliseconds t
     *why = errno_message("send CONNECT to " + uds_path);
     return -1;
   }
+  return fd.release();
+}
+
+int vsock_uds_connect(const std::string& uds_path, uint32_t port, milliseconds timeout,
+                      std::string* why) {
+  FdGuard fd(vsock_uds_send_connect(uds_path, port, why));
+  if (fd.get() < 0) return -1;
   // Byte by byte: whatever follows the reply line is already the guest's stream.
   std::string reply;
   auto end = Clock::now() + timeout;
@@ -339,6 +356,7 @@ struct AgentClient::Impl {
   std::shared_ptr<ThreadIo> thread = thread_io();
   kj::AsyncIoContext& io = thread->io;
   kj::Own<kj::AsyncIoStream> stream;
+  UnansweredStream* unanswered = nullptr;  // the stream, if made by connect_with
   kj::Own<capnp::TwoPartyVatNetwork> network;
   kj::Own<capnp::RpcSystem<capnp::rpc::twoparty::VatId>> rpc;
   api::Agent::Client agent = nullptr;
@@ -373,9 +391,14 @@ AgentClient::~AgentClient() = default;
 
 std::unique_ptr<AgentClient> AgentClient::from_fd(int fd, milliseconds call_grace) {
   auto impl = std::make_unique<Impl>();
-  impl->grace = call_grace;
   impl->stream =
       impl->io.lowLevelProvider->wrapSocketFd(fd, kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP);
+  return on_stream(std::move(impl), call_grace);
+}
+
+std::unique_ptr<AgentClient> AgentClient::on_stream(std::unique_ptr<Impl> impl,
+                                                    milliseconds call_grace) {
+  impl->grace = call_grace;
   // Bounded reads: a lying agent cannot make the host allocate or traverse more than the
   // protocol's message cap.
   capnp::ReaderOptions opts;
@@ -422,12 +445,50 @@ std::unique_ptr<AgentClient> AgentClient::connect(const ConnectOptions& o) {
     // The guest is booting: a refused attempt costs the VMM one RST, so poll briskly.
     std::this_thread::sleep_for(milliseconds(5));
   }
-  throw AgentError(AgentError::Kind::kUnreachable,
-                   "no guest agent answered on vsock port " + std::to_string(port) + " via " +
-                       (o.vsock_cid ? "vsock CID " + std::to_string(o.vsock_cid) : o.uds_path) +
-                       " within " + std::to_string(o.deadline.count()) +
-                       " ms (last attempt: " + why +
-                       "). Does the guest run wisp-agent (build/guest/agent-initramfs.cpio.gz)?");
+  throw no_agent(o, port, why);
+}
+
+std::unique_ptr<AgentClient> AgentClient::connect_with(
+    const ConnectOptions& o, const std::function<void(AgentClient&)>& first_calls) {
+  if (o.vsock_cid) throw Error("agent connect_with: only through a VMM's vsock bridge (uds_path)");
+  uint32_t port = o.port ? o.port : agent_port();
+  auto deadline = Clock::now() + o.deadline;
+  std::string why = "not tried";
+  while (Clock::now() < deadline) {
+    int fd = vsock_uds_send_connect(o.uds_path, port, &why);
+    if (fd >= 0) {
+      auto impl = std::make_unique<Impl>();
+      auto raw =
+          impl->io.lowLevelProvider->wrapSocketFd(fd, kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP);
+      auto stream = kj::heap<UnansweredStream>(kj::mv(raw), o.uds_path);
+      impl->unanswered = stream.get();
+      impl->stream = kj::mv(stream);
+      auto client = on_stream(std::move(impl), o.call_grace);
+      try {
+        first_calls(*client);
+        return client;
+      } catch (const AgentError& e) {
+        // Refused: the guest saw none of the calls, so making them again repeats nothing. The
+        // calls may have failed before the bridge's answer was read (a write into the closed
+        // connection): wait for it.
+        if (!client->refused()) throw;
+        why = e.what();
+      }
+    }
+    if (o.keep_trying && !o.keep_trying())
+      throw AgentError(AgentError::Kind::kUnreachable,
+                       "the VM stopped before its agent answered on vsock port " +
+                           std::to_string(port) + " (last attempt: " + why + ")");
+    std::this_thread::sleep_for(milliseconds(5));
+  }
+  throw no_agent(o, port, why);
+}
+
+bool AgentClient::refused() {
+  if (!impl_->unanswered) return false;
+  auto answer = impl_->unanswered->accepted().then([] { return false; },
+                                                   [](kj::Exception&&) { return true; });
+  return impl_->wait(kj::mv(answer), impl_->grace, "connect");
 }
 
 AgentInfo AgentClient::ping() {
@@ -501,12 +562,16 @@ void AgentClient::resumed(const std::string& entropy, int64_t wall_clock_unix_ns
 }
 
 InvokeResult AgentClient::resumed_then_invoke(const std::string& entropy,
-                                              int64_t wall_clock_unix_ns, const InvokeRequest& r) {
+                                              int64_t wall_clock_unix_ns, const InvokeRequest& r,
+                                              uint64_t* reseeded_ns) {
   check_request_size(r);
   auto reseed = impl_->agent.resumedRequest();
   reseed.setEntropy(bytes_of(entropy));
   reseed.setWallClockUnixNs(wall_clock_unix_ns);
-  auto reseeded = reseed.send().ignoreResult().catch_([](kj::Exception&& e) {
+  auto reseeded = reseed.send().then([reseeded_ns](auto&&) {
+    if (reseeded_ns) *reseeded_ns = now_ns();
+  });
+  reseeded = reseeded.catch_([](kj::Exception&& e) {
     kj::throwFatalException(
         kj::Exception(e.getType(), __FILE__, __LINE__,
                       kj::str("the reseed (agent.resumed) failed, so the result is dropped: ",

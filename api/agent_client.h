@@ -155,6 +155,15 @@ class AgentClient {
  public:
   // Throws AgentError(kUnreachable) if the agent did not accept a connection by the deadline.
   static std::unique_ptr<AgentClient> connect(const ConnectOptions& options);
+  // Connects and makes the first calls before the guest has accepted the connection:
+  // `first_calls` makes them on the new client (and may wait for their answers). Their bytes
+  // wait in the VMM behind the CONNECT line and reach the agent as it accepts, one round trip
+  // sooner than connect() and then the calls. A connection the bridge refused (the guest saw
+  // none of it) is made again and `first_calls` run anew, until the deadline; an AgentError on
+  // a connection the guest accepted propagates (its calls may have run). Only through a VMM's
+  // bridge (uds_path); `confirm` does not apply (the first calls' answers confirm).
+  static std::unique_ptr<AgentClient> connect_with(
+      const ConnectOptions& options, const std::function<void(AgentClient&)>& first_calls);
   // Wraps an already connected byte stream (after any CONNECT handshake); takes the fd.
   static std::unique_ptr<AgentClient> from_fd(int fd, std::chrono::milliseconds call_grace);
   ~AgentClient();
@@ -175,8 +184,9 @@ class AgentClient {
   // resumed and invoke sent together, one round trip: the agent takes a connection's calls in
   // order and reseeds before resumed returns, so the handler runs reseeded. The result is
   // returned only once resumed answered; a failed reseed throws and the result is dropped.
+  // `reseeded_ns`, if given, gets the time (base/clock.h now_ns) the reseed's answer came.
   InvokeResult resumed_then_invoke(const std::string& entropy, int64_t wall_clock_unix_ns,
-                                   const InvokeRequest& request);
+                                   const InvokeRequest& request, uint64_t* reseeded_ns = nullptr);
   // execStream: runs the command, feeding chunks to the callbacks as they arrive, and returns
   // its result (out and err are empty: the output went to the callbacks). Throws AgentError
   // (kRemote) when the agent refuses the command, or a callback threw (its message).
@@ -234,8 +244,18 @@ class AgentClient {
  private:
   struct Impl;
   explicit AgentClient(std::unique_ptr<Impl> impl);
+  // For a client of connect_with: whether the bridge refused the connection (then the guest
+  // saw nothing of it), waiting for its answer if it has not come yet.
+  bool refused();
+  // The RPC connection on impl->stream.
+  static std::unique_ptr<AgentClient> on_stream(std::unique_ptr<Impl> impl,
+                                                std::chrono::milliseconds call_grace);
   std::unique_ptr<Impl> impl_;
 };
+
+// Connects to `uds_path` and writes "CONNECT <port>\n" without waiting for the reply. Returns
+// the connected fd, or -1 with `why` set when there is no listener yet.
+int vsock_uds_send_connect(const std::string& uds_path, uint32_t port, std::string* why);
 
 // Connects to `uds_path` and does the "CONNECT <port>\n" / "OK <n>\n" handshake once, waiting
 // at most `timeout` for the reply. Returns the connected fd (the guest stream), or -1 with

@@ -107,6 +107,16 @@ std::unique_ptr<client::AgentClient> AgentVm::connect_agent(std::chrono::millise
   return client::AgentClient::connect(co);
 }
 
+std::unique_ptr<client::AgentClient> AgentVm::connect_agent_with(
+    std::chrono::milliseconds deadline,
+    const std::function<void(client::AgentClient&)>& first_calls) {
+  client::ConnectOptions co;
+  co.uds_path = dir_.file("vsock.sock");
+  co.deadline = deadline;
+  co.keep_trying = [this] { return vmm_.alive(); };
+  return client::AgentClient::connect_with(co, first_calls);
+}
+
 VmFailed AgentVm::failure(const std::string& what) const {
   std::string log = vmm_.log_tail();
   return VmFailed(what + (log.empty() ? "" : "\nVMM log:\n" + log));

@@ -66,6 +66,12 @@ class AgentVm {
   std::unique_ptr<client::AgentClient> connect_agent(std::chrono::milliseconds deadline,
                                                      bool confirm,
                                                      std::function<bool()> keep_trying = {});
+  // The same, making the first calls with the connection request (client::AgentClient::
+  // connect_with): for a clone just restored, whose VMM holds the connect until the guest has
+  // handled the vsock reset, so the connection that goes through stays up.
+  std::unique_ptr<client::AgentClient> connect_agent_with(
+      std::chrono::milliseconds deadline,
+      const std::function<void(client::AgentClient&)>& first_calls);
   // Its control channel (the VM must have been started with `control`). Throws Error.
   std::unique_ptr<client::VmmClient> control() const {
     return client::VmmClient::connect(dir_.file("control.sock"));

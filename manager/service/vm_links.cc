@@ -10,13 +10,16 @@
 #include "api/agent.capnp.h"
 #include "api/agent_wire.h"
 #include "api/vmm.capnp.h"
+#include "api/vsock_bridge_stream.h"
 #include "base/clock.h"
 
 namespace wisp::service {
 namespace {
 
+using client::bridge_connect_unanswered;
 using client::convert;
 using client::fill_handler;
+using client::UnansweredStream;
 
 using std::chrono::milliseconds;
 
@@ -57,78 +60,6 @@ struct RpcConnection {
   kj::Own<capnp::RpcSystem<capnp::rpc::twoparty::VatId>> rpc;
   capnp::Capability::Client bootstrap = nullptr;
 };
-
-// Reads the bridge's reply line byte by byte: what follows it is already the guest's stream.
-kj::Promise<void> read_reply(kj::AsyncIoStream& stream, std::string* reply, kj::byte* c) {
-  return stream.tryRead(c, 1, 1).then([&stream, reply, c](size_t n) -> kj::Promise<void> {
-    if (n == 0) fail("nothing listens on the guest's vsock port yet");
-    reply->push_back(static_cast<char>(*c));
-    if (*c == '\n') return kj::READY_NOW;
-    if (reply->size() > 32) fail("the vsock bridge's reply is too long");
-    return read_reply(stream, reply, c);
-  });
-}
-
-// The guest's stream behind a CONNECT line whose reply has not come yet: reads wait for the
-// bridge's reply line and strip it; writes go straight out, and the VMM keeps them queued in
-// the socket until the guest accepts (it reads nothing of a connection still connecting), so
-// the first calls travel with the connection request instead of a round trip after it.
-class UnansweredStream final : public kj::AsyncIoStream {
- public:
-  UnansweredStream(kj::Own<kj::AsyncIoStream> inner, std::string path) : inner_(kj::mv(inner)) {
-    answered_ = read_reply(*inner_, &reply_, &reply_byte_)
-                    .then([this, path = kj::mv(path)] {
-                      if (reply_.rfind("OK ", 0) != 0)
-                        fail("the vsock bridge at " + path + " answered CONNECT with '" +
-                             reply_.substr(0, 32) + "' instead of 'OK <port>'");
-                    })
-                    .fork();
-  }
-  // Resolves once the guest accepted; fails when it refused (nothing sent reached it).
-  kj::Promise<void> accepted() { return answered_.addBranch(); }
-
-  kj::Promise<size_t> tryRead(void* buffer, size_t min_bytes, size_t max_bytes) override {
-    return answered_.addBranch().then([this, buffer, min_bytes, max_bytes] {
-      return inner_->tryRead(buffer, min_bytes, max_bytes);
-    });
-  }
-  kj::Promise<void> write(const void* buffer, size_t size) override {
-    return inner_->write(buffer, size);
-  }
-  kj::Promise<void> write(kj::ArrayPtr<const kj::ArrayPtr<const kj::byte>> pieces) override {
-    return inner_->write(pieces);
-  }
-  kj::Promise<void> whenWriteDisconnected() override { return inner_->whenWriteDisconnected(); }
-  void shutdownWrite() override { inner_->shutdownWrite(); }
-  void abortRead() override { inner_->abortRead(); }
-
- private:
-  // Declared before answered_, whose reading uses them: destroyed after it.
-  kj::Own<kj::AsyncIoStream> inner_;
-  std::string reply_;
-  kj::byte reply_byte_ = 0;
-  kj::ForkedPromise<void> answered_ = nullptr;
-};
-
-// Connects to the VMM's vsock bridge at `path` and asks for guest port `port`, without waiting
-// for the reply: the stream once the CONNECT line is written (a local write), its `accepted`
-// telling how the guest answered.
-kj::Promise<kj::Own<UnansweredStream>> bridge_connect_unanswered(kj::AsyncIoContext& io,
-                                                                 const std::string& path,
-                                                                 uint32_t port) {
-  return io.provider->getNetwork()
-      .parseAddress(kj::str("unix:", path.c_str()))
-      .then([](kj::Own<kj::NetworkAddress> addr) { return addr->connect().attach(kj::mv(addr)); })
-      .then([port, path](kj::Own<kj::AsyncIoStream> stream) {
-        auto line = kj::heapString(kj::str("CONNECT ", port, "\n"));
-        auto& s = *stream;
-        return s.write(line.begin(), line.size())
-            .attach(kj::mv(line))
-            .then([stream = kj::mv(stream), path]() mutable {
-              return kj::heap<UnansweredStream>(kj::mv(stream), path);
-            });
-      });
-}
 
 // Connects to the VMM's vsock bridge at `path` and asks for guest port `port`: the stream
 // once the guest accepted.

@@ -1,5 +1,6 @@
-// Where a unit test plays the VMM's vsock bridge for manager/service/vm_links: a Unix socket
-// listening in a fresh temporary directory, both removed when it goes.
+// Where a unit test plays the VMM's vsock bridge (for manager/service/vm_links and
+// api/agent_client): a Unix socket listening in a fresh temporary directory, both removed when
+// it goes.
 #pragma once
 
 #include <kj/async-io.h>
