@@ -23,7 +23,12 @@ interface Vmm {
   # without `lasting`): a client that dies mid-operation does not leave the VM frozen. `lasting`:
   # the pause outlives the connection and only resume ends it (a warm clone kept paused, `wisp vm
   # pause`). Pausing a paused VM, or resuming a running one, does nothing else.
-  pause @1 (lasting :Bool) -> ();
+  # `holdClock`: the guest's clock (kvmclock) stands still while paused, as under QEMU's
+  # stop/cont: on resume it goes on from where it stopped, so the guest has no jump of time to
+  # catch up with (timers all due at once, its watchdogs) and its monotonic clock leaves the
+  # pause out. Its wall clock then lags by the pause: the caller sets it (agent.resumed). A
+  # warm clone is held so. A snapshot of a VM paused so records the clock of the pause.
+  pause @1 (lasting :Bool, holdClock :Bool) -> ();
   resume @2 () -> ();
 
   # Writes the VM's state into `stateFile` and its memory into `memoryFile`, and fsyncs both:

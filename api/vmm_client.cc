@@ -129,6 +129,13 @@ void VmmClient::pause_lasting() {
   impl_->wait(req.send().ignoreResult(), "pause");
 }
 
+void VmmClient::pause_holding_clock() {
+  auto req = impl_->vmm.pauseRequest();
+  req.setLasting(true);
+  req.setHoldClock(true);
+  impl_->wait(req.send().ignoreResult(), "pause");
+}
+
 void VmmClient::resume() {
   impl_->wait(impl_->vmm.resumeRequest().send().ignoreResult(), "resume");
 }

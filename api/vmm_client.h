@@ -28,6 +28,8 @@ class VmmClient {
   void pause();
   // A pause that outlives this connection: only a resume() (from any client) ends it.
   void pause_lasting();
+  // A lasting pause during which the guest's clock stands still (api/vmm.capnp holdClock).
+  void pause_holding_clock();
   void resume();
   // Sends copies of request.state_fd and request.memory_fd with the call (the VMM writes the
   // snapshot into them); the caller still owns its descriptors.

@@ -53,7 +53,8 @@ struct MemoryStats {
 class Service {
  public:
   virtual ~Service() = default;
-  virtual void pause() = 0;
+  // `hold_clock`: api/vmm.capnp pause's holdClock.
+  virtual void pause(bool hold_clock) = 0;
   virtual void resume() = 0;
   virtual SnapshotReport snapshot(const SnapshotRequest& request) = 0;
   virtual MemoryStats stats() = 0;

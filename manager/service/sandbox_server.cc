@@ -253,7 +253,9 @@ class SandboxImpl final : public api::serve::Sandbox::Server {
     auto linked = c.connect_control_link();
     return linked
         .then([&c, pause] {
-          return pause ? c.control().pause(/*lasting=*/true) : c.control().resume();
+          // A sandbox's clock runs on while paused, as its user's wall clock does.
+          return pause ? c.control().pause(/*lasting=*/true, /*hold_clock=*/false)
+                       : c.control().resume();
         })
         .then([e = kj::addRef(*e), pause]() mutable { e->state = pause ? "paused" : "running"; })
         .attach(kj::mv(e));

@@ -81,7 +81,12 @@ kj::Promise<kj::Own<Clone>> Service::make_warm(const std::string& name) {
                    return c.connect();
                  })
                  .then([&c] { return c.connect_control_link(); })
-                 .then([&c] { return c.guard(c.control().pause(/*lasting=*/true), "pausing"); })
+                 // Its clock held: resumed for a call, the guest has no time to catch up
+                 // with, and the reseed sets its wall clock (resume_warm).
+                 .then([&c] {
+                   return c.guard(c.control().pause(/*lasting=*/true, /*hold_clock=*/true),
+                                  "pausing");
+                 })
                  .then([clone = kj::mv(clone)]() mutable { return kj::mv(clone); });
            })
         .catch_([this, held](kj::Exception&& e) -> kj::Own<Clone> {

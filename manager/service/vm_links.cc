@@ -236,9 +236,10 @@ class ControlLinkImpl final : public ControlLink {
       : timer_(timer),
         conn_(kj::mv(stream), api::Vmm::MAX_MESSAGE_BYTES),
         vmm_(conn_.bootstrap.castAs<api::Vmm>()) {}
-  kj::Promise<void> pause(bool lasting) override {
+  kj::Promise<void> pause(bool lasting, bool hold_clock) override {
     auto req = vmm_.pauseRequest();
     req.setLasting(lasting);
+    req.setHoldClock(hold_clock);
     return timer_.timeoutAfter(to_kj(kCallGrace), req.send().ignoreResult());
   }
   kj::Promise<void> resume() override {

@@ -88,8 +88,9 @@ kj::Promise<kj::Own<AgentLink>> connect_agent(kj::AsyncIoContext& io, AgentConne
 class ControlLink {
  public:
   virtual ~ControlLink() noexcept(false) = default;  // holds Cap'n Proto clients
-  // `lasting`: the pause outlives this connection (a warm clone held paused).
-  virtual kj::Promise<void> pause(bool lasting) = 0;
+  // `lasting`: the pause outlives this connection (a warm clone held paused). `hold_clock`:
+  // the guest's clock stands still until the resume (api/vmm.capnp pause).
+  virtual kj::Promise<void> pause(bool lasting, bool hold_clock) = 0;
   virtual kj::Promise<void> resume() = 0;
 };
 

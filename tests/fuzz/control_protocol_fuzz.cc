@@ -41,7 +41,7 @@ void check(bool ok) {
 class FakeService final : public control::Service {
  public:
   explicit FakeService(bool failing) : failing_(failing) {}
-  void pause() override {
+  void pause(bool) override {
     maybe_fail();
     paused = true;
   }

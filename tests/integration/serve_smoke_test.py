@@ -30,10 +30,18 @@ from vmrun import processes_named, stage_wisp, wait_for  # noqa: E402
 BUILD = os.path.join(ROOT, "build")
 # Reads the payload, answers with it and a line of its own; its exit status is the payload's
 # length modulo 7, so the exit code is checked as well as the output.
-# A payload "sleep" makes it wait (a call to kill a VMM under).
+# A payload "sleep" makes it wait (a call to kill a VMM under); "uptime" has it tell the
+# guest's uptime on stderr ("up:SECONDS").
 HANDLER = ("sh -c 'p=$(cat); [ \"$p\" = sleep ] && sleep 60; "
+           "[ \"$p\" = uptime ] && read u _ < /proc/uptime && echo \"up:$u\" >&2; "
            "echo \"got:$p\"; echo to-stderr >&2; exit $(( ${#p} % 7 ))'")
 MAX_VMS = 2
+
+
+def uptime_of(result):
+    """The guest's uptime in seconds that the handler told (payload "uptime") on stderr."""
+    err = base64.b64decode(result["stderr"]).decode()
+    return float(err.split("up:")[1].split()[0])
 
 
 def vmm_processes():
@@ -265,12 +273,23 @@ class ServeSmokeTest(unittest.TestCase):
             # invoke sent with the reseed "timed out" at once in about one call in ten with the
             # Python worker; this exec handler did not show it in two runs).
             time.sleep(6)
-            p = subprocess.run([self.client, sock, "invoke", "echo", "paused", "1500"],
+            p = subprocess.run([self.client, sock, "invoke", "echo", "uptime", "1500"],
                                capture_output=True, text=True, env=self.env, timeout=120)
             r = json.loads(p.stdout)
-            self.assertEqual(base64.b64decode(r["stdout"]).decode(), "got:paused\n", r)
+            self.assertEqual(base64.b64decode(r["stdout"]).decode(), "got:uptime\n", r)
             self.assertTrue(r["timings"]["warm"], r)
             self.assertFalse(r.get("timedOut", False), r)
+            # Its clock stood still while it was held (Vmm.pause holdClock): the guest's
+            # uptime leaves out the 6 s (and the refill's wait) and is about that of a clone
+            # restored just now, which the next call gets (the refill is not ready yet).
+            p = subprocess.run([self.client, sock, "invoke", "echo", "uptime"],
+                               capture_output=True, text=True, env=self.env, timeout=120)
+            fresh = json.loads(p.stdout)
+            self.assertFalse(fresh["timings"]["warm"], fresh)
+            up = [uptime_of(x) for x in (r, fresh)]
+            print(f"uptime of the held warm clone {up[0]} s, of a fresh clone {up[1]} s",
+                  file=sys.stderr)
+            self.assertLess(up[0] - up[1], 4.5, (r, fresh))
         finally:
             serve.send_signal(signal.SIGTERM)
             self.assertEqual(serve.wait(timeout=60), 0)

@@ -37,9 +37,10 @@ using testutil::expect_error;
 // snapshot writes a line into each of the two files, as a VMM writes its state and memory.
 class FakeService final : public control::Service {
  public:
-  void pause() override {
+  void pause(bool hold_clock) override {
     note();
     ++pauses;
+    if (hold_clock) ++clock_holds;
   }
   void resume() override {
     note();
@@ -69,7 +70,7 @@ class FakeService final : public control::Service {
     return {{0, 3}, {100, 4}};
   }
 
-  std::atomic<int> pauses{0}, resumes{0}, snapshots{0};
+  std::atomic<int> pauses{0}, resumes{0}, snapshots{0}, clock_holds{0};
   int state_fd = -1, memory_fd = -1;  // what the last snapshot got
   std::atomic<bool> off_loop_thread{false};
   std::thread::id loop_thread;
@@ -128,6 +129,8 @@ TEST_F(ControlServerTest, CallsRunOnTheEventLoopThread) {
   client->pause();
   client->pause();
   client->resume();
+  client->pause_holding_clock();  // the holdClock flag reaches the service
+  client->resume();
   UniqueFd state = file("state"), memory = file("memory");
   control::SnapshotReport r = client->snapshot({"/snap", true, state.get(), memory.get()});
   // The service wrote through copies of the descriptors that crossed the socket.
@@ -152,8 +155,9 @@ TEST_F(ControlServerTest, CallsRunOnTheEventLoopThread) {
   EXPECT_EQ(s.vcpu.io_exits, 2u);
   std::vector<std::pair<uint64_t, uint64_t>> ranges = {{0, 3}, {100, 4}};
   EXPECT_EQ(client->resident_ranges(), ranges);
-  EXPECT_EQ(service_.pauses, 2);
-  EXPECT_EQ(service_.resumes, 1);
+  EXPECT_EQ(service_.pauses, 3);
+  EXPECT_EQ(service_.clock_holds, 1);
+  EXPECT_EQ(service_.resumes, 2);
   EXPECT_FALSE(service_.off_loop_thread);
 }
 

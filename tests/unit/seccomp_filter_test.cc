@@ -220,6 +220,7 @@ TEST(SeccompTables, KvmIoctlNumbersMatchTheHeaders) {
       {"KVM_GET_IRQCHIP", KVM_GET_IRQCHIP},
       {"KVM_GET_PIT2", KVM_GET_PIT2},
       {"KVM_GET_CLOCK", KVM_GET_CLOCK},
+      {"KVM_SET_CLOCK", KVM_SET_CLOCK},
       {"TCSETS", TCSETS},
       {"TCGETS", TCGETS},
       {"FIONBIO", FIONBIO},

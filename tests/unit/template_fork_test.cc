@@ -57,7 +57,7 @@ class FakeVmm final : public control::Service {
  public:
   std::string restored_dir, restored_id;
   int snapshots = 0;
-  void pause() override {}
+  void pause(bool) override {}
   void resume() override {}
   control::MemoryStats stats() override { return {}; }
   control::SnapshotReport snapshot(const control::SnapshotRequest& r) override {

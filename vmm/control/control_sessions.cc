@@ -69,7 +69,8 @@ class VmmConnection final : public api::Vmm::Server {
   }
   kj::Promise<void> pause(PauseContext context) override {
     bool lasting = context.getParams().getLasting();
-    s_.run([this] { s_.service_.pause(); });
+    bool hold_clock = context.getParams().getHoldClock();
+    s_.run([this, hold_clock] { s_.service_.pause(hold_clock); });
     s_.holds_.paused(id_, lasting);
     return kj::READY_NOW;
   }

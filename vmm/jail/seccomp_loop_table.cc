@@ -87,7 +87,9 @@ constexpr IoctlRule kIoctls[] = {
     {"KVM_GET_VCPU_EVENTS", kvm_ior(0x9f, kKvmVcpuEventsSize), "Vcpu::save_state"},
     {"KVM_GET_IRQCHIP", kvm_iowr(0x62, kKvmIrqchipSize), "Vm::save_state: PICs, IOAPIC"},
     {"KVM_GET_PIT2", kvm_ior(0x9f, kKvmPitState2Size), "Vm::save_state"},
-    {"KVM_GET_CLOCK", kvm_ior(0x7c, kKvmClockDataSize), "Vm::save_state"},
+    {"KVM_GET_CLOCK", kvm_ior(0x7c, kKvmClockDataSize),
+     "Vm::save_state, a pause holding the clock"},
+    {"KVM_SET_CLOCK", kvm_iow(0x7b, kKvmClockDataSize), "resume after a pause that held the clock"},
     // virtio-net: the offloads the guest negotiated, set once per driver activation.
     {"TUNSETOFFLOAD", TUNSETOFFLOAD, "TapBackend::set_offloads"},
     // The console on a terminal (wisp run --console stdio): set back from raw mode at exit.

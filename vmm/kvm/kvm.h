@@ -90,6 +90,10 @@ class Vm {
   // Validates `s` first (untrusted). Before any vCPU runs; Firecracker restores the VM before
   // the vCPUs.
   void restore_state(const VmState& s);
+  // The guest's kvmclock, in ns (KVM_GET_CLOCK), and setting it (KVM_SET_CLOCK, flags 0: the
+  // guest's clock goes on from `ns`). Every vCPU must be out of KVM_RUN.
+  uint64_t clock_ns() const;
+  void set_clock_ns(uint64_t ns);
 
  private:
   friend class Kvm;

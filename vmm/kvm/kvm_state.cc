@@ -258,6 +258,18 @@ VmState Vm::save_state() const {
   return s;
 }
 
+uint64_t Vm::clock_ns() const {
+  kvm_clock_data clock{};
+  if (ioctl(fd_.get(), KVM_GET_CLOCK, &clock) < 0) throw_errno("KVM_GET_CLOCK");
+  return clock.clock;
+}
+
+void Vm::set_clock_ns(uint64_t ns) {
+  kvm_clock_data clock{};
+  clock.clock = ns;
+  if (ioctl(fd_.get(), KVM_SET_CLOCK, &clock) < 0) throw_errno("KVM_SET_CLOCK");
+}
+
 void Vm::restore_state(const VmState& s) {
   s.validate();
   const int fd = fd_.get();
@@ -265,11 +277,9 @@ void Vm::restore_state(const VmState& s) {
   set_irqchip(fd, KVM_IRQCHIP_PIC_SLAVE, s.pic_slave, "PIC slave");
   set_irqchip(fd, KVM_IRQCHIP_IOAPIC, s.ioapic, "IOAPIC");
   set_image<kvm_pit_state2>(fd, KVM_SET_PIT2, s.pit, "KVM_SET_PIT2");
-  // Flags 0: the guest's kvmclock continues from the saved value rather than jumping by the
-  // wall time spent in the snapshot (the agent fixes the wall clock after restore).
-  kvm_clock_data clock{};
-  clock.clock = s.clock_ns;
-  if (ioctl(fd, KVM_SET_CLOCK, &clock) < 0) throw_errno("KVM_SET_CLOCK");
+  // The guest's kvmclock continues from the saved value rather than jumping by the wall time
+  // spent in the snapshot (the agent fixes the wall clock after restore).
+  set_clock_ns(s.clock_ns);
 }
 
 }  // namespace wisp

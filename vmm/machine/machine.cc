@@ -158,6 +158,19 @@ VcpuCounts MachineImpl::vcpu_counts() const {
   return sum;
 }
 
+void MachineImpl::pause(bool hold_clock) {
+  vcpus_.pause();
+  if (hold_clock && !held_clock_ns_) held_clock_ns_ = vm_.clock_ns();
+}
+
+void MachineImpl::resume() {
+  if (!vcpus_.paused()) return;
+  // Before any vCPU runs: the guest sees its clock go on from the pause.
+  if (held_clock_ns_) vm_.set_clock_ns(*held_clock_ns_);
+  held_clock_ns_.reset();
+  vcpus_.resume();
+}
+
 MachineState MachineImpl::save_state() {
   if (!paused()) throw Error("the VM must be paused to save its state");
   // Requests in flight finish first: their used entries and interrupt belong in the state.
@@ -167,6 +180,7 @@ MachineState MachineImpl::save_state() {
   s.cpu_model = config_.cpu_model;
   s.cpuid = boot_cpuid_;
   s.vm = vm_.save_state();
+  if (held_clock_ns_) s.vm.clock_ns = *held_clock_ns_;  // the guest's time stood still since
   for (const Vcpu& v : vcpus_.vcpus()) s.vcpus.push_back(v.save_state());
   s.serial = serial_->save();
   save_devices(s);

@@ -104,8 +104,9 @@ class Machine {
 
   // For the control handler (event-loop thread, during run()). pause() returns once every
   // vCPU is out of KVM_RUN with its pending I/O completed; nothing touches guest memory until
-  // resume() except the caller. save_state() needs the machine paused.
-  virtual void pause() = 0;
+  // resume() except the caller. save_state() needs the machine paused. `hold_clock`: the
+  // guest's clock stands still until resume() (api/vmm.capnp pause).
+  virtual void pause(bool hold_clock) = 0;
   virtual void resume() = 0;
   virtual bool paused() const = 0;
   virtual MachineState save_state() = 0;

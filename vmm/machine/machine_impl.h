@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "vmm/acpi/vm_generation_id.h"
@@ -32,8 +33,8 @@ class MachineImpl final : public Machine {
   MachineImpl(const MachineConfig& config, uint64_t t0_ns, GuestMemory memory, Vm vm);
 
   RunResult run() override;
-  void pause() override { vcpus_.pause(); }
-  void resume() override { vcpus_.resume(); }
+  void pause(bool hold_clock) override;
+  void resume() override;
   bool paused() const override { return vcpus_.paused(); }
   MachineState save_state() override;
   const GuestMemory& memory() const override { return mem_; }
@@ -70,6 +71,7 @@ class MachineImpl final : public Machine {
   CpuidEntries boot_cpuid_;  // vCPU 0's, saved with the state
   uint64_t kernel_loaded_ns_ = 0;
   VcpuRunner vcpus_;
+  std::optional<uint64_t> held_clock_ns_;  // the guest's clock at a pause that holds it
   std::vector<VcpuStats> vcpu_stats_;
   std::unique_ptr<control::Service> control_service_;
   std::unique_ptr<ControlServer> control_;  // serves control_service_

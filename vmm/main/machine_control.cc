@@ -15,7 +15,7 @@ control::SnapshotReport MachineControl::snapshot(const control::SnapshotRequest&
     throw Error("snapshot --diff: this VM was booted, not restored; a diff needs a parent");
   bool was_paused = machine_.paused();
   uint64_t t0 = now_ns();
-  machine_.pause();
+  machine_.pause(/*hold_clock=*/false);
   control::SnapshotReport report;
   report.pause_ms = ms_since(t0);
   snapshot::SaveResult r;

@@ -21,7 +21,7 @@ class MachineControl final : public control::Service {
         restored_from_dir_(std::move(restored_from_dir)),
         restored_from_id_(std::move(restored_from_id)) {}
 
-  void pause() override { machine_.pause(); }
+  void pause(bool hold_clock) override { machine_.pause(hold_clock); }
   void resume() override { machine_.resume(); }
   // Pauses the VM, writes the snapshot into the request's two files (the manager's, checked by
   // the control server), resumes it unless it was paused before. The VM keeps running after a
