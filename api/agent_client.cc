@@ -102,6 +102,16 @@ void fill_invoke(api::InvokeRequest::Builder b, const InvokeRequest& r) {
   b.setTimeoutMs(r.timeout_ms);
 }
 
+// Between two connection attempts: gives up when the VMM is gone, else waits a little. The
+// guest is booting or resuming: a refused attempt costs the VMM one RST, so poll briskly.
+void before_next_attempt(const ConnectOptions& o, uint32_t port, const std::string& why) {
+  if (o.keep_trying && !o.keep_trying())
+    throw AgentError(AgentError::Kind::kUnreachable,
+                     "the VM stopped before its agent answered on vsock port " +
+                         std::to_string(port) + " (last attempt: " + why + ")");
+  std::this_thread::sleep_for(milliseconds(5));
+}
+
 AgentError no_agent(const ConnectOptions& o, uint32_t port, const std::string& why) {
   return AgentError(AgentError::Kind::kUnreachable,
                     "no guest agent answered on vsock port " + std::to_string(port) + " via " +
@@ -438,12 +448,7 @@ std::unique_ptr<AgentClient> AgentClient::connect(const ConnectOptions& o) {
         why = e.what();
       }
     }
-    if (o.keep_trying && !o.keep_trying())
-      throw AgentError(AgentError::Kind::kUnreachable,
-                       "the VM stopped before its agent answered on vsock port " +
-                           std::to_string(port) + " (last attempt: " + why + ")");
-    // The guest is booting: a refused attempt costs the VMM one RST, so poll briskly.
-    std::this_thread::sleep_for(milliseconds(5));
+    before_next_attempt(o, port, why);
   }
   throw no_agent(o, port, why);
 }
@@ -475,11 +480,7 @@ std::unique_ptr<AgentClient> AgentClient::connect_with(
         why = e.what();
       }
     }
-    if (o.keep_trying && !o.keep_trying())
-      throw AgentError(AgentError::Kind::kUnreachable,
-                       "the VM stopped before its agent answered on vsock port " +
-                           std::to_string(port) + " (last attempt: " + why + ")");
-    std::this_thread::sleep_for(milliseconds(5));
+    before_next_attempt(o, port, why);
   }
   throw no_agent(o, port, why);
 }

@@ -14,35 +14,16 @@
 #include <thread>
 #include <vector>
 
-#include "api/agent.capnp.h"
 #include "api/agent_client.h"
+#include "tests/unit/recording_agent.h"
 #include "tests/unit/vsock_bridge_socket.h"
 
 namespace wisp::client {
 namespace {
 
-class FakeAgent final : public api::Agent::Server {
- public:
-  explicit FakeAgent(std::vector<std::string>& calls) : calls_(calls) {}
-  kj::Promise<void> resumed(ResumedContext context) override {
-    calls_.push_back("resumed " + std::to_string(context.getParams().getEntropy().size()));
-    return kj::READY_NOW;
-  }
-  kj::Promise<void> invoke(InvokeContext context) override {
-    auto payload = context.getParams().getRequest().getPayload();
-    calls_.push_back("invoke " + std::string(payload.asChars().begin(), payload.size()));
-    auto r = context.getResults().initResult();
-    r.setStdout(payload);
-    r.setExitCode(0);
-    return kj::READY_NOW;
-  }
-
- private:
-  std::vector<std::string>& calls_;
-};
-
-constexpr char kConnectLine[] = "CONNECT 1024\n";
-constexpr size_t kLineBytes = sizeof(kConnectLine) - 1;
+using testing::RecordingAgent;
+constexpr const char* kConnectLine = testing::kAgentConnectLine;
+constexpr size_t kLineBytes = testing::kAgentConnectLineBytes;
 
 // What the fake bridge saw; read once its thread has ended.
 struct BridgeLog {
@@ -96,7 +77,7 @@ void run_bridge(std::promise<std::string>& path, BridgeLog& log) {
           })
           .then([&stream] { return stream.write("OK 1\n", 5); })
           .then([&] {
-            server = kj::heap<capnp::TwoPartyServer>(kj::heap<FakeAgent>(log.calls));
+            server = kj::heap<capnp::TwoPartyServer>(kj::heap<RecordingAgent>(log.calls));
             return server->accept(*accepted);  // until the client goes
           });
     });

@@ -11,35 +11,16 @@
 #include <string>
 #include <vector>
 
-#include "api/agent.capnp.h"
 #include "manager/service/vm_links.h"
+#include "tests/unit/recording_agent.h"
 #include "tests/unit/vsock_bridge_socket.h"
 
 namespace wisp::service {
 namespace {
 
-class FakeAgent final : public api::Agent::Server {
- public:
-  explicit FakeAgent(std::vector<std::string>& calls) : calls_(calls) {}
-  kj::Promise<void> resumed(ResumedContext context) override {
-    calls_.push_back("resumed " + std::to_string(context.getParams().getEntropy().size()));
-    return kj::READY_NOW;
-  }
-  kj::Promise<void> invoke(InvokeContext context) override {
-    auto payload = context.getParams().getRequest().getPayload();
-    calls_.push_back("invoke " + std::string(payload.asChars().begin(), payload.size()));
-    auto r = context.getResults().initResult();
-    r.setStdout(payload);
-    r.setExitCode(0);
-    return kj::READY_NOW;
-  }
-
- private:
-  std::vector<std::string>& calls_;
-};
-
-constexpr char kConnectLine[] = "CONNECT 1024\n";
-constexpr size_t kLineBytes = sizeof(kConnectLine) - 1;
+using testing::RecordingAgent;
+constexpr const char* kConnectLine = testing::kAgentConnectLine;
+constexpr size_t kLineBytes = testing::kAgentConnectLineBytes;
 
 class ServeAgentFirstCallsTest : public ::testing::Test {
  protected:
@@ -77,7 +58,7 @@ class ServeAgentFirstCallsTest : public ::testing::Test {
           })
           .then([&stream] { return stream.write("OK 1\n", 5); })
           .then([this] {
-            server_ = kj::heap<capnp::TwoPartyServer>(kj::heap<FakeAgent>(calls_));
+            server_ = kj::heap<capnp::TwoPartyServer>(kj::heap<RecordingAgent>(calls_));
             return server_->accept(kj::mv(stream_));
           });
     });
