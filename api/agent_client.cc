@@ -569,15 +569,16 @@ InvokeResult AgentClient::resumed_then_invoke(const std::string& entropy,
   auto reseed = impl_->agent.resumedRequest();
   reseed.setEntropy(bytes_of(entropy));
   reseed.setWallClockUnixNs(wall_clock_unix_ns);
-  auto reseeded = reseed.send().then([reseeded_ns](auto&&) {
-    if (reseeded_ns) *reseeded_ns = now_ns();
-  });
-  reseeded = reseeded.catch_([](kj::Exception&& e) {
-    kj::throwFatalException(
-        kj::Exception(e.getType(), __FILE__, __LINE__,
-                      kj::str("the reseed (agent.resumed) failed, so the result is dropped: ",
-                              e.getDescription())));
-  });
+  auto reseeded = reseed.send()
+                      .then([reseeded_ns](auto&&) {
+                        if (reseeded_ns) *reseeded_ns = now_ns();
+                      })
+                      .catch_([](kj::Exception&& e) {
+                        kj::throwFatalException(kj::Exception(
+                            e.getType(), __FILE__, __LINE__,
+                            kj::str("the reseed (agent.resumed) failed, so the result is dropped: ",
+                                    e.getDescription())));
+                      });
   auto req = impl_->agent.invokeRequest();
   fill_invoke(req.initRequest(), r);
   auto invoked = req.send().then(

@@ -32,10 +32,6 @@ UnansweredStream::UnansweredStream(kj::Own<kj::AsyncIoStream> inner, std::string
                       fail("the vsock bridge at " + path + " answered CONNECT with '" +
                            reply_.substr(0, kMaxReplyBytes) + "' instead of 'OK <port>'");
                   })
-                  .catch_([this](kj::Exception&& e) {
-                    refused_ = true;
-                    kj::throwFatalException(kj::mv(e));
-                  })
                   .fork();
 }
 

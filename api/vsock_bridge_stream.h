@@ -28,8 +28,6 @@ class UnansweredStream final : public kj::AsyncIoStream {
   // Resolves once the guest accepted; fails when the bridge refused. A branch of the stream's
   // own fork: the stream must outlive it.
   kj::Promise<void> accepted() { return answered_.addBranch(); }
-  // True once the bridge has refused: nothing written reached the guest.
-  bool refused() const { return refused_; }
 
   kj::Promise<size_t> tryRead(void* buffer, size_t min_bytes, size_t max_bytes) override;
   kj::Promise<void> write(const void* buffer, size_t size) override;
@@ -43,7 +41,6 @@ class UnansweredStream final : public kj::AsyncIoStream {
   kj::Own<kj::AsyncIoStream> inner_;
   std::string reply_;
   kj::byte reply_byte_ = 0;
-  bool refused_ = false;
   kj::ForkedPromise<void> answered_ = nullptr;
 };
 
