@@ -42,6 +42,7 @@ class AgentImpl final : public api::Agent::Server {
   kj::Promise<void> checkpointWorker(CheckpointWorkerContext context) override;
   kj::Promise<void> restoreWorker(RestoreWorkerContext context) override;
   kj::Promise<void> restoreWorkerFromDrive(RestoreWorkerFromDriveContext context) override;
+  kj::Promise<void> touchMemory(TouchMemoryContext context) override;
 
  private:
   AgentServices& services_;

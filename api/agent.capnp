@@ -86,6 +86,23 @@ interface Agent {
   restoreWorkerFromDrive @13 (handler :Handler, device :Text) -> (restoreNs :UInt64, mountNs :UInt64);
 
   const maxCriuImageBytes :UInt64 = 2147483648;  # 2 GiB
+
+  # Added for warm clones (an older agent, or a guest kernel without /dev/mem, refuses it): reads
+  # one byte of every guest-physical 4 KiB page in `ranges` through /dev/mem, so that the
+  # host's KVM maps those pages now, while the clone is made ahead of demand, rather than one
+  # nested page fault at a time inside a later call. Changes no guest state. Ranges: each
+  # count > 0, all inside guest RAM (else the call fails naming the page), at most
+  # maxTouchRanges of them and maxTouchPages pages in all. Answers with the pages read and the
+  # time it took.
+  touchMemory @14 (ranges :List(GuestPageRange)) -> (pages :UInt64, ns :UInt64);
+
+  const maxTouchRanges :UInt32 = 1048576;
+  const maxTouchPages :UInt64 = 4194304;  # 16 GiB of 4 KiB pages
+}
+
+struct GuestPageRange {
+  firstPage @0 :UInt64;         # guest-physical address / 4096
+  pageCount @1 :UInt64;
 }
 
 struct CriuCheckResult {

@@ -20,7 +20,7 @@ constexpr const char* kCommand = "wisp serve";
 constexpr const char* kUsage =
     R"(Usage: wisp serve --socket PATH [--http HOST:PORT|unix:PATH] [--max-vms N]
                   [--max-memory MIB] [--max-per-template N] [--pool N] [--warm NAME=N]...
-                  [--allow-dir DIR]... [--drain-timeout S]
+                  [--no-warm-touch] [--allow-dir DIR]... [--drain-timeout S]
 
 Serve the templates of the store (WISP_HOME) over Cap'n Proto (api/wisp.capnp) on a Unix
 socket: invoke on fresh clones, sandboxes, template creation, stats. Every VM is its own jailed
@@ -37,6 +37,9 @@ wisp-vmm process. SIGTERM or SIGINT drains: new work is refused, calls in flight
   --max-per-template N   VMs of one template at once (default: unlimited)
   --pool N               pre-jailed VMMs kept waiting for a restore order
   --warm NAME=N          keep N clones of template NAME restored and paused (repeatable)
+  --no-warm-touch        do not have a warm clone's guest read its template's working set
+                         before it is paused (by default it does, so its calls take fewer
+                         nested page faults)
   --allow-dir DIR        host files a template spec names must lie under one of these
                          (repeatable; default: WISP_HOME and wisp's guest directory)
   --drain-timeout S      how long a drain waits for calls in flight (default 30s)
@@ -56,6 +59,7 @@ int serve_command(int argc, char** argv, uint64_t) {
         .count("max-per-template", &o.limits.max_per_template, 1, 100000)
         .count("pool", &o.pool, 0, 1024)
         .value("warm", [&o](const std::string& v) { service::parse_warm_option(v, &o.warm); })
+        .flag("no-warm-touch", [&o] { o.warm_touch = false; })
         .value("allow-dir", [&o](const std::string& v) { o.allow_dirs.push_back(v); })
         .duration("drain-timeout", &o.drain_timeout, milliseconds(0), milliseconds(3600000));
     OptionParser::Result args = p.parse(argc, argv);

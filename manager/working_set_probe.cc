@@ -76,4 +76,15 @@ WorkingSetProbe record_working_set(const std::string& snapshot_dir, const Templa
   return probe;
 }
 
+std::vector<std::pair<uint64_t, uint64_t>> working_set_guest_ranges(
+    const std::string& snapshot_dir) {
+  const std::string path = snapshot_dir + "/" + snapshot::kWorkingSetFileName;
+  if (access(path.c_str(), F_OK) != 0) return {};
+  std::vector<std::pair<uint64_t, uint64_t>> out;
+  for (const snapshot::PageRange& r :
+       snapshot::guest_physical_ranges(snapshot::read_working_set(path, 0)))
+    out.emplace_back(r.first, r.count);
+  return out;
+}
+
 }  // namespace wisp::manager

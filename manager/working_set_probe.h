@@ -44,4 +44,10 @@ WorkingSetProbe record_working_set(const std::string& snapshot_dir, const Templa
                                    const std::string& payload, const JailFlags& jail,
                                    Cancellation* cancellation);
 
+// The working set recorded in `snapshot_dir` as guest-physical page ranges (first page,
+// count), for a warm clone's guest to read ahead of its calls (agent.touchMemory); none when
+// the snapshot has no working set. Throws Error naming the file when it is damaged.
+std::vector<std::pair<uint64_t, uint64_t>> working_set_guest_ranges(
+    const std::string& snapshot_dir);
+
 }  // namespace wisp::manager

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -12,6 +13,7 @@
 #include "base/unique_fd.h"
 #include "snapshot/crc64.h"
 #include "snapshot/file_fields.h"
+#include "vmm/memory/guest_memory.h"
 
 namespace wisp::snapshot {
 namespace {
@@ -142,6 +144,20 @@ WorkingSet read_working_set_fd(int fd, const std::string& path, uint64_t memory_
 void write_working_set(const std::string& dir, const WorkingSet& ws) {
   std::vector<uint8_t> bytes = encode_working_set(ws);
   write_file_atomic(dir + "/" + kWorkingSetFileName, std::string(bytes.begin(), bytes.end()), 0600);
+}
+
+std::vector<PageRange> guest_physical_ranges(const WorkingSet& ws) {
+  std::vector<PageRange> out;
+  for (const MemoryRegion& region : GuestMemory::layout(ws.memory_pages * kPageSize)) {
+    const uint64_t lo = region.file_offset / kPageSize;
+    const uint64_t hi = lo + region.size / kPageSize;
+    const uint64_t base = region.guest_base.value() / kPageSize;
+    for (const PageRange& r : ws.ranges) {
+      const uint64_t first = std::max(r.first, lo), end = std::min(r.first + r.count, hi);
+      if (first < end) out.push_back({base + (first - lo), end - first});
+    }
+  }
+  return out;
 }
 
 }  // namespace wisp::snapshot

@@ -64,6 +64,12 @@ WorkingSet read_working_set(const std::string& path, uint64_t memory_pages);
 // The same for the open file `fd` (read from offset 0; a standby VMM is handed it); `path`
 // names it in messages.
 WorkingSet read_working_set_fd(int fd, const std::string& path, uint64_t memory_pages);
+// The working set's pages as guest-physical page ranges (address / 4096): the memory file
+// holds guest RAM as GuestMemory::layout places it (the part past the 32-bit MMIO hole
+// continues at 4 GiB), so a range crossing the hole's start is split in two. For a guest that
+// reads its own working set (agent.touchMemory).
+std::vector<PageRange> guest_physical_ranges(const WorkingSet& ws);
+
 // Writes `ws` to `dir`/working-set atomically (temp file, fsync, rename), mode 0600.
 void write_working_set(const std::string& dir, const WorkingSet& ws);
 

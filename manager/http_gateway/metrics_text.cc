@@ -119,6 +119,13 @@ std::string render_metrics(api::serve::Stats::Reader stats) {
     if (t.getCriuFallbacks() > 0)
       w.sample_u64("wisp_criu_fallbacks_total", "{" + label("template", text(t.getName())) + "}",
                    t.getCriuFallbacks());
+  w.family("wisp_warm_touched_pages_total", "counter",
+           "Guest pages warm clones read ahead before being paused (their template's working "
+           "set), by template.");
+  for (auto t : stats.getTemplates())
+    if (t.getWarmTouchedPages() > 0)
+      w.sample_u64("wisp_warm_touched_pages_total",
+                   "{" + label("template", text(t.getName())) + "}", t.getWarmTouchedPages());
   w.family("wisp_stage_duration_seconds", "histogram",
            "Latency of each stage of an invocation (restore, reconnect, invoke, total, ...; "
            "criu: a CRIU fallback's cold boot and worker restore).");

@@ -6,6 +6,7 @@
 #include "base/error.h"
 #include "base/log.h"
 #include "manager/invoke.h"
+#include "manager/working_set_probe.h"
 
 namespace wisp::service {
 namespace {
@@ -68,6 +69,7 @@ kj::Promise<kj::Own<Clone>> Service::make_warm(const std::string& name) {
   // Only spare capacity: a warm clone never makes a call wait.
   KJ_IF_MAYBE (ticket, admission_.try_acquire(name, mem_of(tpl.info))) {
     auto held = std::make_shared<manager::OpenTemplate>(duplicate_template(tpl));
+    auto touch = warm_touch_ranges(tpl);
     return kj::evalNow([&]() -> kj::Promise<kj::Own<Clone>> {
              // Made ahead of demand: spawned, jailed and restored only with CPU that calls
              // leave idle (not from the pool: its standbys are the calls'). Again once
@@ -79,6 +81,9 @@ kj::Promise<kj::Own<Clone>> Service::make_warm(const std::string& name) {
                  .then([&c] {
                    c.set_background(true);
                    return c.connect();
+                 })
+                 .then([this, &c, name, touch = kj::mv(touch)] {
+                   return touch_working_set(c, name, touch);
                  })
                  .then([&c] { return c.connect_control_link(); })
                  // Its clock held: resumed for a call, the guest has no time to catch up
@@ -97,6 +102,35 @@ kj::Promise<kj::Own<Clone>> Service::make_warm(const std::string& name) {
   }
   return kj::Promise<kj::Own<Clone>>(
       KJ_EXCEPTION(OVERLOADED, "no spare capacity for a warm clone"));
+}
+
+std::vector<AgentLink::PageRange> Service::warm_touch_ranges(const manager::OpenTemplate& tpl) {
+  std::vector<AgentLink::PageRange> out;
+  if (!options_.warm_touch) return out;
+  try {
+    for (auto [first, count] : manager::working_set_guest_ranges(tpl.snapshot_dir))
+      out.push_back({first, count});
+  } catch (const Error& e) {
+    warn_touch_once(tpl.dir, e.what());
+  }
+  return out;
+}
+
+kj::Promise<void> Service::touch_working_set(Clone& c, const std::string& name,
+                                             const std::vector<AgentLink::PageRange>& ranges) {
+  if (ranges.empty()) return kj::READY_NOW;
+  std::string dir = c.generation_dir();
+  // A clone that fails here fails its pause next; one whose guest cannot (an agent or a guest
+  // kernel older than touchMemory) is still a warm clone, only a slower one.
+  return c.agent().touch_memory(ranges).then(
+      [this, name](uint64_t pages) { stats_.count_warm_touch(name, pages); },
+      [this, dir](kj::Exception&& e) { warn_touch_once(dir, e.getDescription().cStr()); });
+}
+
+void Service::warn_touch_once(const std::string& generation_dir, const std::string& why) {
+  if (!touch_warned_.insert(generation_dir).second) return;
+  LOG_WARN("serve: warm clones of %s run without their working set read ahead: %s",
+           generation_dir.c_str(), why.c_str());
 }
 
 void Service::LogErrors::taskFailed(kj::Exception&& e) {

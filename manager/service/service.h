@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -35,7 +36,10 @@ struct ServeOptions {
   AdmissionLimits limits;
   uint32_t pool = 0;                     // --pool N (the pool's target size)
   std::map<std::string, uint32_t> warm;  // --warm NAME=N
-  std::vector<std::string> allow_dirs;   // --allow-dir DIR (empty: the defaults)
+  // A warm clone's guest reads its template's working set before it is paused
+  // (agent.touchMemory), so KVM has mapped those pages before a call (--no-warm-touch: not).
+  bool warm_touch = true;
+  std::vector<std::string> allow_dirs;  // --allow-dir DIR (empty: the defaults)
   std::chrono::milliseconds drain_timeout{30000};
   JailFlags jail;               // how clone VMMs are jailed (default: fully)
   std::string http;             // --http ADDR ("" none)
@@ -164,6 +168,13 @@ class Service {
   kj::Promise<CallResult> after_ready(Call& call, kj::Promise<void> ready);
   // A warm clone of `name`, made ahead of demand (WarmPools' maker).
   kj::Promise<kj::Own<Clone>> make_warm(const std::string& name);
+  // A warm clone's guest reads its template's working set before it is paused (ServeOptions::
+  // warm_touch): the ranges (none when off or the template has none), then the read. A
+  // failure only warns, once per template generation (touch_warned_).
+  std::vector<AgentLink::PageRange> warm_touch_ranges(const manager::OpenTemplate& tpl);
+  kj::Promise<void> touch_working_set(Clone& c, const std::string& name,
+                                      const std::vector<AgentLink::PageRange>& ranges);
+  void warn_touch_once(const std::string& generation_dir, const std::string& why);
 
   // criu_fallback_call.cc: the CRIU fallback (issue 17).
   // start_fresh, or the call from the CRIU image when the clone's restore failed because the
@@ -206,6 +217,7 @@ class Service {
     void taskFailed(kj::Exception&& e) override;
   };
   LogErrors background_errors_;
+  std::set<std::string> touch_warned_;  // generation directories warn_touch_once warned about
   // The re-makes under way: destroyed first (their VMs killed), then jobs_ joins their threads.
   kj::TaskSet background_{background_errors_};
   bool draining_ = false;

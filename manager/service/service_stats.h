@@ -47,11 +47,17 @@ class ServiceStats {
   // A call of `template_name` served from its CRIU image.
   void count_criu_fallback(const std::string& template_name) { ++criu_fallbacks_[template_name]; }
   const std::map<std::string, uint64_t>& criu_fallbacks() const { return criu_fallbacks_; }
+  // A warm clone of `template_name` read `pages` of its working set ahead.
+  void count_warm_touch(const std::string& template_name, uint64_t pages) {
+    warm_touched_pages_[template_name] += pages;
+  }
+  const std::map<std::string, uint64_t>& warm_touched_pages() const { return warm_touched_pages_; }
 
  private:
   std::map<std::string, Histogram> stages_;
   std::map<std::string, std::map<std::string, uint64_t>> outcomes_;
   std::map<std::string, uint64_t> criu_fallbacks_;
+  std::map<std::string, uint64_t> warm_touched_pages_;
 };
 
 // The outcome word of an error description ("overloaded: ..." -> "overloaded").

@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "api/agent_client.h"  // client::InvokeRequest, client::InvokeResult
 
@@ -58,6 +59,12 @@ class AgentLink {
   virtual kj::Promise<void> put_file(const std::string& path, kj::ArrayPtr<const kj::byte> data,
                                      uint32_t mode) = 0;
   virtual kj::Promise<kj::Array<kj::byte>> get_file(const std::string& path) = 0;
+  // agent.touchMemory: the guest reads one byte of each guest-physical page of `ranges`
+  // (first page, count), so KVM maps them now. Resolves to the pages read.
+  struct PageRange {
+    uint64_t first = 0, count = 0;
+  };
+  virtual kj::Promise<uint64_t> touch_memory(const std::vector<PageRange>& ranges) = 0;
 };
 
 struct AgentConnectOptions {

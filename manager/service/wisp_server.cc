@@ -196,6 +196,8 @@ class WispImpl final : public api::serve::Wisp::Server {
       t.setInFlight(s_.in_flight(n));
       auto fb = s_.stats().criu_fallbacks().find(n);
       t.setCriuFallbacks(fb == s_.stats().criu_fallbacks().end() ? 0 : fb->second);
+      auto touched = s_.stats().warm_touched_pages().find(n);
+      if (touched != s_.stats().warm_touched_pages().end()) t.setWarmTouchedPages(touched->second);
       auto it = s_.stats().outcomes().find(n);
       if (it == s_.stats().outcomes().end()) {
         t.initOutcomes(0);

@@ -260,6 +260,12 @@ class ServeSmokeTest(unittest.TestCase):
                 s = json.loads(p.stdout)
                 return [t["warmReady"] for t in s["templates"] if t["name"] == "echo"] == [1]
             wait_for(warm_ready, 120, "a warm clone of echo")
+            # Before it was paused its guest read echo's working set (agent.touchMemory), so
+            # KVM had those pages mapped before the call.
+            p = subprocess.run([self.client, sock, "stats"], capture_output=True, text=True,
+                               env=self.env, check=True)
+            echo = [t for t in json.loads(p.stdout)["templates"] if t["name"] == "echo"][0]
+            self.assertGreater(int(echo.get("warmTouchedPages", 0)), 100, echo)
             p = subprocess.run([self.client, sock, "invoke", "echo", "warm!"], capture_output=True,
                                text=True, env=self.env, timeout=120)
             r = json.loads(p.stdout)

@@ -308,6 +308,7 @@ class FakeWisp final : public api::serve::Wisp::Server {
     templates[0].setWarmTarget(2);
     templates[0].setInFlight(1);
     templates[0].setCriuFallbacks(3);
+    templates[0].setWarmTouchedPages(4096);
     auto outcomes = templates[0].initOutcomes(2);
     outcomes[0].setOutcome("ok");
     outcomes[0].setCount(10);

@@ -639,6 +639,8 @@ TEST_F(GatewayTest, MetricsAreThePrometheusTextFormat) {
   EXPECT_EQ(value("wisp_criu_fallbacks_total", {{"template", "echo"}}), "3");
   // A template without fallbacks has no sample (as a Prometheus counter not yet seen).
   EXPECT_EQ(find(s, "wisp_criu_fallbacks_total", {{"template", state_.odd_template}}), nullptr);
+  EXPECT_EQ(value("wisp_warm_touched_pages_total", {{"template", "echo"}}), "4096");
+  EXPECT_EQ(find(s, "wisp_warm_touched_pages_total", {{"template", state_.odd_template}}), nullptr);
   EXPECT_EQ(value("wisp_stage_duration_seconds_bucket", {{"stage", "restore"}, {"le", "0.001"}}),
             "1");
   EXPECT_EQ(value("wisp_stage_duration_seconds_bucket", {{"stage", "restore"}, {"le", "0.1"}}),

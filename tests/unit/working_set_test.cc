@@ -112,5 +112,17 @@ TEST(WorkingSetTest, FileWrittenAndReadBack) {
   fs::remove_all(dir);
 }
 
+TEST(WorkingSetTest, GuestPhysicalRangesFollowTheMemoryLayout) {
+  // A 4 GiB guest: file pages [0, 0xC0000) are guest pages from 0, the rest continue at 4 GiB
+  // (page 0x100000), past the MMIO hole.
+  WorkingSet ws;
+  ws.memory_pages = 0x100000;
+  ws.ranges = {{0, 2}, {0xBFFFE, 4}, {0xD0000, 1}};
+  std::vector<PageRange> want = {{0, 2}, {0xBFFFE, 2}, {0x100000, 2}, {0x110000, 1}};
+  EXPECT_EQ(guest_physical_ranges(ws), want);
+  // Below the hole nothing moves.
+  EXPECT_EQ(guest_physical_ranges(sample()), sample().ranges);
+}
+
 }  // namespace
 }  // namespace wisp::snapshot
