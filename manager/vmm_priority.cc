@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <sched.h>
+#include <signal.h>
 
 #include <cstdlib>
 #include <string>
@@ -60,6 +61,14 @@ bool set_vmm_background(pid_t supervisor, bool background) {
     for (pid_t tid : tids)
       if (sched_setscheduler(tid, policy, &param) != 0) all = false;
   }
+  return all;
+}
+
+bool set_vmm_stopped(pid_t supervisor, bool stopped) {
+  if (supervisor <= 0) return false;
+  bool all = true;
+  for (pid_t process : process_and_children(supervisor))
+    if (kill(process, stopped ? SIGSTOP : SIGCONT) != 0) all = false;
   return all;
 }
 

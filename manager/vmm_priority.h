@@ -22,4 +22,11 @@ namespace wisp::manager {
 // SCHED_OTHER. False when some thread could not be set (gone meanwhile, or not permitted).
 bool set_vmm_background(pid_t supervisor, bool background);
 
+// Stops (SIGSTOP) or continues (SIGCONT) the VMM `supervisor` and its children. For a warm
+// clone being made while calls run: even at SCHED_IDLE its work costs them on a host of few
+// CPUs (the kernel's work on its behalf, the caches and TLB entries it evicts in the gaps of a
+// call: measured on the testbed), so it waits until no call runs. False when some process
+// could not be signalled.
+bool set_vmm_stopped(pid_t supervisor, bool stopped);
+
 }  // namespace wisp::manager

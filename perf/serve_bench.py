@@ -23,7 +23,9 @@ there are clients, the order turned round every round (exec-cold, with fewer cal
 spread evenly), so that a slow period of a noisy host hits every mode alike. Then --soak invokes through serve at
 concurrency 8, in chunks of 500 that take --soak-modes in turn (default: the pool, then warm
 clones), with serve's RSS and fd count before and after (flat: RSS within 10 %, fds equal).
-JSON to --out, a table on stdout.
+JSON to --out, a table on stdout. Calls start once serve holds all its --warm clones (its
+/metrics), so the first warm calls do not find the pool still filling from serve's start;
+--no-warm-touch runs serve without its warm clones' working-set read-ahead, to compare.
 
 Back to back, a client sends its next call the moment the last one answers: on the testbed's one
 CPU a pool's refill and a warm clone's restore then compete with the calls themselves, so those
@@ -43,6 +45,7 @@ import concurrent.futures
 import http.client
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -131,6 +134,8 @@ class Bench:
                 "--warm", "echo-warm=%d" % self.args.warm, "--max-vms", str(self.args.max_vms)]
         if use_http:
             argv += ["--http", "unix:" + self.http]
+        if self.args.no_warm_touch:
+            argv.append("--no-warm-touch")
         self.client = "http" if use_http else "capnp-cli"
         self.log = open(os.path.join(self.work, "serve.log"), "wb")
         self.serve = subprocess.Popen(argv, env=self.env, stdin=subprocess.DEVNULL,
@@ -142,6 +147,29 @@ class Bench:
                                                            open(self.log.name).read()[-3000:]))
         if use_http:
             wait_for(lambda: os.path.exists(self.http), 60, "serve's HTTP socket")
+
+    def wait_warm_ready(self, timeout=600):
+        """Waits until serve holds all its warm clones of echo-warm (GET /metrics), so that the
+        measured calls meet the warm pool as it is once running, not still filling from serve's
+        start (a call then finds none and is restored from the pool instead)."""
+        if self.client != "http" or self.args.warm == 0:
+            return
+        pattern = re.compile(r'^wisp_warm_clones_ready\{template="echo-warm"\} (\d+)$', re.M)
+
+        def ready():
+            conn = UnixHTTPConnection(self.http, timeout=30)
+            try:
+                conn.request("GET", "/metrics")
+                body = conn.getresponse().read().decode()
+            finally:
+                conn.close()
+            m = pattern.search(body)
+            return m is not None and int(m.group(1)) >= self.args.warm
+        t0 = time.monotonic()
+        wait_for(ready, timeout, "serve's %d warm clones of echo-warm" % self.args.warm,
+                 interval=1.0)
+        log("serve_bench: %d warm clones ready %.0f s after serve started" % (
+            self.args.warm, time.monotonic() - t0))
 
     def stop_serve(self):
         if self.serve and self.serve.poll() is None:
@@ -400,6 +428,9 @@ def main():
                     help="the serve modes the soak's chunks take in turn")
     ap.add_argument("--pool", type=int, default=8)
     ap.add_argument("--warm", type=int, default=8)
+    ap.add_argument("--no-warm-touch", action="store_true",
+                    help="serve's warm clones skip reading their working set ahead "
+                         "(wisp serve --no-warm-touch), to measure what it gains")
     ap.add_argument("--max-vms", type=int, default=16,
                     help="serve's clone limit (calls beyond it queue in its admission)")
     ap.add_argument("--mem", type=int, default=None,
@@ -442,6 +473,8 @@ def main():
         b.create_templates()
         if any(m.startswith("serve-") for m in modes) or args.soak:
             b.start_serve()
+            if "serve-warm" in modes:
+                b.wait_warm_ready()
         report["client"] = getattr(b, "client", None)
         for c in levels:
             calls = {mode: args.cold_calls if mode == "exec-cold" else args.calls

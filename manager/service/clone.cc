@@ -38,11 +38,19 @@ Clone::~Clone() {
   control_ = nullptr;
   exited_ = nullptr;  // before the observer its promise waits on
   exit_watch_ = nullptr;
+  // Continued first: a stopped VMM would leave the reaper's SIGTERM pending, and its jail's
+  // supervisor would not remove the VM's cgroup before the SIGKILL that follows.
+  if (stopped_) set_stopped(false);
   reaper_.dispose(std::move(process_), kj::mv(ticket_));
 }
 
 void Clone::set_background(bool background) {
   manager::set_vmm_background(process_->vmm().pid(), background);
+}
+
+void Clone::set_stopped(bool stopped) {
+  stopped_ = stopped;
+  manager::set_vmm_stopped(process_->vmm().pid(), stopped);
 }
 
 kj::Promise<void> Clone::exited() { return exited_.addBranch(); }

@@ -75,6 +75,9 @@ class Clone {
   // Its VMM's CPU priority: background while it is made ahead of demand (a warm clone), normal
   // once a call has it (manager/vmm_priority.h).
   void set_background(bool background);
+  // Stops or continues its VMM's processes (manager::set_vmm_stopped): a warm clone being made
+  // waits so while calls run.
+  void set_stopped(bool stopped);
   // SIGKILLs the VMM now (a sandbox killed mid-call); the destructor still reaps it.
   void terminate() { process_->vmm().terminate(); }
   // Resolves when the VMM process exits.
@@ -104,6 +107,7 @@ class Clone {
   kj::Own<AgentLink> agent_;
   kj::Own<ControlLink> control_;
   double jail_ms_ = 0;
+  bool stopped_ = false;  // set_stopped(true) last
 };
 
 }  // namespace wisp::service

@@ -1,6 +1,9 @@
 #include "manager/service/service.h"
 
 #include <kj/debug.h>
+#include <sched.h>
+
+#include <algorithm>
 
 #include "base/clock.h"
 #include "base/error.h"
@@ -56,6 +59,9 @@ Service::Service(kj::AsyncIoContext& io, ServeOptions options)
       warm_(io.provider->getTimer(), [this](const std::string& name) { return make_warm(name); }) {
   const char* no_remake = getenv("WISP_NO_SNAPSHOT_REMAKE");
   remake_snapshots_ = !(no_remake && std::string(no_remake) == "1");
+  cpu_set_t cpus;
+  if (sched_getaffinity(0, sizeof(cpus), &cpus) == 0)
+    cpus_ = std::max<uint32_t>(1, static_cast<uint32_t>(CPU_COUNT(&cpus)));
   warm_.start(options_.warm);
   if (options_.pool > 0) pool_refill_ = refill_pool().eagerlyEvaluate(nullptr);
 }
@@ -72,11 +78,15 @@ kj::Promise<kj::Own<Clone>> Service::make_warm(const std::string& name) {
     auto touch = warm_touch_ranges(tpl);
     return kj::evalNow([&]() -> kj::Promise<kj::Own<Clone>> {
              // Made ahead of demand: spawned, jailed and restored only with CPU that calls
-             // leave idle (not from the pool: its standbys are the calls'). Again once
-             // restored, for any thread that escaped it.
+             // leave idle (not from the pool: its standbys are the calls'): at SCHED_IDLE
+             // (again once restored, for any thread that escaped it), and stopped while calls
+             // take every CPU (update_warm_making).
              auto clone = kj::heap<Clone>(io_, reaper_, kj::mv(tpl), starter_, kj::mv(*ticket),
                                           /*background=*/true);
              auto& c = *clone;
+             const uint64_t id = ++warm_making_ids_;
+             warm_making_[id] = &c;
+             if (warm_making_stopped_) c.set_stopped(true);
              return c.restored()
                  .then([&c] {
                    c.set_background(true);
@@ -92,7 +102,13 @@ kj::Promise<kj::Own<Clone>> Service::make_warm(const std::string& name) {
                    return c.guard(c.control().pause(/*lasting=*/true, /*hold_clock=*/true),
                                   "pausing");
                  })
-                 .then([clone = kj::mv(clone)]() mutable { return kj::mv(clone); });
+                 // Out of warm_making_ before a call can take it: never stopped once made.
+                 .then([this, id, clone = kj::mv(clone)]() mutable {
+                   warm_making_.erase(id);
+                   return kj::mv(clone);
+                 })
+                 // A failure: out of it once the clone is gone.
+                 .attach(kj::defer([this, id] { warm_making_.erase(id); }));
            })
         .catch_([this, held](kj::Exception&& e) -> kj::Own<Clone> {
           // A snapshot that does not fit: no more warm clones of this generation.
@@ -127,6 +143,13 @@ kj::Promise<void> Service::touch_working_set(Clone& c, const std::string& name,
       [this, dir](kj::Exception&& e) { warn_touch_once(dir, e.getDescription().cStr()); });
 }
 
+void Service::update_warm_making() {
+  const bool stop = calls_running_ >= cpus_;
+  if (stop == warm_making_stopped_) return;
+  warm_making_stopped_ = stop;
+  for (auto& [id, c] : warm_making_) c->set_stopped(stop);
+}
+
 void Service::warn_touch_once(const std::string& generation_dir, const std::string& why) {
   if (!touch_warned_.insert(generation_dir).second) return;
   LOG_WARN("serve: warm clones of %s run without their working set read ahead: %s",
@@ -150,6 +173,7 @@ kj::Promise<void> Service::refill_pool() {
 
 Service::Call::~Call() {
   --service.calls_running_;
+  service.update_warm_making();
   KJ_IF_MAYBE (name, refill_at_end) {
     // Last in the loop's queue: a refill spawns a VMM on this loop (tens of ms on the
     // testbed), which must not hold up the answer to this call on its way out.

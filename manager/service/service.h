@@ -141,7 +141,10 @@ class Service {
   // One call of invoke(): its clone (once it has one), request and timings, held by the call's
   // promise chain (so cancelling the call destroys the clone).
   struct Call {
-    explicit Call(Service& s) : service(s) { ++s.calls_running_; }
+    explicit Call(Service& s) : service(s) {
+      ++s.calls_running_;
+      s.update_warm_making();
+    }
     ~Call();
     Call(const Call&) = delete;
     Call& operator=(const Call&) = delete;
@@ -175,6 +178,11 @@ class Service {
   kj::Promise<void> touch_working_set(Clone& c, const std::string& name,
                                       const std::vector<AgentLink::PageRange>& ranges);
   void warn_touch_once(const std::string& generation_dir, const std::string& why);
+  // Warm clones being made wait while calls take every CPU serve may use (Clone::set_stopped:
+  // at SCHED_IDLE they still cost such calls; on the testbed's one CPU, any call): stopped as
+  // calls reach that many, continued as they drop below; one started meanwhile is stopped at
+  // once. With CPUs to spare they run beside the calls.
+  void update_warm_making();
 
   // criu_fallback_call.cc: the CRIU fallback (issue 17).
   // start_fresh, or the call from the CRIU image when the clone's restore failed because the
@@ -217,7 +225,11 @@ class Service {
     void taskFailed(kj::Exception&& e) override;
   };
   LogErrors background_errors_;
-  std::set<std::string> touch_warned_;  // generation directories warn_touch_once warned about
+  std::set<std::string> touch_warned_;      // generation directories warn_touch_once warned about
+  std::map<uint64_t, Clone*> warm_making_;  // make_warm's clones until made or failed, by id
+  uint64_t warm_making_ids_ = 0;
+  bool warm_making_stopped_ = false;
+  uint32_t cpus_ = 1;  // CPUs this process may run on (its affinity mask)
   // The re-makes under way: destroyed first (their VMs killed), then jobs_ joins their threads.
   kj::TaskSet background_{background_errors_};
   bool draining_ = false;

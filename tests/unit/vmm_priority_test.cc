@@ -1,5 +1,6 @@
 // manager/vmm_priority: a VMM made ahead of demand runs at SCHED_IDLE, its later threads and
-// children inherit that, and a take puts every one of them back to SCHED_OTHER. A forked
+// children inherit that, and a take puts every one of them back to SCHED_OTHER; while calls
+// run it is stopped, both processes, and continued after. A forked
 // "supervisor" with a forked "VMM" child stands in for the jail's two processes.
 #include "manager/vmm_priority.h"
 
@@ -59,6 +60,31 @@ TEST(VmmPriority, BackgroundThenForegroundCoversBothProcesses) {
 TEST(VmmPriority, NoSuchProcessIsFalse) {
   EXPECT_FALSE(set_vmm_background(0, true));
   EXPECT_FALSE(set_vmm_background(-1, false));
+  EXPECT_FALSE(set_vmm_stopped(0, true));
+}
+
+// The state letter of /proc/PID/stat ("R", "S", "T" ...), waited for up to 5 s to become `want`.
+bool reaches_state(pid_t pid, char want) {
+  for (int i = 0; i < 500; ++i) {
+    std::string stat = read_file("/proc/" + std::to_string(pid) + "/stat");
+    size_t paren = stat.rfind(')');
+    if (paren != std::string::npos && paren + 2 < stat.size() && stat[paren + 2] == want)
+      return true;
+    usleep(10000);
+  }
+  return false;
+}
+
+TEST(VmmPriority, StoppedThenContinuedCoversBothProcesses) {
+  auto p = spawn_pair();
+  ASSERT_GT(p.second, 0);
+  EXPECT_TRUE(set_vmm_stopped(p.first, true));
+  EXPECT_TRUE(reaches_state(p.first, 'T'));
+  EXPECT_TRUE(reaches_state(p.second, 'T'));
+  EXPECT_TRUE(set_vmm_stopped(p.first, false));
+  EXPECT_TRUE(reaches_state(p.first, 'S'));
+  EXPECT_TRUE(reaches_state(p.second, 'S'));
+  kill_pair(p);
 }
 
 }  // namespace
