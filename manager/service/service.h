@@ -216,6 +216,12 @@ class Service {
   CloneStarter starter_;  // the pool; after reaper_: its standbys go before the reaper does
   kj::Promise<void> pool_refill_ = nullptr;
   SandboxRegistry sandboxes_;
+  // Before warm_: a warm clone's making, dropped as warm_ goes, takes itself out of warm_making_.
+  std::set<std::string> touch_warned_;      // generation directories warn_touch_once warned about
+  std::map<uint64_t, Clone*> warm_making_;  // make_warm's clones until made or failed, by id
+  uint64_t warm_making_ids_ = 0;
+  bool warm_making_stopped_ = false;
+  uint32_t cpus_ = 1;  // CPUs this process may run on (its affinity mask)
   WarmPools warm_;
   TemplateBuilds builds_;  // its threads are joined before the rest goes
   CriuFallbacks fallbacks_;
@@ -225,11 +231,6 @@ class Service {
     void taskFailed(kj::Exception&& e) override;
   };
   LogErrors background_errors_;
-  std::set<std::string> touch_warned_;      // generation directories warn_touch_once warned about
-  std::map<uint64_t, Clone*> warm_making_;  // make_warm's clones until made or failed, by id
-  uint64_t warm_making_ids_ = 0;
-  bool warm_making_stopped_ = false;
-  uint32_t cpus_ = 1;  // CPUs this process may run on (its affinity mask)
   // The re-makes under way: destroyed first (their VMs killed), then jobs_ joins their threads.
   kj::TaskSet background_{background_errors_};
   bool draining_ = false;
