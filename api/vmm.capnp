@@ -50,6 +50,19 @@ interface Vmm {
   # pages of the memory's file offset space): what a template's probe clone touched from its
   # restore to its first result is recorded as the template's working set (issue 13).
   residentRanges @5 () -> (ranges :List(PageRange));
+
+  # The guest pages written since the restore (each now a private copy of the snapshot's page),
+  # as residentRanges lists them: the probe clone's are recorded beside the template's working
+  # set. A VM booted, not restored, has every page its own: refused.
+  writtenRanges @6 () -> (ranges :List(PageRange));
+
+  # Makes these pages private copies now (MADV_POPULATE_WRITE), as the guest's first write to
+  # each would, without the guest: for a warm clone made ahead of demand, whose guest's writes
+  # to them then take no nested page fault in a call. Pages as residentRanges lists them, each
+  # range inside guest memory (else refused, naming it), at most maxPopulateRanges. Answers
+  # with the pages made writable.
+  populateWritable @7 (ranges :List(PageRange)) -> (pages :UInt64);
+  const maxPopulateRanges :UInt32 = 1048576;
 }
 
 struct PageRange {

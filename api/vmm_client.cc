@@ -169,4 +169,21 @@ std::vector<std::pair<uint64_t, uint64_t>> VmmClient::resident_ranges() {
   return out;
 }
 
+std::vector<std::pair<uint64_t, uint64_t>> VmmClient::written_ranges() {
+  auto response = impl_->wait(impl_->vmm.writtenRangesRequest().send(), "writtenRanges");
+  std::vector<std::pair<uint64_t, uint64_t>> out;
+  for (auto r : response.getRanges()) out.emplace_back(r.getFirst(), r.getCount());
+  return out;
+}
+
+uint64_t VmmClient::populate_writable(const std::vector<std::pair<uint64_t, uint64_t>>& ranges) {
+  auto req = impl_->vmm.populateWritableRequest();
+  auto list = req.initRanges(static_cast<unsigned>(ranges.size()));
+  for (size_t i = 0; i < ranges.size(); ++i) {
+    list[i].setFirst(ranges[i].first);
+    list[i].setCount(ranges[i].second);
+  }
+  return impl_->wait(req.send(), "populateWritable").getPages();
+}
+
 }  // namespace wisp::client

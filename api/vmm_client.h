@@ -37,6 +37,11 @@ class VmmClient {
   control::MemoryStats stats();
   // Runs of resident guest pages, (first page, count), sorted.
   std::vector<std::pair<uint64_t, uint64_t>> resident_ranges();
+  // Runs of the pages written since the restore (api/vmm.capnp writtenRanges). Throws Error.
+  std::vector<std::pair<uint64_t, uint64_t>> written_ranges();
+  // Makes these pages private copies (api/vmm.capnp populateWritable); returns the pages.
+  // Throws Error with the VMM's reason.
+  uint64_t populate_writable(const std::vector<std::pair<uint64_t, uint64_t>>& ranges);
 
  private:
   struct Impl;

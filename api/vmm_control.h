@@ -63,6 +63,16 @@ class Service {
   virtual std::vector<std::pair<uint64_t, uint64_t>> resident_ranges() {
     throw Error("this VMM has no guest memory to list");
   }
+  // The same for the pages written since a restore (api/vmm.capnp writtenRanges).
+  virtual std::vector<std::pair<uint64_t, uint64_t>> written_ranges() {
+    throw Error("this VMM has no guest memory to list");
+  }
+  // Makes `ranges` (first page, count) private copies now; returns the pages (api/vmm.capnp
+  // populateWritable). Throws Error naming a range outside guest memory.
+  virtual uint64_t populate_writable(const std::vector<std::pair<uint64_t, uint64_t>>& ranges) {
+    (void)ranges;
+    throw Error("this VMM has no guest memory to populate");
+  }
 };
 
 }  // namespace wisp::control

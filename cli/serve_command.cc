@@ -20,7 +20,8 @@ constexpr const char* kCommand = "wisp serve";
 constexpr const char* kUsage =
     R"(Usage: wisp serve --socket PATH [--http HOST:PORT|unix:PATH] [--max-vms N]
                   [--max-memory MIB] [--max-per-template N] [--pool N] [--warm NAME=N]...
-                  [--no-warm-touch] [--allow-dir DIR]... [--drain-timeout S]
+                  [--no-warm-touch] [--vcpu-counts] [--allow-dir DIR]...
+                  [--drain-timeout S]
 
 Serve the templates of the store (WISP_HOME) over Cap'n Proto (api/wisp.capnp) on a Unix
 socket: invoke on fresh clones, sandboxes, template creation, stats. Every VM is its own jailed
@@ -40,6 +41,8 @@ wisp-vmm process. SIGTERM or SIGINT drains: new work is refused, calls in flight
   --no-warm-touch        do not have a warm clone's guest read its template's working set
                          before it is paused (by default it does, so its calls take fewer
                          nested page faults)
+  --vcpu-counts          warm calls report their guest's exits, nested page faults and pages
+                         written in their timings (one more VMM call each, before the answer)
   --allow-dir DIR        host files a template spec names must lie under one of these
                          (repeatable; default: WISP_HOME and wisp's guest directory)
   --drain-timeout S      how long a drain waits for calls in flight (default 30s)
@@ -60,6 +63,7 @@ int serve_command(int argc, char** argv, uint64_t) {
         .count("pool", &o.pool, 0, 1024)
         .value("warm", [&o](const std::string& v) { service::parse_warm_option(v, &o.warm); })
         .flag("no-warm-touch", [&o] { o.warm_touch = false; })
+        .flag("vcpu-counts", &o.vcpu_counts)
         .value("allow-dir", [&o](const std::string& v) { o.allow_dirs.push_back(v); })
         .duration("drain-timeout", &o.drain_timeout, milliseconds(0), milliseconds(3600000));
     OptionParser::Result args = p.parse(argc, argv);

@@ -153,7 +153,8 @@ void record_working_set(const TemplateSpec& spec, const VmSpec& vm, const std::s
   out->working_set_pages = probe.pages;
   out->probe_ms = probe.ms;
   progress("working set: " + std::to_string(probe.pages) + " pages in " +
-           std::to_string(probe.ranges.size()) + " ranges");
+           std::to_string(probe.ranges.size()) + " ranges, " + std::to_string(probe.written_pages) +
+           " of them written");
 }
 
 // The CRIU image as a read-only drive (criu_drive.h) for the fallback's restore, made from the

@@ -82,7 +82,8 @@ void record_new_working_set(const TemplateInfo& t, const std::string& dir, const
     WorkingSetProbe probe = record_working_set(dir, t, "", jail, cancellation);
     out->working_set_pages = probe.pages;
     progress("working set: " + std::to_string(probe.pages) + " pages in " +
-             std::to_string(probe.ranges.size()) + " ranges");
+             std::to_string(probe.ranges.size()) + " ranges, " +
+             std::to_string(probe.written_pages) + " of them written");
   } catch (const Error& e) {
     if (cancellation && cancellation->cancelled()) throw;
     progress(std::string("warning: no working set recorded (") + e.what() +

@@ -40,10 +40,12 @@ WorkingSetProbe probe_working_set(const std::string& snapshot_dir, const Templat
     auto control = clone->control();
     out.memory_pages = control->stats().pages;
     out.ranges = control->resident_ranges();
+    out.written = control->written_ranges();
   } catch (const Error& e) {
     throw clone->vmm().alive() ? VmFailed(e.what()) : clone->failure(e.what());
   }
   for (const auto& r : out.ranges) out.pages += r.second;
+  for (const auto& r : out.written) out.written_pages += r.second;
   out.ms = ms_since(t0);
   return out;
 }
@@ -73,6 +75,12 @@ WorkingSetProbe record_working_set(const std::string& snapshot_dir, const Templa
   ws.memory_pages = probe.memory_pages;
   for (const auto& [first, count] : probe.ranges) ws.ranges.push_back({first, count});
   snapshot::write_working_set(snapshot_dir, ws);
+  if (!probe.written.empty()) {
+    snapshot::WorkingSet written;
+    written.memory_pages = probe.memory_pages;
+    for (const auto& [first, count] : probe.written) written.ranges.push_back({first, count});
+    snapshot::write_working_set(snapshot_dir, written, snapshot::kWrittenSetFileName);
+  }
   return probe;
 }
 
@@ -83,6 +91,15 @@ std::vector<std::pair<uint64_t, uint64_t>> working_set_guest_ranges(
   std::vector<std::pair<uint64_t, uint64_t>> out;
   for (const snapshot::PageRange& r :
        snapshot::guest_physical_ranges(snapshot::read_working_set(path, 0)))
+    out.emplace_back(r.first, r.count);
+  return out;
+}
+
+std::vector<std::pair<uint64_t, uint64_t>> written_set_ranges(const std::string& snapshot_dir) {
+  const std::string path = snapshot_dir + "/" + snapshot::kWrittenSetFileName;
+  if (access(path.c_str(), F_OK) != 0) return {};
+  std::vector<std::pair<uint64_t, uint64_t>> out;
+  for (const snapshot::PageRange& r : snapshot::read_working_set(path, 0).ranges)
     out.emplace_back(r.first, r.count);
   return out;
 }

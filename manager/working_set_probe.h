@@ -21,9 +21,11 @@ namespace wisp::manager {
 struct WorkingSetProbe {
   client::InvokeResult result;  // the probe call's: the caller decides whether it succeeded
   uint64_t memory_pages = 0;    // pages of the clone's guest memory
-  std::vector<std::pair<uint64_t, uint64_t>> ranges;  // resident after the call, sorted runs
-  uint64_t pages = 0;                                 // their sum
-  double ms = 0;                                      // restore to resident list
+  std::vector<std::pair<uint64_t, uint64_t>> ranges;   // resident after the call, sorted runs
+  uint64_t pages = 0;                                  // their sum
+  std::vector<std::pair<uint64_t, uint64_t>> written;  // of those, the ones it wrote
+  uint64_t written_pages = 0;
+  double ms = 0;  // restore to resident list
 };
 
 // Restores a probe clone of `snapshot_dir` for template `info` (its drives, mode and handler),
@@ -37,9 +39,9 @@ WorkingSetProbe probe_working_set(const std::string& snapshot_dir, const Templat
 // Why a call failed ("timed out", "exited with status 3: <stderr>", ...), or "" if it did not.
 std::string describe_call_failure(const client::InvokeResult& r);
 
-// probe_working_set, then the result written as `snapshot_dir`'s working set
-// (snapshot/working_set.h). Throws Error "working-set probe: ..." when the clone or its call
-// fails.
+// probe_working_set, then the result written as `snapshot_dir`'s working set, and the pages
+// it wrote as its written set (snapshot/working_set.h). Throws Error "working-set probe: ..." when
+// the clone or its call fails.
 WorkingSetProbe record_working_set(const std::string& snapshot_dir, const TemplateInfo& info,
                                    const std::string& payload, const JailFlags& jail,
                                    Cancellation* cancellation);
@@ -49,5 +51,9 @@ WorkingSetProbe record_working_set(const std::string& snapshot_dir, const Templa
 // the snapshot has no working set. Throws Error naming the file when it is damaged.
 std::vector<std::pair<uint64_t, uint64_t>> working_set_guest_ranges(
     const std::string& snapshot_dir);
+// The written set recorded in `snapshot_dir` (page ranges of the memory file), for a warm
+// clone's VMM to make private copies of ahead of its calls (api/vmm.capnp populateWritable);
+// none when the snapshot has none. Throws Error naming the file when it is damaged.
+std::vector<std::pair<uint64_t, uint64_t>> written_set_ranges(const std::string& snapshot_dir);
 
 }  // namespace wisp::manager

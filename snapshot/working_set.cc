@@ -141,9 +141,9 @@ WorkingSet read_working_set_fd(int fd, const std::string& path, uint64_t memory_
   return ws;
 }
 
-void write_working_set(const std::string& dir, const WorkingSet& ws) {
+void write_working_set(const std::string& dir, const WorkingSet& ws, const char* name) {
   std::vector<uint8_t> bytes = encode_working_set(ws);
-  write_file_atomic(dir + "/" + kWorkingSetFileName, std::string(bytes.begin(), bytes.end()), 0600);
+  write_file_atomic(dir + "/" + name, std::string(bytes.begin(), bytes.end()), 0600);
 }
 
 std::vector<PageRange> guest_physical_ranges(const WorkingSet& ws) {

@@ -27,6 +27,9 @@
 namespace wisp::snapshot {
 
 constexpr const char* kWorkingSetFileName = "working-set";
+// The same format for the pages the probe clone wrote (a subset of its working set): a warm
+// clone makes them private copies before its calls (api/vmm.capnp populateWritable).
+constexpr const char* kWrittenSetFileName = "written-set";
 constexpr char kWorkingSetMagic[8] = {'W', 'I', 'S', 'P', 'W', 'S', 'E', 'T'};
 constexpr uint16_t kWorkingSetMajor = 1;
 constexpr uint16_t kWorkingSetMinor = 0;
@@ -70,7 +73,9 @@ WorkingSet read_working_set_fd(int fd, const std::string& path, uint64_t memory_
 // reads its own working set (agent.touchMemory).
 std::vector<PageRange> guest_physical_ranges(const WorkingSet& ws);
 
-// Writes `ws` to `dir`/working-set atomically (temp file, fsync, rename), mode 0600.
-void write_working_set(const std::string& dir, const WorkingSet& ws);
+// Writes `ws` to `dir`/`name` (working-set, or written-set) atomically (temp file, fsync,
+// rename), mode 0600.
+void write_working_set(const std::string& dir, const WorkingSet& ws,
+                       const char* name = kWorkingSetFileName);
 
 }  // namespace wisp::snapshot

@@ -69,6 +69,10 @@ void fill_response(api::serve::InvokeResponse::Builder out, const client::Invoke
   tm.setCriuSource(t.criu_source);
   tm.setCriuMountMs(t.criu_mount_ms);
   tm.setCriuDriveMs(t.criu_drive_ms);
+  tm.setVcpuCounted(t.vcpu_counted);
+  tm.setExits(t.exits);
+  tm.setNestedPageFaults(t.nested_page_faults);
+  tm.setWrittenPages(t.written_pages);
 }
 
 void fill_template_info(api::serve::TemplateInfo::Builder out, const manager::TemplateInfo& t,

@@ -70,6 +70,8 @@ class Clone {
   manager::OpenTemplate hold_template() const;
   std::string control_path() const { return process_->control_path(); }
   bool pooled() const { return process_->pooled(); }
+  // Its VMM's counters once it was made, for a warm clone (ServeOptions::vcpu_counts).
+  kj::Maybe<ControlLink::Sample> made_sample;
   bool alive() { return process_->vmm().alive(); }
   double jail_ms() const { return jail_ms_; }
   // Its VMM's CPU priority: background while it is made ahead of demand (a warm clone), normal

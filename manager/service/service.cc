@@ -75,7 +75,7 @@ kj::Promise<kj::Own<Clone>> Service::make_warm(const std::string& name) {
   // Only spare capacity: a warm clone never makes a call wait.
   KJ_IF_MAYBE (ticket, admission_.try_acquire(name, mem_of(tpl.info))) {
     auto held = std::make_shared<manager::OpenTemplate>(duplicate_template(tpl));
-    auto touch = warm_touch_ranges(tpl);
+    auto touch = warm_touch_of(tpl);
     return kj::evalNow([&]() -> kj::Promise<kj::Own<Clone>> {
              // Made ahead of demand: spawned, jailed and restored only with CPU that calls
              // leave idle (not from the pool: its standbys are the calls'): at SCHED_IDLE
@@ -92,15 +92,20 @@ kj::Promise<kj::Own<Clone>> Service::make_warm(const std::string& name) {
                    c.set_background(true);
                    return c.connect();
                  })
+                 .then([&c] { return c.connect_control_link(); })
                  .then([this, &c, name, touch = kj::mv(touch)] {
                    return touch_working_set(c, name, touch);
                  })
-                 .then([&c] { return c.connect_control_link(); })
                  // Its clock held: resumed for a call, the guest has no time to catch up
                  // with, and the reseed sets its wall clock (resume_warm).
                  .then([&c] {
                    return c.guard(c.control().pause(/*lasting=*/true, /*hold_clock=*/true),
                                   "pausing");
+                 })
+                 .then([this, &c]() -> kj::Promise<void> {
+                   if (!options_.vcpu_counts) return kj::READY_NOW;
+                   return c.guard(c.control().sample(), "reading its counters")
+                       .then([&c](ControlLink::Sample s) { c.made_sample = s; });
                  })
                  // Out of warm_making_ before a call can take it: never stopped once made.
                  .then([this, id, clone = kj::mv(clone)]() mutable {
@@ -120,27 +125,39 @@ kj::Promise<kj::Own<Clone>> Service::make_warm(const std::string& name) {
       KJ_EXCEPTION(OVERLOADED, "no spare capacity for a warm clone"));
 }
 
-std::vector<AgentLink::PageRange> Service::warm_touch_ranges(const manager::OpenTemplate& tpl) {
-  std::vector<AgentLink::PageRange> out;
+Service::WarmTouch Service::warm_touch_of(const manager::OpenTemplate& tpl) {
+  WarmTouch out;
   if (!options_.warm_touch) return out;
   try {
     for (auto [first, count] : manager::working_set_guest_ranges(tpl.snapshot_dir))
-      out.push_back({first, count});
+      out.guest.push_back({first, count});
+    out.written = manager::written_set_ranges(tpl.snapshot_dir);
   } catch (const Error& e) {
     warn_touch_once(tpl.dir, e.what());
+    return WarmTouch();
   }
   return out;
 }
 
 kj::Promise<void> Service::touch_working_set(Clone& c, const std::string& name,
-                                             const std::vector<AgentLink::PageRange>& ranges) {
-  if (ranges.empty()) return kj::READY_NOW;
+                                             const WarmTouch& touch) {
+  if (touch.guest.empty()) return kj::READY_NOW;
   std::string dir = c.generation_dir();
-  // A clone that fails here fails its pause next; one whose guest cannot (an agent or a guest
-  // kernel older than touchMemory) is still a warm clone, only a slower one.
-  return c.agent().touch_memory(ranges).then(
-      [this, name](uint64_t pages) { stats_.count_warm_touch(name, pages); },
-      [this, dir](kj::Exception&& e) { warn_touch_once(dir, e.getDescription().cStr()); });
+  // The written set first: made private copies by the VMM, those pages are then mapped
+  // writable as the guest reads them, and its writes in a call take no fault either.
+  kj::Promise<void> written = kj::READY_NOW;
+  if (!touch.written.empty())
+    written = c.control()
+                  .populate_writable(touch.written)
+                  .then([](uint64_t) {},
+                        [this, dir](kj::Exception&& e) {
+                          warn_touch_once(dir, e.getDescription().cStr());
+                        });
+  // A clone that fails here fails its pause next; one whose VMM, agent or guest kernel is
+  // older than these calls is still a warm clone, only a slower one.
+  return written.then([&c, guest = touch.guest] { return c.agent().touch_memory(guest); })
+      .then([this, name](uint64_t pages) { stats_.count_warm_touch(name, pages); },
+            [this, dir](kj::Exception&& e) { warn_touch_once(dir, e.getDescription().cStr()); });
 }
 
 void Service::update_warm_making() {
@@ -372,12 +389,28 @@ kj::Promise<CallResult> Service::run_handler(Call& call) {
   } else {
     invoked = send_invoke(call, call.clone->agent());
   }
-  return invoked.then([&call, t_invoke](client::InvokeResult result) {
-    call.timings.invoke_ms = ms_since(t_invoke);
-    call.timings.handler_ms = static_cast<double>(result.duration_ns) / 1e6;
-    call.timings.total_ms = ms_since(call.t0);
-    return CallResult{std::move(result), call.timings};
-  });
+  return invoked.then(
+      [this, &call, t_invoke](client::InvokeResult result) -> kj::Promise<CallResult> {
+        call.timings.invoke_ms = ms_since(t_invoke);
+        call.timings.handler_ms = static_cast<double>(result.duration_ns) / 1e6;
+        ControlLink::Sample* from = nullptr;
+        if (call.clone && call.timings.warm && options_.vcpu_counts)
+          KJ_IF_MAYBE (s, call.clone->made_sample) from = s;
+        if (!from) {
+          call.timings.total_ms = ms_since(call.t0);
+          return CallResult{std::move(result), call.timings};
+        }
+        // Since the clone was made, i.e. from its resume: a held warm clone runs no guest code.
+        return call.clone->guard(call.clone->control().sample(), "reading its counters")
+            .then([&call, from, result = std::move(result)](ControlLink::Sample now) mutable {
+              call.timings.vcpu_counted = true;
+              call.timings.exits = now.exits - from->exits;
+              call.timings.nested_page_faults = now.nested_page_faults - from->nested_page_faults;
+              call.timings.written_pages = now.written_pages - from->written_pages;
+              call.timings.total_ms = ms_since(call.t0);
+              return CallResult{std::move(result), call.timings};
+            });
+      });
 }
 
 kj::Promise<kj::Own<Clone>> Service::start_clone(const std::string& name, uint64_t deadline_ms) {

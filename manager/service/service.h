@@ -39,6 +39,9 @@ struct ServeOptions {
   // A warm clone's guest reads its template's working set before it is paused
   // (agent.touchMemory), so KVM has mapped those pages before a call (--no-warm-touch: not).
   bool warm_touch = true;
+  // Warm calls report their guest's exits, nested page faults and pages written (one more VMM
+  // call each, before the answer; --vcpu-counts).
+  bool vcpu_counts = false;
   std::vector<std::string> allow_dirs;  // --allow-dir DIR (empty: the defaults)
   std::chrono::milliseconds drain_timeout{30000};
   JailFlags jail;               // how clone VMMs are jailed (default: fully)
@@ -72,6 +75,9 @@ struct CallTimings {
   double boot_ms = 0, criu_restore_ms = 0, criu_guest_ms = 0, criu_upload_ms = 0,
          criu_unpack_ms = 0, criu_mount_ms = 0, criu_drive_ms = 0;
   std::string criu_source;
+  // A warm call's vCPU counters (ServeOptions::vcpu_counts; api/wisp.capnp Timings).
+  bool vcpu_counted = false;
+  uint64_t exits = 0, nested_page_faults = 0, written_pages = 0;
 };
 
 struct CallResult {
@@ -172,11 +178,15 @@ class Service {
   // A warm clone of `name`, made ahead of demand (WarmPools' maker).
   kj::Promise<kj::Own<Clone>> make_warm(const std::string& name);
   // A warm clone's guest reads its template's working set before it is paused (ServeOptions::
-  // warm_touch): the ranges (none when off or the template has none), then the read. A
-  // failure only warns, once per template generation (touch_warned_).
-  std::vector<AgentLink::PageRange> warm_touch_ranges(const manager::OpenTemplate& tpl);
-  kj::Promise<void> touch_working_set(Clone& c, const std::string& name,
-                                      const std::vector<AgentLink::PageRange>& ranges);
+  // warm_touch), its VMM having made the template's written set private copies first: the
+  // ranges (none when off or the template has none), then the two calls. A failure only
+  // warns, once per template generation (touch_warned_).
+  struct WarmTouch {
+    std::vector<AgentLink::PageRange> guest;             // the working set, guest-physical
+    std::vector<std::pair<uint64_t, uint64_t>> written;  // the written set, memory file pages
+  };
+  WarmTouch warm_touch_of(const manager::OpenTemplate& tpl);
+  kj::Promise<void> touch_working_set(Clone& c, const std::string& name, const WarmTouch& touch);
   void warn_touch_once(const std::string& generation_dir, const std::string& why);
   // Warm clones being made wait while calls take every CPU serve may use (Clone::set_stopped:
   // at SCHED_IDLE they still cost such calls; on the testbed's one CPU, any call): stopped as

@@ -259,6 +259,30 @@ class ControlLinkImpl final : public ControlLink {
   kj::Promise<void> resume() override {
     return timer_.timeoutAfter(to_kj(kCallGrace), vmm_.resumeRequest().send().ignoreResult());
   }
+  kj::Promise<uint64_t> populate_writable(
+      const std::vector<std::pair<uint64_t, uint64_t>>& ranges) override {
+    auto req = vmm_.populateWritableRequest();
+    auto list = req.initRanges(static_cast<unsigned>(ranges.size()));
+    for (size_t i = 0; i < ranges.size(); ++i) {
+      list[i].setFirst(ranges[i].first);
+      list[i].setCount(ranges[i].second);
+    }
+    return timer_.timeoutAfter(
+        to_kj(kCallGrace),
+        req.send().then(
+            [](capnp::Response<api::Vmm::PopulateWritableResults>&& r) { return r.getPages(); }));
+  }
+  kj::Promise<Sample> sample() override {
+    return timer_.timeoutAfter(
+        to_kj(kCallGrace),
+        vmm_.statsRequest().send().then([](capnp::Response<api::Vmm::StatsResults>&& r) {
+          Sample s;
+          s.exits = r.getVcpu().getExits();
+          s.nested_page_faults = r.getVcpu().getNestedPageFaults();
+          s.written_pages = r.getStats().getWrittenPages();
+          return s;
+        }));
+  }
 
  private:
   kj::Timer& timer_;

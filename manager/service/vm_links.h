@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "api/agent_client.h"  // client::InvokeRequest, client::InvokeResult
@@ -99,6 +100,15 @@ class ControlLink {
   // the guest's clock stands still until the resume (api/vmm.capnp pause).
   virtual kj::Promise<void> pause(bool lasting, bool hold_clock) = 0;
   virtual kj::Promise<void> resume() = 0;
+  // The VMM's counters now: its vCPUs' (summed, since the restore) and guest pages written.
+  struct Sample {
+    uint64_t exits = 0, nested_page_faults = 0, written_pages = 0;
+  };
+  virtual kj::Promise<Sample> sample() = 0;
+  // Vmm.populateWritable: these pages (first page, count; the memory file's page indexes) made
+  // private copies now. Resolves to the pages.
+  virtual kj::Promise<uint64_t> populate_writable(
+      const std::vector<std::pair<uint64_t, uint64_t>>& ranges) = 0;
 };
 
 kj::Promise<kj::Own<ControlLink>> connect_control(kj::AsyncIoContext& io,

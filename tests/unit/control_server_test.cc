@@ -69,6 +69,17 @@ class FakeService final : public control::Service {
     note();
     return {{0, 3}, {100, 4}};
   }
+  std::vector<std::pair<uint64_t, uint64_t>> written_ranges() override {
+    note();
+    return {{100, 2}};
+  }
+  uint64_t populate_writable(const std::vector<std::pair<uint64_t, uint64_t>>& ranges) override {
+    note();
+    populated = ranges;
+    if (ranges.size() == 1 && ranges[0].first > 1000) throw Error("populateWritable: outside");
+    return 5;
+  }
+  std::vector<std::pair<uint64_t, uint64_t>> populated;  // the last populate_writable's
 
   std::atomic<int> pauses{0}, resumes{0}, snapshots{0}, clock_holds{0};
   int state_fd = -1, memory_fd = -1;  // what the last snapshot got
@@ -155,6 +166,17 @@ TEST_F(ControlServerTest, CallsRunOnTheEventLoopThread) {
   EXPECT_EQ(s.vcpu.io_exits, 2u);
   std::vector<std::pair<uint64_t, uint64_t>> ranges = {{0, 3}, {100, 4}};
   EXPECT_EQ(client->resident_ranges(), ranges);
+  std::vector<std::pair<uint64_t, uint64_t>> written = {{100, 2}};
+  EXPECT_EQ(client->written_ranges(), written);
+  std::vector<std::pair<uint64_t, uint64_t>> populate = {{1, 2}, {8, 3}};
+  EXPECT_EQ(client->populate_writable(populate), 5u);
+  EXPECT_EQ(service_.populated, populate);
+  try {
+    client->populate_writable({{5000, 1}});
+    ADD_FAILURE() << "a refused populateWritable did not throw";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("outside"), std::string::npos) << e.what();
+  }
   EXPECT_EQ(service_.pauses, 3);
   EXPECT_EQ(service_.clock_holds, 1);
   EXPECT_EQ(service_.resumes, 2);

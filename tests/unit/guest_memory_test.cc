@@ -115,6 +115,12 @@ TEST(GuestMemoryFilePrivate, TracksWrittenResidentAndDataPages) {
   EXPECT_TRUE(mem.write_obj(GuestAddress(30 * 4096 + 1), uint8_t{7}));
   EXPECT_TRUE(mem.write_obj(GuestAddress(10 * 4096), uint8_t{8}));
   EXPECT_EQ(set_pages(mem.written_pages()), (std::vector<uint64_t>{10, 30}));
+
+  // populate_writable makes private copies without changing a byte (populateWritable).
+  mem.populate_writable(3, 1);
+  EXPECT_EQ(set_pages(mem.written_pages()), (std::vector<uint64_t>{3, 10, 30}));
+  EXPECT_TRUE(mem.read_obj(GuestAddress(3 * 4096 + 5), &b));
+  EXPECT_EQ(b, 0xaa);
   EXPECT_TRUE(mem.resident_pages()[30]);
   EXPECT_EQ(set_pages(mem.data_pages()), (std::vector<uint64_t>{3, 10, 30}));
   uint8_t in_file = 0;

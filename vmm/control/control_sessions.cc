@@ -125,6 +125,30 @@ class VmmConnection final : public api::Vmm::Server {
     return kj::READY_NOW;
   }
 
+  kj::Promise<void> writtenRanges(WrittenRangesContext context) override {
+    std::vector<std::pair<uint64_t, uint64_t>> runs;
+    s_.run([&] { runs = s_.service_.written_ranges(); });
+    auto out = context.getResults().initRanges(static_cast<unsigned>(runs.size()));
+    for (size_t i = 0; i < runs.size(); ++i) {
+      out[i].setFirst(runs[i].first);
+      out[i].setCount(runs[i].second);
+    }
+    return kj::READY_NOW;
+  }
+  kj::Promise<void> populateWritable(PopulateWritableContext context) override {
+    auto in = context.getParams().getRanges();
+    if (in.size() > api::Vmm::MAX_POPULATE_RANGES)
+      fail("populateWritable: " + std::to_string(in.size()) + " ranges, at most " +
+           std::to_string(api::Vmm::MAX_POPULATE_RANGES));
+    std::vector<std::pair<uint64_t, uint64_t>> ranges;
+    ranges.reserve(in.size());
+    for (auto r : in) ranges.emplace_back(r.getFirst(), r.getCount());
+    uint64_t pages = 0;
+    s_.run([&] { pages = s_.service_.populate_writable(ranges); });
+    context.getResults().setPages(pages);
+    return kj::READY_NOW;
+  }
+
  private:
   ControlSessions& s_;
   PauseHolds::ConnectionId id_;

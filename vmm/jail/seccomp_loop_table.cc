@@ -13,6 +13,9 @@
 namespace wisp::jail {
 namespace {
 
+// MADV_POPULATE_WRITE (Linux 5.14; older libc headers lack it).
+constexpr uint32_t kMadvisePopulateWrite = 23;
+
 // socket()'s type without its SOCK_NONBLOCK and SOCK_CLOEXEC flags.
 constexpr uint64_t kSocketTypeMask = 0xf;
 
@@ -59,6 +62,8 @@ constexpr SyscallRule kSyscalls[] = {
     allow_if("mmap", "large allocations (no PROT_EXEC)", bits_clear(2, PROT_EXEC)),
     allow_if("mprotect", "malloc (no PROT_EXEC)", bits_clear(2, PROT_EXEC)),
     allow("munmap", "large allocations freed; guest memory unmapped at exit"),
+    allow_if("madvise", "control: populateWritable makes guest pages private copies",
+             int_eq(2, kMadvisePopulateWrite)),
     allow("exit_group", "the VMM exits; the SIGSYS handler"),
     allow("restart_syscall", "a call interrupted by a stop/continue signal is resumed"),
 };

@@ -68,6 +68,31 @@ std::vector<std::pair<uint64_t, uint64_t>> MachineControl::resident_ranges() {
   return out;
 }
 
+std::vector<std::pair<uint64_t, uint64_t>> MachineControl::written_ranges() {
+  const GuestMemory& mem = machine_.memory();
+  if (!mem.is_file_private())
+    throw Error("a VM that was not restored has no written pages to list");
+  std::vector<std::pair<uint64_t, uint64_t>> out;
+  for (const snapshot::PageRange& r : snapshot::page_ranges(mem.written_pages()))
+    out.emplace_back(r.first, r.count);
+  return out;
+}
+
+uint64_t MachineControl::populate_writable(
+    const std::vector<std::pair<uint64_t, uint64_t>>& ranges) {
+  const GuestMemory& mem = machine_.memory();
+  uint64_t pages = 0;
+  // All checked before any is populated: a bad list changes nothing.
+  for (const auto& [first, count] : ranges) {
+    if (count == 0 || first > mem.page_count() || count > mem.page_count() - first)
+      throw Error("populateWritable: pages " + std::to_string(first) + "+" + std::to_string(count) +
+                  " are not inside guest memory (" + std::to_string(mem.page_count()) + " pages)");
+    pages += count;
+  }
+  for (const auto& [first, count] : ranges) mem.populate_writable(first, count);
+  return pages;
+}
+
 ControlServiceFactory machine_control(std::string dir, std::string id) {
   return [dir = std::move(dir), id = std::move(id)](Machine& machine) {
     return std::make_unique<MachineControl>(machine, dir, id);

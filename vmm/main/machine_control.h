@@ -29,6 +29,8 @@ class MachineControl final : public control::Service {
   control::SnapshotReport snapshot(const control::SnapshotRequest& request) override;
   control::MemoryStats stats() override;
   std::vector<std::pair<uint64_t, uint64_t>> resident_ranges() override;
+  std::vector<std::pair<uint64_t, uint64_t>> written_ranges() override;
+  uint64_t populate_writable(const std::vector<std::pair<uint64_t, uint64_t>>& ranges) override;
 
  private:
   Machine& machine_;

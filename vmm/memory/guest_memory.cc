@@ -11,6 +11,10 @@
 #include "base/error.h"
 #include "base/log.h"
 
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23  // Linux 5.14; older libc headers lack it
+#endif
+
 namespace wisp {
 
 std::vector<MemoryRegion> GuestMemory::layout(uint64_t size) {
@@ -133,6 +137,11 @@ GuestMemory GuestMemory::copy_to_huge_pages() const {
     p = end;
   }
   return out;
+}
+
+void GuestMemory::populate_writable(uint64_t first_page, uint64_t count) const {
+  if (madvise(mapping_ + first_page * 4096, count * 4096, MADV_POPULATE_WRITE) != 0)
+    throw_errno("making guest pages writable (MADV_POPULATE_WRITE)");
 }
 
 void GuestMemory::overlay_file_pages(int fd, uint64_t first_page, uint64_t count) {

@@ -115,6 +115,10 @@ class GuestMemory {
   // since) are known to be zero; lets a snapshot skip them without reading. A touched huge page
   // counts as 512 touched pages (the snapshot writer skips the zero ones). Throws Error.
   std::vector<bool> data_pages() const;
+  // Makes pages [first, first + count) private copies now (MADV_POPULATE_WRITE), as writes
+  // would, for a guest whose writes to them should take no fault later. The caller checked the
+  // range. Throws Error (a kernel before 5.14 lacks it).
+  void populate_writable(uint64_t first_page, uint64_t count) const;
   // True for memory from map_file_private.
   bool is_file_private() const { return private_file_; }
 
