@@ -317,9 +317,11 @@ kj::Promise<CallResult> Service::after_ready(Call& call, kj::Promise<void> ready
 kj::Promise<void> Service::resume_warm(Call& call) {
   Clone& c = *call.clone;
   uint64_t t = now_ns();
-  // Both at once: the paused guest reads agent.resumed only once its vCPUs run again, so the
-  // reseed's message travels while the VMM resumes them (one round trip, not two). The handler
-  // still waits for the reseed's answer (run_handler comes after both).
+  // All at once: the paused guest reads agent.resumed only once its vCPUs run again, so the
+  // reseed's message travels while the VMM resumes them, and the handler's call right behind
+  // it (the agent takes a connection's calls in order and runs no handler before the reseed
+  // is done): one round trip for the three, not three. The result is taken only once both
+  // answered (run_handler comes after them), so a failed reseed fails the call.
   auto both = kj::heapArrayBuilder<kj::Promise<void>>(2);
   // The refill behind this take. A restore beside the call slows it where CPUs are few: while
   // another warm clone is ready it waits for the call's end (Call::refill_at_end); with none
@@ -334,6 +336,7 @@ kj::Promise<void> Service::resume_warm(Call& call) {
   both.add(c.guard(c.agent().resumed_fresh(), "reseeding the clone (agent.resumed)")
                .then([&call, t] { call.timings.reseed_ms = ms_since(t); })
                .eagerlyEvaluate(nullptr));
+  call.invoked = send_invoke(call, c.agent());
   auto ready = kj::joinPromises(both.finish());
   if (another_ready) {
     call.refill_at_end = name;

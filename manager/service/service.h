@@ -58,8 +58,9 @@ struct CallRequest {
 // Timings in api/wisp.capnp: queue, restore and total count from the request's arrival; the
 // others are the stage's own length. reconnect is connect (a new clone: the reseed is its
 // confirmation, so reseed_ms stays 0) or resume and reseed, which overlap (a warm clone: both
-// count from the resume's start); handler is the agent's own time for the handler's run,
-// inside invoke.
+// count from the resume's start); invoke runs from reconnect's end to the result (the handler's
+// call went out with the reseed, for either kind: part of it may be over by then); handler is
+// the agent's own time for the handler's run.
 struct CallTimings {
   double queue_ms = 0, restore_ms = 0, reconnect_ms = 0, invoke_ms = 0, total_ms = 0;
   double connect_ms = 0, resume_ms = 0, reseed_ms = 0, handler_ms = 0;
