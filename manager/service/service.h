@@ -188,6 +188,9 @@ class Service {
   };
   WarmTouch warm_touch_of(const manager::OpenTemplate& tpl);
   kj::Promise<void> touch_working_set(Clone& c, const std::string& name, const WarmTouch& touch);
+  // After the first warm call of a template generation (and none after): its clone's written
+  // pages become the written set later warm clones of it populate (learned_written_).
+  kj::Promise<void> learn_written(Call& call);
   void warn_touch_once(const std::string& generation_dir, const std::string& why);
   // Warm clones being made wait while calls take every CPU serve may use (Clone::set_stopped:
   // at SCHED_IDLE they still cost such calls; on the testbed's one CPU, any call): stopped as
@@ -230,6 +233,8 @@ class Service {
   // Before warm_: a warm clone's making, dropped as warm_ goes, takes itself out of warm_making_.
   std::set<std::string> touch_warned_;      // generation directories warn_touch_once warned about
   std::map<uint64_t, Clone*> warm_making_;  // make_warm's clones until made or failed, by id
+  // Per generation directory: the pages its first warm call's clone had written (learn_written).
+  std::map<std::string, std::vector<std::pair<uint64_t, uint64_t>>> learned_written_;
   uint64_t warm_making_ids_ = 0;
   bool warm_making_stopped_ = false;
   uint32_t cpus_ = 1;  // CPUs this process may run on (its affinity mask)

@@ -272,6 +272,16 @@ class ControlLinkImpl final : public ControlLink {
         req.send().then(
             [](capnp::Response<api::Vmm::PopulateWritableResults>&& r) { return r.getPages(); }));
   }
+  kj::Promise<std::vector<std::pair<uint64_t, uint64_t>>> written_ranges() override {
+    return timer_.timeoutAfter(to_kj(kCallGrace),
+                               vmm_.writtenRangesRequest().send().then(
+                                   [](capnp::Response<api::Vmm::WrittenRangesResults>&& r) {
+                                     std::vector<std::pair<uint64_t, uint64_t>> out;
+                                     for (auto x : r.getRanges())
+                                       out.emplace_back(x.getFirst(), x.getCount());
+                                     return out;
+                                   }));
+  }
   kj::Promise<Sample> sample() override {
     return timer_.timeoutAfter(
         to_kj(kCallGrace),

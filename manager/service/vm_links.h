@@ -109,6 +109,8 @@ class ControlLink {
   // private copies now. Resolves to the pages.
   virtual kj::Promise<uint64_t> populate_writable(
       const std::vector<std::pair<uint64_t, uint64_t>>& ranges) = 0;
+  // Vmm.writtenRanges: the pages written since the restore (first page, count).
+  virtual kj::Promise<std::vector<std::pair<uint64_t, uint64_t>>> written_ranges() = 0;
 };
 
 kj::Promise<kj::Own<ControlLink>> connect_control(kj::AsyncIoContext& io,
