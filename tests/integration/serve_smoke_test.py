@@ -249,7 +249,8 @@ class ServeSmokeTest(unittest.TestCase):
         # A serve keeping one warm clone of echo: the call takes it (resumed and reseeded), and
         # the pool refills behind it.
         sock = os.path.join(self.tmp, "warm.sock")
-        serve = subprocess.Popen([self.wisp, "serve", "--socket", sock, "--warm", "echo=1"],
+        serve = subprocess.Popen([self.wisp, "serve", "--socket", sock, "--warm", "echo=1",
+                                  "--vcpu-counts"],
                                  env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
         try:
             def warm_ready():
@@ -272,6 +273,12 @@ class ServeSmokeTest(unittest.TestCase):
             self.assertEqual(base64.b64decode(r["stdout"]).decode(), "got:warm!\n", r)
             self.assertTrue(r["timings"]["warm"], r)
             self.assertEqual(r["timings"]["restoreMs"], 0, r)
+            # --vcpu-counts: the guest's counters during the call (Cap'n Proto JSON gives
+            # 64-bit integers as strings).
+            t = r["timings"]
+            self.assertTrue(t.get("vcpuCounted"), t)
+            self.assertGreater(int(t["exits"]), 0, t)
+            self.assertLessEqual(int(t["nestedPageFaults"]), int(t["exits"]), t)
             print(f"warm invoke timings: {r['timings']}", file=sys.stderr)
             wait_for(warm_ready, 120, "the warm pool to refill")
             # A clone held paused for longer than its call's timeout: the timeout counts from

@@ -240,7 +240,8 @@ class SnapshotTest(unittest.TestCase):
     def test_working_set_recorded_and_prefetched(self):
         created = self.run_wisp("template", "create", "ws", "--handler", "/bin/echo ws-ok",
                                 timeout=600)
-        m = re.search(r"working set: (\d+) pages in (\d+) ranges", created.stdout + created.stderr)
+        m = re.search(r"working set: (\d+) pages in (\d+) ranges, (\d+) of them written",
+                      created.stdout + created.stderr)
         self.assertTrue(m, created.stdout + created.stderr)
         # The generation's own path (templates/ws is a symlink to it), as messages name it.
         snap = os.path.realpath(os.path.join(self.env["WISP_HOME"], "templates", "ws", "snapshot"))
@@ -254,6 +255,13 @@ class SnapshotTest(unittest.TestCase):
         self.assertGreater(pages, 100)
         self.assertLess(pages, ws["memory_pages"] // 4)
         self.assertIn("working set %d pages" % pages, self.run_wisp("snapshot", "verify", snap).stdout)
+        # The pages the probe wrote: a subset of those it touched, in the same format.
+        written = read_working_set(os.path.join(snap, "written-set"))
+        self.assertEqual(written["memory_pages"], ws["memory_pages"])
+        written_pages = sum(c for _, c in written["ranges"])
+        self.assertEqual(written_pages, int(m.group(3)))
+        self.assertGreater(written_pages, 0)
+        self.assertLessEqual(written_pages, pages)
 
         # Clones answer with and without prefetch.
         self.assertEqual(self.invoke("ws").strip(), "ws-ok")
