@@ -38,9 +38,9 @@ wisp-vmm process. SIGTERM or SIGINT drains: new work is refused, calls in flight
   --max-per-template N   VMs of one template at once (default: unlimited)
   --pool N               pre-jailed VMMs kept waiting for a restore order
   --warm NAME=N          keep N clones of template NAME restored and paused (repeatable)
-  --no-warm-touch        do not have a warm clone's guest read its template's working set
-                         before it is paused (by default it does, so its calls take fewer
-                         nested page faults)
+  --no-warm-touch        do not make a warm clone's pages ready before it is paused (by
+                         default its VMM copies the pages a call writes and its guest reads
+                         the template's working set, so its calls take few nested page faults)
   --vcpu-counts          warm calls report their guest's exits, nested page faults and pages
                          written in their timings (one more VMM call each, before the answer)
   --allow-dir DIR        host files a template spec names must lie under one of these

@@ -25,7 +25,8 @@ concurrency 8, in chunks of 500 that take --soak-modes in turn (default: the poo
 clones), with serve's RSS and fd count before and after (flat: RSS within 10 %, fds equal).
 JSON to --out, a table on stdout. Calls start once serve holds all its --warm clones (its
 /metrics), so the first warm calls do not find the pool still filling from serve's start;
---no-warm-touch runs serve without its warm clones' working-set read-ahead, to compare.
+--no-warm-touch runs serve without its warm clones' pages made ready ahead (written set copied,
+working set read), to compare.
 
 Back to back, a client sends its next call the moment the last one answers: on the testbed's one
 CPU a pool's refill and a warm clone's restore then compete with the calls themselves, so those
@@ -429,7 +430,7 @@ def main():
     ap.add_argument("--pool", type=int, default=8)
     ap.add_argument("--warm", type=int, default=8)
     ap.add_argument("--no-warm-touch", action="store_true",
-                    help="serve's warm clones skip reading their working set ahead "
+                    help="serve's warm clones skip having their pages made ready ahead "
                          "(wisp serve --no-warm-touch), to measure what it gains")
     ap.add_argument("--max-vms", type=int, default=16,
                     help="serve's clone limit (calls beyond it queue in its admission)")

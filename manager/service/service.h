@@ -36,8 +36,9 @@ struct ServeOptions {
   AdmissionLimits limits;
   uint32_t pool = 0;                     // --pool N (the pool's target size)
   std::map<std::string, uint32_t> warm;  // --warm NAME=N
-  // A warm clone's guest reads its template's working set before it is paused
-  // (agent.touchMemory), so KVM has mapped those pages before a call (--no-warm-touch: not).
+  // Before a warm clone is paused its VMM copies the pages a call writes (Vmm.populateWritable)
+  // and its guest reads its template's working set (agent.touchMemory), so KVM has mapped
+  // those pages before a call (--no-warm-touch: not).
   bool warm_touch = true;
   // Warm calls report their guest's exits, nested page faults and pages written (one more VMM
   // call each, before the answer; --vcpu-counts).
