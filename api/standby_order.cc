@@ -182,9 +182,12 @@ std::string encode_order(const RestoreOrder& order) {
     modes += std::string(modes.empty() ? "" : ",") + (ro ? "ro" : "rw");
   if (modes.empty()) modes = "-";
   check_source_dir(order.source_dir);
+  if (order.written_set && !order.working_set)
+    throw Error("standby order: a written set without a working set");
   std::string text = std::string(kVersion) + " " + std::string(kRestore) + " " +
                      std::to_string(order.layers) + " " + modes +
-                     (order.working_set ? " ws " : " ") + order.source_dir + "\n";
+                     (order.working_set ? " ws " : " ") + (order.written_set ? "wr " : "") +
+                     order.source_dir + "\n";
   if (text.size() > kMaxOrderBytes)
     throw Error("standby order: snapshot directory " + order.source_dir + " is too long");
   return text;
@@ -214,13 +217,17 @@ Order parse_order(std::string_view message, size_t fds) {
   if (s.substr(0, 3) == "ws ") {
     order.working_set = true;
     s.remove_prefix(3);
+    if (s.substr(0, 3) == "wr ") {
+      order.written_set = true;
+      s.remove_prefix(3);
+    }
   }
   check_source_dir(s);
   order.source_dir = std::string(s);
   if (fds != order.fd_count())
     throw Error("standby order: came with " + std::to_string(fds) + " descriptors, " +
                 std::to_string(order.fd_count()) +
-                " expected (2 per layer, 1 per drive, 1 for ws)");
+                " expected (2 per layer, 1 per drive, 1 for ws, 1 for wr)");
   return order;
 }
 

@@ -4,10 +4,12 @@
 //
 //   VMM -> manager  "standby\n"                   jailed (namespaces, root, cgroup, uid, no
 //                                                 capabilities), /dev/kvm open, waiting
-//   manager -> VMM  "wisp-order/1 restore L MODES [ws] DIR\n" with 2*L + D (+ 1) descriptors
-//                   (SCM_RIGHTS): each layer's state file then memory file, top layer first,
-//                   then the D drive images in slot order, then with "ws" the top layer's
-//                   working-set file (snapshot/working_set.h: the VMM prefetches it). MODES is "-"
+//   manager -> VMM  "wisp-order/1 restore L MODES [ws [wr]] DIR\n" with 2*L + D (+ 1 or 2)
+//                   descriptors (SCM_RIGHTS): each layer's state file then memory file, top
+//                   layer first, then the D drive images in slot order, then with "ws" the top
+//                   layer's working-set file (snapshot/working_set.h: the VMM prefetches it),
+//                   then with "wr" its written-set file (the VMM makes those pages private
+//                   copies before the vCPUs run). MODES is "-"
 //                   (no drive) or the D drives' modes joined by commas ("ro,rw"), which must be the
 //                   snapshot's. DIR (the rest of the line, absolute) is the snapshot's directory: a
 //                   label the VMM opens nothing by, recorded as the parent of a diff snapshot of
@@ -53,7 +55,7 @@ constexpr size_t kMaxOrderBytes = 64 + 4096;
 // A full snapshot and up to 16 diff layers above it (snapshot/'s kMaxDiffDepth).
 constexpr uint32_t kMaxLayers = 17;
 constexpr uint32_t kMaxDrives = 16;
-constexpr size_t kMaxOrderFds = 2 * kMaxLayers + kMaxDrives + 1;  // + the working set
+constexpr size_t kMaxOrderFds = 2 * kMaxLayers + kMaxDrives + 2;  // + working and written set
 // The kernel's COMMAND_LINE_SIZE (2048) less its terminating NUL: a boot order's CMDLINE; the
 // VMM checks the whole line (its defaults added) against the kernel image's own limit.
 constexpr size_t kMaxCmdlineBytes = 2047;
@@ -65,8 +67,10 @@ struct RestoreOrder {
   std::vector<bool> drive_read_only;  // one per drive, in slot order
   std::string source_dir;             // the snapshot's directory (a label, see above)
   bool working_set = false;           // a working-set descriptor follows the drives'
+  bool written_set = false;           // ... and a written-set one (only with working_set)
   size_t fd_count() const {
-    return 2 * size_t{layers} + drive_read_only.size() + (working_set ? 1 : 0);
+    return 2 * size_t{layers} + drive_read_only.size() + (working_set ? 1 : 0) +
+           (written_set ? 1 : 0);
   }
   bool operator==(const RestoreOrder&) const = default;
 };

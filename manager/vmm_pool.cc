@@ -102,6 +102,11 @@ void StandbyVmm::order_restore(const std::string& snapshot_dir,
     files.push_back(open_snapshot_file(in.working_set));
     fds.push_back(files.back().get());
     order.working_set = true;
+    if (!in.written_set.empty()) {
+      files.push_back(open_snapshot_file(in.written_set));
+      fds.push_back(files.back().get());
+      order.written_set = true;
+    }
   }
   order.layers = static_cast<uint32_t>(in.files.size() / 2);
   order.source_dir = dir;

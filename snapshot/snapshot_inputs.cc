@@ -18,6 +18,8 @@ SnapshotInputs snapshot_inputs(const SnapshotChain& chain) {
   std::string ws = chain.dirs.front() + "/" + kWorkingSetFileName;
   struct stat st;
   if (::lstat(ws.c_str(), &st) == 0 && S_ISREG(st.st_mode)) in.working_set = ws;
+  std::string written = chain.dirs.front() + "/" + kWrittenSetFileName;
+  if (::lstat(written.c_str(), &st) == 0 && S_ISREG(st.st_mode)) in.written_set = written;
   const MachineState& top = chain.states.front().machine;
   in.mem_bytes = top.mem_bytes;
   in.vcpus = static_cast<uint32_t>(top.vcpus.size());

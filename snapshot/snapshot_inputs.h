@@ -22,6 +22,8 @@ struct SnapshotInputs {
   // The top layer's working set (snapshot/working_set.h) if its directory has one (a regular
   // file, not a symlink), else empty: read after the jail is up, so the jail must expose it.
   std::string working_set;
+  // Its written set (the pages the probe clone wrote, the same format), likewise.
+  std::string written_set;
   uint64_t mem_bytes = 0;  // the machine's guest RAM
   uint32_t vcpus = 0;
 };

@@ -57,6 +57,23 @@ TEST(StandbyOrder, WorkingSetIsOptional) {
   expect_error([] { parse_order("wisp-order/1 restore 1 - ws\n", 3); }, {"absolute"});
 }
 
+// The written set's descriptor after the working set's, announced by "wr" after "ws" (and only
+// there: before it, "wr" is the start of a relative directory, refused).
+TEST(StandbyOrder, WrittenSetFollowsTheWorkingSet) {
+  RestoreOrder o = order(2, {true});
+  o.working_set = true;
+  o.written_set = true;
+  EXPECT_EQ(o.fd_count(), 7u);
+  EXPECT_EQ(encode_order(o), "wisp-order/1 restore 2 ro ws wr /store/t\n");
+  EXPECT_EQ(restore_of(encode_order(o), 7), o);
+  expect_error([] { parse_order("wisp-order/1 restore 1 - wr /s\n", 3); }, {"absolute"});
+  expect_error([] { parse_order("wisp-order/1 restore 1 - ws wr /s\n", 3); },
+               {"3 descriptors", "4 expected"});
+  RestoreOrder alone = order(1);
+  alone.written_set = true;
+  expect_error([&] { encode_order(alone); }, {"without a working set"});
+}
+
 TEST(StandbyOrder, RefusesAWrongDescriptorCount) {
   expect_error([] { parse_order("wisp-order/1 restore 1 - /s\n", 1); },
                {"came with 1 descriptors, 2 expected"});

@@ -89,6 +89,8 @@ struct RestoreOptions {
   bool no_prefetch = false;
   std::string working_set;  // the snapshot's working-set file ("" none, or --no-prefetch)
   UniqueFd working_set_fd;  // ... opened before the jail, which then need not expose it
+  std::string written_set;  // its written-set file, likewise
+  UniqueFd written_set_fd;
   int verbose = 0;
   int ready_fd = -1;
   VmmJailOptions jail;
@@ -211,6 +213,11 @@ jail::JailConfig jail_for(RestoreOptions& o) {
     o.working_set = in.working_set;
     o.working_set_fd = open_working_set(o.working_set);
     keep.push_back(o.working_set_fd.get());
+    if (!in.written_set.empty()) {
+      o.written_set = in.written_set;
+      o.written_set_fd = open_working_set(o.written_set);
+      keep.push_back(o.written_set_fd.get());
+    }
   }
   if (!o.jail.flags.jail) return vmm_jail_config(o.jail, &o.cfg, {}, keep);
   o.cfg.mem_bytes = in.mem_bytes;
@@ -260,6 +267,10 @@ int restore_vm(RestoreOptions& o, jail::Confinement& confinement, uint64_t t0_ns
       // The recorded working set loaded before the vCPUs run; a corrupt one fails the
       // restore, naming the file.
       t.prefetch = prefetch_working_set(o.working_set_fd.get(), o.working_set, snap.memory);
+      // The pages a call will write, made private copies now: the guest's first touch of
+      // each then maps it writable, instead of a read fault and a write fault later.
+      if (o.written_set_fd)
+        populate_written_set(o.written_set_fd.get(), o.written_set, snap.memory);
     }
     t.loaded_ns = now_ns();
     configure_devices(o, snap, &o.cfg);

@@ -160,7 +160,7 @@ void configure_devices(const StandbyOptions& o, const snapshot::LoadedSnapshot& 
 // The order's descriptors after the layers' files: its drives, in slot order.
 std::vector<UniqueFd> drives_of(const standby::RestoreOrder& order, std::vector<UniqueFd>& fds) {
   std::vector<UniqueFd> drives;
-  size_t end = fds.size() - (order.working_set ? 1 : 0);
+  size_t end = fds.size() - (order.working_set ? 1 : 0) - (order.written_set ? 1 : 0);
   for (size_t i = 2 * size_t{order.layers}; i < end; ++i) drives.push_back(std::move(fds[i]));
   return drives;
 }
@@ -187,7 +187,11 @@ Ordered restore_on_order(StandbyOptions& o, const standby::RestoreOrder& order,
       layers_of(order, fds),
       [&](uint32_t vcpus, CpuModel model) { return guest_cpuid(kvm, 0, vcpus, model); }, name);
   if (order.working_set) {
-    prefetch_working_set(fds.back().get(), order.source_dir + "/working-set", snap.memory);
+    const size_t ws = fds.size() - (order.written_set ? 2 : 1);
+    prefetch_working_set(fds[ws].get(), order.source_dir + "/working-set", snap.memory);
+    // The pages a call will write, made private copies now (restore_command.cc does the same).
+    if (order.written_set)
+      populate_written_set(fds.back().get(), order.source_dir + "/written-set", snap.memory);
   }
   uint64_t loaded = now_ns();
   configure_devices(o, snap, order, drives_of(order, fds), &o.cfg);

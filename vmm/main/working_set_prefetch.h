@@ -13,5 +13,8 @@ namespace wisp {
 
 // `fd`: the working-set file, open for reading; `name` names it in messages. Throws Error.
 PrefetchResult prefetch_working_set(int fd, const std::string& name, const GuestMemory& memory);
+// The written set in `fd` (named `name` in messages) made private copies in `memory`
+// (GuestMemory::populate_writable). Throws Error on a damaged file; returns the pages.
+uint64_t populate_written_set(int fd, const std::string& name, const GuestMemory& memory);
 
 }  // namespace wisp
