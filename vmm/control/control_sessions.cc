@@ -56,6 +56,16 @@ void set_report(api::SnapshotReport::Builder out, const control::SnapshotReport&
   out.setPagesInLayer(r.pages_in_layer);
 }
 
+// Runs of pages (first, count) as a call's `ranges` result.
+template <typename Results>
+void put_ranges(Results results, const std::vector<std::pair<uint64_t, uint64_t>>& runs) {
+  auto out = results.initRanges(static_cast<unsigned>(runs.size()));
+  for (size_t i = 0; i < runs.size(); ++i) {
+    out[i].setFirst(runs[i].first);
+    out[i].setCount(runs[i].second);
+  }
+}
+
 }  // namespace
 
 // One connection's Vmm capability: the calls of api/vmm.capnp, each run on the VM's loop.
@@ -117,22 +127,14 @@ class VmmConnection final : public api::Vmm::Server {
   kj::Promise<void> residentRanges(ResidentRangesContext context) override {
     std::vector<std::pair<uint64_t, uint64_t>> runs;
     s_.run([&] { runs = s_.service_.resident_ranges(); });
-    auto out = context.getResults().initRanges(static_cast<unsigned>(runs.size()));
-    for (size_t i = 0; i < runs.size(); ++i) {
-      out[i].setFirst(runs[i].first);
-      out[i].setCount(runs[i].second);
-    }
+    put_ranges(context.getResults(), runs);
     return kj::READY_NOW;
   }
 
   kj::Promise<void> writtenRanges(WrittenRangesContext context) override {
     std::vector<std::pair<uint64_t, uint64_t>> runs;
     s_.run([&] { runs = s_.service_.written_ranges(); });
-    auto out = context.getResults().initRanges(static_cast<unsigned>(runs.size()));
-    for (size_t i = 0; i < runs.size(); ++i) {
-      out[i].setFirst(runs[i].first);
-      out[i].setCount(runs[i].second);
-    }
+    put_ranges(context.getResults(), runs);
     return kj::READY_NOW;
   }
   kj::Promise<void> populateWritable(PopulateWritableContext context) override {
