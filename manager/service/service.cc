@@ -67,6 +67,10 @@ Service::Service(kj::AsyncIoContext& io, ServeOptions options)
 }
 
 kj::Promise<kj::Own<Clone>> Service::make_warm(const std::string& name) {
+  // Not even started while calls take every CPU: its VMM's spawn on this loop would cost them
+  // too, and a stopped one would only hold its admission ticket.
+  if (warm_making_stopped_)
+    return spare_cpu_.addBranch().then([this, name] { return make_warm(name); });
   manager::OpenTemplate tpl = open(name);
   if (const std::string* why = fallbacks_.unfit(tpl.dir)) {
     note_unfit(name, tpl.dir, *why);  // stops the refills
@@ -86,7 +90,6 @@ kj::Promise<kj::Own<Clone>> Service::make_warm(const std::string& name) {
              auto& c = *clone;
              const uint64_t id = ++warm_making_ids_;
              warm_making_[id] = &c;
-             if (warm_making_stopped_) c.set_stopped(true);
              return c.restored()
                  .then([&c] {
                    c.set_background(true);
@@ -167,6 +170,13 @@ void Service::update_warm_making() {
   if (stop == warm_making_stopped_) return;
   warm_making_stopped_ = stop;
   for (auto& [id, c] : warm_making_) c->set_stopped(stop);
+  if (stop) {
+    auto paf = kj::newPromiseAndFulfiller<void>();
+    spare_cpu_ = paf.promise.fork();
+    spare_cpu_fulfiller_ = kj::mv(paf.fulfiller);
+  } else {
+    spare_cpu_fulfiller_->fulfill();
+  }
 }
 
 void Service::warn_touch_once(const std::string& generation_dir, const std::string& why) {

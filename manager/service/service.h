@@ -195,8 +195,8 @@ class Service {
   void warn_touch_once(const std::string& generation_dir, const std::string& why);
   // Warm clones being made wait while calls take every CPU serve may use (Clone::set_stopped:
   // at SCHED_IDLE they still cost such calls; on the testbed's one CPU, any call): stopped as
-  // calls reach that many, continued as they drop below; one started meanwhile is stopped at
-  // once. With CPUs to spare they run beside the calls.
+  // calls reach that many, continued as they drop below; one due meanwhile starts only then
+  // (spare_cpu_). With CPUs to spare they run beside the calls.
   void update_warm_making();
 
   // criu_fallback_call.cc: the CRIU fallback (issue 17).
@@ -238,6 +238,9 @@ class Service {
   std::map<std::string, std::vector<std::pair<uint64_t, uint64_t>>> learned_written_;
   uint64_t warm_making_ids_ = 0;
   bool warm_making_stopped_ = false;
+  // While warm_making_stopped_: resolves once it is cleared (make_warm waits for it).
+  kj::ForkedPromise<void> spare_cpu_ = nullptr;
+  kj::Own<kj::PromiseFulfiller<void>> spare_cpu_fulfiller_;
   uint32_t cpus_ = 1;  // CPUs this process may run on (its affinity mask)
   WarmPools warm_;
   TemplateBuilds builds_;  // its threads are joined before the rest goes
