@@ -80,6 +80,7 @@ class Clone {
   // Stops or continues its VMM's processes (manager::set_vmm_stopped): a warm clone being made
   // waits so while calls run.
   void set_stopped(bool stopped);
+  bool stopped() const { return stopped_; }
   // SIGKILLs the VMM now (a sandbox killed mid-call); the destructor still reaps it.
   void terminate() { process_->vmm().terminate(); }
   // Resolves when the VMM process exits.

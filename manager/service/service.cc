@@ -113,6 +113,9 @@ kj::Promise<kj::Own<Clone>> Service::make_warm(const std::string& name) {
                  // Out of warm_making_ before a call can take it: never stopped once made.
                  .then([this, id, clone = kj::mv(clone)]() mutable {
                    warm_making_.erase(id);
+                   // Stopped after its last call went out (the answers came anyway): held
+                   // paused now, it costs no CPU, and a stopped VMM would not resume.
+                   if (clone->stopped()) clone->set_stopped(false);
                    return kj::mv(clone);
                  })
                  // A failure: out of it once the clone is gone.
@@ -280,6 +283,7 @@ kj::Promise<CallResult> Service::invoke(const std::string& name, CallRequest req
     KJ_IF_MAYBE (warm, warm_.take(name, tpl.dir)) {
       call->timings.warm = true;
       call->clone = kj::mv(*warm);
+      if (call->clone->stopped()) call->clone->set_stopped(false);  // never, by make_warm
       call->clone->set_background(false);
       done = after_ready(*call, resume_warm(*call));
     } else {
