@@ -9,6 +9,7 @@
 
 #include "api/thread_io.h"
 #include "api/vmm.capnp.h"
+#include "api/vmm_page_ranges.h"
 #include "base/error.h"
 #include "base/unique_fd.h"
 #include "base/unix_socket.h"
@@ -164,25 +165,17 @@ control::MemoryStats VmmClient::stats() {
 
 std::vector<std::pair<uint64_t, uint64_t>> VmmClient::resident_ranges() {
   auto response = impl_->wait(impl_->vmm.residentRangesRequest().send(), "residentRanges");
-  std::vector<std::pair<uint64_t, uint64_t>> out;
-  for (auto r : response.getRanges()) out.emplace_back(r.getFirst(), r.getCount());
-  return out;
+  return api::page_runs_of(response.getRanges());
 }
 
 std::vector<std::pair<uint64_t, uint64_t>> VmmClient::written_ranges() {
   auto response = impl_->wait(impl_->vmm.writtenRangesRequest().send(), "writtenRanges");
-  std::vector<std::pair<uint64_t, uint64_t>> out;
-  for (auto r : response.getRanges()) out.emplace_back(r.getFirst(), r.getCount());
-  return out;
+  return api::page_runs_of(response.getRanges());
 }
 
 uint64_t VmmClient::populate_writable(const std::vector<std::pair<uint64_t, uint64_t>>& ranges) {
   auto req = impl_->vmm.populateWritableRequest();
-  auto list = req.initRanges(static_cast<unsigned>(ranges.size()));
-  for (size_t i = 0; i < ranges.size(); ++i) {
-    list[i].setFirst(ranges[i].first);
-    list[i].setCount(ranges[i].second);
-  }
+  api::put_page_ranges(req, ranges);
   return impl_->wait(req.send(), "populateWritable").getPages();
 }
 

@@ -131,20 +131,17 @@ kj::Promise<kj::Own<Clone>> Service::make_warm(const std::string& name) {
       KJ_EXCEPTION(OVERLOADED, "no spare capacity for a warm clone"));
 }
 
-Service::WarmTouch Service::warm_touch_of(const manager::OpenTemplate& tpl) {
-  WarmTouch out;
-  if (!options_.warm_touch) return out;
+const Service::WarmTouch& Service::warm_touch_of(const manager::OpenTemplate& tpl) {
+  auto [it, added] = warm_touches_.try_emplace(tpl.dir);
+  if (!added || !options_.warm_touch) return it->second;
   try {
-    for (auto [first, count] : manager::working_set_guest_ranges(tpl.snapshot_dir))
-      out.guest.push_back({first, count});
-    auto learned = learned_written_.find(tpl.dir);
-    out.written = learned != learned_written_.end() ? learned->second
-                                                    : manager::written_set_ranges(tpl.snapshot_dir);
+    it->second.guest = manager::working_set_guest_ranges(tpl.snapshot_dir);
+    it->second.written = manager::written_set_ranges(tpl.snapshot_dir);
   } catch (const Error& e) {
     warn_touch_once(tpl.dir, e.what());
-    return WarmTouch();
+    it->second = WarmTouch();
   }
-  return out;
+  return it->second;
 }
 
 kj::Promise<void> Service::touch_working_set(Clone& c, const std::string& name,
@@ -283,7 +280,6 @@ kj::Promise<CallResult> Service::invoke(const std::string& name, CallRequest req
     KJ_IF_MAYBE (warm, warm_.take(name, tpl.dir)) {
       call->timings.warm = true;
       call->clone = kj::mv(*warm);
-      if (call->clone->stopped()) call->clone->set_stopped(false);  // never, by make_warm
       call->clone->set_background(false);
       done = after_ready(*call, resume_warm(*call));
     } else {
@@ -436,14 +432,17 @@ kj::Promise<CallResult> Service::run_handler(Call& call) {
 kj::Promise<void> Service::learn_written(Call& call) {
   if (!call.clone || !call.timings.warm || !options_.warm_touch) return kj::READY_NOW;
   const std::string dir = call.clone->generation_dir();
-  if (learned_written_.count(dir)) return kj::READY_NOW;
+  auto touch = warm_touches_.find(dir);
+  if (touch == warm_touches_.end() || touch->second.learned) return kj::READY_NOW;
   // What the probe clone wrote predicts what a warm clone writes only roughly (its guest came
   // another way: a fresh connection after the restore, not one made ahead, and in one testbed
   // run wrote 146 pages none of which the probe had): the pages this clone wrote, populated
   // ones included, are what its successors will write.
   return call.clone->control().written_ranges().then(
       [this, dir](std::vector<std::pair<uint64_t, uint64_t>> ranges) {
-        learned_written_[dir] = std::move(ranges);
+        WarmTouch& t = warm_touches_[dir];
+        t.written = std::move(ranges);
+        t.learned = true;
       },
       [this, dir](kj::Exception&& e) { warn_touch_once(dir, e.getDescription().cStr()); });
 }

@@ -181,16 +181,18 @@ class Service {
   kj::Promise<kj::Own<Clone>> make_warm(const std::string& name);
   // A warm clone's guest reads its template's working set before it is paused (ServeOptions::
   // warm_touch), its VMM having made the template's written set private copies first: the
-  // ranges (none when off or the template has none), then the two calls. A failure only
-  // warns, once per template generation (touch_warned_).
+  // ranges (none when off or the template has none; read from the snapshot once per template
+  // generation, warm_touches_), then the two calls. A failure only warns, once per template
+  // generation (touch_warned_).
   struct WarmTouch {
-    std::vector<AgentLink::PageRange> guest;             // the working set, guest-physical
+    std::vector<std::pair<uint64_t, uint64_t>> guest;    // the working set, guest-physical
     std::vector<std::pair<uint64_t, uint64_t>> written;  // the written set, memory file pages
+    bool learned = false;  // `written` is what a warm call's clone wrote (learn_written)
   };
-  WarmTouch warm_touch_of(const manager::OpenTemplate& tpl);
+  const WarmTouch& warm_touch_of(const manager::OpenTemplate& tpl);
   kj::Promise<void> touch_working_set(Clone& c, const std::string& name, const WarmTouch& touch);
   // After the first warm call of a template generation (and none after): its clone's written
-  // pages become the written set later warm clones of it populate (learned_written_).
+  // pages become the written set later warm clones of it populate.
   kj::Promise<void> learn_written(Call& call);
   void warn_touch_once(const std::string& generation_dir, const std::string& why);
   // Warm clones being made wait while calls take every CPU serve may use (Clone::set_stopped:
@@ -234,8 +236,7 @@ class Service {
   // Before warm_: a warm clone's making, dropped as warm_ goes, takes itself out of warm_making_.
   std::set<std::string> touch_warned_;      // generation directories warn_touch_once warned about
   std::map<uint64_t, Clone*> warm_making_;  // make_warm's clones until made or failed, by id
-  // Per generation directory: the pages its first warm call's clone had written (learn_written).
-  std::map<std::string, std::vector<std::pair<uint64_t, uint64_t>>> learned_written_;
+  std::map<std::string, WarmTouch> warm_touches_;  // by generation directory (warm_touch_of)
   uint64_t warm_making_ids_ = 0;
   bool warm_making_stopped_ = false;
   // While warm_making_stopped_: resolves once it is cleared (make_warm waits for it).

@@ -10,6 +10,7 @@
 #include "api/agent.capnp.h"
 #include "api/agent_wire.h"
 #include "api/vmm.capnp.h"
+#include "api/vmm_page_ranges.h"
 #include "api/vsock_bridge_stream.h"
 #include "base/clock.h"
 
@@ -170,12 +171,13 @@ class AgentLinkImpl final : public AgentLink {
           return convert(result);
         }));
   }
-  kj::Promise<uint64_t> touch_memory(const std::vector<PageRange>& ranges) override {
+  kj::Promise<uint64_t> touch_memory(
+      const std::vector<std::pair<uint64_t, uint64_t>>& ranges) override {
     auto req = agent_.touchMemoryRequest();
     auto list = req.initRanges(static_cast<unsigned>(ranges.size()));
     for (size_t i = 0; i < ranges.size(); ++i) {
       list[i].setFirstPage(ranges[i].first);
-      list[i].setPageCount(ranges[i].count);
+      list[i].setPageCount(ranges[i].second);
     }
     // About 100 us a page on the nested testbed (a nested page fault each): 5 s for 50 000
     // pages; the grace covers a slow guest.
@@ -262,11 +264,7 @@ class ControlLinkImpl final : public ControlLink {
   kj::Promise<uint64_t> populate_writable(
       const std::vector<std::pair<uint64_t, uint64_t>>& ranges) override {
     auto req = vmm_.populateWritableRequest();
-    auto list = req.initRanges(static_cast<unsigned>(ranges.size()));
-    for (size_t i = 0; i < ranges.size(); ++i) {
-      list[i].setFirst(ranges[i].first);
-      list[i].setCount(ranges[i].second);
-    }
+    api::put_page_ranges(req, ranges);
     return timer_.timeoutAfter(
         to_kj(kCallGrace),
         req.send().then(
@@ -276,10 +274,7 @@ class ControlLinkImpl final : public ControlLink {
     return timer_.timeoutAfter(to_kj(kCallGrace),
                                vmm_.writtenRangesRequest().send().then(
                                    [](capnp::Response<api::Vmm::WrittenRangesResults>&& r) {
-                                     std::vector<std::pair<uint64_t, uint64_t>> out;
-                                     for (auto x : r.getRanges())
-                                       out.emplace_back(x.getFirst(), x.getCount());
-                                     return out;
+                                     return api::page_runs_of(r.getRanges());
                                    }));
   }
   kj::Promise<Sample> sample() override {

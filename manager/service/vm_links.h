@@ -62,10 +62,8 @@ class AgentLink {
   virtual kj::Promise<kj::Array<kj::byte>> get_file(const std::string& path) = 0;
   // agent.touchMemory: the guest reads one byte of each guest-physical page of `ranges`
   // (first page, count), so KVM maps them now. Resolves to the pages read.
-  struct PageRange {
-    uint64_t first = 0, count = 0;
-  };
-  virtual kj::Promise<uint64_t> touch_memory(const std::vector<PageRange>& ranges) = 0;
+  virtual kj::Promise<uint64_t> touch_memory(
+      const std::vector<std::pair<uint64_t, uint64_t>>& ranges) = 0;
 };
 
 struct AgentConnectOptions {

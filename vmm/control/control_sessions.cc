@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 
 #include "api/vmm.capnp.h"
+#include "api/vmm_page_ranges.h"
 #include "base/error.h"
 #include "base/log.h"
 #include "base/unique_fd.h"
@@ -54,16 +55,6 @@ void set_report(api::SnapshotReport::Builder out, const control::SnapshotReport&
   out.setMemoryDiskBytes(r.memory_disk_bytes);
   out.setPagesWritten(r.pages_written);
   out.setPagesInLayer(r.pages_in_layer);
-}
-
-// Runs of pages (first, count) as a call's `ranges` result.
-template <typename Results>
-void put_ranges(Results results, const std::vector<std::pair<uint64_t, uint64_t>>& runs) {
-  auto out = results.initRanges(static_cast<unsigned>(runs.size()));
-  for (size_t i = 0; i < runs.size(); ++i) {
-    out[i].setFirst(runs[i].first);
-    out[i].setCount(runs[i].second);
-  }
 }
 
 }  // namespace
@@ -127,14 +118,14 @@ class VmmConnection final : public api::Vmm::Server {
   kj::Promise<void> residentRanges(ResidentRangesContext context) override {
     std::vector<std::pair<uint64_t, uint64_t>> runs;
     s_.run([&] { runs = s_.service_.resident_ranges(); });
-    put_ranges(context.getResults(), runs);
+    api::put_page_ranges(context.getResults(), runs);
     return kj::READY_NOW;
   }
 
   kj::Promise<void> writtenRanges(WrittenRangesContext context) override {
     std::vector<std::pair<uint64_t, uint64_t>> runs;
     s_.run([&] { runs = s_.service_.written_ranges(); });
-    put_ranges(context.getResults(), runs);
+    api::put_page_ranges(context.getResults(), runs);
     return kj::READY_NOW;
   }
   kj::Promise<void> populateWritable(PopulateWritableContext context) override {
@@ -142,9 +133,7 @@ class VmmConnection final : public api::Vmm::Server {
     if (in.size() > api::Vmm::MAX_POPULATE_RANGES)
       fail("populateWritable: " + std::to_string(in.size()) + " ranges, at most " +
            std::to_string(api::Vmm::MAX_POPULATE_RANGES));
-    std::vector<std::pair<uint64_t, uint64_t>> ranges;
-    ranges.reserve(in.size());
-    for (auto r : in) ranges.emplace_back(r.getFirst(), r.getCount());
+    api::PageRuns ranges = api::page_runs_of(in);
     uint64_t pages = 0;
     s_.run([&] { pages = s_.service_.populate_writable(ranges); });
     context.getResults().setPages(pages);
