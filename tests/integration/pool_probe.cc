@@ -3,7 +3,8 @@
 // directory), where the manager library looks for the VMM.
 //   clone TEMPLATE PAYLOAD ROUNDS  a standby VMM: how it stands by (its jailed process's
 //        /proc status, root and namespaces, read before the order), then the order, the ready
-//        line, the template's handler invoked on PAYLOAD; ROUNDS times each, and as many
+//        line, the template's written set populated (as serve's warm clone), the template's
+//        handler invoked on PAYLOAD; ROUNDS times each, and as many
 //        clones through `wisp-vmm restore` (AgentVm::restore) to compare.
 //   boot PAYLOAD  a standby VMM (class 128 MiB, 1 vCPU) ordered to boot the agent guest
 //        (StandbyVmm::order_boot), then "tr a-z A-Z" invoked on PAYLOAD through its agent; the
@@ -30,6 +31,7 @@
 #include "manager/invoke.h"
 #include "manager/template_store.h"
 #include "manager/vmm_pool.h"
+#include "manager/working_set_probe.h"
 
 namespace wisp::manager {
 namespace {
@@ -167,6 +169,10 @@ int clone_command(const std::string& name, const std::string& payload, int round
     c.ready_ms = ms_since(t0);
     std::unique_ptr<AgentVm> vm = v->release();
     c.resident_pages = vm->control()->stats().resident_pages;  // the working set prefetched
+    // As serve readies a warm clone: the pages a call writes copied by the jailed VMM
+    // (its loop thread's MADV_POPULATE_WRITE; seccomp_tables_check.py counts on this call).
+    auto written = written_set_ranges(tpl.snapshot_dir);
+    if (!written.empty()) vm->control()->populate_writable(written);
     call(*vm, tpl.info, payload, t0, &c);
     print_call("pool", round, c, ready);
   }
