@@ -195,13 +195,14 @@ void MachineImpl::save_devices(MachineState& s) const {
 }
 
 std::unique_ptr<Machine> Machine::create(const MachineConfig& config, const Kvm& kvm,
-                                         uint64_t t0_ns) {
+                                         uint64_t t0_ns, std::optional<Vm> vm) {
   uint32_t max = max_vcpus(kvm);
   if (config.vcpus == 0 || config.vcpus > max)
     throw Error("--vcpus " + std::to_string(config.vcpus) + ": must be between 1 and " +
                 std::to_string(max) + " on this host");
   MachineBuilder builder(config, kvm, t0_ns,
-                         GuestMemory::create(config.mem_bytes, config.huge_pages));
+                         GuestMemory::create(config.mem_bytes, config.huge_pages),
+                         vm ? std::move(*vm) : kvm.create_vm());
   builder.build_common(builder.create_devices());
   BootSetup boot{config.kernel_path, config.initrd_path, config.cmdline, config.vcpus};
   boot.kernel_fd = config.kernel_fd;
@@ -211,7 +212,8 @@ std::unique_ptr<Machine> Machine::create(const MachineConfig& config, const Kvm&
 }
 
 std::unique_ptr<Machine> Machine::restore(const MachineConfig& config, const MachineState& state,
-                                          GuestMemory memory, const Kvm& kvm, uint64_t t0_ns) {
+                                          GuestMemory memory, const Kvm& kvm, uint64_t t0_ns,
+                                          std::optional<Vm> vm) {
   uint32_t max = max_vcpus(kvm);
   if (state.vcpus.empty() || state.vcpus.size() > max)
     throw Error("snapshot has " + std::to_string(state.vcpus.size()) +
@@ -223,7 +225,7 @@ std::unique_ptr<Machine> Machine::restore(const MachineConfig& config, const Mac
   c.vcpus = static_cast<uint32_t>(state.vcpus.size());
   c.mem_bytes = state.mem_bytes;
   c.cpu_model = state.cpu_model;  // the CPU the guest was booted on, as its snapshot records
-  MachineBuilder builder(c, kvm, t0_ns, std::move(memory));
+  MachineBuilder builder(c, kvm, t0_ns, std::move(memory), vm ? std::move(*vm) : kvm.create_vm());
   builder.build_common(builder.restore_devices(state));
   builder.restore(state);
   return builder.finish();

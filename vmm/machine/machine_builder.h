@@ -30,8 +30,9 @@ using VirtioDevices = std::vector<std::shared_ptr<VirtioDevice>>;
 class MachineBuilder {
  public:
   // `config` describes the machine as built (for a restore: with the snapshot's vCPU count and
-  // memory size). Creates the VM.
-  MachineBuilder(const MachineConfig& config, const Kvm& kvm, uint64_t t0_ns, GuestMemory memory);
+  // memory size); `vm` is a fresh VM of `kvm` (Kvm::create_vm), nothing set on it yet.
+  MachineBuilder(const MachineConfig& config, const Kvm& kvm, uint64_t t0_ns, GuestMemory memory,
+                 Vm vm);
 
   // The device set, for build_common: fresh devices for a boot; for a restore, devices that
   // already carry their saved identity (capacity, vsock CID).

@@ -180,8 +180,8 @@ struct Ordered {
 };
 
 Ordered restore_on_order(StandbyOptions& o, const standby::RestoreOrder& order,
-                         std::vector<UniqueFd>& fds, const Kvm& kvm, jail::Confinement& confinement,
-                         uint64_t t0) {
+                         std::vector<UniqueFd>& fds, const Kvm& kvm, Vm vm,
+                         jail::Confinement& confinement, uint64_t t0) {
   const std::string name = "standby order (" + order.source_dir + ")";
   snapshot::LoadedSnapshot snap = snapshot::load_machine_snapshot(
       layers_of(order, fds),
@@ -199,7 +199,7 @@ Ordered restore_on_order(StandbyOptions& o, const standby::RestoreOrder& order,
     o.cfg.control_service = machine_control(order.source_dir, snap.id);
   confine_threads(confinement, &o.cfg);
   Ordered out;
-  out.machine = Machine::restore(o.cfg, snap.state, std::move(snap.memory), kvm, t0);
+  out.machine = Machine::restore(o.cfg, snap.state, std::move(snap.memory), kvm, t0, std::move(vm));
   out.ready_line = ready_line(t0, loaded, now_ns(), confinement.jail_ms());
   LOG_INFO("restored %s (%u layer(s)) on order", order.source_dir.c_str(), snap.layers);
   return out;
@@ -208,13 +208,13 @@ Ordered restore_on_order(StandbyOptions& o, const standby::RestoreOrder& order,
 // As `wisp-vmm run` boots: `fds` (the kernel's, the initrd's) stay open until the machine is
 // built.
 Ordered boot_on_order(StandbyOptions& o, const standby::BootOrder& order,
-                      std::vector<UniqueFd>& fds, const Kvm& kvm, jail::Confinement& confinement,
-                      uint64_t t0) {
+                      std::vector<UniqueFd>& fds, const Kvm& kvm, Vm vm,
+                      jail::Confinement& confinement, uint64_t t0) {
   configure_boot(order, fds, o.vsock_uds, &o.cfg);
   if (!o.cfg.control_socket.empty()) o.cfg.control_service = machine_control();
   confine_threads(confinement, &o.cfg);
   Ordered out;
-  out.machine = Machine::create(o.cfg, kvm, t0);
+  out.machine = Machine::create(o.cfg, kvm, t0, std::move(vm));
   uint64_t built = now_ns();
   out.ready_line = ready_line(t0, built, built, confinement.jail_ms());
   LOG_INFO("booting on order (%u vCPU, %u MiB)", order.vcpus, order.mem_mib);
@@ -235,6 +235,9 @@ int stand_by(StandbyOptions& o, jail::Confinement& confinement) {
     // (stats, diff snapshots such as Sandbox.snapshot's) is opened now.
     GuestMemory::preopen_pagemap();
     confinement.drop_privileges();
+    // The KVM VM is made now, while standing by: the kernel's part of making one (its MMU,
+    // its worker thread) is off the order's path.
+    Vm vm = kvm.create_vm();
     standby::send_message(o.order_fd, standby::kStandbyLine);
     standby::ReceivedOrder order;
     try {
@@ -247,9 +250,9 @@ int stand_by(StandbyOptions& o, jail::Confinement& confinement) {
     uint64_t t0 = now_ns();
     Ordered done = std::holds_alternative<standby::BootOrder>(order.order)
                        ? boot_on_order(o, std::get<standby::BootOrder>(order.order), order.fds, kvm,
-                                       confinement, t0)
+                                       std::move(vm), confinement, t0)
                        : restore_on_order(o, std::get<standby::RestoreOrder>(order.order),
-                                          order.fds, kvm, confinement, t0);
+                                          order.fds, kvm, std::move(vm), confinement, t0);
     standby::send_message(o.order_fd, done.ready_line);
     if (o.ready_fd >= 0) send_line(o.ready_fd, done.ready_line);
     r = done.machine->run();
