@@ -18,7 +18,11 @@ constexpr const char* kUsage = R"(Usage: wisp vm COMMAND --control-socket PATH
 
 One call on the VMM listening on PATH (wisp run/snapshot restore --control-socket):
   ping     answer once the VMM's event loop serves calls
-  pause    stop every vCPU until resume (snapshots of a paused VM keep it paused)
+  pause    stop every vCPU until resume (snapshots of a paused VM keep it paused);
+           with --hold-clock the guest's clock (kvmclock) stands still while paused, as under
+           QEMU's stop/cont: on resume its monotonic time goes on from the pause (no timers
+           all due at once) and its wall clock lags by the pause (a snapshot of a VM paused
+           so records the clock of the pause)
   resume   let the vCPUs run again
   stats    guest memory pages, as JSON: resident (mapped by this VMM), written since a
            restore (copied on write), and the guest's total; "vcpu": KVM's counters of the
@@ -31,12 +35,15 @@ Exit 0 on success, 1 with the VMM's reason, 2 on a usage error.
 
 using Call = std::function<void(client::VmmClient&)>;
 
-int call_vmm(const char* name, int argc, char** argv, const Call& call) {
+// `options`: a command's own options, added to the parser before it parses.
+int call_vmm(const char* name, int argc, char** argv, const Call& call,
+             const std::function<void(OptionParser&)>& options = {}) {
   std::string socket;
   std::string program = std::string(kCommand) + " " + name;
   try {
     OptionParser p(program);
     p.text("control-socket", &socket);
+    if (options) options(p);
     OptionParser::Result args = p.parse(argc, argv);
     if (args.help) {
       std::fputs(kUsage, stdout);
@@ -54,6 +61,19 @@ int call_vmm(const char* name, int argc, char** argv, const Call& call) {
     return kExitError;
   }
   return kExitOk;
+}
+
+int pause(int argc, char** argv) {
+  bool hold_clock = false;
+  return call_vmm(
+      "pause", argc, argv,
+      [&hold_clock](client::VmmClient& vmm) {
+        if (hold_clock)
+          vmm.pause_holding_clock();
+        else
+          vmm.pause_lasting();
+      },
+      [&hold_clock](OptionParser& p) { p.flag("hold-clock", &hold_clock); });
 }
 
 int stats(int argc, char** argv) {
@@ -91,7 +111,7 @@ int vm_command(int argc, char** argv, uint64_t) {
   };
   return run_subcommand(kCommand, kUsage, argc, argv,
                         {{"ping", simple("ping", &client::VmmClient::ping)},
-                         {"pause", simple("pause", &client::VmmClient::pause_lasting)},
+                         {"pause", pause},
                          {"resume", simple("resume", &client::VmmClient::resume)},
                          {"stats", stats},
                          {"resident", resident}});

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Snapshots on a real KVM: a counting guest continues after restore; diff and full
+"""Snapshots on a real KVM: a counting guest continues after restore; a pause holding the
+guest's clock leaves the pause out of its uptime; diff and full
 snapshots of one paused VM restore to the same memory; malformed snapshots are refused with a
 message naming the file; templates: 50 restores in a row all answer, clones get fresh entropy
 and the current wall clock, a warm Python worker answers without re-importing; a template
@@ -33,6 +34,8 @@ PY_ROOTFS = os.path.join(BUILD, "guest/python-rootfs.ext4")
 # A shell that counts in memory and prints each value; the counter only lives in the guest's
 # RAM, so a restored VM that goes on from where it was proves its memory and CPU came back.
 COUNTER = "i=0; while true; do i=$((i+1)); echo count=$i; sleep 0.2; done"
+# A shell that prints the guest's monotonic clock (seconds since boot) every 0.2 s.
+UPTIME = "while true; do read u rest < /proc/uptime; echo up=$u; sleep 0.2; done"
 
 
 
@@ -42,6 +45,14 @@ def counts(path):
             # Complete lines only: the last one may still be on its way ("count=1" of what
             # becomes "count=12"), and a kernel message may say "count=N" mid-line.
             return [int(m) for m in re.findall(r"^count=(\d+)\r?\n", f.read(), re.M)]
+    except FileNotFoundError:
+        return []
+
+
+def uptimes(path):
+    try:
+        with open(path, errors="replace") as f:
+            return [float(m) for m in re.findall(r"^up=(\d+\.\d+)\r?\n", f.read(), re.M)]
     except FileNotFoundError:
         return []
 
@@ -120,6 +131,36 @@ class SnapshotTest(unittest.TestCase):
             self.assertEqual(after, list(range(after[0], after[0] + len(after))), tag)
             clone.kill()
             clone.wait()
+
+    def test_pause_holding_the_clock(self):
+        """`wisp vm pause --hold-clock`: the guest's monotonic clock leaves the pause out; a
+        plain pause does not (the same guest, one after the other, so the check can tell)."""
+        console, ctl = self.path("clock.console"), self.path("clock.ctl")
+        vm = subprocess.Popen([self.wisp, "run", "--mem", "128", "--console", console,
+                               "--control-socket", ctl, "--cmdline",
+                               'quiet wisp_action=cmd wisp_cmd="%s"' % UPTIME])
+        self.addCleanup(vm.wait)  # after the kill (clean-ups run last first)
+        self.addCleanup(vm.kill)
+        wait_for(lambda: len(uptimes(console)) >= 5, 300, "the clock lines to start")
+        pause_s = 4
+        jumps = {}
+        for flags in (["--hold-clock"], []):
+            self.run_wisp("vm", "pause", *flags, "--control-socket", ctl)
+            # A line read before the pause may still come out after it: wait for the output
+            # to stand still, then count from the last line.
+            time.sleep(1)
+            n = len(uptimes(console))
+            time.sleep(pause_s - 1)
+            self.run_wisp("vm", "resume", "--control-socket", ctl)
+            wait_for(lambda: len(uptimes(console)) >= n + 3, 120, "clock lines after the resume")
+            ups = uptimes(console)[n - 1:n + 3]
+            jumps[" ".join(flags) or "plain"] = max(b - a for a, b in zip(ups, ups[1:]))
+        print("largest step of the guest's uptime across a %d s pause: %s" % (pause_s, jumps),
+              file=sys.stderr)
+        self.assertLess(jumps["--hold-clock"], pause_s - 1.5, jumps)
+        self.assertGreaterEqual(jumps["plain"], pause_s - 1, jumps)
+        p = self.run_wisp("vm", "ping", "--hold-clock", "--control-socket", ctl, check=False)
+        self.assertEqual(p.returncode, 2, p.stderr)
 
     def test_diff_snapshot_equals_full(self):
         vm, console, ctl = self.start_counter("base")
