@@ -4,8 +4,8 @@
 //   clone TEMPLATE PAYLOAD ROUNDS  a standby VMM: how it stands by (its jailed process's
 //        /proc status, root and namespaces, read before the order), then the order, the ready
 //        line, the template's written set populated (as serve's warm clone), the template's
-//        handler invoked on PAYLOAD; ROUNDS times each, and as many
-//        clones through `wisp-vmm restore` (AgentVm::restore) to compare.
+//        handler invoked on PAYLOAD; ROUNDS times each, and as many clones through
+//        `wisp-vmm restore` (AgentVm::restore) to compare.
 //   boot PAYLOAD  a standby VMM (class 128 MiB, 1 vCPU) ordered to boot the agent guest
 //        (StandbyVmm::order_boot), then "tr a-z A-Z" invoked on PAYLOAD through its agent; the
 //        same machine booted by `wisp-vmm run` (AgentVm::boot) to compare.

@@ -38,23 +38,24 @@ COUNTER = "i=0; while true; do i=$((i+1)); echo count=$i; sleep 0.2; done"
 UPTIME = "while true; do read u rest < /proc/uptime; echo up=$u; sleep 0.2; done"
 
 
-
-def counts(path):
+def console_values(path, key, number):
+    """The values of the console's `key=NUMBER` lines, as `number` (int or float)."""
     try:
         with open(path, errors="replace") as f:
             # Complete lines only: the last one may still be on its way ("count=1" of what
             # becomes "count=12"), and a kernel message may say "count=N" mid-line.
-            return [int(m) for m in re.findall(r"^count=(\d+)\r?\n", f.read(), re.M)]
+            return [number(m) for m in re.findall(r"^%s=(\d+(?:\.\d+)?)\r?\n" % key,
+                                                   f.read(), re.M)]
     except FileNotFoundError:
         return []
+
+
+def counts(path):
+    return console_values(path, "count", int)
 
 
 def uptimes(path):
-    try:
-        with open(path, errors="replace") as f:
-            return [float(m) for m in re.findall(r"^up=(\d+\.\d+)\r?\n", f.read(), re.M)]
-    except FileNotFoundError:
-        return []
+    return console_values(path, "up", float)
 
 
 def read_working_set(path):
