@@ -71,16 +71,15 @@ WorkingSetProbe record_working_set(const std::string& snapshot_dir, const Templa
   }
   std::string why = describe_call_failure(probe.result);
   if (!why.empty()) throw Error("working-set probe: the probe clone's first call " + why);
-  snapshot::WorkingSet ws;
-  ws.memory_pages = probe.memory_pages;
-  for (const auto& [first, count] : probe.ranges) ws.ranges.push_back({first, count});
-  snapshot::write_working_set(snapshot_dir, ws);
-  if (!probe.written.empty()) {
-    snapshot::WorkingSet written;
-    written.memory_pages = probe.memory_pages;
-    for (const auto& [first, count] : probe.written) written.ranges.push_back({first, count});
-    snapshot::write_working_set(snapshot_dir, written, snapshot::kWrittenSetFileName);
-  }
+  // The pages it touched, and of them those it wrote, in the same file format.
+  auto write = [&](const std::vector<std::pair<uint64_t, uint64_t>>& runs, const char* name) {
+    snapshot::WorkingSet ws;
+    ws.memory_pages = probe.memory_pages;
+    for (const auto& [first, count] : runs) ws.ranges.push_back({first, count});
+    snapshot::write_working_set(snapshot_dir, ws, name);
+  };
+  write(probe.ranges, snapshot::kWorkingSetFileName);
+  if (!probe.written.empty()) write(probe.written, snapshot::kWrittenSetFileName);
   return probe;
 }
 
@@ -91,15 +90,6 @@ std::vector<std::pair<uint64_t, uint64_t>> working_set_guest_ranges(
   std::vector<std::pair<uint64_t, uint64_t>> out;
   for (const snapshot::PageRange& r :
        snapshot::guest_physical_ranges(snapshot::read_working_set(path, 0)))
-    out.emplace_back(r.first, r.count);
-  return out;
-}
-
-std::vector<std::pair<uint64_t, uint64_t>> written_set_ranges(const std::string& snapshot_dir) {
-  const std::string path = snapshot_dir + "/" + snapshot::kWrittenSetFileName;
-  if (access(path.c_str(), F_OK) != 0) return {};
-  std::vector<std::pair<uint64_t, uint64_t>> out;
-  for (const snapshot::PageRange& r : snapshot::read_working_set(path, 0).ranges)
     out.emplace_back(r.first, r.count);
   return out;
 }

@@ -51,9 +51,5 @@ WorkingSetProbe record_working_set(const std::string& snapshot_dir, const Templa
 // the snapshot has no working set. Throws Error naming the file when it is damaged.
 std::vector<std::pair<uint64_t, uint64_t>> working_set_guest_ranges(
     const std::string& snapshot_dir);
-// The written set recorded in `snapshot_dir` (page ranges of the memory file), for a warm
-// clone's VMM to make private copies of ahead of its calls (api/vmm.capnp populateWritable);
-// none when the snapshot has none. Throws Error naming the file when it is damaged.
-std::vector<std::pair<uint64_t, uint64_t>> written_set_ranges(const std::string& snapshot_dir);
 
 }  // namespace wisp::manager

@@ -134,9 +134,10 @@ kj::Promise<kj::Own<Clone>> Service::make_warm(const std::string& name) {
 const Service::WarmTouch& Service::warm_touch_of(const manager::OpenTemplate& tpl) {
   auto [it, added] = warm_touches_.try_emplace(tpl.dir);
   if (!added || !options_.warm_touch) return it->second;
+  // `written` stays empty until a warm call teaches it (learn_written): the template's own
+  // written set is populated by every restore already (vmm/main/restore_command.cc).
   try {
     it->second.guest = manager::working_set_guest_ranges(tpl.snapshot_dir);
-    it->second.written = manager::written_set_ranges(tpl.snapshot_dir);
   } catch (const Error& e) {
     warn_touch_once(tpl.dir, e.what());
     it->second = WarmTouch();
@@ -148,7 +149,7 @@ kj::Promise<void> Service::touch_working_set(Clone& c, const std::string& name,
                                              const WarmTouch& touch) {
   if (touch.guest.empty()) return kj::READY_NOW;
   std::string dir = c.generation_dir();
-  // The written set first: made private copies by the VMM, those pages are then mapped
+  // The learned written set first: made private copies by the VMM, those pages are then mapped
   // writable as the guest reads them, and its writes in a call take no fault either.
   kj::Promise<void> written = kj::READY_NOW;
   if (!touch.written.empty())

@@ -180,14 +180,16 @@ class Service {
   // A warm clone of `name`, made ahead of demand (WarmPools' maker).
   kj::Promise<kj::Own<Clone>> make_warm(const std::string& name);
   // A warm clone's guest reads its template's working set before it is paused (ServeOptions::
-  // warm_touch), its VMM having made the template's written set private copies first: the
-  // ranges (none when off or the template has none; read from the snapshot once per template
-  // generation, warm_touches_), then the two calls. A failure only warns, once per template
-  // generation (touch_warned_).
+  // warm_touch), its VMM having made the learned written set private copies first: the
+  // ranges (none when off or the template has none; the working set read from the snapshot
+  // once per template generation, warm_touches_), then the two calls. A failure only warns, once
+  // per template generation (touch_warned_).
   struct WarmTouch {
-    std::vector<std::pair<uint64_t, uint64_t>> guest;    // the working set, guest-physical
-    std::vector<std::pair<uint64_t, uint64_t>> written;  // the written set, memory file pages
-    bool learned = false;  // `written` is what a warm call's clone wrote (learn_written)
+    std::vector<std::pair<uint64_t, uint64_t>> guest;  // the working set, guest-physical
+    // What the generation's first warm call's clone wrote, memory file pages (learn_written);
+    // empty before (the restore has populated the template's written-set).
+    std::vector<std::pair<uint64_t, uint64_t>> written;
+    bool learned = false;
   };
   const WarmTouch& warm_touch_of(const manager::OpenTemplate& tpl);
   kj::Promise<void> touch_working_set(Clone& c, const std::string& name, const WarmTouch& touch);

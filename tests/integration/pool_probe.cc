@@ -3,9 +3,9 @@
 // directory), where the manager library looks for the VMM.
 //   clone TEMPLATE PAYLOAD ROUNDS  a standby VMM: how it stands by (its jailed process's
 //        /proc status, root and namespaces, read before the order), then the order, the ready
-//        line, the template's written set populated (as serve's warm clone), the template's
-//        handler invoked on PAYLOAD; ROUNDS times each, and as many clones through
-//        `wisp-vmm restore` (AgentVm::restore) to compare.
+//        line, the pages the previous round's clone wrote populated (Vmm.populateWritable, as
+//        serve does for a warm clone), the template's handler invoked on PAYLOAD; ROUNDS times
+//        each, and as many clones through `wisp-vmm restore` (AgentVm::restore) to compare.
 //   boot PAYLOAD  a standby VMM (class 128 MiB, 1 vCPU) ordered to boot the agent guest
 //        (StandbyVmm::order_boot), then "tr a-z A-Z" invoked on PAYLOAD through its agent; the
 //        same machine booted by `wisp-vmm run` (AgentVm::boot) to compare.
@@ -31,7 +31,6 @@
 #include "manager/invoke.h"
 #include "manager/template_store.h"
 #include "manager/vmm_pool.h"
-#include "manager/working_set_probe.h"
 
 namespace wisp::manager {
 namespace {
@@ -158,6 +157,7 @@ int clone_command(const std::string& name, const std::string& payload, int round
   OpenTemplate tpl = open_template(name);
   StandbyClass size{tpl.info.mem_mib << 20, tpl.info.vcpus};
   JailFlags jail;
+  std::vector<std::pair<uint64_t, uint64_t>> written;  // by the previous round's clone
   for (int round = 0; round < rounds; ++round) {
     auto v = StandbyVmm::spawn(jail, size, /*control=*/true);
     wait_standing_by(*v);
@@ -169,11 +169,12 @@ int clone_command(const std::string& name, const std::string& payload, int round
     c.ready_ms = ms_since(t0);
     std::unique_ptr<AgentVm> vm = v->release();
     c.resident_pages = vm->control()->stats().resident_pages;  // the working set prefetched
-    // As serve readies a warm clone: the pages a call writes copied by the jailed VMM
-    // (its loop thread's MADV_POPULATE_WRITE; seccomp_tables_check.py counts on this call).
-    auto written = written_set_ranges(tpl.snapshot_dir);
+    // As serve readies a warm clone once the template's first warm call has run: the pages a
+    // call wrote copied by the jailed VMM (its loop thread's MADV_POPULATE_WRITE;
+    // seccomp_tables_check.py counts on this call).
     if (!written.empty()) vm->control()->populate_writable(written);
     call(*vm, tpl.info, payload, t0, &c);
+    written = vm->control()->written_ranges();
     print_call("pool", round, c, ready);
   }
   for (int round = 0; round < rounds; ++round) {

@@ -6,7 +6,8 @@ installs a filter that allows and logs every call (audit record type 1326, with 
 comm and the syscall number): `wisp exec`; `wisp run` with a drive, console output to a file,
 ping, stats, pause, resume and a snapshot over the control socket; a restore of that snapshot
 and a diff snapshot of it; `wisp template create`, two `wisp invoke` and a clone through a standby
-VMM (wisp-pool-probe), its written set populated as serve's warm clone's. The records are read
+VMM (wisp-pool-probe), twice: the second populates what the first wrote, as serve's warm
+clones do. The records are read
 as the audit daemon would (netlink), so none is lost to printk's rate limit or the kernel
 log's size. Fails when a thread kind called something its table lacks, or when a table entry
 was never called and is not in RARE below (each entry must be needed). Audit records carry
@@ -299,7 +300,7 @@ class Workload:
         # A clone through a standby VMM (wisp-vmm standby, manager/vmm_pool.h): jailed before
         # its order, restored from the descriptors the order hands it.
         p = subprocess.run([os.path.join(os.path.dirname(self.wisp), "wisp-pool-probe"), "clone",
-                            "echo", "", "1"], env=self.env, capture_output=True, text=True,
+                            "echo", "", "2"], env=self.env, capture_output=True, text=True,
                            timeout=600, stdin=subprocess.DEVNULL)
         if p.returncode != 0 or '"out":"hello\\u000a"' not in p.stdout:
             raise RuntimeError("wisp-pool-probe exited %d:\n%s\n%s" % (p.returncode, p.stdout,
