@@ -64,6 +64,9 @@ call (agent.resumed), so no two clones share RNG state.
   --no-prefetch     do not load the template's recorded working set (the pages its probe
                     clone touched up to its first result) before the clone runs: each page
                     then loads on the guest's first touch (to measure what prefetch gains)
+  --no-prefault     load the working set but do not map it in KVM's EPT/NPT before the clone
+                    runs (KVM_PRE_FAULT_MEMORY, Linux 6.10 and later; older kernels never
+                    do): each page then costs the guest an exit on its first touch
   --deadline S      with --server: how long the call may wait for capacity before serve
                     answers "overloaded" (default 30)
 Jail options of the clone's VMM (see wisp run --help):
@@ -164,7 +167,11 @@ int invoke_command(int argc, char** argv, uint64_t t0_ns) {
     p.duration("timeout", &request.timeout, milliseconds(1), milliseconds(7 * 86400000))
         .duration("deadline", &deadline, milliseconds(0), milliseconds(7 * 86400000))
         .flag("timings", &request.count_pages)
-        .flag("no-prefetch", [&request] { request.prefetch = false; });
+        .flag("no-prefetch", [&request] { request.prefetch = manager::Prefetch::kNone; })
+        .flag("no-prefault", [&request] {
+          if (request.prefetch == manager::Prefetch::kFull)
+            request.prefetch = manager::Prefetch::kNoPrefault;
+        });
     add_server_option(p, &server);
     add_jail_options(p, &request.jail);
     OptionParser::Result args = p.parse(argc, argv);
@@ -176,8 +183,9 @@ int invoke_command(int argc, char** argv, uint64_t t0_ns) {
     check_payload_options(payload);
     name = args.operands[0];
     server = server_socket(server);
-    if (!server.empty() && !request.prefetch)
-      throw UsageError("--no-prefetch applies to standalone clones (drop --server/WISP_SERVER)");
+    if (!server.empty() && request.prefetch != manager::Prefetch::kFull)
+      throw UsageError(
+          "--no-prefetch and --no-prefault apply to standalone clones (drop --server/WISP_SERVER)");
     if (!server.empty() && (!request.jail.jail || !request.jail.cgroup || request.jail.uid_first ||
                             request.jail.cpu_quota_percent || request.jail.memory_max))
       throw UsageError(

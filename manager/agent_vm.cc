@@ -55,7 +55,7 @@ std::unique_ptr<AgentVm> AgentVm::restore(const std::string& snapshot_dir,
                                           const std::vector<std::string>& drives, const VmNet& net,
                                           bool control, std::chrono::milliseconds timeout,
                                           const JailFlags& jail, Cancellation* cancellation,
-                                          bool prefetch) {
+                                          Prefetch prefetch) {
   auto args = [&](const RuntimeDir& dir) {
     return vmm_restore_args(snapshot_dir, drives, net, dir.file("vsock.sock"),
                             control_path(dir, control), jail, dir.path(), prefetch);
@@ -75,10 +75,11 @@ std::vector<std::string> vmm_restore_args(const std::string& snapshot_dir,
                                           const std::vector<std::string>& drives, const VmNet& net,
                                           const std::string& vsock_uds,
                                           const std::string& control_socket, const JailFlags& jail,
-                                          const std::string& jail_dir, bool prefetch) {
+                                          const std::string& jail_dir, Prefetch prefetch) {
   std::vector<std::string> a = {"restore", snapshot_dir, "--vsock-uds",
                                 vsock_uds, "--console",  "none"};
-  if (!prefetch) a.push_back("--no-prefetch");
+  if (prefetch == Prefetch::kNone) a.push_back("--no-prefetch");
+  if (prefetch == Prefetch::kNoPrefault) a.push_back("--no-prefault");
   if (!control_socket.empty()) a.insert(a.end(), {"--control-socket", control_socket});
   for (const std::string& d : drives) a.insert(a.end(), {"--drive", d});
   std::vector<std::string> n = vmm_restore_net_args(net);

@@ -32,6 +32,14 @@ class VmFailed : public Error {
   using Error::Error;
 };
 
+// What a clone's restore loads before its guest runs (wisp-vmm restore's --no-prefetch and
+// --no-prefault: the figures of each part are measured with the others on).
+enum class Prefetch {
+  kFull,        // the template's working set read in and mapped in KVM's EPT/NPT (where it can)
+  kNoPrefault,  // read in only: each page still costs the guest an exit on its first touch
+  kNone,        // nothing: every page loads on the guest's first touch
+};
+
 class AgentVm {
  public:
   // Boots `spec` (wisp-vmm run) in a runtime directory named PREFIX-XXXXXX. `control`: the
@@ -40,8 +48,8 @@ class AgentVm {
   // Restores a clone of the snapshot at `snapshot_dir` (wisp-vmm restore) with the snapshot's
   // drives at `drives` ("PATH[,ro]", in slot order: a snapshot names no host file itself) and
   // waits up to `timeout` until it is rebuilt (about to run). Throws VmFailed with the VMM's log.
-  // `cancellation` (may be null) kills the clone while this waits. `prefetch`: false passes
-  // --no-prefetch (the snapshot's working set, if any, is not loaded ahead). `net`: the
+  // `cancellation` (may be null) kills the clone while this waits. `prefetch`: what of the
+  // snapshot's working set (if it has one) is loaded ahead. `net`: the
   // template's network: its NICs (vmm_restore_net_args) and, for a bare --net, a namespace of
   // the clone's own made as a boot makes it (its TAP wisp0 is the one the snapshot reopens).
   static std::unique_ptr<AgentVm> restore(const std::string& snapshot_dir,
@@ -49,7 +57,7 @@ class AgentVm {
                                           bool control, std::chrono::milliseconds timeout,
                                           const JailFlags& jail,
                                           Cancellation* cancellation = nullptr,
-                                          bool prefetch = true);
+                                          Prefetch prefetch = Prefetch::kFull);
   // A standby VMM (wisp-vmm standby, `args` after "standby") in a runtime directory named
   // PREFIX-XXXXXX, its vsock socket at vsock.sock (and control.sock with `control`), given
   // `order_fd` (its end of the order socketpair: the caller closes its own copy). It restores
@@ -97,13 +105,14 @@ class AgentVm {
 
 // The arguments of `wisp-vmm restore` for a clone of `snapshot_dir` with the snapshot's
 // `drives` and NICs `net`, its vsock bridged to `vsock_uds`, a control socket at `control_socket`
-// if not empty, jailed by `jail` with its jail root under `jail_dir`; `prefetch` false:
-// --no-prefetch.
+// if not empty, jailed by `jail` with its jail root under `jail_dir`; `prefetch` as for
+// AgentVm::restore.
 std::vector<std::string> vmm_restore_args(const std::string& snapshot_dir,
                                           const std::vector<std::string>& drives, const VmNet& net,
                                           const std::string& vsock_uds,
                                           const std::string& control_socket, const JailFlags& jail,
-                                          const std::string& jail_dir, bool prefetch = true);
+                                          const std::string& jail_dir,
+                                          Prefetch prefetch = Prefetch::kFull);
 
 // The jail cost in ms a restored VMM's ready line ("ready LOADED RESTORED JAIL") reports; 0
 // when it does not.

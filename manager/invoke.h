@@ -21,7 +21,7 @@ struct InvokeRequest {
   bool count_pages = false;  // report pages_touched (asks the clone's VMM before it goes)
   uint64_t start_ns = 0;     // CLOCK_MONOTONIC the timings count from (0: the call)
   JailFlags jail;            // how the clone's VMM is jailed (default: fully)
-  bool prefetch = true;      // false: --no-prefetch (the template's working set not loaded ahead)
+  Prefetch prefetch = Prefetch::kFull;  // --no-prefetch, --no-prefault
   // Told when the call falls back to the template's CRIU image (may be null).
   std::function<void(const std::string&)> log;
 };

@@ -26,7 +26,7 @@ WorkingSetProbe probe_working_set(const std::string& snapshot_dir, const Templat
   // --no-prefetch: the directory has no working set yet, but say so anyway: this measures.
   std::unique_ptr<AgentVm> clone =
       AgentVm::restore(snapshot_dir, info.drives, info.net, /*control=*/true, kRestoreTimeout, jail,
-                       cancellation, /*prefetch=*/false);
+                       cancellation, Prefetch::kNone);
   Cancellation::Watch watch(cancellation, clone->vmm());
   try {
     // The call as manager/invoke.cc makes it: fresh entropy and clock with the invoke.

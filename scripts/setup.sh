@@ -19,6 +19,8 @@ PACKAGES=(
   busybox-static debootstrap
   # testbed (QEMU TCG with an emulated SVM CPU) and the perf suite's peer
   qemu-system-x86 python3 e2fsprogs
+  # a testbed on Debian 12's 6.12 kernel (WISP_TESTBED_KERNEL): its bzImage is zstd-compressed
+  zstd
   # the perf report's plots (perf/report.py)
   python3-matplotlib
   # net_test's network namespace, TAP and server (ip, nsenter)

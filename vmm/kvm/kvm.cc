@@ -108,6 +108,8 @@ Kvm Kvm::open(const std::string& path) {
 
 bool Kvm::has_extension(long cap) const { return ioctl(fd(), KVM_CHECK_EXTENSION, cap) > 0; }
 
+bool Kvm::has_pre_fault_memory() const { return has_extension(kCapPreFaultMemory); }
+
 bool Kvm::has_tsc_deadline_timer() const { return has_extension(KVM_CAP_TSC_DEADLINE_TIMER); }
 
 CpuidEntries Kvm::query_supported_cpuid(int kvm_fd) {
@@ -274,6 +276,22 @@ void Vcpu::init_fpu() {
   fpu.fcw = 0x37f;     // x87 default control word (FNINIT state)
   fpu.mxcsr = 0x1f80;  // SSE default: all exceptions masked
   if (ioctl(fd_.get(), KVM_SET_FPU, &fpu) < 0) throw_errno("KVM_SET_FPU");
+}
+
+void Vcpu::pre_fault(uint64_t gpa, uint64_t size) const {
+  PreFaultMemory range{};
+  range.gpa = gpa;
+  range.size = size;
+  // KVM maps what it can and moves gpa/size past it: a pending signal or a reschedule ends a
+  // call early (0 after progress, EINTR/EAGAIN before any); the loop goes on from there.
+  while (range.size > 0) {
+    if (ioctl(fd_.get(), kPreFaultMemory, &range) == 0 || errno == EINTR || errno == EAGAIN)
+      continue;
+    char at[64];
+    std::snprintf(at, sizeof(at), " at guest address 0x%llx",
+                  static_cast<unsigned long long>(range.gpa));
+    throw_errno("KVM_PRE_FAULT_MEMORY on vCPU " + std::to_string(id_) + at);
+  }
 }
 
 void Vcpu::init_lapic_lints() {

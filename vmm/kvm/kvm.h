@@ -45,6 +45,8 @@ class Kvm {
   // KVM_GET_SUPPORTED_CPUID, read once by open(): every vCPU's CPUID starts from it.
   const CpuidEntries& supported_cpuid() const { return supported_cpuid_; }
   bool has_extension(long cap) const;
+  // KVM_PRE_FAULT_MEMORY (Linux 6.10 and later, with EPT/NPT): Vcpu::pre_fault works.
+  bool has_pre_fault_memory() const;
   bool has_tsc_deadline_timer() const;
 
   Vm create_vm() const;
@@ -118,6 +120,11 @@ class Vcpu {
   void init_fpu();
   // LAPIC LINT0 = ExtINT (legacy PIC through the LAPIC), LINT1 = NMI, as a BIOS leaves them.
   void init_lapic_lints();
+  // Maps guest-physical [gpa, gpa + size) in the VM's EPT/NPT now, as a read by this vCPU
+  // would (KVM_PRE_FAULT_MEMORY; only where Kvm::has_pre_fault_memory()), so the guest's
+  // first touch of those pages takes no exit. Before the vCPU first runs. Throws Error (the
+  // range is not guest memory, or KVM failed).
+  void pre_fault(uint64_t gpa, uint64_t size) const;
 
   // Runs until the next exit and decodes it. Never throws for guest-caused exits.
   VcpuExit run();

@@ -27,6 +27,19 @@ constexpr unsigned long kSetCpuid2 = _IOW(KVMIO, 0x90, CpuidHeader);
 constexpr unsigned long kSetMsrs = _IOW(KVMIO, 0x89, MsrsHeader);
 static_assert(sizeof(CpuidHeader) == 8 && sizeof(MsrsHeader) == 8);
 
+// KVM_PRE_FAULT_MEMORY (Linux 6.10): maps guest-physical memory in the VM's stage-2 tables
+// (EPT/NPT) ahead of the guest's first touch. Debian 12's headers (6.1) predate it, so the
+// struct and numbers are spelled here; an older kernel answers the capability check with 0.
+struct PreFaultMemory {
+  uint64_t gpa;
+  uint64_t size;
+  uint64_t flags;
+  uint64_t padding[5];
+};
+static_assert(sizeof(PreFaultMemory) == 64);
+constexpr long kCapPreFaultMemory = 236;  // KVM_CAP_PRE_FAULT_MEMORY
+constexpr unsigned long kPreFaultMemory = _IOWR(KVMIO, 0xd5, PreFaultMemory);
+
 // A header followed by `n` entries, laid out as the kernel expects.
 template <typename Header, typename Entry>
 class FlexBuffer {

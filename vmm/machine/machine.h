@@ -7,7 +7,9 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "api/vmm_control.h"
@@ -81,6 +83,14 @@ struct RunResult {
   uint64_t loop_max_us = 0;
 };
 
+// What Machine::pre_fault did.
+struct PreFaultResult {
+  bool supported = false;  // KVM has KVM_PRE_FAULT_MEMORY (Linux 6.10 and later)
+  uint64_t pages = 0;      // 4 KiB pages mapped
+  double ms = 0;
+  std::string error;  // why it stopped early ("" it did not): the rest loads on first touch
+};
+
 class Machine {
  public:
   // Builds the VM and loads the kernel, initrd, command line, zero page and MP table. Throws
@@ -118,6 +128,12 @@ class Machine {
   // KVM's counters of every vCPU, summed (vmm/kvm/vcpu_stats.h); the event-loop thread (the
   // control handler), as pause() and the rest.
   virtual VcpuCounts vcpu_counts() const = 0;
+  // Maps the given pages of guest memory (runs of 4 KiB pages numbered by their offset in the
+  // memory's mapping, as a working set numbers them) in KVM's EPT/NPT before the vCPUs first
+  // run, so the guest's first touch of each costs no exit: in a nested hypervisor an exit is
+  // tens of microseconds, the map from here a few. Only before run(). Best effort: a KVM
+  // without it, or a failure, leaves the pages to the guest's faults (the result says so).
+  virtual PreFaultResult pre_fault(std::span<const std::pair<uint64_t, uint64_t>> page_ranges) = 0;
 };
 
 // The CPUID wisp gives vCPU `id` of a machine with `vcpus` vCPUs of CPU model `model` on this

@@ -186,9 +186,10 @@ Ordered restore_on_order(StandbyOptions& o, const standby::RestoreOrder& order,
   snapshot::LoadedSnapshot snap = snapshot::load_machine_snapshot(
       layers_of(order, fds),
       [&](uint32_t vcpus, CpuModel model) { return guest_cpuid(kvm, 0, vcpus, model); }, name);
+  PageRanges ranges;  // the working set's, mapped in KVM once the machine is built
   if (order.working_set) {
     const size_t ws = fds.size() - (order.written_set ? 2 : 1);
-    prefetch_working_set(fds[ws].get(), order.source_dir + "/working-set", snap.memory);
+    prefetch_working_set(fds[ws].get(), order.source_dir + "/working-set", snap.memory, &ranges);
     // The pages a call will write, made private copies now (restore_command.cc does the same).
     if (order.written_set)
       populate_written_set(fds.back().get(), order.source_dir + "/written-set", snap.memory);
@@ -200,6 +201,7 @@ Ordered restore_on_order(StandbyOptions& o, const standby::RestoreOrder& order,
   confine_threads(confinement, &o.cfg);
   Ordered out;
   out.machine = Machine::restore(o.cfg, snap.state, std::move(snap.memory), kvm, t0, std::move(vm));
+  pre_fault_working_set(*out.machine, ranges);
   out.ready_line = ready_line(t0, loaded, now_ns(), confinement.jail_ms());
   LOG_INFO("restored %s (%u layer(s)) on order", order.source_dir.c_str(), snap.layers);
   return out;
