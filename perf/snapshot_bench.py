@@ -23,8 +23,10 @@ resident after the call that were not prefetched: pages_touched minus the workin
 the host page faults (minor/major) of the `wisp invoke` process tree (getrusage of its waited
 children: the VMM and `wisp invoke` itself), and KVM's own counters of the clone's vCPUs from
 restore to result (`exits`, and `nested_page_faults`: EPT/NPT faults, one per guest page first
-touched in the clone, prefetched or not: prefetch saves the host fault behind it, not the exit);
-the clones' PSS is measured both ways too.
+touched in the clone, unless the restore mapped the page in KVM ahead: KVM_PRE_FAULT_MEMORY,
+Linux 6.10 and later); the clones' PSS is measured both ways too. With --prefetch abc a third
+mode, `--no-prefault` (the working set read in but not mapped in KVM ahead), runs interleaved
+with the other two, so what the pre-fault gains is measured on its own.
 
 Ratios: cold / wisp restore (target >= 20x), QEMU restore / wisp restore (target >= 5x),
 sum of the clones' PSS / (clones x RSS of one clone) (target << 1). JSON to --out, a table on
@@ -120,12 +122,15 @@ def working_set_pages(tdir):
     return sum(struct.unpack_from("<QQ", data, 24 + 16 * i)[1] for i in range(n))
 
 
+NO_PREFAULT = "no-prefault"  # a prefetch mode: the working set read in, not mapped in KVM
+
+
 def invoke_counted(args, env, tname, h, prefetch, ws_pages):
-    """One `wisp invoke` (prefetch on or off) with the page faults of its process tree and the
-    pages it first touched on the critical path (not prefetched)."""
+    """One `wisp invoke` (prefetch True, False, or NO_PREFAULT) with the page faults of its
+    process tree and the pages it first touched on the critical path (not prefetched)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    r = invoke(args.wisp, env, tname, PAYLOAD, h["expect"],
-               extra_args=() if prefetch else ("--no-prefetch",))
+    extra = {True: (), False: ("--no-prefetch",), NO_PREFAULT: ("--no-prefault",)}[prefetch]
+    r = invoke(args.wisp, env, tname, PAYLOAD, h["expect"], extra_args=extra)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     r["minor_faults"] = after.ru_minflt - before.ru_minflt
     r["major_faults"] = after.ru_majflt - before.ru_majflt
@@ -138,6 +143,8 @@ def invoke_counted(args, env, tname, h, prefetch, ws_pages):
     return r
 
 
+MODE_LABEL = {True: "prefetch", False: "no prefetch", NO_PREFAULT: "no prefault"}
+MODE_KEY = {True: "restore", False: "restore_no_prefetch", NO_PREFAULT: "restore_no_prefault"}
 RESTORE_KEYS = ("total_ms", "restore_ms", "reconnect_ms", "invoke_ms", "pages_touched",
                 "pages_not_prefetched", "minor_faults", "major_faults", "exits",
                 "nested_page_faults", "wall_ms")
@@ -464,7 +471,8 @@ def bench_handler(args, name, h, tmp):
     env = dict(os.environ, WISP_HOME=os.path.join(tmp, "wisp-home"))
     tname = f"snapbench-{name}"
     qpath = os.path.join(tmp, f"qemu-{name}.mig")
-    modes = {"ab": (True, False), "on": (True,), "off": (False,)}[args.prefetch]
+    modes = {"ab": (True, False), "abc": (True, False, NO_PREFAULT), "on": (True,),
+             "off": (False,)}[args.prefetch]
     ws_pages = None
     if not args.skip_wisp:
         subprocess.run([args.wisp, "template", "rm", tname], env=env, capture_output=True)
@@ -505,12 +513,12 @@ def bench_handler(args, name, h, tmp):
                     f"{qruns[-1]['first_result_ms']:.1f} ms")
         if i < n_wisp and ((i + 1) % 10 == 0 or i + 1 == n_wisp):
             log(f"[{name}] wisp invoke {i + 1}/{n_wisp}: total " + ", ".join(
-                f"{runs[m][-1]['total_ms']:.1f} ms ({'prefetch' if m else 'no prefetch'})"
+                f"{runs[m][-1]['total_ms']:.1f} ms ({MODE_LABEL[m]})"
                 for m in modes))
     if not args.skip_wisp:
         for m in modes:
             # The first mode's rows are "restore" (what the rest of the report compares).
-            key = "restore" if m == modes[0] else "restore_no_prefetch"
+            key = "restore" if m == modes[0] else MODE_KEY[m]
             res[key] = {k: summarize([r.get(k) for r in runs[m]]) for k in RESTORE_KEYS}
             res[key]["prefetch"] = m
             res[key + "_samples"] = runs[m]
@@ -557,6 +565,8 @@ def bench_handler(args, name, h, tmp):
                      "cold_over_restore_wall": ratio(c, ww), "qemu_over_restore_wall": ratio(q, ww)}
     res["ratios"]["after_cold_over_in_row"] = ratio(med("after_cold", "total_ms"),
                                                     med("warm_in_row", "total_ms"))
+    if res.get("restore_no_prefault"):
+        res["ratios"]["no_prefault_over_prefetch"] = ratio(med("restore_no_prefault", "total_ms"), w)
     if res.get("restore_no_prefetch"):
         res["ratios"]["no_prefetch_over_prefetch"] = ratio(med("restore_no_prefetch", "total_ms"), w)
         res["ratios"]["critical_pages_prefetch_over_no_prefetch"] = ratio(
@@ -597,7 +607,8 @@ def print_table(report):
         for label, s in rows:
             if s:
                 print(f"    {label:34} {fmt(s['median'])} {fmt(s['p99'])} ms")
-        for key, label in (("restore", "prefetch"), ("restore_no_prefetch", "no prefetch")):
+        for key, label in (("restore", "prefetch"), ("restore_no_prefetch", "no prefetch"),
+                           ("restore_no_prefault", "no prefault")):
             s = r.get(key)
             if not s or "restore_no_prefetch" not in r:
                 continue
@@ -617,6 +628,9 @@ def print_table(report):
                   f"{ra['no_prefetch_over_prefetch'] or 0:.2f}x; critical-path pages "
                   f"prefetch / no prefetch: {ra['critical_pages_prefetch_over_no_prefetch'] or 0:.2f}; "
                   f"working set {r['template'].get('working_set_pages')} pages")
+        if r.get("restore_no_prefault"):
+            print(f"    no prefault / prefetch (first result): "
+                  f"{r['ratios']['no_prefault_over_prefetch'] or 0:.2f}x")
         pt = r.get("restore", {}).get("pages_touched")
         if pt:
             print(f"    pages touched by a restore: median {pt['median']:.0f} "
@@ -674,9 +688,10 @@ def main():
     ap.add_argument("--warmup", type=int, default=3, help="handler calls before the snapshot")
     ap.add_argument("--handlers", default="exec,python",
                     help="comma list of: exec, python, shell-worker")
-    ap.add_argument("--prefetch", choices=("ab", "on", "off"), default="ab",
+    ap.add_argument("--prefetch", choices=("ab", "abc", "on", "off"), default="ab",
                     help="restores with the working set prefetched, without, or both "
-                         "interleaved (default)")
+                         "interleaved (default); abc: and a third, prefetched but not "
+                         "mapped in KVM ahead (--no-prefault)")
     ap.add_argument("--skip-qemu", action="store_true")
     ap.add_argument("--skip-wisp", action="store_true", help="measure only QEMU")
     ap.add_argument("--wisp", default=os.path.join(ROOT, "build/bin/wisp"))
