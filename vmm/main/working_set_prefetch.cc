@@ -27,8 +27,10 @@ PrefetchResult prefetch_working_set(int fd, const std::string& name, const Guest
 PreFaultResult pre_fault_working_set(Machine& machine, const PageRanges& ranges) {
   PreFaultResult r = machine.pre_fault(ranges);
   if (!r.error.empty())
-    LOG_WARN("working set: %" PRIu64 " pages mapped in KVM before it stopped (%s); the rest "
-             "load on the guest's first touch", r.pages, r.error.c_str());
+    LOG_WARN("working set: %" PRIu64
+             " pages mapped in KVM before it stopped (%s); the rest "
+             "load on the guest's first touch",
+             r.pages, r.error.c_str());
   else if (r.supported)
     LOG_INFO("mapped %" PRIu64 " working-set pages in KVM in %.3f ms", r.pages, r.ms);
   return r;
