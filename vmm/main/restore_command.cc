@@ -74,7 +74,7 @@ Options:
   --timings          print a JSON line to stderr at exit: milliseconds from process start to
                      the jail's cost, KVM open, snapshot loaded, VM restored, first KVM_RUN
                      and exit; the pages prefetched and mapped in KVM ahead (prefault_pages,
-                     -1 where KVM cannot) and the milliseconds each took
+                     -1 where KVM cannot or with --no-prefault) and the milliseconds each took
 %s%s  -v, --verbose      log VMM diagnostics to stderr (twice: debug)
   -h, --help         show this help
 
