@@ -287,5 +287,16 @@ TEST(GuestMemoryFilePrivate, PrefetchMapsOnlyTheRanges) {
   EXPECT_THROW(prefetch_pages(GuestMemory::create(1 << 20), ranges), Error);
 }
 
+TEST(GuestMemoryFilePrivate, PrefetchWithoutPopulateMapsNothing) {
+  // The readahead alone (a KVM pre-fault maps the pages afterwards): nothing is mapped yet.
+  auto mem = GuestMemory::map_file_private(memory_file(64, {3, 10}, 0x5a), 64 * 4096);
+  std::vector<std::pair<uint64_t, uint64_t>> ranges = {{2, 3}, {10, 1}};
+  PrefetchResult r = prefetch_pages(mem, ranges, /*populate=*/false);
+  EXPECT_EQ(r.pages, 4u);
+  EXPECT_FALSE(r.populated);
+  EXPECT_EQ(r.populate_ms, 0);
+  EXPECT_EQ(set_pages(mem.resident_pages()), std::vector<uint64_t>{});
+}
+
 }  // namespace
 }  // namespace wisp

@@ -267,6 +267,7 @@ int restore_vm(RestoreOptions& o, jail::Confinement& confinement, uint64_t t0_ns
     Kvm kvm = Kvm::open(dev_kvm_path());
     t.kvm_ns = now_ns();
     PageRanges ranges;  // the working set's, for the prefault
+    const bool pre_fault = !o.no_prefault && kvm.has_pre_fault_memory();
     snapshot::LoadedSnapshot snap = snapshot::load_machine_snapshot(
         std::move(o.chain),
         [&](uint32_t vcpus, CpuModel model) { return guest_cpuid(kvm, 0, vcpus, model); });
@@ -277,8 +278,8 @@ int restore_vm(RestoreOptions& o, jail::Confinement& confinement, uint64_t t0_ns
     } else if (o.working_set_fd) {
       // The recorded working set loaded before the vCPUs run; a corrupt one fails the
       // restore, naming the file.
-      t.prefetch =
-          prefetch_working_set(o.working_set_fd.get(), o.working_set, snap.memory, &ranges);
+      t.prefetch = prefetch_working_set(o.working_set_fd.get(), o.working_set, snap.memory, &ranges,
+                                        /*populate=*/!pre_fault);
       // The pages a call will write, made private copies now: the guest's first touch of
       // each then maps it writable, instead of a read fault and a write fault later.
       if (o.written_set_fd)
@@ -289,7 +290,7 @@ int restore_vm(RestoreOptions& o, jail::Confinement& confinement, uint64_t t0_ns
     confine_threads(confinement, &o.cfg);
     auto machine = Machine::restore(o.cfg, snap.state, std::move(snap.memory), kvm, t0_ns);
     // After the written set's copies, so those pages are mapped writable.
-    if (!o.no_prefault) t.prefault = pre_fault_working_set(*machine, ranges);
+    if (pre_fault) t.prefault = pre_fault_working_set(*machine, ranges);
     confinement.drop_privileges();
     t.ready_ns = now_ns();
     if (o.ready_fd >= 0)

@@ -189,7 +189,8 @@ Ordered restore_on_order(StandbyOptions& o, const standby::RestoreOrder& order,
   PageRanges ranges;  // the working set's, mapped in KVM once the machine is built
   if (order.working_set) {
     const size_t ws = fds.size() - (order.written_set ? 2 : 1);
-    prefetch_working_set(fds[ws].get(), order.source_dir + "/working-set", snap.memory, &ranges);
+    prefetch_working_set(fds[ws].get(), order.source_dir + "/working-set", snap.memory, &ranges,
+                         /*populate=*/!kvm.has_pre_fault_memory());
     // The pages a call will write, made private copies now (restore_command.cc does the same).
     if (order.written_set)
       populate_written_set(fds.back().get(), order.source_dir + "/written-set", snap.memory);

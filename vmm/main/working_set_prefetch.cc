@@ -11,12 +11,12 @@
 namespace wisp {
 
 PrefetchResult prefetch_working_set(int fd, const std::string& name, const GuestMemory& memory,
-                                    PageRanges* ranges_out) {
+                                    PageRanges* ranges_out, bool populate) {
   snapshot::WorkingSet ws = snapshot::read_working_set_fd(fd, name, memory.page_count());
   PageRanges ranges;
   ranges.reserve(ws.ranges.size());
   for (const snapshot::PageRange& r : ws.ranges) ranges.emplace_back(r.first, r.count);
-  PrefetchResult p = prefetch_pages(memory, ranges);
+  PrefetchResult p = prefetch_pages(memory, ranges, populate);
   if (ranges_out) *ranges_out = std::move(ranges);
   LOG_INFO("prefetched %" PRIu64 " pages in %" PRIu64
            " ranges: readahead %.3f ms, populate %.3f ms",

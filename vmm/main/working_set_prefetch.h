@@ -19,8 +19,9 @@ using PageRanges = std::vector<std::pair<uint64_t, uint64_t>>;  // (first page, 
 
 // `fd`: the working-set file, open for reading; `name` names it in messages. Throws Error.
 // `ranges` (may be null) receives the set's pages, for pre_fault_working_set.
+// `populate` as for prefetch_pages.
 PrefetchResult prefetch_working_set(int fd, const std::string& name, const GuestMemory& memory,
-                                    PageRanges* ranges = nullptr);
+                                    PageRanges* ranges = nullptr, bool populate = true);
 // The working set's pages mapped in KVM's EPT/NPT (Machine::pre_fault), after
 // Machine::restore and before run(); logged, never fatal.
 PreFaultResult pre_fault_working_set(Machine& machine, const PageRanges& ranges);

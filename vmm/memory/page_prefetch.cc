@@ -20,7 +20,8 @@ constexpr uint64_t kPage = 4096;
 }  // namespace
 
 PrefetchResult prefetch_pages(const GuestMemory& memory,
-                              std::span<const std::pair<uint64_t, uint64_t>> ranges) {
+                              std::span<const std::pair<uint64_t, uint64_t>> ranges,
+                              bool populate) {
   if (!memory.is_file_private()) throw Error("prefetch needs memory mapped from a snapshot file");
   if (memory.regions().empty()) return {};
   // The mapping is one piece over the file's offset space (layout(): the first region at 0).
@@ -44,6 +45,8 @@ PrefetchResult prefetch_pages(const GuestMemory& memory,
     }
   }
   out.readahead_ms = ms_since(t0);
+  out.populated = populate;
+  if (!populate) return out;
   uint64_t t1 = now_ns();
   for (const auto& [first, count] : ranges) {
     if (madvise(base + first * kPage, count * kPage, MADV_POPULATE_READ) != 0) {

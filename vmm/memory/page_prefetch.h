@@ -18,14 +18,17 @@ struct PrefetchResult {
   uint64_t ranges = 0;
   double readahead_ms = 0;  // posix_fadvise(WILLNEED) of the ranges
   double populate_ms = 0;   // madvise(MADV_POPULATE_READ) of the ranges
-  bool populated = true;    // false: the kernel lacks MADV_POPULATE_READ (< 5.14); readahead only
+  bool populated = true;    // false: readahead only (not asked, or a kernel before 5.14)
 };
 
 // Prefetches the pages [first, first + count) of each range (4 KiB pages of the memory's file
 // offset space) of memory from GuestMemory::map_file_private. Ranges past the memory throw
 // Error (the caller validated them); a failing readahead or populate is logged, not thrown:
 // the pages then load on demand as without prefetch.
+// `populate` false: the readahead only (a KVM pre-fault of the same pages, Machine::pre_fault,
+// maps them in the host as it maps them in the EPT/NPT: one pass over the pages, not two).
 PrefetchResult prefetch_pages(const GuestMemory& memory,
-                              std::span<const std::pair<uint64_t, uint64_t>> ranges);
+                              std::span<const std::pair<uint64_t, uint64_t>> ranges,
+                              bool populate = true);
 
 }  // namespace wisp
