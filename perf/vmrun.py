@@ -194,11 +194,15 @@ def qemu_microvm_argv(qemu, kernel, mem, vcpus=1, serial="stdio", acpi=True):
 
 
 def environment_name():
-    """Which KVM the numbers come from; goes into every result."""
+    """Which KVM the numbers come from, and its kernel (the testbed runs 6.1 or, with
+    WISP_TESTBED_KERNEL, 6.12, whose KVM pre-faults a clone's working set); goes into every
+    result."""
+    kernel = os.uname().release
     if os.environ.get("WISP_TESTBED") == "1":
-        return "testbed (KVM inside QEMU TCG with emulated SVM; times are emulator times)"
+        return (f"testbed (KVM inside QEMU TCG with emulated SVM, kernel {kernel}; "
+                "times are emulator times)")
     mods = [m for m in ("kvm_intel", "kvm_amd") if os.path.isdir(f"/sys/module/{m}")]
-    return f"hardware KVM ({mods[0]})" if mods else "unknown KVM"
+    return f"hardware KVM ({mods[0]}, kernel {kernel})" if mods else "unknown KVM"
 
 
 def read_rss(pid):
