@@ -158,24 +158,14 @@ VcpuCounts MachineImpl::vcpu_counts() const {
   return sum;
 }
 
-PreFaultResult MachineImpl::pre_fault(std::span<const std::pair<uint64_t, uint64_t>> page_ranges) {
+PreFaultResult MachineImpl::pre_fault(std::span<const std::pair<uint64_t, uint64_t>> guest_pages) {
   PreFaultResult out;
-  out.supported = pre_fault_supported_;
-  if (!out.supported || page_ranges.empty()) return out;
   uint64_t t0 = now_ns();
-  // vCPU 0 maps for all: the EPT/NPT is the VM's. Each run is split at the memory's regions
-  // (the MMIO hole), where file offsets and guest addresses part.
-  const Vcpu& vcpu = vcpus_.vcpus().front();
+  const Vcpu& vcpu = vcpus_.vcpus().front();  // vCPU 0 maps for all: the EPT/NPT is the VM's
   try {
-    for (const auto& [first, count] : page_ranges) {
-      uint64_t begin = first * 4096, end = (first + count) * 4096;
-      for (const MemoryRegion& r : mem_.regions()) {
-        uint64_t lo = std::max(begin, r.file_offset);
-        uint64_t hi = std::min(end, r.file_offset + r.size);
-        if (lo >= hi) continue;
-        vcpu.pre_fault(r.guest_base.value() + (lo - r.file_offset), hi - lo);
-        out.pages += (hi - lo) / 4096;
-      }
+    for (const auto& [first, count] : guest_pages) {
+      vcpu.pre_fault(first * 4096, count * 4096);
+      out.pages += count;
     }
   } catch (const Error& e) {
     out.error = e.what();

@@ -85,8 +85,7 @@ struct RunResult {
 
 // What Machine::pre_fault did.
 struct PreFaultResult {
-  bool supported = false;  // KVM has KVM_PRE_FAULT_MEMORY (Linux 6.10 and later)
-  uint64_t pages = 0;      // 4 KiB pages mapped
+  uint64_t pages = 0;  // 4 KiB pages mapped
   double ms = 0;
   std::string error;  // why it stopped early ("" it did not): the rest loads on first touch
 };
@@ -128,12 +127,12 @@ class Machine {
   // KVM's counters of every vCPU, summed (vmm/kvm/vcpu_stats.h); the event-loop thread (the
   // control handler), as pause() and the rest.
   virtual VcpuCounts vcpu_counts() const = 0;
-  // Maps the given pages of guest memory (runs of 4 KiB pages numbered by their offset in the
-  // memory's mapping, as a working set numbers them) in KVM's EPT/NPT before the vCPUs first
-  // run, so the guest's first touch of each costs no exit: in a nested hypervisor an exit is
-  // tens of microseconds, the map from here a few. Only before run(). Best effort: a KVM
-  // without it, or a failure, leaves the pages to the guest's faults (the result says so).
-  virtual PreFaultResult pre_fault(std::span<const std::pair<uint64_t, uint64_t>> page_ranges) = 0;
+  // Maps the given guest-physical pages (runs of 4 KiB pages: first page number, count) in
+  // KVM's EPT/NPT before the vCPUs first run, so the guest's first touch of each costs no exit:
+  // in a nested hypervisor an exit is tens of microseconds, the map from here a few. Only
+  // before run(), and only where Kvm::has_pre_fault_memory(). Best effort: a failure leaves the
+  // rest of the pages to the guest's faults (the result says so).
+  virtual PreFaultResult pre_fault(std::span<const std::pair<uint64_t, uint64_t>> guest_pages) = 0;
 };
 
 // The CPUID wisp gives vCPU `id` of a machine with `vcpus` vCPUs of CPU model `model` on this

@@ -19,9 +19,7 @@ namespace wisp {
 MachineBuilder::MachineBuilder(const MachineConfig& config, const Kvm& kvm, uint64_t t0_ns,
                                GuestMemory memory, Vm vm)
     : kvm_(kvm),
-      machine_(std::make_unique<MachineImpl>(config, t0_ns, std::move(memory), std::move(vm))) {
-  machine_->pre_fault_supported_ = kvm.has_pre_fault_memory();
-}
+      machine_(std::make_unique<MachineImpl>(config, t0_ns, std::move(memory), std::move(vm))) {}
 
 // ---- The device set: how virtio devices are created, restored and attached ------------------
 // (save_state's part is MachineImpl::save_devices.)

@@ -39,7 +39,7 @@ class MachineImpl final : public Machine {
   MachineState save_state() override;
   const GuestMemory& memory() const override { return mem_; }
   VcpuCounts vcpu_counts() const override;
-  PreFaultResult pre_fault(std::span<const std::pair<uint64_t, uint64_t>> page_ranges) override;
+  PreFaultResult pre_fault(std::span<const std::pair<uint64_t, uint64_t>> guest_pages) override;
 
  private:
   friend class MachineBuilder;
@@ -71,7 +71,6 @@ class MachineImpl final : public Machine {
   std::vector<AttachedVirtioDevice> virtio_;
   CpuidEntries boot_cpuid_;  // vCPU 0's, saved with the state
   uint64_t kernel_loaded_ns_ = 0;
-  bool pre_fault_supported_ = false;  // Kvm::has_pre_fault_memory
   VcpuRunner vcpus_;
   std::optional<uint64_t> held_clock_ns_;  // the guest's clock at a pause that holds it
   std::vector<VcpuStats> vcpu_stats_;

@@ -5,6 +5,7 @@
 
 #include <cinttypes>
 #include <cstdio>
+#include <optional>
 #include <string>
 #include <utility>
 
@@ -241,7 +242,7 @@ jail::JailConfig jail_for(RestoreOptions& o) {
 struct RestoreTimes {
   uint64_t kvm_ns = 0, loaded_ns = 0, ready_ns = 0;
   PrefetchResult prefetch;
-  PreFaultResult prefault;
+  std::optional<PreFaultResult> prefault;  // none: not pre-faulted (KVM cannot, --no-prefault)
 };
 
 void print_timings(const RestoreTimes& t, const RunResult& r, uint64_t t0_ns, double jail_ms) {
@@ -255,8 +256,8 @@ void print_timings(const RestoreTimes& t, const RunResult& r, uint64_t t0_ns, do
                static_cast<double>(r.first_run_us) / 1000.0,
                static_cast<double>(r.exit_us) / 1000.0, t.prefetch.pages,
                t.prefetch.readahead_ms + t.prefetch.populate_ms,
-               t.prefault.supported ? static_cast<int64_t>(t.prefault.pages) : int64_t{-1},
-               t.prefault.ms, stop_reason_name(r.reason));
+               t.prefault ? static_cast<int64_t>(t.prefault->pages) : int64_t{-1},
+               t.prefault ? t.prefault->ms : 0.0, stop_reason_name(r.reason));
 }
 
 // The clone, inside the jail: snapshot read and machine rebuilt, privileges dropped, run.
@@ -266,7 +267,7 @@ int restore_vm(RestoreOptions& o, jail::Confinement& confinement, uint64_t t0_ns
   try {
     Kvm kvm = Kvm::open(dev_kvm_path());
     t.kvm_ns = now_ns();
-    PageRanges ranges;  // the working set's, for the prefault
+    PageRanges ranges;  // the working set's guest-physical pages, for the pre-fault
     const bool pre_fault = !o.no_prefault && kvm.has_pre_fault_memory();
     snapshot::LoadedSnapshot snap = snapshot::load_machine_snapshot(
         std::move(o.chain),

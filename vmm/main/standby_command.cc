@@ -179,18 +179,19 @@ struct Ordered {
   std::string ready_line;
 };
 
+// `pre_fault`: Kvm::has_pre_fault_memory(), asked while standing by.
 Ordered restore_on_order(StandbyOptions& o, const standby::RestoreOrder& order,
-                         std::vector<UniqueFd>& fds, const Kvm& kvm, Vm vm,
+                         std::vector<UniqueFd>& fds, const Kvm& kvm, Vm vm, bool pre_fault,
                          jail::Confinement& confinement, uint64_t t0) {
   const std::string name = "standby order (" + order.source_dir + ")";
   snapshot::LoadedSnapshot snap = snapshot::load_machine_snapshot(
       layers_of(order, fds),
       [&](uint32_t vcpus, CpuModel model) { return guest_cpuid(kvm, 0, vcpus, model); }, name);
-  PageRanges ranges;  // the working set's, mapped in KVM once the machine is built
+  PageRanges ranges;  // the working set's guest-physical pages, mapped in KVM once built
   if (order.working_set) {
     const size_t ws = fds.size() - (order.written_set ? 2 : 1);
     prefetch_working_set(fds[ws].get(), order.source_dir + "/working-set", snap.memory, &ranges,
-                         /*populate=*/!kvm.has_pre_fault_memory());
+                         /*populate=*/!pre_fault);
     // The pages a call will write, made private copies now (restore_command.cc does the same).
     if (order.written_set)
       populate_written_set(fds.back().get(), order.source_dir + "/written-set", snap.memory);
@@ -202,7 +203,7 @@ Ordered restore_on_order(StandbyOptions& o, const standby::RestoreOrder& order,
   confine_threads(confinement, &o.cfg);
   Ordered out;
   out.machine = Machine::restore(o.cfg, snap.state, std::move(snap.memory), kvm, t0, std::move(vm));
-  pre_fault_working_set(*out.machine, ranges);
+  if (pre_fault) pre_fault_working_set(*out.machine, ranges);
   out.ready_line = ready_line(t0, loaded, now_ns(), confinement.jail_ms());
   LOG_INFO("restored %s (%u layer(s)) on order", order.source_dir.c_str(), snap.layers);
   return out;
@@ -241,6 +242,7 @@ int stand_by(StandbyOptions& o, jail::Confinement& confinement) {
     // The KVM VM is made now, while standing by: the kernel's part of making one (its MMU,
     // its worker thread) is off the order's path.
     Vm vm = kvm.create_vm();
+    const bool pre_fault = kvm.has_pre_fault_memory();
     standby::send_message(o.order_fd, standby::kStandbyLine);
     standby::ReceivedOrder order;
     try {
@@ -251,11 +253,12 @@ int stand_by(StandbyOptions& o, jail::Confinement& confinement) {
     }
     // The VM's times count from the order, as a restore's count from its process start.
     uint64_t t0 = now_ns();
-    Ordered done = std::holds_alternative<standby::BootOrder>(order.order)
-                       ? boot_on_order(o, std::get<standby::BootOrder>(order.order), order.fds, kvm,
-                                       std::move(vm), confinement, t0)
-                       : restore_on_order(o, std::get<standby::RestoreOrder>(order.order),
-                                          order.fds, kvm, std::move(vm), confinement, t0);
+    Ordered done =
+        std::holds_alternative<standby::BootOrder>(order.order)
+            ? boot_on_order(o, std::get<standby::BootOrder>(order.order), order.fds, kvm,
+                            std::move(vm), confinement, t0)
+            : restore_on_order(o, std::get<standby::RestoreOrder>(order.order), order.fds, kvm,
+                               std::move(vm), pre_fault, confinement, t0);
     standby::send_message(o.order_fd, done.ready_line);
     if (o.ready_fd >= 0) send_line(o.ready_fd, done.ready_line);
     r = done.machine->run();

@@ -11,27 +11,31 @@
 namespace wisp {
 
 PrefetchResult prefetch_working_set(int fd, const std::string& name, const GuestMemory& memory,
-                                    PageRanges* ranges_out, bool populate) {
+                                    PageRanges* guest_pages, bool populate) {
   snapshot::WorkingSet ws = snapshot::read_working_set_fd(fd, name, memory.page_count());
   PageRanges ranges;
   ranges.reserve(ws.ranges.size());
   for (const snapshot::PageRange& r : ws.ranges) ranges.emplace_back(r.first, r.count);
   PrefetchResult p = prefetch_pages(memory, ranges, populate);
-  if (ranges_out) *ranges_out = std::move(ranges);
+  if (guest_pages) {
+    guest_pages->clear();
+    for (const snapshot::PageRange& r : snapshot::guest_physical_ranges(ws))
+      guest_pages->emplace_back(r.first, r.count);
+  }
   LOG_INFO("prefetched %" PRIu64 " pages in %" PRIu64
            " ranges: readahead %.3f ms, populate %.3f ms",
            p.pages, p.ranges, p.readahead_ms, p.populate_ms);
   return p;
 }
 
-PreFaultResult pre_fault_working_set(Machine& machine, const PageRanges& ranges) {
-  PreFaultResult r = machine.pre_fault(ranges);
+PreFaultResult pre_fault_working_set(Machine& machine, const PageRanges& guest_pages) {
+  PreFaultResult r = machine.pre_fault(guest_pages);
   if (!r.error.empty())
     LOG_WARN("working set: %" PRIu64
              " pages mapped in KVM before it stopped (%s); the rest "
              "load on the guest's first touch",
              r.pages, r.error.c_str());
-  else if (r.supported)
+  else
     LOG_INFO("mapped %" PRIu64 " working-set pages in KVM in %.3f ms", r.pages, r.ms);
   return r;
 }

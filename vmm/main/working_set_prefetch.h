@@ -18,13 +18,14 @@ namespace wisp {
 using PageRanges = std::vector<std::pair<uint64_t, uint64_t>>;  // (first page, count)
 
 // `fd`: the working-set file, open for reading; `name` names it in messages. Throws Error.
-// `ranges` (may be null) receives the set's pages, for pre_fault_working_set.
-// `populate` as for prefetch_pages.
+// `guest_pages` (may be null) receives the set's pages as guest-physical page ranges
+// (snapshot::guest_physical_ranges), for pre_fault_working_set. `populate` as for
+// prefetch_pages: false where the restore pre-faults.
 PrefetchResult prefetch_working_set(int fd, const std::string& name, const GuestMemory& memory,
-                                    PageRanges* ranges = nullptr, bool populate = true);
+                                    PageRanges* guest_pages = nullptr, bool populate = true);
 // The working set's pages mapped in KVM's EPT/NPT (Machine::pre_fault), after
-// Machine::restore and before run(); logged, never fatal.
-PreFaultResult pre_fault_working_set(Machine& machine, const PageRanges& ranges);
+// Machine::restore and before run(), where Kvm::has_pre_fault_memory(); logged, never fatal.
+PreFaultResult pre_fault_working_set(Machine& machine, const PageRanges& guest_pages);
 // The written set in `fd` (named `name` in messages) made private copies in `memory`
 // (GuestMemory::populate_writable). Throws Error on a damaged file; returns the pages.
 uint64_t populate_written_set(int fd, const std::string& name, const GuestMemory& memory);
