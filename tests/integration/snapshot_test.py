@@ -70,6 +70,11 @@ def read_working_set(path):
     return {"memory_pages": memory_pages, "ranges": ranges}
 
 
+def last_json_line(text):
+    """The last JSON line of a command's stderr: its --timings."""
+    return json.loads([l for l in text.splitlines() if l.startswith("{")][-1])
+
+
 class SnapshotTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -376,14 +381,14 @@ class SnapshotTest(unittest.TestCase):
         wait_for(lambda: os.path.exists(vsock), 120, "the clone's vsock socket")
         vm.terminate()
         _, err = vm.communicate(timeout=60)
-        restore = json.loads([l for l in err.splitlines() if l.startswith("{")][-1])
+        restore = last_json_line(err)
         supported = restore["prefault_pages"] >= 0
 
         def faults(*flags):
             p = self.run_wisp("invoke", "pf", "--timings", *flags, stdin=None, input="pf-ok",
                               timeout=120)
             self.assertEqual(p.stdout, "pf-ok")
-            t = json.loads([l for l in p.stderr.splitlines() if l.startswith("{")][-1])
+            t = last_json_line(p.stderr)
             return t["nested_page_faults"]
         ahead = [faults() for _ in range(2)]
         not_ahead = [faults("--no-prefault") for _ in range(2)]
