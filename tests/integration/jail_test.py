@@ -13,7 +13,8 @@
 - A stale wisp cgroup (its VMM gone) is removed by the next start.
 - A `wisp invoke` killed with SIGKILL mid-call leaves no VMM process (within 2 s) and, once
   the next invoke has run, no runtime directory; one given SIGTERM cleans up before it exits;
-  a VMM whose supervisor is SIGKILLed dies too.
+  a VMM whose supervisor is SIGKILLed dies too; stop signals that keep coming while a VM stops
+  end it as stopped, not killed by seccomp.
 - A booted guest's RAM is on 2 MiB transparent huge pages (AnonHugePages of its mapping in
   the VMM's smaps), jailed; with --no-hugepages on none.
 - --no-jail and --no-cgroup (debugging only) warn and do what they say: the only test that
@@ -310,6 +311,27 @@ class JailTest(unittest.TestCase):
         vm.kill()
         vm.wait()
         wait_for(lambda: not alive(vmm), 2, "the VMM to die with its supervisor")
+
+    def test_stop_signals_while_stopping_end_the_vm_cleanly(self):
+        # Stop signals that keep coming while the VM stops (a terminal's second Ctrl-C, a
+        # signal both to the supervisor and to the VMM, as `pkill` sends): the VMM ends as
+        # stopped by the first, not killed by seccomp at its exit (its loop thread once ran the
+        # jail's no-op handler for a late one, and has no rt_sigreturn).
+        for i in range(3):
+            vm, _, _ = self.start_idle("stop-signals-%d" % i)
+            vmm = vmm_of(vm.pid)
+            for _ in range(40):
+                for pid in (vm.pid, vmm):
+                    try:
+                        os.kill(pid, signal.SIGTERM)
+                    except ProcessLookupError:
+                        pass
+                if not alive(vmm):
+                    break
+                time.sleep(0.003)
+            err = self.stop(vm)
+            self.assertNotIn("seccomp", err)
+            self.assertEqual(vm.returncode, 128 + signal.SIGTERM, err)
 
     def sleeping_invoke(self, tag):
         """A `wisp invoke` in the middle of a call whose handler sleeps for 60 s, with its own

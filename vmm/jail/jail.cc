@@ -328,7 +328,8 @@ int run_jailed(const JailConfig& config, const std::function<int(Confinement&)>&
   int rc = explain(status, *confinement.report_, config.cgroup ? &cgroup : nullptr, memory_max);
   cgroup.remove();
   ::rmdir(root.c_str());
-  ::sigprocmask(SIG_SETMASK, &old, nullptr);
+  // The stop signals stay blocked: the VM has ended and so is this process, and one that came
+  // after the last was forwarded (a second Ctrl-C) would kill it now, its status no longer rc.
   return rc;
 }
 

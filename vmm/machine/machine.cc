@@ -35,18 +35,23 @@ std::string default_kernel_cmdline() {
 namespace {
 
 // SIGINT, SIGTERM and SIGHUP end the VM cleanly (terminal restored, the exit status says why).
-// While a StopSignals lives they are blocked in every thread (vCPU threads started meanwhile
-// inherit the mask) and read from a signalfd on the loop thread.
+// From a StopSignals on they are blocked in every thread (vCPU threads started meanwhile
+// inherit the mask) and read from a signalfd on the loop thread. They stay blocked once it is
+// gone: the VM has stopped and its process is ending, and a second stop signal (a supervisor
+// forwarding what a terminal also sent, a second Ctrl-C) would otherwise run its handler (the
+// jail's no-op one) on the loop thread, whose seccomp filter has no rt_sigreturn: the VMM was
+// killed by seccomp at its exit.
 class StopSignals {
  public:
   StopSignals(EventLoop& loop, StopRequest& stop) : loop_(loop) {
     sigset_t signals;
     sigemptyset(&signals);
     for (int s : {SIGINT, SIGTERM, SIGHUP}) sigaddset(&signals, s);
-    pthread_sigmask(SIG_BLOCK, &signals, &old_mask_);
+    sigset_t old_mask;
+    pthread_sigmask(SIG_BLOCK, &signals, &old_mask);
     fd_ = UniqueFd(signalfd(-1, &signals, SFD_CLOEXEC | SFD_NONBLOCK));
     if (!fd_) {
-      pthread_sigmask(SIG_SETMASK, &old_mask_, nullptr);
+      pthread_sigmask(SIG_SETMASK, &old_mask, nullptr);
       throw_errno("signalfd");
     }
     loop_.add(fd_.get(), [fd = fd_.get(), &stop](uint32_t) {
@@ -55,16 +60,12 @@ class StopSignals {
         stop.request_by_signal(static_cast<int>(info.ssi_signo));
     });
   }
-  ~StopSignals() {
-    loop_.remove(fd_.get());
-    pthread_sigmask(SIG_SETMASK, &old_mask_, nullptr);
-  }
+  ~StopSignals() { loop_.remove(fd_.get()); }
   StopSignals(const StopSignals&) = delete;
   StopSignals& operator=(const StopSignals&) = delete;
 
  private:
   EventLoop& loop_;
-  sigset_t old_mask_;
   UniqueFd fd_;
 };
 
