@@ -1,5 +1,8 @@
 #include "api/vsock_bridge_stream.h"
 
+#include <algorithm>
+#include <cstring>
+
 namespace wisp::client {
 namespace {
 
@@ -11,22 +14,11 @@ constexpr size_t kMaxReplyBytes = 32;
       kj::Exception(kj::Exception::Type::FAILED, __FILE__, __LINE__, kj::heapString(message)));
 }
 
-// Reads the bridge's reply line byte by byte: what follows it is already the guest's stream.
-kj::Promise<void> read_reply(kj::AsyncIoStream& stream, std::string* reply, kj::byte* c) {
-  return stream.tryRead(c, 1, 1).then([&stream, reply, c](size_t n) -> kj::Promise<void> {
-    if (n == 0) fail("nothing listens on the guest's vsock port yet");
-    reply->push_back(static_cast<char>(*c));
-    if (*c == '\n') return kj::READY_NOW;
-    if (reply->size() > kMaxReplyBytes) fail("the vsock bridge's reply is too long");
-    return read_reply(stream, reply, c);
-  });
-}
-
 }  // namespace
 
 UnansweredStream::UnansweredStream(kj::Own<kj::AsyncIoStream> inner, std::string path)
     : inner_(kj::mv(inner)) {
-  answered_ = read_reply(*inner_, &reply_, &reply_byte_)
+  answered_ = read_reply()
                   .then([this, path = kj::mv(path)] {
                     if (reply_.rfind("OK ", 0) != 0)
                       fail("the vsock bridge at " + path + " answered CONNECT with '" +
@@ -35,9 +27,31 @@ UnansweredStream::UnansweredStream(kj::Own<kj::AsyncIoStream> inner, std::string
                   .fork();
 }
 
+// In chunks, not byte by byte (a system call each, on every clone's first connection): bytes
+// past the newline are the guest's, kept for tryRead.
+kj::Promise<void> UnansweredStream::read_reply() {
+  return inner_->tryRead(chunk_, 1, sizeof(chunk_)).then([this](size_t n) -> kj::Promise<void> {
+    if (n == 0) fail("nothing listens on the guest's vsock port yet");
+    const char* bytes = reinterpret_cast<const char*>(chunk_);
+    const char* newline = static_cast<const char*>(std::memchr(bytes, '\n', n));
+    size_t line = newline ? static_cast<size_t>(newline - bytes) + 1 : n;
+    reply_.append(bytes, line);
+    if (reply_.size() > kMaxReplyBytes + 1) fail("the vsock bridge's reply is too long");
+    if (!newline) return read_reply();
+    after_reply_.assign(bytes + line, n - line);
+    return kj::READY_NOW;
+  });
+}
+
 kj::Promise<size_t> UnansweredStream::tryRead(void* buffer, size_t min_bytes, size_t max_bytes) {
-  return answered_.addBranch().then([this, buffer, min_bytes, max_bytes] {
-    return inner_->tryRead(buffer, min_bytes, max_bytes);
+  return answered_.addBranch().then([this, buffer, min_bytes, max_bytes]() -> kj::Promise<size_t> {
+    if (after_reply_.empty()) return inner_->tryRead(buffer, min_bytes, max_bytes);
+    size_t n = std::min(max_bytes, after_reply_.size());
+    std::memcpy(buffer, after_reply_.data(), n);
+    after_reply_.erase(0, n);
+    if (n >= min_bytes) return n;
+    return inner_->tryRead(static_cast<kj::byte*>(buffer) + n, min_bytes - n, max_bytes - n)
+        .then([n](size_t more) { return n + more; });
   });
 }
 

@@ -37,10 +37,15 @@ class UnansweredStream final : public kj::AsyncIoStream {
   void abortRead() override;
 
  private:
+  // Reads until the reply line is whole; what came after it in the same reads is the guest's
+  // stream, kept in after_reply_.
+  kj::Promise<void> read_reply();
+
   // Declared before answered_, whose reading uses them: destroyed after it.
   kj::Own<kj::AsyncIoStream> inner_;
   std::string reply_;
-  kj::byte reply_byte_ = 0;
+  std::string after_reply_;  // the guest's first bytes, read with the reply; served first
+  kj::byte chunk_[64];
   kj::ForkedPromise<void> answered_ = nullptr;
 };
 

@@ -166,6 +166,9 @@ class Service {
     // The warm template whose refill waits for this call's end (resume_warm).
     kj::Maybe<std::string> refill_at_end;
   };
+  // Drops a call that answered (its clone, its count in flight) a moment after its answer
+  // went out (kAnswerHeadStart).
+  void retire(kj::Own<Call> call, kj::Own<InFlight> in_flight);
   // `call`'s handler call, sent on `agent` (its clone's link, maybe not yet accepted).
   kj::Promise<client::InvokeResult> send_invoke(Call& call, AgentLink& agent);
   // A warm clone taken for `call`: resumed and reseeded.
@@ -260,6 +263,9 @@ class Service {
   uint32_t in_flight_ = 0;
   uint32_t calls_running_ = 0;  // invoke()'s calls under way: refills wait for none
   std::map<std::string, uint32_t> in_flight_by_name_;
+  // Calls that answered, until their clones go (retire). Last: destroyed first, while what
+  // a call's end touches (the counts above, warm_, background_) is still there.
+  kj::TaskSet retiring_{background_errors_};
 };
 
 // "" for a handler that ran to an exit code, else "timeout" or "limit" (Stats outcomes).
