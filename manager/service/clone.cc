@@ -33,15 +33,30 @@ Clone::Clone(kj::AsyncIoContext& io, Reaper& reaper, manager::OpenTemplate tpl,
   exited_ = exit_watch_->whenBecomesReadable().fork();
 }
 
+namespace {
+
+// A clone's connections to its VMM, closed once the VMM is gone. Closed first, they had the
+// VMM's control thread answer into a socket whose peer had left: KJ throws for that, and a
+// VMM's first exception has libgcc sort the whole static binary's unwind table (its
+// registered .eh_frame) before it can unwind: 25-40 ms of CPU per warm clone's end on the
+// testbed (about 3 ms natively), taken from whatever call ran next.
+struct LinksKeptOpen final : Reaper::Kept {
+  kj::Own<AgentLink> agent;
+  kj::Own<ControlLink> control;
+};
+
+}  // namespace
+
 Clone::~Clone() {
-  agent_ = nullptr;
-  control_ = nullptr;
   exited_ = nullptr;  // before the observer its promise waits on
   exit_watch_ = nullptr;
   // Continued first: a stopped VMM would leave the reaper's SIGTERM pending, and its jail's
   // supervisor would not remove the VM's cgroup before the SIGKILL that follows.
   if (stopped_) set_stopped(false);
-  reaper_.dispose(std::move(process_), kj::mv(ticket_));
+  auto links = kj::heap<LinksKeptOpen>();
+  links->agent = kj::mv(agent_);
+  links->control = kj::mv(control_);
+  reaper_.dispose(std::move(process_), kj::mv(ticket_), kj::Own<Reaper::Kept>(kj::mv(links)));
 }
 
 void Clone::set_background(bool background) {

@@ -15,7 +15,8 @@ Reaper::~Reaper() {
   for (std::thread& t : threads_) t.join();
 }
 
-void Reaper::dispose(std::unique_ptr<CloneProcess> process, kj::Maybe<kj::Own<Ticket>> ticket) {
+void Reaper::dispose(std::unique_ptr<CloneProcess> process, kj::Maybe<kj::Own<Ticket>> ticket,
+                     kj::Maybe<kj::Own<Kept>> kept) {
   // SIGTERM (VmmChild::kill_now) on the thread, not SIGKILL here: the jail's supervisor then
   // removes the VM's cgroup itself.
   auto paf = kj::newPromiseAndCrossThreadFulfiller<void>();
@@ -25,7 +26,7 @@ void Reaper::dispose(std::unique_ptr<CloneProcess> process, kj::Maybe<kj::Own<Ti
   }
   cv_.notify_one();
   ++pending_;
-  tasks_.add(paf.promise.attach(kj::mv(ticket), kj::defer([this] { --pending_; })));
+  tasks_.add(paf.promise.attach(kj::mv(ticket), kj::mv(kept), kj::defer([this] { --pending_; })));
 }
 
 void Reaper::run() {

@@ -28,9 +28,14 @@ class Reaper {
   Reaper(const Reaper&) = delete;
   Reaper& operator=(const Reaper&) = delete;
 
+  // What must outlive a clone's VMM (its connections: Clone::~Clone).
+  struct Kept {
+    virtual ~Kept() noexcept(false) = default;
+  };
   // Kills and reaps `process`, removes its runtime directory, then drops `ticket` (may be
-  // null) on this loop.
-  void dispose(std::unique_ptr<CloneProcess> process, kj::Maybe<kj::Own<Ticket>> ticket);
+  // null) and `kept` (may be null) on this loop.
+  void dispose(std::unique_ptr<CloneProcess> process, kj::Maybe<kj::Own<Ticket>> ticket,
+               kj::Maybe<kj::Own<Kept>> kept = nullptr);
   // Disposals queued or running.
   size_t pending() const { return pending_; }
 
