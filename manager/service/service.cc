@@ -324,11 +324,11 @@ kj::Promise<CallResult> Service::invoke(const std::string& name, CallRequest req
 
 void Service::retire(kj::Own<Call> call, kj::Own<InFlight> in_flight) {
   // The answer first: this loop writes it once the result is out of this chain, and its
-  // reader needs the CPU next. The clone's end (its links closed, which wakes its VMM's
-  // threads; its VMM killed) and what the call's end starts (a warm refill, warm clones being
-  // made continued) would otherwise take that CPU first where CPUs are few: measured on the
-  // one-CPU testbed, 3-6 ms of a warm call's answer went to them. A call that failed or was
-  // cancelled drops its clone at once, as before.
+  // reader needs the CPU next. The clone's end (its VMM killed) and what the call's end starts
+  // (a warm refill, warm clones being made continued) would otherwise take that CPU first
+  // where CPUs are few: in a trace on the one-CPU testbed they ran for 3-6 ms between a warm
+  // call's result and its client's read. A call that failed or was cancelled drops its clone
+  // at once, as before.
   retiring_.add(io_.provider->getTimer()
                     .afterDelay(kAnswerHeadStart)
                     .attach(kj::mv(call), kj::mv(in_flight)));
