@@ -172,15 +172,15 @@ int vsock_uds_connect(const std::string& uds_path, uint32_t port, milliseconds t
              std::to_string(timeout.count()) + " ms";
       return -1;
     }
-    char buf[33];
+    char buf[kBridgeReplyMaxBytes + 1];
     ssize_t n = ::recv(fd.get(), buf, sizeof(buf), MSG_PEEK);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) {
       *why = "nothing listens on guest vsock port " + std::to_string(port) + " yet";
       return -1;
     }
-    const char* newline = static_cast<const char*>(std::memchr(buf, '\n', static_cast<size_t>(n)));
-    size_t line = newline ? static_cast<size_t>(newline - buf) + 1 : static_cast<size_t>(n);
+    bool ended = false;
+    size_t line = bridge_reply_part(buf, static_cast<size_t>(n), &ended);
     ssize_t got;
     while ((got = ::recv(fd.get(), buf, line, 0)) < 0 && errno == EINTR) {
     }
@@ -189,10 +189,11 @@ int vsock_uds_connect(const std::string& uds_path, uint32_t port, milliseconds t
       return -1;
     }
     reply.append(buf, line);
-    if (reply.size() > 32) break;
+    if (reply.size() > kBridgeReplyMaxBytes) break;
   }
-  if (!reply.starts_with("OK ") || reply.back() != '\n')
-    throw Error("vsock bridge at " + uds_path + " answered CONNECT with '" + reply.substr(0, 32) +
+  if (!bridge_reply_accepted(reply))
+    throw Error("vsock bridge at " + uds_path + " answered CONNECT with '" +
+                reply.substr(0, kBridgeReplyMaxBytes) +
                 "' instead of 'OK <port>': is it a wisp VM's --vsock-uds?");
   return fd.release();
 }

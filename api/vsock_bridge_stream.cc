@@ -6,9 +6,6 @@
 namespace wisp::client {
 namespace {
 
-// The bridge's reply is "OK <port>\n": anything longer is not a wisp VMM's bridge.
-constexpr size_t kMaxReplyBytes = 32;
-
 [[noreturn]] void fail(const std::string& message) {
   kj::throwFatalException(
       kj::Exception(kj::Exception::Type::FAILED, __FILE__, __LINE__, kj::heapString(message)));
@@ -16,13 +13,23 @@ constexpr size_t kMaxReplyBytes = 32;
 
 }  // namespace
 
+size_t bridge_reply_part(const char* bytes, size_t n, bool* ended) {
+  const char* newline = static_cast<const char*>(std::memchr(bytes, '\n', n));
+  *ended = newline != nullptr;
+  return newline ? static_cast<size_t>(newline - bytes) + 1 : n;
+}
+
+bool bridge_reply_accepted(const std::string& reply) {
+  return reply.starts_with("OK ") && reply.ends_with('\n');
+}
+
 UnansweredStream::UnansweredStream(kj::Own<kj::AsyncIoStream> inner, std::string path)
     : inner_(kj::mv(inner)) {
   answered_ = read_reply()
                   .then([this, path = kj::mv(path)] {
-                    if (reply_.rfind("OK ", 0) != 0)
+                    if (!bridge_reply_accepted(reply_))
                       fail("the vsock bridge at " + path + " answered CONNECT with '" +
-                           reply_.substr(0, kMaxReplyBytes) + "' instead of 'OK <port>'");
+                           reply_.substr(0, kBridgeReplyMaxBytes) + "' instead of 'OK <port>'");
                   })
                   .fork();
 }
@@ -33,11 +40,11 @@ kj::Promise<void> UnansweredStream::read_reply() {
   return inner_->tryRead(chunk_, 1, sizeof(chunk_)).then([this](size_t n) -> kj::Promise<void> {
     if (n == 0) fail("nothing listens on the guest's vsock port yet");
     const char* bytes = reinterpret_cast<const char*>(chunk_);
-    const char* newline = static_cast<const char*>(std::memchr(bytes, '\n', n));
-    size_t line = newline ? static_cast<size_t>(newline - bytes) + 1 : n;
+    bool ended = false;
+    size_t line = bridge_reply_part(bytes, n, &ended);
     reply_.append(bytes, line);
-    if (reply_.size() > kMaxReplyBytes + 1) fail("the vsock bridge's reply is too long");
-    if (!newline) return read_reply();
+    if (reply_.size() > kBridgeReplyMaxBytes + 1) fail("the vsock bridge's reply is too long");
+    if (!ended) return read_reply();
     after_reply_.assign(bytes + line, n - line);
     return kj::READY_NOW;
   });

@@ -19,6 +19,15 @@
 
 namespace wisp::client {
 
+// The bridge's reply line, as both its readers (UnansweredStream and agent_client.h's
+// vsock_uds_connect) take it: "OK <port>\n", at most kBridgeReplyMaxBytes before the newline.
+constexpr size_t kBridgeReplyMaxBytes = 32;
+// How many of `n` bytes just read belong to the reply line: up to its newline (`*ended` set),
+// or all of them (the line goes on). What follows the newline is the guest's stream.
+size_t bridge_reply_part(const char* bytes, size_t n, bool* ended);
+// Whether the whole line `reply` (its newline included) accepted the connection.
+bool bridge_reply_accepted(const std::string& reply);
+
 class UnansweredStream final : public kj::AsyncIoStream {
  public:
   // `inner`: a connected bridge socket whose CONNECT line is already written; `path` names
