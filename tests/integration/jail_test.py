@@ -76,7 +76,7 @@ def thread_statuses(pid):
 def children(pid):
     try:
         return [int(c) for c in read("/proc/%d/task/%d/children" % (pid, pid)).split()]
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):
         return []
 
 
@@ -91,14 +91,15 @@ def alive(pid):
     """True while `pid` runs (a zombie has ended)."""
     try:
         return read("/proc/%d/stat" % pid).rsplit(")", 1)[1].split()[0] != "Z"
-    except (FileNotFoundError, IndexError):
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        # ESRCH: the process was reaped between the open and the read.
         return False
 
 
 def holds_vcpu_fds(pid):
     try:
         fds = os.listdir("/proc/%d/fd" % pid)
-    except (FileNotFoundError, PermissionError):
+    except (FileNotFoundError, PermissionError, ProcessLookupError):
         return False
     for fd in fds:
         try:
