@@ -58,10 +58,18 @@ def wisp_links():
 
 
 def children(pid):
+    """`pid`'s children; none once it has gone (a thread or the process may end mid-read)."""
     pids = []
-    for task in os.listdir(f"/proc/{pid}/task"):
-        with open(f"/proc/{pid}/task/{task}/children") as f:
-            pids += [int(c) for c in f.read().split()]
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return pids
+    for task in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                pids += [int(c) for c in f.read().split()]
+        except OSError:
+            pass
     return pids
 
 
