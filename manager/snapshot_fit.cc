@@ -8,6 +8,20 @@
 #include "snapshot/state_file.h"
 
 namespace wisp::manager {
+namespace {
+
+// "" when the memory file `path` is a regular file (its stat in `st`), else why not. Throws
+// Error when it cannot be stat'ed for another reason than its absence.
+std::string memory_file_problem(const std::string& path, struct stat& st) {
+  if (lstat(path.c_str(), &st) != 0) {
+    if (errno == ENOENT) return path + ": missing";
+    throw_errno("stat " + path);
+  }
+  if (!S_ISREG(st.st_mode)) return path + ": not a regular file";
+  return "";
+}
+
+}  // namespace
 
 std::string snapshot_unfit_reason(const std::string& dir) {
   const std::string state_path = dir + "/" + snapshot::kStateFileName;
@@ -16,11 +30,7 @@ std::string snapshot_unfit_reason(const std::string& dir) {
     // Decoding validates it as untrusted input (size cap first, frame, version, checksum).
     snapshot::SnapshotState state = snapshot::read_state_file(state_path);
     struct stat st;
-    if (lstat(memory_path.c_str(), &st) != 0) {
-      if (errno == ENOENT) return memory_path + ": missing";
-      throw_errno("stat " + memory_path);
-    }
-    if (!S_ISREG(st.st_mode)) return memory_path + ": not a regular file";
+    if (std::string why = memory_file_problem(memory_path, st); !why.empty()) return why;
     // A diff layer's file holds only its pages, but is laid out over the whole guest too.
     snapshot::check_memory_file_size(state.memory, static_cast<uint64_t>(st.st_size), memory_path);
   } catch (const Error& e) {
@@ -29,6 +39,19 @@ std::string snapshot_unfit_reason(const std::string& dir) {
     return state_path + ": " + e.what();
   }
   return "";
+}
+
+std::string snapshot_plainly_unfit_reason(const std::string& dir) {
+  const std::string state_path = dir + "/" + snapshot::kStateFileName;
+  try {
+    snapshot::read_state_header(state_path);
+    struct stat st;
+    return memory_file_problem(dir + "/" + snapshot::kMemoryFileName, st);
+  } catch (const Error& e) {
+    return e.what();
+  } catch (const std::exception& e) {
+    return state_path + ": " + e.what();
+  }
 }
 
 bool is_cpu_mismatch(const std::string& message) {

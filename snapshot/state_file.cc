@@ -36,8 +36,7 @@ Bytes encode_state_file(const SnapshotState& state) {
   return out;
 }
 
-SnapshotState decode_state_file(std::span<const uint8_t> bytes, const std::string& file,
-                                StateFileInfo* info) {
+StateFileInfo check_state_header(std::span<const uint8_t> bytes, const std::string& file) {
   if (bytes.size() < kStateHeaderBytes) {
     reject_file(file, "truncated state file: " + std::to_string(bytes.size()) +
                           " bytes, shorter than the " + std::to_string(kStateHeaderBytes) +
@@ -60,6 +59,12 @@ SnapshotState decode_state_file(std::span<const uint8_t> bytes, const std::strin
     reject_file(file, "unsupported snapshot format version " + version + " (" + reads +
                           "; written by a newer wisp?)");
   }
+  return header;
+}
+
+SnapshotState decode_state_file(std::span<const uint8_t> bytes, const std::string& file,
+                                StateFileInfo* info) {
+  StateFileInfo header = check_state_header(bytes, file);
   if (header.payload_bytes > kMaxPayloadBytes) {
     reject_file(file, "state payload length " + std::to_string(header.payload_bytes) +
                           " exceeds the limit of " + std::to_string(kMaxPayloadBytes) + " bytes");
@@ -94,6 +99,25 @@ void write_state_file(int fd, const std::string& path, const SnapshotState& stat
     throw_errno("write state file " + path);
   }
   if (::fsync(fd) != 0) throw_errno("fsync state file " + path);
+}
+
+StateFileInfo read_state_header(const std::string& path) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) throw_errno("open state file " + path);
+  uint8_t bytes[kStateHeaderBytes];
+  size_t done = 0;
+  while (done < sizeof bytes) {
+    ssize_t n = ::pread(fd.get(), bytes + done, sizeof bytes - done, static_cast<off_t>(done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) throw_errno("read state file " + path);
+    if (n == 0) break;  // shorter than a header: check_state_header says so
+    done += static_cast<size_t>(n);
+  }
+  StateFileInfo header = check_state_header(std::span<const uint8_t>(bytes, done), path);
+  struct stat st;
+  if (::fstat(fd.get(), &st) != 0) throw_errno("stat state file " + path);
+  header.file_bytes = static_cast<uint64_t>(st.st_size);
+  return header;
 }
 
 SnapshotState read_state_file(const std::string& path, StateFileInfo* info) {

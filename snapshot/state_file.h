@@ -51,6 +51,14 @@ SnapshotState decode_state_file(std::span<const uint8_t> bytes, const std::strin
 // names the file in error messages.
 void write_state_file(int fd, const std::string& path, const SnapshotState& state);
 
+// Checks a state file's header alone (its first kStateHeaderBytes bytes or more): size, magic
+// and format major, with decode_state_file's messages. Returns the header's fields.
+StateFileInfo check_state_header(std::span<const uint8_t> bytes, const std::string& file);
+
+// Reads `path`'s header and checks it (check_state_header) without reading the rest: whether
+// this wisp could read the file at all, in one small read. Throws Error naming the file.
+StateFileInfo read_state_header(const std::string& path);
+
 // Reads and decodes `path`; its size is checked against the cap before anything is allocated.
 SnapshotState read_state_file(const std::string& path, StateFileInfo* info = nullptr);
 // The same for the open file `fd` (read from offset 0); `path` names it in messages.

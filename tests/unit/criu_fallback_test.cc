@@ -116,6 +116,31 @@ TEST_F(CriuFallbackTest, AMissingStateFileDoesNotFit) {
   EXPECT_NE(snapshot_unfit_reason(dir), "");
 }
 
+// The check made before a VMM is spawned sees what a stat and the state's header show, and
+// leaves the rest to the VMM's restore (the full check above, after it failed).
+TEST_F(CriuFallbackTest, ThePlainCheckSeesAMissingMemoryFileAndAnOlderFormat) {
+  std::string dir = write_snapshot();
+  EXPECT_EQ(snapshot_plainly_unfit_reason(dir), "");
+  fs::resize_file(dir + "/memory", 4096);
+  EXPECT_EQ(snapshot_plainly_unfit_reason(dir), "");  // its size needs the decoded state
+  fs::remove(dir + "/memory");
+  EXPECT_EQ(snapshot_plainly_unfit_reason(dir), dir + "/memory: missing");
+  fs::create_directory(dir + "/memory");
+  EXPECT_EQ(snapshot_plainly_unfit_reason(dir), dir + "/memory: not a regular file");
+
+  fs::remove_all(dir);
+  dir = write_snapshot();
+  std::fstream f(dir + "/state", std::ios::in | std::ios::out | std::ios::binary);
+  f.seekp(8);
+  f.put(1);
+  f.close();
+  std::string why = snapshot_plainly_unfit_reason(dir);
+  EXPECT_NE(why.find(dir + "/state"), std::string::npos) << why;
+  EXPECT_NE(why.find("older wisp"), std::string::npos) << why;
+  fs::remove(dir + "/state");
+  EXPECT_NE(snapshot_plainly_unfit_reason(dir).find(dir + "/state"), std::string::npos);
+}
+
 TEST_F(CriuFallbackTest, TheVmmsCpuRefusalIsRecognised) {
   EXPECT_TRUE(is_cpu_mismatch(
       "restore failed: wisp-vmm: /t/snapshot/state: snapshot is from another CPU: leaf 0x7"));

@@ -124,6 +124,42 @@ TEST(SnapshotStateFile, RoundTripsThroughAFile) {
   expect_error([&] { read_state_file(path); }, {path, "No such file"});
 }
 
+// The header alone (a fit check before a VMM is spawned): read in one small read, with the
+// decoder's messages, and the rest of the file not looked at.
+TEST(SnapshotStateFile, ReadsTheHeaderAloneWithTheDecodersChecks) {
+  std::string path = ::testing::TempDir() + "wisp-state-header-" + std::to_string(getpid());
+  auto write = [&](const Bytes& b) {
+    std::ofstream(path, std::ios::binary | std::ios::trunc)
+        .write(reinterpret_cast<const char*>(b.data()), static_cast<std::streamsize>(b.size()));
+  };
+  Bytes file = encode_state_file(sample_state());
+  write(file);
+  StateFileInfo info = read_state_header(path);
+  EXPECT_EQ(info.major, kFormatMajor);
+  EXPECT_EQ(info.minor, kFormatMinor);
+  EXPECT_EQ(info.payload_bytes, file.size() - kStateHeaderBytes - kStateTrailerBytes);
+  EXPECT_EQ(info.file_bytes, file.size());
+  // A damaged payload is not the header's business (the VMM's full read refuses it).
+  Bytes damaged = file;
+  damaged[kStateHeaderBytes + 40] ^= 0x10;
+  write(damaged);
+  EXPECT_EQ(read_state_header(path).major, kFormatMajor);
+  Bytes older = file;
+  store_le(older, 8, 1, 2);
+  store_le(older, 10, 0, 2);
+  write(older);
+  expect_error([&] { read_state_header(path); },
+               {path, "snapshot format version 1.0 was written by an older wisp"});
+  Bytes bad_magic = file;
+  bad_magic[0] = 'X';
+  write(bad_magic);
+  expect_error([&] { read_state_header(path); }, {path, "bad magic"});
+  write(Bytes(file.begin(), file.begin() + 10));
+  expect_error([&] { read_state_header(path); }, {path, "truncated", "10 bytes"});
+  std::remove(path.c_str());
+  expect_error([&] { read_state_header(path); }, {"open state file " + path, "No such file"});
+}
+
 TEST(SnapshotStateFile, RejectsTruncationAtEveryLength) {
   SnapshotState s = sample_state(1);
   s.machine.vcpus[0].xsave.resize(64);  // keep the file small: every prefix is tried
