@@ -102,8 +102,13 @@ void write_state_file(int fd, const std::string& path, const SnapshotState& stat
 }
 
 StateFileInfo read_state_header(const std::string& path) {
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  // O_NONBLOCK: a FIFO put in the state file's place must not hold the caller (serve's loop)
+  // in open; it is refused as not a regular file.
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
   if (!fd) throw_errno("open state file " + path);
+  struct stat st;
+  if (::fstat(fd.get(), &st) != 0) throw_errno("stat state file " + path);
+  if (!S_ISREG(st.st_mode)) reject_file(path, "state file is not a regular file");
   uint8_t bytes[kStateHeaderBytes];
   size_t done = 0;
   while (done < sizeof bytes) {
@@ -114,14 +119,13 @@ StateFileInfo read_state_header(const std::string& path) {
     done += static_cast<size_t>(n);
   }
   StateFileInfo header = check_state_header(std::span<const uint8_t>(bytes, done), path);
-  struct stat st;
-  if (::fstat(fd.get(), &st) != 0) throw_errno("stat state file " + path);
   header.file_bytes = static_cast<uint64_t>(st.st_size);
   return header;
 }
 
 SnapshotState read_state_file(const std::string& path, StateFileInfo* info) {
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  // O_NONBLOCK as in read_state_header: read_state_fd refuses what is not a regular file.
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
   if (!fd) throw_errno("open state file " + path);
   return read_state_fd(fd.get(), path, info);
 }

@@ -57,6 +57,14 @@ class CriuFallbackTest : public ::testing::Test {
     snapshot::write_snapshot_dir(dir, s, regions);
     return dir;
   }
+  // Format major 1 in the state file's header, as an older wisp wrote it (the major is checked
+  // before the checksum).
+  static void make_state_older(const std::string& dir) {
+    std::fstream f(dir + "/state", std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(8);
+    f.put(1);
+    f.put(0);
+  }
   std::string touch(const std::string& name) {
     std::string p = root_ / name;
     std::ofstream(p) << "x";
@@ -99,12 +107,7 @@ TEST_F(CriuFallbackTest, AMemoryFileOfTheWrongSizeDoesNotFit) {
 
 TEST_F(CriuFallbackTest, AStateFileOfAnOlderFormatDoesNotFit) {
   std::string dir = write_snapshot();
-  // Format major 1, as an older wisp wrote it: the major is checked before the checksum.
-  std::fstream f(dir + "/state", std::ios::in | std::ios::out | std::ios::binary);
-  f.seekp(8);
-  f.put(1);
-  f.put(0);
-  f.close();
+  make_state_older(dir);
   std::string why = snapshot_unfit_reason(dir);
   EXPECT_NE(why.find(dir + "/state"), std::string::npos) << why;
   EXPECT_NE(why.find("older wisp"), std::string::npos) << why;
@@ -130,10 +133,7 @@ TEST_F(CriuFallbackTest, ThePlainCheckSeesAMissingMemoryFileAndAnOlderFormat) {
 
   fs::remove_all(dir);
   dir = write_snapshot();
-  std::fstream f(dir + "/state", std::ios::in | std::ios::out | std::ios::binary);
-  f.seekp(8);
-  f.put(1);
-  f.close();
+  make_state_older(dir);
   std::string why = snapshot_plainly_unfit_reason(dir);
   EXPECT_NE(why.find(dir + "/state"), std::string::npos) << why;
   EXPECT_NE(why.find("older wisp"), std::string::npos) << why;

@@ -1,5 +1,6 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include <cstdio>
 #include <cstdlib>
@@ -158,6 +159,9 @@ TEST(SnapshotStateFile, ReadsTheHeaderAloneWithTheDecodersChecks) {
   expect_error([&] { read_state_header(path); }, {path, "truncated", "10 bytes"});
   std::remove(path.c_str());
   expect_error([&] { read_state_header(path); }, {"open state file " + path, "No such file"});
+  ASSERT_EQ(mkfifo(path.c_str(), 0600), 0);  // refused, not waited on
+  expect_error([&] { read_state_header(path); }, {path, "not a regular file"});
+  std::remove(path.c_str());
 }
 
 TEST(SnapshotStateFile, RejectsTruncationAtEveryLength) {
