@@ -12,6 +12,8 @@ removed):
    re-makes the snapshot in the background (its log), after which calls are not fallbacks and
    the warm clone is back; /metrics counts the fallback and observes the "criu" stage.
 2. two concurrent fallback calls of one generation share one re-make of its snapshot.
+3. a serve without warm clones: a fresh call of a snapshot whose memory file is missing is
+   served from the CRIU image (serve's check before it orders a standby's restore).
 
 Run inside KVM (tests/integration/in-kvm), as root (the jail). Uses build/bin/wisp and
 build/guest/python-rootfs.ext4.
@@ -188,6 +190,30 @@ class ServeCriuFallbackTest(unittest.TestCase):
         self.check_answer(words)
         self.assertFalse(t.get("criuFallback", False), t)
         self.assertEqual(self.metric("wisp_criu_fallbacks_total", 'template="%s"' % NAME), 3)
+
+    def test_3_a_fresh_call_falls_back_too(self):
+        # A serve without warm clones: the call is a fresh (pool) one, and a snapshot whose
+        # memory file is missing goes to the CRIU image (serve sees it from a stat, before it
+        # orders a standby to restore it: not observable here; the answer and the log are).
+        wait_for(lambda: self.generation() and os.path.exists(os.path.join(
+            self.home, "templates", NAME, "snapshot", "memory")), 150, "an intact snapshot")
+        os.environ["WISP_NO_SNAPSHOT_REMAKE"] = "1"
+        try:
+            pool = Serve(self.wisp, os.path.join(self.tmp, "serve-pool"), self.home, "--pool", "1")
+        finally:
+            del os.environ["WISP_NO_SNAPSHOT_REMAKE"]
+        self.addCleanup(pool.stop)
+        self.break_snapshot()
+        status, headers, body = pool.curl("/v1/templates/%s/invoke" % NAME, data=b"x",
+                                          timeout=300)
+        self.assertEqual(status, 200, "%s\n%s\n%s" % (headers, body, pool.log_tail()))
+        self.check_answer(body.decode().split())
+        m = re.search(r"^wisp-timings: *(.*?)\r?$", headers, re.M | re.I)
+        self.assertIsNotNone(m, headers)
+        self.assertTrue(json.loads(m.group(1)).get("criuFallback"), m.group(1))
+        log = pool.log_tail()
+        self.assertIn("snapshot does not fit this host (", log)
+        self.assertIn("memory: missing", log)
 
 
 if __name__ == "__main__":
