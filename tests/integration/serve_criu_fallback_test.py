@@ -13,7 +13,8 @@ removed):
    the warm clone is back; /metrics counts the fallback and observes the "criu" stage.
 2. two concurrent fallback calls of one generation share one re-make of its snapshot.
 3. a serve without warm clones: a fresh call of a snapshot whose memory file is missing is
-   served from the CRIU image (serve's check before it orders a standby's restore).
+   served from the CRIU image, and the pool's standby VMM is not used up on it (serve's check
+   before it orders a restore).
 
 Run inside KVM (tests/integration/in-kvm), as root (the jail). Uses build/bin/wisp and
 build/guest/python-rootfs.ext4.
@@ -34,7 +35,7 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(ROOT, "perf"))
 sys.path.insert(0, HERE)
 from vmrun import stage_wisp, wait_for  # noqa: E402
-from serve_test import Serve  # noqa: E402
+from serve_test import Serve, descendants  # noqa: E402
 
 BUILD = os.path.join(ROOT, "build")
 PY_ROOTFS = os.path.join(BUILD, "guest/python-rootfs.ext4")
@@ -193,8 +194,8 @@ class ServeCriuFallbackTest(unittest.TestCase):
 
     def test_3_a_fresh_call_falls_back_too(self):
         # A serve without warm clones: the call is a fresh (pool) one, and a snapshot whose
-        # memory file is missing goes to the CRIU image (serve sees it from a stat, before it
-        # orders a standby to restore it: not observable here; the answer and the log are).
+        # memory file is missing goes to the CRIU image; serve sees it from a stat, without
+        # ordering a standby VMM to restore it first.
         wait_for(lambda: self.generation() and os.path.exists(os.path.join(
             self.home, "templates", NAME, "snapshot", "memory")), 150, "an intact snapshot")
         os.environ["WISP_NO_SNAPSHOT_REMAKE"] = "1"
@@ -203,6 +204,10 @@ class ServeCriuFallbackTest(unittest.TestCase):
         finally:
             del os.environ["WISP_NO_SNAPSHOT_REMAKE"]
         self.addCleanup(pool.stop)
+        # Once it stands by (jailed: its supervisor and the child in the VM's namespaces).
+        wait_for(lambda: self.pool_idle(pool) >= 1, 120, "the pool's standby VMM")
+        standbys = self.standby_vmms(pool)
+        self.assertTrue(standbys)
         self.break_snapshot()
         status, headers, body = pool.curl("/v1/templates/%s/invoke" % NAME, data=b"x",
                                           timeout=300)
@@ -214,6 +219,32 @@ class ServeCriuFallbackTest(unittest.TestCase):
         log = pool.log_tail()
         self.assertIn("snapshot does not fit this host (", log)
         self.assertIn("memory: missing", log)
+        # The standby was not ordered to restore the snapshot (it would have been used up and
+        # replaced): the same VMM still stands by.
+        self.assertEqual(self.standby_vmms(pool), standbys, log[-2000:])
+        self.assertNotIn("a standby VMM did not take", log)
+
+    @staticmethod
+    def pool_idle(serve):
+        _, _, body = serve.curl("/metrics")
+        for line in body.decode().splitlines():
+            if line.startswith("wisp_pool_idle "):
+                return float(line.split()[-1])
+        return 0.0
+
+    @staticmethod
+    def standby_vmms(serve):
+        """Pids of the `wisp-vmm standby` processes serve spawned (its pool's), sorted."""
+        out = []
+        for pid in descendants(serve.pid):
+            try:
+                with open("/proc/%d/cmdline" % pid, "rb") as f:
+                    argv = f.read().split(b"\0")
+            except OSError:
+                continue
+            if len(argv) > 1 and argv[0].endswith(b"wisp-vmm") and argv[1] == b"standby":
+                out.append(pid)
+        return sorted(out)
 
 
 if __name__ == "__main__":
