@@ -64,6 +64,12 @@ client::InvokeRequest invoke_request_for(const TemplateInfo& t, std::string payl
 // a worker template with an image (manager/criu_image_store.h).
 bool has_criu_fallback(const OpenTemplate& tpl);
 
+// Why `tpl`'s VM snapshot does not fit this host, asked before a clone's VMM is spawned: for a
+// template with a CRIU fallback, what a stat and the state file's header show
+// (snapshot_plainly_unfit_reason: no VMM spawned only to refuse it); "" otherwise, and when
+// those show nothing (the restore then checks the rest).
+std::string snapshot_unfit_before_restore(const OpenTemplate& tpl);
+
 // Why `tpl`'s VM snapshot does not fit this host, asked once its restore failed with
 // `failure` (the message, with the VMM's log; `vm_failed`: the VMM itself failed): what
 // manager/snapshot_fit.h finds in its files, else the VMM's refusal of another CPU model (the

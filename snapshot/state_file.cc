@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -20,6 +21,22 @@ namespace wisp::snapshot {
 namespace {
 
 constexpr uint64_t kMaxFileBytes = kStateHeaderBytes + kMaxPayloadBytes + kStateTrailerBytes;
+
+// O_NONBLOCK: a FIFO put in the state file's place must not hold the caller (serve's loop) in
+// open; regular_file_size refuses it.
+UniqueFd open_state_file(const std::string& path) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
+  if (!fd) throw_errno("open state file " + path);
+  return fd;
+}
+
+// The size of the state file open as `fd`; refused unless it is a regular file.
+uint64_t regular_file_size(int fd, const std::string& path) {
+  struct stat st;
+  if (::fstat(fd, &st) != 0) throw_errno("stat state file " + path);
+  if (!S_ISREG(st.st_mode)) reject_file(path, "state file is not a regular file");
+  return static_cast<uint64_t>(st.st_size);
+}
 
 }  // namespace
 
@@ -102,44 +119,33 @@ void write_state_file(int fd, const std::string& path, const SnapshotState& stat
 }
 
 StateFileInfo read_state_header(const std::string& path) {
-  // O_NONBLOCK: a FIFO put in the state file's place must not hold the caller (serve's loop)
-  // in open; it is refused as not a regular file.
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
-  if (!fd) throw_errno("open state file " + path);
-  struct stat st;
-  if (::fstat(fd.get(), &st) != 0) throw_errno("stat state file " + path);
-  if (!S_ISREG(st.st_mode)) reject_file(path, "state file is not a regular file");
+  UniqueFd fd = open_state_file(path);
+  uint64_t size = regular_file_size(fd.get(), path);
+  // A shorter file is read whole: check_state_header says it is truncated.
   uint8_t bytes[kStateHeaderBytes];
-  size_t done = 0;
-  while (done < sizeof bytes) {
-    ssize_t n = ::pread(fd.get(), bytes + done, sizeof bytes - done, static_cast<off_t>(done));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) throw_errno("read state file " + path);
-    if (n == 0) break;  // shorter than a header: check_state_header says so
-    done += static_cast<size_t>(n);
+  std::span<uint8_t> header(bytes, static_cast<size_t>(std::min<uint64_t>(size, sizeof bytes)));
+  if (int err = pread_exact(fd.get(), 0, header)) {
+    errno = err;
+    throw_errno("read state file " + path);
   }
-  StateFileInfo header = check_state_header(std::span<const uint8_t>(bytes, done), path);
-  header.file_bytes = static_cast<uint64_t>(st.st_size);
-  return header;
+  StateFileInfo info = check_state_header(header, path);
+  info.file_bytes = size;
+  return info;
 }
 
 SnapshotState read_state_file(const std::string& path, StateFileInfo* info) {
-  // O_NONBLOCK as in read_state_header: read_state_fd refuses what is not a regular file.
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
-  if (!fd) throw_errno("open state file " + path);
+  UniqueFd fd = open_state_file(path);
   return read_state_fd(fd.get(), path, info);
 }
 
 SnapshotState read_state_fd(int fd, const std::string& path, StateFileInfo* info) {
-  struct stat st;
-  if (::fstat(fd, &st) != 0) throw_errno("stat state file " + path);
-  if (!S_ISREG(st.st_mode)) reject_file(path, "state file is not a regular file");
+  uint64_t size = regular_file_size(fd, path);
   // The cap comes before the allocation: a huge file is refused without reading it.
-  if (static_cast<uint64_t>(st.st_size) > kMaxFileBytes) {
-    reject_file(path, "state file is " + std::to_string(st.st_size) + " bytes, over the limit of " +
+  if (size > kMaxFileBytes) {
+    reject_file(path, "state file is " + std::to_string(size) + " bytes, over the limit of " +
                           std::to_string(kMaxFileBytes));
   }
-  Bytes bytes(static_cast<size_t>(st.st_size));
+  Bytes bytes(static_cast<size_t>(size));
   size_t done = 0;
   while (done < bytes.size()) {
     ssize_t n = ::pread(fd, bytes.data() + done, bytes.size() - done, static_cast<off_t>(done));

@@ -11,7 +11,6 @@
 #include "base/log.h"
 #include "manager/invoke.h"
 #include "manager/service/service.h"
-#include "manager/snapshot_fit.h"
 #include "manager/template_rebuild.h"
 
 namespace wisp::service {
@@ -34,13 +33,10 @@ kj::Promise<CallResult> Service::fresh_or_fall_back(Call& call, manager::OpenTem
     std::string reason = *why;
     return fall_back(call, std::make_shared<manager::OpenTemplate>(kj::mv(tpl)), reason);
   }
-  if (manager::has_criu_fallback(tpl)) {
-    // A snapshot whose unfitness a stat and a header's read show is not given to a VMM first.
-    std::string reason = manager::snapshot_plainly_unfit_reason(tpl.snapshot_dir);
-    if (!reason.empty()) {
-      note_unfit(name, tpl.dir, reason);
-      return fall_back(call, std::make_shared<manager::OpenTemplate>(kj::mv(tpl)), reason);
-    }
+  // A snapshot whose unfitness a stat and a header's read show is not given to a standby.
+  if (std::string reason = manager::snapshot_unfit_before_restore(tpl); !reason.empty()) {
+    note_unfit(name, tpl.dir, reason);
+    return fall_back(call, std::make_shared<manager::OpenTemplate>(kj::mv(tpl)), reason);
   }
   // Held past the clone (one dup: cheap): the fallback needs the generation the clone failed
   // on, whether or not the clone was made.
