@@ -18,9 +18,13 @@
 #include <functional>
 #include <map>
 #include <set>
+#include <span>
 #include <string>
+#include <vector>
 
 #include "base/exit_codes.h"
+#include "vmm/jail/seccomp_compile.h"
+#include "vmm/jail/seccomp_programs.h"
 #include "vmm/jail/seccomp_table.h"
 #include "vmm/kvm/kvm_abi.h"
 
@@ -237,6 +241,28 @@ TEST(SeccompTables, KvmIoctlNumbersMatchTheHeaders) {
     }
   }
   EXPECT_GT(checked, 0u);
+}
+
+// The programs the build compiled (wisp-seccomp-gen) are what libseccomp compiles from the
+// tables now, instruction for instruction: the threads load exactly the reviewed allow-lists.
+TEST(SeccompPrograms, ThePrecompiledProgramsAreTheTablesCompiled) {
+  for (ThreadKind kind : kKinds) {
+    SCOPED_TRACE(thread_kind_name(kind));
+    std::span<const sock_filter> built = precompiled_filter(kind);
+    std::vector<sock_filter> now = compile_filter(kind, SeccompMode::kTrap);
+    ASSERT_EQ(built.size(), now.size());
+    EXPECT_GT(built.size(), 3u);  // the architecture check and at least one rule
+    for (size_t i = 0; i < now.size(); ++i) {
+      EXPECT_EQ(built[i].code, now[i].code) << "instruction " << i;
+      EXPECT_EQ(built[i].jt, now[i].jt) << "instruction " << i;
+      EXPECT_EQ(built[i].jf, now[i].jf) << "instruction " << i;
+      EXPECT_EQ(built[i].k, now[i].k) << "instruction " << i;
+    }
+  }
+  // The log mode's program logs and allows every call: no rule, no trap.
+  std::vector<sock_filter> log = compile_filter(ThreadKind::kVcpu, SeccompMode::kLogAll);
+  ASSERT_FALSE(log.empty());
+  EXPECT_LT(log.size(), compile_filter(ThreadKind::kVcpu, SeccompMode::kTrap).size());
 }
 
 }  // namespace

@@ -2,9 +2,11 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/seccomp.h>
 #include <seccomp.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/ptrace.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -14,9 +16,13 @@
 #include <cstring>
 #include <memory>
 #include <set>
+#include <span>
+#include <vector>
 
 #include "base/error.h"
 #include "base/exit_codes.h"
+#include "vmm/jail/seccomp_compile.h"
+#include "vmm/jail/seccomp_programs.h"
 #include "vmm/jail/seccomp_table.h"
 
 namespace wisp::jail {
@@ -39,80 +45,7 @@ void on_sigsys(int, siginfo_t* info, void*) {
   syscall(SYS_exit_group, static_cast<int>(kExitSeccompViolation));
 }
 
-struct FilterDeleter {
-  void operator()(void* ctx) const { seccomp_release(ctx); }
-};
-using FilterCtx = std::unique_ptr<void, FilterDeleter>;
-
-int resolve(const char* name) {
-  int nr = seccomp_syscall_resolve_name(name);
-  if (nr == __NR_SCMP_ERROR)
-    throw Error(std::string("seccomp table: no syscall named \"") + name +
-                "\" on this architecture");
-  return nr;
-}
-
-void add_rule(scmp_filter_ctx ctx, const SyscallRule& rule) {
-  scmp_arg_cmp cmps[2];
-  for (size_t i = 0; i < rule.check_count; ++i)
-    cmps[i] = SCMP_CMP(rule.checks[i].index, SCMP_CMP_MASKED_EQ, rule.checks[i].mask,
-                       rule.checks[i].value);
-  int rc = seccomp_rule_add_array(ctx, SCMP_ACT_ALLOW, resolve(rule.name),
-                                  static_cast<unsigned>(rule.check_count), cmps);
-  if (rc < 0)
-    throw Error(std::string("seccomp table: rule for ") + rule.name + ": " + std::strerror(-rc));
-}
-
-void add_ioctl(scmp_filter_ctx ctx, const IoctlRule& rule) {
-  // The kernel reads the request as an unsigned int: compare the low 32 bits only.
-  int rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1,
-                            SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffu, rule.request));
-  if (rc < 0)
-    throw Error(std::string("seccomp table: ioctl ") + rule.name + ": " + std::strerror(-rc));
-}
-
-FilterCtx build_filter(ThreadKind kind, SeccompMode mode) {
-  // kLogAll allows every call and logs it (audit type 1326), with no rules at all: a rule's
-  // ALLOW would hide the call from the log that checks the tables.
-  uint32_t fallback = mode == SeccompMode::kLogAll ? SCMP_ACT_LOG : SCMP_ACT_TRAP;
-  FilterCtx ctx(seccomp_init(fallback));
-  if (!ctx) throw Error("seccomp_init failed");
-  if (mode == SeccompMode::kLogAll) return ctx;
-  const SeccompTable& table = seccomp_table(kind);
-  for (const SyscallRule& rule : table.syscalls) add_rule(ctx.get(), rule);
-  for (const IoctlRule& rule : table.ioctls) add_ioctl(ctx.get(), rule);
-  return ctx;
-}
-
 }  // namespace
-
-const char* thread_kind_name(ThreadKind kind) {
-  switch (kind) {
-    case ThreadKind::kLoop:
-      return "loop";
-    case ThreadKind::kVcpu:
-      return "vcpu";
-    case ThreadKind::kControl:
-      return "control";
-    case ThreadKind::kBlock:
-      return "block";
-  }
-  return "unknown";
-}
-
-const SeccompTable& seccomp_table(ThreadKind kind) {
-  switch (kind) {
-    case ThreadKind::kLoop:
-      return loop_seccomp_table();
-    case ThreadKind::kVcpu:
-      return vcpu_seccomp_table();
-    case ThreadKind::kControl:
-      return control_seccomp_table();
-    case ThreadKind::kBlock:
-      return block_seccomp_table();
-  }
-  throw Error("seccomp: unknown thread kind");
-}
 
 ViolationReport* map_violation_report() {
   void* page = mmap(nullptr, sizeof(ViolationReport), PROT_READ | PROT_WRITE,
@@ -131,7 +64,18 @@ void install_sigsys_handler(ViolationReport* report) {
 }
 
 void install_thread_filter(ThreadKind kind, SeccompMode mode) {
-  FilterCtx ctx = build_filter(kind, mode);
+  // The trap mode's programs were compiled with wisp (seccomp_programs.h); the log mode, a
+  // check of the tables, compiles its one-rule program now.
+  std::vector<sock_filter> compiled;
+  std::span<const sock_filter> program;
+  if (mode == SeccompMode::kTrap) {
+    program = precompiled_filter(kind);
+  } else {
+    compiled = compile_filter(kind, mode);
+    program = compiled;
+  }
+  if (program.empty())
+    throw Error(std::string("seccomp: no ") + thread_kind_name(kind) + " filter");
   t_thread_kind = static_cast<int32_t>(kind);
   // A trap while SIGSYS is blocked makes the kernel reset the handler and kill the process
   // with a bare SIGSYS, unreported; threads that start with every signal blocked (the control
@@ -143,16 +87,20 @@ void install_thread_filter(ThreadKind kind, SeccompMode mode) {
     errno = e;
     throw_errno("pthread_sigmask(SIGSYS)");
   }
-  int rc = seccomp_load(ctx.get());
-  if (rc < 0)
-    throw Error(std::string("seccomp: loading the ") + thread_kind_name(kind) +
-                " filter failed: " + std::strerror(-rc));
+  // As libseccomp's seccomp_load did: no_new_privs (set by the jail already; a filter needs
+  // it without CAP_SYS_ADMIN), then this thread's filter alone (no TSYNC).
+  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) throw_errno("prctl(PR_SET_NO_NEW_PRIVS)");
+  sock_fprog fprog{};
+  fprog.len = static_cast<unsigned short>(program.size());
+  fprog.filter = const_cast<sock_filter*>(program.data());
+  if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &fprog) != 0)
+    throw_errno(std::string("seccomp: loading the ") + thread_kind_name(kind) + " filter");
 }
 
 size_t allowed_syscall_count(ThreadKind kind) {
   const SeccompTable& table = seccomp_table(kind);
   std::set<int> numbers;
-  for (const SyscallRule& rule : table.syscalls) numbers.insert(resolve(rule.name));
+  for (const SyscallRule& rule : table.syscalls) numbers.insert(resolve_syscall(rule.name));
   if (!table.ioctls.empty()) numbers.insert(SCMP_SYS(ioctl));
   return numbers.size();
 }

@@ -1,5 +1,6 @@
-// The VMM's seccomp filters: one allow-list per thread kind, built with libseccomp from the
-// tables in seccomp_<kind>_table.cc. A call outside its thread's list traps (SIGSYS): the
+// The VMM's seccomp filters: one allow-list per thread kind, the tables in
+// seccomp_<kind>_table.cc, compiled to BPF by libseccomp when wisp is built
+// (seccomp_programs.h). A call outside its thread's list traps (SIGSYS): the
 // handler records the syscall number in a page shared with the jail's supervisor and exits
 // with kExitSeccompViolation, and the supervisor names the call (`VMM killed by seccomp: X`).
 #pragma once
@@ -41,7 +42,8 @@ ViolationReport* map_violation_report();
 void install_sigsys_handler(ViolationReport* report);
 
 // Installs `kind`'s filter on the calling thread only (no TSYNC): threads install their own,
-// first thing, before they touch guest input. no_new_privs must already be set. Throws Error.
+// first thing, before they touch guest input. kTrap loads the program compiled with wisp;
+// kLogAll compiles its own. Sets no_new_privs (the jail has already). Throws Error.
 void install_thread_filter(ThreadKind kind, SeccompMode mode);
 
 // How many syscalls `kind`'s table allows (for --help/notes and tests).
