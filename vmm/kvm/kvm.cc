@@ -150,6 +150,7 @@ void Vm::set_identity_map_address(uint64_t addr) {
 
 void Vm::create_irqchip() {
   if (ioctl(fd(), KVM_CREATE_IRQCHIP, 0) < 0) throw_errno("KVM_CREATE_IRQCHIP");
+  has_irqchip_ = true;
 }
 
 void Vm::create_pit() {

@@ -74,6 +74,7 @@ class Vm {
   void set_identity_map_address(uint64_t addr);
   void create_irqchip();  // PIC (master/slave) + IOAPIC + per-vCPU LAPIC, in the kernel
   void create_pit();      // i8254 PIT in the kernel (speaker port dummy)
+  bool has_irqchip() const { return has_irqchip_; }  // create_irqchip succeeded
   void set_memory_region(uint32_t slot, uint64_t guest_addr, uint64_t size, void* host);
   // Routes writes to `eventfd` into an edge on `gsi` (irqfd).
   void register_irqfd(int eventfd, uint32_t gsi);
@@ -103,6 +104,7 @@ class Vm {
       : fd_(std::move(fd)), support_(std::move(support)) {}
   UniqueFd fd_;
   std::shared_ptr<const KvmStateSupport> support_;
+  bool has_irqchip_ = false;
 };
 
 class Vcpu {

@@ -54,12 +54,16 @@ void MachineBuilder::restore_transports(const MachineState& state) {
 
 // ---- The steps --------------------------------------------------------------------------------
 
+void prepare_platform(Vm& vm) {
+  vm.set_identity_map_address(layout::kKvmIdentityMapAddr);
+  vm.set_tss_address(layout::kKvmTssAddr);
+  vm.create_irqchip();
+  vm.create_pit();
+}
+
 void MachineBuilder::build_common(const VirtioDevices& devices) {
   MachineImpl& m = *machine_;
-  m.vm_.set_identity_map_address(layout::kKvmIdentityMapAddr);
-  m.vm_.set_tss_address(layout::kKvmTssAddr);
-  m.vm_.create_irqchip();
-  m.vm_.create_pit();
+  if (!m.vm_.has_irqchip()) prepare_platform(m.vm_);
   uint32_t slot = 0;
   for (const auto& r : m.mem_.regions())
     m.vm_.set_memory_region(slot++, r.guest_base.value(), r.size, r.host);
