@@ -79,23 +79,25 @@ def alive(pid):
         return False
 
 
-def holds_vcpu_fds(pid):
-    """A VMM running a guest holds KVM vCPU fds; a pooled VMM waiting for an order holds none."""
+def runs_vcpus(pid):
+    """A VMM running a guest has its vCPU threads (named vcpuN); a pooled VMM waiting for an
+    order has none yet (it holds its VM and vCPU 0's fd already, made ahead)."""
     try:
-        fds = os.listdir("/proc/%d/fd" % pid)
+        tids = os.listdir("/proc/%d/task" % pid)
     except (FileNotFoundError, PermissionError, ProcessLookupError):
         return False
-    for fd in fds:
+    for tid in tids:
         try:
-            if "kvm-vcpu" in os.readlink("/proc/%d/fd/%s" % (pid, fd)):
-                return True
-        except OSError:
-            pass
+            with open("/proc/%d/task/%s/comm" % (pid, tid)) as f:
+                if f.read().startswith("vcpu"):
+                    return True
+        except (FileNotFoundError, ProcessLookupError):
+            pass  # the thread or the process ended meanwhile
     return False
 
 
 def guest_vmms(pid):
-    return [p for p in descendants(pid) if holds_vcpu_fds(p)]
+    return [p for p in descendants(pid) if runs_vcpus(p)]
 
 
 def connectable(path):

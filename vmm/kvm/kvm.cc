@@ -210,6 +210,10 @@ Vcpu Vm::create_vcpu(uint32_t id, int mmap_size) const {
   return Vcpu(id, std::move(owned), run, mmap_size, support_);
 }
 
+void Vm::create_vcpu0_ahead(int mmap_size) {
+  vcpu0_ahead_ = std::make_unique<Vcpu>(create_vcpu(0, mmap_size));
+}
+
 Vcpu::Vcpu(Vcpu&& o) noexcept
     : id_(o.id_),
       fd_(std::move(o.fd_)),

@@ -86,6 +86,10 @@ class Vm {
   void set_irq_line(uint32_t irq, bool level);
   // `mmap_size` comes from Kvm::vcpu_mmap_size().
   Vcpu create_vcpu(uint32_t id, int mmap_size) const;
+  // vCPU 0 made ahead of its machine (a standby VMM, while it waits for its order; after
+  // create_irqchip, which KVM refuses once a vCPU exists), and handed over once (null: none).
+  void create_vcpu0_ahead(int mmap_size);
+  std::unique_ptr<Vcpu> take_vcpu0_ahead() { return std::move(vcpu0_ahead_); }
 
   // In-kernel irqchip (PIC master/slave, IOAPIC), PIT and KVM clock. The VM must have them
   // (create_irqchip, create_pit) and every vCPU must be out of KVM_RUN.
@@ -105,6 +109,7 @@ class Vm {
   UniqueFd fd_;
   std::shared_ptr<const KvmStateSupport> support_;
   bool has_irqchip_ = false;
+  std::unique_ptr<Vcpu> vcpu0_ahead_;
 };
 
 class Vcpu {

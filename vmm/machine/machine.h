@@ -92,9 +92,10 @@ struct PreFaultResult {
 
 // Makes `vm`'s x86 platform, the part of every machine that needs nothing of its config:
 // the TSS and identity-map pages, the in-kernel irqchip and the PIT (whose creation starts a
-// kernel thread). A standby VMM makes it while it waits for its order, with its VM (about 2 ms
-// less on the order's path in the nested testbed); Machine::create and restore make it when
-// `vm` does not have it yet. Throws Error naming the ioctl KVM refused.
+// kernel thread). A standby VMM makes it while it waits for its order, with its VM and vCPU 0
+// (Vm::create_vcpu0_ahead; together 3-5 ms less on the order's path in the nested testbed);
+// Machine::create and restore make it when `vm` does not have it yet and take a vCPU 0 made
+// ahead. Throws Error naming the ioctl KVM refused.
 void prepare_platform(Vm& vm);
 
 class Machine {

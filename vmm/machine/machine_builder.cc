@@ -145,7 +145,8 @@ void MachineBuilder::restore(const MachineState& state) {
 
 Vcpu MachineBuilder::create_vcpu(uint32_t id) {
   MachineImpl& m = *machine_;
-  Vcpu vcpu = m.vm_.create_vcpu(id, kvm_.vcpu_mmap_size());
+  std::unique_ptr<Vcpu> ahead = id == 0 ? m.vm_.take_vcpu0_ahead() : nullptr;
+  Vcpu vcpu = ahead ? std::move(*ahead) : m.vm_.create_vcpu(id, kvm_.vcpu_mmap_size());
   CpuidEntries cpuid = guest_cpuid(kvm_, id, m.config_.vcpus, m.config_.cpu_model);
   vcpu.set_cpuid(cpuid);
   if (id == 0) m.boot_cpuid_ = cpuid;

@@ -239,10 +239,12 @@ int stand_by(StandbyOptions& o, jail::Confinement& confinement) {
     // (stats, diff snapshots such as Sandbox.snapshot's) is opened now.
     GuestMemory::preopen_pagemap();
     confinement.drop_privileges();
-    // The KVM VM is made now, while standing by, with its platform (irqchip, PIT): the
-    // kernel's part of making them (its MMU, its worker threads) is off the order's path.
+    // The KVM VM is made now, while standing by, with its platform (irqchip, PIT) and vCPU 0
+    // (every machine has one): the kernel's part of making them (its MMU, its worker threads,
+    // the vCPU's state) is off the order's path.
     Vm vm = kvm.create_vm();
     prepare_platform(vm);
+    vm.create_vcpu0_ahead(kvm.vcpu_mmap_size());
     const bool pre_fault = kvm.has_pre_fault_memory();
     standby::send_message(o.order_fd, standby::kStandbyLine);
     standby::ReceivedOrder order;
