@@ -3,6 +3,7 @@
 // the build (vmm/CMakeLists.txt), not installed.
 #include <seccomp.h>
 
+#include <cctype>
 #include <cstdio>
 #include <exception>
 #include <fstream>
@@ -18,18 +19,11 @@ using wisp::jail::ThreadKind;
 constexpr ThreadKind kKinds[] = {ThreadKind::kLoop, ThreadKind::kVcpu, ThreadKind::kControl,
                                  ThreadKind::kBlock};
 
-const char* array_name(ThreadKind kind) {
-  switch (kind) {
-    case ThreadKind::kLoop:
-      return "kLoop";
-    case ThreadKind::kVcpu:
-      return "kVcpu";
-    case ThreadKind::kControl:
-      return "kControl";
-    case ThreadKind::kBlock:
-      return "kBlock";
-  }
-  return "kUnknown";
+// "kLoop" for the loop kind: ThreadKind's enumerator, and the name of its program's array.
+std::string enumerator(ThreadKind kind) {
+  std::string name = wisp::jail::thread_kind_name(kind);
+  name[0] = static_cast<char>(std::toupper(static_cast<unsigned char>(name[0])));
+  return "k" + name;
 }
 
 std::string generate() {
@@ -44,7 +38,7 @@ std::string generate() {
   char line[96];
   for (ThreadKind kind : kKinds) {
     out += std::string("// The ") + wisp::jail::thread_kind_name(kind) + " threads' filter.\n";
-    out += std::string("constexpr sock_filter ") + array_name(kind) + "[] = {\n";
+    out += "constexpr sock_filter " + enumerator(kind) + "[] = {\n";
     for (const sock_filter& f : wisp::jail::compile_filter(kind, wisp::jail::SeccompMode::kTrap)) {
       std::snprintf(line, sizeof(line), "    {0x%04x, %u, %u, 0x%08x},\n", f.code, f.jt, f.jf, f.k);
       out += line;
@@ -55,8 +49,8 @@ std::string generate() {
       "}  // namespace\n\nstd::span<const sock_filter> precompiled_filter(ThreadKind kind) {\n"
       "  switch (kind) {\n";
   for (ThreadKind kind : kKinds)
-    out += std::string("    case ThreadKind::") + array_name(kind) + ":\n      return " +
-           array_name(kind) + ";\n";
+    out +=
+        "    case ThreadKind::" + enumerator(kind) + ":\n      return " + enumerator(kind) + ";\n";
   out += "  }\n  return {};\n}\n\n}  // namespace wisp::jail\n";
   return out;
 }
