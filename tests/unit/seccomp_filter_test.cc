@@ -31,9 +31,6 @@
 namespace wisp::jail {
 namespace {
 
-constexpr ThreadKind kKinds[] = {ThreadKind::kLoop, ThreadKind::kVcpu, ThreadKind::kControl,
-                                 ThreadKind::kBlock};
-
 struct ChildOutcome {
   int status = 0;
   std::string wrote;  // what the child's allowed write() put in the pipe
@@ -96,7 +93,7 @@ class SeccompFilterTest : public ::testing::Test {
 ViolationReport* SeccompFilterTest::report_ = nullptr;
 
 TEST_F(SeccompFilterTest, AllowedCallsRunAndTheThreadExitsCleanly) {
-  for (ThreadKind kind : kKinds) {
+  for (ThreadKind kind : kThreadKinds) {
     SCOPED_TRACE(thread_kind_name(kind));
     ChildOutcome c = run_filtered_child(kind, static_cast<const char*>(nullptr));
     ASSERT_TRUE(WIFEXITED(c.status)) << "status " << c.status;
@@ -111,7 +108,7 @@ TEST_F(SeccompFilterTest, ForbiddenCallsKillWithTheReportFilled) {
                                             {"execve", SYS_execve},
                                             {"socket", SYS_socket},
                                             {"ptrace", SYS_ptrace}};
-  for (ThreadKind kind : kKinds) {
+  for (ThreadKind kind : kThreadKinds) {
     for (const auto& [call, nr] : calls) {
       SCOPED_TRACE(std::string(thread_kind_name(kind)) + ":" + call);
       report_->syscall_nr.store(-1);
@@ -158,7 +155,7 @@ TEST_F(SeccompFilterTest, ArgumentChecks) {
   EXPECT_TRUE(killed_by_filter(run_filtered_child(ThreadKind::kLoop, sock(AF_UNIX, SOCK_DGRAM))));
   EXPECT_TRUE(killed_by_filter(run_filtered_child(ThreadKind::kLoop, sock(AF_NETLINK, SOCK_RAW))));
   // No thread maps or makes anything executable.
-  for (ThreadKind kind : kKinds) {
+  for (ThreadKind kind : kThreadKinds) {
     SCOPED_TRACE(thread_kind_name(kind));
     EXPECT_FALSE(killed_by_filter(run_filtered_child(kind, [] {
       syscall(SYS_mmap, nullptr, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -184,7 +181,7 @@ TEST(SeccompTables, NamesAndCounts) {
   EXPECT_EQ(syscall_name(SYS_openat), "openat");
   EXPECT_EQ(syscall_name(SYS_ioctl), "ioctl");
   EXPECT_EQ(syscall_name(99999), "syscall 99999");
-  for (ThreadKind kind : kKinds) {
+  for (ThreadKind kind : kThreadKinds) {
     SCOPED_TRACE(thread_kind_name(kind));
     const SeccompTable& t = seccomp_table(kind);
     std::set<std::string> names;
@@ -232,7 +229,7 @@ TEST(SeccompTables, KvmIoctlNumbersMatchTheHeaders) {
       {"TUNSETOFFLOAD", TUNSETOFFLOAD},
   };
   size_t checked = 0;
-  for (ThreadKind kind : kKinds) {
+  for (ThreadKind kind : kThreadKinds) {
     for (const IoctlRule& r : seccomp_table(kind).ioctls) {
       auto it = expected.find(r.name);
       ASSERT_NE(it, expected.end()) << r.name << ": add its header value to this test";
@@ -246,7 +243,7 @@ TEST(SeccompTables, KvmIoctlNumbersMatchTheHeaders) {
 // The programs the build compiled (wisp-seccomp-gen) are what libseccomp compiles from the
 // tables now, instruction for instruction: the threads load exactly the reviewed allow-lists.
 TEST(SeccompPrograms, ThePrecompiledProgramsAreTheTablesCompiled) {
-  for (ThreadKind kind : kKinds) {
+  for (ThreadKind kind : kThreadKinds) {
     SCOPED_TRACE(thread_kind_name(kind));
     std::span<const sock_filter> built = precompiled_filter(kind);
     std::vector<sock_filter> now = compile_filter(kind, SeccompMode::kTrap);

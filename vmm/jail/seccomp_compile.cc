@@ -4,11 +4,14 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstring>
 #include <memory>
+#include <span>
 #include <string>
 
 #include "base/error.h"
+#include "base/file_io.h"
 #include "base/unique_fd.h"
 #include "vmm/jail/seccomp_table.h"
 
@@ -103,8 +106,11 @@ std::vector<sock_filter> compile_filter(ThreadKind kind, SeccompMode mode) {
   if (size == 0 || size % sizeof(sock_filter) != 0)
     throw Error("seccomp: libseccomp wrote a program of " + std::to_string(size) + " bytes");
   std::vector<sock_filter> program(static_cast<size_t>(size) / sizeof(sock_filter));
-  if (pread(fd.get(), program.data(), static_cast<size_t>(size), 0) != size)
+  std::span<uint8_t> bytes(reinterpret_cast<uint8_t*>(program.data()), static_cast<size_t>(size));
+  if (int err = pread_exact(fd.get(), 0, bytes)) {
+    errno = err;
     throw_errno("reading the seccomp program back");
+  }
   return program;
 }
 

@@ -18,6 +18,8 @@ enum class ThreadKind {
   kControl,  // the control socket's Cap'n Proto RPC thread
   kBlock,    // a virtio-blk device's disk I/O thread (BlockWorker)
 };
+inline constexpr ThreadKind kThreadKinds[] = {ThreadKind::kLoop, ThreadKind::kVcpu,
+                                              ThreadKind::kControl, ThreadKind::kBlock};
 const char* thread_kind_name(ThreadKind kind);  // "loop", "vcpu", "control", "block"
 
 enum class SeccompMode {

@@ -14,10 +14,8 @@
 
 namespace {
 
+using wisp::jail::kThreadKinds;
 using wisp::jail::ThreadKind;
-
-constexpr ThreadKind kKinds[] = {ThreadKind::kLoop, ThreadKind::kVcpu, ThreadKind::kControl,
-                                 ThreadKind::kBlock};
 
 // "kLoop" for the loop kind: ThreadKind's enumerator, and the name of its program's array.
 std::string enumerator(ThreadKind kind) {
@@ -36,7 +34,7 @@ std::string generate() {
       "#include \"vmm/jail/seccomp_programs.h\"\n\n"
       "namespace wisp::jail {\nnamespace {\n\n";
   char line[96];
-  for (ThreadKind kind : kKinds) {
+  for (ThreadKind kind : kThreadKinds) {
     out += std::string("// The ") + wisp::jail::thread_kind_name(kind) + " threads' filter.\n";
     out += "constexpr sock_filter " + enumerator(kind) + "[] = {\n";
     for (const sock_filter& f : wisp::jail::compile_filter(kind, wisp::jail::SeccompMode::kTrap)) {
@@ -48,7 +46,7 @@ std::string generate() {
   out +=
       "}  // namespace\n\nstd::span<const sock_filter> precompiled_filter(ThreadKind kind) {\n"
       "  switch (kind) {\n";
-  for (ThreadKind kind : kKinds)
+  for (ThreadKind kind : kThreadKinds)
     out +=
         "    case ThreadKind::" + enumerator(kind) + ":\n      return " + enumerator(kind) + ";\n";
   out += "  }\n  return {};\n}\n\n}  // namespace wisp::jail\n";
