@@ -156,7 +156,10 @@ class ShimRootfsTest(unittest.TestCase):
         self.assertEqual(p.returncode, 0, p.stderr + self.log_tail())
 
         def count(task, exec_id):
-            out = self.exec_in(task, exec_id, "/bin/busybox", "cat", "/tmp/count").strip()
+            # Before the loop's first rename there is no /tmp/count yet (the task may still be
+            # starting on a slow testbed): that reads as 0, not as a failed exec.
+            out = self.exec_in(task, exec_id, "/bin/sh", "-c",
+                               "/bin/busybox cat /tmp/count 2>/dev/null || echo 0").strip()
             return int(out) if out.isdigit() else 0
         wait_for(lambda: count("ckpt-1", f"c{time.monotonic_ns()}") >= 3, 120,
                  "the counter to count")
