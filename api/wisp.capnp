@@ -292,6 +292,10 @@ struct Stats {
   draining @8 :Bool;
   templates @9 :List(TemplateStats);
   stages @10 :List(StageHistogram);
+  # The pool's huge-page layer (wisp serve --huge-page-layer): memory files copied to its tmpfs
+  # of 2 MiB pages, and the bytes they hold. 0 and 0 when serve has none.
+  hugePageLayerFiles @11 :UInt32;
+  hugePageLayerBytes @12 :UInt64;
 }
 
 struct TemplateStats {

@@ -21,7 +21,7 @@ constexpr const char* kUsage =
     R"(Usage: wisp serve --socket PATH [--http HOST:PORT|unix:PATH] [--max-vms N]
                   [--max-memory MIB] [--max-per-template N] [--pool N] [--warm NAME=N]...
                   [--no-warm-touch] [--vcpu-counts] [--allow-dir DIR]...
-                  [--drain-timeout S]
+                  [--drain-timeout S] [--huge-page-layer MIB]
 
 Serve the templates of the store (WISP_HOME) over Cap'n Proto (api/wisp.capnp) on a Unix
 socket: invoke on fresh clones, sandboxes, template creation, stats. Every VM is its own jailed
@@ -46,6 +46,11 @@ wisp-vmm process. SIGTERM or SIGINT drains: new work is refused, calls in flight
   --allow-dir DIR        host files a template spec names must lie under one of these
                          (repeatable; default: WISP_HOME and wisp's guest directory)
   --drain-timeout S      how long a drain waits for calls in flight (default 30s)
+  --huge-page-layer MIB  the pool's restores map each template's memory from a copy on a
+                         private tmpfs of 2 MiB pages, up to MIB in all (default 1024; 0:
+                         off), so KVM maps what a clone only reads 2 MiB at a time; one copy
+                         shared by every clone, like the store's page cache it stands for,
+                         and not counted in --max-memory
 )";
 
 }  // namespace
@@ -61,6 +66,7 @@ int serve_command(int argc, char** argv, uint64_t) {
         .count("max-memory", &o.limits.max_memory_mib, 16, 1ull << 30)
         .count("max-per-template", &o.limits.max_per_template, 1, 100000)
         .count("pool", &o.pool, 0, 1024)
+        .count("huge-page-layer", &o.huge_layer_mib, 0, 1ull << 20)
         .value("warm", [&o](const std::string& v) { service::parse_warm_option(v, &o.warm); })
         .flag("no-warm-touch", [&o] { o.warm_touch = false; })
         .flag("vcpu-counts", &o.vcpu_counts)

@@ -78,7 +78,7 @@ bool StandbyVmm::standing_by() {
 }
 
 void StandbyVmm::order_restore(const std::string& snapshot_dir,
-                               const std::vector<std::string>& drives) {
+                               const std::vector<std::string>& drives, HugePageLayer* layer) {
   if (!standing_by()) throw Error("the VMM is not standing by (yet)");
   std::string dir = canonical_path(snapshot_dir);
   // Admission (snapshot_trust.h): each drive the caller's, or inside the snapshot's directory,
@@ -88,7 +88,9 @@ void StandbyVmm::order_restore(const std::string& snapshot_dir,
   std::vector<UniqueFd> files;
   std::vector<int> fds;
   for (const std::string& f : in.files) {
-    files.push_back(open_snapshot_file(f));
+    // The base layer's memory file (the last file: layers go top first).
+    UniqueFd copy = layer && &f == &in.files.back() ? layer->copy_of(f) : UniqueFd();
+    files.push_back(copy ? std::move(copy) : open_snapshot_file(f));
     fds.push_back(files.back().get());
   }
   standby::RestoreOrder order;

@@ -23,6 +23,7 @@
 #include "api/jail_flags.h"
 #include "base/unique_fd.h"
 #include "manager/agent_vm.h"
+#include "manager/huge_page_layer.h"
 #include "manager/vm_spec.h"
 
 namespace wisp::manager {
@@ -51,7 +52,10 @@ class StandbyVmm {
   // standing_by(). Throws Error for a snapshot it refuses (then this VMM is still standing by,
   // and may be ordered again) or VmFailed when the VMM is gone. `drives` ("PATH[,ro]" as for
   // AgentVm::restore, in slot order) are admitted as a restore admits them and passed open.
-  void order_restore(const std::string& snapshot_dir, const std::vector<std::string>& drives = {});
+  // `layer`: the base layer's memory file passes as its copy there when it has one (the same
+  // bytes, on 2 MiB pages: huge_page_layer.h).
+  void order_restore(const std::string& snapshot_dir, const std::vector<std::string>& drives = {},
+                     HugePageLayer* layer = nullptr);
   // Sends the order to boot `spec` as `wisp-vmm run` would (manager/standby_boot_order.cc):
   // opens its kernel, initrd and drives (regular files, no symlink at the last component) and
   // passes them; the command line is vmm_cmdline(spec), completed by the VMM as run completes

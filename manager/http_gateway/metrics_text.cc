@@ -159,6 +159,10 @@ std::string render_metrics(api::serve::Stats::Reader stats) {
                  t.getInFlight());
   w.gauge("wisp_pool_idle", "Pre-jailed VMM processes waiting for an order.", stats.getPoolIdle());
   w.gauge("wisp_pool_target", "Pre-jailed VMM processes serve keeps.", stats.getPoolTarget());
+  w.gauge("wisp_huge_page_layer_files",
+          "Memory files the pool's restores map from serve's tmpfs of 2 MiB pages.",
+          stats.getHugePageLayerFiles());
+  w.gauge("wisp_huge_page_layer_bytes", "What those copies hold.", stats.getHugePageLayerBytes());
   w.gauge("wisp_vms_running", "VMMs with a guest (clones, sandboxes, template builds).",
           stats.getVmsRunning());
   w.gauge("wisp_vms_max", "The VM count limit (--max-vms).", stats.getMaxVms());

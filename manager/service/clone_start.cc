@@ -64,9 +64,10 @@ CloneProcess::CloneProcess(const std::string& snapshot_dir, const std::vector<st
 }
 
 CloneProcess::CloneProcess(std::unique_ptr<manager::StandbyVmm> standby,
-                           const std::string& snapshot_dir, const std::vector<std::string>& drives)
+                           const std::string& snapshot_dir, const std::vector<std::string>& drives,
+                           manager::HugePageLayer* layer)
     : standby_(std::move(standby)) {
-  standby_->order_restore(snapshot_dir, drives);
+  standby_->order_restore(snapshot_dir, drives, layer);
 }
 
 CloneProcess::~CloneProcess() {
@@ -96,7 +97,15 @@ kj::Promise<std::string> wait_ready(kj::AsyncIoContext& io, CloneProcess& proces
   return read_line(kj::mv(r), process.vmm());
 }
 
-CloneStarter::CloneStarter(const JailFlags& jail, uint32_t pool_target) : jail_(jail) {
+CloneStarter::CloneStarter(const JailFlags& jail, uint32_t pool_target, uint64_t huge_layer_mib)
+    : jail_(jail) {
+  if (pool_target > 0 && huge_layer_mib > 0) {
+    std::string why;
+    layer_ = manager::HugePageLayer::create(huge_layer_mib, &why);
+    if (!layer_)
+      LOG_WARN("no huge-page layer (%s): restores map the store's memory files 4 KiB at a time",
+               why.c_str());
+  }
   if (pool_target > 0)
     pool_ = std::make_unique<manager::VmmPool>(pool_target, jail, manager::StandbyClass{},
                                                /*control=*/true);
@@ -119,8 +128,8 @@ std::unique_ptr<CloneProcess> CloneStarter::start(const manager::OpenTemplate& t
   if (fits) {
     if (std::unique_ptr<manager::StandbyVmm> standby = pool_->take()) {
       try {
-        return std::make_unique<CloneProcess>(std::move(standby), tpl.snapshot_dir,
-                                              tpl.info.drives);
+        return std::make_unique<CloneProcess>(std::move(standby), tpl.snapshot_dir, tpl.info.drives,
+                                              layer_.get());
       } catch (const Error& e) {
         // The standby is dropped (killed); a spawned restore says the same or succeeds.
         LOG_WARN("pool: a standby VMM did not take %s: %s", tpl.snapshot_dir.c_str(), e.what());

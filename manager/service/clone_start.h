@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "api/jail_flags.h"
+#include "manager/huge_page_layer.h"
 #include "manager/runtime_dir.h"
 #include "manager/template_store.h"
 #include "manager/vmm_child.h"
@@ -31,8 +32,9 @@ class CloneProcess {
                const manager::VmNet& net, const JailFlags& jail);
   // Orders `standby` (standing by, spawned with a control socket) to restore `snapshot_dir`.
   // Throws wisp::Error when it refuses the snapshot or is gone.
+  // `layer` (may be null): the memory file's copy on 2 MiB pages, when it has one.
   CloneProcess(std::unique_ptr<manager::StandbyVmm> standby, const std::string& snapshot_dir,
-               const std::vector<std::string>& drives);
+               const std::vector<std::string>& drives, manager::HugePageLayer* layer);
   ~CloneProcess();
   CloneProcess(const CloneProcess&) = delete;
   CloneProcess& operator=(const CloneProcess&) = delete;
@@ -55,9 +57,12 @@ class CloneProcess {
 kj::Promise<std::string> wait_ready(kj::AsyncIoContext& io, CloneProcess& process);
 
 // Where clones come from: the pool of `pool_target` standbys (none when 0), else a spawn.
+// The pool's restores map memory files from a huge-page layer of `huge_layer_mib` MiB
+// (manager/huge_page_layer.h; none when 0 or when it cannot be mounted: then they map the
+// store's files, and the constructor says why once).
 class CloneStarter {
  public:
-  CloneStarter(const JailFlags& jail, uint32_t pool_target);
+  CloneStarter(const JailFlags& jail, uint32_t pool_target, uint64_t huge_layer_mib = 0);
   // A clone of `tpl` on its way (wait_ready next). Throws wisp::Error. `background`: made
   // ahead of demand (a warm clone): a spawned restore at SCHED_IDLE (manager/vmm_priority.h),
   // leaving the pool's standbys to calls; its spawn and jail then use only idle CPU too.
@@ -70,9 +75,12 @@ class CloneStarter {
   void refill();
   uint32_t idle();
   uint32_t target() const { return pool_ ? static_cast<uint32_t>(pool_->target()) : 0; }
+  // The huge-page layer, or nullptr (stats).
+  const manager::HugePageLayer* huge_layer() const { return layer_.get(); }
 
  private:
   JailFlags jail_;
+  std::unique_ptr<manager::HugePageLayer> layer_;  // before pool_: standbys go first
   std::unique_ptr<manager::VmmPool> pool_;
   std::string logged_error_;
 };

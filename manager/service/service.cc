@@ -56,7 +56,7 @@ Service::Service(kj::AsyncIoContext& io, ServeOptions options)
       options_(std::move(options)),
       admission_(io.provider->getTimer(), limits_of(options_)),
       allowed_(options_.allow_dirs),
-      starter_(options_.jail, options_.pool),
+      starter_(options_.jail, options_.pool, options_.huge_layer_mib),
       sandboxes_(io.provider->getTimer()),
       warm_(io.provider->getTimer(), [this](const std::string& name) { return make_warm(name); }) {
   const char* no_remake = getenv("WISP_NO_SNAPSHOT_REMAKE");

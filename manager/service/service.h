@@ -35,6 +35,7 @@ struct ServeOptions {
   std::string socket;  // --socket PATH
   AdmissionLimits limits;
   uint32_t pool = 0;                     // --pool N (the pool's target size)
+  uint64_t huge_layer_mib = 1024;        // --huge-page-layer MIB (manager/huge_page_layer.h)
   std::map<std::string, uint32_t> warm;  // --warm NAME=N
   // Before a warm clone is paused its VMM copies the pages a call writes (Vmm.populateWritable)
   // and its guest reads its template's working set (agent.touchMemory), so KVM has mapped

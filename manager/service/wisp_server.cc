@@ -174,6 +174,10 @@ class WispImpl final : public api::serve::Wisp::Server {
     out.setMaxMemoryMib(a.limits().max_memory_mib);
     out.setPoolIdle(s_.starter().idle());
     out.setPoolTarget(s_.options().pool);
+    if (const manager::HugePageLayer* layer = s_.starter().huge_layer()) {
+      out.setHugePageLayerFiles(static_cast<uint32_t>(layer->copies()));
+      out.setHugePageLayerBytes(layer->bytes());
+    }
     out.setSandboxes(static_cast<uint32_t>(s_.sandboxes().size()));
     out.setWaiting(a.waiting());
     out.setDraining(s_.draining());

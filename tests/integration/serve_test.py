@@ -18,6 +18,8 @@ runtime directories).
   nothing published); a client that disconnects mid-call (its VM is destroyed).
 - bad input: malformed and oversized Cap'n Proto messages on the socket, unknown templates,
   bad names, unknown sandboxes; over HTTP: bad JSON, oversized bodies; serve keeps serving.
+- huge pages: a pool clone maps its guest memory from serve's copy on a tmpfs of 2 MiB pages
+  (ShmemPmdMapped in its VMM's smaps); with --huge-page-layer 0, not.
 - sandboxes: create, exec with stdin and streamed output, ls, kill; snapshot (forks of a
   sandbox as templates: their state in every clone, fresh entropy per clone, a fork of a fork,
   a standalone invoke of a fork, the parent removed under a fork).
@@ -341,6 +343,8 @@ class ServeTest(unittest.TestCase):
 
     def test_vmm_killed_mid_call(self):
         s = self.serve
+        # The VMM killed must be this call's: a clone of an earlier test may still be ending.
+        wait_for(lambda: not guest_vmms(s.pid), 60, "no VMM running a guest")
         p = s.popen_invoke("echo", b"sleep 30 doomed")
         vmm = wait_for(lambda: next(iter(guest_vmms(s.pid)), None), 120, "the call's VMM")
         os.kill(vmm, signal.SIGKILL)
@@ -481,6 +485,36 @@ class ServeTest(unittest.TestCase):
         self.assertEqual((status, body), (200, b"http-still-fine"), headers)
 
     # ---- sandboxes -------------------------------------------------------------------------
+
+    def test_pool_clones_map_guest_memory_from_the_huge_page_layer(self):
+        """A pool clone maps its memory file's copy on serve's tmpfs of 2 MiB pages
+        (manager/huge_page_layer.h): ShmemPmdMapped in its VMM's smaps. The copy is made in
+        the background after the template's first pooled restore, so a few sandboxes may come
+        first. With --huge-page-layer 0 a clone maps the store's file (this test's store is on
+        a plain tmpfs, or a disk): nothing PMD-mapped."""
+        def pmd_mapped_kib(serve):
+            rc, out, err = serve.cli("sandbox", "create", "echo", "--timeout", "120")
+            self.assertEqual(rc, 0, err + serve.log_tail())
+            sid = out.decode().strip()
+            try:
+                vmms = guest_vmms(serve.pid)
+                self.assertEqual(len(vmms), 1, vmms)
+                rollup = read("/proc/%d/smaps_rollup" % vmms[0])
+                return int(rollup.split("ShmemPmdMapped:")[1].split()[0])
+            finally:
+                rc, _, err = serve.cli("sandbox", "kill", sid)
+                self.assertEqual(rc, 0, err)
+                wait_for(lambda: not guest_vmms(serve.pid), 60, "the sandbox's VMM to end")
+
+        s = self.fresh_serve("--pool", "1", "--max-vms", "4")
+        wait_for(lambda: pmd_mapped_kib(s) > 0, 120, "a pool clone mapped 2 MiB at a time")
+        if self.has_http:
+            status, _, body = s.curl("/metrics")
+            self.assertEqual(status, 200)
+            self.assertIn("\nwisp_huge_page_layer_files 1\n", body.decode())
+        off = self.fresh_serve("--pool", "1", "--max-vms", "4", "--huge-page-layer", "0")
+        self.assertEqual(pmd_mapped_kib(off), 0)
+        self.assertEqual(pmd_mapped_kib(off), 0)
 
     def test_sandbox_lifecycle(self):
         s = self.serve

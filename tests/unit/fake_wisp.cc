@@ -298,6 +298,8 @@ class FakeWisp final : public api::serve::Wisp::Server {
     s.setMaxVms(64);
     s.setMaxMemoryMib(4096);
     s.setPoolIdle(2);
+    s.setHugePageLayerFiles(1);
+    s.setHugePageLayerBytes(12u << 20);
     s.setPoolTarget(4);
     s.setSandboxes(1);
     s.setWaiting(0);

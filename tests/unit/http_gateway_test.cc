@@ -655,6 +655,8 @@ TEST_F(GatewayTest, MetricsAreThePrometheusTextFormat) {
   EXPECT_EQ(value("wisp_vms_running", {}), "3");
   EXPECT_EQ(value("wisp_memory_committed_bytes", {}), "805306368");
   EXPECT_EQ(value("wisp_pool_idle", {}), "2");
+  EXPECT_EQ(value("wisp_huge_page_layer_files", {}), "1");
+  EXPECT_EQ(value("wisp_huge_page_layer_bytes", {}), std::to_string(12u << 20));
   EXPECT_EQ(value("wisp_pool_target", {}), "4");
   EXPECT_EQ(value("wisp_warm_clones_ready", {{"template", "echo"}}), "1");
   EXPECT_EQ(value("wisp_warm_clones_target", {{"template", "echo"}}), "2");

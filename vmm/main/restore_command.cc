@@ -279,12 +279,11 @@ int restore_vm(RestoreOptions& o, jail::Confinement& confinement, uint64_t t0_ns
     } else if (o.working_set_fd) {
       // The recorded working set loaded before the vCPUs run; a corrupt one fails the
       // restore, naming the file.
-      t.prefetch = prefetch_working_set(o.working_set_fd.get(), o.working_set, snap.memory, &ranges,
-                                        /*populate=*/!pre_fault);
-      // The pages a call will write, made private copies now: the guest's first touch of
+      // With the pages a call will write made private copies: the guest's first touch of
       // each then maps it writable, instead of a read fault and a write fault later.
-      if (o.written_set_fd)
-        populate_written_set(o.written_set_fd.get(), o.written_set, snap.memory);
+      t.prefetch = prefetch_working_set(
+          o.working_set_fd.get(), o.working_set, snap.memory, &ranges,
+          /*populate=*/!pre_fault, o.written_set_fd ? o.written_set_fd.get() : -1, o.written_set);
     }
     t.loaded_ns = now_ns();
     configure_devices(o, snap, &o.cfg);

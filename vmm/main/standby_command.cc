@@ -190,11 +190,10 @@ Ordered restore_on_order(StandbyOptions& o, const standby::RestoreOrder& order,
   PageRanges ranges;  // the working set's guest-physical pages, mapped in KVM once built
   if (order.working_set) {
     const size_t ws = fds.size() - (order.written_set ? 2 : 1);
+    // The pages a call will write made private copies too (restore_command.cc does the same).
     prefetch_working_set(fds[ws].get(), order.source_dir + "/working-set", snap.memory, &ranges,
-                         /*populate=*/!pre_fault);
-    // The pages a call will write, made private copies now (restore_command.cc does the same).
-    if (order.written_set)
-      populate_written_set(fds.back().get(), order.source_dir + "/written-set", snap.memory);
+                         /*populate=*/!pre_fault, order.written_set ? fds.back().get() : -1,
+                         order.source_dir + "/written-set");
   }
   uint64_t loaded = now_ns();
   configure_devices(o, snap, order, drives_of(order, fds), &o.cfg);

@@ -11,12 +11,15 @@
 namespace wisp {
 
 PrefetchResult prefetch_working_set(int fd, const std::string& name, const GuestMemory& memory,
-                                    PageRanges* guest_pages, bool populate) {
+                                    PageRanges* guest_pages, bool populate, int written_fd,
+                                    const std::string& written_name) {
   snapshot::WorkingSet ws = snapshot::read_working_set_fd(fd, name, memory.page_count());
   PageRanges ranges;
   ranges.reserve(ws.ranges.size());
   for (const snapshot::PageRange& r : ws.ranges) ranges.emplace_back(r.first, r.count);
-  PrefetchResult p = prefetch_pages(memory, ranges, populate);
+  PrefetchResult p = prefetch_pages(memory, ranges, populate, [&] {
+    if (written_fd >= 0) populate_written_set(written_fd, written_name, memory);
+  });
   if (guest_pages) {
     guest_pages->clear();
     for (const snapshot::PageRange& r : snapshot::guest_physical_ranges(ws))

@@ -108,14 +108,16 @@ GuestMemory GuestMemory::create(uint64_t size, bool huge_pages) {
 
 GuestMemory GuestMemory::map_file_private(UniqueFd fd, uint64_t size) {
   // No MAP_POPULATE: the point is that a clone faults in only the pages it uses.
-  // No huge pages, by design: a MAP_PRIVATE mapping of a regular file gets no THP on the host
-  // kernels wisp targets (Debian 12's 6.1: only read-only text, with
-  // CONFIG_READ_ONLY_THP_FOR_FS), and the guest's writes become 4 KiB anonymous copies. Huge
-  // pages on restore mean copying the memory into anonymous THP memory (copy_to_huge_pages,
-  // opt-in): the copy up front, each clone its own copy instead of the page cache shared
-  // between clones (the density this mapping buys), memory committed 2 MiB at a time,
-  // and no diff snapshot (no file below). So a clone maps 4 KiB at a time; create() gives
-  // booted VMs 2 MiB.
+  // Huge pages come from the file, not from advice: a MAP_PRIVATE mapping of a regular file
+  // gets no THP on the host kernels wisp targets (Debian 12's 6.1: only read-only text, with
+  // CONFIG_READ_ONLY_THP_FOR_FS), while a file on a tmpfs of huge pages (huge=within_size: a
+  // store there, or serve's manager/huge_page_layer.h) is mapped 2 MiB at a time where the
+  // mapping is aligned, which shmem's get_unmapped_area arranges. Either way the guest's
+  // writes become 4 KiB anonymous copies. The other way to huge pages on restore copies the
+  // memory into anonymous THP memory (copy_to_huge_pages, opt-in): the copy up front, each
+  // clone its own copy instead of the page cache shared between clones (the density this
+  // mapping buys), memory committed 2 MiB at a time, and no diff snapshot (no file below).
+  // create() gives booted VMs 2 MiB.
   GuestMemory mem =
       map(std::move(fd), size, MAP_PRIVATE | MAP_NORESERVE, "the snapshot memory file");
   mem.private_file_ = true;

@@ -20,8 +20,8 @@ constexpr uint64_t kPage = 4096;
 }  // namespace
 
 PrefetchResult prefetch_pages(const GuestMemory& memory,
-                              std::span<const std::pair<uint64_t, uint64_t>> ranges,
-                              bool populate) {
+                              std::span<const std::pair<uint64_t, uint64_t>> ranges, bool populate,
+                              const std::function<void()>& between) {
   if (!memory.is_file_private()) throw Error("prefetch needs memory mapped from a snapshot file");
   if (memory.regions().empty()) return {};
   // The mapping is one piece over the file's offset space (layout(): the first region at 0).
@@ -45,6 +45,7 @@ PrefetchResult prefetch_pages(const GuestMemory& memory,
     }
   }
   out.readahead_ms = ms_since(t0);
+  if (between) between();
   out.populated = populate;
   if (!populate) return out;
   uint64_t t1 = now_ns();

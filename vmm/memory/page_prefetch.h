@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <utility>
 
@@ -27,8 +28,12 @@ struct PrefetchResult {
 // the pages then load on demand as without prefetch.
 // `populate` false: the readahead only (a KVM pre-fault of the same pages, Machine::pre_fault,
 // maps them in the host as it maps them in the EPT/NPT: one pass over the pages, not two).
+// `between` (if set) runs after the readahead and before the populate: a restore makes its
+// written set's private copies there, so the reads are mapped after them (a write to a page of
+// a 2 MiB-mapped block splits that block's mapping: reads populated before it would be
+// unmapped again).
 PrefetchResult prefetch_pages(const GuestMemory& memory,
                               std::span<const std::pair<uint64_t, uint64_t>> ranges,
-                              bool populate = true);
+                              bool populate = true, const std::function<void()>& between = {});
 
 }  // namespace wisp
