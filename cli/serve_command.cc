@@ -46,7 +46,7 @@ wisp-vmm process. SIGTERM or SIGINT drains: new work is refused, calls in flight
   --allow-dir DIR        host files a template spec names must lie under one of these
                          (repeatable; default: WISP_HOME and wisp's guest directory)
   --drain-timeout S      how long a drain waits for calls in flight (default 30s)
-  --huge-page-layer MIB  the pool's restores map each template's memory from a copy on a
+  --huge-page-layer MIB  clones' restores map each template's memory from a copy on a
                          private tmpfs of 2 MiB pages, up to MIB in all (default 1024; 0:
                          off), so KVM maps what a clone only reads 2 MiB at a time; one copy
                          shared by every clone, like the store's page cache it stands for,

@@ -52,7 +52,7 @@ UniqueFd above_targets(int fd) {
 std::string vmm_executable() { return sibling_executable("wisp-vmm"); }
 
 VmmChild::VmmChild(const std::vector<std::string>& args, const std::string& log, bool ready_pipe,
-                   int order_fd, std::unique_ptr<host_net::VmNetwork> network)
+                   int order_fd, std::unique_ptr<host_net::VmNetwork> network, int memory_fd)
     : network_(std::move(network)), log_(log) {
   std::string exe = vmm_executable();
   std::vector<std::string> argv = {exe};
@@ -73,17 +73,19 @@ VmmChild::VmmChild(const std::vector<std::string>& args, const std::string& log,
   argv.insert(argv.end(), {"--parent-fd", std::to_string(kParentFd)});
   if (order_fd >= 0) argv.insert(argv.end(), {"--order-fd", std::to_string(kOrderFd)});
   if (network_) argv.insert(argv.end(), {"--netns-fd", std::to_string(kNetnsFd)});
+  if (memory_fd >= 0) argv.insert(argv.end(), {"--memory-fd", std::to_string(kMemoryFd)});
   std::vector<char*> cargs;
   for (auto& a : argv) cargs.push_back(a.data());
   cargs.push_back(nullptr);
   // The dup2s below run in order in the child: a source that is another's target (this
   // process's own descriptor 4 is the order socket when it was its first socketpair) would be
   // overwritten before it is copied. So every source is copied above the targets first.
-  UniqueFd ready_src, lifeline_src, order_src, netns_src;
+  UniqueFd ready_src, lifeline_src, order_src, netns_src, memory_src;
   if (ready_pipe) ready_src = above_targets(pipefd[1]);
   lifeline_src = above_targets(lifeline_read.get());
   if (order_fd >= 0) order_src = above_targets(order_fd);
   if (network_) netns_src = above_targets(network_->netns_fd());
+  if (memory_fd >= 0) memory_src = above_targets(memory_fd);
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
   posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
@@ -93,6 +95,7 @@ VmmChild::VmmChild(const std::vector<std::string>& args, const std::string& log,
   posix_spawn_file_actions_adddup2(&fa, lifeline_src.get(), kParentFd);
   if (order_fd >= 0) posix_spawn_file_actions_adddup2(&fa, order_src.get(), kOrderFd);
   if (network_) posix_spawn_file_actions_adddup2(&fa, netns_src.get(), kNetnsFd);
+  if (memory_fd >= 0) posix_spawn_file_actions_adddup2(&fa, memory_src.get(), kMemoryFd);
   SpawnAttr attr;
   int rc = posix_spawn(&pid_, exe.c_str(), &fa, attr.get(), cargs.data(), environ);
   posix_spawn_file_actions_destroy(&fa);

@@ -33,9 +33,12 @@ class VmmChild {
   // order socketpair, api/standby_order.h), the child gets it as "--order-fd 5"; the caller
   // closes its copy. With `network` (the VM's own, make_vm_network()), the child gets its
   // namespace as "--netns-fd 6" and this object owns it until the child is reaped: the VM's
-  // network goes with the VM. Throws Error naming the executable.
+  // network goes with the VM. With `memory_fd` >= 0 (a restore's base memory file, a copy of
+  // it: manager/huge_page_layer.h), the child gets it as "--memory-fd 7"; the caller keeps
+  // its copy. Throws Error naming the executable.
   VmmChild(const std::vector<std::string>& args, const std::string& log, bool ready_pipe,
-           int order_fd = -1, std::unique_ptr<host_net::VmNetwork> network = nullptr);
+           int order_fd = -1, std::unique_ptr<host_net::VmNetwork> network = nullptr,
+           int memory_fd = -1);
   ~VmmChild();
   VmmChild(const VmmChild&) = delete;
   VmmChild& operator=(const VmmChild&) = delete;
@@ -56,6 +59,8 @@ class VmmChild {
   static constexpr int kOrderFd = 5;
   // The VM's own network namespace (--netns-fd).
   static constexpr int kNetnsFd = 6;
+  // A restore's base memory file (--memory-fd).
+  static constexpr int kMemoryFd = 7;
   // Asks it to stop (SIGTERM, which its jail's supervisor passes on) without waiting: a pool
   // stops all its VMMs at once, then reaps each.
   void request_stop();

@@ -37,6 +37,13 @@ std::vector<std::string> standby_args(const JailFlags& jail, const StandbyClass&
 
 }  // namespace
 
+std::string base_memory_file(const std::string& snapshot_dir,
+                             const std::vector<std::string>& drives) {
+  snapshot::SnapshotInputs in = snapshot::snapshot_inputs(snapshot::read_snapshot_chain(
+      canonical_path(snapshot_dir), snapshot::supplied_drives(drives)));
+  return in.files.back();  // layers go top first, each its state file and its memory file
+}
+
 std::unique_ptr<StandbyVmm> StandbyVmm::spawn(const JailFlags& jail, const StandbyClass& size,
                                               bool control) {
   if (size.mem_bytes % (1ull << 20) != 0) throw Error("standby class: memory not in whole MiB");

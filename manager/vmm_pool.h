@@ -34,6 +34,12 @@ struct StandbyClass {
   uint32_t vcpus = 2;
 };
 
+// The memory file of the base layer of the snapshot at `snapshot_dir` (its own, or a diff's
+// last parent's), its chain read with `drives` admitted as order_restore admits them (the
+// file a HugePageLayer copies). Throws Error for a snapshot a restore would refuse.
+std::string base_memory_file(const std::string& snapshot_dir,
+                             const std::vector<std::string>& drives = {});
+
 class StandbyVmm {
  public:
   // Spawns `wisp-vmm standby` in its own runtime directory, with a control socket when

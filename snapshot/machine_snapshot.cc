@@ -68,9 +68,11 @@ struct Layer {
   UniqueFd memory;
 };
 
-UniqueFd open_memory(const std::string& dir, const SnapshotState& state) {
+// `given`: the file opened already (SnapshotChain::base_memory), checked the same way.
+UniqueFd open_memory(const std::string& dir, const SnapshotState& state, UniqueFd given = {}) {
   std::string path = dir + "/" + kMemoryFileName;
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (given) path += " (the copy given as a descriptor)";
+  UniqueFd fd = given ? std::move(given) : UniqueFd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd) throw_errno("memory file " + path);
   struct stat st;
   if (::fstat(fd.get(), &st) != 0) throw_errno("memory file " + path);
@@ -127,7 +129,9 @@ namespace {
 std::vector<Layer> open_chain(SnapshotChain chain) {
   std::vector<Layer> layers;
   for (size_t i = 0; i < chain.dirs.size(); ++i) {
-    UniqueFd fd = open_memory(chain.dirs[i], chain.states[i]);
+    const bool base = i + 1 == chain.dirs.size();
+    UniqueFd fd = open_memory(chain.dirs[i], chain.states[i],
+                              base ? std::move(chain.base_memory) : UniqueFd());
     layers.push_back({std::move(chain.dirs[i]), std::move(chain.states[i]), std::move(fd)});
   }
   return layers;

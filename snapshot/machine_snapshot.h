@@ -60,6 +60,10 @@ using HostCpuid = std::function<CpuidEntries(uint32_t vcpus, CpuModel model)>;
 struct SnapshotChain {
   std::vector<std::string> dirs;
   std::vector<SnapshotState> states;
+  // The base layer's memory file opened already (by a manager: the same bytes on a tmpfs of
+  // 2 MiB pages, manager/huge_page_layer.h), checked like the file it stands for; invalid: the
+  // base directory's own is opened.
+  UniqueFd base_memory;
 };
 // Reads the state file of `dir` and of each parent, and applies what a snapshot may name
 // (snapshot_trust.h): parents in the diff's own directory; each drive given by the caller

@@ -54,13 +54,13 @@ kj::Promise<std::string> standby_ready(kj::Own<kj::UnixEventPort::FdObserver> wa
 }  // namespace
 
 CloneProcess::CloneProcess(const std::string& snapshot_dir, const std::vector<std::string>& drives,
-                           const manager::VmNet& net, const JailFlags& jail)
+                           const manager::VmNet& net, const JailFlags& jail, UniqueFd memory)
     : dir_(std::make_unique<manager::RuntimeDir>("wisp-serve")) {
   vmm_ = std::make_unique<manager::VmmChild>(
       manager::vmm_restore_args(snapshot_dir, drives, net, dir_->file("vsock.sock"),
                                 dir_->file("control.sock"), jail, dir_->path()),
       dir_->file("vmm.log"), /*ready_pipe=*/true, /*order_fd=*/-1,
-      manager::make_vm_network(manager::clone_network(net)));
+      manager::make_vm_network(manager::clone_network(net)), memory.get());
 }
 
 CloneProcess::CloneProcess(std::unique_ptr<manager::StandbyVmm> standby,
@@ -99,7 +99,7 @@ kj::Promise<std::string> wait_ready(kj::AsyncIoContext& io, CloneProcess& proces
 
 CloneStarter::CloneStarter(const JailFlags& jail, uint32_t pool_target, uint64_t huge_layer_mib)
     : jail_(jail) {
-  if (pool_target > 0 && huge_layer_mib > 0) {
+  if (huge_layer_mib > 0) {
     std::string why;
     layer_ = manager::HugePageLayer::create(huge_layer_mib, &why);
     if (!layer_)
@@ -114,8 +114,8 @@ CloneStarter::CloneStarter(const JailFlags& jail, uint32_t pool_target, uint64_t
 std::unique_ptr<CloneProcess> CloneStarter::start(const manager::OpenTemplate& tpl,
                                                   bool background) {
   if (background) {
-    auto process =
-        std::make_unique<CloneProcess>(tpl.snapshot_dir, tpl.info.drives, tpl.info.net, jail_);
+    auto process = std::make_unique<CloneProcess>(tpl.snapshot_dir, tpl.info.drives, tpl.info.net,
+                                                  jail_, layer_copy(tpl));
     // Before the jail forks its child: that child and every thread inherit it.
     manager::set_vmm_background(process->vmm().pid(), true);
     return process;
@@ -136,7 +136,25 @@ std::unique_ptr<CloneProcess> CloneStarter::start(const manager::OpenTemplate& t
       }
     }
   }
-  return std::make_unique<CloneProcess>(tpl.snapshot_dir, tpl.info.drives, tpl.info.net, jail_);
+  return std::make_unique<CloneProcess>(tpl.snapshot_dir, tpl.info.drives, tpl.info.net, jail_,
+                                        layer_copy(tpl));
+}
+
+UniqueFd CloneStarter::layer_copy(const manager::OpenTemplate& tpl) {
+  if (!layer_) return {};
+  auto it = base_memory_.find(tpl.snapshot_dir);
+  if (it == base_memory_.end()) {
+    if (base_memory_.size() >= 1024) base_memory_.clear();  // templates come and go
+    try {
+      it = base_memory_
+               .emplace(tpl.snapshot_dir,
+                        manager::base_memory_file(tpl.snapshot_dir, tpl.info.drives))
+               .first;
+    } catch (const Error&) {
+      return {};  // the restore itself says what is wrong with the snapshot
+    }
+  }
+  return layer_->copy_of(it->second);
 }
 
 void CloneStarter::refill() {

@@ -11,6 +11,7 @@
 
 #include <kj/async-io.h>
 
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -27,9 +28,10 @@ namespace wisp::service {
 class CloneProcess {
  public:
   // Spawns the VMM restoring `snapshot_dir` with the snapshot's `drives` and NICs `net`, with
-  // a control socket, jailed by `jail`. Throws wisp::Error when wisp-vmm cannot be started.
+  // a control socket, jailed by `jail`; `memory` (may be invalid): its base memory file's copy
+  // to map instead (--memory-fd). Throws wisp::Error when wisp-vmm cannot be started.
   CloneProcess(const std::string& snapshot_dir, const std::vector<std::string>& drives,
-               const manager::VmNet& net, const JailFlags& jail);
+               const manager::VmNet& net, const JailFlags& jail, UniqueFd memory = {});
   // Orders `standby` (standing by, spawned with a control socket) to restore `snapshot_dir`.
   // Throws wisp::Error when it refuses the snapshot or is gone.
   // `layer` (may be null): the memory file's copy on 2 MiB pages, when it has one.
@@ -79,8 +81,12 @@ class CloneStarter {
   const manager::HugePageLayer* huge_layer() const { return layer_.get(); }
 
  private:
+  // The copy of `tpl`'s base memory file in the layer, or an invalid fd (none yet, or no layer).
+  UniqueFd layer_copy(const manager::OpenTemplate& tpl);
+
   JailFlags jail_;
-  std::unique_ptr<manager::HugePageLayer> layer_;  // before pool_: standbys go first
+  std::unique_ptr<manager::HugePageLayer> layer_;   // before pool_: standbys go first
+  std::map<std::string, std::string> base_memory_;  // by snapshot directory (never rewritten)
   std::unique_ptr<manager::VmmPool> pool_;
   std::string logged_error_;
 };

@@ -18,8 +18,8 @@ runtime directories).
   nothing published); a client that disconnects mid-call (its VM is destroyed).
 - bad input: malformed and oversized Cap'n Proto messages on the socket, unknown templates,
   bad names, unknown sandboxes; over HTTP: bad JSON, oversized bodies; serve keeps serving.
-- huge pages: a pool clone maps its guest memory from serve's copy on a tmpfs of 2 MiB pages
-  (ShmemPmdMapped in its VMM's smaps); with --huge-page-layer 0, not.
+- huge pages: a clone (pooled or spawned) maps its guest memory from serve's copy on a tmpfs
+  of 2 MiB pages (ShmemPmdMapped in its VMM's smaps); with --huge-page-layer 0, not.
 - sandboxes: create, exec with stdin and streamed output, ls, kill; snapshot (forks of a
   sandbox as templates: their state in every clone, fresh entropy per clone, a fork of a fork,
   a standalone invoke of a fork, the parent removed under a fork).
@@ -486,11 +486,11 @@ class ServeTest(unittest.TestCase):
 
     # ---- sandboxes -------------------------------------------------------------------------
 
-    def test_pool_clones_map_guest_memory_from_the_huge_page_layer(self):
-        """A pool clone maps its memory file's copy on serve's tmpfs of 2 MiB pages
-        (manager/huge_page_layer.h): ShmemPmdMapped in its VMM's smaps. The copy is made in
-        the background after the template's first pooled restore, so a few sandboxes may come
-        first. With --huge-page-layer 0 a clone maps the store's file (this test's store is on
+    def test_clones_map_guest_memory_from_the_huge_page_layer(self):
+        """A clone maps its memory file's copy on serve's tmpfs of 2 MiB pages
+        (manager/huge_page_layer.h): ShmemPmdMapped in its VMM's smaps, from the pool and from
+        a spawned restore (--memory-fd). The copy is made in the background after the
+        template's first restore, so a few sandboxes may come first. With --huge-page-layer 0 a clone maps the store's file (this test's store is on
         a plain tmpfs, or a disk): nothing PMD-mapped."""
         def pmd_mapped_kib(serve):
             rc, out, err = serve.cli("sandbox", "create", "echo", "--timeout", "120")
@@ -512,6 +512,9 @@ class ServeTest(unittest.TestCase):
             status, _, body = s.curl("/metrics")
             self.assertEqual(status, 200)
             self.assertIn("\nwisp_huge_page_layer_files 1\n", body.decode())
+        # No pool: a spawned `wisp-vmm restore` gets the copy as --memory-fd.
+        spawned = self.fresh_serve("--pool", "0", "--max-vms", "4")
+        wait_for(lambda: pmd_mapped_kib(spawned) > 0, 120, "a spawned clone mapped 2 MiB at a time")
         off = self.fresh_serve("--pool", "1", "--max-vms", "4", "--huge-page-layer", "0")
         self.assertEqual(pmd_mapped_kib(off), 0)
         self.assertEqual(pmd_mapped_kib(off), 0)

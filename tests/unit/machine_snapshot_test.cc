@@ -181,6 +181,30 @@ TEST_F(MachineSnapshotTest, RoundTripsStateAndMemory) {
   EXPECT_EQ(count(loaded.memory.written_pages()), 0u);
 }
 
+// A manager may hand the base memory file over open (SnapshotChain::base_memory: serve's copy
+// on a tmpfs of 2 MiB pages): the same bytes are restored from it; one of another size is
+// refused, named as the copy it is.
+TEST_F(MachineSnapshotTest, TheBaseMemoryMayComeAsADescriptor) {
+  std::string dir = path("snap");
+  save_dir(dir, machine_, memory_, {});
+  std::string copy = path("copy");
+  std::filesystem::copy_file(dir + "/" + kMemoryFileName, copy);
+  SnapshotChain chain = read_snapshot_chain(dir);
+  chain.base_memory = UniqueFd(::open(copy.c_str(), O_RDONLY | O_CLOEXEC));
+  ASSERT_TRUE(chain.base_memory.valid());
+  LoadedSnapshot loaded = load_machine_snapshot(std::move(chain), host_with(intel_cpuid()));
+  EXPECT_TRUE(same_bytes(loaded.memory, memory_));
+  // Unlinked, the copy is still what is mapped: it came as a descriptor.
+  std::filesystem::remove(copy);
+  EXPECT_TRUE(same_bytes(loaded.memory, memory_));
+
+  std::ofstream(path("short")) << "not a memory file";
+  chain = read_snapshot_chain(dir);
+  chain.base_memory = UniqueFd(::open(path("short").c_str(), O_RDONLY | O_CLOEXEC));
+  expect_error([&] { load_machine_snapshot(std::move(chain), host_with(intel_cpuid())); },
+               {"the copy given as a descriptor"});
+}
+
 TEST_F(MachineSnapshotTest, SnapshotsGetDistinctIds) {
   SaveResult a = save_dir(path("a"), machine_, memory_, {});
   SaveResult b = save_dir(path("b"), machine_, memory_, {});

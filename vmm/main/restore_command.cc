@@ -1,6 +1,7 @@
 #include "vmm/main/restore_command.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cinttypes>
@@ -60,6 +61,9 @@ Options:
                      listen for control commands (wisp snapshot create --diff uses it)
   --ready-fd N       write "ready LOADED_MS RESTORED_MS JAIL_MS" to descriptor N (3 to 1024)
                      once the VM is rebuilt, just before its vCPUs run
+  --memory-fd N      map the base layer's memory from descriptor N (3 to 1024) instead of
+                     its file: a copy with the same size and bytes (wisp serve's, on a tmpfs
+                     of 2 MiB pages, so KVM maps what the guest only reads 2 MiB at a time)
   --hugepages        copy the snapshot's memory into private RAM on 2 MiB huge pages before
                      the VM runs (KVM then maps 2 MiB at a time): the restore reads all of it
                      up front, and the clone no longer shares the memory file's pages with
@@ -99,6 +103,7 @@ struct RestoreOptions {
   UniqueFd written_set_fd;
   int verbose = 0;
   int ready_fd = -1;
+  UniqueFd memory_fd;  // --memory-fd
   VmmJailOptions jail;
   snapshot::SnapshotChain chain;  // the snapshot's state files, read once
   std::vector<BlockSpec> drives;  // --drive: the caller's images for the snapshot's drives
@@ -108,11 +113,12 @@ struct RestoreOptions {
 
 // Returns false for --help (printed). Throws UsageError.
 bool parse(int argc, char** argv, RestoreOptions* o) {
-  uint32_t ready_fd = 0;
+  uint32_t ready_fd = 0, memory_fd = 0;
   OptionParser p(kCommand);
   p.text("vsock-uds", &o->vsock_uds, true)
       .text("control-socket", &o->cfg.control_socket, true)
       .count("ready-fd", &ready_fd, 3, 1024)
+      .count("memory-fd", &memory_fd, 3, 1024)
       .flag("timings", &o->timings)
       .flag("hugepages", &o->huge_pages)
       .flag("no-prefetch", &o->no_prefetch)
@@ -137,6 +143,13 @@ bool parse(int argc, char** argv, RestoreOptions* o) {
     throw UsageError("expected one snapshot directory");
   o->dir = canonical_path(args.operands[0]);
   if (ready_fd) o->ready_fd = static_cast<int>(ready_fd);
+  if (memory_fd) {
+    if (memory_fd == ready_fd) throw UsageError("--memory-fd and --ready-fd are the same");
+    struct stat st;
+    if (::fstat(static_cast<int>(memory_fd), &st) != 0 || !S_ISREG(st.st_mode))
+      throw UsageError("--memory-fd " + std::to_string(memory_fd) + ": not an open regular file");
+    o->memory_fd = UniqueFd(static_cast<int>(memory_fd));
+  }
   return true;
 }
 
@@ -216,6 +229,7 @@ jail::JailConfig jail_for(RestoreOptions& o) {
   snapshot::SnapshotInputs in = snapshot::snapshot_inputs(o.chain);
   std::vector<int> keep = open_taps(o, in.nets);
   keep.push_back(o.ready_fd);
+  if (o.chain.base_memory) keep.push_back(o.chain.base_memory.get());
   if (!o.no_prefetch && !in.working_set.empty()) {
     o.working_set = in.working_set;
     o.working_set_fd = open_working_set(o.working_set);
@@ -330,6 +344,7 @@ int restore_command(int argc, char** argv, uint64_t t0_ns) {
     // Once, before the jail: it decides what the jail exposes, and the VMM (a fork of this
     // process) goes on with it.
     o.chain = snapshot::read_snapshot_chain(o.dir, o.drives);
+    o.chain.base_memory = std::move(o.memory_fd);
     jail::JailConfig jail = jail_for(o);
     return jail::run_jailed(jail, [&](jail::Confinement& c) { return restore_vm(o, c, t0_ns); });
   } catch (const Error& e) {
