@@ -72,6 +72,9 @@ class CloneStarter {
   // A standby of the pool to boot `vm` (a template build: create_template), or nullptr when
   // none stands by or none can (StandbyVmm::why_not_boot: the class, the jail, ...).
   std::unique_ptr<manager::StandbyVmm> take_for_boot(const manager::VmSpec& vm);
+  // Starts the copy of `tpl`'s memory file in the huge-page layer (if any) ahead of its first
+  // restore: serve does it for the store's templates when it starts.
+  void prepare(const manager::OpenTemplate& tpl) { layer_copy(tpl); }
   // Spawns standbys up to the target (never blocks on a VMM); serve calls it on a timer and
   // after each take.
   void refill();

@@ -64,6 +64,19 @@ Service::Service(kj::AsyncIoContext& io, ServeOptions options)
   cpu_set_t cpus;
   if (sched_getaffinity(0, sizeof(cpus), &cpus) == 0)
     cpus_ = std::max<uint32_t>(1, static_cast<uint32_t>(CPU_COUNT(&cpus)));
+  // The store's templates copied to the huge-page layer in the background, in name order while
+  // it has room, so that their first calls find them there.
+  try {
+    for (const std::string& name : manager::template_names()) {
+      try {
+        starter_.prepare(manager::open_template(name));
+      } catch (const Error&) {
+        // A template being made or broken: its first call says so, not serve's start.
+      }
+    }
+  } catch (const Error& e) {
+    LOG_WARN("huge-page layer: the store's templates were not listed: %s", e.what());
+  }
   warm_.start(options_.warm);
   if (options_.pool > 0) pool_refill_ = refill_pool().eagerlyEvaluate(nullptr);
 }

@@ -489,8 +489,8 @@ class ServeTest(unittest.TestCase):
     def test_clones_map_guest_memory_from_the_huge_page_layer(self):
         """A clone maps its memory file's copy on serve's tmpfs of 2 MiB pages
         (manager/huge_page_layer.h): ShmemPmdMapped in its VMM's smaps, from the pool and from
-        a spawned restore (--memory-fd). The copy is made in the background after the
-        template's first restore, so a few sandboxes may come first. With --huge-page-layer 0 a clone maps the store's file (this test's store is on
+        a spawned restore (--memory-fd). The copy is made in the background, at idle priority,
+        when serve starts, so a few sandboxes may come first. With --huge-page-layer 0 a clone maps the store's file (this test's store is on
         a plain tmpfs, or a disk): nothing PMD-mapped."""
         def pmd_mapped_kib(serve):
             rc, out, err = serve.cli("sandbox", "create", "echo", "--timeout", "120")
