@@ -26,6 +26,7 @@ Commands:
 
 int main(int argc, char** argv) {
   uint64_t t0 = wisp::process_start_ns();
+  wisp::small_thread_stacks();
   return wisp::run_subcommand(
       "wisp-vmm", kUsage, argc, argv,
       {{"run", [t0](int n, char** a) { return wisp::run_command(n, a, t0); }},

@@ -1,5 +1,7 @@
 #include "vmm/main/vmm_process.h"
 
+#include <pthread.h>
+
 #include <charconv>
 #include <cstdio>
 #include <cstdlib>
@@ -44,6 +46,15 @@ uint64_t process_start_ns() {
   // Only a time from this boot's recent past: anything else is not from our own `wisp`.
   bool sane = ec == std::errc() && *end == '\0' && start <= now && now - start < 60'000'000'000;
   return sane ? start : now;
+}
+
+void small_thread_stacks() {
+  constexpr size_t kStackBytes = size_t{1} << 20;
+  pthread_attr_t attr;
+  if (pthread_attr_init(&attr) != 0) return;
+  if (pthread_attr_setstacksize(&attr, kStackBytes) != 0 || pthread_setattr_default_np(&attr) != 0)
+    LOG_WARN("thread stacks keep glibc's default size");
+  pthread_attr_destroy(&attr);
 }
 
 void add_console_options(OptionParser& parser, MachineConfig* cfg) {
