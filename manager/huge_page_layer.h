@@ -51,8 +51,8 @@ class HugePageLayer {
   // `path` is still the file it was copied from (same inode, size and modification time).
   // Otherwise an invalid fd, and a copy is started in the background (once; not when it would
   // take the layer past its size): the restore maps `path` itself this time, and a later one
-  // gets the copy. A caller may ask ahead of any restore, to have the copy made early. A stale copy
-  // is dropped (clones that map it keep it until they end).
+  // gets the copy. A caller may ask ahead of any restore, to have the copy made early. A stale
+  // copy is dropped (clones that map it keep it until they end).
   UniqueFd copy_of(const std::string& path);
   // Bytes the layer's files hold (whole 2 MiB pages) and their number.
   uint64_t bytes() const;
