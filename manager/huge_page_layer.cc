@@ -22,13 +22,11 @@ namespace {
 // One sendfile at most: 16 MiB.
 constexpr off_t kChunk = off_t{16} << 20;
 
-std::string fs_error(const char* step) { return std::string(step) + ": " + std::strerror(errno); }
-
 // A detached tmpfs of 2 MiB pages, `max_bytes` at most. Invalid fd and `why` when refused.
 UniqueFd mount_huge_tmpfs(uint64_t max_bytes, std::string* why) {
   UniqueFd fs(fsopen("tmpfs", FSOPEN_CLOEXEC));
   if (!fs) {
-    *why = fs_error("fsopen tmpfs");
+    *why = errno_message("fsopen tmpfs");
     return {};
   }
   const std::string size = std::to_string(max_bytes);
@@ -38,17 +36,17 @@ UniqueFd mount_huge_tmpfs(uint64_t max_bytes, std::string* why) {
       {"huge", "within_size"}, {"size", size.c_str()}, {"mode", "0700"}};
   for (const auto& [key, value] : options) {
     if (fsconfig(fs.get(), FSCONFIG_SET_STRING, key, value, 0) != 0) {
-      *why = fs_error((std::string("tmpfs option ") + key + "=" + value).c_str());
+      *why = errno_message(std::string("tmpfs option ") + key + "=" + value);
       return {};
     }
   }
   if (fsconfig(fs.get(), FSCONFIG_CMD_CREATE, nullptr, nullptr, 0) != 0) {
-    *why = fs_error("creating the tmpfs");
+    *why = errno_message("creating the tmpfs");
     return {};
   }
   UniqueFd mnt(
       fsmount(fs.get(), FSMOUNT_CLOEXEC, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC));
-  if (!mnt) *why = fs_error("fsmount");
+  if (!mnt) *why = errno_message("fsmount");
   return mnt;
 }
 
@@ -119,8 +117,13 @@ void HugePageLayer::work() {
   }
 }
 
+uint64_t HugePageLayer::used_locked() const {
+  uint64_t sum = 0;
+  for (const auto& [path, c] : copies_) sum += c.bytes;
+  return sum;
+}
+
 void HugePageLayer::drop_locked(std::map<std::string, Copy>::iterator it) {
-  used_ -= std::max(it->second.reserved, it->second.bytes);
   // Unlinked now; a clone that maps it keeps its pages until it ends.
   ::unlinkat(mount_.get(), it->second.name.c_str(), 0);
   copies_.erase(it);
@@ -143,12 +146,11 @@ UniqueFd HugePageLayer::copy_of(const std::string& path) {
     return UniqueFd(::fcntl(it->second.fd.get(), F_DUPFD_CLOEXEC, 0));
   }
   const uint64_t size = static_cast<uint64_t>(now.size);
-  if (used_ + size > max_bytes_) return {};  // it would not fit: the store's file
+  if (used_locked() + size > max_bytes_) return {};  // it would not fit: the store's file
   Copy c;
   c.of = now;
   c.name = "memory-" + std::to_string(next_name_++);
-  c.reserved = size;
-  used_ += size;
+  c.bytes = size;
   const std::string name = c.name;
   copies_.emplace(path, std::move(c));
   jobs_.push_back({path, now, name});
@@ -193,18 +195,16 @@ void HugePageLayer::make_copy(const Job& job) {
     return;
   }
   Copy& c = it->second;
-  used_ -= c.reserved;
-  c.reserved = 0;
   if (!out) {
     // ENOSPC (the layer is full) or the store's file went: restores keep mapping the store's.
     LOG_WARN("%s; restores of it map the store's file", error.c_str());
     ::unlinkat(mount_.get(), name.c_str(), 0);
     c.failed = true;
+    c.bytes = 0;
     return;
   }
   c.fd = std::move(out);
   c.bytes = bytes;
-  used_ += bytes;
   LOG_INFO("huge-page layer: %s copied (%.1f MiB in 2 MiB pages) in %.1f ms", path.c_str(),
            static_cast<double>(bytes) / (1 << 20), static_cast<double>(now_ns() - t0) / 1e6);
 }
@@ -212,7 +212,7 @@ void HugePageLayer::make_copy(const Job& job) {
 uint64_t HugePageLayer::bytes() const {
   std::lock_guard<std::mutex> lock(mu_);
   uint64_t sum = 0;
-  for (const auto& [path, c] : copies_) sum += c.bytes;
+  for (const auto& [path, c] : copies_) sum += c.fd ? c.bytes : 0;  // made copies only
   return sum;
 }
 

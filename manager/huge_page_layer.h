@@ -70,11 +70,10 @@ class HugePageLayer {
   };
   struct Copy {
     Identity of;
-    UniqueFd fd;            // read-only; invalid while the copy is made
-    std::string name;       // in the mount
-    uint64_t reserved = 0;  // the file's size, counted against the layer's until it is made
-    uint64_t bytes = 0;     // what it holds once made
-    bool failed = false;    // copying failed: not tried again for this identity
+    UniqueFd fd;          // read-only; invalid while the copy is made
+    std::string name;     // in the mount
+    uint64_t bytes = 0;   // while made: the file's size (what it may take); then what it holds
+    bool failed = false;  // copying failed: not tried again for this identity
   };
 
   struct Job {
@@ -87,12 +86,12 @@ class HugePageLayer {
   void work();
   void make_copy(const Job& job);
   void drop_locked(std::map<std::string, Copy>::iterator it);
+  uint64_t used_locked() const;  // bytes over every copy, made or being made
 
   UniqueFd mount_;
   const uint64_t max_bytes_;
   mutable std::mutex mu_;
   std::map<std::string, Copy> copies_;  // by the store file's path
-  uint64_t used_ = 0;                   // reserved or held, over every copy
   uint64_t next_name_ = 0;
   std::deque<Job> jobs_;
   size_t pending_ = 0;  // jobs queued or running

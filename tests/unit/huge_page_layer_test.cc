@@ -60,6 +60,13 @@ class HugePageLayerTest : public ::testing::Test {
     return path;
   }
 
+  // The copy of `path` once the background copy that the first ask starts is made.
+  static UniqueFd made_copy(HugePageLayer& l, const std::string& path) {
+    l.copy_of(path);
+    l.wait_idle();
+    return l.copy_of(path);
+  }
+
   static std::vector<uint8_t> contents(int fd) {
     std::vector<uint8_t> out(8 * kMiB);
     EXPECT_EQ(pread_exact(fd, 0, out), 0);
@@ -106,9 +113,7 @@ TEST_F(HugePageLayerTest, AChangedFileGetsANewCopy) {
   SKIP_WITHOUT_MOUNT();
   auto l = layer(64);
   std::string path = memory_file("memory", 7);
-  l->copy_of(path);
-  l->wait_idle();
-  UniqueFd old_copy = l->copy_of(path);
+  UniqueFd old_copy = made_copy(*l, path);
   ASSERT_TRUE(old_copy.valid());
   memory_file("memory", 40);  // replaced: another inode, other bytes
   EXPECT_FALSE(l->copy_of(path).valid());
@@ -142,9 +147,7 @@ TEST_F(HugePageLayerTest, APrivateMappingOfTheCopyIsMappedTwoMegabytesAtATime) {
     GTEST_SKIP() << "no shmem THP on this kernel: " << text;
   auto l = layer(64);
   std::string path = memory_file("memory", 7);
-  l->copy_of(path);
-  l->wait_idle();
-  UniqueFd copy = l->copy_of(path);
+  UniqueFd copy = made_copy(*l, path);
   ASSERT_TRUE(copy.valid());
   void* p =
       ::mmap(nullptr, 8 * kMiB, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_NORESERVE, copy.get(), 0);
