@@ -27,8 +27,8 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from vmrun import (environment_name, guest_ram_smaps, json_lines, summarize,  # noqa: E402
-                   wait_for, write_json)
+from vmrun import (environment_name, guest_ram_smaps, json_lines, smaps_rollup,  # noqa: E402
+                   summarize, wait_for, write_json)
 from wisp_cli import BOOT_MARKER, BenchError, peer_cmdline  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -64,14 +64,9 @@ def descendants(pid):
     return [d for k in kids for d in [k] + descendants(k)]
 
 
-def smaps_rollup(pid):
-    out = {}
-    with open(f"/proc/{pid}/smaps_rollup") as f:
-        for line in f:
-            key, _, value = line.partition(":")
-            if key in SMAPS_FIELDS:
-                out[key] = int(value.split()[0])
-    return out
+def vmm_memory(pid):
+    """The VMM's SMAPS_FIELDS from smaps_rollup."""
+    return {k: v for k, v in smaps_rollup(pid).items() if k in SMAPS_FIELDS}
 
 
 def one_boot(argv, mem_mib, what, timeout=300):
@@ -100,7 +95,7 @@ def one_boot(argv, mem_mib, what, timeout=300):
         vmm = next((p for p in [proc.pid] + descendants(proc.pid) if holds_vcpu_fds(p)), None)
         if vmm is None:
             raise BenchError(f"{what}: no process holding KVM vCPU fds under pid {proc.pid}")
-        mem = smaps_rollup(vmm)
+        mem = vmm_memory(vmm)
         ram = guest_ram_smaps(vmm, mem_mib)
     finally:
         if proc.poll() is None:
@@ -162,7 +157,7 @@ def restore_round(wisp, snap, n, extra, tmp, tag):
             vmm = vmm_under(p.pid)
             if vmm is None:
                 raise BenchError(f"{tag}: no VMM under pid {p.pid}")
-            mem.append((smaps_rollup(vmm)["Pss"], guest_ram_smaps_any(vmm)))
+            mem.append((vmm_memory(vmm)["Pss"], guest_ram_smaps_any(vmm)))
     finally:
         for p, _ in clones:
             if p.poll() is None:

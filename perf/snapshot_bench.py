@@ -51,8 +51,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from goals import print_verdicts  # noqa: E402
-from vmrun import (environment_name, json_lines, log, qemu_microvm_argv, stage,  # noqa: E402
-                   summarize, write_json)
+from vmrun import (environment_name, json_lines, log, qemu_microvm_argv,  # noqa: E402
+                   smaps_rollup, stage, summarize, write_json)
 from wisp_cli import (BenchError, check_result, disk_bytes, invoke, peer_cmdline,  # noqa: E402
                       run, template_create)
 
@@ -195,19 +195,6 @@ def process_tree(pid):
         p = todo.pop()
         out.append(p)
         todo += children.get(p, [])
-    return out
-
-
-def smaps_rollup(pid):
-    out = {}
-    try:
-        with open(f"/proc/{pid}/smaps_rollup") as f:
-            for line in f:
-                key, _, val = line.partition(":")
-                if val.strip().endswith("kB"):
-                    out[key] = int(val.split()[0])
-    except OSError:
-        pass
     return out
 
 

@@ -205,6 +205,21 @@ def environment_name():
     return f"hardware KVM ({mods[0]}, kernel {kernel})" if mods else "unknown KVM"
 
 
+def smaps_rollup(pid):
+    """Every kB field of /proc/PID/smaps_rollup (Rss, Pss, Anonymous, ShmemPmdMapped, ...), in
+    KiB; {} once the process is gone."""
+    out = {}
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                key, _, val = line.partition(":")
+                if val.strip().endswith("kB"):
+                    out[key] = int(val.split()[0])
+    except OSError:
+        pass
+    return out
+
+
 def read_rss(pid):
     """VmRSS split into anonymous, file and shared-memory pages, in KiB.
 

@@ -42,7 +42,7 @@ import uuid
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "perf"))
-from vmrun import read_rss, stage_wisp, wait_for  # noqa: E402
+from vmrun import read_rss, smaps_rollup, stage_wisp, wait_for  # noqa: E402
 
 BUILD = os.path.join(ROOT, "build")
 LOAD_N = int(os.environ.get("WISP_SERVE_TEST_N", "24"))
@@ -499,8 +499,7 @@ class ServeTest(unittest.TestCase):
             try:
                 vmms = guest_vmms(serve.pid)
                 self.assertEqual(len(vmms), 1, vmms)
-                rollup = read("/proc/%d/smaps_rollup" % vmms[0])
-                return int(rollup.split("ShmemPmdMapped:")[1].split()[0])
+                return smaps_rollup(vmms[0])["ShmemPmdMapped"]
             finally:
                 rc, _, err = serve.cli("sandbox", "kill", sid)
                 self.assertEqual(rc, 0, err)
