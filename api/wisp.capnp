@@ -177,10 +177,10 @@ struct Timings {
   criuSource @18 :Text;         # "drive" (the image's read-only drive) or "upload"
   criuMountMs @19 :Float64;     # of criuRestoreMs: the drive's mount in the guest
   criuDriveMs @20 :Float64;     # of bootMs: the drive made again from the archive (else 0)
-  # A warm clone's guest during the call, from its resume to the handler's answer, when serve
-  # runs with --vcpu-counts (else, and for other calls, not counted: vcpuCounted false): KVM's
-  # counters of its vCPUs (api/vmm.capnp VcpuCounters) and the guest pages it first wrote
-  # (each a private copy of the snapshot's page).
+  # The clone's guest during the call when serve runs with --vcpu-counts (else not counted:
+  # vcpuCounted false): a warm clone's from its resume, a fresh clone's from its restore, to
+  # the handler's answer: KVM's counters of its vCPUs (api/vmm.capnp VcpuCounters) and the
+  # guest pages it first wrote (each a private copy of the snapshot's page).
   vcpuCounted @21 :Bool;
   exits @22 :UInt64;
   nestedPageFaults @23 :UInt64;

@@ -41,8 +41,9 @@ wisp-vmm process. SIGTERM or SIGINT drains: new work is refused, calls in flight
   --no-warm-touch        do not make a warm clone's pages ready before it is paused (by
                          default its VMM copies the pages a call writes and its guest reads
                          the template's working set, so its calls take few nested page faults)
-  --vcpu-counts          warm calls report their guest's exits, nested page faults and pages
-                         written in their timings (one more VMM call each, before the answer)
+  --vcpu-counts          calls report their guest's exits, nested page faults and pages
+                         written in their timings (a warm clone's since it was made, a fresh
+                         clone's since its restore; one more VMM call each, before the answer)
   --allow-dir DIR        host files a template spec names must lie under one of these
                          (repeatable; default: WISP_HOME and wisp's guest directory)
   --drain-timeout S      how long a drain waits for calls in flight (default 30s)

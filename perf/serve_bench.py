@@ -137,6 +137,8 @@ class Bench:
             argv += ["--http", "unix:" + self.http]
         if self.args.no_warm_touch:
             argv.append("--no-warm-touch")
+        if self.args.vcpu_counts:
+            argv.append("--vcpu-counts")
         self.client = "http" if use_http else "capnp-cli"
         self.log = open(os.path.join(self.work, "serve.log"), "wb")
         self.serve = subprocess.Popen(argv, env=self.env, stdin=subprocess.DEVNULL,
@@ -361,6 +363,11 @@ def stage_medians(answers):
     out["pooled"] = sum(1 for _, t in rows if t.get("pooled"))
     out["warm_filling"] = pct([t.get("warmFilling", 0) for _, t in rows], 50)
     out["calls"] = len(rows)
+    counted = [t for _, t in rows if t.get("vcpuCounted")]
+    if counted:  # --vcpu-counts: the guest's exits, nested page faults and pages written
+        for key, name in (("exits", "exits"), ("nestedPageFaults", "npf"),
+                          ("writtenPages", "written")):
+            out[name] = pct([int(t.get(key, 0)) for t in counted], 50)
     return out
 
 
@@ -372,15 +379,18 @@ def print_stages(report):
         return
     print("serve's stage medians, ms (Wisp-Timings; restore without queue; outside = client"
           " - total)")
+    counts = any("npf" in lv["stages"] for _, lv in cells)
     print("%-11s %4s " % ("mode", "conc") + " ".join("%7s" % st for st in STAGES) +
-          "  warm pooled filling")
+          "  warm pooled filling" + ("   exits    npf written" if counts else ""))
     for mode, lv in cells:
         st = lv["stages"]
         conc = "%d%s" % (lv["concurrency"], "pc" if lv.get("pace_ms") else "")
         print("%-11s %4s " % (mode, conc) +
               " ".join("%7.1f" % st[s] for s in STAGES) +
               "  %2d/%-2d %2d/%-2d %5.1f" % (st["warm_served"], st["calls"], st["pooled"],
-                                             st["calls"], st["warm_filling"]))
+                                             st["calls"], st["warm_filling"]) +
+              ("  %6.0f %6.0f %7.0f" % (st["exits"], st["npf"], st["written"])
+               if "npf" in st else ""))
 
 
 def print_table(report):
@@ -447,6 +457,9 @@ def main():
                     help="calls per mode at concurrency 1 with --pace-ms between them (0: none)")
     ap.add_argument("--pace-ms", type=int, default=1500,
                     help="the paced cell's wait before each call (ms)")
+    ap.add_argument("--vcpu-counts", action="store_true",
+                    help="serve with --vcpu-counts: each call's guest exits, nested page faults"
+                    " and pages written, their medians in the stage table")
     ap.add_argument("--no-stage", action="store_true")
     ap.add_argument("--out", default=os.path.join(ROOT, "build/perf/serve.json"))
     args = ap.parse_args()

@@ -440,12 +440,22 @@ kj::Promise<CallResult> Service::run_handler(Call& call) {
     call.timings.handler_ms = static_cast<double>(result.duration_ns) / 1e6;
     return learn_written(call)
         .then([this, &call]() -> kj::Promise<void> {
-          ControlLink::Sample* from = nullptr;
-          if (call.clone && call.timings.warm && options_.vcpu_counts)
+          if (!call.clone || !options_.vcpu_counts) return kj::READY_NOW;
+          // A warm clone: since it was made, i.e. from its resume (a held warm clone runs no
+          // guest code). A fresh clone: its whole life, from its restore to the answer (and
+          // what its guest did before the sample), whose first guest instruction ran for this
+          // call; its control link is made now (before the answer, within its total).
+          static const ControlLink::Sample kNone{};
+          const ControlLink::Sample* from = &kNone;
+          if (call.timings.warm) {
+            from = nullptr;
             KJ_IF_MAYBE (s, call.clone->made_sample) from = s;
-          if (!from) return kj::READY_NOW;
-          // Since the clone was made, i.e. from its resume: a held warm clone runs no guest code.
-          return call.clone->guard(call.clone->control().sample(), "reading its counters")
+            if (!from) return kj::READY_NOW;
+          }
+          return call.clone->connect_control_link()
+              .then([&call] {
+                return call.clone->guard(call.clone->control().sample(), "reading its counters");
+              })
               .then([&call, from](ControlLink::Sample now) {
                 call.timings.vcpu_counted = true;
                 call.timings.exits = now.exits - from->exits;
