@@ -26,7 +26,8 @@ clones), with serve's RSS and fd count before and after (flat: RSS within 10 %, 
 JSON to --out, a table on stdout. Calls start once serve holds all its --warm clones (its
 /metrics), so the first warm calls do not find the pool still filling from serve's start;
 --no-warm-touch runs serve without its warm clones' pages made ready ahead (written set copied,
-working set read), to compare.
+working set read), to compare; --vcpu-counts runs serve with --vcpu-counts, so the stage table
+also has each cell's median guest exits, nested page faults and pages written per call.
 
 Back to back, a client sends its next call the moment the last one answers: on the testbed's one
 CPU a pool's refill and a warm clone's restore then compete with the calls themselves, so those
