@@ -117,9 +117,9 @@ void HugePageLayer::work() {
   }
 }
 
-uint64_t HugePageLayer::used_locked() const {
+uint64_t HugePageLayer::bytes_locked(bool made_only) const {
   uint64_t sum = 0;
-  for (const auto& [path, c] : copies_) sum += c.bytes;
+  for (const auto& [path, c] : copies_) sum += made_only && !c.fd ? 0 : c.bytes;
   return sum;
 }
 
@@ -146,7 +146,8 @@ UniqueFd HugePageLayer::copy_of(const std::string& path) {
     return UniqueFd(::fcntl(it->second.fd.get(), F_DUPFD_CLOEXEC, 0));
   }
   const uint64_t size = static_cast<uint64_t>(now.size);
-  if (used_locked() + size > max_bytes_) return {};  // it would not fit: the store's file
+  if (bytes_locked(/*made_only=*/false) + size > max_bytes_)
+    return {};  // it would not fit: the store's file
   Copy c;
   c.of = now;
   c.name = "memory-" + std::to_string(next_name_++);
@@ -211,9 +212,7 @@ void HugePageLayer::make_copy(const Job& job) {
 
 uint64_t HugePageLayer::bytes() const {
   std::lock_guard<std::mutex> lock(mu_);
-  uint64_t sum = 0;
-  for (const auto& [path, c] : copies_) sum += c.fd ? c.bytes : 0;  // made copies only
-  return sum;
+  return bytes_locked(/*made_only=*/true);
 }
 
 size_t HugePageLayer::copies() const {

@@ -86,7 +86,8 @@ class HugePageLayer {
   void work();
   void make_copy(const Job& job);
   void drop_locked(std::map<std::string, Copy>::iterator it);
-  uint64_t used_locked() const;  // bytes over every copy, made or being made
+  // Bytes over the copies: every one (those being made count their file's size), or the made.
+  uint64_t bytes_locked(bool made_only) const;
 
   UniqueFd mount_;
   const uint64_t max_bytes_;

@@ -445,12 +445,13 @@ kj::Promise<CallResult> Service::run_handler(Call& call) {
           // guest code). A fresh clone: its whole life, from its restore to the answer (and
           // what its guest did before the sample), whose first guest instruction ran for this
           // call; its control link is made now (before the answer, within its total).
-          static const ControlLink::Sample kNone{};
-          const ControlLink::Sample* from = &kNone;
+          ControlLink::Sample from;  // zero: a fresh clone's counters start with it
           if (call.timings.warm) {
-            from = nullptr;
-            KJ_IF_MAYBE (s, call.clone->made_sample) from = s;
-            if (!from) return kj::READY_NOW;
+            KJ_IF_MAYBE (s, call.clone->made_sample) {
+              from = *s;
+            } else {
+              return kj::READY_NOW;
+            }
           }
           return call.clone->connect_control_link()
               .then([&call] {
@@ -458,9 +459,9 @@ kj::Promise<CallResult> Service::run_handler(Call& call) {
               })
               .then([&call, from](ControlLink::Sample now) {
                 call.timings.vcpu_counted = true;
-                call.timings.exits = now.exits - from->exits;
-                call.timings.nested_page_faults = now.nested_page_faults - from->nested_page_faults;
-                call.timings.written_pages = now.written_pages - from->written_pages;
+                call.timings.exits = now.exits - from.exits;
+                call.timings.nested_page_faults = now.nested_page_faults - from.nested_page_faults;
+                call.timings.written_pages = now.written_pages - from.written_pages;
               });
         })
         .then([&call, result = std::move(result)]() mutable {
