@@ -16,6 +16,7 @@
 #include "agent/criu_runner.h"
 #include "agent/criu_worker.h"
 #include "agent/exec_invocation.h"
+#include "agent/huge_text.h"
 #include "agent/memory_touch.h"
 #include "agent/pid1.h"
 #include "agent/spare_fit.h"
@@ -262,6 +263,9 @@ kj::Promise<void> AgentImpl::prepareSnapshot(PrepareSnapshotContext context) {
   // Nothing of the agent's own runs on timers between calls; flush what the guest buffers.
   sync();
   awaiting_resume_ = true;
+  // Before the spare is forked, so that it runs on the moved code too (huge_text.h).
+  std::string why;
+  if (!move_text_to_huge_pages(&why)) console_log("code stays on 4 KiB pages: %s", why.c_str());
   auto params = context.getParams();
   if (params.hasSpare()) {
     spare_task_ = nullptr;

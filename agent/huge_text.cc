@@ -1,0 +1,129 @@
+#include "agent/huge_text.h"
+
+#include <fcntl.h>
+#include <link.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <vector>
+
+namespace wisp::agent {
+namespace {
+
+constexpr uint64_t kSmallPage = 4096;
+constexpr char kNrHugePages[] = "/proc/sys/vm/nr_hugepages";
+
+uint64_t round_down(uint64_t v, uint64_t to) { return v / to * to; }
+uint64_t round_up(uint64_t v, uint64_t to) { return round_down(v + to - 1, to); }
+
+int collect_main_program(dl_phdr_info* info, size_t, void* out) {
+  auto* segments = static_cast<std::vector<ImageSegment>*>(out);
+  for (int i = 0; i < info->dlpi_phnum; ++i) {
+    const ElfW(Phdr)& p = info->dlpi_phdr[i];
+    if (p.p_type != PT_LOAD || p.p_memsz == 0) continue;
+    segments->push_back({info->dlpi_addr + p.p_vaddr, p.p_memsz, (p.p_flags & PF_W) != 0});
+  }
+  return 1;  // the first object is the program itself
+}
+
+bool read_number(const char* path, uint64_t* value) {
+  FILE* f = fopen(path, "re");
+  if (f == nullptr) return false;
+  unsigned long long v = 0;
+  bool ok = fscanf(f, "%llu", &v) == 1;
+  fclose(f);
+  *value = v;
+  return ok;
+}
+
+bool free_huge_pages(uint64_t* free) {
+  FILE* f = fopen("/proc/meminfo", "re");
+  if (f == nullptr) return false;
+  char line[128];
+  bool found = false;
+  while (fgets(line, sizeof(line), f) != nullptr) {
+    unsigned long long v = 0;
+    if (sscanf(line, "HugePages_Free: %llu", &v) == 1) {
+      *free = v;
+      found = true;
+      break;
+    }
+  }
+  fclose(f);
+  return found;
+}
+
+// Makes `pages` huge pages free in the pool, growing it as needed.
+bool reserve_huge_pages(uint64_t pages, std::string* why) {
+  uint64_t total = 0, free = 0;
+  if (!read_number(kNrHugePages, &total) || !free_huge_pages(&free)) {
+    *why = "no hugetlb pool (/proc/sys/vm/nr_hugepages, HugePages_Free)";
+    return false;
+  }
+  if (free >= pages) return true;
+  std::string want = std::to_string(total + pages - free);
+  int fd = open(kNrHugePages, O_WRONLY | O_CLOEXEC);
+  bool wrote = fd >= 0 && write(fd, want.data(), want.size()) == static_cast<ssize_t>(want.size());
+  if (fd >= 0) close(fd);
+  if (!wrote || !free_huge_pages(&free) || free < pages) {
+    *why = "the guest kernel found no " + std::to_string(pages) +
+           " free 2 MiB blocks for the hugetlb pool";
+    return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+HugeTextRange huge_text_range(std::span<const ImageSegment> segments, uint64_t page_bytes) {
+  std::vector<ImageSegment> sorted(segments.begin(), segments.end());
+  std::sort(sorted.begin(), sorted.end(),
+            [](const ImageSegment& a, const ImageSegment& b) { return a.start < b.start; });
+  if (sorted.empty() || sorted.front().writable) return {};
+  uint64_t start = round_down(sorted.front().start, kSmallPage);
+  uint64_t end = start;
+  for (const ImageSegment& s : sorted) {
+    if (s.writable || round_down(s.start, kSmallPage) != end) break;
+    end = round_up(s.start + s.size, kSmallPage);
+  }
+  uint64_t first = round_up(start, page_bytes), last = round_down(end, page_bytes);
+  if (last <= first) return {};
+  return {first, last - first};
+}
+
+bool move_text_to_huge_pages(std::string* why) {
+  static bool moved = false;
+  if (moved) return true;
+  std::vector<ImageSegment> segments;
+  dl_iterate_phdr(collect_main_program, &segments);
+  HugeTextRange range = huge_text_range(segments, kHugeTextPageBytes);
+  if (range.size == 0) {
+    *why = "no 2 MiB-aligned read-only part in the program's image";
+    return false;
+  }
+  if (!reserve_huge_pages(range.size / kHugeTextPageBytes, why)) return false;
+  void* copy = mmap(nullptr, range.size, PROT_READ | PROT_WRITE,
+                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB | MAP_POPULATE, -1, 0);
+  if (copy == MAP_FAILED) {
+    *why = std::string("mmap(MAP_HUGETLB): ") + strerror(errno);
+    return false;
+  }
+  auto* at = reinterpret_cast<void*>(range.start);
+  memcpy(copy, at, range.size);
+  // The copy lands on the same addresses with the same bytes: whatever runs there (this
+  // function too) goes on through the new pages once the syscall returns.
+  if (mprotect(copy, range.size, PROT_READ | PROT_EXEC) != 0 ||
+      mremap(copy, range.size, range.size, MREMAP_MAYMOVE | MREMAP_FIXED, at) == MAP_FAILED) {
+    *why = std::string("moving the code onto the hugetlb pages: ") + strerror(errno);
+    munmap(copy, range.size);
+    return false;
+  }
+  moved = true;
+  return true;
+}
+
+}  // namespace wisp::agent
