@@ -10,6 +10,10 @@ namespace {
 
 constexpr uint kFdFlags =
     kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP | kj::LowLevelAsyncIoProvider::ALREADY_CLOEXEC;
+// How long after a call's result its sandbox's namespaces and cgroup go: long enough for the
+// result to leave the guest first (its vsock send runs in a kworker after the agent's write);
+// a pool clone is destroyed before that, so its guest never spends the time at all.
+constexpr uint64_t kTeardownDelayMs = 50;
 
 // Everything one invocation owns; lives until its promise resolves or is cancelled.
 struct ExecRun {
@@ -33,6 +37,7 @@ struct ExecRun {
 
   AgentServices& services;
   kj::Own<Cgroup> cgroup;
+  HeldNamespaces namespaces;
   pid_t pid = -1;
   bool exited = false;
   ExitInfo exit;
@@ -63,9 +68,11 @@ kj::Promise<InvocationResult> run_exec_invocation(AgentServices& services,
   } else {
     started.cgroup = kj::heap<Cgroup>(services.next_cgroup_name("exec"), config.cgroup);
     started.proc = spawn_sandboxed(config.sandbox, started.cgroup->dir_fd());
+    started.namespaces = hold_namespaces(started.proc.pid);
     started.exit = services.reaper.wait_for_exit(started.proc.pid);
   }
   r->cgroup = kj::mv(started.cgroup);
+  r->namespaces = kj::mv(started.namespaces);
   r->result.preforked = started.preforked;
   SandboxedProcess& proc = started.proc;
   r->pid = proc.pid;
@@ -115,6 +122,10 @@ kj::Promise<InvocationResult> run_exec_invocation(AgentServices& services,
         r->result.duration_ns = now_ns() - r->start_ns;
         apply_exit(r->exit, r->handler_status, r->result);
         apply_stats(r->cgroup->read_stats(), &r->exit, r->result);
+        // Tearing the sandbox down (its namespaces, its cgroup's removal) waits until the
+        // result is out: on the guest's one vCPU it would otherwise run first.
+        r->services.remains.drop_later(kj::mv(r->namespaces), kj::mv(r->cgroup),
+                                       kTeardownDelayMs * kj::MILLISECONDS);
         return kj::mv(r->result);
       })
       .attach(kj::mv(run));

@@ -6,6 +6,7 @@
 #include <kj/async.h>
 #include <kj/common.h>
 
+#include "agent/held_namespaces.h"
 #include "agent/invocation.h"
 
 namespace wisp::agent {
@@ -16,6 +17,7 @@ namespace wisp::agent {
 struct StartedSandbox {
   kj::Own<Cgroup> cgroup;
   SandboxedProcess proc;
+  HeldNamespaces namespaces;
   kj::Promise<ExitInfo> exit = nullptr;
   bool preforked = false;
 };

@@ -13,6 +13,7 @@
 #include "agent/child_reaper.h"
 #include "agent/output_capture.h"
 #include "agent/sandbox.h"
+#include "agent/sandbox_remains.h"
 
 namespace wisp::agent {
 
@@ -53,6 +54,7 @@ struct AgentServices {
   kj::Timer& timer;
   ChildReaper& reaper;
   kj::TaskSet& background;
+  SandboxRemains& remains;  // exec calls' sandboxes, torn down after their results
   uint64_t next_id = 0;
 
   // A fresh cgroup name such as "exec-17".

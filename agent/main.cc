@@ -39,7 +39,9 @@ void serve(AgentTimes& times, bool pid1) {
   ChildReaper reaper(io.unixEventPort);
   LogErrors log_errors;
   kj::TaskSet background(log_errors);
-  AgentServices services{*io.lowLevelProvider, io.provider->getTimer(), reaper, background};
+  SandboxRemains remains(io.provider->getTimer(), background);
+  AgentServices services{*io.lowLevelProvider, io.provider->getTimer(), reaper, background,
+                         remains};
 
   auto listener = listen_vsock(*io.lowLevelProvider, api::Agent::PORT);
   times.ready_ns = wisp::boot_time_ns();

@@ -13,6 +13,7 @@ SpareSandbox::SpareSandbox(AgentServices& services, HandlerConfig config)
       config_(kj::mv(config)),
       cgroup_(kj::heap<Cgroup>(services.next_cgroup_name("exec"), config_.cgroup)),
       proc_(spawn_sandboxed(config_.sandbox, cgroup_->dir_fd(), /*held=*/true)),
+      namespaces_(hold_namespaces(proc_.pid)),
       exit_(services.reaper.wait_for_exit(proc_.pid).fork()),
       // Not owned: proc_.go_fd is closed after this stream is gone.
       go_(services.io.wrapSocketFd(proc_.go_fd.get(),
@@ -81,6 +82,7 @@ kj::Maybe<StartedSandbox> SpareSandbox::take(const CgroupLimits& limits) {
   StartedSandbox s;
   s.cgroup = kj::mv(cgroup_);
   s.proc = kj::mv(proc_);
+  s.namespaces = kj::mv(namespaces_);
   s.exit = exit_.addBranch();
   s.preforked = true;
   return kj::mv(s);

@@ -13,6 +13,7 @@
 #include <kj/async.h>
 
 #include "agent/exec_invocation.h"
+#include "agent/held_namespaces.h"
 #include "agent/invocation.h"
 
 namespace wisp::agent {
@@ -47,6 +48,7 @@ class SpareSandbox {
   HandlerConfig config_;
   kj::Own<Cgroup> cgroup_;
   SandboxedProcess proc_;
+  HeldNamespaces namespaces_;  // the call that takes it drops them after its result
   kj::ForkedPromise<ExitInfo> exit_;
   kj::Own<kj::AsyncIoStream> go_;
   char ready_byte_ = 0;

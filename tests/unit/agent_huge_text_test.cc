@@ -35,9 +35,8 @@ TEST(HugeTextRange, SegmentsInAnyOrder) {
 }
 
 TEST(HugeTextRange, AWritableSegmentEndsTheRun) {
-  HugeTextRange r = range_of({{0x400000, 3 * kMiB, false},
-                              {0x700000, 0x1000, true},
-                              {0x701000, 8 * kMiB, false}});
+  HugeTextRange r = range_of(
+      {{0x400000, 3 * kMiB, false}, {0x700000, 0x1000, true}, {0x701000, 8 * kMiB, false}});
   EXPECT_EQ(r.start, 0x400000u);
   EXPECT_EQ(r.size, kHuge);  // [4 MiB, 6 MiB): the one whole block before the data
 }
