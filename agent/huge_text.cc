@@ -57,19 +57,26 @@ bool free_huge_pages(uint64_t* free) {
   return found;
 }
 
-// Makes `pages` huge pages free in the pool, growing it as needed.
-bool reserve_huge_pages(uint64_t pages, std::string* why) {
-  uint64_t total = 0, free = 0;
-  if (!read_number(kNrHugePages, &total) || !free_huge_pages(&free)) {
+bool write_pool_size(uint64_t pages) {
+  std::string value = std::to_string(pages);
+  int fd = open(kNrHugePages, O_WRONLY | O_CLOEXEC);
+  bool wrote =
+      fd >= 0 && write(fd, value.data(), value.size()) == static_cast<ssize_t>(value.size());
+  if (fd >= 0) close(fd);
+  return wrote;
+}
+
+// Makes `pages` huge pages free in the pool, growing it as needed. `*was`: the pool's size
+// before, to give back what a failure leaves unused.
+bool reserve_huge_pages(uint64_t pages, uint64_t* was, std::string* why) {
+  uint64_t free = 0;
+  if (!read_number(kNrHugePages, was) || !free_huge_pages(&free)) {
     *why = "no hugetlb pool (/proc/sys/vm/nr_hugepages, HugePages_Free)";
     return false;
   }
   if (free >= pages) return true;
-  std::string want = std::to_string(total + pages - free);
-  int fd = open(kNrHugePages, O_WRONLY | O_CLOEXEC);
-  bool wrote = fd >= 0 && write(fd, want.data(), want.size()) == static_cast<ssize_t>(want.size());
-  if (fd >= 0) close(fd);
-  if (!wrote || !free_huge_pages(&free) || free < pages) {
+  if (!write_pool_size(*was + pages - free) || !free_huge_pages(&free) || free < pages) {
+    write_pool_size(*was);  // what it did find goes back to the page allocator
     *why = "the guest kernel found no " + std::to_string(pages) +
            " free 2 MiB blocks for the hugetlb pool";
     return false;
@@ -105,11 +112,13 @@ bool move_text_to_huge_pages(std::string* why) {
     *why = "no 2 MiB-aligned read-only part in the program's image";
     return false;
   }
-  if (!reserve_huge_pages(range.size / kHugeTextPageBytes, why)) return false;
+  uint64_t pool_was = 0;
+  if (!reserve_huge_pages(range.size / kHugeTextPageBytes, &pool_was, why)) return false;
   void* copy = mmap(nullptr, range.size, PROT_READ | PROT_WRITE,
                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB | MAP_POPULATE, -1, 0);
   if (copy == MAP_FAILED) {
     *why = std::string("mmap(MAP_HUGETLB): ") + strerror(errno);
+    write_pool_size(pool_was);
     return false;
   }
   auto* at = reinterpret_cast<void*>(range.start);
@@ -120,6 +129,7 @@ bool move_text_to_huge_pages(std::string* why) {
       mremap(copy, range.size, range.size, MREMAP_MAYMOVE | MREMAP_FIXED, at) == MAP_FAILED) {
     *why = std::string("moving the code onto the hugetlb pages: ") + strerror(errno);
     munmap(copy, range.size);
+    write_pool_size(pool_was);
     return false;
   }
   moved = true;
