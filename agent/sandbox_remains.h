@@ -20,7 +20,8 @@ namespace wisp::agent {
 
 class SandboxRemains {
  public:
-  // `tasks` runs the timers; it must outlive this object's pending drops or be destroyed first.
+  // `tasks` runs the drops' timers, whose callbacks use this object: the event loop must not
+  // run them after it is gone (the agent destroys it, then `tasks`, once its loop has ended).
   SandboxRemains(kj::Timer& timer, kj::TaskSet& tasks) : timer_(timer), tasks_(tasks) {}
   KJ_DISALLOW_COPY(SandboxRemains);
 
