@@ -16,20 +16,21 @@ HugeTextRange range_of(const std::vector<ImageSegment>& segments) {
 
 // The agent's own layout (a static binary at 0x400000): headers, code, read-only data, then
 // data. The aligned part of the first three moves; the data never does.
+const std::vector<ImageSegment> kAgentLayout = {{0x400000, 0x668, false},
+                                                {0x401000, 0x33aef9, false},
+                                                {0x73c000, 0x102ea7, false},
+                                                {0x83f300, 0x2be68, true}};
+
 TEST(HugeTextRange, TheReadOnlyImageRoundedInwards) {
-  HugeTextRange r = range_of({{0x400000, 0x668, false},
-                              {0x401000, 0x33aef9, false},
-                              {0x73c000, 0x102ea7, false},
-                              {0x83f300, 0x2be68, true}});
+  HugeTextRange r = range_of(kAgentLayout);
   EXPECT_EQ(r.start, 0x400000u);
   EXPECT_EQ(r.size, 2 * kHuge);
 }
 
 TEST(HugeTextRange, SegmentsInAnyOrder) {
-  HugeTextRange r = range_of({{0x73c000, 0x102ea7, false},
-                              {0x83f300, 0x2be68, true},
-                              {0x401000, 0x33aef9, false},
-                              {0x400000, 0x668, false}});
+  std::vector<ImageSegment> shuffled = {kAgentLayout[2], kAgentLayout[3], kAgentLayout[1],
+                                        kAgentLayout[0]};
+  HugeTextRange r = range_of(shuffled);
   EXPECT_EQ(r.start, 0x400000u);
   EXPECT_EQ(r.size, 2 * kHuge);
 }
