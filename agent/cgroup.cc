@@ -12,6 +12,8 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "base/split.h"
+
 namespace wisp::agent {
 namespace {
 
@@ -36,19 +38,6 @@ std::string read_string(const std::string& path) {
     out.append(buf, static_cast<size_t>(n));
   }
   return out;
-}
-
-// Finds "key value" in a flat-keyed file such as memory.events or cpu.stat.
-uint64_t keyed_value(const std::string& text, const char* key) {
-  std::string needle = std::string(key) + " ";
-  size_t pos = 0;
-  while ((pos = text.find(needle, pos)) != std::string::npos) {
-    if (pos == 0 || text[pos - 1] == '\n') {
-      return strtoull(text.c_str() + pos + needle.size(), nullptr, 10);
-    }
-    pos += needle.size();
-  }
-  return 0;
 }
 
 }  // namespace

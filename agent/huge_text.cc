@@ -7,9 +7,14 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <cstdio>
 #include <cstring>
+#include <optional>
 #include <vector>
+
+#include "base/error.h"
+#include "base/file_io.h"
+#include "base/split.h"
+#include "base/unique_fd.h"
 
 namespace wisp::agent {
 namespace {
@@ -30,52 +35,38 @@ int collect_main_program(dl_phdr_info* info, size_t, void* out) {
   return 1;  // the first object is the program itself
 }
 
-bool read_number(const char* path, uint64_t* value) {
-  FILE* f = fopen(path, "re");
-  if (f == nullptr) return false;
-  unsigned long long v = 0;
-  bool ok = fscanf(f, "%llu", &v) == 1;
-  fclose(f);
-  *value = v;
-  return ok;
-}
-
-bool free_huge_pages(uint64_t* free) {
-  FILE* f = fopen("/proc/meminfo", "re");
-  if (f == nullptr) return false;
-  char line[128];
-  bool found = false;
-  while (fgets(line, sizeof(line), f) != nullptr) {
-    unsigned long long v = 0;
-    if (sscanf(line, "HugePages_Free: %llu", &v) == 1) {
-      *free = v;
-      found = true;
-      break;
-    }
+// The default-size (2 MiB) hugetlb pool, from /proc/meminfo; nothing without hugetlb.
+struct Pool {
+  uint64_t total = 0, free = 0;
+};
+std::optional<Pool> read_pool() {
+  std::string meminfo;
+  try {
+    meminfo = read_file("/proc/meminfo");
+  } catch (const Error&) {
+    return std::nullopt;
   }
-  fclose(f);
-  return found;
+  if (meminfo.find("\nHugePages_Total:") == std::string::npos) return std::nullopt;
+  return Pool{keyed_value(meminfo, "HugePages_Total:"), keyed_value(meminfo, "HugePages_Free:")};
 }
 
 bool write_pool_size(uint64_t pages) {
-  std::string value = std::to_string(pages);
-  int fd = open(kNrHugePages, O_WRONLY | O_CLOEXEC);
-  bool wrote =
-      fd >= 0 && write(fd, value.data(), value.size()) == static_cast<ssize_t>(value.size());
-  if (fd >= 0) close(fd);
-  return wrote;
+  UniqueFd fd(open(kNrHugePages, O_WRONLY | O_CLOEXEC));
+  return fd && write_all(fd.get(), std::to_string(pages));
 }
 
 // Makes `pages` huge pages free in the pool, growing it as needed. `*was`: the pool's size
 // before, to give back what a failure leaves unused.
 bool reserve_huge_pages(uint64_t pages, uint64_t* was, std::string* why) {
-  uint64_t free = 0;
-  if (!read_number(kNrHugePages, was) || !free_huge_pages(&free)) {
-    *why = "no hugetlb pool (/proc/sys/vm/nr_hugepages, HugePages_Free)";
+  std::optional<Pool> pool = read_pool();
+  if (!pool) {
+    *why = "no hugetlb pool (HugePages_Total in /proc/meminfo)";
     return false;
   }
-  if (free >= pages) return true;
-  if (!write_pool_size(*was + pages - free) || !free_huge_pages(&free) || free < pages) {
+  *was = pool->total;
+  if (pool->free >= pages) return true;
+  if (!write_pool_size(pool->total + pages - pool->free) || !(pool = read_pool()) ||
+      pool->free < pages) {
     write_pool_size(*was);  // what it did find goes back to the page allocator
     *why = "the guest kernel found no " + std::to_string(pages) +
            " free 2 MiB blocks for the hugetlb pool";

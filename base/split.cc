@@ -1,5 +1,7 @@
 #include "base/split.h"
 
+#include <cstdlib>
+
 namespace wisp {
 
 std::vector<std::string> split(const std::string& text, char sep) {
@@ -11,6 +13,18 @@ std::vector<std::string> split(const std::string& text, char sep) {
     if (end == std::string::npos) return out;
     start = end + 1;
   }
+}
+
+uint64_t keyed_value(const std::string& text, const std::string& key) {
+  std::string needle = key + " ";
+  size_t pos = 0;
+  while ((pos = text.find(needle, pos)) != std::string::npos) {
+    if (pos == 0 || text[pos - 1] == '\n') {
+      return strtoull(text.c_str() + pos + needle.size(), nullptr, 10);
+    }
+    pos += needle.size();
+  }
+  return 0;
 }
 
 }  // namespace wisp

@@ -1,6 +1,7 @@
-// Splitting a line of text at a separator.
+// Splitting a line of text at a separator, and finding a key's number in flat-keyed text.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -8,5 +9,10 @@ namespace wisp {
 
 // Every field between separators, empty ones included: "a,,b" is {"a", "", "b"}, "" is {""}.
 std::vector<std::string> split(const std::string& text, char sep);
+
+// The number after `key` and a space at the start of a line of `text` ("oom_kill 3" in a
+// cgroup's memory.events; with key "HugePages_Free:", /proc/meminfo's line), or 0 when no line
+// starts so.
+uint64_t keyed_value(const std::string& text, const std::string& key);
 
 }  // namespace wisp
