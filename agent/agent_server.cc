@@ -37,8 +37,6 @@ constexpr uint64_t kMinMemoryBytes = 1ull << 20;
 constexpr size_t kMaxAdditionalGids = 64;
 // prepareSnapshot waits at most this for its spare sandbox to be set up.
 constexpr uint64_t kSpareSetupMs = 20000;
-// How long after an exec call's reply the next spare is made (make_spare_later).
-constexpr uint64_t kSpareDelayMs = 50;
 
 std::string read_small_file(const char* path) {
   int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -228,7 +226,7 @@ void AgentImpl::make_spare_later(const HandlerConfig& config) {
   // Off the reply's path, and a little later: a VM made for one call (wisp exec, serve's
   // clones) is usually told to shut down in that time and then makes none. Another call's
   // end replaces this, so back-to-back calls make one spare, after the last.
-  spare_task_ = services_.timer.afterDelay(kSpareDelayMs * kj::MILLISECONDS)
+  spare_task_ = services_.timer.afterDelay(kAfterResultDelay)
                     .then([this, config]() { make_spare(config); })
                     .eagerlyEvaluate([](kj::Exception&& e) {
                       console_log("no spare exec sandbox: %s", e.getDescription().cStr());

@@ -10,10 +10,6 @@ namespace {
 
 constexpr uint kFdFlags =
     kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP | kj::LowLevelAsyncIoProvider::ALREADY_CLOEXEC;
-// How long after a call's result its sandbox's namespaces and cgroup go: long enough for the
-// result to leave the guest first (its vsock send runs in a kworker after the agent's write);
-// a pool clone is destroyed before that, so its guest never spends the time at all.
-constexpr uint64_t kTeardownDelayMs = 50;
 
 // Everything one invocation owns; lives until its promise resolves or is cancelled.
 struct ExecRun {
@@ -124,8 +120,7 @@ kj::Promise<InvocationResult> run_exec_invocation(AgentServices& services,
         apply_stats(r->cgroup->read_stats(), &r->exit, r->result);
         // Tearing the sandbox down (its namespaces, its cgroup's removal) waits until the
         // result is out: on the guest's one vCPU it would otherwise run first.
-        r->services.remains.drop_later(kj::mv(r->namespaces), kj::mv(r->cgroup),
-                                       kTeardownDelayMs * kj::MILLISECONDS);
+        r->services.remains.drop_later(kj::mv(r->namespaces), kj::mv(r->cgroup), kAfterResultDelay);
         return kj::mv(r->result);
       })
       .attach(kj::mv(run));

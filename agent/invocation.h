@@ -47,6 +47,12 @@ inline kj::Promise<void> after_from_now(kj::Timer& timer, kj::Duration delay) {
   return timer.atTime(kj::systemPreciseMonotonicClock().now() + delay);
 }
 
+// How long after an exec call's result the agent does the work that can wait for it (the
+// sandbox's teardown, sandbox_remains.h; the next spare, spare_sandbox.h): long enough for the
+// result to leave the guest first (its vsock send runs in a kworker after the agent's write) on
+// the guest's one vCPU. A pool clone is destroyed before then and never spends the time.
+inline constexpr kj::Duration kAfterResultDelay = 50 * kj::MILLISECONDS;
+
 // What handler code needs from the agent: the event loop's I/O and timer, the reaper, and a
 // task set for clean-ups that outlive a call.
 struct AgentServices {
