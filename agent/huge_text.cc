@@ -46,8 +46,9 @@ std::optional<Pool> read_pool() {
   } catch (const Error&) {
     return std::nullopt;
   }
-  if (meminfo.find("\nHugePages_Total:") == std::string::npos) return std::nullopt;
-  return Pool{keyed_value(meminfo, "HugePages_Total:"), keyed_value(meminfo, "HugePages_Free:")};
+  std::optional<uint64_t> total = find_keyed_value(meminfo, "HugePages_Total:");
+  if (!total) return std::nullopt;
+  return Pool{*total, keyed_value(meminfo, "HugePages_Free:")};
 }
 
 bool write_pool_size(uint64_t pages) {
@@ -93,6 +94,31 @@ HugeTextRange huge_text_range(std::span<const ImageSegment> segments, uint64_t p
   return {first, last - first};
 }
 
+namespace {
+
+// Copies `range` onto hugetlb pages (reserved by the caller) and puts them in its place.
+bool copy_onto_huge_pages(const HugeTextRange& range, std::string* why) {
+  void* copy = mmap(nullptr, range.size, PROT_READ | PROT_WRITE,
+                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB | MAP_POPULATE, -1, 0);
+  if (copy == MAP_FAILED) {
+    *why = std::string("mmap(MAP_HUGETLB): ") + strerror(errno);
+    return false;
+  }
+  auto* at = reinterpret_cast<void*>(range.start);
+  memcpy(copy, at, range.size);
+  // The copy lands on the same addresses with the same bytes: whatever runs there (this
+  // function too) goes on through the new pages once the syscall returns.
+  if (mprotect(copy, range.size, PROT_READ | PROT_EXEC) != 0 ||
+      mremap(copy, range.size, range.size, MREMAP_MAYMOVE | MREMAP_FIXED, at) == MAP_FAILED) {
+    *why = std::string("moving the code onto the hugetlb pages: ") + strerror(errno);
+    munmap(copy, range.size);
+    return false;
+  }
+  return true;
+}
+
+}  // namespace
+
 bool move_text_to_huge_pages(std::string* why) {
   static bool moved = false;
   if (moved) return true;
@@ -105,22 +131,8 @@ bool move_text_to_huge_pages(std::string* why) {
   }
   uint64_t pool_was = 0;
   if (!reserve_huge_pages(range.size / kHugeTextPageBytes, &pool_was, why)) return false;
-  void* copy = mmap(nullptr, range.size, PROT_READ | PROT_WRITE,
-                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB | MAP_POPULATE, -1, 0);
-  if (copy == MAP_FAILED) {
-    *why = std::string("mmap(MAP_HUGETLB): ") + strerror(errno);
-    write_pool_size(pool_was);
-    return false;
-  }
-  auto* at = reinterpret_cast<void*>(range.start);
-  memcpy(copy, at, range.size);
-  // The copy lands on the same addresses with the same bytes: whatever runs there (this
-  // function too) goes on through the new pages once the syscall returns.
-  if (mprotect(copy, range.size, PROT_READ | PROT_EXEC) != 0 ||
-      mremap(copy, range.size, range.size, MREMAP_MAYMOVE | MREMAP_FIXED, at) == MAP_FAILED) {
-    *why = std::string("moving the code onto the hugetlb pages: ") + strerror(errno);
-    munmap(copy, range.size);
-    write_pool_size(pool_was);
+  if (!copy_onto_huge_pages(range, why)) {
+    write_pool_size(pool_was);  // what the move did not use goes back to the page allocator
     return false;
   }
   moved = true;

@@ -15,7 +15,7 @@ std::vector<std::string> split(const std::string& text, char sep) {
   }
 }
 
-uint64_t keyed_value(const std::string& text, const std::string& key) {
+std::optional<uint64_t> find_keyed_value(const std::string& text, const std::string& key) {
   std::string needle = key + " ";
   size_t pos = 0;
   while ((pos = text.find(needle, pos)) != std::string::npos) {
@@ -24,7 +24,11 @@ uint64_t keyed_value(const std::string& text, const std::string& key) {
     }
     pos += needle.size();
   }
-  return 0;
+  return std::nullopt;
+}
+
+uint64_t keyed_value(const std::string& text, const std::string& key) {
+  return find_keyed_value(text, key).value_or(0);
 }
 
 }  // namespace wisp

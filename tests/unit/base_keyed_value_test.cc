@@ -22,5 +22,12 @@ TEST(KeyedValue, MeminfosHugePageLines) {
   EXPECT_EQ(keyed_value(meminfo, "MemTotal:"), 125000u);
 }
 
+TEST(KeyedValue, FindTellsAMissingKeyFromAZero) {
+  const std::string meminfo = "MemTotal:         125000 kB\nHugePages_Free:        0\n";
+  EXPECT_EQ(find_keyed_value(meminfo, "HugePages_Free:"), std::optional<uint64_t>(0));
+  EXPECT_EQ(find_keyed_value(meminfo, "HugePages_Total:"), std::nullopt);
+  EXPECT_EQ(find_keyed_value("HugePages_Total: 2\n", "HugePages_Total:"), 2u);  // first line
+}
+
 }  // namespace
 }  // namespace wisp
